@@ -1,0 +1,142 @@
+"""Costline's one error tree.
+
+Every error a caller of ``core`` can see is a ``CostlineError``. Provider adapters translate
+httpx and provider errors at the boundary (``raise ... from exc``) into the most specific class.
+
+    CostlineError
+    ├── ConfigError                 bad settings, catalog, policy or input file
+    ├── RequestError                the request itself is wrong; never retried
+    │   ├── BadRequest              empty messages, negative max_tokens, invalid UTF-8, HTTP 400
+    │   ├── ContextWindowExceeded   prompt + max_tokens over the model's window
+    │   └── UnpricedModel           model not in the price catalog
+    ├── PolicyError                 Costline's own controls said no; not retried
+    │   └── BudgetExceeded          names the budget, its limit, spend and window
+    └── ProviderError               the upstream failed
+        ├── AuthError               HTTP 401/403
+        ├── MalformedResponse       unparseable body, missing fields, stream cut mid-way
+        └── RetryableError          worth another attempt or the next fallback
+            ├── RateLimited         HTTP 429 or a Costline rate limit (retry_after seconds)
+            ├── ProviderTimeout     connect/read timeout
+            ├── ProviderConnectionError   refused, reset, DNS
+            └── ProviderServerError HTTP 5xx
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+__all__ = [
+    "AuthError",
+    "BadRequest",
+    "BudgetExceeded",
+    "ConfigError",
+    "ContextWindowExceeded",
+    "CostlineError",
+    "MalformedResponse",
+    "PolicyError",
+    "ProviderConnectionError",
+    "ProviderError",
+    "ProviderServerError",
+    "ProviderTimeout",
+    "RateLimited",
+    "RequestError",
+    "RetryableError",
+    "UnpricedModel",
+]
+
+
+class CostlineError(Exception):
+    """Base of every Costline error. ``error_type`` is the name logged in usage events."""
+
+    def __init__(self, message: str, *, provider: str | None = None, model: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.provider = provider
+        self.model = model
+
+    @property
+    def error_type(self) -> str:
+        return type(self).__name__
+
+
+class ConfigError(CostlineError):
+    """Settings, catalog, policy or input data is invalid. The message names the field."""
+
+
+class RequestError(CostlineError):
+    """The request is wrong; retrying or falling back will not help."""
+
+
+class BadRequest(RequestError):
+    pass
+
+
+class ContextWindowExceeded(RequestError):
+    def __init__(self, message: str, *, tokens: int = 0, window: int = 0, **kw: str | None):
+        super().__init__(message, **kw)
+        self.tokens = tokens
+        self.window = window
+
+
+class UnpricedModel(RequestError):
+    """The model has no price; Costline never prices it at $0 silently."""
+
+
+class PolicyError(CostlineError):
+    """A Costline control (budget) refused the call."""
+
+
+class BudgetExceeded(PolicyError):
+    def __init__(
+        self,
+        message: str,
+        *,
+        budget: str = "",
+        limit: Decimal | int = 0,
+        spent: Decimal | int = 0,
+        window: str = "",
+        **kw: str | None,
+    ):
+        super().__init__(message, **kw)
+        self.budget = budget
+        self.limit = limit
+        self.spent = spent
+        self.window = window
+
+
+class ProviderError(CostlineError):
+    """The upstream provider failed."""
+
+    def __init__(self, message: str, *, status_code: int | None = None, **kw: str | None):
+        super().__init__(message, **kw)
+        self.status_code = status_code
+
+
+class AuthError(ProviderError):
+    pass
+
+
+class MalformedResponse(ProviderError):
+    pass
+
+
+class RetryableError(ProviderError):
+    """Worth retrying the same model, then falling back to the next candidate."""
+
+
+class RateLimited(RetryableError):
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: object):
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        self.retry_after = retry_after
+
+
+class ProviderTimeout(RetryableError):
+    pass
+
+
+class ProviderConnectionError(RetryableError):
+    pass
+
+
+class ProviderServerError(RetryableError):
+    pass

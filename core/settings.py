@@ -1,0 +1,118 @@
+"""Settings: where state lives and how to reach each provider.
+
+Precedence, highest first:
+
+    | source                         | example                                        |
+    |--------------------------------|------------------------------------------------|
+    | arguments to Settings(...)     | Settings(home=Path("/tmp/x"))                  |
+    | environment variables          | COSTLINE_HOME, OPENAI_API_KEY, GROQ_BASE_URL   |
+    | built-in defaults              | home ./.costline, provider base URLs below     |
+
+Per provider NAME the environment gives ``{NAME}_API_KEY`` and ``{NAME}_BASE_URL``
+(upper case, e.g. ``OPENAI_BASE_URL``). Keys are never logged; ``ProviderConfig.__repr__``
+masks them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal
+
+from core.errors import ConfigError
+
+Wire = Literal["openai", "anthropic", "dryrun", "local"]
+
+DEFAULT_BASE_URLS: dict[str, tuple[Wire, str]] = {
+    "openai": ("openai", "https://api.openai.com/v1"),
+    "anthropic": ("anthropic", "https://api.anthropic.com"),
+    "google": ("openai", "https://generativelanguage.googleapis.com/v1beta/openai"),
+    "groq": ("openai", "https://api.groq.com/openai/v1"),
+    "deepseek": ("openai", "https://api.deepseek.com/v1"),
+    "mistral": ("openai", "https://api.mistral.ai/v1"),
+    "ollama": ("openai", "http://127.0.0.1:11434/v1"),
+    "vllm": ("openai", "http://127.0.0.1:8000/v1"),
+    "tgi": ("openai", "http://127.0.0.1:8080/v1"),
+    "llamacpp": ("openai", "http://127.0.0.1:8080/v1"),
+    "dryrun": ("dryrun", ""),
+    "local": ("local", ""),
+}
+ENV_KEY_NAMES = {"google": "GEMINI"}  # GEMINI_API_KEY is what Google documents
+
+
+def costline_home(env: Mapping[str, str] | None = None) -> Path:
+    """All runtime state lives under this one directory."""
+    env = os.environ if env is None else env
+    return Path(env.get("COSTLINE_HOME") or ".costline").resolve()
+
+
+def mask(secret: str | None) -> str:
+    if not secret:
+        return ""
+    return secret[:3] + "…" + secret[-4:] if len(secret) > 10 else "…"
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    name: str
+    wire: Wire
+    base_url: str = ""
+    api_key: str | None = field(default=None, repr=False)
+    timeout_s: float = 60.0
+    max_retries: int = 2
+
+    def __repr__(self) -> str:
+        return (
+            f"ProviderConfig(name={self.name!r}, wire={self.wire!r}, base_url={self.base_url!r},"
+            f" api_key={mask(self.api_key)!r})"
+        )
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path = field(default_factory=costline_home)
+    providers: Mapping[str, ProviderConfig] = field(default_factory=dict)
+    timezone: str = "UTC"
+    log_bodies_projects: frozenset[str] = frozenset()  # projects whose prompts are stored
+    otel: bool = False
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        env = os.environ if env is None else env
+        providers = {name: provider_from_env(name, env) for name in DEFAULT_BASE_URLS}
+        s = cls(
+            home=costline_home(env),
+            providers=providers,
+            timezone=env.get("COSTLINE_TIMEZONE", "UTC"),
+            log_bodies_projects=frozenset(
+                p for p in env.get("COSTLINE_LOG_BODIES_PROJECTS", "").split(",") if p
+            ),
+            otel=env.get("COSTLINE_OTEL", "") in ("1", "true", "yes"),
+        )
+        return replace(s, **overrides)  # type: ignore[arg-type]
+
+    def provider(self, name: str) -> ProviderConfig:
+        try:
+            return self.providers[name]
+        except KeyError:
+            raise ConfigError(f"provider {name!r} is not configured") from None
+
+    def with_provider(self, config: ProviderConfig) -> Settings:
+        return replace(self, providers={**self.providers, config.name: config})
+
+    @property
+    def events_dir(self) -> Path:
+        return self.home / "events"
+
+
+def provider_from_env(name: str, env: Mapping[str, str]) -> ProviderConfig:
+    wire, url = DEFAULT_BASE_URLS.get(name, ("openai", ""))
+    prefix = ENV_KEY_NAMES.get(name, name.upper())
+    return ProviderConfig(
+        name=name,
+        wire=wire,
+        base_url=env.get(f"{name.upper()}_BASE_URL", url).rstrip("/"),
+        api_key=env.get(f"{prefix}_API_KEY") or None,
+    )

@@ -1,0 +1,145 @@
+"""The values that travel through one call: request in, completion out.
+
+Money is kept in integer picodollars (1 USD = 10**12 pUSD): every catalog price in USD per
+million tokens with up to six decimals is an exact integer number of pUSD per token, so sums
+over millions of calls are exact. ``Decimal`` is used only at the edges (display, export).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Literal
+
+PICO = 10**12
+Role = Literal["system", "user", "assistant", "tool"]
+Criticality = Literal["critical", "high", "normal", "low", "background"]
+CRITICALITIES: tuple[str, ...] = ("critical", "high", "normal", "low", "background")
+SOURCES: tuple[str, ...] = ("app", "playground", "import", "demo", "bench", "test")
+
+
+def new_request_id() -> str:
+    return "req_" + uuid.uuid4().hex
+
+
+def pico_to_usd(pico: int) -> Decimal:
+    """Exact conversion of picodollars to a Decimal number of dollars."""
+    return Decimal(pico).scaleb(-12)
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    role: Role
+    content: str
+    name: str | None = None
+
+
+@dataclass(slots=True)
+class ChatRequest:
+    """One chat call. Give ``model`` or ``task`` (a task policy picks the model)."""
+
+    messages: list[Message]
+    model: str | None = None
+    task: str | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    stream: bool = False
+    org: str | None = None
+    project: str | None = None
+    user: str | None = None
+    app: str | None = None  # API key / application, for rate limits
+    criticality: Criticality = "normal"
+    tags: tuple[str, ...] = ()
+    metadata: dict[str, str] = field(default_factory=dict)
+    fallbacks: tuple[str, ...] = ()
+    cache: bool = True  # False: neither read nor write the response cache
+    ttl: float | None = None  # cache TTL override, seconds
+    personal: bool = False  # personal requests are never cached across users
+    optimize_cost: bool = False
+    batch: bool = False  # priced at the provider's batch rates
+    timeout: float | None = None  # seconds, per attempt
+    source: str = "app"
+    request_id: str = field(default_factory=new_request_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts in disjoint classes: each token is counted in exactly one field.
+
+    ``input_tokens`` excludes cached and cache-write tokens; ``output_tokens`` excludes
+    reasoning tokens. Adapters normalise each provider's reporting to this shape, which is
+    what lets pricing charge every token exactly once.
+    """
+
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+    estimated: bool = False
+
+    @property
+    def prompt_tokens(self) -> int:
+        return self.input_tokens + self.cached_input_tokens + self.cache_write_tokens
+
+    @property
+    def completion_tokens(self) -> int:
+        return self.output_tokens + self.reasoning_tokens
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    """Cost of one call per token class, in integer picodollars."""
+
+    input: int = 0
+    cached_input: int = 0
+    cache_write: int = 0
+    output: int = 0
+    reasoning: int = 0
+    unpriced: bool = False
+
+    @property
+    def total(self) -> int:
+        return self.input + self.cached_input + self.cache_write + self.output + self.reasoning
+
+    @property
+    def usd(self) -> Decimal:
+        return pico_to_usd(self.total)
+
+
+ZERO_COST = Cost()
+
+
+@dataclass(slots=True)
+class Completion:
+    text: str
+    usage: Usage
+    cost: Cost
+    model: str
+    provider: str
+    latency_ms: float
+    request_id: str
+    cache_hit: bool = False
+    route_reason: str = ""
+    requested_model: str | None = None
+    ttft_ms: float | None = None
+    finish_reason: str | None = None
+    saved: Cost = ZERO_COST  # what a cache hit or skipped call would have cost
+    ai_called: bool = True  # False when a sampling strategy reused the last answer
+
+    @property
+    def cost_usd(self) -> Decimal:
+        return self.cost.usd
+
+
+@dataclass(frozen=True, slots=True)
+class StreamChunk:
+    """One piece of a streamed answer; the last chunk carries the final Completion."""
+
+    text: str
+    completion: Completion | None = None

@@ -1,0 +1,82 @@
+"""Shared fixtures: every test gets its own COSTLINE_HOME; services skip or fail clearly."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REQUIRE_SERVICES = os.environ.get("COSTLINE_REQUIRE_SERVICES") == "1"
+REDIS_URL = os.environ.get("COSTLINE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+PG_ADMIN_URL = os.environ.get(
+    "COSTLINE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+@pytest.fixture(autouse=True)
+def costline_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "costline-home"
+    home.mkdir()
+    monkeypatch.setenv("COSTLINE_HOME", str(home))
+    return home
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def need_service(name: str, host: str, port: int) -> None:
+    """Skip with a reason when a service is down, unless CI requires services."""
+    if _port_open(host, port):
+        return
+    msg = f"{name} not reachable at {host}:{port}"
+    if REQUIRE_SERVICES:
+        pytest.fail(msg + " and COSTLINE_REQUIRE_SERVICES=1")
+    pytest.skip(msg)
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """A Redis URL plus a unique key prefix in COSTLINE_TEST_PREFIX; keys are removed after."""
+    need_service("Redis", "127.0.0.1", 6379)
+    import redis
+
+    prefix = f"costline-test-{uuid.uuid4().hex[:8]}:"
+    os.environ["COSTLINE_TEST_PREFIX"] = prefix
+    yield REDIS_URL
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(match=prefix + "*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for one test, dropped afterwards."""
+    need_service("PostgreSQL", "127.0.0.1", 5432)
+    import sqlalchemy as sa
+
+    name = f"costline_test_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    yield f"{base}/{name}"
+    with admin.connect() as c:
+        c.execute(
+            sa.text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"
+            ),
+            {"n": name},
+        )
+        c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+    admin.dispose()

@@ -4,7 +4,8 @@ Every error a caller of ``core`` can see is a ``CostlineError``. Provider adapte
 httpx and provider errors at the boundary (``raise ... from exc``) into the most specific class.
 
     CostlineError
-    ├── ConfigError                 bad settings, catalog, policy or input file
+    ├── ConfigError                 bad settings, catalog, policy or input file (``field`` names it)
+    ├── PermissionDenied            the actor's role may not do this (checked where it writes)
     ├── RequestError                the request itself is wrong; never retried
     │   ├── BadRequest              empty messages, negative max_tokens, invalid UTF-8, HTTP 400
     │   ├── ContextWindowExceeded   prompt + max_tokens over the model's window
@@ -33,6 +34,7 @@ __all__ = [
     "ContextWindowExceeded",
     "CostlineError",
     "MalformedResponse",
+    "PermissionDenied",
     "PolicyError",
     "ProviderConnectionError",
     "ProviderError",
@@ -53,6 +55,7 @@ class CostlineError(Exception):
         self.message = message
         self.provider = provider
         self.model = model
+        self.status_code: int | None = None
 
     @property
     def error_type(self) -> str:
@@ -61,6 +64,14 @@ class CostlineError(Exception):
 
 class ConfigError(CostlineError):
     """Settings, catalog, policy or input data is invalid. The message names the field."""
+
+    def __init__(self, message: str, *, field: str | None = None, **kw: str | None):
+        super().__init__(message, **kw)
+        self.field = field
+
+
+class PermissionDenied(CostlineError):
+    """The actor's role may not perform this action (enforced server-side, where it writes)."""
 
 
 class RequestError(CostlineError):

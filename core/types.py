@@ -59,6 +59,8 @@ class ChatRequest:
     optimize_cost: bool = False
     batch: bool = False  # priced at the provider's batch rates
     timeout: float | None = None  # seconds, per attempt
+    signal: float | None = None  # sampling: the numeric signal CHANGE_BASED/ADAPTIVE watch
+    score: float | None = None  # sampling: the score THRESHOLD compares
     source: str = "app"
     request_id: str = field(default_factory=new_request_id)
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["tests.servers.fixtures"]
+
 REQUIRE_SERVICES = os.environ.get("COSTLINE_REQUIRE_SERVICES") == "1"
 REDIS_URL = os.environ.get("COSTLINE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 PG_ADMIN_URL = os.environ.get(

@@ -1,0 +1,129 @@
+"""The control plane: everything people edit in the console, stored in SQL.
+
+SQLite at ``$COSTLINE_HOME/control.db`` by default, PostgreSQL when ``COSTLINE_CONTROL_URL``
+is set. Routers read a ``ControlSnapshot`` through a ``Watcher``; the console reads and
+writes through ``ControlPlane``, every write as an ``Actor`` whose role is checked where it
+writes, audited, and versioned.
+
+    plane = ControlPlane(model_exists=catalog.has)
+    plane.upsert_budget(Budget(id="monthly", name="Monthly", limit_usd=Decimal("500")), actor)
+    watcher = Watcher(plane)          # in each router process
+    watcher.current().budgets         # sees the edit within ~min_interval_s
+"""
+
+from __future__ import annotations
+
+from ._base import PERMISSIONS, can
+from ._engine import control_url, make_engine
+from ._migrations import MIGRATIONS, applied, migrate
+from ._models import (
+    ALERT_KINDS,
+    BUDGET_ACTIONS,
+    BUDGET_SCOPES,
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_BATCH_TIMEOUT_S,
+    DEFAULT_CACHE_TTL_S,
+    DEFAULT_CACHE_TTLS,
+    DEFAULT_MIN_INTERVAL_S,
+    DEFAULT_SETTINGS,
+    DEFAULT_THRESHOLDS,
+    PERIODS,
+    RATE_ALGORITHMS,
+    RATE_METRICS,
+    RATE_SCOPES,
+    ROLES,
+    ROUTING_STRATEGIES,
+    SAMPLING_STRATEGIES,
+    SYSTEM,
+    Actor,
+    Alert,
+    AuditEntry,
+    Budget,
+    CacheSetting,
+    ModelScore,
+    PriceOverride,
+    RateLimit,
+    RoutingPolicy,
+    SamplingStrategy,
+    User,
+    Weights,
+    window_bounds,
+    window_key,
+)
+from ._snapshot import ControlSnapshot
+from ._store import ControlPlane
+from ._validate import (
+    validate_budget,
+    validate_cache_setting,
+    validate_model_score,
+    validate_password,
+    validate_policy,
+    validate_price_override,
+    validate_rate_limit,
+    validate_role,
+    validate_sampling,
+    validate_setting,
+    validate_username,
+)
+from ._watch import Watcher
+from .auth import AccountLocked, LoginFailed, authenticate, ensure_admin
+
+__all__ = [
+    "ALERT_KINDS",
+    "BUDGET_ACTIONS",
+    "BUDGET_SCOPES",
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_BATCH_TIMEOUT_S",
+    "DEFAULT_CACHE_TTLS",
+    "DEFAULT_CACHE_TTL_S",
+    "DEFAULT_MIN_INTERVAL_S",
+    "DEFAULT_SETTINGS",
+    "DEFAULT_THRESHOLDS",
+    "MIGRATIONS",
+    "PERIODS",
+    "PERMISSIONS",
+    "RATE_ALGORITHMS",
+    "RATE_METRICS",
+    "RATE_SCOPES",
+    "ROLES",
+    "ROUTING_STRATEGIES",
+    "SAMPLING_STRATEGIES",
+    "SYSTEM",
+    "AccountLocked",
+    "Actor",
+    "Alert",
+    "AuditEntry",
+    "Budget",
+    "CacheSetting",
+    "ControlPlane",
+    "ControlSnapshot",
+    "LoginFailed",
+    "ModelScore",
+    "PriceOverride",
+    "RateLimit",
+    "RoutingPolicy",
+    "SamplingStrategy",
+    "User",
+    "Watcher",
+    "Weights",
+    "applied",
+    "authenticate",
+    "can",
+    "control_url",
+    "ensure_admin",
+    "make_engine",
+    "migrate",
+    "validate_budget",
+    "validate_cache_setting",
+    "validate_model_score",
+    "validate_password",
+    "validate_policy",
+    "validate_price_override",
+    "validate_rate_limit",
+    "validate_role",
+    "validate_sampling",
+    "validate_setting",
+    "validate_username",
+    "window_bounds",
+    "window_key",
+]

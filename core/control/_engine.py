@@ -1,0 +1,92 @@
+"""Engine: SQLite (WAL, busy timeout) by default, PostgreSQL when COSTLINE_CONTROL_URL says so.
+
+Precedence of the database URL, highest first:
+
+    | source                            | example                                          |
+    |-----------------------------------|--------------------------------------------------|
+    | ControlPlane(url=...)             | "sqlite:////srv/costline/control.db"             |
+    | COSTLINE_CONTROL_URL              | "postgresql+psycopg://costline@db:5432/costline" |
+    | default                           | sqlite at $COSTLINE_HOME/control.db              |
+
+SQLite notes: the stdlib driver's own transaction handling is switched off so that write
+transactions start with ``BEGIN IMMEDIATE`` (take the write lock first, wait up to the busy
+timeout) and reads with a plain ``BEGIN``; WAL lets the console read while routers write.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import StaticPool
+
+from core.settings import costline_home
+
+BUSY_TIMEOUT_MS = 15_000
+WRITE = "costline_write"  # connection execution option: start with BEGIN IMMEDIATE on SQLite
+
+
+def control_url(url: str | None = None, env: Mapping[str, str] | None = None) -> str:
+    env = os.environ if env is None else env
+    url = url or env.get("COSTLINE_CONTROL_URL") or ""
+    if not url:
+        return f"sqlite:///{costline_home(env) / 'control.db'}"
+    for bare in ("postgres://", "postgresql://"):  # psycopg 3 is the driver we ship
+        if url.startswith(bare):
+            return "postgresql+psycopg://" + url[len(bare):]
+    return url
+
+
+def make_engine(url: str | None = None) -> Engine:
+    parsed = sa.make_url(control_url(url))
+    if parsed.get_backend_name() != "sqlite":
+        return sa.create_engine(parsed, pool_pre_ping=True)
+    kw: dict[str, Any] = {"connect_args": {"timeout": BUSY_TIMEOUT_MS / 1000}}
+    memory = parsed.database in (None, "", ":memory:")
+    if memory:
+        kw.update(poolclass=StaticPool, connect_args={"check_same_thread": False})
+    else:
+        Path(parsed.database or "").parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(parsed, **kw)
+    sa.event.listen(engine, "connect", _sqlite_connect)
+    sa.event.listen(engine, "begin", _sqlite_begin)
+    return engine
+
+
+def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (see _sqlite_begin)
+    cur = dbapi_conn.cursor()
+    cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    cur.execute("PRAGMA journal_mode = WAL")
+    cur.execute("PRAGMA synchronous = NORMAL")
+    cur.execute("PRAGMA foreign_keys = ON")
+    cur.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    immediate = conn.get_execution_options().get(WRITE, False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+@contextmanager
+def write_tx(engine: Engine) -> Iterator[Connection]:
+    """One write transaction; SQLite takes the write lock up front so reads never upgrade."""
+    with engine.connect() as conn:
+        conn.execution_options(**{WRITE: True})
+        with conn.begin():
+            yield conn
+
+
+@contextmanager
+def read_tx(engine: Engine) -> Iterator[Connection]:
+    """One consistent read: a single snapshot for all statements (REPEATABLE READ on PG)."""
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execution_options(isolation_level="REPEATABLE READ")
+        with conn.begin():
+            yield conn

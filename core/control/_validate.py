@@ -1,0 +1,328 @@
+"""Validation of every editable value: a ConfigError whose ``field`` names the bad field.
+
+Each ``validate_*`` returns the normalised value (e.g. money rounded to whole picodollars) or
+raises ``ConfigError(message, field=...)``; the message names the field and the value, so the
+console can show it next to the input.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
+from datetime import date
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from core.errors import ConfigError
+from core.types import CRITICALITIES
+
+from ._models import (
+    ALERT_KINDS,
+    BUDGET_ACTIONS,
+    BUDGET_SCOPES,
+    PERIODS,
+    RATE_ALGORITHMS,
+    RATE_METRICS,
+    RATE_SCOPES,
+    ROLES,
+    ROUTING_STRATEGIES,
+    SAMPLING_STRATEGIES,
+    Budget,
+    CacheSetting,
+    ModelScore,
+    PriceOverride,
+    RateLimit,
+    RoutingPolicy,
+    SamplingStrategy,
+)
+
+ModelExists = Callable[[str], bool]
+ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}$")
+PICO_STEP = Decimal("1e-12")
+RATE_STEP = Decimal("1e-6")  # USD per 1M tokens -> whole picodollars per token
+INT64_MAX = 2**63 - 1  # money columns are BIGINT: about 9.2 million USD in picodollars
+SAMPLING_PARAMS: Mapping[str, tuple[str, ...]] = {
+    "always": (),
+    "periodic": ("interval_s",),
+    "change_based": ("threshold",),
+    "threshold": ("threshold",),
+    "adaptive": ("min_interval_s", "max_interval_s"),
+}
+SAMPLING_OPTIONAL = ("volatility_window", "base_interval_s")
+
+
+def fail(field: str, problem: str, value: object) -> ConfigError:
+    return ConfigError(f"{field}: {problem} (got {value!r})", field=field)
+
+
+def check_id(field: str, value: object) -> str:
+    if not isinstance(value, str) or not ID_RE.match(value):
+        raise fail(field, "must be 1-128 letters, digits or ._:@/- starting with a letter or digit",
+                   value)
+    return value
+
+
+def check_name(field: str, value: object) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > 200:
+        raise fail(field, "must be a non-empty text of at most 200 characters", value)
+    if any(ord(c) < 32 for c in value):
+        raise fail(field, "must not contain control characters", value)
+    return value.strip()
+
+
+def check_choice(field: str, value: object, choices: Iterable[str]) -> str:
+    options = tuple(choices)
+    if value not in options:
+        raise fail(field, f"must be one of {', '.join(options)}", value)
+    return str(value)
+
+
+def check_int(field: str, value: object, *, minimum: int = 0, optional: bool = False) -> int | None:
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise fail(field, f"must be a whole number >= {minimum}", value)
+    return value
+
+
+def check_float(field: str, value: object, *, minimum: float = 0.0, maximum: float = math.inf,
+                strict: bool = False, optional: bool = False) -> float | None:
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        raise fail(field, "must be a number", value)
+    number = float(value)
+    low_ok = number > minimum if strict else number >= minimum
+    if math.isnan(number) or math.isinf(number) or not low_ok or number > maximum:
+        bound = f"> {minimum}" if strict else f">= {minimum}"
+        upper = "" if math.isinf(maximum) else f" and <= {maximum}"
+        raise fail(field, f"must be a finite number {bound}{upper}", value)
+    return number
+
+
+def check_money(field: str, value: object, *, step: Decimal, optional: bool = False,
+                exact: bool = False) -> Decimal | None:
+    """A non-negative finite Decimal; rounded to ``step`` (or rejected when ``exact``)."""
+    if value is None and optional:
+        return None
+    try:
+        if isinstance(value, bool) or value is None:
+            raise InvalidOperation
+        number = value if isinstance(value, Decimal) else Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        raise fail(field, "must be a number of USD", value) from None
+    if not number.is_finite() or number < 0:
+        raise fail(field, "must be a finite amount >= 0", value)
+    rounded = number.quantize(step, rounding=ROUND_HALF_EVEN)
+    largest = Decimal(INT64_MAX) * step
+    if rounded > largest:
+        raise fail(field, f"must be <= {largest}", value)
+    if exact and rounded != number:
+        raise fail(field, f"has more decimals than {step} allows", value)
+    return tidy(rounded)
+
+
+def tidy(d: Decimal) -> Decimal:
+    """Drop trailing zeros without switching to exponent form: 5.000 -> 5, 1E+2 -> 100."""
+    d = d.normalize()
+    return d.quantize(Decimal(1)) if d == d.to_integral_value() else d
+
+
+def check_timezone(field: str, value: object) -> str:
+    try:
+        if not isinstance(value, str) or not value:
+            raise ValueError
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise fail(field, "must be an IANA time zone such as 'UTC' or 'Europe/Paris'",
+                   value) from None
+    return value
+
+
+def check_url(field: str, value: object, *, optional: bool = True) -> str | None:
+    if value in (None, "") and optional:
+        return None
+    parts = urlsplit(value) if isinstance(value, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname \
+            or any(c.isspace() for c in str(value)):
+        raise fail(field, "must be an http:// or https:// URL", value)
+    return str(value)
+
+
+def check_model(field: str, value: object, model_exists: ModelExists | None) -> str:
+    name = check_name(field, value)
+    if model_exists is not None and not model_exists(name):
+        raise fail(field, "is not a model in the price catalog", name)
+    return name
+
+
+def optional_model(field: str, value: object, model_exists: ModelExists | None) -> str | None:
+    return None if value in (None, "") else check_model(field, value, model_exists)
+
+
+def validate_budget(b: Budget, *, model_exists: ModelExists | None = None) -> Budget:
+    check_id("id", b.id)
+    name = check_name("name", b.name)
+    check_choice("scope", b.scope, BUDGET_SCOPES)
+    if b.scope == "global":
+        if b.scope_value not in (None, ""):
+            raise fail("scope_value", "must be empty for a global budget", b.scope_value)
+        scope_value = None
+    else:
+        scope_value = check_name("scope_value", b.scope_value)
+    check_choice("period", b.period, PERIODS)
+    limit = check_money("limit_usd", b.limit_usd, step=PICO_STEP, optional=True)
+    check_int("limit_tokens", b.limit_tokens, optional=True)
+    if limit is None and b.limit_tokens is None:
+        raise fail("limit_usd", "set a USD limit or a token limit (or both)", None)
+    check_float("soft_multiplier", b.soft_multiplier, minimum=1.0)
+    thresholds = tuple(b.thresholds)
+    for t in thresholds:
+        if isinstance(t, bool) or not isinstance(t, int) or not 0 < t <= 1000:
+            raise fail("thresholds", "each must be a whole percentage in (0, 1000]", thresholds)
+    if any(a >= c for a, c in zip(thresholds, thresholds[1:], strict=False)):
+        raise fail("thresholds", "must be strictly increasing", thresholds)
+    check_choice("action", b.action, BUDGET_ACTIONS)
+    degrade_to = optional_model("degrade_to", b.degrade_to, model_exists)
+    tz = None if b.timezone is None else check_timezone("timezone", b.timezone)
+    url = check_url("webhook_url", b.webhook_url)
+    check_int("reset_generation", b.reset_generation)
+    return replace(b, name=name, scope_value=scope_value, limit_usd=limit, thresholds=thresholds,
+                   degrade_to=degrade_to, timezone=tz, webhook_url=url,
+                   soft_multiplier=float(b.soft_multiplier), enabled=bool(b.enabled))
+
+
+def validate_policy(p: RoutingPolicy, *, model_exists: ModelExists | None = None) -> RoutingPolicy:
+    task = check_name("task", p.task)
+    primary = check_model("primary_model", p.primary_model, model_exists)
+    fallbacks = tuple(p.fallbacks)
+    for m in fallbacks:
+        check_model("fallbacks", m, model_exists)
+    if len(set(fallbacks)) != len(fallbacks) or primary in fallbacks:
+        raise fail("fallbacks", "must not repeat a model or the primary model", fallbacks)
+    degrade_to = optional_model("degrade_to", p.degrade_to, model_exists)
+    check_choice("criticality", p.criticality, CRITICALITIES)
+    check_choice("strategy", p.strategy, ROUTING_STRATEGIES)
+    w = p.weights
+    for name, value in (("cost", w.cost), ("latency", w.latency), ("quality", w.quality)):
+        check_float(f"weights.{name}", value)
+    if p.strategy == "balanced" and w.cost + w.latency + w.quality <= 0:
+        raise fail("weights", "at least one weight must be > 0 for the balanced strategy", w)
+    check_int("cache_ttl_s", p.cache_ttl_s, optional=True)
+    check_int("max_tokens", p.max_tokens, minimum=1, optional=True)
+    return replace(p, task=task, primary_model=primary, fallbacks=fallbacks, degrade_to=degrade_to,
+                   personalised=bool(p.personalised))
+
+
+def validate_sampling(s: SamplingStrategy) -> SamplingStrategy:
+    key = check_name("key", s.key)
+    check_choice("strategy", s.strategy, SAMPLING_STRATEGIES)
+    required = SAMPLING_PARAMS[s.strategy]
+    params: dict[str, float] = {}
+    for name, value in s.params.items():
+        if name not in required + SAMPLING_OPTIONAL:
+            raise fail(f"params.{name}", f"is not a parameter of the {s.strategy} strategy", value)
+        params[name] = check_float(f"params.{name}", value, strict=True) or 0.0
+    for name in required:
+        if name not in params:
+            raise fail(f"params.{name}", f"is required by the {s.strategy} strategy", None)
+    if s.strategy == "adaptive" and params["min_interval_s"] > params["max_interval_s"]:
+        raise fail("params.max_interval_s", "must be >= params.min_interval_s",
+                   params["max_interval_s"])
+    min_interval = check_float("min_interval_s", s.min_interval_s) or 0.0
+    check_int("batch_size", s.batch_size, minimum=1)
+    timeout = check_float("batch_timeout_s", s.batch_timeout_s, strict=True) or 0.0
+    return replace(s, key=key, params=params, min_interval_s=min_interval,
+                   batch_timeout_s=timeout, enabled=bool(s.enabled))
+
+
+def validate_cache_setting(c: CacheSetting) -> CacheSetting:
+    task = check_name("task", c.task)
+    check_int("ttl_s", c.ttl_s)
+    check_float("semantic_threshold", c.semantic_threshold, maximum=1.0, strict=True,
+                optional=True)
+    return replace(c, task=task, enabled=bool(c.enabled))
+
+
+def validate_rate_limit(r: RateLimit) -> RateLimit:
+    check_id("id", r.id)
+    check_choice("scope", r.scope, RATE_SCOPES)
+    scope_value = None if r.scope_value in (None, "") else check_name("scope_value",
+                                                                        r.scope_value)
+    check_choice("metric", r.metric, RATE_METRICS)
+    check_int("limit", r.limit, minimum=1)
+    check_int("window_s", r.window_s, minimum=1)
+    check_choice("algorithm", r.algorithm, RATE_ALGORITHMS)
+    check_int("burst", r.burst, minimum=1, optional=True)
+    return replace(r, scope_value=scope_value, enabled=bool(r.enabled))
+
+
+def validate_price_override(o: PriceOverride, *, model_exists: ModelExists | None = None,
+                            new_model: bool = False) -> PriceOverride:
+    """``new_model=True`` prices a model the catalog does not know (otherwise a typo guard)."""
+    model = check_model("model", o.model, None if new_model else model_exists)
+    provider = check_name("provider", o.provider)
+    if not isinstance(o.effective_from, date):
+        raise fail("effective_from", "must be a date", o.effective_from)
+    rates: dict[str, Any] = {}
+    for name in ("input", "output", "cached_input", "cache_write", "reasoning"):
+        optional = name not in ("input", "output")
+        rates[name] = check_money(name, getattr(o, name), step=RATE_STEP, optional=optional,
+                                  exact=True)
+    note = o.note if isinstance(o.note, str) else ""
+    return replace(o, model=model, provider=provider, note=note[:500], **rates)
+
+
+def validate_model_score(s: ModelScore, *, model_exists: ModelExists | None = None) -> ModelScore:
+    model = check_model("model", s.model, model_exists)
+    quality = check_float("quality", s.quality, maximum=1.0)
+    return ModelScore(model=model or "", quality=quality or 0.0, note=(s.note or "")[:500])
+
+
+def validate_setting(key: str, value: Any) -> Any:
+    """Known keys are checked; other keys take any JSON value."""
+    check_name("key", key)
+    if key == "timezone":
+        return check_timezone("timezone", value)
+    if key == "redis_fail_policy":
+        return check_choice("redis_fail_policy", value, ("open", "closed"))
+    if key == "currency":
+        if not isinstance(value, str) or not re.fullmatch(r"[A-Z]{3}", value):
+            raise fail("currency", "must be a three-letter ISO code such as 'USD'", value)
+        return value
+    if key == "currency_rates":
+        if not isinstance(value, Mapping):
+            raise fail("currency_rates", "must map currency codes to rates per USD", value)
+        out = {}
+        for code, rate in value.items():
+            number = check_money(f"currency_rates.{code}", rate, step=Decimal("1e-9"))
+            if not number:
+                raise fail(f"currency_rates.{code}", "must be > 0", rate)
+            out[str(code)] = str(number)
+        return out
+    return value
+
+
+def validate_role(role: object) -> str:
+    return check_choice("role", role, ROLES)
+
+
+def validate_username(name: object) -> str:
+    username = check_id("username", name)
+    if username.lower() == "system":
+        raise fail("username", "is reserved", username)
+    return username
+
+
+def validate_password(password: object) -> str:
+    if not isinstance(password, str) or len(password) < 8 or len(password) > 1024:
+        raise ConfigError("password: must be 8 to 1024 characters", field="password")
+    return password
+
+
+def validate_alert_kind(kind: object) -> str:
+    return check_choice("kind", kind, ALERT_KINDS)

@@ -1,0 +1,111 @@
+"""Anthropic Messages API (POST /v1/messages), streamed and not.
+
+System messages are joined into the top-level ``system`` field. Anthropic already reports
+disjoint classes: ``input_tokens`` excludes cache reads and cache writes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from core.providers._errors import ERROR_TYPES, for_status
+from core.providers._http import HTTPProvider, StreamState
+from core.providers.base import ProviderResult
+from core.types import ChatRequest, Usage
+
+API_VERSION = "2023-06-01"
+DEFAULT_MAX_TOKENS = 1024
+
+
+def _n(u: dict[str, Any], key: str) -> int:
+    value = u.get(key) or 0
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"usage field {key!r} is not an integer: {value!r}")
+    return value
+
+
+def parse_usage(u: Any, base: Usage | None = None) -> Usage | None:
+    """Anthropic usage to Costline's; fields absent here are kept from ``base``."""
+    if not isinstance(u, dict):
+        return base
+    b = base or Usage()
+    return Usage(
+        input_tokens=_n(u, "input_tokens") if "input_tokens" in u else b.input_tokens,
+        cached_input_tokens=(
+            _n(u, "cache_read_input_tokens")
+            if "cache_read_input_tokens" in u
+            else b.cached_input_tokens
+        ),
+        cache_write_tokens=(
+            _n(u, "cache_creation_input_tokens")
+            if "cache_creation_input_tokens" in u
+            else b.cache_write_tokens
+        ),
+        output_tokens=_n(u, "output_tokens") if "output_tokens" in u else b.output_tokens,
+    )
+
+
+class AnthropicProvider(HTTPProvider):
+    wire = "anthropic"
+    terminal = "message_stop"
+
+    def build_request(
+        self, req: ChatRequest, model: str, stream: bool
+    ) -> tuple[str, dict[str, str], dict[str, Any]]:
+        system = [m.content for m in req.messages if m.role == "system"]
+        messages = [
+            {"role": "assistant" if m.role == "assistant" else "user", "content": m.content}
+            for m in req.messages
+            if m.role != "system"
+        ]
+        body: dict[str, Any] = {
+            "model": model,
+            "messages": messages,
+            "max_tokens": req.max_tokens if req.max_tokens is not None else DEFAULT_MAX_TOKENS,
+        }
+        if system:
+            body["system"] = "\n\n".join(system)
+        if req.temperature is not None:
+            body["temperature"] = req.temperature
+        if stream:
+            body["stream"] = True
+        headers = {
+            "anthropic-version": API_VERSION,
+            "accept": "text/event-stream" if stream else "application/json",
+        }
+        if self.config.api_key:
+            headers["x-api-key"] = self.config.api_key
+        return "/v1/messages", headers, body
+
+    def parse_response(self, data: dict[str, Any], model: str) -> ProviderResult:
+        blocks = data["content"]
+        text = "".join(b["text"] for b in blocks if b.get("type") == "text")
+        return ProviderResult(
+            text=text,
+            usage=parse_usage(data.get("usage")),
+            finish_reason=data.get("stop_reason"),
+            model=data.get("model") or model,
+        )
+
+    def parse_event(self, state: StreamState, event: str, data: str) -> str | None:
+        payload = orjson.loads(data)
+        kind = payload.get("type") or event
+        if kind == "content_block_delta":
+            delta = payload["delta"]
+            return delta.get("text") if delta.get("type") == "text_delta" else None
+        if kind == "message_start":
+            msg = payload["message"]
+            state.model = msg.get("model") or state.model
+            state.usage = parse_usage(msg.get("usage"), state.usage)
+        elif kind == "message_delta":
+            state.finish_reason = payload.get("delta", {}).get("stop_reason") or state.finish_reason
+            state.usage = parse_usage(payload.get("usage"), state.usage)
+        elif kind == "message_stop":
+            state.done = True
+        elif kind == "error":
+            err = payload.get("error") or {}
+            status = ERROR_TYPES.get(err.get("type", ""), 500)
+            raise for_status(status, data, {}, state.where)
+        return None  # ping, content_block_start/stop and future event types

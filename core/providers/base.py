@@ -1,0 +1,115 @@
+"""The provider contract: one class per wire protocol, sync and async, streamed or not.
+
+Adapters never retry (the router does). HTTP adapters build on ``HTTPProvider`` (_http.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import ClassVar
+
+import httpx
+
+from core.settings import ProviderConfig
+from core.types import ChatRequest, Usage
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderResult:
+    """What the provider said: ``usage`` is None when it reported none."""
+
+    text: str
+    usage: Usage | None
+    finish_reason: str | None
+    model: str
+
+
+StreamItem = str | ProviderResult
+
+
+class Provider(ABC):
+    """Base of every adapter. ``model`` arguments are the provider's own model id."""
+
+    wire: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        config: ProviderConfig,
+        *,
+        client: httpx.Client | None = None,
+        aclient: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.config = config
+        self._client = client
+        self._aclient = aclient
+        self._owns_client = client is None
+        self._owns_aclient = aclient is None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_config(
+        cls,
+        config: ProviderConfig,
+        *,
+        client: httpx.Client | None = None,
+        aclient: httpx.AsyncClient | None = None,
+    ) -> Provider:
+        """How ``create()`` builds one; override to read extra settings (e.g. env vars)."""
+        return cls(config, client=client, aclient=aclient)
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def timeout(self, req: ChatRequest) -> float:
+        return req.timeout or self.config.timeout_s
+
+    @abstractmethod
+    def complete(self, req: ChatRequest, model: str) -> ProviderResult: ...
+
+    @abstractmethod
+    def stream(self, req: ChatRequest, model: str) -> Iterator[StreamItem]:
+        """Text deltas as str, then exactly one final ProviderResult."""
+
+    async def acomplete(self, req: ChatRequest, model: str) -> ProviderResult:
+        return await asyncio.to_thread(self.complete, req, model)
+
+    async def astream(self, req: ChatRequest, model: str) -> AsyncIterator[StreamItem]:
+        """Default: drive the sync stream one item at a time on a worker thread."""
+        it = self.stream(req, model)
+        end = object()
+        try:
+            while True:
+                item = await asyncio.to_thread(next, it, end)
+                if item is end:
+                    return
+                yield item  # type: ignore[misc]
+        finally:
+            with contextlib.suppress(ValueError):  # still running on a worker: ends by itself
+                it.close()  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        if self._owns_client and self._client is not None:
+            self._client.close()
+            self._client = None
+
+    async def aclose(self) -> None:
+        self.close()
+        if self._owns_aclient and self._aclient is not None:
+            await self._aclient.aclose()
+            self._aclient = None
+
+    def __enter__(self) -> Provider:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        c = self.config
+        return f"<{type(self).__name__} name={c.name!r} base_url={c.base_url!r}>"

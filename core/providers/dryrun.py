@@ -1,0 +1,150 @@
+"""A deterministic provider simulator for demos, tests and the overhead benchmark.
+
+Clearly labelled: every answer starts with ``[dryrun] `` and echoes the last user message. The
+answer length (20..min(max_tokens or 400, 400) tokens) comes from a hash of the request, so the
+same request always gets the same answer and usage. No network, no sleep unless asked for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import zlib
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+
+import httpx
+
+from core.providers.base import Provider, ProviderResult, StreamItem
+from core.settings import ProviderConfig
+from core.types import ChatRequest, Message, Usage
+
+LABEL = "[dryrun]"
+MAX_OUT = 400
+MIN_OUT = 20
+ECHO_WORDS = 12
+_FILLER = (
+    "the cost of this answer is simulated so no provider was called and no money was spent "
+    "while the router still counts tokens checks budgets picks a model and records usage "
+    "like it would for a real call which makes demos tests and benchmarks cheap repeatable "
+    "and safe to run anywhere without keys"
+)
+_VOCAB = _FILLER.split()
+_WORDS = _VOCAB * (MAX_OUT // len(_VOCAB) + 2)
+_FILLER_TEXT = " ".join(_WORDS) + " "
+_STARTS = [0]  # _STARTS[i]: where word i begins in _FILLER_TEXT
+for _w in _WORDS:
+    _STARTS.append(_STARTS[-1] + len(_w) + 1)
+
+_count: Callable[[str, Sequence[Message]], int] | None = None
+
+
+def _fallback_count(model: str, messages: Sequence[Message]) -> int:
+    return sum(len(m.content) // 4 + 4 for m in messages) + 3 if messages else 0
+
+
+def count_input(model: str, messages: Sequence[Message]) -> int:
+    """Prompt tokens via core.tokens when it exists, else a len//4 estimate."""
+    global _count
+    if _count is None:
+        try:
+            from core.tokens import count_messages
+
+            def real(model: str, messages: Sequence[Message]) -> int:
+                return int(count_messages(model, list(messages)).tokens)
+
+            _count = real
+        except ImportError:
+            _count = _fallback_count
+    return _count(model, messages)
+
+
+def simulate(req: ChatRequest, model: str) -> ProviderResult:
+    """The answer: ``n`` space-separated words, ``n`` output tokens."""
+    crc = zlib.crc32(model.encode())
+    last = ""
+    for m in req.messages:
+        crc = zlib.crc32(m.content.encode("utf-8", "replace"), crc)
+        if m.role == "user":
+            last = m.content
+    cap = min(req.max_tokens or MAX_OUT, MAX_OUT)
+    n = MIN_OUT + crc % (cap - MIN_OUT + 1) if cap > MIN_OUT else max(cap, 1)
+    echo = last[:200].split()[:ECHO_WORDS]
+    head = ([LABEL, "Re:", *echo] if echo else [LABEL])[:n]
+    start = crc % len(_VOCAB)
+    end = start + n - len(head)  # filler words are slices of one precomputed string
+    text = " ".join(head)
+    if end > start:
+        text += " " + _FILLER_TEXT[_STARTS[start] : _STARTS[end] - 1]
+    usage = Usage(input_tokens=count_input(model, req.messages), output_tokens=n)
+    finish = "length" if req.max_tokens is not None and n >= req.max_tokens else "stop"
+    return ProviderResult(text, usage, finish, model)
+
+
+def _chunks(text: str) -> list[str]:
+    """Word chunks that join back to ``text`` exactly."""
+    words = text.split(" ")
+    return [w + " " for w in words[:-1]] + [words[-1]]
+
+
+class DryRunProvider(Provider):
+    wire = "dryrun"
+
+    def __init__(
+        self,
+        config: ProviderConfig,
+        *,
+        client: httpx.Client | None = None,
+        aclient: httpx.AsyncClient | None = None,
+        latency_ms: float = 0.0,
+        ms_per_token: float = 0.0,
+    ) -> None:
+        super().__init__(config, client=client, aclient=aclient)
+        self.latency_ms = latency_ms
+        self.ms_per_token = ms_per_token
+
+    @classmethod
+    def from_config(
+        cls,
+        config: ProviderConfig,
+        *,
+        client: httpx.Client | None = None,
+        aclient: httpx.AsyncClient | None = None,
+    ) -> Provider:
+        latency = os.environ.get("COSTLINE_DRYRUN_LATENCY_MS")
+        return cls(config, client=client, aclient=aclient, latency_ms=float(latency or 0.0))
+
+    def _delay_s(self, tokens: int) -> float:
+        return (self.latency_ms + self.ms_per_token * tokens) / 1000.0
+
+    def complete(self, req: ChatRequest, model: str) -> ProviderResult:
+        result = simulate(req, model)
+        if self.latency_ms or self.ms_per_token:
+            time.sleep(self._delay_s(result.usage.output_tokens if result.usage else 0))
+        return result
+
+    async def acomplete(self, req: ChatRequest, model: str) -> ProviderResult:
+        result = simulate(req, model)
+        if self.latency_ms or self.ms_per_token:
+            await asyncio.sleep(self._delay_s(result.usage.output_tokens if result.usage else 0))
+        return result
+
+    def stream(self, req: ChatRequest, model: str) -> Iterator[StreamItem]:
+        result = simulate(req, model)
+        if self.latency_ms:
+            time.sleep(self.latency_ms / 1000.0)
+        for chunk in _chunks(result.text):
+            if self.ms_per_token:
+                time.sleep(self.ms_per_token / 1000.0)
+            yield chunk
+        yield result
+
+    async def astream(self, req: ChatRequest, model: str) -> AsyncIterator[StreamItem]:
+        result = simulate(req, model)
+        if self.latency_ms:
+            await asyncio.sleep(self.latency_ms / 1000.0)
+        for chunk in _chunks(result.text):
+            if self.ms_per_token:
+                await asyncio.sleep(self.ms_per_token / 1000.0)
+            yield chunk
+        yield result

@@ -1,0 +1,268 @@
+"""The sampling gate: per key, decide whether an event makes a real LLM call.
+
+Order of the checks in ``decide``:
+
+1. no config for the key -> call ("unconfigured"); the gate keeps no state for it.
+2. CRITICAL -> call ("critical"), bypassing the strategy and the minimum interval.
+3. LOW -> batched; the batch is flushed as ONE call when it holds ``batch_size`` events, or when
+   an event arrives ``batch_timeout_s`` after the first pending one; ``flush_due()`` flushes
+   overdue batches from a background tick.
+4. HIGH/MEDIUM -> the first event of a key calls; then ``min_interval_s`` since the last real
+   call, then the strategy. A skip needs an answer to reuse: with none recorded yet it calls
+   ("no_answer").
+
+Every real call (critical, batch or single) resets the key's "last call" time and, when the
+event carries a signal, the reference signal used by CHANGE_BASED.
+
+ADAPTIVE: on each event with a signal, r = |s - s_prev| / |s_prev| (capped at 1.0) feeds an
+EWMA with alpha = 2 / (volatility_window + 1). The interval is
+``clamp(base_interval_s * volatility_ref / ewma, min_interval_s, max_interval_s)``: at the
+reference volatility it equals the base, twice as volatile halves it, a flat signal gives the
+max; before two signals have been seen it is the (clamped) base.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.errors import BadRequest
+from core.sampling._values import Decision, Event, GateStats, Priority, SamplingConfig, Strategy
+
+# Enum members as module constants: class attribute lookups on enums are slow in 3.11.
+CRITICAL, HIGH, MEDIUM, LOW = Priority.CRITICAL, Priority.HIGH, Priority.MEDIUM, Priority.LOW
+ALWAYS, PERIODIC, ADAPTIVE = Strategy.ALWAYS, Strategy.PERIODIC, Strategy.ADAPTIVE
+CHANGE_BASED, THRESHOLD = Strategy.CHANGE_BASED, Strategy.THRESHOLD
+
+
+@dataclass(slots=True)
+class _KeyState:
+    last_call: float | None = None
+    last_signal: float | None = None  # signal at the last real call (CHANGE_BASED reference)
+    prev_signal: float | None = None  # signal of the previous event (ADAPTIVE volatility)
+    volatility: float | None = None  # EWMA of |relative change| per event
+    answer: Any = None
+    has_answer: bool = False
+    recorded: int = 0  # real calls whose cost was recorded
+    spent: int = 0  # picodollars over those calls
+    pending: list[Event] = field(default_factory=list)
+    pending_since: float = 0.0
+    events: int = 0
+    calls: int = 0
+    skipped: int = 0
+    batched: int = 0
+    batch_calls: int = 0
+
+
+def relative_change(ref: float, value: float) -> float:
+    """|value - ref| / |ref|; from a zero reference any change is infinite."""
+    if ref == 0:
+        return 0.0 if value == 0 else math.inf
+    return abs(value - ref) / abs(ref)
+
+
+class SamplingGate:
+    """Thread-safe; ``clock`` (seconds, monotonic) is injected so tests never sleep."""
+
+    def __init__(
+        self,
+        configs: Mapping[str, SamplingConfig],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._configs = dict(configs)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._state: dict[str, _KeyState] = {}
+
+    def configure(self, key: str, config: SamplingConfig | None) -> None:
+        """Set or (None) remove a key's config; its answer and counters are kept."""
+        with self._lock:
+            if config is None:
+                self._configs.pop(key, None)
+            else:
+                self._configs[key] = config
+
+    def decide(self, event: Event) -> Decision:
+        now = event.ts if event.ts is not None else self._clock()
+        with self._lock:
+            cfg = self._configs.get(event.key)
+            if cfg is None:
+                return Decision(event.key, True, "unconfigured")
+            if event.priority in (HIGH, MEDIUM):
+                _require_inputs(cfg, event)
+            st = self._key_state(event.key)
+            st.events += 1
+            if cfg.strategy is ADAPTIVE:
+                _observe(st, cfg, event.signal)
+            if event.priority is CRITICAL:
+                return self._call(st, event, now, "critical")
+            if event.priority is LOW:
+                return self._add_low(st, cfg, event, now)
+            call, reason = _strategy(st, cfg, event, now)
+            if not call and not st.has_answer:
+                call, reason = True, "no_answer"
+            if call:
+                return self._call(st, event, now, reason)
+            st.skipped += 1
+            return Decision(event.key, False, reason, last_answer=st.answer)
+
+    def flush_due(self, *, force: bool = False) -> list[Decision]:
+        """One call Decision per LOW batch whose timeout elapsed (every batch when ``force``)."""
+        now = self._clock()
+        out: list[Decision] = []
+        with self._lock:
+            for key, st in self._state.items():
+                if not st.pending:
+                    continue
+                cfg = self._configs.get(key)
+                due = cfg is None or now - st.pending_since >= cfg.batch_timeout_s
+                if force or due:
+                    out.append(self._flush(key, st, now, "batch_timeout" if due else "batch_flush"))
+        return out
+
+    def record_answer(self, key: str, answer: Any, cost_picousd: int = 0) -> None:
+        """After a real call: the answer later skips reuse, and its cost (integer pUSD)."""
+        if isinstance(cost_picousd, bool) or not isinstance(cost_picousd, int) or cost_picousd < 0:
+            raise BadRequest(f"cost_picousd: must be an integer >= 0, got {cost_picousd!r}")
+        with self._lock:
+            st = self._key_state(key)
+            st.answer, st.has_answer = answer, True
+            st.recorded += 1
+            st.spent += cost_picousd
+
+    def last_answer(self, key: str) -> Any:
+        with self._lock:
+            st = self._state.get(key)
+            return None if st is None else st.answer
+
+    def saved_estimate(self, key: str) -> int:
+        """What one skipped call of ``key`` saves: its average real-call cost (0 if unknown)."""
+        with self._lock:
+            st = self._state.get(key)
+            return st.spent // st.recorded if st is not None and st.recorded else 0
+
+    def adaptive_interval(self, key: str) -> float | None:
+        """The current ADAPTIVE interval of ``key`` (None for other strategies)."""
+        with self._lock:
+            cfg = self._configs.get(key)
+            if cfg is None or cfg.strategy is not ADAPTIVE:
+                return None
+            return _adaptive_interval(self._state.get(key, _KeyState()), cfg)
+
+    def stats(self) -> dict[str, GateStats]:
+        with self._lock:
+            return {key: _stats(st) for key, st in self._state.items()}
+
+    # -- internals (lock held) --
+
+    def _key_state(self, key: str) -> _KeyState:
+        st = self._state.get(key)
+        if st is None:
+            st = self._state[key] = _KeyState()
+        return st
+
+    def _call(self, st: _KeyState, event: Event, now: float, reason: str) -> Decision:
+        st.calls += 1
+        st.last_call = now
+        if event.signal is not None:
+            st.last_signal = event.signal
+        return Decision(event.key, True, reason, last_answer=st.answer)
+
+    def _add_low(self, st: _KeyState, cfg: SamplingConfig, event: Event, now: float) -> Decision:
+        overdue = bool(st.pending) and now - st.pending_since >= cfg.batch_timeout_s
+        if not st.pending:
+            st.pending_since = now
+        st.pending.append(event)
+        st.batched += 1
+        if overdue:
+            return self._flush(event.key, st, now, "batch_timeout")
+        if len(st.pending) >= cfg.batch_size:
+            return self._flush(event.key, st, now, "batch_full")
+        return Decision(event.key, False, "batched", last_answer=st.answer)
+
+    def _flush(self, key: str, st: _KeyState, now: float, reason: str) -> Decision:
+        batch, st.pending = st.pending, []
+        st.calls += 1
+        st.batch_calls += 1
+        st.last_call = now
+        signals = [e.signal for e in batch if e.signal is not None]
+        if signals:
+            st.last_signal = signals[-1]
+        return Decision(key, True, reason, batch=batch, last_answer=st.answer)
+
+
+def _require_inputs(cfg: SamplingConfig, event: Event) -> None:
+    if cfg.strategy is CHANGE_BASED and event.signal is None:
+        raise BadRequest(f"signal: required by the change_based strategy of {event.key!r}")
+    if cfg.strategy is THRESHOLD and event.score is None:
+        raise BadRequest(f"score: required by the threshold strategy of {event.key!r}")
+
+
+def _strategy(st: _KeyState, cfg: SamplingConfig, event: Event, now: float) -> tuple[bool, str]:
+    """(call?, reason) for a HIGH/MEDIUM event."""
+    if st.last_call is None:
+        return True, "first"
+    elapsed = now - st.last_call
+    if elapsed < cfg.min_interval_s:
+        return False, "min_interval"
+    kind = cfg.strategy
+    if kind is ALWAYS:
+        return True, "always"
+    if kind is PERIODIC:
+        assert cfg.interval_s is not None
+        return (True, "interval_elapsed") if elapsed >= cfg.interval_s else (False, "not_due")
+    if kind is ADAPTIVE:
+        due = elapsed >= _adaptive_interval(st, cfg)
+        return (True, "adaptive_due") if due else (False, "not_due")
+    assert cfg.threshold is not None
+    if kind is CHANGE_BASED:
+        assert event.signal is not None
+        if st.last_signal is None:
+            return True, "no_reference"
+        change = relative_change(st.last_signal, event.signal)
+        return (True, "changed") if change >= cfg.threshold else (False, "unchanged")
+    assert event.score is not None
+    return (True, "score_high") if event.score >= cfg.threshold else (False, "score_low")
+
+
+def _observe(st: _KeyState, cfg: SamplingConfig, signal: float | None) -> None:
+    if signal is None:
+        return
+    prev, st.prev_signal = st.prev_signal, signal
+    if prev is None:
+        return
+    r = min(1.0, relative_change(prev, signal))
+    alpha = 2.0 / (cfg.volatility_window + 1)
+    st.volatility = r if st.volatility is None else alpha * r + (1 - alpha) * st.volatility
+
+
+def _adaptive_interval(st: _KeyState, cfg: SamplingConfig) -> float:
+    assert cfg.base_interval_s is not None and cfg.max_interval_s is not None
+    vol = st.volatility
+    if vol is None:
+        raw = cfg.base_interval_s
+    elif vol <= 0:
+        raw = cfg.max_interval_s
+    else:
+        raw = cfg.base_interval_s * cfg.volatility_ref / vol
+    return min(cfg.max_interval_s, max(cfg.min_interval_s, raw))
+
+
+def _stats(st: _KeyState) -> GateStats:
+    pending = len(st.pending)
+    saved = st.skipped + (st.batched - pending) - st.batch_calls
+    saved_pico = saved * st.spent // st.recorded if st.recorded else 0
+    return GateStats(
+        events=st.events,
+        calls=st.calls,
+        skipped=st.skipped,
+        batched=st.batched,
+        pending=pending,
+        saved_calls=saved,
+        spent_picousd=st.spent,
+        saved_picousd=saved_pico,
+    )

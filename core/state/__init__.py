@@ -1,0 +1,53 @@
+"""Live state: budget windows, rate-limit buckets, circuit breakers and the response cache.
+
+``make_state()`` picks the backend from a URL (or ``REDIS_URL``): in-process memory by default,
+Redis with an in-process fallback for shared deployments. See ``base.py`` for the contract.
+"""
+
+from __future__ import annotations
+
+import os
+
+from core.state.base import (
+    DEFAULT_PREFIX,
+    Admission,
+    BreakerState,
+    BudgetItem,
+    RateItem,
+    Settlement,
+    State,
+    make_key,
+)
+from core.state.memory import MemoryState
+from core.state.redis_state import RedisState
+from core.state.resilient import Policy, ResilientState
+
+__all__ = [
+    "Admission",
+    "BreakerState",
+    "BudgetItem",
+    "DEFAULT_PREFIX",
+    "MemoryState",
+    "Policy",
+    "RateItem",
+    "RedisState",
+    "ResilientState",
+    "Settlement",
+    "State",
+    "make_key",
+    "make_state",
+]
+
+
+def make_state(
+    url: str | None = None, policy: Policy = "open", prefix: str | None = None
+) -> MemoryState | ResilientState:
+    """None/'' (and no REDIS_URL) or 'memory://' -> MemoryState; redis:// -> ResilientState."""
+    if url is None:
+        url = os.environ.get("REDIS_URL", "")
+    prefix = DEFAULT_PREFIX if prefix is None else prefix
+    if not url or url.startswith("memory://"):
+        return MemoryState(prefix)
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        return ResilientState(RedisState(url, prefix), MemoryState(prefix), policy=policy)
+    raise ValueError(f"unsupported state URL {url!r}: use memory:// or redis://")

@@ -1,0 +1,183 @@
+"""Lua scripts for RedisState. Each public operation is one EVALSHA, i.e. one round trip.
+
+Time is ARGV[1] (seconds, float) or, when empty, the server's TIME, so every router process
+shares one clock. Budget values are compared as exact decimal strings (``icmp``): Lua numbers
+are doubles, and picodollar sums pass 2**53 at about $9,007; INCRBY itself is exact int64.
+"""
+
+from __future__ import annotations
+
+_PRELUDE = """
+if redis.replicate_commands then pcall(redis.replicate_commands) end
+local function clock(arg)
+  local t = tonumber(arg)
+  if t then return t end
+  local tm = redis.call('TIME')
+  return tonumber(tm[1]) + tonumber(tm[2]) / 1000000
+end
+"""
+
+# KEYS: per rate item 1 key (token bucket) or 2 (sliding window: zset, meta hash), then one
+#       key per budget item.
+# ARGV: now, n_rates, n_budgets; per rate: alg ('t'|'w'), limit, window_s, capacity, cost,
+#       ttl_ms; per budget: threshold (limit - amount, '' = never block), amount, ttl_ms.
+# Returns {ok, reason, failed_index (0-based), retry_after ('-1' = never), value_1..value_n}.
+ADMIT = (
+    _PRELUDE
+    + """
+local function icmp(a, b)
+  local na, nb = string.sub(a, 1, 1) == '-', string.sub(b, 1, 1) == '-'
+  if na ~= nb then return na and -1 or 1 end
+  if na then a, b = string.sub(b, 2), string.sub(a, 2) end
+  if #a ~= #b then return #a < #b and -1 or 1 end
+  if a == b then return 0 end
+  return a < b and -1 or 1
+end
+
+local now = clock(ARGV[1])
+local nr, nb = tonumber(ARGV[2]), tonumber(ARGV[3])
+local bfirst = #KEYS - nb
+local values = {}
+if nb > 0 then
+  local bkeys = {}
+  for j = 1, nb do bkeys[j] = KEYS[bfirst + j] end
+  values = redis.call('MGET', unpack(bkeys))
+end
+local function answer(ok, reason, idx, retry)
+  local out = {ok, reason, idx, retry}
+  for j = 1, nb do out[4 + j] = values[j] end
+  return out
+end
+
+local plans = {}
+local kc, a = 1, 4
+for i = 1, nr do
+  local alg, limit, window = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+  local cap, cost, ttl = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4]), ARGV[a + 5]
+  if alg == 't' then
+    local k = KEYS[kc]
+    kc = kc + 1
+    local rate = limit / window
+    local st = redis.call('HMGET', k, 't', 'ts')
+    local tokens, ts = cap, now
+    if st[1] then
+      local last = tonumber(st[2])
+      tokens = math.min(cap, tonumber(st[1]) + math.max(0, now - last) * rate)
+      ts = math.max(last, now)
+    end
+    if cost > tokens + 1e-9 then
+      if cost > cap then return answer(0, 'rate', i - 1, '-1') end
+      return answer(0, 'rate', i - 1, string.format('%.17g', (cost - tokens) / rate))
+    end
+    plans[i] = {'t', k, math.max(0, tokens - cost), ts, ttl}
+  else
+    local k, m = KEYS[kc], KEYS[kc + 1]
+    kc = kc + 2
+    local cut = now - window
+    local total = tonumber(redis.call('HGET', m, 'sum') or '0')
+    if total ~= 0 and redis.call('EXISTS', k) == 0 then total = 0 end
+    local old = redis.call('ZRANGEBYSCORE', k, '-inf', cut)
+    if #old > 0 then
+      for _, member in ipairs(old) do
+        total = total - tonumber(string.match(member, ':(%d+)$'))
+      end
+      redis.call('ZREMRANGEBYSCORE', k, '-inf', cut)
+      redis.call('HSET', m, 'sum', total)
+    end
+    if total + cost > limit then
+      if cost > limit then return answer(0, 'rate', i - 1, '-1') end
+      local live = redis.call('ZRANGEBYSCORE', k, string.format('(%.17g', cut), '+inf',
+        'WITHSCORES')
+      local freed, retry = 0, window
+      for n = 1, #live, 2 do
+        freed = freed + tonumber(string.match(live[n], ':(%d+)$'))
+        if total - freed + cost <= limit then
+          retry = math.max(0, tonumber(live[n + 1]) + window - now)
+          break
+        end
+      end
+      return answer(0, 'rate', i - 1, string.format('%.17g', retry))
+    end
+    plans[i] = {'w', k, m, ARGV[a + 4], ttl, cost}
+  end
+  a = a + 6
+end
+
+for j = 1, nb do
+  local th = ARGV[a + 3 * (j - 1)]
+  if th ~= '' and icmp(values[j] or '0', th) > 0 then
+    return answer(0, 'budget', j - 1, '')
+  end
+end
+
+for i = 1, nr do
+  local p = plans[i]
+  if p[1] == 't' then
+    redis.call('HSET', p[2], 't', p[3], 'ts', p[4])
+    redis.call('PEXPIRE', p[2], p[5])
+  elseif p[6] > 0 then
+    local seq = redis.call('HINCRBY', p[3], 'seq', 1)
+    redis.call('ZADD', p[2], now, seq .. ':' .. p[4])
+    redis.call('HINCRBY', p[3], 'sum', p[4])
+    redis.call('PEXPIRE', p[2], p[5])
+    redis.call('PEXPIRE', p[3], p[5])
+  end
+end
+for j = 1, nb do
+  local k, amount, ttl = KEYS[bfirst + j], ARGV[a + 3 * (j - 1) + 1], ARGV[a + 3 * (j - 1) + 2]
+  redis.call('INCRBY', k, amount)
+  if ttl ~= '0' then redis.call('PEXPIRE', k, ttl) end
+end
+return answer(1, '', -1, '')
+"""
+)
+
+# KEYS: budget keys. ARGV: per key delta, ttl_ms ('0' = keep). Returns the new values.
+SETTLE = """
+local out = {}
+for j = 1, #KEYS do
+  redis.call('INCRBY', KEYS[j], ARGV[2 * j - 1])
+  if ARGV[2 * j] ~= '0' then redis.call('PEXPIRE', KEYS[j], ARGV[2 * j]) end
+  out[j] = redis.call('GET', KEYS[j])  -- a string: INCRBY's reply would pass through a double
+end
+return out
+"""
+
+# KEYS: breaker hash. ARGV: now. Claims the single half-open probe atomically.
+BREAKER_ALLOW = (
+    _PRELUDE
+    + """
+local now = clock(ARGV[1])
+local st = redis.call('HMGET', KEYS[1], 's', 'at', 'cd', 'probe')
+if not st[1] or st[1] == 'closed' then return 'closed' end
+local since = tonumber(st[1] == 'open' and st[2] or st[4])
+if now >= since + tonumber(st[3]) then
+  redis.call('HSET', KEYS[1], 's', 'half_open', 'probe', now)
+  return 'half_open'
+end
+return 'open'
+"""
+)
+
+# KEYS: breaker hash. ARGV: now, success ('1'|'0'), threshold, cooldown_s, ttl_ms.
+BREAKER_RECORD = (
+    _PRELUDE
+    + """
+if ARGV[2] == '1' then
+  redis.call('DEL', KEYS[1])
+  return 'closed'
+end
+local now = clock(ARGV[1])
+local st = redis.call('HMGET', KEYS[1], 's', 'f')
+local s, f = st[1] or 'closed', tonumber(st[2] or '0') + 1
+redis.call('HSET', KEYS[1], 'f', f, 'cd', ARGV[4])
+if s == 'half_open' or (s == 'closed' and f >= tonumber(ARGV[3])) then
+  s = 'open'
+  redis.call('HSET', KEYS[1], 's', 'open', 'at', now)
+elseif not st[1] then
+  redis.call('HSET', KEYS[1], 's', 'closed')
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return s
+"""
+)

@@ -1,0 +1,262 @@
+"""In-process live state: one lock, plain dicts, expiry on access (plus a sweep every 1024 writes).
+
+The arithmetic mirrors the Lua scripts in ``_lua.py`` line for line, so both backends pass the
+same contract tests. Algorithm time is wall-clock seconds (``now`` or ``time.time()``), like the
+Redis server's TIME; key expiry uses ``time.monotonic()`` the way Redis uses its own clock.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.state.base import (
+    DEFAULT_PREFIX,
+    EPS,
+    Admission,
+    BreakerState,
+    BudgetItem,
+    RateItem,
+    Settlement,
+    bucket_ttl_s,
+    make_key,
+)
+
+BREAKER_TTL_S = 86_400.0
+SWEEP_EVERY = 1024
+
+
+@dataclass(slots=True)
+class _Log:
+    """Exact sliding-window log: sorted (time, seq, cost) entries and their running sum."""
+
+    entries: list[tuple[float, int, int]] = field(default_factory=list)
+    total: int = 0
+    seq: int = 0
+
+
+class MemoryState:
+    """Live state for one process. Thread-safe; nothing is shared with other processes."""
+
+    def __init__(self, prefix: str = DEFAULT_PREFIX, *, max_cache_entries: int = 10_000):
+        self.prefix = prefix
+        self.max_cache_entries = max_cache_entries
+        self._lock = threading.Lock()
+        self._data: dict[str, Any] = {}
+        self._exp: dict[str, float] = {}  # key -> monotonic deadline
+        self._cache: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
+        self._counters: dict[str, int] = {}
+        self._writes = 0
+
+    # -- keyspace ---------------------------------------------------------------------------
+    def _get(self, k: str, mono: float) -> Any:
+        deadline = self._exp.get(k)
+        if deadline is not None and deadline <= mono:
+            del self._exp[k]
+            self._data.pop(k, None)
+            return None
+        return self._data.get(k)
+
+    def _put(self, k: str, value: Any, ttl_s: float | None, mono: float) -> None:
+        """Store; a ttl replaces the expiry, no ttl keeps the current one (like INCRBY)."""
+        self._data[k] = value
+        if ttl_s is not None and ttl_s > 0:
+            self._exp[k] = mono + ttl_s
+        self._writes += 1
+        if self._writes % SWEEP_EVERY == 0:
+            for key in [key for key, d in self._exp.items() if d <= mono]:
+                del self._exp[key]
+                self._data.pop(key, None)
+
+    def _delete(self, k: str) -> None:
+        self._data.pop(k, None)
+        self._exp.pop(k, None)
+
+    # -- rate limits and budgets ------------------------------------------------------------
+    def admit(
+        self,
+        rates: Sequence[RateItem],
+        budgets: Sequence[BudgetItem],
+        now: float | None = None,
+    ) -> Admission:
+        t = time.time() if now is None else now
+        with self._lock:
+            mono = time.monotonic()
+            bkeys = [make_key(self.prefix, "b", b.key) for b in budgets]
+            values = [self._get(k, mono) or 0 for k in bkeys]
+            plans: list[tuple[str, Any]] = []
+            for i, r in enumerate(rates):
+                retry, plan = self._check_rate(r, t, mono)
+                if plan is None:
+                    return Admission(False, "rate", i, retry, values)
+                plans.append(plan)
+            for i, (b, v) in enumerate(zip(budgets, values, strict=True)):
+                if b.limit is not None and b.limit != -1 and v + b.amount > b.limit:
+                    return Admission(False, "budget", i, None, values)
+            for r, (k, new) in zip(rates, plans, strict=True):
+                if r.algorithm == "token_bucket":
+                    self._put(k, new, bucket_ttl_s(r), mono)
+                elif r.cost > 0:
+                    log: _Log = new
+                    log.seq += 1
+                    bisect.insort(log.entries, (t, log.seq, r.cost))
+                    log.total += r.cost
+                    self._put(k, log, r.window_s + 1.0, mono)
+            for k, b, v in zip(bkeys, budgets, values, strict=True):
+                self._put(k, v + b.amount, b.ttl_s, mono)
+        return Admission(True, None, None, None, values)
+
+    def _check_rate(self, r: RateItem, t: float, mono: float) -> tuple[float, Any]:
+        """(retry_after, None) when it does not fit, else (0, (key, new state))."""
+        if r.algorithm == "token_bucket":
+            k = make_key(self.prefix, "rt", r.key)
+            cap, rate = r.capacity, r.rate
+            st = self._get(k, mono)
+            if st is None:
+                tokens, ts = float(cap), t
+            else:
+                tokens = min(float(cap), st[0] + max(0.0, t - st[1]) * rate)
+                ts = max(st[1], t)
+            if r.cost <= tokens + EPS:
+                return 0.0, (k, (max(0.0, tokens - r.cost), ts))
+            return (math.inf if r.cost > cap else (r.cost - tokens) / rate), None
+        k = make_key(self.prefix, "rw", r.key)
+        log = self._get(k, mono) or _Log()
+        cut = t - r.window_s
+        n = 0
+        while n < len(log.entries) and log.entries[n][0] <= cut:
+            log.total -= log.entries[n][2]
+            n += 1
+        del log.entries[:n]
+        if log.total + r.cost <= r.limit:
+            return 0.0, (k, log)
+        if r.cost > r.limit:
+            return math.inf, None
+        freed = 0
+        for ts, _seq, cost in log.entries:
+            freed += cost
+            if log.total - freed + r.cost <= r.limit:
+                return max(0.0, ts + r.window_s - t), None
+        return float(r.window_s), None  # unreachable: freeing everything always fits
+
+    def settle(self, items: Sequence[Settlement]) -> None:
+        with self._lock:
+            mono = time.monotonic()
+            for s in items:
+                k = make_key(self.prefix, "b", s.key)
+                self._put(k, (self._get(k, mono) or 0) + s.actual - s.reserved, s.ttl_s, mono)
+
+    def get_values(self, keys: Sequence[str]) -> list[int]:
+        with self._lock:
+            mono = time.monotonic()
+            return [self._get(make_key(self.prefix, "b", k), mono) or 0 for k in keys]
+
+    def add(self, key: str, amount: int, ttl_s: float | None = None) -> int:
+        with self._lock:
+            mono = time.monotonic()
+            k = make_key(self.prefix, "b", key)
+            value: int = (self._get(k, mono) or 0) + amount
+            self._put(k, value, ttl_s, mono)
+            return value
+
+    def take_values(self, keys: Sequence[str]) -> list[tuple[int, float | None]]:
+        """Read and delete budget values: (value, seconds left or None). For reconciliation."""
+        out: list[tuple[int, float | None]] = []
+        with self._lock:
+            mono = time.monotonic()
+            for key in keys:
+                k = make_key(self.prefix, "b", key)
+                value = self._get(k, mono) or 0
+                deadline = self._exp.get(k)
+                out.append((value, None if deadline is None else max(0.001, deadline - mono)))
+                self._delete(k)
+        return out
+
+    # -- circuit breaker --------------------------------------------------------------------
+    def breaker_allow(self, key: str, now: float | None = None) -> BreakerState:
+        t = time.time() if now is None else now
+        with self._lock:
+            st = self._get(make_key(self.prefix, "br", key), time.monotonic())
+            if st is None or st["s"] == "closed":
+                return "closed"
+            since = st["at"] if st["s"] == "open" else st["probe"]
+            if t >= since + st["cd"]:  # cooldown over, or the last probe never reported
+                st["s"], st["probe"] = "half_open", t
+                return "half_open"
+            return "open"
+
+    def breaker_record(
+        self,
+        key: str,
+        success: bool,
+        threshold: int,
+        cooldown_s: float,
+        now: float | None = None,
+    ) -> BreakerState:
+        t = time.time() if now is None else now
+        k = make_key(self.prefix, "br", key)
+        with self._lock:
+            mono = time.monotonic()
+            if success:
+                self._delete(k)
+                return "closed"
+            st = self._get(k, mono) or {"s": "closed", "f": 0, "at": 0.0, "probe": 0.0}
+            st["f"] += 1
+            st["cd"] = cooldown_s
+            if st["s"] == "half_open" or (st["s"] == "closed" and st["f"] >= threshold):
+                st["s"], st["at"] = "open", t
+            self._put(k, st, max(BREAKER_TTL_S, 2 * cooldown_s), mono)
+            state: BreakerState = st["s"]
+            return state
+
+    # -- cache and counters -----------------------------------------------------------------
+    def cache_get(self, key: str) -> bytes | None:
+        k = make_key(self.prefix, "c", key)
+        with self._lock:
+            hit = self._cache.get(k)
+            if hit is None:
+                return None
+            if hit[1] <= time.monotonic():
+                del self._cache[k]
+                return None
+            self._cache.move_to_end(k)
+            return hit[0]
+
+    def cache_set(self, key: str, value: bytes, ttl_s: float) -> None:
+        if ttl_s <= 0:
+            return
+        k = make_key(self.prefix, "c", key)
+        with self._lock:
+            self._cache[k] = (bytes(value), time.monotonic() + ttl_s)
+            self._cache.move_to_end(k)
+            while len(self._cache) > self.max_cache_entries:
+                self._cache.popitem(last=False)
+
+    def cache_delete(self, key: str) -> None:
+        with self._lock:
+            self._cache.pop(make_key(self.prefix, "c", key), None)
+
+    def incr(self, key: str, n: int = 1) -> int:
+        with self._lock:
+            value = self._counters.get(key, 0) + n
+            self._counters[key] = value
+            return value
+
+    def counters(self, prefix: str = "") -> dict[str, int]:
+        with self._lock:
+            return {k: v for k, v in self._counters.items() if k.startswith(prefix)}
+
+    def take_counters(self) -> dict[str, int]:
+        """Read and clear every counter. For reconciliation."""
+        with self._lock:
+            out, self._counters = self._counters, {}
+            return out
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,174 @@
+"""Live state in Redis, shared by every router process: one Lua script (one round trip) per check.
+
+Scripts are registered once and run by EVALSHA; redis-py reloads them on NOSCRIPT (e.g. after a
+Redis restart). Connections use short socket timeouts and no client-side retries: a retried
+``admit`` could reserve twice, and ``ResilientState`` decides what happens when Redis is away.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from core.state import _lua
+from core.state.base import (
+    DEFAULT_PREFIX,
+    Admission,
+    BreakerState,
+    BudgetItem,
+    RateItem,
+    Settlement,
+    bucket_ttl_s,
+    make_key,
+    ttl_ms,
+)
+
+BREAKER_TTL_S = 86_400.0
+
+
+def _now_arg(now: float | None) -> str:
+    return "" if now is None else repr(float(now))
+
+
+def _int(raw: Any) -> int:
+    return 0 if raw is None else int(raw)
+
+
+class RedisState:
+    """Live state in Redis. ``url`` like ``redis://host:6379/0``; keys start with ``prefix``."""
+
+    def __init__(
+        self,
+        url: str,
+        prefix: str = DEFAULT_PREFIX,
+        *,
+        socket_timeout: float = 0.2,
+        connect_timeout: float = 0.2,
+    ):
+        self.url = url
+        self.prefix = prefix
+        self.client = redis.Redis.from_url(
+            url,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=connect_timeout,
+            retry=Retry(NoBackoff(), 0),
+        )
+        self._admit = self.client.register_script(_lua.ADMIT)
+        self._settle = self.client.register_script(_lua.SETTLE)
+        self._allow = self.client.register_script(_lua.BREAKER_ALLOW)
+        self._record = self.client.register_script(_lua.BREAKER_RECORD)
+        self._counters_key = prefix + "n"
+
+    def ping(self) -> bool:
+        return bool(self.client.ping())
+
+    # -- rate limits and budgets ------------------------------------------------------------
+    def admit(
+        self,
+        rates: Sequence[RateItem],
+        budgets: Sequence[BudgetItem],
+        now: float | None = None,
+    ) -> Admission:
+        keys: list[str] = []
+        args: list[Any] = [_now_arg(now), len(rates), len(budgets)]
+        for r in rates:
+            if r.algorithm == "token_bucket":
+                keys.append(make_key(self.prefix, "rt", r.key))
+                ttl = ttl_ms(bucket_ttl_s(r))
+            else:
+                k = make_key(self.prefix, "rw", r.key)
+                keys += (k, k + "|m")
+                ttl = ttl_ms(r.window_s + 1.0)
+            alg = "t" if r.algorithm == "token_bucket" else "w"
+            args += (alg, r.limit, repr(float(r.window_s)), r.capacity, r.cost, ttl)
+        for b in budgets:
+            keys.append(make_key(self.prefix, "b", b.key))
+            threshold = "" if b.tracked_only else str(b.limit - b.amount)  # type: ignore[operator]
+            args += (threshold, b.amount, ttl_ms(b.ttl_s))
+        res = self._admit(keys=keys, args=args)
+        values = [_int(v) for v in res[4:]]
+        if res[0] == 1:
+            return Admission(True, None, None, None, values)
+        reason = res[1].decode()
+        retry: float | None = None
+        if reason == "rate":
+            retry = float(res[3])
+            retry = math.inf if retry < 0 else retry
+        return Admission(False, reason, int(res[2]), retry, values)
+
+    def settle(self, items: Sequence[Settlement]) -> None:
+        if items:
+            self._apply([(s.key, s.actual - s.reserved, s.ttl_s) for s in items])
+
+    def _apply(self, deltas: Sequence[tuple[str, int, float | None]]) -> list[int]:
+        """value += delta for each key, one script call; returns the new values."""
+        keys = [make_key(self.prefix, "b", k) for k, _, _ in deltas]
+        args: list[Any] = []
+        for _, delta, ttl in deltas:
+            args += (delta, ttl_ms(ttl))
+        return [int(v) for v in self._settle(keys=keys, args=args)]
+
+    def get_values(self, keys: Sequence[str]) -> list[int]:
+        if not keys:
+            return []
+        raw = self.client.mget([make_key(self.prefix, "b", k) for k in keys])
+        return [_int(v) for v in raw]
+
+    def add(self, key: str, amount: int, ttl_s: float | None = None) -> int:
+        return self._apply([(key, amount, ttl_s)])[0]
+
+    # -- circuit breaker --------------------------------------------------------------------
+    def breaker_allow(self, key: str, now: float | None = None) -> BreakerState:
+        k = make_key(self.prefix, "br", key)
+        state: BreakerState = self._allow(keys=[k], args=[_now_arg(now)]).decode()
+        return state
+
+    def breaker_record(
+        self,
+        key: str,
+        success: bool,
+        threshold: int,
+        cooldown_s: float,
+        now: float | None = None,
+    ) -> BreakerState:
+        k = make_key(self.prefix, "br", key)
+        ttl = ttl_ms(max(BREAKER_TTL_S, 2 * cooldown_s))
+        args = [_now_arg(now), "1" if success else "0", threshold, repr(float(cooldown_s)), ttl]
+        state: BreakerState = self._record(keys=[k], args=args).decode()
+        return state
+
+    # -- cache and counters -----------------------------------------------------------------
+    def cache_get(self, key: str) -> bytes | None:
+        value: bytes | None = self.client.get(make_key(self.prefix, "c", key))
+        return value
+
+    def cache_set(self, key: str, value: bytes, ttl_s: float) -> None:
+        if ttl_s > 0:
+            self.client.set(make_key(self.prefix, "c", key), value, px=ttl_ms(ttl_s))
+
+    def cache_delete(self, key: str) -> None:
+        self.client.delete(make_key(self.prefix, "c", key))
+
+    def incr(self, key: str, n: int = 1) -> int:
+        return int(self.client.hincrby(self._counters_key, key, n))
+
+    def counters(self, prefix: str = "") -> dict[str, int]:
+        raw: dict[bytes, bytes] = self.client.hgetall(self._counters_key)
+        out = {k.decode(): int(v) for k, v in raw.items()}
+        return {k: v for k, v in out.items() if k.startswith(prefix)}
+
+    def add_counters(self, counts: dict[str, int]) -> None:
+        """Add many counters in one round trip (used when replaying an outage)."""
+        if counts:
+            pipe = self.client.pipeline(transaction=False)
+            for k, n in counts.items():
+                pipe.hincrby(self._counters_key, k, n)
+            pipe.execute()
+
+    def close(self) -> None:
+        self.client.close()

@@ -1,0 +1,279 @@
+"""Redis with an in-process fallback: the router keeps serving while Redis is away.
+
+While Redis is unreachable (``DOWN_ERRORS``: refused, timeout, read-only, OOM...):
+
+    | operation                 | policy 'open'                     | policy 'closed'              |
+    |---------------------------|-----------------------------------|------------------------------|
+    | cache_get / set / delete  | miss / skipped / replayed later   | same                         |
+    | admit                     | local enforcement (fallback)      | ok=False, 'unavailable'      |
+    | settle, add, incr         | fallback, replayed to Redis later | same (spend is never lost)   |
+    | breaker_allow / _record   | fallback                          | 'open' / not recorded        |
+
+A budget key's first use in an outage seeds the fallback with the last value this process saw in
+Redis, so local enforcement starts from a realistic spend. When Redis answers again, each key's
+outage delta (fallback value - seed) is added to Redis in one script call, so reservations made
+in either place settle correctly. One WARNING per outage, one INFO when it ends; Redis is tried
+again at most every ``retry_interval_s``, by one caller, while the others use the fallback.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Literal, TypeVar
+
+import redis
+
+from core.state.base import (
+    Admission,
+    BreakerState,
+    BudgetItem,
+    RateItem,
+    Settlement,
+)
+from core.state.memory import MemoryState
+from core.state.redis_state import RedisState
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+Policy = Literal["open", "closed"]
+_E = redis.exceptions
+# Redis is away or cannot serve: refused, timed out, loading, wrong auth, not speaking RESP,
+# a read-only replica after a failover, out of memory. Anything else (a script error) raises.
+DOWN_ERRORS: tuple[type[BaseException], ...] = (
+    _E.ConnectionError, _E.TimeoutError, _E.InvalidResponse, _E.ReadOnlyError,
+    _E.OutOfMemoryError, _E.ClusterDownError, _E.TryAgainError, OSError,  # type: ignore[attr-defined]
+)
+MAX_BASELINE_KEYS = 50_000
+
+
+class ResilientState:
+    """``primary`` (Redis) while it answers, ``fallback`` (memory) while it does not."""
+
+    def __init__(
+        self,
+        primary: RedisState,
+        fallback: MemoryState | None = None,
+        policy: Policy = "open",
+        retry_interval_s: float = 2.0,
+    ):
+        if policy not in ("open", "closed"):
+            raise ValueError(f"policy must be 'open' or 'closed', not {policy!r}")
+        self.primary = primary
+        self.fallback = fallback if fallback is not None else MemoryState(primary.prefix)
+        self.policy = policy
+        self.retry_interval_s = retry_interval_s
+        self.healthy = True
+        self.outages = 0
+        self._down_since = 0.0
+        self._next_try = 0.0
+        self._lock = threading.Lock()  # health transitions
+        self._fb_lock = threading.Lock()  # fallback budget writes and their replay
+        self._baseline: dict[str, int] = {}  # budget key -> last value seen in Redis
+        self._seeded: dict[str, int] = {}  # budget key -> seed put in the fallback
+        self._dirty_counters = False
+        self._pending_deletes: set[str] = set()
+
+    # -- health -----------------------------------------------------------------------------
+    def _try_primary(self) -> bool:
+        if self.healthy:
+            return True
+        now = time.monotonic()
+        with self._lock:
+            if now < self._next_try:
+                return False
+            self._next_try = now + self.retry_interval_s  # this caller probes; others wait
+            return True
+
+    def _mark_down(self, exc: BaseException) -> None:
+        with self._lock:
+            self._next_try = time.monotonic() + self.retry_interval_s
+            if not self.healthy:
+                return
+            self.healthy = False
+            self.outages += 1
+            self._down_since = time.monotonic()
+        log.warning(
+            "Redis unreachable (%s: %s); serving from in-process state, policy %r",
+            type(exc).__name__, exc, self.policy,
+        )
+
+    def _after_success(self) -> None:
+        if self.healthy and not (self._seeded or self._dirty_counters or self._pending_deletes):
+            return
+        try:
+            self._replay()
+        except DOWN_ERRORS as exc:
+            self._mark_down(exc)
+            return
+        with self._lock:
+            if self.healthy:
+                return
+            self.healthy = True
+            lasted = time.monotonic() - self._down_since
+        log.info("Redis reachable again after %.1fs; outage deltas replayed", lasted)
+
+    def _run(self, on_primary: Callable[[], T], on_fallback: Callable[[], T]) -> T:
+        if self._try_primary():
+            try:
+                result = on_primary()
+            except DOWN_ERRORS as exc:
+                self._mark_down(exc)
+            else:
+                self._after_success()
+                return result
+        return on_fallback()
+
+    # -- outage bookkeeping -----------------------------------------------------------------
+    def _seed(self, keys: Sequence[str]) -> None:
+        """Call with _fb_lock held: give each key its Redis baseline on first outage use."""
+        for k in keys:
+            if k not in self._seeded:
+                seed = self._baseline.get(k, 0)
+                self._seeded[k] = seed
+                if seed:
+                    self.fallback.add(k, seed)
+
+    def _replay(self) -> None:
+        """Push outage deltas to Redis; what did not get there is put back for the next try."""
+        with self._fb_lock:
+            keys = list(self._seeded)
+            taken = self.fallback.take_values(keys)
+            seeds = [self._seeded.pop(k) for k in keys]
+            counts = self.fallback.take_counters()
+            deletes, self._pending_deletes = self._pending_deletes, set()
+            self._dirty_counters = False
+            deltas = [(k, v - s, ttl) for k, (v, ttl), s in zip(keys, taken, seeds, strict=True)]
+            done = 0  # steps that reached Redis: 1 deltas, 2 counters, 3 deletes
+            try:
+                if deltas:
+                    self.primary._apply(deltas)
+                done = 1
+                self.primary.add_counters(counts)
+                done = 2
+                for key in deletes:
+                    self.primary.cache_delete(key)
+                done = 3
+            except (redis.exceptions.RedisError, OSError) as exc:
+                if not isinstance(exc, DOWN_ERRORS):  # e.g. an int64 overflow: never retry
+                    log.error("dropped outage deltas %s, counters %s: %s", deltas, counts, exc)
+                    return
+                if done < 1:
+                    for k, (v, ttl), s in zip(keys, taken, seeds, strict=True):
+                        self._seeded[k] = s
+                        self.fallback.add(k, v, ttl)
+                if done < 2:
+                    for name, n in counts.items():
+                        self.fallback.incr(name, n)
+                    self._dirty_counters = bool(counts)
+                self._pending_deletes |= deletes
+                raise
+
+    def _remember(self, budgets: Sequence[BudgetItem], adm: Admission) -> Admission:
+        if len(self._baseline) > MAX_BASELINE_KEYS:
+            self._baseline.clear()
+        for b, v in zip(budgets, adm.budget_values, strict=True):
+            self._baseline[b.key] = v + b.amount if adm.ok else v
+        return adm
+
+    # -- the State interface ----------------------------------------------------------------
+    def admit(
+        self,
+        rates: Sequence[RateItem],
+        budgets: Sequence[BudgetItem],
+        now: float | None = None,
+    ) -> Admission:
+        def local() -> Admission:
+            with self._fb_lock:
+                keys = [b.key for b in budgets]
+                if self.policy == "closed":
+                    values = self._local_values(keys)
+                    return Admission(False, "unavailable", None, self.retry_interval_s, values)
+                self._seed(keys)
+                return self.fallback.admit(rates, budgets, now)
+
+        return self._run(lambda: self._remember(budgets, self.primary.admit(rates, budgets, now)),
+                         local)
+
+    def settle(self, items: Sequence[Settlement]) -> None:
+        def local() -> None:
+            with self._fb_lock:
+                self._seed([s.key for s in items])
+                self.fallback.settle(items)
+
+        self._run(lambda: self.primary.settle(items), local)
+
+    def _local_values(self, keys: Sequence[str]) -> list[int]:
+        """Call with _fb_lock held."""
+        local = self.fallback.get_values(keys)
+        pairs = zip(keys, local, strict=True)
+        return [v if k in self._seeded else self._baseline.get(k, 0) for k, v in pairs]
+
+    def get_values(self, keys: Sequence[str]) -> list[int]:
+        def local() -> list[int]:
+            with self._fb_lock:
+                return self._local_values(keys)
+
+        return self._run(lambda: self.primary.get_values(keys), local)
+
+    def add(self, key: str, amount: int, ttl_s: float | None = None) -> int:
+        def local() -> int:
+            with self._fb_lock:
+                self._seed([key])
+                return self.fallback.add(key, amount, ttl_s)
+
+        return self._run(lambda: self.primary.add(key, amount, ttl_s), local)
+
+    def breaker_allow(self, key: str, now: float | None = None) -> BreakerState:
+        def local() -> BreakerState:
+            return "open" if self.policy == "closed" else self.fallback.breaker_allow(key, now)
+
+        return self._run(lambda: self.primary.breaker_allow(key, now), local)
+
+    def breaker_record(
+        self,
+        key: str,
+        success: bool,
+        threshold: int,
+        cooldown_s: float,
+        now: float | None = None,
+    ) -> BreakerState:
+        def local() -> BreakerState:
+            if self.policy == "closed":
+                return "open"
+            return self.fallback.breaker_record(key, success, threshold, cooldown_s, now)
+
+        return self._run(
+            lambda: self.primary.breaker_record(key, success, threshold, cooldown_s, now), local
+        )
+
+    def cache_get(self, key: str) -> bytes | None:
+        return self._run(lambda: self.primary.cache_get(key), lambda: None)
+
+    def cache_set(self, key: str, value: bytes, ttl_s: float) -> None:
+        self._run(lambda: self.primary.cache_set(key, value, ttl_s), lambda: None)
+
+    def cache_delete(self, key: str) -> None:
+        def local() -> None:
+            with self._fb_lock:
+                self._pending_deletes.add(key)
+
+        self._run(lambda: self.primary.cache_delete(key), local)
+
+    def incr(self, key: str, n: int = 1) -> int:
+        def local() -> int:
+            with self._fb_lock:
+                self._dirty_counters = True
+                return self.fallback.incr(key, n)
+
+        return self._run(lambda: self.primary.incr(key, n), local)
+
+    def counters(self, prefix: str = "") -> dict[str, int]:
+        return self._run(lambda: self.primary.counters(prefix),
+                         lambda: self.fallback.counters(prefix))
+
+    def close(self) -> None:
+        self.primary.close()
+        self.fallback.close()

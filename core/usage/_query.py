@@ -1,0 +1,152 @@
+"""Filters and the SQL the Reader runs. Every value is a ``?`` parameter; identifiers come
+only from the whitelists below (a bad one raises ConfigError naming it)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from core.errors import ConfigError
+from core.usage._schema import COLUMNS
+
+DIMENSIONS: tuple[str, ...] = (
+    "org", "project", "user", "task", "app", "provider", "model", "requested_model", "status",
+    "error_type", "route_reason", "criticality", "source", "attempt", "cache_hit", "ai_called",
+    "degraded", "unpriced", "usage_estimated",
+)  # fmt: skip
+GRAINS: tuple[str, ...] = ("hour", "day", "week", "month")
+FILTER_COLUMNS: tuple[str, ...] = (
+    "org", "project", "user", "model", "provider", "task", "status", "source",
+)  # fmt: skip
+TOKEN_COLUMNS: tuple[str, ...] = (
+    "input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens",
+    "reasoning_tokens",
+)  # fmt: skip
+ERROR_CONDITION = "status NOT IN ('ok', 'skipped')"  # errors = error, blocked, rate_limited
+_US = {"hour": 3_600_000_000, "day": 86_400_000_000}
+_QUARTER_HOUR_US = 900_000_000  # every modern UTC offset is a multiple of 15 minutes
+
+Values = str | Sequence[str] | None
+
+
+def ident(name: str) -> str:
+    """Quote a whitelisted column name ("user" is an SQL keyword)."""
+    return f'"{name}"'
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Which events to read. ``end`` is exclusive; naive datetimes are taken as UTC."""
+
+    start: datetime | None = None
+    end: datetime | None = None
+    org: Values = None
+    project: Values = None
+    user: Values = None
+    model: Values = None
+    provider: Values = None
+    task: Values = None
+    status: Values = None
+    source: Values = None
+
+    def where(self) -> tuple[str, list[object]]:
+        """`` WHERE ...`` (or "") and its parameters."""
+        parts: list[str] = []
+        params: list[object] = []
+        if self.start is not None:
+            parts.append("ts >= ?")
+            params.append(_utc(self.start))
+        if self.end is not None:
+            parts.append("ts < ?")
+            params.append(_utc(self.end))
+        for column in FILTER_COLUMNS:
+            value = getattr(self, column)
+            if value is None:
+                continue
+            values = [value] if isinstance(value, str) else list(value)
+            if not all(isinstance(v, str) for v in values):
+                raise ConfigError(f"filter {column} takes strings", field=column)
+            if not values:
+                parts.append("FALSE")
+                continue
+            parts.append(f"{ident(column)} IN ({', '.join('?' * len(values))})")
+            params.extend(values)
+        return (" WHERE " + " AND ".join(parts) if parts else ""), params
+
+
+def check_dims(dims: Sequence[str]) -> list[str]:
+    if isinstance(dims, str):
+        dims = [dims]
+    for d in dims:
+        if d not in DIMENSIONS:
+            raise ConfigError(
+                f"unknown dimension {d!r}; choose from {', '.join(DIMENSIONS)}", field=str(d)
+            )
+    if len(set(dims)) != len(dims):
+        raise ConfigError(f"repeated dimension in {list(dims)}", field="dims")
+    return list(dims)
+
+
+def check_columns(columns: Sequence[str], what: str = "column") -> list[str]:
+    for c in columns:
+        if c not in COLUMNS:
+            raise ConfigError(f"unknown {what} {c!r}", field=str(c))
+    return list(columns)
+
+
+def check_tz(tz: str) -> str:
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"unknown time zone {tz!r}", field="tz") from None
+    return tz
+
+
+def spend_sql(
+    dims: list[str], grain: str | None, filters: Filters, tz: str, money: str
+) -> tuple[str, list[object]]:
+    """Spend grouped by ``dims`` (and a period). Rows are first grouped by an integer time
+    bucket (cheap on millions of rows), then the few buckets are mapped to calendar periods
+    in ``tz`` and summed again. ``money`` is the SQL type of the exact sums (BIGINT|VARCHAR)."""
+    if grain is not None and grain not in GRAINS:
+        choices = ", ".join(GRAINS)
+        raise ConfigError(f"unknown grain {grain!r}; choose from {choices}", field="grain")
+    where, where_params = filters.where()
+    d = [ident(x) for x in dims]
+    sums = [f"sum({c}) AS {c}" for c in (*TOKEN_COLUMNS, "cost_picousd", "saved_picousd")]
+    inner_cols = [
+        *d,
+        "count(*) AS requests",
+        *sums,
+        f"count(*) FILTER (WHERE {ERROR_CONDITION}) AS errors",
+        "count(*) FILTER (WHERE cache_hit) AS cache_hits",
+    ]
+    outer_cols = [
+        *d,
+        "sum(requests)::BIGINT AS requests",
+        *(f"sum({c})::BIGINT AS {c}" for c in TOKEN_COLUMNS),
+        f"sum(cost_picousd)::HUGEINT::{money} AS cost_picousd",
+        "CAST(sum(cost_picousd) AS DOUBLE) / 1e12 AS cost_usd",
+        f"sum(saved_picousd)::HUGEINT::{money} AS saved_picousd",
+        "sum(errors)::BIGINT AS errors",
+        "sum(cache_hits)::BIGINT AS cache_hits",
+    ]
+    params: list[object] = []
+    order = ["cost_picousd DESC", *d]
+    if grain is not None:
+        bucket = _US["hour" if grain == "hour" else "day"] if tz == "UTC" else _QUARTER_HOUR_US
+        inner_cols.insert(0, "epoch_us(ts) // ? AS bucket")
+        outer_cols.insert(
+            0, "date_trunc(?, timezone(?, make_timestamp(bucket * ?)::TIMESTAMPTZ)) AS period"
+        )
+        params = [grain, tz, bucket, bucket]
+        order.insert(0, "period")
+    inner = f"SELECT {', '.join(inner_cols)} FROM events{where} GROUP BY ALL"
+    sql = f"SELECT {', '.join(outer_cols)} FROM ({inner}) GROUP BY ALL ORDER BY {', '.join(order)}"
+    return sql, params + where_params

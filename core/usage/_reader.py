@@ -1,0 +1,287 @@
+"""Reader: DuckDB queries over the segments, through a view named ``events``.
+
+Each query first re-lists the segments (cheap) and rebuilds the view when the set changed, so
+results are always current. If a file vanishes between listing and reading (a compaction
+deleted it), the query is retried on a fresh listing. The DuckDB connection may only read the
+segments directory, and ``sql()`` accepts one SELECT statement, for the console's free queries.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+import duckdb
+import pandas as pd
+
+from core.errors import ConfigError
+from core.settings import costline_home
+from core.types import pico_to_usd
+from core.usage._journal import recover
+from core.usage._query import (
+    ERROR_CONDITION,
+    TOKEN_COLUMNS,
+    Filters,
+    check_columns,
+    check_dims,
+    check_tz,
+    ident,
+    spend_sql,
+)
+from core.usage._schema import COLUMNS, SCHEMA, UsageEvent, table_to_events
+from core.usage._segments import Snapshot, scan, segments_dir
+
+T = TypeVar("T")
+_DUCK_TYPES = {
+    "string": "VARCHAR",
+    "timestamp[us, tz=UTC]": "TIMESTAMPTZ",
+    "list<item: string>": "VARCHAR[]",
+    "int32": "INTEGER",
+    "int64": "BIGINT",
+    "bool": "BOOLEAN",
+    "double": "DOUBLE",
+}
+_RETRIES = 5
+_NO_FILTERS = Filters()
+
+
+def _literal(text: str) -> str:
+    """SQL string literal for our own paths (never for user input, which goes in ? params)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _view_sql(snapshot: Snapshot) -> str:
+    present = {c for s in snapshot.active for c in s.columns}
+    cols = ", ".join(
+        ident(f.name)
+        if f.name in present
+        else f"CAST(NULL AS {_DUCK_TYPES[str(f.type)]}) AS {ident(f.name)}"
+        for f in SCHEMA
+    )
+    if not snapshot.active:
+        return f"CREATE OR REPLACE VIEW events AS SELECT {cols} WHERE false"
+    files = ", ".join(_literal(str(s.path)) for s in snapshot.active)
+    union = "true" if any(len(s.columns) != len(COLUMNS) for s in snapshot.active) else "false"
+    return (
+        f"CREATE OR REPLACE VIEW events AS SELECT {cols}"
+        f" FROM read_parquet([{files}], union_by_name = {union})"
+    )
+
+
+def _frame(rel: duckdb.DuckDBPyRelation) -> pd.DataFrame:
+    frame: pd.DataFrame = rel.to_arrow_table().to_pandas()
+    return frame
+
+
+class Reader:
+    """Read-only queries over the usage log of ``home``. Thread-safe (one query at a time)."""
+
+    def __init__(self, home: Path | None = None, *, threads: int | None = None) -> None:
+        self.home = home if home is not None else costline_home()
+        self._sdir = segments_dir(self.home)
+        self._sdir.mkdir(parents=True, exist_ok=True)
+        recover(self.home)
+        self._lock = threading.RLock()
+        self._view_version: str | None = None
+        self._snapshot: Snapshot | None = None
+        con = duckdb.connect(":memory:")
+        con.execute("SET TimeZone = 'UTC'")
+        if threads:
+            con.execute(f"SET threads = {int(threads)}")
+        con.execute(f"SET allowed_directories = [{_literal(str(self._sdir.resolve()) + '/')}]")
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
+        self._con = con
+
+    # plumbing
+
+    def _refresh(self, force: bool = False) -> Snapshot:
+        snapshot = scan(self._sdir)
+        if force or snapshot.version != self._view_version:
+            self._con.execute(_view_sql(snapshot))
+            self._view_version = snapshot.version
+        self._snapshot = snapshot
+        return snapshot
+
+    def _run(
+        self, sql: str, params: Sequence[object], fetch: Callable[[duckdb.DuckDBPyRelation], T]
+    ) -> T:
+        with self._lock:
+            for attempt in range(_RETRIES):
+                snapshot = self._refresh(force=attempt > 0)
+                try:
+                    return fetch(self._con.sql(sql, params=list(params)))
+                except duckdb.IOException:
+                    vanished = any(not s.path.exists() for s in snapshot.active)
+                    if not vanished or attempt == _RETRIES - 1:
+                        raise  # a real I/O problem, not a compaction race
+            raise AssertionError("unreachable")
+
+    # queries
+
+    def events(
+        self,
+        filters: Filters | None = None,
+        columns: Sequence[str] | None = None,
+        order_by: str = "ts",
+        descending: bool = True,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> pd.DataFrame:
+        sql, params = self._events_sql(filters, columns, order_by, descending, limit, offset)
+        return self._run(sql, params, _frame)
+
+    def fetch(
+        self,
+        filters: Filters | None = None,
+        order_by: str = "ts",
+        descending: bool = True,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[UsageEvent]:
+        """Like ``events`` but as UsageEvent objects (exact ints, tz-aware ts, dict metadata)."""
+        sql, params = self._events_sql(filters, None, order_by, descending, limit, offset)
+        return self._run(sql, params, lambda rel: table_to_events(rel.to_arrow_table()))
+
+    def _events_sql(
+        self,
+        filters: Filters | None,
+        columns: Sequence[str] | None,
+        order_by: str,
+        descending: bool,
+        limit: int | None,
+        offset: int,
+    ) -> tuple[str, list[object]]:
+        cols = check_columns(columns) if columns is not None else list(COLUMNS)
+        check_columns([order_by], "order_by column")
+        where, params = (filters or _NO_FILTERS).where()
+        direction = "DESC" if descending else "ASC"
+        sql = (
+            f"SELECT {', '.join(ident(c) for c in cols)} FROM events{where}"
+            f" ORDER BY {ident(order_by)} {direction}, request_id {direction}"
+        )
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        if offset:
+            sql += " OFFSET ?"
+            params.append(int(offset))
+        return sql, params
+
+    def count(self, filters: Filters | None = None) -> int:
+        where, params = (filters or _NO_FILTERS).where()
+        return int(self._run(f"SELECT count(*) FROM events{where}", params, _first)[0])
+
+    def spend_by(
+        self,
+        dims: Sequence[str],
+        grain: str | None = "day",
+        filters: Filters | None = None,
+        *,
+        tz: str = "UTC",
+    ) -> pd.DataFrame:
+        """Spend per period (start of the bucket, wall clock in ``tz``) and dimensions."""
+        dims, tz, f = check_dims(dims), check_tz(tz), filters or _NO_FILTERS
+        try:
+            return self._run(*spend_sql(dims, grain, f, tz, "BIGINT"), _frame)
+        except duckdb.ConversionException:  # a sum beyond int64: exact Python ints instead
+            df = self._run(*spend_sql(dims, grain, f, tz, "VARCHAR"), _frame)
+            for c in ("cost_picousd", "saved_picousd"):
+                df[c] = pd.Series([int(v) for v in df[c]], index=df.index, dtype=object)
+            return df
+
+    def totals(self, filters: Filters | None = None) -> dict[str, Any]:
+        """Exact totals: money as int picodollars and Decimal dollars."""
+        where, params = (filters or _NO_FILTERS).where()
+        names = [
+            "requests", *TOKEN_COLUMNS, "cost_picousd", "saved_picousd", "errors",
+            "cache_hits", "unpriced", "ai_skipped", "first_ts", "last_ts",
+        ]  # fmt: skip
+        sql = (
+            "SELECT count(*), "
+            + ", ".join(f"sum({c})" for c in (*TOKEN_COLUMNS, "cost_picousd", "saved_picousd"))
+            + f", count(*) FILTER (WHERE {ERROR_CONDITION}), count(*) FILTER (WHERE cache_hit),"
+            " count(*) FILTER (WHERE unpriced), count(*) FILTER (WHERE NOT ai_called),"
+            f" epoch_us(min(ts)), epoch_us(max(ts)) FROM events{where}"
+        )
+        row = self._run(sql, params, _first)
+        out: dict[str, Any] = {n: int(v or 0) for n, v in zip(names[:-2], row[:-2], strict=True)}
+        for n, v in zip(names[-2:], row[-2:], strict=True):
+            out[n] = (
+                None if v is None else datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=v)
+            )
+        out["cost_usd"] = pico_to_usd(out["cost_picousd"])
+        out["saved_usd"] = pico_to_usd(out["saved_picousd"])
+        return out
+
+    def daily_series(
+        self, filters: Filters | None = None, by: str | None = None, *, tz: str = "UTC"
+    ) -> pd.DataFrame:
+        """Daily cost per ``key`` (a dimension's value, or "all"), with missing days as zero:
+        columns ds (naive date, in ``tz``), key, cost_usd, requests. Ready for forecasting."""
+        f = filters or _NO_FILTERS
+        df = self.spend_by([by] if by else [], "day", f, tz=tz)
+        keys = df[by].astype(object).where(df[by].notna(), "(none)").astype(str) if by else "all"
+        df = pd.DataFrame({"ds": df["period"], "key": keys, "cost_usd": df["cost_usd"],
+                           "requests": df["requests"]})  # fmt: skip
+        if df.empty:
+            return df
+        first, last = df["ds"].min(), df["ds"].max()
+        if f.start is not None:
+            first = min(first, _local_day(f.start, tz))
+        if f.end is not None:
+            last = max(last, _local_day(f.end - timedelta(microseconds=1), tz))
+        days = pd.date_range(first, last, freq="D", unit="us")
+        index = pd.MultiIndex.from_product([sorted(df["key"].unique()), days], names=["key", "ds"])
+        full = df.groupby(["key", "ds"])[["cost_usd", "requests"]].sum().reindex(index)
+        full = full.fillna(0).reset_index()
+        full["requests"] = full["requests"].astype("int64")
+        return full[["ds", "key", "cost_usd", "requests"]]
+
+    def sql(self, query: str, params: Sequence[object] = ()) -> pd.DataFrame:
+        """One read-only SELECT over the view ``events`` (only the segments are readable)."""
+        with self._lock:
+            try:
+                statements = self._con.extract_statements(query)
+            except duckdb.Error as exc:
+                raise ConfigError(f"invalid SQL: {exc}", field="sql") from exc
+            if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
+                raise ConfigError("only one SELECT statement is allowed", field="sql")
+            try:
+                return self._run(query, params, _frame)
+            except (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException,
+                    duckdb.PermissionException, duckdb.InvalidInputException) as exc:  # fmt: skip
+                raise ConfigError(f"query failed: {exc}", field="sql") from exc
+
+    def data_version(self) -> str:
+        """Changes whenever the set or size of segments changes (a cache key)."""
+        return scan(self._sdir).version
+
+    def close(self) -> None:
+        with self._lock:
+            self._con.close()
+
+    def __enter__(self) -> Reader:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _first(rel: duckdb.DuckDBPyRelation) -> tuple[Any, ...]:
+    rows = rel.fetchall()
+    return tuple(rows[0])
+
+
+def _local_day(value: datetime, tz: str) -> pd.Timestamp:
+    ts = pd.Timestamp(value if value.tzinfo else value.replace(tzinfo=UTC))
+    return ts.tz_convert(tz).tz_localize(None).floor("D")

@@ -1,0 +1,194 @@
+"""Parquet segments: the one writer, validation (cached), and the set a reader should see.
+
+A compacted segment names the segments it replaces in its Parquet key-value metadata
+(``costline.replaces``). Readers skip every segment named there by a present, valid segment,
+so during a compaction a reader sees either the old files or the merged one, never both.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import secrets
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from core.settings import costline_home
+from core.usage._schema import SCHEMA, conform
+
+log = logging.getLogger("costline.usage")
+
+SUFFIX = ".parquet"
+REPLACES_KEY = b"costline.replaces"
+ROW_GROUP_ROWS = 122_880  # DuckDB scans row groups of this size in parallel
+COMPRESSION = "zstd"
+
+
+def events_dir(home: Path | None = None) -> Path:
+    return (home if home is not None else costline_home()) / "events"
+
+
+def segments_dir(home: Path | None = None) -> Path:
+    return events_dir(home) / "segments"
+
+
+def journal_dir(home: Path | None = None) -> Path:
+    return events_dir(home) / "journal"
+
+
+def fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_segment(
+    table: pa.Table,
+    directory: Path,
+    name: str,
+    *,
+    replaces: Sequence[str] = (),
+    row_group_rows: int = ROW_GROUP_ROWS,
+) -> Path:
+    """Write ``table`` as ``directory/name.parquet`` atomically: temp file, fsync, rename."""
+    directory.mkdir(parents=True, exist_ok=True)
+    table = conform(table)
+    if replaces:
+        table = table.replace_schema_metadata({REPLACES_KEY: orjson.dumps(sorted(replaces))})
+    final = directory / (name + SUFFIX)
+    tmp = directory / f".{name}.{secrets.token_hex(4)}.tmp"
+    try:
+        with open(tmp, "wb") as fh:
+            pq.write_table(table, fh, compression=COMPRESSION, row_group_size=row_group_rows)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.rename(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(directory)
+    return final
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentInfo:
+    name: str  # file name, e.g. "host_12_345_ab12cd34_000001.parquet"
+    path: Path
+    rows: int
+    nbytes: int  # uncompressed size, from the row-group metadata
+    replaces: frozenset[str]
+    columns: tuple[str, ...]  # fewer than SCHEMA's for files of an older schema
+
+
+_cache: dict[tuple[str, int, int], SegmentInfo | None] = {}
+_cache_lock = threading.Lock()
+
+
+def _validate(path: Path) -> SegmentInfo:
+    md = pq.read_metadata(path)
+    schema = md.schema.to_arrow_schema()
+    for f in schema:
+        want = SCHEMA.field(f.name) if f.name in SCHEMA.names else None
+        if want is None or not f.type.equals(want.type):
+            raise ValueError(f"unexpected column {f.name}: {f.type}")
+    if "ts" not in schema.names or "request_id" not in schema.names:
+        raise ValueError("not a usage segment (no ts/request_id column)")
+    replaces = orjson.loads((md.metadata or {}).get(REPLACES_KEY, b"[]"))
+    nbytes = sum(md.row_group(i).total_byte_size for i in range(md.num_row_groups))
+    return SegmentInfo(
+        path.name, path, md.num_rows, nbytes, frozenset(replaces), tuple(schema.names)
+    )
+
+
+def segment_info(path: Path, st: os.stat_result) -> SegmentInfo | None:
+    """Validated metadata of one segment, cached by name + size + mtime; None if corrupt."""
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    with _cache_lock:
+        if key in _cache:
+            return _cache[key]
+    try:
+        info: SegmentInfo | None = _validate(path)
+    except FileNotFoundError:
+        raise
+    except (OSError, pa.ArrowException, ValueError, TypeError) as exc:
+        log.warning("skipping corrupt usage segment %s: %s", path, exc)
+        info = None
+    with _cache_lock:
+        if len(_cache) > 100_000:
+            _cache.clear()
+        _cache[key] = info
+    return info
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What a reader should read from one listing of the segments directory."""
+
+    active: tuple[SegmentInfo, ...]  # valid and not replaced
+    superseded: tuple[SegmentInfo, ...]  # present and valid but replaced by another segment
+    replaced_names: frozenset[str]  # every name a present valid segment says it replaces
+    version: str
+
+    def has(self, name: str) -> bool:
+        """Are ``name``'s rows in the data set (present, or merged into a present segment)?"""
+        return name in self.replaced_names or any(s.name == name for s in self.active)
+
+
+def _listing(directory: Path) -> list[str]:
+    try:
+        return sorted(n for n in os.listdir(directory) if n.endswith(SUFFIX) and n[0] != ".")
+    except FileNotFoundError:
+        return []
+
+
+def scan(directory: Path, attempts: int = 10) -> Snapshot:
+    """List, stat and validate segments; retry when files change under the listing."""
+    for _ in range(attempts):
+        names = _listing(directory)
+        if _listing(directory) != names:  # a rename or delete raced the listing
+            continue
+        try:
+            stats = [(n, os.stat(directory / n)) for n in names]
+            infos = [segment_info(directory / n, st) for n, st in stats]
+        except FileNotFoundError:
+            continue
+        break
+    else:
+        raise RuntimeError(f"usage segments in {directory} kept changing during {attempts} scans")
+    digest = hashlib.blake2b(digest_size=12)
+    for n, st in stats:
+        digest.update(f"{n}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    valid = [i for i in infos if i is not None]
+    replaced = frozenset().union(*(i.replaces for i in valid))
+    return Snapshot(
+        active=tuple(i for i in valid if i.name not in replaced),
+        superseded=tuple(i for i in valid if i.name in replaced),
+        replaced_names=replaced,
+        version=digest.hexdigest(),
+    )
+
+
+def remove_stale_temps(directory: Path, older_than_s: float = 3600.0) -> int:
+    """Delete temp files left by writers that died mid-write."""
+    removed = 0
+    cutoff = time.time() - older_than_s
+    for n in os.listdir(directory) if directory.is_dir() else ():
+        if n.startswith(".") and n.endswith(".tmp"):
+            p = directory / n
+            try:
+                if p.stat().st_mtime < cutoff:
+                    p.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                pass
+    return removed

@@ -1,0 +1,336 @@
+"""A real HTTP server on 127.0.0.1 that plays back a per-test script of responses.
+
+It speaks OpenAI Chat Completions and Anthropic Messages. Each request takes the next scripted
+``Reply`` (a value, or a function of the recorded request); with an empty script it answers
+like a well-behaved provider, echoing the last user message. Every request is recorded::
+
+    with ScriptedServer() as srv:
+        srv.enqueue(rate_limited(retry_after="2"), openai_chat("hi"))
+        ...                      # point a provider at srv.openai_url / srv.url
+        srv.requests[-1].json    # the body the client sent
+
+Faults it can play: any status with any headers, a delay before responding, a connection
+reset with no response, malformed bodies, SSE streams with keepalives, streams that stop
+without their terminal event, and streams cut mid-way by a reset.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body) if self.body else None
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: bytes = b""
+    content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+    events: list[str] | None = None  # SSE blocks, sent one write each (chunked encoding)
+    delay: float = 0.0  # seconds before the status line
+    event_delay: float = 0.0  # seconds between SSE blocks
+    cut_after: int | None = None  # reset the connection after this many SSE blocks
+    reset: bool = False  # reset the connection without answering
+
+
+Script = Reply | Callable[[Recorded], Reply]
+
+
+# ---- reply builders ---------------------------------------------------------------------
+def json_reply(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Reply:
+    return Reply(status, json.dumps(data).encode(), headers=dict(headers or {}))
+
+
+def raw(body: bytes | str, status: int = 200, content_type: str = "application/json") -> Reply:
+    return Reply(status, body.encode() if isinstance(body, str) else body, content_type)
+
+
+def error(
+    status: int, message: str, *, type: str = "api_error", headers: dict[str, str] | None = None
+) -> Reply:
+    """An error body shaped like both OpenAI's and Anthropic's ({"error": {type, message}})."""
+    data = {"type": "error", "error": {"type": type, "message": message}}
+    return json_reply(data, status, headers)
+
+
+def rate_limited(retry_after: str | None = None, retry_after_ms: str | None = None) -> Reply:
+    headers = {}
+    if retry_after is not None:
+        headers["Retry-After"] = retry_after
+    if retry_after_ms is not None:
+        headers["retry-after-ms"] = retry_after_ms
+    return error(429, "Rate limit reached", type="rate_limit_error", headers=headers)
+
+
+def reset() -> Reply:
+    return Reply(reset=True)
+
+
+def delayed(reply: Reply, seconds: float) -> Reply:
+    return replace(reply, delay=seconds)
+
+
+def cut(reply: Reply, after: int) -> Reply:
+    """A stream that is reset after ``after`` SSE blocks."""
+    return replace(reply, cut_after=after)
+
+
+def openai_usage(
+    prompt: int, completion: int, cached: int = 0, reasoning: int = 0
+) -> dict[str, Any]:
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": cached},
+        "completion_tokens_details": {"reasoning_tokens": reasoning},
+    }
+
+
+def openai_chat(
+    text: str, *, model: str = "gpt-4o-mini", usage: dict[str, Any] | None = None,
+    finish: str = "stop",
+) -> Reply:
+    return json_reply({
+        "id": "chatcmpl-test", "object": "chat.completion", "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                     "finish_reason": finish}],
+        "usage": usage if usage is not None else openai_usage(10, len(text.split())),
+    })
+
+
+def openai_stream(
+    chunks: list[str], *, model: str = "gpt-4o-mini", usage: dict[str, Any] | None = None,
+    finish: str | None = "stop", done: bool = True,
+) -> Reply:
+    """Role chunk, text chunks (with a keepalive comment), finish, usage-only chunk, [DONE]."""
+    def data(obj: Any) -> str:
+        return f"data: {json.dumps(obj)}\n\n"
+
+    def chunk(delta: dict[str, Any], fin: str | None = None) -> dict[str, Any]:
+        return {"id": "chatcmpl-test", "object": "chat.completion.chunk", "model": model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": fin}]}
+
+    events = [data(chunk({"role": "assistant", "content": ""})), ": keepalive\n\n"]
+    events += [data(chunk({"content": c})) for c in chunks]
+    if finish:
+        events.append(data(chunk({}, finish)))
+    if usage is not None:
+        events.append(data({"id": "chatcmpl-test", "object": "chat.completion.chunk",
+                            "model": model, "choices": [], "usage": usage}))
+    if done:
+        events.append("data: [DONE]\n\n")
+    return Reply(content_type="text/event-stream", events=events)
+
+
+def anthropic_usage(
+    input: int, output: int, cache_read: int = 0, cache_write: int = 0
+) -> dict[str, int]:
+    return {"input_tokens": input, "output_tokens": output,
+            "cache_read_input_tokens": cache_read, "cache_creation_input_tokens": cache_write}
+
+
+def anthropic_message(
+    text: str, *, model: str = "claude-3-5-haiku-20241022", usage: dict[str, int] | None = None,
+    stop: str = "end_turn",
+) -> Reply:
+    return json_reply({
+        "id": "msg_test", "type": "message", "role": "assistant", "model": model,
+        "content": [{"type": "text", "text": text}], "stop_reason": stop,
+        "usage": usage if usage is not None else anthropic_usage(10, len(text.split())),
+    })
+
+
+def anthropic_stream(
+    chunks: list[str], *, model: str = "claude-3-5-haiku-20241022",
+    usage: dict[str, int] | None = None, stop: bool = True, error: dict[str, str] | None = None,
+) -> Reply:
+    """message_start .. content_block_delta* .. message_delta, message_stop (with a ping)."""
+    u = usage if usage is not None else anthropic_usage(10, len(chunks))
+    start_usage = {k: v for k, v in u.items() if k != "output_tokens"} | {"output_tokens": 1}
+
+    def ev(name: str, obj: dict[str, Any]) -> str:
+        return f"event: {name}\ndata: {json.dumps({'type': name, **obj})}\n\n"
+
+    events = [
+        ev("message_start", {"message": {"id": "msg_test", "type": "message", "role": "assistant",
+                                         "model": model, "content": [], "usage": start_usage}}),
+        ev("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}),
+        ev("ping", {}),
+    ]
+    events += [ev("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": c}})
+               for c in chunks]
+    if error is not None:
+        events.append(ev("error", {"error": error}))
+    events.append(ev("content_block_stop", {"index": 0}))
+    events.append(ev("message_delta", {"delta": {"stop_reason": "end_turn"},
+                                       "usage": {"output_tokens": u["output_tokens"]}}))
+    if stop:
+        events.append(ev("message_stop", {}))
+    return Reply(content_type="text/event-stream", events=events)
+
+
+def auto_reply(req: Recorded) -> Reply:
+    """What a healthy provider would answer: echo the last user message."""
+    body = req.json if req.method == "POST" else None
+    if req.method == "GET" and req.path.endswith("/models"):
+        return json_reply({"object": "list", "data": [{"id": "scripted", "object": "model"}]})
+    if not isinstance(body, dict):
+        return error(404, f"no route {req.method} {req.path}", type="not_found_error")
+    users = [m.get("content", "") for m in body.get("messages", []) if m.get("role") == "user"]
+    text = "echo: " + (users[-1] if users else "")
+    words = [w + " " for w in text.split()]
+    prompt = sum(len(str(m.get("content", ""))) // 4 + 4 for m in body.get("messages", []))
+    model = str(body.get("model", "scripted"))
+    if req.path.endswith("/v1/messages"):
+        usage = anthropic_usage(prompt, len(words))
+        if body.get("stream"):
+            return anthropic_stream(words, model=model, usage=usage)
+        return anthropic_message(text, model=model, usage=usage)
+    if req.path.endswith("/chat/completions"):
+        usage = openai_usage(prompt, len(words))
+        if body.get("stream"):
+            return openai_stream(words, model=model, usage=usage)
+        return openai_chat(text, model=model, usage=usage)
+    return error(404, f"no route {req.method} {req.path}", type="not_found_error")
+
+
+# ---- the server -------------------------------------------------------------------------
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self._handle()
+
+    def do_POST(self) -> None:
+        self._handle()
+
+    def _handle(self) -> None:
+        self.close_connection = True  # one request per connection: no stale keep-alives
+        length = int(self.headers.get("content-length") or 0)
+        rec = Recorded(self.command, self.path, {k.lower(): v for k, v in self.headers.items()},
+                       self.rfile.read(length))
+        owner = self.server.owner
+        reply = owner._take(rec)
+        if reply.delay and owner._stopping.wait(reply.delay):
+            return
+        if reply.reset:
+            self._reset()
+            return
+        self.send_response(reply.status)
+        self.send_header("Content-Type", reply.content_type)
+        self.send_header("Connection", "close")
+        for k, v in reply.headers.items():
+            self.send_header(k, v)
+        if reply.events is None:
+            self.send_header("Content-Length", str(len(reply.body)))
+            self.end_headers()
+            self.wfile.write(reply.body)
+            return
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for i, event in enumerate(reply.events):
+            if reply.cut_after is not None and i >= reply.cut_after:
+                self._reset()
+                return
+            if i and reply.event_delay and owner._stopping.wait(reply.event_delay):
+                return
+            data = event.encode()
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.write(b"0\r\n\r\n")
+
+    def _reset(self) -> None:
+        """Close with RST (SO_LINGER 0): the client sees a reset, not a clean end."""
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.connection.close()
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    owner: ScriptedServer
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # resets and aborted clients are part of the script
+
+
+class ScriptedServer:
+    def __init__(self) -> None:
+        self.requests: list[Recorded] = []
+        self._script: deque[Script] = deque()
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """Base URL for the Anthropic adapter (it appends /v1/messages)."""
+        assert self._server is not None, "server not started"
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    @property
+    def openai_url(self) -> str:
+        """Base URL for the OpenAI adapter (it appends /chat/completions)."""
+        return self.url + "/v1"
+
+    def enqueue(self, *replies: Script) -> None:
+        with self._lock:
+            self._script.extend(replies)
+
+    @property
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._script)
+
+    def _take(self, rec: Recorded) -> Reply:
+        with self._lock:
+            self.requests.append(rec)
+            item = self._script.popleft() if self._script else auto_reply
+        return item(rec) if callable(item) else item
+
+    def start(self) -> ScriptedServer:
+        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server.owner = self
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> ScriptedServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

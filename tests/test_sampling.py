@@ -1,0 +1,348 @@
+"""Sampling gate: exact call patterns on scripted event streams, with an injected clock."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+
+import pytest
+
+import core.sampling as sampling
+from core.errors import BadRequest, ConfigError
+from core.sampling import Event, Priority, SamplingConfig, SamplingGate, Strategy
+from core.types import PICO
+
+
+class Clock:
+    def __init__(self, t: float = 1000.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+    def advance(self, s: float) -> None:
+        self.t += s
+
+
+def run(
+    gate: SamplingGate,
+    clock: Clock,
+    events: Iterable[Event],
+    step_s: float = 60.0,
+    cost: int = 0,
+) -> list[bool]:
+    """Feed events ``step_s`` apart; record an answer after each real call. Returns call flags."""
+    calls = []
+    for i, ev in enumerate(events):
+        if i:
+            clock.advance(step_s)
+        d = gate.decide(ev)
+        if d.call:
+            gate.record_answer(ev.key, f"answer@{clock.t}", cost)
+        calls.append(d.call)
+    return calls
+
+
+def pattern(flags: list[bool]) -> str:
+    return "".join("C" if f else "." for f in flags)
+
+
+def gate_for(cfg: SamplingConfig) -> tuple[SamplingGate, Clock]:
+    clock = Clock()
+    return SamplingGate({"k": cfg}, clock=clock), clock
+
+
+def test_all_is_exported() -> None:
+    public = {n for n in dir(sampling) if not n.startswith("_")}
+    assert set(sampling.__all__) == public
+    assert sampling.__all__ == sorted(sampling.__all__)
+
+
+def test_always_calls_every_event() -> None:
+    gate, clock = gate_for(SamplingConfig("always"))
+    assert pattern(run(gate, clock, [Event("k")] * 6)) == "CCCCCC"
+
+
+def test_periodic_300s_over_60s_events_calls_every_fifth() -> None:
+    gate, clock = gate_for(SamplingConfig("PERIODIC", interval_s=300))
+    flags = run(gate, clock, [Event("k", "medium")] * 16)
+    assert pattern(flags) == "C....C....C....C"
+    st = gate.stats()["k"]
+    assert (st.events, st.calls, st.skipped) == (16, 4, 12)
+
+
+def test_skip_returns_last_answer() -> None:
+    gate, clock = gate_for(SamplingConfig("periodic", interval_s=300))
+    assert gate.decide(Event("k")).call
+    gate.record_answer("k", "A1", 5)
+    clock.advance(60)
+    d = gate.decide(Event("k"))
+    assert (d.call, d.reason, d.last_answer, d.batch) == (False, "not_due", "A1", [])
+
+
+def test_change_based_calls_on_relative_change_vs_last_call() -> None:
+    gate, clock = gate_for(SamplingConfig("change_based", threshold=0.10))
+    signals = [100, 105, 109, 110, 111, 120, 98, 100, 0.0]
+    flags = run(gate, clock, [Event("k", signal=s) for s in signals])
+    # 100 call (first), 105/109 < 10 %, 110 = 10 % call, 111 vs 110, 120 vs 110 = 9.1 %,
+    # 98 vs 110 = 10.9 % call, 100 vs 98, 0 vs 98 = 100 % call
+    assert pattern(flags) == "C..C..C.C"
+
+
+def test_change_based_from_zero_reference() -> None:
+    gate, clock = gate_for(SamplingConfig("change_based", threshold=0.5))
+    assert pattern(run(gate, clock, [Event("k", signal=s) for s in [0, 0, 0.001]])) == "C.C"
+
+
+def test_change_based_requires_signal() -> None:
+    gate, _ = gate_for(SamplingConfig("change_based", threshold=0.1))
+    with pytest.raises(BadRequest, match="signal"):
+        gate.decide(Event("k"))
+    assert "k" not in gate.stats()  # the bad event was not counted
+
+
+def test_threshold_calls_only_on_high_scores() -> None:
+    gate, clock = gate_for(SamplingConfig("threshold", threshold=0.7))
+    gate.record_answer("k", "seed answer")  # an answer exists: low scores can be skipped
+    scores = [0.9, 0.2, 0.69, 0.7, 0.1, 0.95]
+    assert pattern(run(gate, clock, [Event("k", score=s) for s in scores])) == "C..C.C"
+    with pytest.raises(BadRequest, match="score"):
+        gate.decide(Event("k"))
+
+
+def test_skip_without_any_answer_calls() -> None:
+    gate, clock = gate_for(SamplingConfig("threshold", threshold=0.7))
+    first = gate.decide(Event("k", score=0.1))
+    assert (first.call, first.reason) == (True, "first")
+    clock.advance(60)
+    d = gate.decide(Event("k", score=0.1))  # the first call never recorded an answer
+    assert (d.call, d.reason) == (True, "no_answer")
+    gate.record_answer("k", "A")
+    clock.advance(60)
+    d = gate.decide(Event("k", score=0.1))
+    assert (d.call, d.reason, d.last_answer) == (False, "score_low", "A")
+
+
+def _adaptive_calls(signals: list[float]) -> tuple[int, SamplingGate]:
+    cfg = SamplingConfig(
+        "adaptive", base_interval_s=600, min_interval_s=60, max_interval_s=3600,
+        volatility_ref=0.01,
+    )
+    gate, clock = gate_for(cfg)
+    flags = run(gate, clock, [Event("k", signal=s) for s in signals])
+    return sum(flags), gate
+
+
+def test_adaptive_calls_more_often_when_volatile() -> None:
+    n = 240
+    calm = [100.0 * (1.0005 if i % 2 else 1.0) for i in range(n)]  # 0.05 % moves
+    volatile = [100.0 * (1.2 if i % 2 else 1.0) for i in range(n)]  # ~20 % moves
+    calm_calls, calm_gate = _adaptive_calls(calm)
+    volatile_calls, vol_gate = _adaptive_calls(volatile)
+    # calm: interval clamps to max (3600 s = every 60th event); volatile: to min (every event)
+    assert calm_gate.adaptive_interval("k") == 3600
+    assert vol_gate.adaptive_interval("k") == 60
+    assert volatile_calls == n
+    assert calm_calls <= 6
+    assert volatile_calls > 10 * calm_calls
+
+
+def test_adaptive_interval_formula() -> None:
+    cfg = SamplingConfig(
+        "adaptive", base_interval_s=600, min_interval_s=10, max_interval_s=3600,
+        volatility_window=1, volatility_ref=0.01,
+    )
+    gate, clock = gate_for(cfg)
+    assert gate.adaptive_interval("k") == 600  # no data: base
+    gate.decide(Event("k", signal=100.0))
+    clock.advance(1)
+    gate.decide(Event("k", signal=102.0))  # 2 % change, window 1 -> ewma = 0.02
+    assert gate.adaptive_interval("k") == pytest.approx(300)
+    clock.advance(1)
+    gate.decide(Event("k", signal=102.0))  # flat -> max
+    assert gate.adaptive_interval("k") == 3600
+    assert SamplingGate({}).adaptive_interval("k") is None
+
+
+def test_critical_bypasses_strategy_and_min_interval() -> None:
+    cfg = SamplingConfig("periodic", interval_s=3600, min_interval_s=600)
+    gate, clock = gate_for(cfg)
+    events = [Event("k", "high"), Event("k", "medium"), Event("k", "critical"),
+              Event("k", Priority.CRITICAL), Event("k", "high")]
+    assert pattern(run(gate, clock, events, step_s=1)) == "C.CC."
+    assert gate.stats()["k"].calls == 3
+
+
+def test_min_interval_for_high_and_medium() -> None:
+    gate, clock = gate_for(SamplingConfig("always", min_interval_s=60))
+    events = [Event("k", "high" if i % 2 else "normal") for i in range(10)]
+    # 25 s apart: calls at 0, 75 (3rd step), 150, 225 -> every third event
+    flags = run(gate, clock, events, step_s=25)
+    assert pattern(flags) == "C..C..C..C"
+    clock.advance(10)
+    d = gate.decide(Event("k", "high"))
+    assert (d.call, d.reason) == (False, "min_interval")
+
+
+def test_low_batching_seed_example_15_events_2_calls() -> None:
+    gate, clock = gate_for(SamplingConfig("always", batch_size=10, batch_timeout_s=300))
+    decisions = []
+    for i in range(15):
+        decisions.append(gate.decide(Event("k", "low", payload=i)))
+        clock.advance(1)
+    calls = [d for d in decisions if d.call]
+    assert len(calls) == 1
+    assert calls[0].reason == "batch_full"
+    assert [e.payload for e in calls[0].batch] == list(range(10))
+    gate.record_answer("k", "batch answer", 10 * PICO // 1000)  # $0.01
+    assert gate.flush_due() == []  # 5 pending, first one only 5 s old
+    assert gate.stats()["k"].pending == 5
+    clock.advance(300)
+    due = gate.flush_due()
+    assert len(due) == 1 and due[0].call and due[0].reason == "batch_timeout"
+    assert [e.payload for e in due[0].batch] == list(range(10, 15))
+    gate.record_answer("k", "second batch", 10 * PICO // 1000)
+    st = gate.stats()["k"]
+    assert (st.events, st.calls, st.batched, st.pending, st.saved_calls) == (15, 2, 15, 0, 13)
+    assert round(st.saved_pct) == 87  # the seed's "savings: 87%"
+    assert st.saved_picousd == 13 * PICO // 100  # 13 calls x $0.01
+    assert gate.flush_due() == []
+
+
+def test_low_batch_flushes_when_late_event_arrives() -> None:
+    gate, clock = gate_for(SamplingConfig("always", batch_size=10, batch_timeout_s=300))
+    gate.record_answer("k", "old")
+    d1 = gate.decide(Event("k", "background"))
+    assert (d1.call, d1.reason, d1.last_answer) == (False, "batched", "old")
+    clock.advance(299)
+    assert not gate.decide(Event("k", "low")).call
+    clock.advance(1)
+    d3 = gate.decide(Event("k", "low"))
+    assert (d3.call, d3.reason, len(d3.batch)) == (True, "batch_timeout", 3)
+
+
+def test_flush_force_and_batch_size_one() -> None:
+    gate, _ = gate_for(SamplingConfig("always", batch_size=1))
+    d = gate.decide(Event("k", "low"))
+    assert d.call and d.reason == "batch_full" and len(d.batch) == 1
+    gate2, _ = gate_for(SamplingConfig("always", batch_size=5))
+    gate2.decide(Event("k", "low"))
+    gate2.decide(Event("k", "low"))
+    forced = gate2.flush_due(force=True)
+    assert [(x.reason, len(x.batch)) for x in forced] == [("batch_flush", 2)]
+
+
+def test_stats_and_saved_dollars() -> None:
+    gate, clock = gate_for(SamplingConfig("periodic", interval_s=300))
+    costs = iter([3 * PICO // 1000, 5 * PICO // 1000, 4 * PICO // 1000])  # $0.003/5/4
+    for i in range(11):
+        if i:
+            clock.advance(60)
+        d = gate.decide(Event("k"))
+        if d.call:
+            gate.record_answer("k", i, next(costs))
+    st = gate.stats()["k"]
+    assert (st.events, st.calls, st.skipped, st.saved_calls) == (11, 3, 8, 8)
+    assert st.spent_picousd == 12 * PICO // 1000
+    assert gate.saved_estimate("k") == 4 * PICO // 1000  # average real call
+    assert st.saved_picousd == 8 * 4 * PICO // 1000
+    assert gate.saved_estimate("unknown") == 0
+    with pytest.raises(BadRequest, match="cost_picousd"):
+        gate.record_answer("k", "x", -1)
+    with pytest.raises(BadRequest, match="cost_picousd"):
+        gate.record_answer("k", "x", 0.5)  # type: ignore[arg-type]
+
+
+def test_unconfigured_key_always_calls_and_configure() -> None:
+    gate, clock = gate_for(SamplingConfig("always"))
+    d = gate.decide(Event("other"))
+    assert (d.call, d.reason) == (True, "unconfigured")
+    assert "other" not in gate.stats()
+    gate.configure("other", SamplingConfig("periodic", interval_s=100))
+    assert pattern(run(gate, clock, [Event("other")] * 3)) == "C.C"
+    gate.configure("other", None)
+    assert gate.decide(Event("other")).reason == "unconfigured"
+
+
+def test_event_ts_overrides_clock() -> None:
+    gate, _ = gate_for(SamplingConfig("periodic", interval_s=300))
+    gate.decide(Event("k", ts=0.0))
+    gate.record_answer("k", "A")
+    assert not gate.decide(Event("k", ts=299.0)).call
+    assert gate.decide(Event("k", ts=300.0)).call
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"strategy": "sometimes"}, "strategy"),
+        ({"strategy": "periodic"}, "interval_s"),
+        ({"strategy": "periodic", "interval_s": -1}, "interval_s"),
+        ({"strategy": "periodic", "interval_s": float("nan")}, "interval_s"),
+        ({"strategy": "change_based"}, "threshold"),
+        ({"strategy": "change_based", "threshold": -0.1}, "threshold"),
+        ({"strategy": "threshold"}, "threshold"),
+        ({"strategy": "adaptive", "max_interval_s": 60}, "base_interval_s"),
+        ({"strategy": "adaptive", "base_interval_s": 60}, "max_interval_s"),
+        ({"min_interval_s": 100, "max_interval_s": 50}, "min_interval_s"),
+        ({"min_interval_s": -5}, "min_interval_s"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"batch_size": 2.5}, "batch_size"),
+        ({"batch_timeout_s": -1}, "batch_timeout_s"),
+        ({"volatility_window": 0}, "volatility_window"),
+        ({"volatility_ref": 0}, "volatility_ref"),
+    ],
+)
+def test_config_validation_names_the_field(kwargs: dict[str, object], field: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        SamplingConfig(**kwargs)  # type: ignore[arg-type]
+    assert info.value.field == field
+    assert field in str(info.value)
+
+
+def test_config_and_event_normalisation() -> None:
+    assert SamplingConfig("Change_Based", threshold=0.1).strategy is Strategy.CHANGE_BASED
+    assert Event("k", "NORMAL").priority is Priority.MEDIUM
+    assert Event("k", "background").priority is Priority.LOW
+    with pytest.raises(BadRequest, match="priority"):
+        Event("k", "urgent")
+    with pytest.raises(BadRequest, match="signal"):
+        Event("k", signal=float("inf"))
+    with pytest.raises(BadRequest, match="key"):
+        Event("")
+
+
+def test_from_control_plane_strategy() -> None:
+    from core.control._models import SamplingStrategy
+
+    s = SamplingStrategy(
+        key="market_regime", strategy="adaptive",
+        params={"min_interval_s": 30, "max_interval_s": 1800, "interval_s": 300},
+        min_interval_s=60, batch_size=8, batch_timeout_s=120,
+    )
+    cfg = SamplingConfig.from_strategy(s)
+    assert cfg.strategy is Strategy.ADAPTIVE
+    assert (cfg.base_interval_s, cfg.min_interval_s, cfg.max_interval_s) == (300, 60, 1800)
+    assert (cfg.batch_size, cfg.batch_timeout_s) == (8, 120)
+
+
+def test_thread_safe_counters() -> None:
+    gate, _ = gate_for(SamplingConfig("periodic", interval_s=300, batch_size=7))
+    gate.record_answer("k", "A")
+    assert gate.decide(Event("k")).call  # the only single call: the clock never moves
+
+    def worker(prio: str) -> None:
+        for _ in range(500):
+            gate.decide(Event("k", prio))
+
+    threads = [threading.Thread(target=worker, args=(p,)) for p in ("low", "medium", "high")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    st = gate.stats()["k"]
+    assert st.events == 1501 and st.batched == 500
+    assert st.pending == 500 % 7
+    single_calls = st.calls - (500 // 7)
+    assert single_calls + st.skipped + st.batched == st.events
+    assert single_calls == 1

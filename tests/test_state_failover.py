@@ -1,0 +1,207 @@
+"""ResilientState against a PRIVATE redis-server that we kill -9 and restart (never the shared one).
+
+A probe interval of 50 ms keeps these tests short; production uses 2 s.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from core.state import (
+    BudgetItem,
+    MemoryState,
+    RateItem,
+    RedisState,
+    ResilientState,
+    Settlement,
+    make_state,
+)
+
+pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="no redis-server")
+LOGGER = "core.state.resilient"
+PREFIX = "costline-failover:"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class PrivateRedis:
+    """A throwaway redis-server on a free port; ``kill()`` is SIGKILL to this process only."""
+
+    def __init__(self, workdir: Path):
+        self.port = free_port()
+        self.workdir = workdir
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        cmd = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+               "--save", "", "--appendonly", "no", "--dir", str(self.workdir)]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.exceptions.ConnectionError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise
+                time.sleep(0.02)
+        client.close()
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def client(self) -> redis.Redis:  # type: ignore[type-arg]
+        return redis.Redis(port=self.port)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[PrivateRedis]:
+    srv = PrivateRedis(tmp_path)
+    srv.start()
+    yield srv
+    srv.kill()
+
+
+def resilient(srv: PrivateRedis, policy: str = "open") -> ResilientState:
+    return ResilientState(
+        RedisState(srv.url, PREFIX), MemoryState(PREFIX), policy=policy,  # type: ignore[arg-type]
+        retry_interval_s=0.05,
+    )
+
+
+def until_healthy(st: ResilientState, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not st.healthy:
+        assert time.monotonic() < deadline, "did not reconnect"
+        st.cache_get("poke")
+        time.sleep(0.01)
+
+
+def test_kill_and_restart_mid_run(server: PrivateRedis, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    st = resilient(server)
+    rate = RateItem("rps", "token_bucket", 10**6, 1.0)
+    spend = BudgetItem("calls", None, 1, 3600)  # tracked, never blocks: counts admits
+    misses_in_outage = 0
+    for i in range(300):
+        if i == 100:
+            server.kill()
+        if i == 200:
+            server.start()
+        assert st.admit([rate], [spend]).ok
+        st.cache_set(f"k{i}", b"v", 60)
+        hit = st.cache_get(f"k{i}")
+        if 100 < i < 200:
+            misses_in_outage += hit is None
+        time.sleep(0.001)
+    until_healthy(st)
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    infos = [r for r in caplog.records if r.levelno == logging.INFO]
+    assert len(warnings) == 1 and "unreachable" in warnings[0].getMessage()
+    assert len(infos) == 1 and "reachable again" in infos[0].getMessage()
+    assert st.outages == 1 and st.healthy
+    assert misses_in_outage == 99
+    # Redis is used again: the new (empty) server holds every admit since the kill,
+    # the outage ones replayed from the fallback, and new cache entries.
+    raw = server.client()
+    assert int(raw.get(PREFIX + "b:calls") or 0) == 200
+    st.cache_set("after", b"again", 60)
+    assert raw.get(PREFIX + "c:after") == b"again"
+    assert st.admit([rate], [spend]).budget_values == [200]
+
+
+def test_outage_spend_is_enforced_locally_and_replayed(server: PrivateRedis) -> None:
+    st = resilient(server)
+    budget = "org:month"
+    assert st.admit([], [BudgetItem(budget, 1000, 100, 3600)]).ok
+    server.client().save()  # the restarted server comes back with value 100
+    server.kill()
+    during = st.admit([], [BudgetItem(budget, 1000, 800, 3600)])
+    assert during.ok and during.budget_values == [100]  # seeded from the last Redis value
+    refused = st.admit([], [BudgetItem(budget, 1000, 200, 3600)])
+    assert (refused.ok, refused.reason, refused.budget_values) == (False, "budget", [900])
+    st.settle([Settlement(budget, reserved=800, actual=500, ttl_s=3600)])
+    assert st.admit([], [BudgetItem(budget, 1000, 50, 3600)]).ok  # reserved in the fallback
+    assert st.get_values([budget]) == [650]
+    server.start()
+    until_healthy(st)
+    raw = server.client()
+    assert int(raw.get(PREFIX + "b:" + budget) or 0) == 650
+    assert 0 < raw.pttl(PREFIX + "b:" + budget) <= 3_600_000
+    st.settle([Settlement(budget, reserved=50, actual=20, ttl_s=3600)])  # settles in Redis
+    assert st.get_values([budget]) == [620]
+
+
+def test_closed_policy_refuses_during_outage(server: PrivateRedis) -> None:
+    st = resilient(server, policy="closed")
+    item = BudgetItem("b", 1000, 10, 3600)
+    assert st.admit([], [item]).ok
+    server.kill()
+    adm = st.admit([], [item])
+    assert (adm.ok, adm.reason, adm.retry_after_s) == (False, "unavailable", 0.05)
+    assert adm.budget_values == [10]
+    assert st.breaker_allow("model") == "open"
+    assert st.cache_get("x") is None
+    st.settle([Settlement("b", reserved=10, actual=4, ttl_s=3600)])  # kept, replayed later
+    assert not st.healthy
+    server.start()
+    until_healthy(st)
+    assert st.admit([], [item]).ok
+    assert st.get_values(["b"]) == [-6 + 10]  # fresh server: the replayed -6, then +10
+
+
+def test_counters_and_deletes_replay(server: PrivateRedis) -> None:
+    st = resilient(server)
+    st.cache_set("stale", b"old", 60)
+    server.client().save()
+    server.kill()
+    st.incr("hits", 3)
+    st.cache_delete("stale")
+    server.start()
+    assert server.client().get(PREFIX + "c:stale") == b"old"
+    until_healthy(st)
+    assert st.counters() == {"hits": 3}
+    assert st.cache_get("stale") is None
+
+
+def test_scripts_reload_after_script_flush(server: PrivateRedis) -> None:
+    st = RedisState(server.url, PREFIX)
+    rate = RateItem("s", "token_bucket", 5, 60.0)
+    assert st.admit([rate], [], now=1e9).ok
+    server.client().script_flush()
+    assert st.admit([rate], [], now=1e9).ok
+
+
+def test_make_state_picks_the_backend(
+    server: PrivateRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    assert isinstance(make_state(), MemoryState)
+    assert isinstance(make_state("memory://"), MemoryState)
+    monkeypatch.setenv("REDIS_URL", server.url)
+    st = make_state(prefix="x:")
+    assert isinstance(st, ResilientState) and st.primary.prefix == "x:"
+    assert st.incr("n") == 1
+    with pytest.raises(ValueError):
+        make_state("postgres://nope")

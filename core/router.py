@@ -21,7 +21,6 @@ import httpx
 from core import tokens
 from core.errors import (
     BadRequest,
-    ConfigError,
     ContextWindowExceeded,
     CostlineError,
     MalformedResponse,
@@ -35,6 +34,7 @@ from core.retry import RetryPolicy
 from core.settings import Settings
 from core.types import ChatRequest, Completion, Cost, StreamChunk, Usage
 from core.usage import UsageEvent, UsageLog
+from core.usage._schema import Status
 
 ROLES = frozenset({"system", "user", "assistant", "tool"})
 
@@ -76,13 +76,14 @@ class Router:
         retry: RetryPolicy | None = None,
         allow_unpriced: bool = False,
         seed: int | None = None,
+        tracer_provider: object = None,
     ) -> None:
         self.settings = settings or Settings.from_env()
         self.catalog = catalog or load_catalog()
         self.log = log if log is not None else UsageLog(self.settings.home)
         self.retry = retry or RetryPolicy()
         self.allow_unpriced = allow_unpriced
-        self.tracer = Tracer(self.settings.otel)
+        self.tracer = Tracer(self.settings.otel, tracer_provider)
         self._providers: dict[str, Provider] = dict(providers or {})
         self._client = client
         self._aclient = aclient
@@ -271,31 +272,33 @@ class Router:
 
     def _candidate(self, name: str) -> Candidate:
         provider, provider_model = self._resolve(name)
-        row: PriceRow | None
-        try:
-            row = self.catalog.lookup(name, prompt_tokens=0)
-        except UnpricedModel:
+        if not self.catalog.has(name):
             if not self.allow_unpriced:
                 raise UnpricedModel(
                     f"model {name!r} has no price in the catalog; add a price override or "
                     "pass allow_unpriced=True to log it as unpriced",
                     model=name,
-                ) from None
-            row = None
-        return Candidate(name, provider, provider_model, row)
+                )
+            return Candidate(name, provider, provider_model, None)
+        row = self.catalog.lookup(name, prompt_tokens=0)
+        return Candidate(self.catalog.canonical(name), provider, provider_model, row)
 
     def _resolve(self, name: str) -> tuple[str, str]:
+        """(provider, id sent upstream). An explicit 'provider/' prefix names the provider,
+        unless the whole name is itself a catalog model (e.g. Groq's 'openai/gpt-oss-120b')."""
+        head, sep, rest = name.partition("/")
+        exact = self.catalog.has(name) and self.catalog.canonical(name) == name.lower()
+        if sep and head in self.settings.providers and not exact:
+            return head, rest
         if self.catalog.has(name):
             provider = self.catalog.provider_of(name)
             prefix = provider + "/"
-            model = name[len(prefix) :] if name.startswith(prefix) else name
-            return provider, model
-        head, sep, rest = name.partition("/")
-        if sep and head in self.settings.providers:
-            return head, rest
-        if self.allow_unpriced:
-            raise ConfigError(f"model {name!r}: name no provider (use 'provider/model')")
-        raise UnpricedModel(f"model {name!r} is not in the price catalog", model=name)
+            return provider, name[len(prefix) :] if name.startswith(prefix) else name
+        raise UnpricedModel(
+            f"model {name!r} is not in the price catalog and names no configured provider "
+            "(use 'provider/model')",
+            model=name,
+        )
 
     def _fit(self, plan: Plan, cand: Candidate) -> bool:
         """Count prompt tokens for this candidate; False (logged) if it can't fit."""
@@ -395,7 +398,7 @@ class Router:
         plan: Plan,
         cand: Candidate,
         attempt: int,
-        status: str,
+        status: Status,
         done: Completion,
         exc: CostlineError | None,
     ) -> None:

@@ -44,15 +44,15 @@ def event(i: int, **overrides: Any) -> UsageEvent:
     return UsageEvent(**fields)
 
 
-def python(code: str, home: Path, **kw: Any) -> subprocess.Popen[str]:
-    """Start ``python -c code`` with COSTLINE_HOME=home and the repo importable."""
+def python(code: str, home: Path, *args: str, **kw: Any) -> subprocess.Popen[str]:
+    """Start ``python -c code args...`` with COSTLINE_HOME=home and the repo importable."""
     env = {
         **os.environ,
         "COSTLINE_HOME": str(home),
         "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")]),
     }
     return subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(code)],
+        [sys.executable, "-c", textwrap.dedent(code), *args],
         env=env,
         cwd=REPO,
         text=True,

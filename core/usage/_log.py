@@ -69,6 +69,9 @@ class UsageLog:
         self._sdir.mkdir(parents=True, exist_ok=True)
         self._closed = False
         self._start_fresh()
+        # pyarrow imports pandas on its first conversion of Python objects; do it now, since
+        # imports fail during interpreter shutdown, when the at-exit flush may run.
+        rows_to_table_lenient([], "warm-up")
         recover(self.home)
         _OPEN_LOGS.add(self)
 

@@ -87,7 +87,6 @@ class Reader:
         recover(self.home)
         self._lock = threading.RLock()
         self._view_version: str | None = None
-        self._snapshot: Snapshot | None = None
         con = duckdb.connect(":memory:")
         con.execute("SET TimeZone = 'UTC'")
         if threads:
@@ -99,21 +98,21 @@ class Reader:
 
     # plumbing
 
-    def _refresh(self, force: bool = False) -> Snapshot:
-        snapshot = scan(self._sdir)
+    def _use(self, snapshot: Snapshot, force: bool) -> None:
+        """Point the view ``events`` at the snapshot's segments (if it changed)."""
         if force or snapshot.version != self._view_version:
+            self._view_version = None
             self._con.execute(_view_sql(snapshot))
             self._view_version = snapshot.version
-        self._snapshot = snapshot
-        return snapshot
 
     def _run(
         self, sql: str, params: Sequence[object], fetch: Callable[[duckdb.DuckDBPyRelation], T]
     ) -> T:
         with self._lock:
             for attempt in range(_RETRIES):
-                snapshot = self._refresh(force=attempt > 0)
+                snapshot = scan(self._sdir)
                 try:
+                    self._use(snapshot, force=attempt > 0)
                     return fetch(self._con.sql(sql, params=list(params)))
                 except duckdb.IOException:
                     vanished = any(not s.path.exists() for s in snapshot.active)

@@ -1,0 +1,54 @@
+"""Human-readable amounts and the messages of blocked calls and threshold alerts."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from core.control import Budget
+from core.types import pico_to_usd
+
+from ._window import Window, scope_text
+
+CENT = Decimal("0.01")
+
+
+def usd(picousd: int) -> str:
+    """'$93.10'; amounts under a cent keep up to six decimals ('$0.000042')."""
+    d = pico_to_usd(picousd)
+    if d != 0 and abs(d) < CENT:
+        text = f"{d.quantize(Decimal('0.000001')).normalize():f}"
+        return ("-$" + text[1:]) if text.startswith("-") else "$" + text
+    sign = "-" if d < 0 else ""
+    return f"{sign}${abs(d).quantize(CENT):,}"
+
+
+def amount(metric: str, value: int) -> str:
+    return usd(value) if metric == "usd" else f"{value:,} tokens"
+
+
+def head(budget: Budget) -> str:
+    return f"budget '{budget.name}' ({scope_text(budget)})"
+
+
+def where(win: Window) -> str:
+    return f"in window {win.label} ({win.period}, {win.tz})"
+
+
+def exceeded(budget: Budget, win: Window, metric: str, spent: int, limit: int, hard: int,
+             est: int, cap: int, critical: bool) -> str:
+    """Why a call was blocked: budget, limit, spend so far, window, and by how much."""
+    unit = "" if metric == "usd" else " token"
+    text = (f"{head(budget)}: spent {amount(metric, spent)} of {amount(metric, limit)}"
+            f"{unit} limit {where(win)}")
+    if hard > limit:
+        text += f"; critical requests may reach {amount(metric, hard)}"
+    over = spent + est - cap
+    which = "the critical cap" if critical and cap == hard and hard > limit else "the limit"
+    return text + (f"; this call's estimate of {amount(metric, est)} would go "
+                   f"{amount(metric, over)} past {which}")
+
+
+def threshold(budget: Budget, win: Window, pct: int, metric: str, spent: int,
+              limit: int) -> str:
+    return (f"{head(budget)} reached {pct}% {where(win)}: spent {amount(metric, spent)} "
+            f"of {amount(metric, limit)}" + ("" if metric == "usd" else " token") + " limit")

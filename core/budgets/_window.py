@@ -1,0 +1,83 @@
+"""Budget windows and scope matching.
+
+A window is a calendar day, ISO week (Monday start) or calendar month in the budget's IANA time
+zone. Its ``key`` names the live counter, so a new window (or a "reset now", which bumps
+``reset_generation``) simply starts a fresh counter: there is no reset job. Counters live until
+the window ends plus one day (``ttl_s``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from core.control import Budget
+from core.ratelimits import same_model
+from core.types import ChatRequest
+
+GRACE = timedelta(days=1)  # counters outlive their window by this much
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """``key``: live-counter key; ``label``: the control plane's window key ('2026-11',
+    '2026-W47', '2026-11-05', '.rN' after a reset), used for alerts and messages.
+    ``start``/``end`` are aware datetimes in the budget's zone, ``end`` exclusive."""
+
+    key: str
+    start: datetime
+    end: datetime
+    label: str
+    period: str
+    tz: str
+
+    @property
+    def usd_key(self) -> str:
+        return self.key + ":usd"
+
+    @property
+    def tokens_key(self) -> str:
+        return self.key + ":tok"
+
+    @staticmethod
+    def committed(key: str) -> str:
+        """Settled spend only (the live counter also holds in-flight reservations)."""
+        return key + ":c"
+
+    def ttl_s(self, now: datetime) -> float:
+        left = self.end.astimezone(UTC) - now.astimezone(UTC)
+        return max(1.0, (left + GRACE).total_seconds())
+
+    def length(self) -> timedelta:
+        """Real elapsed time of the window (23 h or 25 h on DST days): computed in UTC."""
+        return self.end.astimezone(UTC) - self.start.astimezone(UTC)
+
+
+def window(budget: Budget, now: datetime) -> Window:
+    start, end = budget.window_bounds(now)
+    key = f"{budget.id}:{budget.period}:{start:%Y-%m-%d}:{budget.reset_generation}"
+    return Window(key, start, end, budget.window_key(now), budget.period,
+                  budget.timezone or "UTC")
+
+
+def scope_text(budget: Budget) -> str:
+    return "global" if budget.scope == "global" else f"{budget.scope}={budget.scope_value}"
+
+
+def matches(budget: Budget, req: ChatRequest, model: str, provider: str,
+            canonical: Callable[[str], str] | None = None) -> bool:
+    """Does ``budget`` apply to this request sent to ``model`` at ``provider``?"""
+    if not budget.enabled:
+        return False
+    scope, want = budget.scope, budget.scope_value
+    if scope == "global":
+        return True
+    if want is None:
+        return False
+    if scope == "model":
+        return same_model(want, model, provider, canonical)
+    if scope == "provider":
+        return want.lower() == provider.lower()
+    field = {"org": req.org, "project": req.project, "user": req.user, "task": req.task}
+    return scope in field and field[scope] == want

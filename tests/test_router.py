@@ -1,0 +1,263 @@
+"""Router end to end: real HTTP to the scripted server, priced and logged exactly."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pandas as pd
+import pytest
+
+from core.errors import (
+    BadRequest,
+    ContextWindowExceeded,
+    MalformedResponse,
+    ProviderConnectionError,
+    ProviderServerError,
+    ProviderTimeout,
+    RateLimited,
+    UnpricedModel,
+)
+from core.retry import RetryPolicy
+from core.router import Router
+from core.settings import ProviderConfig, Settings
+from core.types import ChatRequest, Message
+from core.usage import Reader
+from tests.servers import scripted as s
+
+FAST = RetryPolicy(max_attempts=3, base_s=0.001, cap_s=0.005)
+M = Decimal(10) ** 6  # tokens per price unit: prices are USD per 1M tokens
+
+
+def ask(model: str = "gpt-4o-mini", text: str = "hello there", **kw: object) -> ChatRequest:
+    return ChatRequest(messages=[Message("user", text)], model=model, **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def router(scripted_server: s.ScriptedServer):
+    settings = Settings.from_env()
+    settings = settings.with_provider(
+        ProviderConfig("openai", "openai", scripted_server.openai_url, api_key="sk-test-123456")
+    ).with_provider(
+        ProviderConfig("anthropic", "anthropic", scripted_server.url, api_key="sk-ant-test-1234")
+    )
+    r = Router(settings, retry=FAST, seed=1)
+    yield r
+    r.close()
+
+
+def logged(router: Router):
+    router.log.flush()
+    return Reader(router.settings.home).events(order_by="ts", descending=False)
+
+
+def test_openai_call_priced_by_hand_and_logged_once(router, scripted_server):
+    usage = s.openai_usage(prompt=1000, completion=200, cached=400)
+    scripted_server.enqueue(s.openai_chat("fine, thanks", usage=usage))
+    done = router.complete(ask(org="acme", user="ann", task="chat"))
+    # gpt-4o-mini: input $0.15, cached $0.075, output $0.60 per 1M tokens
+    expected = (600 * Decimal("0.15") + 400 * Decimal("0.075") + 200 * Decimal("0.60")) / M
+    assert done.cost.usd == expected == Decimal("0.00024")
+    assert (done.usage.input_tokens, done.usage.cached_input_tokens) == (600, 400)
+    assert done.request_id.startswith("req_") and done.provider == "openai"
+    body = scripted_server.requests[0].json
+    assert body["model"] == "gpt-4o-mini" and body["messages"][0]["content"] == "hello there"
+    ev = logged(router)
+    assert len(ev) == 1
+    row = ev.iloc[0]
+    assert row.request_id == done.request_id and row.status == "ok"
+    assert int(row.cost_picousd) == done.cost.total and row.org == "acme"
+    assert int(row.cost_cached_input_picousd) == 400 * 75_000
+
+
+def test_anthropic_cache_read_and_write_priced_once_each(router, scripted_server):
+    usage = s.anthropic_usage(input=100, output=50, cache_read=1000, cache_write=500)
+    scripted_server.enqueue(s.anthropic_message("ok", usage=usage))
+    done = router.complete(
+        ChatRequest(
+            messages=[Message("system", "be brief"), Message("user", "hi")],
+            model="claude-3-5-haiku",
+        )
+    )
+    # haiku 3.5: input $0.80, cache read $0.08, cache write $1.00, output $4.00
+    expected = (100 * Decimal("0.8") + 1000 * Decimal("0.08") + 500 * 1 + 50 * 4) / M
+    assert done.cost.usd == expected
+    body = scripted_server.requests[0].json
+    assert body["system"] == "be brief" and all(m["role"] != "system" for m in body["messages"])
+
+
+def test_429_retry_after_is_honoured_then_succeeds(router, scripted_server):
+    scripted_server.enqueue(s.rate_limited(retry_after="0"), s.openai_chat("ok"))
+    done = router.complete(ask())
+    assert done.text == "ok"
+    ev = logged(router)
+    assert list(ev.status) == ["error", "ok"]
+    assert list(ev.error_type.fillna("")) == ["RateLimited", ""]
+    assert list(ev.attempt) == [1, 2]
+
+
+def test_long_retry_after_moves_to_the_fallback(router, scripted_server):
+    scripted_server.enqueue(s.rate_limited(retry_after="3600"), s.anthropic_message("from haiku"))
+    done = router.complete(ask(fallbacks=("claude-3-5-haiku",)))
+    assert done.model == "claude-3-5-haiku" and "fallback" in done.route_reason
+    assert len(logged(router)) == 2
+
+
+def test_500s_exhaust_retries_then_fall_back(router, scripted_server):
+    scripted_server.enqueue(*[s.error(500, "boom")] * 3, s.anthropic_message("rescued"))
+    done = router.complete(ask(fallbacks=("claude-3-5-haiku",)))
+    assert done.text == "rescued"
+    ev = logged(router)
+    assert list(ev.status) == ["error"] * 3 + ["ok"]
+    assert set(ev.error_type.dropna()) == {"ProviderServerError"}
+    assert list(ev.model) == ["gpt-4o-mini"] * 3 + ["claude-3-5-haiku"]
+    assert ev.iloc[-1].requested_model == "gpt-4o-mini"
+
+
+def test_500s_without_fallback_raise_server_error(router, scripted_server):
+    scripted_server.enqueue(*[s.error(503, "down")] * 3)
+    with pytest.raises(ProviderServerError):
+        router.complete(ask())
+    assert len(logged(router)) == 3
+
+
+def test_timeout_is_retried_and_raised(router, scripted_server):
+    scripted_server.enqueue(*[s.delayed(s.openai_chat("late"), 1.5)] * 3)
+    with pytest.raises(ProviderTimeout):
+        router.complete(ask(timeout=0.2))
+    ev = logged(router)
+    assert list(ev.error_type) == ["ProviderTimeout"] * 3
+
+
+def test_connection_reset_is_retried(router, scripted_server):
+    scripted_server.enqueue(s.reset(), s.openai_chat("after reset"))
+    assert router.complete(ask()).text == "after reset"
+    assert list(logged(router).error_type.fillna("-")) == ["ProviderConnectionError", "-"]
+
+
+def test_malformed_json_is_not_retried(router, scripted_server):
+    scripted_server.enqueue(s.raw("{not json"), s.openai_chat("never"))
+    with pytest.raises(MalformedResponse):
+        router.complete(ask())
+    assert len(scripted_server.requests) == 1
+    assert list(logged(router).error_type) == ["MalformedResponse"]
+
+
+def test_stream_cut_mid_way_raises_and_logs_an_estimated_nonzero_cost(router, scripted_server):
+    scripted_server.enqueue(s.cut(s.openai_stream(["one ", "two ", "three ", "four"]), after=4))
+    got: list[str] = []
+    with pytest.raises((MalformedResponse, ProviderConnectionError)):
+        for chunk in router.stream(ask()):
+            got.append(chunk.text)
+    assert "".join(got).startswith("one")
+    ev = logged(router)
+    assert len(ev) == 1 and ev.iloc[0].status == "error"
+    assert bool(ev.iloc[0].usage_estimated) and int(ev.iloc[0].cost_picousd) > 0
+
+
+def test_stream_without_usage_is_estimated_never_zero(router, scripted_server):
+    scripted_server.enqueue(s.openai_stream(["a quick ", "brown fox"], usage=None))
+    chunks = list(router.stream(ask()))
+    done = chunks[-1].completion
+    assert done is not None and "".join(c.text for c in chunks) == "a quick brown fox"
+    assert done.usage.estimated and done.cost.total > 0 and done.ttft_ms is not None
+    assert scripted_server.requests[0].json["stream_options"] == {"include_usage": True}
+
+
+def test_stream_with_usage_is_priced_like_non_streamed(router, scripted_server):
+    usage = s.openai_usage(prompt=50, completion=20)
+    scripted_server.enqueue(s.openai_stream(["x"], usage=usage), s.openai_chat("x", usage=usage))
+    streamed = list(router.stream(ask()))[-1].completion
+    plain = router.complete(ask())
+    assert streamed is not None and not streamed.usage.estimated
+    assert streamed.cost == plain.cost
+
+
+@pytest.mark.parametrize(
+    ("req", "error"),
+    [
+        (ask(model="no-such-model-9000"), UnpricedModel),
+        (ChatRequest(messages=[], model="gpt-4o-mini"), BadRequest),
+        (ask(max_tokens=-5), BadRequest),
+        (ask(max_tokens=200_000), ContextWindowExceeded),
+        (ask(text="bad \ud800 surrogate"), BadRequest),
+        (ask(temperature=7.0), BadRequest),
+    ],
+    ids=["unknown-model", "empty", "negative-max", "over-window", "invalid-utf8", "temperature"],
+)
+def test_bad_input_rejected_before_any_http_call(router, scripted_server, req, error):
+    with pytest.raises(error) as info:
+        router.complete(req)
+    assert info.value.message  # a message that names the problem
+    assert scripted_server.requests == []
+    ev = logged(router)
+    assert len(ev) == 1 and ev.iloc[0].error_type == error.__name__
+
+
+def test_prompt_longer_than_window_is_rejected(router, scripted_server):
+    long = "word " * 130_000  # ~130k tokens > gpt-4o-mini's 128k window
+    with pytest.raises(ContextWindowExceeded, match="context window"):
+        router.complete(ask(text=long))
+    assert scripted_server.requests == []
+
+
+def test_unpriced_allowed_is_flagged_not_zero(scripted_server):
+    settings = Settings.from_env().with_provider(
+        ProviderConfig("vllm", "openai", scripted_server.openai_url)
+    )
+    with Router(settings, retry=FAST, allow_unpriced=True) as r:
+        done = r.complete(ask(model="vllm/my-finetune"))
+        assert done.cost.unpriced and done.provider == "vllm"
+        r.log.flush()
+        ev = Reader(settings.home).events()
+    assert bool(ev.iloc[0].unpriced)
+    assert scripted_server.requests[0].json["model"] == "my-finetune"
+
+
+def test_every_completion_has_a_unique_request_id(router, scripted_server):
+    ids = {router.complete(ask(model="dryrun-small")).request_id for _ in range(50)}
+    assert len(ids) == 50
+
+
+def test_batch_keeps_order_and_returns_errors_in_place(router):
+    reqs = [ask(model="dryrun-small", text=f"q{i}") for i in range(20)]
+    reqs[7] = ask(model="dryrun-small", max_tokens=0)
+    out = router.batch(reqs, concurrency=4)
+    assert isinstance(out[7], BadRequest)
+    assert all(o.text.startswith("[dryrun]") for i, o in enumerate(out) if i != 7)
+    assert "q3" in out[3].text
+    assert len(logged(router)) == 20
+
+
+async def test_async_complete_and_stream(router, scripted_server):
+    scripted_server.enqueue(s.openai_chat("async ok"), s.openai_stream(["as", "ync"]))
+    done = await router.acomplete(ask())
+    assert done.text == "async ok"
+    chunks = [c async for c in router.astream(ask())]
+    assert "".join(c.text for c in chunks) == "async" and chunks[-1].completion is not None
+    assert len(logged(router)) == 2
+
+
+async def test_abatch_with_retry(router, scripted_server):
+    scripted_server.enqueue(s.error(500, "x"))
+    out = await router.abatch([ask(), ask(), ask()], concurrency=2)
+    assert all(not isinstance(o, Exception) for o in out)
+    ev = logged(router)
+    assert (ev.status == "ok").sum() == 3 and (ev.status == "error").sum() == 1
+
+
+def test_rate_limited_error_carries_retry_after(router, scripted_server):
+    scripted_server.enqueue(*[s.rate_limited(retry_after="2")] * 3)
+    with pytest.raises(RateLimited) as info:
+        Router(router.settings, retry=RetryPolicy(max_attempts=1), log=router.log).complete(ask())
+    assert info.value.retry_after == 2
+
+
+def test_bodies_stored_only_for_enabled_projects(scripted_server):
+    settings = Settings.from_env(log_bodies_projects=frozenset({"debug"}))
+    with Router(settings) as r:
+        r.complete(ask(model="dryrun-small", project="debug", text="keep me"))
+        r.complete(ask(model="dryrun-small", project="prod", text="drop me"))
+        r.log.flush()
+        ev = Reader(settings.home).events(order_by="ts", descending=False)
+    assert "keep me" in ev.iloc[0].prompt and ev.iloc[0].response
+    assert pd.isna(ev.iloc[1].prompt) and pd.isna(ev.iloc[1].response)

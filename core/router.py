@@ -1,8 +1,11 @@
 """Router: one call from request to priced, logged completion (DESIGN.md, "One call").
 
-The sync and async paths share every step except the I/O: ``_plan`` validates and resolves
-candidates, ``_fit`` counts tokens and checks the context window, ``_settle`` prices and logs a
-success, ``_failed`` logs a failed attempt and decides whether to retry or fall back.
+    _begin   validate; 1 sampling gate; 2 cache; 3 estimate + 4 route -> Plan (or an early answer)
+    _next    fit the context window; 5 budget + rate-limit admission (degrade, skip, block)
+    (I/O)    6 provider call with retries; the only part that differs between the four styles
+    _settle  7 usage (estimated only when the provider gives none) and price; 8 record
+
+Every outcome (success, failed attempt, cache hit, skip, block) is logged as one usage event.
 """
 
 from __future__ import annotations
@@ -13,56 +16,45 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import replace
 
 import httpx
 
 from core import tokens
+from core.budgets import Decision, Estimate, admit_first
+from core.controls import Controls
 from core.errors import (
     BadRequest,
+    BudgetExceeded,
     ContextWindowExceeded,
     CostlineError,
     MalformedResponse,
+    RateLimited,
     RetryableError,
     UnpricedModel,
 )
 from core.otel import Tracer
-from core.pricing import Catalog, PriceRow, load_catalog, price
+from core.pricing import Catalog, load_catalog, max_cost, price
 from core.providers import Provider, ProviderResult, create
 from core.retry import RetryPolicy
+from core.router_plan import Candidate, Plan, budget_text, prompt_text, validate
+from core.sampling import Event, Priority
 from core.settings import Settings
-from core.types import ChatRequest, Completion, Cost, StreamChunk, Usage
+from core.types import ZERO_COST, ChatRequest, Completion, Cost, StreamChunk, Usage
 from core.usage import UsageEvent, UsageLog
 from core.usage._schema import Status
 
-ROLES = frozenset({"system", "user", "assistant", "tool"})
-
-
-@dataclass(slots=True)
-class Candidate:
-    """One model the router may call: display name, provider and the id sent upstream."""
-
-    model: str
-    provider: str
-    provider_model: str
-    row: PriceRow | None  # None: unpriced, allowed only with allow_unpriced=True
-    prompt_tokens: int = 0
-    prompt_estimated: bool = False
-
-
-@dataclass(slots=True)
-class Plan:
-    req: ChatRequest
-    requested_model: str
-    candidates: list[Candidate]
-    route_reason: str
-    started: float = field(default_factory=time.perf_counter)
-    start_ns: int = field(default_factory=time.time_ns)
+__all__ = ["Router", "validate"]
 
 
 class Router:
-    """Counts, prices, calls and logs. Thread-safe; one instance per process is typical."""
+    """Counts, prices, controls, calls and logs. Thread-safe; one per process is typical.
+
+    ``controls=True`` (default) reads budgets, policies, sampling and cache settings from the
+    control plane ($COSTLINE_HOME/control.db or COSTLINE_CONTROL_URL) and live counters from
+    memory or Redis (REDIS_URL); ``controls=False`` is the bare path: explicit model and
+    fallbacks only.
+    """
 
     def __init__(
         self,
@@ -74,12 +66,17 @@ class Router:
         client: httpx.Client | None = None,
         aclient: httpx.AsyncClient | None = None,
         retry: RetryPolicy | None = None,
+        controls: Controls | bool = True,
         allow_unpriced: bool = False,
         seed: int | None = None,
         tracer_provider: object = None,
     ) -> None:
         self.settings = settings or Settings.from_env()
-        self.catalog = catalog or load_catalog()
+        base = catalog or load_catalog()
+        if controls is True:
+            controls = Controls(base)
+        self.controls: Controls | None = controls or None
+        self._catalog = base
         self.log = log if log is not None else UsageLog(self.settings.home)
         self.retry = retry or RetryPolicy()
         self.allow_unpriced = allow_unpriced
@@ -90,133 +87,132 @@ class Router:
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
 
+    @property
+    def catalog(self) -> Catalog:
+        """The price catalog in force (with the control plane's overrides, when on)."""
+        return self.controls.catalog if self.controls is not None else self._catalog
+
     # ---- public API -------------------------------------------------------------------
     def complete(self, req: ChatRequest) -> Completion:
-        plan = self._plan(req)
-        last: CostlineError | None = None
-        for cand in plan.candidates:
-            if not self._fit(plan, cand):
-                continue
-            provider = self._provider(cand.provider)
-            for attempt in range(1, self.retry.max_attempts + 1):
-                try:
-                    result = provider.complete(req, cand.provider_model)
-                except CostlineError as exc:
-                    last = exc
-                    delay = self._failed(plan, cand, attempt, exc)
-                    if delay is None:
-                        break
-                    time.sleep(delay)
-                    continue
-                return self._settle(plan, cand, attempt, result, None)
-            if last is not None and not isinstance(last, RetryableError):
-                raise last
-        raise self._exhausted(plan, last)
+        plan = self._begin(req)
+        if isinstance(plan, Completion):
+            return plan
+        try:
+            while (cand := self._next(plan)) is not None:
+                provider = self._provider(cand.provider)
+                for attempt in range(1, self.retry.max_attempts + 1):
+                    t0 = time.perf_counter()
+                    try:
+                        result = provider.complete(plan.req, cand.provider_model)
+                    except CostlineError as exc:
+                        delay = self._failed(plan, cand, attempt, exc, t0)
+                        if delay is None:
+                            break
+                        time.sleep(delay)
+                        continue
+                    return self._settle(plan, cand, attempt, result, t0, None)
+            raise self._exhausted(plan)
+        finally:
+            self._release(plan)
 
     async def acomplete(self, req: ChatRequest) -> Completion:
-        plan = self._plan(req)
-        last: CostlineError | None = None
-        for cand in plan.candidates:
-            if not self._fit(plan, cand):
-                continue
-            provider = self._provider(cand.provider)
-            for attempt in range(1, self.retry.max_attempts + 1):
-                try:
-                    result = await provider.acomplete(req, cand.provider_model)
-                except CostlineError as exc:
-                    last = exc
-                    delay = self._failed(plan, cand, attempt, exc)
-                    if delay is None:
-                        break
-                    await asyncio.sleep(delay)
-                    continue
-                return self._settle(plan, cand, attempt, result, None)
-            if last is not None and not isinstance(last, RetryableError):
-                raise last
-        raise self._exhausted(plan, last)
+        plan = self._begin(req)
+        if isinstance(plan, Completion):
+            return plan
+        try:
+            while (cand := self._next(plan)) is not None:
+                provider = self._provider(cand.provider)
+                for attempt in range(1, self.retry.max_attempts + 1):
+                    t0 = time.perf_counter()
+                    try:
+                        result = await provider.acomplete(plan.req, cand.provider_model)
+                    except CostlineError as exc:
+                        delay = self._failed(plan, cand, attempt, exc, t0)
+                        if delay is None:
+                            break
+                        await asyncio.sleep(delay)
+                        continue
+                    return self._settle(plan, cand, attempt, result, t0, None)
+            raise self._exhausted(plan)
+        finally:
+            self._release(plan)
 
     def stream(self, req: ChatRequest) -> Iterator[StreamChunk]:
         """Yield text chunks, then one final chunk carrying the Completion.
 
         Retries and fallbacks happen only before the first chunk reaches the caller.
         """
-        plan = self._plan(req)
-        last: CostlineError | None = None
-        for cand in plan.candidates:
-            if not self._fit(plan, cand):
-                continue
-            provider = self._provider(cand.provider)
-            for attempt in range(1, self.retry.max_attempts + 1):
-                parts: list[str] = []
-                ttft: float | None = None
-                try:
-                    for item in provider.stream(req, cand.provider_model):
-                        if isinstance(item, str):
-                            if ttft is None:
-                                ttft = (time.perf_counter() - plan.started) * 1000
-                            parts.append(item)
-                            yield StreamChunk(item)
-                        else:
-                            done = self._settle(plan, cand, attempt, item, ttft, "".join(parts))
+        plan = self._begin(req)
+        if isinstance(plan, Completion):
+            yield StreamChunk(plan.text, plan)
+            return
+        try:
+            while (cand := self._next(plan)) is not None:
+                provider = self._provider(cand.provider)
+                for attempt in range(1, self.retry.max_attempts + 1):
+                    parts: list[str] = []
+                    t0 = time.perf_counter()
+                    try:
+                        for item in provider.stream(plan.req, cand.provider_model):
+                            if isinstance(item, str):
+                                plan.first_token(t0)
+                                parts.append(item)
+                                yield StreamChunk(item)
+                                continue
+                            done = self._settle(plan, cand, attempt, item, t0, "".join(parts))
                             yield StreamChunk("", done)
                             return
-                    raise MalformedResponse(
-                        "stream ended without a final result", provider=cand.provider
-                    )
-                except CostlineError as exc:
-                    last = exc
-                    delay = self._failed(plan, cand, attempt, exc, "".join(parts))
-                    if parts:
-                        raise  # the caller has text already: no silent retry
-                    if delay is None:
-                        break
-                    time.sleep(delay)
-            if last is not None and not isinstance(last, RetryableError):
-                raise last
-        raise self._exhausted(plan, last)
+                        raise MalformedResponse("stream ended without a final result")
+                    except CostlineError as exc:
+                        delay = self._failed(plan, cand, attempt, exc, t0, "".join(parts))
+                        if parts:
+                            raise  # the caller has text already: no silent retry
+                        if delay is None:
+                            break
+                        time.sleep(delay)
+            raise self._exhausted(plan)
+        finally:
+            self._release(plan)
 
     async def astream(self, req: ChatRequest) -> AsyncIterator[StreamChunk]:
-        plan = self._plan(req)
-        last: CostlineError | None = None
-        for cand in plan.candidates:
-            if not self._fit(plan, cand):
-                continue
-            provider = self._provider(cand.provider)
-            for attempt in range(1, self.retry.max_attempts + 1):
-                parts: list[str] = []
-                ttft: float | None = None
-                try:
-                    async for item in provider.astream(req, cand.provider_model):
-                        if isinstance(item, str):
-                            if ttft is None:
-                                ttft = (time.perf_counter() - plan.started) * 1000
-                            parts.append(item)
-                            yield StreamChunk(item)
-                        else:
-                            done = self._settle(plan, cand, attempt, item, ttft, "".join(parts))
+        plan = self._begin(req)
+        if isinstance(plan, Completion):
+            yield StreamChunk(plan.text, plan)
+            return
+        try:
+            while (cand := self._next(plan)) is not None:
+                provider = self._provider(cand.provider)
+                for attempt in range(1, self.retry.max_attempts + 1):
+                    parts: list[str] = []
+                    t0 = time.perf_counter()
+                    try:
+                        async for item in provider.astream(plan.req, cand.provider_model):
+                            if isinstance(item, str):
+                                plan.first_token(t0)
+                                parts.append(item)
+                                yield StreamChunk(item)
+                                continue
+                            done = self._settle(plan, cand, attempt, item, t0, "".join(parts))
                             yield StreamChunk("", done)
                             return
-                    raise MalformedResponse(
-                        "stream ended without a final result", provider=cand.provider
-                    )
-                except CostlineError as exc:
-                    last = exc
-                    delay = self._failed(plan, cand, attempt, exc, "".join(parts))
-                    if parts:
-                        raise  # the caller has text already: no silent retry
-                    if delay is None:
-                        break
-                    await asyncio.sleep(delay)
-            if last is not None and not isinstance(last, RetryableError):
-                raise last
-        raise self._exhausted(plan, last)
+                        raise MalformedResponse("stream ended without a final result")
+                    except CostlineError as exc:
+                        delay = self._failed(plan, cand, attempt, exc, t0, "".join(parts))
+                        if parts:
+                            raise
+                        if delay is None:
+                            break
+                        await asyncio.sleep(delay)
+            raise self._exhausted(plan)
+        finally:
+            self._release(plan)
 
     def batch(
         self, requests: Iterable[ChatRequest], concurrency: int = 8
     ) -> list[Completion | CostlineError]:
         """Run requests on ``concurrency`` threads; results in input order, errors in place."""
         if concurrency < 1:
-            raise BadRequest("concurrency must be >= 1")
+            raise BadRequest(f"concurrency must be >= 1, got {concurrency}")
 
         def one(r: ChatRequest) -> Completion | CostlineError:
             try:
@@ -231,7 +227,7 @@ class Router:
         self, requests: Iterable[ChatRequest], concurrency: int = 8
     ) -> list[Completion | CostlineError]:
         if concurrency < 1:
-            raise BadRequest("concurrency must be >= 1")
+            raise BadRequest(f"concurrency must be >= 1, got {concurrency}")
         sem = asyncio.Semaphore(concurrency)
 
         async def one(r: ChatRequest) -> Completion | CostlineError:
@@ -249,6 +245,8 @@ class Router:
             close = getattr(p, "close", None)
             if close is not None:
                 close()
+        if self.controls is not None:
+            self.controls.close()
 
     def __enter__(self) -> Router:
         return self
@@ -256,19 +254,78 @@ class Router:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # ---- steps ------------------------------------------------------------------------
-    def _plan(self, req: ChatRequest) -> Plan:
+    # ---- steps 1-4: gate, cache, route --------------------------------------------------
+    def _begin(self, req: ChatRequest) -> Plan | Completion:
+        plan = Plan(req, req.model or f"task:{req.task}")
         try:
             validate(req)
-            if not req.model:
-                raise BadRequest("request needs a model (task routing arrives with policies)")
-            names = [req.model, *req.fallbacks]
-            cands = [self._candidate(m) for m in names]
+            ctl = self.controls
+            if ctl is None:
+                if not req.model:
+                    raise BadRequest("request needs a model (task routing needs controls on)")
+                names = [req.model, *req.fallbacks]
+                plan.route_reason = f"{req.model}: requested"
+            else:
+                snap = ctl.snapshot()
+                plan.snap = snap
+                policy = snap.policy(req.task) if req.task else None
+                if policy is not None:
+                    req = plan.req = _apply_policy(req, policy)
+                    plan.degrade_to = policy.degrade_to
+                early = self._gate(plan) or self._cached(plan)
+                if early is not None:
+                    return early
+                first = req.model or (policy.primary_model if policy else "")
+                prompt = tokens.count_messages(first, req.messages).tokens if first else 0
+                choice = ctl.routing.route(req, policy, prompt_tokens=prompt, scores=ctl.scores)
+                names = list(choice.models)
+                plan.route_reason = choice.reason
+                plan.requested_model = req.model or (policy.primary_model if policy else "")
+            plan.pending = [self._candidate(m) for m in names]
         except CostlineError as exc:
-            self._record_error(req, req.model or "", None, exc, 0)
+            self._record_error(plan, None, exc, 0)
             raise
-        reason = f"{req.model}: requested"
-        return Plan(req, req.model, cands, reason)
+        return plan
+
+    def _gate(self, plan: Plan) -> Completion | None:
+        """Step 1: a sampling strategy may answer with the last answer instead of a call."""
+        ctl, req = self.controls, plan.req
+        if ctl is None or not req.task or req.task not in ctl.gate_keys:
+            return None
+        event = Event(req.task, Priority.parse(req.criticality), signal=req.signal,
+                      score=req.score)
+        decision = ctl.gate.decide(event)
+        if decision.call:
+            plan.gate_key = req.task
+            return None
+        last = decision.last_answer if isinstance(decision.last_answer, Completion) else None
+        done = Completion(
+            text=last.text if last else "",
+            usage=Usage(),
+            cost=ZERO_COST,
+            model=last.model if last else plan.requested_model,
+            provider=last.provider if last else "",
+            latency_ms=plan.elapsed_ms(),
+            request_id=req.request_id,
+            route_reason=f"sampling {decision.reason}: reused the last answer, no call",
+            requested_model=plan.requested_model,
+            saved=last.cost if last else ZERO_COST,
+            ai_called=False,
+        )
+        self._record(plan, Candidate(done.model, done.provider, done.model, None), 0,
+                     "skipped", done, None)
+        return done
+
+    def _cached(self, plan: Plan) -> Completion | None:
+        """Step 2: an exact (or semantic) cache hit costs 0 and records what it saved."""
+        assert self.controls is not None
+        hit = self.controls.cache.get(plan.req)
+        if hit is None:
+            return None
+        done = hit.completion(plan.req, plan.elapsed_ms())
+        self._record(plan, Candidate(done.model, done.provider, done.model, None), 0,
+                     "ok", done, None)
+        return done
 
     def _candidate(self, name: str) -> Candidate:
         provider, provider_model = self._resolve(name)
@@ -300,38 +357,99 @@ class Router:
             model=name,
         )
 
+    # ---- step 5: fit and admit ----------------------------------------------------------
+    def _next(self, plan: Plan) -> Candidate | None:
+        """The next candidate to call, admitted by budgets and rate limits; None when done."""
+        self._release(plan)
+        if plan.last is not None and not isinstance(plan.last, RetryableError):
+            raise plan.last
+        fitting = [c for c in plan.pending if self._fit(plan, c)]
+        plan.pending = []
+        if not fitting:
+            if plan.last is None and plan.too_big is not None:
+                self._record_error(plan, None, plan.too_big, 0)
+                raise plan.too_big
+            return None
+        ctl = self.controls
+        if ctl is None or plan.snap is None:
+            plan.pending = fitting[1:]
+            return fitting[0]
+        snap = plan.snap
+        extra: dict[str, Candidate] = {}
+
+        def degrade(d: Decision) -> Estimate | None:
+            target = d.degrade_to or plan.degrade_to
+            if not target or target == d.model:
+                return None
+            cand = extra.get(target) or self._candidate(target)
+            if not self._fit(plan, cand):
+                return None
+            extra[target] = cand
+            return self._estimate(plan, cand)
+
+        try:
+            choice = admit_first(ctl.guard, plan.req, [self._estimate(plan, c) for c in fitting],
+                                 snap.active_budgets(), snap.rate_limits, degrade=degrade)
+        except (BudgetExceeded, RateLimited) as exc:
+            plan.last = exc
+            self._record_error(plan, fitting[0], exc, 0)
+            raise
+        plan.decision = choice.decision
+        plan.pending = fitting[choice.index + 1 :]
+        if choice.skipped:
+            plan.notes.append("skipped " + "; ".join(f"{m} ({w})" for m, w in choice.skipped))
+        cand = fitting[choice.index]
+        if choice.degraded_from is not None:
+            d = choice.decision
+            if choice.estimate.model != cand.model:
+                cand = extra[choice.estimate.model]
+            plan.degraded = True
+            plan.route_reason = ctl.routing.explain_degrade(
+                cand.model, choice.degraded_from, budget_text(d.budget, d.utilisation)
+            )
+        return cand
+
     def _fit(self, plan: Plan, cand: Candidate) -> bool:
-        """Count prompt tokens for this candidate; False (logged) if it can't fit."""
+        """Count prompt tokens for this candidate; False if it can't fit its context window."""
         count = tokens.count_messages(cand.model, plan.req.messages)
         cand.prompt_tokens, cand.prompt_estimated = count.tokens, count.estimated
-        if cand.row is not None:
-            cand.row = self.catalog.lookup(cand.model, prompt_tokens=count.tokens)
-            window = cand.row.context_window
-            need = count.tokens + (plan.req.max_tokens or 0)
-            if window and need > window:
-                exc = ContextWindowExceeded(
-                    f"{cand.model}: prompt {count.tokens} + max_tokens "
-                    f"{plan.req.max_tokens or 0} = {need} tokens exceeds its context window "
-                    f"of {window}",
-                    tokens=need,
-                    window=window,
-                    model=cand.model,
-                    provider=cand.provider,
-                )
-                if cand is plan.candidates[-1]:
-                    self._record_error(plan.req, cand.model, cand, exc, 0, plan)
-                    raise exc
-                return False  # skip to the next fallback
+        if cand.row is None:
+            return True
+        cand.row = self.catalog.lookup(cand.model, prompt_tokens=count.tokens)
+        window = cand.row.context_window
+        need = count.tokens + (plan.req.max_tokens or 0)
+        if window and need > window:
+            plan.too_big = plan.too_big or ContextWindowExceeded(
+                f"{cand.model}: prompt {count.tokens} + max_tokens {plan.req.max_tokens or 0}"
+                f" = {need} tokens exceeds its context window of {window}",
+                tokens=need,
+                window=window,
+                model=cand.model,
+                provider=cand.provider,
+            )
+            return False
         return True
 
+    def _estimate(self, plan: Plan, cand: Candidate) -> Estimate:
+        """The reservation: an upper bound of this call's cost and tokens."""
+        out = plan.req.max_tokens or (cand.row.max_output_tokens if cand.row else 0) or 4096
+        cost = max_cost(cand.row, cand.prompt_tokens, out) if cand.row else 0
+        return Estimate(cand.model, cand.provider, cost, cand.prompt_tokens + out)
+
+    def _release(self, plan: Plan) -> None:
+        if plan.decision is not None and self.controls is not None:
+            self.controls.guard.release(plan.decision)
+        plan.decision = None
+
+    # ---- steps 7-8: settle and record ---------------------------------------------------
     def _settle(
         self,
         plan: Plan,
         cand: Candidate,
         attempt: int,
         result: ProviderResult,
-        ttft_ms: float | None,
-        streamed_text: str | None = None,
+        t0: float,
+        streamed_text: str | None,
     ) -> Completion:
         text = result.text if result.text or streamed_text is None else streamed_text
         usage = result.usage
@@ -339,20 +457,28 @@ class Router:
             out = tokens.count_text(cand.model, text)
             usage = Usage(input_tokens=cand.prompt_tokens, output_tokens=out, estimated=True)
         cost = price(usage, cand.row, batch=plan.req.batch) if cand.row else Cost(unpriced=True)
-        latency = (time.perf_counter() - plan.started) * 1000
         done = Completion(
             text=text,
             usage=usage,
             cost=cost,
             model=cand.model,
             provider=cand.provider,
-            latency_ms=latency,
+            latency_ms=plan.elapsed_ms(),
             request_id=plan.req.request_id,
-            route_reason=self._reason(plan, cand),
+            route_reason=plan.reason_for(cand),
             requested_model=plan.requested_model,
-            ttft_ms=ttft_ms,
+            ttft_ms=plan.ttft_ms,
             finish_reason=result.finish_reason,
         )
+        ctl = self.controls
+        if ctl is not None:
+            if plan.decision is not None:
+                ctl.guard.settle(plan.decision, cost.total, usage.total_tokens)
+                plan.decision = None
+            ctl.routing.observe(cand.model, (time.perf_counter() - t0) * 1000, True)
+            ctl.cache.put(plan.req, done)
+            if plan.gate_key is not None:
+                ctl.gate.record_answer(plan.gate_key, done, cost.total)
         self._record(plan, cand, attempt, "ok", done, None)
         return done
 
@@ -362,24 +488,28 @@ class Router:
         cand: Candidate,
         attempt: int,
         exc: CostlineError,
+        t0: float,
         partial: str = "",
     ) -> float | None:
         """Log the failed attempt; return the delay before retrying, or None to move on."""
         exc.provider = exc.provider or cand.provider
         exc.model = exc.model or cand.model
-        self._record_error(plan.req, cand.model, cand, exc, attempt, plan, partial)
+        plan.last = exc
+        ctl = self.controls
+        if ctl is not None:
+            retryable = isinstance(exc, RetryableError | MalformedResponse)
+            ctl.routing.observe(cand.model, (time.perf_counter() - t0) * 1000, False, retryable)
+        cost = self._record_error(plan, cand, exc, attempt, partial)
+        if partial and ctl is not None and plan.decision is not None:
+            ctl.guard.settle(plan.decision, cost.total, cand.prompt_tokens)  # it was billed
+            plan.decision = None
         with self._lock:
             return self.retry.delay(attempt, exc, self._rng)
 
-    def _exhausted(self, plan: Plan, last: CostlineError | None) -> CostlineError:
-        if last is not None:
-            return last
+    def _exhausted(self, plan: Plan) -> CostlineError:
+        if plan.last is not None:
+            return plan.last
         return ContextWindowExceeded(f"no candidate model fits the prompt of {plan.req.model}")
-
-    def _reason(self, plan: Plan, cand: Candidate) -> str:
-        if cand.model == plan.requested_model:
-            return plan.route_reason
-        return f"{cand.model}: fallback from {plan.requested_model}"
 
     def _provider(self, name: str) -> Provider:
         p = self._providers.get(name)
@@ -387,12 +517,11 @@ class Router:
             with self._lock:
                 p = self._providers.get(name)
                 if p is None:
-                    config = self.settings.provider(name)
-                    p = create(config, client=self._client, aclient=self._aclient)
+                    p = create(self.settings.provider(name), client=self._client,
+                               aclient=self._aclient)
                     self._providers[name] = p
         return p
 
-    # ---- recording --------------------------------------------------------------------
     def _record(
         self,
         plan: Plan,
@@ -406,16 +535,16 @@ class Router:
         bodies = req.project is not None and req.project in self.settings.log_bodies_projects
         event = UsageEvent(
             request_id=req.request_id,
-            ts=datetime.now(UTC),
+            ts=plan.now(),
             org=req.org,
             project=req.project,
             user=req.user,
             task=req.task,
             app=req.app,
             tags=req.tags,
-            provider=cand.provider,
-            model=cand.model,
-            requested_model=plan.requested_model,
+            provider=cand.provider or None,
+            model=cand.model or None,
+            requested_model=plan.requested_model or None,
             status=status,
             error_type=exc.error_type if exc else None,
             error_message=exc.message if exc else None,
@@ -438,11 +567,11 @@ class Router:
             ttft_ms=done.ttft_ms,
             cache_hit=done.cache_hit,
             ai_called=done.ai_called,
-            degraded=False,
+            degraded=plan.degraded,
             route_reason=done.route_reason,
             criticality=req.criticality,
             source=req.source,
-            prompt=_prompt_text(req) if bodies else None,
+            prompt=prompt_text(req) if bodies else None,
             response=done.text if bodies else None,
             metadata=dict(req.metadata),
         )
@@ -451,17 +580,14 @@ class Router:
 
     def _record_error(
         self,
-        req: ChatRequest,
-        model: str,
+        plan: Plan,
         cand: Candidate | None,
         exc: CostlineError,
         attempt: int,
-        plan: Plan | None = None,
         partial: str = "",
-    ) -> None:
-        plan = plan or Plan(req, req.model or "", [], "")
+    ) -> Cost:
+        model = plan.req.model or exc.model or ""
         cand = cand or Candidate(model, exc.provider or "", model, None)
-        latency = (time.perf_counter() - plan.started) * 1000
         usage, cost = Usage(), Cost(unpriced=isinstance(exc, UnpricedModel))
         if partial:  # a stream cut mid-way was still generated (and billed): estimate it
             out = tokens.count_text(cand.model, partial)
@@ -473,36 +599,28 @@ class Router:
             cost=cost,
             model=cand.model,
             provider=cand.provider,
-            latency_ms=latency,
-            request_id=req.request_id,
-            route_reason=plan.route_reason,
+            latency_ms=plan.elapsed_ms(),
+            request_id=plan.req.request_id,
+            route_reason=plan.reason_for(cand) if cand.model else plan.route_reason,
             requested_model=plan.requested_model,
             ai_called=attempt > 0,
         )
-        self._record(plan, cand, attempt, "error", failed, exc)
+        status: Status = "error"
+        if isinstance(exc, BudgetExceeded):
+            status = "blocked"
+        elif isinstance(exc, RateLimited) and attempt == 0:
+            status = "rate_limited"
+        self._record(plan, cand, attempt, status, failed, exc)
+        return cost
 
 
-def validate(req: ChatRequest) -> None:
-    """Reject malformed requests before any HTTP call, naming what is wrong."""
-    if not req.messages:
-        raise BadRequest("messages is empty: a chat request needs at least one message")
-    for i, m in enumerate(req.messages):
-        if m.role not in ROLES:
-            raise BadRequest(f"messages[{i}].role {m.role!r} is not one of {sorted(ROLES)}")
-        if not isinstance(m.content, str):
-            raise BadRequest(f"messages[{i}].content must be a str, got {type(m.content).__name__}")
-        try:
-            m.content.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise BadRequest(
-                f"messages[{i}].content is not valid UTF-8 (position {exc.start})"
-            ) from None
-    if req.max_tokens is not None and req.max_tokens < 1:
-        raise BadRequest(f"max_tokens must be >= 1, got {req.max_tokens}")
-    t = req.temperature
-    if t is not None and not (0.0 <= t <= 2.0):
-        raise BadRequest(f"temperature must be between 0 and 2, got {t}")
-
-
-def _prompt_text(req: ChatRequest) -> str:
-    return "\n".join(f"{m.role}: {m.content}" for m in req.messages)
+def _apply_policy(req: ChatRequest, policy: object) -> ChatRequest:
+    """A task policy's criticality and max_tokens apply where the request sets none."""
+    crit = getattr(policy, "criticality", "normal")
+    max_tokens = getattr(policy, "max_tokens", None)
+    changes: dict[str, object] = {}
+    if req.criticality == "normal" and crit != "normal":
+        changes["criticality"] = crit
+    if req.max_tokens is None and max_tokens:
+        changes["max_tokens"] = max_tokens
+    return replace(req, **changes) if changes else req  # type: ignore[arg-type]

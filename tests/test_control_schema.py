@@ -114,6 +114,15 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "indexes": {"ix_alerts_ts": (["ts"], False)},
     },
     "settings": {"columns": [("key", TXT, False), ("value_json", TXT, False)], "pk": ["key"]},
+    "data_loads": {
+        "columns": [
+            ("id", TXT, False), ("kind", TXT, False), ("name", TXT, False),
+            ("rows", BIG, False), ("cost_picousd", BIG, True), ("actor", TXT, False),
+            ("created_at", TS, False), ("details_json", TXT, False),
+        ],
+        "pk": ["id"],
+        "indexes": {"ix_data_loads_kind": (["kind"], False)},
+    },
 }
 
 
@@ -211,7 +220,7 @@ def test_later_migration_keeps_existing_rows(url: str) -> None:
             "INSERT INTO alerts (ts, kind, budget_id, window_key, threshold_pct, "
             "spent_picousd, message, delivered) VALUES (:ts, 'budget', 'b1', '2026-05', 50, "
             ":spent, 'half way', false)"), {"ts": "2026-05-14 10:00:00", "spent": 5 * 10**12})
-    assert migrate(engine) == ["m002_alert_ack"]
+    assert migrate(engine) == [m.__name__ for m in MIGRATIONS[1:]]
     with engine.connect() as conn:
         row = conn.execute(sa.text(
             "SELECT budget_id, spent_picousd, message, acked_by FROM alerts")).one()

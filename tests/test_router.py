@@ -40,7 +40,7 @@ def router(scripted_server: s.ScriptedServer):
     ).with_provider(
         ProviderConfig("anthropic", "anthropic", scripted_server.url, api_key="sk-ant-test-1234")
     )
-    r = Router(settings, retry=FAST, seed=1)
+    r = Router(settings, retry=FAST, seed=1, controls=False)
     yield r
     r.close()
 
@@ -204,7 +204,7 @@ def test_unpriced_allowed_is_flagged_not_zero(scripted_server):
     settings = Settings.from_env().with_provider(
         ProviderConfig("vllm", "openai", scripted_server.openai_url)
     )
-    with Router(settings, retry=FAST, allow_unpriced=True) as r:
+    with Router(settings, retry=FAST, allow_unpriced=True, controls=False) as r:
         done = r.complete(ask(model="vllm/my-finetune"))
         assert done.cost.unpriced and done.provider == "vllm"
         r.log.flush()
@@ -248,13 +248,13 @@ async def test_abatch_with_retry(router, scripted_server):
 def test_rate_limited_error_carries_retry_after(router, scripted_server):
     scripted_server.enqueue(*[s.rate_limited(retry_after="2")] * 3)
     with pytest.raises(RateLimited) as info:
-        Router(router.settings, retry=RetryPolicy(max_attempts=1), log=router.log).complete(ask())
+        Router(router.settings, retry=RetryPolicy(max_attempts=1), log=router.log, controls=False).complete(ask())
     assert info.value.retry_after == 2
 
 
 def test_bodies_stored_only_for_enabled_projects(scripted_server):
     settings = Settings.from_env(log_bodies_projects=frozenset({"debug"}))
-    with Router(settings) as r:
+    with Router(settings, controls=False) as r:
         r.complete(ask(model="dryrun-small", project="debug", text="keep me"))
         r.complete(ask(model="dryrun-small", project="prod", text="drop me"))
         r.log.flush()

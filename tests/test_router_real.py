@@ -22,7 +22,7 @@ def real_router(llamacpp_url: str):
     settings = Settings.from_env().with_provider(
         ProviderConfig("llamacpp", "openai", llamacpp_url, timeout_s=120)
     )
-    with Router(settings) as r:
+    with Router(settings, controls=False) as r:
         yield r
 
 
@@ -61,7 +61,7 @@ def test_self_hosted_cost_per_token_is_configurable(llamacpp_url: str):
     settings = Settings.from_env().with_provider(
         ProviderConfig("llamacpp", "openai", llamacpp_url, timeout_s=120)
     )
-    with Router(settings, catalog=catalog) as r:
+    with Router(settings, catalog=catalog, controls=False) as r:
         done = r.complete(ask())
     u = done.usage
     assert done.cost.total == u.input_tokens * 10_000 + u.output_tokens * 20_000
@@ -77,7 +77,7 @@ def test_otel_span_follows_genai_conventions():
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     settings = Settings.from_env(otel=True)
-    with Router(settings, tracer_provider=provider) as r:
+    with Router(settings, tracer_provider=provider, controls=False) as r:
         done = r.complete(
             ChatRequest(messages=[Message("user", "hi")], model="dryrun-small", org="acme",
                         max_tokens=40)

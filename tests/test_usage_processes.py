@@ -137,19 +137,47 @@ def test_forked_child_writes_its_own_journal(costline_home: Path) -> None:
     assert ids == sorted(event(i).request_id for i in (0, 1, 2, 100, 101, 200))
 
 
+def _eventually(check, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
 def test_flush_every_and_flush_interval(costline_home: Path) -> None:
-    segments = costline_home / "events" / "segments"
+    reader = Reader()
     log = UsageLog(flush_every=10, flush_interval_s=3600)
     for i in range(25):
         log.append(event(i))
-    assert len(os.listdir(segments)) == 2 and log.pending == 5
-    assert Reader().count() == 20
+    assert log.pending == 5
+    _eventually(lambda: reader.count() == 20)  # two sealed journals, converted in background
+    log.flush()
+    assert log.pending == 0 and reader.count() == 25
     log.close()
-    assert Reader().count() == 25
 
     log = UsageLog(flush_every=1000, flush_interval_s=0.05)
     log.append(event(100))
     time.sleep(0.1)
-    log.append(event(101))  # the first append after the interval flushes
-    assert log.pending == 0 and Reader().count() == 27
+    log.append(event(101))  # the first append after the interval seals the journal
+    assert log.pending == 0
+    _eventually(lambda: reader.count() == 27)
     log.close()
+    assert os.listdir(costline_home / "events" / "journal") == []
+
+
+def test_writers_import_neither_pandas_nor_the_reader(costline_home: Path) -> None:
+    out = finish(
+        python(
+            """
+            import sys
+            from core.usage import UsageLog
+            from test_usage_support import event
+            with UsageLog(flush_every=3) as log:
+                log.append_many(event(i) for i in range(10))
+            print(sorted(m for m in ("pandas", "core.usage._reader") if m in sys.modules))
+            """,
+            costline_home,
+        )
+    )
+    assert out.strip() == "[]"
+    assert Reader().count() == 10

@@ -119,3 +119,19 @@ def test_reader_start_recovers_and_live_writers_are_left_alone(costline_home: Pa
     assert len(os.listdir(costline_home / "events" / "journal")) == 1
     proc.communicate("\n", timeout=30)
     assert Reader().count() == 9
+
+
+def test_unreadable_middle_line_is_skipped_and_the_rest_kept(
+    costline_home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    owner = ProcId(HOST, dead_pid(), 1, "eeee0001")
+    path = write_journal(costline_home, owner, range(2))
+    with path.open("ab") as fh:
+        fh.write(b'["half a line", tru\n{"not": "an array"}\n')
+        fh.write(b"".join(orjson.dumps(event_row(event(i)), option=OPT) for i in range(2, 4)))
+    with caplog.at_level(logging.WARNING, logger="costline.usage"):
+        assert recover() == 4
+    assert "skipped 2 unreadable lines" in caplog.text
+    assert sorted(Reader().events(columns=["request_id"])["request_id"]) == [
+        event(i).request_id for i in range(4)
+    ]

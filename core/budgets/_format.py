@@ -35,20 +35,23 @@ def where(win: Window) -> str:
 
 
 def exceeded(budget: Budget, win: Window, metric: str, spent: int, limit: int, hard: int,
-             est: int, cap: int, critical: bool) -> str:
+             est: int, cap: int) -> str:
     """Why a call was blocked: budget, limit, spend so far, window, and by how much."""
-    unit = "" if metric == "usd" else " token"
-    text = (f"{head(budget)}: spent {amount(metric, spent)} of {amount(metric, limit)}"
-            f"{unit} limit {where(win)}")
+    text = f"{head(budget)}: spent {_of(metric, spent, limit)} {where(win)}"
     if hard > limit:
         text += f"; critical requests may reach {amount(metric, hard)}"
-    over = spent + est - cap
-    which = "the critical cap" if critical and cap == hard and hard > limit else "the limit"
+    which = "the hard cap" if cap == hard and hard > limit else "the limit"
     return text + (f"; this call's estimate of {amount(metric, est)} would go "
-                   f"{amount(metric, over)} past {which}")
+                   f"{amount(metric, spent + est - cap)} past {which}")
 
 
 def threshold(budget: Budget, win: Window, pct: int, metric: str, spent: int,
               limit: int) -> str:
-    return (f"{head(budget)} reached {pct}% {where(win)}: spent {amount(metric, spent)} "
-            f"of {amount(metric, limit)}" + ("" if metric == "usd" else " token") + " limit")
+    return f"{head(budget)} reached {pct}% {where(win)}: spent {_of(metric, spent, limit)}"
+
+
+def _of(metric: str, spent: int, limit: int) -> str:
+    """'$93.10 of $100.00 limit' or '600 of 1,000 token limit'."""
+    if metric == "usd":
+        return f"{usd(spent)} of {usd(limit)} limit"
+    return f"{spent:,} of {limit:,} token limit"

@@ -94,8 +94,20 @@ def m002_alert_ack(conn: Connection) -> None:
     conn.execute(sa.text(f"ALTER TABLE alerts ADD COLUMN acked_at {ts}"))
 
 
+def m003_data_loads(conn: Connection) -> None:
+    """Data sets loaded into the usage log (CSV imports, the demo): what, by whom, and the
+    content hash that makes re-importing the same file a no-op."""
+    md = sa.MetaData()
+    T, B = sa.Text, sa.BigInteger  # noqa: N806
+    sa.Table("data_loads", md, sa.Column("id", T, primary_key=True), *_cols(
+        ("kind", T, False), ("name", T, False), ("rows", B, False), ("cost_picousd", B, True),
+        ("actor", T, False), ("created_at", TS, False), ("details_json", T, False)),
+        sa.Index("ix_data_loads_kind", "kind"))
+    md.create_all(conn)
+
+
 Migration = Callable[[Connection], None]
-MIGRATIONS: list[Migration] = [m001_initial, m002_alert_ack]
+MIGRATIONS: list[Migration] = [m001_initial, m002_alert_ack, m003_data_loads]
 
 _md = sa.MetaData()
 _record = sa.Table("_migrations", _md, sa.Column("name", sa.Text, primary_key=True),

@@ -178,3 +178,15 @@ settings = sa.Table(
     col("key", sa.Text, primary_key=True),
     col("value_json", sa.Text),
 )
+data_loads = sa.Table(  # m003: CSV imports and the demo data set
+    "data_loads", metadata,
+    col("id", sa.Text, primary_key=True),  # "import:<sha256 of the file>" or "demo"
+    col("kind", sa.Text),  # import | demo
+    col("name", sa.Text),
+    col("rows", sa.BigInteger),
+    col("cost_picousd", sa.BigInteger, True),
+    col("actor", sa.Text),
+    col("created_at", UTCDateTime),
+    col("details_json", sa.Text),
+    sa.Index("ix_data_loads_kind", "kind"),
+)

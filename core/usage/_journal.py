@@ -1,10 +1,11 @@
-"""Per-process journals: one JSON line per event, turned into a segment on flush or recovery.
+"""Per-process journals and their recovery.
 
-A journal is ``events/journal/<host>_<pid>_<start>_<token>_<seq>.jsonl`` and becomes the
-segment ``events/segments/<same stem>.parquet``. That shared name makes recovery idempotent:
-a journal whose segment already exists (or was merged into a compacted one) is only deleted.
+A writer appends one JSON line per event to ``events/journal/<host>_<pid>_<start>_<token>_<seq>
+.jsonl``; the journal becomes the segment ``events/segments/<same stem>.parquet``. That shared
+name makes recovery idempotent: a journal whose segment already exists (or was merged into a
+compacted one) is only deleted.
 
-Recovery claims a dead process's journal by renaming it to ``<name>.recovering.<claimer>``
+recover() claims a dead writer's journal by renaming it to ``<name>.recovering.<claimer>``
 first, so two recoverers never convert the same journal.
 """
 
@@ -16,24 +17,13 @@ import fcntl
 import logging
 import os
 import time
-from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
-from typing import Any
 
-import orjson
-import pyarrow as pa
+import duckdb
 
+from core.usage._convert import connect, convert_journal
 from core.usage._procid import HOST, ProcId
-from core.usage._schema import COLUMNS, TS_INDEX, rows_to_table
-from core.usage._segments import (
-    SUFFIX,
-    Snapshot,
-    journal_dir,
-    scan,
-    segments_dir,
-    write_segment,
-)
+from core.usage._segments import SUFFIX, Snapshot, journal_dir, scan, segments_dir
 
 log = logging.getLogger("costline.usage")
 
@@ -50,43 +40,6 @@ def owner_of(journal: str) -> ProcId | None:
     """The writer named in a journal file name (``.recovering.`` suffix ignored)."""
     stem = journal.split(CLAIM, 1)[0].removesuffix(JOURNAL_SUFFIX)
     return ProcId.parse(stem.rsplit("_", 1)[0]) if "_" in stem else None
-
-
-def parse_journal(data: bytes, origin: str) -> list[tuple[Any, ...]]:
-    """Journal bytes -> rows in schema order. A last line without newline is dropped."""
-    lines = data.split(b"\n")
-    tail = lines.pop()
-    if tail:
-        log.warning("dropping partial last line (%d bytes) of journal %s", len(tail), origin)
-    rows = []
-    for number, line in enumerate(lines, 1):
-        if not line:
-            continue
-        try:
-            row = orjson.loads(line)
-            if not isinstance(row, list) or len(row) != len(COLUMNS):
-                raise ValueError(f"expected {len(COLUMNS)} values")
-            row[TS_INDEX] = datetime.fromisoformat(row[TS_INDEX])
-        except (ValueError, TypeError) as exc:
-            log.warning("skipping unreadable line %d of journal %s: %s", number, origin, exc)
-            continue
-        rows.append(tuple(row))
-    return rows
-
-
-def rows_to_table_lenient(rows: Sequence[Sequence[Any]], origin: str) -> pa.Table:
-    """rows_to_table, but a row of wrong types is logged and dropped instead of failing all."""
-    try:
-        return rows_to_table(rows)
-    except (pa.ArrowException, TypeError, ValueError, OverflowError):
-        good = []
-        for row in rows:
-            try:
-                rows_to_table([row])
-                good.append(row)
-            except (pa.ArrowException, TypeError, ValueError, OverflowError) as exc:
-                log.error("dropping usage event %r from %s: %s", row[0], origin, exc)
-        return rows_to_table(good)
 
 
 def _locked_by_owner(path: Path) -> bool:
@@ -123,6 +76,7 @@ def recover(home: Path | None = None) -> int:
         return 0
     me: ProcId | None = None
     snapshot: Snapshot | None = None
+    con: duckdb.DuckDBPyConnection | None = None
     total = 0
     for name in names:
         original = name.split(CLAIM, 1)[0]
@@ -138,25 +92,29 @@ def recover(home: Path | None = None) -> int:
         except FileNotFoundError:
             continue  # another recoverer claimed it first
         snapshot = snapshot or scan(sdir)
+        con = con or connect()
         try:
-            total += _convert(claimed, original.removesuffix(JOURNAL_SUFFIX), sdir, snapshot)
+            stem = original.removesuffix(JOURNAL_SUFFIX)
+            total += _recover_one(claimed, sdir, stem, snapshot, con)
         except Exception:  # keep going; the claim is retried once this process is gone
             log.exception("could not recover usage journal %s", claimed)
+    if con is not None:
+        con.close()
     return total
 
 
-def _convert(claimed: Path, stem: str, sdir: Path, snapshot: Snapshot) -> int:
+def _recover_one(
+    claimed: Path, sdir: Path, stem: str, snapshot: Snapshot, con: duckdb.DuckDBPyConnection
+) -> int:
     fd = os.open(claimed, os.O_RDWR)
     try:
         with contextlib.suppress(OSError):
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # tells other hosts it is in use
-        rows = parse_journal(claimed.read_bytes(), claimed.name)
-        if rows and snapshot.has(stem + SUFFIX):
-            rows = []  # its owner wrote the segment but died before deleting the journal
+        # If the segment exists, its owner wrote it but died before deleting the journal.
+        rows = 0 if snapshot.has(stem + SUFFIX) else convert_journal(claimed, sdir, stem, con)
         if rows:
-            write_segment(rows_to_table_lenient(rows, claimed.name), sdir, stem)
-            log.info("recovered %d usage events from journal %s", len(rows), claimed.name)
+            log.info("recovered %d usage events from journal %s", rows, claimed.name)
         claimed.unlink()
     finally:
         os.close(fd)
-    return len(rows)
+    return rows

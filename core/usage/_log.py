@@ -3,8 +3,9 @@
 Each ``append`` is one ``os.write`` of one JSON line to this process's own journal (an
 ``O_APPEND`` file, no fsync), so a process killed with SIGKILL loses no event whose
 ``append`` returned: ``recover()`` converts its journal later. Every ``flush_every`` events,
-or at the first append once ``flush_interval_s`` has passed, the buffered rows become one
-Parquet segment and the journal is deleted; the next append starts the next journal.
+or at the first append once ``flush_interval_s`` has passed, the journal is sealed and a
+background thread turns it into a Parquet segment (DuckDB parses it without holding the GIL),
+then deletes it. No event is held in Python memory: the journal is the buffer.
 """
 
 from __future__ import annotations
@@ -17,19 +18,22 @@ import math
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
+import duckdb
 import orjson
+import pyarrow as pa
 
 from core.errors import ConfigError
 from core.settings import costline_home
-from core.usage._journal import journal_name, recover, rows_to_table_lenient
+from core.usage._convert import connect, convert_journal
+from core.usage._journal import JOURNAL_SUFFIX, journal_name, recover
 from core.usage._procid import ProcId
 from core.usage._schema import UsageEvent, event_row
-from core.usage._segments import journal_dir, segments_dir, write_segment
+from core.usage._segments import journal_dir, segments_dir
 
 log = logging.getLogger("costline.usage")
 
@@ -38,6 +42,7 @@ _OPT = orjson.OPT_NAIVE_UTC | orjson.OPT_APPEND_NEWLINE
 _monotonic = time.monotonic
 _OPEN_LOGS: set[UsageLog] = set()
 _BULK_LINES = 1024  # append_many writes this many lines per os.write
+MAX_BACKLOG = 2  # sealed journals waiting for conversion before appends wait too
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -46,6 +51,80 @@ def _write_all(fd: int, data: bytes) -> None:
         view = memoryview(data)[written:]
         while view:
             view = view[os.write(fd, view) :]
+
+
+class _Converter:
+    """One background thread turning sealed journals into segments, oldest first."""
+
+    def __init__(self, sdir: Path) -> None:
+        self._sdir = sdir
+        self._cond = threading.Condition()
+        self._queue: deque[tuple[Path, int] | None] = deque()
+        self._busy = 0  # journals queued or being converted
+        self._error: Exception | None = None
+        self._thread: threading.Thread | None = None
+
+    def submit(self, journal: Path, fd: int) -> None:
+        """Queue a sealed journal (the converter closes ``fd``); wait if too far behind."""
+        with self._cond:
+            while self._busy >= MAX_BACKLOG:
+                self._cond.wait()
+            self._busy += 1
+            self._queue.append((journal, fd))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="usage-log", daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+
+    def wait_idle(self) -> Exception | None:
+        """Wait until every queued journal is converted; return (and clear) the last error."""
+        with self._cond:
+            while self._busy:
+                self._cond.wait()
+            error, self._error = self._error, None
+            return error
+
+    def queued(self) -> list[tuple[Path, int] | None]:
+        return list(self._queue)
+
+    def stop(self) -> None:
+        with self._cond:
+            if self._thread is not None:
+                self._queue.append(None)
+                self._cond.notify_all()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
+
+    def _run(self) -> None:
+        con = connect()
+        try:
+            while True:
+                with self._cond:
+                    while not self._queue:
+                        self._cond.wait()
+                    item = self._queue.popleft()
+                if item is None:
+                    return
+                error = self._convert(*item, con)
+                with self._cond:
+                    self._busy -= 1
+                    self._error = error or self._error
+                    self._cond.notify_all()
+        finally:
+            con.close()
+
+    def _convert(self, journal: Path, fd: int, con: duckdb.DuckDBPyConnection) -> Exception | None:
+        stem = journal.name.removesuffix(JOURNAL_SUFFIX)
+        try:
+            convert_journal(journal, self._sdir, stem, con)
+            journal.unlink()  # only once the segment is durable
+            pa.default_memory_pool().release_unused()  # keep the resident size flat
+            return None
+        except Exception as exc:  # the journal stays; recover() takes it after this process
+            log.exception("usage journal %s could not be converted", journal)
+            return exc
+        finally:
+            os.close(fd)
 
 
 class UsageLog:
@@ -69,9 +148,6 @@ class UsageLog:
         self._sdir.mkdir(parents=True, exist_ok=True)
         self._closed = False
         self._start_fresh()
-        # pyarrow imports pandas on its first conversion of Python objects; do it now, since
-        # imports fail during interpreter shutdown, when the at-exit flush may run.
-        rows_to_table_lenient([], "warm-up")
         recover(self.home)
         _OPEN_LOGS.add(self)
 
@@ -80,57 +156,59 @@ class UsageLog:
         self._owner = ProcId.current()
         self._seq = 0
         self._fd = -1
-        self._rows: list[tuple[Any, ...]] = []
-        self._limit = self.flush_every  # flush when this many rows are buffered
-        self._deadline = math.inf  # or at the first append after this time
+        self._count = 0  # events in the open journal
+        self._deadline = math.inf  # seal at the first append after this time
+        self._converter = _Converter(self._sdir)
 
     @property
     def pending(self) -> int:
-        """Events journalled but not yet in a segment."""
-        return len(self._rows)
+        """Events in the open journal, not yet handed to the converter."""
+        return self._count
 
     def append(self, event: UsageEvent) -> None:
-        row = event_row(event)
-        line = _DUMPS(row, option=_OPT)
+        line = _DUMPS(event_row(event), option=_OPT)
         with self._lock:
             _write_all(self._fd if self._fd >= 0 else self._open(), line)
-            rows = self._rows
-            rows.append(row)
+            self._count += 1
             now = _monotonic()
-            if len(rows) == 1:
+            if self._count == 1:
                 self._deadline = now + self.flush_interval_s
-            if len(rows) >= self._limit or now >= self._deadline:
-                self._flush_in_append()
+            if self._count >= self.flush_every or now >= self._deadline:
+                self._seal()
 
     def append_many(self, events: Iterable[UsageEvent]) -> None:
-        rows = [event_row(e) for e in events]
-        lines = [_DUMPS(r, option=_OPT) for r in rows]
+        lines = [_DUMPS(event_row(e), option=_OPT) for e in events]
         with self._lock:
             i = 0
-            while i < len(rows):
-                n = max(1, min(_BULK_LINES, self._limit - len(self._rows)))
+            while i < len(lines):
+                n = min(_BULK_LINES, self.flush_every - self._count, len(lines) - i)
                 _write_all(self._fd if self._fd >= 0 else self._open(), b"".join(lines[i : i + n]))
-                if not self._rows:
+                if not self._count:
                     self._deadline = _monotonic() + self.flush_interval_s
-                self._rows.extend(rows[i : i + n])
+                self._count += n
                 i += n
-                if len(self._rows) >= self._limit or _monotonic() >= self._deadline:
-                    self._flush_in_append()
+                if self._count >= self.flush_every or _monotonic() >= self._deadline:
+                    self._seal()
 
     def flush(self) -> None:
-        """Turn the buffered events into a segment now."""
+        """Turn every journalled event into a segment now (and wait for it)."""
         with self._lock:
-            self._flush_locked()
+            self._seal()
+        error = self._converter.wait_idle()
+        if error is not None:
+            raise error
 
     def close(self) -> None:
         with self._lock:
             if self._closed:
                 return
-            try:
-                self._flush_locked()
-            finally:
-                self._closed = True
-                _OPEN_LOGS.discard(self)
+            self._closed = True
+            _OPEN_LOGS.discard(self)
+            self._seal()
+        error = self._converter.wait_idle()
+        self._converter.stop()
+        if error is not None:
+            raise error
 
     def __enter__(self) -> UsageLog:
         return self
@@ -156,34 +234,23 @@ class UsageLog:
         self._fd = fd
         return fd
 
-    def _flush_locked(self) -> None:
+    def _seal(self) -> None:
+        """Hand the open journal to the converter; the next append starts a new one."""
         if self._fd < 0:
             return
-        name = journal_name(self._owner, self._seq)
-        if self._rows:
-            table = rows_to_table_lenient(self._rows, name)
-            write_segment(table, self._sdir, name.removesuffix(".jsonl"))
-        # The segment is durable; only now may the journal go (a crash in between leaves
-        # both, and recovery sees the segment and just deletes the journal).
-        (self._jdir / name).unlink()
-        os.close(self._fd)
-        self._fd = -1
-        self._rows = []
+        journal = self._jdir / journal_name(self._owner, self._seq)
+        fd, self._fd = self._fd, -1
         self._seq += 1
-        self._limit = self.flush_every
+        self._count = 0
         self._deadline = math.inf
-
-    def _flush_in_append(self) -> None:
-        try:
-            self._flush_locked()
-        except Exception:  # the events are safe in the journal; try again later
-            log.exception("usage log flush failed; %d events stay journalled", len(self._rows))
-            self._limit = len(self._rows) + self.flush_every
-            self._deadline = _monotonic() + max(self.flush_interval_s, 1.0)
+        self._converter.submit(journal, fd)
 
     def _after_fork_in_child(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)  # the parent's journal and buffered rows stay the parent's
+        # The parent's journals (open or queued) stay the parent's: drop our copies.
+        fds = [self._fd] + [item[1] for item in self._converter.queued() if item]
+        for fd in fds:
+            if fd >= 0:
+                os.close(fd)
         self._start_fresh()
 
 

@@ -21,6 +21,7 @@ import pandas as pd
 from core.errors import ConfigError
 from core.settings import costline_home
 from core.types import pico_to_usd
+from core.usage._convert import DUCK_TYPES, arrow_table
 from core.usage._journal import recover
 from core.usage._query import (
     ERROR_CONDITION,
@@ -36,15 +37,6 @@ from core.usage._schema import COLUMNS, SCHEMA, UsageEvent, table_to_events
 from core.usage._segments import Snapshot, scan, segments_dir
 
 T = TypeVar("T")
-_DUCK_TYPES = {
-    "string": "VARCHAR",
-    "timestamp[us, tz=UTC]": "TIMESTAMPTZ",
-    "list<item: string>": "VARCHAR[]",
-    "int32": "INTEGER",
-    "int64": "BIGINT",
-    "bool": "BOOLEAN",
-    "double": "DOUBLE",
-}
 _RETRIES = 5
 _NO_FILTERS = Filters()
 
@@ -59,7 +51,7 @@ def _view_sql(snapshot: Snapshot) -> str:
     cols = ", ".join(
         ident(f.name)
         if f.name in present
-        else f"CAST(NULL AS {_DUCK_TYPES[str(f.type)]}) AS {ident(f.name)}"
+        else f"CAST(NULL AS {DUCK_TYPES[str(f.type)]}) AS {ident(f.name)}"
         for f in SCHEMA
     )
     if not snapshot.active:
@@ -73,7 +65,7 @@ def _view_sql(snapshot: Snapshot) -> str:
 
 
 def _frame(rel: duckdb.DuckDBPyRelation) -> pd.DataFrame:
-    frame: pd.DataFrame = rel.to_arrow_table().to_pandas()
+    frame: pd.DataFrame = arrow_table(rel).to_pandas()
     return frame
 
 
@@ -144,7 +136,7 @@ class Reader:
     ) -> list[UsageEvent]:
         """Like ``events`` but as UsageEvent objects (exact ints, tz-aware ts, dict metadata)."""
         sql, params = self._events_sql(filters, None, order_by, descending, limit, offset)
-        return self._run(sql, params, lambda rel: table_to_events(rel.to_arrow_table()))
+        return self._run(sql, params, lambda rel: table_to_events(arrow_table(rel)))
 
     def _events_sql(
         self,

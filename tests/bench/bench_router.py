@@ -39,7 +39,7 @@ def measure(router: Router, n: int) -> list[float]:
 
 def run(quick: bool) -> dict[str, float]:
     n = 5_000 if quick else 50_000
-    with Router(Settings.from_env()) as router:
+    with Router(Settings.from_env(), controls=False) as router:
         t = measure(router, n)
     return {
         "router_overhead_p50_us": round(t[len(t) // 2], 1),

@@ -1,0 +1,83 @@
+"""The console's write side: every function takes the signed-in Actor and passes it to core,
+which checks the role against the users table (PermissionDenied) and audits the change.
+Hiding a control in the UI is only a convenience; these calls are the enforcement path.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from console import auth, data
+from core.control import Actor, User
+from core.errors import ConfigError
+
+# ---- users and settings (admin) ------------------------------------------------------------
+
+
+def create_user(actor: Actor, username: str, password: str, role: str) -> User:
+    return auth.plane().create_user(username.strip(), password, role, actor)
+
+
+def set_role(actor: Actor, username: str, role: str) -> User:
+    return auth.plane().set_role(username, role, actor)
+
+
+def set_disabled(actor: Actor, username: str, disabled: bool) -> User:
+    return auth.plane().disable_user(username, actor, disabled)
+
+
+def reset_password(actor: Actor, username: str, password: str) -> None:
+    auth.plane().set_password(username, password, actor)
+
+
+def save_settings(actor: Actor, timezone: str, currency: str, rates: Mapping[str, str]) -> None:
+    plane = auth.plane()
+    if currency not in rates and currency != "USD":
+        raise ConfigError(f"currency: no rate for {currency}; add one first", field="currency")
+    plane.set_setting("timezone", timezone, actor)
+    plane.set_setting("currency_rates", {"USD": "1", **rates}, actor)
+    plane.set_setting("currency", currency, actor)
+
+
+def parse_rates(text: str) -> dict[str, str]:
+    """'EUR=0.92, GBP=0.79' -> {'EUR': '0.92', 'GBP': '0.79'} (core validates the values)."""
+    rates: dict[str, str] = {}
+    for part in text.replace("\n", ",").split(","):
+        if not part.strip():
+            continue
+        code, sep, rate = part.partition("=")
+        if not sep:
+            raise ConfigError(f"currency_rates: write CODE=rate, not {part.strip()!r}",
+                              field="currency_rates")  # fmt: skip
+        rates[code.strip().upper()] = rate.strip()
+    return rates
+
+
+# ---- data: import, demo (engineer+) --------------------------------------------------------
+
+
+def import_usage(
+    actor: Actor, name: str, content: bytes, mapping: Mapping[str, str], tokens_inclusive: bool
+) -> Any:
+    """Import a CSV into the usage log; returns core.importer.ImportResult."""
+    from core.importer import import_csv
+
+    file = io.BytesIO(content)
+    file.name = name
+    return import_csv(file, dict(mapping), home=Path(data.home()),
+                      tokens_inclusive=tokens_inclusive, actor=actor)  # fmt: skip
+
+
+def load_demo(actor: Actor) -> Any:
+    from core import demo
+
+    return demo.load_demo(Path(data.home()), actor=actor)
+
+
+def remove_demo(actor: Actor) -> Any:
+    from core import demo
+
+    return demo.remove_demo(Path(data.home()), actor=actor)

@@ -1,0 +1,130 @@
+"""Admin: users and roles, display settings, and the audit log of every change."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from console import actions, auth
+from console.view import rates_with_defaults
+from core.control import ROLES, Actor
+from core.errors import CostlineError
+
+AUDIT_PAGE = 25
+
+
+def main() -> None:
+    actor = auth.current_actor()
+    assert actor is not None
+    st.title("Admin")
+    flash()
+    users_tab, settings_tab, audit_tab = st.tabs(["Users", "Settings", "Audit log"])
+    with users_tab:
+        users_table()
+        create_user_form(actor)
+        manage_user_form(actor)
+    with settings_tab:
+        settings_form(actor)
+    with audit_tab:
+        audit_log()
+
+
+def users_table() -> None:
+    users = auth.plane().users()
+    st.dataframe(
+        pd.DataFrame([{"username": u.username, "role": u.role, "disabled": u.disabled,
+                       "failed sign-ins": u.failed_attempts, "locked until": u.locked_until,
+                       "created": u.created_at} for u in users]),
+        hide_index=True, width="stretch",
+    )  # fmt: skip
+
+
+def create_user_form(actor: Actor) -> None:
+    with st.form("adm_create", clear_on_submit=True):
+        st.subheader("Add a user")
+        cols = st.columns(3)
+        username = cols[0].text_input("Username", key="adm_new_user")
+        password = cols[1].text_input("Password (8+ characters)", type="password",
+                                      key="adm_new_password")  # fmt: skip
+        role = cols[2].selectbox("Role", ROLES, key="adm_new_role")
+        if st.form_submit_button("Create user"):
+            _do(f"Created {username}.", actions.create_user, actor, username, password, role)
+
+
+def manage_user_form(actor: Actor) -> None:
+    st.subheader("Change a user")
+    users = {u.username: u for u in auth.plane().users()}
+    user = users[st.selectbox("User", list(users), key="adm_user")]
+    cols = st.columns(3)
+    with cols[0].form("adm_role"):
+        role = st.selectbox("Role", ROLES, index=ROLES.index(user.role), key=f"adm_role_{user.username}")
+        if st.form_submit_button("Set role"):
+            _do(f"{user.username} is now {role}.", actions.set_role, actor, user.username, role)
+    with cols[1].form("adm_password", clear_on_submit=True):
+        password = st.text_input("New password", type="password", key="adm_reset_password")
+        if st.form_submit_button("Reset password"):
+            _do(f"Password of {user.username} reset.", actions.reset_password, actor,
+                user.username, password)  # fmt: skip
+    with cols[2].form("adm_disable"):
+        st.write("Disabled" if user.disabled else "Active")
+        label = "Enable user" if user.disabled else "Disable user"
+        if st.form_submit_button(label):
+            _do(f"{user.username}: {label.split()[0].lower()}d.", actions.set_disabled, actor,
+                user.username, not user.disabled)  # fmt: skip
+
+
+def settings_form(actor: Actor) -> None:
+    plane = auth.plane()
+    rates = rates_with_defaults(plane.get_setting("currency_rates"))
+    with st.form("adm_settings"):
+        tz = st.text_input("Time zone (IANA)", str(plane.get_setting("timezone")), key="adm_tz")
+        extra = ", ".join(f"{c}={r}" for c, r in rates.items() if c != "USD")
+        rates_text = st.text_input("Display rates per 1 USD", extra, key="adm_rates")
+        currency = st.text_input("Default currency", str(plane.get_setting("currency")),
+                                 key="adm_currency")  # fmt: skip
+        if st.form_submit_button("Save settings"):
+            _do("Settings saved.", lambda: actions.save_settings(
+                actor, tz.strip(), currency.strip().upper(), actions.parse_rates(rates_text)))
+
+
+def audit_log() -> None:
+    page = int(st.number_input("Page", min_value=1, value=1, key="adm_audit_page")) - 1
+    entries = auth.plane().audit(limit=AUDIT_PAGE, offset=page * AUDIT_PAGE)
+    if not entries:
+        st.info("No entries on this page.")
+        return
+    st.dataframe(
+        pd.DataFrame([{"time": e.ts, "actor": e.actor, "action": e.action,
+                       "entity": f"{e.entity}:{e.entity_id}", "before": _j(e.before),
+                       "after": _j(e.after)} for e in entries]),
+        hide_index=True, width="stretch",
+    )  # fmt: skip
+    st.caption(f"Entries {page * AUDIT_PAGE + 1}–{page * AUDIT_PAGE + len(entries)}, newest first")
+
+
+def flash() -> None:
+    message = st.session_state.pop("adm_flash", None)
+    if message:
+        st.success(message)
+
+
+def _do(done: str, write: Callable[..., Any], *args: Any) -> None:
+    """Run a write; on success rerun (so every table shows it) and say so at the top."""
+    try:
+        write(*args)
+    except CostlineError as exc:
+        st.error(str(exc))
+    else:
+        st.session_state["adm_flash"] = done
+        st.rerun()
+
+
+def _j(value: object) -> str:
+    return "" if value is None else json.dumps(value, default=str, sort_keys=True)
+
+
+main()

@@ -1,0 +1,112 @@
+"""Import/Export: bring usage in from a CSV file (engineer+), take the current view out."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pandas as pd
+import streamlit as st
+
+from console import actions, auth, data
+from console.sidebar import current_view
+from console.view import View
+from core.control import Actor
+from core.errors import CostlineError
+
+FORMATS = {"csv": ("CSV", "text/csv"), "parquet": ("Parquet", "application/vnd.apache.parquet")}
+
+
+def main() -> None:
+    actor = auth.current_actor()
+    assert actor is not None
+    view = current_view()
+    st.title("Import / Export")
+    export_section(view)
+    st.divider()
+    if auth.may(actor, "engineer"):
+        import_section(actor)
+    else:
+        st.caption("Importing usage needs the engineer role.")
+
+
+def export_section(view: View) -> None:
+    st.subheader("Export")
+    st.caption(f"The calls in the current view: {view.describe()}")
+    count = data.request_count(data.home(), data.version(), view.scope, ())
+    st.write(f"{count:,} calls")
+    cols = st.columns(len(FORMATS))
+    for col, (fmt, (label, mime)) in zip(cols, FORMATS.items(), strict=True):
+        col.download_button(
+            f"Download {label}", data=lambda fmt=fmt: data.export_bytes(view.scope, fmt),
+            file_name=f"costline-usage.{fmt}", mime=mime, key=f"exp_{fmt}",
+            disabled=count == 0, on_click="ignore",
+        )  # fmt: skip
+
+
+def import_section(actor: Actor) -> None:
+    st.subheader("Import usage from a CSV file")
+    uploaded = st.file_uploader("CSV file", type=["csv", "txt"], key="imp_file")
+    if uploaded is None:
+        st.caption("Exports of OpenAI, Anthropic, LiteLLM, Langfuse or Helicone usage work;"
+                   " you map the columns before anything is written.")  # fmt: skip
+        return
+    content = uploaded.getvalue()
+    try:
+        preview = data.import_preview(content)
+    except CostlineError as exc:
+        st.error(str(exc))
+        return
+    mapping, inclusive = mapping_step(preview, hashlib.sha256(content).hexdigest()[:12])
+    st.write("Preview (first rows, mapped):")
+    st.dataframe(mapped_preview(preview, mapping), hide_index=True, width="stretch")
+    if st.button("Import", type="primary", key="imp_go"):
+        run_import(actor, uploaded.name, content, mapping, inclusive)
+
+
+def mapping_step(preview, digest: str) -> tuple[dict[str, str], bool]:  # type: ignore[no-untyped-def]
+    from core.importer import FIELDS, REQUIRED
+
+    st.write("Map the file's columns to Costline's fields:")
+    choices = ["", *preview.columns]
+    mapping: dict[str, str] = {}
+    cols = st.columns(4)
+    for i, name in enumerate(FIELDS):
+        suggested = preview.mapping.get(name, "")
+        label = name + (" *" if name in REQUIRED else "")
+        mapping[name] = cols[i % 4].selectbox(label, choices, index=choices.index(suggested),
+                                              key=f"imp_map_{digest}_{name}")  # fmt: skip
+    inclusive = st.checkbox(
+        "Input tokens include cached tokens; output tokens include reasoning tokens",
+        value=preview.tokens_inclusive, key=f"imp_inclusive_{digest}",
+    )
+    return {k: v for k, v in mapping.items() if v}, inclusive
+
+
+def mapped_preview(preview, mapping: dict[str, str]) -> pd.DataFrame:  # type: ignore[no-untyped-def]
+    frame = preview.frame()
+    return pd.DataFrame({name: frame[col] for name, col in mapping.items()})
+
+
+def run_import(actor: Actor, name: str, content: bytes, mapping: dict[str, str],
+               inclusive: bool) -> None:  # fmt: skip
+    try:
+        result = actions.import_usage(actor, name, content, mapping, inclusive)
+    except CostlineError as exc:
+        st.error(str(exc))
+        return
+    (st.info if result.skipped_duplicate_file else st.success)(result.message)
+    cols = st.columns(3)
+    cols[0].metric("Rows imported", f"{result.imported:,}")
+    cols[1].metric("Bad rows", f"{len(result.bad_rows):,}")
+    cols[2].metric("Unpriced models", f"{len(result.unpriced_models):,}")
+    if result.bad_rows:
+        st.write("Bad rows (not imported):")
+        st.dataframe(pd.DataFrame([{"line": b.line, "reason": b.reason} for b in result.bad_rows]),
+                     hide_index=True, width="stretch", key="imp_bad_rows")  # fmt: skip
+    if result.unpriced_models:
+        st.write("Unpriced models (imported, flagged unpriced, not counted as $0):")
+        st.dataframe(pd.DataFrame(list(result.unpriced_models.items()),
+                                  columns=["model", "rows"]), hide_index=True)  # fmt: skip
+
+
+main()

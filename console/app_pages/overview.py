@@ -1,0 +1,110 @@
+"""Overview: what we spent, on what, and what Costline saved (finance KPIs and charts)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import streamlit as st
+
+from console import charts, data, shape
+from console.data import Kpis
+from console.sidebar import current_view
+from console.view import Money, View, change
+
+DIMENSIONS = ["model", "provider", "org", "project", "task", "user"]
+GRAINS = ["day", "week", "month"]
+
+
+def main() -> None:
+    view = current_view()
+    st.title("Overview")
+    st.caption(view.describe())
+    home, version = data.home(), data.version()
+    now = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
+    kpis = data.kpis(home, version, view.scope, now)
+    spend_row(kpis, view.money)
+    activity_row(kpis, view.money)
+    grain, dim = chart_controls()
+    series = data.spend_series(home, version, view.scope, dim, grain)
+    spend_chart(series, view, dim, grain, kpis)
+    left, right = st.columns(2)
+    with left:
+        top_spenders(data.top_spenders(home, version, view.scope), view.money)
+    with right:
+        cost_per_1k(series, view.money, grain)
+
+
+def spend_row(k: Kpis, money: Money) -> None:
+    cols = st.columns(4)
+    cols[0].metric("Spend today", money.fmt(k.spend["today"]),
+                   change(k.spend["today"], k.spend["yesterday"]), delta_color="inverse",
+                   help="Since local midnight, compared with yesterday up to the same time")
+    cols[1].metric("Month to date", money.fmt(k.spend["mtd"]),
+                   change(k.spend["mtd"], k.spend["prev_mtd"]), delta_color="inverse",
+                   help="Compared with the same part of last month")
+    cols[2].metric("Last 30 days", money.fmt(k.spend["last30"]),
+                   change(k.spend["last30"], k.spend["prev30"]), delta_color="inverse",
+                   help="Compared with the 30 days before")
+    cols[3].metric("Spend in range", money.fmt(k.cost),
+                   help="Everything in the selected time range and filters")  # fmt: skip
+
+
+def activity_row(k: Kpis, money: Money) -> None:
+    cols = st.columns(6)
+    cols[0].metric("Requests", f"{k.requests:,}")
+    cols[1].metric("Tokens", f"{k.tokens:,}")
+    avg = "–" if k.avg_cost is None else money.fmt(k.avg_cost, places=4)
+    cols[2].metric("Avg cost / request", avg)
+    cols[3].metric("Cache hit rate", _pct(k.rate(k.cache_hits)))
+    saved_help = (f"Cache {money.fmt(k.saved_cache)} · sampling {money.fmt(k.saved_sampling)}"
+                  f" · routing {money.fmt(k.saved - k.saved_cache - k.saved_sampling)}")
+    cols[4].metric("Saved", money.fmt(k.saved), help=saved_help)
+    cols[5].metric("Error rate", _pct(k.rate(k.errors)))  # fmt: skip
+
+
+def chart_controls() -> tuple[str, str]:
+    left, right = st.columns([1, 1])
+    grain = left.segmented_control("Grain", GRAINS, default="day", key="ov_grain") or "day"
+    dim = right.selectbox("Stack by", DIMENSIONS, key="ov_dim")
+    return grain, dim
+
+
+def spend_chart(series, view: View, dim: str, grain: str, k: Kpis) -> None:  # type: ignore[no-untyped-def]
+    st.subheader("Spend over time")
+    if series.empty:
+        st.info("No spend in this range.")
+        return
+    frame = shape.series_frame(series, view.money, grain)
+    st.altair_chart(charts.spend_over_time(frame, dim, grain, view.money.symbol),
+                    width="stretch")  # fmt: skip
+    st.caption(f"Chart total {view.money.fmt(shape.total_pico(series))} · drag across periods"
+               " to filter the breakdown; click a legend entry to highlight it.")
+
+
+def top_spenders(top, money: Money) -> None:  # type: ignore[no-untyped-def]
+    st.subheader("Top spenders")
+    tabs = st.tabs(["Users", "Projects", "Orgs"])
+    for tab, who in zip(tabs, ["user", "project", "org"], strict=True):
+        frame = shape.top_frame(top, who, money)
+        with tab:
+            if frame.empty:
+                st.info("No spend in this range.")
+            else:
+                st.altair_chart(charts.top_bars(frame, f"Top {who}s", money.symbol),
+                                width="stretch")  # fmt: skip
+
+
+def cost_per_1k(series, money: Money, grain: str) -> None:  # type: ignore[no-untyped-def]
+    st.subheader("Unit cost")
+    frame = shape.per_1k_frame(series, money, grain)
+    if frame.empty:
+        st.info("No requests in this range.")
+        return
+    st.altair_chart(charts.cost_per_1k(frame, grain, money.symbol), width="stretch")
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1%}"
+
+
+main()

@@ -1,0 +1,95 @@
+"""Requests: the call log, paged on the server, with a detail view and the errors by type."""
+
+from __future__ import annotations
+
+import math
+
+import streamlit as st
+
+from console import charts, data, shape
+from console.sidebar import current_view
+from console.view import View
+from core.usage import STATUSES
+
+PAGE_SIZES = [25, 50, 100, 200]
+
+
+def main() -> None:
+    view = current_view()
+    st.title("Requests")
+    st.caption(view.describe())
+    log_tab, errors_tab = st.tabs(["Log", "Errors"])
+    with log_tab:
+        request_log(view)
+    with errors_tab:
+        errors(view)
+
+
+def request_log(view: View) -> None:
+    status, order_by, descending, size = log_controls()
+    home, version = data.home(), data.version()
+    total = data.request_count(home, version, view.scope, status)
+    pages = max(1, math.ceil(total / size))
+    page = st.number_input(f"Page (of {pages:,})", 1, pages, 1, key="rq_page") - 1
+    rows = data.request_page(home, version, view.scope, status, order_by, descending,
+                             int(page), size)  # fmt: skip
+    st.caption(f"{total:,} calls · showing {len(rows):,} from #{page * size + 1:,}")
+    if rows.empty:
+        st.info("No calls match these filters.")
+        return
+    st.dataframe(shape.log_frame(rows, view.money), hide_index=True, width="stretch",
+                 column_config=_log_columns(view))  # fmt: skip
+    detail(list(rows["request_id"]))
+
+
+def log_controls() -> tuple[tuple[str, ...], str, bool, int]:
+    cols = st.columns([3, 2, 1, 1])
+    status = cols[0].multiselect("Status", STATUSES, key="rq_status", placeholder="All")
+    order_by = cols[1].selectbox("Sort by", list(data.SORTABLE), key="rq_sort",
+                                 format_func=data.SORTABLE.__getitem__)  # fmt: skip
+    direction = cols[2].selectbox("Order", ["desc", "asc"], key="rq_dir")
+    size = cols[3].selectbox("Rows", PAGE_SIZES, index=1, key="rq_size")
+    return tuple(status), order_by, direction == "desc", int(size)
+
+
+def detail(on_page: list[str]) -> None:
+    st.subheader("Request detail")
+    typed = st.text_input("Request id", key="rq_lookup", placeholder="req_… (any request)")
+    chosen = typed.strip() or st.selectbox("Or pick one on this page", on_page, key="rq_pick")
+    record = data.request_detail(chosen) if chosen else None
+    if record is None:
+        st.warning(f"No request {chosen!r}.")
+        return
+    st.json({k: _plain(v) for k, v in record.items()}, expanded=True)
+
+
+def errors(view: View) -> None:
+    table = data.errors_by_type(data.home(), data.version(), view.scope)
+    if table.empty:
+        st.success("No failed calls in this range.")
+        return
+    st.metric("Failed calls", f"{int(table['errors'].sum()):,}")
+    st.altair_chart(charts.errors_bars(table), width="stretch")
+    st.dataframe(table, hide_index=True, width="stretch")
+
+
+def _log_columns(view: View) -> dict[str, object]:
+    return {
+        "time": st.column_config.DatetimeColumn("time", format="YYYY-MM-DD HH:mm:ss"),
+        "cost": st.column_config.NumberColumn(f"cost ({view.money.currency})", format="%.6f"),
+        "tokens": st.column_config.NumberColumn("tokens", format="%d"),
+    }
+
+
+def _plain(value: object) -> object:
+    """JSON-friendly value for the detail view (money stays exact integers)."""
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
+
+
+main()

@@ -1,0 +1,127 @@
+"""Charts: pure functions from a DataFrame to an ``alt.Chart``; styling lives in constants.
+
+Amounts arrive as a float column ``amount`` in the display currency (exact sums converted
+once, for drawing only); tooltips format them with the currency symbol.
+"""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+
+HEIGHT = 300
+SMALL_HEIGHT = 220
+SCHEME = "tableau10"
+ACCENT = "#2f6fde"
+MUTED = "#d0d4dc"
+FONT = "Source Sans Pro, sans-serif"
+DATE_FORMAT = {"day": "%d %b", "week": "%d %b", "month": "%b %Y"}
+
+
+def money_format(symbol: str) -> str:
+    """A d3 format for axes: thousands separators, two decimals."""
+    return f"{symbol},.2f" if symbol in ("$",) else ",.2f"
+
+
+def _style(chart: alt.TopLevelMixin) -> alt.TopLevelMixin:
+    return chart.configure_axis(labelFont=FONT, titleFont=FONT, grid=False).configure_view(
+        strokeWidth=0
+    ).configure_legend(labelFont=FONT, titleFont=FONT, orient="bottom")
+
+
+def spend_over_time(df: pd.DataFrame, dim: str, grain: str, symbol: str) -> alt.TopLevelMixin:
+    """Stacked spend bars per period (x = period start to end), linked to a breakdown by
+    ``dim``: brushing periods filters the breakdown; clicking a breakdown bar or legend entry
+    highlights that value in the time chart.
+
+    ``df`` columns: period, period_end, label, key, amount, requests."""
+    brush = alt.selection_interval(encodings=["x"], name="periods")
+    pick = alt.selection_point(fields=["key"], bind="legend", name="pick")
+    base = alt.Chart(df)
+    color = alt.Color("key:N", title=dim.replace("_", " "), scale=alt.Scale(scheme=SCHEME))
+    tooltip = [
+        alt.Tooltip("label:N", title="period"),
+        alt.Tooltip("key:N", title=dim),
+        alt.Tooltip("amount:Q", title=f"spend ({symbol.strip()})", format=",.2f"),
+        alt.Tooltip("requests:Q", title="requests", format=","),
+    ]
+    time = (
+        base.mark_bar()
+        .encode(
+            x=alt.X("period:T", title=None, scale=alt.Scale(type="utc"),
+                    axis=alt.Axis(format=DATE_FORMAT.get(grain, "%d %b"))),
+            x2="period_end:T",
+            y=alt.Y("sum(amount):Q", title=f"spend ({symbol.strip()})", stack="zero"),
+            color=alt.condition(pick, color, alt.value(MUTED)),
+            order=alt.Order("key:N"),
+            tooltip=tooltip,
+        )
+        .add_params(brush, pick)
+        .properties(height=HEIGHT, width="container")
+    )  # fmt: skip
+    breakdown = (
+        base.mark_bar()
+        .encode(
+            y=alt.Y("key:N", sort="-x", title=None),
+            x=alt.X("sum(amount):Q", title=f"spend in selected periods ({symbol.strip()})"),
+            color=alt.condition(pick, color, alt.value(MUTED)),
+            tooltip=[alt.Tooltip("key:N", title=dim),
+                     alt.Tooltip("sum(amount):Q", title="spend", format=",.2f"),
+                     alt.Tooltip("sum(requests):Q", title="requests", format=",")],
+        )
+        .add_params(pick)
+        .transform_filter(brush)
+        .properties(height=alt.Step(18), width="container")
+    )  # fmt: skip
+    return _style(alt.vconcat(time, breakdown).resolve_scale(color="shared"))
+
+
+def top_bars(df: pd.DataFrame, title: str, symbol: str) -> alt.TopLevelMixin:
+    """Horizontal bars of the top spenders; ``df`` columns: name, amount, requests."""
+    chart = (
+        alt.Chart(df, title=title)
+        .mark_bar(color=ACCENT)
+        .encode(
+            y=alt.Y("name:N", sort="-x", title=None),
+            x=alt.X("amount:Q", title=f"spend ({symbol.strip()})"),
+            tooltip=[alt.Tooltip("name:N", title=title.lower()),
+                     alt.Tooltip("amount:Q", title="spend", format=",.2f"),
+                     alt.Tooltip("requests:Q", format=",")],
+        )
+        .properties(height=SMALL_HEIGHT, width="container")
+    )  # fmt: skip
+    return _style(chart)
+
+
+def cost_per_1k(df: pd.DataFrame, grain: str, symbol: str) -> alt.TopLevelMixin:
+    """Line of the cost per 1,000 requests; ``df`` columns: period, label, per_1k, requests."""
+    chart = (
+        alt.Chart(df, title="Cost per 1K requests")
+        .mark_line(point=True, color=ACCENT)
+        .encode(
+            x=alt.X("period:T", title=None, scale=alt.Scale(type="utc"),
+                    axis=alt.Axis(format=DATE_FORMAT.get(grain, "%d %b"))),
+            y=alt.Y("per_1k:Q", title=f"{symbol.strip()} per 1K requests"),
+            tooltip=[alt.Tooltip("label:N", title="period"),
+                     alt.Tooltip("per_1k:Q", title="per 1K requests", format=",.4f"),
+                     alt.Tooltip("requests:Q", format=",")],
+        )
+        .properties(height=SMALL_HEIGHT, width="container")
+    )  # fmt: skip
+    return _style(chart)
+
+
+def errors_bars(df: pd.DataFrame) -> alt.TopLevelMixin:
+    """Errors per type, stacked by provider; ``df`` columns: error_type, provider, errors."""
+    chart = (
+        alt.Chart(df)
+        .mark_bar()
+        .encode(
+            y=alt.Y("error_type:N", sort="-x", title=None),
+            x=alt.X("sum(errors):Q", title="failed calls"),
+            color=alt.Color("provider:N", scale=alt.Scale(scheme=SCHEME)),
+            tooltip=["error_type:N", "provider:N", alt.Tooltip("errors:Q", format=",")],
+        )
+        .properties(height=alt.Step(22), width="container")
+    )
+    return _style(chart)

@@ -1,0 +1,56 @@
+"""Parts of the frame around every page: the empty-state offer and the demo-data banner."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from console import actions, auth, data
+from core.control import Actor
+from core.errors import CostlineError
+
+
+@st.cache_data(ttl=600, show_spinner=False)
+def _has_demo(home: str, version: str) -> bool:
+    try:
+        from core.demo import has_demo
+    except ImportError:
+        return False
+    from pathlib import Path
+
+    return bool(has_demo(Path(home)))
+
+
+def demo_state(actor: Actor) -> None:
+    """Offer demo data on an empty log; say when demo data is present, with a remove button."""
+    home, version = data.home(), data.version()
+    if data.event_count(home, version) == 0:
+        _offer_demo(actor)
+    elif _has_demo(home, version):
+        _demo_banner(actor)
+
+
+def _offer_demo(actor: Actor) -> None:
+    with st.container(border=True):
+        st.markdown("**No usage recorded yet.** Route calls through `core.Router`, import a"
+                    " CSV on the Import/Export page, or explore with 90 days of demo data.")
+        if not auth.may(actor, "engineer"):
+            st.caption("An engineer or admin can load demo data.")
+        elif st.button("Load demo data", type="primary", key="demo_load"):
+            _run(actions.load_demo, actor, "Loading 90 days of demo data…")
+
+
+def _demo_banner(actor: Actor) -> None:
+    cols = st.columns([5, 1])
+    cols[0].info("Demo data is loaded: these figures are synthetic.", icon=":material/science:")
+    if auth.may(actor, "engineer") and cols[1].button("Remove demo data", key="demo_remove"):
+        _run(actions.remove_demo, actor, "Removing demo data…")
+
+
+def _run(action, actor: Actor, busy: str) -> None:  # type: ignore[no-untyped-def]
+    try:
+        with st.spinner(busy):
+            action(actor)
+    except CostlineError as exc:
+        st.error(str(exc))
+        return
+    st.rerun()

@@ -1,0 +1,86 @@
+"""Turn query results (exact picodollars) into the small frames the charts and tables draw.
+
+Pure pandas, no Streamlit. Each amount is the exact sum converted to the display currency
+once; the totals shown beside a chart are computed from the same integers, so they agree.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from console.view import Money
+
+BAR_FILL = 0.85  # share of a period a bar covers (the rest is the gap between bars)
+LABELS = {"hour": "%Y-%m-%d %H:00", "day": "%Y-%m-%d", "week": "week of %Y-%m-%d",
+          "month": "%Y-%m"}  # fmt: skip
+
+
+def next_period(period: pd.Series, grain: str) -> pd.Series:
+    if grain == "month":
+        return period + pd.DateOffset(months=1)
+    return period + pd.Timedelta(hours=1 if grain == "hour" else 7 if grain == "week" else 24)
+
+
+def series_frame(series: pd.DataFrame, money: Money, grain: str) -> pd.DataFrame:
+    """Rows per (period, key) for spend_over_time."""
+    period = pd.to_datetime(series["period"])
+    span = next_period(period, grain) - period
+    return pd.DataFrame(
+        {
+            "period": period,
+            "period_end": period + span * BAR_FILL,
+            "label": period.dt.strftime(LABELS[grain]),
+            "key": series["key"],
+            "amount": money.floats(series["cost_picousd"]),
+            "requests": series["requests"],
+        }
+    )
+
+
+def per_1k_frame(series: pd.DataFrame, money: Money, grain: str) -> pd.DataFrame:
+    """Cost per 1,000 requests per period (all keys together)."""
+    if series.empty:
+        return pd.DataFrame(columns=["period", "label", "per_1k", "requests"])
+    grouped = series.groupby("period", sort=True).agg(
+        cost=("cost_picousd", lambda s: sum(int(v) for v in s)), requests=("requests", "sum")
+    )
+    period = pd.to_datetime(grouped.index.to_series()).reset_index(drop=True)
+    per_1k = [
+        float(money.amount(int(c) * 1000) / r) if r else 0.0
+        for c, r in zip(grouped["cost"], grouped["requests"], strict=True)
+    ]
+    return pd.DataFrame({"period": period, "label": period.dt.strftime(LABELS[grain]),
+                         "per_1k": per_1k, "requests": grouped["requests"].to_numpy()})  # fmt: skip
+
+
+def top_frame(top: pd.DataFrame, who: str, money: Money) -> pd.DataFrame:
+    rows = top[top["who"] == who]
+    return pd.DataFrame({"name": rows["name"].astype(str).to_numpy(),
+                         "amount": money.floats(rows["cost_picousd"]),
+                         "requests": rows["requests"].to_numpy()})  # fmt: skip
+
+
+def total_pico(series: pd.DataFrame) -> int:
+    return sum(int(v) for v in series["cost_picousd"])
+
+
+def log_frame(page: pd.DataFrame, money: Money) -> pd.DataFrame:
+    """The request log as shown: one row per call with tokens and cost in the currency."""
+    tokens = page[["input_tokens", "cached_input_tokens", "cache_write_tokens",
+                   "output_tokens", "reasoning_tokens"]].fillna(0).sum(axis=1)  # fmt: skip
+    route = page["requested_model"].fillna(page["model"]).astype(str) + " → " + page["model"]
+    return pd.DataFrame(
+        {
+            "time": page["ts"],
+            "org / user": page["org"].fillna("–") + " / " + page["user"].fillna("–"),
+            "task": page["task"],
+            "model (requested → used)": route,
+            "tokens": tokens.astype("int64"),
+            "cost": money.floats(page["cost_picousd"].fillna(0)),
+            "latency ms": page["latency_ms"].round(0),
+            "cache hit": page["cache_hit"],
+            "status": page["status"],
+            "route reason": page["route_reason"],
+            "request id": page["request_id"],
+        }
+    )

@@ -1,0 +1,91 @@
+"""The shared sidebar, built once in app.py: time range, filters, currency, who is signed in.
+
+Its widgets have fixed ``f_*`` keys, so their values persist across pages; pages read the
+result with ``current_view()``.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import streamlit as st
+
+from console import auth, data
+from console.view import (
+    FILTER_DIMS,
+    PRESETS,
+    Money,
+    Scope,
+    View,
+    range_bounds,
+    rates_with_defaults,
+    today_in,
+)
+from core.control import Actor
+
+VIEW_KEY = "view"
+LABELS = {"org": "Org", "project": "Project", "user": "User", "model": "Model",
+          "provider": "Provider", "task": "Task"}  # fmt: skip
+
+
+def current_view() -> View:
+    view: View = st.session_state[VIEW_KEY]
+    return view
+
+
+def build(actor: Actor) -> View:
+    plane = auth.plane()
+    tz = str(plane.get_setting("timezone") or "UTC")
+    rates = rates_with_defaults(plane.get_setting("currency_rates"))
+    with st.sidebar:
+        preset, custom = _time_range(tz)
+        chosen = _filters()
+        money = _currency(rates, str(plane.get_setting("currency") or "USD"))
+        _who(actor)
+    start, end = range_bounds(preset, tz, custom=custom)
+    view = View(Scope(start, end, tz, **chosen), money, preset)
+    st.session_state[VIEW_KEY] = view
+    return view
+
+
+def _time_range(tz: str) -> tuple[str, tuple | None]:  # type: ignore[type-arg]
+    presets = list(PRESETS)
+    preset = st.selectbox("Time range", presets, index=presets.index("30d"),
+                          format_func=PRESETS.__getitem__, key="f_range")  # fmt: skip
+    if preset != "custom":
+        return preset, None
+    today = today_in(tz)
+    picked = st.date_input("From – to", value=(today - timedelta(days=29), today),
+                           max_value=today, key="f_dates")  # fmt: skip
+    dates = tuple(picked) if isinstance(picked, (tuple, list)) else (picked,)
+    if len(dates) == 1:
+        dates = (dates[0], dates[0])
+    return preset, dates  # type: ignore[return-value]
+
+
+def _filters() -> dict[str, tuple[str, ...]]:
+    options = data.filter_options(data.home(), data.version())
+    chosen: dict[str, tuple[str, ...]] = {}
+    with st.expander("Filters", expanded=False):
+        for dim in FILTER_DIMS:
+            kept = [v for v in st.session_state.get(f"f_{dim}", []) if v not in options[dim]]
+            values = st.multiselect(LABELS[dim], options[dim] + kept, key=f"f_{dim}",
+                                    placeholder="All")  # fmt: skip
+            chosen[dim] = tuple(values)
+    return chosen
+
+
+def _currency(rates: dict[str, str], default: str) -> Money:
+    codes = list(rates)
+    index = codes.index(default) if default in codes else 0
+    code = st.selectbox("Currency", codes, index=index, key="f_currency",
+                        help="Display rates per 1 USD from the control-plane settings")
+    return Money(code, rates[code])
+
+
+def _who(actor: Actor) -> None:
+    st.divider()
+    st.caption(f"Signed in as **{actor.username}** ({actor.role})")
+    if st.button("Sign out", key="sign_out"):
+        auth.sign_out()
+        st.rerun()

@@ -1,0 +1,162 @@
+"""What the sidebar selected: a time range with dimension filters (Scope) and a display
+currency (Money). Pure code, no Streamlit: time-range arithmetic and exact money formatting.
+
+Money stays integer picodollars until it is shown; conversion to another currency uses the
+Decimal rate (units per 1 USD) and rounds half-up to the cent only for display.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from core.types import PICO
+from core.usage import Filters
+
+PRESETS: dict[str, str] = {
+    "today": "Today",
+    "7d": "Last 7 days",
+    "30d": "Last 30 days",
+    "90d": "Last 90 days",
+    "mtd": "Month to date",
+    "custom": "Custom",
+}
+FILTER_DIMS: tuple[str, ...] = ("org", "project", "user", "model", "provider", "task")
+DEFAULT_RATES: dict[str, str] = {"USD": "1", "EUR": "0.92", "GBP": "0.79"}
+SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥"}
+CENT = Decimal("0.01")
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which events: [start, end) as aware UTC datetimes, the time zone for calendar
+    buckets, and per-dimension value filters (an empty tuple means "all")."""
+
+    start: datetime
+    end: datetime
+    tz: str = "UTC"
+    org: tuple[str, ...] = ()
+    project: tuple[str, ...] = ()
+    user: tuple[str, ...] = ()
+    model: tuple[str, ...] = ()
+    provider: tuple[str, ...] = ()
+    task: tuple[str, ...] = ()
+
+    def filters(self, **overrides: Any) -> Filters:
+        """core.usage Filters for this scope; ``start``/``end``/``status`` may be overridden."""
+        values: dict[str, Any] = {d: getattr(self, d) or None for d in FILTER_DIMS}
+        values.update(start=self.start, end=self.end)
+        values.update(overrides)
+        return Filters(**values)
+
+
+@dataclass(frozen=True)
+class Money:
+    """A display currency: ``rate`` units of ``currency`` per 1 USD (a Decimal string)."""
+
+    currency: str = "USD"
+    rate: str = "1"
+
+    @property
+    def symbol(self) -> str:
+        return SYMBOLS.get(self.currency, self.currency + " ")
+
+    def amount(self, pico: int) -> Decimal:
+        """Exact amount in this currency."""
+        return Decimal(int(pico)) * Decimal(self.rate) / PICO
+
+    def cents(self, pico: int) -> Decimal:
+        return self.amount(pico).quantize(CENT, rounding=ROUND_HALF_UP)
+
+    def fmt(self, pico: int, places: int = 2) -> str:
+        value = self.amount(pico).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+        sign = "-" if value < 0 else ""
+        return f"{sign}{self.symbol}{abs(value):,.{places}f}"
+
+    def floats(self, picos: Any) -> list[float]:
+        """Chart values: the exact amount of each sum, as a float (display only)."""
+        return [float(self.amount(int(p))) for p in picos]
+
+
+@dataclass(frozen=True)
+class View:
+    scope: Scope
+    money: Money = field(default_factory=Money)
+    preset: str = "30d"
+
+    def describe(self) -> str:
+        zone = ZoneInfo(self.scope.tz)
+        first = self.scope.start.astimezone(zone).date()
+        last = (self.scope.end - timedelta(microseconds=1)).astimezone(zone).date()
+        label = PRESETS.get(self.preset, "Custom")
+        span = f"{first:%d %b %Y}" if first == last else f"{first:%d %b %Y} – {last:%d %b %Y}"
+        return f"{label}: {span} ({self.scope.tz}) · {self.money.currency}"
+
+
+def local_midnight(day: date, tz: str) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=ZoneInfo(tz)).astimezone(UTC)
+
+
+def today_in(tz: str, now: datetime | None = None) -> date:
+    return (now or datetime.now(UTC)).astimezone(ZoneInfo(tz)).date()
+
+
+def range_bounds(
+    preset: str, tz: str, now: datetime | None = None, custom: tuple[date, date] | None = None
+) -> tuple[datetime, datetime]:
+    """[start, end) of a preset in whole local days (end: next midnight, so cache keys hold
+    all day). ``custom`` is an inclusive (first, last) pair of dates."""
+    today = today_in(tz, now)
+    if preset == "custom" and custom:
+        first, last = sorted(custom)
+        return local_midnight(first, tz), local_midnight(last + timedelta(days=1), tz)
+    if preset == "mtd":
+        first = today.replace(day=1)
+    else:
+        days = {"today": 1, "7d": 7, "30d": 30, "90d": 90}.get(preset, 30)
+        first = today - timedelta(days=days - 1)
+    return local_midnight(first, tz), local_midnight(today + timedelta(days=1), tz)
+
+
+def kpi_windows(tz: str, now: datetime) -> dict[str, tuple[datetime, datetime]]:
+    """The KPI periods and the periods they are compared with (same elapsed time)."""
+    today = today_in(tz, now)
+    day0 = local_midnight(today, tz)
+    yday0 = local_midnight(today - timedelta(days=1), tz)
+    month0 = local_midnight(today.replace(day=1), tz)
+    prev_first = (today.replace(day=1) - timedelta(days=1)).replace(day=1)
+    prev0 = local_midnight(prev_first, tz)
+    prev_end = min(prev0 + (now - month0), month0)
+    return {
+        "today": (day0, now),
+        "yesterday": (yday0, min(yday0 + (now - day0), day0)),
+        "mtd": (month0, now),
+        "prev_mtd": (prev0, prev_end),
+        "last30": (now - timedelta(days=30), now),
+        "prev30": (now - timedelta(days=60), now - timedelta(days=30)),
+    }
+
+
+def change(now_pico: int, before_pico: int) -> str | None:
+    """'+12.5%' style change, or None when there is nothing to compare with."""
+    if before_pico <= 0:
+        return None
+    pct = (Decimal(now_pico) - before_pico) * 100 / before_pico
+    return f"{pct:+.1f}%"
+
+
+def rates_with_defaults(stored: Mapping[str, Any] | None) -> dict[str, str]:
+    """USD, the default EUR/GBP rates, and every configured rate (configured ones win)."""
+    rates = dict(DEFAULT_RATES)
+    for code, rate in (stored or {}).items():
+        try:
+            if Decimal(str(rate)) > 0:
+                rates[str(code)] = str(rate)
+        except ArithmeticError:
+            continue
+    rates["USD"] = "1"
+    return rates

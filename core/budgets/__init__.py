@@ -1,0 +1,37 @@
+"""Budgets: step 5 of the call path (DESIGN.md, "Budgets").
+
+    guard = BudgetGuard(state, alerts=AlertSink(plane), canonical=catalog.canonical)
+    snap = watcher.current()
+    choice = admit_first(guard, req, estimates, snap.active_budgets(), snap.rate_limits,
+                         degrade=lambda d: estimate(d.degrade_to or policy_degrade_to))
+    ... call choice.estimate.model ...
+    guard.settle(choice.decision, cost.total, usage.total_tokens)   # or guard.release(...)
+
+Windows are calendar windows in each budget's time zone (``window``); every matching budget
+applies (``matches``); ``BudgetGuard.status`` feeds the console.
+"""
+
+from ._decision import BudgetUse, Decision, Hold
+from ._guard import BudgetGuard, hard_cap, utilisation
+from ._select import Choice, Estimate, admit_first, none_left
+from ._status import BudgetStatus, reached
+from ._window import Window, matches, scope_text, window
+
+__all__ = [
+    "BudgetGuard",
+    "BudgetStatus",
+    "BudgetUse",
+    "Choice",
+    "Decision",
+    "Estimate",
+    "Hold",
+    "Window",
+    "admit_first",
+    "hard_cap",
+    "matches",
+    "none_left",
+    "reached",
+    "scope_text",
+    "utilisation",
+    "window",
+]

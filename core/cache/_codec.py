@@ -1,0 +1,123 @@
+"""Cached answers as versioned JSON: what was answered, by whom, and what it cost.
+
+    {"v": 1, "text": "...", "model": "gpt-4o-mini", "provider": "openai",
+     "usage": {"input_tokens": 812, ..., "estimated": false},
+     "cost": {"input": 121800000, ..., "unpriced": false},
+     "finish_reason": "stop", "created": 1750000000.0, "expires": 1750001800.0}
+
+Costs are integer picodollars per token class. An entry with another ``v`` is ignored (a
+future format change never misreads old entries); anything unparseable raises ``ValueError``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from core.types import ZERO_COST, ChatRequest, Completion, Cost, Usage
+
+FORMAT_VERSION = 1
+_USAGE_INTS = ("input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens",
+               "reasoning_tokens")
+_COST_INTS = ("input", "cached_input", "cache_write", "output", "reasoning")
+
+
+@dataclass(frozen=True, slots=True)
+class CachedAnswer:
+    """A cache hit. ``saved`` is what the original call cost: log cost 0 and ``saved``."""
+
+    text: str
+    usage: Usage
+    model: str
+    provider: str
+    saved: Cost
+    created: float  # clock time it was stored
+    expires: float
+    finish_reason: str | None = None
+    age_s: float = 0.0  # at lookup
+    similarity: float | None = None  # semantic hits only
+
+    def completion(self, req: ChatRequest, latency_ms: float = 0.0) -> Completion:
+        """The Completion a router returns for this hit: cost 0, ``saved`` the original."""
+        how = "exact" if self.similarity is None else f"semantic {self.similarity:.2f}"
+        return Completion(
+            text=self.text,
+            usage=self.usage,
+            cost=ZERO_COST,
+            model=self.model,
+            provider=self.provider,
+            latency_ms=latency_ms,
+            request_id=req.request_id,
+            cache_hit=True,
+            route_reason=f"{self.model}: cache hit ({how}, age {self.age_s:.0f}s)",
+            requested_model=req.model,
+            finish_reason=self.finish_reason,
+            saved=self.saved,
+        )
+
+
+def encode(done: Completion, created: float, expires: float) -> bytes:
+    u, c = done.usage, done.cost
+    return orjson.dumps({
+        "v": FORMAT_VERSION,
+        "text": done.text,
+        "model": done.model,
+        "provider": done.provider,
+        "usage": {**{f: getattr(u, f) for f in _USAGE_INTS}, "estimated": u.estimated},
+        "cost": {**{f: getattr(c, f) for f in _COST_INTS}, "unpriced": c.unpriced},
+        "finish_reason": done.finish_reason,
+        "created": created,
+        "expires": expires,
+    })
+
+
+def _int(d: dict[str, Any], name: str) -> int:
+    v = d[name]
+    if type(v) is not int or v < 0:
+        raise ValueError(f"{name} is not an int >= 0")
+    return v
+
+
+def _str(d: dict[str, Any], name: str) -> str:
+    v = d[name]
+    if not isinstance(v, str):
+        raise ValueError(f"{name} is not a string")
+    return v
+
+
+def _num(d: dict[str, Any], name: str) -> float:
+    v = d[name]
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise ValueError(f"{name} is not a number")
+    return float(v)
+
+
+def decode(raw: bytes) -> CachedAnswer | None:
+    """None for another format version; ValueError for garbage."""
+    try:
+        d = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"not JSON: {exc}") from None
+    if not isinstance(d, dict):
+        raise ValueError("not a JSON object")
+    if d.get("v") != FORMAT_VERSION:
+        return None
+    try:
+        u, c = d["usage"], d["cost"]
+        if not isinstance(u, dict) or not isinstance(c, dict):
+            raise ValueError("usage/cost are not objects")
+        finish = d.get("finish_reason")
+        return CachedAnswer(
+            text=_str(d, "text"),
+            usage=Usage(**{f: _int(u, f) for f in _USAGE_INTS}, estimated=bool(u["estimated"])),
+            model=_str(d, "model"),
+            provider=_str(d, "provider"),
+            saved=Cost(**{f: _int(c, f) for f in _COST_INTS}, unpriced=bool(c["unpriced"])),
+            created=_num(d, "created"),
+            expires=_num(d, "expires"),
+            finish_reason=finish if isinstance(finish, str) else None,
+        )
+    except KeyError as exc:
+        raise ValueError(f"missing field {exc}") from None

@@ -1,0 +1,48 @@
+"""The normalised request: what decides the answer, as canonical JSON, hashed.
+
+In the key: the target (``model:<name>``, or ``task:<name>`` when the request is task-routed),
+every message's role, content and name, and the parameters that change the output
+(temperature, max_tokens). Not in the key: user, org, project, app, tags, metadata,
+request_id, criticality, stream, timeouts, fallbacks, cache/ttl flags. Canonical JSON means
+sorted keys and no whitespace, so equal requests give equal bytes on every machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import orjson
+
+from core.types import ChatRequest
+
+KEY_VERSION = 1  # bump to make every old key unreachable
+
+
+def target(req: ChatRequest) -> str:
+    if req.model:
+        return "model:" + req.model.strip().lower()
+    return "task:" + (req.task or "")
+
+
+def normalised(req: ChatRequest, *, upto: int | None = None) -> bytes:
+    """Canonical JSON of the request (``upto``: only the first ``upto`` messages)."""
+    msgs = req.messages if upto is None else req.messages[:upto]
+    temp = req.temperature
+    payload = {
+        "k": KEY_VERSION,
+        "target": target(req),
+        "messages": [[m.role, m.content, m.name] for m in msgs],
+        "temperature": None if temp is None else float(temp),
+        "max_tokens": req.max_tokens,
+    }
+    return orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
+
+
+def digest(req: ChatRequest) -> str:
+    """sha256 hex of the normalised request (also usable as a log's prompt hash)."""
+    return hashlib.sha256(normalised(req)).hexdigest()
+
+
+def cache_key(req: ChatRequest) -> str:
+    """The state key (``State.cache_*`` adds the namespace prefix)."""
+    return f"resp:v{KEY_VERSION}:{digest(req)}"

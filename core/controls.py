@@ -1,0 +1,103 @@
+"""Controls: the spend controls a Router consults (steps 1, 2, 4 and 5 of the call path).
+
+One object holds what they share: the control-plane snapshot (refreshed by a cheap version
+poll, so edits reach running routers within seconds), the live state (memory or Redis) and
+the price catalog with the control plane's overrides layered on top.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+
+from core.alerts import AlertSink
+from core.budgets import BudgetGuard
+from core.cache import ResponseCache
+from core.control import ControlPlane, ControlSnapshot, PriceOverride, Watcher
+from core.pricing import Catalog, PriceRow
+from core.routing import RoutingEngine
+from core.sampling import SamplingConfig, SamplingGate
+from core.state import State, make_state
+
+
+class Controls:
+    """Budgets, rate limits, cache, routing and sampling for one router process."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        *,
+        plane: ControlPlane | None = None,
+        state: State | None = None,
+        poll_s: float = 1.0,
+        redis_policy: str = "open",
+    ) -> None:
+        self.plane = plane if plane is not None else ControlPlane(model_exists=catalog.has)
+        self.state = state if state is not None else make_state(policy=redis_policy)
+        self.watcher = Watcher(self.plane, min_interval_s=poll_s)
+        self.base_catalog = catalog
+        self.catalog = catalog
+        self.alerts = AlertSink(self.plane)
+        self.guard = BudgetGuard(self.state, alerts=self.alerts, canonical=self._canonical)
+        self.routing = RoutingEngine(catalog, self.state)
+        self.cache = ResponseCache(self.state)
+        self.gate = SamplingGate({})
+        self.scores: Mapping[str, float] = {}
+        self._gate_keys: set[str] = set()
+        self._version = -1
+        self._lock = threading.Lock()
+
+    def snapshot(self) -> ControlSnapshot:
+        """The current control-plane snapshot; applies it to every control when it changed."""
+        snap = self.watcher.current()
+        if snap.version != self._version:
+            with self._lock:
+                if snap.version != self._version:
+                    self._apply(snap)
+                    self._version = snap.version
+        return snap
+
+    def _apply(self, snap: ControlSnapshot) -> None:
+        rows = [override_row(o, self.base_catalog) for o in snap.price_overrides]
+        self.catalog = self.base_catalog.with_rows(rows) if rows else self.base_catalog
+        self.routing.catalog = self.catalog
+        self.cache.apply(snap)
+        wanted = {s.key: s for s in snap.sampling if s.enabled}
+        for key in self._gate_keys - set(wanted):
+            self.gate.configure(key, None)
+        for key, strategy in wanted.items():
+            self.gate.configure(key, SamplingConfig.from_strategy(strategy))
+        self._gate_keys = set(wanted)
+        self.scores = {s.model: s.quality for s in snap.model_scores}
+
+    @property
+    def gate_keys(self) -> set[str]:
+        """Tasks/agents with an enabled sampling strategy."""
+        return self._gate_keys
+
+    def _canonical(self, model: str) -> str:
+        return self.catalog.canonical(model) if self.catalog.has(model) else model
+
+    def close(self) -> None:
+        self.alerts.close()
+        self.state.close()
+
+
+def override_row(o: PriceOverride, base: Catalog) -> PriceRow:
+    """A control-plane price override as a catalog row (keeps the model's window and tiers)."""
+    known = base.has(o.model)
+    ref = base.lookup(o.model) if known else None
+    return PriceRow.from_usd(
+        base.canonical(o.model) if known else o.model,
+        o.provider,
+        input=o.input,
+        output=o.output,
+        cached_input=o.cached_input,
+        cache_write=o.cache_write,
+        reasoning=o.reasoning,
+        effective_from=o.effective_from,
+        context_window=ref.context_window if ref else 128_000,
+        max_output_tokens=ref.max_output_tokens if ref else 16_384,
+        quality=ref.quality if ref else 50,
+        source=f"override: {o.note}" if o.note else "override",
+    )

@@ -1,0 +1,143 @@
+"""From checked string columns to usage-event columns: token classes, prices, the table."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from core.importer._parse import Checker, clean, cost, finish, ints, text, timestamps
+from core.importer._pricing import COST_COLUMNS, TOKEN_CLASSES, price_columns
+from core.pricing import Catalog
+from core.usage import SCHEMA
+
+US_PER_DAY = 86_400_000_000
+_TOKEN_FIELDS = ("input_tokens", "cached_tokens", "cache_write_tokens", "output_tokens",
+                 "reasoning_tokens")  # CSV fields, in TOKEN_CLASSES order
+I64 = npt.NDArray[np.int64]
+
+
+def exact_sum(values: I64) -> int:
+    """Exact sum of an int64 column (a plain np.sum wraps around past 2**63)."""
+    v = np.asarray(values, np.int64)
+    return (int(np.sum(v >> 32)) << 32) + int(np.sum(v & 0xFFFFFFFF))
+
+
+@dataclass
+class Rows:
+    keep: npt.NDArray[np.bool_]  # rows imported
+    blank: npt.NDArray[np.bool_]
+    reasons: dict[int, list[str]]  # row index -> problems
+    columns: dict[str, pa.Array]  # the kept rows, by SCHEMA column name
+    cost_total: int  # pUSD
+    unpriced: dict[str, int]  # model -> rows
+
+
+def _dictionary(col: pa.Array) -> tuple[I64, list[str]]:
+    enc = pc.dictionary_encode(col)
+    codes: I64 = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    return codes, enc.dictionary.to_pylist()
+
+
+def parse_rows(table: pa.Table, fields: dict[str, str], required: Sequence[str],
+               inclusive: bool, catalog: Catalog, now: datetime) -> Rows:
+    n = table.num_rows
+    ck = Checker(n)
+    col = {f: clean(table[c]) for f, c in fields.items()}
+    us = timestamps(ck, col["timestamp"], now)
+    ck.flag(pc.equal(col["model"], ""), lambda i, v: f"{fields['model']} is empty")
+    tok = {f: ints(ck, col[f], fields[f], f in required) if f in col else np.zeros(n, np.int64)
+           for f in _TOKEN_FIELDS}
+    if inclusive:
+        parts = tok["cached_tokens"] + tok["cache_write_tokens"]
+        what = " + ".join(fields[f] for f in ("cached_tokens", "cache_write_tokens") if f in col)
+        inp, out, reasoning = tok["input_tokens"], tok["output_tokens"], tok["reasoning_tokens"]
+        ck.flag(parts > inp, lambda i, v: f"{what} {parts[i]} > {fields['input_tokens']} {inp[i]}")
+        ck.flag(reasoning > out, lambda i, v: f"{fields.get('reasoning_tokens')} {reasoning[i]}"
+                f" > {fields['output_tokens']} {out[i]}")
+        tok["input_tokens"] = inp - parts
+        tok["output_tokens"] = out - reasoning
+    given_pico, given = (cost(ck, col["cost"]) if "cost" in col
+                         else (np.zeros(n, np.int64), np.zeros(n, bool)))
+    checked = finish(ck, list(col.values()))
+    codes, names = _dictionary(col["model"])
+    idx = np.nonzero(checked.keep)[0]
+    classes = {c: tok[f][idx] for c, f in zip(TOKEN_CLASSES, _TOKEN_FIELDS, strict=True)}
+    day = (us[idx] // US_PER_DAY).astype("datetime64[D]")
+    priced = price_columns(catalog, codes[idx], names, day, classes)
+    g = given[idx]
+    over = priced.overflow & ~g
+    reasons = dict(checked.reasons)
+    for i in idx[over].tolist():
+        reasons.setdefault(i, []).append("tokens too many to price in int64 picodollars")
+    sel = ~over
+    idx, g = idx[sel], g[sel]
+    keep = np.zeros(n, bool)
+    keep[idx] = True
+    comps = {c: v[sel] for c, v in priced.costs.items()}
+    total = np.where(g, given_pico[idx], sum(comps.values(), np.zeros(len(idx), np.int64)))
+    unpriced = priced.unpriced[sel] & ~g
+    everything = len(idx) == n
+    taken = pa.array(idx)
+
+    def pick(a: pa.Array) -> pa.Array:
+        return a if everything else a.take(taken)
+
+    model_codes = codes[idx]
+    columns: dict[str, pa.Array] = {
+        "ts": pa.array(us[idx], pa.timestamp("us", tz="UTC")),
+        "model": pick(col["model"]),
+        "provider": _providers(catalog, pick(col["provider"]) if "provider" in col else None,
+                               model_codes, names),
+        "cost_picousd": pa.array(total, pa.int64()),
+        "unpriced": pa.array(unpriced),
+        **{c: pa.array(v[sel]) for c, v in classes.items()},
+        **{c: pa.array(comps[c], pa.int64(), mask=g) for c in COST_COLUMNS},  # null: unknown
+    }
+    for f in ("org", "user", "project", "task"):
+        if f in col:
+            columns[f] = text(pick(col[f]))
+    counts = np.bincount(model_codes[unpriced], minlength=len(names))
+    return Rows(keep, checked.blank, reasons, columns, exact_sum(total),
+                {names[c]: int(k) for c, k in enumerate(counts.tolist()) if k})
+
+
+def _providers(catalog: Catalog, given: pa.Array | None, codes: I64,
+               names: list[str]) -> pa.Array:
+    """The given provider, else the catalog's, else the prefix of 'provider/model'."""
+    derived = [catalog.provider_of(m) if catalog.has(m) else
+               (m.split("/", 1)[0] if "/" in m else "unknown") for m in names]
+    from_model = pa.array(derived, pa.string()).take(pa.array(codes))
+    if given is None:
+        return from_model
+    return pc.coalesce(text(given), from_model)
+
+
+def build_table(columns: dict[str, pa.Array], request_ids: pa.Array, source: str,
+                metadata: str) -> pa.Table:
+    """Usage-event table (SCHEMA) of imported rows: status ok, attempt 1, latency unknown."""
+    n = len(request_ids)
+    const = {
+        "request_id": request_ids,
+        "tags": pa.ListArray.from_arrays(pa.array(np.zeros(n + 1, np.int32)),
+                                         pa.array([], pa.string())),
+        "status": pa.repeat(pa.scalar("ok"), n),
+        "attempt": pa.repeat(pa.scalar(1, pa.int32()), n),
+        "usage_estimated": pa.repeat(pa.scalar(False), n),
+        "saved_picousd": pa.repeat(pa.scalar(0, pa.int64()), n),
+        "cache_hit": pa.repeat(pa.scalar(False), n),
+        "ai_called": pa.repeat(pa.scalar(True), n),
+        "degraded": pa.repeat(pa.scalar(False), n),
+        "criticality": pa.repeat(pa.scalar("normal"), n),
+        "source": pa.repeat(pa.scalar(source), n),
+        "metadata": pa.repeat(pa.scalar(metadata), n),
+    }
+    merged = {**const, **columns}
+    arrays = [merged[f.name].cast(f.type) if f.name in merged else pa.nulls(n, f.type)
+              for f in SCHEMA]
+    return pa.Table.from_arrays(arrays, schema=SCHEMA)

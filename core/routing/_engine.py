@@ -1,0 +1,284 @@
+"""RoutingEngine: step 4 of a call, the ordered list of models to try and why.
+
+    route(req, policy, prompt_tokens=, scores=) -> RouteChoice
+      req.model given       [model, *fallbacks] as asked ('explicit'); only open circuits drop
+      task policy           primary + fallbacks ranked by the policy's strategy, degrade_to
+                            last; drop unpriced, too-small context window, open circuit
+      neither               BadRequest naming the task
+    observe(model, latency_ms, ok, error_retryable)   EWMA latency + circuit breaker
+    health() -> [ModelHealth]                          for the console
+
+The breaker lives in ``State`` (shared by every process with Redis): ``breaker_allow`` says
+'open' (skip), 'half_open' (this caller gets the one probe) or 'closed'. A candidate's probe is
+taken when it is ranked, even if an earlier candidate answers; an unused probe is offered again
+after another cooldown. Latency EWMAs are per process. Rate limits are not checked here: the
+budget/rate guard admits candidates in order.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
+
+from core.errors import BadRequest, ContextWindowExceeded, RetryableError, UnpricedModel
+from core.pricing import Catalog
+from core.routing._rank import Scored, order, strategy_reason
+from core.routing._values import DEFAULT_OUTPUT_TOKENS, ModelHealth, RouteChoice
+from core.state import BreakerState, State
+from core.types import ChatRequest
+
+if TYPE_CHECKING:
+    from core.control import RoutingPolicy
+
+_DEFAULT_WEIGHTS = (0.5, 0.2, 0.3)  # cost, latency, quality (core.control Weights defaults)
+
+
+class _Plan:
+    """What a policy fixes, computed once per policy object: names, catalog keys, weights."""
+
+    __slots__ = ("task", "strategy", "names", "keys", "priced", "degrade", "weights",
+                 "max_tokens")
+
+    def __init__(self, policy: RoutingPolicy, engine: RoutingEngine) -> None:
+        self.task = policy.task
+        self.strategy = policy.strategy
+        self.max_tokens = policy.max_tokens
+        names = _unique((policy.primary_model, *policy.fallbacks))
+        degrade = policy.degrade_to if policy.degrade_to not in names else None
+        self.names = names + ((degrade,) if degrade else ())
+        self.degrade = degrade  # ranked last, after the strategy's order
+        self.keys = tuple(engine.key(n) for n in self.names)
+        self.priced = tuple(engine.catalog.has(n) for n in self.names)
+        w = policy.weights
+        total = w.cost + w.latency + w.quality
+        self.weights = ((w.cost / total, w.latency / total, w.quality / total)
+                        if total > 0 else _DEFAULT_WEIGHTS)
+
+
+def _unique(names: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(n for n in names if n))
+
+
+class RoutingEngine:
+    """Thread-safe. One per router process; ``observe`` after every provider attempt."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        state: State,
+        *,
+        breaker_threshold: int = 5,
+        breaker_cooldown_s: float = 30.0,
+        ewma_alpha: float = 0.2,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        """``clock`` is passed to the breaker as ``now``; None (the default) lets the state use
+        its own wall clock (Redis: the server's TIME, shared by every process). Inject one in
+        tests. A per-process monotonic clock would break breakers shared through Redis."""
+        if not 0 < ewma_alpha <= 1:
+            raise ValueError(f"ewma_alpha must be in (0, 1], got {ewma_alpha}")
+        self.catalog = catalog
+        self.state = state
+        self.breaker_threshold = breaker_threshold
+        self.breaker_cooldown_s = breaker_cooldown_s
+        self.ewma_alpha = ewma_alpha
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._plans: dict[int, tuple[RoutingPolicy, _Plan]] = {}
+        self._keys: dict[str, str] = {}
+        self._ewma: dict[str, float] = {}
+        self._calls: dict[str, int] = {}
+        self._errors: dict[str, int] = {}
+        self._streak: dict[str, int] = {}  # consecutive counted failures
+        self._breaker: dict[str, BreakerState] = {}  # last state seen
+
+    # ---- routing ----------------------------------------------------------------------
+    def route(
+        self,
+        req: ChatRequest,
+        policy: RoutingPolicy | None,
+        *,
+        prompt_tokens: int,
+        scores: Mapping[str, float] | None = None,
+    ) -> RouteChoice:
+        """Candidates for ``req``, best first. ``policy`` is the ``RoutingPolicy`` of
+        ``req.task`` (ignored when ``req.model`` is given); ``scores`` are editable quality
+        scores 0..1 by model. Raises BadRequest (no model and no policy), or, when every
+        candidate is dropped, ContextWindowExceeded / UnpricedModel / RetryableError."""
+        if req.model:
+            return self._explicit(req)
+        if policy is None:
+            if req.task:
+                raise BadRequest(f"no routing policy for task {req.task!r} and no model given: "
+                                 "add a policy for the task or pass model=")
+            raise BadRequest("request needs a model or a task")
+        hit = self._plans.get(id(policy))
+        plan = hit[1] if hit is not None and hit[0] is policy else self._plan(policy)
+        return self._ranked(req, plan, prompt_tokens, scores)
+
+    def explain_degrade(self, model: str, from_model: str, budget_text: str) -> str:
+        """'gpt-4o-mini: org acme at 93% of monthly budget, degraded from gpt-4o'."""
+        return f"{model}: {budget_text}, degraded from {from_model}"
+
+    def key(self, model: str) -> str:
+        """The catalog's name for ``model`` (breaker and latency key); unknown: as given."""
+        k = self._keys.get(model)
+        if k is None:
+            k = self.catalog.canonical(model) if self.catalog.has(model) else model
+            if len(self._keys) < 4096:
+                self._keys[model] = k
+        return k
+
+    def set_catalog(self, catalog: Catalog) -> None:
+        """Use new prices (overrides edited); latency and breaker history are kept."""
+        with self._lock:
+            self.catalog = catalog
+            self._plans = {}
+            self._keys = {}
+
+    def _plan(self, policy: RoutingPolicy) -> _Plan:
+        plan = _Plan(policy, self)
+        with self._lock:
+            if len(self._plans) >= 1024:
+                self._plans.clear()
+            self._plans[id(policy)] = (policy, plan)
+        return plan
+
+    def _explicit(self, req: ChatRequest) -> RouteChoice:
+        names = _unique((req.model or "", *req.fallbacks))
+        now = self.clock() if self.clock is not None else None
+        kept: list[str] = []
+        skipped: list[tuple[str, str]] = []
+        for name in names:
+            k = self.key(name)
+            st = self.state.breaker_allow(k, now)
+            self._breaker[k] = st
+            if st == "open":
+                skipped.append((name, self._open_why(k)))
+            else:
+                kept.append(name)
+        if not kept:
+            raise RetryableError(_all_dropped(skipped), model=req.model)
+        if skipped and skipped[0][0] == names[0]:
+            reason = f"{kept[0]}: fallback, {names[0]} {skipped[0][1]}"
+        else:
+            reason = f"{kept[0]}: requested"
+        return RouteChoice(tuple(kept), reason, tuple(skipped), "explicit")
+
+    def _ranked(
+        self,
+        req: ChatRequest,
+        plan: _Plan,
+        prompt_tokens: int,
+        scores: Mapping[str, float] | None,
+    ) -> RouteChoice:
+        max_tokens = req.max_tokens or plan.max_tokens
+        out_tokens = max_tokens or DEFAULT_OUTPUT_TOKENS
+        need = prompt_tokens + (max_tokens or 0)
+        lookup, ewma = self.catalog.lookup, self._ewma
+        items: list[Scored] = []
+        tail: list[Scored] = []
+        skipped: list[tuple[str, str]] = []
+        for pos, (name, k, priced) in enumerate(zip(plan.names, plan.keys, plan.priced,
+                                                    strict=True)):
+            if not priced:
+                skipped.append((name, "unpriced (not in the price catalog)"))
+                continue
+            row = lookup(name, None, prompt_tokens)
+            inp, out = row.input, row.output
+            if req.batch and row.batch_input is not None and row.batch_output is not None:
+                inp, out = row.batch_input, row.batch_output
+            q = None if scores is None else scores.get(name, scores.get(k))
+            s = Scored(pos, name, k, prompt_tokens * inp + out_tokens * out, ewma.get(k),
+                       row.quality / 100 if q is None else q, q is not None,
+                       row.context_window)
+            (tail if name == plan.degrade else items).append(s)
+        ranked = order(items, plan.strategy, plan.weights, req.optimize_cost) if items else []
+        ranked += tail
+        now = self.clock() if self.clock is not None else None
+        kept: list[Scored] = []
+        probe = False
+        too_small = 0  # largest window that was too small
+        for s in ranked:
+            if s.window and need > s.window:
+                skipped.append((s.name, f"context window {s.window} < {need} tokens"))
+                too_small = max(too_small, s.window)
+                continue
+            st = self.state.breaker_allow(s.key, now)
+            self._breaker[s.key] = st
+            if st == "open":
+                skipped.append((s.name, self._open_why(s.key)))
+                continue
+            if not kept:
+                probe = st == "half_open"
+            kept.append(s)
+        if not kept:
+            raise _none_left(plan.task, skipped, need, too_small)
+        first = kept[0]
+        task = plan.task
+        if ranked and ranked[0] is not first:
+            why = next(w for m, w in skipped if m == ranked[0].name)
+            reason = f"{first.name}: fallback, {ranked[0].name} {why}"
+        elif first.name == plan.degrade:
+            reason = f"{first.name}: degrade_to of task {task}, no other candidate left"
+        else:
+            reason = strategy_reason(first, plan.strategy, len(kept), task, req.optimize_cost)
+        if probe:
+            reason += "; probe after circuit open"
+        return RouteChoice(tuple(s.name for s in kept), reason, tuple(skipped), plan.strategy)
+
+    def _open_why(self, key: str) -> str:
+        n = self._streak.get(key, 0)
+        return f"circuit open ({n} consecutive failures)" if n else "circuit open"
+
+    # ---- feedback ---------------------------------------------------------------------
+    def observe(
+        self, model: str, latency_ms: float, ok: bool, error_retryable: bool = True
+    ) -> None:
+        """After each provider attempt. Success feeds the latency EWMA and closes the breaker;
+        a retryable/provider failure counts towards opening it; other failures (bad request,
+        auth) only count as errors."""
+        k = self.key(model)
+        with self._lock:
+            self._calls[k] = self._calls.get(k, 0) + 1
+            if ok:
+                prev = self._ewma.get(k)
+                a = self.ewma_alpha
+                self._ewma[k] = latency_ms if prev is None else a * latency_ms + (1 - a) * prev
+                self._streak[k] = 0
+            else:
+                self._errors[k] = self._errors.get(k, 0) + 1
+                if error_retryable:
+                    self._streak[k] = self._streak.get(k, 0) + 1
+        if not ok and not error_retryable:
+            return
+        now = self.clock() if self.clock is not None else None
+        st = self.state.breaker_record(k, ok, self.breaker_threshold, self.breaker_cooldown_s,
+                                       now)
+        self._breaker[k] = st
+
+    def health(self) -> list[ModelHealth]:
+        with self._lock:
+            models = sorted(set(self._calls) | set(self._breaker))
+            return [
+                ModelHealth(m, self._ewma.get(m), self._calls.get(m, 0),
+                            self._errors.get(m, 0), self._breaker.get(m, "closed"),
+                            self._streak.get(m, 0))
+                for m in models
+            ]
+
+
+def _all_dropped(skipped: list[tuple[str, str]]) -> str:
+    return "no candidate model left: " + "; ".join(f"{m} {w}" for m, w in skipped)
+
+
+def _none_left(
+    task: str, skipped: list[tuple[str, str]], need: int, too_small: int
+) -> Exception:
+    msg = f"task {task}: " + _all_dropped(skipped)
+    if any(w.startswith("circuit") for _, w in skipped):
+        return RetryableError(msg)  # try again after the cooldown
+    if too_small:
+        return ContextWindowExceeded(msg, tokens=need, window=too_small)
+    return UnpricedModel(msg)

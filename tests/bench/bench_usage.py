@@ -1,0 +1,192 @@
+"""Usage log benchmarks.
+
+- log_ingest_events_per_s: UsageLog.append of N events, flushes to Parquet included.
+- log_ingest_rss_mb: resident memory growth during that run (bounded by flush_every).
+- query_10m_rows_ms: Reader.spend_by(["model"], "day") over 10M events (1M with --quick),
+  median of 5 runs after one warm-up. The data is built with numpy/pyarrow and written
+  through the same write_segment() the log uses.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from core.usage import SCHEMA, UsageEvent, UsageLog, segments_dir, write_segment
+
+MODELS = [
+    "gpt-4o", "gpt-4o-mini", "o3-mini", "claude-3-5-sonnet", "claude-3-5-haiku",
+    "gemini-1.5-flash", "llama-3.1-8b-instant", "deepseek-chat",
+]  # fmt: skip
+PROVIDERS = ["openai", "openai", "openai", "anthropic", "anthropic", "google", "groq", "deepseek"]
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _event(i: int, now: datetime) -> UsageEvent:
+    m = i % len(MODELS)
+    return UsageEvent(
+        request_id=f"req_{i:032x}",
+        ts=now + timedelta(milliseconds=i),
+        org=f"org{i % 3}",
+        project=f"project-{i % 7}",
+        user=f"user{i % 50}",
+        task="chat" if i % 4 else "summarise",
+        app="web",
+        tags=("beta",) if i % 10 == 0 else (),
+        provider=PROVIDERS[m],
+        model=MODELS[m],
+        requested_model=MODELS[m],
+        input_tokens=500 + i % 1500,
+        cached_input_tokens=(i % 3) * 128,
+        output_tokens=50 + i % 400,
+        cost_picousd=1_234_567 * (1 + i % 1000),
+        cost_input_picousd=1_000_000 * (1 + i % 1000),
+        cost_output_picousd=234_567 * (1 + i % 1000),
+        latency_ms=200.0 + i % 900,
+        ttft_ms=50.0 + i % 90,
+        route_reason="cheapest",
+        metadata={"trace": f"t{i % 100}"} if i % 5 == 0 else {},
+    )
+
+
+def bench_ingest(home: Path, n: int) -> dict[str, float]:
+    now = datetime.now(UTC)
+    pool = [_event(i, now) for i in range(1_000)]
+    log = UsageLog(home)
+    log.append(pool[0])
+    log.flush()  # warm-up: imports, first segment
+    rss0 = peak = _rss_mb()
+    append = log.append
+    t0 = time.perf_counter()
+    for i in range(n):
+        append(pool[i % 1000])
+        if i % 10_000 == 0:
+            peak = max(peak, _rss_mb())
+    log.close()
+    elapsed = time.perf_counter() - t0
+    return {
+        "log_ingest_events_per_s": round(n / elapsed),
+        "log_ingest_rss_mb": round(max(peak, _rss_mb()) - rss0, 1),
+    }
+
+
+def _bench_table(
+    rng: np.random.Generator, start_us: int, span_us: int, n: int, first: int
+) -> pa.Table:
+    """n synthetic events with realistic cardinalities, sorted by ts."""
+    m = rng.integers(0, len(MODELS), n)
+    inp = rng.integers(20, 4_000, n)
+    cached = np.where(rng.random(n) < 0.3, rng.integers(0, 2_000, n), 0)
+    out = rng.integers(1, 1_500, n)
+    price_in = np.array(
+        [2_500_000, 150_000, 1_100_000, 3_000_000, 800_000, 75_000, 50_000, 270_000]
+    )
+    cost_in, cost_cached, cost_out = (
+        inp * price_in[m],
+        cached * price_in[m] // 10,
+        out * price_in[m] * 4,
+    )
+    hit = rng.random(n) < 0.05
+
+    def pick(values: list[str], idx: np.ndarray) -> pa.Array:
+        return pa.DictionaryArray.from_arrays(
+            pa.array(idx.astype(np.int32)), pa.array(values)
+        ).cast(pa.string())
+
+    def const(value: object, typ: pa.DataType) -> pa.Array:
+        return pa.array(np.full(n, value)).cast(typ) if value is not None else pa.nulls(n, typ)
+
+    ids = pc.binary_join_element_wise(
+        "req_", pc.cast(pa.array(np.arange(first, first + n)), pa.string()), ""
+    )
+    cols = {
+        "request_id": ids,
+        "ts": pa.array(
+            np.sort(rng.integers(start_us, start_us + span_us, n)), pa.timestamp("us", "UTC")
+        ),
+        "org": pick([f"org{i}" for i in range(5)], rng.integers(0, 5, n)),
+        "project": pick([f"project-{i}" for i in range(20)], rng.integers(0, 20, n)),
+        "user": pick([f"user{i}" for i in range(500)], rng.integers(0, 500, n)),
+        "task": pick([f"task{i}" for i in range(10)], rng.integers(0, 10, n)),
+        "app": const("web", pa.string()),
+        "tags": pa.ListArray.from_arrays(
+            pa.array(np.zeros(n + 1, np.int32)), pa.array([], pa.string())
+        ),
+        "provider": pick(PROVIDERS, m),
+        "model": pick(MODELS, m),
+        "requested_model": pick(MODELS, m),
+        "status": pick(["ok", "error"], (rng.random(n) < 0.02).astype(np.int32)),
+        "attempt": const(1, pa.int32()),
+        "input_tokens": pa.array(inp),
+        "cached_input_tokens": pa.array(cached),
+        "cache_write_tokens": const(0, pa.int64()),
+        "output_tokens": pa.array(out),
+        "reasoning_tokens": const(0, pa.int64()),
+        "usage_estimated": const(False, pa.bool_()),
+        "cost_picousd": pa.array(np.where(hit, 0, cost_in + cost_cached + cost_out)),
+        "cost_input_picousd": pa.array(cost_in),
+        "cost_cached_input_picousd": pa.array(cost_cached),
+        "cost_cache_write_picousd": const(0, pa.int64()),
+        "cost_output_picousd": pa.array(cost_out),
+        "cost_reasoning_picousd": const(0, pa.int64()),
+        "saved_picousd": pa.array(np.where(hit, cost_in + cost_cached + cost_out, 0)),
+        "unpriced": const(False, pa.bool_()),
+        "latency_ms": pa.array(rng.gamma(2.0, 300.0, n)),
+        "cache_hit": pa.array(hit),
+        "ai_called": const(True, pa.bool_()),
+        "degraded": const(False, pa.bool_()),
+        "route_reason": const("cheapest", pa.string()),
+        "criticality": const("normal", pa.string()),
+        "source": const("bench", pa.string()),
+        "metadata": const("{}", pa.string()),
+    }
+    return pa.table({f.name: cols.get(f.name, pa.nulls(n, f.type)) for f in SCHEMA}, schema=SCHEMA)
+
+
+def bench_query(home: Path, rows: int) -> dict[str, float]:
+    from core.usage import Reader
+
+    rng = np.random.default_rng(42)
+    chunk = 2_000_000
+    start = int(datetime(2025, 1, 1, tzinfo=UTC).timestamp() * 1e6)
+    span = 90 * 86_400 * 10**6  # a quarter of traffic, time-partitioned across the files
+    t0 = time.perf_counter()
+    for k, first in enumerate(range(0, rows, chunk)):
+        n = min(chunk, rows - first)
+        part_start = start + span * first // rows
+        table = _bench_table(rng, part_start, span * n // rows, n, first)
+        write_segment(table, segments_dir(home), f"bench-{k:03d}")
+    build_s = time.perf_counter() - t0
+    reader = Reader(home)
+    assert reader.count() == rows
+    reader.spend_by(["model"], "day")  # warm-up: view and Parquet footers
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        df = reader.spend_by(["model"], "day")
+        times.append((time.perf_counter() - t0) * 1e3)
+    assert int(df["requests"].sum()) == rows
+    reader.close()
+    return {
+        "query_10m_rows_ms": round(statistics.median(times), 1),
+        "query_rows": rows,
+        "query_build_s": round(build_s, 1),
+    }
+
+
+def run(quick: bool) -> dict[str, float]:
+    base = Path(os.environ.get("COSTLINE_HOME", "/tmp")) / "bench-usage"
+    out = bench_ingest(base / "ingest", 300_000 if quick else 2_000_000)
+    out.update(bench_query(base / "query", 1_000_000 if quick else 10_000_000))
+    return out

@@ -31,8 +31,8 @@ def _style(chart: alt.TopLevelMixin) -> alt.TopLevelMixin:
 
 def spend_over_time(df: pd.DataFrame, dim: str, grain: str, symbol: str) -> alt.TopLevelMixin:
     """Stacked spend bars per period (x = period start to end), linked to a breakdown by
-    ``dim``: brushing periods filters the breakdown; clicking a breakdown bar or legend entry
-    highlights that value in the time chart.
+    ``dim``: brushing periods filters the breakdown; clicking a breakdown bar or a legend
+    entry highlights that value in both.
 
     ``df`` columns: period, period_end, label, key, amount, requests."""
     brush = alt.selection_interval(encodings=["x"], name="periods")
@@ -56,7 +56,7 @@ def spend_over_time(df: pd.DataFrame, dim: str, grain: str, symbol: str) -> alt.
             order=alt.Order("key:N"),
             tooltip=tooltip,
         )
-        .add_params(brush, pick)
+        .add_params(brush)
         .properties(height=HEIGHT, width="container")
     )  # fmt: skip
     breakdown = (

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
+from typing import Literal
 
 from core.alerts import AlertSink
 from core.budgets import BudgetGuard
@@ -30,7 +31,7 @@ class Controls:
         plane: ControlPlane | None = None,
         state: State | None = None,
         poll_s: float = 1.0,
-        redis_policy: str = "open",
+        redis_policy: Literal["open", "closed"] = "open",
     ) -> None:
         self.plane = plane if plane is not None else ControlPlane(model_exists=catalog.has)
         self.state = state if state is not None else make_state(policy=redis_policy)

@@ -74,7 +74,8 @@ def frame_to_bytes(frame: pd.DataFrame | pa.Table, fmt: str = "csv") -> bytes:
     for name in frame.columns:
         col = frame[name]
         if str(name).endswith(MONEY_SUFFIX) and col.dtype == object:  # Python ints > int64
-            arrays[str(name)] = _decimal_from_ints(col.tolist(), 0)
+            arrays[str(name)] = pa.array([None if pd.isna(v) else Decimal(int(v))
+                                          for v in col.tolist()], pa.decimal128(38, 0))
         else:
             arrays[str(name)] = pa.array(col, from_pandas=True)
     return table_to_bytes(pa.table(arrays), fmt)
@@ -117,10 +118,7 @@ def _to_usd(col: pa.Array | pa.ChunkedArray) -> pa.Array:
     arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
     if pa.types.is_integer(arr.type):
         return _decimal_from_int64(arr.cast(pa.int64()))
-    if pa.types.is_decimal(arr.type):
-        return _decimal_from_ints(
-            [None if v is None else int(v.scaleb(SCALE)) for v in arr.to_pylist()], SCALE)
-    return _decimal_from_ints([None if v is None else int(v) for v in arr.to_pylist()], 0)
+    return _decimal_from_ints([None if v is None else int(v) for v in arr.to_pylist()])
 
 
 def _decimal_from_int64(arr: pa.Array) -> pa.Array:
@@ -135,10 +133,10 @@ def _decimal_from_int64(arr: pa.Array) -> pa.Array:
     return dec
 
 
-def _decimal_from_ints(values: list[Any], scale: int) -> pa.Array:
-    """Python ints of picodollars (scaled by 10**scale extra) -> decimal128(38, 12)."""
-    return pa.array([None if v is None else Decimal(int(v)).scaleb(-SCALE - scale)
-                     for v in values], USD_TYPE)
+def _decimal_from_ints(values: list[Any]) -> pa.Array:
+    """Picodollars as Python ints (any size) -> decimal128(38, 12)."""
+    return pa.array([None if v is None else Decimal(int(v)).scaleb(-SCALE) for v in values],
+                    USD_TYPE)
 
 
 def _usd_text(dec: pa.Array) -> pa.Array:

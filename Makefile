@@ -11,7 +11,7 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip wheel
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e ".[console,postgres,otel,dev,server]"
+	$(BIN)/pip install -q -e ".[console,postgres,otel,dev,server,semantic]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -56,6 +56,7 @@ def pages_for(role: str) -> dict[str, list[st.Page]]:  # type: ignore[name-defin
 
 def main() -> None:
     st.set_page_config(page_title="Costline", page_icon=":material/payments:", layout="wide")
+    auth.plane()  # on first start this creates 'admin' and prints its one-time password
     actor = auth.current_actor()
     if actor is None:
         st.navigation([st.Page(auth.sign_in_page, title="Sign in", icon=":material/login:")],

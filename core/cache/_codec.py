@@ -94,8 +94,8 @@ def _num(d: dict[str, Any], name: str) -> float:
     return float(v)
 
 
-def decode(raw: bytes) -> CachedAnswer | None:
-    """None for another format version; ValueError for garbage."""
+def decode(raw: bytes, now: float | None = None) -> CachedAnswer | None:
+    """None for another format version; ValueError for garbage. ``now`` sets ``age_s``."""
     try:
         d = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -109,15 +109,17 @@ def decode(raw: bytes) -> CachedAnswer | None:
         if not isinstance(u, dict) or not isinstance(c, dict):
             raise ValueError("usage/cost are not objects")
         finish = d.get("finish_reason")
+        created = _num(d, "created")
         return CachedAnswer(
             text=_str(d, "text"),
             usage=Usage(**{f: _int(u, f) for f in _USAGE_INTS}, estimated=bool(u["estimated"])),
             model=_str(d, "model"),
             provider=_str(d, "provider"),
             saved=Cost(**{f: _int(c, f) for f in _COST_INTS}, unpriced=bool(c["unpriced"])),
-            created=_num(d, "created"),
+            created=created,
             expires=_num(d, "expires"),
             finish_reason=finish if isinstance(finish, str) else None,
+            age_s=0.0 if now is None else max(0.0, now - created),
         )
     except KeyError as exc:
         raise ValueError(f"missing field {exc}") from None

@@ -173,8 +173,9 @@ class ResponseCache:
             return None
         if raw is None:
             return None
+        now = self.clock()
         try:
-            hit = decode(raw)
+            hit = decode(raw, now)
         except ValueError as exc:
             log.warning("corrupt cached value for task %s (%s): treated as a miss", label, exc)
             self._count("corrupt", label)
@@ -182,14 +183,12 @@ class ResponseCache:
             return None
         if hit is None:  # another format version
             return None
-        now = self.clock()
-        age = now - hit.created
         if now >= hit.expires:
             self._delete(k)
             return None
-        if req.ttl is not None and age > req.ttl:
+        if req.ttl is not None and hit.age_s > req.ttl:
             return None  # older than this request accepts
-        return _with(hit, age_s=max(0.0, age))
+        return hit
 
     def _semantic_threshold(self, req: ChatRequest) -> float | None:
         """The task's CacheSetting.semantic_threshold (None there: exact only); tasks without

@@ -59,13 +59,13 @@ def _score_key(s: Scored) -> tuple[float, int]:
 
 def score_balanced(items: list[Scored], wc: float, wl: float, wq: float) -> None:
     """Fill ``score`` (higher is better); weights must sum to 1."""
-    cmin = min(s.cost for s in items)
-    cspan = max(s.cost for s in items) - cmin
+    costs = [s.cost for s in items]
+    quals = [s.quality for s in items]
     lats = [s.latency for s in items if s.latency is not None]
+    cmin, qmin = min(costs), min(quals)
+    cspan, qspan = max(costs) - cmin, max(quals) - qmin
     lmin = min(lats) if lats else 0.0
     lspan = (max(lats) - lmin) if lats else 0.0
-    qmin = min(s.quality for s in items)
-    qspan = max(s.quality for s in items) - qmin
     for s in items:
         c = 1.0 - (s.cost - cmin) / cspan if cspan else 1.0
         lat = 0.5 if s.latency is None else (1.0 - (s.latency - lmin) / lspan if lspan else 1.0)

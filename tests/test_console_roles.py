@@ -1,0 +1,140 @@
+"""Every page under every role; what a role may not use is not shown, and the write functions
+refuse a viewer server-side (core raises PermissionDenied) whatever the UI shows."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from console import actions
+from console.app import PAGE_DIR, PAGES
+from core.control import Actor, ControlPlane
+from core.errors import PermissionDenied
+from tests.console_support import ADMIN_PASSWORD, app, make_users, sample_data
+
+ROLES = ("viewer", "engineer", "admin")
+RANK = {r: i for i, r in enumerate(ROLES)}
+VIEWER = Actor("viewer", "viewer")
+
+
+@pytest.fixture
+def home(costline_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("COSTLINE_ADMIN_PASSWORD", ADMIN_PASSWORD)
+    sample_data(costline_home)
+    make_users(costline_home)
+    return costline_home
+
+
+def existing_pages() -> list:  # type: ignore[type-arg]
+    return [p for p in PAGES if (PAGE_DIR / p.file).exists()]
+
+
+def test_every_page_file_is_registered_once() -> None:
+    files = sorted(p.name for p in PAGE_DIR.glob("*.py") if not p.name.startswith("_"))
+    registered = [p.file for p in PAGES]
+    assert len(set(registered)) == len(registered)
+    assert set(files) <= set(registered), "add a line to PAGES in console/app.py"
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_each_role_opens_every_page_it_may_see_and_no_other(home: Path, role: str) -> None:
+    at = app(role).run()
+    assert not at.exception
+    for spec in existing_pages():
+        path = f"app_pages/{spec.file}"
+        if RANK[role] < RANK[spec.role]:
+            with pytest.raises(ValueError):
+                at.switch_page(path)
+            continue
+        at.switch_page(path).run()
+        assert not at.exception, (role, spec.file, at.exception)
+        assert at.sidebar.selectbox(key="f_range").value == "30d"  # the frame is still there
+
+
+def test_viewer_sees_no_import_or_demo_controls(home: Path) -> None:
+    at = app("viewer").run()
+    at.switch_page("app_pages/import_export.py").run()
+    assert not at.exception
+    assert not at.file_uploader
+    assert "Importing usage needs the engineer role." in [c.value for c in at.caption]
+    assert {b.key for b in at.get("download_button")} == {"exp_csv", "exp_parquet"}
+    assert not [b for b in at.button if b.key in ("demo_load", "demo_remove", "imp_go")]
+
+
+def test_engineer_sees_import_but_not_admin(home: Path) -> None:
+    at = app("engineer").run()
+    at.switch_page("app_pages/import_export.py").run()
+    assert not at.exception
+    assert len(at.file_uploader) == 1
+    with pytest.raises(ValueError):
+        at.switch_page("app_pages/admin.py")
+
+
+@pytest.mark.parametrize(
+    "write",
+    [
+        lambda a: actions.create_user(a, "mallory", "password-123", "admin"),
+        lambda a: actions.set_role(a, "viewer", "admin"),
+        lambda a: actions.set_disabled(a, "admin", True),
+        lambda a: actions.reset_password(a, "admin", "new-password-1"),
+        lambda a: actions.save_settings(a, "UTC", "USD", {"EUR": "0.5"}),
+        lambda a: actions.import_usage(a, "u.csv", b"timestamp,model,input_tokens,output_tokens\n"
+                                       b"2025-01-01,dryrun-small,1,1\n", {
+                                           "timestamp": "timestamp", "model": "model",
+                                           "input_tokens": "input_tokens",
+                                           "output_tokens": "output_tokens"}, True),
+    ],
+    ids=["create_user", "set_role", "disable", "reset_password", "settings", "import"],
+)
+def test_viewer_write_calls_are_refused_by_core(home: Path, write) -> None:  # type: ignore[no-untyped-def]
+    with ControlPlane() as plane:
+        before = (plane.version(), plane.users(), len(plane.audit(limit=1000)))
+    with pytest.raises(PermissionDenied):
+        write(VIEWER)
+    with pytest.raises(PermissionDenied):  # a forged role does not help: core re-reads it
+        write(Actor("viewer", "admin"))
+    with ControlPlane() as plane:
+        assert (plane.version(), plane.users(), len(plane.audit(limit=1000))) == before
+
+
+@pytest.mark.skipif(importlib.util.find_spec("core.demo") is None, reason="core.demo not yet")
+def test_viewer_may_not_load_or_remove_demo_data(home: Path) -> None:
+    for write in (actions.load_demo, actions.remove_demo):
+        with pytest.raises(PermissionDenied):
+            write(VIEWER)
+
+
+def test_admin_manages_users_through_the_page_and_it_is_audited(home: Path) -> None:
+    at = app("admin").run()
+    at.switch_page("app_pages/admin.py").run()
+    at.text_input(key="adm_new_user").input("fiona")
+    at.text_input(key="adm_new_password").input("fiona-pass-1")
+    at.selectbox(key="adm_new_role").set_value("viewer")
+    at.button(key="FormSubmitter:adm_create-Create user").click().run()
+    assert not at.exception
+    assert [s.value for s in at.success] == ["Created fiona."]
+    at.selectbox(key="adm_user").set_value("fiona").run()
+    at.selectbox(key="adm_role_fiona").set_value("engineer")
+    at.button(key="FormSubmitter:adm_role-Set role").click().run()
+    at.button(key="FormSubmitter:adm_disable-Disable user").click().run()
+    assert not at.exception
+    with ControlPlane() as plane:
+        fiona = next(u for u in plane.users() if u.username == "fiona")
+        assert (fiona.role, fiona.disabled) == ("engineer", True)
+        actions_logged = [e.action for e in plane.audit(entity="user", entity_id="fiona")]
+    assert actions_logged == ["user.disable", "user.set_role", "user.create"]
+    audit = at.tabs[2]
+    assert audit.label == "Audit log"
+    assert any(df.value["actor"].eq("admin").any() for df in audit.dataframe)
+
+
+def test_admin_cannot_demote_the_last_admin(home: Path) -> None:
+    at = app("admin").run()
+    at.switch_page("app_pages/admin.py").run()
+    at.selectbox(key="adm_user").set_value("admin").run()
+    at.selectbox(key="adm_role_admin").set_value("viewer")
+    at.button(key="FormSubmitter:adm_role-Set role").click().run()
+    assert not at.exception
+    assert any("last enabled admin" in e.value for e in at.error)

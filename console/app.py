@@ -62,7 +62,7 @@ def main() -> None:
         st.navigation([st.Page(auth.sign_in_page, title="Sign in", icon=":material/login:")],
                       position="hidden").run()  # fmt: skip
         return
-    navigation = st.navigation(pages_for(actor.role))
+    navigation = st.navigation(pages_for(actor.role), expanded=True)
     sidebar.build(actor)
     frame.demo_state(actor)
     navigation.run()

@@ -6,12 +6,16 @@ once, for drawing only); tooltips format them with the currency symbol.
 
 from __future__ import annotations
 
+from typing import Final, TypeVar
+
 import altair as alt
 import pandas as pd
 
+C = TypeVar("C", alt.Chart, alt.VConcatChart)
+
 HEIGHT = 300
 SMALL_HEIGHT = 220
-SCHEME = "tableau10"
+SCHEME: Final = "tableau10"
 ACCENT = "#2f6fde"
 MUTED = "#d0d4dc"
 FONT = "Source Sans Pro, sans-serif"
@@ -23,13 +27,13 @@ def money_format(symbol: str) -> str:
     return f"{symbol},.2f" if symbol in ("$",) else ",.2f"
 
 
-def _style(chart: alt.TopLevelMixin) -> alt.TopLevelMixin:
-    return chart.configure_axis(labelFont=FONT, titleFont=FONT, grid=False).configure_view(
+def _style(chart: C) -> C:
+    return chart.configure_axis(  # type: ignore[no-any-return]labelFont=FONT, titleFont=FONT, grid=False).configure_view(
         strokeWidth=0
     ).configure_legend(labelFont=FONT, titleFont=FONT, orient="bottom")
 
 
-def spend_over_time(df: pd.DataFrame, dim: str, grain: str, symbol: str) -> alt.TopLevelMixin:
+def spend_over_time(df: pd.DataFrame, dim: str, grain: str, symbol: str) -> alt.VConcatChart:
     """Stacked spend bars per period (x = period start to end), linked to a breakdown by
     ``dim``: brushing periods filters the breakdown; clicking a breakdown bar or a legend
     entry highlights that value in both.
@@ -76,7 +80,7 @@ def spend_over_time(df: pd.DataFrame, dim: str, grain: str, symbol: str) -> alt.
     return _style(alt.vconcat(time, breakdown).resolve_scale(color="shared"))
 
 
-def top_bars(df: pd.DataFrame, title: str, symbol: str) -> alt.TopLevelMixin:
+def top_bars(df: pd.DataFrame, title: str, symbol: str) -> alt.Chart:
     """Horizontal bars of the top spenders; ``df`` columns: name, amount, requests."""
     chart = (
         alt.Chart(df, title=title)
@@ -93,7 +97,7 @@ def top_bars(df: pd.DataFrame, title: str, symbol: str) -> alt.TopLevelMixin:
     return _style(chart)
 
 
-def cost_per_1k(df: pd.DataFrame, grain: str, symbol: str) -> alt.TopLevelMixin:
+def cost_per_1k(df: pd.DataFrame, grain: str, symbol: str) -> alt.Chart:
     """Line of the cost per 1,000 requests; ``df`` columns: period, label, per_1k, requests."""
     chart = (
         alt.Chart(df, title="Cost per 1K requests")
@@ -111,7 +115,7 @@ def cost_per_1k(df: pd.DataFrame, grain: str, symbol: str) -> alt.TopLevelMixin:
     return _style(chart)
 
 
-def errors_bars(df: pd.DataFrame) -> alt.TopLevelMixin:
+def errors_bars(df: pd.DataFrame) -> alt.Chart:
     """Errors per type, stacked by provider; ``df`` columns: error_type, provider, errors."""
     chart = (
         alt.Chart(df)

@@ -19,12 +19,13 @@ from console.view import FILTER_DIMS, Scope, kpi_windows
 from core.settings import costline_home
 from core.usage import Reader
 
-CACHE = {"ttl": 600, "max_entries": 256, "show_spinner": False}
 ERROR_STATUSES = ("error", "blocked", "rate_limited")
 NONE = "(none)"
-TOKEN_SUM = (
-    "input_tokens + cached_input_tokens + cache_write_tokens + output_tokens + reasoning_tokens"
-)
+TOKEN_COLUMNS = ("input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens",
+                 "reasoning_tokens")  # fmt: skip
+
+
+cached = st.cache_data(ttl=600, max_entries=256, show_spinner=False)
 
 
 @st.cache_resource(show_spinner=False)
@@ -52,7 +53,7 @@ def _where(scope: Scope, **overrides: Any) -> tuple[str, list[object]]:
 # ---- sidebar -------------------------------------------------------------------------------
 
 
-@st.cache_data(**CACHE)  # type: ignore[call-overload]
+@cached
 def filter_options(home: str, version: str) -> dict[str, list[str]]:
     """Distinct values of each filter dimension, over the whole log (one scan)."""
     cols = ", ".join(f'list(DISTINCT "{d}") AS "{d}"' for d in FILTER_DIMS)
@@ -60,7 +61,7 @@ def filter_options(home: str, version: str) -> dict[str, list[str]]:
     return {d: sorted(v for v in (row[d] if row[d] is not None else []) if v) for d in FILTER_DIMS}
 
 
-@st.cache_data(**CACHE)  # type: ignore[call-overload]
+@cached
 def event_count(home: str, version: str) -> int:
     return _reader(home).count()
 
@@ -68,19 +69,34 @@ def event_count(home: str, version: str) -> int:
 # ---- overview ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Kpis:
-    """Spend per KPI window and the activity of the selected range (money in picodollars)."""
+WINDOW_SPEND_SQL = "CAST(sum(cost_picousd) FILTER (WHERE ts >= ? AND ts < ?) AS VARCHAR)"
 
-    spend: dict[str, int]  # today, yesterday, mtd, prev_mtd, last30, prev30
-    requests: int
-    tokens: int
-    cost: int
-    saved: int
-    saved_cache: int
-    saved_sampling: int
-    cache_hits: int
-    errors: int
+
+@cached
+def window_spend(home: str, version: str, scope: Scope, now: datetime) -> dict[str, int]:
+    """Spend of each KPI window (today, yesterday, mtd, prev_mtd, last30, prev30) under the
+    scope's dimension filters, in one scan that reads only ts and cost."""
+    windows = kpi_windows(scope.tz, now)
+    where, where_params = _where(scope, start=min(s for s, _ in windows.values()),
+                                 end=max(e for _, e in windows.values()))  # fmt: skip
+    cols = ", ".join(f"{WINDOW_SPEND_SQL} AS {name}" for name in windows)
+    params = [t for bounds in windows.values() for t in bounds]
+    row = _reader(home).sql(f"SELECT {cols} FROM events{where}", params + where_params).iloc[0]
+    return {name: int(row[name]) if isinstance(row[name], str) else 0 for name in windows}
+
+
+@dataclass(frozen=True)
+class Totals:
+    """Activity of the selected range (money in picodollars)."""
+
+    requests: int = 0
+    tokens: int = 0
+    cost: int = 0
+    saved: int = 0
+    saved_cache: int = 0
+    saved_sampling: int = 0
+    cache_hits: int = 0
+    errors: int = 0
 
     def rate(self, part: int) -> float | None:
         return part / self.requests if self.requests else None
@@ -90,75 +106,62 @@ class Kpis:
         return self.cost // self.requests if self.requests else None
 
 
-@st.cache_data(**CACHE)  # type: ignore[call-overload]
-def kpis(home: str, version: str, scope: Scope, now: datetime) -> Kpis:
-    """All KPIs in one scan: FILTER clauses per window over the union of the windows."""
-    windows = kpi_windows(scope.tz, now)
-    first = min([scope.start, *(s for s, _ in windows.values())])
-    last = max([scope.end, *(e for _, e in windows.values())])
-    where, where_params = _where(scope, start=first, end=last)
-    in_range = "ts >= ? AND ts < ?"
-    cols: list[str] = []
-    params: list[object] = []
-    for name, (start, end) in windows.items():
-        cols.append(f"CAST(sum(cost_picousd) FILTER (WHERE {in_range}) AS VARCHAR) AS {name}")
-        params += [start, end]
-    metrics = {
-        "requests": ("count(*)", "true"),
-        "tokens": (f"sum({TOKEN_SUM})", "true"),
-        "cost": ("sum(cost_picousd)", "true"),
-        "saved": ("sum(saved_picousd)", "true"),
-        "saved_cache": ("sum(saved_picousd)", "cache_hit"),
-        "saved_sampling": ("sum(saved_picousd)", "NOT ai_called"),
-        "cache_hits": ("count(*)", "cache_hit"),
-        "errors": ("count(*)", "status IN ('error', 'blocked', 'rate_limited')"),
-    }
-    for name, (expr, cond) in metrics.items():
-        cols.append(f"CAST({expr} FILTER (WHERE {in_range} AND {cond}) AS VARCHAR) AS {name}")
-        params += [scope.start, scope.end]
-    sql = f"SELECT {', '.join(cols)} FROM events{where}"
-    row = _reader(home).sql(sql, params + where_params).iloc[0]
-    num = {k: int(v) if v is not None and not pd.isna(v) else 0 for k, v in row.items()}
-    return Kpis(spend={w: num[w] for w in windows}, **{m: num[m] for m in metrics})
+@dataclass(frozen=True)
+class Spend:
+    series: pd.DataFrame  # period, key, cost_picousd (exact ints), saved_picousd, requests, errors
+    totals: Totals
 
 
-@st.cache_data(**CACHE)  # type: ignore[call-overload]
-def spend_series(home: str, version: str, scope: Scope, dim: str, grain: str) -> pd.DataFrame:
-    """Spend per period and ``dim`` value: period (local wall time), key, cost_picousd,
-    requests, errors, cache_hits, saved_picousd."""
-    df = _reader(home).spend_by([dim], grain, scope.filters(), tz=scope.tz)
-    out = pd.DataFrame(
-        {
-            "period": df["period"],
-            "key": df[dim].astype(object).where(df[dim].notna(), NONE).astype(str),
-            "cost_picousd": [int(v) for v in df["cost_picousd"]],
-            "saved_picousd": [int(v) for v in df["saved_picousd"]],
-            "requests": df["requests"].astype("int64"),
-            "errors": df["errors"].astype("int64"),
-            "cache_hits": df["cache_hits"].astype("int64"),
-        }
-    )
-    out["cost_picousd"] = out["cost_picousd"].astype(object)
-    return out
+@cached
+def spend(home: str, version: str, scope: Scope, dim: str, grain: str) -> Spend:
+    """Spend per period and ``dim`` value plus the range's totals, from one spend_by scan
+    (also grouped by cache_hit and ai_called, which splits the savings)."""
+    raw = _reader(home).spend_by([dim, "cache_hit", "ai_called"], grain, scope.filters(),
+                                 tz=scope.tz)  # fmt: skip
+    cost = [int(v) for v in raw["cost_picousd"]]
+    saved = [int(v) for v in raw["saved_picousd"]]
+    hit = [bool(v) for v in raw["cache_hit"].fillna(False)]
+    called = [bool(v) for v in raw["ai_called"].fillna(True)]
+    totals = Totals(
+        requests=int(raw["requests"].sum()), tokens=int(raw[list(TOKEN_COLUMNS)].sum().sum()),
+        cost=sum(cost), saved=sum(saved),
+        saved_cache=sum(v for v, h in zip(saved, hit, strict=True) if h),
+        saved_sampling=sum(v for v, h, c in zip(saved, hit, called, strict=True)
+                           if not c and not h),
+        cache_hits=int(raw["cache_hits"].sum()), errors=int(raw["errors"].sum()),
+    )  # fmt: skip
+    frame = pd.DataFrame({
+        "period": raw["period"],
+        "key": raw[dim].astype(object).where(raw[dim].notna(), NONE).astype(str),
+        "cost_picousd": pd.Series(cost, dtype=object),
+        "saved_picousd": pd.Series(saved, dtype=object),
+        "requests": raw["requests"].astype("int64"), "errors": raw["errors"].astype("int64"),
+    })  # fmt: skip
+    series = frame.groupby(["period", "key"], as_index=False, sort=True).agg(
+        cost_picousd=("cost_picousd", _exact_sum), saved_picousd=("saved_picousd", _exact_sum),
+        requests=("requests", "sum"), errors=("errors", "sum"),
+    )  # fmt: skip
+    return Spend(series, totals)
 
 
-@st.cache_data(**CACHE)  # type: ignore[call-overload]
-def top_spenders(home: str, version: str, scope: Scope, n: int = 10) -> pd.DataFrame:
-    """The top ``n`` users, projects and orgs by spend (one scan, grouping sets)."""
+def _exact_sum(values: pd.Series) -> int:
+    return sum(int(v) for v in values)
+
+
+TOP_WHO = ("user", "project", "org")
+
+
+@cached
+def top_spenders(home: str, version: str, scope: Scope, who: str, n: int = 10) -> pd.DataFrame:
+    """The top ``n`` values of ``who`` (user, project or org) by spend: name, cost_picousd,
+    requests."""
+    if who not in TOP_WHO:
+        raise ValueError(f"who must be one of {TOP_WHO}")
     where, params = _where(scope)
-    who = (
-        "CASE WHEN GROUPING(\"user\") = 0 THEN 'user'"
-        " WHEN GROUPING(project) = 0 THEN 'project' ELSE 'org' END"
-    )
-    name = "CASE WHEN GROUPING(\"user\") = 0 THEN \"user\" WHEN GROUPING(project) = 0" \
-           " THEN project ELSE org END"  # fmt: skip
     sql = (
-        "SELECT who, name, CAST(cost AS VARCHAR) AS cost_picousd, requests FROM ("
-        f" SELECT {who} AS who, {name} AS name, sum(cost_picousd) AS cost,"
-        f" count(*) AS requests FROM events{where}"
-        ' GROUP BY GROUPING SETS (("user"), (project), (org))'
-        ") QUALIFY row_number() OVER (PARTITION BY who ORDER BY cost DESC, name) <= ?"
-        " ORDER BY who, cost DESC, name"
+        f'SELECT "{who}" AS name, CAST(sum(cost_picousd) AS VARCHAR) AS cost_picousd,'
+        f" count(*) AS requests FROM events{where} GROUP BY 1"
+        " ORDER BY sum(cost_picousd) DESC, name LIMIT ?"
     )
     df = _reader(home).sql(sql, [*params, int(n)])
     df["name"] = df["name"].astype(object).where(df["name"].notna(), NONE)
@@ -180,12 +183,12 @@ SORTABLE = {
 }  # fmt: skip
 
 
-@st.cache_data(**CACHE)  # type: ignore[call-overload]
+@cached
 def request_count(home: str, version: str, scope: Scope, status: tuple[str, ...]) -> int:
     return _reader(home).count(scope.filters(status=status or None))
 
 
-@st.cache_data(**CACHE)  # type: ignore[call-overload]
+@cached
 def request_page(
     home: str, version: str, scope: Scope, status: tuple[str, ...], order_by: str,
     descending: bool, page: int, size: int,
@@ -200,10 +203,10 @@ def request_page(
 def request_detail(request_id: str) -> dict[str, Any] | None:
     """Every field of one request, or None."""
     df = reader().sql("SELECT * FROM events WHERE request_id = ? LIMIT 1", [request_id])
-    return None if df.empty else df.iloc[0].to_dict()
+    return None if df.empty else {str(k): v for k, v in df.iloc[0].items()}
 
 
-@st.cache_data(**CACHE)  # type: ignore[call-overload]
+@cached
 def errors_by_type(home: str, version: str, scope: Scope) -> pd.DataFrame:
     """Failed calls grouped by error type and provider."""
     where, params = _where(scope, status=ERROR_STATUSES)
@@ -218,7 +221,7 @@ def errors_by_type(home: str, version: str, scope: Scope) -> pd.DataFrame:
 # ---- import / export -----------------------------------------------------------------------
 
 
-@st.cache_data(**CACHE)  # type: ignore[call-overload]
+@cached
 def import_preview(content: bytes) -> Any:
     """core.importer.read_preview of an uploaded file (columns, sample, suggested mapping)."""
     from core.importer import read_preview

@@ -18,7 +18,8 @@ LABELS = {"hour": "%Y-%m-%d %H:00", "day": "%Y-%m-%d", "week": "week of %Y-%m-%d
 def next_period(period: pd.Series, grain: str) -> pd.Series:
     if grain == "month":
         return period + pd.DateOffset(months=1)
-    return period + pd.Timedelta(hours=1 if grain == "hour" else 7 if grain == "week" else 24)
+    hours = {"hour": 1, "day": 24, "week": 7 * 24}[grain]
+    return period + pd.Timedelta(hours=hours)
 
 
 def series_frame(series: pd.DataFrame, money: Money, grain: str) -> pd.DataFrame:
@@ -53,8 +54,8 @@ def per_1k_frame(series: pd.DataFrame, money: Money, grain: str) -> pd.DataFrame
                          "per_1k": per_1k, "requests": grouped["requests"].to_numpy()})  # fmt: skip
 
 
-def top_frame(top: pd.DataFrame, who: str, money: Money) -> pd.DataFrame:
-    rows = top[top["who"] == who]
+def top_frame(top: pd.DataFrame, money: Money) -> pd.DataFrame:
+    rows = top
     return pd.DataFrame({"name": rows["name"].astype(str).to_numpy(),
                          "amount": money.floats(rows["cost_picousd"]),
                          "requests": rows["requests"].to_numpy()})  # fmt: skip

@@ -49,9 +49,9 @@ def build(actor: Actor) -> View:
 
 
 def _time_range(tz: str) -> tuple[str, tuple | None]:  # type: ignore[type-arg]
-    presets = list(PRESETS)
-    preset = st.selectbox("Time range", presets, index=presets.index("30d"),
-                          format_func=PRESETS.__getitem__, key="f_range")  # fmt: skip
+    st.session_state.setdefault("f_range", "30d")
+    preset = st.selectbox("Time range", list(PRESETS), format_func=PRESETS.__getitem__,
+                          key="f_range")  # fmt: skip
     if preset != "custom":
         return preset, None
     today = today_in(tz)
@@ -76,9 +76,9 @@ def _filters() -> dict[str, tuple[str, ...]]:
 
 
 def _currency(rates: dict[str, str], default: str) -> Money:
-    codes = list(rates)
-    index = codes.index(default) if default in codes else 0
-    code = st.selectbox("Currency", codes, index=index, key="f_currency",
+    if st.session_state.get("f_currency") not in rates:
+        st.session_state["f_currency"] = default if default in rates else "USD"
+    code = st.selectbox("Currency", list(rates), key="f_currency",
                         help="Display rates per 1 USD from the control-plane settings")
     return Money(code, rates[code])
 

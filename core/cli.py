@@ -13,15 +13,98 @@ APP = Path(__file__).resolve().parents[1] / "console" / "app.py"
 
 def cmd_console(args: argparse.Namespace) -> int:
     """Start the Streamlit console; Streamlit's own STREAMLIT_* environment settings win."""
+    if args.demo:
+        load_demo_if_empty()
     cmd = [sys.executable, "-m", "streamlit", "run", str(APP)]
     return subprocess.call(cmd, env=os.environ.copy())
+
+
+def load_demo_if_empty(home: Path | None = None) -> bool:
+    """Load the demo data set when the usage log is empty; True when it did."""
+    from core.demo import load_demo
+    from core.settings import costline_home
+    from core.usage import Reader
+
+    home = home if home is not None else costline_home()
+    with Reader(home) as reader:
+        if reader.count() > 0:
+            return False
+    print(f"Loading demo data into {home} (remove it with one click in the console) ...",
+          flush=True)
+    load_demo(home)
+    return True
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Load (or with --remove delete) the demo data set and its control-plane entries."""
+    from core.demo import load_demo, remove_demo
+
+    if args.remove:
+        print(f"Removed {remove_demo():,} demo events and the demo budgets, policies, limits.")
+        return 0
+    s = load_demo(days=args.days, seed=args.seed, refresh=args.refresh)
+    state = "Loaded" if s.loaded else "Already loaded (use --refresh to regenerate):"
+    print(f"{state} {s.events:,} demo events, {s.start} to {s.end}, ${s.cost_usd:,.2f} "
+          f"({s.seconds:.1f}s).\nIncident: {s.incident}")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """Import a usage CSV; the mapping is suggested from the header, --map COLUMN=FIELD wins."""
+    from core.importer import import_csv, read_preview
+
+    preview = read_preview(args.file)
+    mapping = dict(preview.mapping)
+    for item in args.map:
+        column, _, field = item.partition("=")
+        mapping = {f: c for f, c in mapping.items() if c != column}
+        mapping[field.strip()] = column.strip()
+    print("Mapping: " + ", ".join(f"{c} -> {f}" for f, c in mapping.items()))
+    result = import_csv(args.file, mapping, source=args.source,
+                        tokens_inclusive=preview.tokens_inclusive if args.inclusive is None
+                        else args.inclusive)
+    print(result.message)
+    for bad in result.bad_rows[:20]:
+        print(f"  line {bad.line}: {bad.reason}")
+    if len(result.bad_rows) > 20:
+        print(f"  ... and {len(result.bad_rows) - 20:,} more bad rows")
+    return 0 if result.imported or result.skipped_duplicate_file else 2
+
+
+def cmd_compact(args: argparse.Namespace) -> int:
+    """Merge small usage segments into large ones."""
+    from core.usage import compact
+
+    r = compact()
+    print(f"Merged {r.merged} usage segments into {r.written}.")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="costline", description="LLM cost router and spend console")
     sub = ap.add_subparsers(dest="command", required=True)
     p = sub.add_parser("console", help="start the Streamlit console")
+    p.add_argument(
+        "--demo", action=argparse.BooleanOptionalAction,
+        default=os.environ.get("COSTLINE_DEMO", "") in ("1", "true", "yes"),
+        help="load demo data first if the usage log is empty (default: env COSTLINE_DEMO=1)",
+    )  # fmt: skip
     p.set_defaults(func=cmd_console)
+    p = sub.add_parser("demo", help="load the demo data set (or remove it)")
+    p.add_argument("--days", type=int, default=90)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--refresh", action="store_true", help="regenerate it if already loaded")
+    p.add_argument("--remove", action="store_true", help="delete the demo data and entries")
+    p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("import", help="import LLM usage from a CSV file")
+    p.add_argument("file", type=Path)
+    p.add_argument("--map", action="append", default=[], metavar="COLUMN=FIELD")
+    p.add_argument("--source", default="import")
+    p.add_argument("--inclusive", action=argparse.BooleanOptionalAction, default=None,
+                   help="input tokens include cached ones (default: guessed from the header)")
+    p.set_defaults(func=cmd_import)
+    p = sub.add_parser("compact", help="merge small usage segments")
+    p.set_defaults(func=cmd_compact)
     return ap
 
 

@@ -376,8 +376,10 @@ class Router:
             return fitting[0]
         snap = plan.snap
         extra: dict[str, Candidate] = {}
+        asked: list[Decision] = []  # the decisions that asked to degrade (name the budget)
 
         def degrade(d: Decision) -> Estimate | None:
+            asked.append(d)
             target = d.degrade_to or plan.degrade_to
             if not target or target == d.model:
                 return None
@@ -400,7 +402,7 @@ class Router:
             plan.notes.append("skipped " + "; ".join(f"{m} ({w})" for m, w in choice.skipped))
         cand = fitting[choice.index]
         if choice.degraded_from is not None:
-            d = choice.decision
+            d = asked[-1] if asked else choice.decision
             if choice.estimate.model != cand.model:
                 cand = extra[choice.estimate.model]
             plan.degraded = True

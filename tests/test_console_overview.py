@@ -133,11 +133,27 @@ def reader_filters(start, end):  # type: ignore[no-untyped-def]
     return Filters(start=start, end=end)
 
 
-def test_top_spenders_and_unit_cost_render(home: Path) -> None:
+@pytest.mark.parametrize("who", ["user", "project", "org"])
+def test_top_spenders_match_a_direct_group_by(home: Path, who: str) -> None:
     at = app("viewer").run()
+    at.button_group(key="ov_top").set_value(who).run()
     assert not at.exception
-    assert [t.label for t in at.tabs][:3] == ["Users", "Projects", "Orgs"]
-    specs = at.get("vega_lite_chart")
-    assert len(specs) == 5  # time + breakdown (one chart), 3 top-spender bars, cost per 1K
-    users = chart_rows(at, 1)
-    assert len(users) <= 10 and users == sorted(users, key=lambda r: -r["amount"])
+    assert len(at.get("vega_lite_chart")) == 3  # spend over time + breakdown, top, per 1K
+    shown = chart_rows(at, 1)
+    scope = at.session_state["view"].scope
+    with Reader(home) as reader:
+        direct = reader.spend_by([who], None, scope.filters())
+    expected = [(str(n), cents(int(c))) for n, c in zip(direct[who], direct["cost_picousd"],
+                                                        strict=True)][:10]  # fmt: skip
+    assert [(r["name"], Decimal(str(r["amount"])).quantize(CENT)) for r in shown] == expected
+
+
+def test_cost_per_1k_requests_is_cost_over_requests(home: Path) -> None:
+    at = app("viewer").run()
+    rows = chart_rows(at, 2)
+    series = chart_rows(at, 0)
+    assert sum(r["requests"] for r in rows) == sum(r["requests"] for r in series)
+    for r in rows:
+        day = [s for s in series if s["label"] == r["label"]]
+        cost = sum(Decimal(str(s["amount"])) for s in day)
+        assert abs(Decimal(str(r["per_1k"])) - cost * 1000 / r["requests"]) < Decimal("1e-6")

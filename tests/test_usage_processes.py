@@ -181,3 +181,31 @@ def test_writers_import_neither_pandas_nor_the_reader(costline_home: Path) -> No
     )
     assert out.strip() == "[]"
     assert Reader().count() == 10
+
+
+def test_failed_conversion_keeps_the_journal_for_recovery(costline_home: Path) -> None:
+    out = finish(
+        python(
+            """
+            import os, shutil
+            from core.usage import UsageLog
+            from test_usage_support import event
+            log = UsageLog()
+            log.append_many(event(i) for i in range(5))
+            segments = log.home / "events" / "segments"
+            shutil.rmtree(segments)
+            segments.write_text("not a directory")  # every segment write now fails
+            try:
+                log.flush()
+            except OSError as exc:
+                print(type(exc).__name__)
+            os._exit(0)
+            """,
+            costline_home,
+        )
+    )
+    assert out.strip() in ("NotADirectoryError", "FileExistsError")
+    segments = costline_home / "events" / "segments"
+    segments.unlink()
+    assert recover() == 5
+    assert Reader().count() == 5

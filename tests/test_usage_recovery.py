@@ -79,9 +79,12 @@ def test_journal_whose_segment_exists_is_not_counted_twice(costline_home: Path) 
     )
     write_segment(rows_to_table([event_row(event(50))]), sdir, "other")
     assert compact().merged == 3
+    # ...and merged once more: the newest file must still vouch for the journal's segment.
+    write_segment(rows_to_table([event_row(event(51))]), sdir, "another")
+    assert compact().merged == 2
     assert recover() == 0
     assert not journal.exists() and not journal2.exists()
-    assert Reader().count() == 10
+    assert Reader().count() == 11
 
 
 def test_concurrent_recoverers_convert_each_journal_once(costline_home: Path) -> None:

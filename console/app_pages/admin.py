@@ -61,7 +61,8 @@ def manage_user_form(actor: Actor) -> None:
     user = users[st.selectbox("User", list(users), key="adm_user")]
     cols = st.columns(3)
     with cols[0].form("adm_role"):
-        role = st.selectbox("Role", ROLES, index=ROLES.index(user.role), key=f"adm_role_{user.username}")
+        role = st.selectbox("Role", ROLES, index=ROLES.index(user.role),
+                            key=f"adm_role_{user.username}")  # fmt: skip
         if st.form_submit_button("Set role"):
             _do(f"{user.username} is now {role}.", actions.set_role, actor, user.username, role)
     with cols[1].form("adm_password", clear_on_submit=True):

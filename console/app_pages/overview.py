@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import streamlit as st
 
 from console import charts, data, shape
-from console.data import Kpis
+from console.data import Totals
 from console.sidebar import current_view
 from console.view import Money, View, change
 
@@ -21,35 +21,36 @@ def main() -> None:
     st.caption(view.describe())
     home, version = data.home(), data.version()
     now = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
-    kpis = data.kpis(home, version, view.scope, now)
-    spend_row(kpis, view.money)
-    activity_row(kpis, view.money)
+    figures = st.container()  # the KPIs go on top; they come from the chart's query
     grain, dim = chart_controls()
-    series = data.spend_series(home, version, view.scope, dim, grain)
-    spend_chart(series, view, dim, grain, kpis)
+    spend = data.spend(home, version, view.scope, dim, grain)
+    with figures:
+        spend_row(data.window_spend(home, version, view.scope, now), spend.totals, view.money)
+        activity_row(spend.totals, view.money)
+    spend_chart(spend.series, view, dim, grain)
     left, right = st.columns(2)
     with left:
-        top_spenders(data.top_spenders(home, version, view.scope), view.money)
+        top_spenders(view)
     with right:
-        cost_per_1k(series, view.money, grain)
+        cost_per_1k(spend.series, view.money, grain)
 
 
-def spend_row(k: Kpis, money: Money) -> None:
+def spend_row(spend: dict[str, int], k: Totals, money: Money) -> None:
     cols = st.columns(4)
-    cols[0].metric("Spend today", money.fmt(k.spend["today"]),
-                   change(k.spend["today"], k.spend["yesterday"]), delta_color="inverse",
+    cols[0].metric("Spend today", money.fmt(spend["today"]),
+                   change(spend["today"], spend["yesterday"]), delta_color="inverse",
                    help="Since local midnight, compared with yesterday up to the same time")
-    cols[1].metric("Month to date", money.fmt(k.spend["mtd"]),
-                   change(k.spend["mtd"], k.spend["prev_mtd"]), delta_color="inverse",
+    cols[1].metric("Month to date", money.fmt(spend["mtd"]),
+                   change(spend["mtd"], spend["prev_mtd"]), delta_color="inverse",
                    help="Compared with the same part of last month")
-    cols[2].metric("Last 30 days", money.fmt(k.spend["last30"]),
-                   change(k.spend["last30"], k.spend["prev30"]), delta_color="inverse",
+    cols[2].metric("Last 30 days", money.fmt(spend["last30"]),
+                   change(spend["last30"], spend["prev30"]), delta_color="inverse",
                    help="Compared with the 30 days before")
     cols[3].metric("Spend in range", money.fmt(k.cost),
                    help="Everything in the selected time range and filters")  # fmt: skip
 
 
-def activity_row(k: Kpis, money: Money) -> None:
+def activity_row(k: Totals, money: Money) -> None:
     cols = st.columns(6)
     cols[0].metric("Requests", f"{k.requests:,}")
     cols[1].metric("Tokens", f"{k.tokens:,}")
@@ -69,7 +70,7 @@ def chart_controls() -> tuple[str, str]:
     return grain, dim
 
 
-def spend_chart(series, view: View, dim: str, grain: str, k: Kpis) -> None:  # type: ignore[no-untyped-def]
+def spend_chart(series, view: View, dim: str, grain: str) -> None:  # type: ignore[no-untyped-def]
     st.subheader("Spend over time")
     if series.empty:
         st.info("No spend in this range.")
@@ -81,17 +82,15 @@ def spend_chart(series, view: View, dim: str, grain: str, k: Kpis) -> None:  # t
                " to filter the breakdown; click a legend entry to highlight it.")
 
 
-def top_spenders(top, money: Money) -> None:  # type: ignore[no-untyped-def]
+def top_spenders(view: View) -> None:
     st.subheader("Top spenders")
-    tabs = st.tabs(["Users", "Projects", "Orgs"])
-    for tab, who in zip(tabs, ["user", "project", "org"], strict=True):
-        frame = shape.top_frame(top, who, money)
-        with tab:
-            if frame.empty:
-                st.info("No spend in this range.")
-            else:
-                st.altair_chart(charts.top_bars(frame, f"Top {who}s", money.symbol),
-                                width="stretch")  # fmt: skip
+    who = st.segmented_control("By", data.TOP_WHO, default="user", key="ov_top") or "user"
+    top = data.top_spenders(data.home(), data.version(), view.scope, who)
+    if top.empty:
+        st.info("No spend in this range.")
+        return
+    frame = shape.top_frame(top, view.money)
+    st.altair_chart(charts.top_bars(frame, f"Top {who}s", view.money.symbol), width="stretch")
 
 
 def cost_per_1k(series, money: Money, grain: str) -> None:  # type: ignore[no-untyped-def]

@@ -104,9 +104,11 @@ def _project(spent: int, elapsed: timedelta, w: Window) -> int:
 def _exhausts(spent: int, limit: int, elapsed: timedelta, w: Window) -> datetime | None:
     if spent <= 0 or elapsed <= timedelta(0):
         return None
-    start = w.start.astimezone(UTC)
-    at = start + US * ((elapsed // US) * limit // spent)
-    return at.astimezone(w.start.tzinfo) if at < w.end.astimezone(UTC) else None
+    offset_us = (elapsed // US) * limit // spent
+    if offset_us >= w.length() // US:  # not within the window (and no date overflow)
+        return None
+    at = w.start.astimezone(UTC) + US * offset_us
+    return at.astimezone(w.start.tzinfo)
 
 
 def _fired(alerts: AlertSink | None, budgets: Sequence[Budget],

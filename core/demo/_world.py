@@ -92,7 +92,7 @@ LATENCY = {  # model -> (ms before the first token, ms per output token)
 ESTIMATING_PROVIDERS = frozenset({"groq", "deepseek", "mistral"})  # streams without usage
 
 # Calls per day at the start of the period (weekday) and growth to its end (x 1.7).
-BASE_PER_DAY = 2300
+BASE_PER_DAY = 2600
 GROWTH = 0.7
 WEEKDAY = (1.0, 1.05, 1.05, 1.0, 0.92, 0.42, 0.36)  # Monday first
 HOURS = (  # UTC hour profile: Europe's working day, then America's

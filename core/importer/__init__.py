@@ -105,7 +105,7 @@ def read_preview(file: Source, *, max_rows: int = 20) -> Preview:
     mapping = suggest_mapping(d.columns)
     names = {c.lower() for c in d.columns}
     return Preview(list(d.columns), sample_rows(data, d, max_rows), mapping,
-                   not _EXCLUSIVE_HINT <= names, d.delimiter,
+                   not names >= _EXCLUSIVE_HINT, d.delimiter,
                    [f for f in REQUIRED if f not in mapping])
 
 

@@ -63,7 +63,8 @@ def dialect(data: bytes) -> Dialect:
     if not text.strip():
         raise ConfigError("the file is empty", field="file")
     try:
-        delimiter = csv.Sniffer().sniff("\n".join(text.split("\n", 20)[:20]), delimiters=",;\t|").delimiter
+        head_lines = "\n".join(text.split("\n", 20)[:20])
+        delimiter = csv.Sniffer().sniff(head_lines, delimiters=",;\t|").delimiter
     except csv.Error:
         delimiter = ","
     header = next(csv.reader(io.StringIO(text), delimiter=delimiter))
@@ -91,7 +92,9 @@ def sample_rows(data: bytes, d: Dialect, max_rows: int) -> list[list[str]]:
 
 
 def _norm(name: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+    """'Prompt Tokens', 'promptTokens', 'prompt-tokens' -> 'prompt_tokens'."""
+    snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name.strip())
+    return re.sub(r"[^a-z0-9]+", "_", snake.lower()).strip("_")
 
 
 def suggest(columns: Sequence[str], synonyms: dict[str, tuple[str, ...]]) -> dict[str, str]:

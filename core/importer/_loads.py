@@ -122,7 +122,7 @@ def release(engine: Engine, load_id: str, actor: Actor, *, audit: bool = True) -
     return True
 
 
-def _load(r: Mapping[str, Any]) -> DataLoad:
+def _load(r: Mapping[Any, Any]) -> DataLoad:
     return DataLoad(id=r["id"], kind=r["kind"], name=r["name"], rows=int(r["rows"]),
                     cost_picousd=r["cost_picousd"], actor=r["actor"],
                     created_at=r["created_at"], details=json.loads(r["details_json"]))

@@ -8,7 +8,8 @@ read with DuckDB.
 Layout under ``$COSTLINE_HOME/events/``: ``journal/`` (one JSON-lines file per writing
 process), ``segments/`` (Parquet, the data set), ``compact.lock``.
 
-Writers import only pyarrow and orjson; ``Reader`` (DuckDB, pandas) is imported on first use.
+Writers need pyarrow, orjson and DuckDB (which parses sealed journals in a background thread);
+``Reader`` (which also needs pandas) is imported on first use.
 """
 
 from __future__ import annotations

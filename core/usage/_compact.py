@@ -19,10 +19,13 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from core.usage._journal import CLAIM, JOURNAL_SUFFIX
 from core.usage._schema import conform
 from core.usage._segments import (
+    SUFFIX,
     SegmentInfo,
     events_dir,
+    journal_dir,
     remove_stale_temps,
     scan,
     segments_dir,
@@ -52,6 +55,22 @@ def _groups(small: list[SegmentInfo], target_rows: int, max_bytes: int) -> list[
     return [g for g in groups if len(g) > 1]
 
 
+def _replaces(group: list[SegmentInfo], journals: set[str]) -> list[str]:
+    """The inputs' names, plus names they replace whose journal still exists: recovery must
+    keep seeing those as written, or a dead writer's journal would be converted twice."""
+    names = {s.name for s in group}
+    names.update(n for s in group for n in s.replaces if n.removesuffix(SUFFIX) in journals)
+    return sorted(names)
+
+
+def _journal_stems(home: Path | None) -> set[str]:
+    try:
+        names = os.listdir(journal_dir(home))
+    except FileNotFoundError:
+        return set()
+    return {n.split(CLAIM, 1)[0].removesuffix(JOURNAL_SUFFIX) for n in names}
+
+
 def compact(
     home: Path | None = None,
     target_rows: int = 2_000_000,
@@ -72,13 +91,16 @@ def compact(
             fcntl.flock(lock_fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
             return CompactResult(0, 0)
-        return _compact_locked(sdir, target_rows, max_bytes)
+        return _compact_locked(sdir, target_rows, max_bytes, home)
     finally:
         os.close(lock_fd)
 
 
-def _compact_locked(sdir: Path, target_rows: int, max_bytes: int) -> CompactResult:
+def _compact_locked(
+    sdir: Path, target_rows: int, max_bytes: int, home: Path | None
+) -> CompactResult:
     snapshot = scan(sdir)
+    journals = _journal_stems(home)
     for seg in snapshot.superseded:  # left by a compaction that died before deleting them
         seg.path.unlink(missing_ok=True)
     remove_stale_temps(sdir)
@@ -88,7 +110,7 @@ def _compact_locked(sdir: Path, target_rows: int, max_bytes: int) -> CompactResu
         table = pa.concat_tables([conform(pq.read_table(s.path)) for s in group])
         table = table.sort_by("ts").replace_schema_metadata(None)
         name = f"compact-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{secrets.token_hex(4)}"
-        write_segment(table, sdir, name, replaces=[s.name for s in group])
+        write_segment(table, sdir, name, replaces=_replaces(group, journals))
         for seg in group:
             seg.path.unlink(missing_ok=True)
         merged += len(group)

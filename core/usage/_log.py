@@ -96,7 +96,7 @@ class _Converter:
             self._thread.join()
 
     def _run(self) -> None:
-        con = connect()
+        con: list[duckdb.DuckDBPyConnection] = []  # opened on first use, inside the try below
         try:
             while True:
                 with self._cond:
@@ -111,12 +111,17 @@ class _Converter:
                     self._error = error or self._error
                     self._cond.notify_all()
         finally:
-            con.close()
+            for c in con:
+                c.close()
 
-    def _convert(self, journal: Path, fd: int, con: duckdb.DuckDBPyConnection) -> Exception | None:
+    def _convert(
+        self, journal: Path, fd: int, con: list[duckdb.DuckDBPyConnection]
+    ) -> Exception | None:
         stem = journal.name.removesuffix(JOURNAL_SUFFIX)
         try:
-            convert_journal(journal, self._sdir, stem, con)
+            if not con:
+                con.append(connect())
+            convert_journal(journal, self._sdir, stem, con[0])
             journal.unlink()  # only once the segment is durable
             pa.default_memory_pool().release_unused()  # keep the resident size flat
             return None

@@ -8,6 +8,7 @@ segments directory, and ``sql()`` accepts one SELECT statement, for the console'
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -76,6 +77,7 @@ class Reader:
         self.home = home if home is not None else costline_home()
         self._sdir = segments_dir(self.home)
         self._sdir.mkdir(parents=True, exist_ok=True)
+        self._sdir = self._sdir.resolve()  # DuckDB's allowed_directories compares real paths
         recover(self.home)
         self._lock = threading.RLock()
         self._view_version: str | None = None
@@ -83,7 +85,9 @@ class Reader:
         con.execute("SET TimeZone = 'UTC'")
         if threads:
             con.execute(f"SET threads = {int(threads)}")
-        con.execute(f"SET allowed_directories = [{_literal(str(self._sdir.resolve()) + '/')}]")
+        with contextlib.suppress(duckdb.Error):  # segments never change once written
+            con.execute("SET parquet_metadata_cache = true")
+        con.execute(f"SET allowed_directories = [{_literal(str(self._sdir) + '/')}]")
         con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")
         self._con = con

@@ -29,7 +29,7 @@ log = logging.getLogger("costline.usage")
 SUFFIX = ".parquet"
 REPLACES_KEY = b"costline.replaces"
 ROW_GROUP_ROWS = 122_880  # DuckDB scans row groups of this size in parallel
-COMPRESSION = "zstd"
+COMPRESSION = "snappy"  # DuckDB decodes it ~20% faster than zstd; files ~25% larger
 
 
 def events_dir(home: Path | None = None) -> Path:

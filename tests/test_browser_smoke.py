@@ -1,0 +1,174 @@
+"""Real-browser smoke test: `streamlit run console/app.py` on a free loopback port, Debian's
+Chromium driven by Playwright signs in, opens every page the navigation lists (so pages added
+later are covered), checks that no exception box is shown, and saves a screenshot per page.
+
+Skipped only when /usr/bin/chromium is absent and COSTLINE_REQUIRE_SERVICES is unset.
+Also a script for the README picture (demo data loaded when core.demo is available):
+
+    .venv/bin/python -m tests.test_browser_smoke docs/img/overview.png
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+PASSWORD = "browser-admin-pass-1"
+IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def console_server(home: Path, log_path: Path) -> Iterator[str]:
+    """The console as a subprocess, configured only through the environment."""
+    port = free_port()
+    env = {**os.environ, "STREAMLIT_SERVER_PORT": str(port), "STREAMLIT_SERVER_HEADLESS": "true",
+           "STREAMLIT_SERVER_ADDRESS": "127.0.0.1",
+           "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false", "COSTLINE_HOME": str(home),
+           "COSTLINE_ADMIN_PASSWORD": PASSWORD}  # fmt: skip
+    with open(log_path, "wb") as log:
+        cmd = [sys.executable, "-m", "streamlit", "run", "console/app.py"]
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
+                    if r.read() == b"ok":
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("console did not start:\n" + log_path.read_text()[-3000:])
+            time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def wait_idle(page: Any, timeout_ms: int = 60_000) -> None:
+    """Wait until the script run finished and the page stopped changing."""
+    page.wait_for_timeout(400)
+    page.wait_for_selector(IDLE, timeout=timeout_ms)
+    page.wait_for_load_state("networkidle")
+    page.wait_for_selector(IDLE, timeout=timeout_ms)
+
+
+@contextmanager
+def signed_in(url: str) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 1000})
+            page.goto(url)
+            wait_idle(page)
+            page.get_by_label("Username", exact=True).fill("admin")
+            page.get_by_label("Password", exact=True).fill(PASSWORD)
+            page.get_by_role("button", name="Sign in").click()
+            page.wait_for_selector('[data-testid="stSidebarNavLink"]', timeout=60_000)
+            wait_idle(page)
+            yield page
+        finally:
+            browser.close()
+
+
+def nav_titles(page: Any) -> list[str]:
+    """The page titles in the sidebar navigation (the icon's ligature name is dropped)."""
+    links = page.locator('[data-testid="stSidebarNavLink"]')
+    return [links.nth(i).inner_text().strip().splitlines()[-1].strip()
+            for i in range(links.count())]
+
+
+def open_page(page: Any, title: str) -> None:
+    page.locator('[data-testid="stSidebarNavLink"]', has_text=title).first.click()
+    wait_idle(page)
+
+
+def fill_home(home: Path) -> None:
+    try:
+        from core.demo import load_demo
+    except ImportError:
+        from tests.console_support import sample_data
+
+        sample_data(home)
+    else:
+        load_demo(home)
+
+
+@pytest.fixture
+def browser_ready() -> None:
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("COSTLINE_REQUIRE_SERVICES"):
+            pytest.fail(f"{CHROMIUM} is missing and COSTLINE_REQUIRE_SERVICES is set")
+        pytest.skip(f"{CHROMIUM} is not installed")
+
+
+def test_every_page_renders_without_an_exception(
+    browser_ready: None, costline_home: Path, tmp_path: Path
+) -> None:
+    from tests.console_support import sample_data
+
+    sample_data(costline_home)
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    with console_server(costline_home, tmp_path / "streamlit.log") as url, signed_in(url) as page:
+        titles = nav_titles(page)
+        assert {"Overview", "Requests", "Import/Export", "Admin"} <= set(titles), titles
+        for title in titles:
+            open_page(page, title)
+            errors = page.locator('[data-testid="stException"]')
+            assert errors.count() == 0, f"{title}: {errors.first.inner_text()[:2000]}"
+            assert page.locator("h1").first.is_visible(), title
+            path = shots / (re.sub(r"\W+", "_", title).strip("_").lower() + ".png")
+            page.screenshot(path=str(path), full_page=True)
+            assert path.stat().st_size > 10_000
+        open_page(page, "Overview")
+        assert page.locator('[data-testid="stMetric"]').count() >= 10
+        assert page.locator('[data-testid="stVegaLiteChart"]').count() >= 1
+
+
+def screenshot_overview(out: Path) -> None:
+    """docs/img/overview.png: the Overview with demo data, signed in as admin."""
+    with tempfile.TemporaryDirectory(prefix="costline-shot-") as tmp:
+        home = Path(tmp) / "home"
+        home.mkdir()
+        os.environ["COSTLINE_HOME"] = str(home)
+        fill_home(home)
+        with console_server(home, Path(tmp) / "streamlit.log") as url, signed_in(url) as page:
+            open_page(page, "Overview")
+            page.wait_for_timeout(1500)  # let the charts finish drawing
+            out.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(out), full_page=True)
+
+
+if __name__ == "__main__":
+    screenshot_overview(Path(sys.argv[1] if len(sys.argv) > 1 else "docs/img/overview.png"))

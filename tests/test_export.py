@@ -1,0 +1,100 @@
+"""Export: money as exact decimal strings (CSV) and decimal128 (Parquet), filters respected,
+and a CSV round trip through the importer that keeps every total to the picodollar."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from core.demo import load_demo
+from core.errors import ConfigError
+from core.export import export, frame_to_bytes
+from core.importer import import_csv, read_preview
+from core.usage import Filters, Reader, UsageEvent, UsageLog
+
+NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
+BIG = 2**62 + 7  # picodollars a float64 cannot hold
+
+
+def _events() -> list[UsageEvent]:
+    return [
+        UsageEvent(request_id="r1", ts=datetime(2026, 11, 1, 9, 30, 0, 250000, tzinfo=UTC),
+                   org="acme", user="alice", provider="openai", model="gpt-4o-mini",
+                   input_tokens=377, output_tokens=0, cost_picousd=56_550_000,
+                   cost_input_picousd=56_550_000, tags=("a", "b"), metadata={"k": "v"}),
+        UsageEvent(request_id="r2", ts=datetime(2026, 11, 2, tzinfo=UTC), org="globex",
+                   provider="openai", model="gpt-4o", cost_picousd=BIG, saved_picousd=5),
+        UsageEvent(request_id="r3", ts=datetime(2026, 11, 3, tzinfo=UTC), org="acme",
+                   provider="x", model="m", status="error", error_type="RateLimited"),
+    ]
+
+
+def _write(events: list[UsageEvent]) -> None:
+    with UsageLog() as log:
+        log.append_many(events)
+
+
+def test_csv_money_is_exact_decimal_text() -> None:
+    _write(_events())
+    rows = list(csv.DictReader(io.StringIO(export(fmt="csv").decode())))
+    assert [r["request_id"] for r in rows] == ["r1", "r2", "r3"]  # oldest first
+    assert rows[0]["cost_usd"] == "0.000056550000"
+    assert rows[0]["cost_input_usd"] == "0.000056550000"
+    assert rows[1]["cost_usd"] == str(Decimal(BIG).scaleb(-12)) == "4611686.018427387911"
+    assert rows[1]["saved_usd"] == "0.000000000005"
+    assert rows[2]["cost_usd"] == "0.000000000000"
+    assert rows[0]["ts"] == "2026-11-01T09:30:00.250000Z"
+    assert rows[0]["tags"] == "a;b" and rows[0]["metadata"] == '{"k":"v"}'
+    assert "cost_picousd" not in rows[0]
+
+
+def test_parquet_money_is_decimal128_and_filters_apply() -> None:
+    _write(_events())
+    table = pq.read_table(io.BytesIO(export(Reader(), Filters(org="acme"), "parquet")))
+    assert table.schema.field("cost_usd").type == pa.decimal128(38, 12)
+    assert table.column("request_id").to_pylist() == ["r1", "r3"]
+    assert table.column("cost_usd").to_pylist() == [Decimal("0.000056550000"), Decimal(0)]
+    assert table.column("tags").to_pylist() == [["a", "b"], []]
+
+
+def test_any_frame_exports_with_exact_money() -> None:
+    _write(_events())
+    spend = Reader().spend_by(["org"], None)
+    rows = list(csv.DictReader(io.StringIO(frame_to_bytes(spend, "csv").decode())))
+    assert {r["org"]: r["cost_usd"] for r in rows} == {
+        "acme": "0.000056550000", "globex": "4611686.018427387911"}
+    huge = pd.DataFrame({"x_picousd": pd.Series([4 * BIG, None], dtype=object)})
+    table = pq.read_table(io.BytesIO(frame_to_bytes(huge, "parquet")))
+    assert table.column("x_usd").to_pylist() == [Decimal(4 * BIG).scaleb(-12), None]
+    with pytest.raises(ConfigError, match="format"):
+        frame_to_bytes(huge, "xlsx")
+
+
+def test_csv_round_trip_through_the_importer_keeps_totals(tmp_path: Path,
+                                                          costline_home: Path) -> None:
+    load_demo(days=5, now=NOW)
+    demo = Filters(source="demo")
+    want = Reader().totals(demo)
+    data = export(costline_home, demo, "csv")
+    preview = read_preview(data)
+    assert not preview.tokens_inclusive
+    other = tmp_path / "other-home"
+    result = import_csv(data, preview.mapping, home=other, now=NOW,
+                        tokens_inclusive=preview.tokens_inclusive)
+    assert not result.bad_rows and result.imported == want["requests"]
+    got = Reader(other).totals()
+    for key in ("requests", "cost_picousd", "input_tokens", "cached_input_tokens",
+                "cache_write_tokens", "output_tokens", "reasoning_tokens"):
+        assert got[key] == want[key], key
+    assert result.cost_total == want["cost_usd"]
+    by_model = Reader(other).spend_by(["model", "org"], "day")
+    mine = Reader().spend_by(["model", "org"], "day", demo)
+    assert by_model["cost_picousd"].tolist() == mine["cost_picousd"].tolist()

@@ -43,9 +43,9 @@ PAGES = [
 ]
 
 
-def pages_for(role: str) -> dict[str, list[st.Page]]:  # type: ignore[name-defined]
+def pages_for(role: str) -> dict[str, list[st.Page]]:
     """The navigation a role sees, by section, in PAGES order."""
-    nav: dict[str, list[st.Page]] = {}  # type: ignore[name-defined]
+    nav: dict[str, list[st.Page]] = {}
     for spec in PAGES:
         path = PAGE_DIR / spec.file
         if path.exists() and auth.RANK.get(role, -1) >= auth.RANK[spec.role]:

@@ -22,15 +22,14 @@ FONT = "Source Sans Pro, sans-serif"
 DATE_FORMAT = {"day": "%d %b", "week": "%d %b", "month": "%b %Y"}
 
 
-def money_format(symbol: str) -> str:
-    """A d3 format for axes: thousands separators, two decimals."""
-    return f"{symbol},.2f" if symbol in ("$",) else ",.2f"
-
-
 def _style(chart: C) -> C:
-    return chart.configure_axis(  # type: ignore[no-any-return]labelFont=FONT, titleFont=FONT, grid=False).configure_view(
-        strokeWidth=0
-    ).configure_legend(labelFont=FONT, titleFont=FONT, orient="bottom")
+    """The shared look: fonts, no grid, no frame, legend below."""
+    styled: C = (
+        chart.configure_axis(labelFont=FONT, titleFont=FONT, grid=False)
+        .configure_view(strokeWidth=0)
+        .configure_legend(labelFont=FONT, titleFont=FONT, orient="bottom")
+    )
+    return styled
 
 
 def spend_over_time(df: pd.DataFrame, dim: str, grain: str, symbol: str) -> alt.VConcatChart:
@@ -77,12 +76,13 @@ def spend_over_time(df: pd.DataFrame, dim: str, grain: str, symbol: str) -> alt.
         .transform_filter(brush)
         .properties(height=alt.Step(18), width="container")
     )  # fmt: skip
-    return _style(alt.vconcat(time, breakdown).resolve_scale(color="shared"))
+    both: alt.VConcatChart = alt.vconcat(time, breakdown).resolve_scale(color="shared")
+    return _style(both)
 
 
 def top_bars(df: pd.DataFrame, title: str, symbol: str) -> alt.Chart:
     """Horizontal bars of the top spenders; ``df`` columns: name, amount, requests."""
-    chart = (
+    chart: alt.Chart = (
         alt.Chart(df, title=title)
         .mark_bar(color=ACCENT)
         .encode(
@@ -99,7 +99,7 @@ def top_bars(df: pd.DataFrame, title: str, symbol: str) -> alt.Chart:
 
 def cost_per_1k(df: pd.DataFrame, grain: str, symbol: str) -> alt.Chart:
     """Line of the cost per 1,000 requests; ``df`` columns: period, label, per_1k, requests."""
-    chart = (
+    chart: alt.Chart = (
         alt.Chart(df, title="Cost per 1K requests")
         .mark_line(point=True, color=ACCENT)
         .encode(
@@ -117,7 +117,7 @@ def cost_per_1k(df: pd.DataFrame, grain: str, symbol: str) -> alt.Chart:
 
 def errors_bars(df: pd.DataFrame) -> alt.Chart:
     """Errors per type, stacked by provider; ``df`` columns: error_type, provider, errors."""
-    chart = (
+    chart: alt.Chart = (
         alt.Chart(df)
         .mark_bar()
         .encode(

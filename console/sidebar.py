@@ -6,7 +6,7 @@ result with ``current_view()``.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 import streamlit as st
 
@@ -48,7 +48,7 @@ def build(actor: Actor) -> View:
     return view
 
 
-def _time_range(tz: str) -> tuple[str, tuple | None]:  # type: ignore[type-arg]
+def _time_range(tz: str) -> tuple[str, tuple[date, date] | None]:
     st.session_state.setdefault("f_range", "30d")
     preset = st.selectbox("Time range", list(PRESETS), format_func=PRESETS.__getitem__,
                           key="f_range")  # fmt: skip
@@ -57,10 +57,10 @@ def _time_range(tz: str) -> tuple[str, tuple | None]:  # type: ignore[type-arg]
     today = today_in(tz)
     picked = st.date_input("From – to", value=(today - timedelta(days=29), today),
                            max_value=today, key="f_dates")  # fmt: skip
-    dates = tuple(picked) if isinstance(picked, (tuple, list)) else (picked,)
-    if len(dates) == 1:
-        dates = (dates[0], dates[0])
-    return preset, dates  # type: ignore[return-value]
+    dates = [d for d in (picked if isinstance(picked, tuple | list) else (picked,)) if d]
+    if not dates:
+        return preset, None  # the user cleared the dates: fall back to the last 30 days
+    return preset, (dates[0], dates[-1])
 
 
 def _filters() -> dict[str, tuple[str, ...]]:

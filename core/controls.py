@@ -18,7 +18,7 @@ from core.control import ControlPlane, ControlSnapshot, PriceOverride, Watcher
 from core.pricing import Catalog, PriceRow
 from core.routing import RoutingEngine
 from core.sampling import SamplingConfig, SamplingGate
-from core.state import State, make_state
+from core.state import ResilientState, State, make_state
 
 
 class Controls:
@@ -33,6 +33,8 @@ class Controls:
         poll_s: float = 1.0,
         redis_policy: Literal["open", "closed"] = "open",
     ) -> None:
+        self._own_plane = plane is None
+        self._redis_policy = redis_policy  # unless the control plane's setting says otherwise
         self.plane = plane if plane is not None else ControlPlane(model_exists=catalog.has)
         self.state = state if state is not None else make_state(policy=redis_policy)
         self.watcher = Watcher(self.plane, min_interval_s=poll_s)
@@ -61,7 +63,8 @@ class Controls:
     def _apply(self, snap: ControlSnapshot) -> None:
         rows = [override_row(o, self.base_catalog) for o in snap.price_overrides]
         self.catalog = self.base_catalog.with_rows(rows) if rows else self.base_catalog
-        self.routing.catalog = self.catalog
+        if self.routing.catalog is not self.catalog:
+            self.routing.set_catalog(self.catalog)  # also drops names cached for the old one
         self.cache.apply(snap)
         wanted = {s.key: s for s in snap.sampling if s.enabled}
         for key in self._gate_keys - set(wanted):
@@ -70,6 +73,9 @@ class Controls:
             self.gate.configure(key, SamplingConfig.from_strategy(strategy))
         self._gate_keys = set(wanted)
         self.scores = {s.model: s.quality for s in snap.model_scores}
+        policy = snap.settings.get("redis_fail_policy", self._redis_policy)
+        if isinstance(self.state, ResilientState) and policy in ("open", "closed"):
+            self.state.policy = policy
 
     @property
     def gate_keys(self) -> set[str]:
@@ -82,6 +88,8 @@ class Controls:
     def close(self) -> None:
         self.alerts.close()
         self.state.close()
+        if self._own_plane:
+            self.plane.close()
 
 
 def override_row(o: PriceOverride, base: Catalog) -> PriceRow:

@@ -272,6 +272,7 @@ class Router:
                 if policy is not None:
                     req = plan.req = _apply_policy(req, policy)
                     plan.degrade_to = policy.degrade_to
+                    plan.requested_model = req.model or policy.primary_model
                 early = self._gate(plan) or self._cached(plan)
                 if early is not None:
                     return early
@@ -295,21 +296,21 @@ class Router:
         event = Event(req.task, Priority.parse(req.criticality), signal=req.signal,
                       score=req.score)
         decision = ctl.gate.decide(event)
-        if decision.call:
+        last = decision.last_answer if isinstance(decision.last_answer, Completion) else None
+        if decision.call or last is None:  # nothing to reuse yet (a LOW event): call anyway
             plan.gate_key = req.task
             return None
-        last = decision.last_answer if isinstance(decision.last_answer, Completion) else None
         done = Completion(
-            text=last.text if last else "",
+            text=last.text,
             usage=Usage(),
             cost=ZERO_COST,
-            model=last.model if last else plan.requested_model,
-            provider=last.provider if last else "",
+            model=last.model,
+            provider=last.provider,
             latency_ms=plan.elapsed_ms(),
             request_id=req.request_id,
             route_reason=f"sampling {decision.reason}: reused the last answer, no call",
             requested_model=plan.requested_model,
-            saved=last.cost if last else ZERO_COST,
+            saved=last.cost,
             ai_called=False,
         )
         self._record(plan, Candidate(done.model, done.provider, done.model, None), 0,
@@ -405,10 +406,13 @@ class Router:
             d = asked[-1] if asked else choice.decision
             if choice.estimate.model != cand.model:
                 cand = extra[choice.estimate.model]
-            plan.degraded = True
-            plan.route_reason = ctl.routing.explain_degrade(
-                cand.model, choice.degraded_from, budget_text(d.budget, d.utilisation)
-            )
+            why = budget_text(d.budget, d.utilisation)
+            if cand.model == choice.degraded_from:  # nothing cheaper: same model, to the cap
+                plan.route_reason = f"{cand.model}: {why}, over the soft limit, no degrade target"
+            else:
+                plan.degraded = True
+                plan.route_reason = ctl.routing.explain_degrade(cand.model, choice.degraded_from,
+                                                                why)
         return cand
 
     def _fit(self, plan: Plan, cand: Candidate) -> bool:

@@ -322,3 +322,29 @@ def test_thresholds_fire_one_alert_per_budget_per_window(plane):
     finally:
         r1.close()
         r2.close()
+
+
+def test_a_budget_degrade_to_applies_to_an_explicit_model(plane, router):
+    budget(plane, "acme", scope="org", scope_value="acme", action="degrade",
+           degrade_to="dryrun-small", limit_usd=Decimal("0"))
+    sync(router)
+    done = router.complete(call(model="dryrun-large", org="acme"))
+    assert done.model == "dryrun-small"
+    assert done.route_reason.endswith("degraded from dryrun-large")
+    assert events(router).degraded.iloc[0]
+
+
+def test_over_the_soft_limit_with_no_degrade_target_runs_on_to_the_hard_cap(plane, router):
+    est = estimate(router, "dryrun-large", call(**MATCH))
+    budget(plane, "acme", name="acme monthly", scope="org", scope_value="acme",
+           action="degrade", limit_usd=usd(2 * est))
+    sync(router)
+    spent, exc = spend_until_blocked(router, **MATCH)
+    assert 2 * est < spent <= 4 * est  # past the limit, up to soft_multiplier x limit
+    assert "past the hard cap" in exc.message
+    ev = events(router)
+    ok = ev[ev.status == "ok"]
+    assert set(ok.model) == {"dryrun-large"} and not ok.degraded.any()
+    over = [r for r in ok.route_reason if "over the soft limit" in r]
+    assert over and over[0].startswith("dryrun-large: org=acme at ")
+    assert "degraded from" not in " ".join(ok.route_reason)

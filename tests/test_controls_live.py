@@ -265,3 +265,24 @@ def test_redis_killed_and_restarted_mid_run_loses_no_call(plane, caplog):
               if rec.levelno >= logging.WARNING and rec.name.startswith("core")]
     assert len(warned) == 1, [rec.getMessage() for rec in warned]
     assert "Redis unreachable" in warned[0].getMessage()
+
+
+def test_the_redis_fail_policy_setting_reaches_running_routers(plane):
+    from test_controls_support import ADMIN, free_port
+
+    plane.upsert_budget(Budget(id="month", name="month", limit_usd=Decimal(10),
+                               action="block"), ENGINEER)
+    state = make_state(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
+    assert isinstance(state, ResilientState)
+    with make_router(plane, state) as r:
+        assert r.complete(req(1)).cost.total > 0  # 'open': served from local state
+        plane.set_setting("redis_fail_policy", "closed", ADMIN)
+        sync(r)
+        assert state.policy == "closed"
+        with pytest.raises(CostlineError):
+            r.complete(req(2))
+        plane.delete_setting("redis_fail_policy", ADMIN)
+        sync(r)
+        assert state.policy == "open" and r.complete(req(3)).cost.total > 0
+        ev = events(r)
+    assert list(ev.status) == ["ok", "error", "ok"] or list(ev.status)[1] != "ok"

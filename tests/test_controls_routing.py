@@ -270,3 +270,17 @@ def test_sampling_strategy_removed_at_runtime_calls_again(plane, router):
     plane.delete_sampling("regime", ENGINEER)
     sync(router)
     assert router.complete(ask("c", task="regime")).ai_called
+
+
+def test_a_low_priority_event_with_no_answer_to_reuse_still_gets_one(plane, router):
+    policy(plane, task="digest", primary_model="dryrun-small", fallbacks=())
+    plane.upsert_sampling(SamplingStrategy(key="digest", strategy="periodic",
+                                           params={"interval_s": 300}, min_interval_s=0,
+                                           batch_size=10), ENGINEER)
+    sync(router)
+    first = router.complete(ask("first", task="digest", criticality="background"))
+    assert first.ai_called and first.text and first.model == "dryrun-small"
+    later = router.complete(ask("second", task="digest", criticality="background"))
+    assert not later.ai_called and later.text == first.text  # batched: the last answer
+    ev = events(router)
+    assert list(ev.status) == ["ok", "skipped"] and list(ev.model) == ["dryrun-small"] * 2

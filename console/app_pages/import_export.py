@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from functools import partial
 
 import pandas as pd
 import streamlit as st
@@ -37,7 +38,7 @@ def export_section(view: View) -> None:
     cols = st.columns(len(FORMATS))
     for col, (fmt, (label, mime)) in zip(cols, FORMATS.items(), strict=True):
         col.download_button(
-            f"Download {label}", data=lambda fmt=fmt: data.export_bytes(view.scope, fmt),
+            f"Download {label}", data=partial(data.export_bytes, view.scope, fmt),
             file_name=f"costline-usage.{fmt}", mime=mime, key=f"exp_{fmt}",
             disabled=count == 0, on_click="ignore",
         )  # fmt: skip

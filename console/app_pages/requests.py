@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import streamlit as st
 
 from console import charts, data, shape
 from console.sidebar import current_view
 from console.view import View
+from core.types import pico_to_usd
 from core.usage import STATUSES
 
 PAGE_SIZES = [25, 50, 100, 200]
@@ -30,7 +32,9 @@ def request_log(view: View) -> None:
     home, version = data.home(), data.version()
     total = data.request_count(home, version, view.scope, status)
     pages = max(1, math.ceil(total / size))
-    page = st.number_input(f"Page (of {pages:,})", 1, pages, 1, key="rq_page") - 1
+    if st.session_state.get("rq_page", 1) > pages:  # the filters shrank the log
+        st.session_state["rq_page"] = 1
+    page = st.columns(4)[0].number_input(f"Page (of {pages:,})", 1, pages, 1, key="rq_page") - 1
     rows = data.request_page(home, version, view.scope, status, order_by, descending,
                              int(page), size)  # fmt: skip
     st.caption(f"{total:,} calls · showing {len(rows):,} from #{page * size + 1:,}")
@@ -60,6 +64,7 @@ def detail(on_page: list[str]) -> None:
     if record is None:
         st.warning(f"No request {chosen!r}.")
         return
+    record["cost_usd"] = str(pico_to_usd(int(record["cost_picousd"] or 0)))
     st.json({k: _plain(v) for k, v in record.items()}, expanded=True)
 
 
@@ -73,7 +78,7 @@ def errors(view: View) -> None:
     st.dataframe(table, hide_index=True, width="stretch")
 
 
-def _log_columns(view: View) -> dict[str, object]:
+def _log_columns(view: View) -> dict[str, Any]:
     return {
         "time": st.column_config.DatetimeColumn("time", format="YYYY-MM-DD HH:mm:ss"),
         "cost": st.column_config.NumberColumn(f"cost ({view.money.currency})", format="%.6f"),
@@ -83,7 +88,9 @@ def _log_columns(view: View) -> dict[str, object]:
 
 def _plain(value: object) -> object:
     """JSON-friendly value for the detail view (money stays exact integers)."""
-    if value is None or isinstance(value, (str, bool, int, float)):
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if value is None or isinstance(value, str | bool | int | float):
         return value
     if hasattr(value, "tolist"):
         return value.tolist()

@@ -135,7 +135,10 @@ class ImportResult:
             when = self.previous.created_at.strftime("%Y-%m-%d %H:%M UTC") if self.previous \
                 else "before"
             return f"This file was already imported ({when}); nothing was added."
-        parts = [f"Imported {self.imported:,} rows costing ${self.cost_total:,.2f}"]
+        usd = self.cost_total
+        money = f"${usd:,.2f}" if usd >= 1 or not usd else f"${usd.normalize():f}"
+        parts = [f"Imported {self.imported:,} rows costing {money}" if self.imported
+                 else "Nothing was imported" if self.bad_rows else "The file has no data rows"]
         if self.bad_rows:
             parts.append(f"{len(self.bad_rows):,} bad rows skipped")
         if self.unpriced_models:

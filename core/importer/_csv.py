@@ -123,6 +123,8 @@ def read_columns(
 ) -> tuple[pa.Table, npt.NDArray[np.int64], list[BadLine]]:
     """The ``wanted`` columns as strings ("" for empty cells), the physical line number of
     each row (header = line 1), and the rows with a wrong number of cells."""
+    if b"\n" not in data:  # a header alone, without a line break: no rows
+        data += b"\n"
     physical = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
     table, invalid = _read(data, d, list(wanted))
     if physical != table.num_rows + len(invalid) + 1:

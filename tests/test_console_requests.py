@@ -1,0 +1,68 @@
+"""Requests page: server-side paging and sorting, a detail view, errors by type/provider."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from core.usage import Reader
+from tests.console_support import ADMIN_PASSWORD, app, make_users, sample_data
+
+
+@pytest.fixture
+def at(costline_home: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("COSTLINE_ADMIN_PASSWORD", ADMIN_PASSWORD)
+    sample_data(costline_home)
+    make_users(costline_home)
+    at = app("viewer").run()
+    at.selectbox(key="f_range").set_value("90d")
+    at.switch_page("app_pages/requests.py").run()
+    assert not at.exception
+    return at
+
+
+def log(at):  # type: ignore[no-untyped-def]
+    return at.tabs[0].dataframe[0].value
+
+
+def test_pages_are_served_by_the_database_in_order(at, costline_home: Path) -> None:  # type: ignore[no-untyped-def]
+    with Reader(costline_home) as reader:
+        scope = at.session_state["view"].scope
+        total = reader.count(scope.filters())
+        newest = reader.events(scope.filters(), ["request_id"], "ts", True, limit=75)
+    first = log(at)
+    assert len(first) == 50 and f"{total:,} calls" in at.caption[1].value
+    assert list(first["request id"]) == list(newest["request_id"][:50])
+    at.number_input(key="rq_page").set_value(2).run()
+    assert list(log(at)["request id"])[:25] == list(newest["request_id"][50:75])
+    at.selectbox(key="rq_sort").set_value("cost_picousd")
+    at.selectbox(key="rq_dir").set_value("asc").run()
+    assert not at.exception
+    costs = list(log(at)["cost"])
+    assert costs == sorted(costs)
+
+
+def test_status_filter_and_detail_view(at) -> None:  # type: ignore[no-untyped-def]
+    at.multiselect(key="rq_status").set_value(["error"]).run()
+    rows = log(at)
+    assert len(rows) > 0 and set(rows["status"]) == {"error"}
+    rid = rows["request id"][0]
+    at.text_input(key="rq_lookup").input(rid).run()
+    detail = at.json[0].value
+    assert f'"request_id": "{rid}"' in detail and '"error_type": "ProviderServerError"' in detail
+    assert '"cost_usd": "0"' in detail
+    at.text_input(key="rq_lookup").input("req_missing").run()
+    assert not at.exception
+    assert "No request 'req_missing'." in [w.value for w in at.warning]
+
+
+def test_errors_are_grouped_by_type_and_provider(at, costline_home: Path) -> None:  # type: ignore[no-untyped-def]
+    table = at.tabs[1].dataframe[0].value
+    scope = at.session_state["view"].scope
+    with Reader(costline_home) as reader:
+        failed = reader.count(scope.filters(status=("error", "blocked", "rate_limited")))
+    assert list(table[["error_type", "provider"]].itertuples(index=False, name=None)) == [
+        ("ProviderServerError", "dryrun")]
+    assert int(table["errors"].sum()) == failed > 0
+    assert at.tabs[1].metric[0].value == f"{failed:,}"

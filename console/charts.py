@@ -19,6 +19,8 @@ SCHEME: Final = "tableau10"
 ACCENT = "#2f6fde"
 MUTED = "#d0d4dc"
 FONT = "Source Sans Pro, sans-serif"
+BAR_STEP = 22  # pixels per bar in horizontal bar charts: every label stays readable
+LABELS = alt.Axis(labelOverlap=False, labelLimit=180)
 DATE_FORMAT = {"day": "%d %b", "week": "%d %b", "month": "%b %Y"}
 
 
@@ -41,7 +43,8 @@ def spend_over_time(df: pd.DataFrame, dim: str, grain: str, symbol: str) -> alt.
     brush = alt.selection_interval(encodings=["x"], name="periods")
     pick = alt.selection_point(fields=["key"], bind="legend", name="pick")
     base = alt.Chart(df)
-    color = alt.Color("key:N", title=dim.replace("_", " "), scale=alt.Scale(scheme=SCHEME))
+    color = alt.Color("key:N", title=dim.replace("_", " "), scale=alt.Scale(scheme=SCHEME),
+                      legend=alt.Legend(columns=5, symbolLimit=0, labelLimit=160))  # fmt: skip
     tooltip = [
         alt.Tooltip("label:N", title="period"),
         alt.Tooltip("key:N", title=dim),
@@ -65,7 +68,7 @@ def spend_over_time(df: pd.DataFrame, dim: str, grain: str, symbol: str) -> alt.
     breakdown = (
         base.mark_bar()
         .encode(
-            y=alt.Y("key:N", sort="-x", title=None),
+            y=alt.Y("key:N", sort="-x", title=None, axis=LABELS),
             x=alt.X("sum(amount):Q", title=f"spend in selected periods ({symbol.strip()})"),
             color=alt.condition(pick, color, alt.value(MUTED)),
             tooltip=[alt.Tooltip("key:N", title=dim),
@@ -74,7 +77,7 @@ def spend_over_time(df: pd.DataFrame, dim: str, grain: str, symbol: str) -> alt.
         )
         .add_params(pick)
         .transform_filter(brush)
-        .properties(height=alt.Step(18), width="container")
+        .properties(height=alt.Step(BAR_STEP), width="container")
     )  # fmt: skip
     both: alt.VConcatChart = alt.vconcat(time, breakdown).resolve_scale(color="shared")
     return _style(both)
@@ -86,13 +89,13 @@ def top_bars(df: pd.DataFrame, title: str, symbol: str) -> alt.Chart:
         alt.Chart(df, title=title)
         .mark_bar(color=ACCENT)
         .encode(
-            y=alt.Y("name:N", sort="-x", title=None),
+            y=alt.Y("name:N", sort="-x", title=None, axis=LABELS),
             x=alt.X("amount:Q", title=f"spend ({symbol.strip()})"),
             tooltip=[alt.Tooltip("name:N", title=title.lower()),
                      alt.Tooltip("amount:Q", title="spend", format=",.2f"),
                      alt.Tooltip("requests:Q", format=",")],
         )
-        .properties(height=SMALL_HEIGHT, width="container")
+        .properties(height=alt.Step(BAR_STEP), width="container")
     )  # fmt: skip
     return _style(chart)
 
@@ -121,11 +124,11 @@ def errors_bars(df: pd.DataFrame) -> alt.Chart:
         alt.Chart(df)
         .mark_bar()
         .encode(
-            y=alt.Y("error_type:N", sort="-x", title=None),
+            y=alt.Y("error_type:N", sort="-x", title=None, axis=LABELS),
             x=alt.X("sum(errors):Q", title="failed calls"),
             color=alt.Color("provider:N", scale=alt.Scale(scheme=SCHEME)),
             tooltip=["error_type:N", "provider:N", alt.Tooltip("errors:Q", format=",")],
         )
-        .properties(height=alt.Step(22), width="container")
+        .properties(height=alt.Step(BAR_STEP), width="container")
     )
     return _style(chart)

@@ -277,7 +277,7 @@ class Router:
                 if early is not None:
                     return early
                 first = req.model or (policy.primary_model if policy else "")
-                prompt = tokens.count_messages(first, req.messages).tokens if first else 0
+                prompt = plan.count(first).tokens if first else 0
                 choice = ctl.routing.route(req, policy, prompt_tokens=prompt, scores=ctl.scores)
                 names = list(choice.models)
                 plan.route_reason = choice.reason
@@ -417,7 +417,7 @@ class Router:
 
     def _fit(self, plan: Plan, cand: Candidate) -> bool:
         """Count prompt tokens for this candidate; False if it can't fit its context window."""
-        count = tokens.count_messages(cand.model, plan.req.messages)
+        count = plan.count(cand.model)
         cand.prompt_tokens, cand.prompt_estimated = count.tokens, count.estimated
         if cand.row is None:
             return True

@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from core import tokens
 from core.budgets import Decision, scope_text
 from core.control import Budget, ControlSnapshot
 from core.errors import BadRequest, ContextWindowExceeded, CostlineError
@@ -46,6 +47,7 @@ class Plan:
     notes: list[str] = field(default_factory=list)
     first_model: str | None = None
     ttft_ms: float | None = None
+    counts: dict[tuple[str, bool], tokens.TokenCount] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
     start_ns: int = field(default_factory=time.time_ns)
 
@@ -54,6 +56,14 @@ class Plan:
 
     def now(self) -> datetime:
         return datetime.now(UTC)
+
+    def count(self, model: str) -> tokens.TokenCount:
+        """Prompt tokens for ``model``, counted once per tokenizer (candidates share them)."""
+        key = (tokens.encoding_name_for(model), tokens.is_openai_tokenizer(model))
+        got = self.counts.get(key)
+        if got is None:
+            got = self.counts[key] = tokens.count_messages(model, self.req.messages)
+        return got
 
     def first_token(self, t0: float) -> None:
         if self.ttft_ms is None:

@@ -82,13 +82,13 @@ def wait_idle(page: Any, timeout_ms: int = 60_000) -> None:
 
 
 @contextmanager
-def signed_in(url: str) -> Iterator[Any]:
+def signed_in(url: str, height: int = 1000) -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
         try:
-            page = browser.new_page(viewport={"width": 1440, "height": 1000})
+            page = browser.new_page(viewport={"width": 1440, "height": height})
             page.goto(url)
             wait_idle(page)
             page.get_by_label("Username", exact=True).fill("admin")
@@ -163,7 +163,7 @@ def screenshot_overview(out: Path) -> None:
         home.mkdir()
         os.environ["COSTLINE_HOME"] = str(home)
         fill_home(home)
-        with console_server(home, Path(tmp) / "streamlit.log") as url, signed_in(url) as page:
+        with console_server(home, Path(tmp) / "streamlit.log") as url, signed_in(url, 2000) as page:
             open_page(page, "Overview")
             page.wait_for_timeout(1500)  # let the charts finish drawing
             out.parent.mkdir(parents=True, exist_ok=True)

@@ -51,7 +51,7 @@ def test_status_filter_and_detail_view(at) -> None:  # type: ignore[no-untyped-d
     at.text_input(key="rq_lookup").input(rid).run()
     detail = at.json[0].value
     assert f'"request_id": "{rid}"' in detail and '"error_type": "ProviderServerError"' in detail
-    assert '"cost_usd": "0"' in detail
+    assert '"cost_usd": "0.000000000000"' in detail
     at.text_input(key="rq_lookup").input("req_missing").run()
     assert not at.exception
     assert "No request 'req_missing'." in [w.value for w in at.warning]

@@ -138,3 +138,20 @@ def test_admin_cannot_demote_the_last_admin(home: Path) -> None:
     at.button(key="FormSubmitter:adm_role-Set role").click().run()
     assert not at.exception
     assert any("last enabled admin" in e.value for e in at.error)
+
+
+def test_admin_settings_set_the_currency_rates_the_sidebar_offers(home: Path) -> None:
+    at = app("admin").run()
+    at.switch_page("app_pages/admin.py").run()
+    at.text_input(key="adm_rates").input("EUR=0.5, CHF=0.9")
+    at.text_input(key="adm_currency").input("eur")
+    at.button(key="FormSubmitter:adm_settings-Save settings").click().run()
+    assert not at.exception
+    assert [s.value for s in at.success] == ["Settings saved."]
+    at = app("viewer").run()  # a new session starts in the configured currency
+    assert at.sidebar.selectbox(key="f_currency").options == ["USD", "EUR", "GBP", "CHF"]
+    assert at.session_state["view"].money.currency == "EUR"
+    assert next(m.value for m in at.metric if m.label == "Spend in range").startswith("€")
+    with ControlPlane() as plane:
+        assert plane.get_setting("currency_rates") == {"USD": "1", "EUR": "0.5", "CHF": "0.9"}
+        assert plane.audit(limit=1)[0].actor == "admin"

@@ -325,8 +325,9 @@ def test_thresholds_fire_one_alert_per_budget_per_window(plane):
 
 
 def test_a_budget_degrade_to_applies_to_an_explicit_model(plane, router):
+    big = estimate(router, "dryrun-large", call(model="dryrun-large"))
     budget(plane, "acme", scope="org", scope_value="acme", action="degrade",
-           degrade_to="dryrun-small", limit_usd=Decimal("0"))
+           degrade_to="dryrun-small", limit_usd=usd(big // 2))
     sync(router)
     done = router.complete(call(model="dryrun-large", org="acme"))
     assert done.model == "dryrun-small"

@@ -74,6 +74,12 @@ def test_any_frame_exports_with_exact_money() -> None:
     huge = pd.DataFrame({"x_picousd": pd.Series([4 * BIG, None], dtype=object)})
     table = pq.read_table(io.BytesIO(frame_to_bytes(huge, "parquet")))
     assert table.column("x_usd").to_pylist() == [Decimal(4 * BIG).scaleb(-12), None]
+    delta = pd.DataFrame({"delta_picousd": [-5, -BIG, 3]})  # e.g. a what-if saving
+    assert frame_to_bytes(delta, "csv").decode().split() == [
+        '"delta_usd"', '"-0.000000000005"', '"-4611686.018427387911"', '"0.000000000003"']
+    table = pq.read_table(io.BytesIO(frame_to_bytes(delta, "parquet")))
+    assert table.column("delta_usd").to_pylist() == [Decimal(v).scaleb(-12) for v in
+                                                     (-5, -BIG, 3)]
     with pytest.raises(ConfigError, match="format"):
         frame_to_bytes(huge, "xlsx")
 

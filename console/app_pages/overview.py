@@ -53,7 +53,7 @@ def spend_row(spend: dict[str, int], k: Totals, money: Money) -> None:
 def activity_row(k: Totals, money: Money) -> None:
     cols = st.columns(6)
     cols[0].metric("Requests", f"{k.requests:,}")
-    cols[1].metric("Tokens", f"{k.tokens:,}")
+    cols[1].metric("Tokens", _compact(k.tokens), help=f"{k.tokens:,} tokens")
     avg = "–" if k.avg_cost is None else money.fmt(k.avg_cost, places=4)
     cols[2].metric("Avg cost / request", avg)
     cols[3].metric("Cache hit rate", _pct(k.rate(k.cache_hits)))
@@ -100,6 +100,13 @@ def cost_per_1k(series, money: Money, grain: str) -> None:  # type: ignore[no-un
         st.info("No requests in this range.")
         return
     st.altair_chart(charts.cost_per_1k(frame, grain, money.symbol), width="stretch")
+
+
+def _compact(n: int) -> str:
+    for size, unit in ((10**9, "B"), (10**6, "M"), (10**3, "K")):
+        if n >= size:
+            return f"{n / size:,.1f}{unit}"
+    return f"{n:,}"
 
 
 def _pct(value: float | None) -> str:

@@ -64,7 +64,7 @@ def detail(on_page: list[str]) -> None:
     if record is None:
         st.warning(f"No request {chosen!r}.")
         return
-    record["cost_usd"] = str(pico_to_usd(int(record["cost_picousd"] or 0)))
+    record["cost_usd"] = f"{pico_to_usd(int(record['cost_picousd'] or 0)):f}"
     st.json({k: _plain(v) for k, v in record.items()}, expanded=True)
 
 

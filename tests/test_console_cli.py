@@ -1,0 +1,46 @@
+"""`costline console --demo`: demo data is loaded before Streamlit starts, only into an empty
+log; Streamlit's own settings are left to STREAMLIT_* variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from core import cli
+from core.demo import has_demo
+from core.usage import Reader
+from tests.console_support import routed_calls
+
+
+def test_demo_flag_and_environment_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("COSTLINE_DEMO", raising=False)
+    assert cli.build_parser().parse_args(["console"]).demo is False
+    assert cli.build_parser().parse_args(["console", "--demo"]).demo is True
+    monkeypatch.setenv("COSTLINE_DEMO", "1")
+    assert cli.build_parser().parse_args(["console"]).demo is True
+    assert cli.build_parser().parse_args(["console", "--no-demo"]).demo is False
+
+
+def test_demo_is_loaded_only_into_an_empty_log(costline_home: Path) -> None:
+    assert cli.load_demo_if_empty() is True
+    assert has_demo(costline_home)
+    with Reader(costline_home) as reader:
+        loaded = reader.count()
+    assert cli.load_demo_if_empty() is False
+    with Reader(costline_home) as reader:
+        assert reader.count() == loaded
+
+
+def test_real_usage_is_never_mixed_with_demo_data(tmp_path: Path) -> None:
+    home = tmp_path / "real"
+    routed_calls(home, n=2)
+    assert cli.load_demo_if_empty(home) is False
+    assert not has_demo(home)
+
+
+def test_console_command_passes_no_streamlit_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[list[str]] = []
+    monkeypatch.setattr(cli.subprocess, "call", lambda cmd, env: seen.append(cmd) or 0)
+    assert cli.main(["console", "--no-demo"]) == 0
+    assert seen[0][-3:] == ["streamlit", "run", str(cli.APP)]

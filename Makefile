@@ -23,7 +23,7 @@ $(TEST_STAMP): pyproject.toml | $(BIN)/python
 	touch $@ $(RUN_STAMP)
 
 run: $(RUN_STAMP)
-	$(BIN)/costline console --demo
+	COSTLINE_DEMO=$${COSTLINE_DEMO:-1} $(BIN)/costline console
 
 test: $(TEST_STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)

@@ -8,11 +8,13 @@ from __future__ import annotations
 import io
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from console import auth, data
+from core import demo
 from core.control import Actor, User
+from core.demo import DemoSummary
 from core.errors import ConfigError
+from core.importer import ImportResult, import_csv
 
 # ---- users and settings (admin) ------------------------------------------------------------
 
@@ -61,23 +63,17 @@ def parse_rates(text: str) -> dict[str, str]:
 
 def import_usage(
     actor: Actor, name: str, content: bytes, mapping: Mapping[str, str], tokens_inclusive: bool
-) -> Any:
-    """Import a CSV into the usage log; returns core.importer.ImportResult."""
-    from core.importer import import_csv
-
+) -> ImportResult:
+    """Import a CSV into the usage log (engineer+; core checks the role)."""
     file = io.BytesIO(content)
     file.name = name
     return import_csv(file, dict(mapping), home=Path(data.home()),
                       tokens_inclusive=tokens_inclusive, actor=actor)  # fmt: skip
 
 
-def load_demo(actor: Actor) -> Any:
-    from core import demo
-
+def load_demo(actor: Actor) -> DemoSummary:
     return demo.load_demo(Path(data.home()), actor=actor)
 
 
-def remove_demo(actor: Actor) -> Any:
-    from core import demo
-
+def remove_demo(actor: Actor) -> int:
     return demo.remove_demo(Path(data.home()), actor=actor)

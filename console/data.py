@@ -16,6 +16,8 @@ import pandas as pd
 import streamlit as st
 
 from console.view import FILTER_DIMS, Scope, kpi_windows
+from core.export import export
+from core.importer import Preview, read_preview
 from core.settings import costline_home
 from core.usage import Reader
 
@@ -222,16 +224,11 @@ def errors_by_type(home: str, version: str, scope: Scope) -> pd.DataFrame:
 
 
 @cached
-def import_preview(content: bytes) -> Any:
+def import_preview(content: bytes) -> Preview:
     """core.importer.read_preview of an uploaded file (columns, sample, suggested mapping)."""
-    from core.importer import read_preview
-
     return read_preview(content)
 
 
 def export_bytes(scope: Scope, fmt: str) -> bytes:
     """The calls in ``scope`` as a CSV or Parquet file (built when the user clicks)."""
-    from core.export import export
-
-    data: bytes = export(reader(), scope.filters(), fmt)
-    return data
+    return export(reader(), scope.filters(), fmt)

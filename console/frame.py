@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import streamlit as st
 
 from console import actions, auth, data
 from core.control import Actor
+from core.demo import has_demo
 from core.errors import CostlineError
 
 
 @st.cache_data(ttl=600, show_spinner=False)
 def _has_demo(home: str, version: str) -> bool:
-    try:
-        from core.demo import has_demo
-    except ImportError:
-        return False
-    from pathlib import Path
-
-    return bool(has_demo(Path(home)))
+    return has_demo(Path(home))
 
 
 def demo_state(actor: Actor) -> None:
@@ -46,7 +44,7 @@ def _demo_banner(actor: Actor) -> None:
         _run(actions.remove_demo, actor, "Removing demo data…")
 
 
-def _run(action, actor: Actor, busy: str) -> None:  # type: ignore[no-untyped-def]
+def _run(action: Callable[[Actor], object], actor: Actor, busy: str) -> None:
     try:
         with st.spinner(busy):
             action(actor)

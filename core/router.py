@@ -86,6 +86,7 @@ class Router:
         self._aclient = aclient
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
+        self._names: dict[str, tuple[Catalog, str, str, str, bool]] = {}  # see _candidate
 
     @property
     def catalog(self) -> Catalog:
@@ -329,8 +330,16 @@ class Router:
         return done
 
     def _candidate(self, name: str) -> Candidate:
-        provider, provider_model = self._resolve(name)
-        if not self.catalog.has(name):
+        cat = self.catalog
+        hit = self._names.get(name)
+        if hit is None or hit[0] is not cat:  # resolved once per name and catalog
+            provider, provider_model = self._resolve(name)
+            priced = cat.has(name)
+            hit = (cat, provider, provider_model, cat.canonical(name) if priced else name, priced)
+            if len(self._names) < 4096:
+                self._names[name] = hit
+        _, provider, provider_model, model, priced = hit
+        if not priced:
             if not self.allow_unpriced:
                 raise UnpricedModel(
                     f"model {name!r} has no price in the catalog; add a price override or "
@@ -338,8 +347,7 @@ class Router:
                     model=name,
                 )
             return Candidate(name, provider, provider_model, None)
-        row = self.catalog.lookup(name, prompt_tokens=0)
-        return Candidate(self.catalog.canonical(name), provider, provider_model, row)
+        return Candidate(model, provider, provider_model, cat.lookup(name, prompt_tokens=0))
 
     def _resolve(self, name: str) -> tuple[str, str]:
         """(provider, id sent upstream). An explicit 'provider/' prefix names the provider,

@@ -1,8 +1,7 @@
-"""Spend controls through the real Router (2/3): budgets.
+"""Spend controls through the real Router: budgets.
 
-Scopes, USD and token limits, hard blocks, soft-limit degradation, critical headroom, $0
-models, "reset now" and threshold alerts; the hard-block test also runs with the control
-plane on PostgreSQL.
+Every scope, USD and token limits, hard blocks (also with the control plane on PostgreSQL),
+$0 models, "reset now", threshold alerts, and reservations given back by failed attempts.
 """
 
 from __future__ import annotations
@@ -16,34 +15,35 @@ import pytest
 from test_controls_support import (
     ADMIN,
     ENGINEER,
-    ask,
+    MATCH,
+    OTHER,
+    PROMPT,
+    budget,
+    budget_plane,
+    call,
+    estimate,
     events,
-    make_plane,
     make_router,
+    spend_until_blocked,
+    status,
     sync,
     usd,
     window_label,
 )
 
-from core import tokens
-from core.control import Budget, ControlPlane, PriceOverride, RoutingPolicy
-from core.errors import BudgetExceeded
-from core.pricing import max_cost
+from core.control import ControlPlane, PriceOverride, RoutingPolicy
+from core.errors import BudgetExceeded, ProviderServerError
+from core.providers.dryrun import DryRunProvider
+from core.retry import RetryPolicy
 from core.router import Router
+from core.settings import Settings
 from core.state import MemoryState
 from core.types import ChatRequest
-
-MATCH = dict(org="acme", project="web", user="ann", task="summarize")
-OTHER = dict(org="globex", project="api", user="bob", task="other")
-PROMPT = "Summarise this quarter's cloud bill in one paragraph."
-OUT = 100  # max_tokens of every call here: a known reservation
 
 
 @pytest.fixture
 def plane() -> Iterator[ControlPlane]:
-    p = make_plane()
-    p.upsert_policy(RoutingPolicy(task="summarize", primary_model="dryrun-large"), ENGINEER)
-    p.upsert_policy(RoutingPolicy(task="other", primary_model="dryrun-small"), ENGINEER)
+    p = budget_plane()
     yield p
     p.close()
 
@@ -53,41 +53,6 @@ def router(plane: ControlPlane) -> Iterator[Router]:
     r = make_router(plane)
     yield r
     r.close()
-
-
-def call(text: str = PROMPT, **kw: Any) -> ChatRequest:
-    kw.setdefault("max_tokens", OUT)
-    return ask(text, **kw)
-
-
-def estimate(router: Router, model: str, req: ChatRequest) -> int:
-    """The reservation the router makes for ``req`` on ``model`` (picodollars)."""
-    n = tokens.count_messages(model, req.messages).tokens
-    return max_cost(router.catalog.lookup(model, prompt_tokens=n), n, req.max_tokens or 0)
-
-
-def budget(plane: ControlPlane, id: str, **kw: Any) -> Budget:
-    kw.setdefault("name", id)
-    kw.setdefault("action", "block")
-    return plane.upsert_budget(Budget(id=id, **kw), ENGINEER)
-
-
-def spend_until_blocked(router: Router, limit: int = 200, **kw: Any) -> tuple[int, BudgetExceeded]:
-    """Distinct calls until one is blocked: (picodollars spent, the error)."""
-    spent = 0
-    for i in range(limit):
-        try:
-            spent += router.complete(call(f"{PROMPT} #{i}", **kw)).cost.total
-        except BudgetExceeded as exc:
-            return spent, exc
-    raise AssertionError(f"not blocked after {limit} calls ({spent} pUSD)")
-
-
-def status(router: Router, budget_id: str) -> Any:
-    assert router.controls is not None
-    snap = router.controls.snapshot()
-    return next(s for s in router.controls.guard.status(snap.budgets)
-                if s.budget.id == budget_id)
 
 
 # ---- scopes -------------------------------------------------------------------------------
@@ -128,7 +93,7 @@ def test_every_matching_budget_counts_the_call_and_the_tightest_blocks(plane, ro
               dict(id="ann", scope="user", scope_value="ann"),
               dict(id="large", scope="model", scope_value="dryrun-large"),
               dict(id="globex", scope="org", scope_value="globex")):
-        budget(plane, limit_usd=Decimal("100"), **b)  # type: ignore[arg-type]
+        budget(plane, limit_usd=Decimal("100"), **b)
     sync(router)
     done = router.complete(call(**MATCH))
     for b in ("all", "acme", "ann", "large"):
@@ -161,8 +126,7 @@ def test_a_budget_on_org_a_never_blocks_org_b(plane, router):
 @pytest.fixture(params=["sqlite", "postgresql"])
 def any_plane(request: pytest.FixtureRequest) -> Iterator[ControlPlane]:
     url = None if request.param == "sqlite" else request.getfixturevalue("pg_url")
-    p = make_plane(url)
-    p.upsert_policy(RoutingPolicy(task="summarize", primary_model="dryrun-large"), ENGINEER)
+    p = budget_plane(url)
     yield p
     p.close()
 
@@ -201,57 +165,6 @@ def test_token_limit_blocks_on_tokens(plane, router):
     assert 0 < used <= 1_000
     assert exc.budget == "tok" and exc.limit == 1_000 and exc.spent == used
     assert "token limit" in exc.message and exc.window == window_label(b)
-
-
-# ---- soft limits: degrade, critical headroom ----------------------------------------------
-
-def test_over_the_soft_limit_a_non_critical_call_is_degraded(plane, router):
-    plane.upsert_policy(RoutingPolicy(task="summarize", primary_model="dryrun-large",
-                                      degrade_to="dryrun-small"), ENGINEER)
-    b = budget(plane, "acme", name="acme monthly", scope="org", scope_value="acme",
-               action="degrade", limit_usd=Decimal("100"))
-    sync(router)
-    est = estimate(router, "dryrun-large", call(**MATCH))
-    spent = 0
-    while spent < 2 * est:  # enough history that a critical call still fits under 2x
-        done = router.complete(call(f"{PROMPT} {spent}", **MATCH))
-        assert done.model == "dryrun-large"
-        spent += done.cost.total
-    n = len(events(router))
-    assert not events(router).degraded.any()
-    limit = spent * 100 // 93  # now at 93% of the budget
-    budget(plane, "acme", name="acme monthly", scope="org", scope_value="acme",
-           action="degrade", limit_usd=usd(limit))
-    sync(router)
-    done = router.complete(call("second question", **MATCH))
-    why = ("dryrun-small: org=acme at 93% of monthly budget 'acme monthly', "
-           "degraded from dryrun-large")
-    assert done.model == "dryrun-small" and done.route_reason == why
-    ev = events(router)
-    assert list(ev.degraded) == [False] * n + [True] and ev.route_reason.iloc[-1] == why
-    assert ev.model.iloc[-1] == "dryrun-small" and ev.requested_model.iloc[-1] == "dryrun-large"
-    crit = router.complete(call("urgent", criticality="critical", **MATCH))
-    assert crit.model == "dryrun-large" and "degraded" not in crit.route_reason
-    assert b.soft_multiplier == 2.0
-
-
-@pytest.mark.parametrize("multiplier", [2.0, 1.5])
-def test_critical_calls_continue_up_to_soft_multiplier_times_the_limit(plane, router,
-                                                                       multiplier):
-    est = estimate(router, "dryrun-large", call(**MATCH))
-    limit = 4 * est
-    budget(plane, "acme", scope="org", scope_value="acme", limit_usd=usd(limit),
-           soft_multiplier=multiplier)
-    sync(router)
-    normal, _ = spend_until_blocked(router, **MATCH)
-    assert normal <= limit
-    more, exc = spend_until_blocked(router, criticality="critical", **MATCH)
-    total = normal + more
-    assert limit < total <= int(limit * multiplier)  # past the limit, never past the cap
-    assert total + est > int(limit * multiplier)
-    assert "critical requests may reach" in exc.message
-    with pytest.raises(BudgetExceeded):
-        router.complete(call("not critical", **MATCH))
 
 
 def test_a_zero_cost_model_is_never_blocked_by_a_cost_budget(plane, router):
@@ -318,34 +231,35 @@ def test_thresholds_fire_one_alert_per_budget_per_window(plane):
         assert {a.window_key for a in alerts} == {window_label(watch)}
         hundred = next(a for a in alerts if a.budget_id == "watch" and a.threshold_pct == 100)
         assert hundred.spent_picousd is not None
-        assert hundred.spent_picousd >= watch.limit_picousd  # type: ignore[operator]
+        assert hundred.spent_picousd >= watch.limit_picousd
     finally:
         r1.close()
         r2.close()
 
 
-def test_a_budget_degrade_to_applies_to_an_explicit_model(plane, router):
-    big = estimate(router, "dryrun-large", call(model="dryrun-large"))
-    budget(plane, "acme", scope="org", scope_value="acme", action="degrade",
-           degrade_to="dryrun-small", limit_usd=usd(big // 2))
-    sync(router)
-    done = router.complete(call(model="dryrun-large", org="acme"))
-    assert done.model == "dryrun-small"
-    assert done.route_reason.endswith("degraded from dryrun-large")
-    assert events(router).degraded.iloc[0]
+class FailingLarge(DryRunProvider):
+    """dryrun where dryrun-large always answers 503."""
+
+    def complete(self, req: ChatRequest, model: str) -> Any:
+        if model == "dryrun-large":
+            raise ProviderServerError("upstream down", status_code=503)
+        return super().complete(req, model)
 
 
-def test_over_the_soft_limit_with_no_degrade_target_runs_on_to_the_hard_cap(plane, router):
-    est = estimate(router, "dryrun-large", call(**MATCH))
-    budget(plane, "acme", name="acme monthly", scope="org", scope_value="acme",
-           action="degrade", limit_usd=usd(2 * est))
-    sync(router)
-    spent, exc = spend_until_blocked(router, **MATCH)
-    assert 2 * est < spent <= 4 * est  # past the limit, up to soft_multiplier x limit
-    assert "past the hard cap" in exc.message
-    ev = events(router)
-    ok = ev[ev.status == "ok"]
-    assert set(ok.model) == {"dryrun-large"} and not ok.degraded.any()
-    over = [r for r in ok.route_reason if "over the soft limit" in r]
-    assert over and over[0].startswith("dryrun-large: org=acme at ")
-    assert "degraded from" not in " ".join(ok.route_reason)
+def test_a_failed_attempt_releases_its_reservation_and_the_fallback_is_charged(plane):
+    plane.upsert_policy(RoutingPolicy(task="summarize", primary_model="dryrun-large",
+                                      fallbacks=("dryrun-medium",)), ENGINEER)
+    budget(plane, "all", limit_usd=Decimal("1"))
+    budget(plane, "off", limit_usd=Decimal("0"), enabled=False)  # disabled: never applies
+    provider = FailingLarge(Settings.from_env().provider("dryrun"))
+    fast = RetryPolicy(max_attempts=2, base_s=0.001, cap_s=0.002)
+    with make_router(plane, providers={"dryrun": provider}, retry=fast) as r:
+        done = r.complete(call(**MATCH))
+        assert done.model == "dryrun-medium"
+        assert done.route_reason == "dryrun-medium: fallback from dryrun-large after " \
+                                    "ProviderServerError"
+        st = status(r, "all")
+        assert st.spent_picousd == done.cost.total and st.reserved_picousd == 0
+        ev = events(r)
+        assert list(ev.status) == ["error", "error", "ok"]
+        assert int(ev.cost_picousd.sum()) == done.cost.total

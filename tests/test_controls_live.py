@@ -1,4 +1,4 @@
-"""Spend controls through the real Router (3/3): live edits reaching another process,
+"""Spend controls through the real Router: live edits reaching another process,
 concurrent calls against a nearly spent hard limit (memory, Redis, two processes on one
 Redis), and a Redis killed and restarted under load."""
 
@@ -15,9 +15,11 @@ from decimal import Decimal
 
 import pytest
 from test_controls_support import (
+    ADMIN,
     ENGINEER,
     ask,
     events,
+    free_port,
     make_plane,
     make_router,
     python,
@@ -268,8 +270,6 @@ def test_redis_killed_and_restarted_mid_run_loses_no_call(plane, caplog):
 
 
 def test_the_redis_fail_policy_setting_reaches_running_routers(plane):
-    from test_controls_support import ADMIN, free_port
-
     plane.upsert_budget(Budget(id="month", name="month", limit_usd=Decimal(10),
                                action="block"), ENGINEER)
     state = make_state(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there

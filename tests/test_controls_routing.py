@@ -1,4 +1,4 @@
-"""Spend controls through the real Router (1/3): task routing, the response cache, sampling.
+"""Spend controls through the real Router: task routing, the response cache, sampling.
 
 Every test edits the control plane as a real engineer and calls ``Router.complete`` on the
 dryrun provider (real catalog prices, zero latency); assertions read the usage log back.
@@ -88,8 +88,8 @@ def test_task_policy_strategy_picks_the_model_and_logs_why(plane, router, strate
 class PerModelLatency(DryRunProvider):
     """dryrun with a fixed latency per model, so 'fastest' has something to rank."""
 
-    DELAY_S = {"dryrun-large": 0.030, "dryrun-medium": 0.002, "dryrun-small": 0.015,
-               "dryrun-reasoner": 0.045}
+    DELAY_S = {"dryrun-large": 0.040, "dryrun-medium": 0.001, "dryrun-small": 0.020,
+               "dryrun-reasoner": 0.060}
 
     def complete(self, req: ChatRequest, model: str) -> Any:
         time.sleep(self.DELAY_S[model])

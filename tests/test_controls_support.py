@@ -18,10 +18,12 @@ from typing import Any
 
 import pandas as pd
 
-from core.control import SYSTEM, Actor, Budget, ControlPlane
+from core import tokens
+from core.control import SYSTEM, Actor, Budget, ControlPlane, RoutingPolicy
 from core.control.auth import create_user
 from core.controls import Controls
-from core.pricing import load_catalog
+from core.errors import BudgetExceeded
+from core.pricing import load_catalog, max_cost
 from core.router import Router
 from core.settings import Settings
 from core.state import State
@@ -33,6 +35,10 @@ PASSWORD = "correct horse battery"
 ENGINEER = Actor("eve", "engineer")
 ADMIN = Actor("ada", "admin")
 POLL_S = 0.02  # routers in these tests re-read the control plane this often
+MATCH = dict(org="acme", project="web", user="ann", task="summarize")
+OTHER = dict(org="globex", project="api", user="bob", task="other")
+PROMPT = "Summarise this quarter's cloud bill in one paragraph."
+OUT = 100  # max_tokens of every budget-test call: a known reservation
 
 
 def make_plane(url: str | None = None) -> ControlPlane:
@@ -52,6 +58,53 @@ def make_router(plane: ControlPlane, state: State | None = None, *, poll_s: floa
 
 def ask(text: str = "hello there", **kw: Any) -> ChatRequest:
     return ChatRequest(messages=[Message("user", text)], **kw)
+
+
+# ---- budgets ------------------------------------------------------------------------------
+
+def budget_plane(url: str | None = None) -> ControlPlane:
+    """A plane whose task 'summarize' goes to dryrun-large and 'other' to dryrun-small."""
+    plane = make_plane(url)
+    plane.upsert_policy(RoutingPolicy(task="summarize", primary_model="dryrun-large"),
+                        ENGINEER)
+    plane.upsert_policy(RoutingPolicy(task="other", primary_model="dryrun-small"), ENGINEER)
+    return plane
+
+
+def call(text: str = PROMPT, **kw: Any) -> ChatRequest:
+    kw.setdefault("max_tokens", OUT)
+    return ask(text, **kw)
+
+
+def estimate(router: Router, model: str, req: ChatRequest) -> int:
+    """The reservation the router makes for ``req`` on ``model`` (picodollars)."""
+    n = tokens.count_messages(model, req.messages).tokens
+    return max_cost(router.catalog.lookup(model, prompt_tokens=n), n, req.max_tokens or 0)
+
+
+def budget(plane: ControlPlane, id: str, **kw: Any) -> Budget:
+    kw.setdefault("name", id)
+    kw.setdefault("action", "block")
+    return plane.upsert_budget(Budget(id=id, **kw), ENGINEER)
+
+
+def spend_until_blocked(router: Router, **kw: Any) -> tuple[int, BudgetExceeded]:
+    """Distinct calls (up to 200) until one is blocked: (picodollars spent, the error)."""
+    spent = 0
+    for i in range(200):
+        try:
+            spent += router.complete(call(f"{PROMPT} #{i}", **kw)).cost.total
+        except BudgetExceeded as exc:
+            return spent, exc
+    raise AssertionError(f"not blocked after 200 calls ({spent} pUSD)")
+
+
+def status(router: Router, budget_id: str) -> Any:
+    """The live BudgetStatus of one budget, as the console shows it."""
+    assert router.controls is not None
+    snap = router.controls.snapshot()
+    return next(s for s in router.controls.guard.status(snap.budgets)
+                if s.budget.id == budget_id)
 
 
 def sync(router: Router) -> None:

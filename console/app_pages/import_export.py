@@ -13,6 +13,7 @@ from console.sidebar import current_view
 from console.view import View
 from core.control import Actor
 from core.errors import CostlineError
+from core.importer import FIELDS, REQUIRED, Preview
 
 FORMATS = {"csv": ("CSV", "text/csv"), "parquet": ("Parquet", "application/vnd.apache.parquet")}
 
@@ -35,8 +36,8 @@ def export_section(view: View) -> None:
     st.caption(f"The calls in the current view: {view.describe()}")
     count = data.request_count(data.home(), data.version(), view.scope, ())
     st.write(f"{count:,} calls")
-    cols = st.columns(len(FORMATS))
-    for col, (fmt, (label, mime)) in zip(cols, FORMATS.items(), strict=True):
+    cols = st.columns([1] * len(FORMATS) + [3])
+    for col, (fmt, (label, mime)) in zip(cols, FORMATS.items(), strict=False):
         col.download_button(
             f"Download {label}", data=partial(data.export_bytes, view.scope, fmt),
             file_name=f"costline-usage.{fmt}", mime=mime, key=f"exp_{fmt}",
@@ -64,9 +65,7 @@ def import_section(actor: Actor) -> None:
         run_import(actor, uploaded.name, content, mapping, inclusive)
 
 
-def mapping_step(preview, digest: str) -> tuple[dict[str, str], bool]:  # type: ignore[no-untyped-def]
-    from core.importer import FIELDS, REQUIRED
-
+def mapping_step(preview: Preview, digest: str) -> tuple[dict[str, str], bool]:
     st.write("Map the file's columns to Costline's fields:")
     choices = ["", *preview.columns]
     mapping: dict[str, str] = {}
@@ -83,7 +82,7 @@ def mapping_step(preview, digest: str) -> tuple[dict[str, str], bool]:  # type: 
     return {k: v for k, v in mapping.items() if v}, inclusive
 
 
-def mapped_preview(preview, mapping: dict[str, str]) -> pd.DataFrame:  # type: ignore[no-untyped-def]
+def mapped_preview(preview: Preview, mapping: dict[str, str]) -> pd.DataFrame:
     frame = preview.frame()
     return pd.DataFrame({name: frame[col] for name, col in mapping.items()})
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pandas as pd
 import streamlit as st
 
 from console import charts, data, shape
@@ -70,7 +71,7 @@ def chart_controls() -> tuple[str, str]:
     return grain, dim
 
 
-def spend_chart(series, view: View, dim: str, grain: str) -> None:  # type: ignore[no-untyped-def]
+def spend_chart(series: pd.DataFrame, view: View, dim: str, grain: str) -> None:
     st.subheader("Spend over time")
     if series.empty:
         st.info("No spend in this range.")
@@ -93,7 +94,7 @@ def top_spenders(view: View) -> None:
     st.altair_chart(charts.top_bars(frame, f"Top {who}s", view.money.symbol), width="stretch")
 
 
-def cost_per_1k(series, money: Money, grain: str) -> None:  # type: ignore[no-untyped-def]
+def cost_per_1k(series: pd.DataFrame, money: Money, grain: str) -> None:
     st.subheader("Unit cost")
     frame = shape.per_1k_frame(series, money, grain)
     if frame.empty:

@@ -1,8 +1,9 @@
 """Console benchmarks: time for AppTest to render the Overview page.
 
 - overview_render_s_1m / _10m: first render (empty data caches) of console/app.py signed in,
-  range "last 90 days", over 1M / 10M events spread over those 90 days. Targets: <= 1.5 s and
-  <= 3 s. ``*_rerender_s_*``: the next run (cached queries). Quick mode: 100k events, 1m key.
+  range "last 90 days", over 1M / 10M events spread over those 90 days; median of 3 (the
+  machine is shared). Targets: <= 1.5 s and <= 3 s. ``*_rerender_s_*``: the next run (all
+  queries cached). Quick mode: 100k events, reported under the 1m keys.
 - The events are built with numpy/pyarrow and written with core.usage.write_segment (the
   writer the usage log itself uses), 2M rows per segment, sorted by time.
 """
@@ -95,6 +96,7 @@ def build(home: Path, rows: int, seed: int = 11) -> float:
 
 def render(home: Path) -> tuple[float, float, str]:
     """(first render s, rerender s, the 'Spend in range' shown) of the Overview."""
+    import streamlit as st
     from streamlit.testing.v1 import AppTest
 
     from core.control import Actor, ControlPlane, ensure_admin
@@ -102,6 +104,7 @@ def render(home: Path) -> tuple[float, float, str]:
     os.environ["COSTLINE_HOME"] = str(home)
     with ControlPlane() as plane:
         ensure_admin(plane)
+    st.cache_data.clear()  # every query runs: a cold render
     at = AppTest.from_file(APP, default_timeout=120)
     at.session_state["actor"] = Actor("admin", "admin")
     at.session_state["f_range"] = "90d"
@@ -127,9 +130,9 @@ def run(quick: bool) -> dict[str, float]:
         for name, rows in sizes.items():
             home = base / name
             out[f"overview_build_s_{name}"] = round(build(home, rows), 1)
-            first, again, _ = render(home)
-            out[f"overview_render_s_{name}"] = round(first, 3)
-            out[f"overview_rerender_s_{name}"] = round(again, 3)
+            runs = sorted(render(home)[:2] for _ in range(3))
+            out[f"overview_render_s_{name}"] = round(runs[1][0], 3)
+            out[f"overview_rerender_s_{name}"] = round(sorted(r[1] for r in runs)[1], 3)
             out[f"overview_rows_{name}"] = rows
     finally:
         if saved_home is not None:

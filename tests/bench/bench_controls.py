@@ -35,11 +35,9 @@ def setup() -> Router:
     plane.upsert_policy(RoutingPolicy(task=TASK, primary_model="dryrun-medium",
                                       fallbacks=("dryrun-small", "dryrun-large"),
                                       strategy="cheapest"), SYSTEM)
-    wide = dict(limit_usd=Decimal(1_000_000), action="block")
-    for b in (Budget(id="all", name="all", **wide),  # type: ignore[arg-type]
-              Budget(id="acme", name="acme", scope="org", scope_value="acme", **wide),
-              Budget(id="task", name="task", scope="task", scope_value=TASK, **wide)):
-        plane.upsert_budget(b, SYSTEM)
+    for scope, value in (("global", None), ("org", "acme"), ("task", TASK)):
+        plane.upsert_budget(Budget(id=scope, name=scope, scope=scope, scope_value=value,
+                                   limit_usd=Decimal(1_000_000), action="block"), SYSTEM)
     plane.upsert_rate_limit(RateLimit(id="per-user", scope="user", limit=10**9,
                                       window_s=60), SYSTEM)
     plane.upsert_rate_limit(RateLimit(id="per-org", scope="org", limit=10**9, window_s=60,

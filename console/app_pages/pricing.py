@@ -1,0 +1,249 @@
+"""Pricing: the catalog routers price with, overrides (admin), LiteLLM import with a diff
+preview, and the models the usage log saw without a price."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+import streamlit as st
+
+from console import auth, data, pricing_data
+from core.control import Actor
+from core.errors import CostlineError
+from core.pricing import Catalog
+from core.pricing.rows import RATE_FIELDS
+
+RATE_LABELS = {  # field: (label, placeholder)
+    "input": ("Input *", ""),
+    "output": ("Output *", ""),
+    "cached_input": ("Cached input", "same as input"),
+    "cache_write": ("Cache write", "same as input"),
+    "reasoning": ("Reasoning", "same as output"),
+}
+UNITS = {"mtok": "USD per 1M tokens", "token": "USD per token"}
+RELOAD_NOTE = ("Running routers poll the control plane and price with a change within"
+               " seconds; no restart is needed. Calls already logged keep the price of their day.")
+
+
+def main() -> None:
+    actor = auth.current_actor()
+    assert actor is not None
+    st.title("Pricing")
+    st.caption("Rates in USD per 1M tokens, as routers price calls today (the shipped catalog"
+               " with the control plane's overrides).")  # fmt: skip
+    flash()
+    cat = pricing_data.catalog()
+    catalog_tab, overrides_tab, import_tab, unpriced_tab = st.tabs(
+        ["Catalog", "Overrides", "Import LiteLLM prices", "Unpriced models"])
+    with catalog_tab:
+        catalog_section(cat)
+    with overrides_tab:
+        overrides_section(actor)
+    with import_tab:
+        import_section(actor, cat)
+    with unpriced_tab:
+        unpriced_section(cat)
+
+
+def catalog_section(cat: Catalog) -> None:
+    cols = st.columns([3, 2, 1])
+    text = cols[0].text_input("Search", key="pr_search", placeholder="model, provider, alias…")
+    frame = pricing_data.catalog_frame(cat, pricing_data.today())
+    providers = cols[1].multiselect("Provider", sorted(frame["provider"].unique()),
+                                    key="pr_providers", placeholder="All")  # fmt: skip
+    current = cols[2].checkbox("Current prices only", value=True, key="pr_current",
+                               help="Hide superseded and scheduled price versions")  # fmt: skip
+    rows = pricing_data.search(frame, text, providers, current)
+    st.caption(f"{rows['model'].nunique():,} models · {len(rows):,} price rows")
+    rate = {name: st.column_config.NumberColumn(name.replace("_", " "), format="%.6g")
+            for name in RATE_FIELDS}  # fmt: skip
+    st.dataframe(rows, hide_index=True, width="stretch", key="pr_catalog", column_config={
+        **rate,
+        "above_prompt_tokens": st.column_config.NumberColumn("tier: prompt above", format="%d"),
+        "context_window": st.column_config.NumberColumn("context window", format="%d"),
+        "max_output_tokens": st.column_config.NumberColumn("max output", format="%d"),
+        "effective_from": st.column_config.DateColumn("effective from"),
+    })  # fmt: skip
+
+
+def overrides_section(actor: Actor) -> None:
+    st.markdown("An override replaces a model's rates from its date on: negotiated rates, or"
+                " the cost per token of a self-hosted model. " + RELOAD_NOTE)  # fmt: skip
+    table = pricing_data.overrides_frame()
+    if table.empty:
+        st.info("No price overrides.")
+    else:
+        st.dataframe(table, hide_index=True, width="stretch", key="pr_overrides")
+    if not auth.may(actor, "admin"):
+        st.caption("Changing prices needs the admin role.")
+        return
+    override_form(actor)
+    if not table.empty:
+        delete_override(actor, table)
+
+
+def override_form(actor: Actor) -> None:
+    with st.form("pr_override", clear_on_submit=False):
+        st.subheader("Add or change an override")
+        cols = st.columns([3, 2, 2])
+        model = cols[0].text_input("Model", key="pr_ov_model", placeholder="gpt-4o-mini")
+        provider = cols[1].text_input("Provider (new models only)", key="pr_ov_provider",
+                                      help="A catalog model keeps its catalog provider")
+        day = cols[2].date_input("Effective from", value=pricing_data.today(), key="pr_ov_from")
+        unit = st.radio("Rates are", list(UNITS), format_func=UNITS.__getitem__,
+                        horizontal=True, key="pr_ov_unit")  # fmt: skip
+        rate_cols = st.columns(len(RATE_LABELS))
+        typed = {name: col.text_input(label, key=f"pr_ov_{name}", placeholder=hint)
+                 for col, (name, (label, hint)) in zip(rate_cols, RATE_LABELS.items(),
+                                                       strict=True)}  # fmt: skip
+        note = st.text_input("Note", key="pr_ov_note", placeholder="e.g. negotiated, contract 2025")
+        new_model = st.checkbox("This model is not in the catalog (price a new model)",
+                                key="pr_ov_new")  # fmt: skip
+        if not st.form_submit_button("Save override", type="primary"):
+            return
+
+    def save() -> Any:
+        per_token = unit == "token"
+        rates = {n: pricing_data.rate(t, n, per_token, optional=n not in ("input", "output"))
+                 for n, t in typed.items()}  # fmt: skip
+        return pricing_data.upsert_override(actor, model, provider, day, rates, note, new_model)
+
+    _do(f"Override saved for {model.strip()} from {day}.", save)
+
+
+def delete_override(actor: Actor, table: Any) -> None:
+    keys = list(zip(table["provider"], table["model"], table["effective_from"], strict=True))
+    cols = st.columns([4, 1])
+    chosen = cols[0].selectbox("Override to delete", range(len(keys)), key="pr_del_pick",
+                               format_func=lambda i: f"{keys[i][1]} · {keys[i][0]} · from "
+                               f"{keys[i][2]}")  # fmt: skip
+    if cols[1].button("Delete override", key="pr_del"):
+        provider, model, day = keys[chosen]
+        _do(f"Override of {model} from {day} deleted.", pricing_data.delete_override, actor,
+            provider, model, day)  # fmt: skip
+
+
+def import_section(actor: Actor, cat: Catalog) -> None:
+    if not auth.may(actor, "engineer"):
+        st.caption("Importing prices needs the admin role.")
+        return
+    uploaded = st.file_uploader("LiteLLM model_prices_and_context_window.json", type=["json"],
+                                key="pr_import_file")  # fmt: skip
+    if uploaded is None:
+        st.caption("LiteLLM's price table is the community's de facto format. You see what"
+                   " would change before anything is written.")  # fmt: skip
+        return
+    content = uploaded.getvalue()
+    day = st.date_input("Imported prices take effect from", value=pricing_data.today(),
+                        key="pr_import_from")  # fmt: skip
+    try:
+        preview = pricing_data.preview_import(content, cat, day)
+    except CostlineError as exc:
+        st.error(str(exc))
+        return
+    import_summary(preview)
+    if not auth.may(actor, "admin"):
+        st.caption("Applying an import needs the admin role.")
+        return
+    apply_step(actor, preview, hashlib.sha256(content).hexdigest()[:12] + str(day))
+
+
+def import_summary(preview: pricing_data.ImportPreview) -> None:
+    kinds = {c.kind for c in preview.changes}
+    cols = st.columns(5)
+    cols[0].metric("Models read", f"{len({r.model for r in preview.rows}):,}")
+    cols[1].metric("Problems", f"{len(preview.problems):,}")
+    for col, (label, kind) in zip(cols[2:], (("Changed models", "changed"), ("New models", "added"),
+                                             ("Not in the file", "removed")), strict=True):
+        col.metric(label, f"{len({c.model for c in preview.changes if c.kind == kind}):,}")
+    if preview.problems:
+        with st.expander(f"Entries not imported ({len(preview.problems):,})"):
+            st.dataframe([{"entry": p.key, "reason": p.reason} for p in preview.problems],
+                         hide_index=True, width="stretch", key="pr_import_problems")  # fmt: skip
+    if not kinds:
+        st.success("The file holds the prices already in force: nothing to change.")
+        return
+    shown = st.multiselect("Show", ["changed", "added", "removed"],
+                           default=[k for k in ("changed", "added") if k in kinds],
+                           key="pr_import_kinds")  # fmt: skip
+    frame = preview.changes_frame()
+    st.dataframe(frame[frame["change"].isin(shown)], hide_index=True, width="stretch",
+                 key="pr_import_diff")  # fmt: skip
+    st.caption("Rates in USD per 1M tokens. 'removed' models are only missing from the file:"
+               " applying never deletes a price.")  # fmt: skip
+
+
+def apply_step(actor: Actor, preview: pricing_data.ImportPreview, token: str) -> None:
+    add_new = False
+    if preview.new_models:
+        add_new = st.checkbox(f"Also add the {len(preview.new_models):,} models the catalog does"
+                              " not know", key="pr_import_add_new")  # fmt: skip
+    count = len(preview.overrides) + (len(preview.new_models) if add_new else 0)
+    if preview.not_applicable:
+        st.caption(f"{preview.not_applicable:,} changes (context tiers, batch rates, context"
+                   " windows) cannot be expressed as overrides and are not applied.")  # fmt: skip
+    if count == 0:
+        st.info("No rate changes to apply.")
+        return
+    day = (preview.overrides or preview.new_models)[0].effective_from
+    if st.session_state.get("pr_import_pending") != token:
+        if st.button(f"Apply {count:,} price overrides…", key="pr_import_apply"):
+            st.session_state["pr_import_pending"] = token
+            st.rerun()
+        return
+    st.warning(f"Write {count:,} price overrides effective from {day}? Each one is audited."
+               " " + RELOAD_NOTE)  # fmt: skip
+    cols = st.columns([1, 1, 4])
+    if cols[1].button("Cancel", key="pr_import_cancel"):
+        del st.session_state["pr_import_pending"]
+        st.rerun()
+    if cols[0].button("Confirm", type="primary", key="pr_import_confirm"):
+        del st.session_state["pr_import_pending"]
+        try:
+            written, errors = pricing_data.apply_import(actor, preview, add_new)
+        except CostlineError as exc:
+            st.error(str(exc))
+            return
+        for error in errors:
+            st.error(error)
+        if not errors:
+            st.session_state["pr_flash"] = f"Imported {written:,} price overrides from {day}."
+            st.rerun()
+        st.success(f"Imported {written:,} price overrides from {day}.")
+
+
+def unpriced_section(cat: Catalog) -> None:
+    table = pricing_data.unpriced(data.home(), data.version())
+    if table.empty:
+        st.success("Every call in the usage log was priced.")
+        return
+    table = table.assign(priced_now=[cat.has(m) for m in table["model"]])
+    st.caption("Calls to these models were logged as unpriced (never as $0). Add an override"
+               " (admin) to price future calls; logged calls keep their flag.")  # fmt: skip
+    st.metric("Unpriced calls", f"{int(table['calls'].sum()):,}")
+    st.dataframe(table, hide_index=True, width="stretch", key="pr_unpriced", column_config={
+        "last_seen": st.column_config.DatetimeColumn("last seen", format="YYYY-MM-DD HH:mm"),
+        "priced_now": st.column_config.CheckboxColumn("priced now"),
+    })  # fmt: skip
+
+
+def flash() -> None:
+    message = st.session_state.pop("pr_flash", None)
+    if message:
+        st.success(message)
+
+
+def _do(done: str, write: Callable[..., Any], *args: Any) -> None:
+    """Run a write; on success rerun so every table shows it, and say so at the top."""
+    try:
+        write(*args)
+    except CostlineError as exc:
+        st.error(str(exc))
+    else:
+        st.session_state["pr_flash"] = done
+        st.rerun()
+
+
+main()

@@ -1,0 +1,70 @@
+"""Anomaly alerts through the same channel as budget alerts (``AlertSink.send``).
+
+One alert per series and day: subject ``org=initech`` (or ``model=...``), window key the
+local day, threshold 0. The control plane stores each (kind, subject, window, threshold)
+once across processes, so a second scan - here or in another process - records nothing.
+Only anomalies from the last ``lookback_days`` are recorded, and only those from the last
+``notify_days`` post the webhook (a first scan of old history does not page anyone).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from core.alerts import AlertSink
+from core.types import PICO
+
+from ._anomalies import Finding
+from ._series import local_today
+
+
+def _lead(group: list[Finding]) -> Finding:
+    """The finding that speaks for its series and day: spend before calls, a day before an
+    hour, then the largest excess."""
+    return max(group, key=lambda f: (f.metric == "spend", f.grain == "day",
+                                     f.anomaly.excess_usd))  # fmt: skip
+
+
+def alert_message(group: list[Finding]) -> str:
+    lead = _lead(group)
+    text = lead.describe()
+    hours = sorted({f.ts.strftime("%H:00") for f in group if f.grain == "hour"})
+    if hours:
+        text += f"; unusual hours: {', '.join(hours)}"
+    culprits = lead.culprits()
+    if culprits:
+        text += f". Top contributors: {culprits}"
+    return text[0].upper() + text[1:]
+
+
+def raise_anomaly_alerts(
+    findings: Iterable[Finding],
+    sink: AlertSink,
+    *,
+    now: datetime | None = None,
+    lookback_days: int = 14,
+    notify_days: int = 2,
+    webhook_url: str | None = None,
+) -> list[Finding]:
+    """Record an 'anomaly' alert per (series, day); returns the findings newly recorded
+    (empty when every alert already existed)."""
+    at = now or datetime.now(UTC)
+    groups: dict[tuple[str, str], list[Finding]] = {}
+    for fd in findings:
+        age = (local_today(fd.tz, at) - fd.ts.date()).days
+        if age <= lookback_days:
+            groups.setdefault((fd.subject, fd.day), []).append(fd)
+    recorded = []
+    for (subject, day), group in sorted(groups.items()):
+        lead = _lead(group)
+        age = (local_today(lead.tz, at) - lead.ts.date()).days
+        spent = int(round(lead.anomaly.value * PICO)) if lead.metric == "spend" else None
+        created = sink.send(
+            "anomaly", alert_message(group), subject=subject, window_key=day, threshold_pct=0,
+            webhook_url=webhook_url if age <= notify_days else None,
+            title=f"Costline: unusual {lead.metric} on {subject}", spent_picousd=spent,
+        )  # fmt: skip
+        if created:
+            recorded.append(lead)
+    return recorded

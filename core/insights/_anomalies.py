@@ -1,0 +1,189 @@
+"""Anomaly scans over the usage log: spend and request counts, per org and per model, daily
+and hourly, each finding attributed to the users, models and tasks that caused it.
+
+| grain | baseline (core.analytics.scan, robust z over MAD)          | material when excess >=          |
+|-------|------------------------------------------------------------|----------------------------------|
+| day   | the 28 days before                                         | 20% of the key's median day      |
+| hour  | the same hour of day on the 28 days before (daily profile) | 10% of the key's median day      |
+
+and, for both, at least 2% of the median day of all keys together, so a 5x jump of a $0.01
+series is not news. Timestamps are naive wall clock in ``tz``; today's partial day is
+included (a runaway loop shows up before the day ends).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+
+from core.analytics import Anomaly, Contributor, attribute_anomaly, scan
+from core.types import PICO
+from core.usage import Filters, Reader
+
+from ._series import local_midnight, local_today
+
+METRICS = {"spend": "cost_usd", "requests": "requests"}
+KEY_SHARE = {"day": 0.20, "hour": 0.10}
+TOTAL_SHARE = 0.02
+BASELINE_DAYS = 28
+ATTRIBUTE_DIMS = ("user", "model", "task", "project", "org")
+SEP = "\x1f"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One anomaly of one series: ``dimension == key``'s ``metric`` at ``grain``."""
+
+    anomaly: Anomaly  # ts: naive wall clock in tz; contributors filled when attributed
+    dimension: str  # 'org' | 'model'
+    metric: str  # 'spend' (USD) | 'requests' (calls)
+    grain: str  # 'day' | 'hour'
+    tz: str = "UTC"
+
+    @property
+    def key(self) -> str:
+        return str(self.anomaly.key)
+
+    @property
+    def ts(self) -> pd.Timestamp:
+        return pd.Timestamp(self.anomaly.ts)
+
+    @property
+    def subject(self) -> str:
+        return f"{self.dimension}={self.key}"
+
+    @property
+    def day(self) -> str:
+        return self.ts.strftime("%Y-%m-%d")
+
+    @property
+    def when(self) -> str:
+        return self.day if self.grain == "day" else self.ts.strftime("%Y-%m-%d %H:00")
+
+    def top(self, dim: str) -> Contributor | None:
+        return next((c for c in self.anomaly.contributors if c.dim == dim), None)
+
+    def describe(self) -> str:
+        """'spend of org=initech on 2026-11-12: $21.38 vs $11.89 expected (1.8x, +$9.49)'."""
+        a = self.anomaly
+        ratio = "new" if math.isinf(a.ratio) else f"{a.ratio:.1f}x"
+        if self.metric == "spend":
+            amounts = f"${a.value:,.2f} vs ${a.expected:,.2f} expected ({ratio}, +${a.excess_usd:,.2f})"
+        else:
+            amounts = f"{a.value:,.0f} calls vs {a.expected:,.0f} expected ({ratio})"
+        return f"{self.metric} of {self.subject} on {self.when}: {amounts}"
+
+    def culprits(self, dims: Sequence[str] = ("user", "model", "task")) -> str:
+        """'user dmitri@initech.com (90%) · model claude-sonnet-4 (93%)'."""
+        tops = [(d, self.top(d)) for d in dims if d != self.dimension]
+        return " · ".join(f"{d} {c.value} ({c.share:.0%})" for d, c in tops if c is not None)
+
+
+def _material(found: list[Anomaly], daily: pd.DataFrame, grain: str) -> list[Anomaly]:
+    per_key = daily.groupby("key")["value"].median()
+    total = float(daily.groupby("ds")["value"].sum().median()) if len(daily) else 0.0
+    floor = TOTAL_SHARE * total
+    return [a for a in found
+            if a.excess_usd >= max(floor, KEY_SHARE[grain] * float(per_key.get(a.key, 0.0)))]
+
+
+def _hourly(frame: pd.DataFrame) -> list[Anomaly]:
+    """(ds hourly, key, value) -> anomalies against the same hour on earlier days: each
+    (key, hour of day) is scanned as its own daily series."""
+    wide = frame.pivot_table(index="ds", columns="key", values="value", aggfunc="sum")
+    wide = wide.reindex(pd.date_range(wide.index.min(), wide.index.max(), freq="h"))
+    wide = wide.fillna(0.0).where(wide.notna().cummax())  # NaN before a key's first hour
+    long = wide.rename_axis(index="ts", columns="key").stack().dropna().rename("value")
+    long = long.reset_index()
+    pseudo = pd.DataFrame({
+        "ds": long["ts"].dt.floor("D"),
+        "key": long["key"].astype(str) + SEP + long["ts"].dt.hour.astype(str),
+        "value": long["value"].astype(float),
+    })  # fmt: skip
+    out = []
+    for a in scan(pseudo, window=BASELINE_DAYS, min_periods=7):
+        key, hour = str(a.key).split(SEP)
+        out.append(replace(a, ts=pd.Timestamp(a.ts) + pd.Timedelta(hours=int(hour)), key=key,
+                           freq="h"))  # fmt: skip
+    return sorted(out, key=lambda a: (a.ts, str(a.key)))
+
+
+def _local(at: datetime, tz: str) -> pd.Timestamp:
+    """Naive wall clock in ``tz`` (a naive ``at`` is taken as UTC, like Filters)."""
+    ts = pd.Timestamp(at)
+    return (ts if ts.tzinfo else ts.tz_localize("UTC")).tz_convert(tz).tz_localize(None)
+
+
+def _utc(ts: pd.Timestamp, tz: str) -> pd.Timestamp:
+    return ts.tz_localize(tz, ambiguous=True, nonexistent="shift_forward").tz_convert("UTC")
+
+
+def attribute(reader: Reader, finding: Finding, filters: Filters | None = None) -> Finding:
+    """Fill the finding's contributors: its period against the 28 days before, restricted
+    to its own series (request anomalies are attributed by calls, not dollars)."""
+    a = finding.anomaly
+    start = _utc(finding.ts, finding.tz)
+    end = start + (pd.Timedelta(hours=1) if finding.grain == "hour" else pd.Timedelta(days=1))
+    base = replace(filters or Filters(), start=(start - timedelta(days=BASELINE_DAYS)).to_pydatetime(),
+                   end=end.to_pydatetime(), **{finding.dimension: finding.key})  # fmt: skip
+    cols = ["ts", *ATTRIBUTE_DIMS, "cost_picousd"]
+    events = reader.events(base, columns=cols, descending=False)
+    if finding.metric == "requests":
+        events = events.assign(cost_picousd=PICO)  # one "dollar" per call: shares of calls
+    dims = [d for d in ATTRIBUTE_DIMS if d != finding.dimension]
+    done = attribute_anomaly(events, replace(a, ts=start), key_dim=finding.dimension,
+                             baseline_days=BASELINE_DAYS, dims=dims, top=5)  # fmt: skip
+    return replace(finding, anomaly=replace(a, contributors=done.contributors))
+
+
+def scan_usage(
+    reader: Reader,
+    *,
+    dims: Sequence[str] = ("org", "model"),
+    metrics: Sequence[str] = ("spend", "requests"),
+    grains: Sequence[str] = ("day", "hour"),
+    filters: Filters | None = None,
+    tz: str = "UTC",
+    since: datetime | None = None,
+    now: datetime | None = None,
+    attribute_top: int = 40,
+) -> list[Finding]:
+    """Every material anomaly at or after ``since`` (default: 30 days ago), newest first;
+    the ``attribute_top`` largest (by share of their series' usual day) are attributed."""
+    at = now or datetime.now(UTC)
+    start = since or local_midnight(local_today(tz, at) - timedelta(days=30), tz)
+    first = _local(start, tz)
+    f = replace(filters or Filters(), start=None, end=at)
+    hour_start = start - timedelta(days=BASELINE_DAYS)
+    found: list[tuple[float, Finding]] = []
+    for dim in dims:
+        daily_all = reader.daily_series(f, by=dim, tz=tz)
+        hourly_all = (reader.spend_by([dim], "hour", replace(f, start=hour_start), tz=tz)
+                      if "hour" in grains else None)  # fmt: skip
+        for metric in metrics:
+            col = METRICS[metric]
+            daily = daily_all.rename(columns={col: "value"})[["ds", "key", "value"]]
+            if daily.empty:
+                continue
+            usual = daily.groupby("key")["value"].median()
+            runs: list[tuple[str, list[Anomaly]]] = []
+            if "day" in grains:
+                runs.append(("day", _material(scan(daily), daily, "day")))
+            if hourly_all is not None and not hourly_all.empty:
+                hourly = pd.DataFrame({"ds": hourly_all["period"],
+                                       "key": hourly_all[dim].fillna("(none)").astype(str),
+                                       "value": hourly_all[col].astype(float)})  # fmt: skip
+                runs.append(("hour", _material(_hourly(hourly), daily, "hour")))
+            for grain, anomalies in runs:
+                for a in anomalies:
+                    if pd.Timestamp(a.ts) < first:
+                        continue
+                    weight = a.excess_usd / max(float(usual.get(a.key, 0.0)), 1e-9)
+                    found.append((weight, Finding(a, dim, metric, grain, tz)))
+    ranked = {id(fd) for _, fd in sorted(found, key=lambda x: -x[0])[:attribute_top]}
+    out = [attribute(reader, fd, filters) if id(fd) in ranked else fd for _, fd in found]
+    return sorted(out, key=lambda fd: (fd.ts, fd.dimension, fd.key, fd.metric), reverse=True)

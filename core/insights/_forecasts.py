@@ -1,0 +1,173 @@
+"""Forecasts per dimension value, cached on the usage log's data version, and per budget.
+
+A forecast is recomputed only when ``Reader.data_version()`` changes (new segments), the
+history's last day moves (midnight) or a parameter changes: everything else is a cache hit,
+without even a query. Budget outlooks forecast each budget's own scope to its window's end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pandas as pd
+
+from core.analytics import Exhaustion, Forecast, ForecastCache, exhaustion, forecast_spend
+from core.analytics.forecast import MAX_HORIZON, MIN_HORIZON
+from core.budgets import scope_text, window
+from core.control import Budget
+from core.types import pico_to_usd
+from core.usage import Filters, Reader
+
+from ._series import day_fraction_left, daily_history, local_midnight, local_today, scoped
+
+FORECASTS = ForecastCache(maxsize=256)  # process-wide; keys carry the log's home and version
+
+
+def _where(reader: Reader, value: str | None, filters: Filters | None, tz: str,
+           through: date) -> dict[str, Any]:  # fmt: skip
+    return {"home": str(reader.home), "value": value, "filters": filters, "tz": tz,
+            "through": through.isoformat()}  # fmt: skip
+
+
+def forecast(
+    reader: Reader,
+    dimension: str = "total",
+    value: str | None = None,
+    *,
+    filters: Filters | None = None,
+    horizon_days: int = 30,
+    intervals: Sequence[float] = (0.80, 0.95),
+    holidays_country: str | None = None,
+    tz: str = "UTC",
+    through: date | None = None,
+    now: datetime | None = None,
+    backtest: bool = True,
+    cache: ForecastCache = FORECASTS,
+) -> Forecast:
+    """Daily spend of ``dimension == value`` (under ``filters``) ``horizon_days`` ahead,
+    fitted on complete days through ``through`` (default yesterday in ``tz``)."""
+    last = through or local_today(tz, now) - timedelta(days=1)
+    scoped(filters, dimension, value)  # a bad dimension fails before the cache
+    params = {"intervals": tuple(intervals), "holidays_country": holidays_country or None,
+              "backtest": backtest}  # fmt: skip
+    key = cache.key(dimension, _where(reader, value, filters, tz, last), reader.data_version(),
+                    horizon_days, params)  # fmt: skip
+
+    def compute() -> Forecast:
+        history = daily_history(reader, dimension, value, filters=filters, tz=tz, through=last)
+        return forecast_spend(history[["ds", "y"]], horizon_days, intervals=intervals,
+                              holidays_country=holidays_country or None, backtest=backtest)
+
+    return cache.get_or_compute(key, compute)
+
+
+def forecasts_by(
+    reader: Reader,
+    dimension: str,
+    *,
+    filters: Filters | None = None,
+    horizon_days: int = 30,
+    top: int = 10,
+    tz: str = "UTC",
+    through: date | None = None,
+    now: datetime | None = None,
+    workers: int = 2,
+    cache: ForecastCache = FORECASTS,
+    **params: Any,
+) -> dict[str, Forecast]:
+    """One forecast per value of ``dimension`` (the ``top`` by spend), fitted in parallel."""
+    from core.analytics import forecast_many
+
+    last = through or local_today(tz, now) - timedelta(days=1)
+    f = scoped(filters, "total", None)
+    df = reader.daily_series(replace(f, end=local_midnight(last + timedelta(days=1), tz)),
+                             by=dimension, tz=tz)  # fmt: skip
+    if df.empty:
+        return {}
+    order = df.groupby("key")["cost_usd"].sum().sort_values(ascending=False).index[:top]
+    frames: dict[Hashable, pd.DataFrame] = {
+        str(k): df.loc[df["key"] == k, ["ds", "cost_usd"]].rename(columns={"cost_usd": "y"})
+        for k in order
+    }
+    out = forecast_many(frames, horizon_days, workers=workers, cache=cache,
+                        data_version=reader.data_version(), dimension=dimension,
+                        filters=_where(reader, None, filters, tz, last), **params)  # fmt: skip
+    return {str(k): v for k, v in out.items()}
+
+
+@dataclass(frozen=True)
+class BudgetOutlook:
+    """One budget's current window against its forecast. ``exhaustion`` is None when the
+    budget cannot be forecast (token-only limit, disabled); ``note`` says why."""
+
+    budget: Budget
+    window: str  # the window's label ('2026-11', '2026-W47', '2026-11-05')
+    start: date
+    end: date  # last day of the window (inclusive)
+    spent_usd: Decimal  # exact: window start to now
+    exhaustion: Exhaustion | None
+    method: str = ""  # 'prophet' | 'run_rate' | ''
+    note: str = ""
+
+    @property
+    def scope(self) -> str:
+        return scope_text(self.budget)
+
+    @property
+    def limit_usd(self) -> Decimal | None:
+        return self.budget.limit_usd
+
+
+def rest_of_today(fc: Forecast, today: date, fraction: float) -> Forecast:
+    """The forecast with today's row scaled to the part of today still to come."""
+    frame = fc.frame.copy()
+    row = (~frame["is_history"]) & (frame["ds"].dt.date == today)
+    cols = [c for c in frame.columns if c == "yhat" or c.startswith(("lower_", "upper_"))]
+    frame.loc[row, cols] = frame.loc[row, cols] * fraction
+    return replace(fc, frame=frame)
+
+
+def budget_outlook(
+    reader: Reader,
+    budgets: Sequence[Budget],
+    *,
+    now: datetime | None = None,
+    intervals: Sequence[float] = (0.95,),
+    holidays_country: str | None = None,
+    workers: int = 2,
+    cache: ForecastCache = FORECASTS,
+) -> list[BudgetOutlook]:
+    """For each budget: exact spend so far in its window, the forecast of its scope through
+    the window's end, and when the limit is crossed (with the widest interval's range)."""
+    at = now or datetime.now(UTC)
+
+    def one(b: Budget) -> BudgetOutlook:
+        win = window(b, at)
+        tz = win.tz
+        start, end = win.start.date(), win.end.date() - timedelta(days=1)
+        dim = "total" if b.scope == "global" else b.scope
+        spent = pico_to_usd(reader.totals(
+            scoped(Filters(start=win.start, end=at), dim, b.scope_value))["cost_picousd"])
+        if not b.enabled or b.limit_usd is None or b.limit_usd <= 0:
+            why = "disabled" if not b.enabled else "no dollar limit (token budgets are not forecast)"
+            return BudgetOutlook(b, win.label, start, end, spent, None, note=why)
+        today = local_today(tz, at)
+        horizon = min(MAX_HORIZON, max(MIN_HORIZON, (end - today).days + 1))
+        fc = forecast(reader, dim, b.scope_value, horizon_days=horizon, intervals=intervals,
+                      holidays_country=holidays_country, tz=tz, now=at, backtest=False,
+                      cache=cache)  # fmt: skip
+        rest = rest_of_today(fc, today, day_fraction_left(tz, at))
+        ex = exhaustion(rest, spent_so_far=spent, limit=b.limit_usd, window_start=start,
+                        window_end=end)  # fmt: skip
+        note = "; ".join(n for n in (fc.message, ex.message) if n)
+        return BudgetOutlook(b, win.label, start, end, spent, ex, fc.method, note)
+
+    if workers <= 1 or len(budgets) <= 1:
+        return [one(b) for b in budgets]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(one, budgets))

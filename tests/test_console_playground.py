@@ -1,0 +1,214 @@
+"""Playground: estimates before sending, real Router runs (local SmolLM2 streamed, dryrun side
+by side) that reach the usage log at the cost shown, budgets, history, errors, keys."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from console.playground_data import LOCAL_MODEL, fmt_usd
+from core.control import SYSTEM, Budget, ControlPlane, PriceOverride
+from core.pricing import load_catalog, max_cost
+from core.tokens import count_messages
+from core.types import Message
+from core.usage import Filters, Reader
+from tests.console_support import ADMIN_PASSWORD, app, make_users
+
+PAGE = "app_pages/playground.py"
+
+
+@pytest.fixture
+def home(costline_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("COSTLINE_ADMIN_PASSWORD", ADMIN_PASSWORD)
+    make_users(costline_home)
+    return costline_home
+
+
+def playground(role: str = "engineer"):  # type: ignore[no-untyped-def]
+    at = app(role).run()
+    at.switch_page(PAGE).run()
+    assert not at.exception
+    return at
+
+
+def metrics(at) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
+    return [(m.label, m.value) for m in at.metric]
+
+
+def table(at, column: str):  # type: ignore[no-untyped-def]
+    """The first table with ``column`` (estimates: 'max cost', budgets: 'remaining',
+    history: 'request id', providers: 'API key')."""
+    found = [d.value for d in at.dataframe if column in d.value.columns]
+    assert found, f"no table with {column!r}"
+    return found[0]
+
+
+def has_table(at, column: str) -> bool:  # type: ignore[no-untyped-def]
+    return any(column in d.value.columns for d in at.dataframe)
+
+
+def logged(home: Path, request_id: str):  # type: ignore[no-untyped-def]
+    with Reader(home) as reader:
+        events = [e for e in reader.fetch(Filters(source="playground")) if
+                  e.request_id == request_id]  # fmt: skip
+    assert len(events) == 1, request_id
+    return events[0]
+
+
+def test_local_smollm2_streams_and_the_requests_log_has_the_same_cost(home: Path) -> None:
+    with ControlPlane() as plane:  # a self-hosted cost per token, so the cost is not $0
+        plane.upsert_price_override(PriceOverride(
+            "smollm2-135m-instruct", "local", load_catalog().lookup("smollm2-135m-instruct")
+            .effective_from + timedelta(days=1), input=Decimal("0.05"), output=Decimal("0.2"),
+            note="GPU hours"), SYSTEM)  # fmt: skip
+    at = playground()
+    at.text_area(key="pg_prompt").input("Name three colours.")
+    at.multiselect(key="pg_models").set_value([LOCAL_MODEL])
+    at.number_input(key="pg_max_tokens").set_value(16)
+    at.button(key="pg_send").click().run()
+    assert not at.exception and not at.error
+    result = at.session_state["pg_last"][0]
+    streamed = at.chat_message[0].markdown[0].value
+    assert streamed and streamed == result.text
+    shown = dict(metrics(at))
+    event = logged(home, result.request_id)
+    assert event.cost_picousd > 0 and shown["Cost"] == fmt_usd(event.cost_picousd)
+    assert (event.model, event.provider, event.user) == ("smollm2-135m-instruct", "local",
+                                                         "engineer")  # fmt: skip
+    assert event.ttft_ms is not None and shown["Time to first token"] != "–"  # the stream path
+    assert shown["Output tokens"] == f"{event.output_tokens:,}"
+    history = table(at, "request id")
+    assert list(history["request id"]) == [result.request_id]
+    assert list(history["cost"]) == [shown["Cost"]]
+    at.switch_page("app_pages/requests.py").run()  # the Requests page, same session
+    at.text_input(key="rq_lookup").input(result.request_id).run()
+    assert not at.exception
+    assert f'"cost_picousd": {event.cost_picousd}' in at.json[0].value
+
+
+def test_side_by_side_shows_a_column_per_model_with_cost_and_latency(home: Path) -> None:
+    at = playground()
+    at.text_area(key="pg_prompt").input("Compare these models")
+    at.multiselect(key="pg_models").set_value(["dryrun-small", "dryrun-large"])
+    at.button(key="pg_send").click().run()
+    assert not at.exception and not at.error
+    results = at.session_state["pg_last"]
+    assert [r.requested for r in results] == ["dryrun-small", "dryrun-large"]
+    columns = [c for c in at.columns if c.subheader]
+    assert [c.subheader[0].value for c in columns] == ["dryrun-small", "dryrun-large"]
+    for col, result in zip(columns, results, strict=True):
+        shown = {m.label: m.value for m in col.metric}
+        assert shown["Cost"] == fmt_usd(logged(home, result.request_id).cost_picousd)
+        assert shown["Latency"].endswith(" ms")
+    assert results[0].cost != results[1].cost  # priced at each model's own rates
+
+
+def test_estimates_equal_max_cost_of_count_messages_and_budgets_show_headroom(home: Path) -> None:
+    with ControlPlane() as plane:
+        plane.upsert_budget(Budget(id="acme-month", name="Acme monthly", scope="org",
+                                   scope_value="acme", limit_usd=Decimal("5")), SYSTEM)
+    at = playground()
+    at.text_area(key="pg_system").input("You are terse.")
+    at.button(key="pg_add_turn").click().run()
+    at.text_area(key="pg_turn_text_0").input("What is a token?")
+    at.text_area(key="pg_prompt").input("And how are they priced?")
+    at.multiselect(key="pg_models").set_value(["dryrun-small", "dryrun-large"])
+    at.number_input(key="pg_max_tokens").set_value(300)
+    at.text_input(key="pg_org").input("acme").run()
+    assert not at.exception
+    messages = [Message("system", "You are terse."), Message("user", "What is a token?"),
+                Message("user", "And how are they priced?")]
+    estimates = table(at, "max cost")
+    cat = load_catalog()
+    for model, tokens, shown in zip(estimates["model"], estimates["prompt tokens"], estimates["max cost"],
+                                    strict=True):  # fmt: skip
+        count = count_messages(model, messages).tokens
+        assert tokens == count
+        assert shown == fmt_usd(max_cost(cat.lookup(model, prompt_tokens=count), count, 300))
+    budgets = table(at, "remaining")
+    assert list(budgets["budget"]) == ["Acme monthly", "Acme monthly"]
+    assert list(budgets["remaining"]) == ["$5.00", "$5.00"]
+    at.multiselect(key="pg_models").set_value(["dryrun-small"])
+    at.button(key="pg_send").click().run()
+    spent = at.session_state["pg_last"][0].cost
+    assert spent > 0 and not at.error
+    at.run()
+    assert list(table(at, "remaining")["spent"]) == [fmt_usd(spent)]
+
+
+def test_cache_is_used_unless_bypassed(home: Path) -> None:
+    at = playground()
+    at.text_area(key="pg_prompt").input("Same question twice")
+    at.button(key="pg_send").click().run()
+    at.button(key="pg_send").click().run()
+    assert dict(metrics(at))["Cache hit"] == "yes" and dict(metrics(at))["Cost"] == "$0.00"
+    at.toggle(key="pg_bypass").set_value(True)
+    at.button(key="pg_send").click().run()
+    assert not at.exception
+    assert dict(metrics(at))["Cache hit"] == "no" and at.session_state["pg_last"][0].cost > 0
+
+
+def test_history_run_loads_back_into_the_form(home: Path) -> None:
+    at = playground()
+    at.text_area(key="pg_system").input("Be brief.")
+    at.text_area(key="pg_prompt").input("First prompt")
+    at.number_input(key="pg_max_tokens").set_value(64)
+    at.button(key="pg_send").click().run()
+    rid = at.session_state["pg_last"][0].request_id
+    at.text_area(key="pg_prompt").input("Something else")
+    at.number_input(key="pg_max_tokens").set_value(500).run()
+    at.selectbox(key="pg_hist_pick").set_value(rid)
+    at.button(key="pg_hist_load").click().run()
+    assert not at.exception
+    assert at.text_area(key="pg_prompt").value == "First prompt"
+    assert at.text_area(key="pg_system").value == "Be brief."
+    assert at.number_input(key="pg_max_tokens").value == 64
+    at = playground("admin")  # another user sees none of it
+    assert has_table(at, "max cost") and not has_table(at, "request id")
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        ({"pg_prompt": "  "}, "The prompt is empty"),
+        ({"pg_max_tokens": 0}, "Max tokens must be at least 1 (got 0)"),
+        ({"pg_max_tokens": -5}, "Max tokens must be at least 1 (got -5)"),
+        ({"pg_other": "no-such-model-x"}, "unknown model 'no-such-model-x'"),
+        ({"pg_models": ["gpt-4o-mini"]}, "no API key for openai"),
+        ({"pg_models": []}, "Pick at least one model"),
+    ],
+    ids=["empty-prompt", "zero-max-tokens", "negative-max-tokens", "unknown-model", "no-key",
+         "no-model"],
+)
+def test_invalid_inputs_show_clear_errors_and_call_nothing(home: Path, setup, message) -> None:  # type: ignore[no-untyped-def]
+    at = playground()
+    at.text_area(key="pg_prompt").input("A fine prompt")
+    for key, value in setup.items():
+        widget = {"pg_prompt": at.text_area, "pg_other": at.text_input,
+                  "pg_max_tokens": at.number_input, "pg_models": at.multiselect}[key](key=key)
+        widget.set_value(value)
+    at.button(key="pg_send").click().run()
+    assert not at.exception
+    assert any(message in e.value for e in at.error), [e.value for e in at.error]
+    assert "pg_last" not in at.session_state
+    with Reader(home) as reader:
+        assert reader.count() == 0
+
+
+def test_keys_from_secrets_unflag_a_provider_and_show_masked(home: Path,
+                                                             monkeypatch: pytest.MonkeyPatch
+                                                             ) -> None:  # fmt: skip
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    at = app("engineer")
+    at.secrets["OPENAI_API_KEY"] = "sk-test-abcdef0123456789"
+    at.run().switch_page(PAGE).run()
+    at.multiselect(key="pg_models").set_value(["gpt-4o-mini"]).run()
+    assert not at.exception
+    assert list(table(at, "max cost")["status"]) == ["ready"]
+    providers = table(at, "API key")
+    row = providers[providers["provider"] == "openai"].iloc[0]
+    assert (row["API key"], row["key from"], row["status"]) == ("sk-…6789", "secrets", "ready")
+    assert not any("abcdef0123456789" in str(d.value.to_dict()) for d in at.dataframe)

@@ -123,8 +123,8 @@ def test_estimates_equal_max_cost_of_count_messages_and_budgets_show_headroom(ho
                 Message("user", "And how are they priced?")]
     estimates = table(at, "max cost")
     cat = load_catalog()
-    for model, tokens, shown in zip(estimates["model"], estimates["prompt tokens"], estimates["max cost"],
-                                    strict=True):  # fmt: skip
+    rows = zip(estimates["model"], estimates["prompt tokens"], estimates["max cost"], strict=True)
+    for model, tokens, shown in rows:
         count = count_messages(model, messages).tokens
         assert tokens == count
         assert shown == fmt_usd(max_cost(cat.lookup(model, prompt_tokens=count), count, 300))

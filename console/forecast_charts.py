@@ -1,0 +1,144 @@
+"""Forecast charts: pure functions from small frames to Altair charts (no Streamlit).
+
+Frames arrive in the display currency (``console.forecast_data`` builds them):
+
+- series: ds, actual, yhat, lower, upper (actual on history days, the rest on forecast days)
+- marks (anomalies): ds, amount (where to draw the point), what, when, ratio, excess, culprits
+- changepoints: ds
+
+``anomaly_layer`` and ``mark_anomalies`` also serve the Overview's spend chart.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any, TypeVar
+
+import altair as alt
+import pandas as pd
+
+from console.charts import ACCENT, FONT, HEIGHT, MUTED
+
+C = TypeVar("C", alt.Chart, alt.LayerChart, alt.VConcatChart)
+
+ACTUAL = "#1f2a44"
+FORECAST = ACCENT
+BAND = ACCENT
+BUDGET = "#b8860b"
+EXHAUSTED = "#c0392b"
+ANOMALY = "#d62728"
+X_FORMAT = "%d %b"
+
+
+def _style(chart: C) -> C:
+    """The console's look (as console.charts): fonts, no grid, no frame, legend below."""
+    styled: C = (
+        chart.configure_axis(labelFont=FONT, titleFont=FONT, grid=False)
+        .configure_view(strokeWidth=0)
+        .configure_legend(labelFont=FONT, titleFont=FONT, orient="bottom")
+    )
+    return styled
+
+
+def _x() -> alt.X:
+    return alt.X("ds:T", title=None, axis=alt.Axis(format=X_FORMAT))
+
+
+def forecast_chart(
+    series: pd.DataFrame,
+    *,
+    symbol: str,
+    band: str = "80%",
+    budget: float | None = None,
+    budget_label: str = "",
+    exhausted: date | None = None,
+    marks: pd.DataFrame | None = None,
+    changepoints: pd.DataFrame | None = None,
+    title: str = "",
+) -> alt.LayerChart:
+    """History, forecast line, interval band, budget line, exhaustion date, anomalies and
+    changepoints on one time axis."""
+    money = f"spend ({symbol.strip()})"
+    base = alt.Chart(series)
+    tooltip = [
+        alt.Tooltip("ds:T", title="day", format="%a %d %b %Y"),
+        alt.Tooltip("actual:Q", title="actual", format=",.2f"),
+        alt.Tooltip("yhat:Q", title="forecast", format=",.2f"),
+        alt.Tooltip("lower:Q", title=f"{band} low", format=",.2f"),
+        alt.Tooltip("upper:Q", title=f"{band} high", format=",.2f"),
+    ]
+    area = base.mark_area(color=BAND, opacity=0.18).encode(
+        x=_x(), y=alt.Y("lower:Q", title=money), y2="upper:Q", tooltip=tooltip
+    )
+    actual = base.mark_line(color=ACTUAL, strokeWidth=1.6).encode(
+        x=_x(), y=alt.Y("actual:Q", title=money), tooltip=tooltip
+    )
+    predicted = base.mark_line(color=FORECAST, strokeDash=[6, 3], strokeWidth=2).encode(
+        x=_x(), y="yhat:Q", tooltip=tooltip
+    )
+    layers: list[Any] = [area, actual, predicted]
+    if changepoints is not None and not changepoints.empty:
+        layers.append(alt.Chart(changepoints).mark_rule(color=MUTED, strokeDash=[2, 3]).encode(
+            x=_x(), tooltip=[alt.Tooltip("ds:T", title="trend changed", format="%d %b %Y")]))
+    if budget is not None:
+        layers += _budget_rule(budget, budget_label)
+    if exhausted is not None:
+        layers += _exhausted_rule(exhausted)
+    if marks is not None and not marks.empty:
+        layers.append(anomaly_layer(marks))
+    chart = alt.layer(*layers).properties(height=HEIGHT, width="container", title=title)
+    return _style(chart)
+
+
+def _budget_rule(value: float, label: str) -> list[alt.Chart]:
+    frame = pd.DataFrame({"y": [value], "label": [label]})
+    rule = alt.Chart(frame).mark_rule(color=BUDGET, strokeDash=[8, 4], strokeWidth=1.5).encode(
+        y="y:Q", tooltip=[alt.Tooltip("label:N", title="budget")])
+    text = alt.Chart(frame).mark_text(color=BUDGET, align="left", dx=4, dy=-6).encode(
+        y="y:Q", text="label:N")
+    return [rule, text]
+
+
+def _exhausted_rule(day: date) -> list[alt.Chart]:
+    frame = pd.DataFrame({"ds": [pd.Timestamp(day)], "label": [f"runs out {day:%d %b}"]})
+    rule = alt.Chart(frame).mark_rule(color=EXHAUSTED, strokeWidth=2).encode(
+        x=_x(), tooltip=[alt.Tooltip("label:N", title="budget")])
+    text = alt.Chart(frame).mark_text(color=EXHAUSTED, align="left", dx=4, dy=8, baseline="top",
+                                      y=0).encode(x=_x(), text="label:N")  # fmt: skip
+    return [rule, text]
+
+
+def anomaly_layer(marks: pd.DataFrame, *, x: str = "ds", scale: alt.Scale | None = None,
+                  ) -> alt.Chart:  # fmt: skip
+    """Red points with a tooltip: when, what, x baseline, amount above expected, culprits.
+    ``marks`` columns: ds (or ``x``), amount, what, when, ratio, excess, culprits."""
+    axis = alt.X(f"{x}:T", title=None, scale=scale or alt.Undefined)
+    return alt.Chart(marks).mark_point(
+        shape="diamond", size=120, filled=True, color=ANOMALY, stroke="white", strokeWidth=1
+    ).encode(
+        x=axis,
+        y=alt.Y("amount:Q"),
+        tooltip=[
+            alt.Tooltip("when:N", title="anomaly"),
+            alt.Tooltip("what:N", title="series"),
+            alt.Tooltip("ratio:N", title="x baseline"),
+            alt.Tooltip("excess:N", title="above expected"),
+            alt.Tooltip("culprits:N", title="top contributors"),
+        ],
+    )
+
+
+def mark_anomalies(chart: alt.VConcatChart, marks: pd.DataFrame) -> alt.VConcatChart:
+    """The Overview's ``spend_over_time`` chart with anomaly points on its time panel (x is
+    the period, y the period's total). Returned unchanged when there is nothing to mark."""
+    if marks.empty:
+        return chart
+    panels = list(chart.vconcat)
+    top = panels[0]
+    props = {k: top[k] for k in ("height", "width") if k in top.to_dict()}
+    inner = top.properties(height=alt.Undefined, width=alt.Undefined)
+    points = anomaly_layer(marks, x="period", scale=alt.Scale(type="utc"))
+    panels[0] = alt.layer(inner, points).properties(**props)
+    out = alt.vconcat(*panels).resolve_scale(color="shared")
+    out.config = chart.config
+    return out

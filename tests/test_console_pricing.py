@@ -1,0 +1,207 @@
+"""Pricing page: the searchable catalog for everyone; overrides and LiteLLM imports for admins
+(audited, picked up by a new Router's Controls snapshot); unpriced models in the log."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from core.control import ControlPlane
+from core.pricing import load_catalog, price
+from core.router import Router
+from core.settings import Settings
+from core.types import ChatRequest, Message
+from core.usage import UsageEvent, UsageLog
+from tests.console_support import ADMIN_PASSWORD, app, make_users
+
+PAGE = "app_pages/pricing.py"
+TODAY = datetime.now(UTC).date()
+LITELLM = {
+    "sample_spec": {"mode": "chat"},
+    "dryrun-small": {  # changed: input 0.15 -> 0.20, output 0.60 -> 0.80 per 1M
+        "litellm_provider": "dryrun", "mode": "chat", "max_input_tokens": 128000,
+        "max_output_tokens": 16384, "input_cost_per_token": 2e-07,
+        "output_cost_per_token": 8e-07, "cache_read_input_token_cost": 7.5e-08,
+        "input_cost_per_token_batches": 7.5e-08, "output_cost_per_token_batches": 3e-07,
+    },
+    "acme/brand-new-1": {"litellm_provider": "acme", "mode": "chat", "max_tokens": 8192,
+                         "input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06},
+    "acme/broken": {"litellm_provider": "acme", "mode": "chat", "max_tokens": 8192,
+                    "input_cost_per_token": -1, "output_cost_per_token": 2e-06},
+    "text-embedding-x": {"litellm_provider": "openai", "mode": "embedding"},
+}  # fmt: skip
+
+
+@pytest.fixture
+def home(costline_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("COSTLINE_ADMIN_PASSWORD", ADMIN_PASSWORD)
+    make_users(costline_home)
+    return costline_home
+
+
+def pricing(role: str):  # type: ignore[no-untyped-def]
+    at = app(role).run()
+    at.switch_page(PAGE).run()
+    assert not at.exception
+    return at
+
+
+def table(at, column: str):  # type: ignore[no-untyped-def]
+    found = [d.value for d in at.dataframe if column in d.value.columns]
+    assert found, f"no table with {column!r}"
+    return found[0]
+
+
+def overrides() -> list:  # type: ignore[type-arg]
+    with ControlPlane() as plane:
+        return plane.price_overrides()
+
+
+def test_viewer_sees_the_searchable_catalog_but_no_controls(home: Path) -> None:
+    at = pricing("viewer")
+    catalog = table(at, "context_window")
+    cat = load_catalog()
+    assert set(catalog["model"]) == set(cat.models())
+    gpt = catalog[(catalog["model"] == "dryrun-small")].iloc[0]
+    assert (gpt["input"], gpt["output"], gpt["batch_input"]) == (0.15, 0.6, 0.075)
+    assert gpt["provider"] == "dryrun" and gpt["status"] == "current"
+    at.text_input(key="pr_search").input("dryrun").run()
+    assert set(table(at, "context_window")["provider"]) == {"dryrun"}
+    assert not at.file_uploader and not [b for b in at.button if b.key == "pr_del"]
+    assert not [f for f in at.get("form")]
+    assert "Changing prices needs the admin role." in [c.value for c in at.caption]
+
+
+def test_admin_override_is_audited_and_a_new_router_prices_with_it(home: Path) -> None:
+    at = pricing("admin")
+    at.text_input(key="pr_ov_model").input("dryrun-small")
+    at.date_input(key="pr_ov_from").set_value(TODAY - timedelta(days=1))
+    at.text_input(key="pr_ov_input").input("0.5")
+    at.text_input(key="pr_ov_output").input("2")
+    at.text_input(key="pr_ov_note").input("negotiated")
+    at.button(key="FormSubmitter:pr_override-Save override").click().run()
+    assert not at.exception and not at.error
+    assert [s.value for s in at.success][0].startswith("Override saved for dryrun-small")
+    [o] = overrides()
+    assert (o.model, o.provider, o.input, o.output) == ("dryrun-small", "dryrun", Decimal("0.5"),
+                                                        Decimal("2"))  # fmt: skip
+    with ControlPlane() as plane:
+        assert plane.audit(limit=1)[0].actor == "admin"
+        assert plane.audit(limit=1)[0].action.startswith("price_override")
+    with Router(Settings.from_env()) as router:  # a new Controls snapshot
+        row = router.catalog.lookup("dryrun-small")
+        assert (row.input, row.output, row.cached_input) == (500_000, 2_000_000, 500_000)
+        done = router.complete(ChatRequest([Message("user", "hi")], model="dryrun-small"))
+        assert done.cost == price(done.usage, row) and done.cost.total > 0
+    shown = table(at, "context_window")
+    current = shown[(shown["model"] == "dryrun-small") & (shown["status"] == "current")]
+    assert list(current["input"]) == [0.5] and "negotiated" in current["source"].iloc[0]
+
+
+def test_self_hosted_cost_per_token_and_new_models(home: Path) -> None:
+    at = pricing("admin")
+    at.text_input(key="pr_ov_model").input("smollm2-135m-instruct")
+    at.radio(key="pr_ov_unit").set_value("token")
+    at.text_input(key="pr_ov_input").input("0.00000002")  # $0.02 per 1M tokens
+    at.text_input(key="pr_ov_output").input("0.00000004")
+    at.button(key="FormSubmitter:pr_override-Save override").click().run()
+    assert not at.exception and not at.error
+    at.text_input(key="pr_ov_model").input("acme-private-7b")
+    at.text_input(key="pr_ov_input").input("0.1")
+    at.button(key="FormSubmitter:pr_override-Save override").click().run()
+    assert any("not a model in the price catalog" in e.value for e in at.error), (
+        [e.value for e in at.error], [s.value for s in at.success])
+    at.checkbox(key="pr_ov_new").check()
+    at.button(key="FormSubmitter:pr_override-Save override").click().run()
+    assert any("a new model needs its provider" in e.value for e in at.error)
+    at.text_input(key="pr_ov_provider").input("vllm")
+    at.button(key="FormSubmitter:pr_override-Save override").click().run()
+    assert not at.error
+    got = {(o.model, o.provider): (o.input, o.output) for o in overrides()}
+    assert got == {("smollm2-135m-instruct", "local"): (Decimal("0.02"), Decimal("0.04")),
+                   ("acme-private-7b", "vllm"): (Decimal("0.1"), Decimal("0.04"))}
+
+
+def test_missing_rate_is_a_clear_error_and_delete_removes(home: Path) -> None:
+    at = pricing("admin")
+    at.text_input(key="pr_ov_model").input("dryrun-large")
+    at.text_input(key="pr_ov_input").input("1")
+    at.button(key="FormSubmitter:pr_override-Save override").click().run()
+    assert [e.value for e in at.error] == ["output: a rate is required"]
+    at.text_input(key="pr_ov_output").input("abc")
+    at.button(key="FormSubmitter:pr_override-Save override").click().run()
+    assert [e.value for e in at.error] == ["output: 'abc' is not a number"]
+    at.text_input(key="pr_ov_output").input("4")
+    at.button(key="FormSubmitter:pr_override-Save override").click().run()
+    assert len(overrides()) == 1
+    at.button(key="pr_del").click().run()
+    assert not at.exception and overrides() == []
+    assert "No price overrides." in [i.value for i in at.info]
+
+
+def test_litellm_import_shows_a_diff_and_applies_only_on_confirm(home: Path) -> None:
+    at = pricing("admin")
+    at.file_uploader(key="pr_import_file").set_value(
+        ("prices.json", json.dumps(LITELLM).encode(), "application/json")).run()
+    at.date_input(key="pr_import_from").set_value(TODAY + timedelta(days=7))
+    at.run()
+    assert not at.exception
+    shown = {m.label: m.value for m in at.metric}
+    assert (shown["Problems"], shown["Changed models"], shown["New models"]) == ("1", "1", "1")
+    diff = table(at, "field")
+    changed = {f: (old, new) for m, k, f, old, new in zip(diff["model"], diff["change"],
+               diff["field"], diff["old"], diff["new"], strict=True) if k == "changed"}
+    assert changed["input"] == ("0.15", "0.2") and changed["output"] == ("0.6", "0.8")
+    assert ("brand-new-1", "added") in set(zip(diff["model"], diff["change"], strict=True))
+    assert table(at, "reason")["entry"].tolist() == ["acme/broken"]
+    at.button(key="pr_import_apply").click().run()
+    assert overrides() == [] and any("Write 1 price overrides" in w.value for w in at.warning)
+    at.button(key="pr_import_cancel").click().run()
+    assert overrides() == []
+    at.checkbox(key="pr_import_add_new").check().run()
+    at.button(key="pr_import_apply").click().run()
+    assert overrides() == []
+    at.button(key="pr_import_confirm").click().run()
+    assert not at.exception and not at.error
+    got = {o.model: o for o in overrides()}
+    assert set(got) == {"dryrun-small", "brand-new-1"}
+    small = got["dryrun-small"]
+    assert (small.provider, small.effective_from) == ("dryrun", TODAY + timedelta(days=7))
+    assert (small.input, small.output, small.cached_input) == (Decimal("0.2"), Decimal("0.8"),
+                                                               Decimal("0.075"))  # fmt: skip
+    assert got["brand-new-1"].provider == "acme"
+    with Router(Settings.from_env()) as router:  # scheduled: today still the old rate
+        assert router.catalog.lookup("dryrun-small").input == 150_000
+        assert router.catalog.lookup("dryrun-small", TODAY + timedelta(days=7)).input == 200_000
+
+
+def test_engineer_previews_an_import_but_cannot_apply(home: Path) -> None:
+    at = pricing("engineer")
+    at.file_uploader(key="pr_import_file").set_value(
+        ("prices.json", json.dumps(LITELLM).encode(), "application/json"))
+    at.run()
+    assert not at.exception
+    assert len(table(at, "field")) > 0
+    assert not [b for b in at.button if b.key in ("pr_import_apply", "pr_import_confirm")]
+    assert "Applying an import needs the admin role." in [c.value for c in at.caption]
+
+
+def test_unpriced_models_from_the_log_with_call_counts(home: Path) -> None:
+    now = datetime.now(UTC)
+    with UsageLog(home) as log:
+        for i, model in enumerate(["mystery-a", "mystery-a", "mystery-b", "mystery-a"]):
+            log.append(UsageEvent(request_id=f"req_u{i}", ts=now - timedelta(minutes=i),
+                                  provider="vllm", model=model, input_tokens=10,
+                                  output_tokens=5, unpriced=True))  # fmt: skip
+        log.append(UsageEvent(request_id="req_priced", ts=now, provider="dryrun",
+                              model="dryrun-small", cost_picousd=1_000))  # fmt: skip
+    at = pricing("viewer")
+    unpriced = table(at, "priced_now")
+    assert list(zip(unpriced["model"], unpriced["calls"], strict=True)) == [
+        ("mystery-a", 3), ("mystery-b", 1)]
+    assert not unpriced["priced_now"].any()
+    assert {m.label: m.value for m in at.metric}["Unpriced calls"] == "4"

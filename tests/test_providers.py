@@ -30,7 +30,6 @@ from core.types import ChatRequest, Message, Usage
 from tests.servers import scripted as s
 from tests.servers.scripted import ScriptedServer
 
-
 KEY = "sk-test-SECRETKEY-0123456789"
 MODES = ("complete", "acomplete", "stream", "astream")
 WIRES = ("openai", "anthropic")

@@ -14,7 +14,6 @@ from core.providers import LocalProvider, Provider, ProviderResult, create
 from core.settings import ProviderConfig
 from core.types import ChatRequest, Message
 
-
 MODES = ("complete", "acomplete", "stream", "astream")
 
 

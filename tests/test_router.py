@@ -248,7 +248,8 @@ async def test_abatch_with_retry(router, scripted_server):
 def test_rate_limited_error_carries_retry_after(router, scripted_server):
     scripted_server.enqueue(*[s.rate_limited(retry_after="2")] * 3)
     with pytest.raises(RateLimited) as info:
-        Router(router.settings, retry=RetryPolicy(max_attempts=1), log=router.log, controls=False).complete(ask())
+        once = RetryPolicy(max_attempts=1)
+        Router(router.settings, retry=once, log=router.log, controls=False).complete(ask())
     assert info.value.retry_after == 2
 
 

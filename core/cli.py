@@ -15,8 +15,23 @@ def cmd_console(args: argparse.Namespace) -> int:
     """Start the Streamlit console; Streamlit's own STREAMLIT_* environment settings win."""
     if args.demo:
         load_demo_if_empty()
+    print_first_admin()
     cmd = [sys.executable, "-m", "streamlit", "run", str(APP)]
     return subprocess.call(cmd, env=os.environ.copy())
+
+
+def print_first_admin() -> None:
+    """On first start, create 'admin' now so its one-time password shows before the URL."""
+    from core.control import ControlPlane, ensure_admin
+
+    plane = ControlPlane()
+    try:
+        password = ensure_admin(plane)
+    finally:
+        plane.close()
+    if password:
+        print("\nCostline first start: sign in as 'admin' with this one-time password:\n"
+              f"    {password}\nChange it on the Admin page.\n", flush=True)
 
 
 def load_demo_if_empty(home: Path | None = None) -> bool:

@@ -134,11 +134,11 @@ def mark_anomalies(chart: alt.VConcatChart, marks: pd.DataFrame) -> alt.VConcatC
     if marks.empty:
         return chart
     panels = list(chart.vconcat)
-    top = panels[0]
-    props = {k: top[k] for k in ("height", "width") if k in top.to_dict()}
-    inner = top.properties(height=alt.Undefined, width=alt.Undefined)
+    inner = panels[0].copy()
+    size = {"height": inner.height, "width": inner.width}
+    inner.height = inner.width = alt.Undefined  # sizes go on the layer, not its parts
     points = anomaly_layer(marks, x="period", scale=alt.Scale(type="utc"))
-    panels[0] = alt.layer(inner, points).properties(**props)
-    out = alt.vconcat(*panels).resolve_scale(color="shared")
-    out.config = chart.config
+    panels[0] = alt.layer(inner, points).properties(**size)
+    out = chart.copy()  # keeps the brush/legend params (hoisted to the top) and the styling
+    out.vconcat = panels
     return out

@@ -16,6 +16,7 @@ Keys are only ever shown masked (core.settings.mask) and never logged.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import threading
@@ -93,17 +94,15 @@ def _close(router: Router) -> None:
 
 
 @st.cache_resource(show_spinner=False, max_entries=4, on_release=_close)
-def _router(home: str, control: str, fingerprint: str) -> Router:
-    s = settings()
-    assert str(s.home) == home
-    return Router(s)
+def _router(home: str, control: str, fingerprint: str, _settings: Settings) -> Router:
+    return Router(_settings)  # keyed on home, control-plane URL and providers; not on _settings
 
 
 def router() -> Router:
     """The console's Router (one per process, per COSTLINE_HOME and provider configuration):
     controls on, so budgets, cache, policies and price overrides apply as in any app."""
     s = settings()
-    return _router(str(s.home), control_url(), _fingerprint(s))
+    return _router(str(s.home), control_url(), _fingerprint(s), s)
 
 
 def provider_problem(s: Settings, provider: str) -> str:
@@ -111,6 +110,8 @@ def provider_problem(s: Settings, provider: str) -> str:
     config = s.providers.get(provider)
     if config is None:
         return f"provider {provider!r} is not configured"
+    if config.wire == "local" and importlib.util.find_spec("llama_cpp") is None:
+        return "the local model needs llama-cpp-python (pip install 'costline[local]')"
     if config.wire in KEYLESS_WIRES or config.api_key:
         return ""
     if urlparse(config.base_url).hostname in LOCAL_HOSTS:

@@ -118,19 +118,20 @@ def provider_for(model: str, given: str) -> str:
 def upsert_override(actor: Actor, model: str, provider: str, effective_from: date,
                     rates: dict[str, Decimal | None], note: str, new_model: bool
                     ) -> PriceOverride:  # fmt: skip
-    model = model.strip()
+    model, known = model.strip(), base_catalog().has(model.strip())
     if not model:
         raise ConfigError("model: name the model to override", field="model")
-    if new_model and base_catalog().has(model):
-        new_model = False  # a known model is an ordinary override
+    if not known and not new_model:
+        raise ConfigError(f"model: {model!r} is not a model in the price catalog (tick 'not in"
+                          " the catalog' to price a new model)", field="model")
     override = PriceOverride(
-        model=base_catalog().canonical(model) if base_catalog().has(model) else model,
+        model=base_catalog().canonical(model) if known else model,
         provider=provider_for(model, provider), effective_from=effective_from,
         input=rates["input"], output=rates["output"],  # type: ignore[arg-type]
         cached_input=rates.get("cached_input"), cache_write=rates.get("cache_write"),
         reasoning=rates.get("reasoning"), note=note.strip(),
     )  # fmt: skip
-    return auth.plane().upsert_price_override(override, actor, new_model=new_model)
+    return auth.plane().upsert_price_override(override, actor, new_model=not known)
 
 
 def delete_override(actor: Actor, provider: str, model: str, effective_from: date) -> bool:
@@ -167,12 +168,10 @@ def preview_import(content: bytes, current: Catalog, effective_from: date) -> Im
     rows, problems = _parse(content)
     changes = diff_catalogs(current, rows)
     imported = _base_rows(rows, current)
-    changed = sorted({c.model for c in changes
-                      if c.kind == "changed" and c.field in OVERRIDE_RATES})  # fmt: skip
+    applicable = [c for c in changes if c.kind == "changed" and c.above_prompt_tokens == 0
+                  and c.field in OVERRIDE_RATES]  # base-tier rates: what an override holds
+    changed = sorted({c.model for c in applicable})
     added = sorted({c.model for c in changes if c.kind == "added" and c.above_prompt_tokens == 0})
-    applicable = {(c.model, c.above_prompt_tokens, c.field) for c in changes
-                  if c.kind == "changed" and c.above_prompt_tokens == 0
-                  and c.field in OVERRIDE_RATES}  # fmt: skip
     skipped = sum(1 for c in changes if c.kind == "changed") - len(applicable)
     return ImportPreview(
         rows, problems, changes,

@@ -7,6 +7,7 @@ the price catalog with the control plane's overrides layered on top.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Mapping
 from typing import Literal
@@ -14,11 +15,14 @@ from typing import Literal
 from core.alerts import AlertSink
 from core.budgets import BudgetGuard
 from core.cache import ResponseCache
-from core.control import ControlPlane, ControlSnapshot, PriceOverride, Watcher
+from core.control import Budget, ControlPlane, ControlSnapshot, PriceOverride, Watcher
+from core.errors import CostlineError
 from core.pricing import Catalog, PriceRow
 from core.routing import RoutingEngine
 from core.sampling import SamplingConfig, SamplingGate
 from core.state import ResilientState, State, make_state
+
+log = logging.getLogger(__name__)
 
 
 class Controls:
@@ -47,6 +51,7 @@ class Controls:
         self.gate = SamplingGate({})
         self.scores: Mapping[str, float] = {}
         self._gate_keys: set[str] = set()
+        self._active: tuple[ControlSnapshot | None, tuple[Budget, ...]] = (None, ())
         self._version = -1
         self._lock = threading.Lock()
 
@@ -69,13 +74,25 @@ class Controls:
         wanted = {s.key: s for s in snap.sampling if s.enabled}
         for key in self._gate_keys - set(wanted):
             self.gate.configure(key, None)
-        for key, strategy in wanted.items():
-            self.gate.configure(key, SamplingConfig.from_strategy(strategy))
+        for key, strategy in list(wanted.items()):
+            try:
+                self.gate.configure(key, SamplingConfig.from_strategy(strategy))
+            except CostlineError as exc:  # one bad strategy must not stop every call
+                log.warning("sampling strategy %r ignored: %s", key, exc)
+                self.gate.configure(key, None)
+                del wanted[key]
         self._gate_keys = set(wanted)
         self.scores = {s.model: s.quality for s in snap.model_scores}
         policy = snap.settings.get("redis_fail_policy", self._redis_policy)
         if isinstance(self.state, ResilientState) and policy in ("open", "closed"):
             self.state.policy = policy
+
+    def active_budgets(self, snap: ControlSnapshot) -> tuple[Budget, ...]:
+        """``snap.active_budgets()``, computed once per snapshot."""
+        got = self._active
+        if got[0] is not snap:
+            got = self._active = (snap, snap.active_budgets())
+        return got[1]
 
     @property
     def gate_keys(self) -> set[str]:

@@ -38,6 +38,7 @@ from core.pricing import Catalog, load_catalog, max_cost, price
 from core.providers import Provider, ProviderResult, create
 from core.retry import RetryPolicy
 from core.router_plan import Candidate, Plan, budget_text, prompt_text, validate
+from core.routing import DEFAULT_OUTPUT_TOKENS, estimate, usd_text
 from core.sampling import Event, Priority
 from core.settings import Settings
 from core.types import ZERO_COST, ChatRequest, Completion, Cost, StreamChunk, Usage
@@ -114,7 +115,7 @@ class Router:
                     return self._settle(plan, cand, attempt, result, t0, None)
             raise self._exhausted(plan)
         finally:
-            self._release(plan)
+            self._done(plan)
 
     async def acomplete(self, req: ChatRequest) -> Completion:
         plan = self._begin(req)
@@ -136,7 +137,7 @@ class Router:
                     return self._settle(plan, cand, attempt, result, t0, None)
             raise self._exhausted(plan)
         finally:
-            self._release(plan)
+            self._done(plan)
 
     def stream(self, req: ChatRequest) -> Iterator[StreamChunk]:
         """Yield text chunks, then one final chunk carrying the Completion.
@@ -173,7 +174,7 @@ class Router:
                         time.sleep(delay)
             raise self._exhausted(plan)
         finally:
-            self._release(plan)
+            self._done(plan)
 
     async def astream(self, req: ChatRequest) -> AsyncIterator[StreamChunk]:
         plan = self._begin(req)
@@ -206,7 +207,7 @@ class Router:
                         await asyncio.sleep(delay)
             raise self._exhausted(plan)
         finally:
-            self._release(plan)
+            self._done(plan)
 
     def batch(
         self, requests: Iterable[ChatRequest], concurrency: int = 8
@@ -266,6 +267,8 @@ class Router:
                     raise BadRequest("request needs a model (task routing needs controls on)")
                 names = [req.model, *req.fallbacks]
                 plan.route_reason = f"{req.model}: requested"
+                if req.optimize_cost and req.fallbacks:
+                    names, plan.route_reason = self._cheapest_first(plan, names)
             else:
                 snap = ctl.snapshot()
                 plan.snap = snap
@@ -276,6 +279,7 @@ class Router:
                     plan.requested_model = req.model or policy.primary_model
                 early = self._gate(plan) or self._cached(plan)
                 if early is not None:
+                    self._gate_not_called(plan)  # answered from the cache: no provider call
                     return early
                 first = req.model or (policy.primary_model if policy else "")
                 prompt = plan.count(first).tokens if first else 0
@@ -285,21 +289,43 @@ class Router:
                 plan.requested_model = req.model or (policy.primary_model if policy else "")
             plan.pending = [self._candidate(m) for m in names]
         except CostlineError as exc:
+            self._gate_not_called(plan)
             self._record_error(plan, None, exc, 0)
             raise
         return plan
 
+    def _cheapest_first(self, plan: Plan, names: list[str]) -> tuple[list[str], str]:
+        """optimize_cost on the bare path: [model, *fallbacks] by this request's estimated
+        cost (stable; unpriced names last), and the route reason saying so."""
+        req = plan.req
+        cat = self.catalog
+        prompt = plan.count(names[0]).tokens
+        out = req.max_tokens or DEFAULT_OUTPUT_TOKENS
+        costs: dict[str, int | None] = {
+            n: estimate(cat.lookup(n, prompt_tokens=prompt), prompt, out, req.batch)
+            if cat.has(n) else None for n in names}
+        ranked = sorted(dict.fromkeys(names), key=lambda n: (costs[n] is None, costs[n] or 0))
+        first = ranked[0]
+        if first == req.model:
+            return ranked, f"{first}: requested, cheapest of {len(ranked)} (optimize_cost)"
+        est = costs[first] or 0
+        return ranked, (f"{first}: cheapest of {len(ranked)} (optimize_cost over the requested "
+                        f"order, {req.model} first; est {usd_text(est)})")
+
     def _gate(self, plan: Plan) -> Completion | None:
-        """Step 1: a sampling strategy may answer with the last answer instead of a call."""
+        """Step 1: a sampling strategy may answer with the last answer instead of a call.
+        A call it allows is tentative until the provider is really called (``_next``)."""
         ctl, req = self.controls, plan.req
         if ctl is None or not req.task or req.task not in ctl.gate_keys:
             return None
         event = Event(req.task, Priority.parse(req.criticality), signal=req.signal,
                       score=req.score)
-        decision = ctl.gate.decide(event)
+        decision = ctl.gate.decide(event, tentative=True)
         last = decision.last_answer if isinstance(decision.last_answer, Completion) else None
         if decision.call or last is None:  # nothing to reuse yet (a LOW event): call anyway
             plan.gate_key = req.task
+            if decision.tentative is not None:
+                plan.gate_call = decision
             return None
         done = Completion(
             text=last.text,
@@ -321,7 +347,9 @@ class Router:
     def _cached(self, plan: Plan) -> Completion | None:
         """Step 2: an exact (or semantic) cache hit costs 0 and records what it saved."""
         assert self.controls is not None
-        hit = self.controls.cache.get(plan.req)
+        cache = self.controls.cache
+        plan.cache_key = key = cache.key(plan.req)  # once per call: for get and put
+        hit = cache.get(plan.req, key=key)
         if hit is None:
             return None
         done = hit.completion(plan.req, plan.elapsed_ms())
@@ -400,13 +428,16 @@ class Router:
 
         try:
             choice = admit_first(ctl.guard, plan.req, [self._estimate(plan, c) for c in fitting],
-                                 snap.active_budgets(), snap.rate_limits, degrade=degrade)
+                                 ctl.active_budgets(snap), snap.rate_limits, degrade=degrade)
         except (BudgetExceeded, RateLimited) as exc:
             plan.last = exc
             self._record_error(plan, fitting[0], exc, 0)
             raise
         plan.decision = choice.decision
         plan.pending = fitting[choice.index + 1 :]
+        if plan.gate_call is not None:  # the provider is called now: the gate counts it
+            ctl.gate.called(plan.gate_call)
+            plan.gate_call = None
         if choice.skipped:
             plan.notes.append("skipped " + "; ".join(f"{m} ({w})" for m, w in choice.skipped))
         cand = fitting[choice.index]
@@ -455,6 +486,17 @@ class Router:
             self.controls.guard.release(plan.decision)
         plan.decision = None
 
+    def _done(self, plan: Plan) -> None:
+        """End of a call, however it ended: give back any reservation, and tell the sampling
+        gate when its call never reached a provider (blocked, nothing fitted)."""
+        self._release(plan)
+        self._gate_not_called(plan)
+
+    def _gate_not_called(self, plan: Plan) -> None:
+        if plan.gate_call is not None and self.controls is not None:
+            self.controls.gate.not_called(plan.gate_call)
+        plan.gate_call = None
+
     # ---- steps 7-8: settle and record ---------------------------------------------------
     def _settle(
         self,
@@ -490,7 +532,8 @@ class Router:
                 ctl.guard.settle(plan.decision, cost.total, usage.total_tokens)
                 plan.decision = None
             ctl.routing.observe(cand.model, (time.perf_counter() - t0) * 1000, True)
-            ctl.cache.put(plan.req, done)
+            if not plan.degraded:  # a cheaper model's answer never stands for the task's
+                ctl.cache.put(plan.req, done, key=plan.cache_key)
             if plan.gate_key is not None:
                 ctl.gate.record_answer(plan.gate_key, done, cost.total)
         self._record(plan, cand, attempt, "ok", done, None)

@@ -8,9 +8,11 @@ from datetime import UTC, datetime
 
 from core import tokens
 from core.budgets import Decision, scope_text
+from core.cache import UNSET, Unset
 from core.control import Budget, ControlSnapshot
 from core.errors import BadRequest, ContextWindowExceeded, CostlineError
 from core.pricing import PriceRow
+from core.sampling import Decision as GateDecision
 from core.types import ChatRequest
 
 ROLES = frozenset({"system", "user", "assistant", "tool"})
@@ -42,6 +44,8 @@ class Plan:
     decision: Decision | None = None  # the budget reservation held for the current candidate
     degraded: bool = False
     gate_key: str | None = None
+    gate_call: GateDecision | None = None  # a tentative sampling call, until reported
+    cache_key: str | None | Unset = UNSET  # ResponseCache.key(req), computed once per call
     last: CostlineError | None = None
     too_big: ContextWindowExceeded | None = None
     notes: list[str] = field(default_factory=list)

@@ -212,3 +212,22 @@ def test_keys_from_secrets_unflag_a_provider_and_show_masked(home: Path,
     row = providers[providers["provider"] == "openai"].iloc[0]
     assert (row["API key"], row["key from"], row["status"]) == ("sk-…6789", "secrets", "ready")
     assert not any("abcdef0123456789" in str(d.value.to_dict()) for d in at.dataframe)
+
+
+@pytest.mark.slow  # starts the real llama.cpp server (shared by the session)
+def test_a_llamacpp_server_from_secrets_streams_at_the_logged_cost(home: Path,
+                                                                   llamacpp_url: str) -> None:
+    at = app("engineer")
+    at.secrets["providers"] = {"llamacpp": {"wire": "openai", "base_url": llamacpp_url}}
+    at.run().switch_page(PAGE).run()
+    at.text_area(key="pg_prompt").input("Name a colour.")
+    at.multiselect(key="pg_models").set_value([])
+    at.text_input(key="pg_other").input("llamacpp/smollm2-135m-instruct")
+    at.number_input(key="pg_max_tokens").set_value(12)
+    at.button(key="pg_send").click().run()
+    assert not at.exception and not at.error
+    result = at.session_state["pg_last"][0]
+    assert at.chat_message[0].markdown[0].value == result.text and result.text.strip()
+    event = logged(home, result.request_id)
+    assert (event.provider, event.model) == ("llamacpp", "smollm2-135m-instruct")
+    assert dict(metrics(at))["Cost"] == fmt_usd(event.cost_picousd) and event.ttft_ms is not None

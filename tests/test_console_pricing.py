@@ -93,9 +93,9 @@ def test_admin_override_is_audited_and_a_new_router_prices_with_it(home: Path) -
         assert plane.audit(limit=1)[0].actor == "admin"
         assert plane.audit(limit=1)[0].action.startswith("price_override")
     with Router(Settings.from_env()) as router:  # a new Controls snapshot
+        done = router.complete(ChatRequest([Message("user", "hi")], model="dryrun-small"))
         row = router.catalog.lookup("dryrun-small")
         assert (row.input, row.output, row.cached_input) == (500_000, 2_000_000, 500_000)
-        done = router.complete(ChatRequest([Message("user", "hi")], model="dryrun-small"))
         assert done.cost == price(done.usage, row) and done.cost.total > 0
     shown = table(at, "context_window")
     current = shown[(shown["model"] == "dryrun-small") & (shown["status"] == "current")]
@@ -111,7 +111,7 @@ def test_self_hosted_cost_per_token_and_new_models(home: Path) -> None:
     at.button(key="FormSubmitter:pr_override-Save override").click().run()
     assert not at.exception and not at.error
     at.text_input(key="pr_ov_model").input("acme-private-7b")
-    at.text_input(key="pr_ov_input").input("0.1")
+    at.text_input(key="pr_ov_input").input("0.0000001")  # still per token
     at.button(key="FormSubmitter:pr_override-Save override").click().run()
     assert any("not a model in the price catalog" in e.value for e in at.error), (
         [e.value for e in at.error], [s.value for s in at.success])
@@ -159,7 +159,7 @@ def test_litellm_import_shows_a_diff_and_applies_only_on_confirm(home: Path) -> 
     assert ("brand-new-1", "added") in set(zip(diff["model"], diff["change"], strict=True))
     assert table(at, "reason")["entry"].tolist() == ["acme/broken"]
     at.button(key="pr_import_apply").click().run()
-    assert overrides() == [] and any("Write 1 price overrides" in w.value for w in at.warning)
+    assert overrides() == [] and any("Write 1 price override " in w.value for w in at.warning)
     at.button(key="pr_import_cancel").click().run()
     assert overrides() == []
     at.checkbox(key="pr_import_add_new").check().run()
@@ -175,6 +175,7 @@ def test_litellm_import_shows_a_diff_and_applies_only_on_confirm(home: Path) -> 
                                                                Decimal("0.075"))  # fmt: skip
     assert got["brand-new-1"].provider == "acme"
     with Router(Settings.from_env()) as router:  # scheduled: today still the old rate
+        assert router.controls is not None and router.controls.snapshot().price_overrides
         assert router.catalog.lookup("dryrun-small").input == 150_000
         assert router.catalog.lookup("dryrun-small", TODAY + timedelta(days=7)).input == 200_000
 
@@ -205,3 +206,16 @@ def test_unpriced_models_from_the_log_with_call_counts(home: Path) -> None:
         ("mystery-a", 3), ("mystery-b", 1)]
     assert not unpriced["priced_now"].any()
     assert {m.label: m.value for m in at.metric}["Unpriced calls"] == "4"
+
+
+def test_an_override_that_breaks_the_catalog_is_named_and_can_be_deleted(home: Path) -> None:
+    from core.control import SYSTEM, PriceOverride
+
+    with ControlPlane() as plane:  # written past the console: a second provider for a model
+        plane.upsert_price_override(PriceOverride("dryrun-small", "openai", TODAY,
+                                                  Decimal("1"), Decimal("2")), SYSTEM)
+    at = pricing("admin")
+    assert any("rows under providers" in e.value for e in at.error)
+    assert len(table(at, "context_window")) > 0  # the shipped catalog still shows
+    at.button(key="pr_del").click().run()
+    assert not at.exception and not at.error and overrides() == []

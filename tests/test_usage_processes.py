@@ -157,10 +157,10 @@ def test_flush_every_and_flush_interval(costline_home: Path) -> None:
 
     log = UsageLog(flush_every=1000, flush_interval_s=0.05)
     log.append(event(100))
-    time.sleep(0.1)
-    log.append(event(101))  # the first append after the interval seals the journal
-    assert log.pending == 0
-    _eventually(lambda: reader.count() == 27)
+    _eventually(lambda: log.pending == 0)  # sealed by the timer, with no further append
+    _eventually(lambda: reader.count() == 26)
+    log.append(event(101))
+    _eventually(lambda: reader.count() == 27)  # and again: the timer re-arms
     log.close()
     assert os.listdir(costline_home / "events" / "journal") == []
 

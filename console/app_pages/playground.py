@@ -10,6 +10,7 @@ import streamlit as st
 
 from console import auth, data
 from console import playground_data as pg
+from core.budgets import BudgetStatus
 from core.control import Actor
 from core.errors import CostlineError
 from core.router import Router
@@ -31,17 +32,18 @@ def main() -> None:
     targets, problems = resolve(router, inputs)
     if targets:
         preview(router, inputs, targets, actor)
-    sent = st.button("Send", type="primary", key="pg_send")
-    if sent:
+    if st.button("Send", type="primary", key="pg_send"):
         problems = inputs.problems() + problems
-        if problems:
-            for problem in problems:
-                st.error(problem)
-        else:
+        for problem in problems:
+            st.error(problem)
+        if not problems:
             run(router, inputs, targets, actor)
-    elif st.session_state.get("pg_last"):
-        st.caption("Last run")
-        show(st.session_state["pg_last"], streamed=False)
+    else:
+        for problem in problems:
+            st.warning(problem)
+        if st.session_state.get("pg_last"):
+            st.caption("Last run")
+            show(st.session_state["pg_last"], streamed=False)
     st.divider()
     history(actor, router)
     with st.expander("Providers and keys"):
@@ -74,12 +76,12 @@ def input_form(actor: Actor, router: Router) -> pg.Inputs:
     )  # fmt: skip
     other = cols[1].text_input("Other model", key="pg_other",
                                placeholder="provider/model, e.g. llamacpp/smollm2-135m-instruct")
-    cols = st.columns(5)
-    temperature = cols[0].slider("Temperature", 0.0, 2.0, step=0.1, key="pg_temperature")
-    max_tokens = cols[1].number_input("Max tokens", step=1, key="pg_max_tokens")
-    org = cols[2].text_input("Org", key="pg_org")
-    project = cols[3].text_input("Project", key="pg_project")
-    task = cols[4].text_input("Task", key="pg_task")
+    knobs = st.columns(5)
+    temperature = knobs[0].slider("Temperature", 0.0, 2.0, step=0.1, key="pg_temperature")
+    max_tokens = knobs[1].number_input("Max tokens", step=1, key="pg_max_tokens")
+    org = knobs[2].text_input("Org", key="pg_org")
+    project = knobs[3].text_input("Project", key="pg_project")
+    task = knobs[4].text_input("Task", key="pg_task")
     bypass = st.toggle("Bypass the response cache", key="pg_bypass",
                        help="Neither read nor write the cache for this run")  # fmt: skip
     st.caption(f"Calls are charged to user **{actor.username}**.")
@@ -174,7 +176,7 @@ def preview(router: Router, inputs: pg.Inputs, targets: Sequence[pg.Target], act
         st.caption("No budget applies to these calls.")
 
 
-def _budget_row(t: pg.Target, s, max_cost: int) -> dict[str, object]:  # type: ignore[no-untyped-def]
+def _budget_row(t: pg.Target, s: BudgetStatus, max_cost: int) -> dict[str, object]:
     b, limit = s.budget, s.limit_picousd
     left = None if limit is None else limit - s.spent_picousd - s.reserved_picousd
     return {
@@ -238,15 +240,22 @@ def show(results: Sequence[pg.RunResult], streamed: bool) -> None:
 
 
 def figures(r: pg.RunResult, wide: bool) -> None:
+    """Cost and latency as metrics (side by side: only those two); the rest compact."""
     cost = "unpriced" if r.unpriced else pg.fmt_usd(r.cost)
     ttft = "–" if r.ttft_ms is None else f"{r.ttft_ms:,.0f} ms"
     items = [("Cost", cost), ("Latency", f"{r.latency_ms:,.0f} ms"),
              ("Input tokens", f"{r.input_tokens:,}"), ("Output tokens", f"{r.output_tokens:,}"),
              ("Time to first token", ttft), ("Cache hit", "yes" if r.cache_hit else "no")]
-    cols = st.columns(len(items) if wide else 2)
-    for i, (label, value) in enumerate(items):
-        cols[i % len(cols)].metric(label, value)
-    notes = [f"{r.model} at {r.provider}", f"route: {r.route_reason}", f"request {r.request_id}"]
+    if wide:
+        cols = st.columns(3)
+        for i, (label, value) in enumerate(items):
+            cols[i % 3].metric(label, value)
+        notes = []
+    else:
+        for label, value in items[:2]:
+            st.metric(label, value)
+        notes = [f"{label.lower()}: {value}" for label, value in items[2:]]
+    notes += [f"{r.model} at {r.provider}", f"route: {r.route_reason}", f"request {r.request_id}"]
     if r.tokens_estimated:
         notes.append("tokens estimated (the provider reported no usage)")
     st.caption(" · ".join(notes))

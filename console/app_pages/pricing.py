@@ -12,7 +12,7 @@ import streamlit as st
 from console import auth, data, pricing_data
 from core.control import Actor
 from core.errors import CostlineError
-from core.pricing import Catalog
+from core.pricing import Catalog, load_catalog
 from core.pricing.rows import RATE_FIELDS
 
 RATE_LABELS = {  # field: (label, placeholder)
@@ -22,6 +22,8 @@ RATE_LABELS = {  # field: (label, placeholder)
     "cache_write": ("Cache write", "same as input"),
     "reasoning": ("Reasoning", "same as output"),
 }
+CATALOG_ORDER = ["model", "provider", *RATE_FIELDS, "above_prompt_tokens", "context_window",
+                 "max_output_tokens", "effective_from", "status", "quality", "aliases", "source"]
 UNITS = {"mtok": "USD per 1M tokens", "token": "USD per token"}
 RELOAD_NOTE = ("Running routers poll the control plane and price with a change within"
                " seconds; no restart is needed. Calls already logged keep the price of their day.")
@@ -34,7 +36,12 @@ def main() -> None:
     st.caption("Rates in USD per 1M tokens, as routers price calls today (the shipped catalog"
                " with the control plane's overrides).")  # fmt: skip
     flash()
-    cat = pricing_data.catalog()
+    try:
+        cat = pricing_data.catalog()
+    except CostlineError as exc:  # routers refuse such overrides too: say which to delete
+        st.error(f"The price overrides do not form a valid catalog: {exc}. Routers refuse"
+                 " calls until the override named here is deleted or fixed.")
+        cat = load_catalog()
     catalog_tab, overrides_tab, import_tab, unpriced_tab = st.tabs(
         ["Catalog", "Overrides", "Import LiteLLM prices", "Unpriced models"])
     with catalog_tab:
@@ -48,7 +55,7 @@ def main() -> None:
 
 
 def catalog_section(cat: Catalog) -> None:
-    cols = st.columns([3, 2, 1])
+    cols = st.columns([3, 2, 2])
     text = cols[0].text_input("Search", key="pr_search", placeholder="model, provider, alias…")
     frame = pricing_data.catalog_frame(cat, pricing_data.today())
     providers = cols[1].multiselect("Provider", sorted(frame["provider"].unique()),
@@ -59,11 +66,13 @@ def catalog_section(cat: Catalog) -> None:
     st.caption(f"{rows['model'].nunique():,} models · {len(rows):,} price rows")
     rate = {name: st.column_config.NumberColumn(name.replace("_", " "), format="%.6g")
             for name in RATE_FIELDS}  # fmt: skip
-    st.dataframe(rows, hide_index=True, width="stretch", key="pr_catalog", column_config={
+    st.dataframe(rows, hide_index=True, width="stretch", key="pr_catalog",
+                 column_order=CATALOG_ORDER, column_config={
         **rate,
-        "above_prompt_tokens": st.column_config.NumberColumn("tier: prompt above", format="%d"),
-        "context_window": st.column_config.NumberColumn("context window", format="%d"),
-        "max_output_tokens": st.column_config.NumberColumn("max output", format="%d"),
+        "above_prompt_tokens": st.column_config.NumberColumn("tier: prompt above",
+                                                             format="localized"),
+        "context_window": st.column_config.NumberColumn("context window", format="localized"),
+        "max_output_tokens": st.column_config.NumberColumn("max output", format="localized"),
         "effective_from": st.column_config.DateColumn("effective from"),
     })  # fmt: skip
 
@@ -71,6 +80,8 @@ def catalog_section(cat: Catalog) -> None:
 def overrides_section(actor: Actor) -> None:
     st.markdown("An override replaces a model's rates from its date on: negotiated rates, or"
                 " the cost per token of a self-hosted model. " + RELOAD_NOTE)  # fmt: skip
+    st.caption("An override holds one set of rates for every prompt size: from its date, a"
+               " model's long-context tier rates no longer apply.")  # fmt: skip
     table = pricing_data.overrides_frame()
     if table.empty:
         st.info("No price overrides.")
@@ -178,7 +189,7 @@ def import_summary(preview: pricing_data.ImportPreview) -> None:
 def apply_step(actor: Actor, preview: pricing_data.ImportPreview, token: str) -> None:
     add_new = False
     if preview.new_models:
-        add_new = st.checkbox(f"Also add the {len(preview.new_models):,} models the catalog does"
+        add_new = st.checkbox(f"Also add {_n(len(preview.new_models), 'model')} the catalog does"
                               " not know", key="pr_import_add_new")  # fmt: skip
     count = len(preview.overrides) + (len(preview.new_models) if add_new else 0)
     if preview.not_applicable:
@@ -189,11 +200,11 @@ def apply_step(actor: Actor, preview: pricing_data.ImportPreview, token: str) ->
         return
     day = (preview.overrides or preview.new_models)[0].effective_from
     if st.session_state.get("pr_import_pending") != token:
-        if st.button(f"Apply {count:,} price overrides…", key="pr_import_apply"):
+        if st.button(f"Apply {_n(count, 'price override')}…", key="pr_import_apply"):
             st.session_state["pr_import_pending"] = token
             st.rerun()
         return
-    st.warning(f"Write {count:,} price overrides effective from {day}? Each one is audited."
+    st.warning(f"Write {_n(count, 'price override')} effective from {day}? Each one is audited."
                " " + RELOAD_NOTE)  # fmt: skip
     cols = st.columns([1, 1, 4])
     if cols[1].button("Cancel", key="pr_import_cancel"):
@@ -209,9 +220,9 @@ def apply_step(actor: Actor, preview: pricing_data.ImportPreview, token: str) ->
         for error in errors:
             st.error(error)
         if not errors:
-            st.session_state["pr_flash"] = f"Imported {written:,} price overrides from {day}."
+            st.session_state["pr_flash"] = f"Imported {_n(written, 'price override')} from {day}."
             st.rerun()
-        st.success(f"Imported {written:,} price overrides from {day}.")
+        st.success(f"Imported {_n(written, 'price override')} from {day}.")
 
 
 def unpriced_section(cat: Catalog) -> None:
@@ -227,6 +238,10 @@ def unpriced_section(cat: Catalog) -> None:
         "last_seen": st.column_config.DatetimeColumn("last seen", format="YYYY-MM-DD HH:mm"),
         "priced_now": st.column_config.CheckboxColumn("priced now"),
     })  # fmt: skip
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
 def flash() -> None:

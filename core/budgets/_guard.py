@@ -22,6 +22,7 @@ it to the window's committed counter; thresholds crossed by committed spend go t
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,7 +32,7 @@ from typing import Any
 from core.alerts import AlertSink
 from core.control import Budget, RateLimit, validate_budget, validate_rate_limit
 from core.errors import BudgetExceeded, RateLimited
-from core.ratelimits import describe, rate_items
+from core.ratelimits import AppliedLimit, describe, rate_items, scope_value
 from core.state import BudgetItem, Settlement, State
 from core.types import ChatRequest, pico_to_usd
 
@@ -44,8 +45,10 @@ log = logging.getLogger(__name__)
 Canonical = Callable[[str], str]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Plan:
+    """One (budget, metric) item of an admission."""
+
     budget: Budget
     window: Window
     metric: str
@@ -54,10 +57,24 @@ class _Plan:
     amount: int
     cap: int | None  # None: tracked only
     soft: bool  # exceeding cap asks to degrade instead of blocking
+    key: str
 
-    @property
-    def key(self) -> str:
-        return self.window.usd_key if self.metric == "usd" else self.window.tokens_key
+
+class _Entry:
+    """A budget as the guard applies it, kept per Budget object: the validated value, its
+    limits and hard caps in integer units, and its current window (reused until it ends)."""
+
+    __slots__ = ("raw", "budget", "usd", "hard_usd", "tokens", "hard_tokens", "wkey", "window")
+
+    def __init__(self, raw: Budget, b: Budget) -> None:
+        self.raw = raw
+        self.budget = b
+        self.usd = b.limit_picousd
+        self.hard_usd = 0 if self.usd is None else hard_cap(b, self.usd)
+        self.tokens = b.limit_tokens
+        self.hard_tokens = 0 if self.tokens is None else hard_cap(b, self.tokens)
+        self.wkey = (b.id, b.period, b.timezone, b.reset_generation)
+        self.window: Window | None = None
 
 
 def hard_cap(budget: Budget, limit: int) -> int:
@@ -82,6 +99,17 @@ class BudgetGuard:
         self._injected_clock = clock is not None
         self._clock = clock or (lambda: datetime.now(UTC))
         self._valid: dict[Any, Any] = {}
+        self._same: dict[int, tuple[Any, Any]] = {}  # id(row) -> (row, validated row)
+        self._entries: dict[int, _Entry] = {}  # id(Budget) -> entry (entry.raw is the Budget)
+        self._windows: dict[tuple[Any, ...], Window] = {}  # (id, period, tz, generation)
+        self._rates: dict[tuple[int, str], tuple[RateLimit, AppliedLimit]] = {}
+
+    def _now(self) -> tuple[float, datetime | None]:
+        """(POSIX seconds, the clock's datetime or None when not needed yet)."""
+        if self._injected_clock:
+            now = self._clock()
+            return now.timestamp(), now
+        return time.time(), None
 
     # -- admission ----------------------------------------------------------------------
     def admit(self, req: ChatRequest, model: str, provider: str, est_cost_picousd: int,
@@ -89,30 +117,33 @@ class BudgetGuard:
               degraded: bool = False) -> Decision:
         """Check and reserve for one candidate. ``degraded=True``: this call already is the
         degraded choice (or there is none), so 'degrade' budgets run on to their hard cap."""
-        now = self._clock()
+        ts, now = self._now()
         critical = req.criticality == "critical"
-        applied = rate_items([self._rate(r) for r in rates], req, model, provider, est_tokens,
-                             self.canonical)
+        applied = self._applied(rates, req, model, provider, est_tokens) if rates else []
         plans: list[_Plan] = []
         ids: set[str] = set()
+        canonical = self.canonical
         for raw in budgets:
-            b = self._budget(raw)
-            if b.id in ids or not matches(b, req, model, provider, self.canonical):
+            e = self._entry(raw)
+            b = e.budget
+            if b.id in ids or not matches(b, req, model, provider, canonical):
                 continue  # a budget listed twice counts once
             ids.add(b.id)
-            win = window(b, now)
-            if b.limit_picousd is not None:
-                plans.append(self._plan(b, win, "usd", b.limit_picousd, est_cost_picousd,
-                                        critical, degraded))
-            if b.limit_tokens is not None:
-                plans.append(self._plan(b, win, "tokens", b.limit_tokens, est_tokens,
-                                        critical, degraded))
+            win = e.window
+            if win is None or not win.holds(ts):
+                win = self._window(e, ts, now)
+            if e.usd is not None:
+                plans.append(_plan(b, win, "usd", e.usd, e.hard_usd, est_cost_picousd,
+                                   critical, degraded, win.usd_key))
+            if e.tokens is not None:
+                plans.append(_plan(b, win, "tokens", e.tokens, e.hard_tokens, est_tokens,
+                                   critical, degraded, win.tokens_key))
         done = Decision(model, provider, True, critical, degraded)
         if not plans and not applied:
             return done
-        items = [BudgetItem(p.key, -1 if p.cap is None else p.cap, p.amount, p.window.ttl_s(now))
-                 for p in plans]
-        at = now.timestamp() if self._injected_clock else None
+        items = [BudgetItem(p.key, -1 if p.cap is None else p.cap, p.amount,
+                            p.window.ttl_at(ts)) for p in plans]
+        at = ts if self._injected_clock else None
         adm = self.state.admit([a.item for a in applied], items, at)
         values = adm.budget_values or [0] * len(plans)
         done.uses = _uses(plans, values)
@@ -153,15 +184,53 @@ class BudgetGuard:
                            f": non-critical call over the soft limit, degrade")
         return done
 
-    def _plan(self, b: Budget, win: Window, metric: str, limit: int, amount: int,
-              critical: bool, degraded: bool) -> _Plan:
-        hard = hard_cap(b, limit)
-        amount = max(0, amount)
-        if b.action == "alert" or (metric == "usd" and amount == 0):
-            return _Plan(b, win, metric, limit, hard, amount, None, False)
-        if critical or (b.action == "degrade" and degraded):
-            return _Plan(b, win, metric, limit, hard, amount, hard, False)
-        return _Plan(b, win, metric, limit, hard, amount, limit, b.action == "degrade")
+    def _entry(self, raw: Budget) -> _Entry:
+        e = self._entries.get(id(raw))
+        if e is None or e.raw is not raw:
+            e = _Entry(raw, self._budget(raw))
+            if id(raw) not in self._same:  # unhashable (mutable) rows are checked every call
+                return e
+            if len(self._entries) >= 4096:
+                self._entries.clear()
+            self._entries[id(raw)] = e  # holding raw keeps its id from being reused
+        return e
+
+    def _window(self, e: _Entry, ts: float, now: datetime | None) -> Window:
+        """The budget's window at ``ts``: computed (zoneinfo) once per window, then shared by
+        every Budget object with the same id, period, zone and reset generation."""
+        win = self._windows.get(e.wkey)
+        if win is None or not win.holds(ts):
+            win = window(e.budget, now if now is not None else datetime.fromtimestamp(ts, UTC))
+            if len(self._windows) >= 4096:
+                self._windows.clear()
+            self._windows[e.wkey] = win
+        e.window = win
+        return win
+
+    def _applied(self, rates: Sequence[RateLimit], req: ChatRequest, model: str,
+                 provider: str, est_tokens: int) -> list[AppliedLimit]:
+        """``rate_items`` of the validated rows; request-count items are reused per bucket."""
+        out: list[AppliedLimit] = []
+        cache = self._rates
+        for raw in rates:
+            r = self._rate(raw)
+            if r.metric != "requests" or r.scope == "model":  # cost or key vary per call
+                out += rate_items([r], req, model, provider, est_tokens, self.canonical)
+                continue
+            value = scope_value(r.scope, req, model, provider)
+            if not value:
+                continue
+            k = (id(r), value)
+            hit = cache.get(k)
+            if hit is None or hit[0] is not r:
+                got = rate_items([r], req, model, provider, est_tokens, self.canonical)
+                if not got:
+                    continue
+                if len(cache) >= 4096:
+                    cache.clear()
+                hit = cache[k] = (r, got[0])
+            out.append(hit[1])
+        return out
 
     # -- settlement ---------------------------------------------------------------------
     def settle(self, decision: Decision, actual_cost_picousd: int, actual_tokens: int) -> None:
@@ -172,26 +241,40 @@ class BudgetGuard:
         decision.settled = True
         if not decision.holds:
             return
-        now = self._clock()
+        ts, _ = self._now()
         items: list[Settlement] = []
+        committed: list[tuple[Hold, int]] = []  # (hold, index of its committed value)
         for h in decision.holds:
             actual = max(0, actual_cost_picousd if h.metric == "usd" else actual_tokens)
-            ttl = h.window.ttl_s(now)
+            ttl = h.window.ttl_at(ts)
             if actual != h.amount:
                 items.append(Settlement(h.key, h.amount, actual, ttl))
             if actual:
+                committed.append((h, len(items)))
                 items.append(Settlement(Window.committed(h.key), 0, actual, ttl))
-        if items:
-            self.state.settle(items)
-        if self.alerts is not None and (actual_cost_picousd or actual_tokens):
-            try:
-                self._thresholds(decision.holds)
-            except Exception:  # alerting must never break a completed call
-                log.exception("budget threshold check failed")
+        values = self.state.settle(items) if items else []
+        if self.alerts is None or not committed:
+            return
+        try:
+            if values is None or len(values) != len(items):  # a State that returns nothing
+                self._thresholds([h for h, _ in committed])
+            else:
+                self._crossed([(h, values[i]) for h, i in committed])
+        except Exception:  # alerting must never break a completed call
+            log.exception("budget threshold check failed")
 
     def release(self, decision: Decision) -> None:
         """The call failed before anything was billed: give the reservations back."""
         self.settle(decision, 0, 0)
+
+    def _crossed(self, committed: Sequence[tuple[Hold, int]]) -> None:
+        """Thresholds reached by the committed values settle returned (no second read)."""
+        for h, value in committed:
+            b = h.budget
+            first = min(b.thresholds, default=None)
+            limit = b.limit_picousd if h.metric == "usd" else b.limit_tokens
+            if first is not None and limit is not None and reached(value, limit, first):
+                self._fire(h, value, limit)
 
     def _thresholds(self, holds: Sequence[Hold]) -> None:
         sink = self.alerts
@@ -207,15 +290,22 @@ class BudgetGuard:
         for h, value in zip(todo, values, strict=True):
             b = h.budget
             limit = b.limit_picousd if h.metric == "usd" else b.limit_tokens
-            if limit is None:
-                continue
-            for t in b.thresholds:
-                if reached(value, limit, t) and not sink.seen("budget", b.id, h.window.label, t):
-                    usd = value if h.metric == "usd" else None
-                    tok = value if h.metric == "tokens" else None
-                    text = fmt.threshold(b, h.window, t, h.metric, value, limit)
-                    sink.budget_alert(b, h.window.label, t, text, spent_picousd=usd,
-                                      spent_tokens=tok)
+            if limit is not None:
+                self._fire(h, value, limit)
+
+    def _fire(self, h: Hold, value: int, limit: int) -> None:
+        """Record each threshold ``value`` reached that this sink has not seen (the sink
+        de-duplicates across processes through the control plane)."""
+        sink = self.alerts
+        assert sink is not None
+        b = h.budget
+        for t in b.thresholds:
+            if reached(value, limit, t) and not sink.seen("budget", b.id, h.window.label, t):
+                usd = value if h.metric == "usd" else None
+                tok = value if h.metric == "tokens" else None
+                text = fmt.threshold(b, h.window, t, h.metric, value, limit)
+                sink.budget_alert(b, h.window.label, t, text, spent_picousd=usd,
+                                  spent_tokens=tok)
 
     # -- console ------------------------------------------------------------------------
     def status(self, budgets: Sequence[Budget], now: datetime | None = None) -> list[BudgetStatus]:
@@ -238,6 +328,9 @@ class BudgetGuard:
         return got
 
     def _checked(self, value: Any, validate: Callable[[Any], Any]) -> Any:
+        hit = self._same.get(id(value))
+        if hit is not None and hit[0] is value:  # the same object again (a snapshot's row)
+            return hit[1]
         try:
             got = self._valid.get(value)
         except TypeError:  # unhashable field (a list of thresholds): validate every time
@@ -247,7 +340,20 @@ class BudgetGuard:
             if len(self._valid) > 4096:
                 self._valid.clear()
             self._valid[value] = got
+        if len(self._same) >= 4096:
+            self._same.clear()
+        self._same[id(value)] = (value, got)  # holding value keeps its id from being reused
         return got
+
+
+def _plan(b: Budget, win: Window, metric: str, limit: int, hard: int, amount: int,
+          critical: bool, degraded: bool, key: str) -> _Plan:
+    amount = max(0, amount)
+    if b.action == "alert" or (metric == "usd" and amount == 0):
+        return _Plan(b, win, metric, limit, hard, amount, None, False, key)
+    if critical or (b.action == "degrade" and degraded):
+        return _Plan(b, win, metric, limit, hard, amount, hard, False, key)
+    return _Plan(b, win, metric, limit, hard, amount, limit, b.action == "degrade", key)
 
 
 def _uses(plans: Sequence[_Plan], values: Sequence[int]) -> tuple[BudgetUse, ...]:

@@ -9,7 +9,7 @@ the window ends plus one day (``ttl_s``).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from core.control import Budget
@@ -17,6 +17,7 @@ from core.ratelimits import same_model
 from core.types import ChatRequest
 
 GRACE = timedelta(days=1)  # counters outlive their window by this much
+GRACE_S = GRACE.total_seconds()
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,14 +32,18 @@ class Window:
     label: str
     period: str
     tz: str
+    # derived once (the guard reuses a window for every call until it ends)
+    usd_key: str = field(init=False, repr=False, compare=False)
+    tokens_key: str = field(init=False, repr=False, compare=False)
+    start_ts: float = field(init=False, repr=False, compare=False)  # POSIX seconds
+    end_ts: float = field(init=False, repr=False, compare=False)
 
-    @property
-    def usd_key(self) -> str:
-        return self.key + ":usd"
-
-    @property
-    def tokens_key(self) -> str:
-        return self.key + ":tok"
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "usd_key", self.key + ":usd")
+        set_(self, "tokens_key", self.key + ":tok")
+        set_(self, "start_ts", self.start.timestamp())
+        set_(self, "end_ts", self.end.timestamp())
 
     @staticmethod
     def committed(key: str) -> str:
@@ -46,8 +51,15 @@ class Window:
         return key + ":c"
 
     def ttl_s(self, now: datetime) -> float:
-        left = self.end.astimezone(UTC) - now.astimezone(UTC)
-        return max(1.0, (left + GRACE).total_seconds())
+        return self.ttl_at(now.timestamp())
+
+    def ttl_at(self, ts: float) -> float:
+        """``ttl_s`` for a POSIX time: the counter lives until the window end + GRACE."""
+        return max(1.0, self.end_ts - ts + GRACE_S)
+
+    def holds(self, ts: float) -> bool:
+        """Is the POSIX time ``ts`` inside [start, end)?"""
+        return self.start_ts <= ts < self.end_ts
 
     def length(self) -> timedelta:
         """Real elapsed time of the window (23 h or 25 h on DST days): computed in UTC."""
@@ -79,5 +91,9 @@ def matches(budget: Budget, req: ChatRequest, model: str, provider: str,
         return same_model(want, model, provider, canonical)
     if scope == "provider":
         return want.lower() == provider.lower()
-    field = {"org": req.org, "project": req.project, "user": req.user, "task": req.task}
-    return scope in field and field[scope] == want
+    if scope in REQUEST_SCOPES:
+        return bool(getattr(req, scope) == want)
+    return False
+
+
+REQUEST_SCOPES = frozenset({"org", "project", "user", "task"})

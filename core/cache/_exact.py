@@ -46,6 +46,13 @@ KINDS = ("hit", "miss", "bypass", "write", "semantic_hit", "corrupt")
 WARN_EVERY_S = 60.0  # state errors: at most one warning a minute
 
 
+class Unset:
+    """Marks an argument not given (None is a meaningful key: 'not cacheable')."""
+
+
+UNSET = Unset()
+
+
 class ResponseCache:
     """Thread-safe (all state lives in ``State``; the semantic index has its own lock)."""
 
@@ -122,12 +129,17 @@ class ResponseCache:
         return digest(req)
 
     # ---- read and write ----------------------------------------------------------------
-    def get(self, req: ChatRequest) -> CachedAnswer | None:
+    def get(self, req: ChatRequest, *, key: str | None | Unset = UNSET) -> CachedAnswer | None:
+        """The cached answer for ``req``, or None. ``key``: ``self.key(req)`` when the caller
+        already has it (the router computes it once per call, for get and put)."""
         label = req.task or "-"
-        k = self.key(req)
+        k = self.key(req) if isinstance(key, Unset) else key
         if k is None:
             self._count("bypass", label)
             return None
+        counted = getattr(self.state, "cache_get_counted", None)
+        if self.semantic is None and counted is not None:
+            return self._read_counted(counted, k, req, label)
         hit = self._read(k, req, label)
         if hit is None and self.semantic is not None:
             threshold = self._semantic_threshold(req)
@@ -143,19 +155,28 @@ class ResponseCache:
         self._count("hit" if hit is not None else "miss", label)
         return hit
 
-    def put(self, req: ChatRequest, done: Completion) -> bool:
-        """Store ``done`` for ``req``; False when not cacheable (or already a cached answer)."""
-        k = self.key(req)
+    def put(self, req: ChatRequest, done: Completion, *,
+            key: str | None | Unset = UNSET) -> bool:
+        """Store ``done`` for ``req``; False when not cacheable (or already a cached answer).
+        ``key``: as for ``get``."""
+        k = self.key(req) if isinstance(key, Unset) else key
         if k is None or done.cache_hit or not done.ai_called:
             return False
         ttl = self.ttl_for(req)
         now = self.clock()
+        label = req.task or "-"
+        counted = getattr(self.state, "cache_set_counted", None)
         try:
-            self.state.cache_set(k, encode(done, now, now + ttl), ttl)
+            value = encode(done, now, now + ttl)
+            if counted is not None:  # value and counter in one round trip
+                counted(k, value, ttl, f"cache.write.{label}")
+            else:
+                self.state.cache_set(k, value, ttl)
         except Exception as exc:  # a cache must never fail the call
             self._warn("cache write failed: %s", exc)
             return False
-        self._count("write", req.task or "-")
+        if counted is None:
+            self._count("write", label)
         if self.semantic is not None and self._semantic_threshold(req) is not None:
             self.semantic.add(req, k)
         return True
@@ -165,6 +186,24 @@ class ResponseCache:
         if k is not None:
             self.state.cache_delete(k)
 
+    def _read_counted(self, counted: Callable[[str, str, str], bytes | None], k: str,
+                      req: ChatRequest, label: str) -> CachedAnswer | None:
+        """Exact lookup whose hit/miss count rides along with the read (one round trip); the
+        rare value found but not served (corrupt, expired, too old) is re-counted a miss."""
+        try:
+            raw = counted(k, f"cache.hit.{label}", f"cache.miss.{label}")
+        except Exception as exc:
+            self._warn("cache read failed: %s", exc)
+            self._count("miss", label)
+            return None
+        if raw is None:
+            return None
+        hit = self._decode(raw, k, req, label)
+        if hit is None:
+            self._count("hit", label, -1)
+            self._count("miss", label)
+        return hit
+
     def _read(self, k: str, req: ChatRequest, label: str) -> CachedAnswer | None:
         try:
             raw = self.state.cache_get(k)
@@ -173,6 +212,9 @@ class ResponseCache:
             return None
         if raw is None:
             return None
+        return self._decode(raw, k, req, label)
+
+    def _decode(self, raw: bytes, k: str, req: ChatRequest, label: str) -> CachedAnswer | None:
         now = self.clock()
         try:
             hit = decode(raw, now)
@@ -217,9 +259,9 @@ class ResponseCache:
                 "writes": total["write"], "semantic_hits": total["semantic_hit"],
                 "corrupt": total["corrupt"], "by_task": by_task}
 
-    def _count(self, kind: str, label: str) -> None:
+    def _count(self, kind: str, label: str, n: int = 1) -> None:
         try:
-            self.state.incr(f"cache.{kind}.{label}")
+            self.state.incr(f"cache.{kind}.{label}", n)
         except Exception as exc:
             self._warn("cache counter failed: %s", exc)
 

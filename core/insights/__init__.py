@@ -39,9 +39,9 @@ from core.insights._series import (
 )
 
 __all__ = [
+    "BudgetOutlook",
     "DIMENSIONS",
     "FORECASTS",
-    "BudgetOutlook",
     "Finding",
     "alert_message",
     "attribute",
@@ -57,8 +57,9 @@ __all__ = [
     "local_today",
     "policy_candidates",
     "raise_anomaly_alerts",
+    "rest_of_today",
     "savings_advice",
     "scan_usage",
-    "scored_quality",
     "scoped",
+    "scored_quality",
 ]

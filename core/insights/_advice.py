@@ -39,7 +39,9 @@ def catalog_reprice(catalog: Catalog, at: date | None = None) -> Reprice:
             row = catalog.lookup(model, at)
         except UnpricedModel:
             return None
-        usage = Usage(**{k: int(v) for k, v in tokens.items() if k in TOKEN_CLASSES})
+        n = {k: int(tokens.get(k, 0)) for k in TOKEN_CLASSES}
+        usage = Usage(n["input_tokens"], n["cached_input_tokens"], n["cache_write_tokens"],
+                      n["output_tokens"], n["reasoning_tokens"])
         return price(usage, row).total
 
     return reprice

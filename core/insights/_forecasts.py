@@ -23,7 +23,7 @@ from core.control import Budget
 from core.types import pico_to_usd
 from core.usage import Filters, Reader
 
-from ._series import day_fraction_left, daily_history, local_midnight, local_today, scoped
+from ._series import daily_history, day_fraction_left, local_midnight, local_today, scoped
 
 FORECASTS = ForecastCache(maxsize=256)  # process-wide; keys carry the log's home and version
 
@@ -102,8 +102,9 @@ def forecasts_by(
 
 @dataclass(frozen=True)
 class BudgetOutlook:
-    """One budget's current window against its forecast. ``exhaustion`` is None when the
-    budget cannot be forecast (token-only limit, disabled); ``note`` says why."""
+    """One budget's current window against its forecast. ``exhaustion`` (and ``forecast``)
+    are None when the budget cannot be forecast (token-only limit, disabled); ``note`` says
+    why."""
 
     budget: Budget
     window: str  # the window's label ('2026-11', '2026-W47', '2026-11-05')
@@ -113,6 +114,7 @@ class BudgetOutlook:
     exhaustion: Exhaustion | None
     method: str = ""  # 'prophet' | 'run_rate' | ''
     note: str = ""
+    forecast: Forecast | None = None  # of the scope, today cut to the rest of the day
 
     @property
     def scope(self) -> str:
@@ -154,7 +156,7 @@ def budget_outlook(
         spent = pico_to_usd(reader.totals(
             scoped(Filters(start=win.start, end=at), dim, b.scope_value))["cost_picousd"])
         if not b.enabled or b.limit_usd is None or b.limit_usd <= 0:
-            why = "disabled" if not b.enabled else "no dollar limit (token budgets are not forecast)"
+            why = "disabled" if not b.enabled else "token limit only: not forecast in dollars"
             return BudgetOutlook(b, win.label, start, end, spent, None, note=why)
         today = local_today(tz, at)
         horizon = min(MAX_HORIZON, max(MIN_HORIZON, (end - today).days + 1))
@@ -165,7 +167,7 @@ def budget_outlook(
         ex = exhaustion(rest, spent_so_far=spent, limit=b.limit_usd, window_start=start,
                         window_end=end)  # fmt: skip
         note = "; ".join(n for n in (fc.message, ex.message) if n)
-        return BudgetOutlook(b, win.label, start, end, spent, ex, fc.method, note)
+        return BudgetOutlook(b, win.label, start, end, spent, ex, fc.method, note, rest)
 
     if workers <= 1 or len(budgets) <= 1:
         return [one(b) for b in budgets]

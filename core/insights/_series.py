@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pandas as pd
@@ -47,7 +48,8 @@ def scoped(filters: Filters | None, dimension: str, value: str | None) -> Filter
         )
     if not value:
         raise ConfigError(f"pick a {dimension} to forecast", field="value")
-    return replace(f, **{dimension: value})
+    narrowed: dict[str, Any] = {dimension: value}
+    return replace(f, **narrowed)
 
 
 def daily_history(

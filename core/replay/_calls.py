@@ -17,7 +17,7 @@ from core.ratelimits import same_model
 from core.types import ChatRequest, Message, Usage
 from core.usage import Filters, UsageEvent
 
-PROMPT_TOKENS = 256  # prompt text sent per replayed call, at most (see the package docstring)
+PROMPT_TOKENS = 64  # prompt text sent per replayed call, at most (see the package docstring)
 FRAMING = 7  # count_messages of one user message: 3 + role + 3; each " a" is one token
 TOKEN_COLUMNS = ["input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens",
                  "reasoning_tokens"]  # fmt: skip
@@ -67,7 +67,8 @@ def read_events(source: Any, since: datetime, end: datetime) -> pd.DataFrame:
                               if isinstance(e, UsageEvent)], columns=COLUMNS)  # fmt: skip
     frame = frame.assign(ts=pd.to_datetime(frame["ts"], utc=True))
     keep = (frame["ts"] >= pd.Timestamp(utc(since))) & (frame["ts"] < pd.Timestamp(utc(end)))
-    return frame[keep].sort_values(["ts", "attempt"], kind="stable").reset_index(drop=True)
+    out: pd.DataFrame = frame[keep].sort_values(["ts", "attempt"], kind="stable")
+    return out.reset_index(drop=True)
 
 
 def logged_calls(events: Any, start: datetime, end: datetime) -> list[LoggedCall]:
@@ -75,16 +76,25 @@ def logged_calls(events: Any, start: datetime, end: datetime) -> list[LoggedCall
     ``read_events`` takes)."""
     frame = events if isinstance(events, pd.DataFrame) else read_events(events, start, end)
     frame = frame[frame["ts"] >= pd.Timestamp(utc(start))]
-    out: dict[str, LoggedCall] = {}
-    for row in frame.to_dict("records"):
-        out[row["request_id"]] = _fold(row, out.get(row["request_id"]))
-    return sorted(out.values(), key=lambda c: c.ts)
+    if frame.empty:
+        return []
+    last = frame.drop_duplicates("request_id", keep="last")  # the outcome
+    first = frame.drop_duplicates("request_id", keep="first").set_index("request_id")["ts"]
+    cost = frame["cost_picousd"].fillna(0).astype("int64").groupby(frame["request_id"]).sum()
+    col = {c: last[c].tolist() for c in COLUMNS}  # plain lists: fast to walk
+    ids = col["request_id"]
+    starts, costs = first.loc[ids].tolist(), cost.loc[ids].tolist()
+    out = []
+    for i in range(len(ids)):
+        row = {c: values[i] for c, values in col.items()}
+        out.append(_call(row, _datetime(starts[i]), int(costs[i] or 0)))
+    return sorted(out, key=lambda c: c.ts)
 
 
-def _fold(row: dict[str, Any], first: LoggedCall | None) -> LoggedCall:
-    """One more event of a request: first time, last outcome, summed cost."""
-    usage = Usage(*(int(row[c] or 0) for c in TOKEN_COLUMNS),
-                  estimated=bool(row["usage_estimated"]))  # fmt: skip
+def _call(row: dict[str, Any], ts: datetime, cost: int) -> LoggedCall:
+    """A request from its last event (the outcome), first time and summed cost."""
+    i, c, w, o, r = (int(row[name] or 0) for name in TOKEN_COLUMNS)
+    usage = Usage(i, c, w, o, r, estimated=bool(row["usage_estimated"]))
     model = _s(row["model"]) or ""
     degraded = bool(row["degraded"])
     asked = (_s(row["requested_model"]) or model) if degraded else model
@@ -93,11 +103,14 @@ def _fold(row: dict[str, Any], first: LoggedCall | None) -> LoggedCall:
                   and not bool(row["unpriced"]) and bool(model))  # fmt: skip
     tags = row["tags"]
     return LoggedCall(
-        str(row["request_id"]), first.ts if first else row["ts"].to_pydatetime(),
-        _s(row["org"]), _s(row["project"]), _s(row["user"]), _s(row["task"]), _s(row["app"]),
-        tuple(tags) if tags is not None and len(tags) else (), model, asked, status, degraded,
-        _s(row["criticality"]) or "normal", usage,
-        (first.cost_picousd if first else 0) + int(row["cost_picousd"] or 0), replayable)
+        str(row["request_id"]), ts, _s(row["org"]), _s(row["project"]), _s(row["user"]),
+        _s(row["task"]), _s(row["app"]), tuple(tags) if tags is not None and len(tags) else (),
+        model, asked, status, degraded, _s(row["criticality"]) or "normal", usage, cost,
+        replayable)
+
+
+def _datetime(value: Any) -> datetime:
+    return value.to_pydatetime() if isinstance(value, pd.Timestamp) else utc(value)
 
 
 def _s(value: Any) -> str | None:

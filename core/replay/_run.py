@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import tempfile
 import time
@@ -18,8 +19,15 @@ from core.errors import CostlineError
 from core.pricing import Catalog, load_catalog
 from core.providers import Provider, ProviderResult
 from core.providers.base import StreamItem
-from core.replay._calls import LoggedCall, carry_in, logged_calls, long_tier, read_events, utc
-from core.replay._calls import request_for
+from core.replay._calls import (
+    LoggedCall,
+    carry_in,
+    logged_calls,
+    long_tier,
+    read_events,
+    request_for,
+    utc,
+)
 from core.replay._result import ReplayResult, build
 from core.retry import RetryPolicy
 from core.settings import ProviderConfig, Settings
@@ -137,12 +145,11 @@ def _run(home: Path, plane: ControlPlane, calls: Sequence[LoggedCall],
             if call.replayable:
                 now[0] = call.ts
                 req = request_for(call, catalog, policies.get(call.task or ""), whole_above=tier)
-                try:
+                with contextlib.suppress(CostlineError):  # logged: blocked, rate_limited, error
                     router.complete(req)
-                except CostlineError:
-                    pass  # the router logged it as blocked, rate_limited or error
     finally:
         router.close()
     with Reader(home) as reader:
         got = reader.events(columns=RESULT_COLUMNS)
-    return {str(r["request_id"]): r for r in got.to_dict("records")}
+    return {str(r["request_id"]): {str(k): v for k, v in r.items()}
+            for r in got.to_dict("records")}

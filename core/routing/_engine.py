@@ -18,13 +18,14 @@ budget/rate guard admits candidates in order.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from core.errors import BadRequest, ContextWindowExceeded, RetryableError, UnpricedModel
 from core.pricing import Catalog
-from core.routing._rank import Scored, order, strategy_reason
-from core.routing._values import DEFAULT_OUTPUT_TOKENS, ModelHealth, RouteChoice
+from core.routing._rank import Scored, estimate, order, strategy_reason
+from core.routing._values import DEFAULT_OUTPUT_TOKENS, ModelHealth, RouteChoice, usd_text
 from core.state import BreakerState, State
 from core.types import ChatRequest
 
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from core.control import RoutingPolicy
 
 _DEFAULT_WEIGHTS = (0.5, 0.2, 0.3)  # cost, latency, quality (core.control Weights defaults)
+CLOSED_TTL_S = 0.25  # a 'closed' breaker is re-asked of the state at most this often
 
 
 class _Plan:
@@ -72,10 +74,15 @@ class RoutingEngine:
         breaker_cooldown_s: float = 30.0,
         ewma_alpha: float = 0.2,
         clock: Callable[[], float] | None = None,
+        closed_ttl_s: float = CLOSED_TTL_S,
     ) -> None:
         """``clock`` is passed to the breaker as ``now``; None (the default) lets the state use
         its own wall clock (Redis: the server's TIME, shared by every process). Inject one in
-        tests. A per-process monotonic clock would break breakers shared through Redis."""
+        tests. A per-process monotonic clock would break breakers shared through Redis.
+
+        ``closed_ttl_s``: a breaker seen 'closed' is taken as closed without asking the state
+        again for this long (0: ask every time). Only 'closed' is remembered: 'open' and the
+        single 'half_open' probe are always decided by the state."""
         if not 0 < ewma_alpha <= 1:
             raise ValueError(f"ewma_alpha must be in (0, 1], got {ewma_alpha}")
         self.catalog = catalog
@@ -92,6 +99,8 @@ class RoutingEngine:
         self._errors: dict[str, int] = {}
         self._streak: dict[str, int] = {}  # consecutive counted failures
         self._breaker: dict[str, BreakerState] = {}  # last state seen
+        self.closed_ttl_s = closed_ttl_s
+        self._closed_until: dict[str, float] = {}  # key -> monotonic time; see closed_ttl_s
 
     # ---- routing ----------------------------------------------------------------------
     def route(
@@ -107,7 +116,7 @@ class RoutingEngine:
         scores 0..1 by model. Raises BadRequest (no model and no policy), or, when every
         candidate is dropped, ContextWindowExceeded / UnpricedModel / RetryableError."""
         if req.model:
-            return self._explicit(req)
+            return self._explicit(req, prompt_tokens)
         if policy is None:
             if req.task:
                 raise BadRequest(f"no routing policy for task {req.task!r} and no model given: "
@@ -145,15 +154,15 @@ class RoutingEngine:
             self._plans[id(policy)] = (policy, plan)
         return plan
 
-    def _explicit(self, req: ChatRequest) -> RouteChoice:
+    def _explicit(self, req: ChatRequest, prompt_tokens: int) -> RouteChoice:
         names = _unique((req.model or "", *req.fallbacks))
-        now = self.clock() if self.clock is not None else None
+        cheapest: int | None = None  # optimize_cost: the estimate of the new first choice
+        if req.optimize_cost and len(names) > 1:
+            names, cheapest = self._by_cost(req, names, prompt_tokens)
         kept: list[str] = []
         skipped: list[tuple[str, str]] = []
-        for name in names:
-            k = self.key(name)
-            st = self.state.breaker_allow(k, now)
-            self._breaker[k] = st
+        keys = [self.key(n) for n in names]
+        for name, k, st in zip(names, keys, self._allow(keys), strict=True):
             if st == "open":
                 skipped.append((name, self._open_why(k)))
             else:
@@ -162,9 +171,57 @@ class RoutingEngine:
             raise RetryableError(_all_dropped(skipped), model=req.model)
         if skipped and skipped[0][0] == names[0]:
             reason = f"{kept[0]}: fallback, {names[0]} {skipped[0][1]}"
+        elif cheapest is not None and kept[0] != req.model:
+            reason = (f"{kept[0]}: cheapest of {len(names)} (optimize_cost over the requested "
+                      f"order, {req.model} first; est {usd_text(cheapest)})")
+        elif cheapest is not None:
+            reason = f"{kept[0]}: requested, cheapest of {len(names)} (optimize_cost)"
         else:
             reason = f"{kept[0]}: requested"
         return RouteChoice(tuple(kept), reason, tuple(skipped), "explicit")
+
+    def _by_cost(self, req: ChatRequest, names: tuple[str, ...],
+                 prompt_tokens: int) -> tuple[tuple[str, ...], int | None]:
+        """[model, *fallbacks] cheapest first by this request's estimate (stable; unpriced
+        names keep their order after the priced ones), and the first one's estimate."""
+        out_tokens = req.max_tokens or DEFAULT_OUTPUT_TOKENS
+        costs: dict[str, int | None] = {}
+        for name in names:
+            if not self.catalog.has(name):
+                costs[name] = None
+                continue
+            row = self.catalog.lookup(name, None, prompt_tokens)
+            costs[name] = estimate(row, prompt_tokens, out_tokens, req.batch)
+        ranked = sorted(names, key=lambda n: (costs[n] is None, costs[n] or 0))
+        return tuple(ranked), costs[ranked[0]]
+
+    def _allow(self, keys: list[str]) -> list[BreakerState]:
+        """Breaker state of each key: 'closed' seen within ``closed_ttl_s`` is reused; the
+        others are asked of the state in one call (one round trip with Redis)."""
+        mono = time.monotonic()
+        until = self._closed_until
+        out: list[BreakerState] = ["closed"] * len(keys)
+        ask = [i for i, k in enumerate(keys) if until.get(k, 0.0) <= mono]
+        if not ask:
+            return out
+        now = self.clock() if self.clock is not None else None
+        asked = [keys[i] for i in ask]
+        many = getattr(self.state, "breaker_allow_many", None)
+        got = many(asked, now) if many is not None else [
+            self.state.breaker_allow(k, now) for k in asked]
+        for i, k, st in zip(ask, asked, got, strict=True):
+            out[i] = st
+            self._breaker[k] = st
+            self._seen(k, st, mono)
+        return out
+
+    def _seen(self, key: str, st: BreakerState, mono: float) -> None:
+        if st == "closed" and self.closed_ttl_s > 0:
+            if len(self._closed_until) >= 4096:
+                self._closed_until.clear()
+            self._closed_until[key] = mono + self.closed_ttl_s
+        else:
+            self._closed_until.pop(key, None)
 
     def _ranked(
         self,
@@ -186,27 +243,25 @@ class RoutingEngine:
                 skipped.append((name, "unpriced (not in the price catalog)"))
                 continue
             row = lookup(name, None, prompt_tokens)
-            inp, out = row.input, row.output
-            if req.batch and row.batch_input is not None and row.batch_output is not None:
-                inp, out = row.batch_input, row.batch_output
             q = None if scores is None else scores.get(name, scores.get(k))
-            s = Scored(pos, name, k, prompt_tokens * inp + out_tokens * out, ewma.get(k),
+            s = Scored(pos, name, k, estimate(row, prompt_tokens, out_tokens, req.batch),
+                       ewma.get(k),
                        row.quality / 100 if q is None else q, q is not None,
                        row.context_window)
             (tail if name == plan.degrade else items).append(s)
         ranked = order(items, plan.strategy, plan.weights, req.optimize_cost) if items else []
         ranked += tail
-        now = self.clock() if self.clock is not None else None
+        fits = [s for s in ranked if not (s.window and need > s.window)]
+        states = iter(self._allow([s.key for s in fits]))  # one state call for all of them
         kept: list[Scored] = []
         probe = False
         too_small = 0  # largest window that was too small
-        for s in ranked:
+        for s in ranked:  # skips listed in rank order
             if s.window and need > s.window:
                 skipped.append((s.name, f"context window {s.window} < {need} tokens"))
                 too_small = max(too_small, s.window)
                 continue
-            st = self.state.breaker_allow(s.key, now)
-            self._breaker[s.key] = st
+            st = next(states)
             if st == "open":
                 skipped.append((s.name, self._open_why(s.key)))
                 continue
@@ -257,6 +312,7 @@ class RoutingEngine:
         st = self.state.breaker_record(k, ok, self.breaker_threshold, self.breaker_cooldown_s,
                                        now)
         self._breaker[k] = st
+        self._seen(k, st, time.monotonic())
 
     def health(self) -> list[ModelHealth]:
         with self._lock:

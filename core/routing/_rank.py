@@ -16,7 +16,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core.pricing import PriceRow
 from core.routing._values import usd_text
+
+
+def estimate(row: PriceRow, prompt_tokens: int, out_tokens: int, batch: bool = False) -> int:
+    """Estimated pUSD of one request: prompt at the input rate, expected output at the output
+    rate (the provider's batch rates for a batch request, when it has them)."""
+    inp, out = row.input, row.output
+    if batch and row.batch_input is not None and row.batch_output is not None:
+        inp, out = row.batch_input, row.batch_output
+    return prompt_tokens * inp + out_tokens * out
 
 
 @dataclass(slots=True)

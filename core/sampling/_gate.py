@@ -31,7 +31,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.errors import BadRequest
-from core.sampling._values import Decision, Event, GateStats, Priority, SamplingConfig, Strategy
+from core.sampling._values import (
+    Decision,
+    Event,
+    GateStats,
+    Priority,
+    SamplingConfig,
+    Strategy,
+    Tentative,
+)
 
 # Enum members as module constants: class attribute lookups on enums are slow in 3.11.
 CRITICAL, HIGH, MEDIUM, LOW = Priority.CRITICAL, Priority.HIGH, Priority.MEDIUM, Priority.LOW
@@ -86,7 +94,11 @@ class SamplingGate:
             else:
                 self._configs[key] = config
 
-    def decide(self, event: Event) -> Decision:
+    def decide(self, event: Event, *, tentative: bool = False) -> Decision:
+        """Call or reuse. ``tentative=True`` (the router): a single call is not counted yet -
+        the caller reports ``called(d)`` once the provider is really called, or
+        ``not_called(d)`` when something else answered (cache, budget block); meanwhile the
+        key's last-call time already holds it, so concurrent events see the call in flight."""
         now = event.ts if event.ts is not None else self._clock()
         with self._lock:
             cfg = self._configs.get(event.key)
@@ -99,14 +111,14 @@ class SamplingGate:
             if cfg.strategy is ADAPTIVE:
                 _observe(st, cfg, event.signal)
             if event.priority is CRITICAL:
-                return self._call(st, event, now, "critical")
+                return self._call(st, event, now, "critical", tentative)
             if event.priority is LOW:
                 return self._add_low(st, cfg, event, now)
             call, reason = _strategy(st, cfg, event, now)
             if not call and not st.has_answer:
                 call, reason = True, "no_answer"
             if call:
-                return self._call(st, event, now, reason)
+                return self._call(st, event, now, reason, tentative)
             st.skipped += 1
             return Decision(event.key, False, reason, last_answer=st.answer)
 
@@ -123,6 +135,28 @@ class SamplingGate:
                 if force or due:
                     out.append(self._flush(key, st, now, "batch_timeout" if due else "batch_flush"))
         return out
+
+    def called(self, decision: Decision) -> None:
+        """A tentative call (``decide(..., tentative=True)``) reached the provider: count it."""
+        if decision.tentative is None:
+            return
+        with self._lock:
+            self._key_state(decision.key).calls += 1
+
+    def not_called(self, decision: Decision) -> None:
+        """A tentative call was answered without the provider: the event counts as skipped,
+        and the key's last call and signal go back to what they were (unless a later call
+        moved them)."""
+        t = decision.tentative
+        if t is None:
+            return
+        with self._lock:
+            st = self._key_state(decision.key)
+            st.skipped += 1
+            if st.last_call == t.at:
+                st.last_call = t.prev_call
+            if t.signal is not None and st.last_signal == t.signal:
+                st.last_signal = t.prev_signal
 
     def record_answer(self, key: str, answer: Any, cost_picousd: int = 0) -> None:
         """After a real call: the answer later skips reuse, and its cost (integer pUSD)."""
@@ -165,12 +199,17 @@ class SamplingGate:
             st = self._state[key] = _KeyState()
         return st
 
-    def _call(self, st: _KeyState, event: Event, now: float, reason: str) -> Decision:
-        st.calls += 1
+    def _call(self, st: _KeyState, event: Event, now: float, reason: str,
+              tentative: bool = False) -> Decision:
+        pending = None
+        if tentative:
+            pending = Tentative(st.last_call, st.last_signal, now, event.signal)
+        else:
+            st.calls += 1
         st.last_call = now
         if event.signal is not None:
             st.last_signal = event.signal
-        return Decision(event.key, True, reason, last_answer=st.answer)
+        return Decision(event.key, True, reason, last_answer=st.answer, tentative=pending)
 
     def _add_low(self, st: _KeyState, cfg: SamplingConfig, event: Event, now: float) -> Decision:
         overdue = bool(st.pending) and now - st.pending_since >= cfg.batch_timeout_s

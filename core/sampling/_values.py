@@ -33,6 +33,11 @@ class Priority(StrEnum):
     @classmethod
     def parse(cls, value: str) -> Priority:
         """Seed names in any case, plus ChatRequest criticalities (normal, background)."""
+        if value.__class__ is cls:
+            return value  # type: ignore[return-value]
+        known = _PARSED.get(value) if type(value) is str else None
+        if known is not None:
+            return known
         name = str(value).strip().lower()
         name = {"normal": "medium", "background": "low"}.get(name, name)
         try:
@@ -41,6 +46,10 @@ class Priority(StrEnum):
             raise BadRequest(
                 f"priority: unknown value {value!r} (expected critical, high, medium, low)"
             ) from None
+
+
+_PARSED: dict[object, Priority] = {  # the exact spellings requests use, parsed once
+    **{p.value: p for p in Priority}, "normal": Priority.MEDIUM, "background": Priority.LOW}
 
 
 def _check_interval(name: str, value: float | None, *, required: bool = False) -> None:
@@ -125,7 +134,8 @@ class SamplingConfig:
             strategy=s.strategy,
             interval_s=p.get("interval_s"),
             threshold=p.get("threshold"),
-            base_interval_s=p.get("base_interval_s", p.get("interval_s")),
+            # adaptive without a base interval starts from the calm end (max), then adapts
+            base_interval_s=p.get("base_interval_s", p.get("interval_s", p.get("max_interval_s"))),
             min_interval_s=floor,
             max_interval_s=p.get("max_interval_s"),
             batch_size=s.batch_size,
@@ -163,6 +173,16 @@ class Event:
 
 
 @dataclass(frozen=True, slots=True)
+class Tentative:
+    """A call decided but not made yet: the key's last call and signal before it."""
+
+    prev_call: float | None
+    prev_signal: float | None
+    at: float
+    signal: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class Decision:
     """What the caller does: make one real call (``call``), or reuse ``last_answer``.
 
@@ -175,6 +195,8 @@ class Decision:
     reason: str
     batch: list[Event] = field(default_factory=list)
     last_answer: Any = None
+    # decide(..., tentative=True): what ``called``/``not_called`` need; None otherwise
+    tentative: Tentative | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

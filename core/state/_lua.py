@@ -159,6 +159,37 @@ return 'open'
 """
 )
 
+# KEYS: breaker hashes. ARGV: now. BREAKER_ALLOW for each key, in one round trip.
+BREAKER_ALLOW_MANY = (
+    _PRELUDE
+    + """
+local now = clock(ARGV[1])
+local out = {}
+for i = 1, #KEYS do
+  local st = redis.call('HMGET', KEYS[i], 's', 'at', 'cd', 'probe')
+  if not st[1] or st[1] == 'closed' then
+    out[i] = 'closed'
+  else
+    local since = tonumber(st[1] == 'open' and st[2] or st[4])
+    if now >= since + tonumber(st[3]) then
+      redis.call('HSET', KEYS[i], 's', 'half_open', 'probe', now)
+      out[i] = 'half_open'
+    else
+      out[i] = 'open'
+    end
+  end
+end
+return out
+"""
+)
+
+# KEYS: cached value, counters hash. ARGV: hit field, miss field. GET, and count the lookup.
+CACHE_GET_COUNTED = """
+local v = redis.call('GET', KEYS[1])
+redis.call('HINCRBY', KEYS[2], v and ARGV[1] or ARGV[2], 1)
+return v
+"""
+
 # KEYS: breaker hash. ARGV: now, success ('1'|'0'), threshold, cooldown_s, ttl_ms.
 BREAKER_RECORD = (
     _PRELUDE

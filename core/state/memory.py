@@ -145,12 +145,16 @@ class MemoryState:
                 return max(0.0, ts + r.window_s - t), None
         return float(r.window_s), None  # unreachable: freeing everything always fits
 
-    def settle(self, items: Sequence[Settlement]) -> None:
+    def settle(self, items: Sequence[Settlement]) -> list[int]:
+        out: list[int] = []
         with self._lock:
             mono = time.monotonic()
             for s in items:
                 k = make_key(self.prefix, "b", s.key)
-                self._put(k, (self._get(k, mono) or 0) + s.actual - s.reserved, s.ttl_s, mono)
+                value = (self._get(k, mono) or 0) + s.actual - s.reserved
+                self._put(k, value, s.ttl_s, mono)
+                out.append(value)
+        return out
 
     def get_values(self, keys: Sequence[str]) -> list[int]:
         with self._lock:
@@ -182,14 +186,25 @@ class MemoryState:
     def breaker_allow(self, key: str, now: float | None = None) -> BreakerState:
         t = time.time() if now is None else now
         with self._lock:
-            st = self._get(make_key(self.prefix, "br", key), time.monotonic())
-            if st is None or st["s"] == "closed":
-                return "closed"
-            since = st["at"] if st["s"] == "open" else st["probe"]
-            if t >= since + st["cd"]:  # cooldown over, or the last probe never reported
-                st["s"], st["probe"] = "half_open", t
-                return "half_open"
-            return "open"
+            return self._allow(key, t, time.monotonic())
+
+    def breaker_allow_many(self, keys: Sequence[str], now: float | None = None
+                           ) -> list[BreakerState]:
+        """``breaker_allow`` of each key, in one step."""
+        t = time.time() if now is None else now
+        with self._lock:
+            mono = time.monotonic()
+            return [self._allow(k, t, mono) for k in keys]
+
+    def _allow(self, key: str, t: float, mono: float) -> BreakerState:
+        st = self._get(make_key(self.prefix, "br", key), mono)
+        if st is None or st["s"] == "closed":
+            return "closed"
+        since = st["at"] if st["s"] == "open" else st["probe"]
+        if t >= since + st["cd"]:  # cooldown over, or the last probe never reported
+            st["s"], st["probe"] = "half_open", t
+            return "half_open"
+        return "open"
 
     def breaker_record(
         self,
@@ -217,26 +232,45 @@ class MemoryState:
 
     # -- cache and counters -----------------------------------------------------------------
     def cache_get(self, key: str) -> bytes | None:
-        k = make_key(self.prefix, "c", key)
         with self._lock:
-            hit = self._cache.get(k)
-            if hit is None:
-                return None
-            if hit[1] <= time.monotonic():
-                del self._cache[k]
-                return None
-            self._cache.move_to_end(k)
-            return hit[0]
+            return self._cache_get(make_key(self.prefix, "c", key))
+
+    def cache_get_counted(self, key: str, hit: str, miss: str) -> bytes | None:
+        """``cache_get`` that also adds 1 to counter ``hit`` (a value was found) or ``miss``."""
+        with self._lock:
+            value = self._cache_get(make_key(self.prefix, "c", key))
+            name = miss if value is None else hit
+            self._counters[name] = self._counters.get(name, 0) + 1
+            return value
+
+    def _cache_get(self, k: str) -> bytes | None:
+        got = self._cache.get(k)
+        if got is None:
+            return None
+        if got[1] <= time.monotonic():
+            del self._cache[k]
+            return None
+        self._cache.move_to_end(k)
+        return got[0]
 
     def cache_set(self, key: str, value: bytes, ttl_s: float) -> None:
         if ttl_s <= 0:
             return
-        k = make_key(self.prefix, "c", key)
         with self._lock:
-            self._cache[k] = (bytes(value), time.monotonic() + ttl_s)
-            self._cache.move_to_end(k)
-            while len(self._cache) > self.max_cache_entries:
-                self._cache.popitem(last=False)
+            self._cache_set(make_key(self.prefix, "c", key), value, ttl_s)
+
+    def cache_set_counted(self, key: str, value: bytes, ttl_s: float, counter: str) -> None:
+        """``cache_set`` that also adds 1 to ``counter``."""
+        with self._lock:
+            if ttl_s > 0:
+                self._cache_set(make_key(self.prefix, "c", key), value, ttl_s)
+            self._counters[counter] = self._counters.get(counter, 0) + 1
+
+    def _cache_set(self, k: str, value: bytes, ttl_s: float) -> None:
+        self._cache[k] = (bytes(value), time.monotonic() + ttl_s)
+        self._cache.move_to_end(k)
+        while len(self._cache) > self.max_cache_entries:
+            self._cache.popitem(last=False)
 
     def cache_delete(self, key: str) -> None:
         with self._lock:

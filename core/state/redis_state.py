@@ -62,6 +62,8 @@ class RedisState:
         self._settle = self.client.register_script(_lua.SETTLE)
         self._allow = self.client.register_script(_lua.BREAKER_ALLOW)
         self._record = self.client.register_script(_lua.BREAKER_RECORD)
+        self._allow_many = self.client.register_script(_lua.BREAKER_ALLOW_MANY)
+        self._get_counted = self.client.register_script(_lua.CACHE_GET_COUNTED)
         self._counters_key = prefix + "n"
 
     def ping(self) -> bool:
@@ -101,9 +103,10 @@ class RedisState:
             retry = math.inf if retry < 0 else retry
         return Admission(False, reason, int(res[2]), retry, values)
 
-    def settle(self, items: Sequence[Settlement]) -> None:
-        if items:
-            self._apply([(s.key, s.actual - s.reserved, s.ttl_s) for s in items])
+    def settle(self, items: Sequence[Settlement]) -> list[int]:
+        if not items:
+            return []
+        return self._apply([(s.key, s.actual - s.reserved, s.ttl_s) for s in items])
 
     def _apply(self, deltas: Sequence[tuple[str, int, float | None]]) -> list[int]:
         """value += delta for each key, one script call; returns the new values."""
@@ -128,6 +131,14 @@ class RedisState:
         state: BreakerState = self._allow(keys=[k], args=[_now_arg(now)]).decode()
         return state
 
+    def breaker_allow_many(self, keys: Sequence[str], now: float | None = None
+                           ) -> list[BreakerState]:
+        """``breaker_allow`` of each key in one script call (one round trip)."""
+        if not keys:
+            return []
+        ks = [make_key(self.prefix, "br", k) for k in keys]
+        return [s.decode() for s in self._allow_many(keys=ks, args=[_now_arg(now)])]
+
     def breaker_record(
         self,
         key: str,
@@ -147,9 +158,23 @@ class RedisState:
         value: bytes | None = self.client.get(make_key(self.prefix, "c", key))
         return value
 
+    def cache_get_counted(self, key: str, hit: str, miss: str) -> bytes | None:
+        """GET plus HINCRBY of ``hit`` (found) or ``miss``: one script call."""
+        keys = [make_key(self.prefix, "c", key), self._counters_key]
+        value: bytes | None = self._get_counted(keys=keys, args=[hit, miss])
+        return value
+
     def cache_set(self, key: str, value: bytes, ttl_s: float) -> None:
         if ttl_s > 0:
             self.client.set(make_key(self.prefix, "c", key), value, px=ttl_ms(ttl_s))
+
+    def cache_set_counted(self, key: str, value: bytes, ttl_s: float, counter: str) -> None:
+        """SET plus HINCRBY ``counter``, pipelined: one round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        if ttl_s > 0:
+            pipe.set(make_key(self.prefix, "c", key), value, px=ttl_ms(ttl_s))
+        pipe.hincrby(self._counters_key, counter, 1)
+        pipe.execute()
 
     def cache_delete(self, key: str) -> None:
         self.client.delete(make_key(self.prefix, "c", key))

@@ -197,13 +197,13 @@ class ResilientState:
         return self._run(lambda: self._remember(budgets, self.primary.admit(rates, budgets, now)),
                          local)
 
-    def settle(self, items: Sequence[Settlement]) -> None:
-        def local() -> None:
+    def settle(self, items: Sequence[Settlement]) -> list[int]:
+        def local() -> list[int]:
             with self._fb_lock:
                 self._seed([s.key for s in items])
-                self.fallback.settle(items)
+                return self.fallback.settle(items)
 
-        self._run(lambda: self.primary.settle(items), local)
+        return self._run(lambda: self.primary.settle(items), local)
 
     def _local_values(self, keys: Sequence[str]) -> list[int]:
         """Call with _fb_lock held."""
@@ -232,6 +232,15 @@ class ResilientState:
 
         return self._run(lambda: self.primary.breaker_allow(key, now), local)
 
+    def breaker_allow_many(self, keys: Sequence[str], now: float | None = None
+                           ) -> list[BreakerState]:
+        def local() -> list[BreakerState]:
+            if self.policy == "closed":
+                return ["open" for _ in keys]
+            return self.fallback.breaker_allow_many(keys, now)
+
+        return self._run(lambda: self.primary.breaker_allow_many(keys, now), local)
+
     def breaker_record(
         self,
         key: str,
@@ -252,8 +261,20 @@ class ResilientState:
     def cache_get(self, key: str) -> bytes | None:
         return self._run(lambda: self.primary.cache_get(key), lambda: None)
 
+    def cache_get_counted(self, key: str, hit: str, miss: str) -> bytes | None:
+        def local() -> None:  # a miss, counted here and replayed later
+            self._count_locally(miss)
+
+        return self._run(lambda: self.primary.cache_get_counted(key, hit, miss), local)
+
     def cache_set(self, key: str, value: bytes, ttl_s: float) -> None:
         self._run(lambda: self.primary.cache_set(key, value, ttl_s), lambda: None)
+
+    def cache_set_counted(self, key: str, value: bytes, ttl_s: float, counter: str) -> None:
+        def local() -> None:  # the write is skipped; the count replays like any counter
+            self._count_locally(counter)
+
+        self._run(lambda: self.primary.cache_set_counted(key, value, ttl_s, counter), local)
 
     def cache_delete(self, key: str) -> None:
         def local() -> None:
@@ -263,12 +284,12 @@ class ResilientState:
         self._run(lambda: self.primary.cache_delete(key), local)
 
     def incr(self, key: str, n: int = 1) -> int:
-        def local() -> int:
-            with self._fb_lock:
-                self._dirty_counters = True
-                return self.fallback.incr(key, n)
+        return self._run(lambda: self.primary.incr(key, n), lambda: self._count_locally(key, n))
 
-        return self._run(lambda: self.primary.incr(key, n), local)
+    def _count_locally(self, key: str, n: int = 1) -> int:
+        with self._fb_lock:
+            self._dirty_counters = True
+            return self.fallback.incr(key, n)
 
     def counters(self, prefix: str = "") -> dict[str, int]:
         return self._run(lambda: self.primary.counters(prefix),

@@ -2,8 +2,13 @@
 read with DuckDB.
 
     UsageLog(home).append(UsageEvent(...))    # any number of processes at once, no locks
+    UsageLog.flush()                          # make this process's events visible now
     Reader(home).spend_by(["model"], "day")   # DuckDB over the segments
     compact(home)                             # merge small segments (safe under readers)
+
+Readers see an appended event within ``flush_interval_s`` (2 s) even if the writing process
+goes idle, or at once after ``flush()``. Writers also compact small segments in the
+background once there are more than ``compact_threshold`` (64) of them.
 
 Layout under ``$COSTLINE_HOME/events/``: ``journal/`` (one JSON-lines file per writing
 process), ``segments/`` (Parquet, the data set), ``compact.lock``.

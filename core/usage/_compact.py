@@ -4,6 +4,11 @@ Order of operations: write the merged file (sorted by ts) naming its inputs in i
 metadata, rename it into place, then delete the inputs. Readers skip every segment a present
 merged file replaces, so at each instant they count each row exactly once. One compaction
 runs at a time (an flock on events/compact.lock); writers and readers never wait for it.
+
+``compact()`` (``costline compact``) merges every small segment. ``auto_compact()``, which a
+UsageLog runs in the background once more than ``compact_threshold`` segments are small,
+merges only segments of similar size (size tiers of x``AUTO_FANOUT`` rows, a tier once it
+holds that many), so an event is rewritten a few times at most, not at every run.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import fcntl
 import logging
 import os
 import secrets
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +30,7 @@ from core.usage._schema import conform
 from core.usage._segments import (
     SUFFIX,
     SegmentInfo,
+    Snapshot,
     events_dir,
     journal_dir,
     remove_stale_temps,
@@ -34,11 +41,23 @@ from core.usage._segments import (
 
 log = logging.getLogger("costline.usage")
 
+TARGET_ROWS = 2_000_000
+MAX_BYTES = 1 << 30
+AUTO_FANOUT = 8
+AUTO_MAX_BYTES = 256 << 20  # bounds the memory a background merge takes in a router process
+_LOCK_FDS: dict[int, int] = {}  # compact.lock descriptor -> thread holding it (see _after_fork)
+
 
 @dataclass(frozen=True, slots=True)
 class CompactResult:
     merged: int  # input segments merged away
     written: int  # new segments written
+
+
+def small_segments(snapshot: Snapshot, target_rows: int, max_bytes: int) -> list[SegmentInfo]:
+    """Active segments worth merging (oldest names first)."""
+    small = (s for s in snapshot.active if s.rows < target_rows // 2 and s.nbytes < max_bytes // 2)
+    return sorted(small, key=lambda s: s.name)
 
 
 def _groups(small: list[SegmentInfo], target_rows: int, max_bytes: int) -> list[list[SegmentInfo]]:
@@ -53,6 +72,25 @@ def _groups(small: list[SegmentInfo], target_rows: int, max_bytes: int) -> list[
         rows += seg.rows
         nbytes += seg.nbytes
     return [g for g in groups if len(g) > 1]
+
+
+def _tier(rows: int, fanout: int) -> int:
+    """0 below ``fanout`` rows, 1 below fanout**2, ...: merging a tier lands in a higher one."""
+    tier = 0
+    while rows >= fanout:
+        rows //= fanout
+        tier += 1
+    return tier
+
+
+def _tiered_groups(
+    small: list[SegmentInfo], target_rows: int, max_bytes: int, fanout: int
+) -> list[list[SegmentInfo]]:
+    tiers: dict[int, list[SegmentInfo]] = {}
+    for seg in small:
+        tiers.setdefault(_tier(seg.rows, fanout), []).append(seg)
+    full = [tiers[t] for t in sorted(tiers) if len(tiers[t]) >= fanout]
+    return [g for segs in full for g in _groups(segs, target_rows, max_bytes)]
 
 
 def _replaces(group: list[SegmentInfo], journals: set[str]) -> list[str]:
@@ -73,9 +111,9 @@ def _journal_stems(home: Path | None) -> set[str]:
 
 def compact(
     home: Path | None = None,
-    target_rows: int = 2_000_000,
+    target_rows: int = TARGET_ROWS,
     *,
-    max_bytes: int = 1 << 30,
+    max_bytes: int = MAX_BYTES,
     wait: bool = True,
 ) -> CompactResult:
     """Merge segments smaller than target_rows/2 into segments of up to target_rows rows.
@@ -83,30 +121,78 @@ def compact(
     ``max_bytes`` bounds the uncompressed size of one merge (the memory it needs). With
     ``wait=False`` a compaction already running elsewhere makes this return at once.
     """
+    return _compact(home, target_rows, max_bytes, wait, 0, None)
+
+
+def auto_compact(
+    home: Path | None,
+    threshold: int,
+    *,
+    target_rows: int = TARGET_ROWS,
+    max_bytes: int = AUTO_MAX_BYTES,
+    stop: threading.Event | None = None,
+) -> CompactResult:
+    """If more than ``threshold`` segments are small, merge size tiers (never waits for the
+    lock: another process's compaction makes this return at once). ``stop`` ends it between
+    two merges."""
+    fanout = max(2, min(AUTO_FANOUT, threshold))
+    sdir = segments_dir(home)
+    merged = written = 0
+    while not (stop is not None and stop.is_set()):
+        if len(small_segments(scan(sdir), target_rows, max_bytes)) <= threshold:
+            break
+        result = _compact(home, target_rows, max_bytes, False, fanout, stop)
+        merged, written = merged + result.merged, written + result.written
+        if not result.written:  # locked elsewhere, or no tier full enough
+            break
+    return CompactResult(merged, written)
+
+
+def _compact(
+    home: Path | None,
+    target_rows: int,
+    max_bytes: int,
+    wait: bool,
+    fanout: int,
+    stop: threading.Event | None,
+) -> CompactResult:
     sdir = segments_dir(home)
     sdir.mkdir(parents=True, exist_ok=True)
     lock_fd = os.open(events_dir(home) / "compact.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    _LOCK_FDS[lock_fd] = threading.get_ident()
     try:
         try:
             fcntl.flock(lock_fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
             return CompactResult(0, 0)
-        return _compact_locked(sdir, target_rows, max_bytes, home)
+        return _compact_locked(sdir, target_rows, max_bytes, home, fanout, stop)
     finally:
+        _LOCK_FDS.pop(lock_fd, None)
         os.close(lock_fd)
 
 
 def _compact_locked(
-    sdir: Path, target_rows: int, max_bytes: int, home: Path | None
+    sdir: Path,
+    target_rows: int,
+    max_bytes: int,
+    home: Path | None,
+    fanout: int,
+    stop: threading.Event | None,
 ) -> CompactResult:
     snapshot = scan(sdir)
     journals = _journal_stems(home)
     for seg in snapshot.superseded:  # left by a compaction that died before deleting them
         seg.path.unlink(missing_ok=True)
     remove_stale_temps(sdir)
-    small = sorted((s for s in snapshot.active if s.rows < target_rows // 2), key=lambda s: s.name)
+    small = small_segments(snapshot, target_rows, max_bytes)
+    if fanout > 1:
+        groups = _tiered_groups(small, target_rows, max_bytes, fanout)
+    else:
+        groups = _groups(small, target_rows, max_bytes)
     merged = written = 0
-    for group in _groups(small, target_rows, max_bytes):
+    for group in groups:
+        if stop is not None and stop.is_set():
+            break
         table = pa.concat_tables([conform(pq.read_table(s.path)) for s in group])
         table = table.sort_by("ts").replace_schema_metadata(None)
         name = f"compact-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{secrets.token_hex(4)}"
@@ -117,3 +203,17 @@ def _compact_locked(
         written += 1
         log.info("compacted %d usage segments (%d rows) into %s", len(group), len(table), name)
     return CompactResult(merged, written)
+
+
+def _after_fork() -> None:
+    # A forked child shares the parent's flock through inherited descriptors: drop those of
+    # the parent's other threads (which do not exist here), or the lock would stay held for
+    # as long as the child lives.
+    me = threading.get_ident()
+    for fd, holder in list(_LOCK_FDS.items()):
+        if holder != me:
+            os.close(fd)
+            del _LOCK_FDS[fd]
+
+
+os.register_at_fork(after_in_child=_after_fork)

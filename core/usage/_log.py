@@ -2,10 +2,15 @@
 
 Each ``append`` is one ``os.write`` of one JSON line to this process's own journal (an
 ``O_APPEND`` file, no fsync), so a process killed with SIGKILL loses no event whose
-``append`` returned: ``recover()`` converts its journal later. Every ``flush_every`` events,
-or at the first append once ``flush_interval_s`` has passed, the journal is sealed and a
-background thread turns it into a Parquet segment (DuckDB parses it without holding the GIL),
-then deletes it. No event is held in Python memory: the journal is the buffer.
+``append`` returned: ``recover()`` converts its journal later. No event is held in Python
+memory: the journal is the buffer.
+
+The journal is sealed after ``flush_every`` events, or ``flush_interval_s`` after its first
+event even if nothing else is appended (a timer thread, armed by the first append after a
+seal, blocked while there is nothing to seal). A background thread then turns it into a
+Parquet segment (DuckDB parses it without holding the GIL) and deletes it, so readers see an
+event within about ``flush_interval_s``; ``flush()`` makes them visible at once. When more
+than ``compact_threshold`` segments are small, a background thread compacts them.
 """
 
 from __future__ import annotations
@@ -18,135 +23,63 @@ import math
 import os
 import threading
 import time
-from collections import deque
 from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
 
-import duckdb
 import orjson
-import pyarrow as pa
 
 from core.errors import ConfigError
 from core.settings import costline_home
-from core.usage._convert import connect, convert_journal
-from core.usage._journal import JOURNAL_SUFFIX, journal_name, recover
+from core.usage._journal import journal_name, recover
 from core.usage._procid import ProcId
 from core.usage._schema import UsageEvent, event_row
 from core.usage._segments import journal_dir, segments_dir
+from core.usage._workers import AutoCompactor, Converter
 
 log = logging.getLogger("costline.usage")
 
 _DUMPS = orjson.dumps
 _OPT = orjson.OPT_NAIVE_UTC | orjson.OPT_APPEND_NEWLINE
 _monotonic = time.monotonic
+_write = os.write
 _OPEN_LOGS: set[UsageLog] = set()
 _BULK_LINES = 1024  # append_many writes this many lines per os.write
-MAX_BACKLOG = 2  # sealed journals waiting for conversion before appends wait too
 
 
 def _write_all(fd: int, data: bytes) -> None:
-    written = os.write(fd, data)
+    written = _write(fd, data)
     if written != len(data):  # rare: a signal or a full disk cut the write short
         view = memoryview(data)[written:]
         while view:
-            view = view[os.write(fd, view) :]
-
-
-class _Converter:
-    """One background thread turning sealed journals into segments, oldest first."""
-
-    def __init__(self, sdir: Path) -> None:
-        self._sdir = sdir
-        self._cond = threading.Condition()
-        self._queue: deque[tuple[Path, int] | None] = deque()
-        self._busy = 0  # journals queued or being converted
-        self._error: Exception | None = None
-        self._thread: threading.Thread | None = None
-
-    def submit(self, journal: Path, fd: int) -> None:
-        """Queue a sealed journal (the converter closes ``fd``); wait if too far behind."""
-        with self._cond:
-            while self._busy >= MAX_BACKLOG:
-                self._cond.wait()
-            self._busy += 1
-            self._queue.append((journal, fd))
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="usage-log", daemon=True)
-                self._thread.start()
-            self._cond.notify_all()
-
-    def wait_idle(self) -> Exception | None:
-        """Wait until every queued journal is converted; return (and clear) the last error."""
-        with self._cond:
-            while self._busy:
-                self._cond.wait()
-            error, self._error = self._error, None
-            return error
-
-    def queued(self) -> list[tuple[Path, int] | None]:
-        return list(self._queue)
-
-    def stop(self) -> None:
-        with self._cond:
-            if self._thread is not None:
-                self._queue.append(None)
-                self._cond.notify_all()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join()
-
-    def _run(self) -> None:
-        con: list[duckdb.DuckDBPyConnection] = []  # opened on first use, inside the try below
-        try:
-            while True:
-                with self._cond:
-                    while not self._queue:
-                        self._cond.wait()
-                    item = self._queue.popleft()
-                if item is None:
-                    return
-                error = self._convert(*item, con)
-                with self._cond:
-                    self._busy -= 1
-                    self._error = error or self._error
-                    self._cond.notify_all()
-        finally:
-            for c in con:
-                c.close()
-
-    def _convert(
-        self, journal: Path, fd: int, con: list[duckdb.DuckDBPyConnection]
-    ) -> Exception | None:
-        stem = journal.name.removesuffix(JOURNAL_SUFFIX)
-        try:
-            if not con:
-                con.append(connect())
-            convert_journal(journal, self._sdir, stem, con[0])
-            journal.unlink()  # only once the segment is durable
-            pa.default_memory_pool().release_unused()  # keep the resident size flat
-            return None
-        except Exception as exc:  # the journal stays; recover() takes it after this process
-            log.exception("usage journal %s could not be converted", journal)
-            return exc
-        finally:
-            os.close(fd)
+            view = view[_write(fd, view) :]
 
 
 class UsageLog:
-    """Append-only usage log of this process. Thread-safe; flushes at exit."""
+    """Append-only usage log of this process. Thread-safe; flushes at exit.
+
+    ``flush_every``: events per segment at most. ``flush_interval_s``: how long an event may
+    stay in the journal (invisible to readers). ``compact_threshold``: compact in the
+    background once more than this many segments are small (0: never; ``costline compact``).
+    """
 
     def __init__(
         self,
         home: Path | None = None,
         *,
         flush_every: int = 50_000,
-        flush_interval_s: float = 5.0,
+        flush_interval_s: float = 2.0,
+        compact_threshold: int = 64,
     ) -> None:
-        if flush_every < 1 or flush_interval_s < 0:
-            raise ConfigError("flush_every must be >= 1, flush_interval_s >= 0", field="flush")
+        if flush_every < 1 or flush_interval_s < 0 or compact_threshold < 0:
+            raise ConfigError(
+                "flush_every must be >= 1, flush_interval_s and compact_threshold >= 0",
+                field="flush",
+            )
         self.home = home if home is not None else costline_home()
         self.flush_every = flush_every
         self.flush_interval_s = flush_interval_s
+        self.compact_threshold = compact_threshold
         self._jdir = journal_dir(self.home)
         self._sdir = segments_dir(self.home)
         self._jdir.mkdir(parents=True, exist_ok=True)
@@ -158,12 +91,18 @@ class UsageLog:
 
     def _start_fresh(self) -> None:
         self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)  # wakes the flush timer
+        self._timer: threading.Thread | None = None
         self._owner = ProcId.current()
         self._seq = 0
         self._fd = -1
         self._count = 0  # events in the open journal
-        self._deadline = math.inf  # seal at the first append after this time
-        self._converter = _Converter(self._sdir)
+        self._deadline = math.inf  # seal the open journal at this time
+        self._compactor = (
+            AutoCompactor(self.home, self.compact_threshold) if self.compact_threshold else None
+        )
+        poke = self._compactor.poke if self._compactor is not None else None
+        self._converter = Converter(self._sdir, poke)
 
     @property
     def pending(self) -> int:
@@ -173,12 +112,14 @@ class UsageLog:
     def append(self, event: UsageEvent) -> None:
         line = _DUMPS(event_row(event), option=_OPT)
         with self._lock:
-            _write_all(self._fd if self._fd >= 0 else self._open(), line)
+            fd = self._fd if self._fd >= 0 else self._open()
+            written = _write(fd, line)  # _write_all, inlined: the hot path
+            if written != len(line):
+                _write_all(fd, line[written:])
             self._count += 1
-            now = _monotonic()
             if self._count == 1:
-                self._deadline = now + self.flush_interval_s
-            if self._count >= self.flush_every or now >= self._deadline:
+                self._arm()
+            if self._count >= self.flush_every or _monotonic() >= self._deadline:
                 self._seal()
 
     def append_many(self, events: Iterable[UsageEvent]) -> None:
@@ -189,14 +130,16 @@ class UsageLog:
                 n = min(_BULK_LINES, self.flush_every - self._count, len(lines) - i)
                 _write_all(self._fd if self._fd >= 0 else self._open(), b"".join(lines[i : i + n]))
                 if not self._count:
-                    self._deadline = _monotonic() + self.flush_interval_s
+                    self._arm()
                 self._count += n
                 i += n
                 if self._count >= self.flush_every or _monotonic() >= self._deadline:
                     self._seal()
 
     def flush(self) -> None:
-        """Turn every journalled event into a segment now (and wait for it)."""
+        """Make every event appended so far visible to readers now: seal the journal and wait
+        until its segment is written. For callers that must read their own events at once
+        (the console's playground); otherwise they show up within ``flush_interval_s``."""
         with self._lock:
             self._seal()
         error = self._converter.wait_idle()
@@ -210,8 +153,14 @@ class UsageLog:
             self._closed = True
             _OPEN_LOGS.discard(self)
             self._seal()
+            self._wake.notify()  # the timer thread ends
+            timer = self._timer
         error = self._converter.wait_idle()
         self._converter.stop()
+        if self._compactor is not None:
+            self._compactor.stop()
+        if timer is not None and timer is not threading.current_thread():
+            timer.join()
         if error is not None:
             raise error
 
@@ -239,6 +188,31 @@ class UsageLog:
         self._fd = fd
         return fd
 
+    def _arm(self) -> None:
+        """The journal got its first event: seal it flush_interval_s from now."""
+        self._deadline = _monotonic() + self.flush_interval_s
+        if self.flush_interval_s <= 0:
+            return  # the append itself seals it
+        if self._timer is None:
+            self._timer = threading.Thread(target=self._run_timer, name="usage-flush", daemon=True)
+            self._timer.start()
+        else:
+            self._wake.notify()
+
+    def _run_timer(self) -> None:
+        """Seal the open journal at its deadline; wait without a timeout while none is open."""
+        with self._lock:
+            while not self._closed:
+                delay = self._deadline - _monotonic()
+                if delay > 0:
+                    self._wake.wait(None if delay == math.inf else delay)
+                    continue
+                try:
+                    self._seal()
+                except Exception:
+                    log.exception("usage log: sealing the journal on its timer failed")
+                    self._deadline = math.inf
+
     def _seal(self) -> None:
         """Hand the open journal to the converter; the next append starts a new one."""
         if self._fd < 0:
@@ -251,7 +225,8 @@ class UsageLog:
         self._converter.submit(journal, fd)
 
     def _after_fork_in_child(self) -> None:
-        # The parent's journals (open or queued) stay the parent's: drop our copies.
+        # The parent's journals (open or queued) stay the parent's: drop our copies. Its
+        # threads (converter, timer, compactor) do not exist here; new ones start on demand.
         fds = [self._fd] + [item[1] for item in self._converter.queued() if item]
         for fd in fds:
             if fd >= 0:

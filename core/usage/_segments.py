@@ -94,6 +94,14 @@ _cache: dict[tuple[str, int, int], SegmentInfo | None] = {}
 _cache_lock = threading.Lock()
 
 
+def _after_fork() -> None:
+    global _cache_lock
+    _cache_lock = threading.Lock()  # a background thread may have held it during the fork
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
 def _validate(path: Path) -> SegmentInfo:
     md = pq.read_metadata(path)
     schema = md.schema.to_arrow_schema()

@@ -1,10 +1,16 @@
 """Usage log benchmarks.
 
 - log_ingest_events_per_s: UsageLog.append of N events, flushes to Parquet included.
+- log_ingest_cpu_us_per_event: CPU time of that run (all threads: appends and conversion)
+  per event; unlike the rate, it barely depends on what else runs on the machine.
 - log_ingest_rss_mb: resident memory growth during that run (bounded by flush_every).
+- log_idle_visible_ms: one append, then nothing: until a Reader sees it (the flush timer,
+  flush_interval_s = 2 s by default, plus the conversion).
 - query_10m_rows_ms: Reader.spend_by(["model"], "day") over 10M events (1M with --quick),
-  median of 5 runs after one warm-up. The data is built with numpy/pyarrow and written
-  through the same write_segment() the log uses.
+  median of 5 runs after one warm-up (query_10m_rows_cpu_ms: CPU time, all DuckDB threads).
+  The data is built with numpy/pyarrow and written through the same write_segment() the
+  log uses.
+- usage_loadavg_1m: the machine's 1-minute load average when the module started.
 """
 
 from __future__ import annotations
@@ -68,6 +74,7 @@ def bench_ingest(home: Path, n: int) -> dict[str, float]:
     log.flush()  # warm-up: imports, first segment
     rss0 = peak = _rss_mb()
     append = log.append
+    cpu0 = time.process_time()
     t0 = time.perf_counter()
     for i in range(n):
         append(pool[i % 1000])
@@ -75,8 +82,10 @@ def bench_ingest(home: Path, n: int) -> dict[str, float]:
             peak = max(peak, _rss_mb())
     log.close()
     elapsed = time.perf_counter() - t0
+    cpu = time.process_time() - cpu0
     return {
         "log_ingest_events_per_s": round(n / elapsed),
+        "log_ingest_cpu_us_per_event": round(cpu / n * 1e6, 2),
         "log_ingest_rss_mb": round(max(peak, _rss_mb()) - rss0, 1),
     }
 
@@ -171,22 +180,41 @@ def bench_query(home: Path, rows: int) -> dict[str, float]:
     reader = Reader(home)
     assert reader.count() == rows
     reader.spend_by(["model"], "day")  # warm-up: view and Parquet footers
-    times = []
+    times, cpu = [], []
     for _ in range(5):
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         df = reader.spend_by(["model"], "day")
         times.append((time.perf_counter() - t0) * 1e3)
+        cpu.append((time.process_time() - c0) * 1e3)
     assert int(df["requests"].sum()) == rows
     reader.close()
     return {
         "query_10m_rows_ms": round(statistics.median(times), 1),
+        "query_10m_rows_cpu_ms": round(statistics.median(cpu), 1),
         "query_rows": rows,
         "query_build_s": round(build_s, 1),
     }
 
 
+def bench_idle(home: Path) -> dict[str, float]:
+    from core.usage import Reader
+
+    reader = Reader(home)
+    log = UsageLog(home)
+    t0 = time.perf_counter()
+    log.append(_event(0, datetime.now(UTC)))
+    while not reader.count():
+        time.sleep(0.005)
+    visible_ms = (time.perf_counter() - t0) * 1e3
+    log.close()
+    reader.close()
+    return {"log_idle_visible_ms": round(visible_ms, 1)}
+
+
 def run(quick: bool) -> dict[str, float]:
     base = Path(os.environ.get("COSTLINE_HOME", "/tmp")) / "bench-usage"
-    out = bench_ingest(base / "ingest", 300_000 if quick else 2_000_000)
+    out: dict[str, float] = {"usage_loadavg_1m": round(os.getloadavg()[0], 2)}
+    out.update(bench_ingest(base / "ingest", 300_000 if quick else 2_000_000))
+    out.update(bench_idle(base / "idle"))
     out.update(bench_query(base / "query", 1_000_000 if quick else 10_000_000))
     return out

@@ -1,0 +1,305 @@
+"""The Forecast page's data: cached calls into ``core.insights`` plus the small frames its
+charts and tables draw.
+
+Every cached function takes the log's home and ``Reader.data_version()`` (and the control
+plane's version where budgets or policies matter), so new usage invalidates it; under
+``st.cache_data`` sits core's ``ForecastCache``, keyed the same way, so a rerun after a
+widget change refits nothing it has fitted before. The shaping functions are pure pandas.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from console import auth, data, shape
+from console.view import Money, Scope, today_in
+from core import insights
+from core.alerts import AlertSink
+from core.analytics import AdviceReport, Backtest, Forecast
+from core.control import control_url
+from core.insights import BudgetOutlook, Finding
+from core.pricing import load_catalog
+from core.usage import Filters
+
+cached = st.cache_data(ttl=600, max_entries=128, show_spinner=False)
+ADVICE_DAYS = 30
+PAGES = {"routing": "app_pages/routing.py", "budgets": "app_pages/budgets.py"}
+
+
+def series_filters(scope: Scope) -> Filters:
+    """The sidebar's dimension filters without its time range (forecasts use all history)."""
+    return scope.filters(start=None, end=None)
+
+
+def now_slot(minutes: int = 5) -> datetime:
+    """Now, floored to a few minutes: a stable cache key that is never far behind."""
+    now = datetime.now(UTC)
+    return now.replace(minute=now.minute - now.minute % minutes, second=0, microsecond=0)
+
+
+# ---- cached reads --------------------------------------------------------------------------
+
+
+@cached
+def values(home: str, version: str, scope: Scope, dimension: str) -> list[str]:
+    return insights.dimension_values(data.reader(), dimension, series_filters(scope))
+
+
+@cached
+def forecast(home: str, version: str, scope: Scope, dimension: str, value: str | None,
+             horizon: int, holidays: str | None, today: date) -> Forecast:  # fmt: skip
+    return insights.forecast(
+        data.reader(), dimension, value, filters=series_filters(scope), horizon_days=horizon,
+        holidays_country=holidays, tz=scope.tz, through=today - timedelta(days=1),
+    )  # fmt: skip
+
+
+@cached
+def outlook(home: str, version: str, plane_version: int, now: datetime, width: float,
+            holidays: str | None) -> list[BudgetOutlook]:  # fmt: skip
+    return insights.budget_outlook(data.reader(), auth.plane().budgets(), now=now,
+                                   intervals=(width,), holidays_country=holidays)  # fmt: skip
+
+
+@cached
+def findings(home: str, version: str, tz: str, since: datetime, now: datetime) -> list[Finding]:
+    return insights.scan_usage(data.reader(), tz=tz, since=since, now=now)
+
+
+@cached
+def advice(home: str, version: str, plane_version: int, scope: Scope, now: datetime,
+           ) -> AdviceReport:  # fmt: skip
+    plane = auth.plane()
+    return insights.savings_advice(
+        data.reader(), load_catalog(), policies=plane.policies(), scores=plane.model_scores(),
+        filters=series_filters(scope), days=ADVICE_DAYS, now=now,
+    )  # fmt: skip
+
+
+@st.cache_resource(show_spinner=False)
+def _sink(url: str) -> AlertSink:
+    return AlertSink(auth.plane())
+
+
+def record_alerts(found: list[Finding]) -> int:
+    """Anomaly alerts through the budget-alert channel; de-duplicated by the control plane
+    (and by the sink in this process), so calling it on every render records each once."""
+    hook = auth.plane().get_setting("anomaly_webhook_url", None)
+    return len(insights.raise_anomaly_alerts(found, _sink(control_url()), webhook_url=hook))
+
+
+def today(scope: Scope) -> date:
+    return today_in(scope.tz)
+
+
+# ---- shaping -------------------------------------------------------------------------------
+
+
+def series_frame(fc: Forecast, money: Money, label: str) -> pd.DataFrame:
+    """ds, actual, yhat, lower, upper in the display currency (``label``: '80' or '95')."""
+    f = fc.frame
+    rate = float(Decimal(money.rate))
+    fut = ~f["is_history"]
+    out = pd.DataFrame({
+        "ds": f["ds"],
+        "actual": f["y"].where(f["is_history"]) * rate,
+        "yhat": f["yhat"].where(fut) * rate,
+        "lower": f[f"lower_{label}"].where(fut) * rate,
+        "upper": f[f"upper_{label}"].where(fut) * rate,
+    })  # fmt: skip
+    hist = f.index[f["is_history"]]
+    if len(hist) and fut.any():  # the forecast line and band start at the last actual day
+        out.loc[hist[-1], ["yhat", "lower", "upper"]] = out.loc[hist[-1], "actual"]
+    return out
+
+
+def cumulative_frame(o: BudgetOutlook, money: Money, label: str) -> pd.DataFrame:
+    """The budget window, cumulative: actual through yesterday, then spent-so-far plus the
+    forecast (the same numbers as the exhaustion table)."""
+    assert o.forecast is not None
+    f = o.forecast.frame
+    day = f["ds"].dt.date
+    inside = (day >= o.start) & (day <= o.end)
+    hist = f[inside & f["is_history"]]
+    fut = f[inside & ~f["is_history"]]
+    rate = float(Decimal(money.rate))
+    spent = float(o.spent_usd)
+    past = pd.DataFrame({"ds": hist["ds"], "actual": hist["y"].cumsum() * rate})
+    ahead = pd.DataFrame({
+        "ds": fut["ds"],
+        "yhat": (spent + fut["yhat"].cumsum()) * rate,
+        "lower": (spent + fut[f"lower_{label}"].cumsum()) * rate,
+        "upper": (spent + fut[f"upper_{label}"].cumsum()) * rate,
+    })  # fmt: skip
+    if len(past):  # the forecast starts where the actual line ends
+        for col in ("yhat", "lower", "upper"):
+            past.loc[past.index[-1], col] = past["actual"].iloc[-1]
+    return pd.concat([past, ahead], ignore_index=True)
+
+
+def changepoint_frame(fc: Forecast) -> pd.DataFrame:
+    return pd.DataFrame({"ds": pd.to_datetime(list(fc.changepoints))})
+
+
+def _ratio(a: Any) -> str:
+    return "new" if math.isinf(a.ratio) else f"{a.ratio:.1f}x"
+
+
+def _excess(fd: Finding, money: Money) -> str:
+    if fd.metric == "requests":
+        return f"+{fd.anomaly.excess_usd:,.0f} calls"
+    return "+" + money.fmt(int(round(fd.anomaly.excess_usd * 10**12)))
+
+
+def _matches(fd: Finding, scope: Scope, dimension: str, value: str | None) -> bool:
+    """Does the finding belong to the charted series? Total: everything the sidebar keeps."""
+    if dimension == fd.dimension:
+        return value == fd.key
+    chosen = getattr(scope, fd.dimension, ())
+    return dimension == "total" and (not chosen or fd.key in chosen)
+
+
+def marks_frame(found: list[Finding], series: pd.DataFrame, money: Money, scope: Scope,
+                dimension: str, value: str | None) -> pd.DataFrame:  # fmt: skip
+    """Daily spend anomalies of the charted series, on its actual line (one point a day)."""
+    actual = series.set_index(series["ds"].dt.date)["actual"]
+    rows = []
+    for fd in found:
+        day = fd.ts.date()
+        if (fd.grain != "day" or fd.metric != "spend" or day not in actual.index
+                or not _matches(fd, scope, dimension, value)):
+            continue
+        rows.append({"ds": pd.Timestamp(day), "amount": float(actual[day]), "when": fd.when,
+                     "what": f"{fd.metric} of {fd.subject}", "ratio": _ratio(fd.anomaly),
+                     "excess": _excess(fd, money), "culprits": fd.culprits() or "–"})  # fmt: skip
+    frame = pd.DataFrame(rows, columns=["ds", "amount", "when", "what", "ratio", "excess",
+                                        "culprits"])  # fmt: skip
+    return frame.drop_duplicates("ds")
+
+
+def overview_marks(period_frame: pd.DataFrame, found: list[Finding], money: Money,
+                   grain: str) -> pd.DataFrame:  # fmt: skip
+    """For the Overview's spend chart: each daily spend anomaly as a point on top of the bar
+    of the period holding it. ``period_frame`` is console.shape.series_frame output."""
+    cols = ["period", "amount", "when", "what", "ratio", "excess", "culprits"]
+    if period_frame.empty or not found:
+        return pd.DataFrame(columns=cols)
+    bars = period_frame.groupby("period").agg(amount=("amount", "sum"), end=("period_end", "first"))
+    starts = pd.to_datetime(bars.index.to_series()).reset_index(drop=True)
+    naive = starts.dt.tz_localize(None) if starts.dt.tz is not None else starts
+    nexts = shape.next_period(naive, grain)
+    rows = []
+    for fd in found:
+        if fd.grain != "day" or fd.metric != "spend":
+            continue
+        inside = ((naive <= fd.ts) & (fd.ts < nexts)).to_numpy().nonzero()[0]
+        if not len(inside):
+            continue
+        start, row = bars.index[inside[0]], bars.iloc[inside[0]]
+        rows.append({"period": start + (row["end"] - start) / 2, "amount": float(row["amount"]),
+                     "when": fd.when, "what": f"spend of {fd.subject}",
+                     "ratio": _ratio(fd.anomaly), "excess": _excess(fd, money),
+                     "culprits": fd.culprits() or "–"})  # fmt: skip
+    return pd.DataFrame(rows, columns=cols)
+
+
+def findings_frame(found: list[Finding], money: Money) -> pd.DataFrame:
+    """The anomalies list: one row per finding with its top contributors."""
+    rows = []
+    for fd in found:
+        a = fd.anomaly
+        spend = fd.metric == "spend"
+        amount = money.fmt(int(round(a.value * 10**12))) if spend else f"{a.value:,.0f} calls"
+        usual = money.fmt(int(round(a.expected * 10**12))) if spend else f"{a.expected:,.0f}"
+        top = {d: fd.top(d) for d in ("user", "model", "task", "org")}
+        rows.append({
+            "when": fd.when, "grain": fd.grain, "series": fd.subject, "metric": fd.metric,
+            "actual": amount, "expected": usual, "x baseline": _ratio(a),
+            "above expected": _excess(fd, money),
+            **{f"top {d}": f"{c.value} ({c.share:.0%})" if c is not None else "–"
+               for d, c in top.items() if d != fd.dimension},
+        })  # fmt: skip
+    cols = ["when", "grain", "series", "metric", "actual", "expected", "x baseline",
+            "above expected", "top user", "top model", "top task", "top org"]  # fmt: skip
+    return pd.DataFrame(rows, columns=cols).fillna("–")
+
+
+def backtest_frame(bt: Backtest) -> pd.DataFrame:
+    metric = bt.metric.upper()
+    row: dict[str, Any] = {
+        "held-out days": bt.holdout_days,
+        f"forecast {metric}": _pct(bt.mape),
+        f"naive weekly repeat {metric}": _pct(bt.naive_mape),
+    }
+    for lab, cov in sorted(bt.coverage.items(), key=lambda kv: float(kv[0])):
+        row[f"{lab}% interval coverage"] = _pct(cov)
+    row["verdict"] = verdict(bt)
+    return pd.DataFrame([row])
+
+
+def verdict(bt: Backtest | None) -> str:
+    if bt is None:
+        return "not enough history to backtest: treat as indicative"
+    if bt.mape is None or bt.naive_mape is None:
+        return "no spend in the held-out days to score: treat as indicative"
+    if bt.naive_mape > 0 and bt.mape < bt.naive_mape:
+        better = (bt.naive_mape - bt.mape) / bt.naive_mape
+        return f"the forecast beats a naive weekly repeat by {better:.0%}: trust it"
+    return "it does not beat a naive repeat: treat as indicative"
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{x:.1%}"
+
+
+def _day(d: date | None) -> str:
+    return "–" if d is None else f"{d:%d %b %Y}"
+
+
+def outlook_frame(outlooks: list[BudgetOutlook], money: Money, width: str) -> pd.DataFrame:
+    """The exhaustion table: one row per budget."""
+    rows = []
+    for o in outlooks:
+        ex = o.exhaustion
+        limit = money.fmt(int(o.limit_usd * 10**12)) if o.limit_usd is not None else "–"
+        row = {"budget": o.budget.name, "scope": o.scope, "window": o.window,
+               "spent": money.fmt(int(o.spent_usd * 10**12)), "limit": limit}  # fmt: skip
+        if ex is None:
+            row.update({"runs out": "–", f"{width}% range": "–", "projected at window end": "–",
+                        "vs limit": "–", "note": o.note})  # fmt: skip
+        else:
+            runs = "already reached" if ex.already_exceeded else (
+                _day(ex.date) if ex.date else "not this window")
+            rng = f"{_day(ex.earliest)} – {_day(ex.latest) if ex.latest else 'not reached'}"
+            low, high = _pico(ex.projected_low_usd), _pico(ex.projected_high_usd)
+            projected = (f"{money.fmt(_pico(ex.projected_total_usd))}"
+                         f" ({money.fmt(low)}–{money.fmt(high)})")  # fmt: skip
+            row.update({"runs out": runs, f"{width}% range": rng if ex.earliest else "–",
+                        "projected at window end": projected,
+                        "vs limit": f"{ex.utilisation:.0%}", "note": o.note})  # fmt: skip
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _pico(usd: Decimal) -> int:
+    return int(usd * 10**12)
+
+
+def csv_bytes(fc: Forecast, money: Money) -> bytes:
+    """The forecast as CSV: every day, actual or forecast with both intervals, in the
+    display currency."""
+    f = fc.frame
+    rate = float(Decimal(money.rate))
+    out = pd.DataFrame({"date": f["ds"].dt.strftime("%Y-%m-%d"),
+                        "kind": f["is_history"].map({True: "actual", False: "forecast"})})
+    out[f"actual_{money.currency}"] = (f["y"] * rate).round(4)
+    for col in [c for c in f.columns if c == "yhat" or c.startswith(("lower_", "upper_"))]:
+        name = "forecast" if col == "yhat" else col
+        out[f"{name}_{money.currency}"] = (f[col] * rate).round(4)
+    return out.to_csv(index=False).encode()

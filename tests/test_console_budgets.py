@@ -1,0 +1,277 @@
+"""Budgets page: utilisation from the usage log, the editor (errors next to the field, nothing
+stored), viewers read only (and refused by core), reset with confirmation, the what-if replay,
+and an edit reaching a Router in another process within 5 s."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_controls_support import python
+
+from console import budgets_data as bd
+from console import routing_data as rd
+from core.control import SYSTEM, Actor, Budget, ControlPlane
+from core.errors import PermissionDenied
+from core.usage import Filters, Reader
+from tests.console_support import ADMIN_PASSWORD, app, make_users, sample_data
+
+PAGE = "app_pages/budgets.py"
+VIEWER = Actor("viewer", "viewer")
+NEW = "FormSubmitter:bud_form_new-Save budget"
+
+
+@pytest.fixture
+def home(costline_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("COSTLINE_ADMIN_PASSWORD", ADMIN_PASSWORD)
+    sample_data(costline_home)
+    make_users(costline_home)
+    return costline_home
+
+
+def page(role: str) -> Any:
+    at = app(role).run()
+    at.switch_page(PAGE).run()
+    assert not at.exception
+    return at
+
+
+def add(at: Any, **values: str) -> Any:
+    """Fill the new-budget form and save it."""
+    for field, value in values.items():
+        widget = at.selectbox(key=f"bud_new_{field}") if field in ("scope", "period", "action") \
+            else at.text_input(key=f"bud_new_{field}")
+        widget.set_value(value)
+    at.button(key=NEW).click().run()
+    assert not at.exception
+    return at
+
+
+def error_after(at: Any, key: str) -> str | None:
+    """The error shown right after the widget ``key`` (in document order), if any."""
+    nodes = [n for n in at.main if not hasattr(n, "children")]
+    index = next(i for i, n in enumerate(nodes) if getattr(n, "key", None) == key)
+    follower = nodes[index + 1] if index + 1 < len(nodes) else None
+    return follower.value if getattr(follower, "type", "") == "error" else None
+
+
+def state() -> tuple[int, list[Budget]]:
+    with ControlPlane() as plane:
+        return plane.version(), plane.budgets()
+
+
+def test_utilisation_is_the_usage_log_of_each_window_and_scope(home: Path) -> None:
+    with ControlPlane() as plane:
+        plane.upsert_budget(Budget(id="all", name="All", limit_usd=Decimal("0.5")), SYSTEM)
+        plane.upsert_budget(Budget(id="o0", name="org0 daily", scope="org", scope_value="org0",
+                                   period="day", limit_usd=Decimal("0.01")), SYSTEM)
+        day = plane.budget("o0")
+        assert day is not None
+        plane.record_alert("o0", day.window_key(datetime.now(UTC)), 50, message="half")
+    at = page("viewer")
+    now = datetime.now(UTC)
+    with Reader(home) as r:
+        month = r.totals(Filters(*Budget(id="m", name="m").window_bounds(now)))["cost_picousd"]
+        org0 = r.totals(Filters(*day.window_bounds(now), org="org0"))["cost_picousd"]
+    bars = [p.proto.text for p in at.get("progress")]
+    assert bars == [f"{bd.usd(month)} of $0.50 ({month / 5e11:.0%})",
+                    f"{bd.usd(org0)} of $0.01 ({org0 / 1e10:.0%})"]
+    assert "Alerts this window: 50%" in [c.value for c in at.caption]
+    table = at.dataframe[0].value
+    assert list(table["id"]) == ["all", "o0"] and table["spent"].tolist() == [bd.usd(month),
+                                                                           bd.usd(org0)]
+
+
+def test_viewer_sees_no_edit_controls_and_core_refuses_their_writes(home: Path) -> None:
+    with ControlPlane() as plane:
+        plane.upsert_budget(Budget(id="all", name="All", limit_usd=Decimal(5)), SYSTEM)
+    at = page("viewer")
+    assert not at.get("form") and not at.text_input and not at.data_editor
+    assert [b.key for b in at.button] == ["sign_out"]
+    assert "Editing budgets needs the engineer role." in [c.value for c in at.caption]
+    before = state()
+    values = bd.form_values(Budget(id="x", name="x", limit_usd=Decimal(1)))
+    writes = [
+        lambda a: bd.save_budget(a, values, new=True),
+        lambda a: bd.delete_budget(a, "all"),
+        lambda a: bd.reset_budget(a, "all"),
+        lambda a: rd.save_policy(a, {"task": "t", "primary_model": "dryrun-small"}, new=True),
+    ]
+    for write in writes:
+        for actor in (VIEWER, Actor("viewer", "admin")):  # a forged role does not help
+            with pytest.raises(PermissionDenied):
+                write(actor)
+    assert state() == before
+
+
+def test_engineer_adds_edits_and_deletes_a_budget_and_it_is_audited(home: Path) -> None:
+    at = add(page("engineer"), id="acme-day", name="Acme daily", scope="org",
+             scope_value="org0", period="day", limit_usd="12.5", action="degrade",
+             degrade_to="dryrun-small", thresholds="50, 90")
+    assert [s.value for s in at.success] == ["Budget saved."]
+    assert at.selectbox(key="bud_pick").value == "acme-day"
+    _, budgets = state()
+    b = budgets[0]
+    assert (b.id, b.scope_value, b.period, b.limit_usd, b.action, b.thresholds, b.timezone) == (
+        "acme-day", "org0", "day", Decimal("12.5"), "degrade", (50, 90), "UTC")
+    at.text_input(key="bud_acme-day_limit_usd").set_value("20")
+    at.button(key="FormSubmitter:bud_form_acme-day-Save budget").click().run()
+    assert not at.exception
+    assert state()[1][0].limit_usd == Decimal(20)
+    at.button(key="bud_delete_acme-day").click().run()
+    at.button(key="bud_delete_yes_acme-day").click().run()
+    assert not at.exception and state()[1] == []
+    with ControlPlane() as plane:
+        log = [(e.actor, e.action) for e in plane.audit(entity="budget")]
+    assert log == [("engineer", "budget.delete"), ("engineer", "budget.update"),
+                   ("engineer", "budget.create")]
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("limit_usd", "-5", "must be a finite amount >= 0"),
+    ("limit_usd", "lots", "must be a number of USD"),
+    ("thresholds", "90, 50", "must be strictly increasing"),
+    ("degrade_to", "gpt-9-imaginary", "not a model in the price catalog"),
+    ("timezone", "Mars/Olympus", "IANA time zone"),
+])
+def test_invalid_values_show_next_to_the_field_and_change_nothing(
+    home: Path, field: str, value: str, message: str
+) -> None:
+    with ControlPlane() as plane:
+        plane.upsert_budget(Budget(id="all", name="All", limit_usd=Decimal(5)), SYSTEM)
+    before = state()
+    good = {"id": "b1", "name": "B1", "limit_usd": "3"}
+    at = add(page("engineer"), **{**good, field: value})
+    shown = error_after(at, f"bud_new_{field}")
+    assert shown is not None and message in shown and shown.startswith(field)
+    assert len(at.error) == 1 and not at.success
+    assert state() == before  # nothing stored, control plane version unchanged
+    at.selectbox(key="bud_pick").set_value("all").run()  # the same check on an edit
+    at.text_input(key=f"bud_all_{field}").set_value(value)
+    at.button(key="FormSubmitter:bud_form_all-Save budget").click().run()
+    assert not at.exception and error_after(at, f"bud_all_{field}") is not None
+    assert state() == before
+
+
+def test_reset_now_asks_for_confirmation_and_is_audited(home: Path) -> None:
+    with ControlPlane() as plane:
+        plane.upsert_budget(Budget(id="all", name="All", limit_usd=Decimal("0.5")), SYSTEM)
+    at = page("engineer")
+    spent_before = at.dataframe[0].value["spent"].iloc[0]
+    assert spent_before != "$0.00"
+    at.button(key="bud_reset_all").click().run()
+    assert any("Reset 'All' now?" in w.value for w in at.warning)
+    assert state()[1][0].reset_generation == 0  # not yet
+    at.button(key="bud_reset_yes_all").click().run()
+    assert not at.exception
+    assert [s.value for s in at.success] == ["Budget 'All' was reset."]
+    b = state()[1][0]
+    assert b.reset_generation == 1
+    assert at.dataframe[0].value["spent"].iloc[0] == "$0.00"  # the window counts from the reset
+    with ControlPlane() as plane:
+        assert (plane.audit(limit=1)[0].actor, plane.audit(limit=1)[0].action) == (
+            "engineer", "budget.reset")
+
+
+def test_what_if_replay_on_the_page_shows_who_a_tiny_budget_would_block(home: Path) -> None:
+    with ControlPlane() as plane:
+        plane.upsert_budget(Budget(id="all", name="All", limit_usd=Decimal(1000)), SYSTEM)
+    at = page("engineer")
+    today = datetime.now(UTC).date()
+    at.date_input(key="bud_rp_dates").set_value((today, today))
+    at.session_state["bud_rp_budgets"] = {
+        "edited_rows": {}, "deleted_rows": [0],
+        "added_rows": [{"id": "tiny", "name": "tiny", "scope": "user", "scope_value": "user1",
+                        "period": "day", "limit_usd": "0.000001", "action": "block",
+                        "soft_multiplier": 2.0, "thresholds": "50", "enabled": True}]}
+    at.button(key="bud_rp_run").click().run()
+    assert not at.exception, at.exception
+    result = at.session_state["bud_rp_result"]
+    assert result.blocked == 3 and result.replayed == 12  # routed_calls: 12 today, user1: 3
+    assert next(m.value for m in at.metric if m.label == "Blocked") == "3"
+    hit = next(df.value for df in at.dataframe if "blocked" in df.value.columns)
+    assert hit["user"].tolist() == ["user1"] and hit["blocked"].tolist() == [3]
+    assert state()[1][0].id == "all"  # nothing saved
+
+
+def test_a_bad_proposal_row_is_named_and_nothing_runs(home: Path) -> None:
+    at = page("engineer")
+    at.session_state["bud_rp_budgets"] = {
+        "edited_rows": {}, "deleted_rows": [],
+        "added_rows": [{"id": "neg", "name": "neg", "scope": "global", "period": "day",
+                        "limit_usd": "-1", "action": "block", "soft_multiplier": 2.0,
+                        "thresholds": "50", "enabled": True}]}
+    at.button(key="bud_rp_run").click().run()
+    assert not at.exception
+    assert any(e.value.startswith("row 1 (neg): limit_usd") for e in at.error)
+    assert "bud_rp_result" not in at.session_state
+
+
+# ---- an edit reaches a router in another process -------------------------------------------
+
+LOOP = """
+import time
+from core.errors import BudgetExceeded
+from core.router import Router
+from core.types import ChatRequest, Message
+
+router = Router()  # controls on: the control plane of $COSTLINE_HOME, polled every second
+i, deadline = 0, time.monotonic() + 90
+while time.monotonic() < deadline:
+    i += 1
+    try:
+        router.complete(ChatRequest([Message("user", f"q{i}")], model="dryrun-small",
+                                    org="acme", max_tokens=20))
+    except BudgetExceeded as exc:
+        print("blocked", repr(time.time()), exc.budget, flush=True)
+        break
+    if i == 1:
+        print("ready", flush=True)
+    time.sleep(0.005)
+router.close()
+"""
+
+
+def lines(proc: subprocess.Popen[str], timeout: float) -> Iterator[str]:
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if line:
+            yield line.strip()
+        elif proc.poll() is not None:
+            err = proc.stderr.read() if proc.stderr else ""
+            raise AssertionError(f"router child exited {proc.returncode}: {err[-2000:]}")
+    raise AssertionError("router child stalled")
+
+
+def test_a_budget_saved_in_the_page_blocks_a_router_in_another_process_within_5s(
+    home: Path,
+) -> None:
+    child = python(LOOP)
+    try:
+        out = lines(child, 90)
+        assert next(out) == "ready"
+        at = page("engineer")
+        clicked = time.time()
+        add(at, id="freeze", name="Freeze acme", scope="org", scope_value="acme",
+            limit_usd="0", action="block")
+        with ControlPlane() as plane:
+            saved = plane.audit(limit=1)[0].ts
+        saved_at = (saved if saved.tzinfo else saved.replace(tzinfo=UTC)).timestamp()
+        word, at_time, budget_id = next(out).split()
+        lag, from_click = float(at_time) - saved_at, float(at_time) - clicked
+        print(f"\nconsole edit -> enforced in another process: {lag * 1000:.0f} ms after the"
+              f" write ({from_click * 1000:.0f} ms after the click)")
+        assert (word, budget_id) == ("blocked", "freeze")
+        assert 0 < lag < 5.0
+        assert child.wait(30) == 0
+    finally:
+        child.kill()
+        child.wait(10)

@@ -1,0 +1,222 @@
+"""Forecast page (AppTest): demo data renders chart, backtest, exhaustion, anomalies and advice;
+a short history gives the message and the run-rate; every role can view and export."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from console import charts, forecast_charts, forecast_data, shape
+from console.view import Money, Scope
+from core.analytics import Anomaly, Backtest, Contributor, forecast_spend
+from core.control import ControlPlane
+from core.demo import DemoSummary, load_demo, world
+from core.insights import Finding
+from core.types import PICO
+from core.usage import UsageEvent, UsageLog
+from tests.console_support import ADMIN_PASSWORD, app, make_users
+
+PAGE = "app_pages/forecast.py"
+PAGE_DIR = Path(__file__).resolve().parents[1] / "console" / "app_pages"
+ROLES = ("viewer", "engineer", "admin")
+
+
+@pytest.fixture(scope="module")
+def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, DemoSummary]]:
+    home = tmp_path_factory.mktemp("forecast-demo")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("COSTLINE_HOME", str(home))
+        mp.setenv("COSTLINE_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        summary = load_demo(home)
+        make_users(home)
+    yield home, summary
+
+
+@pytest.fixture
+def demo(demo_home: tuple[Path, DemoSummary], monkeypatch: pytest.MonkeyPatch,
+         ) -> tuple[Path, DemoSummary]:  # fmt: skip
+    monkeypatch.setenv("COSTLINE_HOME", str(demo_home[0]))
+    monkeypatch.setenv("COSTLINE_ADMIN_PASSWORD", ADMIN_PASSWORD)
+    return demo_home
+
+
+@pytest.fixture
+def short(costline_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Six days of calls (every day before today) and the three users."""
+    monkeypatch.setenv("COSTLINE_ADMIN_PASSWORD", ADMIN_PASSWORD)
+    now = datetime.now(UTC)
+    log = UsageLog(costline_home)
+    for d in range(1, 7):
+        for j in range(5):
+            log.append(UsageEvent(request_id=f"s{d}-{j}", ts=now - timedelta(days=d, minutes=j),
+                                  org="org0", user="u0", task="chat", provider="openai",
+                                  model="gpt-4o-mini", input_tokens=1000, output_tokens=100,
+                                  cost_picousd=(2 + j) * PICO // 10, source="test"))  # fmt: skip
+    log.close()
+    make_users(costline_home)
+    return costline_home
+
+
+def open_page(role: str, timeout: float = 240):  # type: ignore[no-untyped-def]
+    at = app(role, timeout=timeout).run()
+    at.switch_page(PAGE).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def frame_with(at, column: str) -> pd.DataFrame:  # type: ignore[no-untyped-def]
+    found = [d.value for d in at.dataframe if column in d.value.columns]
+    assert found, f"no table with {column!r}: {[list(d.value.columns) for d in at.dataframe]}"
+    return found[0]
+
+
+def chart_tables(at) -> list[pd.DataFrame]:  # type: ignore[no-untyped-def]
+    proto = at.get("vega_lite_chart")[0].proto
+    return [pa.ipc.open_stream(d.data.data).read_all().to_pandas() for d in proto.datasets]
+
+
+def test_demo_forecast_page_shows_everything(demo: tuple[Path, DemoSummary]) -> None:
+    home, summary = demo
+    at = open_page("viewer")
+    assert [t.value for t in at.title] == ["Forecast"]
+    assert len(at.get("vega_lite_chart")) == 1
+    tables = chart_tables(at)
+    series = next(t for t in tables if "yhat" in t.columns)
+    assert series["actual"].notna().sum() >= 80
+    assert series["yhat"].notna().sum() == 31  # 30 days + the last actual day
+    assert (series["upper"].dropna() >= series["lower"].dropna()).all()
+    marks = next(t for t in tables if "culprits" in t.columns)  # the incident is marked
+    incident = summary.incident[:10]
+    assert world.INCIDENT_USER in " ".join(marks.loc[marks["when"] == incident, "culprits"])
+    bt = frame_with(at, "verdict")
+    assert {"forecast MAPE", "naive weekly repeat MAPE", "80% interval coverage"} <= set(bt)
+    assert re.fullmatch(r"the forecast beats a naive weekly repeat by \d+%: trust it|"
+                        r"it does not beat a naive repeat: treat as indicative",
+                        bt["verdict"].iloc[0])  # fmt: skip
+    budgets = frame_with(at, "runs out")
+    with ControlPlane(f"sqlite:///{home / 'control.db'}") as plane:
+        names = {b.name for b in plane.budgets()}
+        alerts = [a for a in plane.alerts() if a.kind == "anomaly"]
+    assert set(budgets["budget"]) == names and len(names) == 6
+    assert budgets["runs out"].str.len().gt(0).all()
+    found = frame_with(at, "top user")
+    row = found[(found["series"] == "org=initech") & (found["when"] == incident)]
+    assert len(row) == 1
+    assert row["top user"].iloc[0].startswith(world.INCIDENT_USER)
+    assert row["top model"].iloc[0].startswith(world.INCIDENT_MODEL)
+    assert ("org=initech", incident) in {(a.budget_id, a.window_key) for a in alerts}
+    savings = [m for m in at.metric if m.label == "Saving / month"]
+    assert savings and all(m.value.startswith("$") for m in savings)
+    assert [b.label for b in at.get("download_button")] == ["Download forecast (CSV)"]
+    links = {p.proto.label for p in at.get("page_link")}
+    if (PAGE_DIR / "routing.py").exists():  # the editor where model switches are applied
+        assert "Apply on Routing & Sampling" in links
+
+
+def test_org_budget_line_and_cumulative_view(demo: tuple[Path, DemoSummary]) -> None:
+    at = open_page("engineer")
+    at.selectbox(key="fc_dim").set_value("org").run()
+    at.selectbox(key="fc_value_org").set_value("globex").run()
+    assert not at.exception
+    assert at.selectbox(key="fc_budget_org_globex").value == "demo-org-globex-monthly"
+    at.button_group(key="fc_mode").set_value("Cumulative").run()
+    assert not at.exception
+    tables = chart_tables(at)
+    budget = next(t for t in tables if "label" in t.columns and "y" in t.columns)
+    assert budget["label"].iloc[0].startswith("Demo: globex monthly")
+    cumulative = next(t for t in tables if "yhat" in t.columns)
+    assert cumulative["actual"].dropna().is_monotonic_increasing
+    assert cumulative["yhat"].dropna().is_monotonic_increasing
+    at.slider(key="fc_horizon").set_value(90).run()
+    assert not at.exception
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_short_history_gives_message_and_run_rate(short: Path, role: str) -> None:
+    at = open_page(role, timeout=60)
+    warning = " ".join(w.value for w in at.warning)
+    assert "only 6 days of history" in warning and "run-rate" in warning
+    rate = [m.value for m in at.metric if m.label == "Run-rate projection"]
+    assert rate and rate[0].endswith("/ day")
+    # mean of the last 6 complete days: 5 calls a day at $0.20..$0.60 = $2.00 a day
+    assert rate[0] == "$2.00 / day"
+    assert "verdict" not in {c for d in at.dataframe for c in d.value.columns}
+    assert [b.label for b in at.get("download_button")] == ["Download forecast (CSV)"]
+
+
+# ---- pure parts ----------------------------------------------------------------------------
+
+
+def test_verdict_in_plain_words() -> None:
+    good = Backtest(14, 0.062, 0.10, {"80": 0.79, "95": 0.93})
+    assert forecast_data.verdict(good) == (
+        "the forecast beats a naive weekly repeat by 38%: trust it")
+    bad = Backtest(14, 0.12, 0.10, {"80": 0.5})
+    assert forecast_data.verdict(bad) == "it does not beat a naive repeat: treat as indicative"
+    assert "not enough history" in forecast_data.verdict(None)
+    row = forecast_data.backtest_frame(good).iloc[0]
+    assert (row["forecast MAPE"], row["naive weekly repeat MAPE"]) == ("6.2%", "10.0%")
+    assert (row["80% interval coverage"], row["95% interval coverage"]) == ("79.0%", "93.0%")
+
+
+def test_csv_export_has_every_day_in_the_display_currency() -> None:
+    hist = pd.DataFrame({"ds": pd.date_range("2026-01-01", periods=20), "y": 10.0})
+    fc = forecast_spend(hist, 7, backtest=False)
+    text = forecast_data.csv_bytes(fc, Money("EUR", "0.5")).decode()
+    table = pd.read_csv(io.StringIO(text))
+    assert len(table) == 27 and list(table["kind"].unique()) == ["actual", "forecast"]
+    assert table["actual_EUR"].iloc[0] == 5.0
+    assert {"forecast_EUR", "lower_80_EUR", "upper_95_EUR"} <= set(table.columns)
+    assert table["forecast_EUR"].iloc[-1] == pytest.approx(5.0, rel=0.05)
+
+
+def finding(day: str, usd: float = 30.0) -> Finding:
+    a = Anomaly(pd.Timestamp(day), usd, 10.0, usd / 10, usd - 10, 6.0, "mad", "initech",
+                [Contributor("user", "dmitri@initech.com", 18.0, 1.0, 17.0, 0.9),
+                 Contributor("model", "claude-sonnet-4", 19.0, 1.0, 18.0, 0.95)])  # fmt: skip
+    return Finding(a, "org", "spend", "day")
+
+
+def test_overview_marks_put_anomalies_on_the_spend_chart() -> None:
+    series = pd.DataFrame({"period": pd.to_datetime(["2026-11-11", "2026-11-12", "2026-11-12"]),
+                           "key": ["a", "a", "b"], "cost_picousd": [5 * PICO, 7 * PICO, PICO],
+                           "saved_picousd": [0, 0, 0], "requests": [1, 2, 3],
+                           "errors": [0, 0, 0]})  # fmt: skip
+    frame = shape.series_frame(series, Money(), "day")
+    marks = forecast_data.overview_marks(frame, [finding("2026-11-12")], Money(), "day")
+    assert list(marks["amount"]) == [8.0] and "dmitri@initech.com (90%)" in marks["culprits"][0]
+    assert marks["period"][0] == pd.Timestamp("2026-11-12 10:12")  # the middle of its bar
+    weeks = shape.series_frame(series.assign(period=pd.Timestamp("2026-11-09")), Money(), "week")
+    by_week = forecast_data.overview_marks(weeks, [finding("2026-11-12"), finding("2026-11-16")],
+                                           Money(), "week")  # fmt: skip
+    assert list(by_week["amount"]) == [13.0]  # Monday 9 Nov holds the 12th, not the 16th
+    base = charts.spend_over_time(frame, "key", "day", "$")
+    marked = forecast_charts.mark_anomalies(base, marks)
+    spec = marked.to_dict()
+    assert "layer" in spec["vconcat"][0] and len(spec["vconcat"]) == 2
+    assert forecast_charts.mark_anomalies(base, marks.iloc[0:0]) is base
+    assert json.dumps(spec).count("diamond") == 1
+    assert [p["name"] for p in spec["params"]] == ["periods", "pick"]  # brush and legend kept
+
+
+def test_marks_follow_the_charted_series() -> None:
+    scope = Scope(datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 15, tzinfo=UTC))
+    series = pd.DataFrame({"ds": pd.date_range("2026-11-10", periods=4), "actual": [1.0, 2, 9, 3]})
+    found = [finding("2026-11-12"), finding("2026-11-30")]
+    total = forecast_data.marks_frame(found, series, Money(), scope, "total", None)
+    assert list(total["amount"]) == [9.0] and total["excess"][0] == "+$20.00"
+    other = forecast_data.marks_frame(found, series, Money(), scope, "org", "acme")
+    assert other.empty
+    mine = forecast_data.marks_frame(found, series, Money(), scope, "org", "initech")
+    assert len(mine) == 1
+    filtered = Scope(scope.start, scope.end, org=("acme",))
+    assert forecast_data.marks_frame(found, series, Money(), filtered, "total", None).empty
+    assert date(2026, 11, 12) == mine["ds"].iloc[0].date()

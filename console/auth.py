@@ -27,7 +27,14 @@ RANK = {role: i for i, role in enumerate(ROLES)}  # viewer < engineer < admin
 
 @st.cache_resource(show_spinner=False)
 def _plane(url: str) -> ControlPlane:
-    plane = ControlPlane(url, model_exists=load_catalog().has)
+    catalog = load_catalog()
+    planes: list[ControlPlane] = []
+
+    def model_exists(model: str) -> bool:  # the catalog, or a model priced by an override
+        return catalog.has(model) or any(o.model == model for o in planes[0].price_overrides())
+
+    plane = ControlPlane(url, model_exists=model_exists)
+    planes.append(plane)
     password = ensure_admin(plane)
     if password:
         print(

@@ -94,7 +94,7 @@ def _budget_rule(value: float, label: str) -> list[alt.Chart]:
     frame = pd.DataFrame({"y": [value], "label": [label]})
     rule = alt.Chart(frame).mark_rule(color=BUDGET, strokeDash=[8, 4], strokeWidth=1.5).encode(
         y="y:Q", tooltip=[alt.Tooltip("label:N", title="budget")])
-    text = alt.Chart(frame).mark_text(color=BUDGET, align="left", dx=4, dy=-6).encode(
+    text = alt.Chart(frame).mark_text(color=BUDGET, align="left", x=4, dy=-7).encode(
         y="y:Q", text="label:N")
     return [rule, text]
 

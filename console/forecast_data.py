@@ -184,9 +184,10 @@ def marks_frame(found: list[Finding], series: pd.DataFrame, money: Money, scope:
 
 
 def overview_marks(period_frame: pd.DataFrame, found: list[Finding], money: Money,
-                   grain: str) -> pd.DataFrame:  # fmt: skip
+                   grain: str, scope: Scope | None = None) -> pd.DataFrame:  # fmt: skip
     """For the Overview's spend chart: each daily spend anomaly as a point on top of the bar
-    of the period holding it. ``period_frame`` is console.shape.series_frame output."""
+    of the period holding it (only series the sidebar's org/model filters keep).
+    ``period_frame`` is console.shape.series_frame output."""
     cols = ["period", "amount", "when", "what", "ratio", "excess", "culprits"]
     if period_frame.empty or not found:
         return pd.DataFrame(columns=cols)
@@ -196,7 +197,8 @@ def overview_marks(period_frame: pd.DataFrame, found: list[Finding], money: Mone
     nexts = shape.next_period(naive, grain)
     rows = []
     for fd in found:
-        if fd.grain != "day" or fd.metric != "spend":
+        chosen = getattr(scope, fd.dimension, ()) if scope is not None else ()
+        if fd.grain != "day" or fd.metric != "spend" or (chosen and fd.key not in chosen):
             continue
         inside = ((naive <= fd.ts) & (fd.ts < nexts)).to_numpy().nonzero()[0]
         if not len(inside):
@@ -218,7 +220,7 @@ def findings_frame(found: list[Finding], money: Money) -> pd.DataFrame:
         amount = money.fmt(int(round(a.value * 10**12))) if spend else f"{a.value:,.0f} calls"
         usual = money.fmt(int(round(a.expected * 10**12))) if spend else f"{a.expected:,.0f}"
         top = {d: fd.top(d) for d in ("user", "model", "task", "org")}
-        rows.append({
+        rows.append({"top user": "–", "top model": "–", "top task": "–", "top org": "–",
             "when": fd.when, "grain": fd.grain, "series": fd.subject, "metric": fd.metric,
             "actual": amount, "expected": usual, "x baseline": _ratio(a),
             "above expected": _excess(fd, money),
@@ -227,7 +229,7 @@ def findings_frame(found: list[Finding], money: Money) -> pd.DataFrame:
         })  # fmt: skip
     cols = ["when", "grain", "series", "metric", "actual", "expected", "x baseline",
             "above expected", "top user", "top model", "top task", "top org"]  # fmt: skip
-    return pd.DataFrame(rows, columns=cols).fillna("–")
+    return pd.DataFrame(rows, columns=cols)
 
 
 def backtest_frame(bt: Backtest) -> pd.DataFrame:

@@ -15,7 +15,14 @@ from typing import Literal
 from core.alerts import AlertSink
 from core.budgets import BudgetGuard
 from core.cache import ResponseCache
-from core.control import Budget, ControlPlane, ControlSnapshot, PriceOverride, Watcher
+from core.control import (
+    Budget,
+    ControlPlane,
+    ControlSnapshot,
+    PriceOverride,
+    RoutingPolicy,
+    Watcher,
+)
 from core.errors import CostlineError
 from core.pricing import Catalog, PriceRow
 from core.routing import RoutingEngine
@@ -23,6 +30,9 @@ from core.sampling import SamplingConfig, SamplingGate
 from core.state import ResilientState, State, make_state
 
 log = logging.getLogger(__name__)
+
+
+_Index = tuple["ControlSnapshot | None", tuple[Budget, ...], dict[str, RoutingPolicy]]
 
 
 class Controls:
@@ -51,7 +61,7 @@ class Controls:
         self.gate = SamplingGate({})
         self.scores: Mapping[str, float] = {}
         self._gate_keys: set[str] = set()
-        self._active: tuple[ControlSnapshot | None, tuple[Budget, ...]] = (None, ())
+        self._index: _Index = (None, (), {})  # per snapshot: active budgets, policy by task
         self._version = -1
         self._lock = threading.Lock()
 
@@ -67,7 +77,10 @@ class Controls:
 
     def _apply(self, snap: ControlSnapshot) -> None:
         rows = [override_row(o, self.base_catalog) for o in snap.price_overrides]
-        self.catalog = self.base_catalog.with_rows(rows) if rows else self.base_catalog
+        try:
+            self.catalog = self.base_catalog.with_rows(rows) if rows else self.base_catalog
+        except CostlineError as exc:  # a bad override must not stop every call
+            log.warning("price overrides ignored, keeping the previous catalog: %s", exc)
         if self.routing.catalog is not self.catalog:
             self.routing.set_catalog(self.catalog)  # also drops names cached for the old one
         self.cache.apply(snap)
@@ -89,10 +102,20 @@ class Controls:
 
     def active_budgets(self, snap: ControlSnapshot) -> tuple[Budget, ...]:
         """``snap.active_budgets()``, computed once per snapshot."""
-        got = self._active
+        return self._indexed(snap)[1]
+
+    def policy(self, snap: ControlSnapshot, task: str) -> RoutingPolicy | None:
+        """``snap.policy(task)`` by dict lookup."""
+        return self._indexed(snap)[2].get(task)
+
+    def _indexed(self, snap: ControlSnapshot) -> _Index:
+        got = self._index
         if got[0] is not snap:
-            got = self._active = (snap, snap.active_budgets())
-        return got[1]
+            policies: dict[str, RoutingPolicy] = {}
+            for p in snap.policies:
+                policies.setdefault(p.task, p)  # the first one, as snap.policy() does
+            got = self._index = (snap, snap.active_budgets(), policies)
+        return got
 
     @property
     def gate_keys(self) -> set[str]:
@@ -110,12 +133,14 @@ class Controls:
 
 
 def override_row(o: PriceOverride, base: Catalog) -> PriceRow:
-    """A control-plane price override as a catalog row (keeps the model's window and tiers)."""
+    """A control-plane price override as a catalog row: the override's rates apply to every
+    prompt size from its date (a catalog >128k/>200k tier is replaced, not scaled); the model
+    keeps its catalog provider, context window and output cap."""
     known = base.has(o.model)
     ref = base.lookup(o.model) if known else None
     return PriceRow.from_usd(
         base.canonical(o.model) if known else o.model,
-        o.provider,
+        ref.provider if ref else o.provider,  # one model, one provider
         input=o.input,
         output=o.output,
         cached_input=o.cached_input,

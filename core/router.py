@@ -77,6 +77,8 @@ class Router:
         if controls is True:
             controls = Controls(base)
         self.controls: Controls | None = controls or None
+        if self.controls is not None:
+            self.controls.snapshot()  # overrides and policies in force from the first call
         self._catalog = base
         self.log = log if log is not None else UsageLog(self.settings.home)
         self.retry = retry or RetryPolicy()
@@ -272,7 +274,7 @@ class Router:
             else:
                 snap = ctl.snapshot()
                 plan.snap = snap
-                policy = snap.policy(req.task) if req.task else None
+                policy = ctl.policy(snap, req.task) if req.task else None
                 if policy is not None:
                     req = plan.req = _apply_policy(req, policy)
                     plan.degrade_to = policy.degrade_to
@@ -318,8 +320,7 @@ class Router:
         ctl, req = self.controls, plan.req
         if ctl is None or not req.task or req.task not in ctl.gate_keys:
             return None
-        event = Event(req.task, Priority.parse(req.criticality), signal=req.signal,
-                      score=req.score)
+        event = Event.of(req.task, Priority.parse(req.criticality), req.signal, req.score)
         decision = ctl.gate.decide(event, tentative=True)
         last = decision.last_answer if isinstance(decision.last_answer, Completion) else None
         if decision.call or last is None:  # nothing to reuse yet (a LOW event): call anyway
@@ -400,18 +401,27 @@ class Router:
         self._release(plan)
         if plan.last is not None and not isinstance(plan.last, RetryableError):
             raise plan.last
-        fitting = [c for c in plan.pending if self._fit(plan, c)]
+        rest = iter(plan.pending)  # fitted lazily: later candidates only when needed
         plan.pending = []
-        if not fitting:
+        first = next((c for c in rest if self._fit(plan, c)), None)
+        if first is None:
             if plan.last is None and plan.too_big is not None:
                 self._record_error(plan, None, plan.too_big, 0)
                 raise plan.too_big
             return None
         ctl = self.controls
         if ctl is None or plan.snap is None:
-            plan.pending = fitting[1:]
-            return fitting[0]
+            plan.pending = list(rest)
+            return first
         snap = plan.snap
+        fitting = [first]  # the candidates fitted so far, in order
+
+        def estimates() -> Iterator[Estimate]:
+            yield self._estimate(plan, first)
+            for c in rest:
+                if self._fit(plan, c):
+                    fitting.append(c)
+                    yield self._estimate(plan, c)
         extra: dict[str, Candidate] = {}
         asked: list[Decision] = []  # the decisions that asked to degrade (name the budget)
 
@@ -427,14 +437,14 @@ class Router:
             return self._estimate(plan, cand)
 
         try:
-            choice = admit_first(ctl.guard, plan.req, [self._estimate(plan, c) for c in fitting],
-                                 ctl.active_budgets(snap), snap.rate_limits, degrade=degrade)
+            choice = admit_first(ctl.guard, plan.req, estimates(), ctl.active_budgets(snap),
+                                 snap.rate_limits, degrade=degrade)
         except (BudgetExceeded, RateLimited) as exc:
             plan.last = exc
-            self._record_error(plan, fitting[0], exc, 0)
+            self._record_error(plan, first, exc, 0)
             raise
         plan.decision = choice.decision
-        plan.pending = fitting[choice.index + 1 :]
+        plan.pending = fitting[choice.index + 1 :] + list(rest)
         if plan.gate_call is not None:  # the provider is called now: the gate counts it
             ctl.gate.called(plan.gate_call)
             plan.gate_call = None

@@ -16,6 +16,7 @@ from core.sampling import Decision as GateDecision
 from core.types import ChatRequest
 
 ROLES = frozenset({"system", "user", "assistant", "tool"})
+_TOKENIZER: dict[str, tuple[str, bool]] = {}  # model -> (encoding, exact?): Plan.count's key
 PERIOD_WORD = {"day": "daily", "week": "weekly", "month": "monthly"}
 
 
@@ -63,7 +64,11 @@ class Plan:
 
     def count(self, model: str) -> tokens.TokenCount:
         """Prompt tokens for ``model``, counted once per tokenizer (candidates share them)."""
-        key = (tokens.encoding_name_for(model), tokens.is_openai_tokenizer(model))
+        key = _TOKENIZER.get(model)
+        if key is None:
+            key = (tokens.encoding_name_for(model), tokens.is_openai_tokenizer(model))
+            if len(_TOKENIZER) < 4096:
+                _TOKENIZER[model] = key
         got = self.counts.get(key)
         if got is None:
             got = self.counts[key] = tokens.count_messages(model, self.req.messages)

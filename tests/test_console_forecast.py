@@ -198,6 +198,10 @@ def test_overview_marks_put_anomalies_on_the_spend_chart() -> None:
     by_week = forecast_data.overview_marks(weeks, [finding("2026-11-12"), finding("2026-11-16")],
                                            Money(), "week")  # fmt: skip
     assert list(by_week["amount"]) == [13.0]  # Monday 9 Nov holds the 12th, not the 16th
+    acme = Scope(datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 15, tzinfo=UTC),
+                 org=("acme",))  # fmt: skip
+    assert forecast_data.overview_marks(frame, [finding("2026-11-12")], Money(), "day",
+                                        acme).empty  # fmt: skip
     base = charts.spend_over_time(frame, "key", "day", "$")
     marked = forecast_charts.mark_anomalies(base, marks)
     spec = marked.to_dict()

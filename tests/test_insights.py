@@ -87,7 +87,7 @@ def test_flat_usage_has_no_anomalies_and_records_no_alert(costline_home: Path) -
     events = [
         spend_event(f"f{d}-{org}-{model}-{h}", start - timedelta(days=d, hours=-h), usd,
                     org=org, model=model, user=f"{org}-user")
-        for d in range(1, 46) for org, usd in (("a", 0.40), ("b", 0.25))
+        for d in range(1, 46) for org, usd in (("a", 40.0), ("b", 25.0))
         for model in ("gpt-4o", "gpt-4o-mini") for h in (3, 9, 15, 21)
     ]  # fmt: skip
     log_events(costline_home, events)

@@ -137,10 +137,13 @@ _compact._compact_locked = hold
 worker = threading.Thread(target=_compact.compact)
 worker.start()
 entered.wait()  # the worker holds compact.lock
+started, ready = os.pipe()
 pid = os.fork()
 if pid == 0:
+    os.write(ready, b"x")  # the fork handlers have run
     time.sleep(60)
     os._exit(0)
+os.read(started, 1)
 release.set()
 worker.join()
 fd = os.open(sys.argv[1], os.O_RDWR)
@@ -174,14 +177,17 @@ def test_auto_compaction_merges_size_tiers_only_past_the_threshold(costline_home
     _segment(costline_home, "a08", range(80, 90))
     total = Reader().totals()
     lock = os.open(costline_home / "events" / "compact.lock", os.O_RDWR | os.O_CREAT)
+    release = threading.Timer(1.0, os.close, [lock])
     try:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # another process compacts: skip, do not wait
+        fcntl.flock(lock, fcntl.LOCK_EX)  # as if another process compacted
+        assert auto_compact(costline_home, threshold=8) == CompactResult(0, 0)  # no wait
+        assert len(_segments(costline_home)) == 10
+        release.start()
         t0 = time.monotonic()
-        assert auto_compact(costline_home, threshold=8).written == 0
-        assert time.monotonic() - t0 < 5
+        result = auto_compact(costline_home, threshold=8, lock_wait_s=30)
+        assert time.monotonic() - t0 >= 0.9  # it waited for the lock, then did the work
     finally:
-        os.close(lock)
-    result = auto_compact(costline_home, threshold=8)
+        release.join()
     # The nine 10-row segments share a tier and are merged; the 5,000-row one is left alone.
     assert (result.merged, result.written) == (9, 1)
     assert len(_segments(costline_home)) == 2 and "big.parquet" in _segments(costline_home)

@@ -68,8 +68,10 @@ def controls(view: View) -> tuple[str, str | None, int, str, str | None]:
 
 
 def holidays_control(col) -> str | None:  # type: ignore[no-untyped-def]
-    import holidays
-
+    try:
+        import holidays  # Prophet's own dependency
+    except ImportError:
+        return None
     stored = auth.plane().get_setting("holidays_country", None)
     codes = sorted(holidays.list_supported_countries())
     options = [NO_HOLIDAYS, *codes]

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import streamlit as st
 
-from console import charts, data, shape
+from console import charts, data, forecast_charts, forecast_data, shape
 from console.data import Totals
 from console.sidebar import current_view
 from console.view import Money, View, change
@@ -77,8 +77,11 @@ def spend_chart(series: pd.DataFrame, view: View, dim: str, grain: str) -> None:
         st.info("No spend in this range.")
         return
     frame = shape.series_frame(series, view.money, grain)
-    st.altair_chart(charts.spend_over_time(frame, dim, grain, view.money.symbol),
-                    width="stretch")  # fmt: skip
+    chart = charts.spend_over_time(frame, dim, grain, view.money.symbol)
+    found = forecast_data.findings(data.home(), data.version(), view.scope.tz,
+                                   view.scope.start, forecast_data.now_slot())  # fmt: skip
+    marks = forecast_data.overview_marks(frame, found, view.money, grain, view.scope)
+    st.altair_chart(forecast_charts.mark_anomalies(chart, marks), width="stretch")
     st.caption(f"Chart total {view.money.fmt(shape.total_pico(series))} · drag across periods"
                " to filter the breakdown; click a legend entry to highlight it.")
 

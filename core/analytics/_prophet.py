@@ -63,6 +63,7 @@ def fit_and_sample(
         weekly_seasonality=weekly,
         yearly_seasonality=yearly,
         daily_seasonality=daily,
+        seasonality_mode="multiplicative",  # spend's weekly swing grows with its level
         uncertainty_samples=0,  # no intervals inside predict(); we sample once below
     )
     if holidays_country:

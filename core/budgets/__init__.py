@@ -11,8 +11,8 @@ Windows are calendar windows in each budget's time zone (``window``); every matc
 applies (``matches``); ``BudgetGuard.status`` feeds the console.
 """
 
-from ._decision import BudgetUse, Decision, Hold
-from ._guard import BudgetGuard, hard_cap, utilisation
+from ._decision import BudgetUse, Decision, Hold, Line, utilisation
+from ._guard import BudgetGuard, hard_cap
 from ._select import Choice, Estimate, admit_first, none_left
 from ._status import BudgetStatus, reached
 from ._window import Window, matches, scope_text, window
@@ -25,6 +25,7 @@ __all__ = [
     "Decision",
     "Estimate",
     "Hold",
+    "Line",
     "Window",
     "admit_first",
     "hard_cap",

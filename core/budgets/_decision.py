@@ -33,6 +33,22 @@ class BudgetUse:
 
 
 @dataclass(slots=True)
+class Line:
+    """One (budget, metric) of an admission: the reservation asked for and its caps."""
+
+    budget: Budget
+    window: Window
+    metric: str  # 'usd' | 'tokens'
+    key: str
+    limit: int
+    hard: int  # soft_multiplier x limit
+    amount: int
+    cap: int | None  # None: tracked only
+    soft: bool  # exceeding cap asks to degrade instead of blocking
+    value: int = 0  # the budget key's value before this call (in-flight included)
+
+
+@dataclass(slots=True)
 class Decision:
     """Outcome of ``BudgetGuard.admit``. Only an admitted decision holds reservations, and
     it must be settled (``settle``/``release``) exactly once."""
@@ -49,10 +65,30 @@ class Decision:
     budget: Budget | None = None  # the budget that blocked or asks to degrade
     utilisation: float | None = None  # that budget's utilisation before this call
     over_soft: bool = False  # admitted past a soft limit (critical or degraded call)
-    uses: tuple[BudgetUse, ...] = ()
-    holds: tuple[Hold, ...] = ()
     reason: str = ""
     settled: bool = False
+    lines: tuple[Line, ...] = ()  # every matching (budget, metric); reserved when admitted
+
+    @property
+    def uses(self) -> tuple[BudgetUse, ...]:
+        """Each matching budget as this call saw it (one entry per budget)."""
+        out: dict[str, BudgetUse] = {}
+        for ln in self.lines:
+            prev = out.get(ln.budget.id)
+            v = ln.value
+            usd = v if ln.metric == "usd" else (prev.spent_picousd if prev else None)
+            tok = v if ln.metric == "tokens" else (prev.tokens if prev else None)
+            util = max(utilisation(v, ln.limit), prev.utilisation if prev else 0.0)
+            out[ln.budget.id] = BudgetUse(ln.budget, ln.window, usd, tok, util)
+        return tuple(out.values())
+
+    @property
+    def holds(self) -> tuple[Hold, ...]:
+        """The reservations an admitted decision holds until it is settled."""
+        if not self.admitted:
+            return ()
+        return tuple(Hold(ln.budget, ln.window, ln.metric, ln.key, ln.amount)
+                     for ln in self.lines)
 
     @property
     def retry_after(self) -> float | None:
@@ -61,3 +97,9 @@ class Decision:
     @property
     def error(self) -> CostlineError | None:
         return self.blocked or self.rate_limited
+
+
+def utilisation(value: int, limit: int) -> float:
+    if limit > 0:
+        return value / limit
+    return 0.0 if value <= 0 else float("inf")

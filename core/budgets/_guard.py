@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -33,31 +32,16 @@ from core.alerts import AlertSink
 from core.control import Budget, RateLimit, validate_budget, validate_rate_limit
 from core.errors import BudgetExceeded, RateLimited
 from core.ratelimits import AppliedLimit, describe, rate_items, scope_value
-from core.state import BudgetItem, Settlement, State
+from core.state import BudgetItem, Delta, Settlement, State
 from core.types import ChatRequest, pico_to_usd
 
 from . import _format as fmt
-from ._decision import BudgetUse, Decision, Hold
+from ._decision import Decision, Line
 from ._status import BudgetStatus, budget_status, reached
-from ._window import Window, matches, window
+from ._window import GRACE_S, Window, matches, window
 
 log = logging.getLogger(__name__)
 Canonical = Callable[[str], str]
-
-
-@dataclass(slots=True)
-class _Plan:
-    """One (budget, metric) item of an admission."""
-
-    budget: Budget
-    window: Window
-    metric: str
-    limit: int
-    hard: int
-    amount: int
-    cap: int | None  # None: tracked only
-    soft: bool  # exceeding cap asks to degrade instead of blocking
-    key: str
 
 
 class _Entry:
@@ -79,12 +63,6 @@ class _Entry:
 
 def hard_cap(budget: Budget, limit: int) -> int:
     return int(Decimal(repr(float(budget.soft_multiplier))) * limit)
-
-
-def utilisation(value: int, limit: int) -> float:
-    if limit > 0:
-        return value / limit
-    return 0.0 if value <= 0 else float("inf")
 
 
 class BudgetGuard:
@@ -120,37 +98,42 @@ class BudgetGuard:
         ts, now = self._now()
         critical = req.criticality == "critical"
         applied = self._applied(rates, req, model, provider, est_tokens) if rates else []
-        plans: list[_Plan] = []
+        lines: list[Line] = []
         ids: set[str] = set()
-        canonical = self.canonical
+        canonical, entries = self.canonical, self._entries
+        cost, tokens = max(0, est_cost_picousd), max(0, est_tokens)
         for raw in budgets:
-            e = self._entry(raw)
+            e = entries.get(id(raw))
+            if e is None or e.raw is not raw:
+                e = self._entry(raw)
             b = e.budget
             if b.id in ids or not matches(b, req, model, provider, canonical):
                 continue  # a budget listed twice counts once
             ids.add(b.id)
             win = e.window
-            if win is None or not win.holds(ts):
+            if win is None or not win.start_ts <= ts < win.end_ts:
                 win = self._window(e, ts, now)
             if e.usd is not None:
-                plans.append(_plan(b, win, "usd", e.usd, e.hard_usd, est_cost_picousd,
-                                   critical, degraded, win.usd_key))
+                lines.append(_line(b, win, "usd", win.usd_key, e.usd, e.hard_usd, cost,
+                                   critical, degraded))
             if e.tokens is not None:
-                plans.append(_plan(b, win, "tokens", e.tokens, e.hard_tokens, est_tokens,
-                                   critical, degraded, win.tokens_key))
+                lines.append(_line(b, win, "tokens", win.tokens_key, e.tokens, e.hard_tokens,
+                                   tokens, critical, degraded))
         done = Decision(model, provider, True, critical, degraded)
-        if not plans and not applied:
+        if not lines and not applied:
             return done
-        items = [BudgetItem(p.key, -1 if p.cap is None else p.cap, p.amount,
-                            p.window.ttl_at(ts)) for p in plans]
+        ttl = ts - GRACE_S  # Window.ttl_at, inline: counters live to the window end + GRACE
+        items = [BudgetItem(ln.key, -1 if ln.cap is None else ln.cap, ln.amount,
+                            max(1.0, ln.window.end_ts - ttl)) for ln in lines]
         at = ts if self._injected_clock else None
         adm = self.state.admit([a.item for a in applied], items, at)
-        values = adm.budget_values or [0] * len(plans)
-        done.uses = _uses(plans, values)
+        over_soft = False
+        for ln, v in zip(lines, adm.budget_values or [0] * len(lines), strict=True):
+            ln.value = v
+            over_soft = over_soft or (ln.cap is not None and v + ln.amount > ln.limit)
+        done.lines = tuple(lines)
         if adm.ok:
-            done.holds = tuple(Hold(p.budget, p.window, p.metric, p.key, p.amount) for p in plans)
-            done.over_soft = any(p.cap is not None and v + p.amount > p.limit
-                                 for p, v in zip(plans, values, strict=True))
+            done.over_soft = over_soft
             return done
         done.admitted = False
         if adm.reason != "budget":
@@ -163,19 +146,18 @@ class BudgetGuard:
             done.rate_limited = RateLimited(done.reason, retry_after=retry, model=model,
                                             provider=provider)
             return done
-        over = [(p, v) for p, v in zip(plans, values, strict=True)
-                if p.cap is not None and v + p.amount > p.cap]
+        over = [ln for ln in lines if ln.cap is not None and ln.value + ln.amount > ln.cap]
         if not over and adm.failed_index is not None:  # the state saw a value we did not
-            over = [(plans[adm.failed_index], values[adm.failed_index])]
-        hard = [(p, v) for p, v in over if not p.soft]
-        p, v = (hard or over)[0]
+            over = [lines[adm.failed_index]]
+        hard = [ln for ln in over if not ln.soft]
+        p = (hard or over)[0]
         use = next(u for u in done.uses if u.budget is p.budget)
         done.budget, done.utilisation = p.budget, use.utilisation
         if hard:
-            text = fmt.exceeded(p.budget, p.window, p.metric, v, p.limit, p.hard, p.amount,
-                                p.cap or 0)
+            text = fmt.exceeded(p.budget, p.window, p.metric, p.value, p.limit, p.hard,
+                                p.amount, p.cap or 0)
             done.blocked = BudgetExceeded(text, budget=p.budget.id, limit=_money(p, p.limit),
-                                          spent=_money(p, v), window=p.window.label,
+                                          spent=_money(p, p.value), window=p.window.label,
                                           model=model, provider=provider)
             done.reason = text
         else:
@@ -239,73 +221,68 @@ class BudgetGuard:
         if decision.settled or not decision.admitted:
             return
         decision.settled = True
-        if not decision.holds:
+        if not decision.lines:
             return
         ts, _ = self._now()
-        items: list[Settlement] = []
-        committed: list[tuple[Hold, int]] = []  # (hold, index of its committed value)
-        for h in decision.holds:
-            actual = max(0, actual_cost_picousd if h.metric == "usd" else actual_tokens)
-            ttl = h.window.ttl_at(ts)
-            if actual != h.amount:
-                items.append(Settlement(h.key, h.amount, actual, ttl))
+        deltas: list[Delta] = []  # (key, actual - reserved, ttl): Settlements, flattened
+        committed: list[tuple[Line, int]] = []  # (line, index of its committed value)
+        for ln in decision.lines:
+            actual = max(0, actual_cost_picousd if ln.metric == "usd" else actual_tokens)
+            ttl = max(1.0, ln.window.end_ts - ts + GRACE_S)  # Window.ttl_at(ts)
+            if actual != ln.amount:
+                deltas.append((ln.key, actual - ln.amount, ttl))
             if actual:
-                committed.append((h, len(items)))
-                items.append(Settlement(Window.committed(h.key), 0, actual, ttl))
-        values = self.state.settle(items) if items else []
+                committed.append((ln, len(deltas)))
+                deltas.append((ln.key + ":c", actual, ttl))  # Window.committed(key)
+        values = self._apply(deltas) if deltas else []
         if self.alerts is None or not committed:
             return
         try:
-            if values is None or len(values) != len(items):  # a State that returns nothing
-                self._thresholds([h for h, _ in committed])
+            if values is None or len(values) != len(deltas):  # a State that returns nothing
+                self._thresholds([ln for ln, _ in committed])
             else:
-                self._crossed([(h, values[i]) for h, i in committed])
+                for ln, i in committed:  # thresholds from the values settle returned
+                    v, pcts = values[i], ln.budget.thresholds  # validated: increasing
+                    if pcts and v > 0 and v * 100 >= pcts[0] * ln.limit:  # reached(v, .., 1st)
+                        self._fire(ln, v)
         except Exception:  # alerting must never break a completed call
             log.exception("budget threshold check failed")
+
+    def _apply(self, deltas: list[Delta]) -> list[int] | None:
+        apply = getattr(self.state, "apply_deltas", None)
+        if apply is not None:
+            got: list[int] = apply(deltas)
+            return got
+        return self.state.settle([Settlement(k, 0, d, ttl) for k, d, ttl in deltas])
 
     def release(self, decision: Decision) -> None:
         """The call failed before anything was billed: give the reservations back."""
         self.settle(decision, 0, 0)
 
-    def _crossed(self, committed: Sequence[tuple[Hold, int]]) -> None:
-        """Thresholds reached by the committed values settle returned (no second read)."""
-        for h, value in committed:
-            b = h.budget
-            first = min(b.thresholds, default=None)
-            limit = b.limit_picousd if h.metric == "usd" else b.limit_tokens
-            if first is not None and limit is not None and reached(value, limit, first):
-                self._fire(h, value, limit)
-
-    def _thresholds(self, holds: Sequence[Hold]) -> None:
+    def _thresholds(self, lines: Sequence[Line]) -> None:
+        """Read the committed values, for a State whose settle returns none."""
         sink = self.alerts
         assert sink is not None
-        todo: list[Hold] = []
-        for h in holds:
-            b, label = h.budget, h.window.label
-            if any(not sink.seen("budget", b.id, label, t) for t in b.thresholds):
-                todo.append(h)
-        if not todo:
-            return
-        values = self.state.get_values([Window.committed(h.key) for h in todo])
-        for h, value in zip(todo, values, strict=True):
-            b = h.budget
-            limit = b.limit_picousd if h.metric == "usd" else b.limit_tokens
-            if limit is not None:
-                self._fire(h, value, limit)
+        todo = [ln for ln in lines
+                if any(not sink.seen("budget", ln.budget.id, ln.window.label, t)
+                       for t in ln.budget.thresholds)]
+        if todo:
+            values = self.state.get_values([Window.committed(ln.key) for ln in todo])
+            for ln, value in zip(todo, values, strict=True):
+                self._fire(ln, value)
 
-    def _fire(self, h: Hold, value: int, limit: int) -> None:
-        """Record each threshold ``value`` reached that this sink has not seen (the sink
+    def _fire(self, ln: Line, value: int) -> None:
+        """Record each threshold ``value`` reached that this sink has not seen yet (the sink
         de-duplicates across processes through the control plane)."""
         sink = self.alerts
         assert sink is not None
-        b = h.budget
+        b, label = ln.budget, ln.window.label
         for t in b.thresholds:
-            if reached(value, limit, t) and not sink.seen("budget", b.id, h.window.label, t):
-                usd = value if h.metric == "usd" else None
-                tok = value if h.metric == "tokens" else None
-                text = fmt.threshold(b, h.window, t, h.metric, value, limit)
-                sink.budget_alert(b, h.window.label, t, text, spent_picousd=usd,
-                                  spent_tokens=tok)
+            if reached(value, ln.limit, t) and not sink.seen("budget", b.id, label, t):
+                usd = value if ln.metric == "usd" else None
+                tok = value if ln.metric == "tokens" else None
+                text = fmt.threshold(b, ln.window, t, ln.metric, value, ln.limit)
+                sink.budget_alert(b, label, t, text, spent_picousd=usd, spent_tokens=tok)
 
     # -- console ------------------------------------------------------------------------
     def status(self, budgets: Sequence[Budget], now: datetime | None = None) -> list[BudgetStatus]:
@@ -346,27 +323,15 @@ class BudgetGuard:
         return got
 
 
-def _plan(b: Budget, win: Window, metric: str, limit: int, hard: int, amount: int,
-          critical: bool, degraded: bool, key: str) -> _Plan:
-    amount = max(0, amount)
+def _line(b: Budget, win: Window, metric: str, key: str, limit: int, hard: int, amount: int,
+          critical: bool, degraded: bool) -> Line:
     if b.action == "alert" or (metric == "usd" and amount == 0):
-        return _Plan(b, win, metric, limit, hard, amount, None, False, key)
+        return Line(b, win, metric, key, limit, hard, amount, None, False)
     if critical or (b.action == "degrade" and degraded):
-        return _Plan(b, win, metric, limit, hard, amount, hard, False, key)
-    return _Plan(b, win, metric, limit, hard, amount, limit, b.action == "degrade", key)
+        return Line(b, win, metric, key, limit, hard, amount, hard, False)
+    return Line(b, win, metric, key, limit, hard, amount, limit, b.action == "degrade")
 
 
-def _uses(plans: Sequence[_Plan], values: Sequence[int]) -> tuple[BudgetUse, ...]:
-    out: dict[str, BudgetUse] = {}
-    for p, v in zip(plans, values, strict=True):
-        prev = out.get(p.budget.id)
-        usd = v if p.metric == "usd" else (prev.spent_picousd if prev else None)
-        tok = v if p.metric == "tokens" else (prev.tokens if prev else None)
-        util = max(utilisation(v, p.limit), prev.utilisation if prev else 0.0)
-        out[p.budget.id] = BudgetUse(p.budget, p.window, usd, tok, util)
-    return tuple(out.values())
-
-
-def _money(p: _Plan, value: int) -> Decimal | int:
+def _money(p: Line, value: int) -> Decimal | int:
     return pico_to_usd(value) if p.metric == "usd" else value
 

@@ -10,7 +10,7 @@ else the first ``BudgetExceeded``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from core.control import Budget, RateLimit
@@ -50,11 +50,11 @@ class Choice:
 Degrade = Callable[[Decision], Estimate | None]
 
 
-def admit_first(guard: BudgetGuard, req: ChatRequest, candidates: Sequence[Estimate],
+def admit_first(guard: BudgetGuard, req: ChatRequest, candidates: Iterable[Estimate],
                 budgets: Sequence[Budget], rates: Sequence[RateLimit], *,
                 degrade: Degrade | None = None) -> Choice:
-    if not candidates:
-        raise ValueError("admit_first needs at least one candidate")
+    """``candidates`` may be lazy (a generator): later ones are only estimated when an
+    earlier one is not admitted."""
     skipped: list[tuple[str, str]] = []
     refused: list[Decision] = []
 
@@ -79,6 +79,8 @@ def admit_first(guard: BudgetGuard, req: ChatRequest, candidates: Sequence[Estim
             continue
         skipped.append((est.model, d.reason))
         refused.append(d)
+    if not refused:
+        raise ValueError("admit_first needs at least one candidate")
     raise none_left(refused, skipped)
 
 

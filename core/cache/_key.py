@@ -28,14 +28,14 @@ def normalised(req: ChatRequest, *, upto: int | None = None) -> bytes:
     """Canonical JSON of the request (``upto``: only the first ``upto`` messages)."""
     msgs = req.messages if upto is None else req.messages[:upto]
     temp = req.temperature
-    payload = {
+    payload = {  # keys already in sorted order: the bytes OPT_SORT_KEYS gives, without sorting
         "k": KEY_VERSION,
-        "target": target(req),
-        "messages": [[m.role, m.content, m.name] for m in msgs],
-        "temperature": None if temp is None else float(temp),
         "max_tokens": req.max_tokens,
+        "messages": [[m.role, m.content, m.name] for m in msgs],
+        "target": target(req),
+        "temperature": None if temp is None else float(temp),
     }
-    return orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
+    return orjson.dumps(payload)
 
 
 def digest(req: ChatRequest) -> str:

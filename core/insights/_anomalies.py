@@ -6,9 +6,9 @@ and hourly, each finding attributed to the users, models and tasks that caused i
 | day   | the 28 days before                                    | 20% of the key's median day |
 | hour  | the same hour of day on the 28 days before            | 10% of the key's median day |
 
-and, for both, at least 2% of the median day of all keys together, so a 5x jump of a $0.01
-series is not news. Timestamps are naive wall clock in ``tz``; today's partial day is
-included (a runaway loop shows up before the day ends).
+and, for both, at least 2% of the median day of all keys together and at least $1 (20 calls),
+so a 5x jump of a $0.01 series is not news. Timestamps are naive wall clock in ``tz``;
+today's partial day is included (a runaway loop shows up before the day ends).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from ._series import local_midnight, local_today
 METRICS = {"spend": "cost_usd", "requests": "requests"}
 KEY_SHARE = {"day": 0.20, "hour": 0.10}
 TOTAL_SHARE = 0.02
+MIN_EXCESS = {"spend": 1.0, "requests": 20.0}  # USD, calls
 BASELINE_DAYS = 28
 ATTRIBUTE_DIMS = ("user", "model", "task", "project", "org")
 SEP = "\x1f"
@@ -84,10 +85,11 @@ class Finding:
         return " · ".join(f"{d} {c.value} ({c.share:.0%})" for d, c in tops if c is not None)
 
 
-def _material(found: list[Anomaly], daily: pd.DataFrame, grain: str) -> list[Anomaly]:
+def _material(found: list[Anomaly], daily: pd.DataFrame, grain: str, least: float,
+              ) -> list[Anomaly]:  # fmt: skip
     per_key = daily.groupby("key")["value"].median()
     total = float(daily.groupby("ds")["value"].sum().median()) if len(daily) else 0.0
-    floor = TOTAL_SHARE * total
+    floor = max(least, TOTAL_SHARE * total)
     return [a for a in found
             if a.excess_usd >= max(floor, KEY_SHARE[grain] * float(per_key.get(a.key, 0.0)))]
 
@@ -161,10 +163,13 @@ def scan_usage(
     since: datetime | None = None,
     now: datetime | None = None,
     attribute_top: int = 40,
+    min_excess_usd: float = MIN_EXCESS["spend"],
+    min_excess_calls: float = MIN_EXCESS["requests"],
 ) -> list[Finding]:
     """Every material anomaly at or after ``since`` (default: 30 days ago), newest first;
     the ``attribute_top`` largest (by share of their series' usual day) are attributed."""
     at = now or datetime.now(UTC)
+    least = {"spend": min_excess_usd, "requests": min_excess_calls}
     start = since or local_midnight(local_today(tz, at) - timedelta(days=30), tz)
     first = _local(start, tz)
     f = replace(filters or Filters(), start=None, end=at)
@@ -182,12 +187,12 @@ def scan_usage(
             usual = daily.groupby("key")["value"].median()
             runs: list[tuple[str, list[Anomaly]]] = []
             if "day" in grains:
-                runs.append(("day", _material(scan(daily), daily, "day")))
+                runs.append(("day", _material(scan(daily), daily, "day", least[metric])))
             if hourly_all is not None and not hourly_all.empty:
                 hourly = pd.DataFrame({"ds": hourly_all["period"],
                                        "key": hourly_all[dim].fillna("(none)").astype(str),
                                        "value": hourly_all[col].astype(float)})  # fmt: skip
-                runs.append(("hour", _material(_hourly(hourly), daily, "hour")))
+                runs.append(("hour", _material(_hourly(hourly), daily, "hour", least[metric])))
             for grain, anomalies in runs:
                 for a in anomalies:
                     if pd.Timestamp(a.ts) < first:

@@ -40,7 +40,7 @@ class _Plan:
     """What a policy fixes, computed once per policy object: names, catalog keys, weights."""
 
     __slots__ = ("task", "strategy", "names", "keys", "priced", "degrade", "weights",
-                 "max_tokens")
+                 "max_tokens", "rows")
 
     def __init__(self, policy: RoutingPolicy, engine: RoutingEngine) -> None:
         self.task = policy.task
@@ -52,6 +52,8 @@ class _Plan:
         self.degrade = degrade  # ranked last, after the strategy's order
         self.keys = tuple(engine.key(n) for n in self.names)
         self.priced = tuple(engine.catalog.has(n) for n in self.names)
+        self.rows = tuple(zip(range(len(self.names)), self.names, self.keys, self.priced,
+                              strict=True))
         w = policy.weights
         total = w.cost + w.latency + w.quality
         self.weights = ((w.cost / total, w.latency / total, w.quality / total)
@@ -203,7 +205,7 @@ class RoutingEngine:
         out: list[BreakerState] = ["closed"] * len(keys)
         ask = [i for i, k in enumerate(keys) if until.get(k, 0.0) <= mono]
         if not ask:
-            return out
+            return out  # every one seen closed just now
         now = self.clock() if self.clock is not None else None
         asked = [keys[i] for i in ask]
         many = getattr(self.state, "breaker_allow_many", None)
@@ -233,46 +235,35 @@ class RoutingEngine:
         max_tokens = req.max_tokens or plan.max_tokens
         out_tokens = max_tokens or DEFAULT_OUTPUT_TOKENS
         need = prompt_tokens + (max_tokens or 0)
-        lookup, ewma = self.catalog.lookup, self._ewma
+        lookup, ewma, batch = self.catalog.lookup, self._ewma, req.batch
+        scores = scores or None
         items: list[Scored] = []
         tail: list[Scored] = []
         skipped: list[tuple[str, str]] = []
-        for pos, (name, k, priced) in enumerate(zip(plan.names, plan.keys, plan.priced,
-                                                    strict=True)):
+        for pos, name, k, priced in plan.rows:
             if not priced:
                 skipped.append((name, "unpriced (not in the price catalog)"))
                 continue
             row = lookup(name, None, prompt_tokens)
             q = None if scores is None else scores.get(name, scores.get(k))
-            s = Scored(pos, name, k, estimate(row, prompt_tokens, out_tokens, req.batch),
-                       ewma.get(k),
-                       row.quality / 100 if q is None else q, q is not None,
+            s = Scored(pos, name, k, estimate(row, prompt_tokens, out_tokens, batch),
+                       ewma.get(k), row.quality / 100 if q is None else q, q is not None,
                        row.context_window)
             (tail if name == plan.degrade else items).append(s)
         ranked = order(items, plan.strategy, plan.weights, req.optimize_cost) if items else []
-        ranked += tail
+        if tail:
+            ranked += tail
         fits = [s for s in ranked if not (s.window and need > s.window)]
-        states = iter(self._allow([s.key for s in fits]))  # one state call for all of them
-        kept: list[Scored] = []
-        probe = False
-        too_small = 0  # largest window that was too small
-        for s in ranked:  # skips listed in rank order
-            if s.window and need > s.window:
-                skipped.append((s.name, f"context window {s.window} < {need} tokens"))
-                too_small = max(too_small, s.window)
-                continue
-            st = next(states)
-            if st == "open":
-                skipped.append((s.name, self._open_why(s.key)))
-                continue
-            if not kept:
-                probe = st == "half_open"
-            kept.append(s)
+        states = self._allow([s.key for s in fits])  # one state call for all of them
+        if len(fits) == len(ranked) and "open" not in states and "half_open" not in states:
+            kept, probe, too_small = ranked, False, 0  # the usual case: nothing dropped
+        else:
+            kept, probe, too_small = self._drop(ranked, states, need, skipped)
         if not kept:
             raise _none_left(plan.task, skipped, need, too_small)
         first = kept[0]
         task = plan.task
-        if ranked and ranked[0] is not first:
+        if ranked[0] is not first:
             why = next(w for m, w in skipped if m == ranked[0].name)
             reason = f"{first.name}: fallback, {ranked[0].name} {why}"
         elif first.name == plan.degrade:
@@ -281,7 +272,29 @@ class RoutingEngine:
             reason = strategy_reason(first, plan.strategy, len(kept), task, req.optimize_cost)
         if probe:
             reason += "; probe after circuit open"
-        return RouteChoice(tuple(s.name for s in kept), reason, tuple(skipped), plan.strategy)
+        return RouteChoice(tuple([s.name for s in kept]), reason, tuple(skipped), plan.strategy)
+
+    def _drop(self, ranked: list[Scored], states: list[BreakerState], need: int,
+              skipped: list[tuple[str, str]]) -> tuple[list[Scored], bool, int]:
+        """(kept, probe?, largest too-small window): drop what does not fit or is open;
+        the skips are added to ``skipped`` in rank order."""
+        it = iter(states)
+        kept: list[Scored] = []
+        probe = False
+        too_small = 0
+        for s in ranked:
+            if s.window and need > s.window:
+                skipped.append((s.name, f"context window {s.window} < {need} tokens"))
+                too_small = max(too_small, s.window)
+                continue
+            st = next(it)
+            if st == "open":
+                skipped.append((s.name, self._open_why(s.key)))
+                continue
+            if not kept:
+                probe = st == "half_open"
+            kept.append(s)
+        return kept, probe, too_small
 
     def _open_why(self, key: str) -> str:
         n = self._streak.get(key, 0)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from core.state import BreakerState
@@ -44,7 +43,7 @@ def usd_text(pico: int) -> str:
     if pico <= 0:
         return "$0"
     usd = pico / PICO
-    if usd >= 1:
+    if pico >= PICO:
         return f"${usd:,.2f}"
-    decimals = max(2, 1 - math.floor(math.log10(usd)))
+    decimals = max(2, 14 - len(str(pico)))  # 1 - floor(log10(usd)), in exact integers
     return f"${usd:.{decimals}f}"

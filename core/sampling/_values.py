@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from core.errors import BadRequest, ConfigError
 
@@ -163,6 +163,23 @@ class Event:
     payload: Any = None
     ts: float | None = None
 
+    @classmethod
+    def of(cls, key: str, priority: Priority, signal: float | None = None,
+           score: float | None = None) -> Event:
+        """``Event(key, priority, signal=, score=)`` for a ``key`` that is a non-empty str and
+        a parsed ``priority`` (the router's case): only signal and score are checked."""
+        if signal is not None or score is not None:
+            return cls(key, priority, signal=signal, score=score)
+        ev = object.__new__(cls)
+        init = object.__setattr__
+        init(ev, "key", key)
+        init(ev, "priority", priority)
+        init(ev, "signal", None)
+        init(ev, "score", None)
+        init(ev, "payload", None)
+        init(ev, "ts", None)
+        return ev
+
     def __post_init__(self) -> None:
         if not isinstance(self.key, str) or not self.key:
             raise BadRequest(f"key: must be a non-empty string, got {self.key!r}")
@@ -172,8 +189,7 @@ class Event:
         _check_number("ts", self.ts)
 
 
-@dataclass(frozen=True, slots=True)
-class Tentative:
+class Tentative(NamedTuple):
     """A call decided but not made yet: the key's last call and signal before it."""
 
     prev_call: float | None

@@ -96,6 +96,9 @@ class Settlement:
     ttl_s: float | None = None
 
 
+Delta = tuple[str, int, float | None]  # (budget key, value change, ttl_s): a Settlement's net
+
+
 @dataclass(slots=True)
 class Admission:
     """Outcome of :meth:`State.admit`.

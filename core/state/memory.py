@@ -22,6 +22,7 @@ from core.state.base import (
     Admission,
     BreakerState,
     BudgetItem,
+    Delta,
     RateItem,
     Settlement,
     bucket_ttl_s,
@@ -30,6 +31,7 @@ from core.state.base import (
 
 BREAKER_TTL_S = 86_400.0
 SWEEP_EVERY = 1024
+MAX_NAMES = 65_536  # remembered make_key results per kind
 
 
 @dataclass(slots=True)
@@ -53,6 +55,20 @@ class MemoryState:
         self._cache: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
         self._counters: dict[str, int] = {}
         self._writes = 0
+        # make_key results per kind for the bounded key sets (budgets, rates, breakers)
+        self._names: dict[str, dict[str, str]] = {"b": {}, "rt": {}, "rw": {}, "br": {}}
+
+    def _name(self, kind: str, key: str) -> str:
+        """``make_key(prefix, kind, key)``, remembered (cache keys are not: they never repeat
+        often enough to be worth it)."""
+        names = self._names[kind]
+        full = names.get(key)
+        if full is None:
+            full = make_key(self.prefix, kind, key)
+            if len(names) >= MAX_NAMES:
+                names.clear()
+            names[key] = full
+        return full
 
     # -- keyspace ---------------------------------------------------------------------------
     def _get(self, k: str, mono: float) -> Any:
@@ -86,37 +102,46 @@ class MemoryState:
         now: float | None = None,
     ) -> Admission:
         t = time.time() if now is None else now
+        names, name = self._names["b"], self._name
+        bkeys = [names.get(b.key) or name("b", b.key) for b in budgets]
         with self._lock:
             mono = time.monotonic()
-            bkeys = [make_key(self.prefix, "b", b.key) for b in budgets]
-            values = [self._get(k, mono) or 0 for k in bkeys]
+            get = self._get
+            values = [get(k, mono) or 0 for k in bkeys]
             plans: list[tuple[str, Any]] = []
             for i, r in enumerate(rates):
                 retry, plan = self._check_rate(r, t, mono)
                 if plan is None:
                     return Admission(False, "rate", i, retry, values)
                 plans.append(plan)
-            for i, (b, v) in enumerate(zip(budgets, values, strict=True)):
-                if b.limit is not None and b.limit != -1 and v + b.amount > b.limit:
+            for i, b in enumerate(budgets):
+                limit = b.limit
+                if limit is not None and limit != -1 and values[i] + b.amount > limit:
                     return Admission(False, "budget", i, None, values)
+            put = self._put
             for r, (k, new) in zip(rates, plans, strict=True):
                 if r.algorithm == "token_bucket":
-                    self._put(k, new, bucket_ttl_s(r), mono)
+                    put(k, new, bucket_ttl_s(r), mono)
                 elif r.cost > 0:
                     log: _Log = new
                     log.seq += 1
-                    bisect.insort(log.entries, (t, log.seq, r.cost))
+                    entry = (t, log.seq, r.cost)
+                    if not log.entries or log.entries[-1] < entry:
+                        log.entries.append(entry)  # the usual case: time moves forward
+                    else:
+                        bisect.insort(log.entries, entry)
                     log.total += r.cost
-                    self._put(k, log, r.window_s + 1.0, mono)
-            for k, b, v in zip(bkeys, budgets, values, strict=True):
-                self._put(k, v + b.amount, b.ttl_s, mono)
+                    put(k, log, r.window_s + 1.0, mono)
+            for i, b in enumerate(budgets):
+                put(bkeys[i], values[i] + b.amount, b.ttl_s, mono)
         return Admission(True, None, None, None, values)
 
     def _check_rate(self, r: RateItem, t: float, mono: float) -> tuple[float, Any]:
         """(retry_after, None) when it does not fit, else (0, (key, new state))."""
         if r.algorithm == "token_bucket":
-            k = make_key(self.prefix, "rt", r.key)
-            cap, rate = r.capacity, r.rate
+            k = self._names["rt"].get(r.key) or self._name("rt", r.key)
+            cap = r.limit if r.burst is None else r.burst
+            rate = r.limit / r.window_s
             st = self._get(k, mono)
             if st is None:
                 tokens, ts = float(cap), t
@@ -126,7 +151,7 @@ class MemoryState:
             if r.cost <= tokens + EPS:
                 return 0.0, (k, (max(0.0, tokens - r.cost), ts))
             return (math.inf if r.cost > cap else (r.cost - tokens) / rate), None
-        k = make_key(self.prefix, "rw", r.key)
+        k = self._names["rw"].get(r.key) or self._name("rw", r.key)
         log = self._get(k, mono) or _Log()
         cut = t - r.window_s
         n = 0
@@ -146,20 +171,26 @@ class MemoryState:
         return float(r.window_s), None  # unreachable: freeing everything always fits
 
     def settle(self, items: Sequence[Settlement]) -> list[int]:
+        return self.apply_deltas([(s.key, s.actual - s.reserved, s.ttl_s) for s in items])
+
+    def apply_deltas(self, deltas: Sequence[Delta]) -> list[int]:
+        """value += delta for each (key, delta, ttl_s), in one step; the new values."""
         out: list[int] = []
+        names, name = self._names["b"], self._name
         with self._lock:
             mono = time.monotonic()
-            for s in items:
-                k = make_key(self.prefix, "b", s.key)
-                value = (self._get(k, mono) or 0) + s.actual - s.reserved
-                self._put(k, value, s.ttl_s, mono)
+            get, put = self._get, self._put
+            for key, delta, ttl in deltas:
+                k = names.get(key) or name("b", key)
+                value = (get(k, mono) or 0) + delta
+                put(k, value, ttl, mono)
                 out.append(value)
         return out
 
     def get_values(self, keys: Sequence[str]) -> list[int]:
         with self._lock:
             mono = time.monotonic()
-            return [self._get(make_key(self.prefix, "b", k), mono) or 0 for k in keys]
+            return [self._get(self._name("b", k), mono) or 0 for k in keys]
 
     def add(self, key: str, amount: int, ttl_s: float | None = None) -> int:
         with self._lock:
@@ -197,7 +228,7 @@ class MemoryState:
             return [self._allow(k, t, mono) for k in keys]
 
     def _allow(self, key: str, t: float, mono: float) -> BreakerState:
-        st = self._get(make_key(self.prefix, "br", key), mono)
+        st = self._get(self._name("br", key), mono)
         if st is None or st["s"] == "closed":
             return "closed"
         since = st["at"] if st["s"] == "open" else st["probe"]
@@ -215,7 +246,7 @@ class MemoryState:
         now: float | None = None,
     ) -> BreakerState:
         t = time.time() if now is None else now
-        k = make_key(self.prefix, "br", key)
+        k = self._name("br", key)
         with self._lock:
             mono = time.monotonic()
             if success:

@@ -21,6 +21,7 @@ from core.state.base import (
     Admission,
     BreakerState,
     BudgetItem,
+    Delta,
     RateItem,
     Settlement,
     bucket_ttl_s,
@@ -104,12 +105,13 @@ class RedisState:
         return Admission(False, reason, int(res[2]), retry, values)
 
     def settle(self, items: Sequence[Settlement]) -> list[int]:
-        if not items:
-            return []
-        return self._apply([(s.key, s.actual - s.reserved, s.ttl_s) for s in items])
+        return self.apply_deltas([(s.key, s.actual - s.reserved, s.ttl_s) for s in items])
 
-    def _apply(self, deltas: Sequence[tuple[str, int, float | None]]) -> list[int]:
-        """value += delta for each key, one script call; returns the new values."""
+    def apply_deltas(self, deltas: Sequence[Delta]) -> list[int]:
+        """value += delta for each (key, delta, ttl_s), one script call; the new values."""
+        return self._apply(deltas) if deltas else []
+
+    def _apply(self, deltas: Sequence[Delta]) -> list[int]:
         keys = [make_key(self.prefix, "b", k) for k, _, _ in deltas]
         args: list[Any] = []
         for _, delta, ttl in deltas:

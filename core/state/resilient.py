@@ -30,6 +30,7 @@ from core.state.base import (
     Admission,
     BreakerState,
     BudgetItem,
+    Delta,
     RateItem,
     Settlement,
 )
@@ -198,12 +199,15 @@ class ResilientState:
                          local)
 
     def settle(self, items: Sequence[Settlement]) -> list[int]:
+        return self.apply_deltas([(s.key, s.actual - s.reserved, s.ttl_s) for s in items])
+
+    def apply_deltas(self, deltas: Sequence[Delta]) -> list[int]:
         def local() -> list[int]:
             with self._fb_lock:
-                self._seed([s.key for s in items])
-                return self.fallback.settle(items)
+                self._seed([d[0] for d in deltas])
+                return self.fallback.apply_deltas(deltas)
 
-        return self._run(lambda: self.primary.settle(items), local)
+        return self._run(lambda: self.primary.apply_deltas(deltas), local)
 
     def _local_values(self, keys: Sequence[str]) -> list[int]:
         """Call with _fb_lock held."""

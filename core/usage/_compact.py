@@ -45,6 +45,8 @@ TARGET_ROWS = 2_000_000
 MAX_BYTES = 1 << 30
 AUTO_FANOUT = 8
 AUTO_MAX_BYTES = 256 << 20  # bounds the memory a background merge takes in a router process
+AUTO_LOCK_WAIT_S = 30.0  # how long auto_compact waits for another process's compaction
+_RETRY_S = 0.5
 _LOCK_FDS: dict[int, int] = {}  # compact.lock descriptor -> thread holding it (see _after_fork)
 
 
@@ -52,6 +54,9 @@ _LOCK_FDS: dict[int, int] = {}  # compact.lock descriptor -> thread holding it (
 class CompactResult:
     merged: int  # input segments merged away
     written: int  # new segments written
+
+
+_LOCKED = CompactResult(0, 0)  # returned (this very object) when another compaction runs
 
 
 def small_segments(snapshot: Snapshot, target_rows: int, max_bytes: int) -> list[SegmentInfo]:
@@ -131,19 +136,25 @@ def auto_compact(
     target_rows: int = TARGET_ROWS,
     max_bytes: int = AUTO_MAX_BYTES,
     stop: threading.Event | None = None,
+    lock_wait_s: float = 0.0,
 ) -> CompactResult:
-    """If more than ``threshold`` segments are small, merge size tiers (never waits for the
-    lock: another process's compaction makes this return at once). ``stop`` ends it between
-    two merges."""
+    """While more than ``threshold`` segments are small, merge size tiers. If another
+    process compacts, check again every 0.5 s for up to ``lock_wait_s`` (it may have done
+    the work). ``stop`` ends this between two merges or checks."""
+    stop = stop or threading.Event()
     fanout = max(2, min(AUTO_FANOUT, threshold))
     sdir = segments_dir(home)
     merged = written = 0
-    while not (stop is not None and stop.is_set()):
+    give_up = time.monotonic() + lock_wait_s
+    while not stop.is_set():
         if len(small_segments(scan(sdir), target_rows, max_bytes)) <= threshold:
             break
         result = _compact(home, target_rows, max_bytes, False, fanout, stop)
+        if result is _LOCKED and time.monotonic() < give_up:
+            stop.wait(_RETRY_S)
+            continue
         merged, written = merged + result.merged, written + result.written
-        if not result.written:  # locked elsewhere, or no tier full enough
+        if not result.written:  # locked for too long, or no tier full enough
             break
     return CompactResult(merged, written)
 
@@ -164,7 +175,7 @@ def _compact(
         try:
             fcntl.flock(lock_fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
-            return CompactResult(0, 0)
+            return _LOCKED
         return _compact_locked(sdir, target_rows, max_bytes, home, fanout, stop)
     finally:
         _LOCK_FDS.pop(lock_fd, None)

@@ -17,13 +17,14 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from core.usage._compact import auto_compact
+from core.usage._compact import AUTO_LOCK_WAIT_S, auto_compact
 from core.usage._convert import connect, convert_journal
 from core.usage._journal import JOURNAL_SUFFIX
 
 log = logging.getLogger("costline.usage")
 
 MAX_BACKLOG = 2  # sealed journals waiting for conversion before appends wait too
+CLOSE_GRACE_S = 3.0  # how long closing a log lets a running compaction finish
 
 
 class Converter:
@@ -133,18 +134,25 @@ class AutoCompactor:
             self._thread = threading.Thread(target=self._run, name="usage-compact", daemon=True)
             self._thread.start()
 
-    def stop(self) -> None:
-        """Let a running compaction finish its current merge, then end the thread."""
-        self._stop.set()
+    def stop(self, grace_s: float = CLOSE_GRACE_S) -> None:
+        """Give a running compaction ``grace_s`` to finish, then stop it after its current
+        merge (what is left is merged by the next flush of any process)."""
         with self._lock:
             thread = self._thread
+            self._again = False
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(grace_s)
+        self._stop.set()
         if thread is not None and thread is not threading.current_thread():
             thread.join()
 
     def _run(self) -> None:
         while True:
             try:
-                if auto_compact(self._home, self._threshold, stop=self._stop).written:
+                result = auto_compact(
+                    self._home, self._threshold, stop=self._stop, lock_wait_s=AUTO_LOCK_WAIT_S
+                )
+                if result.written:
                     pa.default_memory_pool().release_unused()
             except Exception:  # never kills the log; the next poke tries again
                 log.exception("background compaction of usage segments failed")

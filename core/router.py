@@ -281,7 +281,7 @@ class Router:
                     plan.requested_model = req.model or policy.primary_model
                 early = self._gate(plan) or self._cached(plan)
                 if early is not None:
-                    self._gate_not_called(plan)  # answered from the cache: no provider call
+                    self._gate_report(plan)  # answered from the cache: no provider call
                     return early
                 first = req.model or (policy.primary_model if policy else "")
                 prompt = plan.count(first).tokens if first else 0
@@ -291,7 +291,7 @@ class Router:
                 plan.requested_model = req.model or (policy.primary_model if policy else "")
             plan.pending = [self._candidate(m) for m in names]
         except CostlineError as exc:
-            self._gate_not_called(plan)
+            self._gate_report(plan)
             self._record_error(plan, None, exc, 0)
             raise
         return plan
@@ -445,9 +445,7 @@ class Router:
             raise
         plan.decision = choice.decision
         plan.pending = fitting[choice.index + 1 :] + list(rest)
-        if plan.gate_call is not None:  # the provider is called now: the gate counts it
-            ctl.gate.called(plan.gate_call)
-            plan.gate_call = None
+        plan.provider_called = True  # from here on the sampling gate counts a real call
         if choice.skipped:
             plan.notes.append("skipped " + "; ".join(f"{m} ({w})" for m, w in choice.skipped))
         cand = fitting[choice.index]
@@ -500,11 +498,15 @@ class Router:
         """End of a call, however it ended: give back any reservation, and tell the sampling
         gate when its call never reached a provider (blocked, nothing fitted)."""
         self._release(plan)
-        self._gate_not_called(plan)
+        self._gate_report(plan)
 
-    def _gate_not_called(self, plan: Plan) -> None:
+    def _gate_report(self, plan: Plan) -> None:
+        """Report a tentative sampling call that ``_settle`` did not (see ``_next``)."""
         if plan.gate_call is not None and self.controls is not None:
-            self.controls.gate.not_called(plan.gate_call)
+            if plan.provider_called:  # a real call that failed: still a call
+                self.controls.gate.called(plan.gate_call)
+            else:  # answered from the cache, or blocked: no provider call
+                self.controls.gate.not_called(plan.gate_call)
         plan.gate_call = None
 
     # ---- steps 7-8: settle and record ---------------------------------------------------
@@ -544,8 +546,9 @@ class Router:
             ctl.routing.observe(cand.model, (time.perf_counter() - t0) * 1000, True)
             if not plan.degraded:  # a cheaper model's answer never stands for the task's
                 ctl.cache.put(plan.req, done, key=plan.cache_key)
-            if plan.gate_key is not None:
-                ctl.gate.record_answer(plan.gate_key, done, cost.total)
+            if plan.gate_key is not None:  # the answer to reuse; counts the tentative call
+                ctl.gate.record_answer(plan.gate_key, done, cost.total, call=plan.gate_call)
+                plan.gate_call = None
         self._record(plan, cand, attempt, "ok", done, None)
         return done
 

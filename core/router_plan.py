@@ -46,6 +46,7 @@ class Plan:
     degraded: bool = False
     gate_key: str | None = None
     gate_call: GateDecision | None = None  # a tentative sampling call, until reported
+    provider_called: bool = False  # a candidate was admitted and sent to its provider
     cache_key: str | None | Unset = UNSET  # ResponseCache.key(req), computed once per call
     last: CostlineError | None = None
     too_big: ContextWindowExceeded | None = None
@@ -110,7 +111,8 @@ def validate(req: ChatRequest) -> None:
         if not isinstance(m.content, str):
             raise BadRequest(f"messages[{i}].content must be a str, got {type(m.content).__name__}")
         try:
-            m.content.encode("utf-8")
+            if not m.content.isascii():
+                m.content.encode("utf-8")
         except UnicodeEncodeError as exc:
             raise BadRequest(
                 f"messages[{i}].content is not valid UTF-8 (position {exc.start})"

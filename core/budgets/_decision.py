@@ -34,18 +34,25 @@ class BudgetUse:
 
 @dataclass(slots=True)
 class Line:
-    """One (budget, metric) of an admission: the reservation asked for and its caps."""
+    """One (budget, metric) of an admission: the reservation asked for and its caps. It is
+    also the item ``State.admit`` reserves (a ``core.state.Reservation``)."""
 
     budget: Budget
     window: Window
     metric: str  # 'usd' | 'tokens'
-    key: str
-    limit: int
-    hard: int  # soft_multiplier x limit
-    amount: int
-    cap: int | None  # None: tracked only
+    key: str  # the live counter
+    budget_limit: int  # the budget's limit (L) in this metric
+    hard: int  # soft_multiplier x L
+    amount: int  # >= 0
+    cap: int | None  # what admission allows: L or hard; None: tracked only
     soft: bool  # exceeding cap asks to degrade instead of blocking
-    value: int = 0  # the budget key's value before this call (in-flight included)
+    ttl_s: float | None = None  # the counter's time to live
+    value: int = 0  # the counter's value before this call (in-flight included)
+
+    @property
+    def limit(self) -> int:
+        """The cap as ``State.admit`` reads it (-1: never block)."""
+        return -1 if self.cap is None else self.cap
 
 
 @dataclass(slots=True)
@@ -78,7 +85,7 @@ class Decision:
             v = ln.value
             usd = v if ln.metric == "usd" else (prev.spent_picousd if prev else None)
             tok = v if ln.metric == "tokens" else (prev.tokens if prev else None)
-            util = max(utilisation(v, ln.limit), prev.utilisation if prev else 0.0)
+            util = max(utilisation(v, ln.budget_limit), prev.utilisation if prev else 0.0)
             out[ln.budget.id] = BudgetUse(ln.budget, ln.window, usd, tok, util)
         return tuple(out.values())
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -32,7 +33,7 @@ from core.alerts import AlertSink
 from core.control import Budget, RateLimit, validate_budget, validate_rate_limit
 from core.errors import BudgetExceeded, RateLimited
 from core.ratelimits import AppliedLimit, describe, rate_items, scope_value
-from core.state import BudgetItem, Delta, Settlement, State
+from core.state import Delta, Settlement, State
 from core.types import ChatRequest, pico_to_usd
 
 from . import _format as fmt
@@ -42,6 +43,20 @@ from ._window import GRACE_S, Window, matches, window
 
 log = logging.getLogger(__name__)
 Canonical = Callable[[str], str]
+
+
+_Spec = tuple["_Entry", bool, int, int, "int | None", bool]  # entry, usd?, limit, hard, cap, soft
+
+
+@dataclass(slots=True)
+class _Match:
+    """The budget lines and rate items that apply to one kind of request and candidate."""
+
+    budgets: Sequence[Budget]
+    rates: Sequence[RateLimit]
+    specs: tuple[_Spec, ...]  # caps as for a paid call (a $0 USD estimate is tracked only)
+    applied: list[AppliedLimit] | None  # None: built per call (costs or keys vary)
+    cacheable: bool
 
 
 class _Entry:
@@ -81,6 +96,7 @@ class BudgetGuard:
         self._entries: dict[int, _Entry] = {}  # id(Budget) -> entry (entry.raw is the Budget)
         self._windows: dict[tuple[Any, ...], Window] = {}  # (id, period, tz, generation)
         self._rates: dict[tuple[int, str], tuple[RateLimit, AppliedLimit]] = {}
+        self._matches: dict[tuple[Any, ...], _Match] = {}
 
     def _now(self) -> tuple[float, datetime | None]:
         """(POSIX seconds, the clock's datetime or None when not needed yet)."""
@@ -97,40 +113,35 @@ class BudgetGuard:
         degraded choice (or there is none), so 'degrade' budgets run on to their hard cap."""
         ts, now = self._now()
         critical = req.criticality == "critical"
-        applied = self._applied(rates, req, model, provider, est_tokens) if rates else []
+        match = self._match(req, model, provider, budgets, rates, critical, degraded)
+        applied = match.applied
+        if applied is None:  # token-metric or model-scoped limits: built per call
+            applied = self._applied(rates, req, model, provider, est_tokens)
         lines: list[Line] = []
-        ids: set[str] = set()
-        canonical, entries = self.canonical, self._entries
         cost, tokens = max(0, est_cost_picousd), max(0, est_tokens)
-        for raw in budgets:
-            e = entries.get(id(raw))
-            if e is None or e.raw is not raw:
-                e = self._entry(raw)
-            b = e.budget
-            if b.id in ids or not matches(b, req, model, provider, canonical):
-                continue  # a budget listed twice counts once
-            ids.add(b.id)
+        for e, usd, lim, top, cap, soft in match.specs:
             win = e.window
             if win is None or not win.start_ts <= ts < win.end_ts:
                 win = self._window(e, ts, now)
-            if e.usd is not None:
-                lines.append(_line(b, win, "usd", win.usd_key, e.usd, e.hard_usd, cost,
-                                   critical, degraded))
-            if e.tokens is not None:
-                lines.append(_line(b, win, "tokens", win.tokens_key, e.tokens, e.hard_tokens,
-                                   tokens, critical, degraded))
+            ttl = max(1.0, win.end_ts - ts + GRACE_S)  # Window.ttl_at(ts), inline
+            if not usd:
+                lines.append(Line(e.budget, win, "tokens", win.tokens_key, lim, top, tokens,
+                                  cap, soft, ttl))
+            elif cost:
+                lines.append(Line(e.budget, win, "usd", win.usd_key, lim, top, cost, cap,
+                                  soft, ttl))
+            else:  # a free model's spend is tracked, never blocked
+                lines.append(Line(e.budget, win, "usd", win.usd_key, lim, top, 0, None,
+                                  False, ttl))
         done = Decision(model, provider, True, critical, degraded)
         if not lines and not applied:
             return done
-        ttl = ts - GRACE_S  # Window.ttl_at, inline: counters live to the window end + GRACE
-        items = [BudgetItem(ln.key, -1 if ln.cap is None else ln.cap, ln.amount,
-                            max(1.0, ln.window.end_ts - ttl)) for ln in lines]
         at = ts if self._injected_clock else None
-        adm = self.state.admit([a.item for a in applied], items, at)
+        adm = self.state.admit([a.item for a in applied], lines, at)  # lines: Reservations
         over_soft = False
         for ln, v in zip(lines, adm.budget_values or [0] * len(lines), strict=True):
             ln.value = v
-            over_soft = over_soft or (ln.cap is not None and v + ln.amount > ln.limit)
+            over_soft = over_soft or (ln.cap is not None and v + ln.amount > ln.budget_limit)
         done.lines = tuple(lines)
         if adm.ok:
             done.over_soft = over_soft
@@ -154,9 +165,10 @@ class BudgetGuard:
         use = next(u for u in done.uses if u.budget is p.budget)
         done.budget, done.utilisation = p.budget, use.utilisation
         if hard:
-            text = fmt.exceeded(p.budget, p.window, p.metric, p.value, p.limit, p.hard,
+            text = fmt.exceeded(p.budget, p.window, p.metric, p.value, p.budget_limit, p.hard,
                                 p.amount, p.cap or 0)
-            done.blocked = BudgetExceeded(text, budget=p.budget.id, limit=_money(p, p.limit),
+            done.blocked = BudgetExceeded(text, budget=p.budget.id,
+                                          limit=_money(p, p.budget_limit),
                                           spent=_money(p, p.value), window=p.window.label,
                                           model=model, provider=provider)
             done.reason = text
@@ -165,6 +177,44 @@ class BudgetGuard:
             done.reason = (f"{fmt.head(p.budget)} at {use.utilisation:.0%} {fmt.where(p.window)}"
                            f": non-critical call over the soft limit, degrade")
         return done
+
+    def _match(self, req: ChatRequest, model: str, provider: str, budgets: Sequence[Budget],
+               rates: Sequence[RateLimit], critical: bool, degraded: bool) -> _Match:
+        """What applies to this request and candidate, remembered for tuples of rows (a
+        snapshot's): the same budgets, limits, scope values and flags give the same match."""
+        if type(budgets) is not tuple or type(rates) is not tuple:  # lists may change
+            return self._matching(req, model, provider, budgets, rates, critical, degraded)
+        key = (id(budgets), id(rates), model, provider, req.org, req.project, req.user,
+               req.task, req.app, critical, degraded)
+        m = self._matches.get(key)
+        if m is None or m.budgets is not budgets or m.rates is not rates:
+            m = self._matching(req, model, provider, budgets, rates, critical, degraded)
+            if m.cacheable:
+                if len(self._matches) >= 4096:
+                    self._matches.clear()
+                self._matches[key] = m
+        return m
+
+    def _matching(self, req: ChatRequest, model: str, provider: str, budgets: Sequence[Budget],
+                  rates: Sequence[RateLimit], critical: bool, degraded: bool) -> _Match:
+        specs: list[_Spec] = []
+        ids: set[str] = set()
+        cacheable = True
+        for raw in budgets:
+            e = self._entry(raw)
+            cacheable = cacheable and self._entries.get(id(raw)) is e
+            b = e.budget
+            if b.id in ids or not matches(b, req, model, provider, self.canonical):
+                continue  # a budget listed twice counts once
+            ids.add(b.id)
+            if e.usd is not None:
+                specs.append(_spec(b, True, e.usd, e.hard_usd, critical, degraded, e))
+            if e.tokens is not None:
+                specs.append(_spec(b, False, e.tokens, e.hard_tokens, critical, degraded, e))
+        applied: list[AppliedLimit] | None = None
+        if all(r.metric == "requests" and r.scope != "model" for r in map(self._rate, rates)):
+            applied = self._applied(rates, req, model, provider, 1)  # the same every call
+        return _Match(budgets, rates, tuple(specs), applied, cacheable)
 
     def _entry(self, raw: Budget) -> _Entry:
         e = self._entries.get(id(raw))
@@ -243,7 +293,7 @@ class BudgetGuard:
             else:
                 for ln, i in committed:  # thresholds from the values settle returned
                     v, pcts = values[i], ln.budget.thresholds  # validated: increasing
-                    if pcts and v > 0 and v * 100 >= pcts[0] * ln.limit:  # reached(v, .., 1st)
+                    if pcts and v > 0 and v * 100 >= pcts[0] * ln.budget_limit:  # 1st reached
                         self._fire(ln, v)
         except Exception:  # alerting must never break a completed call
             log.exception("budget threshold check failed")
@@ -278,10 +328,10 @@ class BudgetGuard:
         assert sink is not None
         b, label = ln.budget, ln.window.label
         for t in b.thresholds:
-            if reached(value, ln.limit, t) and not sink.seen("budget", b.id, label, t):
+            if reached(value, ln.budget_limit, t) and not sink.seen("budget", b.id, label, t):
                 usd = value if ln.metric == "usd" else None
                 tok = value if ln.metric == "tokens" else None
-                text = fmt.threshold(b, ln.window, t, ln.metric, value, ln.limit)
+                text = fmt.threshold(b, ln.window, t, ln.metric, value, ln.budget_limit)
                 sink.budget_alert(b, label, t, text, spent_picousd=usd, spent_tokens=tok)
 
     # -- console ------------------------------------------------------------------------
@@ -323,13 +373,13 @@ class BudgetGuard:
         return got
 
 
-def _line(b: Budget, win: Window, metric: str, key: str, limit: int, hard: int, amount: int,
-          critical: bool, degraded: bool) -> Line:
-    if b.action == "alert" or (metric == "usd" and amount == 0):
-        return Line(b, win, metric, key, limit, hard, amount, None, False)
+def _spec(b: Budget, usd: bool, limit: int, hard: int, critical: bool, degraded: bool,
+          e: _Entry) -> _Spec:
+    if b.action == "alert":
+        return (e, usd, limit, hard, None, False)
     if critical or (b.action == "degrade" and degraded):
-        return Line(b, win, metric, key, limit, hard, amount, hard, False)
-    return Line(b, win, metric, key, limit, hard, amount, limit, b.action == "degrade")
+        return (e, usd, limit, hard, hard, False)
+    return (e, usd, limit, hard, limit, b.action == "degrade")
 
 
 def _money(p: Line, value: int) -> Decimal | int:

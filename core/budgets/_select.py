@@ -57,19 +57,16 @@ def admit_first(guard: BudgetGuard, req: ChatRequest, candidates: Iterable[Estim
     earlier one is not admitted."""
     skipped: list[tuple[str, str]] = []
     refused: list[Decision] = []
-
-    def admit(est: Estimate, degraded: bool) -> Decision:
-        return guard.admit(req, est.model, est.provider, est.cost_picousd, est.tokens, budgets,
-                           rates, degraded=degraded)
-
+    admit = guard.admit
     for i, est in enumerate(candidates):
-        d = admit(est, False)
+        d = admit(req, est.model, est.provider, est.cost_picousd, est.tokens, budgets, rates)
         if d.admitted:
             return Choice(d, est, i, skipped)
         if d.degrade:
             target = degrade(d) if degrade is not None else None
             use = est if target is None else target
-            again = admit(use, True)
+            again = admit(req, use.model, use.provider, use.cost_picousd, use.tokens, budgets,
+                          rates, degraded=True)
             if again.admitted:
                 return Choice(again, use, i, skipped, degraded_from=est.model)
             skipped.append((est.model, d.reason))

@@ -20,7 +20,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from core.errors import BadRequest, ContextWindowExceeded, RetryableError, UnpricedModel
 from core.pricing import Catalog
@@ -34,13 +34,16 @@ if TYPE_CHECKING:
 
 _DEFAULT_WEIGHTS = (0.5, 0.2, 0.3)  # cost, latency, quality (core.control Weights defaults)
 CLOSED_TTL_S = 0.25  # a 'closed' breaker is re-asked of the state at most this often
+PURE_STRATEGIES = frozenset({"explicit", "cheapest", "quality"})  # no latency in the order
+MEMO_S = 1.0  # a pure strategy's route is reused this long (prices by date, scores edited)
+MEMO_SIZE = 1024  # route results kept per policy
 
 
 class _Plan:
     """What a policy fixes, computed once per policy object: names, catalog keys, weights."""
 
     __slots__ = ("task", "strategy", "names", "keys", "priced", "degrade", "weights",
-                 "max_tokens", "rows")
+                 "max_tokens", "rows", "memo")
 
     def __init__(self, policy: RoutingPolicy, engine: RoutingEngine) -> None:
         self.task = policy.task
@@ -54,6 +57,9 @@ class _Plan:
         self.priced = tuple(engine.catalog.has(n) for n in self.names)
         self.rows = tuple(zip(range(len(self.names)), self.names, self.keys, self.priced,
                               strict=True))
+        # route() results of a pure strategy: (prompt, max_tokens, batch, optimize_cost,
+        # id(scores)) -> (expires, scores, choice, breaker keys)
+        self.memo: dict[tuple[Any, ...], tuple[float, Any, RouteChoice, tuple[str, ...]]] = {}
         w = policy.weights
         total = w.cost + w.latency + w.quality
         self.weights = ((w.cost / total, w.latency / total, w.quality / total)
@@ -126,7 +132,28 @@ class RoutingEngine:
             raise BadRequest("request needs a model or a task")
         hit = self._plans.get(id(policy))
         plan = hit[1] if hit is not None and hit[0] is policy else self._plan(policy)
-        return self._ranked(req, plan, prompt_tokens, scores)
+        if plan.strategy not in PURE_STRATEGIES:  # the order depends on observed latency
+            return self._ranked(req, plan, prompt_tokens, scores)
+        # A pure strategy ranks the same way for the same inputs: reuse the choice for up to
+        # MEMO_S while every candidate fits and its breaker was seen closed just now.
+        mono = time.monotonic()
+        key = (prompt_tokens, req.max_tokens, req.batch, req.optimize_cost, id(scores))
+        got = plan.memo.get(key)
+        if got is not None and got[0] > mono and got[1] is scores:
+            until = self._closed_until
+            for k in got[3]:
+                if until.get(k, 0.0) <= mono:
+                    break  # not seen closed just now: rank again (and ask the state)
+            else:
+                return got[2]
+        choice = self._ranked(req, plan, prompt_tokens, scores)
+        keys = tuple(self.key(m) for m in choice.models)
+        until = self._closed_until
+        if not choice.skipped and all(until.get(k, 0.0) > mono for k in keys):
+            if len(plan.memo) >= MEMO_SIZE:  # kept: nothing dropped, every breaker closed
+                plan.memo.clear()
+            plan.memo[key] = (mono + MEMO_S, scores, choice, keys)
+        return choice
 
     def explain_degrade(self, model: str, from_model: str, budget_text: str) -> str:
         """'gpt-4o-mini: org acme at 93% of monthly budget, degraded from gpt-4o'."""

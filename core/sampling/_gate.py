@@ -158,12 +158,16 @@ class SamplingGate:
             if t.signal is not None and st.last_signal == t.signal:
                 st.last_signal = t.prev_signal
 
-    def record_answer(self, key: str, answer: Any, cost_picousd: int = 0) -> None:
-        """After a real call: the answer later skips reuse, and its cost (integer pUSD)."""
+    def record_answer(self, key: str, answer: Any, cost_picousd: int = 0, *,
+                      call: Decision | None = None) -> None:
+        """After a real call: the answer later skips reuse, and its cost (integer pUSD).
+        ``call``: the tentative decision of this call, counted here (as ``called``)."""
         if isinstance(cost_picousd, bool) or not isinstance(cost_picousd, int) or cost_picousd < 0:
             raise BadRequest(f"cost_picousd: must be an integer >= 0, got {cost_picousd!r}")
         with self._lock:
             st = self._key_state(key)
+            if call is not None and call.tentative is not None:
+                self._key_state(call.key).calls += 1
             st.answer, st.has_answer = answer, True
             st.recorded += 1
             st.spent += cost_picousd

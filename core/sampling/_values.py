@@ -34,7 +34,7 @@ class Priority(StrEnum):
     def parse(cls, value: str) -> Priority:
         """Seed names in any case, plus ChatRequest criticalities (normal, background)."""
         if value.__class__ is cls:
-            return value  # type: ignore[return-value]
+            return value
         known = _PARSED.get(value) if type(value) is str else None
         if known is not None:
             return known

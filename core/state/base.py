@@ -86,6 +86,23 @@ class BudgetItem:
         return self.limit is None or self.limit == -1
 
 
+class Reservation(Protocol):
+    """What ``State.admit`` reads of a budget item: a ``BudgetItem``, or any object with
+    these attributes (the budget guard passes its own lines, saving a copy per call)."""
+
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def limit(self) -> int | None: ...  # None or -1: never block
+
+    @property
+    def amount(self) -> int: ...  # >= 0
+
+    @property
+    def ttl_s(self) -> float | None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Settlement:
     """After the call: the budget value moves by ``actual - reserved``."""
@@ -135,7 +152,7 @@ class State(Protocol):
     def admit(
         self,
         rates: Sequence[RateItem],
-        budgets: Sequence[BudgetItem],
+        budgets: Sequence[Reservation],
         now: float | None = None,
     ) -> Admission: ...
 

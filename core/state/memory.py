@@ -21,11 +21,10 @@ from core.state.base import (
     EPS,
     Admission,
     BreakerState,
-    BudgetItem,
     Delta,
     RateItem,
+    Reservation,
     Settlement,
-    bucket_ttl_s,
     make_key,
 )
 
@@ -84,8 +83,37 @@ class MemoryState:
         self._data[k] = value
         if ttl_s is not None and ttl_s > 0:
             self._exp[k] = mono + ttl_s
-        self._writes += 1
-        if self._writes % SWEEP_EVERY == 0:
+        self._wrote(1, mono)
+
+    def _values(self, keys: Sequence[str], mono: float) -> list[int]:
+        """``_get(k) or 0`` of each key (inline: the budget keys of every call)."""
+        data, exp = self._data, self._exp
+        out: list[int] = []
+        for k in keys:
+            deadline = exp.get(k)
+            if deadline is not None and deadline <= mono:
+                del exp[k]
+                data.pop(k, None)
+                out.append(0)
+            else:
+                out.append(data.get(k) or 0)
+        return out
+
+    def _store(self, keys: Sequence[str], values: Sequence[int],
+               ttls: Sequence[float | None], mono: float) -> None:
+        """``_put`` of each key (inline)."""
+        data, exp = self._data, self._exp
+        for k, v, ttl in zip(keys, values, ttls, strict=True):
+            data[k] = v
+            if ttl is not None and ttl > 0:
+                exp[k] = mono + ttl
+        self._wrote(len(keys), mono)
+
+    def _wrote(self, n: int, mono: float) -> None:
+        """Count writes; sweep expired keys every SWEEP_EVERY of them."""
+        before = self._writes
+        self._writes = before + n
+        if before // SWEEP_EVERY != self._writes // SWEEP_EVERY:
             for key in [key for key, d in self._exp.items() if d <= mono]:
                 del self._exp[key]
                 self._data.pop(key, None)
@@ -98,7 +126,7 @@ class MemoryState:
     def admit(
         self,
         rates: Sequence[RateItem],
-        budgets: Sequence[BudgetItem],
+        budgets: Sequence[Reservation],
         now: float | None = None,
     ) -> Admission:
         t = time.time() if now is None else now
@@ -106,9 +134,8 @@ class MemoryState:
         bkeys = [names.get(b.key) or name("b", b.key) for b in budgets]
         with self._lock:
             mono = time.monotonic()
-            get = self._get
-            values = [get(k, mono) or 0 for k in bkeys]
-            plans: list[tuple[str, Any]] = []
+            values = self._values(bkeys, mono)
+            plans: list[tuple[str, Any, float]] = []
             for i, r in enumerate(rates):
                 retry, plan = self._check_rate(r, t, mono)
                 if plan is None:
@@ -119,9 +146,9 @@ class MemoryState:
                 if limit is not None and limit != -1 and values[i] + b.amount > limit:
                     return Admission(False, "budget", i, None, values)
             put = self._put
-            for r, (k, new) in zip(rates, plans, strict=True):
+            for r, (k, new, ttl) in zip(rates, plans, strict=True):
                 if r.algorithm == "token_bucket":
-                    put(k, new, bucket_ttl_s(r), mono)
+                    put(k, new, ttl, mono)
                 elif r.cost > 0:
                     log: _Log = new
                     log.seq += 1
@@ -131,13 +158,15 @@ class MemoryState:
                     else:
                         bisect.insort(log.entries, entry)
                     log.total += r.cost
-                    put(k, log, r.window_s + 1.0, mono)
-            for i, b in enumerate(budgets):
-                put(bkeys[i], values[i] + b.amount, b.ttl_s, mono)
+                    put(k, log, ttl, mono)
+            if budgets:
+                self._store(bkeys, [v + b.amount for v, b in zip(values, budgets, strict=True)],
+                            [b.ttl_s for b in budgets], mono)
         return Admission(True, None, None, None, values)
 
-    def _check_rate(self, r: RateItem, t: float, mono: float) -> tuple[float, Any]:
-        """(retry_after, None) when it does not fit, else (0, (key, new state))."""
+    def _check_rate(self, r: RateItem, t: float, mono: float
+                    ) -> tuple[float, tuple[str, Any, float] | None]:
+        """(retry_after, None) when it does not fit, else (0, (key, new state, key ttl))."""
         if r.algorithm == "token_bucket":
             k = self._names["rt"].get(r.key) or self._name("rt", r.key)
             cap = r.limit if r.burst is None else r.burst
@@ -148,19 +177,21 @@ class MemoryState:
             else:
                 tokens = min(float(cap), st[0] + max(0.0, t - st[1]) * rate)
                 ts = max(st[1], t)
-            if r.cost <= tokens + EPS:
-                return 0.0, (k, (max(0.0, tokens - r.cost), ts))
+            if r.cost <= tokens + EPS:  # ttl: bucket_ttl_s(r)
+                return 0.0, (k, (max(0.0, tokens - r.cost), ts), cap / rate + 1.0)
             return (math.inf if r.cost > cap else (r.cost - tokens) / rate), None
         k = self._names["rw"].get(r.key) or self._name("rw", r.key)
         log = self._get(k, mono) or _Log()
         cut = t - r.window_s
-        n = 0
-        while n < len(log.entries) and log.entries[n][0] <= cut:
-            log.total -= log.entries[n][2]
-            n += 1
-        del log.entries[:n]
+        entries = log.entries
+        if entries and entries[0][0] <= cut:
+            n = 0
+            while n < len(entries) and entries[n][0] <= cut:
+                log.total -= entries[n][2]
+                n += 1
+            del entries[:n]
         if log.total + r.cost <= r.limit:
-            return 0.0, (k, log)
+            return 0.0, (k, log, r.window_s + 1.0)
         if r.cost > r.limit:
             return math.inf, None
         freed = 0
@@ -175,16 +206,24 @@ class MemoryState:
 
     def apply_deltas(self, deltas: Sequence[Delta]) -> list[int]:
         """value += delta for each (key, delta, ttl_s), in one step; the new values."""
-        out: list[int] = []
         names, name = self._names["b"], self._name
+        keys = [names.get(d[0]) or name("b", d[0]) for d in deltas]
+        out: list[int] = []
         with self._lock:
             mono = time.monotonic()
-            get, put = self._get, self._put
-            for key, delta, ttl in deltas:
-                k = names.get(key) or name("b", key)
-                value = (get(k, mono) or 0) + delta
-                put(k, value, ttl, mono)
+            data, exp = self._data, self._exp
+            for k, (_, delta, ttl) in zip(keys, deltas, strict=True):  # in order, like Lua
+                deadline = exp.get(k)
+                if deadline is not None and deadline <= mono:  # expired: starts from 0
+                    del exp[k]
+                    value = delta
+                else:
+                    value = (data.get(k) or 0) + delta
+                data[k] = value
+                if ttl is not None and ttl > 0:
+                    exp[k] = mono + ttl
                 out.append(value)
+            self._wrote(len(keys), mono)
         return out
 
     def get_values(self, keys: Sequence[str]) -> list[int]:

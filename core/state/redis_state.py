@@ -20,9 +20,9 @@ from core.state.base import (
     DEFAULT_PREFIX,
     Admission,
     BreakerState,
-    BudgetItem,
     Delta,
     RateItem,
+    Reservation,
     Settlement,
     bucket_ttl_s,
     make_key,
@@ -74,7 +74,7 @@ class RedisState:
     def admit(
         self,
         rates: Sequence[RateItem],
-        budgets: Sequence[BudgetItem],
+        budgets: Sequence[Reservation],
         now: float | None = None,
     ) -> Admission:
         keys: list[str] = []
@@ -91,7 +91,8 @@ class RedisState:
             args += (alg, r.limit, repr(float(r.window_s)), r.capacity, r.cost, ttl)
         for b in budgets:
             keys.append(make_key(self.prefix, "b", b.key))
-            threshold = "" if b.tracked_only else str(b.limit - b.amount)  # type: ignore[operator]
+            limit = b.limit
+            threshold = "" if limit is None or limit == -1 else str(limit - b.amount)
             args += (threshold, b.amount, ttl_ms(b.ttl_s))
         res = self._admit(keys=keys, args=args)
         values = [_int(v) for v in res[4:]]

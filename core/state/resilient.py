@@ -29,9 +29,9 @@ import redis
 from core.state.base import (
     Admission,
     BreakerState,
-    BudgetItem,
     Delta,
     RateItem,
+    Reservation,
     Settlement,
 )
 from core.state.memory import MemoryState
@@ -172,7 +172,7 @@ class ResilientState:
                 self._pending_deletes |= deletes
                 raise
 
-    def _remember(self, budgets: Sequence[BudgetItem], adm: Admission) -> Admission:
+    def _remember(self, budgets: Sequence[Reservation], adm: Admission) -> Admission:
         if len(self._baseline) > MAX_BASELINE_KEYS:
             self._baseline.clear()
         for b, v in zip(budgets, adm.budget_values, strict=True):
@@ -183,7 +183,7 @@ class ResilientState:
     def admit(
         self,
         rates: Sequence[RateItem],
-        budgets: Sequence[BudgetItem],
+        budgets: Sequence[Reservation],
         now: float | None = None,
     ) -> Admission:
         def local() -> Admission:

@@ -8,7 +8,11 @@ runs at a time (an flock on events/compact.lock); writers and readers never wait
 ``compact()`` (``costline compact``) merges every small segment. ``auto_compact()``, which a
 UsageLog runs in the background once more than ``compact_threshold`` segments are small,
 merges only segments of similar size (size tiers of x``AUTO_FANOUT`` rows, a tier once it
-holds that many), so an event is rewritten a few times at most, not at every run.
+holds that many), so an event is rewritten a few times at most, not at every run. It also
+leaves merged inputs in place (hidden from readers) for ``KEEP_REPLACED_S``, so a long query
+that listed them before the merge is not cut short, and a later run deletes them. A segment
+whose inputs are still there is not merged again until they are gone: a replaced segment
+never replaces a present one, so deleting replaced segments in any order is safe.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ MAX_BYTES = 1 << 30
 AUTO_FANOUT = 8
 AUTO_MAX_BYTES = 256 << 20  # bounds the memory a background merge takes in a router process
 AUTO_LOCK_WAIT_S = 30.0  # how long auto_compact waits for another process's compaction
+KEEP_REPLACED_S = 120.0  # auto_compact deletes merged inputs this long after the merge
 _RETRY_S = 0.5
 _LOCK_FDS: dict[int, int] = {}  # compact.lock descriptor -> thread holding it (see _after_fork)
 
@@ -59,10 +64,30 @@ class CompactResult:
 _LOCKED = CompactResult(0, 0)  # returned (this very object) when another compaction runs
 
 
-def small_segments(snapshot: Snapshot, target_rows: int, max_bytes: int) -> list[SegmentInfo]:
-    """Active segments worth merging (oldest names first)."""
-    small = (s for s in snapshot.active if s.rows < target_rows // 2 and s.nbytes < max_bytes // 2)
+def small_segments(
+    snapshot: Snapshot, target_rows: int, max_bytes: int, lingering: set[str] | None = None
+) -> list[SegmentInfo]:
+    """Active segments worth merging (oldest names first), except those replacing a
+    ``lingering`` (still present) segment."""
+    lingering = {s.name for s in snapshot.superseded} if lingering is None else lingering
+    small = (
+        s
+        for s in snapshot.active
+        if s.rows < target_rows // 2 and s.nbytes < max_bytes // 2 and not s.replaces & lingering
+    )
     return sorted(small, key=lambda s: s.name)
+
+
+def deletable(snapshot: Snapshot, keep_s: float) -> list[SegmentInfo]:
+    """Replaced segments to delete now: all of them, or those replaced keep_s ago or more."""
+    if keep_s <= 0:
+        return list(snapshot.superseded)
+    since: dict[str, int] = {}
+    for seg in (*snapshot.active, *snapshot.superseded):
+        for name in seg.replaces:
+            since[name] = min(since.get(name, seg.mtime_ns), seg.mtime_ns)
+    cutoff = time.time_ns() - int(keep_s * 1e9)
+    return [s for s in snapshot.superseded if since.get(s.name, cutoff) <= cutoff]
 
 
 def _groups(small: list[SegmentInfo], target_rows: int, max_bytes: int) -> list[list[SegmentInfo]]:
@@ -126,7 +151,7 @@ def compact(
     ``max_bytes`` bounds the uncompressed size of one merge (the memory it needs). With
     ``wait=False`` a compaction already running elsewhere makes this return at once.
     """
-    return _compact(home, target_rows, max_bytes, wait, 0, None)
+    return _compact(home, target_rows, max_bytes, wait, 0, None, 0.0)
 
 
 def auto_compact(
@@ -137,24 +162,31 @@ def auto_compact(
     max_bytes: int = AUTO_MAX_BYTES,
     stop: threading.Event | None = None,
     lock_wait_s: float = 0.0,
+    keep_replaced_s: float | None = None,
 ) -> CompactResult:
-    """While more than ``threshold`` segments are small, merge size tiers. If another
-    process compacts, check again every 0.5 s for up to ``lock_wait_s`` (it may have done
-    the work). ``stop`` ends this between two merges or checks."""
+    """While more than ``threshold`` segments are small, merge size tiers; delete inputs
+    replaced ``keep_replaced_s`` (default ``KEEP_REPLACED_S``) ago. If another process
+    compacts, check again every 0.5 s for up to ``lock_wait_s`` (it may have done the work).
+    ``stop`` ends this between two merges or checks."""
     stop = stop or threading.Event()
+    keep_s = KEEP_REPLACED_S if keep_replaced_s is None else keep_replaced_s
     fanout = max(2, min(AUTO_FANOUT, threshold))
     sdir = segments_dir(home)
     merged = written = 0
     give_up = time.monotonic() + lock_wait_s
     while not stop.is_set():
-        if len(small_segments(scan(sdir), target_rows, max_bytes)) <= threshold:
+        snapshot = scan(sdir)
+        expired = deletable(snapshot, keep_s)
+        lingering = {s.name for s in snapshot.superseded} - {s.name for s in expired}
+        small = small_segments(snapshot, target_rows, max_bytes, lingering)
+        if len(small) <= threshold and not expired:
             break
-        result = _compact(home, target_rows, max_bytes, False, fanout, stop)
+        result = _compact(home, target_rows, max_bytes, False, fanout, stop, keep_s)
         if result is _LOCKED and time.monotonic() < give_up:
             stop.wait(_RETRY_S)
             continue
         merged, written = merged + result.merged, written + result.written
-        if not result.written:  # locked for too long, or no tier full enough
+        if not result.written:  # locked for too long, no tier full enough, or only deletions
             break
     return CompactResult(merged, written)
 
@@ -166,6 +198,7 @@ def _compact(
     wait: bool,
     fanout: int,
     stop: threading.Event | None,
+    keep_s: float,
 ) -> CompactResult:
     sdir = segments_dir(home)
     sdir.mkdir(parents=True, exist_ok=True)
@@ -176,7 +209,7 @@ def _compact(
             fcntl.flock(lock_fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
             return _LOCKED
-        return _compact_locked(sdir, target_rows, max_bytes, home, fanout, stop)
+        return _compact_locked(sdir, target_rows, max_bytes, home, fanout, stop, keep_s)
     finally:
         _LOCK_FDS.pop(lock_fd, None)
         os.close(lock_fd)
@@ -189,13 +222,16 @@ def _compact_locked(
     home: Path | None,
     fanout: int,
     stop: threading.Event | None,
+    keep_s: float,
 ) -> CompactResult:
     snapshot = scan(sdir)
     journals = _journal_stems(home)
-    for seg in snapshot.superseded:  # left by a compaction that died before deleting them
+    lingering = {s.name for s in snapshot.superseded}
+    for seg in deletable(snapshot, keep_s):  # kept for readers, or left by a crash
         seg.path.unlink(missing_ok=True)
+        lingering.discard(seg.name)
     remove_stale_temps(sdir)
-    small = small_segments(snapshot, target_rows, max_bytes)
+    small = small_segments(snapshot, target_rows, max_bytes, lingering)
     if fanout > 1:
         groups = _tiered_groups(small, target_rows, max_bytes, fanout)
     else:
@@ -208,8 +244,9 @@ def _compact_locked(
         table = table.sort_by("ts").replace_schema_metadata(None)
         name = f"compact-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{secrets.token_hex(4)}"
         write_segment(table, sdir, name, replaces=_replaces(group, journals))
-        for seg in group:
-            seg.path.unlink(missing_ok=True)
+        if keep_s <= 0:  # otherwise a later run deletes them
+            for seg in group:
+                seg.path.unlink(missing_ok=True)
         merged += len(group)
         written += 1
         log.info("compacted %d usage segments (%d rows) into %s", len(group), len(table), name)

@@ -2,14 +2,16 @@
 
 Each query first re-lists the segments (cheap) and rebuilds the view when the set changed, so
 results are always current. If a file vanishes between listing and reading (a compaction
-deleted it), the query is retried on a fresh listing. The DuckDB connection may only read the
-segments directory, and ``sql()`` accepts one SELECT statement, for the console's free queries.
+deleted it), the query is retried on a fresh listing, pausing a little longer each time. The
+DuckDB connection may only read the segments directory, and ``sql()`` accepts one SELECT
+statement, for the console's free queries.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -38,7 +40,7 @@ from core.usage._schema import COLUMNS, SCHEMA, UsageEvent, table_to_events
 from core.usage._segments import Snapshot, scan, segments_dir
 
 T = TypeVar("T")
-_RETRIES = 5
+_RETRIES = 20  # a compaction deleting files mid-query; it is over within a second or so
 _NO_FILTERS = Filters()
 
 
@@ -106,6 +108,8 @@ class Reader:
     ) -> T:
         with self._lock:
             for attempt in range(_RETRIES):
+                if attempt > 1:  # let a burst of merges end
+                    time.sleep(min(0.005 * attempt, 0.1))
                 snapshot = scan(self._sdir)
                 try:
                     self._use(snapshot, force=attempt > 0)

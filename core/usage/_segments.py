@@ -88,6 +88,7 @@ class SegmentInfo:
     nbytes: int  # uncompressed size, from the row-group metadata
     replaces: frozenset[str]
     columns: tuple[str, ...]  # fewer than SCHEMA's for files of an older schema
+    mtime_ns: int = 0  # when it was written
 
 
 _cache: dict[tuple[str, int, int], SegmentInfo | None] = {}
@@ -102,7 +103,7 @@ def _after_fork() -> None:
 os.register_at_fork(after_in_child=_after_fork)
 
 
-def _validate(path: Path) -> SegmentInfo:
+def _validate(path: Path, mtime_ns: int) -> SegmentInfo:
     md = pq.read_metadata(path)
     schema = md.schema.to_arrow_schema()
     for f in schema:
@@ -114,7 +115,7 @@ def _validate(path: Path) -> SegmentInfo:
     replaces = orjson.loads((md.metadata or {}).get(REPLACES_KEY, b"[]"))
     nbytes = sum(md.row_group(i).total_byte_size for i in range(md.num_row_groups))
     return SegmentInfo(
-        path.name, path, md.num_rows, nbytes, frozenset(replaces), tuple(schema.names)
+        path.name, path, md.num_rows, nbytes, frozenset(replaces), tuple(schema.names), mtime_ns
     )
 
 
@@ -125,7 +126,7 @@ def segment_info(path: Path, st: os.stat_result) -> SegmentInfo | None:
         if key in _cache:
             return _cache[key]
     try:
-        info: SegmentInfo | None = _validate(path)
+        info: SegmentInfo | None = _validate(path, st.st_mtime_ns)
     except FileNotFoundError:
         raise
     except (OSError, pa.ArrowException, ValueError, TypeError) as exc:
@@ -159,18 +160,20 @@ def _listing(directory: Path) -> list[str]:
         return []
 
 
-def scan(directory: Path, attempts: int = 10) -> Snapshot:
-    """List, stat and validate segments; retry when files change under the listing."""
-    for _ in range(attempts):
+def scan(directory: Path, attempts: int = 30) -> Snapshot:
+    """List, stat and validate segments; retry when files change meanwhile (with a growing
+    pause: writers and compactions change the directory in short bursts)."""
+    for attempt in range(attempts):
+        if attempt > 1:
+            time.sleep(min(0.002 * attempt, 0.05))
         names = _listing(directory)
-        if _listing(directory) != names:  # a rename or delete raced the listing
-            continue
         try:
             stats = [(n, os.stat(directory / n)) for n in names]
-            infos = [segment_info(directory / n, st) for n, st in stats]
+            infos = [segment_info(directory / n, st) for n, st in stats]  # cached once valid
         except FileNotFoundError:
             continue
-        break
+        if _listing(directory) == names:  # no rename or delete raced the listing
+            break
     else:
         raise RuntimeError(f"usage segments in {directory} kept changing during {attempts} scans")
     digest = hashlib.blake2b(digest_size=12)

@@ -6,6 +6,9 @@
     _settle  7 usage (estimated only when the provider gives none) and price; 8 record
 
 Every outcome (success, failed attempt, cache hit, skip, block) is logged as one usage event.
+A sampling call counts as a call only once a provider is called (cache hits and blocks do not);
+the cache key is computed once per call; a degraded answer (a cheaper model than the task's
+choice) is never cached; ``optimize_cost`` orders an explicit model and its fallbacks by cost.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from core.pricing import Catalog, load_catalog, max_cost, price
 from core.providers import Provider, ProviderResult, create
 from core.retry import RetryPolicy
 from core.router_plan import Candidate, Plan, budget_text, prompt_text, validate
-from core.routing import DEFAULT_OUTPUT_TOKENS, estimate, usd_text
+from core.routing import by_cost, cost_order_reason
 from core.sampling import Event, Priority
 from core.settings import Settings
 from core.types import ZERO_COST, ChatRequest, Completion, Cost, StreamChunk, Usage
@@ -298,21 +301,13 @@ class Router:
 
     def _cheapest_first(self, plan: Plan, names: list[str]) -> tuple[list[str], str]:
         """optimize_cost on the bare path: [model, *fallbacks] by this request's estimated
-        cost (stable; unpriced names last), and the route reason saying so."""
+        cost (as the routing engine orders them), and the route reason saying so."""
         req = plan.req
-        cat = self.catalog
-        prompt = plan.count(names[0]).tokens
-        out = req.max_tokens or DEFAULT_OUTPUT_TOKENS
-        costs: dict[str, int | None] = {
-            n: estimate(cat.lookup(n, prompt_tokens=prompt), prompt, out, req.batch)
-            if cat.has(n) else None for n in names}
-        ranked = sorted(dict.fromkeys(names), key=lambda n: (costs[n] is None, costs[n] or 0))
-        first = ranked[0]
-        if first == req.model:
-            return ranked, f"{first}: requested, cheapest of {len(ranked)} (optimize_cost)"
-        est = costs[first] or 0
-        return ranked, (f"{first}: cheapest of {len(ranked)} (optimize_cost over the requested "
-                        f"order, {req.model} first; est {usd_text(est)})")
+        ranked, est = by_cost(self.catalog, req, tuple(dict.fromkeys(names)),
+                              plan.count(names[0]).tokens)
+        if est is None:  # nothing priced: as requested
+            return names, plan.route_reason
+        return list(ranked), cost_order_reason(ranked[0], names[0], len(ranked), est)
 
     def _gate(self, plan: Plan) -> Completion | None:
         """Step 1: a sampling strategy may answer with the last answer instead of a call.
@@ -376,7 +371,7 @@ class Router:
                     model=name,
                 )
             return Candidate(name, provider, provider_model, None)
-        return Candidate(model, provider, provider_model, cat.lookup(name, prompt_tokens=0))
+        return Candidate(model, provider, provider_model, cat.lookup(name, None, 0))
 
     def _resolve(self, name: str) -> tuple[str, str]:
         """(provider, id sent upstream). An explicit 'provider/' prefix names the provider,
@@ -540,14 +535,15 @@ class Router:
         )
         ctl = self.controls
         if ctl is not None:
+            total = cost.total
             if plan.decision is not None:
-                ctl.guard.settle(plan.decision, cost.total, usage.total_tokens)
+                ctl.guard.settle(plan.decision, total, usage.total_tokens)
                 plan.decision = None
             ctl.routing.observe(cand.model, (time.perf_counter() - t0) * 1000, True)
             if not plan.degraded:  # a cheaper model's answer never stands for the task's
                 ctl.cache.put(plan.req, done, key=plan.cache_key)
             if plan.gate_key is not None:  # the answer to reuse; counts the tentative call
-                ctl.gate.record_answer(plan.gate_key, done, cost.total, call=plan.gate_call)
+                ctl.gate.record_answer(plan.gate_key, done, total, call=plan.gate_call)
                 plan.gate_call = None
         self._record(plan, cand, attempt, "ok", done, None)
         return done

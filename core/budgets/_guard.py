@@ -17,6 +17,10 @@ A USD item whose estimate is $0 (an open/free model) is tracked only: it is neve
 After the call ``settle`` moves each reservation to the actual amount (0 on failure) and adds
 it to the window's committed counter; thresholds crossed by committed spend go to the
 ``AlertSink`` (once per budget, window and threshold, across processes).
+
+Per call the guard does no validation, zoneinfo or matching (``Matcher`` remembers them), and
+no extra read for thresholds: the settle step returns the committed values it wrote, and only
+a threshold those values reached (and this sink has not recorded) goes to the sink.
 """
 
 from __future__ import annotations
@@ -24,60 +28,24 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
 
 from core.alerts import AlertSink
-from core.control import Budget, RateLimit, validate_budget, validate_rate_limit
+from core.control import Budget, RateLimit
 from core.errors import BudgetExceeded, RateLimited
-from core.ratelimits import AppliedLimit, describe, rate_items, scope_value
+from core.ratelimits import describe
 from core.state import Delta, Settlement, State
 from core.types import ChatRequest, pico_to_usd
 
 from . import _format as fmt
 from ._decision import Decision, Line
+from ._match import Canonical, Matcher, hard_cap
 from ._status import BudgetStatus, budget_status, reached
-from ._window import GRACE_S, Window, matches, window
+from ._window import GRACE_S, Window, window
 
 log = logging.getLogger(__name__)
-Canonical = Callable[[str], str]
-
-
-_Spec = tuple["_Entry", bool, int, int, "int | None", bool]  # entry, usd?, limit, hard, cap, soft
-
-
-@dataclass(slots=True)
-class _Match:
-    """The budget lines and rate items that apply to one kind of request and candidate."""
-
-    budgets: Sequence[Budget]
-    rates: Sequence[RateLimit]
-    specs: tuple[_Spec, ...]  # caps as for a paid call (a $0 USD estimate is tracked only)
-    applied: list[AppliedLimit] | None  # None: built per call (costs or keys vary)
-    cacheable: bool
-
-
-class _Entry:
-    """A budget as the guard applies it, kept per Budget object: the validated value, its
-    limits and hard caps in integer units, and its current window (reused until it ends)."""
-
-    __slots__ = ("raw", "budget", "usd", "hard_usd", "tokens", "hard_tokens", "wkey", "window")
-
-    def __init__(self, raw: Budget, b: Budget) -> None:
-        self.raw = raw
-        self.budget = b
-        self.usd = b.limit_picousd
-        self.hard_usd = 0 if self.usd is None else hard_cap(b, self.usd)
-        self.tokens = b.limit_tokens
-        self.hard_tokens = 0 if self.tokens is None else hard_cap(b, self.tokens)
-        self.wkey = (b.id, b.period, b.timezone, b.reset_generation)
-        self.window: Window | None = None
-
-
-def hard_cap(budget: Budget, limit: int) -> int:
-    return int(Decimal(repr(float(budget.soft_multiplier))) * limit)
+__all__ = ["BudgetGuard", "hard_cap"]
 
 
 class BudgetGuard:
@@ -88,15 +56,17 @@ class BudgetGuard:
                  alerts: AlertSink | None = None, canonical: Canonical | None = None):
         self.state = state
         self.alerts = alerts
-        self.canonical = canonical
+        self._m = Matcher(canonical)  # validated rows, windows and matches, remembered
         self._injected_clock = clock is not None
         self._clock = clock or (lambda: datetime.now(UTC))
-        self._valid: dict[Any, Any] = {}
-        self._same: dict[int, tuple[Any, Any]] = {}  # id(row) -> (row, validated row)
-        self._entries: dict[int, _Entry] = {}  # id(Budget) -> entry (entry.raw is the Budget)
-        self._windows: dict[tuple[Any, ...], Window] = {}  # (id, period, tz, generation)
-        self._rates: dict[tuple[int, str], tuple[RateLimit, AppliedLimit]] = {}
-        self._matches: dict[tuple[Any, ...], _Match] = {}
+
+    @property
+    def canonical(self) -> Canonical | None:
+        return self._m.canonical
+
+    @canonical.setter
+    def canonical(self, value: Canonical | None) -> None:
+        self._m = Matcher(value)
 
     def _now(self) -> tuple[float, datetime | None]:
         """(POSIX seconds, the clock's datetime or None when not needed yet)."""
@@ -113,16 +83,17 @@ class BudgetGuard:
         degraded choice (or there is none), so 'degrade' budgets run on to their hard cap."""
         ts, now = self._now()
         critical = req.criticality == "critical"
-        match = self._match(req, model, provider, budgets, rates, critical, degraded)
+        m = self._m
+        match = m.match(req, model, provider, budgets, rates, critical, degraded)
         applied = match.applied
         if applied is None:  # token-metric or model-scoped limits: built per call
-            applied = self._applied(rates, req, model, provider, est_tokens)
+            applied = m.applied(rates, req, model, provider, est_tokens)
         lines: list[Line] = []
         cost, tokens = max(0, est_cost_picousd), max(0, est_tokens)
         for e, usd, lim, top, cap, soft in match.specs:
             win = e.window
             if win is None or not win.start_ts <= ts < win.end_ts:
-                win = self._window(e, ts, now)
+                win = m.window(e, ts, now)
             ttl = max(1.0, win.end_ts - ts + GRACE_S)  # Window.ttl_at(ts), inline
             if not usd:
                 lines.append(Line(e.budget, win, "tokens", win.tokens_key, lim, top, tokens,
@@ -177,92 +148,6 @@ class BudgetGuard:
             done.reason = (f"{fmt.head(p.budget)} at {use.utilisation:.0%} {fmt.where(p.window)}"
                            f": non-critical call over the soft limit, degrade")
         return done
-
-    def _match(self, req: ChatRequest, model: str, provider: str, budgets: Sequence[Budget],
-               rates: Sequence[RateLimit], critical: bool, degraded: bool) -> _Match:
-        """What applies to this request and candidate, remembered for tuples of rows (a
-        snapshot's): the same budgets, limits, scope values and flags give the same match."""
-        if type(budgets) is not tuple or type(rates) is not tuple:  # lists may change
-            return self._matching(req, model, provider, budgets, rates, critical, degraded)
-        key = (id(budgets), id(rates), model, provider, req.org, req.project, req.user,
-               req.task, req.app, critical, degraded)
-        m = self._matches.get(key)
-        if m is None or m.budgets is not budgets or m.rates is not rates:
-            m = self._matching(req, model, provider, budgets, rates, critical, degraded)
-            if m.cacheable:
-                if len(self._matches) >= 4096:
-                    self._matches.clear()
-                self._matches[key] = m
-        return m
-
-    def _matching(self, req: ChatRequest, model: str, provider: str, budgets: Sequence[Budget],
-                  rates: Sequence[RateLimit], critical: bool, degraded: bool) -> _Match:
-        specs: list[_Spec] = []
-        ids: set[str] = set()
-        cacheable = True
-        for raw in budgets:
-            e = self._entry(raw)
-            cacheable = cacheable and self._entries.get(id(raw)) is e
-            b = e.budget
-            if b.id in ids or not matches(b, req, model, provider, self.canonical):
-                continue  # a budget listed twice counts once
-            ids.add(b.id)
-            if e.usd is not None:
-                specs.append(_spec(b, True, e.usd, e.hard_usd, critical, degraded, e))
-            if e.tokens is not None:
-                specs.append(_spec(b, False, e.tokens, e.hard_tokens, critical, degraded, e))
-        applied: list[AppliedLimit] | None = None
-        if all(r.metric == "requests" and r.scope != "model" for r in map(self._rate, rates)):
-            applied = self._applied(rates, req, model, provider, 1)  # the same every call
-        return _Match(budgets, rates, tuple(specs), applied, cacheable)
-
-    def _entry(self, raw: Budget) -> _Entry:
-        e = self._entries.get(id(raw))
-        if e is None or e.raw is not raw:
-            e = _Entry(raw, self._budget(raw))
-            if id(raw) not in self._same:  # unhashable (mutable) rows are checked every call
-                return e
-            if len(self._entries) >= 4096:
-                self._entries.clear()
-            self._entries[id(raw)] = e  # holding raw keeps its id from being reused
-        return e
-
-    def _window(self, e: _Entry, ts: float, now: datetime | None) -> Window:
-        """The budget's window at ``ts``: computed (zoneinfo) once per window, then shared by
-        every Budget object with the same id, period, zone and reset generation."""
-        win = self._windows.get(e.wkey)
-        if win is None or not win.holds(ts):
-            win = window(e.budget, now if now is not None else datetime.fromtimestamp(ts, UTC))
-            if len(self._windows) >= 4096:
-                self._windows.clear()
-            self._windows[e.wkey] = win
-        e.window = win
-        return win
-
-    def _applied(self, rates: Sequence[RateLimit], req: ChatRequest, model: str,
-                 provider: str, est_tokens: int) -> list[AppliedLimit]:
-        """``rate_items`` of the validated rows; request-count items are reused per bucket."""
-        out: list[AppliedLimit] = []
-        cache = self._rates
-        for raw in rates:
-            r = self._rate(raw)
-            if r.metric != "requests" or r.scope == "model":  # cost or key vary per call
-                out += rate_items([r], req, model, provider, est_tokens, self.canonical)
-                continue
-            value = scope_value(r.scope, req, model, provider)
-            if not value:
-                continue
-            k = (id(r), value)
-            hit = cache.get(k)
-            if hit is None or hit[0] is not r:
-                got = rate_items([r], req, model, provider, est_tokens, self.canonical)
-                if not got:
-                    continue
-                if len(cache) >= 4096:
-                    cache.clear()
-                hit = cache[k] = (r, got[0])
-            out.append(hit[1])
-        return out
 
     # -- settlement ---------------------------------------------------------------------
     def settle(self, decision: Decision, actual_cost_picousd: int, actual_tokens: int) -> None:
@@ -345,41 +230,7 @@ class BudgetGuard:
 
     # -- validation (the control plane's rules, memoised per value) ---------------------
     def _budget(self, b: Budget) -> Budget:
-        got = self._checked(b, validate_budget)
-        assert isinstance(got, Budget)
-        return got
-
-    def _rate(self, r: RateLimit) -> RateLimit:
-        got = self._checked(r, validate_rate_limit)
-        assert isinstance(got, RateLimit)
-        return got
-
-    def _checked(self, value: Any, validate: Callable[[Any], Any]) -> Any:
-        hit = self._same.get(id(value))
-        if hit is not None and hit[0] is value:  # the same object again (a snapshot's row)
-            return hit[1]
-        try:
-            got = self._valid.get(value)
-        except TypeError:  # unhashable field (a list of thresholds): validate every time
-            return validate(value)
-        if got is None:
-            got = validate(value)
-            if len(self._valid) > 4096:
-                self._valid.clear()
-            self._valid[value] = got
-        if len(self._same) >= 4096:
-            self._same.clear()
-        self._same[id(value)] = (value, got)  # holding value keeps its id from being reused
-        return got
-
-
-def _spec(b: Budget, usd: bool, limit: int, hard: int, critical: bool, degraded: bool,
-          e: _Entry) -> _Spec:
-    if b.action == "alert":
-        return (e, usd, limit, hard, None, False)
-    if critical or (b.action == "degrade" and degraded):
-        return (e, usd, limit, hard, hard, False)
-    return (e, usd, limit, hard, limit, b.action == "degrade")
+        return self._m.budget(b)
 
 
 def _money(p: Line, value: int) -> Decimal | int:

@@ -17,7 +17,9 @@ Expiry is checked against ``clock`` (stored in the entry), and the state also dr
 after the TTL. A value that cannot be decoded is a miss, logged once as a warning, and deleted.
 Counters (``State.incr``): ``cache.hit.<task>``, ``cache.miss.<task>``, ``cache.bypass.<task>``,
 ``cache.write.<task>``, ``cache.semantic_hit.<task>``, ``cache.corrupt.<task>``; requests
-without a task count under ``-``.
+without a task count under ``-``. With a state that has ``cache_get_counted`` /
+``cache_set_counted`` (all bundled ones) the count rides along with the read or write: one
+round trip each with Redis.
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@
 """
 
 from core.routing._engine import RoutingEngine
-from core.routing._rank import estimate
+from core.routing._rank import by_cost, cost_order_reason, estimate
 from core.routing._values import DEFAULT_OUTPUT_TOKENS, ModelHealth, RouteChoice, usd_text
 
-__all__ = ["DEFAULT_OUTPUT_TOKENS", "ModelHealth", "RouteChoice", "RoutingEngine", "estimate",
-           "usd_text"]
+__all__ = ["DEFAULT_OUTPUT_TOKENS", "ModelHealth", "RouteChoice", "RoutingEngine", "by_cost",
+           "cost_order_reason", "estimate", "usd_text"]

@@ -1,7 +1,8 @@
 """RoutingEngine: step 4 of a call, the ordered list of models to try and why.
 
     route(req, policy, prompt_tokens=, scores=) -> RouteChoice
-      req.model given       [model, *fallbacks] as asked ('explicit'); only open circuits drop
+      req.model given       [model, *fallbacks] as asked ('explicit'), or cheapest first with
+                            req.optimize_cost; only open circuits drop
       task policy           primary + fallbacks ranked by the policy's strategy, degrade_to
                             last; drop unpriced, too-small context window, open circuit
       neither               BadRequest naming the task
@@ -11,8 +12,14 @@
 The breaker lives in ``State`` (shared by every process with Redis): ``breaker_allow`` says
 'open' (skip), 'half_open' (this caller gets the one probe) or 'closed'. A candidate's probe is
 taken when it is ranked, even if an earlier candidate answers; an unused probe is offered again
-after another cooldown. Latency EWMAs are per process. Rate limits are not checked here: the
-budget/rate guard admits candidates in order.
+after another cooldown. 'closed' is remembered for ``closed_ttl_s`` (see ``_breakers``).
+Latency EWMAs are per process. Rate limits are not checked here: the budget/rate guard admits
+candidates in order.
+
+The explicit, cheapest and quality strategies do not depend on observed latency, so their
+route for the same prompt size, max_tokens, batch/optimize_cost flags and scores is remembered
+per policy for MEMO_S (prices change by date, scores by edit) and reused while every candidate
+fitted and its breaker was seen closed just now; anything dropped or open is ranked afresh.
 """
 
 from __future__ import annotations
@@ -20,57 +27,33 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from core.errors import BadRequest, ContextWindowExceeded, RetryableError, UnpricedModel
 from core.pricing import Catalog
-from core.routing._rank import Scored, estimate, order, strategy_reason
-from core.routing._values import DEFAULT_OUTPUT_TOKENS, ModelHealth, RouteChoice, usd_text
+from core.routing._breakers import CLOSED_TTL_S, BreakerView
+from core.routing._plan import PolicyPlan, unique
+from core.routing._rank import (
+    Scored,
+    by_cost,
+    cost_order_reason,
+    estimate,
+    order,
+    strategy_reason,
+)
+from core.routing._values import DEFAULT_OUTPUT_TOKENS, ModelHealth, RouteChoice
 from core.state import BreakerState, State
 from core.types import ChatRequest
 
 if TYPE_CHECKING:
     from core.control import RoutingPolicy
 
-_DEFAULT_WEIGHTS = (0.5, 0.2, 0.3)  # cost, latency, quality (core.control Weights defaults)
-CLOSED_TTL_S = 0.25  # a 'closed' breaker is re-asked of the state at most this often
 PURE_STRATEGIES = frozenset({"explicit", "cheapest", "quality"})  # no latency in the order
 MEMO_S = 1.0  # a pure strategy's route is reused this long (prices by date, scores edited)
 MEMO_SIZE = 1024  # route results kept per policy
 
 
-class _Plan:
-    """What a policy fixes, computed once per policy object: names, catalog keys, weights."""
-
-    __slots__ = ("task", "strategy", "names", "keys", "priced", "degrade", "weights",
-                 "max_tokens", "rows", "memo")
-
-    def __init__(self, policy: RoutingPolicy, engine: RoutingEngine) -> None:
-        self.task = policy.task
-        self.strategy = policy.strategy
-        self.max_tokens = policy.max_tokens
-        names = _unique((policy.primary_model, *policy.fallbacks))
-        degrade = policy.degrade_to if policy.degrade_to not in names else None
-        self.names = names + ((degrade,) if degrade else ())
-        self.degrade = degrade  # ranked last, after the strategy's order
-        self.keys = tuple(engine.key(n) for n in self.names)
-        self.priced = tuple(engine.catalog.has(n) for n in self.names)
-        self.rows = tuple(zip(range(len(self.names)), self.names, self.keys, self.priced,
-                              strict=True))
-        # route() results of a pure strategy: (prompt, max_tokens, batch, optimize_cost,
-        # id(scores)) -> (expires, scores, choice, breaker keys)
-        self.memo: dict[tuple[Any, ...], tuple[float, Any, RouteChoice, tuple[str, ...]]] = {}
-        w = policy.weights
-        total = w.cost + w.latency + w.quality
-        self.weights = ((w.cost / total, w.latency / total, w.quality / total)
-                        if total > 0 else _DEFAULT_WEIGHTS)
-
-
-def _unique(names: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(n for n in names if n))
-
-
-class RoutingEngine:
+class RoutingEngine(BreakerView):
     """Thread-safe. One per router process; ``observe`` after every provider attempt."""
 
     def __init__(
@@ -100,7 +83,7 @@ class RoutingEngine:
         self.ewma_alpha = ewma_alpha
         self.clock = clock
         self._lock = threading.Lock()
-        self._plans: dict[int, tuple[RoutingPolicy, _Plan]] = {}
+        self._plans: dict[int, tuple[RoutingPolicy, PolicyPlan]] = {}
         self._keys: dict[str, str] = {}
         self._ewma: dict[str, float] = {}
         self._calls: dict[str, int] = {}
@@ -139,17 +122,11 @@ class RoutingEngine:
         mono = time.monotonic()
         key = (prompt_tokens, req.max_tokens, req.batch, req.optimize_cost, id(scores))
         got = plan.memo.get(key)
-        if got is not None and got[0] > mono and got[1] is scores:
-            until = self._closed_until
-            for k in got[3]:
-                if until.get(k, 0.0) <= mono:
-                    break  # not seen closed just now: rank again (and ask the state)
-            else:
-                return got[2]
+        if got is not None and got[0] > mono and got[1] is scores and self._closed(got[3], mono):
+            return got[2]
         choice = self._ranked(req, plan, prompt_tokens, scores)
         keys = tuple(self.key(m) for m in choice.models)
-        until = self._closed_until
-        if not choice.skipped and all(until.get(k, 0.0) > mono for k in keys):
+        if not choice.skipped and self._closed(keys, mono):
             if len(plan.memo) >= MEMO_SIZE:  # kept: nothing dropped, every breaker closed
                 plan.memo.clear()
             plan.memo[key] = (mono + MEMO_S, scores, choice, keys)
@@ -175,8 +152,8 @@ class RoutingEngine:
             self._plans = {}
             self._keys = {}
 
-    def _plan(self, policy: RoutingPolicy) -> _Plan:
-        plan = _Plan(policy, self)
+    def _plan(self, policy: RoutingPolicy) -> PolicyPlan:
+        plan = PolicyPlan(policy, self.key, self.catalog)
         with self._lock:
             if len(self._plans) >= 1024:
                 self._plans.clear()
@@ -184,10 +161,10 @@ class RoutingEngine:
         return plan
 
     def _explicit(self, req: ChatRequest, prompt_tokens: int) -> RouteChoice:
-        names = _unique((req.model or "", *req.fallbacks))
+        names = unique((req.model or "", *req.fallbacks))
         cheapest: int | None = None  # optimize_cost: the estimate of the new first choice
         if req.optimize_cost and len(names) > 1:
-            names, cheapest = self._by_cost(req, names, prompt_tokens)
+            names, cheapest = by_cost(self.catalog, req, names, prompt_tokens)
         kept: list[str] = []
         skipped: list[tuple[str, str]] = []
         keys = [self.key(n) for n in names]
@@ -200,62 +177,16 @@ class RoutingEngine:
             raise RetryableError(_all_dropped(skipped), model=req.model)
         if skipped and skipped[0][0] == names[0]:
             reason = f"{kept[0]}: fallback, {names[0]} {skipped[0][1]}"
-        elif cheapest is not None and kept[0] != req.model:
-            reason = (f"{kept[0]}: cheapest of {len(names)} (optimize_cost over the requested "
-                      f"order, {req.model} first; est {usd_text(cheapest)})")
         elif cheapest is not None:
-            reason = f"{kept[0]}: requested, cheapest of {len(names)} (optimize_cost)"
+            reason = cost_order_reason(kept[0], req.model or "", len(names), cheapest)
         else:
             reason = f"{kept[0]}: requested"
         return RouteChoice(tuple(kept), reason, tuple(skipped), "explicit")
 
-    def _by_cost(self, req: ChatRequest, names: tuple[str, ...],
-                 prompt_tokens: int) -> tuple[tuple[str, ...], int | None]:
-        """[model, *fallbacks] cheapest first by this request's estimate (stable; unpriced
-        names keep their order after the priced ones), and the first one's estimate."""
-        out_tokens = req.max_tokens or DEFAULT_OUTPUT_TOKENS
-        costs: dict[str, int | None] = {}
-        for name in names:
-            if not self.catalog.has(name):
-                costs[name] = None
-                continue
-            row = self.catalog.lookup(name, None, prompt_tokens)
-            costs[name] = estimate(row, prompt_tokens, out_tokens, req.batch)
-        ranked = sorted(names, key=lambda n: (costs[n] is None, costs[n] or 0))
-        return tuple(ranked), costs[ranked[0]]
-
-    def _allow(self, keys: list[str]) -> list[BreakerState]:
-        """Breaker state of each key: 'closed' seen within ``closed_ttl_s`` is reused; the
-        others are asked of the state in one call (one round trip with Redis)."""
-        mono = time.monotonic()
-        until = self._closed_until
-        out: list[BreakerState] = ["closed"] * len(keys)
-        ask = [i for i, k in enumerate(keys) if until.get(k, 0.0) <= mono]
-        if not ask:
-            return out  # every one seen closed just now
-        now = self.clock() if self.clock is not None else None
-        asked = [keys[i] for i in ask]
-        many = getattr(self.state, "breaker_allow_many", None)
-        got = many(asked, now) if many is not None else [
-            self.state.breaker_allow(k, now) for k in asked]
-        for i, k, st in zip(ask, asked, got, strict=True):
-            out[i] = st
-            self._breaker[k] = st
-            self._seen(k, st, mono)
-        return out
-
-    def _seen(self, key: str, st: BreakerState, mono: float) -> None:
-        if st == "closed" and self.closed_ttl_s > 0:
-            if len(self._closed_until) >= 4096:
-                self._closed_until.clear()
-            self._closed_until[key] = mono + self.closed_ttl_s
-        else:
-            self._closed_until.pop(key, None)
-
     def _ranked(
         self,
         req: ChatRequest,
-        plan: _Plan,
+        plan: PolicyPlan,
         prompt_tokens: int,
         scores: Mapping[str, float] | None,
     ) -> RouteChoice:
@@ -322,10 +253,6 @@ class RoutingEngine:
                 probe = st == "half_open"
             kept.append(s)
         return kept, probe, too_small
-
-    def _open_why(self, key: str) -> str:
-        n = self._streak.get(key, 0)
-        return f"circuit open ({n} consecutive failures)" if n else "circuit open"
 
     # ---- feedback ---------------------------------------------------------------------
     def observe(

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.pricing import PriceRow
-from core.routing._values import usd_text
+from core.pricing import Catalog, PriceRow
+from core.routing._values import DEFAULT_OUTPUT_TOKENS, usd_text
+from core.types import ChatRequest
 
 
 def estimate(row: PriceRow, prompt_tokens: int, out_tokens: int, batch: bool = False) -> int:
@@ -133,3 +134,28 @@ def strategy_reason(
         return (f"{first.name}: best balanced score of {n} for task {task} "
                 f"(score {first.score:.2f}: est {est}, {_ms(first.latency)}, {_quality(first)})")
     return f"{first.name}: primary for task {task}"
+
+
+def by_cost(catalog: Catalog, req: ChatRequest, names: tuple[str, ...],
+            prompt_tokens: int) -> tuple[tuple[str, ...], int | None]:
+    """``optimize_cost`` for [model, *fallbacks]: cheapest first by this request's estimate
+    (stable; unpriced names keep their order after the priced ones), and the first one's
+    estimate (None: nothing priced)."""
+    out_tokens = req.max_tokens or DEFAULT_OUTPUT_TOKENS
+    costs: dict[str, int | None] = {}
+    for name in names:
+        if catalog.has(name):
+            row = catalog.lookup(name, None, prompt_tokens)
+            costs[name] = estimate(row, prompt_tokens, out_tokens, req.batch)
+        else:
+            costs[name] = None
+    ranked = sorted(names, key=lambda n: (costs[n] is None, costs[n] or 0))
+    return tuple(ranked), costs[ranked[0]]
+
+
+def cost_order_reason(first: str, requested: str, n: int, est: int) -> str:
+    """route_reason of an explicit model whose candidates optimize_cost re-ordered."""
+    if first == requested:
+        return f"{first}: requested, cheapest of {n} (optimize_cost)"
+    return (f"{first}: cheapest of {n} (optimize_cost over the requested order, {requested} "
+            f"first; est {usd_text(est)})")

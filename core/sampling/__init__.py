@@ -18,6 +18,7 @@ from core.sampling._values import (
     Priority,
     SamplingConfig,
     Strategy,
+    Tentative,
 )
 
 __all__ = [
@@ -28,5 +29,6 @@ __all__ = [
     "SamplingConfig",
     "SamplingGate",
     "Strategy",
+    "Tentative",
     "relative_change",
 ]

@@ -14,6 +14,11 @@ Order of the checks in ``decide``:
 Every real call (critical, batch or single) resets the key's "last call" time and, when the
 event carries a signal, the reference signal used by CHANGE_BASED.
 
+``decide(event, tentative=True)`` (the router): a single call is only counted once the caller
+reports it with ``called`` (or ``record_answer(..., call=d)``); ``not_called`` - the cache
+answered, a budget blocked it - counts the event as skipped and puts the key's last call and
+signal back, so neither the stats nor the next interval see a call that never happened.
+
 ADAPTIVE: on each event with a signal, r = |s - s_prev| / |s_prev| (capped at 1.0) feeds an
 EWMA with alpha = 2 / (volatility_window + 1). The interval is
 ``clamp(base_interval_s * volatility_ref / ewma, min_interval_s, max_interval_s)``: at the

@@ -14,6 +14,11 @@ Key layout (one helper, :func:`make_key`; ``P`` is the prefix, default ``costlin
     P n             counters              hash  {name: int}
 
 A key whose full name would exceed ``MAX_KEY_LEN`` characters becomes ``P <kind>:#<sha256>``.
+
+Beyond the protocol, the three backends offer one-step (one round trip) forms the router's hot
+path uses when present: ``apply_deltas`` (settle as (key, delta, ttl) tuples, new values back),
+``breaker_allow_many``, ``cache_get_counted`` (read + hit/miss counter) and
+``cache_set_counted`` (write + counter).
 """
 
 from __future__ import annotations

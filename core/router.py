@@ -4,6 +4,7 @@
     _next    fit the context window; 5 budget + rate-limit admission (degrade, skip, block)
     (I/O)    6 provider call with retries; the only part that differs between the four styles
     _settle  7 usage (estimated only when the provider gives none) and price; 8 record
+             (router_events.py builds the event; router_plan.py holds the per-call Plan)
 
 Every outcome (success, failed attempt, cache hit, skip, block) is logged as one usage event.
 A sampling call counts as a call only once a provider is called (cache hits and blocks do not);
@@ -19,7 +20,6 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 
 import httpx
 
@@ -40,12 +40,13 @@ from core.otel import Tracer
 from core.pricing import Catalog, load_catalog, max_cost, price
 from core.providers import Provider, ProviderResult, create
 from core.retry import RetryPolicy
-from core.router_plan import Candidate, Plan, budget_text, prompt_text, validate
+from core.router_events import failed_call, usage_event
+from core.router_plan import Candidate, Plan, apply_policy, budget_text, validate
 from core.routing import by_cost, cost_order_reason
 from core.sampling import Event, Priority
 from core.settings import Settings
 from core.types import ZERO_COST, ChatRequest, Completion, Cost, StreamChunk, Usage
-from core.usage import UsageEvent, UsageLog
+from core.usage import UsageLog
 from core.usage._schema import Status
 
 __all__ = ["Router", "validate"]
@@ -279,7 +280,7 @@ class Router:
                 plan.snap = snap
                 policy = ctl.policy(snap, req.task) if req.task else None
                 if policy is not None:
-                    req = plan.req = _apply_policy(req, policy)
+                    req = plan.req = apply_policy(req, policy)
                     plan.degrade_to = policy.degrade_to
                     plan.requested_model = req.model or policy.primary_model
                 early = self._gate(plan) or self._cached(plan)
@@ -597,52 +598,10 @@ class Router:
         done: Completion,
         exc: CostlineError | None,
     ) -> None:
-        req, u, c = plan.req, done.usage, done.cost
-        bodies = req.project is not None and req.project in self.settings.log_bodies_projects
-        event = UsageEvent(
-            request_id=req.request_id,
-            ts=plan.now(),
-            org=req.org,
-            project=req.project,
-            user=req.user,
-            task=req.task,
-            app=req.app,
-            tags=req.tags,
-            provider=cand.provider,
-            model=cand.model,
-            requested_model=plan.requested_model or None,
-            status=status,
-            error_type=exc.error_type if exc else None,
-            error_message=exc.message if exc else None,
-            attempt=attempt,
-            input_tokens=u.input_tokens,
-            cached_input_tokens=u.cached_input_tokens,
-            cache_write_tokens=u.cache_write_tokens,
-            output_tokens=u.output_tokens,
-            reasoning_tokens=u.reasoning_tokens,
-            usage_estimated=u.estimated,
-            cost_picousd=c.total,
-            cost_input_picousd=c.input,
-            cost_cached_input_picousd=c.cached_input,
-            cost_cache_write_picousd=c.cache_write,
-            cost_output_picousd=c.output,
-            cost_reasoning_picousd=c.reasoning,
-            saved_picousd=done.saved.total,
-            unpriced=c.unpriced,
-            latency_ms=done.latency_ms,
-            ttft_ms=done.ttft_ms,
-            cache_hit=done.cache_hit,
-            ai_called=done.ai_called,
-            degraded=plan.degraded,
-            route_reason=done.route_reason,
-            criticality=req.criticality,
-            source=req.source,
-            prompt=prompt_text(req) if bodies else None,
-            response=done.text if bodies else None,
-            metadata=dict(req.metadata),
-        )
-        self.log.append(event)
-        self.tracer.record(plan.start_ns, req, done, exc)
+        project = plan.req.project
+        bodies = project is not None and project in self.settings.log_bodies_projects
+        self.log.append(usage_event(plan, cand, attempt, status, done, exc, bodies=bodies))
+        self.tracer.record(plan.start_ns, plan.req, done, exc)
 
     def _record_error(
         self,
@@ -652,41 +611,7 @@ class Router:
         attempt: int,
         partial: str = "",
     ) -> Cost:
-        model = plan.req.model or exc.model or ""
-        cand = cand or Candidate(model, exc.provider or "", model, None)
-        usage, cost = Usage(), Cost(unpriced=isinstance(exc, UnpricedModel))
-        if partial:  # a stream cut mid-way was still generated (and billed): estimate it
-            out = tokens.count_text(cand.model, partial)
-            usage = Usage(input_tokens=cand.prompt_tokens, output_tokens=out, estimated=True)
-            cost = price(usage, cand.row) if cand.row else Cost(unpriced=True)
-        failed = Completion(
-            text=partial,
-            usage=usage,
-            cost=cost,
-            model=cand.model,
-            provider=cand.provider,
-            latency_ms=plan.elapsed_ms(),
-            request_id=plan.req.request_id,
-            route_reason=plan.reason_for(cand) if cand.model else plan.route_reason,
-            requested_model=plan.requested_model,
-            ai_called=attempt > 0,
-        )
-        status: Status = "error"
-        if isinstance(exc, BudgetExceeded):
-            status = "blocked"
-        elif isinstance(exc, RateLimited) and attempt == 0:
-            status = "rate_limited"
+        cand, failed, status = failed_call(plan, cand, exc, attempt, partial)
         self._record(plan, cand, attempt, status, failed, exc)
-        return cost
+        return failed.cost
 
-
-def _apply_policy(req: ChatRequest, policy: object) -> ChatRequest:
-    """A task policy's criticality and max_tokens apply where the request sets none."""
-    crit = getattr(policy, "criticality", "normal")
-    max_tokens = getattr(policy, "max_tokens", None)
-    changes: dict[str, object] = {}
-    if req.criticality == "normal" and crit != "normal":
-        changes["criticality"] = crit
-    if req.max_tokens is None and max_tokens:
-        changes["max_tokens"] = max_tokens
-    return replace(req, **changes) if changes else req  # type: ignore[arg-type]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from core import tokens
@@ -126,3 +126,15 @@ def validate(req: ChatRequest) -> None:
 
 def prompt_text(req: ChatRequest) -> str:
     return "\n".join(f"{m.role}: {m.content}" for m in req.messages)
+
+
+def apply_policy(req: ChatRequest, policy: object) -> ChatRequest:
+    """A task policy's criticality and max_tokens apply where the request sets none."""
+    crit = getattr(policy, "criticality", "normal")
+    max_tokens = getattr(policy, "max_tokens", None)
+    changes: dict[str, object] = {}
+    if req.criticality == "normal" and crit != "normal":
+        changes["criticality"] = crit
+    if req.max_tokens is None and max_tokens:
+        changes["max_tokens"] = max_tokens
+    return replace(req, **changes) if changes else req  # type: ignore[arg-type]

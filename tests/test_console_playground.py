@@ -231,3 +231,31 @@ def test_a_llamacpp_server_from_secrets_streams_at_the_logged_cost(home: Path,
     event = logged(home, result.request_id)
     assert (event.provider, event.model) == ("llamacpp", "smollm2-135m-instruct")
     assert dict(metrics(at))["Cost"] == fmt_usd(event.cost_picousd) and event.ttft_ms is not None
+
+
+def test_sending_a_prompt_is_checked_against_the_stored_role(home: Path) -> None:
+    """Hiding the page is not the check: the functions that send re-read the user's role."""
+    from console import playground_data as pg
+    from core.control import Actor
+    from core.errors import PermissionDenied
+    from core.router import Router
+    from core.types import ChatRequest
+
+    req = ChatRequest(messages=[Message("user", "hi")], model="dryrun-small", source="playground")
+    forged = (Actor("viewer", "viewer"), Actor("viewer", "engineer"), Actor("ghost", "engineer"))
+    with Router() as router:
+        for actor in forged:
+            with pytest.raises(PermissionDenied, match="playground"):
+                pg.run_many(router, [req], actor)
+            with pytest.raises(PermissionDenied, match="playground"):
+                list(pg.stream_text(router, req, {}, actor))
+        engineer = Actor("engineer", "engineer")
+        [done] = pg.run_many(router, [req], engineer)
+        assert not isinstance(done, Exception) and done.text
+        with ControlPlane(f"sqlite:///{home / 'control.db'}") as plane:
+            plane.set_role("engineer", "viewer", SYSTEM)  # demoted while signed in
+        with pytest.raises(PermissionDenied, match=r"'engineer' \(viewer\) may not use"):
+            list(pg.stream_text(router, req, {}, engineer))
+    with Reader(home) as reader:
+        assert [e.request_id for e in reader.fetch(Filters(source="playground"))] == [
+            req.request_id]  # only the engineer's one call was sent and logged

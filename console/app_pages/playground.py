@@ -196,10 +196,14 @@ def _budget_row(t: pg.Target, s: BudgetStatus, max_cost: int) -> dict[str, objec
 def run(router: Router, inputs: pg.Inputs, targets: Sequence[pg.Target], actor: Actor) -> None:
     reqs = [inputs.request(t.name, actor.username) for t in targets]
     if len(reqs) == 1:
-        results = [stream_one(router, reqs[0])]
+        results = [stream_one(router, reqs[0], actor)]
     else:
-        with st.spinner(f"Running {len(reqs)} models side by side…"):
-            outcomes = router.batch(reqs, concurrency=len(reqs))
+        try:
+            with st.spinner(f"Running {len(reqs)} models side by side…"):
+                outcomes = pg.run_many(router, reqs, actor)
+        except CostlineError as exc:  # e.g. the role was changed since sign-in
+            st.error(str(exc))
+            return
         results = [pg.result_of(r, o) for r, o in zip(reqs, outcomes, strict=True)]
     router.log.flush()  # the Requests page and the history see the calls at once
     pg.remember(actor.username, [r.request_id for r in results], inputs)
@@ -207,11 +211,11 @@ def run(router: Router, inputs: pg.Inputs, targets: Sequence[pg.Target], actor: 
     show(results, streamed=len(results) == 1)
 
 
-def stream_one(router: Router, req: ChatRequest) -> pg.RunResult:
+def stream_one(router: Router, req: ChatRequest, actor: Actor) -> pg.RunResult:
     sink: dict = {}  # type: ignore[type-arg]
     try:
         with st.chat_message("assistant"):
-            st.write_stream(pg.stream_text(router, req, sink))
+            st.write_stream(pg.stream_text(router, req, sink, actor))
     except CostlineError as exc:
         return pg.result_of(req, exc)
     return pg.result_of(req, sink["done"])

@@ -29,7 +29,7 @@ from ._models import DEFAULT_SETTINGS, SYSTEM, Actor
 
 T = TypeVar("T")
 ENGINEER = frozenset({"budget", "routing_policy", "sampling_strategy", "cache_setting",
-                      "rate_limit", "model_score", "alert"})
+                      "rate_limit", "model_score", "alert", "playground"})
 EVERYTHING = ENGINEER | {"price_override", "user", "setting"}
 PERMISSIONS: Mapping[str, frozenset[str]] = {
     "viewer": frozenset(), "engineer": ENGINEER, "admin": EVERYTHING, "system": EVERYTHING,
@@ -88,6 +88,24 @@ class StoreBase:
 
     # ---- the write path --------------------------------------------------------------------
 
+    def authorize(self, actor: Actor, entity: str) -> None:
+        """Raise PermissionDenied unless ``actor`` may use ``entity`` (e.g. 'playground'), by
+        the role stored for that user now, not the one the caller claims."""
+        if not can(actor.role, entity):
+            raise PermissionDenied(f"role {actor.role!r} may not use {entity}")
+        with self.engine.connect() as conn:
+            self._check_user(conn, actor, entity, "use")
+
+    @staticmethod
+    def _check_user(conn: Connection, actor: Actor, entity: str, verb: str) -> None:
+        if actor == SYSTEM:
+            return
+        row = conn.execute(sa.select(s.users.c.role, s.users.c.disabled)
+                           .where(s.users.c.username == actor.username)).first()
+        if row is None or row.disabled or not can(row.role, entity):
+            role = "unknown or disabled user" if row is None or row.disabled else row.role
+            raise PermissionDenied(f"{actor.username!r} ({role}) may not {verb} {entity}")
+
     @contextmanager
     def _tx(self, actor: Actor, entity: str) -> Iterator[Connection]:
         """A write transaction for ``actor`` on ``entity``, holding the write lock."""
@@ -95,13 +113,7 @@ class StoreBase:
             raise PermissionDenied(f"role {actor.role!r} may not change {entity}")
         with write_tx(self.engine) as conn:
             conn.execute(sa.select(s.meta.c.version).where(s.meta.c.id == 1).with_for_update())
-            if actor != SYSTEM:
-                row = conn.execute(sa.select(s.users.c.role, s.users.c.disabled)
-                                   .where(s.users.c.username == actor.username)).first()
-                if row is None or row.disabled or not can(row.role, entity):
-                    role = "unknown or disabled user" if row is None or row.disabled else row.role
-                    raise PermissionDenied(
-                        f"{actor.username!r} ({role}) may not change {entity}")
+            self._check_user(conn, actor, entity, "change")
             yield conn
 
     def _audit(self, conn: Connection, actor: Actor, action: str, entity: str, entity_id: str,

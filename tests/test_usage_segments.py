@@ -122,3 +122,47 @@ def test_segments_of_an_older_schema_are_still_read(costline_home: Path) -> None
     assert Reader().count() == 5
     shutil.rmtree(sdir)
     assert Reader().count() == 0
+
+
+def test_merge_chunks_are_sorted_and_lose_nothing(costline_home: Path) -> None:
+    from core.usage._compact import _chunks
+    from core.usage._segments import scan
+
+    sdir = segments(costline_home)
+    for k in range(6):  # 6 segments of 130 rows, each written newest first
+        rows = [event_row(event(i)) for i in reversed(range(k * 130, (k + 1) * 130))]
+        write_segment(rows_to_table(rows), sdir, f"s{k}")
+    chunks = list(_chunks(scan(sdir).active, 200))
+    assert [c.num_rows for c in chunks] == [260, 260, 260]  # >= 200, < 400 each
+    for c in chunks:
+        ts = c.column("ts").to_pylist()
+        assert ts == sorted(ts)
+    ids = [i for c in chunks for i in c.column("request_id").to_pylist()]
+    assert sorted(ids) == sorted(event(i).request_id for i in range(780))
+
+
+MERGE_MEMORY = """
+import sys
+import pyarrow as pa
+import core.usage._compact as c
+c.CHUNK_ROWS = 5_000
+result = c.compact(target_rows=10**9, max_bytes=1 << 40)
+print(result.merged, result.written, pa.default_memory_pool().max_memory())
+"""
+
+
+def test_a_merge_holds_one_chunk_in_memory_not_the_file(costline_home: Path) -> None:
+    """Merging 16 segments (160k rows) with 5k-row chunks peaks far below the whole table."""
+    sdir = segments(costline_home)
+    whole = 0
+    for k in range(16):
+        table = rows_to_table([event_row(event(i)) for i in range(k * 10_000, (k + 1) * 10_000)])
+        whole += table.nbytes
+        write_segment(table, sdir, f"s{k:02d}")
+    proc = python(MERGE_MEMORY, costline_home)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    merged, written, peak = (int(x) for x in out.split())
+    assert (merged, written) == (16, 1)
+    assert peak < whole / 4, (peak, whole)
+    assert Reader().count() == 160_000

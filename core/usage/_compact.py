@@ -1,6 +1,7 @@
 """compact(): merge many small segments into few large ones, safely under live readers.
 
-Order of operations: write the merged file (sorted by ts) naming its inputs in its Parquet
+Order of operations: write the merged file (streamed a chunk at a time, each chunk sorted by
+ts, so memory stays bounded whatever the file's size) naming its inputs in its Parquet
 metadata, rename it into place, then delete the inputs. Readers skip every segment a present
 merged file replaces, so at each instant they count each row exactly once. One compaction
 runs at a time (an flock on events/compact.lock); writers and readers never wait for it.
@@ -23,6 +24,7 @@ import os
 import secrets
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +34,7 @@ import pyarrow.parquet as pq
 from core.usage._journal import CLAIM, JOURNAL_SUFFIX
 from core.usage._schema import conform
 from core.usage._segments import (
+    ROW_GROUP_ROWS,
     SUFFIX,
     SegmentInfo,
     Snapshot,
@@ -40,7 +43,7 @@ from core.usage._segments import (
     remove_stale_temps,
     scan,
     segments_dir,
-    write_segment,
+    write_segment_stream,
 )
 
 log = logging.getLogger("costline.usage")
@@ -48,10 +51,11 @@ log = logging.getLogger("costline.usage")
 TARGET_ROWS = 2_000_000
 MAX_BYTES = 1 << 30
 AUTO_FANOUT = 8
-AUTO_MAX_BYTES = 256 << 20  # bounds the memory a background merge takes in a router process
+AUTO_MAX_BYTES = 256 << 20  # bounds one background merge (memory is bounded by _chunks)
 AUTO_LOCK_WAIT_S = 30.0  # how long auto_compact waits for another process's compaction
 KEEP_REPLACED_S = 120.0  # auto_compact deletes merged inputs this long after the merge
 _RETRY_S = 0.5
+CHUNK_ROWS = ROW_GROUP_ROWS  # a merge holds CHUNK_ROWS to 2 x CHUNK_ROWS rows in memory
 _LOCK_FDS: dict[int, int] = {}  # compact.lock descriptor -> thread holding it (see _after_fork)
 
 
@@ -148,7 +152,8 @@ def compact(
 ) -> CompactResult:
     """Merge segments smaller than target_rows/2 into segments of up to target_rows rows.
 
-    ``max_bytes`` bounds the uncompressed size of one merge (the memory it needs). With
+    ``max_bytes`` bounds the uncompressed size of one merged file (a merge holds one chunk
+    of ``CHUNK_ROWS`` to twice that in memory, whatever the size). With
     ``wait=False`` a compaction already running elsewhere makes this return at once.
     """
     return _compact(home, target_rows, max_bytes, wait, 0, None, 0.0)
@@ -189,6 +194,23 @@ def auto_compact(
         if not result.written:  # locked for too long, no tier full enough, or only deletions
             break
     return CompactResult(merged, written)
+
+
+def _chunks(group: list[SegmentInfo], rows: int) -> Iterator[pa.Table]:
+    """The group's rows, oldest segment first, in chunks of ``rows`` to ``2 * rows`` rows each
+    sorted by ts: a merge holds one chunk in memory, however large the merged file."""
+    buf: list[pa.Table] = []
+    held = 0
+    for seg in group:
+        with pq.ParquetFile(seg.path) as pf:
+            for batch in pf.iter_batches(batch_size=rows):
+                buf.append(conform(pa.Table.from_batches([batch]).replace_schema_metadata(None)))
+                held += batch.num_rows
+                if held >= rows:
+                    yield pa.concat_tables(buf).sort_by("ts")
+                    buf, held = [], 0
+    if buf:
+        yield pa.concat_tables(buf).sort_by("ts")
 
 
 def _compact(
@@ -240,16 +262,15 @@ def _compact_locked(
     for group in groups:
         if stop is not None and stop.is_set():
             break
-        table = pa.concat_tables([conform(pq.read_table(s.path)) for s in group])
-        table = table.sort_by("ts").replace_schema_metadata(None)
         name = f"compact-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{secrets.token_hex(4)}"
-        write_segment(table, sdir, name, replaces=_replaces(group, journals))
+        _, rows = write_segment_stream(_chunks(group, CHUNK_ROWS), sdir, name,
+                                       replaces=_replaces(group, journals))
         if keep_s <= 0:  # otherwise a later run deletes them
             for seg in group:
                 seg.path.unlink(missing_ok=True)
         merged += len(group)
         written += 1
-        log.info("compacted %d usage segments (%d rows) into %s", len(group), len(table), name)
+        log.info("compacted %d usage segments (%d rows) into %s", len(group), rows, name)
     return CompactResult(merged, written)
 
 

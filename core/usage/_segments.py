@@ -13,7 +13,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,6 +78,39 @@ def write_segment(
         raise
     fsync_dir(directory)
     return final
+
+
+def write_segment_stream(
+    tables: Iterable[pa.Table],
+    directory: Path,
+    name: str,
+    *,
+    replaces: Sequence[str] = (),
+    row_group_rows: int = ROW_GROUP_ROWS,
+) -> tuple[Path, int]:
+    """``write_segment`` for tables that arrive one at a time, so memory holds one of them,
+    not the whole file. Returns (path, rows written)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    schema = SCHEMA
+    if replaces:
+        schema = SCHEMA.with_metadata({REPLACES_KEY: orjson.dumps(sorted(replaces))})
+    final = directory / (name + SUFFIX)
+    tmp = directory / f".{name}.{secrets.token_hex(4)}.tmp"
+    rows = 0
+    try:
+        with open(tmp, "wb") as fh:
+            with pq.ParquetWriter(fh, schema, compression=COMPRESSION) as writer:
+                for table in tables:
+                    writer.write_table(conform(table), row_group_size=row_group_rows)
+                    rows += table.num_rows
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.rename(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(directory)
+    return final, rows
 
 
 @dataclass(frozen=True, slots=True)

@@ -101,18 +101,23 @@ def test_budget_degrades_then_blocks(frame: pd.DataFrame) -> None:
     assert len(degraded) > 100 and (degraded["org"] == "globex").all()
     assert (degraded["model"] == "gpt-4o-mini").all()
     assert (degraded["requested_model"] != "gpt-4o-mini").all()
-    pattern = re.compile(r"^gpt-4o-mini: org globex at (9\d)% of monthly budget, "
-                         r"degraded from (\S+)$")
+    # The budget guard's semantics and wording: degrade past 100%, block past the 125% cap.
+    pattern = re.compile(r"^gpt-4o-mini: org=globex at (\d+)% of monthly budget "
+                         r"'Demo: globex monthly', degraded from (\S+)$")
     for reason, requested in zip(degraded["route_reason"], degraded["requested_model"],
                                  strict=True):
         m = pattern.match(reason)
         assert m is not None and m.group(2) == requested
+        assert 100 <= int(m.group(1)) < 125
     blocked = frame[frame["status"] == "blocked"]
     assert len(blocked) > 100 and (blocked["org"] == "globex").all()
     assert (blocked["error_type"] == "BudgetExceeded").all()
     assert (blocked["cost_picousd"] == 0).all() and not blocked["ai_called"].any()
     assert blocked["ts"].min() > degraded["ts"].min()  # degraded first, then blocked
-    assert blocked["error_message"].str.contains("demo-org-globex-monthly").all()
+    head = "budget 'Demo: globex monthly' (org=globex): spent $"
+    assert blocked["error_message"].str.startswith(head).all()
+    assert blocked["error_message"].str.contains(r"critical requests may reach \$").all()
+    assert blocked["error_message"].str.contains("past the hard cap").all()
 
 
 def test_costs_equal_price_per_event(frame: pd.DataFrame) -> None:

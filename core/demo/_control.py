@@ -20,7 +20,7 @@ import pyarrow as pa
 from core.control import Actor, Budget, ControlPlane, RateLimit, RoutingPolicy, SamplingStrategy
 from core.demo import _world as w
 from core.demo._generate import Generated
-from core.demo._table import BUDGET_ID, DEMO_PREFIX, RATE_LIMIT_ID
+from core.demo._table import DEMO_PREFIX, RATE_LIMIT_ID, demo_budget
 from core.types import PICO
 
 
@@ -57,9 +57,7 @@ def budgets(table: pa.Table, g: Generated) -> list[Budget]:
     return [
         Budget(id="demo-org-acme-monthly", name="Demo: acme monthly", scope="org",
                scope_value="acme", limit_usd=_usd(org.get("acme", 0), 1.25, 50)),
-        Budget(id=BUDGET_ID, name=f"Demo: {w.BUDGET_ORG} monthly (degrades at 90%)",
-               scope="org", scope_value=w.BUDGET_ORG, limit_usd=g.budget_usd,
-               action="degrade", degrade_to=w.DEGRADE_TO),
+        demo_budget(g.budget_usd),
         Budget(id="demo-org-initech-monthly", name="Demo: initech monthly", scope="org",
                scope_value="initech", limit_usd=_usd(org.get("initech", 0), 1.4, 50)),
         Budget(id="demo-project-support-bot-daily", name="Demo: support-bot daily",

@@ -175,7 +175,8 @@ def _guard(c: Columns, catalog: Catalog, start: date, idx: I64, cost: I64, limit
            dearer: npt.NDArray[np.bool_], soft: npt.NDArray[np.bool_],
            apply: bool) -> bool:
     """One month of globex calls (``idx``, in time order) under ``limit``: degrade soft calls
-    to a dearer model from 90%, block from 100%. Returns whether anything was blocked."""
+    to a cheaper model past 100%, block past the cap (125%). Returns whether anything was
+    blocked."""
     prior = np.cumsum(cost[idx]) - cost[idx]
     deg = idx[(prior >= w.DEGRADE_AT * limit) & dearer[c["model"][idx]] & soft[idx]]
     new = cost.copy()
@@ -193,22 +194,30 @@ def _guard(c: Columns, catalog: Catalog, start: date, idx: I64, cost: I64, limit
                 c[k][deg] = sub[k]
             c["degraded"][deg] = True
     prior = np.cumsum(new[idx]) - new[idx]
-    blk = idx[prior >= w.BLOCK_AT * limit]
+    over = prior + new[idx] > int(w.BLOCK_AT * limit)  # the reservation would pass the cap
+    first = int(np.argmax(over)) if over.any() else len(idx)
+    blk = idx[first:]  # from the first refusal on, as the spend stops there
+    prior[first:] = prior[first] if first < len(idx) else 0
     if apply:
         c["pct"][idx] = prior * 100 // limit
+        c["prior"][idx] = prior
+        c["estimate"][idx] = new[idx]
         c["status"][blk] = BLOCKED
         c["model"][blk] = c["requested"][blk]
         c["degraded"][blk] = False
     return bool(len(blk))
 
 
-def budget(c: Columns, catalog: Catalog, start: date, end: date) -> Decimal:
+def budget(c: Columns, catalog: Catalog, start: date, end: date,
+           until_now: npt.NDArray[np.bool_]) -> Decimal:
     """globex's org budget: calls of normal or lower criticality degrade to the cheap model
-    from 90% of the month's limit; from 100% every call is blocked. The limit is the largest
-    round share of globex's last complete month that still makes that month hit both."""
+    past 100% of the month's limit; past soft_multiplier x limit every call is blocked. The
+    limit is the largest whole-dollar amount that still makes globex's last complete month hit
+    both, so the block comes late in that month. Calls after now (``until_now`` False) are
+    dropped later, so they take no part."""
     org = list(w.ORGS).index(w.BUDGET_ORG)
     user_org = np.array([list(w.ORGS).index(o) for _, o in w.USERS])
-    mine = (user_org[c["user"]] == org) & ~c["cache_hit"] & (c["status"] == OK)
+    mine = (user_org[c["user"]] == org) & ~c["cache_hit"] & (c["status"] == OK) & until_now
     cost = np.where(mine, _total(price(c, catalog, start)), 0)
     month = (np.datetime64(start) + c["day"]).astype("datetime64[M]")
     last_full = np.datetime64(end, "M") - 1
@@ -221,14 +230,19 @@ def budget(c: Columns, catalog: Catalog, start: date, end: date) -> Decimal:
     soft = np.isin(c["task"], [i for i, t in enumerate(w.TASKS)
                                if t.criticality in ("normal", "low", "background")])
     c["pct"] = np.zeros(row_count(c), np.int64)
+    c["prior"] = np.zeros(row_count(c), np.int64)  # spend before the call (picodollars)
+    c["estimate"] = np.zeros(row_count(c), np.int64)  # its cost, had it run
     order = np.argsort(c["us"], kind="stable")
     test = order[(mine & full)[order]]
-    step = 10 * PICO
-    limit = step
-    for share in (.95, .9, .85, .8, .75, .7, .65, .6):
-        limit = max(step, int(spent * share) // step * step)
-        if _guard(c, catalog, start, test, cost, limit, dearer, soft, apply=False):
-            break
+    step = PICO
+    lo, hi = 1, max(1, spent // step)  # blocking is monotone in the limit: bisect for the
+    while lo < hi:                       # largest limit that still blocks (late in the month)
+        mid = (lo + hi + 1) // 2
+        if _guard(c, catalog, start, test, cost, mid * step, dearer, soft, apply=False):
+            lo = mid
+        else:
+            hi = mid - 1
+    limit = lo * step
     for m in np.unique(month[mine]):
         _guard(c, catalog, start, order[(mine & (month == m))[order]], cost, limit, dearer,
                soft, apply=True)
@@ -281,9 +295,10 @@ def history(days: int, seed: int, now: datetime, catalog: Catalog) -> Generated:
     c["request"] = np.arange(row_count(c))
     tokens(rng, c, catalog, end)
     gates(rng, c)
-    limit = budget(c, catalog, start, end)
+    now_us = int(now.timestamp() * 1_000_000)  # the last day's calls up to now only
+    limit = budget(c, catalog, start, end, c["us"] < now_us)
     failures(rng, c)
-    keep = c["us"] < int(now.timestamp() * 1_000_000)
+    keep = c["us"] < now_us
     order = np.argsort(c["us"][keep], kind="stable")
     cols = {k: v[keep][order] for k, v in c.items()}
     return Generated(cols, start, end, incident, limit)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -9,6 +11,9 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from core.budgets._format import exceeded
+from core.budgets._window import window
+from core.control import Budget
 from core.demo import _world as w
 from core.demo._generate import (
     BLOCKED,
@@ -30,6 +35,14 @@ SKIP_REASONS = {"classify": "change_based: signal moved less than 5%",
                 "agent": "adaptive: interval not elapsed"}
 BUDGET_ID = f"demo-org-{w.BUDGET_ORG}-monthly"
 RATE_LIMIT_ID = "demo-user-rpm"
+
+
+def demo_budget(limit_usd: Decimal) -> Budget:
+    """globex's monthly org budget, as stored in the control plane and as its history
+    was generated (degrade past 100%, block past soft_multiplier x limit)."""
+    return Budget(id=BUDGET_ID, name=w.BUDGET_NAME, scope="org", scope_value=w.BUDGET_ORG,
+                  limit_usd=limit_usd, soft_multiplier=w.SOFT_MULTIPLIER, action="degrade",
+                  degrade_to=w.DEGRADE_TO, timezone="UTC")
 
 
 def _strings(values: npt.NDArray[Any]) -> pa.Array:
@@ -73,8 +86,8 @@ def _reasons(c: dict[str, npt.NDArray[Any]], n: int) -> npt.NDArray[Any]:
                      "last answer" for x in w.TASKS], object)
     out = np.where(c["status"] == SKIPPED, skip[t], out)
     for i in np.nonzero(c["degraded"])[0]:
-        out[i] = (f"{w.DEGRADE_TO}: org {w.BUDGET_ORG} at {c['pct'][i]}% of monthly budget, "
-                  f"degraded from {w.MODELS[req[i]]}")
+        out[i] = (f"{w.DEGRADE_TO}: org={w.BUDGET_ORG} at {c['pct'][i]}% of monthly budget "
+                  f"'{w.BUDGET_NAME}', degraded from {w.MODELS[req[i]]}")
     refused = (c["status"] == BLOCKED) | (c["status"] == RATE_LIMITED)
     out[refused] = None
     result: npt.NDArray[Any] = out
@@ -91,11 +104,14 @@ def _errors(c: dict[str, npt.NDArray[Any]], providers: list[str], users: list[st
         kind[i] = name
         text[i] = template.format(model=w.MODELS[c["model"][i]],
                                   provider=providers[c["model"][i]], retry=1 + i % 20)
-    month = (np.datetime64("1970-01-01") + c["us"] // 86_400_000_000).astype("datetime64[M]")
-    for i in np.nonzero(c["status"] == BLOCKED)[0].tolist():
+    budget = demo_budget(Decimal(limit_usd))
+    limit = budget.limit_picousd or 0
+    cap = int(limit * w.SOFT_MULTIPLIER)
+    for i in np.nonzero(c["status"] == BLOCKED)[0].tolist():  # the guard's own message
         kind[i] = "BudgetExceeded"
-        text[i] = (f"budget {BUDGET_ID} (org {w.BUDGET_ORG}, month {month[i]}) is at "
-                   f"{c['pct'][i]}% of its ${limit_usd} hard limit")
+        at = datetime.fromtimestamp(int(c["us"][i]) / 1e6, UTC)
+        text[i] = exceeded(budget, window(budget, at), "usd", int(c["prior"][i]), limit, cap,
+                           int(c["estimate"][i]), cap)
     for i in np.nonzero(c["status"] == RATE_LIMITED)[0].tolist():
         kind[i] = "RateLimited"
         text[i] = f"rate limit {RATE_LIMIT_ID}: {users[c['user'][i]]} over 60 requests per 60 s"

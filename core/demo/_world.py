@@ -100,8 +100,12 @@ HOURS = (  # UTC hour profile: Europe's working day, then America's
     1.1, .9, .7, .5, .35, .2,
 )
 DEGRADE_TO = "gpt-4o-mini"
-DEGRADE_AT, BLOCK_AT = 0.90, 1.00  # share of the monthly budget
 BUDGET_ORG = "globex"
+BUDGET_NAME = f"Demo: {BUDGET_ORG} monthly"
+SOFT_MULTIPLIER = 1.25  # the budget's: critical calls may go on to 125% of its limit
+# As the budget guard does: past 100% of the limit non-critical calls degrade; past the cap
+# (soft_multiplier x limit) every call is blocked.
+DEGRADE_AT, BLOCK_AT = 1.00, SOFT_MULTIPLIER
 ERRORS = (  # error type, share, HTTP-ish message, latency ms (low, high)
     ("RateLimited", .55, "429 Too Many Requests: rate limit reached for {model} "
                          "(tokens per minute); retry after {retry}s", (120, 450)),

@@ -82,3 +82,22 @@ def pg_url() -> Iterator[str]:
         )
         c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
     admin.dispose()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Drop what Streamlit's caches hold (readers, routers: DuckDB connections) while the
+    interpreter is whole, so none is left for finalisation to report as leaked."""
+    import gc
+    import sys
+
+    if "streamlit" in sys.modules:
+        import logging
+
+        import streamlit as st
+
+        for name in list(logging.root.manager.loggerDict):  # "No runtime found" notices
+            if name.startswith("streamlit"):
+                logging.getLogger(name).setLevel(logging.ERROR)
+        st.cache_resource.clear()
+        st.cache_data.clear()
+    gc.collect()

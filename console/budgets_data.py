@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from console import auth, data
-from core.budgets import scope_text, window
+from core.budgets import hard_cap, scope_text, window
 from core.control import DEFAULT_THRESHOLDS, Actor, Budget, RoutingPolicy
 from core.errors import ConfigError
 from core.replay import ReplayResult, replay
@@ -179,6 +179,27 @@ class Utilisation:
                   if self.budget.limit_tokens is not None else 0.0]  # fmt: skip
         return max(shares)
 
+    @property
+    def cap_picousd(self) -> int | None:
+        """The most this window can spend: a blocking or degrading budget refuses every call
+        past soft_multiplier x its limit (None: an alert-only or token-only budget)."""
+        b = self.budget
+        if b.action == "alert" or b.limit_picousd is None:
+            return None
+        return hard_cap(b, b.limit_picousd)
+
+    @property
+    def capped(self) -> bool:
+        """True when the run rate would take the window past its cap (it stops there)."""
+        cap = self.cap_picousd
+        return cap is not None and self.projected_picousd > cap
+
+    @property
+    def projected_spend_picousd(self) -> int:
+        """The projected spend, no higher than the cap."""
+        cap = self.cap_picousd
+        return min(self.projected_picousd, cap) if cap is not None else self.projected_picousd
+
     def text(self) -> str:
         parts = []
         if self.budget.limit_picousd is not None:
@@ -284,7 +305,9 @@ def status_frame(rows: Sequence[Utilisation]) -> pd.DataFrame:
         "period": u.budget.period, "window": u.label, "action": u.budget.action,
         "limit": "" if u.budget.limit_picousd is None else usd(u.budget.limit_picousd),
         "token limit": u.budget.limit_tokens, "spent": usd(u.spent_picousd),
-        "used": f"{u.utilisation:.0%}", "projected": usd(u.projected_picousd),
+        "used": f"{u.utilisation:.0%}",
+        "projected": usd(u.projected_spend_picousd) + (" (capped)" if u.capped else ""),
+        "run rate": usd(u.projected_picousd),
         "thresholds": ", ".join(map(str, u.budget.thresholds)),
         "alerted": ", ".join(f"{t}%" for t in u.alerts) or "–",
         "degrade to": u.budget.degrade_to or "", "soft ×": u.budget.soft_multiplier,

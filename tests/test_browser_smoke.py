@@ -135,9 +135,7 @@ def browser_ready() -> None:
 def test_every_page_renders_without_an_exception(
     browser_ready: None, costline_home: Path, tmp_path: Path
 ) -> None:
-    from tests.console_support import sample_data
-
-    sample_data(costline_home)
+    fill_home(costline_home)  # the demo data `make run` shows
     shots = tmp_path / "screenshots"
     shots.mkdir()
     with console_server(costline_home, tmp_path / "streamlit.log") as url, signed_in(url) as page:

@@ -275,3 +275,22 @@ def test_a_budget_saved_in_the_page_blocks_a_router_in_another_process_within_5s
     finally:
         child.kill()
         child.wait(10)
+
+
+def test_projection_stops_at_the_cap_of_an_enforcing_budget(home: Path) -> None:
+    """A blocking budget cannot spend past soft_multiplier x limit: the projection says so."""
+    with ControlPlane() as plane:
+        for action in ("alert", "block"):
+            plane.upsert_budget(Budget(id=action, name=action, limit_usd=Decimal("0.001"),
+                                       action=action, soft_multiplier=1.5), SYSTEM)
+    at = page("viewer")
+    table = at.dataframe[0].value.set_index("id")
+    run_rate = table.loc["alert", "run rate"]
+    assert table.loc["alert", "projected"] == run_rate  # alert-only: no cap
+    assert table.loc["block", "run rate"] == run_rate
+    assert table.loc["block", "projected"] == "$0.0015 (capped)"  # 1.5 x $0.001
+    assert bd.usd(int(1.5e9)) == "$0.0015"
+    metrics = {m.value: m.proto.delta for m in at.metric}
+    assert metrics["$0.0015"] == "capped at 1.5x the limit"
+    assert any(c.value.startswith(f"The run rate would reach {run_rate}; calls past $0.0015")
+               for c in at.caption)

@@ -60,7 +60,9 @@ def utilisation(actor: Actor, engineer: bool) -> None:
     for u in rows:
         budget_card(actor, engineer, u)
     st.dataframe(bd.status_frame(rows), hide_index=True, width="stretch")
-    st.caption("Projected: the spend at the window's end at the rate so far this window.")
+    st.caption("Projected: the spend at the window's end at the rate so far this window, "
+               "no higher than the cap of a blocking or degrading budget (soft x limit), "
+               "past which calls are refused; 'run rate' is the uncapped figure.")
 
 
 def budget_card(actor: Actor, engineer: bool, u: bd.Utilisation) -> None:
@@ -70,10 +72,14 @@ def budget_card(actor: Actor, engineer: bool, u: bd.Utilisation) -> None:
         off = "" if b.enabled else " · **disabled**"
         head.markdown(f"**{b.name}** · {scope_text(b)} · {b.action} · window {u.label}{off}")
         head.progress(min(1.0, u.utilisation), text=u.text())
-        projected = (bd.usd(u.projected_picousd) if b.limit_picousd is not None
+        projected = (bd.usd(u.projected_spend_picousd) if b.limit_picousd is not None
                      else f"{u.projected_tokens:,} tokens")  # fmt: skip
-        figures.metric("Projected at window end", projected, f"{u.projected_share:.0%} of limit",
-                       delta_color="off")  # fmt: skip
+        share = (f"capped at {b.soft_multiplier:g}x the limit" if u.capped
+                 else f"{u.projected_share:.0%} of limit")  # fmt: skip
+        figures.metric("Projected at window end", projected, share, delta_color="off")
+        if u.capped:
+            figures.caption(f"The run rate would reach {bd.usd(u.projected_picousd)}; calls "
+                            f"past {bd.usd(u.cap_picousd or 0)} are blocked.")
         alerted = ", ".join(f"{t}%" for t in u.alerts) or "none"
         figures.caption(f"Alerts this window: {alerted}")
         if engineer:

@@ -203,3 +203,35 @@ def test_viewers_may_not_load_the_demo() -> None:
     with pytest.raises(PermissionDenied):
         load_demo(days=3, now=NOW, actor=Actor("finance", "viewer"))
     assert Reader().count() == 0 and not has_demo()
+
+
+def test_budget_alerts_of_the_history_are_seeded_and_removed_with_it(costline_home: Path) -> None:
+    """Each demo budget's thresholds fired once per window, at the call that crossed them,
+    as the guard would have; removing the demo removes them (audited), real alerts stay."""
+    plane = ControlPlane(model_exists=load_catalog().has)
+    plane.upsert_budget(Budget(id="real-budget", name="Real", limit_usd=1), SYSTEM)
+    plane.record_alert("real-budget", "2026-05", 50, message="real")
+    load_demo(days=90, now=NOW)
+    budgets = {b.id: b for b in plane.budgets()}
+    alerts = [a for a in plane.alerts(limit=10_000) if a.budget_id.startswith("demo-")]
+    assert len(alerts) > 10
+    with Reader() as reader:
+        for a in alerts:
+            b = budgets[a.budget_id]
+            start, end = b.window_bounds(a.ts)
+            assert b.window_key(a.ts) == a.window_key and start <= a.ts < end
+            scope = {} if b.scope == "global" else {b.scope: b.scope_value}
+            at = reader.totals(Filters(start=start, end=a.ts + timedelta(microseconds=1),
+                                       **scope))["cost_picousd"]  # type: ignore[arg-type]
+            before = reader.totals(Filters(start=start, end=a.ts, **scope))["cost_picousd"]  # type: ignore[arg-type]
+            limit = b.limit_picousd or 0
+            assert a.spent_picousd == at and at * 100 >= a.threshold_pct * limit
+            assert before * 100 < a.threshold_pct * limit  # the first call to cross it
+            assert a.message.startswith(f"budget '{b.name}'")
+    globex = {a.threshold_pct for a in alerts if a.budget_id == "demo-org-globex-monthly"
+              and a.window_key == budgets["demo-org-globex-monthly"].window_key(NOW)}
+    assert globex == {50, 75, 90, 100}  # it is degrading now
+    assert remove_demo() > 0
+    assert [a.budget_id for a in plane.alerts()] == ["real-budget"]
+    deleted = [e for e in plane.audit(limit=1_000) if e.action == "alert.delete"]
+    assert len(deleted) == len(alerts)

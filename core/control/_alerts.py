@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -30,11 +31,13 @@ class AlertStore(StoreBase):
     def record_alert(self, budget_id: str, window_key: str, threshold_pct: int, *,
                      message: str, kind: str = "budget", spent_picousd: int | None = None,
                      limit_picousd: int | None = None, spent_tokens: int | None = None,
-                     limit_tokens: int | None = None, actor: Actor = SYSTEM) -> bool:
+                     limit_tokens: int | None = None, actor: Actor = SYSTEM,
+                     ts: datetime | None = None) -> bool:
         """Store an alert once per (kind, budget, window, threshold), across processes.
-        Returns False when that alert already exists (then nothing is written)."""
+        Returns False when that alert already exists (then nothing is written). ``ts``: when
+        the threshold was reached (default now; the demo history passes its own)."""
         v.validate_alert_kind(kind)
-        values = dict(ts=self.now(), kind=kind, budget_id=budget_id, window_key=window_key,
+        values = dict(ts=ts or self.now(), kind=kind, budget_id=budget_id, window_key=window_key,
                       threshold_pct=threshold_pct, spent_picousd=spent_picousd,
                       limit_picousd=limit_picousd, spent_tokens=spent_tokens,
                       limit_tokens=limit_tokens, message=message, delivered=False)
@@ -57,6 +60,21 @@ class AlertStore(StoreBase):
                         s.alerts.c.threshold_pct == threshold_pct)
         return self._alert_update(where, actor, "alert.delivery",
                                   {"delivered": error is None, "delivery_error": error})
+
+    def delete_alerts(self, budget_ids: Sequence[str], actor: Actor) -> int:
+        """Delete every alert of these budgets (e.g. the demo's, with its budgets); each
+        deletion is audited. Returns how many were deleted."""
+        if not budget_ids:
+            return 0
+        where = s.alerts.c.budget_id.in_(list(budget_ids))
+        with self._tx(actor, "alert") as conn:
+            found = [rows.alert_from_row(r) for r in
+                     conn.execute(sa.select(s.alerts).where(where)).mappings()]
+            conn.execute(s.alerts.delete().where(where))
+            for i, before in enumerate(found):
+                self._audit(conn, actor, "alert.delete", "alert", str(before.id), before, None,
+                            bump=i == len(found) - 1)
+        return len(found)
 
     def ack_alert(self, alert_id: int, actor: Actor) -> bool:
         return self._alert_update(s.alerts.c.id == alert_id, actor, "alert.ack",

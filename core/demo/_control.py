@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import UTC, datetime, time, timedelta
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from core.control import Actor, Budget, ControlPlane, RateLimit, RoutingPolicy, SamplingStrategy
 from core.demo import _world as w
+from core.demo._alerts import history_alerts
 from core.demo._generate import Generated
 from core.demo._table import DEMO_PREFIX, RATE_LIMIT_ID, demo_budget
 from core.types import PICO
@@ -62,7 +63,7 @@ def budgets(table: pa.Table, g: Generated) -> list[Budget]:
                scope_value="initech", limit_usd=_usd(org.get("initech", 0), 1.4, 50)),
         Budget(id="demo-project-support-bot-daily", name="Demo: support-bot daily",
                scope="project", scope_value="support-bot", period="day",
-               limit_usd=_usd(float(support.quantile(.9)), 1.2, 5)),
+               limit_usd=_usd(float(support.quantile(.9)), 1.2, 1)),
         Budget(id=f"demo-user-{name}-daily", name=f"Demo: {name} daily (after the agent loop)",
                scope="user", scope_value=w.INCIDENT_USER, period="day",
                limit_usd=_usd(float(user_day), 3, 5), action="block"),
@@ -96,8 +97,15 @@ RATE_LIMITS = (
 def seed(plane: ControlPlane, actor: Actor, table: pa.Table, g: Generated) -> dict[str, Any]:
     """Create the demo entries; returns the manifest that ``unseed`` needs."""
     made: dict[str, Any] = {"budgets": [], "rate_limits": [], "policies": {}, "sampling": {}}
-    for b in budgets(table, g):
-        made["budgets"].append(plane.upsert_budget(b, actor).id)
+    stored = [plane.upsert_budget(b, actor) for b in budgets(table, g)]
+    made["budgets"] = [b.id for b in stored]
+    name = w.INCIDENT_USER.split("@")[0]  # that budget came after the agent loop
+    after = {f"demo-user-{name}-daily": datetime.combine(g.incident_day + timedelta(days=1),
+                                                         time(), UTC)}
+    for a in history_alerts(table, stored, after):  # what the guard would have fired
+        plane.record_alert(a.budget_id, a.window_key, a.pct, message=a.message,
+                           spent_picousd=a.spent_picousd, limit_picousd=a.limit_picousd,
+                           actor=actor, ts=a.ts)
     for r in RATE_LIMITS:
         made["rate_limits"].append(plane.upsert_rate_limit(r, actor).id)
     taken = {p.task for p in plane.policies()}
@@ -114,9 +122,12 @@ def seed(plane: ControlPlane, actor: Actor, table: pa.Table, g: Generated) -> di
 def unseed(plane: ControlPlane, actor: Actor, manifest: Mapping[str, Any] | None) -> int:
     """Delete the demo entries (unchanged task-keyed ones only); returns how many."""
     removed = 0
-    for b in plane.budgets():
-        if b.id.startswith(DEMO_PREFIX):
-            removed += plane.delete_budget(b.id, actor)
+    demo = [b.id for b in plane.budgets() if b.id.startswith(DEMO_PREFIX)]
+    alerted = {a.budget_id for a in plane.alerts(limit=1_000_000) if a.kind == "budget"}
+    plane.delete_alerts(sorted(set(demo) | {b for b in alerted if b.startswith(DEMO_PREFIX)}),
+                        actor)
+    for budget_id in demo:
+        removed += plane.delete_budget(budget_id, actor)
     for r in plane.rate_limits():
         if r.id.startswith(DEMO_PREFIX):
             removed += plane.delete_rate_limit(r.id, actor)

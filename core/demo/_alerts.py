@@ -1,0 +1,57 @@
+"""The budget alerts the demo history would have fired: for each demo budget and window, the
+first call whose spend reached each threshold, with the guard's own message."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from core.budgets._format import threshold
+from core.budgets._window import window
+from core.control import Budget
+
+SCOPE_COLUMNS = {"org": "org", "project": "project", "user": "user", "model": "model"}
+
+
+@dataclass(frozen=True, slots=True)
+class DemoAlert:
+    budget_id: str
+    window_key: str
+    pct: int
+    ts: datetime
+    spent_picousd: int
+    limit_picousd: int
+    message: str
+
+
+def history_alerts(table: pa.Table, budgets: list[Budget],
+                   created: Mapping[str, datetime] | None = None) -> Iterator[DemoAlert]:
+    """Alerts of USD budgets scoped to one org, project, user or model (or global); a budget
+    in ``created`` has none for calls before that time."""
+    df = table.select(["ts", *SCOPE_COLUMNS.values(), "cost_picousd"]).to_pandas()
+    df = df[df["cost_picousd"] > 0].sort_values("ts", kind="stable")
+    quarter = df["ts"].dt.floor("15min")  # window edges fall on quarter hours in every zone
+    for b in budgets:
+        limit = b.limit_picousd
+        if not limit or not b.enabled or (b.scope != "global" and b.scope not in SCOPE_COLUMNS):
+            continue
+        mine = df if b.scope == "global" else df[df[SCOPE_COLUMNS[b.scope]] == b.scope_value]
+        if created and b.id in created:
+            mine = mine[mine["ts"] >= created[b.id]]
+        keys = {q: b.window_key(q.to_pydatetime()) for q in quarter[mine.index].unique()}
+        label = quarter[mine.index].map(keys)
+        for key, rows in mine.groupby(label, sort=True):
+            spent = np.cumsum(rows["cost_picousd"].to_numpy(np.int64))
+            for pct in sorted(b.thresholds):
+                hit = np.nonzero(spent * 100 >= pct * limit)[0]
+                if not len(hit):
+                    break
+                at = pd.Timestamp(rows["ts"].iloc[hit[0]]).to_pydatetime()
+                total = int(spent[hit[0]])
+                yield DemoAlert(b.id, str(key), pct, at, total, limit,
+                                threshold(b, window(b, at), pct, "usd", total, limit))

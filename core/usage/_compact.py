@@ -55,7 +55,7 @@ AUTO_MAX_BYTES = 256 << 20  # bounds one background merge (memory is bounded by 
 AUTO_LOCK_WAIT_S = 30.0  # how long auto_compact waits for another process's compaction
 KEEP_REPLACED_S = 120.0  # auto_compact deletes merged inputs this long after the merge
 _RETRY_S = 0.5
-CHUNK_ROWS = ROW_GROUP_ROWS  # a merge holds CHUNK_ROWS to 2 x CHUNK_ROWS rows in memory
+CHUNK_ROWS = ROW_GROUP_ROWS // 2  # rows per sorted chunk (and row group) of a merged file
 _LOCK_FDS: dict[int, int] = {}  # compact.lock descriptor -> thread holding it (see _after_fork)
 
 
@@ -152,8 +152,8 @@ def compact(
 ) -> CompactResult:
     """Merge segments smaller than target_rows/2 into segments of up to target_rows rows.
 
-    ``max_bytes`` bounds the uncompressed size of one merged file (a merge holds one chunk
-    of ``CHUNK_ROWS`` to twice that in memory, whatever the size). With
+    ``max_bytes`` bounds the uncompressed size of one merged file (a merge holds about two
+    chunks of ``CHUNK_ROWS`` rows in memory, whatever the size). With
     ``wait=False`` a compaction already running elsewhere makes this return at once.
     """
     return _compact(home, target_rows, max_bytes, wait, 0, None, 0.0)
@@ -197,18 +197,21 @@ def auto_compact(
 
 
 def _chunks(group: list[SegmentInfo], rows: int) -> Iterator[pa.Table]:
-    """The group's rows, oldest segment first, in chunks of ``rows`` to ``2 * rows`` rows each
-    sorted by ts: a merge holds one chunk in memory, however large the merged file."""
+    """The group's rows, oldest segment first, in chunks of ``rows`` rows (the last may be
+    shorter), each sorted by ts: a merge holds about two chunks in memory, whatever the
+    merged file's size."""
     buf: list[pa.Table] = []
     held = 0
     for seg in group:
-        with pq.ParquetFile(seg.path) as pf:
-            for batch in pf.iter_batches(batch_size=rows):
+        with pq.ParquetFile(seg.path, pre_buffer=False) as pf:
+            for batch in pf.iter_batches(batch_size=rows, use_threads=False):
                 buf.append(conform(pa.Table.from_batches([batch]).replace_schema_metadata(None)))
                 held += batch.num_rows
-                if held >= rows:
-                    yield pa.concat_tables(buf).sort_by("ts")
-                    buf, held = [], 0
+                while held >= rows:
+                    table = pa.concat_tables(buf)  # no copy: slices share the buffers
+                    yield table.slice(0, rows).sort_by("ts")
+                    rest = table.slice(rows)
+                    buf, held = ([rest] if rest.num_rows else []), rest.num_rows
     if buf:
         yield pa.concat_tables(buf).sort_by("ts")
 

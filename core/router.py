@@ -23,7 +23,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from core import tokens
 from core.budgets import Decision, Estimate, admit_first
 from core.controls import Controls
 from core.errors import (
@@ -40,7 +39,7 @@ from core.otel import Tracer
 from core.pricing import Catalog, load_catalog, max_cost, price
 from core.providers import Provider, ProviderResult, create
 from core.retry import RetryPolicy
-from core.router_events import failed_call, usage_event
+from core.router_events import estimated_usage, failed_call, usage_event
 from core.router_plan import Candidate, Plan, apply_policy, budget_text, validate
 from core.routing import by_cost, cost_order_reason
 from core.sampling import Event, Priority
@@ -518,22 +517,10 @@ class Router:
         text = result.text if result.text or streamed_text is None else streamed_text
         usage = result.usage
         if usage is None:  # provider reported none: estimate, never $0
-            out = tokens.count_text(cand.model, text)
-            usage = Usage(input_tokens=cand.prompt_tokens, output_tokens=out, estimated=True)
+            usage = estimated_usage(cand, text)
         cost = price(usage, cand.row, batch=plan.req.batch) if cand.row else Cost(unpriced=True)
-        done = Completion(
-            text=text,
-            usage=usage,
-            cost=cost,
-            model=cand.model,
-            provider=cand.provider,
-            latency_ms=plan.elapsed_ms(),
-            request_id=plan.req.request_id,
-            route_reason=plan.reason_for(cand),
-            requested_model=plan.requested_model,
-            ttft_ms=plan.ttft_ms,
-            finish_reason=result.finish_reason,
-        )
+        done = plan.completion(cand, text, usage, cost, ttft_ms=plan.ttft_ms,
+                               finish_reason=result.finish_reason)
         ctl = self.controls
         if ctl is not None:
             total = cost.total

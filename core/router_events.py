@@ -70,6 +70,12 @@ def usage_event(
     )
 
 
+def estimated_usage(cand: Candidate, text: str) -> Usage:
+    """Usage a provider did not report: the prompt as counted, ``text`` as the output."""
+    out = tokens.count_text(cand.model, text)
+    return Usage(input_tokens=cand.prompt_tokens, output_tokens=out, estimated=True)
+
+
 def failed_call(
     plan: Plan, cand: Candidate | None, exc: CostlineError, attempt: int, partial: str = ""
 ) -> tuple[Candidate, Completion, Status]:
@@ -82,21 +88,10 @@ def failed_call(
     cand = cand or Candidate(model, exc.provider or "", model, None)
     usage, cost = Usage(), Cost(unpriced=isinstance(exc, UnpricedModel))
     if partial:
-        out = tokens.count_text(cand.model, partial)
-        usage = Usage(input_tokens=cand.prompt_tokens, output_tokens=out, estimated=True)
+        usage = estimated_usage(cand, partial)
         cost = price(usage, cand.row) if cand.row else Cost(unpriced=True)
-    failed = Completion(
-        text=partial,
-        usage=usage,
-        cost=cost,
-        model=cand.model,
-        provider=cand.provider,
-        latency_ms=plan.elapsed_ms(),
-        request_id=plan.req.request_id,
-        route_reason=plan.reason_for(cand) if cand.model else plan.route_reason,
-        requested_model=plan.requested_model,
-        ai_called=attempt > 0,
-    )
+    failed = plan.completion(cand, partial, usage, cost, ai_called=attempt > 0,
+                             reason=None if cand.model else plan.route_reason)
     status: Status = "error"
     if isinstance(exc, BudgetExceeded):
         status = "blocked"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import Any
 
 from core import tokens
 from core.budgets import Decision, scope_text
@@ -13,7 +14,7 @@ from core.control import Budget, ControlSnapshot
 from core.errors import BadRequest, ContextWindowExceeded, CostlineError
 from core.pricing import PriceRow
 from core.sampling import Decision as GateDecision
-from core.types import ChatRequest
+from core.types import ChatRequest, Completion, Cost, Usage
 
 ROLES = frozenset({"system", "user", "assistant", "tool"})
 _TOKENIZER: dict[str, tuple[str, bool]] = {}  # model -> (encoding, exact?): Plan.count's key
@@ -74,6 +75,22 @@ class Plan:
         if got is None:
             got = self.counts[key] = tokens.count_messages(model, self.req.messages)
         return got
+
+    def completion(self, cand: Candidate, text: str, usage: Usage, cost: Cost, *,
+                   reason: str | None = None, **extra: Any) -> Completion:
+        """The Completion of a call that ends now with ``cand`` (route reason: reason_for)."""
+        return Completion(
+            text=text,
+            usage=usage,
+            cost=cost,
+            model=cand.model,
+            provider=cand.provider,
+            latency_ms=self.elapsed_ms(),
+            request_id=self.req.request_id,
+            route_reason=self.reason_for(cand) if reason is None else reason,
+            requested_model=self.requested_model,
+            **extra,
+        )
 
     def first_token(self, t0: float) -> None:
         if self.ttft_ms is None:

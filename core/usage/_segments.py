@@ -61,23 +61,8 @@ def write_segment(
     row_group_rows: int = ROW_GROUP_ROWS,
 ) -> Path:
     """Write ``table`` as ``directory/name.parquet`` atomically: temp file, fsync, rename."""
-    directory.mkdir(parents=True, exist_ok=True)
-    table = conform(table)
-    if replaces:
-        table = table.replace_schema_metadata({REPLACES_KEY: orjson.dumps(sorted(replaces))})
-    final = directory / (name + SUFFIX)
-    tmp = directory / f".{name}.{secrets.token_hex(4)}.tmp"
-    try:
-        with open(tmp, "wb") as fh:
-            pq.write_table(table, fh, compression=COMPRESSION, row_group_size=row_group_rows)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.rename(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(directory)
-    return final
+    return write_segment_stream([table], directory, name, replaces=replaces,
+                                row_group_rows=row_group_rows)[0]
 
 
 def write_segment_stream(

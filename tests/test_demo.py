@@ -207,7 +207,8 @@ def test_viewers_may_not_load_the_demo() -> None:
 
 def test_budget_alerts_of_the_history_are_seeded_and_removed_with_it(costline_home: Path) -> None:
     """Each demo budget's thresholds fired once per window, at the call that crossed them,
-    as the guard would have; removing the demo removes them (audited), real alerts stay."""
+    as the guard would have; removing the demo removes them and the anomaly alerts of its
+    days (audited); other alerts stay."""
     plane = ControlPlane(model_exists=load_catalog().has)
     plane.upsert_budget(Budget(id="real-budget", name="Real", limit_usd=1), SYSTEM)
     plane.record_alert("real-budget", "2026-05", 50, message="real")
@@ -231,7 +232,11 @@ def test_budget_alerts_of_the_history_are_seeded_and_removed_with_it(costline_ho
     globex = {a.threshold_pct for a in alerts if a.budget_id == "demo-org-globex-monthly"
               and a.window_key == budgets["demo-org-globex-monthly"].window_key(NOW)}
     assert globex == {50, 75, 90, 100}  # it is degrading now
+    inside = (NOW - timedelta(days=3)).date().isoformat()  # an anomaly found in demo data
+    plane.record_alert("org=initech", inside, 0, kind="anomaly", message="in the demo")
+    plane.record_alert("org=initech", "2020-01-06", 0, kind="anomaly", message="before it")
     assert remove_demo() > 0
-    assert [a.budget_id for a in plane.alerts()] == ["real-budget"]
+    assert sorted((a.kind, a.window_key) for a in plane.alerts()) == [
+        ("anomaly", "2020-01-06"), ("budget", "2026-05")]
     deleted = [e for e in plane.audit(limit=1_000) if e.action == "alert.delete"]
-    assert len(deleted) == len(alerts)
+    assert len(deleted) == len(alerts) + 1

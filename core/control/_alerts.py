@@ -61,12 +61,12 @@ class AlertStore(StoreBase):
         return self._alert_update(where, actor, "alert.delivery",
                                   {"delivered": error is None, "delivery_error": error})
 
-    def delete_alerts(self, budget_ids: Sequence[str], actor: Actor) -> int:
-        """Delete every alert of these budgets (e.g. the demo's, with its budgets); each
-        deletion is audited. Returns how many were deleted."""
-        if not budget_ids:
+    def delete_alerts(self, alert_ids: Sequence[int], actor: Actor) -> int:
+        """Delete these alerts (e.g. the demo's, with its data); each deletion is audited.
+        Returns how many were deleted."""
+        if not alert_ids:
             return 0
-        where = s.alerts.c.budget_id.in_(list(budget_ids))
+        where = s.alerts.c.id.in_(list(alert_ids))
         with self._tx(actor, "alert") as conn:
             found = [rows.alert_from_row(r) for r in
                      conn.execute(sa.select(s.alerts).where(where)).mappings()]

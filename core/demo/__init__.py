@@ -145,7 +145,10 @@ def _remove_locked(home: Path | None, engine: Any, actor: Actor) -> int:
     load = loads.get(engine, LOAD_ID)
     removed = _store.purge(home)
     with ControlPlane(loads.plane_url(home)) as plane:
-        _control.unseed(plane, actor, load.details.get("control") if load else None)
+        d = load.details if load else {}
+        span = ((date.fromisoformat(d["start"]), date.fromisoformat(d["end"]))
+                if "start" in d and "end" in d else None)
+        _control.unseed(plane, actor, d.get("control"), span)
     loads.release(engine, LOAD_ID, actor)
     return removed
 

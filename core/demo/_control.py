@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
@@ -119,13 +119,27 @@ def seed(plane: ControlPlane, actor: Actor, table: pa.Table, g: Generated) -> di
     return made
 
 
-def unseed(plane: ControlPlane, actor: Actor, manifest: Mapping[str, Any] | None) -> int:
-    """Delete the demo entries (unchanged task-keyed ones only); returns how many."""
+def demo_alerts(plane: ControlPlane, span: tuple[date, date] | None) -> list[int]:
+    """Ids of the demo budgets' alerts, and of anomaly alerts on days the demo covers (found
+    in data that held the demo's)."""
+    out = []
+    for a in plane.alerts(limit=1_000_000):
+        if a.kind == "budget" and a.budget_id.startswith(DEMO_PREFIX):
+            out.append(a.id)
+        elif a.kind == "anomaly" and span is not None:
+            day = a.window_key[:10]
+            if span[0].isoformat() <= day <= span[1].isoformat():
+                out.append(a.id)
+    return out
+
+
+def unseed(plane: ControlPlane, actor: Actor, manifest: Mapping[str, Any] | None,
+           span: tuple[date, date] | None = None) -> int:
+    """Delete the demo entries (unchanged task-keyed ones only) and the alerts of the demo
+    (see ``demo_alerts``; ``span``: its first and last day); returns how many entries."""
     removed = 0
     demo = [b.id for b in plane.budgets() if b.id.startswith(DEMO_PREFIX)]
-    alerted = {a.budget_id for a in plane.alerts(limit=1_000_000) if a.kind == "budget"}
-    plane.delete_alerts(sorted(set(demo) | {b for b in alerted if b.startswith(DEMO_PREFIX)}),
-                        actor)
+    plane.delete_alerts(demo_alerts(plane, span), actor)
     for budget_id in demo:
         removed += plane.delete_budget(budget_id, actor)
     for r in plane.rate_limits():

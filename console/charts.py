@@ -24,8 +24,8 @@ LABELS = alt.Axis(labelOverlap=False, labelLimit=180)
 DATE_FORMAT = {"day": "%d %b", "week": "%d %b", "month": "%b %Y"}
 
 
-def _style(chart: C) -> C:
-    """The shared look: fonts, no grid, no frame, legend below."""
+def style(chart: C) -> C:
+    """The console's look: fonts, no grid, no frame, legend below."""
     styled: C = (
         chart.configure_axis(labelFont=FONT, titleFont=FONT, grid=False)
         .configure_view(strokeWidth=0)
@@ -80,7 +80,7 @@ def spend_over_time(df: pd.DataFrame, dim: str, grain: str, symbol: str) -> alt.
         .properties(height=alt.Step(BAR_STEP), width="container")
     )  # fmt: skip
     both: alt.VConcatChart = alt.vconcat(time, breakdown).resolve_scale(color="shared")
-    return _style(both)
+    return style(both)
 
 
 def top_bars(df: pd.DataFrame, title: str, symbol: str) -> alt.Chart:
@@ -97,7 +97,7 @@ def top_bars(df: pd.DataFrame, title: str, symbol: str) -> alt.Chart:
         )
         .properties(height=alt.Step(BAR_STEP), width="container")
     )  # fmt: skip
-    return _style(chart)
+    return style(chart)
 
 
 def cost_per_1k(df: pd.DataFrame, grain: str, symbol: str) -> alt.Chart:
@@ -115,7 +115,7 @@ def cost_per_1k(df: pd.DataFrame, grain: str, symbol: str) -> alt.Chart:
         )
         .properties(height=SMALL_HEIGHT, width="container")
     )  # fmt: skip
-    return _style(chart)
+    return style(chart)
 
 
 def errors_bars(df: pd.DataFrame) -> alt.Chart:
@@ -131,4 +131,4 @@ def errors_bars(df: pd.DataFrame) -> alt.Chart:
         )
         .properties(height=alt.Step(BAR_STEP), width="container")
     )
-    return _style(chart)
+    return style(chart)

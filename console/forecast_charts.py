@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import altair as alt
 import pandas as pd
 
-from console.charts import ACCENT, FONT, HEIGHT, MUTED
+from console.charts import ACCENT, HEIGHT, MUTED, style
 
 C = TypeVar("C", alt.Chart, alt.LayerChart, alt.VConcatChart)
 
@@ -28,16 +28,6 @@ BUDGET = "#b8860b"
 EXHAUSTED = "#c0392b"
 ANOMALY = "#d62728"
 X_FORMAT = "%d %b"
-
-
-def _style(chart: C) -> C:
-    """The console's look (as console.charts): fonts, no grid, no frame, legend below."""
-    styled: C = (
-        chart.configure_axis(labelFont=FONT, titleFont=FONT, grid=False)
-        .configure_view(strokeWidth=0)
-        .configure_legend(labelFont=FONT, titleFont=FONT, orient="bottom")
-    )
-    return styled
 
 
 def _x() -> alt.X:
@@ -87,7 +77,7 @@ def forecast_chart(
     if marks is not None and not marks.empty:
         layers.append(anomaly_layer(marks))
     chart = alt.layer(*layers).properties(height=HEIGHT, width="container", title=title)
-    return _style(chart)
+    return style(chart)
 
 
 def _budget_rule(value: float, label: str) -> list[alt.Chart]:

@@ -3,19 +3,17 @@ settings and rate limits; their writes (as the signed-in Actor, checked and audi
 sampling savings and provider health from the usage log; breaker states as this console
 process's router saw them.
 
-Also the editors' shared plumbing (``submit``, ``field_error``): a form's save runs in the
-submit button's callback, so a ConfigError is known before the form is drawn again and shows
-under the field it names, with nothing stored.
+The editors' shared plumbing (errors next to the field, the success message) is in
+console/forms.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 import pandas as pd
-import streamlit as st
 
 from console import auth, data
 from console.budgets_data import parse_int, text_value
@@ -30,8 +28,6 @@ from core.control import (
 from core.errors import ConfigError, CostlineError
 from core.pricing import Catalog
 
-ERRORS_KEY = "ctl_errors"
-FLASH_KEY = "ctl_flash"
 # The knobs of each sampling strategy, as the form shows them (core.control validates them).
 STRATEGY_PARAMS: Mapping[str, tuple[str, ...]] = {
     "always": (), "periodic": ("interval_s",), "change_based": ("threshold",),
@@ -45,48 +41,6 @@ PARAM_HELP = {
     "change_based": "Call when the signal moved by at least this relative change (0.15 = 15%).",
     "threshold": "Call when the event's score is at least this value.",
 }
-
-# ---- forms: errors next to the field -------------------------------------------------------
-
-
-def submit(form: str, done: str, write: Callable[[], Any]) -> None:
-    """Run ``write`` (a submit button's callback): on success say ``done`` at the top; on a
-    CostlineError keep it for ``field_error`` (nothing was stored)."""
-    errors = st.session_state.setdefault(ERRORS_KEY, {})
-    errors.pop(form, None)
-    try:
-        write()
-    except CostlineError as exc:
-        errors[form] = (getattr(exc, "field", None) or "", str(exc))
-    else:
-        st.session_state[FLASH_KEY] = done
-
-
-def field_error(form: str, *fields: str) -> None:
-    """The error of ``form`` under the widget of any of ``fields`` (e.g. 'params' matches
-    'params.interval_s')."""
-    got = st.session_state.get(ERRORS_KEY, {}).get(form)
-    if got and any(got[0] == f or got[0].startswith(f + ".") for f in fields):
-        st.error(got[1], icon=":material/error:")
-
-
-def form_error(form: str, fields: tuple[str, ...]) -> None:
-    """An error of ``form`` that names no field shown in it (e.g. PermissionDenied)."""
-    got = st.session_state.get(ERRORS_KEY, {}).get(form)
-    if got and not any(got[0] == f or got[0].startswith(f + ".") for f in fields):
-        st.error(got[1], icon=":material/error:")
-
-
-def flash() -> None:
-    message = st.session_state.pop(FLASH_KEY, None)
-    if message:
-        st.success(message)
-
-
-def values(prefix: str, fields: tuple[str, ...]) -> dict[str, Any]:
-    """The widget values of a form whose keys are ``{prefix}_{field}``."""
-    return {f: st.session_state.get(f"{prefix}_{f}") for f in fields}
-
 
 # ---- routing policies ----------------------------------------------------------------------
 

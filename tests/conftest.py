@@ -7,6 +7,7 @@ import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -59,6 +60,20 @@ def redis_url() -> Iterator[str]:
     if keys:
         client.delete(*keys)
     client.close()
+
+
+@pytest.fixture(params=["memory", "redis"])
+def state(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """Live state on each backend: in-process memory, then real Redis (its own key prefix)."""
+    from core.state import MemoryState, RedisState
+
+    if request.param == "memory":
+        yield MemoryState("t:")
+        return
+    url = request.getfixturevalue("redis_url")
+    rs = RedisState(url, os.environ["COSTLINE_TEST_PREFIX"], socket_timeout=5.0)
+    yield rs
+    rs.close()
 
 
 @pytest.fixture

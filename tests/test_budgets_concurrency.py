@@ -12,7 +12,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -21,7 +20,7 @@ import pytest
 
 from core.budgets import BudgetGuard, window
 from core.control import Budget
-from core.state import MemoryState, RedisState, State
+from core.state import RedisState, State
 from core.types import PICO, ChatRequest, Message
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,17 +30,6 @@ LIMIT = Budget(id="acme", name="Acme", scope="org", scope_value="acme", period="
 SPENT, EST, ACTUAL = 90 * CENT, 7 * CENT // 10, 6 * CENT // 10  # $0.90, $0.007, $0.006
 FITS = (PICO - SPENT) // EST  # 14 reservations of $0.007 fit in the last $0.10
 REQ = ChatRequest([Message("user", "hi")], org="acme")
-
-
-@pytest.fixture(params=["memory", "redis"])
-def state(request: pytest.FixtureRequest) -> Iterator[State]:
-    if request.param == "memory":
-        yield MemoryState("t:")
-        return
-    url = request.getfixturevalue("redis_url")
-    st = RedisState(url, os.environ["COSTLINE_TEST_PREFIX"], socket_timeout=5.0)
-    yield st
-    st.close()
 
 
 def prespend(guard: BudgetGuard) -> None:

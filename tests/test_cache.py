@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
 
 import orjson
 import pytest
@@ -23,17 +22,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.t
-
-
-@pytest.fixture(params=["memory", "redis"])
-def state(request: pytest.FixtureRequest) -> Iterator[State]:
-    if request.param == "memory":
-        yield MemoryState("t:")
-        return
-    url = request.getfixturevalue("redis_url")
-    rs = RedisState(url, os.environ["COSTLINE_TEST_PREFIX"], socket_timeout=2.0)
-    yield rs
-    rs.close()
 
 
 def req(text: str = "Summarise this report", **kw: object) -> ChatRequest:

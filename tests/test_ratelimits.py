@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -36,17 +34,6 @@ PER_USER = RateLimit(id="per-user", scope="user", limit=2, window_s=60)
 GPT, MINI, CLAUDE = (Estimate("gpt-4o", "openai", PICO, 100),
                      Estimate("gpt-4o-mini", "openai", PICO // 10, 100),
                      Estimate("claude-haiku-4-5", "anthropic", PICO // 5, 100))
-
-
-@pytest.fixture(params=["memory", "redis"])
-def state(request: pytest.FixtureRequest) -> Iterator[State]:
-    if request.param == "memory":
-        yield MemoryState("t:")
-        return
-    url = request.getfixturevalue("redis_url")
-    st = RedisState(url, os.environ["COSTLINE_TEST_PREFIX"], socket_timeout=5.0)
-    yield st
-    st.close()
 
 
 @pytest.fixture

@@ -7,27 +7,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
-from core.state import BudgetItem, MemoryState, RateItem, RedisState, State
+from core.state import BudgetItem, RateItem, RedisState, State
 
 ROOT = Path(__file__).resolve().parents[1]
 LIMIT, SPENT, AMOUNT = 1000, 900, 7
 EXPECTED = (LIMIT - SPENT) // AMOUNT  # 14 reservations fit in the last 100
-
-
-@pytest.fixture(params=["memory", "redis"])
-def state(request: pytest.FixtureRequest) -> Iterator[State]:
-    if request.param == "memory":
-        yield MemoryState("t:")
-        return
-    url = request.getfixturevalue("redis_url")
-    st = RedisState(url, os.environ["COSTLINE_TEST_PREFIX"], socket_timeout=5.0)
-    yield st
-    st.close()
 
 
 def hammer(n_threads: int, admit: Callable[[], bool]) -> list[bool]:

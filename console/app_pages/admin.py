@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from typing import Any
 
 import pandas as pd
 import streamlit as st
 
-from console import actions, auth
+from console import actions, auth, forms
 from console.view import rates_with_defaults
 from core.control import ROLES, Actor
-from core.errors import CostlineError
 
 AUDIT_PAGE = 25
 
@@ -21,7 +18,7 @@ def main() -> None:
     actor = auth.current_actor()
     assert actor is not None
     st.title("Admin")
-    flash()
+    forms.flash()
     users_tab, settings_tab, audit_tab = st.tabs(["Users", "Settings", "Audit log"])
     with users_tab:
         users_table()
@@ -52,7 +49,8 @@ def create_user_form(actor: Actor) -> None:
                                       key="adm_new_password")  # fmt: skip
         role = cols[2].selectbox("Role", ROLES, key="adm_new_role")
         if st.form_submit_button("Create user"):
-            _do(f"Created {username}.", actions.create_user, actor, username, password, role)
+            forms.write_now(f"Created {username}.", actions.create_user, actor, username,
+                            password, role)
 
 
 def manage_user_form(actor: Actor) -> None:
@@ -64,18 +62,19 @@ def manage_user_form(actor: Actor) -> None:
         role = st.selectbox("Role", ROLES, index=ROLES.index(user.role),
                             key=f"adm_role_{user.username}")  # fmt: skip
         if st.form_submit_button("Set role"):
-            _do(f"{user.username} is now {role}.", actions.set_role, actor, user.username, role)
+            forms.write_now(f"{user.username} is now {role}.", actions.set_role, actor,
+                            user.username, role)
     with cols[1].form("adm_password", clear_on_submit=True):
         password = st.text_input("New password", type="password", key="adm_reset_password")
         if st.form_submit_button("Reset password"):
-            _do(f"Password of {user.username} reset.", actions.reset_password, actor,
-                user.username, password)  # fmt: skip
+            forms.write_now(f"Password of {user.username} reset.", actions.reset_password,
+                            actor, user.username, password)
     with cols[2].form("adm_disable"):
         st.write("Disabled" if user.disabled else "Active")
         label = "Enable user" if user.disabled else "Disable user"
         if st.form_submit_button(label):
-            _do(f"{user.username}: {label.split()[0].lower()}d.", actions.set_disabled, actor,
-                user.username, not user.disabled)  # fmt: skip
+            forms.write_now(f"{user.username}: {label.split()[0].lower()}d.",
+                            actions.set_disabled, actor, user.username, not user.disabled)
 
 
 def settings_form(actor: Actor) -> None:
@@ -88,7 +87,7 @@ def settings_form(actor: Actor) -> None:
         currency = st.text_input("Default currency", str(plane.get_setting("currency")),
                                  key="adm_currency")  # fmt: skip
         if st.form_submit_button("Save settings"):
-            _do("Settings saved.", lambda: actions.save_settings(
+            forms.write_now("Settings saved.", lambda: actions.save_settings(
                 actor, tz.strip(), currency.strip().upper(), actions.parse_rates(rates_text)))
 
 
@@ -105,23 +104,6 @@ def audit_log() -> None:
         hide_index=True, width="stretch",
     )  # fmt: skip
     st.caption(f"Entries {page * AUDIT_PAGE + 1}–{page * AUDIT_PAGE + len(entries)}, newest first")
-
-
-def flash() -> None:
-    message = st.session_state.pop("adm_flash", None)
-    if message:
-        st.success(message)
-
-
-def _do(done: str, write: Callable[..., Any], *args: Any) -> None:
-    """Run a write; on success rerun (so every table shows it) and say so at the top."""
-    try:
-        write(*args)
-    except CostlineError as exc:
-        st.error(str(exc))
-    else:
-        st.session_state["adm_flash"] = done
-        st.rerun()
 
 
 def _j(value: object) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 
 import streamlit as st
 
-from console import auth, data
+from console import auth, data, forms
 from console import budgets_data as bd
 from console import routing_data as rd
 from console.sidebar import current_view
@@ -27,7 +27,7 @@ def main() -> None:
     st.title("Budgets")
     st.caption("Limits are in USD. Spend comes from the usage log, so it counts the calls of"
                " every router process.")
-    rd.flash()
+    forms.flash()
     engineer = auth.may(actor, "engineer")
     live, edit, whatif = st.tabs(["Utilisation", "Edit budgets", "What-if replay"])
     with live:
@@ -49,7 +49,7 @@ def main() -> None:
 
 @st.fragment(run_every=timedelta(seconds=30))
 def utilisation(actor: Actor, engineer: bool) -> None:
-    rd.flash()  # a reset confirmed here reruns only this fragment
+    forms.flash()  # a reset confirmed here reruns only this fragment
     plane = auth.plane()
     budgets = tuple(plane.budgets())
     if not budgets:
@@ -106,12 +106,12 @@ def confirm(action: str, b: Budget, question: str, write: Any, done: str) -> Non
     yes.button(f"Confirm {action}", key=f"bud_{action}_yes_{b.id}", type="primary",
                on_click=_confirmed, args=(form, done, write))  # fmt: skip
     no.button("Cancel", key=f"bud_{action}_no_{b.id}", on_click=_cancel)
-    rd.form_error(form, ())
+    forms.form_error(form, ())
 
 
 def _confirmed(form: str, done: str, write: Any) -> None:
     _cancel()
-    rd.submit(form, done, write)
+    forms.submit(form, done, write)
 
 
 # ---- editor --------------------------------------------------------------------------------
@@ -130,9 +130,9 @@ def editor(actor: Actor) -> None:
     for field, value in bd.form_values(budget).items():
         st.session_state.setdefault(f"{prefix}_{field}", value)
     with st.form(form):
-        rd.form_error(form, bd.FIELDS)
+        forms.form_error(form, bd.FIELDS)
         budget_fields(prefix, form, budget is not None)
-        st.form_submit_button("Save budget", type="primary", on_click=rd.submit,
+        st.form_submit_button("Save budget", type="primary", on_click=forms.submit,
                               args=(form, "Budget saved.", lambda: _save(actor, prefix, budget)))
     if budget is not None:
         st.button("Delete budget", key=f"bud_delete_{slug}", on_click=_ask,
@@ -151,45 +151,45 @@ def budget_fields(prefix: str, form: str, existing: bool) -> None:
     with left:
         st.text_input("Id", key=key("id"), disabled=existing,
                       help="Letters, digits and ._:@/-; fixed once created")  # fmt: skip
-        rd.field_error(form, "id")
+        forms.field_error(form, "id")
         st.text_input("Name", key=key("name"))
-        rd.field_error(form, "name")
+        forms.field_error(form, "name")
         st.selectbox("Scope", BUDGET_SCOPES, key=key("scope"))
-        rd.field_error(form, "scope")
+        forms.field_error(form, "scope")
         st.text_input("Scope value", key=key("scope_value"),
                       help="The org, project, user, task, model or provider; empty for global")
-        rd.field_error(form, "scope_value")
+        forms.field_error(form, "scope_value")
         st.selectbox("Period", PERIODS, key=key("period"),
                      help="Calendar day, ISO week or calendar month in the time zone")
-        rd.field_error(form, "period")
+        forms.field_error(form, "period")
         st.text_input("Time zone (IANA)", key=key("timezone"),
                       help="Empty: the console's time zone setting")  # fmt: skip
-        rd.field_error(form, "timezone")
+        forms.field_error(form, "timezone")
         st.checkbox("Enabled", key=key("enabled"))
     with right:
         st.text_input("USD limit", key=key("limit_usd"), help="Empty: no USD limit")
-        rd.field_error(form, "limit_usd")
+        forms.field_error(form, "limit_usd")
         st.text_input("Token limit", key=key("limit_tokens"), help="Empty: no token limit")
-        rd.field_error(form, "limit_tokens")
+        forms.field_error(form, "limit_tokens")
         st.number_input("Soft multiplier", key=key("soft_multiplier"), step=0.1,
                         help="Critical calls may run to this multiple of the limit")
-        rd.field_error(form, "soft_multiplier")
+        forms.field_error(form, "soft_multiplier")
         st.text_input("Alert thresholds (%)", key=key("thresholds"),
                       help="Increasing percentages, e.g. 50, 75, 90, 100")  # fmt: skip
-        rd.field_error(form, "thresholds")
+        forms.field_error(form, "thresholds")
         st.selectbox("Action at the limit", BUDGET_ACTIONS, key=key("action"),
                      help="alert: track only; degrade: non-critical calls go to a cheaper model;"
                           " block: refuse")  # fmt: skip
-        rd.field_error(form, "action")
+        forms.field_error(form, "action")
         st.text_input("Degrade to (model)", key=key("degrade_to"),
                       help="Empty: the task policy's degrade_to")  # fmt: skip
-        rd.field_error(form, "degrade_to")
+        forms.field_error(form, "degrade_to")
         st.text_input("Webhook URL (Slack-compatible)", key=key("webhook_url"))
-        rd.field_error(form, "webhook_url")
+        forms.field_error(form, "webhook_url")
 
 
 def _save(actor: Actor, prefix: str, budget: Budget | None) -> None:
-    saved = bd.save_budget(actor, rd.values(prefix, bd.FIELDS), new=budget is None)
+    saved = bd.save_budget(actor, forms.values(prefix, bd.FIELDS), new=budget is None)
     if budget is None:  # the new budget's form starts empty again; edit what was made
         for field in bd.FIELDS:
             st.session_state.pop(f"{prefix}_{field}", None)

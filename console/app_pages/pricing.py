@@ -4,12 +4,11 @@ preview, and the models the usage log saw without a price."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from typing import Any
 
 import streamlit as st
 
-from console import auth, data, pricing_data
+from console import auth, data, forms, pricing_data
 from core.control import Actor
 from core.errors import CostlineError
 from core.pricing import Catalog, load_catalog
@@ -35,7 +34,7 @@ def main() -> None:
     st.title("Pricing")
     st.caption("Rates in USD per 1M tokens, as routers price calls today (the shipped catalog"
                " with the control plane's overrides).")  # fmt: skip
-    flash()
+    forms.flash()
     try:
         cat = pricing_data.catalog()
     except CostlineError as exc:  # routers refuse such overrides too: say which to delete
@@ -121,7 +120,7 @@ def override_form(actor: Actor) -> None:
                  for n, t in typed.items()}  # fmt: skip
         return pricing_data.upsert_override(actor, model, provider, day, rates, note, new_model)
 
-    _do(f"Override saved for {model.strip()} from {day}.", save)
+    forms.write_now(f"Override saved for {model.strip()} from {day}.", save)
 
 
 def delete_override(actor: Actor, table: Any) -> None:
@@ -132,8 +131,8 @@ def delete_override(actor: Actor, table: Any) -> None:
                                f"{keys[i][2]}")  # fmt: skip
     if cols[1].button("Delete override", key="pr_del"):
         provider, model, day = keys[chosen]
-        _do(f"Override of {model} from {day} deleted.", pricing_data.delete_override, actor,
-            provider, model, day)  # fmt: skip
+        forms.write_now(f"Override of {model} from {day} deleted.",
+                        pricing_data.delete_override, actor, provider, model, day)
 
 
 def import_section(actor: Actor, cat: Catalog) -> None:
@@ -220,7 +219,8 @@ def apply_step(actor: Actor, preview: pricing_data.ImportPreview, token: str) ->
         for error in errors:
             st.error(error)
         if not errors:
-            st.session_state["pr_flash"] = f"Imported {_n(written, 'price override')} from {day}."
+            done = f"Imported {_n(written, 'price override')} from {day}."
+            st.session_state[forms.FLASH_KEY] = done
             st.rerun()
         st.success(f"Imported {_n(written, 'price override')} from {day}.")
 
@@ -242,23 +242,6 @@ def unpriced_section(cat: Catalog) -> None:
 
 def _n(count: int, noun: str) -> str:
     return f"{count:,} {noun}{'' if count == 1 else 's'}"
-
-
-def flash() -> None:
-    message = st.session_state.pop("pr_flash", None)
-    if message:
-        st.success(message)
-
-
-def _do(done: str, write: Callable[..., Any], *args: Any) -> None:
-    """Run a write; on success rerun so every table shows it, and say so at the top."""
-    try:
-        write(*args)
-    except CostlineError as exc:
-        st.error(str(exc))
-    else:
-        st.session_state["pr_flash"] = done
-        st.rerun()
 
 
 main()

@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from console import auth, data
+from console import auth, data, forms
 from console import routing_data as rd
 from console.sidebar import current_view
 from console.view import Money, View
@@ -33,7 +33,7 @@ def main() -> None:
     assert actor is not None
     view = current_view()
     st.title("Routing & Sampling")
-    rd.flash()
+    forms.flash()
     engineer = auth.may(actor, "engineer")
     policies, sampling, caching, health = st.tabs(
         ["Task policies", "Sampling", "Cache & rate limits", "Provider health"])
@@ -63,11 +63,11 @@ def prefill(prefix: str, values: dict[str, Any]) -> None:
 
 
 def save_button(form: str, done: str, write: Callable[[], Any]) -> None:
-    st.form_submit_button("Save", type="primary", on_click=rd.submit, args=(form, done, write))
+    st.form_submit_button("Save", type="primary", on_click=forms.submit, args=(form, done, write))
 
 
 def delete_button(key: str, form: str, done: str, write: Callable[[], Any]) -> None:
-    st.button("Delete", key=key, on_click=rd.submit, args=(form, done, write))
+    st.button("Delete", key=key, on_click=forms.submit, args=(form, done, write))
 
 
 def after_save(prefix: str, pick_key: str, name: str, new: bool) -> None:
@@ -106,35 +106,35 @@ def policies_tab(actor: Actor, engineer: bool) -> None:
         return f"{prefix}_{field}"
 
     def save() -> None:
-        saved = rd.save_policy(actor, rd.values(prefix, VALUE_KEYS), new=policy is None)
+        saved = rd.save_policy(actor, forms.values(prefix, VALUE_KEYS), new=policy is None)
         after_save(prefix, "rt_pol_pick", saved.task, policy is None)
 
     with st.form(form):
-        rd.form_error(form, rd.POLICY_FIELDS)
+        forms.form_error(form, rd.POLICY_FIELDS)
         left, right = st.columns(2)
         with left:
             st.text_input("Task", key=key("task"), disabled=policy is not None)
-            rd.field_error(form, "task")
+            forms.field_error(form, "task")
             st.text_input("Primary model", key=key("primary_model"),
                           help="A model of the price catalog (see Pricing)")  # fmt: skip
-            rd.field_error(form, "primary_model")
+            forms.field_error(form, "primary_model")
             st.text_input("Fallbacks (comma-separated)", key=key("fallbacks"))
-            rd.field_error(form, "fallbacks")
+            forms.field_error(form, "fallbacks")
             st.text_input("Degrade to", key=key("degrade_to"),
                           help="The cheaper model over-budget calls use")  # fmt: skip
-            rd.field_error(form, "degrade_to")
+            forms.field_error(form, "degrade_to")
             st.checkbox("Personalised (never share cached answers across users)",
                         key=key("personalised"))  # fmt: skip
         with right:
             st.selectbox("Strategy", ROUTING_STRATEGIES, key=key("strategy"))
-            rd.field_error(form, "strategy", "weights")
+            forms.field_error(form, "strategy", "weights")
             st.selectbox("Criticality", CRITICALITIES, key=key("criticality"))
-            rd.field_error(form, "criticality")
+            forms.field_error(form, "criticality")
             st.text_input("Cache TTL (s)", key=key("cache_ttl_s"),
                           help="Empty: the task's cache setting; 0: never cache")  # fmt: skip
-            rd.field_error(form, "cache_ttl_s")
+            forms.field_error(form, "cache_ttl_s")
             st.text_input("Max tokens", key=key("max_tokens"), help="Empty: no limit")
-            rd.field_error(form, "max_tokens")
+            forms.field_error(form, "max_tokens")
             w = st.columns(3)
             w[0].number_input("Cost weight", min_value=0.0, step=0.1, key=key("w_cost"))
             w[1].number_input("Latency weight", min_value=0.0, step=0.1, key=key("w_latency"))
@@ -182,13 +182,13 @@ def sampling_tab(actor: Actor, engineer: bool, view: View) -> None:
               *(f"p_{p}" for p in rd.PARAM_LABELS))  # fmt: skip
 
     def save() -> None:
-        saved = rd.save_sampling(actor, rd.values(prefix, fields), new=current is None)
+        saved = rd.save_sampling(actor, forms.values(prefix, fields), new=current is None)
         after_save(prefix, "rt_smp_pick", saved.key, current is None)
 
     with st.form(form):
-        rd.form_error(form, rd.SAMPLING_FIELDS)
+        forms.form_error(form, rd.SAMPLING_FIELDS)
         st.text_input("Agent / task key", key=key("key"), disabled=current is not None)
-        rd.field_error(form, "key")
+        forms.field_error(form, "key")
         params = rd.STRATEGY_PARAMS.get(strategy, ())
         if params:
             cols = st.columns(len(params))
@@ -196,21 +196,21 @@ def sampling_tab(actor: Actor, engineer: bool, view: View) -> None:
                 with col:
                     st.text_input(rd.PARAM_LABELS[name], key=key(f"p_{name}"),
                                   help=rd.PARAM_HELP.get(strategy))  # fmt: skip
-                    rd.field_error(form, f"params.{name}")
-        rd.field_error(form, "strategy")
+                    forms.field_error(form, f"params.{name}")
+        forms.field_error(form, "strategy")
         st.markdown("**Event thresholds**")
         event = st.columns(3)
         with event[0]:
             st.number_input("Min interval (s)", min_value=0.0, key=key("min_interval_s"),
                             help="HIGH/MEDIUM events: at least this long between real calls")
-            rd.field_error(form, "min_interval_s")
+            forms.field_error(form, "min_interval_s")
         with event[1]:
             st.number_input("Batch size", min_value=0, step=1, key=key("batch_size"),
                             help="LOW events: one call per this many")  # fmt: skip
-            rd.field_error(form, "batch_size")
+            forms.field_error(form, "batch_size")
         with event[2]:
             st.number_input("Batch timeout (s)", min_value=0.0, key=key("batch_timeout_s"))
-            rd.field_error(form, "batch_timeout_s")
+            forms.field_error(form, "batch_timeout_s")
         st.checkbox("Enabled", key=key("enabled"))
         save_button(form, "Sampling strategy saved.", save)
     if current is not None:
@@ -259,11 +259,11 @@ def cache_tab(actor: Actor, engineer: bool) -> None:
                      else str(c.semantic_threshold)})  # fmt: skip
 
     def save() -> None:
-        saved = rd.save_cache_setting(actor, rd.values(prefix, rd.CACHE_FIELDS))
+        saved = rd.save_cache_setting(actor, forms.values(prefix, rd.CACHE_FIELDS))
         after_save(prefix, "rt_cache_pick", saved.task, c is None)
 
     with st.form(form):
-        rd.form_error(form, rd.CACHE_FIELDS)
+        forms.form_error(form, rd.CACHE_FIELDS)
         cols = st.columns([2, 1, 1, 1])
         cols[0].text_input("Task", key=f"{prefix}_task", disabled=c is not None)
         cols[1].number_input("TTL (s)", min_value=0, step=60, key=f"{prefix}_ttl_s")
@@ -271,7 +271,7 @@ def cache_tab(actor: Actor, engineer: bool) -> None:
                            help="Cosine similarity in (0, 1]; empty: exact matches only")
         cols[3].checkbox("Enabled", key=f"{prefix}_enabled")
         for field in rd.CACHE_FIELDS:
-            rd.field_error(form, field)
+            forms.field_error(form, field)
         save_button(form, "Cache setting saved.", save)
     if c is not None:
         delete_button(f"rt_cache_delete_{slug}", form, f"Cache setting for {chosen} deleted.",
@@ -305,11 +305,11 @@ def rate_limits_tab(actor: Actor, engineer: bool) -> None:
                      "enabled": r.enabled if r else True})  # fmt: skip
 
     def save() -> None:
-        saved = rd.save_rate_limit(actor, rd.values(prefix, rd.RATE_FIELDS))
+        saved = rd.save_rate_limit(actor, forms.values(prefix, rd.RATE_FIELDS))
         after_save(prefix, "rt_rl_pick", saved.id, r is None)
 
     with st.form(form):
-        rd.form_error(form, rd.RATE_FIELDS)
+        forms.form_error(form, rd.RATE_FIELDS)
         cols = st.columns(5)
         cols[0].text_input("Id", key=f"{prefix}_id", disabled=r is not None)
         cols[1].selectbox("Scope", RATE_SCOPES, key=f"{prefix}_scope")
@@ -322,7 +322,7 @@ def rate_limits_tab(actor: Actor, engineer: bool) -> None:
         size[2].text_input("Burst", key=f"{prefix}_burst", help="Token bucket size; empty: limit")
         size[3].checkbox("Enabled", key=f"{prefix}_enabled")
         for field in rd.RATE_FIELDS:
-            rd.field_error(form, field)
+            forms.field_error(form, field)
         save_button(form, "Rate limit saved.", save)
     if r is not None:
         delete_button(f"rt_rl_delete_{slug}", form, f"Rate limit {chosen} deleted.",

@@ -20,8 +20,8 @@ import pyarrow as pa
 from core.control import Actor, Budget, ControlPlane, RateLimit, RoutingPolicy, SamplingStrategy
 from core.demo import _world as w
 from core.demo._alerts import history_alerts
-from core.demo._generate import Generated
-from core.demo._table import DEMO_PREFIX, RATE_LIMIT_ID, demo_budget
+from core.demo._generate import Generated, demo_budget
+from core.demo._table import DEMO_PREFIX, RATE_LIMIT_ID
 from core.types import PICO
 
 

@@ -15,6 +15,8 @@ from decimal import Decimal
 import numpy as np
 import numpy.typing as npt
 
+from core.budgets import hard_cap
+from core.control import Budget
 from core.demo import _world as w
 from core.demo._columns import Columns, append_rows, row_count
 from core.importer import TOKEN_CLASSES, price_columns
@@ -171,6 +173,17 @@ def _total(costs: dict[str, I64]) -> I64:
     return out
 
 
+BUDGET_ID = f"demo-org-{w.BUDGET_ORG}-monthly"
+
+
+def demo_budget(limit_usd: Decimal) -> Budget:
+    """globex's monthly org budget, as stored in the control plane and as its history
+    was generated (degrade past 100%, block past soft_multiplier x limit)."""
+    return Budget(id=BUDGET_ID, name=w.BUDGET_NAME, scope="org", scope_value=w.BUDGET_ORG,
+                  limit_usd=limit_usd, soft_multiplier=w.SOFT_MULTIPLIER, action="degrade",
+                  degrade_to=w.DEGRADE_TO, timezone="UTC")
+
+
 def _guard(c: Columns, catalog: Catalog, start: date, idx: I64, cost: I64, limit: int,
            dearer: npt.NDArray[np.bool_], soft: npt.NDArray[np.bool_],
            apply: bool) -> bool:
@@ -178,7 +191,7 @@ def _guard(c: Columns, catalog: Catalog, start: date, idx: I64, cost: I64, limit
     to a cheaper model past 100%, block past the cap (125%). Returns whether anything was
     blocked."""
     prior = np.cumsum(cost[idx]) - cost[idx]
-    deg = idx[(prior >= w.DEGRADE_AT * limit) & dearer[c["model"][idx]] & soft[idx]]
+    deg = idx[(prior >= limit) & dearer[c["model"][idx]] & soft[idx]]
     new = cost.copy()
     if len(deg):
         sub = {k: v[deg].copy() for k, v in c.items()}
@@ -194,7 +207,8 @@ def _guard(c: Columns, catalog: Catalog, start: date, idx: I64, cost: I64, limit
                 c[k][deg] = sub[k]
             c["degraded"][deg] = True
     prior = np.cumsum(new[idx]) - new[idx]
-    over = prior + new[idx] > int(w.BLOCK_AT * limit)  # the reservation would pass the cap
+    cap = hard_cap(demo_budget(Decimal(limit) / PICO), limit)
+    over = prior + new[idx] > cap  # the reservation would pass the cap
     first = int(np.argmax(over)) if over.any() else len(idx)
     blk = idx[first:]  # from the first refusal on, as the spend stops there
     prior[first:] = prior[first] if first < len(idx) else 0

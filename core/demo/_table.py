@@ -11,9 +11,8 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from core.budgets import hard_cap, window
 from core.budgets._format import exceeded
-from core.budgets._window import window
-from core.control import Budget
 from core.demo import _world as w
 from core.demo._generate import (
     BLOCKED,
@@ -23,6 +22,7 @@ from core.demo._generate import (
     SKIPPED,
     STATUSES,
     Generated,
+    demo_budget,
     price,
 )
 from core.importer import COST_COLUMNS, TOKEN_CLASSES
@@ -33,16 +33,7 @@ from core.usage import SCHEMA
 DEMO_PREFIX = "demo-"  # request ids and segment names
 SKIP_REASONS = {"classify": "change_based: signal moved less than 5%",
                 "agent": "adaptive: interval not elapsed"}
-BUDGET_ID = f"demo-org-{w.BUDGET_ORG}-monthly"
 RATE_LIMIT_ID = "demo-user-rpm"
-
-
-def demo_budget(limit_usd: Decimal) -> Budget:
-    """globex's monthly org budget, as stored in the control plane and as its history
-    was generated (degrade past 100%, block past soft_multiplier x limit)."""
-    return Budget(id=BUDGET_ID, name=w.BUDGET_NAME, scope="org", scope_value=w.BUDGET_ORG,
-                  limit_usd=limit_usd, soft_multiplier=w.SOFT_MULTIPLIER, action="degrade",
-                  degrade_to=w.DEGRADE_TO, timezone="UTC")
 
 
 def _strings(values: npt.NDArray[Any]) -> pa.Array:
@@ -106,7 +97,7 @@ def _errors(c: dict[str, npt.NDArray[Any]], providers: list[str], users: list[st
                                   provider=providers[c["model"][i]], retry=1 + i % 20)
     budget = demo_budget(Decimal(limit_usd))
     limit = budget.limit_picousd or 0
-    cap = int(limit * w.SOFT_MULTIPLIER)
+    cap = hard_cap(budget, limit)
     for i in np.nonzero(c["status"] == BLOCKED)[0].tolist():  # the guard's own message
         kind[i] = "BudgetExceeded"
         at = datetime.fromtimestamp(int(c["us"][i]) / 1e6, UTC)

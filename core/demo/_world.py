@@ -102,10 +102,9 @@ HOURS = (  # UTC hour profile: Europe's working day, then America's
 DEGRADE_TO = "gpt-4o-mini"
 BUDGET_ORG = "globex"
 BUDGET_NAME = f"Demo: {BUDGET_ORG} monthly"
-SOFT_MULTIPLIER = 1.25  # the budget's: critical calls may go on to 125% of its limit
 # As the budget guard does: past 100% of the limit non-critical calls degrade; past the cap
 # (soft_multiplier x limit) every call is blocked.
-DEGRADE_AT, BLOCK_AT = 1.00, SOFT_MULTIPLIER
+SOFT_MULTIPLIER = 1.25
 ERRORS = (  # error type, share, HTTP-ish message, latency ms (low, high)
     ("RateLimited", .55, "429 Too Many Requests: rate limit reached for {model} "
                          "(tokens per minute); retry after {retry}s", (120, 450)),

@@ -8,7 +8,7 @@ TEST_STAMP := $(VENV)/.test-$(HASH)
 RUN_EXTRAS := console,postgres,otel,local
 TEST_EXTRAS := $(RUN_EXTRAS),dev,server,semantic
 
-.PHONY: run test bench lint
+.PHONY: run test bench lint format
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -32,5 +32,10 @@ bench: $(TEST_STAMP)
 	$(BIN)/python -m tests.bench $(BENCH_ARGS)
 
 lint: $(TEST_STAMP)
+	$(BIN)/ruff format --check core console tests
 	$(BIN)/ruff check core console tests
 	$(BIN)/mypy core
+
+format: $(TEST_STAMP)
+	$(BIN)/ruff format core console tests
+	$(BIN)/ruff check --fix core console tests

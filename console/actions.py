@@ -52,8 +52,9 @@ def parse_rates(text: str) -> dict[str, str]:
             continue
         code, sep, rate = part.partition("=")
         if not sep:
-            raise ConfigError(f"currency_rates: write CODE=rate, not {part.strip()!r}",
-                              field="currency_rates")  # fmt: skip
+            raise ConfigError(
+                f"currency_rates: write CODE=rate, not {part.strip()!r}", field="currency_rates"
+            )
         rates[code.strip().upper()] = rate.strip()
     return rates
 
@@ -67,8 +68,9 @@ def import_usage(
     """Import a CSV into the usage log (engineer+; core checks the role)."""
     file = io.BytesIO(content)
     file.name = name
-    return import_csv(file, dict(mapping), home=Path(data.home()),
-                      tokens_inclusive=tokens_inclusive, actor=actor)  # fmt: skip
+    return import_csv(
+        file, dict(mapping), home=Path(data.home()), tokens_inclusive=tokens_inclusive, actor=actor
+    )
 
 
 def load_demo(actor: Actor) -> DemoSummary:

@@ -59,8 +59,10 @@ def main() -> None:
     auth.plane()  # on first start this creates 'admin' and prints its one-time password
     actor = auth.current_actor()
     if actor is None:
-        st.navigation([st.Page(auth.sign_in_page, title="Sign in", icon=":material/login:")],
-                      position="hidden").run()  # fmt: skip
+        st.navigation(
+            [st.Page(auth.sign_in_page, title="Sign in", icon=":material/login:")],
+            position="hidden",
+        ).run()
         return
     navigation = st.navigation(pages_for(actor.role), expanded=True)
     sidebar.build(actor)

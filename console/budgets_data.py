@@ -24,15 +24,32 @@ from core.errors import ConfigError
 from core.replay import ReplayResult, replay
 from core.types import pico_to_usd
 
-FIELDS = ("id", "name", "scope", "scope_value", "period", "limit_usd", "limit_tokens",
-          "soft_multiplier", "thresholds", "action", "degrade_to", "timezone", "webhook_url",
-          "enabled")  # fmt: skip
+FIELDS = (
+    "id",
+    "name",
+    "scope",
+    "scope_value",
+    "period",
+    "limit_usd",
+    "limit_tokens",
+    "soft_multiplier",
+    "thresholds",
+    "action",
+    "degrade_to",
+    "timezone",
+    "webhook_url",
+    "enabled",
+)
 SCOPE_COLUMNS = {"org": "org", "project": "project", "user": "user", "task": "task"}
-TOKEN_COLUMNS = ("input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens",
-                 "reasoning_tokens")  # fmt: skip
+TOKEN_COLUMNS = (
+    "input_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+)
 CENT = Decimal("0.01")
 US = timedelta(microseconds=1)
-
 
 
 def usd(pico: int) -> str:
@@ -51,17 +68,38 @@ def usd(pico: int) -> str:
 def form_values(b: Budget | None) -> dict[str, Any]:
     """A budget as the editor's widget values (text for numbers, so nothing is rounded)."""
     if b is None:
-        return {"id": "", "name": "", "scope": "global", "scope_value": "", "period": "month",
-                "limit_usd": "", "limit_tokens": "", "soft_multiplier": 2.0,
-                "thresholds": ", ".join(map(str, DEFAULT_THRESHOLDS)), "action": "alert",
-                "degrade_to": "", "timezone": "", "webhook_url": "", "enabled": True}  # fmt: skip
-    return {"id": b.id, "name": b.name, "scope": b.scope, "scope_value": b.scope_value or "",
-            "period": b.period, "limit_usd": "" if b.limit_usd is None else str(b.limit_usd),
-            "limit_tokens": "" if b.limit_tokens is None else str(b.limit_tokens),
-            "soft_multiplier": float(b.soft_multiplier),
-            "thresholds": ", ".join(str(t) for t in b.thresholds), "action": b.action,
-            "degrade_to": b.degrade_to or "", "timezone": b.timezone or "",
-            "webhook_url": b.webhook_url or "", "enabled": bool(b.enabled)}  # fmt: skip
+        return {
+            "id": "",
+            "name": "",
+            "scope": "global",
+            "scope_value": "",
+            "period": "month",
+            "limit_usd": "",
+            "limit_tokens": "",
+            "soft_multiplier": 2.0,
+            "thresholds": ", ".join(map(str, DEFAULT_THRESHOLDS)),
+            "action": "alert",
+            "degrade_to": "",
+            "timezone": "",
+            "webhook_url": "",
+            "enabled": True,
+        }
+    return {
+        "id": b.id,
+        "name": b.name,
+        "scope": b.scope,
+        "scope_value": b.scope_value or "",
+        "period": b.period,
+        "limit_usd": "" if b.limit_usd is None else str(b.limit_usd),
+        "limit_tokens": "" if b.limit_tokens is None else str(b.limit_tokens),
+        "soft_multiplier": float(b.soft_multiplier),
+        "thresholds": ", ".join(str(t) for t in b.thresholds),
+        "action": b.action,
+        "degrade_to": b.degrade_to or "",
+        "timezone": b.timezone or "",
+        "webhook_url": b.webhook_url or "",
+        "enabled": bool(b.enabled),
+    }
 
 
 def text_value(values: Mapping[Any, Any], name: str) -> str:
@@ -92,8 +130,10 @@ def parse_thresholds(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(p) for p in parts)
     except ValueError:
-        raise ConfigError(f"thresholds: write whole percentages such as 50, 75, 90, 100 (got "
-                          f"{text!r})", field="thresholds") from None  # fmt: skip
+        raise ConfigError(
+            f"thresholds: write whole percentages such as 50, 75, 90, 100 (got {text!r})",
+            field="thresholds",
+        ) from None
 
 
 def parse_budget(values: Mapping[Any, Any]) -> Budget:
@@ -105,17 +145,21 @@ def parse_budget(values: Mapping[Any, Any]) -> Budget:
     except (TypeError, ValueError):
         raise ConfigError("soft_multiplier: must be a number", field="soft_multiplier") from None
     return Budget(
-        id=text_value(values, "id"), name=text_value(values, "name"),
+        id=text_value(values, "id"),
+        name=text_value(values, "name"),
         scope=text_value(values, "scope") or "global",
-        scope_value=text_value(values, "scope_value") or None, period=text_value(values, "period"),
+        scope_value=text_value(values, "scope_value") or None,
+        period=text_value(values, "period"),
         limit_usd=parse_usd(text_value(values, "limit_usd"), "limit_usd"),
         limit_tokens=parse_int(text_value(values, "limit_tokens"), "limit_tokens"),
-        soft_multiplier=soft, thresholds=parse_thresholds(text_value(values, "thresholds")),
-        action=text_value(values, "action"), degrade_to=text_value(values, "degrade_to") or None,
+        soft_multiplier=soft,
+        thresholds=parse_thresholds(text_value(values, "thresholds")),
+        action=text_value(values, "action"),
+        degrade_to=text_value(values, "degrade_to") or None,
         timezone=text_value(values, "timezone") or None,
         webhook_url=text_value(values, "webhook_url") or None,
         enabled=bool(values.get("enabled", True)),
-    )  # fmt: skip
+    )
 
 
 # ---- writes (core checks the Actor's role and audits) ------------------------------------
@@ -126,8 +170,9 @@ def save_budget(actor: Actor, values: Mapping[str, Any], *, new: bool) -> Budget
     budget = parse_budget(values)
     plane = auth.plane()
     if new and plane.budget(budget.id) is not None:
-        raise ConfigError(f"id: a budget {budget.id!r} already exists; pick it to edit it",
-                          field="id")  # fmt: skip
+        raise ConfigError(
+            f"id: a budget {budget.id!r} already exists; pick it to edit it", field="id"
+        )
     return plane.upsert_budget(budget, actor)
 
 
@@ -173,10 +218,14 @@ class Utilisation:
 
     @property
     def projected_share(self) -> float:
-        shares = [_share(self.projected_picousd, self.budget.limit_picousd)
-                  if self.budget.limit_picousd is not None else 0.0,
-                  _share(self.projected_tokens, self.budget.limit_tokens)
-                  if self.budget.limit_tokens is not None else 0.0]  # fmt: skip
+        shares = [
+            _share(self.projected_picousd, self.budget.limit_picousd)
+            if self.budget.limit_picousd is not None
+            else 0.0,
+            _share(self.projected_tokens, self.budget.limit_tokens)
+            if self.budget.limit_tokens is not None
+            else 0.0,
+        ]
         return max(shares)
 
     @property
@@ -220,8 +269,11 @@ def _reset_times(budgets: Sequence[Budget]) -> dict[str, datetime]:
     out: dict[str, datetime] = {}
     for b in budgets:
         if b.reset_generation:
-            hits = [e for e in auth.plane().audit(limit=50, entity="budget", entity_id=b.id)
-                    if e.action == "budget.reset"]  # fmt: skip
+            hits = [
+                e
+                for e in auth.plane().audit(limit=50, entity="budget", entity_id=b.id)
+                if e.action == "budget.reset"
+            ]
             if hits:
                 out[b.id] = hits[0].ts if hits[0].ts.tzinfo else hits[0].ts.replace(tzinfo=UTC)
     return out
@@ -242,8 +294,9 @@ def _condition(b: Budget, canonical: Any) -> tuple[str, list[object]]:
 
 
 @data.cached
-def utilisation(home: str, version: str, plane_version: int, budgets: tuple[Budget, ...],
-                now: datetime) -> list[Utilisation]:
+def utilisation(
+    home: str, version: str, plane_version: int, budgets: tuple[Budget, ...], now: datetime
+) -> list[Utilisation]:
     """Every budget's spend in its current window (one scan of the log), projected to the
     window's end at the rate so far, with the thresholds alerted this window."""
     if not budgets:
@@ -265,8 +318,10 @@ def utilisation(home: str, version: str, plane_version: int, budgets: tuple[Budg
     for i, (b, (start, w)) in enumerate(zip(budgets, spans, strict=True)):
         cond, cond_params = _condition(b, canonical)
         where = f"ts >= ? AND ts < ? AND {cond}"
-        cols.append(f"CAST(coalesce(sum(cost_picousd) FILTER (WHERE {where}), 0) AS VARCHAR)"
-                    f" AS c{i}, coalesce(sum({tokens}) FILTER (WHERE {where}), 0) AS t{i}")
+        cols.append(
+            f"CAST(coalesce(sum(cost_picousd) FILTER (WHERE {where}), 0) AS VARCHAR)"
+            f" AS c{i}, coalesce(sum({tokens}) FILTER (WHERE {where}), 0) AS t{i}"
+        )
         params += [start, w.end, *cond_params, start, w.end, *cond_params]
     lo = min(s for s, _ in spans)
     hi = max(w.end for _, w in spans)
@@ -281,9 +336,19 @@ def utilisation(home: str, version: str, plane_version: int, budgets: tuple[Budg
         spent, used = int(row[f"c{i}"]), int(row[f"t{i}"])
         elapsed, length = (now - start) // US, (w.end - start) // US
         label = w.label
-        out.append(Utilisation(b, start, w.end, label, spent, used, _project(spent, elapsed,
-                   length), _project(used, elapsed, length),
-                   tuple(sorted(fired.get((b.id, label), ())))))  # fmt: skip
+        out.append(
+            Utilisation(
+                b,
+                start,
+                w.end,
+                label,
+                spent,
+                used,
+                _project(spent, elapsed, length),
+                _project(used, elapsed, length),
+                tuple(sorted(fired.get((b.id, label), ()))),
+            )
+        )
     return out
 
 
@@ -300,33 +365,58 @@ def utilisation_now() -> datetime:
 
 def status_frame(rows: Sequence[Utilisation]) -> pd.DataFrame:
     """The budgets table a viewer sees: every field and where each budget stands."""
-    return pd.DataFrame([{
-        "id": u.budget.id, "name": u.budget.name, "scope": scope_text(u.budget),
-        "period": u.budget.period, "window": u.label, "action": u.budget.action,
-        "limit": "" if u.budget.limit_picousd is None else usd(u.budget.limit_picousd),
-        "token limit": u.budget.limit_tokens, "spent": usd(u.spent_picousd),
-        "used": f"{u.utilisation:.0%}",
-        "projected": usd(u.projected_spend_picousd) + (" (capped)" if u.capped else ""),
-        "run rate": usd(u.projected_picousd),
-        "thresholds": ", ".join(map(str, u.budget.thresholds)),
-        "alerted": ", ".join(f"{t}%" for t in u.alerts) or "–",
-        "degrade to": u.budget.degrade_to or "", "soft ×": u.budget.soft_multiplier,
-        "time zone": u.budget.timezone, "webhook": "yes" if u.budget.webhook_url else "",
-        "enabled": u.budget.enabled,
-    } for u in rows])  # fmt: skip
+    return pd.DataFrame(
+        [
+            {
+                "id": u.budget.id,
+                "name": u.budget.name,
+                "scope": scope_text(u.budget),
+                "period": u.budget.period,
+                "window": u.label,
+                "action": u.budget.action,
+                "limit": "" if u.budget.limit_picousd is None else usd(u.budget.limit_picousd),
+                "token limit": u.budget.limit_tokens,
+                "spent": usd(u.spent_picousd),
+                "used": f"{u.utilisation:.0%}",
+                "projected": usd(u.projected_spend_picousd) + (" (capped)" if u.capped else ""),
+                "run rate": usd(u.projected_picousd),
+                "thresholds": ", ".join(map(str, u.budget.thresholds)),
+                "alerted": ", ".join(f"{t}%" for t in u.alerts) or "–",
+                "degrade to": u.budget.degrade_to or "",
+                "soft ×": u.budget.soft_multiplier,
+                "time zone": u.budget.timezone,
+                "webhook": "yes" if u.budget.webhook_url else "",
+                "enabled": u.budget.enabled,
+            }
+            for u in rows
+        ]
+    )
 
 
 # ---- what-if replay ------------------------------------------------------------------------
 
-PROPOSAL_COLUMNS = ["id", "name", "scope", "scope_value", "period", "limit_usd", "limit_tokens",
-                    "action", "degrade_to", "soft_multiplier", "thresholds", "timezone",
-                    "enabled"]  # fmt: skip
+PROPOSAL_COLUMNS = [
+    "id",
+    "name",
+    "scope",
+    "scope_value",
+    "period",
+    "limit_usd",
+    "limit_tokens",
+    "action",
+    "degrade_to",
+    "soft_multiplier",
+    "thresholds",
+    "timezone",
+    "enabled",
+]
 
 
 def proposal_frame(budgets: Sequence[Budget]) -> pd.DataFrame:
     rows = [{k: v for k, v in form_values(b).items() if k in PROPOSAL_COLUMNS} for b in budgets]
     return pd.DataFrame(rows, columns=PROPOSAL_COLUMNS).astype(
-        {c: object for c in PROPOSAL_COLUMNS if c not in ("soft_multiplier", "enabled")})
+        {c: object for c in PROPOSAL_COLUMNS if c not in ("soft_multiplier", "enabled")}
+    )
 
 
 def budgets_from_frame(frame: pd.DataFrame) -> list[Budget]:
@@ -343,13 +433,15 @@ def budgets_from_frame(frame: pd.DataFrame) -> list[Budget]:
         try:
             out.append(validate_budget(parse_budget(values), model_exists=cat.has))
         except ConfigError as exc:
-            raise ConfigError(f"row {i} ({text_value(values, 'id') or 'no id'}): {exc}",
-                              field=exc.field) from None  # fmt: skip
+            raise ConfigError(
+                f"row {i} ({text_value(values, 'id') or 'no id'}): {exc}", field=exc.field
+            ) from None
     return out
 
 
-def run_replay(start: datetime, end: datetime, budgets: Sequence[Budget],
-               policies: Sequence[RoutingPolicy]) -> ReplayResult:
+def run_replay(
+    start: datetime, end: datetime, budgets: Sequence[Budget], policies: Sequence[RoutingPolicy]
+) -> ReplayResult:
     """Replay the logged calls of [start, end) under the proposal (nothing is written)."""
     from console.pricing_data import catalog
 
@@ -360,13 +452,25 @@ def compare_frame(r: ReplayResult) -> pd.DataFrame:
     """What happened beside what the proposal would have done."""
     ok_actual = int((r.details["status_actual"] == "ok").sum())
     ok_replayed = int((r.details["status_replayed"] == "ok").sum())
-    return pd.DataFrame({
-        "": ["calls answered", "degraded", "blocked", "rate limited", "cost (USD)"],
-        "what happened": [ok_actual, r.degraded_actual, r.blocked_actual,
-                          r.rate_limited_actual, usd_amount(r.cost_actual)],
-        "with the proposal": [ok_replayed, r.degraded, r.blocked, r.rate_limited,
-                              usd_amount(r.cost_replayed)],
-    }).astype({"what happened": str, "with the proposal": str})  # fmt: skip
+    return pd.DataFrame(
+        {
+            "": ["calls answered", "degraded", "blocked", "rate limited", "cost (USD)"],
+            "what happened": [
+                ok_actual,
+                r.degraded_actual,
+                r.blocked_actual,
+                r.rate_limited_actual,
+                usd_amount(r.cost_actual),
+            ],
+            "with the proposal": [
+                ok_replayed,
+                r.degraded,
+                r.blocked,
+                r.rate_limited,
+                usd_amount(r.cost_replayed),
+            ],
+        }
+    ).astype({"what happened": str, "with the proposal": str})
 
 
 def usd_amount(amount: Decimal) -> str:
@@ -376,23 +480,43 @@ def usd_amount(amount: Decimal) -> str:
 def group_frame(frame: pd.DataFrame, key: str) -> pd.DataFrame:
     """by_user / by_project for display: affected rows, money as USD text."""
     hit = frame[(frame["degraded"] + frame["blocked"] + frame["rate_limited"]) > 0]
-    return pd.DataFrame({
-        key: hit[key], "calls": hit["calls"], "degraded": hit["degraded"],
-        "blocked": hit["blocked"], "rate limited": hit["rate_limited"],
-        "cost then": [usd(int(v)) for v in hit["cost_actual_picousd"]],
-        "cost with proposal": [usd(int(v)) for v in hit["cost_replayed_picousd"]],
-        "difference": [usd(int(v)) for v in hit["difference_picousd"]],
-    })  # fmt: skip
+    return pd.DataFrame(
+        {
+            key: hit[key],
+            "calls": hit["calls"],
+            "degraded": hit["degraded"],
+            "blocked": hit["blocked"],
+            "rate limited": hit["rate_limited"],
+            "cost then": [usd(int(v)) for v in hit["cost_actual_picousd"]],
+            "cost with proposal": [usd(int(v)) for v in hit["cost_replayed_picousd"]],
+            "difference": [usd(int(v)) for v in hit["difference_picousd"]],
+        }
+    )
 
 
 def changed_calls(details: pd.DataFrame, limit: int = 500) -> pd.DataFrame:
     """The replayed calls whose outcome changed (model, status or degrade), first ``limit``."""
     d = details[details["replayed"].astype(bool)]
-    changed = d[(d["status_actual"] != d["status_replayed"])
-                | (d["model_actual"] != d["model_replayed"])
-                | (d["degraded_actual"] != d["degraded_replayed"])]  # fmt: skip
+    changed = d[
+        (d["status_actual"] != d["status_replayed"])
+        | (d["model_actual"] != d["model_replayed"])
+        | (d["degraded_actual"] != d["degraded_replayed"])
+    ]
     return changed.head(limit).assign(
         cost_then=[usd(int(v)) for v in changed["cost_actual_picousd"].head(limit)],
         cost_replayed=[usd(int(v)) for v in changed["cost_replayed_picousd"].head(limit)],
-    )[["ts", "user", "project", "task", "model_actual", "status_actual", "model_replayed",
-       "status_replayed", "cost_then", "cost_replayed", "reason"]]  # fmt: skip
+    )[
+        [
+            "ts",
+            "user",
+            "project",
+            "task",
+            "model_actual",
+            "status_actual",
+            "model_replayed",
+            "status_replayed",
+            "cost_then",
+            "cost_replayed",
+            "reason",
+        ]
+    ]

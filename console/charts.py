@@ -43,8 +43,12 @@ def spend_over_time(df: pd.DataFrame, dim: str, grain: str, symbol: str) -> alt.
     brush = alt.selection_interval(encodings=["x"], name="periods")
     pick = alt.selection_point(fields=["key"], bind="legend", name="pick")
     base = alt.Chart(df)
-    color = alt.Color("key:N", title=dim.replace("_", " "), scale=alt.Scale(scheme=SCHEME),
-                      legend=alt.Legend(columns=5, symbolLimit=0, labelLimit=160))  # fmt: skip
+    color = alt.Color(
+        "key:N",
+        title=dim.replace("_", " "),
+        scale=alt.Scale(scheme=SCHEME),
+        legend=alt.Legend(columns=5, symbolLimit=0, labelLimit=160),
+    )
     tooltip = [
         alt.Tooltip("label:N", title="period"),
         alt.Tooltip("key:N", title=dim),
@@ -54,8 +58,12 @@ def spend_over_time(df: pd.DataFrame, dim: str, grain: str, symbol: str) -> alt.
     time = (
         base.mark_bar()
         .encode(
-            x=alt.X("period:T", title=None, scale=alt.Scale(type="utc"),
-                    axis=alt.Axis(format=DATE_FORMAT.get(grain, "%d %b"))),
+            x=alt.X(
+                "period:T",
+                title=None,
+                scale=alt.Scale(type="utc"),
+                axis=alt.Axis(format=DATE_FORMAT.get(grain, "%d %b")),
+            ),
             x2="period_end:T",
             y=alt.Y("sum(amount):Q", title=f"spend ({symbol.strip()})", stack="zero"),
             color=alt.condition(pick, color, alt.value(MUTED)),
@@ -64,21 +72,23 @@ def spend_over_time(df: pd.DataFrame, dim: str, grain: str, symbol: str) -> alt.
         )
         .add_params(brush)
         .properties(height=HEIGHT, width="container")
-    )  # fmt: skip
+    )
     breakdown = (
         base.mark_bar()
         .encode(
             y=alt.Y("key:N", sort="-x", title=None, axis=LABELS),
             x=alt.X("sum(amount):Q", title=f"spend in selected periods ({symbol.strip()})"),
             color=alt.condition(pick, color, alt.value(MUTED)),
-            tooltip=[alt.Tooltip("key:N", title=dim),
-                     alt.Tooltip("sum(amount):Q", title="spend", format=",.2f"),
-                     alt.Tooltip("sum(requests):Q", title="requests", format=",")],
+            tooltip=[
+                alt.Tooltip("key:N", title=dim),
+                alt.Tooltip("sum(amount):Q", title="spend", format=",.2f"),
+                alt.Tooltip("sum(requests):Q", title="requests", format=","),
+            ],
         )
         .add_params(pick)
         .transform_filter(brush)
         .properties(height=alt.Step(BAR_STEP), width="container")
-    )  # fmt: skip
+    )
     both: alt.VConcatChart = alt.vconcat(time, breakdown).resolve_scale(color="shared")
     return style(both)
 
@@ -91,12 +101,14 @@ def top_bars(df: pd.DataFrame, title: str, symbol: str) -> alt.Chart:
         .encode(
             y=alt.Y("name:N", sort="-x", title=None, axis=LABELS),
             x=alt.X("amount:Q", title=f"spend ({symbol.strip()})"),
-            tooltip=[alt.Tooltip("name:N", title=title.lower()),
-                     alt.Tooltip("amount:Q", title="spend", format=",.2f"),
-                     alt.Tooltip("requests:Q", format=",")],
+            tooltip=[
+                alt.Tooltip("name:N", title=title.lower()),
+                alt.Tooltip("amount:Q", title="spend", format=",.2f"),
+                alt.Tooltip("requests:Q", format=","),
+            ],
         )
         .properties(height=alt.Step(BAR_STEP), width="container")
-    )  # fmt: skip
+    )
     return style(chart)
 
 
@@ -106,15 +118,21 @@ def cost_per_1k(df: pd.DataFrame, grain: str, symbol: str) -> alt.Chart:
         alt.Chart(df, title="Cost per 1K requests")
         .mark_line(point=True, color=ACCENT)
         .encode(
-            x=alt.X("period:T", title=None, scale=alt.Scale(type="utc"),
-                    axis=alt.Axis(format=DATE_FORMAT.get(grain, "%d %b"))),
+            x=alt.X(
+                "period:T",
+                title=None,
+                scale=alt.Scale(type="utc"),
+                axis=alt.Axis(format=DATE_FORMAT.get(grain, "%d %b")),
+            ),
             y=alt.Y("per_1k:Q", title=f"{symbol.strip()} per 1K requests"),
-            tooltip=[alt.Tooltip("label:N", title="period"),
-                     alt.Tooltip("per_1k:Q", title="per 1K requests", format=",.4f"),
-                     alt.Tooltip("requests:Q", format=",")],
+            tooltip=[
+                alt.Tooltip("label:N", title="period"),
+                alt.Tooltip("per_1k:Q", title="per 1K requests", format=",.4f"),
+                alt.Tooltip("requests:Q", format=","),
+            ],
         )
         .properties(height=SMALL_HEIGHT, width="container")
-    )  # fmt: skip
+    )
     return style(chart)
 
 

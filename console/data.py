@@ -23,8 +23,13 @@ from core.usage import Reader
 
 ERROR_STATUSES = ("error", "blocked", "rate_limited")
 NONE = "(none)"
-TOKEN_COLUMNS = ("input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens",
-                 "reasoning_tokens")  # fmt: skip
+TOKEN_COLUMNS = (
+    "input_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+)
 
 
 cached = st.cache_data(ttl=600, max_entries=256, show_spinner=False)
@@ -79,8 +84,9 @@ def window_spend(home: str, version: str, scope: Scope, now: datetime) -> dict[s
     """Spend of each KPI window (today, yesterday, mtd, prev_mtd, last30, prev30) under the
     scope's dimension filters, in one scan that reads only ts and cost."""
     windows = kpi_windows(scope.tz, now)
-    where, where_params = _where(scope, start=min(s for s, _ in windows.values()),
-                                 end=max(e for _, e in windows.values()))  # fmt: skip
+    where, where_params = _where(
+        scope, start=min(s for s, _ in windows.values()), end=max(e for _, e in windows.values())
+    )
     cols = ", ".join(f"{WINDOW_SPEND_SQL} AS {name}" for name in windows)
     params = [t for bounds in windows.values() for t in bounds]
     row = _reader(home).sql(f"SELECT {cols} FROM events{where}", params + where_params).iloc[0]
@@ -118,31 +124,41 @@ class Spend:
 def spend(home: str, version: str, scope: Scope, dim: str, grain: str) -> Spend:
     """Spend per period and ``dim`` value plus the range's totals, from one spend_by scan
     (also grouped by cache_hit and ai_called, which splits the savings)."""
-    raw = _reader(home).spend_by([dim, "cache_hit", "ai_called"], grain, scope.filters(),
-                                 tz=scope.tz)  # fmt: skip
+    raw = _reader(home).spend_by(
+        [dim, "cache_hit", "ai_called"], grain, scope.filters(), tz=scope.tz
+    )
     cost = [int(v) for v in raw["cost_picousd"]]
     saved = [int(v) for v in raw["saved_picousd"]]
     hit = [bool(v) for v in raw["cache_hit"].fillna(False)]
     called = [bool(v) for v in raw["ai_called"].fillna(True)]
     totals = Totals(
-        requests=int(raw["requests"].sum()), tokens=int(raw[list(TOKEN_COLUMNS)].sum().sum()),
-        cost=sum(cost), saved=sum(saved),
+        requests=int(raw["requests"].sum()),
+        tokens=int(raw[list(TOKEN_COLUMNS)].sum().sum()),
+        cost=sum(cost),
+        saved=sum(saved),
         saved_cache=sum(v for v, h in zip(saved, hit, strict=True) if h),
-        saved_sampling=sum(v for v, h, c in zip(saved, hit, called, strict=True)
-                           if not c and not h),
-        cache_hits=int(raw["cache_hits"].sum()), errors=int(raw["errors"].sum()),
-    )  # fmt: skip
-    frame = pd.DataFrame({
-        "period": raw["period"],
-        "key": raw[dim].astype(object).where(raw[dim].notna(), NONE).astype(str),
-        "cost_picousd": pd.Series(cost, dtype=object),
-        "saved_picousd": pd.Series(saved, dtype=object),
-        "requests": raw["requests"].astype("int64"), "errors": raw["errors"].astype("int64"),
-    })  # fmt: skip
+        saved_sampling=sum(
+            v for v, h, c in zip(saved, hit, called, strict=True) if not c and not h
+        ),
+        cache_hits=int(raw["cache_hits"].sum()),
+        errors=int(raw["errors"].sum()),
+    )
+    frame = pd.DataFrame(
+        {
+            "period": raw["period"],
+            "key": raw[dim].astype(object).where(raw[dim].notna(), NONE).astype(str),
+            "cost_picousd": pd.Series(cost, dtype=object),
+            "saved_picousd": pd.Series(saved, dtype=object),
+            "requests": raw["requests"].astype("int64"),
+            "errors": raw["errors"].astype("int64"),
+        }
+    )
     series = frame.groupby(["period", "key"], as_index=False, sort=True).agg(
-        cost_picousd=("cost_picousd", _exact_sum), saved_picousd=("saved_picousd", _exact_sum),
-        requests=("requests", "sum"), errors=("errors", "sum"),
-    )  # fmt: skip
+        cost_picousd=("cost_picousd", _exact_sum),
+        saved_picousd=("saved_picousd", _exact_sum),
+        requests=("requests", "sum"),
+        errors=("errors", "sum"),
+    )
     return Spend(series, totals)
 
 
@@ -174,15 +190,33 @@ def top_spenders(home: str, version: str, scope: Scope, who: str, n: int = 10) -
 # ---- requests ------------------------------------------------------------------------------
 
 LOG_COLUMNS = [
-    "ts", "org", "user", "task", "requested_model", "model", "provider", "input_tokens",
-    "cached_input_tokens", "cache_write_tokens", "output_tokens", "reasoning_tokens",
-    "cost_picousd", "latency_ms", "cache_hit", "status", "error_type", "route_reason",
+    "ts",
+    "org",
+    "user",
+    "task",
+    "requested_model",
+    "model",
+    "provider",
+    "input_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "cost_picousd",
+    "latency_ms",
+    "cache_hit",
+    "status",
+    "error_type",
+    "route_reason",
     "request_id",
-]  # fmt: skip
+]
 SORTABLE = {
-    "ts": "Time", "cost_picousd": "Cost", "latency_ms": "Latency", "output_tokens":
-    "Output tokens", "input_tokens": "Input tokens",
-}  # fmt: skip
+    "ts": "Time",
+    "cost_picousd": "Cost",
+    "latency_ms": "Latency",
+    "output_tokens": "Output tokens",
+    "input_tokens": "Input tokens",
+}
 
 
 @cached
@@ -192,14 +226,24 @@ def request_count(home: str, version: str, scope: Scope, status: tuple[str, ...]
 
 @cached
 def request_page(
-    home: str, version: str, scope: Scope, status: tuple[str, ...], order_by: str,
-    descending: bool, page: int, size: int,
-) -> pd.DataFrame:  # fmt: skip
+    home: str,
+    version: str,
+    scope: Scope,
+    status: tuple[str, ...],
+    order_by: str,
+    descending: bool,
+    page: int,
+    size: int,
+) -> pd.DataFrame:
     """One page of the log (server-side ORDER BY / LIMIT / OFFSET)."""
     return _reader(home).events(
-        scope.filters(status=status or None), LOG_COLUMNS, order_by, descending,
-        limit=size, offset=page * size,
-    )  # fmt: skip
+        scope.filters(status=status or None),
+        LOG_COLUMNS,
+        order_by,
+        descending,
+        limit=size,
+        offset=page * size,
+    )
 
 
 def request_detail(request_id: str) -> dict[str, Any] | None:

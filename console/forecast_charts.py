@@ -68,8 +68,11 @@ def forecast_chart(
     )
     layers: list[Any] = [area, actual, predicted]
     if changepoints is not None and not changepoints.empty:
-        layers.append(alt.Chart(changepoints).mark_rule(color=MUTED, strokeDash=[2, 3]).encode(
-            x=_x(), tooltip=[alt.Tooltip("ds:T", title="trend changed", format="%d %b %Y")]))
+        layers.append(
+            alt.Chart(changepoints)
+            .mark_rule(color=MUTED, strokeDash=[2, 3])
+            .encode(x=_x(), tooltip=[alt.Tooltip("ds:T", title="trend changed", format="%d %b %Y")])
+        )
     if budget is not None:
         layers += _budget_rule(budget, budget_label)
     if exhausted is not None:
@@ -82,39 +85,59 @@ def forecast_chart(
 
 def _budget_rule(value: float, label: str) -> list[alt.Chart]:
     frame = pd.DataFrame({"y": [value], "label": [label]})
-    rule = alt.Chart(frame).mark_rule(color=BUDGET, strokeDash=[8, 4], strokeWidth=1.5).encode(
-        y="y:Q", tooltip=[alt.Tooltip("label:N", title="budget")])
-    text = alt.Chart(frame).mark_text(color=BUDGET, align="left", x=4, dy=-7).encode(
-        y="y:Q", text="label:N")
+    rule = (
+        alt.Chart(frame)
+        .mark_rule(color=BUDGET, strokeDash=[8, 4], strokeWidth=1.5)
+        .encode(y="y:Q", tooltip=[alt.Tooltip("label:N", title="budget")])
+    )
+    text = (
+        alt.Chart(frame)
+        .mark_text(color=BUDGET, align="left", x=4, dy=-7)
+        .encode(y="y:Q", text="label:N")
+    )
     return [rule, text]
 
 
 def _exhausted_rule(day: date) -> list[alt.Chart]:
     frame = pd.DataFrame({"ds": [pd.Timestamp(day)], "label": [f"runs out {day:%d %b}"]})
-    rule = alt.Chart(frame).mark_rule(color=EXHAUSTED, strokeWidth=2).encode(
-        x=_x(), tooltip=[alt.Tooltip("label:N", title="budget")])
-    text = alt.Chart(frame).mark_text(color=EXHAUSTED, align="left", dx=4, dy=8, baseline="top",
-                                      y=0).encode(x=_x(), text="label:N")  # fmt: skip
+    rule = (
+        alt.Chart(frame)
+        .mark_rule(color=EXHAUSTED, strokeWidth=2)
+        .encode(x=_x(), tooltip=[alt.Tooltip("label:N", title="budget")])
+    )
+    text = (
+        alt.Chart(frame)
+        .mark_text(color=EXHAUSTED, align="left", dx=4, dy=8, baseline="top", y=0)
+        .encode(x=_x(), text="label:N")
+    )
     return [rule, text]
 
 
-def anomaly_layer(marks: pd.DataFrame, *, x: str = "ds", scale: alt.Scale | None = None,
-                  ) -> alt.Chart:  # fmt: skip
+def anomaly_layer(
+    marks: pd.DataFrame,
+    *,
+    x: str = "ds",
+    scale: alt.Scale | None = None,
+) -> alt.Chart:
     """Red points with a tooltip: when, what, x baseline, amount above expected, culprits.
     ``marks`` columns: ds (or ``x``), amount, what, when, ratio, excess, culprits."""
     axis = alt.X(f"{x}:T", title=None, scale=scale or alt.Undefined)
-    return alt.Chart(marks).mark_point(
-        shape="diamond", size=120, filled=True, color=ANOMALY, stroke="white", strokeWidth=1
-    ).encode(
-        x=axis,
-        y=alt.Y("amount:Q"),
-        tooltip=[
-            alt.Tooltip("when:N", title="anomaly"),
-            alt.Tooltip("what:N", title="series"),
-            alt.Tooltip("ratio:N", title="x baseline"),
-            alt.Tooltip("excess:N", title="above expected"),
-            alt.Tooltip("culprits:N", title="top contributors"),
-        ],
+    return (
+        alt.Chart(marks)
+        .mark_point(
+            shape="diamond", size=120, filled=True, color=ANOMALY, stroke="white", strokeWidth=1
+        )
+        .encode(
+            x=axis,
+            y=alt.Y("amount:Q"),
+            tooltip=[
+                alt.Tooltip("when:N", title="anomaly"),
+                alt.Tooltip("what:N", title="series"),
+                alt.Tooltip("ratio:N", title="x baseline"),
+                alt.Tooltip("excess:N", title="above expected"),
+                alt.Tooltip("culprits:N", title="top contributors"),
+            ],
+        )
     )
 
 

@@ -52,19 +52,39 @@ def values(home: str, version: str, scope: Scope, dimension: str) -> list[str]:
 
 
 @cached
-def forecast(home: str, version: str, scope: Scope, dimension: str, value: str | None,
-             horizon: int, holidays: str | None, today: date) -> Forecast:  # fmt: skip
+def forecast(
+    home: str,
+    version: str,
+    scope: Scope,
+    dimension: str,
+    value: str | None,
+    horizon: int,
+    holidays: str | None,
+    today: date,
+) -> Forecast:
     return insights.forecast(
-        data.reader(), dimension, value, filters=series_filters(scope), horizon_days=horizon,
-        holidays_country=holidays, tz=scope.tz, through=today - timedelta(days=1),
-    )  # fmt: skip
+        data.reader(),
+        dimension,
+        value,
+        filters=series_filters(scope),
+        horizon_days=horizon,
+        holidays_country=holidays,
+        tz=scope.tz,
+        through=today - timedelta(days=1),
+    )
 
 
 @cached
-def outlook(home: str, version: str, plane_version: int, now: datetime, width: float,
-            holidays: str | None) -> list[BudgetOutlook]:  # fmt: skip
-    return insights.budget_outlook(data.reader(), auth.plane().budgets(), now=now,
-                                   intervals=(width,), holidays_country=holidays)  # fmt: skip
+def outlook(
+    home: str, version: str, plane_version: int, now: datetime, width: float, holidays: str | None
+) -> list[BudgetOutlook]:
+    return insights.budget_outlook(
+        data.reader(),
+        auth.plane().budgets(),
+        now=now,
+        intervals=(width,),
+        holidays_country=holidays,
+    )
 
 
 @cached
@@ -73,13 +93,23 @@ def findings(home: str, version: str, tz: str, since: datetime, now: datetime) -
 
 
 @cached
-def advice(home: str, version: str, plane_version: int, scope: Scope, now: datetime,
-           ) -> AdviceReport:  # fmt: skip
+def advice(
+    home: str,
+    version: str,
+    plane_version: int,
+    scope: Scope,
+    now: datetime,
+) -> AdviceReport:
     plane = auth.plane()
     return insights.savings_advice(
-        data.reader(), load_catalog(), policies=plane.policies(), scores=plane.model_scores(),
-        filters=series_filters(scope), days=ADVICE_DAYS, now=now,
-    )  # fmt: skip
+        data.reader(),
+        load_catalog(),
+        policies=plane.policies(),
+        scores=plane.model_scores(),
+        filters=series_filters(scope),
+        days=ADVICE_DAYS,
+        now=now,
+    )
 
 
 @st.cache_resource(show_spinner=False)
@@ -106,13 +136,15 @@ def series_frame(fc: Forecast, money: Money, label: str) -> pd.DataFrame:
     f = fc.frame
     rate = float(Decimal(money.rate))
     fut = ~f["is_history"]
-    out = pd.DataFrame({
-        "ds": f["ds"],
-        "actual": f["y"].where(f["is_history"]) * rate,
-        "yhat": f["yhat"].where(fut) * rate,
-        "lower": f[f"lower_{label}"].where(fut) * rate,
-        "upper": f[f"upper_{label}"].where(fut) * rate,
-    })  # fmt: skip
+    out = pd.DataFrame(
+        {
+            "ds": f["ds"],
+            "actual": f["y"].where(f["is_history"]) * rate,
+            "yhat": f["yhat"].where(fut) * rate,
+            "lower": f[f"lower_{label}"].where(fut) * rate,
+            "upper": f[f"upper_{label}"].where(fut) * rate,
+        }
+    )
     hist = f.index[f["is_history"]]
     if len(hist) and fut.any():  # the forecast line and band start at the last actual day
         out.loc[hist[-1], ["yhat", "lower", "upper"]] = out.loc[hist[-1], "actual"]
@@ -131,12 +163,14 @@ def cumulative_frame(o: BudgetOutlook, money: Money, label: str) -> pd.DataFrame
     rate = float(Decimal(money.rate))
     spent = float(o.spent_usd)
     past = pd.DataFrame({"ds": hist["ds"], "actual": hist["y"].cumsum() * rate})
-    ahead = pd.DataFrame({
-        "ds": fut["ds"],
-        "yhat": (spent + fut["yhat"].cumsum()) * rate,
-        "lower": (spent + fut[f"lower_{label}"].cumsum()) * rate,
-        "upper": (spent + fut[f"upper_{label}"].cumsum()) * rate,
-    })  # fmt: skip
+    ahead = pd.DataFrame(
+        {
+            "ds": fut["ds"],
+            "yhat": (spent + fut["yhat"].cumsum()) * rate,
+            "lower": (spent + fut[f"lower_{label}"].cumsum()) * rate,
+            "upper": (spent + fut[f"upper_{label}"].cumsum()) * rate,
+        }
+    )
     if len(past):  # the forecast starts where the actual line ends
         for col in ("yhat", "lower", "upper"):
             past.loc[past.index[-1], col] = past["actual"].iloc[-1]
@@ -165,26 +199,50 @@ def _matches(fd: Finding, scope: Scope, dimension: str, value: str | None) -> bo
     return dimension == "total" and (not chosen or fd.key in chosen)
 
 
-def marks_frame(found: list[Finding], series: pd.DataFrame, money: Money, scope: Scope,
-                dimension: str, value: str | None) -> pd.DataFrame:  # fmt: skip
+def marks_frame(
+    found: list[Finding],
+    series: pd.DataFrame,
+    money: Money,
+    scope: Scope,
+    dimension: str,
+    value: str | None,
+) -> pd.DataFrame:
     """Daily spend anomalies of the charted series, on its actual line (one point a day)."""
     actual = series.set_index(series["ds"].dt.date)["actual"]
     rows = []
     for fd in found:
         day = fd.ts.date()
-        if (fd.grain != "day" or fd.metric != "spend" or day not in actual.index
-                or not _matches(fd, scope, dimension, value)):
+        if (
+            fd.grain != "day"
+            or fd.metric != "spend"
+            or day not in actual.index
+            or not _matches(fd, scope, dimension, value)
+        ):
             continue
-        rows.append({"ds": pd.Timestamp(day), "amount": float(actual[day]), "when": fd.when,
-                     "what": f"{fd.metric} of {fd.subject}", "ratio": _ratio(fd.anomaly),
-                     "excess": _excess(fd, money), "culprits": fd.culprits() or "–"})  # fmt: skip
-    frame = pd.DataFrame(rows, columns=["ds", "amount", "when", "what", "ratio", "excess",
-                                        "culprits"])  # fmt: skip
+        rows.append(
+            {
+                "ds": pd.Timestamp(day),
+                "amount": float(actual[day]),
+                "when": fd.when,
+                "what": f"{fd.metric} of {fd.subject}",
+                "ratio": _ratio(fd.anomaly),
+                "excess": _excess(fd, money),
+                "culprits": fd.culprits() or "–",
+            }
+        )
+    frame = pd.DataFrame(
+        rows, columns=["ds", "amount", "when", "what", "ratio", "excess", "culprits"]
+    )
     return frame.drop_duplicates("ds")
 
 
-def overview_marks(period_frame: pd.DataFrame, found: list[Finding], money: Money,
-                   grain: str, scope: Scope | None = None) -> pd.DataFrame:  # fmt: skip
+def overview_marks(
+    period_frame: pd.DataFrame,
+    found: list[Finding],
+    money: Money,
+    grain: str,
+    scope: Scope | None = None,
+) -> pd.DataFrame:
     """For the Overview's spend chart: each daily spend anomaly as a point on top of the bar
     of the period holding it (only series the sidebar's org/model filters keep).
     ``period_frame`` is console.shape.series_frame output."""
@@ -204,10 +262,17 @@ def overview_marks(period_frame: pd.DataFrame, found: list[Finding], money: Mone
         if not len(inside):
             continue
         start, row = bars.index[inside[0]], bars.iloc[inside[0]]
-        rows.append({"period": start + (row["end"] - start) / 2, "amount": float(row["amount"]),
-                     "when": fd.when, "what": f"spend of {fd.subject}",
-                     "ratio": _ratio(fd.anomaly), "excess": _excess(fd, money),
-                     "culprits": fd.culprits() or "–"})  # fmt: skip
+        rows.append(
+            {
+                "period": start + (row["end"] - start) / 2,
+                "amount": float(row["amount"]),
+                "when": fd.when,
+                "what": f"spend of {fd.subject}",
+                "ratio": _ratio(fd.anomaly),
+                "excess": _excess(fd, money),
+                "culprits": fd.culprits() or "–",
+            }
+        )
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -220,15 +285,41 @@ def findings_frame(found: list[Finding], money: Money) -> pd.DataFrame:
         amount = money.fmt(int(round(a.value * 10**12))) if spend else f"{a.value:,.0f} calls"
         usual = money.fmt(int(round(a.expected * 10**12))) if spend else f"{a.expected:,.0f}"
         top = {d: fd.top(d) for d in ("user", "model", "task", "org")}
-        rows.append({"top user": "–", "top model": "–", "top task": "–", "top org": "–",
-            "when": fd.when, "grain": fd.grain, "series": fd.subject, "metric": fd.metric,
-            "actual": amount, "expected": usual, "x baseline": _ratio(a),
-            "above expected": _excess(fd, money),
-            **{f"top {d}": f"{c.value} ({c.share:.0%})" if c is not None else "–"
-               for d, c in top.items() if d != fd.dimension},
-        })  # fmt: skip
-    cols = ["when", "grain", "series", "metric", "actual", "expected", "x baseline",
-            "above expected", "top user", "top model", "top task", "top org"]  # fmt: skip
+        rows.append(
+            {
+                "top user": "–",
+                "top model": "–",
+                "top task": "–",
+                "top org": "–",
+                "when": fd.when,
+                "grain": fd.grain,
+                "series": fd.subject,
+                "metric": fd.metric,
+                "actual": amount,
+                "expected": usual,
+                "x baseline": _ratio(a),
+                "above expected": _excess(fd, money),
+                **{
+                    f"top {d}": f"{c.value} ({c.share:.0%})" if c is not None else "–"
+                    for d, c in top.items()
+                    if d != fd.dimension
+                },
+            }
+        )
+    cols = [
+        "when",
+        "grain",
+        "series",
+        "metric",
+        "actual",
+        "expected",
+        "x baseline",
+        "above expected",
+        "top user",
+        "top model",
+        "top task",
+        "top org",
+    ]
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -270,21 +361,43 @@ def outlook_frame(outlooks: list[BudgetOutlook], money: Money, width: str) -> pd
     for o in outlooks:
         ex = o.exhaustion
         limit = money.fmt(int(o.limit_usd * 10**12)) if o.limit_usd is not None else "–"
-        row = {"budget": o.budget.name, "scope": o.scope, "window": o.window,
-               "spent": money.fmt(int(o.spent_usd * 10**12)), "limit": limit}  # fmt: skip
+        row = {
+            "budget": o.budget.name,
+            "scope": o.scope,
+            "window": o.window,
+            "spent": money.fmt(int(o.spent_usd * 10**12)),
+            "limit": limit,
+        }
         if ex is None:
-            row.update({"runs out": "–", f"{width}% range": "–", "projected at window end": "–",
-                        "vs limit": "–", "note": o.note})  # fmt: skip
+            row.update(
+                {
+                    "runs out": "–",
+                    f"{width}% range": "–",
+                    "projected at window end": "–",
+                    "vs limit": "–",
+                    "note": o.note,
+                }
+            )
         else:
-            runs = "already reached" if ex.already_exceeded else (
-                _day(ex.date) if ex.date else "not this window")
+            runs = (
+                "already reached"
+                if ex.already_exceeded
+                else (_day(ex.date) if ex.date else "not this window")
+            )
             rng = f"{_day(ex.earliest)} – {_day(ex.latest) if ex.latest else 'not reached'}"
             low, high = _pico(ex.projected_low_usd), _pico(ex.projected_high_usd)
-            projected = (f"{money.fmt(_pico(ex.projected_total_usd))}"
-                         f" ({money.fmt(low)}–{money.fmt(high)})")  # fmt: skip
-            row.update({"runs out": runs, f"{width}% range": rng if ex.earliest else "–",
-                        "projected at window end": projected,
-                        "vs limit": f"{ex.utilisation:.0%}", "note": o.note})  # fmt: skip
+            projected = (
+                f"{money.fmt(_pico(ex.projected_total_usd))} ({money.fmt(low)}–{money.fmt(high)})"
+            )
+            row.update(
+                {
+                    "runs out": runs,
+                    f"{width}% range": rng if ex.earliest else "–",
+                    "projected at window end": projected,
+                    "vs limit": f"{ex.utilisation:.0%}",
+                    "note": o.note,
+                }
+            )
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -298,8 +411,12 @@ def csv_bytes(fc: Forecast, money: Money) -> bytes:
     display currency."""
     f = fc.frame
     rate = float(Decimal(money.rate))
-    out = pd.DataFrame({"date": f["ds"].dt.strftime("%Y-%m-%d"),
-                        "kind": f["is_history"].map({True: "actual", False: "forecast"})})
+    out = pd.DataFrame(
+        {
+            "date": f["ds"].dt.strftime("%Y-%m-%d"),
+            "kind": f["is_history"].map({True: "actual", False: "forecast"}),
+        }
+    )
     out[f"actual_{money.currency}"] = (f["y"] * rate).round(4)
     for col in [c for c in f.columns if c == "yhat" or c.startswith(("lower_", "upper_"))]:
         name = "forecast" if col == "yhat" else col

@@ -29,8 +29,10 @@ def demo_state(actor: Actor) -> None:
 
 def _offer_demo(actor: Actor) -> None:
     with st.container(border=True):
-        st.markdown("**No usage recorded yet.** Route calls through `core.Router`, import a"
-                    " CSV on the Import/Export page, or explore with 90 days of demo data.")
+        st.markdown(
+            "**No usage recorded yet.** Route calls through `core.Router`, import a"
+            " CSV on the Import/Export page, or explore with 90 days of demo data."
+        )
         if not auth.may(actor, "engineer"):
             st.caption("An engineer or admin can load demo data.")
         elif st.button("Load demo data", type="primary", key="demo_load"):

@@ -62,8 +62,11 @@ def secrets() -> Mapping[str, Any]:
 
 
 def _env_names(sec: Mapping[str, Any]) -> dict[str, str]:
-    return {k.upper(): str(v) for k, v in sec.items()
-            if isinstance(v, str) and k.upper().endswith(("_API_KEY", "_BASE_URL"))}  # fmt: skip
+    return {
+        k.upper(): str(v)
+        for k, v in sec.items()
+        if isinstance(v, str) and k.upper().endswith(("_API_KEY", "_BASE_URL"))
+    }
 
 
 def settings() -> Settings:
@@ -72,14 +75,18 @@ def settings() -> Settings:
     env = {**os.environ, **_env_names(sec)}
     s = Settings.from_env(env)
     tables = sec.get("providers")
-    for name, table in (tables.items() if isinstance(tables, Mapping) else ()):
+    for name, table in tables.items() if isinstance(tables, Mapping) else ():
         if not isinstance(table, Mapping):
             continue
         base = s.providers.get(name) or provider_from_env(name, env)
-        s = s.with_provider(ProviderConfig(
-            name=name, wire=str(table.get("wire", base.wire)),  # type: ignore[arg-type]
-            base_url=str(table.get("base_url", base.base_url)).rstrip("/"),
-            api_key=str(table["api_key"]) if table.get("api_key") else base.api_key))
+        s = s.with_provider(
+            ProviderConfig(
+                name=name,
+                wire=str(table.get("wire", base.wire)),  # type: ignore[arg-type]
+                base_url=str(table.get("base_url", base.base_url)).rstrip("/"),
+                api_key=str(table["api_key"]) if table.get("api_key") else base.api_key,
+            )
+        )
     return s
 
 
@@ -125,11 +132,17 @@ def providers_frame(s: Settings) -> pd.DataFrame:
     rows = []
     for name, c in sorted(s.providers.items()):
         env = ENV_KEY_NAMES.get(name, name.upper()) + "_API_KEY"
-        where = ("secrets" if env in sec or name in table else "environment" if c.api_key
-                 else "")  # fmt: skip
-        rows.append({"provider": name, "wire": c.wire, "base url": c.base_url,
-                     "API key": mask(c.api_key), "key from": where,
-                     "status": provider_problem(s, name) or "ready"})  # fmt: skip
+        where = "secrets" if env in sec or name in table else "environment" if c.api_key else ""
+        rows.append(
+            {
+                "provider": name,
+                "wire": c.wire,
+                "base url": c.base_url,
+                "API key": mask(c.api_key),
+                "key from": where,
+                "status": provider_problem(s, name) or "ready",
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -158,8 +171,11 @@ def resolve(r: Router, name: str) -> Target:
     name = name.strip()
     cat = r.catalog
     if not name or not cat.has(name):
-        raise UnpricedModel(f"unknown model {name!r}: it is not in the price catalog (an admin"
-                            " can price it with an override on the Pricing page)", model=name)
+        raise UnpricedModel(
+            f"unknown model {name!r}: it is not in the price catalog (an admin"
+            " can price it with an override on the Pricing page)",
+            model=name,
+        )
     head, sep, _ = name.partition("/")
     exact = cat.canonical(name).lower() == name.lower()
     provider = head if sep and head in r.settings.providers and not exact else cat.provider_of(name)
@@ -181,15 +197,28 @@ class Estimate:
     typical_from_log: bool
 
 
-def estimate(r: Router, target: Target, messages: Sequence[Message], max_tokens: int,
-             typical: Mapping[str, int]) -> Estimate:  # fmt: skip
+def estimate(
+    r: Router,
+    target: Target,
+    messages: Sequence[Message],
+    max_tokens: int,
+    typical: Mapping[str, int],
+) -> Estimate:
     count = count_messages(target.model, list(messages))
     row: PriceRow = r.catalog.lookup(target.model, prompt_tokens=count.tokens)
     seen = typical.get(target.model)
     out = min(seen if seen is not None else TYPICAL_OUTPUT, max_tokens)
     typical_cost = price(Usage(input_tokens=count.tokens, output_tokens=out), row).total
-    return Estimate(target, count.tokens, count.estimated, max_tokens,
-                    max_cost(row, count.tokens, max_tokens), out, typical_cost, seen is not None)
+    return Estimate(
+        target,
+        count.tokens,
+        count.estimated,
+        max_tokens,
+        max_cost(row, count.tokens, max_tokens),
+        out,
+        typical_cost,
+        seen is not None,
+    )
 
 
 TYPICAL_SQL = (
@@ -218,8 +247,11 @@ def headroom(r: Router, req: ChatRequest, target: Target) -> list[BudgetStatus]:
     if ctl is None:
         return []
     snap = ctl.snapshot()
-    hits = [b for b in snap.active_budgets()
-            if matches(b, req, target.model, target.provider, ctl.guard.canonical)]  # fmt: skip
+    hits = [
+        b
+        for b in snap.active_budgets()
+        if matches(b, req, target.model, target.provider, ctl.guard.canonical)
+    ]
     return ctl.guard.status(hits) if hits else []
 
 
@@ -262,24 +294,35 @@ def result_of(req: ChatRequest, outcome: Completion | Exception) -> RunResult:
         return RunResult(str(req.model), req.request_id, error=str(outcome))
     u = outcome.usage
     return RunResult(
-        str(req.model), outcome.request_id, outcome.model, outcome.provider, outcome.text,
-        cost=outcome.cost.total, unpriced=outcome.cost.unpriced,
-        input_tokens=u.prompt_tokens, output_tokens=u.completion_tokens,
-        tokens_estimated=u.estimated, latency_ms=outcome.latency_ms, ttft_ms=outcome.ttft_ms,
-        cache_hit=outcome.cache_hit, route_reason=outcome.route_reason,
-    )  # fmt: skip
+        str(req.model),
+        outcome.request_id,
+        outcome.model,
+        outcome.provider,
+        outcome.text,
+        cost=outcome.cost.total,
+        unpriced=outcome.cost.unpriced,
+        input_tokens=u.prompt_tokens,
+        output_tokens=u.completion_tokens,
+        tokens_estimated=u.estimated,
+        latency_ms=outcome.latency_ms,
+        ttft_ms=outcome.ttft_ms,
+        cache_hit=outcome.cache_hit,
+        route_reason=outcome.route_reason,
+    )
 
 
-def run_many(r: Router, reqs: Sequence[ChatRequest], actor: Actor
-             ) -> list[Completion | CostlineError]:
+def run_many(
+    r: Router, reqs: Sequence[ChatRequest], actor: Actor
+) -> list[Completion | CostlineError]:
     """Send the requests side by side, as ``actor`` (an engineer or admin, checked here
     against the users table: hiding the page is not the check)."""
     auth.plane().authorize(actor, "playground")
     return r.batch(reqs, concurrency=len(reqs))
 
 
-def stream_text(r: Router, req: ChatRequest, sink: dict[str, Completion], actor: Actor
-                ) -> Iterator[str]:
+def stream_text(
+    r: Router, req: ChatRequest, sink: dict[str, Completion], actor: Actor
+) -> Iterator[str]:
     """The answer's text for st.write_stream; the final Completion lands in sink['done'].
     ``actor`` is checked as in ``run_many`` before anything is sent."""
     auth.plane().authorize(actor, "playground")
@@ -293,8 +336,19 @@ def stream_text(r: Router, req: ChatRequest, sink: dict[str, Completion], actor:
 
 # ---- history -------------------------------------------------------------------------------
 
-HISTORY_COLUMNS = ["ts", "request_id", "model", "requested_model", "status", "input_tokens",
-                   "output_tokens", "cost_picousd", "latency_ms", "cache_hit", "error_message"]
+HISTORY_COLUMNS = [
+    "ts",
+    "request_id",
+    "model",
+    "requested_model",
+    "status",
+    "input_tokens",
+    "output_tokens",
+    "cost_picousd",
+    "latency_ms",
+    "cache_hit",
+    "error_message",
+]
 _history_lock = threading.Lock()
 
 
@@ -322,8 +376,11 @@ class Inputs:
         out = []
         if not self.prompt.strip():
             out.append("The prompt is empty: write a user message.")
-        out += [f"Prior turn {i + 1} ({role}) is empty." for i, (role, text)
-                in enumerate(self.turns) if not text.strip()]  # fmt: skip
+        out += [
+            f"Prior turn {i + 1} ({role}) is empty."
+            for i, (role, text) in enumerate(self.turns)
+            if not text.strip()
+        ]
         if self.max_tokens < 1:
             out.append(f"Max tokens must be at least 1 (got {self.max_tokens}).")
         if not 0.0 <= self.temperature <= 2.0:
@@ -336,11 +393,17 @@ class Inputs:
 
     def request(self, model: str, user: str) -> ChatRequest:
         return ChatRequest(
-            messages=self.messages(), model=model, max_tokens=self.max_tokens,
-            temperature=self.temperature, org=self.org.strip() or None,
-            project=self.project.strip() or None, user=user, task=self.task.strip() or None,
-            cache=self.cache, source="playground",
-        )  # fmt: skip
+            messages=self.messages(),
+            model=model,
+            max_tokens=self.max_tokens,
+            temperature=self.temperature,
+            org=self.org.strip() or None,
+            project=self.project.strip() or None,
+            user=user,
+            task=self.task.strip() or None,
+            cache=self.cache,
+            source="playground",
+        )
 
 
 def _runs_file() -> Path:
@@ -351,8 +414,10 @@ def remember(user: str, request_ids: Sequence[str], inputs: Inputs) -> None:
     """Keep a run's inputs (prompts stay in the console's home, not in the shared usage log)."""
     path = _runs_file()
     path.parent.mkdir(parents=True, exist_ok=True)
-    lines = "".join(json.dumps({"request_id": rid, "user": user, "inputs": asdict(inputs)}) + "\n"
-                    for rid in request_ids)  # fmt: skip
+    lines = "".join(
+        json.dumps({"request_id": rid, "user": user, "inputs": asdict(inputs)}) + "\n"
+        for rid in request_ids
+    )
     with _history_lock, path.open("a", encoding="utf-8") as f:
         f.write(lines)
 
@@ -379,5 +444,6 @@ def remembered(user: str) -> dict[str, Inputs]:
 @data.cached
 def history(home: str, version: str, user: str, limit: int = 25) -> pd.DataFrame:
     """This user's playground calls, newest first (from the usage log)."""
-    return data.reader().events(Filters(source="playground", user=user), HISTORY_COLUMNS,
-                                limit=limit)  # fmt: skip
+    return data.reader().events(
+        Filters(source="playground", user=user), HISTORY_COLUMNS, limit=limit
+    )

@@ -64,13 +64,14 @@ def catalog_frame(cat: Catalog, on: date) -> pd.DataFrame:
     return df
 
 
-def search(df: pd.DataFrame, text: str, providers: Sequence[str], current_only: bool
-           ) -> pd.DataFrame:  # fmt: skip
+def search(
+    df: pd.DataFrame, text: str, providers: Sequence[str], current_only: bool
+) -> pd.DataFrame:
     """Rows whose model, provider, aliases or source contain ``text`` (any case)."""
     keep = pd.Series(True, index=df.index)
     needle = text.strip().lower()
     if needle:
-        hay = (df["model"] + " " + df["provider"] + " " + df["aliases"] + " " + df["source"])
+        hay = df["model"] + " " + df["provider"] + " " + df["aliases"] + " " + df["source"]
         keep &= hay.str.lower().str.contains(needle, regex=False)
     if providers:
         keep &= df["provider"].isin(list(providers))
@@ -83,9 +84,16 @@ def search(df: pd.DataFrame, text: str, providers: Sequence[str], current_only: 
 
 
 def overrides_frame() -> pd.DataFrame:
-    rows = [{"model": o.model, "provider": o.provider, "effective_from": o.effective_from,
-             **{r: None if getattr(o, r) is None else str(getattr(o, r)) for r in OVERRIDE_RATES},
-             "note": o.note} for o in auth.plane().price_overrides()]  # fmt: skip
+    rows = [
+        {
+            "model": o.model,
+            "provider": o.provider,
+            "effective_from": o.effective_from,
+            **{r: None if getattr(o, r) is None else str(getattr(o, r)) for r in OVERRIDE_RATES},
+            "note": o.note,
+        }
+        for o in auth.plane().price_overrides()
+    ]
     columns = ["model", "provider", "effective_from", *OVERRIDE_RATES, "note"]
     return pd.DataFrame(rows, columns=columns)
 
@@ -115,22 +123,35 @@ def provider_for(model: str, given: str) -> str:
     return given.strip()
 
 
-def upsert_override(actor: Actor, model: str, provider: str, effective_from: date,
-                    rates: dict[str, Decimal | None], note: str, new_model: bool
-                    ) -> PriceOverride:  # fmt: skip
+def upsert_override(
+    actor: Actor,
+    model: str,
+    provider: str,
+    effective_from: date,
+    rates: dict[str, Decimal | None],
+    note: str,
+    new_model: bool,
+) -> PriceOverride:
     model, known = model.strip(), base_catalog().has(model.strip())
     if not model:
         raise ConfigError("model: name the model to override", field="model")
     if not known and not new_model:
-        raise ConfigError(f"model: {model!r} is not a model in the price catalog (tick 'not in"
-                          " the catalog' to price a new model)", field="model")
+        raise ConfigError(
+            f"model: {model!r} is not a model in the price catalog (tick 'not in"
+            " the catalog' to price a new model)",
+            field="model",
+        )
     override = PriceOverride(
         model=base_catalog().canonical(model) if known else model,
-        provider=provider_for(model, provider), effective_from=effective_from,
-        input=rates["input"], output=rates["output"],  # type: ignore[arg-type]
-        cached_input=rates.get("cached_input"), cache_write=rates.get("cache_write"),
-        reasoning=rates.get("reasoning"), note=note.strip(),
-    )  # fmt: skip
+        provider=provider_for(model, provider),
+        effective_from=effective_from,
+        input=rates["input"],
+        output=rates["output"],  # type: ignore[arg-type]
+        cached_input=rates.get("cached_input"),
+        cache_write=rates.get("cache_write"),
+        reasoning=rates.get("reasoning"),
+        note=note.strip(),
+    )
     return auth.plane().upsert_price_override(override, actor, new_model=not known)
 
 
@@ -152,10 +173,19 @@ class ImportPreview:
 
     def changes_frame(self) -> pd.DataFrame:
         return pd.DataFrame(
-            [{"model": c.model, "change": c.kind, "tier above": c.above_prompt_tokens,
-              "field": c.field, "old": _text(c.old), "new": _text(c.new)} for c in self.changes],
+            [
+                {
+                    "model": c.model,
+                    "change": c.kind,
+                    "tier above": c.above_prompt_tokens,
+                    "field": c.field,
+                    "old": _text(c.old),
+                    "new": _text(c.new),
+                }
+                for c in self.changes
+            ],
             columns=["model", "change", "tier above", "field", "old", "new"],
-        )  # fmt: skip
+        )
 
 
 @st.cache_data(ttl=600, max_entries=8, show_spinner=False)
@@ -168,23 +198,33 @@ def preview_import(content: bytes, current: Catalog, effective_from: date) -> Im
     rows, problems = _parse(content)
     changes = diff_catalogs(current, rows)
     imported = _base_rows(rows, current)
-    applicable = [c for c in changes if c.kind == "changed" and c.above_prompt_tokens == 0
-                  and c.field in OVERRIDE_RATES]  # base-tier rates: what an override holds
+    applicable = [
+        c
+        for c in changes
+        if c.kind == "changed" and c.above_prompt_tokens == 0 and c.field in OVERRIDE_RATES
+    ]  # base-tier rates: what an override holds
     changed = sorted({c.model for c in applicable})
     added = sorted({c.model for c in changes if c.kind == "added" and c.above_prompt_tokens == 0})
     skipped = sum(1 for c in changes if c.kind == "changed") - len(applicable)
     return ImportPreview(
-        rows, problems, changes,
-        overrides=[_override(imported[m.lower()], m, current.provider_of(m), effective_from)
-                   for m in changed if m.lower() in imported],
-        new_models=[_override(imported[m.lower()], m, imported[m.lower()].provider,
-                              effective_from) for m in added if m.lower() in imported],
+        rows,
+        problems,
+        changes,
+        overrides=[
+            _override(imported[m.lower()], m, current.provider_of(m), effective_from)
+            for m in changed
+            if m.lower() in imported
+        ],
+        new_models=[
+            _override(imported[m.lower()], m, imported[m.lower()].provider, effective_from)
+            for m in added
+            if m.lower() in imported
+        ],
         not_applicable=skipped,
-    )  # fmt: skip
+    )
 
 
-def apply_import(actor: Actor, preview: ImportPreview, add_new: bool
-                 ) -> tuple[int, list[str]]:  # fmt: skip
+def apply_import(actor: Actor, preview: ImportPreview, add_new: bool) -> tuple[int, list[str]]:
     """Write the preview's overrides (and new models with ``add_new``); returns (written,
     errors). Each override is its own audited write."""
     plane = auth.plane()
@@ -217,10 +257,17 @@ def _base_rows(rows: Iterable[PriceRow], current: Catalog) -> dict[str, PriceRow
 
 def _override(r: PriceRow, model: str, provider: str, day: date) -> PriceOverride:
     usd = {name: r.usd(name) for name in OVERRIDE_RATES}
-    return PriceOverride(model=model, provider=provider, effective_from=day,
-                         input=usd["input"], output=usd["output"],  # type: ignore[arg-type]
-                         cached_input=usd["cached_input"], cache_write=usd["cache_write"],
-                         reasoning=usd["reasoning"], note="LiteLLM import")  # fmt: skip
+    return PriceOverride(
+        model=model,
+        provider=provider,
+        effective_from=day,
+        input=usd["input"],
+        output=usd["output"],  # type: ignore[arg-type]
+        cached_input=usd["cached_input"],
+        cache_write=usd["cache_write"],
+        reasoning=usd["reasoning"],
+        note="LiteLLM import",
+    )
 
 
 def _text(value: object) -> str:

@@ -30,13 +30,19 @@ from core.pricing import Catalog
 
 # The knobs of each sampling strategy, as the form shows them (core.control validates them).
 STRATEGY_PARAMS: Mapping[str, tuple[str, ...]] = {
-    "always": (), "periodic": ("interval_s",), "change_based": ("threshold",),
+    "always": (),
+    "periodic": ("interval_s",),
+    "change_based": ("threshold",),
     "threshold": ("threshold",),
     "adaptive": ("base_interval_s", "min_interval_s", "max_interval_s"),
-}  # fmt: skip
-PARAM_LABELS = {"interval_s": "Interval (s)", "threshold": "Threshold",
-                "base_interval_s": "Base interval (s)", "min_interval_s": "Min interval (s)",
-                "max_interval_s": "Max interval (s)"}  # fmt: skip
+}
+PARAM_LABELS = {
+    "interval_s": "Interval (s)",
+    "threshold": "Threshold",
+    "base_interval_s": "Base interval (s)",
+    "min_interval_s": "Min interval (s)",
+    "max_interval_s": "Max interval (s)",
+}
 PARAM_HELP = {
     "change_based": "Call when the signal moved by at least this relative change (0.15 = 15%).",
     "threshold": "Call when the event's score is at least this value.",
@@ -44,36 +50,57 @@ PARAM_HELP = {
 
 # ---- routing policies ----------------------------------------------------------------------
 
-POLICY_FIELDS = ("task", "primary_model", "fallbacks", "degrade_to", "strategy", "criticality",
-                 "cache_ttl_s", "personalised", "max_tokens", "weights")  # fmt: skip
+POLICY_FIELDS = (
+    "task",
+    "primary_model",
+    "fallbacks",
+    "degrade_to",
+    "strategy",
+    "criticality",
+    "cache_ttl_s",
+    "personalised",
+    "max_tokens",
+    "weights",
+)
 
 
 def policy_values(p: RoutingPolicy | None) -> dict[str, Any]:
     if p is None:
         p = RoutingPolicy(task="", primary_model="")
-    return {"task": p.task, "primary_model": p.primary_model,
-            "fallbacks": ", ".join(p.fallbacks), "degrade_to": p.degrade_to or "",
-            "strategy": p.strategy, "criticality": p.criticality,
-            "cache_ttl_s": "" if p.cache_ttl_s is None else str(p.cache_ttl_s),
-            "personalised": p.personalised,
-            "max_tokens": "" if p.max_tokens is None else str(p.max_tokens),
-            "w_cost": p.weights.cost, "w_latency": p.weights.latency,
-            "w_quality": p.weights.quality}  # fmt: skip
+    return {
+        "task": p.task,
+        "primary_model": p.primary_model,
+        "fallbacks": ", ".join(p.fallbacks),
+        "degrade_to": p.degrade_to or "",
+        "strategy": p.strategy,
+        "criticality": p.criticality,
+        "cache_ttl_s": "" if p.cache_ttl_s is None else str(p.cache_ttl_s),
+        "personalised": p.personalised,
+        "max_tokens": "" if p.max_tokens is None else str(p.max_tokens),
+        "w_cost": p.weights.cost,
+        "w_latency": p.weights.latency,
+        "w_quality": p.weights.quality,
+    }
 
 
 def parse_policy(v: Mapping[Any, Any]) -> RoutingPolicy:
     fallbacks = tuple(m.strip() for m in text_value(v, "fallbacks").split(",") if m.strip())
     return RoutingPolicy(
-        task=text_value(v, "task"), primary_model=text_value(v, "primary_model"),
-        fallbacks=fallbacks, degrade_to=text_value(v, "degrade_to") or None,
+        task=text_value(v, "task"),
+        primary_model=text_value(v, "primary_model"),
+        fallbacks=fallbacks,
+        degrade_to=text_value(v, "degrade_to") or None,
         criticality=text_value(v, "criticality") or "normal",
         strategy=text_value(v, "strategy") or "explicit",
-        weights=Weights(float(v.get("w_cost", 0.5) or 0), float(v.get("w_latency", 0.2) or 0),
-                        float(v.get("w_quality", 0.3) or 0)),
+        weights=Weights(
+            float(v.get("w_cost", 0.5) or 0),
+            float(v.get("w_latency", 0.2) or 0),
+            float(v.get("w_quality", 0.3) or 0),
+        ),
         cache_ttl_s=parse_int(text_value(v, "cache_ttl_s"), "cache_ttl_s"),
         personalised=bool(v.get("personalised")),
         max_tokens=parse_int(text_value(v, "max_tokens"), "max_tokens"),
-    )  # fmt: skip
+    )
 
 
 def check_models(p: RoutingPolicy, cat: Catalog) -> None:
@@ -83,8 +110,11 @@ def check_models(p: RoutingPolicy, cat: Catalog) -> None:
         named.append(("degrade_to", p.degrade_to))
     for field, model in named:
         if model and not cat.has(model):
-            raise ConfigError(f"{field}: {model!r} is not a model in the price catalog (add a"
-                              " price override on the Pricing page first)", field=field)
+            raise ConfigError(
+                f"{field}: {model!r} is not a model in the price catalog (add a"
+                " price override on the Pricing page first)",
+                field=field,
+            )
 
 
 def provider_warnings(p: RoutingPolicy, cat: Catalog) -> list[str]:
@@ -107,8 +137,9 @@ def save_policy(actor: Actor, v: Mapping[str, Any], *, new: bool) -> RoutingPoli
     policy = parse_policy(v)
     plane = auth.plane()
     if new and any(p.task == policy.task for p in plane.policies()):
-        raise ConfigError(f"task: a policy for {policy.task!r} already exists; pick it to edit"
-                          " it", field="task")  # fmt: skip
+        raise ConfigError(
+            f"task: a policy for {policy.task!r} already exists; pick it to edit it", field="task"
+        )
     check_models(policy, catalog())
     return plane.upsert_policy(policy, actor)
 
@@ -118,27 +149,47 @@ def delete_policy(actor: Actor, task: str) -> bool:
 
 
 def policies_frame(policies: list[RoutingPolicy]) -> pd.DataFrame:
-    return pd.DataFrame([{
-        "task": p.task, "primary": p.primary_model, "fallbacks": ", ".join(p.fallbacks),
-        "degrade to": p.degrade_to or "", "strategy": p.strategy, "criticality": p.criticality,
-        "cache TTL (s)": p.cache_ttl_s, "personalised": p.personalised,
-        "max tokens": p.max_tokens,
-    } for p in policies])  # fmt: skip
+    return pd.DataFrame(
+        [
+            {
+                "task": p.task,
+                "primary": p.primary_model,
+                "fallbacks": ", ".join(p.fallbacks),
+                "degrade to": p.degrade_to or "",
+                "strategy": p.strategy,
+                "criticality": p.criticality,
+                "cache TTL (s)": p.cache_ttl_s,
+                "personalised": p.personalised,
+                "max tokens": p.max_tokens,
+            }
+            for p in policies
+        ]
+    )
 
 
 # ---- sampling strategies -------------------------------------------------------------------
 
-SAMPLING_FIELDS = ("key", "strategy", "params", "min_interval_s", "batch_size",
-                   "batch_timeout_s", "enabled")  # fmt: skip
+SAMPLING_FIELDS = (
+    "key",
+    "strategy",
+    "params",
+    "min_interval_s",
+    "batch_size",
+    "batch_timeout_s",
+    "enabled",
+)
 
 
 def sampling_values(s: SamplingStrategy | None) -> dict[str, Any]:
     s = s or SamplingStrategy(key="")
-    out: dict[str, Any] = {"key": s.key, "strategy": s.strategy,
-                           "min_interval_s": float(s.min_interval_s),
-                           "batch_size": int(s.batch_size),
-                           "batch_timeout_s": float(s.batch_timeout_s),
-                           "enabled": bool(s.enabled)}  # fmt: skip
+    out: dict[str, Any] = {
+        "key": s.key,
+        "strategy": s.strategy,
+        "min_interval_s": float(s.min_interval_s),
+        "batch_size": int(s.batch_size),
+        "batch_timeout_s": float(s.batch_timeout_s),
+        "enabled": bool(s.enabled),
+    }
     for name in PARAM_LABELS:
         got = s.params.get(name)
         out[f"p_{name}"] = "" if got is None else f"{float(got):g}"
@@ -153,29 +204,35 @@ def parse_sampling(v: Mapping[str, Any]) -> SamplingStrategy:
         text = text_value(v, f"p_{name}")
         if not text:
             if name == "base_interval_s":  # routers need it (core.sampling.SamplingConfig)
-                raise ConfigError("params.base_interval_s: is required by the adaptive strategy",
-                                  field="params.base_interval_s")  # fmt: skip
+                raise ConfigError(
+                    "params.base_interval_s: is required by the adaptive strategy",
+                    field="params.base_interval_s",
+                )
             continue
         try:
             params[name] = float(text)
         except ValueError:
-            raise ConfigError(f"params.{name}: must be a number (got {text!r})",
-                              field=f"params.{name}") from None  # fmt: skip
+            raise ConfigError(
+                f"params.{name}: must be a number (got {text!r})", field=f"params.{name}"
+            ) from None
     return SamplingStrategy(
-        key=text_value(v, "key"), strategy=strategy, params=params,
+        key=text_value(v, "key"),
+        strategy=strategy,
+        params=params,
         min_interval_s=float(v.get("min_interval_s") or 0.0),
         batch_size=int(v.get("batch_size") or 0),
         batch_timeout_s=float(v.get("batch_timeout_s") or 0.0),
         enabled=bool(v.get("enabled", True)),
-    )  # fmt: skip
+    )
 
 
 def save_sampling(actor: Actor, v: Mapping[str, Any], *, new: bool) -> SamplingStrategy:
     strategy = parse_sampling(v)
     plane = auth.plane()
     if new and any(s.key == strategy.key for s in plane.sampling()):
-        raise ConfigError(f"key: {strategy.key!r} already has a strategy; pick it to edit it",
-                          field="key")  # fmt: skip
+        raise ConfigError(
+            f"key: {strategy.key!r} already has a strategy; pick it to edit it", field="key"
+        )
     return plane.upsert_sampling(strategy, actor)
 
 
@@ -206,8 +263,17 @@ def sampling_savings(home: str, version: str, start: datetime, end: datetime) ->
 # ---- cache settings and rate limits --------------------------------------------------------
 
 CACHE_FIELDS = ("task", "ttl_s", "enabled", "semantic_threshold")
-RATE_FIELDS = ("id", "scope", "scope_value", "metric", "limit", "window_s", "algorithm", "burst",
-               "enabled")  # fmt: skip
+RATE_FIELDS = (
+    "id",
+    "scope",
+    "scope_value",
+    "metric",
+    "limit",
+    "window_s",
+    "algorithm",
+    "burst",
+    "enabled",
+)
 
 
 def save_cache_setting(actor: Actor, v: Mapping[str, Any]) -> CacheSetting:
@@ -215,11 +281,15 @@ def save_cache_setting(actor: Actor, v: Mapping[str, Any]) -> CacheSetting:
     try:
         threshold = float(text) if text else None
     except ValueError:
-        raise ConfigError(f"semantic_threshold: must be a number (got {text!r})",
-                          field="semantic_threshold") from None  # fmt: skip
-    setting = CacheSetting(task=text_value(v, "task"), ttl_s=int(v.get("ttl_s") or 0),
-                           enabled=bool(v.get("enabled", True)),
-                           semantic_threshold=threshold)  # fmt: skip
+        raise ConfigError(
+            f"semantic_threshold: must be a number (got {text!r})", field="semantic_threshold"
+        ) from None
+    setting = CacheSetting(
+        task=text_value(v, "task"),
+        ttl_s=int(v.get("ttl_s") or 0),
+        enabled=bool(v.get("enabled", True)),
+        semantic_threshold=threshold,
+    )
     return auth.plane().upsert_cache_setting(setting, actor)
 
 
@@ -229,12 +299,16 @@ def delete_cache_setting(actor: Actor, task: str) -> bool:
 
 def save_rate_limit(actor: Actor, v: Mapping[str, Any]) -> RateLimit:
     limit = RateLimit(
-        id=text_value(v, "id"), scope=text_value(v, "scope"),
+        id=text_value(v, "id"),
+        scope=text_value(v, "scope"),
         scope_value=text_value(v, "scope_value") or None,
-        metric=text_value(v, "metric"), limit=int(v.get("limit") or 0),
-        window_s=int(v.get("window_s") or 0), algorithm=text_value(v, "algorithm"),
-        burst=parse_int(text_value(v, "burst"), "burst"), enabled=bool(v.get("enabled", True)),
-    )  # fmt: skip
+        metric=text_value(v, "metric"),
+        limit=int(v.get("limit") or 0),
+        window_s=int(v.get("window_s") or 0),
+        algorithm=text_value(v, "algorithm"),
+        burst=parse_int(text_value(v, "burst"), "burst"),
+        enabled=bool(v.get("enabled", True)),
+    )
     return auth.plane().upsert_rate_limit(limit, actor)
 
 
@@ -276,18 +350,31 @@ def breakers() -> dict[str, tuple[str, int]]:
 
 
 def health_frame(df: pd.DataFrame, seen: Mapping[str, tuple[str, int]]) -> pd.DataFrame:
-    return pd.DataFrame({
-        "provider": df["provider"], "model": df["model"], "attempts": df["attempts"],
-        "errors": df["errors"], "error rate": df["error_rate"],
-        "latency p50 (ms)": df["p50_ms"].round(0), "latency p95 (ms)": df["p95_ms"].round(0),
-        "breaker (this console)": [seen[m][0] if m in seen else "n/a" for m in df["model"]],
-    })  # fmt: skip
+    return pd.DataFrame(
+        {
+            "provider": df["provider"],
+            "model": df["model"],
+            "attempts": df["attempts"],
+            "errors": df["errors"],
+            "error rate": df["error_rate"],
+            "latency p50 (ms)": df["p50_ms"].round(0),
+            "latency p95 (ms)": df["p95_ms"].round(0),
+            "breaker (this console)": [seen[m][0] if m in seen else "n/a" for m in df["model"]],
+        }
+    )
 
 
 # ---- policies of a what-if replay ----------------------------------------------------------
 
-PROPOSAL_POLICY_COLUMNS = ["task", "primary_model", "fallbacks", "degrade_to", "strategy",
-                           "criticality", "max_tokens"]  # fmt: skip
+PROPOSAL_POLICY_COLUMNS = [
+    "task",
+    "primary_model",
+    "fallbacks",
+    "degrade_to",
+    "strategy",
+    "criticality",
+    "max_tokens",
+]
 
 
 def policy_proposal_frame(policies: list[RoutingPolicy]) -> pd.DataFrame:
@@ -308,6 +395,7 @@ def policies_from_frame(frame: pd.DataFrame, cat: Catalog) -> list[RoutingPolicy
             check_models(p, cat)
             out.append(validate_policy(p, model_exists=cat.has))
         except ConfigError as exc:
-            raise ConfigError(f"policy row {i} ({text_value(v, 'task') or 'no task'}): {exc}",
-                              field=exc.field) from None  # fmt: skip
+            raise ConfigError(
+                f"policy row {i} ({text_value(v, 'task') or 'no task'}): {exc}", field=exc.field
+            ) from None
     return out

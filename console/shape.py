@@ -11,8 +11,7 @@ import pandas as pd
 from console.view import Money
 
 BAR_FILL = 0.85  # share of a period a bar covers (the rest is the gap between bars)
-LABELS = {"hour": "%Y-%m-%d %H:00", "day": "%Y-%m-%d", "week": "week of %Y-%m-%d",
-          "month": "%Y-%m"}  # fmt: skip
+LABELS = {"hour": "%Y-%m-%d %H:00", "day": "%Y-%m-%d", "week": "week of %Y-%m-%d", "month": "%Y-%m"}
 
 
 def next_period(period: pd.Series, grain: str) -> pd.Series:
@@ -50,15 +49,25 @@ def per_1k_frame(series: pd.DataFrame, money: Money, grain: str) -> pd.DataFrame
         float(money.amount(int(c) * 1000) / r) if r else 0.0
         for c, r in zip(grouped["cost"], grouped["requests"], strict=True)
     ]
-    return pd.DataFrame({"period": period, "label": period.dt.strftime(LABELS[grain]),
-                         "per_1k": per_1k, "requests": grouped["requests"].to_numpy()})  # fmt: skip
+    return pd.DataFrame(
+        {
+            "period": period,
+            "label": period.dt.strftime(LABELS[grain]),
+            "per_1k": per_1k,
+            "requests": grouped["requests"].to_numpy(),
+        }
+    )
 
 
 def top_frame(top: pd.DataFrame, money: Money) -> pd.DataFrame:
     rows = top
-    return pd.DataFrame({"name": rows["name"].astype(str).to_numpy(),
-                         "amount": money.floats(rows["cost_picousd"]),
-                         "requests": rows["requests"].to_numpy()})  # fmt: skip
+    return pd.DataFrame(
+        {
+            "name": rows["name"].astype(str).to_numpy(),
+            "amount": money.floats(rows["cost_picousd"]),
+            "requests": rows["requests"].to_numpy(),
+        }
+    )
 
 
 def total_pico(series: pd.DataFrame) -> int:
@@ -67,8 +76,19 @@ def total_pico(series: pd.DataFrame) -> int:
 
 def log_frame(page: pd.DataFrame, money: Money) -> pd.DataFrame:
     """The request log as shown: one row per call with tokens and cost in the currency."""
-    tokens = page[["input_tokens", "cached_input_tokens", "cache_write_tokens",
-                   "output_tokens", "reasoning_tokens"]].fillna(0).sum(axis=1)  # fmt: skip
+    tokens = (
+        page[
+            [
+                "input_tokens",
+                "cached_input_tokens",
+                "cache_write_tokens",
+                "output_tokens",
+                "reasoning_tokens",
+            ]
+        ]
+        .fillna(0)
+        .sum(axis=1)
+    )
     route = page["requested_model"].fillna(page["model"]).astype(str) + " → " + page["model"]
     return pd.DataFrame(
         {

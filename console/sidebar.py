@@ -24,8 +24,14 @@ from console.view import (
 from core.control import Actor
 
 VIEW_KEY = "view"
-LABELS = {"org": "Org", "project": "Project", "user": "User", "model": "Model",
-          "provider": "Provider", "task": "Task"}  # fmt: skip
+LABELS = {
+    "org": "Org",
+    "project": "Project",
+    "user": "User",
+    "model": "Model",
+    "provider": "Provider",
+    "task": "Task",
+}
 
 
 def current_view() -> View:
@@ -50,13 +56,15 @@ def build(actor: Actor) -> View:
 
 def _time_range(tz: str) -> tuple[str, tuple[date, date] | None]:
     st.session_state.setdefault("f_range", "30d")
-    preset = st.selectbox("Time range", list(PRESETS), format_func=PRESETS.__getitem__,
-                          key="f_range")  # fmt: skip
+    preset = st.selectbox(
+        "Time range", list(PRESETS), format_func=PRESETS.__getitem__, key="f_range"
+    )
     if preset != "custom":
         return preset, None
     today = today_in(tz)
-    picked = st.date_input("From – to", value=(today - timedelta(days=29), today),
-                           max_value=today, key="f_dates")  # fmt: skip
+    picked = st.date_input(
+        "From – to", value=(today - timedelta(days=29), today), max_value=today, key="f_dates"
+    )
     dates = [d for d in (picked if isinstance(picked, tuple | list) else (picked,)) if d]
     if not dates:
         return preset, None  # the user cleared the dates: fall back to the last 30 days
@@ -69,8 +77,9 @@ def _filters() -> dict[str, tuple[str, ...]]:
     with st.expander("Filters", expanded=False):
         for dim in FILTER_DIMS:
             kept = [v for v in st.session_state.get(f"f_{dim}", []) if v not in options[dim]]
-            values = st.multiselect(LABELS[dim], options[dim] + kept, key=f"f_{dim}",
-                                    placeholder="All")  # fmt: skip
+            values = st.multiselect(
+                LABELS[dim], options[dim] + kept, key=f"f_{dim}", placeholder="All"
+            )
             chosen[dim] = tuple(values)
     return chosen
 
@@ -78,8 +87,12 @@ def _filters() -> dict[str, tuple[str, ...]]:
 def _currency(rates: dict[str, str], default: str) -> Money:
     if st.session_state.get("f_currency") not in rates:
         st.session_state["f_currency"] = default if default in rates else "USD"
-    code = st.selectbox("Currency", list(rates), key="f_currency",
-                        help="Display rates per 1 USD from the control-plane settings")
+    code = st.selectbox(
+        "Currency",
+        list(rates),
+        key="f_currency",
+        help="Display rates per 1 USD from the control-plane settings",
+    )
     return Money(code, rates[code])
 
 

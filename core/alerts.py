@@ -62,16 +62,22 @@ def slack_payload(title: str, message: str, context: str = "") -> dict[str, Any]
         {"type": "section", "text": {"type": "mrkdwn", "text": message[:3000]}},
     ]
     if context:
-        blocks.append({"type": "context",
-                       "elements": [{"type": "mrkdwn", "text": context[:3000]}]})
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": context[:3000]}]})
     return {"text": f"{title}: {message}", "blocks": blocks}
 
 
 class AlertSink:
     """Records alerts in ``plane`` (kind 'budget' or 'anomaly') and posts webhooks. Thread-safe."""
 
-    def __init__(self, plane: ControlPlane | None, webhook_client: httpx.Client | None = None,
-                 *, attempts: int = 3, backoff_s: float = 0.5, timeout_s: float = 5.0):
+    def __init__(
+        self,
+        plane: ControlPlane | None,
+        webhook_client: httpx.Client | None = None,
+        *,
+        attempts: int = 3,
+        backoff_s: float = 0.5,
+        timeout_s: float = 5.0,
+    ):
         if attempts < 1:
             raise ValueError("attempts must be >= 1")
         self.plane = plane
@@ -94,10 +100,21 @@ class AlertSink:
         with self._lock:
             return (kind, subject, window_key, threshold_pct) in self._seen
 
-    def send(self, kind: str, message: str, *, subject: str = "", window_key: str = "",
-             threshold_pct: int = 0, webhook_url: str | None = None, title: str | None = None,
-             spent_picousd: int | None = None, limit_picousd: int | None = None,
-             spent_tokens: int | None = None, limit_tokens: int | None = None) -> bool:
+    def send(
+        self,
+        kind: str,
+        message: str,
+        *,
+        subject: str = "",
+        window_key: str = "",
+        threshold_pct: int = 0,
+        webhook_url: str | None = None,
+        title: str | None = None,
+        spent_picousd: int | None = None,
+        limit_picousd: int | None = None,
+        spent_tokens: int | None = None,
+        limit_tokens: int | None = None,
+    ) -> bool:
         """Record the alert once; True only for the caller that created it (which then posts
         the webhook). A database error is logged and leaves the alert to be tried again."""
         key = (kind, subject, window_key, threshold_pct)
@@ -107,12 +124,25 @@ class AlertSink:
         if self.plane is not None:
             try:
                 created = self.plane.record_alert(
-                    subject, window_key, threshold_pct, message=message, kind=kind,
-                    spent_picousd=spent_picousd, limit_picousd=limit_picousd,
-                    spent_tokens=spent_tokens, limit_tokens=limit_tokens)
+                    subject,
+                    window_key,
+                    threshold_pct,
+                    message=message,
+                    kind=kind,
+                    spent_picousd=spent_picousd,
+                    limit_picousd=limit_picousd,
+                    spent_tokens=spent_tokens,
+                    limit_tokens=limit_tokens,
+                )
             except SQLAlchemyError as exc:
-                log.warning("could not record %s alert %s/%s/%s: %s", kind, subject,
-                            window_key, threshold_pct, exc)
+                log.warning(
+                    "could not record %s alert %s/%s/%s: %s",
+                    kind,
+                    subject,
+                    window_key,
+                    threshold_pct,
+                    exc,
+                )
                 return False
         with self._lock:
             if key in self._seen:
@@ -122,28 +152,44 @@ class AlertSink:
             self._seen.add(key)
         if created and webhook_url:
             context = f"{kind} alert · window {window_key}" + (
-                f" · threshold {threshold_pct}%" if threshold_pct else "")
+                f" · threshold {threshold_pct}%" if threshold_pct else ""
+            )
             payload = slack_payload(title or f"Costline {kind} alert", message, context)
             self._enqueue(_Job(kind, subject, window_key, threshold_pct, webhook_url, payload))
         return created
 
-    def budget_alert(self, budget: Budget, window_key: str, threshold_pct: int, message: str,
-                     *, spent_picousd: int | None = None,
-                     spent_tokens: int | None = None) -> bool:
+    def budget_alert(
+        self,
+        budget: Budget,
+        window_key: str,
+        threshold_pct: int,
+        message: str,
+        *,
+        spent_picousd: int | None = None,
+        spent_tokens: int | None = None,
+    ) -> bool:
         return self.send(
-            "budget", message, subject=budget.id, window_key=window_key,
-            threshold_pct=threshold_pct, webhook_url=budget.webhook_url,
+            "budget",
+            message,
+            subject=budget.id,
+            window_key=window_key,
+            threshold_pct=threshold_pct,
+            webhook_url=budget.webhook_url,
             title=f"Budget '{budget.name}' reached {threshold_pct}%",
-            spent_picousd=spent_picousd, limit_picousd=budget.limit_picousd,
-            spent_tokens=spent_tokens, limit_tokens=budget.limit_tokens)
+            spent_picousd=spent_picousd,
+            limit_picousd=budget.limit_picousd,
+            spent_tokens=spent_tokens,
+            limit_tokens=budget.limit_tokens,
+        )
 
     # -- delivery -----------------------------------------------------------------------
     def _enqueue(self, job: _Job) -> None:
         with self._lock:
             self._pending += 1
             if self._worker is None or not self._worker.is_alive():
-                self._worker = threading.Thread(target=self._run, name="costline-alerts",
-                                                daemon=True)
+                self._worker = threading.Thread(
+                    target=self._run, name="costline-alerts", daemon=True
+                )
                 self._worker.start()
         self._queue.put(job)
 
@@ -174,28 +220,47 @@ class AlertSink:
                 error = f"{type(exc).__name__} posting to {host}"
             else:
                 if resp.is_success:
-                    return Delivery(job.kind, job.subject, job.window_key, job.threshold_pct,
-                                    True, attempt)
+                    return Delivery(
+                        job.kind, job.subject, job.window_key, job.threshold_pct, True, attempt
+                    )
                 error = f"HTTP {resp.status_code} from {host}"
                 if resp.is_client_error and resp.status_code not in (408, 429):
                     break  # a wrong URL or payload will not get better
                 wait = max(wait, min(_retry_after(resp), 30.0))
             if attempt < self.attempts:
                 time.sleep(wait)
-        return Delivery(job.kind, job.subject, job.window_key, job.threshold_pct, False,
-                        attempt, f"{error} after {attempt} attempt(s)")
+        return Delivery(
+            job.kind,
+            job.subject,
+            job.window_key,
+            job.threshold_pct,
+            False,
+            attempt,
+            f"{error} after {attempt} attempt(s)",
+        )
 
     def _record(self, job: _Job, result: Delivery) -> None:
         with self._lock:
             self.deliveries.append(result)
             del self.deliveries[:-1000]
         if not result.delivered:
-            log.warning("%s alert %s/%s/%s not delivered: %s", job.kind, job.subject,
-                        job.window_key, job.threshold_pct, result.error)
+            log.warning(
+                "%s alert %s/%s/%s not delivered: %s",
+                job.kind,
+                job.subject,
+                job.window_key,
+                job.threshold_pct,
+                result.error,
+            )
         if self.plane is not None:
             try:
-                self.plane.set_alert_delivery(job.subject, job.window_key, job.threshold_pct,
-                                              error=result.error, kind=job.kind)
+                self.plane.set_alert_delivery(
+                    job.subject,
+                    job.window_key,
+                    job.threshold_pct,
+                    error=result.error,
+                    kind=job.kind,
+                )
             except SQLAlchemyError as exc:
                 log.warning("could not store alert delivery: %s", exc)
 

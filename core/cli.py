@@ -30,8 +30,11 @@ def print_first_admin() -> None:
     finally:
         plane.close()
     if password:
-        print("\nCostline first start: sign in as 'admin' with this one-time password:\n"
-              f"    {password}\nChange it on the Admin page.\n", flush=True)
+        print(
+            "\nCostline first start: sign in as 'admin' with this one-time password:\n"
+            f"    {password}\nChange it on the Admin page.\n",
+            flush=True,
+        )
 
 
 def load_demo_if_empty(home: Path | None = None) -> bool:
@@ -44,8 +47,9 @@ def load_demo_if_empty(home: Path | None = None) -> bool:
     with Reader(home) as reader:
         if reader.count() > 0:
             return False
-    print(f"Loading demo data into {home} (remove it with one click in the console) ...",
-          flush=True)
+    print(
+        f"Loading demo data into {home} (remove it with one click in the console) ...", flush=True
+    )
     load_demo(home)
     return True
 
@@ -59,8 +63,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 0
     s = load_demo(days=args.days, seed=args.seed, refresh=args.refresh)
     state = "Loaded" if s.loaded else "Already loaded (use --refresh to regenerate):"
-    print(f"{state} {s.events:,} demo events, {s.start} to {s.end}, ${s.cost_usd:,.2f} "
-          f"({s.seconds:.1f}s).\nIncident: {s.incident}")
+    print(
+        f"{state} {s.events:,} demo events, {s.start} to {s.end}, ${s.cost_usd:,.2f} "
+        f"({s.seconds:.1f}s).\nIncident: {s.incident}"
+    )
     return 0
 
 
@@ -75,9 +81,12 @@ def cmd_import(args: argparse.Namespace) -> int:
         mapping = {f: c for f, c in mapping.items() if c != column}
         mapping[field.strip()] = column.strip()
     print("Mapping: " + ", ".join(f"{c} -> {f}" for f, c in mapping.items()))
-    result = import_csv(args.file, mapping, source=args.source,
-                        tokens_inclusive=preview.tokens_inclusive if args.inclusive is None
-                        else args.inclusive)
+    result = import_csv(
+        args.file,
+        mapping,
+        source=args.source,
+        tokens_inclusive=preview.tokens_inclusive if args.inclusive is None else args.inclusive,
+    )
     print(result.message)
     for bad in result.bad_rows[:20]:
         print(f"  line {bad.line}: {bad.reason}")
@@ -100,10 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True)
     p = sub.add_parser("console", help="start the Streamlit console")
     p.add_argument(
-        "--demo", action=argparse.BooleanOptionalAction,
+        "--demo",
+        action=argparse.BooleanOptionalAction,
         default=os.environ.get("COSTLINE_DEMO", "") in ("1", "true", "yes"),
         help="load demo data first if the usage log is empty (default: env COSTLINE_DEMO=1)",
-    )  # fmt: skip
+    )
     p.set_defaults(func=cmd_console)
     p = sub.add_parser("demo", help="load the demo data set (or remove it)")
     p.add_argument("--days", type=int, default=90)
@@ -115,8 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", type=Path)
     p.add_argument("--map", action="append", default=[], metavar="COLUMN=FIELD")
     p.add_argument("--source", default="import")
-    p.add_argument("--inclusive", action=argparse.BooleanOptionalAction, default=None,
-                   help="input tokens include cached ones (default: guessed from the header)")
+    p.add_argument(
+        "--inclusive",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="input tokens include cached ones (default: guessed from the header)",
+    )
     p.set_defaults(func=cmd_import)
     p = sub.add_parser("compact", help="merge small usage segments")
     p.set_defaults(func=cmd_compact)

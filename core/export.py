@@ -29,8 +29,15 @@ from core.errors import ConfigError
 from core.usage import Filters, Reader
 from core.usage._schema import conform
 
-__all__ = ["FORMATS", "MIME_TYPES", "events_table", "export", "frame_to_bytes",
-           "table_to_bytes", "usd_columns"]
+__all__ = [
+    "FORMATS",
+    "MIME_TYPES",
+    "events_table",
+    "export",
+    "frame_to_bytes",
+    "table_to_bytes",
+    "usd_columns",
+]
 
 FORMATS: tuple[str, ...] = ("csv", "parquet")
 MIME_TYPES = {"csv": "text/csv", "parquet": "application/vnd.apache.parquet"}
@@ -39,8 +46,9 @@ SCALE = 12
 USD_TYPE = pa.decimal128(38, SCALE)
 
 
-def events_table(source: Reader | Path | str | None = None,
-                 filters: Filters | None = None) -> pa.Table:
+def events_table(
+    source: Reader | Path | str | None = None, filters: Filters | None = None
+) -> pa.Table:
     """The filtered events, oldest first, as an Arrow table of the usage SCHEMA (exact ints;
     a pandas round trip would turn nullable int columns into floats)."""
     if isinstance(source, Reader):
@@ -57,8 +65,9 @@ def _query(reader: Reader, filters: Filters | None) -> pa.Table:
     return conform(table)
 
 
-def export(source: Reader | Path | str | None = None, filters: Filters | None = None,
-           fmt: str = "csv") -> bytes:
+def export(
+    source: Reader | Path | str | None = None, filters: Filters | None = None, fmt: str = "csv"
+) -> bytes:
     """The filtered events of a Reader (or of the usage log in a home directory)."""
     _check(fmt)
     return table_to_bytes(events_table(source, filters), fmt)
@@ -74,8 +83,10 @@ def frame_to_bytes(frame: pd.DataFrame | pa.Table, fmt: str = "csv") -> bytes:
     for name in frame.columns:
         col = frame[name]
         if str(name).endswith(MONEY_SUFFIX) and col.dtype == object:  # Python ints > int64
-            arrays[str(name)] = pa.array([None if pd.isna(v) else Decimal(int(v))
-                                          for v in col.tolist()], pa.decimal128(38, 0))
+            arrays[str(name)] = pa.array(
+                [None if pd.isna(v) else Decimal(int(v)) for v in col.tolist()],
+                pa.decimal128(38, 0),
+            )
         else:
             arrays[str(name)] = pa.array(col, from_pandas=True)
     return table_to_bytes(pa.table(arrays), fmt)
@@ -110,8 +121,7 @@ def usd_columns(table: pa.Table) -> pa.Table:
 
 def _check(fmt: str) -> None:
     if fmt not in FORMATS:
-        raise ConfigError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}",
-                          field="fmt")
+        raise ConfigError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}", field="fmt")
 
 
 def _to_usd(col: pa.Array | pa.ChunkedArray) -> pa.Array:
@@ -135,13 +145,14 @@ def _decimal_from_int64(arr: pa.Array) -> pa.Array:
 
 def _decimal_from_ints(values: list[Any]) -> pa.Array:
     """Picodollars as Python ints (any size) -> decimal128(38, 12)."""
-    return pa.array([None if v is None else Decimal(int(v)).scaleb(-SCALE) for v in values],
-                    USD_TYPE)
+    return pa.array(
+        [None if v is None else Decimal(int(v)).scaleb(-SCALE) for v in values], USD_TYPE
+    )
 
 
 def _usd_text(dec: pa.Array) -> pa.Array:
     """decimal128(38, 12) -> "-12.000056550000" (Arrow's own cast writes "0E-12")."""
-    words = np.frombuffer(dec.buffers()[1], np.int64)[2 * dec.offset: 2 * (dec.offset + len(dec))]
+    words = np.frombuffer(dec.buffers()[1], np.int64)[2 * dec.offset : 2 * (dec.offset + len(dec))]
     low, high = words[0::2], words[1::2]
     fits = bool(np.all(high == np.where(low < 0, -1, 0)))
     if not fits:  # beyond int64 picodollars: rare, exact Python formatting
@@ -169,8 +180,16 @@ def _csv_ready(table: pa.Table) -> pa.Table:
         elif pa.types.is_list(t) or pa.types.is_large_list(t):
             col = pc.binary_join(col.cast(pa.list_(pa.string())), ";")
         elif pa.types.is_nested(t) or pa.types.is_dictionary(t):
-            col = pa.array([None if v is None else json.dumps(v, default=str)
-                            if not isinstance(v, str) else v for v in col.to_pylist()],
-                           pa.string())
+            col = pa.array(
+                [
+                    None
+                    if v is None
+                    else json.dumps(v, default=str)
+                    if not isinstance(v, str)
+                    else v
+                    for v in col.to_pylist()
+                ],
+                pa.string(),
+            )
         cols[name] = col
     return pa.table(cols)

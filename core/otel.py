@@ -24,8 +24,10 @@ class Tracer:
         try:
             from opentelemetry import trace
         except ImportError:
-            log.warning("COSTLINE_OTEL is on but opentelemetry is not installed: "
-                        "pip install 'costline[otel]'")
+            log.warning(
+                "COSTLINE_OTEL is on but opentelemetry is not installed: "
+                "pip install 'costline[otel]'"
+            )
             return
         self._tracer = trace.get_tracer("costline", tracer_provider=tracer_provider)
 

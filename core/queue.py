@@ -222,9 +222,7 @@ class RequestQueue(Generic[T, R]):
     def join(self, timeout: float | None = None) -> bool:
         """Wait until nothing is queued or running; False on timeout."""
         with self._lock:
-            return self._work.wait_for(
-                lambda: not self._heap and self._n["running"] == 0, timeout
-            )
+            return self._work.wait_for(lambda: not self._heap and self._n["running"] == 0, timeout)
 
     def dead_letters(self) -> list[DeadLetter]:
         with self._lock:
@@ -236,9 +234,15 @@ class RequestQueue(Generic[T, R]):
             n = dict(self._n)
             queued = len(self._heap)
         return QueueMetrics(
-            submitted=n["submitted"], queued=queued, running=n["running"], done=n["done"],
-            failed=n["failed"], dead=n["dead"], cancelled=n["cancelled"],
-            wait_ms_p50=_percentile(waits, 0.50), wait_ms_p95=_percentile(waits, 0.95),
+            submitted=n["submitted"],
+            queued=queued,
+            running=n["running"],
+            done=n["done"],
+            failed=n["failed"],
+            dead=n["dead"],
+            cancelled=n["cancelled"],
+            wait_ms_p50=_percentile(waits, 0.50),
+            wait_ms_p95=_percentile(waits, 0.95),
         )
 
     # -- bookkeeping (shared by both runners; "lock held" where noted) --

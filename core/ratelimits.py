@@ -62,11 +62,12 @@ def _norm(name: str, provider: str, canonical: Canonical | None) -> str:
             pass
     name = name.strip().lower()
     head = provider.lower() + "/"
-    return name[len(head):] if name.startswith(head) else name
+    return name[len(head) :] if name.startswith(head) else name
 
 
-def model_matches(wanted: str, model: str, provider: str,
-                  canonical: Canonical | None = None) -> bool:
+def model_matches(
+    wanted: str, model: str, provider: str, canonical: Canonical | None = None
+) -> bool:
     return same_model(wanted, model, provider, canonical)
 
 
@@ -107,14 +108,21 @@ def rate_items(
             continue
         if lim.scope == "model":
             value = _norm(value, provider, canonical)
-            if lim.scope_value is not None and not same_model(lim.scope_value, value, provider,
-                                                              canonical):
+            if lim.scope_value is not None and not same_model(
+                lim.scope_value, value, provider, canonical
+            ):
                 continue
         elif lim.scope_value is not None and lim.scope_value != value:
             continue
         cost = 1 if lim.metric == "requests" else max(0, est_tokens)
-        item = RateItem(rate_key(lim, value), lim.algorithm,  # type: ignore[arg-type]
-                        lim.limit, float(lim.window_s), lim.burst, cost)
+        item = RateItem(
+            rate_key(lim, value),
+            lim.algorithm,  # type: ignore[arg-type]
+            lim.limit,
+            float(lim.window_s),
+            lim.burst,
+            cost,
+        )
         out.append(AppliedLimit(lim, value, item))
     return out
 
@@ -125,8 +133,10 @@ def describe(applied: AppliedLimit, retry_after: float | None) -> str:
     unit = "requests" if lim.metric == "requests" else "tokens"
     algo = "token bucket" if lim.algorithm == "token_bucket" else "sliding window"
     burst = f", burst {lim.burst:,}" if lim.algorithm == "token_bucket" and lim.burst else ""
-    head = (f"rate limit '{lim.id}' ({lim.scope}={applied.value}): {lim.limit:,} {unit} per "
-            f"{lim.window_s:,} s ({algo}{burst})")
+    head = (
+        f"rate limit '{lim.id}' ({lim.scope}={applied.value}): {lim.limit:,} {unit} per "
+        f"{lim.window_s:,} s ({algo}{burst})"
+    )
     if retry_after is None or math.isinf(retry_after):
         need = applied.item.cost
         return f"{head}; this call needs {need:,} {unit}, more than the limit allows at once"

@@ -303,8 +303,9 @@ class Router:
         """optimize_cost on the bare path: [model, *fallbacks] by this request's estimated
         cost (as the routing engine orders them), and the route reason saying so."""
         req = plan.req
-        ranked, est = by_cost(self.catalog, req, tuple(dict.fromkeys(names)),
-                              plan.count(names[0]).tokens)
+        ranked, est = by_cost(
+            self.catalog, req, tuple(dict.fromkeys(names)), plan.count(names[0]).tokens
+        )
         if est is None:  # nothing priced: as requested
             return names, plan.route_reason
         return list(ranked), cost_order_reason(ranked[0], names[0], len(ranked), est)
@@ -336,8 +337,9 @@ class Router:
             saved=last.cost,
             ai_called=False,
         )
-        self._record(plan, Candidate(done.model, done.provider, done.model, None), 0,
-                     "skipped", done, None)
+        self._record(
+            plan, Candidate(done.model, done.provider, done.model, None), 0, "skipped", done, None
+        )
         return done
 
     def _cached(self, plan: Plan) -> Completion | None:
@@ -349,8 +351,9 @@ class Router:
         if hit is None:
             return None
         done = hit.completion(plan.req, plan.elapsed_ms())
-        self._record(plan, Candidate(done.model, done.provider, done.model, None), 0,
-                     "ok", done, None)
+        self._record(
+            plan, Candidate(done.model, done.provider, done.model, None), 0, "ok", done, None
+        )
         return done
 
     def _candidate(self, name: str) -> Candidate:
@@ -417,6 +420,7 @@ class Router:
                 if self._fit(plan, c):
                     fitting.append(c)
                     yield self._estimate(plan, c)
+
         extra: dict[str, Candidate] = {}
         asked: list[Decision] = []  # the decisions that asked to degrade (name the budget)
 
@@ -432,8 +436,14 @@ class Router:
             return self._estimate(plan, cand)
 
         try:
-            choice = admit_first(ctl.guard, plan.req, estimates(), ctl.active_budgets(snap),
-                                 snap.rate_limits, degrade=degrade)
+            choice = admit_first(
+                ctl.guard,
+                plan.req,
+                estimates(),
+                ctl.active_budgets(snap),
+                snap.rate_limits,
+                degrade=degrade,
+            )
         except (BudgetExceeded, RateLimited) as exc:
             plan.last = exc
             self._record_error(plan, first, exc, 0)
@@ -453,8 +463,9 @@ class Router:
                 plan.route_reason = f"{cand.model}: {why}, over the soft limit, no degrade target"
             else:
                 plan.degraded = True
-                plan.route_reason = ctl.routing.explain_degrade(cand.model, choice.degraded_from,
-                                                                why)
+                plan.route_reason = ctl.routing.explain_degrade(
+                    cand.model, choice.degraded_from, why
+                )
         return cand
 
     def _fit(self, plan: Plan, cand: Candidate) -> bool:
@@ -519,8 +530,9 @@ class Router:
         if usage is None:  # provider reported none: estimate, never $0
             usage = estimated_usage(cand, text)
         cost = price(usage, cand.row, batch=plan.req.batch) if cand.row else Cost(unpriced=True)
-        done = plan.completion(cand, text, usage, cost, ttft_ms=plan.ttft_ms,
-                               finish_reason=result.finish_reason)
+        done = plan.completion(
+            cand, text, usage, cost, ttft_ms=plan.ttft_ms, finish_reason=result.finish_reason
+        )
         ctl = self.controls
         if ctl is not None:
             total = cost.total
@@ -571,8 +583,9 @@ class Router:
             with self._lock:
                 p = self._providers.get(name)
                 if p is None:
-                    p = create(self.settings.provider(name), client=self._client,
-                               aclient=self._aclient)
+                    p = create(
+                        self.settings.provider(name), client=self._client, aclient=self._aclient
+                    )
                     self._providers[name] = p
         return p
 
@@ -601,4 +614,3 @@ class Router:
         cand, failed, status = failed_call(plan, cand, exc, attempt, partial)
         self._record(plan, cand, attempt, status, failed, exc)
         return failed.cost
-

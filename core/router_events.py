@@ -90,8 +90,14 @@ def failed_call(
     if partial:
         usage = estimated_usage(cand, partial)
         cost = price(usage, cand.row) if cand.row else Cost(unpriced=True)
-    failed = plan.completion(cand, partial, usage, cost, ai_called=attempt > 0,
-                             reason=None if cand.model else plan.route_reason)
+    failed = plan.completion(
+        cand,
+        partial,
+        usage,
+        cost,
+        ai_called=attempt > 0,
+        reason=None if cand.model else plan.route_reason,
+    )
     status: Status = "error"
     if isinstance(exc, BudgetExceeded):
         status = "blocked"

@@ -76,8 +76,16 @@ class Plan:
             got = self.counts[key] = tokens.count_messages(model, self.req.messages)
         return got
 
-    def completion(self, cand: Candidate, text: str, usage: Usage, cost: Cost, *,
-                   reason: str | None = None, **extra: Any) -> Completion:
+    def completion(
+        self,
+        cand: Candidate,
+        text: str,
+        usage: Usage,
+        cost: Cost,
+        *,
+        reason: str | None = None,
+        **extra: Any,
+    ) -> Completion:
         """The Completion of a call that ends now with ``cand`` (route reason: reason_for)."""
         return Completion(
             text=text,

@@ -90,9 +90,7 @@ def pg_url() -> Iterator[str]:
     yield f"{base}/{name}"
     with admin.connect() as c:
         c.execute(
-            sa.text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"
-            ),
+            sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"),
             {"n": name},
         )
         c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))

@@ -30,10 +30,17 @@ def routed_calls(home: Path, n: int = 12) -> None:
     """n real calls through the Router (dryrun provider), logged and flushed."""
     with Router(Settings.from_env(home=home), seed=3) as router:
         for i in range(n):
-            router.complete(ChatRequest(
-                messages=[Message("user", f"question {i} " * (1 + i % 4))],
-                model=MODELS[i % 2], org=f"org{i % 2}", project=f"proj{i % 3}",
-                user=f"user{i % 4}", task=["chat", "summarise"][i % 2], source="test"))
+            router.complete(
+                ChatRequest(
+                    messages=[Message("user", f"question {i} " * (1 + i % 4))],
+                    model=MODELS[i % 2],
+                    org=f"org{i % 2}",
+                    project=f"proj{i % 3}",
+                    user=f"user{i % 4}",
+                    task=["chat", "summarise"][i % 2],
+                    source="test",
+                )
+            )
         router.log.flush()
 
 
@@ -47,23 +54,39 @@ def backdated_events(home: Path, days: int = 70, per_day: int = 6, seed: int = 5
     for d in range(1, days + 1):
         for j in range(per_day):
             model = MODELS[(d + j) % 2]
-            usage = Usage(input_tokens=rng.randint(100, 5000), output_tokens=rng.randint(10, 900),
-                          cached_input_tokens=rng.choice([0, 0, 256]))
+            usage = Usage(
+                input_tokens=rng.randint(100, 5000),
+                output_tokens=rng.randint(10, 900),
+                cached_input_tokens=rng.choice([0, 0, 256]),
+            )
             cost = cost_of(catalog, model, usage)
             status = "error" if j == 5 and d % 3 == 0 else "ok"
             hit = status == "ok" and j == 4 and d % 2 == 0
-            log.append(UsageEvent(
-                request_id=f"req_hist_{d:03d}_{j}", ts=now - timedelta(days=d, minutes=7 * j),
-                org=f"org{j % 2}", project=f"proj{j % 3}", user=f"user{(d + j) % 4}",
-                task=["chat", "summarise", "extract"][j % 3], provider="dryrun", model=model,
-                requested_model=model, status=status,  # type: ignore[arg-type]
-                error_type="ProviderServerError" if status == "error" else None,
-                error_message="HTTP 503" if status == "error" else None,
-                input_tokens=usage.input_tokens, cached_input_tokens=usage.cached_input_tokens,
-                output_tokens=0 if status == "error" else usage.output_tokens,
-                cost_picousd=0 if status == "error" or hit else cost.total,
-                saved_picousd=cost.total if hit else 0, cache_hit=hit,
-                latency_ms=rng.uniform(80, 2500), route_reason="explicit", source="test"))
+            log.append(
+                UsageEvent(
+                    request_id=f"req_hist_{d:03d}_{j}",
+                    ts=now - timedelta(days=d, minutes=7 * j),
+                    org=f"org{j % 2}",
+                    project=f"proj{j % 3}",
+                    user=f"user{(d + j) % 4}",
+                    task=["chat", "summarise", "extract"][j % 3],
+                    provider="dryrun",
+                    model=model,
+                    requested_model=model,
+                    status=status,  # type: ignore[arg-type]
+                    error_type="ProviderServerError" if status == "error" else None,
+                    error_message="HTTP 503" if status == "error" else None,
+                    input_tokens=usage.input_tokens,
+                    cached_input_tokens=usage.cached_input_tokens,
+                    output_tokens=0 if status == "error" else usage.output_tokens,
+                    cost_picousd=0 if status == "error" or hit else cost.total,
+                    saved_picousd=cost.total if hit else 0,
+                    cache_hit=hit,
+                    latency_ms=rng.uniform(80, 2500),
+                    route_reason="explicit",
+                    source="test",
+                )
+            )
             n += 1
     log.close()
     return n

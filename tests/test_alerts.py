@@ -46,8 +46,7 @@ class Hook:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_port}/services/T0/B0/s3cr3t"
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.02,),
-                                       daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True)
         self.thread.start()
 
     def close(self) -> None:
@@ -80,16 +79,23 @@ def plane() -> ControlPlane:
 
 
 def budget(url: str | None) -> Budget:
-    return Budget(id="acme", name="Acme monthly", scope="org", scope_value="acme",
-                  limit_usd=Decimal("100"), webhook_url=url)
+    return Budget(
+        id="acme",
+        name="Acme monthly",
+        scope="org",
+        scope_value="acme",
+        limit_usd=Decimal("100"),
+        webhook_url=url,
+    )
 
 
 def sink(plane: ControlPlane | None) -> AlertSink:
     return AlertSink(plane, httpx.Client(), backoff_s=0.01)
 
 
-def test_fails_twice_then_delivers_once(hooks: Callable[[list[int]], Hook],
-                                        plane: ControlPlane) -> None:
+def test_fails_twice_then_delivers_once(
+    hooks: Callable[[list[int]], Hook], plane: ControlPlane
+) -> None:
     hook = hooks([500, 503])
     s = sink(plane)
     assert s.budget_alert(budget(hook.url), "2026-11", 75, "reached 75%", spent_picousd=75)
@@ -107,7 +113,8 @@ def test_fails_twice_then_delivers_once(hooks: Callable[[list[int]], Hook],
 
 
 def test_gives_up_after_three_attempts_without_leaking_the_url(
-        hooks: Callable[[list[int]], Hook], plane: ControlPlane) -> None:
+    hooks: Callable[[list[int]], Hook], plane: ControlPlane
+) -> None:
     hook = hooks([500, 500, 500, 500])
     s = sink(plane)
     s.budget_alert(budget(hook.url), "2026-11", 90, "reached 90%")
@@ -118,8 +125,9 @@ def test_gives_up_after_three_attempts_without_leaking_the_url(
     assert alert.delivery_error == "HTTP 500 from 127.0.0.1 after 3 attempt(s)"
 
 
-def test_client_errors_are_not_retried(hooks: Callable[[list[int]], Hook],
-                                       plane: ControlPlane) -> None:
+def test_client_errors_are_not_retried(
+    hooks: Callable[[list[int]], Hook], plane: ControlPlane
+) -> None:
     hook = hooks([404])
     s = sink(plane)
     s.budget_alert(budget(hook.url), "2026-11", 50, "reached 50%")
@@ -164,8 +172,16 @@ def test_no_webhook_no_post_and_no_plane_dedups_locally(hook: Hook) -> None:
     s = sink(None)
     assert s.budget_alert(budget(None), "2026-11", 50, "m") is True
     assert s.budget_alert(budget(None), "2026-11", 50, "m") is False
-    assert s.send("anomaly", "spend 4x usual", subject="org=acme", window_key="2026-11-05",
-                  webhook_url=hook.url) is True
+    assert (
+        s.send(
+            "anomaly",
+            "spend 4x usual",
+            subject="org=acme",
+            window_key="2026-11-05",
+            webhook_url=hook.url,
+        )
+        is True
+    )
     s.close()
     assert len(hook.bodies) == 1
     assert hook.bodies[0]["blocks"][0]["text"]["text"] == "Costline anomaly alert"
@@ -195,6 +211,8 @@ def test_budget_threshold_reaches_the_webhook_once_from_two_routers(hook: Hook) 
         s.close()
     texts = sorted(body["text"] for body in hook.bodies)
     assert len(texts) == 4  # 50, 75, 90, 100: each once
-    assert texts[0].startswith("Budget 'Acme monthly' reached 100%: budget 'Acme monthly' "
-                               "(org=acme) reached 100% in window 2026-11 (month, UTC)")
+    assert texts[0].startswith(
+        "Budget 'Acme monthly' reached 100%: budget 'Acme monthly' "
+        "(org=acme) reached 100% in window 2026-11 (month, UTC)"
+    )
     assert all(a.delivered for a in ControlPlane().alerts())

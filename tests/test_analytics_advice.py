@@ -34,24 +34,44 @@ def candidates(task: str) -> list[str]:
 
 
 def calls(
-    task: str, model: str, n: int, *, input_tokens: int = 10_000, output_tokens: int = 200,
-    latency_ms: float = 800.0, error_every: int = 0, cache_hit: bool = False,
-    spacing_s: float | None = None, **extra: object,
+    task: str,
+    model: str,
+    n: int,
+    *,
+    input_tokens: int = 10_000,
+    output_tokens: int = 200,
+    latency_ms: float = 800.0,
+    error_every: int = 0,
+    cache_hit: bool = False,
+    spacing_s: float | None = None,
+    **extra: object,
 ) -> pd.DataFrame:
     """n calls spread evenly over DAYS days (or ``spacing_s`` apart)."""
     step = pd.Timedelta(seconds=spacing_s) if spacing_s else pd.Timedelta(days=DAYS) / n
     price = PRICES.get(model, PRICES["big"])
-    cost = 0 if cache_hit else input_tokens * price["input_tokens"] + output_tokens * price[
-        "output_tokens"
-    ]
+    cost = (
+        0
+        if cache_hit
+        else input_tokens * price["input_tokens"] + output_tokens * price["output_tokens"]
+    )
     rows = [
         {
-            "ts": T0 + i * step, "org": "acme", "project": "p", "user": "u", "task": task,
-            "model": model, "provider": "x",
+            "ts": T0 + i * step,
+            "org": "acme",
+            "project": "p",
+            "user": "u",
+            "task": task,
+            "model": model,
+            "provider": "x",
             "status": "error" if error_every and i % error_every == 0 else "ok",
-            "input_tokens": input_tokens, "cached_input_tokens": 0, "cache_write_tokens": 0,
-            "output_tokens": output_tokens, "reasoning_tokens": 0, "cost_picousd": cost,
-            "latency_ms": latency_ms, "cache_hit": cache_hit,
+            "input_tokens": input_tokens,
+            "cached_input_tokens": 0,
+            "cache_write_tokens": 0,
+            "output_tokens": output_tokens,
+            "reasoning_tokens": 0,
+            "cost_picousd": cost,
+            "latency_ms": latency_ms,
+            "cache_hit": cache_hit,
         }
         for i in range(n)
     ]
@@ -130,8 +150,15 @@ def test_evidence_from_other_tasks_is_medium_and_none_is_no_advice() -> None:
 def test_response_cache_counts_repeats_that_missed() -> None:
     groups = []
     for h in range(10):
-        one = calls("faq", "small", 5, input_tokens=500_000, output_tokens=0, spacing_s=60,
-                    prompt_hash=f"h{h}")
+        one = calls(
+            "faq",
+            "small",
+            5,
+            input_tokens=500_000,
+            output_tokens=0,
+            spacing_s=60,
+            prompt_hash=f"h{h}",
+        )
         one["ts"] += pd.Timedelta(hours=h * 20)
         one.loc[2, ["cache_hit", "cost_picousd"]] = [True, 0]
         groups.append(one)
@@ -147,12 +174,27 @@ def test_response_cache_counts_repeats_that_missed() -> None:
 
 
 def test_prompt_caching_saving_at_the_cached_rate() -> None:
-    hot = calls("agent", "big", 40, input_tokens=31_000, spacing_s=30,
-                system_hash="S1", system_tokens=30_000)
-    cold = calls("agent", "big", 10, input_tokens=31_000, spacing_s=3600,
-                 system_hash="S2", system_tokens=30_000)
-    short = calls("agent", "big", 40, input_tokens=600, spacing_s=30,
-                  system_hash="S3", system_tokens=500)
+    hot = calls(
+        "agent",
+        "big",
+        40,
+        input_tokens=31_000,
+        spacing_s=30,
+        system_hash="S1",
+        system_tokens=30_000,
+    )
+    cold = calls(
+        "agent",
+        "big",
+        10,
+        input_tokens=31_000,
+        spacing_s=3600,
+        system_hash="S2",
+        system_tokens=30_000,
+    )
+    short = calls(
+        "agent", "big", 40, input_tokens=600, spacing_s=30, system_hash="S3", system_tokens=500
+    )
     events = frame(hot, cold, short)
     found = prompt_caching(events, reprice, lambda m: 0.1, period_days=DAYS)
     assert len(found) == 1 and (found[0].task, found[0].model) == ("agent", "big")

@@ -80,10 +80,14 @@ def test_runaway_loop_is_found_and_attributed(method: str) -> None:
     assert top["user"].value == "acme-u3" and top["user"].share > 0.8
     assert top["model"].value == "gpt-4o"
     assert top["user+model"].value == "acme-u3 / gpt-4o"
-    runaway = events[
-        (events["user"] == "acme-u3") & (events["model"] == "gpt-4o")
-        & (events["ts"].dt.floor("D") == DAY0 + pd.Timedelta(days=INCIDENT_DAY))
-    ]["cost_picousd"].sum() / PICO
+    runaway = (
+        events[
+            (events["user"] == "acme-u3")
+            & (events["model"] == "gpt-4o")
+            & (events["ts"].dt.floor("D") == DAY0 + pd.Timedelta(days=INCIDENT_DAY))
+        ]["cost_picousd"].sum()
+        / PICO
+    )
     assert top["user+model"].spend_usd == pytest.approx(runaway)
     assert top["user+model"].excess_usd == pytest.approx(runaway * 0.9, rel=0.15)
 
@@ -180,7 +184,11 @@ def test_attribute_by_hand() -> None:
         rows.append({"ts": ts, "user": "b", "model": "m2", "cost_picousd": b * PICO})
     ev = pd.DataFrame(rows)
     out = attribute(
-        ev, date(2025, 2, 5), date(2025, 2, 6), date(2025, 2, 1), date(2025, 2, 5),
+        ev,
+        date(2025, 2, 5),
+        date(2025, 2, 6),
+        date(2025, 2, 1),
+        date(2025, 2, 5),
         dims=("user", "model"),
     )
     assert [(c.dim, c.value) for c in out] == [("user", "b"), ("model", "m2")]
@@ -189,8 +197,14 @@ def test_attribute_by_hand() -> None:
     with pytest.raises(ConfigError):
         attribute(ev, date(2025, 2, 5), date(2025, 2, 5), date(2025, 2, 1), date(2025, 2, 5))
     with pytest.raises(ConfigError):
-        attribute(ev, date(2025, 2, 5), date(2025, 2, 6), date(2025, 2, 1), date(2025, 2, 5),
-                  dims=("org",))
+        attribute(
+            ev,
+            date(2025, 2, 5),
+            date(2025, 2, 6),
+            date(2025, 2, 1),
+            date(2025, 2, 5),
+            dims=("org",),
+        )
 
 
 def test_bad_arguments() -> None:

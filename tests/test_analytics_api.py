@@ -29,7 +29,8 @@ def test_all_is_sorted_and_complete() -> None:
     names = analytics.__all__
     assert names == sorted(names, key=lambda n: (not n.isupper(), n))  # CONSTANTS first
     public = {
-        n for n, v in vars(analytics).items()
+        n
+        for n, v in vars(analytics).items()
         if not n.startswith("_") and getattr(v, "__module__", "").startswith("core.analytics")
     }
     assert public <= set(names) and all(hasattr(analytics, n) for n in names)

@@ -23,8 +23,13 @@ START = date(2024, 1, 1)
 
 
 def series(
-    days: int, *, seed: int = 0, level: float = 100.0, slope: float = 0.4,
-    weekly: float = 20.0, noise: float = 4.0,
+    days: int,
+    *,
+    seed: int = 0,
+    level: float = 100.0,
+    slope: float = 0.4,
+    weekly: float = 20.0,
+    noise: float = 4.0,
 ) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     t = np.arange(days)
@@ -60,7 +65,14 @@ def test_frame_columns_rows_and_clipping() -> None:
     fc = forecast_spend(hist, 45, backtest=False)
     f = fc.frame
     assert list(f.columns) == [
-        "ds", "yhat", "lower_80", "upper_80", "lower_95", "upper_95", "is_history", "y",
+        "ds",
+        "yhat",
+        "lower_80",
+        "upper_80",
+        "lower_95",
+        "upper_95",
+        "is_history",
+        "y",
     ]
     assert int(f["is_history"].sum()) == 60 and int((~f["is_history"]).sum()) == 45
     fut = fc.future

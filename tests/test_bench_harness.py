@@ -14,7 +14,11 @@ def test_quick_bench_of_one_module_prints_its_figures(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     done = subprocess.run(
         [sys.executable, "-m", "tests.bench", "--only", "sampling", "--quick", "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     figures = json.loads(out.read_text())
@@ -29,7 +33,11 @@ def test_a_failing_module_is_reported_and_fails_the_run(tmp_path: Path) -> None:
     try:
         done = subprocess.run(
             [sys.executable, "-m", "tests.bench", "--only", "zz_harness_probe", "--quick"],
-            cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
         )
     finally:
         bad.unlink()

@@ -43,10 +43,15 @@ def free_port() -> int:
 def console_server(home: Path, log_path: Path) -> Iterator[str]:
     """The console as a subprocess, configured only through the environment."""
     port = free_port()
-    env = {**os.environ, "STREAMLIT_SERVER_PORT": str(port), "STREAMLIT_SERVER_HEADLESS": "true",
-           "STREAMLIT_SERVER_ADDRESS": "127.0.0.1",
-           "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false", "COSTLINE_HOME": str(home),
-           "COSTLINE_ADMIN_PASSWORD": PASSWORD}  # fmt: skip
+    env = {
+        **os.environ,
+        "STREAMLIT_SERVER_PORT": str(port),
+        "STREAMLIT_SERVER_HEADLESS": "true",
+        "STREAMLIT_SERVER_ADDRESS": "127.0.0.1",
+        "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
+        "COSTLINE_HOME": str(home),
+        "COSTLINE_ADMIN_PASSWORD": PASSWORD,
+    }
     with open(log_path, "wb") as log:
         cmd = [sys.executable, "-m", "streamlit", "run", "console/app.py"]
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -104,8 +109,9 @@ def signed_in(url: str, height: int = 1000) -> Iterator[Any]:
 def nav_titles(page: Any) -> list[str]:
     """The page titles in the sidebar navigation (the icon's ligature name is dropped)."""
     links = page.locator('[data-testid="stSidebarNavLink"]')
-    return [links.nth(i).inner_text().strip().splitlines()[-1].strip()
-            for i in range(links.count())]
+    return [
+        links.nth(i).inner_text().strip().splitlines()[-1].strip() for i in range(links.count())
+    ]
 
 
 def open_page(page: Any, title: str) -> None:

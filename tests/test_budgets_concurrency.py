@@ -25,8 +25,16 @@ from core.types import PICO, ChatRequest, Message
 
 ROOT = Path(__file__).resolve().parents[1]
 CENT = PICO // 100
-LIMIT = Budget(id="acme", name="Acme", scope="org", scope_value="acme", period="month",
-               limit_usd=Decimal("1.00"), action="block", timezone="UTC")
+LIMIT = Budget(
+    id="acme",
+    name="Acme",
+    scope="org",
+    scope_value="acme",
+    period="month",
+    limit_usd=Decimal("1.00"),
+    action="block",
+    timezone="UTC",
+)
 SPENT, EST, ACTUAL = 90 * CENT, 7 * CENT // 10, 6 * CENT // 10  # $0.90, $0.007, $0.006
 FITS = (PICO - SPENT) // EST  # 14 reservations of $0.007 fit in the last $0.10
 REQ = ChatRequest([Message("user", "hi")], org="acme")
@@ -115,8 +123,12 @@ def test_two_processes_share_one_limit_through_redis(redis_url: str) -> None:
     prespend(guard)
     start = time.time() + 2.0  # both children are up by then, then race
     args = [redis_url, prefix, repr(start), str(EST), str(ACTUAL)]
-    procs = [subprocess.Popen([sys.executable, "-c", CHILD, *args], cwd=ROOT,
-                              stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CHILD, *args], cwd=ROOT, stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
     outs = [p.communicate(timeout=60)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0]
     n = sum(int(o.strip()) for o in outs)  # 50 attempts in all

@@ -26,9 +26,16 @@ def req(criticality: Criticality = "normal", /, **kw: str | None) -> ChatRequest
     return ChatRequest([Message("user", "hi")], criticality=criticality, **kw)  # type: ignore[arg-type]
 
 
-ACME = Budget(id="acme-month", name="acme monthly", scope="org", scope_value="acme",
-              period="month", limit_usd=Decimal("100"), action="block",
-              timezone="Europe/London")
+ACME = Budget(
+    id="acme-month",
+    name="acme monthly",
+    scope="org",
+    scope_value="acme",
+    period="month",
+    limit_usd=Decimal("100"),
+    action="block",
+    timezone="Europe/London",
+)
 
 
 @pytest.fixture
@@ -36,8 +43,9 @@ def guard() -> BudgetGuard:
     return BudgetGuard(MemoryState("t:"), clock=lambda: NOW)
 
 
-def spend(guard: BudgetGuard, b: Budget, amount: str, r: ChatRequest | None = None,
-          tokens: int = 0) -> None:
+def spend(
+    guard: BudgetGuard, b: Budget, amount: str, r: ChatRequest | None = None, tokens: int = 0
+) -> None:
     """Record settled spend as a call that reserved and settled exactly ``amount``."""
     alert_only = replace(b, action="alert")
     d = guard.admit(r or req(org="acme"), MODEL, PROVIDER, usd(amount), tokens, [alert_only], [])
@@ -57,7 +65,8 @@ def test_blocked_message_names_budget_limit_spend_and_window(guard: BudgetGuard)
     assert str(d.blocked) == (
         "budget 'acme monthly' (org=acme): spent $93.10 of $100.00 limit in window 2026-11 "
         "(month, Europe/London); critical requests may reach $200.00; this call's estimate "
-        "of $7.50 would go $0.60 past the limit")
+        "of $7.50 would go $0.60 past the limit"
+    )
     assert isinstance(d.error, BudgetExceeded)
     assert (d.blocked.budget, d.blocked.window) == ("acme-month", "2026-11")
     assert (d.blocked.limit, d.blocked.spent) == (Decimal("100"), Decimal("93.1"))
@@ -87,7 +96,8 @@ def test_critical_runs_to_the_soft_multiplier(guard: BudgetGuard) -> None:
     assert d.blocked is not None
     assert str(d.blocked).endswith(
         "critical requests may reach $200.00; this call's estimate of $5.01 would go $0.01 "
-        "past the hard cap")
+        "past the hard cap"
+    )
     assert "spent $195.00 of $100.00 limit" in str(d.blocked)
 
 
@@ -116,19 +126,37 @@ def test_a_budget_on_one_org_never_blocks_another(guard: BudgetGuard) -> None:
         ("task", "summarize", dict(task="summarize"), dict(task="chat")),
     ],
 )
-def test_request_field_scopes(guard: BudgetGuard, scope: str, value: str,
-                              hit: dict[str, str | None], miss: dict[str, str | None]) -> None:
-    b = Budget(id="b", name="B", scope=scope, scope_value=value, limit_usd=Decimal("1"),
-               action="block")
+def test_request_field_scopes(
+    guard: BudgetGuard,
+    scope: str,
+    value: str,
+    hit: dict[str, str | None],
+    miss: dict[str, str | None],
+) -> None:
+    b = Budget(
+        id="b", name="B", scope=scope, scope_value=value, limit_usd=Decimal("1"), action="block"
+    )
     assert guard.admit(req(**hit), MODEL, PROVIDER, usd("2"), 0, [b], []).blocked is not None
     assert guard.admit(req(**miss), MODEL, PROVIDER, usd("2"), 0, [b], []).admitted
 
 
 def test_model_and_provider_budgets_match_the_candidate(guard: BudgetGuard) -> None:
-    on_model = Budget(id="m", name="M", scope="model", scope_value="gpt-4o",
-                      limit_usd=Decimal("1"), action="block")
-    on_provider = Budget(id="p", name="P", scope="provider", scope_value="anthropic",
-                         limit_usd=Decimal("1"), action="block")
+    on_model = Budget(
+        id="m",
+        name="M",
+        scope="model",
+        scope_value="gpt-4o",
+        limit_usd=Decimal("1"),
+        action="block",
+    )
+    on_provider = Budget(
+        id="p",
+        name="P",
+        scope="provider",
+        scope_value="anthropic",
+        limit_usd=Decimal("1"),
+        action="block",
+    )
     both = [on_model, on_provider]
     r = req(org="acme")
     assert guard.admit(r, "gpt-4o", "openai", usd("2"), 0, both, []).budget == on_model
@@ -203,16 +231,18 @@ def test_degrade_action(guard: BudgetGuard) -> None:
     assert (d.admitted, d.degrade, d.degrade_to, d.blocked) == (False, True, "gpt-4o-mini", None)
     assert d.budget == soft and d.utilisation == pytest.approx(0.93)
     assert live(guard, soft) == usd("93")  # nothing reserved
-    cheap = guard.admit(req(org="acme"), "gpt-4o-mini", PROVIDER, usd("7.50"), 0, [soft], [],
-                        degraded=True)
+    cheap = guard.admit(
+        req(org="acme"), "gpt-4o-mini", PROVIDER, usd("7.50"), 0, [soft], [], degraded=True
+    )
     assert cheap.admitted and cheap.degraded and cheap.over_soft
     guard.settle(cheap, usd("7.50"), 0)
     crit = guard.admit(req("critical", org="acme"), MODEL, PROVIDER, usd("7.50"), 0, [soft], [])
     assert crit.admitted and not crit.degrade
     guard.settle(crit, usd("7.50"), 0)  # 108.00
     spend(guard, soft, "90")  # 198.00
-    past = guard.admit(req(org="acme"), "gpt-4o-mini", PROVIDER, usd("2.01"), 0, [soft], [],
-                       degraded=True)
+    past = guard.admit(
+        req(org="acme"), "gpt-4o-mini", PROVIDER, usd("2.01"), 0, [soft], [], degraded=True
+    )
     assert past.blocked is not None and str(past.blocked).endswith("$0.01 past the hard cap")
 
 

@@ -15,8 +15,16 @@ from core.state import MemoryState
 from core.types import PICO, ChatRequest, Message
 
 REQ = ChatRequest([Message("user", "hi")], org="acme")
-ACME = Budget(id="acme", name="Acme", scope="org", scope_value="acme", period="month",
-              limit_usd=Decimal("100"), action="block", timezone="UTC")
+ACME = Budget(
+    id="acme",
+    name="Acme",
+    scope="org",
+    scope_value="acme",
+    period="month",
+    limit_usd=Decimal("100"),
+    action="block",
+    timezone="UTC",
+)
 
 
 class Clock:
@@ -60,8 +68,10 @@ def test_thresholds_fire_once_per_window(plane: ControlPlane, clock: Clock) -> N
     alert = plane.alerts()[0]
     assert alert.threshold_pct == 75 and alert.kind == "budget"
     assert alert.spent_picousd == 80 * PICO and alert.limit_picousd == 100 * PICO
-    assert alert.message == ("budget 'Acme' (org=acme) reached 75% in window 2026-11 "
-                             "(month, UTC): spent $80.00 of $100.00 limit")
+    assert alert.message == (
+        "budget 'Acme' (org=acme) reached 75% in window 2026-11 "
+        "(month, UTC): spent $80.00 of $100.00 limit"
+    )
 
 
 def test_a_jump_fires_every_threshold_it_crosses(plane: ControlPlane, clock: Clock) -> None:
@@ -70,8 +80,9 @@ def test_a_jump_fires_every_threshold_it_crosses(plane: ControlPlane, clock: Clo
     assert [t for _, _, t in fired(plane)] == [50, 75, 90]
 
 
-def test_two_routers_sharing_state_and_database_fire_once(plane: ControlPlane,
-                                                          clock: Clock) -> None:
+def test_two_routers_sharing_state_and_database_fire_once(
+    plane: ControlPlane, clock: Clock
+) -> None:
     state = MemoryState("t:")  # stands in for the shared Redis
     other_plane = ControlPlane(now=clock)  # another process, same database
     a = BudgetGuard(state, clock=clock, alerts=AlertSink(plane))
@@ -91,13 +102,17 @@ def test_next_window_and_reset_fire_again(plane: ControlPlane, clock: Clock) -> 
     pay(guard, "59", replace(ACME, reset_generation=1))
     clock.at = datetime(2026, 12, 2, tzinfo=UTC)
     pay(guard, "50")
-    assert fired(plane) == [("acme", "2026-11", 50), ("acme", "2026-11.r1", 50),
-                            ("acme", "2026-12", 50)]
+    assert fired(plane) == [
+        ("acme", "2026-11", 50),
+        ("acme", "2026-11.r1", 50),
+        ("acme", "2026-12", 50),
+    ]
 
 
 def test_token_thresholds(plane: ControlPlane, clock: Clock) -> None:
-    b = Budget(id="tok", name="Tokens", period="day", limit_tokens=1000, action="alert",
-               thresholds=(90,))
+    b = Budget(
+        id="tok", name="Tokens", period="day", limit_tokens=1000, action="alert", thresholds=(90,)
+    )
     guard = BudgetGuard(MemoryState("t:"), clock=clock, alerts=AlertSink(plane))
     pay(guard, "1", b, tokens=899)
     assert fired(plane) == []
@@ -114,16 +129,20 @@ def test_released_reservations_never_fire(plane: ControlPlane, clock: Clock) -> 
     assert fired(plane) == []
 
 
-def test_status_reports_spend_reservations_and_projection(plane: ControlPlane,
-                                                          clock: Clock) -> None:
+def test_status_reports_spend_reservations_and_projection(
+    plane: ControlPlane, clock: Clock
+) -> None:
     guard = BudgetGuard(MemoryState("t:"), clock=clock, alerts=AlertSink(plane))
     pay(guard, "30")  # 15 of 30 November days gone: run-rate $60 by month end
     held = guard.admit(REQ, "gpt-4o", "openai", 5 * PICO, 0, [ACME], [])
     tight = replace(ACME, id="tight", limit_usd=Decimal("50"))
     pay(guard, "30", tight)
     s, t = guard.status([ACME, tight])
-    assert (s.spent_picousd, s.reserved_picousd, s.limit_picousd) == (30 * PICO, 5 * PICO,
-                                                                     100 * PICO)
+    assert (s.spent_picousd, s.reserved_picousd, s.limit_picousd) == (
+        30 * PICO,
+        5 * PICO,
+        100 * PICO,
+    )
     assert s.limit == 100 * PICO and s.tokens == 0
     assert s.utilisation == pytest.approx(0.30)
     assert s.projected_picousd == 60 * PICO and s.projected_end_of_window == pytest.approx(0.6)

@@ -24,35 +24,99 @@ def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> date
     ("period", "tz", "now", "key", "label", "start", "end"),
     [
         # London spring forward (Sun 2026-03-29): a 23-hour day.
-        ("day", "Europe/London", utc(2026, 3, 29, 12), "b1:day:2026-03-29:0", "2026-03-29",
-         utc(2026, 3, 29, 0), utc(2026, 3, 29, 23)),
+        (
+            "day",
+            "Europe/London",
+            utc(2026, 3, 29, 12),
+            "b1:day:2026-03-29:0",
+            "2026-03-29",
+            utc(2026, 3, 29, 0),
+            utc(2026, 3, 29, 23),
+        ),
         # 23:30 UTC is already 00:30 BST the next day.
-        ("day", "Europe/London", utc(2026, 3, 29, 23, 30), "b1:day:2026-03-30:0", "2026-03-30",
-         utc(2026, 3, 29, 23), utc(2026, 3, 30, 23)),
+        (
+            "day",
+            "Europe/London",
+            utc(2026, 3, 29, 23, 30),
+            "b1:day:2026-03-30:0",
+            "2026-03-30",
+            utc(2026, 3, 29, 23),
+            utc(2026, 3, 30, 23),
+        ),
         # New York fall back (Sun 2026-11-01): a 25-hour day.
-        ("day", "America/New_York", utc(2026, 11, 1, 12), "b1:day:2026-11-01:0", "2026-11-01",
-         utc(2026, 11, 1, 4), utc(2026, 11, 2, 5)),
+        (
+            "day",
+            "America/New_York",
+            utc(2026, 11, 1, 12),
+            "b1:day:2026-11-01:0",
+            "2026-11-01",
+            utc(2026, 11, 1, 4),
+            utc(2026, 11, 2, 5),
+        ),
         # Month boundary in New York: 03:59 UTC on Nov 1 is still October (EDT).
-        ("month", "America/New_York", utc(2026, 11, 1, 3, 59), "b1:month:2026-10-01:0",
-         "2026-10", utc(2026, 10, 1, 4), utc(2026, 11, 1, 4)),
-        ("month", "America/New_York", utc(2026, 11, 1, 4), "b1:month:2026-11-01:0", "2026-11",
-         utc(2026, 11, 1, 4), utc(2026, 12, 1, 5)),
+        (
+            "month",
+            "America/New_York",
+            utc(2026, 11, 1, 3, 59),
+            "b1:month:2026-10-01:0",
+            "2026-10",
+            utc(2026, 10, 1, 4),
+            utc(2026, 11, 1, 4),
+        ),
+        (
+            "month",
+            "America/New_York",
+            utc(2026, 11, 1, 4),
+            "b1:month:2026-11-01:0",
+            "2026-11",
+            utc(2026, 11, 1, 4),
+            utc(2026, 12, 1, 5),
+        ),
         # London: 23:30 UTC on Mar 31 is 00:30 BST on April 1.
-        ("month", "Europe/London", utc(2026, 3, 31, 23, 30), "b1:month:2026-04-01:0", "2026-04",
-         utc(2026, 3, 31, 23), utc(2026, 4, 30, 23)),
+        (
+            "month",
+            "Europe/London",
+            utc(2026, 3, 31, 23, 30),
+            "b1:month:2026-04-01:0",
+            "2026-04",
+            utc(2026, 3, 31, 23),
+            utc(2026, 4, 30, 23),
+        ),
         # ...but on Oct 31 (after the clocks went back) 23:30 UTC is still October.
-        ("month", "Europe/London", utc(2026, 10, 31, 23, 30), "b1:month:2026-10-01:0",
-         "2026-10", utc(2026, 9, 30, 23), utc(2026, 11, 1, 0)),
+        (
+            "month",
+            "Europe/London",
+            utc(2026, 10, 31, 23, 30),
+            "b1:month:2026-10-01:0",
+            "2026-10",
+            utc(2026, 9, 30, 23),
+            utc(2026, 11, 1, 0),
+        ),
         # ISO week, Monday start: Thursday 2026-01-01 is in 2026-W01, which began 2025-12-29.
-        ("week", "UTC", utc(2026, 1, 1, 12), "b1:week:2025-12-29:0", "2026-W01",
-         utc(2025, 12, 29), utc(2026, 1, 5)),
+        (
+            "week",
+            "UTC",
+            utc(2026, 1, 1, 12),
+            "b1:week:2025-12-29:0",
+            "2026-W01",
+            utc(2025, 12, 29),
+            utc(2026, 1, 5),
+        ),
         # Sunday 23:30 UTC is Monday morning in Tokyo: the next week there.
-        ("week", "Asia/Tokyo", utc(2026, 1, 4, 23, 30), "b1:week:2026-01-05:0", "2026-W02",
-         utc(2026, 1, 4, 15), utc(2026, 1, 11, 15)),
+        (
+            "week",
+            "Asia/Tokyo",
+            utc(2026, 1, 4, 23, 30),
+            "b1:week:2026-01-05:0",
+            "2026-W02",
+            utc(2026, 1, 4, 15),
+            utc(2026, 1, 11, 15),
+        ),
     ],
 )
-def test_window_bounds_and_keys(period: str, tz: str, now: datetime, key: str, label: str,
-                                start: datetime, end: datetime) -> None:
+def test_window_bounds_and_keys(
+    period: str, tz: str, now: datetime, key: str, label: str, start: datetime, end: datetime
+) -> None:
     w = window(budget(period, tz), now)
     assert (w.key, w.label, w.period, w.tz) == (key, label, period, tz)
     assert w.start.astimezone(UTC) == start

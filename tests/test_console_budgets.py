@@ -45,8 +45,11 @@ def page(role: str) -> Any:
 def add(at: Any, **values: str) -> Any:
     """Fill the new-budget form and save it."""
     for field, value in values.items():
-        widget = at.selectbox(key=f"bud_new_{field}") if field in ("scope", "period", "action") \
+        widget = (
+            at.selectbox(key=f"bud_new_{field}")
+            if field in ("scope", "period", "action")
             else at.text_input(key=f"bud_new_{field}")
+        )
         widget.set_value(value)
     at.button(key=NEW).click().run()
     assert not at.exception
@@ -69,8 +72,17 @@ def state() -> tuple[int, list[Budget]]:
 def test_utilisation_is_the_usage_log_of_each_window_and_scope(home: Path) -> None:
     with ControlPlane() as plane:
         plane.upsert_budget(Budget(id="all", name="All", limit_usd=Decimal("0.5")), SYSTEM)
-        plane.upsert_budget(Budget(id="o0", name="org0 daily", scope="org", scope_value="org0",
-                                   period="day", limit_usd=Decimal("0.01")), SYSTEM)
+        plane.upsert_budget(
+            Budget(
+                id="o0",
+                name="org0 daily",
+                scope="org",
+                scope_value="org0",
+                period="day",
+                limit_usd=Decimal("0.01"),
+            ),
+            SYSTEM,
+        )
         day = plane.budget("o0")
         assert day is not None
         plane.record_alert("o0", day.window_key(datetime.now(UTC)), 50, message="half")
@@ -80,12 +92,16 @@ def test_utilisation_is_the_usage_log_of_each_window_and_scope(home: Path) -> No
         month = r.totals(Filters(*Budget(id="m", name="m").window_bounds(now)))["cost_picousd"]
         org0 = r.totals(Filters(*day.window_bounds(now), org="org0"))["cost_picousd"]
     bars = [p.proto.text for p in at.get("progress")]
-    assert bars == [f"{bd.usd(month)} of $0.50 ({month / 5e11:.0%})",
-                    f"{bd.usd(org0)} of $0.01 ({org0 / 1e10:.0%})"]
+    assert bars == [
+        f"{bd.usd(month)} of $0.50 ({month / 5e11:.0%})",
+        f"{bd.usd(org0)} of $0.01 ({org0 / 1e10:.0%})",
+    ]
     assert "Alerts this window: 50%" in [c.value for c in at.caption]
     table = at.dataframe[0].value
-    assert list(table["id"]) == ["all", "o0"] and table["spent"].tolist() == [bd.usd(month),
-                                                                           bd.usd(org0)]
+    assert list(table["id"]) == ["all", "o0"] and table["spent"].tolist() == [
+        bd.usd(month),
+        bd.usd(org0),
+    ]
 
 
 def test_viewer_sees_no_edit_controls_and_core_refuses_their_writes(home: Path) -> None:
@@ -111,15 +127,31 @@ def test_viewer_sees_no_edit_controls_and_core_refuses_their_writes(home: Path) 
 
 
 def test_engineer_adds_edits_and_deletes_a_budget_and_it_is_audited(home: Path) -> None:
-    at = add(page("engineer"), id="acme-day", name="Acme daily", scope="org",
-             scope_value="org0", period="day", limit_usd="12.5", action="degrade",
-             degrade_to="dryrun-small", thresholds="50, 90")
+    at = add(
+        page("engineer"),
+        id="acme-day",
+        name="Acme daily",
+        scope="org",
+        scope_value="org0",
+        period="day",
+        limit_usd="12.5",
+        action="degrade",
+        degrade_to="dryrun-small",
+        thresholds="50, 90",
+    )
     assert [s.value for s in at.success] == ["Budget saved."]
     assert at.selectbox(key="bud_pick").value == "acme-day"
     _, budgets = state()
     b = budgets[0]
     assert (b.id, b.scope_value, b.period, b.limit_usd, b.action, b.thresholds, b.timezone) == (
-        "acme-day", "org0", "day", Decimal("12.5"), "degrade", (50, 90), "UTC")
+        "acme-day",
+        "org0",
+        "day",
+        Decimal("12.5"),
+        "degrade",
+        (50, 90),
+        "UTC",
+    )
     at.text_input(key="bud_acme-day_limit_usd").set_value("20")
     at.button(key="FormSubmitter:bud_form_acme-day-Save budget").click().run()
     assert not at.exception
@@ -129,17 +161,23 @@ def test_engineer_adds_edits_and_deletes_a_budget_and_it_is_audited(home: Path) 
     assert not at.exception and state()[1] == []
     with ControlPlane() as plane:
         log = [(e.actor, e.action) for e in plane.audit(entity="budget")]
-    assert log == [("engineer", "budget.delete"), ("engineer", "budget.update"),
-                   ("engineer", "budget.create")]
+    assert log == [
+        ("engineer", "budget.delete"),
+        ("engineer", "budget.update"),
+        ("engineer", "budget.create"),
+    ]
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("limit_usd", "-5", "must be a finite amount >= 0"),
-    ("limit_usd", "lots", "must be a number of USD"),
-    ("thresholds", "90, 50", "must be strictly increasing"),
-    ("degrade_to", "gpt-9-imaginary", "not a model in the price catalog"),
-    ("timezone", "Mars/Olympus", "IANA time zone"),
-])
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("limit_usd", "-5", "must be a finite amount >= 0"),
+        ("limit_usd", "lots", "must be a number of USD"),
+        ("thresholds", "90, 50", "must be strictly increasing"),
+        ("degrade_to", "gpt-9-imaginary", "not a model in the price catalog"),
+        ("timezone", "Mars/Olympus", "IANA time zone"),
+    ],
+)
 def test_invalid_values_show_next_to_the_field_and_change_nothing(
     home: Path, field: str, value: str, message: str
 ) -> None:
@@ -176,7 +214,9 @@ def test_reset_now_asks_for_confirmation_and_is_audited(home: Path) -> None:
     assert at.dataframe[0].value["spent"].iloc[0] == "$0.00"  # the window counts from the reset
     with ControlPlane() as plane:
         assert (plane.audit(limit=1)[0].actor, plane.audit(limit=1)[0].action) == (
-            "engineer", "budget.reset")
+            "engineer",
+            "budget.reset",
+        )
 
 
 def test_what_if_replay_on_the_page_shows_who_a_tiny_budget_would_block(home: Path) -> None:
@@ -186,10 +226,23 @@ def test_what_if_replay_on_the_page_shows_who_a_tiny_budget_would_block(home: Pa
     today = datetime.now(UTC).date()
     at.date_input(key="bud_rp_dates").set_value((today, today))
     at.session_state["bud_rp_budgets"] = {
-        "edited_rows": {}, "deleted_rows": [0],
-        "added_rows": [{"id": "tiny", "name": "tiny", "scope": "user", "scope_value": "user1",
-                        "period": "day", "limit_usd": "0.000001", "action": "block",
-                        "soft_multiplier": 2.0, "thresholds": "50", "enabled": True}]}
+        "edited_rows": {},
+        "deleted_rows": [0],
+        "added_rows": [
+            {
+                "id": "tiny",
+                "name": "tiny",
+                "scope": "user",
+                "scope_value": "user1",
+                "period": "day",
+                "limit_usd": "0.000001",
+                "action": "block",
+                "soft_multiplier": 2.0,
+                "thresholds": "50",
+                "enabled": True,
+            }
+        ],
+    }
     at.button(key="bud_rp_run").click().run()
     assert not at.exception, at.exception
     result = at.session_state["bud_rp_result"]
@@ -203,10 +256,22 @@ def test_what_if_replay_on_the_page_shows_who_a_tiny_budget_would_block(home: Pa
 def test_a_bad_proposal_row_is_named_and_nothing_runs(home: Path) -> None:
     at = page("engineer")
     at.session_state["bud_rp_budgets"] = {
-        "edited_rows": {}, "deleted_rows": [],
-        "added_rows": [{"id": "neg", "name": "neg", "scope": "global", "period": "day",
-                        "limit_usd": "-1", "action": "block", "soft_multiplier": 2.0,
-                        "thresholds": "50", "enabled": True}]}
+        "edited_rows": {},
+        "deleted_rows": [],
+        "added_rows": [
+            {
+                "id": "neg",
+                "name": "neg",
+                "scope": "global",
+                "period": "day",
+                "limit_usd": "-1",
+                "action": "block",
+                "soft_multiplier": 2.0,
+                "thresholds": "50",
+                "enabled": True,
+            }
+        ],
+    }
     at.button(key="bud_rp_run").click().run()
     assert not at.exception
     assert any(e.value.startswith("row 1 (neg): limit_usd") for e in at.error)
@@ -260,15 +325,24 @@ def test_a_budget_saved_in_the_page_blocks_a_router_in_another_process_within_5s
         assert next(out) == "ready"
         at = page("engineer")
         clicked = time.time()
-        add(at, id="freeze", name="Freeze acme", scope="org", scope_value="acme",
-            limit_usd="0", action="block")
+        add(
+            at,
+            id="freeze",
+            name="Freeze acme",
+            scope="org",
+            scope_value="acme",
+            limit_usd="0",
+            action="block",
+        )
         with ControlPlane() as plane:
             saved = plane.audit(limit=1)[0].ts
         saved_at = (saved if saved.tzinfo else saved.replace(tzinfo=UTC)).timestamp()
         word, at_time, budget_id = next(out).split()
         lag, from_click = float(at_time) - saved_at, float(at_time) - clicked
-        print(f"\nconsole edit -> enforced in another process: {lag * 1000:.0f} ms after the"
-              f" write ({from_click * 1000:.0f} ms after the click)")
+        print(
+            f"\nconsole edit -> enforced in another process: {lag * 1000:.0f} ms after the"
+            f" write ({from_click * 1000:.0f} ms after the click)"
+        )
         assert (word, budget_id) == ("blocked", "freeze")
         assert 0 < lag < 5.0
         assert child.wait(30) == 0
@@ -281,8 +355,16 @@ def test_projection_stops_at_the_cap_of_an_enforcing_budget(home: Path) -> None:
     """A blocking budget cannot spend past soft_multiplier x limit: the projection says so."""
     with ControlPlane() as plane:
         for action in ("alert", "block"):
-            plane.upsert_budget(Budget(id=action, name=action, limit_usd=Decimal("0.001"),
-                                       action=action, soft_multiplier=1.5), SYSTEM)
+            plane.upsert_budget(
+                Budget(
+                    id=action,
+                    name=action,
+                    limit_usd=Decimal("0.001"),
+                    action=action,
+                    soft_multiplier=1.5,
+                ),
+                SYSTEM,
+            )
     at = page("viewer")
     table = at.dataframe[0].value.set_index("id")
     run_rate = table.loc["alert", "run rate"]
@@ -292,5 +374,7 @@ def test_projection_stops_at_the_cap_of_an_enforcing_budget(home: Path) -> None:
     assert bd.usd(int(1.5e9)) == "$0.0015"
     metrics = {m.value: m.proto.delta for m in at.metric}
     assert metrics["$0.0015"] == "capped at 1.5x the limit"
-    assert any(c.value.startswith(f"The run rate would reach {run_rate}; calls past $0.0015")
-               for c in at.caption)
+    assert any(
+        c.value.startswith(f"The run rate would reach {run_rate}; calls past $0.0015")
+        for c in at.caption
+    )

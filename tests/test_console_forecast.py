@@ -41,8 +41,10 @@ def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, 
 
 
 @pytest.fixture
-def demo(demo_home: tuple[Path, DemoSummary], monkeypatch: pytest.MonkeyPatch,
-         ) -> tuple[Path, DemoSummary]:  # fmt: skip
+def demo(
+    demo_home: tuple[Path, DemoSummary],
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[Path, DemoSummary]:
     monkeypatch.setenv("COSTLINE_HOME", str(demo_home[0]))
     monkeypatch.setenv("COSTLINE_ADMIN_PASSWORD", ADMIN_PASSWORD)
     return demo_home
@@ -56,10 +58,21 @@ def short(costline_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     log = UsageLog(costline_home)
     for d in range(1, 7):
         for j in range(5):
-            log.append(UsageEvent(request_id=f"s{d}-{j}", ts=now - timedelta(days=d, minutes=j),
-                                  org="org0", user="u0", task="chat", provider="openai",
-                                  model="gpt-4o-mini", input_tokens=1000, output_tokens=100,
-                                  cost_picousd=(2 + j) * PICO // 10, source="test"))  # fmt: skip
+            log.append(
+                UsageEvent(
+                    request_id=f"s{d}-{j}",
+                    ts=now - timedelta(days=d, minutes=j),
+                    org="org0",
+                    user="u0",
+                    task="chat",
+                    provider="openai",
+                    model="gpt-4o-mini",
+                    input_tokens=1000,
+                    output_tokens=100,
+                    cost_picousd=(2 + j) * PICO // 10,
+                    source="test",
+                )
+            )
     log.close()
     make_users(costline_home)
     return costline_home
@@ -98,9 +111,11 @@ def test_demo_forecast_page_shows_everything(demo: tuple[Path, DemoSummary]) -> 
     assert world.INCIDENT_USER in " ".join(marks.loc[marks["when"] == incident, "culprits"])
     bt = frame_with(at, "verdict")
     assert {"forecast MAPE", "naive weekly repeat MAPE", "80% interval coverage"} <= set(bt)
-    assert re.fullmatch(r"the forecast beats a naive weekly repeat by \d+%: trust it|"
-                        r"it does not beat a naive repeat: treat as indicative",
-                        bt["verdict"].iloc[0])  # fmt: skip
+    assert re.fullmatch(
+        r"the forecast beats a naive weekly repeat by \d+%: trust it|"
+        r"it does not beat a naive repeat: treat as indicative",
+        bt["verdict"].iloc[0],
+    )
     budgets = frame_with(at, "runs out")
     with ControlPlane(f"sqlite:///{home / 'control.db'}") as plane:
         names = {b.name for b in plane.budgets()}
@@ -158,7 +173,8 @@ def test_short_history_gives_message_and_run_rate(short: Path, role: str) -> Non
 def test_verdict_in_plain_words() -> None:
     good = Backtest(14, 0.062, 0.10, {"80": 0.79, "95": 0.93})
     assert forecast_data.verdict(good) == (
-        "the forecast beats a naive weekly repeat by 38%: trust it")
+        "the forecast beats a naive weekly repeat by 38%: trust it"
+    )
     bad = Backtest(14, 0.12, 0.10, {"80": 0.5})
     assert forecast_data.verdict(bad) == "it does not beat a naive repeat: treat as indicative"
     assert "not enough history" in forecast_data.verdict(None)
@@ -179,29 +195,47 @@ def test_csv_export_has_every_day_in_the_display_currency() -> None:
 
 
 def finding(day: str, usd: float = 30.0) -> Finding:
-    a = Anomaly(pd.Timestamp(day), usd, 10.0, usd / 10, usd - 10, 6.0, "mad", "initech",
-                [Contributor("user", "dmitri@initech.com", 18.0, 1.0, 17.0, 0.9),
-                 Contributor("model", "claude-sonnet-4", 19.0, 1.0, 18.0, 0.95)])  # fmt: skip
+    a = Anomaly(
+        pd.Timestamp(day),
+        usd,
+        10.0,
+        usd / 10,
+        usd - 10,
+        6.0,
+        "mad",
+        "initech",
+        [
+            Contributor("user", "dmitri@initech.com", 18.0, 1.0, 17.0, 0.9),
+            Contributor("model", "claude-sonnet-4", 19.0, 1.0, 18.0, 0.95),
+        ],
+    )
     return Finding(a, "org", "spend", "day")
 
 
 def test_overview_marks_put_anomalies_on_the_spend_chart() -> None:
-    series = pd.DataFrame({"period": pd.to_datetime(["2026-11-11", "2026-11-12", "2026-11-12"]),
-                           "key": ["a", "a", "b"], "cost_picousd": [5 * PICO, 7 * PICO, PICO],
-                           "saved_picousd": [0, 0, 0], "requests": [1, 2, 3],
-                           "errors": [0, 0, 0]})  # fmt: skip
+    series = pd.DataFrame(
+        {
+            "period": pd.to_datetime(["2026-11-11", "2026-11-12", "2026-11-12"]),
+            "key": ["a", "a", "b"],
+            "cost_picousd": [5 * PICO, 7 * PICO, PICO],
+            "saved_picousd": [0, 0, 0],
+            "requests": [1, 2, 3],
+            "errors": [0, 0, 0],
+        }
+    )
     frame = shape.series_frame(series, Money(), "day")
     marks = forecast_data.overview_marks(frame, [finding("2026-11-12")], Money(), "day")
     assert list(marks["amount"]) == [8.0] and "dmitri@initech.com (90%)" in marks["culprits"][0]
     assert marks["period"][0] == pd.Timestamp("2026-11-12 10:12")  # the middle of its bar
     weeks = shape.series_frame(series.assign(period=pd.Timestamp("2026-11-09")), Money(), "week")
-    by_week = forecast_data.overview_marks(weeks, [finding("2026-11-12"), finding("2026-11-16")],
-                                           Money(), "week")  # fmt: skip
+    by_week = forecast_data.overview_marks(
+        weeks, [finding("2026-11-12"), finding("2026-11-16")], Money(), "week"
+    )
     assert list(by_week["amount"]) == [13.0]  # Monday 9 Nov holds the 12th, not the 16th
-    acme = Scope(datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 15, tzinfo=UTC),
-                 org=("acme",))  # fmt: skip
-    assert forecast_data.overview_marks(frame, [finding("2026-11-12")], Money(), "day",
-                                        acme).empty  # fmt: skip
+    acme = Scope(
+        datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 15, tzinfo=UTC), org=("acme",)
+    )
+    assert forecast_data.overview_marks(frame, [finding("2026-11-12")], Money(), "day", acme).empty
     base = charts.spend_over_time(frame, "key", "day", "$")
     marked = forecast_charts.mark_anomalies(base, marks)
     spec = marked.to_dict()

@@ -16,11 +16,11 @@ from tests.console_support import ADMIN_PASSWORD, app, make_users, sample_data
 
 CSV = (
     "Date,Model Name,Prompt Tokens,Completion Tokens,Team,Spend\n"
-    "2025-03-01T10:00:00Z,dryrun-small,1000,200,acme,\n"          # line 2: priced by catalog
-    "2025-03-01T11:00:00Z,dryrun-large,500,50,acme,0.25\n"         # line 3: given cost
-    "not a date,dryrun-small,10,10,acme,\n"                        # line 4: bad timestamp
-    "2025-03-02T09:00:00Z,dryrun-small,-5,10,beta,\n"               # line 5: negative tokens
-    "2025-03-02T09:30:00Z,mystery-model-9,100,10,beta,\n"           # line 6: unpriced
+    "2025-03-01T10:00:00Z,dryrun-small,1000,200,acme,\n"  # line 2: priced by catalog
+    "2025-03-01T11:00:00Z,dryrun-large,500,50,acme,0.25\n"  # line 3: given cost
+    "not a date,dryrun-small,10,10,acme,\n"  # line 4: bad timestamp
+    "2025-03-02T09:00:00Z,dryrun-small,-5,10,beta,\n"  # line 5: negative tokens
+    "2025-03-02T09:30:00Z,mystery-model-9,100,10,beta,\n"  # line 6: unpriced
 )
 
 
@@ -39,8 +39,11 @@ def upload(at, content: str = CSV):  # type: ignore[no-untyped-def]
 
 def mapping(at) -> dict[str, str]:  # type: ignore[no-untyped-def]
     """field -> chosen column (keys are imp_map_<file digest>_<field>)."""
-    return {s.key.split("_", 3)[3]: s.value
-            for s in at.selectbox if s.key and s.key.startswith("imp_map_")}
+    return {
+        s.key.split("_", 3)[3]: s.value
+        for s in at.selectbox
+        if s.key and s.key.startswith("imp_map_")
+    }
 
 
 def metrics(at) -> dict[str, str]:  # type: ignore[no-untyped-def]

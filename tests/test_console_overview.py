@@ -117,12 +117,16 @@ def test_kpi_windows_match_direct_queries(home: Path) -> None:
     now = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
     windows = kpi_windows("UTC", now)
     with Reader(home) as reader:
+
         def spend(name: str) -> int:
             start, end = windows[name]
             return int(reader.totals(reader_filters(start, end))["cost_picousd"])
 
-        for label, name in [("Spend today", "today"), ("Month to date", "mtd"),
-                            ("Last 30 days", "last30")]:  # fmt: skip
+        for label, name in [
+            ("Spend today", "today"),
+            ("Month to date", "mtd"),
+            ("Last 30 days", "last30"),
+        ]:
             assert money(metric(at, label)) == cents(spend(name)), label
         assert spend("today") > 0  # the routed calls of today count
 
@@ -143,8 +147,9 @@ def test_top_spenders_match_a_direct_group_by(home: Path, who: str) -> None:
     scope = at.session_state["view"].scope
     with Reader(home) as reader:
         direct = reader.spend_by([who], None, scope.filters())
-    expected = [(str(n), cents(int(c))) for n, c in zip(direct[who], direct["cost_picousd"],
-                                                        strict=True)][:10]  # fmt: skip
+    expected = [
+        (str(n), cents(int(c))) for n, c in zip(direct[who], direct["cost_picousd"], strict=True)
+    ][:10]
     assert [(r["name"], Decimal(str(r["amount"])).quantize(CENT)) for r in shown] == expected
 
 

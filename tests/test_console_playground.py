@@ -52,18 +52,26 @@ def has_table(at, column: str) -> bool:  # type: ignore[no-untyped-def]
 
 def logged(home: Path, request_id: str):  # type: ignore[no-untyped-def]
     with Reader(home) as reader:
-        events = [e for e in reader.fetch(Filters(source="playground")) if
-                  e.request_id == request_id]  # fmt: skip
+        events = [
+            e for e in reader.fetch(Filters(source="playground")) if e.request_id == request_id
+        ]
     assert len(events) == 1, request_id
     return events[0]
 
 
 def test_local_smollm2_streams_and_the_requests_log_has_the_same_cost(home: Path) -> None:
     with ControlPlane() as plane:  # a self-hosted cost per token, so the cost is not $0
-        plane.upsert_price_override(PriceOverride(
-            "smollm2-135m-instruct", "local", load_catalog().lookup("smollm2-135m-instruct")
-            .effective_from + timedelta(days=1), input=Decimal("0.05"), output=Decimal("0.2"),
-            note="GPU hours"), SYSTEM)  # fmt: skip
+        plane.upsert_price_override(
+            PriceOverride(
+                "smollm2-135m-instruct",
+                "local",
+                load_catalog().lookup("smollm2-135m-instruct").effective_from + timedelta(days=1),
+                input=Decimal("0.05"),
+                output=Decimal("0.2"),
+                note="GPU hours",
+            ),
+            SYSTEM,
+        )
     at = playground()
     at.text_area(key="pg_prompt").input("Name three colours.")
     at.multiselect(key="pg_models").set_value([LOCAL_MODEL])
@@ -76,8 +84,11 @@ def test_local_smollm2_streams_and_the_requests_log_has_the_same_cost(home: Path
     shown = dict(metrics(at))
     event = logged(home, result.request_id)
     assert event.cost_picousd > 0 and shown["Cost"] == fmt_usd(event.cost_picousd)
-    assert (event.model, event.provider, event.user) == ("smollm2-135m-instruct", "local",
-                                                         "engineer")  # fmt: skip
+    assert (event.model, event.provider, event.user) == (
+        "smollm2-135m-instruct",
+        "local",
+        "engineer",
+    )
     assert event.ttft_ms is not None and shown["Time to first token"] != "–"  # the stream path
     assert shown["Output tokens"] == f"{event.output_tokens:,}"
     history = table(at, "request id")
@@ -108,8 +119,16 @@ def test_side_by_side_shows_a_column_per_model_with_cost_and_latency(home: Path)
 
 def test_estimates_equal_max_cost_of_count_messages_and_budgets_show_headroom(home: Path) -> None:
     with ControlPlane() as plane:
-        plane.upsert_budget(Budget(id="acme-month", name="Acme monthly", scope="org",
-                                   scope_value="acme", limit_usd=Decimal("5")), SYSTEM)
+        plane.upsert_budget(
+            Budget(
+                id="acme-month",
+                name="Acme monthly",
+                scope="org",
+                scope_value="acme",
+                limit_usd=Decimal("5"),
+            ),
+            SYSTEM,
+        )
     at = playground()
     at.text_area(key="pg_system").input("You are terse.")
     at.button(key="pg_add_turn").click().run()
@@ -119,8 +138,11 @@ def test_estimates_equal_max_cost_of_count_messages_and_budgets_show_headroom(ho
     at.number_input(key="pg_max_tokens").set_value(300)
     at.text_input(key="pg_org").input("acme").run()
     assert not at.exception
-    messages = [Message("system", "You are terse."), Message("user", "What is a token?"),
-                Message("user", "And how are they priced?")]
+    messages = [
+        Message("system", "You are terse."),
+        Message("user", "What is a token?"),
+        Message("user", "And how are they priced?"),
+    ]
     estimates = table(at, "max cost")
     cat = load_catalog()
     rows = zip(estimates["model"], estimates["prompt tokens"], estimates["max cost"], strict=True)
@@ -180,15 +202,25 @@ def test_history_run_loads_back_into_the_form(home: Path) -> None:
         ({"pg_models": ["gpt-4o-mini"]}, "no API key for openai"),
         ({"pg_models": []}, "Pick at least one model"),
     ],
-    ids=["empty-prompt", "zero-max-tokens", "negative-max-tokens", "unknown-model", "no-key",
-         "no-model"],
+    ids=[
+        "empty-prompt",
+        "zero-max-tokens",
+        "negative-max-tokens",
+        "unknown-model",
+        "no-key",
+        "no-model",
+    ],
 )
 def test_invalid_inputs_show_clear_errors_and_call_nothing(home: Path, setup, message) -> None:  # type: ignore[no-untyped-def]
     at = playground()
     at.text_area(key="pg_prompt").input("A fine prompt")
     for key, value in setup.items():
-        widget = {"pg_prompt": at.text_area, "pg_other": at.text_input,
-                  "pg_max_tokens": at.number_input, "pg_models": at.multiselect}[key](key=key)
+        widget = {
+            "pg_prompt": at.text_area,
+            "pg_other": at.text_input,
+            "pg_max_tokens": at.number_input,
+            "pg_models": at.multiselect,
+        }[key](key=key)
         widget.set_value(value)
     at.button(key="pg_send").click().run()
     assert not at.exception
@@ -198,9 +230,9 @@ def test_invalid_inputs_show_clear_errors_and_call_nothing(home: Path, setup, me
         assert reader.count() == 0
 
 
-def test_keys_from_secrets_unflag_a_provider_and_show_masked(home: Path,
-                                                             monkeypatch: pytest.MonkeyPatch
-                                                             ) -> None:  # fmt: skip
+def test_keys_from_secrets_unflag_a_provider_and_show_masked(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     at = app("engineer")
     at.secrets["OPENAI_API_KEY"] = "sk-test-abcdef0123456789"
@@ -215,8 +247,9 @@ def test_keys_from_secrets_unflag_a_provider_and_show_masked(home: Path,
 
 
 @pytest.mark.slow  # starts the real llama.cpp server (shared by the session)
-def test_a_llamacpp_server_from_secrets_streams_at_the_logged_cost(home: Path,
-                                                                   llamacpp_url: str) -> None:
+def test_a_llamacpp_server_from_secrets_streams_at_the_logged_cost(
+    home: Path, llamacpp_url: str
+) -> None:
     at = app("engineer")
     at.secrets["providers"] = {"llamacpp": {"wire": "openai", "base_url": llamacpp_url}}
     at.run().switch_page(PAGE).run()
@@ -258,4 +291,5 @@ def test_sending_a_prompt_is_checked_against_the_stored_role(home: Path) -> None
             list(pg.stream_text(router, req, {}, engineer))
     with Reader(home) as reader:
         assert [e.request_id for e in reader.fetch(Filters(source="playground"))] == [
-            req.request_id]  # only the engineer's one call was sent and logged
+            req.request_id
+        ]  # only the engineer's one call was sent and logged

@@ -23,17 +23,32 @@ TODAY = datetime.now(UTC).date()
 LITELLM = {
     "sample_spec": {"mode": "chat"},
     "dryrun-small": {  # changed: input 0.15 -> 0.20, output 0.60 -> 0.80 per 1M
-        "litellm_provider": "dryrun", "mode": "chat", "max_input_tokens": 128000,
-        "max_output_tokens": 16384, "input_cost_per_token": 2e-07,
-        "output_cost_per_token": 8e-07, "cache_read_input_token_cost": 7.5e-08,
-        "input_cost_per_token_batches": 7.5e-08, "output_cost_per_token_batches": 3e-07,
+        "litellm_provider": "dryrun",
+        "mode": "chat",
+        "max_input_tokens": 128000,
+        "max_output_tokens": 16384,
+        "input_cost_per_token": 2e-07,
+        "output_cost_per_token": 8e-07,
+        "cache_read_input_token_cost": 7.5e-08,
+        "input_cost_per_token_batches": 7.5e-08,
+        "output_cost_per_token_batches": 3e-07,
     },
-    "acme/brand-new-1": {"litellm_provider": "acme", "mode": "chat", "max_tokens": 8192,
-                         "input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06},
-    "acme/broken": {"litellm_provider": "acme", "mode": "chat", "max_tokens": 8192,
-                    "input_cost_per_token": -1, "output_cost_per_token": 2e-06},
+    "acme/brand-new-1": {
+        "litellm_provider": "acme",
+        "mode": "chat",
+        "max_tokens": 8192,
+        "input_cost_per_token": 1e-06,
+        "output_cost_per_token": 2e-06,
+    },
+    "acme/broken": {
+        "litellm_provider": "acme",
+        "mode": "chat",
+        "max_tokens": 8192,
+        "input_cost_per_token": -1,
+        "output_cost_per_token": 2e-06,
+    },
     "text-embedding-x": {"litellm_provider": "openai", "mode": "embedding"},
-}  # fmt: skip
+}
 
 
 @pytest.fixture
@@ -87,8 +102,12 @@ def test_admin_override_is_audited_and_a_new_router_prices_with_it(home: Path) -
     assert not at.exception and not at.error
     assert [s.value for s in at.success][0].startswith("Override saved for dryrun-small")
     [o] = overrides()
-    assert (o.model, o.provider, o.input, o.output) == ("dryrun-small", "dryrun", Decimal("0.5"),
-                                                        Decimal("2"))  # fmt: skip
+    assert (o.model, o.provider, o.input, o.output) == (
+        "dryrun-small",
+        "dryrun",
+        Decimal("0.5"),
+        Decimal("2"),
+    )
     with ControlPlane() as plane:
         assert plane.audit(limit=1)[0].actor == "admin"
         assert plane.audit(limit=1)[0].action.startswith("price_override")
@@ -114,7 +133,9 @@ def test_self_hosted_cost_per_token_and_new_models(home: Path) -> None:
     at.text_input(key="pr_ov_input").input("0.0000001")  # still per token
     at.button(key="FormSubmitter:pr_override-Save override").click().run()
     assert any("not a model in the price catalog" in e.value for e in at.error), (
-        [e.value for e in at.error], [s.value for s in at.success])
+        [e.value for e in at.error],
+        [s.value for s in at.success],
+    )
     at.checkbox(key="pr_ov_new").check()
     at.button(key="FormSubmitter:pr_override-Save override").click().run()
     assert any("a new model needs its provider" in e.value for e in at.error)
@@ -122,8 +143,10 @@ def test_self_hosted_cost_per_token_and_new_models(home: Path) -> None:
     at.button(key="FormSubmitter:pr_override-Save override").click().run()
     assert not at.error
     got = {(o.model, o.provider): (o.input, o.output) for o in overrides()}
-    assert got == {("smollm2-135m-instruct", "local"): (Decimal("0.02"), Decimal("0.04")),
-                   ("acme-private-7b", "vllm"): (Decimal("0.1"), Decimal("0.04"))}
+    assert got == {
+        ("smollm2-135m-instruct", "local"): (Decimal("0.02"), Decimal("0.04")),
+        ("acme-private-7b", "vllm"): (Decimal("0.1"), Decimal("0.04")),
+    }
 
 
 def test_missing_rate_is_a_clear_error_and_delete_removes(home: Path) -> None:
@@ -146,15 +169,21 @@ def test_missing_rate_is_a_clear_error_and_delete_removes(home: Path) -> None:
 def test_litellm_import_shows_a_diff_and_applies_only_on_confirm(home: Path) -> None:
     at = pricing("admin")
     at.file_uploader(key="pr_import_file").set_value(
-        ("prices.json", json.dumps(LITELLM).encode(), "application/json")).run()
+        ("prices.json", json.dumps(LITELLM).encode(), "application/json")
+    ).run()
     at.date_input(key="pr_import_from").set_value(TODAY + timedelta(days=7))
     at.run()
     assert not at.exception
     shown = {m.label: m.value for m in at.metric}
     assert (shown["Problems"], shown["Changed models"], shown["New models"]) == ("1", "1", "1")
     diff = table(at, "field")
-    changed = {f: (old, new) for m, k, f, old, new in zip(diff["model"], diff["change"],
-               diff["field"], diff["old"], diff["new"], strict=True) if k == "changed"}
+    changed = {
+        f: (old, new)
+        for m, k, f, old, new in zip(
+            diff["model"], diff["change"], diff["field"], diff["old"], diff["new"], strict=True
+        )
+        if k == "changed"
+    }
     assert changed["input"] == ("0.15", "0.2") and changed["output"] == ("0.6", "0.8")
     assert ("brand-new-1", "added") in set(zip(diff["model"], diff["change"], strict=True))
     assert table(at, "reason")["entry"].tolist() == ["acme/broken"]
@@ -171,8 +200,11 @@ def test_litellm_import_shows_a_diff_and_applies_only_on_confirm(home: Path) -> 
     assert set(got) == {"dryrun-small", "brand-new-1"}
     small = got["dryrun-small"]
     assert (small.provider, small.effective_from) == ("dryrun", TODAY + timedelta(days=7))
-    assert (small.input, small.output, small.cached_input) == (Decimal("0.2"), Decimal("0.8"),
-                                                               Decimal("0.075"))  # fmt: skip
+    assert (small.input, small.output, small.cached_input) == (
+        Decimal("0.2"),
+        Decimal("0.8"),
+        Decimal("0.075"),
+    )
     assert got["brand-new-1"].provider == "acme"
     with Router(Settings.from_env()) as router:  # scheduled: today still the old rate
         assert router.controls is not None and router.controls.snapshot().price_overrides
@@ -183,7 +215,8 @@ def test_litellm_import_shows_a_diff_and_applies_only_on_confirm(home: Path) -> 
 def test_engineer_previews_an_import_but_cannot_apply(home: Path) -> None:
     at = pricing("engineer")
     at.file_uploader(key="pr_import_file").set_value(
-        ("prices.json", json.dumps(LITELLM).encode(), "application/json"))
+        ("prices.json", json.dumps(LITELLM).encode(), "application/json")
+    )
     at.run()
     assert not at.exception
     assert len(table(at, "field")) > 0
@@ -195,15 +228,32 @@ def test_unpriced_models_from_the_log_with_call_counts(home: Path) -> None:
     now = datetime.now(UTC)
     with UsageLog(home) as log:
         for i, model in enumerate(["mystery-a", "mystery-a", "mystery-b", "mystery-a"]):
-            log.append(UsageEvent(request_id=f"req_u{i}", ts=now - timedelta(minutes=i),
-                                  provider="vllm", model=model, input_tokens=10,
-                                  output_tokens=5, unpriced=True))  # fmt: skip
-        log.append(UsageEvent(request_id="req_priced", ts=now, provider="dryrun",
-                              model="dryrun-small", cost_picousd=1_000))  # fmt: skip
+            log.append(
+                UsageEvent(
+                    request_id=f"req_u{i}",
+                    ts=now - timedelta(minutes=i),
+                    provider="vllm",
+                    model=model,
+                    input_tokens=10,
+                    output_tokens=5,
+                    unpriced=True,
+                )
+            )
+        log.append(
+            UsageEvent(
+                request_id="req_priced",
+                ts=now,
+                provider="dryrun",
+                model="dryrun-small",
+                cost_picousd=1_000,
+            )
+        )
     at = pricing("viewer")
     unpriced = table(at, "priced_now")
     assert list(zip(unpriced["model"], unpriced["calls"], strict=True)) == [
-        ("mystery-a", 3), ("mystery-b", 1)]
+        ("mystery-a", 3),
+        ("mystery-b", 1),
+    ]
     assert not unpriced["priced_now"].any()
     assert {m.label: m.value for m in at.metric}["Unpriced calls"] == "4"
 
@@ -212,8 +262,9 @@ def test_an_override_naming_another_provider_keeps_the_catalog_working(home: Pat
     from core.control import SYSTEM, PriceOverride
 
     with ControlPlane() as plane:  # written past the console: a second provider for a model
-        plane.upsert_price_override(PriceOverride("dryrun-small", "openai", TODAY,
-                                                  Decimal("1"), Decimal("2")), SYSTEM)
+        plane.upsert_price_override(
+            PriceOverride("dryrun-small", "openai", TODAY, Decimal("1"), Decimal("2")), SYSTEM
+        )
     at = pricing("admin")
     assert not at.exception and not at.error  # the model keeps its catalog provider
     assert len(table(at, "context_window")) > 0

@@ -63,6 +63,7 @@ def test_errors_are_grouped_by_type_and_provider(at, costline_home: Path) -> Non
     with Reader(costline_home) as reader:
         failed = reader.count(scope.filters(status=("error", "blocked", "rate_limited")))
     assert list(table[["error_type", "provider"]].itertuples(index=False, name=None)) == [
-        ("ProviderServerError", "dryrun")]
+        ("ProviderServerError", "dryrun")
+    ]
     assert int(table["errors"].sum()) == failed > 0
     assert at.tabs[1].metric[0].value == f"{failed:,}"

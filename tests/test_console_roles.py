@@ -80,11 +80,18 @@ def test_engineer_sees_import_but_not_admin(home: Path) -> None:
         lambda a: actions.set_disabled(a, "admin", True),
         lambda a: actions.reset_password(a, "admin", "new-password-1"),
         lambda a: actions.save_settings(a, "UTC", "USD", {"EUR": "0.5"}),
-        lambda a: actions.import_usage(a, "u.csv", b"timestamp,model,input_tokens,output_tokens\n"
-                                       b"2025-01-01,dryrun-small,1,1\n", {
-                                           "timestamp": "timestamp", "model": "model",
-                                           "input_tokens": "input_tokens",
-                                           "output_tokens": "output_tokens"}, True),
+        lambda a: actions.import_usage(
+            a,
+            "u.csv",
+            b"timestamp,model,input_tokens,output_tokens\n2025-01-01,dryrun-small,1,1\n",
+            {
+                "timestamp": "timestamp",
+                "model": "model",
+                "input_tokens": "input_tokens",
+                "output_tokens": "output_tokens",
+            },
+            True,
+        ),
     ],
     ids=["create_user", "set_role", "disable", "reset_password", "settings", "import"],
 )

@@ -74,20 +74,31 @@ def test_viewer_reads_every_table_but_gets_no_edit_controls(home: Path) -> None:
     at = page("viewer")
     assert not at.get("form") and not at.text_input and not at.number_input
     assert [b.key for b in at.button] == ["sign_out"]
-    assert {"Editing policies needs the engineer role.",
-            "Editing sampling strategies needs the engineer role."} <= {c.value for c in at.caption}
+    assert {
+        "Editing policies needs the engineer role.",
+        "Editing sampling strategies needs the engineer role.",
+    } <= {c.value for c in at.caption}
     assert at.dataframe[0].value["primary"].tolist() == ["dryrun-small"]
     before = version()
     writes = [
         lambda a: rd.save_policy(a, {"task": "t", "primary_model": "dryrun-small"}, new=True),
         lambda a: rd.delete_policy(a, "chat"),
-        lambda a: rd.save_sampling(a, {"key": "k", "strategy": "always", "batch_size": 1,
-                                       "batch_timeout_s": 1.0}, new=True),
+        lambda a: rd.save_sampling(
+            a, {"key": "k", "strategy": "always", "batch_size": 1, "batch_timeout_s": 1.0}, new=True
+        ),
         lambda a: rd.delete_sampling(a, "chat"),
         lambda a: rd.save_cache_setting(a, {"task": "chat", "ttl_s": 60}),
-        lambda a: rd.save_rate_limit(a, {"id": "r", "scope": "user", "metric": "requests",
-                                         "limit": 5, "window_s": 60,
-                                         "algorithm": "token_bucket"}),
+        lambda a: rd.save_rate_limit(
+            a,
+            {
+                "id": "r",
+                "scope": "user",
+                "metric": "requests",
+                "limit": 5,
+                "window_s": 60,
+                "algorithm": "token_bucket",
+            },
+        ),
     ]
     for write in writes:
         for actor in (VIEWER, Actor("viewer", "engineer")):
@@ -98,19 +109,45 @@ def test_viewer_reads_every_table_but_gets_no_edit_controls(home: Path) -> None:
 
 def test_engineer_adds_a_policy_and_it_is_stored_and_audited(home: Path) -> None:
     at = page("engineer")
-    fill(at, "rt_pol_new", task="summarise", primary_model="dryrun-large",
-         fallbacks="dryrun-medium, dryrun-small", degrade_to="dryrun-small",
-         strategy="cheapest", criticality="high", cache_ttl_s="600", max_tokens="300",
-         personalised=True)
+    fill(
+        at,
+        "rt_pol_new",
+        task="summarise",
+        primary_model="dryrun-large",
+        fallbacks="dryrun-medium, dryrun-small",
+        degrade_to="dryrun-small",
+        strategy="cheapest",
+        criticality="high",
+        cache_ttl_s="600",
+        max_tokens="300",
+        personalised=True,
+    )
     save(at, "rt_pol_form_new")
     assert [s.value for s in at.success] == ["Policy saved."]
     with ControlPlane() as plane:
         (p,) = plane.policies()
         entry = plane.audit(limit=1)[0]
-    assert (p.task, p.primary_model, p.fallbacks, p.degrade_to, p.strategy, p.criticality,
-            p.cache_ttl_s, p.max_tokens, p.personalised) == (
-        "summarise", "dryrun-large", ("dryrun-medium", "dryrun-small"), "dryrun-small",
-        "cheapest", "high", 600, 300, True)
+    assert (
+        p.task,
+        p.primary_model,
+        p.fallbacks,
+        p.degrade_to,
+        p.strategy,
+        p.criticality,
+        p.cache_ttl_s,
+        p.max_tokens,
+        p.personalised,
+    ) == (
+        "summarise",
+        "dryrun-large",
+        ("dryrun-medium", "dryrun-small"),
+        "dryrun-small",
+        "cheapest",
+        "high",
+        600,
+        300,
+        True,
+    )
     assert (entry.actor, entry.action) == ("engineer", "routing_policy.create")
     assert at.selectbox(key="rt_pol_pick").value == "summarise"
 
@@ -136,44 +173,72 @@ def test_sampling_editor_shows_each_strategys_own_knobs_and_validates_them(home:
     at.selectbox(key="rt_smp_new_strategy").set_value("periodic").run()
     assert "rt_smp_new_p_interval_s" in {w.key for w in at.text_input}
     at.selectbox(key="rt_smp_new_strategy").set_value("adaptive").run()
-    assert {"rt_smp_new_p_base_interval_s", "rt_smp_new_p_min_interval_s",
-            "rt_smp_new_p_max_interval_s"} <= {w.key for w in at.text_input}
+    assert {
+        "rt_smp_new_p_base_interval_s",
+        "rt_smp_new_p_min_interval_s",
+        "rt_smp_new_p_max_interval_s",
+    } <= {w.key for w in at.text_input}
     before = version()
-    fill(at, "rt_smp_new", key="agent", p_base_interval_s="120", p_min_interval_s="300",
-         p_max_interval_s="60")
+    fill(
+        at,
+        "rt_smp_new",
+        key="agent",
+        p_base_interval_s="120",
+        p_min_interval_s="300",
+        p_max_interval_s="60",
+    )
     save(at, "rt_smp_form_new")
     shown = error_after(at, "rt_smp_new_p_max_interval_s")
     assert shown is not None and "must be >= params.min_interval_s" in shown
     fill(at, "rt_smp_new", p_base_interval_s="", p_max_interval_s="600")
     save(at, "rt_smp_form_new")
-    assert "required by the adaptive strategy" in (error_after(at, "rt_smp_new_p_base_interval_s")
-                                                   or "")
+    assert "required by the adaptive strategy" in (
+        error_after(at, "rt_smp_new_p_base_interval_s") or ""
+    )
     assert version() == before
-    fill(at, "rt_smp_new", p_base_interval_s="120", min_interval_s=10.0, batch_size=5,
-         batch_timeout_s=60.0)
+    fill(
+        at,
+        "rt_smp_new",
+        p_base_interval_s="120",
+        min_interval_s=10.0,
+        batch_size=5,
+        batch_timeout_s=60.0,
+    )
     save(at, "rt_smp_form_new")
     assert [s.value for s in at.success] == ["Sampling strategy saved."]
     with ControlPlane() as plane:
         (s,) = plane.sampling()
     assert (s.key, s.strategy, dict(s.params), s.min_interval_s, s.batch_size) == (
-        "agent", "adaptive", {"base_interval_s": 120.0, "min_interval_s": 300.0,
-                              "max_interval_s": 600.0}, 10.0, 5)
+        "agent",
+        "adaptive",
+        {"base_interval_s": 120.0, "min_interval_s": 300.0, "max_interval_s": 600.0},
+        10.0,
+        5,
+    )
     assert SamplingConfig.from_strategy(s).base_interval_s == 120.0  # routers can use it
 
 
 def test_sampling_savings_are_the_skipped_events_of_the_log(home: Path) -> None:
     with ControlPlane() as plane:
-        plane.upsert_sampling(SamplingStrategy("regime", "periodic", {"interval_s": 300}),
-                              SYSTEM)  # fmt: skip
+        plane.upsert_sampling(SamplingStrategy("regime", "periodic", {"interval_s": 300}), SYSTEM)
     now = datetime.now(UTC)
     with UsageLog(home) as log:
         for i in range(9):
             skipped = i % 3 != 0
-            log.append(UsageEvent(
-                request_id=f"s{i}", ts=now - timedelta(minutes=i), task="regime",
-                provider="dryrun", model="dryrun-small", status="skipped" if skipped else "ok",
-                ai_called=not skipped, cost_picousd=0 if skipped else 2_500_000_000_000,
-                saved_picousd=2_500_000_000_000 if skipped else 0, source="test"))
+            log.append(
+                UsageEvent(
+                    request_id=f"s{i}",
+                    ts=now - timedelta(minutes=i),
+                    task="regime",
+                    provider="dryrun",
+                    model="dryrun-small",
+                    status="skipped" if skipped else "ok",
+                    ai_called=not skipped,
+                    cost_picousd=0 if skipped else 2_500_000_000_000,
+                    saved_picousd=2_500_000_000_000 if skipped else 0,
+                    source="test",
+                )
+            )
     at = page("viewer")
     table = next(d.value for d in at.dataframe if "agent / task" in d.value.columns)
     row = table[table["agent / task"] == "regime"].iloc[0]
@@ -181,8 +246,9 @@ def test_sampling_savings_are_the_skipped_events_of_the_log(home: Path) -> None:
     with Reader(home) as r:
         saved = r.totals(Filters(task="regime", status="skipped"))["saved_picousd"]
     assert saved == 15 * 10**12 and row["saved"] == "$15.00"
-    savings = rd.sampling_savings(str(home), "x", now - timedelta(days=1),
-                                  now + timedelta(minutes=1))  # fmt: skip
+    savings = rd.sampling_savings(
+        str(home), "x", now - timedelta(days=1), now + timedelta(minutes=1)
+    )
     assert int(savings.set_index("key").loc["regime", "saved_picousd"]) == saved
 
 
@@ -202,7 +268,11 @@ def test_provider_health_matches_the_log(home: Path) -> None:
     assert row["latency p50 (ms)"] == round(float(np.percentile(ok, 50)))
     assert row["latency p95 (ms)"] == round(float(np.percentile(ok, 95)))
     assert row["errors"] > 0 and set(table["breaker (this console)"]) <= {
-        "n/a", "closed", "open", "half_open"}
+        "n/a",
+        "closed",
+        "open",
+        "half_open",
+    }
 
 
 def test_cache_setting_and_rate_limit_editors(home: Path) -> None:
@@ -210,8 +280,16 @@ def test_cache_setting_and_rate_limit_editors(home: Path) -> None:
     fill(at, "rt_cache_new", task="chat", ttl_s=120, semantic_threshold="0.95")
     save(at, "rt_cache_form_new")
     before = version()
-    fill(at, "rt_rl_new", id="per-user", scope="user", metric="requests", limit=0,
-         window_s=60, burst="")
+    fill(
+        at,
+        "rt_rl_new",
+        id="per-user",
+        scope="user",
+        metric="requests",
+        limit=0,
+        window_s=60,
+        burst="",
+    )
     save(at, "rt_rl_form_new")
     shown = error_after(at, "rt_rl_new_enabled")  # the errors sit under the compact row
     assert shown is not None and shown.startswith("limit: must be a whole number >= 1")

@@ -21,8 +21,10 @@ def test_presets_are_whole_local_days_ending_tomorrow_midnight() -> None:
     start, end = range_bounds("7d", "Europe/London", NOW)
     assert (start, end) == (datetime(2026, 3, 9, 0, tzinfo=UTC), datetime(2026, 3, 16, tzinfo=UTC))
     start, end = range_bounds("today", "America/New_York", NOW)  # 06:30 local, EDT since 8 Mar
-    assert (start, end) == (datetime(2026, 3, 15, 4, tzinfo=UTC),
-                            datetime(2026, 3, 16, 4, tzinfo=UTC))  # fmt: skip
+    assert (start, end) == (
+        datetime(2026, 3, 15, 4, tzinfo=UTC),
+        datetime(2026, 3, 16, 4, tzinfo=UTC),
+    )
     assert range_bounds("mtd", "UTC", NOW)[0] == datetime(2026, 3, 1, tzinfo=UTC)
     assert range_bounds("90d", "UTC", NOW)[0] == datetime(2025, 12, 16, tzinfo=UTC)
     custom = range_bounds("custom", "UTC", NOW, (date(2026, 2, 10), date(2026, 2, 1)))
@@ -34,8 +36,10 @@ def test_kpi_windows_compare_the_same_elapsed_time() -> None:
     assert w["today"] == (datetime(2026, 3, 15, tzinfo=UTC), NOW)
     assert w["yesterday"] == (datetime(2026, 3, 14, tzinfo=UTC), NOW - timedelta(days=1))
     assert w["mtd"] == (datetime(2026, 3, 1, tzinfo=UTC), NOW)
-    assert w["prev_mtd"] == (datetime(2026, 2, 1, tzinfo=UTC),
-                             datetime(2026, 2, 15, 10, 30, tzinfo=UTC))  # fmt: skip
+    assert w["prev_mtd"] == (
+        datetime(2026, 2, 1, tzinfo=UTC),
+        datetime(2026, 2, 15, 10, 30, tzinfo=UTC),
+    )
     assert w["prev30"] == (NOW - timedelta(days=60), NOW - timedelta(days=30))
     late = datetime(2026, 3, 31, 12, tzinfo=UTC)  # March 31st: February is shorter
     assert kpi_windows("UTC", late)["prev_mtd"][1] == datetime(2026, 3, 1, tzinfo=UTC)
@@ -57,7 +61,11 @@ def test_change_and_rates() -> None:
     assert change(150, 100) == "+50.0%" and change(50, 100) == "-50.0%"
     assert change(10, 0) is None
     assert rates_with_defaults({"EUR": "0.5", "JPY": "150", "BAD": "x", "USD": "2"}) == {
-        "USD": "1", "EUR": "0.5", "GBP": "0.79", "JPY": "150"}
+        "USD": "1",
+        "EUR": "0.5",
+        "GBP": "0.79",
+        "JPY": "150",
+    }
     assert parse_rates("eur=0.9, GBP = 0.8\n") == {"EUR": "0.9", "GBP": "0.8"}
     with pytest.raises(ConfigError):
         parse_rates("EUR 0.9")
@@ -70,9 +78,14 @@ def test_scope_filters_leave_empty_dimensions_open() -> None:
 
 
 def test_series_frame_bars_span_their_period() -> None:
-    series = pd.DataFrame({"period": pd.to_datetime(["2026-01-05", "2026-01-12"]),
-                           "key": ["a", "b"], "cost_picousd": [PICO, 2 * PICO],
-                           "requests": [3, 4]})  # fmt: skip
+    series = pd.DataFrame(
+        {
+            "period": pd.to_datetime(["2026-01-05", "2026-01-12"]),
+            "key": ["a", "b"],
+            "cost_picousd": [PICO, 2 * PICO],
+            "requests": [3, 4],
+        }
+    )
     frame = shape.series_frame(series, Money(), "week")
     assert list(frame["amount"]) == [1.0, 2.0]
     assert frame["period_end"][0] == pd.Timestamp("2026-01-05") + pd.Timedelta(days=7) * 0.85

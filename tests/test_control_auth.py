@@ -136,8 +136,12 @@ def test_password_change_and_audit_never_hold_hashes(plane: ControlPlane) -> Non
     plane.set_role("eve", "viewer", ada)
     assert authenticate(plane, "eve", "a brand new secret").role == "viewer"
     entries = plane.audit(entity="user")
-    assert [e.action for e in entries] == ["user.set_role", "user.set_password", "user.create",
-                                           "user.create"]
+    assert [e.action for e in entries] == [
+        "user.set_role",
+        "user.set_password",
+        "user.create",
+        "user.create",
+    ]
     assert entries[1].after == {"password": "changed"}
     text = json.dumps([(e.before, e.after) for e in entries])
     assert "scrypt$" not in text and "password_hash" not in text
@@ -152,7 +156,8 @@ def test_password_change_and_audit_never_hold_hashes(plane: ControlPlane) -> Non
 
 
 def test_ensure_admin_creates_once_with_a_generated_password(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.delenv("COSTLINE_ADMIN_PASSWORD", raising=False)
     plane = ControlPlane()
     password = ensure_admin(plane)

@@ -21,16 +21,24 @@ ROOT = Path(__file__).resolve().parents[1]
 TS, TXT, INT, BIG, DBL, BOOL, DATE = "timestamp", "text", "int", "bigint", "double", "bool", "date"
 ROWID = "rowid"  # serial ids: INTEGER (the rowid alias) on SQLite, BIGINT on PostgreSQL
 EXPECTED: dict[str, dict[str, Any]] = {
-    "_migrations": {"columns": [("name", TXT, False), ("applied_at", TS, False)],
-                    "pk": ["name"]},
+    "_migrations": {"columns": [("name", TXT, False), ("applied_at", TS, False)], "pk": ["name"]},
     "meta": {"columns": [("id", INT, False), ("version", BIG, False)], "pk": ["id"]},
     "budgets": {
         "columns": [
-            ("id", TXT, False), ("name", TXT, False), ("scope", TXT, False),
-            ("scope_value", TXT, True), ("period", TXT, False), ("limit_picousd", BIG, True),
-            ("limit_tokens", BIG, True), ("soft_multiplier", DBL, False),
-            ("thresholds_json", TXT, False), ("action", TXT, False), ("degrade_to", TXT, True),
-            ("timezone", TXT, False), ("webhook_url", TXT, True), ("enabled", BOOL, False),
+            ("id", TXT, False),
+            ("name", TXT, False),
+            ("scope", TXT, False),
+            ("scope_value", TXT, True),
+            ("period", TXT, False),
+            ("limit_picousd", BIG, True),
+            ("limit_tokens", BIG, True),
+            ("soft_multiplier", DBL, False),
+            ("thresholds_json", TXT, False),
+            ("action", TXT, False),
+            ("degrade_to", TXT, True),
+            ("timezone", TXT, False),
+            ("webhook_url", TXT, True),
+            ("enabled", BOOL, False),
             ("reset_generation", INT, False),
         ],
         "pk": ["id"],
@@ -38,43 +46,67 @@ EXPECTED: dict[str, dict[str, Any]] = {
     },
     "routing_policies": {
         "columns": [
-            ("task", TXT, False), ("primary_model", TXT, False), ("fallbacks_json", TXT, False),
-            ("degrade_to", TXT, True), ("criticality", TXT, False), ("strategy", TXT, False),
-            ("weight_cost", DBL, False), ("weight_latency", DBL, False),
-            ("weight_quality", DBL, False), ("cache_ttl_s", INT, True),
-            ("personalised", BOOL, False), ("max_tokens", INT, True),
+            ("task", TXT, False),
+            ("primary_model", TXT, False),
+            ("fallbacks_json", TXT, False),
+            ("degrade_to", TXT, True),
+            ("criticality", TXT, False),
+            ("strategy", TXT, False),
+            ("weight_cost", DBL, False),
+            ("weight_latency", DBL, False),
+            ("weight_quality", DBL, False),
+            ("cache_ttl_s", INT, True),
+            ("personalised", BOOL, False),
+            ("max_tokens", INT, True),
         ],
         "pk": ["task"],
     },
     "sampling_strategies": {
         "columns": [
-            ("key", TXT, False), ("strategy", TXT, False), ("params_json", TXT, False),
-            ("min_interval_s", DBL, False), ("batch_size", INT, False),
-            ("batch_timeout_s", DBL, False), ("enabled", BOOL, False),
+            ("key", TXT, False),
+            ("strategy", TXT, False),
+            ("params_json", TXT, False),
+            ("min_interval_s", DBL, False),
+            ("batch_size", INT, False),
+            ("batch_timeout_s", DBL, False),
+            ("enabled", BOOL, False),
         ],
         "pk": ["key"],
     },
     "cache_settings": {
-        "columns": [("task", TXT, False), ("ttl_s", INT, False), ("enabled", BOOL, False),
-                    ("semantic_threshold", DBL, True)],
+        "columns": [
+            ("task", TXT, False),
+            ("ttl_s", INT, False),
+            ("enabled", BOOL, False),
+            ("semantic_threshold", DBL, True),
+        ],
         "pk": ["task"],
     },
     "rate_limits": {
         "columns": [
-            ("id", TXT, False), ("scope", TXT, False), ("scope_value", TXT, True),
-            ("metric", TXT, False), ("limit_value", BIG, False), ("window_s", INT, False),
-            ("algorithm", TXT, False), ("burst", BIG, True), ("enabled", BOOL, False),
+            ("id", TXT, False),
+            ("scope", TXT, False),
+            ("scope_value", TXT, True),
+            ("metric", TXT, False),
+            ("limit_value", BIG, False),
+            ("window_s", INT, False),
+            ("algorithm", TXT, False),
+            ("burst", BIG, True),
+            ("enabled", BOOL, False),
         ],
         "pk": ["id"],
     },
     "price_overrides": {
         "columns": [
-            ("provider", TXT, False), ("model", TXT, False), ("effective_from", DATE, False),
+            ("provider", TXT, False),
+            ("model", TXT, False),
+            ("effective_from", DATE, False),
             ("input_picousd_per_token", BIG, False),
             ("cached_input_picousd_per_token", BIG, True),
             ("cache_write_picousd_per_token", BIG, True),
             ("output_picousd_per_token", BIG, False),
-            ("reasoning_picousd_per_token", BIG, True), ("note", TXT, False),
+            ("reasoning_picousd_per_token", BIG, True),
+            ("note", TXT, False),
         ],
         "pk": ["provider", "model", "effective_from"],
     },
@@ -84,30 +116,50 @@ EXPECTED: dict[str, dict[str, Any]] = {
     },
     "users": {
         "columns": [
-            ("username", TXT, False), ("password_hash", TXT, False), ("role", TXT, False),
-            ("failed_attempts", INT, False), ("locked_until", TS, True),
-            ("created_at", TS, False), ("disabled", BOOL, False),
+            ("username", TXT, False),
+            ("password_hash", TXT, False),
+            ("role", TXT, False),
+            ("failed_attempts", INT, False),
+            ("locked_until", TS, True),
+            ("created_at", TS, False),
+            ("disabled", BOOL, False),
         ],
         "pk": ["username"],
     },
     "audit_log": {
         "columns": [
-            ("id", ROWID, False), ("ts", TS, False), ("actor", TXT, False),
-            ("action", TXT, False), ("entity", TXT, False), ("entity_id", TXT, False),
-            ("before_json", TXT, True), ("after_json", TXT, True),
+            ("id", ROWID, False),
+            ("ts", TS, False),
+            ("actor", TXT, False),
+            ("action", TXT, False),
+            ("entity", TXT, False),
+            ("entity_id", TXT, False),
+            ("before_json", TXT, True),
+            ("after_json", TXT, True),
         ],
         "pk": ["id"],
-        "indexes": {"ix_audit_log_ts": (["ts"], False),
-                    "ix_audit_log_entity": (["entity", "entity_id"], False)},
+        "indexes": {
+            "ix_audit_log_ts": (["ts"], False),
+            "ix_audit_log_entity": (["entity", "entity_id"], False),
+        },
     },
     "alerts": {
         "columns": [
-            ("id", ROWID, False), ("ts", TS, False), ("kind", TXT, False),
-            ("budget_id", TXT, False), ("window_key", TXT, False),
-            ("threshold_pct", INT, False), ("spent_picousd", BIG, True),
-            ("limit_picousd", BIG, True), ("spent_tokens", BIG, True),
-            ("limit_tokens", BIG, True), ("message", TXT, False), ("delivered", BOOL, False),
-            ("delivery_error", TXT, True), ("acked_by", TXT, True), ("acked_at", TS, True),
+            ("id", ROWID, False),
+            ("ts", TS, False),
+            ("kind", TXT, False),
+            ("budget_id", TXT, False),
+            ("window_key", TXT, False),
+            ("threshold_pct", INT, False),
+            ("spent_picousd", BIG, True),
+            ("limit_picousd", BIG, True),
+            ("spent_tokens", BIG, True),
+            ("limit_tokens", BIG, True),
+            ("message", TXT, False),
+            ("delivered", BOOL, False),
+            ("delivery_error", TXT, True),
+            ("acked_by", TXT, True),
+            ("acked_at", TS, True),
         ],
         "pk": ["id"],
         "unique": {"uq_alerts_once": ["kind", "budget_id", "window_key", "threshold_pct"]},
@@ -116,9 +168,14 @@ EXPECTED: dict[str, dict[str, Any]] = {
     "settings": {"columns": [("key", TXT, False), ("value_json", TXT, False)], "pk": ["key"]},
     "data_loads": {
         "columns": [
-            ("id", TXT, False), ("kind", TXT, False), ("name", TXT, False),
-            ("rows", BIG, False), ("cost_picousd", BIG, True), ("actor", TXT, False),
-            ("created_at", TS, False), ("details_json", TXT, False),
+            ("id", TXT, False),
+            ("kind", TXT, False),
+            ("name", TXT, False),
+            ("rows", BIG, False),
+            ("cost_picousd", BIG, True),
+            ("actor", TXT, False),
+            ("created_at", TS, False),
+            ("details_json", TXT, False),
         ],
         "pk": ["id"],
         "indexes": {"ix_data_loads_kind": (["kind"], False)},
@@ -137,8 +194,14 @@ def family(t: sa.types.TypeEngine[Any], dialect: str, column: str) -> str:
     if isinstance(t, sa.DateTime):
         assert dialect != "postgresql" or t.timezone, f"{column}: not timestamptz"
         return TS
-    for cls, name in ((sa.Boolean, BOOL), (sa.Date, DATE), (sa.BigInteger, BIG),
-                      (sa.Integer, INT), (sa.Float, DBL), (sa.String, TXT)):
+    for cls, name in (
+        (sa.Boolean, BOOL),
+        (sa.Date, DATE),
+        (sa.BigInteger, BIG),
+        (sa.Integer, INT),
+        (sa.Float, DBL),
+        (sa.String, TXT),
+    ):
         if isinstance(t, cls):
             if cls is sa.String:
                 assert getattr(t, "length", None) is None, f"{column}: length-limited text"
@@ -149,8 +212,10 @@ def family(t: sa.types.TypeEngine[Any], dialect: str, column: str) -> str:
 def expected(dialect: str) -> dict[str, dict[str, Any]]:
     rowid = INT if dialect == "sqlite" else BIG
     return {
-        table: {**spec, "columns": [(n, rowid if t == ROWID else t, null)
-                                    for n, t, null in spec["columns"]]}
+        table: {
+            **spec,
+            "columns": [(n, rowid if t == ROWID else t, null) for n, t, null in spec["columns"]],
+        }
         for table, spec in sorted(EXPECTED.items())
     }
 
@@ -161,13 +226,18 @@ def reflect(engine: sa.Engine) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for table in sorted(insp.get_table_names()):
         spec: dict[str, Any] = {
-            "columns": [(c["name"], family(c["type"], dialect, c["name"]), c["nullable"])
-                        for c in insp.get_columns(table)],
+            "columns": [
+                (c["name"], family(c["type"], dialect, c["name"]), c["nullable"])
+                for c in insp.get_columns(table)
+            ],
             "pk": insp.get_pk_constraint(table)["constrained_columns"],
         }
         uniques = {u["name"]: u["column_names"] for u in insp.get_unique_constraints(table)}
-        indexes = {i["name"]: (i["column_names"], bool(i["unique"]))
-                   for i in insp.get_indexes(table) if i["name"] not in uniques}
+        indexes = {
+            i["name"]: (i["column_names"], bool(i["unique"]))
+            for i in insp.get_indexes(table)
+            if i["name"] not in uniques
+        }
         if uniques:
             spec["unique"] = uniques
         if indexes:
@@ -216,23 +286,38 @@ def test_later_migration_keeps_existing_rows(url: str) -> None:
     engine = make_engine(url)
     assert migrate(engine, MIGRATIONS[:1]) == ["m001_initial"]
     with engine.begin() as conn:
-        conn.execute(sa.text(
-            "INSERT INTO alerts (ts, kind, budget_id, window_key, threshold_pct, "
-            "spent_picousd, message, delivered) VALUES (:ts, 'budget', 'b1', '2026-05', 50, "
-            ":spent, 'half way', false)"), {"ts": "2026-05-14 10:00:00", "spent": 5 * 10**12})
+        conn.execute(
+            sa.text(
+                "INSERT INTO alerts (ts, kind, budget_id, window_key, threshold_pct, "
+                "spent_picousd, message, delivered) VALUES (:ts, 'budget', 'b1', '2026-05', 50, "
+                ":spent, 'half way', false)"
+            ),
+            {"ts": "2026-05-14 10:00:00", "spent": 5 * 10**12},
+        )
     assert migrate(engine) == [m.__name__ for m in MIGRATIONS[1:]]
     with engine.connect() as conn:
-        row = conn.execute(sa.text(
-            "SELECT budget_id, spent_picousd, message, acked_by FROM alerts")).one()
+        row = conn.execute(
+            sa.text("SELECT budget_id, spent_picousd, message, acked_by FROM alerts")
+        ).one()
     assert tuple(row) == ("b1", 5 * 10**12, "half way", None)
     engine.dispose()
 
 
 def test_processes_migrating_at_once_apply_each_migration_once(url: str) -> None:
-    code = "import sys; from core.control import make_engine, migrate; " \
-           "print(migrate(make_engine(sys.argv[1])))"
-    procs = [subprocess.Popen([sys.executable, "-c", code, url], cwd=ROOT, text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(4)]
+    code = (
+        "import sys; from core.control import make_engine, migrate; "
+        "print(migrate(make_engine(sys.argv[1])))"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, url],
+            cwd=ROOT,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(4)
+    ]
     outs = [p.communicate(timeout=60) for p in procs]
     assert [p.returncode for p in procs] == [0] * 4, [err for _, err in outs]
     ran = [name for out, _ in outs for name in ast.literal_eval(out)]  # what each one applied

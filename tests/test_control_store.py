@@ -68,45 +68,114 @@ class Case:
 
 
 BUDGET = Budget(
-    id="team-a", name="Team A", scope="project", scope_value="alpha", period="week",
-    limit_usd=Decimal("125.50"), limit_tokens=2_000_000, soft_multiplier=1.5,
-    thresholds=(25, 50, 100, 150), action="degrade", degrade_to="gpt-4o-mini",
-    timezone="Europe/Paris", webhook_url="https://hooks.example.com/costline",
+    id="team-a",
+    name="Team A",
+    scope="project",
+    scope_value="alpha",
+    period="week",
+    limit_usd=Decimal("125.50"),
+    limit_tokens=2_000_000,
+    soft_multiplier=1.5,
+    thresholds=(25, 50, 100, 150),
+    action="degrade",
+    degrade_to="gpt-4o-mini",
+    timezone="Europe/Paris",
+    webhook_url="https://hooks.example.com/costline",
 )
-POLICY = RoutingPolicy(task="summarize", primary_model="gpt-4o", fallbacks=("claude-3-5-haiku",),
-                       degrade_to="llama3-8b", criticality="high", strategy="balanced",
-                       weights=Weights(0.6, 0.1, 0.3), cache_ttl_s=1800, max_tokens=512)
-SAMPLING = SamplingStrategy(key="market_regime", strategy="periodic", params={"interval_s": 300},
-                            min_interval_s=45, batch_size=8, batch_timeout_s=120)
-PRICE = PriceOverride(model="gpt-4o", provider="openai", effective_from=date(2026, 5, 1),
-                      input=Decimal("2.5"), output=Decimal("10"), cached_input=Decimal("1.25"),
-                      note="negotiated")
+POLICY = RoutingPolicy(
+    task="summarize",
+    primary_model="gpt-4o",
+    fallbacks=("claude-3-5-haiku",),
+    degrade_to="llama3-8b",
+    criticality="high",
+    strategy="balanced",
+    weights=Weights(0.6, 0.1, 0.3),
+    cache_ttl_s=1800,
+    max_tokens=512,
+)
+SAMPLING = SamplingStrategy(
+    key="market_regime",
+    strategy="periodic",
+    params={"interval_s": 300},
+    min_interval_s=45,
+    batch_size=8,
+    batch_timeout_s=120,
+)
+PRICE = PriceOverride(
+    model="gpt-4o",
+    provider="openai",
+    effective_from=date(2026, 5, 1),
+    input=Decimal("2.5"),
+    output=Decimal("10"),
+    cached_input=Decimal("1.25"),
+    note="negotiated",
+)
 CASES = [
-    Case("budget", BUDGET, replace(BUDGET, limit_usd=Decimal("0.000000000001"), enabled=False),
-         lambda p, x, a: p.upsert_budget(x, a), lambda p: p.budgets(),
-         lambda p, x, a: p.delete_budget(x.id, a), "team-a"),
-    Case("routing_policy", POLICY, replace(POLICY, fallbacks=(), strategy="cheapest"),
-         lambda p, x, a: p.upsert_policy(x, a), lambda p: p.policies(),
-         lambda p, x, a: p.delete_policy(x.task, a), "summarize"),
-    Case("sampling_strategy", SAMPLING,
-         replace(SAMPLING, strategy="adaptive",
-                 params={"min_interval_s": 30, "max_interval_s": 600}),
-         lambda p, x, a: p.upsert_sampling(x, a), lambda p: p.sampling(),
-         lambda p, x, a: p.delete_sampling(x.key, a), "market_regime"),
-    Case("cache_setting", CacheSetting("chat", 300), CacheSetting("chat", 60, False, 0.92),
-         lambda p, x, a: p.upsert_cache_setting(x, a), lambda p: p.cache_settings(),
-         lambda p, x, a: p.delete_cache_setting(x.task, a), "chat"),
-    Case("rate_limit", RateLimit("per-user", "user", None, "requests", 60, 60),
-         RateLimit("per-user", "user", None, "tokens", 100_000, 3600, "sliding_window", 5000),
-         lambda p, x, a: p.upsert_rate_limit(x, a), lambda p: p.rate_limits(),
-         lambda p, x, a: p.delete_rate_limit(x.id, a), "per-user"),
-    Case("price_override", PRICE, replace(PRICE, output=Decimal("9.999999"), reasoning=Decimal(12)),
-         lambda p, x, a: p.upsert_price_override(x, a), lambda p: p.price_overrides(),
-         lambda p, x, a: p.delete_price_override(x.provider, x.model, x.effective_from, a),
-         "openai/gpt-4o/2026-05-01"),
-    Case("model_score", ModelScore("gpt-4o", 0.9), ModelScore("gpt-4o", 0.85, "after eval"),
-         lambda p, x, a: p.upsert_model_score(x, a), lambda p: p.model_scores(),
-         lambda p, x, a: p.delete_model_score(x.model, a), "gpt-4o"),
+    Case(
+        "budget",
+        BUDGET,
+        replace(BUDGET, limit_usd=Decimal("0.000000000001"), enabled=False),
+        lambda p, x, a: p.upsert_budget(x, a),
+        lambda p: p.budgets(),
+        lambda p, x, a: p.delete_budget(x.id, a),
+        "team-a",
+    ),
+    Case(
+        "routing_policy",
+        POLICY,
+        replace(POLICY, fallbacks=(), strategy="cheapest"),
+        lambda p, x, a: p.upsert_policy(x, a),
+        lambda p: p.policies(),
+        lambda p, x, a: p.delete_policy(x.task, a),
+        "summarize",
+    ),
+    Case(
+        "sampling_strategy",
+        SAMPLING,
+        replace(
+            SAMPLING, strategy="adaptive", params={"min_interval_s": 30, "max_interval_s": 600}
+        ),
+        lambda p, x, a: p.upsert_sampling(x, a),
+        lambda p: p.sampling(),
+        lambda p, x, a: p.delete_sampling(x.key, a),
+        "market_regime",
+    ),
+    Case(
+        "cache_setting",
+        CacheSetting("chat", 300),
+        CacheSetting("chat", 60, False, 0.92),
+        lambda p, x, a: p.upsert_cache_setting(x, a),
+        lambda p: p.cache_settings(),
+        lambda p, x, a: p.delete_cache_setting(x.task, a),
+        "chat",
+    ),
+    Case(
+        "rate_limit",
+        RateLimit("per-user", "user", None, "requests", 60, 60),
+        RateLimit("per-user", "user", None, "tokens", 100_000, 3600, "sliding_window", 5000),
+        lambda p, x, a: p.upsert_rate_limit(x, a),
+        lambda p: p.rate_limits(),
+        lambda p, x, a: p.delete_rate_limit(x.id, a),
+        "per-user",
+    ),
+    Case(
+        "price_override",
+        PRICE,
+        replace(PRICE, output=Decimal("9.999999"), reasoning=Decimal(12)),
+        lambda p, x, a: p.upsert_price_override(x, a),
+        lambda p: p.price_overrides(),
+        lambda p, x, a: p.delete_price_override(x.provider, x.model, x.effective_from, a),
+        "openai/gpt-4o/2026-05-01",
+    ),
+    Case(
+        "model_score",
+        ModelScore("gpt-4o", 0.9),
+        ModelScore("gpt-4o", 0.85, "after eval"),
+        lambda p, x, a: p.upsert_model_score(x, a),
+        lambda p: p.model_scores(),
+        lambda p, x, a: p.delete_model_score(x.model, a),
+        "gpt-4o",
+    ),
 ]
 
 
@@ -191,9 +260,11 @@ def test_engineer_edits_routing_but_not_users_prices_or_settings(plane: ControlP
         else:
             assert case.upsert(plane, case.first, ENGINEER) == case.first
     plane.reset_budget(BUDGET.id, ENGINEER)
-    for denied in (lambda: plane.create_user("mallory", PASSWORD, "viewer", ENGINEER),
-                   lambda: plane.set_role("eve", "admin", ENGINEER),
-                   lambda: plane.set_setting("currency", "EUR", ENGINEER)):
+    for denied in (
+        lambda: plane.create_user("mallory", PASSWORD, "viewer", ENGINEER),
+        lambda: plane.set_role("eve", "admin", ENGINEER),
+        lambda: plane.set_setting("currency", "EUR", ENGINEER),
+    ):
         with pytest.raises(PermissionDenied):
             denied()
     assert [u.role for u in plane.users() if u.username == "eve"] == ["engineer"]
@@ -242,8 +313,9 @@ def test_alert_fires_once_per_window_and_threshold(plane: ControlPlane, url: str
     # several processes' planes racing for one threshold: exactly one wins
     others = [ControlPlane(url) for _ in range(4)]
     with ThreadPoolExecutor(4) as pool:
-        won = list(pool.map(lambda p: p.record_alert("team-a", "2026-W21", 90, message="90%"),
-                            others))
+        won = list(
+            pool.map(lambda p: p.record_alert("team-a", "2026-W21", 90, message="90%"), others)
+        )
     for p in others:
         p.close()
     assert sorted(won) == [False, False, False, True]
@@ -257,8 +329,10 @@ def test_alert_fires_once_per_window_and_threshold(plane: ControlPlane, url: str
     assert (failed.delivered, failed.delivery_error) == (False, "HTTP 500")
     acked = by_threshold[("2026-W20", 50, "budget")]
     assert acked.acked_by == "eve" and acked.acked_at is not None
-    assert [e.action for e in plane.audit(limit=2, entity="alert")] == ["alert.ack",
-                                                                         "alert.delivery"]
+    assert [e.action for e in plane.audit(limit=2, entity="alert")] == [
+        "alert.ack",
+        "alert.delivery",
+    ]
 
 
 def test_snapshot_holds_everything_at_one_version(plane: ControlPlane) -> None:
@@ -295,8 +369,13 @@ print(time.time(), flush=True)
 def test_watcher_sees_an_edit_from_another_process(plane: ControlPlane, url: str) -> None:
     watcher = Watcher(plane, min_interval_s=0.25)
     assert watcher.current().budgets == ()
-    child = subprocess.Popen([sys.executable, "-c", CHILD, url], cwd=ROOT, text=True,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, url],
+        cwd=ROOT,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     seen_at = None
     deadline = time.monotonic() + 30  # generous for the child's start; the lag is asserted
     while time.monotonic() < deadline and seen_at is None:

@@ -30,8 +30,13 @@ MODELS = {"gpt-4o", "gpt-4o-mini", "llama3-8b"}
 BUDGET = Budget(id="b1", name="Global", limit_usd=Decimal("100"), timezone="UTC")
 POLICY = RoutingPolicy(task="chat", primary_model="gpt-4o", fallbacks=("gpt-4o-mini",))
 SAMPLING = SamplingStrategy(key="agent", strategy="periodic", params={"interval_s": 60})
-PRICE = PriceOverride(model="gpt-4o", provider="openai", effective_from=date(2026, 1, 1),
-                      input=Decimal("2.5"), output=Decimal("10"))
+PRICE = PriceOverride(
+    model="gpt-4o",
+    provider="openai",
+    effective_from=date(2026, 1, 1),
+    input=Decimal("2.5"),
+    output=Decimal("10"),
+)
 RATE = RateLimit(id="r1")
 
 
@@ -107,14 +112,22 @@ REJECTED: list[tuple[str, Write, str]] = [
     ("unknown sampling strategy", sampling(strategy="sometimes"), "strategy"),
     ("periodic without interval", sampling(params={}), "params.interval_s"),
     ("unknown sampling param", sampling(params={"interval_s": 5, "speed": 2}), "params.speed"),
-    ("adaptive min over max", sampling(strategy="adaptive", params={
-        "min_interval_s": 600, "max_interval_s": 60}), "params.max_interval_s"),
+    (
+        "adaptive min over max",
+        sampling(strategy="adaptive", params={"min_interval_s": 600, "max_interval_s": 60}),
+        "params.max_interval_s",
+    ),
     ("zero batch size", sampling(batch_size=0), "batch_size"),
-    ("negative cache ttl",
-     lambda p: p.upsert_cache_setting(CacheSetting("chat", -1), SYSTEM), "ttl_s"),
-    ("semantic threshold over 1",
-     lambda p: p.upsert_cache_setting(CacheSetting("chat", 60, True, 1.5), SYSTEM),
-     "semantic_threshold"),
+    (
+        "negative cache ttl",
+        lambda p: p.upsert_cache_setting(CacheSetting("chat", -1), SYSTEM),
+        "ttl_s",
+    ),
+    (
+        "semantic threshold over 1",
+        lambda p: p.upsert_cache_setting(CacheSetting("chat", 60, True, 1.5), SYSTEM),
+        "semantic_threshold",
+    ),
     ("unknown rate scope", rate(scope="planet"), "scope"),
     ("zero rate limit", rate(limit=0), "limit"),
     ("unknown algorithm", rate(algorithm="leaky_bucket"), "algorithm"),
@@ -122,17 +135,25 @@ REJECTED: list[tuple[str, Write, str]] = [
     ("sub-picodollar price", price(output=Decimal("0.0000001")), "output"),
     ("unknown override model", price(model="gpt-5-imaginary"), "model"),
     ("bad timezone setting", lambda p: p.set_setting("timezone", "Nowhere", SYSTEM), "timezone"),
-    ("bad fail policy", lambda p: p.set_setting("redis_fail_policy", "maybe", SYSTEM),
-     "redis_fail_policy"),
-    ("negative currency rate",
-     lambda p: p.set_setting("currency_rates", {"EUR": "-1"}, SYSTEM), "currency_rates.EUR"),
+    (
+        "bad fail policy",
+        lambda p: p.set_setting("redis_fail_policy", "maybe", SYSTEM),
+        "redis_fail_policy",
+    ),
+    (
+        "negative currency rate",
+        lambda p: p.set_setting("currency_rates", {"EUR": "-1"}, SYSTEM),
+        "currency_rates.EUR",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("write", "field"), [(w, f) for _, w, f in REJECTED],
-                         ids=[name for name, _, _ in REJECTED])
+@pytest.mark.parametrize(
+    ("write", "field"), [(w, f) for _, w, f in REJECTED], ids=[name for name, _, _ in REJECTED]
+)
 def test_rejected_write_names_the_field_and_changes_nothing(
-        plane: ControlPlane, write: Write, field: str) -> None:
+    plane: ControlPlane, write: Write, field: str
+) -> None:
     before, audit = plane.snapshot(), plane.audit(limit=1000)
     with pytest.raises(ConfigError) as err:
         write(plane)
@@ -151,11 +172,17 @@ def test_error_message_shows_the_value() -> None:
 def test_valid_values_are_normalised() -> None:
     b = validate_budget(replace(BUDGET, limit_usd="12.3400", name=" Team ", webhook_url=""))
     assert (b.limit_usd, str(b.limit_usd), b.name, b.webhook_url) == (
-        Decimal("12.34"), "12.34", "Team", None)
+        Decimal("12.34"),
+        "12.34",
+        "Team",
+        None,
+    )
     rounded = validate_budget(replace(BUDGET, limit_usd=Decimal("0.0000000000004")))
     assert rounded.limit_usd == 0  # below a picodollar rounds (half-even) to zero
-    assert validate_budget(replace(BUDGET, limit_usd=Decimal("1E+2"))).limit_usd.as_tuple() \
-        == Decimal("100").as_tuple()  # type: ignore[union-attr]
+    assert (
+        validate_budget(replace(BUDGET, limit_usd=Decimal("1E+2"))).limit_usd.as_tuple()
+        == Decimal("100").as_tuple()
+    )  # type: ignore[union-attr]
     assert validate_policy(POLICY, model_exists=None) == POLICY  # no catalog: names not checked
     assert validate_setting("currency_rates", {"EUR": Decimal("0.920")}) == {"EUR": "0.92"}
 

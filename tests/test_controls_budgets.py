@@ -57,17 +57,22 @@ def router(plane: ControlPlane) -> Iterator[Router]:
 
 # ---- scopes -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("scope", "value", "other"), [
-    ("global", None, None),
-    ("org", "acme", OTHER),
-    ("project", "web", OTHER),
-    ("user", "ann", OTHER),
-    ("task", "summarize", OTHER),
-    ("model", "dryrun-large", OTHER),  # OTHER routes to dryrun-small
-    ("provider", "dryrun", None),
-])
-def test_each_scope_blocks_the_requests_it_matches_and_only_those(plane, router, scope, value,
-                                                                   other):
+
+@pytest.mark.parametrize(
+    ("scope", "value", "other"),
+    [
+        ("global", None, None),
+        ("org", "acme", OTHER),
+        ("project", "web", OTHER),
+        ("user", "ann", OTHER),
+        ("task", "summarize", OTHER),
+        ("model", "dryrun-large", OTHER),  # OTHER routes to dryrun-small
+        ("provider", "dryrun", None),
+    ],
+)
+def test_each_scope_blocks_the_requests_it_matches_and_only_those(
+    plane, router, scope, value, other
+):
     budget(plane, "tight", scope=scope, scope_value=value, limit_usd=Decimal("0.000001"))
     budget(plane, "elsewhere", scope="org", scope_value="initech", limit_usd=Decimal("0"))
     sync(router)
@@ -82,17 +87,19 @@ def test_each_scope_blocks_the_requests_it_matches_and_only_those(plane, router,
 
 
 def test_provider_budget_ignores_other_providers(plane, router):
-    budget(plane, "openai-only", scope="provider", scope_value="openai",
-           limit_usd=Decimal("0"))
+    budget(plane, "openai-only", scope="provider", scope_value="openai", limit_usd=Decimal("0"))
     sync(router)
     assert router.complete(call(**MATCH)).provider == "dryrun"
 
 
 def test_every_matching_budget_counts_the_call_and_the_tightest_blocks(plane, router):
-    for b in (dict(id="all", scope="global"), dict(id="acme", scope="org", scope_value="acme"),
-              dict(id="ann", scope="user", scope_value="ann"),
-              dict(id="large", scope="model", scope_value="dryrun-large"),
-              dict(id="globex", scope="org", scope_value="globex")):
+    for b in (
+        dict(id="all", scope="global"),
+        dict(id="acme", scope="org", scope_value="acme"),
+        dict(id="ann", scope="user", scope_value="ann"),
+        dict(id="large", scope="model", scope_value="dryrun-large"),
+        dict(id="globex", scope="org", scope_value="globex"),
+    ):
         budget(plane, limit_usd=Decimal("100"), **b)
     sync(router)
     done = router.complete(call(**MATCH))
@@ -123,6 +130,7 @@ def test_a_budget_on_org_a_never_blocks_org_b(plane, router):
 
 # ---- hard limits --------------------------------------------------------------------------
 
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def any_plane(request: pytest.FixtureRequest) -> Iterator[ControlPlane]:
     url = None if request.param == "sqlite" else request.getfixturevalue("pg_url")
@@ -134,8 +142,14 @@ def any_plane(request: pytest.FixtureRequest) -> Iterator[ControlPlane]:
 def test_hard_limit_blocks_naming_budget_limit_spend_and_window(any_plane):
     with make_router(any_plane) as router:
         limit = Decimal("0.005")
-        b = budget(any_plane, "acme-monthly", name="acme monthly", scope="org",
-                   scope_value="acme", limit_usd=limit)
+        b = budget(
+            any_plane,
+            "acme-monthly",
+            name="acme monthly",
+            scope="org",
+            scope_value="acme",
+            limit_usd=limit,
+        )
         sync(router)
         spent, exc = spend_until_blocked(router, **MATCH)
         label = window_label(b)
@@ -169,9 +183,17 @@ def test_token_limit_blocks_on_tokens(plane, router):
 
 def test_a_zero_cost_model_is_never_blocked_by_a_cost_budget(plane, router):
     plane.upsert_price_override(
-        PriceOverride(model="dryrun-free", provider="dryrun", effective_from=date(2024, 1, 1),
-                      input=Decimal(0), output=Decimal(0), note="self-hosted"),
-        ADMIN, new_model=True)
+        PriceOverride(
+            model="dryrun-free",
+            provider="dryrun",
+            effective_from=date(2024, 1, 1),
+            input=Decimal(0),
+            output=Decimal(0),
+            note="self-hosted",
+        ),
+        ADMIN,
+        new_model=True,
+    )
     budget(plane, "all", limit_usd=Decimal("0"))
     sync(router)
     with pytest.raises(BudgetExceeded):
@@ -188,6 +210,7 @@ def test_a_zero_cost_model_is_never_blocked_by_a_cost_budget(plane, router):
 
 
 # ---- reset and alerts ---------------------------------------------------------------------
+
 
 def test_reset_now_starts_a_fresh_window(plane, router):
     b = budget(plane, "acme", scope="org", scope_value="acme", limit_usd=Decimal("0.005"))
@@ -216,8 +239,9 @@ def test_thresholds_fire_one_alert_per_budget_per_window(plane):
     r1, r2 = make_router(plane, state), make_router(plane, state)
     try:
         est = estimate(r1, "dryrun-large", call(**MATCH))
-        watch = budget(plane, "watch", scope="org", scope_value="acme", action="alert",
-                       limit_usd=usd(6 * est))
+        watch = budget(
+            plane, "watch", scope="org", scope_value="acme", action="alert", limit_usd=usd(6 * est)
+        )
         budget(plane, "wide", limit_usd=usd(300 * est), thresholds=(1, 2))
         sync(r1)
         sync(r2)
@@ -247,8 +271,10 @@ class FailingLarge(DryRunProvider):
 
 
 def test_a_failed_attempt_releases_its_reservation_and_the_fallback_is_charged(plane):
-    plane.upsert_policy(RoutingPolicy(task="summarize", primary_model="dryrun-large",
-                                      fallbacks=("dryrun-medium",)), ENGINEER)
+    plane.upsert_policy(
+        RoutingPolicy(task="summarize", primary_model="dryrun-large", fallbacks=("dryrun-medium",)),
+        ENGINEER,
+    )
     budget(plane, "all", limit_usd=Decimal("1"))
     budget(plane, "off", limit_usd=Decimal("0"), enabled=False)  # disabled: never applies
     provider = FailingLarge(Settings.from_env().provider("dryrun"))
@@ -256,8 +282,10 @@ def test_a_failed_attempt_releases_its_reservation_and_the_fallback_is_charged(p
     with make_router(plane, providers={"dryrun": provider}, retry=fast) as r:
         done = r.complete(call(**MATCH))
         assert done.model == "dryrun-medium"
-        assert done.route_reason == "dryrun-medium: fallback from dryrun-large after " \
-                                    "ProviderServerError"
+        assert (
+            done.route_reason == "dryrun-medium: fallback from dryrun-large after "
+            "ProviderServerError"
+        )
         st = status(r, "all")
         assert st.spent_picousd == done.cost.total and st.reserved_picousd == 0
         ev = events(r)

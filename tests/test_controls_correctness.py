@@ -55,12 +55,16 @@ class Clock:
 
 # ---- a degraded answer is never cached under the task's key ------------------------------
 
+
 def test_a_degraded_answer_is_not_served_from_the_cache_to_a_critical_call(plane, router):
-    plane.upsert_policy(RoutingPolicy(task="summarize", primary_model="dryrun-large",
-                                      degrade_to="dryrun-small"), ENGINEER)
+    plane.upsert_policy(
+        RoutingPolicy(task="summarize", primary_model="dryrun-large", degrade_to="dryrun-small"),
+        ENGINEER,
+    )
     est = estimate(router, "dryrun-large", call(**MATCH))
-    budget(plane, "acme", scope="org", scope_value="acme", action="degrade",
-           limit_usd=usd(est - 1))  # every dryrun-large call is over the soft limit
+    budget(
+        plane, "acme", scope="org", scope_value="acme", action="degrade", limit_usd=usd(est - 1)
+    )  # every dryrun-large call is over the soft limit
     sync(router)
     cheap = router.complete(call(**MATCH))
     assert cheap.model == "dryrun-small" and "degraded from dryrun-large" in cheap.route_reason
@@ -75,6 +79,7 @@ def test_a_degraded_answer_is_not_served_from_the_cache_to_a_critical_call(plane
 
 # ---- optimize_cost with an explicit model and fallbacks ----------------------------------
 
+
 def _cheapest() -> str:
     cat = load_catalog()
     return min(MODELS, key=lambda m: (cat.lookup(m).input, cat.lookup(m).output))
@@ -87,13 +92,21 @@ def test_optimize_cost_orders_an_explicit_model_and_its_fallbacks_by_cost(plane,
         fallbacks = ("dryrun-medium", "dryrun-small")
         plain = r.complete(ask("hi", model="dryrun-large", fallbacks=fallbacks, cache=False))
         assert plain.model == "dryrun-large" and plain.route_reason == "dryrun-large: requested"
-        cheap = r.complete(ask("hi", model="dryrun-large", fallbacks=fallbacks,
-                               optimize_cost=True, cache=False))
+        cheap = r.complete(
+            ask("hi", model="dryrun-large", fallbacks=fallbacks, optimize_cost=True, cache=False)
+        )
         assert cheap.model == _cheapest() == "dryrun-small"
         assert cheap.route_reason.startswith("dryrun-small: cheapest of 3 (optimize_cost")
         assert "dryrun-large first" in cheap.route_reason
-        asked = r.complete(ask("hi", model="dryrun-small", fallbacks=("dryrun-large",),
-                               optimize_cost=True, cache=False))
+        asked = r.complete(
+            ask(
+                "hi",
+                model="dryrun-small",
+                fallbacks=("dryrun-large",),
+                optimize_cost=True,
+                cache=False,
+            )
+        )
         assert asked.model == "dryrun-small"
         assert asked.route_reason == "dryrun-small: requested, cheapest of 2 (optimize_cost)"
     finally:
@@ -102,13 +115,14 @@ def test_optimize_cost_orders_an_explicit_model_and_its_fallbacks_by_cost(plane,
 
 # ---- the sampling gate counts real provider calls only ------------------------------------
 
+
 def test_cache_hits_and_blocked_calls_are_not_counted_as_gate_calls():
     plane = make_plane()
     try:
-        plane.upsert_policy(RoutingPolicy(task="regime", primary_model="dryrun-small"),
-                            ENGINEER)
-        plane.upsert_sampling(SamplingStrategy(key="regime", strategy="always",
-                                               min_interval_s=0), ENGINEER)
+        plane.upsert_policy(RoutingPolicy(task="regime", primary_model="dryrun-small"), ENGINEER)
+        plane.upsert_sampling(
+            SamplingStrategy(key="regime", strategy="always", min_interval_s=0), ENGINEER
+        )
         with make_router(plane) as r:
             assert r.controls is not None
             first = r.complete(ask("tick", task="regime"))
@@ -128,11 +142,13 @@ def test_cache_hits_and_blocked_calls_are_not_counted_as_gate_calls():
 def test_a_cache_hit_does_not_restart_the_sampling_interval():
     plane = make_plane()
     try:
-        plane.upsert_policy(RoutingPolicy(task="regime", primary_model="dryrun-small"),
-                            ENGINEER)
-        plane.upsert_sampling(SamplingStrategy(key="regime", strategy="periodic",
-                                               params={"interval_s": 300}, min_interval_s=0),
-                              ENGINEER)
+        plane.upsert_policy(RoutingPolicy(task="regime", primary_model="dryrun-small"), ENGINEER)
+        plane.upsert_sampling(
+            SamplingStrategy(
+                key="regime", strategy="periodic", params={"interval_s": 300}, min_interval_s=0
+            ),
+            ENGINEER,
+        )
         with make_router(plane) as r:
             assert r.controls is not None
             clock = Clock()
@@ -150,6 +166,7 @@ def test_a_cache_hit_does_not_restart_the_sampling_interval():
 
 
 # ---- the live-state shortcuts keep their guarantees ----------------------------------------
+
 
 def test_a_breaker_seen_closed_is_reused_briefly_and_open_ones_never():
     from core.routing import RoutingEngine
@@ -198,8 +215,11 @@ def test_settle_returns_the_new_values_so_thresholds_need_no_second_read():
     from core.state import MemoryState, Settlement
 
     st = MemoryState("t:")
-    assert st.settle([Settlement("b", 0, 5), Settlement("b:c", 0, 3), Settlement("b", 0, 1)]) \
-        == [5, 3, 6]
+    assert st.settle([Settlement("b", 0, 5), Settlement("b:c", 0, 3), Settlement("b", 0, 1)]) == [
+        5,
+        3,
+        6,
+    ]
     assert st.apply_deltas([("b", -6, None), ("b:c", 2, 60.0)]) == [0, 5]
     assert st.get_values(["b", "b:c"]) == [0, 5]
 
@@ -211,8 +231,9 @@ def test_a_controlled_call_makes_five_redis_round_trips(plane, redis_url):
 
     from core.state import make_state
 
-    plane.upsert_sampling(SamplingStrategy(key="summarize", strategy="always",
-                                           min_interval_s=0), ENGINEER)
+    plane.upsert_sampling(
+        SamplingStrategy(key="summarize", strategy="always", min_interval_s=0), ENGINEER
+    )
     budget(plane, "acme", scope="org", scope_value="acme", limit_usd=usd(10**15))
     state = make_state(redis_url, prefix=os.environ["COSTLINE_TEST_PREFIX"])
     sent = 0

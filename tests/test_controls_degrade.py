@@ -46,10 +46,19 @@ def router(plane: ControlPlane) -> Iterator[Router]:
 
 
 def test_over_the_soft_limit_a_non_critical_call_is_degraded(plane, router):
-    plane.upsert_policy(RoutingPolicy(task="summarize", primary_model="dryrun-large",
-                                      degrade_to="dryrun-small"), ENGINEER)
-    b = budget(plane, "acme", name="acme monthly", scope="org", scope_value="acme",
-               action="degrade", limit_usd=Decimal("100"))
+    plane.upsert_policy(
+        RoutingPolicy(task="summarize", primary_model="dryrun-large", degrade_to="dryrun-small"),
+        ENGINEER,
+    )
+    b = budget(
+        plane,
+        "acme",
+        name="acme monthly",
+        scope="org",
+        scope_value="acme",
+        action="degrade",
+        limit_usd=Decimal("100"),
+    )
     sync(router)
     est = estimate(router, "dryrun-large", call(**MATCH))
     spent = 0
@@ -60,12 +69,20 @@ def test_over_the_soft_limit_a_non_critical_call_is_degraded(plane, router):
     n = len(events(router))
     assert not events(router).degraded.any()
     limit = spent * 100 // 93  # now at 93% of the budget
-    budget(plane, "acme", name="acme monthly", scope="org", scope_value="acme",
-           action="degrade", limit_usd=usd(limit))
+    budget(
+        plane,
+        "acme",
+        name="acme monthly",
+        scope="org",
+        scope_value="acme",
+        action="degrade",
+        limit_usd=usd(limit),
+    )
     sync(router)
     done = router.complete(call("second question", **MATCH))
-    why = ("dryrun-small: org=acme at 93% of monthly budget 'acme monthly', "
-           "degraded from dryrun-large")
+    why = (
+        "dryrun-small: org=acme at 93% of monthly budget 'acme monthly', degraded from dryrun-large"
+    )
     assert done.model == "dryrun-small" and done.route_reason == why
     ev = events(router)
     assert list(ev.degraded) == [False] * n + [True] and ev.route_reason.iloc[-1] == why
@@ -76,12 +93,17 @@ def test_over_the_soft_limit_a_non_critical_call_is_degraded(plane, router):
 
 
 @pytest.mark.parametrize("multiplier", [2.0, 1.5])
-def test_critical_calls_continue_up_to_soft_multiplier_times_the_limit(plane, router,
-                                                                       multiplier):
+def test_critical_calls_continue_up_to_soft_multiplier_times_the_limit(plane, router, multiplier):
     est = estimate(router, "dryrun-large", call(**MATCH))
     limit = 4 * est
-    budget(plane, "acme", scope="org", scope_value="acme", limit_usd=usd(limit),
-           soft_multiplier=multiplier)
+    budget(
+        plane,
+        "acme",
+        scope="org",
+        scope_value="acme",
+        limit_usd=usd(limit),
+        soft_multiplier=multiplier,
+    )
     sync(router)
     normal, _ = spend_until_blocked(router, **MATCH)
     assert normal <= limit
@@ -96,8 +118,15 @@ def test_critical_calls_continue_up_to_soft_multiplier_times_the_limit(plane, ro
 
 def test_a_budget_degrade_to_applies_to_an_explicit_model(plane, router):
     big = estimate(router, "dryrun-large", call(model="dryrun-large"))
-    budget(plane, "acme", scope="org", scope_value="acme", action="degrade",
-           degrade_to="dryrun-small", limit_usd=usd(big // 2))
+    budget(
+        plane,
+        "acme",
+        scope="org",
+        scope_value="acme",
+        action="degrade",
+        degrade_to="dryrun-small",
+        limit_usd=usd(big // 2),
+    )
     sync(router)
     done = router.complete(call(model="dryrun-large", org="acme"))
     assert done.model == "dryrun-small"
@@ -107,8 +136,15 @@ def test_a_budget_degrade_to_applies_to_an_explicit_model(plane, router):
 
 def test_over_the_soft_limit_with_no_degrade_target_runs_on_to_the_hard_cap(plane, router):
     est = estimate(router, "dryrun-large", call(**MATCH))
-    budget(plane, "acme", name="acme monthly", scope="org", scope_value="acme",
-           action="degrade", limit_usd=usd(2 * est))
+    budget(
+        plane,
+        "acme",
+        name="acme monthly",
+        scope="org",
+        scope_value="acme",
+        action="degrade",
+        limit_usd=usd(2 * est),
+    )
     sync(router)
     spent, exc = spend_until_blocked(router, **MATCH)
     assert 2 * est < spent <= 4 * est  # past the limit, up to soft_multiplier x limit

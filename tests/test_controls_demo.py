@@ -11,7 +11,11 @@ def test_router_serves_calls_after_the_demo_is_loaded(costline_home):
     load_demo(costline_home, days=20, seed=3)
     with Router() as router:
         for task in ("agent", "chat", "summarize", None):
-            req = ChatRequest(messages=[Message("user", f"hello {task}")], model="dryrun-small",
-                              task=task, org="acme")
+            req = ChatRequest(
+                messages=[Message("user", f"hello {task}")],
+                model="dryrun-small",
+                task=task,
+                org="acme",
+            )
             done = router.complete(req)
             assert done.text

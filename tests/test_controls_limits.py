@@ -35,13 +35,16 @@ def limit(plane: ControlPlane, id: str, **kw: Any) -> RateLimit:
 
 
 @pytest.mark.parametrize("algorithm", ["token_bucket", "sliding_window"])
-@pytest.mark.parametrize(("scope", "other"), [
-    ("user", {"user": "bob"}),
-    ("org", {"org": "globex"}),
-    ("app", {"app": "key-2"}),
-    ("model", {"model": "dryrun-medium"}),
-    ("provider", None),  # every dryrun model has the one provider
-])
+@pytest.mark.parametrize(
+    ("scope", "other"),
+    [
+        ("user", {"user": "bob"}),
+        ("org", {"org": "globex"}),
+        ("app", {"app": "key-2"}),
+        ("model", {"model": "dryrun-medium"}),
+        ("provider", None),  # every dryrun model has the one provider
+    ],
+)
 def test_rate_limit_per_scope_value(plane, router, scope, other, algorithm):
     limit(plane, "per-" + scope, scope=scope, limit=2, window_s=60, algorithm=algorithm)
     sync(router)
@@ -69,8 +72,10 @@ def test_a_limit_on_one_value_leaves_the_others_alone(plane, router):
 
 
 def test_a_limited_candidate_is_skipped_for_the_next_then_rate_limited(plane, router):
-    plane.upsert_policy(RoutingPolicy(task="summarize", primary_model="dryrun-large",
-                                      fallbacks=("dryrun-medium",)), ENGINEER)
+    plane.upsert_policy(
+        RoutingPolicy(task="summarize", primary_model="dryrun-large", fallbacks=("dryrun-medium",)),
+        ENGINEER,
+    )
     limit(plane, "large", scope="model", scope_value="dryrun-large", limit=1, window_s=60)
     limit(plane, "medium", scope="model", scope_value="dryrun-medium", limit=1, window_s=30)
     sync(router)

@@ -49,8 +49,7 @@ def plane() -> Iterator[ControlPlane]:
 
 
 def req(i: int, **kw: object) -> ChatRequest:
-    return ask(f"concurrent question number {i}", model=MODEL, org="acme", max_tokens=OUT,
-               **kw)
+    return ask(f"concurrent question number {i}", model=MODEL, org="acme", max_tokens=OUT, **kw)
 
 
 def estimate(r: Router) -> int:
@@ -105,8 +104,9 @@ def test_a_budget_added_in_the_console_blocks_a_running_router_within_5s(plane):
         assert next(out) == "ready"
         time.sleep(0.5)  # calls keep flowing in the child
         t0 = time.time()
-        plane.upsert_budget(Budget(id="freeze", name="freeze", limit_usd=Decimal(0),
-                                   action="block"), ENGINEER)
+        plane.upsert_budget(
+            Budget(id="freeze", name="freeze", limit_usd=Decimal(0), action="block"), ENGINEER
+        )
         word, at, calls, budget_id = next(out).split()
         lag = float(at) - t0
         print(f"\nedit-to-enforcement lag: {lag * 1000:.0f} ms (after {calls} calls)")
@@ -122,17 +122,20 @@ def test_a_budget_added_in_the_console_blocks_a_running_router_within_5s(plane):
 
 # ---- 7. concurrency: a nearly spent hard limit is never overshot -----------------------------
 
+
 def nearly_spent(plane: ControlPlane, r: Router, room: float = 3.5) -> tuple[int, int]:
     """A hard global budget; spend 5 calls, then leave ``room`` estimates of headroom.
     Returns (limit, spent) in picodollars."""
     est = estimate(r)
-    plane.upsert_budget(Budget(id="cap", name="cap", limit_usd=Decimal(1), action="block"),
-                        ENGINEER)
+    plane.upsert_budget(
+        Budget(id="cap", name="cap", limit_usd=Decimal(1), action="block"), ENGINEER
+    )
     sync(r)
     spent = sum(r.complete(req(1000 + i)).cost.total for i in range(5))
     limit = spent + int(room * est)
-    plane.upsert_budget(Budget(id="cap", name="cap", limit_usd=usd(limit), action="block"),
-                        ENGINEER)
+    plane.upsert_budget(
+        Budget(id="cap", name="cap", limit_usd=usd(limit), action="block"), ENGINEER
+    )
     sync(r)
     return limit, spent
 
@@ -228,12 +231,15 @@ def test_two_router_processes_on_one_redis_never_overshoot(plane, redis_url, tmp
 
 # ---- 8. Redis killed and restarted in the middle of 2,000 calls ------------------------------
 
+
 @pytest.mark.slow
 def test_redis_killed_and_restarted_mid_run_loses_no_call(plane, caplog):
-    plane.upsert_budget(Budget(id="month", name="month", limit_usd=Decimal(1000),
-                               action="block"), ENGINEER)
-    plane.upsert_rate_limit(RateLimit(id="per-user", scope="user", limit=100_000,
-                                      window_s=60), ENGINEER)
+    plane.upsert_budget(
+        Budget(id="month", name="month", limit_usd=Decimal(1000), action="block"), ENGINEER
+    )
+    plane.upsert_rate_limit(
+        RateLimit(id="per-user", scope="user", limit=100_000, window_s=60), ENGINEER
+    )
     errors: list[BaseException] = []
     with redis_server() as server:
         state = make_state(server.url)
@@ -248,8 +254,9 @@ def test_redis_killed_and_restarted_mid_run_loses_no_call(plane, caplog):
                 elif i == 1000:
                     server.start()  # same port
                 try:
-                    r.complete(ask(f"call {i}", model="dryrun-small", user=f"u{i % 7}",
-                                   max_tokens=20))
+                    r.complete(
+                        ask(f"call {i}", model="dryrun-small", user=f"u{i % 7}", max_tokens=20)
+                    )
                 except BaseException as exc:  # noqa: BLE001 - nothing may reach the caller
                     errors.append(exc)
 
@@ -263,15 +270,19 @@ def test_redis_killed_and_restarted_mid_run_loses_no_call(plane, caplog):
             assert state.primary.client.ping()
             ev = events(r)
     assert len(ev) == 2000 and set(ev.status) == {"ok"}
-    warned = [rec for rec in caplog.records
-              if rec.levelno >= logging.WARNING and rec.name.startswith("core")]
+    warned = [
+        rec
+        for rec in caplog.records
+        if rec.levelno >= logging.WARNING and rec.name.startswith("core")
+    ]
     assert len(warned) == 1, [rec.getMessage() for rec in warned]
     assert "Redis unreachable" in warned[0].getMessage()
 
 
 def test_the_redis_fail_policy_setting_reaches_running_routers(plane):
-    plane.upsert_budget(Budget(id="month", name="month", limit_usd=Decimal(10),
-                               action="block"), ENGINEER)
+    plane.upsert_budget(
+        Budget(id="month", name="month", limit_usd=Decimal(10), action="block"), ENGINEER
+    )
     state = make_state(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
     assert isinstance(state, ResilientState)
     with make_router(plane, state) as r:

@@ -59,18 +59,35 @@ class Clock:
 
 # ---- 1. task routing ----------------------------------------------------------------------
 
-@pytest.mark.parametrize(("strategy", "weights", "model", "why"), [
-    ("explicit", Weights(), "dryrun-large", "dryrun-large: primary for task summarize"),
-    ("cheapest", Weights(), "dryrun-small", "dryrun-small: cheapest of 4 for task summarize"),
-    ("quality", Weights(), "dryrun-reasoner",
-     "dryrun-reasoner: highest quality of 4 for task summarize"),
-    ("balanced", Weights(cost=1, latency=0, quality=0), "dryrun-small",
-     "dryrun-small: best balanced score of 4 for task summarize"),
-    ("balanced", Weights(cost=0, latency=0, quality=1), "dryrun-reasoner",
-     "dryrun-reasoner: best balanced score of 4 for task summarize"),
-])
-def test_task_policy_strategy_picks_the_model_and_logs_why(plane, router, strategy, weights,
-                                                            model, why):
+
+@pytest.mark.parametrize(
+    ("strategy", "weights", "model", "why"),
+    [
+        ("explicit", Weights(), "dryrun-large", "dryrun-large: primary for task summarize"),
+        ("cheapest", Weights(), "dryrun-small", "dryrun-small: cheapest of 4 for task summarize"),
+        (
+            "quality",
+            Weights(),
+            "dryrun-reasoner",
+            "dryrun-reasoner: highest quality of 4 for task summarize",
+        ),
+        (
+            "balanced",
+            Weights(cost=1, latency=0, quality=0),
+            "dryrun-small",
+            "dryrun-small: best balanced score of 4 for task summarize",
+        ),
+        (
+            "balanced",
+            Weights(cost=0, latency=0, quality=1),
+            "dryrun-reasoner",
+            "dryrun-reasoner: best balanced score of 4 for task summarize",
+        ),
+    ],
+)
+def test_task_policy_strategy_picks_the_model_and_logs_why(
+    plane, router, strategy, weights, model, why
+):
     policy(plane, strategy=strategy, weights=weights)
     sync(router)
     done = router.complete(ask(task="summarize", org="acme"))
@@ -88,8 +105,12 @@ def test_task_policy_strategy_picks_the_model_and_logs_why(plane, router, strate
 class PerModelLatency(DryRunProvider):
     """dryrun with a fixed latency per model, so 'fastest' has something to rank."""
 
-    DELAY_S = {"dryrun-large": 0.040, "dryrun-medium": 0.001, "dryrun-small": 0.020,
-               "dryrun-reasoner": 0.060}
+    DELAY_S = {
+        "dryrun-large": 0.040,
+        "dryrun-medium": 0.001,
+        "dryrun-small": 0.020,
+        "dryrun-reasoner": 0.060,
+    }
 
     def complete(self, req: ChatRequest, model: str) -> Any:
         time.sleep(self.DELAY_S[model])
@@ -131,6 +152,7 @@ def test_task_without_policy_is_rejected_and_logged(router):
 
 
 # ---- 2. cache -----------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("target", [{"model": "dryrun-medium"}, {"task": "summarize"}])
 def test_identical_second_request_is_a_free_hit_that_records_the_saving(plane, router, target):
@@ -220,11 +242,15 @@ def test_ttl_per_request_bounds_storage_and_reads(router):
 
 # ---- 5. sampling --------------------------------------------------------------------------
 
+
 def test_periodic_sampling_skips_reuses_the_last_answer_and_counts_the_savings(plane, router):
     policy(plane, task="regime", primary_model="dryrun-medium", fallbacks=())
-    plane.upsert_sampling(SamplingStrategy(key="regime", strategy="periodic",
-                                           params={"interval_s": 300}, min_interval_s=0),
-                          ENGINEER)
+    plane.upsert_sampling(
+        SamplingStrategy(
+            key="regime", strategy="periodic", params={"interval_s": 300}, min_interval_s=0
+        ),
+        ENGINEER,
+    )
     sync(router)
     assert router.controls is not None
     clock = Clock()
@@ -261,9 +287,12 @@ def test_periodic_sampling_skips_reuses_the_last_answer_and_counts_the_savings(p
 
 def test_sampling_strategy_removed_at_runtime_calls_again(plane, router):
     policy(plane, task="regime", primary_model="dryrun-small", fallbacks=())
-    plane.upsert_sampling(SamplingStrategy(key="regime", strategy="periodic",
-                                           params={"interval_s": 3600}, min_interval_s=0),
-                          ENGINEER)
+    plane.upsert_sampling(
+        SamplingStrategy(
+            key="regime", strategy="periodic", params={"interval_s": 3600}, min_interval_s=0
+        ),
+        ENGINEER,
+    )
     sync(router)
     router.complete(ask("a", task="regime"))
     assert not router.complete(ask("b", task="regime")).ai_called
@@ -274,9 +303,16 @@ def test_sampling_strategy_removed_at_runtime_calls_again(plane, router):
 
 def test_a_low_priority_event_with_no_answer_to_reuse_still_gets_one(plane, router):
     policy(plane, task="digest", primary_model="dryrun-small", fallbacks=())
-    plane.upsert_sampling(SamplingStrategy(key="digest", strategy="periodic",
-                                           params={"interval_s": 300}, min_interval_s=0,
-                                           batch_size=10), ENGINEER)
+    plane.upsert_sampling(
+        SamplingStrategy(
+            key="digest",
+            strategy="periodic",
+            params={"interval_s": 300},
+            min_interval_s=0,
+            batch_size=10,
+        ),
+        ENGINEER,
+    )
     sync(router)
     first = router.complete(ask("first", task="digest", criticality="background"))
     assert first.ai_called and first.text and first.model == "dryrun-small"

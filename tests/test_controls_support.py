@@ -50,8 +50,9 @@ def make_plane(url: str | None = None) -> ControlPlane:
     return plane
 
 
-def make_router(plane: ControlPlane, state: State | None = None, *, poll_s: float = POLL_S,
-                **kw: Any) -> Router:
+def make_router(
+    plane: ControlPlane, state: State | None = None, *, poll_s: float = POLL_S, **kw: Any
+) -> Router:
     controls = Controls(load_catalog(), plane=plane, state=state, poll_s=poll_s)
     return Router(Settings.from_env(), controls=controls, **kw)
 
@@ -62,11 +63,11 @@ def ask(text: str = "hello there", **kw: Any) -> ChatRequest:
 
 # ---- budgets ------------------------------------------------------------------------------
 
+
 def budget_plane(url: str | None = None) -> ControlPlane:
     """A plane whose task 'summarize' goes to dryrun-large and 'other' to dryrun-small."""
     plane = make_plane(url)
-    plane.upsert_policy(RoutingPolicy(task="summarize", primary_model="dryrun-large"),
-                        ENGINEER)
+    plane.upsert_policy(RoutingPolicy(task="summarize", primary_model="dryrun-large"), ENGINEER)
     plane.upsert_policy(RoutingPolicy(task="other", primary_model="dryrun-small"), ENGINEER)
     return plane
 
@@ -103,8 +104,7 @@ def status(router: Router, budget_id: str) -> Any:
     """The live BudgetStatus of one budget, as the console shows it."""
     assert router.controls is not None
     snap = router.controls.snapshot()
-    return next(s for s in router.controls.guard.status(snap.budgets)
-                if s.budget.id == budget_id)
+    return next(s for s in router.controls.guard.status(snap.budgets) if s.budget.id == budget_id)
 
 
 def sync(router: Router) -> None:
@@ -148,9 +148,20 @@ class RedisServer:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
@@ -191,5 +202,11 @@ def child_env(**extra: str) -> dict[str, str]:
 
 def python(code: str, *args: str, **env: str) -> subprocess.Popen[str]:
     """A Python child running ``code`` with ``args``; read its stdout lines."""
-    return subprocess.Popen([sys.executable, "-c", code, *args], env=child_env(**env), cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *args],
+        env=child_env(**env),
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )

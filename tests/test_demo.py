@@ -44,13 +44,21 @@ def test_shape_of_the_company(frame: pd.DataFrame) -> None:
     assert sorted(frame["org"].unique()) == ["acme", "globex", "initech"]
     assert frame["project"].nunique() == 8
     assert 38 <= frame["user"].nunique() <= 40
-    assert set(frame["task"]) == {"chat", "summarize", "search", "translate", "classify",
-                                  "extract", "agent"}
+    assert set(frame["task"]) == {
+        "chat",
+        "summarize",
+        "search",
+        "translate",
+        "classify",
+        "extract",
+        "agent",
+    }
     catalog = load_catalog()
     models = set(frame["model"])
     assert len(models) >= 8 and all(catalog.has(m) for m in models)
     assert {"openai", "anthropic", "google", "groq", "deepseek", "mistral"} <= set(
-        frame["provider"])
+        frame["provider"]
+    )
     assert (frame["source"] == "demo").all() and frame["request_id"].str.startswith("demo-").all()
     assert frame["ts"].max() < NOW and frame["ts"].min() >= NOW - timedelta(days=90)
     per_day = frame.groupby("day").size()
@@ -87,7 +95,7 @@ def test_cache_hits_skips_errors_retries_and_streams(frame: pd.DataFrame) -> Non
     assert len(retried) > 500 and (retried["attempt"] >= 2).all()
     first = errors[errors["request_id"] == retried["request_id"].iloc[0]]
     assert (first["ts"] < retried["ts"].iloc[0]).all() and (first["attempt"] == 1).any()
-    assert ((errors.groupby("request_id")["attempt"].max() == 3).sum() > 10)  # gave up
+    assert (errors.groupby("request_id")["attempt"].max() == 3).sum() > 10  # gave up
     limited = frame[frame["status"] == "rate_limited"]
     assert len(limited) > 20 and (limited["error_type"] == "RateLimited").all()
     streamed = frame[frame["ttft_ms"].notna()]
@@ -102,10 +110,13 @@ def test_budget_degrades_then_blocks(frame: pd.DataFrame) -> None:
     assert (degraded["model"] == "gpt-4o-mini").all()
     assert (degraded["requested_model"] != "gpt-4o-mini").all()
     # The budget guard's semantics and wording: degrade past 100%, block past the 125% cap.
-    pattern = re.compile(r"^gpt-4o-mini: org=globex at (\d+)% of monthly budget "
-                         r"'Demo: globex monthly', degraded from (\S+)$")
-    for reason, requested in zip(degraded["route_reason"], degraded["requested_model"],
-                                 strict=True):
+    pattern = re.compile(
+        r"^gpt-4o-mini: org=globex at (\d+)% of monthly budget "
+        r"'Demo: globex monthly', degraded from (\S+)$"
+    )
+    for reason, requested in zip(
+        degraded["route_reason"], degraded["requested_model"], strict=True
+    ):
         m = pattern.match(reason)
         assert m is not None and m.group(2) == requested
         assert 100 <= int(m.group(1)) < 125
@@ -124,18 +135,32 @@ def test_costs_equal_price_per_event(frame: pd.DataFrame) -> None:
     catalog = load_catalog()
     billed = frame[(frame["status"] == "ok") & ~frame["cache_hit"]]
     hits = frame[frame["cache_hit"]]
-    sample = pd.concat([billed.sample(1500, random_state=1), hits.sample(300, random_state=1),
-                        billed[billed["input_tokens"] > 200_000]])
+    sample = pd.concat(
+        [
+            billed.sample(1500, random_state=1),
+            hits.sample(300, random_state=1),
+            billed[billed["input_tokens"] > 200_000],
+        ]
+    )
     for e in sample.itertuples():
-        usage = Usage(e.input_tokens, e.cached_input_tokens, e.cache_write_tokens,
-                      e.output_tokens, e.reasoning_tokens)
+        usage = Usage(
+            e.input_tokens,
+            e.cached_input_tokens,
+            e.cache_write_tokens,
+            e.output_tokens,
+            e.reasoning_tokens,
+        )
         cost = price(usage, catalog.lookup(e.model, e.ts.date(), usage.prompt_tokens))
         if e.cache_hit:
             assert (e.cost_picousd, e.saved_picousd) == (0, cost.total)
             continue
-        assert (e.cost_input_picousd, e.cost_cached_input_picousd, e.cost_cache_write_picousd,
-                e.cost_output_picousd, e.cost_reasoning_picousd) == (
-            cost.input, cost.cached_input, cost.cache_write, cost.output, cost.reasoning)
+        assert (
+            e.cost_input_picousd,
+            e.cost_cached_input_picousd,
+            e.cost_cache_write_picousd,
+            e.cost_output_picousd,
+            e.cost_reasoning_picousd,
+        ) == (cost.input, cost.cached_input, cost.cache_write, cost.output, cost.reasoning)
         assert e.cost_picousd == cost.total > 0
     parts = [c for c in frame.columns if c.startswith("cost_") and c != "cost_picousd"]
     assert (frame[parts].sum(axis=1) == frame["cost_picousd"]).all()
@@ -143,10 +168,20 @@ def test_costs_equal_price_per_event(frame: pd.DataFrame) -> None:
 
 def _app_events(n: int) -> list[UsageEvent]:
     t0 = NOW - timedelta(days=3)
-    return [UsageEvent(request_id=f"app-{i}", ts=t0 + timedelta(minutes=i), org="acme",
-                       user="real-user", provider="openai", model="gpt-4o-mini",
-                       input_tokens=100 + i, output_tokens=10, cost_picousd=1_000_003 * i)
-            for i in range(n)]
+    return [
+        UsageEvent(
+            request_id=f"app-{i}",
+            ts=t0 + timedelta(minutes=i),
+            org="acme",
+            user="real-user",
+            provider="openai",
+            model="gpt-4o-mini",
+            input_tokens=100 + i,
+            output_tokens=10,
+            cost_picousd=1_000_003 * i,
+        )
+        for i in range(n)
+    ]
 
 
 def test_load_is_idempotent_and_removal_keeps_real_data(costline_home: Path) -> None:
@@ -169,7 +204,11 @@ def test_load_is_idempotent_and_removal_keeps_real_data(costline_home: Path) -> 
     budgets = {b.id: b for b in plane.budgets()}
     assert budgets["demo-org-globex-monthly"].action == "degrade"
     assert {b.scope for b in budgets.values() if b.id.startswith("demo-")} == {
-        "org", "project", "user", "model"}
+        "org",
+        "project",
+        "user",
+        "model",
+    }
     assert {r.id for r in plane.rate_limits()} == {"demo-user-rpm", "demo-org-tpm"}
     assert {s.key for s in plane.sampling()} == {"classify", "agent"}
     edited = policies["extract"]  # someone tunes a demo policy: it becomes theirs
@@ -222,21 +261,28 @@ def test_budget_alerts_of_the_history_are_seeded_and_removed_with_it(costline_ho
             start, end = b.window_bounds(a.ts)
             assert b.window_key(a.ts) == a.window_key and start <= a.ts < end
             scope = {} if b.scope == "global" else {b.scope: b.scope_value}
-            at = reader.totals(Filters(start=start, end=a.ts + timedelta(microseconds=1),
-                                       **scope))["cost_picousd"]  # type: ignore[arg-type]
+            at = reader.totals(Filters(start=start, end=a.ts + timedelta(microseconds=1), **scope))[
+                "cost_picousd"
+            ]  # type: ignore[arg-type]
             before = reader.totals(Filters(start=start, end=a.ts, **scope))["cost_picousd"]  # type: ignore[arg-type]
             limit = b.limit_picousd or 0
             assert a.spent_picousd == at and at * 100 >= a.threshold_pct * limit
             assert before * 100 < a.threshold_pct * limit  # the first call to cross it
             assert a.message.startswith(f"budget '{b.name}'")
-    globex = {a.threshold_pct for a in alerts if a.budget_id == "demo-org-globex-monthly"
-              and a.window_key == budgets["demo-org-globex-monthly"].window_key(NOW)}
+    globex = {
+        a.threshold_pct
+        for a in alerts
+        if a.budget_id == "demo-org-globex-monthly"
+        and a.window_key == budgets["demo-org-globex-monthly"].window_key(NOW)
+    }
     assert globex == {50, 75, 90, 100}  # it is degrading now
     inside = (NOW - timedelta(days=3)).date().isoformat()  # an anomaly found in demo data
     plane.record_alert("org=initech", inside, 0, kind="anomaly", message="in the demo")
     plane.record_alert("org=initech", "2020-01-06", 0, kind="anomaly", message="before it")
     assert remove_demo() > 0
     assert sorted((a.kind, a.window_key) for a in plane.alerts()) == [
-        ("anomaly", "2020-01-06"), ("budget", "2026-05")]
+        ("anomaly", "2020-01-06"),
+        ("budget", "2026-05"),
+    ]
     deleted = [e for e in plane.audit(limit=1_000) if e.action == "alert.delete"]
     assert len(deleted) == len(alerts) + 1

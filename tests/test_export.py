@@ -26,14 +26,38 @@ BIG = 2**62 + 7  # picodollars a float64 cannot hold
 
 def _events() -> list[UsageEvent]:
     return [
-        UsageEvent(request_id="r1", ts=datetime(2026, 11, 1, 9, 30, 0, 250000, tzinfo=UTC),
-                   org="acme", user="alice", provider="openai", model="gpt-4o-mini",
-                   input_tokens=377, output_tokens=0, cost_picousd=56_550_000,
-                   cost_input_picousd=56_550_000, tags=("a", "b"), metadata={"k": "v"}),
-        UsageEvent(request_id="r2", ts=datetime(2026, 11, 2, tzinfo=UTC), org="globex",
-                   provider="openai", model="gpt-4o", cost_picousd=BIG, saved_picousd=5),
-        UsageEvent(request_id="r3", ts=datetime(2026, 11, 3, tzinfo=UTC), org="acme",
-                   provider="x", model="m", status="error", error_type="RateLimited"),
+        UsageEvent(
+            request_id="r1",
+            ts=datetime(2026, 11, 1, 9, 30, 0, 250000, tzinfo=UTC),
+            org="acme",
+            user="alice",
+            provider="openai",
+            model="gpt-4o-mini",
+            input_tokens=377,
+            output_tokens=0,
+            cost_picousd=56_550_000,
+            cost_input_picousd=56_550_000,
+            tags=("a", "b"),
+            metadata={"k": "v"},
+        ),
+        UsageEvent(
+            request_id="r2",
+            ts=datetime(2026, 11, 2, tzinfo=UTC),
+            org="globex",
+            provider="openai",
+            model="gpt-4o",
+            cost_picousd=BIG,
+            saved_picousd=5,
+        ),
+        UsageEvent(
+            request_id="r3",
+            ts=datetime(2026, 11, 3, tzinfo=UTC),
+            org="acme",
+            provider="x",
+            model="m",
+            status="error",
+            error_type="RateLimited",
+        ),
     ]
 
 
@@ -70,22 +94,28 @@ def test_any_frame_exports_with_exact_money() -> None:
     spend = Reader().spend_by(["org"], None)
     rows = list(csv.DictReader(io.StringIO(frame_to_bytes(spend, "csv").decode())))
     assert {r["org"]: r["cost_usd"] for r in rows} == {
-        "acme": "0.000056550000", "globex": "4611686.018427387911"}
+        "acme": "0.000056550000",
+        "globex": "4611686.018427387911",
+    }
     huge = pd.DataFrame({"x_picousd": pd.Series([4 * BIG, None], dtype=object)})
     table = pq.read_table(io.BytesIO(frame_to_bytes(huge, "parquet")))
     assert table.column("x_usd").to_pylist() == [Decimal(4 * BIG).scaleb(-12), None]
     delta = pd.DataFrame({"delta_picousd": [-5, -BIG, 3]})  # e.g. a what-if saving
     assert frame_to_bytes(delta, "csv").decode().split() == [
-        '"delta_usd"', '"-0.000000000005"', '"-4611686.018427387911"', '"0.000000000003"']
+        '"delta_usd"',
+        '"-0.000000000005"',
+        '"-4611686.018427387911"',
+        '"0.000000000003"',
+    ]
     table = pq.read_table(io.BytesIO(frame_to_bytes(delta, "parquet")))
-    assert table.column("delta_usd").to_pylist() == [Decimal(v).scaleb(-12) for v in
-                                                     (-5, -BIG, 3)]
+    assert table.column("delta_usd").to_pylist() == [Decimal(v).scaleb(-12) for v in (-5, -BIG, 3)]
     with pytest.raises(ConfigError, match="format"):
         frame_to_bytes(huge, "xlsx")
 
 
-def test_csv_round_trip_through_the_importer_keeps_totals(tmp_path: Path,
-                                                          costline_home: Path) -> None:
+def test_csv_round_trip_through_the_importer_keeps_totals(
+    tmp_path: Path, costline_home: Path
+) -> None:
     load_demo(days=5, now=NOW)
     demo = Filters(source="demo")
     want = Reader().totals(demo)
@@ -93,12 +123,20 @@ def test_csv_round_trip_through_the_importer_keeps_totals(tmp_path: Path,
     preview = read_preview(data)
     assert not preview.tokens_inclusive
     other = tmp_path / "other-home"
-    result = import_csv(data, preview.mapping, home=other, now=NOW,
-                        tokens_inclusive=preview.tokens_inclusive)
+    result = import_csv(
+        data, preview.mapping, home=other, now=NOW, tokens_inclusive=preview.tokens_inclusive
+    )
     assert not result.bad_rows and result.imported == want["requests"]
     got = Reader(other).totals()
-    for key in ("requests", "cost_picousd", "input_tokens", "cached_input_tokens",
-                "cache_write_tokens", "output_tokens", "reasoning_tokens"):
+    for key in (
+        "requests",
+        "cost_picousd",
+        "input_tokens",
+        "cached_input_tokens",
+        "cache_write_tokens",
+        "output_tokens",
+        "reasoning_tokens",
+    ):
         assert got[key] == want[key], key
     assert result.cost_total == want["cost_usd"]
     by_model = Reader(other).spend_by(["model", "org"], "day")

@@ -33,11 +33,16 @@ def log_events(home: Path, events: Iterable[UsageEvent]) -> None:
 
 
 def spend_event(i: str, ts: datetime, usd: float, **kw: object) -> UsageEvent:
-    fields: dict[str, object] = {"org": "a", "user": "u1", "task": "chat", "model": "gpt-4o",
-                                 "provider": "openai", "source": "test"}  # fmt: skip
+    fields: dict[str, object] = {
+        "org": "a",
+        "user": "u1",
+        "task": "chat",
+        "model": "gpt-4o",
+        "provider": "openai",
+        "source": "test",
+    }
     fields.update(kw)
-    return UsageEvent(request_id=i, ts=ts, cost_picousd=int(round(usd * PICO)),
-                      **fields)  # type: ignore[arg-type]
+    return UsageEvent(request_id=i, ts=ts, cost_picousd=int(round(usd * PICO)), **fields)  # type: ignore[arg-type]
 
 
 def plane_for(home: Path) -> ControlPlane:
@@ -52,8 +57,9 @@ def test_demo_incident_is_found_attributed_and_alerted_once(costline_home: Path)
     incident = date.fromisoformat(summary.incident[:10])
     with Reader(costline_home) as reader:
         found = insights.scan_usage(reader)
-        daily = [f for f in found if f.grain == "day" and f.metric == "spend"
-                 and f.ts.date() == incident]  # fmt: skip
+        daily = [
+            f for f in found if f.grain == "day" and f.metric == "spend" and f.ts.date() == incident
+        ]
         assert [f.subject for f in daily] == ["org=initech"], [f.describe() for f in found]
         org = daily[0]
         assert org.anomaly.ratio > 1.5 and org.anomaly.excess_usd > 5
@@ -62,10 +68,13 @@ def test_demo_incident_is_found_attributed_and_alerted_once(costline_home: Path)
         assert org.top("model").value == world.INCIDENT_MODEL  # type: ignore[union-attr]
         assert org.top("project").value == world.INCIDENT_PROJECT  # type: ignore[union-attr]
         model = f"model={world.INCIDENT_MODEL}"
-        hours = [f for f in found if f.grain == "hour" and f.subject == model
-                 and f.ts.date() == incident]  # fmt: skip
-        assert hours and all(f.top("user").value == world.INCIDENT_USER  # type: ignore[union-attr]
-                             for f in hours)  # fmt: skip
+        hours = [
+            f for f in found if f.grain == "hour" and f.subject == model and f.ts.date() == incident
+        ]
+        assert hours and all(
+            f.top("user").value == world.INCIDENT_USER  # type: ignore[union-attr]
+            for f in hours
+        )
         assert all(8 <= f.ts.hour <= 23 for f in hours)  # the loop ran 08:00-23:30
         with plane_for(costline_home) as plane:
             later = datetime.now(UTC) + timedelta(days=30)  # old news is not alerted
@@ -73,8 +82,11 @@ def test_demo_incident_is_found_attributed_and_alerted_once(costline_home: Path)
             first = insights.raise_anomaly_alerts(found, AlertSink(plane))
             assert ("org=initech", incident.isoformat()) in {(f.subject, f.day) for f in first}
             alerts = [a for a in plane.alerts() if a.kind == "anomaly"]
-            mine = [a for a in alerts if a.budget_id == "org=initech"
-                    and a.window_key == incident.isoformat()]  # fmt: skip
+            mine = [
+                a
+                for a in alerts
+                if a.budget_id == "org=initech" and a.window_key == incident.isoformat()
+            ]
             assert len(mine) == 1 and world.INCIDENT_USER in mine[0].message
             assert world.INCIDENT_MODEL in mine[0].message
             again = insights.scan_usage(reader)  # a second scan, another sink (process)
@@ -85,11 +97,19 @@ def test_demo_incident_is_found_attributed_and_alerted_once(costline_home: Path)
 def test_flat_usage_has_no_anomalies_and_records_no_alert(costline_home: Path) -> None:
     start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     events = [
-        spend_event(f"f{d}-{org}-{model}-{h}", start - timedelta(days=d, hours=-h), usd,
-                    org=org, model=model, user=f"{org}-user")
-        for d in range(1, 46) for org, usd in (("a", 40.0), ("b", 25.0))
-        for model in ("gpt-4o", "gpt-4o-mini") for h in (3, 9, 15, 21)
-    ]  # fmt: skip
+        spend_event(
+            f"f{d}-{org}-{model}-{h}",
+            start - timedelta(days=d, hours=-h),
+            usd,
+            org=org,
+            model=model,
+            user=f"{org}-user",
+        )
+        for d in range(1, 46)
+        for org, usd in (("a", 40.0), ("b", 25.0))
+        for model in ("gpt-4o", "gpt-4o-mini")
+        for h in (3, 9, 15, 21)
+    ]
     log_events(costline_home, events)
     with Reader(costline_home) as reader, plane_for(costline_home) as plane:
         found = insights.scan_usage(reader, since=start - timedelta(days=40))
@@ -104,8 +124,10 @@ def test_flat_usage_has_no_anomalies_and_records_no_alert(costline_home: Path) -
 def linear(org: str, a: float, b: float, days: int = 60) -> list[UsageEvent]:
     """y_t = a + b t for days t = 0 .. days-1, ending the day before NOW (one event a day)."""
     first = (NOW - timedelta(days=days)).replace(hour=12, minute=0)
-    return [spend_event(f"{org}-{t}", first + timedelta(days=t), a + b * t, org=org)
-            for t in range(days)]  # fmt: skip
+    return [
+        spend_event(f"{org}-{t}", first + timedelta(days=t), a + b * t, org=org)
+        for t in range(days)
+    ]
 
 
 def crossing(spent: float, a: float, b: float, limit: float, t0: int = 60) -> date:
@@ -125,19 +147,31 @@ def test_exhaustion_per_budget_on_a_linear_series(costline_home: Path) -> None:
     spent_b = sum(10.0 + 0.5 * t for t in range(51, 60))
     budgets = [
         Budget(id="all", name="All", limit_usd=Decimal(int(spent_a + spent_b + 1500))),
-        Budget(id="org-a", name="Org a", scope="org", scope_value="a",
-               limit_usd=Decimal(int(spent_a + 1000))),
-        Budget(id="org-b-small", name="Org b small", scope="org", scope_value="b",
-               limit_usd=Decimal(100)),
+        Budget(
+            id="org-a",
+            name="Org a",
+            scope="org",
+            scope_value="a",
+            limit_usd=Decimal(int(spent_a + 1000)),
+        ),
+        Budget(
+            id="org-b-small",
+            name="Org b small",
+            scope="org",
+            scope_value="b",
+            limit_usd=Decimal(100),
+        ),
         Budget(id="tokens", name="Tokens", limit_tokens=1_000_000),
-    ]  # fmt: skip
+    ]
     with Reader(costline_home) as reader:
         out = {o.budget.id: o for o in insights.budget_outlook(reader, budgets, now=NOW)}
     assert out["org-a"].spent_usd == Decimal(str(spent_a))  # exact, from picodollars
     assert (out["org-a"].start, out["org-a"].end, out["org-a"].window) == (
-        date(2026, 5, 1), date(2026, 5, 31), "2026-05")
-    for bid, spent, a, b in (("org-a", spent_a, 20.0, 1.0),
-                             ("all", spent_a + spent_b, 30.0, 1.5)):  # fmt: skip
+        date(2026, 5, 1),
+        date(2026, 5, 31),
+        "2026-05",
+    )
+    for bid, spent, a, b in (("org-a", spent_a, 20.0, 1.0), ("all", spent_a + spent_b, 30.0, 1.5)):
         o = out[bid]
         ex = o.exhaustion
         assert ex is not None and o.method == "prophet"
@@ -157,21 +191,22 @@ def test_forecast_recomputed_only_when_data_version_changes(costline_home: Path)
     cache = ForecastCache()
     through = NOW.date() - timedelta(days=1)
     with Reader(costline_home) as reader:
-        first = insights.forecast(reader, "org", "a", horizon_days=14, through=through,
-                                  cache=cache)  # fmt: skip
+        first = insights.forecast(reader, "org", "a", horizon_days=14, through=through, cache=cache)
         assert first.method == "run_rate" and "only 10 days" in first.message
-        again = insights.forecast(reader, "org", "a", horizon_days=14, through=through,
-                                  cache=cache)  # fmt: skip
+        again = insights.forecast(reader, "org", "a", horizon_days=14, through=through, cache=cache)
         assert again is first and (cache.hits, cache.misses) == (1, 1)
     with Reader(costline_home) as other:  # another reader of the same log: still a hit
-        assert insights.forecast(other, "org", "a", horizon_days=14, through=through,
-                                 cache=cache) is first  # fmt: skip
+        assert (
+            insights.forecast(other, "org", "a", horizon_days=14, through=through, cache=cache)
+            is first
+        )
         version = other.data_version()
     log_events(costline_home, [spend_event("late", NOW - timedelta(hours=2), 50.0)])
     with Reader(costline_home) as reader:
         assert reader.data_version() != version
-        changed = insights.forecast(reader, "org", "a", horizon_days=14, through=through,
-                                    cache=cache)  # fmt: skip
+        changed = insights.forecast(
+            reader, "org", "a", horizon_days=14, through=through, cache=cache
+        )
         assert changed is not first and cache.misses == 2
         assert changed.frame["y"].max() == pytest.approx(55.0)  # the late event counts
         total = insights.forecast(reader, horizon_days=14, through=through, cache=cache)
@@ -180,11 +215,14 @@ def test_forecast_recomputed_only_when_data_version_changes(costline_home: Path)
 
 def test_daily_history_excludes_today_and_fills_gaps(costline_home: Path) -> None:
     today = datetime.now(UTC).replace(hour=1, minute=0, second=0, microsecond=0)
-    log_events(costline_home, [
-        spend_event("d5", today - timedelta(days=5), 3.0),
-        spend_event("d2", today - timedelta(days=2), 4.0, org="b"),
-        spend_event("d0", today, 9.0),
-    ])  # fmt: skip
+    log_events(
+        costline_home,
+        [
+            spend_event("d5", today - timedelta(days=5), 3.0),
+            spend_event("d2", today - timedelta(days=2), 4.0, org="b"),
+            spend_event("d0", today, 9.0),
+        ],
+    )
     with Reader(costline_home) as reader:
         hist = insights.daily_history(reader)
         assert list(hist["y"]) == [3.0, 0.0, 0.0, 4.0, 0.0]  # through yesterday, gaps as $0
@@ -198,23 +236,45 @@ def test_daily_history_excludes_today_and_fills_gaps(costline_home: Path) -> Non
 # ---- savings advice ------------------------------------------------------------------------
 
 
-def calls(model: str, n: int, start: datetime, *, prompt: str | None = None,
-          gap_s: float = 60.0, prefix: str = "") -> list[UsageEvent]:  # fmt: skip
+def calls(
+    model: str,
+    n: int,
+    start: datetime,
+    *,
+    prompt: str | None = None,
+    gap_s: float = 60.0,
+    prefix: str = "",
+) -> list[UsageEvent]:
     catalog = load_catalog()
     usage = Usage(input_tokens=3000, output_tokens=300)
     cost = price(usage, catalog.lookup(model, start.date())).total
-    return [UsageEvent(request_id=f"{prefix}{model}-{i}", ts=start + timedelta(seconds=gap_s * i),
-                       org="a", user="u1", task="chat", model=model,
-                       provider=catalog.provider_of(model), input_tokens=3000,
-                       output_tokens=300, cost_picousd=cost, latency_ms=900.0, prompt=prompt)
-            for i in range(n)]  # fmt: skip
+    return [
+        UsageEvent(
+            request_id=f"{prefix}{model}-{i}",
+            ts=start + timedelta(seconds=gap_s * i),
+            org="a",
+            user="u1",
+            task="chat",
+            model=model,
+            provider=catalog.provider_of(model),
+            input_tokens=3000,
+            output_tokens=300,
+            cost_picousd=cost,
+            latency_ms=900.0,
+            prompt=prompt,
+        )
+        for i in range(n)
+    ]
 
 
 def test_savings_advice_prices_switches_and_caching_with_the_catalog(costline_home: Path) -> None:
     start = datetime.now(UTC) - timedelta(days=10)
     system = "system: " + "You are a careful assistant. " * 300  # well over 1024 tokens
-    log_events(costline_home, calls("gpt-4o", 200, start, prompt=system + "\nuser: same?")
-               + calls("gpt-4o-mini", 200, start + timedelta(days=1)))  # fmt: skip
+    log_events(
+        costline_home,
+        calls("gpt-4o", 200, start, prompt=system + "\nuser: same?")
+        + calls("gpt-4o-mini", 200, start + timedelta(days=1)),
+    )
     catalog = load_catalog()
     with Reader(costline_home) as reader:
         plain = insights.savings_advice(reader, catalog)
@@ -227,11 +287,14 @@ def test_savings_advice_prices_switches_and_caching_with_the_catalog(costline_ho
     assert (switch.model, switch.alternative, switch.link) == ("gpt-4o", "gpt-4o-mini", "routing")
     tokens = Usage(input_tokens=3000 * 200, output_tokens=300 * 200)
     today = datetime.now(UTC).date()
-    by_hand = (price(tokens, catalog.lookup("gpt-4o", today)).total
-               - price(tokens, catalog.lookup("gpt-4o-mini", today)).total)  # fmt: skip
+    by_hand = (
+        price(tokens, catalog.lookup("gpt-4o", today)).total
+        - price(tokens, catalog.lookup("gpt-4o-mini", today)).total
+    )
     days = report.period_days
-    assert switch.monthly_saving_usd == (Decimal(by_hand) * 30 / (Decimal(str(days)) * PICO)
-                                         ).quantize(Decimal("0.01"))  # fmt: skip
+    assert switch.monthly_saving_usd == (
+        Decimal(by_hand) * 30 / (Decimal(str(days)) * PICO)
+    ).quantize(Decimal("0.01"))
     repeats = kinds["response_cache"]
     assert "199 of 400 calls" in repeats.detail
     cached = kinds["prompt_cache"]
@@ -251,8 +314,10 @@ def test_advice_says_why_caching_was_not_analysed(costline_home: Path) -> None:
 
 
 def test_insights_import_no_ui_package_and_all_is_complete() -> None:
-    code = ("import sys, core.insights\n"
-            "print(','.join(m for m in ('streamlit', 'altair', 'prophet') if m in sys.modules))")
+    code = (
+        "import sys, core.insights\n"
+        "print(','.join(m for m in ('streamlit', 'altair', 'prophet') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
     public = {n for n in dir(insights) if not n.startswith("_") and n.isidentifier()}
@@ -264,5 +329,5 @@ def test_day_fraction_left_and_rest_of_today() -> None:
     assert insights.day_fraction_left("UTC", datetime(2026, 5, 10, 0, 0, tzinfo=UTC)) == 1.0
     assert insights.day_fraction_left("UTC", datetime(2026, 5, 10, 18, 0, tzinfo=UTC)) == 0.25
     assert math.isclose(
-        insights.day_fraction_left("Europe/Paris", datetime(2026, 5, 10, 10, 0, tzinfo=UTC)),
-        0.5)  # 12:00 in Paris  # fmt: skip
+        insights.day_fraction_left("Europe/Paris", datetime(2026, 5, 10, 10, 0, tzinfo=UTC)), 0.5
+    )  # 12:00 in Paris

@@ -29,16 +29,48 @@ def test_catalog_has_at_least_30_models_from_every_provider() -> None:
     catalog = load_catalog()
     assert len(catalog.models()) >= 30
     providers = {catalog.provider_of(m) for m in catalog.models()}
-    assert {"openai", "anthropic", "google", "groq", "deepseek", "mistral", "local",
-            "dryrun"} <= providers
-    for model in ("gpt-5", "gpt-5-mini", "gpt-5-nano", "gpt-4.1", "gpt-4o-mini", "o3", "o1",
-                  "o3-mini", "gpt-3.5-turbo", "claude-opus-4-1", "claude-opus-4",
-                  "claude-sonnet-4-5", "claude-3-7-sonnet", "claude-haiku-4-5",
-                  "claude-3-5-haiku", "gemini-2.5-flash", "gemini-2.5-flash-lite",
-                  "gemini-2.0-flash", "gemini-1.5-flash", "llama-3.3-70b-versatile",
-                  "llama-3.1-8b-instant", "openai/gpt-oss-120b", "deepseek-reasoner",
-                  "mistral-large-latest", "mistral-medium-latest", "mistral-small-latest",
-                  "codestral-latest", "smollm2-135m-instruct", "dryrun-small", "dryrun-large"):
+    assert {
+        "openai",
+        "anthropic",
+        "google",
+        "groq",
+        "deepseek",
+        "mistral",
+        "local",
+        "dryrun",
+    } <= providers
+    for model in (
+        "gpt-5",
+        "gpt-5-mini",
+        "gpt-5-nano",
+        "gpt-4.1",
+        "gpt-4o-mini",
+        "o3",
+        "o1",
+        "o3-mini",
+        "gpt-3.5-turbo",
+        "claude-opus-4-1",
+        "claude-opus-4",
+        "claude-sonnet-4-5",
+        "claude-3-7-sonnet",
+        "claude-haiku-4-5",
+        "claude-3-5-haiku",
+        "gemini-2.5-flash",
+        "gemini-2.5-flash-lite",
+        "gemini-2.0-flash",
+        "gemini-1.5-flash",
+        "llama-3.3-70b-versatile",
+        "llama-3.1-8b-instant",
+        "openai/gpt-oss-120b",
+        "deepseek-reasoner",
+        "mistral-large-latest",
+        "mistral-medium-latest",
+        "mistral-small-latest",
+        "codestral-latest",
+        "smollm2-135m-instruct",
+        "dryrun-small",
+        "dryrun-large",
+    ):
         assert catalog.has(model), model
 
 
@@ -68,9 +100,13 @@ def test_shipped_rates_follow_provider_rules() -> None:
 
 def test_tier_rows_price_the_whole_request() -> None:
     catalog = load_catalog()
-    for model, threshold in (("claude-sonnet-4", 200_000), ("claude-sonnet-4-5", 200_000),
-                             ("gemini-2.5-pro", 200_000), ("gemini-1.5-pro", 128_000),
-                             ("gemini-1.5-flash", 128_000)):
+    for model, threshold in (
+        ("claude-sonnet-4", 200_000),
+        ("claude-sonnet-4-5", 200_000),
+        ("gemini-2.5-pro", 200_000),
+        ("gemini-1.5-pro", 128_000),
+        ("gemini-1.5-flash", 128_000),
+    ):
         base = catalog.lookup(model, prompt_tokens=threshold)
         tier = catalog.lookup(model, prompt_tokens=threshold + 1)
         assert base.above_prompt_tokens == 0
@@ -137,9 +173,16 @@ def test_to_frame_shows_exact_usd_per_million() -> None:
 
 def test_with_rows_later_effective_from_wins() -> None:
     base = load_catalog()
-    deal = PriceRow.from_usd("gpt-4o", "openai", input="2.00", output="8.00",
-                             cached_input="1.00", effective_from=date(2026, 1, 1),
-                             context_window=128_000, max_output_tokens=16_384)
+    deal = PriceRow.from_usd(
+        "gpt-4o",
+        "openai",
+        input="2.00",
+        output="8.00",
+        cached_input="1.00",
+        effective_from=date(2026, 1, 1),
+        context_window=128_000,
+        max_output_tokens=16_384,
+    )
     cat = base.with_rows([deal])
     assert cat.lookup("gpt-4o", date(2026, 2, 1)).input == 2_000_000
     assert cat.lookup("gpt-4o-2024-08-06", date(2026, 2, 1)).output == 8_000_000
@@ -149,9 +192,15 @@ def test_with_rows_later_effective_from_wins() -> None:
 
 def test_with_rows_self_hosted_cost_and_new_models() -> None:
     base = load_catalog()
-    own = PriceRow.from_usd("smollm2-135m-instruct", "local", input="0.02", output="0.02",
-                            effective_from=date(2024, 11, 1), context_window=8192,
-                            max_output_tokens=2048)
+    own = PriceRow.from_usd(
+        "smollm2-135m-instruct",
+        "local",
+        input="0.02",
+        output="0.02",
+        effective_from=date(2024, 11, 1),
+        context_window=8192,
+        max_output_tokens=2048,
+    )
     vllm = PriceRow.from_usd("gpt-oss-120b", "vllm", input="0.05", output="0.10")
     cat = base.with_rows([own, vllm])
     assert cat.lookup("smollm2-135m-instruct").input == 20_000
@@ -168,8 +217,12 @@ def test_price_row_validation() -> None:
     with pytest.raises(ValueError):
         PriceRow.from_usd("m", "p", input="-1", output="1")
     with pytest.raises(ConfigError, match="alias"):
-        Catalog([PriceRow.from_usd("a", "p", input="1", output="1", aliases=("b",)),
-                 PriceRow.from_usd("b", "p", input="1", output="1")])
+        Catalog(
+            [
+                PriceRow.from_usd("a", "p", input="1", output="1", aliases=("b",)),
+                PriceRow.from_usd("b", "p", input="1", output="1"),
+            ]
+        )
 
 
 def test_usd_conversions_are_exact() -> None:
@@ -215,12 +268,16 @@ def _with(**cells: str) -> str:
         (_with(model="m2", batch_input="0.5"), "column 13 (batch_output)", "both"),
         (_with(model="m2", source=""), "column 16 (source)", "empty"),
         (_with(), "column 1 (model)", "duplicates the row on line 2"),
-        (_with(provider="anthropic", effective_from="2025-02-01"), "column 2 (provider)",
-         "another provider"),
+        (
+            _with(provider="anthropic", effective_from="2025-02-01"),
+            "column 2 (provider)",
+            "another provider",
+        ),
     ],
 )
-def test_bad_csv_value_names_line_and_column(tmp_path: Path, row: str, where: str,
-                                             phrase: str) -> None:
+def test_bad_csv_value_names_line_and_column(
+    tmp_path: Path, row: str, where: str, phrase: str
+) -> None:
     path = _write(tmp_path, GOOD, row)
     with pytest.raises(ConfigError) as err:
         load_catalog(path)
@@ -256,11 +313,18 @@ def test_all_is_sorted_and_complete() -> None:
 
 
 def test_core_modules_import_no_ui_or_pandas() -> None:
-    code = ("import sys, core.pricing, core.tokens; core.pricing.load_catalog();"
-            "print(sorted(m for m in ('pandas', 'streamlit', 'altair', 'prophet')"
-            " if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, cwd=Path(core.pricing.__file__).parents[2])
+    code = (
+        "import sys, core.pricing, core.tokens; core.pricing.load_catalog();"
+        "print(sorted(m for m in ('pandas', 'streamlit', 'altair', 'prophet')"
+        " if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(core.pricing.__file__).parents[2],
+    )
     assert out.stdout.strip() == "[]"
 
 

@@ -27,8 +27,10 @@ DAY = date(2026, 1, 15)
 @pytest.fixture(scope="module")
 def imported() -> tuple[dict[tuple[str, int], PriceRow], list[tuple[str, str]]]:
     rows, problems = import_litellm(FIXTURE, effective_from=DAY)
-    return ({(r.model, r.above_prompt_tokens): r for r in rows},
-            [(p.key, p.reason) for p in problems])
+    return (
+        {(r.model, r.above_prompt_tokens): r for r in rows},
+        [(p.key, p.reason) for p in problems],
+    )
 
 
 def test_rates_are_exact_picodollars(imported: tuple[dict, list]) -> None:
@@ -38,8 +40,11 @@ def test_rates_are_exact_picodollars(imported: tuple[dict, list]) -> None:
     assert (gpt4o.input, gpt4o.cached_input, gpt4o.cache_write) == (2_500_000, 1_250_000, 2_500_000)
     assert (gpt4o.output, gpt4o.reasoning) == (10_000_000, 10_000_000)
     assert (gpt4o.batch_input, gpt4o.batch_output) == (1_250_000, 5_000_000)
-    assert (gpt4o.provider, gpt4o.context_window, gpt4o.max_output_tokens) == ("openai", 128_000,
-                                                                               16_384)
+    assert (gpt4o.provider, gpt4o.context_window, gpt4o.max_output_tokens) == (
+        "openai",
+        128_000,
+        16_384,
+    )
     assert gpt4o.effective_from == DAY and "LiteLLM" in gpt4o.source
     assert rows[("o4-mini", 0)].cached_input == 275_000  # 2.75e-07
 
@@ -48,7 +53,11 @@ def test_context_tiers(imported: tuple[dict, list]) -> None:
     rows, _ = imported
     tier = rows[("claude-sonnet-4-5", 200_000)]
     assert (tier.input, tier.cached_input, tier.cache_write, tier.output) == (
-        6_000_000, 600_000, 7_500_000, 22_500_000)
+        6_000_000,
+        600_000,
+        7_500_000,
+        22_500_000,
+    )
     assert rows[("claude-sonnet-4-5", 0)].cache_write == 3_750_000
     gem = rows[("gemini-1.5-pro", 128_000)]  # provider prefix stripped, gemini -> google
     assert gem.provider == "google"
@@ -72,9 +81,16 @@ def test_only_chat_entries_and_bad_entries_reported(imported: tuple[dict, list])
     assert "text-embedding-3-small" not in names and "dall-e-3" not in names
     assert "sample_spec" not in names
     by_key = dict(problems)
-    assert set(by_key) == {"bad/negative-price", "bad/string-price", "bad/too-precise",
-                           "bad/no-provider", "bad/no-output-price", "bad/no-window",
-                           "bad/not-an-object", "openai/gpt-4o"}
+    assert set(by_key) == {
+        "bad/negative-price",
+        "bad/string-price",
+        "bad/too-precise",
+        "bad/no-provider",
+        "bad/no-output-price",
+        "bad/no-window",
+        "bad/not-an-object",
+        "openai/gpt-4o",
+    }
     assert "negative" in by_key["bad/negative-price"]
     assert "picodollars" in by_key["bad/too-precise"]
     assert "litellm_provider" in by_key["bad/no-provider"]
@@ -96,27 +112,35 @@ def test_bytes_upload_matches_file() -> None:
     rows, problems = import_litellm(FIXTURE.read_bytes(), effective_from=DAY)
     from_file, _ = import_litellm(FIXTURE, effective_from=DAY)
     assert [(r.model, r.input, r.output) for r in rows] == [
-        (r.model, r.input, r.output) for r in from_file]
+        (r.model, r.input, r.output) for r in from_file
+    ]
     assert len(problems) == 8
 
 
 def test_float_noise_is_recovered_exactly() -> None:
-    entry = {"litellm_provider": "x", "mode": "chat", "max_input_tokens": 1000,
-             "input_cost_per_token": 0.1 + 0.2 - 0.3 + 3e-07,  # a float that is not 3e-07
-             "output_cost_per_token": 1.875e-05}
-    rows, problems = rows_from_litellm({"ok": {**entry, "input_cost_per_token": 3e-07},
-                                        "noisy": entry})
+    entry = {
+        "litellm_provider": "x",
+        "mode": "chat",
+        "max_input_tokens": 1000,
+        "input_cost_per_token": 0.1 + 0.2 - 0.3 + 3e-07,  # a float that is not 3e-07
+        "output_cost_per_token": 1.875e-05,
+    }
+    rows, problems = rows_from_litellm(
+        {"ok": {**entry, "input_cost_per_token": 3e-07}, "noisy": entry}
+    )
     assert [r.input for r in rows] == [300_000]
     assert rows[0].output == 18_750_000
     assert [p.key for p in problems] == ["noisy"]
 
 
 def test_diff_small_catalogs() -> None:
-    old = Catalog([
-        PriceRow.from_usd("a", "p", input="1.00", output="2.00"),
-        PriceRow.from_usd("b", "p", input="1.00", output="2.00", aliases=("b-2025",)),
-        PriceRow.from_usd("gone", "p", input="1", output="1"),
-    ])
+    old = Catalog(
+        [
+            PriceRow.from_usd("a", "p", input="1.00", output="2.00"),
+            PriceRow.from_usd("b", "p", input="1.00", output="2.00", aliases=("b-2025",)),
+            PriceRow.from_usd("gone", "p", input="1", output="1"),
+        ]
+    )
     new = [
         PriceRow.from_usd("a", "p", input="1.00", output="2.00"),
         PriceRow.from_usd("b-2025", "p", input="0.80", output="2.00"),  # via alias

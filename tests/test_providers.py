@@ -102,9 +102,7 @@ def normal(wire: str, mode: str, text: str = "Four.", **kw: Any) -> s.Reply:
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("wire", WIRES)
 def test_answer_and_usage(scripted_server: ScriptedServer, wire: str, mode: str) -> None:
-    usage = (
-        s.openai_usage(21, 3) if wire == "openai" else s.anthropic_usage(21, 3)
-    )
+    usage = s.openai_usage(21, 3) if wire == "openai" else s.anthropic_usage(21, 3)
     scripted_server.enqueue(normal(wire, mode, "Two plus| two| is four.", usage=usage))
     deltas, res = call(provider(scripted_server, wire), mode, req(), MODEL[wire])
     assert res.text == "Two plus two is four."
@@ -139,8 +137,12 @@ def test_anthropic_usage_cache_read_and_write(scripted_server: ScriptedServer, m
 
 
 def test_deepseek_cache_hit_spelling(scripted_server: ScriptedServer) -> None:
-    usage = {"prompt_tokens": 100, "completion_tokens": 7, "prompt_cache_hit_tokens": 64,
-             "prompt_cache_miss_tokens": 36}
+    usage = {
+        "prompt_tokens": 100,
+        "completion_tokens": 7,
+        "prompt_cache_hit_tokens": 64,
+        "prompt_cache_miss_tokens": 36,
+    }
     scripted_server.enqueue(s.openai_chat("ok", usage=usage))
     _, res = call(provider(scripted_server, "openai"), "complete", req(), "deepseek-chat")
     assert res.usage == Usage(input_tokens=36, cached_input_tokens=64, output_tokens=7)
@@ -151,8 +153,10 @@ def test_openai_no_usage_reported_is_none(scripted_server: ScriptedServer, mode:
     if mode in ("stream", "astream"):
         scripted_server.enqueue(s.openai_stream(["a", "b"], usage=None))
     else:
-        body = {"model": "m", "choices": [{"index": 0, "message": {"content": "ab"},
-                                            "finish_reason": "stop"}]}
+        body = {
+            "model": "m",
+            "choices": [{"index": 0, "message": {"content": "ab"}, "finish_reason": "stop"}],
+        }
         scripted_server.enqueue(s.json_reply(body))
     _, res = call(provider(scripted_server, "openai"), mode, req(), "m")
     assert res.text == "ab" and res.usage is None
@@ -182,9 +186,14 @@ def test_openai_request_body(scripted_server: ScriptedServer, mode: str) -> None
 
 @pytest.mark.parametrize(
     ("model", "key"),
-    [("o1-mini", "max_completion_tokens"), ("o3", "max_completion_tokens"),
-     ("o4-mini", "max_completion_tokens"), ("gpt-5-nano", "max_completion_tokens"),
-     ("gpt-4o", "max_tokens"), ("llama-3.1-8b-instant", "max_tokens")],
+    [
+        ("o1-mini", "max_completion_tokens"),
+        ("o3", "max_completion_tokens"),
+        ("o4-mini", "max_completion_tokens"),
+        ("gpt-5-nano", "max_completion_tokens"),
+        ("gpt-4o", "max_tokens"),
+        ("llama-3.1-8b-instant", "max_tokens"),
+    ],
 )
 def test_openai_reasoning_families_use_max_completion_tokens(
     scripted_server: ScriptedServer, model: str, key: str
@@ -206,8 +215,13 @@ def test_openai_without_key_sends_no_auth_header(scripted_server: ScriptedServer
 @pytest.mark.parametrize("mode", MODES)
 def test_anthropic_request_system_placement(scripted_server: ScriptedServer, mode: str) -> None:
     scripted_server.enqueue(normal("anthropic", mode))
-    msgs = [Message("system", "Rule one."), Message("user", "hi"),
-            Message("assistant", "hello"), Message("system", "Rule two."), Message("user", "q")]
+    msgs = [
+        Message("system", "Rule one."),
+        Message("user", "hi"),
+        Message("assistant", "hello"),
+        Message("system", "Rule two."),
+        Message("user", "q"),
+    ]
     call(provider(scripted_server, "anthropic"), mode, req(messages=msgs), "claude-x")
     sent = scripted_server.requests[-1]
     assert sent.path == "/v1/messages"
@@ -238,11 +252,26 @@ HTTP_FAULTS = [
     (s.error(400, "temperature must be <= 2", type="invalid_request_error"), BadRequest, 400),
     (s.error(404, "model not found", type="not_found_error"), BadRequest, 404),
     (s.error(422, "unprocessable"), BadRequest, 422),
-    (s.json_reply({"error": {"message": "This model's maximum context length is 8192 tokens",
-                             "code": "context_length_exceeded"}}, 400),
-     ContextWindowExceeded, 400),
-    (s.error(400, "prompt is too long: 210000 tokens > 200000 maximum",
-             type="invalid_request_error"), ContextWindowExceeded, 400),
+    (
+        s.json_reply(
+            {
+                "error": {
+                    "message": "This model's maximum context length is 8192 tokens",
+                    "code": "context_length_exceeded",
+                }
+            },
+            400,
+        ),
+        ContextWindowExceeded,
+        400,
+    ),
+    (
+        s.error(
+            400, "prompt is too long: 210000 tokens > 200000 maximum", type="invalid_request_error"
+        ),
+        ContextWindowExceeded,
+        400,
+    ),
     (s.error(500, "internal error"), ProviderServerError, 500),
     (s.error(503, "unavailable"), ProviderServerError, 503),
     (s.error(529, "Overloaded", type="overloaded_error"), ProviderServerError, 529),
@@ -254,8 +283,12 @@ HTTP_FAULTS = [
 @pytest.mark.parametrize("wire", WIRES)
 @pytest.mark.parametrize(("reply", "cls", "status"), HTTP_FAULTS)
 def test_http_errors_map_to_error_tree(
-    scripted_server: ScriptedServer, wire: str, mode: str, reply: s.Reply,
-    cls: type[CostlineError], status: int,
+    scripted_server: ScriptedServer,
+    wire: str,
+    mode: str,
+    reply: s.Reply,
+    cls: type[CostlineError],
+    status: int,
 ) -> None:
     scripted_server.enqueue(reply)
     err = fail(provider(scripted_server, wire), mode, req(), MODEL[wire])
@@ -304,8 +337,9 @@ def test_timeout_comes_from_request_then_config(scripted_server: ScriptedServer)
     scripted_server.enqueue(s.delayed(s.openai_chat("late"), 1.0))
     assert type(fail(p, "complete", req(), "m")) is ProviderTimeout  # config's 0.2 s
     scripted_server.enqueue(s.delayed(s.openai_chat("late"), 0.5))
-    _, res = call(provider(scripted_server, "openai", timeout_s=0.2), "complete",
-                  req(timeout=5.0), "m")
+    _, res = call(
+        provider(scripted_server, "openai", timeout_s=0.2), "complete", req(timeout=5.0), "m"
+    )
     assert res.text == "late"  # the request's 5 s wins over the config's 0.2 s
 
 
@@ -356,10 +390,12 @@ def test_stream_cut_midway_is_malformed(
         if it is not None:
             seen.extend(x for x in it if isinstance(x, str))
         else:
+
             async def run() -> None:
                 async for x in p.astream(req(), MODEL[wire]):
                     if isinstance(x, str):
                         seen.append(x)
+
             asyncio.run(run())
     assert seen == ["one ", "two "]
     assert "stream ended after 2 chunks" in str(info.value)
@@ -397,8 +433,11 @@ def test_stream_without_terminal_event_is_malformed(
 def test_stream_finished_but_missing_terminal_event_is_accepted(
     scripted_server: ScriptedServer, wire: str
 ) -> None:
-    reply = (s.openai_stream(["a", "b"], done=False) if wire == "openai"
-             else s.anthropic_stream(["a", "b"], stop=False))
+    reply = (
+        s.openai_stream(["a", "b"], done=False)
+        if wire == "openai"
+        else s.anthropic_stream(["a", "b"], stop=False)
+    )
     scripted_server.enqueue(reply)
     deltas, res = call(provider(scripted_server, wire), "stream", req(), MODEL[wire])
     assert res.text == "ab" and res.finish_reason in ("stop", "end_turn")
@@ -416,8 +455,9 @@ def test_stream_bad_event_json_is_malformed(scripted_server: ScriptedServer, wir
 
 @pytest.mark.parametrize("mode", ("stream", "astream"))
 def test_anthropic_stream_error_event(scripted_server: ScriptedServer, mode: str) -> None:
-    scripted_server.enqueue(s.anthropic_stream(
-        ["partial"], error={"type": "overloaded_error", "message": "Overloaded"}))
+    scripted_server.enqueue(
+        s.anthropic_stream(["partial"], error={"type": "overloaded_error", "message": "Overloaded"})
+    )
     err = fail(provider(scripted_server, "anthropic"), mode, req(), "claude-x")
     assert type(err) is ProviderServerError and err.status_code == 529
     assert "Overloaded" in str(err)
@@ -468,12 +508,16 @@ def test_injected_clients_are_used_and_not_closed(scripted_server: ScriptedServe
             seen.append("async " + str(r.url))
 
         async with httpx.AsyncClient(event_hooks={"request": [hook]}) as ac:
-            p = create(ProviderConfig("inj", "openai", scripted_server.openai_url),
-                       client=client, aclient=ac)
+            p = create(
+                ProviderConfig("inj", "openai", scripted_server.openai_url),
+                client=client,
+                aclient=ac,
+            )
             p.complete(req(), "m")
             await p.acomplete(req(), "m")
             await p.aclose()
             assert not ac.is_closed
+
     asyncio.run(run())
     assert not client.is_closed
     client.close()

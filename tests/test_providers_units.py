@@ -50,8 +50,12 @@ def test_all_is_sorted_and_complete() -> None:
 
 @pytest.mark.parametrize(
     ("wire", "cls"),
-    [("openai", OpenAIProvider), ("anthropic", AnthropicProvider),
-     ("dryrun", DryRunProvider), ("local", LocalProvider)],
+    [
+        ("openai", OpenAIProvider),
+        ("anthropic", AnthropicProvider),
+        ("dryrun", DryRunProvider),
+        ("local", LocalProvider),
+    ],
 )
 def test_builtins_registered(wire: str, cls: type[Provider]) -> None:
     assert registered()[wire] is cls
@@ -122,8 +126,9 @@ def test_dryrun_length_and_usage(max_tokens: int | None) -> None:
 
 def test_dryrun_tiny_max_tokens() -> None:
     res = DryRunProvider(DRY).complete(req(max_tokens=3), "m")
-    assert res.usage == Usage(input_tokens=res.usage.input_tokens if res.usage else -1,
-                              output_tokens=3)
+    assert res.usage == Usage(
+        input_tokens=res.usage.input_tokens if res.usage else -1, output_tokens=3
+    )
     assert res.text == "[dryrun] Re: How" and res.finish_reason == "length"
 
 
@@ -166,8 +171,20 @@ def test_dryrun_latency_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
 # ---- SSE decoding -----------------------------------------------------------------------
 def test_sse_decoder() -> None:
     d = SSEDecoder()
-    lines = [": keepalive", "", "event: ping", "data: {}", "", "data: a", "data:b", "id: 7",
-             "retry: 10", "", "", "data: [DONE]"]
+    lines = [
+        ": keepalive",
+        "",
+        "event: ping",
+        "data: {}",
+        "",
+        "data: a",
+        "data:b",
+        "id: 7",
+        "retry: 10",
+        "",
+        "",
+        "data: [DONE]",
+    ]
     out = [ev for line in lines if (ev := d.feed(line)) is not None]
     assert out == [("ping", "{}"), ("", "a\nb")]
     assert d.flush() == ("", "[DONE]") and d.flush() is None
@@ -196,8 +213,11 @@ def test_error_detail() -> None:
 
 # ---- parsing via MockTransport (tiny unit tests) ------------------------------------------
 def mock(body: bytes, content_type: str = "application/json") -> httpx.Client:
-    return httpx.Client(transport=httpx.MockTransport(
-        lambda r: httpx.Response(200, content=body, headers={"content-type": content_type})))
+    return httpx.Client(
+        transport=httpx.MockTransport(
+            lambda r: httpx.Response(200, content=body, headers={"content-type": content_type})
+        )
+    )
 
 
 def test_openai_content_null_is_empty_text() -> None:
@@ -215,15 +235,18 @@ def test_openai_usage_field_of_wrong_type_is_malformed() -> None:
 
 
 def test_anthropic_skips_non_text_blocks() -> None:
-    body = (b'{"content": [{"type": "thinking", "thinking": "hmm"}, {"type": "text", "text": "A"},'
-            b' {"type": "text", "text": "B"}], "stop_reason": "end_turn", "model": "c"}')
+    body = (
+        b'{"content": [{"type": "thinking", "thinking": "hmm"}, {"type": "text", "text": "A"},'
+        b' {"type": "text", "text": "B"}], "stop_reason": "end_turn", "model": "c"}'
+    )
     p = AnthropicProvider(ProviderConfig("a", "anthropic", "http://x"), client=mock(body))
     assert p.complete(req(), "c").text == "AB"
 
 
 def test_empty_stream_is_retryable() -> None:
-    p = OpenAIProvider(ProviderConfig("o", "openai", "http://x/v1"),
-                       client=mock(b"", "text/event-stream"))
+    p = OpenAIProvider(
+        ProviderConfig("o", "openai", "http://x/v1"), client=mock(b"", "text/event-stream")
+    )
     with pytest.raises(ProviderConnectionError):
         list(p.stream(req(), "m"))
 

@@ -59,8 +59,16 @@ class Tracker:
 def test_priority_order_with_concurrency_one() -> None:
     work = Tracker()
     q: RequestQueue[str, object] = RequestQueue(work, concurrency=1)
-    jobs = [("low", "l1"), ("normal", "n1"), ("critical", "c1"), ("background", "b1"),
-            ("high", "h1"), ("critical", "c2"), ("normal", "n2"), ("low", "l2")]
+    jobs = [
+        ("low", "l1"),
+        ("normal", "n1"),
+        ("critical", "c1"),
+        ("background", "b1"),
+        ("high", "h1"),
+        ("critical", "c2"),
+        ("normal", "n2"),
+        ("low", "l2"),
+    ]
     tickets = [q.submit(name, prio) for prio, name in jobs]
     q.start()
     q.stop(drain=True)
@@ -155,8 +163,9 @@ def test_timeout_counts_as_failed_attempt() -> None:
     q.stop()
     assert q.metrics().done == 1  # the late result of the timed-out attempt was discarded
 
-    q2: RequestQueue[str, str] = RequestQueue(lambda x: release.wait(10) and x, concurrency=1,
-                                              default_timeout_s=0.05)
+    q2: RequestQueue[str, str] = RequestQueue(
+        lambda x: release.wait(10) and x, concurrency=1, default_timeout_s=0.05
+    )
     release.clear()
     q2.start()
     t2 = q2.submit("y", attempts=1)
@@ -244,9 +253,12 @@ def test_done_callback_may_submit() -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "field"),
-    [({"concurrency": 0}, "concurrency"), ({"concurrency": 1.5}, "concurrency"),
-     ({"concurrency": 1, "default_attempts": 0}, "default_attempts"),
-     ({"concurrency": 1, "default_timeout_s": -1}, "default_timeout_s")],
+    [
+        ({"concurrency": 0}, "concurrency"),
+        ({"concurrency": 1.5}, "concurrency"),
+        ({"concurrency": 1, "default_attempts": 0}, "default_attempts"),
+        ({"concurrency": 1, "default_timeout_s": -1}, "default_timeout_s"),
+    ],
 )
 def test_bad_config_names_the_field(kwargs: dict[str, object], field: str) -> None:
     with pytest.raises(ConfigError) as info:

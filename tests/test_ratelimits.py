@@ -31,9 +31,11 @@ def req(**kw: str) -> ChatRequest:
 
 
 PER_USER = RateLimit(id="per-user", scope="user", limit=2, window_s=60)
-GPT, MINI, CLAUDE = (Estimate("gpt-4o", "openai", PICO, 100),
-                     Estimate("gpt-4o-mini", "openai", PICO // 10, 100),
-                     Estimate("claude-haiku-4-5", "anthropic", PICO // 5, 100))
+GPT, MINI, CLAUDE = (
+    Estimate("gpt-4o", "openai", PICO, 100),
+    Estimate("gpt-4o-mini", "openai", PICO // 10, 100),
+    Estimate("claude-haiku-4-5", "anthropic", PICO // 5, 100),
+)
 
 
 @pytest.fixture
@@ -41,8 +43,13 @@ def clock() -> Clock:
     return Clock()
 
 
-def admit(guard: BudgetGuard, r: ChatRequest, rates: list[RateLimit], est: Estimate = GPT,
-          budgets: tuple[Budget, ...] = ()) -> Decision:
+def admit(
+    guard: BudgetGuard,
+    r: ChatRequest,
+    rates: list[RateLimit],
+    est: Estimate = GPT,
+    budgets: tuple[Budget, ...] = (),
+) -> Decision:
     return guard.admit(r, est.model, est.provider, est.cost_picousd, est.tokens, budgets, rates)
 
 
@@ -57,8 +64,13 @@ def test_items_per_scope_and_value() -> None:
     ]
     r = req(user="alice", org="acme", app="key-1")
     items = {a.item.key: a.item.cost for a in rate_items(limits, r, "openai/gpt-4o", "openai", 321)}
-    assert items == {"rl:u:user:alice": 1, "rl:o:org:acme": 321, "rl:a:app:key-1": 1,
-                     "rl:m:model:gpt-4o": 1, "rl:p:provider:openai": 1}
+    assert items == {
+        "rl:u:user:alice": 1,
+        "rl:o:org:acme": 321,
+        "rl:a:app:key-1": 1,
+        "rl:m:model:gpt-4o": 1,
+        "rl:p:provider:openai": 1,
+    }
     other = rate_items(limits, req(org="beta"), "gpt-4o-mini", "openai", 5)
     assert [a.item.key for a in other] == ["rl:p:provider:openai"]  # no user, app; not acme
 
@@ -131,8 +143,9 @@ def test_limited_candidate_is_skipped_for_the_next(clock: Clock) -> None:
 def test_none_left_raises_rate_limited_with_smallest_retry_after(clock: Clock) -> None:
     guard = BudgetGuard(MemoryState("t:"), clock=clock)
     openai = RateLimit(id="openai", scope="provider", scope_value="openai", limit=1, window_s=60)
-    anthropic = RateLimit(id="anthropic", scope="provider", scope_value="anthropic", limit=1,
-                          window_s=20)
+    anthropic = RateLimit(
+        id="anthropic", scope="provider", scope_value="anthropic", limit=1, window_s=20
+    )
     rates = [openai, anthropic]
     admit_first(guard, req(), [GPT], [], rates)
     admit_first(guard, req(), [CLAUDE], [], rates)
@@ -156,8 +169,9 @@ def test_over_budget_candidate_is_skipped_then_budget_exceeded(clock: Clock) -> 
 
 def test_degrade_reroutes_to_the_target(clock: Clock) -> None:
     guard = BudgetGuard(MemoryState("t:"), clock=clock)
-    soft = Budget(id="soft", name="Soft", limit_usd=Decimal("1.5"), action="degrade",
-                  degrade_to="gpt-4o-mini")
+    soft = Budget(
+        id="soft", name="Soft", limit_usd=Decimal("1.5"), action="degrade", degrade_to="gpt-4o-mini"
+    )
     targets = {"gpt-4o-mini": MINI}
 
     def to_target(d: Decision) -> Estimate:

@@ -88,8 +88,11 @@ def requests_of(reader: Reader) -> list[tuple[datetime, UsageEvent]]:
     for e in sorted(events, key=lambda e: (e.ts, e.attempt)):
         first.setdefault(e.request_id, e.ts)
         last[e.request_id] = e
-    done = [(first[k], e) for k, e in last.items()
-            if e.status == "ok" and e.ai_called and not e.cache_hit and not e.unpriced]
+    done = [
+        (first[k], e)
+        for k, e in last.items()
+        if e.status == "ok" and e.ai_called and not e.cache_hit and not e.unpriced
+    ]
     return sorted(done, key=lambda p: p[0])
 
 
@@ -110,14 +113,29 @@ def request(e: UsageEvent, cat: Catalog, policy: RoutingPolicy | None) -> ChatRe
         out += -(-(prompt - sent) * row.input // dear) if dear else 0
         out = max(1, min(out, row.context_window - sent))
     text = " a" * max(1, sent - 7)
-    return ChatRequest([Message("user", text)], model=None if policy else asked, task=e.task,
-                       max_tokens=out, org=e.org, project=e.project, user=e.user, app=e.app,
-                       criticality=e.criticality, cache=False,  # type: ignore[arg-type]
-                       request_id=e.request_id)
+    return ChatRequest(
+        [Message("user", text)],
+        model=None if policy else asked,
+        task=e.task,
+        max_tokens=out,
+        org=e.org,
+        project=e.project,
+        user=e.user,
+        app=e.app,
+        criticality=e.criticality,
+        cache=False,  # type: ignore[arg-type]
+        request_id=e.request_id,
+    )
 
 
-def rerun(reader: Reader, tmp: Path, cat: Catalog, budgets: Sequence[Budget],
-          policies: Sequence[RoutingPolicy], limits: Sequence[RateLimit]) -> pd.DataFrame:
+def rerun(
+    reader: Reader,
+    tmp: Path,
+    cat: Catalog,
+    budgets: Sequence[Budget],
+    policies: Sequence[RoutingPolicy],
+    limits: Sequence[RateLimit],
+) -> pd.DataFrame:
     """Every call of the period through a Router holding the proposal; its own log back."""
     calls = requests_of(reader)
     plane = ControlPlane(f"sqlite:///{tmp / 'rerun.db'}", model_exists=cat.has)
@@ -131,18 +149,32 @@ def rerun(reader: Reader, tmp: Path, cat: Catalog, budgets: Sequence[Budget],
     clock = [START]
     state = MemoryState()
     controls = Controls(cat, plane=plane, state=state, poll_s=3600)
-    controls.guard = BudgetGuard(state, clock=lambda: clock[0],
-                                 canonical=lambda m: cat.canonical(m) if cat.has(m) else m)
-    usage = {e.request_id: Usage(e.input_tokens, e.cached_input_tokens, e.cache_write_tokens,
-                                 e.output_tokens, e.reasoning_tokens, e.usage_estimated)
-             for _, e in calls}  # fmt: skip
+    controls.guard = BudgetGuard(
+        state, clock=lambda: clock[0], canonical=lambda m: cat.canonical(m) if cat.has(m) else m
+    )
+    usage = {
+        e.request_id: Usage(
+            e.input_tokens,
+            e.cached_input_tokens,
+            e.cache_write_tokens,
+            e.output_tokens,
+            e.reasoning_tokens,
+            e.usage_estimated,
+        )
+        for _, e in calls
+    }
     names = {r.provider for r in cat.rows()}
     providers: dict[str, Provider] = {n: LoggedUsage(n, usage) for n in names}
     home = tmp / "rerun"
     by_task = {p.task: p for p in policies}
-    router = Router(Settings(home=home, providers={n: p.config for n, p in providers.items()}),
-                    catalog=cat, log=UsageLog(home), providers=providers, controls=controls,
-                    retry=RetryPolicy(max_attempts=1))  # fmt: skip
+    router = Router(
+        Settings(home=home, providers={n: p.config for n, p in providers.items()}),
+        catalog=cat,
+        log=UsageLog(home),
+        providers=providers,
+        controls=controls,
+        retry=RetryPolicy(max_attempts=1),
+    )
     for ts, e in calls:
         clock[0] = ts
         with contextlib.suppress(CostlineError):
@@ -165,24 +197,49 @@ def test_replay_counts_equal_an_independent_rerun_through_the_router(
 ) -> None:
     acme = day_spend(reader, org="acme")
     budgets = [
-        Budget(id="acme-day", name="acme daily", scope="org", scope_value="acme", period="day",
-               limit_usd=usd(acme * 2 // 5), action="degrade", degrade_to="gpt-4o-mini"),
-        Budget(id="initech-day", name="initech daily", scope="org", scope_value="initech",
-               period="day", limit_usd=usd(day_spend(reader, org="initech") // 2),
-               action="block"),
-        Budget(id="search-tokens", name="search tokens", scope="task", scope_value="search",
-               period="day", limit_tokens=400_000, action="block"),
+        Budget(
+            id="acme-day",
+            name="acme daily",
+            scope="org",
+            scope_value="acme",
+            period="day",
+            limit_usd=usd(acme * 2 // 5),
+            action="degrade",
+            degrade_to="gpt-4o-mini",
+        ),
+        Budget(
+            id="initech-day",
+            name="initech daily",
+            scope="org",
+            scope_value="initech",
+            period="day",
+            limit_usd=usd(day_spend(reader, org="initech") // 2),
+            action="block",
+        ),
+        Budget(
+            id="search-tokens",
+            name="search tokens",
+            scope="task",
+            scope_value="search",
+            period="day",
+            limit_tokens=400_000,
+            action="block",
+        ),
         Budget(id="all", name="everything", limit_usd=usd(acme * 10), action="alert"),
     ]
-    policies = [RoutingPolicy("summarize", "gemini-2.5-flash", ("claude-3-5-haiku",),
-                              strategy="cheapest")]
-    limits = [RateLimit("per-user", scope="user", limit=10, window_s=3600,
-                        algorithm="sliding_window")]
+    policies = [
+        RoutingPolicy("summarize", "gemini-2.5-flash", ("claude-3-5-haiku",), strategy="cheapest")
+    ]
+    limits = [
+        RateLimit("per-user", scope="user", limit=10, window_s=3600, algorithm="sliding_window")
+    ]
     result = replay(reader, START, END, budgets, policies, catalog=catalog, rate_limits=limits)
     again = rerun(reader, tmp_path, catalog, budgets, policies, limits)
-    print(f"\nreplayed {result.replayed} of {result.calls} calls in {result.seconds:.1f} s:"
-          f" {result.degraded} degraded, {result.blocked} blocked,"
-          f" {result.rate_limited} rate limited; ${result.cost_actual} -> ${result.cost_replayed}")
+    print(
+        f"\nreplayed {result.replayed} of {result.calls} calls in {result.seconds:.1f} s:"
+        f" {result.degraded} degraded, {result.blocked} blocked,"
+        f" {result.rate_limited} rate limited; ${result.cost_actual} -> ${result.cost_replayed}"
+    )
     assert result.replayed == len(again) > 1000
     assert result.degraded == int(again["degraded"].sum()) > 0
     assert result.blocked == int((again["status"] == "blocked").sum()) > 0
@@ -192,32 +249,45 @@ def test_replay_counts_equal_an_independent_rerun_through_the_router(
     theirs = again.set_index("request_id").loc[mine.index]
     assert (mine["status_replayed"] == theirs["status"]).all()
     assert (mine["model_replayed"] == theirs["model"]).all()
-    assert [int(v) for v in mine["cost_replayed_picousd"]] == [int(v) for v in
-                                                             theirs["cost_picousd"]]
+    assert [int(v) for v in mine["cost_replayed_picousd"]] == [
+        int(v) for v in theirs["cost_picousd"]
+    ]
     kept = result.details[~result.details["replayed"]]
     total = sum(int(v) for v in again["cost_picousd"]) + sum(
-        int(v) for v in kept["cost_actual_picousd"])
+        int(v) for v in kept["cost_actual_picousd"]
+    )
     assert result.cost_replayed == usd(total)
     hit = result.by_user[result.by_user["blocked"] + result.by_user["degraded"] > 0]
-    assert set(hit["user"]) == set(mine[(mine["status_replayed"] == "blocked")
-                                        | mine["degraded_replayed"]]["user"])
+    assert set(hit["user"]) == set(
+        mine[(mine["status_replayed"] == "blocked") | mine["degraded_replayed"]]["user"]
+    )
 
 
 def test_a_generous_budget_blocks_nothing_and_reprices_every_call_exactly(
     reader: Reader, catalog: Catalog
 ) -> None:
-    budgets = [Budget(id="big", name="big", limit_usd=Decimal(10**6), action="block"),
-               Budget(id="big-acme", name="big acme", scope="org", scope_value="acme",
-                      period="day", limit_usd=Decimal(10**5), action="degrade",
-                      degrade_to=FREE)]  # fmt: skip
+    budgets = [
+        Budget(id="big", name="big", limit_usd=Decimal(10**6), action="block"),
+        Budget(
+            id="big-acme",
+            name="big acme",
+            scope="org",
+            scope_value="acme",
+            period="day",
+            limit_usd=Decimal(10**5),
+            action="degrade",
+            degrade_to=FREE,
+        ),
+    ]
     result = replay(reader, START, END, budgets, catalog=catalog)
     assert (result.degraded, result.blocked, result.rate_limited, result.errors) == (0, 0, 0, 0)
     assert result.replayed > 1000
     d = replayed(result)
     same = d[~d["degraded_actual"].astype(bool)]
     assert (same["model_replayed"] == same["model_actual"]).all()
-    assert [int(v) for v in same["cost_replayed_picousd"]] == [int(v) for v in
-                                                             same["cost_actual_picousd"]]
+    assert [int(v) for v in same["cost_replayed_picousd"]] == [
+        int(v) for v in same["cost_actual_picousd"]
+    ]
     assert result.cost_actual == usd(sum(int(v) for v in result.details["cost_actual_picousd"]))
 
 
@@ -225,8 +295,17 @@ def test_a_tiny_user_budget_blocks_exactly_that_users_calls(
     reader: Reader, catalog: Catalog
 ) -> None:
     user = "dmitri@initech.com"
-    budgets = [Budget(id="tiny", name="tiny", scope="user", scope_value=user, period="day",
-                      limit_usd=Decimal("0.000001"), action="block")]
+    budgets = [
+        Budget(
+            id="tiny",
+            name="tiny",
+            scope="user",
+            scope_value=user,
+            period="day",
+            limit_usd=Decimal("0.000001"),
+            action="block",
+        )
+    ]
     result = replay(reader, START, END, budgets, catalog=catalog)
     d = replayed(result)
     theirs, others = d[d["user"] == user], d[d["user"] != user]
@@ -243,9 +322,18 @@ def test_a_tiny_user_budget_blocks_exactly_that_users_calls(
 def test_a_tiny_degrade_budget_sends_its_orgs_calls_to_the_free_model(
     reader: Reader, catalog: Catalog
 ) -> None:
-    budgets = [Budget(id="tiny-org", name="tiny org", scope="org", scope_value="initech",
-                      period="day", limit_usd=Decimal("0.000001"), action="degrade",
-                      degrade_to=FREE)]  # fmt: skip
+    budgets = [
+        Budget(
+            id="tiny-org",
+            name="tiny org",
+            scope="org",
+            scope_value="initech",
+            period="day",
+            limit_usd=Decimal("0.000001"),
+            action="degrade",
+            degrade_to=FREE,
+        )
+    ]
     result = replay(reader, START, END, budgets, catalog=catalog)
     d = replayed(result)
     org, others = d[d["org"] == "initech"], d[d["org"] != "initech"]
@@ -266,26 +354,35 @@ def test_spend_before_the_period_is_carried_into_the_window(
     assert before > 0
 
     def monthly(limit: int) -> list[Budget]:
-        return [Budget(id="globex-month", name="globex", scope="org", scope_value="globex",
-                       limit_usd=usd(limit), action="block")]
+        return [
+            Budget(
+                id="globex-month",
+                name="globex",
+                scope="org",
+                scope_value="globex",
+                limit_usd=usd(limit),
+                action="block",
+            )
+        ]
 
     full = replay(reader, START, END, monthly(before), catalog=catalog)
     d = replayed(full)
     globex = d[d["org"] == "globex"]
     assert len(globex) > 10 and (globex["status_replayed"] == "blocked").all()
-    room = replay(reader, START, END, monthly(before + day_spend(reader, org="globex") * 2),
-                  catalog=catalog)
+    room = replay(
+        reader, START, END, monthly(before + day_spend(reader, org="globex") * 2), catalog=catalog
+    )
     assert room.blocked == 0
 
 
 def test_an_invalid_proposal_raises_naming_the_field(reader: Reader, catalog: Catalog) -> None:
     with pytest.raises(ConfigError) as bad_model:
-        replay(reader, START, END, [], [RoutingPolicy("chat", "gpt-9-imaginary")],
-               catalog=catalog)
+        replay(reader, START, END, [], [RoutingPolicy("chat", "gpt-9-imaginary")], catalog=catalog)
     assert bad_model.value.field == "primary_model"
     with pytest.raises(ConfigError) as negative:
-        replay(reader, START, END, [Budget(id="b", name="b", limit_usd=Decimal(-1))],
-               catalog=catalog)
+        replay(
+            reader, START, END, [Budget(id="b", name="b", limit_usd=Decimal(-1))], catalog=catalog
+        )
     assert negative.value.field == "limit_usd"
 
 

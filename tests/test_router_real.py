@@ -55,8 +55,14 @@ def test_self_hosted_cost_per_token_is_configurable(llamacpp_url: str):
 
     from core.pricing import PriceRow, load_catalog
 
-    row = PriceRow.from_usd("smollm2-135m-instruct", "local", input="0.01", output="0.02",
-                            effective_from=date(2026, 1, 1), context_window=2048)
+    row = PriceRow.from_usd(
+        "smollm2-135m-instruct",
+        "local",
+        input="0.01",
+        output="0.02",
+        effective_from=date(2026, 1, 1),
+        context_window=2048,
+    )
     catalog = load_catalog().with_rows([row])
     settings = Settings.from_env().with_provider(
         ProviderConfig("llamacpp", "openai", llamacpp_url, timeout_s=120)
@@ -79,8 +85,9 @@ def test_otel_span_follows_genai_conventions():
     settings = Settings.from_env(otel=True)
     with Router(settings, tracer_provider=provider, controls=False) as r:
         done = r.complete(
-            ChatRequest(messages=[Message("user", "hi")], model="dryrun-small", org="acme",
-                        max_tokens=40)
+            ChatRequest(
+                messages=[Message("user", "hi")], model="dryrun-small", org="acme", max_tokens=40
+            )
         )
     (span,) = exporter.get_finished_spans()
     a = span.attributes

@@ -25,31 +25,40 @@ class Clock:
         return self.t
 
 
-def row(name: str, provider: str, inp: str, out: str, quality: int = 50,
-        window: int = 128_000) -> PriceRow:
-    return PriceRow.from_usd(name, provider, input=inp, output=out, quality=quality,
-                             context_window=window)
+def row(
+    name: str, provider: str, inp: str, out: str, quality: int = 50, window: int = 128_000
+) -> PriceRow:
+    return PriceRow.from_usd(
+        name, provider, input=inp, output=out, quality=quality, context_window=window
+    )
 
 
-CATALOG = Catalog([
-    row("big", "openai", "2.50", "10", quality=90),
-    row("mini", "openai", "0.15", "0.60", quality=70),
-    row("haiku", "anthropic", "0.80", "4", quality=75, window=8_192),
-    row("open", "local", "0.05", "0.05", quality=40),
-    # cheap to read, dear to write / the reverse: which is cheaper depends on the request
-    row("reader", "x", "0.10", "10"),
-    row("writer", "x", "1", "1"),
-])
+CATALOG = Catalog(
+    [
+        row("big", "openai", "2.50", "10", quality=90),
+        row("mini", "openai", "0.15", "0.60", quality=70),
+        row("haiku", "anthropic", "0.80", "4", quality=75, window=8_192),
+        row("open", "local", "0.05", "0.05", quality=40),
+        # cheap to read, dear to write / the reverse: which is cheaper depends on the request
+        row("reader", "x", "0.10", "10"),
+        row("writer", "x", "1", "1"),
+    ]
+)
 
 
 def engine(clock: Clock | None = None, **kw: float) -> RoutingEngine:
     return RoutingEngine(CATALOG, MemoryState("t:"), clock=clock or Clock(), **kw)  # type: ignore[arg-type]
 
 
-def policy(strategy: str, primary: str = "big", fallbacks: tuple[str, ...] = ("mini", "haiku"),
-           **kw: object) -> RoutingPolicy:
-    return RoutingPolicy(task="summarize", primary_model=primary, fallbacks=fallbacks,
-                         strategy=strategy, **kw)  # type: ignore[arg-type]
+def policy(
+    strategy: str,
+    primary: str = "big",
+    fallbacks: tuple[str, ...] = ("mini", "haiku"),
+    **kw: object,
+) -> RoutingPolicy:
+    return RoutingPolicy(
+        task="summarize", primary_model=primary, fallbacks=fallbacks, strategy=strategy, **kw
+    )  # type: ignore[arg-type]
 
 
 def req(**kw: object) -> ChatRequest:
@@ -102,8 +111,9 @@ def test_quality_uses_catalog_scores_and_editable_overrides() -> None:
     assert e.route(req(), policy("quality"), prompt_tokens=10).models == ("big", "haiku", "mini")
     choice = e.route(req(), policy("quality"), prompt_tokens=10, scores={"mini": 0.95})
     assert choice.models == ("mini", "big", "haiku")
-    assert choice.reason == ("mini: highest quality of 3 for task summarize "
-                             "(quality 0.95 (score override))")
+    assert choice.reason == (
+        "mini: highest quality of 3 for task summarize (quality 0.95 (score override))"
+    )
 
 
 @pytest.mark.parametrize(
@@ -144,8 +154,12 @@ def test_explicit_strategy_keeps_policy_order_and_degrade_to_is_last() -> None:
     assert choice.models == ("big", "mini", "haiku", "open")
     assert choice.reason == "big: primary for task summarize"
     # degrade_to stays last even when the strategy would rank it first
-    assert engine().route(req(), replace(p, strategy="cheapest"),
-                          prompt_tokens=10).models == ("mini", "haiku", "big", "open")
+    assert engine().route(req(), replace(p, strategy="cheapest"), prompt_tokens=10).models == (
+        "mini",
+        "haiku",
+        "big",
+        "open",
+    )
 
 
 def test_optimize_cost_prefers_cheaper_whatever_the_strategy() -> None:
@@ -153,15 +167,18 @@ def test_optimize_cost_prefers_cheaper_whatever_the_strategy() -> None:
         choice = engine().route(req(optimize_cost=True), policy(strategy), prompt_tokens=1000)
         assert choice.models == ("mini", "haiku", "big"), strategy
         assert "optimize_cost" in choice.reason and f"over the {strategy} strategy" in choice.reason
-    assert "optimize_cost" in engine().route(req(optimize_cost=True), policy("cheapest"),
-                                             prompt_tokens=1000).reason
+    assert (
+        "optimize_cost"
+        in engine().route(req(optimize_cost=True), policy("cheapest"), prompt_tokens=1000).reason
+    )
 
 
 # ---- filters ----------------------------------------------------------------------------
 def test_context_window_filter_skips_models_that_cannot_fit() -> None:
     e = engine()
-    choice = e.route(req(max_tokens=500), policy("quality"), prompt_tokens=8000,
-                     scores={"haiku": 0.99})
+    choice = e.route(
+        req(max_tokens=500), policy("quality"), prompt_tokens=8000, scores={"haiku": 0.99}
+    )
     assert choice.models == ("big", "mini")
     assert choice.skipped == (("haiku", "context window 8192 < 8500 tokens"),)
     assert choice.reason == "big: fallback, haiku context window 8192 < 8500 tokens"
@@ -296,8 +313,9 @@ def test_breaker_is_shared_through_redis(redis_url: str) -> None:
 
 
 def test_aliases_and_provider_prefixes_share_one_breaker() -> None:
-    cat = Catalog([PriceRow.from_usd("gpt-x", "openai", input="1", output="1",
-                                     aliases=("gpt-x-2025",))])
+    cat = Catalog(
+        [PriceRow.from_usd("gpt-x", "openai", input="1", output="1", aliases=("gpt-x-2025",))]
+    )
     e = RoutingEngine(cat, MemoryState("t:"), breaker_threshold=1, clock=Clock())
     e.observe("openai/gpt-x", 50, ok=False)
     with pytest.raises(RetryableError):

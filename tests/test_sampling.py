@@ -125,7 +125,10 @@ def test_skip_without_any_answer_calls() -> None:
 
 def _adaptive_calls(signals: list[float]) -> tuple[int, SamplingGate]:
     cfg = SamplingConfig(
-        "adaptive", base_interval_s=600, min_interval_s=60, max_interval_s=3600,
+        "adaptive",
+        base_interval_s=600,
+        min_interval_s=60,
+        max_interval_s=3600,
         volatility_ref=0.01,
     )
     gate, clock = gate_for(cfg)
@@ -149,8 +152,12 @@ def test_adaptive_calls_more_often_when_volatile() -> None:
 
 def test_adaptive_interval_formula() -> None:
     cfg = SamplingConfig(
-        "adaptive", base_interval_s=600, min_interval_s=10, max_interval_s=3600,
-        volatility_window=1, volatility_ref=0.01,
+        "adaptive",
+        base_interval_s=600,
+        min_interval_s=10,
+        max_interval_s=3600,
+        volatility_window=1,
+        volatility_ref=0.01,
     )
     gate, clock = gate_for(cfg)
     assert gate.adaptive_interval("k") == 600  # no data: base
@@ -167,8 +174,13 @@ def test_adaptive_interval_formula() -> None:
 def test_critical_bypasses_strategy_and_min_interval() -> None:
     cfg = SamplingConfig("periodic", interval_s=3600, min_interval_s=600)
     gate, clock = gate_for(cfg)
-    events = [Event("k", "high"), Event("k", "medium"), Event("k", "critical"),
-              Event("k", Priority.CRITICAL), Event("k", "high")]
+    events = [
+        Event("k", "high"),
+        Event("k", "medium"),
+        Event("k", "critical"),
+        Event("k", Priority.CRITICAL),
+        Event("k", "high"),
+    ]
     assert pattern(run(gate, clock, events, step_s=1)) == "C.CC."
     assert gate.stats()["k"].calls == 3
 
@@ -316,9 +328,12 @@ def test_from_control_plane_strategy() -> None:
     from core.control._models import SamplingStrategy
 
     s = SamplingStrategy(
-        key="market_regime", strategy="adaptive",
+        key="market_regime",
+        strategy="adaptive",
         params={"min_interval_s": 30, "max_interval_s": 1800, "interval_s": 300},
-        min_interval_s=60, batch_size=8, batch_timeout_s=120,
+        min_interval_s=60,
+        batch_size=8,
+        batch_timeout_s=120,
     )
     cfg = SamplingConfig.from_strategy(s)
     assert cfg.strategy is Strategy.ADAPTIVE

@@ -13,7 +13,8 @@ from core.state import BudgetItem, MemoryState, RateItem, RedisState, ResilientS
 
 def test_all_is_sorted_and_complete() -> None:
     public = {
-        name for name, obj in vars(core.state).items()
+        name
+        for name, obj in vars(core.state).items()
         if not name.startswith("_") and getattr(obj, "__module__", "").startswith("core.state")
     }
     assert core.state.__all__ == sorted(core.state.__all__)

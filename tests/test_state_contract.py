@@ -145,7 +145,10 @@ def test_budget_reserve_settle_arithmetic(state: State) -> None:
     assert state.get_values(["b1", "missing"]) == [930, 0]
     over = state.admit([], [BudgetItem("b1", 1000, 71, 60)])
     assert (over.ok, over.reason, over.failed_index, over.budget_values) == (
-        False, "budget", 0, [930]
+        False,
+        "budget",
+        0,
+        [930],
     )
     assert state.admit([], [BudgetItem("b1", 1000, 70, 60)]).ok  # exactly at the limit
     assert state.get_values(["b1"]) == [1000]

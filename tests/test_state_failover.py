@@ -51,8 +51,19 @@ class PrivateRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        cmd = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-               "--save", "", "--appendonly", "no", "--dir", str(self.workdir)]
+        cmd = [
+            "redis-server",
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.workdir),
+        ]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
         deadline = time.monotonic() + 10
@@ -85,7 +96,9 @@ def server(tmp_path: Path) -> Iterator[PrivateRedis]:
 
 def resilient(srv: PrivateRedis, policy: str = "open") -> ResilientState:
     return ResilientState(
-        RedisState(srv.url, PREFIX), MemoryState(PREFIX), policy=policy,  # type: ignore[arg-type]
+        RedisState(srv.url, PREFIX),
+        MemoryState(PREFIX),
+        policy=policy,  # type: ignore[arg-type]
         retry_interval_s=0.05,
     )
 

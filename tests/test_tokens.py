@@ -144,17 +144,30 @@ def test_encodings_are_loaded_once() -> None:
 
 
 COOKBOOK = [
-    Message("system", "You are a helpful, pattern-following assistant that translates "
-            "corporate jargon into plain English."),
+    Message(
+        "system",
+        "You are a helpful, pattern-following assistant that translates "
+        "corporate jargon into plain English.",
+    ),
     Message("system", "New synergies will help drive top-line growth.", name="example_user"),
-    Message("system", "Things working well together will increase revenue.",
-            name="example_assistant"),
-    Message("system", "Let's circle back when we have more bandwidth to touch base on "
-            "opportunities for increased leverage.", name="example_user"),
-    Message("system", "Let's talk later when we're less busy about how to do better.",
-            name="example_assistant"),
-    Message("user", "This late pivot means we don't have time to boil the ocean for the "
-            "client deliverable."),
+    Message(
+        "system", "Things working well together will increase revenue.", name="example_assistant"
+    ),
+    Message(
+        "system",
+        "Let's circle back when we have more bandwidth to touch base on "
+        "opportunities for increased leverage.",
+        name="example_user",
+    ),
+    Message(
+        "system",
+        "Let's talk later when we're less busy about how to do better.",
+        name="example_assistant",
+    ),
+    Message(
+        "user",
+        "This late pivot means we don't have time to boil the ocean for the client deliverable.",
+    ),
 ]
 
 

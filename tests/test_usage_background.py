@@ -294,8 +294,13 @@ def test_writers_auto_compacting_under_a_reader_keep_exact_totals(
     writers, per_writer = 3, 2_000  # 80 flushes each, with compact_threshold=8
     ids = [w * 1_000_000 + i for w in range(writers) for i in range(per_writer)]
     done = tmp_path / "done"
-    reader = python(READER, costline_home, str(done), str(len(ids)),
-                    str(sum(event(i).cost_picousd for i in ids)))  # fmt: skip
+    reader = python(
+        READER,
+        costline_home,
+        str(done),
+        str(len(ids)),
+        str(sum(event(i).cost_picousd for i in ids)),
+    )
     _eventually(lambda: Path(str(done) + ".ready").exists() or reader.poll() is not None)
     procs = [python(WRITER, costline_home, str(w)) for w in range(writers)]
     for p in procs:

@@ -33,11 +33,22 @@ def main() -> None:
 def users_table() -> None:
     users = auth.plane().users()
     st.dataframe(
-        pd.DataFrame([{"username": u.username, "role": u.role, "disabled": u.disabled,
-                       "failed sign-ins": u.failed_attempts, "locked until": u.locked_until,
-                       "created": u.created_at} for u in users]),
-        hide_index=True, width="stretch",
-    )  # fmt: skip
+        pd.DataFrame(
+            [
+                {
+                    "username": u.username,
+                    "role": u.role,
+                    "disabled": u.disabled,
+                    "failed sign-ins": u.failed_attempts,
+                    "locked until": u.locked_until,
+                    "created": u.created_at,
+                }
+                for u in users
+            ]
+        ),
+        hide_index=True,
+        width="stretch",
+    )
 
 
 def create_user_form(actor: Actor) -> None:
@@ -45,12 +56,14 @@ def create_user_form(actor: Actor) -> None:
         st.subheader("Add a user")
         cols = st.columns(3)
         username = cols[0].text_input("Username", key="adm_new_user")
-        password = cols[1].text_input("Password (8+ characters)", type="password",
-                                      key="adm_new_password")  # fmt: skip
+        password = cols[1].text_input(
+            "Password (8+ characters)", type="password", key="adm_new_password"
+        )
         role = cols[2].selectbox("Role", ROLES, key="adm_new_role")
         if st.form_submit_button("Create user"):
-            forms.write_now(f"Created {username}.", actions.create_user, actor, username,
-                            password, role)
+            forms.write_now(
+                f"Created {username}.", actions.create_user, actor, username, password, role
+            )
 
 
 def manage_user_form(actor: Actor) -> None:
@@ -59,22 +72,34 @@ def manage_user_form(actor: Actor) -> None:
     user = users[st.selectbox("User", list(users), key="adm_user")]
     cols = st.columns(3)
     with cols[0].form("adm_role"):
-        role = st.selectbox("Role", ROLES, index=ROLES.index(user.role),
-                            key=f"adm_role_{user.username}")  # fmt: skip
+        role = st.selectbox(
+            "Role", ROLES, index=ROLES.index(user.role), key=f"adm_role_{user.username}"
+        )
         if st.form_submit_button("Set role"):
-            forms.write_now(f"{user.username} is now {role}.", actions.set_role, actor,
-                            user.username, role)
+            forms.write_now(
+                f"{user.username} is now {role}.", actions.set_role, actor, user.username, role
+            )
     with cols[1].form("adm_password", clear_on_submit=True):
         password = st.text_input("New password", type="password", key="adm_reset_password")
         if st.form_submit_button("Reset password"):
-            forms.write_now(f"Password of {user.username} reset.", actions.reset_password,
-                            actor, user.username, password)
+            forms.write_now(
+                f"Password of {user.username} reset.",
+                actions.reset_password,
+                actor,
+                user.username,
+                password,
+            )
     with cols[2].form("adm_disable"):
         st.write("Disabled" if user.disabled else "Active")
         label = "Enable user" if user.disabled else "Disable user"
         if st.form_submit_button(label):
-            forms.write_now(f"{user.username}: {label.split()[0].lower()}d.",
-                            actions.set_disabled, actor, user.username, not user.disabled)
+            forms.write_now(
+                f"{user.username}: {label.split()[0].lower()}d.",
+                actions.set_disabled,
+                actor,
+                user.username,
+                not user.disabled,
+            )
 
 
 def settings_form(actor: Actor) -> None:
@@ -84,11 +109,16 @@ def settings_form(actor: Actor) -> None:
         tz = st.text_input("Time zone (IANA)", str(plane.get_setting("timezone")), key="adm_tz")
         extra = ", ".join(f"{c}={r}" for c, r in rates.items() if c != "USD")
         rates_text = st.text_input("Display rates per 1 USD", extra, key="adm_rates")
-        currency = st.text_input("Default currency", str(plane.get_setting("currency")),
-                                 key="adm_currency")  # fmt: skip
+        currency = st.text_input(
+            "Default currency", str(plane.get_setting("currency")), key="adm_currency"
+        )
         if st.form_submit_button("Save settings"):
-            forms.write_now("Settings saved.", lambda: actions.save_settings(
-                actor, tz.strip(), currency.strip().upper(), actions.parse_rates(rates_text)))
+            forms.write_now(
+                "Settings saved.",
+                lambda: actions.save_settings(
+                    actor, tz.strip(), currency.strip().upper(), actions.parse_rates(rates_text)
+                ),
+            )
 
 
 def audit_log() -> None:
@@ -98,11 +128,22 @@ def audit_log() -> None:
         st.info("No entries on this page.")
         return
     st.dataframe(
-        pd.DataFrame([{"time": e.ts, "actor": e.actor, "action": e.action,
-                       "entity": f"{e.entity}:{e.entity_id}", "before": _j(e.before),
-                       "after": _j(e.after)} for e in entries]),
-        hide_index=True, width="stretch",
-    )  # fmt: skip
+        pd.DataFrame(
+            [
+                {
+                    "time": e.ts,
+                    "actor": e.actor,
+                    "action": e.action,
+                    "entity": f"{e.entity}:{e.entity_id}",
+                    "before": _j(e.before),
+                    "after": _j(e.after),
+                }
+                for e in entries
+            ]
+        ),
+        hide_index=True,
+        width="stretch",
+    )
     st.caption(f"Entries {page * AUDIT_PAGE + 1}–{page * AUDIT_PAGE + len(entries)}, newest first")
 
 

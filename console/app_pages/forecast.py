@@ -17,8 +17,10 @@ from core.analytics import AdviceReport, Forecast
 from core.errors import ConfigError
 from core.insights import BudgetOutlook, Finding
 
-DIMENSIONS = {"total": "Total", **{d: LABELS[d] for d in ("org", "project", "model",
-                                                           "provider", "task")}}  # fmt: skip
+DIMENSIONS = {
+    "total": "Total",
+    **{d: LABELS[d] for d in ("org", "project", "model", "provider", "task")},
+}
 PAGE_DIR = Path(__file__).parent
 PAGE_TITLES = {"routing": "Routing & Sampling", "budgets": "Budgets"}
 NO_HOLIDAYS = "(none)"
@@ -27,16 +29,19 @@ NO_HOLIDAYS = "(none)"
 def main() -> None:
     view = current_view()
     st.title("Forecast")
-    st.caption(f"{view.describe()} · forecasts fit every complete day under the sidebar"
-               " filters; anomalies and advice follow the time range")  # fmt: skip
+    st.caption(
+        f"{view.describe()} · forecasts fit every complete day under the sidebar"
+        " filters; anomalies and advice follow the time range"
+    )
     home, version = data.home(), data.version()
     dimension, value, horizon, width, holidays = controls(view)
     if dimension != "total" and value is None:
         st.info(f"No {DIMENSIONS[dimension].lower()} has any spend yet.")
         return
     try:
-        fc = fdata.forecast(home, version, view.scope, dimension, value, horizon, holidays,
-                            fdata.today(view.scope))  # fmt: skip
+        fc = fdata.forecast(
+            home, version, view.scope, dimension, value, horizon, holidays, fdata.today(view.scope)
+        )
     except ConfigError as exc:
         st.error(str(exc))
         return
@@ -54,16 +59,22 @@ def main() -> None:
 
 def controls(view: View) -> tuple[str, str | None, int, str, str | None]:
     cols = st.columns([1.1, 1.6, 1.6, 0.9, 1.1])
-    dimension = cols[0].selectbox("Forecast", list(DIMENSIONS), format_func=DIMENSIONS.get,
-                                  key="fc_dim")  # fmt: skip
+    dimension = cols[0].selectbox(
+        "Forecast", list(DIMENSIONS), format_func=DIMENSIONS.get, key="fc_dim"
+    )
     value = None
     if dimension != "total":
         options = fdata.values(data.home(), data.version(), view.scope, dimension)
-        value = cols[1].selectbox(DIMENSIONS[dimension], options, key=f"fc_value_{dimension}",
-                                  help="Largest spend first")  # fmt: skip
+        value = cols[1].selectbox(
+            DIMENSIONS[dimension], options, key=f"fc_value_{dimension}", help="Largest spend first"
+        )
     horizon = cols[2].slider("Horizon (days)", 7, 180, 30, key="fc_horizon")
-    width = cols[3].segmented_control("Interval", ["80", "95"], default="80",
-                                      format_func=lambda w: f"{w}%", key="fc_interval") or "80"
+    width = (
+        cols[3].segmented_control(
+            "Interval", ["80", "95"], default="80", format_func=lambda w: f"{w}%", key="fc_interval"
+        )
+        or "80"
+    )
     return dimension, value, int(horizon), width, holidays_control(cols[4])
 
 
@@ -77,32 +88,55 @@ def holidays_control(col) -> str | None:  # type: ignore[no-untyped-def]
     options = [NO_HOLIDAYS, *codes]
     if "fc_holidays" not in st.session_state:
         st.session_state["fc_holidays"] = stored if stored in codes else NO_HOLIDAYS
-    picked = col.selectbox("Holidays", options, key="fc_holidays",
-                           help="Public holidays of a country as extra regressors (setting"
-                                " 'holidays_country' picks the default)")  # fmt: skip
+    picked = col.selectbox(
+        "Holidays",
+        options,
+        key="fc_holidays",
+        help="Public holidays of a country as extra regressors (setting"
+        " 'holidays_country' picks the default)",
+    )
     return None if picked == NO_HOLIDAYS else str(picked)
 
 
 # ---- forecast chart ------------------------------------------------------------------------
 
 
-def _matching(outlooks: list[BudgetOutlook], dimension: str, value: str | None,
-              ) -> list[BudgetOutlook]:  # fmt: skip
+def _matching(
+    outlooks: list[BudgetOutlook],
+    dimension: str,
+    value: str | None,
+) -> list[BudgetOutlook]:
     scope = "global" if dimension == "total" else dimension
-    return [o for o in outlooks if o.exhaustion is not None and o.budget.scope == scope
-            and (scope == "global" or o.budget.scope_value == value)]  # fmt: skip
+    return [
+        o
+        for o in outlooks
+        if o.exhaustion is not None
+        and o.budget.scope == scope
+        and (scope == "global" or o.budget.scope_value == value)
+    ]
 
 
-def forecast_section(fc: Forecast, view: View, dimension: str, value: str | None, width: str,
-                     outlooks: list[BudgetOutlook], found: list[Finding]) -> None:  # fmt: skip
+def forecast_section(
+    fc: Forecast,
+    view: View,
+    dimension: str,
+    value: str | None,
+    width: str,
+    outlooks: list[BudgetOutlook],
+    found: list[Finding],
+) -> None:
     money = view.money
     future = fc.future
     if fc.method == "run_rate":
         rate = money.amount(int(round(float(future["yhat"].iloc[0]) * 10**12)))
-        st.warning(f"Not enough history for a forecast: {fc.message}.",
-                   icon=":material/hourglass_empty:")  # fmt: skip
-        st.metric("Run-rate projection", f"{money.symbol}{rate:,.2f} / day",
-                  help="Mean daily spend of the last (up to) 7 complete days, carried flat")
+        st.warning(
+            f"Not enough history for a forecast: {fc.message}.", icon=":material/hourglass_empty:"
+        )
+        st.metric(
+            "Run-rate projection",
+            f"{money.symbol}{rate:,.2f} / day",
+            help="Mean daily spend of the last (up to) 7 complete days, carried flat",
+        )
     elif fc.message:
         st.caption(fc.message)
     summary(fc, money, width)
@@ -110,28 +144,50 @@ def forecast_section(fc: Forecast, view: View, dimension: str, value: str | None
     chosen, mode = None, "Daily"
     left, right = st.columns([2, 1])
     if names:
-        picked = left.selectbox("Budget line", [*names, ""], key=f"fc_budget_{dimension}_{value}",
-                                format_func=lambda i: names[i].budget.name if i else "None",
-                                help="Budgets whose scope is this series")  # fmt: skip
+        picked = left.selectbox(
+            "Budget line",
+            [*names, ""],
+            key=f"fc_budget_{dimension}_{value}",
+            format_func=lambda i: names[i].budget.name if i else "None",
+            help="Budgets whose scope is this series",
+        )
         chosen = names.get(picked) if picked else None
     else:
-        left.caption("No budget covers exactly this series: pick an org, project, model or"
-                     " provider with a budget (or add a global one) to see its line.")
+        left.caption(
+            "No budget covers exactly this series: pick an org, project, model or"
+            " provider with a budget (or add a global one) to see its line."
+        )
     if chosen is not None:
-        mode = right.segmented_control("Show", ["Daily", "Cumulative"], default="Daily",
-                                       key="fc_mode") or "Daily"  # fmt: skip
-    st.altair_chart(chart(fc, view, dimension, value, width, chosen, mode, found),
-                    width="stretch")  # fmt: skip
-    st.caption("Dashed blue: forecast with its interval band · red diamonds: anomalies (hover"
-               " for who caused them) · dotted grey: trend changes · red rule: budget runs out")
+        mode = (
+            right.segmented_control("Show", ["Daily", "Cumulative"], default="Daily", key="fc_mode")
+            or "Daily"
+        )
+    st.altair_chart(chart(fc, view, dimension, value, width, chosen, mode, found), width="stretch")
+    st.caption(
+        "Dashed blue: forecast with its interval band · red diamonds: anomalies (hover"
+        " for who caused them) · dotted grey: trend changes · red rule: budget runs out"
+    )
     label = value or "total"
-    st.download_button("Download forecast (CSV)", fdata.csv_bytes(fc, money),
-                       file_name=f"costline-forecast-{dimension}-{label}.csv", mime="text/csv",
-                       key="fc_download", icon=":material/download:")  # fmt: skip
+    st.download_button(
+        "Download forecast (CSV)",
+        fdata.csv_bytes(fc, money),
+        file_name=f"costline-forecast-{dimension}-{label}.csv",
+        mime="text/csv",
+        key="fc_download",
+        icon=":material/download:",
+    )
 
 
-def chart(fc: Forecast, view: View, dimension: str, value: str | None, width: str,
-          chosen: BudgetOutlook | None, mode: str, found: list[Finding]):  # type: ignore[no-untyped-def]
+def chart(
+    fc: Forecast,
+    view: View,
+    dimension: str,
+    value: str | None,
+    width: str,
+    chosen: BudgetOutlook | None,
+    mode: str,
+    found: list[Finding],
+):  # type: ignore[no-untyped-def]
     money = view.money
     series = fdata.series_frame(fc, money, width)
     marks = fdata.marks_frame(found, series, money, view.scope, dimension, value)
@@ -149,9 +205,16 @@ def chart(fc: Forecast, view: View, dimension: str, value: str | None, width: st
             days = (chosen.end - chosen.start).days + 1
             budget = limit / days
             label = f"budget pace {money.symbol}{budget:,.2f}/day"
-    return fcharts.forecast_chart(series, symbol=money.symbol, band=f"{width}%", budget=budget,
-                                  budget_label=label, exhausted=exhausted, marks=marks,
-                                  changepoints=fdata.changepoint_frame(fc))  # fmt: skip
+    return fcharts.forecast_chart(
+        series,
+        symbol=money.symbol,
+        band=f"{width}%",
+        budget=budget,
+        budget_label=label,
+        exhausted=exhausted,
+        marks=marks,
+        changepoints=fdata.changepoint_frame(fc),
+    )
 
 
 def summary(fc: Forecast, money, width: str) -> None:  # type: ignore[no-untyped-def]
@@ -164,9 +227,12 @@ def summary(fc: Forecast, money, width: str) -> None:  # type: ignore[no-untyped
     cols = st.columns(3)
     total = float(fut["yhat"].sum())
     low, high = float(fut[f"lower_{width}"].sum()), float(fut[f"upper_{width}"].sum())
-    cols[0].metric(f"Forecast, next {len(fut)} days", fmt(total),
-                   help=f"Sum of the daily forecasts; sum of the daily {width}% bounds:"
-                        f" {fmt(low)} – {fmt(high)}")  # fmt: skip
+    cols[0].metric(
+        f"Forecast, next {len(fut)} days",
+        fmt(total),
+        help=f"Sum of the daily forecasts; sum of the daily {width}% bounds:"
+        f" {fmt(low)} – {fmt(high)}",
+    )
     cols[1].metric("Forecast per day", fmt(total / max(len(fut), 1)))
     last7 = float(hist["y"].tail(7).mean()) if len(hist) else 0.0
     cols[2].metric("Actual per day, last 7 days", fmt(last7))
@@ -184,9 +250,11 @@ def backtest_section(fc: Forecast) -> None:
     text = fdata.verdict(fc.backtest)
     good = fc.backtest.beats_naive
     (st.success if good else st.warning)(text[0].upper() + text[1:] + ".")
-    st.caption(f"Refitted without the last {fc.backtest.holdout_days} days and scored on them;"
-               " the naive forecast repeats the last week. Coverage: share of held-out days"
-               " inside the interval.")
+    st.caption(
+        f"Refitted without the last {fc.backtest.holdout_days} days and scored on them;"
+        " the naive forecast repeats the last week. Coverage: share of held-out days"
+        " inside the interval."
+    )
 
 
 def exhaustion_section(outlooks: list[BudgetOutlook], view: View, width: str) -> None:
@@ -195,11 +263,12 @@ def exhaustion_section(outlooks: list[BudgetOutlook], view: View, width: str) ->
         st.info("No budgets yet.")
         link("budgets")
         return
-    st.dataframe(fdata.outlook_frame(outlooks, view.money, width), hide_index=True,
-                 width="stretch")  # fmt: skip
-    st.caption("Spent: exact, window start to now. Runs out: the day the forecast's cumulative"
-               f" spend reaches the limit; range from the {width}% bounds. Each budget's own"
-               " scope is forecast, whatever the sidebar filters.")
+    st.dataframe(fdata.outlook_frame(outlooks, view.money, width), hide_index=True, width="stretch")
+    st.caption(
+        "Spent: exact, window start to now. Runs out: the day the forecast's cumulative"
+        f" spend reaches the limit; range from the {width}% bounds. Each budget's own"
+        " scope is forecast, whatever the sidebar filters."
+    )
 
 
 def anomalies_section(found: list[Finding], view: View) -> None:
@@ -208,14 +277,22 @@ def anomalies_section(found: list[Finding], view: View) -> None:
     if not found:
         st.info("No unusual spend or traffic in this time range.")
         return
-    grain = st.segmented_control("Grain", ["all", "day", "hour"], default="all",
-                                 key="fc_an_grain") or "all"  # fmt: skip
-    shown = [f for f in found if (grain == "all" or f.grain == grain)
-             and f.key in (getattr(view.scope, f.dimension) or (f.key,))]  # sidebar filters
+    grain = (
+        st.segmented_control("Grain", ["all", "day", "hour"], default="all", key="fc_an_grain")
+        or "all"
+    )
+    shown = [
+        f
+        for f in found
+        if (grain == "all" or f.grain == grain)
+        and f.key in (getattr(view.scope, f.dimension) or (f.key,))
+    ]  # sidebar filters
     st.dataframe(fdata.findings_frame(shown, view.money), hide_index=True, width="stretch")
     first = since.astimezone(ZoneInfo(view.scope.tz))
-    st.caption(f"{len(found)} anomalies since {first:%d %b %Y}, per org and per model, daily and"
-               " hourly, in spend and in calls; each is recorded once as an 'anomaly' alert.")
+    st.caption(
+        f"{len(found)} anomalies since {first:%d %b %Y}, per org and per model, daily and"
+        " hourly, in spend and in calls; each is recorded once as an 'anomaly' alert."
+    )
 
 
 def advice_section(report: AdviceReport, view: View) -> None:
@@ -231,8 +308,11 @@ def advice_section(report: AdviceReport, view: View) -> None:
             left, right = st.columns([4, 1])
             left.markdown(f"**{item.title}**")
             left.caption(item.detail)
-            right.metric("Saving / month", money.fmt(int(item.monthly_saving_usd * 10**12)),
-                         help=f"Confidence: {item.confidence}")  # fmt: skip
+            right.metric(
+                "Saving / month",
+                money.fmt(int(item.monthly_saving_usd * 10**12)),
+                help=f"Confidence: {item.confidence}",
+            )
             with left:
                 link(item.link)
     for kind, why in report.skipped.items():

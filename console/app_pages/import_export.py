@@ -39,18 +39,24 @@ def export_section(view: View) -> None:
     cols = st.columns([1] * len(FORMATS) + [3])
     for col, (fmt, (label, mime)) in zip(cols, FORMATS.items(), strict=False):
         col.download_button(
-            f"Download {label}", data=partial(data.export_bytes, view.scope, fmt),
-            file_name=f"costline-usage.{fmt}", mime=mime, key=f"exp_{fmt}",
-            disabled=count == 0, on_click="ignore",
-        )  # fmt: skip
+            f"Download {label}",
+            data=partial(data.export_bytes, view.scope, fmt),
+            file_name=f"costline-usage.{fmt}",
+            mime=mime,
+            key=f"exp_{fmt}",
+            disabled=count == 0,
+            on_click="ignore",
+        )
 
 
 def import_section(actor: Actor) -> None:
     st.subheader("Import usage from a CSV file")
     uploaded = st.file_uploader("CSV file", type=["csv", "txt"], key="imp_file")
     if uploaded is None:
-        st.caption("Exports of OpenAI, Anthropic, LiteLLM, Langfuse or Helicone usage work;"
-                   " you map the columns before anything is written.")  # fmt: skip
+        st.caption(
+            "Exports of OpenAI, Anthropic, LiteLLM, Langfuse or Helicone usage work;"
+            " you map the columns before anything is written."
+        )
         return
     content = uploaded.getvalue()
     try:
@@ -73,11 +79,13 @@ def mapping_step(preview: Preview, digest: str) -> tuple[dict[str, str], bool]:
     for i, name in enumerate(FIELDS):
         suggested = preview.mapping.get(name, "")
         label = name + (" *" if name in REQUIRED else "")
-        mapping[name] = cols[i % 4].selectbox(label, choices, index=choices.index(suggested),
-                                              key=f"imp_map_{digest}_{name}")  # fmt: skip
+        mapping[name] = cols[i % 4].selectbox(
+            label, choices, index=choices.index(suggested), key=f"imp_map_{digest}_{name}"
+        )
     inclusive = st.checkbox(
         "Input tokens include cached tokens; output tokens include reasoning tokens",
-        value=preview.tokens_inclusive, key=f"imp_inclusive_{digest}",
+        value=preview.tokens_inclusive,
+        key=f"imp_inclusive_{digest}",
     )
     return {k: v for k, v in mapping.items() if v}, inclusive
 
@@ -87,8 +95,9 @@ def mapped_preview(preview: Preview, mapping: dict[str, str]) -> pd.DataFrame:
     return pd.DataFrame({name: frame[col] for name, col in mapping.items()})
 
 
-def run_import(actor: Actor, name: str, content: bytes, mapping: dict[str, str],
-               inclusive: bool) -> None:  # fmt: skip
+def run_import(
+    actor: Actor, name: str, content: bytes, mapping: dict[str, str], inclusive: bool
+) -> None:
     try:
         result = actions.import_usage(actor, name, content, mapping, inclusive)
     except CostlineError as exc:
@@ -101,12 +110,18 @@ def run_import(actor: Actor, name: str, content: bytes, mapping: dict[str, str],
     cols[2].metric("Unpriced models", f"{len(result.unpriced_models):,}")
     if result.bad_rows:
         st.write("Bad rows (not imported):")
-        st.dataframe(pd.DataFrame([{"line": b.line, "reason": b.reason} for b in result.bad_rows]),
-                     hide_index=True, width="stretch", key="imp_bad_rows")  # fmt: skip
+        st.dataframe(
+            pd.DataFrame([{"line": b.line, "reason": b.reason} for b in result.bad_rows]),
+            hide_index=True,
+            width="stretch",
+            key="imp_bad_rows",
+        )
     if result.unpriced_models:
         st.write("Unpriced models (imported, flagged unpriced, not counted as $0):")
-        st.dataframe(pd.DataFrame(list(result.unpriced_models.items()),
-                                  columns=["model", "rows"]), hide_index=True)  # fmt: skip
+        st.dataframe(
+            pd.DataFrame(list(result.unpriced_models.items()), columns=["model", "rows"]),
+            hide_index=True,
+        )
 
 
 main()

@@ -38,17 +38,32 @@ def main() -> None:
 
 def spend_row(spend: dict[str, int], k: Totals, money: Money) -> None:
     cols = st.columns(4)
-    cols[0].metric("Spend today", money.fmt(spend["today"]),
-                   change(spend["today"], spend["yesterday"]), delta_color="inverse",
-                   help="Since local midnight, compared with yesterday up to the same time")
-    cols[1].metric("Month to date", money.fmt(spend["mtd"]),
-                   change(spend["mtd"], spend["prev_mtd"]), delta_color="inverse",
-                   help="Compared with the same part of last month")
-    cols[2].metric("Last 30 days", money.fmt(spend["last30"]),
-                   change(spend["last30"], spend["prev30"]), delta_color="inverse",
-                   help="Compared with the 30 days before")
-    cols[3].metric("Spend in range", money.fmt(k.cost),
-                   help="Everything in the selected time range and filters")  # fmt: skip
+    cols[0].metric(
+        "Spend today",
+        money.fmt(spend["today"]),
+        change(spend["today"], spend["yesterday"]),
+        delta_color="inverse",
+        help="Since local midnight, compared with yesterday up to the same time",
+    )
+    cols[1].metric(
+        "Month to date",
+        money.fmt(spend["mtd"]),
+        change(spend["mtd"], spend["prev_mtd"]),
+        delta_color="inverse",
+        help="Compared with the same part of last month",
+    )
+    cols[2].metric(
+        "Last 30 days",
+        money.fmt(spend["last30"]),
+        change(spend["last30"], spend["prev30"]),
+        delta_color="inverse",
+        help="Compared with the 30 days before",
+    )
+    cols[3].metric(
+        "Spend in range",
+        money.fmt(k.cost),
+        help="Everything in the selected time range and filters",
+    )
 
 
 def activity_row(k: Totals, money: Money) -> None:
@@ -58,10 +73,12 @@ def activity_row(k: Totals, money: Money) -> None:
     avg = "–" if k.avg_cost is None else money.fmt(k.avg_cost, places=4)
     cols[2].metric("Avg cost / request", avg)
     cols[3].metric("Cache hit rate", _pct(k.rate(k.cache_hits)))
-    saved_help = (f"Cache {money.fmt(k.saved_cache)} · sampling {money.fmt(k.saved_sampling)}"
-                  f" · routing {money.fmt(k.saved - k.saved_cache - k.saved_sampling)}")
+    saved_help = (
+        f"Cache {money.fmt(k.saved_cache)} · sampling {money.fmt(k.saved_sampling)}"
+        f" · routing {money.fmt(k.saved - k.saved_cache - k.saved_sampling)}"
+    )
     cols[4].metric("Saved", money.fmt(k.saved), help=saved_help)
-    cols[5].metric("Error rate", _pct(k.rate(k.errors)))  # fmt: skip
+    cols[5].metric("Error rate", _pct(k.rate(k.errors)))
 
 
 def chart_controls() -> tuple[str, str]:
@@ -78,12 +95,15 @@ def spend_chart(series: pd.DataFrame, view: View, dim: str, grain: str) -> None:
         return
     frame = shape.series_frame(series, view.money, grain)
     chart = charts.spend_over_time(frame, dim, grain, view.money.symbol)
-    found = forecast_data.findings(data.home(), data.version(), view.scope.tz,
-                                   view.scope.start, forecast_data.now_slot())  # fmt: skip
+    found = forecast_data.findings(
+        data.home(), data.version(), view.scope.tz, view.scope.start, forecast_data.now_slot()
+    )
     marks = forecast_data.overview_marks(frame, found, view.money, grain, view.scope)
     st.altair_chart(forecast_charts.mark_anomalies(chart, marks), width="stretch")
-    st.caption(f"Chart total {view.money.fmt(shape.total_pico(series))} · drag across periods"
-               " to filter the breakdown; click a legend entry to highlight it.")
+    st.caption(
+        f"Chart total {view.money.fmt(shape.total_pico(series))} · drag across periods"
+        " to filter the breakdown; click a legend entry to highlight it."
+    )
 
 
 def top_spenders(view: View) -> None:

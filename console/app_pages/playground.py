@@ -23,8 +23,10 @@ def main() -> None:
     actor = auth.current_actor()
     assert actor is not None
     st.title("Playground")
-    st.caption("Calls go through the same Router as your apps: budgets, cache, policies and"
-               " price overrides apply, and each call is logged with source 'playground'.")
+    st.caption(
+        "Calls go through the same Router as your apps: budgets, cache, policies and"
+        " price overrides apply, and each call is logged with source 'playground'."
+    )
     router = pg.router()
     if router.controls is not None:
         router.controls.snapshot()  # price overrides and budgets as of now
@@ -48,8 +50,9 @@ def main() -> None:
     history(actor, router)
     with st.expander("Providers and keys"):
         st.dataframe(pg.providers_frame(router.settings), hide_index=True, width="stretch")
-        st.caption("Keys come from the environment or .streamlit/secrets.toml and are shown"
-                   " masked.")  # fmt: skip
+        st.caption(
+            "Keys come from the environment or .streamlit/secrets.toml and are shown masked."
+        )
 
 
 # ---- inputs --------------------------------------------------------------------------------
@@ -61,36 +64,62 @@ def input_form(actor: Actor, router: Router) -> pg.Inputs:
     for i in range(st.session_state["pg_n_turns"]):
         cols = st.columns([1, 5])
         cols[0].selectbox(f"Turn {i + 1}", TURN_ROLES, key=f"pg_turn_role_{i}")
-        cols[1].text_area(f"Turn {i + 1} text", key=f"pg_turn_text_{i}", height=68,
-                          label_visibility="collapsed")  # fmt: skip
+        cols[1].text_area(
+            f"Turn {i + 1} text", key=f"pg_turn_text_{i}", height=68, label_visibility="collapsed"
+        )
     cols = st.columns([1, 1, 4])
     cols[0].button("Add a prior turn", key="pg_add_turn", on_click=_turns, args=(1,))
-    cols[1].button("Remove last turn", key="pg_del_turn", on_click=_turns, args=(-1,),
-                   disabled=st.session_state["pg_n_turns"] == 0)  # fmt: skip
+    cols[1].button(
+        "Remove last turn",
+        key="pg_del_turn",
+        on_click=_turns,
+        args=(-1,),
+        disabled=st.session_state["pg_n_turns"] == 0,
+    )
     st.text_area("User message", key="pg_prompt", height=120)
     options = pg.model_names(router)
     cols = st.columns([3, 2])
     models = cols[0].multiselect(
-        f"Models (up to {pg.MAX_MODELS}: more than one runs them side by side)", options,
-        key="pg_models", max_selections=pg.MAX_MODELS, format_func=_flagged(router),
-    )  # fmt: skip
-    other = cols[1].text_input("Other model", key="pg_other",
-                               placeholder="provider/model, e.g. llamacpp/smollm2-135m-instruct")
+        f"Models (up to {pg.MAX_MODELS}: more than one runs them side by side)",
+        options,
+        key="pg_models",
+        max_selections=pg.MAX_MODELS,
+        format_func=_flagged(router),
+    )
+    other = cols[1].text_input(
+        "Other model",
+        key="pg_other",
+        placeholder="provider/model, e.g. llamacpp/smollm2-135m-instruct",
+    )
     knobs = st.columns(5)
     temperature = knobs[0].slider("Temperature", 0.0, 2.0, step=0.1, key="pg_temperature")
     max_tokens = knobs[1].number_input("Max tokens", step=1, key="pg_max_tokens")
     org = knobs[2].text_input("Org", key="pg_org")
     project = knobs[3].text_input("Project", key="pg_project")
     task = knobs[4].text_input("Task", key="pg_task")
-    bypass = st.toggle("Bypass the response cache", key="pg_bypass",
-                       help="Neither read nor write the cache for this run")  # fmt: skip
+    bypass = st.toggle(
+        "Bypass the response cache",
+        key="pg_bypass",
+        help="Neither read nor write the cache for this run",
+    )
     st.caption(f"Calls are charged to user **{actor.username}**.")
-    turns = [(st.session_state[f"pg_turn_role_{i}"], st.session_state[f"pg_turn_text_{i}"])
-             for i in range(st.session_state["pg_n_turns"])]  # fmt: skip
+    turns = [
+        (st.session_state[f"pg_turn_role_{i}"], st.session_state[f"pg_turn_text_{i}"])
+        for i in range(st.session_state["pg_n_turns"])
+    ]
     chosen = [*models, *([other.strip()] if other.strip() else [])]
-    return pg.Inputs(st.session_state["pg_system"], turns, st.session_state["pg_prompt"],
-                     list(dict.fromkeys(chosen)), float(temperature), int(max_tokens), org,
-                     project, task, not bypass)  # fmt: skip
+    return pg.Inputs(
+        st.session_state["pg_system"],
+        turns,
+        st.session_state["pg_prompt"],
+        list(dict.fromkeys(chosen)),
+        float(temperature),
+        int(max_tokens),
+        org,
+        project,
+        task,
+        not bypass,
+    )
 
 
 def defaults(router: Router) -> None:
@@ -99,9 +128,14 @@ def defaults(router: Router) -> None:
     state = st.session_state
     state.setdefault("pg_n_turns", 0)
     base = pg.Inputs()
-    for key, value in (("pg_system", base.system), ("pg_prompt", base.prompt),
-                       ("pg_temperature", base.temperature), ("pg_max_tokens", base.max_tokens),
-                       ("pg_other", ""), ("pg_bypass", False)):  # fmt: skip
+    for key, value in (
+        ("pg_system", base.system),
+        ("pg_prompt", base.prompt),
+        ("pg_temperature", base.temperature),
+        ("pg_max_tokens", base.max_tokens),
+        ("pg_other", ""),
+        ("pg_bypass", False),
+    ):
         state.setdefault(key, value)
     for dim in ("org", "project", "task"):
         chosen = state.get(f"f_{dim}") or []
@@ -143,8 +177,7 @@ def resolve(router: Router, inputs: pg.Inputs) -> tuple[list[pg.Target], list[st
 # ---- before sending ------------------------------------------------------------------------
 
 
-def preview(router: Router, inputs: pg.Inputs, targets: Sequence[pg.Target], actor: Actor
-            ) -> None:  # fmt: skip
+def preview(router: Router, inputs: pg.Inputs, targets: Sequence[pg.Target], actor: Actor) -> None:
     st.subheader("Before sending")
     if inputs.max_tokens < 1:
         st.caption("Set max tokens to see the cost estimate.")
@@ -153,22 +186,27 @@ def preview(router: Router, inputs: pg.Inputs, targets: Sequence[pg.Target], act
     rows, budgets = [], []
     for t in targets:
         est = pg.estimate(router, t, inputs.messages(), inputs.max_tokens, typical)
-        rows.append({
-            "model": t.name, "provider": t.provider,
-            "prompt tokens": est.prompt_tokens,
-            "counted": "estimate" if est.tokens_estimated else "exact",
-            "max cost": pg.fmt_usd(est.max_cost),
-            "typical output": est.typical_output,
-            "typical cost": pg.fmt_usd(est.typical_cost),
-            "typical from": "your log" if est.typical_from_log else "assumed",
-            "status": t.problem or "ready",
-        })  # fmt: skip
+        rows.append(
+            {
+                "model": t.name,
+                "provider": t.provider,
+                "prompt tokens": est.prompt_tokens,
+                "counted": "estimate" if est.tokens_estimated else "exact",
+                "max cost": pg.fmt_usd(est.max_cost),
+                "typical output": est.typical_output,
+                "typical cost": pg.fmt_usd(est.typical_cost),
+                "typical from": "your log" if est.typical_from_log else "assumed",
+                "status": t.problem or "ready",
+            }
+        )
         req = inputs.request(t.name, actor.username)
         budgets += [_budget_row(t, s, est.max_cost) for s in pg.headroom(router, req, t)]
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="pg_estimates")
-    st.caption(f"Max cost: the prompt at the input rate plus {inputs.max_tokens:,} output tokens"
-               " (what budgets reserve). Typical cost: the median output of the model's recent"
-               f" calls, else {pg.TYPICAL_OUTPUT} tokens.")  # fmt: skip
+    st.caption(
+        f"Max cost: the prompt at the input rate plus {inputs.max_tokens:,} output tokens"
+        " (what budgets reserve). Typical cost: the median output of the model's recent"
+        f" calls, else {pg.TYPICAL_OUTPUT} tokens."
+    )
     if budgets:
         st.write("Charged to these budgets (current window):")
         st.dataframe(pd.DataFrame(budgets), hide_index=True, width="stretch", key="pg_budgets")
@@ -180,14 +218,18 @@ def _budget_row(t: pg.Target, s: BudgetStatus, max_cost: int) -> dict[str, objec
     b, limit = s.budget, s.limit_picousd
     left = None if limit is None else limit - s.spent_picousd - s.reserved_picousd
     return {
-        "model": t.name, "budget": b.name, "scope": "global" if b.scope == "global" else
-        f"{b.scope}={b.scope_value}", "window": s.window.label, "action": b.action,
-        "spent": pg.fmt_usd(s.spent_picousd), "reserved": pg.fmt_usd(s.reserved_picousd),
+        "model": t.name,
+        "budget": b.name,
+        "scope": "global" if b.scope == "global" else f"{b.scope}={b.scope_value}",
+        "window": s.window.label,
+        "action": b.action,
+        "spent": pg.fmt_usd(s.spent_picousd),
+        "reserved": pg.fmt_usd(s.reserved_picousd),
         "limit": pg.fmt_usd(limit) if limit is not None else f"{s.limit_tokens:,} tokens",
         "remaining": pg.fmt_usd(left) if left is not None else "–",
         "used": f"{s.utilisation:.1%}",
         "fits max cost": "–" if left is None else "yes" if max_cost <= left else "no",
-    }  # fmt: skip
+    }
 
 
 # ---- sending -------------------------------------------------------------------------------
@@ -247,9 +289,14 @@ def figures(r: pg.RunResult, wide: bool) -> None:
     """Cost and latency as metrics (side by side: only those two); the rest compact."""
     cost = "unpriced" if r.unpriced else pg.fmt_usd(r.cost)
     ttft = "–" if r.ttft_ms is None else f"{r.ttft_ms:,.0f} ms"
-    items = [("Cost", cost), ("Latency", f"{r.latency_ms:,.0f} ms"),
-             ("Input tokens", f"{r.input_tokens:,}"), ("Output tokens", f"{r.output_tokens:,}"),
-             ("Time to first token", ttft), ("Cache hit", "yes" if r.cache_hit else "no")]
+    items = [
+        ("Cost", cost),
+        ("Latency", f"{r.latency_ms:,.0f} ms"),
+        ("Input tokens", f"{r.input_tokens:,}"),
+        ("Output tokens", f"{r.output_tokens:,}"),
+        ("Time to first token", ttft),
+        ("Cache hit", "yes" if r.cache_hit else "no"),
+    ]
     if wide:
         cols = st.columns(3)
         for i, (label, value) in enumerate(items):
@@ -274,31 +321,57 @@ def history(actor: Actor, router: Router) -> None:
     if runs.empty:
         st.caption("None yet.")
         return
-    st.dataframe(pd.DataFrame({
-        "time": runs["ts"], "model": runs["model"], "status": runs["status"],
-        "tokens in": runs["input_tokens"], "tokens out": runs["output_tokens"],
-        "cost": [pg.fmt_usd(int(c)) for c in runs["cost_picousd"].fillna(0)],
-        "latency ms": runs["latency_ms"].round(0), "cache hit": runs["cache_hit"],
-        "request id": runs["request_id"],
-    }), hide_index=True, width="stretch", key="pg_history")  # fmt: skip
+    st.dataframe(
+        pd.DataFrame(
+            {
+                "time": runs["ts"],
+                "model": runs["model"],
+                "status": runs["status"],
+                "tokens in": runs["input_tokens"],
+                "tokens out": runs["output_tokens"],
+                "cost": [pg.fmt_usd(int(c)) for c in runs["cost_picousd"].fillna(0)],
+                "latency ms": runs["latency_ms"].round(0),
+                "cache hit": runs["cache_hit"],
+                "request id": runs["request_id"],
+            }
+        ),
+        hide_index=True,
+        width="stretch",
+        key="pg_history",
+    )
     stored = pg.remembered(actor.username)
     ids = [rid for rid in runs["request_id"] if rid in stored]
     if not ids:
         return
     cols = st.columns([4, 1])
-    pick = cols[0].selectbox("Run to load", ids, key="pg_hist_pick",
-                             format_func=lambda rid: f"{rid} · {stored[rid].prompt[:60]}")
-    cols[1].button("Load into the form", key="pg_hist_load", on_click=load,
-                   args=(stored[pick], set(pg.model_names(router))))  # fmt: skip
+    pick = cols[0].selectbox(
+        "Run to load",
+        ids,
+        key="pg_hist_pick",
+        format_func=lambda rid: f"{rid} · {stored[rid].prompt[:60]}",
+    )
+    cols[1].button(
+        "Load into the form",
+        key="pg_hist_load",
+        on_click=load,
+        args=(stored[pick], set(pg.model_names(router))),
+    )
 
 
 def load(inputs: pg.Inputs, options: set[str]) -> None:
     """Fill the form with a past run (a callback: it runs before the widgets are built)."""
     state = st.session_state
-    state.update(pg_system=inputs.system, pg_prompt=inputs.prompt,
-                 pg_temperature=inputs.temperature, pg_max_tokens=inputs.max_tokens,
-                 pg_org=inputs.org, pg_project=inputs.project, pg_task=inputs.task,
-                 pg_bypass=not inputs.cache, pg_n_turns=len(inputs.turns))  # fmt: skip
+    state.update(
+        pg_system=inputs.system,
+        pg_prompt=inputs.prompt,
+        pg_temperature=inputs.temperature,
+        pg_max_tokens=inputs.max_tokens,
+        pg_org=inputs.org,
+        pg_project=inputs.project,
+        pg_task=inputs.task,
+        pg_bypass=not inputs.cache,
+        pg_n_turns=len(inputs.turns),
+    )
     for i, (role, text) in enumerate(inputs.turns):
         state[f"pg_turn_role_{i}"], state[f"pg_turn_text_{i}"] = role, text
     state["pg_models"] = [m for m in inputs.models if m in options][: pg.MAX_MODELS]

@@ -21,28 +21,46 @@ RATE_LABELS = {  # field: (label, placeholder)
     "cache_write": ("Cache write", "same as input"),
     "reasoning": ("Reasoning", "same as output"),
 }
-CATALOG_ORDER = ["model", "provider", *RATE_FIELDS, "above_prompt_tokens", "context_window",
-                 "max_output_tokens", "effective_from", "status", "quality", "aliases", "source"]
+CATALOG_ORDER = [
+    "model",
+    "provider",
+    *RATE_FIELDS,
+    "above_prompt_tokens",
+    "context_window",
+    "max_output_tokens",
+    "effective_from",
+    "status",
+    "quality",
+    "aliases",
+    "source",
+]
 UNITS = {"mtok": "USD per 1M tokens", "token": "USD per token"}
-RELOAD_NOTE = ("Running routers poll the control plane and price with a change within"
-               " seconds; no restart is needed. Calls already logged keep the price of their day.")
+RELOAD_NOTE = (
+    "Running routers poll the control plane and price with a change within"
+    " seconds; no restart is needed. Calls already logged keep the price of their day."
+)
 
 
 def main() -> None:
     actor = auth.current_actor()
     assert actor is not None
     st.title("Pricing")
-    st.caption("Rates in USD per 1M tokens, as routers price calls today (the shipped catalog"
-               " with the control plane's overrides).")  # fmt: skip
+    st.caption(
+        "Rates in USD per 1M tokens, as routers price calls today (the shipped catalog"
+        " with the control plane's overrides)."
+    )
     forms.flash()
     try:
         cat = pricing_data.catalog()
     except CostlineError as exc:  # routers refuse such overrides too: say which to delete
-        st.error(f"The price overrides do not form a valid catalog: {exc}. Routers refuse"
-                 " calls until the override named here is deleted or fixed.")
+        st.error(
+            f"The price overrides do not form a valid catalog: {exc}. Routers refuse"
+            " calls until the override named here is deleted or fixed."
+        )
         cat = load_catalog()
     catalog_tab, overrides_tab, import_tab, unpriced_tab = st.tabs(
-        ["Catalog", "Overrides", "Import LiteLLM prices", "Unpriced models"])
+        ["Catalog", "Overrides", "Import LiteLLM prices", "Unpriced models"]
+    )
     with catalog_tab:
         catalog_section(cat)
     with overrides_tab:
@@ -57,30 +75,48 @@ def catalog_section(cat: Catalog) -> None:
     cols = st.columns([3, 2, 2])
     text = cols[0].text_input("Search", key="pr_search", placeholder="model, provider, alias…")
     frame = pricing_data.catalog_frame(cat, pricing_data.today())
-    providers = cols[1].multiselect("Provider", sorted(frame["provider"].unique()),
-                                    key="pr_providers", placeholder="All")  # fmt: skip
-    current = cols[2].checkbox("Current prices only", value=True, key="pr_current",
-                               help="Hide superseded and scheduled price versions")  # fmt: skip
+    providers = cols[1].multiselect(
+        "Provider", sorted(frame["provider"].unique()), key="pr_providers", placeholder="All"
+    )
+    current = cols[2].checkbox(
+        "Current prices only",
+        value=True,
+        key="pr_current",
+        help="Hide superseded and scheduled price versions",
+    )
     rows = pricing_data.search(frame, text, providers, current)
     st.caption(f"{rows['model'].nunique():,} models · {len(rows):,} price rows")
-    rate = {name: st.column_config.NumberColumn(name.replace("_", " "), format="%.6g")
-            for name in RATE_FIELDS}  # fmt: skip
-    st.dataframe(rows, hide_index=True, width="stretch", key="pr_catalog",
-                 column_order=CATALOG_ORDER, column_config={
-        **rate,
-        "above_prompt_tokens": st.column_config.NumberColumn("tier: prompt above",
-                                                             format="localized"),
-        "context_window": st.column_config.NumberColumn("context window", format="localized"),
-        "max_output_tokens": st.column_config.NumberColumn("max output", format="localized"),
-        "effective_from": st.column_config.DateColumn("effective from"),
-    })  # fmt: skip
+    rate = {
+        name: st.column_config.NumberColumn(name.replace("_", " "), format="%.6g")
+        for name in RATE_FIELDS
+    }
+    st.dataframe(
+        rows,
+        hide_index=True,
+        width="stretch",
+        key="pr_catalog",
+        column_order=CATALOG_ORDER,
+        column_config={
+            **rate,
+            "above_prompt_tokens": st.column_config.NumberColumn(
+                "tier: prompt above", format="localized"
+            ),
+            "context_window": st.column_config.NumberColumn("context window", format="localized"),
+            "max_output_tokens": st.column_config.NumberColumn("max output", format="localized"),
+            "effective_from": st.column_config.DateColumn("effective from"),
+        },
+    )
 
 
 def overrides_section(actor: Actor) -> None:
-    st.markdown("An override replaces a model's rates from its date on: negotiated rates, or"
-                " the cost per token of a self-hosted model. " + RELOAD_NOTE)  # fmt: skip
-    st.caption("An override holds one set of rates for every prompt size: from its date, a"
-               " model's long-context tier rates no longer apply.")  # fmt: skip
+    st.markdown(
+        "An override replaces a model's rates from its date on: negotiated rates, or"
+        " the cost per token of a self-hosted model. " + RELOAD_NOTE
+    )
+    st.caption(
+        "An override holds one set of rates for every prompt size: from its date, a"
+        " model's long-context tier rates no longer apply."
+    )
     table = pricing_data.overrides_frame()
     if table.empty:
         st.info("No price overrides.")
@@ -99,25 +135,37 @@ def override_form(actor: Actor) -> None:
         st.subheader("Add or change an override")
         cols = st.columns([3, 2, 2])
         model = cols[0].text_input("Model", key="pr_ov_model", placeholder="gpt-4o-mini")
-        provider = cols[1].text_input("Provider (new models only)", key="pr_ov_provider",
-                                      help="A catalog model keeps its catalog provider")
+        provider = cols[1].text_input(
+            "Provider (new models only)",
+            key="pr_ov_provider",
+            help="A catalog model keeps its catalog provider",
+        )
         day = cols[2].date_input("Effective from", value=pricing_data.today(), key="pr_ov_from")
-        unit = st.radio("Rates are", list(UNITS), format_func=UNITS.__getitem__,
-                        horizontal=True, key="pr_ov_unit")  # fmt: skip
+        unit = st.radio(
+            "Rates are",
+            list(UNITS),
+            format_func=UNITS.__getitem__,
+            horizontal=True,
+            key="pr_ov_unit",
+        )
         rate_cols = st.columns(len(RATE_LABELS))
-        typed = {name: col.text_input(label, key=f"pr_ov_{name}", placeholder=hint)
-                 for col, (name, (label, hint)) in zip(rate_cols, RATE_LABELS.items(),
-                                                       strict=True)}  # fmt: skip
+        typed = {
+            name: col.text_input(label, key=f"pr_ov_{name}", placeholder=hint)
+            for col, (name, (label, hint)) in zip(rate_cols, RATE_LABELS.items(), strict=True)
+        }
         note = st.text_input("Note", key="pr_ov_note", placeholder="e.g. negotiated, contract 2025")
-        new_model = st.checkbox("This model is not in the catalog (price a new model)",
-                                key="pr_ov_new")  # fmt: skip
+        new_model = st.checkbox(
+            "This model is not in the catalog (price a new model)", key="pr_ov_new"
+        )
         if not st.form_submit_button("Save override", type="primary"):
             return
 
     def save() -> Any:
         per_token = unit == "token"
-        rates = {n: pricing_data.rate(t, n, per_token, optional=n not in ("input", "output"))
-                 for n, t in typed.items()}  # fmt: skip
+        rates = {
+            n: pricing_data.rate(t, n, per_token, optional=n not in ("input", "output"))
+            for n, t in typed.items()
+        }
         return pricing_data.upsert_override(actor, model, provider, day, rates, note, new_model)
 
     forms.write_now(f"Override saved for {model.strip()} from {day}.", save)
@@ -126,28 +174,41 @@ def override_form(actor: Actor) -> None:
 def delete_override(actor: Actor, table: Any) -> None:
     keys = list(zip(table["provider"], table["model"], table["effective_from"], strict=True))
     cols = st.columns([4, 1])
-    chosen = cols[0].selectbox("Override to delete", range(len(keys)), key="pr_del_pick",
-                               format_func=lambda i: f"{keys[i][1]} · {keys[i][0]} · from "
-                               f"{keys[i][2]}")  # fmt: skip
+    chosen = cols[0].selectbox(
+        "Override to delete",
+        range(len(keys)),
+        key="pr_del_pick",
+        format_func=lambda i: f"{keys[i][1]} · {keys[i][0]} · from {keys[i][2]}",
+    )
     if cols[1].button("Delete override", key="pr_del"):
         provider, model, day = keys[chosen]
-        forms.write_now(f"Override of {model} from {day} deleted.",
-                        pricing_data.delete_override, actor, provider, model, day)
+        forms.write_now(
+            f"Override of {model} from {day} deleted.",
+            pricing_data.delete_override,
+            actor,
+            provider,
+            model,
+            day,
+        )
 
 
 def import_section(actor: Actor, cat: Catalog) -> None:
     if not auth.may(actor, "engineer"):
         st.caption("Importing prices needs the admin role.")
         return
-    uploaded = st.file_uploader("LiteLLM model_prices_and_context_window.json", type=["json"],
-                                key="pr_import_file")  # fmt: skip
+    uploaded = st.file_uploader(
+        "LiteLLM model_prices_and_context_window.json", type=["json"], key="pr_import_file"
+    )
     if uploaded is None:
-        st.caption("LiteLLM's price table is the community's de facto format. You see what"
-                   " would change before anything is written.")  # fmt: skip
+        st.caption(
+            "LiteLLM's price table is the community's de facto format. You see what"
+            " would change before anything is written."
+        )
         return
     content = uploaded.getvalue()
-    day = st.date_input("Imported prices take effect from", value=pricing_data.today(),
-                        key="pr_import_from")  # fmt: skip
+    day = st.date_input(
+        "Imported prices take effect from", value=pricing_data.today(), key="pr_import_from"
+    )
     try:
         preview = pricing_data.preview_import(content, cat, day)
     except CostlineError as exc:
@@ -165,35 +226,52 @@ def import_summary(preview: pricing_data.ImportPreview) -> None:
     cols = st.columns(5)
     cols[0].metric("Models read", f"{len({r.model for r in preview.rows}):,}")
     cols[1].metric("Problems", f"{len(preview.problems):,}")
-    for col, (label, kind) in zip(cols[2:], (("Changed models", "changed"), ("New models", "added"),
-                                             ("Not in the file", "removed")), strict=True):
+    for col, (label, kind) in zip(
+        cols[2:],
+        (("Changed models", "changed"), ("New models", "added"), ("Not in the file", "removed")),
+        strict=True,
+    ):
         col.metric(label, f"{len({c.model for c in preview.changes if c.kind == kind}):,}")
     if preview.problems:
         with st.expander(f"Entries not imported ({len(preview.problems):,})"):
-            st.dataframe([{"entry": p.key, "reason": p.reason} for p in preview.problems],
-                         hide_index=True, width="stretch", key="pr_import_problems")  # fmt: skip
+            st.dataframe(
+                [{"entry": p.key, "reason": p.reason} for p in preview.problems],
+                hide_index=True,
+                width="stretch",
+                key="pr_import_problems",
+            )
     if not kinds:
         st.success("The file holds the prices already in force: nothing to change.")
         return
-    shown = st.multiselect("Show", ["changed", "added", "removed"],
-                           default=[k for k in ("changed", "added") if k in kinds],
-                           key="pr_import_kinds")  # fmt: skip
+    shown = st.multiselect(
+        "Show",
+        ["changed", "added", "removed"],
+        default=[k for k in ("changed", "added") if k in kinds],
+        key="pr_import_kinds",
+    )
     frame = preview.changes_frame()
-    st.dataframe(frame[frame["change"].isin(shown)], hide_index=True, width="stretch",
-                 key="pr_import_diff")  # fmt: skip
-    st.caption("Rates in USD per 1M tokens. 'removed' models are only missing from the file:"
-               " applying never deletes a price.")  # fmt: skip
+    st.dataframe(
+        frame[frame["change"].isin(shown)], hide_index=True, width="stretch", key="pr_import_diff"
+    )
+    st.caption(
+        "Rates in USD per 1M tokens. 'removed' models are only missing from the file:"
+        " applying never deletes a price."
+    )
 
 
 def apply_step(actor: Actor, preview: pricing_data.ImportPreview, token: str) -> None:
     add_new = False
     if preview.new_models:
-        add_new = st.checkbox(f"Also add {_n(len(preview.new_models), 'model')} the catalog does"
-                              " not know", key="pr_import_add_new")  # fmt: skip
+        add_new = st.checkbox(
+            f"Also add {_n(len(preview.new_models), 'model')} the catalog does not know",
+            key="pr_import_add_new",
+        )
     count = len(preview.overrides) + (len(preview.new_models) if add_new else 0)
     if preview.not_applicable:
-        st.caption(f"{preview.not_applicable:,} changes (context tiers, batch rates, context"
-                   " windows) cannot be expressed as overrides and are not applied.")  # fmt: skip
+        st.caption(
+            f"{preview.not_applicable:,} changes (context tiers, batch rates, context"
+            " windows) cannot be expressed as overrides and are not applied."
+        )
     if count == 0:
         st.info("No rate changes to apply.")
         return
@@ -203,8 +281,10 @@ def apply_step(actor: Actor, preview: pricing_data.ImportPreview, token: str) ->
             st.session_state["pr_import_pending"] = token
             st.rerun()
         return
-    st.warning(f"Write {_n(count, 'price override')} effective from {day}? Each one is audited."
-               " " + RELOAD_NOTE)  # fmt: skip
+    st.warning(
+        f"Write {_n(count, 'price override')} effective from {day}? Each one is audited."
+        " " + RELOAD_NOTE
+    )
     cols = st.columns([1, 1, 4])
     if cols[1].button("Cancel", key="pr_import_cancel"):
         del st.session_state["pr_import_pending"]
@@ -231,13 +311,21 @@ def unpriced_section(cat: Catalog) -> None:
         st.success("Every call in the usage log was priced.")
         return
     table = table.assign(priced_now=[cat.has(m) for m in table["model"]])
-    st.caption("Calls to these models were logged as unpriced (never as $0). Add an override"
-               " (admin) to price future calls; logged calls keep their flag.")  # fmt: skip
+    st.caption(
+        "Calls to these models were logged as unpriced (never as $0). Add an override"
+        " (admin) to price future calls; logged calls keep their flag."
+    )
     st.metric("Unpriced calls", f"{int(table['calls'].sum()):,}")
-    st.dataframe(table, hide_index=True, width="stretch", key="pr_unpriced", column_config={
-        "last_seen": st.column_config.DatetimeColumn("last seen", format="YYYY-MM-DD HH:mm"),
-        "priced_now": st.column_config.CheckboxColumn("priced now"),
-    })  # fmt: skip
+    st.dataframe(
+        table,
+        hide_index=True,
+        width="stretch",
+        key="pr_unpriced",
+        column_config={
+            "last_seen": st.column_config.DatetimeColumn("last seen", format="YYYY-MM-DD HH:mm"),
+            "priced_now": st.column_config.CheckboxColumn("priced now"),
+        },
+    )
 
 
 def _n(count: int, noun: str) -> str:

@@ -35,22 +35,28 @@ def request_log(view: View) -> None:
     if st.session_state.get("rq_page", 1) > pages:  # the filters shrank the log
         st.session_state["rq_page"] = 1
     page = st.columns(4)[0].number_input(f"Page (of {pages:,})", 1, pages, 1, key="rq_page") - 1
-    rows = data.request_page(home, version, view.scope, status, order_by, descending,
-                             int(page), size)  # fmt: skip
+    rows = data.request_page(
+        home, version, view.scope, status, order_by, descending, int(page), size
+    )
     st.caption(f"{total:,} calls · showing {len(rows):,} from #{page * size + 1:,}")
     if rows.empty:
         st.info("No calls match these filters.")
         return
-    st.dataframe(shape.log_frame(rows, view.money), hide_index=True, width="stretch",
-                 column_config=_log_columns(view))  # fmt: skip
+    st.dataframe(
+        shape.log_frame(rows, view.money),
+        hide_index=True,
+        width="stretch",
+        column_config=_log_columns(view),
+    )
     detail(list(rows["request_id"]))
 
 
 def log_controls() -> tuple[tuple[str, ...], str, bool, int]:
     cols = st.columns([3, 2, 1, 1])
     status = cols[0].multiselect("Status", STATUSES, key="rq_status", placeholder="All")
-    order_by = cols[1].selectbox("Sort by", list(data.SORTABLE), key="rq_sort",
-                                 format_func=data.SORTABLE.__getitem__)  # fmt: skip
+    order_by = cols[1].selectbox(
+        "Sort by", list(data.SORTABLE), key="rq_sort", format_func=data.SORTABLE.__getitem__
+    )
     direction = cols[2].selectbox("Order", ["desc", "asc"], key="rq_dir")
     size = cols[3].selectbox("Rows", PAGE_SIZES, index=1, key="rq_size")
     return tuple(status), order_by, direction == "desc", int(size)

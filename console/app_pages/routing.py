@@ -36,7 +36,8 @@ def main() -> None:
     forms.flash()
     engineer = auth.may(actor, "engineer")
     policies, sampling, caching, health = st.tabs(
-        ["Task policies", "Sampling", "Cache & rate limits", "Provider health"])
+        ["Task policies", "Sampling", "Cache & rate limits", "Provider health"]
+    )
     with policies:
         policies_tab(actor, engineer)
     with sampling:
@@ -52,8 +53,9 @@ def pick(label: str, key: str, names: Sequence[str], new_label: str) -> str:
     """Which entry to edit: NEW or one of ``names`` (a vanished one falls back to NEW)."""
     if st.session_state.get(key) not in (NEW, *names):
         st.session_state[key] = NEW
-    chosen: str = st.selectbox(label, [NEW, *names], key=key,
-                               format_func=lambda n: new_label if n == NEW else n)  # fmt: skip
+    chosen: str = st.selectbox(
+        label, [NEW, *names], key=key, format_func=lambda n: new_label if n == NEW else n
+    )
     return chosen
 
 
@@ -115,23 +117,31 @@ def policies_tab(actor: Actor, engineer: bool) -> None:
         with left:
             st.text_input("Task", key=key("task"), disabled=policy is not None)
             forms.field_error(form, "task")
-            st.text_input("Primary model", key=key("primary_model"),
-                          help="A model of the price catalog (see Pricing)")  # fmt: skip
+            st.text_input(
+                "Primary model",
+                key=key("primary_model"),
+                help="A model of the price catalog (see Pricing)",
+            )
             forms.field_error(form, "primary_model")
             st.text_input("Fallbacks (comma-separated)", key=key("fallbacks"))
             forms.field_error(form, "fallbacks")
-            st.text_input("Degrade to", key=key("degrade_to"),
-                          help="The cheaper model over-budget calls use")  # fmt: skip
+            st.text_input(
+                "Degrade to", key=key("degrade_to"), help="The cheaper model over-budget calls use"
+            )
             forms.field_error(form, "degrade_to")
-            st.checkbox("Personalised (never share cached answers across users)",
-                        key=key("personalised"))  # fmt: skip
+            st.checkbox(
+                "Personalised (never share cached answers across users)", key=key("personalised")
+            )
         with right:
             st.selectbox("Strategy", ROUTING_STRATEGIES, key=key("strategy"))
             forms.field_error(form, "strategy", "weights")
             st.selectbox("Criticality", CRITICALITIES, key=key("criticality"))
             forms.field_error(form, "criticality")
-            st.text_input("Cache TTL (s)", key=key("cache_ttl_s"),
-                          help="Empty: the task's cache setting; 0: never cache")  # fmt: skip
+            st.text_input(
+                "Cache TTL (s)",
+                key=key("cache_ttl_s"),
+                help="Empty: the task's cache setting; 0: never cache",
+            )
             forms.field_error(form, "cache_ttl_s")
             st.text_input("Max tokens", key=key("max_tokens"), help="Empty: no limit")
             forms.field_error(form, "max_tokens")
@@ -145,12 +155,28 @@ def policies_tab(actor: Actor, engineer: bool) -> None:
 
         for warning in rd.provider_warnings(policy, catalog()):
             st.warning(warning)
-        delete_button(f"rt_pol_delete_{slug}", form, f"Policy for {chosen} deleted.",
-                      lambda: rd.delete_policy(actor, chosen))
+        delete_button(
+            f"rt_pol_delete_{slug}",
+            form,
+            f"Policy for {chosen} deleted.",
+            lambda: rd.delete_policy(actor, chosen),
+        )
 
 
-VALUE_KEYS = ("task", "primary_model", "fallbacks", "degrade_to", "strategy", "criticality",
-              "cache_ttl_s", "personalised", "max_tokens", "w_cost", "w_latency", "w_quality")
+VALUE_KEYS = (
+    "task",
+    "primary_model",
+    "fallbacks",
+    "degrade_to",
+    "strategy",
+    "criticality",
+    "cache_ttl_s",
+    "personalised",
+    "max_tokens",
+    "w_cost",
+    "w_latency",
+    "w_quality",
+)
 
 
 # ---- sampling strategies -------------------------------------------------------------------
@@ -161,8 +187,9 @@ def sampling_tab(actor: Actor, engineer: bool, view: View) -> None:
     savings = rd.sampling_savings(data.home(), data.version(), view.scope.start, view.scope.end)
     st.caption(f"Calls and savings in the selected range ({view.describe()}).")
     if strategies:
-        st.dataframe(sampling_frame(strategies, savings, view.money), hide_index=True,
-                     width="stretch")  # fmt: skip
+        st.dataframe(
+            sampling_frame(strategies, savings, view.money), hide_index=True, width="stretch"
+        )
     else:
         st.info("No sampling strategies: every event calls the model.")
     if read_only(engineer, "sampling strategies"):
@@ -178,8 +205,15 @@ def sampling_tab(actor: Actor, engineer: bool, view: View) -> None:
         return f"{prefix}_{field}"
 
     strategy = st.selectbox("Strategy", SAMPLING_STRATEGIES, key=key("strategy"))
-    fields = ("key", "strategy", "min_interval_s", "batch_size", "batch_timeout_s", "enabled",
-              *(f"p_{p}" for p in rd.PARAM_LABELS))  # fmt: skip
+    fields = (
+        "key",
+        "strategy",
+        "min_interval_s",
+        "batch_size",
+        "batch_timeout_s",
+        "enabled",
+        *(f"p_{p}" for p in rd.PARAM_LABELS),
+    )
 
     def save() -> None:
         saved = rd.save_sampling(actor, forms.values(prefix, fields), new=current is None)
@@ -194,19 +228,31 @@ def sampling_tab(actor: Actor, engineer: bool, view: View) -> None:
             cols = st.columns(len(params))
             for col, name in zip(cols, params, strict=True):
                 with col:
-                    st.text_input(rd.PARAM_LABELS[name], key=key(f"p_{name}"),
-                                  help=rd.PARAM_HELP.get(strategy))  # fmt: skip
+                    st.text_input(
+                        rd.PARAM_LABELS[name],
+                        key=key(f"p_{name}"),
+                        help=rd.PARAM_HELP.get(strategy),
+                    )
                     forms.field_error(form, f"params.{name}")
         forms.field_error(form, "strategy")
         st.markdown("**Event thresholds**")
         event = st.columns(3)
         with event[0]:
-            st.number_input("Min interval (s)", min_value=0.0, key=key("min_interval_s"),
-                            help="HIGH/MEDIUM events: at least this long between real calls")
+            st.number_input(
+                "Min interval (s)",
+                min_value=0.0,
+                key=key("min_interval_s"),
+                help="HIGH/MEDIUM events: at least this long between real calls",
+            )
             forms.field_error(form, "min_interval_s")
         with event[1]:
-            st.number_input("Batch size", min_value=0, step=1, key=key("batch_size"),
-                            help="LOW events: one call per this many")  # fmt: skip
+            st.number_input(
+                "Batch size",
+                min_value=0,
+                step=1,
+                key=key("batch_size"),
+                help="LOW events: one call per this many",
+            )
             forms.field_error(form, "batch_size")
         with event[2]:
             st.number_input("Batch timeout (s)", min_value=0.0, key=key("batch_timeout_s"))
@@ -214,23 +260,33 @@ def sampling_tab(actor: Actor, engineer: bool, view: View) -> None:
         st.checkbox("Enabled", key=key("enabled"))
         save_button(form, "Sampling strategy saved.", save)
     if current is not None:
-        delete_button(f"rt_smp_delete_{slug}", form, f"Strategy for {chosen} deleted.",
-                      lambda: rd.delete_sampling(actor, chosen))
+        delete_button(
+            f"rt_smp_delete_{slug}",
+            form,
+            f"Strategy for {chosen} deleted.",
+            lambda: rd.delete_sampling(actor, chosen),
+        )
 
 
-def sampling_frame(strategies: Sequence[Any], savings: pd.DataFrame, money: Money
-                   ) -> pd.DataFrame:  # fmt: skip
+def sampling_frame(strategies: Sequence[Any], savings: pd.DataFrame, money: Money) -> pd.DataFrame:
     by_key = {str(r["key"]): r for r in savings.to_dict("records")}
     rows = []
     for s in strategies:
         got = by_key.get(s.key, {})
-        rows.append({"agent / task": s.key, "strategy": s.strategy,
-                     "parameters": rd.describe_params(s), "min interval (s)": s.min_interval_s,
-                     "batch": f"{s.batch_size} / {s.batch_timeout_s:g} s",
-                     "enabled": s.enabled, "events": int(got.get("events", 0)),
-                     "AI calls": int(got.get("calls", 0)),
-                     "calls saved": int(got.get("skipped", 0)),
-                     "saved": money.fmt(int(got.get("saved_picousd", 0)))})  # fmt: skip
+        rows.append(
+            {
+                "agent / task": s.key,
+                "strategy": s.strategy,
+                "parameters": rd.describe_params(s),
+                "min interval (s)": s.min_interval_s,
+                "batch": f"{s.batch_size} / {s.batch_timeout_s:g} s",
+                "enabled": s.enabled,
+                "events": int(got.get("events", 0)),
+                "AI calls": int(got.get("calls", 0)),
+                "calls saved": int(got.get("skipped", 0)),
+                "saved": money.fmt(int(got.get("saved_picousd", 0))),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -241,9 +297,20 @@ def cache_tab(actor: Actor, engineer: bool) -> None:
     st.subheader("Response cache per task")
     settings = auth.plane().cache_settings()
     if settings:
-        st.dataframe(pd.DataFrame([{"task": c.task, "TTL (s)": c.ttl_s, "enabled": c.enabled,
-                                    "semantic threshold": c.semantic_threshold}
-                                   for c in settings]), hide_index=True)  # fmt: skip
+        st.dataframe(
+            pd.DataFrame(
+                [
+                    {
+                        "task": c.task,
+                        "TTL (s)": c.ttl_s,
+                        "enabled": c.enabled,
+                        "semantic threshold": c.semantic_threshold,
+                    }
+                    for c in settings
+                ]
+            ),
+            hide_index=True,
+        )
     else:
         st.caption(f"No settings: built-in TTLs per task (else {DEFAULT_CACHE_TTL_S:,} s).")
     if read_only(engineer, "cache settings"):
@@ -253,10 +320,17 @@ def cache_tab(actor: Actor, engineer: bool) -> None:
     c = by_task.get(chosen)
     slug = "new" if c is None else chosen
     prefix, form = f"rt_cache_{slug}", f"rt_cache_form_{slug}"
-    prefill(prefix, {"task": c.task if c else "", "ttl_s": c.ttl_s if c else 3600,
-                     "enabled": c.enabled if c else True,
-                     "semantic_threshold": "" if c is None or c.semantic_threshold is None
-                     else str(c.semantic_threshold)})  # fmt: skip
+    prefill(
+        prefix,
+        {
+            "task": c.task if c else "",
+            "ttl_s": c.ttl_s if c else 3600,
+            "enabled": c.enabled if c else True,
+            "semantic_threshold": ""
+            if c is None or c.semantic_threshold is None
+            else str(c.semantic_threshold),
+        },
+    )
 
     def save() -> None:
         saved = rd.save_cache_setting(actor, forms.values(prefix, rd.CACHE_FIELDS))
@@ -267,26 +341,47 @@ def cache_tab(actor: Actor, engineer: bool) -> None:
         cols = st.columns([2, 1, 1, 1])
         cols[0].text_input("Task", key=f"{prefix}_task", disabled=c is not None)
         cols[1].number_input("TTL (s)", min_value=0, step=60, key=f"{prefix}_ttl_s")
-        cols[2].text_input("Semantic threshold", key=f"{prefix}_semantic_threshold",
-                           help="Cosine similarity in (0, 1]; empty: exact matches only")
+        cols[2].text_input(
+            "Semantic threshold",
+            key=f"{prefix}_semantic_threshold",
+            help="Cosine similarity in (0, 1]; empty: exact matches only",
+        )
         cols[3].checkbox("Enabled", key=f"{prefix}_enabled")
         for field in rd.CACHE_FIELDS:
             forms.field_error(form, field)
         save_button(form, "Cache setting saved.", save)
     if c is not None:
-        delete_button(f"rt_cache_delete_{slug}", form, f"Cache setting for {chosen} deleted.",
-                      lambda: rd.delete_cache_setting(actor, chosen))
+        delete_button(
+            f"rt_cache_delete_{slug}",
+            form,
+            f"Cache setting for {chosen} deleted.",
+            lambda: rd.delete_cache_setting(actor, chosen),
+        )
 
 
 def rate_limits_tab(actor: Actor, engineer: bool) -> None:
     st.subheader("Rate limits")
     limits = auth.plane().rate_limits()
     if limits:
-        st.dataframe(pd.DataFrame([{"id": r.id, "scope": r.scope, "value": r.scope_value or
-                                    "each", "metric": r.metric, "limit": r.limit,
-                                    "window (s)": r.window_s, "algorithm": r.algorithm,
-                                    "burst": r.burst, "enabled": r.enabled}
-                                   for r in limits]), hide_index=True)  # fmt: skip
+        st.dataframe(
+            pd.DataFrame(
+                [
+                    {
+                        "id": r.id,
+                        "scope": r.scope,
+                        "value": r.scope_value or "each",
+                        "metric": r.metric,
+                        "limit": r.limit,
+                        "window (s)": r.window_s,
+                        "algorithm": r.algorithm,
+                        "burst": r.burst,
+                        "enabled": r.enabled,
+                    }
+                    for r in limits
+                ]
+            ),
+            hide_index=True,
+        )
     else:
         st.caption("No rate limits.")
     if read_only(engineer, "rate limits"):
@@ -296,13 +391,20 @@ def rate_limits_tab(actor: Actor, engineer: bool) -> None:
     r = by_id.get(chosen)
     slug = "new" if r is None else chosen
     prefix, form = f"rt_rl_{slug}", f"rt_rl_form_{slug}"
-    prefill(prefix, {"id": r.id if r else "", "scope": r.scope if r else "user",
-                     "scope_value": (r.scope_value or "") if r else "",
-                     "metric": r.metric if r else "requests", "limit": r.limit if r else 60,
-                     "window_s": r.window_s if r else 60,
-                     "algorithm": r.algorithm if r else "token_bucket",
-                     "burst": "" if r is None or r.burst is None else str(r.burst),
-                     "enabled": r.enabled if r else True})  # fmt: skip
+    prefill(
+        prefix,
+        {
+            "id": r.id if r else "",
+            "scope": r.scope if r else "user",
+            "scope_value": (r.scope_value or "") if r else "",
+            "metric": r.metric if r else "requests",
+            "limit": r.limit if r else 60,
+            "window_s": r.window_s if r else 60,
+            "algorithm": r.algorithm if r else "token_bucket",
+            "burst": "" if r is None or r.burst is None else str(r.burst),
+            "enabled": r.enabled if r else True,
+        },
+    )
 
     def save() -> None:
         saved = rd.save_rate_limit(actor, forms.values(prefix, rd.RATE_FIELDS))
@@ -325,16 +427,21 @@ def rate_limits_tab(actor: Actor, engineer: bool) -> None:
             forms.field_error(form, field)
         save_button(form, "Rate limit saved.", save)
     if r is not None:
-        delete_button(f"rt_rl_delete_{slug}", form, f"Rate limit {chosen} deleted.",
-                      lambda: rd.delete_rate_limit(actor, chosen))
+        delete_button(
+            f"rt_rl_delete_{slug}",
+            form,
+            f"Rate limit {chosen} deleted.",
+            lambda: rd.delete_rate_limit(actor, chosen),
+        )
 
 
 # ---- provider health -----------------------------------------------------------------------
 
 
 def health_tab(view: View) -> None:
-    span = st.segmented_control("Range", ["Last 24 hours", "Selected range"],
-                                default="Last 24 hours", key="rt_health_range")  # fmt: skip
+    span = st.segmented_control(
+        "Range", ["Last 24 hours", "Selected range"], default="Last 24 hours", key="rt_health_range"
+    )
     if span == "Selected range":
         start, end = view.scope.start, view.scope.end
     else:
@@ -344,11 +451,17 @@ def health_tab(view: View) -> None:
     if df.empty:
         st.info("No provider calls in this range.")
         return
-    st.dataframe(rd.health_frame(df, rd.breakers()), hide_index=True, width="stretch",
-                 column_config={"error rate": st.column_config.NumberColumn(format="percent")})
-    st.caption("Latency of answered calls; error rate over calls that reached the provider."
-               " Breakers are shown as this console's own router last saw them (Playground"
-               " calls); other router processes keep their own view: n/a here.")
+    st.dataframe(
+        rd.health_frame(df, rd.breakers()),
+        hide_index=True,
+        width="stretch",
+        column_config={"error rate": st.column_config.NumberColumn(format="percent")},
+    )
+    st.caption(
+        "Latency of answered calls; error rate over calls that reached the provider."
+        " Breakers are shown as this console's own router last saw them (Playground"
+        " calls); other router processes keep their own view: n/a here."
+    )
 
 
 main()

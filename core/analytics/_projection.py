@@ -98,17 +98,14 @@ def project(
     for w, (lo, hi) in run.bounds.items():
         frame[f"lower_{interval_label(w)}"] = np.clip(lo, 0, None)
         frame[f"upper_{interval_label(w)}"] = np.clip(hi, 0, None)
-    return Projection(
-        _with_history(frame, hist), "prophet", "", run.changepoints, run.fit_seconds
-    )
+    return Projection(_with_history(frame, hist), "prophet", "", run.changepoints, run.fit_seconds)
 
 
 def short_history_message(n: int) -> str:
     if n == 0:
         return f"no history yet; showing a $0 run-rate — forecasts need {MIN_DAYS}+ days"
     return (
-        f"only {n} days of history; showing a run-rate projection"
-        f" — forecasts need {MIN_DAYS}+ days"
+        f"only {n} days of history; showing a run-rate projection — forecasts need {MIN_DAYS}+ days"
     )
 
 
@@ -133,9 +130,7 @@ def run_rate(
     for col in frame.columns[2:]:
         past[col] = np.nan
     frame = pd.concat([past, frame], ignore_index=True) if len(past) else frame
-    return Projection(
-        _with_history(frame, hist), "run_rate", reason, [], time.perf_counter() - t0
-    )
+    return Projection(_with_history(frame, hist), "run_rate", reason, [], time.perf_counter() - t0)
 
 
 def _with_history(frame: pd.DataFrame, hist: pd.DataFrame) -> pd.DataFrame:

@@ -50,8 +50,16 @@ __all__ = [
 
 # errors that are not the model's fault: Costline's own controls and bad requests
 NOT_MODEL_ERRORS = frozenset(
-    {"BudgetExceeded", "PolicyError", "RequestError", "BadRequest", "ContextWindowExceeded",
-     "UnpricedModel", "PermissionDenied", "ConfigError"}
+    {
+        "BudgetExceeded",
+        "PolicyError",
+        "RequestError",
+        "BadRequest",
+        "ContextWindowExceeded",
+        "UnpricedModel",
+        "PermissionDenied",
+        "ConfigError",
+    }
 )
 
 
@@ -99,8 +107,9 @@ def usage_stats(calls: pd.DataFrame, by: list[str]) -> dict[tuple[str, ...], Sta
     return out
 
 
-def _within(cur: Stats, cand: Stats, q_cur: float | None, q_cand: float | None,
-            tol: Tolerance) -> bool:
+def _within(
+    cur: Stats, cand: Stats, q_cur: float | None, q_cand: float | None, tol: Tolerance
+) -> bool:
     if cand["error_rate"] > cur["error_rate"] + tol.error_rate:
         return False
     lat_c, lat_n = cur["latency_ms"], cand["latency_ms"]
@@ -217,8 +226,13 @@ def advise(
     days = period_days or observed_days(events)
     skipped: dict[str, str] = {}
     items = model_switches(
-        events, reprice, candidates, quality=quality, tolerance=tolerance,
-        period_days=days, min_saving_usd=min_saving_usd,
+        events,
+        reprice,
+        candidates,
+        quality=quality,
+        tolerance=tolerance,
+        period_days=days,
+        min_saving_usd=min_saving_usd,
     )
     if "prompt_hash" not in events.columns:
         skipped["response_cache"] = "events have no prompt_hash column"

@@ -135,7 +135,12 @@ def scan(
 
 
 def _robust_flags(
-    x: np.ndarray, method: str, window: int, thr: float, need: int, rel_floor: float,
+    x: np.ndarray,
+    method: str,
+    window: int,
+    thr: float,
+    need: int,
+    rel_floor: float,
     direction: str,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(expected, score, flags) for 'mad' or 'iqr' on a (time x keys) matrix."""

@@ -66,8 +66,10 @@ def attribute(
         missing = [c for c in cols if c not in events.columns]
         if missing:
             raise ConfigError(f"events have no column {missing[0]!r}", field="dims")
-        label = events[cols].astype(str).agg(" / ".join, axis=1) if len(cols) > 1 else (
-            events[cols[0]].astype(str)
+        label = (
+            events[cols].astype(str).agg(" / ".join, axis=1)
+            if len(cols) > 1
+            else (events[cols[0]].astype(str))
         )
         spend = usd[in_win].groupby(label[in_win]).sum()
         base = usd[in_base].groupby(label[in_base]).sum() * (window_days / base_days)

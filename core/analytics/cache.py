@@ -111,8 +111,12 @@ def forecast_many(
             return forecast_spend(history, horizon_days, **params)
         sub = {"filters": filters, "key": key}
         return cache.forecast(
-            history, horizon_days, data_version=data_version, dimension=dimension,
-            filters=sub, **params,
+            history,
+            horizon_days,
+            data_version=data_version,
+            dimension=dimension,
+            filters=sub,
+            **params,
         )
 
     keys = list(frames)

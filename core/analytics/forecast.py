@@ -55,8 +55,7 @@ def validate(
         raise ConfigError("horizon_days must be an integer", field="horizon_days")
     if not MIN_HORIZON <= horizon_days <= MAX_HORIZON:
         raise ConfigError(
-            f"horizon_days must be between {MIN_HORIZON} and {MAX_HORIZON},"
-            f" got {horizon_days}",
+            f"horizon_days must be between {MIN_HORIZON} and {MAX_HORIZON}, got {horizon_days}",
             field="horizon_days",
         )
     widths = tuple(sorted({float(w) for w in intervals}))
@@ -99,8 +98,12 @@ def forecast_spend(
     hist = prep.frame
     t0 = time.perf_counter()
     proj = project(
-        hist, horizon_days, widths,
-        holidays_country=holidays_country, samples=uncertainty_samples, seed=seed,
+        hist,
+        horizon_days,
+        widths,
+        holidays_country=holidays_country,
+        samples=uncertainty_samples,
+        seed=seed,
     )
     fit_seconds = time.perf_counter() - t0
     notes = [proj.message] if proj.message else []
@@ -111,8 +114,12 @@ def forecast_spend(
     if backtest and n >= MIN_DAYS:
         holdout = backtest_days or default_holdout(n)
         bt = run_backtest(
-            hist, holdout, widths,
-            holidays_country=holidays_country, samples=uncertainty_samples, seed=seed,
+            hist,
+            holdout,
+            widths,
+            holidays_country=holidays_country,
+            samples=uncertainty_samples,
+            seed=seed,
         )
         if bt is None:
             notes.append("not enough history to backtest")

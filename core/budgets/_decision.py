@@ -94,8 +94,7 @@ class Decision:
         """The reservations an admitted decision holds until it is settled."""
         if not self.admitted:
             return ()
-        return tuple(Hold(ln.budget, ln.window, ln.metric, ln.key, ln.amount)
-                     for ln in self.lines)
+        return tuple(Hold(ln.budget, ln.window, ln.metric, ln.key, ln.amount) for ln in self.lines)
 
     @property
     def retry_after(self) -> float | None:

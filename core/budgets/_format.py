@@ -34,19 +34,21 @@ def where(win: Window) -> str:
     return f"in window {win.label} ({win.period}, {win.tz})"
 
 
-def exceeded(budget: Budget, win: Window, metric: str, spent: int, limit: int, hard: int,
-             est: int, cap: int) -> str:
+def exceeded(
+    budget: Budget, win: Window, metric: str, spent: int, limit: int, hard: int, est: int, cap: int
+) -> str:
     """Why a call was blocked: budget, limit, spend so far, window, and by how much."""
     text = f"{head(budget)}: spent {_of(metric, spent, limit)} {where(win)}"
     if hard > limit:
         text += f"; critical requests may reach {amount(metric, hard)}"
     which = "the hard cap" if cap == hard and hard > limit else "the limit"
-    return text + (f"; this call's estimate of {amount(metric, est)} would go "
-                   f"{amount(metric, spent + est - cap)} past {which}")
+    return text + (
+        f"; this call's estimate of {amount(metric, est)} would go "
+        f"{amount(metric, spent + est - cap)} past {which}"
+    )
 
 
-def threshold(budget: Budget, win: Window, pct: int, metric: str, spent: int,
-              limit: int) -> str:
+def threshold(budget: Budget, win: Window, pct: int, metric: str, spent: int, limit: int) -> str:
     return f"{head(budget)} reached {pct}% {where(win)}: spent {_of(metric, spent, limit)}"
 
 

@@ -52,8 +52,14 @@ class BudgetGuard:
     """Budgets and rate limits over one ``State``. ``canonical`` (e.g. ``catalog.canonical``)
     lets model-scoped budgets and limits see aliases as one model. Thread-safe."""
 
-    def __init__(self, state: State, *, clock: Callable[[], datetime] | None = None,
-                 alerts: AlertSink | None = None, canonical: Canonical | None = None):
+    def __init__(
+        self,
+        state: State,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        alerts: AlertSink | None = None,
+        canonical: Canonical | None = None,
+    ):
         self.state = state
         self.alerts = alerts
         self._m = Matcher(canonical)  # validated rows, windows and matches, remembered
@@ -76,9 +82,18 @@ class BudgetGuard:
         return time.time(), None
 
     # -- admission ----------------------------------------------------------------------
-    def admit(self, req: ChatRequest, model: str, provider: str, est_cost_picousd: int,
-              est_tokens: int, budgets: Sequence[Budget], rates: Sequence[RateLimit], *,
-              degraded: bool = False) -> Decision:
+    def admit(
+        self,
+        req: ChatRequest,
+        model: str,
+        provider: str,
+        est_cost_picousd: int,
+        est_tokens: int,
+        budgets: Sequence[Budget],
+        rates: Sequence[RateLimit],
+        *,
+        degraded: bool = False,
+    ) -> Decision:
         """Check and reserve for one candidate. ``degraded=True``: this call already is the
         degraded choice (or there is none), so 'degrade' budgets run on to their hard cap."""
         ts, now = self._now()
@@ -96,14 +111,15 @@ class BudgetGuard:
                 win = m.window(e, ts, now)
             ttl = max(1.0, win.end_ts - ts + GRACE_S)  # Window.ttl_at(ts), inline
             if not usd:
-                lines.append(Line(e.budget, win, "tokens", win.tokens_key, lim, top, tokens,
-                                  cap, soft, ttl))
+                lines.append(
+                    Line(e.budget, win, "tokens", win.tokens_key, lim, top, tokens, cap, soft, ttl)
+                )
             elif cost:
-                lines.append(Line(e.budget, win, "usd", win.usd_key, lim, top, cost, cap,
-                                  soft, ttl))
+                lines.append(
+                    Line(e.budget, win, "usd", win.usd_key, lim, top, cost, cap, soft, ttl)
+                )
             else:  # a free model's spend is tracked, never blocked
-                lines.append(Line(e.budget, win, "usd", win.usd_key, lim, top, 0, None,
-                                  False, ttl))
+                lines.append(Line(e.budget, win, "usd", win.usd_key, lim, top, 0, None, False, ttl))
         done = Decision(model, provider, True, critical, degraded)
         if not lines and not applied:
             return done
@@ -125,8 +141,9 @@ class BudgetGuard:
                 done.reason = describe(applied[adm.failed_index], adm.retry_after_s)
             else:
                 done.reason = "live state unavailable (fail-closed policy)"
-            done.rate_limited = RateLimited(done.reason, retry_after=retry, model=model,
-                                            provider=provider)
+            done.rate_limited = RateLimited(
+                done.reason, retry_after=retry, model=model, provider=provider
+            )
             return done
         over = [ln for ln in lines if ln.cap is not None and ln.value + ln.amount > ln.cap]
         if not over and adm.failed_index is not None:  # the state saw a value we did not
@@ -136,17 +153,25 @@ class BudgetGuard:
         use = next(u for u in done.uses if u.budget is p.budget)
         done.budget, done.utilisation = p.budget, use.utilisation
         if hard:
-            text = fmt.exceeded(p.budget, p.window, p.metric, p.value, p.budget_limit, p.hard,
-                                p.amount, p.cap or 0)
-            done.blocked = BudgetExceeded(text, budget=p.budget.id,
-                                          limit=_money(p, p.budget_limit),
-                                          spent=_money(p, p.value), window=p.window.label,
-                                          model=model, provider=provider)
+            text = fmt.exceeded(
+                p.budget, p.window, p.metric, p.value, p.budget_limit, p.hard, p.amount, p.cap or 0
+            )
+            done.blocked = BudgetExceeded(
+                text,
+                budget=p.budget.id,
+                limit=_money(p, p.budget_limit),
+                spent=_money(p, p.value),
+                window=p.window.label,
+                model=model,
+                provider=provider,
+            )
             done.reason = text
         else:
             done.degrade, done.degrade_to = True, p.budget.degrade_to
-            done.reason = (f"{fmt.head(p.budget)} at {use.utilisation:.0%} {fmt.where(p.window)}"
-                           f": non-critical call over the soft limit, degrade")
+            done.reason = (
+                f"{fmt.head(p.budget)} at {use.utilisation:.0%} {fmt.where(p.window)}"
+                f": non-critical call over the soft limit, degrade"
+            )
         return done
 
     # -- settlement ---------------------------------------------------------------------
@@ -198,9 +223,14 @@ class BudgetGuard:
         """Read the committed values, for a State whose settle returns none."""
         sink = self.alerts
         assert sink is not None
-        todo = [ln for ln in lines
-                if any(not sink.seen("budget", ln.budget.id, ln.window.label, t)
-                       for t in ln.budget.thresholds)]
+        todo = [
+            ln
+            for ln in lines
+            if any(
+                not sink.seen("budget", ln.budget.id, ln.window.label, t)
+                for t in ln.budget.thresholds
+            )
+        ]
         if todo:
             values = self.state.get_values([Window.committed(ln.key) for ln in todo])
             for ln, value in zip(todo, values, strict=True):
@@ -222,8 +252,9 @@ class BudgetGuard:
     # -- console ------------------------------------------------------------------------
     def status(self, budgets: Sequence[Budget], now: datetime | None = None) -> list[BudgetStatus]:
         """Live utilisation of each budget in the window holding ``now``."""
-        return budget_status(self.state, [self._budget(b) for b in budgets],
-                             now or self._clock(), self.alerts)
+        return budget_status(
+            self.state, [self._budget(b) for b in budgets], now or self._clock(), self.alerts
+        )
 
     def window(self, budget: Budget, now: datetime | None = None) -> Window:
         return window(self._budget(budget), now or self._clock())
@@ -235,4 +266,3 @@ class BudgetGuard:
 
 def _money(p: Line, value: int) -> Decimal | int:
     return pico_to_usd(value) if p.metric == "usd" else value
-

@@ -72,14 +72,33 @@ class Matcher:
         self._rates: dict[tuple[int, str], tuple[RateLimit, AppliedLimit]] = {}
         self._matches: dict[tuple[Any, ...], Match] = {}
 
-    def match(self, req: ChatRequest, model: str, provider: str, budgets: Sequence[Budget],
-               rates: Sequence[RateLimit], critical: bool, degraded: bool) -> Match:
+    def match(
+        self,
+        req: ChatRequest,
+        model: str,
+        provider: str,
+        budgets: Sequence[Budget],
+        rates: Sequence[RateLimit],
+        critical: bool,
+        degraded: bool,
+    ) -> Match:
         """What applies to this request and candidate, remembered for tuples of rows (a
         snapshot's): the same budgets, limits, scope values and flags give the same match."""
         if type(budgets) is not tuple or type(rates) is not tuple:  # lists may change
             return self._matching(req, model, provider, budgets, rates, critical, degraded)
-        key = (id(budgets), id(rates), model, provider, req.org, req.project, req.user,
-               req.task, req.app, critical, degraded)
+        key = (
+            id(budgets),
+            id(rates),
+            model,
+            provider,
+            req.org,
+            req.project,
+            req.user,
+            req.task,
+            req.app,
+            critical,
+            degraded,
+        )
         m = self._matches.get(key)
         if m is None or m.budgets is not budgets or m.rates is not rates:
             m = self._matching(req, model, provider, budgets, rates, critical, degraded)
@@ -89,8 +108,16 @@ class Matcher:
                 self._matches[key] = m
         return m
 
-    def _matching(self, req: ChatRequest, model: str, provider: str, budgets: Sequence[Budget],
-                  rates: Sequence[RateLimit], critical: bool, degraded: bool) -> Match:
+    def _matching(
+        self,
+        req: ChatRequest,
+        model: str,
+        provider: str,
+        budgets: Sequence[Budget],
+        rates: Sequence[RateLimit],
+        critical: bool,
+        degraded: bool,
+    ) -> Match:
         specs: list[Spec] = []
         ids: set[str] = set()
         cacheable = True
@@ -133,8 +160,14 @@ class Matcher:
         e.window = win
         return win
 
-    def applied(self, rates: Sequence[RateLimit], req: ChatRequest, model: str,
-                 provider: str, est_tokens: int) -> list[AppliedLimit]:
+    def applied(
+        self,
+        rates: Sequence[RateLimit],
+        req: ChatRequest,
+        model: str,
+        provider: str,
+        est_tokens: int,
+    ) -> list[AppliedLimit]:
         """``rate_items`` of the validated rows; request-count items are reused per bucket."""
         out: list[AppliedLimit] = []
         cache = self._rates
@@ -188,8 +221,9 @@ class Matcher:
         return got
 
 
-def _spec(b: Budget, usd: bool, limit: int, hard: int, critical: bool, degraded: bool,
-          e: Entry) -> Spec:
+def _spec(
+    b: Budget, usd: bool, limit: int, hard: int, critical: bool, degraded: bool, e: Entry
+) -> Spec:
     if b.action == "alert":
         return (e, usd, limit, hard, None, False)
     if critical or (b.action == "degrade" and degraded):

@@ -50,9 +50,15 @@ class Choice:
 Degrade = Callable[[Decision], Estimate | None]
 
 
-def admit_first(guard: BudgetGuard, req: ChatRequest, candidates: Iterable[Estimate],
-                budgets: Sequence[Budget], rates: Sequence[RateLimit], *,
-                degrade: Degrade | None = None) -> Choice:
+def admit_first(
+    guard: BudgetGuard,
+    req: ChatRequest,
+    candidates: Iterable[Estimate],
+    budgets: Sequence[Budget],
+    rates: Sequence[RateLimit],
+    *,
+    degrade: Degrade | None = None,
+) -> Choice:
     """``candidates`` may be lazy (a generator): later ones are only estimated when an
     earlier one is not admitted."""
     skipped: list[tuple[str, str]] = []
@@ -65,8 +71,16 @@ def admit_first(guard: BudgetGuard, req: ChatRequest, candidates: Iterable[Estim
         if d.degrade:
             target = degrade(d) if degrade is not None else None
             use = est if target is None else target
-            again = admit(req, use.model, use.provider, use.cost_picousd, use.tokens, budgets,
-                          rates, degraded=True)
+            again = admit(
+                req,
+                use.model,
+                use.provider,
+                use.cost_picousd,
+                use.tokens,
+                budgets,
+                rates,
+                degraded=True,
+            )
             if again.admitted:
                 return Choice(again, use, i, skipped, degraded_from=est.model)
             skipped.append((est.model, d.reason))
@@ -87,9 +101,12 @@ def none_left(refused: Sequence[Decision], skipped: Sequence[tuple[str, str]]) -
         waits = [d.retry_after for d in limited if d.retry_after is not None]
         detail = "; ".join(f"{m}: {why}" for m, why in skipped)
         first = limited[0]
-        return RateLimited(f"no candidate can be called now ({detail})",
-                           retry_after=min(waits) if waits else None,
-                           model=first.model, provider=first.provider)
+        return RateLimited(
+            f"no candidate can be called now ({detail})",
+            retry_after=min(waits) if waits else None,
+            model=first.model,
+            provider=first.provider,
+        )
     blocked = next((d.blocked for d in refused if d.blocked is not None), None)
     if blocked is None:  # not reachable: a refused decision is rate-limited or blocked
         return RateLimited("no candidate was admitted: " + "; ".join(w for _, w in skipped))

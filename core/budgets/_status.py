@@ -49,24 +49,31 @@ class BudgetStatus:
         return self.limit_picousd if self.limit_picousd is not None else self.limit_tokens
 
 
-def budget_status(state: State, budgets: Sequence[Budget], now: datetime,
-                  alerts: AlertSink | None = None) -> list[BudgetStatus]:
+def budget_status(
+    state: State, budgets: Sequence[Budget], now: datetime, alerts: AlertSink | None = None
+) -> list[BudgetStatus]:
     wins = [window(b, now) for b in budgets]
     keys: list[str] = []
     for w in wins:
-        keys += [w.usd_key, Window.committed(w.usd_key), w.tokens_key,
-                 Window.committed(w.tokens_key)]
+        keys += [
+            w.usd_key,
+            Window.committed(w.usd_key),
+            w.tokens_key,
+            Window.committed(w.tokens_key),
+        ]
     values = state.get_values(keys) if keys else []
     fired = _fired(alerts, budgets, wins)
     out: list[BudgetStatus] = []
     for i, (b, w) in enumerate(zip(budgets, wins, strict=True)):
-        live_usd, usd, live_tok, tok = values[4 * i: 4 * i + 4]
+        live_usd, usd, live_tok, tok = values[4 * i : 4 * i + 4]
         elapsed = max(timedelta(0), now.astimezone(UTC) - w.start.astimezone(UTC))
         proj_usd, proj_tok = _project(usd, elapsed, w), _project(tok, elapsed, w)
         util = proj_util = 0.0
         exhausts: list[datetime] = []
-        for spent, proj, limit in ((usd, proj_usd, b.limit_picousd),
-                                   (tok, proj_tok, b.limit_tokens)):
+        for spent, proj, limit in (
+            (usd, proj_usd, b.limit_picousd),
+            (tok, proj_tok, b.limit_tokens),
+        ):
             if limit is None:
                 continue
             util = max(util, _ratio(spent, limit))
@@ -79,13 +86,32 @@ def budget_status(state: State, budgets: Sequence[Budget], now: datetime,
         elif alerts is not None:
             got = {t for t in b.thresholds if alerts.seen("budget", b.id, w.label, t)}
         else:
-            got = {t for t in b.thresholds
-                   if any(lim is not None and reached(v, lim, t)
-                          for v, lim in ((usd, b.limit_picousd), (tok, b.limit_tokens)))}
-        out.append(BudgetStatus(
-            b, w, usd, tok, max(0, live_usd - usd), max(0, live_tok - tok), b.limit_picousd,
-            b.limit_tokens, util, proj_usd, proj_tok, proj_util,
-            min(exhausts) if exhausts else None, tuple(sorted(got))))
+            got = {
+                t
+                for t in b.thresholds
+                if any(
+                    lim is not None and reached(v, lim, t)
+                    for v, lim in ((usd, b.limit_picousd), (tok, b.limit_tokens))
+                )
+            }
+        out.append(
+            BudgetStatus(
+                b,
+                w,
+                usd,
+                tok,
+                max(0, live_usd - usd),
+                max(0, live_tok - tok),
+                b.limit_picousd,
+                b.limit_tokens,
+                util,
+                proj_usd,
+                proj_tok,
+                proj_util,
+                min(exhausts) if exhausts else None,
+                tuple(sorted(got)),
+            )
+        )
     return out
 
 
@@ -111,8 +137,9 @@ def _exhausts(spent: int, limit: int, elapsed: timedelta, w: Window) -> datetime
     return at.astimezone(w.start.tzinfo)
 
 
-def _fired(alerts: AlertSink | None, budgets: Sequence[Budget],
-           wins: Sequence[Window]) -> dict[tuple[str, str], set[int]] | None:
+def _fired(
+    alerts: AlertSink | None, budgets: Sequence[Budget], wins: Sequence[Window]
+) -> dict[tuple[str, str], set[int]] | None:
     """Thresholds recorded in the control plane, per (budget id, window label); None when
     there is no control plane to ask."""
     if alerts is None or alerts.plane is None:

@@ -69,16 +69,20 @@ class Window:
 def window(budget: Budget, now: datetime) -> Window:
     start, end = budget.window_bounds(now)
     key = f"{budget.id}:{budget.period}:{start:%Y-%m-%d}:{budget.reset_generation}"
-    return Window(key, start, end, budget.window_key(now), budget.period,
-                  budget.timezone or "UTC")
+    return Window(key, start, end, budget.window_key(now), budget.period, budget.timezone or "UTC")
 
 
 def scope_text(budget: Budget) -> str:
     return "global" if budget.scope == "global" else f"{budget.scope}={budget.scope_value}"
 
 
-def matches(budget: Budget, req: ChatRequest, model: str, provider: str,
-            canonical: Callable[[str], str] | None = None) -> bool:
+def matches(
+    budget: Budget,
+    req: ChatRequest,
+    model: str,
+    provider: str,
+    canonical: Callable[[str], str] | None = None,
+) -> bool:
     """Does ``budget`` apply to this request sent to ``model`` at ``provider``?"""
     if not budget.enabled:
         return False

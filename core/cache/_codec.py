@@ -19,8 +19,13 @@ import orjson
 from core.types import ZERO_COST, ChatRequest, Completion, Cost, Usage
 
 FORMAT_VERSION = 1
-_USAGE_INTS = ("input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens",
-               "reasoning_tokens")
+_USAGE_INTS = (
+    "input_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+)
 _COST_INTS = ("input", "cached_input", "cache_write", "output", "reasoning")
 
 
@@ -60,20 +65,33 @@ class CachedAnswer:
 
 def encode(done: Completion, created: float, expires: float) -> bytes:
     u, c = done.usage, done.cost
-    return orjson.dumps({
-        "v": FORMAT_VERSION,
-        "text": done.text,
-        "model": done.model,
-        "provider": done.provider,
-        "usage": {"input_tokens": u.input_tokens, "cached_input_tokens": u.cached_input_tokens,
-                  "cache_write_tokens": u.cache_write_tokens, "output_tokens": u.output_tokens,
-                  "reasoning_tokens": u.reasoning_tokens, "estimated": u.estimated},
-        "cost": {"input": c.input, "cached_input": c.cached_input, "cache_write": c.cache_write,
-                 "output": c.output, "reasoning": c.reasoning, "unpriced": c.unpriced},
-        "finish_reason": done.finish_reason,
-        "created": created,
-        "expires": expires,
-    })
+    return orjson.dumps(
+        {
+            "v": FORMAT_VERSION,
+            "text": done.text,
+            "model": done.model,
+            "provider": done.provider,
+            "usage": {
+                "input_tokens": u.input_tokens,
+                "cached_input_tokens": u.cached_input_tokens,
+                "cache_write_tokens": u.cache_write_tokens,
+                "output_tokens": u.output_tokens,
+                "reasoning_tokens": u.reasoning_tokens,
+                "estimated": u.estimated,
+            },
+            "cost": {
+                "input": c.input,
+                "cached_input": c.cached_input,
+                "cache_write": c.cache_write,
+                "output": c.output,
+                "reasoning": c.reasoning,
+                "unpriced": c.unpriced,
+            },
+            "finish_reason": done.finish_reason,
+            "created": created,
+            "expires": expires,
+        }
+    )
 
 
 def _int(d: dict[str, Any], name: str) -> int:

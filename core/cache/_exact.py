@@ -90,8 +90,10 @@ class ResponseCache:
 
     def apply(self, snapshot: ControlSnapshot) -> None:
         """Take cache settings and policies from a control-plane snapshot."""
-        self.configure(settings={c.task: c for c in snapshot.cache_settings},
-                       policies={p.task: p for p in snapshot.policies})
+        self.configure(
+            settings={c.task: c for c in snapshot.cache_settings},
+            policies={p.task: p for p in snapshot.policies},
+        )
 
     # ---- what is cached, for how long ---------------------------------------------------
     def ttl_for(self, req: ChatRequest) -> float:
@@ -115,8 +117,9 @@ class ResponseCache:
         task = req.task or ""
         policy = self.policies.get(task)
         setting = self.settings.get(task)
-        return bool((policy is not None and policy.personalised)
-                    or getattr(setting, "personalised", False))
+        return bool(
+            (policy is not None and policy.personalised) or getattr(setting, "personalised", False)
+        )
 
     def key(self, req: ChatRequest) -> str | None:
         """The state key, or None when this request must not be cached or served a cached
@@ -157,8 +160,7 @@ class ResponseCache:
         self._count("hit" if hit is not None else "miss", label)
         return hit
 
-    def put(self, req: ChatRequest, done: Completion, *,
-            key: str | None | Unset = UNSET) -> bool:
+    def put(self, req: ChatRequest, done: Completion, *, key: str | None | Unset = UNSET) -> bool:
         """Store ``done`` for ``req``; False when not cacheable (or already a cached answer).
         ``key``: as for ``get``."""
         k = self.key(req) if isinstance(key, Unset) else key
@@ -188,8 +190,9 @@ class ResponseCache:
         if k is not None:
             self.state.cache_delete(k)
 
-    def _read_counted(self, counted: Callable[[str, str, str], bytes | None], k: str,
-                      req: ChatRequest, label: str) -> CachedAnswer | None:
+    def _read_counted(
+        self, counted: Callable[[str, str, str], bytes | None], k: str, req: ChatRequest, label: str
+    ) -> CachedAnswer | None:
         """Exact lookup whose hit/miss count rides along with the read (one round trip); the
         rare value found but not served (corrupt, expired, too old) is re-counted a miss."""
         try:
@@ -256,10 +259,16 @@ class ResponseCache:
             for kind in KINDS:
                 total[kind] += row[kind]
             row["hit_rate"] = _rate(row)
-        return {"hits": total["hit"] + total["semantic_hit"], "misses": total["miss"],
-                "hit_rate": _rate(total), "bypassed": total["bypass"],
-                "writes": total["write"], "semantic_hits": total["semantic_hit"],
-                "corrupt": total["corrupt"], "by_task": by_task}
+        return {
+            "hits": total["hit"] + total["semantic_hit"],
+            "misses": total["miss"],
+            "hit_rate": _rate(total),
+            "bypassed": total["bypass"],
+            "writes": total["write"],
+            "semantic_hits": total["semantic_hit"],
+            "corrupt": total["corrupt"],
+            "by_task": by_task,
+        }
 
     def _count(self, kind: str, label: str, n: int = 1) -> None:
         try:

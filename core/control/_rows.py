@@ -84,86 +84,143 @@ class Entity(Generic[T]):
 
 def _budget_row(b: Budget) -> dict[str, Any]:
     return {
-        "id": b.id, "name": b.name, "scope": b.scope, "scope_value": b.scope_value,
-        "period": b.period, "limit_picousd": pico(b.limit_usd), "limit_tokens": b.limit_tokens,
-        "soft_multiplier": b.soft_multiplier, "thresholds_json": json.dumps(list(b.thresholds)),
-        "action": b.action, "degrade_to": b.degrade_to, "timezone": b.timezone or "UTC",
-        "webhook_url": b.webhook_url, "enabled": b.enabled,
+        "id": b.id,
+        "name": b.name,
+        "scope": b.scope,
+        "scope_value": b.scope_value,
+        "period": b.period,
+        "limit_picousd": pico(b.limit_usd),
+        "limit_tokens": b.limit_tokens,
+        "soft_multiplier": b.soft_multiplier,
+        "thresholds_json": json.dumps(list(b.thresholds)),
+        "action": b.action,
+        "degrade_to": b.degrade_to,
+        "timezone": b.timezone or "UTC",
+        "webhook_url": b.webhook_url,
+        "enabled": b.enabled,
         "reset_generation": b.reset_generation,
     }
 
 
 def _budget(r: Row) -> Budget:
     return Budget(
-        id=r["id"], name=r["name"], scope=r["scope"], scope_value=r["scope_value"],
-        period=r["period"], limit_usd=usd(r["limit_picousd"]), limit_tokens=r["limit_tokens"],
+        id=r["id"],
+        name=r["name"],
+        scope=r["scope"],
+        scope_value=r["scope_value"],
+        period=r["period"],
+        limit_usd=usd(r["limit_picousd"]),
+        limit_tokens=r["limit_tokens"],
         soft_multiplier=float(r["soft_multiplier"]),
-        thresholds=tuple(json.loads(r["thresholds_json"])), action=r["action"],
-        degrade_to=r["degrade_to"], timezone=r["timezone"], webhook_url=r["webhook_url"],
-        enabled=bool(r["enabled"]), reset_generation=r["reset_generation"],
+        thresholds=tuple(json.loads(r["thresholds_json"])),
+        action=r["action"],
+        degrade_to=r["degrade_to"],
+        timezone=r["timezone"],
+        webhook_url=r["webhook_url"],
+        enabled=bool(r["enabled"]),
+        reset_generation=r["reset_generation"],
     )
 
 
 def _policy_row(p: RoutingPolicy) -> dict[str, Any]:
     return {
-        "task": p.task, "primary_model": p.primary_model,
-        "fallbacks_json": json.dumps(list(p.fallbacks)), "degrade_to": p.degrade_to,
-        "criticality": p.criticality, "strategy": p.strategy, "weight_cost": p.weights.cost,
-        "weight_latency": p.weights.latency, "weight_quality": p.weights.quality,
-        "cache_ttl_s": p.cache_ttl_s, "personalised": p.personalised, "max_tokens": p.max_tokens,
+        "task": p.task,
+        "primary_model": p.primary_model,
+        "fallbacks_json": json.dumps(list(p.fallbacks)),
+        "degrade_to": p.degrade_to,
+        "criticality": p.criticality,
+        "strategy": p.strategy,
+        "weight_cost": p.weights.cost,
+        "weight_latency": p.weights.latency,
+        "weight_quality": p.weights.quality,
+        "cache_ttl_s": p.cache_ttl_s,
+        "personalised": p.personalised,
+        "max_tokens": p.max_tokens,
     }
 
 
 def _policy(r: Row) -> RoutingPolicy:
     return RoutingPolicy(
-        task=r["task"], primary_model=r["primary_model"],
-        fallbacks=tuple(json.loads(r["fallbacks_json"])), degrade_to=r["degrade_to"],
-        criticality=r["criticality"], strategy=r["strategy"],
+        task=r["task"],
+        primary_model=r["primary_model"],
+        fallbacks=tuple(json.loads(r["fallbacks_json"])),
+        degrade_to=r["degrade_to"],
+        criticality=r["criticality"],
+        strategy=r["strategy"],
         weights=Weights(r["weight_cost"], r["weight_latency"], r["weight_quality"]),
-        cache_ttl_s=r["cache_ttl_s"], personalised=bool(r["personalised"]),
+        cache_ttl_s=r["cache_ttl_s"],
+        personalised=bool(r["personalised"]),
         max_tokens=r["max_tokens"],
     )
 
 
 def _sampling_row(x: SamplingStrategy) -> dict[str, Any]:
     return {
-        "key": x.key, "strategy": x.strategy, "params_json": dumps(x.params),
-        "min_interval_s": x.min_interval_s, "batch_size": x.batch_size,
-        "batch_timeout_s": x.batch_timeout_s, "enabled": x.enabled,
+        "key": x.key,
+        "strategy": x.strategy,
+        "params_json": dumps(x.params),
+        "min_interval_s": x.min_interval_s,
+        "batch_size": x.batch_size,
+        "batch_timeout_s": x.batch_timeout_s,
+        "enabled": x.enabled,
     }
 
 
 def _sampling(r: Row) -> SamplingStrategy:
     return SamplingStrategy(
-        key=r["key"], strategy=r["strategy"], params=json.loads(r["params_json"]),
-        min_interval_s=r["min_interval_s"], batch_size=r["batch_size"],
-        batch_timeout_s=r["batch_timeout_s"], enabled=bool(r["enabled"]),
+        key=r["key"],
+        strategy=r["strategy"],
+        params=json.loads(r["params_json"]),
+        min_interval_s=r["min_interval_s"],
+        batch_size=r["batch_size"],
+        batch_timeout_s=r["batch_timeout_s"],
+        enabled=bool(r["enabled"]),
     )
 
 
 def _cache_row(c: CacheSetting) -> dict[str, Any]:
-    return {"task": c.task, "ttl_s": c.ttl_s, "enabled": c.enabled,
-            "semantic_threshold": c.semantic_threshold}
+    return {
+        "task": c.task,
+        "ttl_s": c.ttl_s,
+        "enabled": c.enabled,
+        "semantic_threshold": c.semantic_threshold,
+    }
 
 
 def _cache(r: Row) -> CacheSetting:
-    return CacheSetting(task=r["task"], ttl_s=r["ttl_s"], enabled=bool(r["enabled"]),
-                        semantic_threshold=r["semantic_threshold"])
+    return CacheSetting(
+        task=r["task"],
+        ttl_s=r["ttl_s"],
+        enabled=bool(r["enabled"]),
+        semantic_threshold=r["semantic_threshold"],
+    )
 
 
 def _rate_row(x: RateLimit) -> dict[str, Any]:
     return {
-        "id": x.id, "scope": x.scope, "scope_value": x.scope_value, "metric": x.metric,
-        "limit_value": x.limit, "window_s": x.window_s, "algorithm": x.algorithm,
-        "burst": x.burst, "enabled": x.enabled,
+        "id": x.id,
+        "scope": x.scope,
+        "scope_value": x.scope_value,
+        "metric": x.metric,
+        "limit_value": x.limit,
+        "window_s": x.window_s,
+        "algorithm": x.algorithm,
+        "burst": x.burst,
+        "enabled": x.enabled,
     }
 
 
 def _rate(r: Row) -> RateLimit:
     return RateLimit(
-        id=r["id"], scope=r["scope"], scope_value=r["scope_value"], metric=r["metric"],
-        limit=r["limit_value"], window_s=r["window_s"], algorithm=r["algorithm"],
-        burst=r["burst"], enabled=bool(r["enabled"]),
+        id=r["id"],
+        scope=r["scope"],
+        scope_value=r["scope_value"],
+        metric=r["metric"],
+        limit=r["limit_value"],
+        window_s=r["window_s"],
+        algorithm=r["algorithm"],
+        burst=r["burst"],
+        enabled=bool(r["enabled"]),
     )
 
 
@@ -171,8 +228,12 @@ RATES = ("input", "cached_input", "cache_write", "output", "reasoning")
 
 
 def _price_row(o: PriceOverride) -> dict[str, Any]:
-    row: dict[str, Any] = {"provider": o.provider, "model": o.model,
-                           "effective_from": o.effective_from, "note": o.note}
+    row: dict[str, Any] = {
+        "provider": o.provider,
+        "model": o.model,
+        "effective_from": o.effective_from,
+        "note": o.note,
+    }
     for name in RATES:
         row[f"{name}_picousd_per_token"] = pico(getattr(o, name), 1_000_000)
     return row
@@ -183,10 +244,16 @@ def _price(r: Row) -> PriceOverride:
         return per_million(r[f"{name}_picousd_per_token"])
 
     return PriceOverride(
-        model=r["model"], provider=r["provider"], effective_from=r["effective_from"],
-        input=rate("input") or Decimal(0), output=rate("output") or Decimal(0),
-        cached_input=rate("cached_input"), cache_write=rate("cache_write"),
-        reasoning=rate("reasoning"), note=r["note"])
+        model=r["model"],
+        provider=r["provider"],
+        effective_from=r["effective_from"],
+        input=rate("input") or Decimal(0),
+        output=rate("output") or Decimal(0),
+        cached_input=rate("cached_input"),
+        cache_write=rate("cache_write"),
+        reasoning=rate("reasoning"),
+        note=r["note"],
+    )
 
 
 def _score(r: Row) -> ModelScore:
@@ -194,39 +261,72 @@ def _score(r: Row) -> ModelScore:
 
 
 def user_from_row(r: Row) -> User:
-    return User(username=r["username"], role=r["role"], failed_attempts=r["failed_attempts"],
-                locked_until=r["locked_until"], created_at=r["created_at"],
-                disabled=bool(r["disabled"]))
+    return User(
+        username=r["username"],
+        role=r["role"],
+        failed_attempts=r["failed_attempts"],
+        locked_until=r["locked_until"],
+        created_at=r["created_at"],
+        disabled=bool(r["disabled"]),
+    )
 
 
 def audit_from_row(r: Row) -> AuditEntry:
     def load(text: str | None) -> Mapping[str, Any] | None:
         return None if text is None else json.loads(text)
 
-    return AuditEntry(id=r["id"], ts=r["ts"], actor=r["actor"], action=r["action"],
-                      entity=r["entity"], entity_id=r["entity_id"],
-                      before=load(r["before_json"]), after=load(r["after_json"]))
+    return AuditEntry(
+        id=r["id"],
+        ts=r["ts"],
+        actor=r["actor"],
+        action=r["action"],
+        entity=r["entity"],
+        entity_id=r["entity_id"],
+        before=load(r["before_json"]),
+        after=load(r["after_json"]),
+    )
 
 
 def alert_from_row(r: Row) -> Alert:
     return Alert(
-        id=r["id"], ts=r["ts"], kind=r["kind"], budget_id=r["budget_id"],
-        window_key=r["window_key"], threshold_pct=r["threshold_pct"], message=r["message"],
-        spent_picousd=r["spent_picousd"], limit_picousd=r["limit_picousd"],
-        spent_tokens=r["spent_tokens"], limit_tokens=r["limit_tokens"],
-        delivered=bool(r["delivered"]), delivery_error=r["delivery_error"],
-        acked_by=r["acked_by"], acked_at=r["acked_at"])
+        id=r["id"],
+        ts=r["ts"],
+        kind=r["kind"],
+        budget_id=r["budget_id"],
+        window_key=r["window_key"],
+        threshold_pct=r["threshold_pct"],
+        message=r["message"],
+        spent_picousd=r["spent_picousd"],
+        limit_picousd=r["limit_picousd"],
+        spent_tokens=r["spent_tokens"],
+        limit_tokens=r["limit_tokens"],
+        delivered=bool(r["delivered"]),
+        delivery_error=r["delivery_error"],
+        acked_by=r["acked_by"],
+        acked_at=r["acked_at"],
+    )
 
 
 BUDGET = Entity("budget", s.budgets, lambda b: {"id": b.id}, _budget_row, _budget)
-POLICY = Entity("routing_policy", s.routing_policies, lambda p: {"task": p.task},
-                _policy_row, _policy)
-SAMPLING = Entity("sampling_strategy", s.sampling_strategies, lambda x: {"key": x.key},
-                  _sampling_row, _sampling)
+POLICY = Entity(
+    "routing_policy", s.routing_policies, lambda p: {"task": p.task}, _policy_row, _policy
+)
+SAMPLING = Entity(
+    "sampling_strategy", s.sampling_strategies, lambda x: {"key": x.key}, _sampling_row, _sampling
+)
 CACHE = Entity("cache_setting", s.cache_settings, lambda c: {"task": c.task}, _cache_row, _cache)
 RATE_LIMIT = Entity("rate_limit", s.rate_limits, lambda x: {"id": x.id}, _rate_row, _rate)
-PRICE = Entity("price_override", s.price_overrides,
-               lambda o: {"provider": o.provider, "model": o.model,
-                          "effective_from": o.effective_from}, _price_row, _price)
-SCORE = Entity("model_score", s.model_scores, lambda x: {"model": x.model},
-               lambda x: {"model": x.model, "quality": x.quality, "note": x.note}, _score)
+PRICE = Entity(
+    "price_override",
+    s.price_overrides,
+    lambda o: {"provider": o.provider, "model": o.model, "effective_from": o.effective_from},
+    _price_row,
+    _price,
+)
+SCORE = Entity(
+    "model_score",
+    s.model_scores,
+    lambda x: {"model": x.model},
+    lambda x: {"model": x.model, "quality": x.quality, "note": x.note},
+    _score,
+)

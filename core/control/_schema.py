@@ -45,17 +45,20 @@ def col(name: str, type_: Any, nullable: bool = False, **kw: Any) -> sa.Column[A
 
 
 migrations = sa.Table(
-    "_migrations", metadata,
+    "_migrations",
+    metadata,
     col("name", sa.Text, primary_key=True),
     col("applied_at", UTCDateTime),
 )
 meta = sa.Table(
-    "meta", metadata,
+    "meta",
+    metadata,
     col("id", sa.Integer, primary_key=True, autoincrement=False),
     col("version", sa.BigInteger),
 )
 budgets = sa.Table(
-    "budgets", metadata,
+    "budgets",
+    metadata,
     col("id", sa.Text, primary_key=True),
     col("name", sa.Text),
     col("scope", sa.Text),
@@ -73,7 +76,8 @@ budgets = sa.Table(
     col("reset_generation", sa.Integer),
 )
 routing_policies = sa.Table(
-    "routing_policies", metadata,
+    "routing_policies",
+    metadata,
     col("task", sa.Text, primary_key=True),
     col("primary_model", sa.Text),
     col("fallbacks_json", sa.Text),
@@ -88,7 +92,8 @@ routing_policies = sa.Table(
     col("max_tokens", sa.Integer, True),
 )
 sampling_strategies = sa.Table(
-    "sampling_strategies", metadata,
+    "sampling_strategies",
+    metadata,
     col("key", sa.Text, primary_key=True),
     col("strategy", sa.Text),
     col("params_json", sa.Text),
@@ -98,14 +103,16 @@ sampling_strategies = sa.Table(
     col("enabled", sa.Boolean),
 )
 cache_settings = sa.Table(
-    "cache_settings", metadata,
+    "cache_settings",
+    metadata,
     col("task", sa.Text, primary_key=True),
     col("ttl_s", sa.Integer),
     col("enabled", sa.Boolean),
     col("semantic_threshold", sa.Double, True),
 )
 rate_limits = sa.Table(
-    "rate_limits", metadata,
+    "rate_limits",
+    metadata,
     col("id", sa.Text, primary_key=True),
     col("scope", sa.Text),
     col("scope_value", sa.Text, True),
@@ -117,7 +124,8 @@ rate_limits = sa.Table(
     col("enabled", sa.Boolean),
 )
 price_overrides = sa.Table(
-    "price_overrides", metadata,
+    "price_overrides",
+    metadata,
     col("provider", sa.Text, primary_key=True),
     col("model", sa.Text, primary_key=True),
     col("effective_from", sa.Date, primary_key=True),
@@ -129,13 +137,15 @@ price_overrides = sa.Table(
     col("note", sa.Text),
 )
 model_scores = sa.Table(
-    "model_scores", metadata,
+    "model_scores",
+    metadata,
     col("model", sa.Text, primary_key=True),
     col("quality", sa.Double),
     col("note", sa.Text),
 )
 users = sa.Table(
-    "users", metadata,
+    "users",
+    metadata,
     col("username", sa.Text, primary_key=True),
     col("password_hash", sa.Text),
     col("role", sa.Text),
@@ -145,7 +155,8 @@ users = sa.Table(
     col("disabled", sa.Boolean),
 )
 audit_log = sa.Table(
-    "audit_log", metadata,
+    "audit_log",
+    metadata,
     col("id", BigId, primary_key=True, autoincrement=True),
     col("ts", UTCDateTime),
     col("actor", sa.Text),
@@ -156,7 +167,8 @@ audit_log = sa.Table(
     col("after_json", sa.Text, True),
 )
 alerts = sa.Table(
-    "alerts", metadata,
+    "alerts",
+    metadata,
     col("id", BigId, primary_key=True, autoincrement=True),
     col("ts", UTCDateTime),
     col("kind", sa.Text),
@@ -174,12 +186,14 @@ alerts = sa.Table(
     col("acked_at", UTCDateTime, True),  # m002
 )
 settings = sa.Table(
-    "settings", metadata,
+    "settings",
+    metadata,
     col("key", sa.Text, primary_key=True),
     col("value_json", sa.Text),
 )
 data_loads = sa.Table(  # m003: CSV imports and the demo data set
-    "data_loads", metadata,
+    "data_loads",
+    metadata,
     col("id", sa.Text, primary_key=True),  # "import:<sha256 of the file>" or "demo"
     col("kind", sa.Text),  # import | demo
     col("name", sa.Text),

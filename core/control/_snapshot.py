@@ -67,8 +67,11 @@ class ControlSnapshot:
     def price_overrides_for(self, model: str, on: date | None = None) -> tuple[PriceOverride, ...]:
         """Overrides of ``model`` (any provider) in force on ``on`` (all when None), newest
         first."""
-        rows = [o for o in self.price_overrides
-                if o.model == model and (on is None or o.effective_from <= on)]
+        rows = [
+            o
+            for o in self.price_overrides
+            if o.model == model and (on is None or o.effective_from <= on)
+        ]
         return tuple(sorted(rows, key=lambda o: o.effective_from, reverse=True))
 
     def setting(self, key: str, default: Any = None) -> Any:

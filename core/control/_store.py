@@ -73,8 +73,13 @@ class ControlPlane(AlertStore):
             result = conn.execute(sa.select(s.users).order_by(s.users.c.username)).mappings()
             return [rows.user_from_row(r) for r in result]
 
-    def audit(self, limit: int = 100, offset: int = 0, entity: str | None = None,
-              entity_id: str | None = None) -> list[AuditEntry]:
+    def audit(
+        self,
+        limit: int = 100,
+        offset: int = 0,
+        entity: str | None = None,
+        entity_id: str | None = None,
+    ) -> list[AuditEntry]:
         """Newest first."""
         stmt = sa.select(s.audit_log).order_by(s.audit_log.c.id.desc()).limit(limit)
         if entity is not None:
@@ -140,8 +145,11 @@ class ControlPlane(AlertStore):
             if before is None:
                 raise ConfigError(f"id: no budget {budget_id!r}", field="id")
             after = replace(before, reset_generation=before.reset_generation + 1)
-            conn.execute(s.budgets.update().where(s.budgets.c.id == budget_id)
-                         .values(reset_generation=after.reset_generation))
+            conn.execute(
+                s.budgets.update()
+                .where(s.budgets.c.id == budget_id)
+                .values(reset_generation=after.reset_generation)
+            )
             self._audit(conn, actor, "budget.reset", "budget", budget_id, before, after)
         return after
 
@@ -170,15 +178,18 @@ class ControlPlane(AlertStore):
     def delete_rate_limit(self, limit_id: str, actor: Actor) -> bool:
         return self._delete(rows.RATE_LIMIT, {"id": limit_id}, actor)
 
-    def upsert_price_override(self, override: PriceOverride, actor: Actor, *,
-                              new_model: bool = False) -> PriceOverride:
+    def upsert_price_override(
+        self, override: PriceOverride, actor: Actor, *, new_model: bool = False
+    ) -> PriceOverride:
         """``new_model=True`` allows pricing a model the catalog does not know."""
-        override = v.validate_price_override(override, model_exists=self.model_exists,
-                                             new_model=new_model)
+        override = v.validate_price_override(
+            override, model_exists=self.model_exists, new_model=new_model
+        )
         return self._upsert(rows.PRICE, override, actor)
 
-    def delete_price_override(self, provider: str, model: str, effective_from: date,
-                              actor: Actor) -> bool:
+    def delete_price_override(
+        self, provider: str, model: str, effective_from: date, actor: Actor
+    ) -> bool:
         key = {"provider": provider, "model": model, "effective_from": effective_from}
         return self._delete(rows.PRICE, key, actor)
 
@@ -199,8 +210,9 @@ class ControlPlane(AlertStore):
             if old is None:
                 conn.execute(s.settings.insert().values(key=key, value_json=text))
             else:
-                conn.execute(s.settings.update().where(s.settings.c.key == key)
-                             .values(value_json=text))
+                conn.execute(
+                    s.settings.update().where(s.settings.c.key == key).values(value_json=text)
+                )
             before = None if old is None else {"value": json.loads(old)}
             self._audit(conn, actor, "setting.set", "setting", key, before, {"value": value})
         return value
@@ -211,8 +223,9 @@ class ControlPlane(AlertStore):
             if old is None:
                 return False
             conn.execute(s.settings.delete().where(s.settings.c.key == key))
-            self._audit(conn, actor, "setting.delete", "setting", key,
-                        {"value": json.loads(old)}, None)
+            self._audit(
+                conn, actor, "setting.delete", "setting", key, {"value": json.loads(old)}, None
+            )
         return True
 
     # ---- users (admin only; see auth.py) ------------------------------------------------------

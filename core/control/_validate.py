@@ -61,8 +61,9 @@ def fail(field: str, problem: str, value: object) -> ConfigError:
 
 def check_id(field: str, value: object) -> str:
     if not isinstance(value, str) or not ID_RE.match(value):
-        raise fail(field, "must be 1-128 letters, digits or ._:@/- starting with a letter or digit",
-                   value)
+        raise fail(
+            field, "must be 1-128 letters, digits or ._:@/- starting with a letter or digit", value
+        )
     return value
 
 
@@ -89,8 +90,15 @@ def check_int(field: str, value: object, *, minimum: int = 0, optional: bool = F
     return value
 
 
-def check_float(field: str, value: object, *, minimum: float = 0.0, maximum: float = math.inf,
-                strict: bool = False, optional: bool = False) -> float | None:
+def check_float(
+    field: str,
+    value: object,
+    *,
+    minimum: float = 0.0,
+    maximum: float = math.inf,
+    strict: bool = False,
+    optional: bool = False,
+) -> float | None:
     if value is None and optional:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
@@ -104,8 +112,9 @@ def check_float(field: str, value: object, *, minimum: float = 0.0, maximum: flo
     return number
 
 
-def check_money(field: str, value: object, *, step: Decimal, optional: bool = False,
-                exact: bool = False) -> Decimal | None:
+def check_money(
+    field: str, value: object, *, step: Decimal, optional: bool = False, exact: bool = False
+) -> Decimal | None:
     """A non-negative finite Decimal; rounded to ``step`` (or rejected when ``exact``)."""
     if value is None and optional:
         return None
@@ -138,8 +147,9 @@ def check_timezone(field: str, value: object) -> str:
             raise ValueError
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError):
-        raise fail(field, "must be an IANA time zone such as 'UTC' or 'Europe/Paris'",
-                   value) from None
+        raise fail(
+            field, "must be an IANA time zone such as 'UTC' or 'Europe/Paris'", value
+        ) from None
     return value
 
 
@@ -147,8 +157,12 @@ def check_url(field: str, value: object, *, optional: bool = True) -> str | None
     if value in (None, "") and optional:
         return None
     parts = urlsplit(value) if isinstance(value, str) else None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname \
-            or any(c.isspace() for c in str(value)):
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or any(c.isspace() for c in str(value))
+    ):
         raise fail(field, "must be an http:// or https:// URL", value)
     return str(value)
 
@@ -191,9 +205,18 @@ def validate_budget(b: Budget, *, model_exists: ModelExists | None = None) -> Bu
     tz = None if b.timezone is None else check_timezone("timezone", b.timezone)
     url = check_url("webhook_url", b.webhook_url)
     check_int("reset_generation", b.reset_generation)
-    return replace(b, name=name, scope_value=scope_value, limit_usd=limit, thresholds=thresholds,
-                   degrade_to=degrade_to, timezone=tz, webhook_url=url,
-                   soft_multiplier=float(b.soft_multiplier), enabled=bool(b.enabled))
+    return replace(
+        b,
+        name=name,
+        scope_value=scope_value,
+        limit_usd=limit,
+        thresholds=thresholds,
+        degrade_to=degrade_to,
+        timezone=tz,
+        webhook_url=url,
+        soft_multiplier=float(b.soft_multiplier),
+        enabled=bool(b.enabled),
+    )
 
 
 def validate_policy(p: RoutingPolicy, *, model_exists: ModelExists | None = None) -> RoutingPolicy:
@@ -214,8 +237,14 @@ def validate_policy(p: RoutingPolicy, *, model_exists: ModelExists | None = None
         raise fail("weights", "at least one weight must be > 0 for the balanced strategy", w)
     check_int("cache_ttl_s", p.cache_ttl_s, optional=True)
     check_int("max_tokens", p.max_tokens, minimum=1, optional=True)
-    return replace(p, task=task, primary_model=primary, fallbacks=fallbacks, degrade_to=degrade_to,
-                   personalised=bool(p.personalised))
+    return replace(
+        p,
+        task=task,
+        primary_model=primary,
+        fallbacks=fallbacks,
+        degrade_to=degrade_to,
+        personalised=bool(p.personalised),
+    )
 
 
 def validate_sampling(s: SamplingStrategy) -> SamplingStrategy:
@@ -231,28 +260,33 @@ def validate_sampling(s: SamplingStrategy) -> SamplingStrategy:
         if name not in params:
             raise fail(f"params.{name}", f"is required by the {s.strategy} strategy", None)
     if s.strategy == "adaptive" and params["min_interval_s"] > params["max_interval_s"]:
-        raise fail("params.max_interval_s", "must be >= params.min_interval_s",
-                   params["max_interval_s"])
+        raise fail(
+            "params.max_interval_s", "must be >= params.min_interval_s", params["max_interval_s"]
+        )
     min_interval = check_float("min_interval_s", s.min_interval_s) or 0.0
     check_int("batch_size", s.batch_size, minimum=1)
     timeout = check_float("batch_timeout_s", s.batch_timeout_s, strict=True) or 0.0
-    return replace(s, key=key, params=params, min_interval_s=min_interval,
-                   batch_timeout_s=timeout, enabled=bool(s.enabled))
+    return replace(
+        s,
+        key=key,
+        params=params,
+        min_interval_s=min_interval,
+        batch_timeout_s=timeout,
+        enabled=bool(s.enabled),
+    )
 
 
 def validate_cache_setting(c: CacheSetting) -> CacheSetting:
     task = check_name("task", c.task)
     check_int("ttl_s", c.ttl_s)
-    check_float("semantic_threshold", c.semantic_threshold, maximum=1.0, strict=True,
-                optional=True)
+    check_float("semantic_threshold", c.semantic_threshold, maximum=1.0, strict=True, optional=True)
     return replace(c, task=task, enabled=bool(c.enabled))
 
 
 def validate_rate_limit(r: RateLimit) -> RateLimit:
     check_id("id", r.id)
     check_choice("scope", r.scope, RATE_SCOPES)
-    scope_value = None if r.scope_value in (None, "") else check_name("scope_value",
-                                                                        r.scope_value)
+    scope_value = None if r.scope_value in (None, "") else check_name("scope_value", r.scope_value)
     check_choice("metric", r.metric, RATE_METRICS)
     check_int("limit", r.limit, minimum=1)
     check_int("window_s", r.window_s, minimum=1)
@@ -261,8 +295,9 @@ def validate_rate_limit(r: RateLimit) -> RateLimit:
     return replace(r, scope_value=scope_value, enabled=bool(r.enabled))
 
 
-def validate_price_override(o: PriceOverride, *, model_exists: ModelExists | None = None,
-                            new_model: bool = False) -> PriceOverride:
+def validate_price_override(
+    o: PriceOverride, *, model_exists: ModelExists | None = None, new_model: bool = False
+) -> PriceOverride:
     """``new_model=True`` prices a model the catalog does not know (otherwise a typo guard)."""
     model = check_model("model", o.model, None if new_model else model_exists)
     provider = check_name("provider", o.provider)
@@ -271,8 +306,9 @@ def validate_price_override(o: PriceOverride, *, model_exists: ModelExists | Non
     rates: dict[str, Any] = {}
     for name in ("input", "output", "cached_input", "cache_write", "reasoning"):
         optional = name not in ("input", "output")
-        rates[name] = check_money(name, getattr(o, name), step=RATE_STEP, optional=optional,
-                                  exact=True)
+        rates[name] = check_money(
+            name, getattr(o, name), step=RATE_STEP, optional=optional, exact=True
+        )
     note = o.note if isinstance(o.note, str) else ""
     return replace(o, model=model, provider=provider, note=note[:500], **rates)
 

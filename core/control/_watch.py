@@ -24,8 +24,13 @@ class Watcher:
     caller's own calls drive it. If the database is unreachable the last good snapshot is
     served and the error kept in ``last_error``. Safe to share between threads."""
 
-    def __init__(self, plane: ControlPlane, min_interval_s: float = 1.0, *,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        plane: ControlPlane,
+        min_interval_s: float = 1.0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.plane = plane
         self.min_interval_s = min_interval_s
         self._clock = clock
@@ -64,6 +69,7 @@ class Watcher:
             self.last_error = None
         except SQLAlchemyError as exc:
             if self.last_error is None:
-                log.warning("control plane unreachable, serving version %s: %s",
-                            self._snapshot.version, exc)
+                log.warning(
+                    "control plane unreachable, serving version %s: %s", self._snapshot.version, exc
+                )
             self.last_error = exc

@@ -62,8 +62,9 @@ def _b64(data: bytes) -> str:
 
 def hash_password(password: str) -> str:
     salt = os.urandom(16)
-    key = hashlib.scrypt(password.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P,
-                         dklen=KEY_LEN)
+    key = hashlib.scrypt(
+        password.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, dklen=KEY_LEN
+    )
     return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${_b64(salt)}${_b64(key)}"
 
 
@@ -73,8 +74,15 @@ def verify_password(password: str, encoded: str) -> bool:
         if algo != "scrypt":
             return False
         expected = base64.b64decode(key)
-        got = hashlib.scrypt(password.encode(), salt=base64.b64decode(salt), n=int(n), r=int(r),
-                             p=int(p), dklen=len(expected), maxmem=256 * 1024 * 1024)
+        got = hashlib.scrypt(
+            password.encode(),
+            salt=base64.b64decode(salt),
+            n=int(n),
+            r=int(r),
+            p=int(p),
+            dklen=len(expected),
+            maxmem=256 * 1024 * 1024,
+        )
     except (ValueError, TypeError):
         return False
     return hmac.compare_digest(got, expected)
@@ -96,8 +104,11 @@ def authenticate(plane: ControlPlane, username: str, password: str) -> Actor:
     """The signed-in Actor, or LoginFailed / AccountLocked (never 'no such user')."""
     now = plane.now()
     with plane.engine.connect() as conn:
-        row = conn.execute(sa.select(s.users).where(s.users.c.username == username)
-                           ).mappings().first()
+        row = (
+            conn.execute(sa.select(s.users).where(s.users.c.username == username))
+            .mappings()
+            .first()
+        )
     if row is None:
         return _phantom(plane, username, password, now)
     if row["locked_until"] is not None and row["locked_until"] > now:
@@ -107,18 +118,36 @@ def authenticate(plane: ControlPlane, username: str, password: str) -> Actor:
     until = None
     with write_tx(plane.engine) as wconn:  # commit the count, then raise
         if ok:
-            wconn.execute(users.update().where(users.c.username == username)
-                          .values(failed_attempts=0, locked_until=None))
+            wconn.execute(
+                users.update()
+                .where(users.c.username == username)
+                .values(failed_attempts=0, locked_until=None)
+            )
             return Actor(username, row["role"])
-        failures = wconn.scalar(users.update().where(users.c.username == username)
-                                .values(failed_attempts=users.c.failed_attempts + 1)
-                                .returning(users.c.failed_attempts)) or 0
+        failures = (
+            wconn.scalar(
+                users.update()
+                .where(users.c.username == username)
+                .values(failed_attempts=users.c.failed_attempts + 1)
+                .returning(users.c.failed_attempts)
+            )
+            or 0
+        )
         if failures >= MAX_FAILURES:
             until = now + lock_delay(failures)
-            wconn.execute(users.update().where(users.c.username == username)
-                          .values(locked_until=until))
-            plane._audit(wconn, SYSTEM, "user.locked", "user", username,
-                         None, {"failed_attempts": failures, "locked_until": until}, bump=False)
+            wconn.execute(
+                users.update().where(users.c.username == username).values(locked_until=until)
+            )
+            plane._audit(
+                wconn,
+                SYSTEM,
+                "user.locked",
+                "user",
+                username,
+                None,
+                {"failed_attempts": failures, "locked_until": until},
+                bump=False,
+            )
     if until is None:
         raise LoginFailed()
     raise AccountLocked(until)
@@ -141,21 +170,28 @@ def _phantom(plane: ControlPlane, username: str, password: str, now: datetime) -
 
 
 def _user(conn: Connection, username: str) -> User:
-    row = conn.execute(sa.select(s.users).where(s.users.c.username == username)
-                       ).mappings().first()
+    row = conn.execute(sa.select(s.users).where(s.users.c.username == username)).mappings().first()
     if row is None:
         raise ConfigError(f"username: no user {username!r}", field="username")
     return user_from_row(row)
 
 
 def _other_admins(conn: Connection, username: str) -> int:
-    return int(conn.scalar(sa.select(sa.func.count()).select_from(s.users).where(
-        s.users.c.role == ADMIN, s.users.c.disabled.is_(False),
-        s.users.c.username != username)) or 0)
+    return int(
+        conn.scalar(
+            sa.select(sa.func.count())
+            .select_from(s.users)
+            .where(
+                s.users.c.role == ADMIN,
+                s.users.c.disabled.is_(False),
+                s.users.c.username != username,
+            )
+        )
+        or 0
+    )
 
 
-def create_user(plane: ControlPlane, username: str, password: str, role: str,
-                actor: Actor) -> User:
+def create_user(plane: ControlPlane, username: str, password: str, role: str, actor: Actor) -> User:
     username = v.validate_username(username)
     role = v.validate_role(role)
     hashed = hash_password(v.validate_password(password))  # slow part outside the lock
@@ -163,9 +199,17 @@ def create_user(plane: ControlPlane, username: str, password: str, role: str,
         if conn.scalar(sa.select(s.users.c.username).where(s.users.c.username == username)):
             raise ConfigError(f"username: {username!r} already exists", field="username")
         user = User(username=username, role=role, created_at=plane.now())
-        conn.execute(s.users.insert().values(
-            username=username, password_hash=hashed, role=role, failed_attempts=0,
-            locked_until=None, created_at=user.created_at, disabled=False))
+        conn.execute(
+            s.users.insert().values(
+                username=username,
+                password_hash=hashed,
+                role=role,
+                failed_attempts=0,
+                locked_until=None,
+                created_at=user.created_at,
+                disabled=False,
+            )
+        )
         plane._audit(conn, actor, "user.create", "user", username, None, user)
     return user
 
@@ -175,21 +219,31 @@ def set_password(plane: ControlPlane, username: str, password: str, actor: Actor
     hashed = hash_password(v.validate_password(password))
     with plane._tx(actor, "user") as conn:
         _user(conn, username)
-        conn.execute(s.users.update().where(s.users.c.username == username).values(
-            password_hash=hashed, failed_attempts=0, locked_until=None))
-        plane._audit(conn, actor, "user.set_password", "user", username, None,
-                     {"password": "changed"})
+        conn.execute(
+            s.users.update()
+            .where(s.users.c.username == username)
+            .values(password_hash=hashed, failed_attempts=0, locked_until=None)
+        )
+        plane._audit(
+            conn, actor, "user.set_password", "user", username, None, {"password": "changed"}
+        )
 
 
-def _change(plane: ControlPlane, username: str, actor: Actor, action: str, **values: object
-            ) -> User:
+def _change(
+    plane: ControlPlane, username: str, actor: Actor, action: str, **values: object
+) -> User:
     with plane._tx(actor, "user") as conn:
         before = _user(conn, username)
         demoted = values.get("role", before.role) != ADMIN or values.get("disabled", False)
-        if before.role == ADMIN and not before.disabled and demoted \
-                and not _other_admins(conn, username):
-            raise ConfigError("role: the last enabled admin cannot be demoted or disabled",
-                              field="role")
+        if (
+            before.role == ADMIN
+            and not before.disabled
+            and demoted
+            and not _other_admins(conn, username)
+        ):
+            raise ConfigError(
+                "role: the last enabled admin cannot be demoted or disabled", field="role"
+            )
         conn.execute(s.users.update().where(s.users.c.username == username).values(**values))
         after = _user(conn, username)
         if after != before:
@@ -201,14 +255,13 @@ def set_role(plane: ControlPlane, username: str, role: str, actor: Actor) -> Use
     return _change(plane, username, actor, "user.set_role", role=v.validate_role(role))
 
 
-def disable_user(plane: ControlPlane, username: str, actor: Actor, disabled: bool = True
-                 ) -> User:
-    return _change(plane, username, actor, "user.disable" if disabled else "user.enable",
-                   disabled=disabled)
+def disable_user(plane: ControlPlane, username: str, actor: Actor, disabled: bool = True) -> User:
+    return _change(
+        plane, username, actor, "user.disable" if disabled else "user.enable", disabled=disabled
+    )
 
 
-def ensure_admin(plane: ControlPlane, password_env: str = "COSTLINE_ADMIN_PASSWORD"
-                 ) -> str | None:
+def ensure_admin(plane: ControlPlane, password_env: str = "COSTLINE_ADMIN_PASSWORD") -> str | None:
     """Create ``admin`` on first start (no admin yet). Returns the generated one-time password
     when the environment gave none; None when it used the env password or did nothing."""
     with plane.engine.connect() as conn:
@@ -219,8 +272,9 @@ def ensure_admin(plane: ControlPlane, password_env: str = "COSTLINE_ADMIN_PASSWO
     if generated:
         password = secrets.token_urlsafe(18)
     elif len(password) < 8:
-        raise ConfigError(f"{password_env}: the admin password must be at least 8 characters",
-                          field=password_env)
+        raise ConfigError(
+            f"{password_env}: the admin password must be at least 8 characters", field=password_env
+        )
     try:
         create_user(plane, ADMIN, password, ADMIN, SYSTEM)
     except ConfigError as exc:

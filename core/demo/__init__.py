@@ -37,8 +37,15 @@ from core.importer import _loads as loads
 from core.pricing import Catalog, load_catalog
 from core.types import pico_to_usd
 
-__all__ = ["DEMO_PREFIX", "DemoSummary", "generate_demo", "has_demo", "load_demo",
-           "remove_demo", "world"]
+__all__ = [
+    "DEMO_PREFIX",
+    "DemoSummary",
+    "generate_demo",
+    "has_demo",
+    "load_demo",
+    "remove_demo",
+    "world",
+]
 
 LOAD_ID = "demo"
 
@@ -57,14 +64,14 @@ class DemoSummary:
     seconds: float = 0.0
 
 
-def generate_demo(days: int = 90, seed: int = 7, *, now: datetime | None = None,
-                  catalog: Catalog | None = None) -> pa.Table:
+def generate_demo(
+    days: int = 90, seed: int = 7, *, now: datetime | None = None, catalog: Catalog | None = None
+) -> pa.Table:
     """The demo events as an Arrow table (usage SCHEMA, sorted by ts), without writing."""
     return _generate(days, seed, now, catalog or load_catalog())[0]
 
 
-def _generate(days: int, seed: int, now: datetime | None,
-              catalog: Catalog) -> tuple[pa.Table, Any]:
+def _generate(days: int, seed: int, now: datetime | None, catalog: Catalog) -> tuple[pa.Table, Any]:
     if not 1 <= days <= 3660:
         raise ConfigError(f"days must be 1-3660, got {days}", field="days")
     g = history(days, seed, now or datetime.now(UTC), catalog)
@@ -72,16 +79,26 @@ def _generate(days: int, seed: int, now: datetime | None,
 
 
 def _incident(day: date) -> str:
-    return (f"{day}: {world.INCIDENT_USER}'s agent looped on {world.INCIDENT_MODEL} "
-            f"(project {world.INCIDENT_PROJECT}), ~10x the usual daily spend")
+    return (
+        f"{day}: {world.INCIDENT_USER}'s agent looped on {world.INCIDENT_MODEL} "
+        f"(project {world.INCIDENT_PROJECT}), ~10x the usual daily spend"
+    )
 
 
 def _summary(load: DataLoad, loaded: bool, seconds: float) -> DemoSummary:
     d = load.details
-    return DemoSummary(loaded, load.rows, load.cost_usd or Decimal(0),
-                       date.fromisoformat(d["start"]), date.fromisoformat(d["end"]),
-                       int(d["days"]), int(d["seed"]), _incident(date.fromisoformat(
-                           d["incident_day"])), _listing(d.get("control", {})), seconds)
+    return DemoSummary(
+        loaded,
+        load.rows,
+        load.cost_usd or Decimal(0),
+        date.fromisoformat(d["start"]),
+        date.fromisoformat(d["end"]),
+        int(d["days"]),
+        int(d["seed"]),
+        _incident(date.fromisoformat(d["incident_day"])),
+        _listing(d.get("control", {})),
+        seconds,
+    )
 
 
 def _listing(manifest: dict[str, Any]) -> dict[str, list[str]]:
@@ -99,9 +116,16 @@ def has_demo(home: Path | None = None) -> bool:
         engine.dispose()
 
 
-def load_demo(home: Path | None = None, days: int = 90, seed: int = 7, *,
-              now: datetime | None = None, catalog: Catalog | None = None,
-              actor: Actor = SYSTEM, refresh: bool = False) -> DemoSummary:
+def load_demo(
+    home: Path | None = None,
+    days: int = 90,
+    seed: int = 7,
+    *,
+    now: datetime | None = None,
+    catalog: Catalog | None = None,
+    actor: Actor = SYSTEM,
+    refresh: bool = False,
+) -> DemoSummary:
     """Generate and store the demo (events + control plane) unless it is already there."""
     t0 = time.perf_counter()
     catalog = catalog or load_catalog()
@@ -119,11 +143,24 @@ def load_demo(home: Path | None = None, days: int = 90, seed: int = 7, *,
                 made = _control.seed(plane, actor, table, g)
             segment = _store.write(table, home, seed)
             cost = exact_sum(table.column("cost_picousd").to_numpy())
-            load = DataLoad(LOAD_ID, "demo", f"Demo data ({days} days, seed {seed})",
-                            table.num_rows, cost, actor.username, datetime.now(UTC),
-                            {"days": days, "seed": seed, "start": g.start.isoformat(),
-                             "end": g.end.isoformat(), "incident_day": g.incident_day.isoformat(),
-                             "segment": segment, "control": made})
+            load = DataLoad(
+                LOAD_ID,
+                "demo",
+                f"Demo data ({days} days, seed {seed})",
+                table.num_rows,
+                cost,
+                actor.username,
+                datetime.now(UTC),
+                {
+                    "days": days,
+                    "seed": seed,
+                    "start": g.start.isoformat(),
+                    "end": g.end.isoformat(),
+                    "incident_day": g.incident_day.isoformat(),
+                    "segment": segment,
+                    "control": made,
+                },
+            )
             loads.claim(engine, load, actor)
             return _summary(load, True, time.perf_counter() - t0)
     finally:
@@ -146,8 +183,11 @@ def _remove_locked(home: Path | None, engine: Any, actor: Actor) -> int:
     removed = _store.purge(home)
     with ControlPlane(loads.plane_url(home)) as plane:
         d = load.details if load else {}
-        span = ((date.fromisoformat(d["start"]), date.fromisoformat(d["end"]))
-                if "start" in d and "end" in d else None)
+        span = (
+            (date.fromisoformat(d["start"]), date.fromisoformat(d["end"]))
+            if "start" in d and "end" in d
+            else None
+        )
         _control.unseed(plane, actor, d.get("control"), span)
     loads.release(engine, LOAD_ID, actor)
     return removed

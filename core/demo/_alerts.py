@@ -29,8 +29,9 @@ class DemoAlert:
     message: str
 
 
-def history_alerts(table: pa.Table, budgets: list[Budget],
-                   created: Mapping[str, datetime] | None = None) -> Iterator[DemoAlert]:
+def history_alerts(
+    table: pa.Table, budgets: list[Budget], created: Mapping[str, datetime] | None = None
+) -> Iterator[DemoAlert]:
     """Alerts of USD budgets scoped to one org, project, user or model (or global); a budget
     in ``created`` has none for calls before that time."""
     df = table.select(["ts", *SCOPE_COLUMNS.values(), "cost_picousd"]).to_pandas()
@@ -53,5 +54,12 @@ def history_alerts(table: pa.Table, budgets: list[Budget],
                     break
                 at = pd.Timestamp(rows["ts"].iloc[hit[0]]).to_pydatetime()
                 total = int(spent[hit[0]])
-                yield DemoAlert(b.id, str(key), pct, at, total, limit,
-                                threshold(b, window(b, at), pct, "usd", total, limit))
+                yield DemoAlert(
+                    b.id,
+                    str(key),
+                    pct,
+                    at,
+                    total,
+                    limit,
+                    threshold(b, window(b, at), pct, "usd", total, limit),
+                )

@@ -50,26 +50,52 @@ def budgets(table: pa.Table, g: Generated) -> list[Budget]:
     org = recent.groupby("org")["cost_picousd"].sum()
     daily = df.groupby(["project", "day"])["cost_picousd"].sum()
     support = daily.loc["support-bot"] if "support-bot" in daily.index else pd.Series([0])
-    user = df[(df["user"] == w.INCIDENT_USER) & (df["day"] != pd.Timestamp(g.incident_day,
-                                                                          tz="UTC"))]
+    user = df[
+        (df["user"] == w.INCIDENT_USER) & (df["day"] != pd.Timestamp(g.incident_day, tz="UTC"))
+    ]
     user_day = user.groupby("day")["cost_picousd"].sum().median() if len(user) else 0
     model = recent[recent["model"] == w.INCIDENT_MODEL]["cost_picousd"].sum()
     name = w.INCIDENT_USER.split("@")[0]
     return [
-        Budget(id="demo-org-acme-monthly", name="Demo: acme monthly", scope="org",
-               scope_value="acme", limit_usd=_usd(org.get("acme", 0), 1.25, 50)),
+        Budget(
+            id="demo-org-acme-monthly",
+            name="Demo: acme monthly",
+            scope="org",
+            scope_value="acme",
+            limit_usd=_usd(org.get("acme", 0), 1.25, 50),
+        ),
         demo_budget(g.budget_usd),
-        Budget(id="demo-org-initech-monthly", name="Demo: initech monthly", scope="org",
-               scope_value="initech", limit_usd=_usd(org.get("initech", 0), 1.4, 50)),
-        Budget(id="demo-project-support-bot-daily", name="Demo: support-bot daily",
-               scope="project", scope_value="support-bot", period="day",
-               limit_usd=_usd(float(support.quantile(.9)), 1.2, 1)),
-        Budget(id=f"demo-user-{name}-daily", name=f"Demo: {name} daily (after the agent loop)",
-               scope="user", scope_value=w.INCIDENT_USER, period="day",
-               limit_usd=_usd(float(user_day), 3, 5), action="block"),
-        Budget(id=f"demo-model-{w.INCIDENT_MODEL}-monthly",
-               name=f"Demo: {w.INCIDENT_MODEL} monthly", scope="model",
-               scope_value=w.INCIDENT_MODEL, limit_usd=_usd(model, 1.3, 50)),
+        Budget(
+            id="demo-org-initech-monthly",
+            name="Demo: initech monthly",
+            scope="org",
+            scope_value="initech",
+            limit_usd=_usd(org.get("initech", 0), 1.4, 50),
+        ),
+        Budget(
+            id="demo-project-support-bot-daily",
+            name="Demo: support-bot daily",
+            scope="project",
+            scope_value="support-bot",
+            period="day",
+            limit_usd=_usd(float(support.quantile(0.9)), 1.2, 1),
+        ),
+        Budget(
+            id=f"demo-user-{name}-daily",
+            name=f"Demo: {name} daily (after the agent loop)",
+            scope="user",
+            scope_value=w.INCIDENT_USER,
+            period="day",
+            limit_usd=_usd(float(user_day), 3, 5),
+            action="block",
+        ),
+        Budget(
+            id=f"demo-model-{w.INCIDENT_MODEL}-monthly",
+            name=f"Demo: {w.INCIDENT_MODEL} monthly",
+            scope="model",
+            scope_value=w.INCIDENT_MODEL,
+            limit_usd=_usd(model, 1.3, 50),
+        ),
     ]
 
 
@@ -77,10 +103,16 @@ def policies() -> list[RoutingPolicy]:
     out = []
     for t in w.TASKS:
         primary, *rest = list(t.models)
-        out.append(RoutingPolicy(
-            task=t.name, primary_model=primary, fallbacks=tuple(rest[:2]),
-            degrade_to=None if primary == w.DEGRADE_TO else w.DEGRADE_TO,
-            criticality=t.criticality, strategy="balanced" if t.name == "chat" else "explicit"))
+        out.append(
+            RoutingPolicy(
+                task=t.name,
+                primary_model=primary,
+                fallbacks=tuple(rest[:2]),
+                degrade_to=None if primary == w.DEGRADE_TO else w.DEGRADE_TO,
+                criticality=t.criticality,
+                strategy="balanced" if t.name == "chat" else "explicit",
+            )
+        )
     return out
 
 
@@ -100,12 +132,20 @@ def seed(plane: ControlPlane, actor: Actor, table: pa.Table, g: Generated) -> di
     stored = [plane.upsert_budget(b, actor) for b in budgets(table, g)]
     made["budgets"] = [b.id for b in stored]
     name = w.INCIDENT_USER.split("@")[0]  # that budget came after the agent loop
-    after = {f"demo-user-{name}-daily": datetime.combine(g.incident_day + timedelta(days=1),
-                                                         time(), UTC)}
+    after = {
+        f"demo-user-{name}-daily": datetime.combine(g.incident_day + timedelta(days=1), time(), UTC)
+    }
     for a in history_alerts(table, stored, after):  # what the guard would have fired
-        plane.record_alert(a.budget_id, a.window_key, a.pct, message=a.message,
-                           spent_picousd=a.spent_picousd, limit_picousd=a.limit_picousd,
-                           actor=actor, ts=a.ts)
+        plane.record_alert(
+            a.budget_id,
+            a.window_key,
+            a.pct,
+            message=a.message,
+            spent_picousd=a.spent_picousd,
+            limit_picousd=a.limit_picousd,
+            actor=actor,
+            ts=a.ts,
+        )
     for r in RATE_LIMITS:
         made["rate_limits"].append(plane.upsert_rate_limit(r, actor).id)
     taken = {p.task for p in plane.policies()}
@@ -133,8 +173,12 @@ def demo_alerts(plane: ControlPlane, span: tuple[date, date] | None) -> list[int
     return out
 
 
-def unseed(plane: ControlPlane, actor: Actor, manifest: Mapping[str, Any] | None,
-           span: tuple[date, date] | None = None) -> int:
+def unseed(
+    plane: ControlPlane,
+    actor: Actor,
+    manifest: Mapping[str, Any] | None,
+    span: tuple[date, date] | None = None,
+) -> int:
     """Delete the demo entries (unchanged task-keyed ones only) and the alerts of the demo
     (see ``demo_alerts``; ``span``: its first and last day); returns how many entries."""
     removed = 0

@@ -38,8 +38,9 @@ class Generated:
     budget_usd: Decimal  # globex's monthly budget the budget guard enforced
 
 
-def _pick(rng: np.random.Generator, rows: npt.NDArray[np.int64],
-          table: npt.NDArray[np.float64]) -> I64:
+def _pick(
+    rng: np.random.Generator, rows: npt.NDArray[np.int64], table: npt.NDArray[np.float64]
+) -> I64:
     """For each row r, an index drawn from the probabilities table[r]."""
     cdf = np.cumsum(table / table.sum(1, keepdims=True), axis=1)
     u = rng.random(len(rows))
@@ -59,15 +60,18 @@ def traffic(rng: np.random.Generator, start: date, days: int) -> Columns:
     dates = np.arange(np.datetime64(start), np.datetime64(start) + days, dtype="datetime64[D]")
     dow = (dates.astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0
     growth = 1 + w.GROWTH * np.arange(days) / max(days - 1, 1)
-    mean = w.BASE_PER_DAY * growth * np.asarray(w.WEEKDAY)[dow] * rng.lognormal(0, .06, days)
+    mean = w.BASE_PER_DAY * growth * np.asarray(w.WEEKDAY)[dow] * rng.lognormal(0, 0.06, days)
     day = np.repeat(np.arange(days), rng.poisson(mean))
     n = len(day)
     hours = np.asarray(w.HOURS) / sum(w.HOURS)
-    us = (dates[day].astype("datetime64[us]").astype(np.int64)
-          + rng.choice(24, n, p=hours) * 3_600_000_000 + rng.integers(0, 3_600_000_000, n))
+    us = (
+        dates[day].astype("datetime64[us]").astype(np.int64)
+        + rng.choice(24, n, p=hours) * 3_600_000_000
+        + rng.integers(0, 3_600_000_000, n)
+    )
     orgs = list(w.ORGS)
     user_org = np.array([orgs.index(o) for _, o in w.USERS])
-    activity = rng.lognormal(0, .8, len(w.USERS))
+    activity = rng.lognormal(0, 0.8, len(w.USERS))
     incident = [u for u, _ in w.USERS].index(w.INCIDENT_USER)
     activity[incident] = 2.0
     share = np.asarray(list(w.ORGS.values()))[user_org] * activity
@@ -75,12 +79,18 @@ def traffic(rng: np.random.Generator, start: date, days: int) -> Columns:
         share[user_org == o] /= activity[user_org == o].sum()
     user = rng.choice(len(w.USERS), n, p=share / share.sum())
     home, second = _projects(rng, user_org, incident)
-    project = np.where(rng.random(n) < .8, home[user], second[user])
+    project = np.where(rng.random(n) < 0.8, home[user], second[user])
     mix = np.array([[p.tasks.get(t, 0.0) for t in w.TASK_NAMES] for p in w.PROJECTS])
     task = _pick(rng, project, mix)
     models = np.array([[t.models.get(m, 0.0) for m in w.MODELS] for t in w.TASKS])
-    return {"day": day, "us": us, "user": user, "project": project, "task": task,
-            "model": _pick(rng, task, models)}
+    return {
+        "day": day,
+        "us": us,
+        "user": user,
+        "project": project,
+        "task": task,
+        "model": _pick(rng, task, models),
+    }
 
 
 def _projects(rng: np.random.Generator, user_org: I64, incident: int) -> tuple[I64, I64]:
@@ -106,12 +116,18 @@ def add_incident(rng: np.random.Generator, c: Columns, start: date, day: date) -
     extra = max(60, int(np.median(per_day[per_day > 0]) * 6.5)) if mine.any() else 60
     begin = int(np.datetime64(day, "us").astype(np.int64)) + 8 * 3_600_000_000
     us = np.sort(begin + rng.integers(0, int(15.5 * 3_600_000_000), extra))
-    append_rows(c, {"day": np.full(extra, (day - start).days), "us": us,
-                    "user": np.full(extra, user), "model": np.full(extra, model),
-                    "project": np.full(extra, [p.name for p in w.PROJECTS].index(
-                        w.INCIDENT_PROJECT)),
-                    "task": np.full(extra, w.TASK_NAMES.index("agent")),
-                    "incident": np.ones(extra, bool)})
+    append_rows(
+        c,
+        {
+            "day": np.full(extra, (day - start).days),
+            "us": us,
+            "user": np.full(extra, user),
+            "model": np.full(extra, model),
+            "project": np.full(extra, [p.name for p in w.PROJECTS].index(w.INCIDENT_PROJECT)),
+            "task": np.full(extra, w.TASK_NAMES.index("agent")),
+            "incident": np.ones(extra, bool),
+        },
+    )
 
 
 def tokens(rng: np.random.Generator, c: Columns, catalog: Catalog, end: date) -> None:
@@ -124,24 +140,29 @@ def tokens(rng: np.random.Generator, c: Columns, catalog: Catalog, end: date) ->
     max_out = np.array([min(8000, catalog.lookup(m, end).max_output_tokens) for m in w.MODELS])
     prompt = med_in[task] * np.exp(sig_in[task] * rng.standard_normal(n))
     prompt = np.where(c["incident"], prompt * 1.4, prompt)
-    prompt = np.clip(prompt, 16, ctx[model] * .8).astype(np.int64)
-    out = np.clip(med_out[task] * np.exp(sig_out[task] * rng.standard_normal(n)), 1,
-                  max_out[model]).astype(np.int64)
+    prompt = np.clip(prompt, 16, ctx[model] * 0.8).astype(np.int64)
+    out = np.clip(
+        med_out[task] * np.exp(sig_out[task] * rng.standard_normal(n)), 1, max_out[model]
+    ).astype(np.int64)
     rows = [catalog.lookup(m, end) for m in w.MODELS]
     caches = np.array([r.cached_input < r.input for r in rows])
     writes = np.array([r.cache_write > r.input for r in rows])  # Anthropic-style cache writes
     share = np.array([x.prompt_cache for x in t])[task]
     reads = caches[model] & (rng.random(n) < share)
-    cached = np.where(reads, (prompt * rng.uniform(.3, .9, n)).astype(np.int64), 0)
-    write = np.where(writes[model] & (rng.random(n) < .08),
-                     ((prompt - cached) * rng.uniform(.3, .7, n)).astype(np.int64), 0)
+    cached = np.where(reads, (prompt * rng.uniform(0.3, 0.9, n)).astype(np.int64), 0)
+    write = np.where(
+        writes[model] & (rng.random(n) < 0.08),
+        ((prompt - cached) * rng.uniform(0.3, 0.7, n)).astype(np.int64),
+        0,
+    )
     reasoning_model = np.array([m in w.REASONING_MODELS for m in w.MODELS])
     c["input_tokens"] = prompt - cached - write
     c["cached_input_tokens"] = cached
     c["cache_write_tokens"] = write
     c["output_tokens"] = out
-    c["reasoning_tokens"] = np.where(reasoning_model[model],
-                                     (out * rng.uniform(1, 4, n)).astype(np.int64), 0)
+    c["reasoning_tokens"] = np.where(
+        reasoning_model[model], (out * rng.uniform(1, 4, n)).astype(np.int64), 0
+    )
 
 
 def gates(rng: np.random.Generator, c: Columns) -> None:
@@ -163,8 +184,7 @@ def gates(rng: np.random.Generator, c: Columns) -> None:
 
 def price(c: Columns, catalog: Catalog, start: date) -> dict[str, I64]:
     days = (np.datetime64(start) + c["day"]).astype("datetime64[D]")
-    priced = price_columns(catalog, c["model"], w.MODELS, days,
-                           {k: c[k] for k in TOKEN_CLASSES})
+    priced = price_columns(catalog, c["model"], w.MODELS, days, {k: c[k] for k in TOKEN_CLASSES})
     return priced.costs
 
 
@@ -179,14 +199,30 @@ BUDGET_ID = f"demo-org-{w.BUDGET_ORG}-monthly"
 def demo_budget(limit_usd: Decimal) -> Budget:
     """globex's monthly org budget, as stored in the control plane and as its history
     was generated (degrade past 100%, block past soft_multiplier x limit)."""
-    return Budget(id=BUDGET_ID, name=w.BUDGET_NAME, scope="org", scope_value=w.BUDGET_ORG,
-                  limit_usd=limit_usd, soft_multiplier=w.SOFT_MULTIPLIER, action="degrade",
-                  degrade_to=w.DEGRADE_TO, timezone="UTC")
+    return Budget(
+        id=BUDGET_ID,
+        name=w.BUDGET_NAME,
+        scope="org",
+        scope_value=w.BUDGET_ORG,
+        limit_usd=limit_usd,
+        soft_multiplier=w.SOFT_MULTIPLIER,
+        action="degrade",
+        degrade_to=w.DEGRADE_TO,
+        timezone="UTC",
+    )
 
 
-def _guard(c: Columns, catalog: Catalog, start: date, idx: I64, cost: I64, limit: int,
-           dearer: npt.NDArray[np.bool_], soft: npt.NDArray[np.bool_],
-           apply: bool) -> bool:
+def _guard(
+    c: Columns,
+    catalog: Catalog,
+    start: date,
+    idx: I64,
+    cost: I64,
+    limit: int,
+    dearer: npt.NDArray[np.bool_],
+    soft: npt.NDArray[np.bool_],
+    apply: bool,
+) -> bool:
     """One month of globex calls (``idx``, in time order) under ``limit``: degrade soft calls
     to a cheaper model past 100%, block past the cap (125%). Returns whether anything was
     blocked."""
@@ -202,8 +238,13 @@ def _guard(c: Columns, catalog: Catalog, start: date, idx: I64, cost: I64, limit
         sub["reasoning_tokens"][:] = 0
         new[deg] = _total(price(sub, catalog, start))
         if apply:
-            for k in ("model", "input_tokens", "cache_write_tokens", "output_tokens",
-                      "reasoning_tokens"):
+            for k in (
+                "model",
+                "input_tokens",
+                "cache_write_tokens",
+                "output_tokens",
+                "reasoning_tokens",
+            ):
                 c[k][deg] = sub[k]
             c["degraded"][deg] = True
     prior = np.cumsum(new[idx]) - new[idx]
@@ -222,8 +263,9 @@ def _guard(c: Columns, catalog: Catalog, start: date, idx: I64, cost: I64, limit
     return bool(len(blk))
 
 
-def budget(c: Columns, catalog: Catalog, start: date, end: date,
-           until_now: npt.NDArray[np.bool_]) -> Decimal:
+def budget(
+    c: Columns, catalog: Catalog, start: date, end: date, until_now: npt.NDArray[np.bool_]
+) -> Decimal:
     """globex's org budget: calls of normal or lower criticality degrade to the cheap model
     past 100% of the month's limit; past soft_multiplier x limit every call is blocked. The
     limit is the largest whole-dollar amount that still makes globex's last complete month hit
@@ -235,14 +277,18 @@ def budget(c: Columns, catalog: Catalog, start: date, end: date,
     cost = np.where(mine, _total(price(c, catalog, start)), 0)
     month = (np.datetime64(start) + c["day"]).astype("datetime64[M]")
     last_full = np.datetime64(end, "M") - 1
-    full = month == last_full if np.datetime64(start, "M") < last_full else (
-        c["day"] >= c["day"].max() - 29)
+    full = (
+        month == last_full
+        if np.datetime64(start, "M") < last_full
+        else (c["day"] >= c["day"].max() - 29)
+    )
     spent = int(cost[full].sum())
-    blend = {m: catalog.lookup(m, end).input + 3 * catalog.lookup(m, end).output
-             for m in w.MODELS}
+    blend = {m: catalog.lookup(m, end).input + 3 * catalog.lookup(m, end).output for m in w.MODELS}
     dearer = np.array([blend[m] > blend[w.DEGRADE_TO] for m in w.MODELS])
-    soft = np.isin(c["task"], [i for i, t in enumerate(w.TASKS)
-                               if t.criticality in ("normal", "low", "background")])
+    soft = np.isin(
+        c["task"],
+        [i for i, t in enumerate(w.TASKS) if t.criticality in ("normal", "low", "background")],
+    )
     c["pct"] = np.zeros(row_count(c), np.int64)
     c["prior"] = np.zeros(row_count(c), np.int64)  # spend before the call (picodollars)
     c["estimate"] = np.zeros(row_count(c), np.int64)  # its cost, had it run
@@ -250,7 +296,7 @@ def budget(c: Columns, catalog: Catalog, start: date, end: date,
     test = order[(mine & full)[order]]
     step = PICO
     lo, hi = 1, max(1, spent // step)  # blocking is monotone in the limit: bisect for the
-    while lo < hi:                       # largest limit that still blocks (late in the month)
+    while lo < hi:  # largest limit that still blocks (late in the month)
         mid = (lo + hi + 1) // 2
         if _guard(c, catalog, start, test, cost, mid * step, dearer, soft, apply=False):
             lo = mid
@@ -258,8 +304,17 @@ def budget(c: Columns, catalog: Catalog, start: date, end: date,
             hi = mid - 1
     limit = lo * step
     for m in np.unique(month[mine]):
-        _guard(c, catalog, start, order[(mine & (month == m))[order]], cost, limit, dearer,
-               soft, apply=True)
+        _guard(
+            c,
+            catalog,
+            start,
+            order[(mine & (month == m))[order]],
+            cost,
+            limit,
+            dearer,
+            soft,
+            apply=True,
+        )
     return Decimal(limit) / PICO
 
 
@@ -268,14 +323,14 @@ def failures(rng: np.random.Generator, c: Columns) -> None:
     per-user rate limit turning away a few calls of the busiest users at peak hours."""
     n = row_count(c)
     calls = np.nonzero((c["status"] == OK) & ~c["cache_hit"])[0]
-    failing = calls[rng.random(len(calls)) < .018]
-    tries = rng.choice([1, 2, 3], len(failing), p=[.75, .18, .07])
+    failing = calls[rng.random(len(calls)) < 0.018]
+    tries = rng.choice([1, 2, 3], len(failing), p=[0.75, 0.18, 0.07])
     kinds = rng.choice(len(w.ERRORS), len(failing), p=[e[1] for e in w.ERRORS])
     c["error"] = np.full(n, -1)
     extra = np.where(tries == 3, 2, tries)  # three failures: the call itself is the third
     src = np.repeat(failing, extra)
     attempt = np.concatenate([np.arange(1, k + 1) for k in extra]) if len(extra) else src
-    back = rng.uniform(.5, 4, len(src)) * 1e6 * (np.repeat(extra, extra) - attempt + 1)
+    back = rng.uniform(0.5, 4, len(src)) * 1e6 * (np.repeat(extra, extra) - attempt + 1)
     rows = {k: v[src].copy() for k, v in c.items()}
     rows["us"] = rows["us"] - back.astype(np.int64)
     rows["attempt"] = attempt
@@ -288,8 +343,14 @@ def failures(rng: np.random.Generator, c: Columns) -> None:
     c["attempt"][failing[tries == 3]] = 3
     busy = np.argsort(np.bincount(c["user"], minlength=len(w.USERS)))[-5:]
     hour = (c["us"] // 3_600_000_000) % 24
-    limited = (np.isin(c["user"], busy) & (c["status"] == OK) & ~c["cache_hit"]
-               & (hour >= 13) & (hour <= 16) & (rng.random(n) < .01))
+    limited = (
+        np.isin(c["user"], busy)
+        & (c["status"] == OK)
+        & ~c["cache_hit"]
+        & (hour >= 13)
+        & (hour <= 16)
+        & (rng.random(n) < 0.01)
+    )
     c["status"][limited] = RATE_LIMITED  # refused before the budget guard could degrade
     c["attempt"][limited] = 0
     c["degraded"][limited] = False

@@ -63,8 +63,10 @@ def _may_hold_demo(path: Path) -> bool:
 
 
 def _demo_rows(table: pa.Table) -> pa.Array:
-    return pc.and_(pc.fill_null(pc.equal(table["source"], "demo"), False),
-                   pc.starts_with(table["request_id"], DEMO_PREFIX))
+    return pc.and_(
+        pc.fill_null(pc.equal(table["source"], "demo"), False),
+        pc.starts_with(table["request_id"], DEMO_PREFIX),
+    )
 
 
 def purge(home: Path | None) -> int:
@@ -90,8 +92,10 @@ def purge(home: Path | None) -> int:
                 continue
             rest = table.filter(pc.invert(demo)).replace_schema_metadata(None)
             if rest.num_rows:
-                name = f"compact-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-" \
-                       f"{secrets.token_hex(4)}"
+                name = (
+                    f"compact-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-"
+                    f"{secrets.token_hex(4)}"
+                )
                 write_segment(rest, sdir, name, replaces=[seg.name])
             seg.path.unlink(missing_ok=True)
             removed += count

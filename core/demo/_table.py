@@ -31,8 +31,10 @@ from core.types import PICO
 from core.usage import SCHEMA
 
 DEMO_PREFIX = "demo-"  # request ids and segment names
-SKIP_REASONS = {"classify": "change_based: signal moved less than 5%",
-                "agent": "adaptive: interval not elapsed"}
+SKIP_REASONS = {
+    "classify": "change_based: signal moved less than 5%",
+    "agent": "adaptive: interval not elapsed",
+}
 RATE_LIMIT_ID = "demo-user-rpm"
 
 
@@ -41,21 +43,25 @@ def _strings(values: npt.NDArray[Any]) -> pa.Array:
 
 
 def _lookup(names: list[str], codes: npt.NDArray[np.int64]) -> pa.Array:
-    return pa.DictionaryArray.from_arrays(pa.array(codes, pa.int32()),
-                                          pa.array(names, pa.string())).cast(pa.string())
+    return pa.DictionaryArray.from_arrays(
+        pa.array(codes, pa.int32()), pa.array(names, pa.string())
+    ).cast(pa.string())
 
 
-def _latency(rng: np.random.Generator, c: dict[str, npt.NDArray[Any]], n: int,
-             ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+def _latency(
+    rng: np.random.Generator,
+    c: dict[str, npt.NDArray[Any]],
+    n: int,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     base = np.array([w.LATENCY[m][0] for m in w.MODELS], float)[c["model"]]
     per = np.array([w.LATENCY[m][1] for m in w.MODELS], float)[c["model"]]
     prompt = c["input_tokens"] + c["cached_input_tokens"] + c["cache_write_tokens"]
     gen = c["output_tokens"] + c["reasoning_tokens"]
-    lat = (base + per * gen + prompt / 40) * rng.lognormal(0, .3, n)
-    ttft = base * rng.lognormal(0, .25, n) + prompt / 100
+    lat = (base + per * gen + prompt / 40) * rng.lognormal(0, 0.3, n)
+    ttft = base * rng.lognormal(0, 0.25, n) + prompt / 100
     status, err = c["status"], c["error"]
     lat = np.where(c["cache_hit"], rng.uniform(2, 15, n), lat)
-    lat = np.where(status == SKIPPED, rng.uniform(.2, 2, n), lat)
+    lat = np.where(status == SKIPPED, rng.uniform(0.2, 2, n), lat)
     lat = np.where((status == BLOCKED) | (status == RATE_LIMITED), rng.uniform(1, 5, n), lat)
     for k, (_, _, _, (lo, hi)) in enumerate(w.ERRORS):
         lat = np.where((status == ERROR) & (err == k), rng.uniform(lo, hi, n), lat)
@@ -67,42 +73,68 @@ def _latency(rng: np.random.Generator, c: dict[str, npt.NDArray[Any]], n: int,
 def _reasons(c: dict[str, npt.NDArray[Any]], n: int) -> npt.NDArray[Any]:
     m, t, req = c["model"], c["task"], c["requested"]
     primary = np.array([w.MODELS.index(next(iter(x.models))) for x in w.TASKS])
-    table = np.array([[f"{mo}: task policy {ta.name}" if w.MODELS.index(mo) == primary[j]
-                       else f"{mo}: requested" for j, ta in enumerate(w.TASKS)]
-                      for mo in w.MODELS], object)
+    table = np.array(
+        [
+            [
+                f"{mo}: task policy {ta.name}"
+                if w.MODELS.index(mo) == primary[j]
+                else f"{mo}: requested"
+                for j, ta in enumerate(w.TASKS)
+            ]
+            for mo in w.MODELS
+        ],
+        object,
+    )
     out = table[m, t]
     hits = np.array([f"{mo}: response cache hit" for mo in w.MODELS], object)
     out = np.where(c["cache_hit"], hits[m], out)
-    skip = np.array([f"sampling {x.name} ({SKIP_REASONS.get(x.name, 'skipped')}): reused the "
-                     "last answer" for x in w.TASKS], object)
+    skip = np.array(
+        [
+            f"sampling {x.name} ({SKIP_REASONS.get(x.name, 'skipped')}): reused the last answer"
+            for x in w.TASKS
+        ],
+        object,
+    )
     out = np.where(c["status"] == SKIPPED, skip[t], out)
     for i in np.nonzero(c["degraded"])[0]:
-        out[i] = (f"{w.DEGRADE_TO}: org={w.BUDGET_ORG} at {c['pct'][i]}% of monthly budget "
-                  f"'{w.BUDGET_NAME}', degraded from {w.MODELS[req[i]]}")
+        out[i] = (
+            f"{w.DEGRADE_TO}: org={w.BUDGET_ORG} at {c['pct'][i]}% of monthly budget "
+            f"'{w.BUDGET_NAME}', degraded from {w.MODELS[req[i]]}"
+        )
     refused = (c["status"] == BLOCKED) | (c["status"] == RATE_LIMITED)
     out[refused] = None
     result: npt.NDArray[Any] = out
     return result
 
 
-def _errors(c: dict[str, npt.NDArray[Any]], providers: list[str], users: list[str],
-            limit_usd: str) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
+def _errors(
+    c: dict[str, npt.NDArray[Any]], providers: list[str], users: list[str], limit_usd: str
+) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
     n = len(c["status"])
     kind = np.full(n, None, object)
     text = np.full(n, None, object)
     for i in np.nonzero(c["status"] == ERROR)[0].tolist():
         name, _, template, _ = w.ERRORS[c["error"][i]]
         kind[i] = name
-        text[i] = template.format(model=w.MODELS[c["model"][i]],
-                                  provider=providers[c["model"][i]], retry=1 + i % 20)
+        text[i] = template.format(
+            model=w.MODELS[c["model"][i]], provider=providers[c["model"][i]], retry=1 + i % 20
+        )
     budget = demo_budget(Decimal(limit_usd))
     limit = budget.limit_picousd or 0
     cap = hard_cap(budget, limit)
     for i in np.nonzero(c["status"] == BLOCKED)[0].tolist():  # the guard's own message
         kind[i] = "BudgetExceeded"
         at = datetime.fromtimestamp(int(c["us"][i]) / 1e6, UTC)
-        text[i] = exceeded(budget, window(budget, at), "usd", int(c["prior"][i]), limit, cap,
-                           int(c["estimate"][i]), cap)
+        text[i] = exceeded(
+            budget,
+            window(budget, at),
+            "usd",
+            int(c["prior"][i]),
+            limit,
+            cap,
+            int(c["estimate"][i]),
+            cap,
+        )
     for i in np.nonzero(c["status"] == RATE_LIMITED)[0].tolist():
         kind[i] = "RateLimited"
         text[i] = f"rate limit {RATE_LIMIT_ID}: {users[c['user'][i]]} over 60 requests per 60 s"
@@ -123,8 +155,8 @@ def to_table(g: Generated, seed: int, catalog: Catalog) -> pa.Table:
     latency, ttft = _latency(rng, c, n)
     kind, text = _errors(c, providers, users, str(g.budget_usd))
     ids = pc.binary_join_element_wise(
-        f"{DEMO_PREFIX}{seed}-", pc.utf8_lpad(pa.array(c["request"]).cast(pa.string()), 7, "0"),
-        "")
+        f"{DEMO_PREFIX}{seed}-", pc.utf8_lpad(pa.array(c["request"]).cast(pa.string()), 7, "0"), ""
+    )
     task_crit = [t.criticality for t in w.TASKS]
     cols: dict[str, pa.Array] = {
         "request_id": ids,
@@ -134,8 +166,9 @@ def to_table(g: Generated, seed: int, catalog: Catalog) -> pa.Table:
         "user": _lookup(users, c["user"]),
         "task": _lookup(list(w.TASK_NAMES), c["task"]),
         "app": _lookup([f"{p.name}-prod" for p in w.PROJECTS], c["project"]),
-        "tags": pa.ListArray.from_arrays(pa.array(np.zeros(n + 1, np.int32)),
-                                         pa.array([], pa.string())),
+        "tags": pa.ListArray.from_arrays(
+            pa.array(np.zeros(n + 1, np.int32)), pa.array([], pa.string())
+        ),
         "provider": _lookup(providers, c["model"]),
         "model": _lookup(list(w.MODELS), c["model"]),
         "requested_model": _lookup(list(w.MODELS), c["requested"]),
@@ -159,8 +192,7 @@ def to_table(g: Generated, seed: int, catalog: Catalog) -> pa.Table:
         "source": pa.repeat(pa.scalar("demo"), n),
         "metadata": pa.repeat(pa.scalar("{}"), n),
     }
-    arrays = [cols[f.name].cast(f.type) if f.name in cols else pa.nulls(n, f.type)
-              for f in SCHEMA]
+    arrays = [cols[f.name].cast(f.type) if f.name in cols else pa.nulls(n, f.type) for f in SCHEMA]
     return pa.Table.from_arrays(arrays, schema=SCHEMA)
 
 

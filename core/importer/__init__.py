@@ -49,30 +49,102 @@ from core.types import pico_to_usd
 from core.usage import segments_dir, write_segment
 
 __all__ = [
-    "COST_COLUMNS", "FIELDS", "REQUIRED", "SYNONYMS", "TOKEN_CLASSES", "BadRow", "DataLoad",
-    "ImportResult", "PricedColumns", "Preview", "data_loads", "exact_sum", "import_csv",
-    "price_columns", "read_preview", "suggest_mapping",
-]  # fmt: skip
+    "COST_COLUMNS",
+    "FIELDS",
+    "REQUIRED",
+    "SYNONYMS",
+    "TOKEN_CLASSES",
+    "BadRow",
+    "DataLoad",
+    "ImportResult",
+    "PricedColumns",
+    "Preview",
+    "data_loads",
+    "exact_sum",
+    "import_csv",
+    "price_columns",
+    "read_preview",
+    "suggest_mapping",
+]
 
 REQUIRED: tuple[str, ...] = ("timestamp", "model", "input_tokens", "output_tokens")
 SYNONYMS: dict[str, tuple[str, ...]] = {  # normalised header names, best first
-    "timestamp": ("timestamp", "ts", "time", "datetime", "date_time", "created_at", "created",
-                  "start_time", "request_time", "time_stamp", "date", "day", "usage_date"),
+    "timestamp": (
+        "timestamp",
+        "ts",
+        "time",
+        "datetime",
+        "date_time",
+        "created_at",
+        "created",
+        "start_time",
+        "request_time",
+        "time_stamp",
+        "date",
+        "day",
+        "usage_date",
+    ),
     "model": ("model", "model_name", "model_id", "llm_model", "engine", "deployment"),
-    "input_tokens": ("input_tokens", "prompt_tokens", "tokens_in", "input_token_count",
-                     "prompt_token_count", "n_context_tokens_total", "input"),
-    "output_tokens": ("output_tokens", "completion_tokens", "tokens_out", "output_token_count",
-                      "completion_token_count", "n_generated_tokens_total", "output"),
-    "cached_tokens": ("cached_tokens", "cached_input_tokens", "cache_read_input_tokens",
-                      "cache_read_tokens", "prompt_cached_tokens", "input_cached_tokens"),
-    "cache_write_tokens": ("cache_write_tokens", "cache_creation_input_tokens",
-                           "cache_creation_tokens"),
-    "reasoning_tokens": ("reasoning_tokens", "completion_reasoning_tokens",
-                         "output_reasoning_tokens"),
-    "cost": ("cost", "cost_usd", "total_cost", "total_cost_usd", "cost_in_usd", "spend",
-             "spend_usd", "amount", "amount_usd", "usd"),
-    "org": ("org", "organization", "organisation", "org_id", "org_name", "organization_id",
-            "team", "team_id", "tenant", "customer"),
+    "input_tokens": (
+        "input_tokens",
+        "prompt_tokens",
+        "tokens_in",
+        "input_token_count",
+        "prompt_token_count",
+        "n_context_tokens_total",
+        "input",
+    ),
+    "output_tokens": (
+        "output_tokens",
+        "completion_tokens",
+        "tokens_out",
+        "output_token_count",
+        "completion_token_count",
+        "n_generated_tokens_total",
+        "output",
+    ),
+    "cached_tokens": (
+        "cached_tokens",
+        "cached_input_tokens",
+        "cache_read_input_tokens",
+        "cache_read_tokens",
+        "prompt_cached_tokens",
+        "input_cached_tokens",
+    ),
+    "cache_write_tokens": (
+        "cache_write_tokens",
+        "cache_creation_input_tokens",
+        "cache_creation_tokens",
+    ),
+    "reasoning_tokens": (
+        "reasoning_tokens",
+        "completion_reasoning_tokens",
+        "output_reasoning_tokens",
+    ),
+    "cost": (
+        "cost",
+        "cost_usd",
+        "total_cost",
+        "total_cost_usd",
+        "cost_in_usd",
+        "spend",
+        "spend_usd",
+        "amount",
+        "amount_usd",
+        "usd",
+    ),
+    "org": (
+        "org",
+        "organization",
+        "organisation",
+        "org_id",
+        "org_name",
+        "organization_id",
+        "team",
+        "team_id",
+        "tenant",
+        "customer",
+    ),
     "user": ("user", "user_id", "username", "user_name", "user_email", "email", "end_user"),
     "project": ("project", "project_id", "project_name", "application", "app", "workspace"),
     "task": ("task", "feature", "use_case", "usecase", "agent", "operation", "endpoint"),
@@ -104,9 +176,14 @@ def read_preview(file: Source, *, max_rows: int = 20) -> Preview:
     d = dialect(data)
     mapping = suggest_mapping(d.columns)
     names = {c.lower() for c in d.columns}
-    return Preview(list(d.columns), sample_rows(data, d, max_rows), mapping,
-                   not names >= _EXCLUSIVE_HINT, d.delimiter,
-                   [f for f in REQUIRED if f not in mapping])
+    return Preview(
+        list(d.columns),
+        sample_rows(data, d, max_rows),
+        mapping,
+        not names >= _EXCLUSIVE_HINT,
+        d.delimiter,
+        [f for f in REQUIRED if f not in mapping],
+    )
 
 
 @dataclass(frozen=True)
@@ -132,13 +209,21 @@ class ImportResult:
     @property
     def message(self) -> str:
         if self.skipped_duplicate_file:
-            when = self.previous.created_at.strftime("%Y-%m-%d %H:%M UTC") if self.previous \
+            when = (
+                self.previous.created_at.strftime("%Y-%m-%d %H:%M UTC")
+                if self.previous
                 else "before"
+            )
             return f"This file was already imported ({when}); nothing was added."
         usd = self.cost_total
         money = f"${usd:,.2f}" if usd >= 1 or not usd else f"${usd.normalize():f}"
-        parts = [f"Imported {self.imported:,} rows costing {money}" if self.imported
-                 else "Nothing was imported" if self.bad_rows else "The file has no data rows"]
+        parts = [
+            f"Imported {self.imported:,} rows costing {money}"
+            if self.imported
+            else "Nothing was imported"
+            if self.bad_rows
+            else "The file has no data rows"
+        ]
         if self.bad_rows:
             parts.append(f"{len(self.bad_rows):,} bad rows skipped")
         if self.unpriced_models:
@@ -151,13 +236,17 @@ def _check_mapping(mapping: Mapping[str, str], columns: tuple[str, ...]) -> dict
     out: dict[str, str] = {}
     for f, col in mapping.items():
         if f not in FIELDS:
-            raise ConfigError(f"mapping: unknown field {f!r}; fields are {', '.join(FIELDS)}",
-                              field=f)
+            raise ConfigError(
+                f"mapping: unknown field {f!r}; fields are {', '.join(FIELDS)}", field=f
+            )
         if not col:
             continue
         if col not in columns:
-            raise ConfigError(f"mapping: {f} -> column {col!r} is not in the file (columns: "
-                              f"{', '.join(columns)})", field=f)
+            raise ConfigError(
+                f"mapping: {f} -> column {col!r} is not in the file (columns: "
+                f"{', '.join(columns)})",
+                field=f,
+            )
         out[f] = col
     missing = [f for f in REQUIRED if f not in out]
     if missing:
@@ -188,30 +277,70 @@ def import_csv(
         _loads.check_actor(engine, actor)
         previous = _loads.get(engine, f"import:{sha}")
         if previous is not None:
-            return ImportResult(0, True, [], Decimal(0), {}, sha, previous=previous,
-                                mapping=fields, seconds=time.perf_counter() - t0)
+            return ImportResult(
+                0,
+                True,
+                [],
+                Decimal(0),
+                {},
+                sha,
+                previous=previous,
+                mapping=fields,
+                seconds=time.perf_counter() - t0,
+            )
         table, lines, bad_lines = read_columns(data, d, list(dict.fromkeys(fields.values())))
-        rows = parse_rows(table, fields, REQUIRED, tokens_inclusive, catalog,
-                          now or datetime.now(UTC))
-        bad = sorted([BadRow(b.line, b.reason) for b in bad_lines]
-                     + [BadRow(int(lines[i]), "; ".join(r)) for i, r in rows.reasons.items()],
-                     key=lambda b: b.line)
+        rows = parse_rows(
+            table, fields, REQUIRED, tokens_inclusive, catalog, now or datetime.now(UTC)
+        )
+        bad = sorted(
+            [BadRow(b.line, b.reason) for b in bad_lines]
+            + [BadRow(int(lines[i]), "; ".join(r)) for i, r in rows.reasons.items()],
+            key=lambda b: b.line,
+        )
         keep = rows.keep
-        result = ImportResult(int(keep.sum()), False, bad, pico_to_usd(rows.cost_total),
-                              rows.unpriced, sha, table.num_rows + len(bad_lines),
-                              int(rows.blank.sum()), mapping=fields)
+        result = ImportResult(
+            int(keep.sum()),
+            False,
+            bad,
+            pico_to_usd(rows.cost_total),
+            rows.unpriced,
+            sha,
+            table.num_rows + len(bad_lines),
+            int(rows.blank.sum()),
+            mapping=fields,
+        )
         if result.imported:
-            ids = pc.binary_join_element_wise(f"imp-{sha[:12]}-",
-                                              pa.array(lines[keep]).cast(pa.string()), "")
-            events = build_table(rows.columns, ids, source,
-                                 json.dumps({"import": sha[:12]}))
-            load = DataLoad(f"import:{sha}", "import", name, result.imported,
-                            rows.cost_total, actor.username, datetime.now(UTC),
-                            {"sha256": sha, "mapping": fields, "bad_rows": len(bad),
-                             "unpriced_models": rows.unpriced, "source": source})
+            ids = pc.binary_join_element_wise(
+                f"imp-{sha[:12]}-", pa.array(lines[keep]).cast(pa.string()), ""
+            )
+            events = build_table(rows.columns, ids, source, json.dumps({"import": sha[:12]}))
+            load = DataLoad(
+                f"import:{sha}",
+                "import",
+                name,
+                result.imported,
+                rows.cost_total,
+                actor.username,
+                datetime.now(UTC),
+                {
+                    "sha256": sha,
+                    "mapping": fields,
+                    "bad_rows": len(bad),
+                    "unpriced_models": rows.unpriced,
+                    "source": source,
+                },
+            )
             if not _loads.claim(engine, load, actor):  # another process got there first
-                return ImportResult(0, True, [], Decimal(0), {}, sha, mapping=fields,
-                                    previous=_loads.get(engine, load.id))
+                return ImportResult(
+                    0,
+                    True,
+                    [],
+                    Decimal(0),
+                    {},
+                    sha,
+                    mapping=fields,
+                    previous=_loads.get(engine, load.id),
+                )
             try:
                 write_segment(_by_time(events), segments_dir(home), f"import-{sha[:16]}")
             except BaseException:

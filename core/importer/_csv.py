@@ -79,8 +79,9 @@ def dialect(data: bytes) -> Dialect:
 
 
 def sample_rows(data: bytes, d: Dialect, max_rows: int) -> list[list[str]]:
-    reader = csv.reader(io.StringIO(_text(data[: SAMPLE_BYTES * 4], d.encoding)),
-                        delimiter=d.delimiter)
+    reader = csv.reader(
+        io.StringIO(_text(data[: SAMPLE_BYTES * 4], d.encoding)), delimiter=d.delimiter
+    )
     next(reader, None)
     rows: list[list[str]] = []
     for row in reader:
@@ -133,8 +134,10 @@ def read_columns(
         record, line_of = _records(table, invalid, _newlines(table))
     else:
         record, line_of = _records(table, invalid, None)
-    bad = [BadLine(int(line_of[r]), f"expected {len(d.columns)} columns, got {cells}")
-           for r, _, cells in invalid]
+    bad = [
+        BadLine(int(line_of[r]), f"expected {len(d.columns)} columns, got {cells}")
+        for r, _, cells in invalid
+    ]
     return table.select(list(wanted)), line_of[record], bad
 
 
@@ -148,15 +151,25 @@ def _read(data: bytes, d: Dialect, columns: list[str]) -> tuple[pa.Table, list[I
     try:
         table = pacsv.read_csv(
             io.BytesIO(data),
-            read_options=pacsv.ReadOptions(use_threads=False, column_names=list(d.columns),
-                                           skip_rows=1, encoding=d.encoding,
-                                           block_size=16 << 20),
-            parse_options=pacsv.ParseOptions(delimiter=d.delimiter, newlines_in_values=True,
-                                             ignore_empty_lines=False,
-                                             invalid_row_handler=on_invalid),
+            read_options=pacsv.ReadOptions(
+                use_threads=False,
+                column_names=list(d.columns),
+                skip_rows=1,
+                encoding=d.encoding,
+                block_size=16 << 20,
+            ),
+            parse_options=pacsv.ParseOptions(
+                delimiter=d.delimiter,
+                newlines_in_values=True,
+                ignore_empty_lines=False,
+                invalid_row_handler=on_invalid,
+            ),
             convert_options=pacsv.ConvertOptions(
-                include_columns=columns, column_types={c: pa.string() for c in columns},
-                strings_can_be_null=False, quoted_strings_can_be_null=False),
+                include_columns=columns,
+                column_types={c: pa.string() for c in columns},
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
         )
     except pa.ArrowInvalid as exc:
         raise ConfigError(f"cannot read the CSV file: {exc}", field="file") from None

@@ -67,31 +67,52 @@ def check_actor(engine: Engine, actor: Actor) -> None:
     if actor == SYSTEM:
         return
     with engine.connect() as conn:
-        row = conn.execute(sa.select(s.users.c.role, s.users.c.disabled)
-                           .where(s.users.c.username == actor.username)).first()
+        row = conn.execute(
+            sa.select(s.users.c.role, s.users.c.disabled).where(
+                s.users.c.username == actor.username
+            )
+        ).first()
     if row is None or row.disabled or row.role not in LOADERS:
         raise PermissionDenied(f"{actor.username!r} may not load or remove data")
 
 
-def _audit(conn: sa.Connection, actor: Actor, action: str, load_id: str,
-           before: Any, after: Any) -> None:
-    conn.execute(s.audit_log.insert().values(
-        ts=datetime.now(UTC), actor=actor.username, action=action, entity="data_load",
-        entity_id=load_id, before_json=None if before is None else json.dumps(before),
-        after_json=None if after is None else json.dumps(after)))
+def _audit(
+    conn: sa.Connection, actor: Actor, action: str, load_id: str, before: Any, after: Any
+) -> None:
+    conn.execute(
+        s.audit_log.insert().values(
+            ts=datetime.now(UTC),
+            actor=actor.username,
+            action=action,
+            entity="data_load",
+            entity_id=load_id,
+            before_json=None if before is None else json.dumps(before),
+            after_json=None if after is None else json.dumps(after),
+        )
+    )
 
 
 def _row(load: DataLoad) -> dict[str, Any]:
     cost = load.cost_picousd
-    return {"id": load.id, "kind": load.kind, "name": load.name, "rows": load.rows,
-            "cost_picousd": cost if cost is None or abs(cost) <= _INT64_MAX else None,
-            "actor": load.actor, "created_at": load.created_at,
-            "details_json": json.dumps(dict(load.details), sort_keys=True, default=str)}
+    return {
+        "id": load.id,
+        "kind": load.kind,
+        "name": load.name,
+        "rows": load.rows,
+        "cost_picousd": cost if cost is None or abs(cost) <= _INT64_MAX else None,
+        "actor": load.actor,
+        "created_at": load.created_at,
+        "details_json": json.dumps(dict(load.details), sort_keys=True, default=str),
+    }
 
 
 def _summary(load: DataLoad) -> dict[str, Any]:
-    return {"kind": load.kind, "name": load.name, "rows": load.rows,
-            "cost_usd": None if load.cost_usd is None else str(load.cost_usd)}
+    return {
+        "kind": load.kind,
+        "name": load.name,
+        "rows": load.rows,
+        "cost_usd": None if load.cost_usd is None else str(load.cost_usd),
+    }
 
 
 def claim(engine: Engine, load: DataLoad, actor: Actor) -> bool:
@@ -107,8 +128,7 @@ def claim(engine: Engine, load: DataLoad, actor: Actor) -> bool:
 def update(engine: Engine, load: DataLoad) -> None:
     """Replace the recorded row (final counts after the rows were written); not audited."""
     with write_tx(engine) as conn:
-        conn.execute(s.data_loads.update().where(s.data_loads.c.id == load.id)
-                     .values(_row(load)))
+        conn.execute(s.data_loads.update().where(s.data_loads.c.id == load.id).values(_row(load)))
 
 
 def release(engine: Engine, load_id: str, actor: Actor, *, audit: bool = True) -> bool:
@@ -123,9 +143,16 @@ def release(engine: Engine, load_id: str, actor: Actor, *, audit: bool = True) -
 
 
 def _load(r: Mapping[Any, Any]) -> DataLoad:
-    return DataLoad(id=r["id"], kind=r["kind"], name=r["name"], rows=int(r["rows"]),
-                    cost_picousd=r["cost_picousd"], actor=r["actor"],
-                    created_at=r["created_at"], details=json.loads(r["details_json"]))
+    return DataLoad(
+        id=r["id"],
+        kind=r["kind"],
+        name=r["name"],
+        rows=int(r["rows"]),
+        cost_picousd=r["cost_picousd"],
+        actor=r["actor"],
+        created_at=r["created_at"],
+        details=json.loads(r["details_json"]),
+    )
 
 
 def get(engine: Engine, load_id: str, conn: sa.Connection | None = None) -> DataLoad | None:
@@ -142,8 +169,9 @@ def data_loads(home: Path | None = None) -> list[DataLoad]:
     engine = engine_for(home)
     try:
         with engine.connect() as conn:
-            rows = conn.execute(sa.select(s.data_loads)
-                                .order_by(s.data_loads.c.created_at.desc())).mappings()
+            rows = conn.execute(
+                sa.select(s.data_loads).order_by(s.data_loads.c.created_at.desc())
+            ).mappings()
             return [_load(r) for r in rows]
     finally:
         engine.dispose()

@@ -31,8 +31,12 @@ class Checker:
         self.n = n
         self.reasons: dict[int, list[str]] = {}
 
-    def flag(self, mask: Mask | pa.Array, reason: Callable[[int, object], str],
-             col: pa.Array | None = None) -> None:
+    def flag(
+        self,
+        mask: Mask | pa.Array,
+        reason: Callable[[int, object], str],
+        col: pa.Array | None = None,
+    ) -> None:
         m = mask if isinstance(mask, np.ndarray) else _np_bool(mask)
         idx = np.nonzero(m)[0]
         if not len(idx):
@@ -84,8 +88,9 @@ def _ints_slow(ck: Checker, col: pa.Array, field: str, required: bool) -> I64:
     negative = _np_bool(pc.match_substring_regex(s, r"^-\d+$"))
     long = _np_bool(pc.match_substring_regex(s, r"^\d{14,}$"))
     ck.flag(negative, lambda i, v: f"{field} {v} is negative", col)
-    ck.flag(~ok & ~empty & ~negative & ~long,
-            lambda i, v: f"{field} {v!r} is not a whole number", col)
+    ck.flag(
+        ~ok & ~empty & ~negative & ~long, lambda i, v: f"{field} {v!r} is not a whole number", col
+    )
     ck.flag(long | (values > MAX_TOKENS), lambda i, v: f"{field} {v} is too large", col)
     values[~ok] = 0
     return values
@@ -171,12 +176,12 @@ def _pandas_times(col: pa.Array) -> I64:
         if epoch.any():  # seconds, milliseconds or microseconds since 1970
             num = pd.to_numeric(sub[epoch])
             unit = np.where(num < 1e11, 1e6, np.where(num < 1e14, 1e3, 1.0))
-            ts.loc[num.index] = pd.to_datetime((num * unit).round().astype("int64"),
-                                               unit="us", utc=True)
+            ts.loc[num.index] = pd.to_datetime(
+                (num * unit).round().astype("int64"), unit="us", utc=True
+            )
         rest = sub[~epoch]
         if len(rest):
-            ts.loc[rest.index] = pd.to_datetime(rest, utc=True, format="mixed",
-                                                errors="coerce")
+            ts.loc[rest.index] = pd.to_datetime(rest, utc=True, format="mixed", errors="coerce")
     out: I64 = pd.DatetimeIndex(ts).as_unit("us").asi8.copy()
     return out
 

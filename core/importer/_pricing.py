@@ -18,13 +18,19 @@ from core.pricing import Catalog
 
 I64 = npt.NDArray[np.int64]
 TOKEN_CLASSES: tuple[str, ...] = (
-    "input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens",
+    "input_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "output_tokens",
     "reasoning_tokens",
-)  # fmt: skip
+)
 COST_COLUMNS: tuple[str, ...] = (
-    "cost_input_picousd", "cost_cached_input_picousd", "cost_cache_write_picousd",
-    "cost_output_picousd", "cost_reasoning_picousd",
-)  # fmt: skip
+    "cost_input_picousd",
+    "cost_cached_input_picousd",
+    "cost_cache_write_picousd",
+    "cost_output_picousd",
+    "cost_reasoning_picousd",
+)
 _RATES = ("input", "cached_input", "cache_write", "output", "reasoning")
 _INT64_MAX = np.iinfo(np.int64).max
 _EPOCH = date(1970, 1, 1)
@@ -73,8 +79,10 @@ def price_columns(
     codes = np.asarray(codes, dtype=np.int64)
     known = [catalog.has(m) for m in names]
     tiers = _tiers(catalog)
-    model_tiers = [tiers.get(catalog.canonical(m).lower(), []) if ok else [] for m, ok in
-                   zip(names, known, strict=True)]
+    model_tiers = [
+        tiers.get(catalog.canonical(m).lower(), []) if ok else []
+        for m, ok in zip(names, known, strict=True)
+    ]
     bucket = np.zeros(n, np.int64)
     for code, thresholds in enumerate(model_tiers):
         if thresholds:

@@ -17,8 +17,13 @@ from core.pricing import Catalog
 from core.usage import SCHEMA
 
 US_PER_DAY = 86_400_000_000
-_TOKEN_FIELDS = ("input_tokens", "cached_tokens", "cache_write_tokens", "output_tokens",
-                 "reasoning_tokens")  # CSV fields, in TOKEN_CLASSES order
+_TOKEN_FIELDS = (
+    "input_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+)  # CSV fields, in TOKEN_CLASSES order
 I64 = npt.NDArray[np.int64]
 
 
@@ -44,26 +49,40 @@ def _dictionary(col: pa.Array) -> tuple[I64, list[str]]:
     return codes, enc.dictionary.to_pylist()
 
 
-def parse_rows(table: pa.Table, fields: dict[str, str], required: Sequence[str],
-               inclusive: bool, catalog: Catalog, now: datetime) -> Rows:
+def parse_rows(
+    table: pa.Table,
+    fields: dict[str, str],
+    required: Sequence[str],
+    inclusive: bool,
+    catalog: Catalog,
+    now: datetime,
+) -> Rows:
     n = table.num_rows
     ck = Checker(n)
     col = {f: clean(table[c]) for f, c in fields.items()}
     us = timestamps(ck, col["timestamp"], now)
     ck.flag(pc.equal(col["model"], ""), lambda i, v: f"{fields['model']} is empty")
-    tok = {f: ints(ck, col[f], fields[f], f in required) if f in col else np.zeros(n, np.int64)
-           for f in _TOKEN_FIELDS}
+    tok = {
+        f: ints(ck, col[f], fields[f], f in required) if f in col else np.zeros(n, np.int64)
+        for f in _TOKEN_FIELDS
+    }
     if inclusive:
         parts = tok["cached_tokens"] + tok["cache_write_tokens"]
         what = " + ".join(fields[f] for f in ("cached_tokens", "cache_write_tokens") if f in col)
         inp, out, reasoning = tok["input_tokens"], tok["output_tokens"], tok["reasoning_tokens"]
         ck.flag(parts > inp, lambda i, v: f"{what} {parts[i]} > {fields['input_tokens']} {inp[i]}")
-        ck.flag(reasoning > out, lambda i, v: f"{fields.get('reasoning_tokens')} {reasoning[i]}"
-                f" > {fields['output_tokens']} {out[i]}")
+        ck.flag(
+            reasoning > out,
+            lambda i, v: (
+                f"{fields.get('reasoning_tokens')} {reasoning[i]}"
+                f" > {fields['output_tokens']} {out[i]}"
+            ),
+        )
         tok["input_tokens"] = inp - parts
         tok["output_tokens"] = out - reasoning
-    given_pico, given = (cost(ck, col["cost"]) if "cost" in col
-                         else (np.zeros(n, np.int64), np.zeros(n, bool)))
+    given_pico, given = (
+        cost(ck, col["cost"]) if "cost" in col else (np.zeros(n, np.int64), np.zeros(n, bool))
+    )
     checked = finish(ck, list(col.values()))
     codes, names = _dictionary(col["model"])
     idx = np.nonzero(checked.keep)[0]
@@ -92,8 +111,9 @@ def parse_rows(table: pa.Table, fields: dict[str, str], required: Sequence[str],
     columns: dict[str, pa.Array] = {
         "ts": pa.array(us[idx], pa.timestamp("us", tz="UTC")),
         "model": pick(col["model"]),
-        "provider": _providers(catalog, pick(col["provider"]) if "provider" in col else None,
-                               model_codes, names),
+        "provider": _providers(
+            catalog, pick(col["provider"]) if "provider" in col else None, model_codes, names
+        ),
         "cost_picousd": pa.array(total, pa.int64()),
         "unpriced": pa.array(unpriced),
         **{c: pa.array(v[sel]) for c, v in classes.items()},
@@ -103,29 +123,40 @@ def parse_rows(table: pa.Table, fields: dict[str, str], required: Sequence[str],
         if f in col:
             columns[f] = text(pick(col[f]))
     counts = np.bincount(model_codes[unpriced], minlength=len(names))
-    return Rows(keep, checked.blank, reasons, columns, exact_sum(total),
-                {names[c]: int(k) for c, k in enumerate(counts.tolist()) if k})
+    return Rows(
+        keep,
+        checked.blank,
+        reasons,
+        columns,
+        exact_sum(total),
+        {names[c]: int(k) for c, k in enumerate(counts.tolist()) if k},
+    )
 
 
-def _providers(catalog: Catalog, given: pa.Array | None, codes: I64,
-               names: list[str]) -> pa.Array:
+def _providers(catalog: Catalog, given: pa.Array | None, codes: I64, names: list[str]) -> pa.Array:
     """The given provider, else the catalog's, else the prefix of 'provider/model'."""
-    derived = [catalog.provider_of(m) if catalog.has(m) else
-               (m.split("/", 1)[0] if "/" in m else "unknown") for m in names]
+    derived = [
+        catalog.provider_of(m)
+        if catalog.has(m)
+        else (m.split("/", 1)[0] if "/" in m else "unknown")
+        for m in names
+    ]
     from_model = pa.array(derived, pa.string()).take(pa.array(codes))
     if given is None:
         return from_model
     return pc.coalesce(text(given), from_model)
 
 
-def build_table(columns: dict[str, pa.Array], request_ids: pa.Array, source: str,
-                metadata: str) -> pa.Table:
+def build_table(
+    columns: dict[str, pa.Array], request_ids: pa.Array, source: str, metadata: str
+) -> pa.Table:
     """Usage-event table (SCHEMA) of imported rows: status ok, attempt 1, latency unknown."""
     n = len(request_ids)
     const = {
         "request_id": request_ids,
-        "tags": pa.ListArray.from_arrays(pa.array(np.zeros(n + 1, np.int32)),
-                                         pa.array([], pa.string())),
+        "tags": pa.ListArray.from_arrays(
+            pa.array(np.zeros(n + 1, np.int32)), pa.array([], pa.string())
+        ),
         "status": pa.repeat(pa.scalar("ok"), n),
         "attempt": pa.repeat(pa.scalar(1, pa.int32()), n),
         "usage_estimated": pa.repeat(pa.scalar(False), n),
@@ -138,6 +169,7 @@ def build_table(columns: dict[str, pa.Array], request_ids: pa.Array, source: str
         "metadata": pa.repeat(pa.scalar(metadata), n),
     }
     merged = {**const, **columns}
-    arrays = [merged[f.name].cast(f.type) if f.name in merged else pa.nulls(n, f.type)
-              for f in SCHEMA]
+    arrays = [
+        merged[f.name].cast(f.type) if f.name in merged else pa.nulls(n, f.type) for f in SCHEMA
+    ]
     return pa.Table.from_arrays(arrays, schema=SCHEMA)

@@ -23,12 +23,24 @@ from core.pricing import Catalog, price
 from core.types import Usage
 from core.usage import Filters, Reader
 
-COLUMNS = ("ts", "task", "model", "status", "error_type", "latency_ms", *TOKEN_CLASSES,
-           "cost_picousd", "cache_hit", "ai_called")  # fmt: skip
+COLUMNS = (
+    "ts",
+    "task",
+    "model",
+    "status",
+    "error_type",
+    "latency_ms",
+    *TOKEN_CLASSES,
+    "cost_picousd",
+    "cache_hit",
+    "ai_called",
+)
 USER_SPLIT = "chr(10) || 'user: '"  # router_plan.prompt_text joins "role: content" lines
 SYSTEM_PART = f"split_part(prompt, {USER_SPLIT}, 1)"
-NO_PROMPTS = ("prompts are not logged (Settings.log_bodies_projects), so repeated requests"
-              " and repeated system prompts cannot be found")  # fmt: skip
+NO_PROMPTS = (
+    "prompts are not logged (Settings.log_bodies_projects), so repeated requests"
+    " and repeated system prompts cannot be found"
+)
 
 
 def catalog_reprice(catalog: Catalog, at: date | None = None) -> Reprice:
@@ -40,8 +52,13 @@ def catalog_reprice(catalog: Catalog, at: date | None = None) -> Reprice:
         except UnpricedModel:
             return None
         n = {k: int(tokens.get(k, 0)) for k in TOKEN_CLASSES}
-        usage = Usage(n["input_tokens"], n["cached_input_tokens"], n["cache_write_tokens"],
-                      n["output_tokens"], n["reasoning_tokens"])
+        usage = Usage(
+            n["input_tokens"],
+            n["cached_input_tokens"],
+            n["cache_write_tokens"],
+            n["output_tokens"],
+            n["reasoning_tokens"],
+        )
         return price(usage, row).total
 
     return reprice
@@ -66,7 +83,8 @@ def policy_candidates(policies: Sequence[RoutingPolicy], events: pd.DataFrame) -
     allowed: dict[str, set[str]] = {}
     for p in policies:
         allowed.setdefault(p.task, set()).update(
-            m for m in (p.primary_model, *p.fallbacks, p.degrade_to) if m)
+            m for m in (p.primary_model, *p.fallbacks, p.degrade_to) if m
+        )
     seen = events[events["task"].notna() & events["model"].notna()]
     for task, models in seen.groupby("task")["model"].unique().items():
         allowed.setdefault(str(task), set()).update(str(m) for m in models)
@@ -116,10 +134,12 @@ def _system_tokens(reader: Reader, filters: Filters, events: pd.DataFrame) -> pd
     where, params = filters.where()
     cond = "starts_with(prompt, 'system: ')"
     where = f"{where} AND {cond}" if where else f" WHERE {cond}"
-    sql = (f"SELECT model, md5({SYSTEM_PART}) AS system_hash, any_value({SYSTEM_PART}) AS text"
-           f" FROM events{where} GROUP BY ALL")  # fmt: skip
+    sql = (
+        f"SELECT model, md5({SYSTEM_PART}) AS system_hash, any_value({SYSTEM_PART}) AS text"
+        f" FROM events{where} GROUP BY ALL"
+    )
     counts = {
-        (str(r.model), str(r.system_hash)): count_text(str(r.model), str(r.text)[len("system: "):])
+        (str(r.model), str(r.system_hash)): count_text(str(r.model), str(r.text)[len("system: ") :])
         for r in reader.sql(sql, params).itertuples()
     }
     keys = zip(events["model"].astype(str), events["system_hash"].astype(str), strict=True)
@@ -146,11 +166,13 @@ def savings_advice(
         return AdviceReport([], {"all": f"no calls in the last {days} days"}, 0.0)
     today = at.date()
     report = advise(
-        events, reprice=catalog_reprice(catalog, today),
+        events,
+        reprice=catalog_reprice(catalog, today),
         candidates=policy_candidates(policies, events),
         cached_rate_ratio=catalog_cached_ratio(catalog, today),
-        quality=scored_quality(catalog, scores), min_saving_usd=min_saving_usd,
-    )  # fmt: skip
+        quality=scored_quality(catalog, scores),
+        min_saving_usd=min_saving_usd,
+    )
     if not prompts:
         skipped = {k: NO_PROMPTS for k in ("response_cache", "prompt_cache")}
         return replace(report, skipped={**report.skipped, **skipped})

@@ -22,8 +22,7 @@ from ._series import local_today
 def _lead(group: list[Finding]) -> Finding:
     """The finding that speaks for its series and day: spend before calls, a day before an
     hour, then the largest excess."""
-    return max(group, key=lambda f: (f.metric == "spend", f.grain == "day",
-                                     f.anomaly.excess_usd))  # fmt: skip
+    return max(group, key=lambda f: (f.metric == "spend", f.grain == "day", f.anomaly.excess_usd))
 
 
 def alert_message(group: list[Finding]) -> str:
@@ -61,10 +60,15 @@ def raise_anomaly_alerts(
         age = (local_today(lead.tz, at) - lead.ts.date()).days
         spent = int(round(lead.anomaly.value * PICO)) if lead.metric == "spend" else None
         created = sink.send(
-            "anomaly", alert_message(group), subject=subject, window_key=day, threshold_pct=0,
+            "anomaly",
+            alert_message(group),
+            subject=subject,
+            window_key=day,
+            threshold_pct=0,
             webhook_url=webhook_url if age <= notify_days else None,
-            title=f"Costline: unusual {lead.metric} on {subject}", spent_picousd=spent,
-        )  # fmt: skip
+            title=f"Costline: unusual {lead.metric} on {subject}",
+            spent_picousd=spent,
+        )
         if created:
             recorded.append(lead)
     return recorded

@@ -73,8 +73,9 @@ class Finding:
         a = self.anomaly
         ratio = "new" if math.isinf(a.ratio) else f"{a.ratio:.1f}x"
         if self.metric == "spend":
-            amounts = (f"${a.value:,.2f} vs ${a.expected:,.2f} expected"
-                       f" ({ratio}, +${a.excess_usd:,.2f})")
+            amounts = (
+                f"${a.value:,.2f} vs ${a.expected:,.2f} expected ({ratio}, +${a.excess_usd:,.2f})"
+            )
         else:
             amounts = f"{a.value:,.0f} calls vs {a.expected:,.0f} expected ({ratio})"
         return f"{self.metric} of {self.subject} on {self.when}: {amounts}"
@@ -85,13 +86,20 @@ class Finding:
         return " · ".join(f"{d} {c.value} ({c.share:.0%})" for d, c in tops if c is not None)
 
 
-def _material(found: list[Anomaly], daily: pd.DataFrame, grain: str, least: float,
-              ) -> list[Anomaly]:  # fmt: skip
+def _material(
+    found: list[Anomaly],
+    daily: pd.DataFrame,
+    grain: str,
+    least: float,
+) -> list[Anomaly]:
     per_key = daily.groupby("key")["value"].median()
     total = float(daily.groupby("ds")["value"].sum().median()) if len(daily) else 0.0
     floor = max(least, TOTAL_SHARE * total)
-    return [a for a in found
-            if a.excess_usd >= max(floor, KEY_SHARE[grain] * float(per_key.get(a.key, 0.0)))]
+    return [
+        a
+        for a in found
+        if a.excess_usd >= max(floor, KEY_SHARE[grain] * float(per_key.get(a.key, 0.0)))
+    ]
 
 
 def _hourly(frame: pd.DataFrame) -> list[Anomaly]:
@@ -102,16 +110,19 @@ def _hourly(frame: pd.DataFrame) -> list[Anomaly]:
     wide = wide.fillna(0.0).where(wide.notna().cummax())  # NaN before a key's first hour
     long = wide.stack().dropna().reset_index()
     long.columns = pd.Index(["ts", "key", "value"])
-    pseudo = pd.DataFrame({
-        "ds": long["ts"].dt.floor("D"),
-        "key": long["key"].astype(str) + SEP + long["ts"].dt.hour.astype(str),
-        "value": long["value"].astype(float),
-    })  # fmt: skip
+    pseudo = pd.DataFrame(
+        {
+            "ds": long["ts"].dt.floor("D"),
+            "key": long["key"].astype(str) + SEP + long["ts"].dt.hour.astype(str),
+            "value": long["value"].astype(float),
+        }
+    )
     out = []
     for a in scan(pseudo, window=BASELINE_DAYS, min_periods=7):
         key, hour = str(a.key).split(SEP)
-        out.append(replace(a, ts=pd.Timestamp(a.ts) + pd.Timedelta(hours=int(hour)), key=key,
-                           freq="h"))  # fmt: skip
+        out.append(
+            replace(a, ts=pd.Timestamp(a.ts) + pd.Timedelta(hours=int(hour)), key=key, freq="h")
+        )
     return sorted(out, key=lambda a: (a.ts, str(a.key)))
 
 
@@ -141,14 +152,22 @@ def attribute(reader: Reader, finding: Finding, filters: Filters | None = None) 
     where, params = base.where()
     amount = "count(*) * 1e12" if finding.metric == "requests" else "sum(cost_picousd)::DOUBLE"
     dims = ", ".join(f'"{d}"' for d in ATTRIBUTE_DIMS)
-    sql = (f"SELECT CASE WHEN ts >= ? THEN ? ELSE ? END AS ts, {dims},"
-           f" {amount} AS cost_picousd FROM events{where} GROUP BY ALL")  # fmt: skip
+    sql = (
+        f"SELECT CASE WHEN ts >= ? THEN ? ELSE ? END AS ts, {dims},"
+        f" {amount} AS cost_picousd FROM events{where} GROUP BY ALL"
+    )
     first = start.to_pydatetime()
     groups = reader.sql(sql, [first, first, since, *params])
     groups["ts"] = pd.to_datetime(groups["ts"], utc=True)
     kept = [d for d in ATTRIBUTE_DIMS if d != finding.dimension]
-    done = attribute_anomaly(groups, replace(a, ts=start), key_dim=finding.dimension,
-                             baseline_days=BASELINE_DAYS, dims=kept, top=5)  # fmt: skip
+    done = attribute_anomaly(
+        groups,
+        replace(a, ts=start),
+        key_dim=finding.dimension,
+        baseline_days=BASELINE_DAYS,
+        dims=kept,
+        top=5,
+    )
     return replace(finding, anomaly=replace(a, contributors=done.contributors))
 
 
@@ -177,8 +196,11 @@ def scan_usage(
     found: list[tuple[float, Finding]] = []
     for dim in dims:
         daily_all = reader.daily_series(f, by=dim, tz=tz)
-        hourly_all = (reader.spend_by([dim], "hour", replace(f, start=hour_start), tz=tz)
-                      if "hour" in grains else None)  # fmt: skip
+        hourly_all = (
+            reader.spend_by([dim], "hour", replace(f, start=hour_start), tz=tz)
+            if "hour" in grains
+            else None
+        )
         for metric in metrics:
             col = METRICS[metric]
             daily = daily_all.rename(columns={col: "value"})[["ds", "key", "value"]]
@@ -189,9 +211,13 @@ def scan_usage(
             if "day" in grains:
                 runs.append(("day", _material(scan(daily), daily, "day", least[metric])))
             if hourly_all is not None and not hourly_all.empty:
-                hourly = pd.DataFrame({"ds": hourly_all["period"],
-                                       "key": hourly_all[dim].fillna("(none)").astype(str),
-                                       "value": hourly_all[col].astype(float)})  # fmt: skip
+                hourly = pd.DataFrame(
+                    {
+                        "ds": hourly_all["period"],
+                        "key": hourly_all[dim].fillna("(none)").astype(str),
+                        "value": hourly_all[col].astype(float),
+                    }
+                )
                 runs.append(("hour", _material(_hourly(hourly), daily, "hour", least[metric])))
             for grain, anomalies in runs:
                 for a in anomalies:

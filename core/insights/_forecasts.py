@@ -28,10 +28,16 @@ from ._series import daily_history, day_fraction_left, local_midnight, local_tod
 FORECASTS = ForecastCache(maxsize=256)  # process-wide; keys carry the log's home and version
 
 
-def _where(reader: Reader, value: str | None, filters: Filters | None, tz: str,
-           through: date) -> dict[str, Any]:  # fmt: skip
-    return {"home": str(reader.home), "value": value, "filters": filters, "tz": tz,
-            "through": through.isoformat()}  # fmt: skip
+def _where(
+    reader: Reader, value: str | None, filters: Filters | None, tz: str, through: date
+) -> dict[str, Any]:
+    return {
+        "home": str(reader.home),
+        "value": value,
+        "filters": filters,
+        "tz": tz,
+        "through": through.isoformat(),
+    }
 
 
 def forecast(
@@ -53,15 +59,28 @@ def forecast(
     fitted on complete days through ``through`` (default yesterday in ``tz``)."""
     last = through or local_today(tz, now) - timedelta(days=1)
     scoped(filters, dimension, value)  # a bad dimension fails before the cache
-    params = {"intervals": tuple(intervals), "holidays_country": holidays_country or None,
-              "backtest": backtest}  # fmt: skip
-    key = cache.key(dimension, _where(reader, value, filters, tz, last), reader.data_version(),
-                    horizon_days, params)  # fmt: skip
+    params = {
+        "intervals": tuple(intervals),
+        "holidays_country": holidays_country or None,
+        "backtest": backtest,
+    }
+    key = cache.key(
+        dimension,
+        _where(reader, value, filters, tz, last),
+        reader.data_version(),
+        horizon_days,
+        params,
+    )
 
     def compute() -> Forecast:
         history = daily_history(reader, dimension, value, filters=filters, tz=tz, through=last)
-        return forecast_spend(history[["ds", "y"]], horizon_days, intervals=intervals,
-                              holidays_country=holidays_country or None, backtest=backtest)
+        return forecast_spend(
+            history[["ds", "y"]],
+            horizon_days,
+            intervals=intervals,
+            holidays_country=holidays_country or None,
+            backtest=backtest,
+        )
 
     return cache.get_or_compute(key, compute)
 
@@ -85,8 +104,9 @@ def forecasts_by(
 
     last = through or local_today(tz, now) - timedelta(days=1)
     f = scoped(filters, "total", None)
-    df = reader.daily_series(replace(f, end=local_midnight(last + timedelta(days=1), tz)),
-                             by=dimension, tz=tz)  # fmt: skip
+    df = reader.daily_series(
+        replace(f, end=local_midnight(last + timedelta(days=1), tz)), by=dimension, tz=tz
+    )
     if df.empty:
         return {}
     order = df.groupby("key")["cost_usd"].sum().sort_values(ascending=False).index[:top]
@@ -94,9 +114,16 @@ def forecasts_by(
         str(k): df.loc[df["key"] == k, ["ds", "cost_usd"]].rename(columns={"cost_usd": "y"})
         for k in order
     }
-    out = forecast_many(frames, horizon_days, workers=workers, cache=cache,
-                        data_version=reader.data_version(), dimension=dimension,
-                        filters=_where(reader, None, filters, tz, last), **params)  # fmt: skip
+    out = forecast_many(
+        frames,
+        horizon_days,
+        workers=workers,
+        cache=cache,
+        data_version=reader.data_version(),
+        dimension=dimension,
+        filters=_where(reader, None, filters, tz, last),
+        **params,
+    )
     return {str(k): v for k, v in out.items()}
 
 
@@ -153,19 +180,32 @@ def budget_outlook(
         tz = win.tz
         start, end = win.start.date(), win.end.date() - timedelta(days=1)
         dim = "total" if b.scope == "global" else b.scope
-        spent = pico_to_usd(reader.totals(
-            scoped(Filters(start=win.start, end=at), dim, b.scope_value))["cost_picousd"])
+        spent = pico_to_usd(
+            reader.totals(scoped(Filters(start=win.start, end=at), dim, b.scope_value))[
+                "cost_picousd"
+            ]
+        )
         if not b.enabled or b.limit_usd is None or b.limit_usd <= 0:
             why = "disabled" if not b.enabled else "token limit only: not forecast in dollars"
             return BudgetOutlook(b, win.label, start, end, spent, None, note=why)
         today = local_today(tz, at)
         horizon = min(MAX_HORIZON, max(MIN_HORIZON, (end - today).days + 1))
-        fc = forecast(reader, dim, b.scope_value, horizon_days=horizon, intervals=intervals,
-                      holidays_country=holidays_country, tz=tz, now=at, backtest=False,
-                      cache=cache)  # fmt: skip
+        fc = forecast(
+            reader,
+            dim,
+            b.scope_value,
+            horizon_days=horizon,
+            intervals=intervals,
+            holidays_country=holidays_country,
+            tz=tz,
+            now=at,
+            backtest=False,
+            cache=cache,
+        )
         rest = rest_of_today(fc, today, day_fraction_left(tz, at))
-        ex = exhaustion(rest, spent_so_far=spent, limit=b.limit_usd, window_start=start,
-                        window_end=end)  # fmt: skip
+        ex = exhaustion(
+            rest, spent_so_far=spent, limit=b.limit_usd, window_start=start, window_end=end
+        )
         note = "; ".join(n for n in (fc.message, ex.message) if n)
         return BudgetOutlook(b, win.label, start, end, spent, ex, fc.method, note, rest)
 

@@ -69,8 +69,9 @@ def daily_history(
     df = reader.daily_series(f, tz=tz)
     if df.empty:
         return pd.DataFrame({"ds": pd.to_datetime([]), "y": [], "requests": []})
-    return pd.DataFrame({"ds": df["ds"], "y": df["cost_usd"].astype(float),
-                         "requests": df["requests"]})  # fmt: skip
+    return pd.DataFrame(
+        {"ds": df["ds"], "y": df["cost_usd"].astype(float), "requests": df["requests"]}
+    )
 
 
 def dimension_values(reader: Reader, dimension: str, filters: Filters | None = None) -> list[str]:

@@ -1,10 +1,10 @@
 """Price catalog and call pricing (money in integer picodollars, see core.types).
 
-    load_catalog()              data/prices.csv, loaded once per process
-    catalog.lookup(model, at, prompt_tokens) -> PriceRow   (raises UnpricedModel)
-    price(usage, row, batch=)   -> Cost, each token class charged once at its own rate
-    cost_of(catalog, model, usage) -> Cost(unpriced=True) for unknown models
-    import_litellm(path)        -> (rows, problems) from LiteLLM's price JSON
+load_catalog()              data/prices.csv, loaded once per process
+catalog.lookup(model, at, prompt_tokens) -> PriceRow   (raises UnpricedModel)
+price(usage, row, batch=)   -> Cost, each token class charged once at its own rate
+cost_of(catalog, model, usage) -> Cost(unpriced=True) for unknown models
+import_litellm(path)        -> (rows, problems) from LiteLLM's price JSON
 """
 
 from core.pricing.catalog import Catalog, default_catalog_path, load_catalog

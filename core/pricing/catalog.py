@@ -76,8 +76,9 @@ class Catalog:
     def __init__(self, rows: Iterable[PriceRow], *, strict: bool = True):
         """``strict``: an alias equal to another model's name is an error; otherwise the
         model's own name wins (used when overrides are layered on with ``with_rows``)."""
-        self._rows = sorted(rows, key=lambda r: (r.model.lower(), r.effective_from,
-                                                 r.above_prompt_tokens))
+        self._rows = sorted(
+            rows, key=lambda r: (r.model.lower(), r.effective_from, r.above_prompt_tokens)
+        )
         grouped: dict[str, list[PriceRow]] = {}
         for r in self._rows:
             grouped.setdefault(r.model.lower(), []).append(r)
@@ -85,20 +86,23 @@ class Catalog:
         for key, rows_ in grouped.items():
             providers = {r.provider for r in rows_}
             if len(providers) > 1:
-                raise ConfigError(f"{rows_[0].model}: rows under providers {sorted(providers)}",
-                                  field="provider")
+                raise ConfigError(
+                    f"{rows_[0].model}: rows under providers {sorted(providers)}", field="provider"
+                )
             self._index[key] = _Model(rows_[-1].model, rows_)
         aliases: dict[str, str] = {}
         for key, rows_ in grouped.items():
             for alias in {a.lower() for r in rows_ for a in r.aliases} - {key}:
                 if alias in grouped:
                     if strict:
-                        raise ConfigError(f"alias {alias!r} of {key} is also a model name",
-                                          field="aliases")
+                        raise ConfigError(
+                            f"alias {alias!r} of {key} is also a model name", field="aliases"
+                        )
                     continue
                 if aliases.setdefault(alias, key) != key:
-                    raise ConfigError(f"alias {alias!r} is used by {aliases[alias]} and {key}",
-                                      field="aliases")
+                    raise ConfigError(
+                        f"alias {alias!r} is used by {aliases[alias]} and {key}", field="aliases"
+                    )
         for alias, key in aliases.items():
             self._index[alias] = self._index[key]
         self._memo: dict[str, _Model] = {}
@@ -173,8 +177,7 @@ class Catalog:
         """A new catalog with ``rows`` layered on top: a row with the same model,
         effective_from and tier replaces the old one; a later effective_from wins from its
         day on. Use it for overrides, negotiated rates and self-hosted cost per token."""
-        merged = {(r.model.lower(), r.effective_from, r.above_prompt_tokens): r
-                  for r in self._rows}
+        merged = {(r.model.lower(), r.effective_from, r.above_prompt_tokens): r for r in self._rows}
         for r in rows:
             merged[(r.model.lower(), r.effective_from, r.above_prompt_tokens)] = r
         return Catalog(merged.values(), strict=False)

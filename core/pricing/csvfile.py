@@ -90,8 +90,10 @@ def _row(c: _Cells) -> PriceRow:
     assert inp is not None and out is not None
     batch_in, batch_out = c.rate("batch_input"), c.rate("batch_output")
     if (batch_in is None) != (batch_out is None):
-        raise c.fail("batch_output" if batch_out is None else "batch_input",
-                     "give both batch_input and batch_output, or neither")
+        raise c.fail(
+            "batch_output" if batch_out is None else "batch_input",
+            "give both batch_input and batch_output, or neither",
+        )
     return PriceRow(
         model=c.text("model"),
         provider=c.text("provider").lower(),

@@ -74,12 +74,13 @@ def _count(entry: dict[str, Any], *keys: str) -> int | None:
     return None
 
 
-def _entry_rows(key: str, e: dict[str, Any], day: date, source: str, quality: int
-                ) -> list[PriceRow]:
+def _entry_rows(
+    key: str, e: dict[str, Any], day: date, source: str, quality: int
+) -> list[PriceRow]:
     provider = e.get("litellm_provider")
     if not isinstance(provider, str) or not provider:
         raise ValueError("no litellm_provider")
-    model = key[len(provider) + 1:] if key.startswith(provider + "/") else key
+    model = key[len(provider) + 1 :] if key.startswith(provider + "/") else key
     provider = PROVIDER_NAMES.get(provider, provider)
     inp, out = _pico(e, "input_cost_per_token"), _pico(e, "output_cost_per_token")
     if inp is None or out is None:
@@ -96,12 +97,21 @@ def _entry_rows(key: str, e: dict[str, Any], day: date, source: str, quality: in
     if (b_in is None) != (b_out is None):  # one batch rate given: the other is the standard one
         b_in, b_out = (inp if b_in is None else b_in), (out if b_out is None else b_out)
     base = PriceRow(
-        model=model, provider=provider, effective_from=day, above_prompt_tokens=0,
-        context_window=window, max_output_tokens=max_out, input=inp,
+        model=model,
+        provider=provider,
+        effective_from=day,
+        above_prompt_tokens=0,
+        context_window=window,
+        max_output_tokens=max_out,
+        input=inp,
         cached_input=inp if cached is None else cached,
-        cache_write=inp if write is None else write, output=out,
+        cache_write=inp if write is None else write,
+        output=out,
         reasoning=out if reasoning is None else reasoning,
-        batch_input=b_in, batch_output=b_out, quality=quality, source=source,
+        batch_input=b_in,
+        batch_output=b_out,
+        quality=quality,
+        source=source,
     )
     rows = [base]
     for suffix, threshold in TIERS:
@@ -116,13 +126,23 @@ def _entry_rows(key: str, e: dict[str, Any], day: date, source: str, quality: in
         # unstated tier cache rates: the base's explicit rate, else "same as (tier) input"
         t_cached = t_cached if t_cached is not None else t_in if cached is None else cached
         t_write = t_write if t_write is not None else t_in if write is None else write
-        rows.append(PriceRow(
-            model=model, provider=provider, effective_from=day, above_prompt_tokens=threshold,
-            context_window=window, max_output_tokens=max_out,
-            input=t_in, cached_input=t_cached, cache_write=t_write,
-            output=t_out, reasoning=t_out if reasoning is None else reasoning,
-            quality=quality, source=source,
-        ))
+        rows.append(
+            PriceRow(
+                model=model,
+                provider=provider,
+                effective_from=day,
+                above_prompt_tokens=threshold,
+                context_window=window,
+                max_output_tokens=max_out,
+                input=t_in,
+                cached_input=t_cached,
+                cache_write=t_write,
+                output=t_out,
+                reasoning=t_out if reasoning is None else reasoning,
+                quality=quality,
+                source=source,
+            )
+        )
     return rows
 
 
@@ -177,7 +197,9 @@ def import_litellm(
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot read LiteLLM price file {name}: {exc}", field="litellm") from exc
     return rows_from_litellm(
-        data, effective_from=effective_from, quality=quality,
+        data,
+        effective_from=effective_from,
+        quality=quality,
         source=f"LiteLLM model_prices_and_context_window.json ({name})",
     )
 
@@ -218,11 +240,19 @@ def diff_catalogs(
             for f in RATE_FIELDS:
                 va, vb = getattr(ra, f), getattr(rb, f)
                 if va != vb:
-                    changes.append(Change(ra.model, "changed", key[1], f,
-                                          None if va is None else usd_per_mtok(va),
-                                          None if vb is None else usd_per_mtok(vb)))
+                    changes.append(
+                        Change(
+                            ra.model,
+                            "changed",
+                            key[1],
+                            f,
+                            None if va is None else usd_per_mtok(va),
+                            None if vb is None else usd_per_mtok(vb),
+                        )
+                    )
             for f in ("context_window", "max_output_tokens"):
                 if getattr(ra, f) != getattr(rb, f):
-                    changes.append(Change(ra.model, "changed", key[1], f,
-                                          getattr(ra, f), getattr(rb, f)))
+                    changes.append(
+                        Change(ra.model, "changed", key[1], f, getattr(ra, f), getattr(rb, f))
+                    )
     return changes

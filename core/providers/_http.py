@@ -82,9 +82,7 @@ class HTTPProvider(Provider):
         if self._aclient is None:
             with self._lock:
                 if self._aclient is None:
-                    self._aclient = httpx.AsyncClient(
-                        timeout=self.config.timeout_s, verify=_tls()
-                    )
+                    self._aclient = httpx.AsyncClient(timeout=self.config.timeout_s, verify=_tls())
         return self._aclient
 
     # ---- shared logic -----------------------------------------------------------------

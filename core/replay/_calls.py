@@ -19,12 +19,36 @@ from core.usage import Filters, UsageEvent
 
 PROMPT_TOKENS = 64  # prompt text sent per replayed call, at most (see the package docstring)
 FRAMING = 7  # count_messages of one user message: 3 + role + 3; each " a" is one token
-TOKEN_COLUMNS = ["input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens",
-                 "reasoning_tokens"]  # fmt: skip
-COLUMNS = ["request_id", "ts", "org", "project", "user", "task", "app", "tags", "provider",
-           "model", "requested_model", "status", "attempt", *TOKEN_COLUMNS, "usage_estimated",
-           "cost_picousd", "unpriced", "cache_hit", "ai_called", "degraded",
-           "criticality"]  # fmt: skip
+TOKEN_COLUMNS = [
+    "input_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+]
+COLUMNS = [
+    "request_id",
+    "ts",
+    "org",
+    "project",
+    "user",
+    "task",
+    "app",
+    "tags",
+    "provider",
+    "model",
+    "requested_model",
+    "status",
+    "attempt",
+    *TOKEN_COLUMNS,
+    "usage_estimated",
+    "cost_picousd",
+    "unpriced",
+    "cache_hit",
+    "ai_called",
+    "degraded",
+    "criticality",
+]
 Canonical = Callable[[str], str]
 
 
@@ -63,8 +87,10 @@ def read_events(source: Any, since: datetime, end: datetime) -> pd.DataFrame:
     elif isinstance(source, pd.DataFrame):
         frame = source.reindex(columns=COLUMNS)
     else:
-        frame = pd.DataFrame([{c: getattr(e, c) for c in COLUMNS} for e in source
-                              if isinstance(e, UsageEvent)], columns=COLUMNS)  # fmt: skip
+        frame = pd.DataFrame(
+            [{c: getattr(e, c) for c in COLUMNS} for e in source if isinstance(e, UsageEvent)],
+            columns=COLUMNS,
+        )
     frame = frame.assign(ts=pd.to_datetime(frame["ts"], utc=True))
     keep = (frame["ts"] >= pd.Timestamp(utc(since))) & (frame["ts"] < pd.Timestamp(utc(end)))
     out: pd.DataFrame = frame[keep].sort_values(["ts", "attempt"], kind="stable")
@@ -99,14 +125,32 @@ def _call(row: dict[str, Any], ts: datetime, cost: int) -> LoggedCall:
     degraded = bool(row["degraded"])
     asked = (_s(row["requested_model"]) or model) if degraded else model
     status = str(row["status"])
-    replayable = (status == "ok" and bool(row["ai_called"]) and not bool(row["cache_hit"])
-                  and not bool(row["unpriced"]) and bool(model))  # fmt: skip
+    replayable = (
+        status == "ok"
+        and bool(row["ai_called"])
+        and not bool(row["cache_hit"])
+        and not bool(row["unpriced"])
+        and bool(model)
+    )
     tags = row["tags"]
     return LoggedCall(
-        str(row["request_id"]), ts, _s(row["org"]), _s(row["project"]), _s(row["user"]),
-        _s(row["task"]), _s(row["app"]), tuple(tags) if tags is not None and len(tags) else (),
-        model, asked, status, degraded, _s(row["criticality"]) or "normal", usage, cost,
-        replayable)
+        str(row["request_id"]),
+        ts,
+        _s(row["org"]),
+        _s(row["project"]),
+        _s(row["user"]),
+        _s(row["task"]),
+        _s(row["app"]),
+        tuple(tags) if tags is not None and len(tags) else (),
+        model,
+        asked,
+        status,
+        degraded,
+        _s(row["criticality"]) or "normal",
+        usage,
+        cost,
+        replayable,
+    )
 
 
 def _datetime(value: Any) -> datetime:
@@ -117,8 +161,12 @@ def _s(value: Any) -> str | None:
     return None if value is None or value is pd.NA or value != value else str(value)
 
 
-def carry_in(events: pd.DataFrame, budgets: Sequence[Budget], start: datetime,
-             canonical: Canonical | None = None) -> list[tuple[str, int, float]]:
+def carry_in(
+    events: pd.DataFrame,
+    budgets: Sequence[Budget],
+    start: datetime,
+    canonical: Canonical | None = None,
+) -> list[tuple[str, int, float]]:
     """(live-state key, amount, ttl) for the spend each budget's window already held at
     ``start``: the logged events in [window start, start) that the budget's scope matches."""
     start = utc(start)
@@ -152,22 +200,31 @@ def _scope(rows: pd.DataFrame, b: Budget, canonical: Canonical | None) -> pd.Ser
         return rows["provider"].astype(str).str.lower() == want.lower()
     if b.scope == "model":
         pairs = rows[["model", "provider"]].astype(str).drop_duplicates()
-        hits = {(m, p) for m, p in pairs.itertuples(index=False)
-                if same_model(want, m, p, canonical)}  # fmt: skip
-        keys = pd.Series(list(zip(rows["model"].astype(str), rows["provider"].astype(str),
-                                  strict=True)), index=rows.index)  # fmt: skip
+        hits = {
+            (m, p) for m, p in pairs.itertuples(index=False) if same_model(want, m, p, canonical)
+        }
+        keys = pd.Series(
+            list(zip(rows["model"].astype(str), rows["provider"].astype(str), strict=True)),
+            index=rows.index,
+        )
         return keys.isin(hits)
     return rows[b.scope] == want
 
 
 def long_tier(catalog: Catalog) -> int:
     """The smallest prompt size above which some catalog model changes price tier."""
-    return min((r.above_prompt_tokens for r in catalog.rows() if r.above_prompt_tokens),
-               default=2**62)  # fmt: skip
+    return min(
+        (r.above_prompt_tokens for r in catalog.rows() if r.above_prompt_tokens), default=2**62
+    )
 
 
-def request_for(call: LoggedCall, catalog: Catalog, policy: RoutingPolicy | None = None, *,
-                whole_above: int | None = None) -> ChatRequest:
+def request_for(
+    call: LoggedCall,
+    catalog: Catalog,
+    policy: RoutingPolicy | None = None,
+    *,
+    whole_above: int | None = None,
+) -> ChatRequest:
     """The request a replay sends for ``call`` (routed by ``policy`` when given)."""
     u = call.usage
     prompt, out = u.prompt_tokens, max(1, u.completion_tokens)
@@ -184,7 +241,16 @@ def request_for(call: LoggedCall, catalog: Catalog, policy: RoutingPolicy | None
             out = max(1, min(out, row.context_window - max(sent, FRAMING + 1)))
     return ChatRequest(
         messages=[Message("user", " a" * max(1, sent - FRAMING))],
-        model=None if policy is not None else call.ask_model, task=call.task, max_tokens=out,
-        org=call.org, project=call.project, user=call.user, app=call.app,
+        model=None if policy is not None else call.ask_model,
+        task=call.task,
+        max_tokens=out,
+        org=call.org,
+        project=call.project,
+        user=call.user,
+        app=call.app,
         criticality=call.criticality,  # type: ignore[arg-type]
-        tags=call.tags, cache=False, source="replay", request_id=call.request_id)
+        tags=call.tags,
+        cache=False,
+        source="replay",
+        request_id=call.request_id,
+    )

@@ -12,12 +12,34 @@ import pandas as pd
 from core.replay._calls import LoggedCall
 from core.types import pico_to_usd
 
-DETAIL_COLUMNS = ["request_id", "ts", "org", "project", "user", "task", "criticality",
-                  "replayed", "model_actual", "status_actual", "degraded_actual",
-                  "model_replayed", "status_replayed", "degraded_replayed",
-                  "cost_actual_picousd", "cost_replayed_picousd", "reason"]  # fmt: skip
-GROUP_COLUMNS = ["calls", "degraded", "blocked", "rate_limited", "cost_actual_picousd",
-                 "cost_replayed_picousd", "difference_picousd"]  # fmt: skip
+DETAIL_COLUMNS = [
+    "request_id",
+    "ts",
+    "org",
+    "project",
+    "user",
+    "task",
+    "criticality",
+    "replayed",
+    "model_actual",
+    "status_actual",
+    "degraded_actual",
+    "model_replayed",
+    "status_replayed",
+    "degraded_replayed",
+    "cost_actual_picousd",
+    "cost_replayed_picousd",
+    "reason",
+]
+GROUP_COLUMNS = [
+    "calls",
+    "degraded",
+    "blocked",
+    "rate_limited",
+    "cost_actual_picousd",
+    "cost_replayed_picousd",
+    "difference_picousd",
+]
 
 
 @dataclass(frozen=True)
@@ -48,42 +70,57 @@ class ReplayResult:
         return self.cost_replayed - self.cost_actual
 
 
-def build(calls: Sequence[LoggedCall], got: Mapping[str, Mapping[str, Any]], note: str,
-          seconds: float) -> ReplayResult:
+def build(
+    calls: Sequence[LoggedCall], got: Mapping[str, Mapping[str, Any]], note: str, seconds: float
+) -> ReplayResult:
     """``got``: the replay's own usage event per replayed request id."""
     rows = []
     for c in calls:
         r = got.get(c.request_id) if c.replayable else None
-        rows.append({
-            "request_id": c.request_id, "ts": c.ts, "org": c.org, "project": c.project,
-            "user": c.user, "task": c.task, "criticality": c.criticality,
-            "replayed": r is not None, "model_actual": c.model, "status_actual": c.status,
-            "degraded_actual": c.degraded,
-            "model_replayed": str(r["model"]) if r else c.model,
-            "status_replayed": str(r["status"]) if r else c.status,
-            "degraded_replayed": bool(r["degraded"]) if r else c.degraded,
-            "cost_actual_picousd": c.cost_picousd,
-            "cost_replayed_picousd": int(r["cost_picousd"]) if r else c.cost_picousd,
-            "reason": _reason(r),
-        })  # fmt: skip
+        rows.append(
+            {
+                "request_id": c.request_id,
+                "ts": c.ts,
+                "org": c.org,
+                "project": c.project,
+                "user": c.user,
+                "task": c.task,
+                "criticality": c.criticality,
+                "replayed": r is not None,
+                "model_actual": c.model,
+                "status_actual": c.status,
+                "degraded_actual": c.degraded,
+                "model_replayed": str(r["model"]) if r else c.model,
+                "status_replayed": str(r["status"]) if r else c.status,
+                "degraded_replayed": bool(r["degraded"]) if r else c.degraded,
+                "cost_actual_picousd": c.cost_picousd,
+                "cost_replayed_picousd": int(r["cost_picousd"]) if r else c.cost_picousd,
+                "reason": _reason(r),
+            }
+        )
     details = pd.DataFrame(rows, columns=DETAIL_COLUMNS)
     for col in ("cost_actual_picousd", "cost_replayed_picousd"):
         details[col] = details[col].astype(object)
     done = details[details["replayed"].astype(bool)]
     status = done["status_replayed"]
     return ReplayResult(
-        calls=len(details), replayed=len(done), degraded=int(done["degraded_replayed"].sum()),
+        calls=len(details),
+        replayed=len(done),
+        degraded=int(done["degraded_replayed"].sum()),
         blocked=int((status == "blocked").sum()),
         rate_limited=int((status == "rate_limited").sum()),
         errors=int((status == "error").sum()),
         cost_actual=pico_to_usd(_exact(details["cost_actual_picousd"])),
         cost_replayed=pico_to_usd(_exact(details["cost_replayed_picousd"])),
-        by_user=by_group(details, "user"), by_project=by_group(details, "project"),
-        details=details, degraded_actual=int(details["degraded_actual"].sum()),
+        by_user=by_group(details, "user"),
+        by_project=by_group(details, "project"),
+        details=details,
+        degraded_actual=int(details["degraded_actual"].sum()),
         blocked_actual=int((details["status_actual"] == "blocked").sum()),
         rate_limited_actual=int((details["status_actual"] == "rate_limited").sum()),
-        note=note, seconds=seconds,
-    )  # fmt: skip
+        note=note,
+        seconds=seconds,
+    )
 
 
 def _reason(r: Mapping[str, Any] | None) -> str:
@@ -103,27 +140,34 @@ def by_group(details: pd.DataFrame, key: str) -> pd.DataFrame:
         return pd.DataFrame(columns=[key, *GROUP_COLUMNS])
     done = details["replayed"].astype(bool)
     status = details["status_replayed"]
-    frame = pd.DataFrame({
-        key: details[key].astype(object).where(details[key].notna(), "(none)"),
-        "calls": 1,
-        "degraded": (done & details["degraded_replayed"].astype(bool)).astype(int),
-        "blocked": (done & (status == "blocked")).astype(int),
-        "rate_limited": (done & (status == "rate_limited")).astype(int),
-        "cost_actual_picousd": details["cost_actual_picousd"],
-        "cost_replayed_picousd": details["cost_replayed_picousd"],
-    })  # fmt: skip
+    frame = pd.DataFrame(
+        {
+            key: details[key].astype(object).where(details[key].notna(), "(none)"),
+            "calls": 1,
+            "degraded": (done & details["degraded_replayed"].astype(bool)).astype(int),
+            "blocked": (done & (status == "blocked")).astype(int),
+            "rate_limited": (done & (status == "rate_limited")).astype(int),
+            "cost_actual_picousd": details["cost_actual_picousd"],
+            "cost_replayed_picousd": details["cost_replayed_picousd"],
+        }
+    )
     out = frame.groupby(key, as_index=False, sort=True).agg(
-        calls=("calls", "sum"), degraded=("degraded", "sum"), blocked=("blocked", "sum"),
+        calls=("calls", "sum"),
+        degraded=("degraded", "sum"),
+        blocked=("blocked", "sum"),
         rate_limited=("rate_limited", "sum"),
         cost_actual_picousd=("cost_actual_picousd", _exact),
         cost_replayed_picousd=("cost_replayed_picousd", _exact),
-    )  # fmt: skip
+    )
     for col in ("cost_actual_picousd", "cost_replayed_picousd"):
         out[col] = pd.Series([int(v) for v in out[col]], dtype=object)
     out["difference_picousd"] = pd.Series(
-        [int(r) - int(a) for a, r in zip(out["cost_actual_picousd"],
-                                         out["cost_replayed_picousd"], strict=True)],
-        dtype=object)  # fmt: skip
+        [
+            int(r) - int(a)
+            for a, r in zip(out["cost_actual_picousd"], out["cost_replayed_picousd"], strict=True)
+        ],
+        dtype=object,
+    )
     hit = (out["degraded"] + out["blocked"] + out["rate_limited"]).tolist()
     diff = out["difference_picousd"].tolist()
     order = sorted(range(len(out)), key=lambda i: (-int(hit[i]), int(diff[i])))

@@ -37,8 +37,15 @@ from core.usage import UsageLog
 
 MAX_CALLS = 100_000  # about a month of the demo's traffic
 ADMIN = Actor("replay", "admin")
-RESULT_COLUMNS = ["request_id", "status", "model", "cost_picousd", "degraded", "route_reason",
-                  "error_message"]  # fmt: skip
+RESULT_COLUMNS = [
+    "request_id",
+    "status",
+    "model",
+    "cost_picousd",
+    "degraded",
+    "route_reason",
+    "error_message",
+]
 
 
 class ReplayProvider(Provider):
@@ -85,9 +92,11 @@ def replay(
             calls = logged_calls(events, start, end)
             note = ""
             if len(calls) > max_calls:
-                note = (f"Replayed the first {max_calls:,} of {len(calls):,} calls (up to "
-                        f"{calls[max_calls - 1].ts:%Y-%m-%d %H:%M} UTC): narrow the period to "
-                        "replay the rest.")  # fmt: skip
+                note = (
+                    f"Replayed the first {max_calls:,} of {len(calls):,} calls (up to "
+                    f"{calls[max_calls - 1].ts:%Y-%m-%d %H:%M} UTC): narrow the period to "
+                    "replay the rest."
+                )
                 calls = calls[:max_calls]
             canonical = _canonical(catalog)
             seed = carry_in(events, stored, start, canonical)
@@ -101,8 +110,13 @@ def _canonical(catalog: Catalog) -> Any:
     return lambda m: catalog.canonical(m) if catalog.has(m) else m
 
 
-def _sandbox(home: Path, catalog: Catalog, budgets: Sequence[Budget],
-             policies: Sequence[RoutingPolicy], rate_limits: Sequence[RateLimit]) -> ControlPlane:
+def _sandbox(
+    home: Path,
+    catalog: Catalog,
+    budgets: Sequence[Budget],
+    policies: Sequence[RoutingPolicy],
+    rate_limits: Sequence[RateLimit],
+) -> ControlPlane:
     """A throwaway control plane holding the proposal, written by a temp admin."""
     plane = ControlPlane(f"sqlite:///{home / 'control.db'}", model_exists=catalog.has)
     try:
@@ -119,9 +133,14 @@ def _sandbox(home: Path, catalog: Catalog, budgets: Sequence[Budget],
     return plane
 
 
-def _run(home: Path, plane: ControlPlane, calls: Sequence[LoggedCall],
-         policies: Mapping[str, RoutingPolicy], catalog: Catalog,
-         seed: Sequence[tuple[str, int, float]]) -> dict[str, dict[str, Any]]:
+def _run(
+    home: Path,
+    plane: ControlPlane,
+    calls: Sequence[LoggedCall],
+    policies: Mapping[str, RoutingPolicy],
+    catalog: Catalog,
+    seed: Sequence[tuple[str, int, float]],
+) -> dict[str, dict[str, Any]]:
     """Each replayable call through a Router on ``plane``; its usage event per request id."""
     from core.router import Router  # imports most of core: load it when used
     from core.usage import Reader
@@ -136,9 +155,15 @@ def _run(home: Path, plane: ControlPlane, calls: Sequence[LoggedCall],
     controls = Controls(catalog, plane=plane, state=state, poll_s=1e9)
     controls.guard = BudgetGuard(state, clock=lambda: now[0], canonical=_canonical(catalog))
     settings = Settings(home=home, providers={n: p.config for n, p in providers.items()})
-    router = Router(settings, catalog=catalog, log=UsageLog(home, flush_interval_s=3600),
-                    providers=providers, controls=controls, retry=RetryPolicy(max_attempts=1),
-                    allow_unpriced=True)  # fmt: skip
+    router = Router(
+        settings,
+        catalog=catalog,
+        log=UsageLog(home, flush_interval_s=3600),
+        providers=providers,
+        controls=controls,
+        retry=RetryPolicy(max_attempts=1),
+        allow_unpriced=True,
+    )
     tier = long_tier(catalog)
     try:
         for call in calls:
@@ -151,5 +176,4 @@ def _run(home: Path, plane: ControlPlane, calls: Sequence[LoggedCall],
         router.close()
     with Reader(home) as reader:
         got = reader.events(columns=RESULT_COLUMNS)
-    return {str(r["request_id"]): {str(k): v for k, v in r.items()}
-            for r in got.to_dict("records")}
+    return {str(r["request_id"]): {str(k): v for k, v in r.items()} for r in got.to_dict("records")}

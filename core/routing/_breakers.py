@@ -41,8 +41,11 @@ class BreakerView:
         now = self.clock() if self.clock is not None else None
         asked = [keys[i] for i in ask]
         many = getattr(self.state, "breaker_allow_many", None)
-        got = many(asked, now) if many is not None else [
-            self.state.breaker_allow(k, now) for k in asked]
+        got = (
+            many(asked, now)
+            if many is not None
+            else [self.state.breaker_allow(k, now) for k in asked]
+        )
         for i, k, st in zip(ask, asked, got, strict=True):
             out[i] = st
             self._breaker[k] = st

@@ -110,8 +110,10 @@ class RoutingEngine(BreakerView):
             return self._explicit(req, prompt_tokens)
         if policy is None:
             if req.task:
-                raise BadRequest(f"no routing policy for task {req.task!r} and no model given: "
-                                 "add a policy for the task or pass model=")
+                raise BadRequest(
+                    f"no routing policy for task {req.task!r} and no model given: "
+                    "add a policy for the task or pass model="
+                )
             raise BadRequest("request needs a model or a task")
         hit = self._plans.get(id(policy))
         plan = hit[1] if hit is not None and hit[0] is policy else self._plan(policy)
@@ -204,9 +206,16 @@ class RoutingEngine(BreakerView):
                 continue
             row = lookup(name, None, prompt_tokens)
             q = None if scores is None else scores.get(name, scores.get(k))
-            s = Scored(pos, name, k, estimate(row, prompt_tokens, out_tokens, batch),
-                       ewma.get(k), row.quality / 100 if q is None else q, q is not None,
-                       row.context_window)
+            s = Scored(
+                pos,
+                name,
+                k,
+                estimate(row, prompt_tokens, out_tokens, batch),
+                ewma.get(k),
+                row.quality / 100 if q is None else q,
+                q is not None,
+                row.context_window,
+            )
             (tail if name == plan.degrade else items).append(s)
         ranked = order(items, plan.strategy, plan.weights, req.optimize_cost) if items else []
         if tail:
@@ -232,8 +241,13 @@ class RoutingEngine(BreakerView):
             reason += "; probe after circuit open"
         return RouteChoice(tuple([s.name for s in kept]), reason, tuple(skipped), plan.strategy)
 
-    def _drop(self, ranked: list[Scored], states: list[BreakerState], need: int,
-              skipped: list[tuple[str, str]]) -> tuple[list[Scored], bool, int]:
+    def _drop(
+        self,
+        ranked: list[Scored],
+        states: list[BreakerState],
+        need: int,
+        skipped: list[tuple[str, str]],
+    ) -> tuple[list[Scored], bool, int]:
         """(kept, probe?, largest too-small window): drop what does not fit or is open;
         the skips are added to ``skipped`` in rank order."""
         it = iter(states)
@@ -276,8 +290,7 @@ class RoutingEngine(BreakerView):
         if not ok and not error_retryable:
             return
         now = self.clock() if self.clock is not None else None
-        st = self.state.breaker_record(k, ok, self.breaker_threshold, self.breaker_cooldown_s,
-                                       now)
+        st = self.state.breaker_record(k, ok, self.breaker_threshold, self.breaker_cooldown_s, now)
         self._breaker[k] = st
         self._seen(k, st, time.monotonic())
 
@@ -285,9 +298,14 @@ class RoutingEngine(BreakerView):
         with self._lock:
             models = sorted(set(self._calls) | set(self._breaker))
             return [
-                ModelHealth(m, self._ewma.get(m), self._calls.get(m, 0),
-                            self._errors.get(m, 0), self._breaker.get(m, "closed"),
-                            self._streak.get(m, 0))
+                ModelHealth(
+                    m,
+                    self._ewma.get(m),
+                    self._calls.get(m, 0),
+                    self._errors.get(m, 0),
+                    self._breaker.get(m, "closed"),
+                    self._streak.get(m, 0),
+                )
                 for m in models
             ]
 
@@ -296,9 +314,7 @@ def _all_dropped(skipped: list[tuple[str, str]]) -> str:
     return "no candidate model left: " + "; ".join(f"{m} {w}" for m, w in skipped)
 
 
-def _none_left(
-    task: str, skipped: list[tuple[str, str]], need: int, too_small: int
-) -> Exception:
+def _none_left(task: str, skipped: list[tuple[str, str]], need: int, too_small: int) -> Exception:
     msg = f"task {task}: " + _all_dropped(skipped)
     if any(w.startswith("circuit") for _, w in skipped):
         return RetryableError(msg)  # try again after the cooldown

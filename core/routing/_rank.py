@@ -114,15 +114,15 @@ def _quality(s: Scored) -> str:
     return f"quality {s.quality:.2f}" + (" (score override)" if s.override else "")
 
 
-def strategy_reason(
-    first: Scored, strategy: str, n: int, task: str, optimize_cost: bool
-) -> str:
+def strategy_reason(first: Scored, strategy: str, n: int, task: str, optimize_cost: bool) -> str:
     """One line for the chosen model, e.g. 'gpt-4o-mini: cheapest of 3 for task summarize
     (est $0.00042)'."""
     est = usd_text(first.cost)
     if optimize_cost and strategy != "cheapest":
-        return (f"{first.name}: cheapest of {n} for task {task} "
-                f"(optimize_cost over the {strategy} strategy; est {est})")
+        return (
+            f"{first.name}: cheapest of {n} for task {task} "
+            f"(optimize_cost over the {strategy} strategy; est {est})"
+        )
     if strategy == "cheapest":
         extra = "; optimize_cost" if optimize_cost else ""
         return f"{first.name}: cheapest of {n} for task {task} (est {est}{extra})"
@@ -131,13 +131,16 @@ def strategy_reason(
     if strategy == "quality":
         return f"{first.name}: highest quality of {n} for task {task} ({_quality(first)})"
     if strategy == "balanced":
-        return (f"{first.name}: best balanced score of {n} for task {task} "
-                f"(score {first.score:.2f}: est {est}, {_ms(first.latency)}, {_quality(first)})")
+        return (
+            f"{first.name}: best balanced score of {n} for task {task} "
+            f"(score {first.score:.2f}: est {est}, {_ms(first.latency)}, {_quality(first)})"
+        )
     return f"{first.name}: primary for task {task}"
 
 
-def by_cost(catalog: Catalog, req: ChatRequest, names: tuple[str, ...],
-            prompt_tokens: int) -> tuple[tuple[str, ...], int | None]:
+def by_cost(
+    catalog: Catalog, req: ChatRequest, names: tuple[str, ...], prompt_tokens: int
+) -> tuple[tuple[str, ...], int | None]:
     """``optimize_cost`` for [model, *fallbacks]: cheapest first by this request's estimate
     (stable; unpriced names keep their order after the priced ones), and the first one's
     estimate (None: nothing priced)."""
@@ -157,5 +160,7 @@ def cost_order_reason(first: str, requested: str, n: int, est: int) -> str:
     """route_reason of an explicit model whose candidates optimize_cost re-ordered."""
     if first == requested:
         return f"{first}: requested, cheapest of {n} (optimize_cost)"
-    return (f"{first}: cheapest of {n} (optimize_cost over the requested order, {requested} "
-            f"first; est {usd_text(est)})")
+    return (
+        f"{first}: cheapest of {n} (optimize_cost over the requested order, {requested} "
+        f"first; est {usd_text(est)})"
+    )

@@ -163,8 +163,9 @@ class SamplingGate:
             if t.signal is not None and st.last_signal == t.signal:
                 st.last_signal = t.prev_signal
 
-    def record_answer(self, key: str, answer: Any, cost_picousd: int = 0, *,
-                      call: Decision | None = None) -> None:
+    def record_answer(
+        self, key: str, answer: Any, cost_picousd: int = 0, *, call: Decision | None = None
+    ) -> None:
         """After a real call: the answer later skips reuse, and its cost (integer pUSD).
         ``call``: the tentative decision of this call, counted here (as ``called``)."""
         if isinstance(cost_picousd, bool) or not isinstance(cost_picousd, int) or cost_picousd < 0:
@@ -208,8 +209,9 @@ class SamplingGate:
             st = self._state[key] = _KeyState()
         return st
 
-    def _call(self, st: _KeyState, event: Event, now: float, reason: str,
-              tentative: bool = False) -> Decision:
+    def _call(
+        self, st: _KeyState, event: Event, now: float, reason: str, tentative: bool = False
+    ) -> Decision:
         pending = None
         if tentative:
             pending = Tentative(st.last_call, st.last_signal, now, event.signal)

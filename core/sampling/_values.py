@@ -49,7 +49,10 @@ class Priority(StrEnum):
 
 
 _PARSED: dict[object, Priority] = {  # the exact spellings requests use, parsed once
-    **{p.value: p for p in Priority}, "normal": Priority.MEDIUM, "background": Priority.LOW}
+    **{p.value: p for p in Priority},
+    "normal": Priority.MEDIUM,
+    "background": Priority.LOW,
+}
 
 
 def _check_interval(name: str, value: float | None, *, required: bool = False) -> None:
@@ -164,8 +167,9 @@ class Event:
     ts: float | None = None
 
     @classmethod
-    def of(cls, key: str, priority: Priority, signal: float | None = None,
-           score: float | None = None) -> Event:
+    def of(
+        cls, key: str, priority: Priority, signal: float | None = None, score: float | None = None
+    ) -> Event:
         """``Event(key, priority, signal=, score=)`` for a ``key`` that is a non-empty str and
         a parsed ``priority`` (the router's case): only signal and score are checked."""
         if signal is not None or score is not None:

@@ -100,8 +100,9 @@ class MemoryState(CacheAndCounters):
                 out.append(data.get(k) or 0)
         return out
 
-    def _store(self, keys: Sequence[str], values: Sequence[int],
-               ttls: Sequence[float | None], mono: float) -> None:
+    def _store(
+        self, keys: Sequence[str], values: Sequence[int], ttls: Sequence[float | None], mono: float
+    ) -> None:
         """``_put`` of each key (inline)."""
         data, exp = self._data, self._exp
         for k, v, ttl in zip(keys, values, ttls, strict=True):
@@ -161,12 +162,17 @@ class MemoryState(CacheAndCounters):
                     log.total += r.cost
                     put(k, log, ttl, mono)
             if budgets:
-                self._store(bkeys, [v + b.amount for v, b in zip(values, budgets, strict=True)],
-                            [b.ttl_s for b in budgets], mono)
+                self._store(
+                    bkeys,
+                    [v + b.amount for v, b in zip(values, budgets, strict=True)],
+                    [b.ttl_s for b in budgets],
+                    mono,
+                )
         return Admission(True, None, None, None, values)
 
-    def _check_rate(self, r: RateItem, t: float, mono: float
-                    ) -> tuple[float, tuple[str, Any, float] | None]:
+    def _check_rate(
+        self, r: RateItem, t: float, mono: float
+    ) -> tuple[float, tuple[str, Any, float] | None]:
         """(retry_after, None) when it does not fit, else (0, (key, new state, key ttl))."""
         if r.algorithm == "token_bucket":
             k = self._names["rt"].get(r.key) or self._name("rt", r.key)
@@ -259,8 +265,9 @@ class MemoryState(CacheAndCounters):
         with self._lock:
             return self._allow(key, t, time.monotonic())
 
-    def breaker_allow_many(self, keys: Sequence[str], now: float | None = None
-                           ) -> list[BreakerState]:
+    def breaker_allow_many(
+        self, keys: Sequence[str], now: float | None = None
+    ) -> list[BreakerState]:
         """``breaker_allow`` of each key, in one step."""
         t = time.time() if now is None else now
         with self._lock:

@@ -134,8 +134,9 @@ class RedisState:
         state: BreakerState = self._allow(keys=[k], args=[_now_arg(now)]).decode()
         return state
 
-    def breaker_allow_many(self, keys: Sequence[str], now: float | None = None
-                           ) -> list[BreakerState]:
+    def breaker_allow_many(
+        self, keys: Sequence[str], now: float | None = None
+    ) -> list[BreakerState]:
         """``breaker_allow`` of each key in one script call (one round trip)."""
         if not keys:
             return []

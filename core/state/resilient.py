@@ -47,8 +47,14 @@ _E = redis.exceptions
 # Redis is away or cannot serve: refused, timed out, loading, wrong auth, not speaking RESP,
 # a read-only replica after a failover, out of memory. Anything else (a script error) raises.
 DOWN_ERRORS: tuple[type[BaseException], ...] = (
-    _E.ConnectionError, _E.TimeoutError, _E.InvalidResponse, _E.ReadOnlyError,
-    _E.OutOfMemoryError, _E.ClusterDownError, _E.TryAgainError, OSError,  # type: ignore[attr-defined]
+    _E.ConnectionError,
+    _E.TimeoutError,
+    _E.InvalidResponse,
+    _E.ReadOnlyError,
+    _E.OutOfMemoryError,
+    _E.ClusterDownError,
+    _E.TryAgainError,
+    OSError,  # type: ignore[attr-defined]
 )
 MAX_BASELINE_KEYS = 50_000
 
@@ -101,7 +107,9 @@ class ResilientState:
             self._down_since = time.monotonic()
         log.warning(
             "Redis unreachable (%s: %s); serving from in-process state, policy %r",
-            type(exc).__name__, exc, self.policy,
+            type(exc).__name__,
+            exc,
+            self.policy,
         )
 
     def _after_success(self) -> None:
@@ -198,8 +206,9 @@ class ResilientState:
                 self._seed(keys)
                 return self.fallback.admit(rates, budgets, now)
 
-        return self._run(lambda: self._remember(budgets, self.primary.admit(rates, budgets, now)),
-                         local)
+        return self._run(
+            lambda: self._remember(budgets, self.primary.admit(rates, budgets, now)), local
+        )
 
     def settle(self, items: Sequence[Settlement]) -> list[int]:
         return self.apply_deltas([(s.key, s.actual - s.reserved, s.ttl_s) for s in items])
@@ -239,8 +248,9 @@ class ResilientState:
 
         return self._run(lambda: self.primary.breaker_allow(key, now), local)
 
-    def breaker_allow_many(self, keys: Sequence[str], now: float | None = None
-                           ) -> list[BreakerState]:
+    def breaker_allow_many(
+        self, keys: Sequence[str], now: float | None = None
+    ) -> list[BreakerState]:
         def local() -> list[BreakerState]:
             if self.policy == "closed":
                 return ["open" for _ in keys]
@@ -299,8 +309,9 @@ class ResilientState:
             return self.fallback.incr(key, n)
 
     def counters(self, prefix: str = "") -> dict[str, int]:
-        return self._run(lambda: self.primary.counters(prefix),
-                         lambda: self.fallback.counters(prefix))
+        return self._run(
+            lambda: self.primary.counters(prefix), lambda: self.fallback.counters(prefix)
+        )
 
     def close(self) -> None:
         self.primary.close()

@@ -266,8 +266,9 @@ def _compact_locked(
         if stop is not None and stop.is_set():
             break
         name = f"compact-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{secrets.token_hex(4)}"
-        _, rows = write_segment_stream(_chunks(group, CHUNK_ROWS), sdir, name,
-                                       replaces=_replaces(group, journals))
+        _, rows = write_segment_stream(
+            _chunks(group, CHUNK_ROWS), sdir, name, replaces=_replaces(group, journals)
+        )
         if keep_s <= 0:  # otherwise a later run deletes them
             for seg in group:
                 seg.path.unlink(missing_ok=True)

@@ -12,18 +12,44 @@ from core.errors import ConfigError
 from core.usage._schema import COLUMNS
 
 DIMENSIONS: tuple[str, ...] = (
-    "org", "project", "user", "task", "app", "provider", "model", "requested_model", "status",
-    "error_type", "route_reason", "criticality", "source", "attempt", "cache_hit", "ai_called",
-    "degraded", "unpriced", "usage_estimated",
-)  # fmt: skip
+    "org",
+    "project",
+    "user",
+    "task",
+    "app",
+    "provider",
+    "model",
+    "requested_model",
+    "status",
+    "error_type",
+    "route_reason",
+    "criticality",
+    "source",
+    "attempt",
+    "cache_hit",
+    "ai_called",
+    "degraded",
+    "unpriced",
+    "usage_estimated",
+)
 GRAINS: tuple[str, ...] = ("hour", "day", "week", "month")
 FILTER_COLUMNS: tuple[str, ...] = (
-    "org", "project", "user", "model", "provider", "task", "status", "source",
-)  # fmt: skip
+    "org",
+    "project",
+    "user",
+    "model",
+    "provider",
+    "task",
+    "status",
+    "source",
+)
 TOKEN_COLUMNS: tuple[str, ...] = (
-    "input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens",
+    "input_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "output_tokens",
     "reasoning_tokens",
-)  # fmt: skip
+)
 ERROR_CONDITION = "status NOT IN ('ok', 'skipped')"  # errors = error, blocked, rate_limited
 _US = {"hour": 3_600_000_000, "day": 86_400_000_000}
 _QUARTER_HOUR_US = 900_000_000  # every modern UTC offset is a multiple of 15 minutes

@@ -197,9 +197,17 @@ class Reader:
         """Exact totals: money as int picodollars and Decimal dollars."""
         where, params = (filters or _NO_FILTERS).where()
         names = [
-            "requests", *TOKEN_COLUMNS, "cost_picousd", "saved_picousd", "errors",
-            "cache_hits", "unpriced", "ai_skipped", "first_ts", "last_ts",
-        ]  # fmt: skip
+            "requests",
+            *TOKEN_COLUMNS,
+            "cost_picousd",
+            "saved_picousd",
+            "errors",
+            "cache_hits",
+            "unpriced",
+            "ai_skipped",
+            "first_ts",
+            "last_ts",
+        ]
         sql = (
             "SELECT count(*), "
             + ", ".join(f"sum({c})" for c in (*TOKEN_COLUMNS, "cost_picousd", "saved_picousd"))
@@ -225,8 +233,14 @@ class Reader:
         f = filters or _NO_FILTERS
         df = self.spend_by([by] if by else [], "day", f, tz=tz)
         keys = df[by].astype(object).where(df[by].notna(), "(none)").astype(str) if by else "all"
-        df = pd.DataFrame({"ds": df["period"], "key": keys, "cost_usd": df["cost_usd"],
-                           "requests": df["requests"]})  # fmt: skip
+        df = pd.DataFrame(
+            {
+                "ds": df["period"],
+                "key": keys,
+                "cost_usd": df["cost_usd"],
+                "requests": df["requests"],
+            }
+        )
         if df.empty:
             return df
         first, last = df["ds"].min(), df["ds"].max()
@@ -252,8 +266,13 @@ class Reader:
                 raise ConfigError("only one SELECT statement is allowed", field="sql")
             try:
                 return self._run(query, params, _frame)
-            except (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException,
-                    duckdb.PermissionException, duckdb.InvalidInputException) as exc:  # fmt: skip
+            except (
+                duckdb.ParserException,
+                duckdb.BinderException,
+                duckdb.CatalogException,
+                duckdb.PermissionException,
+                duckdb.InvalidInputException,
+            ) as exc:
                 raise ConfigError(f"query failed: {exc}", field="sql") from exc
 
     def data_version(self) -> str:

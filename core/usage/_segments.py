@@ -61,8 +61,9 @@ def write_segment(
     row_group_rows: int = ROW_GROUP_ROWS,
 ) -> Path:
     """Write ``table`` as ``directory/name.parquet`` atomically: temp file, fsync, rename."""
-    return write_segment_stream([table], directory, name, replaces=replaces,
-                                row_group_rows=row_group_rows)[0]
+    return write_segment_stream(
+        [table], directory, name, replaces=replaces, row_group_rows=row_group_rows
+    )[0]
 
 
 def write_segment_stream(

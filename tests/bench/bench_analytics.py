@@ -60,9 +60,7 @@ def run(quick: bool) -> dict[str, float]:
     out["forecast_90d_s"] = round(
         _best(lambda: forecast_spend(year, 90, backtest=False), repeat), 3
     )
-    out["forecast_90d_with_backtest_s"] = round(
-        _best(lambda: forecast_spend(year, 90), repeat), 3
-    )
+    out["forecast_90d_with_backtest_s"] = round(_best(lambda: forecast_spend(year, 90), repeat), 3)
     n_series = 5 if quick else 20
     frames = {i: _series(365, i) for i in range(n_series)}
     t0 = time.perf_counter()

@@ -22,8 +22,16 @@ from core.types import ChatRequest, Message
 REQ = ChatRequest([Message("user", "hi")], org="acme", user="u42")
 BUDGETS = [
     Budget(id="all", name="All", limit_usd=Decimal("1e6"), action="block"),
-    Budget(id="acme", name="Acme", scope="org", scope_value="acme", period="day",
-           limit_usd=Decimal("1e6"), limit_tokens=10**15, action="degrade"),
+    Budget(
+        id="acme",
+        name="Acme",
+        scope="org",
+        scope_value="acme",
+        period="day",
+        limit_usd=Decimal("1e6"),
+        limit_tokens=10**15,
+        action="degrade",
+    ),
     Budget(id="other", name="Other", scope="org", scope_value="beta", limit_usd=Decimal(1)),
 ]
 RATES = [RateLimit(id="per-user", scope="user", limit=10**9, window_s=60)]
@@ -54,7 +62,8 @@ def run(quick: bool) -> dict[str, float]:
     out: dict[str, float] = {}
     mem: State = MemoryState("bench:")
     out["budgets_memory_call_p50_us"], out["budgets_memory_call_p99_us"] = percentiles(
-        call(BudgetGuard(mem)), n)
+        call(BudgetGuard(mem)), n
+    )
     url = os.environ.get("COSTLINE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
     prefix = f"costline-bench-{uuid.uuid4().hex[:8]}:"
     rs = RedisState(url, prefix, socket_timeout=2.0)
@@ -65,7 +74,8 @@ def run(quick: bool) -> dict[str, float]:
         return out
     try:
         out["budgets_redis_call_p50_us"], out["budgets_redis_call_p99_us"] = percentiles(
-            call(BudgetGuard(rs)), n)
+            call(BudgetGuard(rs)), n
+        )
     finally:
         keys = list(rs.client.scan_iter(match=prefix + "*", count=1000))
         if keys:

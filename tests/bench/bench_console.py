@@ -21,8 +21,16 @@ import pyarrow as pa
 from core.usage import SCHEMA, segments_dir, write_segment
 
 APP = str(Path(__file__).resolve().parents[2] / "console" / "app.py")
-MODELS = ["gpt-4o", "gpt-4o-mini", "claude-sonnet-4-5", "claude-haiku-4-5", "gemini-2.0-flash",
-          "llama-3.1-8b-instant", "deepseek-chat", "dryrun-small"]  # fmt: skip
+MODELS = [
+    "gpt-4o",
+    "gpt-4o-mini",
+    "claude-sonnet-4-5",
+    "claude-haiku-4-5",
+    "gemini-2.0-flash",
+    "llama-3.1-8b-instant",
+    "deepseek-chat",
+    "dryrun-small",
+]
 PROVIDERS = ["openai", "openai", "anthropic", "anthropic", "google", "groq", "deepseek", "dryrun"]
 PRICE_IN = np.array([2_500_000, 150_000, 3_000_000, 1_000_000, 100_000, 50_000, 270_000, 150_000])
 CHUNK = 2_000_000
@@ -38,16 +46,18 @@ def _table(rng: np.random.Generator, n: int, first: int, start_us: int, span_us:
     failed = rng.random(n) < 0.02
 
     def pick(values: list[str], idx: np.ndarray) -> pa.Array:
-        return pa.DictionaryArray.from_arrays(pa.array(idx.astype(np.int32)),
-                                              pa.array(values)).cast(pa.string())  # fmt: skip
+        return pa.DictionaryArray.from_arrays(
+            pa.array(idx.astype(np.int32)), pa.array(values)
+        ).cast(pa.string())
 
     def const(value: object, typ: pa.DataType) -> pa.Array:
         return pa.array(np.full(n, value)).cast(typ)
 
     cols = {
         "request_id": pa.array([f"req_{i:012d}" for i in range(first, first + n)]),
-        "ts": pa.array(np.sort(rng.integers(start_us, start_us + span_us, n)),
-                       pa.timestamp("us", "UTC")),
+        "ts": pa.array(
+            np.sort(rng.integers(start_us, start_us + span_us, n)), pa.timestamp("us", "UTC")
+        ),
         "org": pick([f"org{i}" for i in range(5)], rng.integers(0, 5, n)),
         "project": pick([f"project-{i}" for i in range(20)], rng.integers(0, 20, n)),
         "user": pick([f"user{i}" for i in range(500)], rng.integers(0, 500, n)),
@@ -76,8 +86,7 @@ def _table(rng: np.random.Generator, n: int, first: int, start_us: int, span_us:
         "source": const("bench", pa.string()),
         "metadata": const("{}", pa.string()),
     }
-    return pa.table({f.name: cols.get(f.name, pa.nulls(n, f.type)) for f in SCHEMA},
-                    schema=SCHEMA)  # fmt: skip
+    return pa.table({f.name: cols.get(f.name, pa.nulls(n, f.type)) for f in SCHEMA}, schema=SCHEMA)
 
 
 def build(home: Path, rows: int, seed: int = 11) -> float:
@@ -89,8 +98,9 @@ def build(home: Path, rows: int, seed: int = 11) -> float:
     for k, first in enumerate(range(0, rows, CHUNK)):
         n = min(CHUNK, rows - first)
         part = start_us + SPAN_US * first // rows
-        write_segment(_table(rng, n, first, part, SPAN_US * n // rows), segments_dir(home),
-                      f"bench-{k:03d}")  # fmt: skip
+        write_segment(
+            _table(rng, n, first, part, SPAN_US * n // rows), segments_dir(home), f"bench-{k:03d}"
+        )
     return time.perf_counter() - t0
 
 

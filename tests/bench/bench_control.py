@@ -27,8 +27,16 @@ def run(quick: bool) -> dict[str, float]:
     plane = ControlPlane(url)
     n_rows, n = (10, 30) if quick else (200, 300)
     for i in range(n_rows):
-        plane.upsert_budget(Budget(id=f"b{i}", name=f"Budget {i}", scope="project",
-                                   scope_value=f"p{i}", limit_usd=Decimal(100 + i)), SYSTEM)
+        plane.upsert_budget(
+            Budget(
+                id=f"b{i}",
+                name=f"Budget {i}",
+                scope="project",
+                scope_value=f"p{i}",
+                limit_usd=Decimal(100 + i),
+            ),
+            SYSTEM,
+        )
         plane.upsert_policy(RoutingPolicy(task=f"task{i}", primary_model="gpt-4o-mini"), SYSTEM)
     watcher = Watcher(plane, min_interval_s=1.0)
     counter = iter(range(10**9))

@@ -32,27 +32,50 @@ TASK = "summarize"
 def setup() -> Router:
     catalog = load_catalog()
     plane = ControlPlane(model_exists=catalog.has)
-    plane.upsert_policy(RoutingPolicy(task=TASK, primary_model="dryrun-medium",
-                                      fallbacks=("dryrun-small", "dryrun-large"),
-                                      strategy="cheapest"), SYSTEM)
+    plane.upsert_policy(
+        RoutingPolicy(
+            task=TASK,
+            primary_model="dryrun-medium",
+            fallbacks=("dryrun-small", "dryrun-large"),
+            strategy="cheapest",
+        ),
+        SYSTEM,
+    )
     for scope, value in (("global", None), ("org", "acme"), ("task", TASK)):
-        plane.upsert_budget(Budget(id=scope, name=scope, scope=scope, scope_value=value,
-                                   limit_usd=Decimal(1_000_000), action="block"), SYSTEM)
-    plane.upsert_rate_limit(RateLimit(id="per-user", scope="user", limit=10**9,
-                                      window_s=60), SYSTEM)
-    plane.upsert_rate_limit(RateLimit(id="per-org", scope="org", limit=10**9, window_s=60,
-                                      algorithm="sliding_window"), SYSTEM)
-    plane.upsert_sampling(SamplingStrategy(key=TASK, strategy="always", min_interval_s=0),
-                          SYSTEM)
+        plane.upsert_budget(
+            Budget(
+                id=scope,
+                name=scope,
+                scope=scope,
+                scope_value=value,
+                limit_usd=Decimal(1_000_000),
+                action="block",
+            ),
+            SYSTEM,
+        )
+    plane.upsert_rate_limit(
+        RateLimit(id="per-user", scope="user", limit=10**9, window_s=60), SYSTEM
+    )
+    plane.upsert_rate_limit(
+        RateLimit(id="per-org", scope="org", limit=10**9, window_s=60, algorithm="sliding_window"),
+        SYSTEM,
+    )
+    plane.upsert_sampling(SamplingStrategy(key=TASK, strategy="always", min_interval_s=0), SYSTEM)
     controls = Controls(catalog, plane=plane, state=MemoryState())
     return Router(Settings.from_env(), controls=controls)
 
 
 def _request(i: int) -> ChatRequest:
     return ChatRequest(
-        messages=[Message("system", "You are terse."),
-                  Message("user", f"Summarise: costs rose 4% in week {i}")],
-        task=TASK, org="acme", user="ann", max_tokens=64, source="bench",
+        messages=[
+            Message("system", "You are terse."),
+            Message("user", f"Summarise: costs rose 4% in week {i}"),
+        ],
+        task=TASK,
+        org="acme",
+        user="ann",
+        max_tokens=64,
+        source="bench",
     )
 
 

@@ -1,12 +1,12 @@
 """Token counting and pricing speed: the router does both on every request.
 
-    cost_calc_us         median per call of catalog.lookup + price() over mixed models/usages
-    catalog_lookup_us    median per lookup (names, aliases, provider/model forms, tiers, days)
-    tokens_mb_per_s      count_text throughput on ~1 MB of mixed English and code (o200k)
-    tokens_cl100k_mb_per_s  the same with cl100k (the estimate used for non-OpenAI models)
-    count_messages_us    one 3-message chat request (~400 tokens), memo of short texts cleared
-    count_messages_memo_us  the same request counted again (served from that memo)
-    encoding_load_s      cold load of o200k_base from the bundled, hash-checked file
+cost_calc_us         median per call of catalog.lookup + price() over mixed models/usages
+catalog_lookup_us    median per lookup (names, aliases, provider/model forms, tiers, days)
+tokens_mb_per_s      count_text throughput on ~1 MB of mixed English and code (o200k)
+tokens_cl100k_mb_per_s  the same with cl100k (the estimate used for non-OpenAI models)
+count_messages_us    one 3-message chat request (~400 tokens), memo of short texts cleared
+count_messages_memo_us  the same request counted again (served from that memo)
+encoding_load_s      cold load of o200k_base from the bundled, hash-checked file
 """
 
 from __future__ import annotations
@@ -20,9 +20,18 @@ from core import tokens
 from core.pricing import load_catalog, price
 from core.types import Message, Usage
 
-MODELS = ["gpt-4o", "openai/gpt-5-mini", "claude-sonnet-4-5", "claude-haiku-4-5-20251001",
-          "gemini-2.5-pro", "o4-mini", "groq/llama-3.3-70b-versatile", "deepseek-chat",
-          "mistral-small-latest", "dryrun-large"]
+MODELS = [
+    "gpt-4o",
+    "openai/gpt-5-mini",
+    "claude-sonnet-4-5",
+    "claude-haiku-4-5-20251001",
+    "gemini-2.5-pro",
+    "o4-mini",
+    "groq/llama-3.3-70b-versatile",
+    "deepseek-chat",
+    "mistral-small-latest",
+    "dryrun-large",
+]
 
 ENGLISH = (
     "The quarterly report shows that cloud spending grew faster than revenue, mostly because "
@@ -97,9 +106,11 @@ def run(quick: bool) -> dict[str, float]:
             secs.append(time.perf_counter() - t0)
         out[key] = mb / statistics.median(secs)
 
-    msgs = [Message("system", ENGLISH.format(n=5, m=3)),
-            Message("user", CODE.format(n=1, m=2) * 3),
-            Message("assistant", ENGLISH.format(n=7, m=9) * 2)]
+    msgs = [
+        Message("system", ENGLISH.format(n=5, m=3)),
+        Message("user", CODE.format(n=1, m=2) * 3),
+        Message("assistant", ENGLISH.format(n=7, m=9) * 2),
+    ]
     calls = 200 if quick else 2_000
 
     def count() -> None:  # cold: the short-text memo emptied before every count

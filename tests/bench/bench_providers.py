@@ -23,8 +23,12 @@ def _p50_us(fn: object, n: int) -> float:
 
 def run(quick: bool) -> dict[str, float]:
     n = 500 if quick else 20000
-    req = ChatRequest([Message("system", "You are helpful."),
-                       Message("user", "Summarise last month's spend by project.")])
+    req = ChatRequest(
+        [
+            Message("system", "You are helpful."),
+            Message("user", "Summarise last month's spend by project."),
+        ]
+    )
     dry = create(ProviderConfig("dryrun", "dryrun"))
     dry.complete(req, "gpt-4o-mini")  # warm the token counter
     out = {

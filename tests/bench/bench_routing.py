@@ -32,26 +32,47 @@ def percentiles(fn: Callable[[], object], n: int, warmup: int = 200) -> tuple[fl
 
 def run(quick: bool) -> dict[str, float]:
     n = 2000 if quick else 20000
-    catalog = Catalog([
-        PriceRow.from_usd("gpt-4o", "openai", input="2.50", output="10", quality=88),
-        PriceRow.from_usd("gpt-4o-mini", "openai", input="0.15", output="0.60", quality=70),
-        PriceRow.from_usd("claude-3-5-haiku", "anthropic", input="0.80", output="4", quality=75),
-    ])
+    catalog = Catalog(
+        [
+            PriceRow.from_usd("gpt-4o", "openai", input="2.50", output="10", quality=88),
+            PriceRow.from_usd("gpt-4o-mini", "openai", input="0.15", output="0.60", quality=70),
+            PriceRow.from_usd(
+                "claude-3-5-haiku", "anthropic", input="0.80", output="4", quality=75
+            ),
+        ]
+    )
     engine = RoutingEngine(catalog, MemoryState("bench:"))
     for model, ms in (("gpt-4o", 900.0), ("gpt-4o-mini", 450.0)):
         engine.observe(model, ms, ok=True)
-    policy = RoutingPolicy("summarize", "gpt-4o", fallbacks=("gpt-4o-mini", "claude-3-5-haiku"),
-                           strategy="balanced")
-    req = ChatRequest(messages=[Message("system", "You summarise support tickets."),
-                                Message("user", "Customer cannot log in after reset. " * 20),
-                                Message("assistant", "Understood.")], task="summarize")
+    policy = RoutingPolicy(
+        "summarize", "gpt-4o", fallbacks=("gpt-4o-mini", "claude-3-5-haiku"), strategy="balanced"
+    )
+    req = ChatRequest(
+        messages=[
+            Message("system", "You summarise support tickets."),
+            Message("user", "Customer cannot log in after reset. " * 20),
+            Message("assistant", "Understood."),
+        ],
+        task="summarize",
+    )
     scores = {"gpt-4o": 0.9}
     out: dict[str, float] = {}
     out["routing_decision_us"], out["routing_decision_p99_us"] = percentiles(
-        lambda: engine.route(req, policy, prompt_tokens=1200, scores=scores), n)
+        lambda: engine.route(req, policy, prompt_tokens=1200, scores=scores), n
+    )
     out["cache_key_us"], _ = percentiles(lambda: cache_key(req), n)
     cache = ResponseCache(MemoryState("bench:"))
-    cache.put(req, Completion("Login fails after reset.", Usage(1200, 0, 0, 30), Cost(1, 0, 0, 1),
-                              "gpt-4o-mini", "openai", 400.0, "r"))
+    cache.put(
+        req,
+        Completion(
+            "Login fails after reset.",
+            Usage(1200, 0, 0, 30),
+            Cost(1, 0, 0, 1),
+            "gpt-4o-mini",
+            "openai",
+            400.0,
+            "r",
+        ),
+    )
     out["cache_get_hit_us"], _ = percentiles(lambda: cache.get(req), n)
     return {k: round(v, 2) for k, v in out.items()}

@@ -20,7 +20,11 @@ VOLATILE_HOURS = {9, 10, 14, 20}
 
 def config(strategy: str, **knobs: float) -> SamplingConfig:
     return SamplingConfig(
-        strategy, min_interval_s=60.0, batch_size=10, batch_timeout_s=300.0, **knobs  # type: ignore[arg-type]
+        strategy,
+        min_interval_s=60.0,
+        batch_size=10,
+        batch_timeout_s=300.0,
+        **knobs,  # type: ignore[arg-type]
     )
 
 

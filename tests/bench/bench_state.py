@@ -55,9 +55,7 @@ def run(quick: bool) -> dict[str, float]:
             lambda: rs.admit(RATES, BUDGETS), n
         )
         resilient = ResilientState(rs, MemoryState(prefix))
-        out["resilient_check_p50_us"], _ = percentiles(
-            lambda: resilient.admit(RATES, BUDGETS), n
-        )
+        out["resilient_check_p50_us"], _ = percentiles(lambda: resilient.admit(RATES, BUDGETS), n)
         rs.cache_set("hit", b"x" * 2000, 60)
         out["redis_cache_get_p50_us"], _ = percentiles(lambda: rs.cache_get("hit"), n)
     finally:

@@ -30,9 +30,15 @@ import pyarrow.compute as pc
 from core.usage import SCHEMA, UsageEvent, UsageLog, segments_dir, write_segment
 
 MODELS = [
-    "gpt-4o", "gpt-4o-mini", "o3-mini", "claude-3-5-sonnet", "claude-3-5-haiku",
-    "gemini-1.5-flash", "llama-3.1-8b-instant", "deepseek-chat",
-]  # fmt: skip
+    "gpt-4o",
+    "gpt-4o-mini",
+    "o3-mini",
+    "claude-3-5-sonnet",
+    "claude-3-5-haiku",
+    "gemini-1.5-flash",
+    "llama-3.1-8b-instant",
+    "deepseek-chat",
+]
 PROVIDERS = ["openai", "openai", "openai", "anthropic", "anthropic", "google", "groq", "deepseek"]
 
 

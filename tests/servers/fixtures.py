@@ -1,6 +1,6 @@
 """Pytest fixtures for the real test servers. Load them in a test module with:
 
-    pytest_plugins = ["tests.servers.fixtures"]
+pytest_plugins = ["tests.servers.fixtures"]
 """
 
 from __future__ import annotations

@@ -107,36 +107,66 @@ def openai_usage(
 
 
 def openai_chat(
-    text: str, *, model: str = "gpt-4o-mini", usage: dict[str, Any] | None = None,
+    text: str,
+    *,
+    model: str = "gpt-4o-mini",
+    usage: dict[str, Any] | None = None,
     finish: str = "stop",
 ) -> Reply:
-    return json_reply({
-        "id": "chatcmpl-test", "object": "chat.completion", "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                     "finish_reason": finish}],
-        "usage": usage if usage is not None else openai_usage(10, len(text.split())),
-    })
+    return json_reply(
+        {
+            "id": "chatcmpl-test",
+            "object": "chat.completion",
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": finish,
+                }
+            ],
+            "usage": usage if usage is not None else openai_usage(10, len(text.split())),
+        }
+    )
 
 
 def openai_stream(
-    chunks: list[str], *, model: str = "gpt-4o-mini", usage: dict[str, Any] | None = None,
-    finish: str | None = "stop", done: bool = True,
+    chunks: list[str],
+    *,
+    model: str = "gpt-4o-mini",
+    usage: dict[str, Any] | None = None,
+    finish: str | None = "stop",
+    done: bool = True,
 ) -> Reply:
     """Role chunk, text chunks (with a keepalive comment), finish, usage-only chunk, [DONE]."""
+
     def data(obj: Any) -> str:
         return f"data: {json.dumps(obj)}\n\n"
 
     def chunk(delta: dict[str, Any], fin: str | None = None) -> dict[str, Any]:
-        return {"id": "chatcmpl-test", "object": "chat.completion.chunk", "model": model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": fin}]}
+        return {
+            "id": "chatcmpl-test",
+            "object": "chat.completion.chunk",
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": fin}],
+        }
 
     events = [data(chunk({"role": "assistant", "content": ""})), ": keepalive\n\n"]
     events += [data(chunk({"content": c})) for c in chunks]
     if finish:
         events.append(data(chunk({}, finish)))
     if usage is not None:
-        events.append(data({"id": "chatcmpl-test", "object": "chat.completion.chunk",
-                            "model": model, "choices": [], "usage": usage}))
+        events.append(
+            data(
+                {
+                    "id": "chatcmpl-test",
+                    "object": "chat.completion.chunk",
+                    "model": model,
+                    "choices": [],
+                    "usage": usage,
+                }
+            )
+        )
     if done:
         events.append("data: [DONE]\n\n")
     return Reply(content_type="text/event-stream", events=events)
@@ -145,24 +175,41 @@ def openai_stream(
 def anthropic_usage(
     input: int, output: int, cache_read: int = 0, cache_write: int = 0
 ) -> dict[str, int]:
-    return {"input_tokens": input, "output_tokens": output,
-            "cache_read_input_tokens": cache_read, "cache_creation_input_tokens": cache_write}
+    return {
+        "input_tokens": input,
+        "output_tokens": output,
+        "cache_read_input_tokens": cache_read,
+        "cache_creation_input_tokens": cache_write,
+    }
 
 
 def anthropic_message(
-    text: str, *, model: str = "claude-3-5-haiku-20241022", usage: dict[str, int] | None = None,
+    text: str,
+    *,
+    model: str = "claude-3-5-haiku-20241022",
+    usage: dict[str, int] | None = None,
     stop: str = "end_turn",
 ) -> Reply:
-    return json_reply({
-        "id": "msg_test", "type": "message", "role": "assistant", "model": model,
-        "content": [{"type": "text", "text": text}], "stop_reason": stop,
-        "usage": usage if usage is not None else anthropic_usage(10, len(text.split())),
-    })
+    return json_reply(
+        {
+            "id": "msg_test",
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": [{"type": "text", "text": text}],
+            "stop_reason": stop,
+            "usage": usage if usage is not None else anthropic_usage(10, len(text.split())),
+        }
+    )
 
 
 def anthropic_stream(
-    chunks: list[str], *, model: str = "claude-3-5-haiku-20241022",
-    usage: dict[str, int] | None = None, stop: bool = True, error: dict[str, str] | None = None,
+    chunks: list[str],
+    *,
+    model: str = "claude-3-5-haiku-20241022",
+    usage: dict[str, int] | None = None,
+    stop: bool = True,
+    error: dict[str, str] | None = None,
 ) -> Reply:
     """message_start .. content_block_delta* .. message_delta, message_stop (with a ping)."""
     u = usage if usage is not None else anthropic_usage(10, len(chunks))
@@ -172,18 +219,35 @@ def anthropic_stream(
         return f"event: {name}\ndata: {json.dumps({'type': name, **obj})}\n\n"
 
     events = [
-        ev("message_start", {"message": {"id": "msg_test", "type": "message", "role": "assistant",
-                                         "model": model, "content": [], "usage": start_usage}}),
+        ev(
+            "message_start",
+            {
+                "message": {
+                    "id": "msg_test",
+                    "type": "message",
+                    "role": "assistant",
+                    "model": model,
+                    "content": [],
+                    "usage": start_usage,
+                }
+            },
+        ),
         ev("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}),
         ev("ping", {}),
     ]
-    events += [ev("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": c}})
-               for c in chunks]
+    events += [
+        ev("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": c}})
+        for c in chunks
+    ]
     if error is not None:
         events.append(ev("error", {"error": error}))
     events.append(ev("content_block_stop", {"index": 0}))
-    events.append(ev("message_delta", {"delta": {"stop_reason": "end_turn"},
-                                       "usage": {"output_tokens": u["output_tokens"]}}))
+    events.append(
+        ev(
+            "message_delta",
+            {"delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": u["output_tokens"]}},
+        )
+    )
     if stop:
         events.append(ev("message_stop", {}))
     return Reply(content_type="text/event-stream", events=events)
@@ -231,8 +295,12 @@ class _Handler(BaseHTTPRequestHandler):
     def _handle(self) -> None:
         self.close_connection = True  # one request per connection: no stale keep-alives
         length = int(self.headers.get("content-length") or 0)
-        rec = Recorded(self.command, self.path, {k.lower(): v for k, v in self.headers.items()},
-                       self.rfile.read(length))
+        rec = Recorded(
+            self.command,
+            self.path,
+            {k.lower(): v for k, v in self.headers.items()},
+            self.rfile.read(length),
+        )
         owner = self.server.owner
         reply = owner._take(rec)
         if reply.delay and owner._stopping.wait(reply.delay):

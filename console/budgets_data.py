@@ -40,7 +40,13 @@ FIELDS = (
     "webhook_url",
     "enabled",
 )
-SCOPE_COLUMNS = {"org": "org", "project": "project", "user": "user", "task": "task"}
+SCOPE_COLUMNS = {
+    "org": "org",
+    "project": "project",
+    "user": "user",
+    "task": "task",
+    "key": "key",
+}
 TOKEN_COLUMNS = (
     "input_tokens",
     "cached_input_tokens",

@@ -67,6 +67,7 @@ def usage_event(
         prompt=prompt_text(req) if bodies else None,
         response=done.text if bodies else None,
         metadata=dict(req.metadata),
+        key=req.key,
     )
 
 

@@ -10,8 +10,8 @@ import contextlib
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
-from typing import ClassVar
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import httpx
 
@@ -27,6 +27,8 @@ class ProviderResult:
     usage: Usage | None
     finish_reason: str | None
     model: str
+    # OpenAI wire: the choices as the upstream sent them (tool calls, n > 1); not compared
+    choices: list[dict[str, Any]] | None = field(default=None, compare=False)
 
 
 StreamItem = str | ProviderResult

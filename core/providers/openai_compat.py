@@ -54,11 +54,13 @@ class OpenAIProvider(HTTPProvider):
     ) -> tuple[str, dict[str, str], dict[str, Any]]:
         messages = []
         for m in req.messages:
-            msg = {"role": m.role, "content": m.content}
+            msg: dict[str, Any] = {"role": m.role, "content": m.content}
             if m.name:
                 msg["name"] = m.name
+            if m.extra:
+                msg.update(m.extra)
             messages.append(msg)
-        body: dict[str, Any] = {"model": model, "messages": messages}
+        body: dict[str, Any] = {**req.extra, "model": model, "messages": messages}
         if req.temperature is not None:
             body["temperature"] = req.temperature
         if req.max_tokens is not None:
@@ -67,13 +69,16 @@ class OpenAIProvider(HTTPProvider):
         if stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
+        else:
+            body.pop("stream_options", None)
         headers = {"accept": "text/event-stream" if stream else "application/json"}
         if self.config.api_key:
             headers["authorization"] = f"Bearer {self.config.api_key}"
         return "/chat/completions", headers, body
 
     def parse_response(self, data: dict[str, Any], model: str) -> ProviderResult:
-        choice = data["choices"][0]
+        choices = data["choices"]
+        choice = choices[0]
         text = choice["message"].get("content") or ""
         if not isinstance(text, str):
             raise TypeError(f"message content is not a string: {text!r}")
@@ -82,6 +87,7 @@ class OpenAIProvider(HTTPProvider):
             usage=parse_usage(data.get("usage")),
             finish_reason=choice.get("finish_reason"),
             model=data.get("model") or model,
+            choices=choices,
         )
 
     def parse_event(self, state: StreamState, event: str, data: str) -> str | None:
@@ -104,7 +110,24 @@ class OpenAIProvider(HTTPProvider):
                 continue
             if choice.get("finish_reason"):
                 state.finish_reason = choice["finish_reason"]
-            content = (choice.get("delta") or {}).get("content")
+            d = choice.get("delta") or {}
+            content = d.get("content")
             if content:
                 delta = content
+            for call in d.get("tool_calls") or ():
+                _merge_tool_call(state.tool_calls, call)
         return delta
+
+
+def _merge_tool_call(calls: dict[int, dict[str, Any]], part: dict[str, Any]) -> None:
+    """Fold one streamed tool-call delta into the call at its index (arguments append)."""
+    i = int(part.get("index", 0))
+    got = calls.setdefault(i, {"index": i, "type": "function", "function": {"arguments": ""}})
+    if part.get("id"):
+        got["id"] = part["id"]
+    if part.get("type"):
+        got["type"] = part["type"]
+    fn = part.get("function") or {}
+    if fn.get("name"):
+        got["function"]["name"] = fn["name"]
+    got["function"]["arguments"] += fn.get("arguments") or ""

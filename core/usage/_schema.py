@@ -65,6 +65,7 @@ SCHEMA = pa.schema(
         pa.field("prompt", _S),
         pa.field("response", _S),
         pa.field("metadata", _S),  # JSON text of a dict[str, str]
+        pa.field("key", _S),  # the gateway's virtual key (its name); older files lack it
     ]
 )
 COLUMNS: tuple[str, ...] = tuple(SCHEMA.names)
@@ -121,6 +122,7 @@ class UsageEvent:
     prompt: str | None = None
     response: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+    key: str | None = None
 
     @property
     def cost_usd(self) -> Decimal:

@@ -42,6 +42,7 @@ from core.otel import Tracer
 from core.pricing import Catalog, load_catalog, max_cost, price
 from core.providers import Provider, ProviderResult, StreamItem, create
 from core.retry import RetryPolicy
+from core.router_embed import Embeddings, EmbedRequest, aembed
 from core.router_events import estimated_usage, failed_call, usage_event
 from core.router_plan import Candidate, Plan, apply_policy, budget_text, validate
 from core.routing import by_cost, cost_order_reason
@@ -233,6 +234,10 @@ class Router:
             raise self._exhausted(plan)
         finally:
             self._done(plan)
+
+    async def aembed(self, req: EmbedRequest) -> Embeddings:
+        """Embeddings priced by input tokens, under budgets and rate limits (router_embed.py)."""
+        return await aembed(self, req)
 
     def batch(
         self, requests: Iterable[ChatRequest], concurrency: int = 8

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from ._base import PERMISSIONS, can
 from ._engine import control_url, make_engine
+from ._keys import VirtualKey, validate_key
 from ._migrations import MIGRATIONS, applied, migrate
 from ._models import (
     ALERT_KINDS,
@@ -104,6 +105,7 @@ __all__ = [
     "RoutingPolicy",
     "SamplingStrategy",
     "User",
+    "VirtualKey",
     "Watcher",
     "Weights",
     "applied",
@@ -114,6 +116,7 @@ __all__ = [
     "make_engine",
     "migrate",
     "validate_budget",
+    "validate_key",
     "validate_cache_setting",
     "validate_model_score",
     "validate_password",

@@ -38,6 +38,7 @@ ENGINEER = frozenset(
         "model_score",
         "alert",
         "playground",
+        "virtual_key",
     }
 )
 EVERYTHING = ENGINEER | {"price_override", "user", "setting"}

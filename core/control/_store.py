@@ -19,6 +19,7 @@ from . import _validate as v
 from . import auth
 from ._alerts import AlertStore
 from ._engine import read_tx
+from ._keys import KeyStore
 from ._models import (
     DEFAULT_SETTINGS,
     Actor,
@@ -37,7 +38,7 @@ from ._snapshot import ControlSnapshot, deep_freeze
 _MISSING: Any = object()
 
 
-class ControlPlane(AlertStore):
+class ControlPlane(KeyStore, AlertStore):
     """The control-plane store. ``model_exists`` (e.g. ``catalog.has``) guards model names.
 
     ``ControlPlane(url=None, *, model_exists=None, auto_migrate=True, now=None)``: the URL
@@ -119,6 +120,7 @@ class ControlPlane(AlertStore):
                 price_overrides=tuple(self._all(rows.PRICE, conn)),
                 model_scores=tuple(self._all(rows.SCORE, conn)),
                 settings=deep_freeze(self.settings(conn)),
+                keys=tuple(self.virtual_keys(conn)),
             )
 
     # ---- writes, one pair per entity ---------------------------------------------------------

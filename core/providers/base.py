@@ -34,6 +34,15 @@ class ProviderResult:
 StreamItem = str | ProviderResult
 
 
+@dataclass(frozen=True, slots=True)
+class EmbedResult:
+    """Vectors in input order; ``input_tokens`` None when the provider reported none."""
+
+    vectors: list[list[float]]
+    input_tokens: int | None
+    model: str
+
+
 class Provider(ABC):
     """Base of every adapter. ``model`` arguments are the provider's own model id."""
 
@@ -77,6 +86,16 @@ class Provider(ABC):
     @abstractmethod
     def stream(self, req: ChatRequest, model: str) -> Iterator[StreamItem]:
         """Text deltas as str, then exactly one final ProviderResult."""
+
+    async def aembed(self, texts: list[str], model: str, dimensions: int | None) -> EmbedResult:
+        """Embeddings of ``texts``; adapters without an embeddings API refuse by name."""
+        from core.errors import BadRequest
+
+        raise BadRequest(
+            f"provider {self.name!r} ({self.wire} wire) has no embeddings endpoint",
+            provider=self.name,
+            model=model,
+        )
 
     async def acomplete(self, req: ChatRequest, model: str) -> ProviderResult:
         return await asyncio.to_thread(self.complete, req, model)

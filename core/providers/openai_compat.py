@@ -10,11 +10,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import httpx
 import orjson
 
-from core.providers._errors import for_status
+from core.providers._errors import Where, for_status, for_transport, malformed
 from core.providers._http import HTTPProvider, StreamState
-from core.providers.base import ProviderResult
+from core.providers.base import EmbedResult, ProviderResult
 from core.types import ChatRequest, Usage
 
 # reasoning families that take max_completion_tokens instead of max_tokens
@@ -75,6 +76,36 @@ class OpenAIProvider(HTTPProvider):
         if self.config.api_key:
             headers["authorization"] = f"Bearer {self.config.api_key}"
         return "/chat/completions", headers, body
+
+    async def aembed(self, texts: list[str], model: str, dimensions: int | None) -> EmbedResult:
+        """POST /embeddings (float vectors); usage.prompt_tokens when the server reports it."""
+        body: dict[str, Any] = {"model": model, "input": texts, "encoding_format": "float"}
+        if dimensions is not None:
+            body["dimensions"] = dimensions
+        headers = {"content-type": "application/json", "accept": "application/json"}
+        if self.config.api_key:
+            headers["authorization"] = f"Bearer {self.config.api_key}"
+        where = Where(self.config.name, model, self.config.api_key)
+        url = self.config.base_url.rstrip("/") + "/embeddings"
+        try:
+            resp = await self.aclient.post(
+                url, content=orjson.dumps(body), headers=headers, timeout=self.config.timeout_s
+            )
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            raise for_transport(exc, where) from exc
+        if resp.status_code >= 400:
+            raise for_status(resp.status_code, resp.content, resp.headers, where)
+        try:
+            data = orjson.loads(resp.content)
+            rows = sorted(data["data"], key=lambda d: d.get("index", 0))
+            vectors = [[float(x) for x in d["embedding"]] for d in rows]
+            usage = data.get("usage") or {}
+            tokens = usage.get("prompt_tokens")
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise malformed(f"unexpected embeddings response ({exc!r})", where) from exc
+        if len(vectors) != len(texts):
+            raise malformed(f"{len(vectors)} embeddings for {len(texts)} inputs", where)
+        return EmbedResult(vectors, tokens if isinstance(tokens, int) else None, model)
 
     def parse_response(self, data: dict[str, Any], model: str) -> ProviderResult:
         choices = data["choices"]

@@ -10,7 +10,7 @@
     | a Costline rate limit                    | 429    | rate_limit_error + Retry-After     |
     | a budget's hard limit                    | 402    | budget_exceeded + Retry-After      |
     | upstream 5xx, bad answer, bad provider key | 502  | upstream_error                     |
-    | upstream rate limited                    | 503    | upstream_unavailable               |
+    | upstream rate limited; circuits open     | 503    | upstream_unavailable               |
     | upstream timed out                       | 504    | upstream_timeout                   |
 
 A 402 body also names the budget, its limit, the spend, the window and ``resets_at``.
@@ -39,6 +39,7 @@ from core.errors import (
     ProviderTimeout,
     RateLimited,
     RequestError,
+    RetryableError,
     UnpricedModel,
 )
 
@@ -132,6 +133,8 @@ def from_costline(exc: CostlineError, resets_at: datetime | None = None) -> HTTP
         return HTTPError(504, msg, "upstream_timeout", "upstream_timeout")
     if isinstance(exc, ProviderServerError | ProviderConnectionError):
         return HTTPError(502, msg, "upstream_error", "upstream_error")
+    if isinstance(exc, RetryableError):  # every candidate's circuit is open
+        return HTTPError(503, msg, "upstream_unavailable", "no_healthy_upstream")
     if isinstance(exc, AuthError | MalformedResponse | ConfigError):
         return HTTPError(502, msg, "upstream_error", "upstream_error")
     return HTTPError(500, msg, "server_error", "internal_error")
@@ -158,7 +161,7 @@ def budget_error(exc: BudgetExceeded, resets_at: datetime | None) -> HTTPError:
 
 
 def _num(value: Decimal | int) -> str | int:
-    return str(value) if isinstance(value, Decimal) else int(value)
+    return format(value.normalize(), "f") if isinstance(value, Decimal) else int(value)
 
 
 def _param(message: str) -> str | None:

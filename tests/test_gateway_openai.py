@@ -7,12 +7,12 @@ one scripted server serve the whole module.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
 import time
 from decimal import Decimal
-from pathlib import Path
 
 import httpx
 import openai
@@ -83,7 +83,9 @@ def test_cost_header_equals_the_logged_event_exactly(gw: GatewayProcess) -> None
     assert Decimal(raw.headers["x-costline-cost-usd"]) == Decimal(ev.cost_picousd).scaleb(-12)
     # hand-computed: dryrun-small is $0.15 / $0.60 per 1M tokens
     u = done.usage
-    want = Decimal(u.prompt_tokens) * Decimal("0.15") + Decimal(u.completion_tokens) * Decimal("0.60")
+    want = Decimal(u.prompt_tokens) * Decimal("0.15") + Decimal(u.completion_tokens) * Decimal(
+        "0.60"
+    )
     assert Decimal(raw.headers["x-costline-cost-usd"]) == want / 10**6
     assert u.prompt_tokens == ev.input_tokens and u.completion_tokens == ev.output_tokens
 
@@ -223,10 +225,16 @@ def test_bad_inputs_get_their_status_and_nothing_is_logged(gw: GatewayProcess) -
         (b"[1, 2]", 400, "must be a JSON object"),
         (b'{"model": "dryrun-small"}', 400, "messages: must be a non-empty list"),
         (b'{"model": 5, "messages": []}', 400, "model: must be a non-empty string"),
-        (b'{"model": "dryrun-small", "messages": [{"role": "user", "content": 7}]}', 400,
-         "messages[0].content: must be a string"),
-        (b'{"model": "dryrun-small", "messages": [], "x": "' + b"a" * 20_000 + b'"}', 413,
-         "over the gateway's limit"),
+        (
+            b'{"model": "dryrun-small", "messages": [{"role": "user", "content": 7}]}',
+            400,
+            "messages[0].content: must be a string",
+        ),
+        (
+            b'{"model": "dryrun-small", "messages": [], "x": "' + b"a" * 20_000 + b'"}',
+            413,
+            "over the gateway's limit",
+        ),
     ]
     ids = []
     for body, status, text in cases:
@@ -262,7 +270,9 @@ def test_tool_calls_pass_through_both_ways(gw: GatewayProcess, scripted: Scripte
         ],
         "usage": openai_usage(50, 12),
     }
-    tools = [{"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}]
+    tools = [
+        {"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}
+    ]
     scripted.enqueue(json_reply(answer))
     done = client(gw).chat.completions.create(
         model="gpt-4o-mini", messages=ASK, tools=tools, tool_choice="auto", seed=7
@@ -274,14 +284,17 @@ def test_tool_calls_pass_through_both_ways(gw: GatewayProcess, scripted: Scripte
     assert done.choices[0].finish_reason == "tool_calls" and done.usage.prompt_tokens == 50
     # a tool result goes back upstream verbatim; the tool call arrives streamed in pieces
     pieces = [
-        {"index": 0, "id": "call_2", "type": "function", "function": {"name": "weather", "arguments": ""}},
+        {
+            "index": 0,
+            "id": "call_2",
+            "type": "function",
+            "function": {"name": "weather", "arguments": ""},
+        },
         {"index": 0, "function": {"arguments": '{"city": '}},
         {"index": 0, "function": {"arguments": '"Rome"}'}},
     ]
-    events_ = [
-        f'data: {{"choices":[{{"index":0,"delta":{{"tool_calls":[{__import__("json").dumps(p)}]}}}}]}}\n\n'
-        for p in pieces
-    ]
+    deltas = [{"choices": [{"index": 0, "delta": {"tool_calls": [p]}}]} for p in pieces]
+    events_ = [f"data: {json.dumps(d)}\n\n" for d in deltas]
     events_ += [
         'data: {"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}\n\n',
         'data: {"choices":[],"usage":{"prompt_tokens":60,"completion_tokens":9}}\n\n',
@@ -297,7 +310,9 @@ def test_tool_calls_pass_through_both_ways(gw: GatewayProcess, scripted: Scripte
     stream = client(gw).chat.completions.create(
         model="gpt-4o-mini", messages=follow, tools=tools, stream=True
     )
-    calls = [c.choices[0].delta.tool_calls for c in stream if c.choices and c.choices[0].delta.tool_calls]
+    calls = [
+        c.choices[0].delta.tool_calls for c in stream if c.choices and c.choices[0].delta.tool_calls
+    ]
     sent = scripted.requests[-1].json
     assert sent["messages"][1]["tool_calls"] == [call]
     assert sent["messages"][2] == {"role": "tool", "tool_call_id": "call_1", "content": "sunny"}
@@ -342,7 +357,10 @@ def test_revoked_key_is_refused_within_5_seconds(gw: GatewayProcess) -> None:
     env = {**os.environ, "COSTLINE_HOME": str(gw.home), "PYTHONPATH": str(ROOT)}
     out = subprocess.run(
         [sys.executable, "-m", "core.cli", "keys", "revoke", "victim"],
-        env=env, capture_output=True, text=True, check=True,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     t0 = time.monotonic()
     assert "Revoked key 'victim'" in out.stdout
@@ -382,11 +400,13 @@ def test_embeddings_models_metrics_and_health(gw: GatewayProcess) -> None:
 def test_async_concurrent_calls_each_logged_once(gw: GatewayProcess) -> None:
     async def main() -> list[str]:
         ac = openai.AsyncOpenAI(base_url=gw.base_url, api_key=gw.keys["main"], max_retries=0)  # type: ignore[attr-defined]
+
         async def one(i: int) -> str:
             r = await ac.chat.completions.with_raw_response.create(
                 model="dryrun-small", messages=[{"role": "user", "content": f"q{i}"}]
             )
             return r.headers["x-costline-request-id"]
+
         try:
             return await asyncio.gather(*(one(i) for i in range(20)))
         finally:

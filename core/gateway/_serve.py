@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import tempfile
 from typing import Any
@@ -80,6 +81,8 @@ def serve(config: GatewayConfig) -> int:
         timeout_graceful_shutdown=int(config.drain_s),
         timeout_keep_alive=30,
     )
+    # uvicorn re-raises the SIGTERM it drained for; once drained, exit with status 0
+    signal.signal(signal.SIGTERM, lambda *_: None)
     if config.workers > 1:
         uvicorn.run(
             "core.gateway._serve:create_app", factory=True, workers=config.workers, **kwargs

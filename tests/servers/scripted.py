@@ -352,7 +352,7 @@ class _Server(ThreadingHTTPServer):
 class ScriptedServer:
     def __init__(self) -> None:
         self.requests: list[Recorded] = []
-        self.aborted: list[tuple[Recorded, int]] = []  # (request, SSE blocks sent) cut by the client
+        self.aborted: list[tuple[Recorded, int]] = []  # (request, SSE blocks sent): client left
         self._script: deque[Script] = deque()
         self._lock = threading.Lock()
         self._stopping = threading.Event()

@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from console import routing_data as rd
+from console.commands import routing as commands
+from console.queries.routing import sampling_savings
 from core.control import SYSTEM, Actor, ControlPlane, RoutingPolicy, SamplingStrategy
 from core.errors import PermissionDenied
 from core.sampling import SamplingConfig
@@ -81,14 +82,14 @@ def test_viewer_reads_every_table_but_gets_no_edit_controls(home: Path) -> None:
     assert at.dataframe[0].value["primary"].tolist() == ["dryrun-small"]
     before = version()
     writes = [
-        lambda a: rd.save_policy(a, {"task": "t", "primary_model": "dryrun-small"}, new=True),
-        lambda a: rd.delete_policy(a, "chat"),
-        lambda a: rd.save_sampling(
+        lambda a: commands.save_policy(a, {"task": "t", "primary_model": "dryrun-small"}, new=True),
+        lambda a: commands.delete_policy(a, "chat"),
+        lambda a: commands.save_sampling(
             a, {"key": "k", "strategy": "always", "batch_size": 1, "batch_timeout_s": 1.0}, new=True
         ),
-        lambda a: rd.delete_sampling(a, "chat"),
-        lambda a: rd.save_cache_setting(a, {"task": "chat", "ttl_s": 60}),
-        lambda a: rd.save_rate_limit(
+        lambda a: commands.delete_sampling(a, "chat"),
+        lambda a: commands.save_cache_setting(a, {"task": "chat", "ttl_s": 60}),
+        lambda a: commands.save_rate_limit(
             a,
             {
                 "id": "r",
@@ -246,9 +247,7 @@ def test_sampling_savings_are_the_skipped_events_of_the_log(home: Path) -> None:
     with Reader(home) as r:
         saved = r.totals(Filters(task="regime", status="skipped"))["saved_picousd"]
     assert saved == 15 * 10**12 and row["saved"] == "$15.00"
-    savings = rd.sampling_savings(
-        str(home), "x", now - timedelta(days=1), now + timedelta(minutes=1)
-    )
+    savings = sampling_savings(str(home), "x", now - timedelta(days=1), now + timedelta(minutes=1))
     assert int(savings.set_index("key").loc["regime", "saved_picousd"]) == saved
 
 
@@ -257,7 +256,7 @@ def test_provider_health_matches_the_log(home: Path) -> None:
     at.button_group(key="rt_health_range").set_value("Selected range").run()
     assert not at.exception
     table = at.dataframe[-1].value
-    scope = at.session_state["view"].scope
+    scope = at.session_state["selection"].scope
     with Reader(home) as r:
         ev = r.events(Filters(start=scope.start, end=scope.end, model="dryrun-large"))
     ev = ev[ev["ai_called"] & ~ev["cache_hit"] & ev["status"].isin(["ok", "error"])]

@@ -8,9 +8,9 @@ from decimal import Decimal
 import pandas as pd
 import pytest
 
-from console import shape
-from console.actions import parse_rates
-from console.view import Money, Scope, change, kpi_windows, range_bounds, rates_with_defaults
+from console.frames.overview import series_frame
+from console.inputs.admin import parse_rates
+from console.selection import Money, Scope, change, kpi_windows, range_bounds, rates_with_defaults
 from core.errors import ConfigError
 from core.types import PICO
 
@@ -86,7 +86,7 @@ def test_series_frame_bars_span_their_period() -> None:
             "requests": [3, 4],
         }
     )
-    frame = shape.series_frame(series, Money(), "week")
+    frame = series_frame(series, Money(), "week")
     assert list(frame["amount"]) == [1.0, 2.0]
     assert frame["period_end"][0] == pd.Timestamp("2026-01-05") + pd.Timedelta(days=7) * 0.85
     assert list(frame["label"]) == ["week of 2026-01-05", "week of 2026-01-12"]

@@ -13,7 +13,15 @@ import pytest
 
 from console.commands import routing as commands
 from console.queries.routing import sampling_savings
-from core.control import SYSTEM, Actor, ControlPlane, RoutingPolicy, SamplingStrategy
+from core.control import (
+    SYSTEM,
+    Actor,
+    CacheSetting,
+    ControlPlane,
+    RateLimit,
+    RoutingPolicy,
+    SamplingStrategy,
+)
 from core.errors import PermissionDenied
 from core.sampling import SamplingConfig
 from core.usage import Filters, Reader, UsageEvent, UsageLog
@@ -300,3 +308,75 @@ def test_cache_setting_and_rate_limit_editors(home: Path) -> None:
         (r,) = plane.rate_limits()
     assert (c.task, c.ttl_s, c.semantic_threshold) == ("chat", 120, 0.95)
     assert (r.id, r.scope, r.limit, r.window_s, r.burst) == ("per-user", "user", 30, 60, 40)
+
+
+EDITORS = {  # prefix: (entity's name, how to store one, how to list them, the flash)
+    "rt_pol": (
+        "chat",
+        lambda p: p.upsert_policy(RoutingPolicy("chat", "dryrun-small"), SYSTEM),
+        lambda p: p.policies(),
+        "Policy for chat deleted.",
+    ),
+    "rt_smp": (
+        "chat",
+        lambda p: p.upsert_sampling(
+            SamplingStrategy("chat", "periodic", {"interval_s": 60}), SYSTEM
+        ),
+        lambda p: p.sampling(),
+        "Strategy for chat deleted.",
+    ),
+    "rt_cache": (
+        "chat",
+        lambda p: p.upsert_cache_setting(CacheSetting("chat", 120), SYSTEM),
+        lambda p: p.cache_settings(),
+        "Cache setting for chat deleted.",
+    ),
+    "rt_rl": (
+        "per-user",
+        lambda p: p.upsert_rate_limit(RateLimit("per-user", limit=30), SYSTEM),
+        lambda p: p.rate_limits(),
+        "Rate limit per-user deleted.",
+    ),
+}
+
+
+@pytest.mark.parametrize("prefix", list(EDITORS))
+def test_every_routing_delete_asks_first_and_cancel_keeps_the_entry(
+    home: Path, prefix: str
+) -> None:
+    name, store, listing, done = EDITORS[prefix]
+    with ControlPlane() as plane:
+        store(plane)
+    at = page("engineer")
+    at.selectbox(key=f"{prefix}_pick").set_value(name).run()
+    at.button(key=f"{prefix}_delete_{name}").click().run()
+    assert not at.exception
+    assert any(name in w.value and w.value.startswith("Delete") for w in at.warning)
+    with ControlPlane() as plane:
+        assert len(listing(plane)) == 1  # asked, not deleted
+    at.button(key=f"{prefix}_delete_no_{name}").click().run()
+    assert not at.warning and not at.exception
+    at.button(key=f"{prefix}_delete_{name}").click().run()
+    at.button(key=f"{prefix}_delete_yes_{name}").click().run()
+    assert not at.exception
+    assert [s.value for s in at.success] == [done]
+    assert at.selectbox(key=f"{prefix}_pick").value == "__new__"  # the deleted one is gone
+    with ControlPlane() as plane:
+        entry = plane.audit(limit=1)[0]
+        assert listing(plane) == []
+    assert entry.actor == "engineer" and entry.action.endswith(".delete")
+
+
+def test_saving_an_existing_policy_shows_what_was_stored(home: Path) -> None:
+    with ControlPlane() as plane:
+        plane.upsert_policy(RoutingPolicy("chat", "dryrun-small"), SYSTEM)
+    at = page("engineer")
+    at.selectbox(key="rt_pol_pick").set_value("chat").run()
+    fill(at, "rt_pol_chat", fallbacks="dryrun-large,dryrun-medium ,", max_tokens="1_000")
+    save(at, "rt_pol_form_chat")
+    assert [s.value for s in at.success] == ["Policy saved."]
+    assert at.text_input(key="rt_pol_chat_fallbacks").value == "dryrun-large, dryrun-medium"
+    assert at.text_input(key="rt_pol_chat_max_tokens").value == "1000"
+    with ControlPlane() as plane:
+        (p,) = plane.policies()
+    assert (p.fallbacks, p.max_tokens) == (("dryrun-large", "dryrun-medium"), 1000)

@@ -55,7 +55,7 @@ def main() -> None:
     history(actor, router)
     with st.expander("Providers and keys"):
         st.dataframe(
-            frames.providers_frame(router.settings, queries.secrets()),
+            queries.providers(router.settings),
             hide_index=True,
             width="stretch",
         )

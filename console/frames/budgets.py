@@ -5,15 +5,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from console.inputs.budgets import form_values
-from console.queries.budgets import Utilisation
 from core.budgets import scope_text
 from core.control import Budget
 from core.replay import ReplayResult
 from core.types import pico_to_usd
+
+if TYPE_CHECKING:  # queries use Streamlit's cache; frames stay pure
+    from console.queries.budgets import Utilisation
 
 CENT = Decimal("0.01")
 

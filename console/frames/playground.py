@@ -1,18 +1,18 @@
-"""The Playground's tables: providers and keys (masked), estimates and budget headroom before
-sending, and a user's past runs; money as exact dollars."""
+"""The Playground's tables: estimates and budget headroom before sending, and a user's past
+runs; money as exact dollars."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from console.queries.playground import Estimate, Target, env_names, provider_problem
 from core.budgets import BudgetStatus
-from core.settings import ENV_KEY_NAMES, Settings, mask
 from core.types import pico_to_usd
+
+if TYPE_CHECKING:  # queries use Streamlit's cache; frames stay pure
+    from console.queries.playground import Estimate, Target
 
 
 def fmt_usd(pico: int | None) -> str:
@@ -23,26 +23,6 @@ def fmt_usd(pico: int | None) -> str:
     if d == d.quantize(Decimal("0.01")):
         return f"${d:,.2f}"
     return f"${d.normalize():,f}"
-
-
-def providers_frame(s: Settings, secrets: Mapping[str, Any]) -> pd.DataFrame:
-    """The configured providers; ``secrets`` tells where each key came from."""
-    sec, table = env_names(secrets), secrets.get("providers") or {}
-    rows = []
-    for name, c in sorted(s.providers.items()):
-        env = ENV_KEY_NAMES.get(name, name.upper()) + "_API_KEY"
-        where = "secrets" if env in sec or name in table else "environment" if c.api_key else ""
-        rows.append(
-            {
-                "provider": name,
-                "wire": c.wire,
-                "base url": c.base_url,
-                "API key": mask(c.api_key),
-                "key from": where,
-                "status": provider_problem(s, name) or "ready",
-            }
-        )
-    return pd.DataFrame(rows)
 
 
 def estimate_row(est: Estimate) -> dict[str, object]:

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from console.queries.pricing import OVERRIDE_RATES, ImportPreview
+from console.inputs.pricing import OVERRIDE_RATES
 from core.control import PriceOverride
 from core.pricing import Catalog
 from core.pricing.rows import RATE_FIELDS
+
+if TYPE_CHECKING:  # queries use Streamlit's cache; frames stay pure
+    from console.queries.pricing import ImportPreview
 
 
 def catalog_frame(cat: Catalog, on: date) -> pd.DataFrame:

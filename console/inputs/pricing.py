@@ -7,6 +7,7 @@ from decimal import Decimal, InvalidOperation
 from core.errors import ConfigError
 from core.pricing import load_catalog as base_catalog
 
+OVERRIDE_RATES = ("input", "cached_input", "cache_write", "output", "reasoning")  # what one holds
 PER_TOKEN_SCALE = 6  # USD per token -> USD per 1M tokens
 
 

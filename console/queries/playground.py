@@ -38,7 +38,7 @@ from core.control import control_url
 from core.errors import UnpricedModel
 from core.pricing import PriceRow, max_cost, price
 from core.router import Router
-from core.settings import ENV_KEY_NAMES, ProviderConfig, Settings, provider_from_env
+from core.settings import ENV_KEY_NAMES, ProviderConfig, Settings, mask, provider_from_env
 from core.tokens import count_messages
 from core.types import ChatRequest, Message, Usage
 from core.usage import Filters
@@ -127,6 +127,26 @@ def provider_problem(s: Settings, provider: str) -> str:
         return ""  # a self-hosted server (llama.cpp, vLLM, Ollama) needs no key
     env = ENV_KEY_NAMES.get(provider, provider.upper())
     return f"no API key for {provider} (set {env}_API_KEY or add it to secrets.toml)"
+
+
+def providers(s: Settings) -> pd.DataFrame:
+    """The configured providers: wire, base URL, the key masked, where it came from, status."""
+    sec, table = env_names(secrets()), secrets().get("providers") or {}
+    rows = []
+    for name, c in sorted(s.providers.items()):
+        env = ENV_KEY_NAMES.get(name, name.upper()) + "_API_KEY"
+        where = "secrets" if env in sec or name in table else "environment" if c.api_key else ""
+        rows.append(
+            {
+                "provider": name,
+                "wire": c.wire,
+                "base url": c.base_url,
+                "API key": mask(c.api_key),
+                "key from": where,
+                "status": provider_problem(s, name) or "ready",
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 @dataclass(frozen=True)

@@ -11,13 +11,12 @@ import pandas as pd
 import streamlit as st
 
 from console import auth
+from console.inputs.pricing import OVERRIDE_RATES
 from console.queries.usage import cached, reader
 from core.control import PriceOverride
 from core.controls import override_row
 from core.pricing import Catalog, Change, PriceRow, Problem, diff_catalogs, import_litellm
 from core.pricing import load_catalog as base_catalog
-
-OVERRIDE_RATES = ("input", "cached_input", "cache_write", "output", "reasoning")
 
 
 def today() -> date:

@@ -10,7 +10,7 @@ when set (the same value on every host of a fleet), else a random one created on
 ``$COSTLINE_HOME/gateway.pepper`` with mode 0600. A leaked control-plane database alone
 does not let anyone test guesses. A key's budget and rate limits are ordinary rows with
 scope ``key`` (ids ``key:<name>``, ``key:<name>:rpm``, ``key:<name>:tpm``), so they show
-on the Budgets and Routing pages. See docs/architecture.md, "The HTTP face".
+on the Budgets and Routing pages. See docs/gateway.md.
 """
 
 from __future__ import annotations

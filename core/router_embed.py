@@ -4,7 +4,7 @@ The same steps as a chat call without sampling, cache or routing: resolve the mo
 unknown one is ``UnpricedModel``), count the input tokens, admit against every matching
 budget and rate limit, call the provider (retries as the Router's policy says), settle at
 the tokens the provider reported (or the count, flagged as estimated) and log one event per
-attempt. See docs/architecture.md, "One call, end to end".
+attempt. See docs/gateway.md, "Embeddings".
 """
 
 from __future__ import annotations

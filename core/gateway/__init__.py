@@ -6,7 +6,7 @@
 Endpoints: POST /v1/chat/completions, /v1/messages, /v1/messages/count_tokens,
 /v1/embeddings; GET /v1/models, /health/live, /health/ready, /metrics. Every inference call
 needs a virtual key (``costline keys create``). Needs ``costline[gateway]``; names load lazily.
-See docs/architecture.md, "The HTTP face".
+See docs/gateway.md.
 """
 
 from __future__ import annotations

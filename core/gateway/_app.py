@@ -5,7 +5,7 @@ Starlette app (health, metrics, models, extra mounts such as the management API)
     uvicorn.run(app)
 
 One ``Router`` per process (made at startup, closed at shutdown: the usage log is flushed),
-calling its public async API. See docs/architecture.md, "The HTTP face".
+calling its public async API. See docs/gateway.md.
 """
 
 from __future__ import annotations

@@ -162,6 +162,8 @@ def test_rate_limit_429_with_retry_after(gw: GatewayProcess) -> None:
     assert 1 <= retry <= 60  # one request per 60 s sliding window
     assert "rate limit 'key:rl:rpm' (key=rl)" in exc.value.message
     assert exc.value.response.headers["x-ratelimit-limit-requests"] == "1"
+    assert exc.value.response.headers["x-ratelimit-remaining-requests"] == "0"
+    assert 1 <= float(exc.value.response.headers["x-ratelimit-reset-requests"][:-1]) <= 60
     rid = exc.value.response.headers["x-costline-request-id"]
     (ev,) = events(gw.home, 1, request_id=rid)
     assert ev.status == "rate_limited" and ev.cost_picousd == 0 and ev.key == "rl"

@@ -186,6 +186,11 @@ async def _failed(
     gw: Gateway, send: Send, shape: Shape, req: ChatRequest, exc: CostlineError, limits: HeaderList
 ) -> None:
     err = gw.error_for(exc)
+    if err.status == 429 and err.retry_after is not None:  # which of the key's limits ran out
+        metric = b"tokens" if " tokens per " in err.message else b"requests"
+        reset = f"{err.retry_after:.3f}s".encode()
+        limits = [*limits, (b"x-ratelimit-remaining-" + metric, b"0")]
+        limits.append((b"x-ratelimit-reset-" + metric, reset))
     gw.metrics.request(
         shape.endpoint, err.status, exc.model or req.model or "", exc.provider or "", req.key or ""
     )

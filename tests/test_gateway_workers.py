@@ -60,6 +60,7 @@ def test_two_workers_with_redis_never_overshoot_a_nearly_spent_key_budget(
         for _ in range(2):  # spend about a third of it first
             assert httpx.post(url, json=body, headers=h, timeout=30).status_code == 200
         answers = asyncio.run(_post_all(url, key, 50, body))
+        metrics = httpx.get(gw.url + "/metrics").text  # summed over both workers
     assert all(isinstance(r, httpx.Response) for r in answers), answers
     statuses = [r.status_code for r in answers]
     assert set(statuses) <= {200, 402}, statuses
@@ -73,6 +74,14 @@ def test_two_workers_with_redis_never_overshoot_a_nearly_spent_key_budget(
         r.headers["x-costline-request-id"]: Decimal(r.headers["x-costline-cost-usd"]) for r in ok
     }
     assert {e.request_id: e.cost_usd for e in logged if e.request_id in answered} == answered
+    by_status = {"200": 0.0, "402": 0.0}
+    for line in metrics.splitlines():
+        m = re.match(
+            r'costline_gateway_requests_total\{.*key="team".*status="(\d+)".*\} (\S+)', line
+        )
+        if m:
+            by_status[m.group(1)] = by_status.get(m.group(1), 0.0) + float(m.group(2))
+    assert by_status == {"200": len(ok) + 2, "402": statuses.count(402)}
     writers = {
         m.group(1) for p in (tmp_path / "events").rglob("*") for m in [_PID.search(p.name)] if m
     }
@@ -84,14 +93,21 @@ _PID = re.compile(r"_(\d+)_\d+_")
 
 def test_sigterm_during_200_in_flight_requests_logs_every_answer_once(tmp_path: Path) -> None:
     key = make_key(tmp_path, "load")
-    env = {"COSTLINE_DRYRUN_LATENCY_MS": "1500"}
+    env = {"COSTLINE_DRYRUN_LATENCY_MS": "5000"}
     gw = GatewayProcess(tmp_path, env).start()
     url = gw.base_url + "/chat/completions"
 
     async def run() -> list[httpx.Response | BaseException]:
         body = {"model": "dryrun-small", "messages": ASK, "max_tokens": 20}
         task = asyncio.create_task(_post_all(url, key, 200, body))
-        await asyncio.sleep(0.8)  # all 200 are in flight (each waits 1.5 s upstream)
+        async with httpx.AsyncClient() as probe:  # SIGTERM once all 200 are being served
+            for _ in range(300):
+                text = (await probe.get(gw.url + "/metrics")).text
+                if "costline_gateway_in_flight 200.0" in text:
+                    break
+                await asyncio.sleep(0.02)
+            else:
+                raise AssertionError("the 200 requests never were all in flight")
         gw.terminate()
         try:
             return list(await task)

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
 from core import clock
 from core.control import ControlSnapshot, RateLimit, VirtualKey
@@ -24,7 +24,7 @@ from core.errors import BudgetExceeded, CostlineError
 from core.keys import KeyIndex, load_pepper
 from core.router import Router
 
-from ._asgi import JSON, HeaderList, Receive, Scope, Send, header_value, send_bytes
+from ._asgi import JSON, HeaderList, Receive, Scope, Send, send_bytes
 from ._config import GatewayConfig
 from ._errors import HTTPError, forbidden, from_costline, unauthorized
 from ._metrics import Metrics
@@ -235,4 +235,4 @@ def warm() -> None:
         tokens.count_messages(model, [Message("user", "warm up")])
 
 
-__all__ = ["Gateway", "build_app", "default_router", "header_value", "Route"]
+__all__ = ["Gateway", "build_app", "default_router"]

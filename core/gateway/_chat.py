@@ -95,11 +95,19 @@ OPENAI, ANTHROPIC = Shape(), AnthropicShape()
 
 
 async def chat_completions(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
-    await serve(gw, scope, receive, send, OPENAI)
+    gw.metrics.in_flight.inc()
+    try:
+        await serve(gw, scope, receive, send, OPENAI)
+    finally:
+        gw.metrics.in_flight.dec()
 
 
 async def messages(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
-    await serve(gw, scope, receive, send, ANTHROPIC)
+    gw.metrics.in_flight.inc()
+    try:
+        await serve(gw, scope, receive, send, ANTHROPIC)
+    finally:
+        gw.metrics.in_flight.dec()
 
 
 def result_headers(done: Completion, overhead_s: float | None) -> HeaderList:

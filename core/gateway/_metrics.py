@@ -1,7 +1,7 @@
 """Prometheus metrics of the gateway (``GET /metrics``).
 
-Counters by status, model, provider and key; cost in USD; tokens; the gateway's own
-overhead and the upstream latency as histograms; cache hits; budget utilisation (read from
+Counters by status, model, provider and key; requests in flight; cost in USD; tokens; the
+gateway's own overhead and the upstream latency as histograms; cache hits; budget utilisation (read from
 the live state when scraped). With several workers the values of every process are summed
 through ``PROMETHEUS_MULTIPROC_DIR`` (set by ``serve``).
 """
@@ -16,6 +16,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
@@ -59,6 +60,12 @@ class Metrics:
             registry=r,
         )
         self.cache = Counter("costline_gateway_cache", "Cache lookups", ("result",), registry=r)
+        self.in_flight = Gauge(
+            "costline_gateway_in_flight",
+            "Inference requests being served",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
         self.overhead = Histogram(
             "costline_gateway_overhead_seconds",
             "Gateway time not spent upstream",

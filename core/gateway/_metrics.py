@@ -1,8 +1,8 @@
 """Prometheus metrics of the gateway (``GET /metrics``).
 
 Counters by status, model, provider and key; requests in flight; cost in USD; tokens; the
-gateway's own overhead and the upstream latency as histograms; cache hits; budget utilisation (read from
-the live state when scraped). With several workers the values of every process are summed
+gateway's own overhead and the upstream latency as histograms; cache hits; budget
+utilisation (read from the live state when scraped). With several workers the values of every process are summed
 through ``PROMETHEUS_MULTIPROC_DIR`` (set by ``serve``).
 """
 

@@ -2,8 +2,8 @@
 
 Counters by status, model, provider and key; requests in flight; cost in USD; tokens; the
 gateway's own overhead and the upstream latency as histograms; cache hits; budget
-utilisation (read from the live state when scraped). With several workers the values of every process are summed
-through ``PROMETHEUS_MULTIPROC_DIR`` (set by ``serve``).
+utilisation (read from the live state when scraped). With several workers the values of
+every process are summed through ``PROMETHEUS_MULTIPROC_DIR`` (set by ``serve``).
 """
 
 from __future__ import annotations

@@ -109,8 +109,8 @@ def price_columns(
         if row.whole:
             rates[u] = [getattr(row, r) for r in _RATES]
             continue
-        for i, r in enumerate(_RATES):
-            v = getattr(row, r)
+        for i, name in enumerate(_RATES):
+            v = getattr(row, name)
             if isinstance(v, int):
                 rates[u, i] = v
             else:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from datetime import date
 from fractions import Fraction
+from typing import cast
 
 from core.errors import UnpricedModel
 from core.pricing.catalog import Catalog
@@ -48,11 +49,11 @@ def price(usage: Usage, row: PriceRow, *, batch: bool = False) -> Cost:
     over = u.input_tokens + u.cached_input_tokens + u.cache_write_tokens > row.context_window
     if row.whole and not batch and not u.cache_write_1h_tokens:  # the common case: ints only
         cost = Cost(
-            u.input_tokens * row.input,  # type: ignore[operator]
-            u.cached_input_tokens * row.cached_input,  # type: ignore[operator]
-            u.cache_write_tokens * row.cache_write,  # type: ignore[operator]
-            u.output_tokens * row.output,  # type: ignore[operator]
-            u.reasoning_tokens * row.reasoning,  # type: ignore[operator]
+            u.input_tokens * cast(int, row.input),
+            u.cached_input_tokens * cast(int, row.cached_input),
+            u.cache_write_tokens * cast(int, row.cache_write),
+            u.output_tokens * cast(int, row.output),
+            u.reasoning_tokens * cast(int, row.reasoning),
         )
         return Cost(*_classes(cost), flags=(FLAG_OVER_CONTEXT,)) if over else cost
     flags: list[str] = []

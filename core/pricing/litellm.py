@@ -175,6 +175,15 @@ def _entry_rows(
             continue
         t_cached = _pico(e, "cache_read_input_token_cost" + suffix)
         t_write = _pico(e, "cache_creation_input_token_cost" + suffix)
+        tier_stated = {"context_window", "max_output_tokens"} & stated
+        for name, v in (
+            ("input", t_in),
+            ("output", t_out),
+            ("cached_input", t_cached),
+            ("cache_write", t_write),
+        ):
+            if v is not None:
+                tier_stated.add(name)
         t_in = base.input if t_in is None else t_in
         t_out = base.output if t_out is None else t_out
         # unstated tier cache rates: the base's explicit rate, else "same as (tier) input"
@@ -196,7 +205,7 @@ def _entry_rows(
                 quality=quality,
                 source=source,
                 cache_write_1h=write_1h,
-                stated=stated,
+                stated=frozenset(tier_stated),
             )
         )
     return rows

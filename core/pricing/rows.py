@@ -87,7 +87,12 @@ def _rate(row: PriceRow, name: str, v: object) -> Rate:
         if v.denominator == 1:
             v = v.numerator
         else:
-            to_decimal(v)  # raises for a rate that no decimal writes (1/3)
+            try:
+                to_decimal(v)
+            except ValueError:
+                raise ConfigError(
+                    f"{row.model}: {name} {v} is not a finite decimal number of pUSD", field=name
+                ) from None
     if isinstance(v, bool) or not isinstance(v, int | Fraction) or v < 0:
         raise ConfigError(
             f"{row.model}: {name} must be a whole or exact fractional pUSD >= 0: {v!r}", field=name

@@ -46,6 +46,7 @@ class PricedColumns:
     costs: dict[str, I64]  # keyed by COST_COLUMNS
     unpriced: npt.NDArray[np.bool_]
     overflow: npt.NDArray[np.bool_]
+    over_context: npt.NDArray[np.bool_]  # prompt larger than the model's context window
 
     @property
     def total(self) -> I64:
@@ -97,6 +98,7 @@ def price_columns(
     rates = np.zeros((len(uniq), len(_RATES)), np.int64)
     fractional: dict[tuple[int, int], Rate] = {}  # (unique key, class) -> a Fraction rate
     unknown = np.zeros(len(uniq), bool)
+    windows = np.full(len(uniq), np.iinfo(np.int64).max, np.int64)
     for u, k in enumerate(uniq.tolist()):
         code, rest = divmod(k, (1 << 24) * 64)
         day_off, b = divmod(rest, 64)
@@ -106,6 +108,7 @@ def price_columns(
         at = _EPOCH + timedelta(days=d0 + day_off)
         rep = 0 if b == 0 else model_tiers[code][b - 1] + 1
         row = catalog.lookup(names[code], at, rep)
+        windows[u] = row.context_window
         if row.whole:
             rates[u] = [getattr(row, r) for r in _RATES]
             continue
@@ -131,7 +134,8 @@ def price_columns(
     for (u, i), rate in fractional.items():
         sel = np.nonzero((inverse == u) & ~zero)[0]
         costs[COST_COLUMNS[i]][sel] = _fraction_costs(tok[i][sel], rate)
-    return PricedColumns(costs, unpriced, overflow & ~unpriced)
+    over_context = prompt > windows[inverse]
+    return PricedColumns(costs, unpriced, overflow & ~unpriced, over_context)
 
 
 def _fraction_costs(tokens: I64, rate: Rate) -> I64:

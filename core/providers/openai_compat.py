@@ -2,8 +2,9 @@
 
 Serves OpenAI, Groq, DeepSeek, Mistral, xAI, Cohere's Compatibility API, Gemini's OpenAI
 endpoint, Ollama, vLLM, TGI and the llama.cpp server. ``config.organization`` is sent as the
-``OpenAI-Organization`` header. Usage is normalised to Costline's disjoint classes: cached prompt tokens are
-taken out of ``input_tokens`` and reasoning tokens out of ``output_tokens``.
+``OpenAI-Organization`` header. Usage is normalised to Costline's disjoint classes: cached
+prompt tokens are taken out of ``input_tokens`` and reasoning tokens out of
+``output_tokens``.
 """
 
 from __future__ import annotations

@@ -53,8 +53,24 @@ def _examples(col: pa.Array, mask: pa.Array) -> list[str]:
 def _decimal_question(cols: Mapping[str, pa.Array]) -> Question | None:
     with_comma = {f: pc.match_substring(c, ",") for f, c in cols.items()}
     hits = {f: m for f, m in with_comma.items() if pc.any(m).as_py()}
-    if not hits:
-        return None
+    if not hits:  # a token count like "1.000": one, or a thousand with "." grouping?
+        dotted = {
+            f: pc.match_substring_regex(c, r"^\d{1,3}(\.\d{3})+$")
+            for f, c in cols.items()
+            if f.endswith("_tokens")
+        }
+        dots = {f: m for f, m in dotted.items() if pc.any(m).as_py()}
+        if not dots:
+            return None
+        examples = [f"{f} {e}" for f, m in dots.items() for e in _examples(cols[f], m)]
+        return Question(
+            "decimal",
+            "Token counts like 1.000: is \".\" a thousands separator?",
+            dict(DECIMALS),
+            ",",
+            "whole token counts with \".\" and three digits: thousands separators",
+            examples[:_EXAMPLES],
+        )
     examples: list[str] = []
     decimal_like = grouped = 0
     for f, m in hits.items():

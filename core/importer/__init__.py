@@ -137,9 +137,7 @@ def file_questions(file: Source, mapping: Mapping[str, str]) -> list[Question]:
     if not cols:
         return []
     table, _, _ = read_columns(data, d, list(dict.fromkeys(cols.values())))
-    return questions(
-        {f: pc.utf8_trim_whitespace(table[c].combine_chunks()) for f, c in cols.items()}
-    )
+    return _questions(table, cols)
 
 
 def parse_sample(
@@ -244,7 +242,7 @@ def import_csv(
     sha = hashlib.sha256(data).hexdigest()
     d = dialect(data)
     fields = _check_mapping(mapping, d.columns)
-    _check_answers(data, fields, decimal, date_order)
+    _check_answers([], decimal, date_order)
     catalog = catalog or load_catalog()
     engine = _loads.engine_for(home)
     try:
@@ -265,6 +263,7 @@ def import_csv(
                 seconds=time.perf_counter() - t0,
             )
         table, lines, bad_lines = read_columns(data, d, list(dict.fromkeys(fields.values())))
+        _check_answers(_questions(table, fields), decimal, date_order)
         rows = parse_rows(
             table,
             fields,
@@ -335,9 +334,13 @@ def import_csv(
         engine.dispose()
 
 
-def _check_answers(
-    data: bytes, fields: Mapping[str, str], decimal: str | None, date_order: str | None
-) -> None:
+def _questions(table: pa.Table, fields: Mapping[str, str]) -> list[Question]:
+    return questions(
+        {f: pc.utf8_trim_whitespace(table[c].combine_chunks()) for f, c in fields.items()}
+    )
+
+
+def _check_answers(asked: list[Question], decimal: str | None, date_order: str | None) -> None:
     """Every question the file raises needs its answer; an answer must be a known one."""
     if decimal is not None and decimal not in DECIMALS:
         raise ConfigError(f"decimal must be '.' or ',', not {decimal!r}", field="decimal")
@@ -346,7 +349,7 @@ def _check_answers(
             f"date_order must be 'dmy' or 'mdy', not {date_order!r}", field="date_order"
         )
     given = {"decimal": decimal, "date_order": date_order}
-    for q in file_questions(data, fields):
+    for q in asked:
         if given[q.field] is None:
             hint = f" (the cells suggest {q.suggested!r}: {q.reason})" if q.suggested else ""
             raise ConfigError(

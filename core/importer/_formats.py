@@ -65,10 +65,10 @@ def _decimal_question(cols: Mapping[str, pa.Array]) -> Question | None:
         examples = [f"{f} {e}" for f, m in dots.items() for e in _examples(cols[f], m)]
         return Question(
             "decimal",
-            "Token counts like 1.000: is \".\" a thousands separator?",
+            'Token counts like 1.000: is "." a thousands separator?',
             dict(DECIMALS),
             ",",
-            "whole token counts with \".\" and three digits: thousands separators",
+            'whole token counts with "." and three digits: thousands separators',
             examples[:_EXAMPLES],
         )
     examples: list[str] = []
@@ -98,12 +98,12 @@ def _decimal_question(cols: Mapping[str, pa.Array]) -> Question | None:
 
 
 def _date_question(col: pa.Array) -> Question | None:
-    parts = pc.extract_regex(pc.utf8_trim_whitespace(col), SLASH_DATE)
-    found = pc.is_valid(parts)
+    found = pc.match_substring_regex(col, SLASH_DATE)
     if not pc.any(found).as_py():
         return None
-    first = pc.cast(pc.struct_field(parts.filter(found), "a"), pa.int32()).to_numpy()
-    second = pc.cast(pc.struct_field(parts.filter(found), "b"), pa.int32()).to_numpy()
+    parts = pc.extract_regex(col.filter(found), SLASH_DATE)
+    first = pc.cast(pc.struct_field(parts, "a"), pa.int32()).to_numpy()
+    second = pc.cast(pc.struct_field(parts, "b"), pa.int32()).to_numpy()
     day_first, month_first = bool((first > 12).any()), bool((second > 12).any())
     examples = _examples(col, found)
     if day_first and not month_first:

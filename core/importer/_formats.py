@@ -62,14 +62,14 @@ def _decimal_question(cols: Mapping[str, pa.Array]) -> Question | None:
         dots = {f: m for f, m in dotted.items() if pc.any(m).as_py()}
         if not dots:
             return None
-        examples = [f"{f} {e}" for f, m in dots.items() for e in _examples(cols[f], m)]
+        shown = [f"{f} {e}" for f, m in dots.items() for e in _examples(cols[f], m)]
         return Question(
             "decimal",
             'Token counts like 1.000: is "." a thousands separator?',
             dict(DECIMALS),
             ",",
             'whole token counts with "." and three digits: thousands separators',
-            examples[:_EXAMPLES],
+            shown[:_EXAMPLES],
         )
     examples: list[str] = []
     decimal_like = grouped = 0

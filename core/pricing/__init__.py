@@ -6,6 +6,7 @@ price(usage, row, batch=)   -> Cost, each token class charged once at its own ra
 cost_of(catalog, model, usage) -> Cost(unpriced=True) for unknown models
 import_litellm(path)        -> (rows, problems) from LiteLLM's price JSON, keyed by provider
 diff_catalogs(old, new)     -> [Change]: a model is compared only with its own provider's entry
+plan_import(catalog, rows)  -> ImportPlan: updates of own-provider entries, additions, changes
 rules                       -> per-provider batch/cache stacking and the price flags
 """
 
@@ -20,6 +21,7 @@ from core.pricing.litellm import (
     litellm_provider,
     rows_from_litellm,
 )
+from core.pricing.plan import ImportPlan, plan_import
 from core.pricing.rows import PriceRow, Rate, parse_usd_per_mtok, usd_per_mtok
 from core.pricing.rules import (
     BATCH_DISCOUNTS_CACHE,
@@ -35,6 +37,7 @@ __all__ = [
     "Change",
     "FLAG_BATCH_UNAVAILABLE",
     "FLAG_OVER_CONTEXT",
+    "ImportPlan",
     "PRICE_FLAGS",
     "PriceRow",
     "Problem",
@@ -47,6 +50,7 @@ __all__ = [
     "load_catalog",
     "max_cost",
     "parse_usd_per_mtok",
+    "plan_import",
     "price",
     "prompt_cache_saving",
     "read_prices_csv",

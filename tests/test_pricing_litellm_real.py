@@ -173,3 +173,37 @@ def test_a_catalog_csv_may_list_a_name_under_two_providers(tmp_path: Path) -> No
     assert layered.provider_of("m") == "first" and layered.lookup("second/m").input == 5_000_000
     row = layered.lookup("second/m")
     assert price(Usage(input_tokens=2), row).total == 10_000_000
+
+
+def test_the_import_plan_updates_only_own_provider_entries(
+    imported: tuple[list[PriceRow], list[Any]],
+) -> None:
+    from core.pricing import plan_import
+
+    rows, _ = imported
+    catalog = load_catalog()
+    plan = plan_import(catalog, rows, providers=catalog.providers())
+    updated = {(model, r.provider): r for model, r in plan.updates}
+    assert all(r.provider == catalog.provider_of(m) for (m, _), r in updated.items())
+    assert ("gpt-4o-mini", "openai") not in updated  # identical: nothing to update
+    code = updated[("codestral-latest", "mistral")]
+    assert (code.usd("input"), code.usd("output")) == (Decimal("1"), Decimal("3"))
+    assert plan.skipped_providers["azure"] > 50  # other providers: counted, not proposed
+    assert not any(r.provider == "azure" for r in plan.additions)
+    everyone = plan_import(catalog, rows)
+    azure = [r for r in everyone.additions if r.provider == "azure" and r.model == "gpt-4o-mini"]
+    assert [r.usd("input") for r in azure] == [Decimal("0.165")]  # its own new row
+
+
+def test_an_override_prices_the_provider_entry_it_names() -> None:
+    from core.control import PriceOverride
+    from core.controls import override_row
+
+    base = load_catalog()
+    azure = PriceOverride("gpt-4o-mini", "azure", DAY, Decimal("0.165"), Decimal("0.66"))
+    own = PriceOverride("claude-sonnet-4-5", "anthropic", DAY, Decimal("2"), Decimal("10"))
+    cat = base.with_rows([override_row(azure, base), override_row(own, base)])
+    assert cat.lookup("gpt-4o-mini", DAY).input == 150_000  # OpenAI's is untouched
+    assert cat.lookup("azure/gpt-4o-mini", DAY).input == 165_000
+    sonnet = cat.lookup("claude-sonnet-4-5", DAY)
+    assert (sonnet.input, sonnet.cache_write_1h) == (2_000_000, 4_000_000)  # 1h write: 2x

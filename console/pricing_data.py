@@ -6,7 +6,7 @@ signed-in Actor and pass it to core, which checks the role (admin) and audits th
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
@@ -18,7 +18,7 @@ from console import auth, data
 from core.control import Actor, PriceOverride
 from core.controls import override_row
 from core.errors import ConfigError, CostlineError, PermissionDenied
-from core.pricing import Catalog, Change, PriceRow, Problem, diff_catalogs, import_litellm
+from core.pricing import Catalog, Change, PriceRow, Problem, import_litellm, plan_import
 from core.pricing import load_catalog as base_catalog
 from core.pricing.rows import RATE_FIELDS
 
@@ -113,14 +113,14 @@ def rate(text: str, name: str, per_token: bool, *, optional: bool) -> Decimal | 
 
 
 def provider_for(model: str, given: str) -> str:
-    """A catalog model keeps its catalog provider (a second provider would make the catalog
-    ambiguous); a new model needs one."""
+    """The provider whose entry the override prices: the one given, else the catalog's
+    (another provider's override of a known model is that provider's own entry)."""
+    if given.strip():
+        return given.strip()
     cat = base_catalog()
     if cat.has(model):
         return cat.provider_of(model)
-    if not given.strip():
-        raise ConfigError("provider: a new model needs its provider", field="provider")
-    return given.strip()
+    raise ConfigError("provider: a new model needs its provider", field="provider")
 
 
 def upsert_override(
@@ -166,15 +166,18 @@ def delete_override(actor: Actor, provider: str, model: str, effective_from: dat
 class ImportPreview:
     rows: list[PriceRow]
     problems: list[Problem]
-    changes: list[Change]
+    changes: list[Change]  # each names its provider: never another provider's entry
     overrides: list[PriceOverride] = field(default_factory=list)  # what "apply" would write
     new_models: list[PriceOverride] = field(default_factory=list)  # only with "add new"
     not_applicable: int = 0  # tier, batch and context-window changes: not overrides
+    skipped_providers: dict[str, int] = field(default_factory=dict)  # not shown: entries
 
     def changes_frame(self) -> pd.DataFrame:
+        columns = ["provider", "model", "change", "tier above", "field", "old", "new"]
         return pd.DataFrame(
             [
                 {
+                    "provider": c.provider,
                     "model": c.model,
                     "change": c.kind,
                     "tier above": c.above_prompt_tokens,
@@ -184,7 +187,7 @@ class ImportPreview:
                 }
                 for c in self.changes
             ],
-            columns=["model", "change", "tier above", "field", "old", "new"],
+            columns=columns,
         )
 
 
@@ -193,34 +196,21 @@ def _parse(content: bytes) -> tuple[list[PriceRow], list[Problem]]:
     return import_litellm(content)
 
 
-def preview_import(content: bytes, current: Catalog, effective_from: date) -> ImportPreview:
-    """Parse an uploaded LiteLLM file and compare it with the catalog in force."""
+def preview_import(
+    content: bytes, current: Catalog, effective_from: date, *, own_providers: bool = True
+) -> ImportPreview:
+    """Parse an uploaded LiteLLM file and compare it with the catalog in force, each entry
+    with its own provider's (``own_providers``: only providers the catalog has)."""
     rows, problems = _parse(content)
-    changes = diff_catalogs(current, rows)
-    imported = _base_rows(rows, current)
-    applicable = [
-        c
-        for c in changes
-        if c.kind == "changed" and c.above_prompt_tokens == 0 and c.field in OVERRIDE_RATES
-    ]  # base-tier rates: what an override holds
-    changed = sorted({c.model for c in applicable})
-    added = sorted({c.model for c in changes if c.kind == "added" and c.above_prompt_tokens == 0})
-    skipped = sum(1 for c in changes if c.kind == "changed") - len(applicable)
+    plan = plan_import(current, rows, current.providers() if own_providers else None)
     return ImportPreview(
         rows,
         problems,
-        changes,
-        overrides=[
-            _override(imported[m.lower()], m, current.provider_of(m), effective_from)
-            for m in changed
-            if m.lower() in imported
-        ],
-        new_models=[
-            _override(imported[m.lower()], m, imported[m.lower()].provider, effective_from)
-            for m in added
-            if m.lower() in imported
-        ],
-        not_applicable=skipped,
+        plan.changes,
+        overrides=[_override(r, m, effective_from) for m, r in plan.updates],
+        new_models=[_override(r, r.model, effective_from) for r in plan.additions],
+        not_applicable=plan.not_applicable,
+        skipped_providers=plan.skipped_providers,
     )
 
 
@@ -236,30 +226,17 @@ def apply_import(actor: Actor, preview: ImportPreview, add_new: bool) -> tuple[i
         except PermissionDenied:
             raise
         except CostlineError as exc:
-            errors.append(f"{override.model}: {exc}")
+            errors.append(f"{override.provider}/{override.model}: {exc}")
         else:
             written += 1
     return written, errors
 
 
-def _base_rows(rows: Iterable[PriceRow], current: Catalog) -> dict[str, PriceRow]:
-    """Imported base-tier rows by the catalog's name (own names beat aliases)."""
-    out: dict[str, tuple[bool, PriceRow]] = {}
-    for r in rows:
-        if r.above_prompt_tokens:
-            continue
-        name = current.canonical(r.model) if current.has(r.model) else r.model
-        own = r.model.lower() == name.lower()
-        if name.lower() not in out or (own and not out[name.lower()][0]):
-            out[name.lower()] = (own, r)
-    return {k: r for k, (_, r) in out.items()}
-
-
-def _override(r: PriceRow, model: str, provider: str, day: date) -> PriceOverride:
+def _override(r: PriceRow, model: str, day: date) -> PriceOverride:
     usd = {name: r.usd(name) for name in OVERRIDE_RATES}
     return PriceOverride(
         model=model,
-        provider=provider,
+        provider=r.provider,
         effective_from=day,
         input=usd["input"],
         output=usd["output"],  # type: ignore[arg-type]

@@ -157,7 +157,9 @@ def test_replace_a_sources_rows_in_a_range_is_explicit_and_audited(tmp_path: Pat
         write(tmp_path, "v1.csv", [line(r) for r in rows]), MAPPING, source="vendor", now=NOW
     )
     import_csv(write(tmp_path, "other.csv", [line(trace(1, seed=8)[0])]), MAPPING, now=NOW)
-    corrected = [(ts, m, p, c, u, x * 2 if i < 50 else x) for i, (ts, m, p, c, u, x) in enumerate(rows)]
+    corrected = [
+        (ts, m, p, c, u, x * 2 if i < 50 else x) for i, (ts, m, p, c, u, x) in enumerate(rows)
+    ]
     v2 = write(tmp_path, "v2.csv", [line(r) for r in corrected])
     plain = import_csv(v2, MAPPING, source="vendor", now=NOW, dry_run=True)
     assert plain.imported == 50  # without replace: the changed rows would be added, not swapped
@@ -185,18 +187,33 @@ def test_result_names_the_imported_range(tmp_path: Path) -> None:
 
 
 def test_a_row_over_its_models_context_window_is_flagged(tmp_path: Path) -> None:
-    text = "ts,model,input,output\n2023-11-01T00:00:00Z,gpt-4,9000,10\n2023-11-01T00:01:00Z,gpt-4,10,10\n"
-    mapping = {"timestamp": "ts", "model": "model", "input_tokens": "input", "output_tokens": "output"}
+    text = (
+        "ts,model,input,output\n"
+        "2023-11-01T00:00:00Z,gpt-4,9000,10\n"
+        "2023-11-01T00:01:00Z,gpt-4,10,10\n"
+    )
+    mapping = {
+        "timestamp": "ts",
+        "model": "model",
+        "input_tokens": "input",
+        "output_tokens": "output",
+    }
     result = import_csv(text.encode(), mapping, now=NOW)
     assert result.over_context_rows == 1 and "context window" in result.message
     flags = sorted((e.input_tokens, e.price_flags) for e in Reader().fetch())
     assert flags == [(10, ()), (9000, ("over_context_window",))]
-    assert {e.cost_picousd for e in Reader().fetch()} == {9000 * 30 * 10**6 + 10 * 60 * 10**6, 10 * 30 * 10**6 + 10 * 60 * 10**6}
+    assert {e.cost_picousd for e in Reader().fetch()} == {
+        9000 * 30 * 10**6 + 10 * 60 * 10**6,
+        10 * 30 * 10**6 + 10 * 60 * 10**6,
+    }
 
 
 @pytest.mark.parametrize("pico", [1_375_000_000])
 def test_decimal_comma_is_asked_and_read_exactly(tmp_path: Path, pico: int) -> None:
-    text = 'Timestamp;Model;ContextTokens;GeneratedTokens;Cost\n2023-11-16 10:00;gpt-4o;100;10;0,001375\n'
+    text = (
+        "Timestamp;Model;ContextTokens;GeneratedTokens;Cost\n"
+        "2023-11-16 10:00;gpt-4o;100;10;0,001375\n"
+    )
     preview = read_preview(text.encode())
     assert preview.mapping["input_tokens"] == "ContextTokens"
     assert preview.mapping["output_tokens"] == "GeneratedTokens"

@@ -74,7 +74,9 @@ def _own_entries(raw: dict[str, Any], provider: str, names: set[str]) -> list[di
         if not isinstance(e, dict) or e.get("litellm_provider") not in OWN.get(provider, ()):
             continue
         lp = e["litellm_provider"]
-        bare = key.split("/", 1)[1] if key.startswith(lp + "/") or key.startswith("gemini/") else key
+        bare = (
+            key.split("/", 1)[1] if key.startswith(lp + "/") or key.startswith("gemini/") else key
+        )
         if bare.lower() in names:
             out.append(e)
     return out

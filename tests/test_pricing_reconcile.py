@@ -57,15 +57,18 @@ def test_a_million_fractional_events_reconcile(tmp_path: Path) -> None:
     )
     assert (row.input, row.output) == (IN_RATE, OUT_RATE)
     catalog = load_catalog().with_rows([row])
-    mapping = {"timestamp": "ts", "model": "model", "input_tokens": "input", "output_tokens": "output"}
+    mapping = {
+        "timestamp": "ts",
+        "model": "model",
+        "input_tokens": "input",
+        "output_tokens": "output",
+    }
     result = import_csv(path, mapping, catalog=catalog, now=NOW)
     assert result.imported == N and not result.bad_rows
 
     with Reader() as reader:
         logged = int(reader.sql("SELECT sum(cost_picousd)::HUGEINT AS s FROM events")["s"][0])
-        ev = reader.sql(
-            "SELECT input_tokens, output_tokens, cost_picousd FROM events ORDER BY ts"
-        )
+        ev = reader.sql("SELECT input_tokens, output_tokens, cost_picousd FROM events ORDER BY ts")
     tin, tout = ev["input_tokens"].to_numpy(), ev["output_tokens"].to_numpy()
     per_event = half_even(tin, IN_RATE) + half_even(tout, OUT_RATE)
     assert (per_event == ev["cost_picousd"].to_numpy()).all()

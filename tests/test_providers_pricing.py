@@ -69,9 +69,7 @@ def test_xai_and_cohere_over_the_openai_wire(
     assert (ev.provider, ev.cost_picousd, ev.price_flags) == (provider, done.cost.total, ())
 
 
-def test_openai_organization_header(
-    env: ScriptedServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_openai_organization_header(env: ScriptedServer, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_ORGANIZATION", "org-costline")
     with Router(Settings.from_env(), controls=False) as r:
         r.complete(ask(model="gpt-4o-mini"))
@@ -119,7 +117,9 @@ def policy_router(plane: ControlPlane, ttl: str | None) -> Router:
 
 
 def cached_reply(read: int, write: int, hour: int) -> s.Reply:
-    usage: dict[str, Any] = s.anthropic_usage(input=40, output=20, cache_read=read, cache_write=write)
+    usage: dict[str, Any] = s.anthropic_usage(
+        input=40, output=20, cache_read=read, cache_write=write
+    )
     usage["cache_creation"] = {
         "ephemeral_5m_input_tokens": write - hour,
         "ephemeral_1h_input_tokens": hour,
@@ -127,7 +127,9 @@ def cached_reply(read: int, write: int, hour: int) -> s.Reply:
     return s.anthropic_message("ok", model="claude-sonnet-4-5", usage=usage)
 
 
-def test_policy_prompt_cache_sends_cache_control_and_records_the_saving(env: ScriptedServer) -> None:
+def test_policy_prompt_cache_sends_cache_control_and_records_the_saving(
+    env: ScriptedServer,
+) -> None:
     plane = make_plane()
     env.enqueue(cached_reply(read=900, write=300, hour=0))
     with policy_router(plane, "5m") as r:

@@ -86,6 +86,7 @@ __all__ = [
     "Question",
     "data_loads",
     "exact_sum",
+    "file_questions",
     "import_csv",
     "parse_sample",
     "price_columns",

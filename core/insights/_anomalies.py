@@ -6,7 +6,7 @@ and hourly, each finding attributed to the users, models and tasks that caused i
 | day   | the 28 days before                                    | 20% of the key's median day |
 | hour  | the same hour of day on the 28 days before            | 10% of the key's median day |
 | minute| the 60 minutes before (only when the log holds two    | twice the key's median      |
-|       | days of data or less: day and hour scans need weeks)  | minute, and $1/60 (1 call)  |
+|       | days of data or less: day and hour scans need weeks)  | minute, and $1/1440 a minute|
 
 and, for day and hour, at least 2% of the median day of all keys together and at least $1
 (20 calls), so a 5x jump of a $0.01 series is not news. Data of a day or two (an imported
@@ -242,7 +242,7 @@ def scan_usage(
             if "day" in grains:
                 runs.append(("day", _material(scan(daily), daily, "day", least[metric])))
             if "minute" in grains and daily["ds"].nunique() <= SHORT_DAYS:
-                per_minute = least[metric] / 60
+                per_minute = least[metric] / 1440  # the day floor spread over its minutes
                 runs.append(("minute", _minutes(reader, dim, f, tz, per_minute, col)))
             if hourly_all is not None and not hourly_all.empty:
                 hourly = pd.DataFrame(

@@ -44,10 +44,10 @@ def test_the_short_history_rule_counts_days_with_spend() -> None:
 
 
 def test_time_axes_carry_the_year() -> None:
-    from console import charts, forecast_charts
+    from console.charts import forecast, style
 
-    assert "%Y" in forecast_charts.X_FORMAT
-    assert all("%Y" in charts.DATE_FORMAT[g] for g in ("day", "week", "month"))
+    assert "%Y" in forecast.X_FORMAT
+    assert all("%Y" in style.DATE_FORMAT[g] for g in ("day", "week", "month"))
 
 
 def minute_log(home: Path, spike_at: int, per_minute: int = 1, spike: int = 10) -> datetime:

@@ -16,9 +16,12 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 import streamlit as st
 
-from console import actions, auth, data
-from console.sidebar import current_view
-from console.view import View
+from console import auth
+from console.commands.usage import import_usage
+from console.queries import usage
+from console.queries.requests import request_count
+from console.selection import Selection
+from console.sidebar import current_selection
 from core.control import Actor
 from core.errors import CostlineError
 from core.importer import FIELDS, REQUIRED, ImportResult, Preview, Question
@@ -32,10 +35,10 @@ def main() -> None:
         st.switch_page("app_pages/overview.py")
     actor = auth.current_actor()
     assert actor is not None
-    view = current_view()
+    selection = current_selection()
     st.title("Import / Export")
-    last_result()
-    export_section(view)
+    last_result(selection)
+    export_section(selection)
     st.divider()
     if auth.may(actor, "engineer"):
         import_section(actor)
@@ -43,16 +46,16 @@ def main() -> None:
         st.caption("Importing usage needs the engineer role.")
 
 
-def export_section(view: View) -> None:
+def export_section(selection: Selection) -> None:
     st.subheader("Export")
-    st.caption(f"The calls in the current view: {view.describe()}")
-    count = data.request_count(data.home(), data.version(), view.scope, ())
+    st.caption(f"The calls in the current view: {selection.describe()}")
+    count = request_count(usage.home(), usage.version(), selection.scope, ())
     st.write(f"{count:,} calls")
     cols = st.columns([1] * len(FORMATS) + [3])
     for col, (fmt, (label, mime)) in zip(cols, FORMATS.items(), strict=False):
         col.download_button(
             f"Download {label}",
-            data=partial(data.export_bytes, view.scope, fmt),
+            data=partial(usage.export_bytes, selection.scope, fmt),
             file_name=f"costline-usage.{fmt}",
             mime=mime,
             key=f"exp_{fmt}",
@@ -72,7 +75,7 @@ def import_section(actor: Actor) -> None:
         return
     content = uploaded.getvalue()
     try:
-        preview = data.import_preview(content)
+        preview = usage.import_preview(content)
     except CostlineError as exc:
         st.error(str(exc))
         return
@@ -80,7 +83,7 @@ def import_section(actor: Actor) -> None:
     mapping, inclusive = mapping_step(preview, digest)
     key = tuple(sorted(mapping.items()))
     try:
-        asked = data.import_questions(content, key)
+        asked = usage.import_questions(content, key)
     except CostlineError as exc:
         st.error(str(exc))
         return
@@ -90,8 +93,8 @@ def import_section(actor: Actor) -> None:
         return
     chosen = tuple(sorted(answers.items()))
     try:
-        sample = data.import_sample(content, key, inclusive, chosen)
-        check = data.import_check(data.home(), data.version(), content, key, inclusive, chosen)
+        sample = usage.import_sample(content, key, inclusive, chosen)
+        check = usage.import_check(usage.home(), usage.version(), content, key, inclusive, chosen)
     except CostlineError as exc:
         st.error(str(exc))
         return
@@ -158,7 +161,7 @@ def replace_step(digest: str) -> tuple[str, datetime, datetime] | None:
             return None
         start = datetime.combine(first, time(), UTC)
         end = datetime.combine(last + timedelta(days=1), time(), UTC)
-        rows, usd = data.replace_count(source, start, end)
+        rows, usd = usage.replace_count(source, start, end)
         st.warning(
             f"{rows:,} rows (${usd:,.2f}) of source {source!r} from {first} to {last} will be"
             " removed once this file's rows are written. The replace is audited."
@@ -198,7 +201,7 @@ def import_step(
     label = f"Import {check.imported:,} rows" + (f", skip {bad:,} (listed)" if bad else "")
     if st.button(label, type="primary", key="imp_go"):
         try:
-            result = actions.import_usage(
+            result = import_usage(
                 actor,
                 name,
                 content,
@@ -215,7 +218,7 @@ def import_step(
         st.rerun()  # the frame re-reads the log: the empty-state banner goes
 
 
-def last_result() -> None:
+def last_result(selection: Selection) -> None:
     """The last import's outcome, at the top of the page, with its date range one click away."""
     result: ImportResult | None = st.session_state.get(RESULT)
     if result is None:
@@ -237,7 +240,7 @@ def last_result() -> None:
                 key="imp_unpriced",
             )
         if result.first_ts is not None and result.last_ts is not None and result.written:
-            tz = ZoneInfo(current_view().scope.tz)
+            tz = ZoneInfo(selection.scope.tz)
             st.button(
                 f"Show this range ({result.date_range})",
                 key="imp_show_range",

@@ -223,8 +223,13 @@ def m003_data_loads(conn: Connection) -> None:
     md.create_all(conn)
 
 
+def m004_prompt_cache(conn: Connection) -> None:
+    """A routing policy may turn on provider prompt caching ("5m" or "1h"; NULL: off)."""
+    conn.execute(sa.text("ALTER TABLE routing_policies ADD COLUMN prompt_cache TEXT"))
+
+
 Migration = Callable[[Connection], None]
-MIGRATIONS: list[Migration] = [m001_initial, m002_alert_ack, m003_data_loads]
+MIGRATIONS: list[Migration] = [m001_initial, m002_alert_ack, m003_data_loads, m004_prompt_cache]
 
 _md = sa.MetaData()
 _record = sa.Table(

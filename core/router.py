@@ -39,7 +39,7 @@ from core.errors import (
     UnpricedModel,
 )
 from core.otel import Tracer
-from core.pricing import Catalog, load_catalog, max_cost, price
+from core.pricing import Catalog, load_catalog, max_cost, price, prompt_cache_saving
 from core.providers import Provider, ProviderResult, StreamItem, create
 from core.retry import RetryPolicy
 from core.router_embed import Embeddings, EmbedRequest, aembed
@@ -564,6 +564,8 @@ class Router:
             finish_reason=result.finish_reason,
             choices=result.choices,
         )
+        if cand.row is not None and (usage.cached_input_tokens or usage.cache_write_tokens):
+            done.saved = prompt_cache_saving(usage, cand.row)  # provider prompt caching
         ctl = self.controls
         if ctl is not None:
             total = cost.total

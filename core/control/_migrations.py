@@ -223,7 +223,12 @@ def m003_data_loads(conn: Connection) -> None:
     md.create_all(conn)
 
 
-def m004_virtual_keys(conn: Connection) -> None:
+def m004_prompt_cache(conn: Connection) -> None:
+    """A routing policy may turn on provider prompt caching ("5m" or "1h"; NULL: off)."""
+    conn.execute(sa.text("ALTER TABLE routing_policies ADD COLUMN prompt_cache TEXT"))
+
+
+def m005_virtual_keys(conn: Connection) -> None:
     """The gateway's virtual keys: a keyed hash of the secret (never the secret), its shown
     prefix, the org/project/user it speaks for, allowed models, expiry and revocation."""
     md = sa.MetaData()
@@ -251,7 +256,13 @@ def m004_virtual_keys(conn: Connection) -> None:
 
 
 Migration = Callable[[Connection], None]
-MIGRATIONS: list[Migration] = [m001_initial, m002_alert_ack, m003_data_loads, m004_virtual_keys]
+MIGRATIONS: list[Migration] = [
+    m001_initial,
+    m002_alert_ack,
+    m003_data_loads,
+    m004_prompt_cache,
+    m005_virtual_keys,
+]
 
 _md = sa.MetaData()
 _record = sa.Table(

@@ -136,6 +136,7 @@ def _policy_row(p: RoutingPolicy) -> dict[str, Any]:
         "cache_ttl_s": p.cache_ttl_s,
         "personalised": p.personalised,
         "max_tokens": p.max_tokens,
+        "prompt_cache": p.prompt_cache,
     }
 
 
@@ -151,6 +152,7 @@ def _policy(r: Row) -> RoutingPolicy:
         cache_ttl_s=r["cache_ttl_s"],
         personalised=bool(r["personalised"]),
         max_tokens=r["max_tokens"],
+        prompt_cache=r.get("prompt_cache"),
     )
 
 

@@ -90,6 +90,7 @@ routing_policies = sa.Table(
     col("cache_ttl_s", sa.Integer, True),
     col("personalised", sa.Boolean),
     col("max_tokens", sa.Integer, True),
+    col("prompt_cache", sa.Text, True),
 )
 sampling_strategies = sa.Table(
     "sampling_strategies",
@@ -204,7 +205,7 @@ data_loads = sa.Table(  # m003: CSV imports and the demo data set
     col("details_json", sa.Text),
     sa.Index("ix_data_loads_kind", "kind"),
 )
-virtual_keys = sa.Table(  # m004: the gateway's virtual keys (a keyed hash, never the secret)
+virtual_keys = sa.Table(  # m005: the gateway's virtual keys (a keyed hash, never the secret)
     "virtual_keys",
     metadata,
     col("name", sa.Text, primary_key=True),

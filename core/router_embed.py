@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from core import tokens
 from core.errors import BadRequest, CostlineError
-from core.pricing import price
+from core.pricing import max_cost, price
 from core.router_plan import Candidate, Plan
 from core.types import ChatRequest, Cost, Message, Usage, new_request_id
 
@@ -88,7 +88,7 @@ async def aembed(router: Router, req: EmbedRequest) -> Embeddings:
     ctl = router.controls
     if ctl is not None:
         snap = plan.snap = ctl.snapshot()
-        est = cand.row.input * cand.prompt_tokens if cand.row else 0
+        est = max_cost(cand.row, cand.prompt_tokens, 0) if cand.row else 0
         decision = ctl.guard.admit(
             view,
             cand.model,

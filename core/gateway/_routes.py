@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from decimal import Decimal
+from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -192,7 +194,7 @@ def routes(gw: Gateway) -> list[Route]:
     ]
 
 
-def _per_1m(pico_per_token: int) -> Any:
-    from decimal import Decimal
-
-    return Decimal(pico_per_token).scaleb(-6).normalize()
+def _per_1m(pico_per_token: int | Fraction) -> Decimal:
+    """USD per 1M tokens from pUSD per token (an int, or an exact Fraction)."""
+    rate = Fraction(pico_per_token)
+    return (Decimal(rate.numerator) / Decimal(rate.denominator)).scaleb(-6).normalize()

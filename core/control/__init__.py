@@ -16,6 +16,8 @@ from __future__ import annotations
 from ._base import PERMISSIONS, can
 from ._engine import control_url, make_engine
 from ._migrations import MIGRATIONS, applied, migrate
+from ._alerts import NOTIFY_MAX_AGE, default_severity
+from ._inbox import ALERT_STATES
 from ._models import (
     ALERT_KINDS,
     BUDGET_ACTIONS,
@@ -34,9 +36,12 @@ from ._models import (
     ROLES,
     ROUTING_STRATEGIES,
     SAMPLING_STRATEGIES,
+    SEVERITIES,
     SYSTEM,
     Actor,
     Alert,
+    AlertMute,
+    ApiToken,
     AuditEntry,
     Budget,
     CacheSetting,
@@ -52,6 +57,7 @@ from ._models import (
 )
 from ._snapshot import ControlSnapshot
 from ._store import ControlPlane
+from ._tokens import TOKEN_PREFIX
 from ._validate import (
     validate_budget,
     validate_cache_setting,
@@ -70,6 +76,7 @@ from .auth import AccountLocked, LoginFailed, authenticate, ensure_admin
 
 __all__ = [
     "ALERT_KINDS",
+    "ALERT_STATES",
     "BUDGET_ACTIONS",
     "BUDGET_SCOPES",
     "DEFAULT_BATCH_SIZE",
@@ -80,6 +87,7 @@ __all__ = [
     "DEFAULT_SETTINGS",
     "DEFAULT_THRESHOLDS",
     "MIGRATIONS",
+    "NOTIFY_MAX_AGE",
     "PERIODS",
     "PERMISSIONS",
     "RATE_ALGORITHMS",
@@ -88,10 +96,14 @@ __all__ = [
     "ROLES",
     "ROUTING_STRATEGIES",
     "SAMPLING_STRATEGIES",
+    "SEVERITIES",
     "SYSTEM",
+    "TOKEN_PREFIX",
     "AccountLocked",
     "Actor",
     "Alert",
+    "AlertMute",
+    "ApiToken",
     "AuditEntry",
     "Budget",
     "CacheSetting",
@@ -110,6 +122,7 @@ __all__ = [
     "authenticate",
     "can",
     "control_url",
+    "default_severity",
     "ensure_admin",
     "make_engine",
     "migrate",

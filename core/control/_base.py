@@ -40,7 +40,7 @@ ENGINEER = frozenset(
         "playground",
     }
 )
-EVERYTHING = ENGINEER | {"price_override", "user", "setting"}
+EVERYTHING = ENGINEER | {"price_override", "user", "setting", "api_token", "audit"}
 PERMISSIONS: Mapping[str, frozenset[str]] = {
     "viewer": frozenset(),
     "engineer": ENGINEER,

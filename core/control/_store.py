@@ -17,7 +17,7 @@ from . import _rows as rows
 from . import _schema as s
 from . import _validate as v
 from . import auth
-from ._alerts import AlertStore
+from ._inbox import AlertInbox
 from ._engine import read_tx
 from ._models import (
     DEFAULT_SETTINGS,
@@ -33,11 +33,12 @@ from ._models import (
     User,
 )
 from ._snapshot import ControlSnapshot, deep_freeze
+from ._tokens import TokenStore
 
 _MISSING: Any = object()
 
 
-class ControlPlane(AlertStore):
+class ControlPlane(AlertInbox, TokenStore):
     """The control-plane store. ``model_exists`` (e.g. ``catalog.has``) guards model names.
 
     ``ControlPlane(url=None, *, model_exists=None, auto_migrate=True, now=None)``: the URL

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, Self, TypeVar
 
@@ -28,6 +29,10 @@ from ._migrations import migrate
 from ._models import DEFAULT_SETTINGS, SYSTEM, Actor
 
 T = TypeVar("T")
+# A check of the stored value, run inside the write transaction before it changes anything
+# (the REST API's If-Match): set with ``StoreBase.expect``; it raises to refuse the write.
+Precondition = Callable[[Any], None]
+_PRECONDITION: ContextVar[Precondition | None] = ContextVar("precondition", default=None)
 ENGINEER = frozenset(
     {
         "budget",
@@ -75,6 +80,23 @@ class StoreBase:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    @staticmethod
+    @contextmanager
+    def expect(check: Precondition) -> Iterator[None]:
+        """Writes in this block first call ``check(stored value or None)`` under the write
+        lock; an exception from it aborts the write (compare-and-set)."""
+        token = _PRECONDITION.set(check)
+        try:
+            yield
+        finally:
+            _PRECONDITION.reset(token)
+
+    @staticmethod
+    def _precondition(before: Any) -> None:
+        check = _PRECONDITION.get()
+        if check is not None:
+            check(before)
 
     def __enter__(self) -> Self:
         return self
@@ -176,6 +198,7 @@ class StoreBase:
         key = ent.key(value)
         with self._tx(actor, ent.name) as conn:
             before = self._get(ent, key, conn)
+            self._precondition(before)
             if prepare is not None:
                 value = prepare(conn, before, value)
             data = ent.to_row(value)
@@ -193,6 +216,7 @@ class StoreBase:
     def _delete(self, ent: rows.Entity[T], key: Mapping[str, Any], actor: Actor) -> bool:
         with self._tx(actor, ent.name) as conn:
             before = self._get(ent, key, conn)
+            self._precondition(before)
             if before is None:
                 return False
             conn.execute(ent.table.delete().where(ent.where(key)))

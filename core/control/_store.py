@@ -90,6 +90,26 @@ class ControlPlane(AlertInbox, TokenStore):
         with self.engine.connect() as conn:
             return [rows.audit_from_row(r) for r in conn.execute(stmt.offset(offset)).mappings()]
 
+    def audit_page(
+        self,
+        *,
+        limit: int = 100,
+        before_id: int | None = None,
+        entity: str | None = None,
+        entity_id: str | None = None,
+        actor: str | None = None,
+    ) -> list[AuditEntry]:
+        """Newest first, paged by id (``before_id``: the last id of the previous page)."""
+        a = s.audit_log
+        stmt = sa.select(a).order_by(a.c.id.desc()).limit(limit)
+        for column, value in (("entity", entity), ("entity_id", entity_id), ("actor", actor)):
+            if value is not None:
+                stmt = stmt.where(a.c[column] == value)
+        if before_id is not None:
+            stmt = stmt.where(a.c.id < before_id)
+        with self.engine.connect() as conn:
+            return [rows.audit_from_row(r) for r in conn.execute(stmt).mappings()]
+
     def settings(self, conn: Connection | None = None) -> dict[str, Any]:
         """Stored settings only (defaults are in ``DEFAULT_SETTINGS``)."""
         if conn is None:
@@ -143,6 +163,7 @@ class ControlPlane(AlertInbox, TokenStore):
         """Start a fresh window now: bump ``reset_generation`` so the window key changes."""
         with self._tx(actor, "budget") as conn:
             before = self._get(rows.BUDGET, {"id": budget_id}, conn)
+            self._precondition(before)
             if before is None:
                 raise ConfigError(f"id: no budget {budget_id!r}", field="id")
             after = replace(before, reset_generation=before.reset_generation + 1)
@@ -228,6 +249,14 @@ class ControlPlane(AlertInbox, TokenStore):
                 conn, actor, "setting.delete", "setting", key, {"value": json.loads(old)}, None
             )
         return True
+
+    def record_action(
+        self, actor: Actor, entity: str, action: str, entity_id: str, details: Any
+    ) -> None:
+        """Audit an action on live state that has no row here (e.g. resetting rate-limit
+        buckets), after checking the actor may change ``entity``."""
+        with self._tx(actor, entity) as conn:
+            self._audit(conn, actor, action, entity, entity_id, None, details, bump=False)
 
     # ---- users (admin only; see auth.py) ------------------------------------------------------
 

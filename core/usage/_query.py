@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from core.errors import ConfigError
-from core.usage._rollups import ROLLUP_DIMS
+from core.usage._rollups import ROLLUP_DIMS, ROW_MEASURES
 from core.usage._schema import COLUMNS
 
 DIMENSIONS: tuple[str, ...] = (
@@ -51,6 +51,7 @@ TOKEN_COLUMNS: tuple[str, ...] = (
     "output_tokens",
     "reasoning_tokens",
 )
+SAVED_PARTS = ("saved_cache_picousd", "saved_sampling_picousd")  # by the cache, by sampling
 ERROR_CONDITION = "status NOT IN ('ok', 'skipped')"  # errors = error, blocked, rate_limited
 _US = {"hour": 3_600_000_000, "day": 86_400_000_000}
 _QUARTER_HOUR_US = 900_000_000  # every modern UTC offset is a multiple of 15 minutes
@@ -166,6 +167,7 @@ def spend_sql(
         if facts
         else f"count(*) FILTER (WHERE {ERROR_CONDITION}) AS errors",
         "sum(cache_hits) AS cache_hits" if facts else "count(*) FILTER (WHERE cache_hit) AS cache_hits",
+        *(f"sum({c if facts else ROW_MEASURES[c]}) AS {c}" for c in SAVED_PARTS),
     ]
     outer_cols = [
         *d,
@@ -176,6 +178,7 @@ def spend_sql(
         f"sum(saved_picousd)::HUGEINT::{money} AS saved_picousd",
         "coalesce(sum(errors), 0)::BIGINT AS errors",
         "sum(cache_hits)::BIGINT AS cache_hits",
+        *(f"sum({c})::HUGEINT::{money} AS {c}" for c in SAVED_PARTS),
     ]
     params: list[object] = []
     order = ["cost_picousd DESC", *d]

@@ -28,6 +28,7 @@ from core.usage._convert import DUCK_TYPES, arrow_table
 from core.usage._journal import recover
 from core.usage._query import (
     ERROR_CONDITION,
+    SAVED_PARTS,
     TOKEN_COLUMNS,
     Filters,
     check_columns,
@@ -220,7 +221,7 @@ class Reader:
             return self._run(*spend_sql(dims, grain, f, tz, "BIGINT"), _frame)
         except duckdb.ConversionException:  # a sum beyond int64: exact Python ints instead
             df = self._run(*spend_sql(dims, grain, f, tz, "VARCHAR"), _frame)
-            for c in ("cost_picousd", "saved_picousd"):
+            for c in ("cost_picousd", "saved_picousd", *SAVED_PARTS):
                 df[c] = pd.Series([int(v) for v in df[c]], index=df.index, dtype=object)
             return df
 

@@ -1,0 +1,262 @@
+"""GET /usage (the call log, cursor-paged), GET /usage/{request_id}, GET /spend (the
+Overview's numbers: totals, KPI windows and breakdowns by period and dimension)."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import orjson
+import pandas as pd
+
+from core import reports
+from core.api._http import ApiError, Call, Json, Op, Param, money, not_found, parse_int
+from core.api._query import FILTER_PARAMS, RANGE_PARAMS, filters, group_by
+from core.api._schemas import obj, page_of
+from core.usage import STATUSES, Filters, Reader
+from core.usage._query import ident
+from core.usage._schema import COLUMNS
+
+LIST_COLUMNS = [c for c in COLUMNS if c not in ("prompt", "response")]
+MONEY_COLUMNS = [c for c in COLUMNS if c.endswith("_picousd")]
+FIRST_WINDOW = timedelta(hours=1)
+GROWTH = 8
+
+
+def _encode_cursor(ts_us: int, request_id: str) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps([ts_us, request_id])).decode().rstrip("=")
+
+
+def _decode_cursor(text: str) -> tuple[int, str]:
+    try:
+        ts_us, rid = orjson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+        return int(ts_us), str(rid)
+    except (ValueError, TypeError, orjson.JSONDecodeError):
+        raise ApiError(400, "cursor: not a cursor this API returned", "cursor") from None
+
+
+def event_json(rec: dict[str, Any], tz: ZoneInfo) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in rec.items():
+        if hasattr(v, "tolist"):  # numpy arrays and scalars from the frame
+            v = v.tolist()
+        if k == "ts":
+            out[k] = v.astimezone(tz).isoformat()
+        elif k in MONEY_COLUMNS:
+            out[k.replace("_picousd", "_usd")] = money(v)
+        elif k == "metadata":
+            out[k] = orjson.loads(v) if v else {}
+        elif k == "tags":
+            out[k] = list(v) if v is not None else []
+        else:
+            out[k] = None if isinstance(v, float) and v != v else v
+    return out
+
+
+def page(
+    reader: Reader, f: Filters, cursor: tuple[int, str] | None, limit: int
+) -> list[dict[str, Any]]:
+    """``limit`` events before the cursor (newest first). Keyset paging in windows that grow
+    8x from one hour back, so a page costs the row groups it reads whatever its depth."""
+    upper = f.end or datetime(9999, 1, 1, tzinfo=UTC)
+    key_sql, key_params = "", []
+    if cursor is not None:
+        upper = min(upper, datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=cursor[0] + 1))
+        key_sql = " AND (epoch_us(ts) < ? OR (epoch_us(ts) = ? AND request_id < ?))"
+        key_params = [cursor[0], cursor[0], cursor[1]]
+    where, params = f.where()
+    cols = ", ".join(ident(c) for c in LIST_COLUMNS)
+    floor = f.start
+    span = FIRST_WINDOW
+    while True:
+        lo = upper - span
+        if floor is not None and lo <= floor:
+            lo = floor
+        sql = (
+            f"SELECT {cols}, epoch_us(ts) AS _us FROM events{where}"
+            f"{' AND' if where else ' WHERE'} ts >= ? AND ts < ?{key_sql}"
+            " ORDER BY ts DESC, request_id DESC LIMIT ?"
+        )
+        rows = reader.sql(sql, [*params, lo, upper, *key_params, limit])
+        bottom = floor is not None and lo <= floor
+        if len(rows) >= limit or bottom or span > timedelta(days=365 * 30):
+            return rows.to_dict("records")  # type: ignore[no-any-return]
+        span *= GROWTH
+
+
+def list_usage(call: Call) -> Json:
+    tz = call.ctx.tz()
+    status = call.args("status")
+    for s in status or []:
+        if s not in STATUSES:
+            raise ApiError(400, f"status: must be one of {', '.join(STATUSES)}", "status")
+    f = filters(call, tz, status=status)
+    limit = parse_int(call, "limit", 100, 1, 1000)
+    cursor_text = call.arg("cursor")
+    cursor = _decode_cursor(cursor_text) if cursor_text else None
+    rows = page(call.ctx.reader, f, cursor, limit)
+    zone = ZoneInfo(tz)
+    data = []
+    for rec in rows:
+        us = rec.pop("_us")
+        data.append(event_json(rec, zone))
+    last = rows[-1] if len(rows) == limit else None
+    next_cursor = _encode_cursor(int(us), str(last["request_id"])) if last is not None else None
+    cov = reports.coverage(call.ctx.reader, f.start, f.end)
+    return {"data": data, "next_cursor": next_cursor, "note": cov.note(), "tz": tz}
+
+
+def get_usage(call: Call) -> Json:
+    rid = call.path["request_id"]
+    df = call.ctx.reader.sql("SELECT * FROM events WHERE request_id = ? LIMIT 1", [rid])
+    if df.empty:
+        raise not_found("request", rid)
+    rec = {k: (None if v is pd.NaT else v) for k, v in df.iloc[0].to_dict().items()}
+    return event_json(rec, ZoneInfo(call.ctx.tz()))
+
+
+def _period(value: Any, grain: str | None) -> str | None:
+    if grain is None or value is None:
+        return None
+    ts = pd.Timestamp(value)
+    return ts.strftime("%Y-%m-%dT%H:00") if grain == "hour" else ts.strftime("%Y-%m-%d")
+
+
+def totals_json(t: reports.Totals) -> dict[str, Any]:
+    return {
+        "requests": t.requests,
+        "tokens": t.tokens,
+        "cost_usd": money(t.cost),
+        "saved_usd": money(t.saved),
+        "saved_cache_usd": money(t.saved_cache),
+        "saved_sampling_usd": money(t.saved_sampling),
+        "avg_cost_usd": money(t.avg_cost),
+        "cache_hits": t.cache_hits,
+        "errors": t.errors,
+    }
+
+
+def get_spend(call: Call) -> Json:
+    tz = call.ctx.tz()
+    f = filters(call, tz)
+    dims, grain = group_by(call)
+    reader = call.ctx.reader
+    df = reader.spend_by(dims, grain, f, tz=tz)
+    cost = [int(v) for v in df["cost_picousd"]]
+    saved = [int(v) for v in df["saved_picousd"]]
+    rows = []
+    for i in range(len(df)):
+        row: dict[str, Any] = {"period": _period(df["period"].iat[i], grain)} if grain else {}
+        for d in dims:
+            v = df[d].iat[i]
+            row[d] = None if v is None or (isinstance(v, float) and v != v) else v
+        row.update(
+            requests=int(df["requests"].iat[i]),
+            input_tokens=int(df["input_tokens"].iat[i]),
+            output_tokens=int(df["output_tokens"].iat[i]),
+            cost_usd=money(cost[i]),
+            saved_usd=money(saved[i]),
+            errors=int(df["errors"].iat[i]),
+            cache_hits=int(df["cache_hits"].iat[i]),
+        )
+        rows.append(row)
+    tokens = sum(int(df[c].sum()) for c in reports._overview.TOKEN_COLUMNS)
+    totals = reports.Totals(
+        requests=int(df["requests"].sum()),
+        tokens=tokens,
+        cost=sum(cost),
+        saved=sum(saved),
+        saved_cache=sum(int(v) for v in df["saved_cache_picousd"]),
+        saved_sampling=sum(int(v) for v in df["saved_sampling_picousd"]),
+        cache_hits=int(df["cache_hits"].sum()),
+        errors=int(df["errors"].sum()),
+    )
+    out: dict[str, Any] = {
+        "range": {"start": f.start, "end": f.end, "tz": tz},
+        "group_by": [*([grain] if grain else []), *dims],
+        "totals": totals_json(totals),
+        "rows": rows,
+        "note": reports.coverage(reader, f.start, f.end).note(),
+    }
+    if call.arg("kpis") in ("1", "true", "yes"):
+        from core import clock
+
+        now = clock.now().replace(second=0, microsecond=0) + timedelta(minutes=1)
+        windows = reports.window_spend(reader, f, tz, now)
+        out["kpis"] = {k: money(v) for k, v in windows.items()}
+    return out
+
+
+def top(call: Call) -> Json:
+    tz = call.ctx.tz()
+    who = call.arg("who") or "user"
+    if who not in reports.TOP_WHO:
+        raise ApiError(400, f"who: must be one of {', '.join(reports.TOP_WHO)}", "who")
+    n = parse_int(call, "n", 10, 1, 1000)
+    df = reports.top_spenders(call.ctx.reader, filters(call, tz), who, n)
+    return {
+        "who": who,
+        "data": [
+            {"name": name, "cost_usd": money(int(c)), "requests": int(r)}
+            for name, c, r in zip(df["name"], df["cost_picousd"], df["requests"], strict=True)
+        ],
+    }
+
+
+EVENT = obj(request_id="string", ts="string", model="string", cost_usd="money")
+OPS = [
+    Op(
+        "GET",
+        "/usage",
+        list_usage,
+        "List usage events, newest first (cursor-paged)",
+        "usage",
+        params=(
+            *RANGE_PARAMS,
+            *FILTER_PARAMS,
+            Param("status", {"type": "string"}, "only these statuses (comma-separated)"),
+            Param("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "page size"),
+            Param("cursor", {"type": "string"}, "next_cursor of the previous page"),
+        ),
+        response=page_of(EVENT),
+    ),
+    Op(
+        "GET",
+        "/usage/{request_id}",
+        get_usage,
+        "One usage event with every field (prompt and response when logged)",
+        "usage",
+        params=(Param("request_id", {"type": "string"}, where="path", required=True),),
+        response=EVENT,
+    ),
+    Op(
+        "GET",
+        "/spend",
+        get_spend,
+        "Spend totals and breakdowns (the Overview's numbers)",
+        "usage",
+        params=(
+            *RANGE_PARAMS,
+            *FILTER_PARAMS,
+            Param("group_by", {"type": "string"}, "hour|day|week|month and/or dimensions"),
+            Param("kpis", {"type": "boolean"}, "add today / month-to-date / last-30-days"),
+        ),
+        response=obj(totals="object", rows="array", group_by="array"),
+    ),
+    Op(
+        "GET",
+        "/spend/top",
+        top,
+        "Top spenders by user, project or org",
+        "usage",
+        params=(
+            *RANGE_PARAMS,
+            *FILTER_PARAMS,
+            Param("who", {"type": "string", "enum": list(reports.TOP_WHO)}),
+            Param("n", {"type": "integer", "minimum": 1, "maximum": 1000}),
+        ),
+        response=obj(who="string", data="array"),
+    ),
+]

@@ -40,9 +40,7 @@ def create_token(call: Call) -> Reply:
     expires: datetime | None = None
     if data.get("expires_at") is not None:
         expires = parse_time(str(data["expires_at"]), call.ctx.tz(), "expires_at")
-    secret, token = call.ctx.plane.create_api_token(
-        user, call.actor, name=name, expires_at=expires
-    )
+    secret, token = call.ctx.plane.create_api_token(user, call.actor, name=name, expires_at=expires)
     return Reply({**to_json(token), "token": secret}, status=201)
 
 

@@ -12,7 +12,7 @@ from core.control import ALERT_KINDS, ALERT_STATES, SEVERITIES, Alert
 
 
 def alert_json(a: Alert) -> dict[str, Any]:
-    out = to_json(a)
+    out: dict[str, Any] = to_json(a)
     out["subject"] = a.subject
     out["spent_usd"] = None if a.spent_picousd is None else _usd(a.spent_picousd)
     out["limit_usd"] = None if a.limit_picousd is None else _usd(a.limit_picousd)

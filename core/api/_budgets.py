@@ -64,9 +64,7 @@ def status(call: Call) -> Json:
     now = clock.now().replace(second=0, microsecond=0) + timedelta(minutes=1)
     (u,) = reports.utilisation(call.ctx.reader, plane, [b], now, call.ctx.canonical)
     out = status_json(u)
-    out["alerts"] = [
-        to_json(a) for a in plane.alert_page(kinds=["budget"], subject=b.id, limit=50)
-    ]
+    out["alerts"] = [to_json(a) for a in plane.alert_page(kinds=["budget"], subject=b.id, limit=50)]
     return out
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.api._coerce import build, to_json
+from core.api._coerce import build
 from core.api._entities import Entity, entity_ops
 from core.api._http import (
     ApiError,
@@ -136,7 +136,9 @@ def stats(call: Call) -> Json:
 
 
 KEY = Param("key", {"type": "string"}, where="path", required=True)
-THRESHOLDS = obj(key="string", min_interval_s="number", batch_size="integer", batch_timeout_s="number")
+THRESHOLDS = obj(
+    key="string", min_interval_s="number", batch_size="integer", batch_timeout_s="number"
+)
 OPS = [
     *entity_ops(POLICIES),
     *entity_ops(SAMPLING),

@@ -86,7 +86,7 @@ def entity_ops(ent: Entity) -> list[Op]:
         data = body_object(call)
         if ent.key in data and str(data[ent.key]) != key:
             raise ApiError(422, f"{ent.key}: the body says {data[ent.key]!r}, the path {key!r}")
-        value = build(ent.cls, {**data, ent.key: key}, None, fixed=ent.fixed)
+        value: Any = build(ent.cls, {**data, ent.key: key}, None, fixed=ent.fixed)
         existed = _current(ent, call, key) is not None
         stored = _guarded(ent, call, lambda: ent.upsert(call.ctx.plane, value, call.actor))
         return _reply(stored, 200 if existed else 201)
@@ -97,14 +97,14 @@ def entity_ops(ent: Entity) -> list[Op]:
         base = _current(ent, call, key)
         if base is None:
             raise ApiError(404, f"no {ent.label} {key!r}")
-        value = build(ent.cls, data, base, fixed=(*ent.fixed, ent.key))
+        value: Any = build(ent.cls, data, base, fixed=(*ent.fixed, ent.key))
         return _reply(_guarded(ent, call, lambda: ent.upsert(call.ctx.plane, value, call.actor)))
 
     def post(call: Call) -> Reply:
         data = body_object(call)
         if ent.key not in data:
             raise ApiError(422, f"{ent.key}: required", ent.key)
-        value = build(ent.cls, data, None, fixed=ent.fixed)
+        value: Any = build(ent.cls, data, None, fixed=ent.fixed)
         key = str(getattr(value, ent.key))
         if _current(ent, call, key) is not None:
             raise ApiError(409, f"{ent.label} {key!r} already exists: PATCH it instead")

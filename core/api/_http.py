@@ -165,9 +165,7 @@ def check_if_match(call: Call, current: Json | None, *, what: str) -> None:
     if call.if_none_match == "*":
         raise ApiError(409, f"{what} already exists")
     if not call.if_match:
-        raise ApiError(
-            428, f"{what} exists: send If-Match with its ETag (from a GET) to change it"
-        )
+        raise ApiError(428, f"{what} exists: send If-Match with its ETag (from a GET) to change it")
     tags = [t.strip() for t in call.if_match.split(",")]
     if "*" not in tags and etag_of(current) not in tags:
         raise ApiError(412, f"{what} changed since you read it (ETag mismatch): read it again")

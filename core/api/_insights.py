@@ -30,7 +30,9 @@ def get_forecast(call: Call) -> Json:
         raise ApiError(400, f"value: name the {dim} to forecast", "value")
     horizon = parse_int(call, "horizon", 30, 7, 180)
     intervals = tuple(
-        float(x) for x in (call.args("intervals") or ["0.8", "0.95"]) if x.replace(".", "", 1).isdigit()
+        float(x)
+        for x in (call.args("intervals") or ["0.8", "0.95"])
+        if x.replace(".", "", 1).isdigit()
     )
     if not intervals or not all(0 < x < 1 for x in intervals):
         raise ApiError(400, "intervals: fractions between 0 and 1, e.g. 0.8,0.95", "intervals")
@@ -46,10 +48,13 @@ def get_forecast(call: Call) -> Json:
     )
     points = []
     for rec in fc.frame.to_dict("records"):
-        point = {"day": rec["ds"].strftime("%Y-%m-%d"), "history": bool(rec["is_history"])}
+        point: dict[str, Any] = {
+            "day": rec["ds"].strftime("%Y-%m-%d"),
+            "history": bool(rec["is_history"]),
+        }
         for k, v in rec.items():
             if k not in ("ds", "is_history"):
-                point[k] = _num(v)
+                point[str(k)] = _num(v)
         points.append(point)
     bt = fc.backtest
     return {

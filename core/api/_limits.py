@@ -17,7 +17,11 @@ def get_limits(call: Call) -> Json:
             {
                 **to_json(rl),
                 "buckets": [
-                    {"value": b.value, "used": round(b.used, 6), "remaining": max(0.0, round(rl.limit - b.used, 6))}
+                    {
+                        "value": b.value,
+                        "used": round(b.used, 6),
+                        "remaining": max(0.0, round(rl.limit - b.used, 6)),
+                    }
                     for b in buckets
                 ],
             }

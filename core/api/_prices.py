@@ -128,7 +128,9 @@ def post_import(call: Call) -> Json:
     return out
 
 
-PRICE_ROW = obj(model="string", provider="string", effective_from="date", input_usd_per_mtok="string")
+PRICE_ROW = obj(
+    model="string", provider="string", effective_from="date", input_usd_per_mtok="string"
+)
 OPS = [
     Op(
         "GET",

@@ -21,6 +21,7 @@ from core.usage._schema import COLUMNS
 
 LIST_COLUMNS = [c for c in COLUMNS if c not in ("prompt", "response")]
 MONEY_COLUMNS = [c for c in COLUMNS if c.endswith("_picousd")]
+INT_COLUMNS = ("requests", "input_tokens", "output_tokens", "errors", "cache_hits")
 FIRST_WINDOW = timedelta(hours=1)
 GROWTH = 8
 
@@ -82,7 +83,7 @@ def page(
         rows = reader.sql(sql, [*params, lo, upper, *key_params, limit])
         bottom = floor is not None and lo <= floor
         if len(rows) >= limit or bottom or span > timedelta(days=365 * 30):
-            return rows.to_dict("records")  # type: ignore[no-any-return]
+            return [{str(k): v for k, v in r.items()} for r in rows.to_dict("records")]
         span *= GROWTH
 
 
@@ -113,7 +114,7 @@ def get_usage(call: Call) -> Json:
     df = call.ctx.reader.sql("SELECT * FROM events WHERE request_id = ? LIMIT 1", [rid])
     if df.empty:
         raise not_found("request", rid)
-    rec = {k: (None if v is pd.NaT else v) for k, v in df.iloc[0].to_dict().items()}
+    rec = {str(k): (None if v is pd.NaT else v) for k, v in df.iloc[0].to_dict().items()}
     return event_json(rec, ZoneInfo(call.ctx.tz()))
 
 
@@ -146,21 +147,15 @@ def get_spend(call: Call) -> Json:
     df = reader.spend_by(dims, grain, f, tz=tz)
     cost = [int(v) for v in df["cost_picousd"]]
     saved = [int(v) for v in df["saved_picousd"]]
+    ints = {c: [int(v) for v in df[c]] for c in INT_COLUMNS}
     rows = []
     for i in range(len(df)):
         row: dict[str, Any] = {"period": _period(df["period"].iat[i], grain)} if grain else {}
         for d in dims:
             v = df[d].iat[i]
             row[d] = None if v is None or (isinstance(v, float) and v != v) else v
-        row.update(
-            requests=int(df["requests"].iat[i]),
-            input_tokens=int(df["input_tokens"].iat[i]),
-            output_tokens=int(df["output_tokens"].iat[i]),
-            cost_usd=money(cost[i]),
-            saved_usd=money(saved[i]),
-            errors=int(df["errors"].iat[i]),
-            cache_hits=int(df["cache_hits"].iat[i]),
-        )
+        row.update({c: ints[c][i] for c in INT_COLUMNS})
+        row.update(cost_usd=money(cost[i]), saved_usd=money(saved[i]))
         rows.append(row)
     tokens = sum(int(df[c].sum()) for c in reports._overview.TOKEN_COLUMNS)
     totals = reports.Totals(

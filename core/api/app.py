@@ -25,8 +25,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from core.api import _admin, _alerts, _budgets, _controls, _docs, _insights, _limits, _prices
-from core.api import _usage
+from core.api import (
+    _admin,
+    _alerts,
+    _budgets,
+    _controls,
+    _docs,
+    _insights,
+    _limits,
+    _prices,
+    _usage,
+)
 from core.api._context import Context
 from core.api._http import ApiError, Call, Op, Reply, dumps
 from core.api._openapi import document

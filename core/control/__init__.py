@@ -13,11 +13,11 @@ writes, audited, and versioned.
 
 from __future__ import annotations
 
+from ._alerts import NOTIFY_MAX_AGE, default_severity
 from ._base import PERMISSIONS, can
 from ._engine import control_url, make_engine
-from ._migrations import MIGRATIONS, applied, migrate
-from ._alerts import NOTIFY_MAX_AGE, default_severity
 from ._inbox import ALERT_STATES
+from ._migrations import MIGRATIONS, applied, migrate
 from ._models import (
     ALERT_KINDS,
     BUDGET_ACTIONS,

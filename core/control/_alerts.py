@@ -16,7 +16,6 @@ from . import _validate as v
 from ._base import StoreBase
 from ._models import SYSTEM, Actor, Alert
 
-
 NOTIFY_MAX_AGE = timedelta(days=2)  # older alerts (history, demo) are not notified
 DEFAULT_LINKS: dict[str, str] = {
     "budget": "budgets",

@@ -116,7 +116,9 @@ class AlertInbox(AlertStore):
             if before is None:
                 conn.execute(m.insert().values(kind=kind, subject=subject, **values))
             else:
-                conn.execute(m.update().where(m.c.kind == kind, m.c.subject == subject).values(values))
+                conn.execute(
+                    m.update().where(m.c.kind == kind, m.c.subject == subject).values(values)
+                )
             self._audit(conn, actor, "alert.mute", "alert", f"{kind}:{subject}", before, mute)
         return mute
 
@@ -176,11 +178,15 @@ class AlertInbox(AlertStore):
         *,
         sent: bool,
         retry_at: datetime | None = None,
+        skipped: str | None = None,
     ) -> None:
         """Store one attempt's outcome: ``sent``; else retry at ``retry_at`` ('pending'),
-        or 'failed' when there is no retry. Final outcomes are audited (SYSTEM)."""
+        or 'failed' when there is no retry; ``skipped`` (a reason): nothing to send it to.
+        Final outcomes are audited (SYSTEM)."""
         errors = "; ".join(f"{ch}: {out}" for ch, out in outcomes.items() if out != "sent")
         state = "sent" if sent else "pending" if retry_at is not None else "failed"
+        if skipped is not None:
+            state, errors = "skipped", skipped
         values = dict(
             notify_state=state,
             notify_error=errors or None,

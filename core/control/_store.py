@@ -17,8 +17,8 @@ from . import _rows as rows
 from . import _schema as s
 from . import _validate as v
 from . import auth
-from ._inbox import AlertInbox
 from ._engine import read_tx
+from ._inbox import AlertInbox
 from ._models import (
     DEFAULT_SETTINGS,
     Actor,

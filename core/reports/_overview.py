@@ -8,7 +8,7 @@ picodollars throughout (see docs/architecture.md, "Money").
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import pandas as pd
@@ -86,7 +86,9 @@ def spend(reader: Reader, filters: Filters, dim: str, grain: str, tz: str) -> Sp
     return Spend(series, totals)
 
 
-WINDOW_SPEND_SQL = "CAST(coalesce(sum(cost_picousd) FILTER (WHERE ts >= ? AND ts < ?), 0) AS VARCHAR)"
+WINDOW_SPEND_SQL = (
+    "CAST(coalesce(sum(cost_picousd) FILTER (WHERE ts >= ? AND ts < ?), 0) AS VARCHAR)"
+)
 
 
 def window_spend(reader: Reader, filters: Filters, tz: str, now: datetime) -> dict[str, int]:
@@ -95,18 +97,12 @@ def window_spend(reader: Reader, filters: Filters, tz: str, now: datetime) -> di
     windows = kpi_windows(tz, now)
     lo = min(s for s, _ in windows.values())
     hi = max(e for _, e in windows.values())
-    f = Filters(**{**_dims(filters), "start": lo, "end": hi})
+    f = replace(filters, start=lo, end=hi)
     where, where_params = f.where()
     cols = ", ".join(f"{WINDOW_SPEND_SQL} AS {name}" for name in windows)
     params = [t for bounds in windows.values() for t in bounds]
     row = reader.sql(f"SELECT {cols} FROM facts{where}", params + where_params).iloc[0]
     return {name: int(row[name]) for name in windows}
-
-
-def _dims(filters: Filters) -> dict[str, object]:
-    return {
-        k: v for k, v in vars(filters).items() if k not in ("start", "end") and v is not None
-    }
 
 
 def top_spenders(reader: Reader, filters: Filters, who: str, n: int = 10) -> pd.DataFrame:

@@ -29,7 +29,7 @@ class BucketLevel:
     window_s: int
 
 
-def _backend(state: Any) -> Any:
+def _backend(state: Any) -> Any:  # the backend in use now
     if isinstance(state, ResilientState):
         return state.primary if state.healthy else state.fallback
     return state
@@ -64,7 +64,7 @@ def rate_levels(state: Any, rl: RateLimit) -> list[BucketLevel]:
             value = _value(k, rt if k.startswith(rt) else rw)
             out.append(BucketLevel(rl.id, value, used, rl.limit, rl.window_s))
     elif isinstance(backend, RedisState):
-        client = backend.client
+        client: Any = backend.client
         if rl.algorithm == "token_bucket":
             for k in client.scan_iter(match=rt + "*", count=500):
                 t, ts = client.hmget(k, "t", "ts")
@@ -89,7 +89,9 @@ def _value(key: Any, prefix: str) -> str:
 
 def reset_rates(state: Any, rl: RateLimit) -> int:
     """Delete every bucket of ``rl`` (on both backends of a resilient state)."""
-    backends = [state.primary, state.fallback] if isinstance(state, ResilientState) else [state]
+    backends: list[Any] = (
+        [state.primary, state.fallback] if isinstance(state, ResilientState) else [state]
+    )
     removed = 0
     for backend in backends:
         rt, rw = _prefixes(backend.prefix, rl)
@@ -100,7 +102,7 @@ def reset_rates(state: Any, rl: RateLimit) -> int:
                     backend._delete(k)
             removed += len(doomed)
         elif isinstance(backend, RedisState):
-            client = backend.client
+            client: Any = backend.client
             keys = [*client.scan_iter(match=rt + "*"), *client.scan_iter(match=rw + "*")]
             if keys:
                 removed += int(backend.client.delete(*keys))

@@ -166,7 +166,9 @@ def spend_sql(
         f"sum(requests) FILTER (WHERE {ERROR_CONDITION}) AS errors"
         if facts
         else f"count(*) FILTER (WHERE {ERROR_CONDITION}) AS errors",
-        "sum(cache_hits) AS cache_hits" if facts else "count(*) FILTER (WHERE cache_hit) AS cache_hits",
+        "sum(cache_hits) AS cache_hits"
+        if facts
+        else "count(*) FILTER (WHERE cache_hit) AS cache_hits",
         *(f"sum({c if facts else ROW_MEASURES[c]}) AS {c}" for c in SAVED_PARTS),
     ]
     outer_cols = [

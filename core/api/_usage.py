@@ -145,6 +145,7 @@ def get_spend(call: Call) -> Json:
     dims, grain = group_by(call)
     reader = call.ctx.reader
     df = reader.spend_by(dims, grain, f, tz=tz)
+    df = df[df["requests"].fillna(0) > 0].reset_index(drop=True)  # no events: no rows
     cost = [int(v) for v in df["cost_picousd"]]
     saved = [int(v) for v in df["saved_picousd"]]
     ints = {c: [int(v) for v in df[c]] for c in INT_COLUMNS}

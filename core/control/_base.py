@@ -14,12 +14,13 @@ import json
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Self, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from core import clock
 from core.errors import PermissionDenied
 
 from . import _rows as rows
@@ -73,7 +74,7 @@ class StoreBase:
         self.url = control_url(url)
         self.engine = make_engine(self.url)
         self.model_exists = model_exists
-        self.now = now or (lambda: datetime.now(UTC))
+        self.now = now or clock.now
         self.login_phantoms: dict[str, tuple[int, datetime | None]] = {}  # see auth._phantom
         if auto_migrate:
             migrate(self.engine)

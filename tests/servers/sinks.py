@@ -8,6 +8,7 @@ import socket
 import threading
 from email import message_from_bytes
 from email.message import Message
+from email.policy import default
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
@@ -75,7 +76,7 @@ class SmtpServer:
 
         class Handler:
             async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
-                outer.messages.append(message_from_bytes(envelope.content))
+                outer.messages.append(message_from_bytes(envelope.content, policy=default))
                 return "250 OK"
 
         self.port = free_port()

@@ -106,8 +106,8 @@ def test_event_thresholds_edit_the_sampling_strategy(api: ApiServer) -> None:
     assert stale.status_code == 412
     tag = eng.get("/event-thresholds/trader").headers["etag"]
     r = eng.put("/event-thresholds/trader", json={"batch_size": 7}, headers={"If-Match": tag})
-    assert r.json() == {"key": "trader", "min_interval_s": 30.0, "batch_size": 7,
-                        "batch_timeout_s": 300.0}  # fmt: skip
+    want = {"key": "trader", "min_interval_s": 30.0, "batch_size": 7, "batch_timeout_s": 300.0}
+    assert r.json() == want
     assert eng.put("/event-thresholds/trader", json={"strategy": "x"}).status_code == 422
 
 

@@ -19,6 +19,14 @@ from core.worker import Worker, start_background
 from tests.servers.sinks import SmtpServer, WebhookServer
 
 PICO = 10**12
+ACME_DAY = Budget(
+    id="acme-day",
+    name="Acme daily",
+    scope="org",
+    scope_value="acme",
+    period="day",
+    limit_usd=Decimal(100),
+)
 
 
 def day_start(now: datetime) -> datetime:
@@ -99,9 +107,9 @@ def test_worker_delivers_an_anomaly_and_a_budget_alert_within_one_scan(
             deadline = started + interval
             while time.monotonic() < deadline:
                 texts = " | ".join(hook.texts())
-                if "anomaly · org=acme" in texts and "reached 100%" in texts:
-                    if len(smtp.messages) >= 5:
-                        break
+                both = "anomaly · org=acme" in texts and "reached 100%" in texts
+                if both and len(smtp.messages) >= 5:
+                    break
                 time.sleep(0.1)
             elapsed = time.monotonic() - started
         finally:

@@ -88,14 +88,7 @@ def test_worker_delivers_an_anomaly_and_a_budget_alert_within_one_scan(
     now = clock.now()
     write(costline_home, history(now))
     plane.upsert_budget(
-        Budget(
-            id="acme-day",
-            name="Acme daily",
-            scope="org",
-            scope_value="acme",
-            period="day",
-            limit_usd=Decimal(100),
-        ),  # fmt: skip
+        ACME_DAY,
         SYSTEM,
     )
     interval = 6
@@ -139,14 +132,7 @@ def test_two_workers_deliver_each_alert_once(
     write(costline_home, history(now))
     planes = [ControlPlane(url), ControlPlane(url)]
     planes[0].upsert_budget(
-        Budget(
-            id="acme-day",
-            name="Acme daily",
-            scope="org",
-            scope_value="acme",
-            period="day",
-            limit_usd=Decimal(100),
-        ),  # fmt: skip
+        ACME_DAY,
         SYSTEM,
     )
     with WebhookServer() as hook:
@@ -233,7 +219,7 @@ def test_operational_alerts_follow_their_editable_thresholds(
             latency_ms=5_000.0 if i % 2 else 50.0,
             task="faq",
             cache_hit=i >= 30,
-        )  # fmt: skip
+        )
         for i, ts in enumerate(recent)
     ]
     write(costline_home, events)

@@ -56,35 +56,58 @@ def event_json(rec: dict[str, Any], tz: ZoneInfo) -> dict[str, Any]:
     return out
 
 
+def _from_us(us: int) -> datetime:
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=us)
+
+
 def page(
     reader: Reader, f: Filters, cursor: tuple[int, str] | None, limit: int
 ) -> list[dict[str, Any]]:
-    """``limit`` events before the cursor (newest first). Keyset paging in windows that grow
-    8x from one hour back, so a page costs the row groups it reads whatever its depth."""
-    upper = f.end or datetime(9999, 1, 1, tzinfo=UTC)
-    key_sql, key_params = "", []
-    if cursor is not None:
-        upper = min(upper, datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=cursor[0] + 1))
-        key_sql = " AND (epoch_us(ts) < ? OR (epoch_us(ts) = ? AND request_id < ?))"
-        key_params = [cursor[0], cursor[0], cursor[1]]
+    """``limit`` events before the cursor (newest first). Keyset paging: find the newest
+    matching ts (Parquet statistics make that cheap), then look back in windows that grow
+    8x from one hour for the keys of the page (two narrow columns), then read the page's
+    full rows by key. A page costs the row groups it touches, whatever its depth."""
     where, params = f.where()
-    cols = ", ".join(ident(c) for c in LIST_COLUMNS)
-    floor = f.start
+    conds, cparams = ([where[len(" WHERE ") :]] if where else []), list(params)
+    if cursor is not None:
+        at = _from_us(cursor[0])
+        conds.append("ts <= ? AND (ts < ? OR request_id < ?)")
+        cparams += [at, at, cursor[1]]
+    cond = " AND ".join(conds) or "TRUE"
+    if cursor is not None:  # the rows just before the cursor's row
+        upper = _from_us(cursor[0]) + timedelta(microseconds=1)
+    else:
+        top = reader.table(f"SELECT max(ts) AS top FROM events WHERE {cond}", cparams)
+        newest = top.column("top")[0].as_py()
+        if newest is None:
+            return []
+        upper = newest + timedelta(microseconds=1)
     span = FIRST_WINDOW
     while True:
         lo = upper - span
-        if floor is not None and lo <= floor:
-            lo = floor
-        sql = (
-            f"SELECT {cols}, epoch_us(ts) AS _us FROM events{where}"
-            f"{' AND' if where else ' WHERE'} ts >= ? AND ts < ?{key_sql}"
-            " ORDER BY ts DESC, request_id DESC LIMIT ?"
+        bottom = f.start is not None and lo <= f.start
+        window = "" if bottom else " AND ts >= ?"
+        keys = reader.table(
+            f"SELECT epoch_us(ts) AS us, request_id FROM events WHERE {cond}{window}"
+            " ORDER BY ts DESC, request_id DESC LIMIT ?",
+            [*cparams, *([] if bottom else [lo]), limit],
         )
-        rows = reader.sql(sql, [*params, lo, upper, *key_params, limit])
-        bottom = floor is not None and lo <= floor
-        if len(rows) >= limit or bottom or span > timedelta(days=365 * 30):
-            return [{str(k): v for k, v in r.items()} for r in rows.to_dict("records")]
+        if keys.num_rows >= limit or bottom or span > timedelta(days=365 * 30):
+            break
         span *= GROWTH
+    if not keys.num_rows:
+        return []
+    us = keys.column("us").to_pylist()
+    ids = keys.column("request_id").to_pylist()
+    cols = ", ".join(ident(c) for c in LIST_COLUMNS)
+    marks = ", ".join("?" * len(ids))
+    rows = reader.table(
+        f"SELECT {cols}, epoch_us(ts) AS _us FROM events WHERE {cond}"
+        f" AND ts BETWEEN ? AND ? AND request_id IN ({marks})"
+        " ORDER BY ts DESC, request_id DESC",
+        [*cparams, _from_us(min(us)), _from_us(max(us)), *ids],
+    )
+    return list(rows.to_pylist())
 
 
 def list_usage(call: Call) -> Json:

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 
 from core.errors import ConfigError
 from core.settings import costline_home
@@ -308,6 +309,14 @@ class Reader:
                 duckdb.InvalidInputException,
             ) as exc:
                 raise ConfigError(f"query failed: {exc}", field="sql") from exc
+
+    def table(self, query: str, params: Sequence[object] = ()) -> pa.Table:
+        """Like ``sql`` but the answer as an Arrow table (no pandas conversion)."""
+        with self._lock:
+            statements = self._con.extract_statements(query)
+            if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
+                raise ConfigError("only one SELECT statement is allowed", field="sql")
+            return self._run(query, params, arrow_table)
 
     def data_version(self) -> str:
         """Changes whenever the set or size of segments changes (a cache key)."""

@@ -1,5 +1,5 @@
 """Calendar ranges in a time zone: the console's sidebar presets and the Overview's KPI
-windows, shared by the console and the REST API (see docs/architecture.md, "Time").
+windows, shared by the console and the REST API (see docs/api.md, "Time ranges").
 
 Ranges are [start, end) pairs of aware UTC datetimes covering whole local days.
 """

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import base64
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
 import pandas as pd
+import pyarrow.parquet as pq
 
 from core import reports
 from core.api._http import ApiError, Call, Json, Op, Param, money, not_found, parse_int
@@ -18,6 +20,7 @@ from core.api._schemas import obj, page_of
 from core.usage import STATUSES, Filters, Reader
 from core.usage._query import ident
 from core.usage._schema import COLUMNS
+from core.usage._segments import SegmentInfo, scan, segments_dir
 
 LIST_COLUMNS = [c for c in COLUMNS if c not in ("prompt", "response")]
 MONEY_COLUMNS = [c for c in COLUMNS if c.endswith("_picousd")]
@@ -56,6 +59,46 @@ def event_json(rec: dict[str, Any], tz: ZoneInfo) -> dict[str, Any]:
     return out
 
 
+_STATS: dict[tuple[str, int, int], list[tuple[datetime, datetime]]] = {}
+
+
+def _ts_ranges(seg: SegmentInfo) -> list[tuple[datetime, datetime]]:
+    """(min, max) ts of each row group of a segment, from its footer (cached)."""
+    key = (str(seg.path), seg.nbytes, seg.mtime_ns)
+    found = _STATS.get(key)
+    if found is None:
+        md = pq.read_metadata(seg.path)
+        col = md.schema.to_arrow_schema().names.index("ts")
+        found = []
+        for g in range(md.num_row_groups):
+            st = md.row_group(g).column(col).statistics
+            if st is None or not st.has_min_max:
+                found = [(datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC))]
+                break
+            found.append((_aware(st.min), _aware(st.max)))
+        if len(_STATS) > 10_000:
+            _STATS.clear()
+        _STATS[key] = found
+    return found
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def newest_before(home: Path, end: datetime | None) -> datetime | None:
+    """At least the newest event ts before ``end`` (from row-group statistics: no scan), or
+    None when no event is that old."""
+    best: datetime | None = None
+    for seg in scan(segments_dir(home)).active:
+        for lo, hi in _ts_ranges(seg):
+            if end is not None and lo >= end:
+                continue
+            top = hi if end is None or hi < end else end - timedelta(microseconds=1)
+            best = top if best is None or top > best else best
+    return best
+
+
 def _from_us(us: int) -> datetime:
     return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=us)
 
@@ -77,8 +120,7 @@ def page(
     if cursor is not None:  # the rows just before the cursor's row
         upper = _from_us(cursor[0]) + timedelta(microseconds=1)
     else:
-        top = reader.table(f"SELECT max(ts) AS top FROM events WHERE {cond}", cparams)
-        newest = top.column("top")[0].as_py()
+        newest = newest_before(reader.home, f.end)
         if newest is None:
             return []
         upper = newest + timedelta(microseconds=1)

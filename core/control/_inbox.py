@@ -1,4 +1,4 @@
-"""The alerts inbox and the notification outbox (see docs/architecture.md, "Alerts").
+"""The alerts inbox and the notification outbox (see docs/alerts.md).
 
 Inbox: alerts filtered by kind, severity and state (open, acked, muted), newest first, paged
 by id; a series (kind + subject) can be muted until a time, which keeps recording its alerts

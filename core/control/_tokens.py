@@ -1,4 +1,4 @@
-"""API tokens: bearer secrets that act as one console user (see docs/architecture.md, "API").
+"""API tokens: bearer secrets that act as one console user (see docs/api.md, "Tokens").
 
 A token looks like ``clt_<43 url-safe characters>``. Only ``HMAC-SHA256(pepper, token)`` is
 stored, under a unique index, so finding a token's user is one index probe and a stolen

@@ -75,7 +75,7 @@ def _facts_sql(pruned: Sequence[Path]) -> str:
     plus the hourly rollups of pruned segments (``ts`` = the hour), for exact aggregates
     over rollup dimensions whatever retention removed."""
     dims = ", ".join(ident(d) for d in ROLLUP_DIMS)
-    measures = ", ".join(f"CAST({e} AS {_measure_type(m)}) AS {m}" for m, e in ROW_MEASURES.items())
+    measures = ", ".join(_measure(m, e) for m, e in ROW_MEASURES.items())
     sql = f"SELECT ts, {dims}, {measures} FROM events"
     if pruned:
         files = ", ".join(_literal(str(p)) for p in pruned)
@@ -84,8 +84,12 @@ def _facts_sql(pruned: Sequence[Path]) -> str:
     return f"CREATE OR REPLACE VIEW facts AS {sql}"
 
 
-def _measure_type(m: str) -> str:
-    return "DOUBLE" if m == "latency_ms_sum" else "BIGINT"
+def _measure(name: str, expr: str) -> str:
+    """A raw event's value of one measure: plain columns as they are (sum skips NULLs),
+    the rest computed (and typed like the rollup's columns)."""
+    if name in COLUMNS:
+        return ident(name)
+    return f"CAST({expr} AS {'DOUBLE' if name == 'latency_ms_sum' else 'BIGINT'}) AS {name}"
 
 
 def _frame(rel: duckdb.DuckDBPyRelation) -> pd.DataFrame:

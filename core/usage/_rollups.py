@@ -6,8 +6,7 @@ compaction writes the rollup of each merged segment right after the segment, and
 the rollups of the segments it removes. Retention (``_prune.py``) moves a
 segment's rollup to ``events/rollups/pruned/`` before deleting the segment: from then on the
 reader adds the pruned rollups to the raw rows, so totals, spend by period and by any
-rollup dimension stay exact after the raw events are gone (see docs/architecture.md,
-"Retention").
+rollup dimension stay exact after the raw events are gone (see docs/retention.md).
 
 A pruned rollup counts only while its segment is absent, so a crash between moving the
 rollup and deleting the segment never counts a row twice.

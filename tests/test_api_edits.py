@@ -195,3 +195,30 @@ def test_price_import_is_a_dry_run_until_confirmed(api: ApiServer) -> None:
     assert any(r["effective_from"] == "2031-01-01" and r["input_usd_per_mtok"] == "3" for r in rows)
     assert admin.post("/prices/import", json={"content": 5}).status_code == 422
     assert json.loads(admin.get("/prices/overrides").text)["data"][0]["note"] == "LiteLLM import"
+
+
+def test_notification_settings_are_validated_and_guarded(api: ApiServer) -> None:
+    admin = api.client(api.user("adm", "admin"))
+    eng = api.client(api.user("eng", "engineer"))
+    assert eng.get("/settings").status_code == 403
+    notes = {"webhook_urls": ["https://hooks.example.com/x"], "email_to": ["a@example.com"]}
+    r = admin.put("/settings/notifications", json={"value": notes})
+    assert r.status_code == 422
+    assert r.json()["error"]["field"] == "notifications.smtp"
+    notes["smtp"] = {"host": "127.0.0.1", "port": 2525, "password": "x"}
+    r = admin.put("/settings/notifications", json={"value": notes})
+    assert r.json()["error"]["field"] == "notifications.smtp.password"
+    del notes["smtp"]["password"]
+    r = admin.put("/settings/notifications", json={"value": notes})
+    assert r.status_code == 200, r.text
+    again = admin.put("/settings/notifications", json={"value": notes})
+    assert again.status_code == 428
+    ok = admin.put("/settings/retention_days", json={"value": 30})
+    assert ok.status_code == 200
+    assert admin.put("/settings/retention_days", json={"value": 60}).status_code == 428
+    tag = admin.get("/settings/retention_days").headers["etag"]
+    bad = admin.put("/settings/retention_days", json={"value": 0}, headers={"If-Match": tag})
+    assert bad.status_code == 422 and bad.json()["error"]["field"] == "retention_days"
+    listed = {s["key"]: s["value"] for s in admin.get("/settings").json()["data"]}
+    assert listed["retention_days"] == 30 and listed["timezone"] == "UTC"
+    assert api.plane.audit(entity="setting", limit=1)[0].actor == "adm"

@@ -46,6 +46,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("post", "/prices/import"): {"content": {}},
     ("post", "/alerts/{id}/mute"): {"until": "2000-01-01"},
     ("post", "/tokens"): {"user": "adm"},
+    ("put", "/settings/{key}"): {"value": 1},
 }
 
 

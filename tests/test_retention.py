@@ -140,3 +140,18 @@ def test_removing_the_events_directory_leaves_no_stale_rollup_counted(
     prune(costline_home, 1, now=NOW)
     shutil.rmtree(costline_home / "events")
     assert Reader(costline_home).totals()["cost_picousd"] == 0
+
+
+def test_removing_a_source_also_removes_it_from_pruned_rollups(costline_home: Path) -> None:
+    from core.usage._rollups import purge_source
+
+    demo = [event_row(event(i, source="demo")) for i in range(0, 40)]
+    real = [event_row(event(i)) for i in range(40, 60)]
+    write_segment(rows_to_table(demo + real), segments_dir(costline_home), "mixed")
+    prune(costline_home, 1, now=NOW)
+    reader = Reader(costline_home)
+    assert reader.totals()["requests"] == 60
+    assert purge_source(costline_home, "demo") == 40
+    totals = reader.totals()
+    assert totals["requests"] == 20
+    assert totals["cost_picousd"] == sum(event(i).cost_picousd for i in range(40, 60))

@@ -34,6 +34,7 @@ from core.api import (
     _insights,
     _limits,
     _prices,
+    _settings,
     _usage,
 )
 from core.api._context import Context
@@ -53,6 +54,7 @@ OPS: list[Op] = [
     *_insights.OPS,
     *_alerts.OPS,
     *_admin.OPS,
+    *_settings.OPS,
 ]
 JSON = "application/json"
 

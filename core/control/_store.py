@@ -227,6 +227,7 @@ class ControlPlane(AlertInbox, TokenStore):
         text = rows.dumps(value)
         with self._tx(actor, "setting") as conn:
             old = conn.scalar(sa.select(s.settings.c.value_json).where(s.settings.c.key == key))
+            self._precondition(None if old is None else {"key": key, "value": json.loads(old)})
             if old == text:
                 return value
             if old is None:
@@ -242,6 +243,7 @@ class ControlPlane(AlertInbox, TokenStore):
     def delete_setting(self, key: str, actor: Actor) -> bool:
         with self._tx(actor, "setting") as conn:
             old = conn.scalar(sa.select(s.settings.c.value_json).where(s.settings.c.key == key))
+            self._precondition(None if old is None else {"key": key, "value": json.loads(old)})
             if old is None:
                 return False
             conn.execute(s.settings.delete().where(s.settings.c.key == key))

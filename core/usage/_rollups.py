@@ -183,3 +183,26 @@ def pruned_rollups(home: Path | None, present: Iterable[str]) -> list[Path]:
         for n in listing
         if n.endswith(SUFFIX) and not n.startswith(".") and n not in names
     ]
+
+
+def purge_source(home: Path | None, source: str) -> int:
+    """Remove the rows of ``source`` (e.g. 'demo') from the pruned rollups, as removing a
+    data set removes its raw rows; returns how many requests they counted."""
+    import pyarrow.compute as pc
+
+    removed = 0
+    directory = pruned_dir(home)
+    for path in sorted(directory.glob("*" + SUFFIX)) if directory.is_dir() else []:
+        table = pq.read_table(path)
+        hit = pc.fill_null(pc.equal(table["source"], source), False)
+        n = int(pc.sum(pc.if_else(hit, table["requests"], 0)).as_py() or 0)
+        if not pc.any(hit).as_py():
+            continue
+        rest = table.filter(pc.invert(hit))
+        tmp = directory / f".{path.name}.{os.getpid()}.tmp"
+        pq.write_table(rest, tmp, compression="snappy")
+        os.replace(tmp, path)
+        removed += n
+    if removed:
+        fsync_dir(directory)
+    return removed

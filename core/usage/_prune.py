@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 from core import clock
 from core.errors import ConfigError
 from core.usage import _rollups
-from core.usage._segments import SegmentInfo, events_dir, scan, segments_dir
+from core.usage._segments import SegmentInfo, events_dir, fsync_dir, scan, segments_dir
 
 log = logging.getLogger("costline.usage")
 
@@ -78,9 +78,11 @@ def _prune_locked(home: Path | None, sdir: Path, cutoff: datetime) -> PruneResul
             continue
         target = gone / seg.name
         if not target.exists():
-            if (live / seg.name).exists():
+            if (live / seg.name).exists():  # written without fsync: make it durable first
                 gone.mkdir(parents=True, exist_ok=True)
+                _rollups.fsync_file(live / seg.name)
                 os.rename(live / seg.name, target)
+                fsync_dir(gone)
             else:
                 _rollups.write_rollup(home, [seg], gone, seg.name)
         seg.path.unlink(missing_ok=True)

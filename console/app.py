@@ -17,7 +17,7 @@ if str(ROOT) not in sys.path:  # `streamlit run console/app.py` without an insta
 
 import streamlit as st  # noqa: E402
 
-from console import auth, frame, sidebar  # noqa: E402
+from console import auth, chrome, sidebar  # noqa: E402
 
 PAGE_DIR = Path(__file__).parent / "app_pages"
 
@@ -66,7 +66,7 @@ def main() -> None:
         return
     navigation = st.navigation(pages_for(actor.role), expanded=True)
     sidebar.build(actor)
-    frame.demo_state(actor)
+    chrome.demo_state(actor)
     navigation.run()
 
 

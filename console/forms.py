@@ -1,7 +1,8 @@
 """The editors' shared plumbing. A form's save runs in its submit button's callback
 (``submit``), so a CostlineError is known before the form is drawn again and shows under the
 field it names (``field_error``), with nothing stored. A write outside a form (a button)
-goes through ``write_now``. Either way a success is said once, at the top (``flash``).
+goes through ``write_now``; one that needs a second click (delete, reset) goes through ``ask``
+and ``confirm``. Either way a success is said once, at the top (``flash``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from core.errors import CostlineError
 
 ERRORS_KEY = "ctl_errors"
 FLASH_KEY = "ctl_flash"
+CONFIRM_KEY = "ctl_confirm"  # the key of the one action waiting for confirmation
 
 
 def submit(form: str, done: str, write: Callable[[], Any]) -> None:
@@ -66,3 +68,39 @@ def write_now(done: str, write: Callable[..., Any], *args: Any) -> None:
     else:
         st.session_state[FLASH_KEY] = done
         st.rerun()
+
+
+def ask(prefix: str, action: str, name: str, label: str, *, where: Any = st, **kw: Any) -> bool:
+    """A button ``{prefix}_{action}_{name}`` that only asks (``confirm`` then does it); True
+    while its question is open."""
+    key = f"{prefix}_{action}_{name}"
+    where.button(label, key=key, on_click=_set_confirm, args=(key,), **kw)
+    return bool(st.session_state.get(CONFIRM_KEY) == key)
+
+
+def confirm(
+    prefix: str, action: str, name: str, question: str, done: str, write: Callable[[], Any]
+) -> None:
+    """The open question of ``ask``: Confirm runs ``write`` (as ``submit``, its error shows
+    here), Cancel closes it."""
+    key = f"{prefix}_{action}_{name}"
+    st.warning(question)
+    yes, no = st.columns(2)
+    yes.button(
+        f"Confirm {action}",
+        key=f"{prefix}_{action}_yes_{name}",
+        type="primary",
+        on_click=_confirmed,
+        args=(key, done, write),
+    )
+    no.button("Cancel", key=f"{prefix}_{action}_no_{name}", on_click=_set_confirm, args=(None,))
+    form_error(key, ())
+
+
+def _set_confirm(key: str | None) -> None:
+    st.session_state[CONFIRM_KEY] = key
+
+
+def _confirmed(key: str, done: str, write: Callable[[], Any]) -> None:
+    _set_confirm(None)
+    submit(key, done, write)

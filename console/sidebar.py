@@ -1,7 +1,7 @@
 """The shared sidebar, built once in app.py: time range, filters, currency, who is signed in.
 
 Its widgets have fixed ``f_*`` keys, so their values persist across pages; pages read the
-result with ``current_view()``.
+result, a ``selection.Selection``, with ``current_selection()``.
 """
 
 from __future__ import annotations
@@ -10,20 +10,21 @@ from datetime import date, timedelta
 
 import streamlit as st
 
-from console import auth, data
-from console.view import (
+from console import auth
+from console.queries import usage
+from console.selection import (
     FILTER_DIMS,
     PRESETS,
     Money,
     Scope,
-    View,
+    Selection,
     range_bounds,
     rates_with_defaults,
     today_in,
 )
 from core.control import Actor
 
-VIEW_KEY = "view"
+SELECTION_KEY = "selection"
 LABELS = {
     "org": "Org",
     "project": "Project",
@@ -34,12 +35,12 @@ LABELS = {
 }
 
 
-def current_view() -> View:
-    view: View = st.session_state[VIEW_KEY]
-    return view
+def current_selection() -> Selection:
+    selection: Selection = st.session_state[SELECTION_KEY]
+    return selection
 
 
-def build(actor: Actor) -> View:
+def build(actor: Actor) -> Selection:
     plane = auth.plane()
     tz = str(plane.get_setting("timezone") or "UTC")
     rates = rates_with_defaults(plane.get_setting("currency_rates"))
@@ -49,9 +50,9 @@ def build(actor: Actor) -> View:
         money = _currency(rates, str(plane.get_setting("currency") or "USD"))
         _who(actor)
     start, end = range_bounds(preset, tz, custom=custom)
-    view = View(Scope(start, end, tz, **chosen), money, preset)
-    st.session_state[VIEW_KEY] = view
-    return view
+    selection = Selection(Scope(start, end, tz, **chosen), money, preset)
+    st.session_state[SELECTION_KEY] = selection
+    return selection
 
 
 def _time_range(tz: str) -> tuple[str, tuple[date, date] | None]:
@@ -72,7 +73,7 @@ def _time_range(tz: str) -> tuple[str, tuple[date, date] | None]:
 
 
 def _filters() -> dict[str, tuple[str, ...]]:
-    options = data.filter_options(data.home(), data.version())
+    options = usage.filter_options(usage.home(), usage.version())
     chosen: dict[str, tuple[str, ...]] = {}
     with st.expander("Filters", expanded=False):
         for dim in FILTER_DIMS:

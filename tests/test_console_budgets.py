@@ -15,8 +15,10 @@ from typing import Any
 import pytest
 from test_controls_support import python
 
-from console import budgets_data as bd
-from console import routing_data as rd
+from console.commands import budgets as budget_commands
+from console.commands import routing as routing_commands
+from console.frames.budgets import usd
+from console.inputs.budgets import form_values
 from core.control import SYSTEM, Actor, Budget, ControlPlane
 from core.errors import PermissionDenied
 from core.usage import Filters, Reader
@@ -93,14 +95,14 @@ def test_utilisation_is_the_usage_log_of_each_window_and_scope(home: Path) -> No
         org0 = r.totals(Filters(*day.window_bounds(now), org="org0"))["cost_picousd"]
     bars = [p.proto.text for p in at.get("progress")]
     assert bars == [
-        f"{bd.usd(month)} of $0.50 ({month / 5e11:.0%})",
-        f"{bd.usd(org0)} of $0.01 ({org0 / 1e10:.0%})",
+        f"{usd(month)} of $0.50 ({month / 5e11:.0%})",
+        f"{usd(org0)} of $0.01 ({org0 / 1e10:.0%})",
     ]
     assert "Alerts this window: 50%" in [c.value for c in at.caption]
     table = at.dataframe[0].value
     assert list(table["id"]) == ["all", "o0"] and table["spent"].tolist() == [
-        bd.usd(month),
-        bd.usd(org0),
+        usd(month),
+        usd(org0),
     ]
 
 
@@ -112,12 +114,14 @@ def test_viewer_sees_no_edit_controls_and_core_refuses_their_writes(home: Path) 
     assert [b.key for b in at.button] == ["sign_out"]
     assert "Editing budgets needs the engineer role." in [c.value for c in at.caption]
     before = state()
-    values = bd.form_values(Budget(id="x", name="x", limit_usd=Decimal(1)))
+    values = form_values(Budget(id="x", name="x", limit_usd=Decimal(1)))
     writes = [
-        lambda a: bd.save_budget(a, values, new=True),
-        lambda a: bd.delete_budget(a, "all"),
-        lambda a: bd.reset_budget(a, "all"),
-        lambda a: rd.save_policy(a, {"task": "t", "primary_model": "dryrun-small"}, new=True),
+        lambda a: budget_commands.save_budget(a, values, new=True),
+        lambda a: budget_commands.delete_budget(a, "all"),
+        lambda a: budget_commands.reset_budget(a, "all"),
+        lambda a: routing_commands.save_policy(
+            a, {"task": "t", "primary_model": "dryrun-small"}, new=True
+        ),
     ]
     for write in writes:
         for actor in (VIEWER, Actor("viewer", "admin")):  # a forged role does not help
@@ -371,7 +375,7 @@ def test_projection_stops_at_the_cap_of_an_enforcing_budget(home: Path) -> None:
     assert table.loc["alert", "projected"] == run_rate  # alert-only: no cap
     assert table.loc["block", "run rate"] == run_rate
     assert table.loc["block", "projected"] == "$0.0015 (capped)"  # 1.5 x $0.001
-    assert bd.usd(int(1.5e9)) == "$0.0015"
+    assert usd(int(1.5e9)) == "$0.0015"
     metrics = {m.value: m.proto.delta for m in at.metric}
     assert metrics["$0.0015"] == "capped at 1.5x the limit"
     assert any(

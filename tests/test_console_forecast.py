@@ -14,8 +14,11 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from console import charts, forecast_charts, forecast_data, shape
-from console.view import Money, Scope
+from console.charts.forecast import mark_anomalies
+from console.charts.spend import spend_over_time
+from console.frames import forecast as frames
+from console.frames.overview import series_frame
+from console.selection import Money, Scope
 from core.analytics import Anomaly, Backtest, Contributor, forecast_spend
 from core.control import ControlPlane
 from core.demo import DemoSummary, load_demo, world
@@ -172,13 +175,11 @@ def test_short_history_gives_message_and_run_rate(short: Path, role: str) -> Non
 
 def test_verdict_in_plain_words() -> None:
     good = Backtest(14, 0.062, 0.10, {"80": 0.79, "95": 0.93})
-    assert forecast_data.verdict(good) == (
-        "the forecast beats a naive weekly repeat by 38%: trust it"
-    )
+    assert frames.verdict(good) == ("the forecast beats a naive weekly repeat by 38%: trust it")
     bad = Backtest(14, 0.12, 0.10, {"80": 0.5})
-    assert forecast_data.verdict(bad) == "it does not beat a naive repeat: treat as indicative"
-    assert "not enough history" in forecast_data.verdict(None)
-    row = forecast_data.backtest_frame(good).iloc[0]
+    assert frames.verdict(bad) == "it does not beat a naive repeat: treat as indicative"
+    assert "not enough history" in frames.verdict(None)
+    row = frames.backtest_frame(good).iloc[0]
     assert (row["forecast MAPE"], row["naive weekly repeat MAPE"]) == ("6.2%", "10.0%")
     assert (row["80% interval coverage"], row["95% interval coverage"]) == ("79.0%", "93.0%")
 
@@ -186,7 +187,7 @@ def test_verdict_in_plain_words() -> None:
 def test_csv_export_has_every_day_in_the_display_currency() -> None:
     hist = pd.DataFrame({"ds": pd.date_range("2026-01-01", periods=20), "y": 10.0})
     fc = forecast_spend(hist, 7, backtest=False)
-    text = forecast_data.csv_bytes(fc, Money("EUR", "0.5")).decode()
+    text = frames.csv_bytes(fc, Money("EUR", "0.5")).decode()
     table = pd.read_csv(io.StringIO(text))
     assert len(table) == 27 and list(table["kind"].unique()) == ["actual", "forecast"]
     assert table["actual_EUR"].iloc[0] == 5.0
@@ -223,24 +224,24 @@ def test_overview_marks_put_anomalies_on_the_spend_chart() -> None:
             "errors": [0, 0, 0],
         }
     )
-    frame = shape.series_frame(series, Money(), "day")
-    marks = forecast_data.overview_marks(frame, [finding("2026-11-12")], Money(), "day")
+    frame = series_frame(series, Money(), "day")
+    marks = frames.overview_marks(frame, [finding("2026-11-12")], Money(), "day")
     assert list(marks["amount"]) == [8.0] and "dmitri@initech.com (90%)" in marks["culprits"][0]
     assert marks["period"][0] == pd.Timestamp("2026-11-12 10:12")  # the middle of its bar
-    weeks = shape.series_frame(series.assign(period=pd.Timestamp("2026-11-09")), Money(), "week")
-    by_week = forecast_data.overview_marks(
+    weeks = series_frame(series.assign(period=pd.Timestamp("2026-11-09")), Money(), "week")
+    by_week = frames.overview_marks(
         weeks, [finding("2026-11-12"), finding("2026-11-16")], Money(), "week"
     )
     assert list(by_week["amount"]) == [13.0]  # Monday 9 Nov holds the 12th, not the 16th
     acme = Scope(
         datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 15, tzinfo=UTC), org=("acme",)
     )
-    assert forecast_data.overview_marks(frame, [finding("2026-11-12")], Money(), "day", acme).empty
-    base = charts.spend_over_time(frame, "key", "day", "$")
-    marked = forecast_charts.mark_anomalies(base, marks)
+    assert frames.overview_marks(frame, [finding("2026-11-12")], Money(), "day", acme).empty
+    base = spend_over_time(frame, "key", "day", "$")
+    marked = mark_anomalies(base, marks)
     spec = marked.to_dict()
     assert "layer" in spec["vconcat"][0] and len(spec["vconcat"]) == 2
-    assert forecast_charts.mark_anomalies(base, marks.iloc[0:0]) is base
+    assert mark_anomalies(base, marks.iloc[0:0]) is base
     assert json.dumps(spec).count("diamond") == 1
     assert [p["name"] for p in spec["params"]] == ["periods", "pick"]  # brush and legend kept
 
@@ -249,12 +250,12 @@ def test_marks_follow_the_charted_series() -> None:
     scope = Scope(datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 15, tzinfo=UTC))
     series = pd.DataFrame({"ds": pd.date_range("2026-11-10", periods=4), "actual": [1.0, 2, 9, 3]})
     found = [finding("2026-11-12"), finding("2026-11-30")]
-    total = forecast_data.marks_frame(found, series, Money(), scope, "total", None)
+    total = frames.marks_frame(found, series, Money(), scope, "total", None)
     assert list(total["amount"]) == [9.0] and total["excess"][0] == "+$20.00"
-    other = forecast_data.marks_frame(found, series, Money(), scope, "org", "acme")
+    other = frames.marks_frame(found, series, Money(), scope, "org", "acme")
     assert other.empty
-    mine = forecast_data.marks_frame(found, series, Money(), scope, "org", "initech")
+    mine = frames.marks_frame(found, series, Money(), scope, "org", "initech")
     assert len(mine) == 1
     filtered = Scope(scope.start, scope.end, org=("acme",))
-    assert forecast_data.marks_frame(found, series, Money(), filtered, "total", None).empty
+    assert frames.marks_frame(found, series, Money(), filtered, "total", None).empty
     assert date(2026, 11, 12) == mine["ds"].iloc[0].date()

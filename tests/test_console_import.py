@@ -10,7 +10,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from console import data
+from console.queries.usage import export_bytes
 from core.usage import Reader
 from tests.console_support import ADMIN_PASSWORD, app, make_users, sample_data
 
@@ -97,14 +97,14 @@ def test_export_of_the_current_view_as_csv_and_parquet(home: Path) -> None:
     at.multiselect(key="f_org").set_value(["org1"]).run()
     at.switch_page("app_pages/import_export.py").run()
     assert not at.exception
-    scope = at.session_state["view"].scope
+    scope = at.session_state["selection"].scope
     with Reader(home) as reader:
         expected = reader.count(scope.filters())
         assert 0 < expected < reader.count()
-    parquet = pq.read_table(io.BytesIO(data.export_bytes(scope, "parquet")))
+    parquet = pq.read_table(io.BytesIO(export_bytes(scope, "parquet")))
     assert parquet.num_rows == expected
     assert set(parquet.column("org").to_pylist()) == {"org1"}
-    csv = data.export_bytes(scope, "csv").decode().splitlines()
+    csv = export_bytes(scope, "csv").decode().splitlines()
     assert len(csv) == expected + 1 and "cost_usd" in csv[0]
     older = scope.__class__(**{**scope.__dict__, "end": scope.start + timedelta(days=1)})
-    assert pq.read_table(io.BytesIO(data.export_bytes(older, "parquet"))).num_rows < expected
+    assert pq.read_table(io.BytesIO(export_bytes(older, "parquet"))).num_rows < expected

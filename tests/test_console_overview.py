@@ -9,7 +9,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from console.view import Money
+from console.selection import Money
 from core.types import PICO
 from core.usage import Reader, segments_dir
 from tests.console_support import app, make_users, sample_data
@@ -61,7 +61,7 @@ def cents(pico: int, rate: str = "1") -> Decimal:
 def test_spend_in_range_equals_chart_bars_reader_and_raw_duckdb(home: Path) -> None:
     at = app("admin").run()
     assert not at.exception
-    scope = at.session_state["view"].scope
+    scope = at.session_state["selection"].scope
     with Reader(home) as reader:
         totals = reader.totals(scope.filters())
     raw = raw_duckdb_cost(home, scope)
@@ -86,7 +86,7 @@ def test_every_grain_and_dimension_still_adds_up(home: Path, grain: str, dim: st
     assert {r["key"] for r in rows} <= {f"{dim}{i}" for i in range(4)} | {"dryrun"}
     shown = money(metric(at, "Spend in range"))
     assert sum(Decimal(str(r["amount"])) for r in rows).quantize(CENT) == shown
-    assert shown == cents(raw_duckdb_cost(home, at.session_state["view"].scope))
+    assert shown == cents(raw_duckdb_cost(home, at.session_state["selection"].scope))
 
 
 def test_filters_and_currency_apply_to_every_figure(home: Path) -> None:
@@ -95,7 +95,7 @@ def test_filters_and_currency_apply_to_every_figure(home: Path) -> None:
     at.selectbox(key="f_currency").set_value("GBP")
     at.run()
     assert not at.exception
-    view = at.session_state["view"]
+    view = at.session_state["selection"]
     assert view.scope.org == ("org0",) and view.money == Money("GBP", "0.79")
     with Reader(home) as reader:
         org0 = reader.totals(view.scope.filters())["cost_picousd"]
@@ -112,7 +112,7 @@ def test_kpi_windows_match_direct_queries(home: Path) -> None:
     assert not at.exception
     from datetime import UTC, datetime, timedelta
 
-    from console.view import kpi_windows
+    from console.selection import kpi_windows
 
     now = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
     windows = kpi_windows("UTC", now)
@@ -144,7 +144,7 @@ def test_top_spenders_match_a_direct_group_by(home: Path, who: str) -> None:
     assert not at.exception
     assert len(at.get("vega_lite_chart")) == 3  # spend over time + breakdown, top, per 1K
     shown = chart_rows(at, 1)
-    scope = at.session_state["view"].scope
+    scope = at.session_state["selection"].scope
     with Reader(home) as reader:
         direct = reader.spend_by([who], None, scope.filters())
     expected = [

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from console.playground_data import LOCAL_MODEL, fmt_usd
+from console.frames.playground import fmt_usd
+from console.queries.playground import LOCAL_MODEL
 from core.control import SYSTEM, Budget, ControlPlane, PriceOverride
 from core.pricing import load_catalog, max_cost
 from core.tokens import count_messages
@@ -268,7 +269,7 @@ def test_a_llamacpp_server_from_secrets_streams_at_the_logged_cost(
 
 def test_sending_a_prompt_is_checked_against_the_stored_role(home: Path) -> None:
     """Hiding the page is not the check: the functions that send re-read the user's role."""
-    from console import playground_data as pg
+    from console.commands import playground as commands
     from core.control import Actor
     from core.errors import PermissionDenied
     from core.router import Router
@@ -279,16 +280,16 @@ def test_sending_a_prompt_is_checked_against_the_stored_role(home: Path) -> None
     with Router() as router:
         for actor in forged:
             with pytest.raises(PermissionDenied, match="playground"):
-                pg.run_many(router, [req], actor)
+                commands.run_many(router, [req], actor)
             with pytest.raises(PermissionDenied, match="playground"):
-                list(pg.stream_text(router, req, {}, actor))
+                list(commands.stream_text(router, req, {}, actor))
         engineer = Actor("engineer", "engineer")
-        [done] = pg.run_many(router, [req], engineer)
+        [done] = commands.run_many(router, [req], engineer)
         assert not isinstance(done, Exception) and done.text
         with ControlPlane(f"sqlite:///{home / 'control.db'}") as plane:
             plane.set_role("engineer", "viewer", SYSTEM)  # demoted while signed in
         with pytest.raises(PermissionDenied, match=r"'engineer' \(viewer\) may not use"):
-            list(pg.stream_text(router, req, {}, engineer))
+            list(commands.stream_text(router, req, {}, engineer))
     with Reader(home) as reader:
         assert [e.request_id for e in reader.fetch(Filters(source="playground"))] == [
             req.request_id

@@ -28,7 +28,7 @@ def log(at):  # type: ignore[no-untyped-def]
 
 def test_pages_are_served_by_the_database_in_order(at, costline_home: Path) -> None:  # type: ignore[no-untyped-def]
     with Reader(costline_home) as reader:
-        scope = at.session_state["view"].scope
+        scope = at.session_state["selection"].scope
         total = reader.count(scope.filters())
         newest = reader.events(scope.filters(), ["request_id"], "ts", True, limit=75)
     first = log(at)
@@ -59,7 +59,7 @@ def test_status_filter_and_detail_view(at) -> None:  # type: ignore[no-untyped-d
 
 def test_errors_are_grouped_by_type_and_provider(at, costline_home: Path) -> None:  # type: ignore[no-untyped-def]
     table = at.tabs[1].dataframe[0].value
-    scope = at.session_state["view"].scope
+    scope = at.session_state["selection"].scope
     with Reader(costline_home) as reader:
         failed = reader.count(scope.filters(status=("error", "blocked", "rate_limited")))
     assert list(table[["error_type", "provider"]].itertuples(index=False, name=None)) == [

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from console import actions
 from console.app import PAGE_DIR, PAGES
+from console.commands import admin, usage
 from core.control import Actor, ControlPlane
 from core.errors import PermissionDenied
 from tests.console_support import ADMIN_PASSWORD, app, make_users, sample_data
@@ -75,12 +75,12 @@ def test_engineer_sees_import_but_not_admin(home: Path) -> None:
 @pytest.mark.parametrize(
     "write",
     [
-        lambda a: actions.create_user(a, "mallory", "password-123", "admin"),
-        lambda a: actions.set_role(a, "viewer", "admin"),
-        lambda a: actions.set_disabled(a, "admin", True),
-        lambda a: actions.reset_password(a, "admin", "new-password-1"),
-        lambda a: actions.save_settings(a, "UTC", "USD", {"EUR": "0.5"}),
-        lambda a: actions.import_usage(
+        lambda a: admin.create_user(a, "mallory", "password-123", "admin"),
+        lambda a: admin.set_role(a, "viewer", "admin"),
+        lambda a: admin.set_disabled(a, "admin", True),
+        lambda a: admin.reset_password(a, "admin", "new-password-1"),
+        lambda a: admin.save_settings(a, "UTC", "USD", {"EUR": "0.5"}),
+        lambda a: usage.import_usage(
             a,
             "u.csv",
             b"timestamp,model,input_tokens,output_tokens\n2025-01-01,dryrun-small,1,1\n",
@@ -108,7 +108,7 @@ def test_viewer_write_calls_are_refused_by_core(home: Path, write) -> None:  # t
 
 @pytest.mark.skipif(importlib.util.find_spec("core.demo") is None, reason="core.demo not yet")
 def test_viewer_may_not_load_or_remove_demo_data(home: Path) -> None:
-    for write in (actions.load_demo, actions.remove_demo):
+    for write in (usage.load_demo, usage.remove_demo):
         with pytest.raises(PermissionDenied):
             write(VIEWER)
 
@@ -157,7 +157,7 @@ def test_admin_settings_set_the_currency_rates_the_sidebar_offers(home: Path) ->
     assert [s.value for s in at.success] == ["Settings saved."]
     at = app("viewer").run()  # a new session starts in the configured currency
     assert at.sidebar.selectbox(key="f_currency").options == ["USD", "EUR", "GBP", "CHF"]
-    assert at.session_state["view"].money.currency == "EUR"
+    assert at.session_state["selection"].money.currency == "EUR"
     assert next(m.value for m in at.metric if m.label == "Spend in range").startswith("€")
     with ControlPlane() as plane:
         assert plane.get_setting("currency_rates") == {"USD": "1", "EUR": "0.5", "CHF": "0.9"}

@@ -11,8 +11,17 @@ from typing import Any
 import numpy as np
 import pytest
 
-from console import routing_data as rd
-from core.control import SYSTEM, Actor, ControlPlane, RoutingPolicy, SamplingStrategy
+from console.commands import routing as commands
+from console.queries.routing import sampling_savings
+from core.control import (
+    SYSTEM,
+    Actor,
+    CacheSetting,
+    ControlPlane,
+    RateLimit,
+    RoutingPolicy,
+    SamplingStrategy,
+)
 from core.errors import PermissionDenied
 from core.sampling import SamplingConfig
 from core.usage import Filters, Reader, UsageEvent, UsageLog
@@ -81,14 +90,14 @@ def test_viewer_reads_every_table_but_gets_no_edit_controls(home: Path) -> None:
     assert at.dataframe[0].value["primary"].tolist() == ["dryrun-small"]
     before = version()
     writes = [
-        lambda a: rd.save_policy(a, {"task": "t", "primary_model": "dryrun-small"}, new=True),
-        lambda a: rd.delete_policy(a, "chat"),
-        lambda a: rd.save_sampling(
+        lambda a: commands.save_policy(a, {"task": "t", "primary_model": "dryrun-small"}, new=True),
+        lambda a: commands.delete_policy(a, "chat"),
+        lambda a: commands.save_sampling(
             a, {"key": "k", "strategy": "always", "batch_size": 1, "batch_timeout_s": 1.0}, new=True
         ),
-        lambda a: rd.delete_sampling(a, "chat"),
-        lambda a: rd.save_cache_setting(a, {"task": "chat", "ttl_s": 60}),
-        lambda a: rd.save_rate_limit(
+        lambda a: commands.delete_sampling(a, "chat"),
+        lambda a: commands.save_cache_setting(a, {"task": "chat", "ttl_s": 60}),
+        lambda a: commands.save_rate_limit(
             a,
             {
                 "id": "r",
@@ -246,9 +255,7 @@ def test_sampling_savings_are_the_skipped_events_of_the_log(home: Path) -> None:
     with Reader(home) as r:
         saved = r.totals(Filters(task="regime", status="skipped"))["saved_picousd"]
     assert saved == 15 * 10**12 and row["saved"] == "$15.00"
-    savings = rd.sampling_savings(
-        str(home), "x", now - timedelta(days=1), now + timedelta(minutes=1)
-    )
+    savings = sampling_savings(str(home), "x", now - timedelta(days=1), now + timedelta(minutes=1))
     assert int(savings.set_index("key").loc["regime", "saved_picousd"]) == saved
 
 
@@ -257,7 +264,7 @@ def test_provider_health_matches_the_log(home: Path) -> None:
     at.button_group(key="rt_health_range").set_value("Selected range").run()
     assert not at.exception
     table = at.dataframe[-1].value
-    scope = at.session_state["view"].scope
+    scope = at.session_state["selection"].scope
     with Reader(home) as r:
         ev = r.events(Filters(start=scope.start, end=scope.end, model="dryrun-large"))
     ev = ev[ev["ai_called"] & ~ev["cache_hit"] & ev["status"].isin(["ok", "error"])]
@@ -301,3 +308,75 @@ def test_cache_setting_and_rate_limit_editors(home: Path) -> None:
         (r,) = plane.rate_limits()
     assert (c.task, c.ttl_s, c.semantic_threshold) == ("chat", 120, 0.95)
     assert (r.id, r.scope, r.limit, r.window_s, r.burst) == ("per-user", "user", 30, 60, 40)
+
+
+EDITORS = {  # prefix: (entity's name, how to store one, how to list them, the flash)
+    "rt_pol": (
+        "chat",
+        lambda p: p.upsert_policy(RoutingPolicy("chat", "dryrun-small"), SYSTEM),
+        lambda p: p.policies(),
+        "Policy for chat deleted.",
+    ),
+    "rt_smp": (
+        "chat",
+        lambda p: p.upsert_sampling(
+            SamplingStrategy("chat", "periodic", {"interval_s": 60}), SYSTEM
+        ),
+        lambda p: p.sampling(),
+        "Strategy for chat deleted.",
+    ),
+    "rt_cache": (
+        "chat",
+        lambda p: p.upsert_cache_setting(CacheSetting("chat", 120), SYSTEM),
+        lambda p: p.cache_settings(),
+        "Cache setting for chat deleted.",
+    ),
+    "rt_rl": (
+        "per-user",
+        lambda p: p.upsert_rate_limit(RateLimit("per-user", limit=30), SYSTEM),
+        lambda p: p.rate_limits(),
+        "Rate limit per-user deleted.",
+    ),
+}
+
+
+@pytest.mark.parametrize("prefix", list(EDITORS))
+def test_every_routing_delete_asks_first_and_cancel_keeps_the_entry(
+    home: Path, prefix: str
+) -> None:
+    name, store, listing, done = EDITORS[prefix]
+    with ControlPlane() as plane:
+        store(plane)
+    at = page("engineer")
+    at.selectbox(key=f"{prefix}_pick").set_value(name).run()
+    at.button(key=f"{prefix}_delete_{name}").click().run()
+    assert not at.exception
+    assert any(name in w.value and w.value.startswith("Delete") for w in at.warning)
+    with ControlPlane() as plane:
+        assert len(listing(plane)) == 1  # asked, not deleted
+    at.button(key=f"{prefix}_delete_no_{name}").click().run()
+    assert not at.warning and not at.exception
+    at.button(key=f"{prefix}_delete_{name}").click().run()
+    at.button(key=f"{prefix}_delete_yes_{name}").click().run()
+    assert not at.exception
+    assert [s.value for s in at.success] == [done]
+    assert at.selectbox(key=f"{prefix}_pick").value == "__new__"  # the deleted one is gone
+    with ControlPlane() as plane:
+        entry = plane.audit(limit=1)[0]
+        assert listing(plane) == []
+    assert entry.actor == "engineer" and entry.action.endswith(".delete")
+
+
+def test_saving_an_existing_policy_shows_what_was_stored(home: Path) -> None:
+    with ControlPlane() as plane:
+        plane.upsert_policy(RoutingPolicy("chat", "dryrun-small"), SYSTEM)
+    at = page("engineer")
+    at.selectbox(key="rt_pol_pick").set_value("chat").run()
+    fill(at, "rt_pol_chat", fallbacks="dryrun-large,dryrun-medium ,", max_tokens="1_000")
+    save(at, "rt_pol_form_chat")
+    assert [s.value for s in at.success] == ["Policy saved."]
+    assert at.text_input(key="rt_pol_chat_fallbacks").value == "dryrun-large, dryrun-medium"
+    assert at.text_input(key="rt_pol_chat_max_tokens").value == "1000"
+    with ControlPlane() as plane:
+        (p,) = plane.policies()
+    assert (p.fallbacks, p.max_tokens) == (("dryrun-large", "dryrun-medium"), 1000)

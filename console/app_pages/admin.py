@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
-
-import pandas as pd
 import streamlit as st
 
-from console import actions, auth, forms
-from console.view import rates_with_defaults
+from console import auth, forms
+from console.commands import admin as commands
+from console.frames.admin import audit_frame, users_frame
+from console.inputs.admin import parse_rates
+from console.selection import rates_with_defaults
 from core.control import ROLES, Actor
 
 AUDIT_PAGE = 25
@@ -31,24 +31,7 @@ def main() -> None:
 
 
 def users_table() -> None:
-    users = auth.plane().users()
-    st.dataframe(
-        pd.DataFrame(
-            [
-                {
-                    "username": u.username,
-                    "role": u.role,
-                    "disabled": u.disabled,
-                    "failed sign-ins": u.failed_attempts,
-                    "locked until": u.locked_until,
-                    "created": u.created_at,
-                }
-                for u in users
-            ]
-        ),
-        hide_index=True,
-        width="stretch",
-    )
+    st.dataframe(users_frame(auth.plane().users()), hide_index=True, width="stretch")
 
 
 def create_user_form(actor: Actor) -> None:
@@ -62,7 +45,7 @@ def create_user_form(actor: Actor) -> None:
         role = cols[2].selectbox("Role", ROLES, key="adm_new_role")
         if st.form_submit_button("Create user"):
             forms.write_now(
-                f"Created {username}.", actions.create_user, actor, username, password, role
+                f"Created {username}.", commands.create_user, actor, username, password, role
             )
 
 
@@ -77,14 +60,14 @@ def manage_user_form(actor: Actor) -> None:
         )
         if st.form_submit_button("Set role"):
             forms.write_now(
-                f"{user.username} is now {role}.", actions.set_role, actor, user.username, role
+                f"{user.username} is now {role}.", commands.set_role, actor, user.username, role
             )
     with cols[1].form("adm_password", clear_on_submit=True):
         password = st.text_input("New password", type="password", key="adm_reset_password")
         if st.form_submit_button("Reset password"):
             forms.write_now(
                 f"Password of {user.username} reset.",
-                actions.reset_password,
+                commands.reset_password,
                 actor,
                 user.username,
                 password,
@@ -95,7 +78,7 @@ def manage_user_form(actor: Actor) -> None:
         if st.form_submit_button(label):
             forms.write_now(
                 f"{user.username}: {label.split()[0].lower()}d.",
-                actions.set_disabled,
+                commands.set_disabled,
                 actor,
                 user.username,
                 not user.disabled,
@@ -115,8 +98,8 @@ def settings_form(actor: Actor) -> None:
         if st.form_submit_button("Save settings"):
             forms.write_now(
                 "Settings saved.",
-                lambda: actions.save_settings(
-                    actor, tz.strip(), currency.strip().upper(), actions.parse_rates(rates_text)
+                lambda: commands.save_settings(
+                    actor, tz.strip(), currency.strip().upper(), parse_rates(rates_text)
                 ),
             )
 
@@ -127,28 +110,8 @@ def audit_log() -> None:
     if not entries:
         st.info("No entries on this page.")
         return
-    st.dataframe(
-        pd.DataFrame(
-            [
-                {
-                    "time": e.ts,
-                    "actor": e.actor,
-                    "action": e.action,
-                    "entity": f"{e.entity}:{e.entity_id}",
-                    "before": _j(e.before),
-                    "after": _j(e.after),
-                }
-                for e in entries
-            ]
-        ),
-        hide_index=True,
-        width="stretch",
-    )
+    st.dataframe(audit_frame(entries), hide_index=True, width="stretch")
     st.caption(f"Entries {page * AUDIT_PAGE + 1}–{page * AUDIT_PAGE + len(entries)}, newest first")
-
-
-def _j(value: object) -> str:
-    return "" if value is None else json.dumps(value, default=str, sort_keys=True)
 
 
 main()

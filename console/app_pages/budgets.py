@@ -8,17 +8,22 @@ from typing import Any
 
 import streamlit as st
 
-from console import auth, data, forms
-from console import budgets_data as bd
-from console import routing_data as rd
-from console.sidebar import current_view
-from console.view import local_midnight, today_in
+from console import auth, editor, forms
+from console.commands import budgets as commands
+from console.editor import Editing, Entity
+from console.frames import budgets as frames
+from console.frames.routing import policy_proposal_frame
+from console.inputs import budgets as inputs
+from console.inputs.routing import policies_from_frame
+from console.queries import budgets as queries
+from console.queries import usage
+from console.queries.budgets import Utilisation
+from console.queries.pricing import catalog
+from console.selection import local_midnight, today_in
+from console.sidebar import current_selection
 from core.budgets import scope_text
 from core.control import BUDGET_ACTIONS, BUDGET_SCOPES, PERIODS, Actor, Budget
 from core.errors import CostlineError
-
-NEW = "__new__"
-CONFIRM = "bud_confirm"  # (action, budget id) waiting for confirmation
 
 
 def main() -> None:
@@ -36,7 +41,7 @@ def main() -> None:
         utilisation(actor, engineer)
     with edit:
         if engineer:
-            editor(actor)
+            editor_section(actor)
         else:
             st.caption("Editing budgets needs the engineer role.")
     with whatif:
@@ -57,12 +62,12 @@ def utilisation(actor: Actor, engineer: bool) -> None:
     if not budgets:
         st.info("No budgets yet." + (" Add one on the Edit budgets tab." if engineer else ""))
         return
-    rows = bd.utilisation(
-        data.home(), data.version(), plane.version(), budgets, bd.utilisation_now()
+    rows = queries.utilisation(
+        usage.home(), usage.version(), plane.version(), budgets, queries.utilisation_now()
     )
     for u in rows:
         budget_card(actor, engineer, u)
-    st.dataframe(bd.status_frame(rows), hide_index=True, width="stretch")
+    st.dataframe(frames.status_frame(rows), hide_index=True, width="stretch")
     st.caption(
         "Projected: the spend at the window's end at the rate so far this window, "
         "no higher than the cap of a blocking or degrading budget (soft x limit), "
@@ -70,15 +75,15 @@ def utilisation(actor: Actor, engineer: bool) -> None:
     )
 
 
-def budget_card(actor: Actor, engineer: bool, u: bd.Utilisation) -> None:
+def budget_card(actor: Actor, engineer: bool, u: Utilisation) -> None:
     b = u.budget
     with st.container(border=True):
         head, figures, act = st.columns([4, 2, 1])
         off = "" if b.enabled else " · **disabled**"
         head.markdown(f"**{b.name}** · {scope_text(b)} · {b.action} · window {u.label}{off}")
-        head.progress(min(1.0, u.utilisation), text=u.text())
+        head.progress(min(1.0, u.utilisation), text=frames.utilisation_text(u))
         projected = (
-            bd.usd(u.projected_spend_picousd)
+            frames.usd(u.projected_spend_picousd)
             if b.limit_picousd is not None
             else f"{u.projected_tokens:,} tokens"
         )
@@ -90,102 +95,58 @@ def budget_card(actor: Actor, engineer: bool, u: bd.Utilisation) -> None:
         figures.metric("Projected at window end", projected, share, delta_color="off")
         if u.capped:
             figures.caption(
-                f"The run rate would reach {bd.usd(u.projected_picousd)}; calls "
-                f"past {bd.usd(u.cap_picousd or 0)} are blocked."
+                f"The run rate would reach {frames.usd(u.projected_picousd)}; calls "
+                f"past {frames.usd(u.cap_picousd or 0)} are blocked."
             )
         alerted = ", ".join(f"{t}%" for t in u.alerts) or "none"
         figures.caption(f"Alerts this window: {alerted}")
-        if engineer:
-            act.button(
-                "Reset now",
-                key=f"bud_reset_{b.id}",
-                on_click=_ask,
-                args=("reset", b.id),
-                help="Start a fresh window now (audited)",
-            )
-        if engineer and st.session_state.get(CONFIRM) == ("reset", b.id):
-            confirm(
+        if engineer and forms.ask(
+            "bud", "reset", b.id, "Reset now", where=act, help="Start a fresh window now (audited)"
+        ):
+            forms.confirm(
+                "bud",
                 "reset",
-                b,
+                b.id,
                 f"Reset '{b.name}' now? Its live counter starts again from"
                 " zero; the calls already made stay in the usage log.",
-                lambda: bd.reset_budget(actor, b.id),
                 f"Budget '{b.name}' was reset.",
+                lambda: commands.reset_budget(actor, b.id),
             )
-
-
-def _ask(action: str, budget_id: str) -> None:
-    st.session_state[CONFIRM] = (action, budget_id)
-
-
-def _cancel() -> None:
-    st.session_state.pop(CONFIRM, None)
-
-
-def confirm(action: str, b: Budget, question: str, write: Any, done: str) -> None:
-    st.warning(question)
-    yes, no = st.columns(2)
-    form = f"bud_{action}_{b.id}"
-    yes.button(
-        f"Confirm {action}",
-        key=f"bud_{action}_yes_{b.id}",
-        type="primary",
-        on_click=_confirmed,
-        args=(form, done, write),
-    )
-    no.button("Cancel", key=f"bud_{action}_no_{b.id}", on_click=_cancel)
-    forms.form_error(form, ())
-
-
-def _confirmed(form: str, done: str, write: Any) -> None:
-    _cancel()
-    forms.submit(form, done, write)
 
 
 # ---- editor --------------------------------------------------------------------------------
 
 
-def editor(actor: Actor) -> None:
-    budgets = {b.id: b for b in auth.plane().budgets()}
-    if st.session_state.get("bud_pick") not in (NEW, *budgets):
-        st.session_state["bud_pick"] = NEW
-    choice = st.selectbox(
-        "Budget",
-        [NEW, *budgets],
-        key="bud_pick",
-        format_func=lambda i: "New budget" if i == NEW else f"{budgets[i].name} ({i})",
+def budget_entity(actor: Actor) -> Entity[Budget]:
+    return Entity(
+        prefix="bud",
+        label="Budget",
+        new_label="New budget",
+        fields=inputs.FIELDS,
+        values=inputs.form_values,
+        name=lambda b: b.id,
+        title=lambda b: f"{b.name} ({b.id})",
+        save=lambda v, new: commands.save_budget(actor, v, new=new),
+        delete=lambda budget_id: commands.delete_budget(actor, budget_id),
+        saved="Budget saved.",
+        save_label="Save budget",
+        delete_label="Delete budget",
     )
-    budget = budgets.get(choice)
-    slug = "new" if budget is None else budget.id
-    prefix, form = f"bud_{slug}", f"bud_form_{slug}"
-    for field, value in bd.form_values(budget).items():
-        st.session_state.setdefault(f"{prefix}_{field}", value)
-    with st.form(form):
-        forms.form_error(form, bd.FIELDS)
-        budget_fields(prefix, form, budget is not None)
-        st.form_submit_button(
-            "Save budget",
-            type="primary",
-            on_click=forms.submit,
-            args=(form, "Budget saved.", lambda: _save(actor, prefix, budget)),
-        )
-    if budget is not None:
-        st.button(
-            "Delete budget", key=f"bud_delete_{slug}", on_click=_ask, args=("delete", budget.id)
-        )
-        if st.session_state.get(CONFIRM) == ("delete", budget.id):
-            confirm(
-                "delete",
-                budget,
-                f"Delete '{budget.name}'? Routers stop enforcing it.",
-                lambda: bd.delete_budget(actor, budget.id),
-                f"Budget '{budget.name}' deleted.",
-            )
 
 
-def budget_fields(prefix: str, form: str, existing: bool) -> None:
-    def key(field: str) -> str:
-        return f"{prefix}_{field}"
+def editor_section(actor: Actor) -> None:
+    edit = editor.pick(budget_entity(actor), auth.plane().budgets())
+    with edit.form():
+        budget_fields(edit)
+    if edit.current is not None:
+        edit.delete_button(
+            f"Delete '{edit.current.name}'? Routers stop enforcing it.",
+            f"Budget '{edit.current.name}' deleted.",
+        )
+
+
+def budget_fields(edit: Editing[Budget]) -> None:
+    key, error, existing = edit.key, edit.error, edit.current is not None
 
     left, right = st.columns(2)
     with left:
@@ -195,47 +156,47 @@ def budget_fields(prefix: str, form: str, existing: bool) -> None:
             disabled=existing,
             help="Letters, digits and ._:@/-; fixed once created",
         )
-        forms.field_error(form, "id")
+        error("id")
         st.text_input("Name", key=key("name"))
-        forms.field_error(form, "name")
+        error("name")
         st.selectbox("Scope", BUDGET_SCOPES, key=key("scope"))
-        forms.field_error(form, "scope")
+        error("scope")
         st.text_input(
             "Scope value",
             key=key("scope_value"),
             help="The org, project, user, task, model or provider; empty for global",
         )
-        forms.field_error(form, "scope_value")
+        error("scope_value")
         st.selectbox(
             "Period",
             PERIODS,
             key=key("period"),
             help="Calendar day, ISO week or calendar month in the time zone",
         )
-        forms.field_error(form, "period")
+        error("period")
         st.text_input(
             "Time zone (IANA)", key=key("timezone"), help="Empty: the console's time zone setting"
         )
-        forms.field_error(form, "timezone")
+        error("timezone")
         st.checkbox("Enabled", key=key("enabled"))
     with right:
         st.text_input("USD limit", key=key("limit_usd"), help="Empty: no USD limit")
-        forms.field_error(form, "limit_usd")
+        error("limit_usd")
         st.text_input("Token limit", key=key("limit_tokens"), help="Empty: no token limit")
-        forms.field_error(form, "limit_tokens")
+        error("limit_tokens")
         st.number_input(
             "Soft multiplier",
             key=key("soft_multiplier"),
             step=0.1,
             help="Critical calls may run to this multiple of the limit",
         )
-        forms.field_error(form, "soft_multiplier")
+        error("soft_multiplier")
         st.text_input(
             "Alert thresholds (%)",
             key=key("thresholds"),
             help="Increasing percentages, e.g. 50, 75, 90, 100",
         )
-        forms.field_error(form, "thresholds")
+        error("thresholds")
         st.selectbox(
             "Action at the limit",
             BUDGET_ACTIONS,
@@ -243,24 +204,13 @@ def budget_fields(prefix: str, form: str, existing: bool) -> None:
             help="alert: track only; degrade: non-critical calls go to a cheaper model;"
             " block: refuse",
         )
-        forms.field_error(form, "action")
+        error("action")
         st.text_input(
             "Degrade to (model)", key=key("degrade_to"), help="Empty: the task policy's degrade_to"
         )
-        forms.field_error(form, "degrade_to")
+        error("degrade_to")
         st.text_input("Webhook URL (Slack-compatible)", key=key("webhook_url"))
-        forms.field_error(form, "webhook_url")
-
-
-def _save(actor: Actor, prefix: str, budget: Budget | None) -> None:
-    saved = bd.save_budget(actor, forms.values(prefix, bd.FIELDS), new=budget is None)
-    if budget is None:  # the new budget's form starts empty again; edit what was made
-        for field in bd.FIELDS:
-            st.session_state.pop(f"{prefix}_{field}", None)
-        st.session_state["bud_pick"] = saved.id
-    else:  # show what was stored (a time zone filled in, money normalised)
-        for field, value in bd.form_values(saved).items():
-            st.session_state[f"{prefix}_{field}"] = value
+        error("webhook_url")
 
 
 # ---- what-if replay ------------------------------------------------------------------------
@@ -273,8 +223,8 @@ def replay_section() -> None:
         " compares with what happened. Calls keep the model they used unless you route"
         " them by the policies."
     )
-    view = current_view()
-    today = today_in(view.scope.tz)
+    scope = current_selection().scope
+    today = today_in(scope.tz)
     picked = st.date_input(
         "Period",
         value=(today - timedelta(days=7), today - timedelta(days=1)),
@@ -284,7 +234,7 @@ def replay_section() -> None:
     days = [d for d in (picked if isinstance(picked, tuple | list) else (picked,)) if d]
     plane = auth.plane()
     proposal = st.data_editor(
-        bd.proposal_frame(plane.budgets()),
+        frames.proposal_frame(plane.budgets()),
         num_rows="dynamic",
         hide_index=True,
         key="bud_rp_budgets",
@@ -295,22 +245,21 @@ def replay_section() -> None:
     policies = None
     if routed:
         policies = st.data_editor(
-            rd.policy_proposal_frame(plane.policies()),
+            policy_proposal_frame(plane.policies()),
             hide_index=True,
             num_rows="dynamic",
             key="bud_rp_policies",
             width="stretch",
         )
     if st.button("Run replay", type="primary", key="bud_rp_run", disabled=not days):
-        from console.pricing_data import catalog
-
-        start = local_midnight(days[0], view.scope.tz)
-        end = local_midnight(days[-1] + timedelta(days=1), view.scope.tz)
+        start = local_midnight(days[0], scope.tz)
+        end = local_midnight(days[-1] + timedelta(days=1), scope.tz)
         try:
-            budgets = bd.budgets_from_frame(proposal)
-            pols = rd.policies_from_frame(policies, catalog()) if policies is not None else []
+            cat = catalog()
+            budgets = inputs.budgets_from_frame(proposal, cat)
+            pols = policies_from_frame(policies, cat) if policies is not None else []
             with st.spinner("Replaying the logged calls…"):
-                st.session_state["bud_rp_result"] = bd.run_replay(start, end, budgets, pols)
+                st.session_state["bud_rp_result"] = queries.run_replay(start, end, budgets, pols)
         except CostlineError as exc:
             st.error(str(exc), icon=":material/error:")
     result = st.session_state.get("bud_rp_result")
@@ -358,19 +307,19 @@ def replay_result(r: Any) -> None:
     )
     cols[3].metric(
         "Cost with the proposal",
-        bd.usd_amount(r.cost_replayed),
-        f"{bd.usd_amount(r.cost_difference)} vs {bd.usd_amount(r.cost_actual)}",
+        frames.usd_amount(r.cost_replayed),
+        f"{frames.usd_amount(r.cost_difference)} vs {frames.usd_amount(r.cost_actual)}",
         delta_color="inverse",
     )
-    st.dataframe(bd.compare_frame(r), hide_index=True)
+    st.dataframe(frames.compare_frame(r), hide_index=True)
     left, right = st.columns(2)
     with left:
         st.markdown("**Users hit**")
-        st.dataframe(bd.group_frame(r.by_user, "user"), hide_index=True, width="stretch")
+        st.dataframe(frames.group_frame(r.by_user, "user"), hide_index=True, width="stretch")
     with right:
         st.markdown("**Projects hit**")
-        st.dataframe(bd.group_frame(r.by_project, "project"), hide_index=True, width="stretch")
-    changed = bd.changed_calls(r.details)
+        st.dataframe(frames.group_frame(r.by_project, "project"), hide_index=True, width="stretch")
+    changed = frames.changed_calls(r.details)
     st.markdown(f"**Calls whose outcome changed** ({len(changed):,} shown)")
     st.dataframe(changed, hide_index=True, width="stretch")
 

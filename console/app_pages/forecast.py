@@ -8,11 +8,14 @@ from zoneinfo import ZoneInfo
 
 import streamlit as st
 
-from console import auth, data
-from console import forecast_charts as fcharts
-from console import forecast_data as fdata
-from console.sidebar import LABELS, current_view
-from console.view import View
+from console import auth
+from console.charts.forecast import forecast_chart
+from console.commands.forecast import record_alerts
+from console.frames import forecast as frames
+from console.queries import forecast as queries
+from console.queries import usage
+from console.selection import Selection
+from console.sidebar import LABELS, current_selection
 from core.analytics import AdviceReport, Forecast
 from core.errors import ConfigError
 from core.insights import BudgetOutlook, Finding
@@ -22,49 +25,57 @@ DIMENSIONS = {
     **{d: LABELS[d] for d in ("org", "project", "model", "provider", "task")},
 }
 PAGE_DIR = Path(__file__).parent
+PAGES = {"routing": "app_pages/routing.py", "budgets": "app_pages/budgets.py"}
 PAGE_TITLES = {"routing": "Routing & Sampling", "budgets": "Budgets"}
 NO_HOLIDAYS = "(none)"
 
 
 def main() -> None:
-    view = current_view()
+    selection = current_selection()
     st.title("Forecast")
     st.caption(
-        f"{view.describe()} · forecasts fit every complete day under the sidebar"
+        f"{selection.describe()} · forecasts fit every complete day under the sidebar"
         " filters; anomalies and advice follow the time range"
     )
-    home, version = data.home(), data.version()
-    dimension, value, horizon, width, holidays = controls(view)
+    home, version = usage.home(), usage.version()
+    dimension, value, horizon, width, holidays = controls(selection)
     if dimension != "total" and value is None:
         st.info(f"No {DIMENSIONS[dimension].lower()} has any spend yet.")
         return
     try:
-        fc = fdata.forecast(
-            home, version, view.scope, dimension, value, horizon, holidays, fdata.today(view.scope)
+        fc = queries.forecast(
+            home,
+            version,
+            selection.scope,
+            dimension,
+            value,
+            horizon,
+            holidays,
+            queries.today(selection.scope),
         )
     except ConfigError as exc:
         st.error(str(exc))
         return
-    now = fdata.now_slot()
+    now = queries.now_slot()
     plane_version = auth.plane().version()
-    outlooks = fdata.outlook(home, version, plane_version, now, int(width) / 100, holidays)
-    found = fdata.findings(home, version, view.scope.tz, view.scope.start, now)
-    fdata.record_alerts(found)
-    forecast_section(fc, view, dimension, value, width, outlooks, found)
+    outlooks = queries.outlook(home, version, plane_version, now, int(width) / 100, holidays)
+    found = queries.findings(home, version, selection.scope.tz, selection.scope.start, now)
+    record_alerts(found)
+    forecast_section(fc, selection, dimension, value, width, outlooks, found)
     backtest_section(fc)
-    exhaustion_section(outlooks, view, width)
-    anomalies_section(found, view)
-    advice_section(fdata.advice(home, version, plane_version, view.scope, now), view)
+    exhaustion_section(outlooks, selection, width)
+    anomalies_section(found, selection)
+    advice_section(queries.advice(home, version, plane_version, selection.scope, now), selection)
 
 
-def controls(view: View) -> tuple[str, str | None, int, str, str | None]:
+def controls(selection: Selection) -> tuple[str, str | None, int, str, str | None]:
     cols = st.columns([1.1, 1.6, 1.6, 0.9, 1.1])
     dimension = cols[0].selectbox(
         "Forecast", list(DIMENSIONS), format_func=DIMENSIONS.get, key="fc_dim"
     )
     value = None
     if dimension != "total":
-        options = fdata.values(data.home(), data.version(), view.scope, dimension)
+        options = queries.values(usage.home(), usage.version(), selection.scope, dimension)
         value = cols[1].selectbox(
             DIMENSIONS[dimension], options, key=f"fc_value_{dimension}", help="Largest spend first"
         )
@@ -118,14 +129,14 @@ def _matching(
 
 def forecast_section(
     fc: Forecast,
-    view: View,
+    selection: Selection,
     dimension: str,
     value: str | None,
     width: str,
     outlooks: list[BudgetOutlook],
     found: list[Finding],
 ) -> None:
-    money = view.money
+    money = selection.money
     future = fc.future
     if fc.method == "run_rate":
         rate = money.amount(int(round(float(future["yhat"].iloc[0]) * 10**12)))
@@ -162,7 +173,9 @@ def forecast_section(
             right.segmented_control("Show", ["Daily", "Cumulative"], default="Daily", key="fc_mode")
             or "Daily"
         )
-    st.altair_chart(chart(fc, view, dimension, value, width, chosen, mode, found), width="stretch")
+    st.altair_chart(
+        chart(fc, selection, dimension, value, width, chosen, mode, found), width="stretch"
+    )
     st.caption(
         "Dashed blue: forecast with its interval band · red diamonds: anomalies (hover"
         " for who caused them) · dotted grey: trend changes · red rule: budget runs out"
@@ -170,7 +183,7 @@ def forecast_section(
     label = value or "total"
     st.download_button(
         "Download forecast (CSV)",
-        fdata.csv_bytes(fc, money),
+        frames.csv_bytes(fc, money),
         file_name=f"costline-forecast-{dimension}-{label}.csv",
         mime="text/csv",
         key="fc_download",
@@ -180,7 +193,7 @@ def forecast_section(
 
 def chart(
     fc: Forecast,
-    view: View,
+    selection: Selection,
     dimension: str,
     value: str | None,
     width: str,
@@ -188,16 +201,16 @@ def chart(
     mode: str,
     found: list[Finding],
 ):  # type: ignore[no-untyped-def]
-    money = view.money
-    series = fdata.series_frame(fc, money, width)
-    marks = fdata.marks_frame(found, series, money, view.scope, dimension, value)
+    money = selection.money
+    series = frames.series_frame(fc, money, width)
+    marks = frames.marks_frame(found, series, money, selection.scope, dimension, value)
     budget, label, exhausted = None, "", None
     if chosen is not None and chosen.exhaustion is not None and chosen.limit_usd is not None:
         ex = chosen.exhaustion
         exhausted = ex.date if not ex.already_exceeded else None
         limit = float(money.amount(int(chosen.limit_usd * 10**12)))
         if mode == "Cumulative":
-            series = fdata.cumulative_frame(chosen, money, width)
+            series = frames.cumulative_frame(chosen, money, width)
             marks = marks.iloc[0:0]
             label = f"{chosen.budget.name}: {money.fmt(int(chosen.limit_usd * 10**12))}"
             budget = limit
@@ -205,7 +218,7 @@ def chart(
             days = (chosen.end - chosen.start).days + 1
             budget = limit / days
             label = f"budget pace {money.symbol}{budget:,.2f}/day"
-    return fcharts.forecast_chart(
+    return forecast_chart(
         series,
         symbol=money.symbol,
         band=f"{width}%",
@@ -213,7 +226,7 @@ def chart(
         budget_label=label,
         exhausted=exhausted,
         marks=marks,
-        changepoints=fdata.changepoint_frame(fc),
+        changepoints=frames.changepoint_frame(fc),
     )
 
 
@@ -244,10 +257,10 @@ def summary(fc: Forecast, money, width: str) -> None:  # type: ignore[no-untyped
 def backtest_section(fc: Forecast) -> None:
     st.subheader("How good is this forecast?")
     if fc.backtest is None:
-        st.caption(fdata.verdict(None).capitalize() + ".")
+        st.caption(frames.verdict(None).capitalize() + ".")
         return
-    st.dataframe(fdata.backtest_frame(fc.backtest), hide_index=True, width="stretch")
-    text = fdata.verdict(fc.backtest)
+    st.dataframe(frames.backtest_frame(fc.backtest), hide_index=True, width="stretch")
+    text = frames.verdict(fc.backtest)
     good = fc.backtest.beats_naive
     (st.success if good else st.warning)(text[0].upper() + text[1:] + ".")
     st.caption(
@@ -257,13 +270,15 @@ def backtest_section(fc: Forecast) -> None:
     )
 
 
-def exhaustion_section(outlooks: list[BudgetOutlook], view: View, width: str) -> None:
+def exhaustion_section(outlooks: list[BudgetOutlook], selection: Selection, width: str) -> None:
     st.subheader("Budgets: when do they run out?")
     if not outlooks:
         st.info("No budgets yet.")
         link("budgets")
         return
-    st.dataframe(fdata.outlook_frame(outlooks, view.money, width), hide_index=True, width="stretch")
+    st.dataframe(
+        frames.outlook_frame(outlooks, selection.money, width), hide_index=True, width="stretch"
+    )
     st.caption(
         "Spent: exact, window start to now. Runs out: the day the forecast's cumulative"
         f" spend reaches the limit; range from the {width}% bounds. Each budget's own"
@@ -271,9 +286,9 @@ def exhaustion_section(outlooks: list[BudgetOutlook], view: View, width: str) ->
     )
 
 
-def anomalies_section(found: list[Finding], view: View) -> None:
+def anomalies_section(found: list[Finding], selection: Selection) -> None:
     st.subheader("Anomalies")
-    since = view.scope.start
+    since = selection.scope.start
     if not found:
         st.info("No unusual spend or traffic in this time range.")
         return
@@ -285,19 +300,19 @@ def anomalies_section(found: list[Finding], view: View) -> None:
         f
         for f in found
         if (grain == "all" or f.grain == grain)
-        and f.key in (getattr(view.scope, f.dimension) or (f.key,))
+        and f.key in (getattr(selection.scope, f.dimension) or (f.key,))
     ]  # sidebar filters
-    st.dataframe(fdata.findings_frame(shown, view.money), hide_index=True, width="stretch")
-    first = since.astimezone(ZoneInfo(view.scope.tz))
+    st.dataframe(frames.findings_frame(shown, selection.money), hide_index=True, width="stretch")
+    first = since.astimezone(ZoneInfo(selection.scope.tz))
     st.caption(
         f"{len(found)} anomalies since {first:%d %b %Y}, per org and per model, daily and"
         " hourly, in spend and in calls; each is recorded once as an 'anomaly' alert."
     )
 
 
-def advice_section(report: AdviceReport, view: View) -> None:
+def advice_section(report: AdviceReport, selection: Selection) -> None:
     st.subheader("Savings advice")
-    money = view.money
+    money = selection.money
     if not report.items:
         st.info("No savings found in the last 30 days.")
     else:
@@ -321,7 +336,7 @@ def advice_section(report: AdviceReport, view: View) -> None:
 
 def link(kind: str) -> None:
     """A link to the editor where advice is applied (once that page exists)."""
-    path = fdata.PAGES.get(kind, fdata.PAGES["routing"])
+    path = PAGES.get(kind, PAGES["routing"])
     title = PAGE_TITLES.get(kind, "Routing & Sampling")
     if (PAGE_DIR / Path(path).name).exists():
         st.page_link(path, label=f"Apply on {title}", icon=":material/arrow_forward:")

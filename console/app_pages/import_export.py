@@ -8,9 +8,12 @@ from functools import partial
 import pandas as pd
 import streamlit as st
 
-from console import actions, auth, data
-from console.sidebar import current_view
-from console.view import View
+from console import auth
+from console.commands.usage import import_usage
+from console.queries import usage
+from console.queries.requests import request_count
+from console.selection import Selection
+from console.sidebar import current_selection
 from core.control import Actor
 from core.errors import CostlineError
 from core.importer import FIELDS, REQUIRED, Preview
@@ -21,9 +24,9 @@ FORMATS = {"csv": ("CSV", "text/csv"), "parquet": ("Parquet", "application/vnd.a
 def main() -> None:
     actor = auth.current_actor()
     assert actor is not None
-    view = current_view()
+    selection = current_selection()
     st.title("Import / Export")
-    export_section(view)
+    export_section(selection)
     st.divider()
     if auth.may(actor, "engineer"):
         import_section(actor)
@@ -31,16 +34,16 @@ def main() -> None:
         st.caption("Importing usage needs the engineer role.")
 
 
-def export_section(view: View) -> None:
+def export_section(selection: Selection) -> None:
     st.subheader("Export")
-    st.caption(f"The calls in the current view: {view.describe()}")
-    count = data.request_count(data.home(), data.version(), view.scope, ())
+    st.caption(f"The calls in the current view: {selection.describe()}")
+    count = request_count(usage.home(), usage.version(), selection.scope, ())
     st.write(f"{count:,} calls")
     cols = st.columns([1] * len(FORMATS) + [3])
     for col, (fmt, (label, mime)) in zip(cols, FORMATS.items(), strict=False):
         col.download_button(
             f"Download {label}",
-            data=partial(data.export_bytes, view.scope, fmt),
+            data=partial(usage.export_bytes, selection.scope, fmt),
             file_name=f"costline-usage.{fmt}",
             mime=mime,
             key=f"exp_{fmt}",
@@ -60,7 +63,7 @@ def import_section(actor: Actor) -> None:
         return
     content = uploaded.getvalue()
     try:
-        preview = data.import_preview(content)
+        preview = usage.import_preview(content)
     except CostlineError as exc:
         st.error(str(exc))
         return
@@ -99,7 +102,7 @@ def run_import(
     actor: Actor, name: str, content: bytes, mapping: dict[str, str], inclusive: bool
 ) -> None:
     try:
-        result = actions.import_usage(actor, name, content, mapping, inclusive)
+        result = import_usage(actor, name, content, mapping, inclusive)
     except CostlineError as exc:
         st.error(str(exc))
         return

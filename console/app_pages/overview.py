@@ -7,33 +7,41 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import streamlit as st
 
-from console import charts, data, forecast_charts, forecast_data, shape
-from console.data import Totals
-from console.sidebar import current_view
-from console.view import Money, View, change
+from console.charts import spend as charts
+from console.charts.forecast import mark_anomalies
+from console.frames import overview as frames
+from console.frames.forecast import overview_marks
+from console.queries import overview as queries
+from console.queries import usage
+from console.queries.forecast import findings, now_slot
+from console.queries.overview import Totals
+from console.selection import Money, Selection, change
+from console.sidebar import current_selection
 
 DIMENSIONS = ["model", "provider", "org", "project", "task", "user"]
 GRAINS = ["day", "week", "month"]
 
 
 def main() -> None:
-    view = current_view()
+    selection = current_selection()
     st.title("Overview")
-    st.caption(view.describe())
-    home, version = data.home(), data.version()
+    st.caption(selection.describe())
+    home, version = usage.home(), usage.version()
     now = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
     figures = st.container()  # the KPIs go on top; they come from the chart's query
     grain, dim = chart_controls()
-    spend = data.spend(home, version, view.scope, dim, grain)
+    spend = queries.spend(home, version, selection.scope, dim, grain)
     with figures:
-        spend_row(data.window_spend(home, version, view.scope, now), spend.totals, view.money)
-        activity_row(spend.totals, view.money)
-    spend_chart(spend.series, view, dim, grain)
+        spend_row(
+            queries.window_spend(home, version, selection.scope, now), spend.totals, selection.money
+        )
+        activity_row(spend.totals, selection.money)
+    spend_chart(spend.series, selection, dim, grain)
     left, right = st.columns(2)
     with left:
-        top_spenders(view)
+        top_spenders(selection)
     with right:
-        cost_per_1k(spend.series, view.money, grain)
+        cost_per_1k(spend.series, selection.money, grain)
 
 
 def spend_row(spend: dict[str, int], k: Totals, money: Money) -> None:
@@ -88,38 +96,38 @@ def chart_controls() -> tuple[str, str]:
     return grain, dim
 
 
-def spend_chart(series: pd.DataFrame, view: View, dim: str, grain: str) -> None:
+def spend_chart(series: pd.DataFrame, selection: Selection, dim: str, grain: str) -> None:
     st.subheader("Spend over time")
     if series.empty:
         st.info("No spend in this range.")
         return
-    frame = shape.series_frame(series, view.money, grain)
-    chart = charts.spend_over_time(frame, dim, grain, view.money.symbol)
-    found = forecast_data.findings(
-        data.home(), data.version(), view.scope.tz, view.scope.start, forecast_data.now_slot()
+    frame = frames.series_frame(series, selection.money, grain)
+    chart = charts.spend_over_time(frame, dim, grain, selection.money.symbol)
+    found = findings(
+        usage.home(), usage.version(), selection.scope.tz, selection.scope.start, now_slot()
     )
-    marks = forecast_data.overview_marks(frame, found, view.money, grain, view.scope)
-    st.altair_chart(forecast_charts.mark_anomalies(chart, marks), width="stretch")
+    marks = overview_marks(frame, found, selection.money, grain, selection.scope)
+    st.altair_chart(mark_anomalies(chart, marks), width="stretch")
     st.caption(
-        f"Chart total {view.money.fmt(shape.total_pico(series))} · drag across periods"
+        f"Chart total {selection.money.fmt(frames.total_pico(series))} · drag across periods"
         " to filter the breakdown; click a legend entry to highlight it."
     )
 
 
-def top_spenders(view: View) -> None:
+def top_spenders(selection: Selection) -> None:
     st.subheader("Top spenders")
-    who = st.segmented_control("By", data.TOP_WHO, default="user", key="ov_top") or "user"
-    top = data.top_spenders(data.home(), data.version(), view.scope, who)
+    who = st.segmented_control("By", queries.TOP_WHO, default="user", key="ov_top") or "user"
+    top = queries.top_spenders(usage.home(), usage.version(), selection.scope, who)
     if top.empty:
         st.info("No spend in this range.")
         return
-    frame = shape.top_frame(top, view.money)
-    st.altair_chart(charts.top_bars(frame, f"Top {who}s", view.money.symbol), width="stretch")
+    frame = frames.top_frame(top, selection.money)
+    st.altair_chart(charts.top_bars(frame, f"Top {who}s", selection.money.symbol), width="stretch")
 
 
 def cost_per_1k(series: pd.DataFrame, money: Money, grain: str) -> None:
     st.subheader("Unit cost")
-    frame = shape.per_1k_frame(series, money, grain)
+    frame = frames.per_1k_frame(series, money, grain)
     if frame.empty:
         st.info("No requests in this range.")
         return

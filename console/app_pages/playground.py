@@ -8,9 +8,14 @@ from collections.abc import Sequence
 import pandas as pd
 import streamlit as st
 
-from console import auth, data
-from console import playground_data as pg
-from core.budgets import BudgetStatus
+from console import auth
+from console.commands import playground as commands
+from console.commands.playground import RunResult
+from console.frames import playground as frames
+from console.inputs.playground import MAX_MODELS, Inputs
+from console.queries import playground as queries
+from console.queries import usage
+from console.queries.playground import Target
 from core.control import Actor
 from core.errors import CostlineError
 from core.router import Router
@@ -27,7 +32,7 @@ def main() -> None:
         "Calls go through the same Router as your apps: budgets, cache, policies and"
         " price overrides apply, and each call is logged with source 'playground'."
     )
-    router = pg.router()
+    router = queries.router()
     if router.controls is not None:
         router.controls.snapshot()  # price overrides and budgets as of now
     inputs = input_form(actor, router)
@@ -49,7 +54,11 @@ def main() -> None:
     st.divider()
     history(actor, router)
     with st.expander("Providers and keys"):
-        st.dataframe(pg.providers_frame(router.settings), hide_index=True, width="stretch")
+        st.dataframe(
+            queries.providers(router.settings),
+            hide_index=True,
+            width="stretch",
+        )
         st.caption(
             "Keys come from the environment or .streamlit/secrets.toml and are shown masked."
         )
@@ -58,7 +67,7 @@ def main() -> None:
 # ---- inputs --------------------------------------------------------------------------------
 
 
-def input_form(actor: Actor, router: Router) -> pg.Inputs:
+def input_form(actor: Actor, router: Router) -> Inputs:
     defaults(router)
     st.text_area("System prompt", key="pg_system", height=80)
     for i in range(st.session_state["pg_n_turns"]):
@@ -77,13 +86,13 @@ def input_form(actor: Actor, router: Router) -> pg.Inputs:
         disabled=st.session_state["pg_n_turns"] == 0,
     )
     st.text_area("User message", key="pg_prompt", height=120)
-    options = pg.model_names(router)
+    options = queries.model_names(router)
     cols = st.columns([3, 2])
     models = cols[0].multiselect(
-        f"Models (up to {pg.MAX_MODELS}: more than one runs them side by side)",
+        f"Models (up to {MAX_MODELS}: more than one runs them side by side)",
         options,
         key="pg_models",
-        max_selections=pg.MAX_MODELS,
+        max_selections=MAX_MODELS,
         format_func=_flagged(router),
     )
     other = cols[1].text_input(
@@ -108,7 +117,7 @@ def input_form(actor: Actor, router: Router) -> pg.Inputs:
         for i in range(st.session_state["pg_n_turns"])
     ]
     chosen = [*models, *([other.strip()] if other.strip() else [])]
-    return pg.Inputs(
+    return Inputs(
         st.session_state["pg_system"],
         turns,
         st.session_state["pg_prompt"],
@@ -127,7 +136,7 @@ def defaults(router: Router) -> None:
     exactly one value is selected there."""
     state = st.session_state
     state.setdefault("pg_n_turns", 0)
-    base = pg.Inputs()
+    base = Inputs()
     for key, value in (
         ("pg_system", base.system),
         ("pg_prompt", base.prompt),
@@ -140,7 +149,7 @@ def defaults(router: Router) -> None:
     for dim in ("org", "project", "task"):
         chosen = state.get(f"f_{dim}") or []
         state.setdefault(f"pg_{dim}", chosen[0] if len(chosen) == 1 else "")
-    options = set(pg.model_names(router))
+    options = set(queries.model_names(router))
     state.setdefault("pg_models", [m for m in base.models if m in options])
     state["pg_models"] = [m for m in state["pg_models"] if m in options]
     for i in range(state["pg_n_turns"]):
@@ -154,17 +163,17 @@ def _turns(delta: int) -> None:
 
 def _flagged(router: Router):  # type: ignore[no-untyped-def]
     def label(name: str) -> str:
-        problem = pg.resolve(router, name).problem
+        problem = queries.resolve(router, name).problem
         return f"{name} ⚠ {problem}" if problem else name
 
     return label
 
 
-def resolve(router: Router, inputs: pg.Inputs) -> tuple[list[pg.Target], list[str]]:
+def resolve(router: Router, inputs: Inputs) -> tuple[list[Target], list[str]]:
     targets, problems = [], []
     for name in inputs.models:
         try:
-            target = pg.resolve(router, name)
+            target = queries.resolve(router, name)
         except CostlineError as exc:
             problems.append(str(exc))
             continue
@@ -177,35 +186,23 @@ def resolve(router: Router, inputs: pg.Inputs) -> tuple[list[pg.Target], list[st
 # ---- before sending ------------------------------------------------------------------------
 
 
-def preview(router: Router, inputs: pg.Inputs, targets: Sequence[pg.Target], actor: Actor) -> None:
+def preview(router: Router, inputs: Inputs, targets: Sequence[Target], actor: Actor) -> None:
     st.subheader("Before sending")
     if inputs.max_tokens < 1:
         st.caption("Set max tokens to see the cost estimate.")
         return
-    typical = pg.typical_outputs(data.home(), data.version(), pg.typical_since())
+    typical = queries.typical_outputs(usage.home(), usage.version(), queries.typical_since())
     rows, budgets = [], []
     for t in targets:
-        est = pg.estimate(router, t, inputs.messages(), inputs.max_tokens, typical)
-        rows.append(
-            {
-                "model": t.name,
-                "provider": t.provider,
-                "prompt tokens": est.prompt_tokens,
-                "counted": "estimate" if est.tokens_estimated else "exact",
-                "max cost": pg.fmt_usd(est.max_cost),
-                "typical output": est.typical_output,
-                "typical cost": pg.fmt_usd(est.typical_cost),
-                "typical from": "your log" if est.typical_from_log else "assumed",
-                "status": t.problem or "ready",
-            }
-        )
+        est = queries.estimate(router, t, inputs.messages(), inputs.max_tokens, typical)
+        rows.append(frames.estimate_row(est))
         req = inputs.request(t.name, actor.username)
-        budgets += [_budget_row(t, s, est.max_cost) for s in pg.headroom(router, req, t)]
+        budgets += [frames.budget_row(t, s, est.max_cost) for s in queries.headroom(router, req, t)]
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="pg_estimates")
     st.caption(
         f"Max cost: the prompt at the input rate plus {inputs.max_tokens:,} output tokens"
         " (what budgets reserve). Typical cost: the median output of the model's recent"
-        f" calls, else {pg.TYPICAL_OUTPUT} tokens."
+        f" calls, else {queries.TYPICAL_OUTPUT} tokens."
     )
     if budgets:
         st.write("Charged to these budgets (current window):")
@@ -214,56 +211,38 @@ def preview(router: Router, inputs: pg.Inputs, targets: Sequence[pg.Target], act
         st.caption("No budget applies to these calls.")
 
 
-def _budget_row(t: pg.Target, s: BudgetStatus, max_cost: int) -> dict[str, object]:
-    b, limit = s.budget, s.limit_picousd
-    left = None if limit is None else limit - s.spent_picousd - s.reserved_picousd
-    return {
-        "model": t.name,
-        "budget": b.name,
-        "scope": "global" if b.scope == "global" else f"{b.scope}={b.scope_value}",
-        "window": s.window.label,
-        "action": b.action,
-        "spent": pg.fmt_usd(s.spent_picousd),
-        "reserved": pg.fmt_usd(s.reserved_picousd),
-        "limit": pg.fmt_usd(limit) if limit is not None else f"{s.limit_tokens:,} tokens",
-        "remaining": pg.fmt_usd(left) if left is not None else "–",
-        "used": f"{s.utilisation:.1%}",
-        "fits max cost": "–" if left is None else "yes" if max_cost <= left else "no",
-    }
-
-
 # ---- sending -------------------------------------------------------------------------------
 
 
-def run(router: Router, inputs: pg.Inputs, targets: Sequence[pg.Target], actor: Actor) -> None:
+def run(router: Router, inputs: Inputs, targets: Sequence[Target], actor: Actor) -> None:
     reqs = [inputs.request(t.name, actor.username) for t in targets]
     if len(reqs) == 1:
         results = [stream_one(router, reqs[0], actor)]
     else:
         try:
             with st.spinner(f"Running {len(reqs)} models side by side…"):
-                outcomes = pg.run_many(router, reqs, actor)
+                outcomes = commands.run_many(router, reqs, actor)
         except CostlineError as exc:  # e.g. the role was changed since sign-in
             st.error(str(exc))
             return
-        results = [pg.result_of(r, o) for r, o in zip(reqs, outcomes, strict=True)]
+        results = [commands.result_of(r, o) for r, o in zip(reqs, outcomes, strict=True)]
     router.log.flush()  # the Requests page and the history see the calls at once
-    pg.remember(actor.username, [r.request_id for r in results], inputs)
+    commands.remember(actor.username, [r.request_id for r in results], inputs)
     st.session_state["pg_last"] = results
     show(results, streamed=len(results) == 1)
 
 
-def stream_one(router: Router, req: ChatRequest, actor: Actor) -> pg.RunResult:
+def stream_one(router: Router, req: ChatRequest, actor: Actor) -> RunResult:
     sink: dict = {}  # type: ignore[type-arg]
     try:
         with st.chat_message("assistant"):
-            st.write_stream(pg.stream_text(router, req, sink, actor))
+            st.write_stream(commands.stream_text(router, req, sink, actor))
     except CostlineError as exc:
-        return pg.result_of(req, exc)
-    return pg.result_of(req, sink["done"])
+        return commands.result_of(req, exc)
+    return commands.result_of(req, sink["done"])
 
 
-def show(results: Sequence[pg.RunResult], streamed: bool) -> None:
+def show(results: Sequence[RunResult], streamed: bool) -> None:
     if len(results) == 1:
         result = results[0]
         if result.error:
@@ -285,9 +264,9 @@ def show(results: Sequence[pg.RunResult], streamed: bool) -> None:
             figures(result, wide=False)
 
 
-def figures(r: pg.RunResult, wide: bool) -> None:
+def figures(r: RunResult, wide: bool) -> None:
     """Cost and latency as metrics (side by side: only those two); the rest compact."""
-    cost = "unpriced" if r.unpriced else pg.fmt_usd(r.cost)
+    cost = "unpriced" if r.unpriced else frames.fmt_usd(r.cost)
     ttft = "–" if r.ttft_ms is None else f"{r.ttft_ms:,.0f} ms"
     items = [
         ("Cost", cost),
@@ -317,29 +296,12 @@ def figures(r: pg.RunResult, wide: bool) -> None:
 
 def history(actor: Actor, router: Router) -> None:
     st.subheader("Your playground runs")
-    runs = pg.history(data.home(), data.version(), actor.username)
+    runs = queries.history(usage.home(), usage.version(), actor.username)
     if runs.empty:
         st.caption("None yet.")
         return
-    st.dataframe(
-        pd.DataFrame(
-            {
-                "time": runs["ts"],
-                "model": runs["model"],
-                "status": runs["status"],
-                "tokens in": runs["input_tokens"],
-                "tokens out": runs["output_tokens"],
-                "cost": [pg.fmt_usd(int(c)) for c in runs["cost_picousd"].fillna(0)],
-                "latency ms": runs["latency_ms"].round(0),
-                "cache hit": runs["cache_hit"],
-                "request id": runs["request_id"],
-            }
-        ),
-        hide_index=True,
-        width="stretch",
-        key="pg_history",
-    )
-    stored = pg.remembered(actor.username)
+    st.dataframe(frames.history_frame(runs), hide_index=True, width="stretch", key="pg_history")
+    stored = queries.remembered(actor.username)
     ids = [rid for rid in runs["request_id"] if rid in stored]
     if not ids:
         return
@@ -354,11 +316,11 @@ def history(actor: Actor, router: Router) -> None:
         "Load into the form",
         key="pg_hist_load",
         on_click=load,
-        args=(stored[pick], set(pg.model_names(router))),
+        args=(stored[pick], set(queries.model_names(router))),
     )
 
 
-def load(inputs: pg.Inputs, options: set[str]) -> None:
+def load(inputs: Inputs, options: set[str]) -> None:
     """Fill the form with a past run (a callback: it runs before the widgets are built)."""
     state = st.session_state
     state.update(
@@ -374,7 +336,7 @@ def load(inputs: pg.Inputs, options: set[str]) -> None:
     )
     for i, (role, text) in enumerate(inputs.turns):
         state[f"pg_turn_role_{i}"], state[f"pg_turn_text_{i}"] = role, text
-    state["pg_models"] = [m for m in inputs.models if m in options][: pg.MAX_MODELS]
+    state["pg_models"] = [m for m in inputs.models if m in options][:MAX_MODELS]
     state["pg_other"] = next((m for m in inputs.models if m not in options), "")
     state.pop("pg_last", None)
 

@@ -8,7 +8,12 @@ from typing import Any
 
 import streamlit as st
 
-from console import auth, data, forms, pricing_data
+from console import auth, forms
+from console.commands import pricing as commands
+from console.frames import pricing as frames
+from console.inputs import pricing as inputs
+from console.queries import pricing as queries
+from console.queries import usage
 from core.control import Actor
 from core.errors import CostlineError
 from core.pricing import Catalog, load_catalog
@@ -51,7 +56,7 @@ def main() -> None:
     )
     forms.flash()
     try:
-        cat = pricing_data.catalog()
+        cat = queries.catalog()
     except CostlineError as exc:  # routers refuse such overrides too: say which to delete
         st.error(
             f"The price overrides do not form a valid catalog: {exc}. Routers refuse"
@@ -74,7 +79,7 @@ def main() -> None:
 def catalog_section(cat: Catalog) -> None:
     cols = st.columns([3, 2, 2])
     text = cols[0].text_input("Search", key="pr_search", placeholder="model, provider, alias…")
-    frame = pricing_data.catalog_frame(cat, pricing_data.today())
+    frame = frames.catalog_frame(cat, queries.today())
     providers = cols[1].multiselect(
         "Provider", sorted(frame["provider"].unique()), key="pr_providers", placeholder="All"
     )
@@ -84,7 +89,7 @@ def catalog_section(cat: Catalog) -> None:
         key="pr_current",
         help="Hide superseded and scheduled price versions",
     )
-    rows = pricing_data.search(frame, text, providers, current)
+    rows = frames.search(frame, text, providers, current)
     st.caption(f"{rows['model'].nunique():,} models · {len(rows):,} price rows")
     rate = {
         name: st.column_config.NumberColumn(name.replace("_", " "), format="%.6g")
@@ -117,7 +122,7 @@ def overrides_section(actor: Actor) -> None:
         "An override holds one set of rates for every prompt size: from its date, a"
         " model's long-context tier rates no longer apply."
     )
-    table = pricing_data.overrides_frame()
+    table = frames.overrides_frame(auth.plane().price_overrides())
     if table.empty:
         st.info("No price overrides.")
     else:
@@ -140,7 +145,7 @@ def override_form(actor: Actor) -> None:
             key="pr_ov_provider",
             help="A catalog model keeps its catalog provider",
         )
-        day = cols[2].date_input("Effective from", value=pricing_data.today(), key="pr_ov_from")
+        day = cols[2].date_input("Effective from", value=queries.today(), key="pr_ov_from")
         unit = st.radio(
             "Rates are",
             list(UNITS),
@@ -163,10 +168,10 @@ def override_form(actor: Actor) -> None:
     def save() -> Any:
         per_token = unit == "token"
         rates = {
-            n: pricing_data.rate(t, n, per_token, optional=n not in ("input", "output"))
+            n: inputs.rate(t, n, per_token, optional=n not in ("input", "output"))
             for n, t in typed.items()
         }
-        return pricing_data.upsert_override(actor, model, provider, day, rates, note, new_model)
+        return commands.upsert_override(actor, model, provider, day, rates, note, new_model)
 
     forms.write_now(f"Override saved for {model.strip()} from {day}.", save)
 
@@ -184,7 +189,7 @@ def delete_override(actor: Actor, table: Any) -> None:
         provider, model, day = keys[chosen]
         forms.write_now(
             f"Override of {model} from {day} deleted.",
-            pricing_data.delete_override,
+            commands.delete_override,
             actor,
             provider,
             model,
@@ -207,10 +212,10 @@ def import_section(actor: Actor, cat: Catalog) -> None:
         return
     content = uploaded.getvalue()
     day = st.date_input(
-        "Imported prices take effect from", value=pricing_data.today(), key="pr_import_from"
+        "Imported prices take effect from", value=queries.today(), key="pr_import_from"
     )
     try:
-        preview = pricing_data.preview_import(content, cat, day)
+        preview = queries.preview_import(content, cat, day)
     except CostlineError as exc:
         st.error(str(exc))
         return
@@ -221,7 +226,7 @@ def import_section(actor: Actor, cat: Catalog) -> None:
     apply_step(actor, preview, hashlib.sha256(content).hexdigest()[:12] + str(day))
 
 
-def import_summary(preview: pricing_data.ImportPreview) -> None:
+def import_summary(preview: queries.ImportPreview) -> None:
     kinds = {c.kind for c in preview.changes}
     cols = st.columns(5)
     cols[0].metric("Models read", f"{len({r.model for r in preview.rows}):,}")
@@ -249,7 +254,7 @@ def import_summary(preview: pricing_data.ImportPreview) -> None:
         default=[k for k in ("changed", "added") if k in kinds],
         key="pr_import_kinds",
     )
-    frame = preview.changes_frame()
+    frame = frames.changes_frame(preview)
     st.dataframe(
         frame[frame["change"].isin(shown)], hide_index=True, width="stretch", key="pr_import_diff"
     )
@@ -259,7 +264,7 @@ def import_summary(preview: pricing_data.ImportPreview) -> None:
     )
 
 
-def apply_step(actor: Actor, preview: pricing_data.ImportPreview, token: str) -> None:
+def apply_step(actor: Actor, preview: queries.ImportPreview, token: str) -> None:
     add_new = False
     if preview.new_models:
         add_new = st.checkbox(
@@ -292,7 +297,7 @@ def apply_step(actor: Actor, preview: pricing_data.ImportPreview, token: str) ->
     if cols[0].button("Confirm", type="primary", key="pr_import_confirm"):
         del st.session_state["pr_import_pending"]
         try:
-            written, errors = pricing_data.apply_import(actor, preview, add_new)
+            written, errors = commands.apply_import(actor, preview, add_new)
         except CostlineError as exc:
             st.error(str(exc))
             return
@@ -306,7 +311,7 @@ def apply_step(actor: Actor, preview: pricing_data.ImportPreview, token: str) ->
 
 
 def unpriced_section(cat: Catalog) -> None:
-    table = pricing_data.unpriced(data.home(), data.version())
+    table = queries.unpriced(usage.home(), usage.version())
     if table.empty:
         st.success("Every call in the usage log was priced.")
         return

@@ -7,9 +7,12 @@ from typing import Any
 
 import streamlit as st
 
-from console import charts, data, shape
-from console.sidebar import current_view
-from console.view import View
+from console.charts.spend import errors_bars
+from console.frames.requests import log_frame
+from console.queries import requests as queries
+from console.queries import usage
+from console.selection import Selection
+from console.sidebar import current_selection
 from core.types import pico_to_usd
 from core.usage import STATUSES
 
@@ -17,36 +20,36 @@ PAGE_SIZES = [25, 50, 100, 200]
 
 
 def main() -> None:
-    view = current_view()
+    selection = current_selection()
     st.title("Requests")
-    st.caption(view.describe())
+    st.caption(selection.describe())
     log_tab, errors_tab = st.tabs(["Log", "Errors"])
     with log_tab:
-        request_log(view)
+        request_log(selection)
     with errors_tab:
-        errors(view)
+        errors(selection)
 
 
-def request_log(view: View) -> None:
+def request_log(selection: Selection) -> None:
     status, order_by, descending, size = log_controls()
-    home, version = data.home(), data.version()
-    total = data.request_count(home, version, view.scope, status)
+    home, version = usage.home(), usage.version()
+    total = queries.request_count(home, version, selection.scope, status)
     pages = max(1, math.ceil(total / size))
     if st.session_state.get("rq_page", 1) > pages:  # the filters shrank the log
         st.session_state["rq_page"] = 1
     page = st.columns(4)[0].number_input(f"Page (of {pages:,})", 1, pages, 1, key="rq_page") - 1
-    rows = data.request_page(
-        home, version, view.scope, status, order_by, descending, int(page), size
+    rows = queries.request_page(
+        home, version, selection.scope, status, order_by, descending, int(page), size
     )
     st.caption(f"{total:,} calls · showing {len(rows):,} from #{page * size + 1:,}")
     if rows.empty:
         st.info("No calls match these filters.")
         return
     st.dataframe(
-        shape.log_frame(rows, view.money),
+        log_frame(rows, selection.money),
         hide_index=True,
         width="stretch",
-        column_config=_log_columns(view),
+        column_config=_log_columns(selection),
     )
     detail(list(rows["request_id"]))
 
@@ -55,7 +58,7 @@ def log_controls() -> tuple[tuple[str, ...], str, bool, int]:
     cols = st.columns([3, 2, 1, 1])
     status = cols[0].multiselect("Status", STATUSES, key="rq_status", placeholder="All")
     order_by = cols[1].selectbox(
-        "Sort by", list(data.SORTABLE), key="rq_sort", format_func=data.SORTABLE.__getitem__
+        "Sort by", list(queries.SORTABLE), key="rq_sort", format_func=queries.SORTABLE.__getitem__
     )
     direction = cols[2].selectbox("Order", ["desc", "asc"], key="rq_dir")
     size = cols[3].selectbox("Rows", PAGE_SIZES, index=1, key="rq_size")
@@ -66,7 +69,7 @@ def detail(on_page: list[str]) -> None:
     st.subheader("Request detail")
     typed = st.text_input("Request id", key="rq_lookup", placeholder="req_… (any request)")
     chosen = typed.strip() or st.selectbox("Or pick one on this page", on_page, key="rq_pick")
-    record = data.request_detail(chosen) if chosen else None
+    record = queries.request_detail(chosen) if chosen else None
     if record is None:
         st.warning(f"No request {chosen!r}.")
         return
@@ -74,20 +77,20 @@ def detail(on_page: list[str]) -> None:
     st.json({k: _plain(v) for k, v in record.items()}, expanded=True)
 
 
-def errors(view: View) -> None:
-    table = data.errors_by_type(data.home(), data.version(), view.scope)
+def errors(selection: Selection) -> None:
+    table = queries.errors_by_type(usage.home(), usage.version(), selection.scope)
     if table.empty:
         st.success("No failed calls in this range.")
         return
     st.metric("Failed calls", f"{int(table['errors'].sum()):,}")
-    st.altair_chart(charts.errors_bars(table), width="stretch")
+    st.altair_chart(errors_bars(table), width="stretch")
     st.dataframe(table, hide_index=True, width="stretch")
 
 
-def _log_columns(view: View) -> dict[str, Any]:
+def _log_columns(selection: Selection) -> dict[str, Any]:
     return {
         "time": st.column_config.DatetimeColumn("time", format="YYYY-MM-DD HH:mm:ss"),
-        "cost": st.column_config.NumberColumn(f"cost ({view.money.currency})", format="%.6f"),
+        "cost": st.column_config.NumberColumn(f"cost ({selection.money.currency})", format="%.6f"),
         "tokens": st.column_config.NumberColumn("tokens", format="%d"),
     }
 

@@ -51,10 +51,10 @@ DOWN_ERRORS: tuple[type[BaseException], ...] = (
     _E.TimeoutError,
     _E.InvalidResponse,
     _E.ReadOnlyError,
-    _E.OutOfMemoryError,
+    _E.OutOfMemoryError,  # type: ignore[attr-defined]
     _E.ClusterDownError,
     _E.TryAgainError,
-    OSError,  # type: ignore[attr-defined]
+    OSError,
 )
 MAX_BASELINE_KEYS = 50_000
 

@@ -1,4 +1,4 @@
-"""Charts: pure functions from a DataFrame to an ``alt.Chart``; styling lives in constants.
+"""Spend charts (Overview, Requests): pure functions from a DataFrame to an Altair chart.
 
 Amounts arrive as a float column ``amount`` in the display currency (exact sums converted
 once, for drawing only); tooltips format them with the currency symbol.
@@ -6,32 +6,20 @@ once, for drawing only); tooltips format them with the currency symbol.
 
 from __future__ import annotations
 
-from typing import Final, TypeVar
-
 import altair as alt
 import pandas as pd
 
-C = TypeVar("C", alt.Chart, alt.VConcatChart)
-
-HEIGHT = 300
-SMALL_HEIGHT = 220
-SCHEME: Final = "tableau10"
-ACCENT = "#2f6fde"
-MUTED = "#d0d4dc"
-FONT = "Source Sans Pro, sans-serif"
-BAR_STEP = 22  # pixels per bar in horizontal bar charts: every label stays readable
-LABELS = alt.Axis(labelOverlap=False, labelLimit=180)
-DATE_FORMAT = {"day": "%d %b", "week": "%d %b", "month": "%b %Y"}
-
-
-def style(chart: C) -> C:
-    """The console's look: fonts, no grid, no frame, legend below."""
-    styled: C = (
-        chart.configure_axis(labelFont=FONT, titleFont=FONT, grid=False)
-        .configure_view(strokeWidth=0)
-        .configure_legend(labelFont=FONT, titleFont=FONT, orient="bottom")
-    )
-    return styled
+from console.charts.style import (
+    ACCENT,
+    BAR_STEP,
+    DATE_FORMAT,
+    HEIGHT,
+    LABELS,
+    MUTED,
+    SCHEME,
+    SMALL_HEIGHT,
+    style,
+)
 
 
 def spend_over_time(df: pd.DataFrame, dim: str, grain: str, symbol: str) -> alt.VConcatChart:

@@ -1,6 +1,6 @@
 """Forecast charts: pure functions from small frames to Altair charts (no Streamlit).
 
-Frames arrive in the display currency (``console.forecast_data`` builds them):
+Frames arrive in the display currency (``console.frames.forecast`` builds them):
 
 - series: ds, actual, yhat, lower, upper (actual on history days, the rest on forecast days)
 - marks (anomalies): ds, amount (where to draw the point), what, when, ratio, excess, culprits
@@ -12,14 +12,12 @@ Frames arrive in the display currency (``console.forecast_data`` builds them):
 from __future__ import annotations
 
 from datetime import date
-from typing import Any, TypeVar
+from typing import Any
 
 import altair as alt
 import pandas as pd
 
-from console.charts import ACCENT, HEIGHT, MUTED, style
-
-C = TypeVar("C", alt.Chart, alt.LayerChart, alt.VConcatChart)
+from console.charts.style import ACCENT, HEIGHT, MUTED, style
 
 ACTUAL = "#1f2a44"
 FORECAST = ACCENT

@@ -1,134 +1,20 @@
-"""The Forecast page's data: cached calls into ``core.insights`` plus the small frames its
-charts and tables draw.
-
-Every cached function takes the log's home and ``Reader.data_version()`` (and the control
-plane's version where budgets or policies matter), so new usage invalidates it; under
-``st.cache_data`` sits core's ``ForecastCache``, keyed the same way, so a rerun after a
-widget change refits nothing it has fitted before. The shaping functions are pure pandas.
-"""
+"""The Forecast page's frames (pure pandas, display currency): the forecast and cumulative
+series, anomaly marks (also on the Overview's chart), and the backtest, anomaly and budget
+exhaustion tables."""
 
 from __future__ import annotations
 
 import math
-from datetime import UTC, date, datetime, timedelta
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
 import pandas as pd
-import streamlit as st
 
-from console import auth, data, shape
-from console.view import Money, Scope, today_in
-from core import insights
-from core.alerts import AlertSink
-from core.analytics import AdviceReport, Backtest, Forecast
-from core.control import control_url
+from console.frames.overview import next_period
+from console.selection import Money, Scope
+from core.analytics import Backtest, Forecast
 from core.insights import BudgetOutlook, Finding
-from core.pricing import load_catalog
-from core.usage import Filters
-
-cached = st.cache_data(ttl=600, max_entries=128, show_spinner=False)
-ADVICE_DAYS = 30
-PAGES = {"routing": "app_pages/routing.py", "budgets": "app_pages/budgets.py"}
-
-
-def series_filters(scope: Scope) -> Filters:
-    """The sidebar's dimension filters without its time range (forecasts use all history)."""
-    return scope.filters(start=None, end=None)
-
-
-def now_slot(minutes: int = 5) -> datetime:
-    """Now, floored to a few minutes: a stable cache key that is never far behind."""
-    now = datetime.now(UTC)
-    return now.replace(minute=now.minute - now.minute % minutes, second=0, microsecond=0)
-
-
-# ---- cached reads --------------------------------------------------------------------------
-
-
-@cached
-def values(home: str, version: str, scope: Scope, dimension: str) -> list[str]:
-    return insights.dimension_values(data.reader(), dimension, series_filters(scope))
-
-
-@cached
-def forecast(
-    home: str,
-    version: str,
-    scope: Scope,
-    dimension: str,
-    value: str | None,
-    horizon: int,
-    holidays: str | None,
-    today: date,
-) -> Forecast:
-    return insights.forecast(
-        data.reader(),
-        dimension,
-        value,
-        filters=series_filters(scope),
-        horizon_days=horizon,
-        holidays_country=holidays,
-        tz=scope.tz,
-        through=today - timedelta(days=1),
-    )
-
-
-@cached
-def outlook(
-    home: str, version: str, plane_version: int, now: datetime, width: float, holidays: str | None
-) -> list[BudgetOutlook]:
-    return insights.budget_outlook(
-        data.reader(),
-        auth.plane().budgets(),
-        now=now,
-        intervals=(width,),
-        holidays_country=holidays,
-    )
-
-
-@cached
-def findings(home: str, version: str, tz: str, since: datetime, now: datetime) -> list[Finding]:
-    return insights.scan_usage(data.reader(), tz=tz, since=since, now=now)
-
-
-@cached
-def advice(
-    home: str,
-    version: str,
-    plane_version: int,
-    scope: Scope,
-    now: datetime,
-) -> AdviceReport:
-    plane = auth.plane()
-    return insights.savings_advice(
-        data.reader(),
-        load_catalog(),
-        policies=plane.policies(),
-        scores=plane.model_scores(),
-        filters=series_filters(scope),
-        days=ADVICE_DAYS,
-        now=now,
-    )
-
-
-@st.cache_resource(show_spinner=False)
-def _sink(url: str) -> AlertSink:
-    return AlertSink(auth.plane())
-
-
-def record_alerts(found: list[Finding]) -> int:
-    """Anomaly alerts through the budget-alert channel; de-duplicated by the control plane
-    (and by the sink in this process), so calling it on every render records each once."""
-    hook = auth.plane().get_setting("anomaly_webhook_url", None)
-    return len(insights.raise_anomaly_alerts(found, _sink(control_url()), webhook_url=hook))
-
-
-def today(scope: Scope) -> date:
-    return today_in(scope.tz)
-
-
-# ---- shaping -------------------------------------------------------------------------------
 
 
 def series_frame(fc: Forecast, money: Money, label: str) -> pd.DataFrame:
@@ -245,14 +131,14 @@ def overview_marks(
 ) -> pd.DataFrame:
     """For the Overview's spend chart: each daily spend anomaly as a point on top of the bar
     of the period holding it (only series the sidebar's org/model filters keep).
-    ``period_frame`` is console.shape.series_frame output."""
+    ``period_frame`` is console.frames.overview.series_frame output."""
     cols = ["period", "amount", "when", "what", "ratio", "excess", "culprits"]
     if period_frame.empty or not found:
         return pd.DataFrame(columns=cols)
     bars = period_frame.groupby("period").agg(amount=("amount", "sum"), end=("period_end", "first"))
     starts = pd.to_datetime(bars.index.to_series()).reset_index(drop=True)
     naive = starts.dt.tz_localize(None) if starts.dt.tz is not None else starts
-    nexts = shape.next_period(naive, grain)
+    nexts = next_period(naive, grain)
     rows = []
     for fd in found:
         chosen = getattr(scope, fd.dimension, ()) if scope is not None else ()

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from console import shape
-from console.actions import parse_rates
-from console.view import Money, Scope, change, kpi_windows, range_bounds, rates_with_defaults
+from console.frames.overview import series_frame
+from console.inputs.admin import parse_rates
+from console.selection import Money, Scope, change, kpi_windows, range_bounds, rates_with_defaults
 from core.errors import ConfigError
 from core.types import PICO
 
@@ -86,7 +89,25 @@ def test_series_frame_bars_span_their_period() -> None:
             "requests": [3, 4],
         }
     )
-    frame = shape.series_frame(series, Money(), "week")
+    frame = series_frame(series, Money(), "week")
     assert list(frame["amount"]) == [1.0, 2.0]
     assert frame["period_end"][0] == pd.Timestamp("2026-01-05") + pd.Timedelta(days=7) * 0.85
     assert list(frame["label"]) == ["week of 2026-01-05", "week of 2026-01-12"]
+
+
+def test_frames_charts_inputs_and_selection_import_without_streamlit() -> None:
+    """The pure half of the console split: shaping, charts and form parsing load no UI."""
+    code = (
+        "import importlib, pkgutil, sys\n"
+        "import console.selection\n"
+        "for name in ('frames', 'charts', 'inputs'):\n"
+        "    pkg = importlib.import_module('console.' + name)\n"
+        "    for m in pkgutil.iter_modules(pkg.__path__):\n"
+        "        importlib.import_module(f'console.{name}.{m.name}')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'streamlit'))\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"

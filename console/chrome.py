@@ -1,4 +1,5 @@
-"""Parts of the frame around every page: the empty-state offer and the demo-data banner."""
+"""The page chrome app.py draws around every page: the empty-state offer and the demo-data
+banner."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from console import actions, auth, data
+from console import auth
+from console.commands.usage import load_demo, remove_demo
+from console.queries import usage
 from core.control import Actor
 from core.demo import has_demo
 from core.errors import CostlineError
@@ -20,8 +23,8 @@ def _has_demo(home: str, version: str) -> bool:
 
 def demo_state(actor: Actor) -> None:
     """Offer demo data on an empty log; say when demo data is present, with a remove button."""
-    home, version = data.home(), data.version()
-    if data.event_count(home, version) == 0:
+    home, version = usage.home(), usage.version()
+    if usage.event_count(home, version) == 0:
         _offer_demo(actor)
     elif _has_demo(home, version):
         _demo_banner(actor)
@@ -36,14 +39,14 @@ def _offer_demo(actor: Actor) -> None:
         if not auth.may(actor, "engineer"):
             st.caption("An engineer or admin can load demo data.")
         elif st.button("Load demo data", type="primary", key="demo_load"):
-            _run(actions.load_demo, actor, "Loading 90 days of demo data…")
+            _run(load_demo, actor, "Loading 90 days of demo data…")
 
 
 def _demo_banner(actor: Actor) -> None:
     cols = st.columns([5, 1])
     cols[0].info("Demo data is loaded: these figures are synthetic.", icon=":material/science:")
     if auth.may(actor, "engineer") and cols[1].button("Remove demo data", key="demo_remove"):
-        _run(actions.remove_demo, actor, "Removing demo data…")
+        _run(remove_demo, actor, "Removing demo data…")
 
 
 def _run(action: Callable[[Actor], object], actor: Actor, busy: str) -> None:

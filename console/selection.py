@@ -1,5 +1,6 @@
-"""What the sidebar selected: a time range with dimension filters (Scope) and a display
-currency (Money). Pure code, no Streamlit: time-range arithmetic and exact money formatting.
+"""What the sidebar selected (Selection): a time range with dimension filters (Scope) and a
+display currency (Money). Pure code, no Streamlit: time-range arithmetic and exact money
+formatting.
 
 Money stays integer picodollars until it is shown; conversion to another currency uses the
 Decimal rate (units per 1 USD) and rounds half-up to the cent only for display.
@@ -83,7 +84,9 @@ class Money:
 
 
 @dataclass(frozen=True)
-class View:
+class Selection:
+    """The sidebar's choice, which every spend page reads (``sidebar.current_selection``)."""
+
     scope: Scope
     money: Money = field(default_factory=Money)
     preset: str = "30d"

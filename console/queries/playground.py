@@ -1,4 +1,4 @@
-"""The Playground's data: one Router per console process, provider keys from the environment
+"""The Playground's reads: one Router per console process, provider keys from the environment
 and st.secrets, the model list, estimates before sending, budget headroom, and the history
 of a user's runs.
 
@@ -20,10 +20,9 @@ import importlib.util
 import json
 import os
 import threading
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -32,25 +31,28 @@ import pandas as pd
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
-from console import auth, data
+from console.inputs.playground import Inputs
+from console.queries.usage import cached, home, reader
 from core.budgets import BudgetStatus, matches
-from core.control import Actor, control_url
-from core.errors import CostlineError, UnpricedModel
+from core.control import control_url
+from core.errors import UnpricedModel
 from core.pricing import PriceRow, max_cost, price
 from core.router import Router
 from core.settings import ENV_KEY_NAMES, ProviderConfig, Settings, mask, provider_from_env
 from core.tokens import count_messages
-from core.types import ChatRequest, Completion, Message, StreamChunk, Usage, pico_to_usd
+from core.types import ChatRequest, Message, Usage
 from core.usage import Filters
 
 LOCAL_MODEL = "local/smollm2-135m-instruct"
-DEFAULT_MODEL = "dryrun-small"
-MAX_MODELS = 4
-TYPICAL_OUTPUT = 256  # assumed output tokens when the log has no ok calls of the model
-KEYLESS_WIRES = ("dryrun", "local")
-LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "0.0.0.0")
 
-# ---- settings and the Router ---------------------------------------------------------------
+
+TYPICAL_OUTPUT = 256  # assumed output tokens when the log has no ok calls of the model
+
+
+KEYLESS_WIRES = ("dryrun", "local")
+
+
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "0.0.0.0")
 
 
 def secrets() -> Mapping[str, Any]:
@@ -61,7 +63,7 @@ def secrets() -> Mapping[str, Any]:
         return {}
 
 
-def _env_names(sec: Mapping[str, Any]) -> dict[str, str]:
+def env_names(sec: Mapping[str, Any]) -> dict[str, str]:
     return {
         k.upper(): str(v)
         for k, v in sec.items()
@@ -72,7 +74,7 @@ def _env_names(sec: Mapping[str, Any]) -> dict[str, str]:
 def settings() -> Settings:
     """Settings.from_env with the secrets' keys and provider tables layered on top."""
     sec = secrets()
-    env = {**os.environ, **_env_names(sec)}
+    env = {**os.environ, **env_names(sec)}
     s = Settings.from_env(env)
     tables = sec.get("providers")
     for name, table in tables.items() if isinstance(tables, Mapping) else ():
@@ -127,8 +129,9 @@ def provider_problem(s: Settings, provider: str) -> str:
     return f"no API key for {provider} (set {env}_API_KEY or add it to secrets.toml)"
 
 
-def providers_frame(s: Settings) -> pd.DataFrame:
-    sec, table = _env_names(secrets()), secrets().get("providers") or {}
+def providers(s: Settings) -> pd.DataFrame:
+    """The configured providers: wire, base URL, the key masked, where it came from, status."""
+    sec, table = env_names(secrets()), secrets().get("providers") or {}
     rows = []
     for name, c in sorted(s.providers.items()):
         env = ENV_KEY_NAMES.get(name, name.upper()) + "_API_KEY"
@@ -144,9 +147,6 @@ def providers_frame(s: Settings) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
-
-
-# ---- models and estimates ------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -228,10 +228,10 @@ TYPICAL_SQL = (
 )
 
 
-@data.cached
+@cached
 def typical_outputs(home: str, version: str, since: datetime) -> dict[str, int]:
     """Median output tokens per model over recent ok calls (needs 3+ calls)."""
-    df = data.reader().sql(TYPICAL_SQL, [since])
+    df = reader().sql(TYPICAL_SQL, [since])
     return {str(m): int(t) for m, t in zip(df["model"], df["typical"], strict=True)}
 
 
@@ -255,87 +255,6 @@ def headroom(r: Router, req: ChatRequest, target: Target) -> list[BudgetStatus]:
     return ctl.guard.status(hits) if hits else []
 
 
-def fmt_usd(pico: int | None) -> str:
-    """Exact dollars, at least cents: $0.000012345, $1.50."""
-    if pico is None:
-        return "–"
-    d = pico_to_usd(int(pico))
-    if d == d.quantize(Decimal("0.01")):
-        return f"${d:,.2f}"
-    return f"${d.normalize():,f}"
-
-
-# ---- running -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RunResult:
-    """One model's outcome, as the page shows it (money in picodollars)."""
-
-    requested: str
-    request_id: str
-    model: str = ""
-    provider: str = ""
-    text: str = ""
-    error: str = ""
-    cost: int = 0
-    unpriced: bool = False
-    input_tokens: int = 0
-    output_tokens: int = 0
-    tokens_estimated: bool = False
-    latency_ms: float = 0.0
-    ttft_ms: float | None = None
-    cache_hit: bool = False
-    route_reason: str = ""
-
-
-def result_of(req: ChatRequest, outcome: Completion | Exception) -> RunResult:
-    if not isinstance(outcome, Completion):
-        return RunResult(str(req.model), req.request_id, error=str(outcome))
-    u = outcome.usage
-    return RunResult(
-        str(req.model),
-        outcome.request_id,
-        outcome.model,
-        outcome.provider,
-        outcome.text,
-        cost=outcome.cost.total,
-        unpriced=outcome.cost.unpriced,
-        input_tokens=u.prompt_tokens,
-        output_tokens=u.completion_tokens,
-        tokens_estimated=u.estimated,
-        latency_ms=outcome.latency_ms,
-        ttft_ms=outcome.ttft_ms,
-        cache_hit=outcome.cache_hit,
-        route_reason=outcome.route_reason,
-    )
-
-
-def run_many(
-    r: Router, reqs: Sequence[ChatRequest], actor: Actor
-) -> list[Completion | CostlineError]:
-    """Send the requests side by side, as ``actor`` (an engineer or admin, checked here
-    against the users table: hiding the page is not the check)."""
-    auth.plane().authorize(actor, "playground")
-    return r.batch(reqs, concurrency=len(reqs))
-
-
-def stream_text(
-    r: Router, req: ChatRequest, sink: dict[str, Completion], actor: Actor
-) -> Iterator[str]:
-    """The answer's text for st.write_stream; the final Completion lands in sink['done'].
-    ``actor`` is checked as in ``run_many`` before anything is sent."""
-    auth.plane().authorize(actor, "playground")
-    chunk: StreamChunk
-    for chunk in r.stream(req):
-        if chunk.completion is not None:
-            sink["done"] = chunk.completion
-        if chunk.text:
-            yield chunk.text
-
-
-# ---- history -------------------------------------------------------------------------------
-
 HISTORY_COLUMNS = [
     "ts",
     "request_id",
@@ -349,85 +268,21 @@ HISTORY_COLUMNS = [
     "cache_hit",
     "error_message",
 ]
-_history_lock = threading.Lock()
 
 
-@dataclass
-class Inputs:
-    """What the form held; stored per run so a run can be loaded back into the form."""
-
-    system: str = ""
-    turns: list[tuple[str, str]] = field(default_factory=list)  # prior (role, content)
-    prompt: str = ""
-    models: list[str] = field(default_factory=lambda: [DEFAULT_MODEL])
-    temperature: float = 0.7
-    max_tokens: int = 256
-    org: str = ""
-    project: str = ""
-    task: str = ""
-    cache: bool = True
-
-    def messages(self) -> list[Message]:
-        msgs = [Message("system", self.system)] if self.system.strip() else []
-        msgs += [Message(role, text) for role, text in self.turns]  # type: ignore[arg-type]
-        return [*msgs, Message("user", self.prompt)]
-
-    def problems(self) -> list[str]:
-        out = []
-        if not self.prompt.strip():
-            out.append("The prompt is empty: write a user message.")
-        out += [
-            f"Prior turn {i + 1} ({role}) is empty."
-            for i, (role, text) in enumerate(self.turns)
-            if not text.strip()
-        ]
-        if self.max_tokens < 1:
-            out.append(f"Max tokens must be at least 1 (got {self.max_tokens}).")
-        if not 0.0 <= self.temperature <= 2.0:
-            out.append(f"Temperature must be between 0 and 2 (got {self.temperature}).")
-        if not self.models:
-            out.append("Pick at least one model.")
-        elif len(self.models) > MAX_MODELS:
-            out.append(f"At most {MAX_MODELS} models at once (got {len(self.models)}).")
-        return out
-
-    def request(self, model: str, user: str) -> ChatRequest:
-        return ChatRequest(
-            messages=self.messages(),
-            model=model,
-            max_tokens=self.max_tokens,
-            temperature=self.temperature,
-            org=self.org.strip() or None,
-            project=self.project.strip() or None,
-            user=user,
-            task=self.task.strip() or None,
-            cache=self.cache,
-            source="playground",
-        )
+RUNS_LOCK = threading.Lock()  # the runs file: remembered here, appended by commands
 
 
-def _runs_file() -> Path:
-    return Path(data.home()) / "playground" / "runs.jsonl"
-
-
-def remember(user: str, request_ids: Sequence[str], inputs: Inputs) -> None:
-    """Keep a run's inputs (prompts stay in the console's home, not in the shared usage log)."""
-    path = _runs_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lines = "".join(
-        json.dumps({"request_id": rid, "user": user, "inputs": asdict(inputs)}) + "\n"
-        for rid in request_ids
-    )
-    with _history_lock, path.open("a", encoding="utf-8") as f:
-        f.write(lines)
+def runs_file() -> Path:
+    return Path(home()) / "playground" / "runs.jsonl"
 
 
 def remembered(user: str) -> dict[str, Inputs]:
-    path = _runs_file()
+    path = runs_file()
     if not path.exists():
         return {}
     out: dict[str, Inputs] = {}
-    with _history_lock:
+    with RUNS_LOCK:
         text = path.read_text(encoding="utf-8")
     for line in text.splitlines():
         try:
@@ -441,9 +296,7 @@ def remembered(user: str) -> dict[str, Inputs]:
     return out
 
 
-@data.cached
+@cached
 def history(home: str, version: str, user: str, limit: int = 25) -> pd.DataFrame:
     """This user's playground calls, newest first (from the usage log)."""
-    return data.reader().events(
-        Filters(source="playground", user=user), HISTORY_COLUMNS, limit=limit
-    )
+    return reader().events(Filters(source="playground", user=user), HISTORY_COLUMNS, limit=limit)

@@ -1,4 +1,4 @@
-"""Turn query results (exact picodollars) into the small frames the charts and tables draw.
+"""The Overview's frames: query results (exact picodollars) -> the small frames its charts draw.
 
 Pure pandas, no Streamlit. Each amount is the exact sum converted to the display currency
 once; the totals shown beside a chart are computed from the same integers, so they agree.
@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import pandas as pd
 
-from console.view import Money
+from console.selection import Money
 
 BAR_FILL = 0.85  # share of a period a bar covers (the rest is the gap between bars)
+
+
 LABELS = {"hour": "%Y-%m-%d %H:00", "day": "%Y-%m-%d", "week": "week of %Y-%m-%d", "month": "%Y-%m"}
 
 
@@ -72,36 +74,3 @@ def top_frame(top: pd.DataFrame, money: Money) -> pd.DataFrame:
 
 def total_pico(series: pd.DataFrame) -> int:
     return sum(int(v) for v in series["cost_picousd"])
-
-
-def log_frame(page: pd.DataFrame, money: Money) -> pd.DataFrame:
-    """The request log as shown: one row per call with tokens and cost in the currency."""
-    tokens = (
-        page[
-            [
-                "input_tokens",
-                "cached_input_tokens",
-                "cache_write_tokens",
-                "output_tokens",
-                "reasoning_tokens",
-            ]
-        ]
-        .fillna(0)
-        .sum(axis=1)
-    )
-    route = page["requested_model"].fillna(page["model"]).astype(str) + " → " + page["model"]
-    return pd.DataFrame(
-        {
-            "time": page["ts"],
-            "org / user": page["org"].fillna("–") + " / " + page["user"].fillna("–"),
-            "task": page["task"],
-            "model (requested → used)": route,
-            "tokens": tokens.astype("int64"),
-            "cost": money.floats(page["cost_picousd"].fillna(0)),
-            "latency ms": page["latency_ms"].round(0),
-            "cache hit": page["cache_hit"],
-            "status": page["status"],
-            "route reason": page["route_reason"],
-            "request id": page["request_id"],
-        }
-    )

@@ -1,0 +1,32 @@
+"""Writes to the usage log (engineer+; core checks the role): a CSV import, demo data."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+from pathlib import Path
+
+from console.queries.usage import home
+from core import demo
+from core.control import Actor
+from core.demo import DemoSummary
+from core.importer import ImportResult, import_csv
+
+
+def import_usage(
+    actor: Actor, name: str, content: bytes, mapping: Mapping[str, str], tokens_inclusive: bool
+) -> ImportResult:
+    """Import a CSV into the usage log (engineer+; core checks the role)."""
+    file = io.BytesIO(content)
+    file.name = name
+    return import_csv(
+        file, dict(mapping), home=Path(home()), tokens_inclusive=tokens_inclusive, actor=actor
+    )
+
+
+def load_demo(actor: Actor) -> DemoSummary:
+    return demo.load_demo(Path(home()), actor=actor)
+
+
+def remove_demo(actor: Actor) -> int:
+    return demo.remove_demo(Path(home()), actor=actor)

@@ -1,0 +1,169 @@
+"""The Budgets page's tables: where each budget stands, the what-if proposal table and the
+replay's comparison, with money as USD text (exact, from picodollars)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from console.inputs.budgets import form_values
+from core.budgets import scope_text
+from core.control import Budget
+from core.replay import ReplayResult
+from core.types import pico_to_usd
+
+if TYPE_CHECKING:  # queries use Streamlit's cache; frames stay pure
+    from console.queries.budgets import Utilisation
+
+CENT = Decimal("0.01")
+
+
+def usd(pico: int) -> str:
+    """'$93.10'; amounts under a cent keep up to six decimals ('$0.000042')."""
+    d = pico_to_usd(int(pico))
+    if d != 0 and abs(d) < CENT:
+        text = f"{abs(d).quantize(Decimal('0.000001')).normalize():f}"
+    else:
+        text = f"{abs(d).quantize(CENT):,}"
+    return ("-$" if d < 0 else "$") + text
+
+
+def status_frame(rows: Sequence[Utilisation]) -> pd.DataFrame:
+    """The budgets table a viewer sees: every field and where each budget stands."""
+    return pd.DataFrame(
+        [
+            {
+                "id": u.budget.id,
+                "name": u.budget.name,
+                "scope": scope_text(u.budget),
+                "period": u.budget.period,
+                "window": u.label,
+                "action": u.budget.action,
+                "limit": "" if u.budget.limit_picousd is None else usd(u.budget.limit_picousd),
+                "token limit": u.budget.limit_tokens,
+                "spent": usd(u.spent_picousd),
+                "used": f"{u.utilisation:.0%}",
+                "projected": usd(u.projected_spend_picousd) + (" (capped)" if u.capped else ""),
+                "run rate": usd(u.projected_picousd),
+                "thresholds": ", ".join(map(str, u.budget.thresholds)),
+                "alerted": ", ".join(f"{t}%" for t in u.alerts) or "–",
+                "degrade to": u.budget.degrade_to or "",
+                "soft ×": u.budget.soft_multiplier,
+                "time zone": u.budget.timezone,
+                "webhook": "yes" if u.budget.webhook_url else "",
+                "enabled": u.budget.enabled,
+            }
+            for u in rows
+        ]
+    )
+
+
+PROPOSAL_COLUMNS = [
+    "id",
+    "name",
+    "scope",
+    "scope_value",
+    "period",
+    "limit_usd",
+    "limit_tokens",
+    "action",
+    "degrade_to",
+    "soft_multiplier",
+    "thresholds",
+    "timezone",
+    "enabled",
+]
+
+
+def proposal_frame(budgets: Sequence[Budget]) -> pd.DataFrame:
+    rows = [{k: v for k, v in form_values(b).items() if k in PROPOSAL_COLUMNS} for b in budgets]
+    return pd.DataFrame(rows, columns=PROPOSAL_COLUMNS).astype(
+        {c: object for c in PROPOSAL_COLUMNS if c not in ("soft_multiplier", "enabled")}
+    )
+
+
+def compare_frame(r: ReplayResult) -> pd.DataFrame:
+    """What happened beside what the proposal would have done."""
+    ok_actual = int((r.details["status_actual"] == "ok").sum())
+    ok_replayed = int((r.details["status_replayed"] == "ok").sum())
+    return pd.DataFrame(
+        {
+            "": ["calls answered", "degraded", "blocked", "rate limited", "cost (USD)"],
+            "what happened": [
+                ok_actual,
+                r.degraded_actual,
+                r.blocked_actual,
+                r.rate_limited_actual,
+                usd_amount(r.cost_actual),
+            ],
+            "with the proposal": [
+                ok_replayed,
+                r.degraded,
+                r.blocked,
+                r.rate_limited,
+                usd_amount(r.cost_replayed),
+            ],
+        }
+    ).astype({"what happened": str, "with the proposal": str})
+
+
+def usd_amount(amount: Decimal) -> str:
+    return usd(int(amount * 10**12))
+
+
+def group_frame(frame: pd.DataFrame, key: str) -> pd.DataFrame:
+    """by_user / by_project for display: affected rows, money as USD text."""
+    hit = frame[(frame["degraded"] + frame["blocked"] + frame["rate_limited"]) > 0]
+    return pd.DataFrame(
+        {
+            key: hit[key],
+            "calls": hit["calls"],
+            "degraded": hit["degraded"],
+            "blocked": hit["blocked"],
+            "rate limited": hit["rate_limited"],
+            "cost then": [usd(int(v)) for v in hit["cost_actual_picousd"]],
+            "cost with proposal": [usd(int(v)) for v in hit["cost_replayed_picousd"]],
+            "difference": [usd(int(v)) for v in hit["difference_picousd"]],
+        }
+    )
+
+
+def changed_calls(details: pd.DataFrame, limit: int = 500) -> pd.DataFrame:
+    """The replayed calls whose outcome changed (model, status or degrade), first ``limit``."""
+    d = details[details["replayed"].astype(bool)]
+    changed = d[
+        (d["status_actual"] != d["status_replayed"])
+        | (d["model_actual"] != d["model_replayed"])
+        | (d["degraded_actual"] != d["degraded_replayed"])
+    ]
+    return changed.head(limit).assign(
+        cost_then=[usd(int(v)) for v in changed["cost_actual_picousd"].head(limit)],
+        cost_replayed=[usd(int(v)) for v in changed["cost_replayed_picousd"].head(limit)],
+    )[
+        [
+            "ts",
+            "user",
+            "project",
+            "task",
+            "model_actual",
+            "status_actual",
+            "model_replayed",
+            "status_replayed",
+            "cost_then",
+            "cost_replayed",
+            "reason",
+        ]
+    ]
+
+
+def utilisation_text(u: Utilisation) -> str:
+    """'$1.20 of $5.00 · 1,200 of 10,000 tokens (24%)'."""
+    parts = []
+    if u.budget.limit_picousd is not None:
+        parts.append(f"{usd(u.spent_picousd)} of {usd(u.budget.limit_picousd)}")
+    if u.budget.limit_tokens is not None:
+        parts.append(f"{u.tokens:,} of {u.budget.limit_tokens:,} tokens")
+    return " · ".join(parts) + f" ({u.utilisation:.0%})"

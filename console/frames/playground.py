@@ -1,0 +1,74 @@
+"""The Playground's tables: estimates and budget headroom before sending, and a user's past
+runs; money as exact dollars."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from core.budgets import BudgetStatus
+from core.types import pico_to_usd
+
+if TYPE_CHECKING:  # queries use Streamlit's cache; frames stay pure
+    from console.queries.playground import Estimate, Target
+
+
+def fmt_usd(pico: int | None) -> str:
+    """Exact dollars, at least cents: $0.000012345, $1.50."""
+    if pico is None:
+        return "–"
+    d = pico_to_usd(int(pico))
+    if d == d.quantize(Decimal("0.01")):
+        return f"${d:,.2f}"
+    return f"${d.normalize():,f}"
+
+
+def estimate_row(est: Estimate) -> dict[str, object]:
+    t = est.target
+    return {
+        "model": t.name,
+        "provider": t.provider,
+        "prompt tokens": est.prompt_tokens,
+        "counted": "estimate" if est.tokens_estimated else "exact",
+        "max cost": fmt_usd(est.max_cost),
+        "typical output": est.typical_output,
+        "typical cost": fmt_usd(est.typical_cost),
+        "typical from": "your log" if est.typical_from_log else "assumed",
+        "status": t.problem or "ready",
+    }
+
+
+def budget_row(t: Target, s: BudgetStatus, max_cost: int) -> dict[str, object]:
+    b, limit = s.budget, s.limit_picousd
+    left = None if limit is None else limit - s.spent_picousd - s.reserved_picousd
+    return {
+        "model": t.name,
+        "budget": b.name,
+        "scope": "global" if b.scope == "global" else f"{b.scope}={b.scope_value}",
+        "window": s.window.label,
+        "action": b.action,
+        "spent": fmt_usd(s.spent_picousd),
+        "reserved": fmt_usd(s.reserved_picousd),
+        "limit": fmt_usd(limit) if limit is not None else f"{s.limit_tokens:,} tokens",
+        "remaining": fmt_usd(left) if left is not None else "–",
+        "used": f"{s.utilisation:.1%}",
+        "fits max cost": "–" if left is None else "yes" if max_cost <= left else "no",
+    }
+
+
+def history_frame(runs: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "time": runs["ts"],
+            "model": runs["model"],
+            "status": runs["status"],
+            "tokens in": runs["input_tokens"],
+            "tokens out": runs["output_tokens"],
+            "cost": [fmt_usd(int(c)) for c in runs["cost_picousd"].fillna(0)],
+            "latency ms": runs["latency_ms"].round(0),
+            "cache hit": runs["cache_hit"],
+            "request id": runs["request_id"],
+        }
+    )

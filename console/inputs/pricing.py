@@ -1,0 +1,36 @@
+"""Price override editor values: typed rates (per 1M tokens or per token) and the provider."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+
+from core.errors import ConfigError
+from core.pricing import load_catalog as base_catalog
+
+OVERRIDE_RATES = ("input", "cached_input", "cache_write", "output", "reasoning")  # what one holds
+PER_TOKEN_SCALE = 6  # USD per token -> USD per 1M tokens
+
+
+def rate(text: str, name: str, per_token: bool, *, optional: bool) -> Decimal | None:
+    """A typed rate as USD per 1M tokens (``per_token``: the text is USD per token)."""
+    text = text.strip().lstrip("$").replace(",", "")
+    if not text:
+        if optional:
+            return None
+        raise ConfigError(f"{name}: a rate is required", field=name)
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise ConfigError(f"{name}: {text!r} is not a number", field=name) from None
+    return value.scaleb(PER_TOKEN_SCALE) if per_token else value
+
+
+def provider_for(model: str, given: str) -> str:
+    """A catalog model keeps its catalog provider (a second provider would make the catalog
+    ambiguous); a new model needs one."""
+    cat = base_catalog()
+    if cat.has(model):
+        return cat.provider_of(model)
+    if not given.strip():
+        raise ConfigError("provider: a new model needs its provider", field="provider")
+    return given.strip()

@@ -1,0 +1,256 @@
+"""Routing editor values <-> policies, sampling strategies, cache settings and rate limits,
+and the what-if replay's policy table -> policies."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+from console.inputs.text import parse_int, text_value
+from core.control import (
+    CacheSetting,
+    RateLimit,
+    RoutingPolicy,
+    SamplingStrategy,
+    Weights,
+    validate_policy,
+)
+from core.errors import ConfigError
+from core.pricing import Catalog
+
+STRATEGY_PARAMS: Mapping[str, tuple[str, ...]] = {
+    "always": (),
+    "periodic": ("interval_s",),
+    "change_based": ("threshold",),
+    "threshold": ("threshold",),
+    "adaptive": ("base_interval_s", "min_interval_s", "max_interval_s"),
+}
+
+
+PARAM_LABELS = {
+    "interval_s": "Interval (s)",
+    "threshold": "Threshold",
+    "base_interval_s": "Base interval (s)",
+    "min_interval_s": "Min interval (s)",
+    "max_interval_s": "Max interval (s)",
+}
+
+
+PARAM_HELP = {
+    "change_based": "Call when the signal moved by at least this relative change (0.15 = 15%).",
+    "threshold": "Call when the event's score is at least this value.",
+}
+
+
+POLICY_FIELDS = (
+    "task",
+    "primary_model",
+    "fallbacks",
+    "degrade_to",
+    "strategy",
+    "criticality",
+    "cache_ttl_s",
+    "personalised",
+    "max_tokens",
+    "weights",
+)
+
+
+def policy_values(p: RoutingPolicy | None) -> dict[str, Any]:
+    if p is None:
+        p = RoutingPolicy(task="", primary_model="")
+    return {
+        "task": p.task,
+        "primary_model": p.primary_model,
+        "fallbacks": ", ".join(p.fallbacks),
+        "degrade_to": p.degrade_to or "",
+        "strategy": p.strategy,
+        "criticality": p.criticality,
+        "cache_ttl_s": "" if p.cache_ttl_s is None else str(p.cache_ttl_s),
+        "personalised": p.personalised,
+        "max_tokens": "" if p.max_tokens is None else str(p.max_tokens),
+        "w_cost": p.weights.cost,
+        "w_latency": p.weights.latency,
+        "w_quality": p.weights.quality,
+    }
+
+
+def parse_policy(v: Mapping[Any, Any]) -> RoutingPolicy:
+    fallbacks = tuple(m.strip() for m in text_value(v, "fallbacks").split(",") if m.strip())
+    return RoutingPolicy(
+        task=text_value(v, "task"),
+        primary_model=text_value(v, "primary_model"),
+        fallbacks=fallbacks,
+        degrade_to=text_value(v, "degrade_to") or None,
+        criticality=text_value(v, "criticality") or "normal",
+        strategy=text_value(v, "strategy") or "explicit",
+        weights=Weights(
+            float(v.get("w_cost", 0.5) or 0),
+            float(v.get("w_latency", 0.2) or 0),
+            float(v.get("w_quality", 0.3) or 0),
+        ),
+        cache_ttl_s=parse_int(text_value(v, "cache_ttl_s"), "cache_ttl_s"),
+        personalised=bool(v.get("personalised")),
+        max_tokens=parse_int(text_value(v, "max_tokens"), "max_tokens"),
+    )
+
+
+def check_models(p: RoutingPolicy, cat: Catalog) -> None:
+    """Every model of a policy must be in the price catalog (with the overrides in force)."""
+    named = [("primary_model", p.primary_model), *(("fallbacks", m) for m in p.fallbacks)]
+    if p.degrade_to:
+        named.append(("degrade_to", p.degrade_to))
+    for field, model in named:
+        if model and not cat.has(model):
+            raise ConfigError(
+                f"{field}: {model!r} is not a model in the price catalog (add a"
+                " price override on the Pricing page first)",
+                field=field,
+            )
+
+
+def policies_from_frame(frame: pd.DataFrame, cat: Catalog) -> list[RoutingPolicy]:
+    """The edited policy table -> policies checked by core; an error names row and field."""
+    out = []
+    for i, v in enumerate(frame.to_dict("records"), start=1):
+        if not text_value(v, "task") and not text_value(v, "primary_model"):
+            continue
+        try:
+            p = parse_policy(v)
+            check_models(p, cat)
+            out.append(validate_policy(p, model_exists=cat.has))
+        except ConfigError as exc:
+            raise ConfigError(
+                f"policy row {i} ({text_value(v, 'task') or 'no task'}): {exc}", field=exc.field
+            ) from None
+    return out
+
+
+SAMPLING_FIELDS = (
+    "key",
+    "strategy",
+    "params",
+    "min_interval_s",
+    "batch_size",
+    "batch_timeout_s",
+    "enabled",
+)
+
+
+def sampling_values(s: SamplingStrategy | None) -> dict[str, Any]:
+    s = s or SamplingStrategy(key="")
+    out: dict[str, Any] = {
+        "key": s.key,
+        "strategy": s.strategy,
+        "min_interval_s": float(s.min_interval_s),
+        "batch_size": int(s.batch_size),
+        "batch_timeout_s": float(s.batch_timeout_s),
+        "enabled": bool(s.enabled),
+    }
+    for name in PARAM_LABELS:
+        got = s.params.get(name)
+        out[f"p_{name}"] = "" if got is None else f"{float(got):g}"
+    return out
+
+
+def parse_sampling(v: Mapping[str, Any]) -> SamplingStrategy:
+    """The strategy's own knobs come from ``p_<name>`` values; empty ones are left out."""
+    strategy = text_value(v, "strategy") or "always"
+    params: dict[str, float] = {}
+    for name in STRATEGY_PARAMS.get(strategy, ()):
+        text = text_value(v, f"p_{name}")
+        if not text:
+            if name == "base_interval_s":  # routers need it (core.sampling.SamplingConfig)
+                raise ConfigError(
+                    "params.base_interval_s: is required by the adaptive strategy",
+                    field="params.base_interval_s",
+                )
+            continue
+        try:
+            params[name] = float(text)
+        except ValueError:
+            raise ConfigError(
+                f"params.{name}: must be a number (got {text!r})", field=f"params.{name}"
+            ) from None
+    return SamplingStrategy(
+        key=text_value(v, "key"),
+        strategy=strategy,
+        params=params,
+        min_interval_s=float(v.get("min_interval_s") or 0.0),
+        batch_size=int(v.get("batch_size") or 0),
+        batch_timeout_s=float(v.get("batch_timeout_s") or 0.0),
+        enabled=bool(v.get("enabled", True)),
+    )
+
+
+CACHE_FIELDS = ("task", "ttl_s", "enabled", "semantic_threshold")
+
+
+RATE_FIELDS = (
+    "id",
+    "scope",
+    "scope_value",
+    "metric",
+    "limit",
+    "window_s",
+    "algorithm",
+    "burst",
+    "enabled",
+)
+
+
+def cache_values(c: CacheSetting | None) -> dict[str, Any]:
+    return {
+        "task": c.task if c else "",
+        "ttl_s": c.ttl_s if c else 3600,
+        "enabled": c.enabled if c else True,
+        "semantic_threshold": ""
+        if c is None or c.semantic_threshold is None
+        else str(c.semantic_threshold),
+    }
+
+
+def parse_cache_setting(v: Mapping[str, Any]) -> CacheSetting:
+    text = text_value(v, "semantic_threshold")
+    try:
+        threshold = float(text) if text else None
+    except ValueError:
+        raise ConfigError(
+            f"semantic_threshold: must be a number (got {text!r})", field="semantic_threshold"
+        ) from None
+    return CacheSetting(
+        task=text_value(v, "task"),
+        ttl_s=int(v.get("ttl_s") or 0),
+        enabled=bool(v.get("enabled", True)),
+        semantic_threshold=threshold,
+    )
+
+
+def rate_limit_values(r: RateLimit | None) -> dict[str, Any]:
+    return {
+        "id": r.id if r else "",
+        "scope": r.scope if r else "user",
+        "scope_value": (r.scope_value or "") if r else "",
+        "metric": r.metric if r else "requests",
+        "limit": r.limit if r else 60,
+        "window_s": r.window_s if r else 60,
+        "algorithm": r.algorithm if r else "token_bucket",
+        "burst": "" if r is None or r.burst is None else str(r.burst),
+        "enabled": r.enabled if r else True,
+    }
+
+
+def parse_rate_limit(v: Mapping[str, Any]) -> RateLimit:
+    return RateLimit(
+        id=text_value(v, "id"),
+        scope=text_value(v, "scope"),
+        scope_value=text_value(v, "scope_value") or None,
+        metric=text_value(v, "metric"),
+        limit=int(v.get("limit") or 0),
+        window_s=int(v.get("window_s") or 0),
+        algorithm=text_value(v, "algorithm"),
+        burst=parse_int(text_value(v, "burst"), "burst"),
+        enabled=bool(v.get("enabled", True)),
+    )

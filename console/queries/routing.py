@@ -1,0 +1,70 @@
+"""The Routing & Sampling page's reads: what sampling saved and provider health from the usage
+log, breaker states as this console process's router saw them, and provider problems."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pandas as pd
+
+from console.queries import playground
+from console.queries.usage import cached, reader
+from core.control import RoutingPolicy
+from core.errors import CostlineError
+from core.pricing import Catalog
+
+
+def provider_warnings(p: RoutingPolicy, cat: Catalog) -> list[str]:
+    """Models of ``p`` whose provider is not ready in this console's configuration."""
+    s = playground.settings()
+    out = []
+    for model in (p.primary_model, *p.fallbacks, p.degrade_to):
+        if model and cat.has(model):
+            problem = playground.provider_problem(s, cat.provider_of(model))
+            if problem:
+                out.append(f"{model}: {problem}")
+    return out
+
+
+@cached
+def sampling_savings(home: str, version: str, start: datetime, end: datetime) -> pd.DataFrame:
+    """Per task in [start, end): events, real calls, skipped calls and what skipping saved
+    (exact picodollars, from the 'skipped' events' saved_picousd)."""
+    sql = (
+        "SELECT task AS key, count(*) AS events, count(*) FILTER (WHERE ai_called) AS calls,"
+        " count(*) FILTER (WHERE status = 'skipped') AS skipped,"
+        " CAST(coalesce(sum(saved_picousd) FILTER (WHERE status = 'skipped'), 0) AS VARCHAR)"
+        " AS saved_picousd FROM events WHERE ts >= ? AND ts < ? AND task IS NOT NULL"
+        " GROUP BY task ORDER BY task"
+    )
+    df = reader().sql(sql, [start, end])
+    df["saved_picousd"] = pd.Series([int(v) for v in df["saved_picousd"]], dtype=object)
+    return df
+
+
+@cached
+def provider_health(home: str, version: str, start: datetime, end: datetime) -> pd.DataFrame:
+    """Per provider and model in [start, end): attempts that reached the provider, errors,
+    error rate and latency p50/p95 of the answered ones (cache hits and Costline's own
+    refusals - blocked, rate_limited, skipped - are not provider calls)."""
+    sql = (
+        "SELECT provider, model, count(*) AS attempts,"
+        " count(*) FILTER (WHERE status = 'error') AS errors,"
+        " quantile_cont(latency_ms, 0.5) FILTER (WHERE status = 'ok') AS p50_ms,"
+        " quantile_cont(latency_ms, 0.95) FILTER (WHERE status = 'ok') AS p95_ms"
+        " FROM events WHERE ts >= ? AND ts < ? AND ai_called AND NOT cache_hit"
+        " AND status IN ('ok', 'error') GROUP BY ALL ORDER BY attempts DESC, provider, model"
+    )
+    df = reader().sql(sql, [start, end])
+    df["error_rate"] = (df["errors"] / df["attempts"]).where(df["attempts"] > 0)
+    return df
+
+
+def breakers() -> dict[str, tuple[str, int]]:
+    """model -> (breaker state, consecutive failures) as this console process's router last
+    saw them (core.routing's health(): it never takes a half-open probe)."""
+    try:
+        health = playground.router().controls.routing.health()  # type: ignore[union-attr]
+    except (CostlineError, AttributeError):
+        return {}
+    return {h.model: (h.breaker, h.consecutive_failures) for h in health}

@@ -65,18 +65,20 @@ class AlertStore(StoreBase):
         ts: datetime | None = None,
         severity: str | None = None,
         link: str | None = None,
+        notify: bool = True,
     ) -> bool:
         """Store an alert once per (kind, budget, window, threshold), across processes.
         Returns False when that alert already exists (then nothing is written). ``ts``: when
         the threshold was reached (default now; the demo history passes its own).
 
         The alert joins the notification outbox (``notify_state`` 'pending') unless it is
-        older than ``NOTIFY_MAX_AGE`` (history: 'skipped') or its series is muted."""
+        older than ``NOTIFY_MAX_AGE`` or ``notify`` is False (history: 'skipped'), or its
+        series is muted."""
         v.validate_alert_kind(kind)
         now = self.now()
         at = ts or now
         state, note = "pending", None
-        if now - at > NOTIFY_MAX_AGE:
+        if now - at > NOTIFY_MAX_AGE or not notify:
             state, note = "skipped", "recorded after the fact"
         values = dict(
             ts=at,

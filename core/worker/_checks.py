@@ -42,6 +42,7 @@ class Found:
     spent_tokens: int | None = None
     limit_tokens: int | None = None
     severity: str | None = None
+    notify: bool = True  # False: recorded, not sent (an old anomaly found in history)
 
 
 def _usd(pico: int) -> str:
@@ -98,10 +99,15 @@ def budget_checks(
     return out
 
 
+LOOKBACK_DAYS = 14  # anomalies of these last days are recorded...
+NOTIFY_DAYS = 2  # ...and those of these last days are also sent (history pages no one)
+
+
 def anomaly_checks(reader: Reader, tz: str, now: datetime, dims: tuple[str, ...]) -> list[Found]:
-    """Anomalies of the last two local days, one alert per series and day (the lead
-    finding speaks for its daily and hourly findings)."""
-    since = insights.local_midnight(insights.local_today(tz, now) - timedelta(days=1), tz)
+    """Anomalies of the last ``LOOKBACK_DAYS`` local days, one alert per series and day (the
+    lead finding speaks for its daily and hourly findings)."""
+    today = insights.local_today(tz, now)
+    since = insights.local_midnight(today - timedelta(days=LOOKBACK_DAYS), tz)
     findings = insights.scan_usage(reader, dims=dims, tz=tz, since=since, now=now)
     groups: dict[tuple[str, str], list[insights.Finding]] = {}
     for fd in findings:
@@ -119,6 +125,7 @@ def anomaly_checks(reader: Reader, tz: str, now: datetime, dims: tuple[str, ...]
                 insights.alert_message(group),
                 f"Costline: unusual {lead.metric} on {subject}",
                 spent_picousd=spent,
+                notify=(today - lead.ts.date()).days <= NOTIFY_DAYS,
             )
         )
     return out

@@ -132,6 +132,7 @@ class Worker:
                     spent_tokens=f.spent_tokens,
                     limit_tokens=f.limit_tokens,
                     severity=f.severity,
+                    notify=f.notify,
                 )
                 if created:
                     out.recorded[f.kind] = out.recorded.get(f.kind, 0) + 1

@@ -8,10 +8,11 @@ retries, and applies retention.
 
 from core.worker._checks import Found
 from core.worker._delivery import channels, deliver_due
-from core.worker._settings import AlertSettings, Smtp, load_settings
+from core.worker._settings import DEFAULT_THRESHOLDS, AlertSettings, Smtp, load_settings
 from core.worker._worker import LEASE, ScanResult, Worker, start_background
 
 __all__ = [
+    "DEFAULT_THRESHOLDS",
     "LEASE",
     "AlertSettings",
     "Found",

@@ -12,12 +12,27 @@ APP = Path(__file__).resolve().parents[1] / "console" / "app.py"
 
 
 def cmd_console(args: argparse.Namespace) -> int:
-    """Start the Streamlit console; Streamlit's own STREAMLIT_* environment settings win."""
+    """Start the Streamlit console; Streamlit's own STREAMLIT_* environment settings win.
+    With ``--worker`` (the default) the alert worker runs beside it, so alerts fire whether
+    or not a page is open (several workers are fine: one holds the lease)."""
     if args.demo:
         load_demo_if_empty()
     print_first_admin()
+    worker = None
+    if args.worker:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "core.cli", "worker"], env=os.environ.copy()
+        )
     cmd = [sys.executable, "-m", "streamlit", "run", str(APP)]
-    return subprocess.call(cmd, env=os.environ.copy())
+    try:
+        return subprocess.call(cmd, env=os.environ.copy())
+    finally:
+        if worker is not None:
+            worker.terminate()
+            try:
+                worker.wait(10)
+            except subprocess.TimeoutExpired:
+                worker.kill()
 
 
 def print_first_admin() -> None:
@@ -204,6 +219,12 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=os.environ.get("COSTLINE_DEMO", "") in ("1", "true", "yes"),
         help="load demo data first if the usage log is empty (default: env COSTLINE_DEMO=1)",
+    )
+    p.add_argument(
+        "--worker",
+        action=argparse.BooleanOptionalAction,
+        default=os.environ.get("COSTLINE_WORKER", "1") not in ("0", "false", "no"),
+        help="run the alert worker beside the console (default: on; env COSTLINE_WORKER=0)",
     )
     p.set_defaults(func=cmd_console)
     p = sub.add_parser("demo", help="load the demo data set (or remove it)")

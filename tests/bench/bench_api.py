@@ -47,7 +47,7 @@ def _timed(fn: object, runs: int) -> tuple[float, float]:
 
 
 def run(quick: bool) -> dict[str, float]:
-    from core.api._usage import _encode_cursor
+    from core.api._paging import encode_cursor
     from tests.servers.api import ApiServer
 
     rows = 1_000_000 if quick else 10_000_000
@@ -61,7 +61,7 @@ def run(quick: bool) -> dict[str, float]:
                 " ORDER BY ts DESC, request_id DESC LIMIT 1 OFFSET ?",
                 [int(rows * share)],
             )
-            marks.append(_encode_cursor(int(df["us"].iat[0]), str(df["request_id"].iat[0])))
+            marks.append(encode_cursor(int(df["us"].iat[0]), str(df["request_id"].iat[0])))
     with ApiServer(home) as api:
         client = api.client(api.user("bench", "viewer"))
 

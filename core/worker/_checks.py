@@ -17,6 +17,7 @@ publishes no shared depth (see docs/alerts.md).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -50,11 +51,15 @@ def _usd(pico: int) -> str:
 
 
 def budget_checks(
-    reader: Reader, plane: ControlPlane, budgets: list[Budget], now: datetime, canonical: object
+    reader: Reader,
+    plane: ControlPlane,
+    budgets: list[Budget],
+    now: datetime,
+    canonical: Callable[[str], str],
 ) -> list[Found]:
     out: list[Found] = []
     live = [b for b in budgets if b.enabled]
-    for u in reports.utilisation(reader, plane, live, now, canonical):  # type: ignore[arg-type]
+    for u in reports.utilisation(reader, plane, live, now, canonical):
         b = u.budget
         for pct in sorted(b.thresholds):
             usd = b.limit_picousd is not None and reached(u.spent_picousd, b.limit_picousd, pct)

@@ -6,6 +6,7 @@ import argparse
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 APP = Path(__file__).resolve().parents[1] / "console" / "app.py"
@@ -86,28 +87,73 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    """Import a usage CSV; the mapping is suggested from the header, --map COLUMN=FIELD wins."""
-    from core.importer import import_csv, read_preview
+    """Import a usage CSV; the mapping is suggested from the header, --map COLUMN=FIELD wins.
+    Nothing is written while a row is bad unless --skip-bad-rows; a comma in numbers or a
+    date like 05/11/2023 needs --decimal / --date-order. Problems print as one message."""
+    from core.errors import CostlineError
+    from core.importer import FIELDS, import_csv, read_preview
 
-    preview = read_preview(args.file)
-    mapping = dict(preview.mapping)
-    for item in args.map:
-        column, _, field = item.partition("=")
-        mapping = {f: c for f, c in mapping.items() if c != column}
-        mapping[field.strip()] = column.strip()
-    print("Mapping: " + ", ".join(f"{c} -> {f}" for f, c in mapping.items()))
-    result = import_csv(
-        args.file,
-        mapping,
-        source=args.source,
-        tokens_inclusive=preview.tokens_inclusive if args.inclusive is None else args.inclusive,
-    )
+    try:
+        preview = read_preview(args.file)
+        mapping = dict(preview.mapping)
+        for item in args.map:
+            column, sep, field = item.partition("=")
+            if not sep or not column.strip() or not field.strip():
+                print(f"costline import: --map wants COLUMN=FIELD, got {item!r}", file=sys.stderr)
+                return 2
+            mapping = {f: c for f, c in mapping.items() if c != column.strip()}
+            mapping[field.strip()] = column.strip()
+        missing = [
+            f for f in ("timestamp", "model", "input_tokens", "output_tokens") if f not in mapping
+        ]
+        if missing:
+            print(
+                f"costline import: no column of {args.file.name} was recognised as "
+                f"{', '.join(missing)}.\n  Columns in the file: {', '.join(preview.columns)}\n"
+                f"  Map them with --map COLUMN=FIELD (fields: {', '.join(FIELDS)}), e.g.\n"
+                f"  costline import {args.file} --map '{preview.columns[0]}=timestamp'",
+                file=sys.stderr,
+            )
+            return 2
+        print("Mapping: " + ", ".join(f"{c} -> {f}" for f, c in mapping.items()))
+        replace = None
+        if args.replace:
+            source, start, end = args.replace
+            replace = (source, _utc(start), _utc(end))
+        result = import_csv(
+            args.file,
+            mapping,
+            source=args.source,
+            tokens_inclusive=preview.tokens_inclusive if args.inclusive is None else args.inclusive,
+            decimal=args.decimal,
+            date_order=args.date_order,
+            skip_bad_rows=args.skip_bad_rows,
+            dry_run=args.dry_run,
+            replace=replace,
+        )
+    except CostlineError as exc:
+        print(f"costline import: {exc.message}", file=sys.stderr)
+        return 2
     print(result.message)
     for bad in result.bad_rows[:20]:
         print(f"  line {bad.line}: {bad.reason}")
     if len(result.bad_rows) > 20:
         print(f"  ... and {len(result.bad_rows) - 20:,} more bad rows")
-    return 0 if result.imported or result.skipped_duplicate_file else 2
+    if result.needs_confirmation:
+        print("Run again with --skip-bad-rows to import the good rows and skip these.")
+        return 2
+    return 0 if result.imported or result.skipped_duplicate_file or result.duplicates else 2
+
+
+def _utc(text: str) -> datetime:
+    """An ISO date or date-time; naive means UTC."""
+    from core.errors import ConfigError
+
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"--replace: {text!r} is not an ISO date/time", field="replace") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def cmd_compact(args: argparse.Namespace) -> int:
@@ -242,6 +288,16 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="input tokens include cached ones (default: guessed from the header)",
+    )
+    p.add_argument("--decimal", choices=(".", ","), help="the decimal mark of numbers")
+    p.add_argument("--date-order", choices=("dmy", "mdy"), help="order of dates like 05/11/2023")
+    p.add_argument("--skip-bad-rows", action="store_true", help="import the good rows anyway")
+    p.add_argument("--dry-run", action="store_true", help="check every row, write nothing")
+    p.add_argument(
+        "--replace",
+        nargs=3,
+        metavar=("SOURCE", "FROM", "TO"),
+        help="replace SOURCE's rows with FROM <= ts < TO by the file's rows (audited)",
     )
     p.set_defaults(func=cmd_import)
     p = sub.add_parser("compact", help="merge small usage segments")

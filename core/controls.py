@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping
+from dataclasses import replace
+from fractions import Fraction
 from typing import Literal
 
 from core.alerts import AlertSink
@@ -134,13 +136,15 @@ class Controls:
 
 def override_row(o: PriceOverride, base: Catalog) -> PriceRow:
     """A control-plane price override as a catalog row: the override's rates apply to every
-    prompt size from its date (a catalog >128k/>200k tier is replaced, not scaled); the model
-    keeps its catalog provider, context window and output cap."""
-    known = base.has(o.model)
-    ref = base.lookup(o.model) if known else None
-    return PriceRow.from_usd(
-        base.canonical(o.model) if known else o.model,
-        ref.provider if ref else o.provider,  # one model, one provider
+    prompt size from its date (a catalog >128k/>200k tier is replaced, not scaled). It prices
+    the (provider, model) entry it names: a model the catalog lists under that provider
+    keeps its catalog name, context window and output cap; any other provider's override is
+    that provider's own entry (Azure's gpt-4o-mini never reprices OpenAI's)."""
+    own = base.name_under(o.provider, o.model)
+    ref = base.lookup(f"{o.provider}/{own}") if own is not None else None
+    row = PriceRow.from_usd(
+        own or o.model,
+        o.provider,
         input=o.input,
         output=o.output,
         cached_input=o.cached_input,
@@ -152,3 +156,8 @@ def override_row(o: PriceOverride, base: Catalog) -> PriceRow:
         quality=ref.quality if ref else 50,
         source=f"override: {o.note}" if o.note else "override",
     )
+    if ref is not None and ref.input and ref.cache_write_1h != ref.cache_write:
+        # the 1-hour cache write keeps its ratio to input (Anthropic: 2x)
+        ratio = Fraction(ref.cache_write_1h or 0) / Fraction(ref.input)
+        row = replace(row, cache_write_1h=row.input * ratio)
+    return row

@@ -36,7 +36,7 @@ from core.errors import (
     UnpricedModel,
 )
 from core.otel import Tracer
-from core.pricing import Catalog, load_catalog, max_cost, price
+from core.pricing import Catalog, load_catalog, max_cost, price, prompt_cache_saving
 from core.providers import Provider, ProviderResult, create
 from core.retry import RetryPolicy
 from core.router_events import estimated_usage, failed_call, usage_event
@@ -533,6 +533,8 @@ class Router:
         done = plan.completion(
             cand, text, usage, cost, ttft_ms=plan.ttft_ms, finish_reason=result.finish_reason
         )
+        if cand.row is not None and (usage.cached_input_tokens or usage.cache_write_tokens):
+            done.saved = prompt_cache_saving(usage, cand.row)  # provider prompt caching
         ctl = self.controls
         if ctl is not None:
             total = cost.total

@@ -67,6 +67,8 @@ def usage_event(
         prompt=prompt_text(req) if bodies else None,
         response=done.text if bodies else None,
         metadata=dict(req.metadata),
+        cache_write_1h_tokens=u.cache_write_1h_tokens,
+        price_flags=c.flags,
     )
 
 

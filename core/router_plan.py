@@ -154,10 +154,14 @@ def prompt_text(req: ChatRequest) -> str:
 
 
 def apply_policy(req: ChatRequest, policy: object) -> ChatRequest:
-    """A task policy's criticality and max_tokens apply where the request sets none."""
+    """A task policy's criticality, max_tokens and prompt caching apply where the request
+    sets none."""
     crit = getattr(policy, "criticality", "normal")
     max_tokens = getattr(policy, "max_tokens", None)
+    prompt_cache = getattr(policy, "prompt_cache", None)
     changes: dict[str, object] = {}
+    if req.prompt_cache is None and prompt_cache:
+        changes["prompt_cache"] = prompt_cache
     if req.criticality == "normal" and crit != "normal":
         changes["criticality"] = crit
     if req.max_tokens is None and max_tokens:

@@ -9,8 +9,9 @@ Precedence, highest first:
     | built-in defaults              | home ./.costline, provider base URLs below     |
 
 Per provider NAME the environment gives ``{NAME}_API_KEY`` and ``{NAME}_BASE_URL``
-(upper case, e.g. ``OPENAI_BASE_URL``). Keys are never logged; ``ProviderConfig.__repr__``
-masks them.
+(upper case, e.g. ``OPENAI_BASE_URL``), and ``{NAME}_ORGANIZATION`` (OpenAI's
+``OpenAI-Organization`` header; ``OPENAI_ORG_ID``, the OpenAI SDK's name, works too). Keys
+are never logged; ``ProviderConfig.__repr__`` masks them.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ DEFAULT_BASE_URLS: dict[str, tuple[Wire, str]] = {
     "groq": ("openai", "https://api.groq.com/openai/v1"),
     "deepseek": ("openai", "https://api.deepseek.com/v1"),
     "mistral": ("openai", "https://api.mistral.ai/v1"),
+    "xai": ("openai", "https://api.x.ai/v1"),
+    "cohere": ("openai", "https://api.cohere.ai/compatibility/v1"),
     "ollama": ("openai", "http://127.0.0.1:11434/v1"),
     "vllm": ("openai", "http://127.0.0.1:8000/v1"),
     "tgi": ("openai", "http://127.0.0.1:8080/v1"),
@@ -62,6 +65,7 @@ class ProviderConfig:
     api_key: str | None = field(default=None, repr=False)
     timeout_s: float = 60.0
     max_retries: int = 2
+    organization: str | None = None  # OpenAI-Organization header (OpenAI wire)
 
     def __repr__(self) -> str:
         return (
@@ -110,9 +114,11 @@ class Settings:
 def provider_from_env(name: str, env: Mapping[str, str]) -> ProviderConfig:
     wire, url = DEFAULT_BASE_URLS.get(name, ("openai", ""))
     prefix = ENV_KEY_NAMES.get(name, name.upper())
+    org = env.get(f"{name.upper()}_ORGANIZATION") or env.get(f"{name.upper()}_ORG_ID")
     return ProviderConfig(
         name=name,
         wire=wire,
         base_url=env.get(f"{name.upper()}_BASE_URL", url).rstrip("/"),
         api_key=env.get(f"{prefix}_API_KEY") or None,
+        organization=org or None,
     )

@@ -58,6 +58,7 @@ class ChatRequest:
     personal: bool = False  # personal requests are never cached across users
     optimize_cost: bool = False
     batch: bool = False  # priced at the provider's batch rates
+    prompt_cache: str | None = None  # "5m" | "1h": mark the prompt for provider caching
     timeout: float | None = None  # seconds, per attempt
     signal: float | None = None  # sampling: the numeric signal CHANGE_BASED/ADAPTIVE watch
     score: float | None = None  # sampling: the score THRESHOLD compares
@@ -71,7 +72,9 @@ class Usage:
 
     ``input_tokens`` excludes cached and cache-write tokens; ``output_tokens`` excludes
     reasoning tokens. Adapters normalise each provider's reporting to this shape, which is
-    what lets pricing charge every token exactly once.
+    what lets pricing charge every token exactly once. ``cache_write_1h_tokens`` is not a
+    class of its own: it is the part of ``cache_write_tokens`` written with a 1-hour TTL
+    (Anthropic), which is charged at the 1-hour cache-write rate.
     """
 
     input_tokens: int = 0
@@ -80,6 +83,7 @@ class Usage:
     output_tokens: int = 0
     reasoning_tokens: int = 0
     estimated: bool = False
+    cache_write_1h_tokens: int = 0
 
     @property
     def prompt_tokens(self) -> int:
@@ -96,7 +100,9 @@ class Usage:
 
 @dataclass(frozen=True, slots=True)
 class Cost:
-    """Cost of one call per token class, in integer picodollars."""
+    """Cost of one call per token class, in integer picodollars. ``flags`` name what a
+    reader must know about the price (see core.pricing.rules: batch_unavailable,
+    over_context_window)."""
 
     input: int = 0
     cached_input: int = 0
@@ -104,6 +110,7 @@ class Cost:
     output: int = 0
     reasoning: int = 0
     unpriced: bool = False
+    flags: tuple[str, ...] = ()
 
     @property
     def total(self) -> int:

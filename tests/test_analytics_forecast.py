@@ -97,7 +97,7 @@ def test_short_history_gives_run_rate_with_message() -> None:
     hist = series(10, seed=9)
     fc = forecast_spend(hist, 30)
     assert fc.method == "run_rate"
-    assert "only 10 days of history" in fc.message and "14+ days" in fc.message
+    assert "only 10 days with spend" in fc.message and "14+ days" in fc.message
     fut = fc.future
     assert len(fut) == 30
     assert fut["yhat"].iloc[0] == pytest.approx(hist["y"].iloc[-7:].mean())

@@ -167,7 +167,7 @@ def test_org_budget_line_and_cumulative_view(demo: tuple[Path, DemoSummary]) -> 
 def test_short_history_gives_message_and_run_rate(short: Path, role: str) -> None:
     at = open_page(role, timeout=60)
     warning = " ".join(w.value for w in at.warning)
-    assert "only 6 days of history" in warning and "run-rate" in warning
+    assert "only 6 days with spend" in warning and "run-rate" in warning
     rate = [m.value for m in at.metric if m.label == "Run-rate projection"]
     assert rate and rate[0].endswith("/ day")
     # mean of the last 6 complete days: 5 calls a day at $0.20..$0.60 = $2.00 a day

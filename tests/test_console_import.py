@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -50,33 +51,87 @@ def metrics(at) -> dict[str, str]:  # type: ignore[no-untyped-def]
     return {m.label: m.value for m in at.metric}
 
 
-def test_import_shows_bad_rows_with_line_numbers_and_reimport_adds_nothing(home: Path) -> None:
+def frame(at, key: str):  # type: ignore[no-untyped-def]
+    """The table shown by the step ``key`` names, found by a column only it has."""
+    column = {"imp_sample": "cost_usd", "imp_bad_rows": "reason", "imp_unpriced": "rows"}[key]
+    return next(d.value for d in at.dataframe if column in d.value.columns)
+
+
+def test_every_row_is_checked_and_bad_rows_are_skipped_only_as_the_button_says(
+    home: Path,
+) -> None:
     at = upload(app("engineer").run())
     assert not at.exception
     chosen = mapping(at)
     assert chosen["timestamp"] == "Date" and chosen["model"] == "Model Name"
     assert chosen["input_tokens"] == "Prompt Tokens" and chosen["cost"] == "Spend"
     assert chosen["org"] == "Team"
-    preview = at.dataframe[0].value
-    assert list(preview.columns)[:2] == ["timestamp", "model"] and len(preview) == 5
-    at.button(key="imp_go").click().run()
-    assert not at.exception
+    sample = frame(at, "imp_sample")  # parsed values, problems inline
+    assert list(sample["line"]) == [2, 3, 4, 5, 6]
+    assert str(sample.loc[0, "timestamp"]).startswith("2025-03-01 10:00:00")
+    assert "timestamp" in sample.loc[2, "problem"]
     shown = metrics(at)
-    assert (shown["Rows imported"], shown["Bad rows"], shown["Unpriced models"]) == ("3", "2", "1")
-    bad = at.dataframe[1].value
+    assert (shown["Rows to import"], shown["Bad rows"], shown["Duplicates skipped"]) == (
+        "3",
+        "2",
+        "0",
+    )
+    bad = frame(at, "imp_bad_rows")
     assert list(bad["line"]) == [4, 5]
     assert "timestamp" in bad["reason"][0] and "negative" in bad["reason"][1]
-    unpriced = at.dataframe[2].value
-    assert list(unpriced["model"]) == ["mystery-model-9"]
+    with Reader(home) as reader:
+        assert reader.count() == 0  # checked, nothing written
+    go = at.button(key="imp_go")
+    assert go.label == "Import 3 rows, skip 2 (listed)"
+    go.click().run()
+    assert not at.exception
+    result = metrics(at)
+    assert (result["Rows imported"], result["Bad rows skipped"]) == ("3", "2")
+    assert result["Unpriced models imported"] == "1"
+    assert any("Imported 3 rows (2025-03-01 to 2025-03-02)" in s.value for s in at.success)
+    assert list(frame(at, "imp_unpriced")["model"]) == ["mystery-model-9"]
     with Reader(home) as reader:
         assert reader.count() == 3
         assert reader.totals()["unpriced"] == 1
-    at.button(key="imp_go").click().run()
-    assert not at.exception
-    assert any("nothing was added" in i.value for i in at.info)
-    assert metrics(at)["Rows imported"] == "0"
+    # the same rows again: every good row is a duplicate, there is nothing to import
+    again = upload(app("engineer").run())
+    assert metrics(again)["Duplicates skipped"] == "3"
+    assert not [b for b in again.button if b.key == "imp_go"]
     with Reader(home) as reader:
         assert reader.count() == 3
+
+
+def test_after_an_import_the_banner_goes_and_the_range_is_one_click_away(home: Path) -> None:
+    at = upload(app("engineer").run())
+    assert any("No usage recorded yet" in m.value for m in at.markdown)
+    at.button(key="imp_go").click().run()
+    assert not at.exception
+    assert not any("No usage recorded yet" in m.value for m in at.markdown)
+    assert not [b for b in at.button if b.key == "demo_load"]
+    show = at.button(key="imp_show_range")
+    assert show.label == "Show this range (2025-03-01 to 2025-03-02)"
+    show.click().run()
+    assert not at.exception
+    assert at.session_state["f_range"] == "custom"
+    view = at.session_state["selection"]
+    assert view.scope.start.date().isoformat() == "2025-03-01"
+    assert view.scope.end.date().isoformat() == "2025-03-03"  # the day after the last, exclusive
+
+
+def test_a_decimal_comma_and_slash_dates_are_asked_before_rows_are_read(home: Path) -> None:
+    text = (
+        "Date;Model;ContextTokens;GeneratedTokens;Cost\n16/11/2023;dryrun-small;100;10;0,001375\n"
+    )
+    at = upload(app("engineer").run(), text)
+    assert not at.exception
+    radios = {r.key.rsplit("_", 1)[-1]: r for r in at.radio if r.key}
+    assert set(radios) == {"decimal", "order"}
+    assert radios["decimal"].value == "," and radios["order"].value == "dmy"  # suggested
+    sample = frame(at, "imp_sample")
+    assert Decimal(str(sample.loc[0, "cost_usd"])) == Decimal("0.001375")
+    assert str(sample.loc[0, "timestamp"]).startswith("2023-11-16")
+    radios["decimal"].set_value(".").run()
+    assert "decimal mark" in frame(at, "imp_sample").loc[0, "problem"]
 
 
 def test_a_mapping_without_a_required_field_is_refused(home: Path) -> None:
@@ -84,9 +139,9 @@ def test_a_mapping_without_a_required_field_is_refused(home: Path) -> None:
     key = next(s.key for s in at.selectbox if s.key and s.key.endswith("_timestamp"))
     at.selectbox(key=key).set_value("")
     at.run()
-    at.button(key="imp_go").click().run()
     assert not at.exception
     assert any("timestamp" in e.value for e in at.error)
+    assert not [b for b in at.button if b.key == "imp_go"]
     with Reader(home) as reader:
         assert reader.count() == 0
 

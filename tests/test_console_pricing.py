@@ -174,9 +174,18 @@ def test_litellm_import_shows_a_diff_and_applies_only_on_confirm(home: Path) -> 
     at.date_input(key="pr_import_from").set_value(TODAY + timedelta(days=7))
     at.run()
     assert not at.exception
+    shown = {m.label: m.value for m in at.metric}  # by default only the catalog's providers
+    assert (shown["Changed models"], shown["New models"]) == ("1", "0")
+    assert any("1 providers the catalog does not have (acme)" in c.value for c in at.caption)
+    at.checkbox(key="pr_import_own").uncheck().run()
+    at.multiselect(key="pr_import_kinds").set_value(["changed", "added"]).run()
     shown = {m.label: m.value for m in at.metric}
     assert (shown["Problems"], shown["Changed models"], shown["New models"]) == ("1", "1", "1")
     diff = table(at, "field")
+    assert set(zip(diff["provider"], diff["model"], strict=True)) == {
+        ("dryrun", "dryrun-small"),
+        ("acme", "brand-new-1"),
+    }
     changed = {
         f: (old, new)
         for m, k, f, old, new in zip(

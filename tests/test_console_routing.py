@@ -130,6 +130,7 @@ def test_engineer_adds_a_policy_and_it_is_stored_and_audited(home: Path) -> None
         cache_ttl_s="600",
         max_tokens="300",
         personalised=True,
+        prompt_cache="1h",
     )
     save(at, "rt_pol_form_new")
     assert [s.value for s in at.success] == ["Policy saved."]
@@ -146,6 +147,7 @@ def test_engineer_adds_a_policy_and_it_is_stored_and_audited(home: Path) -> None
         p.cache_ttl_s,
         p.max_tokens,
         p.personalised,
+        p.prompt_cache,
     ) == (
         "summarise",
         "dryrun-large",
@@ -156,6 +158,7 @@ def test_engineer_adds_a_policy_and_it_is_stored_and_audited(home: Path) -> None
         600,
         300,
         True,
+        "1h",
     )
     assert (entry.actor, entry.action) == ("engineer", "routing_policy.create")
     assert at.selectbox(key="rt_pol_pick").value == "summarise"

@@ -58,6 +58,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
             ("cache_ttl_s", INT, True),
             ("personalised", BOOL, False),
             ("max_tokens", INT, True),
+            ("prompt_cache", TXT, True),
         ],
         "pk": ["task"],
     },

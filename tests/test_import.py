@@ -59,7 +59,7 @@ def write(tmp_path: Path, name: str, text: str, encoding: str = "utf-8") -> Path
 
 
 def test_good_rows_import_and_bad_rows_are_listed_with_lines_and_reasons(tmp_path: Path) -> None:
-    result = import_csv(write(tmp_path, "mixed.csv", MIXED), MAPPING, now=NOW)
+    result = import_csv(write(tmp_path, "mixed.csv", MIXED), MAPPING, now=NOW, skip_bad_rows=True)
     assert result.bad_rows == [
         BadRow(4, "timestamp 'bad-date' is not a date/time"),
         BadRow(8, "prompt_tokens -5 is negative; completion_tokens '1.5' is not a whole number"),
@@ -157,18 +157,23 @@ def test_given_costs_are_kept_exactly_and_unknown_models_are_never_zero(tmp_path
 
 def test_the_same_file_is_imported_once(tmp_path: Path) -> None:
     path = write(tmp_path, "mixed.csv", MIXED)
-    first = import_csv(path, MAPPING, now=NOW)
+    first = import_csv(path, MAPPING, now=NOW, skip_bad_rows=True)
     before = Reader().totals()
     again = import_csv(path.read_bytes(), MAPPING, now=NOW)  # same bytes, another way in
     assert again.skipped_duplicate_file and again.imported == 0
     assert "already imported" in again.message and again.previous is not None
+    assert "4 duplicates skipped" in again.message
     assert Reader().totals() == before
     other = import_csv(
-        write(tmp_path, "more.csv", MIXED + "2026-11-05,gpt-4o,1,1,0,x,y,,\n"), MAPPING, now=NOW
+        write(tmp_path, "more.csv", MIXED + "2026-11-05,gpt-4o,1,1,0,x,y,,\n"),
+        MAPPING,
+        now=NOW,
+        skip_bad_rows=True,
     )
-    assert other.imported == first.imported + 1
+    assert (other.imported, other.duplicates) == (1, first.imported)  # only the new row
+    assert "4 duplicates skipped" in other.message
     loads = data_loads()
-    assert [x.rows for x in loads] == [5, 4] and {x.kind for x in loads} == {"import"}
+    assert [x.rows for x in loads] == [1, 4] and {x.kind for x in loads} == {"import"}
     assert loads[1].name == "mixed.csv" and loads[1].cost_picousd == first.cost_total * PICO
 
 

@@ -153,12 +153,12 @@ CASES = [
         "0.04",
     ),
     (
-        "sonnet-4.5 batch keeps cache rate",
+        "sonnet-4.5 batch: the cache-read discount stacks (Anthropic)",
         "claude-sonnet-4-5",
         None,
         Usage(input_tokens=10_000, cached_input_tokens=5_000, output_tokens=2_000),
         True,
-        usd(("1.50", 10_000), ("0.30", 5_000), ("7.50", 2_000)),
+        usd(("1.50", 10_000), ("0.15", 5_000), ("7.50", 2_000)),
         "0.03",
     ),
     (

@@ -230,7 +230,7 @@ def test_usd_conversions_are_exact() -> None:
     assert parse_usd_per_mtok("0.0375") == 37_500
     assert parse_usd_per_mtok("0.000001") == 1
     assert parse_usd_per_mtok("0") == 0
-    for bad in ("0.0000001", "-1", "abc", "NaN", "inf", ""):
+    for bad in ("1e-19", "-1", "abc", "NaN", "inf", ""):
         with pytest.raises(ValueError):
             parse_usd_per_mtok(bad)
     assert usd_per_mtok(2_500_000) == Decimal("2.5")
@@ -240,7 +240,7 @@ def test_usd_conversions_are_exact() -> None:
 
 # -- CSV validation -------------------------------------------------------------------------
 
-GOOD = "m1,openai,2025-01-01,0,128000,4096,1.00,,,2.00,,,,50,,https://x.test (as of 2025-01-01)"
+GOOD = "m1,openai,2025-01-01,0,128000,4096,1.00,,,,2.00,,,,50,,https://x.test (as of 2025-01-01)"
 
 
 def _write(tmp_path: Path, *rows: str, header: str = ",".join(COLUMNS)) -> Path:
@@ -259,20 +259,16 @@ def _with(**cells: str) -> str:
     ("row", "where", "phrase"),
     [
         (_with(model="m2", input="abc"), "column 7 (input)", "not a decimal"),
-        (_with(model="m2", input="0.0000001"), "column 7 (input)", "6 decimals"),
-        (_with(model="m2", output="-1"), "column 10 (output)", "negative"),
-        (_with(model="m2", output=""), "column 10 (output)", "empty"),
+        (_with(model="m2", input="1e-19"), "column 7 (input)", "finer than 10**-24"),
+        (_with(model="m2", output="-1"), "column 11 (output)", "negative"),
+        (_with(model="m2", output=""), "column 11 (output)", "empty"),
         (_with(model="m2", effective_from="2025-1-1"), "column 3 (effective_from)", "date"),
-        (_with(model="m2", quality="101"), "column 14 (quality)", "range"),
+        (_with(model="m2", quality="101"), "column 15 (quality)", "range"),
         (_with(model="m2", context_window="lots"), "column 5 (context_window)", "integer"),
-        (_with(model="m2", batch_input="0.5"), "column 13 (batch_output)", "both"),
-        (_with(model="m2", source=""), "column 16 (source)", "empty"),
+        (_with(model="m2", batch_input="0.5"), "column 14 (batch_output)", "both"),
+        (_with(model="m2", source=""), "column 17 (source)", "empty"),
+        (_with(model="m2", cache_write_1h="x"), "column 10 (cache_write_1h)", "not a decimal"),
         (_with(), "column 1 (model)", "duplicates the row on line 2"),
-        (
-            _with(provider="anthropic", effective_from="2025-02-01"),
-            "column 2 (provider)",
-            "another provider",
-        ),
     ],
 )
 def test_bad_csv_value_names_line_and_column(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import date
 from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -84,7 +85,6 @@ def test_only_chat_entries_and_bad_entries_reported(imported: tuple[dict, list])
     assert set(by_key) == {
         "bad/negative-price",
         "bad/string-price",
-        "bad/too-precise",
         "bad/no-provider",
         "bad/no-output-price",
         "bad/no-window",
@@ -92,10 +92,12 @@ def test_only_chat_entries_and_bad_entries_reported(imported: tuple[dict, list])
         "openai/gpt-4o",
     }
     assert "negative" in by_key["bad/negative-price"]
-    assert "picodollars" in by_key["bad/too-precise"]
     assert "litellm_provider" in by_key["bad/no-provider"]
-    assert "gpt-4o" in by_key["openai/gpt-4o"]  # duplicate after the prefix is stripped
+    assert "gpt-4o" in by_key["openai/gpt-4o"]  # same provider and model once stripped
     assert not any(n.startswith("bad") for n in names)
+    assert rows[("too-precise", 0)].provider == "bad"  # "bad/" named the provider
+    # 1.2345678912e-07 USD = 123456.78912 pUSD per token: kept exactly, not rejected
+    assert rows[("too-precise", 0)].input == Fraction(12345678912, 100000)
 
 
 def test_unreadable_files_raise_config_error(tmp_path: Path) -> None:
@@ -114,23 +116,23 @@ def test_bytes_upload_matches_file() -> None:
     assert [(r.model, r.input, r.output) for r in rows] == [
         (r.model, r.input, r.output) for r in from_file
     ]
-    assert len(problems) == 8
+    assert len(problems) == 7
 
 
-def test_float_noise_is_recovered_exactly() -> None:
+def test_floats_are_read_as_the_decimal_the_file_wrote() -> None:
     entry = {
         "litellm_provider": "x",
         "mode": "chat",
         "max_input_tokens": 1000,
-        "input_cost_per_token": 0.1 + 0.2 - 0.3 + 3e-07,  # a float that is not 3e-07
+        "input_cost_per_token": 0.1 + 0.2 - 0.3 + 3e-07,  # written 3.0000000005551114e-07
         "output_cost_per_token": 1.875e-05,
     }
     rows, problems = rows_from_litellm(
         {"ok": {**entry, "input_cost_per_token": 3e-07}, "noisy": entry}
     )
-    assert [r.input for r in rows] == [300_000]
+    assert [r.input for r in rows] == [300_000, Fraction("300000.00005551114")]
     assert rows[0].output == 18_750_000
-    assert [p.key for p in problems] == ["noisy"]
+    assert problems == []
 
 
 def test_diff_small_catalogs() -> None:
@@ -147,11 +149,12 @@ def test_diff_small_catalogs() -> None:
         PriceRow.from_usd("c", "p", input="1", output="1"),
     ]
     assert diff_catalogs(old, new) == [
-        Change("b", "changed", 0, "input", Decimal("1"), Decimal("0.8")),
-        Change("b", "changed", 0, "cached_input", Decimal("1"), Decimal("0.8")),
-        Change("b", "changed", 0, "cache_write", Decimal("1"), Decimal("0.8")),
-        Change("c", "added"),
-        Change("gone", "removed"),
+        Change("b", "changed", 0, "input", Decimal("1"), Decimal("0.8"), "p"),
+        Change("b", "changed", 0, "cached_input", Decimal("1"), Decimal("0.8"), "p"),
+        Change("b", "changed", 0, "cache_write", Decimal("1"), Decimal("0.8"), "p"),
+        Change("b", "changed", 0, "cache_write_1h", Decimal("1"), Decimal("0.8"), "p"),
+        Change("c", "added", provider="p"),
+        Change("gone", "removed", provider="p"),
     ]
     assert diff_catalogs(old, old) == []
 

@@ -1,9 +1,17 @@
-"""Import/Export: bring usage in from a CSV file (engineer+), take the current view out."""
+"""Import/Export: bring usage in from a CSV file (engineer+), take the current view out.
+
+Import steps: upload -> map the columns -> answer what the file leaves open (decimal mark,
+day/month order) -> see the first rows as they will be stored -> every row checked (bad rows
+listed, rows already in the log counted as duplicates) -> import, skipping bad rows only when
+the button says so. The result shows at the top of the page with a "Show this range" button.
+"""
 
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC, date, datetime, time, timedelta
 from functools import partial
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 import streamlit as st
@@ -17,16 +25,20 @@ from console.selection import Selection
 from console.sidebar import current_selection
 from core.control import Actor
 from core.errors import CostlineError
-from core.importer import FIELDS, REQUIRED, Preview
+from core.importer import FIELDS, REQUIRED, ImportResult, Preview, Question
 
 FORMATS = {"csv": ("CSV", "text/csv"), "parquet": ("Parquet", "application/vnd.apache.parquet")}
+RESULT = "imp_result"  # the last import's result, shown at the top after the rerun
 
 
 def main() -> None:
+    if st.session_state.pop("imp_goto_overview", False):
+        st.switch_page("app_pages/overview.py")
     actor = auth.current_actor()
     assert actor is not None
     selection = current_selection()
     st.title("Import / Export")
+    last_result(selection)
     export_section(selection)
     st.divider()
     if auth.may(actor, "engineer"):
@@ -62,7 +74,7 @@ def import_section(actor: Actor) -> None:
     if uploaded is None:
         st.caption(
             "Exports of OpenAI, Anthropic, LiteLLM, Langfuse or Helicone usage work;"
-            " you map the columns before anything is written."
+            " you map the columns and see every row checked before anything is written."
         )
         return
     content = uploaded.getvalue()
@@ -71,11 +83,29 @@ def import_section(actor: Actor) -> None:
     except CostlineError as exc:
         st.error(str(exc))
         return
-    mapping, inclusive = mapping_step(preview, hashlib.sha256(content).hexdigest()[:12])
-    st.write("Preview (first rows, mapped):")
-    st.dataframe(mapped_preview(preview, mapping), hide_index=True, width="stretch")
-    if st.button("Import", type="primary", key="imp_go"):
-        run_import(actor, uploaded.name, content, mapping, inclusive)
+    digest = hashlib.sha256(content).hexdigest()[:12]
+    mapping, inclusive = mapping_step(preview, digest)
+    key = tuple(sorted(mapping.items()))
+    try:
+        asked = usage.import_questions(content, key)
+    except CostlineError as exc:
+        st.error(str(exc))
+        return
+    answers = questions_step(asked, digest)
+    if answers is None:
+        st.info("Answer the question above: the rows are read only once it is answered.")
+        return
+    chosen = tuple(sorted(answers.items()))
+    try:
+        sample = usage.import_sample(content, key, inclusive, chosen)
+        check = usage.import_check(usage.home(), usage.version(), content, key, inclusive, chosen)
+    except CostlineError as exc:
+        st.error(str(exc))
+        return
+    st.write("The first rows as they will be stored (parsed):")
+    st.dataframe(sample, hide_index=True, width="stretch", key="imp_sample")
+    replace = replace_step(digest)
+    import_step(actor, uploaded.name, content, mapping, inclusive, answers, check, replace)
 
 
 def mapping_step(preview: Preview, digest: str) -> tuple[dict[str, str], bool]:
@@ -97,38 +127,137 @@ def mapping_step(preview: Preview, digest: str) -> tuple[dict[str, str], bool]:
     return {k: v for k, v in mapping.items() if v}, inclusive
 
 
-def mapped_preview(preview: Preview, mapping: dict[str, str]) -> pd.DataFrame:
-    frame = preview.frame()
-    return pd.DataFrame({name: frame[col] for name, col in mapping.items()})
+def questions_step(asked: list[Question], digest: str) -> dict[str, str | None] | None:
+    """One radio per open question, the cells' suggestion preselected; None until answered."""
+    answers: dict[str, str | None] = {"decimal": None, "date_order": None}
+    for q in asked:
+        options = list(q.choices)
+        st.radio(
+            q.text,
+            options,
+            index=options.index(q.suggested) if q.suggested in options else None,
+            format_func=q.choices.__getitem__,
+            key=f"imp_q_{digest}_{q.field}",
+            horizontal=True,
+        )
+        st.caption(f"In the file: {', '.join(q.examples)}. {q.reason.capitalize()}.")
+        answers[q.field] = st.session_state.get(f"imp_q_{digest}_{q.field}")
+        if answers[q.field] is None:
+            return None
+    return answers
 
 
-def run_import(
-    actor: Actor, name: str, content: bytes, mapping: dict[str, str], inclusive: bool
+def replace_step(digest: str) -> tuple[str, datetime, datetime] | None:
+    """The explicit 'replace this source's rows in [from, to]' action (a corrected export)."""
+    with st.expander("Replace rows already imported (a corrected re-export)"):
+        on = st.checkbox(
+            "Replace a source's rows in a date range with this file's rows",
+            key=f"imp_rep_on_{digest}",
+        )
+        cols = st.columns(3)
+        source = cols[0].text_input("Source", value="import", key=f"imp_rep_src_{digest}")
+        first = cols[1].date_input("From (UTC)", value=None, key=f"imp_rep_from_{digest}")
+        last = cols[2].date_input("To, inclusive (UTC)", value=None, key=f"imp_rep_to_{digest}")
+        if not on:
+            return None
+        if not isinstance(first, date) or not isinstance(last, date) or first > last:
+            st.warning("Choose the first and the last day of the rows to replace.")
+            return None
+        start = datetime.combine(first, time(), UTC)
+        end = datetime.combine(last + timedelta(days=1), time(), UTC)
+        rows, usd = usage.replace_count(source, start, end)
+        st.warning(
+            f"{rows:,} rows (${usd:,.2f}) of source {source!r} from {first} to {last} will be"
+            " removed once this file's rows are written. The replace is audited."
+        )
+        return source, start, end
+
+
+def import_step(
+    actor: Actor,
+    name: str,
+    content: bytes,
+    mapping: dict[str, str],
+    inclusive: bool,
+    answers: dict[str, str | None],
+    check: ImportResult,
+    replace: tuple[str, datetime, datetime] | None,
 ) -> None:
-    try:
-        result = import_usage(actor, name, content, mapping, inclusive)
-    except CostlineError as exc:
-        st.error(str(exc))
-        return
-    (st.info if result.skipped_duplicate_file else st.success)(result.message)
-    cols = st.columns(3)
-    cols[0].metric("Rows imported", f"{result.imported:,}")
-    cols[1].metric("Bad rows", f"{len(result.bad_rows):,}")
-    cols[2].metric("Unpriced models", f"{len(result.unpriced_models):,}")
-    if result.bad_rows:
+    bad = len(check.bad_rows)
+    cols = st.columns(4)
+    cols[0].metric("Rows to import", f"{check.imported:,}")
+    cols[1].metric("Bad rows", f"{bad:,}")
+    cols[2].metric("Duplicates skipped", f"{check.duplicates:,}")
+    cols[3].metric("Unpriced models", f"{len(check.unpriced_models):,}")
+    if check.duplicates:
+        st.caption(f"{check.duplicates:,} rows are already in the usage log: not imported again.")
+    if bad:
         st.write("Bad rows (not imported):")
         st.dataframe(
-            pd.DataFrame([{"line": b.line, "reason": b.reason} for b in result.bad_rows]),
+            pd.DataFrame([{"line": b.line, "reason": b.reason} for b in check.bad_rows]),
             hide_index=True,
             width="stretch",
             key="imp_bad_rows",
         )
-    if result.unpriced_models:
-        st.write("Unpriced models (imported, flagged unpriced, not counted as $0):")
-        st.dataframe(
-            pd.DataFrame(list(result.unpriced_models.items()), columns=["model", "rows"]),
-            hide_index=True,
+    if not check.imported:
+        st.info(check.message)
+        return
+    label = f"Import {check.imported:,} rows" + (f", skip {bad:,} (listed)" if bad else "")
+    if st.button(label, type="primary", key="imp_go"):
+        try:
+            result = import_usage(
+                actor,
+                name,
+                content,
+                mapping,
+                inclusive,
+                answers,
+                skip_bad_rows=bad > 0,
+                replace=replace,
+            )
+        except CostlineError as exc:
+            st.error(str(exc))
+            return
+        st.session_state[RESULT] = result
+        st.rerun()  # the frame re-reads the log: the empty-state banner goes
+
+
+def last_result(selection: Selection) -> None:
+    """The last import's outcome, at the top of the page, with its date range one click away."""
+    result: ImportResult | None = st.session_state.get(RESULT)
+    if result is None:
+        return
+    with st.container(border=True):
+        (st.info if result.skipped_duplicate_file or not result.written else st.success)(
+            result.message
         )
+        cols = st.columns(4)
+        cols[0].metric("Rows imported", f"{result.imported if result.written else 0:,}")
+        cols[1].metric("Bad rows skipped", f"{len(result.bad_rows):,}")
+        cols[2].metric("Duplicates not imported", f"{result.duplicates:,}")
+        cols[3].metric("Unpriced models imported", f"{len(result.unpriced_models):,}")
+        if result.unpriced_models:
+            st.write("Unpriced models (imported, flagged unpriced, not counted as $0):")
+            st.dataframe(
+                pd.DataFrame(list(result.unpriced_models.items()), columns=["model", "rows"]),
+                hide_index=True,
+                key="imp_unpriced",
+            )
+        if result.first_ts is not None and result.last_ts is not None and result.written:
+            tz = ZoneInfo(selection.scope.tz)
+            st.button(
+                f"Show this range ({result.date_range})",
+                key="imp_show_range",
+                on_click=show_range,
+                args=(result.first_ts.astimezone(tz).date(), result.last_ts.astimezone(tz).date()),
+            )
+
+
+def show_range(first: date, last: date) -> None:
+    """Point the sidebar's time range at the imported rows and open the Overview."""
+    st.session_state["f_range"] = "custom"
+    st.session_state["f_dates"] = (first, last)
+    st.session_state["imp_goto_overview"] = True
 
 
 main()

@@ -20,6 +20,8 @@ from console.sidebar import current_selection
 
 DIMENSIONS = ["model", "provider", "org", "project", "task", "user"]
 GRAINS = ["day", "week", "month"]
+SHORT_GRAINS = ["minute", "hour", "day"]  # a range of two days or less
+SHORT_RANGE = timedelta(days=2)
 
 
 def main() -> None:
@@ -32,7 +34,7 @@ def main() -> None:
         st.info(note.capitalize() + ".", icon=":material/history:")
     now = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
     figures = st.container()  # the KPIs go on top; they come from the chart's query
-    grain, dim = chart_controls()
+    grain, dim = chart_controls(selection)
     spend = queries.spend(home, version, selection.scope, dim, grain)
     with figures:
         spend_row(
@@ -92,9 +94,18 @@ def activity_row(k: Totals, money: Money) -> None:
     cols[5].metric("Error rate", _pct(k.rate(k.errors)))
 
 
-def chart_controls() -> tuple[str, str]:
+def grains_for(selection: Selection) -> tuple[list[str], str]:
+    """The grains a range supports, and the default: minutes and hours for two days or less."""
+    if selection.scope.end - selection.scope.start <= SHORT_RANGE:
+        return SHORT_GRAINS, "hour"
+    return GRAINS, "day"
+
+
+def chart_controls(selection: Selection) -> tuple[str, str]:
     left, right = st.columns([1, 1])
-    grain = left.segmented_control("Grain", GRAINS, default="day", key="ov_grain") or "day"
+    grains, default = grains_for(selection)
+    key = "ov_grain_short" if grains is SHORT_GRAINS else "ov_grain"
+    grain = left.segmented_control("Grain", grains, default=default, key=key) or default
     dim = right.selectbox("Stack by", DIMENSIONS, key="ov_dim")
     return grain, dim
 

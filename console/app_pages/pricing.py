@@ -202,7 +202,9 @@ def import_section(actor: Actor, cat: Catalog) -> None:
         st.caption("Importing prices needs the admin role.")
         return
     uploaded = st.file_uploader(
-        "LiteLLM model_prices_and_context_window.json", type=["json"], key="pr_import_file"
+        "LiteLLM model_prices_and_context_window.json",
+        type=["json", "gz"],
+        key="pr_import_file",
     )
     if uploaded is None:
         st.caption(
@@ -214,8 +216,13 @@ def import_section(actor: Actor, cat: Catalog) -> None:
     day = st.date_input(
         "Imported prices take effect from", value=queries.today(), key="pr_import_from"
     )
+    own = st.checkbox(
+        "Only providers the catalog has (each entry is compared with its own provider's)",
+        value=True,
+        key="pr_import_own",
+    )
     try:
-        preview = queries.preview_import(content, cat, day)
+        preview = queries.preview_import(content, cat, day, own_providers=own)
     except CostlineError as exc:
         st.error(str(exc))
         return
@@ -236,7 +243,17 @@ def import_summary(preview: queries.ImportPreview) -> None:
         (("Changed models", "changed"), ("New models", "added"), ("Not in the file", "removed")),
         strict=True,
     ):
-        col.metric(label, f"{len({c.model for c in preview.changes if c.kind == kind}):,}")
+        col.metric(
+            label,
+            f"{len({(c.provider, c.model) for c in preview.changes if c.kind == kind}):,}",
+        )
+    if preview.skipped_providers:
+        st.caption(
+            f"Not shown: {sum(preview.skipped_providers.values()):,} entries of"
+            f" {len(preview.skipped_providers):,} providers the catalog does not have"
+            f" ({', '.join(list(preview.skipped_providers)[:8])}"
+            f"{', …' if len(preview.skipped_providers) > 8 else ''})."
+        )
     if preview.problems:
         with st.expander(f"Entries not imported ({len(preview.problems):,})"):
             st.dataframe(

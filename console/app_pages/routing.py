@@ -120,6 +120,15 @@ def policies_tab(actor: Actor, engineer: bool) -> None:
             error("cache_ttl_s")
             st.text_input("Max tokens", key=key("max_tokens"), help="Empty: no limit")
             error("max_tokens")
+            st.selectbox(
+                "Provider prompt caching",
+                list(inputs.PROMPT_CACHE),
+                format_func=inputs.PROMPT_CACHE.__getitem__,
+                key=key("prompt_cache"),
+                help="Anthropic: mark the system prompt and last message with cache_control;"
+                " cache reads cost 0.1x input and each call records what caching saved",
+            )
+            error("prompt_cache")
             w = st.columns(3)
             w[0].number_input("Cost weight", min_value=0.0, step=0.1, key=key("w_cost"))
             w[1].number_input("Latency weight", min_value=0.0, step=0.1, key=key("w_latency"))

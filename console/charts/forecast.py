@@ -25,7 +25,7 @@ BAND = ACCENT
 BUDGET = "#b8860b"
 EXHAUSTED = "#c0392b"
 ANOMALY = "#d62728"
-X_FORMAT = "%d %b"
+X_FORMAT = "%d %b %Y"  # with the year: a forecast of old data must say which year
 
 
 def _x() -> alt.X:

@@ -32,7 +32,14 @@ BAR_STEP = 22  # pixels per bar in horizontal bar charts: every label stays read
 LABELS = alt.Axis(labelOverlap=False, labelLimit=180)
 
 
-DATE_FORMAT = {"day": "%d %b", "week": "%d %b", "month": "%b %Y"}
+# the year is always on the axis: imported history is often from another year
+DATE_FORMAT = {
+    "minute": "%H:%M",
+    "hour": "%d %b %H:%M",
+    "day": "%d %b %Y",
+    "week": "%d %b %Y",
+    "month": "%b %Y",
+}
 
 
 def style(chart: C) -> C:

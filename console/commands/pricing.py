@@ -62,7 +62,7 @@ def apply_import(actor: Actor, preview: ImportPreview, add_new: bool) -> tuple[i
         except PermissionDenied:
             raise
         except CostlineError as exc:
-            errors.append(f"{override.model}: {exc}")
+            errors.append(f"{override.provider}/{override.model}: {exc}")
         else:
             written += 1
     return written, errors

@@ -11,14 +11,20 @@ import pandas as pd
 from console.selection import Money
 
 BAR_FILL = 0.85  # share of a period a bar covers (the rest is the gap between bars)
-
-
-LABELS = {"hour": "%Y-%m-%d %H:00", "day": "%Y-%m-%d", "week": "week of %Y-%m-%d", "month": "%Y-%m"}
+LABELS = {
+    "minute": "%Y-%m-%d %H:%M",
+    "hour": "%Y-%m-%d %H:00",
+    "day": "%Y-%m-%d",
+    "week": "week of %Y-%m-%d",
+    "month": "%Y-%m",
+}
 
 
 def next_period(period: pd.Series, grain: str) -> pd.Series:
     if grain == "month":
         return period + pd.DateOffset(months=1)
+    if grain == "minute":
+        return period + pd.Timedelta(minutes=1)
     hours = {"hour": 1, "day": 24, "week": 7 * 24}[grain]
     return period + pd.Timedelta(hours=hours)
 

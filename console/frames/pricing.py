@@ -73,9 +73,11 @@ def overrides_frame(overrides: Sequence[PriceOverride]) -> pd.DataFrame:
 
 
 def changes_frame(preview: ImportPreview) -> pd.DataFrame:
+    """One row per change, each with the provider whose entry it changes."""
     return pd.DataFrame(
         [
             {
+                "provider": c.provider,
                 "model": c.model,
                 "change": c.kind,
                 "tier above": c.above_prompt_tokens,
@@ -85,7 +87,7 @@ def changes_frame(preview: ImportPreview) -> pd.DataFrame:
             }
             for c in preview.changes
         ],
-        columns=["model", "change", "tier above", "field", "old", "new"],
+        columns=["provider", "model", "change", "tier above", "field", "old", "new"],
     )
 
 

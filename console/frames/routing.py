@@ -25,6 +25,7 @@ def policies_frame(policies: list[RoutingPolicy]) -> pd.DataFrame:
                 "cache TTL (s)": p.cache_ttl_s,
                 "personalised": p.personalised,
                 "max tokens": p.max_tokens,
+                "prompt cache": p.prompt_cache or "",
             }
             for p in policies
         ]

@@ -26,11 +26,11 @@ def rate(text: str, name: str, per_token: bool, *, optional: bool) -> Decimal | 
 
 
 def provider_for(model: str, given: str) -> str:
-    """A catalog model keeps its catalog provider (a second provider would make the catalog
-    ambiguous); a new model needs one."""
+    """The provider whose entry the override prices: the one given, else the catalog's
+    (another provider's override of a known model is that provider's own entry)."""
+    if given.strip():
+        return given.strip()
     cat = base_catalog()
     if cat.has(model):
         return cat.provider_of(model)
-    if not given.strip():
-        raise ConfigError("provider: a new model needs its provider", field="provider")
-    return given.strip()
+    raise ConfigError("provider: a new model needs its provider", field="provider")

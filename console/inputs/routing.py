@@ -54,8 +54,10 @@ POLICY_FIELDS = (
     "cache_ttl_s",
     "personalised",
     "max_tokens",
+    "prompt_cache",
     "weights",
 )
+PROMPT_CACHE = {"": "off", "5m": "5 minutes (write 1.25x input)", "1h": "1 hour (write 2x input)"}
 
 
 def policy_values(p: RoutingPolicy | None) -> dict[str, Any]:
@@ -71,6 +73,7 @@ def policy_values(p: RoutingPolicy | None) -> dict[str, Any]:
         "cache_ttl_s": "" if p.cache_ttl_s is None else str(p.cache_ttl_s),
         "personalised": p.personalised,
         "max_tokens": "" if p.max_tokens is None else str(p.max_tokens),
+        "prompt_cache": p.prompt_cache or "",
         "w_cost": p.weights.cost,
         "w_latency": p.weights.latency,
         "w_quality": p.weights.quality,
@@ -94,6 +97,7 @@ def parse_policy(v: Mapping[Any, Any]) -> RoutingPolicy:
         cache_ttl_s=parse_int(text_value(v, "cache_ttl_s"), "cache_ttl_s"),
         personalised=bool(v.get("personalised")),
         max_tokens=parse_int(text_value(v, "max_tokens"), "max_tokens"),
+        prompt_cache=text_value(v, "prompt_cache") or None,
     )
 
 

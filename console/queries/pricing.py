@@ -3,7 +3,6 @@ plane's overrides), a LiteLLM file compared with it, and the unpriced models of 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
@@ -15,7 +14,7 @@ from console.inputs.pricing import OVERRIDE_RATES
 from console.queries.usage import cached, reader
 from core.control import PriceOverride
 from core.controls import override_row
-from core.pricing import Catalog, Change, PriceRow, Problem, diff_catalogs, import_litellm
+from core.pricing import Catalog, Change, PriceRow, Problem, import_litellm, plan_import
 from core.pricing import load_catalog as base_catalog
 
 
@@ -33,7 +32,8 @@ def catalog() -> Catalog:
 
 @dataclass(frozen=True)
 class ImportPreview:
-    """A LiteLLM file read and compared with the catalog in force (nothing written yet)."""
+    """A LiteLLM file read and compared with the catalog in force (nothing written yet); every
+    change names its provider and compares an entry only with its own provider's."""
 
     rows: list[PriceRow]
     problems: list[Problem]
@@ -41,6 +41,7 @@ class ImportPreview:
     overrides: list[PriceOverride] = field(default_factory=list)  # what "apply" would write
     new_models: list[PriceOverride] = field(default_factory=list)  # only with "add new"
     not_applicable: int = 0  # tier, batch and context-window changes: not overrides
+    skipped_providers: dict[str, int] = field(default_factory=dict)  # not shown: entries
 
 
 @st.cache_data(ttl=600, max_entries=8, show_spinner=False)
@@ -48,55 +49,29 @@ def _parse(content: bytes) -> tuple[list[PriceRow], list[Problem]]:
     return import_litellm(content)
 
 
-def preview_import(content: bytes, current: Catalog, effective_from: date) -> ImportPreview:
-    """Parse an uploaded LiteLLM file and compare it with the catalog in force."""
+def preview_import(
+    content: bytes, current: Catalog, effective_from: date, *, own_providers: bool = True
+) -> ImportPreview:
+    """Parse an uploaded LiteLLM file and compare it with the catalog in force, each entry
+    with its own provider's (``own_providers``: only providers the catalog has)."""
     rows, problems = _parse(content)
-    changes = diff_catalogs(current, rows)
-    imported = _base_rows(rows, current)
-    applicable = [
-        c
-        for c in changes
-        if c.kind == "changed" and c.above_prompt_tokens == 0 and c.field in OVERRIDE_RATES
-    ]  # base-tier rates: what an override holds
-    changed = sorted({c.model for c in applicable})
-    added = sorted({c.model for c in changes if c.kind == "added" and c.above_prompt_tokens == 0})
-    skipped = sum(1 for c in changes if c.kind == "changed") - len(applicable)
+    plan = plan_import(current, rows, current.providers() if own_providers else None)
     return ImportPreview(
         rows,
         problems,
-        changes,
-        overrides=[
-            _override(imported[m.lower()], m, current.provider_of(m), effective_from)
-            for m in changed
-            if m.lower() in imported
-        ],
-        new_models=[
-            _override(imported[m.lower()], m, imported[m.lower()].provider, effective_from)
-            for m in added
-            if m.lower() in imported
-        ],
-        not_applicable=skipped,
+        plan.changes,
+        overrides=[_override(r, m, effective_from) for m, r in plan.updates],
+        new_models=[_override(r, r.model, effective_from) for r in plan.additions],
+        not_applicable=plan.not_applicable,
+        skipped_providers=plan.skipped_providers,
     )
 
 
-def _base_rows(rows: Iterable[PriceRow], current: Catalog) -> dict[str, PriceRow]:
-    """Imported base-tier rows by the catalog's name (own names beat aliases)."""
-    out: dict[str, tuple[bool, PriceRow]] = {}
-    for r in rows:
-        if r.above_prompt_tokens:
-            continue
-        name = current.canonical(r.model) if current.has(r.model) else r.model
-        own = r.model.lower() == name.lower()
-        if name.lower() not in out or (own and not out[name.lower()][0]):
-            out[name.lower()] = (own, r)
-    return {k: r for k, (_, r) in out.items()}
-
-
-def _override(r: PriceRow, model: str, provider: str, day: date) -> PriceOverride:
+def _override(r: PriceRow, model: str, day: date) -> PriceOverride:
     usd = {name: r.usd(name) for name in OVERRIDE_RATES}
     return PriceOverride(
         model=model,
-        provider=provider,
+        provider=r.provider,
         effective_from=day,
         input=usd["input"],
         output=usd["output"],  # type: ignore[arg-type]

@@ -8,14 +8,26 @@ it. Money comes back as exact integer picodollars; pages convert it with ``selec
 
 from __future__ import annotations
 
+from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import streamlit as st
 
 from console.selection import FILTER_DIMS, Scope
 from core.export import export
-from core.importer import Preview, read_preview
+from core.importer import (
+    ImportResult,
+    Preview,
+    Question,
+    file_questions,
+    import_csv,
+    parse_sample,
+    read_preview,
+    replace_preview,
+)
 from core.settings import costline_home
 from core.usage import Reader
 
@@ -73,6 +85,54 @@ def event_count(home: str, version: str) -> int:
 def import_preview(content: bytes) -> Preview:
     """core.importer.read_preview of an uploaded file (columns, sample, suggested mapping)."""
     return read_preview(content)
+
+
+Mapping_ = tuple[tuple[str, str], ...]  # a column mapping as a hashable cache key
+Answers = tuple[tuple[str, str | None], ...]  # decimal mark, date order
+
+
+@cached
+def import_questions(content: bytes, mapping: Mapping_) -> list[Question]:
+    """The decimal-mark / date-order questions the mapped columns raise."""
+    return file_questions(content, dict(mapping))
+
+
+@cached
+def import_sample(
+    content: bytes, mapping: Mapping_, inclusive: bool, answers: Answers
+) -> pd.DataFrame:
+    """The first rows as they would be imported, with each answer applied."""
+    a = dict(answers)
+    return parse_sample(
+        content,
+        dict(mapping),
+        tokens_inclusive=inclusive,
+        decimal=a.get("decimal"),
+        date_order=a.get("date_order"),
+    )
+
+
+@cached
+def import_check(
+    home: str, version: str, content: bytes, mapping: Mapping_, inclusive: bool, answers: Answers
+) -> ImportResult:
+    """A dry run over every row: bad rows, duplicates already in the log, what would be
+    imported. Nothing is written."""
+    a = dict(answers)
+    return import_csv(
+        content,
+        dict(mapping),
+        home=Path(home),
+        tokens_inclusive=inclusive,
+        decimal=a.get("decimal"),
+        date_order=a.get("date_order"),
+        dry_run=True,
+    )
+
+
+def replace_count(source: str, start: datetime, end: datetime) -> tuple[int, Decimal]:
+    """(rows, USD) of ``source`` in [start, end) a replace would remove."""
+    return replace_preview(source, start, end, Path(home()))
 
 
 def export_bytes(scope: Scope, fmt: str) -> bytes:

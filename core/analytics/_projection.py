@@ -15,7 +15,8 @@ import pandas as pd
 
 from core.errors import ConfigError
 
-MIN_DAYS = 14  # fewer days of history than this: run-rate, not Prophet
+MIN_DAYS = 14  # fewer days *with spend* than this: run-rate, not Prophet
+IDLE_DAYS = 14  # no spend for this many days up to the end of history: "no spend since"
 RUN_RATE_DAYS = 7
 YEARLY_MIN_DAYS = 730  # yearly seasonality needs two full cycles
 RUN_RATE_MIN_SPREAD = 0.10  # run-rate interval: at least +-10% of the rate per sigma
@@ -67,6 +68,37 @@ class Projection:
     fit_seconds: float
 
 
+@dataclass(frozen=True)
+class Activity:
+    spend_days: int  # days with spend > 0 (not calendar days since the first call)
+    last_spend: pd.Timestamp | None  # the last day with spend
+    idle_days: int  # days after last_spend up to the end of the history
+
+    @property
+    def fit(self) -> bool:
+        """Enough recent spend to fit (and backtest) a model rather than a run-rate."""
+        return self.spend_days >= MIN_DAYS and self.idle_days < IDLE_DAYS
+
+    def message(self) -> str:
+        if self.last_spend is None:
+            return short_history_message(0)
+        if self.idle_days >= IDLE_DAYS:
+            return (
+                f"no spend since {self.last_spend:%Y-%m-%d} ({self.idle_days:,} days);"
+                " showing a $0 run-rate, not a forecast"
+            )
+        return short_history_message(self.spend_days)
+
+
+def activity(hist: pd.DataFrame) -> Activity:
+    """Days with spend and how long the history has been idle (from prepare_history)."""
+    spent = hist.loc[hist["y"] > 0, "ds"] if len(hist) else hist["ds"]
+    if spent.empty:
+        return Activity(0, None, len(hist))
+    last = pd.Timestamp(spent.iloc[-1])
+    return Activity(len(spent), last, int((hist["ds"].iloc[-1] - last).days))
+
+
 def project(
     hist: pd.DataFrame,
     periods: int,
@@ -77,8 +109,9 @@ def project(
     seed: int = 0,
 ) -> Projection:
     n = len(hist)
-    if n < MIN_DAYS:
-        return run_rate(hist, periods, widths, reason=short_history_message(n))
+    act = activity(hist)
+    if not act.fit:
+        return run_rate(hist, periods, widths, reason=act.message())
     from core.analytics._prophet import fit_and_sample
 
     try:
@@ -105,7 +138,8 @@ def short_history_message(n: int) -> str:
     if n == 0:
         return f"no history yet; showing a $0 run-rate — forecasts need {MIN_DAYS}+ days"
     return (
-        f"only {n} days of history; showing a run-rate projection — forecasts need {MIN_DAYS}+ days"
+        f"only {n} days with spend; showing a run-rate projection — forecasts need"
+        f" {MIN_DAYS}+ days with spend"
     )
 
 

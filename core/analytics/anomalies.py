@@ -13,8 +13,9 @@ Methods (each compares a point with the ``window`` points before it, the point e
 Flat-series guard: the spread (1.4826*MAD, IQR, Prophet's half-interval) is floored at
 ``rel_floor`` (default 5%) of the expected level, so a constant series (MAD == 0) or one with
 tiny noise reports nothing. ``direction='up'`` (default) reports spikes only; 'both' adds drops.
-Windows default to 28 points for daily data and 168 for hourly (frequency is inferred); a
-point needs ``min_periods`` (default a quarter of the window) earlier points to be judged.
+Windows default to 28 points for daily data, 168 for hourly and 60 for minutes (frequency is
+inferred from the smallest step); a point needs ``min_periods`` (default a quarter of the
+window) earlier points to be judged.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ from core.errors import ConfigError
 
 METHODS = ("mad", "iqr", "prophet")
 THRESHOLDS = {"mad": 3.5, "iqr": 2.0}
-WINDOWS = {"D": 28, "h": 168}
+WINDOWS = {"D": 28, "h": 168, "min": 60}
+STEPS = {"D": pd.Timedelta(days=1), "h": pd.Timedelta(hours=1), "min": pd.Timedelta(minutes=1)}
 ABS_FLOOR = 1e-9
 MAD_TO_SIGMA = 1.4826
 IQR_TO_SIGMA = 1.349
@@ -61,7 +63,7 @@ class Anomaly:
     method: str
     key: Hashable | None = None
     contributors: list[Contributor] = field(default_factory=list)
-    freq: str = "D"  # 'D' daily or 'h' hourly: the anomaly covers [ts, ts + 1 freq)
+    freq: str = "D"  # 'D' daily, 'h' hourly, 'min' minutes: it covers [ts, ts + 1 freq)
 
 
 def _infer_freq(ds: pd.Series) -> str:
@@ -70,7 +72,10 @@ def _infer_freq(ds: pd.Series) -> str:
     uniq = np.unique(ds.to_numpy(dtype="datetime64[ns]"))
     if len(uniq) < 2:
         return "D"
-    return "h" if np.diff(uniq).min() < np.timedelta64(1, "D") else "D"
+    step = np.diff(uniq).min()
+    if step < np.timedelta64(1, "h"):
+        return "min"
+    return "h" if step < np.timedelta64(1, "D") else "D"
 
 
 def to_wide(frame: pd.DataFrame, value_col: str = "value") -> tuple[pd.DataFrame, str]:

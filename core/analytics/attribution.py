@@ -97,14 +97,17 @@ def attribute_anomaly(
     anomaly: Anomaly,
     *,
     key_dim: str | None = "org",
-    baseline_days: int = 28,
+    baseline_days: float = 28,
     dims: Sequence[Dim] = ("user", "model", "task"),
     top: int = 5,
 ) -> Anomaly:
     """The anomaly with ``contributors`` filled: its own period vs the ``baseline_days``
     before it, restricted to ``key_dim == anomaly.key`` when the anomaly has a key."""
     start = pd.Timestamp(anomaly.ts)
-    end = start + (pd.Timedelta(hours=1) if anomaly.freq == "h" else pd.Timedelta(days=1))
+    step = {"h": pd.Timedelta(hours=1), "min": pd.Timedelta(minutes=1)}
+    end = start + step.get(anomaly.freq, pd.Timedelta(days=1))
+    if anomaly.freq == "min":  # a minute is judged against the hour before it
+        baseline_days = 1 / 24
     filters = {key_dim: anomaly.key} if key_dim and anomaly.key is not None else None
     found = attribute(
         events,

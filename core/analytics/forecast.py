@@ -2,9 +2,12 @@
 
     forecast_spend(history (ds, y daily USD), horizon_days) -> Forecast
 
-- 14+ days of history: Prophet, MAP fit, weekly seasonality (yearly from 2 years), no daily
+- 14+ days *with spend*: Prophet, MAP fit, weekly seasonality (yearly from 2 years), no daily
   seasonality; intervals are quantiles of one batch of predictive samples; clipped at 0.
-- Fewer days: a run-rate projection (mean of the last up-to-7 days) and a message saying why.
+- Fewer days with spend (calendar days since the first call do not count): a run-rate
+  projection (mean of the last up-to-7 days) and a message saying why.
+- No spend in the last 14+ days of the history (data that ended long ago): no model is fitted
+  to the idle days; a $0 run-rate and "no spend since DATE".
 - Missing days count as $0 (the message says so when more than a few are missing).
 - Every forecast carries a backtest (see ``core.analytics.backtest``) unless ``backtest=False``.
 """
@@ -18,7 +21,7 @@ from datetime import date
 
 import pandas as pd
 
-from core.analytics._projection import MIN_DAYS, prepare_history, project, run_rate
+from core.analytics._projection import activity, prepare_history, project, run_rate
 from core.analytics.backtest import Backtest, default_holdout, run_backtest
 from core.errors import ConfigError
 
@@ -111,7 +114,7 @@ def forecast_spend(
     if prep.filled_days and (prep.filled_days > 7 or prep.filled_days > MANY_MISSING_SHARE * n):
         notes.append(f"{prep.filled_days} of {n} days had no data and were counted as $0")
     bt = None
-    if backtest and n >= MIN_DAYS:
+    if backtest and activity(hist).fit:
         holdout = backtest_days or default_holdout(n)
         bt = run_backtest(
             hist,

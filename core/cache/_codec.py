@@ -29,6 +29,11 @@ _USAGE_INTS = (
 _COST_INTS = ("input", "cached_input", "cache_write", "output", "reasoning")
 
 
+def _cost_ints(c: dict[str, Any]) -> tuple[int, int, int, int, int]:
+    i, ci, cw, o, r = (_int(c, f) for f in _COST_INTS)
+    return i, ci, cw, o, r
+
+
 @dataclass(frozen=True, slots=True)
 class CachedAnswer:
     """A cache hit. ``saved`` is what the original call cost: log cost 0 and ``saved``."""
@@ -136,7 +141,7 @@ def decode(raw: bytes, now: float | None = None) -> CachedAnswer | None:
             usage=Usage(**{f: _int(u, f) for f in _USAGE_INTS}, estimated=bool(u["estimated"])),
             model=_str(d, "model"),
             provider=_str(d, "provider"),
-            saved=Cost(**{f: _int(c, f) for f in _COST_INTS}, unpriced=bool(c["unpriced"])),
+            saved=Cost(*_cost_ints(c), unpriced=bool(c["unpriced"])),
             created=created,
             expires=_num(d, "expires"),
             finish_reason=finish if isinstance(finish, str) else None,

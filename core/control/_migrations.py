@@ -223,7 +223,12 @@ def m003_data_loads(conn: Connection) -> None:
     md.create_all(conn)
 
 
-def m004_api_tokens(conn: Connection) -> None:
+def m004_prompt_cache(conn: Connection) -> None:
+    """A routing policy may turn on provider prompt caching ("5m" or "1h"; NULL: off)."""
+    conn.execute(sa.text("ALTER TABLE routing_policies ADD COLUMN prompt_cache TEXT"))
+
+
+def m005_api_tokens(conn: Connection) -> None:
     """API tokens of console users: only an HMAC of the token is stored (unique, so a
     lookup is one index probe); revoked tokens stay for the record."""
     md = sa.MetaData()
@@ -250,7 +255,7 @@ def m004_api_tokens(conn: Connection) -> None:
     md.create_all(conn)
 
 
-def m005_alert_inbox(conn: Connection) -> None:
+def m006_alert_inbox(conn: Connection) -> None:
     """The alerts inbox and always-on delivery: severity, a link to the page that explains
     the alert, the notification outbox state per alert, muted series, and the leases that
     let exactly one worker scan at a time."""
@@ -290,8 +295,9 @@ MIGRATIONS: list[Migration] = [
     m001_initial,
     m002_alert_ack,
     m003_data_loads,
-    m004_api_tokens,
-    m005_alert_inbox,
+    m004_prompt_cache,
+    m005_api_tokens,
+    m006_alert_inbox,
 ]
 
 _md = sa.MetaData()

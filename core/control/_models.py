@@ -23,6 +23,7 @@ BUDGET_SCOPES: tuple[str, ...] = ("global", "org", "project", "user", "task", "m
 PERIODS: tuple[str, ...] = ("day", "week", "month")
 BUDGET_ACTIONS: tuple[str, ...] = ("alert", "degrade", "block")
 ROUTING_STRATEGIES: tuple[str, ...] = ("explicit", "cheapest", "fastest", "balanced", "quality")
+PROMPT_CACHE_TTLS: tuple[str, ...] = ("5m", "1h")  # provider prompt caching (Anthropic TTLs)
 SAMPLING_STRATEGIES: tuple[str, ...] = (
     "always",
     "periodic",
@@ -141,6 +142,7 @@ class RoutingPolicy:
     cache_ttl_s: int | None = None  # None: the task's cache setting or default
     personalised: bool = False  # personalised answers are never shared across users
     max_tokens: int | None = None
+    prompt_cache: str | None = None  # "5m" | "1h": provider prompt caching (Anthropic)
 
 
 @dataclass(frozen=True, slots=True)

@@ -139,6 +139,7 @@ def _policy_row(p: RoutingPolicy) -> dict[str, Any]:
         "cache_ttl_s": p.cache_ttl_s,
         "personalised": p.personalised,
         "max_tokens": p.max_tokens,
+        "prompt_cache": p.prompt_cache,
     }
 
 
@@ -154,6 +155,7 @@ def _policy(r: Row) -> RoutingPolicy:
         cache_ttl_s=r["cache_ttl_s"],
         personalised=bool(r["personalised"]),
         max_tokens=r["max_tokens"],
+        prompt_cache=r.get("prompt_cache"),
     )
 
 

@@ -90,6 +90,7 @@ routing_policies = sa.Table(
     col("cache_ttl_s", sa.Integer, True),
     col("personalised", sa.Boolean),
     col("max_tokens", sa.Integer, True),
+    col("prompt_cache", sa.Text, True),
 )
 sampling_strategies = sa.Table(
     "sampling_strategies",

@@ -25,6 +25,7 @@ from ._models import (
     BUDGET_ACTIONS,
     BUDGET_SCOPES,
     PERIODS,
+    PROMPT_CACHE_TTLS,
     RATE_ALGORITHMS,
     RATE_METRICS,
     RATE_SCOPES,
@@ -237,6 +238,8 @@ def validate_policy(p: RoutingPolicy, *, model_exists: ModelExists | None = None
         raise fail("weights", "at least one weight must be > 0 for the balanced strategy", w)
     check_int("cache_ttl_s", p.cache_ttl_s, optional=True)
     check_int("max_tokens", p.max_tokens, minimum=1, optional=True)
+    if p.prompt_cache is not None:
+        check_choice("prompt_cache", p.prompt_cache, PROMPT_CACHE_TTLS)
     return replace(
         p,
         task=task,

@@ -1,10 +1,27 @@
 """CSV import of LLM usage exported by other tools (the console's Import page calls these).
 
-    p = read_preview(data)                       # columns, sample rows, suggested mapping
-    r = import_csv(data, p.mapping)              # -> ImportResult(imported, bad_rows, ...)
+    p = read_preview(data)                       # columns, sample rows, suggested mapping,
+                                                 # questions (decimal mark, date order)
+    check = import_csv(data, p.mapping, dry_run=True)   # every row validated, nothing written
+    r = import_csv(data, p.mapping, skip_bad_rows=True) # -> ImportResult(imported, ...)
 
 Fields: timestamp, model, input_tokens, output_tokens (required); cached_tokens,
-cache_write_tokens, reasoning_tokens, cost (USD), org, user, project, task, provider.
+cache_write_tokens, reasoning_tokens, cost (USD), org, user, project, task, provider,
+request_id.
+
+Nothing is written unless every row is good, or the caller confirms skipping the bad ones
+(``skip_bad_rows=True``: "import 998 rows, skip 2"); bad rows are listed with their line
+numbers either way. A number with a comma or a date like 05/11/2023 is never guessed: the
+preview asks (``Preview.questions``) and ``import_csv`` needs the answer (``decimal``,
+``date_order``).
+
+Row-level idempotency. Each row has a key (the mapped request id, else a hash of its parsed
+values, see _keys.py) that becomes the event's request_id; rows whose key the usage log
+already holds are skipped and counted ("N duplicates skipped"), so a corrected re-import, an
+overlapping file or Costline's own export imported back adds only the new rows. Re-importing
+a byte-identical file (same SHA-256) is recognised at once. ``replace=(source, start, end)``
+removes that source's rows in [start, end) and imports the file's rows in their place
+(audited), for a corrected re-export of rows that changed.
 
 Token classes. Most exports (OpenAI, LiteLLM, Langfuse, Helicone) count input/prompt tokens
 INCLUDING cached ones, and output/completion tokens INCLUDING reasoning ones. Costline's
@@ -16,9 +33,9 @@ INCLUDING cached ones, and output/completion tokens INCLUDING reasoning ones. Co
 
 Cost. Without a cost column (or with an empty cell) a row is priced from the catalog at the
 rate of its UTC day; a model the catalog does not know is imported with ``unpriced=True``
-(never as $0) and counted in ``unpriced_models``. A given cost is kept exactly (up to 12
-decimals; more is a bad row). Re-importing a file with the same content (SHA-256) adds
-nothing. Naive timestamps are UTC. Rows whose mapped cells are all empty are skipped.
+(never as $0) and counted in ``unpriced_models``; a prompt over the model's context window is
+flagged ``over_context_window``. A given cost is kept exactly (up to 12 decimals; more is a
+bad row). Naive timestamps are UTC. Rows whose mapped cells are all empty are skipped.
 """
 
 from __future__ import annotations
@@ -28,7 +45,7 @@ import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -36,20 +53,27 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+from sqlalchemy.engine import Engine
 
+from core import clock
 from core.control import SYSTEM, Actor
 from core.errors import ConfigError
-from core.importer import _loads
-from core.importer._csv import Source, dialect, read_bytes, read_columns, sample_rows, suggest
+from core.importer import _loads, _replace
+from core.importer._csv import Source, dialect, read_bytes, read_columns, sample_rows
+from core.importer._fields import FIELDS, REQUIRED, SYNONYMS, suggest_mapping
+from core.importer._formats import DATE_ORDERS, DECIMALS, Question, questions
 from core.importer._loads import DataLoad, data_loads
 from core.importer._pricing import COST_COLUMNS, TOKEN_CLASSES, PricedColumns, price_columns
-from core.importer._rows import build_table, exact_sum, parse_rows
+from core.importer._result import BadRow, ImportResult
+from core.importer._rows import Rows, build_table, exact_sum, parse_rows
 from core.pricing import Catalog, load_catalog
 from core.types import pico_to_usd
-from core.usage import segments_dir, write_segment
+from core.usage import Reader, segments_dir, write_segment
 
 __all__ = [
     "COST_COLUMNS",
+    "DATE_ORDERS",
+    "DECIMALS",
     "FIELDS",
     "REQUIRED",
     "SYNONYMS",
@@ -59,98 +83,18 @@ __all__ = [
     "ImportResult",
     "PricedColumns",
     "Preview",
+    "Question",
     "data_loads",
     "exact_sum",
+    "file_questions",
     "import_csv",
+    "parse_sample",
     "price_columns",
     "read_preview",
+    "replace_preview",
     "suggest_mapping",
 ]
 
-REQUIRED: tuple[str, ...] = ("timestamp", "model", "input_tokens", "output_tokens")
-SYNONYMS: dict[str, tuple[str, ...]] = {  # normalised header names, best first
-    "timestamp": (
-        "timestamp",
-        "ts",
-        "time",
-        "datetime",
-        "date_time",
-        "created_at",
-        "created",
-        "start_time",
-        "request_time",
-        "time_stamp",
-        "date",
-        "day",
-        "usage_date",
-    ),
-    "model": ("model", "model_name", "model_id", "llm_model", "engine", "deployment"),
-    "input_tokens": (
-        "input_tokens",
-        "prompt_tokens",
-        "tokens_in",
-        "input_token_count",
-        "prompt_token_count",
-        "n_context_tokens_total",
-        "input",
-    ),
-    "output_tokens": (
-        "output_tokens",
-        "completion_tokens",
-        "tokens_out",
-        "output_token_count",
-        "completion_token_count",
-        "n_generated_tokens_total",
-        "output",
-    ),
-    "cached_tokens": (
-        "cached_tokens",
-        "cached_input_tokens",
-        "cache_read_input_tokens",
-        "cache_read_tokens",
-        "prompt_cached_tokens",
-        "input_cached_tokens",
-    ),
-    "cache_write_tokens": (
-        "cache_write_tokens",
-        "cache_creation_input_tokens",
-        "cache_creation_tokens",
-    ),
-    "reasoning_tokens": (
-        "reasoning_tokens",
-        "completion_reasoning_tokens",
-        "output_reasoning_tokens",
-    ),
-    "cost": (
-        "cost",
-        "cost_usd",
-        "total_cost",
-        "total_cost_usd",
-        "cost_in_usd",
-        "spend",
-        "spend_usd",
-        "amount",
-        "amount_usd",
-        "usd",
-    ),
-    "org": (
-        "org",
-        "organization",
-        "organisation",
-        "org_id",
-        "org_name",
-        "organization_id",
-        "team",
-        "team_id",
-        "tenant",
-        "customer",
-    ),
-    "user": ("user", "user_id", "username", "user_name", "user_email", "email", "end_user"),
-    "project": ("project", "project_id", "project_name", "application", "app", "workspace"),
-    "task": ("task", "feature", "use_case", "usecase", "agent", "operation", "endpoint"),
-    "provider": ("provider", "vendor", "llm_provider", "custom_llm_provider", "api_provider"),
-}
-FIELDS: tuple[str, ...] = tuple(SYNONYMS)
 _EXCLUSIVE_HINT = {"cached_input_tokens", "cache_write_tokens"}  # Costline's own export
 
 
@@ -162,16 +106,15 @@ class Preview:
     tokens_inclusive: bool  # suggested: input includes cached tokens
     delimiter: str
     missing: list[str]  # required fields the suggestion could not map
+    questions: list[Question] = field(default_factory=list)  # for the suggested mapping
 
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows, columns=self.columns)
 
 
-def suggest_mapping(columns: list[str] | tuple[str, ...]) -> dict[str, str]:
-    return suggest(columns, SYNONYMS)
-
-
 def read_preview(file: Source, *, max_rows: int = 20) -> Preview:
+    """Columns, the first rows, the suggested mapping and the questions its columns raise
+    (asked over the whole file, so a comma on line 9,000 is not missed)."""
     data, _ = read_bytes(file)
     d = dialect(data)
     mapping = suggest_mapping(d.columns)
@@ -183,53 +126,74 @@ def read_preview(file: Source, *, max_rows: int = 20) -> Preview:
         not names >= _EXCLUSIVE_HINT,
         d.delimiter,
         [f for f in REQUIRED if f not in mapping],
+        file_questions(data, mapping),
     )
 
 
-@dataclass(frozen=True)
-class BadRow:
-    line: int  # physical line in the file (the header is line 1)
-    reason: str
+def file_questions(file: Source, mapping: Mapping[str, str]) -> list[Question]:
+    """The decimal-mark and date-order questions the mapped columns of the file raise."""
+    data, _ = read_bytes(file)
+    d = dialect(data)
+    cols = {f: c for f, c in mapping.items() if c in d.columns}
+    if not cols:
+        return []
+    table, _, _ = read_columns(data, d, list(dict.fromkeys(cols.values())))
+    return _questions(table, cols)
 
 
-@dataclass
-class ImportResult:
-    imported: int
-    skipped_duplicate_file: bool
-    bad_rows: list[BadRow]
-    cost_total: Decimal  # USD, exact; unpriced rows count 0
-    unpriced_models: dict[str, int]
-    sha256: str = ""
-    rows_read: int = 0
-    blank_rows: int = 0
-    seconds: float = 0.0
-    previous: DataLoad | None = None  # the earlier import of the same file
-    mapping: dict[str, str] = field(default_factory=dict)
+def parse_sample(
+    file: Source,
+    mapping: Mapping[str, str],
+    *,
+    tokens_inclusive: bool = True,
+    decimal: str | None = None,
+    date_order: str | None = None,
+    catalog: Catalog | None = None,
+    rows: int = 20,
+) -> pd.DataFrame:
+    """The first ``rows`` data rows as they would be imported (parsed timestamp, tokens,
+    cost in USD, or the row's problem), for the mapping step's preview."""
+    data, _ = read_bytes(file)
+    d = dialect(data)
+    fields = _check_mapping(mapping, d.columns)
+    head = b"\n".join(data.split(b"\n", rows + 1)[: rows + 1]) + b"\n"
+    table, lines, bad_lines = read_columns(head, d, list(dict.fromkeys(fields.values())))
+    parsed = parse_rows(
+        table,
+        fields,
+        REQUIRED,
+        tokens_inclusive,
+        catalog or load_catalog(),
+        clock.now(),
+        decimal=decimal,
+        date_order=date_order,
+    )
+    c = parsed.columns
+    kept = pd.DataFrame(
+        {
+            "line": lines[parsed.keep],
+            "timestamp": c["ts"].to_pandas(),
+            "model": c["model"].to_pylist(),
+            **{t: c[t].to_pylist() for t in TOKEN_CLASSES},
+            "cost_usd": [pico_to_usd(v) for v in c["cost_picousd"].to_pylist()],
+            "problem": "",
+        }
+    )
+    bad = pd.DataFrame(
+        [{"line": int(lines[i]), "problem": "; ".join(r)} for i, r in parsed.reasons.items()]
+        + [{"line": b.line, "problem": b.reason} for b in bad_lines],
+        columns=["line", "problem"],
+    )
+    out = pd.concat([kept, bad], ignore_index=True) if len(bad) else kept
+    return out.sort_values("line", kind="stable").reset_index(drop=True)
 
-    @property
-    def message(self) -> str:
-        if self.skipped_duplicate_file:
-            when = (
-                self.previous.created_at.strftime("%Y-%m-%d %H:%M UTC")
-                if self.previous
-                else "before"
-            )
-            return f"This file was already imported ({when}); nothing was added."
-        usd = self.cost_total
-        money = f"${usd:,.2f}" if usd >= 1 or not usd else f"${usd.normalize():f}"
-        parts = [
-            f"Imported {self.imported:,} rows costing {money}"
-            if self.imported
-            else "Nothing was imported"
-            if self.bad_rows
-            else "The file has no data rows"
-        ]
-        if self.bad_rows:
-            parts.append(f"{len(self.bad_rows):,} bad rows skipped")
-        if self.unpriced_models:
-            rows = sum(self.unpriced_models.values())
-            parts.append(f"{rows:,} rows of {len(self.unpriced_models)} unpriced model(s)")
-        return "; ".join(parts) + "."
+
+def replace_preview(
+    source: str, start: datetime, end: datetime, home: Path | None = None
+) -> tuple[int, Decimal]:
+    """(rows, USD) of ``source`` in [start, end) that a replace would remove now."""
+    rows, cost = _replace.count_rows(home, source, start, end)
+    return rows, pico_to_usd(cost)
 
 
 def _check_mapping(mapping: Mapping[str, str], columns: tuple[str, ...]) -> dict[str, str]:
@@ -264,18 +228,28 @@ def import_csv(
     tokens_inclusive: bool = True,
     actor: Actor = SYSTEM,
     now: datetime | None = None,
+    decimal: str | None = None,
+    date_order: str | None = None,
+    skip_bad_rows: bool = False,
+    dry_run: bool = False,
+    replace: tuple[str, datetime, datetime] | None = None,
 ) -> ImportResult:
-    """Import the good rows of a CSV file into the usage log (one Parquet segment)."""
+    """Validate every row, then (unless ``dry_run``, and only if no row is bad or
+    ``skip_bad_rows``) write the new rows into the usage log as one Parquet segment.
+    ``replace=(source, start, end)`` first marks that source's rows in [start, end) for
+    removal: they are removed once the file's rows are written (audited)."""
     t0 = time.perf_counter()
     data, name = read_bytes(file)
     sha = hashlib.sha256(data).hexdigest()
     d = dialect(data)
     fields = _check_mapping(mapping, d.columns)
+    _check_answers([], decimal, date_order)
     catalog = catalog or load_catalog()
     engine = _loads.engine_for(home)
     try:
         _loads.check_actor(engine, actor)
-        previous = _loads.get(engine, f"import:{sha}")
+        load_id = f"import:{sha}" if replace is None else f"import:{sha}@{clock.now().isoformat()}"
+        previous = _loads.get(engine, f"import:{sha}") if replace is None else None
         if previous is not None:
             return ImportResult(
                 0,
@@ -286,70 +260,198 @@ def import_csv(
                 sha,
                 previous=previous,
                 mapping=fields,
+                duplicates=previous.rows,
                 seconds=time.perf_counter() - t0,
             )
         table, lines, bad_lines = read_columns(data, d, list(dict.fromkeys(fields.values())))
+        _check_answers(_questions(table, fields), decimal, date_order)
         rows = parse_rows(
-            table, fields, REQUIRED, tokens_inclusive, catalog, now or datetime.now(UTC)
+            table,
+            fields,
+            REQUIRED,
+            tokens_inclusive,
+            catalog,
+            now or clock.now(),
+            decimal=decimal,
+            date_order=date_order,
         )
         bad = sorted(
             [BadRow(b.line, b.reason) for b in bad_lines]
             + [BadRow(int(lines[i]), "; ".join(r)) for i, r in rows.reasons.items()],
             key=lambda b: b.line,
         )
-        keep = rows.keep
-        result = ImportResult(
-            int(keep.sum()),
-            False,
-            bad,
-            pico_to_usd(rows.cost_total),
-            rows.unpriced,
-            sha,
-            table.num_rows + len(bad_lines),
-            int(rows.blank.sum()),
-            mapping=fields,
+        dup = _duplicates(rows, home, replace)
+        rows = rows.drop(dup)
+        result = _result(rows, bad, sha, table.num_rows + len(bad_lines), fields, int(dup.sum()))
+        result.dry_run = dry_run
+        result.needs_confirmation = bool(bad) and not skip_bad_rows
+        if dry_run or result.needs_confirmation or not result.imported:
+            result.seconds = time.perf_counter() - t0  # a replace with no new rows: no-op
+            return result
+        meta = json.dumps({"import": sha[:12]} if replace is None else {"import": load_id[7:]})
+        events = build_table(rows.columns, rows.ids, source, meta)
+        load = DataLoad(
+            load_id,
+            "import",
+            name,
+            result.imported,
+            rows.cost_total,
+            actor.username,
+            clock.now(),
+            {
+                "sha256": sha,
+                "mapping": fields,
+                "bad_rows": len(bad),
+                "duplicates": result.duplicates,
+                "row_keys": "request_id" if rows.given_ids else "row hash",
+                "unpriced_models": rows.unpriced,
+                "source": source,
+                "decimal": decimal,
+                "date_order": date_order,
+            },
         )
-        if result.imported:
-            ids = pc.binary_join_element_wise(
-                f"imp-{sha[:12]}-", pa.array(lines[keep]).cast(pa.string()), ""
+        if not _loads.claim(engine, load, actor):  # another process got there first
+            return ImportResult(
+                0,
+                True,
+                [],
+                Decimal(0),
+                {},
+                sha,
+                mapping=fields,
+                previous=_loads.get(engine, load.id),
             )
-            events = build_table(rows.columns, ids, source, json.dumps({"import": sha[:12]}))
-            load = DataLoad(
-                f"import:{sha}",
-                "import",
-                name,
-                result.imported,
-                rows.cost_total,
-                actor.username,
-                datetime.now(UTC),
-                {
-                    "sha256": sha,
-                    "mapping": fields,
-                    "bad_rows": len(bad),
-                    "unpriced_models": rows.unpriced,
-                    "source": source,
-                },
-            )
-            if not _loads.claim(engine, load, actor):  # another process got there first
-                return ImportResult(
-                    0,
-                    True,
-                    [],
-                    Decimal(0),
-                    {},
-                    sha,
-                    mapping=fields,
-                    previous=_loads.get(engine, load.id),
-                )
-            try:
-                write_segment(_by_time(events), segments_dir(home), f"import-{sha[:16]}")
-            except BaseException:
-                _loads.release(engine, load.id, actor)
-                raise
+        try:
+            write_segment(_by_time(events), segments_dir(home), f"import-{sha[:16]}")
+        except BaseException:
+            _loads.release(engine, load.id, actor)
+            raise
+        result.written = True
+        if replace is not None:
+            _replace_rows(engine, result, replace, load_id, actor, home, meta)
         result.seconds = time.perf_counter() - t0
         return result
     finally:
         engine.dispose()
+
+
+def _questions(table: pa.Table, fields: Mapping[str, str]) -> list[Question]:
+    return questions(
+        {f: pc.utf8_trim_whitespace(table[c].combine_chunks()) for f, c in fields.items()}
+    )
+
+
+def _check_answers(asked: list[Question], decimal: str | None, date_order: str | None) -> None:
+    """Every question the file raises needs its answer; an answer must be a known one."""
+    if decimal is not None and decimal not in DECIMALS:
+        raise ConfigError(f"decimal must be '.' or ',', not {decimal!r}", field="decimal")
+    if date_order is not None and date_order not in DATE_ORDERS:
+        raise ConfigError(
+            f"date_order must be 'dmy' or 'mdy', not {date_order!r}", field="date_order"
+        )
+    given = {"decimal": decimal, "date_order": date_order}
+    for q in asked:
+        if given[q.field] is None:
+            hint = f" (the cells suggest {q.suggested!r}: {q.reason})" if q.suggested else ""
+            raise ConfigError(
+                f"{q.text} Examples: {', '.join(q.examples)}. Give {q.field}="
+                f"{' or '.join(repr(c) for c in q.choices)}{hint}.",
+                field=q.field,
+            )
+
+
+def _duplicates(
+    rows: Rows, home: Path | None, replace: tuple[str, datetime, datetime] | None
+) -> np.ndarray:
+    """Kept rows already in the log: the k-th row of the file with a key is a duplicate when
+    the log holds k or more events with that key (outside a range being replaced)."""
+    n = len(rows.ids)
+    if not n:
+        return np.zeros(0, bool)
+    ts = rows.columns["ts"]
+    start, end = (None, None) if rows.given_ids else (pc.min(ts).as_py(), pc.max(ts).as_py())
+    if replace is not None:  # the rows about to be replaced do not count
+        start, end = None, None
+    with Reader(home) as reader:
+        held = reader.id_counts(rows.ids, start, end)
+        if replace is not None and held.num_rows:
+            src, a, b = replace
+            inside = reader.sql(
+                "SELECT request_id, count(*) AS events FROM events WHERE source = ? AND ts >= ?"
+                " AND ts < ? AND request_id IN (SELECT unnest(?::VARCHAR[])) GROUP BY 1",
+                [src, a, b, held.column("request_id").to_pylist()],
+            )
+            gone = dict(zip(inside["request_id"], inside["events"], strict=True))
+            left = [
+                int(c) - int(gone.get(i, 0))
+                for i, c in zip(
+                    held["request_id"].to_pylist(), held["events"].to_pylist(), strict=True
+                )
+            ]
+            held = pa.table(
+                {"request_id": held["request_id"], "events": pa.array(left, pa.int64())}
+            )
+    if not held.num_rows:
+        return np.zeros(n, bool)
+    where = pc.index_in(rows.ids, value_set=held["request_id"].combine_chunks())
+    found = pc.is_valid(where).to_numpy(zero_copy_only=False).astype(bool)
+    counts = np.zeros(n, np.int64)
+    counts[found] = held["events"].to_numpy()[pc.drop_null(where).to_numpy()]
+    out: np.ndarray = rows.nth < counts
+    return out
+
+
+def _result(
+    rows: Rows, bad: list[BadRow], sha: str, read: int, fields: dict[str, str], dups: int
+) -> ImportResult:
+    ts = rows.columns["ts"]
+    n = int(rows.keep.sum())
+    flags = rows.columns["price_flags"]
+    return ImportResult(
+        n,
+        False,
+        bad,
+        pico_to_usd(rows.cost_total),
+        rows.unpriced,
+        sha,
+        read,
+        int(rows.blank.sum()),
+        mapping=fields,
+        duplicates=dups,
+        first_ts=pc.min(ts).as_py() if n else None,
+        last_ts=pc.max(ts).as_py() if n else None,
+        over_context_rows=int(pc.sum(pc.list_value_length(flags)).as_py() or 0) if n else 0,
+    )
+
+
+def _replace_rows(
+    engine: Engine,
+    result: ImportResult,
+    replace: tuple[str, datetime, datetime],
+    load_id: str,
+    actor: Actor,
+    home: Path | None,
+    meta: str = "",
+) -> None:
+    src, start, end = replace
+    if start.tzinfo is None or end.tzinfo is None or start >= end:
+        raise ConfigError("replace: give an aware start before the end", field="replace")
+    rows, cost = _replace.remove_rows(home, src, start, end, meta)
+    result.replaced, result.replaced_rows = replace, rows
+    result.replaced_cost = pico_to_usd(cost)
+    _loads.audit_replace(
+        engine,
+        actor,
+        load_id,
+        {
+            "source": src,
+            "from": start.isoformat(),
+            "to": end.isoformat(),
+            "rows": rows,
+            "cost_usd": str(result.replaced_cost),
+        },
+        {"rows": result.imported if result.written else 0, "cost_usd": str(result.cost_total)},
+    )
 
 
 def _by_time(table: pa.Table) -> pa.Table:

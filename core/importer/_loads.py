@@ -11,7 +11,7 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from core import clock
 from core.control import SYSTEM, Actor, make_engine, migrate
 from core.control import _schema as s
 from core.control._engine import write_tx
@@ -81,7 +82,7 @@ def _audit(
 ) -> None:
     conn.execute(
         s.audit_log.insert().values(
-            ts=datetime.now(UTC),
+            ts=clock.now(),
             actor=actor.username,
             action=action,
             entity="data_load",
@@ -123,6 +124,12 @@ def claim(engine: Engine, load: DataLoad, actor: Actor) -> bool:
         conn.execute(s.data_loads.insert().values(_row(load)))
         _audit(conn, actor, "data_load.create", load.id, None, _summary(load))
     return True
+
+
+def audit_replace(engine: Engine, actor: Actor, load_id: str, before: Any, after: Any) -> None:
+    """Record a replace (rows of a source in a range removed for a load's rows)."""
+    with write_tx(engine) as conn:
+        _audit(conn, actor, "data_load.replace", load_id, before, after)
 
 
 def update(engine: Engine, load: DataLoad) -> None:

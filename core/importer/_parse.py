@@ -17,6 +17,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from core.importer._formats import SLASH_DATE, iso_dates
+
 MAX_TOKENS = 10**12  # per row and class: more is a broken file, not usage
 MAX_PICO = 2**63 - 1
 _NAT = np.iinfo(np.int64).min
@@ -98,7 +100,9 @@ def _ints_slow(ck: Checker, col: pa.Array, field: str, required: bool) -> I64:
 
 def _slow_cost(text: str) -> int | str:
     """Picodollars of a USD amount the fast path did not take, or the problem."""
-    t = text.replace(",", "").removeprefix("$").strip()
+    t = text.removeprefix("$").strip()
+    if "," in t:
+        return "has a comma: say which character is the decimal mark"
     try:
         d = Decimal(t)
     except InvalidOperation:
@@ -139,17 +143,31 @@ def cost(ck: Checker, col: pa.Array) -> tuple[I64, Mask]:
     return pico, given
 
 
-def timestamps(ck: Checker, col: pa.Array, now: datetime) -> I64:
-    """Microseconds since the epoch (UTC; naive times are taken as UTC)."""
-    empty = _np_bool(pc.equal(col, ""))
+def timestamps(ck: Checker, col: pa.Array, now: datetime, order: str | None = None) -> I64:
+    """Microseconds since the epoch (UTC; naive times are taken as UTC). Dates like
+    05/11/2023 are read in the given ``order`` ("dmy"/"mdy"); without one they are bad rows,
+    never guessed."""
+    raw = col
+    col = iso_dates(col, order)
+    undecided = np.zeros(len(col), bool)
+    if order is None:
+        undecided = _np_bool(pc.match_substring_regex(col, SLASH_DATE))
+        if undecided.any():
+            col = pc.if_else(pa.array(undecided), "", col)
+    empty = _np_bool(pc.equal(col, "")) & ~undecided
     us = _arrow_times(col)
     if us is None:
         us = _pandas_times(col)
-    bad = (us == _NAT) & ~empty
+    bad = (us == _NAT) & ~empty & ~undecided
     ck.flag(empty, lambda i, v: "timestamp is empty")
-    ck.flag(bad, lambda i, v: f"timestamp {v!r} is not a date/time", col)
+    ck.flag(undecided, lambda i, v: f"timestamp {v!r}: day/month order not given (date_order)", raw)
+    ck.flag(bad, lambda i, v: f"timestamp {v!r} is not a date/time", raw)
     limit = int((now + timedelta(days=1)).timestamp() * 1_000_000)
-    ck.flag((us > limit) & ~bad & ~empty, lambda i, v: f"timestamp {v!r} is in the future", col)
+    ck.flag(
+        (us > limit) & ~bad & ~empty & ~undecided,
+        lambda i, v: f"timestamp {v!r} is in the future",
+        raw,
+    )
     return us
 
 

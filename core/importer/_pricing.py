@@ -2,7 +2,9 @@
 
 Each distinct (model, UTC day, context tier) is looked up once in the catalog; the rates are
 then gathered per row and multiplied in int64. ``price`` charges each disjoint token class at
-its own rate, so doing the same column-wise gives exactly the same picodollars per row.
+its own rate, so doing the same column-wise gives exactly the same picodollars per row. A
+fractional rate p/q (see core.pricing.rows) is rounded the same way too: half to even of the
+exact product, in integers (``_fraction_costs``).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from datetime import date, timedelta
 import numpy as np
 import numpy.typing as npt
 
-from core.pricing import Catalog
+from core.pricing import Catalog, Rate
 
 I64 = npt.NDArray[np.int64]
 TOKEN_CLASSES: tuple[str, ...] = (
@@ -44,6 +46,7 @@ class PricedColumns:
     costs: dict[str, I64]  # keyed by COST_COLUMNS
     unpriced: npt.NDArray[np.bool_]
     overflow: npt.NDArray[np.bool_]
+    over_context: npt.NDArray[np.bool_]  # prompt larger than the model's context window
 
     @property
     def total(self) -> I64:
@@ -93,7 +96,9 @@ def price_columns(
     key = (codes * (1 << 24) + (day - d0)) * 64 + bucket
     uniq, inverse = np.unique(key, return_inverse=True)
     rates = np.zeros((len(uniq), len(_RATES)), np.int64)
+    fractional: dict[tuple[int, int], Rate] = {}  # (unique key, class) -> a Fraction rate
     unknown = np.zeros(len(uniq), bool)
+    windows = np.full(len(uniq), np.iinfo(np.int64).max, np.int64)
     for u, k in enumerate(uniq.tolist()):
         code, rest = divmod(k, (1 << 24) * 64)
         day_off, b = divmod(rest, 64)
@@ -103,8 +108,19 @@ def price_columns(
         at = _EPOCH + timedelta(days=d0 + day_off)
         rep = 0 if b == 0 else model_tiers[code][b - 1] + 1
         row = catalog.lookup(names[code], at, rep)
-        rates[u] = [getattr(row, r) for r in _RATES]
-    per_row = rates[inverse.reshape(-1)]
+        windows[u] = row.context_window
+        if row.whole:
+            rates[u] = [getattr(row, r) for r in _RATES]
+            continue
+        for i, name in enumerate(_RATES):
+            v = getattr(row, name)
+            if isinstance(v, int):
+                rates[u, i] = v
+            else:
+                fractional[(u, i)] = v
+                rates[u, i] = -(-v.numerator // v.denominator)  # ceiling: for the overflow test
+    inverse = inverse.reshape(-1)
+    per_row = rates[inverse]
     overflow = np.zeros(n, bool)
     approx = np.zeros(n, np.float64)
     for i, t in enumerate(tok):
@@ -112,7 +128,22 @@ def price_columns(
         overflow |= t > _INT64_MAX // np.maximum(r, 1)
         approx += t.astype(np.float64) * r
     overflow |= approx > 9.0e18
-    unpriced = unknown[inverse.reshape(-1)]
+    unpriced = unknown[inverse]
     zero = overflow | unpriced
     costs = {c: np.where(zero, 0, tok[i] * per_row[:, i]) for i, c in enumerate(COST_COLUMNS)}
-    return PricedColumns(costs, unpriced, overflow & ~unpriced)
+    for (u, i), rate in fractional.items():
+        sel = np.nonzero((inverse == u) & ~zero)[0]
+        costs[COST_COLUMNS[i]][sel] = _fraction_costs(tok[i][sel], rate)
+    over_context = prompt > windows[inverse]
+    return PricedColumns(costs, unpriced, overflow & ~unpriced, over_context)
+
+
+def _fraction_costs(tokens: I64, rate: Rate) -> I64:
+    """round_half_even(tokens * p / q) per row, exactly (Python ints where int64 is short)."""
+    p, q = rate.numerator, rate.denominator
+    if len(tokens) and int(tokens.max()) <= _INT64_MAX // max(p, 1):
+        quot, rem = np.divmod(tokens * p, q)
+        up = (2 * rem > q) | ((2 * rem == q) & (quot % 2 == 1))
+        out: I64 = quot + up
+        return out
+    return np.array([round(int(t) * rate) for t in tokens.tolist()], np.int64)

@@ -11,9 +11,11 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from core.importer._formats import NUMBER_FIELDS, plain_numbers
+from core.importer._keys import row_keys
 from core.importer._parse import Checker, clean, cost, finish, ints, text, timestamps
 from core.importer._pricing import COST_COLUMNS, TOKEN_CLASSES, price_columns
-from core.pricing import Catalog
+from core.pricing import FLAG_OVER_CONTEXT, Catalog
 from core.usage import SCHEMA
 
 US_PER_DAY = 86_400_000_000
@@ -41,6 +43,35 @@ class Rows:
     columns: dict[str, pa.Array]  # the kept rows, by SCHEMA column name
     cost_total: int  # pUSD
     unpriced: dict[str, int]  # model -> rows
+    ids: pa.Array  # the kept rows' keys (their request ids), see _keys
+    nth: npt.NDArray[np.int64]  # earlier kept rows with the same key
+    given_ids: bool = False  # the file maps request ids
+
+    def drop(self, mask: npt.NDArray[np.bool_]) -> Rows:
+        """The same rows without the kept rows in ``mask`` (duplicates)."""
+        if not mask.any():
+            return self
+        stay = pa.array(~mask)
+        columns = {k: v.filter(stay) for k, v in self.columns.items()}
+        keep = self.keep.copy()
+        keep[np.nonzero(self.keep)[0][mask]] = False
+        unpriced_rows = columns["unpriced"].to_numpy(zero_copy_only=False).astype(bool)
+        models = columns["model"].filter(pa.array(unpriced_rows)).to_pylist()
+        counts: dict[str, int] = {}
+        for m in models:
+            counts[m] = counts.get(m, 0) + 1
+        total = exact_sum(columns["cost_picousd"].to_numpy(zero_copy_only=False))
+        return Rows(
+            keep,
+            self.blank,
+            self.reasons,
+            columns,
+            total,
+            counts,
+            self.ids.filter(stay),
+            self.nth[~mask],
+            self.given_ids,
+        )
 
 
 def _dictionary(col: pa.Array) -> tuple[I64, list[str]]:
@@ -56,11 +87,17 @@ def parse_rows(
     inclusive: bool,
     catalog: Catalog,
     now: datetime,
+    *,
+    decimal: str | None = None,
+    date_order: str | None = None,
 ) -> Rows:
     n = table.num_rows
     ck = Checker(n)
     col = {f: clean(table[c]) for f, c in fields.items()}
-    us = timestamps(ck, col["timestamp"], now)
+    for f in NUMBER_FIELDS:
+        if f in col:
+            col[f] = _plain(ck, col[f], fields[f], decimal)
+    us = timestamps(ck, col["timestamp"], now, date_order)
     ck.flag(pc.equal(col["model"], ""), lambda i, v: f"{fields['model']} is empty")
     tok = {
         f: ints(ck, col[f], fields[f], f in required) if f in col else np.zeros(n, np.int64)
@@ -108,6 +145,22 @@ def parse_rows(
         return a if everything else a.take(taken)
 
     model_codes = codes[idx]
+    given_provider = text(pick(col["provider"])) if "provider" in col else None
+    strings: dict[str, pa.Array | None] = {
+        "model": pick(col["model"]),
+        "provider": given_provider,
+        **{f: text(pick(col[f])) for f in ("org", "user", "project", "task") if f in col},
+    }
+    key_ints = {
+        "ts": us[idx],
+        **{c: v[sel] for c, v in classes.items()},
+        "given_cost": np.where(g, given_pico[idx], -1),
+    }
+    keys = row_keys(
+        {k: v for k, v in strings.items() if v is not None},
+        key_ints,
+        pick(col["request_id"]) if "request_id" in col else None,
+    )
     columns: dict[str, pa.Array] = {
         "ts": pa.array(us[idx], pa.timestamp("us", tz="UTC")),
         "model": pick(col["model"]),
@@ -118,6 +171,8 @@ def parse_rows(
         "unpriced": pa.array(unpriced),
         **{c: pa.array(v[sel]) for c, v in classes.items()},
         **{c: pa.array(comps[c], pa.int64(), mask=g) for c in COST_COLUMNS},  # null: unknown
+        "cache_write_1h_tokens": pa.array(np.zeros(len(idx), np.int64)),
+        "price_flags": _flags(priced.over_context[sel]),
     }
     for f in ("org", "user", "project", "task"):
         if f in col:
@@ -130,7 +185,28 @@ def parse_rows(
         columns,
         exact_sum(total),
         {names[c]: int(k) for c, k in enumerate(counts.tolist()) if k},
+        keys.ids,
+        keys.nth,
+        keys.given,
     )
+
+
+def _plain(ck: Checker, raw: pa.Array, column: str, decimal: str | None) -> pa.Array:
+    """Number cells in the answered decimal format as plain "1234.56" text."""
+    col, unfit = plain_numbers(raw, decimal)
+
+    def why(i: int, v: object) -> str:
+        return f"{column} {v!r} does not read with {decimal!r} as the decimal mark"
+
+    ck.flag(unfit, why, raw)
+    return col
+
+
+def _flags(over: npt.NDArray[np.bool_]) -> pa.Array:
+    """price_flags per row: ["over_context_window"] where the prompt exceeds the window."""
+    offsets = np.concatenate([[0], np.cumsum(over)]).astype(np.int32)
+    values = pa.array([FLAG_OVER_CONTEXT] * int(over.sum()), pa.string())
+    return pa.ListArray.from_arrays(pa.array(offsets), values)
 
 
 def _providers(catalog: Catalog, given: pa.Array | None, codes: I64, names: list[str]) -> pa.Array:

@@ -72,7 +72,7 @@ def catalog_cached_ratio(catalog: Catalog, at: date | None = None) -> CachedRate
             row = catalog.lookup(model, at)
         except UnpricedModel:
             return None
-        return row.cached_input / row.input if row.input > 0 else None
+        return float(row.cached_input / row.input) if row.input > 0 else None
 
     return ratio
 

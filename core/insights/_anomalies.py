@@ -5,10 +5,14 @@ and hourly, each finding attributed to the users, models and tasks that caused i
 |-------|-------------------------------------------------------|-----------------------------|
 | day   | the 28 days before                                    | 20% of the key's median day |
 | hour  | the same hour of day on the 28 days before            | 10% of the key's median day |
+| minute| the 60 minutes before (only when the log holds two    | twice the key's median      |
+|       | days of data or less: day and hour scans need weeks)  | minute, and $1/1440 a minute|
 
-and, for both, at least 2% of the median day of all keys together and at least $1 (20 calls),
-so a 5x jump of a $0.01 series is not news. Timestamps are naive wall clock in ``tz``;
-today's partial day is included (a runaway loop shows up before the day ends).
+and, for day and hour, at least 2% of the median day of all keys together and at least $1
+(20 calls), so a 5x jump of a $0.01 series is not news. Data of a day or two (an imported
+trace) is scanned minute by minute instead of being rolled up into hours it cannot judge.
+Timestamps are naive wall clock in ``tz``; today's partial day is included (a runaway loop
+shows up before the day ends).
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from core.usage import Filters, Reader
 from ._series import local_midnight, local_today
 
 METRICS = {"spend": "cost_usd", "requests": "requests"}
+SHORT_DAYS = 2  # days with data at or below which the minute scan runs
+MINUTE_WINDOW = 60
 KEY_SHARE = {"day": 0.20, "hour": 0.10}
 TOTAL_SHARE = 0.02
 MIN_EXCESS = {"spend": 1.0, "requests": 20.0}  # USD, calls
@@ -42,7 +48,7 @@ class Finding:
     anomaly: Anomaly  # ts: naive wall clock in tz; contributors filled when attributed
     dimension: str  # 'org' | 'model'
     metric: str  # 'spend' (USD) | 'requests' (calls)
-    grain: str  # 'day' | 'hour'
+    grain: str  # 'day' | 'hour' | 'minute'
     tz: str = "UTC"
 
     @property
@@ -63,6 +69,8 @@ class Finding:
 
     @property
     def when(self) -> str:
+        if self.grain == "minute":
+            return self.ts.strftime("%Y-%m-%d %H:%M")
         return self.day if self.grain == "day" else self.ts.strftime("%Y-%m-%d %H:00")
 
     def top(self, dim: str) -> Contributor | None:
@@ -145,8 +153,10 @@ def attribute(reader: Reader, finding: Finding, filters: Filters | None = None) 
     rows instead of every call, with the same sums."""
     a = finding.anomaly
     start = _utc(finding.ts, finding.tz)
-    end = start + (pd.Timedelta(hours=1) if finding.grain == "hour" else pd.Timedelta(days=1))
-    since = (start - timedelta(days=BASELINE_DAYS)).to_pydatetime()
+    step = {"hour": pd.Timedelta(hours=1), "minute": pd.Timedelta(minutes=1)}
+    end = start + step.get(finding.grain, pd.Timedelta(days=1))
+    back = timedelta(minutes=MINUTE_WINDOW) if finding.grain == "minute" else None
+    since = (start - (back or timedelta(days=BASELINE_DAYS))).to_pydatetime()
     narrowed: dict[str, Any] = {finding.dimension: finding.key}
     base = replace(filters or Filters(), start=since, end=end.to_pydatetime(), **narrowed)
     where, params = base.where()
@@ -171,12 +181,33 @@ def attribute(reader: Reader, finding: Finding, filters: Filters | None = None) 
     return replace(finding, anomaly=replace(a, contributors=done.contributors))
 
 
+def _minutes(
+    reader: Reader, dim: str, f: Filters, tz: str, least: float, col: str
+) -> list[Anomaly]:
+    """Minute-grain anomalies of a short log: each minute against the 60 before it."""
+    raw = reader.spend_by([dim], "minute", f, tz=tz)
+    if raw.empty:
+        return []
+    frame = pd.DataFrame(
+        {
+            "ds": pd.to_datetime(raw["period"]),
+            "key": raw[dim].fillna("(none)").astype(str),
+            "value": raw[col].astype(float),
+        }
+    )
+    wide = frame.pivot_table(index="ds", columns="key", values="value", aggfunc="sum")
+    usual = wide.reindex(pd.date_range(wide.index.min(), wide.index.max(), freq="min"))
+    median = usual.fillna(0.0).median()
+    found = scan(frame, window=MINUTE_WINDOW, min_periods=15)
+    return [a for a in found if a.excess_usd >= max(least, 2 * float(median.get(a.key, 0.0)))]
+
+
 def scan_usage(
     reader: Reader,
     *,
     dims: Sequence[str] = ("org", "model"),
     metrics: Sequence[str] = ("spend", "requests"),
-    grains: Sequence[str] = ("day", "hour"),
+    grains: Sequence[str] = ("day", "hour", "minute"),
     filters: Filters | None = None,
     tz: str = "UTC",
     since: datetime | None = None,
@@ -210,6 +241,9 @@ def scan_usage(
             runs: list[tuple[str, list[Anomaly]]] = []
             if "day" in grains:
                 runs.append(("day", _material(scan(daily), daily, "day", least[metric])))
+            if "minute" in grains and daily["ds"].nunique() <= SHORT_DAYS:
+                per_minute = least[metric] / 1440  # the day floor spread over its minutes
+                runs.append(("minute", _minutes(reader, dim, f, tz, per_minute, col)))
             if hourly_all is not None and not hourly_all.empty:
                 hourly = pd.DataFrame(
                     {

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -41,9 +41,9 @@ def utc_today() -> date:
 
 
 class _Model:
-    __slots__ = ("name", "versions", "single")
+    __slots__ = ("name", "provider", "versions", "single", "ref")
 
-    def __init__(self, name: str, rows: list[PriceRow]):
+    def __init__(self, name: str, provider: str, rows: list[PriceRow]):
         by_day: dict[date, list[PriceRow]] = {}
         for r in rows:
             by_day.setdefault(r.effective_from, []).append(r)
@@ -52,13 +52,16 @@ class _Model:
             tiers = tuple(sorted(by_day[day], key=lambda r: r.above_prompt_tokens))
             if tiers[0].above_prompt_tokens != 0:
                 raise ConfigError(
-                    f"{name}: prices from {day} have no base tier (above_prompt_tokens 0)",
+                    f"{provider}/{name}: prices from {day} have no base tier"
+                    " (above_prompt_tokens 0)",
                     field="above_prompt_tokens",
                 )
             versions.append((day, tiers))
         self.name = name
+        self.provider = provider
         self.versions = tuple(versions)
         self.single = versions[0][1] if len(versions) == 1 else None
+        self.ref = name  # the name that resolves back to this entry (set by Catalog)
 
     def tiers_on(self, at: date | None) -> Tiers:
         if self.single is not None:
@@ -71,52 +74,109 @@ class _Model:
 
 
 class Catalog:
-    """Prices of every known model. Build with ``load_catalog()`` or ``Catalog(rows)``."""
+    """Prices of every known (provider, model). Build with ``load_catalog()`` or
+    ``Catalog(rows)``.
 
-    def __init__(self, rows: Iterable[PriceRow], *, strict: bool = True):
-        """``strict``: an alias equal to another model's name is an error; otherwise the
-        model's own name wins (used when overrides are layered on with ``with_rows``)."""
+    One model name may be listed under several providers (OpenAI's and Azure's
+    ``gpt-4o-mini``). A bare name means its default provider's entry: the provider it was
+    listed under first (``defaults`` wins; ``with_rows`` keeps the base catalog's defaults).
+    ``provider/model`` names one provider's entry. Resolution of a name, first match wins:
+
+        1. ``p/rest`` where ``p`` is a provider of the catalog with a model or alias ``rest``
+        2. the bare name or alias (its default provider's entry)
+        3. ``p/rest`` where ``p`` is a catalog provider without ``rest``: unpriced (never
+           another provider's rate)
+        4. otherwise an unknown ``x/`` prefix is dropped and the rest resolved again
+           ("openrouter/openai/gpt-4o" -> "openai/gpt-4o")
+    """
+
+    def __init__(
+        self,
+        rows: Iterable[PriceRow],
+        *,
+        strict: bool = True,
+        defaults: Mapping[str, str] | None = None,
+    ):
+        """``strict``: an alias equal to another model's name (same provider) is an error;
+        otherwise the model's own name wins (used when overrides are layered on)."""
+        given = list(rows)
+        first: dict[str, str] = {}
+        for r in given:
+            first.setdefault(r.model.lower(), r.provider)
+        self._defaults = {
+            k: (defaults[k] if defaults and k in defaults else p) for k, p in first.items()
+        }
         self._rows = sorted(
-            rows, key=lambda r: (r.model.lower(), r.effective_from, r.above_prompt_tokens)
+            given,
+            key=lambda r: (r.model.lower(), r.provider, r.effective_from, r.above_prompt_tokens),
         )
-        grouped: dict[str, list[PriceRow]] = {}
+        grouped: dict[tuple[str, str], list[PriceRow]] = {}
         for r in self._rows:
-            grouped.setdefault(r.model.lower(), []).append(r)
+            grouped.setdefault((r.provider, r.model.lower()), []).append(r)
+        self._providers = frozenset(p for p, _ in grouped)
+        self._scoped: dict[tuple[str, str], _Model] = {}
         self._index: dict[str, _Model] = {}
-        for key, rows_ in grouped.items():
-            providers = {r.provider for r in rows_}
-            if len(providers) > 1:
-                raise ConfigError(
-                    f"{rows_[0].model}: rows under providers {sorted(providers)}", field="provider"
-                )
-            self._index[key] = _Model(rows_[-1].model, rows_)
-        aliases: dict[str, str] = {}
-        for key, rows_ in grouped.items():
-            for alias in {a.lower() for r in rows_ for a in r.aliases} - {key}:
-                if alias in grouped:
+        entries: list[_Model] = []
+        for (provider, key), rows_ in grouped.items():
+            m = _Model(rows_[-1].model, provider, rows_)
+            entries.append(m)
+            self._scoped[(provider, key)] = m
+            if self._defaults.get(key) == provider:
+                self._index[key] = m
+            elif key not in self._defaults:  # a default given for a name no longer listed
+                self._index.setdefault(key, m)
+        bare: dict[str, tuple[bool, _Model]] = {}  # alias -> (claimed by a default, model)
+        for (provider, key), rows_ in grouped.items():
+            m = self._scoped[(provider, key)]
+            default = self._index.get(key) is m
+            for alias in sorted({a.lower() for r in rows_ for a in r.aliases} - {key}):
+                if (provider, alias) in grouped:
                     if strict:
                         raise ConfigError(
                             f"alias {alias!r} of {key} is also a model name", field="aliases"
                         )
                     continue
-                if aliases.setdefault(alias, key) != key:
+                other = self._scoped.setdefault((provider, alias), m)
+                if other is not m:
                     raise ConfigError(
-                        f"alias {alias!r} is used by {aliases[alias]} and {key}", field="aliases"
+                        f"alias {alias!r} is used by {other.name} and {key}", field="aliases"
                     )
-        for alias, key in aliases.items():
-            self._index[alias] = self._index[key]
+                if alias in first:
+                    continue  # another provider's model of that name beats an alias
+                held = bare.get(alias)
+                if held is None or (default and not held[0]):
+                    bare[alias] = (default, m)
+                elif default and held[0]:
+                    raise ConfigError(
+                        f"alias {alias!r} is used by {held[1].name} and {key}", field="aliases"
+                    )
+        for alias, (_, m) in bare.items():
+            self._index[alias] = m
         self._memo: dict[str, _Model] = {}
+        for m in entries:
+            if self._resolve(m.name) is not m:
+                m.ref = f"{m.provider}/{m.name}"
 
     # -- lookups -------------------------------------------------------------------------
+    def _resolve(self, model: str) -> _Model | None:
+        key = model.strip().lower()
+        while True:
+            head, sep, rest = key.partition("/")
+            known = bool(sep) and head in self._providers
+            if known:
+                m = self._scoped.get((head, rest))
+                if m is not None:
+                    return m
+            m = self._index.get(key)
+            if m is not None or not sep or known:
+                return m
+            key = rest
+
     def _find(self, model: str) -> _Model:
         m = self._memo.get(model)
         if m is not None:
             return m
-        key = model.strip().lower()
-        m = self._index.get(key)
-        while m is None and "/" in key:  # "openai/gpt-4o", "groq/openai/gpt-oss-120b"
-            key = key.split("/", 1)[1]
-            m = self._index.get(key)
+        m = self._resolve(model)
         if m is None:
             raise UnpricedModel(f"model {model!r} is not in the price catalog", model=model)
         if len(self._memo) < 8192:
@@ -148,14 +208,27 @@ class Catalog:
         return isinstance(model, str) and self.has(model)
 
     def __len__(self) -> int:
-        return len({id(m) for m in self._index.values()})
+        return len({id(m) for m in self._scoped.values()})
 
     def canonical(self, model: str) -> str:
-        """The catalog's own name for ``model`` (resolves aliases and provider prefixes)."""
-        return self._find(model).name
+        """The catalog's own name for ``model`` (resolves aliases and provider prefixes):
+        the bare name for a default provider's entry, ``provider/name`` for another's."""
+        return self._find(model).ref
 
     def provider_of(self, model: str) -> str:
-        return self.lookup(model).provider
+        return self._find(model).provider
+
+    def name_under(self, provider: str, model: str) -> str | None:
+        """The catalog name of ``model`` (a name or alias) under ``provider``, else None."""
+        m = self._scoped.get((provider, model.strip().lower()))
+        return None if m is None else m.name
+
+    def providers(self) -> list[str]:
+        return sorted(self._providers)
+
+    def default_provider(self, model: str) -> str | None:
+        """The provider a bare ``model`` name means (None: not a model name here)."""
+        return self._defaults.get(model.strip().lower())
 
     def context_window(self, model: str) -> int:
         return self.lookup(model).context_window
@@ -167,20 +240,27 @@ class Catalog:
         return self.lookup(model).quality
 
     def models(self) -> list[str]:
-        return sorted({m.name for m in self._index.values()})
+        """Every entry's canonical name (``provider/name`` for non-default providers)."""
+        return sorted({m.ref for m in self._scoped.values()})
 
     def rows(self) -> list[PriceRow]:
         return list(self._rows)
 
     # -- layering and display ------------------------------------------------------------
     def with_rows(self, rows: Iterable[PriceRow]) -> Catalog:
-        """A new catalog with ``rows`` layered on top: a row with the same model,
+        """A new catalog with ``rows`` layered on top: a row with the same provider, model,
         effective_from and tier replaces the old one; a later effective_from wins from its
-        day on. Use it for overrides, negotiated rates and self-hosted cost per token."""
-        merged = {(r.model.lower(), r.effective_from, r.above_prompt_tokens): r for r in self._rows}
+        day on; a row of another provider is that provider's own entry. The base catalog's
+        default providers stay the defaults. Use it for overrides, negotiated rates and
+        self-hosted cost per token."""
+
+        def key(r: PriceRow) -> tuple[str, str, date, int]:
+            return (r.provider, r.model.lower(), r.effective_from, r.above_prompt_tokens)
+
+        merged = {key(r): r for r in self._rows}
         for r in rows:
-            merged[(r.model.lower(), r.effective_from, r.above_prompt_tokens)] = r
-        return Catalog(merged.values(), strict=False)
+            merged[key(r)] = r
+        return Catalog(merged.values(), strict=False, defaults=self._defaults)
 
     def to_frame(self) -> pd.DataFrame:
         """All rows as a DataFrame; rates in USD per 1M tokens as exact Decimals."""

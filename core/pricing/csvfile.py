@@ -1,7 +1,10 @@
 """Read the price catalog CSV (data/prices.csv) into PriceRows, naming file:line:column on error.
 
-Empty cells: cached_input / cache_write = same as input; reasoning = same as output;
-batch_input / batch_output = the provider has no batch API (give both or neither).
+Empty cells: cached_input / cache_write = same as input; cache_write_1h = same as cache_write;
+reasoning = same as output; batch_input / batch_output = the provider has no batch API (give
+both or neither). The ``cache_write_1h`` column may be left out of older files.
+Rows are keyed by (provider, model, effective_from, above_prompt_tokens): one model may be
+listed under several providers; the provider listed first owns the bare name (see Catalog).
 Lines whose first cell starts with ``#`` are comments.
 """
 
@@ -12,7 +15,7 @@ from datetime import date
 from pathlib import Path
 
 from core.errors import ConfigError
-from core.pricing.rows import PriceRow, parse_usd_per_mtok
+from core.pricing.rows import PriceRow, Rate, parse_usd_per_mtok
 
 __all__ = ["COLUMNS", "read_prices_csv"]
 
@@ -26,6 +29,7 @@ COLUMNS: tuple[str, ...] = (
     "input",
     "cached_input",
     "cache_write",
+    "cache_write_1h",
     "output",
     "reasoning",
     "batch_input",
@@ -34,6 +38,7 @@ COLUMNS: tuple[str, ...] = (
     "aliases",
     "source",
 )
+OPTIONAL_COLUMNS = frozenset({"cache_write_1h"})
 
 
 class _Cells:
@@ -49,7 +54,9 @@ class _Cells:
         return ConfigError(f"{where}: {reason}", field=column)
 
     def text(self, column: str, *, required: bool = True) -> str:
-        i = self.pos[column]
+        i = self.pos.get(column)
+        if i is None:  # an optional column the file leaves out
+            return ""
         v = self.cells[i].strip() if i < len(self.cells) else ""
         if required and not v:
             raise self.fail(column, "is empty")
@@ -65,7 +72,7 @@ class _Cells:
             raise self.fail(column, f"{n} is out of range")
         return n
 
-    def rate(self, column: str, default: int | None = None) -> int | None:
+    def rate(self, column: str, default: Rate | None = None) -> Rate | None:
         v = self.text(column, required=default is None and column in ("input", "output"))
         if not v:
             return default
@@ -88,6 +95,7 @@ def _row(c: _Cells) -> PriceRow:
     inp = c.rate("input")
     out = c.rate("output")
     assert inp is not None and out is not None
+    write = c.rate("cache_write", inp)
     batch_in, batch_out = c.rate("batch_input"), c.rate("batch_output")
     if (batch_in is None) != (batch_out is None):
         raise c.fail(
@@ -103,7 +111,8 @@ def _row(c: _Cells) -> PriceRow:
         max_output_tokens=c.integer("max_output_tokens", 1),
         input=inp,
         cached_input=c.rate("cached_input", inp) or 0,
-        cache_write=c.rate("cache_write", inp) or 0,
+        cache_write=write or 0,
+        cache_write_1h=c.rate("cache_write_1h", write),
         output=out,
         reasoning=c.rate("reasoning", out) or 0,
         batch_input=batch_in,
@@ -121,12 +130,11 @@ def read_prices_csv(path: Path) -> list[PriceRow]:
     except OSError as exc:
         raise ConfigError(f"cannot read price catalog {path}: {exc}", field=str(path)) from exc
     rows: list[PriceRow] = []
-    seen: dict[tuple[str, date, int], int] = {}
-    provider_of: dict[str, str] = {}
+    seen: dict[tuple[str, str, date, int], int] = {}
     with handle:
         reader = csv.reader(handle)
         header = [h.strip() for h in next(reader, [])]
-        missing = [col for col in COLUMNS if col not in header]
+        missing = [col for col in COLUMNS if col not in header and col not in OPTIONAL_COLUMNS]
         extra = [col for col in header if col not in COLUMNS]
         if missing or extra:
             raise ConfigError(
@@ -139,19 +147,17 @@ def read_prices_csv(path: Path) -> list[PriceRow]:
             if len(cells) != len(header):
                 raise c.fail("model", f"has {len(cells)} cells, expected {len(header)}")
             row = _row(c)
-            key = (row.model.lower(), row.effective_from, row.above_prompt_tokens)
+            key = (row.provider, row.model.lower(), row.effective_from, row.above_prompt_tokens)
             if key in seen:
                 raise c.fail("model", f"duplicates the row on line {seen[key]}")
             seen[key] = c.line
-            if provider_of.setdefault(key[0], row.provider) != row.provider:
-                raise c.fail("provider", f"{row.model} is already listed under another provider")
             rows.append(row)
-    bases = {(r.model.lower(), r.effective_from) for r in rows if r.above_prompt_tokens == 0}
-    for r in rows:
-        if (r.model.lower(), r.effective_from) not in bases:
+    bases = {k[:3] for k in seen if k[3] == 0}
+    for k, line in seen.items():
+        if k[:3] not in bases:
             raise ConfigError(
-                f"{path}: line {seen[(r.model.lower(), r.effective_from, r.above_prompt_tokens)]}:"
-                f" tier row for {r.model} on {r.effective_from} has no base row (above 0)",
+                f"{path}: line {line}: tier row for {k[0]}/{k[1]} on {k[2]} has no base row"
+                " (above 0)",
                 field="above_prompt_tokens",
             )
     return rows

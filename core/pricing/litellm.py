@@ -1,13 +1,22 @@
 """Import LiteLLM's ``model_prices_and_context_window.json`` and diff catalogs for a preview.
 
-Only chat-mode entries are read; ``sample_spec`` and embedding/image/audio entries are skipped.
+Chat and responses-mode entries are read; ``sample_spec`` and embedding/image/audio entries
+are skipped. Every row is keyed by (provider, model): the provider is the entry's
+``litellm_provider`` (``gemini`` -> ``google``, ``cohere_chat`` -> ``cohere``, every
+``vertex_ai-*`` -> ``vertex_ai``), and the key's prefix is dropped when it names that provider
+(``gemini/gemini-2.5-pro`` -> google's ``gemini-2.5-pro``; the bare key ``gemini-2.5-pro``
+is ``vertex_ai-language-models`` and so vertex_ai's). Azure's ``gpt-4o-mini`` is never
+OpenAI's: ``diff_catalogs`` compares a catalog entry only with the same provider's entry.
+
 Prices there are floats in USD per token; ``Decimal(repr(x))`` recovers the exact decimal the
-file wrote, which becomes whole picodollars (a bad value is reported, never rounded).
-A bad entry becomes a ``Problem`` and the import goes on; only an unreadable file raises.
+file wrote, kept exactly (a whole or fractional number of picodollars, see rows.py). Counts
+may be integral floats (``2000000.0``). A bad entry becomes a ``Problem`` and the import goes
+on; only an unreadable file raises.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -18,12 +27,41 @@ from typing import Any, Literal
 
 from core.errors import ConfigError
 from core.pricing.catalog import Catalog, utc_today
-from core.pricing.rows import RATE_FIELDS, PriceRow, usd_per_mtok
+from core.pricing.rows import RATE_FIELDS, PriceRow, Rate, exact_rate, usd_per_mtok
 
-__all__ = ["Change", "Problem", "diff_catalogs", "import_litellm", "rows_from_litellm"]
+__all__ = [
+    "Change",
+    "Problem",
+    "diff_catalogs",
+    "import_litellm",
+    "litellm_provider",
+    "rows_from_litellm",
+]
 
-PROVIDER_NAMES = {"gemini": "google", "text-completion-openai": "openai"}
+PROVIDER_NAMES = {
+    "gemini": "google",
+    "text-completion-openai": "openai",
+    "cohere_chat": "cohere",
+}
+MODES = frozenset({"chat", "responses"})
 TIERS = (("_above_128k_tokens", 128_000), ("_above_200k_tokens", 200_000))
+
+
+def litellm_provider(name: str) -> str:
+    """Costline's provider name for a ``litellm_provider`` value."""
+    if name.startswith("vertex_ai-"):
+        return "vertex_ai"
+    return PROVIDER_NAMES.get(name, name)
+
+
+def split_key(key: str, litellm_name: str) -> tuple[str, str]:
+    """(provider, model) of a LiteLLM key: the prefix is dropped when it names the provider
+    (``groq/openai/gpt-oss-120b`` -> groq's ``openai/gpt-oss-120b``)."""
+    provider = litellm_provider(litellm_name)
+    head, sep, rest = key.partition("/")
+    if sep and rest and (head == litellm_name or litellm_provider(head) == provider):
+        return provider, rest
+    return provider, key
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,10 +80,11 @@ class Change:
     field: str = ""
     old: Decimal | int | None = None
     new: Decimal | int | None = None
+    provider: str = ""
 
 
-def _pico(entry: dict[str, Any], key: str) -> int | None:
-    """USD per token (float, int or numeric string) -> exact int pUSD per token."""
+def _pico(entry: dict[str, Any], key: str) -> Rate | None:
+    """USD per token (float, int or numeric string) -> exact pUSD per token."""
     v = entry.get(key)
     if v is None:
         return None
@@ -55,19 +94,20 @@ def _pico(entry: dict[str, Any], key: str) -> int | None:
         d = Decimal(repr(v)) if isinstance(v, float) else Decimal(str(v).strip())
     except InvalidOperation:
         raise ValueError(f"{key}={v!r} is not a number") from None
-    if not d.is_finite() or d < 0:
-        raise ValueError(f"{key}={v!r} is negative or not finite")
-    pico = d.scaleb(12)
-    if pico != pico.to_integral_value():
-        raise ValueError(f"{key}={v!r} is not a whole number of picodollars per token")
-    return int(pico)
+    try:
+        return exact_rate(d.scaleb(12), v)
+    except ValueError as exc:
+        raise ValueError(f"{key}={exc}") from None
 
 
 def _count(entry: dict[str, Any], *keys: str) -> int | None:
+    """The first of ``keys`` given, as a positive int (``2000000.0`` is 2000000)."""
     for key in keys:
         v = entry.get(key)
         if v is None:
             continue
+        if isinstance(v, float) and v.is_integer():
+            v = int(v)
         if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
             raise ValueError(f"{key}={v!r} is not a positive integer")
         return v
@@ -77,11 +117,10 @@ def _count(entry: dict[str, Any], *keys: str) -> int | None:
 def _entry_rows(
     key: str, e: dict[str, Any], day: date, source: str, quality: int
 ) -> list[PriceRow]:
-    provider = e.get("litellm_provider")
-    if not isinstance(provider, str) or not provider:
+    name = e.get("litellm_provider")
+    if not isinstance(name, str) or not name:
         raise ValueError("no litellm_provider")
-    model = key[len(provider) + 1 :] if key.startswith(provider + "/") else key
-    provider = PROVIDER_NAMES.get(provider, provider)
+    provider, model = split_key(key, name)
     inp, out = _pico(e, "input_cost_per_token"), _pico(e, "output_cost_per_token")
     if inp is None or out is None:
         raise ValueError("input_cost_per_token and output_cost_per_token are required")
@@ -91,11 +130,24 @@ def _entry_rows(
     max_out = _count(e, "max_output_tokens", "max_tokens") or window
     cached = _pico(e, "cache_read_input_token_cost")
     write = _pico(e, "cache_creation_input_token_cost")
+    write_1h = _pico(e, "cache_creation_input_token_cost_above_1hr")
     reasoning = _pico(e, "output_cost_per_reasoning_token")
     b_in = _pico(e, "input_cost_per_token_batches")
     b_out = _pico(e, "output_cost_per_token_batches")
     if (b_in is None) != (b_out is None):  # one batch rate given: the other is the standard one
         b_in, b_out = (inp if b_in is None else b_in), (out if b_out is None else b_out)
+    optional = {
+        "cached_input": cached,
+        "cache_write": write,
+        "cache_write_1h": write_1h,
+        "reasoning": reasoning,
+        "batch_input": b_in,
+        "batch_output": b_out,
+        "max_output_tokens": _count(e, "max_output_tokens", "max_tokens"),
+    }
+    stated = frozenset(
+        {"input", "output", "context_window"} | {k for k, v in optional.items() if v is not None}
+    )
     base = PriceRow(
         model=model,
         provider=provider,
@@ -112,6 +164,8 @@ def _entry_rows(
         batch_output=b_out,
         quality=quality,
         source=source,
+        cache_write_1h=write_1h,
+        stated=stated,
     )
     rows = [base]
     for suffix, threshold in TIERS:
@@ -121,6 +175,15 @@ def _entry_rows(
             continue
         t_cached = _pico(e, "cache_read_input_token_cost" + suffix)
         t_write = _pico(e, "cache_creation_input_token_cost" + suffix)
+        tier_stated = {"context_window", "max_output_tokens"} & stated
+        for name, v in (
+            ("input", t_in),
+            ("output", t_out),
+            ("cached_input", t_cached),
+            ("cache_write", t_write),
+        ):
+            if v is not None:
+                tier_stated.add(name)
         t_in = base.input if t_in is None else t_in
         t_out = base.output if t_out is None else t_out
         # unstated tier cache rates: the base's explicit rate, else "same as (tier) input"
@@ -141,6 +204,8 @@ def _entry_rows(
                 reasoning=t_out if reasoning is None else reasoning,
                 quality=quality,
                 source=source,
+                cache_write_1h=write_1h,
+                stated=frozenset(tier_stated),
             )
         )
     return rows
@@ -153,30 +218,33 @@ def rows_from_litellm(
     source: str = "LiteLLM model_prices_and_context_window.json",
     quality: int = 50,
 ) -> tuple[list[PriceRow], list[Problem]]:
-    """Rows for every chat entry of an already-parsed LiteLLM price map, plus problems."""
+    """Rows for every chat/responses entry of an already-parsed LiteLLM price map, plus
+    problems (a bad entry, or a second entry of the same provider and model)."""
     if not isinstance(data, dict):
         raise ConfigError("LiteLLM price file must hold a JSON object", field="litellm")
     day = effective_from or utc_today()
     src = f"{source} (imported {day.isoformat()})"
     rows: list[PriceRow] = []
     problems: list[Problem] = []
-    seen: dict[str, str] = {}
+    seen: dict[tuple[str, str], str] = {}
     for key, entry in data.items():
         if key == "sample_spec":
             continue
         if not isinstance(entry, dict):
             problems.append(Problem(str(key), "entry is not an object"))
             continue
-        if entry.get("mode") != "chat":
+        if entry.get("mode") not in MODES:
             continue
         try:
             new = _entry_rows(str(key), entry, day, src, quality)
         except (ValueError, TypeError, ConfigError) as exc:
             problems.append(Problem(str(key), getattr(exc, "message", None) or str(exc)))
             continue
-        name = new[0].model.lower()
+        name = (new[0].provider, new[0].model.lower())
         if name in seen:
-            problems.append(Problem(str(key), f"same model name as entry {seen[name]!r}"))
+            problems.append(
+                Problem(str(key), f"same provider and model ({name[0]}) as entry {seen[name]!r}")
+            )
             continue
         seen[name] = str(key)
         rows.extend(new)
@@ -189,12 +257,15 @@ def import_litellm(
     effective_from: date | None = None,
     quality: int = 50,
 ) -> tuple[list[PriceRow], list[Problem]]:
-    """Read a LiteLLM price file (a path, or the file's bytes from an upload)."""
+    """Read a LiteLLM price file (a path, or the file's bytes from an upload; plain JSON or
+    gzip-compressed)."""
     name = "upload" if isinstance(src, bytes) else Path(src).name
     try:
         raw = src if isinstance(src, bytes) else Path(src).read_bytes()
+        if raw[:2] == b"\x1f\x8b":  # gzip-compressed
+            raw = gzip.decompress(raw)
         data = json.loads(raw)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError) as exc:
         raise ConfigError(f"cannot read LiteLLM price file {name}: {exc}", field="litellm") from exc
     return rows_from_litellm(
         data,
@@ -204,14 +275,18 @@ def import_litellm(
     )
 
 
-def _latest(rows: Iterable[PriceRow], rename: Catalog | None) -> dict[tuple[str, int], PriceRow]:
-    """(model key, tier) -> newest row; names resolved through ``rename`` when given."""
-    out: dict[tuple[str, int], PriceRow] = {}
-    best: dict[tuple[str, int], tuple[bool, date]] = {}
+Key = tuple[str, str, int]  # (provider, model name lower-case, tier)
+
+
+def _latest(rows: Iterable[PriceRow], rename: Catalog | None) -> dict[Key, PriceRow]:
+    """(provider, model, tier) -> newest row; a name is resolved through ``rename``'s
+    aliases of the same provider only."""
+    out: dict[Key, PriceRow] = {}
+    best: dict[Key, tuple[bool, date]] = {}
     for r in rows:
-        name = rename.canonical(r.model) if rename is not None and rename.has(r.model) else r.model
-        key = (name.lower(), r.above_prompt_tokens)
-        pref = (r.model.lower() == key[0], r.effective_from)  # own name beats alias, then newest
+        name = (rename.name_under(r.provider, r.model) if rename is not None else None) or r.model
+        key = (r.provider, name.lower(), r.above_prompt_tokens)
+        pref = (r.model.lower() == key[1], r.effective_from)  # own name beats alias, then newest
         if key not in best or pref > best[key]:
             out[key], best[key] = r, pref
     return out
@@ -220,39 +295,50 @@ def _latest(rows: Iterable[PriceRow], rename: Catalog | None) -> dict[tuple[str,
 def diff_catalogs(
     old: Catalog | Iterable[PriceRow], new: Catalog | Iterable[PriceRow]
 ) -> list[Change]:
-    """Added, removed and changed (model, tier) prices between the newest rows of each side.
+    """Added, removed and changed (provider, model, tier) prices between the newest rows.
 
-    Names in ``new`` are resolved through ``old``'s aliases, so an imported dated snapshot
-    ("claude-sonnet-4-5-20250929") is compared with the catalog model it aliases.
+    A row is compared only with the same provider's entry: another provider's entry of the
+    same name is "added" as its own row, never a change. Names in ``new`` are resolved
+    through ``old``'s aliases of the same provider, so an imported dated snapshot
+    ("claude-sonnet-4-5-20250929") is compared with the catalog model it aliases. "removed"
+    lists only providers that ``new`` has rows for. A field the new row does not state
+    (``PriceRow.stated``) is no change.
     """
     old_cat = old if isinstance(old, Catalog) else Catalog(old, strict=False)
     a = _latest(old_cat.rows(), None)
     b = _latest(new.rows() if isinstance(new, Catalog) else new, old_cat)
+    providers = {k[0] for k in b}
     changes: list[Change] = []
-    for key in sorted(a.keys() | b.keys()):
+    for key in sorted(a.keys() | b.keys(), key=lambda k: (k[1], k[0], k[2])):
         ra, rb = a.get(key), b.get(key)
+        provider, tier = key[0], key[2]
         if rb is None:
             assert ra is not None
-            changes.append(Change(ra.model, "removed", key[1]))
+            if provider in providers:
+                changes.append(Change(ra.model, "removed", tier, provider=provider))
         elif ra is None:
-            changes.append(Change(rb.model, "added", key[1]))
+            changes.append(Change(rb.model, "added", tier, provider=provider))
         else:
+            stated = rb.stated
             for f in RATE_FIELDS:
                 va, vb = getattr(ra, f), getattr(rb, f)
-                if va != vb:
+                if va != vb and (stated is None or f in stated):
                     changes.append(
                         Change(
                             ra.model,
                             "changed",
-                            key[1],
+                            tier,
                             f,
                             None if va is None else usd_per_mtok(va),
                             None if vb is None else usd_per_mtok(vb),
+                            provider,
                         )
                     )
             for f in ("context_window", "max_output_tokens"):
-                if getattr(ra, f) != getattr(rb, f):
+                if getattr(ra, f) != getattr(rb, f) and (stated is None or f in stated):
                     changes.append(
-                        Change(ra.model, "changed", key[1], f, getattr(ra, f), getattr(rb, f))
+                        Change(
+                            ra.model, "changed", tier, f, getattr(ra, f), getattr(rb, f), provider
+                        )
                     )
     return changes

@@ -1,7 +1,13 @@
 """Anthropic Messages API (POST /v1/messages), streamed and not.
 
 System messages are joined into the top-level ``system`` field. Anthropic already reports
-disjoint classes: ``input_tokens`` excludes cache reads and cache writes.
+disjoint classes: ``input_tokens`` excludes cache reads and cache writes; the 1-hour part of
+the cache writes (``cache_creation.ephemeral_1h_input_tokens``) becomes
+``Usage.cache_write_1h_tokens``.
+
+Prompt caching: with ``req.prompt_cache`` ("5m" or "1h", set by a task's routing policy)
+the system prompt and the last message carry ``cache_control`` breakpoints, so the prefix up
+to each is written to (and later read from) Anthropic's prompt cache.
 """
 
 from __future__ import annotations
@@ -26,12 +32,20 @@ def _n(u: dict[str, Any], key: str) -> int:
     return value
 
 
+def _hour_writes(u: dict[str, Any], b: Usage) -> int:
+    detail = u.get("cache_creation")
+    if isinstance(detail, dict) and "ephemeral_1h_input_tokens" in detail:
+        return _n(detail, "ephemeral_1h_input_tokens")
+    return b.cache_write_1h_tokens
+
+
 def parse_usage(u: Any, base: Usage | None = None) -> Usage | None:
     """Anthropic usage to Costline's; fields absent here are kept from ``base``."""
     if not isinstance(u, dict):
         return base
     b = base or Usage()
     return Usage(
+        cache_write_1h_tokens=_hour_writes(u, b),
         input_tokens=_n(u, "input_tokens") if "input_tokens" in u else b.input_tokens,
         cached_input_tokens=(
             _n(u, "cache_read_input_tokens")
@@ -47,6 +61,15 @@ def parse_usage(u: Any, base: Usage | None = None) -> Usage | None:
     )
 
 
+def _cache_control(ttl: str | None) -> dict[str, str] | None:
+    """The ``cache_control`` breakpoint for a prompt-cache TTL (None: no caching asked)."""
+    if not ttl:
+        return None
+    if ttl not in ("5m", "1h"):
+        raise ValueError(f"prompt_cache must be '5m' or '1h', not {ttl!r}")
+    return {"type": "ephemeral"} if ttl == "5m" else {"type": "ephemeral", "ttl": "1h"}
+
+
 class AnthropicProvider(HTTPProvider):
     wire = "anthropic"
     terminal = "message_stop"
@@ -55,11 +78,12 @@ class AnthropicProvider(HTTPProvider):
         self, req: ChatRequest, model: str, stream: bool
     ) -> tuple[str, dict[str, str], dict[str, Any]]:
         system = [m.content for m in req.messages if m.role == "system"]
-        messages = [
+        messages: list[dict[str, Any]] = [
             {"role": "assistant" if m.role == "assistant" else "user", "content": m.content}
             for m in req.messages
             if m.role != "system"
         ]
+        mark = _cache_control(req.prompt_cache)
         body: dict[str, Any] = {
             "model": model,
             "messages": messages,
@@ -67,6 +91,12 @@ class AnthropicProvider(HTTPProvider):
         }
         if system:
             body["system"] = "\n\n".join(system)
+        if mark is not None:
+            if system:
+                body["system"] = [{"type": "text", "text": body["system"], "cache_control": mark}]
+            if messages:
+                last = messages[-1]
+                last["content"] = [{"type": "text", "text": last["content"], "cache_control": mark}]
         if req.temperature is not None:
             body["temperature"] = req.temperature
         if stream:

@@ -1,8 +1,10 @@
 """OpenAI Chat Completions, and every server that speaks it.
 
-Serves OpenAI, Groq, DeepSeek, Mistral, Gemini's OpenAI endpoint, Ollama, vLLM, TGI and the
-llama.cpp server. Usage is normalised to Costline's disjoint classes: cached prompt tokens are
-taken out of ``input_tokens`` and reasoning tokens out of ``output_tokens``.
+Serves OpenAI, Groq, DeepSeek, Mistral, xAI, Cohere's Compatibility API, Gemini's OpenAI
+endpoint, Ollama, vLLM, TGI and the llama.cpp server. ``config.organization`` is sent as the
+``OpenAI-Organization`` header. Usage is normalised to Costline's disjoint classes: cached
+prompt tokens are taken out of ``input_tokens`` and reasoning tokens out of
+``output_tokens``.
 """
 
 from __future__ import annotations
@@ -70,6 +72,8 @@ class OpenAIProvider(HTTPProvider):
         headers = {"accept": "text/event-stream" if stream else "application/json"}
         if self.config.api_key:
             headers["authorization"] = f"Bearer {self.config.api_key}"
+        if self.config.organization:
+            headers["openai-organization"] = self.config.organization
         return "/chat/completions", headers, body
 
     def parse_response(self, data: dict[str, Any], model: str) -> ProviderResult:

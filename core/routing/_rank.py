@@ -14,6 +14,7 @@ cost (stable, so the strategy still breaks ties).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from core.pricing import Catalog, PriceRow
@@ -27,7 +28,7 @@ def estimate(row: PriceRow, prompt_tokens: int, out_tokens: int, batch: bool = F
     inp, out = row.input, row.output
     if batch and row.batch_input is not None and row.batch_output is not None:
         inp, out = row.batch_input, row.batch_output
-    return prompt_tokens * inp + out_tokens * out
+    return math.ceil(prompt_tokens * inp + out_tokens * out)  # a fractional rate rounds up
 
 
 @dataclass(slots=True)

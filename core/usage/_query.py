@@ -33,7 +33,7 @@ DIMENSIONS: tuple[str, ...] = (
     "unpriced",
     "usage_estimated",
 )
-GRAINS: tuple[str, ...] = ("hour", "day", "week", "month")
+GRAINS: tuple[str, ...] = ("minute", "hour", "day", "week", "month")
 FILTER_COLUMNS: tuple[str, ...] = (
     "org",
     "project",
@@ -53,7 +53,7 @@ TOKEN_COLUMNS: tuple[str, ...] = (
 )
 SAVED_PARTS = ("saved_cache_picousd", "saved_sampling_picousd")  # by the cache, by sampling
 ERROR_CONDITION = "status NOT IN ('ok', 'skipped')"  # errors = error, blocked, rate_limited
-_US = {"hour": 3_600_000_000, "day": 86_400_000_000}
+_US = {"minute": 60_000_000, "hour": 3_600_000_000, "day": 86_400_000_000}
 _QUARTER_HOUR_US = 900_000_000  # every modern UTC offset is a multiple of 15 minutes
 
 Values = str | Sequence[str] | None
@@ -185,7 +185,10 @@ def spend_sql(
     params: list[object] = []
     order = ["cost_picousd DESC", *d]
     if grain is not None:
-        bucket = _US["hour" if grain == "hour" else "day"] if tz == "UTC" else _QUARTER_HOUR_US
+        if grain == "minute":  # a minute bucket is a local minute in every time zone
+            bucket = _US["minute"]
+        else:
+            bucket = _US["hour" if grain == "hour" else "day"] if tz == "UTC" else _QUARTER_HOUR_US
         inner_cols.insert(0, "epoch_us(ts) // ? AS bucket")
         outer_cols.insert(
             0, "date_trunc(?, timezone(?, make_timestamp(bucket * ?)::TIMESTAMPTZ)) AS period"

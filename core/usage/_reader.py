@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import duckdb
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from core.errors import ConfigError
 from core.settings import costline_home
@@ -321,6 +322,26 @@ class Reader:
             if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
                 raise ConfigError("only one SELECT statement is allowed", field="sql")
             return self._run(query, params, arrow_table)
+
+    def id_counts(
+        self, ids: pa.Array, start: datetime | None = None, end: datetime | None = None
+    ) -> pa.Table:
+        """(request_id, events) for the ids among ``ids`` that the log holds (with
+        ``start``/``end``: only events in [start, end], pruned by the segments' time
+        statistics)."""
+        cand = pa.table({"id": pc.unique(ids.cast(pa.string()))})
+        where = "request_id IN (SELECT id FROM _cand)"
+        params: list[object] = []
+        if start is not None and end is not None:
+            where = "ts >= ? AND ts <= ? AND " + where
+            params = [start, end]
+        sql = f"SELECT request_id, count(*) AS events FROM events WHERE {where} GROUP BY 1"
+        with self._lock:
+            self._con.register("_cand", cand)
+            try:
+                return self._run(sql, params, arrow_table)
+            finally:
+                self._con.unregister("_cand")
 
     def data_version(self) -> str:
         """Changes whenever the set or size of segments changes (a cache key)."""

@@ -65,6 +65,9 @@ SCHEMA = pa.schema(
         pa.field("prompt", _S),
         pa.field("response", _S),
         pa.field("metadata", _S),  # JSON text of a dict[str, str]
+        # added later (older segments read them as NULL):
+        pa.field("cache_write_1h_tokens", _I64),  # part of cache_write_tokens with a 1h TTL
+        pa.field("price_flags", pa.list_(_S)),  # core.pricing.rules.PRICE_FLAGS
     ]
 )
 COLUMNS: tuple[str, ...] = tuple(SCHEMA.names)
@@ -121,6 +124,8 @@ class UsageEvent:
     prompt: str | None = None
     response: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+    cache_write_1h_tokens: int = 0
+    price_flags: tuple[str, ...] = ()
 
     @property
     def cost_usd(self) -> Decimal:
@@ -169,6 +174,7 @@ def table_to_events(table: pa.Table) -> list[UsageEvent]:
     for rec in conform(table).to_pylist():
         rec["ts"] = rec["ts"].astimezone(UTC)
         rec["tags"] = tuple(rec["tags"] or ())
+        rec["price_flags"] = tuple(rec["price_flags"] or ())
         rec["metadata"] = orjson.loads(rec["metadata"]) if rec["metadata"] else {}
         out.append(UsageEvent(**{k: v for k, v in rec.items() if v is not None or k in _NULLABLE}))
     return out

@@ -1,0 +1,117 @@
+"""Replacing a source's rows in a time range (a corrected re-export), the way a compaction
+rewrites segments: under the compaction's lock, a segment holding such rows is rewritten
+without them (the new file names the old one as replaced, so readers never count a row twice)
+and then deleted.
+
+The new rows are written first and then the old ones removed, skipping the rows of the load
+that replaces them: an interrupted replace leaves old and new rows both, and running the same
+replace again finishes it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from core import clock
+from core.importer._rows import exact_sum
+from core.usage import segments_dir, write_segment
+from core.usage._schema import conform
+from core.usage._segments import events_dir, scan
+
+
+@contextmanager
+def _compaction_lock(home: Path | None) -> Iterator[None]:
+    path = events_dir(home) / "compact.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _may_hold(path: Path, start: datetime, end: datetime) -> bool:
+    """From the row-group statistics of ``ts``: could any row fall in [start, end)?"""
+    md = pq.read_metadata(path)
+    names = md.schema.to_arrow_schema().names
+    col = names.index("ts")
+    for g in range(md.num_row_groups):
+        stats = md.row_group(g).column(col).statistics
+        if stats is None or not stats.has_min_max:
+            return True
+        lo, hi = stats.min, stats.max
+        lo = lo if lo.tzinfo else lo.replace(tzinfo=UTC)
+        hi = hi if hi.tzinfo else hi.replace(tzinfo=UTC)
+        if lo < end and hi >= start:
+            return True
+    return False
+
+
+def _matches(table: pa.Table, source: str, start: datetime, end: datetime, keep: str) -> pa.Array:
+    ts = table["ts"]
+    return pc.and_(
+        pc.and_(
+            pc.fill_null(pc.equal(table["source"], source), False),
+            pc.and_(pc.greater_equal(ts, pa.scalar(start)), pc.less(ts, pa.scalar(end))),
+        ),
+        pc.invert(pc.fill_null(pc.equal(table["metadata"], keep), False)),
+    )
+
+
+def count_rows(
+    home: Path | None, source: str, start: datetime, end: datetime, keep: str = ""
+) -> tuple[int, int]:
+    """(rows, cost pUSD) that ``remove_rows`` would remove now."""
+    rows = cost = 0
+    for seg in scan(segments_dir(home)).active:
+        if not _may_hold(seg.path, start, end):
+            continue
+        table = conform(
+            pq.read_table(seg.path, columns=["ts", "source", "metadata", "cost_picousd"])
+        )
+        hit = _matches(table, source, start, end, keep)
+        rows += int(pc.sum(hit).as_py() or 0)
+        cost += exact_sum(pc.fill_null(table["cost_picousd"].filter(hit), 0).to_numpy())
+    return rows, cost
+
+
+def remove_rows(
+    home: Path | None, source: str, start: datetime, end: datetime, keep: str
+) -> tuple[int, int]:
+    """Delete the events of ``source`` with ``start <= ts < end`` whose metadata is not
+    ``keep`` (the replacing load's); returns (rows, cost pUSD) removed."""
+    sdir = segments_dir(home)
+    sdir.mkdir(parents=True, exist_ok=True)
+    removed = cost = 0
+    with _compaction_lock(home):
+        snapshot = scan(sdir)
+        for seg in snapshot.superseded:  # left by a compaction that died
+            seg.path.unlink(missing_ok=True)
+        for seg in snapshot.active:
+            if not _may_hold(seg.path, start, end):
+                continue
+            table = conform(pq.read_table(seg.path))
+            hit = _matches(table, source, start, end, keep)
+            count = int(pc.sum(hit).as_py() or 0)
+            if not count:
+                continue
+            cost += exact_sum(pc.fill_null(table["cost_picousd"].filter(hit), 0).to_numpy())
+            rest = table.filter(pc.invert(hit)).replace_schema_metadata(None)
+            if rest.num_rows:
+                stamp = clock.now().strftime("%Y%m%dT%H%M%S")
+                name = f"compact-{stamp}-{secrets.token_hex(4)}"
+                write_segment(rest, sdir, name, replaces=[seg.name])
+            seg.path.unlink(missing_ok=True)
+            removed += count
+    return removed, cost

@@ -1,0 +1,82 @@
+"""What importing a price file would change, per (provider, model): the preview an admin
+approves before any override is written.
+
+``plan_import(catalog, rows)`` compares every imported row with the same provider's catalog
+entry only (``diff_catalogs``): a rate change of an entry the catalog has is an *update* of
+that entry, an entry the catalog lacks (a new model, or another provider's entry of a known
+model name, e.g. Azure's ``gpt-4o-mini``) is an *addition* under its own provider. Nothing is
+ever merged across providers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field, replace
+
+from core.pricing.catalog import Catalog
+from core.pricing.litellm import Change, diff_catalogs
+from core.pricing.rows import PriceRow
+
+__all__ = ["ImportPlan", "plan_import"]
+
+UPDATABLE = ("input", "cached_input", "cache_write", "output", "reasoning")  # what overrides hold
+
+
+@dataclass(frozen=True)
+class ImportPlan:
+    changes: list[Change]  # every difference, each naming its provider
+    updates: list[tuple[str, PriceRow]]  # (catalog name, its row with the imported rates)
+    additions: list[PriceRow]  # imported base rows of (provider, model) entries not in the catalog
+    skipped_providers: dict[str, int] = field(default_factory=dict)  # not selected: entries
+
+    @property
+    def not_applicable(self) -> int:
+        """Changes an override cannot hold (tiers, batch rates, token limits)."""
+        return sum(
+            1
+            for c in self.changes
+            if c.kind == "changed" and (c.above_prompt_tokens or c.field not in UPDATABLE)
+        )
+
+
+def plan_import(
+    current: Catalog, rows: Iterable[PriceRow], providers: Collection[str] | None = None
+) -> ImportPlan:
+    """The plan for ``rows`` (e.g. ``import_litellm``'s) against ``current``; with
+    ``providers`` only those providers' entries are considered (others are counted)."""
+    chosen: list[PriceRow] = []
+    skipped: dict[str, int] = {}
+    for r in rows:
+        if providers is None or r.provider in providers:
+            chosen.append(r)
+        elif r.above_prompt_tokens == 0:
+            skipped[r.provider] = skipped.get(r.provider, 0) + 1
+    changes = diff_catalogs(current, chosen)
+    base = {
+        (r.provider, (current.name_under(r.provider, r.model) or r.model).lower()): r
+        for r in chosen
+        if r.above_prompt_tokens == 0
+    }
+    changed = {
+        (c.provider, c.model)
+        for c in changes
+        if c.kind == "changed" and c.above_prompt_tokens == 0 and c.field in UPDATABLE
+    }
+    added = {
+        (c.provider, c.model) for c in changes if c.kind == "added" and not c.above_prompt_tokens
+    }
+    updates = [
+        (model, base[(p, model.lower())])
+        for p, model in sorted(changed)
+        if (p, model.lower()) in base
+    ]
+    additions = [base[(p, m.lower())] for p, m in sorted(added) if (p, m.lower()) in base]
+    return ImportPlan(changes, updates, additions, dict(sorted(skipped.items())))
+
+
+def _merged(own: PriceRow, imported: PriceRow) -> PriceRow:
+    """The catalog's row with the rates the import states (an unstated cache rate keeps the
+    catalog's, it does not fall back to "same as input")."""
+    stated = imported.stated
+    rates = {f: getattr(imported, f) for f in UPDATABLE if stated is None or f in stated}
+    return replace(own, effective_from=imported.effective_from, source=imported.source, **rates)

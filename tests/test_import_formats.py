@@ -1,0 +1,124 @@
+"""Formats a CSV does not state are asked, never guessed: day/month order, decimal commas;
+the parsed preview shows what each answer means; token columns are suggested under their
+common names; the CLI says what is wrong instead of printing a traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from core.errors import ConfigError
+from core.importer import import_csv, parse_sample, read_preview, suggest_mapping
+from core.usage import Reader
+
+NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
+ROOT = Path(__file__).resolve().parents[1]
+SLASHED = (
+    "date,model,prompt_tokens,completion_tokens\n"
+    "16/11/2023 10:00,gpt-4o,100,10\n"  # only day-first reads
+    "05/11/2023 11:00,gpt-4o,100,10\n"  # reads both ways
+)
+
+
+def test_day_month_order_is_asked_and_applied_to_every_row() -> None:
+    preview = read_preview(SLASHED.encode())
+    (q,) = preview.questions
+    assert (q.field, q.suggested) == ("date_order", "dmy")
+    assert "'16/11/2023 10:00'" in q.examples
+    with pytest.raises(ConfigError, match="date_order") as err:
+        import_csv(SLASHED.encode(), preview.mapping, now=NOW)
+    assert err.value.field == "date_order" and Reader().count() == 0
+    result = import_csv(SLASHED.encode(), preview.mapping, now=NOW, date_order="dmy")
+    days = sorted(e.ts for e in Reader().fetch())
+    assert days == [datetime(2023, 11, 5, 11, tzinfo=UTC), datetime(2023, 11, 16, 10, tzinfo=UTC)]
+    assert result.date_range == "2023-11-05 to 2023-11-16"
+
+
+def test_month_first_answer_makes_day_first_dates_bad_rows_not_guesses() -> None:
+    mapping = read_preview(SLASHED.encode()).mapping
+    result = import_csv(SLASHED.encode(), mapping, now=NOW, date_order="mdy")
+    assert result.needs_confirmation and [b.line for b in result.bad_rows] == [2]
+    assert "16/11/2023" in result.bad_rows[0].reason
+
+
+def test_both_orders_in_one_file_suggest_nothing() -> None:
+    text = "ts,model,input,output\n11/16/2023,gpt-4o,1,1\n16/11/2023,gpt-4o,1,1\n"
+    (q,) = read_preview(text.encode()).questions
+    assert q.suggested is None and "both orders" in q.reason
+
+
+def test_the_parsed_preview_shows_each_answer() -> None:
+    text = "Timestamp;Model;ContextTokens;GeneratedTokens;Cost\n05/11/2023;gpt-4o;1.000;10;0,5\n"
+    mapping = read_preview(text.encode()).mapping
+    eu = parse_sample(text.encode(), mapping, decimal=",", date_order="dmy")
+    assert eu.loc[0, "timestamp"] == datetime(2023, 11, 5, tzinfo=UTC)
+    assert (eu.loc[0, "input_tokens"], eu.loc[0, "cost_usd"]) == (1000, Decimal("0.5"))
+    us = parse_sample(text.encode(), mapping, decimal=".", date_order="mdy")
+    assert "decimal mark" in us.loc[0, "problem"]  # "0,5" is no thousands grouping
+    point = text.replace("0,5", "0.5").encode()
+    (q,) = [q for q in read_preview(point).questions if q.field == "decimal"]
+    assert q.suggested == "," and "1.000" in q.examples[0]  # "1.000" tokens: asked too
+    us = parse_sample(point, mapping, decimal=".", date_order="mdy")
+    assert us.loc[0, "timestamp"] == datetime(2023, 5, 11, tzinfo=UTC)
+    assert (us.loc[0, "input_tokens"], us.loc[0, "cost_usd"]) == (1, Decimal("0.5"))
+
+
+def test_thousands_separators_with_a_point_decimal() -> None:
+    text = 'ts,model,input,output,cost\n2023-11-01,gpt-4o,"1,200",10,"1,234.5"\n'
+    mapping = read_preview(text.encode()).mapping
+    (q,) = read_preview(text.encode()).questions
+    assert q.suggested == "."
+    import_csv(text.encode(), mapping, now=NOW, decimal=".")
+    e = Reader().fetch()[0]
+    assert e.input_tokens == 1200 and e.cost_usd == Decimal("1234.5")
+
+
+@pytest.mark.parametrize(
+    ("inp", "out"),
+    [
+        ("ContextTokens", "GeneratedTokens"),
+        ("n_context_tokens_total", "n_generated_tokens_total"),
+        ("num_prompt_tokens", "num_completion_tokens"),
+        ("InputTokenCount", "OutputTokenCount"),
+        ("tokens_prompt", "tokens_completion"),
+    ],
+)
+def test_common_token_column_names_are_suggested(inp: str, out: str) -> None:
+    m = suggest_mapping(["Timestamp", "Model", inp, out])
+    assert (m["input_tokens"], m["output_tokens"]) == (inp, out)
+
+
+def test_cli_without_map_says_what_to_do(tmp_path: Path) -> None:
+    path = tmp_path / "trace.csv"
+    path.write_text("when,what,n\n2023-11-01,gpt-4o,5\n")
+    run = subprocess.run(
+        [sys.executable, "-m", "core.cli", "import", str(path)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert "Columns in the file: when, what, n" in run.stderr and "--map" in run.stderr
+    slashed = tmp_path / "slashed.csv"
+    slashed.write_text(SLASHED)
+    run = subprocess.run(
+        [sys.executable, "-m", "core.cli", "import", str(slashed)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert "date_order" in run.stderr and "16/11/2023" in run.stderr
+    ok = subprocess.run(
+        [sys.executable, "-m", "core.cli", "import", str(slashed), "--date-order", "dmy"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert "Imported 2 rows (2023-11-05 to 2023-11-16)" in ok.stdout

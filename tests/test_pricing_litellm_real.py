@@ -1,0 +1,211 @@
+"""LiteLLM 1.80.0's real price file (tests/data): every proposed rate comes from the catalog
+entry's own provider, other providers' same-named entries are their own rows, and the
+catalog holds one model name under several providers."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from datetime import date
+from decimal import Decimal
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core.pricing import (
+    Catalog,
+    PriceRow,
+    cost_of,
+    diff_catalogs,
+    import_litellm,
+    load_catalog,
+    price,
+)
+from core.types import Usage
+
+REAL = Path(__file__).parent / "data" / "litellm_model_prices_1.80.0.json.gz"
+DAY = date(2026, 1, 15)
+# Costline rate field -> LiteLLM key (the test's own reading of LiteLLM's format)
+KEYS = {
+    "input": "input_cost_per_token",
+    "output": "output_cost_per_token",
+    "cached_input": "cache_read_input_token_cost",
+    "cache_write": "cache_creation_input_token_cost",
+    "cache_write_1h": "cache_creation_input_token_cost_above_1hr",
+    "reasoning": "output_cost_per_reasoning_token",
+    "batch_input": "input_cost_per_token_batches",
+    "batch_output": "output_cost_per_token_batches",
+}
+# LiteLLM provider names as Costline names them (written out here, not taken from core)
+OWN = {
+    "openai": {"openai", "text-completion-openai"},
+    "anthropic": {"anthropic"},
+    "google": {"gemini"},
+    "groq": {"groq"},
+    "deepseek": {"deepseek"},
+    "mistral": {"mistral"},
+    "xai": {"xai"},
+    "cohere": {"cohere_chat", "cohere"},
+}
+
+
+@pytest.fixture(scope="module")
+def raw() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(gzip.decompress(REAL.read_bytes()))
+    return data
+
+
+@pytest.fixture(scope="module")
+def imported() -> tuple[list[PriceRow], list[Any]]:
+    return import_litellm(REAL, effective_from=DAY)
+
+
+def _usd_per_mtok(value: float) -> Decimal:
+    return (Decimal(repr(value)) * 1_000_000).normalize()
+
+
+def _own_entries(raw: dict[str, Any], provider: str, names: set[str]) -> list[dict[str, Any]]:
+    """The raw entries of ``provider`` whose key (with or without the provider's own
+    prefix) is one of ``names``."""
+    out = []
+    for key, e in raw.items():
+        if not isinstance(e, dict) or e.get("litellm_provider") not in OWN.get(provider, ()):
+            continue
+        lp = e["litellm_provider"]
+        bare = (
+            key.split("/", 1)[1] if key.startswith(lp + "/") or key.startswith("gemini/") else key
+        )
+        if bare.lower() in names:
+            out.append(e)
+    return out
+
+
+def test_every_proposed_rate_comes_from_the_catalog_entrys_own_provider(
+    raw: dict[str, Any], imported: tuple[list[PriceRow], list[Any]]
+) -> None:
+    rows, _ = imported
+    catalog = load_catalog()
+    changes = diff_catalogs(catalog, rows)
+    rate_changes = [c for c in changes if c.kind == "changed" and c.field in KEYS]
+    assert rate_changes  # the file does move some prices
+    for c in rate_changes:
+        assert c.provider == catalog.provider_of(c.model), c
+        row = catalog.lookup(c.model)
+        names = {row.model.lower(), *(a.lower() for a in row.aliases)}
+        entries = _own_entries(raw, c.provider, names)
+        suffix = {0: "", 128_000: "_above_128k_tokens", 200_000: "_above_200k_tokens"}
+        key = KEYS[c.field] + suffix[c.above_prompt_tokens]
+        stated = {_usd_per_mtok(e[key]) for e in entries if e.get(key) is not None}
+        assert c.new in stated, (c, stated)
+
+
+def test_the_issues_cross_provider_cases(imported: tuple[list[PriceRow], list[Any]]) -> None:
+    rows, _ = imported
+    changes = diff_catalogs(load_catalog(), rows)
+
+    def of(model: str) -> list[tuple[str, str, str, object]]:
+        return [(c.provider, c.kind, c.field, c.new) for c in changes if c.model == model]
+
+    # openai's gpt-4o-mini equals the catalog; azure's $0.165/$0.66 is azure's own new row
+    assert of("gpt-4o-mini") == [("azure", "added", "", None)]
+    assert ("mistral", "changed", "input", Decimal("8")) not in of("mistral-large-latest")
+    assert {p for p, *_ in of("mistral-large-latest")} == {"mistral", "azure", "azure_ai"}
+    # codestral-latest: mistral's own entry ($1/$3), never the codestral endpoint's $0
+    mistral = {(f, n) for p, k, f, n in of("codestral-latest") if p == "mistral"}
+    assert ("input", Decimal("1")) in mistral and ("output", Decimal("3")) in mistral
+    assert ("codestral", "added", "", None) in of("codestral-latest")
+    # gemini-2.5-pro: the Gemini API's entry (gemini/...), not Vertex's bare key
+    google = {(f, n) for p, k, f, n in of("gemini-2.5-pro") if p == "google"}
+    assert ("cached_input", Decimal("0.3125")) in google
+    assert ("vertex_ai", "added", "", None) in of("gemini-2.5-pro")
+
+
+def test_responses_mode_integral_floats_and_fractional_rates(
+    imported: tuple[list[PriceRow], list[Any]],
+) -> None:
+    rows, problems = imported
+    by = {(r.provider, r.model, r.above_prompt_tokens): r for r in rows}
+    pro = by[("openai", "gpt-5-pro", 0)]  # mode "responses"
+    assert (pro.input, pro.output) == (15_000_000, 120_000_000)
+    assert ("openai", "o1-pro", 0) in by and ("openai", "o3-pro", 0) in by
+    fast = by[("xai", "grok-4-fast-reasoning", 0)]  # "max_input_tokens": 2000000.0
+    assert fast.context_window == 2_000_000
+    # 4.6875e-09 USD per token = 4687.5 pUSD: stored exactly, shown as USD 0.0046875 / 1M
+    flash = by[("vertex_ai", "gemini-1.5-flash-exp-0827", 0)]
+    assert flash.output == Fraction(9375, 2) and flash.usd("output") == Decimal("0.0046875")
+    reasons = " ".join(p.reason for p in problems)
+    assert "picodollar" not in reasons and "2000000.0" not in reasons
+    assert not any("same model name" in p.reason for p in problems)
+
+
+def test_one_model_name_under_two_providers(imported: tuple[list[PriceRow], list[Any]]) -> None:
+    rows, _ = imported
+    cat = load_catalog().with_rows(rows)
+    # the bare name is the catalog's own (default) provider; provider/model names the other
+    assert cat.provider_of("gpt-4o-mini") == "openai"
+    assert cat.lookup("gpt-4o-mini", DAY).input == 150_000
+    assert cat.lookup("azure/gpt-4o-mini", DAY).input == 165_000  # 1.65e-07 USD per token
+    assert cat.provider_of("azure/gpt-4o-mini") == "azure"
+    assert cat.canonical("azure/gpt-4o-mini") == "azure/gpt-4o-mini"
+    assert cat.canonical("openai/gpt-4o-mini") == "gpt-4o-mini"
+    assert cat.lookup("codestral/codestral-latest", DAY).input == 0
+    assert cat.lookup("codestral-latest", DAY).provider == "mistral"
+    # Groq's model named "openai/gpt-oss-120b" is still Groq's; openai has no such model
+    assert cat.provider_of("openai/gpt-oss-120b") == "groq"
+    u = Usage(input_tokens=1_000_000, output_tokens=1_000_000)
+    assert cost_of(cat, "azure/gpt-4o-mini", u, DAY).total == (165_000 + 660_000) * 10**6
+    assert cost_of(cat, "gpt-4o-mini", u, DAY).total == (150_000 + 600_000) * 10**6
+
+
+def test_a_catalog_csv_may_list_a_name_under_two_providers(tmp_path: Path) -> None:
+    rows = [
+        PriceRow.from_usd("m", "first", input="1", output="2"),
+        PriceRow.from_usd("m", "second", input="3", output="4", aliases=("m-2025",)),
+    ]
+    cat = Catalog(rows)
+    assert cat.provider_of("m") == "first" and cat.lookup("second/m").input == 3_000_000
+    assert cat.lookup("m-2025").provider == "second"  # an alias only one provider has
+    assert cat.models() == ["m", "second/m"]
+    assert not cat.has("first/m-2025")  # never another provider's alias
+    assert not cat.has("first/nope")  # a known provider without the model: unpriced
+    # layering keeps "first" the default even when the overlay lists "second" first
+    layered = cat.with_rows([PriceRow.from_usd("m", "second", input="5", output="5")])
+    assert layered.provider_of("m") == "first" and layered.lookup("second/m").input == 5_000_000
+    row = layered.lookup("second/m")
+    assert price(Usage(input_tokens=2), row).total == 10_000_000
+
+
+def test_the_import_plan_updates_only_own_provider_entries(
+    imported: tuple[list[PriceRow], list[Any]],
+) -> None:
+    from core.pricing import plan_import
+
+    rows, _ = imported
+    catalog = load_catalog()
+    plan = plan_import(catalog, rows, providers=catalog.providers())
+    updated = {(model, r.provider): r for model, r in plan.updates}
+    assert all(r.provider == catalog.provider_of(m) for (m, _), r in updated.items())
+    assert ("gpt-4o-mini", "openai") not in updated  # identical: nothing to update
+    code = updated[("codestral-latest", "mistral")]
+    assert (code.usd("input"), code.usd("output")) == (Decimal("1"), Decimal("3"))
+    assert plan.skipped_providers["azure"] > 50  # other providers: counted, not proposed
+    assert not any(r.provider == "azure" for r in plan.additions)
+    everyone = plan_import(catalog, rows)
+    azure = [r for r in everyone.additions if r.provider == "azure" and r.model == "gpt-4o-mini"]
+    assert [r.usd("input") for r in azure] == [Decimal("0.165")]  # its own new row
+
+
+def test_an_override_prices_the_provider_entry_it_names() -> None:
+    from core.control import PriceOverride
+    from core.controls import override_row
+
+    base = load_catalog()
+    azure = PriceOverride("gpt-4o-mini", "azure", DAY, Decimal("0.165"), Decimal("0.66"))
+    own = PriceOverride("claude-sonnet-4-5", "anthropic", DAY, Decimal("2"), Decimal("10"))
+    cat = base.with_rows([override_row(azure, base), override_row(own, base)])
+    assert cat.lookup("gpt-4o-mini", DAY).input == 150_000  # OpenAI's is untouched
+    assert cat.lookup("azure/gpt-4o-mini", DAY).input == 165_000
+    sonnet = cat.lookup("claude-sonnet-4-5", DAY)
+    assert (sonnet.input, sonnet.cache_write_1h) == (2_000_000, 4_000_000)  # 1h write: 2x

@@ -185,16 +185,16 @@ alerts = sa.Table(
     col("delivery_error", sa.Text, True),
     col("acked_by", sa.Text, True),  # m002
     col("acked_at", UTCDateTime, True),  # m002
-    col("severity", sa.Text, True),  # m005: info | warning | critical
-    col("link", sa.Text, True),  # m005: the console page that explains it
-    col("notify_state", sa.Text, True),  # m005: pending | sending | sent | failed | skipped
+    col("severity", sa.Text, True),  # m006: info | warning | critical
+    col("link", sa.Text, True),  # m006: the console page that explains it
+    col("notify_state", sa.Text, True),  # m006: pending | sending | sent | failed | skipped
     col("notify_attempts", sa.Integer, True),
     col("notify_next_at", UTCDateTime, True),
     col("notify_error", sa.Text, True),
     col("notified_at", UTCDateTime, True),
-    col("notify_json", sa.Text, True),  # m005: outcome per channel
+    col("notify_json", sa.Text, True),  # m006: outcome per channel
 )
-alert_mutes = sa.Table(  # m005: a muted series is recorded but not notified until `until`
+alert_mutes = sa.Table(  # m006: a muted series is recorded but not notified until `until`
     "alert_mutes",
     metadata,
     col("kind", sa.Text, primary_key=True),
@@ -203,14 +203,14 @@ alert_mutes = sa.Table(  # m005: a muted series is recorded but not notified unt
     col("created_by", sa.Text),
     col("created_at", UTCDateTime),
 )
-leases = sa.Table(  # m005: one holder at a time (the alert worker)
+leases = sa.Table(  # m006: one holder at a time (the alert worker)
     "leases",
     metadata,
     col("name", sa.Text, primary_key=True),
     col("holder", sa.Text),
     col("expires_at", UTCDateTime),
 )
-api_tokens = sa.Table(  # m004: HMAC-SHA256 of each token (peppered); never the token
+api_tokens = sa.Table(  # m005: HMAC-SHA256 of each token (peppered); never the token
     "api_tokens",
     metadata,
     col("id", sa.Text, primary_key=True),

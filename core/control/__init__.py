@@ -13,8 +13,10 @@ writes, audited, and versioned.
 
 from __future__ import annotations
 
+from ._alerts import NOTIFY_MAX_AGE, default_severity
 from ._base import PERMISSIONS, can
 from ._engine import control_url, make_engine
+from ._inbox import ALERT_STATES
 from ._migrations import MIGRATIONS, applied, migrate
 from ._models import (
     ALERT_KINDS,
@@ -35,9 +37,12 @@ from ._models import (
     ROLES,
     ROUTING_STRATEGIES,
     SAMPLING_STRATEGIES,
+    SEVERITIES,
     SYSTEM,
     Actor,
     Alert,
+    AlertMute,
+    ApiToken,
     AuditEntry,
     Budget,
     CacheSetting,
@@ -53,6 +58,7 @@ from ._models import (
 )
 from ._snapshot import ControlSnapshot
 from ._store import ControlPlane
+from ._tokens import TOKEN_PREFIX
 from ._validate import (
     validate_budget,
     validate_cache_setting,
@@ -71,6 +77,7 @@ from .auth import AccountLocked, LoginFailed, authenticate, ensure_admin
 
 __all__ = [
     "ALERT_KINDS",
+    "ALERT_STATES",
     "BUDGET_ACTIONS",
     "BUDGET_SCOPES",
     "DEFAULT_BATCH_SIZE",
@@ -81,6 +88,7 @@ __all__ = [
     "DEFAULT_SETTINGS",
     "DEFAULT_THRESHOLDS",
     "MIGRATIONS",
+    "NOTIFY_MAX_AGE",
     "PERIODS",
     "PERMISSIONS",
     "PROMPT_CACHE_TTLS",
@@ -90,10 +98,14 @@ __all__ = [
     "ROLES",
     "ROUTING_STRATEGIES",
     "SAMPLING_STRATEGIES",
+    "SEVERITIES",
     "SYSTEM",
+    "TOKEN_PREFIX",
     "AccountLocked",
     "Actor",
     "Alert",
+    "AlertMute",
+    "ApiToken",
     "AuditEntry",
     "Budget",
     "CacheSetting",
@@ -112,6 +124,7 @@ __all__ = [
     "authenticate",
     "can",
     "control_url",
+    "default_severity",
     "ensure_admin",
     "make_engine",
     "migrate",

@@ -15,12 +15,27 @@ APP = Path(__file__).resolve().parents[1] / "console" / "app.py"
 
 
 def cmd_console(args: argparse.Namespace) -> int:
-    """Start the Streamlit console; Streamlit's own STREAMLIT_* environment settings win."""
+    """Start the Streamlit console; Streamlit's own STREAMLIT_* environment settings win.
+    With ``--worker`` (the default) the alert worker runs beside it, so alerts fire whether
+    or not a page is open (several workers are fine: one holds the lease)."""
     if args.demo:
         load_demo_if_empty()
     print_first_admin()
+    worker = None
+    if args.worker:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "core.cli", "worker"], env=os.environ.copy()
+        )
     cmd = [sys.executable, "-m", "streamlit", "run", str(APP)]
-    return subprocess.call(cmd, env=os.environ.copy())
+    try:
+        return subprocess.call(cmd, env=os.environ.copy())
+    finally:
+        if worker is not None:
+            worker.terminate()
+            try:
+                worker.wait(10)
+            except subprocess.TimeoutExpired:
+                worker.kill()
 
 
 def print_first_admin() -> None:
@@ -160,6 +175,97 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     return int(serve(config))
 
 
+def cmd_api(args: argparse.Namespace) -> int:
+    """Serve the management REST API alone (docs at /api/docs)."""
+    from core.api import serve
+
+    print(f"Costline API on http://{args.host}:{args.port}/api/v1 (docs: /api/docs)", flush=True)
+    serve(args.host, args.port)
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Scan for alerts, deliver them and apply retention until interrupted (or once)."""
+    import signal
+    import threading
+
+    from core.worker import Worker
+
+    worker = Worker()
+    try:
+        if args.once:
+            result = worker.scan()
+            from core.worker import deliver_due
+
+            sent = deliver_due(worker.plane, worker.settings(), worker.http)
+            print(
+                f"found {result.found}, recorded {result.recorded}, delivered {sent}, "
+                f"pruned {result.pruned_segments} segments"
+            )
+            return 1 if result.errors else 0
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        print(
+            f"Costline alert worker {worker.holder}: scanning every "
+            f"{worker.settings().interval_s:g} s (Ctrl+C to stop)",
+            flush=True,
+        )
+        try:
+            worker.run(stop)
+        except KeyboardInterrupt:
+            stop.set()
+        return 0
+    finally:
+        worker.close()
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    """Remove raw usage segments older than the retention (their hourly rollups stay)."""
+    from core.control import ControlPlane
+    from core.usage._prune import prune
+
+    days = args.days
+    if days is None:
+        with ControlPlane() as plane:
+            days = plane.get_setting("retention_days")
+    if not days:
+        print(
+            "No retention set (raw events are kept forever): pass --days N or set "
+            "retention_days on the Admin page."
+        )
+        return 0
+    r = prune(None, int(days))
+    print(
+        f"Removed {r.segments} segments ({r.rows:,} raw events before {r.cutoff:%Y-%m-%d %H:%M} "
+        "UTC); their hourly rollups keep every total exact."
+    )
+    return 0
+
+
+def cmd_tokens(args: argparse.Namespace) -> int:
+    """Create, list or revoke API tokens (as the system, like the Admin page's admin)."""
+    from core.control import SYSTEM, ControlPlane
+
+    with ControlPlane() as plane:
+        if args.action == "create":
+            if not args.user:
+                print("tokens create: --user NAME is required", file=sys.stderr)
+                return 2
+            secret, token = plane.create_api_token(args.user, SYSTEM, name=args.name or "cli")
+            print(f"Token {token.id} for {token.username} (shown once, store it now):\n{secret}")
+        elif args.action == "revoke":
+            if not args.id or not plane.revoke_api_token(args.id, SYSTEM):
+                print(f"no active token {args.id!r}", file=sys.stderr)
+                return 2
+            print(f"Revoked {args.id}.")
+        else:
+            for t in plane.api_tokens(args.user):
+                state = "revoked" if t.revoked_at else "active"
+                used = f"{t.last_used_at:%Y-%m-%d %H:%M}" if t.last_used_at else "never"
+                print(f"{t.id}  {t.username:<16} {t.name:<20} {t.prefix}…  {state}  used {used}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="costline", description="LLM cost router and spend console")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -169,6 +275,12 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=os.environ.get("COSTLINE_DEMO", "") in ("1", "true", "yes"),
         help="load demo data first if the usage log is empty (default: env COSTLINE_DEMO=1)",
+    )
+    p.add_argument(
+        "--worker",
+        action=argparse.BooleanOptionalAction,
+        default=os.environ.get("COSTLINE_WORKER", "1") not in ("0", "false", "no"),
+        help="run the alert worker beside the console (default: on; env COSTLINE_WORKER=0)",
     )
     p.set_defaults(func=cmd_console)
     p = sub.add_parser("demo", help="load the demo data set (or remove it)")
@@ -200,6 +312,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_import)
     p = sub.add_parser("compact", help="merge small usage segments")
     p.set_defaults(func=cmd_compact)
+    p = sub.add_parser("api", help="serve the management REST API")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8600)
+    p.set_defaults(func=cmd_api)
+    p = sub.add_parser("worker", help="scan for alerts, deliver them, apply retention")
+    p.add_argument("--once", action="store_true", help="one scan and delivery, then exit")
+    p.set_defaults(func=cmd_worker)
+    p = sub.add_parser("prune", help="remove raw usage events older than the retention")
+    p.add_argument("--days", type=int, default=None, help="default: the retention_days setting")
+    p.set_defaults(func=cmd_prune)
+    p = sub.add_parser("tokens", help="API tokens of console users")
+    p.add_argument("action", choices=["create", "list", "revoke"])
+    p.add_argument("--user", help="the console user the token acts for")
+    p.add_argument("--name", help="a label for the token")
+    p.add_argument("--id", help="the token to revoke")
+    p.set_defaults(func=cmd_tokens)
     p = sub.add_parser("gateway", help="serve the OpenAI/Anthropic-compatible HTTP gateway")
     p.add_argument("--host", default=os.environ.get("COSTLINE_GATEWAY_HOST", "127.0.0.1"))
     p.add_argument("--port", type=int, default=int(os.environ.get("COSTLINE_GATEWAY_PORT", "4000")))

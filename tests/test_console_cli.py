@@ -42,5 +42,31 @@ def test_real_usage_is_never_mixed_with_demo_data(tmp_path: Path) -> None:
 def test_console_command_passes_no_streamlit_options(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[list[str]] = []
     monkeypatch.setattr(cli.subprocess, "call", lambda cmd, env: seen.append(cmd) or 0)
-    assert cli.main(["console", "--no-demo"]) == 0
+    assert cli.main(["console", "--no-demo", "--no-worker"]) == 0
     assert seen[0][-3:] == ["streamlit", "run", str(cli.APP)]
+
+
+def test_console_runs_the_alert_worker_beside_it_and_stops_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[list[str]] = []
+    started: list[FakeProcess] = []
+
+    class FakeProcess:
+        def __init__(self, cmd: list[str], env: dict[str, str]) -> None:
+            self.cmd, self.stopped = cmd, False
+            started.append(self)
+
+        def terminate(self) -> None:
+            self.stopped = True
+
+        def wait(self, timeout: float) -> int:
+            return 0
+
+    monkeypatch.setattr(cli.subprocess, "Popen", FakeProcess)
+    monkeypatch.setattr(cli.subprocess, "call", lambda cmd, env: calls.append(cmd) or 0)
+    assert cli.main(["console", "--no-demo"]) == 0
+    (worker,) = started
+    assert worker.cmd[-2:] == ["core.cli", "worker"] and worker.stopped
+    assert cli.main(["console", "--no-demo", "--no-worker"]) == 0
+    assert len(started) == 1 and len(calls) == 2

@@ -25,6 +25,7 @@ from core.demo import DemoSummary, load_demo, world
 from core.insights import Finding
 from core.types import PICO
 from core.usage import UsageEvent, UsageLog
+from core.worker import Worker
 from tests.console_support import ADMIN_PASSWORD, app, make_users
 
 PAGE = "app_pages/forecast.py"
@@ -122,6 +123,11 @@ def test_demo_forecast_page_shows_everything(demo: tuple[Path, DemoSummary]) -> 
     budgets = frame_with(at, "runs out")
     with ControlPlane(f"sqlite:///{home / 'control.db'}") as plane:
         names = {b.name for b in plane.budgets()}
+        # opening the page records nothing: the alert worker does, page or no page
+        assert [a for a in plane.alerts() if a.kind == "anomaly"] == []
+        worker = Worker(home, plane=plane, name="test")
+        assert worker.scan().recorded.get("anomaly", 0) >= 1
+        worker.close()
         alerts = [a for a in plane.alerts() if a.kind == "anomaly"]
     assert set(budgets["budget"]) == names and len(names) == 6
     assert budgets["runs out"].str.len().gt(0).all()

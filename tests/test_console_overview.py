@@ -162,3 +162,47 @@ def test_cost_per_1k_requests_is_cost_over_requests(home: Path) -> None:
         day = [s for s in series if s["label"] == r["label"]]
         cost = sum(Decimal(str(s["amount"])) for s in day)
         assert abs(Decimal(str(r["per_1k"])) - cost * 1000 / r["requests"]) < Decimal("1e-6")
+
+
+def test_pruning_keeps_the_overview_exact_and_says_so(
+    costline_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from core.usage import UsageEvent, rows_to_table, write_segment
+    from core.usage._prune import prune
+    from core.usage._schema import event_row
+
+    monkeypatch.setenv("COSTLINE_ADMIN_PASSWORD", "admin-pass-123")
+    make_users(costline_home)
+    now = datetime.now(UTC)
+
+    def day(d: int, k: int) -> UsageEvent:
+        return UsageEvent(
+            request_id=f"r{d}-{k}",
+            ts=now - timedelta(days=d, hours=k),
+            org=f"org{k % 2}",
+            provider="openai",
+            model="gpt-4o-mini",
+            cost_picousd=1_234_567_891 * (d + k),
+        )
+
+    old = [day(d, k) for d in range(40, 70) for k in range(3)]
+    new = [day(d, k) for d in range(1, 20) for k in range(3)]
+    for name, events in (("old", old), ("new", new)):
+        write_segment(
+            rows_to_table([event_row(e) for e in events]), segments_dir(costline_home), name
+        )
+    at = app("viewer").run()
+    at.selectbox(key="f_range").set_value("90d").run()
+    before = metric(at, "Spend in range")
+    assert money(before) == cents(sum(e.cost_picousd for e in old + new))
+    assert not at.info
+    assert prune(costline_home, 30).segments == 1
+    at.run()
+    assert not at.exception
+    assert metric(at, "Spend in range") == before
+    assert metric(at, "Requests") == f"{len(old) + len(new):,}"
+    assert any("removed by retention" in i.value for i in at.info)
+    at.switch_page("app_pages/requests.py").run()
+    assert any("removed by retention" in w.value for w in at.warning)

@@ -132,7 +132,7 @@ def test_admin_manages_users_through_the_page_and_it_is_audited(home: Path) -> N
         assert (fiona.role, fiona.disabled) == ("engineer", True)
         actions_logged = [e.action for e in plane.audit(entity="user", entity_id="fiona")]
     assert actions_logged == ["user.disable", "user.set_role", "user.create"]
-    audit = at.tabs[2]
+    audit = at.tabs[4]
     assert audit.label == "Audit log"
     assert any(df.value["actor"].eq("admin").any() for df in audit.dataframe)
 

@@ -37,3 +37,13 @@ def test_mounts_are_served_and_the_router_is_closed_at_shutdown(costline_home: P
     assert app.router is None  # closed: the event is on disk without waiting for a flush
     (ev,) = Reader(costline_home).fetch()
     assert ev.request_id == r.headers["x-costline-request-id"] and ev.key == "app"
+
+
+def test_the_management_api_is_mounted_by_default(costline_home: Path) -> None:
+    app = build_app(GatewayConfig(), router=Router())
+    with TestClient(app) as client:
+        doc = client.get("/api/v1/openapi.json")
+        assert doc.status_code == 200 and doc.json()["openapi"].startswith("3.")
+        assert client.get("/api/v1/budgets").status_code == 401  # its own tokens, not keys
+        assert client.get("/health/live").json() == {"status": "ok"}
+    assert app._on_close is None  # the API's context was closed with the gateway

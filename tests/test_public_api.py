@@ -17,6 +17,7 @@ def test_every_export_resolves() -> None:
 def test_core_modules_import_no_ui_package() -> None:
     code = (
         "import sys, core, core.router, core.analytics, core.cli, core.controls\n"
+        "import core.api, core.worker, core.reports, core.periods\n"
         "bad = [m for m in ('streamlit', 'altair', 'prophet') if m in sys.modules]\n"
         "print(','.join(bad))"
     )

@@ -1,15 +1,22 @@
-"""Admin: users and roles, display settings, and the audit log of every change."""
+"""Admin: users and roles, display settings, alert notifications and retention, API tokens,
+and the audit log of every change."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import streamlit as st
 
 from console import auth, forms
 from console.commands import admin as commands
+from console.frames import admin as frames
 from console.frames.admin import audit_frame, users_frame
+from console.inputs import admin as inputs
 from console.inputs.admin import parse_rates
 from console.selection import rates_with_defaults
 from core.control import ROLES, Actor
+from core.errors import CostlineError
+from core.worker import DEFAULT_THRESHOLDS
 
 AUDIT_PAGE = 25
 
@@ -19,13 +26,19 @@ def main() -> None:
     assert actor is not None
     st.title("Admin")
     forms.flash()
-    users_tab, settings_tab, audit_tab = st.tabs(["Users", "Settings", "Audit log"])
+    users_tab, settings_tab, alerts_tab, tokens_tab, audit_tab = st.tabs(
+        ["Users", "Settings", "Notifications", "API tokens", "Audit log"]
+    )
     with users_tab:
         users_table()
         create_user_form(actor)
         manage_user_form(actor)
     with settings_tab:
         settings_form(actor)
+    with alerts_tab:
+        notifications_form(actor)
+    with tokens_tab:
+        tokens_section(actor)
     with audit_tab:
         audit_log()
 
@@ -102,6 +115,143 @@ def settings_form(actor: Actor) -> None:
                     actor, tz.strip(), currency.strip().upper(), parse_rates(rates_text)
                 ),
             )
+
+
+def notifications_form(actor: Actor) -> None:
+    """Where alerts go, how often the worker scans, the thresholds, and retention."""
+    plane = auth.plane()
+    notes = plane.get_setting("notifications") or {}
+    smtp = notes.get("smtp") or {}
+    limits = {**DEFAULT_THRESHOLDS, **(plane.get_setting("alert_thresholds") or {})}
+    retention = plane.get_setting("retention_days")
+    with st.form("adm_notify"):
+        st.subheader("Where alerts go")
+        st.text_area(
+            "Webhook URLs (Slack-compatible), one per line",
+            "\n".join(notes.get("webhook_urls") or []),
+            key="adm_hooks",
+        )
+        forms.field_error("adm_notify", "notifications.webhook_urls")
+        st.text_input(
+            "E-mail recipients, comma-separated",
+            ", ".join(notes.get("email_to") or []),
+            key="adm_emails",
+        )
+        forms.field_error("adm_notify", "notifications.email_to")
+        cols = st.columns([2, 1, 2, 2, 1])
+        cols[0].text_input("SMTP host", smtp.get("host", ""), key="adm_smtp_host")
+        cols[1].number_input("Port", 1, 65535, int(smtp.get("port", 25)), key="adm_smtp_port")
+        cols[2].text_input("From", smtp.get("sender", ""), key="adm_smtp_from")
+        cols[3].text_input("SMTP user", smtp.get("username", ""), key="adm_smtp_user")
+        cols[4].checkbox("STARTTLS", bool(smtp.get("starttls")), key="adm_smtp_tls")
+        st.caption("The SMTP password is read from COSTLINE_SMTP_PASSWORD, never stored here.")
+        forms.field_error("adm_notify", "notifications.smtp", "notifications")
+        st.subheader("When")
+        cols = st.columns(3)
+        cols[0].number_input(
+            "Scan every (seconds)",
+            5,
+            86_400,
+            int(plane.get_setting("alert_scan_interval_s") or 300),
+            key="adm_interval",
+        )
+        cols[1].number_input(
+            "Error rate above (%)", 0.0, 100.0, float(limits["error_rate_pct"]), key="adm_err"
+        )
+        cols[2].number_input(
+            "Cache hit rate below (%)",
+            0.0,
+            100.0,
+            float(limits["cache_hit_min_pct"]),
+            key="adm_cache",
+        )
+        cols = st.columns(3)
+        cols[0].number_input(
+            "p95 latency above (ms)",
+            1.0,
+            3_600_000.0,
+            float(limits["latency_p95_ms"]),
+            key="adm_p95",
+        )
+        cols[1].number_input(
+            "Only with at least (calls)", 1, 10_000_000, int(limits["min_requests"]), key="adm_min"
+        )
+        cols[2].checkbox("Anomaly alerts", bool(limits["anomalies"]), key="adm_anom")
+        forms.field_error("adm_notify", "alert_thresholds", "alert_scan_interval_s")
+        st.subheader("Retention")
+        st.text_input(
+            "Keep raw events (days; empty: forever - hourly rollups are always kept)",
+            "" if retention is None else str(retention),
+            key="adm_retention",
+        )
+        forms.field_error("adm_notify", "retention_days")
+        st.form_submit_button(
+            "Save notification settings",
+            on_click=forms.submit,
+            args=("adm_notify", "Notification settings saved.", lambda: save_notify(actor, limits)),
+        )
+    forms.form_error(
+        "adm_notify",
+        ("notifications", "alert_thresholds", "alert_scan_interval_s", "retention_days"),
+    )
+
+
+def save_notify(actor: Actor, limits: dict[str, Any]) -> None:
+    """The submit callback: the form's values are in session state by their keys."""
+    v = st.session_state
+    commands.save_notifications(
+        actor,
+        inputs.notifications(
+            v["adm_hooks"],
+            v["adm_emails"],
+            v["adm_smtp_host"],
+            int(v["adm_smtp_port"]),
+            v["adm_smtp_from"],
+            v["adm_smtp_user"],
+            bool(v["adm_smtp_tls"]),
+        ),
+        {
+            **limits,
+            "error_rate_pct": float(v["adm_err"]),
+            "cache_hit_min_pct": float(v["adm_cache"]),
+            "latency_p95_ms": float(v["adm_p95"]),
+            "min_requests": int(v["adm_min"]),
+            "anomalies": bool(v["adm_anom"]),
+        },
+        int(v["adm_interval"]),
+        inputs.parse_retention(v["adm_retention"]),
+    )
+
+
+def tokens_section(actor: Actor) -> None:
+    """API tokens act as a console user with that user's current role."""
+    plane = auth.plane()
+    secret = st.session_state.pop("adm_new_token", None)
+    if secret:
+        st.success("Copy the new token now - it is not shown again:")
+        st.code(secret, language=None)
+    tokens = plane.api_tokens()
+    if tokens:
+        st.dataframe(frames.tokens_frame(tokens), hide_index=True, width="stretch")
+    else:
+        st.info("No API tokens yet.")
+    users = [u.username for u in plane.users() if not u.disabled]
+    cols = st.columns([2, 2, 1])
+    user = cols[0].selectbox("For user", users, key="adm_token_user")
+    name = cols[1].text_input("Label", "api", key="adm_token_name")
+    if cols[2].button("Create token", key="adm_token_create"):
+        try:
+            st.session_state["adm_new_token"] = commands.create_token(actor, user, name)
+        except CostlineError as exc:
+            st.error(str(exc))
+        else:
+            st.rerun()
+    active = [t.id for t in tokens if t.revoked_at is None]
+    if active:
+        cols = st.columns([4, 1])
+        chosen = cols[0].selectbox("Token", active, key="adm_token_pick")
+        if cols[1].button("Revoke", key="adm_token_revoke"):
+            forms.write_now(f"Token {chosen} revoked.", commands.revoke_token, actor, chosen)
 
 
 def audit_log() -> None:

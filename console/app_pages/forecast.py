@@ -10,7 +10,6 @@ import streamlit as st
 
 from console import auth
 from console.charts.forecast import forecast_chart
-from console.commands.forecast import record_alerts
 from console.frames import forecast as frames
 from console.queries import forecast as queries
 from console.queries import usage
@@ -60,7 +59,6 @@ def main() -> None:
     plane_version = auth.plane().version()
     outlooks = queries.outlook(home, version, plane_version, now, int(width) / 100, holidays)
     found = queries.findings(home, version, selection.scope.tz, selection.scope.start, now)
-    record_alerts(found)
     forecast_section(fc, selection, dimension, value, width, outlooks, found)
     backtest_section(fc)
     exhaustion_section(outlooks, selection, width)

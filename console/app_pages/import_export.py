@@ -19,6 +19,7 @@ import streamlit as st
 from console import auth
 from console.commands.usage import import_usage
 from console.queries import usage
+from console.queries.overview import coverage
 from console.queries.requests import request_count
 from console.selection import Selection
 from console.sidebar import current_selection
@@ -51,6 +52,9 @@ def export_section(selection: Selection) -> None:
     st.caption(f"The calls in the current view: {selection.describe()}")
     count = request_count(usage.home(), usage.version(), selection.scope, ())
     st.write(f"{count:,} calls")
+    note = coverage(usage.home(), usage.version(), selection.scope).note()
+    if note:  # an export holds raw rows: those of the pruned period are gone
+        st.warning(note.capitalize() + ".", icon=":material/history:")
     cols = st.columns([1] * len(FORMATS) + [3])
     for col, (fmt, (label, mime)) in zip(cols, FORMATS.items(), strict=False):
         col.download_button(

@@ -29,6 +29,9 @@ def main() -> None:
     st.title("Overview")
     st.caption(selection.describe())
     home, version = usage.home(), usage.version()
+    note = queries.coverage(home, version, selection.scope).note()
+    if note:
+        st.info(note.capitalize() + ".", icon=":material/history:")
     now = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
     figures = st.container()  # the KPIs go on top; they come from the chart's query
     grain, dim = chart_controls(selection)

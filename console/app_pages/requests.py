@@ -9,8 +9,8 @@ import streamlit as st
 
 from console.charts.spend import errors_bars
 from console.frames.requests import log_frame
+from console.queries import overview, usage
 from console.queries import requests as queries
-from console.queries import usage
 from console.selection import Selection
 from console.sidebar import current_selection
 from core.types import pico_to_usd
@@ -23,11 +23,20 @@ def main() -> None:
     selection = current_selection()
     st.title("Requests")
     st.caption(selection.describe())
+    pruned_note(selection)
     log_tab, errors_tab = st.tabs(["Log", "Errors"])
     with log_tab:
         request_log(selection)
     with errors_tab:
         errors(selection)
+
+
+def pruned_note(selection: Selection) -> None:
+    """Retention removed raw events inside the range: they are not listed (totals elsewhere
+    still count them)."""
+    note = overview.coverage(usage.home(), usage.version(), selection.scope).note()
+    if note:
+        st.warning(note.capitalize() + ".", icon=":material/history:")
 
 
 def request_log(selection: Selection) -> None:

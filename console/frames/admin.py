@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from core.control import AuditEntry, User
+from core.control import ApiToken, AuditEntry, User
 
 
 def users_frame(users: Sequence[User]) -> pd.DataFrame:
@@ -44,3 +44,22 @@ def audit_frame(entries: Sequence[AuditEntry]) -> pd.DataFrame:
 
 def _json(value: object) -> str:
     return "" if value is None else json.dumps(value, default=str, sort_keys=True)
+
+
+def tokens_frame(tokens: Sequence[ApiToken]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "id": t.id,
+                "user": t.username,
+                "name": t.name,
+                "starts with": t.prefix + "…",
+                "created": t.created_at,
+                "by": t.created_by,
+                "last used": t.last_used_at,
+                "state": "revoked" if t.revoked_at else "active",
+            }
+            for t in tokens
+        ],
+        columns=["id", "user", "name", "starts with", "created", "by", "last used", "state"],
+    )

@@ -18,3 +18,38 @@ def parse_rates(text: str) -> dict[str, str]:
             )
         rates[code.strip().upper()] = rate.strip()
     return rates
+
+
+def parse_list(text: str) -> list[str]:
+    """One value per line or comma-separated; blanks dropped (core validates each)."""
+    return [v.strip() for v in text.replace("\n", ",").split(",") if v.strip()]
+
+
+def parse_retention(text: str) -> int | None:
+    """'' -> None (keep raw events forever), else a whole number of days."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(
+            f"retention_days: a whole number of days, or empty for forever (got {text!r})",
+            field="retention_days",
+        ) from None
+
+
+def notifications(
+    webhooks: str, emails: str, host: str, port: int, sender: str, username: str, tls: bool
+) -> dict[str, object]:
+    """The ``notifications`` setting from the form's fields."""
+    out: dict[str, object] = {"webhook_urls": parse_list(webhooks), "email_to": parse_list(emails)}
+    if host.strip():
+        out["smtp"] = {
+            "host": host.strip(),
+            "port": int(port),
+            "sender": sender.strip() or "costline@localhost",
+            "username": username.strip(),
+            "starttls": tls,
+        }
+    return out

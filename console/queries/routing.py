@@ -9,6 +9,7 @@ import pandas as pd
 
 from console.queries import playground
 from console.queries.usage import cached, reader
+from core import reports
 from core.control import RoutingPolicy
 from core.errors import CostlineError
 from core.pricing import Catalog
@@ -29,35 +30,15 @@ def provider_warnings(p: RoutingPolicy, cat: Catalog) -> list[str]:
 @cached
 def sampling_savings(home: str, version: str, start: datetime, end: datetime) -> pd.DataFrame:
     """Per task in [start, end): events, real calls, skipped calls and what skipping saved
-    (exact picodollars, from the 'skipped' events' saved_picousd)."""
-    sql = (
-        "SELECT task AS key, count(*) AS events, count(*) FILTER (WHERE ai_called) AS calls,"
-        " count(*) FILTER (WHERE status = 'skipped') AS skipped,"
-        " CAST(coalesce(sum(saved_picousd) FILTER (WHERE status = 'skipped'), 0) AS VARCHAR)"
-        " AS saved_picousd FROM events WHERE ts >= ? AND ts < ? AND task IS NOT NULL"
-        " GROUP BY task ORDER BY task"
-    )
-    df = reader().sql(sql, [start, end])
-    df["saved_picousd"] = pd.Series([int(v) for v in df["saved_picousd"]], dtype=object)
-    return df
+    (``core.reports``, as ``GET /api/v1/sampling/stats``)."""
+    return reports.sampling_savings(reader(), start, end)
 
 
 @cached
 def provider_health(home: str, version: str, start: datetime, end: datetime) -> pd.DataFrame:
-    """Per provider and model in [start, end): attempts that reached the provider, errors,
-    error rate and latency p50/p95 of the answered ones (cache hits and Costline's own
-    refusals - blocked, rate_limited, skipped - are not provider calls)."""
-    sql = (
-        "SELECT provider, model, count(*) AS attempts,"
-        " count(*) FILTER (WHERE status = 'error') AS errors,"
-        " quantile_cont(latency_ms, 0.5) FILTER (WHERE status = 'ok') AS p50_ms,"
-        " quantile_cont(latency_ms, 0.95) FILTER (WHERE status = 'ok') AS p95_ms"
-        " FROM events WHERE ts >= ? AND ts < ? AND ai_called AND NOT cache_hit"
-        " AND status IN ('ok', 'error') GROUP BY ALL ORDER BY attempts DESC, provider, model"
-    )
-    df = reader().sql(sql, [start, end])
-    df["error_rate"] = (df["errors"] / df["attempts"]).where(df["attempts"] > 0)
-    return df
+    """Per provider and model in [start, end): attempts, errors, error rate and latency
+    p50/p95 (``core.reports``, which the alert worker's checks use too)."""
+    return reports.provider_health(reader(), start, end)
 
 
 def breakers() -> dict[str, tuple[str, int]]:

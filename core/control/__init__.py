@@ -13,8 +13,10 @@ writes, audited, and versioned.
 
 from __future__ import annotations
 
+from ._alerts import NOTIFY_MAX_AGE, default_severity
 from ._base import PERMISSIONS, can
 from ._engine import control_url, make_engine
+from ._inbox import ALERT_STATES
 from ._keys import VirtualKey, validate_key
 from ._migrations import MIGRATIONS, applied, migrate
 from ._models import (
@@ -36,9 +38,12 @@ from ._models import (
     ROLES,
     ROUTING_STRATEGIES,
     SAMPLING_STRATEGIES,
+    SEVERITIES,
     SYSTEM,
     Actor,
     Alert,
+    AlertMute,
+    ApiToken,
     AuditEntry,
     Budget,
     CacheSetting,
@@ -54,6 +59,7 @@ from ._models import (
 )
 from ._snapshot import ControlSnapshot
 from ._store import ControlPlane
+from ._tokens import TOKEN_PREFIX
 from ._validate import (
     validate_budget,
     validate_cache_setting,
@@ -72,6 +78,7 @@ from .auth import AccountLocked, LoginFailed, authenticate, ensure_admin
 
 __all__ = [
     "ALERT_KINDS",
+    "ALERT_STATES",
     "BUDGET_ACTIONS",
     "BUDGET_SCOPES",
     "DEFAULT_BATCH_SIZE",
@@ -82,6 +89,7 @@ __all__ = [
     "DEFAULT_SETTINGS",
     "DEFAULT_THRESHOLDS",
     "MIGRATIONS",
+    "NOTIFY_MAX_AGE",
     "PERIODS",
     "PERMISSIONS",
     "PROMPT_CACHE_TTLS",
@@ -91,10 +99,14 @@ __all__ = [
     "ROLES",
     "ROUTING_STRATEGIES",
     "SAMPLING_STRATEGIES",
+    "SEVERITIES",
     "SYSTEM",
+    "TOKEN_PREFIX",
     "AccountLocked",
     "Actor",
     "Alert",
+    "AlertMute",
+    "ApiToken",
     "AuditEntry",
     "Budget",
     "CacheSetting",
@@ -114,6 +126,7 @@ __all__ = [
     "authenticate",
     "can",
     "control_url",
+    "default_severity",
     "ensure_admin",
     "make_engine",
     "migrate",

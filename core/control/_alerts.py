@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -15,6 +15,27 @@ from . import _schema as s
 from . import _validate as v
 from ._base import StoreBase
 from ._models import SYSTEM, Actor, Alert
+
+NOTIFY_MAX_AGE = timedelta(days=2)  # older alerts (history, demo) are not notified
+DEFAULT_LINKS: dict[str, str] = {
+    "budget": "budgets",
+    "forecast": "forecast",
+    "anomaly": "forecast",
+    "error_rate": "routing",
+    "cache_hit_rate": "routing",
+    "latency": "routing",
+    "queue_depth": "routing",
+}
+
+
+def default_severity(kind: str, threshold_pct: int = 0) -> str:
+    """critical: a budget at 100 % or more, failing calls; warning: most; info: early
+    budget thresholds and a low cache hit rate."""
+    if kind == "budget":
+        return "critical" if threshold_pct >= 100 else "warning" if threshold_pct >= 90 else "info"
+    if kind == "error_rate":
+        return "critical"
+    return "info" if kind == "cache_hit_rate" else "warning"
 
 
 class AlertStore(StoreBase):
@@ -42,13 +63,25 @@ class AlertStore(StoreBase):
         limit_tokens: int | None = None,
         actor: Actor = SYSTEM,
         ts: datetime | None = None,
+        severity: str | None = None,
+        link: str | None = None,
+        notify: bool = True,
     ) -> bool:
         """Store an alert once per (kind, budget, window, threshold), across processes.
         Returns False when that alert already exists (then nothing is written). ``ts``: when
-        the threshold was reached (default now; the demo history passes its own)."""
+        the threshold was reached (default now; the demo history passes its own).
+
+        The alert joins the notification outbox (``notify_state`` 'pending') unless it is
+        older than ``NOTIFY_MAX_AGE`` or ``notify`` is False (history: 'skipped'), or its
+        series is muted."""
         v.validate_alert_kind(kind)
+        now = self.now()
+        at = ts or now
+        state, note = "pending", None
+        if now - at > NOTIFY_MAX_AGE or not notify:
+            state, note = "skipped", "recorded after the fact"
         values = dict(
-            ts=ts or self.now(),
+            ts=at,
             kind=kind,
             budget_id=budget_id,
             window_key=window_key,
@@ -59,8 +92,20 @@ class AlertStore(StoreBase):
             limit_tokens=limit_tokens,
             message=message,
             delivered=False,
+            severity=severity or default_severity(kind, threshold_pct),
+            link=link or DEFAULT_LINKS.get(kind),
+            notify_state=state,
+            notify_attempts=0,
+            notify_error=note,
         )
         with self._tx(actor, "alert") as conn:
+            mute = conn.execute(
+                sa.select(s.alert_mutes.c.until).where(
+                    s.alert_mutes.c.kind == kind, s.alert_mutes.c.subject == budget_id
+                )
+            ).first()
+            if state == "pending" and mute is not None and mute.until > now:
+                values.update(notify_state="skipped", notify_error="series muted")
             insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
             stmt = (
                 insert(s.alerts)

@@ -13,12 +13,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from contextvars import ContextVar
+from datetime import datetime
 from typing import Any, Self, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from core import clock
 from core.errors import PermissionDenied
 
 from . import _rows as rows
@@ -28,6 +30,10 @@ from ._migrations import migrate
 from ._models import DEFAULT_SETTINGS, SYSTEM, Actor
 
 T = TypeVar("T")
+# A check of the stored value, run inside the write transaction before it changes anything
+# (the REST API's If-Match): set with ``StoreBase.expect``; it raises to refuse the write.
+Precondition = Callable[[Any], None]
+_PRECONDITION: ContextVar[Precondition | None] = ContextVar("precondition", default=None)
 ENGINEER = frozenset(
     {
         "budget",
@@ -41,7 +47,7 @@ ENGINEER = frozenset(
         "virtual_key",
     }
 )
-EVERYTHING = ENGINEER | {"price_override", "user", "setting"}
+EVERYTHING = ENGINEER | {"price_override", "user", "setting", "api_token", "audit"}
 PERMISSIONS: Mapping[str, frozenset[str]] = {
     "viewer": frozenset(),
     "engineer": ENGINEER,
@@ -69,13 +75,30 @@ class StoreBase:
         self.url = control_url(url)
         self.engine = make_engine(self.url)
         self.model_exists = model_exists
-        self.now = now or (lambda: datetime.now(UTC))
+        self.now = now or clock.now
         self.login_phantoms: dict[str, tuple[int, datetime | None]] = {}  # see auth._phantom
         if auto_migrate:
             migrate(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()
+
+    @staticmethod
+    @contextmanager
+    def expect(check: Precondition) -> Iterator[None]:
+        """Writes in this block first call ``check(stored value or None)`` under the write
+        lock; an exception from it aborts the write (compare-and-set)."""
+        token = _PRECONDITION.set(check)
+        try:
+            yield
+        finally:
+            _PRECONDITION.reset(token)
+
+    @staticmethod
+    def _precondition(before: Any) -> None:
+        check = _PRECONDITION.get()
+        if check is not None:
+            check(before)
 
     def __enter__(self) -> Self:
         return self
@@ -177,6 +200,7 @@ class StoreBase:
         key = ent.key(value)
         with self._tx(actor, ent.name) as conn:
             before = self._get(ent, key, conn)
+            self._precondition(before)
             if prepare is not None:
                 value = prepare(conn, before, value)
             data = ent.to_row(value)
@@ -194,6 +218,7 @@ class StoreBase:
     def _delete(self, ent: rows.Entity[T], key: Mapping[str, Any], actor: Actor) -> bool:
         with self._tx(actor, ent.name) as conn:
             before = self._get(ent, key, conn)
+            self._precondition(before)
             if before is None:
                 return False
             conn.execute(ent.table.delete().where(ent.where(key)))

@@ -228,7 +228,69 @@ def m004_prompt_cache(conn: Connection) -> None:
     conn.execute(sa.text("ALTER TABLE routing_policies ADD COLUMN prompt_cache TEXT"))
 
 
-def m005_virtual_keys(conn: Connection) -> None:
+def m005_api_tokens(conn: Connection) -> None:
+    """API tokens of console users: only an HMAC of the token is stored (unique, so a
+    lookup is one index probe); revoked tokens stay for the record."""
+    md = sa.MetaData()
+    T = sa.Text  # noqa: N806
+    sa.Table(
+        "api_tokens",
+        md,
+        sa.Column("id", T, primary_key=True),
+        *_cols(
+            ("username", T, False),
+            ("name", T, False),
+            ("token_hash", T, False),
+            ("prefix", T, False),
+            ("created_at", TS, False),
+            ("created_by", T, False),
+            ("expires_at", TS, True),
+            ("last_used_at", TS, True),
+            ("revoked_at", TS, True),
+            ("revoked_by", T, True),
+        ),
+        sa.UniqueConstraint("token_hash", name="uq_api_tokens_hash"),
+        sa.Index("ix_api_tokens_username", "username"),
+    )
+    md.create_all(conn)
+
+
+def m006_alert_inbox(conn: Connection) -> None:
+    """The alerts inbox and always-on delivery: severity, a link to the page that explains
+    the alert, the notification outbox state per alert, muted series, and the leases that
+    let exactly one worker scan at a time."""
+    ts = TS.compile(dialect=conn.dialect)
+    for name, kind in (
+        ("severity", "TEXT"),
+        ("link", "TEXT"),
+        ("notify_state", "TEXT"),
+        ("notify_attempts", "INTEGER"),
+        ("notify_next_at", ts),
+        ("notify_error", "TEXT"),
+        ("notified_at", ts),
+        ("notify_json", "TEXT"),
+    ):
+        conn.execute(sa.text(f"ALTER TABLE alerts ADD COLUMN {name} {kind}"))
+    conn.execute(sa.text("CREATE INDEX ix_alerts_notify ON alerts (notify_state, notify_next_at)"))
+    md = sa.MetaData()
+    T = sa.Text  # noqa: N806
+    sa.Table(
+        "alert_mutes",
+        md,
+        sa.Column("kind", T, primary_key=True),
+        sa.Column("subject", T, primary_key=True),
+        *_cols(("until", TS, False), ("created_by", T, False), ("created_at", TS, False)),
+    )
+    sa.Table(
+        "leases",
+        md,
+        sa.Column("name", T, primary_key=True),
+        *_cols(("holder", T, False), ("expires_at", TS, False)),
+    )
+    md.create_all(conn)
+
+
+def m007_virtual_keys(conn: Connection) -> None:
     """The gateway's virtual keys: a keyed hash of the secret (never the secret), its shown
     prefix, the org/project/user it speaks for, allowed models, expiry and revocation."""
     md = sa.MetaData()
@@ -261,7 +323,9 @@ MIGRATIONS: list[Migration] = [
     m002_alert_ack,
     m003_data_loads,
     m004_prompt_cache,
-    m005_virtual_keys,
+    m005_api_tokens,
+    m006_alert_inbox,
+    m007_virtual_keys,
 ]
 
 _md = sa.MetaData()

@@ -43,7 +43,17 @@ SAMPLING_STRATEGIES: tuple[str, ...] = (
 RATE_SCOPES: tuple[str, ...] = ("user", "org", "app", "model", "provider", "key")
 RATE_METRICS: tuple[str, ...] = ("requests", "tokens")
 RATE_ALGORITHMS: tuple[str, ...] = ("token_bucket", "sliding_window")
-ALERT_KINDS: tuple[str, ...] = ("budget", "anomaly")
+ALERT_KINDS: tuple[str, ...] = (
+    "budget",  # a budget threshold reached (the router or the worker)
+    "forecast",  # a budget's run rate exhausts it before its window ends
+    "anomaly",  # unusual spend or calls of a series (daily or hourly)
+    "error_rate",  # failed calls above the threshold (5 % by default)
+    "cache_hit_rate",  # cache hit rate below the threshold where caching is on
+    "latency",  # p95 latency above the threshold
+    "queue_depth",  # the low-priority batch queue holds more than the threshold
+)
+SEVERITIES: tuple[str, ...] = ("info", "warning", "critical")
+NOTIFY_STATES: tuple[str, ...] = ("pending", "sending", "sent", "failed", "skipped")
 DEFAULT_THRESHOLDS: tuple[int, ...] = (50, 75, 90, 100)
 
 # Response-cache TTLs per task (nself-chat seed); anything else: 24 h (VANTAGE seed).
@@ -252,6 +262,49 @@ class Alert:
     delivery_error: str | None = None
     acked_by: str | None = None
     acked_at: datetime | None = None
+    severity: str = "warning"
+    link: str | None = None  # console page that explains it, e.g. "budgets"
+    notify_state: str = "skipped"  # the worker's outbox: pending -> sent | failed (| skipped)
+    notify_attempts: int = 0
+    notify_error: str | None = None
+    notified_at: datetime | None = None
+    notify: Mapping[str, str] = field(default_factory=frozen_map)  # channel -> outcome
+
+    @property
+    def subject(self) -> str:
+        """What the alert is about: a budget id, or a series such as 'org=acme'."""
+        return self.budget_id
+
+
+@dataclass(frozen=True, slots=True)
+class AlertMute:
+    """Alerts of ``kind`` on ``subject`` are recorded but not notified until ``until``."""
+
+    kind: str
+    subject: str
+    until: datetime
+    created_by: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ApiToken:
+    """An API token of a console user; the secret itself is shown once, at creation."""
+
+    id: str
+    username: str
+    name: str
+    prefix: str  # the first characters, to recognise it
+    created_at: datetime
+    created_by: str
+    expires_at: datetime | None = None
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None
+    revoked_by: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
 
 
 def window_key(period: str, tz: str, at: datetime) -> str:

@@ -17,6 +17,8 @@ from core.types import PICO
 from . import _schema as s
 from ._models import (
     Alert,
+    AlertMute,
+    ApiToken,
     AuditEntry,
     Budget,
     CacheSetting,
@@ -27,6 +29,7 @@ from ._models import (
     SamplingStrategy,
     User,
     Weights,
+    frozen_map,
 )
 from ._validate import tidy
 
@@ -306,6 +309,13 @@ def alert_from_row(r: Row) -> Alert:
         delivery_error=r["delivery_error"],
         acked_by=r["acked_by"],
         acked_at=r["acked_at"],
+        severity=r["severity"] or "warning",
+        link=r["link"],
+        notify_state=r["notify_state"] or "skipped",
+        notify_attempts=r["notify_attempts"] or 0,
+        notify_error=r["notify_error"],
+        notified_at=r["notified_at"],
+        notify=frozen_map(json.loads(r["notify_json"]) if r["notify_json"] else {}),
     )
 
 
@@ -332,3 +342,22 @@ SCORE = Entity(
     lambda x: {"model": x.model, "quality": x.quality, "note": x.note},
     _score,
 )
+
+
+def token_from_row(r: Row) -> ApiToken:
+    return ApiToken(
+        id=r["id"],
+        username=r["username"],
+        name=r["name"],
+        prefix=r["prefix"],
+        created_at=r["created_at"],
+        created_by=r["created_by"],
+        expires_at=r["expires_at"],
+        last_used_at=r["last_used_at"],
+        revoked_at=r["revoked_at"],
+        revoked_by=r["revoked_by"],
+    )
+
+
+def mute_from_row(r: Row) -> AlertMute:
+    return AlertMute(r["kind"], r["subject"], r["until"], r["created_by"], r["created_at"])

@@ -185,6 +185,45 @@ alerts = sa.Table(
     col("delivery_error", sa.Text, True),
     col("acked_by", sa.Text, True),  # m002
     col("acked_at", UTCDateTime, True),  # m002
+    col("severity", sa.Text, True),  # m006: info | warning | critical
+    col("link", sa.Text, True),  # m006: the console page that explains it
+    col("notify_state", sa.Text, True),  # m006: pending | sending | sent | failed | skipped
+    col("notify_attempts", sa.Integer, True),
+    col("notify_next_at", UTCDateTime, True),
+    col("notify_error", sa.Text, True),
+    col("notified_at", UTCDateTime, True),
+    col("notify_json", sa.Text, True),  # m006: outcome per channel
+)
+alert_mutes = sa.Table(  # m006: a muted series is recorded but not notified until `until`
+    "alert_mutes",
+    metadata,
+    col("kind", sa.Text, primary_key=True),
+    col("subject", sa.Text, primary_key=True),
+    col("until", UTCDateTime),
+    col("created_by", sa.Text),
+    col("created_at", UTCDateTime),
+)
+leases = sa.Table(  # m006: one holder at a time (the alert worker)
+    "leases",
+    metadata,
+    col("name", sa.Text, primary_key=True),
+    col("holder", sa.Text),
+    col("expires_at", UTCDateTime),
+)
+api_tokens = sa.Table(  # m005: HMAC-SHA256 of each token (peppered); never the token
+    "api_tokens",
+    metadata,
+    col("id", sa.Text, primary_key=True),
+    col("username", sa.Text),
+    col("name", sa.Text),
+    col("token_hash", sa.Text),
+    col("prefix", sa.Text),
+    col("created_at", UTCDateTime),
+    col("created_by", sa.Text),
+    col("expires_at", UTCDateTime, True),
+    col("last_used_at", UTCDateTime, True),
+    col("revoked_at", UTCDateTime, True),
+    col("revoked_by", sa.Text, True),
 )
 settings = sa.Table(
     "settings",
@@ -205,7 +244,7 @@ data_loads = sa.Table(  # m003: CSV imports and the demo data set
     col("details_json", sa.Text),
     sa.Index("ix_data_loads_kind", "kind"),
 )
-virtual_keys = sa.Table(  # m005: the gateway's virtual keys (a keyed hash, never the secret)
+virtual_keys = sa.Table(  # m007: the gateway's virtual keys (a keyed hash, never the secret)
     "virtual_keys",
     metadata,
     col("name", sa.Text, primary_key=True),

@@ -17,8 +17,8 @@ from . import _rows as rows
 from . import _schema as s
 from . import _validate as v
 from . import auth
-from ._alerts import AlertStore
 from ._engine import read_tx
+from ._inbox import AlertInbox
 from ._keys import KeyStore
 from ._models import (
     DEFAULT_SETTINGS,
@@ -34,11 +34,12 @@ from ._models import (
     User,
 )
 from ._snapshot import ControlSnapshot, deep_freeze
+from ._tokens import TokenStore
 
 _MISSING: Any = object()
 
 
-class ControlPlane(KeyStore, AlertStore):
+class ControlPlane(KeyStore, AlertInbox, TokenStore):
     """The control-plane store. ``model_exists`` (e.g. ``catalog.has``) guards model names.
 
     ``ControlPlane(url=None, *, model_exists=None, auto_migrate=True, now=None)``: the URL
@@ -89,6 +90,26 @@ class ControlPlane(KeyStore, AlertStore):
             stmt = stmt.where(s.audit_log.c.entity_id == entity_id)
         with self.engine.connect() as conn:
             return [rows.audit_from_row(r) for r in conn.execute(stmt.offset(offset)).mappings()]
+
+    def audit_page(
+        self,
+        *,
+        limit: int = 100,
+        before_id: int | None = None,
+        entity: str | None = None,
+        entity_id: str | None = None,
+        actor: str | None = None,
+    ) -> list[AuditEntry]:
+        """Newest first, paged by id (``before_id``: the last id of the previous page)."""
+        a = s.audit_log
+        stmt = sa.select(a).order_by(a.c.id.desc()).limit(limit)
+        for column, value in (("entity", entity), ("entity_id", entity_id), ("actor", actor)):
+            if value is not None:
+                stmt = stmt.where(a.c[column] == value)
+        if before_id is not None:
+            stmt = stmt.where(a.c.id < before_id)
+        with self.engine.connect() as conn:
+            return [rows.audit_from_row(r) for r in conn.execute(stmt).mappings()]
 
     def settings(self, conn: Connection | None = None) -> dict[str, Any]:
         """Stored settings only (defaults are in ``DEFAULT_SETTINGS``)."""
@@ -144,6 +165,7 @@ class ControlPlane(KeyStore, AlertStore):
         """Start a fresh window now: bump ``reset_generation`` so the window key changes."""
         with self._tx(actor, "budget") as conn:
             before = self._get(rows.BUDGET, {"id": budget_id}, conn)
+            self._precondition(before)
             if before is None:
                 raise ConfigError(f"id: no budget {budget_id!r}", field="id")
             after = replace(before, reset_generation=before.reset_generation + 1)
@@ -207,6 +229,7 @@ class ControlPlane(KeyStore, AlertStore):
         text = rows.dumps(value)
         with self._tx(actor, "setting") as conn:
             old = conn.scalar(sa.select(s.settings.c.value_json).where(s.settings.c.key == key))
+            self._precondition(None if old is None else {"key": key, "value": json.loads(old)})
             if old == text:
                 return value
             if old is None:
@@ -222,6 +245,7 @@ class ControlPlane(KeyStore, AlertStore):
     def delete_setting(self, key: str, actor: Actor) -> bool:
         with self._tx(actor, "setting") as conn:
             old = conn.scalar(sa.select(s.settings.c.value_json).where(s.settings.c.key == key))
+            self._precondition(None if old is None else {"key": key, "value": json.loads(old)})
             if old is None:
                 return False
             conn.execute(s.settings.delete().where(s.settings.c.key == key))
@@ -229,6 +253,14 @@ class ControlPlane(KeyStore, AlertStore):
                 conn, actor, "setting.delete", "setting", key, {"value": json.loads(old)}, None
             )
         return True
+
+    def record_action(
+        self, actor: Actor, entity: str, action: str, entity_id: str, details: Any
+    ) -> None:
+        """Audit an action on live state that has no row here (e.g. resetting rate-limit
+        buckets), after checking the actor may change ``entity``."""
+        with self._tx(actor, entity) as conn:
+            self._audit(conn, actor, action, entity, entity_id, None, details, bump=False)
 
     # ---- users (admin only; see auth.py) ------------------------------------------------------
 

@@ -343,7 +343,97 @@ def validate_setting(key: str, value: Any) -> Any:
                 raise fail(f"currency_rates.{code}", "must be > 0", rate)
             out[str(code)] = str(number)
         return out
+    if key in ALERT_SETTING_CHECKS:
+        return ALERT_SETTING_CHECKS[key](value)
     return value
+
+
+def _whole(field: str, value: object, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise fail(field, f"must be a whole number from {lo} to {hi}", value)
+    return value
+
+
+def _number(field: str, value: object, lo: float, hi: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
+        raise fail(field, f"must be a number from {lo:g} to {hi:g}", value)
+    return float(value)
+
+
+def _email(field: str, value: object) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"[^@\s,;<>]+@[^@\s,;<>]+", value):
+        raise fail(field, "must be an e-mail address", value)
+    return value
+
+
+def _notifications(value: object) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise fail("notifications", "must be an object (webhook_urls, email_to, smtp)", value)
+    extra = set(value) - {"webhook_urls", "email_to", "smtp"}
+    if extra:
+        raise fail(f"notifications.{sorted(extra)[0]}", "is not a notification setting", value)
+    urls = value.get("webhook_urls") or []
+    emails = value.get("email_to") or []
+    if not isinstance(urls, list) or not isinstance(emails, list):
+        raise fail("notifications", "webhook_urls and email_to must be lists", value)
+    out: dict[str, Any] = {
+        "webhook_urls": [
+            check_url(f"notifications.webhook_urls[{i}]", u, optional=False)
+            for i, u in enumerate(urls)
+        ],
+        "email_to": [_email(f"notifications.email_to[{i}]", e) for i, e in enumerate(emails)],
+    }
+    smtp = value.get("smtp")
+    if smtp is not None:
+        if not isinstance(smtp, Mapping):
+            raise fail("notifications.smtp", "must be an object", smtp)
+        allowed = {"host", "port", "sender", "username", "starttls", "ssl"}
+        extra = set(smtp) - allowed
+        if extra:
+            name = sorted(extra)[0]
+            hint = " (the password comes from COSTLINE_SMTP_PASSWORD)" if name == "password" else ""
+            raise fail(f"notifications.smtp.{name}", "is not an SMTP setting" + hint, smtp)
+        out["smtp"] = {
+            "host": check_name("notifications.smtp.host", smtp.get("host")),
+            "port": _whole("notifications.smtp.port", smtp.get("port", 25), 1, 65535),
+            "sender": _email("notifications.smtp.sender", smtp.get("sender", "costline@localhost")),
+            "username": str(smtp.get("username") or ""),
+            "starttls": bool(smtp.get("starttls", False)),
+            "ssl": bool(smtp.get("ssl", False)),
+        }
+    if out["email_to"] and "smtp" not in out:
+        raise fail("notifications.smtp", "e-mail recipients need an SMTP server", value)
+    return out
+
+
+def _thresholds(value: object) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise fail("alert_thresholds", "must be an object", value)
+    checks: dict[str, Callable[[str, Any], Any]] = {
+        "error_rate_pct": lambda f, v: _number(f, v, 0, 100),
+        "cache_hit_min_pct": lambda f, v: _number(f, v, 0, 100),
+        "latency_p95_ms": lambda f, v: _number(f, v, 1, 3_600_000),
+        "min_requests": lambda f, v: _whole(f, v, 1, 10_000_000),
+        "window_minutes": lambda f, v: _whole(f, v, 5, 1440),
+        "anomalies": lambda f, v: v if isinstance(v, bool) else fail(f, "must be true/false", v),
+    }
+    out = {}
+    for k, v in value.items():
+        if k not in checks:
+            raise fail(f"alert_thresholds.{k}", "is not an alert threshold", v)
+        checked = checks[k](f"alert_thresholds.{k}", v)
+        if isinstance(checked, ConfigError):
+            raise checked
+        out[k] = checked
+    return out
+
+
+ALERT_SETTING_CHECKS: dict[str, Any] = {
+    "notifications": _notifications,
+    "alert_thresholds": _thresholds,
+    "alert_scan_interval_s": lambda v: _whole("alert_scan_interval_s", v, 5, 86_400),
+    "retention_days": lambda v: None if v is None else _whole("retention_days", v, 1, 36_500),
+}
 
 
 def validate_role(role: object) -> str:

@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 
 from core.demo._table import DEMO_PREFIX
 from core.usage import segments_dir, write_segment
+from core.usage._rollups import purge_source
 from core.usage._schema import conform
 from core.usage._segments import SegmentInfo, events_dir, scan
 
@@ -99,4 +100,5 @@ def purge(home: Path | None) -> int:
                 write_segment(rest, sdir, name, replaces=[seg.name])
             seg.path.unlink(missing_ok=True)
             removed += count
+        removed += purge_source(home, "demo")  # demo days that retention already pruned
     return removed

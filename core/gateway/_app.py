@@ -43,10 +43,12 @@ class Gateway:
         *,
         router: Router | RouterFactory | None = None,
         mounts: Sequence[BaseRoute] = (),
+        on_close: Callable[[], None] | None = None,
     ) -> None:
         from . import _chat, _routes
 
         self.config = config
+        self._on_close = on_close
         self._router_arg = router
         self.router: Router | None = None
         self.metrics = Metrics()
@@ -94,6 +96,9 @@ class Gateway:
         if self.router is not None:
             self.router.close()
             self.router = None
+        if self._on_close is not None:
+            self._on_close()
+            self._on_close = None
 
     # ---- keys ---------------------------------------------------------------------------
     def snapshot(self) -> ControlSnapshot | None:
@@ -219,11 +224,27 @@ def build_app(
     config: GatewayConfig | None = None,
     *,
     router: Router | RouterFactory | None = None,
-    mounts: Sequence[BaseRoute] = (),
+    mounts: Sequence[BaseRoute] | None = None,
 ) -> Gateway:
-    """The gateway ASGI app. ``mounts``: extra Starlette routes or ``Mount``s (for example
-    the management API under /api/v1), served beside the inference routes."""
-    return Gateway(config or GatewayConfig.from_env(), router=router, mounts=mounts)
+    """The gateway ASGI app. ``mounts``: extra Starlette routes or ``Mount``s served beside
+    the inference routes; None (the default) mounts the management API (``core.api``) at
+    /api/v1 with its docs at /api/docs, ``[]`` serves none."""
+    closer = None
+    if mounts is None:
+        mounts, closer = api_mounts()
+    return Gateway(
+        config or GatewayConfig.from_env(), router=router, mounts=mounts, on_close=closer
+    )
+
+
+def api_mounts() -> tuple[list[BaseRoute], Callable[[], None] | None]:
+    """The management API's routes and what closes its context ([] when not installed)."""
+    try:
+        from core.api import Context, mounts
+    except ImportError:  # its extra is not installed: the gateway serves inference only
+        return [], None
+    ctx = Context()
+    return list(mounts(ctx)), ctx.close
 
 
 def warm() -> None:

@@ -31,6 +31,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from core.usage import _rollups
 from core.usage._journal import CLAIM, JOURNAL_SUFFIX
 from core.usage._schema import conform
 from core.usage._segments import (
@@ -42,6 +43,7 @@ from core.usage._segments import (
     journal_dir,
     remove_stale_temps,
     scan,
+    segment_info,
     segments_dir,
     write_segment_stream,
 )
@@ -253,6 +255,7 @@ def _compact_locked(
     journals = _journal_stems(home)
     lingering = {s.name for s in snapshot.superseded}
     for seg in deletable(snapshot, keep_s):  # kept for readers, or left by a crash
+        _rollups.forget(home, [seg.name])
         seg.path.unlink(missing_ok=True)
         lingering.discard(seg.name)
     remove_stale_temps(sdir)
@@ -266,11 +269,15 @@ def _compact_locked(
         if stop is not None and stop.is_set():
             break
         name = f"compact-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{secrets.token_hex(4)}"
-        _, rows = write_segment_stream(
+        path, rows = write_segment_stream(
             _chunks(group, CHUNK_ROWS), sdir, name, replaces=_replaces(group, journals)
         )
+        merged_info = segment_info(path, path.stat())
+        if merged_info is not None:
+            _rollups.after_merge(home, merged_info)
         if keep_s <= 0:  # otherwise a later run deletes them
             for seg in group:
+                _rollups.forget(home, [seg.name])
                 seg.path.unlink(missing_ok=True)
         merged += len(group)
         written += 1

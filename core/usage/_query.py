@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from core.errors import ConfigError
+from core.usage._rollups import ROLLUP_DIMS, ROW_MEASURES
 from core.usage._schema import COLUMNS
 
 DIMENSIONS: tuple[str, ...] = (
@@ -52,6 +53,7 @@ TOKEN_COLUMNS: tuple[str, ...] = (
     "output_tokens",
     "reasoning_tokens",
 )
+SAVED_PARTS = ("saved_cache_picousd", "saved_sampling_picousd")  # by the cache, by sampling
 ERROR_CONDITION = "status NOT IN ('ok', 'skipped')"  # errors = error, blocked, rate_limited
 _US = {"minute": 60_000_000, "hour": 3_600_000_000, "day": 86_400_000_000}
 _QUARTER_HOUR_US = 900_000_000  # every modern UTC offset is a multiple of 15 minutes
@@ -137,24 +139,40 @@ def check_tz(tz: str) -> str:
     return tz
 
 
+def from_facts(dims: Sequence[str], filters: Filters | None = None) -> bool:
+    """Can this query read the view ``facts`` (raw events plus the hourly rollups of pruned
+    segments), i.e. does it group and filter only by rollup dimensions?"""
+    used = set(dims)
+    if filters is not None:
+        used |= {c for c in FILTER_COLUMNS if getattr(filters, c) is not None}
+    return used <= set(ROLLUP_DIMS)
+
+
 def spend_sql(
     dims: list[str], grain: str | None, filters: Filters, tz: str, money: str
 ) -> tuple[str, list[object]]:
     """Spend grouped by ``dims`` (and a period). Rows are first grouped by an integer time
     bucket (cheap on millions of rows), then the few buckets are mapped to calendar periods
-    in ``tz`` and summed again. ``money`` is the SQL type of the exact sums (BIGINT|VARCHAR)."""
+    in ``tz`` and summed again. ``money`` is the SQL type of the exact sums (BIGINT|VARCHAR).
+    Queries over rollup dimensions read ``facts`` (exact for pruned periods too)."""
     if grain is not None and grain not in GRAINS:
         choices = ", ".join(GRAINS)
         raise ConfigError(f"unknown grain {grain!r}; choose from {choices}", field="grain")
     where, where_params = filters.where()
     d = [ident(x) for x in dims]
     sums = [f"sum({c}) AS {c}" for c in (*TOKEN_COLUMNS, "cost_picousd", "saved_picousd")]
+    facts = from_facts(dims, filters)
     inner_cols = [
         *d,
-        "count(*) AS requests",
+        "sum(requests) AS requests" if facts else "count(*) AS requests",
         *sums,
-        f"count(*) FILTER (WHERE {ERROR_CONDITION}) AS errors",
-        "count(*) FILTER (WHERE cache_hit) AS cache_hits",
+        f"sum(requests) FILTER (WHERE {ERROR_CONDITION}) AS errors"
+        if facts
+        else f"count(*) FILTER (WHERE {ERROR_CONDITION}) AS errors",
+        "sum(cache_hits) AS cache_hits"
+        if facts
+        else "count(*) FILTER (WHERE cache_hit) AS cache_hits",
+        *(f"sum({c if facts else ROW_MEASURES[c]}) AS {c}" for c in SAVED_PARTS),
     ]
     outer_cols = [
         *d,
@@ -163,8 +181,9 @@ def spend_sql(
         f"sum(cost_picousd)::HUGEINT::{money} AS cost_picousd",
         "CAST(sum(cost_picousd) AS DOUBLE) / 1e12 AS cost_usd",
         f"sum(saved_picousd)::HUGEINT::{money} AS saved_picousd",
-        "sum(errors)::BIGINT AS errors",
+        "coalesce(sum(errors), 0)::BIGINT AS errors",
         "sum(cache_hits)::BIGINT AS cache_hits",
+        *(f"sum({c})::HUGEINT::{money} AS {c}" for c in SAVED_PARTS),
     ]
     params: list[object] = []
     order = ["cost_picousd DESC", *d]
@@ -179,6 +198,7 @@ def spend_sql(
         )
         params = [grain, tz, bucket, bucket]
         order.insert(0, "period")
-    inner = f"SELECT {', '.join(inner_cols)} FROM events{where} GROUP BY ALL"
+    source = "facts" if facts else "events"
+    inner = f"SELECT {', '.join(inner_cols)} FROM {source}{where} GROUP BY ALL"
     sql = f"SELECT {', '.join(outer_cols)} FROM ({inner}) GROUP BY ALL ORDER BY {', '.join(order)}"
     return sql, params + where_params

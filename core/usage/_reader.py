@@ -30,6 +30,7 @@ from core.usage._convert import DUCK_TYPES, arrow_table
 from core.usage._journal import recover
 from core.usage._query import (
     ERROR_CONDITION,
+    SAVED_PARTS,
     TOKEN_COLUMNS,
     Filters,
     check_columns,
@@ -38,6 +39,7 @@ from core.usage._query import (
     ident,
     spend_sql,
 )
+from core.usage._rollups import MEASURES, ROLLUP_DIMS, ROW_MEASURES, pruned_dir, pruned_rollups
 from core.usage._schema import COLUMNS, SCHEMA, UsageEvent, table_to_events
 from core.usage._segments import Snapshot, scan, segments_dir
 
@@ -69,6 +71,28 @@ def _view_sql(snapshot: Snapshot) -> str:
     )
 
 
+def _facts_sql(pruned: Sequence[Path]) -> str:
+    """The view ``facts``: one row per raw event with its measures (requests = 1, ...),
+    plus the hourly rollups of pruned segments (``ts`` = the hour), for exact aggregates
+    over rollup dimensions whatever retention removed."""
+    dims = ", ".join(ident(d) for d in ROLLUP_DIMS)
+    measures = ", ".join(_measure(m, e) for m, e in ROW_MEASURES.items())
+    sql = f"SELECT ts, {dims}, {measures} FROM events"
+    if pruned:
+        files = ", ".join(_literal(str(p)) for p in pruned)
+        rolled = ", ".join(MEASURES)
+        sql += f" UNION ALL SELECT hour AS ts, {dims}, {rolled} FROM read_parquet([{files}])"
+    return f"CREATE OR REPLACE VIEW facts AS {sql}"
+
+
+def _measure(name: str, expr: str) -> str:
+    """A raw event's value of one measure: plain columns as they are (sum skips NULLs),
+    the rest computed (and typed like the rollup's columns)."""
+    if name in COLUMNS:
+        return ident(name)
+    return f"CAST({expr} AS {'DOUBLE' if name == 'latency_ms_sum' else 'BIGINT'}) AS {name}"
+
+
 def _frame(rel: duckdb.DuckDBPyRelation) -> pd.DataFrame:
     frame: pd.DataFrame = arrow_table(rel).to_pandas()
     return frame
@@ -85,13 +109,19 @@ class Reader:
         recover(self.home)
         self._lock = threading.RLock()
         self._view_version: str | None = None
+        self._pruned: tuple[Path, ...] = ()
+        self._pruned_span: tuple[datetime, datetime] | None = None
         con = duckdb.connect(":memory:")
         con.execute("SET TimeZone = 'UTC'")
         if threads:
             con.execute(f"SET threads = {int(threads)}")
         with contextlib.suppress(duckdb.Error):  # segments never change once written
             con.execute("SET parquet_metadata_cache = true")
-        con.execute(f"SET allowed_directories = [{_literal(str(self._sdir) + '/')}]")
+        self._rdir = pruned_dir(self.home)
+        self._rdir.mkdir(parents=True, exist_ok=True)
+        self._rdir = self._rdir.resolve()
+        dirs = ", ".join(_literal(str(d) + "/") for d in (self._sdir, self._rdir))
+        con.execute(f"SET allowed_directories = [{dirs}]")
         con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")
         self._con = con
@@ -99,11 +129,17 @@ class Reader:
     # plumbing
 
     def _use(self, snapshot: Snapshot, force: bool) -> None:
-        """Point the view ``events`` at the snapshot's segments (if it changed)."""
-        if force or snapshot.version != self._view_version:
+        """Point the views ``events`` and ``facts`` at the snapshot's segments and the
+        pruned rollups listed after it (if either changed)."""
+        present = [s.name for s in (*snapshot.active, *snapshot.superseded)]
+        pruned = tuple(pruned_rollups(self.home, present))
+        version = snapshot.version + "|" + ",".join(p.name for p in pruned)
+        if force or version != self._view_version:
             self._view_version = None
             self._con.execute(_view_sql(snapshot))
-            self._view_version = snapshot.version
+            self._con.execute(_facts_sql(pruned))
+            self._pruned, self._pruned_span = pruned, None
+            self._view_version = version
 
     def _run(
         self, sql: str, params: Sequence[object], fetch: Callable[[duckdb.DuckDBPyRelation], T]
@@ -191,41 +227,43 @@ class Reader:
             return self._run(*spend_sql(dims, grain, f, tz, "BIGINT"), _frame)
         except duckdb.ConversionException:  # a sum beyond int64: exact Python ints instead
             df = self._run(*spend_sql(dims, grain, f, tz, "VARCHAR"), _frame)
-            for c in ("cost_picousd", "saved_picousd"):
+            for c in ("cost_picousd", "saved_picousd", *SAVED_PARTS):
                 df[c] = pd.Series([int(v) for v in df[c]], index=df.index, dtype=object)
             return df
 
+    def pruned_span(self) -> tuple[datetime, datetime] | None:
+        """[first hour, end of the last hour) held only as rollups (raw events pruned),
+        or None when nothing was pruned."""
+        with self._lock:
+            self._run("SELECT 1", [], _first)  # refresh the views
+            if self._pruned and self._pruned_span is None:
+                files = ", ".join(_literal(str(p)) for p in self._pruned)
+                first, last = self._run(
+                    f"SELECT min(hour), max(hour) FROM read_parquet([{files}])", [], _first
+                )
+                if first is not None:
+                    self._pruned_span = (
+                        first.astimezone(UTC),
+                        last.astimezone(UTC) + timedelta(hours=1),
+                    )
+            return self._pruned_span
+
     def totals(self, filters: Filters | None = None) -> dict[str, Any]:
-        """Exact totals: money as int picodollars and Decimal dollars."""
-        where, params = (filters or _NO_FILTERS).where()
-        names = [
-            "requests",
-            *TOKEN_COLUMNS,
-            "cost_picousd",
-            "saved_picousd",
-            "errors",
-            "cache_hits",
-            "unpriced",
-            "ai_skipped",
-            "first_ts",
-            "last_ts",
-        ]
+        """Exact totals: money as int picodollars and Decimal dollars (from ``facts``, so
+        pruned periods count; every filter column is a rollup dimension)."""
+        return self._facts_totals(filters or _NO_FILTERS)
+
+    def _facts_totals(self, filters: Filters) -> dict[str, Any]:
+        where, params = filters.where()
+        sums = (*TOKEN_COLUMNS, "cost_picousd", "saved_picousd")
         sql = (
-            "SELECT count(*), "
-            + ", ".join(f"sum({c})" for c in (*TOKEN_COLUMNS, "cost_picousd", "saved_picousd"))
-            + f", count(*) FILTER (WHERE {ERROR_CONDITION}), count(*) FILTER (WHERE cache_hit),"
-            " count(*) FILTER (WHERE unpriced), count(*) FILTER (WHERE NOT ai_called),"
-            f" epoch_us(min(ts)), epoch_us(max(ts)) FROM events{where}"
+            "SELECT sum(requests), "
+            + ", ".join(f"sum({c})" for c in sums)
+            + f", sum(requests) FILTER (WHERE {ERROR_CONDITION}), sum(cache_hits),"
+            " sum(unpriced), sum(ai_skipped), epoch_us(min(ts)), epoch_us(max(ts))"
+            f" FROM facts{where}"
         )
-        row = self._run(sql, params, _first)
-        out: dict[str, Any] = {n: int(v or 0) for n, v in zip(names[:-2], row[:-2], strict=True)}
-        for n, v in zip(names[-2:], row[-2:], strict=True):
-            out[n] = (
-                None if v is None else datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=v)
-            )
-        out["cost_usd"] = pico_to_usd(out["cost_picousd"])
-        out["saved_usd"] = pico_to_usd(out["saved_picousd"])
-        return out
+        return _totals_dict(self._run(sql, params, _first))
 
     def daily_series(
         self, filters: Filters | None = None, by: str | None = None, *, tz: str = "UTC"
@@ -277,6 +315,14 @@ class Reader:
             ) as exc:
                 raise ConfigError(f"query failed: {exc}", field="sql") from exc
 
+    def table(self, query: str, params: Sequence[object] = ()) -> pa.Table:
+        """Like ``sql`` but the answer as an Arrow table (no pandas conversion)."""
+        with self._lock:
+            statements = self._con.extract_statements(query)
+            if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
+                raise ConfigError("only one SELECT statement is allowed", field="sql")
+            return self._run(query, params, arrow_table)
+
     def id_counts(
         self, ids: pa.Array, start: datetime | None = None, end: datetime | None = None
     ) -> pa.Table:
@@ -315,6 +361,27 @@ class Reader:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+_TOTALS = (
+    "requests",
+    *TOKEN_COLUMNS,
+    "cost_picousd",
+    "saved_picousd",
+    "errors",
+    "cache_hits",
+    "unpriced",
+    "ai_skipped",
+)
+
+
+def _totals_dict(row: Sequence[Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {n: int(v or 0) for n, v in zip(_TOTALS, row[:-2], strict=True)}
+    for n, v in zip(("first_ts", "last_ts"), row[-2:], strict=True):
+        out[n] = None if v is None else datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=v)
+    out["cost_usd"] = pico_to_usd(out["cost_picousd"])
+    out["saved_usd"] = pico_to_usd(out["saved_picousd"])
+    return out
 
 
 def _first(rel: duckdb.DuckDBPyRelation) -> tuple[Any, ...]:

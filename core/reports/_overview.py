@@ -1,0 +1,156 @@
+"""The Overview's figures, computed once for the console and the REST API.
+
+Every function reads the view ``facts`` (raw events plus the rollups of pruned segments)
+through a ``Reader``, so a figure is exact whether or not retention removed its raw rows, and
+the console's Overview and ``GET /api/v1/spend`` show the same integers. Money is integer
+picodollars throughout (see docs/architecture.md, "Money").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+import pandas as pd
+
+from core.periods import kpi_windows
+from core.usage import Filters, Reader
+
+NONE = "(none)"
+TOKEN_COLUMNS = (
+    "input_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+)
+TOP_WHO = ("user", "project", "org")
+
+
+@dataclass(frozen=True)
+class Totals:
+    """Activity of the selected range (money in picodollars)."""
+
+    requests: int = 0
+    tokens: int = 0
+    cost: int = 0
+    saved: int = 0
+    saved_cache: int = 0
+    saved_sampling: int = 0
+    cache_hits: int = 0
+    errors: int = 0
+
+    def rate(self, part: int) -> float | None:
+        return part / self.requests if self.requests else None
+
+    @property
+    def avg_cost(self) -> int | None:
+        return self.cost // self.requests if self.requests else None
+
+
+@dataclass(frozen=True)
+class Spend:
+    series: pd.DataFrame  # period, key, cost_picousd (exact ints), saved_picousd, requests, errors
+    totals: Totals
+
+
+def _ints(values: pd.Series) -> list[int]:
+    return [int(v) for v in values]
+
+
+def spend(reader: Reader, filters: Filters, dim: str, grain: str, tz: str) -> Spend:
+    """Spend per period and ``dim`` value plus the range's totals, from one scan."""
+    raw = reader.spend_by([dim], grain, filters, tz=tz)
+    cost, saved = _ints(raw["cost_picousd"]), _ints(raw["saved_picousd"])
+    totals = Totals(
+        requests=int(raw["requests"].sum()),
+        tokens=int(raw[list(TOKEN_COLUMNS)].sum().sum()),
+        cost=sum(cost),
+        saved=sum(saved),
+        saved_cache=sum(_ints(raw["saved_cache_picousd"])),
+        saved_sampling=sum(_ints(raw["saved_sampling_picousd"])),
+        cache_hits=int(raw["cache_hits"].sum()),
+        errors=int(raw["errors"].sum()),
+    )
+    series = pd.DataFrame(
+        {
+            "period": raw["period"],
+            "key": raw[dim].astype(object).where(raw[dim].notna(), NONE).astype(str),
+            "cost_picousd": pd.Series(cost, dtype=object),
+            "saved_picousd": pd.Series(saved, dtype=object),
+            "requests": raw["requests"].astype("int64"),
+            "errors": raw["errors"].astype("int64"),
+        }
+    )
+    series = series.sort_values(["period", "key"], ignore_index=True)
+    return Spend(series, totals)
+
+
+WINDOW_SPEND_SQL = (
+    "CAST(coalesce(sum(cost_picousd) FILTER (WHERE ts >= ? AND ts < ?), 0) AS VARCHAR)"
+)
+
+
+def window_spend(reader: Reader, filters: Filters, tz: str, now: datetime) -> dict[str, int]:
+    """Spend of each KPI window (today, yesterday, mtd, prev_mtd, last30, prev30) under the
+    filters' dimension values (their start/end are ignored), in one scan of ts and cost."""
+    windows = kpi_windows(tz, now)
+    lo = min(s for s, _ in windows.values())
+    hi = max(e for _, e in windows.values())
+    f = replace(filters, start=lo, end=hi)
+    where, where_params = f.where()
+    cols = ", ".join(f"{WINDOW_SPEND_SQL} AS {name}" for name in windows)
+    params = [t for bounds in windows.values() for t in bounds]
+    row = reader.sql(f"SELECT {cols} FROM facts{where}", params + where_params).iloc[0]
+    return {name: int(row[name]) for name in windows}
+
+
+def top_spenders(reader: Reader, filters: Filters, who: str, n: int = 10) -> pd.DataFrame:
+    """The top ``n`` values of ``who`` (user, project or org) by spend: name, cost_picousd,
+    requests."""
+    if who not in TOP_WHO:
+        raise ValueError(f"who must be one of {TOP_WHO}")
+    where, params = filters.where()
+    sql = (
+        f'SELECT "{who}" AS name, CAST(sum(cost_picousd) AS VARCHAR) AS cost_picousd,'
+        f" sum(requests)::BIGINT AS requests FROM facts{where} GROUP BY 1"
+        " ORDER BY sum(cost_picousd) DESC, name LIMIT ?"
+    )
+    df = reader.sql(sql, [*params, int(n)])
+    df["name"] = df["name"].astype(object).where(df["name"].notna(), NONE)
+    df["cost_picousd"] = pd.Series([int(v) for v in df["cost_picousd"]], dtype=object)
+    return df
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """Whether raw events behind a range were pruned: figures from rollups stay exact
+    (hour-aligned ranges); listings and rollup-less dimensions lack those rows."""
+
+    pruned_from: datetime | None = None
+    pruned_until: datetime | None = None
+
+    @property
+    def pruned(self) -> bool:
+        return self.pruned_from is not None
+
+    def note(self) -> str | None:
+        if self.pruned_until is None:
+            return None
+        return (
+            f"raw events before {self.pruned_until:%Y-%m-%d %H:%M} UTC were removed by "
+            "retention; totals and breakdowns by org, project, user, model, provider, task, "
+            "status and source come from hourly rollups and stay exact, individual events "
+            "and other breakdowns of that period are not available"
+        )
+
+
+def coverage(reader: Reader, start: datetime | None, end: datetime | None) -> Coverage:
+    """Does [start, end) reach into the period whose raw events were pruned?"""
+    span = reader.pruned_span()
+    if span is None:
+        return Coverage()
+    first, until = span
+    if (end is not None and end <= first) or (start is not None and start >= until):
+        return Coverage()
+    return Coverage(first, until)

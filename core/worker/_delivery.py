@@ -1,0 +1,131 @@
+"""Delivering alerts: Slack-compatible webhooks and e-mail, from the control plane's outbox.
+
+``deliver_due(plane, settings)`` claims the alerts due for notification (each attempt is
+claimed by one process only), sends each to every channel that has not yet received it,
+and stores the outcome per channel. A failed channel is retried on a later tick with
+exponential backoff (1, 2, 4, ... minutes, at most ``MAX_ATTEMPTS`` attempts); within one
+attempt a webhook gets up to 3 quick tries (a 4xx other than 408/429 is not retried).
+Webhook URLs hold secrets: errors name only the host.
+"""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+import ssl
+import time
+from collections.abc import Mapping
+from datetime import timedelta
+from email.message import EmailMessage
+from urllib.parse import urlsplit
+
+import httpx
+
+from core.alerts import slack_payload
+from core.control import Alert, ControlPlane
+from core.worker._settings import AlertSettings
+
+log = logging.getLogger("costline.worker")
+
+MAX_ATTEMPTS = 6
+CLAIM_LEASE = timedelta(minutes=2)
+BASE_BACKOFF = timedelta(minutes=1)
+QUICK_TRIES = 3
+
+
+def channels(settings: AlertSettings) -> dict[str, str]:
+    """Channel name -> target: 'webhook:<host>#<n>' per URL, 'email' for the recipients."""
+    out = {f"webhook:{urlsplit(u).hostname}#{i}": u for i, u in enumerate(settings.webhook_urls)}
+    if settings.email_to and settings.smtp.host:
+        out["email"] = ",".join(settings.email_to)
+    return out
+
+
+def _title(a: Alert) -> str:
+    return f"Costline {a.severity} · {a.kind.replace('_', ' ')} · {a.subject or 'all'}"
+
+
+def post_webhook(client: httpx.Client, url: str, a: Alert, backoff_s: float = 0.5) -> str:
+    host = urlsplit(url).hostname or "?"
+    context = f"{a.kind} alert · window {a.window_key}" + (
+        f" · threshold {a.threshold_pct}%" if a.threshold_pct else ""
+    )
+    payload = slack_payload(_title(a), a.message, context)
+    error = ""
+    for attempt in range(1, QUICK_TRIES + 1):
+        try:
+            resp = client.post(url, json=payload)
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__} posting to {host}"
+        else:
+            if resp.is_success:
+                return "sent"
+            error = f"HTTP {resp.status_code} from {host}"
+            if resp.is_client_error and resp.status_code not in (408, 429):
+                break
+        if attempt < QUICK_TRIES:
+            time.sleep(backoff_s * 2 ** (attempt - 1))
+    return error
+
+
+def send_email(settings: AlertSettings, a: Alert) -> str:
+    s = settings.smtp
+    msg = EmailMessage()
+    msg["Subject"] = _title(a)
+    msg["From"] = s.sender
+    msg["To"] = ", ".join(settings.email_to)
+    msg.set_content(
+        f"{a.message}\n\nkind: {a.kind}\nseverity: {a.severity}\nsubject: {a.subject}\n"
+        f"window: {a.window_key}\nat: {a.ts:%Y-%m-%d %H:%M} UTC\n"
+        f"console page: {a.link or 'alerts'}\n"
+    )
+    try:
+        smtp_cls = smtplib.SMTP_SSL if s.ssl else smtplib.SMTP
+        with smtp_cls(s.host, s.port, timeout=s.timeout_s) as server:
+            if s.starttls and not s.ssl:
+                server.starttls(context=ssl.create_default_context())
+            if s.username:
+                server.login(s.username, s.password)
+            server.send_message(msg)
+    except (OSError, smtplib.SMTPException) as exc:
+        return f"{type(exc).__name__} from {s.host}:{s.port}"
+    return "sent"
+
+
+def deliver_one(
+    plane: ControlPlane, settings: AlertSettings, client: httpx.Client, a: Alert
+) -> Mapping[str, str]:
+    targets = channels(settings)
+    done = {ch: out for ch, out in a.notify.items() if out == "sent" and ch in targets}
+    outcomes: dict[str, str] = dict(done)
+    for ch, target in targets.items():
+        if ch in done:
+            continue
+        outcomes[ch] = send_email(settings, a) if ch == "email" else post_webhook(client, target, a)
+    ok = all(v == "sent" for v in outcomes.values())
+    retry = None
+    if not ok and a.notify_attempts < MAX_ATTEMPTS:
+        retry = plane.now() + BASE_BACKOFF * 2 ** (a.notify_attempts - 1)
+    plane.finish_notification(a.id, outcomes, sent=ok, retry_at=retry)
+    if not ok:
+        log.warning("alert %s not delivered everywhere: %s", a.id, outcomes)
+    return outcomes
+
+
+def deliver_due(
+    plane: ControlPlane, settings: AlertSettings, client: httpx.Client | None = None
+) -> int:
+    """Deliver every alert due now; returns how many were attempted."""
+    own = client is None
+    http = client or httpx.Client(timeout=10.0)
+    try:
+        claimed = plane.claim_notifications(CLAIM_LEASE)
+        for a in claimed:
+            if not channels(settings):
+                plane.finish_notification(a.id, {}, sent=False, skipped="no channel set up")
+                continue
+            deliver_one(plane, settings, http, a)
+        return len(claimed)
+    finally:
+        if own:
+            http.close()

@@ -1,0 +1,185 @@
+"""The alert worker: scan on a schedule, record alerts once, deliver them, prune old events.
+
+    costline worker                  # alone, until interrupted
+    start_background(home)           # inside another process (each gateway worker)
+
+Any number of workers may run: they compete for the control-plane lease ``alert-worker``,
+and only its holder scans, prunes and delivers. A holder that dies stops renewing the lease;
+another takes over after ``LEASE_S``. Even two holders (a clock jump) cannot notify an alert
+twice: alerts are unique per (kind, subject, window, threshold) and each delivery attempt is
+claimed by one process (see ``core.control._inbox``).
+
+Each tick (every ``TICK_S`` at most, or the scan interval if shorter) delivers what is due;
+every ``alert_scan_interval_s`` it also scans: budget thresholds and projected exhaustion,
+anomalies, error rate, cache hit rate, latency (``_checks.py``), then retention.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from core import clock
+from core.control import ControlPlane
+from core.pricing import load_catalog
+from core.settings import costline_home
+from core.usage import DIMENSIONS, Reader
+from core.usage._prune import prune
+from core.worker import _checks, _delivery
+from core.worker._settings import AlertSettings, load_settings
+
+log = logging.getLogger("costline.worker")
+
+LEASE = "alert-worker"
+TICK_S = 15.0
+LEASE_S = 90.0
+ANOMALY_DIMS = tuple(d for d in ("org", "model", "key") if d in DIMENSIONS)
+
+
+@dataclass
+class ScanResult:
+    found: dict[str, int] = field(default_factory=dict)
+    recorded: dict[str, int] = field(default_factory=dict)
+    pruned_segments: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class Worker:
+    def __init__(
+        self,
+        home: Path | None = None,
+        *,
+        plane: ControlPlane | None = None,
+        reader: Reader | None = None,
+        http: httpx.Client | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.home = home if home is not None else costline_home()
+        catalog = load_catalog()
+        self._canonical = lambda m: catalog.canonical(m) if catalog.has(m) else m
+        self.plane = plane or ControlPlane(model_exists=catalog.has)
+        self.reader = reader or Reader(self.home)
+        self.http = http or httpx.Client(timeout=10.0)
+        self._own = (plane is None, reader is None, http is None)
+        self.holder = name or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self._next_scan = 0.0
+        self.scans = 0
+
+    def settings(self) -> AlertSettings:
+        return load_settings(self.plane)
+
+    def has_lease(self, settings: AlertSettings) -> bool:
+        ttl = timedelta(seconds=max(LEASE_S, 3 * min(settings.interval_s, TICK_S)))
+        return self.plane.acquire_lease(LEASE, self.holder, ttl)
+
+    def tick(self) -> ScanResult | None:
+        """One step: take/renew the lease; scan if due; deliver what is due."""
+        settings = self.settings()
+        if not self.has_lease(settings):
+            return None
+        result = None
+        if time.monotonic() >= self._next_scan:
+            self._next_scan = time.monotonic() + settings.interval_s
+            result = self.scan(settings)
+        _delivery.deliver_due(self.plane, settings, self.http)
+        return result
+
+    def scan(self, settings: AlertSettings | None = None) -> ScanResult:
+        s = settings or self.settings()
+        now = clock.now()
+        tz = str(self.plane.get_setting("timezone"))
+        out = ScanResult()
+        checks: list[tuple[str, Any]] = [
+            (
+                "budgets",
+                lambda: _checks.budget_checks(
+                    self.reader, self.plane, self.plane.budgets(), now, self._canonical
+                ),
+            ),
+            ("operations", lambda: _checks.ops_checks(self.reader, self.plane, s, now)),
+        ]
+        if s.threshold("anomalies"):
+            checks.append(
+                ("anomalies", lambda: _checks.anomaly_checks(self.reader, tz, now, ANOMALY_DIMS))
+            )
+        for name, run in checks:
+            try:
+                found = run()
+            except Exception as exc:  # one failing check must not stop the others
+                log.exception("alert check %s failed", name)
+                out.errors.append(f"{name}: {type(exc).__name__}: {exc}")
+                continue
+            for f in found:
+                out.found[f.kind] = out.found.get(f.kind, 0) + 1
+                created = self.plane.record_alert(
+                    f.subject,
+                    f.window_key,
+                    f.threshold_pct,
+                    message=f.message,
+                    kind=f.kind,
+                    spent_picousd=f.spent_picousd,
+                    limit_picousd=f.limit_picousd,
+                    spent_tokens=f.spent_tokens,
+                    limit_tokens=f.limit_tokens,
+                    severity=f.severity,
+                    notify=f.notify,
+                )
+                if created:
+                    out.recorded[f.kind] = out.recorded.get(f.kind, 0) + 1
+        if s.retention_days:
+            out.pruned_segments = prune(self.home, int(s.retention_days), now=now).segments
+        self.scans += 1
+        return out
+
+    def run(self, stop: threading.Event) -> None:
+        """Tick until ``stop`` is set; errors are logged and the loop goes on."""
+        while not stop.is_set():
+            try:
+                self.tick()
+                wait = min(self.settings().interval_s, TICK_S)
+            except Exception:
+                log.exception("alert worker tick failed")
+                wait = TICK_S
+            stop.wait(wait)
+        try:
+            self.plane.release_lease(LEASE, self.holder)
+        except Exception:
+            log.exception("could not release the worker lease")
+
+    def close(self) -> None:
+        own_plane, own_reader, own_http = self._own
+        if own_http:
+            self.http.close()
+        if own_reader:
+            self.reader.close()
+        if own_plane:
+            self.plane.close()
+
+
+def start_background(
+    home: Path | None = None, **kw: Any
+) -> tuple[threading.Thread, threading.Event]:
+    """Run a Worker on a daemon thread (e.g. in every gateway process: one holds the lease).
+    Set the returned event to stop it."""
+    stop = threading.Event()
+    worker = Worker(home, **kw)
+
+    def main() -> None:
+        try:
+            worker.run(stop)
+        finally:
+            worker.close()
+
+    thread = threading.Thread(target=main, name="costline-alert-worker", daemon=True)
+    thread.start()
+    return thread, stop

@@ -1,0 +1,174 @@
+"""GET /spend and /usage over real HTTP: the same numbers as the console's Overview and a
+raw DuckDB query over the segment files, to the cent, before and after retention."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import duckdb
+import pytest
+from test_usage_support import event
+
+from core import reports
+from core.usage import Filters, Reader, rows_to_table, segments_dir, write_segment
+from core.usage._prune import prune
+from core.usage._schema import event_row
+from tests.servers.api import ApiServer
+
+N = 1400  # event(i): one every 37 minutes from 2024-12-20, about 36 days
+RANGE = {"start": "2024-12-01", "end": "2025-02-01"}
+T0 = datetime(2024, 12, 20, tzinfo=UTC)
+
+
+@pytest.fixture
+def api(costline_home: Path) -> Iterator[tuple[ApiServer, str]]:
+    sdir = segments_dir(costline_home)
+    for name, ids in (("a", range(0, 500)), ("b", range(500, 1000)), ("c", range(1000, N))):
+        write_segment(rows_to_table([event_row(event(i)) for i in ids]), sdir, name)
+    with ApiServer(costline_home) as server:
+        yield server, server.user("fin", "viewer")
+
+
+def usd(pico: int) -> str:
+    """Hand formatting of exact dollars, independent of the API's own helper."""
+    text = f"{Decimal(pico) / Decimal(10**12):f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def raw_duckdb(home: Path) -> dict[tuple[str, str], int]:
+    files = str(segments_dir(home) / "*.parquet")
+    rows = duckdb.sql(
+        "SELECT strftime(ts AT TIME ZONE 'UTC', '%Y-%m-%d') AS day, model,"
+        f" CAST(sum(cost_picousd) AS VARCHAR) FROM read_parquet('{files}') GROUP BY ALL"
+    ).fetchall()
+    return {(d, m): int(c) for d, m, c in rows}
+
+
+def api_rows(client: object, **params: str) -> dict[tuple[str, str], str]:
+    r = client.get("/spend", params={**RANGE, "group_by": "day,model", **params})  # type: ignore[attr-defined]
+    assert r.status_code == 200, r.text
+    return {(row["period"], row["model"]): row["cost_usd"] for row in r.json()["rows"]}
+
+
+def test_spend_equals_the_console_and_raw_duckdb_to_the_cent(
+    api: tuple[ApiServer, str], costline_home: Path
+) -> None:
+    server, token = api
+    client = server.client(token)
+    raw = raw_duckdb(costline_home)
+    assert api_rows(client) == {k: usd(v) for k, v in raw.items()}
+    body = client.get("/spend", params={**RANGE, "group_by": "model"}).json()
+    total = sum(event(i).cost_picousd for i in range(N))
+    assert body["totals"]["cost_usd"] == usd(total)
+    assert body["totals"]["requests"] == N
+    assert body["note"] is None
+    # the console's Overview function, on the same range
+    f = Filters(start=datetime(2024, 12, 1, tzinfo=UTC), end=datetime(2025, 2, 1, tzinfo=UTC))
+    with Reader(costline_home) as reader:
+        console = reports.spend(reader, f, "model", "day", "UTC")
+    assert usd(console.totals.cost) == body["totals"]["cost_usd"]
+    assert console.totals.requests == body["totals"]["requests"]
+    assert usd(console.totals.saved) == body["totals"]["saved_usd"]
+    by_key: dict[tuple[str, str], int] = defaultdict(int)
+    for p, k, c in zip(
+        console.series["period"], console.series["key"], console.series["cost_picousd"], strict=True
+    ):
+        by_key[(p.strftime("%Y-%m-%d"), k)] += int(c)
+    assert {k: usd(v) for k, v in by_key.items()} == api_rows(client)
+    # a filter and the configured time zone
+    acme = [i for i in range(N) if event(i).org == "acme"]
+    body = client.get("/spend", params={**RANGE, "org": "acme"}).json()
+    assert body["totals"]["cost_usd"] == usd(sum(event(i).cost_picousd for i in acme))
+
+
+def test_spend_stays_exact_after_pruning_and_says_so(
+    api: tuple[ApiServer, str], costline_home: Path
+) -> None:
+    server, token = api
+    client = server.client(token)
+    before = api_rows(client)
+    totals_before = client.get("/spend", params=RANGE).json()["totals"]
+    assert prune(costline_home, 20, now=T0 + timedelta(days=40)).segments == 1
+    assert api_rows(client) == before
+    after = client.get("/spend", params=RANGE).json()
+    assert after["totals"] == totals_before
+    assert "removed by retention" in after["note"]
+    listing = client.get("/usage", params={**RANGE, "limit": 1000}).json()
+    assert len(listing["data"]) == 900  # the raw rows of the pruned segment are gone...
+    assert "removed by retention" in listing["note"]  # ...and the answer says so
+
+
+def test_usage_pages_walk_every_event_once(api: tuple[ApiServer, str]) -> None:
+    server, token = api
+    client = server.client(token)
+    want = [event(i).request_id for i in sorted(range(N), key=lambda i: event(i).ts, reverse=True)]
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params = {**RANGE, "limit": "97", **({"cursor": cursor} if cursor else {})}
+        body = client.get("/usage", params=params).json()
+        seen += [e["request_id"] for e in body["data"]]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == want
+    first = client.get("/usage", params={**RANGE, "limit": "1", "status": "error"}).json()
+    newest_error = max(
+        (i for i in range(N) if event(i).status == "error"), key=lambda i: event(i).ts
+    )
+    e = event(newest_error)
+    assert first["data"][0]["request_id"] == e.request_id
+    assert first["data"][0]["cost_usd"] == usd(e.cost_picousd)
+    assert first["data"][0]["ts"] == e.ts.isoformat()
+
+
+def test_one_event_by_id_and_unknown_ids(api: tuple[ApiServer, str]) -> None:
+    server, token = api
+    client = server.client(token)
+    e = event(123)
+    body = client.get(f"/usage/{e.request_id}").json()
+    assert (body["model"], body["cost_usd"], body["input_tokens"]) == (
+        e.model,
+        usd(e.cost_picousd),
+        e.input_tokens,
+    )
+    missing = client.get("/usage/req_nope")
+    assert missing.status_code == 404
+    assert missing.json() == {
+        "error": {"type": "not_found", "message": "no request 'req_nope'", "field": None}
+    }
+
+
+def test_bad_parameters_name_the_parameter(api: tuple[ApiServer, str]) -> None:
+    server, token = api
+    client = server.client(token)
+    for params, field in (
+        ({"group_by": "day,week"}, "group_by"),
+        ({"group_by": "colour"}, "group_by"),
+        ({"start": "last tuesday"}, "start"),
+        ({"range": "forever"}, "range"),
+        ({"start": "2025-01-02", "end": "2025-01-01"}, "end"),
+    ):
+        r = client.get("/spend", params=params)
+        assert r.status_code == 400, params
+        assert r.json()["error"]["field"] == field
+    assert client.get("/usage", params={"cursor": "garbage!"}).json()["error"]["field"] == "cursor"
+    assert client.get("/usage", params={"limit": "0"}).status_code == 400
+
+
+def test_top_spenders_and_kpis(api: tuple[ApiServer, str]) -> None:
+    server, token = api
+    client = server.client(token)
+    body = client.get("/spend/top", params={**RANGE, "who": "user", "n": "2"}).json()
+    by_user: dict[str, int] = defaultdict(int)
+    for i in range(N):
+        by_user[str(event(i).user)] += event(i).cost_picousd
+    best = sorted(by_user.items(), key=lambda kv: (-kv[1], kv[0]))[:2]
+    assert [(d["name"], d["cost_usd"]) for d in body["data"]] == [(u, usd(c)) for u, c in best]
+    kpis = client.get("/spend", params={**RANGE, "kpis": "true"}).json()["kpis"]
+    assert set(kpis) == {"today", "yesterday", "mtd", "prev_mtd", "last30", "prev30"}
+    assert kpis["today"] == "0"  # the seeded events are long past

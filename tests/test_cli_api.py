@@ -1,0 +1,68 @@
+"""`costline tokens`, `costline prune` and `costline worker --once` as a user runs them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from core.control import SYSTEM, ControlPlane
+from core.usage import Reader, UsageEvent, UsageLog
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def costline(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "core.cli", *args],
+        cwd=REPO,
+        env={**os.environ},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_tokens_create_list_revoke(costline_home: Path) -> None:
+    with ControlPlane() as plane:
+        plane.create_user("ann", "password-123", "viewer", SYSTEM)
+    missing = costline("tokens", "create")
+    assert missing.returncode == 2 and "--user" in missing.stderr
+    done = costline("tokens", "create", "--user", "ann", "--name", "finance")
+    assert done.returncode == 0, done.stderr
+    secret = done.stdout.strip().splitlines()[-1]
+    with ControlPlane() as plane:
+        assert plane.token_actor(secret).username == "ann"
+        (token,) = plane.api_tokens()
+    listing = costline("tokens", "list")
+    assert token.id in listing.stdout and "active" in listing.stdout
+    assert costline("tokens", "revoke", "--id", token.id).returncode == 0
+    assert "revoked" in costline("tokens", "list").stdout
+    assert costline("tokens", "revoke", "--id", token.id).returncode == 2
+    unknown = costline("tokens", "create", "--user", "nobody")
+    assert unknown.returncode != 0 and "no user 'nobody'" in unknown.stderr
+
+
+def test_prune_uses_the_setting_or_days(costline_home: Path) -> None:
+    old = datetime.now(UTC) - timedelta(days=400)
+    with UsageLog(costline_home, compact_threshold=0) as log:
+        log.append_many(
+            UsageEvent(request_id=f"r{i}", ts=old, provider="p", model="m", cost_picousd=5)
+            for i in range(3)
+        )
+    nothing = costline("prune")
+    assert nothing.returncode == 0 and "No retention set" in nothing.stdout
+    with ControlPlane() as plane:
+        plane.set_setting("retention_days", 365, SYSTEM)
+    done = costline("prune")
+    assert done.returncode == 0 and "Removed 1 segments (3 raw events" in done.stdout
+    with Reader(costline_home) as reader:
+        assert reader.count() == 0 and reader.totals()["cost_picousd"] == 15
+
+
+def test_worker_once_scans_without_channels(costline_home: Path) -> None:
+    done = costline("worker", "--once")
+    assert done.returncode == 0, done.stderr
+    assert "delivered 0" in done.stdout

@@ -1,0 +1,123 @@
+"""The Alerts page (inbox: filter, acknowledge, mute) and the Admin page's notification
+settings and API tokens, through Streamlit's AppTest as each role."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from core.control import ControlPlane
+from tests.console_support import ADMIN_PASSWORD, app, make_users
+
+
+@pytest.fixture
+def home(costline_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("COSTLINE_ADMIN_PASSWORD", ADMIN_PASSWORD)
+    make_users(costline_home)
+    with ControlPlane() as plane:
+        plane.record_alert("ops", "2026-01", 100, message="Budget 'Ops' reached 100%")
+        plane.record_alert("org=acme", "2026-01-02", 0, message="Spend of org=acme", kind="anomaly")
+        plane.record_alert("provider=openai", "t", 5, message="errors", kind="error_rate")
+    return costline_home
+
+
+def inbox(at) -> list[tuple[str, str, str]]:  # type: ignore[no-untyped-def]
+    df = at.dataframe[0].value
+    return list(zip(df["kind"], df["subject"], df["state"], strict=True))
+
+
+def test_viewer_reads_the_inbox_and_filters_it(home: Path) -> None:
+    at = app("viewer").run()
+    at.switch_page("app_pages/alerts.py").run()
+    assert not at.exception
+    assert inbox(at) == [
+        ("error rate", "provider=openai", "open"),
+        ("anomaly", "org=acme", "open"),
+        ("budget", "ops", "open"),
+    ]
+    assert not [b for b in at.button if b.label in ("Acknowledge", "Mute")]
+    at.multiselect(key="al_severities").set_value(["critical"]).run()
+    assert inbox(at) == [("error rate", "provider=openai", "open"), ("budget", "ops", "open")]
+    at.multiselect(key="al_kinds").set_value(["budget"]).run()
+    assert inbox(at) == [("budget", "ops", "open")]
+    links = {p.proto.label for p in at.get("page_link")}
+    assert links == {"Explain on Budgets"}
+
+
+def test_engineer_acknowledges_and_mutes_and_it_is_audited(home: Path) -> None:
+    at = app("engineer").run()
+    at.switch_page("app_pages/alerts.py").run()
+    with ControlPlane() as plane:
+        budget_alert = next(a for a in plane.alerts() if a.kind == "budget")
+        anomaly = next(a for a in plane.alerts() if a.kind == "anomaly")
+    at.selectbox(key="al_pick").set_value(budget_alert.id).run()
+    at.button(key=f"al_ack_{budget_alert.id}").click().run()
+    assert not at.exception
+    assert [s.value for s in at.success] == [f"Alert #{budget_alert.id} acknowledged."]
+    at.selectbox(key="al_state").set_value("all").run()
+    at.selectbox(key="al_pick").set_value(anomaly.id).run()
+    at.selectbox(key="al_mute_for").set_value("1 day")
+    at.button(key=f"al_mute_{anomaly.id}").click().run()
+    assert not at.exception
+    states = {kind: state for kind, _, state in inbox(at)}
+    assert states == {"error rate": "open", "anomaly": "muted", "budget": "acked"}
+    assert at.dataframe[1].value["subject"].tolist() == ["org=acme"]  # muted series
+    with ControlPlane() as plane:
+        (mute,) = plane.mutes()
+        assert (mute.kind, mute.subject, mute.created_by) == ("anomaly", "org=acme", "engineer")
+        assert [e.action for e in plane.audit(entity="alert", limit=2)] == [
+            "alert.mute",
+            "alert.ack",
+        ]
+        assert plane.audit(entity="alert", limit=1)[0].actor == "engineer"
+    at.button(key="al_unmute").click().run()
+    with ControlPlane() as plane:
+        assert plane.mutes() == []
+
+
+def test_admin_sets_notifications_and_retention(home: Path) -> None:
+    at = app("admin").run()
+    at.switch_page("app_pages/admin.py").run()
+    at.text_area(key="adm_hooks").input("https://hooks.example.com/T1/B2")
+    at.text_input(key="adm_emails").input("fin@example.com, ops@example.com")
+    at.button(key="FormSubmitter:adm_notify-Save notification settings").click().run()
+    assert not at.exception
+    assert any("e-mail recipients need an SMTP server" in e.value for e in at.error)
+    at.text_input(key="adm_smtp_host").input("127.0.0.1")
+    at.number_input(key="adm_smtp_port").set_value(2525)
+    at.number_input(key="adm_err").set_value(2.5)
+    at.text_input(key="adm_retention").input("120")
+    at.button(key="FormSubmitter:adm_notify-Save notification settings").click().run()
+    assert not at.exception
+    assert [s.value for s in at.success] == ["Notification settings saved."]
+    with ControlPlane() as plane:
+        notes = plane.get_setting("notifications")
+        assert notes["webhook_urls"] == ["https://hooks.example.com/T1/B2"]
+        assert notes["email_to"] == ["fin@example.com", "ops@example.com"]
+        assert notes["smtp"]["port"] == 2525
+        assert plane.get_setting("alert_thresholds")["error_rate_pct"] == 2.5
+        assert plane.get_setting("retention_days") == 120
+        assert plane.audit(entity="setting", limit=1)[0].actor == "admin"
+
+
+def test_admin_creates_and_revokes_an_api_token(home: Path) -> None:
+    at = app("admin").run()
+    at.switch_page("app_pages/admin.py").run()
+    at.selectbox(key="adm_token_user").set_value("viewer")
+    at.text_input(key="adm_token_name").input("finance sheet")
+    at.button(key="adm_token_create").click().run()
+    assert not at.exception
+    (code,) = at.code
+    secret = code.value
+    with ControlPlane() as plane:
+        assert plane.token_actor(secret).username == "viewer"
+        (token,) = plane.api_tokens()
+    assert token.name == "finance sheet"
+    at.run()
+    assert not at.code  # shown once
+    at.selectbox(key="adm_token_pick").set_value(token.id)
+    at.button(key="adm_token_revoke").click().run()
+    assert [s.value for s in at.success] == [f"Token {token.id} revoked."]
+    with ControlPlane() as plane:
+        assert plane.api_tokens()[0].revoked_at is not None

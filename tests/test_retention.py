@@ -1,0 +1,157 @@
+"""Retention: pruning raw segments keeps totals exact through the hourly rollups."""
+
+from __future__ import annotations
+
+import shutil
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from test_usage_support import event
+
+from core.errors import ConfigError
+from core.usage import Filters, Reader, compact, rows_to_table, write_segment
+from core.usage._prune import prune
+from core.usage._rollups import pruned_dir, rollups_dir
+from core.usage._schema import event_row
+from core.usage._segments import scan, segments_dir
+
+T0 = datetime(2024, 12, 20, tzinfo=UTC)  # event(i) is at T0 + 37 min * i
+NOW = T0 + timedelta(days=40)
+
+
+def write(home: Path, name: str, ids: range) -> None:
+    write_segment(rows_to_table([event_row(event(i)) for i in ids]), segments_dir(home), name)
+
+
+def expected_by_day_model(ids: range) -> dict[tuple[str, str], int]:
+    out: dict[tuple[str, str], int] = defaultdict(int)
+    for i in ids:
+        e = event(i)
+        out[(e.ts.strftime("%Y-%m-%d"), e.model)] += e.cost_picousd
+    return dict(out)
+
+
+def spend_by_day_model(reader: Reader, **kw: object) -> dict[tuple[str, str], int]:
+    df = reader.spend_by(["model"], "day", Filters(**kw))  # type: ignore[arg-type]
+    return {
+        (p.strftime("%Y-%m-%d"), m): int(c)
+        for p, m, c in zip(df["period"], df["model"], df["cost_picousd"], strict=True)
+    }
+
+
+def test_prune_removes_old_segments_and_keeps_every_total_exact(costline_home: Path) -> None:
+    # 3 segments: events 0-499 (days 0-12), 500-999 (days 12-25), 1000-1399 (days 25-36)
+    write(costline_home, "a", range(0, 500))
+    write(costline_home, "b", range(500, 1000))
+    write(costline_home, "c", range(1000, 1400))
+    everything = range(0, 1400)
+    want_cost = sum(event(i).cost_picousd for i in everything)
+    want_saved = sum(event(i).saved_picousd for i in everything)
+    reader = Reader(costline_home)
+    assert reader.totals()["cost_picousd"] == want_cost
+    assert reader.pruned_span() is None
+
+    # keep 20 days before NOW = T0+40d: cutoff T0+20d; "a" ends at day 12.8, "b" at day 25.7
+    result = prune(costline_home, 20, now=NOW)
+    assert (result.segments, result.rows) == (1, 500)
+    assert [s.name for s in scan(segments_dir(costline_home)).active] == [
+        "b.parquet",
+        "c.parquet",
+    ]
+    assert reader.count() == 900  # the raw rows are gone...
+    totals = reader.totals()  # ...but every total still counts them
+    assert totals["cost_picousd"] == want_cost
+    assert totals["saved_picousd"] == want_saved
+    assert totals["requests"] == 1400
+    assert totals["input_tokens"] == sum(event(i).input_tokens for i in everything)
+    assert totals["errors"] == sum(event(i).status not in ("ok", "skipped") for i in everything)
+    assert totals["cache_hits"] == sum(event(i).cache_hit for i in everything)
+    assert spend_by_day_model(reader) == expected_by_day_model(everything)
+    # filtered by org, over a range ending inside the pruned days (an hour boundary)
+    end = T0 + timedelta(days=5)
+    acme = [i for i in everything if event(i).org == "acme" and event(i).ts < end]
+    got = reader.totals(Filters(org="acme", end=end))
+    assert got["cost_picousd"] == sum(event(i).cost_picousd for i in acme)
+    first, last = reader.pruned_span() or (None, None)
+    assert first == T0
+    assert last == event(499).ts.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    # a second prune finds nothing more to do and changes nothing
+    assert prune(costline_home, 20, now=NOW).segments == 0
+    assert reader.totals()["cost_picousd"] == want_cost
+
+
+def test_a_crash_between_rollup_and_delete_counts_nothing_twice(costline_home: Path) -> None:
+    write(costline_home, "a", range(0, 300))
+    write(costline_home, "b", range(300, 600))
+    want = sum(event(i).cost_picousd for i in range(600))
+    prune(costline_home, 20, now=NOW + timedelta(days=30))  # prunes both
+    assert Reader(costline_home).count() == 0
+    # put "a" back as if the process died after moving its rollup, before deleting it
+    write(costline_home, "a", range(0, 300))
+    reader = Reader(costline_home)
+    assert reader.count() == 300
+    assert reader.totals()["cost_picousd"] == want  # the rollup of "a" is not counted
+    assert prune(costline_home, 20, now=NOW + timedelta(days=30)).segments == 1
+    assert reader.totals()["cost_picousd"] == want
+
+
+def test_compaction_writes_rollups_and_prune_reuses_them(costline_home: Path) -> None:
+    for k in range(4):
+        write(costline_home, f"s{k}", range(k * 100, (k + 1) * 100))
+    assert compact().merged == 4
+    merged = scan(segments_dir(costline_home)).active
+    assert len(merged) == 1
+    live = sorted(p.name for p in rollups_dir(costline_home).glob("*.parquet"))
+    assert live == [merged[0].name]  # the inputs' rollups are gone with them
+    prune(costline_home, 1, now=NOW + timedelta(days=30))
+    assert not list(rollups_dir(costline_home).glob("*.parquet"))
+    assert [p.name for p in pruned_dir(costline_home).glob("*.parquet")] == [merged[0].name]
+    reader = Reader(costline_home)
+    assert reader.count() == 0
+    assert reader.totals()["cost_picousd"] == sum(event(i).cost_picousd for i in range(400))
+    assert spend_by_day_model(reader) == expected_by_day_model(range(400))
+
+
+def test_an_old_segment_without_the_newest_columns_prunes(costline_home: Path) -> None:
+    old = rows_to_table([event_row(event(i)) for i in range(50)]).drop_columns(["metadata"])
+    sdir = segments_dir(costline_home)
+    sdir.mkdir(parents=True, exist_ok=True)
+    import pyarrow.parquet as pq
+
+    pq.write_table(old, sdir / "old.parquet")
+    prune(costline_home, 1, now=NOW)
+    assert Reader(costline_home).totals()["cost_picousd"] == sum(
+        event(i).cost_picousd for i in range(50)
+    )
+
+
+def test_retention_days_must_be_a_positive_whole_number(costline_home: Path) -> None:
+    for bad in (0, -3, 1.5, True, "30"):
+        with pytest.raises(ConfigError, match="retention_days"):
+            prune(costline_home, bad, now=NOW)  # type: ignore[arg-type]
+
+
+def test_removing_the_events_directory_leaves_no_stale_rollup_counted(
+    costline_home: Path,
+) -> None:
+    write(costline_home, "a", range(0, 50))
+    prune(costline_home, 1, now=NOW)
+    shutil.rmtree(costline_home / "events")
+    assert Reader(costline_home).totals()["cost_picousd"] == 0
+
+
+def test_removing_a_source_also_removes_it_from_pruned_rollups(costline_home: Path) -> None:
+    from core.usage._rollups import purge_source
+
+    demo = [event_row(event(i, source="demo")) for i in range(0, 40)]
+    real = [event_row(event(i)) for i in range(40, 60)]
+    write_segment(rows_to_table(demo + real), segments_dir(costline_home), "mixed")
+    prune(costline_home, 1, now=NOW)
+    reader = Reader(costline_home)
+    assert reader.totals()["requests"] == 60
+    assert purge_source(costline_home, "demo") == 40
+    totals = reader.totals()
+    assert totals["requests"] == 20
+    assert totals["cost_picousd"] == sum(event(i).cost_picousd for i in range(40, 60))

@@ -1,0 +1,253 @@
+"""The alert worker, with no console open: scans the usage log, records alerts once, and
+delivers them to a real local webhook server and a real local SMTP server (aiosmtpd)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from core import clock
+from core.control import SYSTEM, Budget, CacheSetting, ControlPlane
+from core.usage import UsageEvent, UsageLog
+from core.worker import Worker, start_background
+from tests.servers.sinks import SmtpServer, WebhookServer
+
+PICO = 10**12
+ACME_DAY = Budget(
+    id="acme-day",
+    name="Acme daily",
+    scope="org",
+    scope_value="acme",
+    period="day",
+    limit_usd=Decimal(100),
+)
+
+
+def day_start(now: datetime) -> datetime:
+    return now.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def history(now: datetime) -> list[UsageEvent]:
+    """30 quiet days for acme ($10 a day in 10 calls), then today's burst ($200)."""
+    out = []
+    today = day_start(now)
+    for d in range(1, 31):
+        for k in range(10):
+            ts = today - timedelta(days=d) + timedelta(hours=1 + 2 * k)
+            out.append(_ev(f"h{d}-{k}", ts, PICO))
+    for k in range(10):
+        ts = max(today, now - timedelta(seconds=5 * (k + 1)))
+        out.append(_ev(f"t{k}", ts, 20 * PICO))
+    return out
+
+
+def _ev(rid: str, ts: datetime, cost: int, **kw: object) -> UsageEvent:
+    fields: dict[str, object] = dict(
+        request_id=rid,
+        ts=ts,
+        org="acme",
+        user="ann",
+        model="gpt-4o-mini",
+        provider="openai",
+        cost_picousd=cost,
+        latency_ms=100.0,
+    )
+    fields.update(kw)
+    return UsageEvent(**fields)  # type: ignore[arg-type]
+
+
+def write(home: Path, events: list[UsageEvent]) -> None:
+    with UsageLog(home, compact_threshold=0) as log:
+        log.append_many(events)
+
+
+def notify(plane: ControlPlane, hook: WebhookServer, smtp: SmtpServer | None, every: int) -> None:
+    notes: dict[str, object] = {"webhook_urls": [hook.url]}
+    if smtp is not None:
+        notes["email_to"] = ["finance@example.com"]
+        notes["smtp"] = {"host": "127.0.0.1", "port": smtp.port, "sender": "cl@example.com"}
+    plane.set_setting("notifications", notes, SYSTEM)
+    plane.set_setting("alert_scan_interval_s", every, SYSTEM)
+
+
+@pytest.fixture
+def plane(costline_home: Path) -> Iterator[ControlPlane]:
+    with ControlPlane() as p:
+        yield p
+
+
+def test_worker_delivers_an_anomaly_and_a_budget_alert_within_one_scan(
+    costline_home: Path, plane: ControlPlane
+) -> None:
+    now = clock.now()
+    write(costline_home, history(now))
+    plane.upsert_budget(
+        ACME_DAY,
+        SYSTEM,
+    )
+    interval = 6
+    with WebhookServer() as hook, SmtpServer() as smtp:
+        notify(plane, hook, smtp, interval)
+        started = time.monotonic()
+        thread, stop = start_background(costline_home)
+        try:
+            deadline = started + interval
+            while time.monotonic() < deadline:
+                texts = " | ".join(hook.texts())
+                both = "anomaly · org=acme" in texts and "reached 100%" in texts
+                if both and len(smtp.messages) >= 5:
+                    break
+                time.sleep(0.1)
+            elapsed = time.monotonic() - started
+        finally:
+            stop.set()
+            thread.join(10)
+    texts = hook.texts()
+    assert elapsed < interval, (elapsed, texts)
+    assert any("anomaly · org=acme" in t and "Spend of org=acme" in t for t in texts), texts
+    assert any("Acme daily" in t and "reached 100%" in t for t in texts), texts
+    subjects = smtp.subjects()
+    assert any("anomaly · org=acme" in s for s in subjects), subjects
+    assert any("budget · acme-day" in s for s in subjects), subjects
+    assert all(m["To"] == "finance@example.com" for m in smtp.messages)
+    kinds = sorted((a.kind, a.threshold_pct) for a in plane.alerts())
+    assert ("anomaly", 0) in kinds
+    assert [p for k, p in kinds if k == "budget"] == [50, 75, 90, 100]
+    assert {a.notify_state for a in plane.alerts()} == {"sent"}
+    assert all(a.notify.get("email") == "sent" for a in plane.alerts())
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_two_workers_deliver_each_alert_once(
+    costline_home: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    url = request.getfixturevalue("pg_url") if backend == "postgres" else None
+    now = clock.now()
+    write(costline_home, history(now))
+    planes = [ControlPlane(url), ControlPlane(url)]
+    planes[0].upsert_budget(
+        ACME_DAY,
+        SYSTEM,
+    )
+    with WebhookServer() as hook:
+        notify(planes[0], hook, None, 5)
+        workers = [Worker(costline_home, plane=p, name=f"w{i}") for i, p in enumerate(planes)]
+        barrier = threading.Barrier(2)
+
+        def run(w: Worker) -> None:
+            for _ in range(3):
+                barrier.wait()
+                w.tick()
+                w._next_scan = 0.0  # scan again on the next tick
+
+        threads = [threading.Thread(target=run, args=(w,)) for w in workers]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        alerts = planes[0].alerts()
+        texts = hook.texts()
+        for w in workers:
+            w.close()
+    for p in planes:
+        p.close()
+    assert len(alerts) >= 5  # 4 budget thresholds + the anomaly
+    assert len(texts) == len(alerts) == len(set(texts)), texts
+    assert sum(w.scans for w in workers) == 3  # only the lease holder scans
+
+
+def test_two_processes_claim_each_notification_attempt_once(
+    costline_home: Path, plane: ControlPlane
+) -> None:
+    for i in range(40):
+        plane.record_alert(f"b{i}", "w", 50, message=f"alert {i}")
+    other = ControlPlane()
+    got: list[list[int]] = [[], []]
+
+    def claim(k: int, p: ControlPlane) -> None:
+        for _ in range(5):
+            got[k] += [a.id for a in p.claim_notifications(timedelta(minutes=5), limit=10)]
+
+    threads = [threading.Thread(target=claim, args=(k, p)) for k, p in enumerate((plane, other))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    other.close()
+    assert sorted(got[0] + got[1]) == sorted(a.id for a in plane.alerts())
+
+
+def test_a_failed_webhook_is_retried_with_backoff_and_its_status_stored(
+    costline_home: Path, plane: ControlPlane
+) -> None:
+    plane.record_alert("b1", "w", 90, message="Ops at 90%")
+    with WebhookServer(fail_first=3) as hook:
+        notify(plane, hook, None, 60)
+        worker = Worker(costline_home, name="w")
+        worker._next_scan = float("inf")  # deliveries only
+        worker.tick()
+        (a,) = plane.alerts()
+        assert (a.notify_state, a.notify_attempts) == ("pending", 1)
+        assert a.notify_error is not None and "HTTP 500 from 127.0.0.1" in a.notify_error
+        worker.tick()  # not due yet: the backoff is one minute
+        assert hook.posts == []
+        with clock.offset(timedelta(minutes=2)):
+            worker.tick()
+        worker.close()
+        (a,) = plane.alerts()
+        assert (a.notify_state, a.notify_attempts) == ("sent", 2)
+        assert len(hook.posts) == 1
+
+
+def test_operational_alerts_follow_their_editable_thresholds(
+    costline_home: Path, plane: ControlPlane
+) -> None:
+    now = clock.now()
+    recent = [now - timedelta(seconds=10 + i) for i in range(40)]
+    events = [
+        _ev(
+            f"e{i}",
+            ts,
+            PICO // 100,
+            status="error" if i < 4 else "ok",
+            latency_ms=5_000.0 if i % 2 else 50.0,
+            task="faq",
+            cache_hit=i >= 30,
+        )
+        for i, ts in enumerate(recent)
+    ]
+    write(costline_home, events)
+    plane.upsert_cache_setting(CacheSetting(task="faq", ttl_s=60), SYSTEM)
+    plane.set_setting("alert_thresholds", {"latency_p95_ms": 1_000, "anomalies": False}, SYSTEM)
+    worker = Worker(costline_home, name="w")
+    result = worker.scan()
+    # 4 of 30 provider calls failed (13% > 5%); 10 of 40 cache hits (25% < 50%); p95 > 1,000
+    assert result.recorded == {"error_rate": 1, "cache_hit_rate": 1, "latency": 1}, result
+    by_kind = {a.kind: a for a in plane.alerts()}
+    assert by_kind["error_rate"].severity == "critical"
+    assert "4 of 30 calls" in by_kind["error_rate"].message  # cache hits are not provider calls
+    assert by_kind["cache_hit_rate"].subject == "task=faq"
+    assert by_kind["latency"].link == "routing"
+    with pytest.raises(Exception, match="alert_thresholds.error_rate_pct"):
+        plane.set_setting("alert_thresholds", {"error_rate_pct": 150}, SYSTEM)
+    worker.close()
+
+
+def test_the_worker_prunes_by_the_retention_setting(
+    costline_home: Path, plane: ControlPlane
+) -> None:
+    old = datetime(2020, 1, 1, tzinfo=UTC)
+    write(costline_home, [_ev(f"o{i}", old + timedelta(hours=i), 3 * PICO) for i in range(5)])
+    plane.set_setting("retention_days", 30, SYSTEM)
+    plane.set_setting("alert_thresholds", {"anomalies": False}, SYSTEM)
+    worker = Worker(costline_home, name="w")
+    assert worker.scan().pruned_segments == 1
+    assert worker.reader.count() == 0
+    assert worker.reader.totals()["cost_picousd"] == 15 * PICO
+    worker.close()

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HASH := $(shell cksum pyproject.toml | cut -d' ' -f1)
 RUN_STAMP := $(VENV)/.run-$(HASH)
 TEST_STAMP := $(VENV)/.test-$(HASH)
-RUN_EXTRAS := console,postgres,otel,local,api
+RUN_EXTRAS := console,postgres,otel,local,api,gateway
 TEST_EXTRAS := $(RUN_EXTRAS),dev,server,semantic
 
 .PHONY: run test bench lint format

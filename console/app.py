@@ -38,6 +38,7 @@ PAGES = [
     PageSpec("routing.py", "Routing & Sampling", ":material/alt_route:", "Controls", "viewer"),
     PageSpec("pricing.py", "Pricing", ":material/sell:", "Controls", "viewer"),
     PageSpec("alerts.py", "Alerts", ":material/notifications:", "Controls", "viewer"),
+    PageSpec("keys.py", "API keys", ":material/key:", "Controls", "engineer"),
     PageSpec("playground.py", "Playground", ":material/science:", "Controls", "engineer"),
     PageSpec("import_export.py", "Import/Export", ":material/swap_vert:", "Data", "viewer"),
     PageSpec("admin.py", "Admin", ":material/admin_panel_settings:", "Data", "admin"),

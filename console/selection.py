@@ -26,7 +26,7 @@ PRESETS: dict[str, str] = {
     "mtd": "Month to date",
     "custom": "Custom",
 }
-FILTER_DIMS: tuple[str, ...] = ("org", "project", "user", "model", "provider", "task")
+FILTER_DIMS: tuple[str, ...] = ("org", "project", "user", "model", "provider", "task", "key")
 DEFAULT_RATES: dict[str, str] = {"USD": "1", "EUR": "0.92", "GBP": "0.79"}
 SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥"}
 CENT = Decimal("0.01")
@@ -46,6 +46,7 @@ class Scope:
     model: tuple[str, ...] = ()
     provider: tuple[str, ...] = ()
     task: tuple[str, ...] = ()
+    key: tuple[str, ...] = ()  # gateway virtual keys, by name
 
     def filters(self, **overrides: Any) -> Filters:
         """core.usage Filters for this scope; ``start``/``end``/``status`` may be overridden."""

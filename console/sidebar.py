@@ -32,6 +32,7 @@ LABELS = {
     "model": "Model",
     "provider": "Provider",
     "task": "Task",
+    "key": "API key",
 }
 
 

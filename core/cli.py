@@ -9,6 +9,8 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from core import cli_keys
+
 APP = Path(__file__).resolve().parents[1] / "console" / "app.py"
 
 
@@ -165,6 +167,14 @@ def cmd_compact(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gateway(args: argparse.Namespace) -> int:
+    """Serve the OpenAI/Anthropic-compatible HTTP gateway (costline[gateway])."""
+    from core.gateway import GatewayConfig, serve
+
+    config = GatewayConfig.from_env(host=args.host, port=args.port, workers=args.workers)
+    return int(serve(config))
+
+
 def cmd_api(args: argparse.Namespace) -> int:
     """Serve the management REST API alone (docs at /api/docs)."""
     from core.api import serve
@@ -318,6 +328,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="a label for the token")
     p.add_argument("--id", help="the token to revoke")
     p.set_defaults(func=cmd_tokens)
+    p = sub.add_parser("gateway", help="serve the OpenAI/Anthropic-compatible HTTP gateway")
+    p.add_argument("--host", default=os.environ.get("COSTLINE_GATEWAY_HOST", "127.0.0.1"))
+    p.add_argument("--port", type=int, default=int(os.environ.get("COSTLINE_GATEWAY_PORT", "4000")))
+    p.add_argument("--workers", type=int, default=1, help="processes (>1 needs REDIS_URL)")
+    p.set_defaults(func=cmd_gateway)
+    cli_keys.add_parser(sub)
     return ap
 
 

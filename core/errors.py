@@ -12,6 +12,7 @@ httpx and provider errors at the boundary (``raise ... from exc``) into the most
     │   └── UnpricedModel           model not in the price catalog
     ├── PolicyError                 Costline's own controls said no; not retried
     │   └── BudgetExceeded          names the budget, its limit, spend and window
+    ├── ClientDisconnected          the caller left mid-stream; the upstream call was cancelled
     └── ProviderError               the upstream failed
         ├── AuthError               HTTP 401/403
         ├── MalformedResponse       unparseable body, missing fields, stream cut mid-way
@@ -30,6 +31,7 @@ __all__ = [
     "AuthError",
     "BadRequest",
     "BudgetExceeded",
+    "ClientDisconnected",
     "ConfigError",
     "ContextWindowExceeded",
     "CostlineError",
@@ -113,6 +115,11 @@ class BudgetExceeded(PolicyError):
         self.limit = limit
         self.spent = spent
         self.window = window
+
+
+class ClientDisconnected(CostlineError):
+    """The consumer of a stream went away (an HTTP client disconnected): the upstream call
+    was cancelled and its partial usage is estimated and logged under this error type."""
 
 
 class ProviderError(CostlineError):

@@ -1,6 +1,7 @@
 """Rate limits: which ``RateItem``s (live-state buckets) apply to one request + candidate model.
 
-A ``RateLimit`` row from the control plane names a scope (user, org, app, model, provider), a
+A ``RateLimit`` row from the control plane names a scope (user, org, app, model, provider,
+key: a gateway virtual key), a
 metric (requests: cost 1; tokens: cost = the estimated tokens of the call), a limit per
 ``window_s`` and an algorithm (token bucket with ``burst``, or sliding window). With
 ``scope_value`` None the row gives each distinct value its own bucket (one per user, ...); with
@@ -83,6 +84,8 @@ def scope_value(scope: str, req: ChatRequest, model: str, provider: str) -> str 
         return req.project
     if scope == "task":
         return req.task
+    if scope == "key":
+        return req.key
     if scope == "model":
         return model
     if scope == "provider":

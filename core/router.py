@@ -15,11 +15,13 @@ choice) is never cached; ``optimize_cost`` orders an explicit model and its fall
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import threading
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from typing import cast
 
 import httpx
 
@@ -28,6 +30,7 @@ from core.controls import Controls
 from core.errors import (
     BadRequest,
     BudgetExceeded,
+    ClientDisconnected,
     ContextWindowExceeded,
     CostlineError,
     MalformedResponse,
@@ -37,8 +40,9 @@ from core.errors import (
 )
 from core.otel import Tracer
 from core.pricing import Catalog, load_catalog, max_cost, price, prompt_cache_saving
-from core.providers import Provider, ProviderResult, create
+from core.providers import Provider, ProviderResult, StreamItem, create
 from core.retry import RetryPolicy
+from core.router_embed import Embeddings, EmbedRequest, aembed
 from core.router_events import estimated_usage, failed_call, usage_event
 from core.router_plan import Candidate, Plan, apply_policy, budget_text, validate
 from core.routing import by_cost, cost_order_reason
@@ -49,6 +53,9 @@ from core.usage import UsageLog
 from core.usage._schema import Status
 
 __all__ = ["Router", "validate"]
+
+Gen = Generator[StreamItem, None, None]
+AGen = AsyncGenerator[StreamItem, None]
 
 
 class Router:
@@ -159,17 +166,24 @@ class Router:
                 for attempt in range(1, self.retry.max_attempts + 1):
                     parts: list[str] = []
                     t0 = time.perf_counter()
+                    done: Completion | None = None
                     try:
-                        for item in provider.stream(plan.req, cand.provider_model):
-                            if isinstance(item, str):
-                                plan.first_token(t0)
-                                parts.append(item)
-                                yield StreamChunk(item)
-                                continue
-                            done = self._settle(plan, cand, attempt, item, t0, "".join(parts))
-                            yield StreamChunk("", done)
-                            return
+                        gen = cast(Gen, provider.stream(plan.req, cand.provider_model))
+                        with contextlib.closing(gen) as it:
+                            for item in it:
+                                if isinstance(item, str):
+                                    plan.first_token(t0)
+                                    parts.append(item)
+                                    yield StreamChunk(item)
+                                    continue
+                                done = self._settle(plan, cand, attempt, item, t0, "".join(parts))
+                                yield StreamChunk("", done)
+                                return
                         raise MalformedResponse("stream ended without a final result")
+                    except GeneratorExit:  # the consumer stopped: closing() ended the upstream
+                        if done is None:
+                            self._abandoned(plan, cand, attempt, "".join(parts))
+                        raise
                     except CostlineError as exc:
                         delay = self._failed(plan, cand, attempt, exc, t0, "".join(parts))
                         if parts:
@@ -192,17 +206,24 @@ class Router:
                 for attempt in range(1, self.retry.max_attempts + 1):
                     parts: list[str] = []
                     t0 = time.perf_counter()
+                    done: Completion | None = None
                     try:
-                        async for item in provider.astream(plan.req, cand.provider_model):
-                            if isinstance(item, str):
-                                plan.first_token(t0)
-                                parts.append(item)
-                                yield StreamChunk(item)
-                                continue
-                            done = self._settle(plan, cand, attempt, item, t0, "".join(parts))
-                            yield StreamChunk("", done)
-                            return
+                        agen = cast(AGen, provider.astream(plan.req, cand.provider_model))
+                        async with contextlib.aclosing(agen) as it:
+                            async for item in it:
+                                if isinstance(item, str):
+                                    plan.first_token(t0)
+                                    parts.append(item)
+                                    yield StreamChunk(item)
+                                    continue
+                                done = self._settle(plan, cand, attempt, item, t0, "".join(parts))
+                                yield StreamChunk("", done)
+                                return
                         raise MalformedResponse("stream ended without a final result")
+                    except (GeneratorExit, asyncio.CancelledError):  # the consumer went away
+                        if done is None:  # aclosing() has closed the upstream request
+                            self._abandoned(plan, cand, attempt, "".join(parts))
+                        raise
                     except CostlineError as exc:
                         delay = self._failed(plan, cand, attempt, exc, t0, "".join(parts))
                         if parts:
@@ -213,6 +234,10 @@ class Router:
             raise self._exhausted(plan)
         finally:
             self._done(plan)
+
+    async def aembed(self, req: EmbedRequest) -> Embeddings:
+        """Embeddings priced by input tokens, under budgets and rate limits (router_embed.py)."""
+        return await aembed(self, req)
 
     def batch(
         self, requests: Iterable[ChatRequest], concurrency: int = 8
@@ -531,7 +556,13 @@ class Router:
             usage = estimated_usage(cand, text)
         cost = price(usage, cand.row, batch=plan.req.batch) if cand.row else Cost(unpriced=True)
         done = plan.completion(
-            cand, text, usage, cost, ttft_ms=plan.ttft_ms, finish_reason=result.finish_reason
+            cand,
+            text,
+            usage,
+            cost,
+            ttft_ms=plan.ttft_ms,
+            finish_reason=result.finish_reason,
+            choices=result.choices,
         )
         if cand.row is not None and (usage.cached_input_tokens or usage.cache_write_tokens):
             done.saved = prompt_cache_saving(usage, cand.row)  # provider prompt caching
@@ -573,6 +604,25 @@ class Router:
             plan.decision = None
         with self._lock:
             return self.retry.delay(attempt, exc, self._rng)
+
+    def _abandoned(self, plan: Plan, cand: Candidate, attempt: int, partial: str) -> None:
+        """A stream whose consumer left mid-call: the prompt and the partial answer were
+        billed upstream, so they are estimated (flagged), priced, settled and logged."""
+        n = len(partial)
+        exc = ClientDisconnected(
+            f"client disconnected after {n} characters; the upstream call was cancelled",
+            provider=cand.provider,
+            model=cand.model,
+        )
+        plan.last = exc
+        usage = estimated_usage(cand, partial)
+        cost = price(usage, cand.row, batch=plan.req.batch) if cand.row else Cost(unpriced=True)
+        done = plan.completion(cand, partial, usage, cost, ttft_ms=plan.ttft_ms)
+        ctl = self.controls
+        if ctl is not None and plan.decision is not None:
+            ctl.guard.settle(plan.decision, cost.total, usage.total_tokens)
+            plan.decision = None
+        self._record(plan, cand, attempt, "error", done, exc)
 
     def _exhausted(self, plan: Plan) -> CostlineError:
         if plan.last is not None:

@@ -69,6 +69,7 @@ def usage_event(
         metadata=dict(req.metadata),
         cache_write_1h_tokens=u.cache_write_1h_tokens,
         price_flags=c.flags,
+        key=req.key,
     )
 
 

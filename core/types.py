@@ -8,9 +8,10 @@ over millions of calls are exact. ``Decimal`` is used only at the edges (display
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 PICO = 10**12
 Role = Literal["system", "user", "assistant", "tool"]
@@ -30,9 +31,13 @@ def pico_to_usd(pico: int) -> Decimal:
 
 @dataclass(frozen=True, slots=True)
 class Message:
+    """``extra``: wire fields sent verbatim to OpenAI-compatible upstreams (``tool_calls``,
+    ``tool_call_id``, ``content`` as a list of parts); ``content`` stays the text counted."""
+
     role: Role
     content: str
     name: str | None = None
+    extra: Mapping[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -64,6 +69,8 @@ class ChatRequest:
     score: float | None = None  # sampling: the score THRESHOLD compares
     source: str = "app"
     request_id: str = field(default_factory=new_request_id)
+    key: str | None = None  # the virtual key's name (the gateway sets it; a budget scope)
+    extra: dict[str, Any] = field(default_factory=dict)  # body fields passed to the upstream
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +147,8 @@ class Completion:
     finish_reason: str | None = None
     saved: Cost = ZERO_COST  # what a cache hit or skipped call would have cost
     ai_called: bool = True  # False when a sampling strategy reused the last answer
+    # the OpenAI-wire choices as the upstream sent them (tool calls, n > 1); not compared
+    choices: list[dict[str, Any]] | None = field(default=None, compare=False, repr=False)
 
     @property
     def cost_usd(self) -> Decimal:

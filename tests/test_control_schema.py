@@ -224,6 +224,24 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "pk": ["id"],
         "indexes": {"ix_data_loads_kind": (["kind"], False)},
     },
+    "virtual_keys": {
+        "columns": [
+            ("name", TXT, False),
+            ("prefix", TXT, False),
+            ("key_hash", TXT, False),
+            ("org", TXT, True),
+            ("project", TXT, True),
+            ("user", TXT, True),
+            ("models_json", TXT, False),
+            ("created_at", TS, False),
+            ("created_by", TXT, False),
+            ("expires_at", TS, True),
+            ("revoked_at", TS, True),
+            ("revoked_by", TXT, True),
+        ],
+        "pk": ["name"],
+        "unique": {"uq_virtual_keys_hash": ["key_hash"]},
+    },
 }
 
 

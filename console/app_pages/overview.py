@@ -18,7 +18,7 @@ from console.queries.overview import Totals
 from console.selection import Money, Selection, change
 from console.sidebar import current_selection
 
-DIMENSIONS = ["model", "provider", "org", "project", "task", "user"]
+DIMENSIONS = ["model", "provider", "org", "project", "task", "user", "key"]
 GRAINS = ["day", "week", "month"]
 SHORT_GRAINS = ["minute", "hour", "day"]  # a range of two days or less
 SHORT_RANGE = timedelta(days=2)

@@ -28,6 +28,7 @@ def log_frame(page: pd.DataFrame, money: Money) -> pd.DataFrame:
             "time": page["ts"],
             "org / user": page["org"].fillna("–") + " / " + page["user"].fillna("–"),
             "task": page["task"],
+            "key": page["key"],
             "model (requested → used)": route,
             "tokens": tokens.astype("int64"),
             "cost": money.floats(page["cost_picousd"].fillna(0)),

@@ -18,6 +18,7 @@ LOG_COLUMNS = [
     "org",
     "user",
     "task",
+    "key",
     "requested_model",
     "model",
     "provider",

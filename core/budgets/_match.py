@@ -96,6 +96,7 @@ class Matcher:
             req.user,
             req.task,
             req.app,
+            req.key,
             critical,
             degraded,
         )

@@ -100,4 +100,4 @@ def matches(
     return False
 
 
-REQUEST_SCOPES = frozenset({"org", "project", "user", "task"})
+REQUEST_SCOPES = frozenset({"org", "project", "user", "task", "key"})

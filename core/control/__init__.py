@@ -17,6 +17,7 @@ from ._alerts import NOTIFY_MAX_AGE, default_severity
 from ._base import PERMISSIONS, can
 from ._engine import control_url, make_engine
 from ._inbox import ALERT_STATES
+from ._keys import VirtualKey, validate_key
 from ._migrations import MIGRATIONS, applied, migrate
 from ._models import (
     ALERT_KINDS,
@@ -118,6 +119,7 @@ __all__ = [
     "RoutingPolicy",
     "SamplingStrategy",
     "User",
+    "VirtualKey",
     "Watcher",
     "Weights",
     "applied",
@@ -130,6 +132,7 @@ __all__ = [
     "migrate",
     "validate_budget",
     "validate_cache_setting",
+    "validate_key",
     "validate_model_score",
     "validate_password",
     "validate_policy",

@@ -44,6 +44,7 @@ ENGINEER = frozenset(
         "model_score",
         "alert",
         "playground",
+        "virtual_key",
     }
 )
 EVERYTHING = ENGINEER | {"price_override", "user", "setting", "api_token", "audit"}

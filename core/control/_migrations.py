@@ -290,6 +290,33 @@ def m006_alert_inbox(conn: Connection) -> None:
     md.create_all(conn)
 
 
+def m007_virtual_keys(conn: Connection) -> None:
+    """The gateway's virtual keys: a keyed hash of the secret (never the secret), its shown
+    prefix, the org/project/user it speaks for, allowed models, expiry and revocation."""
+    md = sa.MetaData()
+    T = sa.Text  # noqa: N806
+    sa.Table(
+        "virtual_keys",
+        md,
+        sa.Column("name", T, primary_key=True),
+        *_cols(
+            ("prefix", T, False),
+            ("key_hash", T, False),
+            ("org", T, True),
+            ("project", T, True),
+            ("user", T, True),
+            ("models_json", T, False),
+            ("created_at", TS, False),
+            ("created_by", T, False),
+            ("expires_at", TS, True),
+            ("revoked_at", TS, True),
+            ("revoked_by", T, True),
+        ),
+        sa.UniqueConstraint("key_hash", name="uq_virtual_keys_hash"),
+    )
+    md.create_all(conn)
+
+
 Migration = Callable[[Connection], None]
 MIGRATIONS: list[Migration] = [
     m001_initial,
@@ -298,6 +325,7 @@ MIGRATIONS: list[Migration] = [
     m004_prompt_cache,
     m005_api_tokens,
     m006_alert_inbox,
+    m007_virtual_keys,
 ]
 
 _md = sa.MetaData()

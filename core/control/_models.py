@@ -19,7 +19,16 @@ from core.types import PICO
 
 RoleName = Literal["viewer", "engineer", "admin", "system"]
 ROLES: tuple[str, ...] = ("viewer", "engineer", "admin")  # roles a user can have
-BUDGET_SCOPES: tuple[str, ...] = ("global", "org", "project", "user", "task", "model", "provider")
+BUDGET_SCOPES: tuple[str, ...] = (
+    "global",
+    "org",
+    "project",
+    "user",
+    "task",
+    "model",
+    "provider",
+    "key",  # a gateway virtual key, by name
+)
 PERIODS: tuple[str, ...] = ("day", "week", "month")
 BUDGET_ACTIONS: tuple[str, ...] = ("alert", "degrade", "block")
 ROUTING_STRATEGIES: tuple[str, ...] = ("explicit", "cheapest", "fastest", "balanced", "quality")
@@ -31,7 +40,7 @@ SAMPLING_STRATEGIES: tuple[str, ...] = (
     "threshold",
     "adaptive",
 )
-RATE_SCOPES: tuple[str, ...] = ("user", "org", "app", "model", "provider")
+RATE_SCOPES: tuple[str, ...] = ("user", "org", "app", "model", "provider", "key")
 RATE_METRICS: tuple[str, ...] = ("requests", "tokens")
 RATE_ALGORITHMS: tuple[str, ...] = ("token_bucket", "sliding_window")
 ALERT_KINDS: tuple[str, ...] = (

@@ -244,3 +244,20 @@ data_loads = sa.Table(  # m003: CSV imports and the demo data set
     col("details_json", sa.Text),
     sa.Index("ix_data_loads_kind", "kind"),
 )
+virtual_keys = sa.Table(  # m007: the gateway's virtual keys (a keyed hash, never the secret)
+    "virtual_keys",
+    metadata,
+    col("name", sa.Text, primary_key=True),
+    col("prefix", sa.Text),  # the secret's first characters, shown to tell keys apart
+    col("key_hash", sa.Text),  # HMAC-SHA256 of the secret with the server's pepper (hex)
+    col("org", sa.Text, True),
+    col("project", sa.Text, True),
+    col("user", sa.Text, True),
+    col("models_json", sa.Text),  # [] = every model
+    col("created_at", UTCDateTime),
+    col("created_by", sa.Text),
+    col("expires_at", UTCDateTime, True),
+    col("revoked_at", UTCDateTime, True),
+    col("revoked_by", sa.Text, True),
+    sa.UniqueConstraint("key_hash", name="uq_virtual_keys_hash"),
+)

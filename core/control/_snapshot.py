@@ -8,6 +8,7 @@ from datetime import date
 from types import MappingProxyType
 from typing import Any
 
+from ._keys import VirtualKey
 from ._models import (
     DEFAULT_CACHE_TTL_S,
     DEFAULT_CACHE_TTLS,
@@ -37,6 +38,7 @@ class ControlSnapshot:
     price_overrides: tuple[PriceOverride, ...] = ()
     model_scores: tuple[ModelScore, ...] = ()
     settings: Mapping[str, Any] = field(default_factory=frozen_map)
+    keys: tuple[VirtualKey, ...] = ()  # the gateway's virtual keys (hashes, never secrets)
 
     def policy(self, task: str | None) -> RoutingPolicy | None:
         return next((p for p in self.policies if p.task == task), None)

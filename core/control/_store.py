@@ -19,6 +19,7 @@ from . import _validate as v
 from . import auth
 from ._engine import read_tx
 from ._inbox import AlertInbox
+from ._keys import KeyStore
 from ._models import (
     DEFAULT_SETTINGS,
     Actor,
@@ -38,7 +39,7 @@ from ._tokens import TokenStore
 _MISSING: Any = object()
 
 
-class ControlPlane(AlertInbox, TokenStore):
+class ControlPlane(KeyStore, AlertInbox, TokenStore):
     """The control-plane store. ``model_exists`` (e.g. ``catalog.has``) guards model names.
 
     ``ControlPlane(url=None, *, model_exists=None, auto_migrate=True, now=None)``: the URL
@@ -140,6 +141,7 @@ class ControlPlane(AlertInbox, TokenStore):
                 price_overrides=tuple(self._all(rows.PRICE, conn)),
                 model_scores=tuple(self._all(rows.SCORE, conn)),
                 settings=deep_freeze(self.settings(conn)),
+                keys=tuple(self.virtual_keys(conn)),
             )
 
     # ---- writes, one pair per entity ---------------------------------------------------------

@@ -161,7 +161,8 @@ def attribute(reader: Reader, finding: Finding, filters: Filters | None = None) 
     base = replace(filters or Filters(), start=since, end=end.to_pydatetime(), **narrowed)
     where, params = base.where()
     amount = "count(*) * 1e12" if finding.metric == "requests" else "sum(cost_picousd)::DOUBLE"
-    dims = ", ".join(f'"{d}"' for d in ATTRIBUTE_DIMS)
+    own = () if finding.dimension in ATTRIBUTE_DIMS else (finding.dimension,)  # e.g. "key"
+    dims = ", ".join(f'"{d}"' for d in (*ATTRIBUTE_DIMS, *own))
     sql = (
         f"SELECT CASE WHEN ts >= ? THEN ? ELSE ? END AS ts, {dims},"
         f" {amount} AS cost_picousd FROM events{where} GROUP BY ALL"

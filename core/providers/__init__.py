@@ -14,7 +14,7 @@ import httpx
 from core.errors import ConfigError
 from core.providers._http import HTTPProvider, StreamState
 from core.providers.anthropic import AnthropicProvider
-from core.providers.base import Provider, ProviderResult, StreamItem
+from core.providers.base import EmbedResult, Provider, ProviderResult, StreamItem
 from core.providers.dryrun import DryRunProvider
 from core.providers.local import LocalProvider
 from core.providers.openai_compat import OpenAIProvider
@@ -23,6 +23,7 @@ from core.settings import ProviderConfig
 __all__ = [
     "AnthropicProvider",
     "DryRunProvider",
+    "EmbedResult",
     "HTTPProvider",
     "LocalProvider",
     "OpenAIProvider",

@@ -44,9 +44,16 @@ class StreamState:
     done: bool = False  # the terminal event arrived
     chunks: int = 0  # text deltas handed to the caller
     status: int | None = None
+    tool_calls: dict[int, dict[str, Any]] = field(default_factory=dict)  # streamed, by index
 
     def result(self) -> ProviderResult:
-        return ProviderResult("".join(self.parts), self.usage, self.finish_reason, self.model)
+        text = "".join(self.parts)
+        choices = None
+        if self.tool_calls:  # the streamed tool calls, assembled as one final message
+            calls = [self.tool_calls[i] for i in sorted(self.tool_calls)]
+            message = {"role": "assistant", "content": text or None, "tool_calls": calls}
+            choices = [{"index": 0, "message": message, "finish_reason": self.finish_reason}]
+        return ProviderResult(text, self.usage, self.finish_reason, self.model, choices)
 
 
 class HTTPProvider(Provider):

@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from core.errors import BadRequest
 from core.providers._errors import ERROR_TYPES, for_status
 from core.providers._http import HTTPProvider, StreamState
 from core.providers.base import ProviderResult
@@ -23,6 +24,9 @@ from core.types import ChatRequest, Usage
 
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 1024
+SAME_FIELDS = frozenset({"top_p", "top_k", "stop_sequences", "metadata"})
+# OpenAI fields that change the answer's shape: refused rather than silently dropped
+SHAPE_FIELDS = frozenset({"tools", "tool_choice", "functions", "response_format", "logprobs"})
 
 
 def _n(u: dict[str, Any], key: str) -> int:
@@ -59,6 +63,21 @@ def parse_usage(u: Any, base: Usage | None = None) -> Usage | None:
         ),
         output_tokens=_n(u, "output_tokens") if "output_tokens" in u else b.output_tokens,
     )
+
+
+def passthrough(extra: dict[str, Any], body: dict[str, Any]) -> None:
+    """OpenAI request fields Anthropic also has; others that would change the answer's shape
+    are refused by name, the rest (seed, user, penalties) are not sent."""
+    for k, v in extra.items():
+        if k in SAME_FIELDS:
+            body[k] = v
+        elif k == "stop" and v is not None:
+            body["stop_sequences"] = [v] if isinstance(v, str) else list(v)
+        elif k in SHAPE_FIELDS or (k == "n" and v not in (None, 1)):
+            raise BadRequest(
+                f"{k}: not supported by the Anthropic wire through Costline "
+                "(passed through to OpenAI-compatible upstreams only)"
+            )
 
 
 def _cache_control(ttl: str | None) -> dict[str, str] | None:
@@ -99,6 +118,7 @@ class AnthropicProvider(HTTPProvider):
                 last["content"] = [{"type": "text", "text": last["content"], "cache_control": mark}]
         if req.temperature is not None:
             body["temperature"] = req.temperature
+        passthrough(req.extra, body)
         if stream:
             body["stream"] = True
         headers = {

@@ -10,8 +10,8 @@ import contextlib
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
-from typing import ClassVar
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import httpx
 
@@ -27,9 +27,20 @@ class ProviderResult:
     usage: Usage | None
     finish_reason: str | None
     model: str
+    # OpenAI wire: the choices as the upstream sent them (tool calls, n > 1); not compared
+    choices: list[dict[str, Any]] | None = field(default=None, compare=False)
 
 
 StreamItem = str | ProviderResult
+
+
+@dataclass(frozen=True, slots=True)
+class EmbedResult:
+    """Vectors in input order; ``input_tokens`` None when the provider reported none."""
+
+    vectors: list[list[float]]
+    input_tokens: int | None
+    model: str
 
 
 class Provider(ABC):
@@ -75,6 +86,16 @@ class Provider(ABC):
     @abstractmethod
     def stream(self, req: ChatRequest, model: str) -> Iterator[StreamItem]:
         """Text deltas as str, then exactly one final ProviderResult."""
+
+    async def aembed(self, texts: list[str], model: str, dimensions: int | None) -> EmbedResult:
+        """Embeddings of ``texts``; adapters without an embeddings API refuse by name."""
+        from core.errors import BadRequest
+
+        raise BadRequest(
+            f"provider {self.name!r} ({self.wire} wire) has no embeddings endpoint",
+            provider=self.name,
+            model=model,
+        )
 
     async def acomplete(self, req: ChatRequest, model: str) -> ProviderResult:
         return await asyncio.to_thread(self.complete, req, model)

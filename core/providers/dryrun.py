@@ -8,14 +8,16 @@ same request always gets the same answer and usage. No network, no sleep unless 
 from __future__ import annotations
 
 import asyncio
+import math
 import os
+import random
 import time
 import zlib
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 
 import httpx
 
-from core.providers.base import Provider, ProviderResult, StreamItem
+from core.providers.base import EmbedResult, Provider, ProviderResult, StreamItem
 from core.settings import ProviderConfig
 from core.types import ChatRequest, Message, Usage
 
@@ -23,6 +25,7 @@ LABEL = "[dryrun]"
 MAX_OUT = 400
 MIN_OUT = 20
 ECHO_WORDS = 12
+EMBED_DIMS = 256
 _FILLER = (
     "the cost of this answer is simulated so no provider was called and no money was spent "
     "while the router still counts tokens checks budgets picks a model and records usage "
@@ -79,6 +82,14 @@ def simulate(req: ChatRequest, model: str) -> ProviderResult:
     usage = Usage(input_tokens=count_input(model, req.messages), output_tokens=n)
     finish = "length" if req.max_tokens is not None and n >= req.max_tokens else "stop"
     return ProviderResult(text, usage, finish, model)
+
+
+def embed_text(text: str, dims: int) -> list[float]:
+    """A deterministic unit vector for ``text`` (the same text, the same vector)."""
+    rng = random.Random(zlib.crc32(text.encode("utf-8", "replace")))
+    v = [rng.gauss(0.0, 1.0) for _ in range(dims)]
+    norm = math.sqrt(sum(x * x for x in v)) or 1.0
+    return [x / norm for x in v]
 
 
 def _chunks(text: str) -> list[str]:
@@ -148,3 +159,13 @@ class DryRunProvider(Provider):
                 await asyncio.sleep(self.ms_per_token / 1000.0)
             yield chunk
         yield result
+
+    async def aembed(self, texts: list[str], model: str, dimensions: int | None) -> EmbedResult:
+        """Deterministic vectors (``EMBED_DIMS`` unless asked); tokens counted exactly."""
+        from core.tokens import count_text
+
+        dims = dimensions or EMBED_DIMS
+        tokens = sum(count_text(model, t) for t in texts)
+        if self.latency_ms:
+            await asyncio.sleep(self.latency_ms / 1000.0)
+        return EmbedResult([embed_text(t, dims) for t in texts], tokens, model)

@@ -16,8 +16,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from core.errors import ConfigError, ContextWindowExceeded, CostlineError, ProviderServerError
-from core.providers.base import Provider, ProviderResult, StreamItem
+from core.errors import (
+    BadRequest,
+    ConfigError,
+    ContextWindowExceeded,
+    CostlineError,
+    ProviderServerError,
+)
+from core.providers.base import EmbedResult, Provider, ProviderResult, StreamItem
 from core.types import ChatRequest, Usage
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -71,8 +77,28 @@ def _close() -> None:
             _llama = None
 
 
+_EMBEDDER: Any = None
+
+
 class LocalProvider(Provider):
+    """SmolLM2-135M for chat (llama.cpp in-process); all-MiniLM-L6-v2 (384 dimensions) for
+    embeddings, both offline (``costline[local]``, ``costline[semantic]``)."""
+
     wire = "local"
+
+    async def aembed(self, texts: list[str], model: str, dimensions: int | None) -> EmbedResult:
+        global _EMBEDDER
+        if "minilm" not in model.lower():
+            return await super().aembed(texts, model, dimensions)
+        if dimensions not in (None, 384):
+            raise BadRequest(f"dimensions: {model} has 384, got {dimensions}", model=model)
+        from core.cache._semantic import MiniLMEmbedder
+
+        if _EMBEDDER is None:
+            _EMBEDDER = MiniLMEmbedder()
+        vectors = await asyncio.to_thread(_EMBEDDER.embed, texts)
+        # its WordPiece tokens are not reported: the router estimates them (flagged)
+        return EmbedResult([[float(x) for x in v] for v in vectors], None, model)
 
     def _kwargs(self, req: ChatRequest) -> dict[str, Any]:
         kw: dict[str, Any] = {

@@ -12,11 +12,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import httpx
 import orjson
 
-from core.providers._errors import for_status
+from core.providers._errors import Where, for_status, for_transport, malformed
 from core.providers._http import HTTPProvider, StreamState
-from core.providers.base import ProviderResult
+from core.providers.base import EmbedResult, ProviderResult
 from core.types import ChatRequest, Usage
 
 # reasoning families that take max_completion_tokens instead of max_tokens
@@ -56,11 +57,13 @@ class OpenAIProvider(HTTPProvider):
     ) -> tuple[str, dict[str, str], dict[str, Any]]:
         messages = []
         for m in req.messages:
-            msg = {"role": m.role, "content": m.content}
+            msg: dict[str, Any] = {"role": m.role, "content": m.content}
             if m.name:
                 msg["name"] = m.name
+            if m.extra:
+                msg.update(m.extra)
             messages.append(msg)
-        body: dict[str, Any] = {"model": model, "messages": messages}
+        body: dict[str, Any] = {**req.extra, "model": model, "messages": messages}
         if req.temperature is not None:
             body["temperature"] = req.temperature
         if req.max_tokens is not None:
@@ -69,6 +72,8 @@ class OpenAIProvider(HTTPProvider):
         if stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
+        else:
+            body.pop("stream_options", None)
         headers = {"accept": "text/event-stream" if stream else "application/json"}
         if self.config.api_key:
             headers["authorization"] = f"Bearer {self.config.api_key}"
@@ -76,8 +81,39 @@ class OpenAIProvider(HTTPProvider):
             headers["openai-organization"] = self.config.organization
         return "/chat/completions", headers, body
 
+    async def aembed(self, texts: list[str], model: str, dimensions: int | None) -> EmbedResult:
+        """POST /embeddings (float vectors); usage.prompt_tokens when the server reports it."""
+        body: dict[str, Any] = {"model": model, "input": texts, "encoding_format": "float"}
+        if dimensions is not None:
+            body["dimensions"] = dimensions
+        headers = {"content-type": "application/json", "accept": "application/json"}
+        if self.config.api_key:
+            headers["authorization"] = f"Bearer {self.config.api_key}"
+        where = Where(self.config.name, model, self.config.api_key)
+        url = self.config.base_url.rstrip("/") + "/embeddings"
+        try:
+            resp = await self.aclient.post(
+                url, content=orjson.dumps(body), headers=headers, timeout=self.config.timeout_s
+            )
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            raise for_transport(exc, where) from exc
+        if resp.status_code >= 400:
+            raise for_status(resp.status_code, resp.content, resp.headers, where)
+        try:
+            data = orjson.loads(resp.content)
+            rows = sorted(data["data"], key=lambda d: d.get("index", 0))
+            vectors = [[float(x) for x in d["embedding"]] for d in rows]
+            usage = data.get("usage") or {}
+            tokens = usage.get("prompt_tokens")
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise malformed(f"unexpected embeddings response ({exc!r})", where) from exc
+        if len(vectors) != len(texts):
+            raise malformed(f"{len(vectors)} embeddings for {len(texts)} inputs", where)
+        return EmbedResult(vectors, tokens if isinstance(tokens, int) else None, model)
+
     def parse_response(self, data: dict[str, Any], model: str) -> ProviderResult:
-        choice = data["choices"][0]
+        choices = data["choices"]
+        choice = choices[0]
         text = choice["message"].get("content") or ""
         if not isinstance(text, str):
             raise TypeError(f"message content is not a string: {text!r}")
@@ -86,6 +122,7 @@ class OpenAIProvider(HTTPProvider):
             usage=parse_usage(data.get("usage")),
             finish_reason=choice.get("finish_reason"),
             model=data.get("model") or model,
+            choices=choices,
         )
 
     def parse_event(self, state: StreamState, event: str, data: str) -> str | None:
@@ -108,7 +145,24 @@ class OpenAIProvider(HTTPProvider):
                 continue
             if choice.get("finish_reason"):
                 state.finish_reason = choice["finish_reason"]
-            content = (choice.get("delta") or {}).get("content")
+            d = choice.get("delta") or {}
+            content = d.get("content")
             if content:
                 delta = content
+            for call in d.get("tool_calls") or ():
+                _merge_tool_call(state.tool_calls, call)
         return delta
+
+
+def _merge_tool_call(calls: dict[int, dict[str, Any]], part: dict[str, Any]) -> None:
+    """Fold one streamed tool-call delta into the call at its index (arguments append)."""
+    i = int(part.get("index", 0))
+    got = calls.setdefault(i, {"index": i, "type": "function", "function": {"arguments": ""}})
+    if part.get("id"):
+        got["id"] = part["id"]
+    if part.get("type"):
+        got["type"] = part["type"]
+    fn = part.get("function") or {}
+    if fn.get("name"):
+        got["function"]["name"] = fn["name"]
+    got["function"]["arguments"] += fn.get("arguments") or ""

@@ -48,6 +48,7 @@ COLUMNS = [
     "ai_called",
     "degraded",
     "criticality",
+    "key",
 ]
 Canonical = Callable[[str], str]
 
@@ -73,6 +74,7 @@ class LoggedCall:
     usage: Usage
     cost_picousd: int
     replayable: bool
+    key: str | None = None  # the gateway virtual key
 
 
 def utc(value: datetime) -> datetime:
@@ -150,6 +152,7 @@ def _call(row: dict[str, Any], ts: datetime, cost: int) -> LoggedCall:
         usage,
         cost,
         replayable,
+        _s(row["key"]),
     )
 
 
@@ -248,6 +251,7 @@ def request_for(
         project=call.project,
         user=call.user,
         app=call.app,
+        key=call.key,
         criticality=call.criticality,  # type: ignore[arg-type]
         tags=call.tags,
         cache=False,

@@ -18,6 +18,7 @@ DIMENSIONS: tuple[str, ...] = (
     "user",
     "task",
     "app",
+    "key",
     "provider",
     "model",
     "requested_model",
@@ -43,6 +44,7 @@ FILTER_COLUMNS: tuple[str, ...] = (
     "task",
     "status",
     "source",
+    "key",
 )
 TOKEN_COLUMNS: tuple[str, ...] = (
     "input_tokens",
@@ -82,6 +84,7 @@ class Filters:
     task: Values = None
     status: Values = None
     source: Values = None
+    key: Values = None
 
     def where(self) -> tuple[str, list[object]]:
         """`` WHERE ...`` (or "") and its parameters."""

@@ -68,6 +68,7 @@ SCHEMA = pa.schema(
         # added later (older segments read them as NULL):
         pa.field("cache_write_1h_tokens", _I64),  # part of cache_write_tokens with a 1h TTL
         pa.field("price_flags", pa.list_(_S)),  # core.pricing.rules.PRICE_FLAGS
+        pa.field("key", _S),  # the gateway's virtual key (its name); older files lack it
     ]
 )
 COLUMNS: tuple[str, ...] = tuple(SCHEMA.names)
@@ -126,6 +127,7 @@ class UsageEvent:
     metadata: dict[str, str] = field(default_factory=dict)
     cache_write_1h_tokens: int = 0
     price_flags: tuple[str, ...] = ()
+    key: str | None = None
 
     @property
     def cost_usd(self) -> Decimal:

@@ -11,7 +11,8 @@ like a well-behaved provider, echoing the last user message. Every request is re
 
 Faults it can play: any status with any headers, a delay before responding, a connection
 reset with no response, malformed bodies, SSE streams with keepalives, streams that stop
-without their terminal event, and streams cut mid-way by a reset.
+without their terminal event, and streams cut mid-way by a reset. A stream whose client
+goes away is recorded in ``aborted`` (the client really closed the connection).
 """
 
 from __future__ import annotations
@@ -320,15 +321,19 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
-        for i, event in enumerate(reply.events):
-            if reply.cut_after is not None and i >= reply.cut_after:
-                self._reset()
-                return
-            if i and reply.event_delay and owner._stopping.wait(reply.event_delay):
-                return
-            data = event.encode()
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
-        self.wfile.write(b"0\r\n\r\n")
+        try:
+            for i, event in enumerate(reply.events):
+                if reply.cut_after is not None and i >= reply.cut_after:
+                    self._reset()
+                    return
+                if i and reply.event_delay and owner._stopping.wait(reply.event_delay):
+                    return
+                data = event.encode()
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
+        except OSError:  # the client went away mid-stream
+            owner._aborted(rec, i)
 
     def _reset(self) -> None:
         """Close with RST (SO_LINGER 0): the client sees a reset, not a clean end."""
@@ -347,6 +352,7 @@ class _Server(ThreadingHTTPServer):
 class ScriptedServer:
     def __init__(self) -> None:
         self.requests: list[Recorded] = []
+        self.aborted: list[tuple[Recorded, int]] = []  # (request, SSE blocks sent): client left
         self._script: deque[Script] = deque()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -379,6 +385,10 @@ class ScriptedServer:
             self.requests.append(rec)
             item = self._script.popleft() if self._script else auto_reply
         return item(rec) if callable(item) else item
+
+    def _aborted(self, rec: Recorded, sent: int) -> None:
+        with self._lock:
+            self.aborted.append((rec, sent))
 
     def start(self) -> ScriptedServer:
         self._server = _Server(("127.0.0.1", 0), _Handler)

@@ -1,0 +1,259 @@
+"""The gateway's ASGI app: the inference routes as plain ASGI handlers, everything else a
+Starlette app (health, metrics, models, extra mounts such as the management API).
+
+    app = build_app(GatewayConfig(), mounts=[Mount("/api/v1", app=api_app)])
+    uvicorn.run(app)
+
+One ``Router`` per process (made at startup, closed at shutdown: the usage log is flushed),
+calling its public async API. See docs/gateway.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.routing import BaseRoute
+
+from core import clock
+from core.control import ControlSnapshot, RateLimit, VirtualKey
+from core.errors import BudgetExceeded, CostlineError
+from core.keys import KeyIndex, load_pepper
+from core.router import Router
+
+from ._asgi import JSON, HeaderList, Receive, Scope, Send, send_bytes
+from ._config import GatewayConfig
+from ._errors import HTTPError, forbidden, from_costline, unauthorized
+from ._metrics import Metrics
+from ._request import Headers, secret_of
+
+Handler = Callable[["Gateway", Scope, Receive, Send], Awaitable[None]]
+RouterFactory = Callable[[GatewayConfig], Router]
+
+
+class Gateway:
+    """State shared by every request of one process; ``__call__`` is the ASGI entry."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        *,
+        router: Router | RouterFactory | None = None,
+        mounts: Sequence[BaseRoute] = (),
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
+        from . import _chat, _routes
+
+        self.config = config
+        self._on_close = on_close
+        self._router_arg = router
+        self.router: Router | None = None
+        self.metrics = Metrics()
+        self.pepper = load_pepper()
+        self._keys: tuple[ControlSnapshot | None, KeyIndex] = (None, KeyIndex((), self.pepper))
+        self._limits: dict[tuple[int, str], HeaderList] = {}
+        self.hot: dict[str, Handler] = {
+            "/v1/chat/completions": _chat.chat_completions,
+            "/chat/completions": _chat.chat_completions,
+            "/v1/messages": _chat.messages,
+        }
+        self.app = Starlette(routes=[*_routes.routes(self), *mounts], lifespan=self._lifespan)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            handler = self.hot.get(scope["path"])
+            if handler is not None:
+                await handler(self, scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    # ---- lifecycle ----------------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, app: Any) -> AsyncIterator[None]:
+        self.start()
+        try:
+            yield
+        finally:
+            self.close()
+
+    def start(self) -> Router:
+        if self.router is None:
+            got = self._router_arg
+            if isinstance(got, Router):
+                self.router = got
+            else:
+                factory = got if got is not None else default_router
+                self.router = factory(self.config)
+            self.metrics.budgets = self._budget_utilisation
+            warm()
+        return self.router
+
+    def close(self) -> None:
+        """Flush the usage log and close the router (every answered call is on disk)."""
+        if self.router is not None:
+            self.router.close()
+            self.router = None
+        if self._on_close is not None:
+            self._on_close()
+            self._on_close = None
+
+    # ---- keys ---------------------------------------------------------------------------
+    def snapshot(self) -> ControlSnapshot | None:
+        r = self.router
+        return r.controls.snapshot() if r is not None and r.controls is not None else None
+
+    def key_for(self, h: Headers) -> VirtualKey:
+        """The request's virtual key: 401 when missing, unknown, revoked or expired."""
+        secret = secret_of(h)
+        snap = self.snapshot()
+        held = self._keys
+        if held[0] is not snap:
+            held = self._keys = (snap, KeyIndex(snap.keys if snap else (), self.pepper))
+        key = held[1].find(secret)
+        if key is None:
+            raise unauthorized("invalid API key: not a Costline virtual key of this gateway")
+        if key.revoked_at is not None:
+            raise unauthorized(f"API key {key.name!r} ({key.prefix}…) was revoked")
+        if key.expires_at is not None and key.expires_at <= clock.now():
+            raise unauthorized(f"API key {key.name!r} ({key.prefix}…) has expired")
+        return key
+
+    def check_models(self, key: VirtualKey, model: str | None, task: str | None) -> None:
+        """403 when the key may not use the model (or a model the task's policy names)."""
+        if not key.models:
+            return
+        wanted = [model] if model else []
+        if not model and task:
+            snap = self.snapshot()
+            router = self.router
+            policy = None
+            if snap is not None and router is not None and router.controls is not None:
+                policy = router.controls.policy(snap, task)
+            if policy is not None:
+                wanted = [policy.primary_model, *policy.fallbacks]
+        refused = [m for m in wanted if not key.allows(m)]
+        if refused:
+            raise forbidden(
+                f"key {key.name!r} may not use model {refused[0]!r} "
+                f"(allowed: {', '.join(key.models)})"
+            )
+
+    def limit_headers(self, key: VirtualKey) -> HeaderList:
+        """x-ratelimit-limit-requests/-tokens of the key's per-minute limits."""
+        snap = self.snapshot()
+        k = (id(snap), key.name)
+        got = self._limits.get(k)
+        if got is None:
+            got = []
+            for r in snap.rate_limits if snap is not None else ():
+                if r.enabled and r.scope == "key" and r.scope_value in (key.name, None):
+                    got.append((_limit_name(r), str(r.limit).encode()))
+            if len(self._limits) > 4096:
+                self._limits.clear()
+            self._limits[k] = got
+        return got
+
+    def resets_at(self, exc: BudgetExceeded) -> datetime | None:
+        snap = self.snapshot()
+        budget = next((b for b in snap.budgets if b.id == exc.budget), None) if snap else None
+        return None if budget is None else budget.window_bounds(clock.now())[1]
+
+    def error_for(self, exc: CostlineError) -> HTTPError:
+        resets = self.resets_at(exc) if isinstance(exc, BudgetExceeded) else None
+        return from_costline(exc, resets)
+
+    def _budget_utilisation(self) -> Any:
+        r = self.router
+        if r is None or r.controls is None:
+            return
+        snap = r.controls.snapshot()
+        for s in r.controls.guard.status(r.controls.active_budgets(snap)):
+            yield s.budget.id, float(s.utilisation)
+
+    async def send_error(
+        self,
+        send: Send,
+        err: HTTPError,
+        request_id: str,
+        *,
+        anthropic: bool = False,
+        extra: HeaderList = (),  # type: ignore[assignment]
+    ) -> None:
+        body = err.anthropic_body() if anthropic else err.openai_body()
+        headers = [JSON, (b"x-costline-request-id", request_id.encode()), *err.headers()]
+        headers += extra
+        await send_bytes(send, err.status, _dumps(body), headers)
+
+
+def _limit_name(r: RateLimit) -> bytes:
+    return b"x-ratelimit-limit-" + (b"requests" if r.metric == "requests" else b"tokens")
+
+
+def _dumps(obj: Any) -> bytes:
+    import orjson
+
+    return orjson.dumps(obj)
+
+
+def default_router(config: GatewayConfig) -> Router:
+    """The Router a gateway process uses: controls on, live state from REDIS_URL (prefix
+    COSTLINE_REDIS_PREFIX), upstream calls over the measured-faster async transport."""
+    import os
+
+    from core.controls import Controls
+    from core.pricing import load_catalog
+    from core.state import make_state
+
+    from ._transport import upstream_client
+
+    catalog = load_catalog()
+    state = make_state(prefix=os.environ.get("COSTLINE_REDIS_PREFIX") or None)
+    controls = Controls(catalog, state=state, poll_s=config.poll_s)
+    return Router(
+        catalog=catalog,
+        controls=controls,
+        aclient=upstream_client(config.transport),
+        allow_unpriced=config.allow_unpriced,
+    )
+
+
+def build_app(
+    config: GatewayConfig | None = None,
+    *,
+    router: Router | RouterFactory | None = None,
+    mounts: Sequence[BaseRoute] | None = None,
+) -> Gateway:
+    """The gateway ASGI app. ``mounts``: extra Starlette routes or ``Mount``s served beside
+    the inference routes; None (the default) mounts the management API (``core.api``) at
+    /api/v1 with its docs at /api/docs, ``[]`` serves none."""
+    closer = None
+    if mounts is None:
+        mounts, closer = api_mounts()
+    return Gateway(
+        config or GatewayConfig.from_env(), router=router, mounts=mounts, on_close=closer
+    )
+
+
+def api_mounts() -> tuple[list[BaseRoute], Callable[[], None] | None]:
+    """The management API's routes and what closes its context ([] when not installed)."""
+    try:
+        from core.api import Context, mounts
+    except ImportError:  # its extra is not installed: the gateway serves inference only
+        return [], None
+    ctx = Context()
+    return list(mounts(ctx)), ctx.close
+
+
+def warm() -> None:
+    """Load the tokenizers and the JSON codecs now, not on the first request."""
+    from core import tokens
+    from core.types import Message
+
+    for model in ("gpt-4o-mini", "gpt-4", "claude-3-5-haiku"):
+        tokens.count_messages(model, [Message("user", "warm up")])
+
+
+__all__ = ["Gateway", "build_app", "default_router"]

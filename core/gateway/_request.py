@@ -1,0 +1,91 @@
+"""What a request says besides its body: the virtual key, the x-costline-* headers and the
+scopes the key binds (a key bound to project A cannot claim project B)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from core.control import VirtualKey
+from core.types import CRITICALITIES
+
+from ._errors import bad_request, forbidden, unauthorized
+
+Headers = dict[bytes, bytes]
+PREFIX = b"x-costline-"
+
+
+def headers_of(scope: Mapping[str, Any]) -> Headers:
+    """Request headers by lower-case name (the last one wins)."""
+    return dict(scope.get("headers") or ())
+
+
+def secret_of(h: Headers) -> str:
+    """The key from ``Authorization: Bearer ...`` (OpenAI) or ``x-api-key`` (Anthropic)."""
+    auth = h.get(b"authorization")
+    if auth is not None:
+        scheme, _, value = auth.decode("latin-1").partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+    key = h.get(b"x-api-key")
+    if key:
+        return key.decode("latin-1").strip()
+    raise unauthorized(
+        "no API key: send 'Authorization: Bearer <key>' (or 'x-api-key: <key>') with a "
+        "Costline virtual key (costline keys create)"
+    )
+
+
+@dataclass(slots=True)
+class Meta:
+    """The request's who and how, after the key's bindings."""
+
+    org: str | None = None
+    project: str | None = None
+    user: str | None = None
+    task: str | None = None
+    criticality: str = "normal"
+    tags: tuple[str, ...] = ()
+    cache: bool = True
+
+
+def _text(h: Headers, name: str) -> str | None:
+    raw = h.get(PREFIX + name.encode())
+    if raw is None:
+        return None
+    value = raw.decode("utf-8", "replace").strip()
+    return value or None
+
+
+def meta_of(h: Headers, key: VirtualKey, body_user: str | None = None) -> Meta:
+    """x-costline-* headers (and the OpenAI ``user`` field), bound by the key."""
+    crit = _text(h, "criticality") or "normal"
+    if crit not in CRITICALITIES:
+        raise bad_request(
+            f"x-costline-criticality: {crit!r} is not one of {', '.join(CRITICALITIES)}",
+            "x-costline-criticality",
+        )
+    tags = tuple(t.strip() for t in (_text(h, "tags") or "").split(",") if t.strip())
+    cache = (_text(h, "cache") or "").lower() not in ("no-store", "no-cache", "off", "false")
+    return Meta(
+        org=bind(key, "org", _text(h, "org")),
+        project=bind(key, "project", _text(h, "project")),
+        user=bind(key, "user", _text(h, "user") or body_user),
+        task=_text(h, "task"),
+        criticality=crit,
+        tags=tags,
+        cache=cache,
+    )
+
+
+def bind(key: VirtualKey, field: str, claimed: str | None) -> str | None:
+    bound = getattr(key, field)
+    if bound is None:
+        return claimed
+    if claimed is not None and claimed != bound:
+        raise forbidden(
+            f"key {key.name!r} is bound to {field} {bound!r} and cannot claim {field} {claimed!r}",
+            code="scope_not_allowed",
+        )
+    return str(bound)

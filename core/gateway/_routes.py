@@ -1,0 +1,200 @@
+"""The Starlette routes: health, metrics, models, embeddings and count_tokens."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from decimal import Decimal
+from fractions import Fraction
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from core import tokens
+from core.errors import CostlineError
+from core.types import new_request_id
+
+from . import _anthropic as anth
+from . import _openai as oai
+from ._asgi import UPSTREAM, parse_json
+from ._errors import HTTPError, bad_request
+from ._request import headers_of, meta_of
+
+if TYPE_CHECKING:
+    from ._app import Gateway
+
+
+def _json(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(obj), status, headers, media_type="application/json")
+
+
+def _error(err: HTTPError, rid: str, anthropic: bool = False) -> Response:
+    body = err.anthropic_body() if anthropic else err.openai_body()
+    headers = {k.decode(): v.decode() for k, v in err.headers()}
+    headers["x-costline-request-id"] = rid
+    return _json(body, err.status, headers)
+
+
+async def _body(gw: Gateway, request: Request) -> Any:
+    limit = gw.config.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        from ._asgi import too_large
+
+        raise too_large(int(declared), limit)
+    body = await request.body()
+    if len(body) > limit:
+        from ._asgi import too_large
+
+        raise too_large(len(body), limit)
+    return parse_json(body)
+
+
+def routes(gw: Gateway) -> list[Route]:
+    async def live(request: Request) -> Response:
+        return _json({"status": "ok"})
+
+    async def ready(request: Request) -> Response:
+        """200 when the control plane (and Redis, when configured) answer; else 503."""
+        checks: dict[str, str] = {}
+        router = gw.router
+        if router is None or router.controls is None:
+            return _json({"status": "starting", "checks": checks}, 503)
+        ctl = router.controls
+        try:
+            await asyncio.to_thread(ctl.plane.version)
+            checks["control_plane"] = "ok"
+        except Exception as exc:  # any driver error means not ready
+            checks["control_plane"] = f"error: {type(exc).__name__}"
+        state = ctl.state
+        primary = getattr(state, "primary", None)
+        if primary is not None:
+            try:
+                client = primary.client
+                await asyncio.to_thread(client.ping)
+                checks["redis"] = "ok"
+            except Exception as exc:
+                checks["redis"] = f"error: {type(exc).__name__}"
+        ok = all(v == "ok" for v in checks.values())
+        return _json(
+            {"status": "ok" if ok else "unavailable", "checks": checks}, 200 if ok else 503
+        )
+
+    async def metrics(request: Request) -> Response:
+        body, content_type = await asyncio.to_thread(gw.metrics.render)
+        return Response(body, 200, media_type=content_type)
+
+    async def models(request: Request) -> Response:
+        rid = new_request_id()
+        try:
+            key = gw.key_for(headers_of(request.scope))
+        except HTTPError as err:
+            return _error(err, rid)
+        router = gw.router
+        assert router is not None
+        cat = router.catalog
+        data = []
+        for name in cat.models():
+            if not key.allows(name):
+                continue
+            row = cat.lookup(name)
+            data.append(
+                {
+                    "id": name,
+                    "object": "model",
+                    "created": 0,
+                    "owned_by": row.provider,
+                    "costline": {
+                        "input_usd_per_1m": str(_per_1m(row.input)),
+                        "cached_input_usd_per_1m": str(_per_1m(row.cached_input)),
+                        "output_usd_per_1m": str(_per_1m(row.output)),
+                        "context_window": row.context_window,
+                        "max_output_tokens": row.max_output_tokens,
+                    },
+                }
+            )
+        return _json({"object": "list", "data": data})
+
+    async def embeddings(request: Request) -> Response:
+        t0 = time.perf_counter()
+        rid = new_request_id()
+        key_name = ""
+        try:
+            h = headers_of(request.scope)
+            key = gw.key_for(h)
+            key_name = key.name
+            data = await _body(gw, request)
+            user = data.get("user") if isinstance(data, dict) else None
+            meta = meta_of(h, key, user if isinstance(user, str) else None)
+            req, fmt = oai.embed_request(data, meta, rid)
+            req.key = key.name
+            gw.check_models(key, req.model, None)
+        except HTTPError as err:
+            gw.metrics.request("embeddings", err.status, key=key_name)
+            return _error(err, rid)
+        router = gw.router
+        assert router is not None
+        holder = [0.0]
+        token = UPSTREAM.set(holder)
+        try:
+            done = await router.aembed(req)
+        except CostlineError as exc:
+            failed = gw.error_for(exc)
+            gw.metrics.request("embeddings", failed.status, req.model, exc.provider or "", key.name)
+            return _error(failed, rid)
+        finally:
+            UPSTREAM.reset(token)
+        overhead = time.perf_counter() - t0 - holder[0]
+        u = done.usage
+        gw.metrics.call(
+            "embeddings",
+            done.model,
+            done.provider,
+            key.name,
+            float(done.cost.usd),
+            u.input_tokens,
+            0,
+            False,
+            overhead,
+            holder[0],
+        )
+        headers = {
+            "x-costline-request-id": rid,
+            "x-costline-cost-usd": oai.usd_text(done.cost),
+            "x-costline-model": done.model,
+            "x-costline-provider": done.provider,
+            "x-costline-overhead-ms": f"{overhead * 1000:.3f}",
+        }
+        return Response(oai.embed_response(done, fmt), 200, headers, media_type="application/json")
+
+    async def count_tokens(request: Request) -> Response:
+        """Anthropic's count_tokens: Costline's offline count (flagged when estimated)."""
+        rid = new_request_id()
+        try:
+            gw.key_for(headers_of(request.scope))
+            data = await _body(gw, request)
+            if not isinstance(data, dict) or not isinstance(data.get("model"), str):
+                raise bad_request("model: required, a string", "model")
+            msgs = anth.count_request(data)
+        except HTTPError as err:
+            return _error(err, rid, anthropic=True)
+        count = tokens.count_messages(data["model"], msgs)
+        return _json({"input_tokens": count.tokens, "costline": {"estimated": count.estimated}})
+
+    return [
+        Route("/health/live", live, methods=["GET"]),
+        Route("/health/ready", ready, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/v1/models", models, methods=["GET"]),
+        Route("/v1/embeddings", embeddings, methods=["POST"]),
+        Route("/v1/messages/count_tokens", count_tokens, methods=["POST"]),
+    ]
+
+
+def _per_1m(pico_per_token: int | Fraction) -> Decimal:
+    """USD per 1M tokens from pUSD per token (an int, or an exact Fraction)."""
+    rate = Fraction(pico_per_token)
+    return (Decimal(rate.numerator) / Decimal(rate.denominator)).scaleb(-6).normalize()

@@ -1,0 +1,94 @@
+"""``costline gateway``: uvicorn (uvloop + httptools) with one or N worker processes.
+
+Several workers must enforce one budget together, so they need shared live counters: with
+``REDIS_URL`` every worker's Router uses Redis; without it ``--workers > 1`` is refused
+(per-worker counters would let N workers spend N times a budget). SIGTERM drains: the
+listening socket closes, in-flight requests finish (streams for up to
+``COSTLINE_GATEWAY_DRAIN_S``), then each worker closes its Router, flushing the usage log.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import tempfile
+from typing import Any
+
+from core.errors import ConfigError
+
+from ._config import GatewayConfig
+
+log = logging.getLogger("costline.gateway")
+
+
+def check_workers(config: GatewayConfig, env: dict[str, str] | None = None) -> None:
+    env = dict(os.environ) if env is None else env
+    if config.workers > 1 and not env.get("REDIS_URL"):
+        raise ConfigError(
+            f"--workers {config.workers} needs shared live counters: set REDIS_URL "
+            "(e.g. redis://127.0.0.1:6379/0) so every worker enforces the same budgets and "
+            "rate limits, or run one worker",
+            field="workers",
+        )
+
+
+def create_app() -> object:
+    """The app factory uvicorn calls in each worker process."""
+    from ._app import build_app
+
+    return build_app(GatewayConfig.from_env())
+
+
+def serve(config: GatewayConfig) -> int:
+    import importlib.util
+
+    try:
+        check_workers(config)
+    except ConfigError as exc:
+        print(f"costline gateway: {exc}", file=sys.stderr)
+        return 2
+    missing = [
+        m for m in ("uvicorn", "starlette", "prometheus_client") if not importlib.util.find_spec(m)
+    ]
+    if missing:
+        print(
+            f"costline gateway needs {', '.join(missing)}: pip install 'costline[gateway]'",
+            file=sys.stderr,
+        )
+        return 2
+    import uvicorn
+
+    os.environ.update(config.to_env())
+    if config.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="costline-metrics-")
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    print(
+        f"Costline gateway on http://{config.host}:{config.port}/v1 "
+        f"({config.workers} worker{'s' if config.workers > 1 else ''}, {loop}, {http})",
+        flush=True,
+    )
+    kwargs: dict[str, Any] = dict(
+        host=config.host,
+        port=config.port,
+        loop=loop,
+        http=http,
+        lifespan="on",
+        access_log=False,
+        log_level="warning",
+        timeout_graceful_shutdown=int(config.drain_s),
+        timeout_keep_alive=30,
+    )
+    # uvicorn re-raises the SIGTERM it drained for; once drained, exit with status 0
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    if config.workers > 1:
+        uvicorn.run(
+            "core.gateway._serve:create_app", factory=True, workers=config.workers, **kwargs
+        )
+    else:
+        from ._app import build_app
+
+        uvicorn.run(build_app(config), **kwargs)
+    return 0

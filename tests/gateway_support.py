@@ -1,0 +1,123 @@
+"""A real `costline gateway` in a subprocess on loopback, and helpers to read what it logged."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from core.control import SYSTEM, ControlPlane
+from core.keys import KeySpec, issue_key
+from core.pricing import load_catalog
+from tests.servers.llamacpp import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class GatewayProcess:
+    """``costline gateway`` with its own COSTLINE_HOME; ``stop()`` sends SIGTERM and waits."""
+
+    def __init__(self, home: Path, env: dict[str, str] | None = None, workers: int = 1) -> None:
+        self.home = home
+        self.port = free_port()
+        self.workers = workers
+        self.extra_env = dict(env or {})
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log = tempfile.NamedTemporaryFile(prefix="costline-gateway-")  # noqa: SIM115
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        return self.url + "/v1"
+
+    def log_tail(self, n: int = 4000) -> str:
+        self._log.flush()
+        return Path(self._log.name).read_bytes()[-n:].decode("utf-8", "replace")
+
+    def start(self, timeout: float = 60.0) -> GatewayProcess:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("COSTLINE_GATEWAY")}
+        env.pop("REDIS_URL", None)
+        env.update({"COSTLINE_HOME": str(self.home), "PYTHONPATH": str(ROOT)})
+        env.update(self.extra_env)
+        cmd = [sys.executable, "-m", "core.cli", "gateway", "--port", str(self.port)]
+        cmd += ["--workers", str(self.workers)]
+        self.proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gateway exited {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                if httpx.get(self.url + "/health/ready", timeout=1.0).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"gateway not ready after {timeout:.0f}s:\n{self.log_tail()}")
+
+    def terminate(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+
+    def stop(self, timeout: float = 60.0) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self._log.close()
+        return self.proc.returncode
+
+    def __enter__(self) -> GatewayProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def make_key(home: Path, name: str, **spec: Any) -> str:
+    """Issue a key in ``home``'s control plane (as the gateway would see it); the secret."""
+    old = os.environ.get("COSTLINE_HOME")
+    os.environ["COSTLINE_HOME"] = str(home)
+    try:
+        with ControlPlane(model_exists=load_catalog().has) as plane:
+            if "budget_usd" in spec and spec["budget_usd"] is not None:
+                spec["budget_usd"] = Decimal(str(spec["budget_usd"]))
+            return issue_key(plane, KeySpec(name=name, **spec), SYSTEM).secret
+    finally:
+        if old is None:
+            os.environ.pop("COSTLINE_HOME", None)
+        else:
+            os.environ["COSTLINE_HOME"] = old
+
+
+def events(home: Path, want: int | None = None, timeout: float = 15.0, **where: Any) -> list[Any]:
+    """The usage events in ``home`` (UsageEvent objects), waiting until ``want`` match ``where``
+    (the gateway seals its journal into a segment about 2 s after its last append)."""
+    from core.usage import Reader
+
+    deadline = time.monotonic() + timeout
+    while True:
+        with Reader(home) as reader:
+            got = reader.fetch()
+        rows = [e for e in got if all(getattr(e, k) == v for k, v in where.items())]
+        if want is None or len(rows) >= want or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.2)

@@ -1,0 +1,93 @@
+"""API keys page: an engineer issues a key (secret shown once, only its hash stored), bad
+values are refused by name with nothing stored, a key is revoked after a confirmation; the
+key dimension is a sidebar filter and an Overview breakdown."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from console.commands import keys as commands
+from core.control import Actor, ControlPlane
+from core.errors import PermissionDenied
+from core.keys import KeyIndex, load_pepper
+from core.router import Router
+from core.types import ChatRequest, Message
+from tests.console_support import ADMIN_PASSWORD, app, make_users, sample_data
+
+PAGE = "app_pages/keys.py"
+
+
+@pytest.fixture
+def home(costline_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("COSTLINE_ADMIN_PASSWORD", ADMIN_PASSWORD)
+    sample_data(costline_home)
+    make_users(costline_home)
+    return costline_home
+
+
+def page(role: str = "engineer") -> Any:
+    at = app(role).run()
+    at.switch_page(PAGE).run()
+    assert not at.exception
+    return at
+
+
+def create(at: Any, **values: str) -> Any:
+    for field, value in values.items():
+        at.text_input(key=f"keys_{field}").set_value(value)
+    at.button(key="FormSubmitter:keys_create-Create key").click().run()
+    assert not at.exception
+    return at
+
+
+def test_engineer_creates_a_key_and_sees_its_secret_once(home: Path) -> None:
+    at = create(page(), name="web", project="shop", budget_usd="25", rpm="120")
+    (secret,) = [c.value for c in at.code]
+    assert secret.startswith("sk-cl-")
+    assert "web" in at.dataframe[0].value["name"].tolist()
+    with ControlPlane() as plane:
+        key = plane.virtual_key("web")
+        assert key is not None and key.project == "shop" and secret not in repr(key)
+        assert KeyIndex(plane.snapshot().keys, load_pepper()).find(secret) == key
+        assert plane.budget("key:web") is not None
+        assert plane.audit()[0].actor == "engineer"
+    at.run()  # the next run no longer shows it
+    assert not at.code
+
+
+def test_bad_values_are_named_and_nothing_is_stored(home: Path) -> None:
+    at = create(page(), name="bad", budget_usd="lots")
+    assert any("budget_usd: not an amount" in e.value for e in at.error)
+    at = create(page(), name="bad", rpm="0")
+    assert any("rpm: must be at least 1" in e.value for e in at.error)
+    with ControlPlane() as plane:
+        assert plane.virtual_keys() == []
+
+
+def test_revoke_asks_first_then_revokes(home: Path) -> None:
+    at = create(page(), name="old")
+    at.button(key="keys_revoke_old").click().run()
+    with ControlPlane() as plane:
+        assert plane.virtual_key("old").revoked_at is None  # type: ignore[union-attr]
+    at.button(key="keys_revoke_yes_old").click().run()
+    assert not at.exception
+    with ControlPlane() as plane:
+        assert plane.virtual_key("old").revoked_at is not None  # type: ignore[union-attr]
+    assert "revoked" in at.dataframe[0].value["status"].tolist()
+
+
+def test_viewer_is_refused_by_core(home: Path) -> None:
+    with pytest.raises(PermissionDenied):
+        commands.create_key(Actor("viewer", "viewer"), {"name": "sneaky"})
+
+
+def test_key_is_a_sidebar_filter_and_an_overview_dimension(home: Path) -> None:
+    with Router() as r:
+        r.complete(ChatRequest([Message("user", "hi")], model="dryrun-small", key="web"))
+    at = app("viewer").run()
+    assert "web" in at.sidebar.multiselect(key="f_key").options
+    at.selectbox(key="ov_dim").set_value("key").run()
+    assert not at.exception

@@ -7,7 +7,7 @@ the last day of a year) the demo is built with the clock pinned there, and the a
 scans it:
 
 - the injected incident is found on its (local) day, attributed to its user and model;
-- each anomaly alert is recorded once per series and day, and a second scan adds nothing;
+- each anomaly alert is recorded once per series and day;
 - the demo budget degrades non-critical calls past 100 % and blocks past the cap.
 
 The history is 62 days: the smallest that always holds the last complete month (the budget

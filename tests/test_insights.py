@@ -72,17 +72,19 @@ def test_demo_incident_is_found_attributed_and_alerted_once(costline_home: Path)
         assert org.anomaly.ratio > 1.5 and org.anomaly.excess_usd > 5
         assert org.top("user").value == world.INCIDENT_USER  # type: ignore[union-attr]
         # the loop is most of the excess (the rest is other users' day-to-day noise)
-        assert org.top("user").share > 0.5  # type: ignore[union-attr]
+        assert org.top("user").share > 0.6  # type: ignore[union-attr]
         assert org.top("model").value == world.INCIDENT_MODEL  # type: ignore[union-attr]
         assert org.top("project").value == world.INCIDENT_PROJECT  # type: ignore[union-attr]
         model = f"model={world.INCIDENT_MODEL}"
-        hours = [
-            f for f in found if f.grain == "hour" and f.subject == model and f.ts.date() == incident
+        hours = [  # the loop's hours (another user's busy hour that day is news of its own)
+            f
+            for f in found
+            if f.grain == "hour"
+            and f.subject in ("org=initech", model)
+            and f.ts.date() == incident
+            and f.top("user").value == world.INCIDENT_USER  # type: ignore[union-attr]
         ]
-        assert hours and all(
-            f.top("user").value == world.INCIDENT_USER  # type: ignore[union-attr]
-            for f in hours
-        )
+        assert any(f.subject == model for f in hours), [f.describe() for f in found]
         assert all(8 <= f.ts.hour <= 23 for f in hours)  # the loop ran 08:00-23:30
         with plane_for(costline_home) as plane:
             later = clock.now() + timedelta(days=30)  # old news is not alerted

@@ -67,8 +67,11 @@ def _incident_day(end: date) -> date:
     return day + timedelta(days=shift)
 
 
-def traffic(rng: np.random.Generator, start: date, days: int) -> Columns:
-    """Who calls which task and model, when."""
+def traffic(
+    rng: np.random.Generator, people: np.random.Generator, start: date, days: int
+) -> Columns:
+    """Who calls which task and model, when. ``people`` draws the company (how active each
+    user is, their projects) the same whatever the dates, so its story does too."""
     dates = np.arange(np.datetime64(start), np.datetime64(start) + days, dtype="datetime64[D]")
     dow = (dates.astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0
     growth = 1 + w.GROWTH * np.arange(days) / max(days - 1, 1)
@@ -83,14 +86,14 @@ def traffic(rng: np.random.Generator, start: date, days: int) -> Columns:
     )
     orgs = list(w.ORGS)
     user_org = np.array([orgs.index(o) for _, o in w.USERS])
-    activity = rng.lognormal(0, 0.8, len(w.USERS))
+    activity = people.lognormal(0, 0.8, len(w.USERS))
     incident = [u for u, _ in w.USERS].index(w.INCIDENT_USER)
     activity[incident] = 2.0
     share = np.asarray(list(w.ORGS.values()))[user_org] * activity
     for o in range(len(orgs)):
         share[user_org == o] /= activity[user_org == o].sum()
     user = rng.choice(len(w.USERS), n, p=share / share.sum())
-    home, second = _projects(rng, user_org, incident)
+    home, second = _projects(people, user_org, incident)
     project = np.where(rng.random(n) < 0.8, home[user], second[user])
     mix = np.array([[p.tasks.get(t, 0.0) for t in w.TASK_NAMES] for p in w.PROJECTS])
     task = _pick(rng, project, mix)
@@ -391,9 +394,10 @@ def failures(rng: np.random.Generator, c: Columns) -> None:
 
 def history(days: int, seed: int, now: datetime, catalog: Catalog, tz: str = "UTC") -> Generated:
     rng = np.random.default_rng(seed)
+    people = np.random.default_rng([seed, 1])
     end = now.astimezone(ZoneInfo(tz)).date()
     start = end - timedelta(days=days - 1)
-    c = traffic(rng, start, days)
+    c = traffic(rng, people, start, days)
     c["incident"] = np.zeros(row_count(c), bool)
     incident = _incident_day(end)
     if incident >= start:

@@ -6,7 +6,7 @@
 
 The history (seeded numpy, a few seconds for 90 days) has 3 orgs, 8 projects, 40 users and
 10 models from the real catalog, weekly seasonality and growth, one cost incident (a runaway
-agent loop, ~10x one user's spend on one model for a working day, 11 days ago), response-cache
+agent loop, ~10x one user's spend on one model for a working day, 9-13 days ago), response-cache
 hits, sampling skips, provider errors with retries, budget degradation and blocks, Costline
 rate limits and streamed calls with estimated usage. Every event is priced with the catalog
 at its UTC day (the same integers as ``core.pricing.price``) and has source 'demo'.

@@ -14,8 +14,8 @@ from test_usage_support import event, finish, python
 
 from core.usage import Reader, compact, recover, rows_to_table, write_segment
 from core.usage._journal import journal_name
-from core.usage._quarantine import summary as quarantine_summary
 from core.usage._procid import HOST, ProcId, process_start
+from core.usage._quarantine import summary as quarantine_summary
 from core.usage._schema import event_row
 
 OPT = orjson.OPT_NAIVE_UTC | orjson.OPT_APPEND_NEWLINE

@@ -1,9 +1,14 @@
 """UsageLog: many processes append usage events at once, with no locks between them.
 
-Each ``append`` is one ``os.write`` of one JSON line to this process's own journal (an
-``O_APPEND`` file, no fsync), so a process killed with SIGKILL loses no event whose
-``append`` returned: ``recover()`` converts its journal later. No event is held in Python
-memory: the journal is the buffer.
+Each ``append`` is one ``os.write`` of one framed record (length + CRC32 + JSON, see
+_frame) to this process's own journal (an ``O_APPEND`` file, no fsync), so a process killed
+with SIGKILL loses no event whose ``append`` returned: ``recover()`` converts its journal
+later. The journal is the buffer, except when it cannot be written (disk full, quota, I/O
+error): then a failed write is cut back, events are held in memory (up to
+``MAX_HELD_BYTES``, counted and warned) and written, in order, as soon as the file system
+takes them again; meanwhile ``check()`` (called by the Router before any provider call)
+raises ``UsageLogUnavailable``. An event over ``MAX_EVENT_BYTES`` has its long fields cut
+and is flagged ``truncated`` (see _limits).
 
 The journal is sealed after ``flush_every`` events, or ``flush_interval_s`` after its first
 event even if nothing else is appended (a timer thread, armed by the first append after a
@@ -439,6 +444,16 @@ def _close_all() -> None:
             usage_log.close()
         except Exception:
             log.exception("usage log flush at exit failed; recover() will pick it up")
+
+
+def log_health() -> dict[str, int]:
+    """This process's open logs' counters, summed (for metrics)."""
+    out: dict[str, int] = {}
+    for usage_log in list(_OPEN_LOGS):
+        for k, v in usage_log.health().items():
+            if isinstance(v, int):
+                out[k] = out.get(k, 0) + v
+    return out
 
 
 def _after_fork() -> None:

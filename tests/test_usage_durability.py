@@ -238,3 +238,31 @@ def test_a_live_writers_journal_is_never_recovered_whatever_its_pid(
     assert [p.name for p in segments_dir(costline_home).iterdir()] == [
         name.removesuffix(".jsonl") + ".parquet"
     ]
+
+
+def test_the_router_refuses_a_call_it_could_not_record_before_calling(small_fs: Path) -> None:
+    from core.router import Router
+    from core.settings import Settings
+    from core.types import ChatRequest, Message
+
+    home = small_fs / "home"
+
+    def ask(i: int) -> ChatRequest:
+        return ChatRequest(messages=[Message("user", f"q{i}")], model="dryrun-small")
+
+    with Router(Settings.from_env(home=home)) as router:
+        router.complete(ask(0))
+        filler = fill(small_fs)
+        done = []
+        with pytest.raises(UsageLogUnavailable) as refused:
+            for i in range(1, 200):  # answered until a record is held, then refused
+                done.append(router.complete(ask(i)))
+        assert refused.value.status_code == 503 and refused.value.held > 0
+        assert "no provider was called" in str(refused.value)
+        filler.unlink()
+        done.append(router.complete(ask(99)))
+        router.log.flush()
+    with Reader(home) as r:
+        logged = set(r.events(columns=["request_id"])["request_id"])
+    assert {d.request_id for d in done} <= logged and len(logged) == len(done) + 1
+    assert len(done) > 1  # the answered calls whose records were held were all written

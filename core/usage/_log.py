@@ -222,6 +222,7 @@ class UsageLog:
             self._drain()
             self._seal()
             held = len(self._held)
+        self._converter.retry_now()
         error = self._converter.wait_idle()
         if error is not None:
             raise error
@@ -250,6 +251,7 @@ class UsageLog:
             self._seal()
             self._wake.notify()  # the timer thread ends
             timer = self._timer
+        self._converter.retry_now()  # a last try for journals that failed before
         error = self._converter.wait_idle()
         self._converter.stop()
         if self._compactor is not None:

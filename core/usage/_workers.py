@@ -48,6 +48,7 @@ class Converter:
         self._queue: deque[tuple[Path, int] | None] = deque()
         self._retry: list[tuple[float, int, int, Path, int]] = []  # due, seq, failures, path, fd
         self._seq = 0
+        self._failures: dict[Path, int] = {}  # of journals queued again by retry_now
         self._busy = 0  # journals queued or being converted (first attempt)
         self._error: Exception | None = None
         self._thread: threading.Thread | None = None
@@ -73,6 +74,18 @@ class Converter:
             error, self._error = self._error, None
             return error
 
+    def retry_now(self) -> None:
+        """Queue every journal waiting for a retry again now (``flush()``: try everything);
+        forget errors of earlier attempts."""
+        with self._cond:
+            self._error = None
+            for _, _, failures, journal, fd in sorted(self._retry):
+                self._failures[journal] = failures
+                self._queue.append((journal, fd))
+                self._busy += 1
+            self._retry = []
+            self._cond.notify_all()
+
     @property
     def retrying(self) -> int:
         """Journals waiting to be tried again."""
@@ -90,16 +103,18 @@ class Converter:
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
 
-    def _next(self) -> tuple[tuple[Path, int] | None, int]:
-        """The next journal to convert and its failures so far (cond held)."""
+    def _next(self) -> tuple[tuple[Path, int] | None, int, bool]:
+        """The next journal to convert, its failures so far and whether it comes from the
+        retry heap (then nobody waits for it in wait_idle) (cond held)."""
         while True:
             if self._queue:
-                return self._queue.popleft(), 0
+                item = self._queue.popleft()
+                return item, self._failures.pop(item[0], 0) if item else 0, False
             now = time.monotonic()
             if self._retry and self._retry[0][0] <= now:
                 _, _, failures, journal, fd = heapq.heappop(self._retry)
                 self.retries += 1
-                return (journal, fd), failures
+                return (journal, fd), failures, True
             self._cond.wait(self._retry[0][0] - now if self._retry else None)
 
     def _run(self) -> None:
@@ -107,12 +122,13 @@ class Converter:
         try:
             while True:
                 with self._cond:
-                    item, failures = self._next()
+                    item, failures, retried = self._next()
                 if item is None:
                     return
+                first = not retried
                 error = self._convert(*item, con, failures)
                 with self._cond:
-                    if not failures:
+                    if first:
                         self._busy -= 1
                         self._error = error or self._error
                     self._cond.notify_all()

@@ -266,3 +266,29 @@ def test_the_router_refuses_a_call_it_could_not_record_before_calling(small_fs: 
         logged = set(r.events(columns=["request_id"])["request_id"])
     assert {d.request_id for d in done} <= logged and len(logged) == len(done) + 1
     assert len(done) > 1  # the answered calls whose records were held were all written
+
+
+def test_gateway_metrics_show_held_events_and_the_quarantine(
+    small_fs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from core.gateway._metrics import Metrics
+
+    home = small_fs / "home"
+    monkeypatch.setenv("COSTLINE_HOME", str(home))
+    log = UsageLog(home, flush_interval_s=3600)
+    try:
+        log.append(event(0))
+        filler = fill(small_fs)
+        for i in range(1, 40):
+            log.append(event(i))
+        text = Metrics().render()[0].decode()
+        held = next(
+            ln for ln in text.splitlines() if ln.startswith("costline_usage_log_held_events")
+        )
+        assert float(held.split()[-1]) > 0
+        assert "costline_usage_quarantined_events" in text
+        filler.unlink()
+        log.flush()
+    finally:
+        log.close()
+    assert len(ids(home)) == 40

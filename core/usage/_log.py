@@ -56,6 +56,15 @@ _OPEN_LOGS: set[UsageLog] = set()
 _BULK_LINES = 1024  # append_many writes this many lines per os.write
 MAX_HELD_BYTES = 64 << 20  # events kept in memory while the journal cannot be written
 RETRY_MIN_S, RETRY_MAX_S = 0.5, 5.0  # backoff of writing held events again
+HEALTH_COUNTERS = (
+    "held_events",
+    "held_bytes",
+    "dropped_events",
+    "write_failures",
+    "written_late",
+    "truncated_events",
+    "conversion_retries",
+)
 FREE_MARGIN = 1 << 20  # free bytes beyond the held events that make a retry worth it now
 
 
@@ -450,7 +459,7 @@ def _close_all() -> None:
 
 def log_health() -> dict[str, int]:
     """This process's open logs' counters, summed (for metrics)."""
-    out: dict[str, int] = {}
+    out = dict.fromkeys(HEALTH_COUNTERS, 0)
     for usage_log in list(_OPEN_LOGS):
         for k, v in usage_log.health().items():
             if isinstance(v, int):

@@ -68,9 +68,11 @@ def quarantine_file(
     _write_reason(qdir, name, info)
     try:
         os.rename(path, qdir / name)
-    except FileNotFoundError:
+    except OSError as exc:
         (qdir / (name + REASON_SUFFIX)).unlink(missing_ok=True)
-        return None
+        if isinstance(exc, FileNotFoundError):
+            return None
+        raise
     log.error("usage %s %s quarantined (%s): %s", kind, path.name, reason, qdir / name)
     return qdir / name
 

@@ -193,8 +193,9 @@ def segment_info(path: Path, st: os.stat_result) -> SegmentInfo | None:
         log.warning("skipping unreadable usage segment %s: %s", path, exc)
         return None
     except (pa.ArrowException, ValueError, TypeError, KeyError) as exc:
-        quarantine_segment(path, str(exc) or type(exc).__name__)
-        raise FileNotFoundError(path) from exc  # gone from the listing: scan lists again
+        if quarantine_segment(path, str(exc) or type(exc).__name__):
+            raise FileNotFoundError(path) from exc  # gone from the listing: scan lists again
+        info = None  # could not be moved (read-only home): skipped, and said so
     with _cache_lock:
         if len(_cache) > 100_000:
             _cache.clear()
@@ -211,7 +212,9 @@ def _remember(path: Path) -> None:
             _cache[(str(path), st.st_size, st.st_mtime_ns)] = info
 
 
-def quarantine_segment(path: Path, reason: str) -> None:
+def quarantine_segment(path: Path, reason: str) -> bool:
+    """Move a bad segment to the quarantine; False if it cannot be moved (then it is only
+    skipped, with an error in the log)."""
     from core.usage._quarantine import quarantine_file
 
     rows: int | None = None
@@ -219,9 +222,18 @@ def quarantine_segment(path: Path, reason: str) -> None:
     with contextlib.suppress(Exception):  # what it held, if that much is readable
         rows = pq.read_metadata(path).num_rows
         cost = int(pq.read_table(path, columns=["cost_picousd"])["cost_picousd"].to_numpy().sum())
-    quarantine_file(
-        path.parent.parent.parent, path, reason, kind="segment", rows=rows, cost_picousd=cost
-    )
+    try:
+        quarantine_file(
+            path.parent.parent.parent, path, reason, kind="segment", rows=rows, cost_picousd=cost
+        )
+    except FileNotFoundError:
+        return True  # another process moved it first
+    except OSError as exc:
+        log.error(
+            "skipping corrupt usage segment %s (%s); cannot quarantine it: %s", path, reason, exc
+        )
+        return False
+    return True
 
 
 @dataclass(frozen=True, slots=True)

@@ -92,8 +92,9 @@ class Converter:
         return len(self._retry)
 
     def queued(self) -> list[tuple[Path, int] | None]:
-        with self._cond:
-            return list(self._queue) + [(r[3], r[4]) for r in self._retry]
+        """Journals queued or waiting for a retry (read without the lock: called in a
+        forked child, where a parent's thread may have held it)."""
+        return list(self._queue) + [(r[3], r[4]) for r in list(self._retry)]
 
     def stop(self) -> None:
         with self._cond:

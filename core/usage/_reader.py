@@ -42,6 +42,7 @@ from core.usage._query import (
 from core.usage._rollups import MEASURES, ROLLUP_DIMS, ROW_MEASURES, pruned_dir, pruned_rollups
 from core.usage._schema import COLUMNS, SCHEMA, UsageEvent, table_to_events
 from core.usage._segments import Snapshot, scan, segments_dir
+from core.private import private_dir
 
 T = TypeVar("T")
 _RETRIES = 20  # a compaction deleting files mid-query; it is over within a second or so
@@ -104,7 +105,7 @@ class Reader:
     def __init__(self, home: Path | None = None, *, threads: int | None = None) -> None:
         self.home = home if home is not None else costline_home()
         self._sdir = segments_dir(self.home)
-        self._sdir.mkdir(parents=True, exist_ok=True)
+        private_dir(self._sdir)
         self._sdir = self._sdir.resolve()  # DuckDB's allowed_directories compares real paths
         recover(self.home)
         self._lock = threading.RLock()
@@ -118,7 +119,7 @@ class Reader:
         with contextlib.suppress(duckdb.Error):  # segments never change once written
             con.execute("SET parquet_metadata_cache = true")
         self._rdir = pruned_dir(self.home)
-        self._rdir.mkdir(parents=True, exist_ok=True)
+        private_dir(self._rdir)
         self._rdir = self._rdir.resolve()
         dirs = ", ".join(_literal(str(d) + "/") for d in (self._sdir, self._rdir))
         con.execute(f"SET allowed_directories = [{dirs}]")

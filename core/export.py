@@ -180,7 +180,8 @@ def escape_cells(col: pa.Array) -> pa.Array:
     risky = pc.fill_null(pc.match_substring_regex(col, FORMULA), False)
     if not pc.any(risky).as_py():
         return col
-    return pc.if_else(risky, pc.binary_join_element_wise("'", col, ""), col)
+    quote = pa.scalar("'", col.type)
+    return pc.if_else(risky, pc.binary_join_element_wise(quote, col, pa.scalar("", col.type)), col)
 
 
 def escape_frame(frame: pd.DataFrame) -> pd.DataFrame:
@@ -190,9 +191,7 @@ def escape_frame(frame: pd.DataFrame) -> pd.DataFrame:
     for name in out.columns:
         col = out[name]
         if col.dtype == object or pd.api.types.is_string_dtype(col.dtype):
-            out[name] = [
-                "'" + v if isinstance(v, str) and _FORMULA_RE.match(v) else v for v in col
-            ]
+            out[name] = ["'" + v if isinstance(v, str) and _FORMULA_RE.match(v) else v for v in col]
     return out
 
 

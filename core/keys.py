@@ -37,8 +37,8 @@ from core.control import (
     validate_rate_limit,
 )
 from core.errors import ConfigError
-from core.settings import costline_home
 from core.private import private_dir
+from core.settings import costline_home
 
 __all__ = [
     "SECRET_PREFIX",

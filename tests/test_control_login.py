@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from core.control import SYSTEM, AccountLocked, Actor, ControlPlane, LoginFailed, ensure_admin
-from core.control import auth
+from core.control import SYSTEM, AccountLocked, Actor, ControlPlane, LoginFailed, auth, ensure_admin
 from core.control._passwords import SCRYPT_N, hash_password, needs_rehash, verify_password
 
 FAST = 2**4  # test-only cost, always passed explicitly
@@ -54,7 +53,9 @@ def plane(url: str, clock: Clock) -> Iterator[ControlPlane]:
 def stored_hash(plane: ControlPlane, username: str) -> str:
     with plane.engine.connect() as conn:
         return str(
-            conn.scalar(sa.select(auth.s.users.c.password_hash).where(auth.s.users.c.username == username))
+            conn.scalar(
+                sa.select(auth.s.users.c.password_hash).where(auth.s.users.c.username == username)
+            )
         )
 
 
@@ -73,9 +74,7 @@ def test_an_old_hash_is_rehashed_at_the_next_successful_sign_in(costline_home: P
     with ControlPlane(scrypt_n=FAST) as old:
         old.create_user("eve", PASSWORD, "viewer", SYSTEM)
         with old.engine.begin() as conn:  # as main's 2^14 code stored it
-            conn.execute(
-                auth.s.users.update().values(password_hash=hash_password(PASSWORD, 2**14))
-            )
+            conn.execute(auth.s.users.update().values(password_hash=hash_password(PASSWORD, 2**14)))
     with ControlPlane() as plane:
         with pytest.raises(LoginFailed):
             plane.authenticate("eve", "wrong password")

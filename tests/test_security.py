@@ -22,7 +22,7 @@ from core.importer import read_preview
 from core.settings import Settings, comma_list
 from core.usage import UsageEvent, UsageLog
 
-FORMULAS = ["=HYPERLINK(\"http://x\",\"y\")", "+cmd|' /C calc'!A0", "-2+3", "@SUM(1,2)", "\tx", "\rx"]
+FORMULAS = ['=HYPERLINK("http://x","y")', "+cmd|' /C calc'!A0", "-2+3", "@SUM(1,2)", "\tx", "\rx"]
 
 
 def rows(text: bytes) -> list[dict[str, str]]:
@@ -81,7 +81,8 @@ def test_comma_list_settings_strip_spaces() -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", ["ac\u202eme", "ac\u200bme", "ac\u2066me", "ac\u200dme", "ac\ufeffme", "ac\x7fme", "a\x85b"]
+    "bad",
+    ["ac\u202eme", "ac\u200bme", "ac\u2066me", "ac\u200dme", "ac\ufeffme", "ac\x7fme", "ac\x85me"],
 )
 def test_names_with_invisible_or_control_characters_are_refused(bad: str) -> None:
     with ControlPlane(scrypt_n=2**4) as plane:
@@ -146,5 +147,7 @@ def test_costline_home_is_private_after_a_demo_load_and_calls(
         if mode != want:
             loose.append(f"{path.relative_to(costline_home)}: {oct(mode)}")
     names = {p.name for p in costline_home.rglob("*")}
-    assert {"control.db", "token_pepper", "gateway.pepper"} <= names and any(n.endswith(".parquet") for n in names)
+    assert {"control.db", "token_pepper", "gateway.pepper"} <= names and any(
+        n.endswith(".parquet") for n in names
+    )
     assert loose == []

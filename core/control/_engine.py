@@ -28,8 +28,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
-from core.settings import costline_home
 from core.private import private_dir, private_open
+from core.settings import costline_home
 
 BUSY_TIMEOUT_MS = 15_000
 WRITE = "costline_write"  # connection execution option: start with BEGIN IMMEDIATE on SQLite

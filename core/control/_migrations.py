@@ -330,7 +330,9 @@ def m008_login_security(conn: Connection) -> None:
         md,
         sa.Column("client", sa.Text, primary_key=True),
         sa.Column("username", sa.Text, primary_key=True),
-        *_cols(("failures", sa.Integer, False), ("locked_until", TS, True), ("updated_at", TS, False)),
+        *_cols(
+            ("failures", sa.Integer, False), ("locked_until", TS, True), ("updated_at", TS, False)
+        ),
     )
     md.create_all(conn)
 

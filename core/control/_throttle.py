@@ -56,7 +56,7 @@ def charge_client(engine: sa.Engine, client: str, username: str, now: datetime) 
     Raises Locked while that client is locked out of that username."""
     t = s.login_throttle
     key = sa.and_(t.c.client == client, t.c.username == username)
-    for _ in range(5):
+    for _ in range(20):
         try:
             with write_tx(engine) as conn:
                 failures = conn.scalar(
@@ -67,8 +67,10 @@ def charge_client(engine: sa.Engine, client: str, username: str, now: datetime) 
                 )
                 if failures is None:
                     row = conn.execute(sa.select(t.c.locked_until).where(key)).first()
-                    if row is not None:
+                    if row is not None and row.locked_until is not None and row.locked_until > now:
                         raise Locked(row.locked_until)
+                    if row is not None:  # inserted by another attempt since our UPDATE: again
+                        continue
                     failures = 1
                     conn.execute(
                         t.insert().values(
@@ -117,9 +119,7 @@ def clear(engine: sa.Engine, client: str, username: str) -> None:
         t, u = s.login_throttle, s.users
         conn.execute(t.delete().where(t.c.client == client, t.c.username == username))
         conn.execute(
-            u.update()
-            .where(u.c.username == username)
-            .values(failed_attempts=0, locked_until=None)
+            u.update().where(u.c.username == username).values(failed_attempts=0, locked_until=None)
         )
 
 

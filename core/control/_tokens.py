@@ -23,8 +23,8 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from core.errors import ConfigError, PermissionDenied
-from core.settings import costline_home
 from core.private import private_dir
+from core.settings import costline_home
 
 from . import _rows as rows
 from . import _schema as s

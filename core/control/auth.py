@@ -17,7 +17,7 @@ import os
 import secrets
 from datetime import datetime
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -115,10 +115,9 @@ def authenticate(
                 details["account_locked_until"] = account_until
             plane._audit(conn, SYSTEM, "user.locked", "user", username, None, details, bump=False)
     _refuse(max(locks, default=None))
-    raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _refuse(until: datetime | None) -> None:
+def _refuse(until: datetime | None) -> NoReturn:
     if until is None:
         raise LoginFailed()
     raise AccountLocked(until)
@@ -181,7 +180,9 @@ def change_own_password(
     a sign-in), the new one must differ; clears ``must_change_password``; audited."""
     new = v.validate_password(new)
     if new == current:
-        raise ConfigError("password: choose a password different from the current one", field="password")
+        raise ConfigError(
+            "password: choose a password different from the current one", field="password"
+        )
     actor = authenticate(plane, username, current, client)
     hashed = hash_password(new, plane.scrypt_n)
     with write_tx(plane.engine) as conn:

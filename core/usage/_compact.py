@@ -31,10 +31,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from core.private import private_dir, private_open
 from core.usage import _rollups
 from core.usage._journal import CLAIM, JOURNAL_SUFFIX
 from core.usage._schema import conform
-from core.private import private_dir, private_open
 from core.usage._segments import (
     ROW_GROUP_ROWS,
     SUFFIX,

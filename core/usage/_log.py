@@ -30,13 +30,13 @@ from types import TracebackType
 import orjson
 
 from core.errors import ConfigError
+from core.private import private_dir, private_open
 from core.settings import costline_home
 from core.usage._journal import journal_name, recover
 from core.usage._procid import ProcId
 from core.usage._schema import UsageEvent, event_row
 from core.usage._segments import journal_dir, segments_dir
 from core.usage._workers import AutoCompactor, Converter
-from core.private import private_dir, private_open
 
 log = logging.getLogger("costline.usage")
 

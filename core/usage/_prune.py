@@ -23,9 +23,9 @@ import pyarrow.parquet as pq
 
 from core import clock
 from core.errors import ConfigError
+from core.private import private_dir, private_open
 from core.usage import _rollups
 from core.usage._segments import SegmentInfo, events_dir, fsync_dir, scan, segments_dir
-from core.private import private_dir, private_open
 
 log = logging.getLogger("costline.usage")
 

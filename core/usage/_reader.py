@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from core.errors import ConfigError
+from core.private import private_dir
 from core.settings import costline_home
 from core.types import pico_to_usd
 from core.usage._convert import DUCK_TYPES, arrow_table
@@ -42,7 +43,6 @@ from core.usage._query import (
 from core.usage._rollups import MEASURES, ROLLUP_DIMS, ROW_MEASURES, pruned_dir, pruned_rollups
 from core.usage._schema import COLUMNS, SCHEMA, UsageEvent, table_to_events
 from core.usage._segments import Snapshot, scan, segments_dir
-from core.private import private_dir
 
 T = TypeVar("T")
 _RETRIES = 20  # a compaction deleting files mid-query; it is over within a second or so

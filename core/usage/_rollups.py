@@ -23,10 +23,10 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from core.private import make_private, private_dir
 from core.usage._convert import DUCK_TYPES
 from core.usage._schema import COLUMNS, SCHEMA
 from core.usage._segments import SUFFIX, SegmentInfo, events_dir, fsync_dir
-from core.private import make_private, private_dir
 
 ROLLUP_DIMS: tuple[str, ...] = tuple(
     d

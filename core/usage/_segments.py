@@ -21,9 +21,9 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from core.private import private_dir, private_open
 from core.settings import costline_home
 from core.usage._schema import SCHEMA, conform
-from core.private import private_dir, private_open
 
 log = logging.getLogger("costline.usage")
 

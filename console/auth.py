@@ -102,7 +102,7 @@ def sign_in_page() -> None:
 def client() -> str:
     """Who is signing in, for throttling: the browser's address when Streamlit knows it."""
     ip = getattr(st.context, "ip_address", None)
-    return f"ip:{ip}" if ip else "console"
+    return f"ip:{ip}" if isinstance(ip, str) and ip else "console"
 
 
 def must_change_password(actor: Actor) -> bool:

@@ -151,3 +151,30 @@ def test_costline_home_is_private_after_a_demo_load_and_calls(
         n.endswith(".parquet") for n in names
     )
     assert loose == []
+
+
+def test_a_call_with_an_invisible_character_in_a_name_is_refused_before_the_provider(
+    costline_home: Path,
+) -> None:
+    from core.errors import BadRequest
+    from core.router import Router
+    from core.types import ChatRequest, Message
+
+    with Router(Settings.from_env(home=costline_home)) as router:
+        for field in ("org", "project", "user"):
+            req = ChatRequest(messages=[Message("user", "hi")], model="dryrun-small")
+            setattr(req, field, "ad\u202emin")
+            with pytest.raises(BadRequest, match=f"{field}: contains U\\+202E"):
+                router.complete(req)
+        ok = router.complete(
+            ChatRequest(messages=[Message("user", "hi")], model="dryrun-small", org="Zürich")
+        )
+        router.log.flush()
+        assert ok.text
+    from core.usage import Reader
+
+    with Reader(costline_home) as reader:
+        rows = reader.sql("SELECT status, error_type, cost_picousd FROM events ORDER BY ts")
+    # the refused calls are logged as failed, unpaid BadRequests; the good one as ok
+    assert rows["status"].tolist() == ["error", "error", "error", "ok"]
+    assert set(rows["error_type"][:3]) == {"BadRequest"} and rows["cost_picousd"][:3].sum() == 0

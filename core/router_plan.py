@@ -154,10 +154,10 @@ def validate(req: ChatRequest) -> None:
 def check_names(req: ChatRequest) -> None:
     """org, project, user, task and app are names people read in the console: no control,
     bidi-override or zero-width characters (see core.names)."""
-    for field in ("org", "project", "user", "task", "app"):
-        value = getattr(req, field)
+    for name in ("org", "project", "user", "task", "app"):
+        value = getattr(req, name)
         if isinstance(value, str) and (problem := name_problem(value)):
-            raise BadRequest(f"{field}: {problem}")
+            raise BadRequest(f"{name}: {problem}")
 
 
 def prompt_text(req: ChatRequest) -> str:

@@ -43,6 +43,7 @@ __all__ = [
     "frame_to_bytes",
     "table_to_bytes",
     "unescape_cell",
+    "unescape_cells",
     "usd_columns",
 ]
 
@@ -193,6 +194,15 @@ def escape_frame(frame: pd.DataFrame) -> pd.DataFrame:
         if col.dtype == object or pd.api.types.is_string_dtype(col.dtype):
             out[name] = ["'" + v if isinstance(v, str) and _FORMULA_RE.match(v) else v for v in col]
     return out
+
+
+def unescape_cells(col: pa.Array) -> pa.Array:
+    """``escape_cells`` undone: a ``'`` before a formula-like text is dropped (for reading
+    Costline's own CSV, or any OWASP-escaped file, back)."""
+    quoted = pc.fill_null(pc.match_substring_regex(col, "^'" + FORMULA[1:]), False)
+    if not pc.any(quoted).as_py():
+        return col
+    return pc.if_else(quoted, pc.utf8_slice_codeunits(col, 1), col)
 
 
 def unescape_cell(text: str) -> str:

@@ -178,3 +178,32 @@ def test_a_call_with_an_invisible_character_in_a_name_is_refused_before_the_prov
     # the refused calls are logged as failed, unpaid BadRequests; the good one as ok
     assert rows["status"].tolist() == ["error", "error", "error", "ok"]
     assert set(rows["error_type"][:3]) == {"BadRequest"} and rows["cost_picousd"][:3].sum() == 0
+
+
+def test_an_escaped_export_imports_back_to_the_original_names(
+    costline_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from core.importer import import_csv
+    from core.usage import Filters, Reader
+
+    text = "time,model,prompt_tokens,completion_tokens,user\n" + "".join(
+        f"2025-03-0{i + 1}T10:00:00Z,dryrun-small,10,5,{u}\n"
+        for i, u in enumerate(["=SUM(1)", "-x", "plain"])
+    )
+    mapping = {
+        "timestamp": "time",
+        "model": "model",
+        "input_tokens": "prompt_tokens",
+        "output_tokens": "completion_tokens",
+        "user": "user",
+    }
+    import_csv(text.encode(), mapping)
+    data = export(None, Filters(), "csv")
+    assert sorted(r["user"] for r in rows(data)) == ["'-x", "'=SUM(1)", "plain"]
+    other = tmp_path / "other-home"
+    monkeypatch.setenv("COSTLINE_HOME", str(other))
+    preview = read_preview(data)
+    import_csv(data, preview.mapping, tokens_inclusive=False)
+    with Reader(other) as reader:
+        users = sorted(reader.sql("SELECT user FROM events")["user"])
+    assert users == ["-x", "=SUM(1)", "plain"]

@@ -141,3 +141,11 @@ def test_admins_see_the_quarantine_banner(costline_home: Path, monkeypatch: pyte
     at = app("viewer", timeout=60).run()
     assert not at.exception
     assert banner not in [w.value for w in at.warning]
+
+
+def test_quarantined_files_are_private(costline_home: Path) -> None:
+    with UsageLog(flush_interval_s=3600) as log:
+        log.append(event(1, cost_picousd="x", prompt="secret"))  # type: ignore[arg-type]
+    qdir = costline_home / "quarantine"
+    assert qdir.stat().st_mode & 0o777 == 0o700
+    assert {p.stat().st_mode & 0o777 for p in qdir.iterdir()} == {0o600}

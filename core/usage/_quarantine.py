@@ -1,6 +1,6 @@
 """Quarantine: usage data that failed a check is moved out of the data set, never deleted.
 
-``$COSTLINE_HOME/quarantine/`` holds the bad files (a segment whose checksum or footer is
+``$COSTLINE_HOME/quarantine/`` (0700, files 0600) holds the bad files (a segment whose checksum or footer is
 wrong, a journal that cannot be converted) and the bad records of journals (torn, failed
 checksum, a value of the wrong type), each with ``<name>.reason.json``: why, where it came
 from, and what it held (rows, cost in picodollars when readable). Readers, compaction and
@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 
 from core import clock
+from core.private import private_dir, private_open
 from core.settings import costline_home
 from core.usage._frame import BadRecord, payload_of
 from core.usage._schema import COLUMNS
@@ -35,10 +36,23 @@ def quarantine_dir(home: Path | None = None) -> Path:
     return (home if home is not None else costline_home()) / "quarantine"
 
 
+def _write_private(path: Path, data: bytes) -> None:
+    """Write ``path`` atomically, 0600 (quarantined records may hold prompts)."""
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+    fd = private_open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def _write_reason(qdir: Path, name: str, info: dict[str, Any]) -> None:
-    tmp = qdir / f".{name}.{secrets.token_hex(4)}.tmp"
-    tmp.write_bytes(orjson.dumps(info, option=orjson.OPT_INDENT_2))
-    os.replace(tmp, qdir / (name + REASON_SUFFIX))
+    _write_private(qdir / (name + REASON_SUFFIX), orjson.dumps(info, option=orjson.OPT_INDENT_2))
 
 
 def quarantine_file(
@@ -52,8 +66,7 @@ def quarantine_file(
 ) -> Path | None:
     """Move ``path`` into the quarantine with its reason; None if it is already gone
     (another process moved it first)."""
-    qdir = quarantine_dir(home)
-    qdir.mkdir(parents=True, exist_ok=True)
+    qdir = private_dir(quarantine_dir(home))
     name = path.name
     if (qdir / name).exists():
         name = f"{path.stem}.{secrets.token_hex(4)}{path.suffix}"
@@ -92,8 +105,7 @@ def quarantine_records(home: Path | None, journal: str, bad: Sequence[BadRecord]
     name derives from the journal's, so converting the same journal again overwrites it."""
     if not bad:
         return None
-    qdir = quarantine_dir(home)
-    qdir.mkdir(parents=True, exist_ok=True)
+    qdir = private_dir(quarantine_dir(home))
     name = f"{journal}.records"
     costs = [record_cost(b.raw) for b in bad]
     known = [c for c in costs if c is not None]
@@ -110,12 +122,7 @@ def quarantine_records(home: Path | None, journal: str, bad: Sequence[BadRecord]
         "cost_unreadable_rows": len(costs) - len(known),
         "quarantined_at": clock.now().isoformat(),
     }
-    tmp = qdir / f".{name}.{secrets.token_hex(4)}.tmp"
-    with open(tmp, "wb") as fh:
-        fh.write(b"".join(b.raw + b"\n" for b in bad))
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, qdir / name)
+    _write_private(qdir / name, b"".join(b.raw + b"\n" for b in bad))
     _write_reason(qdir, name, info)
     log.error(
         "usage journal %s: %d records quarantined (%s) in %s",

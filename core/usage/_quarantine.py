@@ -1,10 +1,11 @@
 """Quarantine: usage data that failed a check is moved out of the data set, never deleted.
 
-``$COSTLINE_HOME/quarantine/`` (0700, files 0600) holds the bad files (a segment whose checksum or footer is
-wrong, a journal that cannot be converted) and the bad records of journals (torn, failed
-checksum, a value of the wrong type), each with ``<name>.reason.json``: why, where it came
-from, and what it held (rows, cost in picodollars when readable). Readers, compaction and
-exports never see it; ``summary()`` is what ``costline doctor`` and the console banner show.
+``$COSTLINE_HOME/quarantine/`` (0700, files 0600) holds the bad files (a segment whose
+checksum or footer is wrong, a journal that cannot be converted) and the bad records of
+journals (torn, failed checksum, a value of the wrong type), each with
+``<name>.reason.json``: why, where it came from, and what it held (rows, cost in picodollars
+when readable). Readers, compaction and exports never see it; ``summary()`` is what
+``costline doctor`` and the console banner show.
 """
 
 from __future__ import annotations

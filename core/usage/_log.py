@@ -404,9 +404,10 @@ class UsageLog:
             self._cut_back()
         data = b"".join(self._held)
         torn = self._torn
+        fd = self._fd
         try:
-            fd = self._fd if self._fd >= 0 else self._open()
             if data or torn:
+                fd = fd if fd >= 0 else self._open()
                 _write_all(fd, b"\n" + data if torn else data)
         except OSError as exc:
             self._cut_back()
@@ -416,7 +417,8 @@ class UsageLog:
             self._retry_at = _monotonic() + self._retry_s
             return False
         n = len(self._held)
-        self._size = os.fstat(fd).st_size if torn else self._size + len(data)
+        if data or torn:
+            self._size = os.fstat(fd).st_size if torn else self._size + len(data)
         self._torn = self._slow = False
         self._held, self._held_bytes = [], 0
         self._retry_s, self._retry_at = RETRY_MIN_S, math.inf

@@ -167,6 +167,18 @@ def cmd_compact(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Check COSTLINE_HOME: exit 1 when something needs attention (e.g. a quarantine)."""
+    from core.doctor import usage_report
+    from core.settings import costline_home
+
+    home = costline_home()
+    print(f"COSTLINE_HOME {home}")
+    lines, problem = usage_report(home)
+    print("\n".join(lines))
+    return 1 if problem else 0
+
+
 def cmd_gateway(args: argparse.Namespace) -> int:
     """Serve the OpenAI/Anthropic-compatible HTTP gateway (costline[gateway])."""
     from core.gateway import GatewayConfig, serve
@@ -335,6 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_import)
     p = sub.add_parser("compact", help="merge small usage segments")
     p.set_defaults(func=cmd_compact)
+    p = sub.add_parser("doctor", help="check the usage log; list what is quarantined")
+    p.set_defaults(func=cmd_doctor)
     p = sub.add_parser("api", help="serve the management REST API")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8600)

@@ -31,6 +31,7 @@ import orjson
 
 from core.errors import ConfigError
 from core.settings import costline_home
+from core.usage import _bucket
 from core.usage._journal import journal_name, recover
 from core.usage._procid import ProcId
 from core.usage._schema import UsageEvent, event_row
@@ -98,10 +99,17 @@ class UsageLog:
         self._fd = -1
         self._count = 0  # events in the open journal
         self._deadline = math.inf  # seal the open journal at this time
+        # with a bucket, segments leave this disk: the bucket's leader compacts them there
+        self._shipper = _bucket.shipper_for(self.home)
         self._compactor = (
-            AutoCompactor(self.home, self.compact_threshold) if self.compact_threshold else None
+            AutoCompactor(self.home, self.compact_threshold)
+            if self.compact_threshold and self._shipper is None
+            else None
         )
         poke = self._compactor.poke if self._compactor is not None else None
+        if self._shipper is not None:
+            poke = self._shipper.poke
+            self._shipper.poke()  # ship what an earlier process left in the outbox
         self._converter = Converter(self._sdir, poke)
 
     @property
@@ -159,6 +167,8 @@ class UsageLog:
         self._converter.stop()
         if self._compactor is not None:
             self._compactor.stop()
+        if self._shipper is not None:
+            self._shipper.drain(_bucket.CLOSE_DRAIN_S)  # what is left ships on the next start
         if timer is not None and timer is not threading.current_thread():
             timer.join()
         if error is not None:

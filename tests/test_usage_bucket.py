@@ -191,3 +191,19 @@ def test_compaction_has_one_leader_and_keeps_every_row(
     assert len(list_segments(cfg)) == 1
     ids = bucket_rows(weed, f"{bucket}/usage/segments")
     assert sorted(ids) == [f"req_{i:08d}" for i in range(1000)]
+
+
+def test_retention_leaves_the_outbox_alone(
+    costline_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from core.usage._prune import prune
+    from core.usage._segments import segments_dir
+
+    monkeypatch.setenv("COSTLINE_EVENTS_URL", "s3://nowhere-bucket/p")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens
+    monkeypatch.setenv("COSTLINE_EVENTS_COMPACT_S", "0")
+    with UsageLog(costline_home, flush_every=100) as log:  # old events; the bucket is away
+        log.append_many(event(i) for i in range(300))
+    assert outbox_status(costline_home)["segments"] == 3
+    assert prune(costline_home, 1).segments == 0
+    assert len(list(segments_dir(costline_home).glob("*.parquet"))) == 3

@@ -207,3 +207,43 @@ def test_retention_leaves_the_outbox_alone(
     assert outbox_status(costline_home)["segments"] == 3
     assert prune(costline_home, 1).segments == 0
     assert len(list(segments_dir(costline_home).glob("*.parquet"))) == 3
+
+
+def test_console_overview_over_the_bucket_matches_duckdb_to_the_cent(
+    weed: SeaweedS3,
+    bucket: str,
+    costline_home: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A console host with nothing local: its Overview reads the bucket."""
+    from datetime import timedelta
+    from decimal import ROUND_HALF_UP, Decimal
+
+    from core import clock
+    from tests.console_support import app, make_users
+
+    now = clock.now()
+    with UsageLog(tmp_path / "gateway-host", flush_every=100) as log:
+        log.append_many(event(i, ts=now - timedelta(minutes=7 * i + 1)) for i in range(250))
+    monkeypatch.setenv("COSTLINE_ADMIN_PASSWORD", "admin-pass-123")
+    make_users(costline_home)
+    at = app("admin", timeout=90).run()
+    assert not at.exception, at.exception
+    scope = at.session_state["selection"].scope
+    fs = weed.filesystem()
+    infos = fs.get_file_info(pafs.FileSelector(f"{bucket}/usage/segments"))
+    con = duckdb.connect()
+    direct = 0
+    for info in infos:
+        con.register("segment", pq.read_table(info.path, filesystem=fs))
+        row = con.execute(
+            "SELECT coalesce(sum(cost_picousd), 0) FROM segment WHERE ts >= ? AND ts < ?",
+            [scope.start, scope.end],
+        ).fetchall()
+        direct += int(row[0][0])
+    con.close()
+    shown = [m.value for m in at.metric if m.label == "Spend in range"][0]
+    cents = (Decimal(direct) / Decimal(10**12)).quantize(Decimal("0.01"), ROUND_HALF_UP)
+    assert direct > 0
+    assert Decimal(shown.lstrip("$").replace(",", "")) == cents

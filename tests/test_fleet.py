@@ -184,6 +184,10 @@ def test_fleet_on_loopback(tmp_path: Path, pg_url: str, monkeypatch: pytest.Monk
                 assert set(fleet.send(free, 15)) == {200}
                 assert set(fleet.send(capped, 3)) <= {200, 402}
                 time.sleep(0.5)
+            ready = httpx.get(fleet.hosts[0].url + "/health/ready", timeout=30)
+            assert ready.status_code == 200  # the outage is reported, not a reason to be unready
+            outbox = ready.json()["usage_outbox"]
+            assert outbox["segments"] >= 1 and outbox["last_error"], outbox
             s3.resume()
             mark("bucket outage over")
 

@@ -247,3 +247,25 @@ def test_console_overview_over_the_bucket_matches_duckdb_to_the_cent(
     cents = (Decimal(direct) / Decimal(10**12)).quantize(Decimal("0.01"), ROUND_HALF_UP)
     assert direct > 0
     assert Decimal(shown.lstrip("$").replace(",", "")) == cents
+
+
+def test_costline_compact_leads_a_bucket_compaction(
+    weed: SeaweedS3, bucket: str, costline_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("COSTLINE_EVENTS_COMPACT_S", "0")
+    with UsageLog(costline_home, flush_every=100) as log:
+        log.append_many(event(i) for i in range(300))
+    done = subprocess.run(
+        [sys.executable, "-m", "core.cli", "compact"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"Merged 3 usage segments in s3://{bucket}/usage into 1." in done.stdout
+    with Reader(costline_home / "elsewhere") as reader:
+        assert reader.count() == 300

@@ -40,6 +40,7 @@ from urllib.parse import urlsplit
 import pyarrow.fs as pafs
 
 from core.errors import ConfigError
+from core.private import make_private, private_dir
 from core.usage._journal import CLAIM, JOURNAL_SUFFIX
 from core.usage._segments import SUFFIX, events_dir, journal_dir, segments_dir
 
@@ -212,8 +213,7 @@ class Shipper:
         self.cfg = cfg
         self._sdir = segments_dir(home)
         self._jdir = journal_dir(home)
-        self._cache = cache_dir(home)
-        self._cache.mkdir(parents=True, exist_ok=True)
+        self._cache = private_dir(cache_dir(home))
         self._cond = threading.Condition()
         self._poked = False
         self._stopped = False
@@ -385,8 +385,7 @@ class Mirror:
 
     def __init__(self, home: Path, cfg: BucketConfig) -> None:
         self.cfg = cfg
-        self.dir = cache_dir(home)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir = private_dir(cache_dir(home))
         self._last = -float("inf")
         self._lock = threading.Lock()
         self.stale_since: float | None = None
@@ -425,6 +424,7 @@ class Mirror:
             try:
                 with fs.open_input_stream(self.cfg.path("segments", name)) as src:
                     tmp.write_bytes(src.read())
+                make_private(tmp)
                 os.replace(tmp, self.dir / name)
             finally:
                 tmp.unlink(missing_ok=True)

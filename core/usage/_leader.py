@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from core.private import private_dir, private_open
 from core.usage._segments import events_dir
 
 log = logging.getLogger("costline.usage")
@@ -101,8 +102,8 @@ def _redis_lock(name: str) -> Iterator[bool]:
 @contextlib.contextmanager
 def _file_lock(home: Path | None) -> Iterator[bool]:
     path = events_dir(home) / "bucket-compact.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    private_dir(path.parent)
+    fd = private_open(path, os.O_RDWR | os.O_CREAT)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -51,6 +51,7 @@ RETRY_MAX_S = 5.0
 RESCAN_S = 5.0  # the shipper looks at the outbox this often even without a poke
 REPORT_EVERY_S = 60.0
 DOWNLOAD_THREADS = 8
+UPLOAD_CHUNK = 8 << 20
 CLOSE_DRAIN_S = 5.0  # closing a log tries this long to ship its last segments
 
 
@@ -172,12 +173,14 @@ def list_segments(cfg: BucketConfig, fs: pafs.FileSystem | None = None) -> dict[
 def upload(cfg: BucketConfig, src: Path, name: str, fs: pafs.FileSystem | None = None) -> None:
     """PUT ``src`` as ``segments/name`` and confirm it (HEAD: present, same size)."""
     fs = fs or filesystem(cfg)
-    data = src.read_bytes()
     dest = cfg.path("segments", name)
-    with fs.open_output_stream(dest) as out:
-        out.write(data)
+    size = 0
+    with open(src, "rb") as fh, fs.open_output_stream(dest) as out:
+        while chunk := fh.read(UPLOAD_CHUNK):  # a merged segment need not fit in memory
+            out.write(chunk)
+            size += len(chunk)
     info = fs.get_file_info(dest)
-    if info.type != pafs.FileType.File or info.size != len(data):
+    if info.type != pafs.FileType.File or info.size != size:
         raise OSError(f"upload of {name} not confirmed (found {info.type}, {info.size} bytes)")
 
 

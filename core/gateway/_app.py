@@ -56,6 +56,7 @@ class Gateway:
         self.metrics = Metrics()
         self.pepper = load_pepper()
         self._keys: tuple[ControlSnapshot | None, KeyIndex] = (None, KeyIndex((), self.pepper))
+        self._found: dict[str, VirtualKey] = {}  # secret -> key of the current snapshot
         self._limits: dict[tuple[int, str], list[RateLimit]] = {}
         self._worker: tuple[Any, Any] | None = None  # (thread, stop event)
         self.hot: dict[str, Handler] = {
@@ -120,9 +121,16 @@ class Gateway:
         secret = secret_of(h)
         snap = self.snapshot()
         held = self._keys
-        if held[0] is not snap:
+        if held[0] is not snap:  # a new snapshot (a key changed): hash again from scratch
             held = self._keys = (snap, KeyIndex(snap.keys if snap else (), self.pepper))
-        key = held[1].find(secret)
+            self._found.clear()
+        key = self._found.get(secret)
+        if key is None:
+            key = held[1].find(secret)
+            if key is not None:
+                if len(self._found) > 10_000:
+                    self._found.clear()
+                self._found[secret] = key
         if key is None:
             raise unauthorized("invalid API key: not a Costline virtual key of this gateway")
         if key.revoked_at is not None:

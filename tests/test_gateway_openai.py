@@ -437,6 +437,48 @@ def test_a_key_made_and_revoked_over_the_gateways_own_api(gw: GatewayProcess) ->
     api.close()
 
 
+def test_a_task_header_picks_the_model_and_metadata_headers_are_logged(
+    gw: GatewayProcess,
+) -> None:
+    from core.control import SYSTEM, ControlPlane, RoutingPolicy
+
+    old = os.environ["COSTLINE_HOME"]
+    os.environ["COSTLINE_HOME"] = str(gw.home)
+    try:
+        with ControlPlane() as plane:
+            plane.upsert_policy(RoutingPolicy(task="triage", primary_model="dryrun-large"), SYSTEM)
+    finally:
+        os.environ["COSTLINE_HOME"] = old
+    h = {
+        "authorization": f"Bearer {gw.keys['main']}",  # type: ignore[attr-defined]
+        "x-costline-task": "triage",
+        "x-costline-org": "acme",
+        "x-costline-user": "ann",
+        "x-costline-tags": "nightly, batch",
+        "x-costline-criticality": "low",
+        **NO_CACHE,
+    }
+    body = {"messages": ASK, "max_tokens": 20}  # no model: the task's policy picks
+    deadline = time.monotonic() + 5
+    while True:  # the policy reaches the gateway at its next control-plane poll
+        r = httpx.post(gw.base_url + "/chat/completions", json=body, headers=h)
+        if r.status_code == 200 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert r.status_code == 200, r.text
+    assert r.headers["x-costline-model"] == "dryrun-large"
+    assert r.headers["x-costline-route-reason"]
+    (ev,) = events(gw.home, 1, request_id=r.headers["x-costline-request-id"])
+    assert (ev.task, ev.org, ev.user, ev.key) == ("triage", "acme", "ann", "main")
+    assert ev.tags == ("nightly", "batch") and ev.criticality == "low"
+    r = httpx.post(
+        gw.base_url + "/chat/completions",
+        json=body,
+        headers={**h, "x-costline-criticality": "urgent"},
+    )
+    assert r.status_code == 400 and "x-costline-criticality" in r.json()["error"]["message"]
+
+
 def test_embeddings_models_metrics_and_health(gw: GatewayProcess) -> None:
     c = client(gw)
     raw = c.embeddings.with_raw_response.create(model="dryrun-embed", input=["alpha", "beta"])

@@ -22,12 +22,10 @@ import httpx
 from ._asgi import UPSTREAM
 
 try:
-    import aiohttp
+    import aiohttp  # the gateway extra installs it (through httpx-aiohttp)
     import yarl
-    from httpx_aiohttp import AiohttpTransport
-except ImportError:  # pragma: no cover - the gateway extra installs both
+except ImportError:  # pragma: no cover
     aiohttp = None  # type: ignore[assignment]
-    AiohttpTransport = None  # type: ignore[assignment,misc]
 
 
 def _remap(exc: httpx.TransportError) -> httpx.TransportError:

@@ -1,0 +1,349 @@
+"""Budget counters as a cache of the usage log: rebuilt, reconciled, drift reported.
+
+The usage log is the source of truth for spend; the live counters (``K`` = committed +
+reserved, ``K:c`` = committed, per budget window and metric) are a fast cache of it.
+
+- ``rebuild()`` (at router start, and when Redis answers after an outage or comes back
+  empty): every current window's committed counter is raised to the log's spend. Raise-only
+  and atomic per key (``raise_committed``), so it is idempotent and safe while other
+  processes run.
+- ``reconcile()`` (every ``interval_s``, a daemon thread): raises counters that are below the
+  log (a lost Redis, a missed settle) and lowers counters that were above the log *at the
+  previous round* (a settle applied twice during a Redis stall): every event settled before
+  that round is in the log now, so such an excess is real drift, not lag. Each correction is
+  a WARNING log line and counts in ``budget_drift_corrections`` / ``budget_drift_picousd``
+  (``State.counters``). With ``SharedState`` the reserved part is set exactly from the live
+  processes' holds (``true_up``).
+
+Log spend = the Parquet segments (``core.reports.utilisation``, as the Budgets page computes
+it) + the lines of journals not yet converted (other processes' last seconds), read here.
+With Redis, the epoch key ``<prefix>epoch`` names the counters a router trusts; ADMIT refuses
+when it changed (Redis restarted empty or was flushed), which sends ``ResilientState`` to its
+outage path until ``on_recover`` has rebuilt the counters and claimed an epoch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from core import clock
+from core.control import Budget
+from core.controls import Controls
+from core.state import MemoryState, RedisState, ResilientState, SharedState
+
+log = logging.getLogger(__name__)
+MIN_LAG_S = 1.0  # a lowering compares counters at least this old with the log
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One counter and what the log says it should hold."""
+
+    key: str  # K (the committed counter is K:c)
+    budget: str
+    window: str
+    metric: str  # 'usd' | 'tokens'
+    log_value: int
+    ttl_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Drift:
+    budget: str
+    window: str
+    metric: str
+    counter: int
+    log_value: int
+    corrected: int  # added to the counter (negative: removed)
+
+
+class Reconciler:
+    """Keeps one Controls' budget counters in line with the usage log of ``home``."""
+
+    def __init__(self, controls: Controls, home: Path, interval_s: float = 30.0) -> None:
+        self.controls = controls
+        self.home = home
+        self.interval_s = interval_s
+        self.drifts: list[Drift] = []  # corrections so far (bounded), newest last
+        self.rounds = 0
+        self._reader: Any = None
+        self._lock = threading.Lock()
+        self._prev: dict[str, tuple[float, int]] = {}  # K -> (monotonic time, K:c then)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def start(self) -> None:
+        """Rebuild now (before the first call is admitted), hook Redis recovery, and start
+        the periodic reconciliation."""
+        state = self.controls.state
+        if isinstance(state, ResilientState):
+            state.on_recover = self._on_redis_recover
+            with contextlib.suppress(Exception):
+                self._on_redis_recover(state.primary)
+        else:
+            self.rebuild()
+        if self.interval_s > 0:
+            self._thread = threading.Thread(
+                target=self._loop, name="costline-reconcile", daemon=True
+            )
+            self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
+        with self._lock:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.reconcile()
+            except Exception:  # a bad round must not stop the next one
+                log.exception("budget reconciliation failed")
+
+    def _on_redis_recover(self, primary: RedisState) -> None:
+        """Redis answers (start, after an outage, or it lost the epoch): rebuild, then trust."""
+        self.rebuild(primary)
+        primary.claim_epoch(uuid.uuid4().hex)
+
+    # -- the log's view ---------------------------------------------------------------------
+    def targets(self, now: datetime | None = None) -> list[Target]:
+        """Every active budget's current-window counters and the log's spend for them."""
+        ctl = self.controls
+        snap = ctl.snapshot()
+        budgets = [ctl.guard._budget(b) for b in ctl.active_budgets(snap)]
+        budgets = [b for b in budgets if b.limit_picousd is not None or b.limit_tokens is not None]
+        if not budgets:
+            return []
+        at = now or clock.now()
+        from core.reports import utilisation  # DuckDB and pandas only when budgets exist
+
+        canonical = ctl.catalog.canonical
+        with self._lock:
+            journal = journal_spend(self.home, budgets, at, canonical)
+            reader = self._reader = self._reader or _reader(self.home)
+            rows = utilisation(reader, ctl.plane, budgets, at, canonical)
+        out: list[Target] = []
+        ts = at.timestamp()
+        for b, u in zip(budgets, rows, strict=True):
+            win = ctl.guard.window(b, at)
+            extra_usd, extra_tok = journal.get(b.id, (0, 0))
+            ttl = win.ttl_at(ts)
+            if b.limit_picousd is not None:
+                usd = u.spent_picousd + extra_usd
+                out.append(Target(win.usd_key, b.id, win.label, "usd", usd, ttl))
+            if b.limit_tokens is not None:
+                tok = u.tokens + extra_tok
+                out.append(Target(win.tokens_key, b.id, win.label, "tokens", tok, ttl))
+        return out
+
+    # -- corrections ------------------------------------------------------------------------
+    def rebuild(self, backend: Any = None) -> list[Drift]:
+        """Raise every current committed counter to the log's spend (raise-only)."""
+        state = backend if backend is not None else self.controls.state
+        found = self.targets()
+        if not found:
+            return []
+        before = state.get_values([t.key + ":c" for t in found])
+        added = raise_committed(state, [(t.key, t.log_value, t.ttl_s) for t in found])
+        drifts = [
+            Drift(t.budget, t.window, t.metric, c, t.log_value, a)
+            for t, c, a in zip(found, before, added, strict=True)
+            if a
+        ]
+        self._report(drifts, "rebuilt from the usage log")
+        return drifts
+
+    def reconcile(self) -> list[Drift]:
+        """One round: raise what is below the log, lower what was above it last round."""
+        state: Any = self.controls.state
+        self.rounds += 1
+        if isinstance(state, ResilientState) and not state.healthy:
+            return []  # the recovery path rebuilds when Redis is back
+        found = self.targets()
+        if not found:
+            return []
+        mono = time.monotonic()
+        keys = [t.key for t in found]
+        now = state.get_values([k + ":c" for k in keys])
+        added = raise_committed(state, [(t.key, t.log_value, t.ttl_s) for t in found])
+        drifts: list[Drift] = []
+        lower: list[tuple[str, int, float | None]] = []
+        for t, c, a in zip(found, now, added, strict=True):
+            if a:
+                drifts.append(Drift(t.budget, t.window, t.metric, c, t.log_value, a))
+                continue
+            prev = self._prev.get(t.key)
+            if prev is not None and mono - prev[0] >= MIN_LAG_S and prev[1] > t.log_value:
+                excess = prev[1] - t.log_value  # settled before the last round, not in the log
+                lower += [(t.key + ":c", -excess, t.ttl_s), (t.key, -excess, t.ttl_s)]
+                drifts.append(Drift(t.budget, t.window, t.metric, c, t.log_value, -excess))
+        if lower:
+            state.apply_deltas(lower)
+        if isinstance(state, SharedState):
+            state.true_up(keys)
+        after = state.get_values([k + ":c" for k in keys])
+        self._prev = {k: (mono, v) for k, v in zip(keys, after, strict=True)}
+        self._report(drifts, "reconciled with the usage log")
+        return drifts
+
+    def _report(self, drifts: Sequence[Drift], what: str) -> None:
+        if not drifts:
+            return
+        self.drifts = (self.drifts + list(drifts))[-1000:]
+        money = 0
+        for d in drifts:
+            log.warning(
+                "budget counter drift: budget %s window %s %s: counter %d, log %d; %s (%+d)",
+                d.budget,
+                d.window,
+                d.metric,
+                d.counter,
+                d.log_value,
+                what,
+                d.corrected,
+            )
+            if d.metric == "usd":
+                money += abs(d.corrected)
+        with contextlib.suppress(Exception):  # the metric must not fail a correction
+            state = self.controls.state
+            state.incr("budget_drift_corrections", len(drifts))
+            if money:
+                state.incr("budget_drift_picousd", money)
+
+
+def raise_committed(state: Any, items: Sequence[tuple[str, int, float | None]]) -> list[int]:
+    """``state.raise_committed`` (Redis, SharedState, MemoryState), for any State."""
+    if isinstance(state, MemoryState):
+        return memory_raise(state, items)
+    got: list[int] = state.raise_committed(items)
+    return got
+
+
+def memory_raise(state: MemoryState, items: Sequence[tuple[str, int, float | None]]) -> list[int]:
+    out: list[int] = []
+    for key, floor, ttl in items:
+        committed = state.get_values([key + ":c"])[0]
+        diff = max(0, floor - committed)
+        if diff:
+            state.apply_deltas([(key + ":c", diff, ttl), (key, diff, ttl)])
+        out.append(diff)
+    return out
+
+
+def _reader(home: Path) -> Any:
+    from core.usage import Reader
+
+    return Reader(home, threads=1)
+
+
+# -- journals not yet in a segment --------------------------------------------------------------
+def journal_spend(
+    home: Path, budgets: Sequence[Budget], at: datetime, canonical: Any
+) -> dict[str, tuple[int, int]]:
+    """Per budget id: (picodollars, tokens) in live journals whose segment does not exist yet,
+    inside the budget's current window. Lines that do not parse are skipped (a torn tail)."""
+    from core.budgets import window
+    from core.usage._schema import COLUMNS
+    from core.usage._segments import SUFFIX, journal_dir, scan, segments_dir
+
+    jdir = journal_dir(home)
+    try:
+        names = sorted(os.listdir(jdir))
+    except FileNotFoundError:
+        return {}
+    snapshot = scan(segments_dir(home))
+    idx = {c: i for i, c in enumerate(COLUMNS)}
+    tok = [idx[c] for c in TOKEN_COLUMNS]
+    spans = []
+    for b in budgets:
+        w = window(b, at)
+        spans.append((b, w.start.astimezone(UTC), w.end.astimezone(UTC)))
+    out: dict[str, tuple[int, int]] = {}
+    for name in names:
+        stem = name.split(".recovering.", 1)[0].removesuffix(".jsonl")
+        if not name.split(".recovering.", 1)[0].endswith(".jsonl"):
+            continue
+        if snapshot.has(stem + SUFFIX):
+            continue  # converted already: the segment holds these events
+        try:
+            data = (jdir / name).read_bytes()
+        except OSError:
+            continue
+        for line in data.splitlines():
+            row = _row(line)
+            if row is None:
+                continue
+            try:
+                ts = datetime.fromisoformat(row[idx["ts"]])
+                if ts.tzinfo is None:
+                    ts = ts.replace(tzinfo=UTC)
+                cost = int(row[idx["cost_picousd"]] or 0)
+                tokens = sum(int(row[i] or 0) for i in tok)
+            except (TypeError, ValueError, IndexError):
+                continue
+            for b, start, end in spans:
+                if start <= ts < end and _matches(b, row, idx, canonical):
+                    usd, n = out.get(b.id, (0, 0))
+                    out[b.id] = (usd + cost, n + tokens)
+    return out
+
+
+TOKEN_COLUMNS = (
+    "input_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+)
+
+
+def _row(line: bytes) -> list[Any] | None:
+    """One journal record: the JSON array in the line (framing around it is ignored)."""
+    start, end = line.find(b"["), line.rfind(b"]")
+    if start < 0 or end <= start:
+        return None
+    try:
+        row = orjson.loads(line[start : end + 1])
+    except orjson.JSONDecodeError:
+        return None
+    return row if isinstance(row, list) else None
+
+
+def _matches(b: Budget, row: list[Any], idx: dict[str, int], canonical: Any) -> bool:
+    """The budget's scope over one event (as ``core.reports.condition`` says in SQL)."""
+    scope, want = b.scope, b.scope_value
+    if scope == "global":
+        return True
+    if want is None:
+        return False
+    if scope in ("org", "project", "user", "task", "key"):
+        return bool(row[idx[scope]] == want)
+    if scope == "provider":
+        return str(row[idx["provider"]] or "").lower() == want.lower()
+    if scope == "model":
+        return row[idx["model"]] in {want, canonical(want)}
+    return False
+
+
+def start_reconciler(controls: Controls, home: Path, interval_s: float) -> Reconciler:
+    """A started Reconciler (the Router calls this once, right after its Controls)."""
+    rec = Reconciler(controls, home, interval_s)
+    rec.start()
+    return rec

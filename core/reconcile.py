@@ -167,7 +167,7 @@ class Reconciler:
             for t, c, a in zip(found, before, added, strict=True)
             if a
         ]
-        self._report(drifts, "rebuilt from the usage log")
+        self._report(drifts, "rebuilt from the usage log", logging.INFO)
         return drifts
 
     def reconcile(self) -> list[Drift]:
@@ -203,13 +203,16 @@ class Reconciler:
         self._report(drifts, "reconciled with the usage log")
         return drifts
 
-    def _report(self, drifts: Sequence[Drift], what: str) -> None:
+    def _report(self, drifts: Sequence[Drift], what: str, level: int = logging.WARNING) -> None:
+        """Drift found by a periodic round is a WARNING; a rebuild (expected after a restart
+        or an empty Redis) is INFO. Both count in the metric."""
         if not drifts:
             return
         self.drifts = (self.drifts + list(drifts))[-1000:]
         money = 0
         for d in drifts:
-            log.warning(
+            log.log(
+                level,
                 "budget counter drift: budget %s window %s %s: counter %d, log %d; %s (%+d)",
                 d.budget,
                 d.window,

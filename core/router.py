@@ -52,7 +52,7 @@ from core.settings import Settings
 from core.types import ZERO_COST, ChatRequest, Completion, Cost, StreamChunk, Usage
 from core.usage import UsageLog
 from core.usage._schema import Status
-from core.validate import check_request, checked_usage, unexpected
+from core.validate import check_request, checked_usage, loggable, unexpected
 
 __all__ = ["Router", "validate"]
 
@@ -300,7 +300,13 @@ class Router:
 
     # ---- steps 1-4: gate, cache, route --------------------------------------------------
     def _begin(self, req: ChatRequest) -> Plan | Completion:
-        check_request(req)  # a malformed request: BadRequest naming the field, nothing spent
+        try:
+            check_request(req)  # a malformed request: BadRequest naming the field, nothing spent
+        except BadRequest as exc:
+            safe = loggable(req)  # logged without its bad bytes
+            if safe is not None:
+                self._record_error(Plan(safe, safe.model or f"task:{safe.task}"), None, exc, 0)
+            raise
         plan = Plan(req, req.model or f"task:{req.task}")
         try:
             validate(req)

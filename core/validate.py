@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -150,6 +151,47 @@ def check_request(req: object) -> ChatRequest:
         if getattr(req, name) is not None:
             _number(name, getattr(req, name))
     return req
+
+
+def _safe_text(v: object) -> str | None:
+    """Any value as text the usage log can store (lone surrogates escaped)."""
+    if v is None:
+        return None
+    text = v if isinstance(v, str) else repr(v)
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def loggable(req: object) -> ChatRequest | None:
+    """A copy of a rejected request that the usage log can store: each bad field escaped or
+    dropped, so the rejection is logged without its bad bytes (None: not a ChatRequest)."""
+    if not isinstance(req, ChatRequest):
+        return None
+    changes: dict[str, Any] = {}
+    for name in (*TEXT_FIELDS, "source", "request_id"):
+        v = getattr(req, name)
+        try:
+            _text(name, v)
+        except BadRequest:
+            changes[name] = _safe_text(v)
+    if req.criticality not in CRITICALITIES:
+        changes["criticality"] = "normal"
+    for name in ("tags", "fallbacks"):
+        try:
+            _strings(name, getattr(req, name))
+        except BadRequest:
+            v = getattr(req, name)
+            items = v if isinstance(v, list | tuple) else [v]
+            changes[name] = tuple(_safe_text(x) or "" for x in items)
+    try:
+        _json("metadata", req.metadata)
+    except BadRequest:
+        changes["metadata"] = {}
+    try:
+        for i, m in enumerate(req.messages):
+            _message(i, m)
+    except (BadRequest, TypeError):
+        changes["messages"] = []
+    return replace(req, **changes) if changes else req
 
 
 USAGE_FIELDS = (

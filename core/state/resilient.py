@@ -81,6 +81,7 @@ class ResilientState:
         self._next_try = 0.0
         self._lock = threading.Lock()  # health transitions
         self._fb_lock = threading.Lock()  # fallback budget writes and their replay
+        self._recovering = threading.Lock()  # one thread runs _recover at a time
         self._baseline: dict[str, int] = {}  # budget key -> last value seen in Redis
         self._seeded: dict[str, int] = {}  # budget key -> seed put in the fallback
         self._dirty_counters = False
@@ -149,7 +150,12 @@ class ResilientState:
         if self._try_primary():
             try:
                 if not self.healthy:
-                    self._recover()  # before any admission: counters rebuilt first
+                    if not self._recovering.acquire(blocking=False):
+                        return on_fallback()  # another thread is rebuilding
+                    try:
+                        self._recover()  # before any admission: counters rebuilt first
+                    finally:
+                        self._recovering.release()
                 result = on_primary()
             except DOWN_ERRORS as exc:
                 self._mark_down(exc)

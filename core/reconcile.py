@@ -78,7 +78,6 @@ class Reconciler:
         self.interval_s = interval_s
         self.drifts: list[Drift] = []  # corrections so far (bounded), newest last
         self.rounds = 0
-        self._reader: Any = None
         self._lock = threading.Lock()
         self._prev: dict[str, tuple[float, int]] = {}  # K -> (monotonic time, K:c then)
         self._stop = threading.Event()
@@ -105,10 +104,6 @@ class Reconciler:
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=5)
-        with self._lock:
-            if self._reader is not None:
-                self._reader.close()
-                self._reader = None
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
@@ -132,24 +127,18 @@ class Reconciler:
         if not budgets:
             return []
         at = now or clock.now()
-        from core.reports import utilisation  # DuckDB and pandas only when budgets exist
-
         canonical = ctl.catalog.canonical
         with self._lock:
-            journal = journal_spend(self.home, budgets, at, canonical)
-            reader = self._reader = self._reader or _reader(self.home)
-            rows = utilisation(reader, ctl.plane, budgets, at, canonical)
+            spent = log_spend(self.home, ctl.plane, budgets, at, canonical)
         out: list[Target] = []
         ts = at.timestamp()
-        for b, u in zip(budgets, rows, strict=True):
+        for b in budgets:
             win = ctl.guard.window(b, at)
-            extra_usd, extra_tok = journal.get(b.id, (0, 0))
+            usd, tok = spent.get(b.id, (0, 0))
             ttl = win.ttl_at(ts)
             if b.limit_picousd is not None:
-                usd = u.spent_picousd + extra_usd
                 out.append(Target(win.usd_key, b.id, win.label, "usd", usd, ttl))
             if b.limit_tokens is not None:
-                tok = u.tokens + extra_tok
                 out.append(Target(win.tokens_key, b.id, win.label, "tokens", tok, ttl))
         return out
 
@@ -196,8 +185,10 @@ class Reconciler:
                 drifts.append(Drift(t.budget, t.window, t.metric, c, t.log_value, -excess))
         if lower:
             state.apply_deltas(lower)
-        if isinstance(state, SharedState):
-            state.true_up(keys)
+        if isinstance(state, SharedState):  # the reserved part, exactly: live processes' holds
+            for t, d in zip(found, state.true_up(keys), strict=True):
+                if d:
+                    drifts.append(Drift(t.budget, t.window, t.metric + " reserved", 0, 0, d))
         after = state.get_values([k + ":c" for k in keys])
         self._prev = {k: (mono, v) for k, v in zip(keys, after, strict=True)}
         self._report(drifts, "reconciled with the usage log")
@@ -222,7 +213,7 @@ class Reconciler:
                 what,
                 d.corrected,
             )
-            if d.metric == "usd":
+            if d.metric.startswith("usd"):
                 money += abs(d.corrected)
         with contextlib.suppress(Exception):  # the metric must not fail a correction
             state = self.controls.state
@@ -250,45 +241,106 @@ def memory_raise(state: MemoryState, items: Sequence[tuple[str, int, float | Non
     return out
 
 
-def _reader(home: Path) -> Any:
-    from core.usage import Reader
+def log_spend(
+    home: Path, plane: Any, budgets: Sequence[Budget], at: datetime, canonical: Any
+) -> dict[str, tuple[int, int]]:
+    """Per budget id: (picodollars, tokens) the usage log holds for its current window (from
+    its last reset): the journals not yet converted, then exactly the segments (and pruned
+    rollups) of one listing taken after reading them, so no event counts twice and none
+    settled before this call is missed."""
+    from core.usage._segments import SUFFIX, scan, segments_dir
 
-    return Reader(home, threads=1)
+    journals = journal_spend(home, budgets, at, canonical)  # read first ...
+    snapshot = scan(segments_dir(home))  # ... then list the segments
+    out = segment_spend(home, plane, snapshot, budgets, at, canonical)
+    for stem, sums in journals.items():
+        if snapshot.has(stem + SUFFIX):
+            continue  # converted meanwhile: the listing holds its segment
+        for bid, (usd, tok) in sums.items():
+            have = out.get(bid, (0, 0))
+            out[bid] = (have[0] + usd, have[1] + tok)
+    return out
+
+
+def segment_spend(
+    home: Path,
+    plane: Any,
+    snapshot: Any,
+    budgets: Sequence[Budget],
+    at: datetime,
+    canonical: Any,
+) -> dict[str, tuple[int, int]]:
+    """The Budgets page's sums (``core.reports``) over one segments listing."""
+    import duckdb
+
+    from core.budgets import window
+    from core.reports._budgets import TOKEN_COLUMNS as TOKENS
+    from core.reports._budgets import condition, reset_times
+    from core.usage._reader import _facts_sql, _view_sql
+    from core.usage._rollups import pruned_rollups
+
+    resets = reset_times(plane, budgets)
+    spans = []
+    for b in budgets:
+        w = window(b, at)
+        spans.append((max(w.start.astimezone(UTC), resets.get(b.id, w.start)), w.end))
+    tokens = " + ".join(f"coalesce({c}, 0)" for c in TOKENS)
+    cols, params = [], []
+    for b, (start, end) in zip(budgets, spans, strict=True):
+        cond, cond_params = condition(b, canonical)
+        where = f"ts >= ? AND ts < ? AND {cond}"
+        cols.append(
+            f"CAST(coalesce(sum(cost_picousd) FILTER (WHERE {where}), 0) AS VARCHAR),"
+            f" CAST(coalesce(sum({tokens}) FILTER (WHERE {where}), 0) AS VARCHAR)"
+        )
+        params += [start, end, *cond_params, start, end, *cond_params]
+    present = [s.name for s in (*snapshot.active, *snapshot.superseded)]
+    con = duckdb.connect(":memory:")
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute("SET threads = 1")
+        con.execute(_view_sql(snapshot))
+        con.execute(_facts_sql(pruned_rollups(home, present)))
+        lo, hi = min(s for s, _ in spans), max(e for _, e in spans)
+        sql = f"SELECT {', '.join(cols)} FROM facts WHERE ts >= ? AND ts < ?"
+        row = con.execute(sql, [*params, lo, hi]).fetchone()
+    finally:
+        con.close()
+    assert row is not None
+    return {b.id: (int(row[2 * i]), int(row[2 * i + 1])) for i, b in enumerate(budgets)}
 
 
 # -- journals not yet in a segment --------------------------------------------------------------
 def journal_spend(
     home: Path, budgets: Sequence[Budget], at: datetime, canonical: Any
-) -> dict[str, tuple[int, int]]:
-    """Per budget id: (picodollars, tokens) in live journals whose segment does not exist yet,
-    inside the budget's current window. Lines that do not parse are skipped (a torn tail)."""
+) -> dict[str, dict[str, tuple[int, int]]]:
+    """Per journal stem, per budget id: (picodollars, tokens) of its events inside the
+    budget's current window. Lines that do not parse are skipped (a torn tail)."""
     from core.budgets import window
     from core.usage._schema import COLUMNS
-    from core.usage._segments import SUFFIX, journal_dir, scan, segments_dir
+    from core.usage._segments import journal_dir
 
     jdir = journal_dir(home)
     try:
         names = sorted(os.listdir(jdir))
     except FileNotFoundError:
         return {}
-    snapshot = scan(segments_dir(home))
     idx = {c: i for i, c in enumerate(COLUMNS)}
     tok = [idx[c] for c in TOKEN_COLUMNS]
     spans = []
     for b in budgets:
         w = window(b, at)
         spans.append((b, w.start.astimezone(UTC), w.end.astimezone(UTC)))
-    out: dict[str, tuple[int, int]] = {}
+    out: dict[str, dict[str, tuple[int, int]]] = {}
     for name in names:
-        stem = name.split(".recovering.", 1)[0].removesuffix(".jsonl")
-        if not name.split(".recovering.", 1)[0].endswith(".jsonl"):
+        original = name.split(".recovering.", 1)[0]
+        if not original.endswith(".jsonl"):
             continue
-        if snapshot.has(stem + SUFFIX):
-            continue  # converted already: the segment holds these events
         try:
             data = (jdir / name).read_bytes()
         except OSError:
             continue
+        sums = out.setdefault(original.removesuffix(".jsonl"), {})
         for line in data.splitlines():
             row = _row(line)
             if row is None:
@@ -303,8 +355,8 @@ def journal_spend(
                 continue
             for b, start, end in spans:
                 if start <= ts < end and _matches(b, row, idx, canonical):
-                    usd, n = out.get(b.id, (0, 0))
-                    out[b.id] = (usd + cost, n + tokens)
+                    usd, n = sums.get(b.id, (0, 0))
+                    sums[b.id] = (usd + cost, n + tokens)
     return out
 
 

@@ -248,11 +248,13 @@ def log_spend(
     its last reset): the journals not yet converted, then exactly the segments (and pruned
     rollups) of one listing taken after reading them, so no event counts twice and none
     settled before this call is missed."""
+    from core.reports._budgets import reset_times
     from core.usage._segments import SUFFIX, scan, segments_dir
 
-    journals = journal_spend(home, budgets, at, canonical)  # read first ...
+    resets = reset_times(plane, budgets)  # a reset budget counts from its last reset
+    journals = journal_spend(home, budgets, at, canonical, resets)  # read first ...
     snapshot = scan(segments_dir(home))  # ... then list the segments
-    out = segment_spend(home, plane, snapshot, budgets, at, canonical)
+    out = segment_spend(home, resets, snapshot, budgets, at, canonical)
     for stem, sums in journals.items():
         if snapshot.has(stem + SUFFIX):
             continue  # converted meanwhile: the listing holds its segment
@@ -264,7 +266,7 @@ def log_spend(
 
 def segment_spend(
     home: Path,
-    plane: Any,
+    resets: dict[str, datetime],
     snapshot: Any,
     budgets: Sequence[Budget],
     at: datetime,
@@ -275,11 +277,10 @@ def segment_spend(
 
     from core.budgets import window
     from core.reports._budgets import TOKEN_COLUMNS as TOKENS
-    from core.reports._budgets import condition, reset_times
+    from core.reports._budgets import condition
     from core.usage._reader import _facts_sql, _view_sql
     from core.usage._rollups import pruned_rollups
 
-    resets = reset_times(plane, budgets)
     spans = []
     for b in budgets:
         w = window(b, at)
@@ -312,7 +313,11 @@ def segment_spend(
 
 # -- journals not yet in a segment --------------------------------------------------------------
 def journal_spend(
-    home: Path, budgets: Sequence[Budget], at: datetime, canonical: Any
+    home: Path,
+    budgets: Sequence[Budget],
+    at: datetime,
+    canonical: Any,
+    resets: dict[str, datetime] | None = None,
 ) -> dict[str, dict[str, tuple[int, int]]]:
     """Per journal stem, per budget id: (picodollars, tokens) of its events inside the
     budget's current window. Lines that do not parse are skipped (a torn tail)."""
@@ -330,7 +335,8 @@ def journal_spend(
     spans = []
     for b in budgets:
         w = window(b, at)
-        spans.append((b, w.start.astimezone(UTC), w.end.astimezone(UTC)))
+        start = max(w.start.astimezone(UTC), (resets or {}).get(b.id, w.start))
+        spans.append((b, start, w.end.astimezone(UTC)))
     out: dict[str, dict[str, tuple[int, int]]] = {}
     for name in names:
         original = name.split(".recovering.", 1)[0]

@@ -15,8 +15,9 @@ reserved, ``K:c`` = committed, per budget window and metric) are a fast cache of
   (``State.counters``). With ``SharedState`` the reserved part is set exactly from the live
   processes' holds (``true_up``).
 
-Log spend = the Parquet segments (``core.reports.utilisation``, as the Budgets page computes
-it) + the lines of journals not yet converted (other processes' last seconds), read here.
+Log spend = the journals' whole records (other processes' last seconds, read first), then the
+Parquet segments and pruned rollups of one listing taken after (the Budgets page's sums, as
+``core.reports`` computes them), a journal whose segment is in that listing left out.
 With Redis, the epoch key ``<prefix>epoch`` names the counters a router trusts; ADMIT refuses
 when it changed (Redis restarted empty or was flushed), which sends ``ResilientState`` to its
 outage path until ``on_recover`` has rebuilt the counters and claimed an epoch.
@@ -322,6 +323,7 @@ def journal_spend(
     """Per journal stem, per budget id: (picodollars, tokens) of its events inside the
     budget's current window. Lines that do not parse are skipped (a torn tail)."""
     from core.budgets import window
+    from core.usage._frame import split_records
     from core.usage._schema import COLUMNS
     from core.usage._segments import journal_dir
 
@@ -347,8 +349,9 @@ def journal_spend(
         except OSError:
             continue
         sums = out.setdefault(original.removesuffix(".jsonl"), {})
-        for line in data.splitlines():
-            row = _row(line)
+        payloads, _, _ = split_records(data)  # whole, checksummed records only
+        for payload in payloads:
+            row = _row(payload)
             if row is None:
                 continue
             try:
@@ -375,13 +378,10 @@ TOKEN_COLUMNS = (
 )
 
 
-def _row(line: bytes) -> list[Any] | None:
-    """One journal record: the JSON array in the line (framing around it is ignored)."""
-    start, end = line.find(b"["), line.rfind(b"]")
-    if start < 0 or end <= start:
-        return None
+def _row(payload: bytes) -> list[Any] | None:
+    """One journal record's event: a JSON array in schema order."""
     try:
-        row = orjson.loads(line[start : end + 1])
+        row = orjson.loads(payload)
     except orjson.JSONDecodeError:
         return None
     return row if isinstance(row, list) else None

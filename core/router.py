@@ -307,6 +307,7 @@ class Router:
             if safe is not None:
                 self._record_error(Plan(safe, safe.model or f"task:{safe.task}"), None, exc, 0)
             raise
+        self.log.check()  # UsageLogUnavailable (disk full) before any provider is paid
         plan = Plan(req, req.model or f"task:{req.task}")
         try:
             validate(req)

@@ -78,6 +78,7 @@ async def aembed(router: Router, req: EmbedRequest) -> Embeddings:
     if not req.inputs or not all(isinstance(t, str) and t for t in req.inputs):
         raise BadRequest("input: give one or more non-empty strings")
     view = check_request(_chat_view(req))
+    router.log.check()  # UsageLogUnavailable before any provider is paid
     plan = Plan(view, req.model)
     plan.route_reason = f"{req.model}: requested"
     try:

@@ -62,7 +62,8 @@ def work(t):
         try:
             done = router.complete(req)
             kind = "ok"
-            if not healthy or not state.healthy or state.outages != outages:
+            now_healthy = getattr(state, "healthy", True)
+            if not healthy or not now_healthy or getattr(state, "outages", 0) != outages:
                 with lock:  # admitted while Redis was away (local enforcement)
                     counts["outage"] += done.cost.total
         except BudgetExceeded:

@@ -250,11 +250,15 @@ def log_spend(
     rollups) of one listing taken after reading them, so no event counts twice and none
     settled before this call is missed."""
     from core.reports._budgets import reset_times
+    from core.usage._bucket import mirror_for
     from core.usage._segments import SUFFIX, scan, segments_dir
 
     resets = reset_times(plane, budgets)  # a reset budget counts from its last reset
     journals = journal_spend(home, budgets, at, canonical, resets)  # read first ...
-    snapshot = scan(segments_dir(home))  # ... then list the segments
+    mirror = mirror_for(home)  # COSTLINE_EVENTS_URL: the bucket's segments, as Reader reads
+    if mirror is not None:
+        mirror.sync()
+    snapshot = scan(mirror.dir if mirror is not None else segments_dir(home))  # ... then list
     out = segment_spend(home, resets, snapshot, budgets, at, canonical)
     for stem, sums in journals.items():
         if snapshot.has(stem + SUFFIX):

@@ -56,7 +56,8 @@ def make_state(
     home: Path | None = None,
 ) -> MemoryState | ResilientState | SharedState:
     """None/'' (and no REDIS_URL) -> SharedState in ``home`` (default COSTLINE_HOME);
-    'memory://' -> MemoryState (this process only); redis:// -> ResilientState."""
+    'memory://' -> MemoryState (this process only); redis:// (or redis+cluster:// for Redis
+    Cluster) -> ResilientState."""
     if url is None:
         url = os.environ.get("REDIS_URL", "")
     prefix = DEFAULT_PREFIX if prefix is None else prefix
@@ -64,6 +65,9 @@ def make_state(
         return SharedState(home if home is not None else costline_home(), prefix)
     if url.startswith("memory://"):
         return MemoryState(prefix)
-    if url.startswith(("redis://", "rediss://", "unix://")):
-        return ResilientState(RedisState(url, prefix), MemoryState(prefix), policy=policy)
-    raise ValueError(f"unsupported state URL {url!r}: use memory:// or redis://")
+    if url.startswith(
+        ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
+    ):
+        primary = RedisState(url, prefix)  # a cluster URL tags the prefix: {prefix}
+        return ResilientState(primary, MemoryState(primary.prefix), policy=policy)
+    raise ValueError(f"unsupported state URL {url!r}: use memory://, redis:// or redis+cluster://")

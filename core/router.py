@@ -41,6 +41,7 @@ from core.errors import (
 from core.otel import Tracer
 from core.pricing import Catalog, load_catalog, max_cost, price, prompt_cache_saving
 from core.providers import Provider, ProviderResult, StreamItem, create
+from core.reconcile import Reconciler, start_reconciler
 from core.retry import RetryPolicy
 from core.router_embed import Embeddings, EmbedRequest, aembed
 from core.router_events import estimated_usage, failed_call, usage_event
@@ -51,6 +52,7 @@ from core.settings import Settings
 from core.types import ZERO_COST, ChatRequest, Completion, Cost, StreamChunk, Usage
 from core.usage import UsageLog
 from core.usage._schema import Status
+from core.validate import check_request, checked_usage, loggable, unexpected
 
 __all__ = ["Router", "validate"]
 
@@ -87,8 +89,12 @@ class Router:
         if controls is True:
             controls = Controls(base)
         self.controls: Controls | None = controls or None
+        self.reconciler: Reconciler | None = None
         if self.controls is not None:
             self.controls.snapshot()  # overrides and policies in force from the first call
+            # budget counters rebuilt from the usage log before the first call, then kept in line
+            s = self.settings
+            self.reconciler = start_reconciler(self.controls, s.home, s.reconcile_interval_s)
         self._catalog = base
         self.log = log if log is not None else UsageLog(self.settings.home)
         self.retry = retry or RetryPolicy()
@@ -251,6 +257,8 @@ class Router:
                 return self.complete(r)
             except CostlineError as exc:
                 return exc
+            except Exception as exc:  # one broken item must not drop the others' results
+                return unexpected(exc)
 
         with ThreadPoolExecutor(max_workers=concurrency) as pool:
             return list(pool.map(one, list(requests)))
@@ -268,10 +276,14 @@ class Router:
                     return await self.acomplete(r)
                 except CostlineError as exc:
                     return exc
+                except Exception as exc:
+                    return unexpected(exc)
 
         return list(await asyncio.gather(*(one(r) for r in requests)))
 
     def close(self) -> None:
+        if self.reconciler is not None:
+            self.reconciler.close()
         self.log.flush()
         for p in self._providers.values():
             close = getattr(p, "close", None)
@@ -288,6 +300,13 @@ class Router:
 
     # ---- steps 1-4: gate, cache, route --------------------------------------------------
     def _begin(self, req: ChatRequest) -> Plan | Completion:
+        try:
+            check_request(req)  # a malformed request: BadRequest naming the field, nothing spent
+        except BadRequest as exc:
+            safe = loggable(req)  # logged without its bad bytes
+            if safe is not None:
+                self._record_error(Plan(safe, safe.model or f"task:{safe.task}"), None, exc, 0)
+            raise
         self.log.check()  # UsageLogUnavailable (disk full) before any provider is paid
         plan = Plan(req, req.model or f"task:{req.task}")
         try:
@@ -552,7 +571,7 @@ class Router:
         streamed_text: str | None,
     ) -> Completion:
         text = result.text if result.text or streamed_text is None else streamed_text
-        usage = result.usage
+        usage = checked_usage(result.usage)  # absurd or negative counts: estimated instead
         if usage is None:  # provider reported none: estimate, never $0
             usage = estimated_usage(cand, text)
         cost = price(usage, cand.row, batch=plan.req.batch) if cand.row else Cost(unpriced=True)

@@ -19,6 +19,7 @@ from core.errors import BadRequest, CostlineError
 from core.pricing import max_cost, price
 from core.router_plan import Candidate, Plan
 from core.types import ChatRequest, Cost, Message, Usage, new_request_id
+from core.validate import MAX_USAGE_TOKENS, check_request
 
 if TYPE_CHECKING:
     from core.router import Router
@@ -76,8 +77,8 @@ def _chat_view(req: EmbedRequest) -> ChatRequest:
 async def aembed(router: Router, req: EmbedRequest) -> Embeddings:
     if not req.inputs or not all(isinstance(t, str) and t for t in req.inputs):
         raise BadRequest("input: give one or more non-empty strings")
+    view = check_request(_chat_view(req))
     router.log.check()  # UsageLogUnavailable before any provider is paid
-    view = _chat_view(req)
     plan = Plan(view, req.model)
     plan.route_reason = f"{req.model}: requested"
     try:
@@ -132,6 +133,10 @@ def _settle(
     reported: int | None,
 ) -> Embeddings:
     """Tokens as the provider reported them, else as counted here (flagged as estimated)."""
+    if reported is not None and not (
+        isinstance(reported, int) and 0 <= reported <= MAX_USAGE_TOKENS
+    ):
+        reported = None  # absurd or negative: counted here instead, flagged
     n = reported if reported is not None else cand.prompt_tokens
     usage = Usage(input_tokens=n, estimated=reported is None)
     cost = price(usage, cand.row) if cand.row else Cost(unpriced=True)

@@ -17,8 +17,9 @@ from typing import Any
 
 from core import clock
 from core.control import RateLimit, VirtualKey
-from core.errors import CostlineError
+from core.errors import BadRequest, CostlineError
 from core.types import ChatRequest, Completion, StreamChunk, new_request_id
+from core.validate import check_request
 
 from . import _anthropic as anth
 from . import _openai as oai
@@ -37,7 +38,7 @@ from ._asgi import (
     send_bytes,
     watch_disconnect,
 )
-from ._errors import HTTPError
+from ._errors import HTTPError, bad_request
 from ._limits import static_headers
 from ._request import Headers, headers_of, meta_of
 
@@ -142,6 +143,10 @@ async def serve(gw: Gateway, scope: Scope, receive: Receive, send: Send, shape: 
         body = await read_body(receive, gw.config.max_body_bytes, h.get(b"content-length"))
         req, include_usage = shape.parse(parse_json(body), h, key, rid)
         req.key = key.name
+        try:
+            check_request(req)  # the router's own checks, as a 400 naming the field
+        except BadRequest as exc:
+            raise bad_request(exc.message, exc.field) from None
         gw.check_models(key, req.model, req.task)
         gw.check_wire(req)
     except HTTPError as err:

@@ -21,6 +21,7 @@ from console.queries.budgets import Utilisation
 from console.queries.pricing import catalog
 from console.selection import local_midnight, today_in
 from console.sidebar import current_selection
+from core import reports
 from core.budgets import scope_text
 from core.control import BUDGET_ACTIONS, BUDGET_SCOPES, PERIODS, Actor, Budget
 from core.errors import CostlineError
@@ -69,9 +70,8 @@ def utilisation(actor: Actor, engineer: bool) -> None:
         budget_card(actor, engineer, u)
     st.dataframe(frames.status_frame(rows), hide_index=True, width="stretch")
     st.caption(
-        "Projected: the spend at the window's end at the rate so far this window, "
-        "no higher than the cap of a blocking or degrading budget (soft x limit), "
-        "past which calls are refused; 'run rate' is the uncapped figure."
+        f"{reports.METHOD} 'Run rate' is the uncapped figure. The Forecast page's outlook"
+        " and the Playground's headroom use the same projection."
     )
 
 
@@ -82,6 +82,10 @@ def budget_card(actor: Actor, engineer: bool, u: Utilisation) -> None:
         off = "" if b.enabled else " · **disabled**"
         head.markdown(f"**{b.name}** · {scope_text(b)} · {b.action} · window {u.label}{off}")
         head.progress(min(1.0, u.utilisation), text=frames.utilisation_text(u))
+        head.markdown(
+            f"{frames.severity_markdown(u)} · runs out: **{frames.runs_out(u)}**",
+            help="Amber from 80 % of the limit projected at the window's end, red from 100 %",
+        )
         projected = (
             frames.usd(u.projected_spend_picousd)
             if b.limit_picousd is not None

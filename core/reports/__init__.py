@@ -9,7 +9,7 @@ Each takes a ``core.usage.Reader`` and plain values and returns dataclasses or D
 with money as exact integer picodollars (see docs/architecture.md, "Money").
 """
 
-from core.reports._budgets import Utilisation, condition, reset_times, utilisation
+from core.reports._budgets import METHOD, Utilisation, condition, reset_times, utilisation
 from core.reports._overview import (
     NONE,
     TOP_WHO,
@@ -24,6 +24,7 @@ from core.reports._overview import (
 from core.reports._routing import provider_health, sampling_savings
 
 __all__ = [
+    "METHOD",
     "NONE",
     "TOP_WHO",
     "Coverage",

@@ -57,3 +57,16 @@ def _run(action: Callable[[Actor], object], actor: Actor, busy: str) -> None:
         st.error(str(exc))
         return
     st.rerun()
+
+
+def unpriced_notice(count: int) -> None:
+    """'N unpriced calls not in totals': shown wherever totals are, so none drops out silently."""
+    if count <= 0:
+        return
+    calls = "call" if count == 1 else "calls"
+    st.warning(
+        f"**{count:,} unpriced {calls} not in totals**: their models have no price, so"
+        " their cost is unknown (never counted as $0). An admin can price them on the"
+        " Pricing page (Unpriced tab); the accounting export lists them separately.",
+        icon=":material/money_off:",
+    )

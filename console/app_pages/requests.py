@@ -7,6 +7,7 @@ from typing import Any
 
 import streamlit as st
 
+from console import chrome
 from console.charts.spend import errors_bars
 from console.frames.requests import log_frame
 from console.queries import overview, usage
@@ -24,6 +25,7 @@ def main() -> None:
     st.title("Requests")
     st.caption(selection.describe())
     pruned_note(selection)
+    chrome.unpriced_notice(overview.unpriced_calls(usage.home(), usage.version(), selection.scope))
     log_tab, errors_tab = st.tabs(["Log", "Errors"])
     with log_tab:
         request_log(selection)

@@ -59,7 +59,7 @@ def test_viewer_sees_no_import_or_demo_controls(home: Path) -> None:
     assert not at.exception
     assert not at.file_uploader
     assert "Importing usage needs the engineer role." in [c.value for c in at.caption]
-    assert {b.key for b in at.get("download_button")} == {"exp_csv", "exp_parquet"}
+    assert {b.key for b in at.get("download_button")} == {"exp_csv", "exp_parquet", "exp_acc_csv"}
     assert not [b for b in at.button if b.key in ("demo_load", "demo_remove", "imp_go")]
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import streamlit as st
 
-from console import auth, forms
+from console import auth, chrome, forms
 from console.commands import admin as commands
 from console.frames import admin as frames
 from console.frames.admin import audit_frame, users_frame
@@ -27,7 +27,8 @@ def main() -> None:
     st.title("Admin")
     forms.flash()
     users_tab, settings_tab, alerts_tab, tokens_tab, audit_tab = st.tabs(
-        ["Users", "Settings", "Notifications", "API tokens", "Audit log"]
+        ["Users", "Settings", "Notifications", "API tokens", "Audit log"],
+        **chrome.kept_tabs("adm_tab"),
     )
     with users_tab:
         users_table()
@@ -250,8 +251,15 @@ def tokens_section(actor: Actor) -> None:
     if active:
         cols = st.columns([4, 1])
         chosen = cols[0].selectbox("Token", active, key="adm_token_pick")
-        if cols[1].button("Revoke", key="adm_token_revoke"):
-            forms.write_now(f"Token {chosen} revoked.", commands.revoke_token, actor, chosen)
+        if forms.ask("adm_token", "revoke", str(chosen), "Revoke", where=cols[1]):
+            forms.confirm(
+                "adm_token",
+                "revoke",
+                str(chosen),
+                f"Revoke token {chosen}? Clients using it are refused at once.",
+                f"Token {chosen} revoked.",
+                lambda: commands.revoke_token(actor, chosen),
+            )
 
 
 def audit_log() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import streamlit as st
 
-from console import auth, editor, forms
+from console import auth, chrome, editor, forms
 from console.commands import budgets as commands
 from console.editor import Editing, Entity
 from console.frames import budgets as frames
@@ -23,7 +23,7 @@ from console.selection import local_midnight, today_in
 from console.sidebar import current_selection
 from core import reports
 from core.budgets import scope_text
-from core.control import BUDGET_ACTIONS, BUDGET_SCOPES, PERIODS, Actor, Budget
+from core.control import BUDGET_ACTIONS, BUDGET_SCOPES, PERIODS, Actor, Budget, validate_budget
 from core.errors import CostlineError
 
 
@@ -37,7 +37,9 @@ def main() -> None:
     )
     forms.flash()
     engineer = auth.may(actor, "engineer")
-    live, edit, whatif = st.tabs(["Utilisation", "Edit budgets", "What-if replay"])
+    live, edit, whatif = st.tabs(
+        ["Utilisation", "Edit budgets", "What-if replay"], **chrome.kept_tabs("bud_tab")
+    )
     with live:
         utilisation(actor, engineer)
     with edit:
@@ -135,6 +137,9 @@ def budget_entity(actor: Actor) -> Entity[Budget]:
         saved="Budget saved.",
         save_label="Save budget",
         delete_label="Delete budget",
+        labels=inputs.LABELS,
+        check=lambda v: validate_budget(inputs.parse_budget(v), model_exists=catalog().has),
+        filler=inputs.FILLER,
     )
 
 

@@ -26,7 +26,7 @@ def main() -> None:
     st.caption(selection.describe())
     pruned_note(selection)
     chrome.unpriced_notice(overview.unpriced_calls(usage.home(), usage.version(), selection.scope))
-    log_tab, errors_tab = st.tabs(["Log", "Errors"])
+    log_tab, errors_tab = st.tabs(["Log", "Errors"], **chrome.kept_tabs("rq_tab"))
     with log_tab:
         request_log(selection)
     with errors_tab:

@@ -402,3 +402,13 @@ def test_projection_stops_at_the_cap_of_an_enforcing_budget(home: Path) -> None:
         c.value.startswith(f"The run rate would reach {run_rate}; calls past $0.0015")
         for c in at.caption
     )
+
+
+def test_a_scope_value_never_logged_is_flagged(home: Path) -> None:
+    at = add(page("engineer"), id="typo", name="Typo", scope="project", scope_value="prj1")
+    at.run()
+    warned = [w.value for w in at.warning if "No call was ever logged" in w.value]
+    assert warned and "project 'prj1'" in warned[0] and "'proj1'" in warned[0]
+    at = add(page("engineer"), id="ok", name="Ok", scope="project", scope_value="proj1")
+    at.run()
+    assert not [w for w in at.warning if "No call was ever logged" in w.value]

@@ -67,3 +67,9 @@ def test_errors_are_grouped_by_type_and_provider(at, costline_home: Path) -> Non
     ]
     assert int(table["errors"].sum()) == failed > 0
     assert at.tabs[1].metric[0].value == f"{failed:,}"
+
+
+def test_detail_shows_money_in_dollars_not_picodollars(at) -> None:  # type: ignore[no-untyped-def]
+    detail = at.json[0].value
+    assert "picousd" not in detail
+    assert '"cost_usd": "' in detail and '"saved_usd": "' in detail

@@ -49,18 +49,30 @@ def users_table() -> None:
 
 
 def create_user_form(actor: Actor) -> None:
-    with st.form("adm_create", clear_on_submit=True):
+    """A failed create keeps what was typed (the password is cleared); a success clears it."""
+    with st.form("adm_create"):
         st.subheader("Add a user")
+        forms.form_error("adm_create", ())
         cols = st.columns(3)
-        username = cols[0].text_input("Username", key="adm_new_user")
-        password = cols[1].text_input(
-            "Password (8+ characters)", type="password", key="adm_new_password"
-        )
-        role = cols[2].selectbox("Role", ROLES, key="adm_new_role")
-        if st.form_submit_button("Create user"):
-            forms.write_now(
-                f"Created {username}.", commands.create_user, actor, username, password, role
-            )
+        cols[0].text_input("Username", key="adm_new_user")
+        cols[1].text_input("Password (8+ characters)", type="password", key="adm_new_password")
+        cols[2].selectbox("Role", ROLES, key="adm_new_role")
+        st.form_submit_button("Create user", on_click=_create_user, args=(actor,))
+
+
+def _create_user(actor: Actor) -> None:
+    state = st.session_state
+    username = str(state.get("adm_new_user") or "")
+    password = str(state.get("adm_new_password") or "")
+    role = state.get("adm_new_role") or ROLES[0]
+    forms.submit(
+        "adm_create",
+        f"Created {username}.",
+        lambda: commands.create_user(actor, username, password, role),
+    )
+    state["adm_new_password"] = ""
+    if "adm_create" not in state.get(forms.ERRORS_KEY, {}):
+        state["adm_new_user"] = ""
 
 
 def manage_user_form(actor: Actor) -> None:

@@ -3,6 +3,7 @@ a what-if replay of past calls under proposed budgets and policies."""
 
 from __future__ import annotations
 
+import difflib
 from datetime import timedelta
 from typing import Any
 
@@ -176,6 +177,7 @@ def budget_fields(edit: Editing[Budget]) -> None:
             help="The org, project, user, task, model or provider; empty for global",
         )
         error("scope_value")
+        never_logged(st.session_state.get(key("scope")), st.session_state.get(key("scope_value")))
         st.selectbox(
             "Period",
             PERIODS,
@@ -220,6 +222,26 @@ def budget_fields(edit: Editing[Budget]) -> None:
         error("degrade_to")
         st.text_input("Webhook URL (Slack-compatible)", key=key("webhook_url"))
         error("webhook_url")
+
+
+def never_logged(scope: str | None, value: str | None) -> None:
+    """Warn when a scope value matches nothing ever logged (a typo such as 'suport-bot')."""
+    value = (value or "").strip()
+    if not value or scope in (None, "global"):
+        return
+    options = usage.filter_options(usage.home(), usage.version())
+    seen = options.get(str(scope), [])
+    if scope == "model":
+        seen = [*seen, *catalog().models()]
+    if value in seen or (scope == "provider" and value.lower() in map(str.lower, seen)):
+        return
+    close = difflib.get_close_matches(value, seen, n=3, cutoff=0.6)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    st.warning(
+        f"No call was ever logged with {scope} {value!r}: the budget would match nothing"
+        f" until one is.{hint}",
+        icon=":material/search_off:",
+    )
 
 
 # ---- what-if replay ------------------------------------------------------------------------

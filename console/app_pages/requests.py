@@ -84,8 +84,21 @@ def detail(on_page: list[str]) -> None:
     if record is None:
         st.warning(f"No request {chosen!r}.")
         return
-    record["cost_usd"] = f"{pico_to_usd(int(record['cost_picousd'] or 0)):f}"
-    st.json({k: _plain(v) for k, v in record.items()}, expanded=True)
+    st.json(dollars(record), expanded=True)
+
+
+def dollars(record: dict[str, Any]) -> dict[str, object]:
+    """The detail with every ``*_picousd`` amount as exact dollars (``cost_usd``: "$0.0042"
+    style text with all its digits), JSON-friendly."""
+    out: dict[str, object] = {}
+    for k, v in record.items():
+        if k.endswith("_picousd"):
+            pico = None if v is None or (isinstance(v, float) and math.isnan(v)) else int(v)
+            usd = None if pico is None else pico_to_usd(pico)
+            out[k.removesuffix("_picousd") + "_usd"] = None if usd is None else f"{usd:f}"
+        else:
+            out[k] = _plain(v)
+    return out
 
 
 def errors(selection: Selection) -> None:

@@ -12,6 +12,7 @@ from core.budgets import Decision, scope_text
 from core.cache import UNSET, Unset
 from core.control import Budget, ControlSnapshot
 from core.errors import BadRequest, ContextWindowExceeded, CostlineError
+from core.names import name_problem
 from core.pricing import PriceRow
 from core.sampling import Decision as GateDecision
 from core.types import ChatRequest, Completion, Cost, Usage
@@ -128,6 +129,7 @@ def budget_text(budget: Budget | None, utilisation: float | None) -> str:
 
 def validate(req: ChatRequest) -> None:
     """Reject malformed requests before any HTTP call, naming what is wrong."""
+    check_names(req)
     if not req.messages:
         raise BadRequest("messages is empty: a chat request needs at least one message")
     for i, m in enumerate(req.messages):
@@ -147,6 +149,15 @@ def validate(req: ChatRequest) -> None:
     t = req.temperature
     if t is not None and not (0.0 <= t <= 2.0):
         raise BadRequest(f"temperature must be between 0 and 2, got {t}")
+
+
+def check_names(req: ChatRequest) -> None:
+    """org, project, user, task and app are names people read in the console: no control,
+    bidi-override or zero-width characters (see core.names)."""
+    for name in ("org", "project", "user", "task", "app"):
+        value = getattr(req, name)
+        if isinstance(value, str) and (problem := name_problem(value)):
+            raise BadRequest(f"{name}: {problem}")
 
 
 def prompt_text(req: ChatRequest) -> str:

@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 
 from core import clock
 from core.importer._rows import exact_sum
+from core.private import private_dir, private_open
 from core.usage import segments_dir, write_segment
 from core.usage._schema import conform
 from core.usage._segments import events_dir, scan
@@ -32,8 +33,8 @@ from core.usage._segments import events_dir, scan
 @contextmanager
 def _compaction_lock(home: Path | None) -> Iterator[None]:
     path = events_dir(home) / "compact.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    private_dir(path.parent)
+    fd = private_open(path, os.O_RDWR | os.O_CREAT)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -92,7 +93,7 @@ def remove_rows(
     """Delete the events of ``source`` with ``start <= ts < end`` whose metadata is not
     ``keep`` (the replacing load's); returns (rows, cost pUSD) removed."""
     sdir = segments_dir(home)
-    sdir.mkdir(parents=True, exist_ok=True)
+    private_dir(sdir)
     removed = cost = 0
     with _compaction_lock(home):
         snapshot = scan(sdir)

@@ -31,6 +31,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from core.private import private_dir, private_open
 from core.usage import _rollups
 from core.usage._journal import CLAIM, JOURNAL_SUFFIX
 from core.usage._schema import conform
@@ -228,8 +229,8 @@ def _compact(
     keep_s: float,
 ) -> CompactResult:
     sdir = segments_dir(home)
-    sdir.mkdir(parents=True, exist_ok=True)
-    lock_fd = os.open(events_dir(home) / "compact.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    private_dir(sdir)
+    lock_fd = private_open(events_dir(home) / "compact.lock", os.O_RDWR | os.O_CREAT)
     _LOCK_FDS[lock_fd] = threading.get_ident()
     try:
         try:

@@ -30,6 +30,7 @@ from types import TracebackType
 import orjson
 
 from core.errors import ConfigError
+from core.private import private_dir, private_open
 from core.settings import costline_home
 from core.usage._journal import journal_name, recover
 from core.usage._procid import ProcId
@@ -82,8 +83,9 @@ class UsageLog:
         self.compact_threshold = compact_threshold
         self._jdir = journal_dir(self.home)
         self._sdir = segments_dir(self.home)
-        self._jdir.mkdir(parents=True, exist_ok=True)
-        self._sdir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.home)
+        private_dir(self._jdir)
+        private_dir(self._sdir)
         self._closed = False
         self._start_fresh()
         recover(self.home)
@@ -182,7 +184,7 @@ class UsageLog:
             raise ValueError("UsageLog is closed")
         path = self._jdir / journal_name(self._owner, self._seq)
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-        fd = os.open(path, flags, 0o644)
+        fd = private_open(path, flags)
         with contextlib.suppress(OSError):  # tells recoverers on other hosts we are alive
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         self._fd = fd

@@ -21,6 +21,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from core.private import private_dir, private_open
 from core.settings import costline_home
 from core.usage._schema import SCHEMA, conform
 
@@ -76,7 +77,7 @@ def write_segment_stream(
 ) -> tuple[Path, int]:
     """``write_segment`` for tables that arrive one at a time, so memory holds one of them,
     not the whole file. Returns (path, rows written)."""
-    directory.mkdir(parents=True, exist_ok=True)
+    private_dir(directory)
     schema = SCHEMA
     if replaces:
         schema = SCHEMA.with_metadata({REPLACES_KEY: orjson.dumps(sorted(replaces))})
@@ -84,7 +85,8 @@ def write_segment_stream(
     tmp = directory / f".{name}.{secrets.token_hex(4)}.tmp"
     rows = 0
     try:
-        with open(tmp, "wb") as fh:
+        fd = private_open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC)
+        with os.fdopen(fd, "wb") as fh:
             with pq.ParquetWriter(fh, schema, compression=COMPRESSION) as writer:
                 for table in tables:
                     writer.write_table(conform(table), row_group_size=row_group_rows)

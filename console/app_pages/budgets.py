@@ -13,6 +13,7 @@ from console import auth, chrome, editor, forms
 from console.commands import budgets as commands
 from console.editor import Editing, Entity
 from console.frames import budgets as frames
+from console.frames.display import readable
 from console.frames.routing import policy_proposal_frame
 from console.inputs import budgets as inputs
 from console.inputs.routing import policies_from_frame
@@ -352,7 +353,8 @@ def replay_result(r: Any) -> None:
         st.dataframe(frames.group_frame(r.by_project, "project"), hide_index=True, width="stretch")
     changed = frames.changed_calls(r.details)
     st.markdown(f"**Calls whose outcome changed** ({len(changed):,} shown)")
-    st.dataframe(changed, hide_index=True, width="stretch")
+    tz = current_selection().scope.tz
+    st.dataframe(readable(changed, tz), hide_index=True, width="stretch")
 
 
 main()

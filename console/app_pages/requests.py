@@ -9,6 +9,7 @@ import streamlit as st
 
 from console import chrome
 from console.charts.spend import errors_bars
+from console.frames.display import readable
 from console.frames.requests import log_frame
 from console.queries import overview, usage
 from console.queries import requests as queries
@@ -57,10 +58,11 @@ def request_log(selection: Selection) -> None:
         st.info("No calls match these filters.")
         return
     st.dataframe(
-        log_frame(rows, selection.money),
+        readable(log_frame(rows, selection.money), selection.scope.tz),
         hide_index=True,
         width="stretch",
         column_config=_log_columns(selection),
+        key="rq_log",
     )
     detail(list(rows["request_id"]))
 
@@ -108,14 +110,14 @@ def errors(selection: Selection) -> None:
         return
     st.metric("Failed calls", f"{int(table['errors'].sum()):,}")
     st.altair_chart(errors_bars(table), width="stretch")
-    st.dataframe(table, hide_index=True, width="stretch")
+    st.dataframe(readable(table, selection.scope.tz), hide_index=True, width="stretch")
 
 
 def _log_columns(selection: Selection) -> dict[str, Any]:
     return {
-        "time": st.column_config.DatetimeColumn("time", format="YYYY-MM-DD HH:mm:ss"),
+        "time": st.column_config.TextColumn(f"time ({selection.scope.tz})"),
         "cost": st.column_config.NumberColumn(f"cost ({selection.money.currency})", format="%.6f"),
-        "tokens": st.column_config.NumberColumn("tokens", format="%d"),
+        "tokens": st.column_config.NumberColumn("tokens", format="localized"),
     }
 
 

@@ -6,8 +6,8 @@ Strict, ``max-age`` = the expiry). A new Streamlit session reads it from
 signs the user in again; ``auth.current_actor`` then re-reads the users table as on every
 run, so a disabled user is still signed out. Sign out deletes the cookie.
 
-Streamlit has no API to set a cookie, so a zero-height component runs one line of script
-in the page's origin (the component's iframe is same-origin) to set or delete it.
+Streamlit has no API to set a cookie, so ``st.html`` runs one line of script in the page
+(``unsafe_allow_javascript``; no iframe) to set or delete it.
 
 The HMAC key: ``COSTLINE_SESSION_SECRET``, else a random key created once in
 ``$COSTLINE_HOME/session.key`` (mode 0600). Changing it signs everyone out.
@@ -25,7 +25,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import streamlit as st
-import streamlit.components.v1 as components
 
 from core import clock
 from core.settings import Settings
@@ -109,7 +108,7 @@ def flush() -> None:
         return
     secure = "; Secure" if _https() else ""
     script = f"<script>document.cookie = {json.dumps(cookie + secure)};</script>"
-    components.html(script, height=0)
+    st.html(script, unsafe_allow_javascript=True)
 
 
 def _https() -> bool:

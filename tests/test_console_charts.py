@@ -56,3 +56,12 @@ def test_top_spenders_show_their_amounts_and_spend_tooltip_has_the_period_total(
     frame = series_frame(series(["a", "b"]), Money(), "day")
     spec = json.dumps(spend_over_time(frame, "model", "day", "$").to_dict())
     assert "period_total" in spec and "period total" in spec
+
+
+def test_time_ticks_are_one_per_period_at_most() -> None:
+    for grain in ("hour", "day", "month"):
+        frame = series_frame(series(["a"]), Money(), grain)
+        spec = spend_over_time(frame, "model", grain, "$").to_dict()
+        axis = spec["vconcat"][0]["encoding"]["x"]["axis"]
+        assert axis["tickCount"] == {"interval": grain, "step": 1}
+        assert axis["labelOverlap"] == "greedy"

@@ -23,6 +23,16 @@ from console.charts.style import (
 )
 
 
+def time_axis(grain: str) -> alt.Axis:
+    """One tick per period at most (never "01 Dec 01 Dec" or "Sep 2026" four times), the
+    labels that would overlap dropped, the year shown (DATE_FORMAT)."""
+    return alt.Axis(
+        format=DATE_FORMAT.get(grain, "%d %b"),
+        tickCount={"interval": grain, "step": 1},
+        labelOverlap="greedy",
+    )
+
+
 def spend_over_time(df: pd.DataFrame, dim: str, grain: str, symbol: str) -> alt.VConcatChart:
     """Stacked spend bars per period (x = period start to end), linked to a breakdown by
     ``dim``: brushing periods filters the breakdown; clicking a breakdown bar or a legend
@@ -53,7 +63,7 @@ def spend_over_time(df: pd.DataFrame, dim: str, grain: str, symbol: str) -> alt.
                 "period:T",
                 title=None,
                 scale=alt.Scale(type="utc"),
-                axis=alt.Axis(format=DATE_FORMAT.get(grain, "%d %b")),
+                axis=time_axis(grain),
             ),
             x2="period_end:T",
             y=alt.Y("sum(amount):Q", title=f"spend ({symbol.strip()})", stack="zero"),
@@ -119,7 +129,7 @@ def cost_per_1k(df: pd.DataFrame, grain: str, symbol: str) -> alt.Chart:
                 "period:T",
                 title=None,
                 scale=alt.Scale(type="utc"),
-                axis=alt.Axis(format=DATE_FORMAT.get(grain, "%d %b")),
+                axis=time_axis(grain),
             ),
             y=alt.Y("per_1k:Q", title=f"{symbol.strip()} per 1K requests"),
             tooltip=[

@@ -74,6 +74,7 @@ def main() -> None:
     navigation = st.navigation(pages_for(actor.role), expanded=True)
     sidebar.build(actor)
     chrome.demo_state(actor)
+    chrome.quarantine_state(actor)
     navigation.run()
 
 

@@ -159,12 +159,34 @@ def _utc(text: str) -> datetime:
 
 
 def cmd_compact(args: argparse.Namespace) -> int:
-    """Merge small usage segments into large ones."""
+    """Merge small usage segments into large ones (in the bucket, as its one leader, when
+    COSTLINE_EVENTS_URL is set)."""
     from core.usage import compact
+    from core.usage._bucket import BucketConfig
 
+    cfg = BucketConfig.from_env()
+    if cfg is not None:
+        from core.settings import costline_home
+        from core.usage._bucket_compact import compact_bucket
+
+        r = compact_bucket(costline_home(), cfg, wait=True, min_small=2)
+        print(f"Merged {r.merged} usage segments in {cfg.url()} into {r.written}.")
+        return 0
     r = compact()
     print(f"Merged {r.merged} usage segments into {r.written}.")
     return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Check COSTLINE_HOME: exit 1 when something needs attention (e.g. a quarantine)."""
+    from core.doctor import usage_report
+    from core.settings import costline_home
+
+    home = costline_home()
+    print(f"COSTLINE_HOME {home}")
+    lines, problem = usage_report(home)
+    print("\n".join(lines))
+    return 1 if problem else 0
 
 
 def cmd_gateway(args: argparse.Namespace) -> int:
@@ -335,6 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_import)
     p = sub.add_parser("compact", help="merge small usage segments")
     p.set_defaults(func=cmd_compact)
+    p = sub.add_parser("doctor", help="check the usage log; list what is quarantined")
+    p.set_defaults(func=cmd_doctor)
     p = sub.add_parser("api", help="serve the management REST API")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8600)

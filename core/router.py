@@ -288,6 +288,7 @@ class Router:
 
     # ---- steps 1-4: gate, cache, route --------------------------------------------------
     def _begin(self, req: ChatRequest) -> Plan | Completion:
+        self.log.check()  # UsageLogUnavailable (disk full) before any provider is paid
         plan = Plan(req, req.model or f"task:{req.task}")
         try:
             validate(req)

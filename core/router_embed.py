@@ -76,6 +76,7 @@ def _chat_view(req: EmbedRequest) -> ChatRequest:
 async def aembed(router: Router, req: EmbedRequest) -> Embeddings:
     if not req.inputs or not all(isinstance(t, str) and t for t in req.inputs):
         raise BadRequest("input: give one or more non-empty strings")
+    router.log.check()  # UsageLogUnavailable before any provider is paid
     view = _chat_view(req)
     plan = Plan(view, req.model)
     plan.route_reason = f"{req.model}: requested"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from core import tokens
+from core import clock, tokens
 from core.budgets import Decision, scope_text
 from core.cache import UNSET, Unset
 from core.control import Budget, ControlSnapshot
@@ -57,13 +57,13 @@ class Plan:
     ttft_ms: float | None = None
     counts: dict[tuple[str, bool], tokens.TokenCount] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
-    start_ns: int = field(default_factory=time.time_ns)
+    start_ns: int = field(default_factory=lambda: int(clock.timestamp() * 1e9))
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000
 
     def now(self) -> datetime:
-        return datetime.now(UTC)
+        return clock.now()
 
     def count(self, model: str) -> tokens.TokenCount:
         """Prompt tokens for ``model``, counted once per tokenizer (candidates share them)."""

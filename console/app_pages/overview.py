@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pandas as pd
 import streamlit as st
@@ -18,6 +18,7 @@ from console.queries.forecast import findings, now_slot
 from console.queries.overview import Totals
 from console.selection import Money, Selection, change
 from console.sidebar import current_selection
+from core import clock
 
 DIMENSIONS = ["model", "provider", "org", "project", "task", "user", "key", "tag"]
 GRAINS = ["day", "week", "month"]
@@ -34,7 +35,7 @@ def main() -> None:
     if note:
         st.info(note.capitalize() + ".", icon=":material/history:")
     chrome.unpriced_notice(queries.unpriced_calls(home, version, selection.scope))
-    now = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
+    now = clock.now().replace(second=0, microsecond=0) + timedelta(minutes=1)
     figures = st.container()  # the KPIs go on top; they come from the chart's query
     grain, dim = chart_controls(selection)
     spend = queries.spend(home, version, selection.scope, dim, grain)

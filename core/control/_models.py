@@ -7,7 +7,8 @@ Validation lives in ``_validate.py``; these classes only hold values.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -73,15 +74,34 @@ DEFAULT_MIN_INTERVAL_S = 60.0
 DEFAULT_BATCH_SIZE = 10
 DEFAULT_BATCH_TIMEOUT_S = 300.0
 
-# Settings used when nothing is stored (get_setting without a default falls back to these).
-DEFAULT_SETTINGS: Mapping[str, Any] = MappingProxyType(
+_FIXED_DEFAULTS: Mapping[str, Any] = MappingProxyType(
     {
-        "timezone": "UTC",
+        "timezone": "UTC",  # unless $COSTLINE_TIMEZONE says otherwise
         "currency": "USD",
         "currency_rates": {"USD": "1"},  # display rates, Decimal strings per 1 USD
         "redis_fail_policy": "open",  # 'open': allow calls when Redis is down; 'closed': refuse
     }
 )
+
+
+class _Defaults(Mapping[str, Any]):
+    """The built-in settings; 'timezone' is ``$COSTLINE_TIMEZONE`` when that is set (read on
+    each lookup, like every other environment setting)."""
+
+    def __getitem__(self, key: str) -> Any:
+        if key == "timezone" and os.environ.get("COSTLINE_TIMEZONE"):
+            return os.environ["COSTLINE_TIMEZONE"]
+        return _FIXED_DEFAULTS[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_FIXED_DEFAULTS)
+
+    def __len__(self) -> int:
+        return len(_FIXED_DEFAULTS)
+
+
+# Settings used when nothing is stored (get_setting without a default falls back to these).
+DEFAULT_SETTINGS: Mapping[str, Any] = _Defaults()
 
 
 def frozen_map(m: Mapping[str, Any] | None = None) -> Mapping[str, Any]:

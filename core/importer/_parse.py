@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
 import numpy as np
@@ -17,6 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from core import clock
 from core.importer._formats import SLASH_DATE, iso_dates
 
 MAX_TOKENS = 10**12  # per row and class: more is a broken file, not usage
@@ -226,4 +227,4 @@ def finish(ck: Checker, columns: list[pa.Array]) -> Checked:
 
 
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    return clock.now()

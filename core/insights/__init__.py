@@ -19,7 +19,7 @@ from core.insights._advice import (
     scored_quality,
 )
 from core.insights._alerts import alert_message, raise_anomaly_alerts
-from core.insights._anomalies import Finding, attribute, scan_usage
+from core.insights._anomalies import Finding, attribute, by_series_day, lead, scan_usage
 from core.insights._forecasts import (
     FORECASTS,
     BudgetOutlook,
@@ -46,6 +46,7 @@ __all__ = [
     "alert_message",
     "attribute",
     "budget_outlook",
+    "by_series_day",
     "catalog_cached_ratio",
     "catalog_reprice",
     "daily_history",
@@ -53,6 +54,7 @@ __all__ = [
     "dimension_values",
     "forecast",
     "forecasts_by",
+    "lead",
     "local_midnight",
     "local_today",
     "policy_candidates",

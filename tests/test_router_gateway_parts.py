@@ -19,8 +19,7 @@ from core.controls import Controls
 from core.errors import BadRequest, BudgetExceeded, RateLimited
 from core.pricing import load_catalog
 from core.providers import AnthropicProvider, DryRunProvider, OpenAIProvider
-from core.router import Router
-from core.router_embed import EmbedRequest
+from core.router import EmbedRequest, Router
 from core.settings import ProviderConfig, Settings
 from core.state import MemoryState
 from core.types import ChatRequest, Message

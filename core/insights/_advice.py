@@ -35,7 +35,7 @@ COLUMNS = (
     "cache_hit",
     "ai_called",
 )
-USER_SPLIT = "chr(10) || 'user: '"  # router_plan.prompt_text joins "role: content" lines
+USER_SPLIT = "chr(10) || 'user: '"  # core.call.record.prompt_text joins "role: content" lines
 SYSTEM_PART = f"split_part(prompt, {USER_SPLIT}, 1)"
 NO_PROMPTS = (
     "prompts are not logged (Settings.log_bodies_projects), so repeated requests"

@@ -35,7 +35,6 @@ from core.errors import ConfigError
 from core.importer import DataLoad, exact_sum
 from core.importer import _loads as loads
 from core.pricing import Catalog, load_catalog
-from core.types import pico_to_usd
 
 __all__ = [
     "DEMO_PREFIX",
@@ -191,7 +190,3 @@ def _remove_locked(home: Path | None, engine: Any, actor: Actor) -> int:
         _control.unseed(plane, actor, d.get("control"), span)
     loads.release(engine, LOAD_ID, actor)
     return removed
-
-
-def total_usd(table: pa.Table) -> Decimal:
-    return pico_to_usd(exact_sum(table.column("cost_picousd").to_numpy()))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
 import numpy as np
@@ -223,7 +223,3 @@ def finish(ck: Checker, columns: list[pa.Array]) -> Checked:
         blank &= _np_bool(pc.equal(c, ""))
     reasons = {i: r for i, r in ck.reasons.items() if not blank[i]}
     return Checked(~ck.bad_mask() & ~blank, blank, reasons)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)

@@ -11,8 +11,7 @@ process - finds the same alerts and records nothing new.
     | cache_hit_rate  | task=x             | UTC hour             | hits < threshold (50 %)        |
     | latency         | provider=x,model=y | UTC hour             | p95 > threshold                |
 
-Queue depth is not checked: the request queue lives inside each router process and
-publishes no shared depth (see docs/alerts.md).
+Queue depth is not checked: Costline keeps no request queue (see docs/alerts.md).
 """
 
 from __future__ import annotations

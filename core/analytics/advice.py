@@ -53,6 +53,7 @@ NOT_MODEL_ERRORS = frozenset(
     {
         "BudgetExceeded",
         "PolicyError",
+        "RateLimitExceeded",
         "RequestError",
         "BadRequest",
         "ContextWindowExceeded",

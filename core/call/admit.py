@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 from core.budgets import Decision, Estimate, admit_first, scope_text
 from core.control import Budget
-from core.errors import PolicyError, RateLimited, RetryableError
+from core.errors import PolicyError, RetryableError
 
 from . import gate
 from .context import Context
@@ -72,7 +72,7 @@ def next_candidate(ctx: Context, call: Call) -> Candidate | None:
     try:
         down = None if call.embedding else degrade  # an embedding has no cheaper chat model
         choice = admit_first(ctl.guard, call.req, estimates(), budgets, rates, degrade=down)
-    except (PolicyError, RateLimited) as exc:
+    except PolicyError as exc:
         call.last = exc
         record_error(ctx, call, first, exc, 0)
         raise

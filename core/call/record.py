@@ -4,7 +4,7 @@ exactly one usage event, plus an OpenTelemetry span when tracing is on."""
 from __future__ import annotations
 
 from core import clock, tokens
-from core.errors import BudgetExceeded, CostlineError, RateLimited, UnpricedModel
+from core.errors import BudgetExceeded, CostlineError, RateLimitExceeded, UnpricedModel
 from core.pricing import price
 from core.types import ChatRequest, Completion, Cost, Usage
 from core.usage import Status, UsageEvent
@@ -140,6 +140,6 @@ def failed_call(
     status: Status = "error"
     if isinstance(exc, BudgetExceeded):
         status = "blocked"
-    elif isinstance(exc, RateLimited) and attempt == 0:
+    elif isinstance(exc, RateLimitExceeded):
         status = "rate_limited"
     return cand, failed, status

@@ -136,7 +136,7 @@ def _errors(
             cap,
         )
     for i in np.nonzero(c["status"] == RATE_LIMITED)[0].tolist():
-        kind[i] = "RateLimited"
+        kind[i] = "RateLimitExceeded"
         text[i] = f"rate limit {RATE_LIMIT_ID}: {users[c['user'][i]]} over 60 requests per 60 s"
     return kind, text
 

@@ -19,7 +19,17 @@ from typing import cast
 
 import httpx
 
-from core.call import Context, Embeddings, EmbedRequest, aembed, attempts, start, validate
+from core.call import (
+    Call,
+    Context,
+    Embeddings,
+    EmbedRequest,
+    aembed,
+    attempts,
+    gate,
+    start,
+    validate,
+)
 from core.call.admit import finish
 from core.controls import Controls
 from core.errors import BadRequest, CostlineError, MalformedResponse
@@ -81,6 +91,10 @@ class Router:
         )
         self.settings, self.controls, self.log = settings, ctl, self._ctx.log
         self.retry, self.tracer = self._ctx.retry, self._ctx.tracer
+        self.batch_tick_s = 1.0  # how often waiting LOW sampling batches are checked
+        self._ticker: gate.Ticker | None = None
+        self._closed = False
+        self._ctx.on_batched = self._watch_batches
 
     @property
     def catalog(self) -> Catalog:
@@ -88,7 +102,9 @@ class Router:
         return self._ctx.catalog
 
     def complete(self, req: ChatRequest) -> Completion:
-        call = start(self._ctx, req)
+        return self._complete(start(self._ctx, req))
+
+    def _complete(self, call: Call | Completion) -> Completion:
         if isinstance(call, Completion):
             return call
         try:
@@ -175,6 +191,22 @@ class Router:
         finally:
             finish(self._ctx, call)
 
+    def flush_due(self) -> list[Completion | CostlineError]:
+        """Make the one call of each LOW sampling batch whose timeout elapsed. A timer runs
+        this every second from the first batched event until ``close``."""
+        out: list[Completion | CostlineError] = []
+        for req in gate.due(self._ctx):
+            try:
+                out.append(self._complete(start(self._ctx, req, flushed=True)))
+            except CostlineError as exc:
+                out.append(exc)
+        return out
+
+    def _watch_batches(self) -> None:
+        with self._ctx.lock:
+            if self._ticker is None and not self._closed:
+                self._ticker = gate.Ticker(self.flush_due, self.batch_tick_s)
+
     async def aembed(self, req: EmbedRequest) -> Embeddings:
         """Embeddings priced by input tokens, under budgets and rate limits (core/call/embed.py)."""
         return await aembed(self._ctx, req)
@@ -212,6 +244,10 @@ class Router:
         return list(await asyncio.gather(*(one(r) for r in requests)))
 
     def close(self) -> None:
+        with self._ctx.lock:
+            self._closed, ticker, self._ticker = True, self._ticker, None
+        if ticker is not None:
+            ticker.stop()
         self._ctx.close()
 
     def __enter__(self) -> Router:

@@ -21,7 +21,8 @@ __all__ = ["apply_policy", "start", "validate"]
 ROLES = frozenset({"system", "user", "assistant", "tool"})
 
 
-def start(ctx: Context, req: ChatRequest) -> Call | Completion:
+def start(ctx: Context, req: ChatRequest, *, flushed: bool = False) -> Call | Completion:
+    """``flushed``: the one call of a LOW sampling batch (the gate already decided it)."""
     call = Call(req, req.model or f"task:{req.task}")
     try:
         validate(req)
@@ -34,7 +35,9 @@ def start(ctx: Context, req: ChatRequest) -> Call | Completion:
                 req = call.req = apply_policy(req, policy)
                 call.degrade_to = policy.degrade_to
                 call.requested_model = req.model or policy.primary_model
-            early = gate.gate(ctx, call) or cache.lookup(ctx, call)
+            if flushed:
+                call.gate_key = req.task  # its answer is the one later events reuse
+            early = (None if flushed else gate.gate(ctx, call)) or cache.lookup(ctx, call)
             if early is not None:
                 gate.report(ctx, call)  # answered without a provider call
                 return early

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
@@ -35,6 +36,7 @@ class Context:
     aclient: httpx.AsyncClient | None = None
     rng: random.Random = field(default_factory=random.Random)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    on_batched: Callable[[], None] | None = None  # a LOW sampling event joined a batch
 
     @property
     def catalog(self) -> Catalog:

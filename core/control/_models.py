@@ -7,14 +7,16 @@ Validation lives in ``_validate.py``; these classes only hold values.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, Literal
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from core.errors import ConfigError
 from core.types import PICO
 
 RoleName = Literal["viewer", "engineer", "admin", "system"]
@@ -73,15 +75,47 @@ DEFAULT_MIN_INTERVAL_S = 60.0
 DEFAULT_BATCH_SIZE = 10
 DEFAULT_BATCH_TIMEOUT_S = 300.0
 
-# Settings used when nothing is stored (get_setting without a default falls back to these).
-DEFAULT_SETTINGS: Mapping[str, Any] = MappingProxyType(
-    {
-        "timezone": "UTC",
-        "currency": "USD",
-        "currency_rates": {"USD": "1"},  # display rates, Decimal strings per 1 USD
-        "redis_fail_policy": "open",  # 'open': allow calls when Redis is down; 'closed': refuse
-    }
-)
+
+class _Defaults(Mapping[str, Any]):
+    """Settings used when nothing is stored. 'timezone' (budget windows, day boundaries) is
+    ``$COSTLINE_TIMEZONE`` when set, read at each lookup so it follows the environment."""
+
+    _FIXED: Mapping[str, Any] = MappingProxyType(
+        {
+            "timezone": "UTC",
+            "currency": "USD",
+            "currency_rates": {"USD": "1"},  # display rates, Decimal strings per 1 USD
+            "redis_fail_policy": "open",  # 'open': allow calls when Redis is down; 'closed': refuse
+        }
+    )
+
+    def __getitem__(self, key: str) -> Any:
+        if key == "timezone":
+            return env_timezone()
+        return self._FIXED[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._FIXED)
+
+    def __len__(self) -> int:
+        return len(self._FIXED)
+
+
+def env_timezone() -> str:
+    """``$COSTLINE_TIMEZONE`` (an IANA zone), else 'UTC'."""
+    tz = os.environ.get("COSTLINE_TIMEZONE", "").strip() or "UTC"
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            f"COSTLINE_TIMEZONE {tz!r} is not an IANA time zone such as 'UTC' or 'Europe/Paris'",
+            field="COSTLINE_TIMEZONE",
+        ) from None
+    return tz
+
+
+# get_setting without a default falls back to these.
+DEFAULT_SETTINGS: Mapping[str, Any] = _Defaults()
 
 
 def frozen_map(m: Mapping[str, Any] | None = None) -> Mapping[str, Any]:

@@ -1,4 +1,4 @@
-"""Budgets: step 5 of the call path (DESIGN.md, "Budgets").
+"""Budgets: step 5 of the call path (docs/architecture.md, "The call path").
 
     guard = BudgetGuard(state, alerts=AlertSink(plane), canonical=catalog.canonical)
     snap = watcher.current()

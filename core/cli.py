@@ -222,7 +222,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_prune(args: argparse.Namespace) -> int:
     """Remove raw usage segments older than the retention (their hourly rollups stay)."""
     from core.control import ControlPlane
-    from core.usage._prune import prune
+    from core.usage import prune
 
     days = args.days
     if days is None:

@@ -13,8 +13,7 @@ import pandas as pd
 
 from console.frames.overview import next_period
 from console.selection import Money, Scope
-from core.analytics import Backtest, Forecast
-from core.insights import BudgetOutlook, Finding
+from core.insights import Backtest, BudgetOutlook, Finding, Forecast
 
 
 def series_frame(fc: Forecast, money: Money, label: str) -> pd.DataFrame:

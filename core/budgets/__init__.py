@@ -11,6 +11,8 @@ Windows are calendar windows in each budget's time zone (``window``); every matc
 applies (``matches``); ``BudgetGuard.status`` feeds the console.
 """
 
+from core.budgets._format import exceeded, threshold
+
 from ._decision import BudgetUse, Decision, Hold, Line, utilisation
 from ._guard import BudgetGuard, hard_cap
 from ._select import Choice, Estimate, admit_first, none_left
@@ -35,4 +37,6 @@ __all__ = [
     "scope_text",
     "utilisation",
     "window",
+    "exceeded",
+    "threshold",
 ]

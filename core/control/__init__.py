@@ -13,6 +13,9 @@ writes, audited, and versioned.
 
 from __future__ import annotations
 
+from core.control import _schema as tables
+from core.control._engine import write_tx
+
 from ._alerts import NOTIFY_MAX_AGE, default_severity
 from ._base import PERMISSIONS, can
 from ._engine import control_url, make_engine
@@ -144,4 +147,6 @@ __all__ = [
     "validate_username",
     "window_bounds",
     "window_key",
+    "tables",
+    "write_tx",
 ]

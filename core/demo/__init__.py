@@ -27,17 +27,17 @@ from typing import Any
 import pyarrow as pa
 
 from core.control import SYSTEM, Actor, ControlPlane
-from core.demo import _control, _store
+from core.demo import _control, _store, _table
+from core.demo import _generate as _gen
 from core.demo import _world as world
-from core.demo._generate import history
-from core.demo._table import DEMO_PREFIX, to_table
+from core.demo._table import DEMO_PREFIX
 from core.errors import ConfigError
-from core.importer import DataLoad, exact_sum
-from core.importer import _loads as loads
+from core.importer import DataLoad, exact_sum, loads
 from core.pricing import Catalog, load_catalog
 
 __all__ = [
     "DEMO_PREFIX",
+    "LOAD_ID",
     "DemoSummary",
     "generate_demo",
     "has_demo",
@@ -73,8 +73,8 @@ def generate_demo(
 def _generate(days: int, seed: int, now: datetime | None, catalog: Catalog) -> tuple[pa.Table, Any]:
     if not 1 <= days <= 3660:
         raise ConfigError(f"days must be 1-3660, got {days}", field="days")
-    g = history(days, seed, now or datetime.now(UTC), catalog)
-    return to_table(g, seed, catalog), g
+    g = _gen.history(days, seed, now or datetime.now(UTC), catalog)
+    return _table.to_table(g, seed, catalog), g
 
 
 def _incident(day: date) -> str:

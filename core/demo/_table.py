@@ -11,8 +11,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from core.budgets import hard_cap, window
-from core.budgets._format import exceeded
+from core.budgets import exceeded, hard_cap, window
 from core.demo import _world as w
 from core.demo._generate import (
     BLOCKED,

@@ -1,6 +1,6 @@
 """Savings advice from the usage log, priced with the real catalog.
 
-``core.analytics.advise`` reaches prices only through callables; here they come from the
+``advise`` (_advise.py) reaches prices only through callables; here they come from the
 ``Catalog`` (today's rates, base tier), the routing policies (which models a task may use)
 and the quality scores (the control plane's model scores, else the catalog's 0-100 quality).
 Response-cache and prompt-cache advice need logged prompts (``Settings.log_bodies_projects``):
@@ -15,10 +15,10 @@ from datetime import UTC, date, datetime, timedelta
 
 import pandas as pd
 
-from core.analytics import TOKEN_CLASSES, AdviceReport, advise
-from core.analytics._advice_base import CachedRateRatio, Candidates, Quality, Reprice
 from core.control import ModelScore, RoutingPolicy
 from core.errors import UnpricedModel
+from core.insights._advice_base import CachedRateRatio, Candidates, Quality, Reprice
+from core.insights._advise import TOKEN_CLASSES, AdviceReport, advise
 from core.pricing import Catalog, price
 from core.types import Usage
 from core.usage import Filters, Reader

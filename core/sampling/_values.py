@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from core.errors import BadRequest, ConfigError
 
 if TYPE_CHECKING:
-    from core.control._models import SamplingStrategy
+    from core.control import SamplingStrategy
 
 
 class Strategy(StrEnum):

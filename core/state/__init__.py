@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 
+from core.state._levels import rate_levels, reset_rates
 from core.state.base import (
     DEFAULT_PREFIX,
     Admission,
@@ -40,6 +41,8 @@ __all__ = [
     "State",
     "make_key",
     "make_state",
+    "rate_levels",
+    "reset_rates",
 ]
 
 

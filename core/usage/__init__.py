@@ -24,9 +24,11 @@ from typing import TYPE_CHECKING, Any
 from core.usage._compact import CompactResult, compact
 from core.usage._journal import recover
 from core.usage._log import UsageLog
-from core.usage._query import DIMENSIONS, GRAINS, Filters
-from core.usage._schema import SCHEMA, STATUSES, Status, UsageEvent, rows_to_table
-from core.usage._segments import segments_dir, write_segment
+from core.usage._prune import prune
+from core.usage._query import DIMENSIONS, GRAINS, Filters, ident
+from core.usage._rollups import ROLLUP_DIMS, purge_source
+from core.usage._schema import COLUMNS, SCHEMA, STATUSES, Status, UsageEvent, conform, rows_to_table
+from core.usage._segments import SegmentInfo, events_dir, scan, segments_dir, write_segment
 
 if TYPE_CHECKING:
     from core.usage._reader import Reader
@@ -47,6 +49,15 @@ __all__ = [
     "rows_to_table",
     "segments_dir",
     "write_segment",
+    "COLUMNS",
+    "ROLLUP_DIMS",
+    "SegmentInfo",
+    "conform",
+    "events_dir",
+    "ident",
+    "prune",
+    "purge_source",
+    "scan",
 ]
 
 

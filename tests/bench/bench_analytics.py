@@ -48,8 +48,8 @@ def _best(fn: Callable[[], object], repeat: int) -> float:
 
 
 def run(quick: bool) -> dict[str, float]:
-    from core.analytics import forecast_many, forecast_spend, scan
-    from core.analytics._prophet import load_prophet
+    from core.insights import forecast_many, forecast_spend, scan
+    from core.insights._prophet import load_prophet
 
     t0 = time.perf_counter()
     load_prophet()

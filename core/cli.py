@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -28,7 +29,7 @@ def cmd_console(args: argparse.Namespace) -> int:
         )
     cmd = [sys.executable, "-m", "streamlit", "run", str(APP)]
     try:
-        return subprocess.call(cmd, env=os.environ.copy())
+        return run_forwarding(cmd, os.environ.copy())
     finally:
         if worker is not None:
             worker.terminate()
@@ -36,6 +37,25 @@ def cmd_console(args: argparse.Namespace) -> int:
                 worker.wait(10)
             except subprocess.TimeoutExpired:
                 worker.kill()
+
+
+def run_forwarding(cmd: list[str], env: dict[str, str]) -> int:
+    """Run ``cmd`` to its end; SIGTERM, SIGINT and SIGHUP sent to this process are passed
+    on to it, so stopping `costline console` (``kill PID``) stops Streamlit and frees its
+    port instead of leaving it behind."""
+    child = subprocess.Popen(cmd, env=env)
+
+    def forward(signum: int, _frame: object) -> None:
+        if child.poll() is None:
+            child.send_signal(signum)
+
+    wanted = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    previous = {s: signal.signal(s, forward) for s in wanted}
+    try:
+        return child.wait()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def print_first_admin() -> None:
@@ -186,7 +206,6 @@ def cmd_api(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     """Scan for alerts, deliver them and apply retention until interrupted (or once)."""
-    import signal
     import threading
 
     from core.worker import Worker

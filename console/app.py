@@ -66,9 +66,14 @@ def main() -> None:
             position="hidden",
         ).run()
         return
+    if auth.must_change_password(actor):
+        page = st.Page(auth.change_password_page, title="New password", icon=":material/key:")
+        st.navigation([page], position="hidden").run()
+        return
     navigation = st.navigation(pages_for(actor.role), expanded=True)
     sidebar.build(actor)
     chrome.demo_state(actor)
+    chrome.quarantine_state(actor)
     navigation.run()
 
 

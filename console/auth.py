@@ -1,7 +1,9 @@
 """Sign-in against the control plane's users; the signed-in Actor lives in session state.
 
 On first start ``ensure_admin`` creates ``admin``: with COSTLINE_ADMIN_PASSWORD when set, else
-a random one-time password printed to this process's stdout (the terminal running streamlit).
+a random one-time password printed to this process's stdout (the terminal running streamlit),
+which must be changed at the first sign-in (``change_password_page`` comes before any page).
+Failed sign-ins are throttled per browser address and username (see core.control.auth).
 Hiding pages is only convenience: every write passes the Actor to core, which checks the role.
 """
 
@@ -19,6 +21,7 @@ from core.control import (
     control_url,
     ensure_admin,
 )
+from core.errors import ConfigError
 from core.pricing import load_catalog
 
 ACTOR_KEY = "actor"
@@ -39,7 +42,7 @@ def _plane(url: str) -> ControlPlane:
     if password:
         print(
             "\nCostline first start: sign in as 'admin' with this one-time password:\n"
-            f"    {password}\nChange it on the Admin page.\n",
+            f"    {password}\nYou will be asked to choose a new one.\n",
             flush=True,
         )
     return plane
@@ -86,11 +89,48 @@ def sign_in_page() -> None:
     if not submitted:
         return
     try:
-        actor = authenticate(plane(), username.strip(), password)
+        actor = authenticate(plane(), username.strip(), password, client=client())
     except AccountLocked as exc:
         st.error(f"Account locked: {exc}")
     except LoginFailed:
         st.error("Invalid username or password.")
     else:
         st.session_state[ACTOR_KEY] = actor
+        st.rerun()
+
+
+def client() -> str:
+    """Who is signing in, for throttling: the browser's address when Streamlit knows it."""
+    ip = getattr(st.context, "ip_address", None)
+    return f"ip:{ip}" if isinstance(ip, str) and ip else "console"
+
+
+def must_change_password(actor: Actor) -> bool:
+    return plane().must_change_password(actor.username)
+
+
+def change_password_page() -> None:
+    """Shown instead of every page until a must-change password is replaced."""
+    actor: Actor = st.session_state[ACTOR_KEY]
+    st.title("Choose a new password")
+    st.info(f"Signed in as {actor.username}: choose your own password before you continue.")
+    with st.form("change_password"):
+        current = st.text_input("Current password", type="password", key="pw_current")
+        new = st.text_input("New password (at least 8 characters)", type="password", key="pw_new")
+        again = st.text_input("New password again", type="password", key="pw_again")
+        submitted = st.form_submit_button("Change password", type="primary")
+    if not submitted:
+        return
+    if new != again:
+        st.error("The two new passwords differ.")
+        return
+    try:
+        plane().change_own_password(actor.username, current, new, client=client())
+    except AccountLocked as exc:
+        st.error(f"Account locked: {exc}")
+    except LoginFailed:
+        st.error("The current password is wrong.")
+    except ConfigError as exc:
+        st.error(str(exc))
+    else:
         st.rerun()

@@ -1,5 +1,5 @@
-"""The page chrome app.py draws around every page: the empty-state offer and the demo-data
-banner."""
+"""The page chrome app.py draws around every page: the empty-state offer, the demo-data
+banner and, for admins, the quarantine banner."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from console.queries import usage
 from core.control import Actor
 from core.demo import has_demo
 from core.errors import CostlineError
+from core.usage import quarantine_summary
 
 
 @st.cache_data(ttl=600, show_spinner=False)
@@ -28,6 +29,20 @@ def demo_state(actor: Actor) -> None:
         _offer_demo(actor)
     elif _has_demo(home, version):
         _demo_banner(actor)
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def _quarantine_banner(home: str, version: str) -> str | None:
+    return quarantine_summary(Path(home)).banner()
+
+
+def quarantine_state(actor: Actor) -> None:
+    """Tell admins when usage data is quarantined (totals may be low)."""
+    if not auth.may(actor, "admin"):
+        return
+    text = _quarantine_banner(usage.home(), usage.version())
+    if text:
+        st.warning(text, icon=":material/report:")
 
 
 def _offer_demo(actor: Actor) -> None:

@@ -187,6 +187,18 @@ def cmd_compact(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Check COSTLINE_HOME: exit 1 when something needs attention (e.g. a quarantine)."""
+    from core.doctor import usage_report
+    from core.settings import costline_home
+
+    home = costline_home()
+    print(f"COSTLINE_HOME {home}")
+    lines, problem = usage_report(home)
+    print("\n".join(lines))
+    return 1 if problem else 0
+
+
 def cmd_gateway(args: argparse.Namespace) -> int:
     """Serve the OpenAI/Anthropic-compatible HTTP gateway (costline[gateway])."""
     from core.gateway import GatewayConfig, serve
@@ -285,6 +297,29 @@ def cmd_tokens(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_users(args: argparse.Namespace) -> int:
+    """List console users, or unlock one (audited as the system or ``--actor``)."""
+    from core.cli_keys import _actor
+    from core.control import ControlPlane
+    from core.errors import CostlineError
+
+    with ControlPlane() as plane:
+        if args.users_command == "unlock":
+            try:
+                user = plane.unlock_user(args.name, _actor(plane, args.actor))
+            except CostlineError as exc:
+                print(f"costline users unlock: {exc}", file=sys.stderr)
+                return 2
+            print(f"Unlocked {user.username}: failed sign-ins and locks cleared (audited).")
+            return 0
+        for u in plane.users():
+            state = "disabled" if u.disabled else "active"
+            if u.locked_until is not None and u.locked_until > plane.now():
+                state = f"locked until {u.locked_until:%Y-%m-%d %H:%M:%S} UTC"
+            print(f"{u.username:<20} {u.role:<9} {state}  failed sign-ins {u.failed_attempts}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="costline", description="LLM cost router and spend console")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -331,6 +366,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_import)
     p = sub.add_parser("compact", help="merge small usage segments")
     p.set_defaults(func=cmd_compact)
+    p = sub.add_parser("doctor", help="check the usage log; list what is quarantined")
+    p.set_defaults(func=cmd_doctor)
     p = sub.add_parser("api", help="serve the management REST API")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8600)
@@ -347,6 +384,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="a label for the token")
     p.add_argument("--id", help="the token to revoke")
     p.set_defaults(func=cmd_tokens)
+    p = sub.add_parser("users", help="console users: list, unlock")
+    us = p.add_subparsers(dest="users_command", required=True)
+    u = us.add_parser("unlock", help="clear a user's failed sign-ins and locks (audited)")
+    u.add_argument("name")
+    u.add_argument("--actor", help="console user to audit the change as")
+    us.add_parser("list", help="users, roles and lock state")
+    p.set_defaults(func=cmd_users)
     p = sub.add_parser("gateway", help="serve the OpenAI/Anthropic-compatible HTTP gateway")
     p.add_argument("--host", default=os.environ.get("COSTLINE_GATEWAY_HOST", "127.0.0.1"))
     p.add_argument("--port", type=int, default=int(os.environ.get("COSTLINE_GATEWAY_PORT", "4000")))

@@ -15,6 +15,7 @@ from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING
 
 from core import clock
+from core.settings import comma_list
 
 if TYPE_CHECKING:  # loaded when a command runs: `costline console` stays quick to start
     from core.control import Actor, ControlPlane, VirtualKey
@@ -56,7 +57,7 @@ def _money(text: str) -> Decimal:
 
 
 def _models(text: str) -> tuple[str, ...]:
-    return tuple(m.strip() for m in text.split(",") if m.strip())
+    return comma_list(text)
 
 
 def _expiry(text: str) -> datetime:

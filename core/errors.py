@@ -14,6 +14,7 @@ httpx and provider errors at the boundary (``raise ... from exc``) into the most
     │   ├── BudgetExceeded          names the budget, its limit, spend and window
     │   └── RateLimitExceeded       a Costline rate limit (retry_after seconds)
     ├── ClientDisconnected          the caller left mid-stream; the upstream call was cancelled
+    ├── UsageLogUnavailable         the usage log cannot be written (disk full); nothing was called
     └── ProviderError               the upstream failed
         ├── AuthError               HTTP 401/403
         ├── MalformedResponse       unparseable body, missing fields, stream cut mid-way
@@ -48,6 +49,7 @@ __all__ = [
     "RequestError",
     "RetryableError",
     "UnpricedModel",
+    "UsageLogUnavailable",
 ]
 
 
@@ -131,6 +133,16 @@ class RateLimitExceeded(PolicyError):
 class ClientDisconnected(CostlineError):
     """The consumer of a stream went away (an HTTP client disconnected): the upstream call
     was cancelled and its partial usage is estimated and logged under this error type."""
+
+
+class UsageLogUnavailable(CostlineError):
+    """The usage log cannot record a call now (disk full, quota, I/O error): refused before
+    any provider is paid. ``held`` completed calls wait in memory until it can."""
+
+    def __init__(self, message: str, *, held: int = 0, **kw: str | None):
+        super().__init__(message, **kw)
+        self.held = held
+        self.status_code = 503
 
 
 class ProviderError(CostlineError):

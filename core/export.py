@@ -7,6 +7,9 @@ Money columns ``X_picousd`` (integer picodollars) become ``X_usd``: exact decima
 12 decimals in CSV (``"0.000056550000"``), ``decimal128(38, 12)`` in Parquet; a float
 ``X_usd`` next to an ``X_picousd`` (as ``spend_by`` returns) is replaced by the exact one.
 In CSV, timestamps are ISO 8601 (UTC ones end in ``Z``) and tag lists are joined with ``;``.
+Text cells that a spreadsheet would run as a formula (starting with ``= + - @``, a tab or a
+CR, after any leading quotes) get a ``'`` in front (OWASP CSV injection); numbers and money
+are never touched, so a negative amount stays a number. ``unescape_cell`` undoes it exactly.
 Costline's own import reads these CSV files back (cost kept exactly, tokens as exported).
 """
 
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -31,10 +35,14 @@ from core.usage import Filters, Reader, conform
 __all__ = [
     "FORMATS",
     "MIME_TYPES",
+    "escape_cells",
+    "escape_frame",
     "events_table",
     "export",
     "frame_to_bytes",
     "table_to_bytes",
+    "unescape_cell",
+    "unescape_cells",
     "usd_columns",
 ]
 
@@ -43,6 +51,7 @@ MIME_TYPES = {"csv": "text/csv", "parquet": "application/vnd.apache.parquet"}
 MONEY_SUFFIX, USD_SUFFIX = "_picousd", "_usd"
 SCALE = 12
 USD_TYPE = pa.decimal128(38, SCALE)
+FORMULA = r"^'*[=+\-@\t\r]"  # what a spreadsheet may run; quotes first keep it reversible
 
 
 def events_table(
@@ -164,12 +173,53 @@ def _usd_text(dec: pa.Array) -> pa.Array:
     return pc.if_else(pc.is_valid(dec), text, pa.scalar(None, pa.string()))
 
 
+def escape_cells(col: pa.Array) -> pa.Array:
+    """A text column with each formula-like cell prefixed by ``'`` (OWASP CSV injection)."""
+    if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+        return col
+    risky = pc.fill_null(pc.match_substring_regex(col, FORMULA), False)
+    if not pc.any(risky).as_py():
+        return col
+    quote = pa.scalar("'", col.type)
+    return pc.if_else(risky, pc.binary_join_element_wise(quote, col, pa.scalar("", col.type)), col)
+
+
+def escape_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``frame`` with formula-like text cells escaped (numbers untouched), for
+    CSV written with pandas."""
+    out = frame.copy()
+    for name in out.columns:
+        col = out[name]
+        if col.dtype == object or pd.api.types.is_string_dtype(col.dtype):
+            out[name] = ["'" + v if isinstance(v, str) and _FORMULA_RE.match(v) else v for v in col]
+    return out
+
+
+def unescape_cells(col: pa.Array) -> pa.Array:
+    """``escape_cells`` undone: a ``'`` before a formula-like text is dropped (for reading
+    Costline's own CSV, or any OWASP-escaped file, back)."""
+    quoted = pc.fill_null(pc.match_substring_regex(col, "^'" + FORMULA[1:]), False)
+    if not pc.any(quoted).as_py():
+        return col
+    return pc.if_else(quoted, pc.utf8_slice_codeunits(col, 1), col)
+
+
+def unescape_cell(text: str) -> str:
+    """The value ``escape_cells`` was given (for reading Costline's own CSV back)."""
+    return text[1:] if text.startswith("'") and _FORMULA_RE.match(text) else text
+
+
+_FORMULA_RE = re.compile(FORMULA)
+
+
 def _csv_ready(table: pa.Table) -> pa.Table:
     cols: dict[str, pa.Array] = {}
     for name in table.column_names:
         col = table.column(name).combine_chunks()
         t = col.type
-        if pa.types.is_decimal(t):
+        if pa.types.is_string(t) or pa.types.is_large_string(t):
+            col = escape_cells(col)
+        elif pa.types.is_decimal(t):
             col = _usd_text(col.cast(USD_TYPE))
         elif pa.types.is_timestamp(t):
             fmt = "%Y-%m-%dT%H:%M:%S" + ("Z" if t.tz in ("UTC", "+00:00") else "")
@@ -177,7 +227,7 @@ def _csv_ready(table: pa.Table) -> pa.Table:
                 fmt += "%z"
             col = pc.strftime(col, fmt)
         elif pa.types.is_list(t) or pa.types.is_large_list(t):
-            col = pc.binary_join(col.cast(pa.list_(pa.string())), ";")
+            col = escape_cells(pc.binary_join(col.cast(pa.list_(pa.string())), ";"))
         elif pa.types.is_nested(t) or pa.types.is_dictionary(t):
             col = pa.array(
                 [
@@ -190,5 +240,6 @@ def _csv_ready(table: pa.Table) -> pa.Table:
                 ],
                 pa.string(),
             )
+            col = escape_cells(col)
         cols[name] = col
     return pa.table(cols)

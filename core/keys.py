@@ -37,6 +37,7 @@ from core.control import (
     validate_rate_limit,
 )
 from core.errors import ConfigError
+from core.private import private_dir
 from core.settings import costline_home
 
 __all__ = [
@@ -76,7 +77,7 @@ def load_pepper(home: Path | None = None, env: Mapping[str, str] | None = None) 
             raise ConfigError("COSTLINE_KEY_PEPPER: use at least 16 characters", field="pepper")
         return given.encode()
     path = (home if home is not None else costline_home(env)) / PEPPER_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:

@@ -45,6 +45,12 @@ DEFAULT_BASE_URLS: dict[str, tuple[Wire, str]] = {
 ENV_KEY_NAMES = {"google": "GEMINI"}  # GEMINI_API_KEY is what Google documents
 
 
+def comma_list(text: str | None) -> tuple[str, ...]:
+    """A comma-separated setting as its items: spaces around each stripped, blanks dropped
+    (``"alpha, beta,"`` -> ``("alpha", "beta")``). Every comma-list setting goes through here."""
+    return tuple(part.strip() for part in (text or "").split(",") if part.strip())
+
+
 def costline_home(env: Mapping[str, str] | None = None) -> Path:
     """All runtime state lives under this one directory."""
     env = os.environ if env is None else env
@@ -89,9 +95,7 @@ class Settings:
             home=costline_home(env),
             providers=providers,
             timezone=env.get("COSTLINE_TIMEZONE", "UTC"),
-            log_bodies_projects=frozenset(
-                p for p in env.get("COSTLINE_LOG_BODIES_PROJECTS", "").split(",") if p
-            ),
+            log_bodies_projects=frozenset(comma_list(env.get("COSTLINE_LOG_BODIES_PROJECTS"))),
             otel=env.get("COSTLINE_OTEL", "") in ("1", "true", "yes"),
         )
         return replace(s, **overrides)  # type: ignore[arg-type]

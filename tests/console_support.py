@@ -101,7 +101,8 @@ def make_users(home: Path) -> None:
     """admin (via ensure_admin's env password) plus a viewer and an engineer."""
     from core.control import SYSTEM, ensure_admin
 
-    with ControlPlane(f"sqlite:///{home / 'control.db'}") as plane:
+    # a test-only scrypt cost, passed explicitly (the default is OWASP's 2^17)
+    with ControlPlane(f"sqlite:///{home / 'control.db'}", scrypt_n=2**4) as plane:
         ensure_admin(plane)
         for role in ("viewer", "engineer"):
             plane.create_user(role, PASSWORDS[role], role, SYSTEM)

@@ -23,6 +23,7 @@ from core.control.auth import hash_password, lock_delay, verify_password
 from core.errors import ConfigError, PermissionDenied
 
 PASSWORD = "correct horse battery"
+FAST = 2**4  # a test-only scrypt cost, passed explicitly (the default is 2^17)
 T0 = datetime(2026, 5, 14, 9, 0, tzinfo=UTC)
 
 
@@ -48,7 +49,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def plane(clock: Clock) -> Iterator[ControlPlane]:
-    p = ControlPlane(now=clock)
+    p = ControlPlane(now=clock, scrypt_n=FAST)
     p.create_user("ada", PASSWORD, "admin", SYSTEM)
     p.create_user("eve", PASSWORD, "engineer", Actor("ada", "admin"))
     yield p
@@ -57,7 +58,7 @@ def plane(clock: Clock) -> Iterator[ControlPlane]:
 
 def test_hash_is_salted_scrypt_with_its_parameters() -> None:
     a, b = hash_password(PASSWORD), hash_password(PASSWORD)
-    assert a != b and a.startswith("scrypt$16384$8$1$")
+    assert a != b and a.startswith("scrypt$131072$8$1$")
     assert verify_password(PASSWORD, a) and verify_password(PASSWORD, b)
     assert not verify_password(PASSWORD + "x", a)
     assert not verify_password(PASSWORD, a[:-4] + "AAA=")  # tampered key
@@ -81,7 +82,7 @@ def test_wrong_password_and_unknown_user_look_the_same(plane: ControlPlane) -> N
 
 def test_lock_out_after_five_failures_with_growing_delay(url: str) -> None:
     clock = Clock()
-    plane = ControlPlane(url, now=clock)
+    plane = ControlPlane(url, now=clock, scrypt_n=FAST)
     plane.create_user("eve", PASSWORD, "engineer", SYSTEM)
     for _ in range(4):
         with pytest.raises(LoginFailed) as err:
@@ -159,7 +160,7 @@ def test_ensure_admin_creates_once_with_a_generated_password(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("COSTLINE_ADMIN_PASSWORD", raising=False)
-    plane = ControlPlane()
+    plane = ControlPlane(scrypt_n=FAST)
     password = ensure_admin(plane)
     assert password is not None and len(password) >= 16
     assert authenticate(plane, "admin", password) == Actor("admin", "admin")
@@ -173,7 +174,7 @@ def test_ensure_admin_creates_once_with_a_generated_password(
 
 def test_ensure_admin_honours_the_env_password(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COSTLINE_ADMIN_PASSWORD", "from the environment")
-    plane = ControlPlane(url)
+    plane = ControlPlane(url, scrypt_n=FAST)
     assert ensure_admin(plane) is None
     assert authenticate(plane, "admin", "from the environment").role == "admin"
     assert [e.actor for e in plane.audit(entity="user")] == ["system"]
@@ -182,7 +183,7 @@ def test_ensure_admin_honours_the_env_password(url: str, monkeypatch: pytest.Mon
 
 def test_ensure_admin_rejects_a_short_env_password(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COSTLINE_ADMIN_PASSWORD", "admin")
-    plane = ControlPlane()
+    plane = ControlPlane(scrypt_n=FAST)
     with pytest.raises(ConfigError) as err:
         ensure_admin(plane)
     assert err.value.field == "COSTLINE_ADMIN_PASSWORD" and plane.users() == []

@@ -124,6 +124,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
             ("locked_until", TS, True),
             ("created_at", TS, False),
             ("disabled", BOOL, False),
+            ("must_change_password", BOOL, False),
         ],
         "pk": ["username"],
     },
@@ -241,6 +242,16 @@ EXPECTED: dict[str, dict[str, Any]] = {
         ],
         "pk": ["name"],
         "unique": {"uq_virtual_keys_hash": ["key_hash"]},
+    },
+    "login_throttle": {
+        "columns": [
+            ("client", TXT, False),
+            ("username", TXT, False),
+            ("failures", INT, False),
+            ("locked_until", TS, True),
+            ("updated_at", TS, False),
+        ],
+        "pk": ["client", "username"],
     },
 }
 

@@ -49,7 +49,7 @@ def url(request: pytest.FixtureRequest, costline_home: Path) -> str:
 
 @pytest.fixture
 def plane(url: str) -> Iterator[ControlPlane]:
-    p = ControlPlane(url, model_exists=MODELS.__contains__)
+    p = ControlPlane(url, model_exists=MODELS.__contains__, scrypt_n=2**4)  # test-only cost
     for actor in (ADMIN, ENGINEER, VIEWER):
         p.create_user(actor.username, PASSWORD, actor.role, SYSTEM)
     yield p

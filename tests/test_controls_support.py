@@ -44,7 +44,7 @@ OUT = 100  # max_tokens of every budget-test call: a known reservation
 def make_plane(url: str | None = None) -> ControlPlane:
     """A migrated control plane (SQLite in $COSTLINE_HOME unless ``url``) with an engineer
     and an admin who really exist in its users table (the store re-checks every write)."""
-    plane = ControlPlane(url, model_exists=load_catalog().has)
+    plane = ControlPlane(url, model_exists=load_catalog().has, scrypt_n=2**4)  # test-only cost
     create_user(plane, ENGINEER.username, PASSWORD, ENGINEER.role, SYSTEM)
     create_user(plane, ADMIN.username, PASSWORD, ADMIN.role, SYSTEM)
     return plane

@@ -15,6 +15,7 @@ from test_usage_support import event, finish, python
 from core.usage import Reader, compact, recover, rows_to_table, write_segment
 from core.usage._journal import journal_name
 from core.usage._procid import HOST, ProcId, process_start
+from core.usage._quarantine import summary as quarantine_summary
 from core.usage._schema import event_row
 
 OPT = orjson.OPT_NAIVE_UTC | orjson.OPT_APPEND_NEWLINE
@@ -34,15 +35,19 @@ def write_journal(home: Path, owner: ProcId, ids: range, seq: int = 0, tail: byt
     return path
 
 
-def test_partial_last_line_is_dropped_with_a_warning(
+def test_partial_last_line_is_quarantined_with_an_error(
     costline_home: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     owner = ProcId(HOST, dead_pid(), 12345, "deadbeef")
     cut = orjson.dumps(event_row(event(3)), option=OPT)[:40]  # killed mid-write
-    path = write_journal(costline_home, owner, range(3), tail=cut)
+    path = write_journal(costline_home, owner, range(3), tail=cut)  # unframed: older version
     with caplog.at_level(logging.WARNING, logger="costline.usage"):
         assert recover() == 3
-    assert any("partial last line" in r.message and path.name in r.message for r in caplog.records)
+    stem = path.name.removesuffix(".jsonl")
+    assert any("torn tail" in r.message and stem in r.message for r in caplog.records)
+    (item,) = quarantine_summary(costline_home).items
+    assert (item.rows, item.kind) == (1, "journal records")
+    assert (costline_home / "quarantine" / item.name).read_bytes() == cut + b"\n"
     assert sorted(Reader().events(columns=["request_id"])["request_id"]) == [
         event(i).request_id for i in range(3)
     ]
@@ -124,7 +129,7 @@ def test_reader_start_recovers_and_live_writers_are_left_alone(costline_home: Pa
     assert Reader().count() == 9
 
 
-def test_unreadable_middle_line_is_skipped_and_the_rest_kept(
+def test_unreadable_middle_line_is_quarantined_and_the_rest_kept(
     costline_home: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     owner = ProcId(HOST, dead_pid(), 1, "eeee0001")
@@ -134,7 +139,9 @@ def test_unreadable_middle_line_is_skipped_and_the_rest_kept(
         fh.write(b"".join(orjson.dumps(event_row(event(i)), option=OPT) for i in range(2, 4)))
     with caplog.at_level(logging.WARNING, logger="costline.usage"):
         assert recover() == 4
-    assert "skipped 2 unreadable lines" in caplog.text
+    assert "2 records quarantined" in caplog.text
+    (item,) = quarantine_summary(costline_home).items
+    assert item.rows == 2 and "unreadable JSON x1" in item.reason
     assert sorted(Reader().events(columns=["request_id"])["request_id"]) == [
         event(i).request_id for i in range(4)
     ]

@@ -13,6 +13,7 @@ import pandas as pd
 
 from console.frames.overview import next_period
 from console.selection import Money, Scope
+from core.export import escape_frame
 from core.insights import Backtest, BudgetOutlook, Finding, Forecast
 
 
@@ -306,4 +307,4 @@ def csv_bytes(fc: Forecast, money: Money) -> bytes:
     for col in [c for c in f.columns if c == "yhat" or c.startswith(("lower_", "upper_"))]:
         name = "forecast" if col == "yhat" else col
         out[f"{name}_{money.currency}"] = (f[col] * rate).round(4)
-    return out.to_csv(index=False).encode()
+    return escape_frame(out).to_csv(index=False).encode()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from core.errors import ConfigError
+from core.settings import comma_list
 
 
 def parse_rates(text: str) -> dict[str, str]:
@@ -22,7 +23,7 @@ def parse_rates(text: str) -> dict[str, str]:
 
 def parse_list(text: str) -> list[str]:
     """One value per line or comma-separated; blanks dropped (core validates each)."""
-    return [v.strip() for v in text.replace("\n", ",").split(",") if v.strip()]
+    return list(comma_list(text.replace("\n", ",")))
 
 
 def parse_retention(text: str) -> int | None:

@@ -19,6 +19,7 @@ from core.control import (
 )
 from core.errors import ConfigError
 from core.pricing import Catalog
+from core.settings import comma_list
 
 STRATEGY_PARAMS: Mapping[str, tuple[str, ...]] = {
     "always": (),
@@ -81,7 +82,7 @@ def policy_values(p: RoutingPolicy | None) -> dict[str, Any]:
 
 
 def parse_policy(v: Mapping[Any, Any]) -> RoutingPolicy:
-    fallbacks = tuple(m.strip() for m in text_value(v, "fallbacks").split(",") if m.strip())
+    fallbacks = comma_list(text_value(v, "fallbacks"))
     return RoutingPolicy(
         task=text_value(v, "task"),
         primary_model=text_value(v, "primary_model"),

@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from core.settings import comma_list
+
 if TYPE_CHECKING:
     from core.api._context import Context
     from core.control import Actor
@@ -108,7 +110,7 @@ class Call:
         values = self.query.get(name)
         if not values:
             return None
-        return [v.strip() for item in values for v in item.split(",") if v.strip()]
+        return [v for item in values for v in comma_list(item)]
 
 
 Handler = Callable[[Call], "Reply | Json"]

@@ -8,6 +8,7 @@ from dataclasses import replace
 
 from core.control import RoutingPolicy
 from core.errors import BadRequest, CostlineError
+from core.names import name_problem
 from core.types import ChatRequest, Completion
 
 from . import cache, gate
@@ -23,6 +24,7 @@ ROLES = frozenset({"system", "user", "assistant", "tool"})
 
 def start(ctx: Context, req: ChatRequest, *, flushed: bool = False) -> Call | Completion:
     """``flushed``: the one call of a LOW sampling batch (the gate already decided it)."""
+    ctx.log.check()  # UsageLogUnavailable (disk full) before any provider is paid
     call = Call(req, req.model or f"task:{req.task}")
     try:
         validate(req)
@@ -51,6 +53,7 @@ def start(ctx: Context, req: ChatRequest, *, flushed: bool = False) -> Call | Co
 
 def validate(req: ChatRequest) -> None:
     """Reject malformed requests before any HTTP call, naming what is wrong."""
+    check_names(req)
     if not req.messages:
         raise BadRequest("messages is empty: a chat request needs at least one message")
     for i, m in enumerate(req.messages):
@@ -70,6 +73,15 @@ def validate(req: ChatRequest) -> None:
     t = req.temperature
     if t is not None and not (0.0 <= t <= 2.0):
         raise BadRequest(f"temperature must be between 0 and 2, got {t}")
+
+
+def check_names(req: ChatRequest) -> None:
+    """org, project, user, task and app are names people read in the console: no control,
+    bidi-override or zero-width characters (see core.names)."""
+    for name in ("org", "project", "user", "task", "app"):
+        value = getattr(req, name)
+        if isinstance(value, str) and (problem := name_problem(value)):
+            raise BadRequest(f"{name}: {problem}")
 
 
 def apply_policy(req: ChatRequest, policy: RoutingPolicy) -> ChatRequest:

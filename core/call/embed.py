@@ -57,6 +57,7 @@ async def aembed(ctx: Context, req: EmbedRequest) -> Embeddings:
     """The async adapter: one embeddings request through the steps."""
     if not req.inputs or not all(isinstance(t, str) and t for t in req.inputs):
         raise BadRequest("input: give one or more non-empty strings")
+    ctx.log.check()  # UsageLogUnavailable before any provider is paid
     call = Call(_chat_view(req), req.model, f"{req.model}: requested", embedding=True)
     try:
         cand = candidate(ctx, req.model)

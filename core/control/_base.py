@@ -28,6 +28,8 @@ from . import _schema as s
 from ._engine import control_url, make_engine, read_tx, write_tx
 from ._migrations import migrate
 from ._models import DEFAULT_SETTINGS, SYSTEM, Actor
+from ._passwords import SCRYPT_N, check_cost
+from ._throttle import Phantoms
 
 T = TypeVar("T")
 # A check of the stored value, run inside the write transaction before it changes anything
@@ -71,12 +73,16 @@ class StoreBase:
         model_exists: Callable[[str], bool] | None = None,
         auto_migrate: bool = True,
         now: Callable[[], datetime] | None = None,
+        scrypt_n: int = SCRYPT_N,
     ):
+        """``scrypt_n``: the cost of new password hashes. Lower it only in tests, here:
+        nothing else (no setting, no environment variable) can."""
         self.url = control_url(url)
+        self.scrypt_n = check_cost(scrypt_n)
         self.engine = make_engine(self.url)
         self.model_exists = model_exists
         self.now = now or clock.now
-        self.login_phantoms: dict[str, tuple[int, datetime | None]] = {}  # see auth._phantom
+        self.login_phantoms = Phantoms()  # unknown usernames' sign-in failures
         if auto_migrate:
             migrate(self.engine)
 

@@ -28,6 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
+from core.private import private_dir, private_open
 from core.settings import costline_home
 
 BUSY_TIMEOUT_MS = 15_000
@@ -54,11 +55,18 @@ def make_engine(url: str | None = None) -> Engine:
     if memory:
         kw.update(poolclass=StaticPool, connect_args={"check_same_thread": False})
     else:
-        Path(parsed.database or "").parent.mkdir(parents=True, exist_ok=True)
+        _private_db(Path(parsed.database or ""))
     engine = sa.create_engine(parsed, **kw)
     sa.event.listen(engine, "connect", _sqlite_connect)
     sa.event.listen(engine, "begin", _sqlite_begin)
     return engine
+
+
+def _private_db(path: Path) -> None:
+    """Create the database file 0600 before SQLite does (it would use the umask); SQLite
+    gives its -wal and -shm files the database file's mode."""
+    private_dir(path.parent)
+    os.close(private_open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC))
 
 
 def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:

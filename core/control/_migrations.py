@@ -317,6 +317,26 @@ def m007_virtual_keys(conn: Connection) -> None:
     md.create_all(conn)
 
 
+def m008_login_security(conn: Connection) -> None:
+    """Sign-in hardening: a user may have to change the password at the next sign-in (the
+    generated first admin password), and failed sign-ins are counted per client and
+    username, so one client cannot lock an account for everyone."""
+    conn.execute(
+        sa.text("ALTER TABLE users ADD COLUMN must_change_password BOOLEAN NOT NULL DEFAULT FALSE")
+    )
+    md = sa.MetaData()
+    sa.Table(
+        "login_throttle",
+        md,
+        sa.Column("client", sa.Text, primary_key=True),
+        sa.Column("username", sa.Text, primary_key=True),
+        *_cols(
+            ("failures", sa.Integer, False), ("locked_until", TS, True), ("updated_at", TS, False)
+        ),
+    )
+    md.create_all(conn)
+
+
 Migration = Callable[[Connection], None]
 MIGRATIONS: list[Migration] = [
     m001_initial,
@@ -326,6 +346,7 @@ MIGRATIONS: list[Migration] = [
     m005_api_tokens,
     m006_alert_inbox,
     m007_virtual_keys,
+    m008_login_security,
 ]
 
 _md = sa.MetaData()

@@ -154,6 +154,7 @@ users = sa.Table(
     col("locked_until", UTCDateTime, True),
     col("created_at", UTCDateTime),
     col("disabled", sa.Boolean),
+    col("must_change_password", sa.Boolean, server_default=sa.false()),  # m008
 )
 audit_log = sa.Table(
     "audit_log",
@@ -260,4 +261,13 @@ virtual_keys = sa.Table(  # m007: the gateway's virtual keys (a keyed hash, neve
     col("revoked_at", UTCDateTime, True),
     col("revoked_by", sa.Text, True),
     sa.UniqueConstraint("key_hash", name="uq_virtual_keys_hash"),
+)
+login_throttle = sa.Table(  # m008: failed sign-ins per client and username (see auth.py)
+    "login_throttle",
+    metadata,
+    col("client", sa.Text, primary_key=True),
+    col("username", sa.Text, primary_key=True),
+    col("failures", sa.Integer),
+    col("locked_until", UTCDateTime, True),
+    col("updated_at", UTCDateTime),
 )

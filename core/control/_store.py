@@ -276,5 +276,16 @@ class ControlPlane(KeyStore, AlertInbox, TokenStore):
     def disable_user(self, username: str, actor: Actor, disabled: bool = True) -> User:
         return auth.disable_user(self, username, actor, disabled)
 
-    def authenticate(self, username: str, password: str) -> Actor:
-        return auth.authenticate(self, username, password)
+    def authenticate(self, username: str, password: str, client: str | None = None) -> Actor:
+        return auth.authenticate(self, username, password, client)
+
+    def unlock_user(self, username: str, actor: Actor) -> User:
+        return auth.unlock_user(self, username, actor)
+
+    def must_change_password(self, username: str) -> bool:
+        return auth.must_change_password(self, username)
+
+    def change_own_password(
+        self, username: str, current: str, new: str, client: str | None = None
+    ) -> None:
+        auth.change_own_password(self, username, current, new, client)

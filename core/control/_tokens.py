@@ -23,6 +23,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from core.errors import ConfigError, PermissionDenied
+from core.private import private_dir
 from core.settings import costline_home
 
 from . import _rows as rows
@@ -43,7 +44,7 @@ def _file_pepper(path: Path) -> bytes:
         return path.read_bytes()
     except FileNotFoundError:
         pass
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:  # another process made it first

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from core.errors import ConfigError
+from core.names import name_problem
 from core.types import CRITICALITIES
 
 from ._models import (
@@ -61,6 +62,8 @@ def fail(field: str, problem: str, value: object) -> ConfigError:
 
 
 def check_id(field: str, value: object) -> str:
+    if isinstance(value, str) and (problem := name_problem(value)):
+        raise fail(field, problem, value)
     if not isinstance(value, str) or not ID_RE.match(value):
         raise fail(
             field, "must be 1-128 letters, digits or ._:@/- starting with a letter or digit", value
@@ -71,8 +74,9 @@ def check_id(field: str, value: object) -> str:
 def check_name(field: str, value: object) -> str:
     if not isinstance(value, str) or not value.strip() or len(value) > 200:
         raise fail(field, "must be a non-empty text of at most 200 characters", value)
-    if any(ord(c) < 32 for c in value):
-        raise fail(field, "must not contain control characters", value)
+    problem = name_problem(value)
+    if problem:
+        raise fail(field, problem, value)
     return value.strip()
 
 

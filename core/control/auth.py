@@ -1,24 +1,23 @@
-"""Console users: scrypt password hashes, sign-in with lock-out, the first admin.
+"""Console users: scrypt password hashes, sign-in with throttling, the first admin.
 
-Hashes look like ``scrypt$16384$8$1$<salt b64>$<key b64>`` (parameters travel with the hash,
-so they can be raised later). Sign-in never says whether a user exists: unknown users cost
-the same scrypt work and get the same answers (their lock-out is counted in memory).
-After ``MAX_FAILURES`` consecutive failures an account is locked for 30 s, doubling with every
-further failure up to one hour; while locked the password is not even checked.
-There is no default password: ``ensure_admin`` creates ``admin`` once, with the password from
-``COSTLINE_ADMIN_PASSWORD`` or a random one that it returns for the caller to print.
+Hashes (``_passwords.py``) carry their scrypt parameters; a hash made at a lower cost than
+the plane's (``ControlPlane(scrypt_n=...)``, OWASP's 2^17 by default) is re-hashed on the
+next successful sign-in. Sign-in never says whether a user exists: unknown users cost the
+same scrypt work and get the same answers. Failed attempts are counted atomically before
+the password is checked, per client and per account (``_throttle.py``); while locked the
+password is not even checked. ``unlock_user`` (``costline users unlock NAME``) clears both.
+There is no default password: ``ensure_admin`` creates ``admin`` once, with the password
+from ``COSTLINE_ADMIN_PASSWORD`` or a random one that it returns for the caller to print;
+a generated one must be changed at the first sign-in (``must_change_password``).
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import os
 import secrets
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -26,17 +25,32 @@ from sqlalchemy.engine import Connection
 from core.errors import ConfigError, PermissionDenied
 
 from . import _schema as s
+from . import _throttle as th
 from . import _validate as v
 from ._engine import write_tx
 from ._models import SYSTEM, Actor, User
+from ._passwords import SCRYPT_N, hash_password, needs_rehash, verify_password
 from ._rows import user_from_row
+from ._throttle import MAX_FAILURES, lock_delay
 
 if TYPE_CHECKING:
     from ._store import ControlPlane
 
-SCRYPT_N, SCRYPT_R, SCRYPT_P, KEY_LEN = 2**14, 8, 1, 32
-MAX_FAILURES = 5
-FIRST_LOCK_S, MAX_LOCK_S = 30, 3600
+__all__ = [
+    "ADMIN",
+    "MAX_FAILURES",
+    "SCRYPT_N",
+    "AccountLocked",
+    "LoginFailed",
+    "authenticate",
+    "change_own_password",
+    "ensure_admin",
+    "hash_password",
+    "lock_delay",
+    "must_change_password",
+    "unlock_user",
+    "verify_password",
+]
 ADMIN = "admin"
 
 
@@ -56,117 +70,130 @@ class AccountLocked(LoginFailed):
         self.locked_until = locked_until
 
 
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
-def hash_password(password: str) -> str:
-    salt = os.urandom(16)
-    key = hashlib.scrypt(
-        password.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, dklen=KEY_LEN
-    )
-    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${_b64(salt)}${_b64(key)}"
-
-
-def verify_password(password: str, encoded: str) -> bool:
-    try:
-        algo, n, r, p, salt, key = encoded.split("$")
-        if algo != "scrypt":
-            return False
-        expected = base64.b64decode(key)
-        got = hashlib.scrypt(
-            password.encode(),
-            salt=base64.b64decode(salt),
-            n=int(n),
-            r=int(r),
-            p=int(p),
-            dklen=len(expected),
-            maxmem=256 * 1024 * 1024,
-        )
-    except (ValueError, TypeError):
-        return False
-    return hmac.compare_digest(got, expected)
-
-
 @cache
-def _dummy_hash() -> str:
-    return hash_password(secrets.token_hex(16))
+def _dummy_hash(n: int) -> str:
+    return hash_password(secrets.token_hex(16), n)
 
 
-def lock_delay(failures: int) -> timedelta:
-    """How long the account stays locked after ``failures`` consecutive failures."""
-    if failures < MAX_FAILURES:
-        return timedelta(0)
-    return timedelta(seconds=min(FIRST_LOCK_S * 2 ** (failures - MAX_FAILURES), MAX_LOCK_S))
-
-
-def authenticate(plane: ControlPlane, username: str, password: str) -> Actor:
-    """The signed-in Actor, or LoginFailed / AccountLocked (never 'no such user')."""
-    now = plane.now()
+def authenticate(
+    plane: ControlPlane, username: str, password: str, client: str | None = None
+) -> Actor:
+    """The signed-in Actor, or LoginFailed / AccountLocked (never 'no such user').
+    ``client`` names who is asking (the console passes the browser's address): failures
+    are throttled per client and username, and per username over all clients."""
+    now, client = plane.now(), th.client_key(client)
     with plane.engine.connect() as conn:
         row = (
             conn.execute(sa.select(s.users).where(s.users.c.username == username))
             .mappings()
             .first()
         )
-    if row is None:
-        return _phantom(plane, username, password, now)
-    if row["locked_until"] is not None and row["locked_until"] > now:
-        raise AccountLocked(row["locked_until"])
+    try:
+        if row is None:
+            until = plane.login_phantoms.charge(client, username, now)
+            verify_password(password, _dummy_hash(plane.scrypt_n))
+            _refuse(until)
+        if row["locked_until"] is not None and row["locked_until"] > now:
+            raise th.Locked(row["locked_until"])
+        client_until = th.charge_client(plane.engine, client, username, now)
+        account_until = th.charge_account(plane.engine, username, now)
+    except th.Locked as exc:
+        raise AccountLocked(exc.until) from None
     ok = verify_password(password, row["password_hash"]) and not row["disabled"]
-    users = s.users
-    until = None
-    with write_tx(plane.engine) as wconn:  # commit the count, then raise
-        if ok:
-            wconn.execute(
-                users.update()
-                .where(users.c.username == username)
-                .values(failed_attempts=0, locked_until=None)
+    if ok:
+        th.clear(plane.engine, client, username)
+        _rehash(plane, username, password, row["password_hash"])
+        return Actor(username, row["role"])
+    locks = [u for u in (client_until, account_until) if u is not None]
+    if locks:
+        with write_tx(plane.engine) as conn:
+            failures = conn.scalar(
+                sa.select(s.users.c.failed_attempts).where(s.users.c.username == username)
             )
-            return Actor(username, row["role"])
-        failures = (
-            wconn.scalar(
-                users.update()
-                .where(users.c.username == username)
-                .values(failed_attempts=users.c.failed_attempts + 1)
-                .returning(users.c.failed_attempts)
-            )
-            or 0
-        )
-        if failures >= MAX_FAILURES:
-            until = now + lock_delay(failures)
-            wconn.execute(
-                users.update().where(users.c.username == username).values(locked_until=until)
-            )
-            plane._audit(
-                wconn,
-                SYSTEM,
-                "user.locked",
-                "user",
-                username,
-                None,
-                {"failed_attempts": failures, "locked_until": until},
-                bump=False,
-            )
+            details = {"client": client, "failed_attempts": failures, "locked_until": max(locks)}
+            if account_until is not None:
+                details["account_locked_until"] = account_until
+            plane._audit(conn, SYSTEM, "user.locked", "user", username, None, details, bump=False)
+    _refuse(max(locks, default=None))
+
+
+def _refuse(until: datetime | None) -> NoReturn:
     if until is None:
         raise LoginFailed()
     raise AccountLocked(until)
 
 
-def _phantom(plane: ControlPlane, username: str, password: str, now: datetime) -> Actor:
-    """Unknown user: same work, same answers as a real one, counted in this process only."""
-    failures, until = plane.login_phantoms.get(username, (0, None))
-    if until is not None and until > now:
-        raise AccountLocked(until)
-    verify_password(password, _dummy_hash())
-    failures += 1
-    until = now + lock_delay(failures) if failures >= MAX_FAILURES else None
-    if len(plane.login_phantoms) > 10_000:
-        plane.login_phantoms.clear()
-    plane.login_phantoms[username] = (failures, until)
-    if until is not None:
-        raise AccountLocked(until)
-    raise LoginFailed()
+def _rehash(plane: ControlPlane, username: str, password: str, stored: str) -> None:
+    """A hash made at a lower cost than the plane's: replace it (unless it changed)."""
+    if not needs_rehash(stored, plane.scrypt_n):
+        return
+    fresh = hash_password(password, plane.scrypt_n)
+    u = s.users
+    with write_tx(plane.engine) as conn:
+        conn.execute(
+            u.update()
+            .where(u.c.username == username, u.c.password_hash == stored)
+            .values(password_hash=fresh)
+        )
+
+
+def unlock_user(plane: ControlPlane, username: str, actor: Actor) -> User:
+    """Clear every failure count and lock of ``username`` (all clients); audited."""
+    with plane._tx(actor, "user") as conn:
+        before = _user(conn, username)
+        t = s.login_throttle
+        locks = conn.execute(
+            sa.select(t.c.client, t.c.failures, t.c.locked_until).where(t.c.username == username)
+        ).all()
+        conn.execute(t.delete().where(t.c.username == username))
+        conn.execute(
+            s.users.update()
+            .where(s.users.c.username == username)
+            .values(failed_attempts=0, locked_until=None)
+        )
+        after = _user(conn, username)
+        details = {
+            "failed_attempts": before.failed_attempts,
+            "locked_until": before.locked_until,
+            "clients": [
+                {"client": c, "failures": f, "locked_until": until} for c, f, until in locks
+            ],
+        }
+        plane._audit(conn, actor, "user.unlock", "user", username, details, after, bump=False)
+    plane.login_phantoms.forget(username)
+    return after
+
+
+def must_change_password(plane: ControlPlane, username: str) -> bool:
+    """Must this user choose a new password before using the console?"""
+    with plane.engine.connect() as conn:
+        flag = conn.scalar(
+            sa.select(s.users.c.must_change_password).where(s.users.c.username == username)
+        )
+    return bool(flag)
+
+
+def change_own_password(
+    plane: ControlPlane, username: str, current: str, new: str, client: str | None = None
+) -> None:
+    """A signed-in user's own change: the current password is checked (and throttled like
+    a sign-in), the new one must differ; clears ``must_change_password``; audited."""
+    new = v.validate_password(new)
+    if new == current:
+        raise ConfigError(
+            "password: choose a password different from the current one", field="password"
+        )
+    actor = authenticate(plane, username, current, client)
+    hashed = hash_password(new, plane.scrypt_n)
+    with write_tx(plane.engine) as conn:
+        conn.execute(
+            s.users.update()
+            .where(s.users.c.username == username)
+            .values(password_hash=hashed, must_change_password=False)
+        )
+        plane._audit(
+            conn, actor, "user.change_password", "user", username, None, {"password": "changed"}
+        )
 
 
 def _user(conn: Connection, username: str) -> User:
@@ -191,10 +218,18 @@ def _other_admins(conn: Connection, username: str) -> int:
     )
 
 
-def create_user(plane: ControlPlane, username: str, password: str, role: str, actor: Actor) -> User:
+def create_user(
+    plane: ControlPlane,
+    username: str,
+    password: str,
+    role: str,
+    actor: Actor,
+    *,
+    must_change: bool = False,
+) -> User:
     username = v.validate_username(username)
     role = v.validate_role(role)
-    hashed = hash_password(v.validate_password(password))  # slow part outside the lock
+    hashed = hash_password(v.validate_password(password), plane.scrypt_n)  # outside the lock
     with plane._tx(actor, "user") as conn:
         if conn.scalar(sa.select(s.users.c.username).where(s.users.c.username == username)):
             raise ConfigError(f"username: {username!r} already exists", field="username")
@@ -208,6 +243,7 @@ def create_user(plane: ControlPlane, username: str, password: str, role: str, ac
                 locked_until=None,
                 created_at=user.created_at,
                 disabled=False,
+                must_change_password=must_change,
             )
         )
         plane._audit(conn, actor, "user.create", "user", username, None, user)
@@ -215,14 +251,21 @@ def create_user(plane: ControlPlane, username: str, password: str, role: str, ac
 
 
 def set_password(plane: ControlPlane, username: str, password: str, actor: Actor) -> None:
-    """New password; also clears failures and any lock. The audit row says only 'changed'."""
-    hashed = hash_password(v.validate_password(password))
+    """New password; also clears failures, every lock and the must-change flag. The audit
+    row says only 'changed'."""
+    hashed = hash_password(v.validate_password(password), plane.scrypt_n)
     with plane._tx(actor, "user") as conn:
         _user(conn, username)
+        conn.execute(s.login_throttle.delete().where(s.login_throttle.c.username == username))
         conn.execute(
             s.users.update()
             .where(s.users.c.username == username)
-            .values(password_hash=hashed, failed_attempts=0, locked_until=None)
+            .values(
+                password_hash=hashed,
+                failed_attempts=0,
+                locked_until=None,
+                must_change_password=False,
+            )
         )
         plane._audit(
             conn, actor, "user.set_password", "user", username, None, {"password": "changed"}
@@ -276,7 +319,7 @@ def ensure_admin(plane: ControlPlane, password_env: str = "COSTLINE_ADMIN_PASSWO
             f"{password_env}: the admin password must be at least 8 characters", field=password_env
         )
     try:
-        create_user(plane, ADMIN, password, ADMIN, SYSTEM)
+        create_user(plane, ADMIN, password, ADMIN, SYSTEM, must_change=generated)
     except ConfigError as exc:
         if exc.field == "username":
             return None  # another process created it first, or 'admin' exists with a lower role

@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from core.demo._table import DEMO_PREFIX
+from core.private import private_dir, private_open
 from core.usage import (
     SegmentInfo,
     conform,
@@ -36,8 +37,8 @@ from core.usage import (
 def locked(home: Path | None, name: str) -> Iterator[None]:
     """An exclusive flock on ``events/<name>`` (compact.lock is the compaction's own)."""
     path = events_dir(home) / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    private_dir(path.parent)
+    fd = private_open(path, os.O_RDWR | os.O_CREAT)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -78,7 +79,7 @@ def _demo_rows(table: pa.Table) -> pa.Array:
 def purge(home: Path | None) -> int:
     """Remove every demo row from the usage log; returns how many."""
     sdir = segments_dir(home)
-    sdir.mkdir(parents=True, exist_ok=True)
+    private_dir(sdir)
     removed = 0
     with locked(home, "compact.lock"):
         snapshot = scan(sdir)

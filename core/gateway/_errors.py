@@ -42,6 +42,7 @@ from core.errors import (
     RequestError,
     RetryableError,
     UnpricedModel,
+    UsageLogUnavailable,
 )
 
 BUDGET_STATUS = 402
@@ -122,6 +123,8 @@ def from_costline(exc: CostlineError, resets_at: datetime | None = None) -> HTTP
         if isinstance(exc, RateLimitExceeded):  # Costline's own limit
             return HTTPError(429, msg, "rate_limit_error", "rate_limit_exceeded", None, retry)
         return HTTPError(503, msg, "upstream_unavailable", "upstream_rate_limited", None, retry)
+    if isinstance(exc, UsageLogUnavailable):
+        return HTTPError(503, msg, "server_error", "usage_log_unavailable")
     if isinstance(exc, UnpricedModel):
         return HTTPError(404, msg, code="model_not_found", param="model")
     if isinstance(exc, ContextWindowExceeded):

@@ -2,7 +2,9 @@
 
 Counters by status, model, provider and key; requests in flight; cost in USD; tokens; the
 gateway's own overhead and the upstream latency as histograms; cache hits; budget
-utilisation (read from the live state when scraped). With several workers the values of
+utilisation (read from the live state when scraped); the usage log's health (events held
+in memory while the disk is full, dropped, write failures, conversion retries: this
+process's) and the events in quarantine, read when scraped. With several workers the values of
 every process are summed through ``PROMETHEUS_MULTIPROC_DIR`` (set by ``serve``).
 """
 
@@ -83,6 +85,7 @@ class Metrics:
         self._children: dict[tuple[Any, ...], Any] = {}
         self.budgets: Callable[[], Iterator[tuple[str, float]]] | None = None
         self.registry.register(_BudgetCollector(self))
+        self.registry.register(_UsageLogCollector())
 
     def _child(self, metric: Any, *values: str) -> Any:
         k = (id(metric), *values)
@@ -134,6 +137,7 @@ class Metrics:
             registry = CollectorRegistry()
             MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
             registry.register(_BudgetCollector(self))
+            registry.register(_UsageLogCollector())
             return generate_latest(registry), CONTENT_TYPE_LATEST
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
@@ -158,3 +162,24 @@ class _BudgetCollector:
             for budget_id, value in source():
                 g.add_metric([budget_id], value)
         yield g
+
+
+class _UsageLogCollector:
+    """The usage log's health (``core.usage.log_health``) and the quarantine, when scraped."""
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        from core.usage import log_health, quarantine_summary
+
+        for name, value in sorted(log_health().items()):
+            yield GaugeMetricFamily(
+                f"costline_usage_log_{name}", f"Usage log of this process: {name}", value=value
+            )
+        q = quarantine_summary()
+        yield GaugeMetricFamily(
+            "costline_usage_quarantined_events",
+            "Usage events in COSTLINE_HOME/quarantine (known rows)",
+            value=q.events,
+        )

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.control import VirtualKey
+from core.settings import comma_list
 from core.types import CRITICALITIES
 
 from ._errors import bad_request, forbidden, unauthorized
@@ -66,7 +67,7 @@ def meta_of(h: Headers, key: VirtualKey, body_user: str | None = None) -> Meta:
             f"x-costline-criticality: {crit!r} is not one of {', '.join(CRITICALITIES)}",
             "x-costline-criticality",
         )
-    tags = tuple(t.strip() for t in (_text(h, "tags") or "").split(",") if t.strip())
+    tags = comma_list(_text(h, "tags"))
     cache = (_text(h, "cache") or "").lower() not in ("no-store", "no-cache", "off", "false")
     return Meta(
         org=bind(key, "org", _text(h, "org")),

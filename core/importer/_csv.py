@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -67,7 +67,8 @@ def dialect(data: bytes) -> Dialect:
         delimiter = csv.Sniffer().sniff(head_lines, delimiters=",;\t|").delimiter
     except csv.Error:
         delimiter = ","
-    header = next(csv.reader(io.StringIO(text), delimiter=delimiter))
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    header = _next_row(reader) or []
     names: list[str] = []
     for raw in header:
         name = raw.strip() or f"column{len(names) + 1}"
@@ -82,14 +83,33 @@ def sample_rows(data: bytes, d: Dialect, max_rows: int) -> list[list[str]]:
     reader = csv.reader(
         io.StringIO(_text(data[: SAMPLE_BYTES * 4], d.encoding)), delimiter=d.delimiter
     )
-    next(reader, None)
+    _next_row(reader)
     rows: list[list[str]] = []
-    for row in reader:
-        if len(rows) >= max_rows:
+    while len(rows) < max_rows:
+        row = _next_row(reader)
+        if row is None:
             break
         if any(v.strip() for v in row):
             rows.append((row + [""] * len(d.columns))[: len(d.columns)])
     return rows
+
+
+def _next_row(reader: Iterator[list[str]]) -> list[str] | None:
+    """The next row (None at the end); a bad one is a ConfigError naming its line, not a
+    raw ``_csv.Error``."""
+    try:
+        return next(reader)
+    except StopIteration:
+        return None
+    except csv.Error as exc:
+        line = getattr(reader, "line_num", 0) or 1
+        if "new-line character" in str(exc):
+            raise ConfigError(
+                f"line {line}: a carriage return (CR) without a line feed inside a field; "
+                "quote that field or save the file with LF or CRLF line endings",
+                field="file",
+            ) from None
+        raise ConfigError(f"line {line}: cannot read the CSV file: {exc}", field="file") from None
 
 
 def _norm(name: str) -> str:

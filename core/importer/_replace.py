@@ -24,14 +24,15 @@ import pyarrow.parquet as pq
 
 from core import clock
 from core.importer._rows import exact_sum
+from core.private import private_dir, private_open
 from core.usage import conform, events_dir, scan, segments_dir, write_segment
 
 
 @contextmanager
 def _compaction_lock(home: Path | None) -> Iterator[None]:
     path = events_dir(home) / "compact.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    private_dir(path.parent)
+    fd = private_open(path, os.O_RDWR | os.O_CREAT)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -90,7 +91,7 @@ def remove_rows(
     """Delete the events of ``source`` with ``start <= ts < end`` whose metadata is not
     ``keep`` (the replacing load's); returns (rows, cost pUSD) removed."""
     sdir = segments_dir(home)
-    sdir.mkdir(parents=True, exist_ok=True)
+    private_dir(sdir)
     removed = cost = 0
     with _compaction_lock(home):
         snapshot = scan(sdir)

@@ -11,6 +11,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from core.export import unescape_cells
 from core.importer._formats import NUMBER_FIELDS, plain_numbers
 from core.importer._keys import row_keys
 from core.importer._parse import Checker, clean, cost, finish, ints, text, timestamps
@@ -19,6 +20,7 @@ from core.pricing import FLAG_OVER_CONTEXT, Catalog
 from core.usage import SCHEMA
 
 US_PER_DAY = 86_400_000_000
+NAME_FIELDS = ("org", "user", "project", "task")
 _TOKEN_FIELDS = (
     "input_tokens",
     "cached_tokens",
@@ -145,11 +147,13 @@ def parse_rows(
         return a if everything else a.take(taken)
 
     model_codes = codes[idx]
+    # OWASP-escaped cells ("'=x", as Costline's own export writes them) are read back as "=x"
+    name_cols = {f: text(unescape_cells(pick(col[f]))) for f in NAME_FIELDS if f in col}
     given_provider = text(pick(col["provider"])) if "provider" in col else None
     strings: dict[str, pa.Array | None] = {
         "model": pick(col["model"]),
         "provider": given_provider,
-        **{f: text(pick(col[f])) for f in ("org", "user", "project", "task") if f in col},
+        **name_cols,
     }
     key_ints = {
         "ts": us[idx],
@@ -174,9 +178,7 @@ def parse_rows(
         "cache_write_1h_tokens": pa.array(np.zeros(len(idx), np.int64)),
         "price_flags": _flags(priced.over_context[sel]),
     }
-    for f in ("org", "user", "project", "task"):
-        if f in col:
-            columns[f] = text(pick(col[f]))
+    columns.update(name_cols)
     counts = np.bincount(model_codes[unpriced], minlength=len(names))
     return Rows(
         keep,

@@ -10,8 +10,10 @@ Readers see an appended event within ``flush_interval_s`` (2 s) even if the writ
 goes idle, or at once after ``flush()``. Writers also compact small segments in the
 background once there are more than ``compact_threshold`` (64) of them.
 
-Layout under ``$COSTLINE_HOME/events/``: ``journal/`` (one JSON-lines file per writing
-process), ``segments/`` (Parquet, the data set), ``compact.lock``.
+Layout under ``$COSTLINE_HOME/events/``: ``journal/`` (one file of framed JSON records per
+writing process), ``segments/`` (Parquet, the data set), ``compact.lock``. Data that fails a
+check (torn or damaged records, a segment whose checksum is wrong) is moved to
+``$COSTLINE_HOME/quarantine/`` with its reason; ``quarantine_summary()`` says what it held.
 
 Writers need pyarrow, orjson and DuckDB (which parses sealed journals in a background thread);
 ``Reader`` (which also needs pandas) is imported on first use.
@@ -23,12 +25,21 @@ from typing import TYPE_CHECKING, Any
 
 from core.usage._compact import CompactResult, compact
 from core.usage._journal import recover
-from core.usage._log import UsageLog
+from core.usage._log import UsageLog, log_health
 from core.usage._prune import prune
+from core.usage._quarantine import QuarantineSummary, quarantine_dir
+from core.usage._quarantine import summary as quarantine_summary
 from core.usage._query import DIMENSIONS, GRAINS, Filters, ident
 from core.usage._rollups import ROLLUP_DIMS, purge_source
 from core.usage._schema import COLUMNS, SCHEMA, STATUSES, Status, UsageEvent, conform, rows_to_table
-from core.usage._segments import SegmentInfo, events_dir, scan, segments_dir, write_segment
+from core.usage._segments import (
+    SegmentInfo,
+    events_dir,
+    journal_dir,
+    scan,
+    segments_dir,
+    write_segment,
+)
 
 if TYPE_CHECKING:
     from core.usage._reader import Reader
@@ -40,11 +51,15 @@ __all__ = [
     "STATUSES",
     "CompactResult",
     "Filters",
+    "QuarantineSummary",
     "Reader",
     "Status",
     "UsageEvent",
     "UsageLog",
     "compact",
+    "log_health",
+    "quarantine_dir",
+    "quarantine_summary",
     "recover",
     "rows_to_table",
     "segments_dir",
@@ -55,6 +70,7 @@ __all__ = [
     "conform",
     "events_dir",
     "ident",
+    "journal_dir",
     "prune",
     "purge_source",
     "scan",

@@ -31,6 +31,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from core.private import private_dir, private_open
 from core.usage import _rollups
 from core.usage._journal import CLAIM, JOURNAL_SUFFIX
 from core.usage._schema import conform
@@ -41,6 +42,7 @@ from core.usage._segments import (
     Snapshot,
     events_dir,
     journal_dir,
+    quarantine_segment,
     remove_stale_temps,
     scan,
     segment_info,
@@ -228,8 +230,8 @@ def _compact(
     keep_s: float,
 ) -> CompactResult:
     sdir = segments_dir(home)
-    sdir.mkdir(parents=True, exist_ok=True)
-    lock_fd = os.open(events_dir(home) / "compact.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    private_dir(sdir)
+    lock_fd = private_open(events_dir(home) / "compact.lock", os.O_RDWR | os.O_CREAT)
     _LOCK_FDS[lock_fd] = threading.get_ident()
     try:
         try:
@@ -269,9 +271,14 @@ def _compact_locked(
         if stop is not None and stop.is_set():
             break
         name = f"compact-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{secrets.token_hex(4)}"
-        path, rows = write_segment_stream(
-            _chunks(group, CHUNK_ROWS), sdir, name, replaces=_replaces(group, journals)
-        )
+        try:
+            path, rows = write_segment_stream(
+                _chunks(group, CHUNK_ROWS), sdir, name, replaces=_replaces(group, journals)
+            )
+        except (pa.ArrowException, ValueError) as exc:  # a damaged input (no checksum)
+            log.warning("compaction: an input segment is unreadable (%s); checking each", exc)
+            _quarantine_unreadable(group)
+            continue
         merged_info = segment_info(path, path.stat())
         if merged_info is not None:
             _rollups.after_merge(home, merged_info)
@@ -283,6 +290,18 @@ def _compact_locked(
         written += 1
         log.info("compacted %d usage segments (%d rows) into %s", len(group), rows, name)
     return CompactResult(merged, written)
+
+
+def _quarantine_unreadable(group: list[SegmentInfo]) -> None:
+    """Read each segment whole; quarantine those that fail (older segments carry no
+    checksum, so a damaged data page shows only when it is read)."""
+    for seg in group:
+        try:
+            pq.read_table(seg.path)
+        except FileNotFoundError:
+            continue
+        except (pa.ArrowException, ValueError, OSError) as exc:
+            quarantine_segment(seg.path, f"unreadable: {exc}")
 
 
 def _after_fork() -> None:

@@ -1,9 +1,9 @@
 """Per-process journals and their recovery.
 
-A writer appends one JSON line per event to ``events/journal/<host>_<pid>_<start>_<token>_<seq>
-.jsonl``; the journal becomes the segment ``events/segments/<same stem>.parquet``. That shared
-name makes recovery idempotent: a journal whose segment already exists (or was merged into a
-compacted one) is only deleted.
+A writer appends one framed record per event (see _frame) to
+``events/journal/<host>_<pid>_<start>_<token>_<seq>.jsonl``; the journal becomes the
+segment ``events/segments/<same stem>.parquet``. That shared name makes recovery idempotent:
+a journal whose segment already exists (or was merged into a compacted one) is only deleted.
 
 recover() claims a dead writer's journal by renaming it to ``<name>.recovering.<claimer>``
 first, so two recoverers never convert the same journal.
@@ -23,6 +23,7 @@ import duckdb
 
 from core.usage._convert import connect, convert_journal
 from core.usage._procid import HOST, ProcId
+from core.usage._quarantine import quarantine_file
 from core.usage._segments import SUFFIX, Snapshot, journal_dir, scan, segments_dir
 
 log = logging.getLogger("costline.usage")
@@ -58,13 +59,20 @@ def _locked_by_owner(path: Path) -> bool:
 
 
 def _writer_alive(owner: ProcId, path: Path) -> bool:
+    """A live writer holds its journal's flock: always ask the lock, whatever the host name
+    (containers in other PID namespaces share host names and file systems, so a pid unknown
+    here proves nothing). A free lock is trusted once the pid is gone here too (same host),
+    or the file has been quiet for FOREIGN_QUIET_S (another host; file systems without
+    flock)."""
+    if _locked_by_owner(path):
+        return True
     if owner.host == HOST:
         return owner.alive_here()
     try:
         quiet = time.time() - path.stat().st_mtime > FOREIGN_QUIET_S
     except FileNotFoundError:
         return True
-    return not quiet or _locked_by_owner(path)
+    return not quiet
 
 
 def recover(home: Path | None = None) -> int:
@@ -96,8 +104,11 @@ def recover(home: Path | None = None) -> int:
         try:
             stem = original.removesuffix(JOURNAL_SUFFIX)
             total += _recover_one(claimed, sdir, stem, snapshot, con)
-        except Exception:  # keep going; the claim is retried once this process is gone
+        except OSError:  # keep going; the claim is retried once this process is gone
             log.exception("could not recover usage journal %s", claimed)
+        except Exception as exc:  # unreadable whatever the disk: out of the way, kept
+            log.exception("could not recover usage journal %s: quarantined", claimed)
+            quarantine_file(home, claimed, f"recovery failed: {exc}", kind="journal")
     if con is not None:
         con.close()
     return total

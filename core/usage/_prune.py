@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from core import clock
 from core.errors import ConfigError
+from core.private import private_dir, private_open
 from core.usage import _rollups
 from core.usage._segments import SegmentInfo, events_dir, fsync_dir, scan, segments_dir
 
@@ -58,8 +59,8 @@ def prune(home: Path | None, keep_days: int, *, now: datetime | None = None) -> 
         raise ConfigError(f"retention_days: must be a whole number >= 1 (got {keep_days!r})")
     cutoff = (now or clock.now()) - timedelta(days=keep_days)
     sdir = segments_dir(home)
-    sdir.mkdir(parents=True, exist_ok=True)
-    lock_fd = os.open(events_dir(home) / "compact.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    private_dir(sdir)
+    lock_fd = private_open(events_dir(home) / "compact.lock", os.O_RDWR | os.O_CREAT)
     try:
         fcntl.flock(lock_fd, fcntl.LOCK_EX)
         return _prune_locked(home, sdir, cutoff)
@@ -79,7 +80,7 @@ def _prune_locked(home: Path | None, sdir: Path, cutoff: datetime) -> PruneResul
         target = gone / seg.name
         if not target.exists():
             if (live / seg.name).exists():  # written without fsync: make it durable first
-                gone.mkdir(parents=True, exist_ok=True)
+                private_dir(gone)
                 _rollups.fsync_file(live / seg.name)
                 os.rename(live / seg.name, target)
                 fsync_dir(gone)

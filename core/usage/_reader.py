@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from core.errors import ConfigError
+from core.private import private_dir
 from core.settings import costline_home
 from core.types import pico_to_usd
 from core.usage._convert import DUCK_TYPES, arrow_table
@@ -104,7 +105,7 @@ class Reader:
     def __init__(self, home: Path | None = None, *, threads: int | None = None) -> None:
         self.home = home if home is not None else costline_home()
         self._sdir = segments_dir(self.home)
-        self._sdir.mkdir(parents=True, exist_ok=True)
+        private_dir(self._sdir)
         self._sdir = self._sdir.resolve()  # DuckDB's allowed_directories compares real paths
         recover(self.home)
         self._lock = threading.RLock()
@@ -118,7 +119,7 @@ class Reader:
         with contextlib.suppress(duckdb.Error):  # segments never change once written
             con.execute("SET parquet_metadata_cache = true")
         self._rdir = pruned_dir(self.home)
-        self._rdir.mkdir(parents=True, exist_ok=True)
+        private_dir(self._rdir)
         self._rdir = self._rdir.resolve()
         dirs = ", ".join(_literal(str(d) + "/") for d in (self._sdir, self._rdir))
         con.execute(f"SET allowed_directories = [{dirs}]")

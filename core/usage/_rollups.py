@@ -23,6 +23,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from core.private import make_private, private_dir
 from core.usage._convert import DUCK_TYPES
 from core.usage._schema import COLUMNS, SCHEMA
 from core.usage._segments import SUFFIX, SegmentInfo, events_dir, fsync_dir
@@ -149,13 +150,14 @@ def write_rollup(
     """Aggregate ``segments`` into ``directory/name`` atomically (DuckDB streams the rows
     and spills a large aggregate to disk, so memory stays bounded). ``durable=False`` skips
     the fsyncs: fine for the rollup of a present segment, which can be computed again."""
-    directory.mkdir(parents=True, exist_ok=True)
+    private_dir(directory)
     final = directory / name
     tmp = directory / f".{name}.{os.getpid()}.{threading.get_ident()}.tmp"
     con = _connect(home)
     try:
         sql = aggregate_sql(_source(segments), raw=True)
         con.execute(f"COPY ({sql}) TO {_literal(str(tmp))} (FORMAT parquet)")
+        make_private(tmp)
         if durable:
             fsync_file(tmp)
         os.rename(tmp, final)
@@ -221,6 +223,7 @@ def purge_source(home: Path | None, source: str) -> int:
         rest = table.filter(pc.invert(hit))
         tmp = directory / f".{path.name}.{os.getpid()}.tmp"
         pq.write_table(rest, tmp, compression="snappy")
+        make_private(tmp)
         os.replace(tmp, path)
         removed += n
     if removed:

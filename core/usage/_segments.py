@@ -1,5 +1,12 @@
 """Parquet segments: the one writer, validation (cached), and the set a reader should see.
 
+Every segment carries a CRC32 of its bytes up to the footer in its Parquet key-value metadata
+(``costline.crc32``, ``costline.crc_bytes``). A process checks it the first time it sees a
+segment (reading the file once; cached by name, size and mtime); a segment whose checksum,
+footer or schema is wrong is moved to the quarantine (see _quarantine), so readers,
+compaction and exports never read it and ``costline doctor`` says what it held. Segments of
+older versions have no checksum: only their footer and schema are checked.
+
 A compacted segment names the segments it replaces in its Parquet key-value metadata
 (``costline.replaces``). Readers skip every segment named there by a present, valid segment,
 so during a compaction a reader sees either the old files or the merged one, never both.
@@ -7,12 +14,14 @@ so during a compaction a reader sees either the old files or the merged one, nev
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import secrets
 import threading
 import time
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +30,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from core.private import private_dir, private_open
 from core.settings import costline_home
 from core.usage._schema import SCHEMA, conform
 
@@ -28,6 +38,9 @@ log = logging.getLogger("costline.usage")
 
 SUFFIX = ".parquet"
 REPLACES_KEY = b"costline.replaces"
+CRC_KEY = b"costline.crc32"
+CRC_BYTES_KEY = b"costline.crc_bytes"
+_CHUNK = 1 << 20
 ROW_GROUP_ROWS = 122_880  # DuckDB scans row groups of this size in parallel
 COMPRESSION = "snappy"  # DuckDB decodes it ~20% faster than zstd; files ~25% larger
 
@@ -76,7 +89,7 @@ def write_segment_stream(
 ) -> tuple[Path, int]:
     """``write_segment`` for tables that arrive one at a time, so memory holds one of them,
     not the whole file. Returns (path, rows written)."""
-    directory.mkdir(parents=True, exist_ok=True)
+    private_dir(directory)
     schema = SCHEMA
     if replaces:
         schema = SCHEMA.with_metadata({REPLACES_KEY: orjson.dumps(sorted(replaces))})
@@ -84,11 +97,16 @@ def write_segment_stream(
     tmp = directory / f".{name}.{secrets.token_hex(4)}.tmp"
     rows = 0
     try:
-        with open(tmp, "wb") as fh:
+        fd = private_open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC)
+        with os.fdopen(fd, "wb") as fh:
             with pq.ParquetWriter(fh, schema, compression=COMPRESSION) as writer:
                 for table in tables:
                     writer.write_table(conform(table), row_group_size=row_group_rows)
                     rows += table.num_rows
+                fh.flush()  # every row group is in the file: checksum it, before the footer
+                size = fh.tell()
+                crc = file_crc(tmp, size)
+                writer.add_key_value_metadata({CRC_KEY: f"{crc:08x}", CRC_BYTES_KEY: str(size)})
             fh.flush()
             os.fsync(fh.fileno())
         os.rename(tmp, final)
@@ -96,7 +114,26 @@ def write_segment_stream(
         tmp.unlink(missing_ok=True)
         raise
     fsync_dir(directory)
+    _remember(final)
     return final, rows
+
+
+def file_crc(path: Path, size: int) -> int:
+    """CRC32 of the first ``size`` bytes of ``path``."""
+    crc = 0
+    with open(path, "rb") as fh:
+        left = size
+        while left > 0:
+            chunk = fh.read(min(_CHUNK, left))
+            if not chunk:
+                raise CorruptSegment(f"file ends at {size - left} of {size} checksummed bytes")
+            crc = zlib.crc32(chunk, crc)
+            left -= len(chunk)
+    return crc
+
+
+class CorruptSegment(ValueError):
+    """A segment's bytes do not match its checksum, or it is not a usage segment."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,16 +159,22 @@ def _after_fork() -> None:
 os.register_at_fork(after_in_child=_after_fork)
 
 
-def _validate(path: Path, mtime_ns: int) -> SegmentInfo:
+def _validate(path: Path, mtime_ns: int, verify: bool = True) -> SegmentInfo:
     md = pq.read_metadata(path)
     schema = md.schema.to_arrow_schema()
     for f in schema:
         want = SCHEMA.field(f.name) if f.name in SCHEMA.names else None
         if want is None or not f.type.equals(want.type):
-            raise ValueError(f"unexpected column {f.name}: {f.type}")
+            raise CorruptSegment(f"unexpected column {f.name}: {f.type}")
     if "ts" not in schema.names or "request_id" not in schema.names:
-        raise ValueError("not a usage segment (no ts/request_id column)")
-    replaces = orjson.loads((md.metadata or {}).get(REPLACES_KEY, b"[]"))
+        raise CorruptSegment("not a usage segment (no ts/request_id column)")
+    kv = md.metadata or {}
+    if verify and CRC_KEY in kv:
+        want_crc, size = int(kv[CRC_KEY], 16), int(kv[CRC_BYTES_KEY])
+        got = file_crc(path, size)
+        if got != want_crc:
+            raise CorruptSegment(f"checksum mismatch: {got:08x}, written as {want_crc:08x}")
+    replaces = orjson.loads(kv.get(REPLACES_KEY, b"[]"))
     nbytes = sum(md.row_group(i).total_byte_size for i in range(md.num_row_groups))
     return SegmentInfo(
         path.name, path, md.num_rows, nbytes, frozenset(replaces), tuple(schema.names), mtime_ns
@@ -148,14 +191,51 @@ def segment_info(path: Path, st: os.stat_result) -> SegmentInfo | None:
         info: SegmentInfo | None = _validate(path, st.st_mtime_ns)
     except FileNotFoundError:
         raise
-    except (OSError, pa.ArrowException, ValueError, TypeError) as exc:
-        log.warning("skipping corrupt usage segment %s: %s", path, exc)
-        info = None
+    except OSError as exc:  # perhaps passing (I/O error, too many files): not cached
+        log.warning("skipping unreadable usage segment %s: %s", path, exc)
+        return None
+    except (pa.ArrowException, ValueError, TypeError, KeyError) as exc:
+        if quarantine_segment(path, str(exc) or type(exc).__name__):
+            raise FileNotFoundError(path) from exc  # gone from the listing: scan lists again
+        info = None  # could not be moved (read-only home): skipped, and said so
     with _cache_lock:
         if len(_cache) > 100_000:
             _cache.clear()
         _cache[key] = info
     return info
+
+
+def _remember(path: Path) -> None:
+    """Cache a segment this process has just written (its checksum is known good)."""
+    with contextlib.suppress(OSError, pa.ArrowException, ValueError):
+        st = path.stat()
+        info = _validate(path, st.st_mtime_ns, verify=False)
+        with _cache_lock:
+            _cache[(str(path), st.st_size, st.st_mtime_ns)] = info
+
+
+def quarantine_segment(path: Path, reason: str) -> bool:
+    """Move a bad segment to the quarantine; False if it cannot be moved (then it is only
+    skipped, with an error in the log)."""
+    from core.usage._quarantine import quarantine_file
+
+    rows: int | None = None
+    cost: int | None = None
+    with contextlib.suppress(Exception):  # what it held, if that much is readable
+        rows = pq.read_metadata(path).num_rows
+        cost = int(pq.read_table(path, columns=["cost_picousd"])["cost_picousd"].to_numpy().sum())
+    try:
+        quarantine_file(
+            path.parent.parent.parent, path, reason, kind="segment", rows=rows, cost_picousd=cost
+        )
+    except FileNotFoundError:
+        return True  # another process moved it first
+    except OSError as exc:
+        log.error(
+            "skipping corrupt usage segment %s (%s); cannot quarantine it: %s", path, reason, exc
+        )
+        return False
+    return True
 
 
 @dataclass(frozen=True, slots=True)

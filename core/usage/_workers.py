@@ -7,9 +7,11 @@ compactor thread exists only while a compaction runs.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -20,24 +22,37 @@ import pyarrow as pa
 from core.usage._compact import AUTO_LOCK_WAIT_S, auto_compact
 from core.usage._convert import connect, convert_journal
 from core.usage._journal import JOURNAL_SUFFIX
+from core.usage._quarantine import quarantine_file
 
 log = logging.getLogger("costline.usage")
 
 MAX_BACKLOG = 2  # sealed journals waiting for conversion before appends wait too
 CLOSE_GRACE_S = 3.0  # how long closing a log lets a running compaction finish
+RETRY_MIN_S, RETRY_MAX_S = 1.0, 60.0  # backoff of a failed conversion
+GIVE_UP_AFTER = 3  # failures (other than OSError) before a journal is quarantined
 
 
 class Converter:
-    """One background thread turning sealed journals into segments, oldest first."""
+    """One background thread turning sealed journals into segments, oldest first.
+
+    A journal that fails (disk full, I/O error) stays on disk and is tried again after
+    ``RETRY_MIN_S``, doubling up to ``RETRY_MAX_S``, for as long as this process lives (then
+    recover() takes it). One that fails ``GIVE_UP_AFTER`` times for a reason other than an
+    OSError (it cannot be read, whatever the disk) is quarantined.
+    """
 
     def __init__(self, sdir: Path, on_segment: Callable[[], None] | None = None) -> None:
         self._sdir = sdir
         self._on_segment = on_segment  # called (on this thread) after each new segment
         self._cond = threading.Condition()
         self._queue: deque[tuple[Path, int] | None] = deque()
-        self._busy = 0  # journals queued or being converted
+        self._retry: list[tuple[float, int, int, Path, int]] = []  # due, seq, failures, path, fd
+        self._seq = 0
+        self._failures: dict[Path, int] = {}  # of journals queued again by retry_now
+        self._busy = 0  # journals queued or being converted (first attempt)
         self._error: Exception | None = None
         self._thread: threading.Thread | None = None
+        self.retries = 0  # conversions tried again after a failure
 
     def submit(self, journal: Path, fd: int) -> None:
         """Queue a sealed journal (the converter closes ``fd``); wait if too far behind."""
@@ -52,15 +67,34 @@ class Converter:
             self._cond.notify_all()
 
     def wait_idle(self) -> Exception | None:
-        """Wait until every queued journal is converted; return (and clear) the last error."""
+        """Wait until every queued journal was tried once; return (and clear) the last error."""
         with self._cond:
             while self._busy:
                 self._cond.wait()
             error, self._error = self._error, None
             return error
 
+    def retry_now(self) -> None:
+        """Queue every journal waiting for a retry again now (``flush()``: try everything);
+        forget errors of earlier attempts."""
+        with self._cond:
+            self._error = None
+            for _, _, failures, journal, fd in sorted(self._retry):
+                self._failures[journal] = failures
+                self._queue.append((journal, fd))
+                self._busy += 1
+            self._retry = []
+            self._cond.notify_all()
+
+    @property
+    def retrying(self) -> int:
+        """Journals waiting to be tried again."""
+        return len(self._retry)
+
     def queued(self) -> list[tuple[Path, int] | None]:
-        return list(self._queue)
+        """Journals queued or waiting for a retry (read without the lock: called in a
+        forked child, where a parent's thread may have held it)."""
+        return list(self._queue) + [(r[3], r[4]) for r in list(self._retry)]
 
     def stop(self) -> None:
         with self._cond:
@@ -70,29 +104,48 @@ class Converter:
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
 
+    def _next(self) -> tuple[tuple[Path, int] | None, int, bool]:
+        """The next journal to convert, its failures so far and whether it comes from the
+        retry heap (then nobody waits for it in wait_idle) (cond held)."""
+        while True:
+            if self._queue:
+                item = self._queue.popleft()
+                return item, self._failures.pop(item[0], 0) if item else 0, False
+            now = time.monotonic()
+            if self._retry and self._retry[0][0] <= now:
+                _, _, failures, journal, fd = heapq.heappop(self._retry)
+                self.retries += 1
+                return (journal, fd), failures, True
+            self._cond.wait(self._retry[0][0] - now if self._retry else None)
+
     def _run(self) -> None:
         con: list[duckdb.DuckDBPyConnection] = []  # opened on first use, inside the try below
         try:
             while True:
                 with self._cond:
-                    while not self._queue:
-                        self._cond.wait()
-                    item = self._queue.popleft()
+                    item, failures, retried = self._next()
                 if item is None:
                     return
-                error = self._convert(*item, con)
+                first = not retried
+                error = self._convert(*item, con, failures)
                 with self._cond:
-                    self._busy -= 1
-                    self._error = error or self._error
+                    if first:
+                        self._busy -= 1
+                        self._error = error or self._error
                     self._cond.notify_all()
                 if error is None and self._on_segment is not None:
                     self._on_segment()
         finally:
             for c in con:
                 c.close()
+            with self._cond:
+                left, self._retry = self._retry, []
+            for _, _, _, journal, fd in left:
+                log.warning("usage journal %s left for recover() after failed conversions", journal)
+                os.close(fd)
 
     def _convert(
-        self, journal: Path, fd: int, con: list[duckdb.DuckDBPyConnection]
+        self, journal: Path, fd: int, con: list[duckdb.DuckDBPyConnection], failures: int
     ) -> Exception | None:
         stem = journal.name.removesuffix(JOURNAL_SUFFIX)
         try:
@@ -101,12 +154,30 @@ class Converter:
             convert_journal(journal, self._sdir, stem, con[0])
             journal.unlink()  # only once the segment is durable
             pa.default_memory_pool().release_unused()  # keep the resident size flat
-            return None
-        except Exception as exc:  # the journal stays; recover() takes it after this process
-            log.exception("usage journal %s could not be converted", journal)
+        except Exception as exc:
+            failures += 1
+            if failures >= GIVE_UP_AFTER and not isinstance(exc, OSError):
+                log.exception("usage journal %s cannot be converted: quarantined", journal)
+                quarantine_file(
+                    self._sdir.parent.parent, journal, f"conversion failed: {exc}", kind="journal"
+                )
+                os.close(fd)
+                return exc
+            delay = min(RETRY_MIN_S * 2 ** (failures - 1), RETRY_MAX_S)
+            log.warning(
+                "usage journal %s could not be converted (%s); trying again in %.0f s",
+                journal.name,
+                exc,
+                delay,
+            )
+            with self._cond:
+                self._seq += 1
+                heapq.heappush(
+                    self._retry, (time.monotonic() + delay, self._seq, failures, journal, fd)
+                )
             return exc
-        finally:
-            os.close(fd)
+        os.close(fd)
+        return None
 
 
 class AutoCompactor:

@@ -1,0 +1,47 @@
+"""``costline doctor``: a plain-text health report of ``COSTLINE_HOME``.
+
+The usage-log part: segments (each checked against its checksum on the way, so a damaged
+one is quarantined now), journals waiting for conversion, free space, and what the
+quarantine holds (events and dollars when readable), one line per quarantined file.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from core.types import pico_to_usd
+from core.usage import journal_dir, quarantine_dir, quarantine_summary, scan, segments_dir
+
+
+def _usd(pico: int | None) -> str:
+    return "$?" if pico is None else f"${pico_to_usd(pico):,.6f}"
+
+
+def usage_report(home: Path) -> tuple[list[str], bool]:
+    """Lines about the usage log of ``home``, and whether any of them is a problem."""
+    snapshot = scan(segments_dir(home))
+    rows = sum(s.rows for s in snapshot.active)
+    try:
+        journals = len(os.listdir(journal_dir(home)))
+    except FileNotFoundError:
+        journals = 0
+    free = shutil.disk_usage(home).free if home.exists() else 0
+    lines = [
+        f"usage log    {len(snapshot.active)} segments, {rows:,} events;"
+        f" {journals} journals not yet converted; {free / 2**20:,.0f} MB free",
+    ]
+    q = quarantine_summary(home)
+    if not q.items:
+        lines.append("quarantine   empty")
+        return lines, False
+    unknown = f" (+{q.unknown} files of unknown size)" if q.unknown else ""
+    lines.append(
+        f"quarantine   {len(q.items)} items in {quarantine_dir(home)}: {q.events:,} events"
+        f"{unknown}, {_usd(q.cost_picousd)} known; totals may be low"
+    )
+    for i in q.items:
+        n = "?" if i.rows is None else f"{i.rows:,}"
+        lines.append(f"  {i.name}  {i.kind}  {n} events  {_usd(i.cost_picousd)}  {i.reason}")
+    return lines, True

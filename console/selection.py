@@ -15,6 +15,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from core import clock
 from core.types import PICO
 from core.usage import Filters
 
@@ -106,7 +107,7 @@ def local_midnight(day: date, tz: str) -> datetime:
 
 
 def today_in(tz: str, now: datetime | None = None) -> date:
-    return (now or datetime.now(UTC)).astimezone(ZoneInfo(tz)).date()
+    return (now or clock.now()).astimezone(ZoneInfo(tz)).date()
 
 
 def range_bounds(

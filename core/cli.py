@@ -179,9 +179,18 @@ def _utc(text: str) -> datetime:
 
 
 def cmd_compact(args: argparse.Namespace) -> int:
-    """Merge small usage segments into large ones."""
-    from core.usage import compact
+    """Merge small usage segments into large ones (in the bucket, as its one leader, when
+    COSTLINE_EVENTS_URL is set)."""
+    from core.usage import BucketConfig, compact
 
+    cfg = BucketConfig.from_env()
+    if cfg is not None:
+        from core.settings import costline_home
+        from core.usage import compact_bucket
+
+        r = compact_bucket(costline_home(), cfg, wait=True, min_small=2)
+        print(f"Merged {r.merged} usage segments in {cfg.url()} into {r.written}.")
+        return 0
     r = compact()
     print(f"Merged {r.merged} usage segments into {r.written}.")
     return 0

@@ -1,4 +1,8 @@
-"""Shared fixtures: every test gets its own COSTLINE_HOME; services skip or fail clearly."""
+"""Shared fixtures: every test gets its own COSTLINE_HOME; services skip or fail clearly.
+
+``COSTLINE_TEST_TRAVEL="2028-02-29 12:00"`` runs the whole session with this process's clock
+moved there and ticking (time-machine; a time without a zone is UTC), to show the suite does
+not depend on the day it runs. Subprocesses that tests start keep the real clock."""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import os
 import socket
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +23,30 @@ REDIS_URL = os.environ.get("COSTLINE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"
 PG_ADMIN_URL = os.environ.get(
     "COSTLINE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
+
+
+_travel: Any = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _travel
+    dest = os.environ.get("COSTLINE_TEST_TRAVEL")
+    if dest:
+        import time_machine
+
+        at = datetime.fromisoformat(dest)
+        _travel = time_machine.travel(at if at.tzinfo else at.replace(tzinfo=UTC), tick=True)
+        _travel.start()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _travel is not None:
+        _travel.stop()
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    dest = os.environ.get("COSTLINE_TEST_TRAVEL")
+    return f"clock travelled to {dest} (COSTLINE_TEST_TRAVEL)" if dest else None
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -8,11 +8,12 @@ Data comes from two real paths: calls through ``core.router.Router`` with the dr
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
+from core import clock
 from core.control import Actor, ControlPlane
 from core.pricing import cost_of, load_catalog
 from core.router import Router
@@ -48,7 +49,7 @@ def backdated_events(home: Path, days: int = 70, per_day: int = 6, seed: int = 5
     """Priced events spread over the past ``days`` days, some failed, some cache hits."""
     rng = random.Random(seed)
     catalog = load_catalog()
-    now = datetime.now(UTC)
+    now = clock.now()
     log = UsageLog(home)
     n = 0
     for d in range(1, days + 1):

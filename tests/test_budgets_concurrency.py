@@ -12,12 +12,12 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
+from core import clock
 from core.budgets import BudgetGuard, window
 from core.control import Budget
 from core.state import RedisState, State
@@ -47,7 +47,7 @@ def prespend(guard: BudgetGuard) -> None:
 
 
 def values(guard: BudgetGuard) -> tuple[int, int]:
-    w = window(LIMIT, datetime.now(UTC))
+    w = window(LIMIT, clock.now())
     live, committed = guard.state.get_values([w.usd_key, w.committed(w.usd_key)])
     return live, committed
 

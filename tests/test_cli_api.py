@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
+from core import clock
 from core.control import SYSTEM, ControlPlane
 from core.usage import Reader, UsageEvent, UsageLog
 
@@ -46,7 +47,7 @@ def test_tokens_create_list_revoke(costline_home: Path) -> None:
 
 
 def test_prune_uses_the_setting_or_days(costline_home: Path) -> None:
-    old = datetime.now(UTC) - timedelta(days=400)
+    old = clock.now() - timedelta(days=400)
     with UsageLog(costline_home, compact_threshold=0) as log:
         log.append_many(
             UsageEvent(request_id=f"r{i}", ts=old, provider="p", model="m", cost_picousd=5)

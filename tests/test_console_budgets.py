@@ -7,7 +7,7 @@ from __future__ import annotations
 import subprocess
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from console.commands import budgets as budget_commands
 from console.commands import routing as routing_commands
 from console.frames.budgets import usd
 from console.inputs.budgets import form_values
+from core import clock
 from core.control import SYSTEM, Actor, Budget, ControlPlane
 from core.errors import PermissionDenied
 from core.usage import Filters, Reader
@@ -87,9 +88,9 @@ def test_utilisation_is_the_usage_log_of_each_window_and_scope(home: Path) -> No
         )
         day = plane.budget("o0")
         assert day is not None
-        plane.record_alert("o0", day.window_key(datetime.now(UTC)), 50, message="half")
+        plane.record_alert("o0", day.window_key(clock.now()), 50, message="half")
     at = page("viewer")
-    now = datetime.now(UTC)
+    now = clock.now()
     with Reader(home) as r:
         month = r.totals(Filters(*Budget(id="m", name="m").window_bounds(now)))["cost_picousd"]
         org0 = r.totals(Filters(*day.window_bounds(now), org="org0"))["cost_picousd"]
@@ -227,7 +228,7 @@ def test_what_if_replay_on_the_page_shows_who_a_tiny_budget_would_block(home: Pa
     with ControlPlane() as plane:
         plane.upsert_budget(Budget(id="all", name="All", limit_usd=Decimal(1000)), SYSTEM)
     at = page("engineer")
-    today = datetime.now(UTC).date()
+    today = clock.today()
     at.date_input(key="bud_rp_dates").set_value((today, today))
     at.session_state["bud_rp_budgets"] = {
         "edited_rows": {},

@@ -19,6 +19,7 @@ from console.charts.spend import spend_over_time
 from console.frames import forecast as frames
 from console.frames.overview import series_frame
 from console.selection import Money, Scope
+from core import clock
 from core.control import ControlPlane
 from core.demo import DemoSummary, load_demo, world
 from core.insights import Anomaly, Backtest, Contributor, Finding, forecast_spend
@@ -57,7 +58,7 @@ def demo(
 def short(costline_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Six days of calls (every day before today) and the three users."""
     monkeypatch.setenv("COSTLINE_ADMIN_PASSWORD", ADMIN_PASSWORD)
-    now = datetime.now(UTC)
+    now = clock.now()
     log = UsageLog(costline_home)
     for d in range(1, 7):
         for j in range(5):

@@ -10,6 +10,7 @@ import pyarrow as pa
 import pytest
 
 from console.selection import Money
+from core import clock
 from core.types import PICO
 from core.usage import Reader, segments_dir
 from tests.console_support import app, make_users, sample_data
@@ -110,9 +111,9 @@ def test_filters_and_currency_apply_to_every_figure(home: Path) -> None:
 def test_kpi_windows_match_direct_queries(home: Path) -> None:
     at = app("viewer").run()
     assert not at.exception
-    from datetime import UTC, datetime, timedelta
+    from datetime import timedelta
 
-    now = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
+    now = clock.now().replace(second=0, microsecond=0) + timedelta(minutes=1)
     midnight = now.replace(hour=0, minute=0)
     windows = {  # written out by hand, not taken from the console's own kpi_windows
         "today": (midnight, now),
@@ -170,7 +171,7 @@ def test_cost_per_1k_requests_is_cost_over_requests(home: Path) -> None:
 def test_pruning_keeps_the_overview_exact_and_says_so(
     costline_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from datetime import UTC, datetime, timedelta
+    from datetime import timedelta
 
     from core.usage import UsageEvent, rows_to_table, write_segment
     from core.usage._prune import prune
@@ -178,7 +179,7 @@ def test_pruning_keeps_the_overview_exact_and_says_so(
 
     monkeypatch.setenv("COSTLINE_ADMIN_PASSWORD", "admin-pass-123")
     make_users(costline_home)
-    now = datetime.now(UTC)
+    now = clock.now()
 
     def day(d: int, k: int) -> UsageEvent:
         return UsageEvent(

@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
+from core import clock
 from core.control import ControlPlane
 from core.pricing import load_catalog, price
 from core.router import Router
@@ -19,7 +20,7 @@ from core.usage import UsageEvent, UsageLog
 from tests.console_support import ADMIN_PASSWORD, app, make_users
 
 PAGE = "app_pages/pricing.py"
-TODAY = datetime.now(UTC).date()
+TODAY = clock.today()
 LITELLM = {
     "sample_spec": {"mode": "chat"},
     "dryrun-small": {  # changed: input 0.15 -> 0.20, output 0.60 -> 0.80 per 1M
@@ -234,7 +235,7 @@ def test_engineer_previews_an_import_but_cannot_apply(home: Path) -> None:
 
 
 def test_unpriced_models_from_the_log_with_call_counts(home: Path) -> None:
-    now = datetime.now(UTC)
+    now = clock.now()
     with UsageLog(home) as log:
         for i, model in enumerate(["mystery-a", "mystery-a", "mystery-b", "mystery-a"]):
             log.append(

@@ -4,7 +4,7 @@ health that reconcile with the usage log."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ import pytest
 
 from console.commands import routing as commands
 from console.queries.routing import sampling_savings
+from core import clock
 from core.control import (
     SYSTEM,
     Actor,
@@ -233,7 +234,7 @@ def test_sampling_editor_shows_each_strategys_own_knobs_and_validates_them(home:
 def test_sampling_savings_are_the_skipped_events_of_the_log(home: Path) -> None:
     with ControlPlane() as plane:
         plane.upsert_sampling(SamplingStrategy("regime", "periodic", {"interval_s": 300}), SYSTEM)
-    now = datetime.now(UTC)
+    now = clock.now()
     with UsageLog(home) as log:
         for i in range(9):
             skipped = i % 3 != 0

@@ -11,14 +11,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from core import tokens
+from core import clock, tokens
 from core.control import SYSTEM, Actor, Budget, ControlPlane, RoutingPolicy
 from core.control.auth import create_user
 from core.controls import Controls
@@ -122,7 +121,7 @@ def events(router: Router) -> pd.DataFrame:
 
 
 def window_label(budget: Budget) -> str:
-    return budget.window_key(datetime.now(UTC))
+    return budget.window_key(clock.now())
 
 
 def usd(picousd: int) -> Decimal:

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import time
 from typing import Any
 
 import httpx
 import pytest
 
+from core import clock
 from core.errors import (
     AuthError,
     BadRequest,
@@ -317,7 +317,7 @@ def test_rate_limited_retry_after(
 
 
 def test_rate_limited_retry_after_http_date(scripted_server: ScriptedServer) -> None:
-    when = email.utils.formatdate(time.time() + 60, usegmt=True)
+    when = email.utils.formatdate(clock.timestamp() + 60, usegmt=True)
     scripted_server.enqueue(s.rate_limited(retry_after=when))
     err = fail(provider(scripted_server, "anthropic"), "stream", req(), "claude-x")
     assert isinstance(err, RateLimited) and err.retry_after is not None

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 import core.providers as providers
+from core import clock
 from core.errors import ConfigError, MalformedResponse, ProviderConnectionError
 from core.providers import (
     AnthropicProvider,
@@ -192,7 +193,7 @@ def test_sse_decoder() -> None:
 
 # ---- error helpers ----------------------------------------------------------------------
 def test_retry_after_forms() -> None:
-    now = time.time()
+    now = clock.timestamp()
     date = email.utils.formatdate(now + 30, usegmt=True)
     assert parse_retry_after({"retry-after": "3"}) == 3.0
     assert parse_retry_after({"retry-after": date}, now=now) == pytest.approx(30, abs=1)

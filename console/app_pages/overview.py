@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pandas as pd
 import streamlit as st
@@ -17,6 +17,7 @@ from console.queries.forecast import findings, now_slot
 from console.queries.overview import Totals
 from console.selection import Money, Selection, change
 from console.sidebar import current_selection
+from core import clock
 
 DIMENSIONS = ["model", "provider", "org", "project", "task", "user", "key"]
 GRAINS = ["day", "week", "month"]
@@ -32,7 +33,7 @@ def main() -> None:
     note = queries.coverage(home, version, selection.scope).note()
     if note:
         st.info(note.capitalize() + ".", icon=":material/history:")
-    now = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
+    now = clock.now().replace(second=0, microsecond=0) + timedelta(minutes=1)
     figures = st.container()  # the KPIs go on top; they come from the chart's query
     grain, dim = chart_controls(selection)
     spend = queries.spend(home, version, selection.scope, dim, grain)

@@ -3,7 +3,7 @@ rate limits (engineer+ edits; everyone reads) and provider health from the usage
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import streamlit as st
 
@@ -17,6 +17,7 @@ from console.queries import usage
 from console.queries.pricing import catalog
 from console.selection import Selection
 from console.sidebar import current_selection
+from core import clock
 from core.control import (
     DEFAULT_CACHE_TTL_S,
     RATE_ALGORITHMS,
@@ -321,7 +322,7 @@ def health_tab(selection: Selection) -> None:
     if span == "Selected range":
         start, end = selection.scope.start, selection.scope.end
     else:
-        end = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
+        end = clock.now().replace(second=0, microsecond=0) + timedelta(minutes=1)
         start = end - timedelta(hours=24)
     df = queries.provider_health(usage.home(), usage.version(), start, end)
     if df.empty:

@@ -9,12 +9,12 @@ from the reset (the audit log has its time).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from console import auth
 from console.queries.pricing import catalog
 from console.queries.usage import cached, reader
-from core import reports
+from core import clock, reports
 from core.control import Budget, RoutingPolicy
 from core.replay import ReplayResult, replay
 from core.reports import Utilisation
@@ -38,7 +38,7 @@ def utilisation(
 
 
 def utilisation_now() -> datetime:
-    return datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
+    return clock.now().replace(second=0, microsecond=0) + timedelta(minutes=1)
 
 
 def run_replay(

@@ -9,14 +9,14 @@ widget change refits nothing it has fitted before.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import streamlit as st
 
 from console import auth
 from console.queries.usage import reader
 from console.selection import Scope, today_in
-from core import insights
+from core import clock, insights
 from core.insights import AdviceReport, BudgetOutlook, Finding, Forecast
 from core.pricing import load_catalog
 from core.usage import Filters
@@ -34,7 +34,7 @@ def series_filters(scope: Scope) -> Filters:
 
 def now_slot(minutes: int = 5) -> datetime:
     """Now, floored to a few minutes: a stable cache key that is never far behind."""
-    now = datetime.now(UTC)
+    now = clock.now()
     return now.replace(minute=now.minute - now.minute % minutes, second=0, microsecond=0)
 
 

@@ -22,7 +22,7 @@ import os
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -33,6 +33,7 @@ from streamlit.errors import StreamlitAPIException
 
 from console.inputs.playground import Inputs
 from console.queries.usage import cached, home, reader
+from core import clock
 from core.budgets import BudgetStatus, matches
 from core.control import control_url
 from core.errors import UnpricedModel
@@ -236,7 +237,7 @@ def typical_outputs(home: str, version: str, since: datetime) -> dict[str, int]:
 
 
 def typical_since() -> datetime:
-    day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    day = clock.now().replace(hour=0, minute=0, second=0, microsecond=0)
     return day - timedelta(days=30)
 
 

@@ -4,7 +4,7 @@ plane's overrides), a LiteLLM file compared with it, and the unpriced models of 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date
 
 import pandas as pd
 import streamlit as st
@@ -12,6 +12,7 @@ import streamlit as st
 from console import auth
 from console.inputs.pricing import OVERRIDE_RATES
 from console.queries.usage import cached, reader
+from core import clock
 from core.control import PriceOverride
 from core.controls import override_row
 from core.pricing import Catalog, Change, PriceRow, Problem, import_litellm, plan_import
@@ -20,7 +21,7 @@ from core.pricing import load_catalog as base_catalog
 
 def today() -> date:
     """Price changes take effect on UTC days (as in core.pricing)."""
-    return datetime.now(UTC).date()
+    return clock.today()
 
 
 def catalog() -> Catalog:

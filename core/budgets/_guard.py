@@ -26,11 +26,11 @@ a threshold those values reached (and this sink has not recorded) goes to the si
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 
+from core import clock as clock_
 from core.alerts import AlertSink
 from core.control import Budget, RateLimit
 from core.errors import BudgetExceeded, RateLimitExceeded
@@ -64,7 +64,7 @@ class BudgetGuard:
         self.alerts = alerts
         self._m = Matcher(canonical)  # validated rows, windows and matches, remembered
         self._injected_clock = clock is not None
-        self._clock = clock or (lambda: datetime.now(UTC))
+        self._clock = clock or clock_.now
 
     @property
     def canonical(self) -> Canonical | None:
@@ -79,7 +79,7 @@ class BudgetGuard:
         if self._injected_clock:
             now = self._clock()
             return now.timestamp(), now
-        return time.time(), None
+        return clock_.timestamp(), None
 
     # -- admission ----------------------------------------------------------------------
     def admit(

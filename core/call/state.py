@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from core import tokens
+from core import clock, tokens
 from core.budgets import Decision
 from core.cache import UNSET, Unset
 from core.control import ControlSnapshot
@@ -58,7 +58,7 @@ class Call:
     first_model: str | None = None
     counts: dict[tuple[str, bool], tokens.TokenCount] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
-    start_ns: int = field(default_factory=time.time_ns)
+    start_ns: int = field(default_factory=lambda: int(clock.timestamp() * 1e9))
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000

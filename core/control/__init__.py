@@ -64,6 +64,7 @@ from ._snapshot import ControlSnapshot
 from ._store import ControlPlane
 from ._tokens import TOKEN_PREFIX
 from ._validate import (
+    check_timezone,
     validate_budget,
     validate_cache_setting,
     validate_model_score,
@@ -80,6 +81,7 @@ from ._watch import Watcher
 from .auth import AccountLocked, LoginFailed, authenticate, ensure_admin
 
 __all__ = [
+    "check_timezone",
     "ALERT_KINDS",
     "ALERT_STATES",
     "BUDGET_ACTIONS",

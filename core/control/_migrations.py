@@ -10,11 +10,12 @@ To change the schema: append ``m00N_what(conn)`` to ``MIGRATIONS`` and update ``
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
+
+from core import clock
 
 from ._engine import write_tx
 
@@ -381,6 +382,6 @@ def migrate(engine: Engine, migrations: list[Migration] | None = None) -> list[s
             if conn.scalar(sa.select(_record.c.name).where(_record.c.name == m.__name__)):
                 continue  # another process got there first
             m(conn)
-            conn.execute(_record.insert().values(name=m.__name__, applied_at=datetime.now(UTC)))
+            conn.execute(_record.insert().values(name=m.__name__, applied_at=clock.now()))
             ran.append(m.__name__)
     return ran

@@ -75,34 +75,34 @@ DEFAULT_MIN_INTERVAL_S = 60.0
 DEFAULT_BATCH_SIZE = 10
 DEFAULT_BATCH_TIMEOUT_S = 300.0
 
+_FIXED_DEFAULTS: Mapping[str, Any] = MappingProxyType(
+    {
+        "timezone": "UTC",  # unless $COSTLINE_TIMEZONE says otherwise
+        "currency": "USD",
+        "currency_rates": {"USD": "1"},  # display rates, Decimal strings per 1 USD
+        "redis_fail_policy": "open",  # 'open': allow calls when Redis is down; 'closed': refuse
+    }
+)
+
 
 class _Defaults(Mapping[str, Any]):
-    """Settings used when nothing is stored. 'timezone' (budget windows, day boundaries) is
-    ``$COSTLINE_TIMEZONE`` when set, read at each lookup so it follows the environment."""
-
-    _FIXED: Mapping[str, Any] = MappingProxyType(
-        {
-            "timezone": "UTC",
-            "currency": "USD",
-            "currency_rates": {"USD": "1"},  # display rates, Decimal strings per 1 USD
-            "redis_fail_policy": "open",  # 'open': allow calls when Redis is down; 'closed': refuse
-        }
-    )
+    """The built-in settings; 'timezone' is ``$COSTLINE_TIMEZONE`` when that is set (read on
+    each lookup, like every other environment setting)."""
 
     def __getitem__(self, key: str) -> Any:
-        if key == "timezone":
+        if key == "timezone" and os.environ.get("COSTLINE_TIMEZONE"):
             return env_timezone()
-        return self._FIXED[key]
+        return _FIXED_DEFAULTS[key]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._FIXED)
+        return iter(_FIXED_DEFAULTS)
 
     def __len__(self) -> int:
-        return len(self._FIXED)
+        return len(_FIXED_DEFAULTS)
 
 
 def env_timezone() -> str:
-    """``$COSTLINE_TIMEZONE`` (an IANA zone), else 'UTC'."""
+    """``$COSTLINE_TIMEZONE``, checked: an invalid zone is a ConfigError naming the variable."""
     tz = os.environ.get("COSTLINE_TIMEZONE", "").strip() or "UTC"
     try:
         ZoneInfo(tz)
@@ -114,7 +114,7 @@ def env_timezone() -> str:
     return tz
 
 
-# get_setting without a default falls back to these.
+# Settings used when nothing is stored (get_setting without a default falls back to these).
 DEFAULT_SETTINGS: Mapping[str, Any] = _Defaults()
 
 

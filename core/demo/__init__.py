@@ -1,11 +1,12 @@
 """Demo data: a deterministic, realistic usage history plus matching control-plane entries.
 
     load_demo()            # 90 days ending now; what `make run` and the console button call
+                           # (days in the control plane's time zone, $COSTLINE_TIMEZONE)
     has_demo(), remove_demo()
 
 The history (seeded numpy, a few seconds for 90 days) has 3 orgs, 8 projects, 40 users and
 10 models from the real catalog, weekly seasonality and growth, one cost incident (a runaway
-agent loop, ~10x one user's spend on one model for a working day, 11 days ago), response-cache
+agent loop, ~10x one user's spend on one model for a working day, 9-13 days ago), response-cache
 hits, sampling skips, provider errors with retries, budget degradation and blocks, Costline
 rate limits and streamed calls with estimated usage. Every event is priced with the catalog
 at its UTC day (the same integers as ``core.pricing.price``) and has source 'demo'.
@@ -19,14 +20,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
-from core.control import SYSTEM, Actor, ControlPlane
+from core import clock
+from core.control import SYSTEM, Actor, ControlPlane, check_timezone
 from core.demo import _control, _store, _table
 from core.demo import _generate as _gen
 from core.demo import _world as world
@@ -64,16 +66,24 @@ class DemoSummary:
 
 
 def generate_demo(
-    days: int = 90, seed: int = 7, *, now: datetime | None = None, catalog: Catalog | None = None
+    days: int = 90,
+    seed: int = 7,
+    *,
+    now: datetime | None = None,
+    catalog: Catalog | None = None,
+    tz: str = "UTC",
 ) -> pa.Table:
-    """The demo events as an Arrow table (usage SCHEMA, sorted by ts), without writing."""
-    return _generate(days, seed, now, catalog or load_catalog())[0]
+    """The demo events as an Arrow table (usage SCHEMA, sorted by ts), without writing;
+    days (and working hours) are those of ``tz``."""
+    return _generate(days, seed, now, catalog or load_catalog(), tz)[0]
 
 
-def _generate(days: int, seed: int, now: datetime | None, catalog: Catalog) -> tuple[pa.Table, Any]:
+def _generate(
+    days: int, seed: int, now: datetime | None, catalog: Catalog, tz: str
+) -> tuple[pa.Table, Any]:
     if not 1 <= days <= 3660:
         raise ConfigError(f"days must be 1-3660, got {days}", field="days")
-    g = _gen.history(days, seed, now or datetime.now(UTC), catalog)
+    g = _gen.history(days, seed, now or clock.now(), catalog, check_timezone("tz", tz))
     return _table.to_table(g, seed, catalog), g
 
 
@@ -125,7 +135,9 @@ def load_demo(
     actor: Actor = SYSTEM,
     refresh: bool = False,
 ) -> DemoSummary:
-    """Generate and store the demo (events + control plane) unless it is already there."""
+    """Generate and store the demo (events + control plane) unless it is already there.
+    Its days are those of the control plane's ``timezone`` setting (``$COSTLINE_TIMEZONE``
+    unless set in the console)."""
     t0 = time.perf_counter()
     catalog = catalog or load_catalog()
     engine = loads.engine_for(home)
@@ -137,8 +149,9 @@ def load_demo(
                 return _summary(existing, False, time.perf_counter() - t0)
             if existing is not None or _store.demo_segments(home):
                 _remove_locked(home, engine, actor)
-            table, g = _generate(days, seed, now, catalog)
             with ControlPlane(loads.plane_url(home), model_exists=catalog.has) as plane:
+                tz = str(plane.get_setting("timezone") or "UTC")
+                table, g = _generate(days, seed, now, catalog, tz)
                 made = _control.seed(plane, actor, table, g)
             segment = _store.write(table, home, seed)
             cost = exact_sum(table.column("cost_picousd").to_numpy())
@@ -149,13 +162,14 @@ def load_demo(
                 table.num_rows,
                 cost,
                 actor.username,
-                datetime.now(UTC),
+                clock.now(),
                 {
                     "days": days,
                     "seed": seed,
                     "start": g.start.isoformat(),
                     "end": g.end.isoformat(),
                     "incident_day": g.incident_day.isoformat(),
+                    "timezone": g.tz,
                     "segment": segment,
                     "control": made,
                 },

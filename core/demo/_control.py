@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 import pyarrow as pa
@@ -45,14 +46,12 @@ def _usd(pico: float, factor: float, step: int = 10) -> Decimal:
 
 def budgets(table: pa.Table, g: Generated) -> list[Budget]:
     df = table.select(["ts", "org", "project", "user", "model", "cost_picousd"]).to_pandas()
-    df["day"] = df["ts"].dt.floor("D")
+    df["day"] = df["ts"].dt.tz_convert(g.tz).dt.date  # local days, like the budgets'
     recent = df[df["ts"] >= df["ts"].max() - timedelta(days=30)]
     org = recent.groupby("org")["cost_picousd"].sum()
     daily = df.groupby(["project", "day"])["cost_picousd"].sum()
     support = daily.loc["support-bot"] if "support-bot" in daily.index else pd.Series([0])
-    user = df[
-        (df["user"] == w.INCIDENT_USER) & (df["day"] != pd.Timestamp(g.incident_day, tz="UTC"))
-    ]
+    user = df[(df["user"] == w.INCIDENT_USER) & (df["day"] != g.incident_day)]
     user_day = user.groupby("day")["cost_picousd"].sum().median() if len(user) else 0
     model = recent[recent["model"] == w.INCIDENT_MODEL]["cost_picousd"].sum()
     name = w.INCIDENT_USER.split("@")[0]
@@ -64,7 +63,7 @@ def budgets(table: pa.Table, g: Generated) -> list[Budget]:
             scope_value="acme",
             limit_usd=_usd(org.get("acme", 0), 1.25, 50),
         ),
-        demo_budget(g.budget_usd),
+        demo_budget(g.budget_usd, g.tz),
         Budget(
             id="demo-org-initech-monthly",
             name="Demo: initech monthly",
@@ -133,7 +132,9 @@ def seed(plane: ControlPlane, actor: Actor, table: pa.Table, g: Generated) -> di
     made["budgets"] = [b.id for b in stored]
     name = w.INCIDENT_USER.split("@")[0]  # that budget came after the agent loop
     after = {
-        f"demo-user-{name}-daily": datetime.combine(g.incident_day + timedelta(days=1), time(), UTC)
+        f"demo-user-{name}-daily": datetime.combine(
+            g.incident_day + timedelta(days=1), time(), ZoneInfo(g.tz)
+        )
     }
     for a in history_alerts(table, stored, after):  # what the guard would have fired
         plane.record_alert(

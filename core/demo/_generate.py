@@ -4,13 +4,18 @@ Order of the steps follows one call through the router: who calls what (traffic)
 response cache and sampling gate, tokens, the budget guard (globex degrades, then is blocked,
 near the end of a month), provider errors and retries, Costline's own rate limit, and
 finally the price of every event at its UTC day's catalog rates.
+
+Days, hours of the day and months are those of the configured time zone ``tz``: traffic is
+drawn as local wall-clock time (working hours, weekdays, the incident's 08:00-23:30) and
+turned into UTC, so the story holds in any zone, across DST changes too.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
@@ -25,6 +30,7 @@ from core.types import PICO
 
 I64 = npt.NDArray[np.int64]
 US_DAY = 86_400_000_000
+US_HOUR = 3_600_000_000
 OK, ERROR, BLOCKED, RATE_LIMITED, SKIPPED = range(5)
 STATUSES = ("ok", "error", "blocked", "rate_limited", "skipped")
 
@@ -36,6 +42,7 @@ class Generated:
     end: date
     incident_day: date
     budget_usd: Decimal  # globex's monthly budget the budget guard enforced
+    tz: str = "UTC"  # the zone of start, end, incident_day and the budget's months
 
 
 def _pick(
@@ -48,15 +55,23 @@ def _pick(
     return out
 
 
+INCIDENT_AGO = 11  # days before the last day, give or take two (to land on a working day)
+
+
 def _incident_day(end: date) -> date:
-    day = end - timedelta(days=11)
-    while day.weekday() not in (1, 2, 3):  # a Tuesday to Thursday
-        day -= timedelta(days=1)
-    return day
+    """The Tuesday to Thursday nearest ``INCIDENT_AGO`` days before ``end``: 9 to 13 days
+    ago whatever today's weekday, so the incident always lies within the alert worker's
+    lookback (``core.worker._checks.LOOKBACK_DAYS``) and has weeks of baseline before it."""
+    day = end - timedelta(days=INCIDENT_AGO)
+    shift = {0: 1, 4: -1, 5: -2, 6: 2}.get(day.weekday(), 0)  # Mon->Tue, Fri/Sat->Thu, Sun->Tue
+    return day + timedelta(days=shift)
 
 
-def traffic(rng: np.random.Generator, start: date, days: int) -> Columns:
-    """Who calls which task and model, when."""
+def traffic(
+    rng: np.random.Generator, people: np.random.Generator, start: date, days: int
+) -> Columns:
+    """Who calls which task and model, when. ``people`` draws the company (how active each
+    user is, their projects) the same whatever the dates, so its story does too."""
     dates = np.arange(np.datetime64(start), np.datetime64(start) + days, dtype="datetime64[D]")
     dow = (dates.astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0
     growth = 1 + w.GROWTH * np.arange(days) / max(days - 1, 1)
@@ -71,14 +86,14 @@ def traffic(rng: np.random.Generator, start: date, days: int) -> Columns:
     )
     orgs = list(w.ORGS)
     user_org = np.array([orgs.index(o) for _, o in w.USERS])
-    activity = rng.lognormal(0, 0.8, len(w.USERS))
+    activity = people.lognormal(0, 0.8, len(w.USERS))
     incident = [u for u, _ in w.USERS].index(w.INCIDENT_USER)
     activity[incident] = 2.0
     share = np.asarray(list(w.ORGS.values()))[user_org] * activity
     for o in range(len(orgs)):
         share[user_org == o] /= activity[user_org == o].sum()
     user = rng.choice(len(w.USERS), n, p=share / share.sum())
-    home, second = _projects(rng, user_org, incident)
+    home, second = _projects(people, user_org, incident)
     project = np.where(rng.random(n) < 0.8, home[user], second[user])
     mix = np.array([[p.tasks.get(t, 0.0) for t in w.TASK_NAMES] for p in w.PROJECTS])
     task = _pick(rng, project, mix)
@@ -182,8 +197,29 @@ def gates(rng: np.random.Generator, c: Columns) -> None:
     c["requested"] = c["model"].copy()
 
 
-def price(c: Columns, catalog: Catalog, start: date) -> dict[str, I64]:
-    days = (np.datetime64(start) + c["day"]).astype("datetime64[D]")
+def to_utc(wall: I64, tz: str) -> I64:
+    """Local wall-clock microseconds in ``tz`` -> UTC microseconds. A time skipped by a DST
+    change moves forward with it; a repeated one is taken the first time."""
+    if tz == "UTC" or not len(wall):
+        return wall
+    zone = ZoneInfo(tz)
+    first = int(wall.min()) // US_HOUR
+    hours = (wall // US_HOUR - first).astype(np.int64)
+    base = datetime(1970, 1, 1)
+    offset = np.array(
+        [
+            ((base + timedelta(hours=first + h)).replace(tzinfo=zone).utcoffset() or timedelta())
+            // timedelta(microseconds=1)
+            for h in range(int(hours.max()) + 1)
+        ],
+        np.int64,
+    )
+    us: I64 = wall - offset[hours]
+    return us
+
+
+def price(c: Columns, catalog: Catalog) -> dict[str, I64]:
+    days = (c["us"] // US_DAY).astype("datetime64[D]")  # UTC days, like core.pricing
     priced = price_columns(catalog, c["model"], w.MODELS, days, {k: c[k] for k in TOKEN_CLASSES})
     return priced.costs
 
@@ -196,7 +232,7 @@ def _total(costs: dict[str, I64]) -> I64:
 BUDGET_ID = f"demo-org-{w.BUDGET_ORG}-monthly"
 
 
-def demo_budget(limit_usd: Decimal) -> Budget:
+def demo_budget(limit_usd: Decimal, tz: str = "UTC") -> Budget:
     """globex's monthly org budget, as stored in the control plane and as its history
     was generated (degrade past 100%, block past soft_multiplier x limit)."""
     return Budget(
@@ -208,14 +244,13 @@ def demo_budget(limit_usd: Decimal) -> Budget:
         soft_multiplier=w.SOFT_MULTIPLIER,
         action="degrade",
         degrade_to=w.DEGRADE_TO,
-        timezone="UTC",
+        timezone=tz,
     )
 
 
 def _guard(
     c: Columns,
     catalog: Catalog,
-    start: date,
     idx: I64,
     cost: I64,
     limit: int,
@@ -236,7 +271,7 @@ def _guard(
         sub["cache_write_tokens"][:] = 0
         sub["output_tokens"] += sub["reasoning_tokens"]
         sub["reasoning_tokens"][:] = 0
-        new[deg] = _total(price(sub, catalog, start))
+        new[deg] = _total(price(sub, catalog))
         if apply:
             for k in (
                 "model",
@@ -248,7 +283,7 @@ def _guard(
                 c[k][deg] = sub[k]
             c["degraded"][deg] = True
     prior = np.cumsum(new[idx]) - new[idx]
-    cap = hard_cap(demo_budget(Decimal(limit) / PICO), limit)
+    cap = hard_cap(demo_budget(Decimal(limit) / PICO), limit)  # the cap does not depend on tz
     over = prior + new[idx] > cap  # the reservation would pass the cap
     first = int(np.argmax(over)) if over.any() else len(idx)
     blk = idx[first:]  # from the first refusal on, as the spend stops there
@@ -274,7 +309,7 @@ def budget(
     org = list(w.ORGS).index(w.BUDGET_ORG)
     user_org = np.array([list(w.ORGS).index(o) for _, o in w.USERS])
     mine = (user_org[c["user"]] == org) & ~c["cache_hit"] & (c["status"] == OK) & until_now
-    cost = np.where(mine, _total(price(c, catalog, start)), 0)
+    cost = np.where(mine, _total(price(c, catalog)), 0)
     month = (np.datetime64(start) + c["day"]).astype("datetime64[M]")
     last_full = np.datetime64(end, "M") - 1
     full = (
@@ -298,7 +333,7 @@ def budget(
     lo, hi = 1, max(1, spent // step)  # blocking is monotone in the limit: bisect for the
     while lo < hi:  # largest limit that still blocks (late in the month)
         mid = (lo + hi + 1) // 2
-        if _guard(c, catalog, start, test, cost, mid * step, dearer, soft, apply=False):
+        if _guard(c, catalog, test, cost, mid * step, dearer, soft, apply=False):
             lo = mid
         else:
             hi = mid - 1
@@ -307,7 +342,6 @@ def budget(
         _guard(
             c,
             catalog,
-            start,
             order[(mine & (month == m))[order]],
             cost,
             limit,
@@ -342,7 +376,7 @@ def failures(rng: np.random.Generator, c: Columns) -> None:
     c["error"][failing[tries == 3]] = kinds[tries == 3]
     c["attempt"][failing[tries == 3]] = 3
     busy = np.argsort(np.bincount(c["user"], minlength=len(w.USERS)))[-5:]
-    hour = (c["us"] // 3_600_000_000) % 24
+    hour = (c["wall"] // US_HOUR) % 24  # local peak hours
     limited = (
         np.isin(c["user"], busy)
         & (c["status"] == OK)
@@ -358,15 +392,18 @@ def failures(rng: np.random.Generator, c: Columns) -> None:
     append_rows(c, rows)
 
 
-def history(days: int, seed: int, now: datetime, catalog: Catalog) -> Generated:
+def history(days: int, seed: int, now: datetime, catalog: Catalog, tz: str = "UTC") -> Generated:
     rng = np.random.default_rng(seed)
-    end = now.astimezone(UTC).date()
+    people = np.random.default_rng([seed, 1])
+    end = now.astimezone(ZoneInfo(tz)).date()
     start = end - timedelta(days=days - 1)
-    c = traffic(rng, start, days)
+    c = traffic(rng, people, start, days)
     c["incident"] = np.zeros(row_count(c), bool)
     incident = _incident_day(end)
     if incident >= start:
         add_incident(rng, c, start, incident)
+    c["wall"] = c["us"]  # local wall clock (hours of the day) ...
+    c["us"] = to_utc(c["us"], tz)  # ... and the instant, from here on
     c["request"] = np.arange(row_count(c))
     tokens(rng, c, catalog, end)
     gates(rng, c)
@@ -376,4 +413,4 @@ def history(days: int, seed: int, now: datetime, catalog: Catalog) -> Generated:
     keep = c["us"] < now_us
     order = np.argsort(c["us"][keep], kind="stable")
     cols = {k: v[keep][order] for k, v in c.items()}
-    return Generated(cols, start, end, incident, limit)
+    return Generated(cols, start, end, incident, limit, tz)

@@ -107,7 +107,7 @@ def _reasons(c: dict[str, npt.NDArray[Any]], n: int) -> npt.NDArray[Any]:
 
 
 def _errors(
-    c: dict[str, npt.NDArray[Any]], providers: list[str], users: list[str], limit_usd: str
+    c: dict[str, npt.NDArray[Any]], providers: list[str], users: list[str], limit_usd: str, tz: str
 ) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
     n = len(c["status"])
     kind = np.full(n, None, object)
@@ -118,7 +118,7 @@ def _errors(
         text[i] = template.format(
             model=w.MODELS[c["model"][i]], provider=providers[c["model"][i]], retry=1 + i % 20
         )
-    budget = demo_budget(Decimal(limit_usd))
+    budget = demo_budget(Decimal(limit_usd), tz)
     limit = budget.limit_picousd or 0
     cap = hard_cap(budget, limit)
     for i in np.nonzero(c["status"] == BLOCKED)[0].tolist():  # the guard's own message
@@ -144,7 +144,7 @@ def to_table(g: Generated, seed: int, catalog: Catalog) -> pa.Table:
     c, n = g.cols, len(g.cols["us"])
     rng = np.random.default_rng([seed, 2])
     status, hit = c["status"], c["cache_hit"]
-    costs = price(c, catalog, g.start)
+    costs = price(c, catalog)
     total = np.sum(np.stack(list(costs.values())), axis=0)
     billed = (status == OK) & ~hit
     no_tokens = (status != OK) & ~hit  # skipped, failed, blocked and limited calls
@@ -152,7 +152,7 @@ def to_table(g: Generated, seed: int, catalog: Catalog) -> pa.Table:
     users = [u for u, _ in w.USERS]
     estimating = np.array([p in w.ESTIMATING_PROVIDERS for p in providers])[c["model"]]
     latency, ttft = _latency(rng, c, n)
-    kind, text = _errors(c, providers, users, str(g.budget_usd))
+    kind, text = _errors(c, providers, users, str(g.budget_usd), g.tz)
     ids = pc.binary_join_element_wise(
         f"{DEMO_PREFIX}{seed}-", pc.utf8_lpad(pa.array(c["request"]).cast(pa.string()), 7, "0"), ""
     )

@@ -79,9 +79,11 @@ def routes(gw: Gateway) -> list[Route]:
             except Exception as exc:
                 checks["redis"] = f"error: {type(exc).__name__}"
         ok = all(v == "ok" for v in checks.values())
-        return _json(
-            {"status": "ok" if ok else "unavailable", "checks": checks}, 200 if ok else 503
-        )
+        body: dict[str, Any] = {"status": "ok" if ok else "unavailable", "checks": checks}
+        shipper = getattr(router.log, "_shipper", None)
+        if shipper is not None:  # the bucket's outbox: reported, never a reason to be unready
+            body["usage_outbox"] = await asyncio.to_thread(shipper.status)
+        return _json(body, 200 if ok else 503)
 
     async def metrics(request: Request) -> Response:
         body, content_type = await asyncio.to_thread(gw.metrics.render)

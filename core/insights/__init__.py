@@ -36,7 +36,7 @@ from core.insights._advise import (
     response_cache,
 )
 from core.insights._alerts import alert_message, raise_anomaly_alerts
-from core.insights._anomalies import Finding, attribute, scan_usage
+from core.insights._anomalies import Finding, attribute, by_series_day, lead, scan_usage
 from core.insights._attribution import attribute as attribute_events
 from core.insights._attribution import attribute_anomaly
 from core.insights._backtest import Backtest
@@ -91,6 +91,7 @@ __all__ = [
     "attribute_anomaly",
     "attribute_events",
     "budget_outlook",
+    "by_series_day",
     "catalog_cached_ratio",
     "catalog_reprice",
     "daily_history",
@@ -105,6 +106,7 @@ __all__ = [
     "forecast_many",
     "forecast_spend",
     "forecasts_by",
+    "lead",
     "local_midnight",
     "local_today",
     "model_switches",

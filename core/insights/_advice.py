@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import pandas as pd
 
+from core import clock
 from core.control import ModelScore, RoutingPolicy
 from core.errors import UnpricedModel
 from core.insights._advice_base import CachedRateRatio, Candidates, Quality, Reprice
@@ -159,7 +160,7 @@ def savings_advice(
 ) -> AdviceReport:
     """Model switches, response caching and prompt caching over the last ``days`` days
     (under ``filters``), each with its monthly saving at today's catalog rates."""
-    at = now or datetime.now(UTC)
+    at = now or clock.now()
     window = replace(filters or Filters(), start=at - timedelta(days=days), end=at)
     events, prompts = advice_events(reader, window)
     if events.empty:

@@ -10,28 +10,23 @@ Only anomalies from the last ``lookback_days`` are recorded, and only those from
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 
+from core import clock
 from core.alerts import AlertSink
 from core.types import PICO
 
-from ._anomalies import Finding
+from ._anomalies import Finding, by_series_day, lead
 from ._series import local_today
 
 
-def _lead(group: list[Finding]) -> Finding:
-    """The finding that speaks for its series and day: spend before calls, a day before an
-    hour, then the largest excess."""
-    return max(group, key=lambda f: (f.metric == "spend", f.grain == "day", f.anomaly.excess_usd))
-
-
 def alert_message(group: list[Finding]) -> str:
-    lead = _lead(group)
-    text = lead.describe()
+    first = lead(group)
+    text = first.describe()
     hours = sorted({f.ts.strftime("%H:00") for f in group if f.grain == "hour"})
     if hours:
         text += f"; unusual hours: {', '.join(hours)}"
-    culprits = lead.culprits()
+    culprits = first.culprits()
     if culprits:
         text += f". Top contributors: {culprits}"
     return text[0].upper() + text[1:]
@@ -48,17 +43,15 @@ def raise_anomaly_alerts(
 ) -> list[Finding]:
     """Record an 'anomaly' alert per (series, day); returns the findings newly recorded
     (empty when every alert already existed)."""
-    at = now or datetime.now(UTC)
-    groups: dict[tuple[str, str], list[Finding]] = {}
-    for fd in findings:
-        age = (local_today(fd.tz, at) - fd.ts.date()).days
-        if age <= lookback_days:
-            groups.setdefault((fd.subject, fd.day), []).append(fd)
+    at = now or clock.now()
+    recent = [
+        fd for fd in findings if (local_today(fd.tz, at) - fd.ts.date()).days <= lookback_days
+    ]
     recorded = []
-    for (subject, day), group in sorted(groups.items()):
-        lead = _lead(group)
-        age = (local_today(lead.tz, at) - lead.ts.date()).days
-        spent = int(round(lead.anomaly.value * PICO)) if lead.metric == "spend" else None
+    for (subject, day), group in sorted(by_series_day(recent).items()):
+        top = lead(group)
+        age = (local_today(top.tz, at) - top.ts.date()).days
+        spent = int(round(top.anomaly.value * PICO)) if top.metric == "spend" else None
         created = sink.send(
             "anomaly",
             alert_message(group),
@@ -66,9 +59,9 @@ def raise_anomaly_alerts(
             window_key=day,
             threshold_pct=0,
             webhook_url=webhook_url if age <= notify_days else None,
-            title=f"Costline: unusual {lead.metric} on {subject}",
+            title=f"Costline: unusual {top.metric} on {subject}",
             spent_picousd=spent,
         )
         if created:
-            recorded.append(lead)
+            recorded.append(top)
     return recorded

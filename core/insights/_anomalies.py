@@ -20,11 +20,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
 
+from core import clock
 from core.insights._attribution import attribute_anomaly
 from core.insights._detect import Anomaly, Contributor, scan
 from core.usage import Filters, Reader
@@ -93,6 +94,20 @@ class Finding:
         """'user dmitri@initech.com (90%) · model claude-sonnet-4 (93%)'."""
         tops = [(d, self.top(d)) for d in dims if d != self.dimension]
         return " · ".join(f"{d} {c.value} ({c.share:.0%})" for d, c in tops if c is not None)
+
+
+def lead(group: Sequence[Finding]) -> Finding:
+    """The finding that speaks for its series and day (its alert): spend before calls, a day
+    before an hour, then the largest excess."""
+    return max(group, key=lambda f: (f.metric == "spend", f.grain == "day", f.anomaly.excess_usd))
+
+
+def by_series_day(findings: Sequence[Finding]) -> dict[tuple[str, str], list[Finding]]:
+    """Findings grouped by (subject, local day): one alert each."""
+    groups: dict[tuple[str, str], list[Finding]] = {}
+    for fd in findings:
+        groups.setdefault((fd.subject, fd.day), []).append(fd)
+    return groups
 
 
 def _material(
@@ -218,9 +233,11 @@ def scan_usage(
     min_excess_usd: float = MIN_EXCESS["spend"],
     min_excess_calls: float = MIN_EXCESS["requests"],
 ) -> list[Finding]:
-    """Every material anomaly at or after ``since`` (default: 30 days ago), newest first;
-    the ``attribute_top`` largest (by share of their series' usual day) are attributed."""
-    at = now or datetime.now(UTC)
+    """Every material anomaly at or after ``since`` (default: 30 days ago), newest first.
+    Attributed: the lead of every series and day (what its alert says, whatever else crossed
+    a threshold that day) and the ``attribute_top`` largest by share of their series' usual
+    day."""
+    at = now or clock.now()
     least = {"spend": min_excess_usd, "requests": min_excess_calls}
     start = since or local_midnight(local_today(tz, at) - timedelta(days=30), tz)
     first = _local(start, tz)
@@ -262,5 +279,6 @@ def scan_usage(
                     weight = a.excess_usd / max(float(usual.get(a.key, 0.0)), 1e-9)
                     found.append((weight, Finding(a, dim, metric, grain, tz)))
     ranked = {id(fd) for _, fd in sorted(found, key=lambda x: -x[0])[:attribute_top]}
+    ranked |= {id(lead(g)) for g in by_series_day([fd for _, fd in found]).values()}
     out = [attribute(reader, fd, filters) if id(fd) in ranked else fd for _, fd in found]
     return sorted(out, key=lambda fd: (fd.ts, fd.dimension, fd.key, fd.metric), reverse=True)

@@ -10,12 +10,13 @@ from __future__ import annotations
 from collections.abc import Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import pandas as pd
 
+from core import clock
 from core.budgets import scope_text, window
 from core.control import Budget
 from core.insights._exhaustion import Exhaustion, exhaustion
@@ -174,7 +175,7 @@ def budget_outlook(
 ) -> list[BudgetOutlook]:
     """For each budget: exact spend so far in its window, the forecast of its scope through
     the window's end, and when the limit is crossed (with the widest interval's range)."""
-    at = now or datetime.now(UTC)
+    at = now or clock.now()
 
     def one(b: Budget) -> BudgetOutlook:
         win = window(b, at)

@@ -13,6 +13,7 @@ from statistics import NormalDist
 import numpy as np
 import pandas as pd
 
+from core import clock
 from core.errors import ConfigError
 
 MIN_DAYS = 14  # fewer days *with spend* than this: run-rate, not Prophet
@@ -152,7 +153,7 @@ def run_rate(
     rate = float(recent.mean()) if len(recent) else 0.0
     sd = float(recent.std(ddof=1)) if len(recent) > 1 else 0.0
     sd = max(sd, RUN_RATE_MIN_SPREAD * rate)
-    start = hist["ds"].iloc[-1] + pd.Timedelta(days=1) if len(hist) else pd.Timestamp.today()
+    start = hist["ds"].iloc[-1] + pd.Timedelta(days=1) if len(hist) else pd.Timestamp(clock.today())
     future = pd.date_range(start.normalize(), periods=periods, freq="D").as_unit("ns")
     h = np.arange(1, periods + 1, dtype=float)
     frame = pd.DataFrame({"ds": future, "yhat": np.full(periods, rate)})

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 
+from core import clock
 from core.errors import ConfigError
 from core.usage import Filters, Reader
 
@@ -26,7 +27,7 @@ def local_midnight(day: date, tz: str) -> datetime:
 
 
 def local_today(tz: str, now: datetime | None = None) -> date:
-    return (now or datetime.now(UTC)).astimezone(ZoneInfo(tz)).date()
+    return (now or clock.now()).astimezone(ZoneInfo(tz)).date()
 
 
 def day_fraction_left(tz: str, now: datetime) -> float:

@@ -9,13 +9,13 @@ it), then the highest tier whose threshold the prompt exceeds.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import core
+from core import clock
 from core.errors import ConfigError, UnpricedModel
 from core.pricing.csvfile import COLUMNS, read_prices_csv
 from core.pricing.rows import RATE_FIELDS, PriceRow
@@ -33,8 +33,8 @@ _today: tuple[float, date] = (0.0, _EPOCH)  # (valid until, UTC date)
 def utc_today() -> date:
     """Today's date in UTC (price changes take effect on UTC days); cached until midnight."""
     global _today
-    now = time.time()
-    if now >= _today[0]:
+    now = clock.timestamp()
+    if not _today[0] - 86400 <= now < _today[0]:  # a pinned clock may also go back
         days = int(now // 86400)
         _today = ((days + 1) * 86400.0, _EPOCH + timedelta(days=days))
     return _today[1]

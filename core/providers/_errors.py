@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import email.utils
-import time
 from collections.abc import Mapping
 from typing import Any
 
 import httpx
 import orjson
 
+from core import clock
 from core.errors import (
     AuthError,
     BadRequest,
@@ -79,7 +79,7 @@ def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> f
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
         return None
-    now = time.time() if now is None else now
+    now = clock.timestamp() if now is None else now
     return max(when.timestamp() - now, 0.0)
 
 

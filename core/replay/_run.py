@@ -8,10 +8,11 @@ import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from core import clock
 from core.budgets import BudgetGuard, window
 from core.control import SYSTEM, Actor, Budget, ControlPlane, RateLimit, RoutingPolicy
 from core.controls import Controls
@@ -148,7 +149,7 @@ def _run(
     usages = {c.request_id: c.usage for c in calls if c.replayable}
     names = {r.provider for r in catalog.rows()}
     providers = {n: ReplayProvider(n, usages) for n in names}
-    now = [datetime.now(UTC)]
+    now = [clock.now()]
     state = MemoryState()
     for key, amount, ttl in seed:
         state.add(key, amount, ttl)

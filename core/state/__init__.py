@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 
+from core.state._cluster import redis_client
 from core.state._levels import rate_levels, reset_rates
 from core.state.base import (
     DEFAULT_PREFIX,
@@ -43,18 +44,23 @@ __all__ = [
     "make_state",
     "rate_levels",
     "reset_rates",
+    "redis_client",
 ]
 
 
 def make_state(
     url: str | None = None, policy: Policy = "open", prefix: str | None = None
 ) -> MemoryState | ResilientState:
-    """None/'' (and no REDIS_URL) or 'memory://' -> MemoryState; redis:// -> ResilientState."""
+    """None/'' (and no REDIS_URL) or 'memory://' -> MemoryState; redis:// (or
+    redis+cluster:// for Redis Cluster) -> ResilientState."""
     if url is None:
         url = os.environ.get("REDIS_URL", "")
     prefix = DEFAULT_PREFIX if prefix is None else prefix
     if not url or url.startswith("memory://"):
         return MemoryState(prefix)
-    if url.startswith(("redis://", "rediss://", "unix://")):
-        return ResilientState(RedisState(url, prefix), MemoryState(prefix), policy=policy)
-    raise ValueError(f"unsupported state URL {url!r}: use memory:// or redis://")
+    if url.startswith(
+        ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
+    ):
+        primary = RedisState(url, prefix)  # a cluster URL tags the prefix: {prefix}
+        return ResilientState(primary, MemoryState(primary.prefix), policy=policy)
+    raise ValueError(f"unsupported state URL {url!r}: use memory://, redis:// or redis+cluster://")

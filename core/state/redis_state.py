@@ -16,6 +16,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from core.state import _lua
+from core.state._cluster import cluster_client, is_cluster_url, tagged
 from core.state.base import (
     DEFAULT_PREFIX,
     Admission,
@@ -52,13 +53,20 @@ class RedisState:
         connect_timeout: float = 0.2,
     ):
         self.url = url
+        self.client: Any
+        if is_cluster_url(url):  # one hash tag: every key a script touches in one slot
+            prefix = tagged(prefix)
+            self.client = cluster_client(
+                url, socket_timeout=socket_timeout, connect_timeout=connect_timeout
+            )
+        else:
+            self.client = redis.Redis.from_url(
+                url,
+                socket_timeout=socket_timeout,
+                socket_connect_timeout=connect_timeout,
+                retry=Retry(NoBackoff(), 0),
+            )
         self.prefix = prefix
-        self.client = redis.Redis.from_url(
-            url,
-            socket_timeout=socket_timeout,
-            socket_connect_timeout=connect_timeout,
-            retry=Retry(NoBackoff(), 0),
-        )
         self._admit = self.client.register_script(_lua.ADMIT)
         self._settle = self.client.register_script(_lua.SETTLE)
         self._allow = self.client.register_script(_lua.BREAKER_ALLOW)

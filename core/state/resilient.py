@@ -130,6 +130,8 @@ class ResilientState:
     def _run(self, on_primary: Callable[[], T], on_fallback: Callable[[], T]) -> T:
         if self._try_primary():
             try:
+                if not self.healthy:  # a probe: outage deltas first, so it sees current values
+                    self._replay()
                 result = on_primary()
             except DOWN_ERRORS as exc:
                 self._mark_down(exc)

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from core.usage._bucket import BucketConfig
+from core.usage._bucket_compact import compact_bucket
 from core.usage._compact import CompactResult, compact
 from core.usage._journal import recover
 from core.usage._log import UsageLog, log_health
@@ -74,6 +76,8 @@ __all__ = [
     "prune",
     "purge_source",
     "scan",
+    "BucketConfig",
+    "compact_bucket",
 ]
 
 

@@ -38,6 +38,7 @@ import orjson
 from core.errors import ConfigError, UsageLogUnavailable
 from core.private import private_dir, private_open
 from core.settings import costline_home
+from core.usage import _bucket
 from core.usage._frame import frame
 from core.usage._journal import journal_name, recover
 from core.usage._limits import MAX_EVENT_BYTES, shrink
@@ -130,10 +131,17 @@ class UsageLog:
         self._retry_s = RETRY_MIN_S
         self._dropped = self._failures = self._written_late = self._truncated = 0
         self._last_error: str | None = None
+        # with a bucket, segments leave this disk: the bucket's leader compacts them there
+        self._shipper = _bucket.shipper_for(self.home)
         self._compactor = (
-            AutoCompactor(self.home, self.compact_threshold) if self.compact_threshold else None
+            AutoCompactor(self.home, self.compact_threshold)
+            if self.compact_threshold and self._shipper is None
+            else None
         )
         poke = self._compactor.poke if self._compactor is not None else None
+        if self._shipper is not None:
+            poke = self._shipper.poke
+            self._shipper.poke()  # ship what an earlier process left in the outbox
         self._converter = Converter(self._sdir, poke)
 
     @property
@@ -267,6 +275,8 @@ class UsageLog:
         self._converter.stop()
         if self._compactor is not None:
             self._compactor.stop()
+        if self._shipper is not None:
+            self._shipper.drain(_bucket.CLOSE_DRAIN_S)  # what is left ships on the next start
         if timer is not None and timer is not threading.current_thread():
             timer.join()
         if error is not None:

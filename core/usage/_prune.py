@@ -58,6 +58,9 @@ def prune(home: Path | None, keep_days: int, *, now: datetime | None = None) -> 
     if isinstance(keep_days, bool) or not isinstance(keep_days, int) or keep_days < 1:
         raise ConfigError(f"retention_days: must be a whole number >= 1 (got {keep_days!r})")
     cutoff = (now or clock.now()) - timedelta(days=keep_days)
+    if os.environ.get("COSTLINE_EVENTS_URL"):  # local segments are the bucket's outbox
+        log.info("retention skipped: the usage log is in a bucket (COSTLINE_EVENTS_URL)")
+        return PruneResult(0, 0, cutoff)
     sdir = segments_dir(home)
     private_dir(sdir)
     lock_fd = private_open(events_dir(home) / "compact.lock", os.O_RDWR | os.O_CREAT)

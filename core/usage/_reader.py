@@ -27,6 +27,7 @@ from core.errors import ConfigError
 from core.private import private_dir
 from core.settings import costline_home
 from core.types import pico_to_usd
+from core.usage._bucket import mirror_for
 from core.usage._convert import DUCK_TYPES, arrow_table
 from core.usage._journal import recover
 from core.usage._query import (
@@ -104,7 +105,8 @@ class Reader:
 
     def __init__(self, home: Path | None = None, *, threads: int | None = None) -> None:
         self.home = home if home is not None else costline_home()
-        self._sdir = segments_dir(self.home)
+        self._mirror = mirror_for(self.home)  # COSTLINE_EVENTS_URL: read the bucket's segments
+        self._sdir = self._mirror.dir if self._mirror is not None else segments_dir(self.home)
         private_dir(self._sdir)
         self._sdir = self._sdir.resolve()  # DuckDB's allowed_directories compares real paths
         recover(self.home)
@@ -149,6 +151,8 @@ class Reader:
             for attempt in range(_RETRIES):
                 if attempt > 1:  # let a burst of merges end
                     time.sleep(min(0.005 * attempt, 0.1))
+                if self._mirror is not None:
+                    self._mirror.sync(force=attempt > 0)
                 snapshot = scan(self._sdir)
                 try:
                     self._use(snapshot, force=attempt > 0)
@@ -346,6 +350,8 @@ class Reader:
 
     def data_version(self) -> str:
         """Changes whenever the set or size of segments changes (a cache key)."""
+        if self._mirror is not None:
+            self._mirror.sync()
         return scan(self._sdir).version
 
     def close(self) -> None:

@@ -16,6 +16,7 @@ from typing import Any, Literal
 import orjson
 import pyarrow as pa
 
+from core import clock
 from core.types import pico_to_usd
 
 Status = Literal["ok", "error", "blocked", "rate_limited", "skipped"]
@@ -78,7 +79,7 @@ METADATA_INDEX = COLUMNS.index("metadata")
 
 
 def _utcnow() -> datetime:
-    return datetime.now(UTC)
+    return clock.now()
 
 
 @dataclass(slots=True, kw_only=True)

@@ -113,12 +113,9 @@ def anomaly_checks(reader: Reader, tz: str, now: datetime, dims: tuple[str, ...]
     today = insights.local_today(tz, now)
     since = insights.local_midnight(today - timedelta(days=LOOKBACK_DAYS), tz)
     findings = insights.scan_usage(reader, dims=dims, tz=tz, since=since, now=now)
-    groups: dict[tuple[str, str], list[insights.Finding]] = {}
-    for fd in findings:
-        groups.setdefault((fd.subject, fd.day), []).append(fd)
     out = []
-    for (subject, day), group in sorted(groups.items()):
-        lead = max(group, key=lambda f: (f.metric == "spend", f.grain == "day"))
+    for (subject, day), group in sorted(insights.by_series_day(findings).items()):
+        lead = insights.lead(group)
         spent = int(round(lead.anomaly.value * 1e12)) if lead.metric == "spend" else None
         out.append(
             Found(

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
+from core import clock
 from core.usage import SCHEMA, segments_dir, write_segment
 
 APP = str(Path(__file__).resolve().parents[2] / "console" / "app.py")
@@ -93,7 +93,7 @@ def build(home: Path, rows: int, seed: int = 11) -> float:
     """``rows`` events over the last 90 days; returns seconds taken."""
     t0 = time.perf_counter()
     rng = np.random.default_rng(seed)
-    end_us = int(datetime.now(UTC).timestamp() * 1e6)
+    end_us = int(clock.timestamp() * 1e6)
     start_us = end_us - SPAN_US
     for k, first in enumerate(range(0, rows, CHUNK)):
         n = min(CHUNK, rows - first)

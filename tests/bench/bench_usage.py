@@ -39,6 +39,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from core import clock
 from core.usage import SCHEMA, UsageEvent, UsageLog, rows_to_table, segments_dir, write_segment
 from core.usage._schema import event_row
 
@@ -88,7 +89,7 @@ def _event(i: int, now: datetime) -> UsageEvent:
 
 
 def bench_ingest(home: Path, n: int) -> dict[str, float]:
-    now = datetime.now(UTC)
+    now = clock.now()
     pool = [_event(i, now) for i in range(1_000)]
     log = UsageLog(home)
     log.append(pool[0])
@@ -274,7 +275,7 @@ def bench_idle(home: Path) -> dict[str, float]:
     reader = Reader(home)
     log = UsageLog(home)
     t0 = time.perf_counter()
-    log.append(_event(0, datetime.now(UTC)))
+    log.append(_event(0, clock.now()))
     while not reader.count():
         time.sleep(0.005)
     visible_ms = (time.perf_counter() - t0) * 1e3

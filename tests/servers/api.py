@@ -20,6 +20,8 @@ class ApiServer:
     def __init__(self, home: Path, plane: ControlPlane | None = None, **ctx: object) -> None:
         self.home = home
         self.context = Context(home, plane=plane, **ctx)  # type: ignore[arg-type]
+        if plane is None:
+            self.context.plane.scrypt_n = 2**4  # test users: a cheap hash (the default is OWASP's)
         self.app = create_app(context=self.context)
         config = uvicorn.Config(self.app, host="127.0.0.1", port=0, log_level="warning")
         self.server = uvicorn.Server(config)

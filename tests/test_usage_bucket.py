@@ -1,0 +1,271 @@
+"""The usage log on S3-compatible storage, against a real SeaweedFS on loopback."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+import pytest
+
+from core.errors import ConfigError
+from core.usage import CompactResult, Reader, UsageLog
+from core.usage._bucket import BucketConfig, list_segments, outbox_status, shipper_for
+from core.usage._bucket_compact import compact_bucket
+from core.usage._leader import leader_lock
+from tests.servers.seaweed import SeaweedS3, Unavailable
+from tests.test_usage_support import event, python
+
+REQUIRE = os.environ.get("COSTLINE_REQUIRE_SERVICES") == "1"
+
+
+@pytest.fixture(scope="module")
+def weed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
+    try:
+        server = SeaweedS3(tmp_path_factory.mktemp("weed"))
+    except Unavailable as exc:
+        if REQUIRE:
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+    with server:
+        yield server
+
+
+@pytest.fixture
+def bucket(weed: SeaweedS3, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A fresh bucket + prefix; COSTLINE_EVENTS_URL and AWS_* point at it."""
+    name = f"costline-{uuid.uuid4().hex[:10]}"
+    weed.create_bucket(name)
+    for k, v in weed.env(f"{name}/usage").items():
+        monkeypatch.setenv(k, v)
+    yield name
+
+
+def bucket_rows(weed: SeaweedS3, location: str) -> list[str]:
+    """Every request_id in the committed segment objects, read straight from S3."""
+    fs = weed.filesystem()
+    ids: list[str] = []
+    infos = fs.get_file_info(pafs.FileSelector(location, allow_not_found=True))
+    for info in infos:
+        if info.base_name.endswith(".parquet"):
+            table = pq.read_table(info.path, filesystem=fs, columns=["request_id"])
+            ids += table["request_id"].to_pylist()
+    return ids
+
+
+def test_config_from_env() -> None:
+    assert BucketConfig.from_env({}) is None
+    cfg = BucketConfig.from_env(
+        {"COSTLINE_EVENTS_URL": "s3://b1x/a/b/", "AWS_ENDPOINT_URL": "http://127.0.0.1:9"}
+    )
+    assert cfg is not None
+    assert (cfg.bucket, cfg.prefix, cfg.endpoint, cfg.scheme) == (
+        "b1x",
+        "a/b",
+        "127.0.0.1:9",
+        "http",
+    )
+    assert cfg.path("segments", "x.parquet") == "b1x/a/b/segments/x.parquet"
+    with pytest.raises(ConfigError, match="s3://bucket/prefix"):
+        BucketConfig.from_env({"COSTLINE_EVENTS_URL": "gs://x/y"})
+    with pytest.raises(ConfigError, match="COSTLINE_EVENTS_QUEUE_MB"):
+        BucketConfig.from_env({"COSTLINE_EVENTS_URL": "s3://b/p", "COSTLINE_EVENTS_QUEUE_MB": "x"})
+
+
+def test_segments_ship_and_readers_query_the_bucket(
+    weed: SeaweedS3, bucket: str, costline_home: Path, tmp_path: Path
+) -> None:
+    with UsageLog(costline_home, flush_every=400) as log:
+        log.append_many(event(i) for i in range(1000))
+    ids = bucket_rows(weed, f"{bucket}/usage/segments")
+    assert sorted(ids) == [f"req_{i:08d}" for i in range(1000)]  # each once
+    assert outbox_status(costline_home)["segments"] == 0
+    # a reader on another host (empty cache) sees the same totals as DuckDB over the objects
+    other = tmp_path / "reader-host"
+    with Reader(other) as reader:
+        totals = reader.totals()
+        by_model = reader.spend_by(["model"], "day")
+    assert totals["requests"] == 1000
+    direct = _direct_totals(weed, bucket)
+    assert totals["cost_picousd"] == direct
+    assert int(by_model["cost_picousd"].sum()) == direct
+
+
+def _direct_totals(weed: SeaweedS3, bucket: str) -> int:
+    """sum(cost) by DuckDB over the bucket's objects (pyarrow's S3 filesystem, no extension)."""
+    fs = weed.filesystem()
+    infos = fs.get_file_info(pafs.FileSelector(f"{bucket}/usage/segments"))
+    tables = [pq.read_table(i.path, filesystem=fs) for i in infos if i.base_name.endswith("et")]
+    con = duckdb.connect()
+    total = 0
+    for t in tables:  # noqa: B007 - DuckDB scans the Arrow table by name
+        total += int(con.execute("SELECT coalesce(sum(cost_picousd), 0) FROM t").fetchone()[0])
+    con.close()
+    return total
+
+
+def test_outage_queues_locally_then_ships(
+    weed: SeaweedS3, bucket: str, costline_home: Path
+) -> None:
+    log = UsageLog(costline_home, flush_every=100, flush_interval_s=0.2)
+    shipper = shipper_for(costline_home)
+    assert shipper is not None
+    try:
+        log.append_many(event(i) for i in range(300))
+        log.flush()
+        assert shipper.drain(10)
+        weed.pause()
+        started = time.monotonic()
+        log.append_many(event(i) for i in range(300, 700))
+        log.flush()  # segments are written locally; nothing waits for the bucket
+        assert time.monotonic() - started < 2.0
+        assert not shipper.drain(1.0)
+        status = shipper.status()
+        assert status["segments"] >= 4 and status["last_error"]
+        weed.resume()
+        deadline = time.monotonic() + 30
+        while outbox_status(costline_home)["segments"] and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        log.close()
+    ids = bucket_rows(weed, f"{bucket}/usage/segments")
+    assert sorted(ids) == [f"req_{i:08d}" for i in range(700)]
+
+
+def test_killed_writer_ships_once_after_restart(
+    weed: SeaweedS3, bucket: str, costline_home: Path
+) -> None:
+    """SIGKILL a writer whose events are only in its journal; the next process ships them."""
+    code = """
+        import os, signal, sys
+        from core.usage import UsageLog
+        from test_usage_support import event
+        log = UsageLog(flush_interval_s=3600)
+        log.append_many(event(i) for i in range(500))
+        print("appended", flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+    """
+    proc = python(code, costline_home)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, err
+    assert "appended" in out
+    assert bucket_rows(weed, f"{bucket}/usage/segments") == []
+    with UsageLog(costline_home) as log:  # recovers the journal, then ships it
+        shipper = shipper_for(costline_home)
+        assert shipper is not None and shipper.drain(10)
+        log.flush()
+    ids = bucket_rows(weed, f"{bucket}/usage/segments")
+    assert sorted(ids) == [f"req_{i:08d}" for i in range(500)]
+
+
+def test_compaction_has_one_leader_and_keeps_every_row(
+    weed: SeaweedS3, bucket: str, costline_home: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COSTLINE_CONTROL_URL", pg_url)
+    monkeypatch.setenv("COSTLINE_EVENTS_COMPACT_S", "0")
+    with UsageLog(costline_home, flush_every=50) as log:
+        log.append_many(event(i) for i in range(1000))
+    cfg = BucketConfig.from_env()
+    assert cfg is not None
+    assert len(list_segments(cfg)) == 20
+    # while another process leads, this one does nothing
+    with leader_lock("costline.compact:" + cfg.url(), costline_home) as leading:
+        assert leading
+        result: list[object] = []
+        t = threading.Thread(target=lambda: result.append(compact_bucket(costline_home, cfg)))
+        t.start()
+        t.join()
+        assert result[0] == CompactResult(0, 0)
+    done = compact_bucket(costline_home, cfg, min_small=2, keep_replaced_s=0)
+    assert done.written == 1 and done.merged == 20
+    with Reader(costline_home / "elsewhere") as reader:
+        assert reader.count() == 1000  # the inputs are still there, hidden by the merge
+    compact_bucket(costline_home, cfg, min_small=2, keep_replaced_s=0)  # deletes them
+    assert len(list_segments(cfg)) == 1
+    ids = bucket_rows(weed, f"{bucket}/usage/segments")
+    assert sorted(ids) == [f"req_{i:08d}" for i in range(1000)]
+
+
+def test_retention_leaves_the_outbox_alone(
+    costline_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from core.usage._prune import prune
+    from core.usage._segments import segments_dir
+
+    monkeypatch.setenv("COSTLINE_EVENTS_URL", "s3://nowhere-bucket/p")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens
+    monkeypatch.setenv("COSTLINE_EVENTS_COMPACT_S", "0")
+    with UsageLog(costline_home, flush_every=100) as log:  # old events; the bucket is away
+        log.append_many(event(i) for i in range(300))
+    assert outbox_status(costline_home)["segments"] == 3
+    assert prune(costline_home, 1).segments == 0
+    assert len(list(segments_dir(costline_home).glob("*.parquet"))) == 3
+
+
+def test_console_overview_over_the_bucket_matches_duckdb_to_the_cent(
+    weed: SeaweedS3,
+    bucket: str,
+    costline_home: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A console host with nothing local: its Overview reads the bucket."""
+    from datetime import timedelta
+    from decimal import ROUND_HALF_UP, Decimal
+
+    from core import clock
+    from tests.console_support import app, make_users
+
+    now = clock.now()
+    with UsageLog(tmp_path / "gateway-host", flush_every=100) as log:
+        log.append_many(event(i, ts=now - timedelta(minutes=7 * i + 1)) for i in range(250))
+    monkeypatch.setenv("COSTLINE_ADMIN_PASSWORD", "admin-pass-123")
+    make_users(costline_home)
+    at = app("admin", timeout=90).run()
+    assert not at.exception, at.exception
+    scope = at.session_state["selection"].scope
+    fs = weed.filesystem()
+    infos = fs.get_file_info(pafs.FileSelector(f"{bucket}/usage/segments"))
+    con = duckdb.connect()
+    direct = 0
+    for info in infos:
+        con.register("segment", pq.read_table(info.path, filesystem=fs))
+        row = con.execute(
+            "SELECT coalesce(sum(cost_picousd), 0) FROM segment WHERE ts >= ? AND ts < ?",
+            [scope.start, scope.end],
+        ).fetchall()
+        direct += int(row[0][0])
+    con.close()
+    shown = [m.value for m in at.metric if m.label == "Spend in range"][0]
+    cents = (Decimal(direct) / Decimal(10**12)).quantize(Decimal("0.01"), ROUND_HALF_UP)
+    assert direct > 0
+    assert Decimal(shown.lstrip("$").replace(",", "")) == cents
+
+
+def test_costline_compact_leads_a_bucket_compaction(
+    weed: SeaweedS3, bucket: str, costline_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("COSTLINE_EVENTS_COMPACT_S", "0")
+    with UsageLog(costline_home, flush_every=100) as log:
+        log.append_many(event(i) for i in range(300))
+    done = subprocess.run(
+        [sys.executable, "-m", "core.cli", "compact"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"Merged 3 usage segments in s3://{bucket}/usage into 1." in done.stdout
+    with Reader(costline_home / "elsewhere") as reader:
+        assert reader.count() == 300

@@ -17,7 +17,7 @@ if str(ROOT) not in sys.path:  # `streamlit run console/app.py` without an insta
 
 import streamlit as st  # noqa: E402
 
-from console import auth, chrome, sidebar  # noqa: E402
+from console import auth, chrome, session, sidebar  # noqa: E402
 
 PAGE_DIR = Path(__file__).parent / "app_pages"
 
@@ -60,6 +60,7 @@ def main() -> None:
     st.set_page_config(page_title="Costline", page_icon=":material/payments:", layout="wide")
     auth.plane()  # on first start this creates 'admin' and prints its one-time password
     actor = auth.current_actor()
+    session.flush()  # set or delete the session cookie after sign-in / sign-out
     if actor is None:
         st.navigation(
             [st.Page(auth.sign_in_page, title="Sign in", icon=":material/login:")],

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from console import session
 from core.control import (
     ROLES,
     AccountLocked,
@@ -63,6 +64,8 @@ def current_actor() -> Actor | None:
     a changed role takes effect on the next rerun)."""
     actor: Actor | None = st.session_state.get(ACTOR_KEY)
     if actor is None:
+        actor = _from_cookie()
+    if actor is None:
         return None
     user = next((u for u in plane().users() if u.username == actor.username), None)
     if user is None or user.disabled:
@@ -74,9 +77,21 @@ def current_actor() -> Actor | None:
     return actor
 
 
+def _from_cookie() -> Actor | None:
+    """A reload: the user of a valid session cookie (see console/session.py)."""
+    username = session.from_cookie()
+    user = next((u for u in plane().users() if u.username == username), None)
+    if user is None or user.disabled:
+        return None
+    actor = Actor(user.username, user.role)  # type: ignore[arg-type]
+    st.session_state[ACTOR_KEY] = actor
+    return actor
+
+
 def sign_out() -> None:
     for key in list(st.session_state.keys()):
         del st.session_state[key]
+    session.forget()
 
 
 def sign_in_page() -> None:
@@ -96,6 +111,7 @@ def sign_in_page() -> None:
         st.error("Invalid username or password.")
     else:
         st.session_state[ACTOR_KEY] = actor
+        session.remember(actor.username)
         st.rerun()
 
 

@@ -5,16 +5,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import streamlit as st
 
-from console import auth
+from console import auth, forms
 from console.commands.usage import load_demo, remove_demo
 from console.queries import usage
 from core.control import Actor
 from core.demo import has_demo
 from core.errors import CostlineError
 from core.usage import quarantine_summary
+
+REMOVED = "Demo data removed: the log and the control plane hold only your own data."
 
 
 @st.cache_data(ttl=600, show_spinner=False)
@@ -23,7 +26,10 @@ def _has_demo(home: str, version: str) -> bool:
 
 
 def demo_state(actor: Actor) -> None:
-    """Offer demo data on an empty log; say when demo data is present, with a remove button."""
+    """Offer demo data on an empty log; say when demo data is present, with a remove button
+    (confirmed); say what happened after either."""
+    if st.session_state.get(forms.FLASH_KEY) == REMOVED:
+        st.success(st.session_state.pop(forms.FLASH_KEY), icon=":material/check_circle:")
     home, version = usage.home(), usage.version()
     if usage.event_count(home, version) == 0:
         _offer_demo(actor)
@@ -60,8 +66,18 @@ def _offer_demo(actor: Actor) -> None:
 def _demo_banner(actor: Actor) -> None:
     cols = st.columns([5, 1])
     cols[0].info("Demo data is loaded: these figures are synthetic.", icon=":material/science:")
-    if auth.may(actor, "engineer") and cols[1].button("Remove demo data", key="demo_remove"):
-        _run(remove_demo, actor, "Removing demo data…")
+    if auth.may(actor, "engineer") and forms.ask(
+        "demo", "remove", "data", "Remove demo data", where=cols[1], key_override="demo_remove"
+    ):
+        forms.confirm(
+            "demo",
+            "remove",
+            "data",
+            "Remove the demo data? Its calls, budgets, policies, strategies and rate limits"
+            " are deleted; your own data stays.",
+            REMOVED,
+            lambda: remove_demo(actor),
+        )
 
 
 def _run(action: Callable[[Actor], object], actor: Actor, busy: str) -> None:
@@ -72,3 +88,23 @@ def _run(action: Callable[[Actor], object], actor: Actor, busy: str) -> None:
         st.error(str(exc))
         return
     st.rerun()
+
+
+def unpriced_notice(count: int) -> None:
+    """'N unpriced calls not in totals': shown wherever totals are, so none drops out silently."""
+    if count <= 0:
+        return
+    calls = "call" if count == 1 else "calls"
+    st.warning(
+        f"**{count:,} unpriced {calls} not in totals**: their models have no price, so"
+        " their cost is unknown (never counted as $0). An admin can price them on the"
+        " Pricing page (Unpriced tab); the accounting export lists them separately.",
+        icon=":material/money_off:",
+    )
+
+
+def kept_tabs(key: str) -> dict[str, Any]:
+    """``st.tabs`` options that keep the open tab across reruns (a save, a failed save, a
+    flash message above) and in the URL (``?{key}=Edit+budgets``), so a reload keeps it too
+    and ``st.session_state[key]`` names it."""
+    return {"key": key, "bind": "query-params"}

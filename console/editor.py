@@ -26,6 +26,7 @@ from typing import Any, Generic, TypeVar
 import streamlit as st
 
 from console import forms
+from core.errors import CostlineError
 
 T = TypeVar("T")
 NEW = "__new__"
@@ -49,6 +50,9 @@ class Entity(Generic[T]):
     title: Callable[[T], str] | None = None  # the picker's text of an entity (default: name)
     save_label: str = "Save"
     delete_label: str = "Delete"
+    labels: Mapping[str, str] | None = None  # field -> the form's label, for error messages
+    check: Callable[[Mapping[str, Any]], object] | None = None  # validate only, no write
+    filler: Mapping[str, Any] | None = None  # valid stand-ins, to find every bad field
 
 
 @dataclass(frozen=True)
@@ -108,7 +112,11 @@ class Editing(Generic[T]):
 
     def _save(self) -> None:
         spec = self.entity
-        saved = spec.save(forms.values(self.prefix, tuple(spec.values(None))), self.current is None)
+        values = forms.values(self.prefix, tuple(spec.values(None)))
+        try:
+            saved = spec.save(values, self.current is None)
+        except CostlineError as exc:
+            raise forms.FormErrors(every_error(spec, values, exc)) from None
         if self.current is None:  # the new entity's form starts empty again; edit what was made
             for key in [k for k in st.session_state if str(k).startswith(self.prefix + "_")]:
                 del st.session_state[key]
@@ -116,6 +124,34 @@ class Editing(Generic[T]):
         else:  # show what was stored (defaults filled in, numbers normalised)
             for field, value in spec.values(saved).items():
                 st.session_state[self.key(field)] = value
+
+
+def every_error(
+    spec: Entity[T], values: Mapping[str, Any], first: CostlineError
+) -> list[tuple[str, str]]:
+    """The first error and every other field's: each bad field is replaced by a valid
+    stand-in (``filler``) and the rest checked again (``check``), in the form's words."""
+    labels = spec.labels or {}
+    field = getattr(first, "field", None) or ""
+    found = [(field, forms.labelled(str(first), field, labels))]
+    if spec.check is None or spec.filler is None:
+        return found
+    trial = dict(values)
+    for _ in range(len(spec.fields)):
+        key = field.split(".")[0]
+        if key not in spec.filler or trial.get(key) == spec.filler[key]:
+            break
+        trial[key] = spec.filler[key]
+        try:
+            spec.check(trial)
+        except CostlineError as exc:
+            field = getattr(exc, "field", None) or ""
+            if any(f == field for f, _ in found):
+                break
+            found.append((field, forms.labelled(str(exc), field, labels)))
+        else:
+            break
+    return found
 
 
 def pick(entity: Entity[T], entities: Sequence[T]) -> Editing[T]:

@@ -7,7 +7,7 @@ and ``confirm``. Either way a success is said once, at the top (``flash``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import streamlit as st
@@ -19,6 +19,14 @@ FLASH_KEY = "ctl_flash"
 CONFIRM_KEY = "ctl_confirm"  # the key of the one action waiting for confirmation
 
 
+class FormErrors(CostlineError):
+    """Every field's problem at once: ``errors`` is a list of (field, message)."""
+
+    def __init__(self, errors: list[tuple[str, str]]) -> None:
+        super().__init__("; ".join(m for _, m in errors))
+        self.errors = errors
+
+
 def submit(form: str, done: str, write: Callable[[], Any]) -> None:
     """Run ``write`` (a submit button's callback): on success say ``done`` at the top; on a
     CostlineError keep it for ``field_error`` (nothing was stored)."""
@@ -26,25 +34,58 @@ def submit(form: str, done: str, write: Callable[[], Any]) -> None:
     errors.pop(form, None)
     try:
         write()
+    except FormErrors as exc:
+        errors[form] = list(exc.errors)
     except CostlineError as exc:
-        errors[form] = (getattr(exc, "field", None) or "", str(exc))
+        errors[form] = [(getattr(exc, "field", None) or "", str(exc))]
     else:
         st.session_state[FLASH_KEY] = done
 
 
+def _errors(form: str) -> list[tuple[str, str]]:
+    got = st.session_state.get(ERRORS_KEY, {}).get(form) or []
+    return [got] if isinstance(got, tuple) else list(got)
+
+
+def _names(field: str, fields: tuple[str, ...]) -> bool:
+    return any(field == f or field.startswith(f + ".") for f in fields)
+
+
 def field_error(form: str, *fields: str) -> None:
-    """The error of ``form`` under the widget of any of ``fields`` (e.g. 'params' matches
+    """The errors of ``form`` under the widget of any of ``fields`` (e.g. 'params' matches
     'params.interval_s')."""
-    got = st.session_state.get(ERRORS_KEY, {}).get(form)
-    if got and any(got[0] == f or got[0].startswith(f + ".") for f in fields):
-        st.error(got[1], icon=":material/error:")
+    for field, message in _errors(form):
+        if _names(field, fields):
+            st.error(message, icon=":material/error:")
 
 
 def form_error(form: str, fields: tuple[str, ...]) -> None:
-    """An error of ``form`` that names no field shown in it (e.g. PermissionDenied)."""
-    got = st.session_state.get(ERRORS_KEY, {}).get(form)
-    if got and not any(got[0] == f or got[0].startswith(f + ".") for f in fields):
-        st.error(got[1], icon=":material/error:")
+    """Errors of ``form`` that name no field shown in it (e.g. PermissionDenied), and how
+    many fields need fixing when there are several."""
+    found = _errors(form)
+    if len(found) > 1:
+        st.error(
+            f"{len(found)} fields need fixing: "
+            + ", ".join(m.split(":")[0] for _, m in found)
+            + ". Nothing was saved.",
+            icon=":material/error:",
+        )
+    for field, message in found:
+        if not _names(field, fields):
+            st.error(message, icon=":material/error:")
+
+
+def labelled(message: str, field: str, labels: Mapping[str, str]) -> str:
+    """A core message in the form's words: 'scope_value: required ... (got None)' ->
+    'Scope value: required ...'."""
+    label = labels.get(field.split(".")[0])
+    if label and message.startswith(field.split(".")[0]):
+        message = label + message[len(field.split(".")[0]) :]
+    for name, text in labels.items():
+        message = message.replace(f"'{name}'", f"'{text}'")
+    for empty in (" (got None)", " (got '')"):
+        message = message.replace(empty, "")
+    return message
 
 
 def flash() -> None:
@@ -70,11 +111,20 @@ def write_now(done: str, write: Callable[..., Any], *args: Any) -> None:
         st.rerun()
 
 
-def ask(prefix: str, action: str, name: str, label: str, *, where: Any = st, **kw: Any) -> bool:
-    """A button ``{prefix}_{action}_{name}`` that only asks (``confirm`` then does it); True
-    while its question is open."""
+def ask(
+    prefix: str,
+    action: str,
+    name: str,
+    label: str,
+    *,
+    where: Any = st,
+    key_override: str | None = None,
+    **kw: Any,
+) -> bool:
+    """A button ``{prefix}_{action}_{name}`` (or ``key_override``) that only asks (``confirm``
+    then does it); True while its question is open."""
     key = f"{prefix}_{action}_{name}"
-    where.button(label, key=key, on_click=_set_confirm, args=(key,), **kw)
+    where.button(label, key=key_override or key, on_click=_set_confirm, args=(key,), **kw)
     return bool(st.session_state.get(CONFIRM_KEY) == key)
 
 

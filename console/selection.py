@@ -10,27 +10,41 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from core import clock
+from core.periods import PRESETS, kpi_windows, local_midnight, range_bounds, today_in
 from core.types import PICO
 from core.usage import Filters
 
-PRESETS: dict[str, str] = {
-    "today": "Today",
-    "7d": "Last 7 days",
-    "30d": "Last 30 days",
-    "90d": "Last 90 days",
-    "mtd": "Month to date",
-    "custom": "Custom",
-}
-FILTER_DIMS: tuple[str, ...] = ("org", "project", "user", "model", "provider", "task", "key")
+FILTER_DIMS: tuple[str, ...] = (
+    "org",
+    "project",
+    "user",
+    "model",
+    "provider",
+    "task",
+    "key",
+    "tag",
+)
 DEFAULT_RATES: dict[str, str] = {"USD": "1", "EUR": "0.92", "GBP": "0.79"}
 SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥"}
 CENT = Decimal("0.01")
+__all__ = [
+    "FILTER_DIMS",
+    "PRESETS",
+    "Money",
+    "Scope",
+    "Selection",
+    "change",
+    "kpi_windows",
+    "local_midnight",
+    "range_bounds",
+    "rates_with_defaults",
+    "today_in",
+]
 
 
 @dataclass(frozen=True)
@@ -48,6 +62,7 @@ class Scope:
     provider: tuple[str, ...] = ()
     task: tuple[str, ...] = ()
     key: tuple[str, ...] = ()  # gateway virtual keys, by name
+    tag: tuple[str, ...] = ()  # calls carrying any of these tags (cost centres)
 
     def filters(self, **overrides: Any) -> Filters:
         """core.usage Filters for this scope; ``start``/``end``/``status`` may be overridden."""
@@ -100,50 +115,6 @@ class Selection:
         label = PRESETS.get(self.preset, "Custom")
         span = f"{first:%d %b %Y}" if first == last else f"{first:%d %b %Y} – {last:%d %b %Y}"
         return f"{label}: {span} ({self.scope.tz}) · {self.money.currency}"
-
-
-def local_midnight(day: date, tz: str) -> datetime:
-    return datetime.combine(day, time(0), tzinfo=ZoneInfo(tz)).astimezone(UTC)
-
-
-def today_in(tz: str, now: datetime | None = None) -> date:
-    return (now or clock.now()).astimezone(ZoneInfo(tz)).date()
-
-
-def range_bounds(
-    preset: str, tz: str, now: datetime | None = None, custom: tuple[date, date] | None = None
-) -> tuple[datetime, datetime]:
-    """[start, end) of a preset in whole local days (end: next midnight, so cache keys hold
-    all day). ``custom`` is an inclusive (first, last) pair of dates."""
-    today = today_in(tz, now)
-    if preset == "custom" and custom:
-        first, last = sorted(custom)
-        return local_midnight(first, tz), local_midnight(last + timedelta(days=1), tz)
-    if preset == "mtd":
-        first = today.replace(day=1)
-    else:
-        days = {"today": 1, "7d": 7, "30d": 30, "90d": 90}.get(preset, 30)
-        first = today - timedelta(days=days - 1)
-    return local_midnight(first, tz), local_midnight(today + timedelta(days=1), tz)
-
-
-def kpi_windows(tz: str, now: datetime) -> dict[str, tuple[datetime, datetime]]:
-    """The KPI periods and the periods they are compared with (same elapsed time)."""
-    today = today_in(tz, now)
-    day0 = local_midnight(today, tz)
-    yday0 = local_midnight(today - timedelta(days=1), tz)
-    month0 = local_midnight(today.replace(day=1), tz)
-    prev_first = (today.replace(day=1) - timedelta(days=1)).replace(day=1)
-    prev0 = local_midnight(prev_first, tz)
-    prev_end = min(prev0 + (now - month0), month0)
-    return {
-        "today": (day0, now),
-        "yesterday": (yday0, min(yday0 + (now - day0), day0)),
-        "mtd": (month0, now),
-        "prev_mtd": (prev0, prev_end),
-        "last30": (now - timedelta(days=30), now),
-        "prev30": (now - timedelta(days=60), now - timedelta(days=30)),
-    }
 
 
 def change(now_pico: int, before_pico: int) -> str | None:

@@ -10,7 +10,7 @@ from datetime import date, timedelta
 
 import streamlit as st
 
-from console import auth
+from console import auth, links
 from console.queries import usage
 from console.selection import (
     FILTER_DIMS,
@@ -33,6 +33,7 @@ LABELS = {
     "provider": "Provider",
     "task": "Task",
     "key": "API key",
+    "tag": "Tag",
 }
 
 
@@ -45,6 +46,7 @@ def build(actor: Actor) -> Selection:
     plane = auth.plane()
     tz = str(plane.get_setting("timezone") or "UTC")
     rates = rates_with_defaults(plane.get_setting("currency_rates"))
+    links.restore(rates)
     with st.sidebar:
         preset, custom = _time_range(tz)
         chosen = _filters()
@@ -53,6 +55,7 @@ def build(actor: Actor) -> Selection:
     start, end = range_bounds(preset, tz, custom=custom)
     selection = Selection(Scope(start, end, tz, **chosen), money, preset)
     st.session_state[SELECTION_KEY] = selection
+    links.publish()
     return selection
 
 

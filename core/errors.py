@@ -85,7 +85,11 @@ class RequestError(CostlineError):
 
 
 class BadRequest(RequestError):
-    pass
+    """``field``: the request field that is wrong, when one is (core.validate names it)."""
+
+    def __init__(self, message: str, *, field: str | None = None, **kw: str | None):
+        super().__init__(message, **kw)
+        self.field = field
 
 
 class ContextWindowExceeded(RequestError):

@@ -36,10 +36,12 @@ from core.errors import BadRequest, CostlineError, MalformedResponse
 from core.otel import Tracer
 from core.pricing import Catalog, load_catalog
 from core.providers import Provider, StreamItem
+from core.reconcile import Reconciler, start_reconciler
 from core.retry import RetryPolicy
 from core.settings import Settings
 from core.types import ChatRequest, Completion, StreamChunk
 from core.usage import UsageLog
+from core.validate import unexpected
 
 __all__ = ["EmbedRequest", "Embeddings", "Router", "validate"]
 
@@ -74,8 +76,12 @@ class Router:
         settings = settings or Settings.from_env()
         base = catalog or load_catalog()
         ctl = Controls(base) if controls is True else controls or None
+        self.reconciler: Reconciler | None = None
         if ctl is not None:
             ctl.snapshot()  # overrides and policies in force from the first call
+            # budget counters rebuilt from the usage log before the first call, then kept in line
+            interval = settings.reconcile_interval_s
+            self.reconciler = start_reconciler(ctl, settings.home, interval)
         self._ctx = Context(
             settings=settings,
             base_catalog=base,
@@ -223,6 +229,8 @@ class Router:
                 return self.complete(r)
             except CostlineError as exc:
                 return exc
+            except Exception as exc:  # one broken item must not drop the others' results
+                return unexpected(exc)
 
         with ThreadPoolExecutor(max_workers=concurrency) as pool:
             return list(pool.map(one, list(requests)))
@@ -240,6 +248,8 @@ class Router:
                     return await self.acomplete(r)
                 except CostlineError as exc:
                     return exc
+                except Exception as exc:
+                    return unexpected(exc)
 
         return list(await asyncio.gather(*(one(r) for r in requests)))
 
@@ -248,6 +258,8 @@ class Router:
             self._closed, ticker, self._ticker = True, self._ticker, None
         if ticker is not None:
             ticker.stop()
+        if self.reconciler is not None:
+            self.reconciler.close()
         self._ctx.close()
 
     def __enter__(self) -> Router:

@@ -86,6 +86,7 @@ class Settings:
     timezone: str = "UTC"
     log_bodies_projects: frozenset[str] = frozenset()  # projects whose prompts are stored
     otel: bool = False
+    reconcile_interval_s: float = 30.0  # budget counters vs the usage log; 0: only at start
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -97,6 +98,7 @@ class Settings:
             timezone=env.get("COSTLINE_TIMEZONE", "UTC"),
             log_bodies_projects=frozenset(comma_list(env.get("COSTLINE_LOG_BODIES_PROJECTS"))),
             otel=env.get("COSTLINE_OTEL", "") in ("1", "true", "yes"),
+            reconcile_interval_s=_seconds(env, "COSTLINE_RECONCILE_S", 30.0),
         )
         return replace(s, **overrides)  # type: ignore[arg-type]
 
@@ -112,6 +114,19 @@ class Settings:
     @property
     def events_dir(self) -> Path:
         return self.home / "events"
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}", field=name) from None
+    if not value >= 0 or value == float("inf"):
+        raise ConfigError(f"{name} must be >= 0 seconds, got {raw!r}", field=name)
+    return value
 
 
 def provider_from_env(name: str, env: Mapping[str, str]) -> ProviderConfig:

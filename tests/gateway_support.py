@@ -108,6 +108,21 @@ def make_key(home: Path, name: str, **spec: Any) -> str:
             os.environ["COSTLINE_HOME"] = old
 
 
+def make_token(home: Path, user: str, role: str) -> str:
+    """A console user with ``role`` in ``home`` and an API token for them; the token."""
+    old = os.environ.get("COSTLINE_HOME")
+    os.environ["COSTLINE_HOME"] = str(home)
+    try:
+        with ControlPlane() as plane:
+            plane.create_user(user, "password-123", role, SYSTEM)
+            return plane.create_api_token(user, SYSTEM, name="test")[0]
+    finally:
+        if old is None:
+            os.environ.pop("COSTLINE_HOME", None)
+        else:
+            os.environ["COSTLINE_HOME"] = old
+
+
 def events(home: Path, want: int | None = None, timeout: float = 15.0, **where: Any) -> list[Any]:
     """The usage events in ``home`` (UsageEvent objects), waiting until ``want`` match ``where``
     (the gateway seals its journal into a segment about 2 s after its last append)."""

@@ -23,6 +23,7 @@ SAMPLE = {
     "id": "b1",
     "task": "chat",
     "key": "trader",
+    "name": "k1",
     "request_id": event(3).request_id,
 }
 BODIES: dict[tuple[str, str], Any] = {
@@ -46,6 +47,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("post", "/prices/import"): {"content": {}},
     ("post", "/alerts/{id}/mute"): {"until": "2000-01-01"},
     ("post", "/tokens"): {"user": "adm"},
+    ("post", "/keys"): {"name": "k1", "rpm": 10},
     ("put", "/settings/{key}"): {"value": 1},
 }
 
@@ -70,6 +72,8 @@ def test_the_document_validates_and_every_operation_answers(
     server, client = api
     doc = client.get("/openapi.json").json()
     validate(doc)
+    assert set(doc["paths"]["/keys"]) == {"get", "post"}
+    assert set(doc["paths"]["/keys/{name}"]) == {"get", "delete"}
     alert_id = str(server.plane.alerts()[0].id)
     token_id = server.plane.api_tokens()[0].id
     seen = 0

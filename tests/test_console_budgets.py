@@ -18,7 +18,7 @@ from test_controls_support import python
 from console.commands import budgets as budget_commands
 from console.commands import routing as routing_commands
 from console.frames.budgets import usd
-from console.inputs.budgets import form_values
+from console.inputs.budgets import LABELS, form_values
 from core import clock
 from core.control import SYSTEM, Actor, Budget, ControlPlane
 from core.errors import PermissionDenied
@@ -192,13 +192,33 @@ def test_invalid_values_show_next_to_the_field_and_change_nothing(
     good = {"id": "b1", "name": "B1", "limit_usd": "3"}
     at = add(page("engineer"), **{**good, field: value})
     shown = error_after(at, f"bud_new_{field}")
-    assert shown is not None and message in shown and shown.startswith(field)
+    assert shown is not None and message in shown and shown.startswith(LABELS[field])
     assert len(at.error) == 1 and not at.success
     assert state() == before  # nothing stored, control plane version unchanged
     at.selectbox(key="bud_pick").set_value("all").run()  # the same check on an edit
     at.text_input(key=f"bud_all_{field}").set_value(value)
     at.button(key="FormSubmitter:bud_form_all-Save budget").click().run()
     assert not at.exception and error_after(at, f"bud_all_{field}") is not None
+    assert state() == before
+
+
+def test_every_bad_field_is_named_at_once_in_the_forms_words(home: Path) -> None:
+    before = state()
+    at = add(
+        page("engineer"),
+        id="bad id",
+        name="B",
+        scope="org",
+        scope_value="",
+        limit_usd="-5",
+        thresholds="90, 50",
+        timezone="Mars/Olympus",
+    )
+    for field in ("id", "scope_value", "limit_usd", "thresholds", "timezone"):
+        shown = error_after(at, f"bud_new_{field}")
+        assert shown is not None and shown.startswith(LABELS[field]), (field, shown)
+        assert "(got None)" not in shown and "scope_value" not in shown
+    assert any("5 fields need fixing" in e.value for e in at.error)
     assert state() == before
 
 
@@ -383,3 +403,13 @@ def test_projection_stops_at_the_cap_of_an_enforcing_budget(home: Path) -> None:
         c.value.startswith(f"The run rate would reach {run_rate}; calls past $0.0015")
         for c in at.caption
     )
+
+
+def test_a_scope_value_never_logged_is_flagged(home: Path) -> None:
+    at = add(page("engineer"), id="typo", name="Typo", scope="project", scope_value="prj1")
+    at.run()
+    warned = [w.value for w in at.warning if "No call was ever logged" in w.value]
+    assert warned and "project 'prj1'" in warned[0] and "'proj1'" in warned[0]
+    at = add(page("engineer"), id="ok", name="Ok", scope="project", scope_value="proj1")
+    at.run()
+    assert not [w for w in at.warning if "No call was ever logged" in w.value]

@@ -40,6 +40,11 @@ def test_fresh_home_offers_demo_data_then_banner_then_remove(users: Path) -> Non
     assert at.metric[3].value != "$0.00"
     at.button(key="demo_remove").click().run()
     assert not at.exception
+    assert has_demo(users), "removing asks first"
+    assert any("Remove the demo data?" in w.value for w in at.warning)
+    at.button(key="demo_remove_yes_data").click().run()
+    assert not at.exception
+    assert any("Demo data removed" in s.value for s in at.success)
     assert not has_demo(users) and not banner(at)
     assert "demo_load" in buttons(at)
     with Reader(users) as reader:

@@ -62,8 +62,26 @@ def test_errors_are_grouped_by_type_and_provider(at, costline_home: Path) -> Non
     scope = at.session_state["selection"].scope
     with Reader(costline_home) as reader:
         failed = reader.count(scope.filters(status=("error", "blocked", "rate_limited")))
-    assert list(table[["error_type", "provider"]].itertuples(index=False, name=None)) == [
+    assert list(table[["error type", "provider"]].itertuples(index=False, name=None)) == [
         ("ProviderServerError", "dryrun")
     ]
     assert int(table["errors"].sum()) == failed > 0
     assert at.tabs[1].metric[0].value == f"{failed:,}"
+
+
+def test_detail_shows_money_in_dollars_not_picodollars(at) -> None:  # type: ignore[no-untyped-def]
+    detail = at.json[0].value
+    assert "picousd" not in detail
+    assert '"cost_usd": "' in detail and '"saved_usd": "' in detail
+
+
+def test_tables_read_as_words_local_times_and_blank_cells(at) -> None:  # type: ignore[no-untyped-def]
+    log = next(d.value for d in at.dataframe if "request id" in d.value.columns)
+    assert not [c for c in log.columns if "_" in c]
+    times = [str(t) for t in log["time"]]
+    assert times and all(len(t) == 19 and "+00:00" not in t for t in times)
+    assert not [v for v in log["key"] if v is None or str(v) in ("None", "nan")]
+    at.selectbox(key="rq_size").set_value(25).run()
+    errors = next((d.value for d in at.dataframe if "error type" in d.value.columns), None)
+    assert errors is not None and not [c for c in errors.columns if "_" in c]
+    assert all(len(str(t)) == 19 for t in errors["last seen"])

@@ -58,7 +58,7 @@ def test_viewer_sees_no_import_or_demo_controls(home: Path) -> None:
     assert not at.exception
     assert not at.file_uploader
     assert "Importing usage needs the engineer role." in [c.value for c in at.caption]
-    assert {b.key for b in at.get("download_button")} == {"exp_csv", "exp_parquet"}
+    assert {b.key for b in at.get("download_button")} == {"exp_csv", "exp_parquet", "exp_acc_csv"}
     assert not [b for b in at.button if b.key in ("demo_load", "demo_remove", "imp_go")]
 
 
@@ -160,3 +160,26 @@ def test_admin_settings_set_the_currency_rates_the_sidebar_offers(home: Path) ->
     with ControlPlane() as plane:
         assert plane.get_setting("currency_rates") == {"USD": "1", "EUR": "0.5", "CHF": "0.9"}
         assert plane.audit(limit=1)[0].actor == "admin"
+
+
+def test_a_failed_user_create_keeps_the_typed_username(home: Path) -> None:
+    at = app("admin").run()
+    at.switch_page("app_pages/admin.py").run()
+    at.text_input(key="adm_new_user").input("george")
+    at.text_input(key="adm_new_password").input("short")
+    at.button(key="FormSubmitter:adm_create-Create user").click().run()
+    assert not at.exception and at.error
+    assert at.text_input(key="adm_new_user").value == "george"
+    assert at.text_input(key="adm_new_password").value == ""
+    assert at.tabs[0].label == "Users"
+    at.text_input(key="adm_new_password").input("george-pass-1")
+    at.button(key="FormSubmitter:adm_create-Create user").click().run()
+    assert [s.value for s in at.success] == ["Created george."]
+    assert at.text_input(key="adm_new_user").value == ""
+
+
+def test_streamlit_developer_chrome_is_hidden_for_everyone() -> None:
+    import tomllib
+
+    config = tomllib.loads((Path(__file__).parents[1] / ".streamlit" / "config.toml").read_text())
+    assert config["client"]["toolbarMode"] == "viewer"

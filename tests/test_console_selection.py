@@ -43,7 +43,10 @@ def test_kpi_windows_compare_the_same_elapsed_time() -> None:
         datetime(2026, 2, 1, tzinfo=UTC),
         datetime(2026, 2, 15, 10, 30, tzinfo=UTC),
     )
-    assert w["prev30"] == (NOW - timedelta(days=60), NOW - timedelta(days=30))
+    # the last 30 local days, today included (the "Last 30 days" preset's days)
+    assert w["last30"] == (datetime(2026, 2, 14, tzinfo=UTC), NOW)
+    assert w["last30"][0] == range_bounds("30d", "UTC", NOW)[0]
+    assert w["prev30"] == (datetime(2026, 1, 15, tzinfo=UTC), NOW - timedelta(days=30))
     late = datetime(2026, 3, 31, 12, tzinfo=UTC)  # March 31st: February is shorter
     assert kpi_windows("UTC", late)["prev_mtd"][1] == datetime(2026, 3, 1, tzinfo=UTC)
 
@@ -111,3 +114,25 @@ def test_frames_charts_inputs_and_selection_import_without_streamlit() -> None:
         [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_finance_presets_cover_whole_local_periods() -> None:
+    """Last month, this/last quarter, year to date, all time, and the rolling 24 hours."""
+    tomorrow = datetime(2026, 3, 16, tzinfo=UTC)
+    assert range_bounds("last_month", "UTC", NOW) == (
+        datetime(2026, 2, 1, tzinfo=UTC),
+        datetime(2026, 3, 1, tzinfo=UTC),
+    )
+    assert range_bounds("qtd", "UTC", NOW) == (datetime(2026, 1, 1, tzinfo=UTC), tomorrow)
+    assert range_bounds("last_quarter", "UTC", NOW) == (
+        datetime(2025, 10, 1, tzinfo=UTC),
+        datetime(2026, 1, 1, tzinfo=UTC),
+    )
+    assert range_bounds("ytd", "UTC", NOW) == (datetime(2026, 1, 1, tzinfo=UTC), tomorrow)
+    start, end = range_bounds("all", "UTC", NOW)
+    assert start.year <= 2000 and end == tomorrow
+    start, end = range_bounds("24h", "UTC", NOW)
+    assert end == NOW + timedelta(minutes=1) and end - start == timedelta(hours=24)
+    # in a zone: last month in Berlin starts at local midnight
+    start, _ = range_bounds("last_month", "Europe/Berlin", NOW)
+    assert start == datetime(2026, 1, 31, 23, tzinfo=UTC)

@@ -3,13 +3,22 @@ official `anthropic` SDK; upstreams: dryrun and the scripted server speaking Ant
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 
 import anthropic
 import pytest
 
 from tests.gateway_support import GatewayProcess, events, make_key
-from tests.servers.scripted import ScriptedServer, anthropic_stream, anthropic_usage, error
+from tests.servers.scripted import (
+    Reply,
+    ScriptedServer,
+    anthropic_stream,
+    anthropic_usage,
+    error,
+    json_reply,
+    openai_usage,
+)
 
 ASK = [{"role": "user", "content": "Name three rivers."}]
 NO_CACHE = {"x-costline-cache": "no-store"}
@@ -28,7 +37,12 @@ def gw(tmp_path_factory: pytest.TempPathFactory, scripted: ScriptedServer):
         "main": make_key(home, "main"),
         "only": make_key(home, "only", models=("dryrun-small",)),
     }
-    env = {"ANTHROPIC_BASE_URL": scripted.url, "ANTHROPIC_API_KEY": "sk-ant-upstream-xyz-123456"}
+    env = {
+        "ANTHROPIC_BASE_URL": scripted.url,
+        "ANTHROPIC_API_KEY": "sk-ant-upstream-xyz-123456",
+        "OPENAI_BASE_URL": scripted.openai_url,
+        "OPENAI_API_KEY": "sk-openai-upstream-xyz",
+    }
     with GatewayProcess(home, env) as proc:
         proc.keys = keys  # type: ignore[attr-defined]
         yield proc
@@ -100,7 +114,7 @@ def test_errors_map_to_anthropic_exception_types(
         client(gw, "only").messages.create(model="dryrun-large", max_tokens=10, messages=ASK)
     with pytest.raises(anthropic.NotFoundError):
         client(gw).messages.create(model="claude-nonexistent-9", max_tokens=10, messages=ASK)
-    with pytest.raises(anthropic.BadRequestError, match="only text blocks"):
+    with pytest.raises(anthropic.BadRequestError, match=r"content\[0\].source: an image source"):
         client(gw).messages.create(
             model="dryrun-small",
             max_tokens=10,
@@ -130,3 +144,155 @@ def test_count_tokens_matches_the_logged_input(gw: GatewayProcess) -> None:
     )
     (ev,) = events(gw.home, 1, request_id=raw.headers["x-costline-request-id"])
     assert counted.input_tokens == ev.input_tokens > 0
+
+
+WEATHER = {
+    "name": "weather",
+    "description": "Weather by city",
+    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
+}
+PIXEL = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQ"
+
+
+def _tool_answer(call_id: str, city: str) -> Reply:
+    call = {
+        "id": call_id,
+        "type": "function",
+        "function": {"name": "weather", "arguments": json.dumps({"city": city})},
+    }
+    return json_reply(
+        {
+            "id": "x",
+            "object": "chat.completion",
+            "model": "gpt-4o-mini",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {
+                        "role": "assistant",
+                        "content": "Let me look.",
+                        "tool_calls": [call],
+                    },
+                    "finish_reason": "tool_calls",
+                }
+            ],
+            "usage": openai_usage(80, 15),
+        }
+    )
+
+
+def _tool_stream(call_id: str, city: str) -> Reply:
+    pieces = [
+        {"index": 0, "id": call_id, "type": "function", "function": {"name": "weather"}},
+        {"index": 0, "function": {"arguments": '{"city": '}},
+        {"index": 0, "function": {"arguments": json.dumps(city) + "}"}},
+    ]
+    chunks = [{"choices": [{"index": 0, "delta": {"content": "Checking."}}]}]
+    chunks += [{"choices": [{"index": 0, "delta": {"tool_calls": [p]}}]} for p in pieces]
+    chunks.append({"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})
+    chunks.append({"choices": [], "usage": openai_usage(80, 15)})
+    events_ = [f"data: {json.dumps(c)}\n\n" for c in chunks] + ["data: [DONE]\n\n"]
+    return Reply(content_type="text/event-stream", events=events_)
+
+
+def test_tools_images_and_tool_results_translate_for_openai_upstreams(
+    gw: GatewayProcess, scripted: ScriptedServer
+) -> None:
+    """Anthropic tool use against an OpenAI-compatible model: tools, tool_use, tool_result and
+    image blocks go upstream as OpenAI fields; tool_calls come back as tool_use blocks."""
+    scripted.enqueue(_tool_answer("call_9", "Oslo"))
+    msg = client(gw).messages.create(
+        model="gpt-4o-mini",
+        max_tokens=100,
+        tools=[WEATHER],  # type: ignore[list-item]
+        tool_choice={"type": "tool", "name": "weather"},
+        messages=[{"role": "user", "content": "Weather in Oslo?"}],
+    )
+    assert msg.stop_reason == "tool_use"
+    assert [b.type for b in msg.content] == ["text", "tool_use"]
+    use = msg.content[1]
+    assert use.id == "call_9" and use.name == "weather" and use.input == {"city": "Oslo"}  # type: ignore[union-attr]
+    sent = scripted.requests[-1].json
+    assert sent["tools"] == [
+        {
+            "type": "function",
+            "function": {
+                "name": "weather",
+                "parameters": WEATHER["input_schema"],
+                "description": "Weather by city",
+            },
+        }
+    ]
+    assert sent["tool_choice"] == {"type": "function", "function": {"name": "weather"}}
+    # the next turn: the tool_use goes back as tool_calls, the result as a tool message,
+    # the picture as an image_url part
+    scripted.enqueue(_tool_stream("call_10", "Bergen"))
+    follow = [
+        {"role": "user", "content": "Weather in Oslo?"},
+        {
+            "role": "assistant",
+            "content": [{"type": "text", "text": "Let me look."}, use.model_dump()],
+        },
+        {
+            "role": "user",
+            "content": [
+                {"type": "tool_result", "tool_use_id": "call_9", "content": "sunny, 21 C"},
+                {"type": "text", "text": "And this picture?"},
+                {
+                    "type": "image",
+                    "source": {"type": "base64", "media_type": "image/png", "data": PIXEL},
+                },
+            ],
+        },
+    ]
+    with client(gw).messages.stream(
+        model="gpt-4o-mini",
+        max_tokens=100,
+        tools=[WEATHER],
+        messages=follow,  # type: ignore[arg-type, list-item]
+    ) as stream:
+        final = stream.get_final_message()
+    sent = scripted.requests[-1].json["messages"]
+    assert sent[1]["role"] == "assistant" and sent[1]["content"] == "Let me look."
+    assert sent[1]["tool_calls"] == [
+        {
+            "id": "call_9",
+            "type": "function",
+            "function": {"name": "weather", "arguments": '{"city":"Oslo"}'},
+        }
+    ]
+    assert sent[2] == {"role": "tool", "content": "sunny, 21 C", "tool_call_id": "call_9"}
+    assert sent[3]["role"] == "user"
+    assert sent[3]["content"][1] == {
+        "type": "image_url",
+        "image_url": {"url": "data:image/png;base64," + PIXEL},
+    }
+    tools = [b for b in final.content if b.type == "tool_use"]
+    assert final.stop_reason == "tool_use"
+    assert tools and tools[0].input == {"city": "Bergen"} and tools[0].id == "call_10"  # type: ignore[union-attr]
+    got = events(gw.home, 1, output_tokens=15, model="gpt-4o-mini")
+    assert got and got[-1].input_tokens + got[-1].cached_input_tokens == 80
+
+
+def test_what_cannot_be_translated_is_a_400_naming_it(gw: GatewayProcess) -> None:
+    with pytest.raises(anthropic.BadRequestError, match="called over the Anthropic wire"):
+        client(gw).messages.create(
+            model="claude-3-5-haiku",
+            max_tokens=10,
+            tools=[WEATHER],
+            messages=ASK,  # type: ignore[list-item]
+        )
+    doc = {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "x"}}
+    with pytest.raises(anthropic.BadRequestError, match="type 'document' are not supported"):
+        client(gw).messages.create(
+            model="gpt-4o-mini",
+            max_tokens=10,
+            messages=[{"role": "user", "content": [doc]}],  # type: ignore[list-item]
+        )
+    with pytest.raises(anthropic.BadRequestError, match="server tool 'web_search_20250305'"):
+        client(gw).messages.create(
+            model="gpt-4o-mini",
+            max_tokens=10,
+            tools=[{"type": "web_search_20250305", "name": "web_search"}],  # type: ignore[list-item]
+            messages=ASK,
+        )

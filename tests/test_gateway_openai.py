@@ -13,12 +13,14 @@ import subprocess
 import sys
 import time
 from decimal import Decimal
+from pathlib import Path
 
 import httpx
 import openai
 import pytest
 
-from tests.gateway_support import ROOT, GatewayProcess, events, make_key
+from core.control import SYSTEM, ControlPlane, RoutingPolicy
+from tests.gateway_support import ROOT, GatewayProcess, events, make_key, make_token
 from tests.servers.scripted import (
     ScriptedServer,
     error,
@@ -49,7 +51,9 @@ def gw(tmp_path_factory: pytest.TempPathFactory, scripted: ScriptedServer):
         "rl": make_key(home, "rl", rpm=1),
         "spend": make_key(home, "spend", budget_usd="0.00003"),
         "victim": make_key(home, "victim"),
+        "lim": make_key(home, "lim", rpm=5, tpm=50_000),
     }
+    _policy(home, RoutingPolicy(task="triage", primary_model="dryrun-large"))
     env = {
         "OPENAI_BASE_URL": scripted.openai_url,
         "OPENAI_API_KEY": UPSTREAM_KEY,
@@ -58,6 +62,19 @@ def gw(tmp_path_factory: pytest.TempPathFactory, scripted: ScriptedServer):
     with GatewayProcess(home, env) as proc:
         proc.keys = keys  # type: ignore[attr-defined]
         yield proc
+
+
+def _policy(home: Path, policy: RoutingPolicy) -> None:
+    old = os.environ.get("COSTLINE_HOME")
+    os.environ["COSTLINE_HOME"] = str(home)
+    try:
+        with ControlPlane() as plane:
+            plane.upsert_policy(policy, SYSTEM)
+    finally:
+        if old is None:
+            os.environ.pop("COSTLINE_HOME", None)
+        else:
+            os.environ["COSTLINE_HOME"] = old
 
 
 def client(gw: GatewayProcess, key: str = "main") -> openai.OpenAI:
@@ -374,6 +391,94 @@ def test_revoked_key_is_refused_within_5_seconds(gw: GatewayProcess) -> None:
             break
         assert time.monotonic() - t0 < 5, "a revoked key was still accepted after 5 s"
         time.sleep(0.1)
+
+
+def test_rate_limit_headers_on_every_answer(gw: GatewayProcess) -> None:
+    c = client(gw, "lim")  # 5 requests and 50,000 tokens a minute
+    raw = c.chat.completions.with_raw_response.create(
+        model="dryrun-small", messages=ASK, max_tokens=20, extra_headers=NO_CACHE
+    )
+    h = raw.headers
+    assert h["x-ratelimit-limit-requests"] == "5"
+    assert h["x-ratelimit-remaining-requests"] == "4"
+    assert 0 < float(h["x-ratelimit-reset-requests"].removesuffix("s")) <= 60
+    assert h["x-ratelimit-limit-tokens"] == "50000"
+    left = int(h["x-ratelimit-remaining-tokens"])
+    assert 0 < left < 50_000
+    assert 0 < float(h["x-ratelimit-reset-tokens"].removesuffix("s")) <= 60
+    with httpx.stream(  # a stream's headers carry them too (after its admission)
+        "POST",
+        gw.base_url + "/chat/completions",
+        json={"model": "dryrun-small", "messages": ASK, "stream": True, "max_tokens": 20},
+        headers={"authorization": f"Bearer {gw.keys['lim']}", **NO_CACHE},  # type: ignore[attr-defined]
+    ) as r:
+        assert r.status_code == 200 and r.headers["x-ratelimit-remaining-requests"] == "3"
+        assert int(r.headers["x-ratelimit-remaining-tokens"]) < left
+        r.read()
+    plain = client(gw).chat.completions.with_raw_response.create(
+        model="dryrun-small", messages=ASK, extra_headers=NO_CACHE
+    )
+    assert not [k for k in plain.headers if k.startswith("x-ratelimit")]  # no limits, none
+
+
+def test_a_key_made_and_revoked_over_the_gateways_own_api(gw: GatewayProcess) -> None:
+    token = make_token(gw.home, "ops", "engineer")
+    api = httpx.Client(base_url=gw.url + "/api/v1", headers={"authorization": f"Bearer {token}"})
+    r = api.post("/keys", json={"name": "from-api", "rpm": 100})
+    assert r.status_code == 201, r.text
+    secret = r.json()["secret"]
+    c = openai.OpenAI(base_url=gw.base_url, api_key=secret, max_retries=0)
+    t0 = time.monotonic()
+    while True:  # a new key works from the gateway's next control-plane poll
+        try:
+            done = c.chat.completions.with_raw_response.create(model="dryrun-small", messages=ASK)
+            break
+        except openai.AuthenticationError:
+            assert time.monotonic() - t0 < 5, "a new key was not accepted within 5 s"
+            time.sleep(0.1)
+    assert done.headers["x-ratelimit-limit-requests"] == "100"
+    etag = api.get("/keys/from-api").headers["etag"]
+    assert api.delete("/keys/from-api", headers={"If-Match": etag}).status_code == 204
+    t0 = time.monotonic()
+    while True:
+        try:
+            c.chat.completions.create(model="dryrun-small", messages=ASK)
+        except openai.AuthenticationError as exc:
+            assert "was revoked" in exc.message
+            break
+        assert time.monotonic() - t0 < 5, "a revoked key was still accepted after 5 s"
+        time.sleep(0.1)
+    listed = api.get("/keys").json()["data"]
+    assert {k["name"]: k["status"] for k in listed}["from-api"] == "revoked"
+    api.close()
+
+
+def test_a_task_header_picks_the_model_and_metadata_headers_are_logged(
+    gw: GatewayProcess,
+) -> None:
+    h = {
+        "authorization": f"Bearer {gw.keys['main']}",  # type: ignore[attr-defined]
+        "x-costline-task": "triage",
+        "x-costline-org": "acme",
+        "x-costline-user": "ann",
+        "x-costline-tags": "nightly, batch",
+        "x-costline-criticality": "low",
+        **NO_CACHE,
+    }
+    body = {"messages": ASK, "max_tokens": 20}  # no model: the task's policy picks
+    r = httpx.post(gw.base_url + "/chat/completions", json=body, headers=h)
+    assert r.status_code == 200, r.text
+    assert r.headers["x-costline-model"] == "dryrun-large"
+    assert r.headers["x-costline-route-reason"]
+    (ev,) = events(gw.home, 1, request_id=r.headers["x-costline-request-id"])
+    assert (ev.task, ev.org, ev.user, ev.key) == ("triage", "acme", "ann", "main")
+    assert ev.tags == ("nightly", "batch") and ev.criticality == "low"
+    r = httpx.post(
+        gw.base_url + "/chat/completions",
+        json=body,
+        headers={**h, "x-costline-criticality": "urgent"},
+    )
+    assert r.status_code == 400 and "x-costline-criticality" in r.json()["error"]["message"]
 
 
 def test_embeddings_models_metrics_and_health(gw: GatewayProcess) -> None:

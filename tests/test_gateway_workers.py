@@ -128,3 +128,54 @@ def test_sigterm_during_200_in_flight_requests_logs_every_answer_once(tmp_path: 
     assert sorted(logged) == sorted(ids)  # on disk at exit, each exactly once
     with httpx.Client() as c, pytest.raises(httpx.ConnectError):
         c.post(url, json={}, timeout=2)  # and it is gone
+
+
+@pytest.mark.services
+def test_the_alert_worker_runs_in_exactly_one_gateway_process(
+    costline_home: Path, redis_url: str
+) -> None:
+    """Two gateway worker processes each start the alert worker; the control-plane lease
+    lets one of them scan: both alerts reach the webhook, each once."""
+    import time
+
+    from core import clock
+    from core.control import SYSTEM, ControlPlane
+    from core.worker import LEASE
+    from tests.servers.sinks import WebhookServer
+    from tests.test_worker import ACME_DAY, history, notify, write
+
+    write(costline_home, history(clock.now()))
+    env = {"REDIS_URL": redis_url, "COSTLINE_REDIS_PREFIX": os.environ["COSTLINE_TEST_PREFIX"]}
+    with ControlPlane() as plane, WebhookServer() as hook:
+        plane.upsert_budget(ACME_DAY, SYSTEM)
+        notify(plane, hook, None, 5)
+        with GatewayProcess(costline_home, env, workers=2) as gw:
+            assert gw.proc is not None
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                texts = " | ".join(hook.texts())
+                if "anomaly · org=acme" in texts and "reached 100%" in texts:
+                    break
+                time.sleep(0.2)
+            time.sleep(6)  # another scan period: nothing is sent twice
+            held = plane.lease_holder(LEASE)
+            children = _children(gw.proc.pid)
+        texts = hook.texts()
+        alerts = plane.alerts()
+    assert any("Acme daily" in t and "reached 100%" in t for t in texts), texts
+    assert any("anomaly · org=acme" in t for t in texts), texts
+    assert len(texts) == len(set(texts)) == len(alerts), texts
+    assert held is not None
+    assert int(held[0].split(":")[1]) in children  # a gateway worker process holds it
+
+
+def _children(pid: int) -> set[int]:
+    out = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.add(int(stat.parent.name))
+    return out

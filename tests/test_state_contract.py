@@ -11,6 +11,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -22,6 +23,7 @@ from core.state import (
     RedisState,
     ResilientState,
     Settlement,
+    SharedState,
     State,
     make_key,
 )
@@ -30,10 +32,15 @@ from core.state.base import MAX_KEY_LEN
 T0 = 1_700_000_000.0  # an injected wall-clock time
 
 
-@pytest.fixture(params=["memory", "redis", "resilient"])
-def state(request: pytest.FixtureRequest) -> Iterator[State]:
+@pytest.fixture(params=["memory", "shared", "redis", "resilient"])
+def state(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[State]:
     if request.param == "memory":
         yield MemoryState("t:")
+        return
+    if request.param == "shared":  # SQLite in COSTLINE_HOME, shared by processes
+        shared = SharedState(tmp_path, "t:")
+        yield shared
+        shared.close()
         return
     url = request.getfixturevalue("redis_url")
     prefix = os.environ["COSTLINE_TEST_PREFIX"]

@@ -23,6 +23,7 @@ from core.state import (
     RedisState,
     ResilientState,
     Settlement,
+    SharedState,
     make_state,
 )
 
@@ -210,7 +211,9 @@ def test_make_state_picks_the_backend(
     server: PrivateRedis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("REDIS_URL", raising=False)
-    assert isinstance(make_state(), MemoryState)
+    shared = make_state()  # one machine's processes share the budget counters
+    assert isinstance(shared, SharedState)
+    shared.close()
     assert isinstance(make_state("memory://"), MemoryState)
     monkeypatch.setenv("REDIS_URL", server.url)
     st = make_state(prefix="x:")

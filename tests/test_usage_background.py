@@ -22,7 +22,7 @@ from core.usage._segments import scan
 MARGIN_S = 5.0  # for a loaded machine: conversion, process scheduling
 
 
-def _eventually(check: Callable[[], bool], timeout: float = 20.0) -> None:
+def _eventually(check: Callable[[], bool], timeout: float = 90.0) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         assert time.monotonic() < deadline, "timed out"

@@ -7,7 +7,7 @@ from typing import Any
 
 import streamlit as st
 
-from console import auth, forms
+from console import auth, chrome, forms
 from console.commands import admin as commands
 from console.frames import admin as frames
 from console.frames.admin import audit_frame, users_frame
@@ -27,7 +27,8 @@ def main() -> None:
     st.title("Admin")
     forms.flash()
     users_tab, settings_tab, alerts_tab, tokens_tab, audit_tab = st.tabs(
-        ["Users", "Settings", "Notifications", "API tokens", "Audit log"]
+        ["Users", "Settings", "Notifications", "API tokens", "Audit log"],
+        **chrome.kept_tabs("adm_tab"),
     )
     with users_tab:
         users_table()
@@ -48,18 +49,30 @@ def users_table() -> None:
 
 
 def create_user_form(actor: Actor) -> None:
-    with st.form("adm_create", clear_on_submit=True):
+    """A failed create keeps what was typed (the password is cleared); a success clears it."""
+    with st.form("adm_create"):
         st.subheader("Add a user")
+        forms.form_error("adm_create", ())
         cols = st.columns(3)
-        username = cols[0].text_input("Username", key="adm_new_user")
-        password = cols[1].text_input(
-            "Password (8+ characters)", type="password", key="adm_new_password"
-        )
-        role = cols[2].selectbox("Role", ROLES, key="adm_new_role")
-        if st.form_submit_button("Create user"):
-            forms.write_now(
-                f"Created {username}.", commands.create_user, actor, username, password, role
-            )
+        cols[0].text_input("Username", key="adm_new_user")
+        cols[1].text_input("Password (8+ characters)", type="password", key="adm_new_password")
+        cols[2].selectbox("Role", ROLES, key="adm_new_role")
+        st.form_submit_button("Create user", on_click=_create_user, args=(actor,))
+
+
+def _create_user(actor: Actor) -> None:
+    state = st.session_state
+    username = str(state.get("adm_new_user") or "")
+    password = str(state.get("adm_new_password") or "")
+    role = state.get("adm_new_role") or ROLES[0]
+    forms.submit(
+        "adm_create",
+        f"Created {username}.",
+        lambda: commands.create_user(actor, username, password, role),
+    )
+    state["adm_new_password"] = ""
+    if "adm_create" not in state.get(forms.ERRORS_KEY, {}):
+        state["adm_new_user"] = ""
 
 
 def manage_user_form(actor: Actor) -> None:
@@ -250,8 +263,15 @@ def tokens_section(actor: Actor) -> None:
     if active:
         cols = st.columns([4, 1])
         chosen = cols[0].selectbox("Token", active, key="adm_token_pick")
-        if cols[1].button("Revoke", key="adm_token_revoke"):
-            forms.write_now(f"Token {chosen} revoked.", commands.revoke_token, actor, chosen)
+        if forms.ask("adm_token", "revoke", str(chosen), "Revoke", where=cols[1]):
+            forms.confirm(
+                "adm_token",
+                "revoke",
+                str(chosen),
+                f"Revoke token {chosen}? Clients using it are refused at once.",
+                f"Token {chosen} revoked.",
+                lambda: commands.revoke_token(actor, chosen),
+            )
 
 
 def audit_log() -> None:

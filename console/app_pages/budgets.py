@@ -3,15 +3,17 @@ a what-if replay of past calls under proposed budgets and policies."""
 
 from __future__ import annotations
 
+import difflib
 from datetime import timedelta
 from typing import Any
 
 import streamlit as st
 
-from console import auth, editor, forms
+from console import auth, chrome, editor, forms
 from console.commands import budgets as commands
 from console.editor import Editing, Entity
 from console.frames import budgets as frames
+from console.frames.display import readable
 from console.frames.routing import policy_proposal_frame
 from console.inputs import budgets as inputs
 from console.inputs.routing import policies_from_frame
@@ -21,8 +23,9 @@ from console.queries.budgets import Utilisation
 from console.queries.pricing import catalog
 from console.selection import local_midnight, today_in
 from console.sidebar import current_selection
+from core import reports
 from core.budgets import scope_text
-from core.control import BUDGET_ACTIONS, BUDGET_SCOPES, PERIODS, Actor, Budget
+from core.control import BUDGET_ACTIONS, BUDGET_SCOPES, PERIODS, Actor, Budget, validate_budget
 from core.errors import CostlineError
 
 
@@ -36,7 +39,9 @@ def main() -> None:
     )
     forms.flash()
     engineer = auth.may(actor, "engineer")
-    live, edit, whatif = st.tabs(["Utilisation", "Edit budgets", "What-if replay"])
+    live, edit, whatif = st.tabs(
+        ["Utilisation", "Edit budgets", "What-if replay"], **chrome.kept_tabs("bud_tab")
+    )
     with live:
         utilisation(actor, engineer)
     with edit:
@@ -69,9 +74,8 @@ def utilisation(actor: Actor, engineer: bool) -> None:
         budget_card(actor, engineer, u)
     st.dataframe(frames.status_frame(rows), hide_index=True, width="stretch")
     st.caption(
-        "Projected: the spend at the window's end at the rate so far this window, "
-        "no higher than the cap of a blocking or degrading budget (soft x limit), "
-        "past which calls are refused; 'run rate' is the uncapped figure."
+        f"{reports.METHOD} 'Run rate' is the uncapped figure. The Forecast page's outlook"
+        " and the Playground's headroom use the same projection."
     )
 
 
@@ -82,6 +86,10 @@ def budget_card(actor: Actor, engineer: bool, u: Utilisation) -> None:
         off = "" if b.enabled else " · **disabled**"
         head.markdown(f"**{b.name}** · {scope_text(b)} · {b.action} · window {u.label}{off}")
         head.progress(min(1.0, u.utilisation), text=frames.utilisation_text(u))
+        head.markdown(
+            f"{frames.severity_markdown(u)} · runs out: **{frames.runs_out(u)}**",
+            help="Amber from 80 % of the limit projected at the window's end, red from 100 %",
+        )
         projected = (
             frames.usd(u.projected_spend_picousd)
             if b.limit_picousd is not None
@@ -131,6 +139,9 @@ def budget_entity(actor: Actor) -> Entity[Budget]:
         saved="Budget saved.",
         save_label="Save budget",
         delete_label="Delete budget",
+        labels=inputs.LABELS,
+        check=lambda v: validate_budget(inputs.parse_budget(v), model_exists=catalog().has),
+        filler=inputs.FILLER,
     )
 
 
@@ -167,6 +178,7 @@ def budget_fields(edit: Editing[Budget]) -> None:
             help="The org, project, user, task, model or provider; empty for global",
         )
         error("scope_value")
+        never_logged(st.session_state.get(key("scope")), st.session_state.get(key("scope_value")))
         st.selectbox(
             "Period",
             PERIODS,
@@ -211,6 +223,26 @@ def budget_fields(edit: Editing[Budget]) -> None:
         error("degrade_to")
         st.text_input("Webhook URL (Slack-compatible)", key=key("webhook_url"))
         error("webhook_url")
+
+
+def never_logged(scope: str | None, value: str | None) -> None:
+    """Warn when a scope value matches nothing ever logged (a typo such as 'suport-bot')."""
+    value = (value or "").strip()
+    if not value or scope in (None, "global"):
+        return
+    options = usage.filter_options(usage.home(), usage.version())
+    seen = options.get(str(scope), [])
+    if scope == "model":
+        seen = [*seen, *catalog().models()]
+    if value in seen or (scope == "provider" and value.lower() in map(str.lower, seen)):
+        return
+    close = difflib.get_close_matches(value, seen, n=3, cutoff=0.6)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    st.warning(
+        f"No call was ever logged with {scope} {value!r}: the budget would match nothing"
+        f" until one is.{hint}",
+        icon=":material/search_off:",
+    )
 
 
 # ---- what-if replay ------------------------------------------------------------------------
@@ -321,7 +353,8 @@ def replay_result(r: Any) -> None:
         st.dataframe(frames.group_frame(r.by_project, "project"), hide_index=True, width="stretch")
     changed = frames.changed_calls(r.details)
     st.markdown(f"**Calls whose outcome changed** ({len(changed):,} shown)")
-    st.dataframe(changed, hide_index=True, width="stretch")
+    tz = current_selection().scope.tz
+    st.dataframe(readable(changed, tz), hide_index=True, width="stretch")
 
 
 main()

@@ -11,10 +11,12 @@ import streamlit as st
 from console import auth
 from console.charts.forecast import forecast_chart
 from console.frames import forecast as frames
+from console.queries import budgets as budget_queries
 from console.queries import forecast as queries
 from console.queries import usage
 from console.selection import Selection
 from console.sidebar import LABELS, current_selection
+from core import reports
 from core.errors import ConfigError
 from core.insights import AdviceReport, BudgetOutlook, Finding, Forecast
 
@@ -273,13 +275,24 @@ def exhaustion_section(outlooks: list[BudgetOutlook], selection: Selection, widt
         st.info("No budgets yet.")
         link("budgets")
         return
+    plane = auth.plane()
+    shared = budget_queries.utilisation(
+        usage.home(),
+        usage.version(),
+        plane.version(),
+        tuple(o.budget for o in outlooks),
+        budget_queries.utilisation_now(),
+    )
     st.dataframe(
-        frames.outlook_frame(outlooks, selection.money, width), hide_index=True, width="stretch"
+        frames.outlook_frame(outlooks, selection.money, width, {u.budget.id: u for u in shared}),
+        hide_index=True,
+        width="stretch",
+        key="fc_outlook",
     )
     st.caption(
-        "Spent: exact, window start to now. Runs out: the day the forecast's cumulative"
-        f" spend reaches the limit; range from the {width}% bounds. Each budget's own"
-        " scope is forecast, whatever the sidebar filters."
+        f"{reports.METHOD} The Budgets page and the Playground show the same figures."
+        f" The forecast model's columns fit the budget's scope with Prophet (range from its"
+        f" {width}% bounds), whatever the sidebar filters."
     )
 
 

@@ -16,10 +16,10 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 import streamlit as st
 
-from console import auth
+from console import auth, chrome
 from console.commands.usage import import_usage
 from console.queries import usage
-from console.queries.overview import coverage
+from console.queries.overview import accounting_report, coverage, unpriced_calls
 from console.queries.requests import request_count
 from console.selection import Selection
 from console.sidebar import current_selection
@@ -52,6 +52,7 @@ def export_section(selection: Selection) -> None:
     st.caption(f"The calls in the current view: {selection.describe()}")
     count = request_count(usage.home(), usage.version(), selection.scope, ())
     st.write(f"{count:,} calls")
+    chrome.unpriced_notice(unpriced_calls(usage.home(), usage.version(), selection.scope))
     note = coverage(usage.home(), usage.version(), selection.scope).note()
     if note:  # an export holds raw rows: those of the pruned period are gone
         st.warning(note.capitalize() + ".", icon=":material/history:")
@@ -64,6 +65,71 @@ def export_section(selection: Selection) -> None:
             mime=mime,
             key=f"exp_{fmt}",
             disabled=count == 0,
+            on_click="ignore",
+        )
+    accounting_section(selection, count)
+
+
+ACCOUNTING_LABELS = {
+    "org": "Org",
+    "project": "Project",
+    "key": "API key",
+    "model": "Model",
+    "tag": "Tag (cost centre)",
+}
+
+
+def accounting_section(selection: Selection, count: int) -> None:
+    """Month x a dimension, in the display currency with its rate; unpriced calls apart."""
+    st.markdown("**Accounting summary**")
+    by = st.segmented_control(
+        "Group by month and",
+        list(ACCOUNTING_LABELS),
+        default="org",
+        format_func=ACCOUNTING_LABELS.__getitem__,
+        key="exp_acc_by",
+    )
+    by = by or "org"
+    money = selection.money
+    acc = accounting_report(
+        usage.home(), usage.version(), selection.scope, by, money.currency, money.rate
+    )
+    shown = acc.priced.rename(
+        columns={
+            "month": "Month",
+            by: ACCOUNTING_LABELS[by],
+            "calls": "Calls",
+            "cost_usd": "Cost (USD, exact)",
+            "currency": "Currency",
+            "rate": "Rate per USD",
+            "amount": f"Amount ({money.currency})",
+        }
+    )
+    st.dataframe(shown, hide_index=True, width="stretch", key="exp_acc_table")
+    st.caption(
+        f"Amounts in {money.currency} at {money.rate} per USD, rounded to the cent per row."
+        + (" A call with several tags counts under each." if by == "tag" else "")
+    )
+    cols = st.columns([1, 1, 3])
+    name = f"costline-accounting-{by}-{money.currency.lower()}"
+    cols[0].download_button(
+        "Download summary (CSV)",
+        data=acc.priced.to_csv(index=False).encode(),
+        file_name=f"{name}.csv",
+        mime="text/csv",
+        key="exp_acc_csv",
+        disabled=count == 0,
+        on_click="ignore",
+    )
+    if acc.unpriced_calls:
+        st.markdown(f"**Unpriced calls** ({acc.unpriced_calls:,}, not in the amounts above)")
+        st.dataframe(acc.unpriced, hide_index=True, width="stretch", key="exp_acc_unpriced")
+        cols[1].download_button(
+            f"Download {acc.unpriced_calls:,} unpriced (CSV)",
+            data=acc.unpriced.to_csv(index=False).encode(),
+            file_name=f"{name}-unpriced.csv",
+            mime="text/csv",
+            key="exp_acc_unpriced_csv",
             on_click="ignore",
         )
 

@@ -7,6 +7,7 @@ from datetime import timedelta
 import pandas as pd
 import streamlit as st
 
+from console import chrome
 from console.charts import spend as charts
 from console.charts.forecast import mark_anomalies
 from console.frames import overview as frames
@@ -19,7 +20,7 @@ from console.selection import Money, Selection, change
 from console.sidebar import current_selection
 from core import clock
 
-DIMENSIONS = ["model", "provider", "org", "project", "task", "user", "key"]
+DIMENSIONS = ["model", "provider", "org", "project", "task", "user", "key", "tag"]
 GRAINS = ["day", "week", "month"]
 SHORT_GRAINS = ["minute", "hour", "day"]  # a range of two days or less
 SHORT_RANGE = timedelta(days=2)
@@ -33,6 +34,7 @@ def main() -> None:
     note = queries.coverage(home, version, selection.scope).note()
     if note:
         st.info(note.capitalize() + ".", icon=":material/history:")
+    chrome.unpriced_notice(queries.unpriced_calls(home, version, selection.scope))
     now = clock.now().replace(second=0, microsecond=0) + timedelta(minutes=1)
     figures = st.container()  # the KPIs go on top; they come from the chart's query
     grain, dim = chart_controls(selection)
@@ -71,7 +73,8 @@ def spend_row(spend: dict[str, int], k: Totals, money: Money) -> None:
         money.fmt(spend["last30"]),
         change(spend["last30"], spend["prev30"]),
         delta_color="inverse",
-        help="Compared with the 30 days before",
+        help="The last 30 days in the time zone, today included (the 'Last 30 days' range),"
+        " under the filters; compared with the 30 days before, to the same time of day",
     )
     cols[3].metric(
         "Spend in range",

@@ -8,7 +8,7 @@ from typing import Any
 
 import streamlit as st
 
-from console import auth, forms
+from console import auth, chrome, forms
 from console.commands import pricing as commands
 from console.frames import pricing as frames
 from console.inputs import pricing as inputs
@@ -64,7 +64,8 @@ def main() -> None:
         )
         cat = load_catalog()
     catalog_tab, overrides_tab, import_tab, unpriced_tab = st.tabs(
-        ["Catalog", "Overrides", "Import LiteLLM prices", "Unpriced models"]
+        ["Catalog", "Overrides", "Import LiteLLM prices", "Unpriced models"],
+        **chrome.kept_tabs("pr_tab"),
     )
     with catalog_tab:
         catalog_section(cat)

@@ -7,7 +7,9 @@ from typing import Any
 
 import streamlit as st
 
+from console import chrome
 from console.charts.spend import errors_bars
+from console.frames.display import readable
 from console.frames.requests import log_frame
 from console.queries import overview, usage
 from console.queries import requests as queries
@@ -24,7 +26,8 @@ def main() -> None:
     st.title("Requests")
     st.caption(selection.describe())
     pruned_note(selection)
-    log_tab, errors_tab = st.tabs(["Log", "Errors"])
+    chrome.unpriced_notice(overview.unpriced_calls(usage.home(), usage.version(), selection.scope))
+    log_tab, errors_tab = st.tabs(["Log", "Errors"], **chrome.kept_tabs("rq_tab"))
     with log_tab:
         request_log(selection)
     with errors_tab:
@@ -55,10 +58,11 @@ def request_log(selection: Selection) -> None:
         st.info("No calls match these filters.")
         return
     st.dataframe(
-        log_frame(rows, selection.money),
+        readable(log_frame(rows, selection.money), selection.scope.tz),
         hide_index=True,
         width="stretch",
         column_config=_log_columns(selection),
+        key="rq_log",
     )
     detail(list(rows["request_id"]))
 
@@ -82,8 +86,21 @@ def detail(on_page: list[str]) -> None:
     if record is None:
         st.warning(f"No request {chosen!r}.")
         return
-    record["cost_usd"] = f"{pico_to_usd(int(record['cost_picousd'] or 0)):f}"
-    st.json({k: _plain(v) for k, v in record.items()}, expanded=True)
+    st.json(dollars(record), expanded=True)
+
+
+def dollars(record: dict[str, Any]) -> dict[str, object]:
+    """The detail with every ``*_picousd`` amount as exact dollars (``cost_usd``: "$0.0042"
+    style text with all its digits), JSON-friendly."""
+    out: dict[str, object] = {}
+    for k, v in record.items():
+        if k.endswith("_picousd"):
+            pico = None if v is None or (isinstance(v, float) and math.isnan(v)) else int(v)
+            usd = None if pico is None else pico_to_usd(pico)
+            out[k.removesuffix("_picousd") + "_usd"] = None if usd is None else f"{usd:f}"
+        else:
+            out[k] = _plain(v)
+    return out
 
 
 def errors(selection: Selection) -> None:
@@ -93,14 +110,14 @@ def errors(selection: Selection) -> None:
         return
     st.metric("Failed calls", f"{int(table['errors'].sum()):,}")
     st.altair_chart(errors_bars(table), width="stretch")
-    st.dataframe(table, hide_index=True, width="stretch")
+    st.dataframe(readable(table, selection.scope.tz), hide_index=True, width="stretch")
 
 
 def _log_columns(selection: Selection) -> dict[str, Any]:
     return {
-        "time": st.column_config.DatetimeColumn("time", format="YYYY-MM-DD HH:mm:ss"),
+        "time": st.column_config.TextColumn(f"time ({selection.scope.tz})"),
         "cost": st.column_config.NumberColumn(f"cost ({selection.money.currency})", format="%.6f"),
-        "tokens": st.column_config.NumberColumn("tokens", format="%d"),
+        "tokens": st.column_config.NumberColumn("tokens", format="localized"),
     }
 
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import streamlit as st
 
-from console import auth, editor, forms
+from console import auth, chrome, editor, forms
 from console.commands import routing as commands
 from console.editor import Entity
 from console.frames import routing as frames
@@ -42,7 +42,8 @@ def main() -> None:
     forms.flash()
     engineer = auth.may(actor, "engineer")
     policies, sampling, caching, health = st.tabs(
-        ["Task policies", "Sampling", "Cache & rate limits", "Provider health"]
+        ["Task policies", "Sampling", "Cache & rate limits", "Provider health"],
+        **chrome.kept_tabs("rt_tab"),
     )
     with policies:
         policies_tab(actor, engineer)

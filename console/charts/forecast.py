@@ -152,4 +152,7 @@ def mark_anomalies(chart: alt.VConcatChart, marks: pd.DataFrame) -> alt.VConcatC
     panels[0] = alt.layer(inner, points).properties(**size)
     out = chart.copy()  # keeps the brush/legend params (hoisted to the top) and the styling
     out.vconcat = panels
+    # a layer in a vconcat sizes its "container" width without the axis: fit the whole
+    # chart to the column instead (the newest days were cut off by ~140 px)
+    out.autosize = alt.AutoSizeParams(type="fit-x", contains="padding")
     return out

@@ -18,8 +18,19 @@ from console.charts.style import (
     MUTED,
     SCHEME,
     SMALL_HEIGHT,
+    colours,
     style,
 )
+
+
+def time_axis(grain: str) -> alt.Axis:
+    """One tick per period at most (never "01 Dec 01 Dec" or "Sep 2026" four times), the
+    labels that would overlap dropped, the year shown (DATE_FORMAT)."""
+    return alt.Axis(
+        format=DATE_FORMAT.get(grain, "%d %b"),
+        tickCount={"interval": grain, "step": 1},
+        labelOverlap="greedy",
+    )
 
 
 def spend_over_time(df: pd.DataFrame, dim: str, grain: str, symbol: str) -> alt.VConcatChart:
@@ -30,17 +41,19 @@ def spend_over_time(df: pd.DataFrame, dim: str, grain: str, symbol: str) -> alt.
     ``df`` columns: period, period_end, label, key, amount, requests."""
     brush = alt.selection_interval(encodings=["x"], name="periods")
     pick = alt.selection_point(fields=["key"], bind="legend", name="pick")
-    base = alt.Chart(df)
+    base = alt.Chart(df).transform_joinaggregate(period_total="sum(amount)", groupby=["period"])
+    domain, palette = colours(list(df["key"].unique()))
     color = alt.Color(
         "key:N",
         title=dim.replace("_", " "),
-        scale=alt.Scale(scheme=SCHEME),
+        scale=alt.Scale(domain=domain, range=palette),
         legend=alt.Legend(columns=5, symbolLimit=0, labelLimit=160),
     )
     tooltip = [
         alt.Tooltip("label:N", title="period"),
         alt.Tooltip("key:N", title=dim),
         alt.Tooltip("amount:Q", title=f"spend ({symbol.strip()})", format=",.2f"),
+        alt.Tooltip("period_total:Q", title=f"period total ({symbol.strip()})", format=",.2f"),
         alt.Tooltip("requests:Q", title="requests", format=","),
     ]
     time = (
@@ -50,7 +63,7 @@ def spend_over_time(df: pd.DataFrame, dim: str, grain: str, symbol: str) -> alt.
                 "period:T",
                 title=None,
                 scale=alt.Scale(type="utc"),
-                axis=alt.Axis(format=DATE_FORMAT.get(grain, "%d %b")),
+                axis=time_axis(grain),
             ),
             x2="period_end:T",
             y=alt.Y("sum(amount):Q", title=f"spend ({symbol.strip()})", stack="zero"),
@@ -81,21 +94,27 @@ def spend_over_time(df: pd.DataFrame, dim: str, grain: str, symbol: str) -> alt.
     return style(both)
 
 
-def top_bars(df: pd.DataFrame, title: str, symbol: str) -> alt.Chart:
-    """Horizontal bars of the top spenders; ``df`` columns: name, amount, requests."""
-    chart: alt.Chart = (
-        alt.Chart(df, title=title)
-        .mark_bar(color=ACCENT)
-        .encode(
-            y=alt.Y("name:N", sort="-x", title=None, axis=LABELS),
-            x=alt.X("amount:Q", title=f"spend ({symbol.strip()})"),
-            tooltip=[
-                alt.Tooltip("name:N", title=title.lower()),
-                alt.Tooltip("amount:Q", title="spend", format=",.2f"),
-                alt.Tooltip("requests:Q", format=","),
-            ],
-        )
-        .properties(height=alt.Step(BAR_STEP), width="container")
+def top_bars(df: pd.DataFrame, title: str, symbol: str) -> alt.LayerChart:
+    """Horizontal bars of the top spenders with each amount written beside its bar;
+    ``df`` columns: name, amount, requests."""
+    df = df.assign(shown=[f"{symbol}{a:,.2f}" for a in df["amount"]])
+    base = alt.Chart(df, title=title).encode(
+        y=alt.Y("name:N", sort="-x", title=None, axis=LABELS),
+        x=alt.X(
+            "amount:Q",
+            title=f"spend ({symbol.strip()})",
+            scale=alt.Scale(domainMax=float(df["amount"].max() or 0) * 1.25 or 1),
+        ),
+        tooltip=[
+            alt.Tooltip("name:N", title=title.lower()),
+            alt.Tooltip("amount:Q", title="spend", format=",.2f"),
+            alt.Tooltip("requests:Q", format=","),
+        ],
+    )
+    bars = base.mark_bar(color=ACCENT)
+    text = base.mark_text(align="left", dx=4, fontSize=12).encode(text="shown:N")
+    chart: alt.LayerChart = alt.layer(bars, text).properties(
+        height=alt.Step(BAR_STEP), width="container"
     )
     return style(chart)
 
@@ -110,7 +129,7 @@ def cost_per_1k(df: pd.DataFrame, grain: str, symbol: str) -> alt.Chart:
                 "period:T",
                 title=None,
                 scale=alt.Scale(type="utc"),
-                axis=alt.Axis(format=DATE_FORMAT.get(grain, "%d %b")),
+                axis=time_axis(grain),
             ),
             y=alt.Y("per_1k:Q", title=f"{symbol.strip()} per 1K requests"),
             tooltip=[

@@ -50,3 +50,53 @@ def style(chart: C) -> C:
         .configure_legend(labelFont=FONT, titleFont=FONT, orient="bottom")
     )
     return styled
+
+
+PALETTE: Final = [  # tableau20, in an order where neighbours differ
+    "#4e79a7",
+    "#f28e2b",
+    "#e15759",
+    "#76b7b2",
+    "#59a14f",
+    "#edc948",
+    "#b07aa1",
+    "#ff9da7",
+    "#9c755f",
+    "#a0cbe8",
+    "#ffbe7d",
+    "#ff9d9a",
+    "#86bcb6",
+    "#8cd17d",
+    "#f1ce63",
+    "#d4a6c8",
+    "#fabfd2",
+    "#d7b5a6",
+    "#499894",
+    "#79706e",
+]
+OTHER_COLOUR = "#bab0ac"
+
+
+def colours(keys: list[str]) -> tuple[list[str], list[str]]:
+    """A colour per key that depends on the key's name, not on the data (a model keeps its
+    colour as spend moves); distinct keys never share one (a taken slot moves to the next
+    free one, in name order); "other" is grey."""
+    import hashlib
+
+    domain = sorted({str(k) for k in keys})
+    taken: dict[int, str] = {}
+    out: dict[str, str] = {}
+    for key in domain:
+        if key == "other":
+            out[key] = OTHER_COLOUR
+            continue
+        slot = int(hashlib.sha1(key.encode()).hexdigest(), 16) % len(PALETTE)
+        for step in range(len(PALETTE)):
+            probe = (slot + step) % len(PALETTE)
+            if probe not in taken:
+                taken[probe] = key
+                out[key] = PALETTE[probe]
+                break
+        else:
+            out[key] = OTHER_COLOUR
+    return domain, [out[k] for k in domain]

@@ -4,8 +4,9 @@ replay's comparison, with money as USD text (exact, from picodollars)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 
@@ -27,8 +28,39 @@ def usd(pico: int) -> str:
     if d != 0 and abs(d) < CENT:
         text = f"{abs(d).quantize(Decimal('0.000001')).normalize():f}"
     else:
-        text = f"{abs(d).quantize(CENT):,}"
+        text = f"{abs(d).quantize(CENT, rounding=ROUND_HALF_UP):,}"
     return ("-$" if d < 0 else "$") + text
+
+
+SEVERITY = {
+    "ok": ("green", "on track"),
+    "warning": ("orange", "near the limit"),
+    "critical": ("red", "over the limit"),
+}
+
+
+def severity_text(u: Utilisation) -> str:
+    """'on track' / 'near the limit' / 'over the limit', from the projected share."""
+    return SEVERITY[u.severity][1]
+
+
+def severity_markdown(u: Utilisation) -> str:
+    """The severity as coloured markdown (amber from 80 % projected, red from 100 %)."""
+    colour, text = SEVERITY[u.severity]
+    return f":{colour}[**{text.capitalize()}**]"
+
+
+def runs_out(u: Utilisation) -> str:
+    """When the USD limit is reached at the projection's run rate, in the budget's zone."""
+    b = u.budget
+    if b.limit_picousd is None:
+        return "no USD limit"
+    if u.spent_picousd >= b.limit_picousd:
+        return "already reached"
+    at = u.exhausts_at()
+    if at is None:
+        return "not this window"
+    return f"{at.astimezone(ZoneInfo(b.timezone or 'UTC')):%d %b %Y}"
 
 
 def status_frame(rows: Sequence[Utilisation]) -> pd.DataFrame:
@@ -47,6 +79,9 @@ def status_frame(rows: Sequence[Utilisation]) -> pd.DataFrame:
                 "spent": usd(u.spent_picousd),
                 "used": f"{u.utilisation:.0%}",
                 "projected": usd(u.projected_spend_picousd) + (" (capped)" if u.capped else ""),
+                "projected share": f"{u.projected_share:.0%}",
+                "outlook": severity_text(u),
+                "runs out": runs_out(u),
                 "run rate": usd(u.projected_picousd),
                 "thresholds": ", ".join(map(str, u.budget.thresholds)),
                 "alerted": ", ".join(f"{t}%" for t in u.alerts) or "–",

@@ -5,16 +5,19 @@ exhaustion tables."""
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from datetime import date
 from decimal import Decimal
 from typing import Any
 
 import pandas as pd
 
+from console.frames import budgets as budget_frames
 from console.frames.overview import next_period
 from console.selection import Money, Scope
 from core.export import escape_frame
 from core.insights import Backtest, BudgetOutlook, Finding, Forecast
+from core.reports import Utilisation
 
 
 def series_frame(fc: Forecast, money: Money, label: str) -> pd.DataFrame:
@@ -241,49 +244,43 @@ def _day(d: date | None) -> str:
     return "–" if d is None else f"{d:%d %b %Y}"
 
 
-def outlook_frame(outlooks: list[BudgetOutlook], money: Money, width: str) -> pd.DataFrame:
-    """The exhaustion table: one row per budget."""
+def outlook_frame(
+    outlooks: list[BudgetOutlook], money: Money, width: str, shared: Mapping[str, Utilisation]
+) -> pd.DataFrame:
+    """The exhaustion table, one row per budget: spent, projected, share and run-out date
+    from the one projection every page uses (``shared``, ``core.reports.utilisation`` by
+    budget id), then the forecast model's view of the same window."""
     rows = []
     for o in outlooks:
+        u = shared.get(o.budget.id)
         ex = o.exhaustion
         limit = money.fmt(int(o.limit_usd * 10**12)) if o.limit_usd is not None else "–"
-        row = {
+        row: dict[str, object] = {
             "budget": o.budget.name,
             "scope": o.scope,
             "window": o.window,
-            "spent": money.fmt(int(o.spent_usd * 10**12)),
+            "spent": money.fmt(u.spent_picousd) if u else money.fmt(_pico(o.spent_usd)),
             "limit": limit,
+            "projected at window end": money.fmt(u.projected_spend_picousd) if u else "–",
+            "vs limit": f"{u.projected_share:.0%}" if u else "–",
+            "outlook": budget_frames.severity_text(u) if u else "–",
+            "runs out": budget_frames.runs_out(u) if u else "–",
         }
         if ex is None:
-            row.update(
-                {
-                    "runs out": "–",
-                    f"{width}% range": "–",
-                    "projected at window end": "–",
-                    "vs limit": "–",
-                    "note": o.note,
-                }
-            )
+            row.update({"forecast model at window end": "–", f"forecast {width}% run-out": "–"})
         else:
-            runs = (
-                "already reached"
-                if ex.already_exceeded
-                else (_day(ex.date) if ex.date else "not this window")
-            )
             rng = f"{_day(ex.earliest)} – {_day(ex.latest) if ex.latest else 'not reached'}"
             low, high = _pico(ex.projected_low_usd), _pico(ex.projected_high_usd)
-            projected = (
-                f"{money.fmt(_pico(ex.projected_total_usd))} ({money.fmt(low)}–{money.fmt(high)})"
-            )
             row.update(
                 {
-                    "runs out": runs,
-                    f"{width}% range": rng if ex.earliest else "–",
-                    "projected at window end": projected,
-                    "vs limit": f"{ex.utilisation:.0%}",
-                    "note": o.note,
+                    "forecast model at window end": (
+                        f"{money.fmt(_pico(ex.projected_total_usd))}"
+                        f" ({money.fmt(low)}–{money.fmt(high)})"
+                    ),
+                    f"forecast {width}% run-out": rng if ex.earliest else "not this window",
                 }
             )
+        row["note"] = o.note
         rows.append(row)
     return pd.DataFrame(rows)
 

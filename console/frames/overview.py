@@ -29,8 +29,32 @@ def next_period(period: pd.Series, grain: str) -> pd.Series:
     return period + pd.Timedelta(hours=hours)
 
 
+TOP_N = 9  # series drawn in their own colour; the rest are summed as OTHER
+OTHER = "other"
+
+
+def top_keys(series: pd.DataFrame, n: int = TOP_N) -> list[str]:
+    """The ``n`` keys with the most spend in the range (ties by name)."""
+    totals: dict[str, int] = {}
+    for key, cost in zip(series["key"], series["cost_picousd"], strict=True):
+        totals[str(key)] = totals.get(str(key), 0) + int(cost)
+    return sorted(totals, key=lambda k: (-totals[k], k))[:n]
+
+
 def series_frame(series: pd.DataFrame, money: Money, grain: str) -> pd.DataFrame:
-    """Rows per (period, key) for spend_over_time."""
+    """Rows per (period, key) for spend_over_time: the top ``TOP_N`` keys by spend and
+    "other" for the rest (summed exactly per period)."""
+    if not series.empty and series["key"].nunique() > TOP_N + 1:
+        keep = set(top_keys(series))
+        series = series.assign(key=series["key"].where(series["key"].isin(keep), OTHER))
+        series = (
+            series.groupby(["period", "key"], sort=True, as_index=False)
+            .agg(
+                cost_picousd=("cost_picousd", lambda s: sum(int(v) for v in s)),
+                requests=("requests", "sum"),
+            )
+            .astype({"cost_picousd": object})
+        )
     period = pd.to_datetime(series["period"])
     span = next_period(period, grain) - period
     return pd.DataFrame(

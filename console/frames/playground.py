@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from core.budgets import BudgetStatus
+from console.frames import budgets as budget_frames
 from core.types import pico_to_usd
 
 if TYPE_CHECKING:  # queries use Streamlit's cache; frames stay pure
+    from console.queries.budgets import Utilisation
     from console.queries.playground import Estimate, Target
 
 
@@ -40,20 +41,24 @@ def estimate_row(est: Estimate) -> dict[str, object]:
     }
 
 
-def budget_row(t: Target, s: BudgetStatus, max_cost: int) -> dict[str, object]:
-    b, limit = s.budget, s.limit_picousd
-    left = None if limit is None else limit - s.spent_picousd - s.reserved_picousd
+def budget_row(t: Target, u: Utilisation, max_cost: int) -> dict[str, object]:
+    """One budget this call is charged to: spent and projected from the usage log (the
+    projection of the Budgets page), what is left and whether the call's max cost fits."""
+    b, limit = u.budget, u.budget.limit_picousd
+    left = u.remaining_picousd
     return {
         "model": t.name,
         "budget": b.name,
         "scope": "global" if b.scope == "global" else f"{b.scope}={b.scope_value}",
-        "window": s.window.label,
+        "window": u.label,
         "action": b.action,
-        "spent": fmt_usd(s.spent_picousd),
-        "reserved": fmt_usd(s.reserved_picousd),
-        "limit": fmt_usd(limit) if limit is not None else f"{s.limit_tokens:,} tokens",
-        "remaining": fmt_usd(left) if left is not None else "–",
-        "used": f"{s.utilisation:.1%}",
+        "spent": budget_frames.usd(u.spent_picousd),
+        "limit": budget_frames.usd(limit) if limit is not None else f"{b.limit_tokens:,} tokens",
+        "remaining": budget_frames.usd(max(left, 0)) if left is not None else "–",
+        "used": f"{u.utilisation:.1%}",
+        "projected at window end": budget_frames.usd(u.projected_spend_picousd),
+        "outlook": budget_frames.severity_text(u),
+        "runs out": budget_frames.runs_out(u),
         "fits max cost": "–" if left is None else "yes" if max_cost <= left else "no",
     }
 

@@ -31,6 +31,39 @@ FIELDS = (
 )
 
 
+LABELS = {  # as the editor labels them
+    "id": "Id",
+    "name": "Name",
+    "scope": "Scope",
+    "scope_value": "Scope value",
+    "period": "Period",
+    "limit_usd": "USD limit",
+    "limit_tokens": "Token limit",
+    "soft_multiplier": "Soft multiplier",
+    "thresholds": "Alert thresholds (%)",
+    "action": "Action at the limit",
+    "degrade_to": "Degrade to (model)",
+    "timezone": "Time zone (IANA)",
+    "webhook_url": "Webhook URL",
+    "enabled": "Enabled",
+}
+FILLER = {  # valid stand-ins: to find every bad field of a failed save at once
+    "id": "valid-id",
+    "name": "valid name",
+    "scope": "org",
+    "scope_value": "valid-value",
+    "period": "month",
+    "limit_usd": "1",
+    "limit_tokens": "",
+    "soft_multiplier": 2.0,
+    "thresholds": "50, 75, 90, 100",
+    "action": "alert",
+    "degrade_to": "",
+    "timezone": "",
+    "webhook_url": "",
+}
+
+
 def form_values(b: Budget | None) -> dict[str, Any]:
     """A budget as the editor's widget values (text for numbers, so nothing is rounded)."""
     if b is None:

@@ -13,7 +13,17 @@ from console.selection import Scope
 from core import reports
 from core.reports import TOP_WHO, Coverage, Spend, Totals
 
-__all__ = ["TOP_WHO", "Spend", "Totals", "coverage", "spend", "top_spenders", "window_spend"]
+__all__ = [
+    "TOP_WHO",
+    "Spend",
+    "accounting_report",
+    "Totals",
+    "coverage",
+    "spend",
+    "top_spenders",
+    "unpriced_calls",
+    "window_spend",
+]
 
 
 @cached
@@ -40,3 +50,17 @@ def top_spenders(home: str, version: str, scope: Scope, who: str, n: int = 10) -
 def coverage(home: str, version: str, scope: Scope) -> Coverage:
     """Whether retention pruned raw events inside the selected range."""
     return reports.coverage(reader_at(home), scope.start, scope.end)
+
+
+@cached
+def unpriced_calls(home: str, version: str, scope: Scope) -> int:
+    """Calls in the scope logged as unpriced (their cost is unknown, so not in any total)."""
+    return int(reader_at(home).totals(scope.filters())["unpriced"])
+
+
+@cached
+def accounting_report(
+    home: str, version: str, scope: Scope, by: str, currency: str, rate: str
+) -> reports.Accounting:
+    """Month x ``by`` spend in the display currency, unpriced calls apart."""
+    return reports.accounting(reader_at(home), scope.filters(), by, scope.tz, currency, rate)

@@ -31,10 +31,13 @@ import pandas as pd
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
+from console import auth
 from console.inputs.playground import Inputs
-from console.queries.usage import cached, home, reader
+from console.queries import budgets as budget_queries
+from console.queries.budgets import Utilisation
+from console.queries.usage import cached, home, reader, version
 from core import clock
-from core.budgets import BudgetStatus, matches
+from core.budgets import matches
 from core.control import control_url
 from core.errors import UnpricedModel
 from core.pricing import PriceRow, max_cost, price
@@ -241,19 +244,23 @@ def typical_since() -> datetime:
     return day - timedelta(days=30)
 
 
-def headroom(r: Router, req: ChatRequest, target: Target) -> list[BudgetStatus]:
-    """Every enabled budget this call would be charged to, in its current window (the live
-    counters this console's Router sees: shared across routers when REDIS_URL is set)."""
+def headroom(r: Router, req: ChatRequest, target: Target) -> list[Utilisation]:
+    """Every enabled budget this call would be charged to, in its current window, from the
+    usage log (every router's calls, as on the Budgets page), not this process's counters."""
     ctl = r.controls
     if ctl is None:
         return []
     snap = ctl.snapshot()
-    hits = [
+    hits = tuple(
         b
         for b in snap.active_budgets()
         if matches(b, req, target.model, target.provider, ctl.guard.canonical)
-    ]
-    return ctl.guard.status(hits) if hits else []
+    )
+    if not hits:
+        return []
+    return budget_queries.utilisation(
+        home(), version(), auth.plane().version(), hits, budget_queries.utilisation_now()
+    )
 
 
 HISTORY_COLUMNS = [

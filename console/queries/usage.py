@@ -71,7 +71,12 @@ def sql_where(scope: Scope, **overrides: Any) -> tuple[str, list[object]]:
 @cached
 def filter_options(home: str, version: str) -> dict[str, list[str]]:
     """Distinct values of each filter dimension, over the whole log (one scan)."""
-    cols = ", ".join(f'list(DISTINCT "{d}") AS "{d}"' for d in FILTER_DIMS)
+    cols = ", ".join(
+        'list_distinct(flatten(list(tags))) AS "tag"'
+        if d == "tag"
+        else f'list(DISTINCT "{d}") AS "{d}"'
+        for d in FILTER_DIMS
+    )
     row = reader_at(home).sql(f"SELECT {cols} FROM events").iloc[0]
     return {d: sorted(v for v in (row[d] if row[d] is not None else []) if v) for d in FILTER_DIMS}
 

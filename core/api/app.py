@@ -32,6 +32,7 @@ from core.api import (
     _controls,
     _docs,
     _insights,
+    _keys,
     _limits,
     _prices,
     _settings,
@@ -54,6 +55,7 @@ OPS: list[Op] = [
     *_insights.OPS,
     *_alerts.OPS,
     *_admin.OPS,
+    *_keys.OPS,
     *_settings.OPS,
 ]
 JSON = "application/json"

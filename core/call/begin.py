@@ -10,6 +10,7 @@ from core.control import RoutingPolicy
 from core.errors import BadRequest, CostlineError
 from core.names import name_problem
 from core.types import ChatRequest, Completion
+from core.validate import check_request, loggable
 
 from . import cache, gate
 from .context import Context
@@ -24,6 +25,13 @@ ROLES = frozenset({"system", "user", "assistant", "tool"})
 
 def start(ctx: Context, req: ChatRequest, *, flushed: bool = False) -> Call | Completion:
     """``flushed``: the one call of a LOW sampling batch (the gate already decided it)."""
+    try:
+        check_request(req)  # a malformed request: BadRequest naming the field, nothing spent
+    except BadRequest as exc:
+        safe = loggable(req)  # logged without its bad bytes
+        if safe is not None:
+            record_error(ctx, Call(safe, safe.model or f"task:{safe.task}"), None, exc, 0)
+        raise
     ctx.log.check()  # UsageLogUnavailable (disk full) before any provider is paid
     call = Call(req, req.model or f"task:{req.task}")
     try:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from core.errors import BadRequest, CostlineError
 from core.types import ChatRequest, Cost, Message, Usage, new_request_id
+from core.validate import check_request
 
 from .admit import finish
 from .attempt import attempts
@@ -57,8 +58,9 @@ async def aembed(ctx: Context, req: EmbedRequest) -> Embeddings:
     """The async adapter: one embeddings request through the steps."""
     if not req.inputs or not all(isinstance(t, str) and t for t in req.inputs):
         raise BadRequest("input: give one or more non-empty strings")
+    view = check_request(_chat_view(req))
     ctx.log.check()  # UsageLogUnavailable before any provider is paid
-    call = Call(_chat_view(req), req.model, f"{req.model}: requested", embedding=True)
+    call = Call(view, req.model, f"{req.model}: requested", embedding=True)
     try:
         cand = candidate(ctx, req.model)
     except CostlineError as exc:

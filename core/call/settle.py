@@ -9,6 +9,7 @@ from core.errors import ClientDisconnected, CostlineError, MalformedResponse, Re
 from core.pricing import price, prompt_cache_saving
 from core.providers import ProviderResult
 from core.types import Completion, Cost, Usage
+from core.validate import MAX_USAGE_TOKENS, checked_usage
 
 from .context import Context
 from .record import estimated_usage, record, record_error
@@ -30,7 +31,7 @@ def settle(
 ) -> Completion:
     """The Completion of a successful attempt (``streamed``: the text already streamed)."""
     text = result.text or streamed
-    usage = result.usage
+    usage = checked_usage(result.usage)  # absurd or negative counts: estimated instead
     if usage is None:  # provider reported none: estimate, never $0
         usage = estimated_usage(cand, text)
     cost = price(usage, cand.row, batch=call.req.batch) if cand.row else Cost(unpriced=True)
@@ -64,6 +65,10 @@ def settle_embedding(
 ) -> Completion:
     """An embeddings attempt: tokens as the provider reported them, else as counted here
     (flagged as estimated)."""
+    if reported is not None and not (
+        isinstance(reported, int) and 0 <= reported <= MAX_USAGE_TOKENS
+    ):
+        reported = None  # absurd or negative: counted here instead, flagged
     n = reported if reported is not None else cand.prompt_tokens
     usage = Usage(input_tokens=n, estimated=reported is None)
     cost = price(usage, cand.row) if cand.row else Cost(unpriced=True)

@@ -1,8 +1,21 @@
 """Anthropic Messages shapes: POST /v1/messages (and its SSE events), count_tokens.
 
-Text content (a string, or ``text`` blocks) and the ``system`` prompt are translated to a
-Costline request routed like any other; other block types (images, tool use) are refused
-by name. ``stop_sequences`` and ``top_p``/``top_k`` travel as upstream fields.
+Content blocks become a Costline request routed like any other:
+
+    | block (request)              | becomes (OpenAI-compatible upstream)                  |
+    |------------------------------|-------------------------------------------------------|
+    | text, ``system``             | the message's text                                    |
+    | image (base64 or url source) | an ``image_url`` content part (a data: URL for base64) |
+    | tool_use (assistant)         | ``tool_calls`` of the assistant message               |
+    | tool_result (user)           | a ``tool`` message before the user's other content    |
+    | thinking, redacted_thinking  | dropped (only Anthropic reads them back)              |
+    | ``tools``, ``tool_choice``   | OpenAI ``tools`` (functions), ``tool_choice``         |
+
+The answer's ``tool_calls`` come back as ``tool_use`` blocks (``stop_reason: tool_use``),
+streamed as ``input_json_delta`` events after the text. Other block types (documents,
+server tools such as web search) are refused by name with a 400; so are tool, image and
+tool-result content for a model served over the Anthropic wire, which Costline calls with
+text only. ``stop_sequences`` and ``top_p``/``top_k`` travel as upstream fields.
 """
 
 from __future__ import annotations
@@ -22,6 +35,7 @@ STOP |= {"end_turn": "end_turn", "max_tokens": "max_tokens", "stop_sequence": "s
 
 
 def _text(where: str, content: object) -> str:
+    """Text only (``system``, tool results): a string or a list of text blocks."""
     if isinstance(content, str):
         return content
     if not isinstance(content, list):
@@ -33,11 +47,163 @@ def _text(where: str, content: object) -> str:
         kind = block.get("type") if isinstance(block, dict) else None
         if kind != "text" or not isinstance(block.get("text"), str):
             raise bad_request(
-                f"{where}[{j}]: only text blocks are accepted, got type {kind!r}",
+                f"{where}[{j}]: only text blocks are accepted here, got type {kind!r}",
                 f"{where}[{j}].type",
             )
         parts.append(block["text"])
     return "".join(parts)
+
+
+def _blocks(where: str, content: object) -> list[dict[str, Any]]:
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}]
+    if not isinstance(content, list):
+        raise bad_request(
+            f"{where}: must be a string or a list of content blocks, got {_type(content)}", where
+        )
+    for j, block in enumerate(content):
+        if not isinstance(block, dict) or not isinstance(block.get("type"), str):
+            raise bad_request(
+                f"{where}[{j}]: must be an object with a 'type'", f"{where}[{j}].type"
+            )
+    return content
+
+
+def _image(where: str, block: dict[str, Any]) -> dict[str, Any]:
+    src = block.get("source")
+    kind = src.get("type") if isinstance(src, dict) else None
+    if kind == "base64" and isinstance(src, dict):
+        media, data = src.get("media_type"), src.get("data")
+        if not isinstance(media, str) or not isinstance(data, str):
+            raise bad_request(f"{where}.source: media_type and data must be strings", where)
+        url = f"data:{media};base64,{data}"
+    elif kind == "url" and isinstance(src, dict) and isinstance(src.get("url"), str):
+        url = src["url"]
+    else:
+        raise bad_request(
+            f"{where}.source: an image source of type base64 or url is needed, got {kind!r}",
+            f"{where}.source",
+        )
+    return {"type": "image_url", "image_url": {"url": url}}
+
+
+def _tool_call(where: str, block: dict[str, Any]) -> dict[str, Any]:
+    ident, name, args = block.get("id"), block.get("name"), block.get("input", {})
+    if not isinstance(ident, str) or not isinstance(name, str):
+        raise bad_request(f"{where}: a tool_use block needs string id and name", where)
+    if not isinstance(args, dict):
+        raise bad_request(f"{where}.input: must be an object", f"{where}.input")
+    arguments = orjson.dumps(args).decode()
+    return {"id": ident, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+def _tool_result(where: str, block: dict[str, Any]) -> Message:
+    ident = block.get("tool_use_id")
+    if not isinstance(ident, str):
+        raise bad_request(f"{where}.tool_use_id: required, a string", f"{where}.tool_use_id")
+    content = block.get("content", "")
+    text = _text(f"{where}.content", content)
+    if block.get("is_error") is True:
+        text = "Error: " + text
+    return Message("tool", text, None, {"tool_call_id": ident})
+
+
+def _user(where: str, content: object) -> list[Message]:
+    """Tool results first (they answer the previous assistant turn), then the rest."""
+    out: list[Message] = []
+    texts: list[str] = []
+    parts: list[dict[str, Any]] = []
+    rich = False
+    for j, block in enumerate(_blocks(where, content)):
+        at, kind = f"{where}[{j}]", block["type"]
+        if kind == "text":
+            if not isinstance(block.get("text"), str):
+                raise bad_request(f"{at}.text: must be a string", f"{at}.text")
+            texts.append(block["text"])
+            parts.append({"type": "text", "text": block["text"]})
+        elif kind == "image":
+            parts.append(_image(at, block))
+            rich = True
+        elif kind == "tool_result":
+            out.append(_tool_result(at, block))
+        else:
+            raise bad_request(_unsupported(at, kind), f"{at}.type")
+    if parts:
+        extra = {"content": parts} if rich else None
+        out.append(Message("user", "".join(texts), None, extra))
+    return out
+
+
+def _assistant(where: str, content: object) -> Message:
+    texts: list[str] = []
+    calls: list[dict[str, Any]] = []
+    for j, block in enumerate(_blocks(where, content)):
+        at, kind = f"{where}[{j}]", block["type"]
+        if kind == "text":
+            if not isinstance(block.get("text"), str):
+                raise bad_request(f"{at}.text: must be a string", f"{at}.text")
+            texts.append(block["text"])
+        elif kind == "tool_use":
+            calls.append(_tool_call(at, block))
+        elif kind in ("thinking", "redacted_thinking"):
+            continue
+        else:
+            raise bad_request(_unsupported(at, kind), f"{at}.type")
+    text = "".join(texts)
+    if not calls:
+        return Message("assistant", text)
+    return Message("assistant", text, None, {"content": text or None, "tool_calls": calls})
+
+
+def _unsupported(where: str, kind: object) -> str:
+    return (
+        f"{where}: content blocks of type {kind!r} are not supported through Costline "
+        "(text, image, tool_use and tool_result are)"
+    )
+
+
+def _tools(body: dict[str, Any]) -> dict[str, Any]:
+    """Anthropic ``tools``/``tool_choice`` as OpenAI fields."""
+    out: dict[str, Any] = {}
+    tools = body.get("tools")
+    if tools:
+        if not isinstance(tools, list):
+            raise bad_request("tools: must be a list of tools", "tools")
+        funcs = []
+        for i, t in enumerate(tools):
+            where = f"tools[{i}]"
+            if not isinstance(t, dict) or not isinstance(t.get("name"), str):
+                raise bad_request(f"{where}: must be an object with a name", where)
+            if t.get("type") not in (None, "custom") or "input_schema" not in t:
+                raise bad_request(
+                    f"{where}: server tool {t.get('type') or t['name']!r} is not supported "
+                    "through Costline (client tools with an input_schema are)",
+                    f"{where}.type",
+                )
+            fn: dict[str, Any] = {"name": t["name"], "parameters": t["input_schema"]}
+            if isinstance(t.get("description"), str):
+                fn["description"] = t["description"]
+            funcs.append({"type": "function", "function": fn})
+        out["tools"] = funcs
+    choice = body.get("tool_choice")
+    if choice is not None:
+        kind = choice.get("type") if isinstance(choice, dict) else None
+        if kind == "auto":
+            out["tool_choice"] = "auto"
+        elif kind == "any":
+            out["tool_choice"] = "required"
+        elif kind == "none":
+            out["tool_choice"] = "none"
+        elif kind == "tool" and isinstance(choice.get("name"), str):
+            out["tool_choice"] = {"type": "function", "function": {"name": choice["name"]}}
+        else:
+            raise bad_request(
+                f"tool_choice: type must be auto, any, tool (with a name) or none, got {kind!r}",
+                "tool_choice",
+            )
+        if isinstance(choice, dict) and choice.get("disable_parallel_tool_use") is True:
+            out["parallel_tool_calls"] = False
+    return out
 
 
 def messages_request(body: object, meta: Meta, request_id: str) -> ChatRequest:
@@ -60,7 +226,11 @@ def messages_request(body: object, meta: Meta, request_id: str) -> ChatRequest:
         role = m.get("role") if isinstance(m, dict) else None
         if role not in ("user", "assistant"):
             raise bad_request(f"{where}.role: {role!r} is not user or assistant", f"{where}.role")
-        messages.append(Message(role, _text(f"{where}.content", m.get("content"))))
+        content = m.get("content")
+        if role == "user":
+            messages.extend(_user(f"{where}.content", content))
+        else:
+            messages.append(_assistant(f"{where}.content", content))
     max_tokens = body.get("max_tokens")
     if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
         raise bad_request(
@@ -81,9 +251,7 @@ def messages_request(body: object, meta: Meta, request_id: str) -> ChatRequest:
     for name in ("top_p", "top_k"):
         if body.get(name) is not None:
             extra[name] = body[name]
-    for name in ("tools", "tool_choice"):
-        if body.get(name):
-            raise bad_request(f"{name}: tool use is not supported on /v1/messages", name)
+    extra.update(_tools(body))
     user = (
         (body.get("metadata") or {}).get("user_id")
         if isinstance(body.get("metadata"), dict)
@@ -101,7 +269,7 @@ def messages_request(body: object, meta: Meta, request_id: str) -> ChatRequest:
         user=meta.user or (user if isinstance(user, str) else None),
         criticality=meta.criticality,  # type: ignore[arg-type]
         tags=meta.tags,
-        cache=meta.cache and not extra,
+        cache=meta.cache and not extra and all(m.extra is None for m in messages),
         request_id=request_id,
         extra=extra,
     )
@@ -132,14 +300,34 @@ def message_id(request_id: str) -> str:
     return "msg_" + request_id.removeprefix("req_")
 
 
+def tool_uses(done: Completion) -> list[dict[str, Any]]:
+    """The answer's OpenAI ``tool_calls`` as Anthropic ``tool_use`` blocks."""
+    msg = (done.choices[0].get("message") or {}) if done.choices else {}
+    blocks = []
+    for call in msg.get("tool_calls") or ():
+        fn = call.get("function") or {}
+        raw = fn.get("arguments") or "{}"
+        try:
+            args = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            args = {"arguments": raw}  # the model wrote something that is not JSON
+        ident = call.get("id") or ""
+        blocks.append({"type": "tool_use", "id": ident, "name": fn.get("name"), "input": args})
+    return blocks
+
+
 def message_response(done: Completion) -> bytes:
+    content: list[dict[str, Any]] = [{"type": "text", "text": done.text}]
+    calls = tool_uses(done)
+    if calls:
+        content = [*(content if done.text else []), *calls]
     return orjson.dumps(
         {
             "id": message_id(done.request_id),
             "type": "message",
             "role": "assistant",
             "model": done.model,
-            "content": [{"type": "text", "text": done.text}],
+            "content": content,
             "stop_reason": stop_reason(done),
             "stop_sequence": None,
             "usage": _usage(done),
@@ -176,8 +364,19 @@ def stream_delta(text: str) -> bytes:
 
 def stream_end(done: Completion) -> bytes:
     delta = {"stop_reason": stop_reason(done), "stop_sequence": None}
+    tools = b""
+    for i, block in enumerate(tool_uses(done), start=1):
+        start = {**block, "input": {}}
+        partial = {
+            "type": "input_json_delta",
+            "partial_json": orjson.dumps(block["input"]).decode(),
+        }
+        tools += event("content_block_start", {"index": i, "content_block": start})
+        tools += event("content_block_delta", {"index": i, "delta": partial})
+        tools += event("content_block_stop", {"index": i})
     return (
         event("content_block_stop", {"index": 0})
+        + tools
         + event(
             "message_delta", {"delta": delta, "usage": _usage(done), "costline": _costline(done)}
         )

@@ -23,10 +23,12 @@ from core.control import ControlSnapshot, RateLimit, VirtualKey
 from core.errors import BudgetExceeded, CostlineError
 from core.keys import KeyIndex, load_pepper
 from core.router import Router
+from core.types import ChatRequest, Message
 
+from . import _limits
 from ._asgi import JSON, HeaderList, Receive, Scope, Send, send_bytes
 from ._config import GatewayConfig
-from ._errors import HTTPError, forbidden, from_costline, unauthorized
+from ._errors import HTTPError, bad_request, forbidden, from_costline, unauthorized
 from ._metrics import Metrics
 from ._request import Headers, secret_of
 
@@ -54,7 +56,9 @@ class Gateway:
         self.metrics = Metrics()
         self.pepper = load_pepper()
         self._keys: tuple[ControlSnapshot | None, KeyIndex] = (None, KeyIndex((), self.pepper))
-        self._limits: dict[tuple[int, str], HeaderList] = {}
+        self._found: dict[str, VirtualKey] = {}  # secret -> key of the current snapshot
+        self._limits: dict[tuple[int, str], list[RateLimit]] = {}
+        self._worker: tuple[Any, Any] | None = None  # (thread, stop event)
         self.hot: dict[str, Handler] = {
             "/v1/chat/completions": _chat.chat_completions,
             "/chat/completions": _chat.chat_completions,
@@ -89,10 +93,17 @@ class Gateway:
                 self.router = factory(self.config)
             self.metrics.budgets = self._budget_utilisation
             warm()
+            if self.config.alert_worker and self._worker is None:
+                self._worker = start_worker()
         return self.router
 
     def close(self) -> None:
         """Flush the usage log and close the router (every answered call is on disk)."""
+        if self._worker is not None:
+            thread, stop = self._worker
+            stop.set()
+            thread.join(10)
+            self._worker = None
         if self.router is not None:
             self.router.close()
             self.router = None
@@ -110,9 +121,16 @@ class Gateway:
         secret = secret_of(h)
         snap = self.snapshot()
         held = self._keys
-        if held[0] is not snap:
+        if held[0] is not snap:  # a new snapshot (a key changed): hash again from scratch
             held = self._keys = (snap, KeyIndex(snap.keys if snap else (), self.pepper))
-        key = held[1].find(secret)
+            self._found.clear()
+        key = self._found.get(secret)
+        if key is None:
+            key = held[1].find(secret)
+            if key is not None:
+                if len(self._found) > 10_000:
+                    self._found.clear()
+                self._found[secret] = key
         if key is None:
             raise unauthorized("invalid API key: not a Costline virtual key of this gateway")
         if key.revoked_at is not None:
@@ -141,20 +159,52 @@ class Gateway:
                 f"(allowed: {', '.join(key.models)})"
             )
 
-    def limit_headers(self, key: VirtualKey) -> HeaderList:
-        """x-ratelimit-limit-requests/-tokens of the key's per-minute limits."""
+    def check_wire(self, req: ChatRequest) -> None:
+        """400 before the Router when tools, images or tool calls/results would go to a
+        model served over the Anthropic wire (Costline calls it with text only)."""
+        router = self.router
+        if router is None or not (req.extra.get("tools") or any(_rich(m) for m in req.messages)):
+            return
+        models = [req.model] if req.model else []
+        if not models and req.task and router.controls is not None:
+            snap = self.snapshot()
+            policy = router.controls.policy(snap, req.task) if snap is not None else None
+            if policy is not None:
+                models = [policy.primary_model, *policy.fallbacks]
+        for model in models:
+            if not router.catalog.has(model):
+                continue
+            provider = router.catalog.provider_of(model)
+            providers = router.settings.providers
+            wire = providers[provider].wire if provider in providers else None
+            if wire == "anthropic":
+                raise bad_request(
+                    f"model {model!r} is called over the Anthropic wire with text only: tools, "
+                    "images, tool calls and tool results reach OpenAI-compatible upstreams "
+                    "(gpt-*, llama.cpp, vLLM, ...) only",
+                    "model",
+                )
+
+    def key_limits(self, key: VirtualKey) -> list[RateLimit]:
+        """The key's enabled rate limits (scope key), per control-plane snapshot."""
         snap = self.snapshot()
         k = (id(snap), key.name)
         got = self._limits.get(k)
         if got is None:
-            got = []
-            for r in snap.rate_limits if snap is not None else ():
-                if r.enabled and r.scope == "key" and r.scope_value in (key.name, None):
-                    got.append((_limit_name(r), str(r.limit).encode()))
+            got = _limits.key_limits(snap.rate_limits if snap is not None else (), key)
             if len(self._limits) > 4096:
                 self._limits.clear()
             self._limits[k] = got
         return got
+
+    def limit_headers(self, key: VirtualKey, limits: list[RateLimit] | None = None) -> HeaderList:
+        """x-ratelimit-limit/remaining/reset-requests|tokens of the key's limits, now."""
+        limits = self.key_limits(key) if limits is None else limits
+        if not limits:
+            return []
+        router = self.router
+        state = router.controls.state if router is not None and router.controls else None
+        return _limits.headers(state, limits, key)
 
     def resets_at(self, exc: BudgetExceeded) -> datetime | None:
         snap = self.snapshot()
@@ -188,8 +238,17 @@ class Gateway:
         await send_bytes(send, err.status, _dumps(body), headers)
 
 
-def _limit_name(r: RateLimit) -> bytes:
-    return b"x-ratelimit-limit-" + (b"requests" if r.metric == "requests" else b"tokens")
+def _rich(m: Message) -> bool:
+    """Does the message carry more than text (tool calls or results, non-text parts)?"""
+    extra = m.extra
+    if not extra:
+        return False
+    if "tool_calls" in extra or "tool_call_id" in extra or m.role == "tool":
+        return True
+    parts = extra.get("content")
+    return isinstance(parts, list) and any(
+        isinstance(p, dict) and p.get("type") != "text" for p in parts
+    )
 
 
 def _dumps(obj: Any) -> bytes:
@@ -245,6 +304,23 @@ def api_mounts() -> tuple[list[BaseRoute], Callable[[], None] | None]:
         return [], None
     ctx = Context()
     return list(mounts(ctx)), ctx.close
+
+
+def start_worker() -> tuple[Any, Any] | None:
+    """The alert worker on a daemon thread of this process (docs/alerts.md). Every gateway
+    process starts one; they compete for the control-plane lease ``alert-worker`` and only
+    its holder scans and delivers, so exactly one process does at a time."""
+    import logging
+
+    try:
+        from core.worker import start_background
+    except ImportError:  # pragma: no cover - core.worker needs only core's dependencies
+        return None
+    try:
+        return start_background()
+    except Exception:  # the gateway serves without alerts rather than not at all
+        logging.getLogger("costline.gateway").exception("the alert worker did not start")
+        return None
 
 
 def warm() -> None:

@@ -16,8 +16,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from core import clock
-from core.errors import CostlineError
+from core.control import RateLimit, VirtualKey
+from core.errors import BadRequest, CostlineError
 from core.types import ChatRequest, Completion, StreamChunk, new_request_id
+from core.validate import check_request
 
 from . import _anthropic as anth
 from . import _openai as oai
@@ -36,7 +38,8 @@ from ._asgi import (
     send_bytes,
     watch_disconnect,
 )
-from ._errors import HTTPError
+from ._errors import HTTPError, bad_request
+from ._limits import static_headers
 from ._request import Headers, headers_of, meta_of
 
 
@@ -140,19 +143,24 @@ async def serve(gw: Gateway, scope: Scope, receive: Receive, send: Send, shape: 
         body = await read_body(receive, gw.config.max_body_bytes, h.get(b"content-length"))
         req, include_usage = shape.parse(parse_json(body), h, key, rid)
         req.key = key.name
+        try:
+            check_request(req)  # the router's own checks, as a 400 naming the field
+        except BadRequest as exc:
+            raise bad_request(exc.message, exc.field) from None
         gw.check_models(key, req.model, req.task)
+        gw.check_wire(req)
     except HTTPError as err:
         gw.metrics.request(shape.endpoint, err.status, key=key_name)
         await gw.send_error(send, err, rid, anthropic=shape.anthropic)
         return
     router = gw.router
     assert router is not None, "gateway not started"
-    limits = gw.limit_headers(key)
+    limits = gw.key_limits(key)
     holder = [0.0]
     token = UPSTREAM.set(holder)
     try:
         if req.stream:
-            await stream(gw, receive, send, shape, req, include_usage, limits, t0, holder)
+            await stream(gw, receive, send, shape, req, include_usage, key, limits, t0, holder)
             return
         try:
             done = await router.acomplete(req)
@@ -161,9 +169,13 @@ async def serve(gw: Gateway, scope: Scope, receive: Receive, send: Send, shape: 
             return
     finally:
         UPSTREAM.reset(token)
-    overhead = time.perf_counter() - t0 - holder[0]
+    headers = [JSON, *result_headers(done, None)]
+    if limits:
+        headers += gw.limit_headers(key, limits)
     payload = shape.body(done)
-    await send_bytes(send, 200, payload, [JSON, *result_headers(done, overhead), *limits])
+    overhead = time.perf_counter() - t0 - holder[0]
+    headers.append((b"x-costline-overhead-ms", f"{overhead * 1000:.3f}".encode()))
+    await send_bytes(send, 200, payload, headers)
     _observe(gw, shape, req, done, overhead, holder[0])
 
 
@@ -191,9 +203,15 @@ def _observe(
 
 
 async def _failed(
-    gw: Gateway, send: Send, shape: Shape, req: ChatRequest, exc: CostlineError, limits: HeaderList
+    gw: Gateway,
+    send: Send,
+    shape: Shape,
+    req: ChatRequest,
+    exc: CostlineError,
+    key_limits: list[RateLimit],
 ) -> None:
     err = gw.error_for(exc)
+    limits = static_headers(key_limits)
     if err.status == 429 and err.retry_after is not None:  # which of the key's limits ran out
         metric = b"tokens" if " tokens per " in err.message else b"requests"
         reset = f"{err.retry_after:.3f}s".encode()
@@ -212,7 +230,8 @@ async def stream(
     shape: Shape,
     req: ChatRequest,
     include_usage: bool,
-    limits: HeaderList,
+    key: VirtualKey,
+    limits: list[RateLimit],
     t0: float,
     holder: list[float],
 ) -> None:
@@ -234,7 +253,9 @@ async def stream(
             me.cancel()
 
     watcher = asyncio.create_task(watch_disconnect(receive, gone))
-    headers = [*SSE, (b"x-costline-request-id", req.request_id.encode()), *limits]
+    headers = [*SSE, (b"x-costline-request-id", req.request_id.encode())]
+    if limits:
+        headers += gw.limit_headers(key, limits)
     done: Completion | None = None
     try:
         await send({"type": "http.response.start", "status": 200, "headers": headers})

@@ -8,7 +8,8 @@
 
 Other variables: ``COSTLINE_GATEWAY_DRAIN_S`` (how long SIGTERM lets streams finish),
 ``COSTLINE_GATEWAY_ALLOW_UNPRICED=1`` (log unknown models as unpriced instead of a 404),
-``COSTLINE_GATEWAY_TRANSPORT`` (aiohttp | httpx), ``COSTLINE_REDIS_PREFIX`` (live-state key
+``COSTLINE_GATEWAY_TRANSPORT`` (aiohttp | httpx), ``COSTLINE_GATEWAY_ALERT_WORKER=0`` (do not
+run the alert worker inside the gateway), ``COSTLINE_REDIS_PREFIX`` (live-state key
 prefix), ``COSTLINE_KEY_PEPPER`` (see core/keys.py).
 """
 
@@ -46,6 +47,7 @@ class GatewayConfig:
     allow_unpriced: bool = False
     transport: str = "auto"
     poll_s: float = 1.0  # control-plane version poll: revocations apply within ~1 s
+    alert_worker: bool = True  # each process runs core.worker; the lease picks one to scan
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **given: object) -> GatewayConfig:
@@ -58,6 +60,7 @@ class GatewayConfig:
             drain_s=_float(env, "DRAIN_S", 30.0),
             allow_unpriced=env.get(ENV + "ALLOW_UNPRICED", "") in ("1", "true", "yes"),
             transport=transport,
+            alert_worker=env.get(ENV + "ALERT_WORKER", "1") not in ("0", "false", "no"),
         )
         config = replace(config, **{k: v for k, v in given.items() if v is not None})  # type: ignore[arg-type]
         if config.workers < 1:
@@ -71,4 +74,5 @@ class GatewayConfig:
             ENV + "DRAIN_S": repr(self.drain_s),
             ENV + "ALLOW_UNPRICED": "1" if self.allow_unpriced else "0",
             ENV + "TRANSPORT": self.transport,
+            ENV + "ALERT_WORKER": "1" if self.alert_worker else "0",
         }

@@ -170,6 +170,7 @@ def routes(gw: Gateway) -> list[Route]:
             "x-costline-provider": done.provider,
             "x-costline-overhead-ms": f"{overhead * 1000:.3f}",
         }
+        headers.update((k.decode(), v.decode()) for k, v in gw.limit_headers(key))
         return Response(oai.embed_response(done, fmt), 200, headers, media_type="application/json")
 
     async def count_tokens(request: Request) -> Response:

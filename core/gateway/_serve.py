@@ -77,6 +77,7 @@ def serve(config: GatewayConfig) -> int:
         http=http,
         lifespan="on",
         access_log=False,
+        server_header=False,
         log_level="warning",
         timeout_graceful_shutdown=int(config.drain_s),
         timeout_keep_alive=30,

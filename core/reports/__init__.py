@@ -4,12 +4,14 @@
     window_spend(reader, filters, tz, now)          # today / month to date / last 30 days
     utilisation(reader, plane, budgets, now)        # each budget in its current window
     coverage(reader, start, end)                    # did retention prune raw rows there?
+    accounting(reader, filters, "org", tz, "EUR", rate)  # month x org, unpriced apart
 
 Each takes a ``core.usage.Reader`` and plain values and returns dataclasses or DataFrames
 with money as exact integer picodollars (see docs/architecture.md, "Money").
 """
 
-from core.reports._budgets import Utilisation, condition, reset_times, utilisation
+from core.reports._accounting import ACCOUNTING_DIMS, Accounting, accounting
+from core.reports._budgets import METHOD, Utilisation, condition, reset_times, utilisation
 from core.reports._overview import (
     NONE,
     TOP_WHO,
@@ -24,6 +26,10 @@ from core.reports._overview import (
 from core.reports._routing import provider_health, sampling_savings
 
 __all__ = [
+    "ACCOUNTING_DIMS",
+    "Accounting",
+    "accounting",
+    "METHOD",
     "NONE",
     "TOP_WHO",
     "Coverage",

@@ -26,6 +26,12 @@ TOKEN_COLUMNS = (
 )
 US = timedelta(microseconds=1)
 Canonical = Callable[[str], str]
+METHOD = (
+    "Projected at window end: spend so far this window (from the usage log) divided by the"
+    " time elapsed, times the window's length (run rate), no higher than the cap of a"
+    " blocking or degrading budget. Runs out: the day that run rate reaches the limit."
+)
+WARN_SHARE = 0.8  # amber from 80 % of the limit projected
 
 
 def _share(value: int, limit: int | None) -> float:
@@ -89,6 +95,21 @@ class Utilisation:
         """The projected spend, no higher than the cap."""
         cap = self.cap_picousd
         return min(self.projected_picousd, cap) if cap is not None else self.projected_picousd
+
+    @property
+    def severity(self) -> str:
+        """'ok', 'warning' (projected at 80 % of the limit or more) or 'critical' (at or over
+        the limit, or already past it)."""
+        share = max(self.projected_share, self.utilisation)
+        if share >= 1.0:
+            return "critical"
+        return "warning" if share >= WARN_SHARE else "ok"
+
+    @property
+    def remaining_picousd(self) -> int | None:
+        """What is left of the USD limit this window (negative when over; None: no limit)."""
+        limit = self.budget.limit_picousd
+        return None if limit is None else limit - self.spent_picousd
 
     def exhausts_at(self) -> datetime | None:
         """When the run rate since the window start reaches the USD limit, if that happens

@@ -1,13 +1,17 @@
 """Live state: budget windows, rate-limit buckets, circuit breakers and the response cache.
 
-``make_state()`` picks the backend from a URL (or ``REDIS_URL``): in-process memory by default,
-Redis with an in-process fallback for shared deployments. See ``base.py`` for the contract.
+``make_state()`` picks the backend from a URL (or ``REDIS_URL``): by default budget counters
+shared by every process of one ``COSTLINE_HOME`` (``SharedState``, SQLite), ``memory://`` for
+one process only, Redis with an in-process fallback for shared deployments. See ``base.py``
+for the contract.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
+from core.settings import costline_home
 from core.state._cluster import redis_client
 from core.state._levels import rate_levels, reset_rates
 from core.state.base import (
@@ -25,6 +29,7 @@ from core.state.base import (
 from core.state.memory import MemoryState
 from core.state.redis_state import RedisState
 from core.state.resilient import Policy, ResilientState
+from core.state.shared import SharedState
 
 __all__ = [
     "Admission",
@@ -39,6 +44,7 @@ __all__ = [
     "Reservation",
     "ResilientState",
     "Settlement",
+    "SharedState",
     "State",
     "make_key",
     "make_state",
@@ -49,14 +55,20 @@ __all__ = [
 
 
 def make_state(
-    url: str | None = None, policy: Policy = "open", prefix: str | None = None
-) -> MemoryState | ResilientState:
-    """None/'' (and no REDIS_URL) or 'memory://' -> MemoryState; redis:// (or
-    redis+cluster:// for Redis Cluster) -> ResilientState."""
+    url: str | None = None,
+    policy: Policy = "open",
+    prefix: str | None = None,
+    home: Path | None = None,
+) -> MemoryState | ResilientState | SharedState:
+    """None/'' (and no REDIS_URL) -> SharedState in ``home`` (default COSTLINE_HOME);
+    'memory://' -> MemoryState (this process only); redis:// (or redis+cluster:// for Redis
+    Cluster) -> ResilientState."""
     if url is None:
         url = os.environ.get("REDIS_URL", "")
     prefix = DEFAULT_PREFIX if prefix is None else prefix
-    if not url or url.startswith("memory://"):
+    if not url:
+        return SharedState(home if home is not None else costline_home(), prefix)
+    if url.startswith("memory://"):
         return MemoryState(prefix)
     if url.startswith(
         ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")

@@ -18,6 +18,7 @@ from core.state.base import make_key
 from core.state.memory import MemoryState
 from core.state.redis_state import RedisState
 from core.state.resilient import ResilientState
+from core.state.shared import SharedState
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +33,8 @@ class BucketLevel:
 def _backend(state: Any) -> Any:  # the backend in use now
     if isinstance(state, ResilientState):
         return state.primary if state.healthy else state.fallback
+    if isinstance(state, SharedState):  # rate buckets live in process memory
+        return state.local
     return state
 
 
@@ -92,6 +95,8 @@ def reset_rates(state: Any, rl: RateLimit) -> int:
     backends: list[Any] = (
         [state.primary, state.fallback] if isinstance(state, ResilientState) else [state]
     )
+    if isinstance(state, SharedState):
+        backends = [state.local]
     removed = 0
     for backend in backends:
         rt, rw = _prefixes(backend.prefix, rl)

@@ -18,9 +18,10 @@ end
 """
 
 # KEYS: per rate item 1 key (token bucket) or 2 (sliding window: zset, meta hash), then one
-#       key per budget item.
+#       key per budget item, then (when an epoch is given) the epoch key.
 # ARGV: now, n_rates, n_budgets; per rate: alg ('t'|'w'), limit, window_s, capacity, cost,
-#       ttl_ms; per budget: threshold (limit - amount, '' = never block), amount, ttl_ms.
+#       ttl_ms; per budget: threshold (limit - amount, '' = never block), amount, ttl_ms;
+#       then optionally the epoch the caller expects (Redis restarted empty: reason 'epoch').
 # Returns {ok, reason, failed_index (0-based), retry_after ('-1' = never), value_1..value_n}.
 ADMIT = (
     _PRELUDE
@@ -36,7 +37,12 @@ end
 
 local now = clock(ARGV[1])
 local nr, nb = tonumber(ARGV[2]), tonumber(ARGV[3])
-local bfirst = #KEYS - nb
+local epoch, ekeys = ARGV[4 + 6 * nr + 3 * nb], 0
+if epoch and epoch ~= '' then  -- the counters this router trusts are still there
+  ekeys = 1
+  if redis.call('GET', KEYS[#KEYS]) ~= epoch then return {0, 'epoch', -1, ''} end
+end
+local bfirst = #KEYS - nb - ekeys
 local values = {}
 if nb > 0 then
   local bkeys = {}
@@ -212,3 +218,25 @@ redis.call('PEXPIRE', KEYS[1], ARGV[5])
 return s
 """
 )
+
+# KEYS: per item the budget key K and its committed key K:c. ARGV: per item floor, ttl_ms.
+# Raise K:c to at least floor and K by as much (K never below K:c); returns what was added.
+RAISE = """
+local out = {}
+for j = 1, #KEYS / 2 do
+  local k, kc = KEYS[2 * j - 1], KEYS[2 * j]
+  local floor, ttl = ARGV[2 * j - 1], ARGV[2 * j]
+  local c = tonumber(redis.call('GET', kc) or '0')
+  local diff = math.max(0, tonumber(floor) - c)
+  if diff > 0 then redis.call('INCRBY', kc, diff) end
+  local total = tonumber(redis.call('GET', k) or '0') + diff
+  if total < c + diff then total = c + diff end
+  redis.call('SET', k, string.format('%d', total))
+  if ttl ~= '0' then
+    redis.call('PEXPIRE', k, ttl)
+    redis.call('PEXPIRE', kc, ttl)
+  end
+  out[j] = string.format('%d', diff)
+end
+return out
+"""

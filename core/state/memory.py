@@ -147,20 +147,8 @@ class MemoryState(CacheAndCounters):
                 limit = b.limit
                 if limit is not None and limit != -1 and values[i] + b.amount > limit:
                     return Admission(False, "budget", i, None, values)
-            put = self._put
-            for r, (k, new, ttl) in zip(rates, plans, strict=True):
-                if r.algorithm == "token_bucket":
-                    put(k, new, ttl, mono)
-                elif r.cost > 0:
-                    log: _Log = new
-                    log.seq += 1
-                    entry = (t, log.seq, r.cost)
-                    if not log.entries or log.entries[-1] < entry:
-                        log.entries.append(entry)  # the usual case: time moves forward
-                    else:
-                        bisect.insort(log.entries, entry)
-                    log.total += r.cost
-                    put(k, log, ttl, mono)
+            if plans:
+                self._commit_rates(rates, plans, t, mono)
             if budgets:
                 self._store(
                     bkeys,
@@ -169,6 +157,29 @@ class MemoryState(CacheAndCounters):
                     mono,
                 )
         return Admission(True, None, None, None, values)
+
+    def _commit_rates(
+        self,
+        rates: Sequence[RateItem],
+        plans: Sequence[tuple[str, Any, float]],
+        t: float,
+        mono: float,
+    ) -> None:
+        """Take each rate item's cost (call with the lock held, after every check passed)."""
+        put = self._put
+        for r, (k, new, ttl) in zip(rates, plans, strict=True):
+            if r.algorithm == "token_bucket":
+                put(k, new, ttl, mono)
+            elif r.cost > 0:
+                log: _Log = new
+                log.seq += 1
+                entry = (t, log.seq, r.cost)
+                if not log.entries or log.entries[-1] < entry:
+                    log.entries.append(entry)  # the usual case: time moves forward
+                else:
+                    bisect.insort(log.entries, entry)
+                log.total += r.cost
+                put(k, log, ttl, mono)
 
     def _check_rate(
         self, r: RateItem, t: float, mono: float

@@ -37,6 +37,11 @@ def _now_arg(now: float | None) -> str:
     return "" if now is None else repr(float(now))
 
 
+class EpochChanged(redis.exceptions.ConnectionError):
+    """Redis lost the counters this router trusted (restarted empty, flushed): until they are
+    rebuilt from the usage log, treat Redis as down (``ResilientState`` does)."""
+
+
 def _int(raw: Any) -> int:
     return 0 if raw is None else int(raw)
 
@@ -73,7 +78,10 @@ class RedisState:
         self._record = self.client.register_script(_lua.BREAKER_RECORD)
         self._allow_many = self.client.register_script(_lua.BREAKER_ALLOW_MANY)
         self._get_counted = self.client.register_script(_lua.CACHE_GET_COUNTED)
+        self._raise = self.client.register_script(_lua.RAISE)
         self._counters_key = prefix + "n"
+        self.epoch_key = prefix + "epoch"
+        self.epoch: str | None = None  # set once the counters were rebuilt (core.reconcile)
 
     def ping(self) -> bool:
         return bool(self.client.ping())
@@ -102,11 +110,16 @@ class RedisState:
             limit = b.limit
             threshold = "" if limit is None or limit == -1 else str(limit - b.amount)
             args += (threshold, b.amount, ttl_ms(b.ttl_s))
+        if self.epoch is not None:
+            keys.append(self.epoch_key)
+            args.append(self.epoch)
         res = self._admit(keys=keys, args=args)
         values = [_int(v) for v in res[4:]]
         if res[0] == 1:
             return Admission(True, None, None, None, values)
         reason = res[1].decode()
+        if reason == "epoch":
+            raise EpochChanged(f"Redis lost its budget counters (epoch key {self.epoch_key})")
         retry: float | None = None
         if reason == "rate":
             retry = float(res[3])
@@ -126,6 +139,25 @@ class RedisState:
         for _, delta, ttl in deltas:
             args += (delta, ttl_ms(ttl))
         return [int(v) for v in self._settle(keys=keys, args=args)]
+
+    def raise_committed(self, items: Sequence[tuple[str, int, float | None]]) -> list[int]:
+        """For each (budget key K, floor, ttl): ``K:c`` raised to at least floor, ``K`` by as
+        much, in one script call; what was added per item."""
+        if not items:
+            return []
+        keys: list[str] = []
+        args: list[Any] = []
+        for key, floor, ttl in items:
+            keys += (make_key(self.prefix, "b", key), make_key(self.prefix, "b", key + ":c"))
+            args += (floor, ttl_ms(ttl))
+        return [int(v) for v in self._raise(keys=keys, args=args)]
+
+    def claim_epoch(self, fresh: str) -> str:
+        """Set the epoch key if absent; return the epoch now in force (and trust it)."""
+        self.client.set(self.epoch_key, fresh, nx=True)
+        got = self.client.get(self.epoch_key)
+        self.epoch = got.decode() if isinstance(got, bytes) else str(got)
+        return self.epoch
 
     def get_values(self, keys: Sequence[str]) -> list[int]:
         if not keys:

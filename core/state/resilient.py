@@ -81,10 +81,13 @@ class ResilientState:
         self._next_try = 0.0
         self._lock = threading.Lock()  # health transitions
         self._fb_lock = threading.Lock()  # fallback budget writes and their replay
+        self._recovering = threading.Lock()  # one thread runs _recover at a time
         self._baseline: dict[str, int] = {}  # budget key -> last value seen in Redis
         self._seeded: dict[str, int] = {}  # budget key -> seed put in the fallback
         self._dirty_counters = False
         self._pending_deletes: set[str] = set()
+        # called with the RedisState when Redis answers after an outage (or lost its epoch)
+        self.on_recover: Callable[[RedisState], None] | None = None
 
     # -- health -----------------------------------------------------------------------------
     def _try_primary(self) -> bool:
@@ -127,11 +130,32 @@ class ResilientState:
             lasted = time.monotonic() - self._down_since
         log.info("Redis reachable again after %.1fs; outage deltas replayed", lasted)
 
+    def _recover(self) -> None:
+        """Redis answers again: replay the outage deltas, let ``on_recover`` rebuild the
+        counters from the usage log if Redis came back empty (core.reconcile), then use it."""
+        self.primary.ping()
+        self._replay()
+        if self.on_recover is not None:
+            self.on_recover(self.primary)
+        elif self.primary.epoch is not None:
+            self.primary.claim_epoch(self.primary.epoch)
+        with self._lock:
+            if self.healthy:
+                return
+            self.healthy = True
+            lasted = time.monotonic() - self._down_since
+        log.info("Redis reachable again after %.1fs; outage deltas replayed", lasted)
+
     def _run(self, on_primary: Callable[[], T], on_fallback: Callable[[], T]) -> T:
         if self._try_primary():
             try:
-                if not self.healthy:  # a probe: outage deltas first, so it sees current values
-                    self._replay()
+                if not self.healthy:
+                    if not self._recovering.acquire(blocking=False):
+                        return on_fallback()  # another thread is rebuilding
+                    try:
+                        self._recover()  # before any admission: counters rebuilt first
+                    finally:
+                        self._recovering.release()
                 result = on_primary()
             except DOWN_ERRORS as exc:
                 self._mark_down(exc)
@@ -211,6 +235,10 @@ class ResilientState:
         return self._run(
             lambda: self._remember(budgets, self.primary.admit(rates, budgets, now)), local
         )
+
+    def raise_committed(self, items: Sequence[tuple[str, int, float | None]]) -> list[int]:
+        """On Redis only (while it is away the log rebuild runs again on recovery)."""
+        return self._run(lambda: self.primary.raise_committed(items), lambda: [0 for _ in items])
 
     def settle(self, items: Sequence[Settlement]) -> list[int]:
         return self.apply_deltas([(s.key, s.actual - s.reserved, s.ttl_s) for s in items])

@@ -33,6 +33,7 @@ DIMENSIONS: tuple[str, ...] = (
     "degraded",
     "unpriced",
     "usage_estimated",
+    "tag",  # one row per tag of a call (a call with two tags counts under both)
 )
 GRAINS: tuple[str, ...] = ("minute", "hour", "day", "week", "month")
 FILTER_COLUMNS: tuple[str, ...] = (
@@ -85,6 +86,7 @@ class Filters:
     status: Values = None
     source: Values = None
     key: Values = None
+    tag: Values = None  # calls carrying any of these tags
 
     def where(self) -> tuple[str, list[object]]:
         """`` WHERE ...`` (or "") and its parameters."""
@@ -108,6 +110,15 @@ class Filters:
                 continue
             parts.append(f"{ident(column)} IN ({', '.join('?' * len(values))})")
             params.extend(values)
+        if self.tag is not None:
+            tags = [self.tag] if isinstance(self.tag, str) else list(self.tag)
+            if not all(isinstance(v, str) for v in tags):
+                raise ConfigError("filter tag takes strings", field="tag")
+            marks = ", ".join("?" * len(tags))
+            parts.append(
+                f"list_has_any(coalesce(tags, []), [{marks}]::VARCHAR[])" if tags else "FALSE"
+            )
+            params.extend(tags)
         return (" WHERE " + " AND ".join(parts) if parts else ""), params
 
 
@@ -199,6 +210,9 @@ def spend_sql(
         params = [grain, tz, bucket, bucket]
         order.insert(0, "period")
     source = "facts" if facts else "events"
+    if "tag" in dims:  # one row per tag; untagged calls once, with tag NULL
+        tags = "CASE WHEN len(coalesce(tags, [])) = 0 THEN [NULL::VARCHAR] ELSE tags END"
+        source = f"(SELECT *, unnest({tags}) AS tag FROM {source})"
     inner = f"SELECT {', '.join(inner_cols)} FROM {source}{where} GROUP BY ALL"
     sql = f"SELECT {', '.join(outer_cols)} FROM ({inner}) GROUP BY ALL ORDER BY {', '.join(order)}"
     return sql, params + where_params

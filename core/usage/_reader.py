@@ -79,11 +79,14 @@ def _facts_sql(pruned: Sequence[Path]) -> str:
     over rollup dimensions whatever retention removed."""
     dims = ", ".join(ident(d) for d in ROLLUP_DIMS)
     measures = ", ".join(_measure(m, e) for m, e in ROW_MEASURES.items())
-    sql = f"SELECT ts, {dims}, {measures} FROM events"
-    if pruned:
+    sql = f"SELECT ts, {dims}, tags, {measures} FROM events"
+    if pruned:  # rollups keep no tags: a tag filter or breakdown sees raw events only
         files = ", ".join(_literal(str(p)) for p in pruned)
         rolled = ", ".join(MEASURES)
-        sql += f" UNION ALL SELECT hour AS ts, {dims}, {rolled} FROM read_parquet([{files}])"
+        sql += (
+            f" UNION ALL SELECT hour AS ts, {dims}, NULL::VARCHAR[] AS tags, {rolled}"
+            f" FROM read_parquet([{files}])"
+        )
     return f"CREATE OR REPLACE VIEW facts AS {sql}"
 
 

@@ -11,7 +11,9 @@ process - finds the same alerts and records nothing new.
     | cache_hit_rate  | task=x             | UTC hour             | hits < threshold (50 %)        |
     | latency         | provider=x,model=y | UTC hour             | p95 > threshold                |
 
-Queue depth is not checked: Costline keeps no request queue (see docs/alerts.md).
+Queue depth is not applicable: no call path queues requests (the Router, the gateway and
+the console call providers directly; rate limits answer 429), so there is no depth to
+read (see docs/alerts.md).
 """
 
 from __future__ import annotations

@@ -1,0 +1,412 @@
+"""Budget counters as a cache of the usage log: rebuilt, reconciled, drift reported.
+
+The usage log is the source of truth for spend; the live counters (``K`` = committed +
+reserved, ``K:c`` = committed, per budget window and metric) are a fast cache of it.
+
+- ``rebuild()`` (at router start, and when Redis answers after an outage or comes back
+  empty): every current window's committed counter is raised to the log's spend. Raise-only
+  and atomic per key (``raise_committed``), so it is idempotent and safe while other
+  processes run.
+- ``reconcile()`` (every ``interval_s``, a daemon thread): raises counters that are below the
+  log (a lost Redis, a missed settle) and lowers counters that were above the log *at the
+  previous round* (a settle applied twice during a Redis stall): every event settled before
+  that round is in the log now, so such an excess is real drift, not lag. Each correction is
+  a WARNING log line and counts in ``budget_drift_corrections`` / ``budget_drift_picousd``
+  (``State.counters``). With ``SharedState`` the reserved part is set exactly from the live
+  processes' holds (``true_up``).
+
+Log spend = the journals' whole records (other processes' last seconds, read first), then the
+Parquet segments and pruned rollups of one listing taken after (the Budgets page's sums, as
+``core.reports`` computes them), a journal whose segment is in that listing left out.
+With Redis, the epoch key ``<prefix>epoch`` names the counters a router trusts; ADMIT refuses
+when it changed (Redis restarted empty or was flushed), which sends ``ResilientState`` to its
+outage path until ``on_recover`` has rebuilt the counters and claimed an epoch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from core import clock
+from core.control import Budget
+from core.controls import Controls
+from core.state import MemoryState, RedisState, ResilientState, SharedState
+
+log = logging.getLogger(__name__)
+MIN_LAG_S = 1.0  # a lowering compares counters at least this old with the log
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One counter and what the log says it should hold."""
+
+    key: str  # K (the committed counter is K:c)
+    budget: str
+    window: str
+    metric: str  # 'usd' | 'tokens'
+    log_value: int
+    ttl_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Drift:
+    budget: str
+    window: str
+    metric: str
+    counter: int
+    log_value: int
+    corrected: int  # added to the counter (negative: removed)
+
+
+class Reconciler:
+    """Keeps one Controls' budget counters in line with the usage log of ``home``."""
+
+    def __init__(self, controls: Controls, home: Path, interval_s: float = 30.0) -> None:
+        self.controls = controls
+        self.home = home
+        self.interval_s = interval_s
+        self.drifts: list[Drift] = []  # corrections so far (bounded), newest last
+        self.rounds = 0
+        self._lock = threading.Lock()
+        self._prev: dict[str, tuple[float, int]] = {}  # K -> (monotonic time, K:c then)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def start(self) -> None:
+        """Rebuild now (before the first call is admitted), hook Redis recovery, and start
+        the periodic reconciliation."""
+        state = self.controls.state
+        if isinstance(state, ResilientState):
+            state.on_recover = self._on_redis_recover
+            with contextlib.suppress(Exception):
+                self._on_redis_recover(state.primary)
+        else:
+            self.rebuild()
+        if self.interval_s > 0:
+            self._thread = threading.Thread(
+                target=self._loop, name="costline-reconcile", daemon=True
+            )
+            self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.reconcile()
+            except Exception:  # a bad round must not stop the next one
+                log.exception("budget reconciliation failed")
+
+    def _on_redis_recover(self, primary: RedisState) -> None:
+        """Redis answers (start, after an outage, or it lost the epoch): rebuild, then trust."""
+        self.rebuild(primary)
+        primary.claim_epoch(uuid.uuid4().hex)
+
+    # -- the log's view ---------------------------------------------------------------------
+    def targets(self, now: datetime | None = None) -> list[Target]:
+        """Every active budget's current-window counters and the log's spend for them."""
+        ctl = self.controls
+        snap = ctl.snapshot()
+        budgets = [ctl.guard._budget(b) for b in ctl.active_budgets(snap)]
+        budgets = [b for b in budgets if b.limit_picousd is not None or b.limit_tokens is not None]
+        if not budgets:
+            return []
+        at = now or clock.now()
+        canonical = ctl.catalog.canonical
+        with self._lock:
+            spent = log_spend(self.home, ctl.plane, budgets, at, canonical)
+        out: list[Target] = []
+        ts = at.timestamp()
+        for b in budgets:
+            win = ctl.guard.window(b, at)
+            usd, tok = spent.get(b.id, (0, 0))
+            ttl = win.ttl_at(ts)
+            if b.limit_picousd is not None:
+                out.append(Target(win.usd_key, b.id, win.label, "usd", usd, ttl))
+            if b.limit_tokens is not None:
+                out.append(Target(win.tokens_key, b.id, win.label, "tokens", tok, ttl))
+        return out
+
+    # -- corrections ------------------------------------------------------------------------
+    def rebuild(self, backend: Any = None) -> list[Drift]:
+        """Raise every current committed counter to the log's spend (raise-only)."""
+        state = backend if backend is not None else self.controls.state
+        found = self.targets()
+        if not found:
+            return []
+        before = state.get_values([t.key + ":c" for t in found])
+        added = raise_committed(state, [(t.key, t.log_value, t.ttl_s) for t in found])
+        drifts = [
+            Drift(t.budget, t.window, t.metric, c, t.log_value, a)
+            for t, c, a in zip(found, before, added, strict=True)
+            if a
+        ]
+        self._report(drifts, "rebuilt from the usage log", logging.INFO)
+        return drifts
+
+    def reconcile(self) -> list[Drift]:
+        """One round: raise what is below the log, lower what was above it last round."""
+        state: Any = self.controls.state
+        self.rounds += 1
+        if isinstance(state, ResilientState) and not state.healthy:
+            return []  # the recovery path rebuilds when Redis is back
+        found = self.targets()
+        if not found:
+            return []
+        mono = time.monotonic()
+        keys = [t.key for t in found]
+        now = state.get_values([k + ":c" for k in keys])
+        added = raise_committed(state, [(t.key, t.log_value, t.ttl_s) for t in found])
+        drifts: list[Drift] = []
+        lower: list[tuple[str, int, float | None]] = []
+        for t, c, a in zip(found, now, added, strict=True):
+            if a:
+                drifts.append(Drift(t.budget, t.window, t.metric, c, t.log_value, a))
+                continue
+            prev = self._prev.get(t.key)
+            if prev is not None and mono - prev[0] >= MIN_LAG_S and prev[1] > t.log_value:
+                excess = prev[1] - t.log_value  # settled before the last round, not in the log
+                lower += [(t.key + ":c", -excess, t.ttl_s), (t.key, -excess, t.ttl_s)]
+                drifts.append(Drift(t.budget, t.window, t.metric, c, t.log_value, -excess))
+        if lower:
+            state.apply_deltas(lower)
+        if isinstance(state, SharedState):  # the reserved part, exactly: live processes' holds
+            for t, d in zip(found, state.true_up(keys), strict=True):
+                if d:
+                    drifts.append(Drift(t.budget, t.window, t.metric + " reserved", 0, 0, d))
+        after = state.get_values([k + ":c" for k in keys])
+        self._prev = {k: (mono, v) for k, v in zip(keys, after, strict=True)}
+        self._report(drifts, "reconciled with the usage log")
+        return drifts
+
+    def _report(self, drifts: Sequence[Drift], what: str, level: int = logging.WARNING) -> None:
+        """Drift found by a periodic round is a WARNING; a rebuild (expected after a restart
+        or an empty Redis) is INFO. Both count in the metric."""
+        if not drifts:
+            return
+        self.drifts = (self.drifts + list(drifts))[-1000:]
+        money = 0
+        for d in drifts:
+            log.log(
+                level,
+                "budget counter drift: budget %s window %s %s: counter %d, log %d; %s (%+d)",
+                d.budget,
+                d.window,
+                d.metric,
+                d.counter,
+                d.log_value,
+                what,
+                d.corrected,
+            )
+            if d.metric.startswith("usd"):
+                money += abs(d.corrected)
+        with contextlib.suppress(Exception):  # the metric must not fail a correction
+            state = self.controls.state
+            state.incr("budget_drift_corrections", len(drifts))
+            if money:
+                state.incr("budget_drift_picousd", money)
+
+
+def raise_committed(state: Any, items: Sequence[tuple[str, int, float | None]]) -> list[int]:
+    """``state.raise_committed`` (Redis, SharedState, MemoryState), for any State."""
+    if isinstance(state, MemoryState):
+        return memory_raise(state, items)
+    got: list[int] = state.raise_committed(items)
+    return got
+
+
+def memory_raise(state: MemoryState, items: Sequence[tuple[str, int, float | None]]) -> list[int]:
+    out: list[int] = []
+    for key, floor, ttl in items:
+        committed = state.get_values([key + ":c"])[0]
+        diff = max(0, floor - committed)
+        if diff:
+            state.apply_deltas([(key + ":c", diff, ttl), (key, diff, ttl)])
+        out.append(diff)
+    return out
+
+
+def log_spend(
+    home: Path, plane: Any, budgets: Sequence[Budget], at: datetime, canonical: Any
+) -> dict[str, tuple[int, int]]:
+    """Per budget id: (picodollars, tokens) the usage log holds for its current window (from
+    its last reset): the journals not yet converted, then exactly the segments (and pruned
+    rollups) of one listing taken after reading them, so no event counts twice and none
+    settled before this call is missed."""
+    from core.reports import reset_times
+    from core.usage import SUFFIX, mirror_for, scan, segments_dir
+
+    resets = reset_times(plane, budgets)  # a reset budget counts from its last reset
+    journals = journal_spend(home, budgets, at, canonical, resets)  # read first ...
+    mirror = mirror_for(home)  # COSTLINE_EVENTS_URL: the bucket's segments, as Reader reads
+    if mirror is not None:
+        mirror.sync()
+    snapshot = scan(mirror.dir if mirror is not None else segments_dir(home))  # ... then list
+    out = segment_spend(home, resets, snapshot, budgets, at, canonical)
+    for stem, sums in journals.items():
+        if snapshot.has(stem + SUFFIX):
+            continue  # converted meanwhile: the listing holds its segment
+        for bid, (usd, tok) in sums.items():
+            have = out.get(bid, (0, 0))
+            out[bid] = (have[0] + usd, have[1] + tok)
+    return out
+
+
+def segment_spend(
+    home: Path,
+    resets: dict[str, datetime],
+    snapshot: Any,
+    budgets: Sequence[Budget],
+    at: datetime,
+    canonical: Any,
+) -> dict[str, tuple[int, int]]:
+    """The Budgets page's sums (``core.reports``) over one segments listing."""
+    import duckdb
+
+    from core.budgets import window
+    from core.reports import condition
+    from core.usage import TOKEN_COLUMNS as TOKENS
+    from core.usage import events_view_sql as _view_sql
+    from core.usage import facts_view_sql as _facts_sql
+    from core.usage import pruned_rollups
+
+    spans = []
+    for b in budgets:
+        w = window(b, at)
+        spans.append((max(w.start.astimezone(UTC), resets.get(b.id, w.start)), w.end))
+    tokens = " + ".join(f"coalesce({c}, 0)" for c in TOKENS)
+    cols, params = [], []
+    for b, (start, end) in zip(budgets, spans, strict=True):
+        cond, cond_params = condition(b, canonical)
+        where = f"ts >= ? AND ts < ? AND {cond}"
+        cols.append(
+            f"CAST(coalesce(sum(cost_picousd) FILTER (WHERE {where}), 0) AS VARCHAR),"
+            f" CAST(coalesce(sum({tokens}) FILTER (WHERE {where}), 0) AS VARCHAR)"
+        )
+        params += [start, end, *cond_params, start, end, *cond_params]
+    present = [s.name for s in (*snapshot.active, *snapshot.superseded)]
+    con = duckdb.connect(":memory:")
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute("SET threads = 1")
+        con.execute(_view_sql(snapshot))
+        con.execute(_facts_sql(pruned_rollups(home, present)))
+        lo, hi = min(s for s, _ in spans), max(e for _, e in spans)
+        sql = f"SELECT {', '.join(cols)} FROM facts WHERE ts >= ? AND ts < ?"
+        row = con.execute(sql, [*params, lo, hi]).fetchone()
+    finally:
+        con.close()
+    assert row is not None
+    return {b.id: (int(row[2 * i]), int(row[2 * i + 1])) for i, b in enumerate(budgets)}
+
+
+# -- journals not yet in a segment --------------------------------------------------------------
+def journal_spend(
+    home: Path,
+    budgets: Sequence[Budget],
+    at: datetime,
+    canonical: Any,
+    resets: dict[str, datetime] | None = None,
+) -> dict[str, dict[str, tuple[int, int]]]:
+    """Per journal stem, per budget id: (picodollars, tokens) of its events inside the
+    budget's current window. Lines that do not parse are skipped (a torn tail)."""
+    from core.budgets import window
+    from core.usage import COLUMNS, journal_dir, split_records
+
+    jdir = journal_dir(home)
+    try:
+        names = sorted(os.listdir(jdir))
+    except FileNotFoundError:
+        return {}
+    idx = {c: i for i, c in enumerate(COLUMNS)}
+    tok = [idx[c] for c in TOKEN_COLUMNS]
+    spans = []
+    for b in budgets:
+        w = window(b, at)
+        start = max(w.start.astimezone(UTC), (resets or {}).get(b.id, w.start))
+        spans.append((b, start, w.end.astimezone(UTC)))
+    out: dict[str, dict[str, tuple[int, int]]] = {}
+    for name in names:
+        original = name.split(".recovering.", 1)[0]
+        if not original.endswith(".jsonl"):
+            continue
+        try:
+            data = (jdir / name).read_bytes()
+        except OSError:
+            continue
+        sums = out.setdefault(original.removesuffix(".jsonl"), {})
+        payloads, _, _ = split_records(data)  # whole, checksummed records only
+        for payload in payloads:
+            row = _row(payload)
+            if row is None:
+                continue
+            try:
+                ts = datetime.fromisoformat(row[idx["ts"]])
+                if ts.tzinfo is None:
+                    ts = ts.replace(tzinfo=UTC)
+                cost = int(row[idx["cost_picousd"]] or 0)
+                tokens = sum(int(row[i] or 0) for i in tok)
+            except (TypeError, ValueError, IndexError):
+                continue
+            for b, start, end in spans:
+                if start <= ts < end and _matches(b, row, idx, canonical):
+                    usd, n = sums.get(b.id, (0, 0))
+                    sums[b.id] = (usd + cost, n + tokens)
+    return out
+
+
+TOKEN_COLUMNS = (
+    "input_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+)
+
+
+def _row(payload: bytes) -> list[Any] | None:
+    """One journal record's event: a JSON array in schema order."""
+    try:
+        row = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return None
+    return row if isinstance(row, list) else None
+
+
+def _matches(b: Budget, row: list[Any], idx: dict[str, int], canonical: Any) -> bool:
+    """The budget's scope over one event (as ``core.reports.condition`` says in SQL)."""
+    scope, want = b.scope, b.scope_value
+    if scope == "global":
+        return True
+    if want is None:
+        return False
+    if scope in ("org", "project", "user", "task", "key"):
+        return bool(row[idx[scope]] == want)
+    if scope == "provider":
+        return str(row[idx["provider"]] or "").lower() == want.lower()
+    if scope == "model":
+        return row[idx["model"]] in {want, canonical(want)}
+    return False
+
+
+def start_reconciler(controls: Controls, home: Path, interval_s: float) -> Reconciler:
+    """A started Reconciler (the Router calls this once, right after its Controls)."""
+    rec = Reconciler(controls, home, interval_s)
+    rec.start()
+    return rec

@@ -1,0 +1,102 @@
+"""The accounting export: spend per calendar month (in a time zone) and one dimension (org,
+project, key, model or tag), in a display currency with the rate used, and the unpriced calls
+listed separately and counted (their cost is unknown, so they are in no total).
+
+A call with several tags counts once under each of its tags (a cost-centre split); calls
+without a tag are grouped under "(none)". Money is exact: integer picodollars and USD with
+12 decimals; the display amount is rounded half-up to the cent once, per row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+
+import pandas as pd
+
+from core.errors import ConfigError
+from core.types import PICO
+from core.usage import Filters, Reader
+
+ACCOUNTING_DIMS = ("org", "project", "key", "model", "tag")
+NONE = "(none)"
+CENT = Decimal("0.01")
+
+
+@dataclass(frozen=True)
+class Accounting:
+    """``priced``: month, <dim>, calls, cost_usd, currency, rate, amount. ``unpriced``: month,
+    <dim>, model, calls. ``unpriced_calls``: how many calls are in no total."""
+
+    dim: str
+    currency: str
+    rate: Decimal
+    priced: pd.DataFrame
+    unpriced: pd.DataFrame
+
+    @property
+    def unpriced_calls(self) -> int:
+        return int(self.unpriced["calls"].sum()) if len(self.unpriced) else 0
+
+
+def _source(dim: str, where: str) -> tuple[str, str]:
+    """(the SELECT expression of the dimension's value, the filtered rows to read)."""
+    if dim == "tag":  # one row per tag; untagged calls once, with tag NULL
+        tags = "CASE WHEN len(coalesce(tags, [])) = 0 THEN [NULL::VARCHAR] ELSE tags END"
+        return "coalesce(tag, ?)", f"(SELECT *, unnest({tags}) AS tag FROM events{where})"
+    return f'coalesce(CAST("{dim}" AS VARCHAR), ?)', f"(SELECT * FROM events{where})"
+
+
+def accounting(
+    reader: Reader,
+    filters: Filters,
+    dim: str,
+    tz: str,
+    currency: str = "USD",
+    rate: Decimal | str = "1",
+) -> Accounting:
+    """Month x ``dim`` spend of the calls under ``filters`` (raw events)."""
+    if dim not in ACCOUNTING_DIMS:
+        raise ConfigError(
+            f"unknown grouping {dim!r}; choose from {', '.join(ACCOUNTING_DIMS)}", field="dim"
+        )
+    rate = Decimal(str(rate))
+    if rate <= 0:
+        raise ConfigError(f"the currency rate must be positive (got {rate})", field="rate")
+    where, params = filters.where()
+    value, rows = _source(dim, where)
+    month = "strftime(timezone(?, ts), '%Y-%m')"
+    priced_sql = (
+        f"SELECT {month} AS month, {value} AS value, count(*) AS calls,"
+        " CAST(coalesce(sum(cost_picousd), 0) AS VARCHAR) AS cost"
+        f" FROM {rows} WHERE NOT coalesce(unpriced, FALSE) GROUP BY 1, 2 ORDER BY 1, 2"
+    )
+    unpriced_sql = (
+        f"SELECT {month} AS month, {value} AS value, coalesce(model, ?) AS model,"
+        f" count(*) AS calls FROM {rows} WHERE coalesce(unpriced, FALSE)"
+        " GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+    )
+    head = [tz, NONE]
+    p = reader.sql(priced_sql, [*head, *params])
+    u = reader.sql(unpriced_sql, [*head, NONE, *params])
+    usd = [Decimal(int(c)) / PICO for c in p["cost"]]
+    priced = pd.DataFrame(
+        {
+            "month": p["month"].astype(str),
+            dim: p["value"].astype(str),
+            "calls": p["calls"].astype("int64"),
+            "cost_usd": [f"{d:.12f}" for d in usd],
+            "currency": currency,
+            "rate": str(rate),
+            "amount": [f"{(d * rate).quantize(CENT, rounding=ROUND_HALF_UP):.2f}" for d in usd],
+        }
+    )
+    unpriced = pd.DataFrame(
+        {
+            "month": u["month"].astype(str),
+            dim: u["value"].astype(str),
+            "model": u["model"].astype(str),
+            "calls": u["calls"].astype("int64"),
+        }
+    )
+    return Accounting(dim, currency, rate, priced, unpriced)

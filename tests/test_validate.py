@@ -1,0 +1,206 @@
+"""Bad input is refused before any provider is paid (issue 12, section 4).
+
+Every ChatRequest field is checked up front: a BadRequest names the field, the scripted
+provider (real HTTP on loopback) receives nothing, and the one usage event logged for the
+rejection is storable (bad bytes escaped). Provider usage that cannot be true is estimated
+(flagged) instead of priced; ``batch()`` keeps every other item's result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from typing import Any
+
+import pytest
+
+from core.errors import BadRequest, CostlineError
+from core.retry import RetryPolicy
+from core.router import Router
+from core.settings import ProviderConfig, Settings
+from core.types import ChatRequest, Completion, Message
+from core.usage import Reader
+from core.validate import check_request, checked_usage
+from tests.servers import scripted as s
+
+FAST = RetryPolicy(max_attempts=2, base_s=0.001, cap_s=0.005)
+
+
+def ask(text: str = "hello there", **kw: Any) -> ChatRequest:
+    return ChatRequest(messages=[Message("user", text)], model="gpt-4o-mini", **kw)
+
+
+@pytest.fixture
+def router(scripted_server: s.ScriptedServer):
+    settings = (
+        Settings.from_env()
+        .with_provider(
+            ProviderConfig("openai", "openai", scripted_server.openai_url, api_key="sk-test-1")
+        )
+        .with_provider(
+            ProviderConfig("anthropic", "anthropic", scripted_server.url, api_key="sk-ant-t-1")
+        )
+    )
+    r = Router(settings, retry=FAST, seed=1, controls=False)
+    yield r
+    r.close()
+
+
+def logged(router: Router):
+    router.log.flush()
+    return Reader(router.settings.home).events(order_by="ts", descending=False)
+
+
+class Weird:
+    pass
+
+
+BAD = [
+    ("user", dict(user="ann \ud800")),
+    ("org", dict(org="\udfffacme")),
+    ("project", dict(project="p\ud83d")),
+    ("task", dict(task=42)),
+    ("tags[1]", dict(tags=("ok", "x\ud800"))),
+    ("tags", dict(tags="abc")),
+    ("metadata", dict(metadata={"n": Weird()})),
+    ("metadata", dict(metadata={"n": 1j})),
+    ("metadata", dict(metadata="k=v")),
+    ("metadata", dict(metadata={"n": math.nan})),
+    ("metadata key", dict(metadata={"k\ud800": "v"})),
+    ("max_tokens", dict(max_tokens="100")),
+    ("max_tokens", dict(max_tokens=50.5)),
+    ("max_tokens", dict(max_tokens=math.nan)),
+    ("max_tokens", dict(max_tokens=-1)),
+    ("max_tokens", dict(max_tokens=True)),
+    ("temperature", dict(temperature="0.5")),
+    ("temperature", dict(temperature=math.nan)),
+    ("temperature", dict(temperature=2.5)),
+    ("criticality", dict(criticality="ultra")),
+    ("timeout", dict(timeout=-1)),
+    ("timeout", dict(timeout=math.inf)),
+    ("fallbacks", dict(fallbacks="gpt-4o")),
+    ("stream", dict(stream="yes")),
+    ("extra", dict(extra={"seed": Weird()})),
+    ("messages[0].content", dict(text=b"bytes")),
+]
+
+
+@pytest.mark.parametrize(("field", "kw"), BAD, ids=[f"{f}-{i}" for i, (f, _) in enumerate(BAD)])
+@pytest.mark.parametrize("entry", ["complete", "acomplete", "stream", "astream"])
+def test_bad_field_refused_before_the_provider(router, scripted_server, field, kw, entry):
+    req = ask(**kw)
+    with pytest.raises(BadRequest) as info:
+        if entry == "complete":
+            router.complete(req)
+        elif entry == "acomplete":
+            asyncio.run(router.acomplete(req))
+        elif entry == "stream":
+            list(router.stream(req))
+        else:
+
+            async def drain() -> None:
+                async for _ in router.astream(req):
+                    pass
+
+            asyncio.run(drain())
+    assert info.value.field == field
+    assert info.value.message.startswith(field)  # the message names the field
+    assert scripted_server.requests == []  # nothing reached (or was paid to) the provider
+    ev = logged(router)
+    assert len(ev) == 1  # the rejection itself is logged, storably
+    row = ev.iloc[0]
+    assert row.error_type == "BadRequest" and int(row.cost_picousd) == 0
+    assert row.status == "error"
+
+
+def test_rejection_keeps_the_escaped_identity(router):
+    with pytest.raises(BadRequest):
+        router.complete(ask(user="ann \ud800", org="acme"))
+    row = logged(router).iloc[0]
+    assert row.user == "ann \\ud800" and row.org == "acme"
+
+
+def test_good_requests_still_pass(router, scripted_server):
+    scripted_server.enqueue(s.openai_chat("fine"))
+    done = router.complete(
+        ask(
+            user="ann",
+            tags=["a", "b"],
+            metadata={"n": 1, "x": [1.5, "y"]},
+            max_tokens=50,
+            temperature=0,
+            criticality="critical",
+            timeout=2.5,
+        )
+    )
+    assert done.text == "fine"
+    assert check_request(ask(max_tokens=1, temperature=2)) is not None
+
+
+@pytest.mark.parametrize(
+    "usage",
+    [
+        s.openai_usage(prompt=10**15, completion=5),
+        s.openai_usage(prompt=10, completion=10**15),
+        s.openai_usage(prompt=10, completion=5, reasoning=-3),
+    ],
+    ids=["absurd-prompt", "absurd-completion", "negative-reasoning"],
+)
+def test_absurd_provider_usage_is_estimated_not_priced(router, scripted_server, usage):
+    scripted_server.enqueue(s.openai_chat("four words of answer", usage=usage))
+    done = router.complete(ask())
+    assert done.usage.estimated
+    assert 0 < done.cost.total < 10**9  # a few tokens at gpt-4o-mini's price, never negative
+    assert done.usage.input_tokens < 1000 and done.usage.output_tokens < 1000
+    row = logged(router).iloc[0]
+    assert row.status == "ok" and bool(row.usage_estimated)
+    assert int(row.cost_picousd) == done.cost.total
+
+
+def test_negative_anthropic_usage_is_never_priced_negative(router, scripted_server):
+    usage = s.anthropic_usage(input=-500, output=20)
+    scripted_server.enqueue(s.anthropic_message("ok then", usage=usage))
+    done = router.complete(ChatRequest([Message("user", "hi")], model="claude-3-5-haiku-20241022"))
+    assert done.usage.estimated and done.cost.total > 0
+    assert int(logged(router).iloc[0].cost_picousd) == done.cost.total
+
+
+def test_checked_usage_rules():
+    from core.types import Usage
+
+    assert checked_usage(None) is None
+    assert checked_usage(Usage(input_tokens=5)) == Usage(input_tokens=5)
+    assert checked_usage(Usage(input_tokens=-1)) is None
+    assert checked_usage(Usage(output_tokens=2 * 10**9)) is None
+
+
+def test_batch_returns_every_result_with_errors_in_place(router, scripted_server):
+    for i in range(9):
+        scripted_server.enqueue(s.openai_chat(f"answer {i}"))
+    reqs: list[Any] = [ask(f"q{i}") for i in range(10)]
+    reqs[4] = ask("bad", max_tokens="100")
+    reqs[7] = None  # not even a ChatRequest
+    reqs.append(ask("q10"))
+    scripted_server.enqueue(s.openai_chat("answer 9"))
+    out = router.batch(reqs, concurrency=3)
+    assert len(out) == 11
+    assert isinstance(out[4], BadRequest) and out[4].field == "max_tokens"
+    assert isinstance(out[7], CostlineError)
+    good = [o for i, o in enumerate(out) if i not in (4, 7)]
+    assert all(isinstance(o, Completion) for o in good) and len(good) == 9
+    assert len(scripted_server.requests) == 9
+
+
+def test_abatch_returns_every_result_with_errors_in_place(router, scripted_server):
+    for i in range(3):
+        scripted_server.enqueue(s.openai_chat(f"answer {i}"))
+    reqs = [ask("a"), ask("b", temperature="0.5"), ask("c"), ask("d", tags="abc")]
+    reqs.append(ask("e"))
+    out = asyncio.run(router.abatch(reqs, concurrency=2))
+    assert [type(o).__name__ for o in out] == [
+        "Completion",
+        "BadRequest",
+        "Completion",
+        "BadRequest",
+        "Completion",
+    ]

@@ -17,9 +17,8 @@ from console.queries import usage
 from console.selection import Selection
 from console.sidebar import LABELS, current_selection
 from core import reports
-from core.analytics import AdviceReport, Forecast
 from core.errors import ConfigError
-from core.insights import BudgetOutlook, Finding
+from core.insights import AdviceReport, BudgetOutlook, Finding, Forecast
 
 DIMENSIONS = {
     "total": "Total",

@@ -13,13 +13,11 @@ import subprocess
 import sys
 import time
 from decimal import Decimal
-from pathlib import Path
 
 import httpx
 import openai
 import pytest
 
-from core.control import SYSTEM, ControlPlane, RoutingPolicy
 from tests.gateway_support import ROOT, GatewayProcess, events, make_key, make_token
 from tests.servers.scripted import (
     ScriptedServer,
@@ -53,7 +51,6 @@ def gw(tmp_path_factory: pytest.TempPathFactory, scripted: ScriptedServer):
         "victim": make_key(home, "victim"),
         "lim": make_key(home, "lim", rpm=5, tpm=50_000),
     }
-    _policy(home, RoutingPolicy(task="triage", primary_model="dryrun-large"))
     env = {
         "OPENAI_BASE_URL": scripted.openai_url,
         "OPENAI_API_KEY": UPSTREAM_KEY,
@@ -62,19 +59,6 @@ def gw(tmp_path_factory: pytest.TempPathFactory, scripted: ScriptedServer):
     with GatewayProcess(home, env) as proc:
         proc.keys = keys  # type: ignore[attr-defined]
         yield proc
-
-
-def _policy(home: Path, policy: RoutingPolicy) -> None:
-    old = os.environ.get("COSTLINE_HOME")
-    os.environ["COSTLINE_HOME"] = str(home)
-    try:
-        with ControlPlane() as plane:
-            plane.upsert_policy(policy, SYSTEM)
-    finally:
-        if old is None:
-            os.environ.pop("COSTLINE_HOME", None)
-        else:
-            os.environ["COSTLINE_HOME"] = old
 
 
 def client(gw: GatewayProcess, key: str = "main") -> openai.OpenAI:
@@ -456,6 +440,15 @@ def test_a_key_made_and_revoked_over_the_gateways_own_api(gw: GatewayProcess) ->
 def test_a_task_header_picks_the_model_and_metadata_headers_are_logged(
     gw: GatewayProcess,
 ) -> None:
+    from core.control import SYSTEM, ControlPlane, RoutingPolicy
+
+    old = os.environ["COSTLINE_HOME"]
+    os.environ["COSTLINE_HOME"] = str(gw.home)
+    try:
+        with ControlPlane() as plane:
+            plane.upsert_policy(RoutingPolicy(task="triage", primary_model="dryrun-large"), SYSTEM)
+    finally:
+        os.environ["COSTLINE_HOME"] = old
     h = {
         "authorization": f"Bearer {gw.keys['main']}",  # type: ignore[attr-defined]
         "x-costline-task": "triage",
@@ -466,7 +459,12 @@ def test_a_task_header_picks_the_model_and_metadata_headers_are_logged(
         **NO_CACHE,
     }
     body = {"messages": ASK, "max_tokens": 20}  # no model: the task's policy picks
-    r = httpx.post(gw.base_url + "/chat/completions", json=body, headers=h)
+    deadline = time.monotonic() + 5
+    while True:  # the policy reaches the gateway at its next control-plane poll
+        r = httpx.post(gw.base_url + "/chat/completions", json=body, headers=h)
+        if r.status_code == 200 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert r.status_code == 200, r.text
     assert r.headers["x-costline-model"] == "dryrun-large"
     assert r.headers["x-costline-route-reason"]

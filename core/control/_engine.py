@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
-from core.private import private_dir, private_open
+from core.private import create_private, private_dir
 from core.settings import costline_home
 
 BUSY_TIMEOUT_MS = 15_000
@@ -64,9 +64,11 @@ def make_engine(url: str | None = None) -> Engine:
 
 def _private_db(path: Path) -> None:
     """Create the database file 0600 before SQLite does (it would use the umask); SQLite
-    gives its -wal and -shm files the database file's mode."""
+    gives its -wal and -shm files the database file's mode. An existing file is never
+    opened here: closing that descriptor would drop the locks of this process's open
+    connections (see ``create_private``)."""
     private_dir(path.parent)
-    os.close(private_open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC))
+    create_private(path)
 
 
 def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:

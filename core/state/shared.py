@@ -34,6 +34,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from core.private import create_private, private_dir, private_open
 from core.state.base import (
     DEFAULT_PREFIX,
     Admission,
@@ -95,12 +96,12 @@ class SharedState:
     # -- connection, owner, reaping ---------------------------------------------------------
     def _open(self) -> None:
         self._pid = os.getpid()
-        self.dir.mkdir(parents=True, exist_ok=True)
-        owners = self.dir / "owners"
-        owners.mkdir(exist_ok=True)
+        private_dir(self.dir)  # 0700 (an older 0755 one is tightened), as all of COSTLINE_HOME
+        owners = private_dir(self.dir / "owners")
+        create_private(self.path)  # 0600 before SQLite makes it; never opened here (locks)
         self.owner = f"{os.getpid()}-{secrets.token_hex(6)}"
         self._lease_path = owners / f"{self.owner}.lock"
-        self._lease = os.open(self._lease_path, os.O_RDWR | os.O_CREAT, 0o600)
+        self._lease = private_open(self._lease_path, os.O_RDWR | os.O_CREAT)
         fcntl.flock(self._lease, fcntl.LOCK_EX)  # held until this process exits
         con = sqlite3.connect(
             self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False

@@ -117,7 +117,10 @@ def test_admin_creates_and_revokes_an_api_token(home: Path) -> None:
     at.run()
     assert not at.code  # shown once
     at.selectbox(key="adm_token_pick").set_value(token.id)
-    at.button(key="adm_token_revoke").click().run()
+    at.button(key=f"adm_token_revoke_{token.id}").click().run()  # asks first
+    with ControlPlane() as plane:
+        assert plane.api_tokens()[0].revoked_at is None
+    at.button(key=f"adm_token_revoke_yes_{token.id}").click().run()
     assert [s.value for s in at.success] == [f"Token {token.id} revoked."]
     with ControlPlane() as plane:
         assert plane.api_tokens()[0].revoked_at is not None

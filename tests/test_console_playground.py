@@ -98,7 +98,8 @@ def test_local_smollm2_streams_and_the_requests_log_has_the_same_cost(home: Path
     at.switch_page("app_pages/requests.py").run()  # the Requests page, same session
     at.text_input(key="rq_lookup").input(result.request_id).run()
     assert not at.exception
-    assert f'"cost_picousd": {event.cost_picousd}' in at.json[0].value
+    usd = Decimal(event.cost_picousd).scaleb(-12)  # the detail shows exact dollars
+    assert f'"cost_usd": "{usd:f}"' in at.json[0].value
 
 
 def test_side_by_side_shows_a_column_per_model_with_cost_and_latency(home: Path) -> None:

@@ -159,7 +159,11 @@ def test_key_column_reads_from_segments_written_before_it_existed(costline_home:
     row = {f.name: None for f in old}
     row |= {"request_id": "req_old", "ts": pa.scalar(0, pa.timestamp("us", tz="UTC")).as_py()}
     row |= {"provider": "dryrun", "model": "dryrun-small", "status": "ok", "cost_picousd": 7}
-    pq.write_table(pa.Table.from_pylist([row], schema=old), seg_dir / "old-segment.parquet")
+    tmp = (
+        seg_dir.parent / "old-segment.tmp"
+    )  # written aside, then moved in whole (as a writer does)
+    pq.write_table(pa.Table.from_pylist([row], schema=old), tmp)
+    tmp.rename(seg_dir / "old-segment.parquet")
     with Reader(costline_home) as rd:
         evs = {e.request_id: e for e in rd.fetch()}
         assert rd.count(Filters(key="new")) == 1

@@ -81,7 +81,6 @@ from ._watch import Watcher
 from .auth import AccountLocked, LoginFailed, authenticate, ensure_admin
 
 __all__ = [
-    "check_timezone",
     "ALERT_KINDS",
     "ALERT_STATES",
     "BUDGET_ACTIONS",
@@ -130,6 +129,7 @@ __all__ = [
     "applied",
     "authenticate",
     "can",
+    "check_timezone",
     "control_url",
     "default_severity",
     "ensure_admin",
@@ -149,6 +149,6 @@ __all__ = [
     "validate_username",
     "window_bounds",
     "window_key",
-    "tables",
     "write_tx",
+    "tables",
 ]

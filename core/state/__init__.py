@@ -49,8 +49,8 @@ __all__ = [
     "make_key",
     "make_state",
     "rate_levels",
-    "reset_rates",
     "redis_client",
+    "reset_rates",
 ]
 
 

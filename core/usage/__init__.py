@@ -33,8 +33,6 @@ from core.usage._prune import prune
 from core.usage._quarantine import QuarantineSummary, quarantine_dir
 from core.usage._quarantine import summary as quarantine_summary
 from core.usage._query import DIMENSIONS, GRAINS, TOKEN_COLUMNS, Filters, ident
-from core.usage._reader import _facts_sql as facts_view_sql
-from core.usage._reader import _view_sql as events_view_sql
 from core.usage._rollups import ROLLUP_DIMS, pruned_rollups, purge_source
 from core.usage._schema import COLUMNS, SCHEMA, STATUSES, Status, UsageEvent, conform, rows_to_table
 from core.usage._segments import (
@@ -49,6 +47,8 @@ from core.usage._segments import (
 
 if TYPE_CHECKING:
     from core.usage._reader import Reader
+    from core.usage._reader import _facts_sql as facts_view_sql
+    from core.usage._reader import _view_sql as events_view_sql
 
 __all__ = [
     "DIMENSIONS",
@@ -92,9 +92,13 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name == "Reader":
-        from core.usage._reader import Reader
+def __getattr__(name: str) -> Any:  # the reader needs pandas: writers never import it
+    if name in ("Reader", "events_view_sql", "facts_view_sql"):
+        from core.usage import _reader
 
-        return Reader
+        return {
+            "Reader": _reader.Reader,
+            "events_view_sql": _reader._view_sql,
+            "facts_view_sql": _reader._facts_sql,
+        }[name]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -23,7 +23,7 @@ from core import clock
 from core.control import SYSTEM, Actor, Budget, ControlPlane
 from core.errors import PermissionDenied
 from core.usage import Filters, Reader
-from tests.console_support import ADMIN_PASSWORD, app, make_users, sample_data
+from tests.console_support import ADMIN_PASSWORD, app, choose, make_users, sample_data
 
 PAGE = "app_pages/budgets.py"
 VIEWER = Actor("viewer", "viewer")
@@ -48,6 +48,9 @@ def page(role: str) -> Any:
 def add(at: Any, **values: str) -> Any:
     """Fill the new-budget form and save it."""
     for field, value in values.items():
+        if field in ("scope_value", "degrade_to"):  # pickers
+            choose(at, f"bud_new_{field}", value)
+            continue
         widget = (
             at.selectbox(key=f"bud_new_{field}")
             if field in ("scope", "period", "action")
@@ -196,7 +199,10 @@ def test_invalid_values_show_next_to_the_field_and_change_nothing(
     assert len(at.error) == 1 and not at.success
     assert state() == before  # nothing stored, control plane version unchanged
     at.selectbox(key="bud_pick").set_value("all").run()  # the same check on an edit
-    at.text_input(key=f"bud_all_{field}").set_value(value)
+    if field == "degrade_to":
+        choose(at, f"bud_all_{field}", value)
+    else:
+        at.text_input(key=f"bud_all_{field}").set_value(value)
     at.button(key="FormSubmitter:bud_form_all-Save budget").click().run()
     assert not at.exception and error_after(at, f"bud_all_{field}") is not None
     assert state() == before
@@ -413,3 +419,18 @@ def test_a_scope_value_never_logged_is_flagged(home: Path) -> None:
     at = add(page("engineer"), id="ok", name="Ok", scope="project", scope_value="proj1")
     at.run()
     assert not [w for w in at.warning if "No call was ever logged" in w.value]
+
+
+def test_scope_values_and_models_are_picked_from_the_log_and_the_catalog(home: Path) -> None:
+    at = page("engineer")
+    values = at.selectbox(key="bud_new_scope_value").options
+    assert {"proj0", "proj1", "org0", "user1", "chat", "dryrun-small", "dryrun"} <= set(values)
+    models = at.selectbox(key="bud_new_degrade_to").options
+    assert {"dryrun-small", "gpt-4o-mini"} <= set(models)
+    add(at, id="p1", name="P1", scope="project", scope_value="proj1", limit_usd="5")
+    new = {"id": "p2", "name": "New", "scope": "project", "scope_value": "proj-new"}
+    at = add(page("engineer"), **new, limit_usd="5")
+    at.selectbox(key="bud_pick").set_value("p1").run()  # the scope's own values come first
+    shown = at.selectbox(key="bud_p1_scope_value")
+    assert shown.value == "proj1" and sorted(shown.options[1:4]) == ["proj0", "proj1", "proj2"]
+    assert [(b.id, b.scope_value) for b in state()[1]] == [("p1", "proj1"), ("p2", "proj-new")]

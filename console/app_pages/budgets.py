@@ -9,7 +9,7 @@ from typing import Any
 
 import streamlit as st
 
-from console import auth, chrome, editor, forms
+from console import auth, chrome, editor, forms, pickers
 from console.commands import budgets as commands
 from console.editor import Editing, Entity
 from console.frames import budgets as frames
@@ -172,10 +172,12 @@ def budget_fields(edit: Editing[Budget]) -> None:
         error("name")
         st.selectbox("Scope", BUDGET_SCOPES, key=key("scope"))
         error("scope")
-        st.text_input(
+        pickers.pick(
             "Scope value",
-            key=key("scope_value"),
-            help="The org, project, user, task, model or provider; empty for global",
+            pickers.scope_values(st.session_state.get(key("scope"))),
+            key("scope_value"),
+            help="The org, project, user, task, model or provider (values logged for the"
+            " scope shown; type a new one if it has not called yet); empty for global",
         )
         error("scope_value")
         never_logged(st.session_state.get(key("scope")), st.session_state.get(key("scope_value")))
@@ -217,8 +219,11 @@ def budget_fields(edit: Editing[Budget]) -> None:
             " block: refuse",
         )
         error("action")
-        st.text_input(
-            "Degrade to (model)", key=key("degrade_to"), help="Empty: the task policy's degrade_to"
+        pickers.pick(
+            "Degrade to (model)",
+            pickers.models(),
+            key("degrade_to"),
+            help="Empty: the task policy's degrade_to",
         )
         error("degrade_to")
         st.text_input("Webhook URL (Slack-compatible)", key=key("webhook_url"))

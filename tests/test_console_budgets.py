@@ -7,7 +7,7 @@ from __future__ import annotations
 import subprocess
 import time
 from collections.abc import Iterator
-from datetime import UTC
+from datetime import UTC, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from test_controls_support import python
 
 from console.commands import budgets as budget_commands
 from console.commands import routing as routing_commands
+from console.frames import budgets as budget_frames
 from console.frames.budgets import usd
 from console.inputs.budgets import LABELS, form_values
 from core import clock
@@ -434,3 +435,45 @@ def test_scope_values_and_models_are_picked_from_the_log_and_the_catalog(home: P
     shown = at.selectbox(key="bud_p1_scope_value")
     assert shown.value == "proj1" and sorted(shown.options[1:4]) == ["proj0", "proj1", "proj2"]
     assert [(b.id, b.scope_value) for b in state()[1]] == [("p1", "proj1"), ("p2", "proj-new")]
+
+
+def test_replay_shows_the_unchanged_configuration_beside_the_log(home: Path) -> None:
+    with ControlPlane() as plane:
+        plane.upsert_budget(Budget(id="all", name="All", limit_usd=Decimal(1000)), SYSTEM)
+    at = page("engineer")
+    today = clock.today()
+    start = today - timedelta(days=7)
+    at.date_input(key="bud_rp_dates").set_value((start, today))
+    at.button(key="bud_rp_run").click().run()
+    assert not at.exception, at.exception
+    base = at.session_state["bud_rp_baseline"].result
+    line = next(i.value for i in at.info if "unchanged configuration" in i.value)
+    assert line.startswith(
+        f"Replaying the unchanged configuration gives {base.degraded:,} degraded vs"
+        f" {base.degraded_actual:,} logged"
+    )
+    skipped = base.calls - base.replayed
+    assert skipped > 0 and f"{skipped:,} of the {base.calls:,} calls are not replayed" in line
+    assert "keep the model they asked for" in line  # routing was off
+
+
+def test_edited_proposal_cells_are_listed_and_highlighted(home: Path) -> None:
+    with ControlPlane() as plane:
+        plane.upsert_budget(Budget(id="all", name="All", limit_usd=Decimal(1000)), SYSTEM)
+        plane.upsert_budget(Budget(id="two", name="Two", limit_usd=Decimal(50)), SYSTEM)
+    at = page("engineer")
+    at.session_state["bud_rp_budgets"] = {
+        "edited_rows": {"0": {"limit_usd": "5"}},
+        "deleted_rows": [1],
+        "added_rows": [{"id": "new", "name": "new", "limit_usd": "1", "enabled": True}],
+    }
+    at.run()
+    assert not at.exception
+    shown = next(d for d in at.dataframe if "change" in d.value.columns)
+    assert shown.value["change"].tolist() == ["edited", "added", "deleted"]
+    assert shown.value["limit_usd"].tolist() == ["5", "1", "50"]
+    _, styles = budget_frames.proposal_changes(
+        budget_frames.proposal_frame(state()[1]), at.session_state["bud_rp_budgets"]
+    )
+    assert styles.loc[0, "limit_usd"] == budget_frames.EDITED and styles.loc[0, "name"] == ""
+    assert styles.loc[1, "id"] == budget_frames.ADDED

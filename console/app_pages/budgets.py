@@ -270,14 +270,16 @@ def replay_section() -> None:
     )
     days = [d for d in (picked if isinstance(picked, tuple | list) else (picked,)) if d]
     plane = auth.plane()
+    today_frame = frames.proposal_frame(plane.budgets())
     proposal = st.data_editor(
-        frames.proposal_frame(plane.budgets()),
+        today_frame,
         num_rows="dynamic",
         hide_index=True,
         key="bud_rp_budgets",
         width="stretch",
         column_config=_proposal_columns(),
     )
+    edited_cells(today_frame, st.session_state.get("bud_rp_budgets"))
     routed = st.checkbox("Route each task by these policies", key="bud_rp_route")
     policies = None
     if routed:
@@ -297,11 +299,25 @@ def replay_section() -> None:
             pols = policies_from_frame(policies, cat) if policies is not None else []
             with st.spinner("Replaying the logged calls…"):
                 st.session_state["bud_rp_result"] = queries.run_replay(start, end, budgets, pols)
+                st.session_state["bud_rp_baseline"] = queries.run_baseline(start, end, routed)
         except CostlineError as exc:
             st.error(str(exc), icon=":material/error:")
     result = st.session_state.get("bud_rp_result")
     if result is not None:
+        baseline = st.session_state.get("bud_rp_baseline")
+        if baseline is not None:
+            st.info(frames.baseline_text(baseline), icon=":material/compare_arrows:")
         replay_result(result)
+
+
+def edited_cells(today: Any, edits: Any) -> None:
+    """The rows the proposal changes, edited cells highlighted, beside today's budgets."""
+    changes, styles = frames.proposal_changes(today, edits)
+    if changes.empty:
+        return
+    st.caption("Your changes (edited cells highlighted; nothing is saved):")
+    styled = changes.style.apply(lambda _: styles, axis=None)
+    st.dataframe(styled, hide_index=True, width="stretch", key="bud_rp_changes")
 
 
 def _proposal_columns() -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from decimal import ROUND_HALF_UP, Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import pandas as pd
@@ -17,7 +17,7 @@ from core.replay import ReplayResult
 from core.types import pico_to_usd
 
 if TYPE_CHECKING:  # queries use Streamlit's cache; frames stay pure
-    from console.queries.budgets import Utilisation
+    from console.queries.budgets import Baseline, Utilisation
 
 CENT = Decimal("0.01")
 
@@ -202,3 +202,66 @@ def utilisation_text(u: Utilisation) -> str:
     if u.budget.limit_tokens is not None:
         parts.append(f"{u.tokens:,} of {u.budget.limit_tokens:,} tokens")
     return " · ".join(parts) + f" ({u.utilisation:.0%})"
+
+
+def baseline_text(b: Baseline) -> str:
+    """'Replaying the unchanged configuration gives X degraded vs Y logged, … because …'."""
+    r = b.result
+    head = (
+        f"Replaying the unchanged configuration gives {r.degraded:,} degraded vs"
+        f" {r.degraded_actual:,} logged, {r.blocked:,} blocked vs {r.blocked_actual:,},"
+        f" {r.rate_limited:,} rate-limited vs {r.rate_limited_actual:,}"
+    )
+    why = []
+    skipped = r.calls - r.replayed
+    if r.blocked_actual or r.rate_limited_actual or skipped:
+        why.append(
+            f"{skipped:,} of the {r.calls:,} calls are not replayed (the log's blocked,"
+            " rate-limited and failed calls, cache hits and sampling skips never reached a"
+            " model: they keep their logged outcome, so the replay cannot block them again)"
+        )
+    if b.config_changes:
+        why.append(
+            f"budgets, policies or rate limits changed {b.config_changes:,} time(s) during the"
+            " period: the log ran under the configuration of its day, the replay under today's"
+        )
+    if not b.routed:
+        why.append(
+            "calls keep the model they asked for (tick 'Route each task by these policies'"
+            " to route and degrade them as the policies do)"
+        )
+    if not b.rate_limits and r.rate_limited_actual:
+        why.append("no rate limit is configured today")
+    if not why:
+        return head + ": the replay reproduces the log."
+    return head + " because " + "; ".join(why) + "."
+
+
+EDITED = "background-color: #fff3c4"  # amber: a cell changed from today's budget
+ADDED = "background-color: #d9f2e4"  # green: a row the proposal adds
+
+
+def proposal_changes(
+    base: pd.DataFrame, edits: dict[str, Any] | None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The edited rows of a proposal (``st.data_editor``'s state: edited/added/deleted rows)
+    as a frame with a 'change' column, and a same-shaped frame of cell styles marking what
+    changed (edited cells amber, added rows green)."""
+    edits = edits or {}
+    rows, styles = [], []
+    for i, changed in sorted((int(k), v) for k, v in edits.get("edited_rows", {}).items()):
+        if i >= len(base):
+            continue
+        row = {**base.iloc[i].to_dict(), **changed, "change": "edited"}
+        rows.append(row)
+        styles.append({c: EDITED if c in changed else "" for c in row})
+    for added in edits.get("added_rows", []):
+        row = {**{c: None for c in base.columns}, **added, "change": "added"}
+        rows.append(row)
+        styles.append({c: ADDED for c in row})
+    for i in sorted(int(i) for i in edits.get("deleted_rows", [])):
+        if i < len(base):
+            rows.append({**base.iloc[i].to_dict(), "change": "deleted"})
+            styles.append({c: "text-decoration: line-through" for c in rows[-1]})
+    cols = ["change", *base.columns]
+    return pd.DataFrame(rows, columns=cols), pd.DataFrame(styles, columns=cols).fillna("")

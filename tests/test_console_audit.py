@@ -55,3 +55,10 @@ def test_audit_filters_by_who_what_and_when(at) -> None:  # type: ignore[no-unty
     at.date_input(key="adm_audit_when").set_value(past).run()
     assert not at.exception
     assert "No entries match these filters on this page." in [i.value for i in at.info]
+
+
+def test_users_table_reads_local_times_and_counts_with_separators(at) -> None:  # type: ignore[no-untyped-def]
+    users = next(d for d in at.dataframe if "username" in d.value.columns)
+    assert users.value["locked until"].tolist() == ["", "", ""]
+    assert not any("+00:00" in str(v) for v in users.value["created"])
+    assert '"localized"' in users.proto.columns or "localized" in str(users.proto)

@@ -106,8 +106,8 @@ def test_utilisation_is_the_usage_log_of_each_window_and_scope(home: Path) -> No
     assert "Alerts this window: 50%" in [c.value for c in at.caption]
     table = at.dataframe[0].value
     assert list(table["id"]) == ["all", "o0"] and table["spent"].tolist() == [
-        usd(month),
-        usd(org0),
+        budget_frames.cents(month),
+        budget_frames.cents(org0),
     ]
 
 
@@ -402,7 +402,7 @@ def test_projection_stops_at_the_cap_of_an_enforcing_budget(home: Path) -> None:
     run_rate = table.loc["alert", "run rate"]
     assert table.loc["alert", "projected"] == run_rate  # alert-only: no cap
     assert table.loc["block", "run rate"] == run_rate
-    assert table.loc["block", "projected"] == "$0.0015 (capped)"  # 1.5 x $0.001
+    assert table.loc["block", "projected"] == "<$0.01 (capped)"  # 1.5 x $0.001, to the cent
     assert usd(int(1.5e9)) == "$0.0015"
     metrics = {m.value: m.proto.delta for m in at.metric}
     assert metrics["$0.0015"] == "capped at 1.5x the limit"
@@ -477,3 +477,19 @@ def test_edited_proposal_cells_are_listed_and_highlighted(home: Path) -> None:
     )
     assert styles.loc[0, "limit_usd"] == budget_frames.EDITED and styles.loc[0, "name"] == ""
     assert styles.loc[1, "id"] == budget_frames.ADDED
+
+
+def test_table_money_is_to_the_cent_with_thousands_separators(home: Path) -> None:
+    cents = budget_frames.cents
+    assert [cents(p) for p in (1_234_567 * 10**10, 42 * 10**6, 0, -5 * 10**12)] == [
+        "$12,345.67",
+        "<$0.01",
+        "$0.00",
+        "-$5.00",
+    ]
+    with ControlPlane() as plane:
+        budget = Budget(id="big", name="Big", limit_usd=Decimal(12345), limit_tokens=2_500_000)
+        plane.upsert_budget(budget, SYSTEM)
+    at = page("viewer")
+    row = at.dataframe[0].value.iloc[0]
+    assert (row["limit"], row["token limit"]) == ("$12,345.00", "2,500,000")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from console.frames.budgets import usd
+from console.frames.budgets import cents, usd
 from console.frames.playground import fmt_usd
 from console.queries.playground import LOCAL_MODEL
 from core.control import SYSTEM, Budget, ControlPlane, PriceOverride
@@ -161,7 +161,7 @@ def test_estimates_equal_max_cost_of_count_messages_and_budgets_show_headroom(ho
     spent = at.session_state["pg_last"][0].cost
     assert spent > 0 and not at.error
     at.run()
-    assert list(table(at, "remaining")["spent"]) == [usd(spent)]  # from the usage log
+    assert list(table(at, "remaining")["spent"]) == [cents(spent)]  # from the usage log
 
 
 def test_cache_is_used_unless_bypassed(home: Path) -> None:

@@ -49,7 +49,8 @@ def main() -> None:
 
 
 def users_table() -> None:
-    st.dataframe(users_frame(auth.plane().users()), hide_index=True, width="stretch")
+    tz = current_selection().scope.tz
+    chrome.table(readable(users_frame(auth.plane().users()), tz), width="stretch")
 
 
 def create_user_form(actor: Actor) -> None:
@@ -249,7 +250,8 @@ def tokens_section(actor: Actor) -> None:
         st.code(secret, language=None)
     tokens = plane.api_tokens()
     if tokens:
-        st.dataframe(frames.tokens_frame(tokens), hide_index=True, width="stretch")
+        tz = current_selection().scope.tz
+        chrome.table(readable(frames.tokens_frame(tokens), tz), width="stretch")
     else:
         st.info("No API tokens yet.")
     users = [u.username for u in plane.users() if not u.disabled]

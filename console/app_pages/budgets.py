@@ -72,7 +72,7 @@ def utilisation(actor: Actor, engineer: bool) -> None:
     )
     for u in rows:
         budget_card(actor, engineer, u)
-    st.dataframe(frames.status_frame(rows), hide_index=True, width="stretch")
+    chrome.table(frames.status_frame(rows), width="stretch")
     st.caption(
         f"{reports.METHOD} 'Run rate' is the uncapped figure. The Forecast page's outlook"
         " and the Playground's headroom use the same projection."
@@ -368,10 +368,10 @@ def replay_result(r: Any) -> None:
     left, right = st.columns(2)
     with left:
         st.markdown("**Users hit**")
-        st.dataframe(frames.group_frame(r.by_user, "user"), hide_index=True, width="stretch")
+        chrome.table(frames.group_frame(r.by_user, "user"), width="stretch")
     with right:
         st.markdown("**Projects hit**")
-        st.dataframe(frames.group_frame(r.by_project, "project"), hide_index=True, width="stretch")
+        chrome.table(frames.group_frame(r.by_project, "project"), width="stretch")
     changed = frames.changed_calls(r.details)
     st.markdown(f"**Calls whose outcome changed** ({len(changed):,} shown)")
     tz = current_selection().scope.tz

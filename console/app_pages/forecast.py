@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import streamlit as st
 
-from console import auth, editor
+from console import auth, chrome, editor
 from console.charts.forecast import forecast_chart
 from console.frames import forecast as frames
 from console.inputs import routing as routing_inputs
@@ -260,7 +260,7 @@ def backtest_section(fc: Forecast) -> None:
     if fc.backtest is None:
         st.caption(frames.verdict(None).capitalize() + ".")
         return
-    st.dataframe(frames.backtest_frame(fc.backtest), hide_index=True, width="stretch")
+    chrome.table(frames.backtest_frame(fc.backtest), width="stretch")
     text = frames.verdict(fc.backtest)
     good = fc.backtest.beats_naive
     (st.success if good else st.warning)(text[0].upper() + text[1:] + ".")

@@ -32,6 +32,16 @@ def usd(pico: int) -> str:
     return ("-$" if d < 0 else "$") + text
 
 
+def cents(pico: int) -> str:
+    """Table money: '$1,234.57' to the cent; a non-zero amount under half a cent reads
+    '<$0.01' (never '$0.00'). More digits only on a per-call detail."""
+    d = pico_to_usd(int(pico))
+    value = abs(d).quantize(CENT, rounding=ROUND_HALF_UP)
+    if d != 0 and value == 0:
+        return "<$0.01"
+    return ("-$" if d < 0 and value else "$") + f"{value:,}"
+
+
 SEVERITY = {
     "ok": ("green", "on track"),
     "warning": ("orange", "near the limit"),
@@ -74,15 +84,17 @@ def status_frame(rows: Sequence[Utilisation]) -> pd.DataFrame:
                 "period": u.budget.period,
                 "window": u.label,
                 "action": u.budget.action,
-                "limit": "" if u.budget.limit_picousd is None else usd(u.budget.limit_picousd),
-                "token limit": u.budget.limit_tokens,
-                "spent": usd(u.spent_picousd),
+                "limit": "" if u.budget.limit_picousd is None else cents(u.budget.limit_picousd),
+                "token limit": ""
+                if u.budget.limit_tokens is None
+                else f"{u.budget.limit_tokens:,}",
+                "spent": cents(u.spent_picousd),
                 "used": f"{u.utilisation:.0%}",
-                "projected": usd(u.projected_spend_picousd) + (" (capped)" if u.capped else ""),
+                "projected": cents(u.projected_spend_picousd) + (" (capped)" if u.capped else ""),
                 "projected share": f"{u.projected_share:.0%}",
                 "outlook": severity_text(u),
                 "runs out": runs_out(u),
-                "run rate": usd(u.projected_picousd),
+                "run rate": cents(u.projected_picousd),
                 "thresholds": ", ".join(map(str, u.budget.thresholds)),
                 "alerted": ", ".join(f"{t}%" for t in u.alerts) or "–",
                 "degrade to": u.budget.degrade_to or "",
@@ -142,11 +154,11 @@ def compare_frame(r: ReplayResult) -> pd.DataFrame:
                 usd_amount(r.cost_replayed),
             ],
         }
-    ).astype({"what happened": str, "with the proposal": str})
+    ).map(lambda v: f"{v:,}" if isinstance(v, int) else v)
 
 
 def usd_amount(amount: Decimal) -> str:
-    return usd(int(amount * 10**12))
+    return cents(int(amount * 10**12))
 
 
 def group_frame(frame: pd.DataFrame, key: str) -> pd.DataFrame:
@@ -159,9 +171,9 @@ def group_frame(frame: pd.DataFrame, key: str) -> pd.DataFrame:
             "degraded": hit["degraded"],
             "blocked": hit["blocked"],
             "rate limited": hit["rate_limited"],
-            "cost then": [usd(int(v)) for v in hit["cost_actual_picousd"]],
-            "cost with proposal": [usd(int(v)) for v in hit["cost_replayed_picousd"]],
-            "difference": [usd(int(v)) for v in hit["difference_picousd"]],
+            "cost then": [cents(int(v)) for v in hit["cost_actual_picousd"]],
+            "cost with proposal": [cents(int(v)) for v in hit["cost_replayed_picousd"]],
+            "difference": [cents(int(v)) for v in hit["difference_picousd"]],
         }
     )
 
@@ -175,8 +187,8 @@ def changed_calls(details: pd.DataFrame, limit: int = 500) -> pd.DataFrame:
         | (d["degraded_actual"] != d["degraded_replayed"])
     ]
     return changed.head(limit).assign(
-        cost_then=[usd(int(v)) for v in changed["cost_actual_picousd"].head(limit)],
-        cost_replayed=[usd(int(v)) for v in changed["cost_replayed_picousd"].head(limit)],
+        cost_then=[cents(int(v)) for v in changed["cost_actual_picousd"].head(limit)],
+        cost_replayed=[cents(int(v)) for v in changed["cost_replayed_picousd"].head(limit)],
     )[
         [
             "ts",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from console.frames.budgets import cents, usd
+from console.frames.budgets import cents
 from console.frames.playground import fmt_usd
 from console.queries.playground import LOCAL_MODEL
 from core.control import SYSTEM, Budget, ControlPlane, PriceOverride

@@ -13,6 +13,8 @@ _EXPORTS = {
     "Completion": "core.types",
     "Controls": "core.controls",
     "Cost": "core.types",
+    "EmbedRequest": "core.call",
+    "Embeddings": "core.call",
     "Message": "core.types",
     "ProviderConfig": "core.settings",
     "Reader": "core.usage",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -28,7 +29,7 @@ def cmd_console(args: argparse.Namespace) -> int:
         )
     cmd = [sys.executable, "-m", "streamlit", "run", str(APP)]
     try:
-        return subprocess.call(cmd, env=os.environ.copy())
+        return run_forwarding(cmd, os.environ.copy())
     finally:
         if worker is not None:
             worker.terminate()
@@ -36,6 +37,25 @@ def cmd_console(args: argparse.Namespace) -> int:
                 worker.wait(10)
             except subprocess.TimeoutExpired:
                 worker.kill()
+
+
+def run_forwarding(cmd: list[str], env: dict[str, str]) -> int:
+    """Run ``cmd`` to its end; SIGTERM, SIGINT and SIGHUP sent to this process are passed
+    on to it, so stopping `costline console` (``kill PID``) stops Streamlit and frees its
+    port instead of leaving it behind."""
+    child = subprocess.Popen(cmd, env=env)
+
+    def forward(signum: int, _frame: object) -> None:
+        if child.poll() is None:
+            child.send_signal(signum)
+
+    wanted = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    previous = {s: signal.signal(s, forward) for s in wanted}
+    try:
+        return child.wait()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def print_first_admin() -> None:
@@ -161,13 +181,12 @@ def _utc(text: str) -> datetime:
 def cmd_compact(args: argparse.Namespace) -> int:
     """Merge small usage segments into large ones (in the bucket, as its one leader, when
     COSTLINE_EVENTS_URL is set)."""
-    from core.usage import compact
-    from core.usage._bucket import BucketConfig
+    from core.usage import BucketConfig, compact
 
     cfg = BucketConfig.from_env()
     if cfg is not None:
         from core.settings import costline_home
-        from core.usage._bucket_compact import compact_bucket
+        from core.usage import compact_bucket
 
         r = compact_bucket(costline_home(), cfg, wait=True, min_small=2)
         print(f"Merged {r.merged} usage segments in {cfg.url()} into {r.written}.")
@@ -208,7 +227,6 @@ def cmd_api(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     """Scan for alerts, deliver them and apply retention until interrupted (or once)."""
-    import signal
     import threading
 
     from core.worker import Worker
@@ -244,7 +262,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_prune(args: argparse.Namespace) -> int:
     """Remove raw usage segments older than the retention (their hourly rollups stay)."""
     from core.control import ControlPlane
-    from core.usage._prune import prune
+    from core.usage import prune
 
     days = args.days
     if days is None:

@@ -12,8 +12,7 @@ import shutil
 from pathlib import Path
 
 from core.types import pico_to_usd
-from core.usage import quarantine_dir, quarantine_summary
-from core.usage._segments import journal_dir, scan, segments_dir
+from core.usage import journal_dir, quarantine_dir, quarantine_summary, scan, segments_dir
 
 
 def _usd(pico: int | None) -> str:

@@ -11,14 +11,15 @@ httpx and provider errors at the boundary (``raise ... from exc``) into the most
     │   ├── ContextWindowExceeded   prompt + max_tokens over the model's window
     │   └── UnpricedModel           model not in the price catalog
     ├── PolicyError                 Costline's own controls said no; not retried
-    │   └── BudgetExceeded          names the budget, its limit, spend and window
+    │   ├── BudgetExceeded          names the budget, its limit, spend and window
+    │   └── RateLimitExceeded       a Costline rate limit (retry_after seconds)
     ├── ClientDisconnected          the caller left mid-stream; the upstream call was cancelled
     ├── UsageLogUnavailable         the usage log cannot be written (disk full); nothing was called
     └── ProviderError               the upstream failed
         ├── AuthError               HTTP 401/403
         ├── MalformedResponse       unparseable body, missing fields, stream cut mid-way
         └── RetryableError          worth another attempt or the next fallback
-            ├── RateLimited         HTTP 429 or a Costline rate limit (retry_after seconds)
+            ├── RateLimited         the provider's HTTP 429 (retry_after seconds)
             ├── ProviderTimeout     connect/read timeout
             ├── ProviderConnectionError   refused, reset, DNS
             └── ProviderServerError HTTP 5xx
@@ -43,6 +44,7 @@ __all__ = [
     "ProviderError",
     "ProviderServerError",
     "ProviderTimeout",
+    "RateLimitExceeded",
     "RateLimited",
     "RequestError",
     "RetryableError",
@@ -102,7 +104,7 @@ class UnpricedModel(RequestError):
 
 
 class PolicyError(CostlineError):
-    """A Costline control (budget) refused the call."""
+    """A Costline control (budget, rate limit) refused the call."""
 
 
 class BudgetExceeded(PolicyError):
@@ -121,6 +123,15 @@ class BudgetExceeded(PolicyError):
         self.limit = limit
         self.spent = spent
         self.window = window
+
+
+class RateLimitExceeded(PolicyError):
+    """A Costline rate limit refused the call; ``retry_after``: seconds until it would pass
+    (None when unknown, e.g. live state unavailable under the fail-closed policy)."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: str | None):
+        super().__init__(message, **kw)
+        self.retry_after = retry_after
 
 
 class ClientDisconnected(CostlineError):

@@ -30,8 +30,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from core.errors import ConfigError
-from core.usage import Filters, Reader
-from core.usage._schema import conform
+from core.usage import Filters, Reader, conform
 
 __all__ = [
     "FORMATS",

@@ -249,9 +249,8 @@ def log_spend(
     its last reset): the journals not yet converted, then exactly the segments (and pruned
     rollups) of one listing taken after reading them, so no event counts twice and none
     settled before this call is missed."""
-    from core.reports._budgets import reset_times
-    from core.usage._bucket import mirror_for
-    from core.usage._segments import SUFFIX, scan, segments_dir
+    from core.reports import reset_times
+    from core.usage import SUFFIX, mirror_for, scan, segments_dir
 
     resets = reset_times(plane, budgets)  # a reset budget counts from its last reset
     journals = journal_spend(home, budgets, at, canonical, resets)  # read first ...
@@ -281,10 +280,11 @@ def segment_spend(
     import duckdb
 
     from core.budgets import window
-    from core.reports._budgets import TOKEN_COLUMNS as TOKENS
-    from core.reports._budgets import condition
-    from core.usage._reader import _facts_sql, _view_sql
-    from core.usage._rollups import pruned_rollups
+    from core.reports import condition
+    from core.usage import TOKEN_COLUMNS as TOKENS
+    from core.usage import events_view_sql as _view_sql
+    from core.usage import facts_view_sql as _facts_sql
+    from core.usage import pruned_rollups
 
     spans = []
     for b in budgets:
@@ -327,9 +327,7 @@ def journal_spend(
     """Per journal stem, per budget id: (picodollars, tokens) of its events inside the
     budget's current window. Lines that do not parse are skipped (a torn tail)."""
     from core.budgets import window
-    from core.usage._frame import split_records
-    from core.usage._schema import COLUMNS
-    from core.usage._segments import journal_dir
+    from core.usage import COLUMNS, journal_dir, split_records
 
     jdir = journal_dir(home)
     try:

@@ -70,7 +70,6 @@ class ProviderConfig:
     base_url: str = ""
     api_key: str | None = field(default=None, repr=False)
     timeout_s: float = 60.0
-    max_retries: int = 2
     organization: str | None = None  # OpenAI-Organization header (OpenAI wire)
 
     def __repr__(self) -> str:

@@ -17,7 +17,6 @@ PICO = 10**12
 Role = Literal["system", "user", "assistant", "tool"]
 Criticality = Literal["critical", "high", "normal", "low", "background"]
 CRITICALITIES: tuple[str, ...] = ("critical", "high", "normal", "low", "background")
-SOURCES: tuple[str, ...] = ("app", "playground", "import", "demo", "bench", "test")
 
 
 def new_request_id() -> str:

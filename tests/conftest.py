@@ -49,6 +49,17 @@ def pytest_report_header(config: pytest.Config) -> str | None:
     return f"clock travelled to {dest} (COSTLINE_TEST_TRAVEL)" if dest else None
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Under COSTLINE_REQUIRE_SERVICES=1 (CI) no test may skip, however it skips (a skipif
+    mark, importorskip, a missing binary, model or browser): a skip is reported as a failure."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if REQUIRE_SERVICES and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"skipped under COSTLINE_REQUIRE_SERVICES=1: {report.longrepr}"
+
+
 @pytest.fixture(autouse=True)
 def costline_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "costline-home"

@@ -8,7 +8,7 @@ from decimal import Decimal
 import pandas as pd
 import pytest
 
-from core.analytics import Tolerance, advise, model_switches, prompt_caching, response_cache
+from core.insights import Tolerance, advise, model_switches, prompt_caching, response_cache
 
 PICO = 10**12
 T0 = pd.Timestamp("2025-03-01 00:00", tz="UTC")

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.analytics import (
-    attribute,
+from core.errors import ConfigError
+from core.insights import (
     attribute_anomaly,
     detect,
     detect_iqr,
@@ -18,7 +18,9 @@ from core.analytics import (
     detect_prophet,
     scan,
 )
-from core.errors import ConfigError
+from core.insights import (
+    attribute_events as attribute,
+)
 
 PICO = 10**12
 DAY0 = pd.Timestamp("2025-01-01", tz="UTC")

@@ -1,4 +1,4 @@
-"""The analytics package's public surface and its import contract (no Prophet at import)."""
+"""The insights package's models: public surface and import contract (no Prophet at import)."""
 
 from __future__ import annotations
 
@@ -6,15 +6,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-import core.analytics as analytics
+import core.insights as analytics
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_importing_analytics_loads_no_prophet_or_ui() -> None:
     code = (
-        "import sys, core.analytics, core.analytics.forecast, core.analytics.anomalies,"
-        " core.analytics.advice, core.analytics.cache, core.analytics.exhaustion\n"
+        "import sys, core.insights, core.insights._forecast_model, core.insights._detect,"
+        " core.insights._advise, core.insights._forecast_cache, core.insights._exhaustion\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in"
         " ('prophet', 'cmdstanpy', 'streamlit', 'altair'))\n"
         "print(','.join(bad))"
@@ -27,11 +27,11 @@ def test_importing_analytics_loads_no_prophet_or_ui() -> None:
 
 def test_all_is_sorted_and_complete() -> None:
     names = analytics.__all__
-    assert names == sorted(names, key=lambda n: (not n.isupper(), n))  # CONSTANTS first
+    assert names == sorted(names)
     public = {
         n
         for n, v in vars(analytics).items()
-        if not n.startswith("_") and getattr(v, "__module__", "").startswith("core.analytics")
+        if not n.startswith("_") and getattr(v, "__module__", "").startswith("core.insights")
     }
     assert public <= set(names) and all(hasattr(analytics, n) for n in names)
 
@@ -40,7 +40,7 @@ def test_a_forecast_prints_nothing_to_stderr() -> None:
     """cmdstanpy logs INFO per fit and Prophet complains about plotly: both silenced."""
     code = (
         "import numpy as np, pandas as pd\n"
-        "from core.analytics import forecast_spend\n"
+        "from core.insights import forecast_spend\n"
         "h = pd.DataFrame({'ds': pd.date_range('2024-01-01', periods=30),"
         " 'y': 10 + np.arange(30) % 7})\n"
         "print(forecast_spend(h, 7).method)\n"

@@ -9,15 +9,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.analytics import (
+from core.errors import ConfigError
+from core.insights import (
     ForecastCache,
     exhaustion,
     forecast_many,
     forecast_spend,
     window_spend,
 )
-from core.analytics.backtest import error_metric, seasonal_naive
-from core.errors import ConfigError
+from core.insights._backtest import error_metric, seasonal_naive
 
 START = date(2024, 1, 1)
 

@@ -28,19 +28,19 @@ def test_quick_bench_of_one_module_prints_its_figures(tmp_path: Path) -> None:
 
 
 def test_a_failing_module_is_reported_and_fails_the_run(tmp_path: Path) -> None:
-    bad = ROOT / "tests" / "bench" / "bench_zz_harness_probe.py"
-    bad.write_text("def run(quick):\n    raise ValueError('probe failure')\n")
-    try:
-        done = subprocess.run(
-            [sys.executable, "-m", "tests.bench", "--only", "zz_harness_probe", "--quick"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-    finally:
-        bad.unlink()
+    # the probe lives in a temp dir: a killed run leaves nothing in the source tree
+    (tmp_path / "bench_zz_harness_probe.py").write_text(
+        "def run(quick):\n    raise ValueError('probe failure')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.bench", "--path", str(tmp_path), "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert not (ROOT / "tests" / "bench" / "bench_zz_harness_probe.py").exists()
     assert done.returncode == 1
     assert "probe failure" in done.stderr
     assert "bench_zz_harness_probe_error" in json.loads(done.stdout)

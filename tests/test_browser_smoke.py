@@ -1,8 +1,10 @@
 """Real-browser smoke test: `streamlit run console/app.py` on a free loopback port, Debian's
 Chromium driven by Playwright signs in, opens every page the navigation lists (so pages added
-later are covered), checks that no exception box is shown, and saves a screenshot per page.
+later are covered), checks that no exception and no error box (``st.error``) is shown, and
+saves a screenshot per page. Every wait is on a condition (the page's URL, the script run
+finished, the chart drawn), never a fixed sleep.
 
-Skipped only when /usr/bin/chromium is absent and COSTLINE_REQUIRE_SERVICES is unset.
+Skipped only when no `chromium` is on PATH and COSTLINE_REQUIRE_SERVICES is not 1.
 Also a script for the README picture (demo data loaded when core.demo is available):
 
     .venv/bin/python -m tests.test_browser_smoke docs/img/overview.png
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -26,10 +29,13 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 PASSWORD = "browser-admin-pass-1"
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+NAV = '[data-testid="stSidebarNavLink"]'
+ERRORS = '[data-testid="stException"], [data-testid="stAlertContentError"]'
+CHART = '[data-testid="stVegaLiteChart"] canvas, [data-testid="stVegaLiteChart"] svg'
 pytestmark = pytest.mark.slow
 
 
@@ -79,8 +85,7 @@ def console_server(home: Path, log_path: Path) -> Iterator[str]:
 
 
 def wait_idle(page: Any, timeout_ms: int = 60_000) -> None:
-    """Wait until the script run finished and the page stopped changing."""
-    page.wait_for_timeout(400)
+    """Wait until the script run finished and the network is quiet."""
     page.wait_for_selector(IDLE, timeout=timeout_ms)
     page.wait_for_load_state("networkidle")
     page.wait_for_selector(IDLE, timeout=timeout_ms)
@@ -95,11 +100,11 @@ def signed_in(url: str, height: int = 1000) -> Iterator[Any]:
         try:
             page = browser.new_page(viewport={"width": 1440, "height": height})
             page.goto(url)
-            wait_idle(page)
+            page.get_by_label("Username", exact=True).wait_for(timeout=60_000)
             page.get_by_label("Username", exact=True).fill("admin")
             page.get_by_label("Password", exact=True).fill(PASSWORD)
             page.get_by_role("button", name="Sign in").click()
-            page.wait_for_selector('[data-testid="stSidebarNavLink"]', timeout=60_000)
+            page.wait_for_selector(NAV, timeout=60_000)
             wait_idle(page)
             yield page
         finally:
@@ -108,14 +113,18 @@ def signed_in(url: str, height: int = 1000) -> Iterator[Any]:
 
 def nav_titles(page: Any) -> list[str]:
     """The page titles in the sidebar navigation (the icon's ligature name is dropped)."""
-    links = page.locator('[data-testid="stSidebarNavLink"]')
+    links = page.locator(NAV)
     return [
         links.nth(i).inner_text().strip().splitlines()[-1].strip() for i in range(links.count())
     ]
 
 
 def open_page(page: Any, title: str) -> None:
-    page.locator('[data-testid="stSidebarNavLink"]', has_text=title).first.click()
+    """Click the page's link; wait until the browser is at its URL and the run finished."""
+    link = page.locator(NAV, has_text=title).first
+    href = link.evaluate("a => a.href")
+    link.click()
+    page.wait_for_url(href, timeout=60_000)
     wait_idle(page)
 
 
@@ -133,7 +142,7 @@ def fill_home(home: Path) -> None:
 @pytest.fixture
 def browser_ready() -> None:
     if not Path(CHROMIUM).exists():
-        if os.environ.get("COSTLINE_REQUIRE_SERVICES"):
+        if os.environ.get("COSTLINE_REQUIRE_SERVICES") == "1":
             pytest.fail(f"{CHROMIUM} is missing and COSTLINE_REQUIRE_SERVICES is set")
         pytest.skip(f"{CHROMIUM} is not installed")
 
@@ -149,7 +158,7 @@ def test_every_page_renders_without_an_exception(
         assert {"Overview", "Requests", "Import/Export", "Admin"} <= set(titles), titles
         for title in titles:
             open_page(page, title)
-            errors = page.locator('[data-testid="stException"]')
+            errors = page.locator(ERRORS)
             assert errors.count() == 0, f"{title}: {errors.first.inner_text()[:2000]}"
             assert page.locator("h1").first.is_visible(), title
             path = shots / (re.sub(r"\W+", "_", title).strip("_").lower() + ".png")
@@ -157,7 +166,7 @@ def test_every_page_renders_without_an_exception(
             assert path.stat().st_size > 10_000
         open_page(page, "Overview")
         assert page.locator('[data-testid="stMetric"]').count() >= 10
-        assert page.locator('[data-testid="stVegaLiteChart"]').count() >= 1
+        page.wait_for_selector(CHART, timeout=30_000)  # a chart was drawn
 
 
 def screenshot_overview(out: Path) -> None:
@@ -169,7 +178,7 @@ def screenshot_overview(out: Path) -> None:
         fill_home(home)
         with console_server(home, Path(tmp) / "streamlit.log") as url, signed_in(url, 2000) as page:
             open_page(page, "Overview")
-            page.wait_for_timeout(1500)  # let the charts finish drawing
+            page.wait_for_selector(CHART, timeout=30_000)  # the charts are drawn
             out.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(out), full_page=True)
 

@@ -3,6 +3,13 @@ log; Streamlit's own settings are left to STREAMLIT_* variables."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -41,7 +48,7 @@ def test_real_usage_is_never_mixed_with_demo_data(tmp_path: Path) -> None:
 
 def test_console_command_passes_no_streamlit_options(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[list[str]] = []
-    monkeypatch.setattr(cli.subprocess, "call", lambda cmd, env: seen.append(cmd) or 0)
+    monkeypatch.setattr(cli, "run_forwarding", lambda cmd, env: seen.append(cmd) or 0)
     assert cli.main(["console", "--no-demo", "--no-worker"]) == 0
     assert seen[0][-3:] == ["streamlit", "run", str(cli.APP)]
 
@@ -64,9 +71,50 @@ def test_console_runs_the_alert_worker_beside_it_and_stops_it(
             return 0
 
     monkeypatch.setattr(cli.subprocess, "Popen", FakeProcess)
-    monkeypatch.setattr(cli.subprocess, "call", lambda cmd, env: calls.append(cmd) or 0)
+    monkeypatch.setattr(cli, "run_forwarding", lambda cmd, env: calls.append(cmd) or 0)
     assert cli.main(["console", "--no-demo"]) == 0
     (worker,) = started
     assert worker.cmd[-2:] == ["core.cli", "worker"] and worker.stopped
     assert cli.main(["console", "--no-demo", "--no-worker"]) == 0
     assert len(started) == 1 and len(calls) == 2
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_kill_console_stops_streamlit_and_frees_its_port(tmp_path: Path) -> None:
+    """`kill PID` of `costline console` reaches the Streamlit child: the port is free after."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {
+        **os.environ,
+        "COSTLINE_HOME": str(tmp_path),
+        "STREAMLIT_SERVER_PORT": str(port),
+        "STREAMLIT_SERVER_ADDRESS": "127.0.0.1",
+        "STREAMLIT_SERVER_HEADLESS": "true",
+        "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
+    }
+    cmd = [sys.executable, "-m", "core.cli", "console", "--no-demo", "--no-worker"]
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while not _listening(port):
+            assert proc.poll() is None, "costline console exited before Streamlit listened"
+            assert time.monotonic() < deadline, "Streamlit never listened"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) is not None
+        deadline = time.monotonic() + 30
+        while _listening(port):
+            assert time.monotonic() < deadline, "Streamlit still holds the port"
+            time.sleep(0.2)
+    finally:  # whatever happened, nothing of the console outlives the test
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()

@@ -20,10 +20,9 @@ from console.frames import forecast as frames
 from console.frames.overview import series_frame
 from console.selection import Money, Scope
 from core import clock
-from core.analytics import Anomaly, Backtest, Contributor, forecast_spend
 from core.control import ControlPlane
 from core.demo import DemoSummary, load_demo, world
-from core.insights import Finding
+from core.insights import Anomaly, Backtest, Contributor, Finding, forecast_spend
 from core.types import PICO
 from core.usage import UsageEvent, UsageLog
 from core.worker import Worker

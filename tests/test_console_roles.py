@@ -3,7 +3,6 @@ refuse a viewer server-side (core raises PermissionDenied) whatever the UI shows
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -106,7 +105,6 @@ def test_viewer_write_calls_are_refused_by_core(home: Path, write) -> None:  # t
         assert (plane.version(), plane.users(), len(plane.audit(limit=1000))) == before
 
 
-@pytest.mark.skipif(importlib.util.find_spec("core.demo") is None, reason="core.demo not yet")
 def test_viewer_may_not_load_or_remove_demo_data(home: Path) -> None:
     for write in (usage.load_demo, usage.remove_demo):
         with pytest.raises(PermissionDenied):

@@ -230,6 +230,21 @@ def test_budget_timezone_defaults_to_the_setting(plane: ControlPlane) -> None:
     assert (entry.before, entry.after) == (None, {"value": "America/New_York"})
 
 
+def test_costline_timezone_is_the_default_zone(
+    plane: ControlPlane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COSTLINE_TIMEZONE", "Asia/Tokyo")
+    assert plane.get_setting("timezone") == "Asia/Tokyo"  # nothing stored: the environment's
+    stored = plane.upsert_budget(replace(BUDGET, timezone=None), ENGINEER)
+    assert stored.timezone == "Asia/Tokyo"  # budget windows follow it
+    plane.set_setting("timezone", "Europe/Paris", ADMIN)
+    assert plane.get_setting("timezone") == "Europe/Paris"  # a stored setting wins
+    monkeypatch.setenv("COSTLINE_TIMEZONE", "Mars/Olympus")
+    plane.delete_setting("timezone", ADMIN)
+    with pytest.raises(ConfigError, match="COSTLINE_TIMEZONE 'Mars/Olympus'"):
+        plane.get_setting("timezone")
+
+
 def test_viewer_cannot_write_anything(plane: ControlPlane) -> None:
     plane.upsert_budget(BUDGET, ADMIN)
     v0, audit0 = plane.version(), len(plane.audit(limit=1000))

@@ -3,6 +3,7 @@ model's fallbacks, and what the sampling gate counts as a call."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -27,6 +28,7 @@ from core.errors import BudgetExceeded
 from core.pricing import load_catalog
 from core.router import Router
 from core.settings import Settings
+from core.usage import Reader
 
 MODELS = ("dryrun-large", "dryrun-medium", "dryrun-small")
 
@@ -161,6 +163,36 @@ def test_a_cache_hit_does_not_restart_the_sampling_interval():
             assert due.ai_called and not due.cache_hit  # 302 s since the last real call
             st = r.controls.gate.stats()["regime"]
             assert (st.events, st.calls, st.skipped) == (3, 2, 1)
+    finally:
+        plane.close()
+
+
+def test_a_waiting_low_batch_is_flushed_by_the_timer():
+    """No event arrives after the batch's timeout: the router's timer makes its one call."""
+    plane = make_plane()
+    try:
+        plane.upsert_policy(RoutingPolicy(task="digest", primary_model="dryrun-small"), ENGINEER)
+        plane.upsert_sampling(
+            SamplingStrategy(key="digest", strategy="always", min_interval_s=0, batch_timeout_s=3),
+            ENGINEER,
+        )
+        with make_router(plane) as r:
+            assert r.controls is not None
+            r.batch_tick_s = 0.05
+            first = r.complete(ask("headline one", task="digest", criticality="low"))
+            second = r.complete(ask("headline two", task="digest", criticality="low"))
+            assert first.ai_called and not second.ai_called  # batched: the last answer
+            assert r.controls.gate.stats()["digest"].pending == 2
+            deadline = time.monotonic() + 10
+            while r.controls.gate.stats()["digest"].pending:
+                assert time.monotonic() < deadline, "the batch was never flushed"
+                time.sleep(0.05)
+            time.sleep(0.3)  # the flushed call is logged after the batch leaves the gate
+            r.log.flush()
+            ev = Reader(r.settings.home).events(order_by="ts", descending=False)
+        assert list(ev.status) == ["ok", "skipped", "ok"]
+        assert list(ev.ai_called) == [True, False, True]
+        assert ev.request_id.nunique() == 3  # the flush is a call of its own
     finally:
         plane.close()
 

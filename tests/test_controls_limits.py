@@ -1,5 +1,5 @@
 """Spend controls through the real Router: rate limits per user/org/app/model/provider,
-skipping a limited candidate for the next one, and RateLimited when none is left."""
+skipping a limited candidate for the next one, and RateLimitExceeded when none is left."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from test_controls_support import ENGINEER, ask, events, make_plane, make_router, sync
 
 from core.control import ControlPlane, RateLimit, RoutingPolicy
-from core.errors import RateLimited
+from core.errors import RateLimitExceeded
 from core.router import Router
 
 BASE = dict(user="ann", org="acme", app="key-1", model="dryrun-small")
@@ -50,7 +50,7 @@ def test_rate_limit_per_scope_value(plane, router, scope, other, algorithm):
     sync(router)
     for i in range(2):
         router.complete(ask(f"q{i}", **BASE))  # distinct prompts: no cache hits
-    with pytest.raises(RateLimited) as err:
+    with pytest.raises(RateLimitExceeded) as err:
         router.complete(ask("q2", **BASE))
     assert err.value.retry_after is not None and 0 < err.value.retry_after <= 60
     assert f"'per-{scope}'" in err.value.message
@@ -58,14 +58,14 @@ def test_rate_limit_per_scope_value(plane, router, scope, other, algorithm):
         assert router.complete(ask("q3", **{**BASE, **other})).cost.total > 0
     ev = events(router)
     assert list(ev.status)[:3] == ["ok", "ok", "rate_limited"]
-    assert ev.error_type.iloc[2] == "RateLimited" and ev.cost_picousd.iloc[2] == 0
+    assert ev.error_type.iloc[2] == "RateLimitExceeded" and ev.cost_picousd.iloc[2] == 0
 
 
 def test_a_limit_on_one_value_leaves_the_others_alone(plane, router):
     limit(plane, "ann-only", scope="user", scope_value="ann", limit=1, window_s=60)
     sync(router)
     router.complete(ask("a", **BASE))
-    with pytest.raises(RateLimited):
+    with pytest.raises(RateLimitExceeded):
         router.complete(ask("b", **BASE))
     for i in range(3):
         router.complete(ask(f"c{i}", **{**BASE, "user": "bob"}))
@@ -83,7 +83,7 @@ def test_a_limited_candidate_is_skipped_for_the_next_then_rate_limited(plane, ro
     second = router.complete(ask("two", task="summarize"))
     assert first.model == "dryrun-large" and second.model == "dryrun-medium"
     assert "skipped dryrun-large (rate limit 'large' (model=dryrun-large)" in second.route_reason
-    with pytest.raises(RateLimited) as err:
+    with pytest.raises(RateLimitExceeded) as err:
         router.complete(ask("three", task="summarize"))
     assert "no candidate can be called now" in err.value.message
     retry = err.value.retry_after
@@ -99,6 +99,6 @@ def test_token_rate_limit_counts_estimated_tokens(plane, router):
     sync(router)
     router.complete(ask("short", max_tokens=200, **BASE))
     router.complete(ask("short 2", max_tokens=200, **BASE))
-    with pytest.raises(RateLimited) as err:
+    with pytest.raises(RateLimitExceeded) as err:
         router.complete(ask("short 3", max_tokens=200, **BASE))
     assert "500 tokens per 60 s" in err.value.message

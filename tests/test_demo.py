@@ -97,7 +97,7 @@ def test_cache_hits_skips_errors_retries_and_streams(frame: pd.DataFrame) -> Non
     assert (first["ts"] < retried["ts"].iloc[0]).all() and (first["attempt"] == 1).any()
     assert (errors.groupby("request_id")["attempt"].max() == 3).sum() > 10  # gave up
     limited = frame[frame["status"] == "rate_limited"]
-    assert len(limited) > 20 and (limited["error_type"] == "RateLimited").all()
+    assert len(limited) > 20 and (limited["error_type"] == "RateLimitExceeded").all()
     streamed = frame[frame["ttft_ms"].notna()]
     assert len(streamed) > 10_000 and (streamed["ttft_ms"] <= streamed["latency_ms"]).all()
     estimated = frame[frame["usage_estimated"]]

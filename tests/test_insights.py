@@ -15,9 +15,9 @@ import pytest
 
 from core import clock, insights
 from core.alerts import AlertSink
-from core.analytics import ForecastCache
 from core.control import Budget, ControlPlane, ModelScore
 from core.demo import load_demo, world
+from core.insights import ForecastCache
 from core.pricing import load_catalog, price
 from core.types import PICO, Usage
 from core.usage import Reader, UsageEvent, UsageLog

@@ -1,4 +1,4 @@
-"""Rate limits per user/org/app/model/provider, candidate skipping, and RateLimited."""
+"""Rate limits per user/org/app/model/provider, candidate skipping, and RateLimitExceeded."""
 
 from __future__ import annotations
 
@@ -9,7 +9,13 @@ import pytest
 
 from core.budgets import BudgetGuard, Decision, Estimate, admit_first, window
 from core.control import Budget, RateLimit
-from core.errors import BudgetExceeded, ConfigError, RateLimited
+from core.errors import (
+    BudgetExceeded,
+    ConfigError,
+    PolicyError,
+    ProviderError,
+    RateLimitExceeded,
+)
 from core.ratelimits import rate_items
 from core.state import MemoryState, RedisState, ResilientState, State
 from core.types import PICO, ChatRequest, Message
@@ -150,10 +156,12 @@ def test_none_left_raises_rate_limited_with_smallest_retry_after(clock: Clock) -
     admit_first(guard, req(), [GPT], [], rates)
     admit_first(guard, req(), [CLAUDE], [], rates)
     clock.tick(5)
-    with pytest.raises(RateLimited) as err:
+    with pytest.raises(RateLimitExceeded) as err:
         admit_first(guard, req(), [GPT, MINI, CLAUDE], [], rates)
     assert err.value.retry_after == pytest.approx(15.0)  # anthropic refills first
     assert "gpt-4o-mini" in str(err.value) and "rate limit 'anthropic'" in str(err.value)
+    # our own refusal, not the provider's 429: a policy error, never retried
+    assert isinstance(err.value, PolicyError) and not isinstance(err.value, ProviderError)
 
 
 def test_over_budget_candidate_is_skipped_then_budget_exceeded(clock: Clock) -> None:

@@ -390,3 +390,86 @@ def test_a_long_period_is_capped_with_a_note(reader: Reader, catalog: Catalog) -
     result = replay(reader, START, END, [], catalog=catalog, max_calls=200)
     assert result.calls == 200 and "first 200" in result.note
     assert replay(reader, START, START + timedelta(hours=1), [], catalog=catalog).note == ""
+
+
+# ---- a scenario small enough to compute by hand ---------------------------------------------
+
+
+def test_a_hand_computed_scenario(catalog: Catalog) -> None:
+    """Eight gpt-4o-mini calls of 1,000 input + 500 output tokens: $0.15 and $0.60 per 1M, so
+    each costs 150,000,000 + 300,000,000 = 450,000,000 pUSD ($0.00045), reserved exactly.
+
+    acme, a $0.001/day block budget: calls 1 and 2 fit ($0.0009), call 3 would make $0.00135:
+    blocked. globex, a $0.0005/day degrade budget: call 1 fits, call 2 would make $0.0009, over
+    the soft limit: degraded to the $0 model. bob (initech, no budget), 2 calls per hour: his
+    3rd call is rate-limited. Replayed spend: 5 calls at full price, 1 at $0."""
+    call = 450_000_000
+    plan = [  # (minute, org, user)
+        (0, "acme", "ann"),
+        (1, "acme", "ann"),
+        (2, "acme", "ann"),
+        (3, "globex", "gus"),
+        (4, "globex", "gus"),
+        (10, "initech", "bob"),
+        (11, "initech", "bob"),
+        (12, "initech", "bob"),
+    ]
+    at = datetime(2026, 5, 19, 10, 0, tzinfo=UTC)
+    events = [
+        UsageEvent(
+            request_id=f"hand-{i}",
+            ts=at + timedelta(minutes=minute),
+            org=org,
+            user=user,
+            provider="openai",
+            model="gpt-4o-mini",
+            requested_model="gpt-4o-mini",
+            status="ok",
+            input_tokens=1_000,
+            output_tokens=500,
+            cost_picousd=call,
+            cost_input_picousd=150_000_000,
+            cost_output_picousd=300_000_000,
+        )
+        for i, (minute, org, user) in enumerate(plan)
+    ]
+    budgets = [
+        Budget(
+            id="acme",
+            name="acme",
+            scope="org",
+            scope_value="acme",
+            period="day",
+            limit_usd=Decimal("0.001"),
+            action="block",
+        ),
+        Budget(
+            id="globex",
+            name="globex",
+            scope="org",
+            scope_value="globex",
+            period="day",
+            limit_usd=Decimal("0.0005"),
+            action="degrade",
+            degrade_to=FREE,
+        ),
+    ]
+    bob = RateLimit(id="bob", scope="user", scope_value="bob", limit=2, window_s=3600)
+    result = replay(events, START, END, budgets, catalog=catalog, rate_limits=[bob])
+    assert (result.calls, result.replayed) == (8, 8)
+    assert (result.blocked, result.degraded, result.rate_limited, result.errors) == (1, 1, 1, 0)
+    d = result.details.set_index("request_id")
+    assert list(d["status_replayed"]) == [
+        "ok",
+        "ok",
+        "blocked",
+        "ok",
+        "ok",
+        "ok",
+        "ok",
+        "rate_limited",
+    ]
+    assert d.loc["hand-4", "model_replayed"] == FREE and bool(d.loc["hand-4", "degraded_replayed"])
+    assert result.cost_actual == Decimal("0.0036")  # 8 x $0.00045
+    assert result.cost_replayed == Decimal("0.00225")  # 5 x $0.00045 + $0
+    assert [int(v) for v in d["cost_replayed_picousd"]] == [call, call, 0, call, 0, call, call, 0]

@@ -95,6 +95,17 @@ def test_429_retry_after_is_honoured_then_succeeds(router, scripted_server):
     assert list(ev.attempt) == [1, 2]
 
 
+def test_ttft_is_measured_from_the_attempt_that_answered(router, scripted_server):
+    # attempt 1: a 429 asking for 0.4 s; attempt 2 streams after 0.1 s. TTFT is that
+    # attempt's time to its first chunk (about 0.1 s), not the call's (0.5 s and more).
+    scripted_server.enqueue(
+        s.rate_limited(retry_after="0.4"), s.delayed(s.openai_stream(["a", "b"]), 0.1)
+    )
+    done = list(router.stream(ask()))[-1].completion
+    assert done is not None and done.ttft_ms is not None
+    assert done.latency_ms >= 500 and 100 <= done.ttft_ms < 400
+
+
 def test_long_retry_after_moves_to_the_fallback(router, scripted_server):
     scripted_server.enqueue(s.rate_limited(retry_after="3600"), s.anthropic_message("from haiku"))
     done = router.complete(ask(fallbacks=("claude-3-5-haiku",)))

@@ -16,11 +16,10 @@ import pytest
 from core import tokens
 from core.control import SYSTEM, Budget, ControlPlane, RateLimit
 from core.controls import Controls
-from core.errors import BadRequest, BudgetExceeded, RateLimited
+from core.errors import BadRequest, BudgetExceeded, RateLimitExceeded
 from core.pricing import load_catalog
 from core.providers import AnthropicProvider, DryRunProvider, OpenAIProvider
-from core.router import Router
-from core.router_embed import EmbedRequest
+from core.router import EmbedRequest, Router
 from core.settings import ProviderConfig, Settings
 from core.state import MemoryState
 from core.types import ChatRequest, Message
@@ -142,7 +141,7 @@ def test_key_scoped_budget_and_rate_limit_apply_to_that_key_only(costline_home: 
         with pytest.raises(BudgetExceeded, match="key=b"):
             r.complete(ask_(model="dryrun-small", key="b", max_tokens=50))
         r.complete(ask_(model="dryrun-small", key="c", max_tokens=20))
-        with pytest.raises(RateLimited, match="key=c"):
+        with pytest.raises(RateLimitExceeded, match="key=c"):
             r.complete(ask_(model="dryrun-small", key="c", max_tokens=20))
         r.log.flush()
         with Reader(r.settings.home) as rd:

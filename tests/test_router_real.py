@@ -94,12 +94,14 @@ def test_otel_span_follows_genai_conventions():
     assert span.name == "chat dryrun-small"
     assert a["gen_ai.operation.name"] == "chat"
     assert a["gen_ai.request.model"] == "dryrun-small"
-    assert a["gen_ai.usage.input_tokens"] == done.usage.prompt_tokens
+    # "hi" as one user message: 3 reply-priming + 3 framing + "user" 1 + "hi" 1 tokens
+    assert a["gen_ai.usage.input_tokens"] == 8 == done.usage.prompt_tokens
     assert a["gen_ai.usage.output_tokens"] == done.usage.completion_tokens
     assert a["gen_ai.request.max_tokens"] == 40
     assert a["costline.cost_usd"] == pytest.approx(float(done.cost.usd))
     assert a["costline.cache_hit"] is False and a["costline.org"] == "acme"
-    assert span.end_time >= span.start_time
+    span_ms = (span.end_time - span.start_time) / 1e6  # the span covers the call, no more
+    assert 0 < span_ms <= done.latency_ms + 50
 
 
 def test_otel_disabled_records_nothing():

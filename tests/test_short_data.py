@@ -12,8 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.analytics import forecast_spend
-from core.insights import scan_usage
+from core.insights import forecast_spend, scan_usage
 from core.usage import Filters, Reader, UsageEvent, UsageLog
 from tests.console_support import app, make_users
 

@@ -18,9 +18,8 @@ from console.queries import usage
 from console.selection import Selection
 from console.sidebar import LABELS, current_selection
 from core import reports
-from core.analytics import Advice, AdviceReport, Forecast
 from core.errors import ConfigError
-from core.insights import BudgetOutlook, Finding
+from core.insights import Advice, AdviceReport, BudgetOutlook, Finding, Forecast
 
 DIMENSIONS = {
     "total": "Total",

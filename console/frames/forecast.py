@@ -15,9 +15,8 @@ import pandas as pd
 from console.frames import budgets as budget_frames
 from console.frames.overview import next_period
 from console.selection import Money, Scope
-from core.analytics import Backtest, Forecast
 from core.export import escape_frame
-from core.insights import BudgetOutlook, Finding
+from core.insights import Backtest, BudgetOutlook, Finding, Forecast
 from core.reports import Utilisation
 
 

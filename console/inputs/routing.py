@@ -10,7 +10,6 @@ from typing import Any
 import pandas as pd
 
 from console.inputs.text import parse_int, text_value
-from core.analytics import Advice
 from core.control import (
     CacheSetting,
     RateLimit,
@@ -20,6 +19,7 @@ from core.control import (
     validate_policy,
 )
 from core.errors import ConfigError
+from core.insights import Advice
 from core.pricing import Catalog
 from core.settings import comma_list
 

@@ -17,8 +17,7 @@ from console import auth
 from console.queries.usage import reader
 from console.selection import Scope, today_in
 from core import clock, insights
-from core.analytics import AdviceReport, Forecast
-from core.insights import BudgetOutlook, Finding
+from core.insights import AdviceReport, BudgetOutlook, Finding, Forecast
 from core.pricing import load_catalog
 from core.usage import Filters
 

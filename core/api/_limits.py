@@ -5,7 +5,7 @@ from __future__ import annotations
 from core.api._coerce import to_json
 from core.api._http import ApiError, Call, Json, Op, Param, Reply
 from core.api._schemas import list_of, obj
-from core.state._levels import rate_levels, reset_rates
+from core.state import rate_levels, reset_rates
 
 
 def get_limits(call: Call) -> Json:

@@ -16,10 +16,7 @@ import orjson
 import pyarrow.parquet as pq
 
 from core.api._http import ApiError
-from core.usage import Filters, Reader
-from core.usage._query import ident
-from core.usage._schema import COLUMNS
-from core.usage._segments import SegmentInfo, scan, segments_dir
+from core.usage import COLUMNS, Filters, Reader, SegmentInfo, ident, scan, segments_dir
 
 LIST_COLUMNS = [c for c in COLUMNS if c not in ("prompt", "response")]
 FIRST_WINDOW = timedelta(hours=1)

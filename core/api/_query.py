@@ -12,8 +12,7 @@ from zoneinfo import ZoneInfo
 
 from core.api._http import ApiError, Call, Param
 from core.periods import PRESETS, local_midnight, range_bounds
-from core.usage import GRAINS, Filters
-from core.usage._rollups import ROLLUP_DIMS
+from core.usage import GRAINS, ROLLUP_DIMS, Filters
 
 FILTER_DIMS: tuple[str, ...] = tuple(
     d for d in ("org", "project", "user", "key", "model", "provider", "task") if d in ROLLUP_DIMS

@@ -15,8 +15,7 @@ from core.api._http import ApiError, Call, Json, Op, Param, money, not_found, pa
 from core.api._paging import decode_cursor, encode_cursor, page
 from core.api._query import FILTER_PARAMS, RANGE_PARAMS, filters, group_by
 from core.api._schemas import obj, page_of
-from core.usage import STATUSES
-from core.usage._schema import COLUMNS
+from core.usage import COLUMNS, STATUSES
 
 MONEY_COLUMNS = [c for c in COLUMNS if c.endswith("_picousd")]
 INT_COLUMNS = ("requests", "input_tokens", "output_tokens", "errors", "cache_hits")

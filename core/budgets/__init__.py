@@ -1,4 +1,4 @@
-"""Budgets: step 5 of the call path (DESIGN.md, "Budgets").
+"""Budgets: step 5 of the call path (docs/architecture.md, "The call path").
 
     guard = BudgetGuard(state, alerts=AlertSink(plane), canonical=catalog.canonical)
     snap = watcher.current()
@@ -10,6 +10,8 @@
 Windows are calendar windows in each budget's time zone (``window``); every matching budget
 applies (``matches``); ``BudgetGuard.status`` feeds the console.
 """
+
+from core.budgets._format import exceeded, threshold
 
 from ._decision import BudgetUse, Decision, Hold, Line, utilisation
 from ._guard import BudgetGuard, hard_cap
@@ -35,4 +37,6 @@ __all__ = [
     "scope_text",
     "utilisation",
     "window",
+    "exceeded",
+    "threshold",
 ]

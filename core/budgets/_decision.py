@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core.control import Budget
-from core.errors import BudgetExceeded, CostlineError, RateLimited
+from core.errors import BudgetExceeded, CostlineError, RateLimitExceeded
 
 from ._window import Window
 
@@ -68,7 +68,7 @@ class Decision:
     degrade: bool = False  # not admitted: re-route this non-critical call to a cheaper model
     degrade_to: str | None = None  # the budget's degrade target, if it names one
     blocked: BudgetExceeded | None = None
-    rate_limited: RateLimited | None = None
+    rate_limited: RateLimitExceeded | None = None
     budget: Budget | None = None  # the budget that blocked or asks to degrade
     utilisation: float | None = None  # that budget's utilisation before this call
     over_soft: bool = False  # admitted past a soft limit (critical or degraded call)

@@ -33,7 +33,7 @@ from decimal import Decimal
 from core import clock as clock_
 from core.alerts import AlertSink
 from core.control import Budget, RateLimit
-from core.errors import BudgetExceeded, RateLimited
+from core.errors import BudgetExceeded, RateLimitExceeded
 from core.ratelimits import describe
 from core.state import Delta, Settlement, State
 from core.types import ChatRequest, pico_to_usd
@@ -141,7 +141,7 @@ class BudgetGuard:
                 done.reason = describe(applied[adm.failed_index], adm.retry_after_s)
             else:
                 done.reason = "live state unavailable (fail-closed policy)"
-            done.rate_limited = RateLimited(
+            done.rate_limited = RateLimitExceeded(
                 done.reason, retry_after=retry, model=model, provider=provider
             )
             return done

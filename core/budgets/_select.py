@@ -4,7 +4,7 @@ A rate-limited or over-budget candidate is skipped in favour of the next. A cand
 'degrade' budget sends elsewhere is re-admitted as a degraded call on the target the router
 names (``degrade(decision)``; e.g. the budget's or the task policy's ``degrade_to``), or on the
 same model when there is none (it may then run to the budget's hard cap). When nothing is left
-the caller gets ``RateLimited`` (smallest ``retry_after``) if any candidate was rate-limited,
+the caller gets ``RateLimitExceeded`` (smallest ``retry_after``) if any candidate was rate-limited,
 else the first ``BudgetExceeded``.
 """
 
@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from core.control import Budget, RateLimit
-from core.errors import CostlineError, RateLimited
+from core.errors import CostlineError, RateLimitExceeded
 from core.types import ChatRequest
 
 from ._decision import Decision
@@ -101,7 +101,7 @@ def none_left(refused: Sequence[Decision], skipped: Sequence[tuple[str, str]]) -
         waits = [d.retry_after for d in limited if d.retry_after is not None]
         detail = "; ".join(f"{m}: {why}" for m, why in skipped)
         first = limited[0]
-        return RateLimited(
+        return RateLimitExceeded(
             f"no candidate can be called now ({detail})",
             retry_after=min(waits) if waits else None,
             model=first.model,
@@ -109,5 +109,5 @@ def none_left(refused: Sequence[Decision], skipped: Sequence[tuple[str, str]]) -
         )
     blocked = next((d.blocked for d in refused if d.blocked is not None), None)
     if blocked is None:  # not reachable: a refused decision is rate-limited or blocked
-        return RateLimited("no candidate was admitted: " + "; ".join(w for _, w in skipped))
+        return RateLimitExceeded("no candidate was admitted: " + "; ".join(w for _, w in skipped))
     return blocked

@@ -13,6 +13,9 @@ writes, audited, and versioned.
 
 from __future__ import annotations
 
+from core.control import _schema as tables
+from core.control._engine import write_tx
+
 from ._alerts import NOTIFY_MAX_AGE, default_severity
 from ._base import PERMISSIONS, can
 from ._engine import control_url, make_engine
@@ -61,6 +64,7 @@ from ._snapshot import ControlSnapshot
 from ._store import ControlPlane
 from ._tokens import TOKEN_PREFIX
 from ._validate import (
+    check_timezone,
     validate_budget,
     validate_cache_setting,
     validate_model_score,
@@ -77,6 +81,7 @@ from ._watch import Watcher
 from .auth import AccountLocked, LoginFailed, authenticate, ensure_admin
 
 __all__ = [
+    "check_timezone",
     "ALERT_KINDS",
     "ALERT_STATES",
     "BUDGET_ACTIONS",
@@ -144,4 +149,6 @@ __all__ = [
     "validate_username",
     "window_bounds",
     "window_key",
+    "tables",
+    "write_tx",
 ]

@@ -14,8 +14,9 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, Literal
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from core.errors import ConfigError
 from core.types import PICO
 
 RoleName = Literal["viewer", "engineer", "admin", "system"]
@@ -90,7 +91,7 @@ class _Defaults(Mapping[str, Any]):
 
     def __getitem__(self, key: str) -> Any:
         if key == "timezone" and os.environ.get("COSTLINE_TIMEZONE"):
-            return os.environ["COSTLINE_TIMEZONE"]
+            return env_timezone()
         return _FIXED_DEFAULTS[key]
 
     def __iter__(self) -> Iterator[str]:
@@ -98,6 +99,19 @@ class _Defaults(Mapping[str, Any]):
 
     def __len__(self) -> int:
         return len(_FIXED_DEFAULTS)
+
+
+def env_timezone() -> str:
+    """``$COSTLINE_TIMEZONE``, checked: an invalid zone is a ConfigError naming the variable."""
+    tz = os.environ.get("COSTLINE_TIMEZONE", "").strip() or "UTC"
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            f"COSTLINE_TIMEZONE {tz!r} is not an IANA time zone such as 'UTC' or 'Europe/Paris'",
+            field="COSTLINE_TIMEZONE",
+        ) from None
+    return tz
 
 
 # Settings used when nothing is stored (get_setting without a default falls back to these).

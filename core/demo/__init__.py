@@ -28,20 +28,18 @@ from typing import Any
 import pyarrow as pa
 
 from core import clock
-from core.control import SYSTEM, Actor, ControlPlane
-from core.control._validate import check_timezone
-from core.demo import _control, _store
+from core.control import SYSTEM, Actor, ControlPlane, check_timezone
+from core.demo import _control, _store, _table
+from core.demo import _generate as _gen
 from core.demo import _world as world
-from core.demo._generate import history
-from core.demo._table import DEMO_PREFIX, to_table
+from core.demo._table import DEMO_PREFIX
 from core.errors import ConfigError
-from core.importer import DataLoad, exact_sum
-from core.importer import _loads as loads
+from core.importer import DataLoad, exact_sum, loads
 from core.pricing import Catalog, load_catalog
-from core.types import pico_to_usd
 
 __all__ = [
     "DEMO_PREFIX",
+    "LOAD_ID",
     "DemoSummary",
     "generate_demo",
     "has_demo",
@@ -85,8 +83,8 @@ def _generate(
 ) -> tuple[pa.Table, Any]:
     if not 1 <= days <= 3660:
         raise ConfigError(f"days must be 1-3660, got {days}", field="days")
-    g = history(days, seed, now or clock.now(), catalog, check_timezone("tz", tz))
-    return to_table(g, seed, catalog), g
+    g = _gen.history(days, seed, now or clock.now(), catalog, check_timezone("tz", tz))
+    return _table.to_table(g, seed, catalog), g
 
 
 def _incident(day: date) -> str:
@@ -206,7 +204,3 @@ def _remove_locked(home: Path | None, engine: Any, actor: Actor) -> int:
         _control.unseed(plane, actor, d.get("control"), span)
     loads.release(engine, LOAD_ID, actor)
     return removed
-
-
-def total_usd(table: pa.Table) -> Decimal:
-    return pico_to_usd(exact_sum(table.column("cost_picousd").to_numpy()))

@@ -11,8 +11,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from core.budgets._format import threshold
-from core.budgets._window import window
+from core.budgets import threshold, window
 from core.control import Budget
 
 SCOPE_COLUMNS = {"org": "org", "project": "project", "user": "user", "model": "model"}

@@ -22,10 +22,15 @@ import pyarrow.parquet as pq
 
 from core.demo._table import DEMO_PREFIX
 from core.private import private_dir, private_open
-from core.usage import segments_dir, write_segment
-from core.usage._rollups import purge_source
-from core.usage._schema import conform
-from core.usage._segments import SegmentInfo, events_dir, scan
+from core.usage import (
+    SegmentInfo,
+    conform,
+    events_dir,
+    purge_source,
+    scan,
+    segments_dir,
+    write_segment,
+)
 
 
 @contextmanager

@@ -11,8 +11,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from core.budgets import hard_cap, window
-from core.budgets._format import exceeded
+from core.budgets import exceeded, hard_cap, window
 from core.demo import _world as w
 from core.demo._generate import (
     BLOCKED,
@@ -136,7 +135,7 @@ def _errors(
             cap,
         )
     for i in np.nonzero(c["status"] == RATE_LIMITED)[0].tolist():
-        kind[i] = "RateLimited"
+        kind[i] = "RateLimitExceeded"
         text[i] = f"rate limit {RATE_LIMIT_ID}: {users[c['user'][i]]} over 60 requests per 60 s"
     return kind, text
 

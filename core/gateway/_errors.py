@@ -38,6 +38,7 @@ from core.errors import (
     ProviderServerError,
     ProviderTimeout,
     RateLimited,
+    RateLimitExceeded,
     RequestError,
     RetryableError,
     UnpricedModel,
@@ -115,11 +116,11 @@ def from_costline(exc: CostlineError, resets_at: datetime | None = None) -> HTTP
     msg = exc.message
     if isinstance(exc, BudgetExceeded):
         return budget_error(exc, resets_at)
-    if isinstance(exc, RateLimited):
-        retry = exc.retry_after if exc.retry_after is not None else None
+    if isinstance(exc, RateLimitExceeded | RateLimited):
+        retry = exc.retry_after
         if retry is not None and math.isinf(retry):
             retry = None
-        if exc.status_code is None:  # Costline's own limit
+        if isinstance(exc, RateLimitExceeded):  # Costline's own limit
             return HTTPError(429, msg, "rate_limit_error", "rate_limit_exceeded", None, retry)
         return HTTPError(503, msg, "upstream_unavailable", "upstream_rate_limited", None, retry)
     if isinstance(exc, UsageLogUnavailable):

@@ -24,6 +24,7 @@ from core.state.base import make_key
 from core.state.memory import MemoryState
 from core.state.redis_state import RedisState
 from core.state.resilient import ResilientState
+from core.state.shared import SharedState
 
 from ._asgi import HeaderList
 
@@ -71,6 +72,8 @@ def headers(state: Any, limits: Sequence[RateLimit], key: VirtualKey) -> HeaderL
 def _backend(state: Any) -> Any:
     if isinstance(state, ResilientState):
         return state.primary if state.healthy else state.fallback
+    if isinstance(state, SharedState):  # rate buckets live in process memory
+        return state.local
     return state
 
 

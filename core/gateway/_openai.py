@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from core.router_embed import Embeddings, EmbedRequest
+from core.call import Embeddings, EmbedRequest
 from core.types import ChatRequest, Completion, Cost, Message, Usage
 
 from ._errors import bad_request

@@ -58,17 +58,19 @@ from sqlalchemy.engine import Engine
 from core import clock
 from core.control import SYSTEM, Actor
 from core.errors import ConfigError
-from core.importer import _loads, _replace
-from core.importer._csv import Source, dialect, read_bytes, read_columns, sample_rows
+from core.importer import _csv, _formats, _loads, _replace, _rows
+from core.importer._csv import Source
 from core.importer._fields import FIELDS, REQUIRED, SYNONYMS, suggest_mapping
-from core.importer._formats import DATE_ORDERS, DECIMALS, Question, questions
+from core.importer._formats import DATE_ORDERS, DECIMALS, Question
 from core.importer._loads import DataLoad, data_loads
 from core.importer._pricing import COST_COLUMNS, TOKEN_CLASSES, PricedColumns, price_columns
 from core.importer._result import BadRow, ImportResult
-from core.importer._rows import Rows, build_table, exact_sum, parse_rows
+from core.importer._rows import exact_sum
 from core.pricing import Catalog, load_catalog
 from core.types import pico_to_usd
 from core.usage import Reader, segments_dir, write_segment
+
+loads = _loads  # data-load bookkeeping in the control plane (the demo uses it)
 
 __all__ = [
     "COST_COLUMNS",
@@ -93,6 +95,7 @@ __all__ = [
     "read_preview",
     "replace_preview",
     "suggest_mapping",
+    "loads",
 ]
 
 _EXCLUSIVE_HINT = {"cached_input_tokens", "cache_write_tokens"}  # Costline's own export
@@ -115,13 +118,13 @@ class Preview:
 def read_preview(file: Source, *, max_rows: int = 20) -> Preview:
     """Columns, the first rows, the suggested mapping and the questions its columns raise
     (asked over the whole file, so a comma on line 9,000 is not missed)."""
-    data, _ = read_bytes(file)
-    d = dialect(data)
+    data, _ = _csv.read_bytes(file)
+    d = _csv.dialect(data)
     mapping = suggest_mapping(d.columns)
     names = {c.lower() for c in d.columns}
     return Preview(
         list(d.columns),
-        sample_rows(data, d, max_rows),
+        _csv.sample_rows(data, d, max_rows),
         mapping,
         not names >= _EXCLUSIVE_HINT,
         d.delimiter,
@@ -132,12 +135,12 @@ def read_preview(file: Source, *, max_rows: int = 20) -> Preview:
 
 def file_questions(file: Source, mapping: Mapping[str, str]) -> list[Question]:
     """The decimal-mark and date-order questions the mapped columns of the file raise."""
-    data, _ = read_bytes(file)
-    d = dialect(data)
+    data, _ = _csv.read_bytes(file)
+    d = _csv.dialect(data)
     cols = {f: c for f, c in mapping.items() if c in d.columns}
     if not cols:
         return []
-    table, _, _ = read_columns(data, d, list(dict.fromkeys(cols.values())))
+    table, _, _ = _csv.read_columns(data, d, list(dict.fromkeys(cols.values())))
     return _questions(table, cols)
 
 
@@ -153,12 +156,12 @@ def parse_sample(
 ) -> pd.DataFrame:
     """The first ``rows`` data rows as they would be imported (parsed timestamp, tokens,
     cost in USD, or the row's problem), for the mapping step's preview."""
-    data, _ = read_bytes(file)
-    d = dialect(data)
+    data, _ = _csv.read_bytes(file)
+    d = _csv.dialect(data)
     fields = _check_mapping(mapping, d.columns)
     head = b"\n".join(data.split(b"\n", rows + 1)[: rows + 1]) + b"\n"
-    table, lines, bad_lines = read_columns(head, d, list(dict.fromkeys(fields.values())))
-    parsed = parse_rows(
+    table, lines, bad_lines = _csv.read_columns(head, d, list(dict.fromkeys(fields.values())))
+    parsed = _rows.parse_rows(
         table,
         fields,
         REQUIRED,
@@ -239,9 +242,9 @@ def import_csv(
     ``replace=(source, start, end)`` first marks that source's rows in [start, end) for
     removal: they are removed once the file's rows are written (audited)."""
     t0 = time.perf_counter()
-    data, name = read_bytes(file)
+    data, name = _csv.read_bytes(file)
     sha = hashlib.sha256(data).hexdigest()
-    d = dialect(data)
+    d = _csv.dialect(data)
     fields = _check_mapping(mapping, d.columns)
     _check_answers([], decimal, date_order)
     catalog = catalog or load_catalog()
@@ -263,9 +266,9 @@ def import_csv(
                 duplicates=previous.rows,
                 seconds=time.perf_counter() - t0,
             )
-        table, lines, bad_lines = read_columns(data, d, list(dict.fromkeys(fields.values())))
+        table, lines, bad_lines = _csv.read_columns(data, d, list(dict.fromkeys(fields.values())))
         _check_answers(_questions(table, fields), decimal, date_order)
-        rows = parse_rows(
+        rows = _rows.parse_rows(
             table,
             fields,
             REQUIRED,
@@ -289,7 +292,7 @@ def import_csv(
             result.seconds = time.perf_counter() - t0  # a replace with no new rows: no-op
             return result
         meta = json.dumps({"import": sha[:12]} if replace is None else {"import": load_id[7:]})
-        events = build_table(rows.columns, rows.ids, source, meta)
+        events = _rows.build_table(rows.columns, rows.ids, source, meta)
         load = DataLoad(
             load_id,
             "import",
@@ -336,7 +339,7 @@ def import_csv(
 
 
 def _questions(table: pa.Table, fields: Mapping[str, str]) -> list[Question]:
-    return questions(
+    return _formats.questions(
         {f: pc.utf8_trim_whitespace(table[c].combine_chunks()) for f, c in fields.items()}
     )
 
@@ -361,7 +364,7 @@ def _check_answers(asked: list[Question], decimal: str | None, date_order: str |
 
 
 def _duplicates(
-    rows: Rows, home: Path | None, replace: tuple[str, datetime, datetime] | None
+    rows: _rows.Rows, home: Path | None, replace: tuple[str, datetime, datetime] | None
 ) -> np.ndarray:
     """Kept rows already in the log: the k-th row of the file with a key is a duplicate when
     the log holds k or more events with that key (outside a range being replaced)."""
@@ -402,7 +405,7 @@ def _duplicates(
 
 
 def _result(
-    rows: Rows, bad: list[BadRow], sha: str, read: int, fields: dict[str, str], dups: int
+    rows: _rows.Rows, bad: list[BadRow], sha: str, read: int, fields: dict[str, str], dups: int
 ) -> ImportResult:
     ts = rows.columns["ts"]
     n = int(rows.keep.sum())

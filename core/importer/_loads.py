@@ -20,9 +20,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from core import clock
-from core.control import SYSTEM, Actor, make_engine, migrate
-from core.control import _schema as s
-from core.control._engine import write_tx
+from core.control import SYSTEM, Actor, make_engine, migrate, write_tx
+from core.control import tables as s
 from core.errors import PermissionDenied
 from core.settings import costline_home
 from core.types import pico_to_usd

@@ -17,7 +17,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from core import clock
 from core.importer._formats import SLASH_DATE, iso_dates
 
 MAX_TOKENS = 10**12  # per row and class: more is a broken file, not usage
@@ -224,7 +223,3 @@ def finish(ck: Checker, columns: list[pa.Array]) -> Checked:
         blank &= _np_bool(pc.equal(c, ""))
     reasons = {i: r for i, r in ck.reasons.items() if not blank[i]}
     return Checked(~ck.bad_mask() & ~blank, blank, reasons)
-
-
-def utcnow() -> datetime:
-    return clock.now()

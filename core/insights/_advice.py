@@ -1,6 +1,6 @@
 """Savings advice from the usage log, priced with the real catalog.
 
-``core.analytics.advise`` reaches prices only through callables; here they come from the
+``advise`` (_advise.py) reaches prices only through callables; here they come from the
 ``Catalog`` (today's rates, base tier), the routing policies (which models a task may use)
 and the quality scores (the control plane's model scores, else the catalog's 0-100 quality).
 Response-cache and prompt-cache advice need logged prompts (``Settings.log_bodies_projects``):
@@ -16,10 +16,10 @@ from datetime import date, datetime, timedelta
 import pandas as pd
 
 from core import clock
-from core.analytics import TOKEN_CLASSES, AdviceReport, advise
-from core.analytics._advice_base import CachedRateRatio, Candidates, Quality, Reprice
 from core.control import ModelScore, RoutingPolicy
 from core.errors import UnpricedModel
+from core.insights._advice_base import CachedRateRatio, Candidates, Quality, Reprice
+from core.insights._advise import TOKEN_CLASSES, AdviceReport, advise
 from core.pricing import Catalog, price
 from core.types import Usage
 from core.usage import Filters, Reader
@@ -36,7 +36,7 @@ COLUMNS = (
     "cache_hit",
     "ai_called",
 )
-USER_SPLIT = "chr(10) || 'user: '"  # router_plan.prompt_text joins "role: content" lines
+USER_SPLIT = "chr(10) || 'user: '"  # core.call.record.prompt_text joins "role: content" lines
 SYSTEM_PART = f"split_part(prompt, {USER_SPLIT}, 1)"
 NO_PROMPTS = (
     "prompts are not logged (Settings.log_bodies_projects), so repeated requests"

@@ -1,7 +1,7 @@
 """Anomaly scans over the usage log: spend and request counts, per org and per model, daily
 and hourly, each finding attributed to the users, models and tasks that caused it.
 
-| grain | baseline (core.analytics.scan: robust z over the MAD) | material when excess >=     |
+| grain | baseline (_detect.scan: robust       z over the MAD) | material when excess >=     |
 |-------|-------------------------------------------------------|-----------------------------|
 | day   | the 28 days before                                    | 20% of the key's median day |
 | hour  | the same hour of day on the 28 days before            | 10% of the key's median day |
@@ -26,7 +26,8 @@ from typing import Any
 import pandas as pd
 
 from core import clock
-from core.analytics import Anomaly, Contributor, attribute_anomaly, scan
+from core.insights._attribution import attribute_anomaly
+from core.insights._detect import Anomaly, Contributor, scan
 from core.usage import Filters, Reader
 
 from ._series import local_midnight, local_today

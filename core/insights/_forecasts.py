@@ -17,10 +17,11 @@ from typing import Any
 import pandas as pd
 
 from core import clock
-from core.analytics import Exhaustion, Forecast, ForecastCache, exhaustion, forecast_spend
-from core.analytics.forecast import MAX_HORIZON, MIN_HORIZON
 from core.budgets import scope_text, window
 from core.control import Budget
+from core.insights._exhaustion import Exhaustion, exhaustion
+from core.insights._forecast_cache import ForecastCache
+from core.insights._forecast_model import MAX_HORIZON, MIN_HORIZON, Forecast, forecast_spend
 from core.types import pico_to_usd
 from core.usage import Filters, Reader
 
@@ -101,7 +102,7 @@ def forecasts_by(
     **params: Any,
 ) -> dict[str, Forecast]:
     """One forecast per value of ``dimension`` (the ``top`` by spend), fitted in parallel."""
-    from core.analytics import forecast_many
+    from core.insights._forecast_cache import forecast_many
 
     last = through or local_today(tz, now) - timedelta(days=1)
     f = scoped(filters, "total", None)

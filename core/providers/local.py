@@ -92,7 +92,7 @@ class LocalProvider(Provider):
             return await super().aembed(texts, model, dimensions)
         if dimensions not in (None, 384):
             raise BadRequest(f"dimensions: {model} has 384, got {dimensions}", model=model)
-        from core.cache._semantic import MiniLMEmbedder
+        from core.cache import MiniLMEmbedder
 
         if _EMBEDDER is None:
             _EMBEDDER = MiniLMEmbedder()

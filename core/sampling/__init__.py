@@ -1,5 +1,5 @@
 """Sampling gate (step 1 of the call path): per agent/task, call the model now, reuse the
-last answer, or batch LOW events into one call (DESIGN.md, "Sampling strategies").
+last answer, or batch LOW events into one call (docs/architecture.md, "The call path").
 
     gate = SamplingGate({"market_regime": SamplingConfig("periodic", interval_s=300)})
     d = gate.decide(Event("market_regime", "medium", signal=price))

@@ -46,11 +46,6 @@ from core.sampling._values import (
     Tentative,
 )
 
-# Enum members as module constants: class attribute lookups on enums are slow in 3.11.
-CRITICAL, HIGH, MEDIUM, LOW = Priority.CRITICAL, Priority.HIGH, Priority.MEDIUM, Priority.LOW
-ALWAYS, PERIODIC, ADAPTIVE = Strategy.ALWAYS, Strategy.PERIODIC, Strategy.ADAPTIVE
-CHANGE_BASED, THRESHOLD = Strategy.CHANGE_BASED, Strategy.THRESHOLD
-
 
 @dataclass(slots=True)
 class _KeyState:
@@ -109,15 +104,15 @@ class SamplingGate:
             cfg = self._configs.get(event.key)
             if cfg is None:
                 return Decision(event.key, True, "unconfigured")
-            if event.priority in (HIGH, MEDIUM):
+            if event.priority in (Priority.HIGH, Priority.MEDIUM):
                 _require_inputs(cfg, event)
             st = self._key_state(event.key)
             st.events += 1
-            if cfg.strategy is ADAPTIVE:
+            if cfg.strategy is Strategy.ADAPTIVE:
                 _observe(st, cfg, event.signal)
-            if event.priority is CRITICAL:
+            if event.priority is Priority.CRITICAL:
                 return self._call(st, event, now, "critical", tentative)
-            if event.priority is LOW:
+            if event.priority is Priority.LOW:
                 return self._add_low(st, cfg, event, now)
             call, reason = _strategy(st, cfg, event, now)
             if not call and not st.has_answer:
@@ -193,7 +188,7 @@ class SamplingGate:
         """The current ADAPTIVE interval of ``key`` (None for other strategies)."""
         with self._lock:
             cfg = self._configs.get(key)
-            if cfg is None or cfg.strategy is not ADAPTIVE:
+            if cfg is None or cfg.strategy is not Strategy.ADAPTIVE:
                 return None
             return _adaptive_interval(self._state.get(key, _KeyState()), cfg)
 
@@ -246,9 +241,9 @@ class SamplingGate:
 
 
 def _require_inputs(cfg: SamplingConfig, event: Event) -> None:
-    if cfg.strategy is CHANGE_BASED and event.signal is None:
+    if cfg.strategy is Strategy.CHANGE_BASED and event.signal is None:
         raise BadRequest(f"signal: required by the change_based strategy of {event.key!r}")
-    if cfg.strategy is THRESHOLD and event.score is None:
+    if cfg.strategy is Strategy.THRESHOLD and event.score is None:
         raise BadRequest(f"score: required by the threshold strategy of {event.key!r}")
 
 
@@ -260,16 +255,16 @@ def _strategy(st: _KeyState, cfg: SamplingConfig, event: Event, now: float) -> t
     if elapsed < cfg.min_interval_s:
         return False, "min_interval"
     kind = cfg.strategy
-    if kind is ALWAYS:
+    if kind is Strategy.ALWAYS:
         return True, "always"
-    if kind is PERIODIC:
+    if kind is Strategy.PERIODIC:
         assert cfg.interval_s is not None
         return (True, "interval_elapsed") if elapsed >= cfg.interval_s else (False, "not_due")
-    if kind is ADAPTIVE:
+    if kind is Strategy.ADAPTIVE:
         due = elapsed >= _adaptive_interval(st, cfg)
         return (True, "adaptive_due") if due else (False, "not_due")
     assert cfg.threshold is not None
-    if kind is CHANGE_BASED:
+    if kind is Strategy.CHANGE_BASED:
         assert event.signal is not None
         if st.last_signal is None:
             return True, "no_reference"

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from core.errors import BadRequest, ConfigError
 
 if TYPE_CHECKING:
-    from core.control._models import SamplingStrategy
+    from core.control import SamplingStrategy
 
 
 class Strategy(StrEnum):
@@ -168,19 +168,25 @@ class Event:
 
     @classmethod
     def of(
-        cls, key: str, priority: Priority, signal: float | None = None, score: float | None = None
+        cls,
+        key: str,
+        priority: Priority,
+        signal: float | None = None,
+        score: float | None = None,
+        payload: Any = None,
     ) -> Event:
-        """``Event(key, priority, signal=, score=)`` for a ``key`` that is a non-empty str and
-        a parsed ``priority`` (the router's case): only signal and score are checked."""
+        """``Event(key, priority, signal=, score=, payload=)`` for a ``key`` that is a
+        non-empty str and a parsed ``priority`` (the router's case): only signal and score
+        are checked."""
         if signal is not None or score is not None:
-            return cls(key, priority, signal=signal, score=score)
+            return cls(key, priority, signal=signal, score=score, payload=payload)
         ev = object.__new__(cls)
         init = object.__setattr__
         init(ev, "key", key)
         init(ev, "priority", priority)
         init(ev, "signal", None)
         init(ev, "score", None)
-        init(ev, "payload", None)
+        init(ev, "payload", payload)
         init(ev, "ts", None)
         return ev
 

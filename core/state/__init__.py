@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 
 from core.settings import costline_home
+from core.state._cluster import redis_client
+from core.state._levels import rate_levels, reset_rates
 from core.state.base import (
     DEFAULT_PREFIX,
     Admission,
@@ -46,6 +48,9 @@ __all__ = [
     "State",
     "make_key",
     "make_state",
+    "rate_levels",
+    "reset_rates",
+    "redis_client",
 ]
 
 

@@ -23,14 +23,29 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from core.usage._bucket import BucketConfig, mirror_for
+from core.usage._bucket_compact import compact_bucket
 from core.usage._compact import CompactResult, compact
+from core.usage._frame import split_records
 from core.usage._journal import recover
 from core.usage._log import UsageLog, log_health
+from core.usage._prune import prune
 from core.usage._quarantine import QuarantineSummary, quarantine_dir
 from core.usage._quarantine import summary as quarantine_summary
-from core.usage._query import DIMENSIONS, GRAINS, Filters
-from core.usage._schema import SCHEMA, STATUSES, Status, UsageEvent, rows_to_table
-from core.usage._segments import segments_dir, write_segment
+from core.usage._query import DIMENSIONS, GRAINS, TOKEN_COLUMNS, Filters, ident
+from core.usage._reader import _facts_sql as facts_view_sql
+from core.usage._reader import _view_sql as events_view_sql
+from core.usage._rollups import ROLLUP_DIMS, pruned_rollups, purge_source
+from core.usage._schema import COLUMNS, SCHEMA, STATUSES, Status, UsageEvent, conform, rows_to_table
+from core.usage._segments import (
+    SUFFIX,
+    SegmentInfo,
+    events_dir,
+    journal_dir,
+    scan,
+    segments_dir,
+    write_segment,
+)
 
 if TYPE_CHECKING:
     from core.usage._reader import Reader
@@ -55,6 +70,25 @@ __all__ = [
     "rows_to_table",
     "segments_dir",
     "write_segment",
+    "COLUMNS",
+    "ROLLUP_DIMS",
+    "SegmentInfo",
+    "conform",
+    "events_dir",
+    "ident",
+    "journal_dir",
+    "prune",
+    "purge_source",
+    "scan",
+    "BucketConfig",
+    "compact_bucket",
+    "SUFFIX",
+    "TOKEN_COLUMNS",
+    "events_view_sql",
+    "facts_view_sql",
+    "mirror_for",
+    "pruned_rollups",
+    "split_records",
 ]
 
 

@@ -64,7 +64,7 @@ def _pg_lock(name: str) -> Iterator[bool]:
     from sqlalchemy import create_engine, text
     from sqlalchemy.pool import NullPool
 
-    from core.control._engine import control_url
+    from core.control import control_url
 
     engine = create_engine(control_url(), poolclass=NullPool)
     try:
@@ -83,7 +83,7 @@ def _pg_lock(name: str) -> Iterator[bool]:
 
 @contextlib.contextmanager
 def _redis_lock(name: str) -> Iterator[bool]:
-    from core.state._cluster import redis_client
+    from core.state import redis_client
 
     client: Any = redis_client(os.environ["REDIS_URL"])
     key, token = f"costline:leader:{{{name}}}", secrets.token_hex(8)

@@ -33,8 +33,7 @@ from core import clock
 from core.control import ControlPlane
 from core.pricing import load_catalog
 from core.settings import costline_home
-from core.usage import DIMENSIONS, Reader
-from core.usage._prune import prune
+from core.usage import DIMENSIONS, Reader, prune
 from core.worker import _checks, _delivery
 from core.worker._settings import AlertSettings, load_settings
 

@@ -22,15 +22,19 @@ import traceback
 from pathlib import Path
 
 
-def run_module(mod: str, quick: bool) -> dict[str, object]:
-    """One module's figures, measured in this process."""
-    module = importlib.import_module(f"tests.bench.{mod}")
+def run_module(mod: str, quick: bool, path: str = "") -> dict[str, object]:
+    """One module's figures, measured in this process (``path``: a directory of modules
+    other than tests/bench, e.g. a test's temporary one)."""
+    if path:
+        sys.path.insert(0, path)
+    module = importlib.import_module(mod if path else f"tests.bench.{mod}")
     return dict(module.run(quick))
 
 
-def run_isolated(mod: str, quick: bool) -> dict[str, object]:
+def run_isolated(mod: str, quick: bool, path: str = "") -> dict[str, object]:
     """One module's figures, measured in a fresh interpreter (stderr passes through)."""
     cmd = [sys.executable, "-m", "tests.bench", "--module", mod] + (["--quick"] if quick else [])
+    cmd += ["--path", path] if path else []
     root = Path(__file__).resolve().parents[2]
     done = subprocess.run(cmd, cwd=root, stdout=subprocess.PIPE, text=True, check=False)
     if done.returncode != 0:
@@ -45,12 +49,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     ap.add_argument("--out", default="", help="also write the JSON to this file")
     ap.add_argument("--in-process", action="store_true", help="run every module in this process")
+    ap.add_argument("--path", default="", help="run the bench_*.py modules of this directory")
     ap.add_argument("--module", default="", help=argparse.SUPPRESS)  # one module, JSON out
     args = ap.parse_args(argv)
     if args.module:  # the child of run_isolated: COSTLINE_HOME is the parent's temp dir
-        print(json.dumps(run_module(args.module, args.quick)))
+        print(json.dumps(run_module(args.module, args.quick, args.path)))
         return 0
-    here = Path(__file__).parent
+    here = Path(args.path) if args.path else Path(__file__).parent
     results: dict[str, object] = {}
     failed = False
     with tempfile.TemporaryDirectory(prefix="costline-bench-") as tmp:
@@ -61,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             try:
                 run = run_module if args.in_process else run_isolated
-                results.update(run(mod, args.quick))
+                results.update(run(mod, args.quick, args.path))
             except Exception:
                 failed = True
                 traceback.print_exc()

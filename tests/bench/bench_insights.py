@@ -15,9 +15,9 @@ from pathlib import Path
 
 def run(quick: bool) -> dict[str, float]:
     from core import insights
-    from core.analytics import ForecastCache
     from core.control import ControlPlane
     from core.demo import load_demo
+    from core.insights import ForecastCache
     from core.pricing import load_catalog
     from core.usage import Reader
     from tests.console_support import ADMIN_PASSWORD, app, make_users

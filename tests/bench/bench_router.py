@@ -1,47 +1,59 @@
-"""Router overhead: Router.complete with the dryrun provider at zero latency, logging on."""
+"""Router overhead on the bare path (controls off): Router.complete with the dryrun provider
+at zero latency, logging on, over a corpus of distinct realistic prompts of mixed length
+(tests/bench/_prompts.py), garbage collection on.
+
+``cold``: each prompt's first call (nothing about it is cached anywhere); ``warm``: the same
+prompts again, several passes (token counts of texts up to 2,048 characters memoised; the memo
+holds 4,096 texts, so the corpus stays at 1,000 prompts per side to fit it). The limit
+measured in the same run is a bare call of the dryrun provider on the same requests (it
+counts the prompt too): ``*_vs_provider_x`` is router time / provider time, so machines of
+different speed can be compared.
+"""
 
 from __future__ import annotations
 
-import gc
 import time
+from collections.abc import Callable
 
+from core.providers import create
 from core.router import Router
 from core.settings import Settings
-from core.types import ChatRequest, Message
+from core.types import ChatRequest
+from tests.bench._prompts import corpus, quantile
 
 
-def _request() -> ChatRequest:
-    return ChatRequest(
-        messages=[Message("system", "You are terse."), Message("user", "Summarise: costs rose 4%")],
-        model="dryrun-small",
-        org="acme",
-        user="ann",
-        max_tokens=64,
-    )
-
-
-def measure(router: Router, n: int) -> list[float]:
-    for _ in range(500):  # warm caches, encodings, journal
-        router.complete(_request())
+def timed(call: Callable[[ChatRequest], object], requests: list[ChatRequest]) -> list[float]:
     out = []
-    gc.disable()
-    try:
-        for _ in range(n):
-            req = _request()
-            t0 = time.perf_counter()
-            router.complete(req)
-            out.append((time.perf_counter() - t0) * 1e6)
-    finally:
-        gc.enable()
+    for req in requests:
+        t0 = time.perf_counter()
+        call(req)
+        out.append((time.perf_counter() - t0) * 1e6)
     out.sort()
     return out
 
 
 def run(quick: bool) -> dict[str, float]:
-    n = 5_000 if quick else 50_000
-    with Router(Settings.from_env(), controls=False) as router:
-        t = measure(router, n)
+    n, passes = 1_000, 1 if quick else 5
+    settings = Settings.from_env()
+    provider = create(settings.provider("dryrun"))
+    model = "dryrun-small"
+    with Router(settings, controls=False) as router:
+        timed(router.complete, corpus(300, seed=9, model=model))  # encodings, journal
+        ours, theirs = corpus(n, seed=1, model=model), corpus(n, seed=2, model=model)
+        bare_cold = timed(lambda r: provider.complete(r, model), theirs)
+        cold = timed(router.complete, ours)
+        bare_warm = timed(lambda r: provider.complete(r, model), theirs * passes)
+        warm = timed(router.complete, ours * passes)
+    p50 = {k: quantile(v, 0.5) for k, v in (("cold", cold), ("warm", warm))}
+    base = {k: quantile(v, 0.5) for k, v in (("cold", bare_cold), ("warm", bare_warm))}
     return {
-        "router_overhead_p50_us": round(t[len(t) // 2], 1),
-        "router_overhead_p99_us": round(t[int(len(t) * 0.99)], 1),
+        "router_bare_prompts": n,
+        "router_bare_cold_p50_us": p50["cold"],
+        "router_bare_cold_p99_us": quantile(cold, 0.99),
+        "router_bare_warm_p50_us": p50["warm"],
+        "router_bare_warm_p99_us": quantile(warm, 0.99),
+        "provider_dryrun_cold_p50_us": base["cold"],
+        "provider_dryrun_warm_p50_us": base["warm"],
+        "router_bare_cold_vs_provider_x": round(p50["cold"] / base["cold"], 2),
+        "router_bare_warm_vs_provider_x": round(p50["warm"] / base["warm"], 2),
     }

@@ -5,13 +5,23 @@
 - log_ingest_cpu_us_per_event: CPU time of that run (all threads: appends and conversion)
   per event; unlike the rate, it barely depends on what else runs on the machine.
 - log_ingest_rss_mb: peak resident memory growth during that run (bounded: the journal is the
-  buffer, and a merge holds one chunk of rows, not the merged file).
+  buffer, and a merge holds one chunk of rows, not the merged file), sampled every 10 ms by
+  a thread (the converter threads' memory counts too).
+- raw_write_events_per_s: the limit measured in the same run - the same events turned into
+  Arrow tables (rows_to_table) and written straight to one Parquet file with pyarrow, no
+  journal; log_ingest_vs_raw_write = log_ingest_events_per_s / raw_write_events_per_s
+  (target >= 0.5).
 - log_idle_visible_ms: one append, then nothing: until a Reader sees it (the flush timer,
   flush_interval_s = 2 s by default, plus the conversion).
-- query_10m_rows_ms: Reader.spend_by(["model"], "day") over 10M events (1M with --quick),
-  median of 5 runs after one warm-up (query_10m_rows_cpu_ms: CPU time, all DuckDB threads).
-  The data is built with numpy/pyarrow and written through the same write_segment() the
-  log uses.
+- query_10m_rows_warm_ms: Reader.spend_by(["model"], "day") over 10M events (1M with
+  --quick), median of 5 runs after one warm-up, on files written seconds before: the page
+  cache is warm, so this is not a cold-disk figure (query_10m_rows_warm_cpu_ms: CPU time, all
+  DuckDB threads). The data is built with numpy/pyarrow and written through the same
+  write_segment() the log uses.
+- duckdb_10m_rows_warm_ms: the limit in the same run - the same SQL (spend_sql over the
+  same ``events``/``facts`` views) run by a bare DuckDB connection on the same files into a
+  DataFrame, same warm-up and median; query_10m_vs_duckdb_x = query / bare DuckDB (target
+  <= 1.2): what the Reader adds (snapshot scan, view refresh, locking, frame shaping).
 - usage_loadavg_1m: the machine's 1-minute load average when the module started.
 """
 
@@ -19,6 +29,7 @@ from __future__ import annotations
 
 import os
 import statistics
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,9 +37,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from core import clock
-from core.usage import SCHEMA, UsageEvent, UsageLog, segments_dir, write_segment
+from core.usage import SCHEMA, UsageEvent, UsageLog, rows_to_table, segments_dir, write_segment
+from core.usage._schema import event_row
 
 MODELS = [
     "gpt-4o",
@@ -81,22 +94,47 @@ def bench_ingest(home: Path, n: int) -> dict[str, float]:
     log = UsageLog(home)
     log.append(pool[0])
     log.flush()  # warm-up: imports, first segment
-    rss0 = peak = _rss_mb()
+    rss0 = _rss_mb()
+    peak = [rss0]
+    done = threading.Event()
+
+    def sample() -> None:  # from a thread: the converter's memory counts too
+        while not done.wait(0.01):
+            peak[0] = max(peak[0], _rss_mb())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     append = log.append
     cpu0 = time.process_time()
     t0 = time.perf_counter()
     for i in range(n):
         append(pool[i % 1000])
-        if i % 10_000 == 0:
-            peak = max(peak, _rss_mb())
     log.close()
     elapsed = time.perf_counter() - t0
     cpu = time.process_time() - cpu0
+    done.set()
+    sampler.join()
+    rate = n / elapsed
+    raw = raw_write_rate(home / "raw.parquet", pool, n)
     return {
-        "log_ingest_events_per_s": round(n / elapsed),
+        "log_ingest_events_per_s": round(rate),
         "log_ingest_cpu_us_per_event": round(cpu / n * 1e6, 2),
-        "log_ingest_rss_mb": round(max(peak, _rss_mb()) - rss0, 1),
+        "log_ingest_rss_mb": round(max(peak[0], _rss_mb()) - rss0, 1),
+        "raw_write_events_per_s": round(raw),
+        "log_ingest_vs_raw_write": round(rate / raw, 2),
     }
+
+
+def raw_write_rate(path: Path, pool: list[UsageEvent], n: int, chunk: int = 100_000) -> float:
+    """Events per second of the same events written straight to Parquet with pyarrow."""
+    t0 = time.perf_counter()
+    with pq.ParquetWriter(path, SCHEMA) as writer:
+        for first in range(0, n, chunk):
+            rows = [event_row(pool[i % len(pool)]) for i in range(first, min(n, first + chunk))]
+            writer.write_table(rows_to_table(rows))
+    rate = n / (time.perf_counter() - t0)
+    path.unlink()
+    return rate
 
 
 def _bench_table(
@@ -197,12 +235,38 @@ def bench_query(home: Path, rows: int) -> dict[str, float]:
         cpu.append((time.process_time() - c0) * 1e3)
     assert int(df["requests"].sum()) == rows
     reader.close()
+    query, bare = statistics.median(times), bare_duckdb_ms(home)
     return {
-        "query_10m_rows_ms": round(statistics.median(times), 1),
-        "query_10m_rows_cpu_ms": round(statistics.median(cpu), 1),
+        "query_10m_rows_warm_ms": round(query, 1),
+        "query_10m_rows_warm_cpu_ms": round(statistics.median(cpu), 1),
+        "duckdb_10m_rows_warm_ms": round(bare, 1),
+        "query_10m_vs_duckdb_x": round(query / bare, 2),
         "query_rows": rows,
         "query_build_s": round(build_s, 1),
     }
+
+
+def bare_duckdb_ms(home: Path) -> float:
+    """The Reader's SQL run by bare DuckDB on the same files: median of 5 after a warm-up."""
+    import duckdb
+
+    from core.usage import Filters
+    from core.usage._query import spend_sql
+    from core.usage._reader import _facts_sql
+
+    files = sorted(str(p) for p in segments_dir(home).glob("*.parquet"))
+    con = duckdb.connect()
+    con.execute(f"CREATE VIEW events AS SELECT * FROM read_parquet({files!r})")
+    con.execute(_facts_sql([]))
+    sql, params = spend_sql(["model"], "day", Filters(), "UTC", "BIGINT")
+    con.sql(sql, params=params).df()
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        con.sql(sql, params=params).df()
+        times.append((time.perf_counter() - t0) * 1e3)
+    con.close()
+    return statistics.median(times)
 
 
 def bench_idle(home: Path) -> dict[str, float]:

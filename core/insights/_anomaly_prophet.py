@@ -10,7 +10,7 @@ from statistics import NormalDist
 import numpy as np
 import pandas as pd
 
-from core.analytics._prophet import fit_and_sample
+from core.insights._prophet import fit_and_sample
 
 MIN_POINTS = 14
 

@@ -14,8 +14,8 @@ from datetime import date, datetime, timedelta
 
 import pandas as pd
 
-from core.analytics.anomalies import Anomaly, Contributor
 from core.errors import ConfigError
+from core.insights._detect import Anomaly, Contributor
 
 PICO = 10**12
 Dim = str | tuple[str, ...]

@@ -113,7 +113,7 @@ def project(
     act = activity(hist)
     if not act.fit:
         return run_rate(hist, periods, widths, reason=act.message())
-    from core.analytics._prophet import fit_and_sample
+    from core.insights._prophet import fit_and_sample
 
     try:
         run = fit_and_sample(

@@ -9,7 +9,7 @@
 - No spend in the last 14+ days of the history (data that ended long ago): no model is fitted
   to the idle days; a $0 run-rate and "no spend since DATE".
 - Missing days count as $0 (the message says so when more than a few are missing).
-- Every forecast carries a backtest (see ``core.analytics.backtest``) unless ``backtest=False``.
+- Every forecast carries a backtest (see ``core.insights._backtest``) unless ``backtest=False``.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from datetime import date
 
 import pandas as pd
 
-from core.analytics._projection import activity, prepare_history, project, run_rate
-from core.analytics.backtest import Backtest, default_holdout, run_backtest
 from core.errors import ConfigError
+from core.insights._backtest import Backtest, default_holdout, run_backtest
+from core.insights._projection import activity, prepare_history, project, run_rate
 
 MIN_HORIZON, MAX_HORIZON = 7, 180
 MANY_MISSING_SHARE = 0.10

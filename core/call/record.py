@@ -1,21 +1,52 @@
-"""Step 8's records: the usage event of a call's outcome, and the Completion of a failed one.
-
-Every outcome (success, failed attempt, cache hit, skip, block) becomes exactly one event.
-"""
+"""Step 8, record: every outcome (success, failed attempt, cache hit, skip, block) becomes
+exactly one usage event, plus an OpenTelemetry span when tracing is on."""
 
 from __future__ import annotations
 
-from core import tokens
-from core.errors import BudgetExceeded, CostlineError, RateLimited, UnpricedModel
+from core import clock, tokens
+from core.errors import BudgetExceeded, CostlineError, RateLimitExceeded, UnpricedModel
 from core.pricing import price
-from core.router_plan import Candidate, Plan, prompt_text
-from core.types import Completion, Cost, Usage
-from core.usage import UsageEvent
-from core.usage._schema import Status
+from core.types import ChatRequest, Completion, Cost, Usage
+from core.usage import Status, UsageEvent
+
+from .context import Context
+from .state import Call, Candidate
+
+__all__ = ["estimated_usage", "failed_call", "prompt_text", "record", "record_error", "usage_event"]
+
+
+def record(
+    ctx: Context,
+    call: Call,
+    cand: Candidate,
+    attempt: int,
+    status: Status,
+    done: Completion,
+    exc: CostlineError | None,
+) -> None:
+    """Append the event of one outcome to the usage log and trace it."""
+    project = call.req.project
+    bodies = project is not None and project in ctx.settings.log_bodies_projects
+    ctx.log.append(usage_event(call, cand, attempt, status, done, exc, bodies=bodies))
+    ctx.tracer.record(call.start_ns, call.req, done, exc)
+
+
+def record_error(
+    ctx: Context,
+    call: Call,
+    cand: Candidate | None,
+    exc: CostlineError,
+    attempt: int,
+    partial: str = "",
+) -> Cost:
+    """Record a failed attempt (``attempt`` 0: a call stopped before any); returns its cost."""
+    cand, failed, status = failed_call(call, cand, exc, attempt, partial)
+    record(ctx, call, cand, attempt, status, failed, exc)
+    return failed.cost
 
 
 def usage_event(
-    plan: Plan,
+    call: Call,
     cand: Candidate,
     attempt: int,
     status: Status,
@@ -25,10 +56,10 @@ def usage_event(
     bodies: bool,
 ) -> UsageEvent:
     """The event for one attempt's outcome; prompt and response only when ``bodies``."""
-    req, u, c = plan.req, done.usage, done.cost
+    req, u, c = call.req, done.usage, done.cost
     return UsageEvent(
         request_id=req.request_id,
-        ts=plan.now(),
+        ts=clock.now(),
         org=req.org,
         project=req.project,
         user=req.user,
@@ -37,7 +68,7 @@ def usage_event(
         tags=req.tags,
         provider=cand.provider,
         model=cand.model,
-        requested_model=plan.requested_model or None,
+        requested_model=call.requested_model or None,
         status=status,
         error_type=exc.error_type if exc else None,
         error_message=exc.message if exc else None,
@@ -60,7 +91,7 @@ def usage_event(
         ttft_ms=done.ttft_ms,
         cache_hit=done.cache_hit,
         ai_called=done.ai_called,
-        degraded=plan.degraded,
+        degraded=call.degraded,
         route_reason=done.route_reason,
         criticality=req.criticality,
         source=req.source,
@@ -73,6 +104,11 @@ def usage_event(
     )
 
 
+def prompt_text(req: ChatRequest) -> str:
+    """The prompt as stored when bodies are logged: one 'role: content' line per message."""
+    return "\n".join(f"{m.role}: {m.content}" for m in req.messages)
+
+
 def estimated_usage(cand: Candidate, text: str) -> Usage:
     """Usage a provider did not report: the prompt as counted, ``text`` as the output."""
     out = tokens.count_text(cand.model, text)
@@ -80,30 +116,30 @@ def estimated_usage(cand: Candidate, text: str) -> Usage:
 
 
 def failed_call(
-    plan: Plan, cand: Candidate | None, exc: CostlineError, attempt: int, partial: str = ""
+    call: Call, cand: Candidate | None, exc: CostlineError, attempt: int, partial: str = ""
 ) -> tuple[Candidate, Completion, Status]:
     """(candidate, Completion, status) of a failed attempt or a call stopped before any.
 
     A stream cut mid-way was still generated (and billed): its partial text is estimated and
     priced, never $0. ``attempt`` 0 means no provider was called.
     """
-    model = plan.req.model or exc.model or ""
+    model = call.req.model or exc.model or ""
     cand = cand or Candidate(model, exc.provider or "", model, None)
     usage, cost = Usage(), Cost(unpriced=isinstance(exc, UnpricedModel))
     if partial:
         usage = estimated_usage(cand, partial)
         cost = price(usage, cand.row) if cand.row else Cost(unpriced=True)
-    failed = plan.completion(
+    failed = call.completion(
         cand,
         partial,
         usage,
         cost,
         ai_called=attempt > 0,
-        reason=None if cand.model else plan.route_reason,
+        reason=None if cand.model else call.route_reason,
     )
     status: Status = "error"
     if isinstance(exc, BudgetExceeded):
         status = "blocked"
-    elif isinstance(exc, RateLimited) and attempt == 0:
+    elif isinstance(exc, RateLimitExceeded):
         status = "rate_limited"
     return cand, failed, status

@@ -17,9 +17,9 @@ from decimal import Decimal
 import numpy as np
 import pandas as pd
 
-from core.analytics._projection import interval_label
-from core.analytics.forecast import Forecast
 from core.errors import ConfigError
+from core.insights._forecast_model import Forecast
+from core.insights._projection import interval_label
 
 TAIL_DAYS = 7  # beyond the forecast horizon: extend flat at the mean of its last week
 

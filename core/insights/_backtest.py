@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from core.analytics._projection import interval_label, project
+from core.insights._projection import interval_label, project
 
 SEASON = 7
 

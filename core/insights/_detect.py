@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.analytics._windows import trailing_stats
 from core.errors import ConfigError
+from core.insights._windows import trailing_stats
 
 METHODS = ("mad", "iqr", "prophet")
 THRESHOLDS = {"mad": 3.5, "iqr": 2.0}
@@ -124,7 +124,7 @@ def scan(
     has_key = "key" in frame.columns
     x = wide.to_numpy(dtype=float)
     if method == "prophet":
-        from core.analytics._anomaly_prophet import prophet_flags
+        from core.insights._anomaly_prophet import prophet_flags
 
         exp, score, flags = prophet_flags(wide, freq, interval, rel_floor, direction)
     else:

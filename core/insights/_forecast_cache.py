@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import pandas as pd
 
-from core.analytics.forecast import Forecast, forecast_spend
+from core.insights._forecast_model import Forecast, forecast_spend
 
 K = TypeVar("K", bound=Hashable)
 CacheKey = tuple[str, str, str, int, str]

@@ -23,7 +23,7 @@ from decimal import Decimal
 
 import pandas as pd
 
-from core.analytics._advice_base import (
+from core.insights._advice_base import (
     TOKEN_CLASSES,
     Advice,
     CachedRateRatio,
@@ -35,7 +35,7 @@ from core.analytics._advice_base import (
     observed_days,
     usd_text,
 )
-from core.analytics._cache_advice import prompt_caching, response_cache
+from core.insights._cache_advice import prompt_caching, response_cache
 
 __all__ = [
     "TOKEN_CLASSES",
@@ -53,6 +53,7 @@ NOT_MODEL_ERRORS = frozenset(
     {
         "BudgetExceeded",
         "PolicyError",
+        "RateLimitExceeded",
         "RequestError",
         "BadRequest",
         "ContextWindowExceeded",

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from core.analytics._advice_base import (
+from core.insights._advice_base import (
     Advice,
     CachedRateRatio,
     Reprice,

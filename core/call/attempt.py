@@ -1,0 +1,110 @@
+"""Step 6, attempt: the one attempt engine behind complete, acomplete, stream, astream and
+aembed.
+
+``attempts(ctx, call)`` yields one ``Attempt`` per provider call: each admitted candidate
+(step 5) up to ``RetryPolicy.max_attempts`` times. The caller - a thin sync or async adapter
+in ``core/router.py`` or ``embed.py`` - does only the I/O and reports how the attempt ended:
+
+    for att in attempts(ctx, call):
+        try:
+            result = att.provider.complete(call.req, att.cand.provider_model)
+        except CostlineError as exc:
+            sleep(att.fail(exc))    # records it; 0 when moving on to the next candidate
+            continue
+        return att.settle(result)
+    raise call.exhausted()
+
+A stream reports each text chunk with ``att.chunk(text)`` (time to first token is measured
+from the start of this attempt, not the call) and ``att.abandon()`` when its consumer left.
+Retries and fallbacks happen only before the first chunk reaches the caller: ``fail`` after
+a chunk re-raises the error.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+from core.errors import CostlineError
+from core.providers import Provider, ProviderResult
+from core.types import Completion
+
+from . import settle
+from .admit import next_candidate
+from .context import Context
+from .state import Call, Candidate
+
+__all__ = ["Attempt", "attempts"]
+
+
+def attempts(ctx: Context, call: Call) -> Iterator[Attempt]:
+    """Every attempt of the call, candidate by candidate, until the caller stops asking."""
+    while (cand := next_candidate(ctx, call)) is not None:
+        provider = ctx.provider(cand.provider)
+        for n in range(1, ctx.retry.max_attempts + 1):
+            att = Attempt(ctx, call, cand, provider, n)
+            yield att
+            if not att.retry:
+                break
+
+
+class Attempt:
+    """One provider call of one candidate, from its start to its outcome."""
+
+    __slots__ = ("call", "cand", "ctx", "done", "n", "parts", "provider", "retry", "t0", "ttft_ms")
+
+    def __init__(
+        self, ctx: Context, call: Call, cand: Candidate, provider: Provider, n: int
+    ) -> None:
+        self.ctx, self.call, self.cand, self.provider, self.n = ctx, call, cand, provider, n
+        self.parts: list[str] = []  # text already passed to the caller (streams)
+        self.ttft_ms: float | None = None
+        self.retry = True  # after a failure: another attempt of the same candidate?
+        self.done: Completion | None = None
+        self.t0 = time.perf_counter()
+
+    def elapsed_ms(self) -> float:
+        return (time.perf_counter() - self.t0) * 1000
+
+    def chunk(self, text: str) -> str:
+        """A streamed text chunk on its way to the caller."""
+        if self.ttft_ms is None:
+            self.ttft_ms = self.elapsed_ms()
+        self.parts.append(text)
+        return text
+
+    def settle(self, result: ProviderResult) -> Completion:
+        """The attempt succeeded: price, settle and record it (steps 7 and 8)."""
+        self.done = settle.settle(
+            self.ctx,
+            self.call,
+            self.cand,
+            self.n,
+            result,
+            streamed="".join(self.parts),
+            ttft_ms=self.ttft_ms,
+            latency_ms=self.elapsed_ms(),
+        )
+        return self.done
+
+    def settle_embedding(self, reported_tokens: int | None) -> Completion:
+        self.done = settle.settle_embedding(self.ctx, self.call, self.cand, self.n, reported_tokens)
+        return self.done
+
+    def fail(self, exc: CostlineError) -> float:
+        """The attempt failed: record it; the seconds to wait before the next attempt.
+        Raises ``exc`` when text was already streamed (no silent retry after a chunk)."""
+        partial = "".join(self.parts)
+        delay = settle.failed(
+            self.ctx, self.call, self.cand, self.n, exc, self.elapsed_ms(), partial
+        )
+        if partial:
+            raise exc
+        self.retry = delay is not None
+        return delay or 0.0
+
+    def abandon(self) -> None:
+        """The stream's consumer went away before the end (the upstream call is closed)."""
+        if self.done is None:
+            partial = "".join(self.parts)
+            settle.abandoned(self.ctx, self.call, self.cand, self.n, partial, self.ttft_ms)

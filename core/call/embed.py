@@ -1,0 +1,111 @@
+"""Embeddings on the same steps as a chat call, without sampling, cache or routing: route
+resolves the one model (an unknown one is ``UnpricedModel``), estimate counts the input
+tokens, admit reserves against every matching budget and rate limit, the attempt engine calls
+the provider (retries as the router's policy says), settle prices the tokens the provider
+reported (or the count, flagged as estimated) and record logs one event per attempt.
+See docs/gateway.md, "Embeddings".
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from core.errors import BadRequest, CostlineError
+from core.types import ChatRequest, Cost, Message, Usage, new_request_id
+from core.validate import check_request
+
+from .admit import finish
+from .attempt import attempts
+from .context import Context
+from .estimate import count_inputs
+from .record import record_error
+from .route import candidate
+from .state import Call
+
+__all__ = ["EmbedRequest", "Embeddings", "aembed"]
+
+
+@dataclass(slots=True)
+class EmbedRequest:
+    inputs: list[str]
+    model: str
+    dimensions: int | None = None
+    org: str | None = None
+    project: str | None = None
+    user: str | None = None
+    task: str | None = None
+    app: str | None = None
+    key: str | None = None
+    criticality: str = "normal"
+    tags: tuple[str, ...] = ()
+    source: str = "app"
+    request_id: str = field(default_factory=new_request_id)
+
+
+@dataclass(slots=True)
+class Embeddings:
+    vectors: list[list[float]]
+    usage: Usage
+    cost: Cost
+    model: str
+    provider: str
+    latency_ms: float
+    request_id: str
+
+
+async def aembed(ctx: Context, req: EmbedRequest) -> Embeddings:
+    """The async adapter: one embeddings request through the steps."""
+    if not req.inputs or not all(isinstance(t, str) and t for t in req.inputs):
+        raise BadRequest("input: give one or more non-empty strings")
+    view = check_request(_chat_view(req))
+    ctx.log.check()  # UsageLogUnavailable before any provider is paid
+    call = Call(view, req.model, f"{req.model}: requested", embedding=True)
+    try:
+        cand = candidate(ctx, req.model)
+    except CostlineError as exc:
+        record_error(ctx, call, None, exc, 0)
+        raise
+    cand.prompt_tokens = count_inputs(cand.model, req.inputs)
+    if ctx.controls is not None:
+        call.snap = ctx.controls.snapshot()
+    call.pending = [cand]
+    try:
+        for att in attempts(ctx, call):
+            try:
+                got = await att.provider.aembed(req.inputs, cand.provider_model, req.dimensions)
+            except CostlineError as exc:
+                await asyncio.sleep(att.fail(exc))
+                continue
+            done = att.settle_embedding(got.input_tokens)
+            return Embeddings(
+                got.vectors,
+                done.usage,
+                done.cost,
+                cand.model,
+                cand.provider,
+                done.latency_ms,
+                req.request_id,
+            )
+        raise call.exhausted()
+    finally:
+        finish(ctx, call)
+
+
+def _chat_view(req: EmbedRequest) -> ChatRequest:
+    """The request as budgets, rate limits and the usage log see it."""
+    return ChatRequest(
+        messages=[Message("user", "\n".join(req.inputs))],
+        model=req.model,
+        task=req.task,
+        org=req.org,
+        project=req.project,
+        user=req.user,
+        app=req.app,
+        key=req.key,
+        criticality=req.criticality,  # type: ignore[arg-type]
+        tags=req.tags,
+        cache=False,
+        source=req.source,
+        request_id=req.request_id,
+    )

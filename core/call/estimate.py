@@ -1,0 +1,65 @@
+"""Step 3, estimate: prompt tokens per candidate (tiktoken, offline), whether the candidate's
+context window holds them, and the reservation - an upper bound of the call's cost and tokens
+that the budget guard holds while the call runs."""
+
+from __future__ import annotations
+
+from core import tokens
+from core.budgets import Estimate
+from core.errors import ContextWindowExceeded
+from core.pricing import max_cost
+
+from .context import Context
+from .state import Call, Candidate
+
+__all__ = ["count", "count_inputs", "fit", "reservation"]
+
+DEFAULT_OUTPUT = 4096  # max_tokens when neither the request nor the catalog sets one
+
+
+def count(call: Call, model: str) -> tokens.TokenCount:
+    """Prompt tokens for ``model``, counted once per tokenizer (candidates share them)."""
+    key = (tokens.encoding_name_for(model), tokens.is_openai_tokenizer(model))
+    got = call.counts.get(key)
+    if got is None:
+        got = call.counts[key] = tokens.count_messages(model, call.req.messages)
+    return got
+
+
+def fit(ctx: Context, call: Call, cand: Candidate) -> bool:
+    """Count the prompt for ``cand``; False (remembering why) if it can't fit its window.
+    An embeddings call's inputs are counted once, by ``count_inputs``."""
+    if call.embedding:
+        return True
+    n = cand.prompt_tokens = count(call, cand.model).tokens
+    if cand.row is None:
+        return True
+    cand.row = ctx.catalog.lookup(cand.model, prompt_tokens=n)  # the tier for this prompt
+    window = cand.row.context_window
+    out = call.req.max_tokens or 0
+    if window and n + out > window:
+        call.too_big = call.too_big or ContextWindowExceeded(
+            f"{cand.model}: prompt {n} + max_tokens {out} = {n + out} tokens exceeds its"
+            f" context window of {window}",
+            tokens=n + out,
+            window=window,
+            model=cand.model,
+            provider=cand.provider,
+        )
+        return False
+    return True
+
+
+def count_inputs(model: str, inputs: list[str]) -> int:
+    """Input tokens of an embeddings request: each input's text, no chat framing."""
+    return sum(tokens.count_text(model, t) for t in inputs)
+
+
+def reservation(call: Call, cand: Candidate) -> Estimate:
+    """The reservation: an upper bound of this call's cost and tokens."""
+    if call.embedding:  # no output tokens
+        cost = max_cost(cand.row, cand.prompt_tokens, 0) if cand.row else 0
+        return Estimate(cand.model, cand.provider, cost, cand.prompt_tokens)
+    out = call.req.max_tokens or (cand.row.max_output_tokens if cand.row else 0) or DEFAULT_OUTPUT
+    cost = max_cost(cand.row, cand.prompt_tokens, out) if cand.row else 0
+    return Estimate(cand.model, cand.provider, cost, cand.prompt_tokens + out)

@@ -1,0 +1,132 @@
+"""Step 7, settle: usage from the provider (estimated, and flagged, only when it reports
+none), cost from the catalog, and the outcome settled everywhere it counts: the budget
+reservation to the actual cost, the routing engine's latency and health, the response cache,
+the sampling gate's last answer. Each outcome is then recorded (step 8)."""
+
+from __future__ import annotations
+
+from core.errors import ClientDisconnected, CostlineError, MalformedResponse, RetryableError
+from core.pricing import price, prompt_cache_saving
+from core.providers import ProviderResult
+from core.types import Completion, Cost, Usage
+from core.validate import MAX_USAGE_TOKENS, checked_usage
+
+from .context import Context
+from .record import estimated_usage, record, record_error
+from .state import Call, Candidate
+
+__all__ = ["abandoned", "failed", "settle", "settle_embedding"]
+
+
+def settle(
+    ctx: Context,
+    call: Call,
+    cand: Candidate,
+    attempt: int,
+    result: ProviderResult,
+    *,
+    streamed: str,
+    ttft_ms: float | None,
+    latency_ms: float,
+) -> Completion:
+    """The Completion of a successful attempt (``streamed``: the text already streamed)."""
+    text = result.text or streamed
+    usage = checked_usage(result.usage)  # absurd or negative counts: estimated instead
+    if usage is None:  # provider reported none: estimate, never $0
+        usage = estimated_usage(cand, text)
+    cost = price(usage, cand.row, batch=call.req.batch) if cand.row else Cost(unpriced=True)
+    done = call.completion(
+        cand,
+        text,
+        usage,
+        cost,
+        ttft_ms=ttft_ms,
+        finish_reason=result.finish_reason,
+        choices=result.choices,
+    )
+    if cand.row is not None and (usage.cached_input_tokens or usage.cache_write_tokens):
+        done.saved = prompt_cache_saving(usage, cand.row)  # provider prompt caching
+    ctl = ctx.controls
+    if ctl is not None:
+        total = cost.total
+        _settle_reservation(ctx, call, total, usage.total_tokens)
+        ctl.routing.observe(cand.model, latency_ms, True)
+        if not call.degraded:  # a cheaper model's answer never stands for the task's
+            ctl.cache.put(call.req, done, key=call.cache_key)
+        if call.gate_key is not None:  # the answer to reuse; counts the tentative call
+            ctl.gate.record_answer(call.gate_key, done, total, call=call.gate_call)
+            call.gate_call = None
+    record(ctx, call, cand, attempt, "ok", done, None)
+    return done
+
+
+def settle_embedding(
+    ctx: Context, call: Call, cand: Candidate, attempt: int, reported: int | None
+) -> Completion:
+    """An embeddings attempt: tokens as the provider reported them, else as counted here
+    (flagged as estimated)."""
+    if reported is not None and not (
+        isinstance(reported, int) and 0 <= reported <= MAX_USAGE_TOKENS
+    ):
+        reported = None  # absurd or negative: counted here instead, flagged
+    n = reported if reported is not None else cand.prompt_tokens
+    usage = Usage(input_tokens=n, estimated=reported is None)
+    cost = price(usage, cand.row) if cand.row else Cost(unpriced=True)
+    _settle_reservation(ctx, call, cost.total, usage.total_tokens)
+    done = call.completion(cand, "", usage, cost)
+    record(ctx, call, cand, attempt, "ok", done, None)
+    return done
+
+
+def failed(
+    ctx: Context,
+    call: Call,
+    cand: Candidate,
+    attempt: int,
+    exc: CostlineError,
+    latency_ms: float,
+    partial: str = "",
+) -> float | None:
+    """Record the failed attempt; return the delay before retrying, or None to move on.
+    A stream cut after ``partial`` text was billed: its estimate settles the reservation."""
+    exc.provider = exc.provider or cand.provider
+    exc.model = exc.model or cand.model
+    call.last = exc
+    ctl = ctx.controls
+    if ctl is not None:
+        retryable = isinstance(exc, RetryableError | MalformedResponse)
+        ctl.routing.observe(cand.model, latency_ms, False, retryable)
+    cost = record_error(ctx, call, cand, exc, attempt, partial)
+    if partial:
+        _settle_reservation(ctx, call, cost.total, cand.prompt_tokens)
+    return ctx.delay(attempt, exc)
+
+
+def abandoned(
+    ctx: Context,
+    call: Call,
+    cand: Candidate,
+    attempt: int,
+    partial: str,
+    ttft_ms: float | None,
+) -> None:
+    """A stream whose consumer left mid-call: the prompt and the partial answer were
+    billed upstream, so they are estimated (flagged), priced, settled and recorded."""
+    exc = ClientDisconnected(
+        f"client disconnected after {len(partial)} characters; the upstream call was cancelled",
+        provider=cand.provider,
+        model=cand.model,
+    )
+    call.last = exc
+    usage = estimated_usage(cand, partial)
+    cost = price(usage, cand.row, batch=call.req.batch) if cand.row else Cost(unpriced=True)
+    done = call.completion(cand, partial, usage, cost, ttft_ms=ttft_ms)
+    _settle_reservation(ctx, call, cost.total, usage.total_tokens)
+    record(ctx, call, cand, attempt, "error", done, exc)
+
+
+def _settle_reservation(ctx: Context, call: Call, cost: int, tokens: int) -> None:
+    """The reservation held for this call becomes its actual cost and tokens."""
+    if ctx.controls is not None and call.decision is not None:
+        ctx.controls.guard.settle(call.decision, cost, tokens)
+        call.decision = None

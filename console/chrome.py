@@ -108,3 +108,18 @@ def kept_tabs(key: str) -> dict[str, Any]:
     flash message above) and in the URL (``?{key}=Edit+budgets``), so a reload keeps it too
     and ``st.session_state[key]`` names it."""
     return {"key": key, "bind": "query-params"}
+
+
+def table(frame: Any, **kwargs: Any) -> Any:
+    """``st.dataframe`` with whole numbers shown with thousands separators ('1,234'); money
+    columns come as text to the cent from the frames (``frames.budgets.cents``)."""
+    import pandas as pd
+
+    config = {
+        str(c): st.column_config.NumberColumn(format="localized")
+        for c in frame.columns
+        if pd.api.types.is_integer_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])
+    }
+    config.update(kwargs.pop("column_config", None) or {})
+    kwargs.setdefault("hide_index", True)
+    return st.dataframe(frame, column_config=config, **kwargs)

@@ -115,3 +115,11 @@ def app(role: str | None = "admin", timeout: float = 30) -> AppTest:
     if role is not None:
         at.session_state["actor"] = Actor(role, role)  # type: ignore[arg-type]
     return at
+
+
+def choose(at: AppTest, key: str, value: str) -> None:
+    """Set a picker (select box with free entry): pick a listed value, or type a new one."""
+    box = at.selectbox(key=key)
+    if box.format_func(value) not in box.options:  # typed, as the browser sends a new option
+        box.options.append(value)
+    box.set_value(value)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import subprocess
 import time
 from collections.abc import Iterator
-from datetime import UTC
+from datetime import UTC, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -17,13 +17,14 @@ from test_controls_support import python
 
 from console.commands import budgets as budget_commands
 from console.commands import routing as routing_commands
+from console.frames import budgets as budget_frames
 from console.frames.budgets import usd
 from console.inputs.budgets import LABELS, form_values
 from core import clock
 from core.control import SYSTEM, Actor, Budget, ControlPlane
 from core.errors import PermissionDenied
 from core.usage import Filters, Reader
-from tests.console_support import ADMIN_PASSWORD, app, make_users, sample_data
+from tests.console_support import ADMIN_PASSWORD, app, choose, make_users, sample_data
 
 PAGE = "app_pages/budgets.py"
 VIEWER = Actor("viewer", "viewer")
@@ -48,6 +49,9 @@ def page(role: str) -> Any:
 def add(at: Any, **values: str) -> Any:
     """Fill the new-budget form and save it."""
     for field, value in values.items():
+        if field in ("scope_value", "degrade_to"):  # pickers
+            choose(at, f"bud_new_{field}", value)
+            continue
         widget = (
             at.selectbox(key=f"bud_new_{field}")
             if field in ("scope", "period", "action")
@@ -102,8 +106,8 @@ def test_utilisation_is_the_usage_log_of_each_window_and_scope(home: Path) -> No
     assert "Alerts this window: 50%" in [c.value for c in at.caption]
     table = at.dataframe[0].value
     assert list(table["id"]) == ["all", "o0"] and table["spent"].tolist() == [
-        usd(month),
-        usd(org0),
+        budget_frames.cents(month),
+        budget_frames.cents(org0),
     ]
 
 
@@ -196,7 +200,10 @@ def test_invalid_values_show_next_to_the_field_and_change_nothing(
     assert len(at.error) == 1 and not at.success
     assert state() == before  # nothing stored, control plane version unchanged
     at.selectbox(key="bud_pick").set_value("all").run()  # the same check on an edit
-    at.text_input(key=f"bud_all_{field}").set_value(value)
+    if field == "degrade_to":
+        choose(at, f"bud_all_{field}", value)
+    else:
+        at.text_input(key=f"bud_all_{field}").set_value(value)
     at.button(key="FormSubmitter:bud_form_all-Save budget").click().run()
     assert not at.exception and error_after(at, f"bud_all_{field}") is not None
     assert state() == before
@@ -395,7 +402,7 @@ def test_projection_stops_at_the_cap_of_an_enforcing_budget(home: Path) -> None:
     run_rate = table.loc["alert", "run rate"]
     assert table.loc["alert", "projected"] == run_rate  # alert-only: no cap
     assert table.loc["block", "run rate"] == run_rate
-    assert table.loc["block", "projected"] == "$0.0015 (capped)"  # 1.5 x $0.001
+    assert table.loc["block", "projected"] == "<$0.01 (capped)"  # 1.5 x $0.001, to the cent
     assert usd(int(1.5e9)) == "$0.0015"
     metrics = {m.value: m.proto.delta for m in at.metric}
     assert metrics["$0.0015"] == "capped at 1.5x the limit"
@@ -413,3 +420,76 @@ def test_a_scope_value_never_logged_is_flagged(home: Path) -> None:
     at = add(page("engineer"), id="ok", name="Ok", scope="project", scope_value="proj1")
     at.run()
     assert not [w for w in at.warning if "No call was ever logged" in w.value]
+
+
+def test_scope_values_and_models_are_picked_from_the_log_and_the_catalog(home: Path) -> None:
+    at = page("engineer")
+    values = at.selectbox(key="bud_new_scope_value").options
+    assert {"proj0", "proj1", "org0", "user1", "chat", "dryrun-small", "dryrun"} <= set(values)
+    models = at.selectbox(key="bud_new_degrade_to").options
+    assert {"dryrun-small", "gpt-4o-mini"} <= set(models)
+    add(at, id="p1", name="P1", scope="project", scope_value="proj1", limit_usd="5")
+    new = {"id": "p2", "name": "New", "scope": "project", "scope_value": "proj-new"}
+    at = add(page("engineer"), **new, limit_usd="5")
+    at.selectbox(key="bud_pick").set_value("p1").run()  # the scope's own values come first
+    shown = at.selectbox(key="bud_p1_scope_value")
+    assert shown.value == "proj1" and sorted(shown.options[1:4]) == ["proj0", "proj1", "proj2"]
+    assert [(b.id, b.scope_value) for b in state()[1]] == [("p1", "proj1"), ("p2", "proj-new")]
+
+
+def test_replay_shows_the_unchanged_configuration_beside_the_log(home: Path) -> None:
+    with ControlPlane() as plane:
+        plane.upsert_budget(Budget(id="all", name="All", limit_usd=Decimal(1000)), SYSTEM)
+    at = page("engineer")
+    today = clock.today()
+    start = today - timedelta(days=7)
+    at.date_input(key="bud_rp_dates").set_value((start, today))
+    at.button(key="bud_rp_run").click().run()
+    assert not at.exception, at.exception
+    base = at.session_state["bud_rp_baseline"].result
+    line = next(i.value for i in at.info if "unchanged configuration" in i.value)
+    assert line.startswith(
+        f"Replaying the unchanged configuration gives {base.degraded:,} degraded vs"
+        f" {base.degraded_actual:,} logged"
+    )
+    skipped = base.calls - base.replayed
+    assert skipped > 0 and f"{skipped:,} of the {base.calls:,} calls are not replayed" in line
+    assert "keep the model they asked for" in line  # routing was off
+
+
+def test_edited_proposal_cells_are_listed_and_highlighted(home: Path) -> None:
+    with ControlPlane() as plane:
+        plane.upsert_budget(Budget(id="all", name="All", limit_usd=Decimal(1000)), SYSTEM)
+        plane.upsert_budget(Budget(id="two", name="Two", limit_usd=Decimal(50)), SYSTEM)
+    at = page("engineer")
+    at.session_state["bud_rp_budgets"] = {
+        "edited_rows": {"0": {"limit_usd": "5"}},
+        "deleted_rows": [1],
+        "added_rows": [{"id": "new", "name": "new", "limit_usd": "1", "enabled": True}],
+    }
+    at.run()
+    assert not at.exception
+    shown = next(d for d in at.dataframe if "change" in d.value.columns)
+    assert shown.value["change"].tolist() == ["edited", "added", "deleted"]
+    assert shown.value["limit_usd"].tolist() == ["5", "1", "50"]
+    _, styles = budget_frames.proposal_changes(
+        budget_frames.proposal_frame(state()[1]), at.session_state["bud_rp_budgets"]
+    )
+    assert styles.loc[0, "limit_usd"] == budget_frames.EDITED and styles.loc[0, "name"] == ""
+    assert styles.loc[1, "id"] == budget_frames.ADDED
+
+
+def test_table_money_is_to_the_cent_with_thousands_separators(home: Path) -> None:
+    cents = budget_frames.cents
+    assert [cents(p) for p in (1_234_567 * 10**10, 42 * 10**6, 0, -5 * 10**12)] == [
+        "$12,345.67",
+        "<$0.01",
+        "$0.00",
+        "-$5.00",
+    ]
+    with ControlPlane() as plane:
+        budget = Budget(id="big", name="Big", limit_usd=Decimal(12345), limit_tokens=2_500_000)
+        plane.upsert_budget(budget, SYSTEM)
+    at = page("viewer")
+    row = at.dataframe[0].value.iloc[0]
+    assert (row["limit"], row["token limit"]) == ("$12,345.00", "2,500,000")

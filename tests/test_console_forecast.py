@@ -265,3 +265,55 @@ def test_marks_follow_the_charted_series() -> None:
     filtered = Scope(scope.start, scope.end, org=("acme",))
     assert frames.marks_frame(found, series, Money(), filtered, "total", None).empty
     assert date(2026, 11, 12) == mine["ds"].iloc[0].date()
+
+
+def test_apply_from_advice_opens_routing_with_the_proposed_policy(
+    demo: tuple[Path, DemoSummary],
+) -> None:
+    from core.insights import savings_advice
+    from core.pricing import load_catalog
+    from core.usage import Reader
+
+    home, _ = demo
+    with ControlPlane(f"sqlite:///{home / 'control.db'}") as plane, Reader(home) as reader:
+        report = savings_advice(
+            reader, load_catalog(), policies=plane.policies(), scores=plane.model_scores()
+        )
+    switch = next(
+        (i, a) for i, a in enumerate(report.items) if a.kind == "model_switch" and a.alternative
+    )
+    at = open_page("engineer")
+    titles = [m.value for m in at.markdown if m.value.startswith("**")]
+    index = titles.index(f"**{switch[1].title}**")
+    at.button(key=f"fc_apply_{index}").click().run()
+    assert not at.exception
+    assert [t.value for t in at.title] == ["Routing & Sampling"]
+    task = switch[1].task
+    pick = at.selectbox(key="rt_pol_pick").value
+    slug = "new" if pick == "__new__" else pick
+    assert slug in ("new", task)
+    assert at.selectbox(key=f"rt_pol_{slug}_primary_model").value == switch[1].alternative
+    assert at.text_input(key=f"rt_pol_{slug}_task").value == task
+
+
+def test_overview_marks_from_the_day_spend_scan_match_the_full_scan(
+    demo: tuple[Path, DemoSummary],
+) -> None:
+    """The Overview scans only daily spend (its marks' grain and metric): same marks as the
+    scan of every grain and metric, found in a fraction of the time (bench: console_range_90d_s)."""
+    from core.insights import scan_usage
+    from core.usage import Reader
+
+    home, summary = demo
+    scope = Scope(datetime.combine(summary.start, datetime.min.time(), tzinfo=UTC), clock.now())
+    with Reader(home) as reader:
+        series = reader.spend_by(["org"], "day", scope.filters(), tz="UTC")
+        full = scan_usage(reader, since=scope.start)
+        narrow = scan_usage(reader, since=scope.start, grains=("day",), metrics=("spend",))
+    frame = series_frame(series.rename(columns={"org": "key"}), Money(), "day")
+    wide_marks = frames.overview_marks(frame, full, Money(), "day", scope)
+    day_marks = frames.overview_marks(frame, narrow, Money(), "day", scope)
+    assert len(day_marks) >= 1
+    pd.testing.assert_frame_equal(
+        wide_marks.reset_index(drop=True), day_marks.reset_index(drop=True)
+    )

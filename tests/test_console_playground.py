@@ -3,18 +3,19 @@ by side) that reach the usage log at the cost shown, budgets, history, errors, k
 
 from __future__ import annotations
 
+import socket
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from console.frames.budgets import usd
+from console.frames.budgets import cents
 from console.frames.playground import fmt_usd
 from console.queries.playground import LOCAL_MODEL
 from core.control import SYSTEM, Budget, ControlPlane, PriceOverride
 from core.pricing import load_catalog
-from core.types import Message
+from core.types import Message, pico_to_usd
 from core.usage import Filters, Reader
 from tests.console_support import ADMIN_PASSWORD, app, make_users
 
@@ -110,7 +111,7 @@ def test_side_by_side_shows_a_column_per_model_with_cost_and_latency(home: Path)
     assert not at.exception and not at.error
     results = at.session_state["pg_last"]
     assert [r.requested for r in results] == ["dryrun-small", "dryrun-large"]
-    columns = [c for c in at.columns if c.subheader]
+    columns = [c for c in at.columns if c.subheader and c.metric]
     assert [c.subheader[0].value for c in columns] == ["dryrun-small", "dryrun-large"]
     for col, result in zip(columns, results, strict=True):
         shown = {m.label: m.value for m in col.metric}
@@ -160,7 +161,7 @@ def test_estimates_are_the_hand_counted_prompt_and_its_max_cost_and_budgets_show
     spent = at.session_state["pg_last"][0].cost
     assert spent > 0 and not at.error
     at.run()
-    assert list(table(at, "remaining")["spent"]) == [usd(spent)]  # from the usage log
+    assert list(table(at, "remaining")["spent"]) == [cents(spent)]  # from the usage log
 
 
 def test_cache_is_used_unless_bypassed(home: Path) -> None:
@@ -236,10 +237,12 @@ def test_keys_from_secrets_unflag_a_provider_and_show_masked(
     home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    at = app("engineer")
-    at.secrets["OPENAI_API_KEY"] = "sk-test-abcdef0123456789"
-    at.run().switch_page(PAGE).run()
-    at.multiselect(key="pg_models").set_value(["gpt-4o-mini"]).run()
+    with _Listening() as live:  # OpenAI's server "answers" (no network in tests)
+        monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{live.port}/v1")
+        at = app("engineer")
+        at.secrets["OPENAI_API_KEY"] = "sk-test-abcdef0123456789"
+        at.run().switch_page(PAGE).run()
+        at.multiselect(key="pg_models").set_value(["gpt-4o-mini"]).run()
     assert not at.exception
     assert list(table(at, "max cost")["status"]) == ["ready"]
     providers = table(at, "API key")
@@ -295,3 +298,55 @@ def test_sending_a_prompt_is_checked_against_the_stored_role(home: Path) -> None
         assert [e.request_id for e in reader.fetch(Filters(source="playground"))] == [
             req.request_id
         ]  # only the engineer's one call was sent and logged
+
+
+def test_model_picker_puts_usable_models_first_without_select_all(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-key")
+    with _Listening() as live:  # the keyed provider's server answers
+        monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{live.port}/v1")
+        at = playground()
+    picker = at.multiselect(key="pg_models")
+    assert picker.proto.select_all == 0
+    options = list(picker.options)
+    cat = load_catalog()
+    providers = [cat.provider_of(o.split(" ⚠")[0]) for o in options]
+    usable = [p for o, p in zip(options, providers, strict=True) if "⚠" not in o]
+    unusable = [p for o, p in zip(options, providers, strict=True) if "⚠" in o]
+    assert options.index(next(o for o in options if "⚠" in o)) == len(usable)
+    assert usable[0] == "dryrun" and "local" in usable and "openai" in usable
+    assert usable.index("openai") > max(i for i, p in enumerate(usable) if p == "local")
+    assert "openai" not in unusable and "anthropic" in unusable
+
+
+def test_an_unreachable_provider_is_flagged_before_sending(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    monkeypatch.setenv("LLAMACPP_BASE_URL", f"http://127.0.0.1:{dead}/v1")
+    at = playground()
+    at.text_input(key="pg_other").input("llamacpp/smollm2-135m-instruct").run()
+    warnings = [w.value for w in at.warning]
+    assert any(f"127.0.0.1:{dead}/v1 is not answering" in w for w in warnings), warnings
+    with _Listening() as live:
+        monkeypatch.setenv("LLAMACPP_BASE_URL", f"http://127.0.0.1:{live.port}/v1")
+        at = playground()
+        at.text_input(key="pg_other").input("llamacpp/smollm2-135m-instruct").run()
+        assert not [w.value for w in at.warning if "not answering" in w.value]
+
+
+class _Listening:
+    """A loopback socket that accepts connections (a provider server that is up)."""
+
+    def __enter__(self) -> _Listening:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = int(self.sock.getsockname()[1])
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.sock.close()

@@ -17,7 +17,7 @@ from core.router import Router
 from core.settings import Settings
 from core.types import ChatRequest, Message
 from core.usage import UsageEvent, UsageLog
-from tests.console_support import ADMIN_PASSWORD, app, make_users
+from tests.console_support import ADMIN_PASSWORD, app, choose, make_users
 
 PAGE = "app_pages/pricing.py"
 TODAY = clock.today()
@@ -94,7 +94,7 @@ def test_viewer_sees_the_searchable_catalog_but_no_controls(home: Path) -> None:
 
 def test_admin_override_is_audited_and_a_new_router_prices_with_it(home: Path) -> None:
     at = pricing("admin")
-    at.text_input(key="pr_ov_model").input("dryrun-small")
+    choose(at, "pr_ov_model", "dryrun-small")
     at.date_input(key="pr_ov_from").set_value(TODAY - timedelta(days=1))
     at.text_input(key="pr_ov_input").input("0.5")
     at.text_input(key="pr_ov_output").input("2")
@@ -124,13 +124,15 @@ def test_admin_override_is_audited_and_a_new_router_prices_with_it(home: Path) -
 
 def test_self_hosted_cost_per_token_and_new_models(home: Path) -> None:
     at = pricing("admin")
-    at.text_input(key="pr_ov_model").input("smollm2-135m-instruct")
+    assert {"dryrun-small", "smollm2-135m-instruct"} <= set(at.selectbox(key="pr_ov_model").options)
+    assert "vllm" in at.selectbox(key="pr_ov_provider").options  # providers are picked too
+    choose(at, "pr_ov_model", "smollm2-135m-instruct")
     at.radio(key="pr_ov_unit").set_value("token")
     at.text_input(key="pr_ov_input").input("0.00000002")  # $0.02 per 1M tokens
     at.text_input(key="pr_ov_output").input("0.00000004")
     at.button(key="FormSubmitter:pr_override-Save override").click().run()
     assert not at.exception and not at.error
-    at.text_input(key="pr_ov_model").input("acme-private-7b")
+    choose(at, "pr_ov_model", "acme-private-7b")
     at.text_input(key="pr_ov_input").input("0.0000001")  # still per token
     at.button(key="FormSubmitter:pr_override-Save override").click().run()
     assert any("not a model in the price catalog" in e.value for e in at.error), (
@@ -140,7 +142,7 @@ def test_self_hosted_cost_per_token_and_new_models(home: Path) -> None:
     at.checkbox(key="pr_ov_new").check()
     at.button(key="FormSubmitter:pr_override-Save override").click().run()
     assert any("a new model needs its provider" in e.value for e in at.error)
-    at.text_input(key="pr_ov_provider").input("vllm")
+    choose(at, "pr_ov_provider", "vllm")
     at.button(key="FormSubmitter:pr_override-Save override").click().run()
     assert not at.error
     got = {(o.model, o.provider): (o.input, o.output) for o in overrides()}
@@ -152,7 +154,7 @@ def test_self_hosted_cost_per_token_and_new_models(home: Path) -> None:
 
 def test_missing_rate_is_a_clear_error_and_delete_removes(home: Path) -> None:
     at = pricing("admin")
-    at.text_input(key="pr_ov_model").input("dryrun-large")
+    choose(at, "pr_ov_model", "dryrun-large")
     at.text_input(key="pr_ov_input").input("1")
     at.button(key="FormSubmitter:pr_override-Save override").click().run()
     assert [e.value for e in at.error] == ["output: a rate is required"]

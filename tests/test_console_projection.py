@@ -103,7 +103,7 @@ def test_headroom_is_read_from_the_usage_log_not_process_counters(demo: Path) ->
         u = utilisation(reader, plane, [b], clock.now())[0]
     assert u.spent_picousd > 0
     assert row["spent"] != "$0.00"
-    assert row["spent"] == budget_frames.usd(u.spent_picousd)
+    assert row["spent"] == budget_frames.cents(u.spent_picousd)
 
 
 def test_budget_cards_show_severity_colour_and_run_out_date(demo: Path) -> None:

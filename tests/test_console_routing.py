@@ -26,7 +26,7 @@ from core.control import (
 from core.errors import PermissionDenied
 from core.sampling import SamplingConfig
 from core.usage import Filters, Reader, UsageEvent, UsageLog
-from tests.console_support import ADMIN_PASSWORD, app, make_users, sample_data
+from tests.console_support import ADMIN_PASSWORD, app, choose, make_users, sample_data
 
 PAGE = "app_pages/routing.py"
 VIEWER = Actor("viewer", "viewer")
@@ -52,6 +52,9 @@ def fill(at: Any, prefix: str, **values: Any) -> None:
         key = f"{prefix}_{field}"
         for kind in ("text_input", "selectbox", "number_input", "checkbox"):
             found = [w for w in getattr(at, kind) if w.key == key]
+            if found and kind == "selectbox" and isinstance(value, str):
+                choose(at, key, value)  # pickers allow a typed value
+                break
             if found:
                 found[0].set_value(value)
                 break
@@ -384,3 +387,14 @@ def test_saving_an_existing_policy_shows_what_was_stored(home: Path) -> None:
     with ControlPlane() as plane:
         (p,) = plane.policies()
     assert (p.fallbacks, p.max_tokens) == (("dryrun-large", "dryrun-medium"), 1000)
+
+
+def test_models_and_rate_limit_values_are_picked_from_the_catalog_and_the_log(
+    home: Path,
+) -> None:
+    at = page("engineer")
+    for field in ("primary_model", "degrade_to"):
+        assert {"dryrun-small", "gpt-4o-mini"} <= set(
+            at.selectbox(key=f"rt_pol_new_{field}").options
+        )
+    assert {"org0", "user1"} <= set(at.selectbox(key="rt_rl_new_scope_value").options)

@@ -3,6 +3,7 @@ and the audit log of every change."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import streamlit as st
@@ -11,11 +12,14 @@ from console import auth, chrome, forms
 from console.commands import admin as commands
 from console.frames import admin as frames
 from console.frames.admin import audit_frame, users_frame
+from console.frames.display import readable
 from console.inputs import admin as inputs
 from console.inputs.admin import parse_rates
 from console.selection import rates_with_defaults
+from console.sidebar import current_selection
 from core.control import ROLES, Actor
 from core.errors import CostlineError
+from core.periods import local_midnight
 from core.worker import DEFAULT_THRESHOLDS
 
 AUDIT_PAGE = 25
@@ -45,7 +49,8 @@ def main() -> None:
 
 
 def users_table() -> None:
-    st.dataframe(users_frame(auth.plane().users()), hide_index=True, width="stretch")
+    tz = current_selection().scope.tz
+    chrome.table(readable(users_frame(auth.plane().users()), tz), width="stretch")
 
 
 def create_user_form(actor: Actor) -> None:
@@ -245,7 +250,8 @@ def tokens_section(actor: Actor) -> None:
         st.code(secret, language=None)
     tokens = plane.api_tokens()
     if tokens:
-        st.dataframe(frames.tokens_frame(tokens), hide_index=True, width="stretch")
+        tz = current_selection().scope.tz
+        chrome.table(readable(frames.tokens_frame(tokens), tz), width="stretch")
     else:
         st.info("No API tokens yet.")
     users = [u.username for u in plane.users() if not u.disabled]
@@ -275,12 +281,36 @@ def tokens_section(actor: Actor) -> None:
 
 
 def audit_log() -> None:
-    page = int(st.number_input("Page", min_value=1, value=1, key="adm_audit_page")) - 1
-    entries = auth.plane().audit(limit=AUDIT_PAGE, offset=page * AUDIT_PAGE)
+    plane = auth.plane()
+    actors, kinds = plane.audit_facets()
+    cols = st.columns([2, 2, 3, 1])
+    who = cols[0].selectbox("Who", actors, index=None, key="adm_audit_who", placeholder="Anyone")
+    what = cols[1].selectbox(
+        "What",
+        kinds,
+        index=None,
+        key="adm_audit_what",
+        placeholder="Everything",
+        format_func=lambda k: k.replace("_", " "),
+    )
+    when = cols[2].date_input("When", value=(), key="adm_audit_when")
+    page = int(cols[3].number_input("Page", min_value=1, value=1, key="adm_audit_page")) - 1
+    days = [d for d in (when if isinstance(when, tuple | list) else (when,)) if d]
+    tz = current_selection().scope.tz
+    since = local_midnight(days[0], tz) if days else None
+    until = local_midnight(days[-1] + timedelta(days=1), tz) if days else None
+    entries = plane.audit(
+        limit=AUDIT_PAGE,
+        offset=page * AUDIT_PAGE,
+        entity=what,
+        actor=who,
+        since=since,
+        until=until,
+    )
     if not entries:
-        st.info("No entries on this page.")
+        st.info("No entries match these filters on this page.")
         return
-    st.dataframe(audit_frame(entries), hide_index=True, width="stretch")
+    st.dataframe(readable(audit_frame(entries), tz), hide_index=True, width="stretch")
     st.caption(f"Entries {page * AUDIT_PAGE + 1}–{page * AUDIT_PAGE + len(entries)}, newest first")
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import streamlit as st
 
-from console import auth, chrome, editor, forms
+from console import auth, chrome, editor, forms, pickers
 from console.commands import budgets as commands
 from console.editor import Editing, Entity
 from console.frames import budgets as frames
@@ -72,7 +72,7 @@ def utilisation(actor: Actor, engineer: bool) -> None:
     )
     for u in rows:
         budget_card(actor, engineer, u)
-    st.dataframe(frames.status_frame(rows), hide_index=True, width="stretch")
+    chrome.table(frames.status_frame(rows), width="stretch")
     st.caption(
         f"{reports.METHOD} 'Run rate' is the uncapped figure. The Forecast page's outlook"
         " and the Playground's headroom use the same projection."
@@ -172,10 +172,12 @@ def budget_fields(edit: Editing[Budget]) -> None:
         error("name")
         st.selectbox("Scope", BUDGET_SCOPES, key=key("scope"))
         error("scope")
-        st.text_input(
+        pickers.pick(
             "Scope value",
-            key=key("scope_value"),
-            help="The org, project, user, task, model or provider; empty for global",
+            pickers.scope_values(st.session_state.get(key("scope"))),
+            key("scope_value"),
+            help="The org, project, user, task, model or provider (values logged for the"
+            " scope shown; type a new one if it has not called yet); empty for global",
         )
         error("scope_value")
         never_logged(st.session_state.get(key("scope")), st.session_state.get(key("scope_value")))
@@ -217,8 +219,11 @@ def budget_fields(edit: Editing[Budget]) -> None:
             " block: refuse",
         )
         error("action")
-        st.text_input(
-            "Degrade to (model)", key=key("degrade_to"), help="Empty: the task policy's degrade_to"
+        pickers.pick(
+            "Degrade to (model)",
+            pickers.models(),
+            key("degrade_to"),
+            help="Empty: the task policy's degrade_to",
         )
         error("degrade_to")
         st.text_input("Webhook URL (Slack-compatible)", key=key("webhook_url"))
@@ -265,14 +270,16 @@ def replay_section() -> None:
     )
     days = [d for d in (picked if isinstance(picked, tuple | list) else (picked,)) if d]
     plane = auth.plane()
+    today_frame = frames.proposal_frame(plane.budgets())
     proposal = st.data_editor(
-        frames.proposal_frame(plane.budgets()),
+        today_frame,
         num_rows="dynamic",
         hide_index=True,
         key="bud_rp_budgets",
         width="stretch",
         column_config=_proposal_columns(),
     )
+    edited_cells(today_frame, st.session_state.get("bud_rp_budgets"))
     routed = st.checkbox("Route each task by these policies", key="bud_rp_route")
     policies = None
     if routed:
@@ -292,11 +299,25 @@ def replay_section() -> None:
             pols = policies_from_frame(policies, cat) if policies is not None else []
             with st.spinner("Replaying the logged calls…"):
                 st.session_state["bud_rp_result"] = queries.run_replay(start, end, budgets, pols)
+                st.session_state["bud_rp_baseline"] = queries.run_baseline(start, end, routed)
         except CostlineError as exc:
             st.error(str(exc), icon=":material/error:")
     result = st.session_state.get("bud_rp_result")
     if result is not None:
+        baseline = st.session_state.get("bud_rp_baseline")
+        if baseline is not None:
+            st.info(frames.baseline_text(baseline), icon=":material/compare_arrows:")
         replay_result(result)
+
+
+def edited_cells(today: Any, edits: Any) -> None:
+    """The rows the proposal changes, edited cells highlighted, beside today's budgets."""
+    changes, styles = frames.proposal_changes(today, edits)
+    if changes.empty:
+        return
+    st.caption("Your changes (edited cells highlighted; nothing is saved):")
+    styled = changes.style.apply(lambda _: styles, axis=None)
+    st.dataframe(styled, hide_index=True, width="stretch", key="bud_rp_changes")
 
 
 def _proposal_columns() -> dict[str, Any]:
@@ -347,10 +368,10 @@ def replay_result(r: Any) -> None:
     left, right = st.columns(2)
     with left:
         st.markdown("**Users hit**")
-        st.dataframe(frames.group_frame(r.by_user, "user"), hide_index=True, width="stretch")
+        chrome.table(frames.group_frame(r.by_user, "user"), width="stretch")
     with right:
         st.markdown("**Projects hit**")
-        st.dataframe(frames.group_frame(r.by_project, "project"), hide_index=True, width="stretch")
+        chrome.table(frames.group_frame(r.by_project, "project"), width="stretch")
     changed = frames.changed_calls(r.details)
     st.markdown(f"**Calls whose outcome changed** ({len(changed):,} shown)")
     tz = current_selection().scope.tz

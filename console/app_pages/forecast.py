@@ -8,9 +8,10 @@ from zoneinfo import ZoneInfo
 
 import streamlit as st
 
-from console import auth
+from console import auth, chrome, editor
 from console.charts.forecast import forecast_chart
 from console.frames import forecast as frames
+from console.inputs import routing as routing_inputs
 from console.queries import budgets as budget_queries
 from console.queries import forecast as queries
 from console.queries import usage
@@ -18,7 +19,7 @@ from console.selection import Selection
 from console.sidebar import LABELS, current_selection
 from core import reports
 from core.errors import ConfigError
-from core.insights import AdviceReport, BudgetOutlook, Finding, Forecast
+from core.insights import Advice, AdviceReport, BudgetOutlook, Finding, Forecast
 
 DIMENSIONS = {
     "total": "Total",
@@ -258,7 +259,7 @@ def backtest_section(fc: Forecast) -> None:
     if fc.backtest is None:
         st.caption(frames.verdict(None).capitalize() + ".")
         return
-    st.dataframe(frames.backtest_frame(fc.backtest), hide_index=True, width="stretch")
+    chrome.table(frames.backtest_frame(fc.backtest), width="stretch")
     text = frames.verdict(fc.backtest)
     good = fc.backtest.beats_naive
     (st.success if good else st.warning)(text[0].upper() + text[1:] + ".")
@@ -328,7 +329,7 @@ def advice_section(report: AdviceReport, selection: Selection) -> None:
     else:
         total = money.fmt(int(report.total_monthly_saving_usd * 10**12))
         st.markdown(f"About **{total} a month** could be saved:")
-    for item in report.items:
+    for i, item in enumerate(report.items):
         with st.container(border=True):
             left, right = st.columns([4, 1])
             left.markdown(f"**{item.title}**")
@@ -339,9 +340,30 @@ def advice_section(report: AdviceReport, selection: Selection) -> None:
                 help=f"Confidence: {item.confidence}",
             )
             with left:
-                link(item.link)
+                if item.link == "routing" and editor_ok():
+                    apply_button(item, i)
+                else:
+                    link(item.link)
     for kind, why in report.skipped.items():
         st.caption(f"{kind.replace('_', ' ').capitalize()}: not analysed ({why}).")
+
+
+def editor_ok() -> bool:
+    actor = auth.current_actor()
+    return actor is not None and auth.may(actor, "engineer")
+
+
+def apply_button(item: Advice, i: int) -> None:
+    """Opens Routing & Sampling with the policy or cache setting the advice proposes filled in
+    (nothing is saved until the engineer presses Save there)."""
+    if st.button(
+        "Apply on Routing & Sampling", key=f"fc_apply_{i}", icon=":material/arrow_forward:"
+    ):
+        plane = auth.plane()
+        proposed = routing_inputs.proposal(item, plane.policies(), plane.cache_settings())
+        for key, value in proposed.state(editor.NEW).items():
+            st.session_state[key] = value
+        st.switch_page(PAGES["routing"])
 
 
 def link(kind: str) -> None:

@@ -14,7 +14,7 @@ from console.frames import overview as frames
 from console.frames.forecast import overview_marks
 from console.queries import overview as queries
 from console.queries import usage
-from console.queries.forecast import findings, now_slot
+from console.queries.forecast import now_slot, spend_day_findings
 from console.queries.overview import Totals
 from console.selection import Money, Selection, change
 from console.sidebar import current_selection
@@ -121,7 +121,7 @@ def spend_chart(series: pd.DataFrame, selection: Selection, dim: str, grain: str
         return
     frame = frames.series_frame(series, selection.money, grain)
     chart = charts.spend_over_time(frame, dim, grain, selection.money.symbol)
-    found = findings(
+    found = spend_day_findings(
         usage.home(), usage.version(), selection.scope.tz, selection.scope.start, now_slot()
     )
     marks = overview_marks(frame, found, selection.money, grain, selection.scope)

@@ -35,22 +35,27 @@ def main() -> None:
     router = queries.router()
     if router.controls is not None:
         router.controls.snapshot()  # price overrides and budgets as of now
-    inputs = input_form(actor, router)
+    inputs_col, send_col = st.columns([3, 2], gap="large")
+    with inputs_col:
+        inputs = input_form(actor, router)
     targets, problems = resolve(router, inputs)
-    if targets:
-        preview(router, inputs, targets, actor)
-    if st.button("Send", type="primary", key="pg_send"):
-        problems = inputs.problems() + problems
-        for problem in problems:
-            st.error(problem)
-        if not problems:
-            run(router, inputs, targets, actor)
-    else:
-        for problem in problems:
-            st.warning(problem)
-        if st.session_state.get("pg_last"):
-            st.caption("Last run")
-            show(st.session_state["pg_last"], streamed=False)
+    with send_col:  # the estimate and Send stay in view beside the inputs
+        budgets = preview(router, inputs, targets, actor) if targets else None
+        send = st.button("Send", type="primary", key="pg_send")
+        if send:
+            problems = inputs.problems() + problems
+            for problem in problems:
+                st.error(problem)
+        else:
+            for problem in problems:
+                st.warning(problem)
+        if budgets is not None:
+            headroom(budgets)
+    if send and not problems:
+        run(router, inputs, targets, actor)
+    elif not send and st.session_state.get("pg_last"):
+        st.caption("Last run")
+        show(st.session_state["pg_last"], streamed=False)
     st.divider()
     history(actor, router)
     with st.expander("Providers and keys"):
@@ -94,6 +99,7 @@ def input_form(actor: Actor, router: Router) -> Inputs:
         key="pg_models",
         max_selections=MAX_MODELS,
         format_func=_flagged(router),
+        select_all=False,  # "Select all" makes no sense with a limit of 4
     )
     other = cols[1].text_input(
         "Other model",
@@ -186,11 +192,15 @@ def resolve(router: Router, inputs: Inputs) -> tuple[list[Target], list[str]]:
 # ---- before sending ------------------------------------------------------------------------
 
 
-def preview(router: Router, inputs: Inputs, targets: Sequence[Target], actor: Actor) -> None:
+def preview(
+    router: Router, inputs: Inputs, targets: Sequence[Target], actor: Actor
+) -> list[dict[str, object]] | None:
+    """The cost estimate per model; returns the budget rows for ``headroom`` (None when max
+    tokens is unset)."""
     st.subheader("Before sending")
     if inputs.max_tokens < 1:
         st.caption("Set max tokens to see the cost estimate.")
-        return
+        return None
     typical = queries.typical_outputs(usage.home(), usage.version(), queries.typical_since())
     rows, budgets = [], []
     for t in targets:
@@ -204,6 +214,10 @@ def preview(router: Router, inputs: Inputs, targets: Sequence[Target], actor: Ac
         " (what budgets reserve). Typical cost: the median output of the model's recent"
         f" calls, else {queries.TYPICAL_OUTPUT} tokens."
     )
+    return budgets
+
+
+def headroom(budgets: list[dict[str, object]]) -> None:
     if budgets:
         st.write("Charged to these budgets (current window):")
         st.dataframe(pd.DataFrame(budgets), hide_index=True, width="stretch", key="pg_budgets")

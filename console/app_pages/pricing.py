@@ -8,7 +8,7 @@ from typing import Any
 
 import streamlit as st
 
-from console import auth, chrome, forms
+from console import auth, chrome, forms, pickers
 from console.commands import pricing as commands
 from console.frames import pricing as frames
 from console.inputs import pricing as inputs
@@ -140,12 +140,20 @@ def override_form(actor: Actor) -> None:
     with st.form("pr_override", clear_on_submit=False):
         st.subheader("Add or change an override")
         cols = st.columns([3, 2, 2])
-        model = cols[0].text_input("Model", key="pr_ov_model", placeholder="gpt-4o-mini")
-        provider = cols[1].text_input(
-            "Provider (new models only)",
-            key="pr_ov_provider",
-            help="A catalog model keeps its catalog provider",
-        )
+        with cols[0]:
+            model = pickers.pick(
+                "Model",
+                pickers.models(),
+                "pr_ov_model",
+                help="A catalog model or one seen in the log; type a new model's name",
+            )
+        with cols[1]:
+            provider = pickers.pick(
+                "Provider (new models only)",
+                pickers.providers(),
+                "pr_ov_provider",
+                help="A catalog model keeps its catalog provider",
+            )
         day = cols[2].date_input("Effective from", value=queries.today(), key="pr_ov_from")
         unit = st.radio(
             "Rates are",

@@ -57,14 +57,24 @@ def request_log(selection: Selection) -> None:
     if rows.empty:
         st.info("No calls match these filters.")
         return
-    st.dataframe(
+    st.caption("Click a row to open its detail below.")
+    picked = st.dataframe(
         readable(log_frame(rows, selection.money), selection.scope.tz),
         hide_index=True,
         width="stretch",
         column_config=_log_columns(selection),
         key="rq_log",
+        on_select=_clicked,
+        selection_mode="single-row",
     )
-    detail(list(rows["request_id"]))
+    clicked = [int(i) for i in picked.selection.rows if 0 <= int(i) < len(rows)]
+    ids = list(rows["request_id"])
+    detail(ids, ids[clicked[0]] if clicked else None)
+
+
+def _clicked() -> None:
+    """A row click replaces a typed id (the newest choice wins)."""
+    st.session_state["rq_lookup"] = ""
 
 
 def log_controls() -> tuple[tuple[str, ...], str, bool, int]:
@@ -78,10 +88,13 @@ def log_controls() -> tuple[tuple[str, ...], str, bool, int]:
     return tuple(status), order_by, direction == "desc", int(size)
 
 
-def detail(on_page: list[str]) -> None:
+def detail(on_page: list[str], clicked: str | None = None) -> None:
+    """The detail of the row clicked in the log, else of the id typed, else of the one picked."""
     st.subheader("Request detail")
     typed = st.text_input("Request id", key="rq_lookup", placeholder="req_… (any request)")
-    chosen = typed.strip() or st.selectbox("Or pick one on this page", on_page, key="rq_pick")
+    chosen = (
+        typed.strip() or clicked or st.selectbox("Or pick one on this page", on_page, key="rq_pick")
+    )
     record = queries.request_detail(chosen) if chosen else None
     if record is None:
         st.warning(f"No request {chosen!r}.")

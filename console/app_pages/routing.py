@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import streamlit as st
 
-from console import auth, chrome, editor, forms
+from console import auth, chrome, editor, forms, pickers
 from console.commands import routing as commands
 from console.editor import Entity
 from console.frames import routing as frames
@@ -94,16 +94,20 @@ def policies_tab(actor: Actor, engineer: bool) -> None:
         with left:
             st.text_input("Task", key=key("task"), disabled=edit.current is not None)
             error("task")
-            st.text_input(
+            pickers.pick(
                 "Primary model",
-                key=key("primary_model"),
+                pickers.models(),
+                key("primary_model"),
                 help="A model of the price catalog (see Pricing)",
             )
             error("primary_model")
             st.text_input("Fallbacks (comma-separated)", key=key("fallbacks"))
             error("fallbacks")
-            st.text_input(
-                "Degrade to", key=key("degrade_to"), help="The cheaper model over-budget calls use"
+            pickers.pick(
+                "Degrade to",
+                pickers.models(),
+                key("degrade_to"),
+                help="The cheaper model over-budget calls use",
             )
             error("degrade_to")
             st.checkbox(
@@ -298,7 +302,13 @@ def rate_limits_tab(actor: Actor, engineer: bool) -> None:
         cols = st.columns(5)
         cols[0].text_input("Id", key=key("id"), disabled=edit.current is not None)
         cols[1].selectbox("Scope", RATE_SCOPES, key=key("scope"))
-        cols[2].text_input("Value", key=key("scope_value"), help="Empty: each value")
+        with cols[2]:
+            pickers.pick(
+                "Value",
+                pickers.scope_values(st.session_state.get(key("scope"))),
+                key("scope_value"),
+                help="Empty: each value",
+            )
         cols[3].selectbox("Metric", RATE_METRICS, key=key("metric"))
         cols[4].selectbox("Algorithm", RATE_ALGORITHMS, key=key("algorithm"))
         size = st.columns(4)

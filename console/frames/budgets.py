@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from decimal import ROUND_HALF_UP, Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import pandas as pd
@@ -17,7 +17,7 @@ from core.replay import ReplayResult
 from core.types import pico_to_usd
 
 if TYPE_CHECKING:  # queries use Streamlit's cache; frames stay pure
-    from console.queries.budgets import Utilisation
+    from console.queries.budgets import Baseline, Utilisation
 
 CENT = Decimal("0.01")
 
@@ -30,6 +30,16 @@ def usd(pico: int) -> str:
     else:
         text = f"{abs(d).quantize(CENT, rounding=ROUND_HALF_UP):,}"
     return ("-$" if d < 0 else "$") + text
+
+
+def cents(pico: int) -> str:
+    """Table money: '$1,234.57' to the cent; a non-zero amount under half a cent reads
+    '<$0.01' (never '$0.00'). More digits only on a per-call detail."""
+    d = pico_to_usd(int(pico))
+    value = abs(d).quantize(CENT, rounding=ROUND_HALF_UP)
+    if d != 0 and value == 0:
+        return "<$0.01"
+    return ("-$" if d < 0 and value else "$") + f"{value:,}"
 
 
 SEVERITY = {
@@ -74,15 +84,17 @@ def status_frame(rows: Sequence[Utilisation]) -> pd.DataFrame:
                 "period": u.budget.period,
                 "window": u.label,
                 "action": u.budget.action,
-                "limit": "" if u.budget.limit_picousd is None else usd(u.budget.limit_picousd),
-                "token limit": u.budget.limit_tokens,
-                "spent": usd(u.spent_picousd),
+                "limit": "" if u.budget.limit_picousd is None else cents(u.budget.limit_picousd),
+                "token limit": ""
+                if u.budget.limit_tokens is None
+                else f"{u.budget.limit_tokens:,}",
+                "spent": cents(u.spent_picousd),
                 "used": f"{u.utilisation:.0%}",
-                "projected": usd(u.projected_spend_picousd) + (" (capped)" if u.capped else ""),
+                "projected": cents(u.projected_spend_picousd) + (" (capped)" if u.capped else ""),
                 "projected share": f"{u.projected_share:.0%}",
                 "outlook": severity_text(u),
                 "runs out": runs_out(u),
-                "run rate": usd(u.projected_picousd),
+                "run rate": cents(u.projected_picousd),
                 "thresholds": ", ".join(map(str, u.budget.thresholds)),
                 "alerted": ", ".join(f"{t}%" for t in u.alerts) or "–",
                 "degrade to": u.budget.degrade_to or "",
@@ -142,11 +154,11 @@ def compare_frame(r: ReplayResult) -> pd.DataFrame:
                 usd_amount(r.cost_replayed),
             ],
         }
-    ).astype({"what happened": str, "with the proposal": str})
+    ).map(lambda v: f"{v:,}" if isinstance(v, int) else v)
 
 
 def usd_amount(amount: Decimal) -> str:
-    return usd(int(amount * 10**12))
+    return cents(int(amount * 10**12))
 
 
 def group_frame(frame: pd.DataFrame, key: str) -> pd.DataFrame:
@@ -159,9 +171,9 @@ def group_frame(frame: pd.DataFrame, key: str) -> pd.DataFrame:
             "degraded": hit["degraded"],
             "blocked": hit["blocked"],
             "rate limited": hit["rate_limited"],
-            "cost then": [usd(int(v)) for v in hit["cost_actual_picousd"]],
-            "cost with proposal": [usd(int(v)) for v in hit["cost_replayed_picousd"]],
-            "difference": [usd(int(v)) for v in hit["difference_picousd"]],
+            "cost then": [cents(int(v)) for v in hit["cost_actual_picousd"]],
+            "cost with proposal": [cents(int(v)) for v in hit["cost_replayed_picousd"]],
+            "difference": [cents(int(v)) for v in hit["difference_picousd"]],
         }
     )
 
@@ -175,8 +187,8 @@ def changed_calls(details: pd.DataFrame, limit: int = 500) -> pd.DataFrame:
         | (d["degraded_actual"] != d["degraded_replayed"])
     ]
     return changed.head(limit).assign(
-        cost_then=[usd(int(v)) for v in changed["cost_actual_picousd"].head(limit)],
-        cost_replayed=[usd(int(v)) for v in changed["cost_replayed_picousd"].head(limit)],
+        cost_then=[cents(int(v)) for v in changed["cost_actual_picousd"].head(limit)],
+        cost_replayed=[cents(int(v)) for v in changed["cost_replayed_picousd"].head(limit)],
     )[
         [
             "ts",
@@ -202,3 +214,66 @@ def utilisation_text(u: Utilisation) -> str:
     if u.budget.limit_tokens is not None:
         parts.append(f"{u.tokens:,} of {u.budget.limit_tokens:,} tokens")
     return " · ".join(parts) + f" ({u.utilisation:.0%})"
+
+
+def baseline_text(b: Baseline) -> str:
+    """'Replaying the unchanged configuration gives X degraded vs Y logged, … because …'."""
+    r = b.result
+    head = (
+        f"Replaying the unchanged configuration gives {r.degraded:,} degraded vs"
+        f" {r.degraded_actual:,} logged, {r.blocked:,} blocked vs {r.blocked_actual:,},"
+        f" {r.rate_limited:,} rate-limited vs {r.rate_limited_actual:,}"
+    )
+    why = []
+    skipped = r.calls - r.replayed
+    if r.blocked_actual or r.rate_limited_actual or skipped:
+        why.append(
+            f"{skipped:,} of the {r.calls:,} calls are not replayed (the log's blocked,"
+            " rate-limited and failed calls, cache hits and sampling skips never reached a"
+            " model: they keep their logged outcome, so the replay cannot block them again)"
+        )
+    if b.config_changes:
+        why.append(
+            f"budgets, policies or rate limits changed {b.config_changes:,} time(s) during the"
+            " period: the log ran under the configuration of its day, the replay under today's"
+        )
+    if not b.routed:
+        why.append(
+            "calls keep the model they asked for (tick 'Route each task by these policies'"
+            " to route and degrade them as the policies do)"
+        )
+    if not b.rate_limits and r.rate_limited_actual:
+        why.append("no rate limit is configured today")
+    if not why:
+        return head + ": the replay reproduces the log."
+    return head + " because " + "; ".join(why) + "."
+
+
+EDITED = "background-color: #fff3c4"  # amber: a cell changed from today's budget
+ADDED = "background-color: #d9f2e4"  # green: a row the proposal adds
+
+
+def proposal_changes(
+    base: pd.DataFrame, edits: dict[str, Any] | None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The edited rows of a proposal (``st.data_editor``'s state: edited/added/deleted rows)
+    as a frame with a 'change' column, and a same-shaped frame of cell styles marking what
+    changed (edited cells amber, added rows green)."""
+    edits = edits or {}
+    rows, styles = [], []
+    for i, changed in sorted((int(k), v) for k, v in edits.get("edited_rows", {}).items()):
+        if i >= len(base):
+            continue
+        row = {**base.iloc[i].to_dict(), **changed, "change": "edited"}
+        rows.append(row)
+        styles.append({c: EDITED if c in changed else "" for c in row})
+    for added in edits.get("added_rows", []):
+        row = {**{c: None for c in base.columns}, **added, "change": "added"}
+        rows.append(row)
+        styles.append({c: ADDED for c in row})
+    for i in sorted(int(i) for i in edits.get("deleted_rows", [])):
+        if i < len(base):
+            rows.append({**base.iloc[i].to_dict(), "change": "deleted"})
+            styles.append({c: "text-decoration: line-through" for c in rows[-1]})
+    cols = ["change", *base.columns]
+    return pd.DataFrame(rows, columns=cols), pd.DataFrame(styles, columns=cols).fillna("")

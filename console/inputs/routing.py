@@ -3,7 +3,8 @@ and the what-if replay's policy table -> policies."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -18,6 +19,7 @@ from core.control import (
     validate_policy,
 )
 from core.errors import ConfigError
+from core.insights import Advice
 from core.pricing import Catalog
 from core.settings import comma_list
 
@@ -259,3 +261,44 @@ def parse_rate_limit(v: Mapping[str, Any]) -> RateLimit:
         burst=parse_int(text_value(v, "burst"), "burst"),
         enabled=bool(v.get("enabled", True)),
     )
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """What a savings advice proposes, as the Routing editor's state: the editor (``rt_pol``
+    or ``rt_cache``), the entity to pick (a task, or None for a new one), the tab, the form
+    values."""
+
+    prefix: str
+    pick: str | None
+    tab: str
+    values: dict[str, Any]
+
+    def state(self, new: str) -> dict[str, Any]:
+        """Session-state entries that open the editor on this proposal (``new``: the
+        editor's key for a new entity)."""
+        slug = self.pick or "new"
+        return {
+            "rt_tab": self.tab,
+            f"{self.prefix}_pick": self.pick or new,
+            **{f"{self.prefix}_{slug}_{k}": v for k, v in self.values.items()},
+        }
+
+
+def proposal(
+    advice: Advice, policies: Sequence[RoutingPolicy], caches: Sequence[CacheSetting]
+) -> Proposal:
+    """The policy (model switch, provider prompt caching) or cache setting (response cache)
+    an advice proposes, on top of the task's current one."""
+    if advice.kind == "response_cache":
+        cache = next((c for c in caches if c.task == advice.task), None)
+        values = {**cache_values(cache), "task": advice.task, "enabled": True}
+        return Proposal("rt_cache", cache.task if cache else None, "Cache & rate limits", values)
+    policy = next((p for p in policies if p.task == advice.task), None)
+    values = {**policy_values(policy), "task": advice.task}
+    if advice.kind == "model_switch" and advice.alternative:
+        values["primary_model"] = advice.alternative
+    elif advice.kind == "prompt_cache":
+        values["prompt_cache"] = values["prompt_cache"] or "5m"
+        values["primary_model"] = values["primary_model"] or advice.model or ""
+    return Proposal("rt_pol", policy.task if policy else None, "Task policies", values)

@@ -9,6 +9,7 @@ from the reset (the audit log has its time).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from console import auth
@@ -44,5 +45,31 @@ def utilisation_now() -> datetime:
 def run_replay(
     start: datetime, end: datetime, budgets: Sequence[Budget], policies: Sequence[RoutingPolicy]
 ) -> ReplayResult:
-    """Replay the logged calls of [start, end) under the proposal (nothing is written)."""
-    return replay(reader(), start, end, budgets, policies, catalog=catalog())
+    """Replay the logged calls of [start, end) under the proposal and today's rate limits
+    (nothing is written)."""
+    limits = auth.plane().rate_limits()
+    return replay(reader(), start, end, budgets, policies, catalog=catalog(), rate_limits=limits)
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The replay of the unchanged configuration (today's budgets, policies when routed, rate
+    limits) and what explains its gap to the log."""
+
+    result: ReplayResult
+    config_changes: int  # budget, policy and rate-limit changes audited inside the period
+    rate_limits: int  # rate limits configured today
+    routed: bool
+
+
+def run_baseline(start: datetime, end: datetime, routed: bool) -> Baseline:
+    plane = auth.plane()
+    policies = plane.policies() if routed else []
+    result = run_replay(start, end, plane.budgets(), policies)
+    changes = sum(
+        1
+        for entity in ("budget", "routing_policy", "rate_limit")
+        for a in plane.audit(limit=10_000, entity=entity)
+        if start <= a.ts < end
+    )
+    return Baseline(result, changes, len(plane.rate_limits()), routed)

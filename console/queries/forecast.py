@@ -85,6 +85,17 @@ def findings(home: str, version: str, tz: str, since: datetime, now: datetime) -
 
 
 @cached
+def spend_day_findings(
+    home: str, version: str, tz: str, since: datetime, now: datetime
+) -> list[Finding]:
+    """Only what the Overview's chart marks: daily spend anomalies (a 90-day range scanned
+    for every grain and metric took ~1.1 s of a ~1.4 s rerun; this takes a fraction)."""
+    return insights.scan_usage(
+        reader(), tz=tz, since=since, now=now, grains=("day",), metrics=("spend",)
+    )
+
+
+@cached
 def advice(
     home: str,
     version: str,

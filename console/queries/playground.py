@@ -19,6 +19,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import socket
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -125,12 +126,28 @@ def provider_problem(s: Settings, provider: str) -> str:
         return f"provider {provider!r} is not configured"
     if config.wire == "local" and importlib.util.find_spec("llama_cpp") is None:
         return "the local model needs llama-cpp-python (pip install 'costline[local]')"
-    if config.wire in KEYLESS_WIRES or config.api_key:
+    if config.wire in KEYLESS_WIRES:
         return ""
-    if urlparse(config.base_url).hostname in LOCAL_HOSTS:
-        return ""  # a self-hosted server (llama.cpp, vLLM, Ollama) needs no key
-    env = ENV_KEY_NAMES.get(provider, provider.upper())
-    return f"no API key for {provider} (set {env}_API_KEY or add it to secrets.toml)"
+    if not config.api_key and urlparse(config.base_url).hostname not in LOCAL_HOSTS:
+        env = ENV_KEY_NAMES.get(provider, provider.upper())
+        return f"no API key for {provider} (set {env}_API_KEY or add it to secrets.toml)"
+    # keyed, or a self-hosted server (llama.cpp, vLLM, Ollama) that needs no key
+    if not reachable(config.base_url):
+        return f"{provider}'s server {config.base_url} is not answering"
+    return ""
+
+
+@st.cache_data(ttl=20, show_spinner=False)
+def reachable(base_url: str) -> bool:
+    """Whether something accepts a TCP connection at the URL's host and port (a quick probe,
+    remembered for 20 s, so a provider that is down is flagged before sending)."""
+    url = urlparse(base_url)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname or "", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
 
 
 def providers(s: Settings) -> pd.DataFrame:
@@ -164,9 +181,19 @@ class Target:
 
 
 def model_names(r: Router) -> list[str]:
-    """Catalog models (local ones as 'local/<name>'), priced overrides included."""
+    """Catalog models (local ones as 'local/<name>'), priced overrides included, usable ones
+    first: dryrun, then local, then providers with a key and a server that answers; models
+    that cannot be called (no key, unreachable) after them, each group by name."""
     cat = r.catalog
-    return sorted({f"local/{m}" if cat.provider_of(m) == "local" else m for m in cat.models()})
+    names = {f"local/{m}" if cat.provider_of(m) == "local" else m for m in cat.models()}
+
+    def group(name: str) -> tuple[int, str]:
+        provider = cat.provider_of(name)
+        if provider_problem(r.settings, provider):
+            return 3, name
+        return {"dryrun": 0, "local": 1}.get(provider, 2), name
+
+    return sorted(names, key=group)
 
 
 def resolve(r: Router, name: str) -> Target:

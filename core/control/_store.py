@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -81,15 +81,31 @@ class ControlPlane(KeyStore, AlertInbox, TokenStore):
         offset: int = 0,
         entity: str | None = None,
         entity_id: str | None = None,
+        *,
+        actor: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
     ) -> list[AuditEntry]:
-        """Newest first."""
-        stmt = sa.select(s.audit_log).order_by(s.audit_log.c.id.desc()).limit(limit)
-        if entity is not None:
-            stmt = stmt.where(s.audit_log.c.entity == entity)
-        if entity_id is not None:
-            stmt = stmt.where(s.audit_log.c.entity_id == entity_id)
+        """Newest first; ``since``/``until``: the time range [since, until)."""
+        a = s.audit_log
+        stmt = sa.select(a).order_by(a.c.id.desc()).limit(limit)
+        for column, value in (("entity", entity), ("entity_id", entity_id), ("actor", actor)):
+            if value is not None:
+                stmt = stmt.where(a.c[column] == value)
+        if since is not None:
+            stmt = stmt.where(a.c.ts >= since)
+        if until is not None:
+            stmt = stmt.where(a.c.ts < until)
         with self.engine.connect() as conn:
             return [rows.audit_from_row(r) for r in conn.execute(stmt.offset(offset)).mappings()]
+
+    def audit_facets(self) -> tuple[list[str], list[str]]:
+        """The actors and the entity kinds the audit log names (for its filters)."""
+        a = s.audit_log
+        with self.engine.connect() as conn:
+            actors = conn.execute(sa.select(a.c.actor).distinct().order_by(a.c.actor)).scalars()
+            kinds = conn.execute(sa.select(a.c.entity).distinct().order_by(a.c.entity)).scalars()
+            return [str(x) for x in actors], [str(x) for x in kinds]
 
     def audit_page(
         self,

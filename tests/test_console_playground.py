@@ -15,7 +15,7 @@ from console.frames.playground import fmt_usd
 from console.queries.playground import LOCAL_MODEL
 from core.control import SYSTEM, Budget, ControlPlane, PriceOverride
 from core.pricing import load_catalog
-from core.types import Message, pico_to_usd
+from core.types import Message
 from core.usage import Filters, Reader
 from tests.console_support import ADMIN_PASSWORD, app, make_users
 

@@ -112,6 +112,8 @@ def render(home: Path) -> tuple[float, float, str]:
     from core.control import Actor, ControlPlane, ensure_admin
 
     os.environ["COSTLINE_HOME"] = str(home)
+    # A chosen password: a generated one must be changed before any page shows.
+    os.environ.setdefault("COSTLINE_ADMIN_PASSWORD", "bench-admin-password")
     with ControlPlane() as plane:
         ensure_admin(plane)
     st.cache_data.clear()  # every query runs: a cold render

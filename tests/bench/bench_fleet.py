@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import statistics
+import sys
 import tempfile
 import time
 import uuid
@@ -172,7 +173,9 @@ def run(quick: bool) -> dict[str, float]:
             os.environ["COSTLINE_HOME"] = str(home)
             events = 10**8 if quick else 10**9
             out["overview_rollup_rows_1b"] = build_rollups(home, events)
-            render(home)  # imports and first-use costs
+            shown = render(home)[2]  # imports and first-use costs
+            assert shown.strip("$0.,") != "", f"the Overview showed no spend: {shown}"
+            print(f"# overview over 1B rollup events shows {shown}", file=sys.stderr)
             runs = sorted(render(home)[0] for _ in range(3))
             out["overview_render_s_1b_rollups"] = round(runs[1], 3)
         finally:

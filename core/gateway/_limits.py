@@ -20,11 +20,10 @@ from typing import Any
 from core import clock
 from core.control import RateLimit, VirtualKey
 from core.ratelimits import rate_key
+from core.state import live_backend
 from core.state.base import make_key
 from core.state.memory import MemoryState
 from core.state.redis_state import RedisState
-from core.state.resilient import ResilientState
-from core.state.shared import SharedState
 
 from ._asgi import HeaderList
 
@@ -69,16 +68,8 @@ def headers(state: Any, limits: Sequence[RateLimit], key: VirtualKey) -> HeaderL
     return out
 
 
-def _backend(state: Any) -> Any:
-    if isinstance(state, ResilientState):
-        return state.primary if state.healthy else state.fallback
-    if isinstance(state, SharedState):  # rate buckets live in process memory
-        return state.local
-    return state
-
-
 def read_levels(state: Any, limits: Sequence[RateLimit], value: str) -> list[Level]:
-    backend = _backend(state)
+    backend = live_backend(state)
     now = clock.timestamp()
     if isinstance(backend, MemoryState):
         return [_memory(backend, r, value, now) for r in limits]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from core.settings import costline_home
 from core.state._cluster import redis_client
-from core.state._levels import rate_levels, reset_rates
+from core.state._levels import live_backend, rate_levels, reset_rates
 from core.state.base import (
     DEFAULT_PREFIX,
     Admission,
@@ -46,6 +46,7 @@ __all__ = [
     "Settlement",
     "SharedState",
     "State",
+    "live_backend",
     "make_key",
     "make_state",
     "rate_levels",

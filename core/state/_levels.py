@@ -30,7 +30,9 @@ class BucketLevel:
     window_s: int
 
 
-def _backend(state: Any) -> Any:  # the backend in use now
+def live_backend(state: Any) -> Any:
+    """The backend a state answers from now (a resilient state's primary or fallback; a shared
+    state's in-process part, where rate buckets live)."""
     if isinstance(state, ResilientState):
         return state.primary if state.healthy else state.fallback
     if isinstance(state, SharedState):  # rate buckets live in process memory
@@ -50,7 +52,7 @@ def _token_use(rl: RateLimit, tokens: float, ts: float, now: float) -> float:
 
 
 def rate_levels(state: Any, rl: RateLimit) -> list[BucketLevel]:
-    backend = _backend(state)
+    backend = live_backend(state)
     now = clock.timestamp()
     rt, rw = _prefixes(backend.prefix, rl)
     out: list[BucketLevel] = []

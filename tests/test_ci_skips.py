@@ -24,6 +24,15 @@ def test_needs_a_binary():
 def test_needs_a_module():
     pytest.importorskip("no_such_module_anywhere")
 """
+MODULE_PROBE = """
+import pytest
+
+pytest.importorskip("no_such_module_anywhere")  # the whole module, while it is collected
+
+
+def test_never_collected():
+    pass
+"""
 
 
 def outcomes(junit: Path) -> dict[str, list[tuple[str, str]]]:
@@ -42,11 +51,12 @@ def outcomes(junit: Path) -> dict[str, list[tuple[str, str]]]:
 @pytest.mark.parametrize("required", ["1", ""])
 def test_skips_fail_only_when_services_are_required(tmp_path: Path, required: str) -> None:
     (tmp_path / "test_probe.py").write_text(PROBE)
+    (tmp_path / "test_probe_module.py").write_text(MODULE_PROBE)
     junit = tmp_path / "probe.xml"
     env = {**os.environ, "COSTLINE_REQUIRE_SERVICES": required}
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "tests.conftest"]
     done = subprocess.run(
-        [*cmd, f"--junitxml={junit}", str(tmp_path / "test_probe.py")],
+        [*cmd, "--continue-on-collection-errors", f"--junitxml={junit}", str(tmp_path)],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -55,11 +65,13 @@ def test_skips_fail_only_when_services_are_required(tmp_path: Path, required: st
         check=False,
     )
     got = outcomes(junit)
-    assert sorted(got) == ["test_needs_a_binary", "test_needs_a_module"], done.stdout[-2000:]
-    if required:  # a skip in setup (a mark) is an error, in the test body a failure
+    probes = ["test_needs_a_binary", "test_needs_a_module", "test_probe_module"]
+    assert sorted(got) == probes, done.stdout[-2000:]
+    if required:  # a skip in setup (a mark) or in collection is an error, in a test a failure
         assert done.returncode == 1, done.stdout[-2000:]
         assert [tag for tag, _ in got["test_needs_a_binary"]] == ["error"], got
         assert [tag for tag, _ in got["test_needs_a_module"]] == ["failure"], got
+        assert [tag for tag, _ in got["test_probe_module"]] == ["error"], got
         assert all(MARK in text for entries in got.values() for _, text in entries), got
     else:
         assert done.returncode == 0, done.stdout[-2000:]

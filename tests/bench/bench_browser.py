@@ -39,11 +39,12 @@ PASSWORD = "bench-admin-pass-1"
 RUNNING = '[data-testid="stApp"][data-test-script-state="running"]'
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 CHARTS = 3  # the Overview's Vega charts: spend over time, top spenders, unit cost
-# Drawn: the run finished, the KPIs are there and every chart (at least CHARTS) has its
-# canvas or svg. Checked on every animation frame, so no fixed sleep.
+# Drawn: the run finished, the ten KPIs are there and every chart (at least CHARTS) has its
+# canvas or svg. Checked on every animation frame with selectors only (reading innerText
+# would lay the page out on every frame and slow down what is measured); no fixed sleep.
 DRAWN = """([idle, n]) => {
   if (document.querySelector(idle) === null) return false;
-  if (!document.body.innerText.includes("Spend in range")) return false;
+  if (document.querySelectorAll('[data-testid="stMetric"]').length < 10) return false;
   const charts = document.querySelectorAll('[data-testid="stVegaLiteChart"]');
   if (charts.length < n) return false;
   return [...charts].every(c => c.querySelector("canvas, svg") !== null);

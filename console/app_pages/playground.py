@@ -3,6 +3,7 @@ Router (budgets, cache, routing apply), the same prompt side by side, and your p
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 
 import pandas as pd
@@ -19,9 +20,10 @@ from console.queries.playground import Target
 from core.control import Actor
 from core.errors import CostlineError
 from core.router import Router
-from core.types import ChatRequest
+from core.types import ChatRequest, Completion
 
 TURN_ROLES = ["user", "assistant"]
+CURSOR = " ▌"  # after a side-by-side answer still streaming
 
 
 def main() -> None:
@@ -233,17 +235,15 @@ def run(router: Router, inputs: Inputs, targets: Sequence[Target], actor: Actor)
     if len(reqs) == 1:
         results = [stream_one(router, reqs[0], actor)]
     else:
-        try:
-            with st.spinner(f"Running {len(reqs)} models side by side…"):
-                outcomes = commands.run_many(router, reqs, actor)
-        except CostlineError as exc:  # e.g. the role was changed since sign-in
-            st.error(str(exc))
+        got = side_by_side(router, reqs, actor)
+        if got is None:
             return
-        results = [commands.result_of(r, o) for r, o in zip(reqs, outcomes, strict=True)]
+        results = got
     router.log.flush()  # the Requests page and the history see the calls at once
     commands.remember(actor.username, [r.request_id for r in results], inputs)
     st.session_state["pg_last"] = results
-    show(results, streamed=len(results) == 1)
+    if len(results) == 1:
+        show(results, streamed=True)
 
 
 def stream_one(router: Router, req: ChatRequest, actor: Actor) -> RunResult:
@@ -254,6 +254,50 @@ def stream_one(router: Router, req: ChatRequest, actor: Actor) -> RunResult:
     except CostlineError as exc:
         return commands.result_of(req, exc)
     return commands.result_of(req, sink["done"])
+
+
+def side_by_side(
+    router: Router, reqs: Sequence[ChatRequest], actor: Actor
+) -> list[RunResult] | None:
+    """A column per model, each answer streamed into its own column as it arrives (all
+    models at once); cost and latency under each when it is done. None when nothing was
+    sent (the role was changed since sign-in)."""
+    cols = st.columns(len(reqs))
+    boxes = []
+    for col, req in zip(cols, reqs, strict=True):
+        with col:
+            st.subheader(str(req.model))
+            boxes.append(st.container(height=240).empty())
+    texts = [""] * len(reqs)
+    ends: list[Completion | CostlineError | None] = [None] * len(reqs)
+    try:
+        with contextlib.closing(commands.stream_many(router, reqs, actor)) as batches:
+            for batch in batches:
+                for i, piece in batch:
+                    if isinstance(piece, str):
+                        texts[i] += piece
+                    else:
+                        ends[i] = piece
+                for i in {i for i, _ in batch}:  # one redraw per column and batch
+                    end = ends[i]
+                    if end is None:
+                        boxes[i].markdown(texts[i] + CURSOR)
+                    elif isinstance(end, Completion):
+                        boxes[i].markdown(end.text)
+                    else:
+                        boxes[i].error(str(end))
+    except CostlineError as exc:  # e.g. the role was changed since sign-in
+        st.error(str(exc))
+        return None
+    results = [
+        commands.result_of(req, end or CostlineError("the stream ended without an answer"))
+        for req, end in zip(reqs, ends, strict=True)
+    ]
+    for col, result in zip(cols, results, strict=True):
+        if not result.error:
+            with col:
+                figures(result, wide=False)
+    return results
 
 
 def show(results: Sequence[RunResult], streamed: bool) -> None:

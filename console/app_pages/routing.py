@@ -76,6 +76,9 @@ def policy_entity(actor: Actor) -> Entity[RoutingPolicy]:
         save=lambda v, new: commands.save_policy(actor, v, new=new),
         delete=lambda task: commands.delete_policy(actor, task),
         saved="Policy saved.",
+        labels=inputs.POLICY_LABELS,
+        check=lambda v: inputs.check_policy(v, catalog()),
+        filler=inputs.POLICY_FILLER,
     )
 
 
@@ -101,7 +104,12 @@ def policies_tab(actor: Actor, engineer: bool) -> None:
                 help="A model of the price catalog (see Pricing)",
             )
             error("primary_model")
-            st.text_input("Fallbacks (comma-separated)", key=key("fallbacks"))
+            pickers.pick_many(
+                "Fallbacks",
+                pickers.models(),
+                key("fallbacks"),
+                help="Tried in the order picked when the primary model fails",
+            )
             error("fallbacks")
             pickers.pick(
                 "Degrade to",

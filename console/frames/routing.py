@@ -120,5 +120,12 @@ PROPOSAL_POLICY_COLUMNS = [
 
 
 def policy_proposal_frame(policies: list[RoutingPolicy]) -> pd.DataFrame:
-    rows = [{k: policy_values(p)[k] for k in PROPOSAL_POLICY_COLUMNS} for p in policies]
+    """The what-if replay's policy table: one text cell per field (fallbacks 'a, b')."""
+    rows = [
+        {
+            **{k: policy_values(p)[k] for k in PROPOSAL_POLICY_COLUMNS},
+            "fallbacks": ", ".join(p.fallbacks),
+        }
+        for p in policies
+    ]
     return pd.DataFrame(rows, columns=PROPOSAL_POLICY_COLUMNS).astype(object)

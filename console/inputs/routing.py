@@ -60,6 +60,33 @@ POLICY_FIELDS = (
     "prompt_cache",
     "weights",
 )
+POLICY_LABELS = {  # as the editor labels them
+    "task": "Task",
+    "primary_model": "Primary model",
+    "fallbacks": "Fallbacks",
+    "degrade_to": "Degrade to",
+    "strategy": "Strategy",
+    "criticality": "Criticality",
+    "cache_ttl_s": "Cache TTL (s)",
+    "personalised": "Personalised",
+    "max_tokens": "Max tokens",
+    "prompt_cache": "Provider prompt caching",
+    "weights": "Weights",
+    "weights.cost": "Cost weight",
+    "weights.latency": "Latency weight",
+    "weights.quality": "Quality weight",
+}
+POLICY_FILLER = {  # valid stand-ins: to find every bad field of a failed save at once
+    "task": "valid-task",
+    "primary_model": "dryrun-small",
+    "fallbacks": [],
+    "degrade_to": "",
+    "strategy": "explicit",
+    "criticality": "normal",
+    "cache_ttl_s": "",
+    "max_tokens": "",
+    "prompt_cache": "",
+}
 PROMPT_CACHE = {"": "off", "5m": "5 minutes (write 1.25x input)", "1h": "1 hour (write 2x input)"}
 
 
@@ -69,7 +96,7 @@ def policy_values(p: RoutingPolicy | None) -> dict[str, Any]:
     return {
         "task": p.task,
         "primary_model": p.primary_model,
-        "fallbacks": ", ".join(p.fallbacks),
+        "fallbacks": list(p.fallbacks),  # a multiselect, in order
         "degrade_to": p.degrade_to or "",
         "strategy": p.strategy,
         "criticality": p.criticality,
@@ -83,8 +110,17 @@ def policy_values(p: RoutingPolicy | None) -> dict[str, Any]:
     }
 
 
+def model_list(value: Any) -> tuple[str, ...]:
+    """Fallbacks as picked (a list, in order) or typed in a table cell ('a, b')."""
+    if value is None or isinstance(value, float) and value != value:
+        return ()
+    if isinstance(value, str):
+        return tuple(comma_list(value))
+    return tuple(str(m).strip() for m in value if str(m).strip())
+
+
 def parse_policy(v: Mapping[Any, Any]) -> RoutingPolicy:
-    fallbacks = comma_list(text_value(v, "fallbacks"))
+    fallbacks = model_list(v.get("fallbacks"))
     return RoutingPolicy(
         task=text_value(v, "task"),
         primary_model=text_value(v, "primary_model"),
@@ -102,6 +138,13 @@ def parse_policy(v: Mapping[Any, Any]) -> RoutingPolicy:
         max_tokens=parse_int(text_value(v, "max_tokens"), "max_tokens"),
         prompt_cache=text_value(v, "prompt_cache") or None,
     )
+
+
+def check_policy(v: Mapping[Any, Any], cat: Catalog) -> RoutingPolicy:
+    """The editor's values -> a policy core accepts (validation only, nothing stored)."""
+    p = parse_policy(v)
+    check_models(p, cat)
+    return validate_policy(p, model_exists=cat.has)
 
 
 def check_models(p: RoutingPolicy, cat: Catalog) -> None:

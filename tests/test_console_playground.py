@@ -120,6 +120,39 @@ def test_side_by_side_shows_a_column_per_model_with_cost_and_latency(home: Path)
     assert results[0].cost != results[1].cost  # priced at each model's own rates
 
 
+def test_side_by_side_streams_each_request_in_its_own_order_at_once(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """stream_many, under the page's columns: both requests' chunks arrive before either
+    ends (a thread each), each request's text in order, then its Completion."""
+    from console.commands import playground as commands
+    from core.control import Actor
+    from core.router import Router
+    from core.types import ChatRequest, Completion
+
+    monkeypatch.setenv("COSTLINE_DRYRUN_MS_PER_TOKEN", "20")
+    reqs = [
+        ChatRequest(messages=[Message("user", "side by side")], model=m, source="playground")
+        for m in ("dryrun-small", "dryrun-large")
+    ]
+    pieces = []
+    with Router() as router:
+        for batch in commands.stream_many(router, reqs, Actor("engineer", "engineer")):
+            assert batch
+            pieces += batch
+    ends = [
+        next(n for n, (i, p) in enumerate(pieces) if i == k and not isinstance(p, str))
+        for k in (0, 1)
+    ]
+    firsts = [next(n for n, (i, _) in enumerate(pieces) if i == k) for k in (0, 1)]
+    assert max(firsts) < min(ends)  # both were streaming before either finished
+    for k in (0, 1):
+        mine = [p for i, p in pieces if i == k]
+        done = mine[-1]
+        assert isinstance(done, Completion) and "".join(mine[:-1]) == done.text
+        assert len(mine) > 10  # chunk by chunk
+
+
 def test_estimates_are_the_hand_counted_prompt_and_its_max_cost_and_budgets_show_headroom(
     home: Path,
 ) -> None:
@@ -287,6 +320,8 @@ def test_sending_a_prompt_is_checked_against_the_stored_role(home: Path) -> None
                 commands.run_many(router, [req], actor)
             with pytest.raises(PermissionDenied, match="playground"):
                 list(commands.stream_text(router, req, {}, actor))
+            with pytest.raises(PermissionDenied, match="playground"):
+                list(commands.stream_many(router, [req, req], actor))
         engineer = Actor("engineer", "engineer")
         [done] = commands.run_many(router, [req], engineer)
         assert not isinstance(done, Exception) and done.text

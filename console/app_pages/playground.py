@@ -264,10 +264,10 @@ def side_by_side(
     sent (the role was changed since sign-in)."""
     cols = st.columns(len(reqs))
     boxes = []
-    for col, req in zip(cols, reqs, strict=True):
+    for i, (col, req) in enumerate(zip(cols, reqs, strict=True)):
         with col:
             st.subheader(str(req.model))
-            boxes.append(st.container(height=240).empty())
+            boxes.append(st.container(height=240, key=f"pg_answer_{i}").empty())
     texts = [""] * len(reqs)
     ends: list[Completion | CostlineError | None] = [None] * len(reqs)
     try:

@@ -40,6 +40,9 @@ def main() -> None:
     selection = current_selection()
     st.title("Routing & Sampling")
     forms.flash()
+    note = st.session_state.pop(inputs.NOTE_KEY, None)  # an advice applied on Forecast
+    if note:
+        st.info(note, icon=":material/lightbulb:")
     engineer = auth.may(actor, "engineer")
     policies, sampling, caching, health = st.tabs(
         ["Task policies", "Sampling", "Cache & rate limits", "Provider health"],

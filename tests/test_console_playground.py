@@ -7,6 +7,7 @@ import socket
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -209,6 +210,11 @@ def test_cache_is_used_unless_bypassed(home: Path) -> None:
     assert dict(metrics(at))["Cache hit"] == "no" and at.session_state["pg_last"][0].cost > 0
 
 
+def current_tz() -> str:
+    with ControlPlane() as plane:
+        return str(plane.get_setting("timezone") or "UTC")
+
+
 def test_history_run_loads_back_into_the_form(home: Path) -> None:
     at = playground()
     at.text_area(key="pg_system").input("Be brief.")
@@ -224,6 +230,11 @@ def test_history_run_loads_back_into_the_form(home: Path) -> None:
     assert at.text_area(key="pg_prompt").value == "First prompt"
     assert at.text_area(key="pg_system").value == "Be brief."
     assert at.number_input(key="pg_max_tokens").value == 64
+    history = table(at, "request id")
+    event = logged(home, rid)
+    zone = ZoneInfo(current_tz())
+    assert list(history["time"]) == [f"{event.ts.astimezone(zone):%Y-%m-%d %H:%M:%S}"]
+    assert list(history["latency ms"]) == [round(event.latency_ms)]  # whole ms, no '.0'
     at = playground("admin")  # another user sees none of it
     assert has_table(at, "max cost") and not has_table(at, "request id")
 

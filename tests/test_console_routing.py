@@ -446,3 +446,27 @@ def test_every_bad_policy_field_is_named_at_once_in_the_forms_words(home: Path) 
         assert field not in shown or field == "task", shown  # the label, not the field name
     assert any("4 fields need fixing" in e.value for e in at.error), [e.value for e in at.error]
     assert not at.success and version() == before
+
+
+def test_control_tables_show_blank_unset_numbers_and_thousands_separators(home: Path) -> None:
+    import json
+
+    with ControlPlane() as plane:
+        plane.upsert_policy(RoutingPolicy("chat", "dryrun-small", max_tokens=1200), SYSTEM)
+        plane.upsert_policy(RoutingPolicy("summarise", "dryrun-small"), SYSTEM)
+        plane.upsert_rate_limit(
+            RateLimit("org-tpm", scope="org", metric="tokens", limit=2_000_000, window_s=60),
+            SYSTEM,
+        )
+    at = page("viewer")
+    tables = {tuple(d.value.columns)[:2]: d for d in at.dataframe}
+    policies = next(d.value for k, d in tables.items() if k == ("task", "primary"))
+    assert dict(zip(policies["task"], policies["max tokens"], strict=True)) == {
+        "chat": "1,200",
+        "summarise": "",
+    }
+    assert set(policies["cache TTL (s)"]) == {""}  # unset: blank, not None
+    limits = next(d for k, d in tables.items() if k == ("id", "scope"))
+    config = json.loads(limits.proto.columns)
+    assert config["limit"]["type_config"]["format"] == "localized"  # shown as 2,000,000
+    assert limits.value["burst"].tolist() == [""]

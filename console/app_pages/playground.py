@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import pandas as pd
 import streamlit as st
 
-from console import auth
+from console import auth, chrome
 from console.commands import playground as commands
 from console.commands.playground import RunResult
 from console.frames import playground as frames
@@ -17,6 +17,7 @@ from console.inputs.playground import MAX_MODELS, Inputs
 from console.queries import playground as queries
 from console.queries import usage
 from console.queries.playground import Target
+from console.sidebar import current_selection
 from core.control import Actor
 from core.errors import CostlineError
 from core.router import Router
@@ -210,7 +211,7 @@ def preview(
         rows.append(frames.estimate_row(est))
         req = inputs.request(t.name, actor.username)
         budgets += [frames.budget_row(t, s, est.max_cost) for s in queries.headroom(router, req, t)]
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="pg_estimates")
+    chrome.table(pd.DataFrame(rows), width="stretch", key="pg_estimates")
     st.caption(
         f"Max cost: the prompt at the input rate plus {inputs.max_tokens:,} output tokens"
         " (what budgets reserve). Typical cost: the median output of the model's recent"
@@ -358,7 +359,8 @@ def history(actor: Actor, router: Router) -> None:
     if runs.empty:
         st.caption("None yet.")
         return
-    st.dataframe(frames.history_frame(runs), hide_index=True, width="stretch", key="pg_history")
+    tz = current_selection().scope.tz
+    chrome.table(frames.history_frame(runs, tz), width="stretch", key="pg_history")
     stored = queries.remembered(actor.username)
     ids = [rid for rid in runs["request_id"] if rid in stored]
     if not ids:

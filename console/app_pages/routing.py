@@ -88,7 +88,7 @@ def policy_entity(actor: Actor) -> Entity[RoutingPolicy]:
 def policies_tab(actor: Actor, engineer: bool) -> None:
     policies = auth.plane().policies()
     if policies:
-        st.dataframe(frames.policies_frame(policies), hide_index=True, width="stretch")
+        chrome.table(frames.policies_frame(policies), width="stretch")
     else:
         st.info("No task policies: requests must name their model.")
     if read_only(engineer, "policies"):
@@ -260,7 +260,7 @@ def cache_tab(actor: Actor, engineer: bool) -> None:
     st.subheader("Response cache per task")
     settings = auth.plane().cache_settings()
     if settings:
-        st.dataframe(frames.cache_settings_frame(settings), hide_index=True)
+        chrome.table(frames.cache_settings_frame(settings))
     else:
         st.caption(f"No settings: built-in TTLs per task (else {DEFAULT_CACHE_TTL_S:,} s).")
     if read_only(engineer, "cache settings"):
@@ -302,7 +302,7 @@ def rate_limits_tab(actor: Actor, engineer: bool) -> None:
     st.subheader("Rate limits")
     limits = auth.plane().rate_limits()
     if limits:
-        st.dataframe(frames.rate_limits_frame(limits), hide_index=True)
+        chrome.table(frames.rate_limits_frame(limits))
     else:
         st.caption("No rate limits.")
     if read_only(engineer, "rate limits"):

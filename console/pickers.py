@@ -53,6 +53,11 @@ def providers() -> list[str]:
     return sorted({*configured, *(cat.provider_of(m) for m in cat.models())})
 
 
+def logged(dimension: str) -> list[str]:
+    """The values logged for one dimension (org, project, user, task, …)."""
+    return list(usage.filter_options(usage.home(), usage.version()).get(dimension, []))
+
+
 def scope_values(scope: str | None) -> list[str]:
     """Values logged for ``scope`` (org, project, user, task, model, provider, key, tag)
     first, then those of the other scopes, the catalog's models and the providers (a form

@@ -18,7 +18,7 @@ from core.control import SYSTEM, Budget, ControlPlane, PriceOverride
 from core.pricing import load_catalog
 from core.types import Message
 from core.usage import Filters, Reader
-from tests.console_support import ADMIN_PASSWORD, app, make_users
+from tests.console_support import ADMIN_PASSWORD, app, choose, make_users
 
 PAGE = "app_pages/playground.py"
 
@@ -175,7 +175,8 @@ def test_estimates_are_the_hand_counted_prompt_and_its_max_cost_and_budgets_show
     at.text_area(key="pg_prompt").input("And how are they priced?")
     at.multiselect(key="pg_models").set_value(["dryrun-small", "dryrun-large"])
     at.number_input(key="pg_max_tokens").set_value(300)
-    at.text_input(key="pg_org").input("acme").run()
+    choose(at, "pg_org", "acme")  # picked from the log, or typed (acme never called)
+    at.run()
     assert not at.exception
     # cl100k: 3 reply-priming tokens, then per message 3 framing + role (1) + content:
     # "You are terse." 4, "What is a token?" 5, "And how are they priced?" 6 -> 3+8+9+10 = 30.
@@ -196,6 +197,22 @@ def test_estimates_are_the_hand_counted_prompt_and_its_max_cost_and_budgets_show
     assert spent > 0 and not at.error
     at.run()
     assert list(table(at, "remaining")["spent"]) == [cents(spent)]  # from the usage log
+
+
+def test_org_project_and_task_are_picked_from_the_log(home: Path) -> None:
+    from tests.console_support import routed_calls
+
+    routed_calls(home, n=4)
+    at = playground()
+    for dim, seen in (("org", "org1"), ("project", "proj2"), ("task", "summarise")):
+        assert seen in at.selectbox(key=f"pg_{dim}").options, dim
+    choose(at, "pg_org", "org1")
+    choose(at, "pg_task", "new-task")  # a value never logged can still be typed
+    at.text_area(key="pg_prompt").input("hello")
+    at.button(key="pg_send").click().run()
+    assert not at.exception and not at.error
+    event = logged(home, at.session_state["pg_last"][0].request_id)
+    assert (event.org, event.task, event.project) == ("org1", "new-task", None)
 
 
 def test_cache_is_used_unless_bypassed(home: Path) -> None:

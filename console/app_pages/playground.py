@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import pandas as pd
 import streamlit as st
 
-from console import auth, chrome
+from console import auth, chrome, pickers
 from console.commands import playground as commands
 from console.commands.playground import RunResult
 from console.frames import playground as frames
@@ -112,9 +112,11 @@ def input_form(actor: Actor, router: Router) -> Inputs:
     knobs = st.columns(5)
     temperature = knobs[0].slider("Temperature", 0.0, 2.0, step=0.1, key="pg_temperature")
     max_tokens = knobs[1].number_input("Max tokens", step=1, key="pg_max_tokens")
-    org = knobs[2].text_input("Org", key="pg_org")
-    project = knobs[3].text_input("Project", key="pg_project")
-    task = knobs[4].text_input("Task", key="pg_task")
+    picked = {}
+    for col, dim in zip(knobs[2:], ("org", "project", "task"), strict=True):
+        with col:  # values from the log (budgets match them); a new one can be typed
+            picked[dim] = pickers.pick(dim.capitalize(), pickers.logged(dim), f"pg_{dim}")
+    org, project, task = picked["org"], picked["project"], picked["task"]
     bypass = st.toggle(
         "Bypass the response cache",
         key="pg_bypass",

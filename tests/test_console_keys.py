@@ -4,6 +4,7 @@ key dimension is a sidebar filter and an Overview breakdown."""
 
 from __future__ import annotations
 
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,9 @@ def test_engineer_creates_a_key_and_sees_its_secret_once(home: Path) -> None:
         assert KeyIndex(plane.snapshot().keys, load_pepper()).find(secret) == key
         assert plane.budget("key:web") is not None
         assert plane.audit()[0].actor == "engineer"
+    row = at.dataframe[0].value.set_index("name").loc["web"]
+    assert row["revoked"] == "" and row["expires"] == ""  # blank, not None
+    assert row["created"] == f"{key.created_at.astimezone(UTC):%Y-%m-%d %H:%M:%S}"  # no offset
     at.run()  # the next run no longer shows it
     assert not at.code
 

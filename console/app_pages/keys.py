@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from console import auth, forms, pickers
+from console import auth, chrome, forms, pickers
 from console.commands import keys as commands
+from console.frames.display import readable
 from console.frames.keys import keys_frame
 from console.inputs.keys import FIELDS, LABELS
 from console.queries import keys as queries
@@ -51,7 +52,7 @@ def keys_table() -> None:
     spend = queries.spend_by_key(usage.home(), usage.version(), sel.scope)
     shown = {k: sel.money.fmt(v) for k, v in spend.items()}
     frame = keys_frame(keys, plane.budgets(), plane.rate_limits(), shown, clock.now())
-    st.dataframe(frame, hide_index=True, width="stretch")
+    chrome.table(readable(frame, sel.scope.tz), width="stretch")  # local times, blanks
     st.caption(
         "Spend is over the sidebar's time range; budgets and limits are on Budgets and Routing."
     )

@@ -30,6 +30,7 @@ __all__ = [
     "TokenCount",
     "count_messages",
     "count_text",
+    "count_upper_bound",
     "encoding_for",
     "encoding_name_for",
     "get_encoding",
@@ -263,3 +264,34 @@ def count_messages(model: str, messages: Sequence[Message]) -> TokenCount:
     if all(type(m) is Message for m in messages):  # frozen: safe to know by identity
         _last = (enc_name, tuple(messages), total)
     return TokenCount(total, not exact)
+
+
+def _utf8_len(text: str) -> int:
+    """UTF-8 bytes of ``text`` (a lone surrogate counts as its 3 bytes, never fails)."""
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
+def count_upper_bound(model: str, messages: Sequence[Message]) -> int:
+    """A cheap upper bound of ``count_messages(model, messages).tokens``, without encoding.
+
+    Both encodings are byte-level BPE: every token stands for at least one byte of the text's
+    UTF-8 form, so a text has at most as many tokens as UTF-8 bytes. Non-OpenAI models are
+    counted with ``cl100k_base`` as is (no scaling), so the bound holds for them too. The
+    framing is added exactly as ``count_messages`` adds it. A prompt counted just before
+    (the same Message objects) gives its exact count.
+    """
+    enc_name = _resolve(model)[0]
+    last_enc, last_msgs, last_total = _last
+    if (
+        last_enc == enc_name
+        and len(last_msgs) == len(messages)
+        and all(a is b for a, b in zip(last_msgs, messages, strict=True))
+    ):
+        return last_total
+    enc = get_encoding(enc_name)
+    total = REPLY_PRIMING
+    for m in messages:
+        total += TOKENS_PER_MESSAGE + _role_len(enc, m.role) + _utf8_len(m.content)
+        if m.name:
+            total += TOKENS_PER_NAME + _utf8_len(m.name)
+    return total

@@ -19,21 +19,34 @@ DEFAULT_OUTPUT = 4096  # max_tokens when neither the request nor the catalog set
 
 def count(call: Call, model: str) -> tokens.TokenCount:
     """Prompt tokens for ``model``, counted once per tokenizer (candidates share them)."""
-    key = (tokens.encoding_name_for(model), tokens.is_openai_tokenizer(model))
-    got = call.counts.get(key)
-    if got is None:
-        got = call.counts[key] = tokens.count_messages(model, call.req.messages)
-    return got
+    return call.count(model)
 
 
 def fit(ctx: Context, call: Call, cand: Candidate) -> bool:
-    """Count the prompt for ``cand``; False (remembering why) if it can't fit its window.
-    An embeddings call's inputs are counted once, by ``count_inputs``."""
+    """Whether ``cand``'s context window holds the prompt; False (remembering why) if not.
+    Sets ``cand.row`` to the price tier of the prompt's size. An embeddings call's inputs
+    are counted once, by ``count_inputs``.
+
+    The prompt is counted exactly only when it matters: when an upper bound of its tokens
+    (``tokens.count_upper_bound``) plus max_tokens fits the window and stays in the base
+    price tier, the exact count is left to its first use (``Candidate.prompt_tokens``)."""
     if call.embedding:
         return True
-    n = cand.prompt_tokens = count(call, cand.model).tokens
-    if cand.row is None:
+    if cand.tokens is None:
+        cand.call = call  # counted on first use
+        if cand.row is None:  # unpriced: no window, no tier
+            return True
+        out = call.req.max_tokens or 0
+        bound = tokens.count_upper_bound(cand.model, call.req.messages)
+        lookup = ctx.catalog.lookup
+        row = lookup(cand.model, prompt_tokens=bound)
+        window = row.context_window
+        if (not window or bound + out <= window) and row is lookup(cand.model, prompt_tokens=0):
+            cand.row = row  # every size up to the bound has this tier: the exact one's too
+            return True
+    elif cand.row is None:
         return True
+    n = cand.prompt_tokens
     cand.row = ctx.catalog.lookup(cand.model, prompt_tokens=n)  # the tier for this prompt
     window = cand.row.context_window
     out = call.req.max_tokens or 0

@@ -32,7 +32,10 @@ def route(ctx: Context, call: Call, policy: RoutingPolicy | None) -> None:
             names, call.route_reason = _cheapest_first(ctx, call, names)
     else:
         first = req.model or (policy.primary_model if policy else "")
-        prompt = count(call, first).tokens if first else 0
+        # The engine reads the prompt's size to rank a task policy's models and to order
+        # [model, *fallbacks] by cost (optimize_cost); an explicit model alone never needs it.
+        sized = not req.model or (req.optimize_cost and bool(req.fallbacks))
+        prompt = count(call, first).tokens if first and sized else 0
         choice = ctl.routing.route(req, policy, prompt_tokens=prompt, scores=ctl.scores)
         names = list(choice.models)
         call.route_reason = choice.reason

@@ -26,13 +26,32 @@ __all__ = ["Call", "Candidate"]
 
 @dataclass(slots=True)
 class Candidate:
-    """One model the router may call: display name, provider and the id sent upstream."""
+    """One model the router may call: display name, provider and the id sent upstream.
+
+    ``prompt_tokens`` is counted exactly on first use, not before: ``estimate.fit`` often
+    decides with an upper bound alone, and a provider that reports usage never needs it.
+    """
 
     model: str
     provider: str
     provider_model: str
     row: PriceRow | None  # None: unpriced, allowed only with allow_unpriced=True
-    prompt_tokens: int = 0
+    tokens: int | None = None  # the exact prompt tokens, once known
+    call: Call | None = field(
+        default=None, repr=False, compare=False
+    )  # whose prompt to count on first use (set by estimate.fit)
+
+    @property
+    def prompt_tokens(self) -> int:
+        """The prompt's exact tokens for this model (0 for a candidate never fitted)."""
+        n = self.tokens
+        if n is None:
+            n = self.tokens = 0 if self.call is None else self.call.count(self.model).tokens
+        return n
+
+    @prompt_tokens.setter
+    def prompt_tokens(self, n: int) -> None:
+        self.tokens = n
 
 
 @dataclass(slots=True)
@@ -59,6 +78,14 @@ class Call:
     counts: dict[tuple[str, bool], tokens.TokenCount] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
     start_ns: int = field(default_factory=lambda: int(clock.timestamp() * 1e9))
+
+    def count(self, model: str) -> tokens.TokenCount:
+        """Prompt tokens for ``model``, counted once per tokenizer (candidates share them)."""
+        key = (tokens.encoding_name_for(model), tokens.is_openai_tokenizer(model))
+        got = self.counts.get(key)
+        if got is None:
+            got = self.counts[key] = tokens.count_messages(model, self.req.messages)
+        return got
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000

@@ -1,6 +1,8 @@
-"""Step 3, estimate: prompt tokens per candidate (tiktoken, offline), whether the candidate's
-context window holds them, and the reservation - an upper bound of the call's cost and tokens
-that the budget guard holds while the call runs."""
+"""Step 3, estimate: whether the candidate's context window holds the prompt and which price
+tier applies (an upper bound of the prompt's tokens when it settles both, else the exact
+tiktoken count, offline), the prompt tokens per tokenizer when something needs them, and the
+reservation - an upper bound of the call's cost and tokens that the budget guard holds while
+the call runs."""
 
 from __future__ import annotations
 

@@ -8,6 +8,11 @@ holds 4,096 texts, so the corpus stays at 1,000 prompts per side to fit it). The
 measured in the same run is a bare call of the dryrun provider on the same requests (it
 counts the prompt too): ``*_vs_provider_x`` is router time / provider time, so machines of
 different speed can be compared.
+
+``reported``: cold calls again, to a provider that reports usage the way real upstreams do
+(a ready answer, nothing counted locally): the router then never counts the prompt, since
+an upper bound of its tokens settles the context window and the price tier. The dryrun
+provider counts every prompt to simulate usage, so the figures above include that count.
 """
 
 from __future__ import annotations
@@ -15,10 +20,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from core.providers import create
+from core.providers import ProviderResult, create
+from core.providers.dryrun import DryRunProvider
 from core.router import Router
 from core.settings import Settings
-from core.types import ChatRequest
+from core.types import ChatRequest, Usage
 from tests.bench._prompts import corpus, quantile
 
 
@@ -30,6 +36,14 @@ def timed(call: Callable[[ChatRequest], object], requests: list[ChatRequest]) ->
         out.append((time.perf_counter() - t0) * 1e6)
     out.sort()
     return out
+
+
+class Reported(DryRunProvider):
+    """Answers at once with usage as an upstream reports it (no local token count)."""
+
+    def complete(self, req: ChatRequest, model: str) -> ProviderResult:
+        n = len(req.messages[-1].content) // 4 + 7
+        return ProviderResult("[dryrun] reported usage", Usage(n, 20), "stop", model)
 
 
 def run(quick: bool) -> dict[str, float]:
@@ -44,6 +58,9 @@ def run(quick: bool) -> dict[str, float]:
         cold = timed(router.complete, ours)
         bare_warm = timed(lambda r: provider.complete(r, model), theirs * passes)
         warm = timed(router.complete, ours * passes)
+    with Router(settings, controls=False, providers={"dryrun": Reported(provider.config)}) as r:
+        timed(r.complete, corpus(300, seed=8, model=model))
+        reported = timed(r.complete, corpus(n, seed=3, model=model))
     p50 = {k: quantile(v, 0.5) for k, v in (("cold", cold), ("warm", warm))}
     base = {k: quantile(v, 0.5) for k, v in (("cold", bare_cold), ("warm", bare_warm))}
     return {
@@ -52,6 +69,8 @@ def run(quick: bool) -> dict[str, float]:
         "router_bare_cold_p99_us": quantile(cold, 0.99),
         "router_bare_warm_p50_us": p50["warm"],
         "router_bare_warm_p99_us": quantile(warm, 0.99),
+        "router_bare_reported_cold_p50_us": quantile(reported, 0.5),
+        "router_bare_reported_cold_p99_us": quantile(reported, 0.99),
         "provider_dryrun_cold_p50_us": base["cold"],
         "provider_dryrun_warm_p50_us": base["warm"],
         "router_bare_cold_vs_provider_x": round(p50["cold"] / base["cold"], 2),

@@ -42,10 +42,13 @@ def cmd_console(args: argparse.Namespace) -> int:
 
 # The settings of the repository's .streamlit/config.toml that must hold wherever the console
 # is started from (Streamlit reads config.toml from the working directory only): no "Deploy"
-# button or developer menu for anyone, no usage statistics. STREAMLIT_* set by the user win.
+# button or developer menu for anyone, no usage statistics, no source watcher and no full
+# gc.collect() after each run (both delay every page). STREAMLIT_* set by the user win.
 CONSOLE_STREAMLIT_ENV = {
     "STREAMLIT_CLIENT_TOOLBAR_MODE": "viewer",
     "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
+    "STREAMLIT_SERVER_FILE_WATCHER_TYPE": "none",
+    "STREAMLIT_RUNNER_POST_SCRIPT_GC": "false",
 }
 
 

@@ -12,6 +12,9 @@ Per provider NAME the environment gives ``{NAME}_API_KEY`` and ``{NAME}_BASE_URL
 (upper case, e.g. ``OPENAI_BASE_URL``), and ``{NAME}_ORGANIZATION`` (OpenAI's
 ``OpenAI-Organization`` header; ``OPENAI_ORG_ID``, the OpenAI SDK's name, works too). Keys
 are never logged; ``ProviderConfig.__repr__`` masks them.
+
+``COSTLINE_TIMEZONE`` is not a router setting: it is the control plane's default 'timezone'
+setting (``core.control``), read where budget windows and day boundaries are computed.
 """
 
 from __future__ import annotations
@@ -83,7 +86,6 @@ class ProviderConfig:
 class Settings:
     home: Path = field(default_factory=costline_home)
     providers: Mapping[str, ProviderConfig] = field(default_factory=dict)
-    timezone: str = "UTC"
     log_bodies_projects: frozenset[str] = frozenset()  # projects whose prompts are stored
     otel: bool = False
     reconcile_interval_s: float = 30.0  # budget counters vs the usage log; 0: only at start
@@ -95,7 +97,6 @@ class Settings:
         s = cls(
             home=costline_home(env),
             providers=providers,
-            timezone=env.get("COSTLINE_TIMEZONE", "UTC"),
             log_bodies_projects=frozenset(comma_list(env.get("COSTLINE_LOG_BODIES_PROJECTS"))),
             otel=env.get("COSTLINE_OTEL", "") in ("1", "true", "yes"),
             reconcile_interval_s=_seconds(env, "COSTLINE_RECONCILE_S", 30.0),

@@ -60,6 +60,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.longrepr = f"skipped under COSTLINE_REQUIRE_SERVICES=1: {report.longrepr}"
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
+    """The same for a whole module skipped while it is collected (a module-level
+    ``importorskip`` or ``skip(allow_module_level=True)``): a collection error in CI."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if REQUIRE_SERVICES and report.skipped:
+        report.outcome = "failed"
+        report.longrepr = f"skipped under COSTLINE_REQUIRE_SERVICES=1: {report.longrepr}"
+
+
 @pytest.fixture(autouse=True)
 def costline_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "costline-home"

@@ -4,8 +4,8 @@ later are covered), checks that no exception and no error box (``st.error``) is 
 saves a screenshot per page. Every wait is on a condition (the page's URL, the script run
 finished, the chart drawn), never a fixed sleep.
 
-Skipped only when no `chromium` is on PATH and COSTLINE_REQUIRE_SERVICES is not 1.
-Also a script for the README picture (demo data loaded when core.demo is available):
+Skipped only when no `chromium` is on PATH and COSTLINE_REQUIRE_SERVICES is not 1 (then it
+fails). Also a script for the README picture (the demo data loaded):
 
     .venv/bin/python -m tests.test_browser_smoke docs/img/overview.png
 """
@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or "/usr/bin/chromium"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")  # on PATH, or None
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 PASSWORD = "browser-admin-pass-1"
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
@@ -129,22 +129,17 @@ def open_page(page: Any, title: str) -> None:
 
 
 def fill_home(home: Path) -> None:
-    try:
-        from core.demo import load_demo
-    except ImportError:
-        from tests.console_support import sample_data
+    from core.demo import load_demo
 
-        sample_data(home)
-    else:
-        load_demo(home)
+    load_demo(home)
 
 
 @pytest.fixture
 def browser_ready() -> None:
-    if not Path(CHROMIUM).exists():
+    if CHROMIUM is None:
         if os.environ.get("COSTLINE_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"{CHROMIUM} is missing and COSTLINE_REQUIRE_SERVICES is set")
-        pytest.skip(f"{CHROMIUM} is not installed")
+            pytest.fail("no chromium on PATH and COSTLINE_REQUIRE_SERVICES=1")
+        pytest.skip("no chromium on PATH")
 
 
 def test_every_page_renders_without_an_exception(

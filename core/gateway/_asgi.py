@@ -90,7 +90,3 @@ async def watch_disconnect(receive: Receive, on_disconnect: Callable[[], None]) 
         if msg["type"] == "http.disconnect":
             on_disconnect()
             return
-
-
-def json_body(obj: Any) -> bytes:
-    return orjson.dumps(obj)

@@ -34,7 +34,6 @@ from core.insights._windows import trailing_stats
 METHODS = ("mad", "iqr", "prophet")
 THRESHOLDS = {"mad": 3.5, "iqr": 2.0}
 WINDOWS = {"D": 28, "h": 168, "min": 60}
-STEPS = {"D": pd.Timedelta(days=1), "h": pd.Timedelta(hours=1), "min": pd.Timedelta(minutes=1)}
 ABS_FLOOR = 1e-9
 MAD_TO_SIGMA = 1.4826
 IQR_TO_SIGMA = 1.349

@@ -20,7 +20,6 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import duckdb
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from core.private import make_private, private_dir
@@ -172,11 +171,6 @@ def write_rollup(
 def fsync_file(path: Path) -> None:
     with open(path, "rb+") as fh:
         os.fsync(fh.fileno())
-
-
-def read_rollups(paths: Sequence[Path]) -> pa.Table:
-    """Rollup files as one Arrow table (for tests and tools)."""
-    return pq.ParquetDataset([str(p) for p in paths]).read() if paths else pa.table({})
 
 
 def after_merge(home: Path | None, merged: SegmentInfo) -> None:

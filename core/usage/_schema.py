@@ -73,8 +73,6 @@ SCHEMA = pa.schema(
     ]
 )
 COLUMNS: tuple[str, ...] = tuple(SCHEMA.names)
-TS_INDEX = COLUMNS.index("ts")
-TAGS_INDEX = COLUMNS.index("tags")
 METADATA_INDEX = COLUMNS.index("metadata")
 
 

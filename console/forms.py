@@ -77,10 +77,13 @@ def form_error(form: str, fields: tuple[str, ...]) -> None:
 
 def labelled(message: str, field: str, labels: Mapping[str, str]) -> str:
     """A core message in the form's words: 'scope_value: required ... (got None)' ->
-    'Scope value: required ...'."""
-    label = labels.get(field.split(".")[0])
-    if label and message.startswith(field.split(".")[0]):
-        message = label + message[len(field.split(".")[0]) :]
+    'Scope value: required ...' (a dotted field such as 'weights.cost' by its own label when
+    it has one, else by its head's)."""
+    for name in (field, field.split(".")[0]):
+        label = labels.get(name)
+        if name and label and message.startswith(name):
+            message = label + message[len(name) :]
+            break
     for name, text in labels.items():
         message = message.replace(f"'{name}'", f"'{text}'")
     for empty in (" (got None)", " (got '')"):

@@ -1,6 +1,7 @@
-"""Pickers for models, providers and scope values: a select box listing what the catalog and
-the usage log know, where a new value can still be typed (a model priced tomorrow, a project
-that has not called yet). Empty ("—") means none."""
+"""Pickers for models, providers and scope values: a select box (or, for several values in
+order, a multiselect) listing what the catalog and the usage log know, where a new value can
+still be typed (a model priced tomorrow, a project that has not called yet). Empty ("—")
+means none."""
 
 from __future__ import annotations
 
@@ -30,6 +31,15 @@ def pick(label: str, options: Iterable[str], key: str, help: str | None = None) 
     return str(value or "").strip()
 
 
+def pick_many(label: str, options: Iterable[str], key: str, help: str | None = None) -> list[str]:
+    """A multiselect over ``options`` (plus the values the key holds) in the order picked,
+    free entry allowed (a model priced tomorrow)."""
+    current = [str(v) for v in st.session_state.get(key) or []]
+    choices = list(dict.fromkeys([*current, *options]))
+    values = st.multiselect(label, choices, key=key, help=help, accept_new_options=True)
+    return [str(v).strip() for v in values if str(v).strip()]
+
+
 def models() -> list[str]:
     """Catalog models (with price overrides), then models seen in the log but not priced."""
     known = sorted(catalog().models())
@@ -41,6 +51,11 @@ def providers() -> list[str]:
     cat = catalog()
     configured = Settings.from_env().providers
     return sorted({*configured, *(cat.provider_of(m) for m in cat.models())})
+
+
+def logged(dimension: str) -> list[str]:
+    """The values logged for one dimension (org, project, user, task, …)."""
+    return list(usage.filter_options(usage.home(), usage.version()).get(dimension, []))
 
 
 def scope_values(scope: str | None) -> list[str]:

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -29,7 +30,7 @@ def cmd_console(args: argparse.Namespace) -> int:
         )
     cmd = [sys.executable, "-m", "streamlit", "run", str(APP)]
     try:
-        return run_forwarding(cmd, os.environ.copy())
+        return run_forwarding(cmd, console_env(os.environ))
     finally:
         if worker is not None:
             worker.terminate()
@@ -37,6 +38,23 @@ def cmd_console(args: argparse.Namespace) -> int:
                 worker.wait(10)
             except subprocess.TimeoutExpired:
                 worker.kill()
+
+
+# The settings of the repository's .streamlit/config.toml that must hold wherever the console
+# is started from (Streamlit reads config.toml from the working directory only): no "Deploy"
+# button or developer menu for anyone, no usage statistics, no source watcher and no full
+# gc.collect() after each run (both delay every page). STREAMLIT_* set by the user win.
+CONSOLE_STREAMLIT_ENV = {
+    "STREAMLIT_CLIENT_TOOLBAR_MODE": "viewer",
+    "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
+    "STREAMLIT_SERVER_FILE_WATCHER_TYPE": "none",
+    "STREAMLIT_RUNNER_POST_SCRIPT_GC": "false",
+}
+
+
+def console_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The console's environment: ``environ`` with ``CONSOLE_STREAMLIT_ENV`` as defaults."""
+    return {**CONSOLE_STREAMLIT_ENV, **environ}
 
 
 def run_forwarding(cmd: list[str], env: dict[str, str]) -> int:

@@ -17,6 +17,8 @@ BANNED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Zl", "Zp"})
 
 def name_problem(text: str) -> str | None:
     """Why ``text`` is not an acceptable name (None when it is)."""
+    if text.isascii() and text.isprintable():  # no ASCII character is Cf, Cs, Co, Zl, Zp
+        return None
     for ch in text:
         if unicodedata.category(ch) in BANNED_CATEGORIES:
             label = unicodedata.name(ch, "control character")

@@ -111,6 +111,12 @@ _role_tokens: dict[tuple[str, str], int] = {}
 _MEMO_MAX_CHARS = 2048
 _MEMO_MAX_ENTRIES = 4096
 _memo: dict[tuple[str, str], int] = {}
+# The last chat prompt counted: (encoding, its messages, tokens). The router counts a prompt
+# for its estimate and a provider that simulates usage (dryrun) counts the same Message
+# objects again a moment later; Messages are frozen, so the same objects in the same order
+# are the same prompt, whatever their length (the memo above keeps short texts only). One
+# slot: another prompt in between (other threads) just counts again.
+_last: tuple[str, tuple[Message, ...], int] = ("", (), 0)
 
 
 def _bundled_dir() -> Path:
@@ -191,7 +197,9 @@ def is_openai_tokenizer(model: str) -> bool:
     return _resolve(model)[1]
 
 
-def _encode_len(enc: tiktoken.Encoding, text: str, where: str) -> int:
+def _encode_len(enc: tiktoken.Encoding, text: str, where: str, message: int = -1) -> int:
+    """Tokens of ``text``; ``where`` (of message number ``message``, when >= 0) names it in
+    the error for text that is not valid UTF-8."""
     if not text:
         return 0
     short = len(text) <= _MEMO_MAX_CHARS
@@ -203,6 +211,7 @@ def _encode_len(enc: tiktoken.Encoding, text: str, where: str) -> int:
         try:
             text.encode("utf-8")
         except UnicodeEncodeError as exc:
+            where = f"message {message} {where}" if message >= 0 else where
             raise BadRequest(
                 f"{where} is not valid UTF-8 text (lone surrogate at index {exc.start})"
             ) from None
@@ -235,12 +244,22 @@ def count_messages(model: str, messages: Sequence[Message]) -> TokenCount:
     Each message costs 3 framing tokens + its role + its content (+ name + 1 if named), and the
     reply is primed with 3 more tokens. Non-OpenAI models are estimated and flagged.
     """
+    global _last
     enc_name, exact = _resolve(model)
+    last_enc, last_msgs, last_total = _last
+    if (
+        last_enc == enc_name
+        and len(last_msgs) == len(messages)
+        and all(a is b for a, b in zip(last_msgs, messages, strict=True))
+    ):
+        return TokenCount(last_total, not exact)
     enc = get_encoding(enc_name)
     total = REPLY_PRIMING
     for i, m in enumerate(messages):
         total += TOKENS_PER_MESSAGE + _role_len(enc, m.role)
-        total += _encode_len(enc, m.content, f"message {i} content")
+        total += _encode_len(enc, m.content, "content", i)
         if m.name:
-            total += TOKENS_PER_NAME + _encode_len(enc, m.name, f"message {i} name")
+            total += TOKENS_PER_NAME + _encode_len(enc, m.name, "name", i)
+    if all(type(m) is Message for m in messages):  # frozen: safe to know by identity
+        _last = (enc_name, tuple(messages), total)
     return TokenCount(total, not exact)

@@ -56,6 +56,17 @@ def _text(field: str, v: object, *, optional: bool = True) -> None:
             ) from None
 
 
+def _utf8(v: object) -> bool:
+    """True for a str that encodes as UTF-8 (no lone surrogate)."""
+    if type(v) is not str:
+        return False
+    try:
+        v.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _number(field: str, v: object) -> float:
     if isinstance(v, bool) or not isinstance(v, int | float):
         raise _bad(field, f"must be a number, got {_kind(v)} {v!r}")
@@ -110,18 +121,38 @@ def _message(i: int, m: object) -> None:
         _json(f"{where}.extra", m.extra)
 
 
+def _plain(v: object) -> bool:
+    """True for the usual well-formed text: an ASCII str (nothing to check further)."""
+    return type(v) is str and v.isascii()
+
+
 def check_request(req: object) -> ChatRequest:
-    """``req`` if every field is well-formed, else BadRequest naming the field."""
+    """``req`` if every field is well-formed, else BadRequest naming the field.
+
+    The usual request (Message objects with a known role and ASCII or valid UTF-8 text, no
+    extras, plain names) is checked without building any field name; ``_message`` and
+    ``_text`` run only for what that quick look cannot pass, and name what is wrong."""
     if not isinstance(req, ChatRequest):
         raise BadRequest(f"request must be a ChatRequest, got {_kind(req)}", field="request")
     if not isinstance(req.messages, list | tuple):
         raise _bad("messages", f"must be a list of messages, got {_kind(req.messages)}")
     for i, m in enumerate(req.messages):
-        _message(i, m)
+        if not (
+            type(m) is Message
+            and m.role in ROLES
+            and (_plain(m.content) or _utf8(m.content))
+            and m.name is None
+            and m.extra is None
+        ):
+            _message(i, m)
     for name in TEXT_FIELDS:
-        _text(name, getattr(req, name))
-    _text("source", req.source, optional=False)
-    _text("request_id", req.request_id, optional=False)
+        v = getattr(req, name)
+        if v is not None and not _plain(v):
+            _text(name, v)
+    for name in ("source", "request_id"):
+        v = getattr(req, name)
+        if not _plain(v):
+            _text(name, v, optional=False)
     if req.model is not None and not req.model.strip():
         raise _bad("model", "must not be empty")
     for name in BOOL_FIELDS:
@@ -139,10 +170,14 @@ def check_request(req: object) -> ChatRequest:
             raise _bad("temperature", f"must be between 0 and 2, got {t}")
     if req.criticality not in CRITICALITIES:
         raise _bad("criticality", f"{req.criticality!r} is not one of {list(CRITICALITIES)}")
-    _strings("tags", req.tags)
-    _strings("fallbacks", req.fallbacks)
-    _json("metadata", req.metadata)
-    _json("extra", req.extra)
+    for name in ("tags", "fallbacks"):
+        v = getattr(req, name)
+        if not (type(v) is tuple and not v):  # () is the default: nothing to check
+            _strings(name, v)
+    for name in ("metadata", "extra"):
+        v = getattr(req, name)
+        if not (type(v) is dict and not v):  # {} is the default: nothing to check
+            _json(name, v)
     if req.timeout is not None and _number("timeout", req.timeout) <= 0:
         raise _bad("timeout", f"must be > 0 seconds, got {req.timeout}")
     if req.ttl is not None and _number("ttl", req.ttl) < 0:

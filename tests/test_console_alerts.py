@@ -4,6 +4,7 @@ settings and API tokens, through Streamlit's AppTest as each role."""
 from __future__ import annotations
 
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -124,3 +125,18 @@ def test_admin_creates_and_revokes_an_api_token(home: Path) -> None:
     assert [s.value for s in at.success] == [f"Token {token.id} revoked."]
     with ControlPlane() as plane:
         assert plane.api_tokens()[0].revoked_at is not None
+
+
+def test_alert_times_are_in_the_configured_zone_without_an_offset(home: Path) -> None:
+    from core.control import SYSTEM
+
+    with ControlPlane() as plane:
+        plane.set_setting("timezone", "Asia/Tokyo", SYSTEM)
+        stamps = {a.subject: a.ts for a in plane.alerts()}
+    at = app("viewer").run()
+    at.switch_page("app_pages/alerts.py").run()
+    assert not at.exception
+    df = at.dataframe[0].value
+    for subject, shown in zip(df["subject"], df["time"], strict=True):
+        local = stamps[subject].astimezone(ZoneInfo("Asia/Tokyo"))
+        assert shown == f"{local:%Y-%m-%d %H:%M:%S}", (subject, shown)

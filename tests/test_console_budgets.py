@@ -493,3 +493,40 @@ def test_table_money_is_to_the_cent_with_thousands_separators(home: Path) -> Non
     at = page("viewer")
     row = at.dataframe[0].value.iloc[0]
     assert (row["limit"], row["token limit"]) == ("$12,345.00", "2,500,000")
+
+
+def test_replay_editors_pin_their_key_columns_and_label_them_as_the_forms(home: Path) -> None:
+    """The proposal table scrolls sideways (13 columns): its id and action columns come first
+    and are pinned, so the action stays in view; headers in the form's words; the policy
+    table pins its task; the changes table pins change, id and action."""
+    import json
+
+    with ControlPlane() as plane:
+        plane.upsert_budget(Budget(id="all", name="All", limit_usd=Decimal(1000)), SYSTEM)
+    at = page("engineer")
+    at.checkbox(key="bud_rp_route").check()
+    at.session_state["bud_rp_budgets"] = {
+        "edited_rows": {"0": {"action": "block"}},
+        "deleted_rows": [],
+        "added_rows": [],
+    }
+    at.run()
+    assert not at.exception
+
+    def config(key: str) -> tuple[list[str], dict[str, Any]]:
+        table = next(d for d in at.dataframe if d.proto.id.endswith(key) or key in d.proto.id)
+        return list(table.value.columns), json.loads(table.proto.columns)
+
+    columns, cols = config("bud_rp_budgets")
+    assert columns[:2] == ["id", "action"]
+    assert {c for c, v in cols.items() if v.get("pinned")} == {"id", "action"}
+    assert cols["action"]["label"] == LABELS["action"] and cols["scope_value"]["label"] == (
+        "Scope value"
+    )
+    _, pols = config("bud_rp_policies")
+    assert {c for c, v in pols.items() if v.get("pinned")} == {"task"}
+    assert pols["primary_model"]["label"] == "Primary model"
+    shown = next(d for d in at.dataframe if "change" in d.value.columns)
+    changes = json.loads(shown.proto.columns)
+    assert {c for c, v in changes.items() if v.get("pinned")} == {"change", "id", "action"}
+    assert shown.value["action"].tolist() == ["block"]

@@ -47,10 +47,20 @@ def test_real_usage_is_never_mixed_with_demo_data(tmp_path: Path) -> None:
 
 
 def test_console_command_passes_no_streamlit_options(monkeypatch: pytest.MonkeyPatch) -> None:
-    seen: list[list[str]] = []
-    monkeypatch.setattr(cli, "run_forwarding", lambda cmd, env: seen.append(cmd) or 0)
+    """No command-line options; the developer chrome is hidden wherever the console starts
+    (config.toml is read from the working directory only), unless STREAMLIT_* says else."""
+    seen: list[tuple[list[str], dict[str, str]]] = []
+    monkeypatch.setattr(cli, "run_forwarding", lambda cmd, env: seen.append((cmd, env)) or 0)
+    monkeypatch.delenv("STREAMLIT_CLIENT_TOOLBAR_MODE", raising=False)
+    monkeypatch.chdir("/")  # no .streamlit/config.toml here
     assert cli.main(["console", "--no-demo", "--no-worker"]) == 0
-    assert seen[0][-3:] == ["streamlit", "run", str(cli.APP)]
+    cmd, env = seen[0]
+    assert cmd[-3:] == ["streamlit", "run", str(cli.APP)]
+    assert env["STREAMLIT_CLIENT_TOOLBAR_MODE"] == "viewer"
+    assert env["STREAMLIT_BROWSER_GATHER_USAGE_STATS"] == "false"
+    monkeypatch.setenv("STREAMLIT_CLIENT_TOOLBAR_MODE", "developer")
+    assert cli.main(["console", "--no-demo", "--no-worker"]) == 0
+    assert seen[1][1]["STREAMLIT_CLIENT_TOOLBAR_MODE"] == "developer"  # the user's own wins
 
 
 def test_console_runs_the_alert_worker_beside_it_and_stops_it(

@@ -270,30 +270,44 @@ def test_marks_follow_the_charted_series() -> None:
 def test_apply_from_advice_opens_routing_with_the_proposed_policy(
     demo: tuple[Path, DemoSummary],
 ) -> None:
+    """A model switch replaces the advised model where the task's policy names it: the
+    demo's 'chat' calls on gpt-4o came through its fallbacks, so the fallback is replaced
+    and the primary (gpt-4o-mini, the cheap one) stays."""
     from core.insights import savings_advice
     from core.pricing import load_catalog
     from core.usage import Reader
 
     home, _ = demo
     with ControlPlane(f"sqlite:///{home / 'control.db'}") as plane, Reader(home) as reader:
+        policies = {p.task: p for p in plane.policies()}
         report = savings_advice(
             reader, load_catalog(), policies=plane.policies(), scores=plane.model_scores()
         )
     switch = next(
-        (i, a) for i, a in enumerate(report.items) if a.kind == "model_switch" and a.alternative
+        (i, a)
+        for i, a in enumerate(report.items)
+        if a.kind == "model_switch"
+        and a.alternative
+        and a.task in policies
+        and a.model in policies[a.task].fallbacks
     )
+    item = switch[1]
+    before = policies[item.task]
     at = open_page("engineer")
     titles = [m.value for m in at.markdown if m.value.startswith("**")]
-    index = titles.index(f"**{switch[1].title}**")
+    index = titles.index(f"**{item.title}**")
     at.button(key=f"fc_apply_{index}").click().run()
     assert not at.exception
     assert [t.value for t in at.title] == ["Routing & Sampling"]
-    task = switch[1].task
-    pick = at.selectbox(key="rt_pol_pick").value
-    slug = "new" if pick == "__new__" else pick
-    assert slug in ("new", task)
-    assert at.selectbox(key=f"rt_pol_{slug}_primary_model").value == switch[1].alternative
-    assert at.text_input(key=f"rt_pol_{slug}_task").value == task
+    assert at.selectbox(key="rt_pol_pick").value == item.task
+    key = f"rt_pol_{item.task}"
+    assert at.text_input(key=f"{key}_task").value == item.task
+    assert at.selectbox(key=f"{key}_primary_model").value == before.primary_model
+    expected = [item.alternative if m == item.model else m for m in before.fallbacks]
+    expected = [m for m in dict.fromkeys(expected) if m != before.primary_model]
+    assert at.multiselect(key=f"{key}_fallbacks").value == expected
+    assert item.model not in expected and item.alternative in expected
+    assert any(item.title in i.value for i in at.info)  # says where the values came from
 
 
 def test_overview_marks_from_the_day_spend_scan_match_the_full_scan(

@@ -4,6 +4,7 @@ key dimension is a sidebar filter and an Overview breakdown."""
 
 from __future__ import annotations
 
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from core.errors import PermissionDenied
 from core.keys import KeyIndex, load_pepper
 from core.router import Router
 from core.types import ChatRequest, Message
-from tests.console_support import ADMIN_PASSWORD, app, make_users, sample_data
+from tests.console_support import ADMIN_PASSWORD, app, choose, make_users, sample_data
 
 PAGE = "app_pages/keys.py"
 
@@ -37,6 +38,9 @@ def page(role: str = "engineer") -> Any:
 
 def create(at: Any, **values: str) -> Any:
     for field, value in values.items():
+        if field in ("org", "project", "user"):  # picked from the log, or typed
+            choose(at, f"keys_{field}", value)
+            continue
         at.text_input(key=f"keys_{field}").set_value(value)
     at.button(key="FormSubmitter:keys_create-Create key").click().run()
     assert not at.exception
@@ -54,15 +58,28 @@ def test_engineer_creates_a_key_and_sees_its_secret_once(home: Path) -> None:
         assert KeyIndex(plane.snapshot().keys, load_pepper()).find(secret) == key
         assert plane.budget("key:web") is not None
         assert plane.audit()[0].actor == "engineer"
+    row = at.dataframe[0].value.set_index("name").loc["web"]
+    assert row["revoked"] == "" and row["expires"] == ""  # blank, not None
+    assert row["created"] == f"{key.created_at.astimezone(UTC):%Y-%m-%d %H:%M:%S}"  # no offset
     at.run()  # the next run no longer shows it
     assert not at.code
 
 
+def test_bound_org_project_and_user_are_picked_from_the_log(home: Path) -> None:
+    at = page()
+    for dim, seen in (("org", "org1"), ("project", "proj2"), ("user", "user3")):
+        assert seen in at.selectbox(key=f"keys_{dim}").options
+    at = create(at, name="bound", org="org1", project="proj-new")  # a new one can be typed
+    with ControlPlane() as plane:
+        key = plane.virtual_key("bound")
+    assert key is not None and (key.org, key.project, key.user) == ("org1", "proj-new", None)
+
+
 def test_bad_values_are_named_and_nothing_is_stored(home: Path) -> None:
     at = create(page(), name="bad", budget_usd="lots")
-    assert any("budget_usd: not an amount" in e.value for e in at.error)
+    assert any("Budget USD: not an amount" in e.value for e in at.error)  # the form's words
     at = create(page(), name="bad", rpm="0")
-    assert any("rpm: must be at least 1" in e.value for e in at.error)
+    assert any("Requests / min: must be at least 1" in e.value for e in at.error)
     with ControlPlane() as plane:
         assert plane.virtual_keys() == []
 

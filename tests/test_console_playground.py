@@ -7,6 +7,7 @@ import socket
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -17,7 +18,7 @@ from core.control import SYSTEM, Budget, ControlPlane, PriceOverride
 from core.pricing import load_catalog
 from core.types import Message
 from core.usage import Filters, Reader
-from tests.console_support import ADMIN_PASSWORD, app, make_users
+from tests.console_support import ADMIN_PASSWORD, app, choose, make_users
 
 PAGE = "app_pages/playground.py"
 
@@ -120,6 +121,39 @@ def test_side_by_side_shows_a_column_per_model_with_cost_and_latency(home: Path)
     assert results[0].cost != results[1].cost  # priced at each model's own rates
 
 
+def test_side_by_side_streams_each_request_in_its_own_order_at_once(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """stream_many, under the page's columns: both requests' chunks arrive before either
+    ends (a thread each), each request's text in order, then its Completion."""
+    from console.commands import playground as commands
+    from core.control import Actor
+    from core.router import Router
+    from core.types import ChatRequest, Completion
+
+    monkeypatch.setenv("COSTLINE_DRYRUN_MS_PER_TOKEN", "20")
+    reqs = [
+        ChatRequest(messages=[Message("user", "side by side")], model=m, source="playground")
+        for m in ("dryrun-small", "dryrun-large")
+    ]
+    pieces = []
+    with Router() as router:
+        for batch in commands.stream_many(router, reqs, Actor("engineer", "engineer")):
+            assert batch
+            pieces += batch
+    ends = [
+        next(n for n, (i, p) in enumerate(pieces) if i == k and not isinstance(p, str))
+        for k in (0, 1)
+    ]
+    firsts = [next(n for n, (i, _) in enumerate(pieces) if i == k) for k in (0, 1)]
+    assert max(firsts) < min(ends)  # both were streaming before either finished
+    for k in (0, 1):
+        mine = [p for i, p in pieces if i == k]
+        done = mine[-1]
+        assert isinstance(done, Completion) and "".join(mine[:-1]) == done.text
+        assert len(mine) > 10  # chunk by chunk
+
+
 def test_estimates_are_the_hand_counted_prompt_and_its_max_cost_and_budgets_show_headroom(
     home: Path,
 ) -> None:
@@ -141,7 +175,8 @@ def test_estimates_are_the_hand_counted_prompt_and_its_max_cost_and_budgets_show
     at.text_area(key="pg_prompt").input("And how are they priced?")
     at.multiselect(key="pg_models").set_value(["dryrun-small", "dryrun-large"])
     at.number_input(key="pg_max_tokens").set_value(300)
-    at.text_input(key="pg_org").input("acme").run()
+    choose(at, "pg_org", "acme")  # picked from the log, or typed (acme never called)
+    at.run()
     assert not at.exception
     # cl100k: 3 reply-priming tokens, then per message 3 framing + role (1) + content:
     # "You are terse." 4, "What is a token?" 5, "And how are they priced?" 6 -> 3+8+9+10 = 30.
@@ -164,6 +199,22 @@ def test_estimates_are_the_hand_counted_prompt_and_its_max_cost_and_budgets_show
     assert list(table(at, "remaining")["spent"]) == [cents(spent)]  # from the usage log
 
 
+def test_org_project_and_task_are_picked_from_the_log(home: Path) -> None:
+    from tests.console_support import routed_calls
+
+    routed_calls(home, n=4)
+    at = playground()
+    for dim, seen in (("org", "org1"), ("project", "proj2"), ("task", "summarise")):
+        assert seen in at.selectbox(key=f"pg_{dim}").options, dim
+    choose(at, "pg_org", "org1")
+    choose(at, "pg_task", "new-task")  # a value never logged can still be typed
+    at.text_area(key="pg_prompt").input("hello")
+    at.button(key="pg_send").click().run()
+    assert not at.exception and not at.error
+    event = logged(home, at.session_state["pg_last"][0].request_id)
+    assert (event.org, event.task, event.project) == ("org1", "new-task", None)
+
+
 def test_cache_is_used_unless_bypassed(home: Path) -> None:
     at = playground()
     at.text_area(key="pg_prompt").input("Same question twice")
@@ -174,6 +225,11 @@ def test_cache_is_used_unless_bypassed(home: Path) -> None:
     at.button(key="pg_send").click().run()
     assert not at.exception
     assert dict(metrics(at))["Cache hit"] == "no" and at.session_state["pg_last"][0].cost > 0
+
+
+def current_tz() -> str:
+    with ControlPlane() as plane:
+        return str(plane.get_setting("timezone") or "UTC")
 
 
 def test_history_run_loads_back_into_the_form(home: Path) -> None:
@@ -191,6 +247,11 @@ def test_history_run_loads_back_into_the_form(home: Path) -> None:
     assert at.text_area(key="pg_prompt").value == "First prompt"
     assert at.text_area(key="pg_system").value == "Be brief."
     assert at.number_input(key="pg_max_tokens").value == 64
+    history = table(at, "request id")
+    event = logged(home, rid)
+    zone = ZoneInfo(current_tz())
+    assert list(history["time"]) == [f"{event.ts.astimezone(zone):%Y-%m-%d %H:%M:%S}"]
+    assert list(history["latency ms"]) == [round(event.latency_ms)]  # whole ms, no '.0'
     at = playground("admin")  # another user sees none of it
     assert has_table(at, "max cost") and not has_table(at, "request id")
 
@@ -287,6 +348,8 @@ def test_sending_a_prompt_is_checked_against_the_stored_role(home: Path) -> None
                 commands.run_many(router, [req], actor)
             with pytest.raises(PermissionDenied, match="playground"):
                 list(commands.stream_text(router, req, {}, actor))
+            with pytest.raises(PermissionDenied, match="playground"):
+                list(commands.stream_many(router, [req, req], actor))
         engineer = Actor("engineer", "engineer")
         [done] = commands.run_many(router, [req], engineer)
         assert not isinstance(done, Exception) and done.text

@@ -164,9 +164,17 @@ def test_missing_rate_is_a_clear_error_and_delete_removes(home: Path) -> None:
     at.text_input(key="pr_ov_output").input("4")
     at.button(key="FormSubmitter:pr_override-Save override").click().run()
     assert len(overrides()) == 1
+    at.button(key="pr_del").click().run()  # asks first: nothing deleted yet
+    assert not at.exception and len(overrides()) == 1
+    assert any("Delete the override of dryrun-large" in w.value for w in at.warning)
+    cancel = next(b for b in at.button if b.key.startswith("pr_delete_no_"))
+    cancel.click().run()
+    assert len(overrides()) == 1 and not any("Delete the" in w.value for w in at.warning)
     at.button(key="pr_del").click().run()
+    next(b for b in at.button if b.key.startswith("pr_delete_yes_")).click().run()
     assert not at.exception and overrides() == []
     assert "No price overrides." in [i.value for i in at.info]
+    assert f"Override of dryrun-large from {TODAY} deleted." in [s.value for s in at.success]
 
 
 def test_litellm_import_shows_a_diff_and_applies_only_on_confirm(home: Path) -> None:
@@ -281,4 +289,5 @@ def test_an_override_naming_another_provider_keeps_the_catalog_working(home: Pat
     assert not at.exception and not at.error  # the model keeps its catalog provider
     assert len(table(at, "context_window")) > 0
     at.button(key="pr_del").click().run()
+    next(b for b in at.button if b.key.startswith("pr_delete_yes_")).click().run()
     assert not at.exception and not at.error and overrides() == []

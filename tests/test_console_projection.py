@@ -16,7 +16,7 @@ from core.control import ControlPlane
 from core.demo import load_demo
 from core.reports import utilisation
 from core.usage import Reader
-from tests.console_support import ADMIN_PASSWORD, app, make_users
+from tests.console_support import ADMIN_PASSWORD, app, choose, make_users
 
 ORGS = ("acme", "globex", "initech")
 
@@ -84,7 +84,8 @@ def test_budgets_forecast_and_playground_agree_on_demo_data(demo: Path, one_minu
         pg = app("engineer", timeout=120).run()
         pg.switch_page("app_pages/playground.py").run()
         pg.multiselect(key="pg_models").set_value(["dryrun-small"])
-        pg.text_input(key="pg_org").input(org).run()
+        choose(pg, "pg_org", org)
+        pg.run()
         assert not pg.exception
         head = table(pg, "remaining").set_index("budget")
         row, out, room = status.loc[name], outlook.loc[name], head.loc[name]
@@ -104,7 +105,8 @@ def test_headroom_is_read_from_the_usage_log_not_process_counters(demo: Path) ->
     pg = app("engineer", timeout=120).run()
     pg.switch_page("app_pages/playground.py").run()
     pg.multiselect(key="pg_models").set_value(["dryrun-small"])
-    pg.text_input(key="pg_org").input(org).run()
+    choose(pg, "pg_org", org)
+    pg.run()
     row = table(pg, "remaining").set_index("budget").loc[name]
     with ControlPlane() as plane, Reader(demo) as reader:
         b = next(b for b in plane.budgets() if b.name == name)

@@ -50,7 +50,7 @@ def page(role: str) -> Any:
 def fill(at: Any, prefix: str, **values: Any) -> None:
     for field, value in values.items():
         key = f"{prefix}_{field}"
-        for kind in ("text_input", "selectbox", "number_input", "checkbox"):
+        for kind in ("text_input", "selectbox", "multiselect", "number_input", "checkbox"):
             found = [w for w in getattr(at, kind) if w.key == key]
             if found and kind == "selectbox" and isinstance(value, str):
                 choose(at, key, value)  # pickers allow a typed value
@@ -127,7 +127,7 @@ def test_engineer_adds_a_policy_and_it_is_stored_and_audited(home: Path) -> None
         "rt_pol_new",
         task="summarise",
         primary_model="dryrun-large",
-        fallbacks="dryrun-medium, dryrun-small",
+        fallbacks=["dryrun-medium", "dryrun-small"],
         degrade_to="dryrun-small",
         strategy="cheapest",
         criticality="high",
@@ -174,8 +174,9 @@ def test_an_unknown_model_shows_under_its_field_and_nothing_is_stored(
 ) -> None:
     before = version()
     at = page("engineer")
-    values = {"task": "chat", "primary_model": "dryrun-small", "fallbacks": "dryrun-large"}
-    fill(at, "rt_pol_new", **{**values, field: "gpt-9-imaginary"})
+    values = {"task": "chat", "primary_model": "dryrun-small", "fallbacks": ["dryrun-large"]}
+    typed = ["gpt-9-imaginary"] if field == "fallbacks" else "gpt-9-imaginary"
+    fill(at, "rt_pol_new", **{**values, field: typed})
     save(at, "rt_pol_form_new")
     shown = error_after(at, f"rt_pol_new_{field}")
     assert shown is not None and "'gpt-9-imaginary' is not a model in the price catalog" in shown
@@ -379,10 +380,10 @@ def test_saving_an_existing_policy_shows_what_was_stored(home: Path) -> None:
         plane.upsert_policy(RoutingPolicy("chat", "dryrun-small"), SYSTEM)
     at = page("engineer")
     at.selectbox(key="rt_pol_pick").set_value("chat").run()
-    fill(at, "rt_pol_chat", fallbacks="dryrun-large,dryrun-medium ,", max_tokens="1_000")
+    fill(at, "rt_pol_chat", fallbacks=["dryrun-large", "dryrun-medium"], max_tokens="1_000")
     save(at, "rt_pol_form_chat")
     assert [s.value for s in at.success] == ["Policy saved."]
-    assert at.text_input(key="rt_pol_chat_fallbacks").value == "dryrun-large, dryrun-medium"
+    assert at.multiselect(key="rt_pol_chat_fallbacks").value == ["dryrun-large", "dryrun-medium"]
     assert at.text_input(key="rt_pol_chat_max_tokens").value == "1000"
     with ControlPlane() as plane:
         (p,) = plane.policies()
@@ -398,3 +399,74 @@ def test_models_and_rate_limit_values_are_picked_from_the_catalog_and_the_log(
             at.selectbox(key=f"rt_pol_new_{field}").options
         )
     assert {"org0", "user1"} <= set(at.selectbox(key="rt_rl_new_scope_value").options)
+
+
+def test_fallbacks_are_picked_from_the_catalog_in_the_order_chosen(home: Path) -> None:
+    at = page("engineer")
+    picker = at.multiselect(key="rt_pol_new_fallbacks")  # a picker, not comma-separated text
+    assert picker.label == "Fallbacks"
+    assert {"dryrun-small", "dryrun-large", "gpt-4o-mini"} <= set(picker.options)
+    fill(
+        at,
+        "rt_pol_new",
+        task="chat",
+        primary_model="dryrun-medium",
+        fallbacks=["dryrun-small", "dryrun-large"],  # not the options' order
+    )
+    save(at, "rt_pol_form_new")
+    assert [s.value for s in at.success] == ["Policy saved."]
+    with ControlPlane() as plane:
+        (p,) = plane.policies()
+    assert p.fallbacks == ("dryrun-small", "dryrun-large")
+    assert at.multiselect(key="rt_pol_chat_fallbacks").value == ["dryrun-small", "dryrun-large"]
+    at.multiselect(key="rt_pol_chat_fallbacks").set_value(["dryrun-large", "dryrun-small"])
+    save(at, "rt_pol_form_chat")
+    with ControlPlane() as plane:
+        assert plane.policies()[0].fallbacks == ("dryrun-large", "dryrun-small")
+
+
+def test_every_bad_policy_field_is_named_at_once_in_the_forms_words(home: Path) -> None:
+    from console.inputs.routing import POLICY_LABELS
+
+    before = version()
+    at = page("engineer")
+    fill(
+        at,
+        "rt_pol_new",
+        task="",
+        primary_model="dryrun-small",
+        fallbacks=["dryrun-small"],  # repeats the primary model
+        cache_ttl_s="-5",
+        max_tokens="lots",
+    )
+    save(at, "rt_pol_form_new")
+    for field in ("task", "fallbacks", "cache_ttl_s", "max_tokens"):
+        shown = error_after(at, f"rt_pol_new_{field}")
+        assert shown is not None and shown.startswith(POLICY_LABELS[field]), (field, shown)
+        assert field not in shown or field == "task", shown  # the label, not the field name
+    assert any("4 fields need fixing" in e.value for e in at.error), [e.value for e in at.error]
+    assert not at.success and version() == before
+
+
+def test_control_tables_show_blank_unset_numbers_and_thousands_separators(home: Path) -> None:
+    import json
+
+    with ControlPlane() as plane:
+        plane.upsert_policy(RoutingPolicy("chat", "dryrun-small", max_tokens=1200), SYSTEM)
+        plane.upsert_policy(RoutingPolicy("summarise", "dryrun-small"), SYSTEM)
+        plane.upsert_rate_limit(
+            RateLimit("org-tpm", scope="org", metric="tokens", limit=2_000_000, window_s=60),
+            SYSTEM,
+        )
+    at = page("viewer")
+    tables = {tuple(d.value.columns)[:2]: d for d in at.dataframe}
+    policies = next(d.value for k, d in tables.items() if k == ("task", "primary"))
+    assert dict(zip(policies["task"], policies["max tokens"], strict=True)) == {
+        "chat": "1,200",
+        "summarise": "",
+    }
+    assert set(policies["cache TTL (s)"]) == {""}  # unset: blank, not None
+    limits = next(d for k, d in tables.items() if k == ("id", "scope"))
+    config = json.loads(limits.proto.columns)
+    assert config["limit"]["type_config"]["format"] == "localized"  # shown as 2,000,000
+    assert limits.value["burst"].tolist() == [""]

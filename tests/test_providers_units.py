@@ -169,6 +169,17 @@ def test_dryrun_latency_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     assert create(DRY).latency_ms == 0.0  # type: ignore[attr-defined]
 
 
+def test_dryrun_stream_pace_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COSTLINE_DRYRUN_MS_PER_TOKEN", "5")
+    p = create(DRY)
+    assert isinstance(p, DryRunProvider) and p.ms_per_token == 5.0
+    t0 = time.perf_counter()
+    chunks = [c for c in p.stream(req(), "m") if isinstance(c, str)]
+    assert time.perf_counter() - t0 >= 0.005 * len(chunks) - 0.001  # it slept per chunk
+    monkeypatch.delenv("COSTLINE_DRYRUN_MS_PER_TOKEN")
+    assert create(DRY).ms_per_token == 0.0  # type: ignore[attr-defined]
+
+
 # ---- SSE decoding -----------------------------------------------------------------------
 def test_sse_decoder() -> None:
     d = SSEDecoder()

@@ -225,3 +225,24 @@ def test_memo_is_keyed_by_encoding_and_bounded(monkeypatch: pytest.MonkeyPatch) 
     long = "word " * 1000  # over _MEMO_MAX_CHARS: never memoised
     tokens.count_text("gpt-4o", long)
     assert all(len(t) <= tokens._MEMO_MAX_CHARS for _, t in tokens._memo)
+
+
+def test_a_prompt_counted_again_is_known_by_its_messages() -> None:
+    """The router's count of a long prompt is reused by the dryrun provider's count of the same
+    Message objects; a changed prompt (another message, one replaced) is counted afresh."""
+    enc = tokens.get_encoding("o200k_base")
+
+    def reference(msgs: list[Message]) -> int:
+        return 3 + sum(3 + len(enc.encode(m.role)) + len(enc.encode(m.content)) for m in msgs)
+
+    long = "Ticket 7: the EU region spiked overnight. " * 200  # beyond the short-text memo
+    msgs = [Message("system", "Be brief."), Message("user", long)]
+    first = tokens.count_messages("gpt-4o", msgs)
+    assert first == tokens.TokenCount(reference(msgs), False)
+    assert tokens.count_messages("gpt-4o", list(msgs)) == first  # the same prompt again
+    assert tokens.count_messages("claude-sonnet-4", msgs).estimated  # other flag, its own count
+    longer = [*msgs, Message("assistant", "Noted.")]
+    assert tokens.count_messages("gpt-4o", longer).tokens == reference(longer) > first.tokens
+    swapped = [msgs[0], Message("user", long + " More.")]
+    assert tokens.count_messages("gpt-4o", swapped).tokens == reference(swapped) > first.tokens
+    assert tokens.count_messages("gpt-4o", msgs) == first

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import streamlit as st
 
-from console import auth, forms
+from console import auth, chrome, forms
 from console.commands import alerts as commands
 from console.frames import alerts as frames
+from console.frames.display import readable
 from console.queries import alerts as queries
+from console.sidebar import current_selection
 from core.control import ALERT_KINDS, ALERT_STATES, SEVERITIES, Actor, Alert, AlertMute
 
 PAGE_DIR = Path(__file__).parent
@@ -30,14 +32,15 @@ def main() -> None:
     kinds, severities, state = filters()
     alerts = queries.inbox(kinds, severities, state)
     mutes = queries.mutes()
+    tz = current_selection().scope.tz  # times in the configured zone, no offset
     if not alerts:
         st.info("No alerts match these filters.")
     else:
-        st.dataframe(frames.inbox_frame(alerts, mutes), hide_index=True, width="stretch")
+        chrome.table(readable(frames.inbox_frame(alerts, mutes), tz), width="stretch")
         act_on(actor, engineer, alerts)
     if mutes:
         st.subheader("Muted series")
-        st.dataframe(frames.mutes_frame(mutes), hide_index=True, width="stretch")
+        chrome.table(readable(frames.mutes_frame(mutes), tz), width="stretch")
         if engineer:
             unmute_form(actor, mutes)
 

@@ -14,9 +14,9 @@ from console.commands import budgets as commands
 from console.editor import Editing, Entity
 from console.frames import budgets as frames
 from console.frames.display import readable
-from console.frames.routing import policy_proposal_frame
+from console.frames.routing import PROPOSAL_POLICY_COLUMNS, policy_proposal_frame
 from console.inputs import budgets as inputs
-from console.inputs.routing import policies_from_frame
+from console.inputs.routing import POLICY_LABELS, policies_from_frame
 from console.queries import budgets as queries
 from console.queries import usage
 from console.queries.budgets import Utilisation
@@ -289,6 +289,7 @@ def replay_section() -> None:
             num_rows="dynamic",
             key="bud_rp_policies",
             width="stretch",
+            column_config=_policy_columns(),
         )
     if st.button("Run replay", type="primary", key="bud_rp_run", disabled=not days):
         start = local_midnight(days[0], scope.tz)
@@ -317,16 +318,51 @@ def edited_cells(today: Any, edits: Any) -> None:
         return
     st.caption("Your changes (edited cells highlighted; nothing is saved):")
     styled = changes.style.apply(lambda _: styles, axis=None)
-    st.dataframe(styled, hide_index=True, width="stretch", key="bud_rp_changes")
+    st.dataframe(
+        styled,
+        hide_index=True,
+        width="stretch",
+        key="bud_rp_changes",
+        column_config={
+            c: st.column_config.Column(
+                inputs.LABELS.get(c, c.capitalize()), pinned=c in frames.PINNED
+            )
+            for c in changes.columns
+        },
+    )
 
 
 def _proposal_columns() -> dict[str, Any]:
+    """The proposal table's columns as the budget form labels them; id and the action at
+    the limit pinned on the left, so they stay in view while the table scrolls sideways."""
+    label, pin = inputs.LABELS.get, frames.PINNED
+    config: dict[str, Any] = {
+        c: st.column_config.Column(label(c, c), pinned=c in pin) for c in frames.PROPOSAL_COLUMNS
+    }
+    config.update(
+        scope=st.column_config.SelectboxColumn(
+            label("scope"), options=list(BUDGET_SCOPES), required=True
+        ),
+        period=st.column_config.SelectboxColumn(
+            label("period"), options=list(PERIODS), required=True
+        ),
+        action=st.column_config.SelectboxColumn(
+            label("action"), options=list(BUDGET_ACTIONS), required=True, pinned=True
+        ),
+        limit_usd=st.column_config.TextColumn(label("limit_usd")),
+        soft_multiplier=st.column_config.NumberColumn(
+            label("soft_multiplier"), min_value=1.0, step=0.1
+        ),
+    )
+    return config
+
+
+def _policy_columns() -> dict[str, Any]:
+    """The replay's policy table as the policy form labels it, the task pinned."""
+    labels = {**POLICY_LABELS, "fallbacks": "Fallbacks (in order, comma-separated)"}
     return {
-        "scope": st.column_config.SelectboxColumn(options=list(BUDGET_SCOPES), required=True),
-        "period": st.column_config.SelectboxColumn(options=list(PERIODS), required=True),
-        "action": st.column_config.SelectboxColumn(options=list(BUDGET_ACTIONS), required=True),
-        "limit_usd": st.column_config.TextColumn("limit (USD)"),
-        "soft_multiplier": st.column_config.NumberColumn(min_value=1.0, step=0.1),
+        c: st.column_config.Column(labels.get(c, c), pinned=c == "task")
+        for c in PROPOSAL_POLICY_COLUMNS
     }
 
 

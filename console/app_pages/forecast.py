@@ -14,6 +14,7 @@ from console.frames import forecast as frames
 from console.inputs import routing as routing_inputs
 from console.queries import budgets as budget_queries
 from console.queries import forecast as queries
+from console.queries import routing as routing_queries
 from console.queries import usage
 from console.selection import Selection
 from console.sidebar import LABELS, current_selection
@@ -360,7 +361,9 @@ def apply_button(item: Advice, i: int) -> None:
         "Apply on Routing & Sampling", key=f"fc_apply_{i}", icon=":material/arrow_forward:"
     ):
         plane = auth.plane()
-        proposed = routing_inputs.proposal(item, plane.policies(), plane.cache_settings())
+        proposed = routing_inputs.proposal(
+            item, plane.policies(), plane.cache_settings(), routing_queries.provider_of
+        )
         for key, value in proposed.state(editor.NEW).items():
             st.session_state[key] = value
         st.switch_page(PAGES["routing"])

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import streamlit as st
 
-from console import auth, forms
+from console import auth, chrome, forms, pickers
 from console.commands import keys as commands
+from console.frames.display import readable
 from console.frames.keys import keys_frame
-from console.inputs.keys import FIELDS
+from console.inputs.keys import FIELDS, LABELS
 from console.queries import keys as queries
 from console.queries import usage
 from console.queries.pricing import catalog
 from console.sidebar import current_selection
 from core import clock
 from core.control import PERIODS, Actor
+from core.errors import ConfigError
 
 SECRET_KEY = "keys_new_secret"
 
@@ -50,7 +52,7 @@ def keys_table() -> None:
     spend = queries.spend_by_key(usage.home(), usage.version(), sel.scope)
     shown = {k: sel.money.fmt(v) for k, v in spend.items()}
     frame = keys_frame(keys, plane.budgets(), plane.rate_limits(), shown, clock.now())
-    st.dataframe(frame, hide_index=True, width="stretch")
+    chrome.table(readable(frame, sel.scope.tz), width="stretch")  # local times, blanks
     st.caption(
         "Spend is over the sidebar's time range; budgets and limits are on Budgets and Routing."
     )
@@ -61,9 +63,9 @@ def create_form(actor: Actor) -> None:
         st.subheader("Create a key")
         a, b, c, d = st.columns(4)
         a.text_input("Name", key="keys_name")
-        b.text_input("Org (bound)", key="keys_org")
-        c.text_input("Project (bound)", key="keys_project")
-        d.text_input("User (bound)", key="keys_user")
+        for col, dim in ((b, "org"), (c, "project"), (d, "user")):
+            with col:  # values from the log; a new one can be typed
+                pickers.pick(f"{dim.capitalize()} (bound)", pickers.logged(dim), f"keys_{dim}")
         st.multiselect("Models (empty: all)", catalog().models(), key="keys_models")
         a, b, c, d, e = st.columns(5)
         a.text_input("Budget USD", key="keys_budget_usd", placeholder="none")
@@ -80,7 +82,11 @@ def _create(actor: Actor) -> None:
     values = forms.values("keys", FIELDS)
 
     def write() -> None:
-        issued = commands.create_key(actor, values)
+        try:
+            issued = commands.create_key(actor, values)
+        except ConfigError as exc:  # in the form's words: 'Budget USD: not an amount'
+            field = exc.field or ""
+            raise ConfigError(forms.labelled(str(exc), field, LABELS), field=field) from None
         st.session_state[SECRET_KEY] = issued.secret
 
     forms.submit("keys_create", f"Created key {values.get('name')!r}.", write)

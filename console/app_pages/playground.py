@@ -3,12 +3,13 @@ Router (budgets, cache, routing apply), the same prompt side by side, and your p
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 
 import pandas as pd
 import streamlit as st
 
-from console import auth
+from console import auth, chrome, pickers
 from console.commands import playground as commands
 from console.commands.playground import RunResult
 from console.frames import playground as frames
@@ -16,12 +17,14 @@ from console.inputs.playground import MAX_MODELS, Inputs
 from console.queries import playground as queries
 from console.queries import usage
 from console.queries.playground import Target
+from console.sidebar import current_selection
 from core.control import Actor
 from core.errors import CostlineError
 from core.router import Router
-from core.types import ChatRequest
+from core.types import ChatRequest, Completion
 
 TURN_ROLES = ["user", "assistant"]
+CURSOR = " ▌"  # after a side-by-side answer still streaming
 
 
 def main() -> None:
@@ -109,9 +112,11 @@ def input_form(actor: Actor, router: Router) -> Inputs:
     knobs = st.columns(5)
     temperature = knobs[0].slider("Temperature", 0.0, 2.0, step=0.1, key="pg_temperature")
     max_tokens = knobs[1].number_input("Max tokens", step=1, key="pg_max_tokens")
-    org = knobs[2].text_input("Org", key="pg_org")
-    project = knobs[3].text_input("Project", key="pg_project")
-    task = knobs[4].text_input("Task", key="pg_task")
+    picked = {}
+    for col, dim in zip(knobs[2:], ("org", "project", "task"), strict=True):
+        with col:  # values from the log (budgets match them); a new one can be typed
+            picked[dim] = pickers.pick(dim.capitalize(), pickers.logged(dim), f"pg_{dim}")
+    org, project, task = picked["org"], picked["project"], picked["task"]
     bypass = st.toggle(
         "Bypass the response cache",
         key="pg_bypass",
@@ -208,7 +213,7 @@ def preview(
         rows.append(frames.estimate_row(est))
         req = inputs.request(t.name, actor.username)
         budgets += [frames.budget_row(t, s, est.max_cost) for s in queries.headroom(router, req, t)]
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="pg_estimates")
+    chrome.table(pd.DataFrame(rows), width="stretch", key="pg_estimates")
     st.caption(
         f"Max cost: the prompt at the input rate plus {inputs.max_tokens:,} output tokens"
         " (what budgets reserve). Typical cost: the median output of the model's recent"
@@ -233,17 +238,15 @@ def run(router: Router, inputs: Inputs, targets: Sequence[Target], actor: Actor)
     if len(reqs) == 1:
         results = [stream_one(router, reqs[0], actor)]
     else:
-        try:
-            with st.spinner(f"Running {len(reqs)} models side by side…"):
-                outcomes = commands.run_many(router, reqs, actor)
-        except CostlineError as exc:  # e.g. the role was changed since sign-in
-            st.error(str(exc))
+        got = side_by_side(router, reqs, actor)
+        if got is None:
             return
-        results = [commands.result_of(r, o) for r, o in zip(reqs, outcomes, strict=True)]
+        results = got
     router.log.flush()  # the Requests page and the history see the calls at once
     commands.remember(actor.username, [r.request_id for r in results], inputs)
     st.session_state["pg_last"] = results
-    show(results, streamed=len(results) == 1)
+    if len(results) == 1:
+        show(results, streamed=True)
 
 
 def stream_one(router: Router, req: ChatRequest, actor: Actor) -> RunResult:
@@ -254,6 +257,50 @@ def stream_one(router: Router, req: ChatRequest, actor: Actor) -> RunResult:
     except CostlineError as exc:
         return commands.result_of(req, exc)
     return commands.result_of(req, sink["done"])
+
+
+def side_by_side(
+    router: Router, reqs: Sequence[ChatRequest], actor: Actor
+) -> list[RunResult] | None:
+    """A column per model, each answer streamed into its own column as it arrives (all
+    models at once); cost and latency under each when it is done. None when nothing was
+    sent (the role was changed since sign-in)."""
+    cols = st.columns(len(reqs))
+    boxes = []
+    for i, (col, req) in enumerate(zip(cols, reqs, strict=True)):
+        with col:
+            st.subheader(str(req.model))
+            boxes.append(st.container(height=240, key=f"pg_answer_{i}").empty())
+    texts = [""] * len(reqs)
+    ends: list[Completion | CostlineError | None] = [None] * len(reqs)
+    try:
+        with contextlib.closing(commands.stream_many(router, reqs, actor)) as batches:
+            for batch in batches:
+                for i, piece in batch:
+                    if isinstance(piece, str):
+                        texts[i] += piece
+                    else:
+                        ends[i] = piece
+                for i in {i for i, _ in batch}:  # one redraw per column and batch
+                    end = ends[i]
+                    if end is None:
+                        boxes[i].markdown(texts[i] + CURSOR)
+                    elif isinstance(end, Completion):
+                        boxes[i].markdown(end.text)
+                    else:
+                        boxes[i].error(str(end))
+    except CostlineError as exc:  # e.g. the role was changed since sign-in
+        st.error(str(exc))
+        return None
+    results = [
+        commands.result_of(req, end or CostlineError("the stream ended without an answer"))
+        for req, end in zip(reqs, ends, strict=True)
+    ]
+    for col, result in zip(cols, results, strict=True):
+        if not result.error:
+            with col:
+                figures(result, wide=False)
+    return results
 
 
 def show(results: Sequence[RunResult], streamed: bool) -> None:
@@ -314,7 +361,8 @@ def history(actor: Actor, router: Router) -> None:
     if runs.empty:
         st.caption("None yet.")
         return
-    st.dataframe(frames.history_frame(runs), hide_index=True, width="stretch", key="pg_history")
+    tz = current_selection().scope.tz
+    chrome.table(frames.history_frame(runs, tz), width="stretch", key="pg_history")
     stored = queries.remembered(actor.username)
     ids = [rid for rid in runs["request_id"] if rid in stored]
     if not ids:

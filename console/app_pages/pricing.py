@@ -194,15 +194,17 @@ def delete_override(actor: Actor, table: Any) -> None:
         key="pr_del_pick",
         format_func=lambda i: f"{keys[i][1]} · {keys[i][0]} · from {keys[i][2]}",
     )
-    if cols[1].button("Delete override", key="pr_del"):
-        provider, model, day = keys[chosen]
-        forms.write_now(
+    provider, model, day = keys[chosen]
+    name = f"{provider}|{model}|{day}"
+    if forms.ask("pr", "delete", name, "Delete override", where=cols[1], key_override="pr_del"):
+        forms.confirm(
+            "pr",
+            "delete",
+            name,
+            f"Delete the override of {model} ({provider}) from {day}? Calls from that day"
+            " are priced by the catalog again.",
             f"Override of {model} from {day} deleted.",
-            commands.delete_override,
-            actor,
-            provider,
-            model,
-            day,
+            lambda: commands.delete_override(actor, provider, model, day),
         )
 
 

@@ -40,6 +40,9 @@ def main() -> None:
     selection = current_selection()
     st.title("Routing & Sampling")
     forms.flash()
+    note = st.session_state.pop(inputs.NOTE_KEY, None)  # an advice applied on Forecast
+    if note:
+        st.info(note, icon=":material/lightbulb:")
     engineer = auth.may(actor, "engineer")
     policies, sampling, caching, health = st.tabs(
         ["Task policies", "Sampling", "Cache & rate limits", "Provider health"],
@@ -76,13 +79,16 @@ def policy_entity(actor: Actor) -> Entity[RoutingPolicy]:
         save=lambda v, new: commands.save_policy(actor, v, new=new),
         delete=lambda task: commands.delete_policy(actor, task),
         saved="Policy saved.",
+        labels=inputs.POLICY_LABELS,
+        check=lambda v: inputs.check_policy(v, catalog()),
+        filler=inputs.POLICY_FILLER,
     )
 
 
 def policies_tab(actor: Actor, engineer: bool) -> None:
     policies = auth.plane().policies()
     if policies:
-        st.dataframe(frames.policies_frame(policies), hide_index=True, width="stretch")
+        chrome.table(frames.policies_frame(policies), width="stretch")
     else:
         st.info("No task policies: requests must name their model.")
     if read_only(engineer, "policies"):
@@ -101,7 +107,12 @@ def policies_tab(actor: Actor, engineer: bool) -> None:
                 help="A model of the price catalog (see Pricing)",
             )
             error("primary_model")
-            st.text_input("Fallbacks (comma-separated)", key=key("fallbacks"))
+            pickers.pick_many(
+                "Fallbacks",
+                pickers.models(),
+                key("fallbacks"),
+                help="Tried in the order picked when the primary model fails",
+            )
             error("fallbacks")
             pickers.pick(
                 "Degrade to",
@@ -249,7 +260,7 @@ def cache_tab(actor: Actor, engineer: bool) -> None:
     st.subheader("Response cache per task")
     settings = auth.plane().cache_settings()
     if settings:
-        st.dataframe(frames.cache_settings_frame(settings), hide_index=True)
+        chrome.table(frames.cache_settings_frame(settings))
     else:
         st.caption(f"No settings: built-in TTLs per task (else {DEFAULT_CACHE_TTL_S:,} s).")
     if read_only(engineer, "cache settings"):
@@ -291,7 +302,7 @@ def rate_limits_tab(actor: Actor, engineer: bool) -> None:
     st.subheader("Rate limits")
     limits = auth.plane().rate_limits()
     if limits:
-        st.dataframe(frames.rate_limits_frame(limits), hide_index=True)
+        chrome.table(frames.rate_limits_frame(limits))
     else:
         st.caption("No rate limits.")
     if read_only(engineer, "rate limits"):

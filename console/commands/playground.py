@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import queue
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 
@@ -14,6 +17,11 @@ from core.control import Actor
 from core.errors import CostlineError
 from core.router import Router
 from core.types import ChatRequest, Completion, StreamChunk
+from core.validate import unexpected
+
+# One model's piece of a side-by-side run: (index of its request, answer text so far appended
+# by this piece, or its outcome: the Completion or the error that ended it).
+Piece = tuple[int, str | Completion | CostlineError]
 
 
 @dataclass(frozen=True)
@@ -80,6 +88,59 @@ def stream_text(
             sink["done"] = chunk.completion
         if chunk.text:
             yield chunk.text
+
+
+def stream_many(r: Router, reqs: Sequence[ChatRequest], actor: Actor) -> Iterator[list[Piece]]:
+    """Stream the requests side by side (a thread each): yields what arrived since the last
+    yield (at least one piece; the page redraws a column once per batch, so a fast model
+    costs few redraws), each request's text chunks in order and then its outcome. ``actor``
+    is checked as in ``run_many`` before anything is sent. Closing the iterator (the page's
+    run was stopped) stops every stream at its next chunk."""
+    auth.plane().authorize(actor, "playground")
+    pieces: queue.Queue[Piece | int] = queue.Queue()  # an int: that request's thread ended
+    stop = threading.Event()
+
+    def one(i: int, req: ChatRequest) -> None:
+        try:
+            with contextlib.closing(r.stream(req)) as chunks:
+                for chunk in chunks:
+                    if stop.is_set():
+                        return
+                    if chunk.text:
+                        pieces.put((i, chunk.text))
+                    if chunk.completion is not None:
+                        pieces.put((i, chunk.completion))
+        except CostlineError as exc:
+            pieces.put((i, exc))
+        except Exception as exc:  # one broken stream must not hang the others' columns
+            pieces.put((i, unexpected(exc)))
+        finally:
+            pieces.put(i)
+
+    threads = [
+        threading.Thread(target=one, args=(i, req), name=f"playground-{i}", daemon=True)
+        for i, req in enumerate(reqs)
+    ]
+    for t in threads:
+        t.start()
+    running = len(threads)
+    try:
+        while running:
+            batch: list[Piece] = []
+            item = pieces.get()
+            while True:
+                if isinstance(item, int):
+                    running -= 1
+                else:
+                    batch.append(item)
+                try:
+                    item = pieces.get_nowait()
+                except queue.Empty:
+                    break
+            if batch:
+                yield batch
+    finally:
+        stop.set()
 
 
 def remember(user: str, request_ids: Sequence[str], inputs: Inputs) -> None:

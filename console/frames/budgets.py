@@ -108,15 +108,16 @@ def status_frame(rows: Sequence[Utilisation]) -> pd.DataFrame:
     )
 
 
-PROPOSAL_COLUMNS = [
+PINNED = ("change", "id", "action")  # the proposal table's and its changes' pinned columns
+PROPOSAL_COLUMNS = [  # id and action first: pinned, in view however far the table scrolls
     "id",
+    "action",
     "name",
     "scope",
     "scope_value",
     "period",
     "limit_usd",
     "limit_tokens",
-    "action",
     "degrade_to",
     "soft_multiplier",
     "thresholds",

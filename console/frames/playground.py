@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from console.frames import budgets as budget_frames
+from console.frames.display import local_time
 from core.types import pico_to_usd
 
 if TYPE_CHECKING:  # queries use Streamlit's cache; frames stay pure
@@ -63,16 +64,17 @@ def budget_row(t: Target, u: Utilisation, max_cost: int) -> dict[str, object]:
     }
 
 
-def history_frame(runs: pd.DataFrame) -> pd.DataFrame:
+def history_frame(runs: pd.DataFrame, tz: str) -> pd.DataFrame:
+    """A user's runs: times in ``tz`` without an offset, whole milliseconds."""
     return pd.DataFrame(
         {
-            "time": runs["ts"],
+            "time": local_time(runs["ts"], tz),
             "model": runs["model"],
             "status": runs["status"],
             "tokens in": runs["input_tokens"],
             "tokens out": runs["output_tokens"],
             "cost": [fmt_usd(int(c)) for c in runs["cost_picousd"].fillna(0)],
-            "latency ms": runs["latency_ms"].round(0),
+            "latency ms": runs["latency_ms"].round(0).astype("Int64"),
             "cache hit": runs["cache_hit"],
             "request id": runs["request_id"],
         }

@@ -12,6 +12,11 @@ from console.selection import Money
 from core.control import CacheSetting, RateLimit, RoutingPolicy, SamplingStrategy
 
 
+def whole(value: int | None) -> str:
+    """An optional whole number as table text: '1,000', blank when unset (never 'None')."""
+    return "" if value is None else f"{value:,}"
+
+
 def policies_frame(policies: list[RoutingPolicy]) -> pd.DataFrame:
     return pd.DataFrame(
         [
@@ -22,9 +27,9 @@ def policies_frame(policies: list[RoutingPolicy]) -> pd.DataFrame:
                 "degrade to": p.degrade_to or "",
                 "strategy": p.strategy,
                 "criticality": p.criticality,
-                "cache TTL (s)": p.cache_ttl_s,
+                "cache TTL (s)": whole(p.cache_ttl_s),
                 "personalised": p.personalised,
-                "max tokens": p.max_tokens,
+                "max tokens": whole(p.max_tokens),
                 "prompt cache": p.prompt_cache or "",
             }
             for p in policies
@@ -67,7 +72,7 @@ def cache_settings_frame(settings: Sequence[CacheSetting]) -> pd.DataFrame:
                 "task": c.task,
                 "TTL (s)": c.ttl_s,
                 "enabled": c.enabled,
-                "semantic threshold": c.semantic_threshold,
+                "semantic threshold": "" if c.semantic_threshold is None else c.semantic_threshold,
             }
             for c in settings
         ]
@@ -85,7 +90,7 @@ def rate_limits_frame(limits: Sequence[RateLimit]) -> pd.DataFrame:
                 "limit": r.limit,
                 "window (s)": r.window_s,
                 "algorithm": r.algorithm,
-                "burst": r.burst,
+                "burst": whole(r.burst),
                 "enabled": r.enabled,
             }
             for r in limits
@@ -101,8 +106,8 @@ def health_frame(df: pd.DataFrame, seen: Mapping[str, tuple[str, int]]) -> pd.Da
             "attempts": df["attempts"],
             "errors": df["errors"],
             "error rate": df["error_rate"],
-            "latency p50 (ms)": df["p50_ms"].round(0),
-            "latency p95 (ms)": df["p95_ms"].round(0),
+            "latency p50 (ms)": df["p50_ms"].round(0).astype("Int64"),
+            "latency p95 (ms)": df["p95_ms"].round(0).astype("Int64"),
             "breaker (this console)": [seen[m][0] if m in seen else "n/a" for m in df["model"]],
         }
     )
@@ -120,5 +125,12 @@ PROPOSAL_POLICY_COLUMNS = [
 
 
 def policy_proposal_frame(policies: list[RoutingPolicy]) -> pd.DataFrame:
-    rows = [{k: policy_values(p)[k] for k in PROPOSAL_POLICY_COLUMNS} for p in policies]
+    """The what-if replay's policy table: one text cell per field (fallbacks 'a, b')."""
+    rows = [
+        {
+            **{k: policy_values(p)[k] for k in PROPOSAL_POLICY_COLUMNS},
+            "fallbacks": ", ".join(p.fallbacks),
+        }
+        for p in policies
+    ]
     return pd.DataFrame(rows, columns=PROPOSAL_POLICY_COLUMNS).astype(object)

@@ -13,6 +13,18 @@ from core.keys import KeySpec
 
 FIELDS = ("name", "org", "project", "user", "models", "budget_usd", "period", "rpm", "tpm")
 FIELDS += ("expires",)
+LABELS = {  # as the form labels them
+    "name": "Name",
+    "org": "Org (bound)",
+    "project": "Project (bound)",
+    "user": "User (bound)",
+    "models": "Models",
+    "budget_usd": "Budget USD",
+    "period": "Per",
+    "rpm": "Requests / min",
+    "tpm": "Tokens / min",
+    "expires": "Expires after",
+}
 
 
 def _positive(value: int | None, field: str) -> int | None:

@@ -3,7 +3,7 @@ and the what-if replay's policy table -> policies."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +11,8 @@ import pandas as pd
 
 from console.inputs.text import parse_int, text_value
 from core.control import (
+    DEFAULT_CACHE_TTL_S,
+    DEFAULT_CACHE_TTLS,
     CacheSetting,
     RateLimit,
     RoutingPolicy,
@@ -60,6 +62,33 @@ POLICY_FIELDS = (
     "prompt_cache",
     "weights",
 )
+POLICY_LABELS = {  # as the editor labels them
+    "task": "Task",
+    "primary_model": "Primary model",
+    "fallbacks": "Fallbacks",
+    "degrade_to": "Degrade to",
+    "strategy": "Strategy",
+    "criticality": "Criticality",
+    "cache_ttl_s": "Cache TTL (s)",
+    "personalised": "Personalised",
+    "max_tokens": "Max tokens",
+    "prompt_cache": "Provider prompt caching",
+    "weights": "Weights",
+    "weights.cost": "Cost weight",
+    "weights.latency": "Latency weight",
+    "weights.quality": "Quality weight",
+}
+POLICY_FILLER = {  # valid stand-ins: to find every bad field of a failed save at once
+    "task": "valid-task",
+    "primary_model": "dryrun-small",
+    "fallbacks": [],
+    "degrade_to": "",
+    "strategy": "explicit",
+    "criticality": "normal",
+    "cache_ttl_s": "",
+    "max_tokens": "",
+    "prompt_cache": "",
+}
 PROMPT_CACHE = {"": "off", "5m": "5 minutes (write 1.25x input)", "1h": "1 hour (write 2x input)"}
 
 
@@ -69,7 +98,7 @@ def policy_values(p: RoutingPolicy | None) -> dict[str, Any]:
     return {
         "task": p.task,
         "primary_model": p.primary_model,
-        "fallbacks": ", ".join(p.fallbacks),
+        "fallbacks": list(p.fallbacks),  # a multiselect, in order
         "degrade_to": p.degrade_to or "",
         "strategy": p.strategy,
         "criticality": p.criticality,
@@ -83,8 +112,17 @@ def policy_values(p: RoutingPolicy | None) -> dict[str, Any]:
     }
 
 
+def model_list(value: Any) -> tuple[str, ...]:
+    """Fallbacks as picked (a list, in order) or typed in a table cell ('a, b')."""
+    if value is None or isinstance(value, float) and value != value:
+        return ()
+    if isinstance(value, str):
+        return tuple(comma_list(value))
+    return tuple(str(m).strip() for m in value if str(m).strip())
+
+
 def parse_policy(v: Mapping[Any, Any]) -> RoutingPolicy:
-    fallbacks = comma_list(text_value(v, "fallbacks"))
+    fallbacks = model_list(v.get("fallbacks"))
     return RoutingPolicy(
         task=text_value(v, "task"),
         primary_model=text_value(v, "primary_model"),
@@ -102,6 +140,13 @@ def parse_policy(v: Mapping[Any, Any]) -> RoutingPolicy:
         max_tokens=parse_int(text_value(v, "max_tokens"), "max_tokens"),
         prompt_cache=text_value(v, "prompt_cache") or None,
     )
+
+
+def check_policy(v: Mapping[Any, Any], cat: Catalog) -> RoutingPolicy:
+    """The editor's values -> a policy core accepts (validation only, nothing stored)."""
+    p = parse_policy(v)
+    check_models(p, cat)
+    return validate_policy(p, model_exists=cat.has)
 
 
 def check_models(p: RoutingPolicy, cat: Catalog) -> None:
@@ -263,16 +308,20 @@ def parse_rate_limit(v: Mapping[str, Any]) -> RateLimit:
     )
 
 
+NOTE_KEY = "rt_advice_note"  # what the Routing page says about an applied advice, once
+
+
 @dataclass(frozen=True)
 class Proposal:
     """What a savings advice proposes, as the Routing editor's state: the editor (``rt_pol``
     or ``rt_cache``), the entity to pick (a task, or None for a new one), the tab, the form
-    values."""
+    values, and what the page says about it."""
 
     prefix: str
     pick: str | None
     tab: str
     values: dict[str, Any]
+    note: str = ""
 
     def state(self, new: str) -> dict[str, Any]:
         """Session-state entries that open the editor on this proposal (``new``: the
@@ -281,24 +330,105 @@ class Proposal:
         return {
             "rt_tab": self.tab,
             f"{self.prefix}_pick": self.pick or new,
+            NOTE_KEY: self.note,
             **{f"{self.prefix}_{slug}_{k}": v for k, v in self.values.items()},
         }
 
 
+# model -> (its provider, the provider's wire); only the "anthropic" wire marks prompts
+ProviderOf = Callable[[str], tuple[str, str]]
+
+
 def proposal(
-    advice: Advice, policies: Sequence[RoutingPolicy], caches: Sequence[CacheSetting]
+    advice: Advice,
+    policies: Sequence[RoutingPolicy],
+    caches: Sequence[CacheSetting],
+    provider_of: ProviderOf,
 ) -> Proposal:
-    """The policy (model switch, provider prompt caching) or cache setting (response cache)
-    an advice proposes, on top of the task's current one."""
+    """The change an advice proposes, on top of the task's current policy or cache setting:
+    a model switch replaces the advised model where the policy names it (else makes the
+    alternative primary); the response cache is turned on with a TTL no shorter than the
+    task's built-in one, where the task's TTL is decided (the policy's cache TTL wins over
+    the cache setting); prompt caching is turned on for a model whose provider is marked
+    (Anthropic), and explained for one that caches prompts on its own."""
+    task = advice.task
+    policy = next((p for p in policies if p.task == task), None)
+    cache = next((c for c in caches if c.task == task), None)
+    said = (
+        f"Filled in from the savings advice \u201c{advice.title}\u201d: review it and press"
+        " Save (nothing is saved before)."
+    )
+    pick = policy.task if policy else None
+    values = {**policy_values(policy), "task": task}
     if advice.kind == "response_cache":
-        cache = next((c for c in caches if c.task == advice.task), None)
-        values = {**cache_values(cache), "task": advice.task, "enabled": True}
-        return Proposal("rt_cache", cache.task if cache else None, "Cache & rate limits", values)
-    policy = next((p for p in policies if p.task == advice.task), None)
-    values = {**policy_values(policy), "task": advice.task}
+        return _response_cache(task, policy, cache, said)
     if advice.kind == "model_switch" and advice.alternative:
-        values["primary_model"] = advice.alternative
-    elif advice.kind == "prompt_cache":
-        values["prompt_cache"] = values["prompt_cache"] or "5m"
+        values.update(_switched(policy, advice.model, advice.alternative))
+        return Proposal("rt_pol", pick, "Task policies", values, said)
+    if advice.kind == "prompt_cache":
         values["primary_model"] = values["primary_model"] or advice.model or ""
-    return Proposal("rt_pol", policy.task if policy else None, "Task policies", values)
+        provider, wire = provider_of(advice.model) if advice.model else ("", "")
+        if advice.model and wire != "anthropic":
+            return Proposal(
+                "rt_pol",
+                pick,
+                "Task policies",
+                values,
+                f"{advice.model} is served by {provider}, which caches a repeated prompt"
+                " prefix on its own: 'Provider prompt caching' marks Anthropic requests"
+                " only, so nothing is changed here. To get the cached rate, keep the long"
+                " system prompt first and identical in every call of the task.",
+            )
+        values["prompt_cache"] = values["prompt_cache"] or "5m"
+        return Proposal("rt_pol", pick, "Task policies", values, said)
+    return Proposal("rt_pol", pick, "Task policies", values, said)
+
+
+def _switched(policy: RoutingPolicy | None, model: str | None, alternative: str) -> dict[str, Any]:
+    """The policy's models with ``model`` replaced by ``alternative`` where it is named
+    (primary or a fallback, order kept); the alternative as primary otherwise."""
+    if policy is None or model not in (policy.primary_model, *policy.fallbacks):
+        primary = alternative
+        rest = list(policy.fallbacks) if policy else []
+    elif model == policy.primary_model:
+        primary, rest = alternative, list(policy.fallbacks)
+    else:
+        primary = policy.primary_model
+        rest = [alternative if m == model else m for m in policy.fallbacks]
+    fallbacks = [m for m in dict.fromkeys(rest) if m != primary]
+    return {"primary_model": primary, "fallbacks": fallbacks}
+
+
+def _response_cache(
+    task: str, policy: RoutingPolicy | None, cache: CacheSetting | None, said: str
+) -> Proposal:
+    builtin = DEFAULT_CACHE_TTLS.get(task, DEFAULT_CACHE_TTL_S)
+    notes = [said]
+    if policy is not None and policy.personalised:
+        notes.append(
+            "The task's policy is personalised, so its calls are never cached: untick"
+            " 'Personalised' on the policy if answers may be shared across users."
+        )
+    if policy is not None and policy.cache_ttl_s is not None:  # it wins over the setting
+        values = {
+            **policy_values(policy),
+            "cache_ttl_s": str(max(policy.cache_ttl_s, builtin)),
+        }
+        notes.insert(
+            1, "The task's policy sets its cache TTL, which decides over the cache setting."
+        )
+        if cache is not None and not cache.enabled:
+            notes.append(
+                "The task's cache setting is disabled: turn it on under Cache & rate limits too."
+            )
+        return Proposal("rt_pol", policy.task, "Task policies", values, " ".join(notes))
+    current = cache.ttl_s if cache is not None and cache.enabled else 0
+    values = {
+        **cache_values(cache),
+        "task": task,
+        "enabled": True,
+        "ttl_s": max(current, builtin),
+    }
+    return Proposal(
+        "rt_cache", cache.task if cache else None, "Cache & rate limits", values, " ".join(notes)
+    )

@@ -8,6 +8,7 @@ from datetime import datetime
 import pandas as pd
 
 from console.queries import playground
+from console.queries.pricing import catalog
 from console.queries.usage import cached, reader
 from core import reports
 from core.control import RoutingPolicy
@@ -25,6 +26,15 @@ def provider_warnings(p: RoutingPolicy, cat: Catalog) -> list[str]:
             if problem:
                 out.append(f"{model}: {problem}")
     return out
+
+
+def provider_of(model: str) -> tuple[str, str]:
+    """The provider a catalog model is served by and that provider's wire ('anthropic',
+    'openai', …) in this console's configuration."""
+    cat = catalog()
+    provider = cat.provider_of(model) if cat.has(model) else ""
+    config = playground.settings().providers.get(provider)
+    return provider, config.wire if config is not None else provider
 
 
 @cached

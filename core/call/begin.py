@@ -35,7 +35,9 @@ def start(ctx: Context, req: ChatRequest, *, flushed: bool = False) -> Call | Co
     ctx.log.check()  # UsageLogUnavailable (disk full) before any provider is paid
     call = Call(req, req.model or f"task:{req.task}")
     try:
-        validate(req)
+        check_names(req)  # the rest of validate() is check_request's, done above
+        if not req.messages:
+            raise BadRequest("messages is empty: a chat request needs at least one message")
         policy = None
         ctl = ctx.controls
         if ctl is not None:

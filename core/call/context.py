@@ -37,6 +37,11 @@ class Context:
     rng: random.Random = field(default_factory=random.Random)
     lock: threading.Lock = field(default_factory=threading.Lock)
     on_batched: Callable[[], None] | None = None  # a LOW sampling event joined a batch
+    # model name -> (catalog name, provider, id sent upstream, priced?), for one catalog
+    # (a new one comes with a control-plane snapshot that edits prices): route.candidate
+    names: tuple[Catalog | None, dict[str, tuple[str, str, str, bool]]] = field(
+        default_factory=lambda: (None, {})
+    )
 
     @property
     def catalog(self) -> Catalog:

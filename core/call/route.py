@@ -53,8 +53,18 @@ def _cheapest_first(ctx: Context, call: Call, names: list[str]) -> tuple[list[st
 def candidate(ctx: Context, name: str) -> Candidate:
     """The candidate for model ``name``: its provider, upstream id and price row."""
     cat = ctx.catalog
-    provider, provider_model = _resolve(ctx, name)
-    if not cat.has(name):
+    names = ctx.names
+    if names[0] is not cat:  # the catalog changed (price overrides edited): start over
+        names = ctx.names = (cat, {})
+    got = names[1].get(name)
+    if got is None:
+        provider, provider_model = _resolve(ctx, name)
+        priced = cat.has(name)
+        got = (cat.canonical(name) if priced else name, provider, provider_model, priced)
+        if len(names[1]) < 4096:
+            names[1][name] = got
+    model, provider, provider_model, priced = got
+    if not priced:
         if not ctx.allow_unpriced:
             raise UnpricedModel(
                 f"model {name!r} has no price in the catalog; add a price override or "
@@ -62,7 +72,7 @@ def candidate(ctx: Context, name: str) -> Candidate:
                 model=name,
             )
         return Candidate(name, provider, provider_model, None)
-    return Candidate(cat.canonical(name), provider, provider_model, cat.lookup(name, None, 0))
+    return Candidate(model, provider, provider_model, cat.lookup(name, None, 0))
 
 
 def _resolve(ctx: Context, name: str) -> tuple[str, str]:

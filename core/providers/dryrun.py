@@ -2,7 +2,8 @@
 
 Clearly labelled: every answer starts with ``[dryrun] `` and echoes the last user message. The
 answer length (20..min(max_tokens or 400, 400) tokens) comes from a hash of the request, so the
-same request always gets the same answer and usage. No network, no sleep unless asked for.
+same request always gets the same answer and usage. No network, no sleep unless asked for
+(``COSTLINE_DRYRUN_LATENCY_MS`` before answering, ``COSTLINE_DRYRUN_MS_PER_TOKEN`` per token).
 """
 
 from __future__ import annotations
@@ -123,7 +124,14 @@ class DryRunProvider(Provider):
         aclient: httpx.AsyncClient | None = None,
     ) -> Provider:
         latency = os.environ.get("COSTLINE_DRYRUN_LATENCY_MS")
-        return cls(config, client=client, aclient=aclient, latency_ms=float(latency or 0.0))
+        per_token = os.environ.get("COSTLINE_DRYRUN_MS_PER_TOKEN")  # a stream's pace
+        return cls(
+            config,
+            client=client,
+            aclient=aclient,
+            latency_ms=float(latency or 0.0),
+            ms_per_token=float(per_token or 0.0),
+        )
 
     def _delay_s(self, tokens: int) -> float:
         return (self.latency_ms + self.ms_per_token * tokens) / 1000.0

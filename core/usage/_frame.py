@@ -14,12 +14,11 @@ from dataclasses import dataclass
 
 MARK = 0x40  # "@"
 HEADER = 17  # "@" + 8 + 8 hex digits
-_crc32 = zlib.crc32
 
 
 def frame(payload: bytes) -> bytes:
     """One framed record, newline included."""
-    return b"@%08x%08x%b\n" % (len(payload), _crc32(payload), payload)
+    return b"@%08x%08x%b\n" % (len(payload), zlib.crc32(payload), payload)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +34,6 @@ def split_records(data: bytes) -> tuple[list[bytes], list[int], list[BadRecord]]
     payloads: list[bytes] = []
     numbers: list[int] = []
     bad: list[BadRecord] = []
-    crc = _crc32
     for i, line in enumerate(data.split(b"\n")[:-1]):
         if not line:
             continue
@@ -49,7 +47,7 @@ def split_records(data: bytes) -> tuple[list[bytes], list[int], list[BadRecord]]
             body = line[HEADER:]
             if len(body) != size:
                 bad.append(BadRecord(i, line, f"torn record ({len(body)} of {size} bytes)"))
-            elif crc(body) != want:
+            elif zlib.crc32(body) != want:
                 bad.append(BadRecord(i, line, "record checksum mismatch"))
             else:
                 payloads.append(body)

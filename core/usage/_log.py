@@ -28,7 +28,6 @@ import math
 import os
 import threading
 import time
-import zlib
 from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
@@ -49,11 +48,6 @@ from core.usage._workers import AutoCompactor, Converter
 
 log = logging.getLogger("costline.usage")
 
-_DUMPS = orjson.dumps
-_OPT = orjson.OPT_NAIVE_UTC
-_crc32 = zlib.crc32
-_monotonic = time.monotonic
-_write = os.write
 _OPEN_LOGS: set[UsageLog] = set()
 _BULK_LINES = 1024  # append_many writes this many lines per os.write
 MAX_HELD_BYTES = 64 << 20  # events kept in memory while the journal cannot be written
@@ -71,11 +65,11 @@ FREE_MARGIN = 1 << 20  # free bytes beyond the held events that make a retry wor
 
 
 def _write_all(fd: int, data: bytes) -> None:
-    written = _write(fd, data)
+    written = os.write(fd, data)
     if written != len(data):  # rare: a signal or a full disk cut the write short
         view = memoryview(data)[written:]
         while view:
-            view = view[_write(fd, view) :]
+            view = view[os.write(fd, view) :]
 
 
 class UsageLog:
@@ -150,19 +144,17 @@ class UsageLog:
         return self._count
 
     def append(self, event: UsageEvent) -> None:
-        payload = _DUMPS(event_row(event), option=_OPT)
+        payload = orjson.dumps(event_row(event), option=orjson.OPT_NAIVE_UTC)
         if len(payload) > MAX_EVENT_BYTES:
             payload = self._shrunk(event_row(event))
-        line = b"@%08x%08x%b\n" % (len(payload), _crc32(payload), payload)  # _frame.frame
+        line = frame(payload)
         with self._lock:
             if self._slow:  # events are held in memory: keep their order
                 self._hold([line], None)
                 return
             try:
                 fd = self._fd if self._fd >= 0 else self._open()
-                written = _write(fd, line)  # _write_all, inlined: the hot path
-                if written != len(line):
-                    _write_all(fd, line[written:])
+                _write_all(fd, line)
             except OSError as exc:
                 self._cut_back()
                 self._hold([line], exc)
@@ -171,13 +163,13 @@ class UsageLog:
             self._count += 1
             if self._count == 1:
                 self._arm()
-            if self._count >= self.flush_every or _monotonic() >= self._deadline:
+            if self._count >= self.flush_every or time.monotonic() >= self._deadline:
                 self._seal()
 
     def append_many(self, events: Iterable[UsageEvent]) -> None:
         lines = []
         for e in events:
-            payload = _DUMPS(event_row(e), option=_OPT)
+            payload = orjson.dumps(event_row(e), option=orjson.OPT_NAIVE_UTC)
             if len(payload) > MAX_EVENT_BYTES:
                 payload = self._shrunk(event_row(e))
             lines.append(frame(payload))
@@ -200,7 +192,7 @@ class UsageLog:
                     self._arm()
                 self._count += n
                 i += n
-                if self._count >= self.flush_every or _monotonic() >= self._deadline:
+                if self._count >= self.flush_every or time.monotonic() >= self._deadline:
                     self._seal()
 
     def check(self) -> None:
@@ -309,7 +301,7 @@ class UsageLog:
 
     def _arm(self) -> None:
         """The journal got its first event: seal it flush_interval_s from now."""
-        self._deadline = _monotonic() + self.flush_interval_s
+        self._deadline = time.monotonic() + self.flush_interval_s
         if self.flush_interval_s <= 0:
             return  # the append itself seals it
         self._start_timer()
@@ -319,7 +311,7 @@ class UsageLog:
         a timeout while there is nothing to do."""
         with self._lock:
             while not self._closed:
-                now = _monotonic()
+                now = time.monotonic()
                 if self._slow and now >= self._retry_at:
                     try:
                         self._drain()
@@ -345,7 +337,7 @@ class UsageLog:
             self._wake.notify()
 
     def _shrunk(self, row: tuple[object, ...]) -> bytes:
-        payload, cut = shrink(row, lambda r: _DUMPS(r, option=_OPT))
+        payload, cut = shrink(row, lambda r: orjson.dumps(r, option=orjson.OPT_NAIVE_UTC))
         if cut:
             with self._lock:
                 self._truncated += 1
@@ -369,7 +361,7 @@ class UsageLog:
     def _due(self) -> bool:
         """Worth trying to write held events now: the backoff is over, or the file system
         has room for them again (a cheap statvfs)."""
-        if _monotonic() >= self._retry_at:
+        if time.monotonic() >= self._retry_at:
             return True
         try:
             st = os.statvfs(self._jdir)
@@ -401,7 +393,7 @@ class UsageLog:
                     self._last_error,
                     len(self._held),
                 )
-            self._retry_at = _monotonic() + self._retry_s
+            self._retry_at = time.monotonic() + self._retry_s
             self._start_timer()
         elif self._due():
             self._drain()
@@ -424,7 +416,7 @@ class UsageLog:
             self._failures += 1
             self._last_error = f"{type(exc).__name__}: {exc}"
             self._retry_s = min(self._retry_s * 2, RETRY_MAX_S)
-            self._retry_at = _monotonic() + self._retry_s
+            self._retry_at = time.monotonic() + self._retry_s
             return False
         n = len(self._held)
         if data or torn:
@@ -438,7 +430,7 @@ class UsageLog:
             self._count += n
             if self._count == n:
                 self._arm()
-            if self._count >= self.flush_every or _monotonic() >= self._deadline:
+            if self._count >= self.flush_every or time.monotonic() >= self._deadline:
                 self._seal()
         return True
 

@@ -111,11 +111,11 @@ _role_tokens: dict[tuple[str, str], int] = {}
 _MEMO_MAX_CHARS = 2048
 _MEMO_MAX_ENTRIES = 4096
 _memo: dict[tuple[str, str], int] = {}
-# The last chat prompt counted, per encoding-free key: (encoding, its messages, tokens). The
-# router counts a prompt for its estimate and a provider that simulates usage (dryrun) counts
-# the same Message objects again a moment later; Messages are frozen, so the same objects in
-# the same order are the same prompt, whatever their length (the memo above keeps short
-# texts only). One slot: another prompt in between (other threads) just counts again.
+# The last chat prompt counted: (encoding, its messages, tokens). The router counts a prompt
+# for its estimate and a provider that simulates usage (dryrun) counts the same Message
+# objects again a moment later; Messages are frozen, so the same objects in the same order
+# are the same prompt, whatever their length (the memo above keeps short texts only). One
+# slot: another prompt in between (other threads) just counts again.
 _last: tuple[str, tuple[Message, ...], int] = ("", (), 0)
 
 

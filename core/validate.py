@@ -172,7 +172,7 @@ def check_request(req: object) -> ChatRequest:
         raise _bad("criticality", f"{req.criticality!r} is not one of {list(CRITICALITIES)}")
     for name in ("tags", "fallbacks"):
         v = getattr(req, name)
-        if v != ():  # () is the default: nothing to check
+        if not (type(v) is tuple and not v):  # () is the default: nothing to check
             _strings(name, v)
     for name in ("metadata", "extra"):
         v = getattr(req, name)

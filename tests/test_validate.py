@@ -204,3 +204,36 @@ def test_abatch_returns_every_result_with_errors_in_place(router, scripted_serve
         "BadRequest",
         "Completion",
     ]
+
+
+@pytest.mark.parametrize(
+    ("field", "messages"),
+    [
+        ("messages[1].content", [Message("user", "ok é"), Message("user", "x\ud800")]),
+        ("messages[0].name", [Message("user", "hi", name="a\udc00")]),
+        ("messages[0].extra", [Message("user", "hi", extra={"x": Weird()})]),
+        ("messages[0].role", [Message("robot", "hi")]),  # type: ignore[arg-type]
+        ("messages[1]", [Message("user", "hi"), "hi"]),
+    ],
+)
+def test_messages_off_the_quick_path_are_named(field: str, messages: list[Any]) -> None:
+    """check_request passes the usual message at a glance; anything else is checked field by
+    field and named (hand-written expectations, not the checker's own output)."""
+    with pytest.raises(BadRequest) as info:
+        check_request(ChatRequest(messages=messages, model="gpt-4o-mini"))
+    assert info.value.field == field
+
+
+def test_usual_but_not_plain_requests_pass() -> None:
+    """Non-ASCII text, a named message with extras, tags, metadata: all well-formed."""
+    req = ChatRequest(
+        messages=[
+            Message("system", "Réponds en français 🙂"),
+            Message("user", "hi", name="ann", extra={"tool_call_id": "t1"}),
+        ],
+        model="gpt-4o-mini",
+        org="Acmé",
+        tags=["a", "b"],
+        metadata={"k": "v"},
+    )
+    assert check_request(req) is req

@@ -470,3 +470,22 @@ def test_control_tables_show_blank_unset_numbers_and_thousands_separators(home: 
     config = json.loads(limits.proto.columns)
     assert config["limit"]["type_config"]["format"] == "localized"  # shown as 2,000,000
     assert limits.value["burst"].tolist() == [""]
+
+
+def test_the_replay_policy_table_keeps_fallbacks_as_ordered_text() -> None:
+    """The what-if replay's policy table holds fallbacks as 'a, b' text (a table cell); the
+    editor holds a list: both parse to the same ordered tuple."""
+    import pandas as pd
+
+    from console.frames.routing import policy_proposal_frame
+    from console.inputs.routing import model_list, policies_from_frame
+    from core.pricing import load_catalog
+
+    p = RoutingPolicy("chat", "dryrun-small", ("dryrun-large", "dryrun-medium"))
+    frame = policy_proposal_frame([p])
+    assert frame.loc[0, "fallbacks"] == "dryrun-large, dryrun-medium"
+    (back,) = policies_from_frame(frame, load_catalog())
+    assert back.fallbacks == p.fallbacks
+    assert model_list(["dryrun-large", " dryrun-medium "]) == p.fallbacks
+    assert model_list(None) == model_list(float("nan")) == model_list("") == ()
+    assert isinstance(frame, pd.DataFrame)

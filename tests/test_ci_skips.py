@@ -40,7 +40,9 @@ def outcomes(junit: Path) -> dict[str, list[tuple[str, str]]]:
     them - read from the report, not the console, whose summary depends on the terminal."""
     out: dict[str, list[tuple[str, str]]] = {}
     for case in ET.parse(junit).getroot().iter("testcase"):
-        out[case.attrib["name"]] = [
+        # a collection error's name is the module's dotted path from the rootdir, which
+        # depends on where the checkout is: keep its last part
+        out[case.attrib["name"].rsplit(".", 1)[-1]] = [
             (child.tag, f"{child.attrib.get('message', '')} {child.text or ''}")
             for child in case
             if child.tag in ("failure", "error", "skipped")

@@ -76,7 +76,11 @@ def test_master_failover_keeps_enforcing_and_reconciles(
     state = make_state(cluster.url, prefix=prefix)
     assert isinstance(state, ResilientState)
     assert state.admit([], [BudgetItem("org:a", 1_000, 100)]).ok  # seen: the outage's seed
-    time.sleep(0.3)  # replicated to the replica (asynchronous, sub-millisecond on loopback)
+    # Replication is asynchronous: a write the replica has not got is lost in a failover
+    # (Redis's own limit). WAIT on a write after it, in the same slot, so the seed is there.
+    master = cluster.client(cluster.master_of(state.primary.prefix + "b:org:a"))
+    master.set(state.primary.prefix + "synced", 1)
+    assert master.wait(1, 10_000) >= 1, "the replica did not acknowledge the seed"
     killed = cluster.kill_master_of(state.primary.prefix + "b:org:a")
     added = 0
     refused = 0

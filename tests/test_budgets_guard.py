@@ -303,3 +303,23 @@ def test_a_budget_listed_twice_counts_once(guard: BudgetGuard) -> None:
     d = guard.admit(req(org="acme"), MODEL, PROVIDER, usd("60"), 0, [ACME, ACME], [])
     assert d.admitted and len(d.holds) == 1
     assert live(guard, ACME) == usd("60")
+
+
+@pytest.mark.parametrize("action", ["block", "degrade"])
+def test_refused_utilisation_is_its_budgets_use_the_larger_of_usd_and_tokens(
+    guard: BudgetGuard, action: str
+) -> None:
+    """A refusal's utilisation (and the text naming it) is the budget's entry in ``uses``:
+    the larger of spent/limit and tokens/limit, other matching budgets left out."""
+    both = replace(ACME, action=action, limit_tokens=1_000, degrade_to="gpt-4o-mini")
+    glob = Budget(id="all", name="Everything", limit_usd=Decimal("1000"), action="alert")
+    spend(guard, glob, "900")
+    spend(guard, both, "20", tokens=970)  # tokens at 97 %, USD at 20 %
+    d = guard.admit(req(org="acme"), MODEL, PROVIDER, usd("1"), 100, [glob, both], [])
+    assert not d.admitted and d.budget == both
+    use = next(u for u in d.uses if u.budget.id == both.id)
+    assert d.utilisation == use.utilisation == pytest.approx(0.97)
+    if action == "degrade":
+        assert d.degrade and "at 97%" in d.reason
+    else:
+        assert d.blocked is not None

@@ -39,7 +39,7 @@ from core.state import Delta, Settlement, State
 from core.types import ChatRequest, pico_to_usd
 
 from . import _format as fmt
-from ._decision import Decision, Line
+from ._decision import Decision, Line, utilisation
 from ._match import Canonical, Matcher, hard_cap
 from ._status import BudgetStatus, budget_status, reached
 from ._window import GRACE_S, Window, window
@@ -150,8 +150,11 @@ class BudgetGuard:
             over = [lines[adm.failed_index]]
         hard = [ln for ln in over if not ln.soft]
         p = (hard or over)[0]
-        use = next(u for u in done.uses if u.budget is p.budget)
-        done.budget, done.utilisation = p.budget, use.utilisation
+        util = 0.0  # p's budget as ``done.uses`` has it, without building every BudgetUse
+        for ln in lines:
+            if ln.budget is p.budget:
+                util = max(util, utilisation(ln.value, ln.budget_limit))
+        done.budget, done.utilisation = p.budget, util
         if hard:
             text = fmt.exceeded(
                 p.budget, p.window, p.metric, p.value, p.budget_limit, p.hard, p.amount, p.cap or 0
@@ -169,7 +172,7 @@ class BudgetGuard:
         else:
             done.degrade, done.degrade_to = True, p.budget.degrade_to
             done.reason = (
-                f"{fmt.head(p.budget)} at {use.utilisation:.0%} {fmt.where(p.window)}"
+                f"{fmt.head(p.budget)} at {util:.0%} {fmt.where(p.window)}"
                 f": non-critical call over the soft limit, degrade"
             )
         return done

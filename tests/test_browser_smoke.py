@@ -45,9 +45,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@contextmanager
-def console_server(home: Path, log_path: Path) -> Iterator[str]:
-    """The console as a subprocess, configured only through the environment."""
+def start_console(
+    home: Path, log_path: Path, timeout: float = 60, password: str = PASSWORD
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Start the console as a subprocess, configured only through the environment; return
+    it and its URL once it answers (the bench reads the process's CPU)."""
     port = free_port()
     env = {
         **os.environ,
@@ -56,32 +58,43 @@ def console_server(home: Path, log_path: Path) -> Iterator[str]:
         "STREAMLIT_SERVER_ADDRESS": "127.0.0.1",
         "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
         "COSTLINE_HOME": str(home),
-        "COSTLINE_ADMIN_PASSWORD": PASSWORD,
+        "COSTLINE_ADMIN_PASSWORD": password,
     }
     with open(log_path, "wb") as log:
         cmd = [sys.executable, "-m", "streamlit", "run", "console/app.py"]
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
+                if r.read() == b"ok":
+                    return proc, url
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop_console(proc)
+            raise RuntimeError("console did not start:\n" + log_path.read_text()[-3000:])
+        time.sleep(0.3)
+
+
+def stop_console(proc: subprocess.Popen[bytes], timeout: float = 15) -> None:
+    proc.terminate()
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
-                    if r.read() == b"ok":
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("console did not start:\n" + log_path.read_text()[-3000:])
-            time.sleep(0.3)
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@contextmanager
+def console_server(home: Path, log_path: Path) -> Iterator[str]:
+    """The console as a subprocess, configured only through the environment."""
+    proc, url = start_console(home, log_path)
+    try:
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_console(proc)
 
 
 def wait_idle(page: Any, timeout_ms: int = 60_000) -> None:

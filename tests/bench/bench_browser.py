@@ -32,9 +32,7 @@ import contextlib
 import os
 import statistics
 import subprocess
-import sys
 import time
-import urllib.request
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -88,40 +86,15 @@ def _tree_cpu(root: int, skip: int) -> float:
 
 
 def _start(home: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    from tests.test_browser_smoke import free_port
+    from tests.test_browser_smoke import start_console
 
-    port = free_port()
-    env = {
-        **os.environ,
-        "STREAMLIT_SERVER_PORT": str(port),
-        "STREAMLIT_SERVER_HEADLESS": "true",
-        "STREAMLIT_SERVER_ADDRESS": "127.0.0.1",
-        "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
-        "COSTLINE_HOME": str(home),
-        "COSTLINE_ADMIN_PASSWORD": PASSWORD,
-    }
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "console/app.py"],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
-                if r.read() == b"ok":
-                    return proc, url
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            proc.wait()
-            raise RuntimeError("console did not start:\n" + log.read_text()[-2000:])
-        time.sleep(0.2)
+    return start_console(home, log, timeout=90, password=PASSWORD)
+
+
+def stop_console(proc: subprocess.Popen[bytes]) -> None:
+    from tests.test_browser_smoke import stop_console as stop
+
+    stop(proc)
 
 
 def _idle_with(page: Any, text: str) -> None:
@@ -168,12 +141,7 @@ def measure(home: Path) -> dict[str, float]:
             finally:
                 browser.close()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_console(proc)
     return out
 
 
@@ -292,12 +260,7 @@ def measure_overview(home: Path, runs: int) -> dict[str, float]:
             finally:
                 browser.close()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_console(proc)
     pairs = list(zip(queries[1:], renders, strict=True))
     ratio = statistics.median(r[0] / q[0] for q, r in pairs)
     cpu_ratio = statistics.median(r[1] / q[1] for q, r in pairs)

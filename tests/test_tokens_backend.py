@@ -117,6 +117,20 @@ def test_counts_match_tiktoken_on_a_fuzz_corpus(name: str) -> None:
     assert not wrong, [t[:80] for t in wrong[:5]]
 
 
+@pytest.mark.parametrize("name", ENCODINGS)
+def test_counts_match_tiktoken_for_every_code_point(name: str) -> None:
+    """Each code point (but surrogates) between a letter, punctuation, a contraction, a digit
+    and a newline: the pre-tokenizer's Unicode classes are the backend's own tables."""
+    count, encode = _bpe(name), tokens.get_encoding(name).encode_ordinary
+    wrong = []
+    for start in range(0, 0x110000, 4096):
+        cps = [chr(c) for c in range(start, start + 4096) if not 0xD800 <= c <= 0xDFFF]
+        text = "".join(f"{c}:A{c}'s 1{c}\n" for c in cps)
+        if count(text) != len(encode(text)):
+            wrong.append(hex(start))
+    assert not wrong
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=200))
 def test_counts_match_tiktoken_on_random_text(text: str) -> None:

@@ -138,9 +138,8 @@ _encodings: dict[str, tiktoken.Encoding] = {}
 _counters: dict[str, Callable[[str], int]] = {}
 _counter_lock = threading.Lock()
 _model_cache: dict[str, tuple[str, bool]] = {}
-_role_tokens: dict[tuple[str, str], int] = {}
-# Token counts of recent short texts, per encoding: a prompt is counted by the router and
-# again by a provider that simulates usage, and system prompts repeat across calls.
+# Token counts of recent short texts (roles too), per encoding: a prompt is counted by the
+# router and again by a provider that simulates usage, and system prompts repeat across calls.
 _MEMO_MAX_CHARS = 2048
 _MEMO_MAX_ENTRIES = 4096
 _memo: dict[tuple[str, str], int] = {}
@@ -342,16 +341,6 @@ def count_text(model: str, text: str) -> int:
     return _text_len(name, counter(name), text, "text")
 
 
-def _role_len(name: str, count: Callable[[str], int], role: str) -> int:
-    key = (name, role)
-    n = _role_tokens.get(key)
-    if n is None:
-        n = _text_len(name, count, role, "role")
-        if len(_role_tokens) < 64:
-            _role_tokens[key] = n
-    return n
-
-
 def count_messages(model: str, messages: Sequence[Message]) -> TokenCount:
     """Prompt tokens of a chat request, by the OpenAI cookbook rules.
 
@@ -368,7 +357,7 @@ def count_messages(model: str, messages: Sequence[Message]) -> TokenCount:
     frozen = True  # every message a Message (frozen): the prompt can be known by identity
     for i, m in enumerate(messages):
         frozen = frozen and type(m) is Message
-        total += TOKENS_PER_MESSAGE + _role_len(enc_name, count, m.role)
+        total += TOKENS_PER_MESSAGE + _text_len(enc_name, count, m.role, "role")
         total += _text_len(enc_name, count, m.content, "content", i)
         if m.name:
             total += TOKENS_PER_NAME + _text_len(enc_name, count, m.name, "name", i)
@@ -410,7 +399,9 @@ def count_upper_bound(model: str, messages: Sequence[Message]) -> int:
     count = counter(enc_name)
     total = REPLY_PRIMING
     for m in messages:
-        total += TOKENS_PER_MESSAGE + _role_len(enc_name, count, m.role) + _utf8_len(m.content)
+        total += (
+            TOKENS_PER_MESSAGE + _text_len(enc_name, count, m.role, "role") + _utf8_len(m.content)
+        )
         if m.name:
             total += TOKENS_PER_NAME + _utf8_len(m.name)
     return total

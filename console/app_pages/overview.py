@@ -46,10 +46,10 @@ def main() -> None:
         activity_row(spend.totals, selection.money)
     spend_chart(spend.series, selection, dim, grain)
     left, right = st.columns(2)
+    with right:  # first: it needs no more queries, so the browser draws it meanwhile
+        cost_per_1k(spend.series, selection.money, grain)
     with left:
         top_spenders(selection)
-    with right:
-        cost_per_1k(spend.series, selection.money, grain)
 
 
 def spend_row(spend: dict[str, int], k: Totals, money: Money) -> None:
@@ -125,7 +125,7 @@ def spend_chart(series: pd.DataFrame, selection: Selection, dim: str, grain: str
         usage.home(), usage.version(), selection.scope.tz, selection.scope.start, now_slot()
     )
     marks = overview_marks(frame, found, selection.money, grain, selection.scope)
-    st.altair_chart(mark_anomalies(chart, marks), width="stretch")
+    st.vega_lite_chart(mark_anomalies(chart, marks), width="stretch")
     st.caption(
         f"Chart total {selection.money.fmt(frames.total_pico(series))} · drag across periods"
         " to filter the breakdown; click a legend entry to highlight it."
@@ -140,7 +140,9 @@ def top_spenders(selection: Selection) -> None:
         st.info("No spend in this range.")
         return
     frame = frames.top_frame(top, selection.money)
-    st.altair_chart(charts.top_bars(frame, f"Top {who}s", selection.money.symbol), width="stretch")
+    st.vega_lite_chart(
+        charts.top_bars(frame, f"Top {who}s", selection.money.symbol), width="stretch"
+    )
 
 
 def cost_per_1k(series: pd.DataFrame, money: Money, grain: str) -> None:
@@ -149,7 +151,7 @@ def cost_per_1k(series: pd.DataFrame, money: Money, grain: str) -> None:
     if frame.empty:
         st.info("No requests in this range.")
         return
-    st.altair_chart(charts.cost_per_1k(frame, grain, money.symbol), width="stretch")
+    st.vega_lite_chart(charts.cost_per_1k(frame, grain, money.symbol), width="stretch")
 
 
 def _compact(n: int) -> str:

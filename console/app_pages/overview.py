@@ -39,12 +39,13 @@ def main() -> None:
     figures = st.container()  # the KPIs go on top; they come from the chart's query
     grain, dim = chart_controls(selection)
     spend = queries.spend(home, version, selection.scope, dim, grain)
+    # the heaviest chart first: the browser draws it while the KPI windows' query runs
+    spend_chart(spend.series, selection, dim, grain)
     with figures:
         spend_row(
             queries.window_spend(home, version, selection.scope, now), spend.totals, selection.money
         )
         activity_row(spend.totals, selection.money)
-    spend_chart(spend.series, selection, dim, grain)
     left, right = st.columns(2)
     with right:  # first: it needs no more queries, so the browser draws it meanwhile
         cost_per_1k(spend.series, selection.money, grain)

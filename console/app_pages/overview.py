@@ -39,16 +39,20 @@ def main() -> None:
     figures = st.container()  # the KPIs go on top; they come from the chart's query
     grain, dim = chart_controls(selection)
     spend = queries.spend(home, version, selection.scope, dim, grain)
-    # the heaviest chart first: the browser draws it while the KPI windows' query runs
-    spend_chart(spend.series, selection, dim, grain)
+    # Each part goes out as soon as its data is there, so the browser draws it while the
+    # next query runs: the KPIs and the unit cost first, then the spend chart (the heaviest
+    # to draw; it waits for the anomaly scan), the top spenders last (one short query).
     with figures:
         spend_row(
             queries.window_spend(home, version, selection.scope, now), spend.totals, selection.money
         )
         activity_row(spend.totals, selection.money)
+    chart = st.container()
     left, right = st.columns(2)
-    with right:  # first: it needs no more queries, so the browser draws it meanwhile
+    with right:
         cost_per_1k(spend.series, selection.money, grain)
+    with chart:
+        spend_chart(spend.series, selection, dim, grain)
     with left:
         top_spenders(selection)
 

@@ -192,8 +192,8 @@ def overview_queries(home: Path) -> tuple[float, float, str]:
     overview.unpriced_calls(h, v, scope)
     now = clock.now().replace(second=0, microsecond=0) + timedelta(minutes=1)
     spend = overview.spend(h, v, scope, "model", "day")
-    spend_day_findings(h, v, tz, scope.start, now_slot())
     overview.window_spend(h, v, scope, now)
+    spend_day_findings(h, v, tz, scope.start, now_slot())
     overview.top_spenders(h, v, scope, "user")
     return time.perf_counter() - t0, time.process_time() - cpu, money.fmt(spend.totals.cost)
 

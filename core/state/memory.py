@@ -371,13 +371,10 @@ def _same(a: Sequence[RateItem], b: Sequence[RateItem]) -> bool:
 
 
 def _soft_only(budgets: Sequence[Reservation], adm: Admission) -> bool:
-    """Is every budget item over its limit a soft one (``soft``: over it, a call degrades)?
-    The items before ``failed_index`` were within their limits."""
-    values, first = adm.budget_values, adm.failed_index or 0
-    for i in range(first, len(budgets)):
-        b = budgets[i]
-        limit = b.limit
-        over = limit is not None and limit != -1 and values[i] + b.amount > limit
-        if over and not getattr(b, "soft", False):
-            return False
-    return True
+    """Is every budget item over its limit a soft one (``soft``: over it, a call degrades)?"""
+    over = [
+        b
+        for b, v in zip(budgets, adm.budget_values, strict=True)
+        if b.limit is not None and b.limit != -1 and v + b.amount > b.limit
+    ]
+    return bool(over) and all(getattr(b, "soft", False) for b in over)

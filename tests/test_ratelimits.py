@@ -182,8 +182,8 @@ def test_degrade_reroutes_to_the_target(clock: Clock) -> None:
     )
     targets = {"gpt-4o-mini": MINI}
 
-    def to_target(model: str, degrade_to: str | None) -> Estimate:
-        return targets[degrade_to or ""]
+    def to_target(d: Decision) -> Estimate:
+        return targets[d.degrade_to or ""]
 
     first = admit_first(guard, req(), [GPT], [soft], [], degrade=to_target)
     assert first.estimate == GPT and not first.degraded

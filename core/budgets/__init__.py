@@ -3,7 +3,7 @@
     guard = BudgetGuard(state, alerts=AlertSink(plane), canonical=catalog.canonical)
     snap = watcher.current()
     choice = admit_first(guard, req, estimates, snap.active_budgets(), snap.rate_limits,
-                         degrade=lambda model, to: estimate(to or policy_degrade_to))
+                         degrade=lambda d: estimate(d.degrade_to or policy_degrade_to))
     ... call choice.estimate.model ...
     guard.settle(choice.decision, cost.total, usage.total_tokens)   # or guard.release(...)
 
@@ -13,9 +13,9 @@ applies (``matches``); ``BudgetGuard.status`` feeds the console.
 
 from core.budgets._format import exceeded, threshold
 
-from ._decision import BudgetUse, Decision, Degrade, Estimate, Hold, Line, utilisation
+from ._decision import BudgetUse, Decision, Hold, Line, utilisation
 from ._guard import BudgetGuard, hard_cap
-from ._select import Choice, admit_first, none_left
+from ._select import Choice, Estimate, admit_first, none_left
 from ._status import BudgetStatus, reached
 from ._window import Window, matches, scope_text, window
 
@@ -25,7 +25,6 @@ __all__ = [
     "BudgetUse",
     "Choice",
     "Decision",
-    "Degrade",
     "Estimate",
     "Hold",
     "Line",

@@ -2,28 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from core.control import Budget
 from core.errors import BudgetExceeded, CostlineError, RateLimitExceeded
 
 from ._window import Window
-
-
-@dataclass(frozen=True, slots=True)
-class Estimate:
-    """A candidate as the guard needs it: where it goes and what it may cost."""
-
-    model: str
-    provider: str
-    cost_picousd: int
-    tokens: int
-
-
-Degrade = Callable[[str, "str | None"], "Estimate | None"]
-"""(model refused, the refusing budget's degrade_to) -> the cheaper candidate's estimate, or
-None to re-admit the same model as a degraded call (to the budget's hard cap)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,13 +34,13 @@ from core import clock as clock_
 from core.alerts import AlertSink
 from core.control import Budget, RateLimit
 from core.errors import BudgetExceeded, RateLimitExceeded
-from core.ratelimits import AppliedLimit, describe
-from core.state import Admission, Delta, RateItem, Settlement, State
+from core.ratelimits import describe
+from core.state import Delta, Settlement, State
 from core.types import ChatRequest, pico_to_usd
 
 from . import _format as fmt
-from ._decision import Decision, Degrade, Estimate, Line, utilisation
-from ._match import Canonical, Match, Matcher, hard_cap
+from ._decision import Decision, Line, utilisation
+from ._match import Canonical, Matcher, hard_cap
 from ._status import BudgetStatus, budget_status, reached
 from ._window import GRACE_S, Window, window
 
@@ -97,77 +97,14 @@ class BudgetGuard:
         """Check and reserve for one candidate. ``degraded=True``: this call already is the
         degraded choice (or there is none), so 'degrade' budgets run on to their hard cap."""
         ts, now = self._now()
-        est = Estimate(model, provider, est_cost_picousd, est_tokens)
-        ask = self._ask(req, est, budgets, rates, degraded, ts, now)
-        if ask.idle:
-            return ask.decision()
-        return self._decide(ask, self.state.admit(ask.items, ask.lines, self._at(ts)))
-
-    def admit_degrading(
-        self,
-        req: ChatRequest,
-        est: Estimate,
-        budgets: Sequence[Budget],
-        rates: Sequence[RateLimit],
-        degrade: Degrade | None,
-    ) -> tuple[Decision, Decision | None, Estimate]:
-        """``admit`` of ``est``; when a 'degrade' budget refuses it, the degraded re-admission
-        of ``degrade(model, the budget's degrade_to)`` (``est`` itself when that is None).
-        Returns (the first decision, the degraded one or None, the estimate it admitted).
-
-        When the last admission of this kind of request and candidate degraded, the degrade
-        target is estimated first and the state tries both in one step (``admit_or``, where
-        the state offers it): the same decisions, one round trip instead of two."""
-        ts, now = self._now()
-        at = self._at(ts)
-        ask = self._ask(req, est, budgets, rates, False, ts, now)
-        if ask.idle:
-            return ask.decision(), None, est
-        m, then, second = ask.match, None, None
-        admit_or = getattr(self.state, "admit_or", None)
-        if m.degrading and m.soft_target and admit_or is not None:
-            use = _target(est, degrade, m.soft_target[0])
-            then = self._ask(req, use, budgets, rates, True, ts, now)
-            first, second = admit_or(ask.items, ask.lines, then.items, then.lines, at)
-        else:
-            first = self.state.admit(ask.items, ask.lines, at)
-        d = self._decide(ask, first)
-        m.degrading = d.degrade
-        if not d.degrade:
-            return d, None, est
-        if then is None or second is None:  # not expected (or no one-step form): step two
-            use = _target(est, degrade, d.degrade_to)
-            ts, now = self._now()
-            then = self._ask(req, use, budgets, rates, True, ts, now)
-            if then.idle:
-                return d, then.decision(), use
-            second = self.state.admit(then.items, then.lines, self._at(ts))
-        return d, self._decide(then, second), use
-
-    def _at(self, ts: float) -> float | None:
-        """The time to hand the state (None: its own clock)."""
-        return ts if self._injected_clock else None
-
-    def _ask(
-        self,
-        req: ChatRequest,
-        est: Estimate,
-        budgets: Sequence[Budget],
-        rates: Sequence[RateLimit],
-        degraded: bool,
-        ts: float,
-        now: datetime | None,
-    ) -> _Ask:
-        """The lines and rate items of one admission (what ``State.admit`` reserves)."""
-        model, provider = est.model, est.provider
         critical = req.criticality == "critical"
         m = self._m
         match = m.match(req, model, provider, budgets, rates, critical, degraded)
         applied = match.applied
         if applied is None:  # token-metric or model-scoped limits: built per call
-            applied = m.applied(rates, req, model, provider, est.tokens)
+            applied = m.applied(rates, req, model, provider, est_tokens)
         lines: list[Line] = []
-        cost, tokens = max(0, est.cost_picousd), max(0, est.tokens)
+        cost, tokens = max(0, est_cost_picousd), max(0, est_tokens)
         for e, usd, lim, top, cap, soft in match.specs:
             win = e.window
             if win is None or not win.start_ts <= ts < win.end_ts:
@@ -183,12 +120,11 @@ class BudgetGuard:
                 )
             else:  # a free model's spend is tracked, never blocked
                 lines.append(Line(e.budget, win, "usd", win.usd_key, lim, top, 0, None, False, ttl))
-        return _Ask(match, model, provider, critical, degraded, lines, applied)
-
-    def _decide(self, ask: _Ask, adm: Admission) -> Decision:
-        """The Decision of one admission from what the state answered."""
-        model, provider, lines, applied = ask.model, ask.provider, ask.lines, ask.applied
-        done = ask.decision()
+        done = Decision(model, provider, True, critical, degraded)
+        if not lines and not applied:
+            return done
+        at = ts if self._injected_clock else None
+        adm = self.state.admit([a.item for a in applied], lines, at)  # lines: Reservations
         over_soft = False
         for ln, v in zip(lines, adm.budget_values or [0] * len(lines), strict=True):
             ln.value = v
@@ -333,42 +269,3 @@ class BudgetGuard:
 
 def _money(p: Line, value: int) -> Decimal | int:
     return pico_to_usd(value) if p.metric == "usd" else value
-
-
-class _Ask:
-    """One admission as the guard asks the state for it: the candidate, the budget lines
-    and the rate items."""
-
-    __slots__ = ("match", "model", "provider", "critical", "degraded", "lines", "applied")
-
-    def __init__(
-        self,
-        match: Match,
-        model: str,
-        provider: str,
-        critical: bool,
-        degraded: bool,
-        lines: list[Line],
-        applied: list[AppliedLimit],
-    ) -> None:
-        self.match, self.model, self.provider = match, model, provider
-        self.critical, self.degraded = critical, degraded
-        self.lines, self.applied = lines, applied
-
-    @property
-    def idle(self) -> bool:
-        """Nothing to check or reserve."""
-        return not self.lines and not self.applied
-
-    @property
-    def items(self) -> list[RateItem]:
-        return [a.item for a in self.applied]
-
-    def decision(self) -> Decision:
-        return Decision(self.model, self.provider, True, self.critical, self.degraded)
-
-
-def _target(est: Estimate, degrade: Degrade | None, degrade_to: str | None) -> Estimate:
-    """The estimate a degraded call re-admits: the router's cheaper target, else ``est``."""
-    got = degrade(est.model, degrade_to) if degrade is not None else None
-    return est if got is None else got

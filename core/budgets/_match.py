@@ -58,10 +58,6 @@ class Match:
     specs: tuple[Spec, ...]  # caps as for a paid call (a $0 USD estimate is tracked only)
     applied: list[AppliedLimit] | None  # None: built per call (costs or keys vary)
     cacheable: bool
-    # (degrade_to,) when every soft line of this match names the same degrade target, so a
-    # refusal's target is known before the state answers; else ()
-    soft_target: tuple[str | None, ...] = ()
-    degrading: bool = False  # the last admission of this match asked to degrade
 
 
 class Matcher:
@@ -140,9 +136,7 @@ class Matcher:
         applied: list[AppliedLimit] | None = None
         if all(r.metric == "requests" and r.scope != "model" for r in map(self.rate, rates)):
             applied = self.applied(rates, req, model, provider, 1)  # the same every call
-        targets = {e.budget.degrade_to for e, *_, soft in specs if soft}
-        one = tuple(targets) if len(targets) == 1 else ()
-        return Match(budgets, rates, tuple(specs), applied, cacheable, one)
+        return Match(budgets, rates, tuple(specs), applied, cacheable)
 
     def entry(self, raw: Budget) -> Entry:
         e = self._entries.get(id(raw))

@@ -2,24 +2,33 @@
 
 A rate-limited or over-budget candidate is skipped in favour of the next. A candidate that a
 'degrade' budget sends elsewhere is re-admitted as a degraded call on the target the router
-names (``degrade(model, degrade_to)``; e.g. the budget's or the task policy's
-``degrade_to``), or on the same model when there is none (it may then run to the budget's
-hard cap); ``BudgetGuard.admit_degrading`` does both. When nothing is left
+names (``degrade(decision)``; e.g. the budget's or the task policy's ``degrade_to``), or on the
+same model when there is none (it may then run to the budget's hard cap). When nothing is left
 the caller gets ``RateLimitExceeded`` (smallest ``retry_after``) if any candidate was rate-limited,
 else the first ``BudgetExceeded``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from core.control import Budget, RateLimit
 from core.errors import CostlineError, RateLimitExceeded
 from core.types import ChatRequest
 
-from ._decision import Decision, Degrade, Estimate
+from ._decision import Decision
 from ._guard import BudgetGuard
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    """A candidate as the guard needs it: where it goes and what it may cost."""
+
+    model: str
+    provider: str
+    cost_picousd: int
+    tokens: int
 
 
 @dataclass(slots=True)
@@ -32,11 +41,13 @@ class Choice:
     index: int
     skipped: list[tuple[str, str]] = field(default_factory=list)
     degraded_from: str | None = None
-    asked: Decision | None = None  # the decision that asked to degrade (names the budget)
 
     @property
     def degraded(self) -> bool:
         return self.decision.degraded
+
+
+Degrade = Callable[[Decision], Estimate | None]
 
 
 def admit_first(
@@ -52,13 +63,26 @@ def admit_first(
     earlier one is not admitted."""
     skipped: list[tuple[str, str]] = []
     refused: list[Decision] = []
+    admit = guard.admit
     for i, est in enumerate(candidates):
-        d, again, use = guard.admit_degrading(req, est, budgets, rates, degrade)
+        d = admit(req, est.model, est.provider, est.cost_picousd, est.tokens, budgets, rates)
         if d.admitted:
             return Choice(d, est, i, skipped)
-        if again is not None:  # d asked to degrade: ``again`` is the degraded admission
+        if d.degrade:
+            target = degrade(d) if degrade is not None else None
+            use = est if target is None else target
+            again = admit(
+                req,
+                use.model,
+                use.provider,
+                use.cost_picousd,
+                use.tokens,
+                budgets,
+                rates,
+                degraded=True,
+            )
             if again.admitted:
-                return Choice(again, use, i, skipped, degraded_from=est.model, asked=d)
+                return Choice(again, use, i, skipped, degraded_from=est.model)
             skipped.append((est.model, d.reason))
             if use is not est:
                 skipped.append((use.model, again.reason))

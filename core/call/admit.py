@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from core.budgets import Estimate, admit_first, scope_text
+from core.budgets import Decision, Estimate, admit_first, scope_text
 from core.control import Budget
 from core.errors import PolicyError, RetryableError
 
@@ -55,10 +55,12 @@ def next_candidate(ctx: Context, call: Call) -> Candidate | None:
                 yield reservation(call, c)
 
     extra: dict[str, Candidate] = {}
+    asked: list[Decision] = []  # the decisions that asked to degrade (name the budget)
 
-    def degrade(model: str, degrade_to: str | None) -> Estimate | None:
-        target = degrade_to or call.degrade_to
-        if not target or target == model:
+    def degrade(d: Decision) -> Estimate | None:
+        asked.append(d)
+        target = d.degrade_to or call.degrade_to
+        if not target or target == d.model:
             return None
         cand = extra.get(target) or candidate(ctx, target)
         if not fit(ctx, call, cand):
@@ -81,7 +83,7 @@ def next_candidate(ctx: Context, call: Call) -> Candidate | None:
         call.notes.append("skipped " + "; ".join(f"{m} ({w})" for m, w in choice.skipped))
     cand = fitting[choice.index]
     if choice.degraded_from is not None:
-        d = choice.asked if down is not None and choice.asked else choice.decision
+        d = asked[-1] if asked else choice.decision
         if choice.estimate.model != cand.model:
             cand = extra[choice.estimate.model]
         why = budget_text(d.budget, d.utilisation)

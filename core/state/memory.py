@@ -132,74 +132,31 @@ class MemoryState(CacheAndCounters):
         now: float | None = None,
     ) -> Admission:
         t = time.time() if now is None else now
-        keys = self._budget_keys(budgets)
-        with self._lock:
-            return self._admit(rates, budgets, keys, t, None, None)[0]
-
-    def admit_or(
-        self,
-        rates: Sequence[RateItem],
-        budgets: Sequence[Reservation],
-        then_rates: Sequence[RateItem],
-        then_budgets: Sequence[Reservation],
-        now: float | None = None,
-    ) -> tuple[Admission, Admission | None]:
-        """``admit(rates, budgets)``; when that is refused for budgets and every budget item
-        over its limit is ``soft`` (the guard's degrade), ``admit(then_rates, then_budgets)``
-        in the same step. The second Admission is None when it was not tried."""
-        t = time.time() if now is None else now
-        keys = self._budget_keys(budgets)
-        with self._lock:
-            first, plans = self._admit(rates, budgets, keys, t, None, None)
-            if first.ok or first.reason != "budget" or not _soft_only(budgets, first):
-                return first, None
-            then_keys = self._budget_keys(then_budgets)
-            # what this step read already: the same rate items' checks, the same keys' values
-            checked = plans if _same(then_rates, rates) else None
-            values = list(first.budget_values) if then_keys == keys else None
-            return first, self._admit(then_rates, then_budgets, then_keys, t, checked, values)[0]
-
-    def _budget_keys(self, budgets: Sequence[Reservation]) -> list[str]:
         names, name = self._names["b"], self._name
-        return [names.get(b.key) or name("b", b.key) for b in budgets]
-
-    def _admit(
-        self,
-        rates: Sequence[RateItem],
-        budgets: Sequence[Reservation],
-        bkeys: list[str],
-        t: float,
-        checked: list[tuple[str, Any, float]] | None,
-        values: list[int] | None,
-    ) -> tuple[Admission, list[tuple[str, Any, float]] | None]:
-        """``admit`` with the lock held; ``checked`` and ``values``: these rates' plans and
-        these keys' values, read in this step already. Also returns the rate plans (None
-        when a rate refused)."""
-        mono = time.monotonic()
-        if values is None:
+        bkeys = [names.get(b.key) or name("b", b.key) for b in budgets]
+        with self._lock:
+            mono = time.monotonic()
             values = self._values(bkeys, mono)
-        plans = checked
-        if plans is None:
-            plans = []
+            plans: list[tuple[str, Any, float]] = []
             for i, r in enumerate(rates):
                 retry, plan = self._check_rate(r, t, mono)
                 if plan is None:
-                    return Admission(False, "rate", i, retry, values), None
+                    return Admission(False, "rate", i, retry, values)
                 plans.append(plan)
-        for i, b in enumerate(budgets):
-            limit = b.limit
-            if limit is not None and limit != -1 and values[i] + b.amount > limit:
-                return Admission(False, "budget", i, None, values), plans
-        if plans:
-            self._commit_rates(rates, plans, t, mono)
-        if budgets:
-            self._store(
-                bkeys,
-                [v + b.amount for v, b in zip(values, budgets, strict=True)],
-                [b.ttl_s for b in budgets],
-                mono,
-            )
-        return Admission(True, None, None, None, values), plans
+            for i, b in enumerate(budgets):
+                limit = b.limit
+                if limit is not None and limit != -1 and values[i] + b.amount > limit:
+                    return Admission(False, "budget", i, None, values)
+            if plans:
+                self._commit_rates(rates, plans, t, mono)
+            if budgets:
+                self._store(
+                    bkeys,
+                    [v + b.amount for v, b in zip(values, budgets, strict=True)],
+                    [b.ttl_s for b in budgets],
+                    mono,
+                )
+        return Admission(True, None, None, None, values)
 
     def _commit_rates(
         self,
@@ -364,17 +321,3 @@ class MemoryState(CacheAndCounters):
 
     def close(self) -> None:
         pass
-
-
-def _same(a: Sequence[RateItem], b: Sequence[RateItem]) -> bool:
-    return len(a) == len(b) and all(x is y or x == y for x, y in zip(a, b, strict=True))
-
-
-def _soft_only(budgets: Sequence[Reservation], adm: Admission) -> bool:
-    """Is every budget item over its limit a soft one (``soft``: over it, a call degrades)?"""
-    over = [
-        b
-        for b, v in zip(budgets, adm.budget_values, strict=True)
-        if b.limit is not None and b.limit != -1 and v + b.amount > b.limit
-    ]
-    return bool(over) and all(getattr(b, "soft", False) for b in over)

@@ -295,3 +295,29 @@ def test_unreachable_redis_is_a_miss_not_an_error(caplog: pytest.LogCaptureFixtu
         assert cache.put(req(), answer()) is False
     assert "cache read failed" in caplog.text
     dead.close()
+
+
+@pytest.mark.parametrize(
+    ("part", "field", "value", "message"),
+    [
+        ("usage", "output_tokens", -1, "output_tokens is not an int >= 0"),
+        ("usage", "input_tokens", 1.5, "input_tokens is not an int >= 0"),
+        ("cost", "reasoning", True, "reasoning is not an int >= 0"),
+        ("cost", "cache_write", None, "cache_write is not an int >= 0"),
+    ],
+)
+def test_a_bad_count_or_cost_is_a_corrupt_entry_naming_the_field(
+    part: str, field: str, value: object, message: str
+) -> None:
+    from core.cache import encode
+
+    entry = orjson.loads(encode(answer(), 1.0, 2.0))
+    entry[part][field] = value
+    with pytest.raises(ValueError, match=message):
+        decode(orjson.dumps(entry))
+    del entry[part][field]
+    with pytest.raises(ValueError, match=f"missing field '{field}'"):
+        decode(orjson.dumps(entry))
+    good = decode(encode(answer(), 1.0, 2.0), now=1.5)
+    assert good is not None and good.usage == answer().usage and good.saved == answer().cost
+    assert (good.created, good.expires, good.age_s) == (1.0, 2.0, 0.5)

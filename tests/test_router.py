@@ -273,3 +273,64 @@ def test_bodies_stored_only_for_enabled_projects(scripted_server):
         ev = Reader(settings.home).events(order_by="ts", descending=False)
     assert "keep me" in ev.iloc[0].prompt and ev.iloc[0].response
     assert pd.isna(ev.iloc[1].prompt) and pd.isna(ev.iloc[1].response)
+
+
+def test_every_column_of_a_call_event_is_stored_in_its_place(router, scripted_server):
+    # The router builds the journal row itself (record.usage_row), with no UsageEvent in
+    # between: every field, read back, must be the request's and the answer's own value.
+    usage = s.openai_usage(prompt=1000, completion=200, cached=400)
+    scripted_server.enqueue(s.openai_chat("fine, thanks", usage=usage))
+    req = ask(
+        org="acme",
+        project="web",
+        user="ann",
+        task="chat",
+        app="site",
+        tags=("a", "b"),
+        metadata={"k": "v"},
+        criticality="high",
+        source="batch-job",
+        key="team-key",
+    )
+    done = router.complete(req)
+    router.log.flush()
+    (ev,) = Reader(router.settings.home).fetch()
+    assert ev.ts.utcoffset() is not None
+    assert (ev.request_id, ev.org, ev.project, ev.user, ev.task, ev.app, ev.tags) == (
+        done.request_id,
+        "acme",
+        "web",
+        "ann",
+        "chat",
+        "site",
+        ("a", "b"),
+    )
+    assert (ev.provider, ev.model, ev.requested_model, ev.status, ev.attempt) == (
+        "openai",
+        "gpt-4o-mini",
+        "gpt-4o-mini",
+        "ok",
+        1,
+    )
+    assert (ev.error_type, ev.error_message, ev.prompt, ev.response) == (None, None, None, None)
+    assert (ev.input_tokens, ev.cached_input_tokens, ev.cache_write_tokens) == (600, 400, 0)
+    assert (ev.output_tokens, ev.reasoning_tokens, ev.cache_write_1h_tokens) == (200, 0, 0)
+    # gpt-4o-mini: input $0.15, cached $0.075, output $0.60 per 1M tokens = pUSD per token
+    assert (ev.cost_input_picousd, ev.cost_cached_input_picousd) == (600 * 150_000, 400 * 75_000)
+    assert (ev.cost_output_picousd, ev.cost_reasoning_picousd) == (200 * 600_000, 0)
+    # saved: the 400 cached tokens at the input rate less the cached one
+    assert ev.cost_picousd == 240_000_000 and ev.saved_picousd == 400 * (150_000 - 75_000)
+    assert (ev.usage_estimated, ev.unpriced, ev.cache_hit, ev.ai_called, ev.degraded) == (
+        False,
+        False,
+        False,
+        True,
+        False,
+    )
+    assert ev.latency_ms == done.latency_ms and ev.ttft_ms is None
+    assert (ev.route_reason, ev.criticality, ev.source) == (
+        "gpt-4o-mini: requested",
+        "high",
+        "batch-job",
+    )
+    assert (ev.metadata, ev.price_flags, ev.key) == ({"k": "v"}, (), "team-key")

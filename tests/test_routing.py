@@ -186,6 +186,36 @@ def test_context_window_filter_skips_models_that_cannot_fit() -> None:
     assert "haiku" in e.route(req(max_tokens=192), policy("quality"), prompt_tokens=8000).models
 
 
+def test_a_quality_route_reused_across_prompt_sizes_still_checks_windows_and_tiers() -> None:
+    # The quality order reads neither cost nor latency, so one route serves every prompt that
+    # fits every window and gets the same price tier of each candidate (PolicyPlan.fixed):
+    # a prompt past a window, or past a tier that changes a quality, is ranked afresh.
+    tiered = Catalog(
+        [
+            row("long", "x", "1", "1", quality=90),
+            PriceRow.from_usd(
+                "long", "x", input="2", output="2", quality=60, above_prompt_tokens=1_000
+            ),
+            row("short", "x", "1", "1", quality=80, window=4_000),
+            row("mid", "x", "1", "1", quality=70),
+        ]
+    )
+    e = RoutingEngine(tiered, MemoryState("t:"), clock=Clock())
+    p = policy("quality", "long", ("short", "mid"))
+    first = e.route(req(), p, prompt_tokens=10)
+    assert first.models == ("long", "short", "mid")
+    assert e.route(req(), p, prompt_tokens=900) is first  # reused: same rows, every one fits
+    # max_tokens counts towards the window: 3,500 + 600 > 4,000 drops "short";
+    big = e.route(req(max_tokens=600), p, prompt_tokens=900 + 2_600)
+    assert big.models == ("mid", "long")  # and "long" at its second tier: quality 60
+    assert big.skipped == (("short", "context window 4000 < 4100 tokens"),)
+    # past 1,000 prompt tokens "long" is priced at its second tier: quality 60
+    assert e.route(req(), p, prompt_tokens=1_001).models == ("short", "mid", "long")
+    assert e.route(req(), p, prompt_tokens=10).models == ("long", "short", "mid")
+    # an edited score is a new scores mapping: ranked afresh
+    assert e.route(req(), p, prompt_tokens=10, scores={"mid": 0.99}).models[0] == "mid"
+
+
 def test_no_candidate_fits_raises_context_window_exceeded() -> None:
     p = policy("cheapest", "haiku", ())
     with pytest.raises(ContextWindowExceeded) as info:

@@ -11,6 +11,7 @@ future format change never misreads old entries); anything unparseable raises ``
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,9 +30,17 @@ _USAGE_INTS = (
 _COST_INTS = ("input", "cached_input", "cache_write", "output", "reasoning")
 
 
-def _cost_ints(c: dict[str, Any]) -> tuple[int, int, int, int, int]:
-    i, ci, cw, o, r = (_int(c, f) for f in _COST_INTS)
-    return i, ci, cw, o, r
+_usage_ints = operator.itemgetter(*_USAGE_INTS)
+_cost_ints = operator.itemgetter(*_COST_INTS)
+
+
+def _ints(d: dict[str, Any], get: operator.itemgetter[Any], names: tuple[str, ...]) -> Any:
+    """The int fields ``names`` of ``d`` (KeyError names a missing one)."""
+    values = get(d)
+    for name, v in zip(names, values, strict=True):
+        if type(v) is not int or v < 0:
+            raise ValueError(f"{name} is not an int >= 0")
+    return values
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,13 +108,6 @@ def encode(done: Completion, created: float, expires: float) -> bytes:
     )
 
 
-def _int(d: dict[str, Any], name: str) -> int:
-    v = d[name]
-    if type(v) is not int or v < 0:
-        raise ValueError(f"{name} is not an int >= 0")
-    return v
-
-
 def _str(d: dict[str, Any], name: str) -> str:
     v = d[name]
     if not isinstance(v, str):
@@ -134,18 +136,20 @@ def decode(raw: bytes, now: float | None = None) -> CachedAnswer | None:
         u, c = d["usage"], d["cost"]
         if not isinstance(u, dict) or not isinstance(c, dict):
             raise ValueError("usage/cost are not objects")
+        i, ci, cw, o, r = _ints(u, _usage_ints, _USAGE_INTS)
+        ci_, cci, ccw, co, cr = _ints(c, _cost_ints, _COST_INTS)
         finish = d.get("finish_reason")
         created = _num(d, "created")
         return CachedAnswer(
-            text=_str(d, "text"),
-            usage=Usage(**{f: _int(u, f) for f in _USAGE_INTS}, estimated=bool(u["estimated"])),
-            model=_str(d, "model"),
-            provider=_str(d, "provider"),
-            saved=Cost(*_cost_ints(c), unpriced=bool(c["unpriced"])),
-            created=created,
-            expires=_num(d, "expires"),
-            finish_reason=finish if isinstance(finish, str) else None,
-            age_s=0.0 if now is None else max(0.0, now - created),
+            _str(d, "text"),
+            Usage(i, ci, cw, o, r, bool(u["estimated"])),
+            _str(d, "model"),
+            _str(d, "provider"),
+            Cost(ci_, cci, ccw, co, cr, bool(c["unpriced"])),
+            created,
+            _num(d, "expires"),
+            finish if isinstance(finish, str) else None,
+            0.0 if now is None else max(0.0, now - created),
         )
     except KeyError as exc:
         raise ValueError(f"missing field {exc}") from None

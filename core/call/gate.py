@@ -37,7 +37,7 @@ def gate(ctx: Context, call: Call) -> Completion | None:
         return None
     priority = Priority.parse(req.criticality)
     payload = req if priority is Priority.LOW else None  # what a timed flush will send
-    event = Event.of(req.task, priority, req.signal, req.score, payload)
+    event = Event(req.task, priority, req.signal, req.score, payload)
     decision = ctl.gate.decide(event, tentative=True)
     if decision.reason == "batched" and ctx.on_batched is not None:
         ctx.on_batched()  # a batch is waiting: make sure its timeout is watched

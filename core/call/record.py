@@ -3,16 +3,25 @@ exactly one usage event, plus an OpenTelemetry span when tracing is on."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from core import clock, tokens
 from core.errors import BudgetExceeded, CostlineError, RateLimitExceeded, UnpricedModel
 from core.pricing import price
 from core.types import ChatRequest, Completion, Cost, Usage
-from core.usage import Status, UsageEvent
+from core.usage import Status
 
 from .context import Context
 from .state import Call, Candidate
 
-__all__ = ["estimated_usage", "failed_call", "prompt_text", "record", "record_error", "usage_event"]
+__all__ = [
+    "estimated_usage",
+    "failed_call",
+    "prompt_text",
+    "record",
+    "record_error",
+    "usage_row",
+]
 
 
 def record(
@@ -27,7 +36,7 @@ def record(
     """Append the event of one outcome to the usage log and trace it."""
     project = call.req.project
     bodies = project is not None and project in ctx.settings.log_bodies_projects
-    ctx.log.append(usage_event(call, cand, attempt, status, done, exc, bodies=bodies))
+    ctx.log.append_row(usage_row(call, cand, attempt, status, done, exc, bodies=bodies))
     ctx.tracer.record(call.start_ns, call.req, done, exc)
 
 
@@ -45,7 +54,7 @@ def record_error(
     return failed.cost
 
 
-def usage_event(
+def usage_row(
     call: Call,
     cand: Candidate,
     attempt: int,
@@ -54,53 +63,55 @@ def usage_event(
     exc: CostlineError | None,
     *,
     bodies: bool,
-) -> UsageEvent:
-    """The event for one attempt's outcome; prompt and response only when ``bodies``."""
+) -> tuple[Any, ...]:
+    """The event of one attempt's outcome as the usage log stores it: its values in
+    ``core.usage.COLUMNS`` order (what ``event_row(UsageEvent(...))`` gives), built once
+    with no ``UsageEvent`` in between. Prompt and response only when ``bodies``."""
     req, u, c = call.req, done.usage, done.cost
-    return UsageEvent(
-        request_id=req.request_id,
-        ts=clock.now(),
-        org=req.org,
-        project=req.project,
-        user=req.user,
-        task=req.task,
-        app=req.app,
-        tags=req.tags,
-        provider=cand.provider,
-        model=cand.model,
-        requested_model=call.requested_model or None,
-        status=status,
-        error_type=exc.error_type if exc else None,
-        error_message=exc.message if exc else None,
-        attempt=attempt,
-        input_tokens=u.input_tokens,
-        cached_input_tokens=u.cached_input_tokens,
-        cache_write_tokens=u.cache_write_tokens,
-        output_tokens=u.output_tokens,
-        reasoning_tokens=u.reasoning_tokens,
-        usage_estimated=u.estimated,
-        cost_picousd=c.total,
-        cost_input_picousd=c.input,
-        cost_cached_input_picousd=c.cached_input,
-        cost_cache_write_picousd=c.cache_write,
-        cost_output_picousd=c.output,
-        cost_reasoning_picousd=c.reasoning,
-        saved_picousd=done.saved.total,
-        unpriced=c.unpriced,
-        latency_ms=done.latency_ms,
-        ttft_ms=done.ttft_ms,
-        cache_hit=done.cache_hit,
-        ai_called=done.ai_called,
-        degraded=call.degraded,
-        route_reason=done.route_reason,
-        criticality=req.criticality,
-        source=req.source,
-        prompt=prompt_text(req) if bodies else None,
-        response=done.text if bodies else None,
-        metadata=dict(req.metadata),
-        cache_write_1h_tokens=u.cache_write_1h_tokens,
-        price_flags=c.flags,
-        key=req.key,
+    return (
+        req.request_id,
+        clock.now(),  # ts
+        req.org,
+        req.project,
+        req.user,
+        req.task,
+        req.app,
+        req.tags,
+        cand.provider,
+        cand.model,
+        call.requested_model or None,
+        status,
+        exc.error_type if exc else None,
+        exc.message if exc else None,
+        attempt,
+        u.input_tokens,
+        u.cached_input_tokens,
+        u.cache_write_tokens,
+        u.output_tokens,
+        u.reasoning_tokens,
+        u.estimated,  # usage_estimated
+        c.total,  # cost_picousd
+        c.input,
+        c.cached_input,
+        c.cache_write,
+        c.output,
+        c.reasoning,
+        done.saved.total,  # saved_picousd
+        c.unpriced,
+        done.latency_ms,
+        done.ttft_ms,
+        done.cache_hit,
+        done.ai_called,
+        call.degraded,
+        done.route_reason,
+        req.criticality,
+        req.source,
+        prompt_text(req) if bodies else None,  # prompt
+        done.text if bodies else None,  # response
+        req.metadata,  # serialised at once: no copy needed
+        u.cache_write_1h_tokens,
+        c.flags,  # price_flags
+        req.key,
     )
 
 

@@ -16,14 +16,19 @@ after another cooldown. 'closed' is remembered for ``closed_ttl_s`` (see ``_brea
 Latency EWMAs are per process. Rate limits are not checked here: the budget/rate guard admits
 candidates in order.
 
-The explicit, cheapest and quality strategies do not depend on observed latency, so their
-route for the same prompt size, max_tokens, batch/optimize_cost flags and scores is remembered
-per policy for MEMO_S (prices change by date, scores by edit) and reused while every candidate
-fitted and its breaker was seen closed just now; anything dropped or open is ranked afresh.
+The quality and explicit strategies (without optimize_cost) never read the request's cost or
+observed latency: their route is the same for every prompt that fits every candidate's window
+and gets the same price row (tier: quality, window) of each. The policy's plan keeps one such
+route (``PolicyPlan.fixed``) for up to FIXED_S (scores edited in place) and reuses it while
+the prompt plus max_tokens fits the smallest window, each candidate's row at this prompt size
+is the one it was ranked with and every breaker was seen closed just now; anything else is
+ranked afresh (and the cheapest, fastest and balanced strategies always are: their order reads
+the request's estimated cost or observed latency).
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -32,7 +37,7 @@ from typing import TYPE_CHECKING
 from core.errors import BadRequest, ContextWindowExceeded, RetryableError, UnpricedModel
 from core.pricing import Catalog
 from core.routing._breakers import CLOSED_TTL_S, BreakerView
-from core.routing._plan import PolicyPlan, unique
+from core.routing._plan import FixedRoute, PolicyPlan, unique
 from core.routing._rank import (
     Scored,
     by_cost,
@@ -48,9 +53,8 @@ from core.types import ChatRequest
 if TYPE_CHECKING:
     from core.control import RoutingPolicy
 
-PURE_STRATEGIES = frozenset({"explicit", "cheapest", "quality"})  # no latency in the order
-MEMO_S = 1.0  # a pure strategy's route is reused this long (prices by date, scores edited)
-MEMO_SIZE = 1024  # route results kept per policy
+SIZE_FREE = frozenset({"explicit", "quality"})  # no cost, no latency in the order or reason
+FIXED_S = 1.0  # a size-free route is reused this long (prices by date, scores edited)
 
 
 class RoutingEngine(BreakerView):
@@ -117,21 +121,23 @@ class RoutingEngine(BreakerView):
             raise BadRequest("request needs a model or a task")
         hit = self._plans.get(id(policy))
         plan = hit[1] if hit is not None and hit[0] is policy else self._plan(policy)
-        if plan.strategy not in PURE_STRATEGIES:  # the order depends on observed latency
+        if plan.strategy not in SIZE_FREE or req.optimize_cost:
             return self._ranked(req, plan, prompt_tokens, scores)
-        # A pure strategy ranks the same way for the same inputs: reuse the choice for up to
-        # MEMO_S while every candidate fits and its breaker was seen closed just now.
+        need = prompt_tokens + (req.max_tokens or plan.max_tokens or 0)
         mono = time.monotonic()
-        key = (prompt_tokens, req.max_tokens, req.batch, req.optimize_cost, id(scores))
-        got = plan.memo.get(key)
-        if got is not None and got[0] > mono and got[1] is scores and self._closed(got[3], mono):
-            return got[2]
+        got = plan.fixed
+        if (
+            got is not None
+            and got.until > mono
+            and got.scores is scores
+            and need <= got.window
+            and self._same_rows(got, prompt_tokens)
+            and self._closed(got.keys, mono)
+        ):
+            return got.choice
         choice = self._ranked(req, plan, prompt_tokens, scores)
-        keys = tuple(self.key(m) for m in choice.models)
-        if not choice.skipped and self._closed(keys, mono):
-            if len(plan.memo) >= MEMO_SIZE:  # kept: nothing dropped, every breaker closed
-                plan.memo.clear()
-            plan.memo[key] = (mono + MEMO_S, scores, choice, keys)
+        if not choice.skipped:  # every candidate priced, fitted and not open
+            plan.fixed = self._fixed(choice, scores, prompt_tokens, mono)
         return choice
 
     def explain_degrade(self, model: str, from_model: str, budget_text: str) -> str:
@@ -161,6 +167,32 @@ class RoutingEngine(BreakerView):
                 self._plans.clear()
             self._plans[id(policy)] = (policy, plan)
         return plan
+
+    def _fixed(
+        self,
+        choice: RouteChoice,
+        scores: Mapping[str, float] | None,
+        prompt_tokens: int,
+        mono: float,
+    ) -> FixedRoute | None:
+        """``choice`` as the route of any prompt that fits every window and has the same
+        price rows (tier, so quality and window); None when a breaker was not seen closed
+        just now."""
+        keys = tuple(self.key(m) for m in choice.models)
+        if not self._closed(keys, mono):
+            return None
+        lookup = self.catalog.lookup
+        rows = tuple(lookup(m, None, prompt_tokens) for m in choice.models)
+        window = min((r.context_window for r in rows if r.context_window), default=sys.maxsize)
+        return FixedRoute(mono + FIXED_S, scores, choice, keys, rows, window)
+
+    def _same_rows(self, fixed: FixedRoute, prompt_tokens: int) -> bool:
+        """Does a prompt of this size get the price rows ``fixed`` was ranked with?"""
+        lookup = self.catalog.lookup
+        for m, row in zip(fixed.choice.models, fixed.rows, strict=True):
+            if lookup(m, None, prompt_tokens) is not row:
+                return False
+        return True
 
     def _explicit(self, req: ChatRequest, prompt_tokens: int) -> RouteChoice:
         names = unique((req.model or "", *req.fallbacks))

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from core.pricing import Catalog
+from core.pricing import Catalog, PriceRow
 from core.routing._values import RouteChoice
 
 if TYPE_CHECKING:
@@ -14,8 +14,22 @@ if TYPE_CHECKING:
 DEFAULT_WEIGHTS = (0.5, 0.2, 0.3)  # cost, latency, quality (core.control Weights defaults)
 
 
+class FixedRoute(NamedTuple):
+    """A route that holds for every prompt up to ``window`` tokens (with max_tokens) whose
+    price rows are ``rows`` (one per model of ``choice``), for these ``scores``, until
+    ``until`` (monotonic) and while the breakers of ``keys`` are seen closed (see
+    RoutingEngine.route)."""
+
+    until: float
+    scores: Any
+    choice: RouteChoice
+    keys: tuple[str, ...]
+    rows: tuple[PriceRow, ...]
+    window: int
+
+
 class PolicyPlan:
-    """Names, catalog keys, weights; and the policy's remembered routes (``memo``)."""
+    """Names, catalog keys, weights; and the policy's size-free route (``fixed``)."""
 
     __slots__ = (
         "task",
@@ -27,7 +41,7 @@ class PolicyPlan:
         "weights",
         "max_tokens",
         "rows",
-        "memo",
+        "fixed",
     )
 
     def __init__(self, policy: RoutingPolicy, key: Callable[[str], str], catalog: Catalog) -> None:
@@ -43,9 +57,7 @@ class PolicyPlan:
         self.rows = tuple(
             zip(range(len(self.names)), self.names, self.keys, self.priced, strict=True)
         )
-        # route() results of a pure strategy: (prompt, max_tokens, batch, optimize_cost,
-        # id(scores)) -> (expires, scores, choice, breaker keys)
-        self.memo: dict[tuple[Any, ...], tuple[float, Any, RouteChoice, tuple[str, ...]]] = {}
+        self.fixed: FixedRoute | None = None  # quality/explicit: see RoutingEngine.route
         w = policy.weights
         total = w.cost + w.latency + w.quality
         self.weights = (

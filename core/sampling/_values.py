@@ -166,30 +166,6 @@ class Event:
     payload: Any = None
     ts: float | None = None
 
-    @classmethod
-    def of(
-        cls,
-        key: str,
-        priority: Priority,
-        signal: float | None = None,
-        score: float | None = None,
-        payload: Any = None,
-    ) -> Event:
-        """``Event(key, priority, signal=, score=, payload=)`` for a ``key`` that is a
-        non-empty str and a parsed ``priority`` (the router's case): only signal and score
-        are checked."""
-        if signal is not None or score is not None:
-            return cls(key, priority, signal=signal, score=score, payload=payload)
-        ev = object.__new__(cls)
-        init = object.__setattr__
-        init(ev, "key", key)
-        init(ev, "priority", priority)
-        init(ev, "signal", None)
-        init(ev, "score", None)
-        init(ev, "payload", payload)
-        init(ev, "ts", None)
-        return ev
-
     def __post_init__(self) -> None:
         if not isinstance(self.key, str) or not self.key:
             raise BadRequest(f"key: must be a non-empty string, got {self.key!r}")

@@ -7,6 +7,9 @@ RUN_STAMP := $(VENV)/.run-$(HASH)
 TEST_STAMP := $(VENV)/.test-$(HASH)
 RUN_EXTRAS := console,postgres,otel,local,api,gateway
 TEST_EXTRAS := $(RUN_EXTRAS),dev,server,semantic
+# llama-cpp-python compiles from source: build it for AVX2, not -march=native, whose AMX tile
+# instructions fault (SIGSEGV in libggml-cpu) on virtual machines that advertise AMX.
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
 
 .PHONY: run test bench lint format
 

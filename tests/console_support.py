@@ -109,11 +109,14 @@ def make_users(home: Path) -> None:
             plane.create_user(role, PASSWORDS[role], role, SYSTEM)
 
 
-def app(role: str | None = "admin", timeout: float = 30) -> AppTest:
-    """An AppTest of console/app.py, signed in as the user named like ``role``."""
+def app(role: str | None = "admin", timeout: float = 30, filters: bool = False) -> AppTest:
+    """An AppTest of console/app.py, signed in as the user named like ``role``; ``filters``:
+    with the sidebar's filters expander open (its multiselects are drawn only then)."""
     at = AppTest.from_file(APP, default_timeout=timeout)
     if role is not None:
         at.session_state["actor"] = Actor(role, role)  # type: ignore[arg-type]
+    if filters:
+        at.session_state["f_filters_open"] = True
     return at
 
 

@@ -33,6 +33,8 @@ def test_reload_keeps_session_page_and_filters(
         boxes = sidebar.locator('[data-testid="stSelectbox"]')
         shown = boxes.first.locator("input").input_value() + boxes.first.inner_text()
         assert "Last 90 days" in shown
+        sidebar.get_by_text("Filters (1 on)").click()  # drawn only while open
+        wait_idle(page)
         assert "org1" in (
             sidebar.locator('[data-testid="stMultiSelect"]').first.text_content() or ""
         )

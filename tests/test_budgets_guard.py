@@ -323,3 +323,21 @@ def test_refused_utilisation_is_its_budgets_use_the_larger_of_usd_and_tokens(
         assert d.degrade and "at 97%" in d.reason
     else:
         assert d.blocked is not None
+
+
+def test_each_snapshot_of_rows_is_applied_as_it_is(guard: BudgetGuard) -> None:
+    """Rows are worked out once per tuple of rows (a snapshot's); another tuple is another
+    snapshot, and a list is read afresh on every call."""
+    snap = (ACME,)
+    assert guard.admit(req(org="acme"), MODEL, PROVIDER, usd("60"), 0, snap, ()).admitted
+    assert not guard.admit(req(org="acme"), MODEL, PROVIDER, usd("60"), 0, snap, ()).admitted
+    raised = (replace(ACME, limit_usd=Decimal("200")),)  # the control plane's next version
+    assert guard.admit(req(org="acme"), MODEL, PROVIDER, usd("60"), 0, raised, ()).admitted
+    rows: list[Budget] = []
+    assert guard.admit(req(org="acme"), MODEL, PROVIDER, usd("60"), 0, rows, ()).admitted
+    rows.append(ACME)  # 120 of 100 held
+    assert not guard.admit(req(org="acme"), MODEL, PROVIDER, usd("1"), 0, rows, ()).admitted
+    with pytest.raises(ConfigError):  # an invalid row is refused on every call
+        guard.admit(req(org="acme"), MODEL, PROVIDER, 1, 0, (replace(ACME, scope="moon"),), ())
+    with pytest.raises(ConfigError):
+        guard.admit(req(org="acme"), MODEL, PROVIDER, 1, 0, (replace(ACME, scope="moon"),), ())

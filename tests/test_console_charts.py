@@ -1,13 +1,18 @@
 """Charts: top N series plus "other", colours fixed per value whatever the data, each top
-spender's amount written on the chart, the period's total in the spend tooltip."""
+spender's amount written on the chart, the period's total in the spend tooltip; the
+Overview's hand-written Vega-Lite specs are valid Vega-Lite."""
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pandas as pd
+from altair.utils.schemapi import validate_jsonschema
+from altair.vegalite.v6.schema import core
 
-from console.charts.spend import spend_over_time, top_bars
+from console.charts.forecast import mark_anomalies
+from console.charts.spend import Spec, cost_per_1k, spend_over_time, top_bars
 from console.charts.style import OTHER_COLOUR, colours
 from console.frames.overview import OTHER, TOP_N, series_frame
 from console.selection import Money
@@ -25,6 +30,15 @@ def series(keys: list[str]) -> pd.DataFrame:
         for d in (1, 2)
     ]
     return pd.DataFrame(rows).astype({"cost_picousd": object})
+
+
+def as_json(spec: Spec) -> dict[str, Any]:
+    """The spec as the browser gets it (datasets as rows), checked against the Vega-Lite
+    schema Altair ships."""
+    data = {k: v.to_dict("records") for k, v in spec["datasets"].items()}
+    out: dict[str, Any] = json.loads(json.dumps({**spec, "datasets": data}, default=str))
+    validate_jsonschema(out, core.load_schema())
+    return out
 
 
 def test_more_than_ten_series_become_the_top_nine_and_other() -> None:
@@ -51,17 +65,39 @@ def test_colours_are_distinct_and_stable_per_value() -> None:
 
 def test_top_spenders_show_their_amounts_and_spend_tooltip_has_the_period_total() -> None:
     df = pd.DataFrame({"name": ["ann", "bob"], "amount": [1234.5, 12.0], "requests": [3, 1]})
-    spec = json.dumps(top_bars(df, "Top users", "$").to_dict())
+    spec = json.dumps(as_json(top_bars(df, "Top users", "$")))
     assert '"text"' in spec and "$1,234.50" in spec
     frame = series_frame(series(["a", "b"]), Money(), "day")
-    spec = json.dumps(spend_over_time(frame, "model", "day", "$").to_dict())
+    spec = json.dumps(as_json(spend_over_time(frame, "model", "day", "$")))
     assert "period_total" in spec and "period total" in spec
+
+
+def test_period_total_is_the_exact_sum_of_the_period() -> None:
+    frame = series_frame(series(["a", "b", "c"]), Money(), "day")
+    assert list(frame["period_total"]) == [6.0] * len(frame)  # 1 + 2 + 3 on both days
+    assert frame.groupby("period")["amount"].sum().tolist() == [6.0, 6.0]
+
+
+def test_overview_specs_are_valid_vega_lite() -> None:
+    frame = series_frame(series(["a", "b"]), Money(), "week")
+    marks = pd.DataFrame(
+        {
+            "period": [pd.Timestamp("2026-11-01 12:00")],
+            "amount": [3.0],
+            **{c: ["x"] for c in ("when", "what", "ratio", "excess", "culprits")},
+        }
+    )
+    spec = as_json(mark_anomalies(spend_over_time(frame, "model", "week", "$"), marks))
+    assert set(spec["datasets"]) == {"series", "marks"}
+    assert spec["vconcat"][0]["layer"][0]["name"] == "time"  # the brush's view
+    per_1k = frame.assign(per_1k=1.0)[["period", "label", "per_1k", "requests"]]
+    assert as_json(cost_per_1k(per_1k, "week", "$"))["title"] == "Cost per 1K requests"
 
 
 def test_time_ticks_are_one_per_period_at_most() -> None:
     for grain in ("hour", "day", "month"):
         frame = series_frame(series(["a"]), Money(), grain)
-        spec = spend_over_time(frame, "model", grain, "$").to_dict()
+        spec = spend_over_time(frame, "model", grain, "$")
         axis = spec["vconcat"][0]["encoding"]["x"]["axis"]
         assert axis["tickCount"] == {"interval": grain, "step": 1}
         assert axis["labelOverlap"] == "greedy"

@@ -148,7 +148,7 @@ def test_a_mapping_without_a_required_field_is_refused(home: Path) -> None:
 
 def test_export_of_the_current_view_as_csv_and_parquet(home: Path) -> None:
     sample_data(home)
-    at = app("viewer").run()
+    at = app("viewer", filters=True).run()
     at.multiselect(key="f_org").set_value(["org1"]).run()
     at.switch_page("app_pages/import_export.py").run()
     assert not at.exception

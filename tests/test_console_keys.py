@@ -104,7 +104,7 @@ def test_viewer_is_refused_by_core(home: Path) -> None:
 def test_key_is_a_sidebar_filter_and_an_overview_dimension(home: Path) -> None:
     with Router() as r:
         r.complete(ChatRequest([Message("user", "hi")], model="dryrun-small", key="web"))
-    at = app("viewer").run()
+    at = app("viewer", filters=True).run()
     assert "web" in at.sidebar.multiselect(key="f_key").options
     at.selectbox(key="ov_dim").set_value("key").run()
     assert not at.exception

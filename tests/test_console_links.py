@@ -69,7 +69,7 @@ def param(at, key: str) -> list[str]:  # type: ignore[no-untyped-def]
 
 
 def test_url_parameters_set_the_sidebar_and_follow_its_changes(home: Path) -> None:
-    at = app("viewer")
+    at = app("viewer", filters=True)
     at.query_params["range"] = "90d"
     at.query_params["org"] = ["org1"]
     at.query_params["currency"] = "EUR"
@@ -108,7 +108,7 @@ def test_unpriced_calls_are_counted_wherever_totals_show(home: Path) -> None:
 
 def test_tags_filter_and_break_down_spend(home: Path) -> None:
     tagged_events(home)
-    at = app("viewer").run()
+    at = app("viewer", filters=True).run()
     assert "cc-sales" in at.multiselect(key="f_tag").options
     at.multiselect(key="f_tag").set_value(["cc-sales"]).run()
     assert not at.exception
@@ -159,3 +159,21 @@ def test_accounting_export_groups_by_month_and_lists_unpriced_apart(home: Path) 
     assert int(unpriced["calls"].sum()) == 3
     csv = pd.read_csv(io.BytesIO(acc.priced.to_csv(index=False).encode()))
     assert list(csv.columns) == ["month", "tag", "calls", "cost_usd", "currency", "rate", "amount"]
+
+
+def test_folded_filters_keep_their_values(home: Path) -> None:
+    """The filters expander draws its multiselects only while open; folded, the chosen
+    values still filter every figure (and stay in the URL) and its label counts them."""
+    at = app("viewer", filters=True).run()
+    at.multiselect(key="f_org").set_value(["org1"]).run()
+    at.session_state["f_filters_open"] = False
+    at.run()
+    assert not at.exception and not at.multiselect
+    assert at.session_state["selection"].scope.org == ("org1",)
+    assert [e.label for e in at.sidebar.expander] == ["Filters (1 on)"]
+    at.selectbox(key="f_range").set_value("90d").run()  # another run, still folded
+    assert at.session_state["selection"].scope.org == ("org1",) and param(at, "org") == ["org1"]
+    assert not at.multiselect
+    at.session_state["f_filters_open"] = True
+    at.run()
+    assert at.multiselect(key="f_org").value == ["org1"]

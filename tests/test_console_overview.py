@@ -91,7 +91,7 @@ def test_every_grain_and_dimension_still_adds_up(home: Path, grain: str, dim: st
 
 
 def test_filters_and_currency_apply_to_every_figure(home: Path) -> None:
-    at = app("viewer").run()
+    at = app("viewer", filters=True).run()
     at.multiselect(key="f_org").set_value(["org0"])
     at.selectbox(key="f_currency").set_value("GBP")
     at.run()

@@ -39,17 +39,22 @@ def main() -> None:
     figures = st.container()  # the KPIs go on top; they come from the chart's query
     grain, dim = chart_controls(selection)
     spend = queries.spend(home, version, selection.scope, dim, grain)
+    # Each part goes out as soon as its data is there, so the browser draws it while the
+    # next query runs: the KPIs and the unit cost first, then the spend chart (the heaviest
+    # to draw; it waits for the anomaly scan), the top spenders last (one short query).
     with figures:
         spend_row(
             queries.window_spend(home, version, selection.scope, now), spend.totals, selection.money
         )
         activity_row(spend.totals, selection.money)
-    spend_chart(spend.series, selection, dim, grain)
+    chart = st.container()
     left, right = st.columns(2)
-    with left:
-        top_spenders(selection)
     with right:
         cost_per_1k(spend.series, selection.money, grain)
+    with chart:
+        spend_chart(spend.series, selection, dim, grain)
+    with left:
+        top_spenders(selection)
 
 
 def spend_row(spend: dict[str, int], k: Totals, money: Money) -> None:
@@ -125,7 +130,7 @@ def spend_chart(series: pd.DataFrame, selection: Selection, dim: str, grain: str
         usage.home(), usage.version(), selection.scope.tz, selection.scope.start, now_slot()
     )
     marks = overview_marks(frame, found, selection.money, grain, selection.scope)
-    st.altair_chart(mark_anomalies(chart, marks), width="stretch")
+    st.vega_lite_chart(mark_anomalies(chart, marks), width="stretch")
     st.caption(
         f"Chart total {selection.money.fmt(frames.total_pico(series))} · drag across periods"
         " to filter the breakdown; click a legend entry to highlight it."
@@ -140,7 +145,9 @@ def top_spenders(selection: Selection) -> None:
         st.info("No spend in this range.")
         return
     frame = frames.top_frame(top, selection.money)
-    st.altair_chart(charts.top_bars(frame, f"Top {who}s", selection.money.symbol), width="stretch")
+    st.vega_lite_chart(
+        charts.top_bars(frame, f"Top {who}s", selection.money.symbol), width="stretch"
+    )
 
 
 def cost_per_1k(series: pd.DataFrame, money: Money, grain: str) -> None:
@@ -149,7 +156,7 @@ def cost_per_1k(series: pd.DataFrame, money: Money, grain: str) -> None:
     if frame.empty:
         st.info("No requests in this range.")
         return
-    st.altair_chart(charts.cost_per_1k(frame, grain, money.symbol), width="stretch")
+    st.vega_lite_chart(charts.cost_per_1k(frame, grain, money.symbol), width="stretch")
 
 
 def _compact(n: int) -> str:

@@ -6,7 +6,8 @@ Frames arrive in the display currency (``console.frames.forecast`` builds them):
 - marks (anomalies): ds, amount (where to draw the point), what, when, ratio, excess, culprits
 - changepoints: ds
 
-``anomaly_layer`` and ``mark_anomalies`` also serve the Overview's spend chart.
+``mark_anomalies`` puts the same points on the Overview's spend chart (a Vega-Lite dict,
+see ``console.charts.spend``).
 """
 
 from __future__ import annotations
@@ -111,6 +112,23 @@ def _exhausted_rule(day: date) -> list[alt.Chart]:
     return [rule, text]
 
 
+ANOMALY_MARK: dict[str, Any] = {
+    "shape": "diamond",
+    "size": 120,
+    "filled": True,
+    "color": ANOMALY,
+    "stroke": "white",
+    "strokeWidth": 1,
+}
+ANOMALY_TIPS = (  # field, title
+    ("when", "anomaly"),
+    ("what", "series"),
+    ("ratio", "x baseline"),
+    ("excess", "above expected"),
+    ("culprits", "top contributors"),
+)
+
+
 def anomaly_layer(
     marks: pd.DataFrame,
     *,
@@ -122,37 +140,37 @@ def anomaly_layer(
     axis = alt.X(f"{x}:T", title=None, scale=scale or alt.Undefined)
     return (
         alt.Chart(marks)
-        .mark_point(
-            shape="diamond", size=120, filled=True, color=ANOMALY, stroke="white", strokeWidth=1
-        )
+        .mark_point(**ANOMALY_MARK)
         .encode(
             x=axis,
             y=alt.Y("amount:Q"),
-            tooltip=[
-                alt.Tooltip("when:N", title="anomaly"),
-                alt.Tooltip("what:N", title="series"),
-                alt.Tooltip("ratio:N", title="x baseline"),
-                alt.Tooltip("excess:N", title="above expected"),
-                alt.Tooltip("culprits:N", title="top contributors"),
-            ],
+            tooltip=[alt.Tooltip(f"{f}:N", title=t) for f, t in ANOMALY_TIPS],
         )
     )
 
 
-def mark_anomalies(chart: alt.VConcatChart, marks: pd.DataFrame) -> alt.VConcatChart:
-    """The Overview's ``spend_over_time`` chart with anomaly points on its time panel (x is
+def mark_anomalies(spec: dict[str, Any], marks: pd.DataFrame) -> dict[str, Any]:
+    """The Overview's ``spend_over_time`` spec with anomaly points on its time panel (x is
     the period, y the period's total). Returned unchanged when there is nothing to mark."""
     if marks.empty:
-        return chart
-    panels = list(chart.vconcat)
-    inner = panels[0].copy()
-    size = {"height": inner.height, "width": inner.width}
-    inner.height = inner.width = alt.Undefined  # sizes go on the layer, not its parts
-    points = anomaly_layer(marks, x="period", scale=alt.Scale(type="utc"))
-    panels[0] = alt.layer(inner, points).properties(**size)
-    out = chart.copy()  # keeps the brush/legend params (hoisted to the top) and the styling
-    out.vconcat = panels
-    # a layer in a vconcat sizes its "container" width without the axis: fit the whole
-    # chart to the column instead (the newest days were cut off by ~140 px)
-    out.autosize = alt.AutoSizeParams(type="fit-x", contains="padding")
-    return out
+        return spec
+    time, *rest = spec["vconcat"]
+    size = {"height": time["height"], "width": time["width"]}  # on the layer, not its parts
+    bars = {k: v for k, v in time.items() if k not in size}
+    points = {
+        "data": {"name": "marks"},
+        "mark": {"type": "point", **ANOMALY_MARK},
+        "encoding": {
+            "x": {"field": "period", "type": "temporal", "title": None, "scale": {"type": "utc"}},
+            "y": {"field": "amount", "type": "quantitative"},
+            "tooltip": [{"field": f, "type": "nominal", "title": t} for f, t in ANOMALY_TIPS],
+        },
+    }
+    return {
+        **spec,  # keeps the brush/legend params (on the top level) and the styling
+        "datasets": {**spec["datasets"], "marks": marks},
+        "vconcat": [{"layer": [bars, points], **size}, *rest],
+        # a layer in a vconcat sizes its "container" width without the axis: fit the whole
+        # chart to the column instead (the newest days were cut off by ~140 px)
+        "autosize": {"type": "fit-x", "contains": "padding"},
+    }

@@ -1,10 +1,18 @@
-"""Spend charts (Overview, Requests): pure functions from a DataFrame to an Altair chart.
+"""Spend charts (Overview, Requests): pure functions from a DataFrame to a chart.
+
+The Overview's three charts (``spend_over_time``, ``top_bars``, ``cost_per_1k``) are Vega-Lite
+specs written as plain dicts, each with its data under ``datasets`` as a DataFrame (what
+``st.vega_lite_chart`` sends as Arrow): building them through Altair cost ~0.25 s of every
+cold Overview run (encoding inference, schema validation, copies) for the same JSON.
+``tests/test_console_charts.py`` validates them against Altair's Vega-Lite schema.
 
 Amounts arrive as a float column ``amount`` in the display currency (exact sums converted
 once, for drawing only); tooltips format them with the currency symbol.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import altair as alt
 import pandas as pd
@@ -15,132 +23,204 @@ from console.charts.style import (
     DATE_FORMAT,
     HEIGHT,
     LABELS,
+    LABELS_SPEC,
     MUTED,
     SCHEME,
     SMALL_HEIGHT,
     colours,
+    spec_config,
     style,
 )
 
+Spec = dict[str, Any]  # a Vega-Lite spec; its "datasets" hold DataFrames
 
-def time_axis(grain: str) -> alt.Axis:
+
+def time_axis(grain: str) -> dict[str, Any]:
     """One tick per period at most (never "01 Dec 01 Dec" or "Sep 2026" four times), the
     labels that would overlap dropped, the year shown (DATE_FORMAT)."""
-    return alt.Axis(
-        format=DATE_FORMAT.get(grain, "%d %b"),
-        tickCount={"interval": grain, "step": 1},
-        labelOverlap="greedy",
-    )
+    return {
+        "format": DATE_FORMAT.get(grain, "%d %b"),
+        "tickCount": {"interval": grain, "step": 1},
+        "labelOverlap": "greedy",
+    }
 
 
-def spend_over_time(df: pd.DataFrame, dim: str, grain: str, symbol: str) -> alt.VConcatChart:
+def _time_x(grain: str) -> dict[str, Any]:
+    return {
+        "field": "period",
+        "type": "temporal",
+        "title": None,
+        "scale": {"type": "utc"},
+        "axis": time_axis(grain),
+    }
+
+
+def _tip(field: str, kind: str, title: str | None = None, fmt: str | None = None) -> dict[str, Any]:
+    tip: dict[str, Any] = {"field": field, "type": kind}
+    if title is not None:
+        tip["title"] = title
+    if fmt is not None:
+        tip["format"] = fmt
+    return tip
+
+
+def spend_over_time(df: pd.DataFrame, dim: str, grain: str, symbol: str) -> Spec:
     """Stacked spend bars per period (x = period start to end), linked to a breakdown by
     ``dim``: brushing periods filters the breakdown; clicking a breakdown bar or a legend
     entry highlights that value in both.
 
-    ``df`` columns: period, period_end, label, key, amount, requests."""
-    brush = alt.selection_interval(encodings=["x"], name="periods")
-    pick = alt.selection_point(fields=["key"], bind="legend", name="pick")
-    base = alt.Chart(df).transform_joinaggregate(period_total="sum(amount)", groupby=["period"])
+    ``df`` columns: period, period_end, label, key, amount, period_total, requests (one row
+    per period and key, so the bars stack the rows as they are: no aggregation or
+    join in the browser)."""
+    unit = symbol.strip()
     domain, palette = colours(list(df["key"].unique()))
-    color = alt.Color(
-        "key:N",
-        title=dim.replace("_", " "),
-        scale=alt.Scale(domain=domain, range=palette),
-        legend=alt.Legend(columns=5, symbolLimit=0, labelLimit=160),
-    )
-    tooltip = [
-        alt.Tooltip("label:N", title="period"),
-        alt.Tooltip("key:N", title=dim),
-        alt.Tooltip("amount:Q", title=f"spend ({symbol.strip()})", format=",.2f"),
-        alt.Tooltip("period_total:Q", title=f"period total ({symbol.strip()})", format=",.2f"),
-        alt.Tooltip("requests:Q", title="requests", format=","),
-    ]
-    time = (
-        base.mark_bar()
-        .encode(
-            x=alt.X(
-                "period:T",
-                title=None,
-                scale=alt.Scale(type="utc"),
-                axis=time_axis(grain),
-            ),
-            x2="period_end:T",
-            y=alt.Y("sum(amount):Q", title=f"spend ({symbol.strip()})", stack="zero"),
-            color=alt.condition(pick, color, alt.value(MUTED)),
-            order=alt.Order("key:N"),
-            tooltip=tooltip,
-        )
-        .add_params(brush)
-        .properties(height=HEIGHT, width="container")
-    )
-    breakdown = (
-        base.mark_bar()
-        .encode(
-            y=alt.Y("key:N", sort="-x", title=None, axis=LABELS),
-            x=alt.X("sum(amount):Q", title=f"spend in selected periods ({symbol.strip()})"),
-            color=alt.condition(pick, color, alt.value(MUTED)),
-            tooltip=[
-                alt.Tooltip("key:N", title=dim),
-                alt.Tooltip("sum(amount):Q", title="spend", format=",.2f"),
-                alt.Tooltip("sum(requests):Q", title="requests", format=","),
+    color = {
+        "condition": {
+            "param": "pick",
+            "field": "key",
+            "type": "nominal",
+            "title": dim.replace("_", " "),
+            "scale": {"domain": domain, "range": palette},
+            "legend": {"columns": 5, "symbolLimit": 0, "labelLimit": 160},
+        },
+        "value": MUTED,
+    }
+    time = {
+        "name": "time",
+        "mark": {"type": "bar"},
+        "encoding": {
+            "x": _time_x(grain),
+            "x2": {"field": "period_end"},
+            "y": {
+                "field": "amount",
+                "type": "quantitative",
+                "title": f"spend ({unit})",
+                "stack": "zero",
+            },
+            "color": color,
+            "order": {"field": "key", "type": "nominal"},
+            "tooltip": [
+                _tip("label", "nominal", "period"),
+                _tip("key", "nominal", dim),
+                _tip("amount", "quantitative", f"spend ({unit})", ",.2f"),
+                _tip("period_total", "quantitative", f"period total ({unit})", ",.2f"),
+                _tip("requests", "quantitative", "requests", ","),
             ],
-        )
-        .add_params(pick)
-        .transform_filter(brush)
-        .properties(height=alt.Step(BAR_STEP), width="container")
-    )
-    both: alt.VConcatChart = alt.vconcat(time, breakdown).resolve_scale(color="shared")
-    return style(both)
+        },
+        "height": HEIGHT,
+        "width": "container",
+    }
+    breakdown = {
+        "name": "breakdown",
+        "mark": {"type": "bar"},
+        "encoding": {
+            "y": {
+                "field": "key",
+                "type": "nominal",
+                "sort": "-x",
+                "title": None,
+                "axis": LABELS_SPEC,
+            },
+            "x": {
+                "field": "amount",
+                "aggregate": "sum",
+                "type": "quantitative",
+                "title": f"spend in selected periods ({unit})",
+            },
+            "color": color,
+            "tooltip": [
+                _tip("key", "nominal", dim),
+                {**_tip("amount", "quantitative", "spend", ",.2f"), "aggregate": "sum"},
+                {**_tip("requests", "quantitative", "requests", ","), "aggregate": "sum"},
+            ],
+        },
+        "transform": [{"filter": {"param": "periods"}}],
+        "height": {"step": BAR_STEP},
+        "width": "container",
+    }
+    return {
+        "data": {"name": "series"},
+        "datasets": {"series": df},
+        "params": [
+            {
+                "name": "periods",
+                "select": {"type": "interval", "encodings": ["x"]},
+                "views": ["time"],
+            },
+            {
+                "name": "pick",
+                "select": {"type": "point", "fields": ["key"]},
+                "bind": "legend",
+                "views": ["breakdown"],
+            },
+        ],
+        "vconcat": [time, breakdown],
+        "resolve": {"scale": {"color": "shared"}},
+        "config": spec_config(),
+    }
 
 
-def top_bars(df: pd.DataFrame, title: str, symbol: str) -> alt.LayerChart:
+def top_bars(df: pd.DataFrame, title: str, symbol: str) -> Spec:
     """Horizontal bars of the top spenders with each amount written beside its bar;
     ``df`` columns: name, amount, requests."""
     df = df.assign(shown=[f"{symbol}{a:,.2f}" for a in df["amount"]])
-    base = alt.Chart(df, title=title).encode(
-        y=alt.Y("name:N", sort="-x", title=None, axis=LABELS),
-        x=alt.X(
-            "amount:Q",
-            title=f"spend ({symbol.strip()})",
-            scale=alt.Scale(domainMax=float(df["amount"].max() or 0) * 1.25 or 1),
-        ),
-        tooltip=[
-            alt.Tooltip("name:N", title=title.lower()),
-            alt.Tooltip("amount:Q", title="spend", format=",.2f"),
-            alt.Tooltip("requests:Q", format=","),
+    encoding = {
+        "y": {"field": "name", "type": "nominal", "sort": "-x", "title": None, "axis": LABELS_SPEC},
+        "x": {
+            "field": "amount",
+            "type": "quantitative",
+            "title": f"spend ({symbol.strip()})",
+            "scale": {"domainMax": float(df["amount"].max() or 0) * 1.25 or 1},
+        },
+        "tooltip": [
+            _tip("name", "nominal", title.lower()),
+            _tip("amount", "quantitative", "spend", ",.2f"),
+            _tip("requests", "quantitative", fmt=","),
         ],
-    )
-    bars = base.mark_bar(color=ACCENT)
-    text = base.mark_text(align="left", dx=4, fontSize=12).encode(text="shown:N")
-    chart: alt.LayerChart = alt.layer(bars, text).properties(
-        height=alt.Step(BAR_STEP), width="container"
-    )
-    return style(chart)
+    }
+    text = {"field": "shown", "type": "nominal"}
+    return {
+        "data": {"name": "top"},
+        "datasets": {"top": df},
+        "title": title,
+        "encoding": encoding,
+        "layer": [
+            {"mark": {"type": "bar", "color": ACCENT}},
+            {
+                "mark": {"type": "text", "align": "left", "dx": 4, "fontSize": 12},
+                "encoding": {"text": text},
+            },
+        ],
+        "height": {"step": BAR_STEP},
+        "width": "container",
+        "config": spec_config(),
+    }
 
 
-def cost_per_1k(df: pd.DataFrame, grain: str, symbol: str) -> alt.Chart:
+def cost_per_1k(df: pd.DataFrame, grain: str, symbol: str) -> Spec:
     """Line of the cost per 1,000 requests; ``df`` columns: period, label, per_1k, requests."""
-    chart: alt.Chart = (
-        alt.Chart(df, title="Cost per 1K requests")
-        .mark_line(point=True, color=ACCENT)
-        .encode(
-            x=alt.X(
-                "period:T",
-                title=None,
-                scale=alt.Scale(type="utc"),
-                axis=time_axis(grain),
-            ),
-            y=alt.Y("per_1k:Q", title=f"{symbol.strip()} per 1K requests"),
-            tooltip=[
-                alt.Tooltip("label:N", title="period"),
-                alt.Tooltip("per_1k:Q", title="per 1K requests", format=",.4f"),
-                alt.Tooltip("requests:Q", format=","),
+    return {
+        "data": {"name": "per_1k"},
+        "datasets": {"per_1k": df},
+        "title": "Cost per 1K requests",
+        "mark": {"type": "line", "point": True, "color": ACCENT},
+        "encoding": {
+            "x": _time_x(grain),
+            "y": {
+                "field": "per_1k",
+                "type": "quantitative",
+                "title": f"{symbol.strip()} per 1K requests",
+            },
+            "tooltip": [
+                _tip("label", "nominal", "period"),
+                _tip("per_1k", "quantitative", "per 1K requests", ",.4f"),
+                _tip("requests", "quantitative", fmt=","),
             ],
-        )
-        .properties(height=SMALL_HEIGHT, width="container")
-    )
-    return style(chart)
+        },
+        "height": SMALL_HEIGHT,
+        "width": "container",
+        "config": spec_config(),
+    }
 
 
 def errors_bars(df: pd.DataFrame) -> alt.Chart:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 import altair as alt
 
@@ -29,7 +29,8 @@ FONT = "Source Sans Pro, sans-serif"
 BAR_STEP = 22  # pixels per bar in horizontal bar charts: every label stays readable
 
 
-LABELS = alt.Axis(labelOverlap=False, labelLimit=180)
+LABELS_SPEC: dict[str, Any] = {"labelOverlap": False, "labelLimit": 180}
+LABELS = alt.Axis(**LABELS_SPEC)
 
 
 # the year is always on the axis: imported history is often from another year
@@ -42,8 +43,17 @@ DATE_FORMAT = {
 }
 
 
+def spec_config() -> dict[str, Any]:
+    """The console's look as a Vega-Lite ``config``: fonts, no grid, no frame, legend below."""
+    return {
+        "axis": {"labelFont": FONT, "titleFont": FONT, "grid": False},
+        "view": {"strokeWidth": 0},
+        "legend": {"labelFont": FONT, "titleFont": FONT, "orient": "bottom"},
+    }
+
+
 def style(chart: C) -> C:
-    """The console's look: fonts, no grid, no frame, legend below."""
+    """The same look on an Altair chart (the Forecast page's, the Requests page's)."""
     styled: C = (
         chart.configure_axis(labelFont=FONT, titleFont=FONT, grid=False)
         .configure_view(strokeWidth=0)

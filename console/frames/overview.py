@@ -43,7 +43,8 @@ def top_keys(series: pd.DataFrame, n: int = TOP_N) -> list[str]:
 
 def series_frame(series: pd.DataFrame, money: Money, grain: str) -> pd.DataFrame:
     """Rows per (period, key) for spend_over_time: the top ``TOP_N`` keys by spend and
-    "other" for the rest (summed exactly per period)."""
+    "other" for the rest (summed exactly per period), with the period's exact total on each
+    row (the tooltip's; summed here, not by the browser)."""
     if not series.empty and series["key"].nunique() > TOP_N + 1:
         keep = set(top_keys(series))
         series = series.assign(key=series["key"].where(series["key"].isin(keep), OTHER))
@@ -57,6 +58,11 @@ def series_frame(series: pd.DataFrame, money: Money, grain: str) -> pd.DataFrame
         )
     period = pd.to_datetime(series["period"])
     span = next_period(period, grain) - period
+    starts = period.to_numpy().tolist()  # plain ints/datetimes: cheap to hash
+    totals: dict[object, int] = {}
+    for start, cost in zip(starts, series["cost_picousd"], strict=True):
+        totals[start] = totals.get(start, 0) + int(cost)
+    shown = dict(zip(totals, money.floats(totals.values()), strict=True))
     return pd.DataFrame(
         {
             "period": period,
@@ -64,6 +70,7 @@ def series_frame(series: pd.DataFrame, money: Money, grain: str) -> pd.DataFrame
             "label": period.dt.strftime(LABELS[grain]),
             "key": series["key"],
             "amount": money.floats(series["cost_picousd"]),
+            "period_total": [shown[start] for start in starts],
             "requests": series["requests"],
         }
     )

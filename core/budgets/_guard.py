@@ -18,9 +18,10 @@ After the call ``settle`` moves each reservation to the actual amount (0 on fail
 it to the window's committed counter; thresholds crossed by committed spend go to the
 ``AlertSink`` (once per budget, window and threshold, across processes).
 
-Per call the guard does no validation, zoneinfo or matching (``Matcher`` remembers them), and
-no extra read for thresholds: the settle step returns the committed values it wrote, and only
-a threshold those values reached (and this sink has not recorded) goes to the sink.
+Per call the guard does no validation, zoneinfo or matching (``Index`` works them out once per
+control-plane snapshot, a budget's window once per window), and no extra read for thresholds:
+the settle step returns the committed values it wrote, and only a threshold those values
+reached (and this sink has not recorded) goes to the sink.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from decimal import Decimal
 
 from core import clock as clock_
 from core.alerts import AlertSink
-from core.control import Budget, RateLimit
+from core.control import Budget, RateLimit, validate_budget
 from core.errors import BudgetExceeded, RateLimitExceeded
 from core.ratelimits import describe
 from core.state import Delta, Settlement, State
@@ -62,7 +63,7 @@ class BudgetGuard:
     ):
         self.state = state
         self.alerts = alerts
-        self._m = Matcher(canonical)  # validated rows, windows and matches, remembered
+        self._m = Matcher(canonical)  # the current snapshot's Index
         self._injected_clock = clock is not None
         self._clock = clock or clock_.now
 
@@ -98,17 +99,17 @@ class BudgetGuard:
         degraded choice (or there is none), so 'degrade' budgets run on to their hard cap."""
         ts, now = self._now()
         critical = req.criticality == "critical"
-        m = self._m
-        match = m.match(req, model, provider, budgets, rates, critical, degraded)
+        ix = self._m.index(budgets, rates)
+        match = ix.match(req, model, provider, critical, degraded)
         applied = match.applied
         if applied is None:  # token-metric or model-scoped limits: built per call
-            applied = m.applied(rates, req, model, provider, est_tokens)
+            applied = ix.applied(req, model, provider, est_tokens)
         lines: list[Line] = []
         cost, tokens = max(0, est_cost_picousd), max(0, est_tokens)
         for e, usd, lim, top, cap, soft in match.specs:
             win = e.window
             if win is None or not win.start_ts <= ts < win.end_ts:
-                win = m.window(e, ts, now)
+                win = e.window_at(ts, now)
             ttl = max(1.0, win.end_ts - ts + GRACE_S)  # Window.ttl_at(ts), inline
             if not usd:
                 lines.append(
@@ -262,9 +263,9 @@ class BudgetGuard:
     def window(self, budget: Budget, now: datetime | None = None) -> Window:
         return window(self._budget(budget), now or self._clock())
 
-    # -- validation (the control plane's rules, memoised per value) ---------------------
+    # -- validation (the control plane's rules) -----------------------------------------
     def _budget(self, b: Budget) -> Budget:
-        return self._m.budget(b)
+        return validate_budget(b)
 
 
 def _money(p: Line, value: int) -> Decimal | int:

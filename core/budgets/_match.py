@@ -1,10 +1,14 @@
-"""What applies to a call, worked out once: validated rows, budget windows and matches.
+"""What applies to a call, worked out once per control-plane snapshot.
 
-The guard asks the same questions on every call - is this row valid, which budgets and rate
+The guard asks the same questions on every call - are these rows valid, which budgets and rate
 limits apply to this request and candidate, which calendar window holds now - and the answers
-only change when the control plane does (new rows), when a window ends, or for another
-request scope. ``Matcher`` remembers them per row object and per tuple of rows (a snapshot's),
-bounded, so a call pays dict lookups instead of validation, zoneinfo and matching.
+only change when the control plane does (a new snapshot), when a window ends, or for another
+request scope. ``Index`` answers them for one snapshot's rows: the tuples the router hands the
+guard (``Controls.active_budgets`` and ``snapshot.rate_limits``) are the same objects until the
+control-plane version changes, so the guard keeps one index and builds the next when other
+rows arrive. Each row is validated once, each budget keeps its window until the window ends,
+and what applies is remembered per request scope and candidate. Rows passed as lists (which
+may change) or with unhashable fields get an index per call.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from core.types import ChatRequest
 from ._window import Window, matches, window
 
 Canonical = Callable[[str], str]
-MAX = 4096  # entries per memo; a full memo is cleared
+MAX = 4096  # remembered matches per index (request scopes x candidates); a full one is cleared
 
 
 def hard_cap(budget: Budget, limit: int) -> int:
@@ -30,20 +34,26 @@ def hard_cap(budget: Budget, limit: int) -> int:
 
 
 class Entry:
-    """A budget as the guard applies it, kept per Budget object: the validated value, its
-    limits and hard caps in integer units, and its current window (reused until it ends)."""
+    """A budget as the guard applies it: the validated row, its limits and hard caps in
+    integer units, and its current window (reused until it ends)."""
 
-    __slots__ = ("raw", "budget", "usd", "hard_usd", "tokens", "hard_tokens", "wkey", "window")
+    __slots__ = ("budget", "usd", "hard_usd", "tokens", "hard_tokens", "window")
 
-    def __init__(self, raw: Budget, b: Budget) -> None:
-        self.raw = raw
+    def __init__(self, b: Budget) -> None:
         self.budget = b
         self.usd = b.limit_picousd
         self.hard_usd = 0 if self.usd is None else hard_cap(b, self.usd)
         self.tokens = b.limit_tokens
         self.hard_tokens = 0 if self.tokens is None else hard_cap(b, self.tokens)
-        self.wkey = (b.id, b.period, b.timezone, b.reset_generation)
         self.window: Window | None = None
+
+    def window_at(self, ts: float, now: datetime | None) -> Window:
+        """The window holding POSIX time ``ts`` (``now``: the same time, when at hand)."""
+        win = self.window
+        if win is None or not win.holds(ts):
+            win = window(self.budget, now if now is not None else datetime.fromtimestamp(ts, UTC))
+            self.window = win
+        return win
 
 
 Spec = tuple[Entry, bool, int, int, "int | None", bool]  # entry, usd?, limit, hard, cap, soft
@@ -53,42 +63,28 @@ Spec = tuple[Entry, bool, int, int, "int | None", bool]  # entry, usd?, limit, h
 class Match:
     """The budget lines and rate items that apply to one kind of request and candidate."""
 
-    budgets: Sequence[Budget]
-    rates: Sequence[RateLimit]
     specs: tuple[Spec, ...]  # caps as for a paid call (a $0 USD estimate is tracked only)
     applied: list[AppliedLimit] | None  # None: built per call (costs or keys vary)
-    cacheable: bool
 
 
-class Matcher:
-    """Thread-safe in practice: every memo is a dict, written whole (a race computes twice)."""
+class Index:
+    """One snapshot's budgets and rate limits as the guard applies them. Thread-safe in
+    practice: its memos are dicts written whole (a race computes twice)."""
 
-    def __init__(self, canonical: Canonical | None = None) -> None:
-        self.canonical = canonical
-        self._valid: dict[Any, Any] = {}  # row -> validated row (by value)
-        self._same: dict[int, tuple[Any, Any]] = {}  # id(row) -> (row, validated row)
-        self._entries: dict[int, Entry] = {}  # id(Budget) -> entry (entry.raw is the Budget)
-        self._windows: dict[tuple[Any, ...], Window] = {}  # (id, period, tz, generation)
-        self._rates: dict[tuple[int, str], tuple[RateLimit, AppliedLimit]] = {}
+    def __init__(
+        self, budgets: Sequence[Budget], rates: Sequence[RateLimit], canonical: Canonical | None
+    ) -> None:
+        self.budgets, self.rates, self.canonical = budgets, rates, canonical
+        self.entries = [Entry(validate_budget(b)) for b in budgets]
+        self.limits = [validate_rate_limit(r) for r in rates]
+        self._items: dict[tuple[int, str], AppliedLimit] = {}  # (limit, bucket value) -> item
         self._matches: dict[tuple[Any, ...], Match] = {}
 
     def match(
-        self,
-        req: ChatRequest,
-        model: str,
-        provider: str,
-        budgets: Sequence[Budget],
-        rates: Sequence[RateLimit],
-        critical: bool,
-        degraded: bool,
+        self, req: ChatRequest, model: str, provider: str, critical: bool, degraded: bool
     ) -> Match:
-        """What applies to this request and candidate, remembered for tuples of rows (a
-        snapshot's): the same budgets, limits, scope values and flags give the same match."""
-        if type(budgets) is not tuple or type(rates) is not tuple:  # lists may change
-            return self._matching(req, model, provider, budgets, rates, critical, degraded)
+        """What applies to this request and candidate."""
         key = (
-            id(budgets),
-            id(rates),
             model,
             provider,
             req.org,
@@ -101,30 +97,19 @@ class Matcher:
             degraded,
         )
         m = self._matches.get(key)
-        if m is None or m.budgets is not budgets or m.rates is not rates:
-            m = self._matching(req, model, provider, budgets, rates, critical, degraded)
-            if m.cacheable:
-                if len(self._matches) >= MAX:
-                    self._matches.clear()
-                self._matches[key] = m
+        if m is None:
+            m = self._matching(req, model, provider, critical, degraded)
+            if len(self._matches) >= MAX:
+                self._matches.clear()
+            self._matches[key] = m
         return m
 
     def _matching(
-        self,
-        req: ChatRequest,
-        model: str,
-        provider: str,
-        budgets: Sequence[Budget],
-        rates: Sequence[RateLimit],
-        critical: bool,
-        degraded: bool,
+        self, req: ChatRequest, model: str, provider: str, critical: bool, degraded: bool
     ) -> Match:
         specs: list[Spec] = []
         ids: set[str] = set()
-        cacheable = True
-        for raw in budgets:
-            e = self.entry(raw)
-            cacheable = cacheable and self._entries.get(id(raw)) is e
+        for e in self.entries:
             b = e.budget
             if b.id in ids or not matches(b, req, model, provider, self.canonical):
                 continue  # a budget listed twice counts once
@@ -134,92 +119,59 @@ class Matcher:
             if e.tokens is not None:
                 specs.append(_spec(b, False, e.tokens, e.hard_tokens, critical, degraded, e))
         applied: list[AppliedLimit] | None = None
-        if all(r.metric == "requests" and r.scope != "model" for r in map(self.rate, rates)):
-            applied = self.applied(rates, req, model, provider, 1)  # the same every call
-        return Match(budgets, rates, tuple(specs), applied, cacheable)
-
-    def entry(self, raw: Budget) -> Entry:
-        e = self._entries.get(id(raw))
-        if e is None or e.raw is not raw:
-            e = Entry(raw, self.budget(raw))
-            if id(raw) not in self._same:  # unhashable (mutable) rows are checked every call
-                return e
-            if len(self._entries) >= MAX:
-                self._entries.clear()
-            self._entries[id(raw)] = e  # holding raw keeps its id from being reused
-        return e
-
-    def window(self, e: Entry, ts: float, now: datetime | None) -> Window:
-        """The budget's window at ``ts``: computed (zoneinfo) once per window, then shared by
-        every Budget object with the same id, period, zone and reset generation."""
-        win = self._windows.get(e.wkey)
-        if win is None or not win.holds(ts):
-            win = window(e.budget, now if now is not None else datetime.fromtimestamp(ts, UTC))
-            if len(self._windows) >= MAX:
-                self._windows.clear()
-            self._windows[e.wkey] = win
-        e.window = win
-        return win
+        if all(r.metric == "requests" and r.scope != "model" for r in self.limits):
+            applied = self.applied(req, model, provider, 1)  # the same every call
+        return Match(tuple(specs), applied)
 
     def applied(
-        self,
-        rates: Sequence[RateLimit],
-        req: ChatRequest,
-        model: str,
-        provider: str,
-        est_tokens: int,
+        self, req: ChatRequest, model: str, provider: str, est_tokens: int
     ) -> list[AppliedLimit]:
-        """``rate_items`` of the validated rows; request-count items are reused per bucket."""
+        """``rate_items`` of the rows; request-count items are reused per bucket."""
         out: list[AppliedLimit] = []
-        cache = self._rates
-        for raw in rates:
-            r = self.rate(raw)
+        for i, r in enumerate(self.limits):
             if r.metric != "requests" or r.scope == "model":  # cost or key vary per call
                 out += rate_items([r], req, model, provider, est_tokens, self.canonical)
                 continue
             value = scope_value(r.scope, req, model, provider)
             if not value:
                 continue
-            k = (id(r), value)
-            hit = cache.get(k)
-            if hit is None or hit[0] is not r:
+            k = (i, value)
+            hit = self._items.get(k)
+            if hit is None:
                 got = rate_items([r], req, model, provider, est_tokens, self.canonical)
                 if not got:
                     continue
-                if len(cache) >= MAX:
-                    cache.clear()
-                hit = cache[k] = (r, got[0])
-            out.append(hit[1])
+                if len(self._items) >= MAX:
+                    self._items.clear()
+                hit = self._items[k] = got[0]
+            out.append(hit)
         return out
 
-    def budget(self, b: Budget) -> Budget:
-        """The control plane's rules applied to ``b`` (ConfigError when it breaks one)."""
-        got = self._checked(b, validate_budget)
-        assert isinstance(got, Budget)
-        return got
 
-    def rate(self, r: RateLimit) -> RateLimit:
-        got = self._checked(r, validate_rate_limit)
-        assert isinstance(got, RateLimit)
-        return got
+class Matcher:
+    """The guard's current ``Index``: kept while the same snapshot's rows come in."""
 
-    def _checked(self, value: Any, validate: Callable[[Any], Any]) -> Any:
-        hit = self._same.get(id(value))
-        if hit is not None and hit[0] is value:  # the same object again (a snapshot's row)
-            return hit[1]
-        try:
-            got = self._valid.get(value)
-        except TypeError:  # unhashable field (a list of thresholds): validate every time
-            return validate(value)
-        if got is None:
-            got = validate(value)
-            if len(self._valid) > MAX:
-                self._valid.clear()
-            self._valid[value] = got
-        if len(self._same) >= MAX:
-            self._same.clear()
-        self._same[id(value)] = (value, got)  # holding value keeps its id from being reused
-        return got
+    def __init__(self, canonical: Canonical | None = None) -> None:
+        self.canonical = canonical
+        self._index: Index | None = None
+
+    def index(self, budgets: Sequence[Budget], rates: Sequence[RateLimit]) -> Index:
+        ix = self._index
+        if ix is not None and ix.budgets is budgets and ix.rates is rates:
+            return ix
+        ix = Index(budgets, rates, self.canonical)
+        if type(budgets) is tuple and type(rates) is tuple and _hashable(budgets, rates):
+            self._index = ix  # a snapshot's rows; lists and mutable rows may change
+        return ix
+
+
+def _hashable(*rows: Sequence[Any]) -> bool:
+    try:
+        for r in rows:
+            hash(tuple(r))
+    except TypeError:  # a list field (thresholds): validated on every call
+        return False
+    return True
 
 
 def _spec(

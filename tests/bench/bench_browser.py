@@ -13,7 +13,8 @@
   itself stays warm: one render before the timed ones). ``_server_cpu_s``: the streamlit
   process's CPU during it; ``_chromium_cpu_s``: Chromium's and Playwright's (the median run).
 - overview_queries_s: the same run's queries alone, in this process: every cached query a
-  cold Overview run calls (sidebar, chrome banners, page), the same functions with the same
+  cold Overview run calls (chrome banners, page; the sidebar's filters are folded, so their
+  options are not read), the same functions with the same
   arguments, ``st.cache_data`` cleared and the version changed the same way, right before
   each render; median of 5.
   ``overview_queries_cpu_s``: this process's CPU for them (DuckDB's threads included).
@@ -184,8 +185,7 @@ def overview_queries(home: Path) -> tuple[float, float, str]:
     h, v = str(home), usage.reader_at(str(home)).data_version()
     start, end = range_bounds("90d", tz)
     scope = Scope(start, end, tz, **{d: () for d in FILTER_DIMS})
-    usage.filter_options(h, v)  # the sidebar
-    usage.event_count(h, v)  # chrome.demo_state
+    usage.event_count(h, v)  # chrome.demo_state (the sidebar's filters are folded: no options)
     chrome._has_demo(h, v)
     chrome._quarantine_banner(h, v)  # admins only; the bench signs in as admin
     overview.coverage(h, v, scope)  # the page

@@ -79,6 +79,18 @@ def costline_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
+@pytest.fixture
+def console_home(costline_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """COSTLINE_HOME holding the console tests' sample data and users (admin's password is
+    ``tests.console_support.ADMIN_PASSWORD``)."""
+    from tests.console_support import ADMIN_PASSWORD, make_users, sample_data
+
+    monkeypatch.setenv("COSTLINE_ADMIN_PASSWORD", ADMIN_PASSWORD)
+    sample_data(costline_home)
+    make_users(costline_home)
+    return costline_home
+
+
 def _port_open(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=0.5):

@@ -16,15 +16,12 @@ import time_machine
 from core import clock
 from core.usage import Reader
 from tests.bench import bench_browser
-from tests.console_support import app, make_users, sample_data
+from tests.console_support import app
 
 
 @pytest.fixture
-def home(costline_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("COSTLINE_ADMIN_PASSWORD", "admin-pass-123")
-    sample_data(costline_home)
-    make_users(costline_home)
-    return costline_home
+def home(console_home: Path) -> Path:
+    return console_home
 
 
 def test_touch_changes_the_version_and_keeps_the_data(home: Path) -> None:

@@ -104,19 +104,29 @@ def wait_idle(page: Any, timeout_ms: int = 60_000) -> None:
     page.wait_for_selector(IDLE, timeout=timeout_ms)
 
 
+def launch(pw: Any, chromium: str | None) -> Any:
+    """Debian's Chromium, headless, through Playwright (never a downloaded browser)."""
+    return pw.chromium.launch(executable_path=chromium, args=ARGS, headless=True)
+
+
+def sign_in(page: Any, password: str) -> None:
+    """Fill the sign-in form as ``admin`` and submit it."""
+    page.get_by_label("Username", exact=True).fill("admin")
+    page.get_by_label("Password", exact=True).fill(password)
+    page.get_by_role("button", name="Sign in").click()
+
+
 @contextmanager
 def signed_in(url: str, height: int = 1000) -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        browser = launch(pw, CHROMIUM)
         try:
             page = browser.new_page(viewport={"width": 1440, "height": height})
             page.goto(url)
             page.get_by_label("Username", exact=True).wait_for(timeout=60_000)
-            page.get_by_label("Username", exact=True).fill("admin")
-            page.get_by_label("Password", exact=True).fill(PASSWORD)
-            page.get_by_role("button", name="Sign in").click()
+            sign_in(page, PASSWORD)
             page.wait_for_selector(NAV, timeout=60_000)
             wait_idle(page)
             yield page

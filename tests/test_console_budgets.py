@@ -24,7 +24,7 @@ from core import clock
 from core.control import SYSTEM, Actor, Budget, ControlPlane
 from core.errors import PermissionDenied
 from core.usage import Filters, Reader
-from tests.console_support import ADMIN_PASSWORD, app, choose, make_users, sample_data
+from tests.console_support import app, choose
 
 PAGE = "app_pages/budgets.py"
 VIEWER = Actor("viewer", "viewer")
@@ -32,11 +32,8 @@ NEW = "FormSubmitter:bud_form_new-Save budget"
 
 
 @pytest.fixture
-def home(costline_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("COSTLINE_ADMIN_PASSWORD", ADMIN_PASSWORD)
-    sample_data(costline_home)
-    make_users(costline_home)
-    return costline_home
+def home(console_home: Path) -> Path:
+    return console_home
 
 
 def page(role: str) -> Any:

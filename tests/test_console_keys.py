@@ -16,17 +16,14 @@ from core.errors import PermissionDenied
 from core.keys import KeyIndex, load_pepper
 from core.router import Router
 from core.types import ChatRequest, Message
-from tests.console_support import ADMIN_PASSWORD, app, choose, make_users, sample_data
+from tests.console_support import app, choose
 
 PAGE = "app_pages/keys.py"
 
 
 @pytest.fixture
-def home(costline_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("COSTLINE_ADMIN_PASSWORD", ADMIN_PASSWORD)
-    sample_data(costline_home)
-    make_users(costline_home)
-    return costline_home
+def home(console_home: Path) -> Path:
+    return console_home
 
 
 def page(role: str = "engineer") -> Any:

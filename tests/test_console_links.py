@@ -16,15 +16,12 @@ from core import clock
 from core.reports import accounting
 from core.types import PICO
 from core.usage import Filters, Reader, UsageEvent, UsageLog
-from tests.console_support import ADMIN_PASSWORD, app, make_users, sample_data
+from tests.console_support import app
 
 
 @pytest.fixture
-def home(costline_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("COSTLINE_ADMIN_PASSWORD", ADMIN_PASSWORD)
-    make_users(costline_home)
-    sample_data(costline_home)
-    return costline_home
+def home(console_home: Path) -> Path:
+    return console_home
 
 
 def tagged_events(home: Path) -> None:

@@ -13,17 +13,14 @@ from console.selection import Money
 from core import clock
 from core.types import PICO
 from core.usage import Reader, segments_dir
-from tests.console_support import app, make_users, sample_data
+from tests.console_support import app, make_users
 
 CENT = Decimal("0.01")
 
 
 @pytest.fixture
-def home(costline_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("COSTLINE_ADMIN_PASSWORD", "admin-pass-123")
-    sample_data(costline_home)
-    make_users(costline_home)
-    return costline_home
+def home(console_home: Path) -> Path:
+    return console_home
 
 
 def metric(at, label: str) -> str:  # type: ignore[no-untyped-def]

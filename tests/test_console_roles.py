@@ -11,7 +11,7 @@ from console.app import PAGE_DIR, PAGES
 from console.commands import admin, usage
 from core.control import Actor, ControlPlane
 from core.errors import PermissionDenied
-from tests.console_support import ADMIN_PASSWORD, app, make_users, sample_data
+from tests.console_support import app
 
 ROLES = ("viewer", "engineer", "admin")
 RANK = {r: i for i, r in enumerate(ROLES)}
@@ -19,11 +19,8 @@ VIEWER = Actor("viewer", "viewer")
 
 
 @pytest.fixture
-def home(costline_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("COSTLINE_ADMIN_PASSWORD", ADMIN_PASSWORD)
-    sample_data(costline_home)
-    make_users(costline_home)
-    return costline_home
+def home(console_home: Path) -> Path:
+    return console_home
 
 
 def existing_pages() -> list:  # type: ignore[type-arg]

@@ -26,18 +26,15 @@ from core.control import (
 from core.errors import PermissionDenied
 from core.sampling import SamplingConfig
 from core.usage import Filters, Reader, UsageEvent, UsageLog
-from tests.console_support import ADMIN_PASSWORD, app, choose, make_users, sample_data
+from tests.console_support import app, choose
 
 PAGE = "app_pages/routing.py"
 VIEWER = Actor("viewer", "viewer")
 
 
 @pytest.fixture
-def home(costline_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("COSTLINE_ADMIN_PASSWORD", ADMIN_PASSWORD)
-    sample_data(costline_home)
-    make_users(costline_home)
-    return costline_home
+def home(console_home: Path) -> Path:
+    return console_home
 
 
 def page(role: str) -> Any:

@@ -40,7 +40,6 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 PASSWORD = "bench-admin-pass-1"
 RUNNING = '[data-testid="stApp"][data-test-script-state="running"]'
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
@@ -113,11 +112,13 @@ def _idle_with(page: Any, text: str) -> None:
 def measure(home: Path) -> dict[str, float]:
     from playwright.sync_api import sync_playwright
 
+    from tests.test_browser_smoke import launch, sign_in
+
     out: dict[str, float] = {}
     proc, url = _start(home, home / "streamlit.log")
     try:
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+            browser = launch(pw, CHROMIUM)
             try:
                 page = browser.new_page(viewport={"width": 1440, "height": 900})
                 cpu, t0 = _cpu(proc.pid), time.perf_counter()
@@ -125,9 +126,7 @@ def measure(home: Path) -> dict[str, float]:
                 _idle_with(page, "Username")
                 out["console_first_load_s"] = round(time.perf_counter() - t0, 3)
                 out["console_first_load_server_cpu_s"] = round(_cpu(proc.pid) - cpu, 2)
-                page.get_by_label("Username", exact=True).fill("admin")
-                page.get_by_label("Password", exact=True).fill(PASSWORD)
-                page.get_by_role("button", name="Sign in").click()
+                sign_in(page, PASSWORD)
                 _idle_with(page, "Spend in range")
                 page.wait_for_load_state("networkidle")
                 box = page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first
@@ -215,6 +214,8 @@ def measure_overview(home: Path, runs: int) -> dict[str, float]:
     """overview_browser_render_s, overview_queries_s and their ratio (see the docstring)."""
     from playwright.sync_api import sync_playwright
 
+    from tests.test_browser_smoke import launch, sign_in
+
     os.environ["COSTLINE_HOME"] = str(home)
     overview_queries(home)  # imports and first-use costs in this process, not a figure
     queries: list[tuple[float, float, str]] = []
@@ -222,14 +223,12 @@ def measure_overview(home: Path, runs: int) -> dict[str, float]:
     proc, url = _start(home, home / "streamlit.log")
     try:
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+            browser = launch(pw, CHROMIUM)
             try:
                 page = browser.new_page(viewport={"width": 1440, "height": 900})
                 page.goto(url)
                 _idle_with(page, "Username")
-                page.get_by_label("Username", exact=True).fill("admin")
-                page.get_by_label("Password", exact=True).fill(PASSWORD)
-                page.get_by_role("button", name="Sign in").click()
+                sign_in(page, PASSWORD)
                 _idle_with(page, "Spend in range")
                 page.wait_for_load_state("networkidle")
                 target = url + "/?range=90d"

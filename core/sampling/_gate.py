@@ -18,6 +18,10 @@ event carries a signal, the reference signal used by CHANGE_BASED.
 reports it with ``called`` (or ``record_answer(..., call=d)``); ``not_called`` - the cache
 answered, a budget blocked it - counts the event as skipped and puts the key's last call and
 signal back, so neither the stats nor the next interval see a call that never happened.
+A key that ``never_skips`` (ALWAYS, no minimum interval, not LOW) needs no decision: the
+router records such an event once, when its call ends, with ``record_call(key, at, signal)``
+(``at``: ``now()`` when the call started), which leaves what ``decide`` then ``record_answer``
+/ ``called`` / ``not_called`` would (the event is counted when it ends, not while in flight).
 
 ADAPTIVE: on each event with a signal, r = |s - s_prev| / |s_prev| (capped at 1.0) feeds an
 EWMA with alpha = 2 / (volatility_window + 1). The interval is

@@ -148,7 +148,9 @@ class SamplingConfig:
         )
 
 
-def _check_number(name: str, value: float) -> None:
+def _check_number(name: str, value: float | None) -> None:
+    if value is None:
+        return
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise BadRequest(f"{name}: must be a finite number, got {value!r}")
 
@@ -167,14 +169,10 @@ class Event:
     def __post_init__(self) -> None:
         if not isinstance(self.key, str) or not self.key:
             raise BadRequest(f"key: must be a non-empty string, got {self.key!r}")
-        if type(self.priority) is not Priority:  # a name: parsed once
-            object.__setattr__(self, "priority", Priority.parse(self.priority))
-        if self.signal is not None:
-            _check_number("signal", self.signal)
-        if self.score is not None:
-            _check_number("score", self.score)
-        if self.ts is not None:
-            _check_number("ts", self.ts)
+        object.__setattr__(self, "priority", Priority.parse(self.priority))
+        _check_number("signal", self.signal)
+        _check_number("score", self.score)
+        _check_number("ts", self.ts)
 
 
 class Tentative(NamedTuple):

@@ -55,10 +55,8 @@ def next_candidate(ctx: Context, call: Call) -> Candidate | None:
                 yield reservation(call, c)
 
     extra: dict[str, Candidate] = {}
-    asked: list[Decision] = []  # the decisions that asked to degrade (name the budget)
 
-    def degrade(d: Decision) -> Estimate | None:
-        asked.append(d)
+    def degrade(d: Decision) -> Estimate | None:  # reads d.model and d.degrade_to only
         target = d.degrade_to or call.degrade_to
         if not target or target == d.model:
             return None
@@ -83,7 +81,7 @@ def next_candidate(ctx: Context, call: Call) -> Candidate | None:
         call.notes.append("skipped " + "; ".join(f"{m} ({w})" for m, w in choice.skipped))
     cand = fitting[choice.index]
     if choice.degraded_from is not None:
-        d = asked[-1] if asked else choice.decision
+        d = choice.asked or choice.decision
         if choice.estimate.model != cand.model:
             cand = extra[choice.estimate.model]
         why = budget_text(d.budget, d.utilisation)

@@ -14,6 +14,10 @@ H = soft_multiplier x L):
     |         | with degraded=True: blocked past H    |                 |
 
 A USD item whose estimate is $0 (an open/free model) is tracked only: it is never blocked.
+A degraded call is two admissions (the candidate, told to degrade, then the target with
+``degraded=True``), or one with the optimistic degrade (``degrade_hint``, ``admit_instead``):
+the target admitted in one ``State.admit_if`` step on the condition that the candidate would
+still be told to degrade (docs/architecture.md, "Degrading").
 After the call ``settle`` moves each reservation to the actual amount (0 on failure) and adds
 it to the window's committed counter; thresholds crossed by committed spend go to the
 ``AlertSink`` (once per budget, window and threshold, across processes).

@@ -3,9 +3,11 @@ every matching budget and rate limit.
 
 The guard reserves the candidate's estimate atomically. A rate-limited or over-budget
 candidate is skipped for the next (noted in the route reason); over a soft limit a
-non-critical call degrades to the budget's (or the task policy's) cheaper model; when none is
-left the call is refused (``BudgetExceeded`` names the budget, ``RateLimitExceeded`` carries
-``retry_after``). The reservation is released before the next candidate and at the end.
+non-critical call degrades to the budget's (or the task policy's) cheaper model (estimated
+before the candidate's own admission when the optimistic degrade applies:
+docs/architecture.md, "Degrading"); when none is left the call is refused
+(``BudgetExceeded`` names the budget, ``RateLimitExceeded`` carries ``retry_after``). The
+reservation is released before the next candidate and at the end.
 """
 
 from __future__ import annotations

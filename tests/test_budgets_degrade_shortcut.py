@@ -77,10 +77,10 @@ def prime(guard: BudgetGuard, r: ChatRequest, model: str, budgets: Any, rates: A
 def outcome(choice: Choice | CostlineError) -> Any:
     """Everything observable of an admit_first result."""
 
-    def dec(d: Decision | None) -> Any:
+    def dec(d: Decision | None, lines: bool = True) -> Any:
         if d is None:
             return None
-        lines = [(ln.key, ln.amount, ln.cap, ln.soft, ln.value) for ln in d.lines]
+        got = [(ln.key, ln.amount, ln.cap, ln.soft, ln.value) for ln in d.lines] if lines else 0
         err = d.error
         return (
             d.model,
@@ -92,7 +92,7 @@ def outcome(choice: Choice | CostlineError) -> Any:
             d.utilisation,
             d.over_soft,
             d.reason,
-            lines,
+            got,
             err and (type(err), str(err), getattr(err, "retry_after", None)),
         )
 
@@ -104,7 +104,7 @@ def outcome(choice: Choice | CostlineError) -> Any:
         choice.skipped,
         choice.degraded_from,
         dec(choice.decision),
-        dec(choice.asked),
+        dec(choice.asked, lines=False),  # the shortcut's asks nothing of the state
     )
 
 

@@ -153,8 +153,9 @@ class BudgetGuard:
         some soft line of the primary over its limit, none of its other lines over its cap
         (the rate items are the same, so they pass for both). That is the outcome of
         ``admit(primary)`` then ``admit(target, degraded=True)`` at one instant: the pair
-        (the primary's Decision, exactly as ``admit`` builds it, and the target's admitted
-        Decision). None, with nothing reserved or taken, when the shortcut does not apply
+        (the primary's Decision as ``admit`` builds it - budget, utilisation, reason,
+        ``degrade_to`` - but without its lines, which nothing reserved; and the target's
+        admitted Decision). None, with nothing reserved or taken, when the shortcut does not apply
         (the target's budget lines or rate items differ from the primary's, a State without
         ``admit_if``) or the state refused (the caller then takes the two-step path)."""
         admit_if = getattr(self.state, "admit_if", None)
@@ -168,12 +169,17 @@ class BudgetGuard:
         applied = tm.applied
         if where is None or applied is None:
             return None
-        plines = _lines(pm, ts, now, primary[2], primary[3])
+        cost, tokens = max(0, primary[2]), max(0, primary[3])
+        plan: list[tuple[int, Budget, int, int, int]] = []  # (target line, budget, L, cap, amount)
         over: list[tuple[int, int]] = []  # (target line, value above which the primary is over)
         under: list[tuple[int, int]] = []
-        for ln, j in zip(plines, where, strict=True):
-            if ln.cap is not None:
-                (over if ln.soft else under).append((j, ln.cap - ln.amount))
+        for (e, usd, lim, _, cap, soft), j in zip(pm.specs, where, strict=True):
+            amount = tokens if not usd else cost
+            if cap is not None and (amount or not usd):  # a $0 USD line is tracked only
+                plan.append((j, e.budget, lim, cap, amount))
+                (over if soft else under).append((j, cap - amount))
+            else:
+                plan.append((j, e.budget, lim, -1, amount))
         if not over:  # a free primary: no soft line can be over
             return None
         tlines = _lines(tm, ts, now, target[2], target[3])
@@ -185,15 +191,14 @@ class BudgetGuard:
             return None  # nothing reserved: the caller admits the primary as before
         again = Decision(target[0], target[1], True, False, True)
         _judge(again, tlines, adm, applied)
+        # The primary's Decision as ``_judge`` builds it for these values: its first line over
+        # its cap (every such line is soft: the condition held) names the budget.
         values = adm.budget_values
-        failed = next(  # the primary's first line over its cap, as State.admit reports it
-            i
-            for i, (ln, j) in enumerate(zip(plines, where, strict=True))
-            if ln.cap is not None and values[j] + ln.amount > ln.cap
-        )
-        seen = Admission(False, "budget", failed, None, [values[j] for j in where])
-        asked = Decision(primary[0], primary[1], True, False, False)
-        _judge(asked, plines, seen, pm.applied or [])
+        j, b = next((j, b) for j, b, _, cap, amount in plan if values[j] + amount > cap >= 0)
+        util = max(0.0, *(utilisation(values[i], lim) for i, o, lim, _, _ in plan if o is b))
+        asked = Decision(primary[0], primary[1], False, degrade=True, degrade_to=b.degrade_to)
+        asked.budget, asked.utilisation = b, util
+        asked.reason = _degrade_reason(b, util, tlines[j].window)
         return asked, again
 
     # -- settlement ---------------------------------------------------------------------
@@ -357,10 +362,14 @@ def _judge(
         done.reason = text
     else:
         done.degrade, done.degrade_to = True, p.budget.degrade_to
-        done.reason = (
-            f"{fmt.head(p.budget)} at {util:.0%} {fmt.where(p.window)}"
-            f": non-critical call over the soft limit, degrade"
-        )
+        done.reason = _degrade_reason(p.budget, util, p.window)
+
+
+def _degrade_reason(budget: Budget, util: float, win: Window) -> str:
+    return (
+        f"{fmt.head(budget)} at {util:.0%} {fmt.where(win)}"
+        ": non-critical call over the soft limit, degrade"
+    )
 
 
 def _money(p: Line, value: int) -> Decimal | int:

@@ -47,7 +47,7 @@ class Choice:
     """The admitted candidate. ``index`` is its position in the candidates (for a degraded
     call: the candidate it replaced); ``skipped`` lists (model, reason) of those passed over;
     ``asked`` is, for a degraded call with a ``degrade`` callback, the decision that asked to
-    degrade (it names the budget)."""
+    degrade (it names the budget; from the optimistic degrade it has no ``lines``)."""
 
     decision: Decision
     estimate: Estimate

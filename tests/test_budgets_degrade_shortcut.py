@@ -306,6 +306,8 @@ def test_model_scoped_budgets_that_differ(model: str, trips: int) -> None:
         before = guard.state.admits  # type: ignore[attr-defined]
         outs.append((outcome(run(guard, req(), [BIG], budgets, ())), counters(guard)))
         assert guard.state.admits - before == (trips if shortcut else 2)  # type: ignore[attr-defined]
+        hint = guard.degrade_hint(req(), BIG, "openai", budgets, ())
+        assert (hint is not None) == (shortcut and trips == 1)  # no target estimated in vain
     assert outs[0] == outs[1]
 
 

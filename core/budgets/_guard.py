@@ -128,7 +128,8 @@ class BudgetGuard:
         rates: Sequence[RateLimit],
     ) -> Decision | None:
         """The optimistic degrade, first half: when the last admission of this candidate
-        (same request scope, same snapshot) asked to degrade and the shortcut may apply, the
+        (same request scope, same snapshot) asked to degrade and the shortcut may apply (not
+        ruled out for its last target), the
         Decision it would ask with again (model, provider, ``degrade_to``; no budget yet), so
         the caller can estimate the target before ``admit_instead``. Else None."""
         if req.criticality == "critical" or getattr(self.state, "admit_if", None) is None:
@@ -136,6 +137,8 @@ class BudgetGuard:
         ix = self._m.index(budgets, rates)
         match = ix.match(req, model, provider, False, False)
         if not match.degrading or match.soft_to == NO_SHORTCUT:
+            return None
+        if match.pair is not None and match.pair[1] is None:  # its last target did not pair
             return None
         return Decision(model, provider, False, degrade=True, degrade_to=match.soft_to)
 

@@ -129,9 +129,9 @@ class BudgetGuard:
     ) -> Decision | None:
         """The optimistic degrade, first half: when the last admission of this candidate
         (same request scope, same snapshot) asked to degrade and the shortcut may apply (not
-        ruled out for its last target), the
-        Decision it would ask with again (model, provider, ``degrade_to``; no budget yet), so
-        the caller can estimate the target before ``admit_instead``. Else None."""
+        ruled out for its last target), the Decision it would ask with again (model,
+        provider, ``degrade_to``; no budget yet), so the caller can estimate the target
+        before ``admit_instead``. Else None."""
         if req.criticality == "critical" or getattr(self.state, "admit_if", None) is None:
             return None
         ix = self._m.index(budgets, rates)

@@ -381,3 +381,29 @@ def test_router_outcomes_match_the_two_step_path(tmp_path: Any, monkeypatch: Any
             assert router.controls is not None
             router.controls.plane.close()
     assert results[0] == results[1]
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_admit_if_takes_nothing_when_its_condition_fails(shared: bool, tmp_path: Any) -> None:
+    """State.admit_if: the budget values before the call decide; on 'condition' neither the
+    budget counters nor the rate bucket moved, and values are reported as admit reports them."""
+    from core.state import BudgetItem, RateItem
+
+    state: Any = SharedState(tmp_path / "s.db") if shared else MemoryState("t:")
+    state.add("soft", 50)
+    state.add("cap", 10)
+    rate = [RateItem("r", "token_bucket", limit=1, window_s=3600)]
+    items = [BudgetItem("soft", 1_000, 5), BudgetItem("cap", 1_000, 5)]
+    cases = [
+        ([(0, 50)], [(1, 100)], False),  # 50 is not > 50: the candidate would be admitted
+        ([(0, 49)], [(1, 9)], False),  # 10 > 9: a hard line of the candidate is over
+        ([(0, 60), (0, 49)], [(1, 10)], True),  # one soft line over is enough
+    ]
+    for over, under, ok in cases:
+        adm = state.admit_if(rate, items, None, over=over, under=under)
+        assert adm.budget_values == [50, 10]
+        assert adm.ok is ok and adm.reason == (None if ok else "condition")
+    assert state.get_values(["soft", "cap"]) == [55, 15]  # only the admitted call reserved
+    again = state.admit_if(rate, items, None, over=[(0, 0)], under=[])
+    assert not again.ok and again.reason == "rate"  # the one request was taken once
+    state.close()

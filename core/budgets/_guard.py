@@ -105,15 +105,16 @@ class BudgetGuard:
         critical = req.criticality == "critical"
         ix = self._m.index(budgets, rates)
         match = ix.match(req, model, provider, critical, degraded)
-        applied = match.applied
-        if applied is None:  # token-metric or model-scoped limits: built per call
+        applied, items = match.applied, match.items
+        if applied is None or items is None:  # token-metric or model-scoped limits: per call
             applied = ix.applied(req, model, provider, est_tokens)
+            items = [a.item for a in applied]
         lines = _lines(match, ts, now, est_cost_picousd, est_tokens)
         done = Decision(model, provider, True, critical, degraded)
         if not lines and not applied:
             return done
         at = ts if self._injected_clock else None
-        adm = self.state.admit([a.item for a in applied], lines, at)  # lines: Reservations
+        adm = self.state.admit(items, lines, at)  # lines: Reservations
         _judge(done, lines, adm, applied)
         if done.degrade:
             match.degrading = True  # the next call of this kind may try admit_instead
@@ -169,8 +170,8 @@ class BudgetGuard:
         pm = ix.match(req, primary[0], primary[1], False, False)
         tm = ix.match(req, target[0], target[1], False, True)
         where = pm.lines_in(tm)
-        applied = tm.applied
-        if where is None or applied is None:
+        applied, items = tm.applied, tm.items
+        if where is None or applied is None or items is None:
             return None
         cost, tokens = max(0, primary[2]), max(0, primary[3])
         plan: list[tuple[int, Budget, int, int, int]] = []  # (target line, budget, L, cap, amount)
@@ -187,7 +188,7 @@ class BudgetGuard:
             return None
         tlines = _lines(tm, ts, now, target[2], target[3])
         at = ts if self._injected_clock else None
-        adm: Admission = admit_if([a.item for a in applied], tlines, at, over=over, under=under)
+        adm: Admission = admit_if(items, tlines, at, over=over, under=under)
         if not adm.ok:
             if adm.reason == "condition":
                 pm.degrading = False

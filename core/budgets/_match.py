@@ -21,6 +21,7 @@ from typing import Any
 
 from core.control import Budget, RateLimit, validate_budget, validate_rate_limit
 from core.ratelimits import AppliedLimit, rate_items, scope_value
+from core.state import RateItem
 from core.types import ChatRequest
 
 from ._window import Window, matches, window
@@ -73,6 +74,7 @@ class Match:
 
     specs: tuple[Spec, ...]  # caps as for a paid call (a $0 USD estimate is tracked only)
     applied: list[AppliedLimit] | None  # None: built per call (costs or keys vary)
+    items: list[RateItem] | None  # applied's rate items (what State.admit reads)
     soft_to: str | None = NO_SHORTCUT
     degrading: bool = False
     pair: tuple[Match, tuple[int, ...] | None] | None = None
@@ -84,11 +86,7 @@ class Match:
         if pair is not None and pair[0] is target:
             return pair[1]
         got: tuple[int, ...] | None = None
-        if (
-            self.applied is not None
-            and target.applied is not None
-            and [a.item for a in self.applied] == [a.item for a in target.applied]
-        ):
+        if self.applied is not None and target.applied is not None and self.items == target.items:
             where = {(id(s[0]), s[1]): j for j, s in enumerate(target.specs)}
             pos = [where.get((id(s[0]), s[1])) for s in self.specs]
             got = None if None in pos else tuple(j for j in pos if j is not None)
@@ -152,7 +150,8 @@ class Index:
             applied = self.applied(req, model, provider, 1)  # the same every call
         tos = {s[0].budget.degrade_to for s in specs if s[5]}  # the soft lines' targets
         soft_to = tos.pop() if len(tos) == 1 and applied is not None else NO_SHORTCUT
-        return Match(tuple(specs), applied, soft_to)
+        items = None if applied is None else [a.item for a in applied]
+        return Match(tuple(specs), applied, items, soft_to)
 
     def applied(
         self, req: ChatRequest, model: str, provider: str, est_tokens: int

@@ -6,6 +6,8 @@ reasons, the same counters and rate buckets afterwards."""
 
 from __future__ import annotations
 
+import os
+import random
 import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -383,13 +385,27 @@ def test_router_outcomes_match_the_two_step_path(tmp_path: Any, monkeypatch: Any
     assert results[0] == results[1]
 
 
-@pytest.mark.parametrize("shared", [False, True])
-def test_admit_if_takes_nothing_when_its_condition_fails(shared: bool, tmp_path: Any) -> None:
+def backend(kind: str, request: pytest.FixtureRequest, tmp_path: Any) -> Any:
+    from core.state import RedisState, ResilientState
+
+    if kind == "memory":
+        return MemoryState("t:")
+    if kind == "shared":
+        return SharedState(tmp_path / "s.db")
+    url = request.getfixturevalue("redis_url")
+    rs = RedisState(url, os.environ["COSTLINE_TEST_PREFIX"], socket_timeout=5.0)
+    return rs if kind == "redis" else ResilientState(rs)
+
+
+@pytest.mark.parametrize("kind", ["memory", "shared", "redis", "resilient"])
+def test_admit_if_takes_nothing_when_its_condition_fails(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Any
+) -> None:
     """State.admit_if: the budget values before the call decide; on 'condition' neither the
     budget counters nor the rate bucket moved, and values are reported as admit reports them."""
     from core.state import BudgetItem, RateItem
 
-    state: Any = SharedState(tmp_path / "s.db") if shared else MemoryState("t:")
+    state = backend(kind, request, tmp_path)
     state.add("soft", 50)
     state.add("cap", 10)
     rate = [RateItem("r", "token_bucket", limit=1, window_s=3600)]
@@ -406,4 +422,40 @@ def test_admit_if_takes_nothing_when_its_condition_fails(shared: bool, tmp_path:
     assert state.get_values(["soft", "cap"]) == [55, 15]  # only the admitted call reserved
     again = state.admit_if(rate, items, None, over=[(0, 0)], under=[])
     assert not again.ok and again.reason == "rate"  # the one request was taken once
+    state.close()
+
+
+@pytest.mark.parametrize("kind", ["redis", "resilient", "shared"])
+def test_the_shortcut_gives_the_two_step_outcome_on_shared_backends(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Any
+) -> None:
+    """The same comparison on the backends shared between processes: random counter values
+    (some below the soft limit, some past a hard line) on one state, each call admitted once
+    through the shortcut and once through the two steps, each released before the next."""
+    state = backend(kind, request, tmp_path)
+    soft = soft_budget()
+    block = Budget(
+        id="cap", name="cap", scope="global", limit_usd=Decimal(30_000) / 10**12, action="block"
+    )
+    budgets = (soft, block)
+    fast = BudgetGuard(state, clock=lambda: NOW)
+    slow = BudgetGuard(Counting(state, shortcut=False), clock=lambda: NOW)  # type: ignore[arg-type]
+    keys = [window(b, NOW).usd_key for b in budgets]
+    rnd = random.Random(7)
+    used = 0
+    for _ in range(40):
+        target = [rnd.randrange(0, 25_000), rnd.randrange(0, 30_000)]
+        for k, now_v, want in zip(keys, state.get_values(keys), target, strict=True):
+            state.add(k, want - now_v)
+        prime(fast, req(), BIG, budgets, ())
+        outs = []
+        for g in (fast, slow):
+            c = run(g, req(), [BIG, SMALL], budgets, ())
+            outs.append(outcome(c))
+            if isinstance(c, Choice):
+                g.release(c.decision)
+            assert state.get_values(keys) == target
+        assert outs[0] == outs[1]
+        used += outs[0][0] == EST[SMALL] and outs[0][3] == BIG
+    assert used > 5
     state.close()

@@ -18,11 +18,10 @@ A key whose full name would exceed ``MAX_KEY_LEN`` characters becomes ``P <kind>
 Beyond the protocol, the three backends offer one-step (one round trip) forms the router's hot
 path uses when present: ``apply_deltas`` (settle as (key, delta, ttl) tuples, new values back),
 ``breaker_allow_many``, ``cache_get_counted`` (read + hit/miss counter) and
-``cache_set_counted`` (write + counter). ``MemoryState`` and ``SharedState`` also offer
-``admit_if(rates, budgets, now, over=..., under=...)``: ``admit`` in the same atomic step, only
-when the budget values it reads meet a condition (``condition_holds``; reason 'condition'
-and nothing taken when they do not) - the budget guard's optimistic degrade
-(docs/architecture.md, "Degrading").
+``cache_set_counted`` (write + counter), and ``admit_if(rates, budgets, now, over=...,
+under=...)``: ``admit`` in the same atomic step, only when the budget values it reads meet a
+condition (``condition_holds``; reason 'condition' and nothing taken when they do not) - the
+budget guard's optimistic degrade (docs/architecture.md, "Degrading").
 """
 
 from __future__ import annotations

@@ -159,9 +159,9 @@ class BudgetGuard:
         ``admit(primary)`` then ``admit(target, degraded=True)`` at one instant: the pair
         (the primary's Decision as ``admit`` builds it - budget, utilisation, reason,
         ``degrade_to`` - but without its lines, which nothing reserved; and the target's
-        admitted Decision). None, with nothing reserved or taken, when the shortcut does not apply
-        (the target's budget lines or rate items differ from the primary's, a State without
-        ``admit_if``) or the state refused (the caller then takes the two-step path)."""
+        admitted Decision). None, with nothing reserved or taken, when the shortcut does not
+        apply (the target's budget lines or rate items differ from the primary's, a State
+        without ``admit_if``) or the state refused (the caller then takes the two steps)."""
         admit_if = getattr(self.state, "admit_if", None)
         if admit_if is None or req.criticality == "critical":
             return None

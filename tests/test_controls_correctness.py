@@ -141,6 +141,36 @@ def test_cache_hits_and_blocked_calls_are_not_counted_as_gate_calls():
         plane.close()
 
 
+def test_an_always_key_records_its_call_at_the_start_and_its_answer():
+    """ALWAYS with no minimum interval is not asked (the call is recorded when it ends):
+    the gate still holds the call's start as its last call, and its answer to reuse."""
+    plane = make_plane()
+    try:
+        plane.upsert_policy(RoutingPolicy(task="regime", primary_model="dryrun-small"), ENGINEER)
+        plane.upsert_sampling(
+            SamplingStrategy(key="regime", strategy="always", min_interval_s=0), ENGINEER
+        )
+        with make_router(plane) as r:
+            assert r.controls is not None
+            clock = Clock()
+            r.controls.gate._clock = clock
+            first = r.complete(ask(PROMPT, task="regime"))
+            assert first.ai_called and r.controls.gate.last_answer("regime") is first
+            plane.upsert_sampling(
+                SamplingStrategy(key="regime", strategy="always", min_interval_s=60), ENGINEER
+            )
+            sync(r)
+            clock.t += 59  # 59 s after the first call started: within the new interval
+            reused = r.complete(ask(f"{PROMPT} (other)", task="regime"))
+            assert not reused.ai_called and reused.text == first.text
+            clock.t += 1
+            assert r.complete(ask(f"{PROMPT} (third)", task="regime")).ai_called
+            st = r.controls.gate.stats()["regime"]
+            assert (st.events, st.calls, st.skipped) == (3, 2, 1)
+    finally:
+        plane.close()
+
+
 def test_a_cache_hit_does_not_restart_the_sampling_interval():
     plane = make_plane()
     try:

@@ -361,3 +361,63 @@ def test_thread_safe_counters() -> None:
     single_calls = st.calls - (500 // 7)
     assert single_calls + st.skipped + st.batched == st.events
     assert single_calls == 1
+
+
+def test_never_skips_only_always_without_min_interval_and_not_low() -> None:
+    gate, _ = gate_for(SamplingConfig("always"))
+    assert gate.never_skips("k", Priority.MEDIUM) and gate.never_skips("k", Priority.CRITICAL)
+    assert not gate.never_skips("k", Priority.LOW)  # batched
+    assert not gate.never_skips("other", Priority.MEDIUM)  # unconfigured
+    for cfg in (SamplingConfig("always", min_interval_s=5), SamplingConfig("periodic", 60)):
+        gate.configure("k", cfg)
+        assert not gate.never_skips("k", Priority.HIGH)
+
+
+def test_record_call_leaves_what_asking_first_leaves() -> None:
+    """The router's path for a key that never skips (record_call at the end) against
+    decide(tentative=True) then record_answer / called / not_called: the same stats, the
+    same answer, and the same last call and signal (seen once the config changes)."""
+    asked, asked_clock = gate_for(SamplingConfig("always"))
+    ended, ended_clock = gate_for(SamplingConfig("always"))
+    # (signal, outcome): answered, provider called without an answer, or not called
+    script = [(1.0, "answer"), (2.0, "failed"), (3.0, "not_called"), (None, "answer")]
+    script += [(5.0, "not_called"), (6.0, "answer"), (7.0, "failed")]
+    for i, (signal, outcome) in enumerate(script):
+        asked_clock.advance(10)
+        ended_clock.advance(10)
+        d = asked.decide(Event("k", signal=signal), tentative=True)
+        assert d.call and ended.never_skips("k", Priority.MEDIUM)
+        at = ended.now()
+        if outcome == "answer":
+            asked.record_answer("k", f"a{i}", 7 * PICO, call=d)
+            ended.record_call("k", at, signal, answer=f"a{i}", cost_picousd=7 * PICO)
+        else:
+            (asked.called if outcome == "failed" else asked.not_called)(d)
+            ended.record_call("k", at, signal, called=outcome == "failed")
+    assert asked.stats() == ended.stats()
+    assert (ended.stats()["k"].events, ended.stats()["k"].calls) == (7, 5)
+    assert asked.last_answer("k") == ended.last_answer("k") == "a5"
+    assert asked.saved_estimate("k") == ended.saved_estimate("k")
+    for gate, clock in ((asked, asked_clock), (ended, ended_clock)):
+        gate.configure("k", SamplingConfig("change_based", threshold=0.5, min_interval_s=15))
+        clock.advance(10)  # 10 s since the last call: within the minimum interval
+        assert gate.decide(Event("k", signal=7.1)).reason == "min_interval"
+        clock.advance(10)  # then the last call's signal (7.0) is the reference
+        assert gate.decide(Event("k", signal=7.1)).reason == "unchanged"
+
+
+def test_record_call_keeps_the_latest_start_when_calls_end_out_of_order() -> None:
+    gate, clock = gate_for(SamplingConfig("always"))
+    first = gate.now()
+    clock.advance(30)
+    second = gate.now()
+    gate.record_call("k", second, 2.0)  # the later call ends first
+    gate.record_call("k", first, 1.0)
+    gate.configure("k", SamplingConfig("change_based", threshold=0.5, min_interval_s=40))
+    gate.record_answer("k", "a")
+    clock.advance(20)  # 20 s after the later start, 50 s after the first
+    assert gate.decide(Event("k", signal=2.0)).reason == "min_interval"
+    clock.advance(30)
+    assert gate.decide(Event("k", signal=2.0)).reason == "unchanged"  # reference 2.0
+    with pytest.raises(BadRequest):
+        gate.record_call("k", gate.now(), answer="x", cost_picousd=-1)

@@ -3,7 +3,10 @@ of a call (``ai_called=False``, the saved cost recorded).
 
 A call the gate allows is tentative until a provider is really called: ``report`` tells the
 gate at the end of the call whether it was (a failed provider call still counts) or not (the
-cache answered, a budget or rate limit refused it).
+cache answered, a budget or rate limit refused it). A key whose strategy never skips (ALWAYS
+with no minimum interval, an event that is not LOW) is not asked at all: the call's start
+time is kept and the gate records the event once, when the call ends (``answered`` or
+``report``), with the same counts and last-call time that asking first would leave.
 
 LOW-priority events are batched; a batch is flushed as one call when it is full, when an
 event arrives after its timeout, or by the ``Ticker`` (started with the first batched event)
@@ -25,7 +28,7 @@ from .context import Context
 from .record import record
 from .state import Call, Candidate
 
-__all__ = ["Ticker", "due", "gate", "report"]
+__all__ = ["Ticker", "answered", "due", "gate", "report"]
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,9 @@ def gate(ctx: Context, call: Call) -> Completion | None:
     if ctl is None or not req.task or req.task not in ctl.gate_keys:
         return None
     priority = Priority.parse(req.criticality)
+    if ctl.gate.never_skips(req.task, priority):  # nothing to decide: recorded at the end
+        call.gate_key, call.gate_at = req.task, ctl.gate.now()
+        return None
     payload = req if priority is Priority.LOW else None  # what a timed flush will send
     event = Event(req.task, priority, req.signal, req.score, payload)
     decision = ctl.gate.decide(event, tentative=True)
@@ -66,14 +72,35 @@ def gate(ctx: Context, call: Call) -> Completion | None:
     return done
 
 
+def answered(ctx: Context, call: Call, done: Completion, cost: int) -> None:
+    """The call's answer, the one later events of its key reuse; counts its call."""
+    assert ctx.controls is not None and call.gate_key is not None
+    sampling = ctx.controls.gate
+    if call.gate_at is not None:
+        sampling.record_call(
+            call.gate_key, call.gate_at, call.req.signal, answer=done, cost_picousd=cost
+        )
+    else:
+        sampling.record_answer(call.gate_key, done, cost, call=call.gate_call)
+    call.gate_call = call.gate_at = None
+
+
 def report(ctx: Context, call: Call) -> None:
     """Tell the gate whether its tentative call reached a provider (once per call)."""
-    if call.gate_call is not None and ctx.controls is not None:
-        if call.provider_called:  # a real call that failed: still a call
-            ctx.controls.gate.called(call.gate_call)
-        else:  # answered from the cache, or blocked: no provider call
-            ctx.controls.gate.not_called(call.gate_call)
-    call.gate_call = None
+    sampling = ctx.controls.gate if ctx.controls is not None else None
+    if sampling is not None and call.gate_at is not None:
+        assert call.gate_key is not None
+        # provider_called: a real call that failed, still a call; else answered from the
+        # cache, or blocked: no provider call
+        sampling.record_call(
+            call.gate_key, call.gate_at, call.req.signal, called=call.provider_called
+        )
+    elif sampling is not None and call.gate_call is not None:
+        if call.provider_called:
+            sampling.called(call.gate_call)
+        else:
+            sampling.not_called(call.gate_call)
+    call.gate_call = call.gate_at = None
 
 
 def due(ctx: Context) -> list[ChatRequest]:

@@ -11,6 +11,7 @@ from core.providers import ProviderResult
 from core.types import Completion, Cost, Usage
 from core.validate import MAX_USAGE_TOKENS, checked_usage
 
+from . import gate
 from .context import Context
 from .record import estimated_usage, record, record_error
 from .state import Call, Candidate
@@ -54,8 +55,7 @@ def settle(
         if not call.degraded:  # a cheaper model's answer never stands for the task's
             ctl.cache.put(call.req, done, key=call.cache_key)
         if call.gate_key is not None:  # the answer to reuse; counts the tentative call
-            ctl.gate.record_answer(call.gate_key, done, total, call=call.gate_call)
-            call.gate_call = None
+            gate.answered(ctx, call, done, total)
     record(ctx, call, cand, attempt, "ok", done, None)
     return done
 

@@ -69,6 +69,7 @@ class Call:
     degraded: bool = False
     gate_key: str | None = None
     gate_call: GateDecision | None = None  # a tentative sampling call, until reported
+    gate_at: float | None = None  # a call the gate never skips: when, until recorded
     provider_called: bool = False  # a candidate was admitted and sent to its provider
     cache_key: str | None | Unset = UNSET  # ResponseCache.key(req), computed once per call
     last: CostlineError | None = None  # the last error (failed attempt or refusal)

@@ -18,6 +18,10 @@ event carries a signal, the reference signal used by CHANGE_BASED.
 reports it with ``called`` (or ``record_answer(..., call=d)``); ``not_called`` - the cache
 answered, a budget blocked it - counts the event as skipped and puts the key's last call and
 signal back, so neither the stats nor the next interval see a call that never happened.
+A key that ``never_skips`` (ALWAYS, no minimum interval, not LOW) needs no decision: the
+router records such an event once, when its call ends, with ``record_call(key, at, signal)``
+(``at``: ``now()`` when the call started), which leaves what ``decide`` then ``record_answer``
+/ ``called`` / ``not_called`` would (the event is counted when it ends, not while in flight).
 
 ADAPTIVE: on each event with a signal, r = |s - s_prev| / |s_prev| (capped at 1.0) feeds an
 EWMA with alpha = 2 / (volatility_window + 1). The interval is
@@ -122,6 +126,54 @@ class SamplingGate:
             st.skipped += 1
             return Decision(event.key, False, reason, last_answer=st.answer)
 
+    def never_skips(self, key: str, priority: Priority) -> bool:
+        """True when every event of ``key`` at ``priority`` is a call: an ALWAYS strategy
+        with no minimum interval, an event that is not LOW. ``decide`` has nothing to decide
+        then; the router records such a call once, when it ends (``record_call``)."""
+        cfg = self._configs.get(key)
+        return (
+            cfg is not None
+            and cfg.strategy is Strategy.ALWAYS
+            and not cfg.min_interval_s
+            and priority is not Priority.LOW
+        )
+
+    def now(self) -> float:
+        """The gate's clock (seconds, monotonic): the ``at`` of ``record_call``."""
+        return self._clock()
+
+    def record_call(
+        self,
+        key: str,
+        at: float,
+        signal: float | None = None,
+        *,
+        called: bool = True,
+        answer: Any = None,
+        cost_picousd: int | None = None,
+    ) -> None:
+        """An event that ``never_skips`` said is a call, recorded once it ended: as
+        ``decide(event, tentative=True)`` at ``at`` followed by ``record_answer(..., call=d)``
+        (``cost_picousd`` given: ``answer`` is its answer), ``called(d)`` (``called``: the
+        provider was called but gave no answer) or ``not_called(d)``."""
+        if cost_picousd is not None:
+            _check_cost(cost_picousd)
+        with self._lock:
+            st = self._key_state(key)
+            st.events += 1
+            if not called:
+                st.skipped += 1
+                return
+            st.calls += 1
+            if st.last_call is None or at >= st.last_call:  # the latest call started
+                st.last_call = at
+                if signal is not None:
+                    st.last_signal = signal
+            if cost_picousd is not None:
+                st.answer, st.has_answer = answer, True
+                st.recorded += 1
+                st.spent += cost_picousd
+
     def flush_due(self, *, force: bool = False) -> list[Decision]:
         """One call Decision per LOW batch whose timeout elapsed (every batch when ``force``)."""
         now = self._clock()
@@ -163,8 +215,7 @@ class SamplingGate:
     ) -> None:
         """After a real call: the answer later skips reuse, and its cost (integer pUSD).
         ``call``: the tentative decision of this call, counted here (as ``called``)."""
-        if isinstance(cost_picousd, bool) or not isinstance(cost_picousd, int) or cost_picousd < 0:
-            raise BadRequest(f"cost_picousd: must be an integer >= 0, got {cost_picousd!r}")
+        _check_cost(cost_picousd)
         with self._lock:
             st = self._key_state(key)
             if call is not None and call.tentative is not None:
@@ -238,6 +289,11 @@ class SamplingGate:
         if signals:
             st.last_signal = signals[-1]
         return Decision(key, True, reason, batch=batch, last_answer=st.answer)
+
+
+def _check_cost(cost_picousd: int) -> None:
+    if isinstance(cost_picousd, bool) or not isinstance(cost_picousd, int) or cost_picousd < 0:
+        raise BadRequest(f"cost_picousd: must be an integer >= 0, got {cost_picousd!r}")
 
 
 def _require_inputs(cfg: SamplingConfig, event: Event) -> None:

@@ -244,12 +244,12 @@ class MemoryState(CacheAndCounters):
     def apply_deltas(self, deltas: Sequence[Delta]) -> list[int]:
         """value += delta for each (key, delta, ttl_s), in one step; the new values."""
         names, name = self._names["b"], self._name
-        keys = [names.get(d[0]) or name("b", d[0]) for d in deltas]
         out: list[int] = []
         with self._lock:
             mono = time.monotonic()
             data, exp = self._data, self._exp
-            for k, (_, delta, ttl) in zip(keys, deltas, strict=True):  # in order, like Lua
+            for key, delta, ttl in deltas:  # in order, like Lua
+                k = names.get(key) or name("b", key)
                 deadline = exp.get(k)
                 if deadline is not None and deadline <= mono:  # expired: starts from 0
                     del exp[k]
@@ -260,7 +260,7 @@ class MemoryState(CacheAndCounters):
                 if ttl is not None and ttl > 0:
                     exp[k] = mono + ttl
                 out.append(value)
-            self._wrote(len(keys), mono)
+            self._wrote(len(out), mono)
         return out
 
     def get_values(self, keys: Sequence[str]) -> list[int]:

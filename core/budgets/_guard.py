@@ -14,6 +14,10 @@ H = soft_multiplier x L):
     |         | with degraded=True: blocked past H    |                 |
 
 A USD item whose estimate is $0 (an open/free model) is tracked only: it is never blocked.
+A degraded call is two admissions (the candidate, told to degrade, then the target with
+``degraded=True``), or one with the optimistic degrade (``degrade_hint``, ``admit_instead``):
+the target admitted in one ``State.admit_if`` step on the condition that the candidate would
+still be told to degrade (docs/architecture.md, "Degrading").
 After the call ``settle`` moves each reservation to the actual amount (0 on failure) and adds
 it to the window's committed counter; thresholds crossed by committed spend go to the
 ``AlertSink`` (once per budget, window and threshold, across processes).
@@ -35,13 +39,13 @@ from core import clock as clock_
 from core.alerts import AlertSink
 from core.control import Budget, RateLimit, validate_budget
 from core.errors import BudgetExceeded, RateLimitExceeded
-from core.ratelimits import describe
-from core.state import Delta, Settlement, State
+from core.ratelimits import AppliedLimit, describe
+from core.state import Admission, Delta, Settlement, State
 from core.types import ChatRequest, pico_to_usd
 
 from . import _format as fmt
 from ._decision import Decision, Line, utilisation
-from ._match import Canonical, Matcher, hard_cap
+from ._match import NO_SHORTCUT, Canonical, Match, Matcher, hard_cap
 from ._status import BudgetStatus, budget_status, reached
 from ._window import GRACE_S, Window, window
 
@@ -101,82 +105,105 @@ class BudgetGuard:
         critical = req.criticality == "critical"
         ix = self._m.index(budgets, rates)
         match = ix.match(req, model, provider, critical, degraded)
-        applied = match.applied
-        if applied is None:  # token-metric or model-scoped limits: built per call
+        applied, items = match.applied, match.items
+        if applied is None or items is None:  # token-metric or model-scoped limits: per call
             applied = ix.applied(req, model, provider, est_tokens)
-        lines: list[Line] = []
-        cost, tokens = max(0, est_cost_picousd), max(0, est_tokens)
-        for e, usd, lim, top, cap, soft in match.specs:
-            win = e.window
-            if win is None or not win.start_ts <= ts < win.end_ts:
-                win = e.window_at(ts, now)
-            ttl = max(1.0, win.end_ts - ts + GRACE_S)  # Window.ttl_at(ts), inline
-            if not usd:
-                lines.append(
-                    Line(e.budget, win, "tokens", win.tokens_key, lim, top, tokens, cap, soft, ttl)
-                )
-            elif cost:
-                lines.append(
-                    Line(e.budget, win, "usd", win.usd_key, lim, top, cost, cap, soft, ttl)
-                )
-            else:  # a free model's spend is tracked, never blocked
-                lines.append(Line(e.budget, win, "usd", win.usd_key, lim, top, 0, None, False, ttl))
+            items = [a.item for a in applied]
+        lines = _lines(match, ts, now, est_cost_picousd, est_tokens)
         done = Decision(model, provider, True, critical, degraded)
         if not lines and not applied:
             return done
         at = ts if self._injected_clock else None
-        adm = self.state.admit([a.item for a in applied], lines, at)  # lines: Reservations
-        over_soft = False
-        for ln, v in zip(lines, adm.budget_values or [0] * len(lines), strict=True):
-            ln.value = v
-            over_soft = over_soft or (ln.cap is not None and v + ln.amount > ln.budget_limit)
-        done.lines = tuple(lines)
-        if adm.ok:
-            done.over_soft = over_soft
-            return done
-        done.admitted = False
-        if adm.reason != "budget":
-            retry = adm.retry_after_s
-            retry = None if retry is None or retry == float("inf") else retry
-            if adm.reason == "rate" and adm.failed_index is not None:
-                done.reason = describe(applied[adm.failed_index], adm.retry_after_s)
-            else:
-                done.reason = "live state unavailable (fail-closed policy)"
-            done.rate_limited = RateLimitExceeded(
-                done.reason, retry_after=retry, model=model, provider=provider
-            )
-            return done
-        over = [ln for ln in lines if ln.cap is not None and ln.value + ln.amount > ln.cap]
-        if not over and adm.failed_index is not None:  # the state saw a value we did not
-            over = [lines[adm.failed_index]]
-        hard = [ln for ln in over if not ln.soft]
-        p = (hard or over)[0]
-        util = 0.0  # p's budget as ``done.uses`` has it, without building every BudgetUse
-        for ln in lines:
-            if ln.budget is p.budget:
-                util = max(util, utilisation(ln.value, ln.budget_limit))
-        done.budget, done.utilisation = p.budget, util
-        if hard:
-            text = fmt.exceeded(
-                p.budget, p.window, p.metric, p.value, p.budget_limit, p.hard, p.amount, p.cap or 0
-            )
-            done.blocked = BudgetExceeded(
-                text,
-                budget=p.budget.id,
-                limit=_money(p, p.budget_limit),
-                spent=_money(p, p.value),
-                window=p.window.label,
-                model=model,
-                provider=provider,
-            )
-            done.reason = text
-        else:
-            done.degrade, done.degrade_to = True, p.budget.degrade_to
-            done.reason = (
-                f"{fmt.head(p.budget)} at {util:.0%} {fmt.where(p.window)}"
-                f": non-critical call over the soft limit, degrade"
-            )
+        adm = self.state.admit(items, lines, at)  # lines: Reservations
+        _judge(done, lines, adm, applied)
+        if done.degrade:
+            match.degrading = True  # the next call of this kind may try admit_instead
         return done
+
+    def degrade_hint(
+        self,
+        req: ChatRequest,
+        model: str,
+        provider: str,
+        budgets: Sequence[Budget],
+        rates: Sequence[RateLimit],
+    ) -> Decision | None:
+        """The optimistic degrade, first half: when the last admission of this candidate
+        (same request scope, same snapshot) asked to degrade and the shortcut may apply (not
+        ruled out for its last target), the Decision it would ask with again (model,
+        provider, ``degrade_to``; no budget yet), so the caller can estimate the target
+        before ``admit_instead``. Else None."""
+        if req.criticality == "critical" or getattr(self.state, "admit_if", None) is None:
+            return None
+        ix = self._m.index(budgets, rates)
+        match = ix.match(req, model, provider, False, False)
+        if not match.degrading or match.soft_to == NO_SHORTCUT:
+            return None
+        if match.pair is not None and match.pair[1] is None:  # its last target did not pair
+            return None
+        return Decision(model, provider, False, degrade=True, degrade_to=match.soft_to)
+
+    def admit_instead(
+        self,
+        req: ChatRequest,
+        primary: tuple[str, str, int, int],
+        target: tuple[str, str, int, int],
+        budgets: Sequence[Budget],
+        rates: Sequence[RateLimit],
+    ) -> tuple[Decision, Decision] | None:
+        """The optimistic degrade, second half: admit ``target`` (model, provider, cost,
+        tokens) as the degraded call in one ``State.admit_if`` step, on the condition that
+        the counter values it reads are ones at which ``admit(primary)`` asks to degrade -
+        some soft line of the primary over its limit, none of its other lines over its cap
+        (the rate items are the same, so they pass for both). That is the outcome of
+        ``admit(primary)`` then ``admit(target, degraded=True)`` at one instant: the pair
+        (the primary's Decision as ``admit`` builds it - budget, utilisation, reason,
+        ``degrade_to`` - but without its lines, which nothing reserved; and the target's
+        admitted Decision). None, with nothing reserved or taken, when the shortcut does not
+        apply (the target's budget lines or rate items differ from the primary's, a State
+        without ``admit_if``) or the state refused (the caller then takes the two steps)."""
+        admit_if = getattr(self.state, "admit_if", None)
+        if admit_if is None or req.criticality == "critical":
+            return None
+        ts, now = self._now()
+        ix = self._m.index(budgets, rates)
+        pm = ix.match(req, primary[0], primary[1], False, False)
+        tm = ix.match(req, target[0], target[1], False, True)
+        where = pm.lines_in(tm)
+        applied, items = tm.applied, tm.items
+        if where is None or applied is None or items is None:
+            return None
+        cost, tokens = max(0, primary[2]), max(0, primary[3])
+        plan: list[tuple[int, Budget, int, int, int]] = []  # (target line, budget, L, cap, amount)
+        over: list[tuple[int, int]] = []  # (target line, value above which the primary is over)
+        under: list[tuple[int, int]] = []
+        for (e, usd, lim, _, cap, soft), j in zip(pm.specs, where, strict=True):
+            amount = tokens if not usd else cost
+            if cap is not None and (amount or not usd):  # a $0 USD line is tracked only
+                plan.append((j, e.budget, lim, cap, amount))
+                (over if soft else under).append((j, cap - amount))
+            else:
+                plan.append((j, e.budget, lim, -1, amount))
+        if not over:  # a free primary: no soft line can be over
+            return None
+        tlines = _lines(tm, ts, now, target[2], target[3])
+        at = ts if self._injected_clock else None
+        adm: Admission = admit_if(items, tlines, at, over=over, under=under)
+        if not adm.ok:
+            if adm.reason == "condition":
+                pm.degrading = False
+            return None  # nothing reserved: the caller admits the primary as before
+        again = Decision(target[0], target[1], True, False, True)
+        _judge(again, tlines, adm, applied)
+        # The primary's Decision as ``_judge`` builds it for these values: its first line over
+        # its cap (every such line is soft: the condition held) names the budget.
+        values = adm.budget_values
+        j, b = next((j, b) for j, b, _, cap, amount in plan if values[j] + amount > cap >= 0)
+        util = max(0.0, *(utilisation(values[i], lim) for i, o, lim, _, _ in plan if o is b))
+        asked = Decision(primary[0], primary[1], False, degrade=True, degrade_to=b.degrade_to)
+        asked.budget, asked.utilisation = b, util
+        asked.reason = _degrade_reason(b, util, tlines[j].window)
+        return asked, again
 
     # -- settlement ---------------------------------------------------------------------
     def settle(self, decision: Decision, actual_cost_picousd: int, actual_tokens: int) -> None:
@@ -266,6 +293,87 @@ class BudgetGuard:
     # -- validation (the control plane's rules) -----------------------------------------
     def _budget(self, b: Budget) -> Budget:
         return validate_budget(b)
+
+
+def _lines(match: Match, ts: float, now: datetime | None, cost: int, tokens: int) -> list[Line]:
+    """The budget lines of one admission at POSIX time ``ts``: the reservations asked for."""
+    lines: list[Line] = []
+    cost, tokens = max(0, cost), max(0, tokens)
+    for e, usd, lim, top, cap, soft in match.specs:
+        win = e.window
+        if win is None or not win.start_ts <= ts < win.end_ts:
+            win = e.window_at(ts, now)
+        ttl = max(1.0, win.end_ts - ts + GRACE_S)  # Window.ttl_at(ts), inline
+        if not usd:
+            lines.append(
+                Line(e.budget, win, "tokens", win.tokens_key, lim, top, tokens, cap, soft, ttl)
+            )
+        elif cost:
+            lines.append(Line(e.budget, win, "usd", win.usd_key, lim, top, cost, cap, soft, ttl))
+        else:  # a free model's spend is tracked, never blocked
+            lines.append(Line(e.budget, win, "usd", win.usd_key, lim, top, 0, None, False, ttl))
+    return lines
+
+
+def _judge(
+    done: Decision, lines: list[Line], adm: Admission, applied: Sequence[AppliedLimit]
+) -> None:
+    """Fill ``done`` (admitted, as made) from what the state answered for ``lines``."""
+    over_soft = False
+    for ln, v in zip(lines, adm.budget_values or [0] * len(lines), strict=True):
+        ln.value = v
+        over_soft = over_soft or (ln.cap is not None and v + ln.amount > ln.budget_limit)
+    done.lines = tuple(lines)
+    if adm.ok:
+        done.over_soft = over_soft
+        return
+    done.admitted = False
+    model, provider = done.model, done.provider
+    if adm.reason != "budget":
+        retry = adm.retry_after_s
+        retry = None if retry is None or retry == float("inf") else retry
+        if adm.reason == "rate" and adm.failed_index is not None:
+            done.reason = describe(applied[adm.failed_index], adm.retry_after_s)
+        else:
+            done.reason = "live state unavailable (fail-closed policy)"
+        done.rate_limited = RateLimitExceeded(
+            done.reason, retry_after=retry, model=model, provider=provider
+        )
+        return
+    over = [ln for ln in lines if ln.cap is not None and ln.value + ln.amount > ln.cap]
+    if not over and adm.failed_index is not None:  # the state saw a value we did not
+        over = [lines[adm.failed_index]]
+    hard = [ln for ln in over if not ln.soft]
+    p = (hard or over)[0]
+    util = 0.0  # p's budget as ``done.uses`` has it, without building every BudgetUse
+    for ln in lines:
+        if ln.budget is p.budget:
+            util = max(util, utilisation(ln.value, ln.budget_limit))
+    done.budget, done.utilisation = p.budget, util
+    if hard:
+        text = fmt.exceeded(
+            p.budget, p.window, p.metric, p.value, p.budget_limit, p.hard, p.amount, p.cap or 0
+        )
+        done.blocked = BudgetExceeded(
+            text,
+            budget=p.budget.id,
+            limit=_money(p, p.budget_limit),
+            spent=_money(p, p.value),
+            window=p.window.label,
+            model=model,
+            provider=provider,
+        )
+        done.reason = text
+    else:
+        done.degrade, done.degrade_to = True, p.budget.degrade_to
+        done.reason = _degrade_reason(p.budget, util, p.window)
+
+
+def _degrade_reason(budget: Budget, util: float, win: Window) -> str:
+    return (
+        f"{fmt.head(budget)} at {util:.0%} {fmt.where(win)}"
+        ": non-critical call over the soft limit, degrade"
+    )
 
 
 def _money(p: Line, value: int) -> Decimal | int:

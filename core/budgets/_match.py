@@ -21,11 +21,13 @@ from typing import Any
 
 from core.control import Budget, RateLimit, validate_budget, validate_rate_limit
 from core.ratelimits import AppliedLimit, rate_items, scope_value
+from core.state import RateItem
 from core.types import ChatRequest
 
 from ._window import Window, matches, window
 
 Canonical = Callable[[str], str]
+NO_SHORTCUT = "\0"  # Match.soft_to: no optimistic degrade for this match
 MAX = 4096  # remembered matches per index (request scopes x candidates); a full one is cleared
 
 
@@ -61,10 +63,35 @@ Spec = tuple[Entry, bool, int, int, "int | None", bool]  # entry, usd?, limit, h
 
 @dataclass(slots=True)
 class Match:
-    """The budget lines and rate items that apply to one kind of request and candidate."""
+    """The budget lines and rate items that apply to one kind of request and candidate.
+
+    For the optimistic degrade (``BudgetGuard.admit_instead``): ``soft_to`` is the one
+    ``degrade_to`` every soft line's budget names (``NO_SHORTCUT`` when the lines name
+    several, or there is no soft line, or the rate items vary per call), ``degrading`` whether
+    the last admission of this match asked to degrade, and ``pair`` the last degrade target's
+    match with, for each of these specs, the index of the same (budget, metric) in its specs
+    (None: the target's lines or rate items differ, no shortcut)."""
 
     specs: tuple[Spec, ...]  # caps as for a paid call (a $0 USD estimate is tracked only)
     applied: list[AppliedLimit] | None  # None: built per call (costs or keys vary)
+    items: list[RateItem] | None  # applied's rate items (what State.admit reads)
+    soft_to: str | None = NO_SHORTCUT
+    degrading: bool = False
+    pair: tuple[Match, tuple[int, ...] | None] | None = None
+
+    def lines_in(self, target: Match) -> tuple[int, ...] | None:
+        """Where each of this match's (budget, metric) lines sits in ``target``'s lines,
+        when ``target`` has every one of them and the same rate items; else None."""
+        pair = self.pair
+        if pair is not None and pair[0] is target:
+            return pair[1]
+        got: tuple[int, ...] | None = None
+        if self.applied is not None and target.applied is not None and self.items == target.items:
+            where = {(id(s[0]), s[1]): j for j, s in enumerate(target.specs)}
+            pos = [where.get((id(s[0]), s[1])) for s in self.specs]
+            got = None if None in pos else tuple(j for j in pos if j is not None)
+        self.pair = (target, got)
+        return got
 
 
 class Index:
@@ -121,7 +148,10 @@ class Index:
         applied: list[AppliedLimit] | None = None
         if all(r.metric == "requests" and r.scope != "model" for r in self.limits):
             applied = self.applied(req, model, provider, 1)  # the same every call
-        return Match(tuple(specs), applied)
+        tos = {s[0].budget.degrade_to for s in specs if s[5]}  # the soft lines' targets
+        soft_to = tos.pop() if len(tos) == 1 and applied is not None else NO_SHORTCUT
+        items = None if applied is None else [a.item for a in applied]
+        return Match(tuple(specs), applied, items, soft_to)
 
     def applied(
         self, req: ChatRequest, model: str, provider: str, est_tokens: int

@@ -6,6 +6,17 @@ names (``degrade(decision)``; e.g. the budget's or the task policy's ``degrade_t
 same model when there is none (it may then run to the budget's hard cap). When nothing is left
 the caller gets ``RateLimitExceeded`` (smallest ``retry_after``) if any candidate was rate-limited,
 else the first ``BudgetExceeded``.
+
+The optimistic degrade: a degraded call costs two admissions (the candidate, told to degrade,
+then its target). When the last admission of the same candidate (same request scope and
+snapshot) asked to degrade, the target is admitted first, in one step conditioned on the
+candidate still being one the budgets send elsewhere (``BudgetGuard.degrade_hint`` and
+``admit_instead``); the outcome - decisions, reasons, reservations - is the two-step one. When
+the condition fails (the counter fell: a settle, the reconciler, a new window; or a hard line
+is now over), or the target's budget lines or rate items differ from the candidate's, nothing
+was reserved and the two steps run as before. So ``degrade(decision)`` may be asked before the
+candidate's own admission, with a Decision carrying only ``model``, ``provider`` and
+``degrade_to``: it must depend on those alone.
 """
 
 from __future__ import annotations
@@ -34,13 +45,16 @@ class Estimate:
 @dataclass(slots=True)
 class Choice:
     """The admitted candidate. ``index`` is its position in the candidates (for a degraded
-    call: the candidate it replaced); ``skipped`` lists (model, reason) of those passed over."""
+    call: the candidate it replaced); ``skipped`` lists (model, reason) of those passed over;
+    ``asked`` is, for a degraded call with a ``degrade`` callback, the decision that asked to
+    degrade (it names the budget; from the optimistic degrade it has no ``lines``)."""
 
     decision: Decision
     estimate: Estimate
     index: int
     skipped: list[tuple[str, str]] = field(default_factory=list)
     degraded_from: str | None = None
+    asked: Decision | None = None
 
     @property
     def degraded(self) -> bool:
@@ -65,6 +79,13 @@ def admit_first(
     refused: list[Decision] = []
     admit = guard.admit
     for i, est in enumerate(candidates):
+        if degrade is not None:  # the optimistic degrade (module docstring)
+            hint = guard.degrade_hint(req, est.model, est.provider, budgets, rates)
+            if hint is not None:
+                use = degrade(hint) or est
+                pair = guard.admit_instead(req, _t(est), _t(use), budgets, rates)
+                if pair is not None:
+                    return Choice(pair[1], use, i, skipped, est.model, pair[0])
         d = admit(req, est.model, est.provider, est.cost_picousd, est.tokens, budgets, rates)
         if d.admitted:
             return Choice(d, est, i, skipped)
@@ -82,7 +103,8 @@ def admit_first(
                 degraded=True,
             )
             if again.admitted:
-                return Choice(again, use, i, skipped, degraded_from=est.model)
+                by = d if degrade is not None else None
+                return Choice(again, use, i, skipped, est.model, by)
             skipped.append((est.model, d.reason))
             if use is not est:
                 skipped.append((use.model, again.reason))
@@ -93,6 +115,10 @@ def admit_first(
     if not refused:
         raise ValueError("admit_first needs at least one candidate")
     raise none_left(refused, skipped)
+
+
+def _t(e: Estimate) -> tuple[str, str, int, int]:
+    return e.model, e.provider, e.cost_picousd, e.tokens
 
 
 def none_left(refused: Sequence[Decision], skipped: Sequence[tuple[str, str]]) -> CostlineError:

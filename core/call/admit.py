@@ -3,9 +3,11 @@ every matching budget and rate limit.
 
 The guard reserves the candidate's estimate atomically. A rate-limited or over-budget
 candidate is skipped for the next (noted in the route reason); over a soft limit a
-non-critical call degrades to the budget's (or the task policy's) cheaper model; when none is
-left the call is refused (``BudgetExceeded`` names the budget, ``RateLimitExceeded`` carries
-``retry_after``). The reservation is released before the next candidate and at the end.
+non-critical call degrades to the budget's (or the task policy's) cheaper model (estimated
+before the candidate's own admission when the optimistic degrade applies:
+docs/architecture.md, "Degrading"); when none is left the call is refused
+(``BudgetExceeded`` names the budget, ``RateLimitExceeded`` carries ``retry_after``). The
+reservation is released before the next candidate and at the end.
 """
 
 from __future__ import annotations
@@ -55,10 +57,8 @@ def next_candidate(ctx: Context, call: Call) -> Candidate | None:
                 yield reservation(call, c)
 
     extra: dict[str, Candidate] = {}
-    asked: list[Decision] = []  # the decisions that asked to degrade (name the budget)
 
-    def degrade(d: Decision) -> Estimate | None:
-        asked.append(d)
+    def degrade(d: Decision) -> Estimate | None:  # reads d.model and d.degrade_to only
         target = d.degrade_to or call.degrade_to
         if not target or target == d.model:
             return None
@@ -83,7 +83,7 @@ def next_candidate(ctx: Context, call: Call) -> Candidate | None:
         call.notes.append("skipped " + "; ".join(f"{m} ({w})" for m, w in choice.skipped))
     cand = fitting[choice.index]
     if choice.degraded_from is not None:
-        d = asked[-1] if asked else choice.decision
+        d = choice.asked or choice.decision
         if choice.estimate.model != cand.model:
             cand = extra[choice.estimate.model]
         why = budget_text(d.budget, d.utilisation)

@@ -21,7 +21,9 @@ end
 #       key per budget item, then (when an epoch is given) the epoch key.
 # ARGV: now, n_rates, n_budgets; per rate: alg ('t'|'w'), limit, window_s, capacity, cost,
 #       ttl_ms; per budget: threshold (limit - amount, '' = never block), amount, ttl_ms;
-#       then optionally the epoch the caller expects (Redis restarted empty: reason 'epoch').
+#       then optionally the epoch the caller expects (Redis restarted empty: reason 'epoch';
+#       '' = none), then optionally admit_if's condition: n_over, per bound its budget item
+#       (1-based) and value, n_under, the same (reason 'condition' when it fails).
 # Returns {ok, reason, failed_index (0-based), retry_after ('-1' = never), value_1..value_n}.
 ADMIT = (
     _PRELUDE
@@ -53,6 +55,20 @@ local function answer(ok, reason, idx, retry)
   local out = {ok, reason, idx, retry}
   for j = 1, nb do out[4 + j] = values[j] end
   return out
+end
+
+local c = 4 + 6 * nr + 3 * nb + 1
+local nover = tonumber(ARGV[c] or '')
+if nover then  -- admit_if: some value above its 'over' bound, none above its 'under' bound
+  local hit = false
+  for n = 1, nover do
+    if icmp(values[tonumber(ARGV[c + 2 * n - 1])] or '0', ARGV[c + 2 * n]) > 0 then hit = true end
+  end
+  c = c + 2 * nover + 1
+  for n = 1, tonumber(ARGV[c]) do
+    if icmp(values[tonumber(ARGV[c + 2 * n - 1])] or '0', ARGV[c + 2 * n]) > 0 then hit = false end
+  end
+  if not hit then return answer(0, 'condition', -1, '') end
 end
 
 local plans = {}

@@ -18,7 +18,10 @@ A key whose full name would exceed ``MAX_KEY_LEN`` characters becomes ``P <kind>
 Beyond the protocol, the three backends offer one-step (one round trip) forms the router's hot
 path uses when present: ``apply_deltas`` (settle as (key, delta, ttl) tuples, new values back),
 ``breaker_allow_many``, ``cache_get_counted`` (read + hit/miss counter) and
-``cache_set_counted`` (write + counter).
+``cache_set_counted`` (write + counter), and ``admit_if(rates, budgets, now, over=...,
+under=...)``: ``admit`` in the same atomic step, only when the budget values it reads meet a
+condition (``condition_holds``; reason 'condition' and nothing taken when they do not) - the
+budget guard's optimistic degrade (docs/architecture.md, "Degrading").
 """
 
 from __future__ import annotations
@@ -35,7 +38,8 @@ EPS = 1e-9  # float slack when comparing refilled tokens with a cost
 
 Algorithm = Literal["token_bucket", "sliding_window"]
 BreakerState = Literal["closed", "open", "half_open"]
-Reason = Literal["rate", "budget", "unavailable"]
+Reason = Literal["rate", "budget", "unavailable", "condition"]
+Bounds = Sequence[tuple[int, int]]  # admit_if's (budget item index, value bound) pairs
 
 
 def make_key(prefix: str, kind: str, key: str) -> str:
@@ -136,6 +140,12 @@ class Admission:
     failed_index: int | None = None
     retry_after_s: float | None = None
     budget_values: list[int] = field(default_factory=list)
+
+
+def condition_holds(values: Sequence[int], over: Bounds, under: Bounds) -> bool:
+    """``admit_if``'s condition on the budget values before the call: some ``values[i] > b``
+    for (i, b) in ``over``, and ``values[j] <= b`` for every (j, b) in ``under``."""
+    return any(values[i] > b for i, b in over) and all(values[j] <= b for j, b in under)
 
 
 def ttl_ms(ttl_s: float | None) -> int:

@@ -21,11 +21,13 @@ from core.state.base import (
     DEFAULT_PREFIX,
     EPS,
     Admission,
+    Bounds,
     BreakerState,
     Delta,
     RateItem,
     Reservation,
     Settlement,
+    condition_holds,
     make_key,
 )
 
@@ -130,6 +132,8 @@ class MemoryState(CacheAndCounters):
         rates: Sequence[RateItem],
         budgets: Sequence[Reservation],
         now: float | None = None,
+        over: Bounds | None = None,
+        under: Bounds = (),
     ) -> Admission:
         t = time.time() if now is None else now
         names, name = self._names["b"], self._name
@@ -137,6 +141,8 @@ class MemoryState(CacheAndCounters):
         with self._lock:
             mono = time.monotonic()
             values = self._values(bkeys, mono)
+            if over is not None and not condition_holds(values, over, under):
+                return Admission(False, "condition", None, None, values)
             plans: list[tuple[str, Any, float]] = []
             for i, r in enumerate(rates):
                 retry, plan = self._check_rate(r, t, mono)
@@ -157,6 +163,19 @@ class MemoryState(CacheAndCounters):
                     mono,
                 )
         return Admission(True, None, None, None, values)
+
+    def admit_if(
+        self,
+        rates: Sequence[RateItem],
+        budgets: Sequence[Reservation],
+        now: float | None = None,
+        *,
+        over: Bounds,
+        under: Bounds = (),
+    ) -> Admission:
+        """``admit``, only when the budget values meet ``condition_holds(values, over,
+        under)`` (else reason 'condition', nothing taken): one atomic step."""
+        return self.admit(rates, budgets, now, over, under)
 
     def _commit_rates(
         self,

@@ -20,6 +20,7 @@ from core.state._cluster import cluster_client, is_cluster_url, tagged
 from core.state.base import (
     DEFAULT_PREFIX,
     Admission,
+    Bounds,
     BreakerState,
     Delta,
     RateItem,
@@ -92,6 +93,8 @@ class RedisState:
         rates: Sequence[RateItem],
         budgets: Sequence[Reservation],
         now: float | None = None,
+        over: Bounds | None = None,
+        under: Bounds = (),
     ) -> Admission:
         keys: list[str] = []
         args: list[Any] = [_now_arg(now), len(rates), len(budgets)]
@@ -113,6 +116,12 @@ class RedisState:
         if self.epoch is not None:
             keys.append(self.epoch_key)
             args.append(self.epoch)
+        if over is not None:  # admit_if's condition, checked in the same script
+            args += [] if self.epoch is not None else [""]
+            for bounds in (over, under):
+                args.append(len(bounds))
+                for j, bound in bounds:
+                    args += (j + 1, bound)
         res = self._admit(keys=keys, args=args)
         values = [_int(v) for v in res[4:]]
         if res[0] == 1:
@@ -120,11 +129,26 @@ class RedisState:
         reason = res[1].decode()
         if reason == "epoch":
             raise EpochChanged(f"Redis lost its budget counters (epoch key {self.epoch_key})")
+        if reason == "condition":
+            return Admission(False, "condition", None, None, values)
         retry: float | None = None
         if reason == "rate":
             retry = float(res[3])
             retry = math.inf if retry < 0 else retry
         return Admission(False, reason, int(res[2]), retry, values)
+
+    def admit_if(
+        self,
+        rates: Sequence[RateItem],
+        budgets: Sequence[Reservation],
+        now: float | None = None,
+        *,
+        over: Bounds,
+        under: Bounds = (),
+    ) -> Admission:
+        """``admit``, only when the budget values (read in the same script) meet
+        ``condition_holds(values, over, under)``; else reason 'condition', nothing taken."""
+        return self.admit(rates, budgets, now, over, under)
 
     def settle(self, items: Sequence[Settlement]) -> list[int]:
         return self.apply_deltas([(s.key, s.actual - s.reserved, s.ttl_s) for s in items])

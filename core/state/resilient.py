@@ -31,6 +31,7 @@ import redis
 
 from core.state.base import (
     Admission,
+    Bounds,
     BreakerState,
     Delta,
     RateItem,
@@ -222,6 +223,8 @@ class ResilientState:
         rates: Sequence[RateItem],
         budgets: Sequence[Reservation],
         now: float | None = None,
+        over: Bounds | None = None,
+        under: Bounds = (),
     ) -> Admission:
         def local() -> Admission:
             with self._fb_lock:
@@ -230,11 +233,26 @@ class ResilientState:
                     values = self._local_values(keys)
                     return Admission(False, "unavailable", None, self.retry_interval_s, values)
                 self._seed(keys)
-                return self.fallback.admit(rates, budgets, now)
+                return self.fallback.admit(rates, budgets, now, over, under)
 
         return self._run(
-            lambda: self._remember(budgets, self.primary.admit(rates, budgets, now)), local
+            lambda: self._remember(budgets, self.primary.admit(rates, budgets, now, over, under)),
+            local,
         )
+
+    def admit_if(
+        self,
+        rates: Sequence[RateItem],
+        budgets: Sequence[Reservation],
+        now: float | None = None,
+        *,
+        over: Bounds,
+        under: Bounds = (),
+    ) -> Admission:
+        """``admit``, only when the budget values meet ``condition_holds(values, over,
+        under)`` (on Redis, or on the fallback while Redis is away); else reason
+        'condition', nothing taken."""
+        return self.admit(rates, budgets, now, over, under)
 
     def raise_committed(self, items: Sequence[tuple[str, int, float | None]]) -> list[int]:
         """On Redis only (while it is away the log rebuild runs again on recovery)."""

@@ -38,11 +38,13 @@ from core.private import create_private, private_dir, private_open
 from core.state.base import (
     DEFAULT_PREFIX,
     Admission,
+    Bounds,
     BreakerState,
     Delta,
     RateItem,
     Reservation,
     Settlement,
+    condition_holds,
 )
 from core.state.memory import MemoryState
 
@@ -192,10 +194,12 @@ class SharedState:
         rates: Sequence[RateItem],
         budgets: Sequence[Reservation],
         now: float | None = None,
+        over: Bounds | None = None,
+        under: Bounds = (),
     ) -> Admission:
         self._maybe_reap()
         if not rates:
-            return self._admit_budgets(budgets)
+            return self._admit_budgets(budgets, over, under)
         local = self.local
         t = time.time() if now is None else now
         with local._lock:  # rates are checked, then budgets, then the rates are taken
@@ -207,18 +211,35 @@ class SharedState:
                     values = self.get_values([b.key for b in budgets]) if budgets else []
                     return Admission(False, "rate", i, retry, values)
                 plans.append(plan)
-            adm = self._admit_budgets(budgets)
+            adm = self._admit_budgets(budgets, over, under)
             if adm.ok:
                 local._commit_rates(rates, plans, t, mono)
             return adm
 
-    def _admit_budgets(self, budgets: Sequence[Reservation]) -> Admission:
+    def admit_if(
+        self,
+        rates: Sequence[RateItem],
+        budgets: Sequence[Reservation],
+        now: float | None = None,
+        *,
+        over: Bounds,
+        under: Bounds = (),
+    ) -> Admission:
+        """``admit``, only when the budget values (read in the same transaction) meet
+        ``condition_holds(values, over, under)``; else reason 'condition', nothing taken."""
+        return self.admit(rates, budgets, now, over, under)
+
+    def _admit_budgets(
+        self, budgets: Sequence[Reservation], over: Bounds | None = None, under: Bounds = ()
+    ) -> Admission:
         if not budgets:
             return Admission(True)
         keys = [self._name(b.key) for b in budgets]
         t = now()
         with self._lock, self._tx() as con:
             values = [self._value(con, k, t) for k in keys]
+            if over is not None and not condition_holds(values, over, under):
+                return Admission(False, "condition", None, None, values)  # nothing written
             for i, b in enumerate(budgets):
                 limit = b.limit
                 if limit is not None and limit != -1 and values[i] + b.amount > limit:

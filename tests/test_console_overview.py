@@ -115,7 +115,8 @@ def test_kpi_windows_match_direct_queries(home: Path) -> None:
     windows = {  # written out by hand, not taken from the console's own kpi_windows
         "today": (midnight, now),
         "mtd": (midnight.replace(day=1), now),
-        "last30": (now - timedelta(days=30), now),
+        # the last 30 days, today included (midnight 29 days ago), as the range preset
+        "last30": (midnight - timedelta(days=29), now),
     }
     with Reader(home) as reader:
 

@@ -80,8 +80,12 @@ def range_bounds(
 
 
 def kpi_windows(tz: str, now: datetime) -> dict[str, tuple[datetime, datetime]]:
-    """The KPI periods and the periods they are compared with (same elapsed time)."""
-    today = today_in(tz, now)
+    """The KPI periods and the periods they are compared with (same elapsed time).
+
+    ``now`` is the windows' exclusive end (the console rounds it up to the next minute), so
+    "today" is the local day of the last instant before it: in the last minute of a day, that
+    day, not the empty next one."""
+    today = today_in(tz, now - timedelta(microseconds=1))
     day0 = local_midnight(today, tz)
     yday0 = local_midnight(today - timedelta(days=1), tz)
     month0 = local_midnight(today.replace(day=1), tz)

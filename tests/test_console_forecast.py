@@ -58,14 +58,16 @@ def demo(
 def short(costline_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Six days of calls (every day before today) and the three users."""
     monkeypatch.setenv("COSTLINE_ADMIN_PASSWORD", ADMIN_PASSWORD)
-    now = clock.now()
+    # noon of each day (UTC, the default zone): the calls of a day stay in that day whatever
+    # the time the test runs (a few minutes after midnight, "now - 1 day - 4 min" was 2 days ago)
+    noon = clock.now().replace(hour=12, minute=0, second=0, microsecond=0)
     log = UsageLog(costline_home)
     for d in range(1, 7):
         for j in range(5):
             log.append(
                 UsageEvent(
                     request_id=f"s{d}-{j}",
-                    ts=now - timedelta(days=d, minutes=j),
+                    ts=noon - timedelta(days=d, minutes=j),
                     org="org0",
                     user="u0",
                     task="chat",

@@ -111,7 +111,8 @@ def test_kpi_windows_match_direct_queries(home: Path) -> None:
     from datetime import timedelta
 
     now = clock.now().replace(second=0, microsecond=0) + timedelta(minutes=1)
-    midnight = now.replace(hour=0, minute=0)
+    # now is the windows' exclusive end: today is the day of the last instant before it
+    midnight = (now - timedelta(microseconds=1)).replace(hour=0, minute=0, second=0, microsecond=0)
     windows = {  # written out by hand, not taken from the console's own kpi_windows
         "today": (midnight, now),
         "mtd": (midnight.replace(day=1), now),

@@ -168,13 +168,17 @@ def utilisation(
     canonical: Canonical = str,
 ) -> list[Utilisation]:
     """Every budget's spend in its current window (one scan of the log), projected to the
-    window's end at the rate so far, with the thresholds alerted this window."""
+    window's end at the rate so far, with the thresholds alerted this window. ``now`` is an
+    exclusive end (the console rounds it up to the next minute): a budget's current window is
+    the one holding the last instant before it, so in a day's last minute a daily budget shows
+    that day, not the empty next one."""
     if not budgets:
         return []
     resets = reset_times(plane, budgets)
     spans = []
+    last = now - timedelta(microseconds=1)
     for b in budgets:
-        w = window(b, now)
+        w = window(b, last)
         spans.append((max(w.start.astimezone(UTC), resets.get(b.id, w.start)), w))
     tokens = " + ".join(f"coalesce({c}, 0)" for c in TOKEN_COLUMNS)
     cols, params = [], []

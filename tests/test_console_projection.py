@@ -142,3 +142,43 @@ def test_last_30_days_and_spend_in_range_agree(demo: Path) -> None:
     figures = {m.label: m.value for m in at.metric}
     assert figures["Spend in range"] != "$0.00"
     assert figures["Last 30 days"] == figures["Spend in range"]
+
+
+def test_a_daily_budget_in_the_last_minute_of_its_day_is_that_day(costline_home: Path) -> None:
+    """The pages pass now rounded up to the next minute: at 23:59:30 the next midnight. The
+    budget's window is still the day that is ending, with its spend (not the empty next day)."""
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from core.control import SYSTEM, Budget
+    from core.types import PICO
+    from core.usage import UsageEvent, UsageLog
+
+    log = UsageLog(costline_home)
+    log.append(
+        UsageEvent(
+            request_id="late",
+            ts=datetime(2026, 3, 31, 23, 59, 10, tzinfo=UTC),
+            org="acme",
+            provider="openai",
+            model="gpt-4o-mini",
+            input_tokens=10,
+            output_tokens=1,
+            cost_picousd=3 * PICO,
+            source="test",
+        )
+    )
+    log.close()
+    daily = Budget(
+        id="d",
+        name="acme daily",
+        scope="org",
+        scope_value="acme",
+        period="day",
+        limit_usd=Decimal(4),
+    )
+    with ControlPlane() as plane, Reader(costline_home) as reader:
+        plane.upsert_budget(daily, SYSTEM)
+        (u,) = utilisation(reader, plane, [daily], datetime(2026, 4, 1, tzinfo=UTC))
+    assert (u.start, u.end) == (datetime(2026, 3, 31, tzinfo=UTC), datetime(2026, 4, 1, tzinfo=UTC))
+    assert u.spent_picousd == 3 * PICO and u.projected_picousd == 3 * PICO

@@ -51,6 +51,18 @@ def test_kpi_windows_compare_the_same_elapsed_time() -> None:
     assert kpi_windows("UTC", late)["prev_mtd"][1] == datetime(2026, 3, 1, tzinfo=UTC)
 
 
+def test_kpi_windows_in_the_last_minute_of_a_day_are_that_day() -> None:
+    """The console passes now rounded up to the next minute (an exclusive end): at 23:59:30
+    that is the next midnight, and "today" must still be the day that is ending."""
+    end = datetime(2026, 4, 1, tzinfo=UTC)  # 31 March 23:59:xx, rounded up
+    w = kpi_windows("UTC", end)
+    assert w["today"] == (datetime(2026, 3, 31, tzinfo=UTC), end)
+    assert w["mtd"] == (datetime(2026, 3, 1, tzinfo=UTC), end)
+    assert w["last30"] == (datetime(2026, 3, 2, tzinfo=UTC), end)
+    ny = kpi_windows("America/New_York", datetime(2026, 4, 1, 4, tzinfo=UTC))  # local midnight
+    assert ny["today"][0] == datetime(2026, 3, 31, 4, tzinfo=UTC)
+
+
 def test_money_is_exact_and_rounds_half_up_only_for_display() -> None:
     usd = Money()
     assert usd.fmt(1_234_565 * PICO // 1000) == "$1,234.57"  # 1234.565 -> .57

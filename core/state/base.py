@@ -148,6 +148,34 @@ def condition_holds(values: Sequence[int], over: Bounds, under: Bounds) -> bool:
     return any(values[i] > b for i, b in over) and all(values[j] <= b for j, b in under)
 
 
+class ConditionalAdmit:
+    """``admit_if`` for a State whose ``admit`` takes the condition (``over``, ``under``) and
+    checks it in the same atomic step as the reservation."""
+
+    def admit(
+        self,
+        rates: Sequence[RateItem],
+        budgets: Sequence[Reservation],
+        now: float | None = None,
+        over: Bounds | None = None,
+        under: Bounds = (),
+    ) -> Admission:
+        raise NotImplementedError
+
+    def admit_if(
+        self,
+        rates: Sequence[RateItem],
+        budgets: Sequence[Reservation],
+        now: float | None = None,
+        *,
+        over: Bounds,
+        under: Bounds = (),
+    ) -> Admission:
+        """``admit``, only when the budget values it reads meet ``condition_holds(values,
+        over, under)``; else reason 'condition', nothing reserved or taken."""
+        return self.admit(rates, budgets, now, over, under)
+
+
 def ttl_ms(ttl_s: float | None) -> int:
     """Seconds to whole milliseconds for PEXPIRE; 0 means "no expiry"."""
     if ttl_s is None or ttl_s <= 0:

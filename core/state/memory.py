@@ -23,6 +23,7 @@ from core.state.base import (
     Admission,
     Bounds,
     BreakerState,
+    ConditionalAdmit,
     Delta,
     RateItem,
     Reservation,
@@ -45,7 +46,7 @@ class _Log:
     seq: int = 0
 
 
-class MemoryState(CacheAndCounters):
+class MemoryState(ConditionalAdmit, CacheAndCounters):
     """Live state for one process. Thread-safe; nothing is shared with other processes."""
 
     def __init__(self, prefix: str = DEFAULT_PREFIX, *, max_cache_entries: int = 10_000):
@@ -163,19 +164,6 @@ class MemoryState(CacheAndCounters):
                     mono,
                 )
         return Admission(True, None, None, None, values)
-
-    def admit_if(
-        self,
-        rates: Sequence[RateItem],
-        budgets: Sequence[Reservation],
-        now: float | None = None,
-        *,
-        over: Bounds,
-        under: Bounds = (),
-    ) -> Admission:
-        """``admit``, only when the budget values meet ``condition_holds(values, over,
-        under)`` (else reason 'condition', nothing taken): one atomic step."""
-        return self.admit(rates, budgets, now, over, under)
 
     def _commit_rates(
         self,

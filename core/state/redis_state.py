@@ -22,6 +22,7 @@ from core.state.base import (
     Admission,
     Bounds,
     BreakerState,
+    ConditionalAdmit,
     Delta,
     RateItem,
     Reservation,
@@ -47,7 +48,7 @@ def _int(raw: Any) -> int:
     return 0 if raw is None else int(raw)
 
 
-class RedisState:
+class RedisState(ConditionalAdmit):
     """Live state in Redis. ``url`` like ``redis://host:6379/0``; keys start with ``prefix``."""
 
     def __init__(
@@ -136,19 +137,6 @@ class RedisState:
             retry = float(res[3])
             retry = math.inf if retry < 0 else retry
         return Admission(False, reason, int(res[2]), retry, values)
-
-    def admit_if(
-        self,
-        rates: Sequence[RateItem],
-        budgets: Sequence[Reservation],
-        now: float | None = None,
-        *,
-        over: Bounds,
-        under: Bounds = (),
-    ) -> Admission:
-        """``admit``, only when the budget values (read in the same script) meet
-        ``condition_holds(values, over, under)``; else reason 'condition', nothing taken."""
-        return self.admit(rates, budgets, now, over, under)
 
     def settle(self, items: Sequence[Settlement]) -> list[int]:
         return self.apply_deltas([(s.key, s.actual - s.reserved, s.ttl_s) for s in items])

@@ -33,6 +33,7 @@ from core.state.base import (
     Admission,
     Bounds,
     BreakerState,
+    ConditionalAdmit,
     Delta,
     RateItem,
     Reservation,
@@ -60,7 +61,7 @@ DOWN_ERRORS: tuple[type[BaseException], ...] = (
 MAX_BASELINE_KEYS = 50_000
 
 
-class ResilientState:
+class ResilientState(ConditionalAdmit):
     """``primary`` (Redis) while it answers, ``fallback`` (memory) while it does not."""
 
     def __init__(
@@ -239,20 +240,6 @@ class ResilientState:
             lambda: self._remember(budgets, self.primary.admit(rates, budgets, now, over, under)),
             local,
         )
-
-    def admit_if(
-        self,
-        rates: Sequence[RateItem],
-        budgets: Sequence[Reservation],
-        now: float | None = None,
-        *,
-        over: Bounds,
-        under: Bounds = (),
-    ) -> Admission:
-        """``admit``, only when the budget values meet ``condition_holds(values, over,
-        under)`` (on Redis, or on the fallback while Redis is away); else reason
-        'condition', nothing taken."""
-        return self.admit(rates, budgets, now, over, under)
 
     def raise_committed(self, items: Sequence[tuple[str, int, float | None]]) -> list[int]:
         """On Redis only (while it is away the log rebuild runs again on recovery)."""

@@ -40,6 +40,7 @@ from core.state.base import (
     Admission,
     Bounds,
     BreakerState,
+    ConditionalAdmit,
     Delta,
     RateItem,
     Reservation,
@@ -72,7 +73,7 @@ def state_dir(home: Path) -> Path:
     return home / "state"
 
 
-class SharedState:
+class SharedState(ConditionalAdmit):
     """Budget counters in SQLite, shared by the processes of one ``home``; the rest in memory.
 
     Thread-safe and fork-safe (a forked child opens its own connection and owner lock)."""
@@ -215,19 +216,6 @@ class SharedState:
             if adm.ok:
                 local._commit_rates(rates, plans, t, mono)
             return adm
-
-    def admit_if(
-        self,
-        rates: Sequence[RateItem],
-        budgets: Sequence[Reservation],
-        now: float | None = None,
-        *,
-        over: Bounds,
-        under: Bounds = (),
-    ) -> Admission:
-        """``admit``, only when the budget values (read in the same transaction) meet
-        ``condition_holds(values, over, under)``; else reason 'condition', nothing taken."""
-        return self.admit(rates, budgets, now, over, under)
 
     def _admit_budgets(
         self, budgets: Sequence[Reservation], over: Bounds | None = None, under: Bounds = ()

@@ -88,6 +88,7 @@ def totals_json(t: reports.Totals) -> dict[str, Any]:
         "avg_cost_usd": money(t.avg_cost),
         "cache_hits": t.cache_hits,
         "errors": t.errors,
+        "unpriced": t.unpriced,
     }
 
 
@@ -120,6 +121,7 @@ def get_spend(call: Call) -> Json:
         saved_sampling=sum(int(v) for v in df["saved_sampling_picousd"]),
         cache_hits=int(df["cache_hits"].sum()),
         errors=int(df["errors"].sum()),
+        unpriced=int(df["unpriced"].sum()),
     )
     out: dict[str, Any] = {
         "range": {"start": f.start, "end": f.end, "tz": tz},

@@ -29,7 +29,8 @@ TOP_WHO = ("user", "project", "org")
 
 @dataclass(frozen=True)
 class Totals:
-    """Activity of the selected range (money in picodollars)."""
+    """Activity of the selected range (money in picodollars). ``unpriced``: calls logged
+    unpriced (their cost is unknown, so they are in no cost figure)."""
 
     requests: int = 0
     tokens: int = 0
@@ -39,6 +40,7 @@ class Totals:
     saved_sampling: int = 0
     cache_hits: int = 0
     errors: int = 0
+    unpriced: int = 0
 
     def rate(self, part: int) -> float | None:
         return part / self.requests if self.requests else None
@@ -59,7 +61,9 @@ def _ints(values: pd.Series) -> list[int]:
 
 
 def spend(reader: Reader, filters: Filters, dim: str, grain: str, tz: str) -> Spend:
-    """Spend per period and ``dim`` value plus the range's totals, from one scan."""
+    """Spend per period and ``dim`` value plus the range's totals, from one scan. Stacked by
+    "tag" a row is a tag: a call with several tags is in several rows, and in the totals as
+    many times."""
     raw = reader.spend_by([dim], grain, filters, tz=tz)
     cost, saved = _ints(raw["cost_picousd"]), _ints(raw["saved_picousd"])
     totals = Totals(
@@ -71,6 +75,7 @@ def spend(reader: Reader, filters: Filters, dim: str, grain: str, tz: str) -> Sp
         saved_sampling=sum(_ints(raw["saved_sampling_picousd"])),
         cache_hits=int(raw["cache_hits"].sum()),
         errors=int(raw["errors"].sum()),
+        unpriced=int(raw["unpriced"].sum()),
     )
     series = pd.DataFrame(
         {

@@ -292,6 +292,10 @@ def test_the_unpriced_count_is_exact_from_raw_events_and_from_rollups(
         at.selectbox(key="ov_dim").set_value(dim).run()
         assert not at.exception
         assert unpriced_shown(at) == everything, dim
+    for page in ("app_pages/requests.py", "app_pages/import_export.py", "app_pages/overview.py"):
+        at.switch_page(page).run()  # pages that run no spend query count them apart
+        assert not at.exception
+        assert unpriced_shown(at) == everything, page
     at.selectbox(key="f_range").set_value("7d").run()  # raw events only
     scope = at.session_state["selection"].scope
     recent = raw_duckdb_unpriced(costline_home, scope.start, scope.end)
@@ -299,19 +303,28 @@ def test_the_unpriced_count_is_exact_from_raw_events_and_from_rollups(
     assert unpriced_shown(at) == recent
 
 
-def test_a_cold_overview_counts_the_unpriced_calls_without_a_totals_scan(
+def test_a_cold_overview_counts_the_unpriced_calls_without_a_scan_of_their_own(
     home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The default Overview reads the unpriced count from its spend query: no ``totals``."""
+    """The Overview reads the unpriced count from its spend query (no ``totals``, no
+    ``unpriced_calls``), except stacked by tag, where the spend rows are per tag."""
+    from core import reports
     from tests.test_console_links import tagged_events
 
-    tagged_events(home)  # three unpriced calls
-    calls: list[object] = []
-    totals = Reader.totals
+    tagged_events(home)  # three unpriced calls, one of them tagged
+    scans: list[str] = []
+    totals, apart = Reader.totals, reports.unpriced_calls
     monkeypatch.setattr(
-        Reader, "totals", lambda self, *a, **kw: calls.append(a) or totals(self, *a, **kw)
+        Reader, "totals", lambda self, *a, **kw: scans.append("totals") or totals(self, *a, **kw)
+    )
+    monkeypatch.setattr(
+        reports, "unpriced_calls", lambda *a, **kw: scans.append("unpriced") or apart(*a, **kw)
     )
     at = app("viewer").run()
     assert not at.exception
     assert unpriced_shown(at) == 3
-    assert calls == []
+    assert scans == []
+    at.selectbox(key="ov_dim").set_value("tag").run()
+    assert not at.exception
+    assert unpriced_shown(at) == 3
+    assert scans == ["unpriced"]

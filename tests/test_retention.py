@@ -195,8 +195,10 @@ def test_spend_by_counts_unpriced_calls_exactly_from_raw_events_and_rollups(
         assert by_day_model(reader) == dict(want), pruned
         overview = reports.spend(reader, Filters(), "org", "hour", "UTC")
         assert overview.totals.unpriced == reader.totals()["unpriced"] == total, pruned
+        assert reports.unpriced_calls(reader, Filters()) == total, pruned
         u0 = sum(e.unpriced for e in a + b if e.user == "u0")
         got = reports.spend(reader, Filters(user="u0"), "model", "day", "UTC").totals
         assert got.unpriced == u0 < total, pruned
+        assert reports.unpriced_calls(reader, Filters(user="u0")) == u0, pruned
     raw = reader.spend_by(["cache_hit"], None)  # not a rollup dimension: raw events only
     assert int(raw["unpriced"].sum()) == sum(e.unpriced for e in b)

@@ -56,9 +56,10 @@ def coverage(home: str, version: str, scope: Scope) -> Coverage:
 
 @cached
 def unpriced_calls(home: str, version: str, scope: Scope) -> int:
-    """Calls in the scope logged as unpriced (their cost is unknown, so not in any total), for
-    pages that run no ``spend`` over the same scope (whose totals count them in that scan)."""
-    return int(reader_at(home).totals(scope.filters())["unpriced"])
+    """Calls in the scope logged as unpriced (their cost is unknown, so not in any total), in a
+    narrow scan of their own: for pages that run no ``spend`` over the same scope (whose
+    totals count them in that scan)."""
+    return reports.unpriced_calls(reader_at(home), scope.filters())
 
 
 @cached

@@ -110,6 +110,15 @@ def window_spend(reader: Reader, filters: Filters, tz: str, now: datetime) -> di
     return {name: int(row[name]) for name in windows}
 
 
+def unpriced_calls(reader: Reader, filters: Filters) -> int:
+    """Calls under ``filters`` logged as unpriced (their cost is unknown, so they are in no
+    cost figure), read alone: a page that runs ``spend`` over the same filters has the count
+    in its totals already."""
+    where, params = filters.where()
+    sql = f"SELECT CAST(coalesce(sum(unpriced), 0) AS BIGINT) AS n FROM facts{where}"
+    return int(reader.sql(sql, params)["n"].iloc[0])
+
+
 def top_spenders(reader: Reader, filters: Filters, who: str, n: int = 10) -> pd.DataFrame:
     """The top ``n`` values of ``who`` (user, project or org) by spend: name, cost_picousd,
     requests."""

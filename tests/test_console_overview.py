@@ -282,6 +282,7 @@ def test_the_unpriced_count_is_exact_from_raw_events_and_from_rollups(
     everything = raw_duckdb_unpriced(costline_home, scope.start, scope.end)
     assert everything == sum(e.unpriced for e in old + new) > sum(e.unpriced for e in new) > 0
     assert unpriced_shown(at) == everything  # raw events
+    cost = raw_duckdb_cost(costline_home, scope)
     assert prune(costline_home, 30).segments == 1
     assert raw_duckdb_unpriced(costline_home, scope.start, scope.end) < everything
     at.run()
@@ -292,6 +293,8 @@ def test_the_unpriced_count_is_exact_from_raw_events_and_from_rollups(
         at.selectbox(key="ov_dim").set_value(dim).run()
         assert not at.exception
         assert unpriced_shown(at) == everything, dim
+        assert money(metric(at, "Spend in range")) == cents(cost), dim
+        assert metric(at, "Requests") == f"{len(old) + len(new):,}", dim
     for page in ("app_pages/requests.py", "app_pages/import_export.py", "app_pages/overview.py"):
         at.switch_page(page).run()  # pages that run no spend query count them apart
         assert not at.exception
@@ -303,11 +306,11 @@ def test_the_unpriced_count_is_exact_from_raw_events_and_from_rollups(
     assert unpriced_shown(at) == recent
 
 
-def test_a_cold_overview_counts_the_unpriced_calls_without_a_scan_of_their_own(
+def test_the_overview_counts_the_unpriced_calls_without_a_scan_of_their_own(
     home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The Overview reads the unpriced count from its spend query (no ``totals``, no
-    ``unpriced_calls``), except stacked by tag, where the spend rows are per tag."""
+    ``unpriced_calls``), stacked by tag too."""
     from core import reports
     from tests.test_console_links import tagged_events
 
@@ -327,4 +330,4 @@ def test_a_cold_overview_counts_the_unpriced_calls_without_a_scan_of_their_own(
     at.selectbox(key="ov_dim").set_value("tag").run()
     assert not at.exception
     assert unpriced_shown(at) == 3
-    assert scans == ["unpriced"]
+    assert scans == []

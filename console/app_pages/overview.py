@@ -42,7 +42,7 @@ def main() -> None:
     # next query runs: the KPIs and the unit cost first, then the spend chart (the heaviest
     # to draw; it waits for the anomaly scan), the top spenders last (one short query).
     with figures:
-        chrome.unpriced_notice(unpriced(spend, selection, dim))
+        chrome.unpriced_notice(spend.totals.unpriced)  # counted by the spend query
         spend_row(
             queries.window_spend(home, version, selection.scope, now), spend.totals, selection.money
         )
@@ -55,14 +55,6 @@ def main() -> None:
         spend_chart(spend.series, selection, dim, grain)
     with left:
         top_spenders(selection)
-
-
-def unpriced(spend: queries.Spend, selection: Selection, dim: str) -> int:
-    """The unpriced calls of the range, counted by the chart's query; stacked by tag its rows
-    are per tag (a call with several tags is in each), so the count is read apart then."""
-    if dim == "tag":
-        return queries.unpriced_calls(usage.home(), usage.version(), selection.scope)
-    return spend.totals.unpriced
 
 
 def spend_row(spend: dict[str, int], k: Totals, money: Money) -> None:

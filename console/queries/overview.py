@@ -37,7 +37,7 @@ def window_spend(home: str, version: str, scope: Scope, now: datetime) -> dict[s
 @cached
 def spend(home: str, version: str, scope: Scope, dim: str, grain: str) -> Spend:
     """Spend per period and ``dim`` value plus the range's totals (the unpriced calls
-    counted too), from one scan."""
+    counted too), from one scan (two stacked by tag: a call counts once in the totals)."""
     return reports.spend(reader_at(home), scope.filters(), dim, grain, scope.tz)
 
 

@@ -42,6 +42,22 @@ class Totals:
     errors: int = 0
     unpriced: int = 0
 
+    @classmethod
+    def of(cls, frame: pd.DataFrame) -> Totals:
+        """The sums of a ``Reader.spend_by`` frame whose rows do not overlap (not grouped by
+        "tag", where a call with several tags is in several rows)."""
+        return cls(
+            requests=int(frame["requests"].sum()),
+            tokens=int(frame[list(TOKEN_COLUMNS)].sum().sum()),
+            cost=sum(_ints(frame["cost_picousd"])),
+            saved=sum(_ints(frame["saved_picousd"])),
+            saved_cache=sum(_ints(frame["saved_cache_picousd"])),
+            saved_sampling=sum(_ints(frame["saved_sampling_picousd"])),
+            cache_hits=int(frame["cache_hits"].sum()),
+            errors=int(frame["errors"].sum()),
+            unpriced=int(frame["unpriced"].sum()),
+        )
+
     def rate(self, part: int) -> float | None:
         return part / self.requests if self.requests else None
 
@@ -62,21 +78,12 @@ def _ints(values: pd.Series) -> list[int]:
 
 def spend(reader: Reader, filters: Filters, dim: str, grain: str, tz: str) -> Spend:
     """Spend per period and ``dim`` value plus the range's totals, from one scan. Stacked by
-    "tag" a row is a tag: a call with several tags is in several rows, and in the totals as
-    many times."""
+    "tag" a row is a tag (a call with several tags is in each of its tags' rows), so the
+    totals, where a call counts once, are read by a second scan then."""
     raw = reader.spend_by([dim], grain, filters, tz=tz)
+    whole = reader.spend_by([], None, filters, tz=tz) if dim == "tag" else raw
+    totals = Totals.of(whole)
     cost, saved = _ints(raw["cost_picousd"]), _ints(raw["saved_picousd"])
-    totals = Totals(
-        requests=int(raw["requests"].sum()),
-        tokens=int(raw[list(TOKEN_COLUMNS)].sum().sum()),
-        cost=sum(cost),
-        saved=sum(saved),
-        saved_cache=sum(_ints(raw["saved_cache_picousd"])),
-        saved_sampling=sum(_ints(raw["saved_sampling_picousd"])),
-        cache_hits=int(raw["cache_hits"].sum()),
-        errors=int(raw["errors"].sum()),
-        unpriced=int(raw["unpriced"].sum()),
-    )
     series = pd.DataFrame(
         {
             "period": raw["period"],

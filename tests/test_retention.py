@@ -183,7 +183,7 @@ def test_spend_by_counts_unpriced_calls_exactly_from_raw_events_and_rollups(
 
     def by_day_model(reader: Reader) -> dict[tuple[str, str], int]:
         df = reader.spend_by(["model"], "day")
-        got = zip(df["period"], df["model"], df["unpriced"], strict=True)
+        got = zip(df["period"], df["model"], df["unpriced_calls"], strict=True)
         return {(p.strftime("%Y-%m-%d"), m): int(n) for p, m, n in got}
 
     total = sum(e.unpriced for e in a + b)
@@ -201,4 +201,7 @@ def test_spend_by_counts_unpriced_calls_exactly_from_raw_events_and_rollups(
         assert got.unpriced == u0 < total, pruned
         assert reports.unpriced_calls(reader, Filters(user="u0")) == u0, pruned
     raw = reader.spend_by(["cache_hit"], None)  # not a rollup dimension: raw events only
-    assert int(raw["unpriced"].sum()) == sum(e.unpriced for e in b)
+    assert int(raw["unpriced_calls"].sum()) == sum(e.unpriced for e in b)
+    flag = reader.spend_by(["unpriced"], None)  # the dimension of the same name
+    got = dict(zip(flag["unpriced"], flag["unpriced_calls"], strict=True))
+    assert got == {True: sum(e.unpriced for e in b), False: 0}

@@ -55,7 +55,7 @@ class Totals:
             saved_sampling=sum(_ints(frame["saved_sampling_picousd"])),
             cache_hits=int(frame["cache_hits"].sum()),
             errors=int(frame["errors"].sum()),
-            unpriced=int(frame["unpriced"].sum()),
+            unpriced=int(frame["unpriced_calls"].sum()),
         )
 
     def rate(self, part: int) -> float | None:

@@ -166,8 +166,9 @@ def spend_sql(
     bucket (cheap on millions of rows), then the few buckets are mapped to calendar periods
     in ``tz`` and summed again. ``money`` is the SQL type of the exact sums (BIGINT|VARCHAR).
     Queries over rollup dimensions read ``facts`` (exact for pruned periods too). Besides the
-    money, tokens, requests, errors and cache hits, each row counts its calls logged
-    ``unpriced`` (their cost is unknown, so in no cost sum). A sum over nothing but NULLs (a
+    money, tokens, requests, errors and cache hits, each row counts its calls logged unpriced
+    (``unpriced_calls``: their cost is unknown, so in no cost sum; not named ``unpriced``,
+    which is a dimension). A sum over nothing but NULLs (a
     group of calls logged without a cost) is 0, never NULL."""
     if grain is not None and grain not in GRAINS:
         choices = ", ".join(GRAINS)
@@ -187,7 +188,9 @@ def spend_sql(
         if facts
         else "count(*) FILTER (WHERE cache_hit) AS cache_hits",
         *(f"sum({c if facts else ROW_MEASURES[c]}) AS {c}" for c in SAVED_PARTS),
-        "sum(unpriced) AS unpriced" if facts else "count(*) FILTER (WHERE unpriced) AS unpriced",
+        "sum(unpriced) AS unpriced_calls"
+        if facts
+        else "count(*) FILTER (WHERE unpriced) AS unpriced_calls",
     ]
     outer_cols = [
         *d,
@@ -199,7 +202,7 @@ def spend_sql(
         "coalesce(sum(errors), 0)::BIGINT AS errors",
         "coalesce(sum(cache_hits), 0)::BIGINT AS cache_hits",
         *(f"coalesce(sum({c}), 0)::HUGEINT::{money} AS {c}" for c in SAVED_PARTS),
-        "coalesce(sum(unpriced), 0)::BIGINT AS unpriced",
+        "coalesce(sum(unpriced_calls), 0)::BIGINT AS unpriced_calls",
     ]
     params: list[object] = []
     order = ["cost_picousd DESC", *d]

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import os
 import secrets
 import sqlite3
@@ -43,6 +44,7 @@ from core.state.base import (
     ConditionalAdmit,
     Delta,
     RateItem,
+    Reason,
     Reservation,
     Settlement,
     condition_holds,
@@ -59,13 +61,10 @@ SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
 )
 _GET = "SELECT value, expires FROM counter WHERE key = ?"
+_GET_ROW = "SELECT key, value, expires FROM counter WHERE key = ?"
 _PUT = (
     "INSERT INTO counter (key, value, expires) VALUES (?, ?, ?) ON CONFLICT (key)"
     " DO UPDATE SET value = excluded.value, expires = coalesce(excluded.expires, expires)"
-)
-_HOLD = (
-    "INSERT INTO hold (owner, key, amount) VALUES (?, ?, ?) ON CONFLICT (owner, key)"
-    " DO UPDATE SET amount = amount + excluded.amount"
 )
 
 
@@ -190,6 +189,24 @@ class SharedState(ConditionalAdmit):
             return 0
         return int(row[0])
 
+    @staticmethod
+    def _rows(con: sqlite3.Connection, keys: list[str]) -> dict[str, tuple[int, float | None]]:
+        """(value, expires) of each of ``keys`` that has a row, in one statement."""
+        return {
+            k: (int(v), e)
+            for part in _chunks(keys, 1)
+            for k, v, e in con.execute(_get_many(len(part)), part)
+        }
+
+    @classmethod
+    def _values(cls, con: sqlite3.Connection, keys: list[str], t: float) -> list[int]:
+        """Each key's value, 0 when absent or expired."""
+        rows = cls._rows(con, keys)
+        return [
+            0 if r is None or (r[1] is not None and r[1] <= t) else r[0]
+            for r in map(rows.get, keys)
+        ]
+
     def admit(
         self,
         rates: Sequence[RateItem],
@@ -220,23 +237,38 @@ class SharedState(ConditionalAdmit):
     def _admit_budgets(
         self, budgets: Sequence[Reservation], over: Bounds | None = None, under: Bounds = ()
     ) -> Admission:
+        """Read every key, check, then add every amount and this process's holds: one
+        transaction of 4 statements (BEGIN IMMEDIATE, SELECT, INSERT .. ON CONFLICT for the
+        counters, the same for the holds; and COMMIT) whatever the number of budgets."""
         if not budgets:
             return Admission(True)
-        keys = [self._name(b.key) for b in budgets]
+        name = self._name
+        keys = [name(b.key) for b in budgets]
         t = now()
-        with self._lock, self._tx() as con:
-            values = [self._value(con, k, t) for k in keys]
-            if over is not None and not condition_holds(values, over, under):
-                return Admission(False, "condition", None, None, values)  # nothing written
-            for i, b in enumerate(budgets):
-                limit = b.limit
-                if limit is not None and limit != -1 and values[i] + b.amount > limit:
-                    return Admission(False, "budget", i, None, values)  # COMMIT: nothing written
-            for k, v, b in zip(keys, values, budgets, strict=True):
-                con.execute(_PUT, (k, v + b.amount, _expires(b.ttl_s, t)))
-                if b.amount:
-                    con.execute(_HOLD, (self.owner, k, b.amount))
-                    self._held.add(k)
+        con = self._con
+        with self._lock:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                values = self._values(con, keys, t)
+                refused = _refusal(budgets, values, over, under)
+                if refused is None:
+                    rows: list[Any] = []
+                    holds: list[Any] = []
+                    for k, b in zip(keys, budgets, strict=True):
+                        rows += (k, b.amount, _expires(b.ttl_s, t))
+                        if b.amount:
+                            holds += (k, b.amount)
+                    for part in _chunks(rows, 3):
+                        con.execute(_add(len(part) // 3), [t, *part])
+                    for part in _chunks(holds, 2):
+                        con.execute(_hold(len(part) // 2), [self.owner, *part])
+                    self._held.update(holds[::2])
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")  # a refusal wrote nothing
+        if refused is not None:
+            return Admission(False, refused[0], refused[1], None, values)
         return Admission(True, None, None, None, values)
 
     def settle(self, items: Sequence[Settlement]) -> list[int]:
@@ -244,31 +276,63 @@ class SharedState(ConditionalAdmit):
 
     def apply_deltas(self, deltas: Sequence[Delta]) -> list[int]:
         """value += delta per key, in one transaction; the new values. This process's hold on
-        ``K`` follows ``K - K:c`` (a settle moves its reservation into committed spend)."""
+        ``K`` follows ``K - K:c`` (a settle moves its reservation into committed spend).
+
+        One statement reads every key, one adds every delta, one moves the holds by their net
+        change and one deletes those at 0. The new values
+        are worked out from the ones read, as the add statement works them out (SQLite's
+        ``RETURNING`` cost more than the read)."""
         self._check_fork()
-        keys = [self._name(d[0]) for d in deltas]
+        if not deltas:
+            return []
+        name = self._name
+        keys = [name(d[0]) for d in deltas]
         t = now()
-        out: list[int] = []
-        with self._lock, self._tx() as con:
-            for k, (raw, delta, ttl) in zip(keys, deltas, strict=True):
-                value = self._value(con, k, t) + delta
-                con.execute(_PUT, (k, value, _expires(ttl, t)))
-                out.append(value)
-                if not delta:
-                    continue
-                committed = raw.endswith(":c")
-                base = self._name(raw[:-2]) if committed else k
-                if base in self._held:
-                    con.execute(_HOLD, (self.owner, base, -delta if committed else delta))
-            con.execute("DELETE FROM hold WHERE owner = ? AND amount = 0", (self.owner,))
+        rows: list[Any] = []
+        net: dict[str, int] = {}
+        held = self._held
+        for k, (raw, delta, ttl) in zip(keys, deltas, strict=True):
+            rows += (k, delta, _expires(ttl, t))
+            if delta:
+                if raw.endswith(":c"):
+                    base = name(raw[:-2])
+                    if base in held:
+                        net[base] = net.get(base, 0) - delta
+                elif k in held:
+                    net[k] = net.get(k, 0) + delta
+        holds: list[Any] = []
+        for k, d in net.items():
+            if d:
+                holds += (k, d)
+        con = self._con
+        with self._lock:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                rows_now = self._rows(con, keys)
+                out: list[int] = []
+                for i, k in enumerate(keys):  # each key in turn, as the add statement goes
+                    v, e = rows_now.get(k, (0, None))
+                    v = (0 if e is not None and e <= t else v) + rows[3 * i + 1]
+                    e = rows[3 * i + 2] if rows[3 * i + 2] is not None else e
+                    rows_now[k] = (v, e)
+                    out.append(v)
+                for part in _chunks(rows, 3):
+                    con.execute(_add(len(part) // 3), [t, *part])
+                for part in _chunks(holds, 2):
+                    con.execute(_hold(len(part) // 2), [self.owner, *part])
+                if holds:
+                    con.execute("DELETE FROM hold WHERE owner = ? AND amount = 0", (self.owner,))
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
         return out
 
     def get_values(self, keys: Sequence[str]) -> list[int]:
         self._check_fork()
-        t = now()
-        con = self._con
+        name, t = self._name, now()
         with self._lock:
-            return [self._value(con, self._name(k), t) for k in keys]
+            return self._values(self._con, [name(k) for k in keys], t)
 
     def add(self, key: str, amount: int, ttl_s: float | None = None) -> int:
         self._check_fork()
@@ -395,3 +459,56 @@ def now() -> float:
 
 def _expires(ttl_s: float | None, t: float) -> float | None:
     return t + ttl_s if ttl_s is not None and ttl_s > 0 else None
+
+
+MAX_ROWS = 200  # rows per multi-row statement (3 parameters each, far below SQLite's limit)
+
+
+def _chunks(flat: list[Any], width: int, rows: int = MAX_ROWS) -> Iterator[list[Any]]:
+    """``flat`` (rows of ``width`` values, one after another) in parts of ``rows`` rows."""
+    step = width * rows
+    for i in range(0, len(flat), step):
+        yield flat[i : i + step]
+
+
+@functools.cache
+def _get_many(n: int) -> str:
+    """n keys' rows: one primary-key lookup each (``key IN (...)`` builds a temporary
+    index of the list first, which cost more than the lookups)."""
+    return " UNION ALL ".join([_GET_ROW] * n)
+
+
+@functools.cache
+def _add(n: int) -> str:
+    """``value += delta`` for n (key, delta, expires) rows, ``?1`` the time: a value whose
+    ``expires`` has passed restarts from 0 (what ``_value`` reads for it); a row without a
+    new ``expires`` keeps its own."""
+    rows = ", ".join(f"(?{3 * i + 2}, ?{3 * i + 3}, ?{3 * i + 4})" for i in range(n))
+    return (
+        f"INSERT INTO counter (key, value, expires) VALUES {rows} ON CONFLICT (key) DO UPDATE"
+        " SET value = CASE WHEN expires IS NOT NULL AND expires <= ?1 THEN excluded.value"
+        " ELSE value + excluded.value END, expires = coalesce(excluded.expires, expires)"
+    )
+
+
+@functools.cache
+def _hold(n: int) -> str:
+    """``amount += delta`` for n (key, delta) rows of owner ``?1``."""
+    rows = ", ".join(f"(?1, ?{2 * i + 2}, ?{2 * i + 3})" for i in range(n))
+    return (
+        f"INSERT INTO hold (owner, key, amount) VALUES {rows}"
+        " ON CONFLICT (owner, key) DO UPDATE SET amount = amount + excluded.amount"
+    )
+
+
+def _refusal(
+    budgets: Sequence[Reservation], values: Sequence[int], over: Bounds | None, under: Bounds
+) -> tuple[Reason, int | None] | None:
+    """Why ``admit`` refuses at these values (reason, failed index), or None."""
+    if over is not None and not condition_holds(values, over, under):
+        return "condition", None
+    for i, b in enumerate(budgets):
+        limit = b.limit
+        if limit is not None and limit != -1 and values[i] + b.amount > limit:
+            return "budget", i
+    return None

@@ -13,11 +13,25 @@ Layout of ``$COSTLINE_HOME/state/budgets.db``::
     hold(owner, key, amount)       each live process's share of ``K - K:c`` (its reservations)
     meta(name, value)              'epoch': set once the counters were rebuilt from the log
 
+Per call: an admit is one ``BEGIN IMMEDIATE`` transaction of three statements whatever the
+number of budget lines (a SELECT of every key, an INSERT .. ON CONFLICT adding every amount, one
+adding this process's holds); a settle is one of four (the same, and a DELETE of the holds it
+brought to 0). The check, the reservation and the hold commit together or not at all.
+
 Crash safety: every process holds an exclusive ``flock`` on ``state/owners/<owner>.lock``
 for its lifetime. A process that dies (SIGKILL included) releases it; the next process to
 ``reap()`` (at start and every ``reap_interval_s``) finds the lock free and gives the dead
 owner's reservations back, so they never leak. SQLite's WAL keeps the file consistent when a
 writer is killed mid-transaction.
+
+Durability: WAL with ``synchronous = NORMAL``: a commit is written to the WAL but not fsynced
+(checkpoints are). A killed process loses nothing it committed (the kernel holds the write). A
+power cut or kernel crash may lose the last transactions before the WAL's last sync, never
+part of one (WAL frames are checksummed), so counters and holds stay in step: the machine's
+router processes died with it, the next start reaps their holds, and the counters, a cache of
+the usage log, are rebuilt from the log before the first call (``Reconciler.rebuild``:
+committed spend raised to what the log holds). ``synchronous = FULL`` would add an fsync to
+every admit and settle for a guarantee the log already gives.
 """
 
 from __future__ import annotations
@@ -49,7 +63,7 @@ from core.state.base import (
     Settlement,
     condition_holds,
 )
-from core.state.memory import MemoryState
+from core.state.memory import MAX_NAMES, MemoryState
 
 DB_NAME = "budgets.db"
 BUSY_TIMEOUT_MS = 30_000
@@ -92,6 +106,7 @@ class SharedState(ConditionalAdmit):
         self.reap_interval_s = reap_interval_s
         self.local = local if local is not None else MemoryState(prefix)
         self.epoch: str | None = None
+        self._names: dict[str, str] = {}  # budget key -> its name in the counter table
         self._lock = threading.Lock()
         self._open()
 
@@ -180,7 +195,13 @@ class SharedState(ConditionalAdmit):
 
     # -- budgets ------------------------------------------------------------------------------
     def _name(self, key: str) -> str:
-        return self.local._name("b", key)
+        full = self._names.get(key)
+        if full is None:
+            full = self.local._name("b", key)
+            if len(self._names) >= MAX_NAMES:
+                self._names.clear()
+            self._names[key] = full
+        return full
 
     @staticmethod
     def _value(con: sqlite3.Connection, k: str, t: float) -> int:
@@ -192,8 +213,10 @@ class SharedState(ConditionalAdmit):
     @staticmethod
     def _rows(con: sqlite3.Connection, keys: list[str]) -> dict[str, tuple[int, float | None]]:
         """(value, expires) of each of ``keys`` that has a row, in one statement."""
+        if len(keys) <= MAX_ROWS:
+            return {k: (v, e) for k, v, e in con.execute(_get_many(len(keys)), keys)}
         return {
-            k: (int(v), e)
+            k: (v, e)
             for part in _chunks(keys, 1)
             for k, v, e in con.execute(_get_many(len(part)), part)
         }
@@ -238,12 +261,13 @@ class SharedState(ConditionalAdmit):
         self, budgets: Sequence[Reservation], over: Bounds | None = None, under: Bounds = ()
     ) -> Admission:
         """Read every key, check, then add every amount and this process's holds: one
-        transaction of 4 statements (BEGIN IMMEDIATE, SELECT, INSERT .. ON CONFLICT for the
-        counters, the same for the holds; and COMMIT) whatever the number of budgets."""
+        transaction of three statements between BEGIN IMMEDIATE and COMMIT (a SELECT of every
+        key, an INSERT .. ON CONFLICT adding to every counter, one adding to the holds),
+        whatever the number of budgets; a refusal writes nothing."""
         if not budgets:
             return Admission(True)
-        name = self._name
-        keys = [name(b.key) for b in budgets]
+        names, name = self._names, self._name
+        keys = [names.get(b.key) or name(b.key) for b in budgets]
         t = now()
         con = self._con
         with self._lock:
@@ -279,14 +303,14 @@ class SharedState(ConditionalAdmit):
         ``K`` follows ``K - K:c`` (a settle moves its reservation into committed spend).
 
         One statement reads every key, one adds every delta, one moves the holds by their net
-        change and one deletes those at 0. The new values
-        are worked out from the ones read, as the add statement works them out (SQLite's
-        ``RETURNING`` cost more than the read)."""
+        change and one deletes those at 0. The new values are worked out from the ones read,
+        key by key as the add statement goes (SQLite's ``RETURNING`` cost more than the read).
+        """
         self._check_fork()
         if not deltas:
             return []
-        name = self._name
-        keys = [name(d[0]) for d in deltas]
+        names, name = self._names, self._name
+        keys = [names.get(d[0]) or name(d[0]) for d in deltas]
         t = now()
         rows: list[Any] = []
         net: dict[str, int] = {}
@@ -295,7 +319,7 @@ class SharedState(ConditionalAdmit):
             rows += (k, delta, _expires(ttl, t))
             if delta:
                 if raw.endswith(":c"):
-                    base = name(raw[:-2])
+                    base = names.get(raw[:-2]) or name(raw[:-2])
                     if base in held:
                         net[base] = net.get(base, 0) - delta
                 elif k in held:
@@ -464,11 +488,12 @@ def _expires(ttl_s: float | None, t: float) -> float | None:
 MAX_ROWS = 200  # rows per multi-row statement (3 parameters each, far below SQLite's limit)
 
 
-def _chunks(flat: list[Any], width: int, rows: int = MAX_ROWS) -> Iterator[list[Any]]:
+def _chunks(flat: list[Any], width: int, rows: int = MAX_ROWS) -> list[list[Any]]:
     """``flat`` (rows of ``width`` values, one after another) in parts of ``rows`` rows."""
     step = width * rows
-    for i in range(0, len(flat), step):
-        yield flat[i : i + step]
+    if len(flat) <= step:
+        return [flat] if flat else []
+    return [flat[i : i + step] for i in range(0, len(flat), step)]
 
 
 @functools.cache

@@ -130,6 +130,7 @@ class SharedState(ConditionalAdmit):
             for sql in SCHEMA:
                 con.execute(sql)
         self._con = con
+        self._cur = con.cursor()  # the hot path's statements (no cursor made per statement)
         self._held: set[str] = set()  # budget keys this process has reserved on
         self._next_reap = 0.0
         self.reap()
@@ -211,7 +212,9 @@ class SharedState(ConditionalAdmit):
         return int(row[0])
 
     @staticmethod
-    def _rows(con: sqlite3.Connection, keys: list[str]) -> dict[str, tuple[int, float | None]]:
+    def _rows(
+        con: sqlite3.Connection | sqlite3.Cursor, keys: list[str]
+    ) -> dict[str, tuple[int, float | None]]:
         """(value, expires) of each of ``keys`` that has a row, in one statement."""
         if len(keys) <= MAX_ROWS:
             return {k: (v, e) for k, v, e in con.execute(_get_many(len(keys)), keys)}
@@ -222,7 +225,9 @@ class SharedState(ConditionalAdmit):
         }
 
     @classmethod
-    def _values(cls, con: sqlite3.Connection, keys: list[str], t: float) -> list[int]:
+    def _values(
+        cls, con: sqlite3.Connection | sqlite3.Cursor, keys: list[str], t: float
+    ) -> list[int]:
         """Each key's value, 0 when absent or expired."""
         rows = cls._rows(con, keys)
         return [
@@ -269,7 +274,7 @@ class SharedState(ConditionalAdmit):
         names, name = self._names, self._name
         keys = [names.get(b.key) or name(b.key) for b in budgets]
         t = now()
-        con = self._con
+        con = self._cur
         with self._lock:
             con.execute("BEGIN IMMEDIATE")
             try:
@@ -328,7 +333,7 @@ class SharedState(ConditionalAdmit):
         for k, d in net.items():
             if d:
                 holds += (k, d)
-        con = self._con
+        con = self._cur
         with self._lock:
             con.execute("BEGIN IMMEDIATE")
             try:

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import os
 import random
+import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from test_controls_support import python
 
 from core.state import BudgetItem, RateItem, SharedState
 from core.state import shared as shared_mod
@@ -210,5 +213,77 @@ def test_an_admit_and_its_settle_take_one_transaction_of_few_statements_each(
         assert done == ["BEGIN", "SELECT", "INSERT", "INSERT", "DELETE", "COMMIT"]  # holds at 0
         assert holds(st, zeros=True) == {}  # the settle gave back the whole reservation
         assert st.get_values(keys) == [4_000] * 4
+    finally:
+        st.close()
+
+
+HAMMER = """
+import random, sys
+from pathlib import Path
+from core.state import BudgetItem, SharedState
+home, seed, stop = Path(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3])
+rnd, st = random.Random(seed), SharedState(home, "t:")
+keys, limit = ["h0", "h1", "h2"], int(sys.argv[4])
+open_calls, n = [], 0
+print("ready", flush=True)
+while not stop.exists():
+    if len(open_calls) > 1 and (len(open_calls) > 4 or rnd.random() < 0.5):  # keeps one
+        items = open_calls.pop(rnd.randrange(len(open_calls)))
+        deltas = []
+        for it in items:
+            actual = it.amount if rnd.random() < 0.7 else rnd.randint(0, it.amount)  # never above
+            deltas.append((it.key, actual - it.amount, 3600.0))
+            if actual:
+                deltas.append((it.key + ":c", actual, 3600.0))
+        st.apply_deltas(deltas)
+    else:
+        chosen = rnd.sample(keys, rnd.randint(1, 3))
+        items = [BudgetItem(k, limit, rnd.randint(1, 500), 3600.0) for k in chosen]
+        if st.admit([], items).ok:
+            open_calls.append(items)
+            n += 1
+for items in open_calls:  # a graceful stop: release what is still reserved
+    st.apply_deltas([(it.key, -it.amount, 3600.0) for it in items])
+st.close()
+print("done", n, flush=True)
+"""
+
+
+def test_processes_killed_mid_run_leave_no_reservation_and_no_overshoot(tmp_path: Path) -> None:
+    """Three processes reserve and settle on the same keys (one hard limit each) as fast as
+    they can, each keeping at least one reservation open; one is SIGKILLed mid-run, possibly
+    mid-transaction. After the others ran on to the limits and stopped, and a reap, every
+    key's value is its committed value (no reservation leaked or given back twice) and no
+    committed value passed the limit."""
+    limit = 150_000
+    stop = tmp_path / "stop"
+    home = tmp_path / "home"
+    kids = [python(HAMMER, str(home), str(i), str(stop), str(limit)) for i in range(3)]
+    try:
+        for k in kids:
+            assert k.stdout is not None and k.stdout.readline().strip() == "ready"
+        time.sleep(0.3)
+        kids[0].send_signal(signal.SIGKILL)  # holding at least one reservation
+        kids[0].wait(10)
+        time.sleep(1.5)  # the others run on, to the limits
+        stop.touch()
+        for k in kids[1:]:
+            assert k.stdout is not None
+            words = k.stdout.readline().split()
+            assert words and words[0] == "done" and int(words[1]) > 0, words
+            assert k.wait(30) == 0
+    finally:
+        for k in kids:
+            if k.poll() is None:
+                k.kill()
+            k.wait(10)
+    st = SharedState(home, PREFIX)
+    try:
+        st.reap()  # the killed one's holds (the graceful ones gave theirs back)
+        keys = ["h0", "h1", "h2"]
+        committed = st.get_values([k + ":c" for k in keys])
+        assert st.get_values(keys) == committed
+        assert all(0 < c <= limit for c in committed), committed
+        assert st.held() == {}
     finally:
         st.close()

@@ -4,8 +4,9 @@ The embedded default state (SQLite in COSTLINE_HOME) keeps, per budget key ``K``
 ``K`` (committed + reserved), ``K:c`` (committed), and each live process's hold on ``K`` (its
 reservations in flight), so a process that dies can be reaped: its holds are given back. These
 tests replay random admits and settles against a plain model of those rules (the counters,
-expiry and holds after every step), check the hold invariant through a crash and a reap, and
-count the SQL statements one admit and one settle take.
+expiry and holds after every step), check the hold invariant through a crash and a reap (in
+one process, and with real processes, one SIGKILLed mid-run, spending to their hard limits),
+and count the SQL statements one admit and one settle take.
 """
 
 from __future__ import annotations

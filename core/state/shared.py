@@ -13,11 +13,25 @@ Layout of ``$COSTLINE_HOME/state/budgets.db``::
     hold(owner, key, amount)       each live process's share of ``K - K:c`` (its reservations)
     meta(name, value)              'epoch': set once the counters were rebuilt from the log
 
+Per call: an admit is one ``BEGIN IMMEDIATE`` transaction of three statements whatever the
+number of budget lines (a SELECT of every key, an INSERT .. ON CONFLICT adding every amount, one
+adding this process's holds); a settle is one of four (the same, and a DELETE of the holds it
+brought to 0). The check, the reservation and the hold commit together or not at all.
+
 Crash safety: every process holds an exclusive ``flock`` on ``state/owners/<owner>.lock``
 for its lifetime. A process that dies (SIGKILL included) releases it; the next process to
 ``reap()`` (at start and every ``reap_interval_s``) finds the lock free and gives the dead
 owner's reservations back, so they never leak. SQLite's WAL keeps the file consistent when a
 writer is killed mid-transaction.
+
+Durability: WAL with ``synchronous = NORMAL``: a commit is written to the WAL but not fsynced
+(checkpoints are). A killed process loses nothing it committed (the kernel holds the write). A
+power cut or kernel crash may lose the last transactions before the WAL's last sync, never
+part of one (WAL frames are checksummed), so counters and holds stay in step: the machine's
+router processes died with it, the next start reaps their holds, and the counters, a cache of
+the usage log, are rebuilt from the log before the first call (``Reconciler.rebuild``:
+committed spend raised to what the log holds). ``synchronous = FULL`` would add an fsync to
+every admit and settle for a guarantee the log already gives.
 """
 
 from __future__ import annotations
@@ -25,6 +39,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import os
 import secrets
 import sqlite3
@@ -43,11 +58,12 @@ from core.state.base import (
     ConditionalAdmit,
     Delta,
     RateItem,
+    Reason,
     Reservation,
     Settlement,
     condition_holds,
 )
-from core.state.memory import MemoryState
+from core.state.memory import MAX_NAMES, MemoryState
 
 DB_NAME = "budgets.db"
 BUSY_TIMEOUT_MS = 30_000
@@ -59,13 +75,10 @@ SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
 )
 _GET = "SELECT value, expires FROM counter WHERE key = ?"
+_GET_ROW = "SELECT key, value, expires FROM counter WHERE key = ?"
 _PUT = (
     "INSERT INTO counter (key, value, expires) VALUES (?, ?, ?) ON CONFLICT (key)"
     " DO UPDATE SET value = excluded.value, expires = coalesce(excluded.expires, expires)"
-)
-_HOLD = (
-    "INSERT INTO hold (owner, key, amount) VALUES (?, ?, ?) ON CONFLICT (owner, key)"
-    " DO UPDATE SET amount = amount + excluded.amount"
 )
 
 
@@ -93,6 +106,7 @@ class SharedState(ConditionalAdmit):
         self.reap_interval_s = reap_interval_s
         self.local = local if local is not None else MemoryState(prefix)
         self.epoch: str | None = None
+        self._names: dict[str, str] = {}  # budget key -> its name in the counter table
         self._lock = threading.Lock()
         self._open()
 
@@ -116,6 +130,7 @@ class SharedState(ConditionalAdmit):
             for sql in SCHEMA:
                 con.execute(sql)
         self._con = con
+        self._cur = con.cursor()  # the hot path's statements (no cursor made per statement)
         self._held: set[str] = set()  # budget keys this process has reserved on
         self._next_reap = 0.0
         self.reap()
@@ -181,7 +196,13 @@ class SharedState(ConditionalAdmit):
 
     # -- budgets ------------------------------------------------------------------------------
     def _name(self, key: str) -> str:
-        return self.local._name("b", key)
+        full = self._names.get(key)
+        if full is None:
+            full = self.local._name("b", key)
+            if len(self._names) >= MAX_NAMES:
+                self._names.clear()
+            self._names[key] = full
+        return full
 
     @staticmethod
     def _value(con: sqlite3.Connection, k: str, t: float) -> int:
@@ -189,6 +210,30 @@ class SharedState(ConditionalAdmit):
         if row is None or (row[1] is not None and row[1] <= t):
             return 0
         return int(row[0])
+
+    @staticmethod
+    def _rows(
+        con: sqlite3.Connection | sqlite3.Cursor, keys: list[str]
+    ) -> dict[str, tuple[int, float | None]]:
+        """(value, expires) of each of ``keys`` that has a row, in one statement."""
+        if len(keys) <= MAX_ROWS:
+            return {k: (v, e) for k, v, e in con.execute(_get_many(len(keys)), keys)}
+        return {
+            k: (v, e)
+            for part in _chunks(keys, 1)
+            for k, v, e in con.execute(_get_many(len(part)), part)
+        }
+
+    @classmethod
+    def _values(
+        cls, con: sqlite3.Connection | sqlite3.Cursor, keys: list[str], t: float
+    ) -> list[int]:
+        """Each key's value, 0 when absent or expired."""
+        rows = cls._rows(con, keys)
+        return [
+            0 if r is None or (r[1] is not None and r[1] <= t) else r[0]
+            for r in map(rows.get, keys)
+        ]
 
     def admit(
         self,
@@ -220,23 +265,39 @@ class SharedState(ConditionalAdmit):
     def _admit_budgets(
         self, budgets: Sequence[Reservation], over: Bounds | None = None, under: Bounds = ()
     ) -> Admission:
+        """Read every key, check, then add every amount and this process's holds: one
+        transaction of three statements between BEGIN IMMEDIATE and COMMIT (a SELECT of every
+        key, an INSERT .. ON CONFLICT adding to every counter, one adding to the holds),
+        whatever the number of budgets; a refusal writes nothing."""
         if not budgets:
             return Admission(True)
-        keys = [self._name(b.key) for b in budgets]
+        names, name = self._names, self._name
+        keys = [names.get(b.key) or name(b.key) for b in budgets]
         t = now()
-        with self._lock, self._tx() as con:
-            values = [self._value(con, k, t) for k in keys]
-            if over is not None and not condition_holds(values, over, under):
-                return Admission(False, "condition", None, None, values)  # nothing written
-            for i, b in enumerate(budgets):
-                limit = b.limit
-                if limit is not None and limit != -1 and values[i] + b.amount > limit:
-                    return Admission(False, "budget", i, None, values)  # COMMIT: nothing written
-            for k, v, b in zip(keys, values, budgets, strict=True):
-                con.execute(_PUT, (k, v + b.amount, _expires(b.ttl_s, t)))
-                if b.amount:
-                    con.execute(_HOLD, (self.owner, k, b.amount))
-                    self._held.add(k)
+        con = self._cur
+        with self._lock:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                values = self._values(con, keys, t)
+                refused = _refusal(budgets, values, over, under)
+                if refused is None:
+                    rows: list[Any] = []
+                    holds: list[Any] = []
+                    for k, b in zip(keys, budgets, strict=True):
+                        rows += (k, b.amount, _expires(b.ttl_s, t))
+                        if b.amount:
+                            holds += (k, b.amount)
+                    for part in _chunks(rows, 3):
+                        con.execute(_add(len(part) // 3), [t, *part])
+                    for part in _chunks(holds, 2):
+                        con.execute(_hold(len(part) // 2), [self.owner, *part])
+                    self._held.update(holds[::2])
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")  # a refusal wrote nothing
+        if refused is not None:
+            return Admission(False, refused[0], refused[1], None, values)
         return Admission(True, None, None, None, values)
 
     def settle(self, items: Sequence[Settlement]) -> list[int]:
@@ -244,31 +305,63 @@ class SharedState(ConditionalAdmit):
 
     def apply_deltas(self, deltas: Sequence[Delta]) -> list[int]:
         """value += delta per key, in one transaction; the new values. This process's hold on
-        ``K`` follows ``K - K:c`` (a settle moves its reservation into committed spend)."""
+        ``K`` follows ``K - K:c`` (a settle moves its reservation into committed spend).
+
+        One statement reads every key, one adds every delta, one moves the holds by their net
+        change and one deletes those at 0. The new values are worked out from the ones read,
+        key by key as the add statement goes (SQLite's ``RETURNING`` cost more than the read).
+        """
         self._check_fork()
-        keys = [self._name(d[0]) for d in deltas]
+        if not deltas:
+            return []
+        names, name = self._names, self._name
+        keys = [names.get(d[0]) or name(d[0]) for d in deltas]
         t = now()
-        out: list[int] = []
-        with self._lock, self._tx() as con:
-            for k, (raw, delta, ttl) in zip(keys, deltas, strict=True):
-                value = self._value(con, k, t) + delta
-                con.execute(_PUT, (k, value, _expires(ttl, t)))
-                out.append(value)
-                if not delta:
-                    continue
-                committed = raw.endswith(":c")
-                base = self._name(raw[:-2]) if committed else k
-                if base in self._held:
-                    con.execute(_HOLD, (self.owner, base, -delta if committed else delta))
-            con.execute("DELETE FROM hold WHERE owner = ? AND amount = 0", (self.owner,))
+        rows: list[Any] = []
+        net: dict[str, int] = {}
+        held = self._held
+        for k, (raw, delta, ttl) in zip(keys, deltas, strict=True):
+            rows += (k, delta, _expires(ttl, t))
+            if delta:
+                if raw.endswith(":c"):
+                    base = names.get(raw[:-2]) or name(raw[:-2])
+                    if base in held:
+                        net[base] = net.get(base, 0) - delta
+                elif k in held:
+                    net[k] = net.get(k, 0) + delta
+        holds: list[Any] = []
+        for k, d in net.items():
+            if d:
+                holds += (k, d)
+        con = self._cur
+        with self._lock:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                rows_now = self._rows(con, keys)
+                out: list[int] = []
+                for i, k in enumerate(keys):  # each key in turn, as the add statement goes
+                    v, e = rows_now.get(k, (0, None))
+                    v = (0 if e is not None and e <= t else v) + rows[3 * i + 1]
+                    e = rows[3 * i + 2] if rows[3 * i + 2] is not None else e
+                    rows_now[k] = (v, e)
+                    out.append(v)
+                for part in _chunks(rows, 3):
+                    con.execute(_add(len(part) // 3), [t, *part])
+                for part in _chunks(holds, 2):
+                    con.execute(_hold(len(part) // 2), [self.owner, *part])
+                if holds:
+                    con.execute("DELETE FROM hold WHERE owner = ? AND amount = 0", (self.owner,))
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
         return out
 
     def get_values(self, keys: Sequence[str]) -> list[int]:
         self._check_fork()
-        t = now()
-        con = self._con
+        name, t = self._name, now()
         with self._lock:
-            return [self._value(con, self._name(k), t) for k in keys]
+            return self._values(self._con, [name(k) for k in keys], t)
 
     def add(self, key: str, amount: int, ttl_s: float | None = None) -> int:
         self._check_fork()
@@ -395,3 +488,57 @@ def now() -> float:
 
 def _expires(ttl_s: float | None, t: float) -> float | None:
     return t + ttl_s if ttl_s is not None and ttl_s > 0 else None
+
+
+MAX_ROWS = 200  # rows per multi-row statement (3 parameters each, far below SQLite's limit)
+
+
+def _chunks(flat: list[Any], width: int, rows: int = MAX_ROWS) -> list[list[Any]]:
+    """``flat`` (rows of ``width`` values, one after another) in parts of ``rows`` rows."""
+    step = width * rows
+    if len(flat) <= step:
+        return [flat] if flat else []
+    return [flat[i : i + step] for i in range(0, len(flat), step)]
+
+
+@functools.cache
+def _get_many(n: int) -> str:
+    """n keys' rows: one primary-key lookup each (``key IN (...)`` builds a temporary
+    index of the list first, which cost more than the lookups)."""
+    return " UNION ALL ".join([_GET_ROW] * n)
+
+
+@functools.cache
+def _add(n: int) -> str:
+    """``value += delta`` for n (key, delta, expires) rows, ``?1`` the time: a value whose
+    ``expires`` has passed restarts from 0 (what ``_value`` reads for it); a row without a
+    new ``expires`` keeps its own."""
+    rows = ", ".join(f"(?{3 * i + 2}, ?{3 * i + 3}, ?{3 * i + 4})" for i in range(n))
+    return (
+        f"INSERT INTO counter (key, value, expires) VALUES {rows} ON CONFLICT (key) DO UPDATE"
+        " SET value = CASE WHEN expires IS NOT NULL AND expires <= ?1 THEN excluded.value"
+        " ELSE value + excluded.value END, expires = coalesce(excluded.expires, expires)"
+    )
+
+
+@functools.cache
+def _hold(n: int) -> str:
+    """``amount += delta`` for n (key, delta) rows of owner ``?1``."""
+    rows = ", ".join(f"(?1, ?{2 * i + 2}, ?{2 * i + 3})" for i in range(n))
+    return (
+        f"INSERT INTO hold (owner, key, amount) VALUES {rows}"
+        " ON CONFLICT (owner, key) DO UPDATE SET amount = amount + excluded.amount"
+    )
+
+
+def _refusal(
+    budgets: Sequence[Reservation], values: Sequence[int], over: Bounds | None, under: Bounds
+) -> tuple[Reason, int | None] | None:
+    """Why ``admit`` refuses at these values (reason, failed index), or None."""
+    if over is not None and not condition_holds(values, over, under):
+        return "condition", None
+    for i, b in enumerate(budgets):
+        limit = b.limit
+        if limit is not None and limit != -1 and values[i] + b.amount > limit:
+            return "budget", i
+    return None

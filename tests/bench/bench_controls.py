@@ -1,22 +1,33 @@
 """Router overhead with every spend control on: Router.complete on dryrun at zero latency.
 
-Memory live state, SQLite control plane, logging on, garbage collection on. Each call is a
+SQLite control plane, logging on, garbage collection on, on two live states in turn, each in
+a fresh COSTLINE_HOME: ``router_controls_*`` on ``MemoryState`` (counters in this process
+only), then ``router_controls_shared_*`` on the embedded default when no ``REDIS_URL`` is set,
+``SharedState`` (budget counters in ``$COSTLINE_HOME/state/budgets.db``, SQLite WAL, shared by
+every process on the machine: one write transaction to admit, one to settle; rate limits,
+breakers and the response cache in process memory, as with MemoryState). Each call is a
 distinct realistic prompt of mixed length (tests/bench/_prompts.py) of a task whose policy
-ranks 3 candidates by quality, under 3 matching
-budgets and 2 rate limits, with an ALWAYS sampling strategy. The org budget is sized so it
-fires part-way: past its soft limit calls degrade to the cheaper model, so the degrade path
-is measured too (``router_controls_degraded_share``).
+ranks 3 candidates by quality, under 3 matching hard budgets (global, org, task) and 2 rate
+limits, with an ALWAYS sampling strategy. A 4th budget, the org's soft one, is sized so it
+fires part-way: past its soft limit calls degrade to the cheaper model, so the degrade path is
+measured too (``router_controls_degraded_share``).
 
 ``cold``: each prompt's first call (a cache miss); ``cache_hit``: the prompts whose first
 answer was cached, again (several passes; 1,000 prompts keep within the memory cache's bound,
 so every one is a hit). A degraded call's answer is never cached (a cheaper model's answer
 never stands for the task's), so the degraded prompts are not in it: called again they are
-not cache hits but warm degraded calls.
+not cache hits but warm degraded calls. The same keys with ``shared`` after
+``router_controls_`` are the same figures on SharedState.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from decimal import Decimal
+from pathlib import Path
 
 from core.control import (
     SYSTEM,
@@ -29,8 +40,8 @@ from core.control import (
 from core.controls import Controls
 from core.pricing import load_catalog
 from core.router import Router
-from core.settings import Settings
-from core.state import MemoryState
+from core.settings import Settings, costline_home
+from core.state import MemoryState, SharedState
 from core.types import ChatRequest
 from tests.bench._prompts import corpus, quantile
 from tests.bench.bench_router import timed
@@ -38,7 +49,7 @@ from tests.bench.bench_router import timed
 TASK = "summarize"
 
 
-def setup() -> Router:
+def setup(state: Callable[[], MemoryState | SharedState] = MemoryState) -> Router:
     catalog = load_catalog()
     plane = ControlPlane(model_exists=catalog.has)
     plane.upsert_policy(
@@ -70,7 +81,7 @@ def setup() -> Router:
         SYSTEM,
     )
     plane.upsert_sampling(SamplingStrategy(key=TASK, strategy="always", min_interval_s=0), SYSTEM)
-    controls = Controls(catalog, plane=plane, state=MemoryState())
+    controls = Controls(catalog, plane=plane, state=state())
     return Router(Settings.from_env(), controls=controls)
 
 
@@ -106,9 +117,24 @@ def size_org_budget(router: Router, n: int) -> None:
     router.reconciler.rebuild()
 
 
-def run(quick: bool) -> dict[str, float]:
+@contextmanager
+def fresh_home() -> Iterator[Path]:
+    """A COSTLINE_HOME of its own (control plane, usage log, counters) for one measurement."""
+    old = os.environ.get("COSTLINE_HOME")
+    with tempfile.TemporaryDirectory(prefix="controls-", dir=costline_home()) as tmp:
+        os.environ["COSTLINE_HOME"] = tmp
+        try:
+            yield Path(tmp)
+        finally:
+            if old is None:
+                del os.environ["COSTLINE_HOME"]
+            else:
+                os.environ["COSTLINE_HOME"] = old
+
+
+def measure(name: str, state: Callable[[], MemoryState | SharedState], quick: bool) -> dict:
     n, passes = 1_000, 1 if quick else 5
-    router = setup()
+    router = setup(state)
     try:
         size_org_budget(router, n)
         reqs = requests(n, seed=1)
@@ -126,10 +152,18 @@ def run(quick: bool) -> dict[str, float]:
         router.controls.plane.close()
     degraded = sum("degrade" in d.route_reason for d in done) / len(done)
     return {
-        "router_controls_prompts": n,
-        "router_controls_cold_p50_us": quantile(cold, 0.5),
-        "router_controls_cold_p99_us": quantile(cold, 0.99),
-        "router_controls_cache_hit_p50_us": quantile(hits, 0.5),
-        "router_controls_cache_hit_prompts": len(cached),
-        "router_controls_degraded_share": round(degraded, 2),
+        f"{name}_prompts": n,
+        f"{name}_cold_p50_us": quantile(cold, 0.5),
+        f"{name}_cold_p99_us": quantile(cold, 0.99),
+        f"{name}_cache_hit_p50_us": quantile(hits, 0.5),
+        f"{name}_cache_hit_prompts": len(cached),
+        f"{name}_degraded_share": round(degraded, 2),
     }
+
+
+def run(quick: bool) -> dict[str, float]:
+    with fresh_home():
+        out = measure("router_controls", MemoryState, quick)
+    with fresh_home() as home:
+        out.update(measure("router_controls_shared", lambda: SharedState(home), quick))
+    return out

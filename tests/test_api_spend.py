@@ -172,3 +172,42 @@ def test_top_spenders_and_kpis(api: tuple[ApiServer, str]) -> None:
     kpis = client.get("/spend", params={**RANGE, "kpis": "true"}).json()["kpis"]
     assert set(kpis) == {"today", "yesterday", "mtd", "prev_mtd", "last30", "prev30"}
     assert kpis["today"] == "0"  # the seeded events are long past
+
+
+def test_unpriced_calls_are_in_the_totals_and_a_call_counts_once_by_tag(
+    costline_home: Path,
+) -> None:
+    """GET /spend's totals count the unpriced calls; the Overview's totals stacked by tag
+    count a call with two tags once: both against a raw DuckDB query."""
+
+    def call(i: int):  # type: ignore[no-untyped-def]
+        unpriced = i % 5 == 0
+        return event(
+            i,
+            tags=[["a"], ["a", "b"], []][i % 3],
+            unpriced=unpriced,
+            cost_picousd=0 if unpriced else event(i).cost_picousd,
+        )
+
+    calls = [call(i) for i in range(300)]
+    write_segment(rows_to_table([event_row(e) for e in calls]), segments_dir(costline_home), "t")
+    files = str(segments_dir(costline_home) / "*.parquet")
+    with duckdb.connect() as con:
+        requests, cost, unpriced = con.execute(
+            "SELECT count(*), CAST(sum(cost_picousd) AS VARCHAR), count_if(unpriced)"
+            " FROM read_parquet(?)",
+            [files],
+        ).fetchall()[0]
+    assert unpriced == sum(e.unpriced for e in calls) > 0
+    with ApiServer(costline_home) as server:
+        client = server.client(server.user("fin", "viewer"))
+        body = client.get("/spend", params={**RANGE, "group_by": "day,model"}).json()
+    assert body["totals"]["requests"] == requests == 300
+    assert body["totals"]["cost_usd"] == usd(int(cost))
+    assert body["totals"]["unpriced"] == unpriced
+    f = Filters(start=datetime(2024, 12, 1, tzinfo=UTC), end=datetime(2025, 2, 1, tzinfo=UTC))
+    with Reader(costline_home) as reader:
+        by_tag = reports.spend(reader, f, "tag", "day", "UTC")
+    assert sum(by_tag.series["requests"]) == 400  # the two-tag calls under both tags...
+    got = by_tag.totals  # ...and once in the totals
+    assert (got.requests, usd(got.cost), got.unpriced) == (300, usd(int(cost)), unpriced)

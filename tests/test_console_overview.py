@@ -209,3 +209,125 @@ def test_pruning_keeps_the_overview_exact_and_says_so(
     assert any("removed by retention" in i.value for i in at.info)
     at.switch_page("app_pages/requests.py").run()
     assert any("removed by retention" in w.value for w in at.warning)
+
+
+def raw_duckdb_unpriced(home: Path, start, end) -> int:  # type: ignore[no-untyped-def]
+    """Calls logged unpriced in [start, end), straight from the Parquet files."""
+    files = str(segments_dir(home) / "*.parquet")
+    with duckdb.connect() as con:
+        rows = con.execute(
+            "SELECT count(*) FROM read_parquet(?, union_by_name = true)"
+            " WHERE coalesce(unpriced, false) AND ts >= ? AND ts < ?",
+            [files, start, end],
+        ).fetchall()
+    return int(rows[0][0])
+
+
+def unpriced_shown(at) -> int:  # type: ignore[no-untyped-def]
+    """The count in the 'N unpriced calls not in totals' notice (0 when there is none)."""
+    import re
+
+    found = [
+        re.search(r"\*\*([\d,]+) unpriced calls? not in totals\*\*", w.value) for w in at.warning
+    ]
+    counts = [int(m.group(1).replace(",", "")) for m in found if m]
+    assert len(counts) <= 1, counts
+    return counts[0] if counts else 0
+
+
+def test_the_unpriced_count_is_exact_from_raw_events_and_from_rollups(
+    costline_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The notice's count (read by the chart's query, or apart when stacked by tag) equals an
+    independent count, over raw events and over hours only rollups still hold."""
+    from dataclasses import replace
+    from datetime import timedelta
+
+    from core.usage import UsageEvent, rows_to_table, write_segment
+    from core.usage._prune import prune
+    from core.usage._schema import event_row
+
+    monkeypatch.setenv("COSTLINE_ADMIN_PASSWORD", "admin-pass-123")
+    make_users(costline_home)
+    now = clock.now()
+
+    def call(d: int, k: int) -> UsageEvent:
+        unpriced = (d + k) % 4 == 0
+        return UsageEvent(
+            request_id=f"r{d}-{k}",
+            ts=now - timedelta(days=d, hours=k),
+            org=f"org{k % 2}",
+            provider="openai",
+            model="mystery" if unpriced else "gpt-4o-mini",
+            tags=[["a"], ["a", "b"], []][k],  # a call with two tags, priced and unpriced
+            # an unpriced call's cost: 0 as the router logs it, or none at all
+            cost_picousd=(None if k else 0) if unpriced else 1_234_567_891 * (d + k),
+            unpriced=unpriced,
+        )
+
+    def calls(days: range) -> list[UsageEvent]:
+        out = [call(d, k) for d in days for k in range(3)]
+        # a twin of each unpriced call in its hour: a rollup row then counts two
+        return out + [replace(e, request_id=e.request_id + "b") for e in out if e.unpriced]
+
+    old, new = calls(range(40, 70)), calls(range(1, 20))
+    for name, events in (("old", old), ("new", new)):
+        write_segment(
+            rows_to_table([event_row(e) for e in events]), segments_dir(costline_home), name
+        )
+    at = app("viewer").run()
+    at.selectbox(key="f_range").set_value("90d").run()
+    assert not at.exception
+    scope = at.session_state["selection"].scope
+    everything = raw_duckdb_unpriced(costline_home, scope.start, scope.end)
+    assert everything == sum(e.unpriced for e in old + new) > sum(e.unpriced for e in new) > 0
+    assert unpriced_shown(at) == everything  # raw events
+    cost = raw_duckdb_cost(costline_home, scope)
+    assert prune(costline_home, 30).segments == 1
+    assert raw_duckdb_unpriced(costline_home, scope.start, scope.end) < everything
+    at.run()
+    assert not at.exception
+    assert any("removed by retention" in i.value for i in at.info)
+    assert unpriced_shown(at) == everything  # the old hours from their rollups
+    for dim in ("org", "tag", "model"):  # by tag: a call with two tags still counts once
+        at.selectbox(key="ov_dim").set_value(dim).run()
+        assert not at.exception
+        assert unpriced_shown(at) == everything, dim
+        assert money(metric(at, "Spend in range")) == cents(cost), dim
+        assert metric(at, "Requests") == f"{len(old) + len(new):,}", dim
+    for page in ("app_pages/requests.py", "app_pages/import_export.py", "app_pages/overview.py"):
+        at.switch_page(page).run()  # pages that run no spend query count them apart
+        assert not at.exception
+        assert unpriced_shown(at) == everything, page
+    at.selectbox(key="f_range").set_value("7d").run()  # raw events only
+    scope = at.session_state["selection"].scope
+    recent = raw_duckdb_unpriced(costline_home, scope.start, scope.end)
+    assert 0 < recent < everything
+    assert unpriced_shown(at) == recent
+
+
+def test_the_overview_counts_the_unpriced_calls_without_a_scan_of_their_own(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Overview reads the unpriced count from its spend query (no ``totals``, no
+    ``unpriced_calls``), stacked by tag too."""
+    from core import reports
+    from tests.test_console_links import tagged_events
+
+    tagged_events(home)  # three unpriced calls, one of them tagged
+    scans: list[str] = []
+    totals, apart = Reader.totals, reports.unpriced_calls
+    monkeypatch.setattr(
+        Reader, "totals", lambda self, *a, **kw: scans.append("totals") or totals(self, *a, **kw)
+    )
+    monkeypatch.setattr(
+        reports, "unpriced_calls", lambda *a, **kw: scans.append("unpriced") or apart(*a, **kw)
+    )
+    at = app("viewer").run()
+    assert not at.exception
+    assert unpriced_shown(at) == 3
+    assert scans == []
+    at.selectbox(key="ov_dim").set_value("tag").run()
+    assert not at.exception
+    assert unpriced_shown(at) == 3
+    assert scans == []

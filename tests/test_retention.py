@@ -11,7 +11,7 @@ import pytest
 from test_usage_support import event
 
 from core.errors import ConfigError
-from core.usage import Filters, Reader, compact, rows_to_table, write_segment
+from core.usage import Filters, Reader, UsageEvent, compact, rows_to_table, write_segment
 from core.usage._prune import prune
 from core.usage._rollups import pruned_dir, rollups_dir
 from core.usage._schema import event_row
@@ -155,3 +155,53 @@ def test_removing_a_source_also_removes_it_from_pruned_rollups(costline_home: Pa
     totals = reader.totals()
     assert totals["requests"] == 20
     assert totals["cost_picousd"] == sum(event(i).cost_picousd for i in range(40, 60))
+
+
+def test_spend_by_counts_unpriced_calls_exactly_from_raw_events_and_rollups(
+    costline_home: Path,
+) -> None:
+    """``spend_by``'s ``unpriced`` column (and the Overview totals built on it) against counts
+    made by hand, before and after the raw events of the first segment are pruned."""
+    from core import reports
+
+    def calls(ids: range) -> list[UsageEvent]:
+        out = []
+        for i in ids:
+            if i % 6 == 0:  # unpriced, twice in its hour: a rollup row counts two
+                out += [event(i, unpriced=True, cost_picousd=0)]
+                out += [event(i, unpriced=True, cost_picousd=0, request_id=f"twin_{i}")]
+            else:
+                out.append(event(i))
+        return out
+
+    a, b = calls(range(0, 500)), calls(range(500, 1000))
+    for name, evs in (("a", a), ("b", b)):
+        write_segment(rows_to_table([event_row(e) for e in evs]), segments_dir(costline_home), name)
+    want: dict[tuple[str, str], int] = defaultdict(int)
+    for e in a + b:
+        want[(e.ts.strftime("%Y-%m-%d"), e.model)] += e.unpriced
+
+    def by_day_model(reader: Reader) -> dict[tuple[str, str], int]:
+        df = reader.spend_by(["model"], "day")
+        got = zip(df["period"], df["model"], df["unpriced_calls"], strict=True)
+        return {(p.strftime("%Y-%m-%d"), m): int(n) for p, m, n in got}
+
+    total = sum(e.unpriced for e in a + b)
+    reader = Reader(costline_home)
+    for pruned in (False, True):
+        if pruned:
+            assert prune(costline_home, 20, now=NOW).segments == 1
+            assert reader.pruned_span() is not None
+        assert by_day_model(reader) == dict(want), pruned
+        overview = reports.spend(reader, Filters(), "org", "hour", "UTC")
+        assert overview.totals.unpriced == reader.totals()["unpriced"] == total, pruned
+        assert reports.unpriced_calls(reader, Filters()) == total, pruned
+        u0 = sum(e.unpriced for e in a + b if e.user == "u0")
+        got = reports.spend(reader, Filters(user="u0"), "model", "day", "UTC").totals
+        assert got.unpriced == u0 < total, pruned
+        assert reports.unpriced_calls(reader, Filters(user="u0")) == u0, pruned
+    raw = reader.spend_by(["cache_hit"], None)  # not a rollup dimension: raw events only
+    assert int(raw["unpriced_calls"].sum()) == sum(e.unpriced for e in b)
+    flag = reader.spend_by(["unpriced"], None)  # the dimension of the same name
+    got = dict(zip(flag["unpriced"], flag["unpriced_calls"], strict=True))
+    assert got == {True: sum(e.unpriced for e in b), False: 0}

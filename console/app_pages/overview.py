@@ -34,7 +34,6 @@ def main() -> None:
     note = queries.coverage(home, version, selection.scope).note()
     if note:
         st.info(note.capitalize() + ".", icon=":material/history:")
-    chrome.unpriced_notice(queries.unpriced_calls(home, version, selection.scope))
     now = clock.now().replace(second=0, microsecond=0) + timedelta(minutes=1)
     figures = st.container()  # the KPIs go on top; they come from the chart's query
     grain, dim = chart_controls(selection)
@@ -43,6 +42,7 @@ def main() -> None:
     # next query runs: the KPIs and the unit cost first, then the spend chart (the heaviest
     # to draw; it waits for the anomaly scan), the top spenders last (one short query).
     with figures:
+        chrome.unpriced_notice(spend.totals.unpriced)  # counted by the spend query
         spend_row(
             queries.window_spend(home, version, selection.scope, now), spend.totals, selection.money
         )

@@ -1,6 +1,7 @@
 """The Overview's reads: spend of the KPI windows, spend per period and dimension with the
-range's totals, and the top spenders (exact picodollars). The numbers come from
-``core.reports``, the same functions ``GET /api/v1/spend`` serves."""
+range's totals (the unpriced calls counted in the same scan), and the top spenders (exact
+picodollars). The numbers come from ``core.reports``, the same functions ``GET /api/v1/spend``
+serves."""
 
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ def window_spend(home: str, version: str, scope: Scope, now: datetime) -> dict[s
 
 @cached
 def spend(home: str, version: str, scope: Scope, dim: str, grain: str) -> Spend:
-    """Spend per period and ``dim`` value plus the range's totals, from one scan."""
+    """Spend per period and ``dim`` value plus the range's totals (the unpriced calls
+    counted too), from one scan (two stacked by tag: a call counts once in the totals)."""
     return reports.spend(reader_at(home), scope.filters(), dim, grain, scope.tz)
 
 
@@ -54,8 +56,10 @@ def coverage(home: str, version: str, scope: Scope) -> Coverage:
 
 @cached
 def unpriced_calls(home: str, version: str, scope: Scope) -> int:
-    """Calls in the scope logged as unpriced (their cost is unknown, so not in any total)."""
-    return int(reader_at(home).totals(scope.filters())["unpriced"])
+    """Calls in the scope logged as unpriced (their cost is unknown, so not in any total), in a
+    narrow scan of their own: for pages that run no ``spend`` over the same scope (whose
+    totals count them in that scan)."""
+    return reports.unpriced_calls(reader_at(home), scope.filters())
 
 
 @cached

@@ -88,6 +88,7 @@ def totals_json(t: reports.Totals) -> dict[str, Any]:
         "avg_cost_usd": money(t.avg_cost),
         "cache_hits": t.cache_hits,
         "errors": t.errors,
+        "unpriced": t.unpriced,
     }
 
 
@@ -110,17 +111,7 @@ def get_spend(call: Call) -> Json:
         row.update({c: ints[c][i] for c in INT_COLUMNS})
         row.update(cost_usd=money(cost[i]), saved_usd=money(saved[i]))
         rows.append(row)
-    tokens = sum(int(df[c].sum()) for c in reports._overview.TOKEN_COLUMNS)
-    totals = reports.Totals(
-        requests=int(df["requests"].sum()),
-        tokens=tokens,
-        cost=sum(cost),
-        saved=sum(saved),
-        saved_cache=sum(int(v) for v in df["saved_cache_picousd"]),
-        saved_sampling=sum(int(v) for v in df["saved_sampling_picousd"]),
-        cache_hits=int(df["cache_hits"].sum()),
-        errors=int(df["errors"].sum()),
-    )
+    totals = reports.Totals.of(df)  # group_by takes no "tag": the rows do not overlap
     out: dict[str, Any] = {
         "range": {"start": f.start, "end": f.end, "tz": tz},
         "group_by": [*([grain] if grain else []), *dims],

@@ -4,6 +4,7 @@
     window_spend(reader, filters, tz, now)          # today / month to date / last 30 days
     utilisation(reader, plane, budgets, now)        # each budget in its current window
     coverage(reader, start, end)                    # did retention prune raw rows there?
+    unpriced_calls(reader, filters)                 # calls in no total (also in spend's)
     accounting(reader, filters, "org", tz, "EUR", rate)  # month x org, unpriced apart
 
 Each takes a ``core.usage.Reader`` and plain values and returns dataclasses or DataFrames
@@ -21,6 +22,7 @@ from core.reports._overview import (
     coverage,
     spend,
     top_spenders,
+    unpriced_calls,
     window_spend,
 )
 from core.reports._routing import provider_health, sampling_savings
@@ -43,6 +45,7 @@ __all__ = [
     "sampling_savings",
     "spend",
     "top_spenders",
+    "unpriced_calls",
     "utilisation",
     "window_spend",
 ]

@@ -29,7 +29,8 @@ TOP_WHO = ("user", "project", "org")
 
 @dataclass(frozen=True)
 class Totals:
-    """Activity of the selected range (money in picodollars)."""
+    """Activity of the selected range (money in picodollars). ``unpriced``: calls logged
+    unpriced (their cost is unknown, so they are in no cost figure)."""
 
     requests: int = 0
     tokens: int = 0
@@ -39,6 +40,23 @@ class Totals:
     saved_sampling: int = 0
     cache_hits: int = 0
     errors: int = 0
+    unpriced: int = 0
+
+    @classmethod
+    def of(cls, frame: pd.DataFrame) -> Totals:
+        """The sums of a ``Reader.spend_by`` frame whose rows do not overlap (not grouped by
+        "tag", where a call with several tags is in several rows)."""
+        return cls(
+            requests=int(frame["requests"].sum()),
+            tokens=int(frame[list(TOKEN_COLUMNS)].sum().sum()),
+            cost=sum(_ints(frame["cost_picousd"])),
+            saved=sum(_ints(frame["saved_picousd"])),
+            saved_cache=sum(_ints(frame["saved_cache_picousd"])),
+            saved_sampling=sum(_ints(frame["saved_sampling_picousd"])),
+            cache_hits=int(frame["cache_hits"].sum()),
+            errors=int(frame["errors"].sum()),
+            unpriced=int(frame["unpriced_calls"].sum()),
+        )
 
     def rate(self, part: int) -> float | None:
         return part / self.requests if self.requests else None
@@ -59,19 +77,13 @@ def _ints(values: pd.Series) -> list[int]:
 
 
 def spend(reader: Reader, filters: Filters, dim: str, grain: str, tz: str) -> Spend:
-    """Spend per period and ``dim`` value plus the range's totals, from one scan."""
+    """Spend per period and ``dim`` value plus the range's totals, from one scan. Stacked by
+    "tag" a row is a tag (a call with several tags is in each of its tags' rows), so the
+    totals, where a call counts once, are read by a second scan then."""
     raw = reader.spend_by([dim], grain, filters, tz=tz)
+    whole = reader.spend_by([], None, filters, tz=tz) if dim == "tag" else raw
+    totals = Totals.of(whole)
     cost, saved = _ints(raw["cost_picousd"]), _ints(raw["saved_picousd"])
-    totals = Totals(
-        requests=int(raw["requests"].sum()),
-        tokens=int(raw[list(TOKEN_COLUMNS)].sum().sum()),
-        cost=sum(cost),
-        saved=sum(saved),
-        saved_cache=sum(_ints(raw["saved_cache_picousd"])),
-        saved_sampling=sum(_ints(raw["saved_sampling_picousd"])),
-        cache_hits=int(raw["cache_hits"].sum()),
-        errors=int(raw["errors"].sum()),
-    )
     series = pd.DataFrame(
         {
             "period": raw["period"],
@@ -103,6 +115,15 @@ def window_spend(reader: Reader, filters: Filters, tz: str, now: datetime) -> di
     params = [t for bounds in windows.values() for t in bounds]
     row = reader.sql(f"SELECT {cols} FROM facts{where}", params + where_params).iloc[0]
     return {name: int(row[name]) for name in windows}
+
+
+def unpriced_calls(reader: Reader, filters: Filters) -> int:
+    """Calls under ``filters`` logged as unpriced (their cost is unknown, so they are in no
+    cost figure), read alone: a page that runs ``spend`` over the same filters has the count
+    in its totals already."""
+    where, params = filters.where()
+    sql = f"SELECT CAST(coalesce(sum(unpriced), 0) AS BIGINT) AS n FROM facts{where}"
+    return int(reader.sql(sql, params)["n"].iloc[0])
 
 
 def top_spenders(reader: Reader, filters: Filters, who: str, n: int = 10) -> pd.DataFrame:

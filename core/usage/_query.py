@@ -165,7 +165,11 @@ def spend_sql(
     """Spend grouped by ``dims`` (and a period). Rows are first grouped by an integer time
     bucket (cheap on millions of rows), then the few buckets are mapped to calendar periods
     in ``tz`` and summed again. ``money`` is the SQL type of the exact sums (BIGINT|VARCHAR).
-    Queries over rollup dimensions read ``facts`` (exact for pruned periods too)."""
+    Queries over rollup dimensions read ``facts`` (exact for pruned periods too). Besides the
+    money, tokens, requests, errors and cache hits, each row counts its calls logged unpriced
+    (``unpriced_calls``: their cost is unknown, so in no cost sum; not named ``unpriced``,
+    which is a dimension). A sum over nothing but NULLs (a
+    group of calls logged without a cost) is 0, never NULL."""
     if grain is not None and grain not in GRAINS:
         choices = ", ".join(GRAINS)
         raise ConfigError(f"unknown grain {grain!r}; choose from {choices}", field="grain")
@@ -184,17 +188,21 @@ def spend_sql(
         if facts
         else "count(*) FILTER (WHERE cache_hit) AS cache_hits",
         *(f"sum({c if facts else ROW_MEASURES[c]}) AS {c}" for c in SAVED_PARTS),
+        "sum(unpriced) AS unpriced_calls"
+        if facts
+        else "count(*) FILTER (WHERE unpriced) AS unpriced_calls",
     ]
     outer_cols = [
         *d,
         "sum(requests)::BIGINT AS requests",
-        *(f"sum({c})::BIGINT AS {c}" for c in TOKEN_COLUMNS),
-        f"sum(cost_picousd)::HUGEINT::{money} AS cost_picousd",
-        "CAST(sum(cost_picousd) AS DOUBLE) / 1e12 AS cost_usd",
-        f"sum(saved_picousd)::HUGEINT::{money} AS saved_picousd",
+        *(f"coalesce(sum({c}), 0)::BIGINT AS {c}" for c in TOKEN_COLUMNS),
+        f"coalesce(sum(cost_picousd), 0)::HUGEINT::{money} AS cost_picousd",
+        "CAST(coalesce(sum(cost_picousd), 0) AS DOUBLE) / 1e12 AS cost_usd",
+        f"coalesce(sum(saved_picousd), 0)::HUGEINT::{money} AS saved_picousd",
         "coalesce(sum(errors), 0)::BIGINT AS errors",
-        "sum(cache_hits)::BIGINT AS cache_hits",
-        *(f"sum({c})::HUGEINT::{money} AS {c}" for c in SAVED_PARTS),
+        "coalesce(sum(cache_hits), 0)::BIGINT AS cache_hits",
+        *(f"coalesce(sum({c}), 0)::HUGEINT::{money} AS {c}" for c in SAVED_PARTS),
+        "coalesce(sum(unpriced_calls), 0)::BIGINT AS unpriced_calls",
     ]
     params: list[object] = []
     order = ["cost_picousd DESC", *d]

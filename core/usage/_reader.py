@@ -229,7 +229,10 @@ class Reader:
         *,
         tz: str = "UTC",
     ) -> pd.DataFrame:
-        """Spend per period (start of the bucket, wall clock in ``tz``) and dimensions."""
+        """Spend per period (start of the bucket, wall clock in ``tz``) and dimensions: requests,
+        tokens, exact picodollars (cost, saved, saved by the cache and by sampling), errors,
+        cache hits and ``unpriced_calls`` (calls logged unpriced: in no cost sum). Exact for pruned
+        periods too when ``dims`` and ``filters`` are rollup dimensions (it reads ``facts``)."""
         dims, tz, f = check_dims(dims), check_tz(tz), filters or _NO_FILTERS
         try:
             return self._run(*spend_sql(dims, grain, f, tz, "BIGINT"), _frame)

@@ -188,9 +188,8 @@ def overview_queries(home: Path) -> tuple[float, float, str]:
     chrome._has_demo(h, v)
     chrome._quarantine_banner(h, v)  # admins only; the bench signs in as admin
     overview.coverage(h, v, scope)  # the page
-    overview.unpriced_calls(h, v, scope)
     now = clock.now().replace(second=0, microsecond=0) + timedelta(minutes=1)
-    spend = overview.spend(h, v, scope, "model", "day")
+    spend = overview.spend(h, v, scope, "model", "day")  # its totals count the unpriced calls
     overview.window_spend(h, v, scope, now)
     spend_day_findings(h, v, tz, scope.start, now_slot())
     overview.top_spenders(h, v, scope, "user")

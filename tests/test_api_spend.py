@@ -211,3 +211,28 @@ def test_unpriced_calls_are_in_the_totals_and_a_call_counts_once_by_tag(
     assert sum(by_tag.series["requests"]) == 400  # the two-tag calls under both tags...
     got = by_tag.totals  # ...and once in the totals
     assert (got.requests, usd(got.cost), got.unpriced) == (300, usd(int(cost)), unpriced)
+
+
+def test_top_spenders_with_a_user_of_unpriced_calls_only(costline_home: Path) -> None:
+    """A user whose calls were all logged without a cost (unpriced, or errors) is a top
+    spender of $0, not a crash (sum over NULLs); the order matches a raw DuckDB query."""
+    calls = [
+        event(1, user="costed"),
+        event(2, user="nocost", unpriced=True, cost_picousd=None),
+        event(3, user="nocost", status="error", cost_picousd=None),
+    ]
+    write_segment(rows_to_table([event_row(e) for e in calls]), segments_dir(costline_home), "t")
+    files = str(segments_dir(costline_home) / "*.parquet")
+    with duckdb.connect() as con:
+        raw = con.execute(
+            "SELECT user, CAST(coalesce(sum(cost_picousd), 0) AS VARCHAR), count(*)"
+            " FROM read_parquet(?) GROUP BY 1 ORDER BY 2 DESC",
+            [files],
+        ).fetchall()
+    assert raw[1] == ("nocost", "0", 2)
+    f = Filters(start=datetime(2024, 12, 1, tzinfo=UTC), end=datetime(2025, 2, 1, tzinfo=UTC))
+    with Reader(costline_home) as reader:
+        top = reports.top_spenders(reader, f, "user")
+    assert list(zip(top["name"], top["cost_picousd"], top["requests"], strict=True)) == [
+        (u, int(c), n) for u, c, n in raw
+    ]

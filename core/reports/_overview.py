@@ -128,14 +128,14 @@ def unpriced_calls(reader: Reader, filters: Filters) -> int:
 
 def top_spenders(reader: Reader, filters: Filters, who: str, n: int = 10) -> pd.DataFrame:
     """The top ``n`` values of ``who`` (user, project or org) by spend: name, cost_picousd,
-    requests."""
+    requests. A value whose calls were all logged without a cost spent 0."""
     if who not in TOP_WHO:
         raise ValueError(f"who must be one of {TOP_WHO}")
     where, params = filters.where()
     sql = (
-        f'SELECT "{who}" AS name, CAST(sum(cost_picousd) AS VARCHAR) AS cost_picousd,'
+        f'SELECT "{who}" AS name, CAST(coalesce(sum(cost_picousd), 0) AS VARCHAR) AS cost_picousd,'
         f" sum(requests)::BIGINT AS requests FROM facts{where} GROUP BY 1"
-        " ORDER BY sum(cost_picousd) DESC, name LIMIT ?"
+        " ORDER BY coalesce(sum(cost_picousd), 0) DESC, name LIMIT ?"
     )
     df = reader.sql(sql, [*params, int(n)])
     df["name"] = df["name"].astype(object).where(df["name"].notna(), NONE)

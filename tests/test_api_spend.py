@@ -236,3 +236,21 @@ def test_top_spenders_with_a_user_of_unpriced_calls_only(costline_home: Path) ->
     assert list(zip(top["name"], top["cost_picousd"], top["requests"], strict=True)) == [
         (u, int(c), n) for u, c, n in raw
     ]
+
+
+def test_spend_by_minute_names_each_minute(api: tuple[ApiServer, str]) -> None:
+    """group_by=minute: every row is one minute (named to the minute), so no two rows share
+    a period and model, and the rows equal a hand count of the events per minute."""
+    server, token = api
+    client = server.client(token)
+    start, end = "2024-12-20T00:00:00", "2024-12-21T00:00:00"
+    r = client.get("/spend", params={"start": start, "end": end, "group_by": "minute,model"})
+    assert r.status_code == 200, r.text
+    got = {(row["period"], row["model"]): row["cost_usd"] for row in r.json()["rows"]}
+    assert len(got) == len(r.json()["rows"])
+    want: dict[tuple[str, str], int] = defaultdict(int)
+    for i in range(N):
+        e = event(i)
+        if e.ts < datetime(2024, 12, 21, tzinfo=UTC):
+            want[(e.ts.strftime("%Y-%m-%dT%H:%M"), str(e.model))] += e.cost_picousd
+    assert got == {k: usd(v) for k, v in want.items()}

@@ -211,3 +211,46 @@ def test_unpriced_calls_are_in_the_totals_and_a_call_counts_once_by_tag(
     assert sum(by_tag.series["requests"]) == 400  # the two-tag calls under both tags...
     got = by_tag.totals  # ...and once in the totals
     assert (got.requests, usd(got.cost), got.unpriced) == (300, usd(int(cost)), unpriced)
+
+
+def test_top_spenders_with_a_user_of_unpriced_calls_only(costline_home: Path) -> None:
+    """A user whose calls were all logged without a cost (unpriced, or errors) is a top
+    spender of $0, not a crash (sum over NULLs); the order matches a raw DuckDB query."""
+    calls = [
+        event(1, user="costed"),
+        event(2, user="nocost", unpriced=True, cost_picousd=None),
+        event(3, user="nocost", status="error", cost_picousd=None),
+    ]
+    write_segment(rows_to_table([event_row(e) for e in calls]), segments_dir(costline_home), "t")
+    files = str(segments_dir(costline_home) / "*.parquet")
+    with duckdb.connect() as con:
+        raw = con.execute(
+            "SELECT user, CAST(coalesce(sum(cost_picousd), 0) AS VARCHAR), count(*)"
+            " FROM read_parquet(?) GROUP BY 1 ORDER BY 2 DESC",
+            [files],
+        ).fetchall()
+    assert raw[1] == ("nocost", "0", 2)
+    f = Filters(start=datetime(2024, 12, 1, tzinfo=UTC), end=datetime(2025, 2, 1, tzinfo=UTC))
+    with Reader(costline_home) as reader:
+        top = reports.top_spenders(reader, f, "user")
+    assert list(zip(top["name"], top["cost_picousd"], top["requests"], strict=True)) == [
+        (u, int(c), n) for u, c, n in raw
+    ]
+
+
+def test_spend_by_minute_names_each_minute(api: tuple[ApiServer, str]) -> None:
+    """group_by=minute: every row is one minute (named to the minute), so no two rows share
+    a period and model, and the rows equal a hand count of the events per minute."""
+    server, token = api
+    client = server.client(token)
+    start, end = "2024-12-20T00:00:00", "2024-12-21T00:00:00"
+    r = client.get("/spend", params={"start": start, "end": end, "group_by": "minute,model"})
+    assert r.status_code == 200, r.text
+    got = {(row["period"], row["model"]): row["cost_usd"] for row in r.json()["rows"]}
+    assert len(got) == len(r.json()["rows"])
+    want: dict[tuple[str, str], int] = defaultdict(int)
+    for i in range(N):
+        e = event(i)
+        if e.ts < datetime(2024, 12, 21, tzinfo=UTC):
+            want[(e.ts.strftime("%Y-%m-%dT%H:%M"), str(e.model))] += e.cost_picousd
+    assert got == {k: usd(v) for k, v in want.items()}

@@ -161,3 +161,24 @@ def test_status_without_a_control_plane_lists_thresholds_reached(clock: Clock) -
     assert s.alerts_fired == (50, 75)
     later = guard.status([ACME], clock.at + timedelta(days=30))[0]
     assert later.window.label == "2026-12" and later.spent_picousd == 0
+
+
+@pytest.mark.parametrize(
+    "pico, text",
+    [
+        (1_005_000_000_000, "$1.01"),  # an exact half cent: half up, as every table shows it
+        (2_675_000_000_000, "$2.68"),
+        (1_234_567_005_000_000_000, "$1,234,567.01"),
+        (93_104_999_999_999, "$93.10"),
+    ],
+)
+def test_alert_and_block_messages_round_dollars_as_the_console_does(pico: int, text: str) -> None:
+    """A threshold or run-out alert (worker), a blocked call's message (guard) and the
+    console's tables name the same amount to the cent."""
+    from console.selection import Money
+    from core.budgets._format import usd
+    from core.worker._checks import _usd
+
+    assert Money().fmt(pico) == text
+    assert usd(pico) == text
+    assert _usd(pico) == text

@@ -331,3 +331,53 @@ def test_the_overview_counts_the_unpriced_calls_without_a_scan_of_their_own(
     assert not at.exception
     assert unpriced_shown(at) == 3
     assert scans == []
+
+
+def test_stacked_by_tag_the_period_totals_and_unit_cost_count_a_call_once(home: Path) -> None:
+    """Stacked by tag a call with two tags is in both tags' bars, but the tooltip's period
+    total, the chart total and the cost per 1K requests count it once: the same figures as
+    stacked by model, and as a raw DuckDB query per local day."""
+    from collections import defaultdict
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from tests.test_console_links import tagged_events
+
+    tagged_events(home)  # one priced call with two tags
+    at = app("viewer").run()
+    seen = {}
+    for dim in ("model", "tag"):
+        at.selectbox(key="ov_dim").set_value(dim).run()
+        assert not at.exception
+        charts = [
+            pa.ipc.open_stream(d.data.data).read_all().to_pylist()
+            for chart in at.get("vega_lite_chart")
+            for d in chart.proto.datasets
+        ]
+        bars = next(rows for rows in charts if rows and "period_total" in rows[0])
+        unit = next(rows for rows in charts if rows and "per_1k" in rows[0])
+        caption = [c.value for c in at.caption if c.value.startswith("Chart total")]
+        seen[dim] = (
+            {str(r["period"]): r["period_total"] for r in bars},
+            [(str(r["period"]), r["per_1k"], r["requests"]) for r in unit],
+            caption[0].split(" · ")[0],
+        )
+        assert caption[0].startswith(f"Chart total {metric(at, 'Spend in range')}"), dim
+    assert seen["tag"] == seen["model"]
+    scope = at.session_state["selection"].scope
+    files = str(segments_dir(home) / "*.parquet")
+    with duckdb.connect() as con:
+        raw = con.execute(
+            "SELECT ts, cost_picousd FROM read_parquet(?) WHERE ts >= ? AND ts < ?",
+            [files, scope.start, scope.end],
+        ).fetchall()
+    by_day: dict[str, int] = defaultdict(int)
+    zone = ZoneInfo(scope.tz)
+    for ts, cost in raw:
+        local = ts.astimezone(zone).replace(tzinfo=None)
+        day = datetime(local.year, local.month, local.day)
+        by_day[str(day)] += cost or 0
+    want = {d: float(cents(c)) for d, c in by_day.items()}
+    got = {d: round(v, 2) for d, v in seen["tag"][0].items()}
+    assert got == {d: v for d, v in want.items() if d in got}  # days with calls
+    assert {d for d, c in by_day.items() if c} <= set(got)

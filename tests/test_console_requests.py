@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from core.usage import Reader
@@ -85,3 +86,41 @@ def test_tables_read_as_words_local_times_and_blank_cells(at) -> None:  # type: 
     errors = next((d.value for d in at.dataframe if "error type" in d.value.columns), None)
     assert errors is not None and not [c for c in errors.columns if "_" in c]
     assert all(len(str(t)) == 19 for t in errors["last seen"])
+
+
+def test_an_unpriced_call_has_a_blank_cost_in_the_log_not_zero(
+    costline_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call logged unpriced (cost 0 as the router logs it, or none) shows no cost in the
+    request log, never $0; a priced call shows its exact cost."""
+    from datetime import timedelta
+
+    from core import clock
+    from core.usage import UsageEvent, UsageLog
+
+    monkeypatch.setenv("COSTLINE_ADMIN_PASSWORD", ADMIN_PASSWORD)
+    make_users(costline_home)
+    log_ = UsageLog(costline_home)
+    now = clock.now()
+    for i, (rid, cost, unpriced) in enumerate(
+        (("priced", 1_250_000_000_000, False), ("zero", 0, True), ("none", None, True))
+    ):
+        log_.append(
+            UsageEvent(
+                request_id=rid,
+                ts=now - timedelta(hours=1 + i),
+                provider="dryrun",
+                model="dryrun-small" if not unpriced else "mystery",
+                status="ok",
+                cost_picousd=cost,
+                unpriced=unpriced,
+            )
+        )
+    log_.close()
+    at = app("viewer").run()
+    at.switch_page("app_pages/requests.py").run()
+    assert not at.exception
+    shown = log(at)
+    cost = dict(zip(shown["request id"], shown["cost"], strict=True))
+    assert cost["priced"] == 1.25
+    assert pd.isna(cost["zero"]) and pd.isna(cost["none"])

@@ -327,3 +327,25 @@ def test_a_10k_row_file(tmp_path: Path) -> None:
     assert totals["cost_picousd"] == want == result.cost_total * PICO
     assert totals["cached_input_tokens"] == int(cached.sum())
     assert totals["input_tokens"] == int((prompt - cached).sum())
+
+
+def test_the_import_sentence_rounds_its_total_as_the_console_does(tmp_path: Path) -> None:
+    """Costs given to the tenth of a cent: the result sentence names the same total to the
+    cent as the console's tables, half a cent up ($1.005 -> $1.01, not $1.00)."""
+    text = "\n".join(
+        [
+            "date,model,input,output,cost",
+            "2026-11-01,gpt-4o,10,10,0.5",
+            "2026-11-01,gpt-4o,10,10,0.505",
+        ]
+    )
+    mapping = {
+        "timestamp": "date",
+        "model": "model",
+        "input_tokens": "input",
+        "output_tokens": "output",
+        "cost": "cost",
+    }
+    result = import_csv(write(tmp_path, "c.csv", text), mapping, now=NOW)
+    assert result.cost_total == Decimal("1.005")
+    assert "costing $1.01" in result.message, result.message

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -205,3 +206,55 @@ def test_spend_by_counts_unpriced_calls_exactly_from_raw_events_and_rollups(
     flag = reader.spend_by(["unpriced"], None)  # the dimension of the same name
     got = dict(zip(flag["unpriced"], flag["unpriced_calls"], strict=True))
     assert got == {True: sum(e.unpriced for e in b), False: 0}
+
+
+def test_the_accounting_summary_stays_exact_after_pruning(costline_home: Path) -> None:
+    """Month x org/project/model accounting (priced calls and cost, unpriced calls apart) is
+    the same before and after pruning, and equals a hand count of the events."""
+    from core import reports
+
+    def call(i: int) -> UsageEvent:
+        if i % 7 == 3:  # unpriced: logged with cost 0 or none at all
+            return event(i, unpriced=True, model="mystery", cost_picousd=None if i % 2 else 0)
+        return event(i)
+
+    for name, ids in (("a", range(0, 500)), ("b", range(500, 1000)), ("c", range(1000, 1400))):
+        rows = [event_row(call(i)) for i in ids]
+        write_segment(rows_to_table(rows), segments_dir(costline_home), name)
+    calls = [call(i) for i in range(1400)]
+    f = Filters(start=T0 - timedelta(days=30), end=NOW)
+
+    def expected(dim: str) -> tuple[dict[object, object], dict[object, object]]:
+        priced: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+        unpriced: dict[tuple[str, str, str], int] = defaultdict(int)
+        for e in calls:
+            value = "(none)" if dim == "tag" else str(getattr(e, dim))  # these have no tags
+            month = e.ts.strftime("%Y-%m")
+            if e.unpriced:
+                unpriced[(month, value, str(e.model))] += 1
+            else:
+                priced[(month, value)][0] += 1
+                priced[(month, value)][1] += e.cost_picousd or 0
+        costs = {k: (n, f"{Decimal(c) / 10**12:.12f}") for k, (n, c) in priced.items()}
+        return costs, dict(unpriced)
+
+    def shown(dim: str) -> tuple[dict[object, object], dict[object, object]]:
+        with Reader(costline_home) as reader:
+            acc = reports.accounting(reader, f, dim, "UTC")
+        p, u = acc.priced, acc.unpriced
+        costs = {
+            (m, v): (int(n), c)
+            for m, v, n, c in zip(p["month"], p[dim], p["calls"], p["cost_usd"], strict=True)
+        }
+        listed = {
+            (m, v, mo): int(n)
+            for m, v, mo, n in zip(u["month"], u[dim], u["model"], u["calls"], strict=True)
+        }
+        return costs, listed
+
+    dims = ("org", "project", "model")
+    for dim in (*dims, "tag"):
+        assert shown(dim) == expected(dim), dim
+    assert prune(costline_home, 20, now=NOW).segments == 1
+    for dim in dims:  # by tag: raw events only (rollups keep no tags)
+        assert shown(dim) == expected(dim), dim

@@ -15,7 +15,7 @@ from console.frames.forecast import overview_marks
 from console.queries import overview as queries
 from console.queries import usage
 from console.queries.forecast import now_slot, spend_day_findings
-from console.queries.overview import Totals
+from console.queries.overview import Spend, Totals
 from console.selection import Money, Selection, change
 from console.sidebar import current_selection
 from core import clock
@@ -50,9 +50,9 @@ def main() -> None:
     chart = st.container()
     left, right = st.columns(2)
     with right:
-        cost_per_1k(spend.series, selection.money, grain)
+        cost_per_1k(spend.periods, selection.money, grain)
     with chart:
-        spend_chart(spend.series, selection, dim, grain)
+        spend_chart(spend, selection, dim, grain)
     with left:
         top_spenders(selection)
 
@@ -119,12 +119,13 @@ def chart_controls(selection: Selection) -> tuple[str, str]:
     return grain, dim
 
 
-def spend_chart(series: pd.DataFrame, selection: Selection, dim: str, grain: str) -> None:
+def spend_chart(spend: Spend, selection: Selection, dim: str, grain: str) -> None:
     st.subheader("Spend over time")
+    series = spend.series
     if series.empty:
         st.info("No spend in this range.")
         return
-    frame = frames.series_frame(series, selection.money, grain)
+    frame = frames.series_frame(series, selection.money, grain, spend.periods)
     chart = charts.spend_over_time(frame, dim, grain, selection.money.symbol)
     found = spend_day_findings(
         usage.home(), usage.version(), selection.scope.tz, selection.scope.start, now_slot()
@@ -132,7 +133,7 @@ def spend_chart(series: pd.DataFrame, selection: Selection, dim: str, grain: str
     marks = overview_marks(frame, found, selection.money, grain, selection.scope)
     st.vega_lite_chart(mark_anomalies(chart, marks), width="stretch")
     st.caption(
-        f"Chart total {selection.money.fmt(frames.total_pico(series))} · drag across periods"
+        f"Chart total {selection.money.fmt(frames.total_pico(spend.periods))} · drag across periods"
         " to filter the breakdown; click a legend entry to highlight it."
     )
 

@@ -41,10 +41,13 @@ def top_keys(series: pd.DataFrame, n: int = TOP_N) -> list[str]:
     return sorted(totals, key=lambda k: (-totals[k], k))[:n]
 
 
-def series_frame(series: pd.DataFrame, money: Money, grain: str) -> pd.DataFrame:
+def series_frame(
+    series: pd.DataFrame, money: Money, grain: str, periods: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """Rows per (period, key) for spend_over_time: the top ``TOP_N`` keys by spend and
     "other" for the rest (summed exactly per period), with the period's exact total on each
-    row (the tooltip's; summed here, not by the browser)."""
+    row (the tooltip's; summed here, not by the browser, from ``periods`` when given: rows
+    that count a call once, where the series' rows overlap, stacked by tag)."""
     if not series.empty and series["key"].nunique() > TOP_N + 1:
         keep = set(top_keys(series))
         series = series.assign(key=series["key"].where(series["key"].isin(keep), OTHER))
@@ -60,7 +63,10 @@ def series_frame(series: pd.DataFrame, money: Money, grain: str) -> pd.DataFrame
     span = next_period(period, grain) - period
     starts = period.to_numpy().tolist()  # plain ints/datetimes: cheap to hash
     totals: dict[object, int] = {}
-    for start, cost in zip(starts, series["cost_picousd"], strict=True):
+    rows, at = series, starts
+    if periods is not None:
+        rows, at = periods, pd.to_datetime(periods["period"]).to_numpy().tolist()
+    for start, cost in zip(at, rows["cost_picousd"], strict=True):
         totals[start] = totals.get(start, 0) + int(cost)
     shown = dict(zip(totals, money.floats(totals.values()), strict=True))
     return pd.DataFrame(

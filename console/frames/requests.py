@@ -31,7 +31,7 @@ def log_frame(page: pd.DataFrame, money: Money) -> pd.DataFrame:
             "key": page["key"],
             "model (requested → used)": route,
             "tokens": tokens.astype("int64"),
-            "cost": money.floats(page["cost_picousd"].fillna(0)),
+            "cost": _costs(page, money),
             "latency ms": page["latency_ms"].round(0),
             "cache hit": page["cache_hit"],
             "status": page["status"],
@@ -39,3 +39,11 @@ def log_frame(page: pd.DataFrame, money: Money) -> pd.DataFrame:
             "request id": page["request_id"],
         }
     )
+
+
+def _costs(page: pd.DataFrame, money: Money) -> list[float | None]:
+    """Each call's cost in the currency; blank for a call logged unpriced (its cost is
+    unknown, not $0: the router logs 0 or nothing)."""
+    shown = money.floats(page["cost_picousd"].fillna(0))
+    unpriced = page["unpriced"].fillna(False).astype(bool)
+    return [None if u else c for c, u in zip(shown, unpriced, strict=True)]

@@ -28,6 +28,7 @@ LOG_COLUMNS = [
     "output_tokens",
     "reasoning_tokens",
     "cost_picousd",
+    "unpriced",
     "latency_ms",
     "cache_hit",
     "status",

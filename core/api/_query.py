@@ -82,7 +82,9 @@ def group_by(call: Call) -> tuple[list[str], str | None]:
     for item in call.args("group_by") or []:
         if item in GRAINS:
             if grain is not None:
-                raise ApiError(400, "group_by: at most one of hour, day, week, month", "group_by")
+                raise ApiError(
+                    400, "group_by: at most one of minute, hour, day, week, month", "group_by"
+                )
             grain = item
         elif item in FILTER_DIMS:
             if item in dims:

@@ -74,7 +74,9 @@ def _period(value: Any, grain: str | None) -> str | None:
     if grain is None or value is None:
         return None
     ts = pd.Timestamp(value)
-    return ts.strftime("%Y-%m-%dT%H:00") if grain == "hour" else ts.strftime("%Y-%m-%d")
+    if grain in ("minute", "hour"):
+        return ts.strftime("%Y-%m-%dT%H:%M")
+    return ts.strftime("%Y-%m-%d")
 
 
 def totals_json(t: reports.Totals) -> dict[str, Any]:
@@ -179,7 +181,7 @@ OPS = [
         params=(
             *RANGE_PARAMS,
             *FILTER_PARAMS,
-            Param("group_by", {"type": "string"}, "hour|day|week|month and/or dimensions"),
+            Param("group_by", {"type": "string"}, "minute|hour|day|week|month and/or dimensions"),
             Param("kpis", {"type": "boolean"}, "add today / month-to-date / last-30-days"),
         ),
         response=obj(totals="object", rows="array", group_by="array"),

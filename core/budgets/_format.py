@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 from core.control import Budget
 from core.types import pico_to_usd
@@ -18,8 +18,8 @@ def usd(picousd: int) -> str:
     if d != 0 and abs(d) < CENT:
         text = f"{d.quantize(Decimal('0.000001')).normalize():f}"
         return ("-$" + text[1:]) if text.startswith("-") else "$" + text
-    sign = "-" if d < 0 else ""
-    return f"{sign}${abs(d).quantize(CENT):,}"
+    sign = "-" if d < 0 else ""  # half a cent up, as the console's tables round
+    return f"{sign}${abs(d).quantize(CENT, rounding=ROUND_HALF_UP):,}"
 
 
 def amount(metric: str, value: int) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 from core.importer._loads import DataLoad
 
@@ -16,7 +16,10 @@ class BadRow:
 
 
 def money(usd: Decimal) -> str:
-    return f"${usd:,.2f}" if usd >= 1 or not usd else f"${usd.normalize():f}"
+    """'$1.01' (to the cent, half a cent up as the console's tables round), under $1 exact."""
+    if usd >= 1 or not usd:
+        return f"${usd.quantize(Decimal('0.01'), rounding=ROUND_HALF_UP):,}"
+    return f"${usd.normalize():f}"
 
 
 @dataclass

@@ -40,11 +40,14 @@ class Accounting:
 
 
 def _source(dim: str, where: str) -> tuple[str, str]:
-    """(the SELECT expression of the dimension's value, the filtered rows to read)."""
+    """(the SELECT expression of the dimension's value, the filtered rows to read): ``facts``
+    (raw events plus the hourly rollups of pruned periods, exact after retention) but by tag,
+    which rollups do not keep."""
     if dim == "tag":  # one row per tag; untagged calls once, with tag NULL
         tags = "CASE WHEN len(coalesce(tags, [])) = 0 THEN [NULL::VARCHAR] ELSE tags END"
-        return "coalesce(tag, ?)", f"(SELECT *, unnest({tags}) AS tag FROM events{where})"
-    return f'coalesce(CAST("{dim}" AS VARCHAR), ?)', f"(SELECT * FROM events{where})"
+        rows = f"(SELECT *, 1 AS requests, unnest({tags}) AS tag FROM events{where})"
+        return "coalesce(tag, ?)", rows
+    return f'coalesce(CAST("{dim}" AS VARCHAR), ?)', f"(SELECT * FROM facts{where})"
 
 
 def accounting(
@@ -55,7 +58,7 @@ def accounting(
     currency: str = "USD",
     rate: Decimal | str = "1",
 ) -> Accounting:
-    """Month x ``dim`` spend of the calls under ``filters`` (raw events)."""
+    """Month x ``dim`` spend of the calls under ``filters`` (by tag: raw events only)."""
     if dim not in ACCOUNTING_DIMS:
         raise ConfigError(
             f"unknown grouping {dim!r}; choose from {', '.join(ACCOUNTING_DIMS)}", field="dim"
@@ -66,14 +69,17 @@ def accounting(
     where, params = filters.where()
     value, rows = _source(dim, where)
     month = "strftime(timezone(?, ts), '%Y-%m')"
+    # a row counts ``requests`` calls, ``un`` of them unpriced (an event: 1, and its flag)
+    un = "coalesce(CAST(unpriced AS BIGINT), 0)"
     priced_sql = (
-        f"SELECT {month} AS month, {value} AS value, count(*) AS calls,"
+        f"SELECT {month} AS month, {value} AS value,"
+        f" sum(requests - {un})::BIGINT AS calls,"
         " CAST(coalesce(sum(cost_picousd), 0) AS VARCHAR) AS cost"
-        f" FROM {rows} WHERE NOT coalesce(unpriced, FALSE) GROUP BY 1, 2 ORDER BY 1, 2"
+        f" FROM {rows} WHERE requests > {un} GROUP BY 1, 2 ORDER BY 1, 2"
     )
     unpriced_sql = (
         f"SELECT {month} AS month, {value} AS value, coalesce(model, ?) AS model,"
-        f" count(*) AS calls FROM {rows} WHERE coalesce(unpriced, FALSE)"
+        f" sum({un})::BIGINT AS calls FROM {rows} WHERE {un} > 0"
         " GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
     )
     head = [tz, NONE]

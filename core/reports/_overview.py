@@ -70,6 +70,14 @@ class Totals:
 class Spend:
     series: pd.DataFrame  # period, key, cost_picousd (exact ints), saved_picousd, requests, errors
     totals: Totals
+    # stacked by tag (rows overlap): period, cost_picousd, requests, a call counted once
+    tag_periods: pd.DataFrame | None = None
+
+    @property
+    def periods(self) -> pd.DataFrame:
+        """Rows whose sums per period count a call once (period, cost_picousd, requests):
+        the series, or by tag the period totals read apart."""
+        return self.series if self.tag_periods is None else self.tag_periods
 
 
 def _ints(values: pd.Series) -> list[int]:
@@ -79,10 +87,21 @@ def _ints(values: pd.Series) -> list[int]:
 def spend(reader: Reader, filters: Filters, dim: str, grain: str, tz: str) -> Spend:
     """Spend per period and ``dim`` value plus the range's totals, from one scan. Stacked by
     "tag" a row is a tag (a call with several tags is in each of its tags' rows), so the
-    totals, where a call counts once, are read by a second scan then."""
+    totals and each period's total, where a call counts once, are read by a second scan then."""
     raw = reader.spend_by([dim], grain, filters, tz=tz)
-    whole = reader.spend_by([], None, filters, tz=tz) if dim == "tag" else raw
+    whole = reader.spend_by([], grain, filters, tz=tz) if dim == "tag" else raw
     totals = Totals.of(whole)
+    tag_periods = None
+    if dim == "tag":
+        tag_periods = pd.DataFrame(
+            {
+                "period": whole["period"],
+                "cost_picousd": pd.Series(_ints(whole["cost_picousd"]), dtype=object),
+                "requests": whole["requests"].astype("int64"),
+            }
+        )
+        tag_periods = tag_periods[tag_periods["requests"] > 0].sort_values("period")
+        tag_periods = tag_periods.reset_index(drop=True)
     cost, saved = _ints(raw["cost_picousd"]), _ints(raw["saved_picousd"])
     series = pd.DataFrame(
         {
@@ -95,7 +114,7 @@ def spend(reader: Reader, filters: Filters, dim: str, grain: str, tz: str) -> Sp
         }
     )
     series = series.sort_values(["period", "key"], ignore_index=True)
-    return Spend(series, totals)
+    return Spend(series, totals, tag_periods)
 
 
 WINDOW_SPEND_SQL = (
@@ -128,14 +147,14 @@ def unpriced_calls(reader: Reader, filters: Filters) -> int:
 
 def top_spenders(reader: Reader, filters: Filters, who: str, n: int = 10) -> pd.DataFrame:
     """The top ``n`` values of ``who`` (user, project or org) by spend: name, cost_picousd,
-    requests."""
+    requests. A value whose calls were all logged without a cost spent 0."""
     if who not in TOP_WHO:
         raise ValueError(f"who must be one of {TOP_WHO}")
     where, params = filters.where()
     sql = (
-        f'SELECT "{who}" AS name, CAST(sum(cost_picousd) AS VARCHAR) AS cost_picousd,'
+        f'SELECT "{who}" AS name, CAST(coalesce(sum(cost_picousd), 0) AS VARCHAR) AS cost_picousd,'
         f" sum(requests)::BIGINT AS requests FROM facts{where} GROUP BY 1"
-        " ORDER BY sum(cost_picousd) DESC, name LIMIT ?"
+        " ORDER BY coalesce(sum(cost_picousd), 0) DESC, name LIMIT ?"
     )
     df = reader.sql(sql, [*params, int(n)])
     df["name"] = df["name"].astype(object).where(df["name"].notna(), NONE)

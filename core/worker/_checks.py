@@ -21,10 +21,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 
 from core import insights, reports
 from core.budgets import reached
 from core.control import Budget, ControlPlane
+from core.types import pico_to_usd
 from core.usage import Reader
 from core.worker._settings import AlertSettings
 
@@ -47,8 +49,12 @@ class Found:
     notify: bool = True  # False: recorded, not sent (an old anomaly found in history)
 
 
+CENT = Decimal("0.01")
+
+
 def _usd(pico: int) -> str:
-    return f"${pico / 1e12:,.2f}"
+    """Exact dollars to the cent, half a cent up (as the console's tables show them)."""
+    return f"${pico_to_usd(pico).quantize(CENT, rounding=ROUND_HALF_UP):,}"
 
 
 def budget_checks(

@@ -4,7 +4,7 @@ adds nothing; the current view exports as CSV and Parquet."""
 from __future__ import annotations
 
 import io
-from datetime import timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -163,3 +163,25 @@ def test_export_of_the_current_view_as_csv_and_parquet(home: Path) -> None:
     assert len(csv) == expected + 1 and "cost_usd" in csv[0]
     older = scope.__class__(**{**scope.__dict__, "end": scope.start + timedelta(days=1)})
     assert pq.read_table(io.BytesIO(export_bytes(older, "parquet"))).num_rows < expected
+
+
+def test_the_replace_warning_rounds_its_total_as_the_console_does(home: Path) -> None:
+    """Rows costing $1.005 in all: the replace warning reads $1.01, as the Overview does
+    (Decimal's own rounding, half to even, read $1.00)."""
+    half = (
+        "Date,Model Name,Prompt Tokens,Completion Tokens,Team,Spend\n"
+        "2025-03-01T10:00:00Z,dryrun-small,10,1,acme,0.5\n"
+        "2025-03-01T11:00:00Z,dryrun-small,10,1,acme,0.505\n"
+    )
+    at = upload(app("engineer").run(), half)
+    at.button(key="imp_go").click().run()
+    assert not at.exception
+    at = upload(at, half)
+    on = next(c for c in at.checkbox if c.key and c.key.startswith("imp_rep_on_"))
+    digest = on.key.removeprefix("imp_rep_on_")
+    on.check().run()
+    at.date_input(key=f"imp_rep_from_{digest}").set_value(date(2025, 3, 1))
+    at.date_input(key=f"imp_rep_to_{digest}").set_value(date(2025, 3, 1)).run()
+    assert not at.exception
+    warning = next(w.value for w in at.warning if "will be" in w.value)
+    assert "2 rows ($1.01) of source 'import'" in warning, warning

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, date, datetime, time, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 from functools import partial
 from zoneinfo import ZoneInfo
 
@@ -29,6 +30,8 @@ from core.importer import FIELDS, REQUIRED, ImportResult, Preview, Question
 
 FORMATS = {"csv": ("CSV", "text/csv"), "parquet": ("Parquet", "application/vnd.apache.parquet")}
 RESULT = "imp_result"  # the last import's result, shown at the top after the rerun
+
+CENT = Decimal("0.01")  # money to the cent, half a cent up (as the console's tables)
 
 
 def main() -> None:
@@ -233,7 +236,8 @@ def replace_step(digest: str) -> tuple[str, datetime, datetime] | None:
         end = datetime.combine(last + timedelta(days=1), time(), UTC)
         rows, usd = usage.replace_count(source, start, end)
         st.warning(
-            f"{rows:,} rows (${usd:,.2f}) of source {source!r} from {first} to {last} will be"
+            f"{rows:,} rows (${usd.quantize(CENT, rounding=ROUND_HALF_UP):,}) of source"
+            f" {source!r} from {first} to {last} will be"
             " removed once this file's rows are written. The replace is audited."
         )
         return source, start, end

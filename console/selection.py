@@ -95,6 +95,14 @@ class Money:
         sign = "-" if value < 0 else ""
         return f"{sign}{self.symbol}{abs(value):,.{places}f}"
 
+    def table(self, pico: int) -> str:
+        """Table money, as the Budgets page shows it: to the cent, and a non-zero amount under
+        half a cent reads '<$0.01' (never '$0.00')."""
+        value = self.cents(pico)
+        if pico and value == 0:
+            return f"<{self.symbol}0.01"
+        return self.fmt(pico)
+
     def floats(self, picos: Any) -> list[float]:
         """Chart values: the exact amount of each sum, as a float (display only)."""
         return [float(self.amount(int(p))) for p in picos]

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from console.frames import budgets as budget_frames
+from console.selection import Money
 from core import clock
 from core.control import ControlPlane
 from core.demo import load_demo
@@ -182,3 +183,11 @@ def test_a_daily_budget_in_the_last_minute_of_its_day_is_that_day(costline_home:
         (u,) = utilisation(reader, plane, [daily], datetime(2026, 4, 1, tzinfo=UTC))
     assert (u.start, u.end) == (datetime(2026, 3, 31, tzinfo=UTC), datetime(2026, 4, 1, tzinfo=UTC))
     assert u.spent_picousd == 3 * PICO and u.projected_picousd == 3 * PICO
+
+
+@pytest.mark.parametrize("pico", [0, 1, 4_999_999_999, 5_000_000_000, 2_675_000_000_000, 10**18])
+def test_table_money_reads_the_same_on_every_budget_table(pico: int) -> None:
+    """The Forecast page's outlook (``Money.table``) shows a spend as the Budgets and
+    Playground pages do (``cents``): one under half a cent (the first minutes of a month)
+    read '$0.00' there and '<$0.01' on the other two."""
+    assert Money().table(pico) == budget_frames.cents(pico)

@@ -60,7 +60,9 @@ def main() -> None:
         return
     now = queries.now_slot()
     plane_version = auth.plane().version()
-    outlooks = queries.outlook(home, version, plane_version, now, int(width) / 100, holidays)
+    outlooks = queries.outlook(
+        home, version, plane_version, budget_queries.utilisation_now(), int(width) / 100, holidays
+    )
     found = queries.findings(home, version, selection.scope.tz, selection.scope.start, now)
     forecast_section(fc, selection, dimension, value, width, outlooks, found)
     backtest_section(fc)
@@ -216,8 +218,7 @@ def chart(
             label = f"{chosen.budget.name}: {money.fmt(int(chosen.limit_usd * 10**12))}"
             budget = limit
         else:
-            days = (chosen.end - chosen.start).days + 1
-            budget = limit / days
+            budget = limit / frames.counted_days(chosen)
             label = f"budget pace {money.symbol}{budget:,.2f}/day"
     return forecast_chart(
         series,

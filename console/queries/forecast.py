@@ -16,7 +16,7 @@ import streamlit as st
 from console import auth
 from console.queries.usage import reader
 from console.selection import Scope, today_in
-from core import clock, insights
+from core import clock, insights, reports
 from core.insights import AdviceReport, BudgetOutlook, Finding, Forecast
 from core.pricing import load_catalog
 from core.usage import Filters
@@ -70,10 +70,15 @@ def forecast(
 def outlook(
     home: str, version: str, plane_version: int, now: datetime, width: float, holidays: str | None
 ) -> list[BudgetOutlook]:
+    """Each budget's window as the Budgets page counts it (``now``: its exclusive end, as
+    ``console.queries.budgets.utilisation_now``; a reset budget from its last reset)."""
+    plane = auth.plane()
+    budgets = plane.budgets()
     return insights.budget_outlook(
         reader(),
-        auth.plane().budgets(),
+        budgets,
         now=now,
+        resets=reports.reset_times(plane, budgets),
         intervals=(width,),
         holidays_country=holidays,
     )

@@ -119,7 +119,7 @@ def get_spend(call: Call) -> Json:
         "group_by": [*([grain] if grain else []), *dims],
         "totals": totals_json(totals),
         "rows": rows,
-        "note": reports.coverage(reader, f.start, f.end).note(),
+        "note": reports.coverage(reader, f.start, f.end, tagged=f.tag is not None, tz=tz).note(),
     }
     if call.arg("kpis") in ("1", "true", "yes"):
         from core import clock

@@ -9,7 +9,8 @@ picodollars throughout (see docs/architecture.md, "Money").
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 
@@ -162,13 +163,19 @@ def top_spenders(reader: Reader, filters: Filters, who: str, n: int = 10) -> pd.
     return df
 
 
+ROLLED_UP = "org, project, user, key, model, provider, task, status and source"
+
+
 @dataclass(frozen=True)
 class Coverage:
-    """Whether raw events behind a range were pruned: figures from rollups stay exact
-    (hour-aligned ranges); listings and rollup-less dimensions lack those rows."""
+    """Whether raw events behind a range were pruned: figures from rollups stay exact when
+    the range's edges and the zone's periods fall on UTC hours and no tag filter applies
+    (rollups keep no tags); listings and rollup-less dimensions lack those rows."""
 
     pruned_from: datetime | None = None
     pruned_until: datetime | None = None
+    tagged: bool = False  # the figures are filtered by tag: the pruned calls are not in them
+    whole_hours: bool = True  # False: an edge or a local period cuts a pruned UTC hour
 
     @property
     def pruned(self) -> bool:
@@ -177,20 +184,51 @@ class Coverage:
     def note(self) -> str | None:
         if self.pruned_until is None:
             return None
+        head = f"raw events before {self.pruned_until:%Y-%m-%d %H:%M} UTC were removed by retention"
+        if self.tagged:
+            return (
+                f"{head}; their hourly rollups keep no tags, so figures under the tag filter"
+                " leave out that period's calls (without it, totals and breakdowns by"
+                f" {ROLLED_UP} come from the rollups); individual events and other breakdowns"
+                " of that period are not available"
+            )
+        how = (
+            "stay exact"
+            if self.whole_hours
+            else "count each of its hours whole, in the period holding the hour's start (the"
+            " range's edges or the time zone's periods do not fall on UTC hours), so figures"
+            " near those edges are approximate"
+        )
         return (
-            f"raw events before {self.pruned_until:%Y-%m-%d %H:%M} UTC were removed by "
-            "retention; totals and breakdowns by org, project, user, model, provider, task, "
-            "status and source come from hourly rollups and stay exact, individual events "
-            "and other breakdowns of that period are not available"
+            f"{head}; totals and breakdowns by {ROLLED_UP} come from hourly rollups and {how},"
+            " individual events and other breakdowns of that period are not available"
         )
 
 
-def coverage(reader: Reader, start: datetime | None, end: datetime | None) -> Coverage:
-    """Does [start, end) reach into the period whose raw events were pruned?"""
+def _on_hour(at: datetime) -> bool:
+    return at.minute == 0 and at.second == 0 and at.microsecond == 0
+
+
+def coverage(
+    reader: Reader,
+    start: datetime | None,
+    end: datetime | None,
+    *,
+    tagged: bool = False,
+    tz: str = "UTC",
+) -> Coverage:
+    """Does [start, end) reach into the period whose raw events were pruned? ``tagged``: the
+    figures are filtered by tag; ``tz``: the zone of their calendar periods."""
     span = reader.pruned_span()
     if span is None:
         return Coverage()
     first, until = span
     if (end is not None and end <= first) or (start is not None and start >= until):
         return Coverage()
-    return Coverage(first, until)
+    edges = [t for t in (start, end) if t is not None and first < t < until]
+    zone = ZoneInfo(tz)
+    offsets = {first.astimezone(zone).utcoffset(), until.astimezone(zone).utcoffset()}
+    whole = all(_on_hour(t.astimezone(UTC)) for t in edges) and all(
+        o is not None and o % timedelta(hours=1) == timedelta(0) for o in offsets
+    )
+    return Coverage(first, until, tagged=tagged, whole_hours=whole)

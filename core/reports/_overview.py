@@ -69,7 +69,9 @@ class Totals:
 
 @dataclass(frozen=True)
 class Spend:
-    series: pd.DataFrame  # period, key, cost_picousd (exact ints), saved_picousd, requests, errors
+    # period, key, cost_picousd (exact ints), saved_picousd, requests, errors; by minute or
+    # hour also utc_offset (minutes east of UTC: the period's identity with ``period``)
+    series: pd.DataFrame
     totals: Totals
     # stacked by tag (rows overlap): period, cost_picousd, requests, a call counted once
     tag_periods: pd.DataFrame | None = None
@@ -101,8 +103,9 @@ def spend(reader: Reader, filters: Filters, dim: str, grain: str, tz: str) -> Sp
                 "requests": whole["requests"].astype("int64"),
             }
         )
-        tag_periods = tag_periods[tag_periods["requests"] > 0].sort_values("period")
-        tag_periods = tag_periods.reset_index(drop=True)
+        if "utc_offset" in whole.columns:
+            tag_periods["utc_offset"] = whole["utc_offset"]
+        tag_periods = _in_order(tag_periods[tag_periods["requests"] > 0], [])
     cost, saved = _ints(raw["cost_picousd"]), _ints(raw["saved_picousd"])
     series = pd.DataFrame(
         {
@@ -114,8 +117,17 @@ def spend(reader: Reader, filters: Filters, dim: str, grain: str, tz: str) -> Sp
             "errors": raw["errors"].astype("int64"),
         }
     )
-    series = series.sort_values(["period", "key"], ignore_index=True)
-    return Spend(series, totals, tag_periods)
+    if "utc_offset" in raw.columns:  # by minute or hour: the repeated DST hour is two periods
+        series["utc_offset"] = raw["utc_offset"]
+    return Spend(_in_order(series, ["key"]), totals, tag_periods)
+
+
+def _in_order(frame: pd.DataFrame, then: list[str]) -> pd.DataFrame:
+    """Sorted by period (in real time: of two equal wall-clock starts, the one with the larger
+    UTC offset came first), then by ``then``."""
+    by = ["period", *(["utc_offset"] if "utc_offset" in frame.columns else []), *then]
+    up = [c != "utc_offset" for c in by]
+    return frame.sort_values(by, ascending=up, ignore_index=True)
 
 
 WINDOW_SPEND_SQL = (

@@ -123,3 +123,35 @@ def test_outlook_of_a_key_budget_counts_the_key(costline_home: Path) -> None:
         (o,) = insights.budget_outlook(reader, [budget], now=NOW)
     assert o.exhaustion is not None
     assert o.spent_usd == Decimal("1.5") * 19
+
+
+def test_outlook_counts_the_calls_the_budget_counts(costline_home: Path) -> None:
+    """A provider budget in another letter case and a model budget by the catalog's other
+    name count what the Budgets page counts (the outlook read $0 and forecast nothing)."""
+    from core import insights, reports
+    from core.pricing import load_catalog
+    from core.usage import Reader
+
+    log = UsageLog(costline_home)
+    for d in range(1, 20):
+        log.append(event(f"p{d}", NOW - timedelta(days=d), 2.5))
+    log.close()
+    cat = load_catalog()
+    assert cat.canonical("openai/gpt-4o") == "gpt-4o"
+    budgets = [
+        Budget(id="p", name="P", scope="provider", scope_value="OpenAI", limit_usd=Decimal(90)),
+        Budget(id="m", name="M", scope="model", scope_value="openai/gpt-4o", limit_usd=Decimal(90)),
+    ]
+
+    def canonical(m: str) -> str:
+        return cat.canonical(m) if cat.has(m) else m
+
+    with (
+        Reader(costline_home) as reader,
+        ControlPlane(f"sqlite:///{costline_home / 'control.db'}") as plane,
+    ):
+        outlooks = insights.budget_outlook(reader, budgets, now=NOW, canonical=canonical)
+        shared = reports.utilisation(reader, plane, budgets, NOW, canonical)
+    for o, u in zip(outlooks, shared, strict=True):
+        assert o.spent_usd == Decimal(u.spent_picousd) / PICO == Decimal("2.5") * 19, o.budget.id
+        assert o.forecast is not None and o.forecast.frame["y"].sum() > 0

@@ -14,6 +14,7 @@ from datetime import date, datetime, timedelta
 import streamlit as st
 
 from console import auth
+from console.queries.pricing import catalog
 from console.queries.usage import reader
 from console.selection import Scope, today_in
 from core import clock, insights, reports
@@ -74,11 +75,17 @@ def outlook(
     ``console.queries.budgets.utilisation_now``; a reset budget from its last reset)."""
     plane = auth.plane()
     budgets = plane.budgets()
+    cat = catalog()
+
+    def canonical(m: str) -> str:
+        return cat.canonical(m) if cat.has(m) else m
+
     return insights.budget_outlook(
         reader(),
         budgets,
         now=now,
         resets=reports.reset_times(plane, budgets),
+        canonical=canonical,
         intervals=(width,),
         holidays_country=holidays,
     )

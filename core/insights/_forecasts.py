@@ -7,7 +7,7 @@ without even a query. Budget outlooks forecast each budget's own scope to its wi
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
@@ -156,6 +156,25 @@ class BudgetOutlook:
         return self.budget.limit_usd
 
 
+def budget_filters(reader: Reader, b: Budget, canonical: Callable[[str], str] = str) -> Filters:
+    """The calls a budget counts, as ``core.reports.condition`` (and the guard) match them: a
+    model budget its model under either name (``canonical``: the catalog's), a provider
+    budget its provider in any letter case (the spellings logged)."""
+    value = b.scope_value
+    if b.scope == "global":
+        return Filters()
+    if value is None:
+        return Filters(org=())  # matches nothing
+    if b.scope == "model":
+        return Filters(model=tuple(sorted({value, canonical(value)})))
+    if b.scope == "provider":
+        logged = reader.sql(
+            "SELECT DISTINCT provider FROM facts WHERE lower(provider) = lower(?)", [value]
+        )["provider"]
+        return Filters(provider=tuple(sorted({value, *map(str, logged)})))
+    return scoped(None, b.scope, value)
+
+
 def _counted(reader: Reader, filters: Filters, tz: str, today: date) -> pd.DataFrame:
     """ds, y: what a budget counted on each complete local day from ``filters.start`` (its
     window's start or last reset, maybe mid-day) through yesterday."""
@@ -180,6 +199,7 @@ def budget_outlook(
     *,
     now: datetime | None = None,
     resets: Mapping[str, datetime] | None = None,
+    canonical: Callable[[str], str] = str,
     intervals: Sequence[float] = (0.95,),
     holidays_country: str | None = None,
     workers: int = 2,
@@ -190,7 +210,8 @@ def budget_outlook(
 
     As ``core.reports.utilisation`` (the Budgets page, the status API): ``now`` is an
     exclusive end, the window is the one holding the instant before it, and a budget reset
-    in that window (``resets``: ``core.reports.reset_times``) counts from the reset."""
+    in that window (``resets``: ``core.reports.reset_times``) counts from the reset; its scope
+    holds the calls the budget counts (``budget_filters``)."""
     at = now or clock.now()
     last = at - timedelta(microseconds=1)
 
@@ -202,20 +223,17 @@ def budget_outlook(
         reset = (resets or {}).get(b.id)
         if reset is not None and reset > since:
             since = reset.astimezone(UTC)
-        dim = "total" if b.scope == "global" else b.scope
-        spent = pico_to_usd(
-            reader.totals(scoped(Filters(start=since, end=at), dim, b.scope_value))["cost_picousd"]
-        )
+        scope = budget_filters(reader, b, canonical)
+        spent = pico_to_usd(reader.totals(replace(scope, start=since, end=at))["cost_picousd"])
         if not b.enabled or b.limit_usd is None or b.limit_usd <= 0:
             why = "disabled" if not b.enabled else "token limit only: not forecast in dollars"
             return BudgetOutlook(b, win.label, start, end, spent, None, note=why, since=since)
         today = local_today(tz, last)
-        counted = _counted(reader, scoped(Filters(start=since), dim, b.scope_value), tz, today)
+        counted = _counted(reader, replace(scope, start=since), tz, today)
         horizon = min(MAX_HORIZON, max(MIN_HORIZON, (end - today).days + 1))
         fc = forecast(
             reader,
-            dim,
-            b.scope_value,
+            filters=scope,
             horizon_days=horizon,
             intervals=intervals,
             holidays_country=holidays_country,

@@ -162,8 +162,10 @@ def spend_over_time(df: pd.DataFrame, dim: str, grain: str, symbol: str) -> Spec
 
 def top_bars(df: pd.DataFrame, title: str, symbol: str) -> Spec:
     """Horizontal bars of the top spenders with each amount written beside its bar;
-    ``df`` columns: name, amount, requests."""
-    df = df.assign(shown=[f"{symbol}{a:,.2f}" for a in df["amount"]])
+    ``df`` columns: name, amount, requests and shown (the amount as text; made from the
+    float when absent)."""
+    if "shown" not in df.columns:
+        df = df.assign(shown=[f"{symbol}{a:,.2f}" for a in df["amount"]])
     encoding = {
         "y": {"field": "name", "type": "nominal", "sort": "-x", "title": None, "axis": LABELS_SPEC},
         "x": {
@@ -174,7 +176,7 @@ def top_bars(df: pd.DataFrame, title: str, symbol: str) -> Spec:
         },
         "tooltip": [
             _tip("name", "nominal", title.lower()),
-            _tip("amount", "quantitative", "spend", ",.2f"),
+            _tip("shown", "nominal", "spend"),
             _tip("requests", "quantitative", fmt=","),
         ],
     }

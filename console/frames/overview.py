@@ -149,11 +149,14 @@ def per_1k_frame(series: pd.DataFrame, money: Money, grain: str) -> pd.DataFrame
 
 
 def top_frame(top: pd.DataFrame, money: Money) -> pd.DataFrame:
+    """name, amount (the bar's length), shown (the amount written beside it and in the
+    tooltip: the exact sum to the cent, half a cent up, as the tables show it) and requests."""
     rows = top
     return pd.DataFrame(
         {
             "name": rows["name"].astype(str).to_numpy(),
             "amount": money.floats(rows["cost_picousd"]),
+            "shown": [money.table(int(p)) for p in rows["cost_picousd"]],
             "requests": rows["requests"].to_numpy(),
         }
     )

@@ -1,0 +1,54 @@
+"""The Overview's top spenders write each amount as the tables and the KPIs do: the exact sum
+to the cent, an exact half cent up (a float's ',.2f' wrote $1.005 as $1.00 and $2.675 as
+$2.67 beside the bars, while "Spend in range" read $1.01)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from core import clock
+from core.usage import UsageEvent, UsageLog
+from tests.console_support import app, make_users
+
+COSTS = {"ann": 1_005_000_000_000, "bob": 2_675_000_000_000, "cy": 4_000_000}  # $1.005 ...
+
+
+@pytest.fixture
+def halves(costline_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("COSTLINE_ADMIN_PASSWORD", "admin-pass-123")
+    log = UsageLog(costline_home)
+    for i, (user, cost) in enumerate(COSTS.items()):
+        log.append(
+            UsageEvent(
+                request_id=f"c{i}",
+                ts=clock.now() - timedelta(days=1),
+                org="a",
+                user=user,
+                provider="openai",
+                model="gpt-4o-mini",
+                cost_picousd=cost,
+            )
+        )
+    log.close()
+    make_users(costline_home)
+    return costline_home
+
+
+def test_top_spenders_round_half_a_cent_up_like_the_tables(halves: Path) -> None:
+    at = app("viewer").run()
+    assert not at.exception
+    rows = [
+        r
+        for chart in at.get("vega_lite_chart")
+        for d in chart.proto.datasets
+        for r in pa.ipc.open_stream(d.data.data).read_all().to_pylist()
+        if "shown" in r
+    ]
+    shown = {r["name"]: r["shown"] for r in rows}
+    assert shown == {"ann": "$1.01", "bob": "$2.68", "cy": "<$0.01"}
+    spend = next(m.value for m in at.metric if m.label == "Spend in range")
+    assert spend == "$3.68"  # 3.684004, the same rounding

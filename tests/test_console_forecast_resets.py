@@ -155,3 +155,22 @@ def test_outlook_counts_the_calls_the_budget_counts(costline_home: Path) -> None
     for o, u in zip(outlooks, shared, strict=True):
         assert o.spent_usd == Decimal(u.spent_picousd) / PICO == Decimal("2.5") * 19, o.budget.id
         assert o.forecast is not None and o.forecast.frame["y"].sum() > 0
+
+
+def test_run_rate_rounds_half_a_cent_up_like_every_figure(
+    costline_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Six days of $1.005: the run-rate reads $1.01 / day (a Decimal's ',.2f' rounds half to
+    even: it read $1.00 while the tables and KPIs round half a cent up)."""
+    monkeypatch.setenv("COSTLINE_ADMIN_PASSWORD", ADMIN_PASSWORD)
+    log = UsageLog(costline_home)
+    for d in range(1, 7):
+        log.append(event(f"r{d}", NOW.replace(hour=12) - timedelta(days=d), 1.005))
+    log.close()
+    make_users(costline_home)
+    with clock.frozen(NOW):
+        at = app("viewer", timeout=120).run()
+        at.switch_page("app_pages/forecast.py").run()
+    assert not at.exception
+    rate = [m.value for m in at.metric if m.label == "Run-rate projection"]
+    assert rate == ["$1.01 / day"]

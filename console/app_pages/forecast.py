@@ -3,6 +3,7 @@ caused it, and what could be saved."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -142,13 +143,13 @@ def forecast_section(
     money = selection.money
     future = fc.future
     if fc.method == "run_rate":
-        rate = money.amount(int(round(float(future["yhat"].iloc[0]) * 10**12)))
+        rate = money.fmt(int(round(float(future["yhat"].iloc[0]) * 10**12)))
         st.warning(
             f"Not enough history for a forecast: {fc.message}.", icon=":material/hourglass_empty:"
         )
         st.metric(
             "Run-rate projection",
-            f"{money.symbol}{rate:,.2f} / day",
+            f"{rate} / day",  # to the cent, half a cent up, as every other figure
             help="Mean daily spend of the last (up to) 7 complete days, carried flat",
         )
     elif fc.message:
@@ -218,8 +219,9 @@ def chart(
             label = f"{chosen.budget.name}: {money.fmt(int(chosen.limit_usd * 10**12))}"
             budget = limit
         else:
-            budget = limit / frames.counted_days(chosen)
-            label = f"budget pace {money.symbol}{budget:,.2f}/day"
+            pace = int(chosen.limit_usd * 10**12 / Decimal(str(frames.counted_days(chosen))))
+            budget = float(money.amount(pace))
+            label = f"budget pace {money.fmt(pace)}/day"
     return forecast_chart(
         series,
         symbol=money.symbol,

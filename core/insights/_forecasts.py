@@ -242,7 +242,7 @@ def budget_outlook(
             backtest=False,
             cache=cache,
         )
-        rest = rest_of_today(fc, today, day_fraction_left(tz, at))
+        rest = rest_of_today(fc, today, day_fraction_left(tz, last))
         ex = exhaustion(
             rest, spent_so_far=spent, limit=b.limit_usd, window_start=start, window_end=end
         )

@@ -3,6 +3,7 @@ caused it, and what could be saved."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -61,13 +62,12 @@ def main() -> None:
         return
     now = queries.now_slot()
     plane_version = auth.plane().version()
-    outlooks = queries.outlook(
-        home, version, plane_version, budget_queries.utilisation_now(), int(width) / 100, holidays
-    )
+    at = budget_queries.utilisation_now()  # one instant for the chart and the table
+    outlooks = queries.outlook(home, version, plane_version, at, int(width) / 100, holidays)
     found = queries.findings(home, version, selection.scope.tz, selection.scope.start, now)
     forecast_section(fc, selection, dimension, value, width, outlooks, found)
     backtest_section(fc)
-    exhaustion_section(outlooks, selection, width)
+    exhaustion_section(outlooks, selection, width, at)
     anomalies_section(found, selection)
     advice_section(queries.advice(home, version, plane_version, selection.scope, now), selection)
 
@@ -274,7 +274,9 @@ def backtest_section(fc: Forecast) -> None:
     )
 
 
-def exhaustion_section(outlooks: list[BudgetOutlook], selection: Selection, width: str) -> None:
+def exhaustion_section(
+    outlooks: list[BudgetOutlook], selection: Selection, width: str, at: datetime
+) -> None:
     st.subheader("Budgets: when do they run out?")
     if not outlooks:
         st.info("No budgets yet.")
@@ -286,7 +288,7 @@ def exhaustion_section(outlooks: list[BudgetOutlook], selection: Selection, widt
         usage.version(),
         plane.version(),
         tuple(o.budget for o in outlooks),
-        budget_queries.utilisation_now(),
+        at,
     )
     st.dataframe(
         frames.outlook_frame(outlooks, selection.money, width, {u.budget.id: u for u in shared}),

@@ -103,3 +103,16 @@ def test_api_hour_periods_carry_their_offset(fall_back: Path) -> None:
     ]
     assert [row["cost_usd"] for row in body["rows"]] == [str(i + 1) for i in range(HOURS)]
     assert body["totals"]["cost_usd"] == str(sum(range(1, HOURS + 1)))
+
+
+def test_requests_log_tells_the_two_one_oclock_calls_apart(fall_back: Path) -> None:
+    with clock.frozen(NOW):
+        at = app("viewer").run()
+        at.selectbox(key="f_range").set_value("today").run()
+        at.switch_page("app_pages/requests.py").run()
+        assert not at.exception
+    log = next(d.value for d in at.dataframe if "request id" in d.value.columns)
+    times = dict(zip(log["request id"], log["time"], strict=True))
+    assert times["h1"] == "2026-11-01 01:10:00 -04:00"
+    assert times["h2"] == "2026-11-01 01:10:00 -05:00"
+    assert times["h0"] == "2026-11-01 00:10:00" and times["h3"] == "2026-11-01 02:10:00"

@@ -52,3 +52,28 @@ def test_top_spenders_round_half_a_cent_up_like_the_tables(halves: Path) -> None
     assert shown == {"ann": "$1.01", "bob": "$2.68", "cy": "<$0.01"}
     spend = next(m.value for m in at.metric if m.label == "Spend in range")
     assert spend == "$3.68"  # 3.684004, the same rounding
+
+
+def test_spend_tooltip_writes_exact_cents_half_up(halves: Path) -> None:
+    """The spend chart's tooltip money is text from the exact sums (the browser's ',.2f' of a
+    float wrote a bar of $1.005 as $1.00)."""
+    at = app("viewer").run()
+    at.selectbox(key="ov_dim").set_value("user").run()
+    assert not at.exception
+    proto = at.get("vega_lite_chart")[0].proto
+    rows = [
+        r for d in proto.datasets for r in pa.ipc.open_stream(d.data.data).read_all().to_pylist()
+    ]
+    bars = {r["key"]: r for r in rows if "total_text" in r}
+    assert {k: r["amount_text"] for k, r in bars.items()} == {
+        "ann": "$1.01",
+        "bob": "$2.68",
+        "cy": "<$0.01",
+    }
+    assert {r["total_text"] for r in bars.values()} == {"$3.68"}
+    spec = proto.spec
+    assert (
+        '"amount_text"' in spec
+        and '"total_text"' in spec
+        and ",.2f" not in spec.split('"tooltip"')[1].split("]")[0]
+    )

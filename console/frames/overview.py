@@ -116,6 +116,10 @@ def series_frame(
             "amount": money.floats(series["cost_picousd"]),
             "period_total": [shown[start] for start in starts],
             "requests": series["requests"],
+            # the tooltip's text: exact, to the cent, half a cent up, as the tables (a float's
+            # ',.2f' in the browser writes $1.005 as $1.00)
+            "amount_text": [money.table(int(c)) for c in series["cost_picousd"]],
+            "total_text": [money.table(totals[start]) for start in starts],
         }
     )
 

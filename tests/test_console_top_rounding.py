@@ -77,3 +77,19 @@ def test_spend_tooltip_writes_exact_cents_half_up(halves: Path) -> None:
         and '"total_text"' in spec
         and ",.2f" not in spec.split('"tooltip"')[1].split("]")[0]
     )
+
+
+def test_anomaly_message_rounds_half_a_cent_up_like_the_anomaly_table() -> None:
+    """The anomaly alert's text (Alerts page, webhooks) and the Forecast page's anomaly table
+    write the same amounts."""
+    import pandas as pd
+
+    from console.frames.forecast import findings_frame
+    from console.selection import Money
+    from core.insights import Anomaly, Finding
+
+    a = Anomaly(pd.Timestamp("2026-11-12"), 1.005, 0.5, 2.01, 0.505, 6.0, "mad", "acme", [])
+    fd = Finding(a, "org", "spend", "day")
+    row = findings_frame([fd], Money()).iloc[0]
+    assert (row["actual"], row["expected"], row["above expected"]) == ("$1.01", "$0.50", "+$0.51")
+    assert "$1.01 vs $0.50 expected (2.0x, +$0.51)" in fd.describe()

@@ -93,3 +93,11 @@ def test_anomaly_message_rounds_half_a_cent_up_like_the_anomaly_table() -> None:
     row = findings_frame([fd], Money()).iloc[0]
     assert (row["actual"], row["expected"], row["above expected"]) == ("$1.01", "$0.50", "+$0.51")
     assert "$1.01 vs $0.50 expected (2.0x, +$0.51)" in fd.describe()
+
+
+def test_advice_text_rounds_half_a_cent_up() -> None:
+    from core.insights._advice_base import usd_text
+
+    assert usd_text(1_005_000_000_000) == "$1.01"
+    assert usd_text(2_675_000_000_000.0) == "$2.68"
+    assert usd_text(1_234_567_000_000_000) == "$1,234.57"

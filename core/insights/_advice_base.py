@@ -45,7 +45,10 @@ def monthly_usd(pico: int | float, period_days: float) -> Decimal:
 
 
 def usd_text(pico: int | float) -> str:
-    return f"${pico / PICO:,.2f}"
+    """'$1,234.57': to the cent, half a cent up, as the console's tables (a float's ',.2f'
+    wrote $1.005 as $1.00)."""
+    d = (Decimal(int(round(pico))) / PICO).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    return f"{'-' if d < 0 else ''}${abs(d):,}"
 
 
 def observed_days(events: pd.DataFrame) -> float:

@@ -57,7 +57,7 @@ def list_usage(call: Call) -> Json:
         data.append(event_json(rec, zone))
     last = rows[-1] if len(rows) == limit else None
     next_cursor = encode_cursor(int(us), str(last["request_id"])) if last is not None else None
-    cov = reports.coverage(call.ctx.reader, f.start, f.end)
+    cov = reports.coverage(call.ctx.reader, f.start, f.end, tagged=f.tag is not None, tz=tz)
     return {"data": data, "next_cursor": next_cursor, "note": cov.note(), "tz": tz}
 
 

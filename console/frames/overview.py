@@ -51,6 +51,9 @@ def slots(frame: pd.DataFrame, grain: str) -> tuple[pd.Series, pd.Series, pd.Ser
     label = period.dt.strftime(LABELS[grain])
     if "utc_offset" not in frame.columns or period.empty:
         return period, span, label
+    pairs = frame[["period", "utc_offset"]].drop_duplicates()
+    if not pairs["period"].duplicated().any():  # no repeated hour in the range: as they are
+        return period, span, label
     seen: dict[object, list[int]] = {}
     for start, offset in set(_ids(frame)):
         seen.setdefault(start, []).append(offset)

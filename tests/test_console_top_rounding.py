@@ -101,3 +101,18 @@ def test_advice_text_rounds_half_a_cent_up() -> None:
     assert usd_text(1_005_000_000_000) == "$1.01"
     assert usd_text(2_675_000_000_000.0) == "$2.68"
     assert usd_text(1_234_567_000_000_000) == "$1,234.57"
+
+
+@pytest.mark.parametrize("currency, rate", [("USD", "1"), ("EUR", "0.92"), ("GBP", "0.7913")])
+def test_many_amounts_read_as_one_amount_does(currency: str, rate: str) -> None:
+    """``Money.tables`` (a chart's tooltips) writes each amount as ``Money.table``."""
+    import random
+
+    from console.selection import Money
+
+    rng = random.Random(7)
+    picos = [0, 1, -1, 4_999_999_999, 5_000_000_000, -5_000_000_000, *COSTS.values()]
+    picos += [rng.randint(-(10**16), 10**16) for _ in range(3000)]
+    picos += [rng.randrange(0, 10**14, 5 * 10**9) for _ in range(3000)]  # many half cents
+    money = Money(currency, rate)
+    assert money.tables(picos) == [money.table(p) for p in picos]

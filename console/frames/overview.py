@@ -110,6 +110,7 @@ def series_frame(
     for start, cost in zip(at, rows["cost_picousd"], strict=True):
         totals[start] = totals.get(start, 0) + int(cost)
     shown = dict(zip(totals, money.floats(totals.values()), strict=True))
+    texts = dict(zip(totals, money.tables(totals.values()), strict=True))
     return pd.DataFrame(
         {
             "period": period,
@@ -121,8 +122,8 @@ def series_frame(
             "requests": series["requests"],
             # the tooltip's text: exact, to the cent, half a cent up, as the tables (a float's
             # ',.2f' in the browser writes $1.005 as $1.00)
-            "amount_text": [money.table(int(c)) for c in series["cost_picousd"]],
-            "total_text": [money.table(totals[start]) for start in starts],
+            "amount_text": money.tables(series["cost_picousd"]),
+            "total_text": [texts[start] for start in starts],
         }
     )
 
@@ -163,7 +164,7 @@ def top_frame(top: pd.DataFrame, money: Money) -> pd.DataFrame:
         {
             "name": rows["name"].astype(str).to_numpy(),
             "amount": money.floats(rows["cost_picousd"]),
-            "shown": [money.table(int(p)) for p in rows["cost_picousd"]],
+            "shown": money.tables(rows["cost_picousd"]),
             "requests": rows["requests"].to_numpy(),
         }
     )

@@ -294,6 +294,7 @@ def embed_response(done: Embeddings, fmt: str) -> bytes:
             "costline": {
                 "request_id": done.request_id,
                 "cost_usd": usd_text(done.cost),
+                "unpriced": done.cost.unpriced,
                 "usage_estimated": done.usage.estimated,
                 "provider": done.provider,
             },

@@ -170,6 +170,10 @@ def routes(gw: Gateway) -> list[Route]:
             "x-costline-provider": done.provider,
             "x-costline-overhead-ms": f"{overhead * 1000:.3f}",
         }
+        if done.cost.unpriced:  # "0" alone would read as free: the model has no price
+            headers["x-costline-unpriced"] = "true"
+        if u.estimated:
+            headers["x-costline-usage-estimated"] = "true"
         headers.update((k.decode(), v.decode()) for k, v in gw.limit_headers(key))
         return Response(oai.embed_response(done, fmt), 200, headers, media_type="application/json")
 

@@ -57,3 +57,22 @@ def test_an_unpriced_embedding_is_flagged_never_a_bare_zero(
     assert raw.headers["x-costline-cost-usd"] == "0"
     assert raw.headers["x-costline-unpriced"] == "true"
     assert "x-costline-usage-estimated" not in raw.headers  # the upstream reported its tokens
+
+
+def test_several_choices_streamed_are_a_400_not_all_but_the_first_dropped(
+    gw: GatewayProcess, scripted: ScriptedServer
+) -> None:
+    before = len(scripted.requests)
+    with pytest.raises(openai.BadRequestError) as exc:
+        stream = client(gw).chat.completions.create(
+            model="gpt-4o-mini", messages=ASK, n=2, stream=True, max_tokens=10
+        )
+        list(stream)  # on a 200 the second choice would be missing from these chunks
+    assert exc.value.status_code == 400
+    assert exc.value.body["param"] == "n"  # type: ignore[index]
+    assert "stream: false" in exc.value.message
+    assert len(scripted.requests) == before  # refused before any provider was paid
+    one = client(gw).chat.completions.create(
+        model="gpt-4o-mini", messages=ASK, n=1, stream=True, max_tokens=10
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in one if c.choices).strip()

@@ -7,6 +7,8 @@ scripted OpenAI-compatible server, over loopback HTTP.
 
 from __future__ import annotations
 
+import anthropic
+import httpx
 import openai
 import pytest
 
@@ -76,3 +78,33 @@ def test_several_choices_streamed_are_a_400_not_all_but_the_first_dropped(
         model="gpt-4o-mini", messages=ASK, n=1, stream=True, max_tokens=10
     )
     assert "".join(c.choices[0].delta.content or "" for c in one if c.choices).strip()
+
+
+def test_models_retrieve_answers_with_the_listed_row_for_both_sdks(gw: GatewayProcess) -> None:
+    listed = {m.id: m for m in client(gw).models.list()}
+    got = client(gw).models.retrieve("gpt-4o-mini")
+    assert got.id == "gpt-4o-mini" and got.owned_by == "openai"
+    assert got.model_extra == listed["gpt-4o-mini"].model_extra  # the prices the list shows
+    assert client(gw).models.retrieve("groq/llama-3.1-8b-instant").id in listed  # a '/' in it
+    with pytest.raises(openai.NotFoundError) as exc:
+        client(gw, "only").models.retrieve("gpt-4o-mini")  # not a model this key may use
+    assert "GET /v1/models lists them" in exc.value.message
+    with pytest.raises(openai.NotFoundError):
+        client(gw).models.retrieve("no-such-model")
+    a = anthropic.Anthropic(base_url=gw.url, api_key=gw.keys["main"], max_retries=0)  # type: ignore[attr-defined]
+    assert a.models.retrieve("claude-3-5-haiku").id == "claude-3-5-haiku"
+    with pytest.raises(anthropic.NotFoundError) as aexc:
+        a.models.retrieve("no-such-model")
+    assert aexc.value.body["error"]["type"] == "not_found_error"  # type: ignore[index]
+
+
+def test_an_endpoint_the_gateway_does_not_serve_is_a_json_error_the_sdks_read(
+    gw: GatewayProcess,
+) -> None:
+    with pytest.raises(openai.NotFoundError) as exc:
+        client(gw).completions.create(model="gpt-4o-mini", prompt="hi")  # the legacy endpoint
+    assert exc.value.message == "Error code: 404 - the gateway serves no POST /v1/completions"
+    assert exc.value.body["code"] == "not_found"  # type: ignore[index]
+    r = httpx.post(gw.base_url + "/models", headers={"authorization": "Bearer x"})
+    assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
+    assert set(r.headers["allow"].split(", ")) == {"GET", "HEAD"}

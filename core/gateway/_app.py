@@ -64,7 +64,11 @@ class Gateway:
             "/chat/completions": _chat.chat_completions,
             "/v1/messages": _chat.messages,
         }
-        self.app = Starlette(routes=[*_routes.routes(self), *mounts], lifespan=self._lifespan)
+        self.app = Starlette(
+            routes=[*_routes.routes(self), *mounts],
+            lifespan=self._lifespan,
+            exception_handlers={404: _routes.not_served, 405: _routes.not_served},
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":

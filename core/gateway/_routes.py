@@ -89,36 +89,58 @@ def routes(gw: Gateway) -> list[Route]:
         body, content_type = await asyncio.to_thread(gw.metrics.render)
         return Response(body, 200, media_type=content_type)
 
+    def model_row(name: str) -> dict[str, Any]:
+        router = gw.router
+        assert router is not None
+        row = router.catalog.lookup(name)
+        return {
+            "id": name,
+            "object": "model",
+            "created": 0,
+            "owned_by": row.provider,
+            "costline": {
+                "input_usd_per_1m": str(_per_1m(row.input)),
+                "cached_input_usd_per_1m": str(_per_1m(row.cached_input)),
+                "output_usd_per_1m": str(_per_1m(row.output)),
+                "context_window": row.context_window,
+                "max_output_tokens": row.max_output_tokens,
+            },
+        }
+
     async def models(request: Request) -> Response:
         rid = new_request_id()
         try:
             key = gw.key_for(headers_of(request.scope))
         except HTTPError as err:
-            return _error(err, rid)
+            return _error(err, rid, _anthropic_client(request))
         router = gw.router
         assert router is not None
-        cat = router.catalog
-        data = []
-        for name in cat.models():
-            if not key.allows(name):
-                continue
-            row = cat.lookup(name)
-            data.append(
-                {
-                    "id": name,
-                    "object": "model",
-                    "created": 0,
-                    "owned_by": row.provider,
-                    "costline": {
-                        "input_usd_per_1m": str(_per_1m(row.input)),
-                        "cached_input_usd_per_1m": str(_per_1m(row.cached_input)),
-                        "output_usd_per_1m": str(_per_1m(row.output)),
-                        "context_window": row.context_window,
-                        "max_output_tokens": row.max_output_tokens,
-                    },
-                }
-            )
+        data = [model_row(name) for name in router.catalog.models() if key.allows(name)]
         return _json({"object": "list", "data": data})
+
+    async def model(request: Request) -> Response:
+        """One model of the list (``client.models.retrieve``): 404 when unknown or when the
+        key may not use it."""
+        rid = new_request_id()
+        anthropic = _anthropic_client(request)
+        try:
+            key = gw.key_for(headers_of(request.scope))
+        except HTTPError as err:
+            return _error(err, rid, anthropic)
+        router = gw.router
+        assert router is not None
+        name = request.path_params["model"]
+        cat = router.catalog
+        canonical = cat.canonical(name) if cat.has(name) else None
+        if canonical is None or not key.allows(canonical):
+            missing = HTTPError(
+                404,
+                f"model {name!r} is not one this key may use (GET /v1/models lists them)",
+                code="model_not_found",
+                param="model",
+            )
+            return _error(missing, rid, anthropic)
+        return _json(model_row(canonical))
 
     async def embeddings(request: Request) -> Response:
         t0 = time.perf_counter()
@@ -196,9 +218,31 @@ def routes(gw: Gateway) -> list[Route]:
         Route("/health/ready", ready, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/v1/models", models, methods=["GET"]),
+        Route("/v1/models/{model:path}", model, methods=["GET"]),
         Route("/v1/embeddings", embeddings, methods=["POST"]),
         Route("/v1/messages/count_tokens", count_tokens, methods=["POST"]),
     ]
+
+
+async def not_served(request: Request, exc: Exception) -> Response:
+    """404 / 405 for a path or method the gateway does not serve, in the error shape the
+    SDKs parse (Starlette's default is a text/plain 'Not Found')."""
+    status = getattr(exc, "status_code", 404)
+    if status == 405:
+        msg = f"{request.method} is not allowed on {request.url.path}"
+    else:
+        msg = f"the gateway serves no {request.method} {request.url.path}"
+    err = HTTPError(status, msg, code="not_found" if status == 404 else "method_not_allowed")
+    out = _error(err, new_request_id(), _anthropic_client(request))
+    allow = getattr(exc, "headers", None) or {}
+    if "allow" in {k.lower() for k in allow}:
+        out.headers.update(allow)
+    return out
+
+
+def _anthropic_client(request: Request) -> bool:
+    """The Anthropic SDK sends anthropic-version on every request: answer errors its way."""
+    return "anthropic-version" in request.headers
 
 
 def _per_1m(pico_per_token: int | Fraction) -> Decimal:

@@ -7,6 +7,8 @@ scripted OpenAI-compatible server, over loopback HTTP.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import anthropic
 import httpx
 import openai
@@ -108,3 +110,20 @@ def test_an_endpoint_the_gateway_does_not_serve_is_a_json_error_the_sdks_read(
     r = httpx.post(gw.base_url + "/models", headers={"authorization": "Bearer x"})
     assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
     assert set(r.headers["allow"].split(", ")) == {"GET", "HEAD"}
+
+
+def test_sigterm_closes_the_upstream_connections_cleanly(
+    tmp_path: Path, scripted: ScriptedServer
+) -> None:
+    key = make_key(tmp_path, "k")
+    env = {"OPENAI_BASE_URL": scripted.openai_url, "OPENAI_API_KEY": "sk-upstream-compat"}
+    proc = GatewayProcess(tmp_path, env).start()
+    try:
+        c = openai.OpenAI(base_url=proc.base_url, api_key=key, max_retries=0)
+        assert c.chat.completions.create(model="gpt-4o-mini", messages=ASK).choices
+        proc.terminate()
+        assert proc.proc is not None and proc.proc.wait(timeout=60) == 0
+        log = proc.log_tail()
+    finally:
+        proc.stop()
+    assert "Unclosed" not in log  # aiohttp's warning for a session never closed

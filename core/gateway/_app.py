@@ -59,6 +59,7 @@ class Gateway:
         self._found: dict[str, VirtualKey] = {}  # secret -> key of the current snapshot
         self._limits: dict[tuple[int, str], list[RateLimit]] = {}
         self._worker: tuple[Any, Any] | None = None  # (thread, stop event)
+        self._upstream: Any = None  # the upstream client start() made, closed at shutdown
         self.hot: dict[str, Handler] = {
             "/v1/chat/completions": _chat.chat_completions,
             "/chat/completions": _chat.chat_completions,
@@ -85,16 +86,23 @@ class Gateway:
         try:
             yield
         finally:
+            upstream, self._upstream = self._upstream, None
             self.close()
+            if upstream is not None:  # its pooled connections, closed on this event loop
+                await upstream.aclose()
 
     def start(self) -> Router:
         if self.router is None:
             got = self._router_arg
             if isinstance(got, Router):
                 self.router = got
-            else:
-                factory = got if got is not None else default_router
-                self.router = factory(self.config)
+            elif got is not None:
+                self.router = got(self.config)
+            else:  # the default: the gateway made the upstream client, so it closes it
+                from ._transport import upstream_client
+
+                self._upstream = upstream_client(self.config.transport)
+                self.router = default_router(self.config, aclient=self._upstream)
             self.metrics.budgets = self._budget_utilisation
             warm()
             if self.config.alert_worker and self._worker is None:
@@ -261,9 +269,10 @@ def _dumps(obj: Any) -> bytes:
     return orjson.dumps(obj)
 
 
-def default_router(config: GatewayConfig) -> Router:
+def default_router(config: GatewayConfig, *, aclient: Any = None) -> Router:
     """The Router a gateway process uses: controls on, live state from REDIS_URL (prefix
-    COSTLINE_REDIS_PREFIX), upstream calls over the measured-faster async transport."""
+    COSTLINE_REDIS_PREFIX), upstream calls over the measured-faster async transport
+    (``aclient``, else a new one the caller must close)."""
     import os
 
     from core.controls import Controls
@@ -278,7 +287,7 @@ def default_router(config: GatewayConfig) -> Router:
     return Router(
         catalog=catalog,
         controls=controls,
-        aclient=upstream_client(config.transport),
+        aclient=aclient if aclient is not None else upstream_client(config.transport),
         allow_unpriced=config.allow_unpriced,
     )
 

@@ -7,6 +7,7 @@ scripted OpenAI-compatible server, over loopback HTTP.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import anthropic
@@ -15,7 +16,7 @@ import openai
 import pytest
 
 from tests.gateway_support import GatewayProcess, events, make_key
-from tests.servers.scripted import ScriptedServer, json_reply
+from tests.servers.scripted import ScriptedServer, json_reply, openai_stream
 
 ASK = [{"role": "user", "content": "What is the capital of France?"}]
 
@@ -127,3 +128,55 @@ def test_sigterm_closes_the_upstream_connections_cleanly(
     finally:
         proc.stop()
     assert "Unclosed" not in log  # aiohttp's warning for a session never closed
+
+
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": f"lookup_{i}",
+            "description": f"Look up record {i} in the customer database by its id and return "
+            "the name, address, order history and open support tickets of that customer.",
+            "parameters": {
+                "type": "object",
+                "properties": {"id": {"type": "string", "description": "the customer id"}},
+                "required": ["id"],
+            },
+        },
+    }
+    for i in range(12)
+]
+
+
+def test_tool_definitions_are_counted_in_the_prompt_when_the_provider_reports_no_usage(
+    gw: GatewayProcess, scripted: ScriptedServer
+) -> None:
+    from core import tokens
+
+    schema_tokens = tokens.count_text("gpt-4o-mini", json.dumps(TOOLS, separators=(",", ":")))
+    scripted.enqueue(openai_stream(["It ", "is ", "Paris."], usage=None))  # as llama.cpp
+    stream = client(gw).chat.completions.create(
+        model="gpt-4o-mini",
+        messages=ASK,
+        tools=TOOLS,  # type: ignore[arg-type]
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    assert scripted.requests[-1].json["tools"] == TOOLS  # billed by the provider as input
+    extra = chunks[-1].model_extra["costline"]  # type: ignore[index]
+    (ev,) = events(gw.home, 1, request_id=extra["request_id"])
+    assert ev.usage_estimated and chunks[-1].usage is not None
+    assert ev.input_tokens == chunks[-1].usage.prompt_tokens > schema_tokens  # not ~14
+    priced = ev.cost_input_picousd
+    assert priced is not None and priced >= schema_tokens * 150_000  # $0.15 per 1M tokens
+
+    a = anthropic.Anthropic(base_url=gw.url, api_key=gw.keys["main"], max_retries=0)  # type: ignore[attr-defined]
+    plain = a.messages.count_tokens(model="claude-3-5-haiku", messages=ASK)  # type: ignore[arg-type]
+    tools = [
+        {"name": t["function"]["name"], "description": t["function"]["description"]}
+        | {"input_schema": t["function"]["parameters"]}
+        for t in TOOLS
+    ]
+    with_tools = a.messages.count_tokens(model="claude-3-5-haiku", messages=ASK, tools=tools)  # type: ignore[arg-type]
+    assert with_tools.input_tokens > plain.input_tokens + schema_tokens // 2

@@ -207,10 +207,10 @@ def routes(gw: Gateway) -> list[Route]:
             data = await _body(gw, request)
             if not isinstance(data, dict) or not isinstance(data.get("model"), str):
                 raise bad_request("model: required, a string", "model")
-            msgs = anth.count_request(data)
+            req = anth.count_request(data)
         except HTTPError as err:
             return _error(err, rid, anthropic=True)
-        count = tokens.count_messages(data["model"], msgs)
+        count = tokens.count_request(data["model"], req.messages, req.extra)
         return _json({"input_tokens": count.tokens, "costline": {"estimated": count.estimated}})
 
     return [

@@ -8,6 +8,7 @@ scripted OpenAI-compatible server, over loopback HTTP.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import anthropic
@@ -16,7 +17,7 @@ import openai
 import pytest
 
 from tests.gateway_support import GatewayProcess, events, make_key
-from tests.servers.scripted import ScriptedServer, json_reply, openai_stream
+from tests.servers.scripted import ScriptedServer, json_reply, openai_stream, openai_usage
 
 ASK = [{"role": "user", "content": "What is the capital of France?"}]
 
@@ -180,3 +181,35 @@ def test_tool_definitions_are_counted_in_the_prompt_when_the_provider_reports_no
     ]
     with_tools = a.messages.count_tokens(model="claude-3-5-haiku", messages=ASK, tools=tools)  # type: ignore[arg-type]
     assert with_tools.input_tokens > plain.input_tokens + schema_tokens // 2
+
+
+def test_a_stream_cut_by_the_sigterm_drain_ends_with_an_error_and_is_logged(
+    tmp_path: Path, scripted: ScriptedServer
+) -> None:
+    key = make_key(tmp_path, "k")
+    env = {
+        "OPENAI_BASE_URL": scripted.openai_url,
+        "OPENAI_API_KEY": "sk-upstream-compat",
+        "COSTLINE_GATEWAY_DRAIN_S": "1",
+    }
+    slow = openai_stream([f"word{i} " for i in range(60)], usage=openai_usage(12, 60))
+    scripted.enqueue(replace(slow, event_delay=0.1))  # 6 s: longer than the drain
+    proc = GatewayProcess(tmp_path, env).start()
+    got: list[str] = []
+    try:
+        c = openai.OpenAI(base_url=proc.base_url, api_key=key, max_retries=0)
+        stream = c.chat.completions.create(model="gpt-4o-mini", messages=ASK, stream=True)
+        rid = stream.response.headers["x-costline-request-id"]
+        with pytest.raises(openai.APIError) as exc:  # not a bare broken chunked response
+            for chunk in stream:
+                got.append(chunk.choices[0].delta.content or "")
+                if len(got) == 3:
+                    proc.terminate()
+        assert "shutting down" in exc.value.message
+        assert proc.proc is not None and proc.proc.wait(timeout=60) == 0
+    finally:
+        proc.stop()
+    assert 3 <= len(got) < 50  # cut about 1 s after SIGTERM
+    (ev,) = events(tmp_path, 1, timeout=0, request_id=rid)  # on disk before the exit
+    assert ev.status == "error" and ev.usage_estimated and ev.output_tokens >= 2
+    assert ev.cost_picousd > 0

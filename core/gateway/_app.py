@@ -10,6 +10,7 @@ calling its public async API. See docs/gateway.md.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime
@@ -60,6 +61,7 @@ class Gateway:
         self._limits: dict[tuple[int, str], list[RateLimit]] = {}
         self._worker: tuple[Any, Any] | None = None  # (thread, stop event)
         self._upstream: Any = None  # the upstream client start() made, closed at shutdown
+        self._serving: set[asyncio.Task[Any]] = set()  # inference handlers running now
         self.hot: dict[str, Handler] = {
             "/v1/chat/completions": _chat.chat_completions,
             "/chat/completions": _chat.chat_completions,
@@ -86,6 +88,11 @@ class Gateway:
         try:
             yield
         finally:
+            # handlers uvicorn cancelled when the drain ran out: let each end its stream and
+            # the Router log its partial call before the usage log is closed
+            running = [t for t in self._serving if not t.done()]
+            if running:
+                await asyncio.wait(running, timeout=5.0)
             upstream, self._upstream = self._upstream, None
             self.close()
             if upstream is not None:  # its pooled connections, closed on this event loop
@@ -122,6 +129,17 @@ class Gateway:
         if self._on_close is not None:
             self._on_close()
             self._on_close = None
+
+    def begin(self) -> asyncio.Task[Any] | None:
+        """Note the running inference handler (the shutdown waits for it); ``end`` it."""
+        me = asyncio.current_task()
+        if me is not None:
+            self._serving.add(me)
+        return me
+
+    def end(self, me: asyncio.Task[Any] | None) -> None:
+        if me is not None:
+            self._serving.discard(me)
 
     # ---- keys ---------------------------------------------------------------------------
     def snapshot(self) -> ControlSnapshot | None:

@@ -11,6 +11,7 @@ flagged ``ClientDisconnected``, never $0).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -95,21 +96,29 @@ class AnthropicShape(Shape):
 
 
 OPENAI, ANTHROPIC = Shape(), AnthropicShape()
+SHUTDOWN = (
+    "the gateway is shutting down: this stream ran past the drain time "
+    "(COSTLINE_GATEWAY_DRAIN_S) and was cut; the partial answer is logged and priced"
+)
 
 
 async def chat_completions(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
     gw.metrics.in_flight.inc()
+    me = gw.begin()
     try:
         await serve(gw, scope, receive, send, OPENAI)
     finally:
+        gw.end(me)
         gw.metrics.in_flight.dec()
 
 
 async def messages(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
     gw.metrics.in_flight.inc()
+    me = gw.begin()
     try:
         await serve(gw, scope, receive, send, ANTHROPIC)
     finally:
+        gw.end(me)
         gw.metrics.in_flight.dec()
 
 
@@ -285,10 +294,16 @@ async def stream(
         )
         await send({"type": "http.response.body", "body": shape.stream_error(err)})
     except asyncio.CancelledError:
-        if not flags["gone"]:
+        if flags["gone"]:  # our own cancel: the client left; the Router logs the partial call
+            me.uncancel()
+            gw.metrics.request(shape.endpoint, 499, req.model or "", "", req.key or "")
+        else:  # uvicorn cancelled it (SIGTERM's drain ran out): end with an error SDKs raise
+            flags["done"] = True
+            err = HTTPError(503, SHUTDOWN, "server_error", "shutting_down")
+            gw.metrics.request(shape.endpoint, 503, req.model or "", "", req.key or "")
+            with contextlib.suppress(Exception):
+                await send({"type": "http.response.body", "body": shape.stream_error(err)})
             raise
-        me.uncancel()  # our own cancel: the client left; the Router logged the partial call
-        gw.metrics.request(shape.endpoint, 499, req.model or "", "", req.key or "")
     finally:
         watcher.cancel()
         await agen.aclose()  # type: ignore[attr-defined]

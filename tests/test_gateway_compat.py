@@ -213,3 +213,24 @@ def test_a_stream_cut_by_the_sigterm_drain_ends_with_an_error_and_is_logged(
     (ev,) = events(tmp_path, 1, timeout=0, request_id=rid)  # on disk before the exit
     assert ev.status == "error" and ev.usage_estimated and ev.output_tokens >= 2
     assert ev.cost_picousd > 0
+
+
+def test_made_up_model_names_do_not_each_add_a_metrics_series(
+    gw: GatewayProcess, scripted: ScriptedServer
+) -> None:
+    c = client(gw)
+    a = anthropic.Anthropic(base_url=gw.url, api_key=gw.keys["main"], max_retries=0)  # type: ignore[attr-defined]
+    for i in range(40):
+        with pytest.raises(openai.NotFoundError):
+            c.chat.completions.create(model=f"made-up-{i}", messages=ASK)  # type: ignore[arg-type]
+    with pytest.raises(anthropic.NotFoundError):
+        a.messages.create(model="made-up-anthropic", max_tokens=5, messages=ASK)  # type: ignore[arg-type]
+    with pytest.raises(openai.NotFoundError):
+        c.embeddings.create(model="made-up-embed", input="x")
+    scripted.enqueue(json_reply({"data": [{"index": 0, "embedding": [1.0]}]}))
+    c.embeddings.create(model="openai/made-up-served", input="x")  # unpriced, allowed here
+    text = httpx.get(gw.url + "/metrics").text
+    assert "made-up" not in text  # a client's made-up names: no series of their own
+    assert 'endpoint="chat",key="main",model="other",provider="",status="404"} 40.0' in text
+    assert 'model="other",provider="openai",status="200"' in text
+    assert 'model="gpt-4o-mini"' in text  # catalog models keep their own

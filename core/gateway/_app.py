@@ -111,6 +111,7 @@ class Gateway:
                 self._upstream = upstream_client(self.config.transport)
                 self.router = default_router(self.config, aclient=self._upstream)
             self.metrics.budgets = self._budget_utilisation
+            self.metrics.known_model = self._known_model
             warm()
             if self.config.alert_worker and self._worker is None:
                 self._worker = start_worker()
@@ -244,6 +245,10 @@ class Gateway:
     def error_for(self, exc: CostlineError) -> HTTPError:
         resets = self.resets_at(exc) if isinstance(exc, BudgetExceeded) else None
         return from_costline(exc, resets)
+
+    def _known_model(self, name: str) -> bool:
+        r = self.router
+        return r is not None and r.catalog.has(name)
 
     def _budget_utilisation(self) -> Any:
         r = self.router

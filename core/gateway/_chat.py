@@ -208,6 +208,7 @@ def _observe(
         done.cache_hit,
         overhead,
         upstream,
+        unpriced=done.cost.unpriced,
     )
 
 

@@ -184,6 +184,7 @@ def routes(gw: Gateway) -> list[Route]:
             False,
             overhead,
             holder[0],
+            unpriced=done.cost.unpriced,
         )
         headers = {
             "x-costline-request-id": rid,

@@ -8,6 +8,8 @@ scripted OpenAI-compatible server, over loopback HTTP.
 from __future__ import annotations
 
 import json
+import socket
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -234,3 +236,24 @@ def test_made_up_model_names_do_not_each_add_a_metrics_series(
     assert 'endpoint="chat",key="main",model="other",provider="",status="404"} 40.0' in text
     assert 'model="other",provider="openai",status="200"' in text
     assert 'model="gpt-4o-mini"' in text  # catalog models keep their own
+
+
+def test_a_client_that_leaves_mid_upload_is_no_server_error(gw: GatewayProcess) -> None:
+    key = gw.keys["main"]  # type: ignore[attr-defined]
+    for path in ("/v1/chat/completions", "/v1/messages", "/v1/embeddings"):
+        with socket.create_connection(("127.0.0.1", gw.port)) as s:
+            head = f"POST {path} HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {key}\r\n"
+            s.sendall(head.encode() + b"Content-Length: 5000\r\n\r\n" + b'{"model": "gpt-4o')
+            time.sleep(0.3)  # the gateway is reading the body when the client goes
+    time.sleep(0.5)
+    log = gw.log_tail(20_000)
+    assert "Traceback" not in log and "Exception in ASGI application" not in log
+    text = httpx.get(gw.url + "/metrics").text
+    assert 'endpoint="chat",key="main",model="",provider="",status="499"} 1.0' in text
+    assert 'endpoint="messages",key="main",model="",provider="",status="499"} 1.0' in text
+    assert c_ok(gw)  # and it serves the next request as usual
+
+
+def c_ok(gw: GatewayProcess) -> bool:
+    done = client(gw).chat.completions.create(model="gpt-4o-mini", messages=ASK)  # type: ignore[arg-type]
+    return bool(done.choices[0].message.content)

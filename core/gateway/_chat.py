@@ -29,6 +29,7 @@ from ._asgi import (
     JSON,
     SSE,
     UPSTREAM,
+    ClientGone,
     HeaderList,
     Receive,
     Scope,
@@ -161,6 +162,9 @@ async def serve(gw: Gateway, scope: Scope, receive: Receive, send: Send, shape: 
     except HTTPError as err:
         gw.metrics.request(shape.endpoint, err.status, key=key_name)
         await gw.send_error(send, err, rid, anthropic=shape.anthropic)
+        return
+    except ClientGone:  # left mid-upload: no one to answer, nothing called, nothing to log
+        gw.metrics.request(shape.endpoint, 499, key=key_name)
         return
     router = gw.router
     assert router is not None, "gateway not started"

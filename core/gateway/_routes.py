@@ -9,7 +9,7 @@ from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -19,7 +19,7 @@ from core.types import new_request_id
 
 from . import _anthropic as anth
 from . import _openai as oai
-from ._asgi import UPSTREAM, parse_json
+from ._asgi import UPSTREAM, ClientGone, parse_json
 from ._errors import HTTPError, bad_request
 from ._request import headers_of, meta_of
 
@@ -45,7 +45,10 @@ async def _body(gw: Gateway, request: Request) -> Any:
         from ._asgi import too_large
 
         raise too_large(int(declared), limit)
-    body = await request.body()
+    try:
+        body = await request.body()
+    except ClientDisconnect:
+        raise ClientGone from None
     if len(body) > limit:
         from ._asgi import too_large
 
@@ -159,6 +162,9 @@ def routes(gw: Gateway) -> list[Route]:
         except HTTPError as err:
             gw.metrics.request("embeddings", err.status, key=key_name)
             return _error(err, rid)
+        except ClientGone:  # left mid-upload: nobody reads this answer
+            gw.metrics.request("embeddings", 499, key=key_name)
+            return Response(status_code=499)
         router = gw.router
         assert router is not None
         holder = [0.0]
@@ -211,6 +217,8 @@ def routes(gw: Gateway) -> list[Route]:
             req = anth.count_request(data)
         except HTTPError as err:
             return _error(err, rid, anthropic=True)
+        except ClientGone:
+            return Response(status_code=499)
         count = tokens.count_request(data["model"], req.messages, req.extra)
         return _json({"input_tokens": count.tokens, "costline": {"estimated": count.estimated}})
 

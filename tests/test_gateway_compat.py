@@ -34,6 +34,7 @@ def scripted():
 def gw(tmp_path_factory: pytest.TempPathFactory, scripted: ScriptedServer):
     home = tmp_path_factory.mktemp("gw-compat")
     keys = {"main": make_key(home, "main"), "only": make_key(home, "only", models=("gpt-4o",))}
+    keys["rl"] = make_key(home, "rl", rpm=1)
     env = {
         "OPENAI_BASE_URL": scripted.openai_url,
         "OPENAI_API_KEY": "sk-upstream-compat",
@@ -257,3 +258,16 @@ def test_a_client_that_leaves_mid_upload_is_no_server_error(gw: GatewayProcess) 
 def c_ok(gw: GatewayProcess) -> bool:
     done = client(gw).chat.completions.create(model="gpt-4o-mini", messages=ASK)  # type: ignore[arg-type]
     return bool(done.choices[0].message.content)
+
+
+def test_an_embeddings_429_names_the_limit_that_ran_out_as_chat_does(gw: GatewayProcess) -> None:
+    c = client(gw, "rl")
+    ok = c.embeddings.with_raw_response.create(model="dryrun-embed", input="one")
+    assert ok.headers["x-ratelimit-remaining-requests"] == "0"
+    with pytest.raises(openai.RateLimitError) as exc:
+        c.embeddings.create(model="dryrun-embed", input="two")
+    h = exc.value.response.headers
+    assert int(h["retry-after"]) > 0
+    assert h["x-ratelimit-limit-requests"] == "1"
+    assert h["x-ratelimit-remaining-requests"] == "0"
+    assert h["x-ratelimit-reset-requests"].endswith("s")

@@ -41,7 +41,7 @@ from ._asgi import (
     watch_disconnect,
 )
 from ._errors import HTTPError, bad_request
-from ._limits import static_headers
+from ._limits import refused_headers
 from ._request import Headers, headers_of, meta_of
 
 
@@ -225,12 +225,7 @@ async def _failed(
     key_limits: list[RateLimit],
 ) -> None:
     err = gw.error_for(exc)
-    limits = static_headers(key_limits)
-    if err.status == 429 and err.retry_after is not None:  # which of the key's limits ran out
-        metric = b"tokens" if " tokens per " in err.message else b"requests"
-        reset = f"{err.retry_after:.3f}s".encode()
-        limits = [*limits, (b"x-ratelimit-remaining-" + metric, b"0")]
-        limits.append((b"x-ratelimit-reset-" + metric, reset))
+    limits = refused_headers(key_limits, err)
     gw.metrics.request(
         shape.endpoint, err.status, exc.model or req.model or "", exc.provider or "", req.key or ""
     )

@@ -21,6 +21,7 @@ from . import _anthropic as anth
 from . import _openai as oai
 from ._asgi import UPSTREAM, ClientGone, parse_json
 from ._errors import HTTPError, bad_request
+from ._limits import refused_headers
 from ._request import headers_of, meta_of
 
 if TYPE_CHECKING:
@@ -174,7 +175,10 @@ def routes(gw: Gateway) -> list[Route]:
         except CostlineError as exc:
             failed = gw.error_for(exc)
             gw.metrics.request("embeddings", failed.status, req.model, exc.provider or "", key.name)
-            return _error(failed, rid)
+            out = _error(failed, rid)  # with the key's limits, as chat's refusals have them
+            for k, v in refused_headers(gw.key_limits(key), failed):
+                out.headers[k.decode()] = v.decode()
+            return out
         finally:
             UPSTREAM.reset(token)
         overhead = time.perf_counter() - t0 - holder[0]

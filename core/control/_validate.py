@@ -131,8 +131,10 @@ def check_money(
         raise fail(field, "must be a number of USD", value) from None
     if not number.is_finite() or number < 0:
         raise fail(field, "must be a finite amount >= 0", value)
-    rounded = number.quantize(step, rounding=ROUND_HALF_EVEN)
     largest = Decimal(INT64_MAX) * step
+    if number > largest:  # before quantize: a huge amount has more digits than it can hold
+        raise fail(field, f"must be <= {largest}", value)
+    rounded = number.quantize(step, rounding=ROUND_HALF_EVEN)
     if rounded > largest:
         raise fail(field, f"must be <= {largest}", value)
     if exact and rounded != number:

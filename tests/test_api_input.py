@@ -1,0 +1,61 @@
+"""Bad input over real HTTP: every mistake answers a 4xx naming the problem, and nothing
+is stored (huge amounts, typo'd or already-expired token requests, unknown settings)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from core.state import MemoryState
+from tests.servers.api import ApiServer
+
+BUDGET = {"id": "ops", "name": "Ops", "limit_usd": "100", "period": "day"}
+
+
+@pytest.fixture
+def api(costline_home: Path) -> Iterator[ApiServer]:
+    with ApiServer(costline_home, state=MemoryState("t:")) as server:
+        yield server
+
+
+@pytest.mark.parametrize("amount", ["1e400", "10000000000000000", "1E+28"])
+def test_an_amount_too_large_to_hold_is_a_422_naming_its_field(api: ApiServer, amount: str) -> None:
+    eng = api.client(api.user("eng", "engineer"))
+    admin = api.client(api.user("root", "admin"))
+    assert eng.post("/budgets", json=BUDGET).status_code == 201
+    tag = eng.get("/budgets/ops").headers["etag"]
+    for r, field in (
+        (
+            eng.patch("/budgets/ops", json={"limit_usd": amount}, headers={"If-Match": tag}),
+            "limit_usd",
+        ),
+        (eng.post("/budgets", json={**BUDGET, "id": "big", "limit_usd": amount}), "limit_usd"),
+        (
+            admin.post(
+                "/prices/overrides",
+                json={
+                    "model": "gpt-4o",
+                    "effective_from": "2026-01-01",
+                    "input": amount,
+                    "output": "1",
+                },
+            ),
+            "input",
+        ),
+        (
+            admin.put("/settings/currency_rates", json={"value": {"EUR": amount}}),
+            "currency_rates.EUR",
+        ),
+    ):
+        assert r.status_code == 422, r.text
+        error = r.json()["error"]
+        assert error["type"] == "invalid"
+        if field is not None:
+            assert error["field"] == field, error
+            assert "must be <=" in error["message"]
+    assert eng.get("/budgets/ops").json()["limit_usd"] == "100"
+    assert eng.get("/budgets/big").status_code == 404
+    assert admin.get("/prices/overrides").json()["data"] == []
+    assert admin.get("/settings/currency_rates").json()["stored"] is False

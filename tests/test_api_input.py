@@ -59,3 +59,23 @@ def test_an_amount_too_large_to_hold_is_a_422_naming_its_field(api: ApiServer, a
     assert eng.get("/budgets/big").status_code == 404
     assert admin.get("/prices/overrides").json()["data"] == []
     assert admin.get("/settings/currency_rates").json()["stored"] is False
+
+
+def test_a_token_request_with_a_typo_or_a_past_expiry_creates_no_token(api: ApiServer) -> None:
+    admin = api.client(api.user("root", "admin"))
+    api.user("eng", "engineer")
+    before = len(admin.get("/tokens").json()["data"])
+    for body, field in (
+        ({"user": "eng", "expires": "2030-01-01"}, "expires"),  # would never expire
+        ({"user": "eng", "expiry_at": "2030-01-01"}, "expiry_at"),
+        ({"user": "eng", "expires_at": "2020-01-01"}, "expires_at"),  # expired at birth
+        ({"user": "eng", "name": 7}, "name"),
+    ):
+        r = admin.post("/tokens", json=body)
+        assert r.status_code == 422, (body, r.text)
+        assert r.json()["error"]["field"] == field
+    assert len(admin.get("/tokens").json()["data"]) == before
+    assert [e.action for e in api.plane.audit(entity="api_token")].count("api_token.create") == 2
+    made = admin.post("/tokens", json={"user": "eng", "expires_at": "2099-01-01"})
+    assert made.status_code == 201, made.text
+    assert api.client(made.json()["token"]).get("/budgets").status_code == 200

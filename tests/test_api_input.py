@@ -79,3 +79,14 @@ def test_a_token_request_with_a_typo_or_a_past_expiry_creates_no_token(api: ApiS
     made = admin.post("/tokens", json={"user": "eng", "expires_at": "2099-01-01"})
     assert made.status_code == 201, made.text
     assert api.client(made.json()["token"]).get("/budgets").status_code == 200
+
+
+def test_a_misspelt_setting_is_a_404_and_is_not_stored(api: ApiServer) -> None:
+    admin = api.client(api.user("root", "admin"))
+    r = admin.put("/settings/retention_day", json={"value": 30})  # retention_days
+    assert r.status_code == 404, r.text
+    assert "retention_days" in r.json()["error"]["message"]
+    assert admin.get("/settings/retention_day").status_code == 404
+    assert "retention_day" not in api.plane.settings()
+    assert not [e for e in api.plane.audit(entity="setting")]
+    assert admin.put("/settings/retention_days", json={"value": 30}).status_code == 200

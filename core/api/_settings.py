@@ -67,6 +67,8 @@ def put_setting(call: Call) -> Reply:
         raise ApiError(422, 'the body is {"value": ...}', "value")
     if "value" not in data:
         raise ApiError(422, "value: required", "value")
+    if key not in KNOWN and _one(call, key) is None:  # a typo would be stored and do nothing
+        raise ApiError(404, f"no setting {key!r}; the settings are {', '.join(KNOWN)}")
 
     def check(before: Any) -> None:
         check_if_match(call, before, what=f"setting {key!r}")

@@ -9,7 +9,7 @@ from core import clock, reports
 from core.api._coerce import to_json
 from core.api._entities import Entity, entity_ops
 from core.api._http import ApiError, Call, Json, Op, Param, Reply, check_if_match, etag_of, money
-from core.api._schemas import obj
+from core.api._schemas import field, obj
 from core.control import Budget, ControlPlane
 
 BUDGETS = Entity(
@@ -97,7 +97,7 @@ OPS = [
             limit_usd="money",
             utilisation="number",
             projected_usd="money",
-            exhausts_at="string",
+            exhausts_at=field("datetime", nullable=True),
             alerts="array",
         ),
     ),

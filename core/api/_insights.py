@@ -10,7 +10,7 @@ from core import clock
 from core import insights as ins
 from core.api._http import ApiError, Call, Json, Op, Param, parse_int
 from core.api._query import FILTER_PARAMS, filters
-from core.api._schemas import list_of, obj
+from core.api._schemas import field, list_of, obj
 from core.periods import local_midnight, today_in
 
 DIMENSIONS = ("total", "org", "project", "user", "model", "provider", "task")
@@ -154,7 +154,7 @@ OPS = [
             Param("intervals", {"type": "string"}, "e.g. 0.8,0.95"),
             Param("backtest", {"type": "boolean"}),
         ),
-        response=obj(method="string", points="array", backtest="object"),
+        response=obj(method="string", points="array", backtest=field("object", nullable=True)),
     ),
     Op(
         "GET",

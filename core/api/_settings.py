@@ -16,7 +16,7 @@ from core.api._http import (
     check_if_match,
     etag_of,
 )
-from core.api._schemas import obj
+from core.api._schemas import list_of, obj
 from core.control import DEFAULT_SETTINGS
 
 KNOWN = (
@@ -82,7 +82,14 @@ def put_setting(call: Call) -> Reply:
 KEY = Param("key", {"type": "string"}, where="path", required=True)
 SETTING = obj(key="string", value={"nullable": True}, stored="boolean")
 OPS = [
-    Op("GET", "/settings", list_settings, "Every setting (admin)", "admin", response=SETTING),
+    Op(
+        "GET",
+        "/settings",
+        list_settings,
+        "Every setting (admin)",
+        "admin",
+        response=list_of(SETTING),
+    ),
     Op(
         "GET",
         "/settings/{key}",

@@ -251,3 +251,33 @@ def test_the_worker_prunes_by_the_retention_setting(
     assert worker.reader.count() == 0
     assert worker.reader.totals()["cost_picousd"] == 15 * PICO
     worker.close()
+
+
+def test_anomaly_alert_text_rounds_an_exact_half_cent_up(
+    costline_home: Path, plane: ControlPlane
+) -> None:
+    """Today's acme spend is exactly $200.005: the webhook and the e-mail read $200.01, as
+    the console's tables do (a float's '{:.2f}' read $200.00)."""
+    now = clock.now()
+    today = day_start(now)
+    events = [
+        _ev(f"h{d}-{k}", today - timedelta(days=d) + timedelta(hours=1 + 2 * k), PICO // 10)
+        for d in range(1, 31)
+        for k in range(10)
+    ]
+    burst = [20 * PICO] * 9 + [20 * PICO + 5 * PICO // 1000]
+    for k, cost in enumerate(burst):
+        events.append(_ev(f"t{k}", max(today, now - timedelta(seconds=5 * (k + 1))), cost))
+    write(costline_home, events)
+    with WebhookServer() as hook, SmtpServer() as smtp:
+        notify(plane, hook, smtp, 3600)
+        worker = Worker(costline_home, plane=plane)
+        try:
+            worker.tick()
+        finally:
+            worker.close()
+    texts = [t for t in hook.texts() if "anomaly · org=acme" in t]
+    assert texts, hook.texts()
+    assert "Spend of org=acme on " in texts[0] and ": $200.01 vs $1.00 expected" in texts[0], texts
+    mails = [m.get_content() for m in smtp.messages if "org=acme" in str(m["Subject"])]
+    assert mails and "$200.01 vs $1.00 expected" in mails[0], mails

@@ -281,3 +281,32 @@ def test_anomaly_alert_text_rounds_an_exact_half_cent_up(
     assert "Spend of org=acme on " in texts[0] and ": $200.01 vs $1.00 expected" in texts[0], texts
     mails = [m.get_content() for m in smtp.messages if "org=acme" in str(m["Subject"])]
     assert mails and "$200.01 vs $1.00 expected" in mails[0], mails
+
+
+def test_a_slow_receiver_never_gets_an_alert_twice_from_two_workers(
+    costline_home: Path, plane: ControlPlane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker claims an alert just before sending it: while the first worker is still
+    busy with a slow webhook, a second (which took the lease over) cannot claim alerts the
+    first holds but has not sent yet, so each alert is posted once. Batch claims expired
+    before their turn came and were sent by both."""
+    from core.worker import _delivery
+    from core.worker._settings import load_settings
+
+    monkeypatch.setattr(_delivery, "CLAIM_LEASE", timedelta(seconds=2))
+    for i in range(6):
+        plane.record_alert(f"b{i}", "w", 50, message=f"alert {i}")
+    with WebhookServer(delay_s=0.6) as hook:
+        notify(plane, hook, None, 60)
+        settings = load_settings(plane)
+        other = ControlPlane()
+        first = threading.Thread(target=_delivery.deliver_due, args=(plane, settings))
+        first.start()
+        time.sleep(2.3)  # the first is on its 4th alert; the claims of a batch ran out
+        _delivery.deliver_due(other, settings)
+        first.join(30)
+        other.close()
+        texts = hook.texts()
+    assert sorted(texts) == sorted(set(texts)), texts
+    assert len(texts) == 6
+    assert {a.notify_state for a in plane.alerts()} == {"sent"}

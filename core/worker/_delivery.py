@@ -1,10 +1,11 @@
 """Delivering alerts: Slack-compatible webhooks and e-mail, from the control plane's outbox.
 
-``deliver_due(plane, settings)`` claims the alerts due for notification (each attempt is
-claimed by one process only), sends each to every channel that has not yet received it,
-and stores the outcome per channel. A failed channel is retried on a later tick with
-exponential backoff (1, 2, 4, ... minutes, at most ``MAX_ATTEMPTS`` attempts); within one
-attempt a webhook gets up to 3 quick tries (a 4xx other than 408/429 is not retried).
+``deliver_due(plane, settings)`` claims the alerts due for notification one at a time,
+just before sending each (each attempt is claimed by one process only), sends each to
+every channel that has not yet received it, and stores the outcome per channel. A failed
+channel is retried on a later tick with exponential backoff (1, 2, 4, ... minutes, at most
+``MAX_ATTEMPTS`` attempts); within one attempt a webhook gets up to 3 quick tries (a 4xx
+other than 408/429 is not retried).
 Webhook URLs hold secrets: errors name only the host.
 """
 
@@ -31,6 +32,7 @@ MAX_ATTEMPTS = 6
 CLAIM_LEASE = timedelta(minutes=2)
 BASE_BACKOFF = timedelta(minutes=1)
 QUICK_TRIES = 3
+BATCH = 50  # alerts per tick at most
 
 
 def channels(settings: AlertSettings) -> dict[str, str]:
@@ -118,14 +120,22 @@ def deliver_due(
     """Deliver every alert due now; returns how many were attempted."""
     own = client is None
     http = client or httpx.Client(timeout=10.0)
+    done = 0
     try:
-        claimed = plane.claim_notifications(CLAIM_LEASE)
-        for a in claimed:
-            if not channels(settings):
-                plane.finish_notification(a.id, {}, sent=False, skipped="no channel set up")
-                continue
-            deliver_one(plane, settings, http, a)
-        return len(claimed)
+        # One claim per alert, just before sending it: a claim's lease runs from then, so
+        # an alert never waits behind a slow receiver while its claim runs out (another
+        # worker would then claim it too, and both would send it).
+        while done < BATCH:
+            claimed = plane.claim_notifications(CLAIM_LEASE, limit=1)
+            if not claimed:
+                break
+            for a in claimed:
+                done += 1
+                if not channels(settings):
+                    plane.finish_notification(a.id, {}, sent=False, skipped="no channel set up")
+                    continue
+                deliver_one(plane, settings, http, a)
+        return done
     finally:
         if own:
             http.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from email import message_from_bytes
 from email.message import Message
 from email.policy import default
@@ -15,17 +16,21 @@ from typing import Any
 
 
 class WebhookServer:
-    """Records every JSON POST; ``fail_first`` answers that many requests with HTTP 500."""
+    """Records every JSON POST; ``fail_first`` answers that many requests with HTTP 500;
+    ``delay_s``: each answer takes that long (a slow receiver)."""
 
-    def __init__(self, fail_first: int = 0) -> None:
+    def __init__(self, fail_first: int = 0, delay_s: float = 0.0) -> None:
         self.posts: list[dict[str, Any]] = []
         self.fail_first = fail_first
+        self.delay_s = delay_s
         self._lock = threading.Lock()
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802
                 body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                if outer.delay_s:
+                    time.sleep(outer.delay_s)
                 with outer._lock:
                     failing = outer.fail_first > 0
                     if failing:

@@ -310,3 +310,25 @@ def test_a_slow_receiver_never_gets_an_alert_twice_from_two_workers(
     assert sorted(texts) == sorted(set(texts)), texts
     assert len(texts) == 6
     assert {a.notify_state for a in plane.alerts()} == {"sent"}
+
+
+def test_reordering_the_webhooks_neither_skips_nor_repeats_one(
+    costline_home: Path, plane: ControlPlane
+) -> None:
+    """A channel is its URL, not its place in the list: after A got an alert and B failed,
+    the admin lists B first; the retry goes to B only (it went to A again, never to B)."""
+    plane.record_alert("b1", "w", 90, message="Ops at 90%")
+    with WebhookServer() as a, WebhookServer(fail_first=3) as b:
+        plane.set_setting("notifications", {"webhook_urls": [a.url, b.url]}, SYSTEM)
+        worker = Worker(costline_home, name="w")
+        worker._next_scan = float("inf")  # deliveries only
+        worker.tick()
+        (alert,) = plane.alerts()
+        assert alert.notify_state == "pending" and len(a.posts) == 1 and b.posts == []
+        plane.set_setting("notifications", {"webhook_urls": [b.url, a.url]}, SYSTEM)
+        with clock.offset(timedelta(minutes=2)):
+            worker.tick()
+        worker.close()
+        (alert,) = plane.alerts()
+        assert (len(a.posts), len(b.posts)) == (1, 1)
+        assert alert.notify_state == "sent"

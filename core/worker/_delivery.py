@@ -11,6 +11,7 @@ Webhook URLs hold secrets: errors name only the host.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import smtplib
 import ssl
@@ -36,8 +37,14 @@ BATCH = 50  # alerts per tick at most
 
 
 def channels(settings: AlertSettings) -> dict[str, str]:
-    """Channel name -> target: 'webhook:<host>#<n>' per URL, 'email' for the recipients."""
-    out = {f"webhook:{urlsplit(u).hostname}#{i}": u for i, u in enumerate(settings.webhook_urls)}
+    """Channel name -> target: 'webhook:<host>#<8 hex of the URL's SHA-256>' per URL (its
+    name follows the URL, not its place in the list: reordering or removing URLs neither
+    skips nor repeats one; the URL holds a secret, so only a digest of it is stored),
+    'email' for the recipients."""
+    out = {
+        f"webhook:{urlsplit(u).hostname}#{hashlib.sha256(u.encode()).hexdigest()[:8]}": u
+        for u in settings.webhook_urls
+    }
     if settings.email_to and settings.smtp.host:
         out["email"] = ",".join(settings.email_to)
     return out

@@ -254,3 +254,21 @@ def test_spend_by_minute_names_each_minute(api: tuple[ApiServer, str]) -> None:
         if e.ts < datetime(2024, 12, 21, tzinfo=UTC):
             want[(e.ts.strftime("%Y-%m-%dT%H:%M"), str(e.model))] += e.cost_picousd
     assert got == {k: usd(v) for k, v in want.items()}
+
+
+def test_a_retried_call_by_id_is_its_last_attempt(costline_home: Path) -> None:
+    """Each attempt of a retried call is logged under its request id; GET /usage/{id}
+    answers the last one (the outcome and its cost), not whichever the scan met first."""
+    first = event(7, request_id="req_retry", status="error", attempt=1, cost_picousd=0)
+    last = event(
+        7, request_id="req_retry", status="ok", attempt=2, ts=first.ts + timedelta(seconds=2)
+    )
+    write_segment(
+        rows_to_table([event_row(first), event_row(last)]), segments_dir(costline_home), "a"
+    )
+    with ApiServer(costline_home) as server:
+        client = server.client(server.user("fin", "viewer"))
+        body = client.get("/usage/req_retry").json()
+        listed = client.get("/usage", params=RANGE).json()["data"]
+    assert (body["status"], body["attempt"], body["cost_usd"]) == ("ok", 2, usd(last.cost_picousd))
+    assert [(e["status"], e["attempt"]) for e in listed] == [("ok", 2), ("error", 1)]

@@ -63,7 +63,9 @@ def list_usage(call: Call) -> Json:
 
 def get_usage(call: Call) -> Json:
     rid = call.path["request_id"]
-    df = call.ctx.reader.sql("SELECT * FROM events WHERE request_id = ? LIMIT 1", [rid])
+    df = call.ctx.reader.sql(  # a retried call logs each attempt: its last one tells
+        "SELECT * FROM events WHERE request_id = ? ORDER BY attempt DESC, ts DESC LIMIT 1", [rid]
+    )
     if df.empty:
         raise not_found("request", rid)
     rec = {str(k): (None if v is pd.NaT else v) for k, v in df.iloc[0].to_dict().items()}

@@ -116,6 +116,9 @@ def test_worker_delivers_an_anomaly_and_a_budget_alert_within_one_scan(
     assert any("anomaly · org=acme" in s for s in subjects), subjects
     assert any("budget · acme-day" in s for s in subjects), subjects
     assert all(m["To"] == "finance@example.com" for m in smtp.messages)
+    ids = [m["Message-ID"] for m in smtp.messages]  # RFC 5322: Date; one id per alert
+    assert all(m["Date"] is not None and m["Date"].datetime is not None for m in smtp.messages)
+    assert len(set(ids)) == len(ids) and all(str(i).endswith("@example.com>") for i in ids), ids
     kinds = sorted((a.kind, a.threshold_pct) for a in plane.alerts())
     assert ("anomaly", 0) in kinds
     assert [p for k, p in kinds if k == "budget"] == [50, 75, 90, 100]

@@ -11,6 +11,7 @@ Webhook URLs hold secrets: errors name only the host.
 
 from __future__ import annotations
 
+import email.utils
 import hashlib
 import logging
 import smtplib
@@ -23,6 +24,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from core import clock
 from core.alerts import slack_payload
 from core.control import Alert, ControlPlane
 from core.worker._settings import AlertSettings
@@ -83,6 +85,11 @@ def send_email(settings: AlertSettings, a: Alert) -> str:
     msg["Subject"] = _title(a)
     msg["From"] = s.sender
     msg["To"] = ", ".join(settings.email_to)
+    # RFC 5322 requires Date; smtplib adds neither. One Message-ID per alert: a copy sent
+    # again (a worker died before storing the outcome) is the same message to mail clients.
+    msg["Date"] = email.utils.format_datetime(clock.now())
+    domain = s.sender.rpartition("@")[2] or "costline.invalid"
+    msg["Message-ID"] = f"<costline-alert.{a.id}.{int(a.ts.timestamp() * 1e6)}@{domain}>"
     msg.set_content(
         f"{a.message}\n\nkind: {a.kind}\nseverity: {a.severity}\nsubject: {a.subject}\n"
         f"window: {a.window_key}\nat: {a.ts:%Y-%m-%d %H:%M} UTC\n"

@@ -90,3 +90,14 @@ def test_a_misspelt_setting_is_a_404_and_is_not_stored(api: ApiServer) -> None:
     assert "retention_day" not in api.plane.settings()
     assert not [e for e in api.plane.audit(entity="setting")]
     assert admin.put("/settings/retention_days", json={"value": 30}).status_code == 200
+
+
+def test_a_forecast_interval_that_is_not_a_fraction_is_a_400(api: ApiServer) -> None:
+    viewer = api.client(api.user("fin", "viewer"))
+    for bad in ("0.8,abc", "0.8,-0.5", "0.95,1e400", "80"):
+        r = viewer.get("/forecast", params={"intervals": bad, "backtest": "false"})
+        assert r.status_code == 400, (bad, r.text)
+        assert r.json()["error"]["field"] == "intervals"
+    ok = viewer.get("/forecast", params={"intervals": "0.9", "backtest": "false"})
+    assert ok.status_code == 200, ok.text
+    assert ok.json()["intervals"] == [0.9]

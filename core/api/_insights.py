@@ -29,13 +29,17 @@ def get_forecast(call: Call) -> Json:
     if dim != "total" and not value:
         raise ApiError(400, f"value: name the {dim} to forecast", "value")
     horizon = parse_int(call, "horizon", 30, 7, 180)
-    intervals = tuple(
-        float(x)
-        for x in (call.args("intervals") or ["0.8", "0.95"])
-        if x.replace(".", "", 1).isdigit()
-    )
+    texts = call.args("intervals") or ["0.8", "0.95"]
+    try:  # every item: one that is not a fraction is an error, not silently left out
+        intervals = tuple(float(x) for x in texts)
+    except ValueError:
+        intervals = ()
     if not intervals or not all(0 < x < 1 for x in intervals):
-        raise ApiError(400, "intervals: fractions between 0 and 1, e.g. 0.8,0.95", "intervals")
+        raise ApiError(
+            400,
+            f"intervals: fractions between 0 and 1, e.g. 0.8,0.95 (got {','.join(texts)!r})",
+            "intervals",
+        )
     backtest = call.arg("backtest") not in ("0", "false", "no")
     fc = ins.forecast(
         call.ctx.reader,

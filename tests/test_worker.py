@@ -335,3 +335,27 @@ def test_reordering_the_webhooks_neither_skips_nor_repeats_one(
         (alert,) = plane.alerts()
         assert (len(a.posts), len(b.posts)) == (1, 1)
         assert alert.notify_state == "sent"
+
+
+def test_muting_a_series_stops_the_retries_of_its_pending_alerts(
+    costline_home: Path, plane: ControlPlane
+) -> None:
+    """An alert whose webhook failed waits for a retry; an engineer then mutes its series
+    (the Alerts page's or the API's mute): the retry is not sent (the alert is 'skipped')."""
+    plane.record_alert("b1", "w", 90, message="Ops at 90%")
+    plane.record_alert("b2", "w", 90, message="Other at 90%")
+    with WebhookServer(fail_first=6) as hook:
+        notify(plane, hook, None, 60)
+        worker = Worker(costline_home, name="w")
+        worker._next_scan = float("inf")  # deliveries only
+        worker.tick()
+        assert {a.notify_state for a in plane.alerts()} == {"pending"} and hook.posts == []
+        plane.mute_series("budget", "b1", clock.now() + timedelta(days=1), SYSTEM)
+        with clock.offset(timedelta(minutes=2)):
+            worker.tick()
+        worker.close()
+        texts = hook.texts()
+    states = {a.subject: (a.notify_state, a.notify_error) for a in plane.alerts()}
+    assert states["b1"] == ("skipped", "series muted"), states
+    assert states["b2"][0] == "sent"
+    assert [t for t in texts if "b1" in t] == [] and len(texts) == 1, texts

@@ -96,6 +96,15 @@ class AlertInbox(AlertStore):
         with self.engine.connect() as conn:
             return [rows.mute_from_row(r) for r in conn.execute(stmt).mappings()]
 
+    def muted(self, kind: str, subject: str) -> bool:
+        """True while the series (kind + subject) is muted."""
+        m = s.alert_mutes
+        stmt = sa.select(m.c.until).where(
+            m.c.kind == kind, m.c.subject == subject, m.c.until > self.now()
+        )
+        with self.engine.connect() as conn:
+            return conn.execute(stmt).first() is not None
+
     def mute_series(self, kind: str, subject: str, until: datetime, actor: Actor) -> AlertMute:
         """Stop notifying ``kind`` alerts about ``subject`` until ``until`` (audited)."""
         v.check_choice("kind", kind, ALERT_KINDS)

@@ -148,6 +148,9 @@ def deliver_due(
                 if not channels(settings):
                     plane.finish_notification(a.id, {}, sent=False, skipped="no channel set up")
                     continue
+                if plane.muted(a.kind, a.subject):  # muted while it waited for a retry
+                    plane.finish_notification(a.id, a.notify, sent=False, skipped="series muted")
+                    continue
                 deliver_one(plane, settings, http, a)
         return done
     finally:

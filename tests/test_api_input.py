@@ -101,3 +101,16 @@ def test_a_forecast_interval_that_is_not_a_fraction_is_a_400(api: ApiServer) -> 
     ok = viewer.get("/forecast", params={"intervals": "0.9", "backtest": "false"})
     assert ok.status_code == 200, ok.text
     assert ok.json()["intervals"] == [0.9]
+
+
+def test_an_smtp_password_sent_by_mistake_is_refused_without_echoing_it(api: ApiServer) -> None:
+    admin = api.client(api.user("root", "admin"))
+    notes = {
+        "email_to": ["fin@example.com"],
+        "smtp": {"host": "mail.example.com", "password": "hunter2-secret"},
+    }
+    r = admin.put("/settings/notifications", json={"value": notes})
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["field"] == "notifications.smtp.password"
+    assert "COSTLINE_SMTP_PASSWORD" in r.text and "hunter2" not in r.text
+    assert "notifications" not in api.plane.settings()

@@ -398,7 +398,8 @@ def _notifications(value: object) -> dict[str, Any]:
         if extra:
             name = sorted(extra)[0]
             hint = " (the password comes from COSTLINE_SMTP_PASSWORD)" if name == "password" else ""
-            raise fail(f"notifications.smtp.{name}", "is not an SMTP setting" + hint, smtp)
+            # the key, not the object: it may hold the password, which must not be echoed
+            raise fail(f"notifications.smtp.{name}", "is not an SMTP setting" + hint, name)
         out["smtp"] = {
             "host": check_name("notifications.smtp.host", smtp.get("host")),
             "port": _whole("notifications.smtp.port", smtp.get("port", 25), 1, 65535),

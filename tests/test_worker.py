@@ -3,6 +3,7 @@ delivers them to a real local webhook server and a real local SMTP server (aiosm
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -359,3 +360,49 @@ def test_muting_a_series_stops_the_retries_of_its_pending_alerts(
     assert states["b1"] == ("skipped", "series muted"), states
     assert states["b2"][0] == "sent"
     assert [t for t in texts if "b1" in t] == [] and len(texts) == 1, texts
+
+
+def test_a_worker_killed_mid_delivery_does_not_send_again_what_it_sent(
+    costline_home: Path, plane: ControlPlane
+) -> None:
+    """A worker process posts the webhook, then hangs on an SMTP server that never greets,
+    and is killed (SIGKILL). The worker that takes over sends the e-mail only: the webhook
+    had it already (it was posted again: the outcome was stored only after every channel)."""
+    from test_usage_support import python
+
+    plane.record_alert("b1", "w", 90, message="Ops at 90%")
+    with socket.socket() as silent, WebhookServer() as hook, SmtpServer() as smtp:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()  # connections complete, and no greeting ever comes
+        smtp_at = {"host": "127.0.0.1", "sender": "cl@example.com"}
+        notes = {"webhook_urls": [hook.url], "email_to": ["fin@example.com"]}
+        port = silent.getsockname()[1]
+        plane.set_setting("notifications", {**notes, "smtp": {**smtp_at, "port": port}}, SYSTEM)
+        first = python(
+            "from core.worker import Worker\n"
+            "w = Worker(name='first')\n"
+            "w._next_scan = float('inf')\n"
+            "w.tick()\n",
+            costline_home,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while not hook.posts and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert len(hook.posts) == 1
+            time.sleep(0.5)  # waiting for the SMTP greeting now
+        finally:
+            first.kill()
+            first.communicate(timeout=10)
+        plane.set_setting(
+            "notifications", {**notes, "smtp": {**smtp_at, "port": smtp.port}}, SYSTEM
+        )
+        with clock.offset(timedelta(minutes=3)):  # the lease and the claim ran out
+            worker = Worker(costline_home, name="second")
+            worker._next_scan = float("inf")
+            worker.tick()
+            worker.close()
+        assert len(hook.posts) == 1, hook.texts()
+        assert len(smtp.messages) == 1
+    (alert,) = plane.alerts()
+    assert alert.notify_state == "sent" and alert.notify_attempts == 2

@@ -180,6 +180,17 @@ class AlertInbox(AlertStore):
                     claimed.append(alert_id)
         return [x for x in (self.alert(i) for i in claimed) if x is not None]
 
+    def note_channels(self, alert_id: int, outcomes: Mapping[str, str]) -> None:
+        """Store the channels' outcomes so far of an attempt still being sent (a worker that
+        dies before ``finish_notification`` leaves the channels that got it marked)."""
+        a = s.alerts
+        with write_tx(self.engine) as conn:
+            conn.execute(
+                a.update()
+                .where(a.c.id == alert_id, a.c.notify_state == "sending")
+                .values(notify_json=json.dumps(dict(outcomes), sort_keys=True))
+            )
+
     def finish_notification(
         self,
         alert_id: int,

@@ -118,6 +118,8 @@ def deliver_one(
         if ch in done:
             continue
         outcomes[ch] = send_email(settings, a) if ch == "email" else post_webhook(client, target, a)
+        if outcomes[ch] == "sent":  # stored now: a worker that dies on the next channel
+            plane.note_channels(a.id, outcomes)  # leaves this one done for its successor
     ok = all(v == "sent" for v in outcomes.values())
     retry = None
     if not ok and a.notify_attempts < MAX_ATTEMPTS:

@@ -114,3 +114,18 @@ def test_an_smtp_password_sent_by_mistake_is_refused_without_echoing_it(api: Api
     assert r.json()["error"]["field"] == "notifications.smtp.password"
     assert "COSTLINE_SMTP_PASSWORD" in r.text and "hunter2" not in r.text
     assert "notifications" not in api.plane.settings()
+
+
+def test_a_budget_status_lists_its_alerts_as_the_inbox_does(api: ApiServer) -> None:
+    """Money in USD decimal strings and a state, never raw picodollars."""
+    eng = api.client(api.user("eng", "engineer"))
+    assert eng.post("/budgets", json=BUDGET).status_code == 201
+    api.plane.record_alert(
+        "ops", "2026-12-05", 50, message="half", spent_picousd=50_005 * 10**9, limit_picousd=10**14
+    )
+    status = eng.get("/budgets/ops/status").json()
+    inbox = eng.get("/alerts", params={"kind": "budget", "subject": "ops"}).json()["data"]
+    assert status["alerts"] == inbox
+    (alert,) = status["alerts"]
+    assert (alert["spent_usd"], alert["limit_usd"], alert["state"]) == ("50.005", "100", "open")
+    assert not [k for k in alert if k.endswith("_picousd")]

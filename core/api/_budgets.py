@@ -6,6 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 from core import clock, reports
+from core.api._alerts import alerts_json
 from core.api._coerce import to_json
 from core.api._entities import Entity, entity_ops
 from core.api._http import ApiError, Call, Json, Op, Param, Reply, check_if_match, etag_of, money
@@ -64,7 +65,8 @@ def status(call: Call) -> Json:
     now = clock.now().replace(second=0, microsecond=0) + timedelta(minutes=1)
     (u,) = reports.utilisation(call.ctx.reader, plane, [b], now, call.ctx.canonical)
     out = status_json(u)
-    out["alerts"] = [to_json(a) for a in plane.alert_page(kinds=["budget"], subject=b.id, limit=50)]
+    alerts = plane.alert_page(kinds=["budget"], subject=b.id, limit=50)
+    out["alerts"] = alerts_json(plane, alerts)  # as GET /alerts shows them: money in USD
     return out
 
 

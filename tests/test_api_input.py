@@ -129,3 +129,43 @@ def test_a_budget_status_lists_its_alerts_as_the_inbox_does(api: ApiServer) -> N
     (alert,) = status["alerts"]
     assert (alert["spent_usd"], alert["limit_usd"], alert["state"]) == ("50.005", "100", "open")
     assert not [k for k in alert if k.endswith("_picousd")]
+
+
+def test_anomalies_give_dollars_only_for_spend_as_decimal_strings(
+    costline_home: Path,
+) -> None:
+    """A spend anomaly's excess_usd is an exact decimal string; a calls anomaly's excess is
+    a number of calls, never labelled dollars (it read excess_usd: 290.0 for 290 calls)."""
+    from datetime import timedelta
+
+    from core import clock
+    from core.usage import UsageEvent, UsageLog
+
+    now = clock.now()
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    events = []
+
+    def ev(rid: str, ts: object, org: str, cost: int) -> UsageEvent:
+        return UsageEvent(
+            request_id=rid, ts=ts, org=org, user="ann", model=f"m-{org}", provider="openai",
+            cost_picousd=cost, latency_ms=100.0,
+        )  # fmt: skip
+
+    for d in range(1, 31):
+        for k in range(10):
+            ts = today - timedelta(days=d) + timedelta(hours=1 + 2 * k)
+            events += [ev(f"a{d}-{k}", ts, "acme", 10**11), ev(f"b{d}-{k}", ts, "beta", 0)]
+    for k in range(10):
+        ts = max(today, now - timedelta(seconds=5 * (k + 1)))
+        events.append(ev(f"at{k}", ts, "acme", 20 * 10**12 + (5 * 10**9 if k == 0 else 0)))
+    for k in range(300):
+        events.append(ev(f"bt{k}", max(today, now - timedelta(seconds=k + 1)), "beta", 0))
+    with UsageLog(costline_home, compact_threshold=0) as log:
+        log.append_many(events)
+    with ApiServer(costline_home) as server:
+        found = server.client(server.user("fin", "viewer")).get("/anomalies").json()["data"]
+    day = {(f["subject"], f["metric"]): f for f in found if f["grain"] == "day"}
+    spend = day[("org=acme", "spend")]
+    assert spend["excess_usd"] == "199.005" and spend["excess"] == 199.005, spend
+    calls = day[("org=beta", "requests")]
+    assert calls["excess_usd"] is None and calls["excess"] == 290, calls

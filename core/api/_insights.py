@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 from core import clock
@@ -18,6 +19,15 @@ DIMENSIONS = ("total", "org", "project", "user", "model", "provider", "task")
 
 def _num(v: Any) -> float | None:
     return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+
+
+def _usd(v: float) -> str | None:
+    """Dollars (a float of summed picodollars) as an exact decimal string, to the picodollar:
+    the float's shortest form, without its binary noise (1.9288753500000002 -> '1.92887535')."""
+    if v is None or not math.isfinite(v):
+        return None
+    d = Decimal(repr(float(v))).quantize(Decimal("1e-12")).normalize()
+    return f"{d.quantize(Decimal(1)) if d == d.to_integral_value() else d:f}"
 
 
 def get_forecast(call: Call) -> Json:
@@ -95,7 +105,8 @@ def finding_json(fd: ins.Finding) -> dict[str, Any]:
         "value": _num(a.value),
         "expected": _num(a.expected),
         "ratio": None if math.isinf(a.ratio) else _num(a.ratio),
-        "excess_usd": _num(a.excess_usd),
+        "excess": _num(a.excess_usd),  # in the metric's units: dollars or calls
+        "excess_usd": _usd(a.excess_usd) if fd.metric == "spend" else None,
         "description": fd.describe(),
         "contributors": [
             {"dim": c.dim, "value": c.value, "share": _num(c.share)} for c in a.contributors

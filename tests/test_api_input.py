@@ -169,3 +169,18 @@ def test_anomalies_give_dollars_only_for_spend_as_decimal_strings(
     assert spend["excess_usd"] == "199.005" and spend["excess"] == 199.005, spend
     calls = day[("org=beta", "requests")]
     assert calls["excess_usd"] is None and calls["excess"] == 290, calls
+
+
+def test_an_unknown_path_or_method_answers_the_one_error_shape(api: ApiServer) -> None:
+    client = api.client(api.user("fin", "viewer"))
+    nope = client.get("/budget")  # /budgets
+    assert nope.status_code == 404 and nope.headers["content-type"] == "application/json"
+    assert nope.json()["error"]["type"] == "not_found"
+    assert "/api/v1/budget" in nope.json()["error"]["message"]
+    for method, path in (("PUT", "/budgets"), ("DELETE", "/spend"), ("PATCH", "/usage")):
+        r = client.request(method, path, json={})
+        assert r.status_code == 405, (method, path, r.text)
+        assert r.headers["content-type"] == "application/json"
+        assert set(r.json()["error"]) == {"type", "message", "field"}
+        assert r.json()["error"]["type"] == "method_not_allowed"
+        assert "GET" in r.headers["allow"]

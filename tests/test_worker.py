@@ -406,3 +406,35 @@ def test_a_worker_killed_mid_delivery_does_not_send_again_what_it_sent(
         assert len(smtp.messages) == 1
     (alert,) = plane.alerts()
     assert alert.notify_state == "sent" and alert.notify_attempts == 2
+
+
+def test_smtp_over_ssl_checks_the_server_certificate(
+    costline_home: Path, plane: ControlPlane, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``ssl: true`` verifies the server's certificate, as STARTTLS does: an untrusted one
+    gets no e-mail (smtplib.SMTP_SSL's default context checks nothing, so the alert - and
+    the SMTP login - went to whoever answered); once its CA is trusted, it is delivered."""
+    from tests.servers.sinks import self_signed
+
+    cert, server_ctx = self_signed(tmp_path)
+    plane.record_alert("b1", "w", 90, message="Ops at 90%")
+    with SmtpServer(ssl_context=server_ctx) as smtp:
+        notes = {
+            "email_to": ["fin@example.com"],
+            "smtp": {"host": "127.0.0.1", "port": smtp.port, "sender": "cl@ex.com", "ssl": True},
+        }
+        plane.set_setting("notifications", notes, SYSTEM)
+        worker = Worker(costline_home, name="w")
+        worker._next_scan = float("inf")  # deliveries only
+        worker.tick()
+        (alert,) = plane.alerts()
+        assert smtp.messages == []
+        assert alert.notify_state == "pending"
+        assert alert.notify_error is not None and "SSL" in alert.notify_error, alert.notify_error
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+        with clock.offset(timedelta(minutes=2)):
+            worker.tick()
+        worker.close()
+        assert len(smtp.messages) == 1
+    (alert,) = plane.alerts()
+    assert alert.notify_state == "sent"

@@ -96,10 +96,16 @@ def send_email(settings: AlertSettings, a: Alert) -> str:
         f"console page: {a.link or 'alerts'}\n"
     )
     try:
-        smtp_cls = smtplib.SMTP_SSL if s.ssl else smtplib.SMTP
-        with smtp_cls(s.host, s.port, timeout=s.timeout_s) as server:
+        # A verifying context for SSL as for STARTTLS: SMTP_SSL's default checks nothing
+        tls = ssl.create_default_context()
+        server: smtplib.SMTP
+        if s.ssl:
+            server = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout_s, context=tls)
+        else:
+            server = smtplib.SMTP(s.host, s.port, timeout=s.timeout_s)
+        with server:
             if s.starttls and not s.ssl:
-                server.starttls(context=ssl.create_default_context())
+                server.starttls(context=tls)
             if s.username:
                 server.login(s.username, s.password)
             server.send_message(msg)

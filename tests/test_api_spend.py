@@ -272,3 +272,23 @@ def test_a_retried_call_by_id_is_its_last_attempt(costline_home: Path) -> None:
         listed = client.get("/usage", params=RANGE).json()["data"]
     assert (body["status"], body["attempt"], body["cost_usd"]) == ("ok", 2, usd(last.cost_picousd))
     assert [(e["status"], e["attempt"]) for e in listed] == [("ok", 2), ("error", 1)]
+
+
+def test_an_unpriced_call_by_id_has_no_cost_rather_than_a_500(costline_home: Path) -> None:
+    """Its cost is unknown: cost_usd null, as the list shows it, and whole numbers stay whole."""
+    e = event(5, request_id="req_unpriced", cost_picousd=None, unpriced=True, latency_ms=None)
+    write_segment(
+        rows_to_table([event_row(e), event_row(event(6))]), segments_dir(costline_home), "a"
+    )
+    with ApiServer(costline_home) as server:
+        client = server.client(server.user("fin", "viewer"))
+        one = client.get("/usage/req_unpriced")
+        listed = client.get("/usage", params=RANGE).json()["data"]
+        other = client.get(f"/usage/{event(6).request_id}").json()
+    assert one.status_code == 200, one.text
+    body = one.json()
+    assert (body["cost_usd"], body["latency_ms"], body["unpriced"]) == (None, None, True)
+    assert {k: v for k, v in body.items() if k not in ("prompt", "response")} == next(
+        x for x in listed if x["request_id"] == "req_unpriced"
+    )
+    assert other["input_tokens"] == event(6).input_tokens and isinstance(other["attempt"], int)

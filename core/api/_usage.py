@@ -63,13 +63,12 @@ def list_usage(call: Call) -> Json:
 
 def get_usage(call: Call) -> Json:
     rid = call.path["request_id"]
-    df = call.ctx.reader.sql(  # a retried call logs each attempt: its last one tells
+    found = call.ctx.reader.table(  # a retried call logs each attempt: its last one tells
         "SELECT * FROM events WHERE request_id = ? ORDER BY attempt DESC, ts DESC LIMIT 1", [rid]
-    )
-    if df.empty:
+    ).to_pylist()  # Arrow, as the list reads it: a missing value is None (pandas made NaN)
+    if not found:
         raise not_found("request", rid)
-    rec = {str(k): (None if v is pd.NaT else v) for k, v in df.iloc[0].to_dict().items()}
-    return event_json(rec, ZoneInfo(call.ctx.tz()))
+    return event_json(found[0], ZoneInfo(call.ctx.tz()))
 
 
 def _period(value: Any, grain: str | None) -> str | None:

@@ -292,3 +292,19 @@ def test_an_unpriced_call_by_id_has_no_cost_rather_than_a_500(costline_home: Pat
         x for x in listed if x["request_id"] == "req_unpriced"
     )
     assert other["input_tokens"] == event(6).input_tokens and isinstance(other["attempt"], int)
+
+
+def test_a_spend_row_of_unpriced_calls_says_so(costline_home: Path) -> None:
+    """A model whose calls were all logged unpriced reads cost_usd "0" with unpriced 3 (not
+    a silent $0); the rows' unpriced counts add up to the totals'."""
+    evs = [event(i) for i in range(20)]
+    evs += [event(100 + i, model="mystery", cost_picousd=None, unpriced=True) for i in range(3)]
+    write_segment(rows_to_table([event_row(e) for e in evs]), segments_dir(costline_home), "a")
+    with ApiServer(costline_home) as server:
+        client = server.client(server.user("fin", "viewer"))
+        for group in ("model", "day,model", "user"):
+            body = client.get("/spend", params={**RANGE, "group_by": group}).json()
+            assert sum(r["unpriced"] for r in body["rows"]) == body["totals"]["unpriced"] == 3
+        rows = client.get("/spend", params={**RANGE, "group_by": "model"}).json()["rows"]
+    (mystery,) = [r for r in rows if r["model"] == "mystery"]
+    assert (mystery["cost_usd"], mystery["requests"], mystery["unpriced"]) == ("0", 3, 3)

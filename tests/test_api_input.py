@@ -55,6 +55,9 @@ def test_an_amount_too_large_to_hold_is_a_422_naming_its_field(api: ApiServer, a
         if field is not None:
             assert error["field"] == field, error
             assert "must be <=" in error["message"]
+    key = eng.post("/keys", json={"name": "k-big", "budget_usd": amount})
+    assert key.status_code == 422 and key.json()["error"]["field"] == "budget_usd", key.text
+    assert eng.get("/keys/k-big").status_code == 404
     assert eng.get("/budgets/ops").json()["limit_usd"] == "100"
     assert eng.get("/budgets/big").status_code == 404
     assert admin.get("/prices/overrides").json()["data"] == []

@@ -187,3 +187,21 @@ def test_an_unknown_path_or_method_answers_the_one_error_shape(api: ApiServer) -
         assert set(r.json()["error"]) == {"type", "message", "field"}
         assert r.json()["error"]["type"] == "method_not_allowed"
         assert "GET" in r.headers["allow"]
+
+
+def test_acking_an_acked_alert_keeps_the_first_acknowledgement(api: ApiServer) -> None:
+    ann = api.client(api.user("ann", "engineer"))
+    bob = api.client(api.user("bob", "engineer"))
+    api.plane.record_alert("ops", "2026-12-05", 90, message="Ops at 90%")
+    (alert,) = api.plane.alerts()
+    first = ann.post(f"/alerts/{alert.id}/ack")
+    assert first.status_code == 200 and first.json()["acked_by"] == "ann"
+    again = bob.post(f"/alerts/{alert.id}/ack")
+    assert again.status_code == 200, again.text
+    assert (again.json()["acked_by"], again.json()["acked_at"]) == (
+        "ann",
+        first.json()["acked_at"],
+    )
+    acks = [e for e in api.plane.audit(entity="alert") if e.action == "alert.ack"]
+    assert [e.actor for e in acks] == ["ann"]
+    assert bob.post("/alerts/999999/ack").status_code == 404

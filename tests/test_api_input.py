@@ -205,3 +205,15 @@ def test_acking_an_acked_alert_keeps_the_first_acknowledgement(api: ApiServer) -
     acks = [e for e in api.plane.audit(entity="alert") if e.action == "alert.ack"]
     assert [e.actor for e in acks] == ["ann"]
     assert bob.post("/alerts/999999/ack").status_code == 404
+
+
+def test_a_price_import_with_a_misspelt_field_is_refused(api: ApiServer) -> None:
+    """{"confirmed": true} is a 422, not a dry run that reads as if it had been applied."""
+    admin = api.client(api.user("root", "admin"))
+    prices = {"gpt-4o": {"litellm_provider": "openai", "input_cost_per_token": 3e-06}}
+    r = admin.post("/prices/import", json={"content": prices, "confirmed": True})
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["field"] == "confirmed"
+    dry = admin.post("/prices/import", json={"content": prices})
+    assert dry.status_code == 200 and dry.json()["dry_run"] is True
+    assert admin.get("/prices/overrides").json()["data"] == []

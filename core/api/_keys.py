@@ -27,7 +27,6 @@ from core.api._http import (
 from core.api._query import parse_time
 from core.api._schemas import field, list_of, obj
 from core.control import Budget, RateLimit, VirtualKey
-from core.control._validate import INT64_MAX, PICO_STEP
 
 FIELDS = frozenset(
     {"name", "org", "project", "user", "models", "budget_usd", "period", "rpm", "tpm"}
@@ -92,7 +91,7 @@ def get_key(call: Call) -> Reply:
     return Reply(body, etag=etag_of(body))
 
 
-MAX_USD = Decimal(INT64_MAX) * PICO_STEP  # money is stored as int64 picodollars
+MAX_USD = Decimal(2**63 - 1).scaleb(-12)  # money is stored as int64 picodollars
 
 
 def _text(data: dict[str, Any], name: str) -> str | None:

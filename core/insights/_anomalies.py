@@ -21,15 +21,14 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import pandas as pd
 
 from core import clock
+from core.insights._advice_base import dollars_text
 from core.insights._attribution import attribute_anomaly
 from core.insights._detect import Anomaly, Contributor, scan
-from core.types import PICO
 from core.usage import Filters, Reader
 
 from ._series import local_midnight, local_today
@@ -86,7 +85,8 @@ class Finding:
         ratio = "new" if math.isinf(a.ratio) else f"{a.ratio:.1f}x"
         if self.metric == "spend":
             amounts = (
-                f"{_usd(a.value)} vs {_usd(a.expected)} expected ({ratio}, +{_usd(a.excess_usd)})"
+                f"{dollars_text(a.value)} vs {dollars_text(a.expected)} expected ({ratio},"
+                f" +{dollars_text(a.excess_usd)})"
             )
         else:
             amounts = f"{a.value:,.0f} calls vs {a.expected:,.0f} expected ({ratio})"
@@ -150,14 +150,6 @@ def _hourly(frame: pd.DataFrame) -> list[Anomaly]:
             replace(a, ts=pd.Timestamp(a.ts) + pd.Timedelta(hours=int(hour)), key=key, freq="h")
         )
     return sorted(out, key=lambda a: (a.ts, str(a.key)))
-
-
-def _usd(x: float) -> str:
-    """'$1,234.57': to the cent, half a cent up, as the console's tables (a float's ',.2f'
-    wrote $1.005 as $1.00)."""
-    d = Decimal(int(round(x * PICO))) / PICO
-    sign = "-" if d < 0 else ""
-    return f"{sign}${abs(d).quantize(Decimal('0.01'), rounding=ROUND_HALF_UP):,}"
 
 
 def _local(at: datetime, tz: str) -> pd.Timestamp:

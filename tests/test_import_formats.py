@@ -122,3 +122,15 @@ def test_cli_without_map_says_what_to_do(tmp_path: Path) -> None:
     )
     assert ok.returncode == 0, ok.stderr
     assert "Imported 2 rows (2023-11-05 to 2023-11-16)" in ok.stdout
+
+
+def test_a_column_of_epoch_times_alone_is_read_to_the_microsecond() -> None:
+    """Every cell epoch seconds, milliseconds or microseconds (a fraction too): each row at
+    its instant (a column with no ISO cell crashed: pandas' units did not mix)."""
+    cells = ["1704067200", "1704067200123", "1704067200123456", "1704067200.5", "1704067200123.4"]
+    text = "ts,model,input,output\n" + "".join(f"{c},gpt-4o,10,1\n" for c in cells)
+    result = import_csv(text.encode(), read_preview(text.encode()).mapping, now=NOW)
+    assert result.imported == 5 and not result.bad_rows
+    base = datetime(2024, 1, 1, tzinfo=UTC).timestamp() * 10**6
+    got = sorted(int(e.ts.timestamp() * 10**6) - int(base) for e in Reader().fetch())
+    assert got == [0, 123_000, 123_400, 123_456, 500_000]

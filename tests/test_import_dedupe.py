@@ -227,3 +227,20 @@ def test_decimal_comma_is_asked_and_read_exactly(tmp_path: Path, pico: int) -> N
     result = import_csv(text.encode(), preview.mapping, now=NOW, decimal=",")
     assert result.imported == 1 and Reader().fetch()[0].cost_picousd == pico
     assert result.cost_total * PICO == pico  # $0.001375, not $1,375
+
+
+def test_replacing_a_range_with_the_file_already_imported_keeps_its_other_rows(
+    tmp_path: Path,
+) -> None:
+    """The same file imported, then imported again replacing part of its range: the rows
+    outside the range stay (the replace's segment had the first import's name and
+    overwrote it: 200 rows became the 50 of the range)."""
+    rows = trace(200, seed=6)
+    path = write(tmp_path, "v1.csv", [line(r) for r in rows])
+    import_csv(path, MAPPING, source="vendor", now=NOW)
+    start, end = START + timedelta(minutes=150), START + timedelta(minutes=200)
+    done = import_csv(path, MAPPING, source="vendor", now=NOW, replace=("vendor", start, end))
+    assert (done.imported, done.duplicates, done.replaced_rows) == (50, 150, 50)
+    got = sorted((e.ts, e.input_tokens, int(e.cost_usd * PICO)) for e in Reader().fetch())
+    assert got == sorted((r[0], r[2], r[5]) for r in rows)
+    assert total() == sum(r[5] for r in rows)

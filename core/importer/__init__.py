@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -325,7 +326,10 @@ def import_csv(
                 previous=_loads.get(engine, load.id),
             )
         try:
-            write_segment(_by_time(events), segments_dir(home), f"import-{sha[:16]}")
+            # a name of its own: a replace of the same file must not overwrite (and so drop)
+            # the segment its first import wrote
+            name = f"import-{sha[:16]}-{secrets.token_hex(4)}"
+            write_segment(_by_time(events), segments_dir(home), name)
         except BaseException:
             _loads.release(engine, load.id, actor)
             raise

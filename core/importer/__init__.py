@@ -45,6 +45,7 @@ import json
 import secrets
 import time
 from collections.abc import Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -254,22 +255,11 @@ def import_csv(
         _loads.check_actor(engine, actor)
         load_id = f"import:{sha}" if replace is None else f"import:{sha}@{clock.now().isoformat()}"
         previous = _loads.get(engine, f"import:{sha}") if replace is None else None
-        if previous is not None:
-            return ImportResult(
-                0,
-                True,
-                [],
-                Decimal(0),
-                {},
-                sha,
-                previous=previous,
-                mapping=fields,
-                duplicates=previous.rows,
-                seconds=time.perf_counter() - t0,
-            )
+        if previous is not None and _loads.written(previous):
+            return _same_file(previous, sha, fields, t0)
         table, lines, bad_lines = _csv.read_columns(data, d, list(dict.fromkeys(fields.values())))
         _check_answers(_questions(table, fields), decimal, date_order)
-        rows = _rows.parse_rows(
+        parsed = _rows.parse_rows(
             table,
             fields,
             REQUIRED,
@@ -281,65 +271,95 @@ def import_csv(
         )
         bad = sorted(
             [BadRow(b.line, b.reason) for b in bad_lines]
-            + [BadRow(int(lines[i]), "; ".join(r)) for i, r in rows.reasons.items()],
+            + [BadRow(int(lines[i]), "; ".join(r)) for i, r in parsed.reasons.items()],
             key=lambda b: b.line,
         )
-        dup = _duplicates(rows, home, replace)
-        rows = rows.drop(dup)
-        result = _result(rows, bad, sha, table.num_rows + len(bad_lines), fields, int(dup.sum()))
-        result.dry_run = dry_run
-        result.needs_confirmation = bool(bad) and not skip_bad_rows
-        if dry_run or result.needs_confirmation or not result.imported:
-            result.seconds = time.perf_counter() - t0  # a replace with no new rows: no-op
-            return result
-        meta = json.dumps({"import": sha[:12]} if replace is None else {"import": load_id[7:]})
-        events = _rows.build_table(rows.columns, rows.ids, source, meta)
-        load = DataLoad(
-            load_id,
-            "import",
-            name,
-            result.imported,
-            rows.cost_total,
-            actor.username,
-            clock.now(),
-            {
-                "sha256": sha,
-                "mapping": fields,
-                "bad_rows": len(bad),
-                "duplicates": result.duplicates,
-                "row_keys": "request_id" if rows.given_ids else "row hash",
-                "unpriced_models": rows.unpriced,
-                "source": source,
-                "decimal": decimal,
-                "date_order": date_order,
-            },
-        )
-        if not _loads.claim(engine, load, actor):  # another process got there first
-            return ImportResult(
-                0,
-                True,
-                [],
-                Decimal(0),
-                {},
-                sha,
-                mapping=fields,
-                previous=_loads.get(engine, load.id),
+        # a real import checks for duplicates and writes under the log's import lock
+        with nullcontext() if dry_run else _replace.import_lock(home):
+            if not dry_run and replace is None:
+                previous = _loads.get(engine, f"import:{sha}")
+                if previous is not None and _loads.written(previous):  # done meanwhile
+                    return _same_file(previous, sha, fields, t0)
+            dup = _duplicates(parsed, home, replace)
+            rows = parsed.drop(dup)
+            result = _result(
+                rows, bad, sha, table.num_rows + len(bad_lines), fields, int(dup.sum())
             )
-        try:
-            # a name of its own: a replace of the same file must not overwrite (and so drop)
-            # the segment its first import wrote
-            name = f"import-{sha[:16]}-{secrets.token_hex(4)}"
-            write_segment(_by_time(events), segments_dir(home), name)
-        except BaseException:
-            _loads.release(engine, load.id, actor)
-            raise
-        result.written = True
-        if replace is not None:
-            _replace_rows(engine, result, replace, load_id, actor, home, meta)
+            result.dry_run = dry_run
+            result.needs_confirmation = bool(bad) and not skip_bad_rows
+            if dry_run or result.needs_confirmation or not result.imported:
+                if previous is not None and not dry_run and not result.needs_confirmation:
+                    _loads.mark_written(engine, previous)  # its rows were written, then it died
+                result.seconds = time.perf_counter() - t0  # a replace with no new rows: no-op
+                return result
+            if previous is not None:  # claimed by a process that died before writing its rows
+                _loads.release(engine, previous.id, actor)
+            meta = json.dumps({"import": sha[:12]} if replace is None else {"import": load_id[7:]})
+            events = _rows.build_table(rows.columns, rows.ids, source, meta)
+            load = DataLoad(
+                load_id,
+                "import",
+                name,
+                result.imported,
+                rows.cost_total,
+                actor.username,
+                clock.now(),
+                {
+                    "sha256": sha,
+                    "mapping": fields,
+                    "bad_rows": len(bad),
+                    "duplicates": result.duplicates,
+                    "row_keys": "request_id" if rows.given_ids else "row hash",
+                    "unpriced_models": rows.unpriced,
+                    "source": source,
+                    "decimal": decimal,
+                    "date_order": date_order,
+                    "written": False,
+                },
+            )
+            if not _loads.claim(engine, load, actor):  # another process got there first
+                return ImportResult(
+                    0,
+                    True,
+                    [],
+                    Decimal(0),
+                    {},
+                    sha,
+                    mapping=fields,
+                    previous=_loads.get(engine, load.id),
+                )
+            try:
+                # a name of its own: a replace of the same file must not overwrite (and so
+                # drop) the segment its first import wrote
+                segment = f"import-{sha[:16]}-{secrets.token_hex(4)}"
+                write_segment(_by_time(events), segments_dir(home), segment)
+            except BaseException:
+                _loads.release(engine, load.id, actor)
+                raise
+            _loads.mark_written(engine, load)
+            result.written = True
+            if replace is not None:
+                _replace_rows(engine, result, replace, load_id, actor, home, meta)
         result.seconds = time.perf_counter() - t0
         return result
     finally:
         engine.dispose()
+
+
+def _same_file(previous: DataLoad, sha: str, fields: dict[str, str], t0: float) -> ImportResult:
+    """The result for a byte-identical file whose rows an earlier import wrote."""
+    return ImportResult(
+        0,
+        True,
+        [],
+        Decimal(0),
+        {},
+        sha,
+        previous=previous,
+        mapping=fields,
+        duplicates=previous.rows,
+        seconds=time.perf_counter() - t0,
+    )
 
 
 def _questions(table: pa.Table, fields: Mapping[str, str]) -> list[Question]:

@@ -134,3 +134,20 @@ def test_a_column_of_epoch_times_alone_is_read_to_the_microsecond() -> None:
     base = datetime(2024, 1, 1, tzinfo=UTC).timestamp() * 10**6
     got = sorted(int(e.ts.timestamp() * 10**6) - int(base) for e in Reader().fetch())
     assert got == [0, 123_000, 123_400, 123_456, 500_000]
+
+
+def test_a_leading_zero_group_is_never_read_as_thousands() -> None:
+    """'0,001' (a decimal comma: $0.001) was suggested and read as thousands grouping: one
+    dollar, a thousand times the cost; '0.100' tokens under a decimal comma read as 100."""
+    text = 'ts,model,input,output,cost\n2023-11-01,gpt-4o,100,10,"0,001"\n'
+    mapping = read_preview(text.encode()).mapping
+    (q,) = read_preview(text.encode()).questions
+    assert q.suggested == ","
+    point = import_csv(text.encode(), mapping, now=NOW, decimal=".", dry_run=True)
+    assert [b.line for b in point.bad_rows] == [2] and "decimal mark" in point.bad_rows[0].reason
+    import_csv(text.encode(), mapping, now=NOW, decimal=",")
+    assert Reader().fetch()[0].cost_usd == Decimal("0.001")
+    dotted = 'ts,model,input,output\n2023-11-01,gpt-4o,"0.100",10\n'
+    assert not read_preview(dotted.encode()).questions  # not a grouped count: no question
+    bad = import_csv(dotted.encode(), mapping | {"cost": ""}, now=NOW, decimal=",", dry_run=True)
+    assert [b.line for b in bad.bad_rows] == [2]

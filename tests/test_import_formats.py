@@ -151,3 +151,20 @@ def test_a_leading_zero_group_is_never_read_as_thousands() -> None:
     assert not read_preview(dotted.encode()).questions  # not a grouped count: no question
     bad = import_csv(dotted.encode(), mapping | {"cost": ""}, now=NOW, decimal=",", dry_run=True)
     assert [b.line for b in bad.bad_rows] == [2]
+
+
+def test_a_latin1_file_is_read_wherever_its_first_accent_is() -> None:
+    """A Windows (Latin-1) file whose only accent sits in its last bytes, or after the first
+    64 KiB, is read as Latin-1 (it failed: 'invalid UTF8 data'); UTF-8 text followed by a
+    Latin-1 byte is refused with the line that holds it."""
+    head = "time,model,prompt_tokens,completion_tokens,user\n"
+    row = "2023-11-01T10:00:00Z,gpt-4o,10,1,{}\n"
+    short = (head + row.format("José")).encode("latin-1")
+    long = (head + row.format("ann") * 2000 + row.format("Zoë")).encode("latin-1")
+    assert len(long) > 64 * 1024
+    for data in (short, long):
+        import_csv(data, read_preview(data).mapping, now=NOW)
+    assert {e.user for e in Reader().fetch()} == {"José", "ann", "Zoë"}
+    mixed = (head + row.format("José")).encode() + row.format("Zoë").encode("latin-1")
+    with pytest.raises(ConfigError, match="line 3: .*not UTF-8"):
+        read_preview(mixed)

@@ -3,6 +3,7 @@ columns with the physical line number of every row (pyarrow, no per-row Python).
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import re
@@ -52,13 +53,41 @@ def _text(data: bytes, encoding: str) -> str:
     return data.decode("utf-8-sig" if encoding == "utf8" else encoding, errors="replace")
 
 
+def _encoding(data: bytes) -> str:
+    """ "utf8" when the whole file is UTF-8; "latin-1" when it is not and everything before
+    its first non-UTF-8 byte is ASCII (a Latin-1/Windows file); else a ConfigError naming
+    the line (UTF-8 text, then a byte that is not: a file pasted from two encodings). The
+    file is checked in chunks, so memory holds one chunk's text."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    step = 1 << 24
+    try:
+        for i in range(0, len(data), step):
+            decoder.decode(data[i : i + step], final=i + step >= len(data))
+    except UnicodeDecodeError:
+        at = _first_non_utf8(data)
+    else:
+        return "utf8"
+    if data[:at].isascii():
+        return "latin-1"
+    line = data.count(b"\n", 0, at) + 1
+    raise ConfigError(
+        f"line {line}: byte 0x{data[at]:02X} is not UTF-8, but the lines before it hold UTF-8"
+        " text; save the whole file as UTF-8",
+        field="file",
+    )
+
+
+def _first_non_utf8(data: bytes) -> int:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return exc.start
+    return len(data)
+
+
 def dialect(data: bytes) -> Dialect:
     head = data[:SAMPLE_BYTES]
-    try:
-        head.decode("utf-8-sig")
-        encoding = "utf8"
-    except UnicodeDecodeError as exc:  # a multi-byte char cut at the sample's end is fine
-        encoding = "utf8" if exc.start >= len(head) - 3 else "latin-1"
+    encoding = _encoding(data)
     text = _text(head, encoding)
     if not text.strip():
         raise ConfigError("the file is empty", field="file")

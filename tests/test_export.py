@@ -142,3 +142,22 @@ def test_csv_round_trip_through_the_importer_keeps_totals(
     by_model = Reader(other).spend_by(["model", "org"], "day")
     mine = Reader().spend_by(["model", "org"], "day", demo)
     assert by_model["cost_picousd"].tolist() == mine["cost_picousd"].tolist()
+
+
+def test_an_unpriced_call_exports_an_empty_cost_and_imports_back_unpriced(
+    tmp_path: Path,
+) -> None:
+    """Costline's CSV of an unpriced call imported into another log (a restore, a second
+    instance) stays unpriced: its cost cells said '0.000000000000', read back as a priced $0."""
+    text = "ts,model,input_tokens,output_tokens\n2026-11-01T10:00:00Z,my-finetune,100,10\n"
+    import_csv(text.encode(), read_preview(text.encode()).mapping, now=NOW)
+    data = export(fmt="csv")
+    (row,) = csv.DictReader(io.StringIO(data.decode()))
+    assert (row["unpriced"], row["cost_usd"], row["cost_input_usd"]) == ("true", "", "")
+    parquet = pq.read_table(io.BytesIO(export(fmt="parquet")))
+    assert parquet.column("cost_usd").to_pylist() == [None]
+    other = tmp_path / "other-home"
+    back = import_csv(data, read_preview(data).mapping, tokens_inclusive=False, home=other, now=NOW)
+    assert back.unpriced_models == {"my-finetune": 1}
+    (event,) = Reader(other).fetch()
+    assert event.unpriced and event.input_tokens == 100

@@ -1,4 +1,5 @@
-"""Import/Export: bring usage in from a CSV file (engineer+), take the current view out.
+"""Import/Export: bring usage in from a CSV or Parquet file (engineer+), take the current view
+out.
 
 Import steps: upload -> map the columns -> answer what the file leaves open (decimal mark,
 day/month order) -> see the first rows as they will be stored -> every row checked (bad rows
@@ -138,11 +139,14 @@ def accounting_section(selection: Selection, count: int) -> None:
 
 
 def import_section(actor: Actor) -> None:
-    st.subheader("Import usage from a CSV file")
-    uploaded = st.file_uploader("CSV file", type=["csv", "txt"], key="imp_file")
+    st.subheader("Import usage from a CSV or Parquet file")
+    uploaded = st.file_uploader(
+        "CSV or Parquet file", type=["csv", "txt", "parquet"], key="imp_file"
+    )
     if uploaded is None:
         st.caption(
-            "Exports of OpenAI, Anthropic, LiteLLM, Langfuse or Helicone usage work;"
+            "Exports of OpenAI, Anthropic, LiteLLM, Langfuse or Helicone usage work, and"
+            " Costline's own CSV or Parquet export;"
             " you map the columns and see every row checked before anything is written."
         )
         return

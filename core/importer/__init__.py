@@ -1,4 +1,5 @@
 """CSV import of LLM usage exported by other tools (the console's Import page calls these).
+A Parquet file is read as the CSV of its table (_parquet.py).
 
     p = read_preview(data)                       # columns, sample rows, suggested mapping,
                                                  # questions (decimal mark, date order)

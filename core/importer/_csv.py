@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from core.errors import ConfigError
+from core.importer import _parquet
 
 Source = bytes | bytearray | memoryview | str | Path | IO[bytes]
 Invalid = tuple[int, str, int]  # a row with the wrong number of cells: record number, text, cells
@@ -26,8 +27,13 @@ SAMPLE_BYTES = 64 * 1024
 
 
 def read_bytes(file: Source) -> tuple[bytes, str]:
-    """The file's content and a display name. Accepts bytes, a path or a binary file object
-    (e.g. Streamlit's UploadedFile)."""
+    """The file's content as CSV and a display name. Accepts bytes, a path or a binary file
+    object (e.g. Streamlit's UploadedFile); a Parquet file is read as the CSV of its table."""
+    data, name = _raw_bytes(file)
+    return (_parquet.to_csv(data) if _parquet.is_parquet(data) else data), name
+
+
+def _raw_bytes(file: Source) -> tuple[bytes, str]:
     if isinstance(file, bytes | bytearray | memoryview):
         return bytes(file), "upload.csv"
     if isinstance(file, str | Path):

@@ -244,3 +244,42 @@ def test_replacing_a_range_with_the_file_already_imported_keeps_its_other_rows(
     got = sorted((e.ts, e.input_tokens, int(e.cost_usd * PICO)) for e in Reader().fetch())
     assert got == sorted((r[0], r[2], r[5]) for r in rows)
     assert total() == sum(r[5] for r in rows)
+
+
+def test_a_row_naming_its_provider_is_priced_at_that_providers_entry() -> None:
+    """provider,model = groq,gpt-4o is unpriced (Groq has no gpt-4o), as a call to
+    groq/gpt-4o is, and azure's gpt-4o-mini costs Azure's rate: both were priced at
+    OpenAI's rate, the model name alone."""
+    import dataclasses
+
+    from core.pricing import load_catalog
+
+    base = load_catalog()
+    day = datetime(2025, 6, 1).date()
+    openai_row = base.lookup("gpt-4o-mini", day)
+    azure = dataclasses.replace(openai_row, provider="azure", input=165_000, aliases=())
+    catalog = base.with_rows([azure])
+    text = (
+        "time,model,provider,input,output\n"
+        "2025-06-01T00:00:00Z,gpt-4o,groq,1000,0\n"
+        "2025-06-01T00:00:00Z,gpt-4o-mini,azure,1000,0\n"
+        "2025-06-01T00:00:00Z,gpt-4o-mini,OpenAI,1000,0\n"
+        "2025-06-01T00:00:00Z,openai/gpt-4o-mini,openai,1000,0\n"
+        "2025-06-01T00:00:00Z,gpt-4o,,1000,0\n"
+    )
+    result = import_csv(
+        text.encode(), read_preview(text.encode()).mapping, catalog=catalog, now=NOW
+    )
+    assert result.imported == 5 and result.unpriced_models == {"gpt-4o": 1}
+    got = [(e.provider, e.model, e.unpriced, e.cost_picousd) for e in Reader().fetch()]
+    gpt4o = base.lookup("gpt-4o", day).input * 1000
+    assert sorted(got, key=str) == sorted(
+        [
+            ("groq", "gpt-4o", True, 0),
+            ("azure", "gpt-4o-mini", False, 165_000 * 1000),
+            ("OpenAI", "gpt-4o-mini", False, openai_row.input * 1000),
+            ("openai", "openai/gpt-4o-mini", False, openai_row.input * 1000),
+            ("openai", "gpt-4o", False, gpt4o),
+        ],
+        key=str,
+    )

@@ -33,9 +33,10 @@ INCLUDING cached ones, and output/completion tokens INCLUDING reasoning ones. Co
 ``tokens_inclusive=False``; ``read_preview`` suggests which applies.
 
 Cost. Without a cost column (or with an empty cell) a row is priced from the catalog at the
-rate of its UTC day; a model the catalog does not know is imported with ``unpriced=True``
-(never as $0) and counted in ``unpriced_models``; a prompt over the model's context window is
-flagged ``over_context_window``. A given cost is kept exactly (up to 12 decimals; more is a
+rate of its UTC day, as ``provider/model`` when the row names its provider; a model the
+catalog does not know is imported with ``unpriced=True`` (never as $0) and counted in
+``unpriced_models``; a prompt over the model's context window is flagged
+``over_context_window``. A given cost is kept exactly (up to 12 decimals; more is a
 bad row). Naive timestamps are UTC. Rows whose mapped cells are all empty are skipped.
 """
 

@@ -124,10 +124,11 @@ def parse_rows(
     )
     checked = finish(ck, list(col.values()))
     codes, names = _dictionary(col["model"])
+    pcodes, pnames = _priced_as(col) if "provider" in col else (codes, names)
     idx = np.nonzero(checked.keep)[0]
     classes = {c: tok[f][idx] for c, f in zip(TOKEN_CLASSES, _TOKEN_FIELDS, strict=True)}
     day = (us[idx] // US_PER_DAY).astype("datetime64[D]")
-    priced = price_columns(catalog, codes[idx], names, day, classes)
+    priced = price_columns(catalog, pcodes[idx], pnames, day, classes)
     g = given[idx]
     over = priced.overflow & ~g
     reasons = dict(checked.reasons)
@@ -191,6 +192,21 @@ def parse_rows(
         keys.nth,
         keys.given,
     )
+
+
+def _priced_as(col: dict[str, pa.Array]) -> tuple[I64, list[str]]:
+    """The catalog name each row is priced under: ``provider/model`` when the row names its
+    provider (the same entry a call to ``provider/model`` is priced at: groq's ``gpt-4o`` is
+    unpriced, never OpenAI's rate), else the model. Worked out once per distinct pair."""
+    pair = pc.binary_join_element_wise(col["provider"], col["model"], "\x1f")
+    codes, pairs = _dictionary(pair)
+    names: list[str] = []
+    for p in pairs:
+        provider, model = p.split("\x1f", 1)
+        prefix = provider.strip().lower() + "/"
+        given = bool(provider.strip()) and not model.lower().startswith(prefix)
+        names.append(prefix + model if given else model)
+    return codes, names
 
 
 def _plain(ck: Checker, raw: pa.Array, column: str, decimal: str | None) -> pa.Array:

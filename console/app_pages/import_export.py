@@ -118,7 +118,7 @@ def accounting_section(selection: Selection, count: int) -> None:
     name = f"costline-accounting-{by}-{money.currency.lower()}"
     cols[0].download_button(
         "Download summary (CSV)",
-        data=acc.priced.to_csv(index=False).encode(),
+        data=acc.csv(),
         file_name=f"{name}.csv",
         mime="text/csv",
         key="exp_acc_csv",
@@ -130,7 +130,7 @@ def accounting_section(selection: Selection, count: int) -> None:
         st.dataframe(acc.unpriced, hide_index=True, width="stretch", key="exp_acc_unpriced")
         cols[1].download_button(
             f"Download {acc.unpriced_calls:,} unpriced (CSV)",
-            data=acc.unpriced.to_csv(index=False).encode(),
+            data=acc.csv(unpriced=True),
             file_name=f"{name}-unpriced.csv",
             mime="text/csv",
             key="exp_acc_unpriced_csv",

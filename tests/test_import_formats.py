@@ -168,3 +168,18 @@ def test_a_latin1_file_is_read_wherever_its_first_accent_is() -> None:
     mixed = (head + row.format("José")).encode() + row.format("Zoë").encode("latin-1")
     with pytest.raises(ConfigError, match="line 3: .*not UTF-8"):
         read_preview(mixed)
+
+
+def test_the_parsed_preview_never_cuts_a_value_that_holds_line_breaks() -> None:
+    """A prompt column of three lines per cell: the preview's first rows are all good (the
+    cut after 21 lines fell inside a quoted value: a bad row 'expected 5 columns, got 1'
+    that the file does not have)."""
+    cell = '"line one\nline two\nline three"'
+    text = "prompt,ts,model,input,output\n" + "".join(
+        f"{cell},2023-11-01T10:00:{i:02d}Z,gpt-4o,10,5\n" for i in range(30)
+    )
+    mapping = read_preview(text.encode()).mapping
+    sample = parse_sample(text.encode(), mapping)
+    assert list(sample["problem"]) == [""] * 7
+    assert list(sample["line"]) == [2, 5, 8, 11, 14, 17, 20]
+    assert list(sample["input_tokens"]) == [10] * 7

@@ -163,7 +163,7 @@ def parse_sample(
     data, _ = _csv.read_bytes(file)
     d = _csv.dialect(data)
     fields = _check_mapping(mapping, d.columns)
-    head = b"\n".join(data.split(b"\n", rows + 1)[: rows + 1]) + b"\n"
+    head = _csv.head(data, rows + 1)
     table, lines, bad_lines = _csv.read_columns(head, d, list(dict.fromkeys(fields.values())))
     parsed = _rows.parse_rows(
         table,

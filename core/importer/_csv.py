@@ -168,6 +168,23 @@ def suggest(columns: Sequence[str], synonyms: dict[str, tuple[str, ...]]) -> dic
     return out
 
 
+def head(data: bytes, lines: int) -> bytes:
+    """The file's first ``lines`` lines and a line break, extended line by line while a
+    quoted value is still open (an odd count of quotes): never cut inside a value that
+    holds line breaks (the rest of the file would read as one broken row)."""
+    end, quotes = 0, 0
+    while end < len(data):
+        nl = data.find(b"\n", end)
+        stop = len(data) if nl < 0 else nl + 1
+        quotes += data.count(b'"', end, stop)
+        end = stop
+        lines -= 1
+        if lines <= 0 and quotes % 2 == 0:
+            break
+    out = data[:end]
+    return out if out.endswith(b"\n") else out + b"\n"
+
+
 @dataclass(frozen=True)
 class BadLine:
     line: int

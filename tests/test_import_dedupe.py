@@ -283,3 +283,30 @@ def test_a_row_naming_its_provider_is_priced_at_that_providers_entry() -> None:
         ],
         key=str,
     )
+
+
+def test_rows_of_hours_that_retention_pruned_are_refused_not_counted_twice(
+    tmp_path: Path,
+) -> None:
+    """Retention keeps a pruned hour as totals only, so an overlapping file's rows there
+    cannot be matched: they are bad rows naming the hour (they were imported again and the
+    totals counted them twice); the file's other rows import on confirmation."""
+    from core.usage import prune
+
+    rows = trace(120, seed=9)  # 2023-11-01 00:00 to 01:59
+    import_csv(write(tmp_path, "a.csv", [line(r) for r in rows]), MAPPING, now=NOW)
+    before = Reader().totals()
+    assert prune(None, 30).rows == 120
+    kept = Reader().totals()
+    assert (kept["requests"], kept["cost_picousd"]) == (120, before["cost_picousd"])
+    later = (START + timedelta(hours=5), "gpt-4o-mini", 10, 1, "u1", 10**6)
+    b = write(tmp_path, "b.csv", [line(r) for r in rows[60:]] + [line(later)])
+    check = import_csv(b, MAPPING, now=NOW)
+    assert check.needs_confirmation and not check.written and len(check.bad_rows) == 60
+    assert "2023-11-01 01:00 UTC: retention pruned" in check.bad_rows[0].reason
+    assert check.bad_rows[0].line == 2
+    done = import_csv(b, MAPPING, now=NOW, skip_bad_rows=True)
+    assert done.imported == 1 and len(done.bad_rows) == 60
+    after = Reader().totals()
+    assert after["requests"] == 121
+    assert after["cost_picousd"] == before["cost_picousd"] + 10**6

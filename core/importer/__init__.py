@@ -282,7 +282,11 @@ def import_csv(
                 previous = _loads.get(engine, f"import:{sha}")
                 if previous is not None and _loads.written(previous):  # done meanwhile
                     return _same_file(previous, sha, fields, t0)
-            dup = _duplicates(parsed, home, replace)
+            with Reader(home) as reader:
+                parsed, pruned = _in_pruned_hours(parsed, reader, lines)
+                dup = _duplicates(parsed, reader, replace)
+            if pruned:
+                bad = sorted(bad + pruned, key=lambda b: b.line)
             rows = parsed.drop(dup)
             result = _result(
                 rows, bad, sha, table.num_rows + len(bad_lines), fields, int(dup.sum())
@@ -389,8 +393,37 @@ def _check_answers(asked: list[Question], decimal: str | None, date_order: str |
             )
 
 
+def _in_pruned_hours(
+    rows: _rows.Rows, reader: Reader, lines: np.ndarray
+) -> tuple[_rows.Rows, list[BadRow]]:
+    """Kept rows of an hour that retention holds only as totals (its raw events pruned) are
+    bad rows: whether such a row is already counted cannot be checked (it counted twice)."""
+    ts = rows.columns["ts"]
+    if not len(ts):
+        return rows, []
+    hours = reader.pruned_hours(pc.min(ts).as_py(), pc.max(ts).as_py())
+    if not len(hours):
+        return rows, []
+    hour_us = 3_600_000_000
+    us = ts.cast(pa.int64()).to_numpy()
+    held = np.isin(us - us % hour_us, hours.to_numpy())
+    if not held.any():
+        return rows, []
+    which = np.nonzero(rows.keep)[0][held]
+    when = pc.strftime(ts.filter(pa.array(held)), "%Y-%m-%d %H:00").to_pylist()
+    bad = [
+        BadRow(
+            int(lines[i]),
+            f"{t} UTC: retention pruned this hour's raw events (its totals are kept), so"
+            " whether this row is already counted cannot be checked",
+        )
+        for i, t in zip(which.tolist(), when, strict=True)
+    ]
+    return rows.drop(held), bad
+
+
 def _duplicates(
-    rows: _rows.Rows, home: Path | None, replace: tuple[str, datetime, datetime] | None
+    rows: _rows.Rows, reader: Reader, replace: tuple[str, datetime, datetime] | None
 ) -> np.ndarray:
     """Kept rows already in the log: the k-th row of the file with a key is a duplicate when
     the log holds k or more events with that key (outside a range being replaced)."""
@@ -401,25 +434,20 @@ def _duplicates(
     start, end = (None, None) if rows.given_ids else (pc.min(ts).as_py(), pc.max(ts).as_py())
     if replace is not None:  # the rows about to be replaced do not count
         start, end = None, None
-    with Reader(home) as reader:
-        held = reader.id_counts(rows.ids, start, end)
-        if replace is not None and held.num_rows:
-            src, a, b = replace
-            inside = reader.sql(
-                "SELECT request_id, count(*) AS events FROM events WHERE source = ? AND ts >= ?"
-                " AND ts < ? AND request_id IN (SELECT unnest(?::VARCHAR[])) GROUP BY 1",
-                [src, a, b, held.column("request_id").to_pylist()],
-            )
-            gone = dict(zip(inside["request_id"], inside["events"], strict=True))
-            left = [
-                int(c) - int(gone.get(i, 0))
-                for i, c in zip(
-                    held["request_id"].to_pylist(), held["events"].to_pylist(), strict=True
-                )
-            ]
-            held = pa.table(
-                {"request_id": held["request_id"], "events": pa.array(left, pa.int64())}
-            )
+    held = reader.id_counts(rows.ids, start, end)
+    if replace is not None and held.num_rows:
+        src, a, b = replace
+        inside = reader.sql(
+            "SELECT request_id, count(*) AS events FROM events WHERE source = ? AND ts >= ?"
+            " AND ts < ? AND request_id IN (SELECT unnest(?::VARCHAR[])) GROUP BY 1",
+            [src, a, b, held.column("request_id").to_pylist()],
+        )
+        gone = dict(zip(inside["request_id"], inside["events"], strict=True))
+        left = [
+            int(c) - int(gone.get(i, 0))
+            for i, c in zip(held["request_id"].to_pylist(), held["events"].to_pylist(), strict=True)
+        ]
+        held = pa.table({"request_id": held["request_id"], "events": pa.array(left, pa.int64())})
     if not held.num_rows:
         return np.zeros(n, bool)
     where = pc.index_in(rows.ids, value_set=held["request_id"].combine_chunks())

@@ -171,13 +171,19 @@ def import_section(actor: Actor) -> None:
     chosen = tuple(sorted(answers.items()))
     try:
         sample = usage.import_sample(content, key, inclusive, chosen)
-        check = usage.import_check(usage.home(), usage.version(), content, key, inclusive, chosen)
     except CostlineError as exc:
         st.error(str(exc))
         return
     st.write("The first rows as they will be stored (parsed):")
     st.dataframe(sample, hide_index=True, width="stretch", key="imp_sample")
     replace = replace_step(digest)
+    try:  # checked as it will run: with a replace, the range's rows are no duplicates
+        check = usage.import_check(
+            usage.home(), usage.version(), content, key, inclusive, chosen, replace
+        )
+    except CostlineError as exc:
+        st.error(str(exc))
+        return
     import_step(actor, uploaded.name, content, mapping, inclusive, answers, check, replace)
 
 

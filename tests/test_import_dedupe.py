@@ -310,3 +310,30 @@ def test_rows_of_hours_that_retention_pruned_are_refused_not_counted_twice(
     after = Reader().totals()
     assert after["requests"] == 121
     assert after["cost_picousd"] == before["cost_picousd"] + 10**6
+
+
+def test_own_export_with_formula_like_ids_and_models_imports_back_as_duplicates() -> None:
+    """The export escapes every formula-like text cell ('-42' -> "'-42"); the import read a
+    request id, model or provider back with the quote, so the call was new and counted
+    twice (org, user, project and task were already read back without it)."""
+    from core.usage import UsageEvent, UsageLog
+
+    with UsageLog() as log:
+        for rid, provider, model in (("-42", "openai", "gpt-4o-mini"), ("r2", "=lab", "+ft")):
+            log.append(
+                UsageEvent(
+                    request_id=rid,
+                    ts=START,
+                    provider=provider,
+                    model=model,
+                    input_tokens=10,
+                    output_tokens=5,
+                    cost_picousd=123,
+                )
+            )
+    data = export(None, Filters(), "csv")
+    assert "'-42" in data.decode() and "'+ft" in data.decode()
+    preview = read_preview(data)
+    back = import_csv(data, preview.mapping, tokens_inclusive=False, now=NOW)
+    assert (back.imported, back.duplicates) == (0, 2)
+    assert Reader().count() == 2

@@ -21,6 +21,7 @@ from core.usage import SCHEMA
 
 US_PER_DAY = 86_400_000_000
 NAME_FIELDS = ("org", "user", "project", "task")
+TEXT_FIELDS = ("model", "provider", "request_id", *NAME_FIELDS)
 _TOKEN_FIELDS = (
     "input_tokens",
     "cached_tokens",
@@ -96,6 +97,9 @@ def parse_rows(
     n = table.num_rows
     ck = Checker(n)
     col = {f: clean(table[c]) for f, c in fields.items()}
+    for f in TEXT_FIELDS:  # OWASP-escaped cells ("'=x", as Costline's own export writes
+        if f in col:  # them) are read back as "=x": the same values and the same keys
+            col[f] = unescape_cells(col[f])
     for f in NUMBER_FIELDS:
         if f in col:
             col[f] = _plain(ck, col[f], fields[f], decimal)
@@ -148,8 +152,7 @@ def parse_rows(
         return a if everything else a.take(taken)
 
     model_codes = codes[idx]
-    # OWASP-escaped cells ("'=x", as Costline's own export writes them) are read back as "=x"
-    name_cols = {f: text(unescape_cells(pick(col[f]))) for f in NAME_FIELDS if f in col}
+    name_cols = {f: text(pick(col[f])) for f in NAME_FIELDS if f in col}
     given_provider = text(pick(col["provider"])) if "provider" in col else None
     strings: dict[str, pa.Array | None] = {
         "model": pick(col["model"]),

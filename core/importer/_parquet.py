@@ -20,6 +20,8 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from core.errors import ConfigError
+from core.export import USD_TYPE
+from core.export import _usd_text as usd_text
 
 MAGIC = b"PAR1"
 
@@ -42,6 +44,11 @@ def _text(col: pa.Array) -> pa.Array:
         utc = col.cast(pa.timestamp(t.unit, "UTC"))
         return pc.strftime(utc, "%Y-%m-%dT%H:%M:%SZ")
     if pa.types.is_decimal(t):
+        if (
+            t.scale <= USD_TYPE.scale
+            and t.precision - t.scale <= USD_TYPE.precision - USD_TYPE.scale
+        ):
+            return usd_text(col.cast(USD_TYPE))  # exact, column-wise (Costline's own money)
         return pa.array([None if v is None else f"{v:f}" for v in col.to_pylist()], pa.string())
     if pa.types.is_boolean(t):
         return pc.if_else(col, "true", "false")

@@ -337,3 +337,25 @@ def test_own_export_with_formula_like_ids_and_models_imports_back_as_duplicates(
     back = import_csv(data, preview.mapping, tokens_inclusive=False, now=NOW)
     assert (back.imported, back.duplicates) == (0, 2)
     assert Reader().count() == 2
+
+
+def test_a_zero_spend_for_a_model_the_catalog_does_not_know_is_unpriced() -> None:
+    """LiteLLM logs spend 0 for a call it could not price: a $0 cost for an unknown model
+    with tokens is an unknown cost, flagged unpriced (it was a priced $0 call); a known
+    model's $0, a tokenless $0 and a stated nonzero cost stay as given. The row's key is
+    the file's values: the same file again adds nothing."""
+    text = (
+        "startTime,model,prompt_tokens,completion_tokens,spend\n"
+        "2025-06-01T00:00:00Z,my-finetune,100,10,0.0\n"
+        "2025-06-01T00:01:00Z,my-finetune,100,10,0.5\n"
+        "2025-06-01T00:02:00Z,my-finetune,0,0,0\n"
+        "2025-06-01T00:03:00Z,gpt-4o-mini,100,10,0\n"
+    )
+    mapping = read_preview(text.encode()).mapping
+    result = import_csv(text.encode(), mapping, now=NOW)
+    assert result.unpriced_models == {"my-finetune": 1}
+    got = sorted((e.ts, e.unpriced, e.cost_picousd) for e in Reader().fetch())
+    assert [(u, c) for _, u, c in got] == [(True, 0), (False, PICO // 2), (False, 0), (False, 0)]
+    assert Reader().totals()["cost_picousd"] == PICO // 2
+    again = import_csv((text + "\n").encode(), mapping, now=NOW)
+    assert (again.imported, again.duplicates) == (0, 4)

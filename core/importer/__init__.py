@@ -37,7 +37,9 @@ rate of its UTC day, as ``provider/model`` when the row names its provider; a mo
 catalog does not know is imported with ``unpriced=True`` (never as $0) and counted in
 ``unpriced_models``; a prompt over the model's context window is flagged
 ``over_context_window``. A given cost is kept exactly (up to 12 decimals; more is a
-bad row). Naive timestamps are UTC. Rows whose mapped cells are all empty are skipped.
+bad row), but a $0 for an unknown model on a row with tokens is unpriced (LiteLLM logs 0
+for a call it could not price). Naive timestamps are UTC. Rows whose mapped cells are all
+empty are skipped.
 """
 
 from __future__ import annotations

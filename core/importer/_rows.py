@@ -140,6 +140,11 @@ def parse_rows(
         reasons.setdefault(i, []).append("tokens too many to price in int64 picodollars")
     sel = ~over
     idx, g = idx[sel], g[sel]
+    stated = g  # the cost cells as the file states them (part of the row's key)
+    # "$0" for a model the catalog does not know, with tokens: the tool that wrote it could
+    # not price the call either (LiteLLM logs spend 0 then); its cost is unknown: unpriced
+    used = sum((v[sel] for v in classes.values()), np.zeros(len(idx), np.int64)) > 0
+    g = g & ~(priced.unpriced[sel] & used & (given_pico[idx] == 0))
     keep = np.zeros(n, bool)
     keep[idx] = True
     comps = {c: v[sel] for c, v in priced.costs.items()}
@@ -162,7 +167,7 @@ def parse_rows(
     key_ints = {
         "ts": us[idx],
         **{c: v[sel] for c, v in classes.items()},
-        "given_cost": np.where(g, given_pico[idx], -1),
+        "given_cost": np.where(stated, given_pico[idx], -1),
     }
     keys = row_keys(
         {k: v for k, v in strings.items() if v is not None},

@@ -273,3 +273,24 @@ def test_an_import_keeps_the_catalogs_rates_the_file_does_not_state(
             and (catalog.name_under(provider, x.model) or x.model).lower() == model.lower()
         )
         assert (r.input, r.output) == (mine.input, mine.output)
+
+
+def test_an_override_naming_its_provider_in_capitals_prices_that_provider() -> None:
+    """'OpenAI' is the catalog's openai: the override was stored as an entry of a provider
+    'OpenAI' that nothing priced with, and gpt-4o-mini kept its old rate."""
+    from core.control import SYSTEM, ControlPlane, PriceOverride
+    from core.controls import override_row
+    from core.pricing.overrides import catalog_in_force
+
+    base = load_catalog()
+    old = PriceOverride("gpt-4o-mini", "OpenAI", DAY, Decimal("0.1"), Decimal("0.4"))
+    assert base.with_rows([override_row(old, base)]).lookup("gpt-4o-mini", DAY).input == 100_000
+    plane = ControlPlane()
+    try:
+        plane.upsert_price_override(
+            PriceOverride("gpt-4o-mini", "OpenAI", DAY, Decimal("0.12"), Decimal("0.5")), SYSTEM
+        )
+        assert [o.provider for o in plane.price_overrides()] == ["openai"]
+        assert catalog_in_force(plane, base).lookup("gpt-4o-mini", DAY).input == 120_000
+    finally:
+        plane.close()

@@ -212,3 +212,36 @@ def test_a_replace_with_the_rows_already_there_can_be_run(home: Path) -> None:
     at.button(key="imp_go").click().run()
     assert not at.exception
     assert sorted(e.cost_usd for e in Reader().fetch()) == [Decimal("0.25"), Decimal("0.5")]
+
+
+def test_a_parquet_file_imports_through_the_page(home: Path) -> None:
+    """Costline's own Parquet export (or any Parquet usage file) is mapped, checked and
+    imported like a CSV (the page refused it: 'a carriage return (CR) without a line feed')."""
+    import pandas as pd
+
+    frame = pd.DataFrame(
+        {
+            "Date": pd.to_datetime(["2025-03-01T10:00:00Z", "2025-03-01T11:00:00Z"], utc=True),
+            "Model Name": ["dryrun-small", "mystery-model-9"],
+            "Prompt Tokens": pd.array([1000, 100], dtype="int32"),
+            "Completion Tokens": [200.0, 10.0],
+        }
+    )
+    buf = io.BytesIO()
+    frame.to_parquet(buf)
+    at = app("engineer").run()
+    at.switch_page("app_pages/import_export.py").run()
+    at.file_uploader(key="imp_file").set_value(
+        ("usage.parquet", buf.getvalue(), "application/vnd.apache.parquet")
+    )
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert mapping(at)["model"] == "Model Name"
+    assert at.button(key="imp_go").label == "Import 2 rows"
+    at.button(key="imp_go").click().run()
+    assert not at.exception
+    events = sorted(Reader().fetch(), key=lambda e: e.ts)
+    assert [(e.model, e.input_tokens, e.unpriced) for e in events] == [
+        ("dryrun-small", 1000, False),
+        ("mystery-model-9", 100, True),
+    ]

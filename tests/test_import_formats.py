@@ -183,3 +183,19 @@ def test_the_parsed_preview_never_cuts_a_value_that_holds_line_breaks() -> None:
     assert list(sample["problem"]) == [""] * 7
     assert list(sample["line"]) == [2, 5, 8, 11, 14, 17, 20]
     assert list(sample["input_tokens"]) == [10] * 7
+
+
+def test_a_utf16_file_is_read() -> None:
+    """Excel's 'Unicode Text' (UTF-16 with its byte order mark, tab-separated) is read (it
+    was read as Latin-1 with a NUL between letters: 'a carriage return without a line
+    feed')."""
+    text = "time\tmodel\tprompt_tokens\tcompletion_tokens\tuser\r\n"
+    text += "2023-11-01T10:00:00Z\tgpt-4o\t100\t10\tJosé\r\n"
+    for codec in ("utf-16", "utf-16-be", "utf-32"):
+        data = text.encode(codec) if codec != "utf-16-be" else b"\xfe\xff" + text.encode(codec)
+        preview = read_preview(data)
+        assert preview.delimiter == "\t" and preview.missing == []
+        result = import_csv(data, preview.mapping, now=NOW, dry_run=True)
+        assert result.imported == 1 and not result.bad_rows
+    import_csv(text.encode("utf-16"), read_preview(text.encode("utf-16")).mapping, now=NOW)
+    assert Reader().fetch()[0].user == "José"

@@ -30,7 +30,33 @@ def read_bytes(file: Source) -> tuple[bytes, str]:
     """The file's content as CSV and a display name. Accepts bytes, a path or a binary file
     object (e.g. Streamlit's UploadedFile); a Parquet file is read as the CSV of its table."""
     data, name = _raw_bytes(file)
-    return (_parquet.to_csv(data) if _parquet.is_parquet(data) else data), name
+    if _parquet.is_parquet(data):
+        return _parquet.to_csv(data), name
+    return _from_utf16(data), name
+
+
+_BOMS = {
+    b"\xff\xfe\x00\x00": "utf-32",
+    b"\x00\x00\xfe\xff": "utf-32",
+}  # UTF-32 before UTF-16: their little-endian marks share a prefix
+_BOMS |= {b"\xff\xfe": "utf-16", b"\xfe\xff": "utf-16"}
+
+
+def _from_utf16(data: bytes) -> bytes:
+    """A UTF-16/32 file with its byte order mark (Excel's "Unicode Text") as UTF-8; it
+    read as Latin-1 with a NUL between letters ('a carriage return without a line feed')."""
+    for bom, codec in _BOMS.items():
+        if data.startswith(bom):
+            try:
+                return data.decode(codec).encode()
+            except UnicodeDecodeError as exc:
+                line = data[: exc.start].decode(codec, errors="replace").count("\n") + 1
+                raise ConfigError(
+                    f"line {line}: the file starts as {codec.upper()} but does not decode"
+                    " as it; save it as UTF-8",
+                    field="file",
+                ) from None
+    return data
 
 
 def _raw_bytes(file: Source) -> tuple[bytes, str]:

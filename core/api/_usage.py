@@ -63,11 +63,12 @@ def list_usage(call: Call) -> Json:
 
 def get_usage(call: Call) -> Json:
     rid = call.path["request_id"]
-    df = call.ctx.reader.sql("SELECT * FROM events WHERE request_id = ? LIMIT 1", [rid])
-    if df.empty:
+    found = call.ctx.reader.table(  # a retried call logs each attempt: its last one tells
+        "SELECT * FROM events WHERE request_id = ? ORDER BY attempt DESC, ts DESC LIMIT 1", [rid]
+    ).to_pylist()  # Arrow, as the list reads it: a missing value is None (pandas made NaN)
+    if not found:
         raise not_found("request", rid)
-    rec = {str(k): (None if v is pd.NaT else v) for k, v in df.iloc[0].to_dict().items()}
-    return event_json(rec, ZoneInfo(call.ctx.tz()))
+    return event_json(found[0], ZoneInfo(call.ctx.tz()))
 
 
 def _period(value: Any, grain: str | None) -> str | None:
@@ -104,6 +105,7 @@ def get_spend(call: Call) -> Json:
     cost = [int(v) for v in df["cost_picousd"]]
     saved = [int(v) for v in df["saved_picousd"]]
     ints = {c: [int(v) for v in df[c]] for c in INT_COLUMNS}
+    unpriced = [int(v) for v in df["unpriced_calls"].fillna(0)]
     rows = []
     for i in range(len(df)):
         row: dict[str, Any] = {"period": _period(df["period"].iat[i], grain)} if grain else {}
@@ -111,7 +113,9 @@ def get_spend(call: Call) -> Json:
             v = df[d].iat[i]
             row[d] = None if v is None or (isinstance(v, float) and v != v) else v
         row.update({c: ints[c][i] for c in INT_COLUMNS})
-        row.update(cost_usd=money(cost[i]), saved_usd=money(saved[i]))
+        # unpriced: calls of the row whose cost is unknown (in no cost figure; a row of
+        # only those reads cost_usd "0" and unpriced > 0, never a silent $0)
+        row.update(cost_usd=money(cost[i]), saved_usd=money(saved[i]), unpriced=unpriced[i])
         rows.append(row)
     totals = reports.Totals.of(df)  # group_by takes no "tag": the rows do not overlap
     out: dict[str, Any] = {

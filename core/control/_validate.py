@@ -131,8 +131,10 @@ def check_money(
         raise fail(field, "must be a number of USD", value) from None
     if not number.is_finite() or number < 0:
         raise fail(field, "must be a finite amount >= 0", value)
-    rounded = number.quantize(step, rounding=ROUND_HALF_EVEN)
     largest = Decimal(INT64_MAX) * step
+    if number > largest:  # before quantize: a huge amount has more digits than it can hold
+        raise fail(field, f"must be <= {largest}", value)
+    rounded = number.quantize(step, rounding=ROUND_HALF_EVEN)
     if rounded > largest:
         raise fail(field, f"must be <= {largest}", value)
     if exact and rounded != number:
@@ -396,7 +398,8 @@ def _notifications(value: object) -> dict[str, Any]:
         if extra:
             name = sorted(extra)[0]
             hint = " (the password comes from COSTLINE_SMTP_PASSWORD)" if name == "password" else ""
-            raise fail(f"notifications.smtp.{name}", "is not an SMTP setting" + hint, smtp)
+            # the key, not the object: it may hold the password, which must not be echoed
+            raise fail(f"notifications.smtp.{name}", "is not an SMTP setting" + hint, name)
         out["smtp"] = {
             "host": check_name("notifications.smtp.host", smtp.get("host")),
             "port": _whole("notifications.smtp.port", smtp.get("port", 25), 1, 65535),

@@ -384,9 +384,9 @@ def stream_end(done: Completion) -> bytes:
     )
 
 
-def count_request(body: object) -> list[Message]:
-    """The messages of a count_tokens body (same rules as /v1/messages, no max_tokens)."""
+def count_request(body: object) -> ChatRequest:
+    """The request of a count_tokens body (same rules as /v1/messages, no max_tokens):
+    its messages, and its tools as the call would send them."""
     if isinstance(body, dict) and "max_tokens" not in body:
         body = {**body, "max_tokens": 1}
-    req = messages_request(body, Meta(task="count"), "req_count")
-    return req.messages
+    return messages_request(body, Meta(task="count"), "req_count")

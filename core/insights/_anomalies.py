@@ -26,6 +26,7 @@ from typing import Any
 import pandas as pd
 
 from core import clock
+from core.insights._advice_base import dollars_text
 from core.insights._attribution import attribute_anomaly
 from core.insights._detect import Anomaly, Contributor, scan
 from core.usage import Filters, Reader
@@ -84,7 +85,8 @@ class Finding:
         ratio = "new" if math.isinf(a.ratio) else f"{a.ratio:.1f}x"
         if self.metric == "spend":
             amounts = (
-                f"${a.value:,.2f} vs ${a.expected:,.2f} expected ({ratio}, +${a.excess_usd:,.2f})"
+                f"{dollars_text(a.value)} vs {dollars_text(a.expected)} expected ({ratio},"
+                f" +{dollars_text(a.excess_usd)})"
             )
         else:
             amounts = f"{a.value:,.0f} calls vs {a.expected:,.0f} expected ({ratio})"

@@ -122,10 +122,17 @@ def import_sample(
 
 @cached
 def import_check(
-    home: str, version: str, content: bytes, mapping: Mapping_, inclusive: bool, answers: Answers
+    home: str,
+    version: str,
+    content: bytes,
+    mapping: Mapping_,
+    inclusive: bool,
+    answers: Answers,
+    replace: tuple[str, datetime, datetime] | None = None,
 ) -> ImportResult:
     """A dry run over every row: bad rows, duplicates already in the log, what would be
-    imported. Nothing is written."""
+    imported (with ``replace``: the rows of the range being replaced are no duplicates).
+    Nothing is written."""
     a = dict(answers)
     return import_csv(
         content,
@@ -135,6 +142,7 @@ def import_check(
         decimal=a.get("decimal"),
         date_order=a.get("date_order"),
         dry_run=True,
+        replace=replace,
     )
 
 

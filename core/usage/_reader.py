@@ -261,6 +261,24 @@ class Reader:
                     )
             return self._pruned_span
 
+    def pruned_hours(self, start: datetime, end: datetime) -> pa.Array:
+        """The hours (UTC, int64 microseconds, sorted) in [start, end] that retention holds
+        only as rollups: an event of such an hour is counted but no longer listed (an
+        import cannot tell whether a row there is already in the totals)."""
+        with self._lock:
+            self._run("SELECT 1", [], _first)  # refresh the views
+            if not self._pruned:
+                return pa.array([], pa.int64())
+            files = ", ".join(_literal(str(p)) for p in self._pruned)
+            lo = start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+            got = self._run(
+                f"SELECT DISTINCT epoch_us(hour) AS h FROM read_parquet([{files}])"
+                " WHERE hour >= ? AND hour <= ? ORDER BY 1",
+                [lo, end],
+                arrow_table,
+            )
+            return got.column("h").combine_chunks().cast(pa.int64())
+
     def totals(self, filters: Filters | None = None) -> dict[str, Any]:
         """Exact totals: money as int picodollars and Decimal dollars (from ``facts``, so
         pruned periods count; every filter column is a rollup dimension)."""

@@ -72,3 +72,23 @@ def test_cost_per_1k_tooltip_is_exact_text() -> None:
     assert list(frame["per_1k_text"]) == ["$0.1235"]
     spec = json.dumps(cost_per_1k(frame, "day", "$")["encoding"]["tooltip"])
     assert ".4f" not in spec and "per_1k_text" in spec
+
+
+def test_forecast_tooltips_are_exact_text() -> None:
+    from console.charts.forecast import forecast_chart
+
+    series = pd.DataFrame(
+        {
+            "ds": pd.to_datetime(["2026-11-01", "2026-11-02"]),
+            "actual": [1.005, None],
+            "yhat": [None, 2.675],
+            "lower": [None, -0.005],
+            "upper": [None, 3.0],
+        }
+    )
+    spec = forecast_chart(series, symbol="$").to_dict()
+    assert ",.2f" not in json.dumps(spec)
+    rows = next(v for v in spec["datasets"].values() if v and "actual_text" in v[0])
+    assert [r["actual_text"] for r in rows] == ["$1.01", ""]
+    assert [r["yhat_text"] for r in rows] == ["", "$2.68"]
+    assert rows[1]["lower_text"] == "-$0.01"

@@ -92,3 +92,12 @@ def test_forecast_tooltips_are_exact_text() -> None:
     assert [r["actual_text"] for r in rows] == ["$1.01", ""]
     assert [r["yhat_text"] for r in rows] == ["", "$2.68"]
     assert rows[1]["lower_text"] == "-$0.01"
+
+
+def test_request_log_costs_round_half_up_to_the_shown_decimals() -> None:
+    from console.frames.requests import _costs
+
+    page = pd.DataFrame(
+        {"cost_picousd": [12_500_000, -12_500_000, 5 * PICO], "unpriced": [False, False, True]}
+    )
+    assert _costs(page, Money()) == [0.000013, -0.000013, None]  # not 0.0000125 for '%.6f'

@@ -1,0 +1,81 @@
+"""The gateway's tenant boundaries and upstream-facing edges, over real HTTP to a real
+``costline gateway`` in a subprocess: cached answers scoped by org/key, /metrics behind a
+token, overloaded upstreams passed through with their Retry-After, count_tokens bound by the
+key's models, the per-provider upstream timeout (504) and Anthropic stream fields.
+
+Upstreams: the dryrun provider and the scripted fault server (as OpenAI and as Anthropic).
+"""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.gateway_support import GatewayProcess, events, make_key
+from tests.servers.scripted import ScriptedServer
+
+ASK = [{"role": "user", "content": "What is the capital of France?"}]
+METRICS_TOKEN = "metrics-token-0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def scripted():
+    with ScriptedServer() as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def gw(tmp_path_factory: pytest.TempPathFactory, scripted: ScriptedServer):
+    home = tmp_path_factory.mktemp("gw-tenancy")
+    keys = {
+        "acme-a": make_key(home, "acme-a", org="acme"),
+        "acme-b": make_key(home, "acme-b", org="acme"),
+        "globex": make_key(home, "globex", org="globex"),
+        "loose": make_key(home, "loose"),
+        "loose2": make_key(home, "loose2"),
+        "small": make_key(home, "small", models=("dryrun-small",)),
+    }
+    env = {
+        "OPENAI_BASE_URL": scripted.openai_url,
+        "OPENAI_API_KEY": "sk-upstream-0123456789",
+        "ANTHROPIC_BASE_URL": scripted.url,
+        "ANTHROPIC_API_KEY": "sk-ant-upstream-0123456789",
+    }
+    with GatewayProcess(home, env) as proc:
+        proc.keys = keys  # type: ignore[attr-defined]
+        yield proc
+
+
+def _chat(gw: GatewayProcess, key: str, content: str, **headers: str) -> httpx.Response:
+    return httpx.post(
+        gw.base_url + "/chat/completions",
+        headers={"Authorization": f"Bearer {gw.keys[key]}", **headers},  # type: ignore[attr-defined]
+        json={"model": "dryrun-small", "messages": [{"role": "user", "content": content}]},
+        timeout=30,
+    )
+
+
+def test_cached_answers_never_cross_orgs_or_unbound_keys(gw: GatewayProcess) -> None:
+    q = "Which tenant am I? (cache scoping)"
+    first = _chat(gw, "acme-a", q)
+    assert first.status_code == 200 and first.headers["x-costline-cache"] == "miss"
+    same_org = _chat(gw, "acme-b", q)  # another key of the same org: shared by default
+    assert same_org.headers["x-costline-cache"] == "hit"
+    other = _chat(gw, "globex", q)  # another org: its own call, its own answer
+    assert other.status_code == 200 and other.headers["x-costline-cache"] == "miss"
+    # a key bound to no org may name any org, but never reads that org's entries
+    claimed = _chat(gw, "loose", q, **{"x-costline-org": "acme"})
+    assert claimed.headers["x-costline-cache"] == "miss"
+    # ... and is its own tenant: another unbound key does not share its answers
+    assert _chat(gw, "loose", q).headers["x-costline-cache"] == "hit"
+    assert _chat(gw, "loose2", q).headers["x-costline-cache"] == "miss"
+    hits = [
+        e
+        for e in events(gw.home, 6, timeout=15.0)
+        if e.request_id == same_org.headers["x-costline-request-id"]
+    ]
+    assert hits and hits[0].key == "acme-b"
+    other_ev = [
+        e for e in events(gw.home) if e.request_id == other.headers["x-costline-request-id"]
+    ]
+    assert other_ev and other_ev[0].cost_picousd > 0  # globex paid for its own answer

@@ -11,11 +11,10 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.gateway_support import GatewayProcess, events, make_key
+from tests.gateway_support import METRICS_TOKEN, GatewayProcess, events, make_key, make_token
 from tests.servers.scripted import ScriptedServer
 
 ASK = [{"role": "user", "content": "What is the capital of France?"}]
-METRICS_TOKEN = "metrics-token-0123456789abcdef"
 
 
 @pytest.fixture(scope="module")
@@ -79,3 +78,24 @@ def test_cached_answers_never_cross_orgs_or_unbound_keys(gw: GatewayProcess) -> 
         e for e in events(gw.home) if e.request_id == other.headers["x-costline-request-id"]
     ]
     assert other_ev and other_ev[0].cost_picousd > 0  # globex paid for its own answer
+
+
+def test_metrics_need_the_metrics_token_or_an_admins_api_token(gw: GatewayProcess) -> None:
+    """/metrics names every key and its spend: not for anyone who can reach the port."""
+    assert _chat(gw, "acme-a", "metrics, please").status_code == 200
+    url = gw.url + "/metrics"
+    bare = httpx.get(url)
+    assert bare.status_code == 401 and "Bearer" in bare.headers["www-authenticate"]
+    assert "acme-a" not in bare.text
+    assert httpx.get(url, headers={"Authorization": "Bearer wrong"}).status_code == 401
+    virtual = {"Authorization": f"Bearer {gw.keys['acme-a']}"}  # type: ignore[attr-defined]
+    assert httpx.get(url, headers=virtual).status_code == 401  # a virtual key is no admin
+    viewer = make_token(gw.home, "vera", "viewer")
+    got = httpx.get(url, headers={"Authorization": f"Bearer {viewer}"})
+    assert got.status_code == 403 and "not an admin" in got.text
+    admin = make_token(gw.home, "ada", "admin")
+    ok = httpx.get(url, headers={"Authorization": f"Bearer {admin}"})
+    assert ok.status_code == 200 and 'key="acme-a"' in ok.text
+    scrape = httpx.get(url, headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+    assert scrape.status_code == 200 and "costline_gateway_requests_total" in scrape.text
+

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.gateway_support import METRICS_TOKEN, GatewayProcess, events, make_key, make_token
-from tests.servers.scripted import ScriptedServer
+from tests.servers.scripted import ScriptedServer, error
 
 ASK = [{"role": "user", "content": "What is the capital of France?"}]
 
@@ -99,3 +99,34 @@ def test_metrics_need_the_metrics_token_or_an_admins_api_token(gw: GatewayProces
     scrape = httpx.get(url, headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
     assert scrape.status_code == 200 and "costline_gateway_requests_total" in scrape.text
 
+
+def test_an_overloaded_upstream_is_passed_through_with_its_retry_after(
+    gw: GatewayProcess, scripted: ScriptedServer
+) -> None:
+    """No fallback left: 503 (OpenAI wire) / 529 overloaded_error (Anthropic wire) with the
+    upstream's Retry-After, so the SDKs retry when the upstream said, not a bare 502. A wait
+    over 30 s is not waited by the Router (it moves on at once)."""
+    busy = {"Retry-After": "40"}
+    before = len(scripted.requests)
+    scripted.enqueue(error(503, "The engine is currently overloaded", headers=busy))
+    r = httpx.post(
+        gw.base_url + "/chat/completions",
+        headers={"Authorization": f"Bearer {gw.keys['acme-a']}", "x-costline-cache": "no-store"},  # type: ignore[attr-defined]
+        json={"model": "gpt-4o-mini", "messages": ASK},
+        timeout=30,
+    )
+    assert r.status_code == 503, r.text
+    assert r.headers["retry-after"] == "40" and r.headers["retry-after-ms"] == "40000"
+    assert r.json()["error"]["code"] == "upstream_overloaded"
+    assert "overloaded" in r.json()["error"]["message"]
+    assert len(scripted.requests) == before + 1  # 40 s is over the Router's 30 s: not waited
+    scripted.enqueue(error(529, "Overloaded", type="overloaded_error", headers=busy))
+    a = httpx.post(
+        gw.base_url + "/messages",
+        headers={"x-api-key": gw.keys["acme-a"], "anthropic-version": "2023-06-01"},  # type: ignore[attr-defined]
+        json={"model": "claude-3-5-haiku", "max_tokens": 10, "messages": ASK},
+        timeout=30,
+    )
+    assert a.status_code == 529, a.text
+    assert a.headers["retry-after"] == "40"
+    assert a.json()["error"]["type"] == "overloaded_error"

@@ -38,7 +38,7 @@ def _error(err: HTTPError, rid: str, anthropic: bool = False) -> Response:
     body = err.anthropic_body() if anthropic else err.openai_body()
     headers = {k.decode(): v.decode() for k, v in err.headers()}
     headers["x-costline-request-id"] = rid
-    return _json(body, err.status, headers)
+    return _json(body, err.status_for(anthropic), headers)
 
 
 async def _body(gw: Gateway, request: Request) -> Any:

@@ -130,3 +130,20 @@ def test_an_overloaded_upstream_is_passed_through_with_its_retry_after(
     assert a.status_code == 529, a.text
     assert a.headers["retry-after"] == "40"
     assert a.json()["error"]["type"] == "overloaded_error"
+
+
+def test_count_tokens_is_bound_by_the_keys_models_as_chat_is(gw: GatewayProcess) -> None:
+    def count(model: str) -> httpx.Response:
+        return httpx.post(
+            gw.base_url + "/messages/count_tokens",
+            headers={"x-api-key": gw.keys["small"], "anthropic-version": "2023-06-01"},  # type: ignore[attr-defined]
+            json={"model": model, "messages": ASK},
+            timeout=30,
+        )
+
+    ok = count("dryrun-small")
+    assert ok.status_code == 200 and ok.json()["input_tokens"] > 0
+    refused = count("claude-3-5-haiku")  # not in the key's models, nor in its /v1/models
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["error"]["type"] == "permission_error"
+    assert "may not use model 'claude-3-5-haiku'" in refused.json()["error"]["message"]

@@ -219,13 +219,15 @@ def routes(gw: Gateway) -> list[Route]:
         return Response(oai.embed_response(done, fmt), 200, headers, media_type="application/json")
 
     async def count_tokens(request: Request) -> Response:
-        """Anthropic's count_tokens: Costline's offline count (flagged when estimated)."""
+        """Anthropic's count_tokens: Costline's offline count (flagged when estimated), for
+        the models the key may use (403 otherwise, as chat)."""
         rid = new_request_id()
         try:
-            gw.key_for(headers_of(request.scope))
+            key = gw.key_for(headers_of(request.scope))
             data = await _body(gw, request)
             if not isinstance(data, dict) or not isinstance(data.get("model"), str):
                 raise bad_request("model: required, a string", "model")
+            gw.check_models(key, data["model"], None)
             req = anth.count_request(data)
         except HTTPError as err:
             return _error(err, rid, anthropic=True)

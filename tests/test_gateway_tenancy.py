@@ -8,11 +8,13 @@ Upstreams: the dryrun provider and the scripted fault server (as OpenAI and as A
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 
 from tests.gateway_support import METRICS_TOKEN, GatewayProcess, events, make_key, make_token
-from tests.servers.scripted import ScriptedServer, error
+from tests.servers.scripted import ScriptedServer, delayed, error, openai_chat
 
 ASK = [{"role": "user", "content": "What is the capital of France?"}]
 
@@ -39,6 +41,7 @@ def gw(tmp_path_factory: pytest.TempPathFactory, scripted: ScriptedServer):
         "OPENAI_API_KEY": "sk-upstream-0123456789",
         "ANTHROPIC_BASE_URL": scripted.url,
         "ANTHROPIC_API_KEY": "sk-ant-upstream-0123456789",
+        "OPENAI_TIMEOUT_S": "1.5",  # this provider's upstream timeout (default 60 s)
     }
     with GatewayProcess(home, env) as proc:
         proc.keys = keys  # type: ignore[attr-defined]
@@ -147,3 +150,40 @@ def test_count_tokens_is_bound_by_the_keys_models_as_chat_is(gw: GatewayProcess)
     assert refused.status_code == 403, refused.text
     assert refused.json()["error"]["type"] == "permission_error"
     assert "may not use model 'claude-3-5-haiku'" in refused.json()["error"]["message"]
+
+
+def test_upstream_timeout_per_provider_and_per_request_is_a_504(
+    gw: GatewayProcess, scripted: ScriptedServer
+) -> None:
+    """OPENAI_TIMEOUT_S=1.5 bounds each attempt (3 attempts, then 504); x-costline-timeout
+    bounds a request's attempts below that."""
+
+    def ask(model: str, **headers: str) -> tuple[httpx.Response, float]:
+        t0 = time.monotonic()
+        r = httpx.post(
+            gw.base_url + "/chat/completions",
+            headers={
+                "Authorization": f"Bearer {gw.keys['acme-a']}",  # type: ignore[attr-defined]
+                "x-costline-cache": "no-store",
+                **headers,
+            },
+            json={"model": model, "messages": ASK},
+            timeout=60,
+        )
+        return r, time.monotonic() - t0
+
+    slow = delayed(openai_chat("too late"), 4.0)
+    scripted.enqueue(slow, slow, slow)
+    r, took = ask("gpt-4.1-mini")
+    assert r.status_code == 504, r.text
+    assert r.json()["error"]["code"] == "upstream_timeout"
+    assert took < 12, took  # three attempts of 1.5 s (and backoff), not 3 x 4 s
+    assert scripted.pending == 0
+    slower = delayed(openai_chat("too late"), 1.2)  # within the provider's 1.5 s
+    scripted.enqueue(slower, slower, slower)
+    r, took = ask("gpt-4.1-nano", **{"x-costline-timeout": "0.4"})
+    assert r.status_code == 504, r.text
+    assert took < 4, took
+    assert scripted.pending == 0
+    bad, _ = ask("gpt-4.1-nano", **{"x-costline-timeout": "soon"})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "x-costline-timeout"

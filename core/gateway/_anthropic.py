@@ -272,6 +272,7 @@ def messages_request(body: object, meta: Meta, request_id: str) -> ChatRequest:
         cache=meta.cache and not extra and all(m.extra is None for m in messages),
         request_id=request_id,
         extra=extra,
+        timeout=meta.timeout,
     )
 
 

@@ -8,13 +8,23 @@ Upstreams: the dryrun provider and the scripted fault server (as OpenAI and as A
 
 from __future__ import annotations
 
+import json
 import time
+from typing import Any
 
 import httpx
 import pytest
 
 from tests.gateway_support import METRICS_TOKEN, GatewayProcess, events, make_key, make_token
-from tests.servers.scripted import ScriptedServer, delayed, error, openai_chat
+from tests.servers.scripted import (
+    ScriptedServer,
+    anthropic_usage,
+    delayed,
+    error,
+    json_reply,
+    openai_chat,
+    openai_usage,
+)
 
 ASK = [{"role": "user", "content": "What is the capital of France?"}]
 
@@ -187,3 +197,89 @@ def test_upstream_timeout_per_provider_and_per_request_is_a_504(
     assert scripted.pending == 0
     bad, _ = ask("gpt-4.1-nano", **{"x-costline-timeout": "soon"})
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "x-costline-timeout"
+
+
+def _messages(gw: GatewayProcess, body: dict[str, Any]) -> httpx.Response:
+    return httpx.post(
+        gw.base_url + "/messages",
+        headers={
+            "x-api-key": gw.keys["acme-a"],  # type: ignore[attr-defined]
+            "anthropic-version": "2023-06-01",
+            "x-costline-cache": "no-store",
+        },
+        json=body,
+        timeout=30,
+    )
+
+
+def _events(raw: str) -> list[dict[str, Any]]:
+    return [
+        json.loads(line[len("data: ") :]) for line in raw.splitlines() if line.startswith("data: ")
+    ]
+
+
+def test_anthropic_stream_reports_input_tokens_at_message_start(gw: GatewayProcess) -> None:
+    ask = [{"role": "user", "content": "Count the tokens of this prompt, then answer briefly."}]
+    body = {"model": "dryrun-small", "max_tokens": 30, "messages": ask, "stream": True}
+    r = _messages(gw, body)
+    assert r.status_code == 200, r.text
+    evs = _events(r.text)
+    start = next(e for e in evs if e["type"] == "message_start")["message"]
+    final = next(e for e in evs if e["type"] == "message_delta")["usage"]
+    counted = _messages(gw, {**body, "stream": False})
+    plain = counted.json()["usage"]["input_tokens"]
+    assert start["usage"]["input_tokens"] > 0, start
+    assert start["usage"]["input_tokens"] == final["input_tokens"] == plain
+
+
+def test_a_stop_sequence_hit_is_stop_reason_stop_sequence(
+    gw: GatewayProcess, scripted: ScriptedServer
+) -> None:
+    # dryrun answers "[dryrun] Re: ..." and honours stop sequences as a model does
+    body = {"model": "dryrun-small", "max_tokens": 30, "messages": ASK, "stop_sequences": ["Re:"]}
+    plain = _messages(gw, body).json()
+    assert plain["stop_reason"] == "stop_sequence" and plain["stop_sequence"] == "Re:"
+    assert plain["content"][0]["text"] == "[dryrun] "
+    streamed = _events(_messages(gw, {**body, "stream": True}).text)
+    delta = next(e for e in streamed if e["type"] == "message_delta")["delta"]
+    assert delta == {"stop_reason": "stop_sequence", "stop_sequence": "Re:"}
+    no_hit = _messages(gw, {**body, "stop_sequences": ["never-in-the-answer"]}).json()
+    assert no_hit["stop_reason"] == "end_turn" and no_hit["stop_sequence"] is None
+    # an Anthropic upstream says which sequence it stopped at
+    scripted.enqueue(
+        json_reply(
+            {
+                "id": "msg_x",
+                "type": "message",
+                "role": "assistant",
+                "model": "claude-3-5-haiku-20241022",
+                "content": [{"type": "text", "text": "1, 2, 3"}],
+                "stop_reason": "stop_sequence",
+                "stop_sequence": "###",
+                "usage": anthropic_usage(12, 5),
+            }
+        )
+    )
+    got = _messages(gw, {**body, "model": "claude-3-5-haiku", "stop_sequences": ["###"]}).json()
+    assert got["stop_reason"] == "stop_sequence" and got["stop_sequence"] == "###", got
+    # an OpenAI-compatible upstream that names the stop string (vLLM's choice.stop_reason)
+    scripted.enqueue(
+        json_reply(
+            {
+                "id": "chatcmpl-x",
+                "object": "chat.completion",
+                "model": "gpt-4o",
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": "1, 2, 3"},
+                        "finish_reason": "stop",
+                        "stop_reason": "###",
+                    }
+                ],
+                "usage": openai_usage(12, 5),
+            }
+        )
+    )
+    got = _messages(gw, {**body, "model": "gpt-4o", "stop_sequences": ["###"]}).json()
+    assert got["stop_reason"] == "stop_sequence" and got["stop_sequence"] == "###", got

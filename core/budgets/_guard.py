@@ -231,7 +231,9 @@ class BudgetGuard:
             if actual:
                 committed.append((ln, len(deltas)))
                 deltas.append((ln.key + ":c", actual, ttl))  # Window.committed(key)
-        fixes = [(c, actual_tokens) for c in charges if c.item.cost != actual_tokens]
+        fixes = None  # token rate limits' charges to correct (none for request counts)
+        if charges:
+            fixes = [(c, actual_tokens) for c in charges if c.item.cost != actual_tokens]
         values = self._apply(deltas, fixes) if deltas or fixes else []
         if self.alerts is None or not committed:
             return
@@ -256,8 +258,11 @@ class BudgetGuard:
         State without ``apply_deltas`` leaves them as reserved)."""
         apply = getattr(self.state, "apply_deltas", None)
         if apply is not None:
+            if not fixes:
+                got: list[int] = apply(deltas)
+                return got
             at = self._now()[0] if self._injected_clock else None
-            got: list[int] = apply(deltas, fixes, at) if fixes else apply(deltas)
+            got = apply(deltas, fixes, at)
             return got
         if not deltas:
             return []

@@ -309,7 +309,7 @@ def validate_price_override(
 ) -> PriceOverride:
     """``new_model=True`` prices a model the catalog does not know (otherwise a typo guard)."""
     model = check_model("model", o.model, None if new_model else model_exists)
-    provider = check_name("provider", o.provider)
+    provider = check_name("provider", o.provider).lower()  # as the catalog names providers
     if not isinstance(o.effective_from, date):
         raise fail("effective_from", "must be a date", o.effective_from)
     rates: dict[str, Any] = {}

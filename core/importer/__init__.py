@@ -8,7 +8,10 @@ A Parquet file is read as the CSV of its table (_parquet.py).
 
 Fields: timestamp, model, input_tokens, output_tokens (required); cached_tokens,
 cache_write_tokens, reasoning_tokens, cost (USD), org, user, project, task, provider,
-request_id.
+request_id; and the rest of an event (EVENT_FIELDS: status, error_type, error_message, tags,
+app, requested_model, attempt, usage_estimated, saved (USD), cache_hit, ai_called, degraded,
+route_reason, criticality, latency_ms, ttft_ms, metadata, key, cache_write_1h_tokens),
+suggested only for Costline's own export and never part of a row's key.
 
 Nothing is written unless every row is good, or the caller confirms skipping the bad ones
 (``skip_bad_rows=True``: "import 998 rows, skip 2"); bad rows are listed with their line
@@ -66,7 +69,7 @@ from core.control import SYSTEM, Actor
 from core.errors import ConfigError
 from core.importer import _csv, _formats, _loads, _replace, _rows
 from core.importer._csv import Source
-from core.importer._fields import FIELDS, REQUIRED, SYNONYMS, suggest_mapping
+from core.importer._fields import EVENT_FIELDS, FIELDS, REQUIRED, SYNONYMS, suggest_mapping
 from core.importer._formats import DATE_ORDERS, DECIMALS, Question
 from core.importer._loads import DataLoad, data_loads
 from core.importer._pricing import COST_COLUMNS, TOKEN_CLASSES, PricedColumns, price_columns
@@ -82,6 +85,7 @@ __all__ = [
     "COST_COLUMNS",
     "DATE_ORDERS",
     "DECIMALS",
+    "EVENT_FIELDS",
     "FIELDS",
     "REQUIRED",
     "SYNONYMS",

@@ -11,6 +11,7 @@ replace again finishes it.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import secrets
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -72,8 +74,26 @@ def _matches(table: pa.Table, source: str, start: datetime, end: datetime, keep:
             pc.fill_null(pc.equal(table["source"], source), False),
             pc.and_(pc.greater_equal(ts, pa.scalar(start)), pc.less(ts, pa.scalar(end))),
         ),
-        pc.invert(pc.fill_null(pc.equal(table["metadata"], keep), False)),
+        pc.invert(_of_load(table["metadata"], keep)),
     )
+
+
+def _of_load(metadata: pa.ChunkedArray, keep: str) -> pa.Array:
+    """Rows the load whose metadata is ``keep`` wrote: that metadata, or a file's own
+    metadata with the load's ``import`` id added (each distinct text parsed once)."""
+    col = metadata.combine_chunks()
+    if not keep:
+        return pa.array(np.zeros(len(col), bool))
+    ident = json.loads(keep).get("import")
+    enc = pc.dictionary_encode(col)
+    flags: list[bool] = []
+    for v in enc.dictionary.to_pylist():
+        try:
+            d = json.loads(v)
+        except ValueError:
+            d = None
+        flags.append(v == keep or (isinstance(d, dict) and d.get("import") == ident))
+    return pc.fill_null(pa.array(flags, pa.bool_()).take(enc.indices), False)
 
 
 def count_rows(

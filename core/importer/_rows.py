@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -12,6 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from core.export import unescape_cells
+from core.importer import _events
 from core.importer._formats import NUMBER_FIELDS, plain_numbers
 from core.importer._keys import row_keys
 from core.importer._parse import Checker, clean, cost, finish, ints, text, timestamps
@@ -21,7 +23,16 @@ from core.usage import SCHEMA
 
 US_PER_DAY = 86_400_000_000
 NAME_FIELDS = ("org", "user", "project", "task")
-TEXT_FIELDS = ("model", "provider", "request_id", *NAME_FIELDS)
+TEXT_FIELDS = (
+    "model",
+    "provider",
+    "request_id",
+    *NAME_FIELDS,
+    *_events.TEXTS,
+    "status",
+    "criticality",
+    "tags",
+)
 _TOKEN_FIELDS = (
     "input_tokens",
     "cached_tokens",
@@ -126,6 +137,7 @@ def parse_rows(
     given_pico, given = (
         cost(ck, col["cost"]) if "cost" in col else (np.zeros(n, np.int64), np.zeros(n, bool))
     )
+    event_cols = _events.parse(ck, col, fields)
     checked = finish(ck, list(col.values()))
     codes, names = _dictionary(col["model"])
     pcodes, pnames = _priced_as(col) if "provider" in col else (codes, names)
@@ -188,6 +200,7 @@ def parse_rows(
         "price_flags": _flags(priced.over_context[sel]),
     }
     columns.update(name_cols)
+    columns.update({k: pick(v) for k, v in event_cols.items()})  # after: never in the key
     counts = np.bincount(model_codes[unpriced], minlength=len(names))
     return Rows(
         keep,
@@ -271,7 +284,18 @@ def build_table(
         "metadata": pa.repeat(pa.scalar(metadata), n),
     }
     merged = {**const, **columns}
+    if "metadata" in columns:  # the file's metadata, with the import's id
+        merged["metadata"] = with_import(columns["metadata"], metadata)
     arrays = [
         merged[f.name].cast(f.type) if f.name in merged else pa.nulls(n, f.type) for f in SCHEMA
     ]
     return pa.Table.from_arrays(arrays, schema=SCHEMA)
+
+
+def with_import(given: pa.Array, metadata: str) -> pa.Array:
+    """Each row's given metadata (JSON object text, or null) with the import's keys set."""
+    enc = pc.dictionary_encode(given)
+    ours = json.loads(metadata)
+    texts = [json.dumps({**json.loads(v), **ours}) for v in enc.dictionary.to_pylist()]
+    merged = pa.array(texts, pa.string()).take(enc.indices)
+    return pc.fill_null(merged, metadata)

@@ -180,3 +180,47 @@ def test_replace_keeps_rows_with_their_own_metadata(exported: bytes, tmp_path: P
     rows = Reader(other).fetch()
     assert sorted(e.request_id for e in rows) == ["r1", "r2"]
     assert json.loads(json.dumps(rows[0].metadata))["import"] != "old"
+
+
+NAMES = (
+    "ts,model,provider,input_tokens,output_tokens\n"
+    "2026-11-01T10:00:00Z,GPT-4o-mini,OpenAI,100,10\n"
+    "2026-11-01T10:00:01Z,openai/gpt-4o-mini,,100,10\n"
+    "2026-11-01T10:00:02Z,gpt-4o-mini,openai,100,10\n"
+    "2026-11-01T10:00:03Z,My-FineTune,Acme,100,10\n"
+)
+NAME_MAP = {
+    "timestamp": "ts",
+    "model": "model",
+    "provider": "provider",
+    "input_tokens": "input_tokens",
+    "output_tokens": "output_tokens",
+}
+
+
+def test_model_and_provider_names_are_the_catalogs() -> None:
+    """'GPT-4o-mini'/'OpenAI' and 'openai/gpt-4o-mini' are one model in a group-by."""
+    r = import_csv(NAMES.encode(), NAME_MAP, now=NOW)
+    assert r.imported == 4 and not r.unpriced_models.get("gpt-4o-mini")
+    by = Reader().spend_by(["model", "provider"], "day")
+    pairs = sorted(zip(by["model"], by["provider"], by["requests"], strict=True))
+    assert pairs == [("My-FineTune", "acme", 1), ("gpt-4o-mini", "openai", 3)]
+
+
+# the keys main's code (names stored as written) gave NAMES' rows
+OLD_KEYS = [
+    "imp-732b668aad4049891d594ef7beb35bbe",
+    "imp-c0fcace6e203fdaf22274876517d4a3b",
+    "imp-46167cb7e00038197b2316ce9be01d0e",
+    "imp-dc47edbd5773155a0e71a5a0aef3699d",
+]
+
+
+def test_names_imported_as_written_before_then_again_add_nothing(tmp_path: Path) -> None:
+    """Keys are computed from the names as written, as before: an earlier import's rows
+    (their keys) make the same rows, imported now, duplicates."""
+    import_csv(NAMES.encode(), NAME_MAP, now=NOW)
+    assert [e.request_id for e in sorted(Reader().fetch(), key=lambda e: e.ts)] == OLD_KEYS
+    again = NAMES.replace("\n", "\r\n").encode()  # other bytes, same rows
+    r = import_csv(again, NAME_MAP, now=NOW)
+    assert (r.imported, r.duplicates) == (0, 4)

@@ -42,7 +42,8 @@ catalog does not know is imported with ``unpriced=True`` (never as $0) and count
 ``over_context_window``. A given cost is kept exactly (up to 12 decimals; more is a
 bad row), but a $0 for an unknown model on a row with tokens is unpriced (LiteLLM logs 0
 for a call it could not price). Naive timestamps are UTC. Rows whose mapped cells are all
-empty are skipped.
+empty are skipped. Model and provider are stored under the catalog's names (providers
+lower-case) where the catalog knows the model; keys keep the names as written.
 """
 
 from __future__ import annotations

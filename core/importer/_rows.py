@@ -188,7 +188,11 @@ def parse_rows(
     )
     columns: dict[str, pa.Array] = {
         "ts": pa.array(us[idx], pa.timestamp("us", tz="UTC")),
-        "model": pick(col["model"]),
+        "model": pc.coalesce(
+            _own_names(catalog, pcodes[idx], pnames),  # the entry the row is priced at
+            _own_names(catalog, model_codes, names),  # groq's 'GPT-4o': still gpt-4o
+            pick(col["model"]),
+        ),
         "provider": _providers(
             catalog, pick(col["provider"]) if "provider" in col else None, model_codes, names
         ),
@@ -248,8 +252,23 @@ def _flags(over: npt.NDArray[np.bool_]) -> pa.Array:
     return pa.ListArray.from_arrays(pa.array(offsets), values)
 
 
+def _own_names(catalog: Catalog, codes: I64, names: list[str]) -> pa.Array:
+    """The catalog's own name of ``names[codes[i]]`` where the catalog knows it, without its
+    provider prefix ('GPT-4o-mini' and 'openai/gpt-4o-mini' are both 'gpt-4o-mini'); else
+    null. Only stored: a row's key keeps the model as written (earlier imports match)."""
+    own: list[str | None] = []
+    for m in names:
+        if not catalog.has(m):
+            own.append(None)
+            continue
+        ref, provider = catalog.canonical(m), catalog.provider_of(m)
+        own.append(ref.removeprefix(provider + "/"))
+    return pa.array(own, pa.string()).take(pa.array(codes))
+
+
 def _providers(catalog: Catalog, given: pa.Array | None, codes: I64, names: list[str]) -> pa.Array:
-    """The given provider, else the catalog's, else the prefix of 'provider/model'."""
+    """The given provider, else the catalog's, else the prefix of 'provider/model';
+    lower-case ('OpenAI' is 'openai', as the catalog and the gateway name it)."""
     derived = [
         catalog.provider_of(m)
         if catalog.has(m)
@@ -258,8 +277,8 @@ def _providers(catalog: Catalog, given: pa.Array | None, codes: I64, names: list
     ]
     from_model = pa.array(derived, pa.string()).take(pa.array(codes))
     if given is None:
-        return from_model
-    return pc.coalesce(text(given), from_model)
+        return pc.utf8_lower(from_model)
+    return pc.utf8_lower(pc.coalesce(text(given), from_model))
 
 
 def build_table(

@@ -79,6 +79,7 @@ from core.importer._rows import exact_sum
 from core.pricing import Catalog, load_catalog
 from core.types import pico_to_usd
 from core.usage import Reader, segments_dir, write_segment
+from core.usage._segments import remove_import_temps
 
 loads = _loads  # data-load bookkeeping in the control plane (the demo uses it)
 
@@ -285,6 +286,8 @@ def import_csv(
         )
         # a real import checks for duplicates and writes under the log's import lock
         with nullcontext() if dry_run else _replace.import_lock(home):
+            if not dry_run:  # no import is writing: a temp file of one is left by a kill
+                remove_import_temps(segments_dir(home), None)
             if not dry_run and replace is None:
                 previous = _loads.get(engine, f"import:{sha}")
                 if previous is not None and _loads.written(previous):  # done meanwhile

@@ -28,6 +28,7 @@ from core import clock
 from core.importer._rows import exact_sum
 from core.private import private_dir, private_open
 from core.usage import conform, events_dir, scan, segments_dir, write_segment
+from core.usage._segments import IMPORT_LOCK
 
 
 @contextmanager
@@ -47,7 +48,7 @@ def import_lock(home: Path | None) -> AbstractContextManager[None]:
     written: imports into one usage log run one at a time (two overlapping files imported at
     once would each find the other's rows absent), and a load left unwritten while the lock
     is free was claimed by a process that died."""
-    return _compaction_lock(home, "import.lock")
+    return _compaction_lock(home, IMPORT_LOCK)
 
 
 def _may_hold(path: Path, start: datetime, end: datetime) -> bool:

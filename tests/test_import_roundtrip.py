@@ -33,7 +33,9 @@ def _events() -> list[UsageEvent]:
             input_tokens=377,
             output_tokens=10,
             cost_picousd=56_550_000,
-            saved_picousd=1_000,
+            cost_input_picousd=50_000_000,
+            cost_output_picousd=6_550_000,
+            saved_picousd=-1_000,  # a call that only wrote the cache
             tags=("a", "b"),
             metadata={"k": "v", "import": "old"},
             latency_ms=812.5,
@@ -81,6 +83,9 @@ def _fields(e: UsageEvent) -> dict[str, object]:
         "usage_estimated",
         "cost_picousd",
         "saved_picousd",
+        "cost_input_picousd",
+        "cost_output_picousd",
+        "cost_cached_input_picousd",
         "latency_ms",
         "ttft_ms",
         "cache_hit",
@@ -113,6 +118,18 @@ def test_own_export_round_trips_everything_a_report_reads(exported: bytes, tmp_p
     assert meta["k"] == "v" and meta["import"] == r.sha256[:12]
     assert back["r2"].metadata == {"import": r.sha256[:12]}
     assert Reader(other).totals()["requests"] == 2
+
+
+def test_own_parquet_export_round_trips_too(tmp_path: Path) -> None:
+    with UsageLog() as log:
+        log.append_many(_events())
+    data = export(fmt="parquet")
+    other = tmp_path / "other"
+    r = import_csv(data, read_preview(data).mapping, home=other, tokens_inclusive=False, now=NOW)
+    assert r.imported == 2 and not r.bad_rows
+    back = {e.request_id: e for e in Reader(other).fetch()}
+    for e in _events():
+        assert _fields(back[e.request_id]) == _fields(e)
 
 
 def test_fields_absent_are_not_invented(tmp_path: Path) -> None:

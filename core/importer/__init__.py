@@ -9,7 +9,8 @@ A Parquet file is read as the CSV of its table (_parquet.py).
 Fields: timestamp, model, input_tokens, output_tokens (required); cached_tokens,
 cache_write_tokens, reasoning_tokens, cost (USD), org, user, project, task, provider,
 request_id; and the rest of an event (EVENT_FIELDS: status, error_type, error_message, tags,
-app, requested_model, attempt, usage_estimated, saved (USD), cache_hit, ai_called, degraded,
+app, requested_model, attempt, usage_estimated, saved (USD), cost_input ... cost_reasoning
+(USD per token class, for rows with a given cost), cache_hit, ai_called, degraded,
 route_reason, criticality, latency_ms, ttft_ms, metadata, key, cache_write_1h_tokens),
 suggested only for Costline's own export and never part of a row's key.
 

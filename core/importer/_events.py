@@ -56,9 +56,13 @@ def parse(ck: Checker, col: dict[str, pa.Array], fields: dict[str, str]) -> dict
     if "cache_write_1h_tokens" in col:
         f = "cache_write_1h_tokens"
         out[f] = pa.array(ints(ck, col[f], fields[f], False), pa.int64())
-    if "saved" in col:
-        pico, _ = cost(ck, col["saved"])
-        out["saved_picousd"] = pa.array(pico, pa.int64())
+    if "saved" in col:  # negative for a call that only wrote the cache
+        raw = col["saved"]
+        neg = _np(pc.starts_with(raw, "-"))
+        pico, _ = cost(
+            ck, pc.replace_substring_regex(raw, "^-", "", max_replacements=1), fields["saved"]
+        )
+        out["saved_picousd"] = pa.array(np.where(neg, -pico, pico), pa.int64())
     for f in ("latency_ms", "ttft_ms"):
         if f in col:
             out[f] = _millis(ck, col[f], fields[f])

@@ -22,6 +22,13 @@ from core.pricing import FLAG_OVER_CONTEXT, Catalog
 from core.usage import SCHEMA
 
 US_PER_DAY = 86_400_000_000
+PART_FIELDS = {  # field -> SCHEMA column: the cost of each token class
+    "cost_input": "cost_input_picousd",
+    "cost_cached_input": "cost_cached_input_picousd",
+    "cost_cache_write": "cost_cache_write_picousd",
+    "cost_output": "cost_output_picousd",
+    "cost_reasoning": "cost_reasoning_picousd",
+}
 NAME_FIELDS = ("org", "user", "project", "task")
 TEXT_FIELDS = (
     "model",
@@ -134,6 +141,9 @@ def parse_rows(
         )
         tok["input_tokens"] = inp - parts
         tok["output_tokens"] = out - reasoning
+    parts_given = {  # the cost of a token class, as the file states it (Costline's export)
+        c: cost(ck, col[f], fields[f]) for f, c in PART_FIELDS.items() if f in col
+    }
     given_pico, given = (
         cost(ck, col["cost"]) if "cost" in col else (np.zeros(n, np.int64), np.zeros(n, bool))
     )
@@ -199,7 +209,7 @@ def parse_rows(
         "cost_picousd": pa.array(total, pa.int64()),
         "unpriced": pa.array(unpriced),
         **{c: pa.array(v[sel]) for c, v in classes.items()},
-        **{c: pa.array(comps[c], pa.int64(), mask=g) for c in COST_COLUMNS},  # null: unknown
+        **{c: _part(comps[c], g, parts_given.get(c), idx) for c in COST_COLUMNS},
         "cache_write_1h_tokens": pa.array(np.zeros(len(idx), np.int64)),
         "price_flags": _flags(priced.over_context[sel]),
     }
@@ -217,6 +227,20 @@ def parse_rows(
         keys.nth,
         keys.given,
     )
+
+
+def _part(
+    priced: I64,
+    given: npt.NDArray[np.bool_],
+    stated: tuple[I64, npt.NDArray[np.bool_]] | None,
+    idx: I64,
+) -> pa.Array:
+    """A token class's cost column: the catalog's where the row's cost is priced, else the
+    file's cell for it (Costline's export states each class), else null (unknown)."""
+    if stated is None:
+        return pa.array(priced, pa.int64(), mask=given)
+    pico, has = stated[0][idx], stated[1][idx]
+    return pa.array(np.where(given, pico, priced), pa.int64(), mask=given & ~has)
 
 
 def _priced_as(col: dict[str, pa.Array]) -> tuple[I64, list[str]]:

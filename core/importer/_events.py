@@ -100,6 +100,16 @@ def _bools(ck: Checker, raw: pa.Array, column: str, default: bool) -> pa.Array:
 
 def _millis(ck: Checker, raw: pa.Array, column: str) -> pa.Array:
     """Milliseconds >= 0 (empty: unknown, null); each distinct text is read once."""
+    try:  # fast path: every cell is a number or empty
+        fast = pc.cast(text(raw), pa.float64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        fast = None
+    if fast is not None:
+        v = pc.fill_null(fast, 0.0).to_numpy(zero_copy_only=False)
+        wrong = ~np.isfinite(v) | (v < 0) | (v > MAX_MS)
+        ck.flag(wrong, lambda i, x: f"{column} {x!r} is not a number of milliseconds >= 0", raw)
+        null = _np(pc.is_null(fast)) | wrong
+        return pa.array(np.where(null, 0.0, v), pa.float64(), mask=null)
     enc = pc.dictionary_encode(raw)
     words = enc.dictionary.to_pylist()
     value = np.zeros(len(words), np.float64)

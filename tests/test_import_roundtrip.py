@@ -241,3 +241,13 @@ def test_names_imported_as_written_before_then_again_add_nothing(tmp_path: Path)
     again = NAMES.replace("\n", "\r\n").encode()  # other bytes, same rows
     r = import_csv(again, NAME_MAP, now=NOW)
     assert (r.imported, r.duplicates) == (0, 4)
+
+
+def test_a_known_model_of_another_provider_keeps_one_name_and_is_counted_under_it() -> None:
+    """Groq's 'GPT-4o' (the catalog has no Groq entry for it) is unpriced, stored and
+    counted as gpt-4o, the catalog's name of the model."""
+    text = "ts,model,provider,input_tokens,output_tokens\n2026-11-01T10:00:00Z,GPT-4o,Groq,1,1\n"
+    r = import_csv(text.encode(), NAME_MAP, now=NOW)
+    assert r.unpriced_models == {"gpt-4o": 1}
+    (e,) = Reader().fetch()
+    assert (e.model, e.provider, e.unpriced) == ("gpt-4o", "groq", True)

@@ -77,10 +77,7 @@ class Rows:
         keep = self.keep.copy()
         keep[np.nonzero(self.keep)[0][mask]] = False
         unpriced_rows = columns["unpriced"].to_numpy(zero_copy_only=False).astype(bool)
-        models = columns["model"].filter(pa.array(unpriced_rows)).to_pylist()
-        counts: dict[str, int] = {}
-        for m in models:
-            counts[m] = counts.get(m, 0) + 1
+        counts = _unpriced_counts(columns["model"], unpriced_rows)
         total = exact_sum(columns["cost_picousd"].to_numpy(zero_copy_only=False))
         return Rows(
             keep,
@@ -93,6 +90,14 @@ class Rows:
             self.nth[~mask],
             self.given_ids,
         )
+
+
+def _unpriced_counts(models: pa.Array, unpriced: npt.NDArray[np.bool_]) -> dict[str, int]:
+    """Model -> rows, of the unpriced rows."""
+    if not unpriced.any():
+        return {}
+    vc = pc.value_counts(models.filter(pa.array(unpriced)))
+    return dict(zip(vc.field(0).to_pylist(), vc.field(1).to_pylist(), strict=True))
 
 
 def _dictionary(col: pa.Array) -> tuple[I64, list[str]]:
@@ -215,14 +220,13 @@ def parse_rows(
     }
     columns.update(name_cols)
     columns.update({k: pick(v) for k, v in event_cols.items()})  # after: never in the key
-    counts = np.bincount(model_codes[unpriced], minlength=len(names))
     return Rows(
         keep,
         checked.blank,
         reasons,
         columns,
         exact_sum(total),
-        {names[c]: int(k) for c, k in enumerate(counts.tolist()) if k},
+        _unpriced_counts(columns["model"], unpriced),  # by the names stored
         keys.ids,
         keys.nth,
         keys.given,

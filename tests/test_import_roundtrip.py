@@ -186,6 +186,19 @@ def test_an_import_before_event_fields_then_again_with_them_adds_nothing(
         assert (r.imported, r.duplicates) == (0, 2)
 
 
+# the row-hash keys main's code (no event fields) gave the export of _events()
+EXPORT_KEYS = ["imp-44d7442a31e55c49b4926becc582a2ba", "imp-e6afd6070683f5496977371d39b52b50"]
+
+
+def test_row_hash_keys_with_event_fields_are_those_main_computed(
+    exported: bytes, tmp_path: Path
+) -> None:
+    other = tmp_path / "other"
+    m = {f: c for f, c in read_preview(exported).mapping.items() if f != "request_id"}
+    import_csv(exported, m, home=other, tokens_inclusive=False, now=NOW)
+    assert sorted(e.request_id for e in Reader(other).fetch()) == EXPORT_KEYS
+
+
 def test_replace_keeps_rows_with_their_own_metadata(exported: bytes, tmp_path: Path) -> None:
     other = tmp_path / "other"
     p = read_preview(exported)

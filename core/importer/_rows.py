@@ -312,7 +312,8 @@ def _providers(catalog: Catalog, given: pa.Array | None, codes: I64, names: list
 def build_table(
     columns: dict[str, pa.Array], request_ids: pa.Array, source: str, metadata: str
 ) -> pa.Table:
-    """Usage-event table (SCHEMA) of imported rows: status ok, attempt 1, latency unknown."""
+    """Usage-event table (SCHEMA) of imported rows. The event fields the file does not map:
+    status ok, attempt 1, no tags, latency unknown (see _fields.EVENT_FIELDS)."""
     n = len(request_ids)
     const = {
         "request_id": request_ids,

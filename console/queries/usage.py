@@ -70,14 +70,17 @@ def sql_where(scope: Scope, **overrides: Any) -> tuple[str, list[object]]:
 
 @cached
 def filter_options(home: str, version: str) -> dict[str, list[str]]:
-    """Distinct values of each filter dimension, over the whole log (one scan)."""
+    """Distinct values of each filter dimension, over what the reports read (one scan of
+    ``facts``: the raw events plus the hourly rollups of pruned segments, so a value whose
+    raw events retention removed stays pickable while its spend is counted). Tags come from
+    the raw events only: rollups keep none, so a pruned call's tags are gone."""
     cols = ", ".join(
         'list_distinct(flatten(list(tags))) AS "tag"'
         if d == "tag"
         else f'list(DISTINCT "{d}") AS "{d}"'
         for d in FILTER_DIMS
     )
-    row = reader_at(home).sql(f"SELECT {cols} FROM events").iloc[0]
+    row = reader_at(home).sql(f"SELECT {cols} FROM facts").iloc[0]
     return {d: sorted(v for v in (row[d] if row[d] is not None else []) if v) for d in FILTER_DIMS}
 
 

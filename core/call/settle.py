@@ -96,9 +96,9 @@ def failed(
     if ctl is not None:
         retryable = isinstance(exc, RetryableError | MalformedResponse)
         ctl.routing.observe(cand.model, latency_ms, False, retryable)
-    cost = record_error(ctx, call, cand, exc, attempt, partial)
-    if partial:
-        _settle_reservation(ctx, call, cost.total, cand.prompt_tokens)
+    cost, used = record_error(ctx, call, cand, exc, attempt, partial)
+    if partial:  # the prompt and the partial answer, as priced
+        _settle_reservation(ctx, call, cost.total, used)
     return ctx.delay(attempt, exc)
 
 

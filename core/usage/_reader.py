@@ -232,7 +232,9 @@ class Reader:
         """Spend per period (start of the bucket, wall clock in ``tz``) and dimensions: requests,
         tokens, exact picodollars (cost, saved, saved by the cache and by sampling), errors,
         cache hits and ``unpriced_calls`` (calls logged unpriced: in no cost sum). Exact for pruned
-        periods too when ``dims`` and ``filters`` are rollup dimensions (it reads ``facts``)."""
+        periods too when ``dims`` and ``filters`` are rollup dimensions (it reads ``facts``).
+        By minute or hour a row also has ``utc_offset`` (minutes east of UTC): the wall-clock
+        hour a DST fall-back repeats is two periods with the same ``period``, told apart by it."""
         dims, tz, f = check_dims(dims), check_tz(tz), filters or _NO_FILTERS
         try:
             return self._run(*spend_sql(dims, grain, f, tz, "BIGINT"), _frame)

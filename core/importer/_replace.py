@@ -89,11 +89,14 @@ def _of_load(metadata: pa.ChunkedArray, keep: str) -> pa.Array:
     enc = pc.dictionary_encode(col)
     flags: list[bool] = []
     for v in enc.dictionary.to_pylist():
+        if v == keep or not ident or ident not in v:  # the common cases: no parse
+            flags.append(v == keep)
+            continue
         try:
             d = json.loads(v)
         except ValueError:
             d = None
-        flags.append(v == keep or (isinstance(d, dict) and d.get("import") == ident))
+        flags.append(isinstance(d, dict) and d.get("import") == ident)
     return pc.fill_null(pa.array(flags, pa.bool_()).take(enc.indices), False)
 
 

@@ -12,7 +12,6 @@ Webhook URLs hold secrets: errors name only the host.
 from __future__ import annotations
 
 import email.utils
-import hashlib
 import logging
 import smtplib
 import ssl
@@ -26,7 +25,7 @@ import httpx
 
 from core import clock
 from core.alerts import slack_payload
-from core.control import Alert, ControlPlane
+from core.control import Alert, ControlPlane, url_digest
 from core.worker._settings import AlertSettings
 
 log = logging.getLogger("costline.worker")
@@ -43,10 +42,7 @@ def channels(settings: AlertSettings) -> dict[str, str]:
     name follows the URL, not its place in the list: reordering or removing URLs neither
     skips nor repeats one; the URL holds a secret, so only a digest of it is stored),
     'email' for the recipients."""
-    out = {
-        f"webhook:{urlsplit(u).hostname}#{hashlib.sha256(u.encode()).hexdigest()[:8]}": u
-        for u in settings.webhook_urls
-    }
+    out = {f"webhook:{urlsplit(u).hostname}#{url_digest(u)}": u for u in settings.webhook_urls}
     if settings.email_to and settings.smtp.host:
         out["email"] = ",".join(settings.email_to)
     return out

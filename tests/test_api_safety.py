@@ -114,3 +114,22 @@ def test_the_migration_redacts_webhook_urls_in_older_audit_rows(tmp_path: Path) 
     )
     assert rows[1][2] == '{"webhook_url":null}'  # nothing to redact: the row is untouched
     assert rows[2][2] == '{"name": "keep"}'
+
+
+def test_an_smtp_login_without_tls_is_refused_naming_the_field(api: ApiServer) -> None:
+    adm = api.client(api.user("adm", "admin"))
+    smtp = {"host": "mail.example.com", "port": 25, "sender": "cl@example.com", "username": "u"}
+    notes = {"email_to": ["fin@example.com"], "smtp": smtp}
+    r = adm.put("/settings/notifications", json={"value": notes})
+    assert r.status_code == 422, r.text
+    err = r.json()["error"]
+    assert err["field"] == "notifications.smtp.username"
+    assert "starttls or ssl" in err["message"] and "in clear" in err["message"]
+    assert api.plane.get_setting("notifications") in (None, {})
+    no_login = {**notes, "smtp": {k: v for k, v in smtp.items() if k != "username"}}
+    r = adm.put("/settings/notifications", json={"value": no_login})
+    assert r.status_code == 200, r.text
+    for tls in ({"starttls": True}, {"ssl": True, "port": 465}):
+        ok = {**notes, "smtp": {**smtp, **tls}}
+        r = adm.put("/settings/notifications", json={"value": ok}, headers={"If-Match": "*"})
+        assert r.status_code == 200, r.text

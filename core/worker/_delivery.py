@@ -91,6 +91,11 @@ def send_email(settings: AlertSettings, a: Alert) -> str:
         f"window: {a.window_key}\nat: {a.ts:%Y-%m-%d %H:%M} UTC\n"
         f"console page: {a.link or 'alerts'}\n"
     )
+    if s.username and not (s.starttls or s.ssl):  # stored before the setting refused it
+        return (
+            f"refused: SMTP login to {s.host}:{s.port} without STARTTLS or SSL would send the"
+            " password in clear (set notifications.smtp.starttls or ssl)"
+        )
     try:
         # A verifying context for SSL as for STARTTLS: SMTP_SSL's default checks nothing
         tls = ssl.create_default_context()

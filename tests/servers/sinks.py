@@ -74,13 +74,22 @@ def free_port() -> int:
 
 class SmtpServer:
     """aiosmtpd on loopback; ``messages`` are the parsed e-mails received. ``ssl_context``
-    (a server context): implicit TLS, as a port-465 server."""
+    (a server context): implicit TLS, as a port-465 server. ``auth=True``: it offers AUTH
+    even without TLS and records each (login, password) it is sent in ``logins``."""
 
-    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(self, ssl_context: ssl.SSLContext | None = None, auth: bool = False) -> None:
         from aiosmtpd.controller import Controller
+        from aiosmtpd.smtp import AuthResult
 
         self.messages: list[Message] = []
+        self.logins: list[tuple[str, str]] = []
         outer = self
+
+        def authenticator(
+            server: Any, session: Any, envelope: Any, mechanism: str, data: Any
+        ) -> AuthResult:
+            outer.logins.append((data.login.decode(), data.password.decode()))
+            return AuthResult(success=True)
 
         class Handler:
             async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
@@ -88,8 +97,11 @@ class SmtpServer:
                 return "250 OK"
 
         self.port = free_port()
+        extra: dict[str, Any] = (
+            {"authenticator": authenticator, "auth_require_tls": False} if auth else {}
+        )
         self.controller = Controller(
-            Handler(), hostname="127.0.0.1", port=self.port, ssl_context=ssl_context
+            Handler(), hostname="127.0.0.1", port=self.port, ssl_context=ssl_context, **extra
         )
 
     def __enter__(self) -> SmtpServer:

@@ -1,0 +1,64 @@
+"""Alert delivery by the worker against real local receivers: an SMTP server (aiosmtpd)
+and webhook HTTP servers. No login in clear, Retry-After honoured, one e-mail channel per
+recipient."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from core import clock
+from core.control import ControlPlane, tables, write_tx
+from core.worker import Worker
+from tests.servers.sinks import SmtpServer
+
+
+@pytest.fixture
+def plane(costline_home: Path) -> Iterator[ControlPlane]:
+    with ControlPlane() as p:
+        yield p
+
+
+def store_raw(plane: ControlPlane, key: str, value: object) -> None:
+    """A setting as an older version stored it (before validation refused it)."""
+    with write_tx(plane.engine) as conn:
+        conn.execute(tables.settings.delete().where(tables.settings.c.key == key))
+        conn.execute(tables.settings.insert().values(key=key, value_json=json.dumps(value)))
+
+
+def deliver(costline_home: Path) -> None:
+    worker = Worker(costline_home, name="w")
+    worker._next_scan = float("inf")  # deliveries only
+    try:
+        worker.tick()
+    finally:
+        worker.close()
+
+
+def test_the_worker_never_sends_the_smtp_password_in_clear(
+    costline_home: Path, plane: ControlPlane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A username with neither STARTTLS nor SSL (stored before the setting was refused):
+    smtplib logged in over plain text, password and all. The worker refuses to log in, says
+    why, and the server sees no login."""
+    monkeypatch.setenv("COSTLINE_SMTP_PASSWORD", "hunter2-secret")
+    plane.record_alert("b1", "w", 90, message="Ops at 90%")
+    with SmtpServer(auth=True) as smtp:
+        smtp_at = {"host": "127.0.0.1", "port": smtp.port, "sender": "cl@example.com"}
+        notes = {"email_to": ["fin@example.com"], "smtp": {**smtp_at, "username": "alerts"}}
+        store_raw(plane, "notifications", notes)
+        deliver(costline_home)
+        assert smtp.logins == [] and smtp.messages == []
+        (alert,) = plane.alerts()
+        assert alert.notify_state == "pending"
+        assert alert.notify_error is not None and "in clear" in alert.notify_error
+        assert "hunter2" not in alert.notify_error
+        # without a username there is nothing secret to send: it is delivered
+        store_raw(plane, "notifications", {**notes, "smtp": smtp_at})
+        with clock.offset(timedelta(minutes=2)):
+            deliver(costline_home)
+        assert smtp.logins == [] and len(smtp.messages) == 1

@@ -4,14 +4,20 @@ cursor paging through rows that tie on (ts, request_id), alert delivery fields."
 
 from __future__ import annotations
 
+import json
+import socket
 import sqlite3
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from core.control import MIGRATIONS, make_engine, migrate
+from core.usage import UsageEvent, rows_to_table, segments_dir, write_segment
+from core.usage._schema import event_row
 from tests.servers.api import ApiServer
 
 SLACK = "https://hooks.slack.com/services/T0AAA/B0BBB/s3cr3tSlackToken"
@@ -133,3 +139,93 @@ def test_an_smtp_login_without_tls_is_refused_naming_the_field(api: ApiServer) -
         ok = {**notes, "smtp": {**smtp, **tls}}
         r = adm.put("/settings/notifications", json={"value": ok}, headers={"If-Match": "*"})
         assert r.status_code == 200, r.text
+
+
+def _http_exchange(port: int, head: bytes, body_chunks: Iterator[bytes] | list[bytes]) -> bytes:
+    """A raw HTTP/1.1 exchange: send ``head`` and then what ``body_chunks`` yields (stopping
+    when the server closed the connection), then read the answer (10 s at most)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(head)
+        try:
+            for chunk in body_chunks:
+                sock.sendall(chunk)
+        except OSError:
+            pass  # the server answered and closed before taking all of it
+        out = b""
+        try:
+            while b"\r\n\r\n" not in out or not out.rstrip().endswith(b"}"):
+                got = sock.recv(65536)
+                if not got:
+                    break
+                out += got
+        except (TimeoutError, ConnectionResetError):
+            pass
+        return out
+
+
+def test_a_request_body_over_the_limit_is_a_413(api: ApiServer) -> None:
+    """A body is read up to 8 MiB: a Content-Length past it is refused before any of the
+    body is read (the server waited for all of it, however large), and a chunked body as
+    soon as what arrived passes it."""
+    token = api.user("adm", "admin")
+    port = int(api.base_url.rsplit(":", 1)[1])
+    limit = 8 * 2**20
+    head = (
+        "PUT /api/v1/settings/timezone HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
+    )
+    started = time.monotonic()
+    answer = _http_exchange(port, f"{head}Content-Length: {limit + 1}\r\n\r\n".encode(), [b"{"])
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:300]
+    assert time.monotonic() - started < 5
+    err = json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"]
+    assert err["type"] == "payload_too_large" and err["field"] == "body"
+    assert "8 MiB" in err["message"] and f"{limit + 1:,}" in err["message"]
+
+    mib = b" " * 2**20
+    chunks = [b"%x\r\n%s\r\n" % (len(mib), mib) for _ in range(9)] + [b"0\r\n\r\n"]
+    answer = _http_exchange(port, f"{head}Transfer-Encoding: chunked\r\n\r\n".encode(), chunks)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:300]
+    assert api.plane.get_setting("timezone") == "UTC"
+    ok = api.client(token).put("/settings/timezone", json={"value": "Europe/Paris"})
+    assert ok.status_code == 200, ok.text  # an ordinary body is unaffected
+
+
+def test_spend_refuses_to_build_more_rows_than_the_cap(api: ApiServer, costline_home: Path) -> None:
+    """group_by=minute,user over range=all, 50,001 (minute, user) pairs: a 400 that says how
+    to narrow it (the answer built every row: millions on a real log); a narrower range
+    answers, with the same totals a plain query gives."""
+    t0 = datetime(2025, 3, 1, tzinfo=UTC)
+    n = 50_001
+    rows = [
+        event_row(
+            UsageEvent(
+                request_id=f"r{i}",
+                ts=t0 + timedelta(minutes=i),
+                user=f"u{i}",
+                provider="openai",
+                model="gpt-4o-mini",
+                cost_picousd=10**9,
+            )
+        )
+        for i in range(n)
+    ]
+    write_segment(rows_to_table(rows), segments_dir(costline_home), "many")
+    client = api.client(api.user("fin", "viewer"))
+    r = client.get("/spend", params={"group_by": "minute,user", "range": "all"})
+    assert r.status_code == 400, r.text[:300]
+    err = r.json()["error"]
+    assert err["field"] == "group_by"
+    assert "more than 50,000 rows" in err["message"]
+    assert "range" in err["message"] and "coarser period" in err["message"]
+    r = client.get("/spend", params={"group_by": "user", "range": "all"})
+    assert r.status_code == 400  # a dimension alone too
+    end = (t0 + timedelta(minutes=1000)).isoformat()
+    params = {"group_by": "minute,user", "start": t0.isoformat(), "end": end}
+    r = client.get("/spend", params=params)
+    assert r.status_code == 200, r.text[:300]
+    body = r.json()
+    assert len(body["rows"]) == 1000 and body["totals"]["requests"] == 1000
+    assert body["totals"]["cost_usd"] == "1"
+    r = client.get("/spend", params={"range": "all", "group_by": "day"})
+    assert r.status_code == 200 and r.json()["totals"]["requests"] == n

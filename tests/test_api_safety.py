@@ -229,3 +229,54 @@ def test_spend_refuses_to_build_more_rows_than_the_cap(api: ApiServer, costline_
     assert body["totals"]["cost_usd"] == "1"
     r = client.get("/spend", params={"range": "all", "group_by": "day"})
     assert r.status_code == 200 and r.json()["totals"]["requests"] == n
+
+
+def test_usage_paging_walks_through_rows_that_tie_on_ts_and_request_id(
+    api: ApiServer, costline_home: Path
+) -> None:
+    """Rows may share (ts, request_id): retries logged within one microsecond, an import of
+    the same rows. Paging 2 at a time, in two segment files, reaches every row once: the
+    cursor only held (ts, request_id), so a page either swelled past ``limit`` and ended the
+    paging (no next_cursor), or the rest of a tied group was skipped."""
+    t0 = datetime(2025, 3, 1, tzinfo=UTC)
+
+    def ev(rid: str, ts: datetime, attempt: int, status: str = "error") -> UsageEvent:
+        return UsageEvent(
+            request_id=rid,
+            ts=ts,
+            attempt=attempt,
+            status=status,  # type: ignore[arg-type]
+            provider="openai",
+            model="gpt-4o-mini",
+            cost_picousd=attempt,
+        )
+
+    newer = [ev(f"n{i}", t0 + timedelta(seconds=10 + i), 1, "ok") for i in range(3)]
+    tied = [ev("same", t0 + timedelta(seconds=5), a) for a in range(1, 6)]  # 5 attempts, 1 µs
+    twin = [ev("dup", t0 + timedelta(seconds=4), 1, "ok")] * 2  # the same row imported twice
+    older = [ev(f"o{i}", t0 + timedelta(seconds=3 - i), 1, "ok") for i in range(3)]
+    sdir = segments_dir(costline_home)
+    write_segment(rows_to_table([event_row(e) for e in newer + tied[:2] + twin[:1]]), sdir, "a")
+    write_segment(rows_to_table([event_row(e) for e in tied[2:] + twin[1:] + older]), sdir, "b")
+    every = newer[::-1] + tied[::-1] + twin + older
+    client = api.client(api.user("fin", "viewer"))
+    window = {"start": "2025-02-01", "end": "2025-04-01"}
+    for limit in (1, 2, 3, 4, 1000):
+        seen: list[tuple[str, int]] = []
+        cursor = None
+        for _ in range(40):
+            params = {**window, "limit": str(limit), **({"cursor": cursor} if cursor else {})}
+            r = client.get("/usage", params=params)
+            assert r.status_code == 200, r.text
+            body = r.json()
+            assert len(body["data"]) <= limit
+            seen += [(d["request_id"], d["attempt"]) for d in body["data"]]
+            cursor = body["next_cursor"]
+            if cursor is None:
+                break
+        want = [(e.request_id, e.attempt) for e in every]
+        assert sorted(seen) == sorted(want), (limit, seen)
+        order = [rid for rid, _ in seen]
+        assert order == [e.request_id for e in every], (limit, order)  # newest first
+        tied_seen = [a for rid, a in seen if rid == "same"]
+        assert tied_seen == [5, 4, 3, 2, 1], (limit, tied_seen)  # the last attempt first

@@ -50,14 +50,13 @@ def list_usage(call: Call) -> Json:
     limit = parse_int(call, "limit", 100, 1, 1000)
     cursor_text = call.arg("cursor")
     cursor = decode_cursor(cursor_text) if cursor_text else None
-    rows = page(call.ctx.reader, f, cursor, limit)
+    rows, nxt = page(call.ctx.reader, f, cursor, limit)
     zone = ZoneInfo(tz)
     data = []
     for rec in rows:
-        us = rec.pop("_us")
+        rec.pop("_us")
         data.append(event_json(rec, zone))
-    last = rows[-1] if len(rows) == limit else None
-    next_cursor = encode_cursor(int(us), str(last["request_id"])) if last is not None else None
+    next_cursor = encode_cursor(*nxt) if nxt is not None else None
     cov = reports.coverage(call.ctx.reader, f.start, f.end)
     return {"data": data, "next_cursor": next_cursor, "note": cov.note(), "tz": tz}
 

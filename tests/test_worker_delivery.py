@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from core import clock
-from core.control import ControlPlane, tables, write_tx
+from core.control import SYSTEM, ControlPlane, tables, write_tx
 from core.worker import Worker
-from tests.servers.sinks import SmtpServer
+from tests.servers.api import ApiServer
+from tests.servers.sinks import SmtpServer, WebhookServer
 
 
 @pytest.fixture
@@ -62,3 +63,28 @@ def test_the_worker_never_sends_the_smtp_password_in_clear(
         with clock.offset(timedelta(minutes=2)):
             deliver(costline_home)
         assert smtp.logins == [] and len(smtp.messages) == 1
+
+
+def test_the_api_says_delivered_for_an_alert_the_worker_delivered(
+    costline_home: Path, plane: ControlPlane
+) -> None:
+    """GET /alerts over HTTP: an alert the worker sent to its channels read
+    ``delivered: false`` (the field was the router's budget-webhook outcome alone) beside
+    ``notify_state: sent``. Now ``delivered`` is true once either path delivered it, and
+    the router's own outcome has its own fields."""
+    plane.record_alert("b1", "w", 90, message="Ops at 90%")
+    with WebhookServer(fail_first=3) as hook, ApiServer(costline_home) as api:
+        plane.set_setting("notifications", {"webhook_urls": [hook.url]}, SYSTEM)
+        client = api.client(api.user("fin", "viewer"))
+        deliver(costline_home)  # the webhook fails 3 times: pending, retried later
+        (item,) = client.get("/alerts").json()["data"]
+        assert (item["notify_state"], item["delivered"]) == ("pending", False)
+        assert "HTTP 500" in item["delivery_error"]
+        with clock.offset(timedelta(minutes=2)):
+            deliver(costline_home)
+        (item,) = client.get("/alerts").json()["data"]
+    assert len(hook.posts) == 1
+    assert item["notify_state"] == "sent" and item["notified_at"] is not None
+    assert item["delivered"] is True and item["delivery_error"] is None
+    assert list(item["notify"].values()) == ["sent"]
+    assert item["budget_webhook_delivered"] is False and item["budget_webhook_error"] is None

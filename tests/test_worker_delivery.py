@@ -88,3 +88,35 @@ def test_the_api_says_delivered_for_an_alert_the_worker_delivered(
     assert item["delivered"] is True and item["delivery_error"] is None
     assert list(item["notify"].values()) == ["sent"]
     assert item["budget_webhook_delivered"] is False and item["budget_webhook_error"] is None
+
+
+def test_the_worker_honours_retry_after_on_a_webhook_429_or_503(
+    costline_home: Path, plane: ControlPlane
+) -> None:
+    """A receiver answers 429 with ``Retry-After: 2``: the next quick try waits 2 s (it came
+    0.5 s later). One that answers 503 with ``Retry-After: 300`` gets no quick tries at all
+    and nothing before 5 minutes (it got 3 posts in 1.5 s, then another after 1 minute)."""
+    plane.record_alert("b1", "w", 90, message="Ops at 90%")
+    with WebhookServer(script=[(429, {"Retry-After": "2"})]) as hook:
+        plane.set_setting("notifications", {"webhook_urls": [hook.url]}, SYSTEM)
+        deliver(costline_home)
+        assert len(hook.hits) == 2 and len(hook.posts) == 1
+        assert hook.hits[1] - hook.hits[0] >= 1.9, hook.hits
+    (alert,) = plane.alerts()
+    assert alert.notify_state == "sent"
+    plane.record_alert("b2", "w", 90, message="Other at 90%")
+    with WebhookServer(script=[(503, {"Retry-After": "300"})]) as hook:
+        plane.set_setting("notifications", {"webhook_urls": [hook.url]}, SYSTEM)
+        deliver(costline_home)
+        assert len(hook.hits) == 1, hook.hits  # no quick tries
+        (alert,) = [a for a in plane.alerts() if a.subject == "b2"]
+        assert alert.notify_state == "pending" and "Retry-After 300 s" in str(alert.notify_error)
+        for minutes in (1, 2, 4):
+            with clock.offset(timedelta(minutes=minutes)):
+                deliver(costline_home)
+        assert len(hook.hits) == 1, hook.hits
+        with clock.offset(timedelta(minutes=5, seconds=5)):
+            deliver(costline_home)
+        assert len(hook.hits) == 2 and len(hook.posts) == 1
+    (alert,) = [a for a in plane.alerts() if a.subject == "b2"]
+    assert alert.notify_state == "sent"

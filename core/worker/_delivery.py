@@ -5,7 +5,9 @@ just before sending each (each attempt is claimed by one process only), sends ea
 every channel that has not yet received it, and stores the outcome per channel. A failed
 channel is retried on a later tick with exponential backoff (1, 2, 4, ... minutes, at most
 ``MAX_ATTEMPTS`` attempts); within one attempt a webhook gets up to 3 quick tries (a 4xx
-other than 408/429 is not retried).
+other than 408/429 is not retried); a 429 or 503 with ``Retry-After`` is honoured: up to
+10 s it is waited before the next quick try, a longer one ends the attempt and the next
+waits for it (one hour at most).
 Webhook URLs hold secrets: errors name only the host.
 """
 
@@ -17,6 +19,7 @@ import smtplib
 import ssl
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 from email.message import EmailMessage
 from urllib.parse import urlsplit
@@ -34,6 +37,9 @@ MAX_ATTEMPTS = 6
 CLAIM_LEASE = timedelta(minutes=2)
 BASE_BACKOFF = timedelta(minutes=1)
 QUICK_TRIES = 3
+QUICK_RETRY_AFTER_S = 10.0  # a Retry-After up to this is waited within an attempt (the
+# worker sends alerts one after another: a longer wait would hold up the others)
+MAX_RETRY_AFTER = timedelta(hours=1)  # a longer one delays the next attempt, to this at most
 BATCH = 50  # alerts per tick at most
 
 
@@ -52,7 +58,34 @@ def _title(a: Alert) -> str:
     return f"Costline {a.severity} · {a.kind.replace('_', ' ')} · {a.subject or 'all'}"
 
 
-def post_webhook(client: httpx.Client, url: str, a: Alert, backoff_s: float = 0.5) -> str:
+def retry_after_s(resp: httpx.Response) -> float | None:
+    """A response's ``Retry-After`` in seconds (delta-seconds or an HTTP date), or None."""
+    text = resp.headers.get("retry-after", "").strip()
+    if not text:
+        return None
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    try:
+        at = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if at.tzinfo is None:
+        return None
+    return max(0.0, (at - clock.now()).total_seconds())
+
+
+@dataclass
+class Posted:
+    outcome: str  # "sent", or the error (naming only the host)
+    retry_after_s: float | None = None  # the receiver asked to wait longer than a quick retry
+
+
+def post_webhook(client: httpx.Client, url: str, a: Alert, backoff_s: float = 0.5) -> Posted:
+    """Up to ``QUICK_TRIES`` posts. A 429 or 503 with ``Retry-After`` waits that long before
+    the next quick try when it is at most ``QUICK_RETRY_AFTER_S``; a longer wait ends the
+    quick tries, and the next attempt waits for it (at most ``MAX_RETRY_AFTER``)."""
     host = urlsplit(url).hostname or "?"
     context = f"{a.kind} alert · window {a.window_key}" + (
         f" · threshold {a.threshold_pct}%" if a.threshold_pct else ""
@@ -60,19 +93,25 @@ def post_webhook(client: httpx.Client, url: str, a: Alert, backoff_s: float = 0.
     payload = slack_payload(_title(a), a.message, context)
     error = ""
     for attempt in range(1, QUICK_TRIES + 1):
+        wait = backoff_s * 2 ** (attempt - 1)
         try:
             resp = client.post(url, json=payload)
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__} posting to {host}"
         else:
             if resp.is_success:
-                return "sent"
+                return Posted("sent")
             error = f"HTTP {resp.status_code} from {host}"
             if resp.is_client_error and resp.status_code not in (408, 429):
                 break
+            asked = retry_after_s(resp) if resp.status_code in (429, 503) else None
+            if asked is not None:
+                if asked > QUICK_RETRY_AFTER_S:
+                    return Posted(f"{error} (Retry-After {asked:.0f} s)", asked)
+                wait = max(wait, asked)
         if attempt < QUICK_TRIES:
-            time.sleep(backoff_s * 2 ** (attempt - 1))
-    return error
+            time.sleep(wait)
+    return Posted(error)
 
 
 def send_email(settings: AlertSettings, a: Alert) -> str:
@@ -121,16 +160,23 @@ def deliver_one(
     targets = channels(settings)
     done = {ch: out for ch, out in a.notify.items() if out == "sent" and ch in targets}
     outcomes: dict[str, str] = dict(done)
+    asked = 0.0  # the longest Retry-After a receiver asked for
     for ch, target in targets.items():
         if ch in done:
             continue
-        outcomes[ch] = send_email(settings, a) if ch == "email" else post_webhook(client, target, a)
+        if ch == "email":
+            outcomes[ch] = send_email(settings, a)
+        else:
+            posted = post_webhook(client, target, a)
+            outcomes[ch] = posted.outcome
+            asked = max(asked, posted.retry_after_s or 0.0)
         if outcomes[ch] == "sent":  # stored now: a worker that dies on the next channel
             plane.note_channels(a.id, outcomes)  # leaves this one done for its successor
     ok = all(v == "sent" for v in outcomes.values())
     retry = None
     if not ok and a.notify_attempts < MAX_ATTEMPTS:
-        retry = plane.now() + BASE_BACKOFF * 2 ** (a.notify_attempts - 1)
+        backoff = BASE_BACKOFF * 2 ** (a.notify_attempts - 1)
+        retry = plane.now() + max(backoff, min(timedelta(seconds=asked), MAX_RETRY_AFTER))
     plane.finish_notification(a.id, outcomes, sent=ok, retry_at=retry)
     if not ok:
         log.warning("alert %s not delivered everywhere: %s", a.id, outcomes)

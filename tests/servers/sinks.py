@@ -19,12 +19,21 @@ from typing import Any
 
 class WebhookServer:
     """Records every JSON POST; ``fail_first`` answers that many requests with HTTP 500;
-    ``delay_s``: each answer takes that long (a slow receiver)."""
+    ``delay_s``: each answer takes that long (a slow receiver); ``script``: the first
+    requests get these (status, headers) answers instead (e.g. ``(429, {"Retry-After":
+    "2"})``). ``hits``: the monotonic time of every request, answered or not."""
 
-    def __init__(self, fail_first: int = 0, delay_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        fail_first: int = 0,
+        delay_s: float = 0.0,
+        script: list[tuple[int, dict[str, str]]] | None = None,
+    ) -> None:
         self.posts: list[dict[str, Any]] = []
+        self.hits: list[float] = []
         self.fail_first = fail_first
         self.delay_s = delay_s
+        self.script = list(script or [])
         self._lock = threading.Lock()
         outer = self
 
@@ -33,13 +42,20 @@ class WebhookServer:
                 body = self.rfile.read(int(self.headers.get("content-length", "0")))
                 if outer.delay_s:
                     time.sleep(outer.delay_s)
+                headers: dict[str, str] = {}
                 with outer._lock:
-                    failing = outer.fail_first > 0
-                    if failing:
+                    outer.hits.append(time.monotonic())
+                    if outer.script:
+                        status, headers = outer.script.pop(0)
+                    elif outer.fail_first > 0:
                         outer.fail_first -= 1
+                        status = 500
                     else:
                         outer.posts.append(json.loads(body))
-                self.send_response(500 if failing else 200)
+                        status = 200
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
                 self.end_headers()
                 self.wfile.write(b"ok")
 

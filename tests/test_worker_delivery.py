@@ -120,3 +120,53 @@ def test_the_worker_honours_retry_after_on_a_webhook_429_or_503(
         assert len(hook.hits) == 2 and len(hook.posts) == 1
     (alert,) = [a for a in plane.alerts() if a.subject == "b2"]
     assert alert.notify_state == "sent"
+
+
+def test_a_recipient_added_while_an_alert_waits_for_a_retry_gets_it(
+    costline_home: Path, plane: ControlPlane
+) -> None:
+    """The e-mail went to ann while the webhook failed; the admin then adds bob. The retry
+    e-mails bob only (one 'email' channel was already 'sent', so bob never got it) and posts
+    the webhook. Each recipient is its own channel, named by the address."""
+    plane.record_alert("b1", "w", 90, message="Ops at 90%")
+    with WebhookServer(fail_first=3) as hook, SmtpServer() as smtp:
+        smtp_at = {"host": "127.0.0.1", "port": smtp.port, "sender": "cl@example.com"}
+        notes = {"webhook_urls": [hook.url], "email_to": ["ann@example.com"], "smtp": smtp_at}
+        plane.set_setting("notifications", notes, SYSTEM)
+        deliver(costline_home)
+        (alert,) = plane.alerts()
+        assert alert.notify_state == "pending"
+        assert alert.notify["email:ann@example.com"] == "sent"
+        assert [m["To"] for m in smtp.messages] == ["ann@example.com"]
+        both = {**notes, "email_to": ["ann@example.com", "bob@example.com"]}
+        plane.set_setting("notifications", both, SYSTEM)
+        with clock.offset(timedelta(minutes=2)):
+            deliver(costline_home)
+        assert len(smtp.messages) == 2 and len(hook.posts) == 1
+        envelope_to = smtp.envelopes[1]
+        assert envelope_to == ["bob@example.com"]  # ann does not get it twice
+    (alert,) = plane.alerts()
+    assert alert.notify_state == "sent"
+    assert {k: v for k, v in alert.notify.items() if k.startswith("email")} == {
+        "email:ann@example.com": "sent",
+        "email:bob@example.com": "sent",
+    }
+
+
+def test_an_alert_e_mailed_by_an_older_release_is_not_e_mailed_again(
+    costline_home: Path, plane: ControlPlane
+) -> None:
+    """An alert pending from before the upgrade, its one 'email' channel 'sent': its retry
+    posts the webhook and e-mails no one again."""
+    plane.record_alert("b1", "w", 90, message="Ops at 90%")
+    with WebhookServer() as hook, SmtpServer() as smtp:
+        smtp_at = {"host": "127.0.0.1", "port": smtp.port, "sender": "cl@example.com"}
+        notes = {"webhook_urls": [hook.url], "email_to": ["ann@example.com"], "smtp": smtp_at}
+        plane.set_setting("notifications", notes, SYSTEM)
+        (alert,) = plane.alerts()
+        old = {"email": "sent", "webhook:127.0.0.1#00000000": "HTTP 500 from 127.0.0.1"}
+        plane.finish_notification(alert.id, old, sent=False, retry_at=plane.now())
+        deliver(costline_home)
+        assert smtp.messages == [] and len(hook.posts) == 1
+    (alert,) = plane.alerts()
+    assert alert.notify_state == "sent"

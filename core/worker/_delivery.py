@@ -47,11 +47,16 @@ def channels(settings: AlertSettings) -> dict[str, str]:
     """Channel name -> target: 'webhook:<host>#<8 hex of the URL's SHA-256>' per URL (its
     name follows the URL, not its place in the list: reordering or removing URLs neither
     skips nor repeats one; the URL holds a secret, so only a digest of it is stored),
-    'email' for the recipients."""
+    'email:<address>' per recipient (a recipient added while an alert waits for a retry
+    gets it; one who got it does not get it again)."""
     out = {f"webhook:{urlsplit(u).hostname}#{url_digest(u)}": u for u in settings.webhook_urls}
-    if settings.email_to and settings.smtp.host:
-        out["email"] = ",".join(settings.email_to)
+    if settings.smtp.host:
+        out.update({f"{EMAIL}{to}": to for to in settings.email_to})
     return out
+
+
+EMAIL = "email:"
+LEGACY_EMAIL = "email"  # one channel for every recipient, as older releases stored it
 
 
 def _title(a: Alert) -> str:
@@ -114,7 +119,9 @@ def post_webhook(client: httpx.Client, url: str, a: Alert, backoff_s: float = 0.
     return Posted(error)
 
 
-def send_email(settings: AlertSettings, a: Alert) -> str:
+def send_email(settings: AlertSettings, a: Alert, recipients: list[str]) -> dict[str, str]:
+    """One message to ``recipients`` (its To header names every configured recipient), in
+    one SMTP session: the outcome per recipient ("sent", or why not)."""
     s = settings.smtp
     msg = EmailMessage()
     msg["Subject"] = _title(a)
@@ -131,10 +138,11 @@ def send_email(settings: AlertSettings, a: Alert) -> str:
         f"console page: {a.link or 'alerts'}\n"
     )
     if s.username and not (s.starttls or s.ssl):  # stored before the setting refused it
-        return (
+        error = (
             f"refused: SMTP login to {s.host}:{s.port} without STARTTLS or SSL would send the"
             " password in clear (set notifications.smtp.starttls or ssl)"
         )
+        return dict.fromkeys(recipients, error)
     try:
         # A verifying context for SSL as for STARTTLS: SMTP_SSL's default checks nothing
         tls = ssl.create_default_context()
@@ -148,10 +156,15 @@ def send_email(settings: AlertSettings, a: Alert) -> str:
                 server.starttls(context=tls)
             if s.username:
                 server.login(s.username, s.password)
-            server.send_message(msg)
+            refused = server.send_message(msg, to_addrs=recipients)
+    except smtplib.SMTPRecipientsRefused as exc:  # every recipient refused
+        refused = exc.recipients
     except (OSError, smtplib.SMTPException) as exc:
-        return f"{type(exc).__name__} from {s.host}:{s.port}"
-    return "sent"
+        return dict.fromkeys(recipients, f"{type(exc).__name__} from {s.host}:{s.port}")
+    return {
+        to: f"SMTP {refused[to][0]} from {s.host}:{s.port}" if to in refused else "sent"
+        for to in recipients
+    }
 
 
 def deliver_one(
@@ -159,19 +172,24 @@ def deliver_one(
 ) -> Mapping[str, str]:
     targets = channels(settings)
     done = {ch: out for ch, out in a.notify.items() if out == "sent" and ch in targets}
+    if a.notify.get(LEGACY_EMAIL) == "sent":  # an older release e-mailed every recipient
+        done.update({ch: "sent" for ch in targets if ch.startswith(EMAIL)})
     outcomes: dict[str, str] = dict(done)
     asked = 0.0  # the longest Retry-After a receiver asked for
     for ch, target in targets.items():
-        if ch in done:
+        if ch in done or ch.startswith(EMAIL):
             continue
-        if ch == "email":
-            outcomes[ch] = send_email(settings, a)
-        else:
-            posted = post_webhook(client, target, a)
-            outcomes[ch] = posted.outcome
-            asked = max(asked, posted.retry_after_s or 0.0)
+        posted = post_webhook(client, target, a)
+        outcomes[ch] = posted.outcome
+        asked = max(asked, posted.retry_after_s or 0.0)
         if outcomes[ch] == "sent":  # stored now: a worker that dies on the next channel
             plane.note_channels(a.id, outcomes)  # leaves this one done for its successor
+    mail = [ch for ch in targets if ch.startswith(EMAIL) and ch not in done]
+    if mail:  # one session for the recipients still due
+        sent = send_email(settings, a, [targets[ch] for ch in mail])
+        outcomes.update({ch: sent[targets[ch]] for ch in mail})
+        if any(outcomes[ch] == "sent" for ch in mail):
+            plane.note_channels(a.id, outcomes)
     ok = all(v == "sent" for v in outcomes.values())
     retry = None
     if not ok and a.notify_attempts < MAX_ATTEMPTS:

@@ -98,6 +98,7 @@ class SmtpServer:
         from aiosmtpd.smtp import AuthResult
 
         self.messages: list[Message] = []
+        self.envelopes: list[list[str]] = []  # the RCPT TO addresses of each message
         self.logins: list[tuple[str, str]] = []
         outer = self
 
@@ -110,6 +111,7 @@ class SmtpServer:
         class Handler:
             async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
                 outer.messages.append(message_from_bytes(envelope.content, policy=default))
+                outer.envelopes.append(list(envelope.rcpt_tos))
                 return "250 OK"
 
         self.port = free_port()

@@ -127,9 +127,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    """Import a usage CSV; the mapping is suggested from the header, --map COLUMN=FIELD wins.
-    Nothing is written while a row is bad unless --skip-bad-rows; a comma in numbers or a
-    date like 05/11/2023 needs --decimal / --date-order. Problems print as one message."""
+    """Import a usage CSV (or Parquet) file; the mapping is suggested from the header,
+    --map COLUMN=FIELD wins. Nothing is written while a row is bad unless --skip-bad-rows; a
+    comma in numbers or a date like 05/11/2023 needs --decimal / --date-order. Problems print
+    as one message."""
     from core.errors import CostlineError
     from core.importer import FIELDS, import_csv, read_preview
 
@@ -370,7 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--refresh", action="store_true", help="regenerate it if already loaded")
     p.add_argument("--remove", action="store_true", help="delete the demo data and entries")
     p.set_defaults(func=cmd_demo)
-    p = sub.add_parser("import", help="import LLM usage from a CSV file")
+    p = sub.add_parser("import", help="import LLM usage from a CSV or Parquet file")
     p.add_argument("file", type=Path)
     p.add_argument("--map", action="append", default=[], metavar="COLUMN=FIELD")
     p.add_argument("--source", default="import")

@@ -148,6 +148,7 @@ class Completion:
     ai_called: bool = True  # False when a sampling strategy reused the last answer
     # the OpenAI-wire choices as the upstream sent them (tool calls, n > 1); not compared
     choices: list[dict[str, Any]] | None = field(default=None, compare=False, repr=False)
+    stop_sequence: str | None = None  # the request's stop sequence that ended it, when known
 
     @property
     def cost_usd(self) -> Decimal:

@@ -252,7 +252,7 @@ def test_spend_by_minute_names_each_minute(api: tuple[ApiServer, str]) -> None:
     for i in range(N):
         e = event(i)
         if e.ts < datetime(2024, 12, 21, tzinfo=UTC):
-            want[(e.ts.strftime("%Y-%m-%dT%H:%M"), str(e.model))] += e.cost_picousd
+            want[(e.ts.strftime("%Y-%m-%dT%H:%M+00:00"), str(e.model))] += e.cost_picousd
     assert got == {k: usd(v) for k, v in want.items()}
 
 

@@ -69,9 +69,9 @@ def spend_over_time(df: pd.DataFrame, dim: str, grain: str, symbol: str) -> Spec
     ``dim``: brushing periods filters the breakdown; clicking a breakdown bar or a legend
     entry highlights that value in both.
 
-    ``df`` columns: period, period_end, label, key, amount, period_total, requests (one row
-    per period and key, so the bars stack the rows as they are: no aggregation or
-    join in the browser)."""
+    ``df`` columns: period, period_end, label, key, amount, period_total, requests,
+    amount_text and total_text (the tooltip's money; one row per period and key, so the bars
+    stack the rows as they are: no aggregation or join in the browser)."""
     unit = symbol.strip()
     domain, palette = colours(list(df["key"].unique()))
     color = {
@@ -102,8 +102,8 @@ def spend_over_time(df: pd.DataFrame, dim: str, grain: str, symbol: str) -> Spec
             "tooltip": [
                 _tip("label", "nominal", "period"),
                 _tip("key", "nominal", dim),
-                _tip("amount", "quantitative", f"spend ({unit})", ",.2f"),
-                _tip("period_total", "quantitative", f"period total ({unit})", ",.2f"),
+                _tip("amount_text", "nominal", "spend"),
+                _tip("total_text", "nominal", "period total"),
                 _tip("requests", "quantitative", "requests", ","),
             ],
         },
@@ -162,8 +162,10 @@ def spend_over_time(df: pd.DataFrame, dim: str, grain: str, symbol: str) -> Spec
 
 def top_bars(df: pd.DataFrame, title: str, symbol: str) -> Spec:
     """Horizontal bars of the top spenders with each amount written beside its bar;
-    ``df`` columns: name, amount, requests."""
-    df = df.assign(shown=[f"{symbol}{a:,.2f}" for a in df["amount"]])
+    ``df`` columns: name, amount, requests and shown (the amount as text; made from the
+    float when absent)."""
+    if "shown" not in df.columns:
+        df = df.assign(shown=[f"{symbol}{a:,.2f}" for a in df["amount"]])
     encoding = {
         "y": {"field": "name", "type": "nominal", "sort": "-x", "title": None, "axis": LABELS_SPEC},
         "x": {
@@ -174,7 +176,7 @@ def top_bars(df: pd.DataFrame, title: str, symbol: str) -> Spec:
         },
         "tooltip": [
             _tip("name", "nominal", title.lower()),
-            _tip("amount", "quantitative", "spend", ",.2f"),
+            _tip("shown", "nominal", "spend"),
             _tip("requests", "quantitative", fmt=","),
         ],
     }

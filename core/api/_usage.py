@@ -57,7 +57,7 @@ def list_usage(call: Call) -> Json:
         rec.pop("_us")
         data.append(event_json(rec, zone))
     next_cursor = encode_cursor(*nxt) if nxt is not None else None
-    cov = reports.coverage(call.ctx.reader, f.start, f.end)
+    cov = reports.coverage(call.ctx.reader, f.start, f.end, tagged=f.tag is not None, tz=tz)
     return {"data": data, "next_cursor": next_cursor, "note": cov.note(), "tz": tz}
 
 
@@ -71,12 +71,18 @@ def get_usage(call: Call) -> Json:
     return event_json(found[0], ZoneInfo(call.ctx.tz()))
 
 
-def _period(value: Any, grain: str | None) -> str | None:
+def _period(value: Any, grain: str | None, offset_min: Any = None) -> str | None:
+    """A period's start, local time; by minute or hour with its UTC offset ('-04:00'), so
+    the wall-clock hour a DST fall-back repeats is two distinct periods."""
     if grain is None or value is None:
         return None
     ts = pd.Timestamp(value)
     if grain in ("minute", "hour"):
-        return ts.strftime("%Y-%m-%dT%H:%M")
+        text = ts.strftime("%Y-%m-%dT%H:%M")
+        if offset_min is None or offset_min != offset_min:  # NaN: no offset known
+            return text
+        sign, minutes = ("-" if offset_min < 0 else "+"), abs(int(offset_min))
+        return f"{text}{sign}{minutes // 60:02d}:{minutes % 60:02d}"
     return ts.strftime("%Y-%m-%d")
 
 
@@ -119,7 +125,10 @@ def get_spend(call: Call) -> Json:
     unpriced = [int(v) for v in df["unpriced_calls"].fillna(0)]
     rows = []
     for i in range(len(df)):
-        row: dict[str, Any] = {"period": _period(df["period"].iat[i], grain)} if grain else {}
+        offset = df["utc_offset"].iat[i] if "utc_offset" in df.columns else None
+        row: dict[str, Any] = (
+            {"period": _period(df["period"].iat[i], grain, offset)} if grain else {}
+        )
         for d in dims:
             v = df[d].iat[i]
             row[d] = None if v is None or (isinstance(v, float) and v != v) else v
@@ -134,7 +143,7 @@ def get_spend(call: Call) -> Json:
         "group_by": [*([grain] if grain else []), *dims],
         "totals": totals_json(totals),
         "rows": rows,
-        "note": reports.coverage(reader, f.start, f.end).note(),
+        "note": reports.coverage(reader, f.start, f.end, tagged=f.tag is not None, tz=tz).note(),
     }
     if call.arg("kpis") in ("1", "true", "yes"):
         from core import clock

@@ -309,7 +309,7 @@ def validate_price_override(
 ) -> PriceOverride:
     """``new_model=True`` prices a model the catalog does not know (otherwise a typo guard)."""
     model = check_model("model", o.model, None if new_model else model_exists)
-    provider = check_name("provider", o.provider)
+    provider = check_name("provider", o.provider).lower()  # as the catalog names providers
     if not isinstance(o.effective_from, date):
         raise fail("effective_from", "must be a date", o.effective_from)
     rates: dict[str, Any] = {}
@@ -335,6 +335,8 @@ def validate_setting(key: str, value: Any) -> Any:
         return check_timezone("timezone", value)
     if key == "redis_fail_policy":
         return check_choice("redis_fail_policy", value, ("open", "closed"))
+    if key == "cache_scope":
+        return check_choice("cache_scope", value, ("org", "key", "global"))
     if key == "currency":
         if not isinstance(value, str) or not re.fullmatch(r"[A-Z]{3}", value):
             raise fail("currency", "must be a three-letter ISO code such as 'USD'", value)

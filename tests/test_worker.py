@@ -124,7 +124,7 @@ def test_worker_delivers_an_anomaly_and_a_budget_alert_within_one_scan(
     assert ("anomaly", 0) in kinds
     assert [p for k, p in kinds if k == "budget"] == [50, 75, 90, 100]
     assert {a.notify_state for a in plane.alerts()} == {"sent"}
-    assert all(a.notify.get("email") == "sent" for a in plane.alerts())
+    assert all(a.notify.get("email:finance@example.com") == "sent" for a in plane.alerts())
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])

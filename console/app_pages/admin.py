@@ -162,7 +162,10 @@ def notifications_form(actor: Actor) -> None:
         cols[2].text_input("From", smtp.get("sender", ""), key="adm_smtp_from")
         cols[3].text_input("SMTP user", smtp.get("username", ""), key="adm_smtp_user")
         cols[4].checkbox("STARTTLS", bool(smtp.get("starttls")), key="adm_smtp_tls")
-        st.caption("The SMTP password is read from COSTLINE_SMTP_PASSWORD, never stored here.")
+        st.caption(
+            "The SMTP password is read from COSTLINE_SMTP_PASSWORD, never stored here; an SMTP"
+            " user needs STARTTLS (or SSL), so the password never crosses in clear."
+        )
         forms.field_error("adm_notify", "notifications.smtp", "notifications")
         st.subheader("When")
         cols = st.columns(3)
@@ -217,6 +220,7 @@ def notifications_form(actor: Actor) -> None:
 def save_notify(actor: Actor, limits: dict[str, Any]) -> None:
     """The submit callback: the form's values are in session state by their keys."""
     v = st.session_state
+    stored = (auth.plane().get_setting("notifications") or {}).get("smtp") or {}
     commands.save_notifications(
         actor,
         inputs.notifications(
@@ -227,6 +231,7 @@ def save_notify(actor: Actor, limits: dict[str, Any]) -> None:
             v["adm_smtp_from"],
             v["adm_smtp_user"],
             bool(v["adm_smtp_tls"]),
+            bool(stored.get("ssl")),
         ),
         {
             **limits,

@@ -41,9 +41,17 @@ def parse_retention(text: str) -> int | None:
 
 
 def notifications(
-    webhooks: str, emails: str, host: str, port: int, sender: str, username: str, tls: bool
+    webhooks: str,
+    emails: str,
+    host: str,
+    port: int,
+    sender: str,
+    username: str,
+    tls: bool,
+    ssl: bool = False,
 ) -> dict[str, object]:
-    """The ``notifications`` setting from the form's fields."""
+    """The ``notifications`` setting from the form's fields (``ssl``: kept from the stored
+    setting; the form has no box for it, and dropping it would turn TLS off)."""
     out: dict[str, object] = {"webhook_urls": parse_list(webhooks), "email_to": parse_list(emails)}
     if host.strip():
         out["smtp"] = {
@@ -52,5 +60,6 @@ def notifications(
             "sender": sender.strip() or "costline@localhost",
             "username": username.strip(),
             "starttls": tls,
+            "ssl": ssl,
         }
     return out

@@ -7,12 +7,23 @@ from typing import Any
 from core.api._coerce import to_json
 from core.api._http import ApiError, Call, Json, Op, Param, body_object, parse_int
 from core.api._query import parse_time
-from core.api._schemas import obj, page_of
+from core.api._schemas import field, obj, page_of
 from core.control import ALERT_KINDS, ALERT_STATES, SEVERITIES, Alert, ControlPlane
 
 
 def alert_json(a: Alert) -> dict[str, Any]:
+    """An alert as the API shows it. Two paths deliver an alert: the worker, to every
+    configured channel (``notify_state``, ``notify`` per channel, ``notify_attempts``,
+    ``notify_error``, ``notified_at``), and, for a budget with its own ``webhook_url``, the
+    router on the call path (``budget_webhook_delivered``, ``budget_webhook_error``).
+    ``delivered`` is true when either path delivered it in full (it stayed false for the
+    worker's deliveries: it was the router's outcome alone); ``delivery_error`` says why not
+    (None once delivered)."""
     out: dict[str, Any] = to_json(a)
+    out["budget_webhook_delivered"] = a.delivered
+    out["budget_webhook_error"] = a.delivery_error
+    out["delivered"] = a.notify_state == "sent" or a.delivered
+    out["delivery_error"] = None if out["delivered"] else (a.notify_error or a.delivery_error)
     out["subject"] = a.subject
     out["spent_usd"] = None if a.spent_picousd is None else _usd(a.spent_picousd)
     out["limit_usd"] = None if a.limit_picousd is None else _usd(a.limit_picousd)
@@ -89,7 +100,23 @@ def mute(call: Call) -> Json:
     return to_json(m)
 
 
-ALERT = obj(id="integer", kind="string", severity="string", subject="string", message="string")
+ALERT = obj(
+    id="integer",
+    kind="string",
+    severity="string",
+    subject="string",
+    message="string",
+    state="string",
+    delivered="boolean",
+    delivery_error=field("string", nullable=True),
+    notify_state="string",
+    notify_attempts="integer",
+    notify_error=field("string", nullable=True),
+    notified_at=field("datetime", nullable=True),
+    notify="object",
+    budget_webhook_delivered="boolean",
+    budget_webhook_error=field("string", nullable=True),
+)
 ID = Param("id", {"type": "integer"}, where="path", required=True)
 OPS = [
     Op(

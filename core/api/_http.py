@@ -16,6 +16,7 @@ Errors always look like ``{"error": {"type": ..., "message": ..., "field": ...}}
     | 405    | method_not_allowed    | a path that does not take this method            |
     | 409    | conflict              | create of something that exists; a clash         |
     | 412    | precondition_failed   | ``If-Match`` names a version that is not current |
+    | 413    | payload_too_large     | a request body over ``MAX_BODY_BYTES`` (8 MiB)    |
     | 422    | invalid               | a value fails validation (``field`` names it)    |
     | 428    | precondition_required | a write to an existing resource without If-Match |
 """
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 
 Json = Any
 Schema = dict[str, Any]
+MAX_BODY_BYTES = 8 * 2**20  # a request body past this is a 413 (a LiteLLM price file: ~1.5 MB)
 
 ERROR_TYPES: dict[int, str] = {
     400: "bad_request",
@@ -48,6 +50,7 @@ ERROR_TYPES: dict[int, str] = {
     405: "method_not_allowed",
     409: "conflict",
     412: "precondition_failed",
+    413: "payload_too_large",
     422: "invalid",
     428: "precondition_required",
 }

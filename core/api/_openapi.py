@@ -83,7 +83,7 @@ def _operation(op: Op) -> dict[str, Any]:
     if "{" in op.path:
         codes.append(404)
     if op.method != "GET":
-        codes += [409, 422]
+        codes += [409, 413, 422]
     if op.etag and op.method != "GET":
         codes += [412, 428]
     for code in codes:

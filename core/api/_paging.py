@@ -1,8 +1,13 @@
 """Keyset paging of the call log: a page at any depth costs what the first one does.
 
-A cursor is the (ts, request_id) of the last row of a page, base64 JSON. A page: the newest
-ts before the end (from Parquet row-group statistics, no scan), then windows that grow 8x
-back from one hour for the page's keys (two narrow columns), then its full rows by key.
+A cursor is the (ts, request_id) of the last row of a page and how many rows with exactly
+that (ts, request_id) the pages so far returned, base64 JSON: rows may tie on (ts,
+request_id) (retries logged within one microsecond, rows imported twice), and the count
+resumes inside such a group. Rows order by ts, request_id, attempt (newest, last first),
+then every other listed column, so a tied group has one order on every page. A page: the
+newest ts before the end (from Parquet row-group statistics, no scan), then windows that
+grow 8x back from one hour for the page's keys (two narrow columns), then its full rows in
+the keys' ts span.
 """
 
 from __future__ import annotations
@@ -23,14 +28,24 @@ FIRST_WINDOW = timedelta(hours=1)
 GROWTH = 8
 
 
-def encode_cursor(ts_us: int, request_id: str) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps([ts_us, request_id])).decode().rstrip("=")
+Cursor = tuple[int, str, int | None]  # (ts µs, request_id, rows of that pair already given)
 
 
-def decode_cursor(text: str) -> tuple[int, str]:
+def encode_cursor(ts_us: int, request_id: str, given: int | None = None) -> str:
+    """``given`` None: every row of (ts, request_id) was given (a cursor of older releases)."""
+    value: list[object] = [ts_us, request_id] if given is None else [ts_us, request_id, given]
+    return base64.urlsafe_b64encode(orjson.dumps(value)).decode().rstrip("=")
+
+
+def decode_cursor(text: str) -> Cursor:
     try:
-        ts_us, rid = orjson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
-        return int(ts_us), str(rid)
+        value = orjson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+        if not isinstance(value, list) or len(value) not in (2, 3):
+            raise ValueError(text)
+        given = int(value[2]) if len(value) == 3 else None
+        if given is not None and given < 0:
+            raise ValueError(text)
+        return int(value[0]), str(value[1]), given
     except (ValueError, TypeError, orjson.JSONDecodeError):
         raise ApiError(400, "cursor: not a cursor this API returned", "cursor") from None
 
@@ -79,26 +94,40 @@ def _from_us(us: int) -> datetime:
     return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=us)
 
 
+# The full order of the list: a tied (ts, request_id) group reads the same on every page.
+ORDER = ", ".join(
+    ["ts DESC", "request_id DESC", "attempt DESC NULLS LAST"]
+    + [f"{ident(c)} NULLS FIRST" for c in LIST_COLUMNS if c not in ("ts", "request_id", "attempt")]
+)
+
+
 def page(
-    reader: Reader, f: Filters, cursor: tuple[int, str] | None, limit: int
-) -> list[dict[str, Any]]:
-    """``limit`` events before the cursor (newest first). Keyset paging: find the newest
-    matching ts (Parquet statistics make that cheap), then look back in windows that grow
-    8x from one hour for the keys of the page (two narrow columns), then read the page's
-    full rows by key. A page costs the row groups it touches, whatever its depth."""
+    reader: Reader, f: Filters, cursor: Cursor | None, limit: int
+) -> tuple[list[dict[str, Any]], Cursor | None]:
+    """``limit`` events after the cursor (newest first) and the cursor of the next page (None
+    at the end). Keyset paging: find the newest matching ts (Parquet statistics make that
+    cheap), then look back in windows that grow 8x from one hour for the keys of the page
+    (two narrow columns), then read the page's full rows in the keys' ts span. A page costs
+    the row groups it touches, whatever its depth."""
     where, params = f.where()
     conds, cparams = ([where[len(" WHERE ") :]] if where else []), list(params)
+    skip = 0
     if cursor is not None:
-        at = _from_us(cursor[0])
-        conds.append("ts <= ? AND (ts < ? OR request_id < ?)")
-        cparams += [at, at, cursor[1]]
+        at, rid, given = _from_us(cursor[0]), cursor[1], cursor[2]
+        if given is None:  # strictly after (ts, request_id)
+            conds.append("ts <= ? AND (ts < ? OR request_id < ?)")
+        else:  # the tied group again, its first ``given`` rows skipped
+            conds.append("ts <= ? AND (ts < ? OR request_id <= ?)")
+            skip = given
+        cparams += [at, at, rid]
     cond = " AND ".join(conds) or "TRUE"
+    want = limit + skip
     if cursor is not None:  # the rows just before the cursor's row
         upper = _from_us(cursor[0]) + timedelta(microseconds=1)
     else:
         newest = newest_before(reader.home, f.end)
         if newest is None:
-            return []
+            return [], None
         upper = newest + timedelta(microseconds=1)
     span = FIRST_WINDOW
     while True:
@@ -106,23 +135,31 @@ def page(
         bottom = f.start is not None and lo <= f.start
         window = "" if bottom else " AND ts >= ?"
         keys = reader.table(
-            f"SELECT epoch_us(ts) AS us, request_id FROM events WHERE {cond}{window}"
+            f"SELECT epoch_us(ts) AS us FROM events WHERE {cond}{window}"
             " ORDER BY ts DESC, request_id DESC LIMIT ?",
-            [*cparams, *([] if bottom else [lo]), limit],
+            [*cparams, *([] if bottom else [lo]), want],
         )
-        if keys.num_rows >= limit or bottom or span > timedelta(days=365 * 30):
+        if keys.num_rows >= want or bottom or span > timedelta(days=365 * 30):
             break
         span *= GROWTH
-    if not keys.num_rows:
-        return []
+    if keys.num_rows <= skip:
+        return [], None
     us = keys.column("us").to_pylist()
-    ids = keys.column("request_id").to_pylist()
     cols = ", ".join(ident(c) for c in LIST_COLUMNS)
-    marks = ", ".join("?" * len(ids))
-    rows = reader.table(
+    found = reader.table(
         f"SELECT {cols}, epoch_us(ts) AS _us FROM events WHERE {cond}"
-        f" AND ts BETWEEN ? AND ? AND request_id IN ({marks})"
-        " ORDER BY ts DESC, request_id DESC",
-        [*cparams, _from_us(min(us)), _from_us(max(us)), *ids],
-    )
-    return list(rows.to_pylist())
+        f" AND ts BETWEEN ? AND ? ORDER BY {ORDER} LIMIT ?",
+        [*cparams, _from_us(min(us)), _from_us(max(us)), want],
+    ).to_pylist()
+    rows = found[skip:]
+    if len(rows) < limit or len(found) < want:
+        return rows, None
+    last = (rows[-1]["_us"], rows[-1]["request_id"])
+    given = 0
+    for r in reversed(rows):
+        if (r["_us"], r["request_id"]) != last:
+            break
+        given += 1
+    if cursor is not None and skip and given == len(rows) and last == cursor[:2]:
+        given += skip  # the whole page was more of the cursor's group
+    return rows, (int(last[0]), str(last[1]), given)

@@ -19,6 +19,7 @@ from core.usage import COLUMNS, STATUSES
 
 MONEY_COLUMNS = [c for c in COLUMNS if c.endswith("_picousd")]
 INT_COLUMNS = ("requests", "input_tokens", "output_tokens", "errors", "cache_hits")
+MAX_SPEND_ROWS = 50_000  # rows one GET /spend answer may build (more: a 400 saying how to narrow)
 
 
 def event_json(rec: dict[str, Any], tz: ZoneInfo) -> dict[str, Any]:
@@ -49,14 +50,13 @@ def list_usage(call: Call) -> Json:
     limit = parse_int(call, "limit", 100, 1, 1000)
     cursor_text = call.arg("cursor")
     cursor = decode_cursor(cursor_text) if cursor_text else None
-    rows = page(call.ctx.reader, f, cursor, limit)
+    rows, nxt = page(call.ctx.reader, f, cursor, limit)
     zone = ZoneInfo(tz)
     data = []
     for rec in rows:
-        us = rec.pop("_us")
+        rec.pop("_us")
         data.append(event_json(rec, zone))
-    last = rows[-1] if len(rows) == limit else None
-    next_cursor = encode_cursor(int(us), str(last["request_id"])) if last is not None else None
+    next_cursor = encode_cursor(*nxt) if nxt is not None else None
     cov = reports.coverage(call.ctx.reader, f.start, f.end, tagged=f.tag is not None, tz=tz)
     return {"data": data, "next_cursor": next_cursor, "note": cov.note(), "tz": tz}
 
@@ -106,7 +106,18 @@ def get_spend(call: Call) -> Json:
     f = filters(call, tz)
     dims, grain = group_by(call)
     reader = call.ctx.reader
-    df = reader.spend_by(dims, grain, f, tz=tz)
+    cap = MAX_SPEND_ROWS
+    df = reader.spend_by(dims, grain, f, tz=tz, limit=cap + 1)  # never builds more
+    if len(df) > cap:
+        raise ApiError(
+            400,
+            f"group_by={','.join([*([grain] if grain else []), *dims])} over this range makes"
+            f" more than {cap:,} rows: narrow it - a shorter range (start/end or range=), a"
+            " filter (org=, project=, user=, key=, model=, provider=, task=), fewer group_by"
+            " dimensions or a coarser period (hour, day, week, month) - or page through it"
+            " with consecutive start/end ranges",
+            "group_by",
+        )
     df = df[df["requests"].fillna(0) > 0].reset_index(drop=True)  # no events: no rows
     cost = [int(v) for v in df["cost_picousd"]]
     saved = [int(v) for v in df["saved_picousd"]]

@@ -32,6 +32,7 @@ from core.api import (
     _budgets,
     _controls,
     _docs,
+    _http,
     _insights,
     _keys,
     _limits,
@@ -111,13 +112,35 @@ def _token(request: Request) -> str:
     return value.strip()
 
 
+def _too_large(size: str) -> ApiError:
+    limit = _http.MAX_BODY_BYTES
+    return ApiError(
+        413, f"the request body is {size}: at most {limit:,} bytes ({limit // 2**20} MiB)", "body"
+    )
+
+
+async def _read_body(request: Request) -> bytes:
+    """The body, refused (413) past ``MAX_BODY_BYTES``: by its Content-Length before reading
+    any of it, else (chunked) as soon as what arrived passes the limit."""
+    limit = _http.MAX_BODY_BYTES
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_large(f"{int(declared):,} bytes")
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > limit:
+            raise _too_large(f"over {limit:,} bytes")
+    return bytes(raw)
+
+
 def _endpoint(ctx: Context, op: Op) -> Any:
     async def endpoint(request: Request) -> Response:
         try:
             secret = _token(request)
             body: Any = None
             if op.body is not None or op.method in ("POST", "PUT", "PATCH"):
-                raw = await request.body()
+                raw = await _read_body(request)
                 if raw.strip():
                     try:
                         body = orjson.loads(raw)

@@ -60,6 +60,7 @@ from ._models import (
     window_bounds,
     window_key,
 )
+from ._redact import redact_url, redact_webhooks, url_digest
 from ._snapshot import ControlSnapshot
 from ._store import ControlPlane
 from ._tokens import TOKEN_PREFIX
@@ -135,6 +136,9 @@ __all__ = [
     "ensure_admin",
     "make_engine",
     "migrate",
+    "redact_url",
+    "redact_webhooks",
+    "url_digest",
     "validate_budget",
     "validate_cache_setting",
     "validate_key",

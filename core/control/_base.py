@@ -29,6 +29,7 @@ from ._engine import control_url, make_engine, read_tx, write_tx
 from ._migrations import migrate
 from ._models import DEFAULT_SETTINGS, SYSTEM, Actor
 from ._passwords import SCRYPT_N, check_cost
+from ._redact import redact_webhooks
 from ._throttle import Phantoms
 
 T = TypeVar("T")
@@ -187,8 +188,13 @@ class StoreBase:
                 action=action,
                 entity=entity,
                 entity_id=entity_id,
-                before_json=None if before is None else rows.dumps(before),
-                after_json=None if after is None else rows.dumps(after),
+                # webhook URLs hold secrets: the audit keeps only scheme, host and a digest
+                before_json=None
+                if before is None
+                else rows.dumps(redact_webhooks(rows.plain(before))),
+                after_json=None
+                if after is None
+                else rows.dumps(redact_webhooks(rows.plain(after))),
             )
         )
         if bump:

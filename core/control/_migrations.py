@@ -338,6 +338,38 @@ def m008_login_security(conn: Connection) -> None:
     md.create_all(conn)
 
 
+def m009_redact_audit_webhooks(conn: Connection) -> None:
+    """Webhook URLs (they hold secrets) in the audit rows written before the audit redacted
+    them: each becomes ``scheme://host/[redacted]#<digest>`` (``_redact.py``). Safe: nothing reads a
+    URL back from the audit (it only shows what changed; the settings and budgets keep the
+    real URLs), and the digest still tells two URLs, and a change of one, apart. Only rows
+    that name a webhook are rewritten; ids, times, actors and actions stay."""
+    import json
+
+    from ._redact import redact_webhooks
+
+    audit = sa.table(
+        "audit_log", sa.column("id"), sa.column("before_json"), sa.column("after_json")
+    )
+    like = sa.or_(
+        audit.c.before_json.like("%webhook_url%"), audit.c.after_json.like("%webhook_url%")
+    )
+    found = conn.execute(
+        sa.select(audit.c.id, audit.c.before_json, audit.c.after_json).where(like)
+    ).all()
+    for rid, before, after in found:
+        values = {}
+        for name, text in (("before_json", before), ("after_json", after)):
+            if text is None:
+                continue
+            value = json.loads(text)
+            redacted = redact_webhooks(value)
+            if redacted != value:
+                values[name] = json.dumps(redacted, sort_keys=True, separators=(",", ":"))
+        if values:
+            conn.execute(audit.update().where(audit.c.id == rid).values(**values))
+
+
 Migration = Callable[[Connection], None]
 MIGRATIONS: list[Migration] = [
     m001_initial,
@@ -348,6 +380,7 @@ MIGRATIONS: list[Migration] = [
     m006_alert_inbox,
     m007_virtual_keys,
     m008_login_security,
+    m009_redact_audit_webhooks,
 ]
 
 _md = sa.MetaData()

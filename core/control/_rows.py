@@ -31,6 +31,7 @@ from ._models import (
     Weights,
     frozen_map,
 )
+from ._redact import redact_webhooks
 from ._validate import tidy
 
 T = TypeVar("T")
@@ -277,8 +278,8 @@ def user_from_row(r: Row) -> User:
 
 
 def audit_from_row(r: Row) -> AuditEntry:
-    def load(text: str | None) -> Mapping[str, Any] | None:
-        return None if text is None else json.loads(text)
+    def load(text: str | None) -> Mapping[str, Any] | None:  # redacted at write too; this
+        return None if text is None else redact_webhooks(json.loads(text))  # covers any older row
 
     return AuditEntry(
         id=r["id"],

@@ -410,6 +410,15 @@ def _notifications(value: object) -> dict[str, Any]:
             "starttls": bool(smtp.get("starttls", False)),
             "ssl": bool(smtp.get("ssl", False)),
         }
+        login = out["smtp"]
+        if login["username"] and not (login["starttls"] or login["ssl"]):
+            # smtplib's login would send the username and password in clear
+            raise fail(
+                "notifications.smtp.username",
+                "an SMTP login needs starttls or ssl set to true (without TLS the password"
+                " would cross the network in clear); or clear the username",
+                login["username"],
+            )
     if out["email_to"] and "smtp" not in out:
         raise fail("notifications.smtp", "e-mail recipients need an SMTP server", value)
     return out

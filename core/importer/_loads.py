@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from core import clock
-from core.control import SYSTEM, Actor, make_engine, migrate, write_tx
+from core.control import SYSTEM, Actor, make_engine, migrate, redact_webhooks, write_tx
 from core.control import tables as s
 from core.errors import PermissionDenied
 from core.settings import costline_home
@@ -87,8 +87,8 @@ def _audit(
             action=action,
             entity="data_load",
             entity_id=load_id,
-            before_json=None if before is None else json.dumps(before),
-            after_json=None if after is None else json.dumps(after),
+            before_json=None if before is None else json.dumps(redact_webhooks(before)),
+            after_json=None if after is None else json.dumps(redact_webhooks(after)),
         )
     )
 

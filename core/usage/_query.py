@@ -161,7 +161,12 @@ def from_facts(dims: Sequence[str], filters: Filters | None = None) -> bool:
 
 
 def spend_sql(
-    dims: list[str], grain: str | None, filters: Filters, tz: str, money: str
+    dims: list[str],
+    grain: str | None,
+    filters: Filters,
+    tz: str,
+    money: str,
+    limit: int | None = None,
 ) -> tuple[str, list[object]]:
     """Spend grouped by ``dims`` (and a period). Rows are first grouped by an integer time
     bucket (cheap on millions of rows), then the few buckets are mapped to calendar periods
@@ -170,7 +175,8 @@ def spend_sql(
     money, tokens, requests, errors and cache hits, each row counts its calls logged unpriced
     (``unpriced_calls``: their cost is unknown, so in no cost sum; not named ``unpriced``,
     which is a dimension). A sum over nothing but NULLs (a
-    group of calls logged without a cost) is 0, never NULL."""
+    group of calls logged without a cost) is 0, never NULL. ``limit``: at most that many
+    rows (the caller asks one more than it will take, to tell that there were more)."""
     if grain is not None and grain not in GRAINS:
         choices = ", ".join(GRAINS)
         raise ConfigError(f"unknown grain {grain!r}; choose from {choices}", field="grain")
@@ -232,4 +238,6 @@ def spend_sql(
         source = f"(SELECT *, unnest({tags}) AS tag FROM {source})"
     inner = f"SELECT {', '.join(inner_cols)} FROM {source}{where} GROUP BY ALL"
     sql = f"SELECT {', '.join(outer_cols)} FROM ({inner}) GROUP BY ALL ORDER BY {', '.join(order)}"
+    if limit is not None:
+        return sql + " LIMIT ?", [*params, *where_params, int(limit)]
     return sql, params + where_params

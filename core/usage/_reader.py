@@ -228,18 +228,20 @@ class Reader:
         filters: Filters | None = None,
         *,
         tz: str = "UTC",
+        limit: int | None = None,
     ) -> pd.DataFrame:
         """Spend per period (start of the bucket, wall clock in ``tz``) and dimensions: requests,
         tokens, exact picodollars (cost, saved, saved by the cache and by sampling), errors,
         cache hits and ``unpriced_calls`` (calls logged unpriced: in no cost sum). Exact for pruned
         periods too when ``dims`` and ``filters`` are rollup dimensions (it reads ``facts``).
         By minute or hour a row also has ``utc_offset`` (minutes east of UTC): the wall-clock
-        hour a DST fall-back repeats is two periods with the same ``period``, told apart by it."""
+        hour a DST fall-back repeats is two periods with the same ``period``, told apart by it.
+        ``limit``: at most that many rows are built (the ``ORDER BY``'s first)."""
         dims, tz, f = check_dims(dims), check_tz(tz), filters or _NO_FILTERS
         try:
-            return self._run(*spend_sql(dims, grain, f, tz, "BIGINT"), _frame)
+            return self._run(*spend_sql(dims, grain, f, tz, "BIGINT", limit), _frame)
         except duckdb.ConversionException:  # a sum beyond int64: exact Python ints instead
-            df = self._run(*spend_sql(dims, grain, f, tz, "VARCHAR"), _frame)
+            df = self._run(*spend_sql(dims, grain, f, tz, "VARCHAR", limit), _frame)
             for c in ("cost_picousd", "saved_picousd", *SAVED_PARTS):
                 df[c] = pd.Series([int(v) for v in df[c]], index=df.index, dtype=object)
             return df

@@ -5,19 +5,21 @@ just before sending each (each attempt is claimed by one process only), sends ea
 every channel that has not yet received it, and stores the outcome per channel. A failed
 channel is retried on a later tick with exponential backoff (1, 2, 4, ... minutes, at most
 ``MAX_ATTEMPTS`` attempts); within one attempt a webhook gets up to 3 quick tries (a 4xx
-other than 408/429 is not retried).
+other than 408/429 is not retried); a 429 or 503 with ``Retry-After`` is honoured: up to
+10 s it is waited before the next quick try, a longer one ends the attempt and the next
+waits for it (one hour at most).
 Webhook URLs hold secrets: errors name only the host.
 """
 
 from __future__ import annotations
 
 import email.utils
-import hashlib
 import logging
 import smtplib
 import ssl
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 from email.message import EmailMessage
 from urllib.parse import urlsplit
@@ -26,7 +28,7 @@ import httpx
 
 from core import clock
 from core.alerts import slack_payload
-from core.control import Alert, ControlPlane
+from core.control import Alert, ControlPlane, url_digest
 from core.worker._settings import AlertSettings
 
 log = logging.getLogger("costline.worker")
@@ -35,6 +37,9 @@ MAX_ATTEMPTS = 6
 CLAIM_LEASE = timedelta(minutes=2)
 BASE_BACKOFF = timedelta(minutes=1)
 QUICK_TRIES = 3
+QUICK_RETRY_AFTER_S = 10.0  # a Retry-After up to this is waited within an attempt (the
+# worker sends alerts one after another: a longer wait would hold up the others)
+MAX_RETRY_AFTER = timedelta(hours=1)  # a longer one delays the next attempt, to this at most
 BATCH = 50  # alerts per tick at most
 
 
@@ -42,21 +47,50 @@ def channels(settings: AlertSettings) -> dict[str, str]:
     """Channel name -> target: 'webhook:<host>#<8 hex of the URL's SHA-256>' per URL (its
     name follows the URL, not its place in the list: reordering or removing URLs neither
     skips nor repeats one; the URL holds a secret, so only a digest of it is stored),
-    'email' for the recipients."""
-    out = {
-        f"webhook:{urlsplit(u).hostname}#{hashlib.sha256(u.encode()).hexdigest()[:8]}": u
-        for u in settings.webhook_urls
-    }
-    if settings.email_to and settings.smtp.host:
-        out["email"] = ",".join(settings.email_to)
+    'email:<address>' per recipient (a recipient added while an alert waits for a retry
+    gets it; one who got it does not get it again)."""
+    out = {f"webhook:{urlsplit(u).hostname}#{url_digest(u)}": u for u in settings.webhook_urls}
+    if settings.smtp.host:
+        out.update({f"{EMAIL}{to}": to for to in settings.email_to})
     return out
+
+
+EMAIL = "email:"
+LEGACY_EMAIL = "email"  # one channel for every recipient, as older releases stored it
 
 
 def _title(a: Alert) -> str:
     return f"Costline {a.severity} · {a.kind.replace('_', ' ')} · {a.subject or 'all'}"
 
 
-def post_webhook(client: httpx.Client, url: str, a: Alert, backoff_s: float = 0.5) -> str:
+def retry_after_s(resp: httpx.Response) -> float | None:
+    """A response's ``Retry-After`` in seconds (delta-seconds or an HTTP date), or None."""
+    text = resp.headers.get("retry-after", "").strip()
+    if not text:
+        return None
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    try:
+        at = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if at.tzinfo is None:
+        return None
+    return max(0.0, (at - clock.now()).total_seconds())
+
+
+@dataclass
+class Posted:
+    outcome: str  # "sent", or the error (naming only the host)
+    retry_after_s: float | None = None  # the receiver asked to wait longer than a quick retry
+
+
+def post_webhook(client: httpx.Client, url: str, a: Alert, backoff_s: float = 0.5) -> Posted:
+    """Up to ``QUICK_TRIES`` posts. A 429 or 503 with ``Retry-After`` waits that long before
+    the next quick try when it is at most ``QUICK_RETRY_AFTER_S``; a longer wait ends the
+    quick tries, and the next attempt waits for it (at most ``MAX_RETRY_AFTER``)."""
     host = urlsplit(url).hostname or "?"
     context = f"{a.kind} alert · window {a.window_key}" + (
         f" · threshold {a.threshold_pct}%" if a.threshold_pct else ""
@@ -64,22 +98,30 @@ def post_webhook(client: httpx.Client, url: str, a: Alert, backoff_s: float = 0.
     payload = slack_payload(_title(a), a.message, context)
     error = ""
     for attempt in range(1, QUICK_TRIES + 1):
+        wait = backoff_s * 2 ** (attempt - 1)
         try:
             resp = client.post(url, json=payload)
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__} posting to {host}"
         else:
             if resp.is_success:
-                return "sent"
+                return Posted("sent")
             error = f"HTTP {resp.status_code} from {host}"
             if resp.is_client_error and resp.status_code not in (408, 429):
                 break
+            asked = retry_after_s(resp) if resp.status_code in (429, 503) else None
+            if asked is not None:
+                if asked > QUICK_RETRY_AFTER_S:
+                    return Posted(f"{error} (Retry-After {asked:.0f} s)", asked)
+                wait = max(wait, asked)
         if attempt < QUICK_TRIES:
-            time.sleep(backoff_s * 2 ** (attempt - 1))
-    return error
+            time.sleep(wait)
+    return Posted(error)
 
 
-def send_email(settings: AlertSettings, a: Alert) -> str:
+def send_email(settings: AlertSettings, a: Alert, recipients: list[str]) -> dict[str, str]:
+    """One message to ``recipients`` (its To header names every configured recipient), in
+    one SMTP session: the outcome per recipient ("sent", or why not)."""
     s = settings.smtp
     msg = EmailMessage()
     msg["Subject"] = _title(a)
@@ -95,6 +137,12 @@ def send_email(settings: AlertSettings, a: Alert) -> str:
         f"window: {a.window_key}\nat: {a.ts:%Y-%m-%d %H:%M} UTC\n"
         f"console page: {a.link or 'alerts'}\n"
     )
+    if s.username and not (s.starttls or s.ssl):  # stored before the setting refused it
+        error = (
+            f"refused: SMTP login to {s.host}:{s.port} without STARTTLS or SSL would send the"
+            " password in clear (set notifications.smtp.starttls or ssl)"
+        )
+        return dict.fromkeys(recipients, error)
     try:
         # A verifying context for SSL as for STARTTLS: SMTP_SSL's default checks nothing
         tls = ssl.create_default_context()
@@ -108,10 +156,15 @@ def send_email(settings: AlertSettings, a: Alert) -> str:
                 server.starttls(context=tls)
             if s.username:
                 server.login(s.username, s.password)
-            server.send_message(msg)
+            refused = server.send_message(msg, to_addrs=recipients)
+    except smtplib.SMTPRecipientsRefused as exc:  # every recipient refused
+        refused = exc.recipients
     except (OSError, smtplib.SMTPException) as exc:
-        return f"{type(exc).__name__} from {s.host}:{s.port}"
-    return "sent"
+        return dict.fromkeys(recipients, f"{type(exc).__name__} from {s.host}:{s.port}")
+    return {
+        to: f"SMTP {refused[to][0]} from {s.host}:{s.port}" if to in refused else "sent"
+        for to in recipients
+    }
 
 
 def deliver_one(
@@ -119,17 +172,29 @@ def deliver_one(
 ) -> Mapping[str, str]:
     targets = channels(settings)
     done = {ch: out for ch, out in a.notify.items() if out == "sent" and ch in targets}
+    if a.notify.get(LEGACY_EMAIL) == "sent":  # an older release e-mailed every recipient
+        done.update({ch: "sent" for ch in targets if ch.startswith(EMAIL)})
     outcomes: dict[str, str] = dict(done)
+    asked = 0.0  # the longest Retry-After a receiver asked for
     for ch, target in targets.items():
-        if ch in done:
+        if ch in done or ch.startswith(EMAIL):
             continue
-        outcomes[ch] = send_email(settings, a) if ch == "email" else post_webhook(client, target, a)
+        posted = post_webhook(client, target, a)
+        outcomes[ch] = posted.outcome
+        asked = max(asked, posted.retry_after_s or 0.0)
         if outcomes[ch] == "sent":  # stored now: a worker that dies on the next channel
             plane.note_channels(a.id, outcomes)  # leaves this one done for its successor
+    mail = [ch for ch in targets if ch.startswith(EMAIL) and ch not in done]
+    if mail:  # one session for the recipients still due
+        sent = send_email(settings, a, [targets[ch] for ch in mail])
+        outcomes.update({ch: sent[targets[ch]] for ch in mail})
+        if any(outcomes[ch] == "sent" for ch in mail):
+            plane.note_channels(a.id, outcomes)
     ok = all(v == "sent" for v in outcomes.values())
     retry = None
     if not ok and a.notify_attempts < MAX_ATTEMPTS:
-        retry = plane.now() + BASE_BACKOFF * 2 ** (a.notify_attempts - 1)
+        backoff = BASE_BACKOFF * 2 ** (a.notify_attempts - 1)
+        retry = plane.now() + max(backoff, min(timedelta(seconds=asked), MAX_RETRY_AFTER))
     plane.finish_notification(a.id, outcomes, sent=ok, retry_at=retry)
     if not ok:
         log.warning("alert %s not delivered everywhere: %s", a.id, outcomes)

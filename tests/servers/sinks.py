@@ -19,12 +19,21 @@ from typing import Any
 
 class WebhookServer:
     """Records every JSON POST; ``fail_first`` answers that many requests with HTTP 500;
-    ``delay_s``: each answer takes that long (a slow receiver)."""
+    ``delay_s``: each answer takes that long (a slow receiver); ``script``: the first
+    requests get these (status, headers) answers instead (e.g. ``(429, {"Retry-After":
+    "2"})``). ``hits``: the monotonic time of every request, answered or not."""
 
-    def __init__(self, fail_first: int = 0, delay_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        fail_first: int = 0,
+        delay_s: float = 0.0,
+        script: list[tuple[int, dict[str, str]]] | None = None,
+    ) -> None:
         self.posts: list[dict[str, Any]] = []
+        self.hits: list[float] = []
         self.fail_first = fail_first
         self.delay_s = delay_s
+        self.script = list(script or [])
         self._lock = threading.Lock()
         outer = self
 
@@ -33,13 +42,20 @@ class WebhookServer:
                 body = self.rfile.read(int(self.headers.get("content-length", "0")))
                 if outer.delay_s:
                     time.sleep(outer.delay_s)
+                headers: dict[str, str] = {}
                 with outer._lock:
-                    failing = outer.fail_first > 0
-                    if failing:
+                    outer.hits.append(time.monotonic())
+                    if outer.script:
+                        status, headers = outer.script.pop(0)
+                    elif outer.fail_first > 0:
                         outer.fail_first -= 1
+                        status = 500
                     else:
                         outer.posts.append(json.loads(body))
-                self.send_response(500 if failing else 200)
+                        status = 200
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
                 self.end_headers()
                 self.wfile.write(b"ok")
 
@@ -74,22 +90,36 @@ def free_port() -> int:
 
 class SmtpServer:
     """aiosmtpd on loopback; ``messages`` are the parsed e-mails received. ``ssl_context``
-    (a server context): implicit TLS, as a port-465 server."""
+    (a server context): implicit TLS, as a port-465 server. ``auth=True``: it offers AUTH
+    even without TLS and records each (login, password) it is sent in ``logins``."""
 
-    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(self, ssl_context: ssl.SSLContext | None = None, auth: bool = False) -> None:
         from aiosmtpd.controller import Controller
+        from aiosmtpd.smtp import AuthResult
 
         self.messages: list[Message] = []
+        self.envelopes: list[list[str]] = []  # the RCPT TO addresses of each message
+        self.logins: list[tuple[str, str]] = []
         outer = self
+
+        def authenticator(
+            server: Any, session: Any, envelope: Any, mechanism: str, data: Any
+        ) -> AuthResult:
+            outer.logins.append((data.login.decode(), data.password.decode()))
+            return AuthResult(success=True)
 
         class Handler:
             async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
                 outer.messages.append(message_from_bytes(envelope.content, policy=default))
+                outer.envelopes.append(list(envelope.rcpt_tos))
                 return "250 OK"
 
         self.port = free_port()
+        extra: dict[str, Any] = (
+            {"authenticator": authenticator, "auth_require_tls": False} if auth else {}
+        )
         self.controller = Controller(
-            Handler(), hostname="127.0.0.1", port=self.port, ssl_context=ssl_context
+            Handler(), hostname="127.0.0.1", port=self.port, ssl_context=ssl_context, **extra
         )
 
     def __enter__(self) -> SmtpServer:

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from core import cli_keys
+from core.types import usd_places
 
 APP = Path(__file__).resolve().parents[1] / "console" / "app.py"
 
@@ -120,16 +121,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     s = load_demo(days=args.days, seed=args.seed, refresh=args.refresh)
     state = "Loaded" if s.loaded else "Already loaded (use --refresh to regenerate):"
     print(
-        f"{state} {s.events:,} demo events, {s.start} to {s.end}, ${s.cost_usd:,.2f} "
+        f"{state} {s.events:,} demo events, {s.start} to {s.end}, {usd_places(s.cost_usd)} "
         f"({s.seconds:.1f}s).\nIncident: {s.incident}"
     )
     return 0
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    """Import a usage CSV; the mapping is suggested from the header, --map COLUMN=FIELD wins.
-    Nothing is written while a row is bad unless --skip-bad-rows; a comma in numbers or a
-    date like 05/11/2023 needs --decimal / --date-order. Problems print as one message."""
+    """Import a usage CSV (or Parquet) file; the mapping is suggested from the header,
+    --map COLUMN=FIELD wins. Nothing is written while a row is bad unless --skip-bad-rows; a
+    comma in numbers or a date like 05/11/2023 needs --decimal / --date-order. Problems print
+    as one message."""
     from core.errors import CostlineError
     from core.importer import FIELDS, import_csv, read_preview
 
@@ -370,7 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--refresh", action="store_true", help="regenerate it if already loaded")
     p.add_argument("--remove", action="store_true", help="delete the demo data and entries")
     p.set_defaults(func=cmd_demo)
-    p = sub.add_parser("import", help="import LLM usage from a CSV file")
+    p = sub.add_parser("import", help="import LLM usage from a CSV or Parquet file")
     p.add_argument("file", type=Path)
     p.add_argument("--map", action="append", default=[], metavar="COLUMN=FIELD")
     p.add_argument("--source", default="import")

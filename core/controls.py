@@ -139,12 +139,15 @@ def override_row(o: PriceOverride, base: Catalog) -> PriceRow:
     prompt size from its date (a catalog >128k/>200k tier is replaced, not scaled). It prices
     the (provider, model) entry it names: a model the catalog lists under that provider
     keeps its catalog name, context window and output cap; any other provider's override is
-    that provider's own entry (Azure's gpt-4o-mini never reprices OpenAI's)."""
-    own = base.name_under(o.provider, o.model)
-    ref = base.lookup(f"{o.provider}/{own}") if own is not None else None
+    that provider's own entry (Azure's gpt-4o-mini never reprices OpenAI's). The provider is
+    matched in any letter case ("OpenAI" is the catalog's openai: it was an entry of its own
+    that nothing priced with)."""
+    provider = o.provider.strip().lower()  # the catalog's providers are lower-case
+    own = base.name_under(provider, o.model)
+    ref = base.lookup(f"{provider}/{own}") if own is not None else None
     row = PriceRow.from_usd(
         own or o.model,
-        o.provider,
+        provider,
         input=o.input,
         output=o.output,
         cached_input=o.cached_input,

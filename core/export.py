@@ -10,6 +10,7 @@ In CSV, timestamps are ISO 8601 (UTC ones end in ``Z``) and tag lists are joined
 Text cells that a spreadsheet would run as a formula (starting with ``= + - @``, a tab or a
 CR, after any leading quotes) get a ``'`` in front (OWASP CSV injection); numbers and money
 are never touched, so a negative amount stays a number. ``unescape_cell`` undoes it exactly.
+A call logged ``unpriced`` exports empty cost cells (its cost is unknown, not $0).
 Costline's own import reads these CSV files back (cost kept exactly, tokens as exported).
 """
 
@@ -41,6 +42,7 @@ __all__ = [
     "export",
     "frame_to_bytes",
     "table_to_bytes",
+    "unknown_costs",
     "unescape_cell",
     "unescape_cells",
     "usd_columns",
@@ -78,7 +80,20 @@ def export(
 ) -> bytes:
     """The filtered events of a Reader (or of the usage log in a home directory)."""
     _check(fmt)
-    return table_to_bytes(events_table(source, filters), fmt)
+    return table_to_bytes(unknown_costs(events_table(source, filters)), fmt)
+
+
+def unknown_costs(table: pa.Table) -> pa.Table:
+    """A call logged ``unpriced`` has an unknown cost: its money cells are empty, not 0
+    (a '0.000000000000' read back, by Costline's import or a spreadsheet, is a priced $0)."""
+    if "unpriced" not in table.column_names:
+        return table
+    unknown = pc.fill_null(table.column("unpriced"), False)
+    for i, name in enumerate(table.column_names):
+        if name.startswith("cost_") and name.endswith(MONEY_SUFFIX):
+            col = table.column(name)
+            table = table.set_column(i, name, pc.if_else(unknown, pa.scalar(None, col.type), col))
+    return table
 
 
 def frame_to_bytes(frame: pd.DataFrame | pa.Table, fmt: str = "csv") -> bytes:

@@ -2,7 +2,9 @@
 
 A ``RateLimit`` row from the control plane names a scope (user, org, app, model, provider,
 key: a gateway virtual key), a
-metric (requests: cost 1; tokens: cost = the estimated tokens of the call), a limit per
+metric (requests: cost 1; tokens: cost = the call's reservation, its prompt plus max_tokens
+or the model's max output, at admission, corrected to the tokens it used when the call
+settles: ``RateItem.settles``), a limit per
 ``window_s`` and an algorithm (token bucket with ``burst``, or sliding window). With
 ``scope_value`` None the row gives each distinct value its own bucket (one per user, ...); with
 a value it applies only to requests carrying that value. A request without the field (no
@@ -117,14 +119,15 @@ def rate_items(
                 continue
         elif lim.scope_value is not None and lim.scope_value != value:
             continue
-        cost = 1 if lim.metric == "requests" else max(0, est_tokens)
+        tokens = lim.metric != "requests"
         item = RateItem(
             rate_key(lim, value),
             lim.algorithm,  # type: ignore[arg-type]
             lim.limit,
             float(lim.window_s),
             lim.burst,
-            cost,
+            max(0, est_tokens) if tokens else 1,
+            tokens,  # a reservation: settled to the tokens used
         )
         out.append(AppliedLimit(lim, value, item))
     return out

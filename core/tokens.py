@@ -29,10 +29,11 @@ import logging
 import operator
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import orjson
 import tiktoken
 
 from core.errors import BadRequest, ConfigError
@@ -376,6 +377,38 @@ def _last_count(enc_name: str, messages: Sequence[Message]) -> int | None:
     ):
         return last_total
     return None
+
+
+BILLED_FIELDS = ("tools", "functions", "response_format")  # prompt input besides messages
+
+
+def billed_extras(extra: Mapping[str, object], messages: Sequence[Message]) -> str:
+    """What a provider bills as prompt input beyond the messages' text, as compact JSON:
+    the tool (or legacy function) definitions, a structured-output schema and the
+    assistants' tool calls; "" when there is none. Providers render these their own way, so
+    a count of this text is an estimate (flagged)."""
+    parts: list[object] = [extra[k] for k in BILLED_FIELDS if extra.get(k)]
+    for m in messages:
+        if m.extra and m.extra.get("tool_calls"):
+            parts.append(m.extra["tool_calls"])
+    if not parts:
+        return ""
+    try:
+        return orjson.dumps(parts).decode()
+    except TypeError:  # not JSON: what it prints as
+        return repr(parts)
+
+
+def count_request(
+    model: str, messages: Sequence[Message], extra: Mapping[str, object]
+) -> TokenCount:
+    """Prompt tokens of a chat request: ``count_messages`` plus its ``billed_extras``
+    (tool definitions, schemas, tool calls), flagged estimated when there are any."""
+    got = count_messages(model, messages)
+    more = billed_extras(extra, messages)
+    if not more:
+        return got
+    return TokenCount(got.tokens + count_text(model, more), True)
 
 
 def _utf8_len(text: str) -> int:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jsonschema
 import pytest
 from openapi_spec_validator import validate
 from test_usage_support import event
@@ -108,3 +109,48 @@ def test_docs_are_served_locally(api: tuple[ApiServer, httpx.Client]) -> None:
     assert "https://" not in page.text  # nothing from a CDN
     js = httpx.get(server.base_url + "/api/docs/assets/swagger-ui-bundle.js")
     assert js.status_code == 200 and len(js.content) > 100_000
+
+
+def _json_schema(schema: Any) -> Any:
+    """OpenAPI 3.0's dialect as JSON Schema: ``nullable`` as a null type."""
+    if isinstance(schema, list):
+        return [_json_schema(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: _json_schema(v) for k, v in schema.items() if k not in ("nullable", "format")}
+    if schema.get("nullable") and "type" in out:
+        out["type"] = [out["type"], "null"]
+    return out
+
+
+def test_every_read_answers_the_documented_schema(
+    api: tuple[ApiServer, httpx.Client],
+) -> None:
+    """Each GET's body validates against its documented 200 schema, and every property the
+    document names is in the body (for lists: in their first item)."""
+    server, client = api
+    client.put("/cache-settings/chat", json={"ttl_s": 60})
+    client.post("/keys", json={"name": "k1", "rpm": 10})
+    alert_id = str(server.plane.alerts()[0].id)
+    doc = client.get("/openapi.json").json()
+    checked = 0
+    for path, item in doc["paths"].items():
+        op = item.get("get")
+        if op is None:
+            continue
+        ids = {**SAMPLE, "id": alert_id if "/alerts/" in path else "b1"}
+        if path == "/settings/{key}":
+            ids["key"] = "timezone"
+        url = re.sub(r"\{(\w+)\}", lambda m: ids[m.group(1)], path)  # noqa: B023
+        r = client.get(url)
+        assert r.status_code == 200, (path, r.text)
+        schema = op["responses"]["200"]["content"]["application/json"]["schema"]
+        body = r.json()
+        jsonschema.validate(body, _json_schema(schema))
+        named = set(schema.get("properties", {}))
+        assert named <= set(body), (path, named - set(body))
+        items = schema.get("properties", {}).get("data", {}).get("items", {})
+        if items.get("properties") and body.get("data"):
+            assert set(items["properties"]) <= set(body["data"][0]), (path, body["data"][0])
+        checked += 1
+    assert checked >= 25

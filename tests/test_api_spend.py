@@ -252,5 +252,59 @@ def test_spend_by_minute_names_each_minute(api: tuple[ApiServer, str]) -> None:
     for i in range(N):
         e = event(i)
         if e.ts < datetime(2024, 12, 21, tzinfo=UTC):
-            want[(e.ts.strftime("%Y-%m-%dT%H:%M"), str(e.model))] += e.cost_picousd
+            want[(e.ts.strftime("%Y-%m-%dT%H:%M+00:00"), str(e.model))] += e.cost_picousd
     assert got == {k: usd(v) for k, v in want.items()}
+
+
+def test_a_retried_call_by_id_is_its_last_attempt(costline_home: Path) -> None:
+    """Each attempt of a retried call is logged under its request id; GET /usage/{id}
+    answers the last one (the outcome and its cost), not whichever the scan met first."""
+    first = event(7, request_id="req_retry", status="error", attempt=1, cost_picousd=0)
+    last = event(
+        7, request_id="req_retry", status="ok", attempt=2, ts=first.ts + timedelta(seconds=2)
+    )
+    write_segment(
+        rows_to_table([event_row(first), event_row(last)]), segments_dir(costline_home), "a"
+    )
+    with ApiServer(costline_home) as server:
+        client = server.client(server.user("fin", "viewer"))
+        body = client.get("/usage/req_retry").json()
+        listed = client.get("/usage", params=RANGE).json()["data"]
+    assert (body["status"], body["attempt"], body["cost_usd"]) == ("ok", 2, usd(last.cost_picousd))
+    assert [(e["status"], e["attempt"]) for e in listed] == [("ok", 2), ("error", 1)]
+
+
+def test_an_unpriced_call_by_id_has_no_cost_rather_than_a_500(costline_home: Path) -> None:
+    """Its cost is unknown: cost_usd null, as the list shows it, and whole numbers stay whole."""
+    e = event(5, request_id="req_unpriced", cost_picousd=None, unpriced=True, latency_ms=None)
+    write_segment(
+        rows_to_table([event_row(e), event_row(event(6))]), segments_dir(costline_home), "a"
+    )
+    with ApiServer(costline_home) as server:
+        client = server.client(server.user("fin", "viewer"))
+        one = client.get("/usage/req_unpriced")
+        listed = client.get("/usage", params=RANGE).json()["data"]
+        other = client.get(f"/usage/{event(6).request_id}").json()
+    assert one.status_code == 200, one.text
+    body = one.json()
+    assert (body["cost_usd"], body["latency_ms"], body["unpriced"]) == (None, None, True)
+    assert {k: v for k, v in body.items() if k not in ("prompt", "response")} == next(
+        x for x in listed if x["request_id"] == "req_unpriced"
+    )
+    assert other["input_tokens"] == event(6).input_tokens and isinstance(other["attempt"], int)
+
+
+def test_a_spend_row_of_unpriced_calls_says_so(costline_home: Path) -> None:
+    """A model whose calls were all logged unpriced reads cost_usd "0" with unpriced 3 (not
+    a silent $0); the rows' unpriced counts add up to the totals'."""
+    evs = [event(i) for i in range(20)]
+    evs += [event(100 + i, model="mystery", cost_picousd=None, unpriced=True) for i in range(3)]
+    write_segment(rows_to_table([event_row(e) for e in evs]), segments_dir(costline_home), "a")
+    with ApiServer(costline_home) as server:
+        client = server.client(server.user("fin", "viewer"))
+        for group in ("model", "day,model", "user"):
+            body = client.get("/spend", params={**RANGE, "group_by": group}).json()
+            assert sum(r["unpriced"] for r in body["rows"]) == body["totals"]["unpriced"] == 3
+        rows = client.get("/spend", params={**RANGE, "group_by": "model"}).json()["rows"]
+    (mystery,) = [r for r in rows if r["model"] == "mystery"]
+    assert (mystery["cost_usd"], mystery["requests"], mystery["unpriced"]) == ("0", 3, 3)

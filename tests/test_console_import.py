@@ -185,3 +185,63 @@ def test_the_replace_warning_rounds_its_total_as_the_console_does(home: Path) ->
     assert not at.exception
     warning = next(w.value for w in at.warning if "will be" in w.value)
     assert "2 rows ($1.01) of source 'import'" in warning, warning
+
+
+def test_a_replace_with_the_rows_already_there_can_be_run(home: Path) -> None:
+    """A corrected re-export that only drops a row: every row it has is already in the log,
+    but with 'replace' on the page offers the import (it said 'Nothing new' and offered no
+    button, so the dropped row could not be removed); the log then holds the file's rows."""
+    v1 = (
+        "Date,Model Name,Prompt Tokens,Completion Tokens,Team,Spend\n"
+        "2025-03-01T10:00:00Z,dryrun-small,10,1,acme,0.5\n"
+        "2025-03-01T11:00:00Z,dryrun-small,10,1,acme,0.25\n"
+        "2025-03-01T12:00:00Z,dryrun-small,10,1,acme,0.125\n"
+    )
+    at = upload(app("engineer").run(), v1)
+    at.button(key="imp_go").click().run()
+    assert not at.exception and Reader().count() == 3
+    v2 = v1.rsplit("2025-03-01T12", 1)[0]  # the vendor dropped the last call
+    at = upload(at, v2)
+    on = next(c for c in at.checkbox if c.key and c.key.startswith("imp_rep_on_"))
+    digest = on.key.removeprefix("imp_rep_on_")
+    on.check().run()
+    at.date_input(key=f"imp_rep_from_{digest}").set_value(date(2025, 3, 1))
+    at.date_input(key=f"imp_rep_to_{digest}").set_value(date(2025, 3, 1)).run()
+    assert not at.exception
+    assert at.button(key="imp_go").label == "Import 2 rows"
+    at.button(key="imp_go").click().run()
+    assert not at.exception
+    assert sorted(e.cost_usd for e in Reader().fetch()) == [Decimal("0.25"), Decimal("0.5")]
+
+
+def test_a_parquet_file_imports_through_the_page(home: Path) -> None:
+    """Costline's own Parquet export (or any Parquet usage file) is mapped, checked and
+    imported like a CSV (the page refused it: 'a carriage return (CR) without a line feed')."""
+    import pandas as pd
+
+    frame = pd.DataFrame(
+        {
+            "Date": pd.to_datetime(["2025-03-01T10:00:00Z", "2025-03-01T11:00:00Z"], utc=True),
+            "Model Name": ["dryrun-small", "mystery-model-9"],
+            "Prompt Tokens": pd.array([1000, 100], dtype="int32"),
+            "Completion Tokens": [200.0, 10.0],
+        }
+    )
+    buf = io.BytesIO()
+    frame.to_parquet(buf)
+    at = app("engineer").run()
+    at.switch_page("app_pages/import_export.py").run()
+    at.file_uploader(key="imp_file").set_value(
+        ("usage.parquet", buf.getvalue(), "application/vnd.apache.parquet")
+    )
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert mapping(at)["model"] == "Model Name"
+    assert at.button(key="imp_go").label == "Import 2 rows"
+    at.button(key="imp_go").click().run()
+    assert not at.exception
+    events = sorted(Reader().fetch(), key=lambda e: e.ts)
+    assert [(e.model, e.input_tokens, e.unpriced) for e in events] == [
+        ("dryrun-small", 1000, False),
+        ("mystery-model-9", 100, True),
+    ]

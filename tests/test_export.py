@@ -142,3 +142,75 @@ def test_csv_round_trip_through_the_importer_keeps_totals(
     by_model = Reader(other).spend_by(["model", "org"], "day")
     mine = Reader().spend_by(["model", "org"], "day", demo)
     assert by_model["cost_picousd"].tolist() == mine["cost_picousd"].tolist()
+
+
+def test_an_unpriced_call_exports_an_empty_cost_and_imports_back_unpriced(
+    tmp_path: Path,
+) -> None:
+    """Costline's CSV of an unpriced call imported into another log (a restore, a second
+    instance) stays unpriced: its cost cells said '0.000000000000', read back as a priced $0."""
+    text = "ts,model,input_tokens,output_tokens\n2026-11-01T10:00:00Z,my-finetune,100,10\n"
+    import_csv(text.encode(), read_preview(text.encode()).mapping, now=NOW)
+    data = export(fmt="csv")
+    (row,) = csv.DictReader(io.StringIO(data.decode()))
+    assert (row["unpriced"], row["cost_usd"], row["cost_input_usd"]) == ("true", "", "")
+    parquet = pq.read_table(io.BytesIO(export(fmt="parquet")))
+    assert parquet.column("cost_usd").to_pylist() == [None]
+    other = tmp_path / "other-home"
+    back = import_csv(data, read_preview(data).mapping, tokens_inclusive=False, home=other, now=NOW)
+    assert back.unpriced_models == {"my-finetune": 1}
+    (event,) = Reader(other).fetch()
+    assert event.unpriced and event.input_tokens == 100
+
+
+def test_parquet_files_import_like_the_csv_of_the_same_table(tmp_path: Path) -> None:
+    """A Parquet file is read as the CSV of its table, whatever its dtypes (int32 and float
+    tokens, a zoned millisecond time, dictionary strings, float and decimal costs): every
+    row, token and picodollar as the CSV's; the CSV next to it, and Costline's own Parquet
+    export, add nothing twice (a Parquet file was refused: 'a carriage return ...')."""
+    text = (
+        "ts,model,input_tokens,output_tokens,cost,user\n"
+        "2024-01-01T00:00:00.123Z,gpt-4o-mini,1000,10,0.001,=a\n"
+        "2024-01-01T23:00:00Z,my-finetune,50,5,,\n"
+        "2024-01-02T00:00:00Z,gpt-4o,7,3,,bob\n"
+    )
+    frame = pd.DataFrame(
+        {
+            "ts": pd.to_datetime(
+                ["2024-01-01T00:00:00.123Z", "2024-01-01T23:00:00Z", "2024-01-02T00:00:00Z"],
+                utc=True,
+                format="ISO8601",
+            ).tz_convert("Europe/Paris"),
+            "model": pd.Categorical(["gpt-4o-mini", "my-finetune", "gpt-4o"]),
+            "input_tokens": pd.array([1000, 50, 7], dtype="int32"),
+            "output_tokens": [10.0, 5.0, 3.0],
+            "cost": [0.001, None, None],
+            "user": ["=a", None, "bob"],
+        }
+    )
+    path = tmp_path / "usage.parquet"
+    frame.to_parquet(path)
+    preview = read_preview(path)
+    assert preview.columns == list(frame.columns)
+    first = import_csv(path, preview.mapping, tokens_inclusive=False, now=NOW)
+    assert first.imported == 3 and first.unpriced_models == {"my-finetune": 1}
+    got = [
+        (e.ts, e.model, e.input_tokens, e.output_tokens, e.cost_picousd, e.unpriced, e.user)
+        for e in sorted(Reader().fetch(), key=lambda e: e.ts)
+    ]
+    other = tmp_path / "csv-home"
+    import_csv(text.encode(), preview.mapping, tokens_inclusive=False, home=other, now=NOW)
+    want = [
+        (e.ts, e.model, e.input_tokens, e.output_tokens, e.cost_picousd, e.unpriced, e.user)
+        for e in sorted(Reader(other).fetch(), key=lambda e: e.ts)
+    ]
+    assert got == want and got[0][4] == 10**9 and got[0][6] == "=a"
+    again = import_csv(text.encode(), preview.mapping, tokens_inclusive=False, now=NOW)
+    assert (again.imported, again.duplicates) == (0, 3)
+    own = export(fmt="parquet")
+    back = import_csv(own, read_preview(own).mapping, tokens_inclusive=False, now=NOW)
+    assert (back.imported, back.duplicates) == (0, 3)
+    fresh = tmp_path / "fresh-home"
+    moved = import_csv(own, read_preview(own).mapping, tokens_inclusive=False, home=fresh, now=NOW)
+    assert moved.imported == 3 and moved.unpriced_models == {"my-finetune": 1}
+    assert Reader(fresh).totals() == Reader().totals()

@@ -227,3 +227,135 @@ def test_decimal_comma_is_asked_and_read_exactly(tmp_path: Path, pico: int) -> N
     result = import_csv(text.encode(), preview.mapping, now=NOW, decimal=",")
     assert result.imported == 1 and Reader().fetch()[0].cost_picousd == pico
     assert result.cost_total * PICO == pico  # $0.001375, not $1,375
+
+
+def test_replacing_a_range_with_the_file_already_imported_keeps_its_other_rows(
+    tmp_path: Path,
+) -> None:
+    """The same file imported, then imported again replacing part of its range: the rows
+    outside the range stay (the replace's segment had the first import's name and
+    overwrote it: 200 rows became the 50 of the range)."""
+    rows = trace(200, seed=6)
+    path = write(tmp_path, "v1.csv", [line(r) for r in rows])
+    import_csv(path, MAPPING, source="vendor", now=NOW)
+    start, end = START + timedelta(minutes=150), START + timedelta(minutes=200)
+    done = import_csv(path, MAPPING, source="vendor", now=NOW, replace=("vendor", start, end))
+    assert (done.imported, done.duplicates, done.replaced_rows) == (50, 150, 50)
+    got = sorted((e.ts, e.input_tokens, int(e.cost_usd * PICO)) for e in Reader().fetch())
+    assert got == sorted((r[0], r[2], r[5]) for r in rows)
+    assert total() == sum(r[5] for r in rows)
+
+
+def test_a_row_naming_its_provider_is_priced_at_that_providers_entry() -> None:
+    """provider,model = groq,gpt-4o is unpriced (Groq has no gpt-4o), as a call to
+    groq/gpt-4o is, and azure's gpt-4o-mini costs Azure's rate: both were priced at
+    OpenAI's rate, the model name alone."""
+    import dataclasses
+
+    from core.pricing import load_catalog
+
+    base = load_catalog()
+    day = datetime(2025, 6, 1).date()
+    openai_row = base.lookup("gpt-4o-mini", day)
+    azure = dataclasses.replace(openai_row, provider="azure", input=165_000, aliases=())
+    catalog = base.with_rows([azure])
+    text = (
+        "time,model,provider,input,output\n"
+        "2025-06-01T00:00:00Z,gpt-4o,groq,1000,0\n"
+        "2025-06-01T00:00:00Z,gpt-4o-mini,azure,1000,0\n"
+        "2025-06-01T00:00:00Z,gpt-4o-mini,OpenAI,1000,0\n"
+        "2025-06-01T00:00:00Z,openai/gpt-4o-mini,openai,1000,0\n"
+        "2025-06-01T00:00:00Z,gpt-4o,,1000,0\n"
+    )
+    result = import_csv(
+        text.encode(), read_preview(text.encode()).mapping, catalog=catalog, now=NOW
+    )
+    assert result.imported == 5 and result.unpriced_models == {"gpt-4o": 1}
+    got = [(e.provider, e.model, e.unpriced, e.cost_picousd) for e in Reader().fetch()]
+    gpt4o = base.lookup("gpt-4o", day).input * 1000
+    assert sorted(got, key=str) == sorted(
+        [
+            ("groq", "gpt-4o", True, 0),
+            ("azure", "gpt-4o-mini", False, 165_000 * 1000),
+            ("OpenAI", "gpt-4o-mini", False, openai_row.input * 1000),
+            ("openai", "openai/gpt-4o-mini", False, openai_row.input * 1000),
+            ("openai", "gpt-4o", False, gpt4o),
+        ],
+        key=str,
+    )
+
+
+def test_rows_of_hours_that_retention_pruned_are_refused_not_counted_twice(
+    tmp_path: Path,
+) -> None:
+    """Retention keeps a pruned hour as totals only, so an overlapping file's rows there
+    cannot be matched: they are bad rows naming the hour (they were imported again and the
+    totals counted them twice); the file's other rows import on confirmation."""
+    from core.usage import prune
+
+    rows = trace(120, seed=9)  # 2023-11-01 00:00 to 01:59
+    import_csv(write(tmp_path, "a.csv", [line(r) for r in rows]), MAPPING, now=NOW)
+    before = Reader().totals()
+    assert prune(None, 30).rows == 120
+    kept = Reader().totals()
+    assert (kept["requests"], kept["cost_picousd"]) == (120, before["cost_picousd"])
+    later = (START + timedelta(hours=5), "gpt-4o-mini", 10, 1, "u1", 10**6)
+    b = write(tmp_path, "b.csv", [line(r) for r in rows[60:]] + [line(later)])
+    check = import_csv(b, MAPPING, now=NOW)
+    assert check.needs_confirmation and not check.written and len(check.bad_rows) == 60
+    assert "2023-11-01 01:00 UTC: retention pruned" in check.bad_rows[0].reason
+    assert check.bad_rows[0].line == 2
+    done = import_csv(b, MAPPING, now=NOW, skip_bad_rows=True)
+    assert done.imported == 1 and len(done.bad_rows) == 60
+    after = Reader().totals()
+    assert after["requests"] == 121
+    assert after["cost_picousd"] == before["cost_picousd"] + 10**6
+
+
+def test_own_export_with_formula_like_ids_and_models_imports_back_as_duplicates() -> None:
+    """The export escapes every formula-like text cell ('-42' -> "'-42"); the import read a
+    request id, model or provider back with the quote, so the call was new and counted
+    twice (org, user, project and task were already read back without it)."""
+    from core.usage import UsageEvent, UsageLog
+
+    with UsageLog() as log:
+        for rid, provider, model in (("-42", "openai", "gpt-4o-mini"), ("r2", "=lab", "+ft")):
+            log.append(
+                UsageEvent(
+                    request_id=rid,
+                    ts=START,
+                    provider=provider,
+                    model=model,
+                    input_tokens=10,
+                    output_tokens=5,
+                    cost_picousd=123,
+                )
+            )
+    data = export(None, Filters(), "csv")
+    assert "'-42" in data.decode() and "'+ft" in data.decode()
+    preview = read_preview(data)
+    back = import_csv(data, preview.mapping, tokens_inclusive=False, now=NOW)
+    assert (back.imported, back.duplicates) == (0, 2)
+    assert Reader().count() == 2
+
+
+def test_a_zero_spend_for_a_model_the_catalog_does_not_know_is_unpriced() -> None:
+    """LiteLLM logs spend 0 for a call it could not price: a $0 cost for an unknown model
+    with tokens is an unknown cost, flagged unpriced (it was a priced $0 call); a known
+    model's $0, a tokenless $0 and a stated nonzero cost stay as given. The row's key is
+    the file's values: the same file again adds nothing."""
+    text = (
+        "startTime,model,prompt_tokens,completion_tokens,spend\n"
+        "2025-06-01T00:00:00Z,my-finetune,100,10,0.0\n"
+        "2025-06-01T00:01:00Z,my-finetune,100,10,0.5\n"
+        "2025-06-01T00:02:00Z,my-finetune,0,0,0\n"
+        "2025-06-01T00:03:00Z,gpt-4o-mini,100,10,0\n"
+    )
+    mapping = read_preview(text.encode()).mapping
+    result = import_csv(text.encode(), mapping, now=NOW)
+    assert result.unpriced_models == {"my-finetune": 1}
+    got = sorted((e.ts, e.unpriced, e.cost_picousd) for e in Reader().fetch())
+    assert [(u, c) for _, u, c in got] == [(True, 0), (False, PICO // 2), (False, 0), (False, 0)]
+    assert Reader().totals()["cost_picousd"] == PICO // 2
+    again = import_csv((text + "\n").encode(), mapping, now=NOW)
+    assert (again.imported, again.duplicates) == (0, 4)

@@ -209,3 +209,88 @@ def test_an_override_prices_the_provider_entry_it_names() -> None:
     assert cat.lookup("azure/gpt-4o-mini", DAY).input == 165_000
     sonnet = cat.lookup("claude-sonnet-4-5", DAY)
     assert (sonnet.input, sonnet.cache_write_1h) == (2_000_000, 4_000_000)  # 1h write: 2x
+
+
+def test_the_api_price_import_writes_each_entry_its_own_providers_rates(
+    raw: dict[str, Any],
+) -> None:
+    """POST /prices/import's overrides (core.pricing.overrides) hold the rates of the
+    (provider, model) entry they are written for: they took the first same-named entry of
+    any provider (Cerebras' $0.25/$0.69 for Groq's gpt-oss-120b, the free 'codestral'
+    provider's $0 for Mistral's codestral-latest, Vertex's rates for Google's Gemini)."""
+    from core.pricing.overrides import preview_import
+
+    catalog = load_catalog()
+    preview = preview_import(REAL.read_bytes(), catalog, DAY)
+    assert preview.overrides
+    for o in preview.overrides:
+        assert o.provider == catalog.provider_of(f"{o.provider}/{o.model}"), o
+        row = catalog.lookup(f"{o.provider}/{o.model}")
+        names = {row.model.lower(), *(a.lower() for a in row.aliases)}
+        entries = _own_entries(raw, o.provider, names)
+        stated = {
+            (_usd_per_mtok(e["input_cost_per_token"]), _usd_per_mtok(e["output_cost_per_token"]))
+            for e in entries
+        }
+        assert (o.input, o.output) in stated, (o, stated)
+    got = {(o.provider, o.model): (o.input, o.output) for o in preview.overrides}
+    assert got[("mistral", "codestral-latest")] == (Decimal("1"), Decimal("3"))
+    assert got[("groq", "openai/gpt-oss-120b")] == (Decimal("0.15"), Decimal("0.75"))
+    assert got[("google", "gemini-1.5-pro")] == (Decimal("3.5"), Decimal("10.5"))
+
+
+def test_an_import_keeps_the_catalogs_rates_the_file_does_not_state(
+    imported: tuple[list[PriceRow], list[Any]],
+) -> None:
+    """A rate the entry does not state is no change in the diff, and no change in the
+    override either (it was written as 'same as input': Gemini 1.5 Pro's cached input at
+    $3.50 instead of $0.3125, Groq's gpt-oss cached reads at full price); a rate that was
+    the catalog's own fallback (an empty cell: reasoning = output) follows the new rate."""
+    from core.pricing import plan_import
+    from core.pricing.overrides import preview_import
+
+    rows, _ = imported
+    catalog = load_catalog()
+    plan = plan_import(catalog, rows, providers=catalog.providers())
+    updated = {(r.provider, model): r for model, r in plan.updates}
+    api = {
+        (o.provider, o.model): o for o in preview_import(REAL.read_bytes(), catalog, DAY).overrides
+    }
+    for key, usd in (
+        (("google", "gemini-1.5-pro"), Decimal("0.3125")),
+        (("groq", "openai/gpt-oss-120b"), Decimal("0.075")),
+    ):
+        assert updated[key].usd("cached_input") == usd
+        assert api[key].cached_input == usd
+    deepseek = updated[("deepseek", "deepseek-chat")]
+    assert deepseek.reasoning == deepseek.output and deepseek.cache_write == deepseek.input
+    for (provider, model), r in updated.items():  # every stated rate is the file's
+        mine = next(
+            x
+            for x in rows
+            if x.provider == provider
+            and x.above_prompt_tokens == 0
+            and (catalog.name_under(provider, x.model) or x.model).lower() == model.lower()
+        )
+        assert (r.input, r.output) == (mine.input, mine.output)
+
+
+def test_an_override_naming_its_provider_in_capitals_prices_that_provider() -> None:
+    """'OpenAI' is the catalog's openai: the override was stored as an entry of a provider
+    'OpenAI' that nothing priced with, and gpt-4o-mini kept its old rate."""
+    from core.control import SYSTEM, ControlPlane, PriceOverride
+    from core.controls import override_row
+    from core.pricing.overrides import catalog_in_force
+
+    base = load_catalog()
+    old = PriceOverride("gpt-4o-mini", "OpenAI", DAY, Decimal("0.1"), Decimal("0.4"))
+    assert base.with_rows([override_row(old, base)]).lookup("gpt-4o-mini", DAY).input == 100_000
+    plane = ControlPlane()
+    try:
+        plane.upsert_price_override(
+            PriceOverride("gpt-4o-mini", "OpenAI", DAY, Decimal("0.12"), Decimal("0.5")), SYSTEM
+        )
+        assert [o.provider for o in plane.price_overrides()] == ["openai"]
+        assert catalog_in_force(plane, base).lookup("gpt-4o-mini", DAY).input == 120_000
+    finally:
+        plane.close()

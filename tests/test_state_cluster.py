@@ -69,6 +69,30 @@ def test_every_script_runs_with_its_keys_in_one_slot(cluster: RedisClusterServer
     state.close()
 
 
+def test_token_rate_limits_settle_in_one_slot(cluster: RedisClusterServers) -> None:
+    """The settle script corrects tokens-per-minute charges (both algorithms) together with
+    the budget deltas: one script, every key in the prefix's slot."""
+    state = RedisState(cluster.url, f"t{uuid.uuid4().hex[:6]}:", socket_timeout=2.0)
+    rates = [
+        RateItem("tpm:b", "token_bucket", 1_000, 60.0, None, 800, True),
+        RateItem("tpm:w", "sliding_window", 1_000, 60.0, None, 800, True),
+    ]
+    t0 = 1_700_000_000.0
+    adm = state.admit(rates, [BudgetItem("org:a", None, 50)], t0)
+    assert adm.ok and [c.item.key for c in adm.charges] == ["tpm:b", "tpm:w"]
+    fixes = [(c, 40) for c in adm.charges]
+    assert state.apply_deltas([("org:a", -10, None)], fixes, t0) == [40]
+    for r in rates:  # 40 used of 1,000: 960 fits, 961 does not
+        assert state.admit([RateItem(r.key, r.algorithm, 1_000, 60.0, None, 961)], [], t0).reason
+        assert state.admit([RateItem(r.key, r.algorithm, 1_000, 60.0, None, 960)], [], t0).ok
+    slots = {
+        cluster.client(cluster.ports[0]).cluster("keyslot", k)
+        for k in _all_keys(cluster, state.prefix)
+    }
+    assert len(slots) == 1
+    state.close()
+
+
 def test_master_failover_keeps_enforcing_and_reconciles(
     cluster: RedisClusterServers, tmp_path: Path
 ) -> None:

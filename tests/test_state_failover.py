@@ -221,3 +221,32 @@ def test_make_state_picks_the_backend(
     assert st.incr("n") == 1
     with pytest.raises(ValueError):
         make_state("postgres://nope")
+
+
+@pytest.mark.parametrize("policy", ["open", "closed"])
+def test_tpm_charges_settle_where_they_were_taken(server: PrivateRedis, policy: str) -> None:
+    """A tokens-per-minute charge taken in Redis is corrected in Redis; one taken in the
+    fallback (policy open) in the fallback; Redis away at settle: the budgets go to the
+    fallback as ever and the Redis charge stays as reserved (nothing raises). Fail-closed
+    refuses during the outage and charges nothing."""
+    st = resilient(server, policy)
+    t0 = 1_700_000_000.0
+
+    def tpm(cost: int) -> RateItem:
+        return RateItem("tpm", "sliding_window", 1_000, 60.0, None, cost, True)
+
+    first = st.admit([tpm(600)], [BudgetItem("b", None, 10, 3600)], t0)
+    assert first.ok and first.charges[0].owner is st.primary
+    st.apply_deltas([("b", -4, 3600)], [(first.charges[0], 50)], t0)
+    assert st.admit([tpm(950)], [], t0).ok and not st.admit([tpm(1)], [], t0).ok  # 50 + 950
+    second = st.admit([], [BudgetItem("b", None, 10, 3600)], t0)
+    server.kill()
+    st.apply_deltas([("b", -10, 3600)], [(first.charges[0], 0)], t0)  # Redis away: no raise
+    during = st.admit([tpm(700)], [], t0)
+    if policy == "closed":
+        assert (during.ok, during.reason, during.charges) == (False, "unavailable", ())
+        return
+    assert during.ok and during.charges[0].owner is st.fallback
+    st.apply_deltas([], [(during.charges[0], 100)], t0)
+    assert st.admit([tpm(900)], [], t0).ok and not st.admit([tpm(1)], [], t0).ok
+    assert second.ok

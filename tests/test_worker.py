@@ -3,6 +3,7 @@ delivers them to a real local webhook server and a real local SMTP server (aiosm
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -116,6 +117,9 @@ def test_worker_delivers_an_anomaly_and_a_budget_alert_within_one_scan(
     assert any("anomaly · org=acme" in s for s in subjects), subjects
     assert any("budget · acme-day" in s for s in subjects), subjects
     assert all(m["To"] == "finance@example.com" for m in smtp.messages)
+    ids = [m["Message-ID"] for m in smtp.messages]  # RFC 5322: Date; one id per alert
+    assert all(m["Date"] is not None and m["Date"].datetime is not None for m in smtp.messages)
+    assert len(set(ids)) == len(ids) and all(str(i).endswith("@example.com>") for i in ids), ids
     kinds = sorted((a.kind, a.threshold_pct) for a in plane.alerts())
     assert ("anomaly", 0) in kinds
     assert [p for k, p in kinds if k == "budget"] == [50, 75, 90, 100]
@@ -251,3 +255,186 @@ def test_the_worker_prunes_by_the_retention_setting(
     assert worker.reader.count() == 0
     assert worker.reader.totals()["cost_picousd"] == 15 * PICO
     worker.close()
+
+
+def test_anomaly_alert_text_rounds_an_exact_half_cent_up(
+    costline_home: Path, plane: ControlPlane
+) -> None:
+    """Today's acme spend is exactly $200.005: the webhook and the e-mail read $200.01, as
+    the console's tables do (a float's '{:.2f}' read $200.00)."""
+    now = clock.now()
+    today = day_start(now)
+    events = [
+        _ev(f"h{d}-{k}", today - timedelta(days=d) + timedelta(hours=1 + 2 * k), PICO // 10)
+        for d in range(1, 31)
+        for k in range(10)
+    ]
+    burst = [20 * PICO] * 9 + [20 * PICO + 5 * PICO // 1000]
+    for k, cost in enumerate(burst):
+        events.append(_ev(f"t{k}", max(today, now - timedelta(seconds=5 * (k + 1))), cost))
+    write(costline_home, events)
+    with WebhookServer() as hook, SmtpServer() as smtp:
+        notify(plane, hook, smtp, 3600)
+        worker = Worker(costline_home, plane=plane)
+        try:
+            worker.tick()
+        finally:
+            worker.close()
+    texts = [t for t in hook.texts() if "anomaly · org=acme" in t]
+    assert texts, hook.texts()
+    assert "Spend of org=acme on " in texts[0] and ": $200.01 vs $1.00 expected" in texts[0], texts
+    mails = [m.get_content() for m in smtp.messages if "org=acme" in str(m["Subject"])]
+    assert mails and "$200.01 vs $1.00 expected" in mails[0], mails
+
+
+def test_a_slow_receiver_never_gets_an_alert_twice_from_two_workers(
+    costline_home: Path, plane: ControlPlane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker claims an alert just before sending it: while the first worker is still
+    busy with a slow webhook, a second (which took the lease over) cannot claim alerts the
+    first holds but has not sent yet, so each alert is posted once. Batch claims expired
+    before their turn came and were sent by both."""
+    from core.worker import _delivery
+    from core.worker._settings import load_settings
+
+    monkeypatch.setattr(_delivery, "CLAIM_LEASE", timedelta(seconds=2))
+    for i in range(6):
+        plane.record_alert(f"b{i}", "w", 50, message=f"alert {i}")
+    with WebhookServer(delay_s=0.6) as hook:
+        notify(plane, hook, None, 60)
+        settings = load_settings(plane)
+        other = ControlPlane()
+        first = threading.Thread(target=_delivery.deliver_due, args=(plane, settings))
+        first.start()
+        time.sleep(2.3)  # the first is on its 4th alert; the claims of a batch ran out
+        _delivery.deliver_due(other, settings)
+        first.join(30)
+        other.close()
+        texts = hook.texts()
+    assert sorted(texts) == sorted(set(texts)), texts
+    assert len(texts) == 6
+    assert {a.notify_state for a in plane.alerts()} == {"sent"}
+
+
+def test_reordering_the_webhooks_neither_skips_nor_repeats_one(
+    costline_home: Path, plane: ControlPlane
+) -> None:
+    """A channel is its URL, not its place in the list: after A got an alert and B failed,
+    the admin lists B first; the retry goes to B only (it went to A again, never to B)."""
+    plane.record_alert("b1", "w", 90, message="Ops at 90%")
+    with WebhookServer() as a, WebhookServer(fail_first=3) as b:
+        plane.set_setting("notifications", {"webhook_urls": [a.url, b.url]}, SYSTEM)
+        worker = Worker(costline_home, name="w")
+        worker._next_scan = float("inf")  # deliveries only
+        worker.tick()
+        (alert,) = plane.alerts()
+        assert alert.notify_state == "pending" and len(a.posts) == 1 and b.posts == []
+        plane.set_setting("notifications", {"webhook_urls": [b.url, a.url]}, SYSTEM)
+        with clock.offset(timedelta(minutes=2)):
+            worker.tick()
+        worker.close()
+        (alert,) = plane.alerts()
+        assert (len(a.posts), len(b.posts)) == (1, 1)
+        assert alert.notify_state == "sent"
+
+
+def test_muting_a_series_stops_the_retries_of_its_pending_alerts(
+    costline_home: Path, plane: ControlPlane
+) -> None:
+    """An alert whose webhook failed waits for a retry; an engineer then mutes its series
+    (the Alerts page's or the API's mute): the retry is not sent (the alert is 'skipped')."""
+    plane.record_alert("b1", "w", 90, message="Ops at 90%")
+    plane.record_alert("b2", "w", 90, message="Other at 90%")
+    with WebhookServer(fail_first=6) as hook:
+        notify(plane, hook, None, 60)
+        worker = Worker(costline_home, name="w")
+        worker._next_scan = float("inf")  # deliveries only
+        worker.tick()
+        assert {a.notify_state for a in plane.alerts()} == {"pending"} and hook.posts == []
+        plane.mute_series("budget", "b1", clock.now() + timedelta(days=1), SYSTEM)
+        with clock.offset(timedelta(minutes=2)):
+            worker.tick()
+        worker.close()
+        texts = hook.texts()
+    states = {a.subject: (a.notify_state, a.notify_error) for a in plane.alerts()}
+    assert states["b1"] == ("skipped", "series muted"), states
+    assert states["b2"][0] == "sent"
+    assert [t for t in texts if "b1" in t] == [] and len(texts) == 1, texts
+
+
+def test_a_worker_killed_mid_delivery_does_not_send_again_what_it_sent(
+    costline_home: Path, plane: ControlPlane
+) -> None:
+    """A worker process posts the webhook, then hangs on an SMTP server that never greets,
+    and is killed (SIGKILL). The worker that takes over sends the e-mail only: the webhook
+    had it already (it was posted again: the outcome was stored only after every channel)."""
+    from test_usage_support import python
+
+    plane.record_alert("b1", "w", 90, message="Ops at 90%")
+    with socket.socket() as silent, WebhookServer() as hook, SmtpServer() as smtp:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()  # connections complete, and no greeting ever comes
+        smtp_at = {"host": "127.0.0.1", "sender": "cl@example.com"}
+        notes = {"webhook_urls": [hook.url], "email_to": ["fin@example.com"]}
+        port = silent.getsockname()[1]
+        plane.set_setting("notifications", {**notes, "smtp": {**smtp_at, "port": port}}, SYSTEM)
+        first = python(
+            "from core.worker import Worker\n"
+            "w = Worker(name='first')\n"
+            "w._next_scan = float('inf')\n"
+            "w.tick()\n",
+            costline_home,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while not hook.posts and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert len(hook.posts) == 1
+            time.sleep(0.5)  # waiting for the SMTP greeting now
+        finally:
+            first.kill()
+            first.communicate(timeout=10)
+        plane.set_setting(
+            "notifications", {**notes, "smtp": {**smtp_at, "port": smtp.port}}, SYSTEM
+        )
+        with clock.offset(timedelta(minutes=3)):  # the lease and the claim ran out
+            worker = Worker(costline_home, name="second")
+            worker._next_scan = float("inf")
+            worker.tick()
+            worker.close()
+        assert len(hook.posts) == 1, hook.texts()
+        assert len(smtp.messages) == 1
+    (alert,) = plane.alerts()
+    assert alert.notify_state == "sent" and alert.notify_attempts == 2
+
+
+def test_smtp_over_ssl_checks_the_server_certificate(
+    costline_home: Path, plane: ControlPlane, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``ssl: true`` verifies the server's certificate, as STARTTLS does: an untrusted one
+    gets no e-mail (smtplib.SMTP_SSL's default context checks nothing, so the alert - and
+    the SMTP login - went to whoever answered); once its CA is trusted, it is delivered."""
+    from tests.servers.sinks import self_signed
+
+    cert, server_ctx = self_signed(tmp_path)
+    plane.record_alert("b1", "w", 90, message="Ops at 90%")
+    with SmtpServer(ssl_context=server_ctx) as smtp:
+        notes = {
+            "email_to": ["fin@example.com"],
+            "smtp": {"host": "127.0.0.1", "port": smtp.port, "sender": "cl@ex.com", "ssl": True},
+        }
+        plane.set_setting("notifications", notes, SYSTEM)
+        worker = Worker(costline_home, name="w")
+        worker._next_scan = float("inf")  # deliveries only
+        worker.tick()
+        (alert,) = plane.alerts()
+        assert smtp.messages == []
+        assert alert.notify_state == "pending"
+        assert alert.notify_error is not None and "SSL" in alert.notify_error, alert.notify_error
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+        with clock.offset(timedelta(minutes=2)):
+            worker.tick()
+        worker.close()
+        assert len(smtp.messages) == 1
+    (alert,) = plane.alerts()
+    assert alert.notify_state == "sent"

@@ -3,6 +3,8 @@ caused it, and what could be saved."""
 
 from __future__ import annotations
 
+from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -16,7 +18,7 @@ from console.queries import budgets as budget_queries
 from console.queries import forecast as queries
 from console.queries import routing as routing_queries
 from console.queries import usage
-from console.selection import Selection
+from console.selection import FILTER_DIMS, Selection
 from console.sidebar import LABELS, current_selection
 from core import reports
 from core.errors import ConfigError
@@ -60,11 +62,12 @@ def main() -> None:
         return
     now = queries.now_slot()
     plane_version = auth.plane().version()
-    outlooks = queries.outlook(home, version, plane_version, now, int(width) / 100, holidays)
+    at = budget_queries.utilisation_now()  # one instant for the chart and the table
+    outlooks = queries.outlook(home, version, plane_version, at, int(width) / 100, holidays)
     found = queries.findings(home, version, selection.scope.tz, selection.scope.start, now)
     forecast_section(fc, selection, dimension, value, width, outlooks, found)
     backtest_section(fc)
-    exhaustion_section(outlooks, selection, width)
+    exhaustion_section(outlooks, selection, width, at)
     anomalies_section(found, selection)
     advice_section(queries.advice(home, version, plane_version, selection.scope, now), selection)
 
@@ -140,13 +143,13 @@ def forecast_section(
     money = selection.money
     future = fc.future
     if fc.method == "run_rate":
-        rate = money.amount(int(round(float(future["yhat"].iloc[0]) * 10**12)))
+        rate = money.fmt(int(round(float(future["yhat"].iloc[0]) * 10**12)))
         st.warning(
             f"Not enough history for a forecast: {fc.message}.", icon=":material/hourglass_empty:"
         )
         st.metric(
             "Run-rate projection",
-            f"{money.symbol}{rate:,.2f} / day",
+            f"{rate} / day",  # to the cent, half a cent up, as every other figure
             help="Mean daily spend of the last (up to) 7 complete days, carried flat",
         )
     elif fc.message:
@@ -205,8 +208,16 @@ def chart(
     money = selection.money
     series = frames.series_frame(fc, money, width)
     marks = frames.marks_frame(found, series, money, selection.scope, dimension, value)
-    budget, label, exhausted = None, "", None
+    budget, label, exhausted, title, drawn = None, "", None, "", fc
     if chosen is not None and chosen.exhaustion is not None and chosen.limit_usd is not None:
+        # the budget counts its whole scope: under sidebar filters (a user, a model...) its
+        # line is drawn on the scope's own series, and the title says so
+        narrowed = any(getattr(selection.scope, d) for d in FILTER_DIMS)
+        if narrowed:
+            title = (
+                f"{chosen.budget.name}: its whole scope ({chosen.scope}), the sidebar filters"
+                " not applied (the budget counts every call of its scope)"
+            )
         ex = chosen.exhaustion
         exhausted = ex.date if not ex.already_exceeded else None
         limit = float(money.amount(int(chosen.limit_usd * 10**12)))
@@ -216,9 +227,13 @@ def chart(
             label = f"{chosen.budget.name}: {money.fmt(int(chosen.limit_usd * 10**12))}"
             budget = limit
         else:
-            days = (chosen.end - chosen.start).days + 1
-            budget = limit / days
-            label = f"budget pace {money.symbol}{budget:,.2f}/day"
+            pace = int(chosen.limit_usd * 10**12 / Decimal(str(frames.counted_days(chosen))))
+            budget = float(money.amount(pace))
+            label = f"budget pace {money.fmt(pace)}/day"
+            if narrowed and chosen.forecast is not None:
+                drawn = chosen.forecast
+                series = frames.series_frame(drawn, money, width)
+                marks = marks.iloc[0:0]  # the anomalies found follow the sidebar's series
     return forecast_chart(
         series,
         symbol=money.symbol,
@@ -227,7 +242,8 @@ def chart(
         budget_label=label,
         exhausted=exhausted,
         marks=marks,
-        changepoints=frames.changepoint_frame(fc),
+        changepoints=frames.changepoint_frame(drawn),
+        title=title,
     )
 
 
@@ -271,7 +287,9 @@ def backtest_section(fc: Forecast) -> None:
     )
 
 
-def exhaustion_section(outlooks: list[BudgetOutlook], selection: Selection, width: str) -> None:
+def exhaustion_section(
+    outlooks: list[BudgetOutlook], selection: Selection, width: str, at: datetime
+) -> None:
     st.subheader("Budgets: when do they run out?")
     if not outlooks:
         st.info("No budgets yet.")
@@ -283,7 +301,7 @@ def exhaustion_section(outlooks: list[BudgetOutlook], selection: Selection, widt
         usage.version(),
         plane.version(),
         tuple(o.budget for o in outlooks),
-        budget_queries.utilisation_now(),
+        at,
     )
     st.dataframe(
         frames.outlook_frame(outlooks, selection.money, width, {u.budget.id: u for u in shared}),

@@ -1,4 +1,5 @@
-"""Import/Export: bring usage in from a CSV file (engineer+), take the current view out.
+"""Import/Export: bring usage in from a CSV or Parquet file (engineer+), take the current view
+out.
 
 Import steps: upload -> map the columns -> answer what the file leaves open (decimal mark,
 day/month order) -> see the first rows as they will be stored -> every row checked (bad rows
@@ -117,7 +118,7 @@ def accounting_section(selection: Selection, count: int) -> None:
     name = f"costline-accounting-{by}-{money.currency.lower()}"
     cols[0].download_button(
         "Download summary (CSV)",
-        data=acc.priced.to_csv(index=False).encode(),
+        data=acc.csv(),
         file_name=f"{name}.csv",
         mime="text/csv",
         key="exp_acc_csv",
@@ -129,7 +130,7 @@ def accounting_section(selection: Selection, count: int) -> None:
         st.dataframe(acc.unpriced, hide_index=True, width="stretch", key="exp_acc_unpriced")
         cols[1].download_button(
             f"Download {acc.unpriced_calls:,} unpriced (CSV)",
-            data=acc.unpriced.to_csv(index=False).encode(),
+            data=acc.csv(unpriced=True),
             file_name=f"{name}-unpriced.csv",
             mime="text/csv",
             key="exp_acc_unpriced_csv",
@@ -138,11 +139,14 @@ def accounting_section(selection: Selection, count: int) -> None:
 
 
 def import_section(actor: Actor) -> None:
-    st.subheader("Import usage from a CSV file")
-    uploaded = st.file_uploader("CSV file", type=["csv", "txt"], key="imp_file")
+    st.subheader("Import usage from a CSV or Parquet file")
+    uploaded = st.file_uploader(
+        "CSV or Parquet file", type=["csv", "txt", "parquet"], key="imp_file"
+    )
     if uploaded is None:
         st.caption(
-            "Exports of OpenAI, Anthropic, LiteLLM, Langfuse or Helicone usage work;"
+            "Exports of OpenAI, Anthropic, LiteLLM, Langfuse or Helicone usage work, and"
+            " Costline's own CSV or Parquet export;"
             " you map the columns and see every row checked before anything is written."
         )
         return
@@ -167,13 +171,19 @@ def import_section(actor: Actor) -> None:
     chosen = tuple(sorted(answers.items()))
     try:
         sample = usage.import_sample(content, key, inclusive, chosen)
-        check = usage.import_check(usage.home(), usage.version(), content, key, inclusive, chosen)
     except CostlineError as exc:
         st.error(str(exc))
         return
     st.write("The first rows as they will be stored (parsed):")
     st.dataframe(sample, hide_index=True, width="stretch", key="imp_sample")
     replace = replace_step(digest)
+    try:  # checked as it will run: with a replace, the range's rows are no duplicates
+        check = usage.import_check(
+            usage.home(), usage.version(), content, key, inclusive, chosen, replace
+        )
+    except CostlineError as exc:
+        st.error(str(exc))
+        return
     import_step(actor, uploaded.name, content, mapping, inclusive, answers, check, replace)
 
 

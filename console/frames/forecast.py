@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -16,7 +16,7 @@ from console.frames import budgets as budget_frames
 from console.frames.overview import next_period
 from console.selection import Money, Scope
 from core.export import escape_frame
-from core.insights import Backtest, BudgetOutlook, Finding, Forecast
+from core.insights import Backtest, BudgetOutlook, Finding, Forecast, local_midnight
 from core.reports import Utilisation
 
 
@@ -40,15 +40,24 @@ def series_frame(fc: Forecast, money: Money, label: str) -> pd.DataFrame:
     return out
 
 
+def counted_days(o: BudgetOutlook) -> float:
+    """Days the budget's limit is spread over: its window, from the last reset when it was
+    reset in it (the pace at which the run rate ends the window at the limit)."""
+    end = local_midnight(o.end + timedelta(days=1), o.budget.timezone or "UTC")
+    since = o.since or local_midnight(o.start, o.budget.timezone or "UTC")
+    return max((end - since) / timedelta(days=1), 1 / 24)
+
+
 def cumulative_frame(o: BudgetOutlook, money: Money, label: str) -> pd.DataFrame:
-    """The budget window, cumulative: actual through yesterday, then spent-so-far plus the
-    forecast (the same numbers as the exhaustion table)."""
+    """The budget window, cumulative: what it counted through yesterday (from its start or
+    last reset), then spent-so-far plus the forecast (the same numbers as the exhaustion
+    table and the Budgets page)."""
     assert o.forecast is not None
     f = o.forecast.frame
     day = f["ds"].dt.date
     inside = (day >= o.start) & (day <= o.end)
-    hist = f[inside & f["is_history"]]
     fut = f[inside & ~f["is_history"]]
+    hist = o.counted if o.counted is not None else f[inside & f["is_history"]]
     rate = float(Decimal(money.rate))
     spent = float(o.spent_usd)
     past = pd.DataFrame({"ds": hist["ds"], "actual": hist["y"].cumsum() * rate})

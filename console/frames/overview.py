@@ -6,6 +6,8 @@ once; the totals shown beside a chart are computed from the same integers, so th
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pandas as pd
 
 from console.selection import Money
@@ -27,6 +29,46 @@ def next_period(period: pd.Series, grain: str) -> pd.Series:
         return period + pd.Timedelta(minutes=1)
     hours = {"hour": 1, "day": 24, "week": 7 * 24}[grain]
     return period + pd.Timedelta(hours=hours)
+
+
+def _ids(frame: pd.DataFrame) -> list[tuple[object, int]]:
+    """Each row's period identity: its start and, by minute or hour, its UTC offset (the
+    wall-clock hour a DST fall-back repeats is two periods)."""
+    starts = pd.to_datetime(frame["period"]).to_numpy().tolist()
+    offsets = frame["utc_offset"].tolist() if "utc_offset" in frame.columns else [0] * len(frame)
+    return [(start, int(o)) for start, o in zip(starts, offsets, strict=True)]
+
+
+def _offset_text(minutes: int) -> str:
+    sign, m = ("-" if minutes < 0 else "+"), abs(minutes)
+    return f"UTC{sign}{m // 60:02d}:{m % 60:02d}"
+
+
+def slots(frame: pd.DataFrame, grain: str) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """Where each row's period sits on the chart's wall-clock axis (start, length) and its
+    label. A wall-clock hour a DST fall-back repeats holds two periods: each takes half of
+    the slot, in real-time order, and its label carries its UTC offset."""
+    period = pd.to_datetime(frame["period"]).reset_index(drop=True)
+    span = next_period(period, grain) - period
+    label = period.dt.strftime(LABELS[grain])
+    if "utc_offset" not in frame.columns or period.empty:
+        return period, span, label
+    pairs = frame[["period", "utc_offset"]].drop_duplicates()
+    if not pairs["period"].duplicated().any():  # no repeated hour in the range: as they are
+        return period, span, label
+    seen: dict[object, list[int]] = {}
+    for start, offset in set(_ids(frame)):
+        seen.setdefault(start, []).append(offset)
+    for offsets in seen.values():
+        offsets.sort(reverse=True)  # the larger offset came first
+    starts, spans, labels = [], [], []
+    for (start, offset), at, length, text in zip(_ids(frame), period, span, label, strict=True):
+        offsets = seen[start]
+        i, n = offsets.index(offset), len(offsets)
+        starts.append(at + length * i / n)
+        spans.append(length / n)
+        labels.append(f"{text} ({_offset_text(offset)})" if n > 1 else text)
+    return pd.Series(starts), pd.Series(spans), pd.Series(labels)
 
 
 TOP_N = 9  # series drawn in their own colour; the rest are summed as OTHER
@@ -51,65 +93,82 @@ def series_frame(
     if not series.empty and series["key"].nunique() > TOP_N + 1:
         keep = set(top_keys(series))
         series = series.assign(key=series["key"].where(series["key"].isin(keep), OTHER))
+        by = ["period", *(["utc_offset"] if "utc_offset" in series.columns else []), "key"]
         series = (
-            series.groupby(["period", "key"], sort=True, as_index=False)
+            series.groupby(by, sort=True, as_index=False)
             .agg(
                 cost_picousd=("cost_picousd", lambda s: sum(int(v) for v in s)),
                 requests=("requests", "sum"),
             )
             .astype({"cost_picousd": object})
         )
-    period = pd.to_datetime(series["period"])
-    span = next_period(period, grain) - period
-    starts = period.to_numpy().tolist()  # plain ints/datetimes: cheap to hash
+    series = series.reset_index(drop=True)
+    period, span, label = slots(series, grain)
+    starts = _ids(series)  # plain ints/datetimes: cheap to hash
     totals: dict[object, int] = {}
     rows, at = series, starts
     if periods is not None:
-        rows, at = periods, pd.to_datetime(periods["period"]).to_numpy().tolist()
+        rows, at = periods, _ids(periods)
     for start, cost in zip(at, rows["cost_picousd"], strict=True):
         totals[start] = totals.get(start, 0) + int(cost)
     shown = dict(zip(totals, money.floats(totals.values()), strict=True))
+    texts = dict(zip(totals, money.tables(totals.values()), strict=True))
     return pd.DataFrame(
         {
             "period": period,
             "period_end": period + span * BAR_FILL,
-            "label": period.dt.strftime(LABELS[grain]),
+            "label": label,
             "key": series["key"],
             "amount": money.floats(series["cost_picousd"]),
             "period_total": [shown[start] for start in starts],
             "requests": series["requests"],
+            # the tooltip's text: exact, to the cent, half a cent up, as the tables (a float's
+            # ',.2f' in the browser writes $1.005 as $1.00)
+            "amount_text": money.tables(series["cost_picousd"]),
+            "total_text": [texts[start] for start in starts],
         }
     )
 
 
 def per_1k_frame(series: pd.DataFrame, money: Money, grain: str) -> pd.DataFrame:
-    """Cost per 1,000 requests per period (all keys together)."""
+    """Cost per 1,000 requests per period (all keys together): ``per_1k`` the line's height,
+    ``per_1k_text`` its tooltip text (the exact quotient to four decimals, half up)."""
     if series.empty:
-        return pd.DataFrame(columns=["period", "label", "per_1k", "requests"])
-    grouped = series.groupby("period", sort=True).agg(
-        cost=("cost_picousd", lambda s: sum(int(v) for v in s)), requests=("requests", "sum")
+        return pd.DataFrame(columns=["period", "label", "per_1k", "per_1k_text", "requests"])
+    by = ["period", *(["utc_offset"] if "utc_offset" in series.columns else [])]
+    grouped = (
+        series.groupby(by, sort=True)
+        .agg(
+            cost=("cost_picousd", lambda s: sum(int(v) for v in s)),
+            requests=("requests", "sum"),
+        )
+        .reset_index()
     )
-    period = pd.to_datetime(grouped.index.to_series()).reset_index(drop=True)
-    per_1k = [
-        float(money.amount(int(c) * 1000) / r) if r else 0.0
+    period, _, label = slots(grouped, grain)
+    exact = [
+        money.amount(int(c) * 1000) / int(r) if r else Decimal(0)
         for c, r in zip(grouped["cost"], grouped["requests"], strict=True)
     ]
     return pd.DataFrame(
         {
             "period": period,
-            "label": period.dt.strftime(LABELS[grain]),
-            "per_1k": per_1k,
+            "label": label,
+            "per_1k": [float(x) for x in exact],
+            "per_1k_text": [money.text(x, 4) for x in exact],
             "requests": grouped["requests"].to_numpy(),
         }
     )
 
 
 def top_frame(top: pd.DataFrame, money: Money) -> pd.DataFrame:
+    """name, amount (the bar's length), shown (the amount written beside it and in the
+    tooltip: the exact sum to the cent, half a cent up, as the tables show it) and requests."""
     rows = top
     return pd.DataFrame(
         {
             "name": rows["name"].astype(str).to_numpy(),
             "amount": money.floats(rows["cost_picousd"]),
+            "shown": money.tables(rows["cost_picousd"]),
             "requests": rows["requests"].to_numpy(),
         }
     )

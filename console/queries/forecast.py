@@ -14,9 +14,10 @@ from datetime import date, datetime, timedelta
 import streamlit as st
 
 from console import auth
+from console.queries.pricing import catalog
 from console.queries.usage import reader
 from console.selection import Scope, today_in
-from core import clock, insights
+from core import clock, insights, reports
 from core.insights import AdviceReport, BudgetOutlook, Finding, Forecast
 from core.pricing import load_catalog
 from core.usage import Filters
@@ -70,10 +71,21 @@ def forecast(
 def outlook(
     home: str, version: str, plane_version: int, now: datetime, width: float, holidays: str | None
 ) -> list[BudgetOutlook]:
+    """Each budget's window as the Budgets page counts it (``now``: its exclusive end, as
+    ``console.queries.budgets.utilisation_now``; a reset budget from its last reset)."""
+    plane = auth.plane()
+    budgets = plane.budgets()
+    cat = catalog()
+
+    def canonical(m: str) -> str:
+        return cat.canonical(m) if cat.has(m) else m
+
     return insights.budget_outlook(
         reader(),
-        auth.plane().budgets(),
+        budgets,
         now=now,
+        resets=reports.reset_times(plane, budgets),
+        canonical=canonical,
         intervals=(width,),
         holidays_country=holidays,
     )

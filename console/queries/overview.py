@@ -50,8 +50,11 @@ def top_spenders(home: str, version: str, scope: Scope, who: str, n: int = 10) -
 
 @cached
 def coverage(home: str, version: str, scope: Scope) -> Coverage:
-    """Whether retention pruned raw events inside the selected range."""
-    return reports.coverage(reader_at(home), scope.start, scope.end)
+    """Whether retention pruned raw events inside the selected range (and whether its figures
+    from their rollups are exact under the scope's tag filter and time zone)."""
+    return reports.coverage(
+        reader_at(home), scope.start, scope.end, tagged=bool(scope.tag), tz=scope.tz
+    )
 
 
 @cached

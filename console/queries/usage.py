@@ -70,14 +70,17 @@ def sql_where(scope: Scope, **overrides: Any) -> tuple[str, list[object]]:
 
 @cached
 def filter_options(home: str, version: str) -> dict[str, list[str]]:
-    """Distinct values of each filter dimension, over the whole log (one scan)."""
+    """Distinct values of each filter dimension, over what the reports read (one scan of
+    ``facts``: the raw events plus the hourly rollups of pruned segments, so a value whose
+    raw events retention removed stays pickable while its spend is counted). Tags come from
+    the raw events only: rollups keep none, so a pruned call's tags are gone."""
     cols = ", ".join(
         'list_distinct(flatten(list(tags))) AS "tag"'
         if d == "tag"
         else f'list(DISTINCT "{d}") AS "{d}"'
         for d in FILTER_DIMS
     )
-    row = reader_at(home).sql(f"SELECT {cols} FROM events").iloc[0]
+    row = reader_at(home).sql(f"SELECT {cols} FROM facts").iloc[0]
     return {d: sorted(v for v in (row[d] if row[d] is not None else []) if v) for d in FILTER_DIMS}
 
 
@@ -119,10 +122,17 @@ def import_sample(
 
 @cached
 def import_check(
-    home: str, version: str, content: bytes, mapping: Mapping_, inclusive: bool, answers: Answers
+    home: str,
+    version: str,
+    content: bytes,
+    mapping: Mapping_,
+    inclusive: bool,
+    answers: Answers,
+    replace: tuple[str, datetime, datetime] | None = None,
 ) -> ImportResult:
     """A dry run over every row: bad rows, duplicates already in the log, what would be
-    imported. Nothing is written."""
+    imported (with ``replace``: the rows of the range being replaced are no duplicates).
+    Nothing is written."""
     a = dict(answers)
     return import_csv(
         content,
@@ -132,6 +142,7 @@ def import_check(
         decimal=a.get("decimal"),
         date_order=a.get("date_order"),
         dry_run=True,
+        replace=replace,
     )
 
 

@@ -34,9 +34,14 @@ def list_tokens(call: Call) -> Json:
 
 def create_token(call: Call) -> Reply:
     data = body_object(call)
+    for key in data:  # a typo ("expires") must not create a token that never expires
+        if key not in TOKEN_FIELDS:
+            raise ApiError(422, f"{key}: not a field you can set here", key)
     user, name = data.get("user"), data.get("name", "")
-    if not isinstance(user, str) or not isinstance(name, str):
+    if not isinstance(user, str):
         raise ApiError(422, "user: the console user the token acts for", "user")
+    if not isinstance(name, str):
+        raise ApiError(422, "name: must be a string", "name")
     expires: datetime | None = None
     if data.get("expires_at") is not None:
         expires = parse_time(str(data["expires_at"]), call.ctx.tz(), "expires_at")
@@ -50,6 +55,7 @@ def revoke_token(call: Call) -> Reply:
     return Reply(None, status=204)
 
 
+TOKEN_FIELDS = ("user", "name", "expires_at")
 TOKEN = obj(id="string", username="string", name="string", prefix="string")
 OPS = [
     Op(

@@ -8,7 +8,7 @@ from core.api._coerce import to_json
 from core.api._http import ApiError, Call, Json, Op, Param, body_object, parse_int
 from core.api._query import parse_time
 from core.api._schemas import obj, page_of
-from core.control import ALERT_KINDS, ALERT_STATES, SEVERITIES, Alert
+from core.control import ALERT_KINDS, ALERT_STATES, SEVERITIES, Alert, ControlPlane
 
 
 def alert_json(a: Alert) -> dict[str, Any]:
@@ -20,6 +20,18 @@ def alert_json(a: Alert) -> dict[str, Any]:
         out.pop(k, None)
     out["state"] = "acked" if a.acked_at else "open"
     return out
+
+
+def alerts_json(plane: ControlPlane, items: list[Alert]) -> list[dict[str, Any]]:
+    """Alerts as the inbox shows them: money in USD, state open, acked or muted."""
+    muted = {(m.kind, m.subject) for m in plane.mutes()}
+    data = []
+    for a in items:
+        item = alert_json(a)
+        if (a.kind, a.subject) in muted and not a.acked_at:
+            item["state"] = "muted"
+        data.append(item)
+    return data
 
 
 def _usd(pico: int) -> str | None:
@@ -42,13 +54,7 @@ def list_alerts(call: Call) -> Json:
         before_id=int(cursor) if cursor else None,
         limit=limit,
     )
-    muted = {(m.kind, m.subject) for m in call.ctx.plane.mutes()}
-    data = []
-    for a in items:
-        item = alert_json(a)
-        if (a.kind, a.subject) in muted and not a.acked_at:
-            item["state"] = "muted"
-        data.append(item)
+    data = alerts_json(call.ctx.plane, items)
     nxt = str(items[-1].id) if len(items) == limit else None
     return {"data": data, "next_cursor": nxt, "note": None}
 

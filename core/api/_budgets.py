@@ -6,10 +6,11 @@ from datetime import timedelta
 from typing import Any
 
 from core import clock, reports
+from core.api._alerts import alerts_json
 from core.api._coerce import to_json
 from core.api._entities import Entity, entity_ops
 from core.api._http import ApiError, Call, Json, Op, Param, Reply, check_if_match, etag_of, money
-from core.api._schemas import obj
+from core.api._schemas import field, obj
 from core.control import Budget, ControlPlane
 
 BUDGETS = Entity(
@@ -64,7 +65,8 @@ def status(call: Call) -> Json:
     now = clock.now().replace(second=0, microsecond=0) + timedelta(minutes=1)
     (u,) = reports.utilisation(call.ctx.reader, plane, [b], now, call.ctx.canonical)
     out = status_json(u)
-    out["alerts"] = [to_json(a) for a in plane.alert_page(kinds=["budget"], subject=b.id, limit=50)]
+    alerts = plane.alert_page(kinds=["budget"], subject=b.id, limit=50)
+    out["alerts"] = alerts_json(plane, alerts)  # as GET /alerts shows them: money in USD
     return out
 
 
@@ -97,7 +99,7 @@ OPS = [
             limit_usd="money",
             utilisation="number",
             projected_usd="money",
-            exhausts_at="string",
+            exhausts_at=field("datetime", nullable=True),
             alerts="array",
         ),
     ),

@@ -12,7 +12,8 @@ Errors always look like ``{"error": {"type": ..., "message": ..., "field": ...}}
     | 400    | bad_request           | a malformed parameter, cursor or JSON body       |
     | 401    | unauthorized          | no token, or an unknown, revoked or expired one  |
     | 403    | forbidden             | the user's current role may not do this          |
-    | 404    | not_found             | no such resource                                 |
+    | 404    | not_found             | no such resource (or path)                       |
+    | 405    | method_not_allowed    | a path that does not take this method            |
     | 409    | conflict              | create of something that exists; a clash         |
     | 412    | precondition_failed   | ``If-Match`` names a version that is not current |
     | 422    | invalid               | a value fails validation (``field`` names it)    |
@@ -44,6 +45,7 @@ ERROR_TYPES: dict[int, str] = {
     401: "unauthorized",
     403: "forbidden",
     404: "not_found",
+    405: "method_not_allowed",
     409: "conflict",
     412: "precondition_failed",
     422: "invalid",

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 from core import clock
 from core import insights as ins
 from core.api._http import ApiError, Call, Json, Op, Param, parse_int
 from core.api._query import FILTER_PARAMS, filters
-from core.api._schemas import list_of, obj
+from core.api._schemas import field, list_of, obj
 from core.periods import local_midnight, today_in
 
 DIMENSIONS = ("total", "org", "project", "user", "model", "provider", "task")
@@ -18,6 +19,15 @@ DIMENSIONS = ("total", "org", "project", "user", "model", "provider", "task")
 
 def _num(v: Any) -> float | None:
     return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+
+
+def _usd(v: float) -> str | None:
+    """Dollars (a float of summed picodollars) as an exact decimal string, to the picodollar:
+    the float's shortest form, without its binary noise (1.9288753500000002 -> '1.92887535')."""
+    if v is None or not math.isfinite(v):
+        return None
+    d = Decimal(repr(float(v))).quantize(Decimal("1e-12")).normalize()
+    return f"{d.quantize(Decimal(1)) if d == d.to_integral_value() else d:f}"
 
 
 def get_forecast(call: Call) -> Json:
@@ -29,13 +39,17 @@ def get_forecast(call: Call) -> Json:
     if dim != "total" and not value:
         raise ApiError(400, f"value: name the {dim} to forecast", "value")
     horizon = parse_int(call, "horizon", 30, 7, 180)
-    intervals = tuple(
-        float(x)
-        for x in (call.args("intervals") or ["0.8", "0.95"])
-        if x.replace(".", "", 1).isdigit()
-    )
+    texts = call.args("intervals") or ["0.8", "0.95"]
+    try:  # every item: one that is not a fraction is an error, not silently left out
+        intervals = tuple(float(x) for x in texts)
+    except ValueError:
+        intervals = ()
     if not intervals or not all(0 < x < 1 for x in intervals):
-        raise ApiError(400, "intervals: fractions between 0 and 1, e.g. 0.8,0.95", "intervals")
+        raise ApiError(
+            400,
+            f"intervals: fractions between 0 and 1, e.g. 0.8,0.95 (got {','.join(texts)!r})",
+            "intervals",
+        )
     backtest = call.arg("backtest") not in ("0", "false", "no")
     fc = ins.forecast(
         call.ctx.reader,
@@ -91,7 +105,8 @@ def finding_json(fd: ins.Finding) -> dict[str, Any]:
         "value": _num(a.value),
         "expected": _num(a.expected),
         "ratio": None if math.isinf(a.ratio) else _num(a.ratio),
-        "excess_usd": _num(a.excess_usd),
+        "excess": _num(a.excess_usd),  # in the metric's units: dollars or calls
+        "excess_usd": _usd(a.excess_usd) if fd.metric == "spend" else None,
         "description": fd.describe(),
         "contributors": [
             {"dim": c.dim, "value": c.value, "share": _num(c.share)} for c in a.contributors
@@ -154,7 +169,7 @@ OPS = [
             Param("intervals", {"type": "string"}, "e.g. 0.8,0.95"),
             Param("backtest", {"type": "boolean"}),
         ),
-        response=obj(method="string", points="array", backtest="object"),
+        response=obj(method="string", points="array", backtest=field("object", nullable=True)),
     ),
     Op(
         "GET",

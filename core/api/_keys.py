@@ -91,6 +91,9 @@ def get_key(call: Call) -> Reply:
     return Reply(body, etag=etag_of(body))
 
 
+MAX_USD = Decimal(2**63 - 1).scaleb(-12)  # money is stored as int64 picodollars
+
+
 def _text(data: dict[str, Any], name: str) -> str | None:
     value = data.get(name)
     if value is None:
@@ -138,6 +141,8 @@ def _spec(call: Call, data: dict[str, Any]) -> Any:
             raise ApiError(
                 422, f"budget_usd: must be a positive amount (got {raw!r})", "budget_usd"
             )
+        if budget > MAX_USD:  # else the budget's check names its own field, limit_usd
+            raise ApiError(422, f"budget_usd: must be <= {MAX_USD} (got {raw!r})", "budget_usd")
     period = _text(data, "period") or "month"
     if period not in ("day", "week", "month"):
         raise ApiError(422, f"period: must be day, week or month (got {period!r})", "period")

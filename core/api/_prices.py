@@ -95,6 +95,9 @@ def post_import(call: Call) -> Json:
     """A LiteLLM price file: without ``confirm`` the diff only; with ``confirm: true`` the
     changed base rates (and, with ``add_new``, new models) are written as overrides."""
     data = body_object(call)
+    for key in data:  # a typo ("confirmed") must not quietly leave it a dry run
+        if key not in IMPORT_FIELDS:
+            raise ApiError(422, f"{key}: not a field you can set here", key)
     content = data.get("content")
     if isinstance(content, dict):
         raw = orjson.dumps(content)
@@ -128,6 +131,7 @@ def post_import(call: Call) -> Json:
     return out
 
 
+IMPORT_FIELDS = ("content", "effective_from", "confirm", "add_new")
 PRICE_ROW = obj(
     model="string", provider="string", effective_from="date", input_usd_per_mtok="string"
 )

@@ -16,7 +16,7 @@ from core.api._http import (
     check_if_match,
     etag_of,
 )
-from core.api._schemas import obj
+from core.api._schemas import list_of, obj
 from core.control import DEFAULT_SETTINGS
 
 KNOWN = (
@@ -24,6 +24,7 @@ KNOWN = (
     "currency",
     "currency_rates",
     "redis_fail_policy",
+    "cache_scope",
     "notifications",
     "alert_thresholds",
     "alert_scan_interval_s",
@@ -67,6 +68,8 @@ def put_setting(call: Call) -> Reply:
         raise ApiError(422, 'the body is {"value": ...}', "value")
     if "value" not in data:
         raise ApiError(422, "value: required", "value")
+    if key not in KNOWN and _one(call, key) is None:  # a typo would be stored and do nothing
+        raise ApiError(404, f"no setting {key!r}; the settings are {', '.join(KNOWN)}")
 
     def check(before: Any) -> None:
         check_if_match(call, before, what=f"setting {key!r}")
@@ -80,7 +83,14 @@ def put_setting(call: Call) -> Reply:
 KEY = Param("key", {"type": "string"}, where="path", required=True)
 SETTING = obj(key="string", value={"nullable": True}, stored="boolean")
 OPS = [
-    Op("GET", "/settings", list_settings, "Every setting (admin)", "admin", response=SETTING),
+    Op(
+        "GET",
+        "/settings",
+        list_settings,
+        "Every setting (admin)",
+        "admin",
+        response=list_of(SETTING),
+    ),
     Op(
         "GET",
         "/settings/{key}",

@@ -57,25 +57,32 @@ def list_usage(call: Call) -> Json:
         data.append(event_json(rec, zone))
     last = rows[-1] if len(rows) == limit else None
     next_cursor = encode_cursor(int(us), str(last["request_id"])) if last is not None else None
-    cov = reports.coverage(call.ctx.reader, f.start, f.end)
+    cov = reports.coverage(call.ctx.reader, f.start, f.end, tagged=f.tag is not None, tz=tz)
     return {"data": data, "next_cursor": next_cursor, "note": cov.note(), "tz": tz}
 
 
 def get_usage(call: Call) -> Json:
     rid = call.path["request_id"]
-    df = call.ctx.reader.sql("SELECT * FROM events WHERE request_id = ? LIMIT 1", [rid])
-    if df.empty:
+    found = call.ctx.reader.table(  # a retried call logs each attempt: its last one tells
+        "SELECT * FROM events WHERE request_id = ? ORDER BY attempt DESC, ts DESC LIMIT 1", [rid]
+    ).to_pylist()  # Arrow, as the list reads it: a missing value is None (pandas made NaN)
+    if not found:
         raise not_found("request", rid)
-    rec = {str(k): (None if v is pd.NaT else v) for k, v in df.iloc[0].to_dict().items()}
-    return event_json(rec, ZoneInfo(call.ctx.tz()))
+    return event_json(found[0], ZoneInfo(call.ctx.tz()))
 
 
-def _period(value: Any, grain: str | None) -> str | None:
+def _period(value: Any, grain: str | None, offset_min: Any = None) -> str | None:
+    """A period's start, local time; by minute or hour with its UTC offset ('-04:00'), so
+    the wall-clock hour a DST fall-back repeats is two distinct periods."""
     if grain is None or value is None:
         return None
     ts = pd.Timestamp(value)
     if grain in ("minute", "hour"):
-        return ts.strftime("%Y-%m-%dT%H:%M")
+        text = ts.strftime("%Y-%m-%dT%H:%M")
+        if offset_min is None or offset_min != offset_min:  # NaN: no offset known
+            return text
+        sign, minutes = ("-" if offset_min < 0 else "+"), abs(int(offset_min))
+        return f"{text}{sign}{minutes // 60:02d}:{minutes % 60:02d}"
     return ts.strftime("%Y-%m-%d")
 
 
@@ -104,14 +111,20 @@ def get_spend(call: Call) -> Json:
     cost = [int(v) for v in df["cost_picousd"]]
     saved = [int(v) for v in df["saved_picousd"]]
     ints = {c: [int(v) for v in df[c]] for c in INT_COLUMNS}
+    unpriced = [int(v) for v in df["unpriced_calls"].fillna(0)]
     rows = []
     for i in range(len(df)):
-        row: dict[str, Any] = {"period": _period(df["period"].iat[i], grain)} if grain else {}
+        offset = df["utc_offset"].iat[i] if "utc_offset" in df.columns else None
+        row: dict[str, Any] = (
+            {"period": _period(df["period"].iat[i], grain, offset)} if grain else {}
+        )
         for d in dims:
             v = df[d].iat[i]
             row[d] = None if v is None or (isinstance(v, float) and v != v) else v
         row.update({c: ints[c][i] for c in INT_COLUMNS})
-        row.update(cost_usd=money(cost[i]), saved_usd=money(saved[i]))
+        # unpriced: calls of the row whose cost is unknown (in no cost figure; a row of
+        # only those reads cost_usd "0" and unpriced > 0, never a silent $0)
+        row.update(cost_usd=money(cost[i]), saved_usd=money(saved[i]), unpriced=unpriced[i])
         rows.append(row)
     totals = reports.Totals.of(df)  # group_by takes no "tag": the rows do not overlap
     out: dict[str, Any] = {
@@ -119,7 +132,7 @@ def get_spend(call: Call) -> Json:
         "group_by": [*([grain] if grain else []), *dims],
         "totals": totals_json(totals),
         "rows": rows,
-        "note": reports.coverage(reader, f.start, f.end).note(),
+        "note": reports.coverage(reader, f.start, f.end, tagged=f.tag is not None, tz=tz).note(),
     }
     if call.arg("kpis") in ("1", "true", "yes"):
         from core import clock

@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -84,6 +85,22 @@ def translate(exc: Exception) -> ApiError:
     if isinstance(exc, CostlineError):
         return ApiError(400, str(exc))
     raise exc
+
+
+async def _routing_error(request: Request, exc: Exception) -> Response:
+    """No route, or not this method: the one error shape too (Starlette answered plain
+    text), with the Allow header of a 405."""
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    path = request.url.path
+    if status == 405:
+        allowed = (exc.headers or {}).get("Allow", "") if isinstance(exc, HTTPException) else ""
+        err = ApiError(405, f"{request.method} {path}: not allowed here (allowed: {allowed})")
+    elif status == 404:
+        err = ApiError(404, f"no such path {path!r}: see /api/v1/openapi.json")
+    else:
+        err = ApiError(status, str(getattr(exc, "detail", "")) or "error")
+    headers = dict(exc.headers or {}) if isinstance(exc, HTTPException) else {}
+    return _json(err.body(), status, headers or None)
 
 
 def _token(request: Request) -> str:
@@ -193,7 +210,11 @@ def create_app(
         if own:
             ctx.close()
 
-    app = Starlette(routes=routes(ctx, root), lifespan=lifespan)
+    app = Starlette(
+        routes=routes(ctx, root),
+        lifespan=lifespan,
+        exception_handlers={HTTPException: _routing_error},
+    )
     app.state.costline = ctx
     return app
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from core.control import Budget
 from core.errors import BudgetExceeded, CostlineError, RateLimitExceeded
+from core.state import RateCharge
 
 from ._window import Window
 
@@ -75,6 +76,7 @@ class Decision:
     reason: str = ""
     settled: bool = False
     lines: tuple[Line, ...] = ()  # every matching (budget, metric); reserved when admitted
+    charges: tuple[RateCharge, ...] = ()  # tokens-per-minute limits' reservations, if admitted
 
     @property
     def uses(self) -> tuple[BudgetUse, ...]:

@@ -19,8 +19,10 @@ A degraded call is two admissions (the candidate, told to degrade, then the targ
 the target admitted in one ``State.admit_if`` step on the condition that the candidate would
 still be told to degrade (docs/architecture.md, "Degrading").
 After the call ``settle`` moves each reservation to the actual amount (0 on failure) and adds
-it to the window's committed counter; thresholds crossed by committed spend go to the
-``AlertSink`` (once per budget, window and threshold, across processes).
+it to the window's committed counter, and corrects each tokens-per-minute rate limit's charge
+(the reservation, taken at admission) to the tokens used, in the same state step; thresholds
+crossed by committed spend go to the ``AlertSink`` (once per budget, window and threshold,
+across processes).
 
 Per call the guard does no validation, zoneinfo or matching (``Index`` works them out once per
 control-plane snapshot, a budget's window once per window), and no extra read for thresholds:
@@ -40,7 +42,7 @@ from core.alerts import AlertSink
 from core.control import Budget, RateLimit, validate_budget
 from core.errors import BudgetExceeded, RateLimitExceeded
 from core.ratelimits import AppliedLimit, describe
-from core.state import Admission, Delta, Settlement, State
+from core.state import Admission, Delta, RateCharge, RateFix, Settlement, State
 from core.types import ChatRequest, pico_to_usd
 
 from . import _format as fmt
@@ -207,12 +209,16 @@ class BudgetGuard:
 
     # -- settlement ---------------------------------------------------------------------
     def settle(self, decision: Decision, actual_cost_picousd: int, actual_tokens: int) -> None:
-        """Move the reservations to the actual amounts (0, 0 releases them) and fire any
-        threshold the committed spend crossed. A second settle of one decision does nothing."""
+        """Move the reservations to the actual amounts (0, 0 releases them), token rate limits'
+        charges to the tokens used, and fire any threshold the committed spend crossed. A
+        second settle of one decision does nothing."""
         if decision.settled or not decision.admitted:
             return
         decision.settled = True
+        charges = decision.charges
         if not decision.lines:
+            if charges:
+                self._fix(charges, actual_tokens)
             return
         ts, _ = self._now()
         deltas: list[Delta] = []  # (key, actual - reserved, ttl): Settlements, flattened
@@ -225,7 +231,10 @@ class BudgetGuard:
             if actual:
                 committed.append((ln, len(deltas)))
                 deltas.append((ln.key + ":c", actual, ttl))  # Window.committed(key)
-        values = self._apply(deltas) if deltas else []
+        fixes = None  # token rate limits' charges to correct (none for request counts)
+        if charges:
+            fixes = [(c, actual_tokens) for c in charges if c.item.cost != actual_tokens]
+        values = self._apply(deltas, fixes) if deltas or fixes else []
         if self.alerts is None or not committed:
             return
         try:
@@ -239,11 +248,24 @@ class BudgetGuard:
         except Exception:  # alerting must never break a completed call
             log.exception("budget threshold check failed")
 
-    def _apply(self, deltas: list[Delta]) -> list[int] | None:
+    def _fix(self, charges: Sequence[RateCharge], actual_tokens: int) -> None:
+        fixes = [(c, actual_tokens) for c in charges if c.item.cost != actual_tokens]
+        if fixes:
+            self._apply([], fixes)
+
+    def _apply(self, deltas: list[Delta], fixes: list[RateFix] | None = None) -> list[int] | None:
+        """One state step: the budget deltas, and the rate charges corrected (``fixes``: a
+        State without ``apply_deltas`` leaves them as reserved)."""
         apply = getattr(self.state, "apply_deltas", None)
         if apply is not None:
-            got: list[int] = apply(deltas)
+            if not fixes:
+                got: list[int] = apply(deltas)
+                return got
+            at = self._now()[0] if self._injected_clock else None
+            got = apply(deltas, fixes, at)
             return got
+        if not deltas:
+            return []
         return self.state.settle([Settlement(k, 0, d, ttl) for k, d, ttl in deltas])
 
     def release(self, decision: Decision) -> None:
@@ -326,6 +348,7 @@ def _judge(
     done.lines = tuple(lines)
     if adm.ok:
         done.over_soft = over_soft
+        done.charges = adm.charges
         return
     done.admitted = False
     model, provider = done.model, done.provider

@@ -47,11 +47,12 @@ def record_error(
     exc: CostlineError,
     attempt: int,
     partial: str = "",
-) -> Cost:
-    """Record a failed attempt (``attempt`` 0: a call stopped before any); returns its cost."""
+) -> tuple[Cost, int]:
+    """Record a failed attempt (``attempt`` 0: a call stopped before any); returns its cost
+    and tokens (a stream cut mid-way: the prompt and the partial answer, as priced)."""
     cand, failed, status = failed_call(call, cand, exc, attempt, partial)
     record(ctx, call, cand, attempt, status, failed, exc)
-    return failed.cost
+    return failed.cost, failed.usage.total_tokens
 
 
 def usage_row(

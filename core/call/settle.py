@@ -44,6 +44,7 @@ def settle(
         ttft_ms=ttft_ms,
         finish_reason=result.finish_reason,
         choices=result.choices,
+        stop_sequence=result.stop_sequence,
     )
     if cand.row is not None and (usage.cached_input_tokens or usage.cache_write_tokens):
         done.saved = prompt_cache_saving(usage, cand.row)  # provider prompt caching
@@ -96,9 +97,9 @@ def failed(
     if ctl is not None:
         retryable = isinstance(exc, RetryableError | MalformedResponse)
         ctl.routing.observe(cand.model, latency_ms, False, retryable)
-    cost = record_error(ctx, call, cand, exc, attempt, partial)
-    if partial:
-        _settle_reservation(ctx, call, cost.total, cand.prompt_tokens)
+    cost, used = record_error(ctx, call, cand, exc, attempt, partial)
+    if partial:  # the prompt and the partial answer, as priced
+        _settle_reservation(ctx, call, cost.total, used)
     return ctx.delay(attempt, exc)
 
 

@@ -85,7 +85,8 @@ class Call:
         key = (tokens.encoding_name_for(model), tokens.is_openai_tokenizer(model))
         got = self.counts.get(key)
         if got is None:
-            got = self.counts[key] = tokens.count_messages(model, self.req.messages)
+            req = self.req
+            got = self.counts[key] = tokens.count_request(model, req.messages, req.extra)
         return got
 
     def elapsed_ms(self) -> float:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -167,21 +167,31 @@ class AlertStore(StoreBase):
         return len(found)
 
     def ack_alert(self, alert_id: int, actor: Actor) -> bool:
+        """Acknowledge; True when the alert exists. Acking an acked alert changes nothing
+        (the first acknowledgement - who and when - stays, and is audited once)."""
         return self._alert_update(
             s.alerts.c.id == alert_id,
             actor,
             "alert.ack",
             {"acked_by": actor.username, "acked_at": self.now()},
+            unless=lambda a: a.acked_at is not None,
         )
 
     def _alert_update(
-        self, where: sa.ColumnElement[bool], actor: Actor, action: str, values: dict[str, Any]
+        self,
+        where: sa.ColumnElement[bool],
+        actor: Actor,
+        action: str,
+        values: dict[str, Any],
+        unless: Callable[[Alert], bool] | None = None,
     ) -> bool:
         with self._tx(actor, "alert") as conn:
             row = conn.execute(sa.select(s.alerts).where(where)).mappings().first()
             if row is None:
                 return False
             before = rows.alert_from_row(row)
+            if unless is not None and unless(before):
+                return True
             conn.execute(s.alerts.update().where(s.alerts.c.id == before.id).values(**values))
             after = replace(before, **values)
             self._audit(conn, actor, action, "alert", str(before.id), before, after)

@@ -96,6 +96,15 @@ class AlertInbox(AlertStore):
         with self.engine.connect() as conn:
             return [rows.mute_from_row(r) for r in conn.execute(stmt).mappings()]
 
+    def muted(self, kind: str, subject: str) -> bool:
+        """True while the series (kind + subject) is muted."""
+        m = s.alert_mutes
+        stmt = sa.select(m.c.until).where(
+            m.c.kind == kind, m.c.subject == subject, m.c.until > self.now()
+        )
+        with self.engine.connect() as conn:
+            return conn.execute(stmt).first() is not None
+
     def mute_series(self, kind: str, subject: str, until: datetime, actor: Actor) -> AlertMute:
         """Stop notifying ``kind`` alerts about ``subject`` until ``until`` (audited)."""
         v.check_choice("kind", kind, ALERT_KINDS)
@@ -170,6 +179,17 @@ class AlertInbox(AlertStore):
                 if done.rowcount == 1:
                     claimed.append(alert_id)
         return [x for x in (self.alert(i) for i in claimed) if x is not None]
+
+    def note_channels(self, alert_id: int, outcomes: Mapping[str, str]) -> None:
+        """Store the channels' outcomes so far of an attempt still being sent (a worker that
+        dies before ``finish_notification`` leaves the channels that got it marked)."""
+        a = s.alerts
+        with write_tx(self.engine) as conn:
+            conn.execute(
+                a.update()
+                .where(a.c.id == alert_id, a.c.notify_state == "sending")
+                .values(notify_json=json.dumps(dict(outcomes), sort_keys=True))
+            )
 
     def finish_notification(
         self,

@@ -90,6 +90,8 @@ class TokenStore(StoreBase):
         name = (name or "api").strip()
         if len(name) > 100:
             raise ConfigError("name: at most 100 characters", field="name")
+        if expires_at is not None and expires_at <= self.now():
+            raise ConfigError("expires_at: must be in the future", field="expires_at")
         secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
         token = ApiToken(
             id=secrets.token_hex(8),

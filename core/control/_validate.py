@@ -131,8 +131,10 @@ def check_money(
         raise fail(field, "must be a number of USD", value) from None
     if not number.is_finite() or number < 0:
         raise fail(field, "must be a finite amount >= 0", value)
-    rounded = number.quantize(step, rounding=ROUND_HALF_EVEN)
     largest = Decimal(INT64_MAX) * step
+    if number > largest:  # before quantize: a huge amount has more digits than it can hold
+        raise fail(field, f"must be <= {largest}", value)
+    rounded = number.quantize(step, rounding=ROUND_HALF_EVEN)
     if rounded > largest:
         raise fail(field, f"must be <= {largest}", value)
     if exact and rounded != number:
@@ -307,7 +309,7 @@ def validate_price_override(
 ) -> PriceOverride:
     """``new_model=True`` prices a model the catalog does not know (otherwise a typo guard)."""
     model = check_model("model", o.model, None if new_model else model_exists)
-    provider = check_name("provider", o.provider)
+    provider = check_name("provider", o.provider).lower()  # as the catalog names providers
     if not isinstance(o.effective_from, date):
         raise fail("effective_from", "must be a date", o.effective_from)
     rates: dict[str, Any] = {}
@@ -333,6 +335,8 @@ def validate_setting(key: str, value: Any) -> Any:
         return check_timezone("timezone", value)
     if key == "redis_fail_policy":
         return check_choice("redis_fail_policy", value, ("open", "closed"))
+    if key == "cache_scope":
+        return check_choice("cache_scope", value, ("org", "key", "global"))
     if key == "currency":
         if not isinstance(value, str) or not re.fullmatch(r"[A-Z]{3}", value):
             raise fail("currency", "must be a three-letter ISO code such as 'USD'", value)
@@ -396,7 +400,8 @@ def _notifications(value: object) -> dict[str, Any]:
         if extra:
             name = sorted(extra)[0]
             hint = " (the password comes from COSTLINE_SMTP_PASSWORD)" if name == "password" else ""
-            raise fail(f"notifications.smtp.{name}", "is not an SMTP setting" + hint, smtp)
+            # the key, not the object: it may hold the password, which must not be echoed
+            raise fail(f"notifications.smtp.{name}", "is not an SMTP setting" + hint, name)
         out["smtp"] = {
             "host": check_name("notifications.smtp.host", smtp.get("host")),
             "port": _whole("notifications.smtp.port", smtp.get("port", 25), 1, 65535),

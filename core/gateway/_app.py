@@ -10,6 +10,7 @@ calling its public async API. See docs/gateway.md.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime
@@ -59,12 +60,18 @@ class Gateway:
         self._found: dict[str, VirtualKey] = {}  # secret -> key of the current snapshot
         self._limits: dict[tuple[int, str], list[RateLimit]] = {}
         self._worker: tuple[Any, Any] | None = None  # (thread, stop event)
+        self._upstream: Any = None  # the upstream client start() made, closed at shutdown
+        self._serving: set[asyncio.Task[Any]] = set()  # inference handlers running now
         self.hot: dict[str, Handler] = {
             "/v1/chat/completions": _chat.chat_completions,
             "/chat/completions": _chat.chat_completions,
             "/v1/messages": _chat.messages,
         }
-        self.app = Starlette(routes=[*_routes.routes(self), *mounts], lifespan=self._lifespan)
+        self.app = Starlette(
+            routes=[*_routes.routes(self), *mounts],
+            lifespan=self._lifespan,
+            exception_handlers={404: _routes.not_served, 405: _routes.not_served},
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
@@ -81,17 +88,30 @@ class Gateway:
         try:
             yield
         finally:
+            # handlers uvicorn cancelled when the drain ran out: let each end its stream and
+            # the Router log its partial call before the usage log is closed
+            running = [t for t in self._serving if not t.done()]
+            if running:
+                await asyncio.wait(running, timeout=5.0)
+            upstream, self._upstream = self._upstream, None
             self.close()
+            if upstream is not None:  # its pooled connections, closed on this event loop
+                await upstream.aclose()
 
     def start(self) -> Router:
         if self.router is None:
             got = self._router_arg
             if isinstance(got, Router):
                 self.router = got
-            else:
-                factory = got if got is not None else default_router
-                self.router = factory(self.config)
+            elif got is not None:
+                self.router = got(self.config)
+            else:  # the default: the gateway made the upstream client, so it closes it
+                from ._transport import upstream_client
+
+                self._upstream = upstream_client(self.config.transport)
+                self.router = default_router(self.config, aclient=self._upstream)
             self.metrics.budgets = self._budget_utilisation
+            self.metrics.known_model = self._known_model
             warm()
             if self.config.alert_worker and self._worker is None:
                 self._worker = start_worker()
@@ -110,6 +130,17 @@ class Gateway:
         if self._on_close is not None:
             self._on_close()
             self._on_close = None
+
+    def begin(self) -> asyncio.Task[Any] | None:
+        """Note the running inference handler (the shutdown waits for it); ``end`` it."""
+        me = asyncio.current_task()
+        if me is not None:
+            self._serving.add(me)
+        return me
+
+    def end(self, me: asyncio.Task[Any] | None) -> None:
+        if me is not None:
+            self._serving.discard(me)
 
     # ---- keys ---------------------------------------------------------------------------
     def snapshot(self) -> ControlSnapshot | None:
@@ -215,6 +246,10 @@ class Gateway:
         resets = self.resets_at(exc) if isinstance(exc, BudgetExceeded) else None
         return from_costline(exc, resets)
 
+    def _known_model(self, name: str) -> bool:
+        r = self.router
+        return r is not None and r.catalog.has(name)
+
     def _budget_utilisation(self) -> Any:
         r = self.router
         if r is None or r.controls is None:
@@ -235,7 +270,7 @@ class Gateway:
         body = err.anthropic_body() if anthropic else err.openai_body()
         headers = [JSON, (b"x-costline-request-id", request_id.encode()), *err.headers()]
         headers += extra
-        await send_bytes(send, err.status, _dumps(body), headers)
+        await send_bytes(send, err.status_for(anthropic), _dumps(body), headers)
 
 
 def _rich(m: Message) -> bool:
@@ -257,9 +292,10 @@ def _dumps(obj: Any) -> bytes:
     return orjson.dumps(obj)
 
 
-def default_router(config: GatewayConfig) -> Router:
+def default_router(config: GatewayConfig, *, aclient: Any = None) -> Router:
     """The Router a gateway process uses: controls on, live state from REDIS_URL (prefix
-    COSTLINE_REDIS_PREFIX), upstream calls over the measured-faster async transport."""
+    COSTLINE_REDIS_PREFIX), upstream calls over the measured-faster async transport
+    (``aclient``, else a new one the caller must close)."""
     import os
 
     from core.controls import Controls
@@ -274,7 +310,7 @@ def default_router(config: GatewayConfig) -> Router:
     return Router(
         catalog=catalog,
         controls=controls,
-        aclient=upstream_client(config.transport),
+        aclient=aclient if aclient is not None else upstream_client(config.transport),
         allow_unpriced=config.allow_unpriced,
     )
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from contextvars import ContextVar
 from typing import Any
@@ -24,9 +23,13 @@ SSE = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
 UPSTREAM: ContextVar[list[float] | None] = ContextVar("costline_upstream", default=None)
 
 
+class ClientGone(Exception):
+    """The client disconnected before its request body was complete (nothing to answer)."""
+
+
 async def read_body(receive: Receive, limit: int, declared: bytes | None) -> bytes:
     """The whole request body; 413 past ``limit`` bytes (checked against Content-Length
-    first, then while reading a chunked body)."""
+    first, then while reading a chunked body); ``ClientGone`` when the client left first."""
     if declared is not None:
         try:
             size = int(declared)
@@ -35,6 +38,8 @@ async def read_body(receive: Receive, limit: int, declared: bytes | None) -> byt
         if size > limit:
             raise too_large(size, limit)
     first = await receive()
+    if first["type"] == "http.disconnect":
+        raise ClientGone
     body = first.get("body", b"")
     if not first.get("more_body"):
         return body  # type: ignore[no-any-return]
@@ -43,7 +48,7 @@ async def read_body(receive: Receive, limit: int, declared: bytes | None) -> byt
     while True:
         msg = await receive()
         if msg["type"] == "http.disconnect":
-            raise asyncio.CancelledError
+            raise ClientGone
         chunk = msg.get("body", b"")
         total += len(chunk)
         if total > limit:

@@ -11,6 +11,7 @@ flagged ``ClientDisconnected``, never $0).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -28,6 +29,7 @@ from ._asgi import (
     JSON,
     SSE,
     UPSTREAM,
+    ClientGone,
     HeaderList,
     Receive,
     Scope,
@@ -39,7 +41,7 @@ from ._asgi import (
     watch_disconnect,
 )
 from ._errors import HTTPError, bad_request
-from ._limits import static_headers
+from ._limits import refused_headers
 from ._request import Headers, headers_of, meta_of
 
 
@@ -82,7 +84,8 @@ class AnthropicShape(Shape):
         return anth.message_response(done)
 
     def stream_open(self, req: ChatRequest) -> tuple[bytes, Any]:
-        return anth.stream_start(req.request_id, req.model or f"task:{req.task}", 0), None
+        model = req.model or f"task:{req.task}"
+        return anth.stream_start(req.request_id, model, anth.input_estimate(req)), None
 
     def stream_text(self, w: Any, text: str) -> bytes:
         return anth.stream_delta(text)
@@ -95,21 +98,29 @@ class AnthropicShape(Shape):
 
 
 OPENAI, ANTHROPIC = Shape(), AnthropicShape()
+SHUTDOWN = (
+    "the gateway is shutting down: this stream ran past the drain time "
+    "(COSTLINE_GATEWAY_DRAIN_S) and was cut; the partial answer is logged and priced"
+)
 
 
 async def chat_completions(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
     gw.metrics.in_flight.inc()
+    me = gw.begin()
     try:
         await serve(gw, scope, receive, send, OPENAI)
     finally:
+        gw.end(me)
         gw.metrics.in_flight.dec()
 
 
 async def messages(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
     gw.metrics.in_flight.inc()
+    me = gw.begin()
     try:
         await serve(gw, scope, receive, send, ANTHROPIC)
     finally:
+        gw.end(me)
         gw.metrics.in_flight.dec()
 
 
@@ -152,6 +163,9 @@ async def serve(gw: Gateway, scope: Scope, receive: Receive, send: Send, shape: 
     except HTTPError as err:
         gw.metrics.request(shape.endpoint, err.status, key=key_name)
         await gw.send_error(send, err, rid, anthropic=shape.anthropic)
+        return
+    except ClientGone:  # left mid-upload: no one to answer, nothing called, nothing to log
+        gw.metrics.request(shape.endpoint, 499, key=key_name)
         return
     router = gw.router
     assert router is not None, "gateway not started"
@@ -199,6 +213,7 @@ def _observe(
         done.cache_hit,
         overhead,
         upstream,
+        unpriced=done.cost.unpriced,
     )
 
 
@@ -211,12 +226,7 @@ async def _failed(
     key_limits: list[RateLimit],
 ) -> None:
     err = gw.error_for(exc)
-    limits = static_headers(key_limits)
-    if err.status == 429 and err.retry_after is not None:  # which of the key's limits ran out
-        metric = b"tokens" if " tokens per " in err.message else b"requests"
-        reset = f"{err.retry_after:.3f}s".encode()
-        limits = [*limits, (b"x-ratelimit-remaining-" + metric, b"0")]
-        limits.append((b"x-ratelimit-reset-" + metric, reset))
+    limits = refused_headers(key_limits, err)
     gw.metrics.request(
         shape.endpoint, err.status, exc.model or req.model or "", exc.provider or "", req.key or ""
     )
@@ -285,10 +295,16 @@ async def stream(
         )
         await send({"type": "http.response.body", "body": shape.stream_error(err)})
     except asyncio.CancelledError:
-        if not flags["gone"]:
+        if flags["gone"]:  # our own cancel: the client left; the Router logs the partial call
+            me.uncancel()
+            gw.metrics.request(shape.endpoint, 499, req.model or "", "", req.key or "")
+        else:  # uvicorn cancelled it (SIGTERM's drain ran out): end with an error SDKs raise
+            flags["done"] = True
+            err = HTTPError(503, SHUTDOWN, "server_error", "shutting_down")
+            gw.metrics.request(shape.endpoint, 503, req.model or "", "", req.key or "")
+            with contextlib.suppress(Exception):
+                await send({"type": "http.response.body", "body": shape.stream_error(err)})
             raise
-        me.uncancel()  # our own cancel: the client left; the Router logged the partial call
-        gw.metrics.request(shape.endpoint, 499, req.model or "", "", req.key or "")
     finally:
         watcher.cancel()
         await agen.aclose()  # type: ignore[attr-defined]

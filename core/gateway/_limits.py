@@ -47,6 +47,16 @@ def static_headers(limits: Sequence[RateLimit]) -> HeaderList:
     return [(b"x-ratelimit-limit-" + metric_of(r), str(r.limit).encode()) for r in limits]
 
 
+def refused_headers(limits: Sequence[RateLimit], err: Any) -> HeaderList:
+    """A refused call's x-ratelimit-limit-*; for a 429, which metric ran out and its reset."""
+    out = static_headers(limits)
+    if err.status == 429 and err.retry_after is not None:  # which of the key's limits ran out
+        metric = b"tokens" if " tokens per " in err.message else b"requests"
+        out.append((b"x-ratelimit-remaining-" + metric, b"0"))
+        out.append((b"x-ratelimit-reset-" + metric, f"{err.retry_after:.3f}s".encode()))
+    return out
+
+
 def headers(state: Any, limits: Sequence[RateLimit], key: VirtualKey) -> HeaderList:
     """limit, remaining and reset of each metric (the tightest limit of each)."""
     if not limits:

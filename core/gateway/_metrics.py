@@ -44,6 +44,9 @@ LATENCY_BUCKETS = (
 )
 
 
+OTHER_MODEL = "other"
+
+
 class Metrics:
     """One set of collectors per process; label children are cached (a dict lookup a call)."""
 
@@ -84,6 +87,7 @@ class Metrics:
         )
         self._children: dict[tuple[Any, ...], Any] = {}
         self.budgets: Callable[[], Iterator[tuple[str, float]]] | None = None
+        self.known_model: Callable[[str], bool] | None = None  # the catalog's, once started
         self.registry.register(_BudgetCollector(self))
         self.registry.register(_UsageLogCollector())
 
@@ -102,6 +106,12 @@ class Metrics:
         provider: str = "",
         key: str = "",
     ) -> None:
+        """One refused or failed request. ``model`` is what the client asked for: a name the
+        catalog does not know is labelled ``other`` (one series per made-up name would grow
+        without bound)."""
+        known = self.known_model
+        if model and known is not None and not known(model):
+            model = OTHER_MODEL
         self._child(self.requests, endpoint, str(status), model, provider, key).inc()
 
     def call(
@@ -116,8 +126,11 @@ class Metrics:
         cache_hit: bool,
         overhead_s: float | None,
         upstream_s: float | None,
+        unpriced: bool = False,
     ) -> None:
-        """One answered call."""
+        """One answered call (an unpriced model, named by the client, is labelled ``other``)."""
+        if unpriced:
+            model = OTHER_MODEL
         self._child(self.requests, endpoint, "200", model, provider, key).inc()
         if cost_usd:
             self._child(self.cost, model, provider, key).inc(cost_usd)

@@ -108,6 +108,14 @@ def chat_request(body: object, meta: Meta, request_id: str) -> tuple[ChatRequest
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise bad_request(f"stream: must be true or false, got {stream!r}", "stream")
+    n = body.get("n")
+    # a stream carries choice 0 only: refuse several rather than drop all but the first
+    if stream and isinstance(n, int) and not isinstance(n, bool) and n > 1:
+        raise bad_request(
+            f"n: {n} choices cannot be streamed through the gateway (it streams one choice); "
+            "send stream: false for several choices, or n: 1",
+            "n",
+        )
     opts = body.get("stream_options") or {}
     if not isinstance(opts, dict):
         raise bad_request("stream_options: must be an object", "stream_options")
@@ -131,6 +139,7 @@ def chat_request(body: object, meta: Meta, request_id: str) -> tuple[ChatRequest
         cache=meta.cache and plain,
         request_id=request_id,
         extra=extra,
+        timeout=meta.timeout,
     )
     return req, bool(opts.get("include_usage"))
 
@@ -294,6 +303,7 @@ def embed_response(done: Embeddings, fmt: str) -> bytes:
             "costline": {
                 "request_id": done.request_id,
                 "cost_usd": usd_text(done.cost),
+                "unpriced": done.cost.unpriced,
                 "usage_estimated": done.usage.estimated,
                 "provider": done.provider,
             },

@@ -3,24 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import time
 from decimal import Decimal
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from core import tokens
-from core.errors import CostlineError
+from core.control import TOKEN_PREFIX
+from core.errors import CostlineError, PermissionDenied
 from core.types import new_request_id
 
 from . import _anthropic as anth
 from . import _openai as oai
-from ._asgi import UPSTREAM, parse_json
+from ._asgi import UPSTREAM, ClientGone, parse_json
 from ._errors import HTTPError, bad_request
+from ._limits import refused_headers
 from ._request import headers_of, meta_of
 
 if TYPE_CHECKING:
@@ -35,7 +38,7 @@ def _error(err: HTTPError, rid: str, anthropic: bool = False) -> Response:
     body = err.anthropic_body() if anthropic else err.openai_body()
     headers = {k.decode(): v.decode() for k, v in err.headers()}
     headers["x-costline-request-id"] = rid
-    return _json(body, err.status, headers)
+    return _json(body, err.status_for(anthropic), headers)
 
 
 async def _body(gw: Gateway, request: Request) -> Any:
@@ -45,7 +48,10 @@ async def _body(gw: Gateway, request: Request) -> Any:
         from ._asgi import too_large
 
         raise too_large(int(declared), limit)
-    body = await request.body()
+    try:
+        body = await request.body()
+    except ClientDisconnect:
+        raise ClientGone from None
     if len(body) > limit:
         from ._asgi import too_large
 
@@ -86,39 +92,67 @@ def routes(gw: Gateway) -> list[Route]:
         return _json(body, 200 if ok else 503)
 
     async def metrics(request: Request) -> Response:
+        """Prometheus text, for ``COSTLINE_GATEWAY_METRICS_TOKEN`` or an admin's API token
+        (``Authorization: Bearer``): it names every key and what each one spent."""
+        if not gw.config.metrics_public:
+            refused = await asyncio.to_thread(_metrics_refusal, gw, request)
+            if refused is not None:
+                return refused
         body, content_type = await asyncio.to_thread(gw.metrics.render)
         return Response(body, 200, media_type=content_type)
+
+    def model_row(name: str) -> dict[str, Any]:
+        router = gw.router
+        assert router is not None
+        row = router.catalog.lookup(name)
+        return {
+            "id": name,
+            "object": "model",
+            "created": 0,
+            "owned_by": row.provider,
+            "costline": {
+                "input_usd_per_1m": str(_per_1m(row.input)),
+                "cached_input_usd_per_1m": str(_per_1m(row.cached_input)),
+                "output_usd_per_1m": str(_per_1m(row.output)),
+                "context_window": row.context_window,
+                "max_output_tokens": row.max_output_tokens,
+            },
+        }
 
     async def models(request: Request) -> Response:
         rid = new_request_id()
         try:
             key = gw.key_for(headers_of(request.scope))
         except HTTPError as err:
-            return _error(err, rid)
+            return _error(err, rid, _anthropic_client(request))
         router = gw.router
         assert router is not None
-        cat = router.catalog
-        data = []
-        for name in cat.models():
-            if not key.allows(name):
-                continue
-            row = cat.lookup(name)
-            data.append(
-                {
-                    "id": name,
-                    "object": "model",
-                    "created": 0,
-                    "owned_by": row.provider,
-                    "costline": {
-                        "input_usd_per_1m": str(_per_1m(row.input)),
-                        "cached_input_usd_per_1m": str(_per_1m(row.cached_input)),
-                        "output_usd_per_1m": str(_per_1m(row.output)),
-                        "context_window": row.context_window,
-                        "max_output_tokens": row.max_output_tokens,
-                    },
-                }
-            )
+        data = [model_row(name) for name in router.catalog.models() if key.allows(name)]
         return _json({"object": "list", "data": data})
+
+    async def model(request: Request) -> Response:
+        """One model of the list (``client.models.retrieve``): 404 when unknown or when the
+        key may not use it."""
+        rid = new_request_id()
+        anthropic = _anthropic_client(request)
+        try:
+            key = gw.key_for(headers_of(request.scope))
+        except HTTPError as err:
+            return _error(err, rid, anthropic)
+        router = gw.router
+        assert router is not None
+        name = request.path_params["model"]
+        cat = router.catalog
+        canonical = cat.canonical(name) if cat.has(name) else None
+        if canonical is None or not key.allows(canonical):
+            missing = HTTPError(
+                404,
+                f"model {name!r} is not one this key may use (GET /v1/models lists them)",
+                code="model_not_found",
+                param="model",
+            )
+            return _error(missing, rid, anthropic)
+        return _json(model_row(canonical))
 
     async def embeddings(request: Request) -> Response:
         t0 = time.perf_counter()
@@ -137,6 +171,9 @@ def routes(gw: Gateway) -> list[Route]:
         except HTTPError as err:
             gw.metrics.request("embeddings", err.status, key=key_name)
             return _error(err, rid)
+        except ClientGone:  # left mid-upload: nobody reads this answer
+            gw.metrics.request("embeddings", 499, key=key_name)
+            return Response(status_code=499)
         router = gw.router
         assert router is not None
         holder = [0.0]
@@ -146,7 +183,10 @@ def routes(gw: Gateway) -> list[Route]:
         except CostlineError as exc:
             failed = gw.error_for(exc)
             gw.metrics.request("embeddings", failed.status, req.model, exc.provider or "", key.name)
-            return _error(failed, rid)
+            out = _error(failed, rid)  # with the key's limits, as chat's refusals have them
+            for k, v in refused_headers(gw.key_limits(key), failed):
+                out.headers[k.decode()] = v.decode()
+            return out
         finally:
             UPSTREAM.reset(token)
         overhead = time.perf_counter() - t0 - holder[0]
@@ -162,6 +202,7 @@ def routes(gw: Gateway) -> list[Route]:
             False,
             overhead,
             holder[0],
+            unpriced=done.cost.unpriced,
         )
         headers = {
             "x-costline-request-id": rid,
@@ -170,21 +211,29 @@ def routes(gw: Gateway) -> list[Route]:
             "x-costline-provider": done.provider,
             "x-costline-overhead-ms": f"{overhead * 1000:.3f}",
         }
+        if done.cost.unpriced:  # "0" alone would read as free: the model has no price
+            headers["x-costline-unpriced"] = "true"
+        if u.estimated:
+            headers["x-costline-usage-estimated"] = "true"
         headers.update((k.decode(), v.decode()) for k, v in gw.limit_headers(key))
         return Response(oai.embed_response(done, fmt), 200, headers, media_type="application/json")
 
     async def count_tokens(request: Request) -> Response:
-        """Anthropic's count_tokens: Costline's offline count (flagged when estimated)."""
+        """Anthropic's count_tokens: Costline's offline count (flagged when estimated), for
+        the models the key may use (403 otherwise, as chat)."""
         rid = new_request_id()
         try:
-            gw.key_for(headers_of(request.scope))
+            key = gw.key_for(headers_of(request.scope))
             data = await _body(gw, request)
             if not isinstance(data, dict) or not isinstance(data.get("model"), str):
                 raise bad_request("model: required, a string", "model")
-            msgs = anth.count_request(data)
+            gw.check_models(key, data["model"], None)
+            req = anth.count_request(data)
         except HTTPError as err:
             return _error(err, rid, anthropic=True)
-        count = tokens.count_messages(data["model"], msgs)
+        except ClientGone:
+            return Response(status_code=499)
+        count = tokens.count_request(data["model"], req.messages, req.extra)
         return _json({"input_tokens": count.tokens, "costline": {"estimated": count.estimated}})
 
     return [
@@ -192,9 +241,65 @@ def routes(gw: Gateway) -> list[Route]:
         Route("/health/ready", ready, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/v1/models", models, methods=["GET"]),
+        Route("/v1/models/{model:path}", model, methods=["GET"]),
         Route("/v1/embeddings", embeddings, methods=["POST"]),
         Route("/v1/messages/count_tokens", count_tokens, methods=["POST"]),
     ]
+
+
+async def not_served(request: Request, exc: Exception) -> Response:
+    """404 / 405 for a path or method the gateway does not serve, in the error shape the
+    SDKs parse (Starlette's default is a text/plain 'Not Found')."""
+    status = getattr(exc, "status_code", 404)
+    if status == 405:
+        msg = f"{request.method} is not allowed on {request.url.path}"
+    else:
+        msg = f"the gateway serves no {request.method} {request.url.path}"
+    err = HTTPError(status, msg, code="not_found" if status == 404 else "method_not_allowed")
+    out = _error(err, new_request_id(), _anthropic_client(request))
+    allow = getattr(exc, "headers", None) or {}
+    if "allow" in {k.lower() for k in allow}:
+        out.headers.update(allow)
+    return out
+
+
+def _metrics_refusal(gw: Gateway, request: Request) -> Response | None:
+    """None when the request may read /metrics; else the 401 / 403 to send."""
+    auth = request.headers.get("authorization", "")
+    scheme, _, secret = auth.partition(" ")
+    secret = secret.strip() if scheme.lower() == "bearer" else ""
+    challenge = {"WWW-Authenticate": 'Bearer realm="costline-metrics"'}
+    if not secret:
+        return _metrics_error(
+            401,
+            "/metrics needs 'Authorization: Bearer <token>': COSTLINE_GATEWAY_METRICS_TOKEN, "
+            "or an admin's API token",
+            challenge,
+        )
+    token = gw.config.metrics_token
+    if token and hmac.compare_digest(secret.encode(), token.encode()):
+        return None
+    router = gw.router
+    plane = None if router is None or router.controls is None else router.controls.plane
+    if plane is not None and secret.startswith(TOKEN_PREFIX):
+        try:
+            actor = plane.token_actor(secret)
+        except PermissionDenied as exc:
+            return _metrics_error(401, exc.message, challenge)
+        if actor.role == "admin":
+            return None
+        return _metrics_error(403, f"user {actor.username!r} is not an admin", {})
+    return _metrics_error(401, "invalid metrics token", challenge)
+
+
+def _metrics_error(status: int, message: str, headers: dict[str, str]) -> Response:
+    code = "unauthorized" if status == 401 else "forbidden"
+    return _json({"error": {"message": message, "type": code, "code": code}}, status, headers)
+
+
+def _anthropic_client(request: Request) -> bool:
+    """The Anthropic SDK sends anthropic-version on every request: answer errors its way."""
+    return "anthropic-version" in request.headers
 
 
 def _per_1m(pico_per_token: int | Fraction) -> Decimal:

@@ -1,4 +1,5 @@
 """CSV import of LLM usage exported by other tools (the console's Import page calls these).
+A Parquet file is read as the CSV of its table (_parquet.py).
 
     p = read_preview(data)                       # columns, sample rows, suggested mapping,
                                                  # questions (decimal mark, date order)
@@ -32,18 +33,23 @@ INCLUDING cached ones, and output/completion tokens INCLUDING reasoning ones. Co
 ``tokens_inclusive=False``; ``read_preview`` suggests which applies.
 
 Cost. Without a cost column (or with an empty cell) a row is priced from the catalog at the
-rate of its UTC day; a model the catalog does not know is imported with ``unpriced=True``
-(never as $0) and counted in ``unpriced_models``; a prompt over the model's context window is
-flagged ``over_context_window``. A given cost is kept exactly (up to 12 decimals; more is a
-bad row). Naive timestamps are UTC. Rows whose mapped cells are all empty are skipped.
+rate of its UTC day, as ``provider/model`` when the row names its provider; a model the
+catalog does not know is imported with ``unpriced=True`` (never as $0) and counted in
+``unpriced_models``; a prompt over the model's context window is flagged
+``over_context_window``. A given cost is kept exactly (up to 12 decimals; more is a
+bad row), but a $0 for an unknown model on a row with tokens is unpriced (LiteLLM logs 0
+for a call it could not price). Naive timestamps are UTC. Rows whose mapped cells are all
+empty are skipped.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 import time
 from collections.abc import Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -159,7 +165,7 @@ def parse_sample(
     data, _ = _csv.read_bytes(file)
     d = _csv.dialect(data)
     fields = _check_mapping(mapping, d.columns)
-    head = b"\n".join(data.split(b"\n", rows + 1)[: rows + 1]) + b"\n"
+    head = _csv.head(data, rows + 1)
     table, lines, bad_lines = _csv.read_columns(head, d, list(dict.fromkeys(fields.values())))
     parsed = _rows.parse_rows(
         table,
@@ -253,22 +259,11 @@ def import_csv(
         _loads.check_actor(engine, actor)
         load_id = f"import:{sha}" if replace is None else f"import:{sha}@{clock.now().isoformat()}"
         previous = _loads.get(engine, f"import:{sha}") if replace is None else None
-        if previous is not None:
-            return ImportResult(
-                0,
-                True,
-                [],
-                Decimal(0),
-                {},
-                sha,
-                previous=previous,
-                mapping=fields,
-                duplicates=previous.rows,
-                seconds=time.perf_counter() - t0,
-            )
+        if previous is not None and _loads.written(previous):
+            return _same_file(previous, sha, fields, t0)
         table, lines, bad_lines = _csv.read_columns(data, d, list(dict.fromkeys(fields.values())))
         _check_answers(_questions(table, fields), decimal, date_order)
-        rows = _rows.parse_rows(
+        parsed = _rows.parse_rows(
             table,
             fields,
             REQUIRED,
@@ -280,62 +275,99 @@ def import_csv(
         )
         bad = sorted(
             [BadRow(b.line, b.reason) for b in bad_lines]
-            + [BadRow(int(lines[i]), "; ".join(r)) for i, r in rows.reasons.items()],
+            + [BadRow(int(lines[i]), "; ".join(r)) for i, r in parsed.reasons.items()],
             key=lambda b: b.line,
         )
-        dup = _duplicates(rows, home, replace)
-        rows = rows.drop(dup)
-        result = _result(rows, bad, sha, table.num_rows + len(bad_lines), fields, int(dup.sum()))
-        result.dry_run = dry_run
-        result.needs_confirmation = bool(bad) and not skip_bad_rows
-        if dry_run or result.needs_confirmation or not result.imported:
-            result.seconds = time.perf_counter() - t0  # a replace with no new rows: no-op
-            return result
-        meta = json.dumps({"import": sha[:12]} if replace is None else {"import": load_id[7:]})
-        events = _rows.build_table(rows.columns, rows.ids, source, meta)
-        load = DataLoad(
-            load_id,
-            "import",
-            name,
-            result.imported,
-            rows.cost_total,
-            actor.username,
-            clock.now(),
-            {
-                "sha256": sha,
-                "mapping": fields,
-                "bad_rows": len(bad),
-                "duplicates": result.duplicates,
-                "row_keys": "request_id" if rows.given_ids else "row hash",
-                "unpriced_models": rows.unpriced,
-                "source": source,
-                "decimal": decimal,
-                "date_order": date_order,
-            },
-        )
-        if not _loads.claim(engine, load, actor):  # another process got there first
-            return ImportResult(
-                0,
-                True,
-                [],
-                Decimal(0),
-                {},
-                sha,
-                mapping=fields,
-                previous=_loads.get(engine, load.id),
+        # a real import checks for duplicates and writes under the log's import lock
+        with nullcontext() if dry_run else _replace.import_lock(home):
+            if not dry_run and replace is None:
+                previous = _loads.get(engine, f"import:{sha}")
+                if previous is not None and _loads.written(previous):  # done meanwhile
+                    return _same_file(previous, sha, fields, t0)
+            with Reader(home) as reader:
+                parsed, pruned = _in_pruned_hours(parsed, reader, lines)
+                dup = _duplicates(parsed, reader, replace)
+            if pruned:
+                bad = sorted(bad + pruned, key=lambda b: b.line)
+            rows = parsed.drop(dup)
+            result = _result(
+                rows, bad, sha, table.num_rows + len(bad_lines), fields, int(dup.sum())
             )
-        try:
-            write_segment(_by_time(events), segments_dir(home), f"import-{sha[:16]}")
-        except BaseException:
-            _loads.release(engine, load.id, actor)
-            raise
-        result.written = True
-        if replace is not None:
-            _replace_rows(engine, result, replace, load_id, actor, home, meta)
+            result.dry_run = dry_run
+            result.needs_confirmation = bool(bad) and not skip_bad_rows
+            if dry_run or result.needs_confirmation or not result.imported:
+                if previous is not None and not dry_run and not result.needs_confirmation:
+                    _loads.mark_written(engine, previous)  # its rows were written, then it died
+                result.seconds = time.perf_counter() - t0  # a replace with no new rows: no-op
+                return result
+            if previous is not None:  # claimed by a process that died before writing its rows
+                _loads.release(engine, previous.id, actor)
+            meta = json.dumps({"import": sha[:12]} if replace is None else {"import": load_id[7:]})
+            events = _rows.build_table(rows.columns, rows.ids, source, meta)
+            load = DataLoad(
+                load_id,
+                "import",
+                name,
+                result.imported,
+                rows.cost_total,
+                actor.username,
+                clock.now(),
+                {
+                    "sha256": sha,
+                    "mapping": fields,
+                    "bad_rows": len(bad),
+                    "duplicates": result.duplicates,
+                    "row_keys": "request_id" if rows.given_ids else "row hash",
+                    "unpriced_models": rows.unpriced,
+                    "source": source,
+                    "decimal": decimal,
+                    "date_order": date_order,
+                    "written": False,
+                },
+            )
+            if not _loads.claim(engine, load, actor):  # another process got there first
+                return ImportResult(
+                    0,
+                    True,
+                    [],
+                    Decimal(0),
+                    {},
+                    sha,
+                    mapping=fields,
+                    previous=_loads.get(engine, load.id),
+                )
+            try:
+                # a name of its own: a replace of the same file must not overwrite (and so
+                # drop) the segment its first import wrote
+                segment = f"import-{sha[:16]}-{secrets.token_hex(4)}"
+                write_segment(_by_time(events), segments_dir(home), segment)
+            except BaseException:
+                _loads.release(engine, load.id, actor)
+                raise
+            _loads.mark_written(engine, load)
+            result.written = True
+            if replace is not None:
+                _replace_rows(engine, result, replace, load_id, actor, home, meta)
         result.seconds = time.perf_counter() - t0
         return result
     finally:
         engine.dispose()
+
+
+def _same_file(previous: DataLoad, sha: str, fields: dict[str, str], t0: float) -> ImportResult:
+    """The result for a byte-identical file whose rows an earlier import wrote."""
+    return ImportResult(
+        0,
+        True,
+        [],
+        Decimal(0),
+        {},
+        sha,
+        previous=previous,
+        mapping=fields,
+        duplicates=previous.rows,
+        seconds=time.perf_counter() - t0,
+    )
 
 
 def _questions(table: pa.Table, fields: Mapping[str, str]) -> list[Question]:
@@ -363,8 +395,37 @@ def _check_answers(asked: list[Question], decimal: str | None, date_order: str |
             )
 
 
+def _in_pruned_hours(
+    rows: _rows.Rows, reader: Reader, lines: np.ndarray
+) -> tuple[_rows.Rows, list[BadRow]]:
+    """Kept rows of an hour that retention holds only as totals (its raw events pruned) are
+    bad rows: whether such a row is already counted cannot be checked (it counted twice)."""
+    ts = rows.columns["ts"]
+    if not len(ts):
+        return rows, []
+    hours = reader.pruned_hours(pc.min(ts).as_py(), pc.max(ts).as_py())
+    if not len(hours):
+        return rows, []
+    hour_us = 3_600_000_000
+    us = ts.cast(pa.int64()).to_numpy()
+    held = np.isin(us - us % hour_us, hours.to_numpy())
+    if not held.any():
+        return rows, []
+    which = np.nonzero(rows.keep)[0][held]
+    when = pc.strftime(ts.filter(pa.array(held)), "%Y-%m-%d %H:00").to_pylist()
+    bad = [
+        BadRow(
+            int(lines[i]),
+            f"{t} UTC: retention pruned this hour's raw events (its totals are kept), so"
+            " whether this row is already counted cannot be checked",
+        )
+        for i, t in zip(which.tolist(), when, strict=True)
+    ]
+    return rows.drop(held), bad
+
+
 def _duplicates(
-    rows: _rows.Rows, home: Path | None, replace: tuple[str, datetime, datetime] | None
+    rows: _rows.Rows, reader: Reader, replace: tuple[str, datetime, datetime] | None
 ) -> np.ndarray:
     """Kept rows already in the log: the k-th row of the file with a key is a duplicate when
     the log holds k or more events with that key (outside a range being replaced)."""
@@ -375,25 +436,20 @@ def _duplicates(
     start, end = (None, None) if rows.given_ids else (pc.min(ts).as_py(), pc.max(ts).as_py())
     if replace is not None:  # the rows about to be replaced do not count
         start, end = None, None
-    with Reader(home) as reader:
-        held = reader.id_counts(rows.ids, start, end)
-        if replace is not None and held.num_rows:
-            src, a, b = replace
-            inside = reader.sql(
-                "SELECT request_id, count(*) AS events FROM events WHERE source = ? AND ts >= ?"
-                " AND ts < ? AND request_id IN (SELECT unnest(?::VARCHAR[])) GROUP BY 1",
-                [src, a, b, held.column("request_id").to_pylist()],
-            )
-            gone = dict(zip(inside["request_id"], inside["events"], strict=True))
-            left = [
-                int(c) - int(gone.get(i, 0))
-                for i, c in zip(
-                    held["request_id"].to_pylist(), held["events"].to_pylist(), strict=True
-                )
-            ]
-            held = pa.table(
-                {"request_id": held["request_id"], "events": pa.array(left, pa.int64())}
-            )
+    held = reader.id_counts(rows.ids, start, end)
+    if replace is not None and held.num_rows:
+        src, a, b = replace
+        inside = reader.sql(
+            "SELECT request_id, count(*) AS events FROM events WHERE source = ? AND ts >= ?"
+            " AND ts < ? AND request_id IN (SELECT unnest(?::VARCHAR[])) GROUP BY 1",
+            [src, a, b, held.column("request_id").to_pylist()],
+        )
+        gone = dict(zip(inside["request_id"], inside["events"], strict=True))
+        left = [
+            int(c) - int(gone.get(i, 0))
+            for i, c in zip(held["request_id"].to_pylist(), held["events"].to_pylist(), strict=True)
+        ]
+        held = pa.table({"request_id": held["request_id"], "events": pa.array(left, pa.int64())})
     if not held.num_rows:
         return np.zeros(n, bool)
     where = pc.index_in(rows.ids, value_set=held["request_id"].combine_chunks())

@@ -3,6 +3,7 @@ columns with the physical line number of every row (pyarrow, no per-row Python).
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import re
@@ -18,6 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from core.errors import ConfigError
+from core.importer import _parquet
 
 Source = bytes | bytearray | memoryview | str | Path | IO[bytes]
 Invalid = tuple[int, str, int]  # a row with the wrong number of cells: record number, text, cells
@@ -25,8 +27,39 @@ SAMPLE_BYTES = 64 * 1024
 
 
 def read_bytes(file: Source) -> tuple[bytes, str]:
-    """The file's content and a display name. Accepts bytes, a path or a binary file object
-    (e.g. Streamlit's UploadedFile)."""
+    """The file's content as CSV and a display name. Accepts bytes, a path or a binary file
+    object (e.g. Streamlit's UploadedFile); a Parquet file is read as the CSV of its table."""
+    data, name = _raw_bytes(file)
+    if _parquet.is_parquet(data):
+        return _parquet.to_csv(data), name
+    return _from_utf16(data), name
+
+
+_BOMS = {
+    b"\xff\xfe\x00\x00": "utf-32",
+    b"\x00\x00\xfe\xff": "utf-32",
+}  # UTF-32 before UTF-16: their little-endian marks share a prefix
+_BOMS |= {b"\xff\xfe": "utf-16", b"\xfe\xff": "utf-16"}
+
+
+def _from_utf16(data: bytes) -> bytes:
+    """A UTF-16/32 file with its byte order mark (Excel's "Unicode Text") as UTF-8; it
+    read as Latin-1 with a NUL between letters ('a carriage return without a line feed')."""
+    for bom, codec in _BOMS.items():
+        if data.startswith(bom):
+            try:
+                return data.decode(codec).encode()
+            except UnicodeDecodeError as exc:
+                line = data[: exc.start].decode(codec, errors="replace").count("\n") + 1
+                raise ConfigError(
+                    f"line {line}: the file starts as {codec.upper()} but does not decode"
+                    " as it; save it as UTF-8",
+                    field="file",
+                ) from None
+    return data
+
+
+def _raw_bytes(file: Source) -> tuple[bytes, str]:
     if isinstance(file, bytes | bytearray | memoryview):
         return bytes(file), "upload.csv"
     if isinstance(file, str | Path):
@@ -52,13 +85,41 @@ def _text(data: bytes, encoding: str) -> str:
     return data.decode("utf-8-sig" if encoding == "utf8" else encoding, errors="replace")
 
 
+def _encoding(data: bytes) -> str:
+    """ "utf8" when the whole file is UTF-8; "latin-1" when it is not and everything before
+    its first non-UTF-8 byte is ASCII (a Latin-1/Windows file); else a ConfigError naming
+    the line (UTF-8 text, then a byte that is not: a file pasted from two encodings). The
+    file is checked in chunks, so memory holds one chunk's text."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    step = 1 << 24
+    try:
+        for i in range(0, len(data), step):
+            decoder.decode(data[i : i + step], final=i + step >= len(data))
+    except UnicodeDecodeError:
+        at = _first_non_utf8(data)
+    else:
+        return "utf8"
+    if data[:at].isascii():
+        return "latin-1"
+    line = data.count(b"\n", 0, at) + 1
+    raise ConfigError(
+        f"line {line}: byte 0x{data[at]:02X} is not UTF-8, but the lines before it hold UTF-8"
+        " text; save the whole file as UTF-8",
+        field="file",
+    )
+
+
+def _first_non_utf8(data: bytes) -> int:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return exc.start
+    return len(data)
+
+
 def dialect(data: bytes) -> Dialect:
     head = data[:SAMPLE_BYTES]
-    try:
-        head.decode("utf-8-sig")
-        encoding = "utf8"
-    except UnicodeDecodeError as exc:  # a multi-byte char cut at the sample's end is fine
-        encoding = "utf8" if exc.start >= len(head) - 3 else "latin-1"
+    encoding = _encoding(data)
     text = _text(head, encoding)
     if not text.strip():
         raise ConfigError("the file is empty", field="file")
@@ -131,6 +192,23 @@ def suggest(columns: Sequence[str], synonyms: dict[str, tuple[str, ...]]) -> dic
                 used.add(col)
                 break
     return out
+
+
+def head(data: bytes, lines: int) -> bytes:
+    """The file's first ``lines`` lines and a line break, extended line by line while a
+    quoted value is still open (an odd count of quotes): never cut inside a value that
+    holds line breaks (the rest of the file would read as one broken row)."""
+    end, quotes = 0, 0
+    while end < len(data):
+        nl = data.find(b"\n", end)
+        stop = len(data) if nl < 0 else nl + 1
+        quotes += data.count(b'"', end, stop)
+        end = stop
+        lines -= 1
+        if lines <= 0 and quotes % 2 == 0:
+            break
+    out = data[:end]
+    return out if out.endswith(b"\n") else out + b"\n"
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,11 @@ NUMBER_FIELDS = (
 DECIMALS = {".": "1,234.56: point decimals, comma thousands", ",": "1.234,56: comma decimals"}
 DATE_ORDERS = {"dmy": "day/month/year (16/11/2023)", "mdy": "month/day/year (11/16/2023)"}
 SLASH_DATE = r"^(?P<a>\d{1,2})[/.\-](?P<b>\d{1,2})[/.\-](?P<y>\d{4}|\d{2})(?:$|[ T])"
-_GROUPED = {".": r"^\$?\s*-?\d{1,3}(,\d{3})+(\.\d*)?$", ",": r"^\$?\s*-?\d{1,3}(\.\d{3})+(,\d*)?$"}
+# thousands grouping: the first group has no leading zero ("0,001" is never one thousand)
+_GROUPED = {
+    ".": r"^\$?\s*-?[1-9]\d{0,2}(,\d{3})+(\.\d*)?$",
+    ",": r"^\$?\s*-?[1-9]\d{0,2}(\.\d{3})+(,\d*)?$",
+}
 _EXAMPLES = 3
 
 
@@ -55,7 +59,7 @@ def _decimal_question(cols: Mapping[str, pa.Array]) -> Question | None:
     hits = {f: m for f, m in with_comma.items() if pc.any(m).as_py()}
     if not hits:  # a token count like "1.000": one, or a thousand with "." grouping?
         dotted = {
-            f: pc.match_substring_regex(c, r"^\d{1,3}(\.\d{3})+$")
+            f: pc.match_substring_regex(c, r"^[1-9]\d{0,2}(\.\d{3})+$")
             for f, c in cols.items()
             if f.endswith("_tokens")
         }

@@ -7,6 +7,7 @@ with the list of control-plane entries it created. Loads and removals are audite
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Mapping
@@ -113,6 +114,19 @@ def _summary(load: DataLoad) -> dict[str, Any]:
         "rows": load.rows,
         "cost_usd": None if load.cost_usd is None else str(load.cost_usd),
     }
+
+
+def written(load: DataLoad) -> bool:
+    """Whether the load's rows were written. An import is claimed (``"written": false``)
+    before its rows are written and marked after; a claim left unmarked is from a process
+    that died in between (loads recorded before the mark existed have no key: written)."""
+    return load.details.get("written", True) is not False
+
+
+def mark_written(engine: Engine, load: DataLoad) -> DataLoad:
+    done = dataclasses.replace(load, details={**load.details, "written": True})
+    update(engine, done)
+    return done
 
 
 def claim(engine: Engine, load: DataLoad, actor: Actor) -> bool:

@@ -185,22 +185,35 @@ def _arrow_times(col: pa.Array) -> I64 | None:
 
 
 def _pandas_times(col: pa.Array) -> I64:
+    """Mixed forms: ISO 8601, epoch seconds/milliseconds/microseconds, then anything pandas
+    reads. Built as int64 microseconds (pandas picks a unit per call; mixing them raised)."""
     ser = pd.Series(col.to_numpy(zero_copy_only=False), dtype=object)
+    out = np.full(len(ser), _NAT, np.int64)
     ts = pd.to_datetime(ser, utc=True, format="ISO8601", errors="coerce")
-    need = ts.isna() & (ser != "")
+    ok = ts.notna().to_numpy()
+    out[ok] = pd.DatetimeIndex(ts[ok]).as_unit("us").asi8
+    need = ~ok & (ser != "").to_numpy()
     if need.any():
         sub = ser[need]
-        epoch = sub.str.fullmatch(r"\d{9,16}(\.\d+)?")
+        parts = sub.str.extract(r"^(\d{9,16})(?:\.(\d*))?$")
+        epoch = parts[0].notna()
         if epoch.any():  # seconds, milliseconds or microseconds since 1970
-            num = pd.to_numeric(sub[epoch])
-            unit = np.where(num < 1e11, 1e6, np.where(num < 1e14, 1e3, 1.0))
-            ts.loc[num.index] = pd.to_datetime(
-                (num * unit).round().astype("int64"), unit="us", utc=True
-            )
-        rest = sub[~epoch]
+            whole = parts[0][epoch].astype(np.int64).to_numpy()
+            frac = parts[1][epoch].fillna("").to_numpy(dtype=object)
+            unit = np.where(whole < 10**11, 10**6, np.where(whole < 10**14, 10**3, 1))
+            us = whole * unit
+            for scale, digits in ((10**6, 6), (10**3, 3)):  # the fraction, to the microsecond
+                sel = np.nonzero((unit == scale) & (frac != ""))[0]
+                if len(sel):
+                    fr = pd.Series(frac[sel]).str.ljust(digits, "0").str[:digits]
+                    us[sel] += fr.astype(np.int64).to_numpy()
+            out[np.nonzero(need)[0][epoch.to_numpy()]] = us
+        rest = sub[~epoch.to_numpy()]
         if len(rest):
-            ts.loc[rest.index] = pd.to_datetime(rest, utc=True, format="mixed", errors="coerce")
-    out: I64 = pd.DatetimeIndex(ts).as_unit("us").asi8.copy()
+            more = pd.to_datetime(rest, utc=True, format="mixed", errors="coerce")
+            good = more.notna().to_numpy()
+            where = np.nonzero(need)[0][~epoch.to_numpy()][good]
+            out[where] = pd.DatetimeIndex(more[good]).as_unit("us").asi8
     return out
 
 

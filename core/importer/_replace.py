@@ -14,7 +14,7 @@ import fcntl
 import os
 import secrets
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -29,8 +29,8 @@ from core.usage import conform, events_dir, scan, segments_dir, write_segment
 
 
 @contextmanager
-def _compaction_lock(home: Path | None) -> Iterator[None]:
-    path = events_dir(home) / "compact.lock"
+def _compaction_lock(home: Path | None, name: str = "compact.lock") -> Iterator[None]:
+    path = events_dir(home) / name
     private_dir(path.parent)
     fd = private_open(path, os.O_RDWR | os.O_CREAT)
     try:
@@ -38,6 +38,14 @@ def _compaction_lock(home: Path | None) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def import_lock(home: Path | None) -> AbstractContextManager[None]:
+    """Held from an import's duplicate check until its rows are written and its load marked
+    written: imports into one usage log run one at a time (two overlapping files imported at
+    once would each find the other's rows absent), and a load left unwritten while the lock
+    is free was claimed by a process that died."""
+    return _compaction_lock(home, "import.lock")
 
 
 def _may_hold(path: Path, start: datetime, end: datetime) -> bool:

@@ -21,6 +21,7 @@ from core.usage import SCHEMA
 
 US_PER_DAY = 86_400_000_000
 NAME_FIELDS = ("org", "user", "project", "task")
+TEXT_FIELDS = ("model", "provider", "request_id", *NAME_FIELDS)
 _TOKEN_FIELDS = (
     "input_tokens",
     "cached_tokens",
@@ -96,6 +97,9 @@ def parse_rows(
     n = table.num_rows
     ck = Checker(n)
     col = {f: clean(table[c]) for f, c in fields.items()}
+    for f in TEXT_FIELDS:  # OWASP-escaped cells ("'=x", as Costline's own export writes
+        if f in col:  # them) are read back as "=x": the same values and the same keys
+            col[f] = unescape_cells(col[f])
     for f in NUMBER_FIELDS:
         if f in col:
             col[f] = _plain(ck, col[f], fields[f], decimal)
@@ -124,10 +128,11 @@ def parse_rows(
     )
     checked = finish(ck, list(col.values()))
     codes, names = _dictionary(col["model"])
+    pcodes, pnames = _priced_as(col) if "provider" in col else (codes, names)
     idx = np.nonzero(checked.keep)[0]
     classes = {c: tok[f][idx] for c, f in zip(TOKEN_CLASSES, _TOKEN_FIELDS, strict=True)}
     day = (us[idx] // US_PER_DAY).astype("datetime64[D]")
-    priced = price_columns(catalog, codes[idx], names, day, classes)
+    priced = price_columns(catalog, pcodes[idx], pnames, day, classes)
     g = given[idx]
     over = priced.overflow & ~g
     reasons = dict(checked.reasons)
@@ -135,6 +140,11 @@ def parse_rows(
         reasons.setdefault(i, []).append("tokens too many to price in int64 picodollars")
     sel = ~over
     idx, g = idx[sel], g[sel]
+    stated = g  # the cost cells as the file states them (part of the row's key)
+    # "$0" for a model the catalog does not know, with tokens: the tool that wrote it could
+    # not price the call either (LiteLLM logs spend 0 then); its cost is unknown: unpriced
+    used = sum((v[sel] for v in classes.values()), np.zeros(len(idx), np.int64)) > 0
+    g = g & ~(priced.unpriced[sel] & used & (given_pico[idx] == 0))
     keep = np.zeros(n, bool)
     keep[idx] = True
     comps = {c: v[sel] for c, v in priced.costs.items()}
@@ -147,8 +157,7 @@ def parse_rows(
         return a if everything else a.take(taken)
 
     model_codes = codes[idx]
-    # OWASP-escaped cells ("'=x", as Costline's own export writes them) are read back as "=x"
-    name_cols = {f: text(unescape_cells(pick(col[f]))) for f in NAME_FIELDS if f in col}
+    name_cols = {f: text(pick(col[f])) for f in NAME_FIELDS if f in col}
     given_provider = text(pick(col["provider"])) if "provider" in col else None
     strings: dict[str, pa.Array | None] = {
         "model": pick(col["model"]),
@@ -158,7 +167,7 @@ def parse_rows(
     key_ints = {
         "ts": us[idx],
         **{c: v[sel] for c, v in classes.items()},
-        "given_cost": np.where(g, given_pico[idx], -1),
+        "given_cost": np.where(stated, given_pico[idx], -1),
     }
     keys = row_keys(
         {k: v for k, v in strings.items() if v is not None},
@@ -191,6 +200,21 @@ def parse_rows(
         keys.nth,
         keys.given,
     )
+
+
+def _priced_as(col: dict[str, pa.Array]) -> tuple[I64, list[str]]:
+    """The catalog name each row is priced under: ``provider/model`` when the row names its
+    provider (the same entry a call to ``provider/model`` is priced at: groq's ``gpt-4o`` is
+    unpriced, never OpenAI's rate), else the model. Worked out once per distinct pair."""
+    pair = pc.binary_join_element_wise(col["provider"], col["model"], "\x1f")
+    codes, pairs = _dictionary(pair)
+    names: list[str] = []
+    for p in pairs:
+        provider, model = p.split("\x1f", 1)
+        prefix = provider.strip().lower() + "/"
+        given = bool(provider.strip()) and not model.lower().startswith(prefix)
+        names.append(prefix + model if given else model)
+    return codes, names
 
 
 def _plain(ck: Checker, raw: pa.Array, column: str, decimal: str | None) -> pa.Array:

@@ -45,7 +45,20 @@ def monthly_usd(pico: int | float, period_days: float) -> Decimal:
 
 
 def usd_text(pico: int | float) -> str:
-    return f"${pico / PICO:,.2f}"
+    """'$1,234.57': exact picodollars (or a float of them) to the cent, half a cent up, as
+    the console's tables round ($1.005 is '$1.01', not the binary float's '$1.00')."""
+    exact = Decimal(pico) if isinstance(pico, int) else Decimal(repr(float(pico)))
+    return dollars_text(exact / PICO)
+
+
+def dollars_text(usd: Decimal | float) -> str:
+    """'$2.68' for 2.675 dollars: to the cent, half up. A float is read as its shortest
+    decimal form (repr), so 2.675 is 2.675, not 2.67499999... as '{:.2f}' reads it."""
+    d = usd if isinstance(usd, Decimal) else Decimal(repr(float(usd)))
+    if not d.is_finite():
+        return f"${d}"
+    sign = "-" if d < 0 else ""
+    return f"{sign}${abs(d).quantize(Decimal('0.01'), rounding=ROUND_HALF_UP):,}"
 
 
 def observed_days(events: pd.DataFrame) -> float:

@@ -7,10 +7,10 @@ without even a query. Budget outlooks forecast each budget's own scope to its wi
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -139,11 +139,13 @@ class BudgetOutlook:
     window: str  # the window's label ('2026-11', '2026-W47', '2026-11-05')
     start: date
     end: date  # last day of the window (inclusive)
-    spent_usd: Decimal  # exact: window start to now
+    spent_usd: Decimal  # exact: counted from ``since`` to now
     exhaustion: Exhaustion | None
     method: str = ""  # 'prophet' | 'run_rate' | ''
     note: str = ""
     forecast: Forecast | None = None  # of the scope, today cut to the rest of the day
+    since: datetime | None = None  # where the window counts from (UTC): its start or last reset
+    counted: pd.DataFrame | None = None  # ds, y: the spend counted each complete day so far
 
     @property
     def scope(self) -> str:
@@ -152,6 +154,34 @@ class BudgetOutlook:
     @property
     def limit_usd(self) -> Decimal | None:
         return self.budget.limit_usd
+
+
+def budget_filters(reader: Reader, b: Budget, canonical: Callable[[str], str] = str) -> Filters:
+    """The calls a budget counts, as ``core.reports.condition`` (and the guard) match them: a
+    model budget its model under either name (``canonical``: the catalog's), a provider
+    budget its provider in any letter case (the spellings logged)."""
+    value = b.scope_value
+    if b.scope == "global":
+        return Filters()
+    if value is None:
+        return Filters(org=())  # matches nothing
+    if b.scope == "model":
+        return Filters(model=tuple(sorted({value, canonical(value)})))
+    if b.scope == "provider":
+        logged = reader.sql(
+            "SELECT DISTINCT provider FROM facts WHERE lower(provider) = lower(?)", [value]
+        )["provider"]
+        return Filters(provider=tuple(sorted({value, *map(str, logged)})))
+    return scoped(None, b.scope, value)
+
+
+def _counted(reader: Reader, filters: Filters, tz: str, today: date) -> pd.DataFrame:
+    """ds, y: what a budget counted on each complete local day from ``filters.start`` (its
+    window's start or last reset, maybe mid-day) through yesterday."""
+    if local_midnight(today, tz) <= (filters.start or datetime.min.replace(tzinfo=UTC)):
+        return pd.DataFrame({"ds": pd.to_datetime([]), "y": []})
+    df = reader.daily_series(replace(filters, end=local_midnight(today, tz)), tz=tz)
+    return pd.DataFrame({"ds": df["ds"], "y": df["cost_usd"].astype(float)}).reset_index(drop=True)
 
 
 def rest_of_today(fc: Forecast, today: date, fraction: float) -> Forecast:
@@ -168,48 +198,58 @@ def budget_outlook(
     budgets: Sequence[Budget],
     *,
     now: datetime | None = None,
+    resets: Mapping[str, datetime] | None = None,
+    canonical: Callable[[str], str] = str,
     intervals: Sequence[float] = (0.95,),
     holidays_country: str | None = None,
     workers: int = 2,
     cache: ForecastCache = FORECASTS,
 ) -> list[BudgetOutlook]:
     """For each budget: exact spend so far in its window, the forecast of its scope through
-    the window's end, and when the limit is crossed (with the widest interval's range)."""
+    the window's end, and when the limit is crossed (with the widest interval's range).
+
+    As ``core.reports.utilisation`` (the Budgets page, the status API): ``now`` is an
+    exclusive end, the window is the one holding the instant before it, and a budget reset
+    in that window (``resets``: ``core.reports.reset_times``) counts from the reset; its scope
+    holds the calls the budget counts (``budget_filters``)."""
     at = now or clock.now()
+    last = at - timedelta(microseconds=1)
 
     def one(b: Budget) -> BudgetOutlook:
-        win = window(b, at)
+        win = window(b, last)
         tz = win.tz
         start, end = win.start.date(), win.end.date() - timedelta(days=1)
-        dim = "total" if b.scope == "global" else b.scope
-        spent = pico_to_usd(
-            reader.totals(scoped(Filters(start=win.start, end=at), dim, b.scope_value))[
-                "cost_picousd"
-            ]
-        )
+        since = win.start.astimezone(UTC)
+        reset = (resets or {}).get(b.id)
+        if reset is not None and reset > since:
+            since = reset.astimezone(UTC)
+        scope = budget_filters(reader, b, canonical)
+        spent = pico_to_usd(reader.totals(replace(scope, start=since, end=at))["cost_picousd"])
         if not b.enabled or b.limit_usd is None or b.limit_usd <= 0:
             why = "disabled" if not b.enabled else "token limit only: not forecast in dollars"
-            return BudgetOutlook(b, win.label, start, end, spent, None, note=why)
-        today = local_today(tz, at)
+            return BudgetOutlook(b, win.label, start, end, spent, None, note=why, since=since)
+        today = local_today(tz, last)
+        counted = _counted(reader, replace(scope, start=since), tz, today)
         horizon = min(MAX_HORIZON, max(MIN_HORIZON, (end - today).days + 1))
         fc = forecast(
             reader,
-            dim,
-            b.scope_value,
+            filters=scope,
             horizon_days=horizon,
             intervals=intervals,
             holidays_country=holidays_country,
             tz=tz,
-            now=at,
+            now=last,
             backtest=False,
             cache=cache,
         )
-        rest = rest_of_today(fc, today, day_fraction_left(tz, at))
+        rest = rest_of_today(fc, today, day_fraction_left(tz, last))
         ex = exhaustion(
             rest, spent_so_far=spent, limit=b.limit_usd, window_start=start, window_end=end
         )
         note = "; ".join(n for n in (fc.message, ex.message) if n)
-        return BudgetOutlook(b, win.label, start, end, spent, ex, fc.method, note, rest)
+        return BudgetOutlook(
+            b, win.label, start, end, spent, ex, fc.method, note, rest, since, counted
+        )
 
     if workers <= 1 or len(budgets) <= 1:
         return [one(b) for b in budgets]

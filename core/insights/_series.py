@@ -18,7 +18,7 @@ from core.errors import ConfigError
 from core.usage import Filters, Reader
 
 DIMENSIONS: tuple[str, ...] = ("total", "org", "project", "model", "provider", "task")
-SCOPED = ("org", "project", "user", "model", "provider", "task")  # also the budget scopes
+SCOPED = ("org", "project", "user", "model", "provider", "task", "key")  # the budget scopes
 
 
 def local_midnight(day: date, tz: str) -> datetime:

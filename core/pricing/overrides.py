@@ -4,14 +4,15 @@ file compared with it (dry run) and written as overrides (console Pricing page a
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import date
 
 from core.control import Actor, ControlPlane, PriceOverride
 from core.errors import CostlineError, PermissionDenied
 from core.pricing.catalog import Catalog, load_catalog
-from core.pricing.litellm import Change, Problem, diff_catalogs, import_litellm
+from core.pricing.litellm import Change, Problem, import_litellm
+from core.pricing.plan import plan_import
 from core.pricing.rows import PriceRow
 
 OVERRIDE_RATES = ("input", "cached_input", "cache_write", "output", "reasoning")
@@ -36,34 +37,27 @@ class ImportPreview:
     not_applicable: int = 0  # tier, batch and context-window changes: not overrides
 
 
-def preview_import(content: bytes, current: Catalog, effective_from: date) -> ImportPreview:
-    """Parse a LiteLLM price file and compare it with the catalog in force."""
+def preview_import(
+    content: bytes,
+    current: Catalog,
+    effective_from: date,
+    *,
+    providers: Collection[str] | None = None,
+) -> ImportPreview:
+    """Parse a LiteLLM price file and compare it with the catalog in force, each entry with
+    its own provider's only (``plan_import``, as the Pricing page does): an override holds
+    the rates of the (provider, model) entry it is written for, never another provider's
+    entry of the same name (Cerebras' rates for Groq's gpt-oss, the free ``codestral``
+    entry for Mistral's codestral-latest). ``providers``: only those providers' entries."""
     rows, problems = import_litellm(content)
-    changes = diff_catalogs(current, rows)
-    imported = _base_rows(rows, current)
-    applicable = [
-        c
-        for c in changes
-        if c.kind == "changed" and c.above_prompt_tokens == 0 and c.field in OVERRIDE_RATES
-    ]  # base-tier rates: what an override holds
-    changed = sorted({c.model for c in applicable})
-    added = sorted({c.model for c in changes if c.kind == "added" and c.above_prompt_tokens == 0})
-    skipped = sum(1 for c in changes if c.kind == "changed") - len(applicable)
+    plan = plan_import(current, rows, providers)
     return ImportPreview(
         rows,
         problems,
-        changes,
-        overrides=[
-            _override(imported[m.lower()], m, current.provider_of(m), effective_from)
-            for m in changed
-            if m.lower() in imported
-        ],
-        new_models=[
-            _override(imported[m.lower()], m, imported[m.lower()].provider, effective_from)
-            for m in added
-            if m.lower() in imported
-        ],
-        not_applicable=skipped,
+        plan.changes,
+        overrides=[_override(r, m, r.provider, effective_from) for m, r in plan.updates],
+        new_models=[_override(r, r.model, r.provider, effective_from) for r in plan.additions],
+        not_applicable=plan.not_applicable,
     )
 
 
@@ -83,19 +77,6 @@ def apply_import(
         else:
             written += 1
     return written, errors
-
-
-def _base_rows(rows: Iterable[PriceRow], current: Catalog) -> dict[str, PriceRow]:
-    """Imported base-tier rows by the catalog's name (own names beat aliases)."""
-    out: dict[str, tuple[bool, PriceRow]] = {}
-    for r in rows:
-        if r.above_prompt_tokens:
-            continue
-        name = current.canonical(r.model) if current.has(r.model) else r.model
-        own = r.model.lower() == name.lower()
-        if name.lower() not in out or (own and not out[name.lower()][0]):
-            out[name.lower()] = (own, r)
-    return {k: r for k, (_, r) in out.items()}
 
 
 def _override(r: PriceRow, model: str, provider: str, day: date) -> PriceOverride:

@@ -66,7 +66,7 @@ def plan_import(
         (c.provider, c.model) for c in changes if c.kind == "added" and not c.above_prompt_tokens
     }
     updates = [
-        (model, base[(p, model.lower())])
+        (model, _merged(current.lookup(f"{p}/{model}"), base[(p, model.lower())]))
         for p, model in sorted(changed)
         if (p, model.lower()) in base
     ]
@@ -75,8 +75,17 @@ def plan_import(
 
 
 def _merged(own: PriceRow, imported: PriceRow) -> PriceRow:
-    """The catalog's row with the rates the import states (an unstated cache rate keeps the
-    catalog's, it does not fall back to "same as input")."""
+    """The catalog's row with the rates the import states. A rate the import does not state
+    keeps the catalog's, it does not fall back to "same as input" (Gemini 1.5 Pro's cached
+    input at the full input rate); where the catalog's rate was its own fallback (cached
+    input or cache write = input, reasoning = output: an empty cell), it follows the new
+    rate it falls back to."""
     stated = imported.stated
     rates = {f: getattr(imported, f) for f in UPDATABLE if stated is None or f in stated}
+    for f, fallback in _FALLBACKS.items():
+        if f not in rates and fallback in rates and getattr(own, f) == getattr(own, fallback):
+            rates[f] = rates[fallback]
     return replace(own, effective_from=imported.effective_from, source=imported.source, **rates)
+
+
+_FALLBACKS = {"cached_input": "input", "cache_write": "input", "reasoning": "output"}

@@ -15,6 +15,7 @@ from decimal import ROUND_HALF_UP, Decimal
 import pandas as pd
 
 from core.errors import ConfigError
+from core.export import escape_frame
 from core.types import PICO
 from core.usage import Filters, Reader
 
@@ -37,6 +38,12 @@ class Accounting:
     @property
     def unpriced_calls(self) -> int:
         return int(self.unpriced["calls"].sum()) if len(self.unpriced) else 0
+
+    def csv(self, *, unpriced: bool = False) -> bytes:
+        """The priced (or the unpriced) table as CSV for a spreadsheet: a name cell that
+        would run as a formula (an org "=HYPERLINK(...)") gets a ``'`` in front, as in the
+        usage export (OWASP CSV injection); the money cells are never touched."""
+        return escape_frame(self.unpriced if unpriced else self.priced).to_csv(index=False).encode()
 
 
 def _source(dim: str, where: str) -> tuple[str, str]:

@@ -9,7 +9,8 @@ picodollars throughout (see docs/architecture.md, "Money").
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 
@@ -68,7 +69,9 @@ class Totals:
 
 @dataclass(frozen=True)
 class Spend:
-    series: pd.DataFrame  # period, key, cost_picousd (exact ints), saved_picousd, requests, errors
+    # period, key, cost_picousd (exact ints), saved_picousd, requests, errors; by minute or
+    # hour also utc_offset (minutes east of UTC: the period's identity with ``period``)
+    series: pd.DataFrame
     totals: Totals
     # stacked by tag (rows overlap): period, cost_picousd, requests, a call counted once
     tag_periods: pd.DataFrame | None = None
@@ -100,8 +103,9 @@ def spend(reader: Reader, filters: Filters, dim: str, grain: str, tz: str) -> Sp
                 "requests": whole["requests"].astype("int64"),
             }
         )
-        tag_periods = tag_periods[tag_periods["requests"] > 0].sort_values("period")
-        tag_periods = tag_periods.reset_index(drop=True)
+        if "utc_offset" in whole.columns:
+            tag_periods["utc_offset"] = whole["utc_offset"]
+        tag_periods = _in_order(tag_periods[tag_periods["requests"] > 0], [])
     cost, saved = _ints(raw["cost_picousd"]), _ints(raw["saved_picousd"])
     series = pd.DataFrame(
         {
@@ -113,8 +117,17 @@ def spend(reader: Reader, filters: Filters, dim: str, grain: str, tz: str) -> Sp
             "errors": raw["errors"].astype("int64"),
         }
     )
-    series = series.sort_values(["period", "key"], ignore_index=True)
-    return Spend(series, totals, tag_periods)
+    if "utc_offset" in raw.columns:  # by minute or hour: the repeated DST hour is two periods
+        series["utc_offset"] = raw["utc_offset"]
+    return Spend(_in_order(series, ["key"]), totals, tag_periods)
+
+
+def _in_order(frame: pd.DataFrame, then: list[str]) -> pd.DataFrame:
+    """Sorted by period (in real time: of two equal wall-clock starts, the one with the larger
+    UTC offset came first), then by ``then``."""
+    by = ["period", *(["utc_offset"] if "utc_offset" in frame.columns else []), *then]
+    up = [c != "utc_offset" for c in by]
+    return frame.sort_values(by, ascending=up, ignore_index=True)
 
 
 WINDOW_SPEND_SQL = (
@@ -162,13 +175,19 @@ def top_spenders(reader: Reader, filters: Filters, who: str, n: int = 10) -> pd.
     return df
 
 
+ROLLED_UP = "org, project, user, key, model, provider, task, status and source"
+
+
 @dataclass(frozen=True)
 class Coverage:
-    """Whether raw events behind a range were pruned: figures from rollups stay exact
-    (hour-aligned ranges); listings and rollup-less dimensions lack those rows."""
+    """Whether raw events behind a range were pruned: figures from rollups stay exact when
+    the range's edges and the zone's periods fall on UTC hours and no tag filter applies
+    (rollups keep no tags); listings and rollup-less dimensions lack those rows."""
 
     pruned_from: datetime | None = None
     pruned_until: datetime | None = None
+    tagged: bool = False  # the figures are filtered by tag: the pruned calls are not in them
+    whole_hours: bool = True  # False: an edge or a local period cuts a pruned UTC hour
 
     @property
     def pruned(self) -> bool:
@@ -177,20 +196,51 @@ class Coverage:
     def note(self) -> str | None:
         if self.pruned_until is None:
             return None
+        head = f"raw events before {self.pruned_until:%Y-%m-%d %H:%M} UTC were removed by retention"
+        if self.tagged:
+            return (
+                f"{head}; their hourly rollups keep no tags, so figures under the tag filter"
+                " leave out that period's calls (without it, totals and breakdowns by"
+                f" {ROLLED_UP} come from the rollups); individual events and other breakdowns"
+                " of that period are not available"
+            )
+        how = (
+            "stay exact"
+            if self.whole_hours
+            else "count each of its hours whole, in the period holding the hour's start (the"
+            " range's edges or the time zone's periods do not fall on UTC hours), so figures"
+            " near those edges are approximate"
+        )
         return (
-            f"raw events before {self.pruned_until:%Y-%m-%d %H:%M} UTC were removed by "
-            "retention; totals and breakdowns by org, project, user, model, provider, task, "
-            "status and source come from hourly rollups and stay exact, individual events "
-            "and other breakdowns of that period are not available"
+            f"{head}; totals and breakdowns by {ROLLED_UP} come from hourly rollups and {how},"
+            " individual events and other breakdowns of that period are not available"
         )
 
 
-def coverage(reader: Reader, start: datetime | None, end: datetime | None) -> Coverage:
-    """Does [start, end) reach into the period whose raw events were pruned?"""
+def _on_hour(at: datetime) -> bool:
+    return at.minute == 0 and at.second == 0 and at.microsecond == 0
+
+
+def coverage(
+    reader: Reader,
+    start: datetime | None,
+    end: datetime | None,
+    *,
+    tagged: bool = False,
+    tz: str = "UTC",
+) -> Coverage:
+    """Does [start, end) reach into the period whose raw events were pruned? ``tagged``: the
+    figures are filtered by tag; ``tz``: the zone of their calendar periods."""
     span = reader.pruned_span()
     if span is None:
         return Coverage()
     first, until = span
     if (end is not None and end <= first) or (start is not None and start >= until):
         return Coverage()
-    return Coverage(first, until)
+    edges = [t for t in (start, end) if t is not None and first < t < until]
+    zone = ZoneInfo(tz)
+    offsets = {first.astimezone(zone).utcoffset(), until.astimezone(zone).utcoffset()}
+    whole = all(_on_hour(t.astimezone(UTC)) for t in edges) and all(
+        o is not None and o % timedelta(hours=1) == timedelta(0) for o in offsets
+    )
+    return Coverage(first, until, tagged=tagged, whole_hours=whole)

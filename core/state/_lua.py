@@ -19,12 +19,15 @@ end
 
 # KEYS: per rate item 1 key (token bucket) or 2 (sliding window: zset, meta hash), then one
 #       key per budget item, then (when an epoch is given) the epoch key.
-# ARGV: now, n_rates, n_budgets; per rate: alg ('t'|'w'), limit, window_s, capacity, cost,
-#       ttl_ms; per budget: threshold (limit - amount, '' = never block), amount, ttl_ms;
+# ARGV: now, n_rates, n_budgets; per rate: alg ('t'|'w'; 'T'|'W' for a settling item, whose
+#       charge settle corrects), limit, window_s, capacity, cost, ttl_ms; per budget:
+#       threshold (limit - amount, '' = never block), amount, ttl_ms;
 #       then optionally the epoch the caller expects (Redis restarted empty: reason 'epoch';
 #       '' = none), then optionally admit_if's condition: n_over, per bound its budget item
 #       (1-based) and value, n_under, the same (reason 'condition' when it fails).
-# Returns {ok, reason, failed_index (0-based), retry_after ('-1' = never), value_1..value_n}.
+# Returns {ok, reason, failed_index (0-based), retry_after ('-1' = never), value_1..value_n};
+# admitted with settling items, then the time used and per settling item its window entry's
+# seq (0 for a token bucket).
 ADMIT = (
     _PRELUDE
     + """
@@ -73,8 +76,14 @@ end
 
 local plans = {}
 local kc, a = 1, 4
+local settling = false
 for i = 1, nr do
   local alg, limit, window = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+  local settles = alg == 'T' or alg == 'W'
+  if settles then
+    settling = true
+    alg = string.lower(alg)
+  end
   local cap, cost, ttl = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4]), ARGV[a + 5]
   if alg == 't' then
     local k = KEYS[kc]
@@ -91,7 +100,7 @@ for i = 1, nr do
       if cost > cap then return answer(0, 'rate', i - 1, '-1') end
       return answer(0, 'rate', i - 1, string.format('%.17g', (cost - tokens) / rate))
     end
-    plans[i] = {'t', k, math.max(0, tokens - cost), ts, ttl}
+    plans[i] = {'t', k, math.max(0, tokens - cost), ts, ttl, 0, settles}
   else
     local k, m = KEYS[kc], KEYS[kc + 1]
     kc = kc + 2
@@ -120,7 +129,7 @@ for i = 1, nr do
       end
       return answer(0, 'rate', i - 1, string.format('%.17g', retry))
     end
-    plans[i] = {'w', k, m, ARGV[a + 4], ttl, cost}
+    plans[i] = {'w', k, m, ARGV[a + 4], ttl, cost, settles}
   end
   a = a + 6
 end
@@ -132,38 +141,95 @@ for j = 1, nb do
   end
 end
 
+local seqs = {}
 for i = 1, nr do
   local p = plans[i]
+  local seq = 0
   if p[1] == 't' then
     redis.call('HSET', p[2], 't', p[3], 'ts', p[4])
     redis.call('PEXPIRE', p[2], p[5])
   elseif p[6] > 0 then
-    local seq = redis.call('HINCRBY', p[3], 'seq', 1)
+    seq = redis.call('HINCRBY', p[3], 'seq', 1)
     redis.call('ZADD', p[2], now, seq .. ':' .. p[4])
     redis.call('HINCRBY', p[3], 'sum', p[4])
     redis.call('PEXPIRE', p[2], p[5])
     redis.call('PEXPIRE', p[3], p[5])
   end
+  if p[7] then seqs[#seqs + 1] = seq end
 end
 for j = 1, nb do
   local k, amount, ttl = KEYS[bfirst + j], ARGV[a + 3 * (j - 1) + 1], ARGV[a + 3 * (j - 1) + 2]
   redis.call('INCRBY', k, amount)
   if ttl ~= '0' then redis.call('PEXPIRE', k, ttl) end
 end
-return answer(1, '', -1, '')
-"""
-)
-
-# KEYS: budget keys. ARGV: per key delta, ttl_ms ('0' = keep). Returns the new values.
-SETTLE = """
-local out = {}
-for j = 1, #KEYS do
-  redis.call('INCRBY', KEYS[j], ARGV[2 * j - 1])
-  if ARGV[2 * j] ~= '0' then redis.call('PEXPIRE', KEYS[j], ARGV[2 * j]) end
-  out[j] = redis.call('GET', KEYS[j])  -- a string: INCRBY's reply would pass through a double
+local out = answer(1, '', -1, '')
+if settling then
+  out[#out + 1] = string.format('%.17g', now)
+  for n = 1, #seqs do out[#out + 1] = seqs[n] end
 end
 return out
 """
+)
+
+# KEYS: budget keys, then per rate fix 1 key (token bucket) or 2 (sliding window: zset, meta).
+# ARGV: n_budgets, per budget delta, ttl_ms ('0' = keep); then (with rate fixes) now ('' =
+#       the server's TIME) and per fix: 't', limit, window_s, capacity, actual - cost, ttl_ms
+#       (a token bucket, refilled to now, gets the difference back, within [0, capacity]) or
+#       'w', seq, cost, actual (the window entry seq:cost becomes seq:actual, gone at 0; its
+#       sum follows; nothing when the entry already left the window).
+# Returns the budgets' new values.
+SETTLE = (
+    _PRELUDE
+    + """
+local nb = tonumber(ARGV[1])
+local out = {}
+for j = 1, nb do
+  redis.call('INCRBY', KEYS[j], ARGV[2 * j])
+  if ARGV[2 * j + 1] ~= '0' then redis.call('PEXPIRE', KEYS[j], ARGV[2 * j + 1]) end
+  out[j] = redis.call('GET', KEYS[j])  -- a string: INCRBY's reply would pass through a double
+end
+local a = 2 * nb + 2
+if #ARGV < a then return out end
+local now = clock(ARGV[a])
+local kc = nb + 1
+a = a + 1
+while a <= #ARGV do
+  if ARGV[a] == 't' then
+    local k = KEYS[kc]
+    kc = kc + 1
+    local limit, window, cap = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+    local diff, ttl = tonumber(ARGV[a + 4]), ARGV[a + 5]
+    a = a + 6
+    local rate = limit / window
+    local st = redis.call('HMGET', k, 't', 'ts')
+    if st[1] or diff > 0 then  -- an expired bucket is full: nothing to give back
+      local tokens, ts = cap, now
+      if st[1] then
+        local last = tonumber(st[2])
+        tokens = math.min(cap, tonumber(st[1]) + math.max(0, now - last) * rate)
+        ts = math.max(last, now)
+      end
+      tokens = math.min(cap, math.max(0, tokens - diff))
+      redis.call('HSET', k, 't', tokens, 'ts', ts)
+      redis.call('PEXPIRE', k, ttl)
+    end
+  else
+    local k, m = KEYS[kc], KEYS[kc + 1]
+    kc = kc + 2
+    local seq, cost, actual = ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3])
+    a = a + 4
+    local member = seq .. ':' .. cost
+    local score = redis.call('ZSCORE', k, member)
+    if score then
+      redis.call('ZREM', k, member)
+      if actual > 0 then redis.call('ZADD', k, score, seq .. ':' .. ARGV[a - 1]) end
+      redis.call('HINCRBY', m, 'sum', actual - tonumber(cost))
+    end
+  end
+end
+return out
+"""
+)
 
 # KEYS: breaker hash. ARGV: now. Claims the single half-open probe atomically.
 BREAKER_ALLOW = (

@@ -16,7 +16,10 @@ Key layout (one helper, :func:`make_key`; ``P`` is the prefix, default ``costlin
 A key whose full name would exceed ``MAX_KEY_LEN`` characters becomes ``P <kind>:#<sha256>``.
 
 Beyond the protocol, the three backends offer one-step (one round trip) forms the router's hot
-path uses when present: ``apply_deltas`` (settle as (key, delta, ttl) tuples, new values back),
+path uses when present: ``apply_deltas`` (settle as (key, delta, ttl) tuples, new values back;
+with ``fixes``, the ``RateCharge``s of settling rate items corrected to the actual tokens in
+the same step: a tokens-per-minute limit is charged the reservation at admission and the
+tokens used at settle),
 ``breaker_allow_many``, ``cache_get_counted`` (read + hit/miss counter) and
 ``cache_set_counted`` (write + counter), and ``admit_if(rates, budgets, now, over=...,
 under=...)``: ``admit`` in the same atomic step, only when the budget values it reads meet a
@@ -60,6 +63,7 @@ class RateItem:
     window_s: float
     burst: int | None = None
     cost: int = 1
+    settles: bool = False  # ``cost`` is a reservation, corrected to the actual at settle
 
     def __post_init__(self) -> None:
         if self.limit <= 0 or self.window_s <= 0 or self.cost < 0:
@@ -125,6 +129,23 @@ class Settlement:
 Delta = tuple[str, int, float | None]  # (budget key, value change, ttl_s): a Settlement's net
 
 
+@dataclass(frozen=True, slots=True)
+class RateCharge:
+    """What ``admit`` took for a settling rate item (``RateItem.settles``: a tokens-per-minute
+    limit charged the call's reservation): ``item.cost`` at time ``at``, as the sliding-window
+    entry ``seq`` (0 for a token bucket), in the backend ``owner``. At settle the charge is
+    corrected to the tokens the call used (``RateFix``): the difference goes back to the bucket
+    (never above its capacity) or the window entry becomes the actual (dropped at 0)."""
+
+    item: RateItem
+    at: float
+    seq: int
+    owner: object
+
+
+RateFix = tuple[RateCharge, int]  # (a charge, the tokens actually used)
+
+
 @dataclass(slots=True)
 class Admission:
     """Outcome of :meth:`State.admit`.
@@ -140,6 +161,7 @@ class Admission:
     failed_index: int | None = None
     retry_after_s: float | None = None
     budget_values: list[int] = field(default_factory=list)
+    charges: tuple[RateCharge, ...] = ()  # admitted: what settling rate items took
 
 
 def condition_holds(values: Sequence[int], over: Bounds, under: Bounds) -> bool:

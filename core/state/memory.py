@@ -25,6 +25,8 @@ from core.state.base import (
     BreakerState,
     ConditionalAdmit,
     Delta,
+    RateCharge,
+    RateFix,
     RateItem,
     Reservation,
     Settlement,
@@ -154,8 +156,7 @@ class MemoryState(ConditionalAdmit, CacheAndCounters):
                 limit = b.limit
                 if limit is not None and limit != -1 and values[i] + b.amount > limit:
                     return Admission(False, "budget", i, None, values)
-            if plans:
-                self._commit_rates(rates, plans, t, mono)
+            charges = self._commit_rates(rates, plans, t, mono) if plans else ()
             if budgets:
                 self._store(
                     bkeys,
@@ -163,7 +164,7 @@ class MemoryState(ConditionalAdmit, CacheAndCounters):
                     [b.ttl_s for b in budgets],
                     mono,
                 )
-        return Admission(True, None, None, None, values)
+        return Admission(True, None, None, None, values, charges)
 
     def _commit_rates(
         self,
@@ -171,12 +172,16 @@ class MemoryState(ConditionalAdmit, CacheAndCounters):
         plans: Sequence[tuple[str, Any, float]],
         t: float,
         mono: float,
-    ) -> None:
-        """Take each rate item's cost (call with the lock held, after every check passed)."""
+    ) -> tuple[RateCharge, ...]:
+        """Take each rate item's cost (call with the lock held, after every check passed);
+        what the settling items took."""
         put = self._put
+        charges: tuple[RateCharge, ...] = ()
         for r, (k, new, ttl) in zip(rates, plans, strict=True):
             if r.algorithm == "token_bucket":
                 put(k, new, ttl, mono)
+                if r.settles:
+                    charges += (RateCharge(r, t, 0, self),)
             elif r.cost > 0:
                 log: _Log = new
                 log.seq += 1
@@ -187,6 +192,54 @@ class MemoryState(ConditionalAdmit, CacheAndCounters):
                     bisect.insort(log.entries, entry)
                 log.total += r.cost
                 put(k, log, ttl, mono)
+                if r.settles:
+                    charges += (RateCharge(r, t, log.seq, self),)
+        return charges
+
+    def fix_rates(self, fixes: Sequence[RateFix], now: float | None = None) -> None:
+        """Correct each charge this state took to the tokens actually used (one step)."""
+        t = time.time() if now is None else now
+        with self._lock:
+            self._fix_rates(fixes, t, time.monotonic())
+
+    def _fix_rates(self, fixes: Sequence[RateFix], t: float, mono: float) -> None:
+        """Call with the lock held. A token bucket gets ``cost - actual`` back (refilled to
+        ``t`` first; never above its capacity, never below 0); a sliding window's entry
+        becomes ``actual`` (gone at 0; nothing when it already left the window)."""
+        for c, actual in fixes:
+            r = c.item
+            diff = max(0, actual) - r.cost
+            if not diff or c.owner is not self:
+                continue
+            if r.algorithm == "token_bucket":
+                k = self._name("rt", r.key)
+                cap = r.limit if r.burst is None else r.burst
+                rate = r.limit / r.window_s
+                st = self._get(k, mono)
+                if st is None:
+                    if diff < 0:  # expired: full already
+                        continue
+                    tokens, ts = float(cap), t
+                else:
+                    tokens = min(float(cap), st[0] + max(0.0, t - st[1]) * rate)
+                    ts = max(st[1], t)
+                tokens = min(float(cap), max(0.0, tokens - diff))
+                self._put(k, (tokens, ts), cap / rate + 1.0, mono)
+                continue
+            log: _Log | None = self._get(self._name("rw", r.key), mono)
+            if log is None:
+                continue
+            entries = log.entries
+            i = bisect.bisect_left(entries, (c.at, c.seq))
+            if i == len(entries) or entries[i][:2] != (c.at, c.seq):
+                continue  # out of the window: nothing left to correct
+            old = entries[i][2]
+            new = max(0, old + diff)
+            if new:
+                entries[i] = (c.at, c.seq, new)
+            else:
+                del entries[i]
+            log.total += new - old
 
     def _check_rate(
         self, r: RateItem, t: float, mono: float
@@ -229,12 +282,17 @@ class MemoryState(ConditionalAdmit, CacheAndCounters):
     def settle(self, items: Sequence[Settlement]) -> list[int]:
         return self.apply_deltas([(s.key, s.actual - s.reserved, s.ttl_s) for s in items])
 
-    def apply_deltas(self, deltas: Sequence[Delta]) -> list[int]:
-        """value += delta for each (key, delta, ttl_s), in one step; the new values."""
+    def apply_deltas(
+        self, deltas: Sequence[Delta], fixes: Sequence[RateFix] = (), now: float | None = None
+    ) -> list[int]:
+        """value += delta for each (key, delta, ttl_s), and each rate charge in ``fixes``
+        corrected to its actual (``fix_rates``), in one step; the new values."""
         names, name = self._names["b"], self._name
         out: list[int] = []
         with self._lock:
             mono = time.monotonic()
+            if fixes:
+                self._fix_rates(fixes, time.time() if now is None else now, mono)
             data, exp = self._data, self._exp
             for key, delta, ttl in deltas:  # in order, like Lua
                 k = names.get(key) or name("b", key)

@@ -24,6 +24,8 @@ from core.state.base import (
     BreakerState,
     ConditionalAdmit,
     Delta,
+    RateCharge,
+    RateFix,
     RateItem,
     Reservation,
     Settlement,
@@ -108,6 +110,8 @@ class RedisState(ConditionalAdmit):
                 keys += (k, k + "|m")
                 ttl = ttl_ms(r.window_s + 1.0)
             alg = "t" if r.algorithm == "token_bucket" else "w"
+            if r.settles:
+                alg = alg.upper()
             args += (alg, r.limit, repr(float(r.window_s)), r.capacity, r.cost, ttl)
         for b in budgets:
             keys.append(make_key(self.prefix, "b", b.key))
@@ -124,9 +128,15 @@ class RedisState(ConditionalAdmit):
                 for j, bound in bounds:
                     args += (j + 1, bound)
         res = self._admit(keys=keys, args=args)
-        values = [_int(v) for v in res[4:]]
+        nb = len(budgets)
+        values = [_int(v) for v in res[4 : 4 + nb]]
         if res[0] == 1:
-            return Admission(True, None, None, None, values)
+            if len(res) == 4 + nb:
+                return Admission(True, None, None, None, values)
+            at = float(res[4 + nb])
+            seqs = iter(res[5 + nb :])
+            charges = tuple(RateCharge(r, at, int(next(seqs)), self) for r in rates if r.settles)
+            return Admission(True, None, None, None, values, charges)
         reason = res[1].decode()
         if reason == "epoch":
             raise EpochChanged(f"Redis lost its budget counters (epoch key {self.epoch_key})")
@@ -141,15 +151,39 @@ class RedisState(ConditionalAdmit):
     def settle(self, items: Sequence[Settlement]) -> list[int]:
         return self.apply_deltas([(s.key, s.actual - s.reserved, s.ttl_s) for s in items])
 
-    def apply_deltas(self, deltas: Sequence[Delta]) -> list[int]:
-        """value += delta for each (key, delta, ttl_s), one script call; the new values."""
-        return self._apply(deltas) if deltas else []
+    def apply_deltas(
+        self, deltas: Sequence[Delta], fixes: Sequence[RateFix] = (), now: float | None = None
+    ) -> list[int]:
+        """value += delta for each (key, delta, ttl_s), and each rate charge this state took
+        in ``fixes`` corrected to its actual, in one script call; the new values."""
+        return self._apply(deltas, fixes, now) if deltas or fixes else []
 
-    def _apply(self, deltas: Sequence[Delta]) -> list[int]:
+    def _apply(
+        self, deltas: Sequence[Delta], fixes: Sequence[RateFix] = (), now: float | None = None
+    ) -> list[int]:
         keys = [make_key(self.prefix, "b", k) for k, _, _ in deltas]
-        args: list[Any] = []
+        args: list[Any] = [len(deltas)]
         for _, delta, ttl in deltas:
             args += (delta, ttl_ms(ttl))
+        head = len(args)
+        for c, actual in fixes:
+            r = c.item
+            actual = max(0, actual)
+            if actual == r.cost or c.owner is not self:
+                continue
+            if r.algorithm == "token_bucket":
+                keys.append(make_key(self.prefix, "rt", r.key))
+                diff = actual - r.cost
+                args += ("t", r.limit, repr(float(r.window_s)), r.capacity, diff)
+                args.append(ttl_ms(bucket_ttl_s(r)))
+            else:
+                k = make_key(self.prefix, "rw", r.key)
+                keys += (k, k + "|m")
+                args += ("w", c.seq, r.cost, actual)
+        if len(args) > head:
+            args.insert(head, _now_arg(now))
+        elif not deltas:
+            return []
         return [int(v) for v in self._settle(keys=keys, args=args)]
 
     def raise_committed(self, items: Sequence[tuple[str, int, float | None]]) -> list[int]:

@@ -8,6 +8,9 @@ While Redis is unreachable (``DOWN_ERRORS``: refused, timeout, read-only, OOM...
     | (the _counted forms)      | their counter: fallback, replayed | same                         |
     | admit                     | local enforcement (fallback)      | ok=False, 'unavailable'      |
     | settle, apply_deltas, add | fallback, replayed to Redis later | same (spend is never lost)   |
+    | (a rate charge taken in   | not corrected (Redis's bucket     | same                         |
+    |  Redis: apply_deltas'     |  keeps the reservation until it   |                              |
+    |  fixes)                   |  refills or leaves the window)    |                              |
     | incr                      | fallback, replayed to Redis later | same                         |
     | breaker_allow(_many)      | fallback                          | 'open'                       |
     | breaker_record            | fallback                          | 'open', not recorded         |
@@ -35,6 +38,7 @@ from core.state.base import (
     BreakerState,
     ConditionalAdmit,
     Delta,
+    RateFix,
     RateItem,
     Reservation,
     Settlement,
@@ -248,13 +252,25 @@ class ResilientState(ConditionalAdmit):
     def settle(self, items: Sequence[Settlement]) -> list[int]:
         return self.apply_deltas([(s.key, s.actual - s.reserved, s.ttl_s) for s in items])
 
-    def apply_deltas(self, deltas: Sequence[Delta]) -> list[int]:
+    def apply_deltas(
+        self, deltas: Sequence[Delta], fixes: Sequence[RateFix] = (), now: float | None = None
+    ) -> list[int]:
+        """Budgets as above; each rate charge in ``fixes`` is corrected where it was taken: in
+        the fallback (always here), in Redis while it answers (else left as reserved)."""
+        if fixes:
+            fb = self.fallback
+            if any(c.owner is fb for c, _ in fixes):
+                fb.fix_rates([f for f in fixes if f[0].owner is fb], now)
+                fixes = [f for f in fixes if f[0].owner is not fb]
+        if not deltas and not fixes:
+            return []
+
         def local() -> list[int]:
             with self._fb_lock:
                 self._seed([d[0] for d in deltas])
                 return self.fallback.apply_deltas(deltas)
 
-        return self._run(lambda: self.primary.apply_deltas(deltas), local)
+        return self._run(lambda: self.primary.apply_deltas(deltas, fixes, now), local)
 
     def _local_values(self, keys: Sequence[str]) -> list[int]:
         """Call with _fb_lock held."""

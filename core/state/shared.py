@@ -57,6 +57,7 @@ from core.state.base import (
     BreakerState,
     ConditionalAdmit,
     Delta,
+    RateFix,
     RateItem,
     Reason,
     Reservation,
@@ -259,7 +260,7 @@ class SharedState(ConditionalAdmit):
                 plans.append(plan)
             adm = self._admit_budgets(budgets, over, under)
             if adm.ok:
-                local._commit_rates(rates, plans, t, mono)
+                adm.charges = local._commit_rates(rates, plans, t, mono)
             return adm
 
     def _admit_budgets(
@@ -303,15 +304,21 @@ class SharedState(ConditionalAdmit):
     def settle(self, items: Sequence[Settlement]) -> list[int]:
         return self.apply_deltas([(s.key, s.actual - s.reserved, s.ttl_s) for s in items])
 
-    def apply_deltas(self, deltas: Sequence[Delta]) -> list[int]:
+    def apply_deltas(
+        self, deltas: Sequence[Delta], fixes: Sequence[RateFix] = (), at: float | None = None
+    ) -> list[int]:
         """value += delta per key, in one transaction; the new values. This process's hold on
         ``K`` follows ``K - K:c`` (a settle moves its reservation into committed spend).
+        ``fixes`` correct rate charges to the tokens used, in process memory (where the
+        rate buckets live: ``MemoryState.fix_rates``).
 
         One statement reads every key, one adds every delta, one moves the holds by their net
         change and one deletes those at 0. The new values are worked out from the ones read,
         key by key as the add statement goes (SQLite's ``RETURNING`` cost more than the read).
         """
         self._check_fork()
+        if fixes:
+            self.local.fix_rates(fixes, at)  # ``at``: the rates' time (None: now)
         if not deltas:
             return []
         names, name = self._names, self._name

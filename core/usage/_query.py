@@ -36,6 +36,7 @@ DIMENSIONS: tuple[str, ...] = (
     "tag",  # one row per tag of a call (a call with two tags counts under both)
 )
 GRAINS: tuple[str, ...] = ("minute", "hour", "day", "week", "month")
+SUB_DAY = ("minute", "hour")  # grains whose periods carry their UTC offset (``utc_offset``)
 FILTER_COLUMNS: tuple[str, ...] = (
     "org",
     "project",
@@ -215,8 +216,16 @@ def spend_sql(
         outer_cols.insert(
             0, "date_trunc(?, timezone(?, make_timestamp(bucket * ?)::TIMESTAMPTZ)) AS period"
         )
-        params = [grain, tz, bucket, bucket]
+        params = [grain, tz, bucket]
         order.insert(0, "period")
+        if grain in SUB_DAY:  # the repeated wall-clock hour of a DST fall-back: two periods
+            outer_cols.append(  # last: the columns start with period and the dimensions
+                "((epoch_us(timezone(?, make_timestamp(bucket * ?)::TIMESTAMPTZ)) - bucket * ?)"
+                " // 60000000)::INTEGER AS utc_offset",
+            )
+            params += [tz, bucket, bucket]
+            order.insert(1, "utc_offset DESC")
+        params.append(bucket)
     source = "facts" if facts else "events"
     if "tag" in dims:  # one row per tag; untagged calls once, with tag NULL
         tags = "CASE WHEN len(coalesce(tags, [])) = 0 THEN [NULL::VARCHAR] ELSE tags END"

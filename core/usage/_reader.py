@@ -232,7 +232,9 @@ class Reader:
         """Spend per period (start of the bucket, wall clock in ``tz``) and dimensions: requests,
         tokens, exact picodollars (cost, saved, saved by the cache and by sampling), errors,
         cache hits and ``unpriced_calls`` (calls logged unpriced: in no cost sum). Exact for pruned
-        periods too when ``dims`` and ``filters`` are rollup dimensions (it reads ``facts``)."""
+        periods too when ``dims`` and ``filters`` are rollup dimensions (it reads ``facts``).
+        By minute or hour a row also has ``utc_offset`` (minutes east of UTC): the wall-clock
+        hour a DST fall-back repeats is two periods with the same ``period``, told apart by it."""
         dims, tz, f = check_dims(dims), check_tz(tz), filters or _NO_FILTERS
         try:
             return self._run(*spend_sql(dims, grain, f, tz, "BIGINT"), _frame)
@@ -258,6 +260,24 @@ class Reader:
                         last.astimezone(UTC) + timedelta(hours=1),
                     )
             return self._pruned_span
+
+    def pruned_hours(self, start: datetime, end: datetime) -> pa.Array:
+        """The hours (UTC, int64 microseconds, sorted) in [start, end] that retention holds
+        only as rollups: an event of such an hour is counted but no longer listed (an
+        import cannot tell whether a row there is already in the totals)."""
+        with self._lock:
+            self._run("SELECT 1", [], _first)  # refresh the views
+            if not self._pruned:
+                return pa.array([], pa.int64())
+            files = ", ".join(_literal(str(p)) for p in self._pruned)
+            lo = start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+            got = self._run(
+                f"SELECT DISTINCT epoch_us(hour) AS h FROM read_parquet([{files}])"
+                " WHERE hour >= ? AND hour <= ? ORDER BY 1",
+                [lo, end],
+                arrow_table,
+            )
+            return got.column("h").combine_chunks().cast(pa.int64())
 
     def totals(self, filters: Filters | None = None) -> dict[str, Any]:
         """Exact totals: money as int picodollars and Decimal dollars (from ``facts``, so

@@ -1,15 +1,18 @@
 """Delivering alerts: Slack-compatible webhooks and e-mail, from the control plane's outbox.
 
-``deliver_due(plane, settings)`` claims the alerts due for notification (each attempt is
-claimed by one process only), sends each to every channel that has not yet received it,
-and stores the outcome per channel. A failed channel is retried on a later tick with
-exponential backoff (1, 2, 4, ... minutes, at most ``MAX_ATTEMPTS`` attempts); within one
-attempt a webhook gets up to 3 quick tries (a 4xx other than 408/429 is not retried).
+``deliver_due(plane, settings)`` claims the alerts due for notification one at a time,
+just before sending each (each attempt is claimed by one process only), sends each to
+every channel that has not yet received it, and stores the outcome per channel. A failed
+channel is retried on a later tick with exponential backoff (1, 2, 4, ... minutes, at most
+``MAX_ATTEMPTS`` attempts); within one attempt a webhook gets up to 3 quick tries (a 4xx
+other than 408/429 is not retried).
 Webhook URLs hold secrets: errors name only the host.
 """
 
 from __future__ import annotations
 
+import email.utils
+import hashlib
 import logging
 import smtplib
 import ssl
@@ -21,6 +24,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from core import clock
 from core.alerts import slack_payload
 from core.control import Alert, ControlPlane
 from core.worker._settings import AlertSettings
@@ -31,11 +35,18 @@ MAX_ATTEMPTS = 6
 CLAIM_LEASE = timedelta(minutes=2)
 BASE_BACKOFF = timedelta(minutes=1)
 QUICK_TRIES = 3
+BATCH = 50  # alerts per tick at most
 
 
 def channels(settings: AlertSettings) -> dict[str, str]:
-    """Channel name -> target: 'webhook:<host>#<n>' per URL, 'email' for the recipients."""
-    out = {f"webhook:{urlsplit(u).hostname}#{i}": u for i, u in enumerate(settings.webhook_urls)}
+    """Channel name -> target: 'webhook:<host>#<8 hex of the URL's SHA-256>' per URL (its
+    name follows the URL, not its place in the list: reordering or removing URLs neither
+    skips nor repeats one; the URL holds a secret, so only a digest of it is stored),
+    'email' for the recipients."""
+    out = {
+        f"webhook:{urlsplit(u).hostname}#{hashlib.sha256(u.encode()).hexdigest()[:8]}": u
+        for u in settings.webhook_urls
+    }
     if settings.email_to and settings.smtp.host:
         out["email"] = ",".join(settings.email_to)
     return out
@@ -74,16 +85,27 @@ def send_email(settings: AlertSettings, a: Alert) -> str:
     msg["Subject"] = _title(a)
     msg["From"] = s.sender
     msg["To"] = ", ".join(settings.email_to)
+    # RFC 5322 requires Date; smtplib adds neither. One Message-ID per alert: a copy sent
+    # again (a worker died before storing the outcome) is the same message to mail clients.
+    msg["Date"] = email.utils.format_datetime(clock.now())
+    domain = s.sender.rpartition("@")[2] or "costline.invalid"
+    msg["Message-ID"] = f"<costline-alert.{a.id}.{int(a.ts.timestamp() * 1e6)}@{domain}>"
     msg.set_content(
         f"{a.message}\n\nkind: {a.kind}\nseverity: {a.severity}\nsubject: {a.subject}\n"
         f"window: {a.window_key}\nat: {a.ts:%Y-%m-%d %H:%M} UTC\n"
         f"console page: {a.link or 'alerts'}\n"
     )
     try:
-        smtp_cls = smtplib.SMTP_SSL if s.ssl else smtplib.SMTP
-        with smtp_cls(s.host, s.port, timeout=s.timeout_s) as server:
+        # A verifying context for SSL as for STARTTLS: SMTP_SSL's default checks nothing
+        tls = ssl.create_default_context()
+        server: smtplib.SMTP
+        if s.ssl:
+            server = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout_s, context=tls)
+        else:
+            server = smtplib.SMTP(s.host, s.port, timeout=s.timeout_s)
+        with server:
             if s.starttls and not s.ssl:
-                server.starttls(context=ssl.create_default_context())
+                server.starttls(context=tls)
             if s.username:
                 server.login(s.username, s.password)
             server.send_message(msg)
@@ -102,6 +124,8 @@ def deliver_one(
         if ch in done:
             continue
         outcomes[ch] = send_email(settings, a) if ch == "email" else post_webhook(client, target, a)
+        if outcomes[ch] == "sent":  # stored now: a worker that dies on the next channel
+            plane.note_channels(a.id, outcomes)  # leaves this one done for its successor
     ok = all(v == "sent" for v in outcomes.values())
     retry = None
     if not ok and a.notify_attempts < MAX_ATTEMPTS:
@@ -118,14 +142,25 @@ def deliver_due(
     """Deliver every alert due now; returns how many were attempted."""
     own = client is None
     http = client or httpx.Client(timeout=10.0)
+    done = 0
     try:
-        claimed = plane.claim_notifications(CLAIM_LEASE)
-        for a in claimed:
-            if not channels(settings):
-                plane.finish_notification(a.id, {}, sent=False, skipped="no channel set up")
-                continue
-            deliver_one(plane, settings, http, a)
-        return len(claimed)
+        # One claim per alert, just before sending it: a claim's lease runs from then, so
+        # an alert never waits behind a slow receiver while its claim runs out (another
+        # worker would then claim it too, and both would send it).
+        while done < BATCH:
+            claimed = plane.claim_notifications(CLAIM_LEASE, limit=1)
+            if not claimed:
+                break
+            for a in claimed:
+                done += 1
+                if not channels(settings):
+                    plane.finish_notification(a.id, {}, sent=False, skipped="no channel set up")
+                    continue
+                if plane.muted(a.kind, a.subject):  # muted while it waited for a retry
+                    plane.finish_notification(a.id, a.notify, sent=False, skipped="series muted")
+                    continue
+                deliver_one(plane, settings, http, a)
+        return done
     finally:
         if own:
             http.close()

@@ -1,0 +1,219 @@
+"""Bad input over real HTTP: every mistake answers a 4xx naming the problem, and nothing
+is stored (huge amounts, typo'd or already-expired token requests, unknown settings)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from core.state import MemoryState
+from tests.servers.api import ApiServer
+
+BUDGET = {"id": "ops", "name": "Ops", "limit_usd": "100", "period": "day"}
+
+
+@pytest.fixture
+def api(costline_home: Path) -> Iterator[ApiServer]:
+    with ApiServer(costline_home, state=MemoryState("t:")) as server:
+        yield server
+
+
+@pytest.mark.parametrize("amount", ["1e400", "10000000000000000", "1E+28"])
+def test_an_amount_too_large_to_hold_is_a_422_naming_its_field(api: ApiServer, amount: str) -> None:
+    eng = api.client(api.user("eng", "engineer"))
+    admin = api.client(api.user("root", "admin"))
+    assert eng.post("/budgets", json=BUDGET).status_code == 201
+    tag = eng.get("/budgets/ops").headers["etag"]
+    for r, field in (
+        (
+            eng.patch("/budgets/ops", json={"limit_usd": amount}, headers={"If-Match": tag}),
+            "limit_usd",
+        ),
+        (eng.post("/budgets", json={**BUDGET, "id": "big", "limit_usd": amount}), "limit_usd"),
+        (
+            admin.post(
+                "/prices/overrides",
+                json={
+                    "model": "gpt-4o",
+                    "effective_from": "2026-01-01",
+                    "input": amount,
+                    "output": "1",
+                },
+            ),
+            "input",
+        ),
+        (
+            admin.put("/settings/currency_rates", json={"value": {"EUR": amount}}),
+            "currency_rates.EUR",
+        ),
+    ):
+        assert r.status_code == 422, r.text
+        error = r.json()["error"]
+        assert error["type"] == "invalid"
+        if field is not None:
+            assert error["field"] == field, error
+            assert "must be <=" in error["message"]
+    key = eng.post("/keys", json={"name": "k-big", "budget_usd": amount})
+    assert key.status_code == 422 and key.json()["error"]["field"] == "budget_usd", key.text
+    assert eng.get("/keys/k-big").status_code == 404
+    assert eng.get("/budgets/ops").json()["limit_usd"] == "100"
+    assert eng.get("/budgets/big").status_code == 404
+    assert admin.get("/prices/overrides").json()["data"] == []
+    assert admin.get("/settings/currency_rates").json()["stored"] is False
+
+
+def test_a_token_request_with_a_typo_or_a_past_expiry_creates_no_token(api: ApiServer) -> None:
+    admin = api.client(api.user("root", "admin"))
+    api.user("eng", "engineer")
+    before = len(admin.get("/tokens").json()["data"])
+    for body, field in (
+        ({"user": "eng", "expires": "2030-01-01"}, "expires"),  # would never expire
+        ({"user": "eng", "expiry_at": "2030-01-01"}, "expiry_at"),
+        ({"user": "eng", "expires_at": "2020-01-01"}, "expires_at"),  # expired at birth
+        ({"user": "eng", "name": 7}, "name"),
+    ):
+        r = admin.post("/tokens", json=body)
+        assert r.status_code == 422, (body, r.text)
+        assert r.json()["error"]["field"] == field
+    assert len(admin.get("/tokens").json()["data"]) == before
+    assert [e.action for e in api.plane.audit(entity="api_token")].count("api_token.create") == 2
+    made = admin.post("/tokens", json={"user": "eng", "expires_at": "2099-01-01"})
+    assert made.status_code == 201, made.text
+    assert api.client(made.json()["token"]).get("/budgets").status_code == 200
+
+
+def test_a_misspelt_setting_is_a_404_and_is_not_stored(api: ApiServer) -> None:
+    admin = api.client(api.user("root", "admin"))
+    r = admin.put("/settings/retention_day", json={"value": 30})  # retention_days
+    assert r.status_code == 404, r.text
+    assert "retention_days" in r.json()["error"]["message"]
+    assert admin.get("/settings/retention_day").status_code == 404
+    assert "retention_day" not in api.plane.settings()
+    assert not [e for e in api.plane.audit(entity="setting")]
+    assert admin.put("/settings/retention_days", json={"value": 30}).status_code == 200
+
+
+def test_a_forecast_interval_that_is_not_a_fraction_is_a_400(api: ApiServer) -> None:
+    viewer = api.client(api.user("fin", "viewer"))
+    for bad in ("0.8,abc", "0.8,-0.5", "0.95,1e400", "80"):
+        r = viewer.get("/forecast", params={"intervals": bad, "backtest": "false"})
+        assert r.status_code == 400, (bad, r.text)
+        assert r.json()["error"]["field"] == "intervals"
+    ok = viewer.get("/forecast", params={"intervals": "0.9", "backtest": "false"})
+    assert ok.status_code == 200, ok.text
+    assert ok.json()["intervals"] == [0.9]
+
+
+def test_an_smtp_password_sent_by_mistake_is_refused_without_echoing_it(api: ApiServer) -> None:
+    admin = api.client(api.user("root", "admin"))
+    notes = {
+        "email_to": ["fin@example.com"],
+        "smtp": {"host": "mail.example.com", "password": "hunter2-secret"},
+    }
+    r = admin.put("/settings/notifications", json={"value": notes})
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["field"] == "notifications.smtp.password"
+    assert "COSTLINE_SMTP_PASSWORD" in r.text and "hunter2" not in r.text
+    assert "notifications" not in api.plane.settings()
+
+
+def test_a_budget_status_lists_its_alerts_as_the_inbox_does(api: ApiServer) -> None:
+    """Money in USD decimal strings and a state, never raw picodollars."""
+    eng = api.client(api.user("eng", "engineer"))
+    assert eng.post("/budgets", json=BUDGET).status_code == 201
+    api.plane.record_alert(
+        "ops", "2026-12-05", 50, message="half", spent_picousd=50_005 * 10**9, limit_picousd=10**14
+    )
+    status = eng.get("/budgets/ops/status").json()
+    inbox = eng.get("/alerts", params={"kind": "budget", "subject": "ops"}).json()["data"]
+    assert status["alerts"] == inbox
+    (alert,) = status["alerts"]
+    assert (alert["spent_usd"], alert["limit_usd"], alert["state"]) == ("50.005", "100", "open")
+    assert not [k for k in alert if k.endswith("_picousd")]
+
+
+def test_anomalies_give_dollars_only_for_spend_as_decimal_strings(
+    costline_home: Path,
+) -> None:
+    """A spend anomaly's excess_usd is an exact decimal string; a calls anomaly's excess is
+    a number of calls, never labelled dollars (it read excess_usd: 290.0 for 290 calls)."""
+    from datetime import timedelta
+
+    from core import clock
+    from core.usage import UsageEvent, UsageLog
+
+    now = clock.now()
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    events = []
+
+    def ev(rid: str, ts: object, org: str, cost: int) -> UsageEvent:
+        return UsageEvent(
+            request_id=rid, ts=ts, org=org, user="ann", model=f"m-{org}", provider="openai",
+            cost_picousd=cost, latency_ms=100.0,
+        )  # fmt: skip
+
+    for d in range(1, 31):
+        for k in range(10):
+            ts = today - timedelta(days=d) + timedelta(hours=1 + 2 * k)
+            events += [ev(f"a{d}-{k}", ts, "acme", 10**11), ev(f"b{d}-{k}", ts, "beta", 0)]
+    for k in range(10):
+        ts = max(today, now - timedelta(seconds=5 * (k + 1)))
+        events.append(ev(f"at{k}", ts, "acme", 20 * 10**12 + (5 * 10**9 if k == 0 else 0)))
+    for k in range(300):
+        events.append(ev(f"bt{k}", max(today, now - timedelta(seconds=k + 1)), "beta", 0))
+    with UsageLog(costline_home, compact_threshold=0) as log:
+        log.append_many(events)
+    with ApiServer(costline_home) as server:
+        found = server.client(server.user("fin", "viewer")).get("/anomalies").json()["data"]
+    day = {(f["subject"], f["metric"]): f for f in found if f["grain"] == "day"}
+    spend = day[("org=acme", "spend")]
+    assert spend["excess_usd"] == "199.005" and spend["excess"] == 199.005, spend
+    calls = day[("org=beta", "requests")]
+    assert calls["excess_usd"] is None and calls["excess"] == 290, calls
+
+
+def test_an_unknown_path_or_method_answers_the_one_error_shape(api: ApiServer) -> None:
+    client = api.client(api.user("fin", "viewer"))
+    nope = client.get("/budget")  # /budgets
+    assert nope.status_code == 404 and nope.headers["content-type"] == "application/json"
+    assert nope.json()["error"]["type"] == "not_found"
+    assert "/api/v1/budget" in nope.json()["error"]["message"]
+    for method, path in (("PUT", "/budgets"), ("DELETE", "/spend"), ("PATCH", "/usage")):
+        r = client.request(method, path, json={})
+        assert r.status_code == 405, (method, path, r.text)
+        assert r.headers["content-type"] == "application/json"
+        assert set(r.json()["error"]) == {"type", "message", "field"}
+        assert r.json()["error"]["type"] == "method_not_allowed"
+        assert "GET" in r.headers["allow"]
+
+
+def test_acking_an_acked_alert_keeps_the_first_acknowledgement(api: ApiServer) -> None:
+    ann = api.client(api.user("ann", "engineer"))
+    bob = api.client(api.user("bob", "engineer"))
+    api.plane.record_alert("ops", "2026-12-05", 90, message="Ops at 90%")
+    (alert,) = api.plane.alerts()
+    first = ann.post(f"/alerts/{alert.id}/ack")
+    assert first.status_code == 200 and first.json()["acked_by"] == "ann"
+    again = bob.post(f"/alerts/{alert.id}/ack")
+    assert again.status_code == 200, again.text
+    assert (again.json()["acked_by"], again.json()["acked_at"]) == (
+        "ann",
+        first.json()["acked_at"],
+    )
+    acks = [e for e in api.plane.audit(entity="alert") if e.action == "alert.ack"]
+    assert [e.actor for e in acks] == ["ann"]
+    assert bob.post("/alerts/999999/ack").status_code == 404
+
+
+def test_a_price_import_with_a_misspelt_field_is_refused(api: ApiServer) -> None:
+    """{"confirmed": true} is a 422, not a dry run that reads as if it had been applied."""
+    admin = api.client(api.user("root", "admin"))
+    prices = {"gpt-4o": {"litellm_provider": "openai", "input_cost_per_token": 3e-06}}
+    r = admin.post("/prices/import", json={"content": prices, "confirmed": True})
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["field"] == "confirmed"
+    dry = admin.post("/prices/import", json={"content": prices})
+    assert dry.status_code == 200 and dry.json()["dry_run"] is True
+    assert admin.get("/prices/overrides").json()["data"] == []

@@ -1,0 +1,273 @@
+"""The gateway as teams drive it with the official SDKs: what an answer says about its cost,
+requests the gateway cannot honour, and the endpoints the SDKs call besides inference.
+
+One real ``costline gateway`` (unknown models allowed, logged unpriced) in front of the
+scripted OpenAI-compatible server, over loopback HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import anthropic
+import httpx
+import openai
+import pytest
+
+from tests.gateway_support import GatewayProcess, events, make_key
+from tests.servers.scripted import ScriptedServer, json_reply, openai_stream, openai_usage
+
+ASK = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+@pytest.fixture(scope="module")
+def scripted():
+    with ScriptedServer() as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def gw(tmp_path_factory: pytest.TempPathFactory, scripted: ScriptedServer):
+    home = tmp_path_factory.mktemp("gw-compat")
+    keys = {"main": make_key(home, "main"), "only": make_key(home, "only", models=("gpt-4o",))}
+    keys["rl"] = make_key(home, "rl", rpm=1)
+    env = {
+        "OPENAI_BASE_URL": scripted.openai_url,
+        "OPENAI_API_KEY": "sk-upstream-compat",
+        "COSTLINE_GATEWAY_ALLOW_UNPRICED": "1",
+    }
+    with GatewayProcess(home, env) as proc:
+        proc.keys = keys  # type: ignore[attr-defined]
+        yield proc
+
+
+def client(gw: GatewayProcess, key: str = "main") -> openai.OpenAI:
+    return openai.OpenAI(base_url=gw.base_url, api_key=gw.keys[key], max_retries=0)  # type: ignore[attr-defined]
+
+
+def test_an_unpriced_embedding_is_flagged_never_a_bare_zero(
+    gw: GatewayProcess, scripted: ScriptedServer
+) -> None:
+    vectors = [{"object": "embedding", "index": 0, "embedding": [0.25, -0.5]}]
+    scripted.enqueue(json_reply({"data": vectors, "usage": {"prompt_tokens": 3}}))
+    raw = client(gw).embeddings.with_raw_response.create(
+        model="openai/text-embedding-9", input="hello"
+    )
+    done = raw.parse()
+    assert done.data[0].embedding == [0.25, -0.5]
+    (ev,) = events(gw.home, 1, request_id=raw.headers["x-costline-request-id"])
+    assert ev.unpriced and ev.cost_picousd == 0  # logged as unpriced: its cost is unknown
+    extra = done.model_extra["costline"]  # type: ignore[index]
+    assert extra["cost_usd"] == "0" and extra["unpriced"] is True  # and the answer says so
+    assert raw.headers["x-costline-cost-usd"] == "0"
+    assert raw.headers["x-costline-unpriced"] == "true"
+    assert "x-costline-usage-estimated" not in raw.headers  # the upstream reported its tokens
+
+
+def test_several_choices_streamed_are_a_400_not_all_but_the_first_dropped(
+    gw: GatewayProcess, scripted: ScriptedServer
+) -> None:
+    before = len(scripted.requests)
+    with pytest.raises(openai.BadRequestError) as exc:
+        stream = client(gw).chat.completions.create(
+            model="gpt-4o-mini", messages=ASK, n=2, stream=True, max_tokens=10
+        )
+        list(stream)  # on a 200 the second choice would be missing from these chunks
+    assert exc.value.status_code == 400
+    assert exc.value.body["param"] == "n"  # type: ignore[index]
+    assert "stream: false" in exc.value.message
+    assert len(scripted.requests) == before  # refused before any provider was paid
+    one = client(gw).chat.completions.create(
+        model="gpt-4o-mini", messages=ASK, n=1, stream=True, max_tokens=10
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in one if c.choices).strip()
+
+
+def test_models_retrieve_answers_with_the_listed_row_for_both_sdks(gw: GatewayProcess) -> None:
+    listed = {m.id: m for m in client(gw).models.list()}
+    got = client(gw).models.retrieve("gpt-4o-mini")
+    assert got.id == "gpt-4o-mini" and got.owned_by == "openai"
+    assert got.model_extra == listed["gpt-4o-mini"].model_extra  # the prices the list shows
+    assert client(gw).models.retrieve("groq/llama-3.1-8b-instant").id in listed  # a '/' in it
+    with pytest.raises(openai.NotFoundError) as exc:
+        client(gw, "only").models.retrieve("gpt-4o-mini")  # not a model this key may use
+    assert "GET /v1/models lists them" in exc.value.message
+    with pytest.raises(openai.NotFoundError):
+        client(gw).models.retrieve("no-such-model")
+    a = anthropic.Anthropic(base_url=gw.url, api_key=gw.keys["main"], max_retries=0)  # type: ignore[attr-defined]
+    assert a.models.retrieve("claude-3-5-haiku").id == "claude-3-5-haiku"
+    with pytest.raises(anthropic.NotFoundError) as aexc:
+        a.models.retrieve("no-such-model")
+    assert aexc.value.body["error"]["type"] == "not_found_error"  # type: ignore[index]
+
+
+def test_an_endpoint_the_gateway_does_not_serve_is_a_json_error_the_sdks_read(
+    gw: GatewayProcess,
+) -> None:
+    with pytest.raises(openai.NotFoundError) as exc:
+        client(gw).completions.create(model="gpt-4o-mini", prompt="hi")  # the legacy endpoint
+    assert exc.value.message == "Error code: 404 - the gateway serves no POST /v1/completions"
+    assert exc.value.body["code"] == "not_found"  # type: ignore[index]
+    r = httpx.post(gw.base_url + "/models", headers={"authorization": "Bearer x"})
+    assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
+    assert set(r.headers["allow"].split(", ")) == {"GET", "HEAD"}
+
+
+def test_sigterm_closes_the_upstream_connections_cleanly(
+    tmp_path: Path, scripted: ScriptedServer
+) -> None:
+    key = make_key(tmp_path, "k")
+    env = {"OPENAI_BASE_URL": scripted.openai_url, "OPENAI_API_KEY": "sk-upstream-compat"}
+    proc = GatewayProcess(tmp_path, env).start()
+    try:
+        c = openai.OpenAI(base_url=proc.base_url, api_key=key, max_retries=0)
+        assert c.chat.completions.create(model="gpt-4o-mini", messages=ASK).choices
+        proc.terminate()
+        assert proc.proc is not None and proc.proc.wait(timeout=60) == 0
+        log = proc.log_tail()
+    finally:
+        proc.stop()
+    assert "Unclosed" not in log  # aiohttp's warning for a session never closed
+
+
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": f"lookup_{i}",
+            "description": f"Look up record {i} in the customer database by its id and return "
+            "the name, address, order history and open support tickets of that customer.",
+            "parameters": {
+                "type": "object",
+                "properties": {"id": {"type": "string", "description": "the customer id"}},
+                "required": ["id"],
+            },
+        },
+    }
+    for i in range(12)
+]
+
+
+def test_tool_definitions_are_counted_in_the_prompt_when_the_provider_reports_no_usage(
+    gw: GatewayProcess, scripted: ScriptedServer
+) -> None:
+    from core import tokens
+
+    schema_tokens = tokens.count_text("gpt-4o-mini", json.dumps(TOOLS, separators=(",", ":")))
+    scripted.enqueue(openai_stream(["It ", "is ", "Paris."], usage=None))  # as llama.cpp
+    stream = client(gw).chat.completions.create(
+        model="gpt-4o-mini",
+        messages=ASK,
+        tools=TOOLS,  # type: ignore[arg-type]
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    assert scripted.requests[-1].json["tools"] == TOOLS  # billed by the provider as input
+    extra = chunks[-1].model_extra["costline"]  # type: ignore[index]
+    (ev,) = events(gw.home, 1, request_id=extra["request_id"])
+    assert ev.usage_estimated and chunks[-1].usage is not None
+    assert ev.input_tokens == chunks[-1].usage.prompt_tokens > schema_tokens  # not ~14
+    priced = ev.cost_input_picousd
+    assert priced is not None and priced >= schema_tokens * 150_000  # $0.15 per 1M tokens
+
+    a = anthropic.Anthropic(base_url=gw.url, api_key=gw.keys["main"], max_retries=0)  # type: ignore[attr-defined]
+    plain = a.messages.count_tokens(model="claude-3-5-haiku", messages=ASK)  # type: ignore[arg-type]
+    tools = [
+        {"name": t["function"]["name"], "description": t["function"]["description"]}
+        | {"input_schema": t["function"]["parameters"]}
+        for t in TOOLS
+    ]
+    with_tools = a.messages.count_tokens(model="claude-3-5-haiku", messages=ASK, tools=tools)  # type: ignore[arg-type]
+    assert with_tools.input_tokens > plain.input_tokens + schema_tokens // 2
+
+
+def test_a_stream_cut_by_the_sigterm_drain_ends_with_an_error_and_is_logged(
+    tmp_path: Path, scripted: ScriptedServer
+) -> None:
+    key = make_key(tmp_path, "k")
+    env = {
+        "OPENAI_BASE_URL": scripted.openai_url,
+        "OPENAI_API_KEY": "sk-upstream-compat",
+        "COSTLINE_GATEWAY_DRAIN_S": "1",
+    }
+    slow = openai_stream([f"word{i} " for i in range(60)], usage=openai_usage(12, 60))
+    scripted.enqueue(replace(slow, event_delay=0.1))  # 6 s: longer than the drain
+    proc = GatewayProcess(tmp_path, env).start()
+    got: list[str] = []
+    try:
+        c = openai.OpenAI(base_url=proc.base_url, api_key=key, max_retries=0)
+        stream = c.chat.completions.create(model="gpt-4o-mini", messages=ASK, stream=True)
+        rid = stream.response.headers["x-costline-request-id"]
+        with pytest.raises(openai.APIError) as exc:  # not a bare broken chunked response
+            for chunk in stream:
+                got.append(chunk.choices[0].delta.content or "")
+                if len(got) == 3:
+                    proc.terminate()
+        assert "shutting down" in exc.value.message
+        assert proc.proc is not None and proc.proc.wait(timeout=60) == 0
+    finally:
+        proc.stop()
+    assert 3 <= len(got) < 50  # cut about 1 s after SIGTERM
+    (ev,) = events(tmp_path, 1, timeout=0, request_id=rid)  # on disk before the exit
+    assert ev.status == "error" and ev.usage_estimated and ev.output_tokens >= 2
+    assert ev.cost_picousd > 0
+
+
+def test_made_up_model_names_do_not_each_add_a_metrics_series(
+    gw: GatewayProcess, scripted: ScriptedServer
+) -> None:
+    c = client(gw)
+    a = anthropic.Anthropic(base_url=gw.url, api_key=gw.keys["main"], max_retries=0)  # type: ignore[attr-defined]
+    for i in range(40):
+        with pytest.raises(openai.NotFoundError):
+            c.chat.completions.create(model=f"made-up-{i}", messages=ASK)  # type: ignore[arg-type]
+    with pytest.raises(anthropic.NotFoundError):
+        a.messages.create(model="made-up-anthropic", max_tokens=5, messages=ASK)  # type: ignore[arg-type]
+    with pytest.raises(openai.NotFoundError):
+        c.embeddings.create(model="made-up-embed", input="x")
+    scripted.enqueue(json_reply({"data": [{"index": 0, "embedding": [1.0]}]}))
+    c.embeddings.create(model="openai/made-up-served", input="x")  # unpriced, allowed here
+    text = gw.metrics()
+    assert "made-up" not in text  # a client's made-up names: no series of their own
+    assert 'endpoint="chat",key="main",model="other",provider="",status="404"} 40.0' in text
+    assert 'model="other",provider="openai",status="200"' in text
+    assert 'model="gpt-4o-mini"' in text  # catalog models keep their own
+
+
+def test_a_client_that_leaves_mid_upload_is_no_server_error(gw: GatewayProcess) -> None:
+    key = gw.keys["main"]  # type: ignore[attr-defined]
+    for path in ("/v1/chat/completions", "/v1/messages", "/v1/embeddings"):
+        with socket.create_connection(("127.0.0.1", gw.port)) as s:
+            head = f"POST {path} HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {key}\r\n"
+            s.sendall(head.encode() + b"Content-Length: 5000\r\n\r\n" + b'{"model": "gpt-4o')
+            time.sleep(0.3)  # the gateway is reading the body when the client goes
+    time.sleep(0.5)
+    log = gw.log_tail(20_000)
+    assert "Traceback" not in log and "Exception in ASGI application" not in log
+    text = gw.metrics()
+    assert 'endpoint="chat",key="main",model="",provider="",status="499"} 1.0' in text
+    assert 'endpoint="messages",key="main",model="",provider="",status="499"} 1.0' in text
+    assert c_ok(gw)  # and it serves the next request as usual
+
+
+def c_ok(gw: GatewayProcess) -> bool:
+    done = client(gw).chat.completions.create(model="gpt-4o-mini", messages=ASK)  # type: ignore[arg-type]
+    return bool(done.choices[0].message.content)
+
+
+def test_an_embeddings_429_names_the_limit_that_ran_out_as_chat_does(gw: GatewayProcess) -> None:
+    c = client(gw, "rl")
+    ok = c.embeddings.with_raw_response.create(model="dryrun-embed", input="one")
+    assert ok.headers["x-ratelimit-remaining-requests"] == "0"
+    with pytest.raises(openai.RateLimitError) as exc:
+        c.embeddings.create(model="dryrun-embed", input="two")
+    h = exc.value.response.headers
+    assert int(h["retry-after"]) > 0
+    assert h["x-ratelimit-limit-requests"] == "1"
+    assert h["x-ratelimit-remaining-requests"] == "0"
+    assert h["x-ratelimit-reset-requests"].endswith("s")

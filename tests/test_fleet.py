@@ -11,6 +11,9 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -105,6 +108,19 @@ def exhaust(fleet: Fleet, key: str) -> None:
     raise AssertionError(f"{key[:12]}... still admitted after 20 rounds")
 
 
+@contextmanager
+def running(*servers: Any) -> Iterator[None]:
+    """The servers started at once (each on its own thread), all stopped at the end."""
+    try:
+        with ThreadPoolExecutor(len(servers)) as pool:
+            for started in [pool.submit(s.start) for s in servers]:
+                started.result()
+        yield
+    finally:
+        for s in servers:
+            s.__exit__(None, None, None)
+
+
 def bucket_table(s3: SeaweedS3, location: str) -> pa.Table:
     fs = s3.filesystem()
     infos = fs.get_file_info(pafs.FileSelector(location, allow_not_found=True))
@@ -132,7 +148,7 @@ def test_fleet_on_loopback(tmp_path: Path, pg_url: str, monkeypatch: pytest.Monk
     T0 = time.monotonic()
     bucket = f"fleet-{uuid.uuid4().hex[:8]}"
     location = f"{bucket}/usage/segments"
-    with s3, rc:
+    with running(s3, rc):
         s3.create_bucket(bucket)
         env = {
             **s3.env(f"{bucket}/usage"),

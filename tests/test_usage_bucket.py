@@ -196,9 +196,12 @@ def test_compaction_has_one_leader_and_keeps_every_row(
 def test_retention_leaves_the_outbox_alone(
     costline_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from core.usage import _bucket
     from core.usage._prune import prune
     from core.usage._segments import segments_dir
 
+    # the bucket is away for good here: closing the log need not retry it for 5 s
+    monkeypatch.setattr(_bucket, "CLOSE_DRAIN_S", 0.5)
     monkeypatch.setenv("COSTLINE_EVENTS_URL", "s3://nowhere-bucket/p")
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens
     monkeypatch.setenv("COSTLINE_EVENTS_COMPACT_S", "0")

@@ -95,3 +95,37 @@ def test_gateway_limits_show_and_reset_the_buckets_callers_hit(
             assert refused.status_code == 409
             assert "nothing was reset" in refused.json()["error"]["message"]
             assert _bucket(api.get("/limits").json()) == after  # indeed untouched
+
+
+def test_each_embedded_gateway_process_answers_for_its_own_buckets(costline_home: Path) -> None:
+    """Two gateways on one COSTLINE_HOME without Redis: each keeps its own rate buckets, and
+    its /api/v1/limits says whose they are (its pid), rather than passing them off as all."""
+    secret = make_key(costline_home, "lim", rpm=RPM)
+    token = {"authorization": f"Bearer {make_token(costline_home, 'eng', 'engineer')}"}
+    with GatewayProcess(costline_home) as one, GatewayProcess(costline_home) as two:
+        auth = {"authorization": f"Bearer {secret}", **NO_CACHE}
+        with httpx.Client(base_url=one.base_url, headers=auth, timeout=30) as c:
+            assert [_call(c, n) for n in range(RPM)] == [200] * RPM
+        seen = {}
+        for gw in (one, two):
+            body = httpx.get(gw.url + "/api/v1/limits", headers=token, timeout=30).json()
+            assert (body["levels"], body["pid"]) == ("process", gw.proc.pid)  # type: ignore[union-attr]
+            assert "other gateway processes keep their own" in body["note"]
+            seen[gw.port] = _bucket(body)
+    assert seen == {one.port: [{"value": "lim", "used": RPM, "remaining": 0}], two.port: []}
+
+
+def test_make_state_keys_redis_under_costline_redis_prefix(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from core.state import make_state
+
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.setenv("COSTLINE_REDIS_PREFIX", os.environ["COSTLINE_TEST_PREFIX"])
+    state, given = make_state(), make_state(prefix="x:")
+    try:
+        assert state.primary.prefix == os.environ["COSTLINE_TEST_PREFIX"]  # type: ignore[union-attr]
+        assert given.primary.prefix == "x:"  # type: ignore[union-attr]
+    finally:
+        state.close()
+        given.close()

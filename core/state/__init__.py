@@ -4,7 +4,7 @@
 shared by every process of one ``COSTLINE_HOME`` (``SharedState``, SQLite), ``memory://`` for
 one process only, Redis with an in-process fallback for shared deployments. Keys start with
 ``prefix``, else ``COSTLINE_REDIS_PREFIX``, else ``costline:``, so every process of one
-deployment (gateways, ``costline api``, the console) reads the same keys. See ``base.py`` for
+deployment (gateways, ``costline api``, library Routers) reads the same keys. See ``base.py`` for
 the contract.
 """
 

@@ -91,16 +91,22 @@ class Money:
         return self.amount(pico).quantize(CENT, rounding=ROUND_HALF_UP)
 
     def fmt(self, pico: int, places: int = 2) -> str:
-        value = self.amount(pico).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+        return self.text(self.amount(pico), places)
+
+    def text(self, value: Decimal, places: int = 2) -> str:
+        """An exact amount in this currency to ``places`` decimals, half up (away from zero),
+        the sign first: '-$1.25'."""
+        value = value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
         sign = "-" if value < 0 else ""
         return f"{sign}{self.symbol}{abs(value):,.{places}f}"
 
     def table(self, pico: int) -> str:
         """Table money, as the Budgets page shows it: to the cent, and a non-zero amount under
-        half a cent reads '<$0.01' (never '$0.00')."""
+        half a cent reads '<$0.01' (never '$0.00'); a negative one (a refund or credit) keeps
+        its sign first, as every negative amount does: '-<$0.01', '-$1.25'."""
         value = self.cents(pico)
         if pico and value == 0:
-            return f"<{self.symbol}0.01"
+            return f"{'-' if pico < 0 else ''}<{self.symbol}0.01"
         return self.fmt(pico)
 
     def tables(self, picos: Any) -> list[str]:
@@ -112,10 +118,10 @@ class Money:
         for p in picos:
             p = int(p)
             cents = (2 * abs(p) * num * 100 + den * PICO) // unit  # half a cent up
+            sign = "-" if p < 0 else ""
             if p and not cents:
-                out.append(f"<{self.symbol}0.01")
+                out.append(f"{sign}<{self.symbol}0.01")
                 continue
-            sign = "-" if p < 0 and cents else ""
             out.append(f"{sign}{self.symbol}{cents // 100:,}.{cents % 100:02d}")
         return out
 

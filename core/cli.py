@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from core import cli_keys
+from core.types import usd_places
 
 APP = Path(__file__).resolve().parents[1] / "console" / "app.py"
 
@@ -120,7 +121,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     s = load_demo(days=args.days, seed=args.seed, refresh=args.refresh)
     state = "Loaded" if s.loaded else "Already loaded (use --refresh to regenerate):"
     print(
-        f"{state} {s.events:,} demo events, {s.start} to {s.end}, ${s.cost_usd:,.2f} "
+        f"{state} {s.events:,} demo events, {s.start} to {s.end}, {usd_places(s.cost_usd)} "
         f"({s.seconds:.1f}s).\nIncident: {s.incident}"
     )
     return 0

@@ -11,12 +11,12 @@ import os
 import shutil
 from pathlib import Path
 
-from core.types import pico_to_usd
+from core.types import pico_to_usd, usd_places
 from core.usage import journal_dir, quarantine_dir, quarantine_summary, scan, segments_dir
 
 
 def _usd(pico: int | None) -> str:
-    return "$?" if pico is None else f"${pico_to_usd(pico):,.6f}"
+    return "$?" if pico is None else usd_places(pico_to_usd(pico), 6)
 
 
 def usage_report(home: Path) -> tuple[list[str], bool]:

@@ -184,4 +184,17 @@ class ProviderConnectionError(RetryableError):
 
 
 class ProviderServerError(RetryableError):
-    pass
+    """HTTP 5xx. ``overloaded``: the upstream said so (503, Anthropic's 529 or an
+    ``overloaded_error``), with its Retry-After in ``retry_after`` (seconds) when it sent one."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        overloaded: bool = False,
+        **kw: object,
+    ):
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        self.retry_after = retry_after
+        self.overloaded = overloaded

@@ -5,15 +5,16 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from core.errors import CostlineError, RateLimited, RetryableError
+from core.errors import CostlineError, ProviderServerError, RateLimited, RetryableError
 
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """``max_attempts`` per candidate model; delays are ``uniform(0, min(cap, base * 2**n))``.
 
-    A 429's Retry-After is honoured as the delay when it is at most ``max_retry_after_s``;
-    a longer wait moves on to the next fallback instead of blocking the caller.
+    A 429's (or an overloaded 503/529's) Retry-After is honoured as the delay when it is at
+    most ``max_retry_after_s``; a longer wait moves on to the next fallback instead of blocking
+    the caller.
     """
 
     max_attempts: int = 3
@@ -25,7 +26,7 @@ class RetryPolicy:
         """Seconds to wait before attempt ``attempt + 1`` of the same model, or None to stop."""
         if not isinstance(exc, RetryableError) or attempt >= self.max_attempts:
             return None
-        if isinstance(exc, RateLimited) and exc.retry_after is not None:
+        if isinstance(exc, RateLimited | ProviderServerError) and exc.retry_after is not None:
             if exc.retry_after > self.max_retry_after_s:
                 return None
             return max(0.0, exc.retry_after)

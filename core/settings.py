@@ -10,8 +10,10 @@ Precedence, highest first:
 
 Per provider NAME the environment gives ``{NAME}_API_KEY`` and ``{NAME}_BASE_URL``
 (upper case, e.g. ``OPENAI_BASE_URL``), and ``{NAME}_ORGANIZATION`` (OpenAI's
-``OpenAI-Organization`` header; ``OPENAI_ORG_ID``, the OpenAI SDK's name, works too). Keys
-are never logged; ``ProviderConfig.__repr__`` masks them.
+``OpenAI-Organization`` header; ``OPENAI_ORG_ID``, the OpenAI SDK's name, works too), and
+``{NAME}_TIMEOUT_S``, the upstream timeout per attempt (else ``COSTLINE_UPSTREAM_TIMEOUT_S``,
+else 60 s; a request's own ``timeout`` wins over both). Keys are never logged;
+``ProviderConfig.__repr__`` masks them.
 
 ``COSTLINE_TIMEZONE`` is not a router setting: it is the control plane's default 'timezone'
 setting (``core.control``), read where budget windows and day boundaries are computed.
@@ -28,6 +30,7 @@ from typing import Literal
 from core.errors import ConfigError
 
 Wire = Literal["openai", "anthropic", "dryrun", "local"]
+DEFAULT_TIMEOUT_S = 60.0  # upstream timeout per attempt
 
 DEFAULT_BASE_URLS: dict[str, tuple[Wire, str]] = {
     "openai": ("openai", "https://api.openai.com/v1"),
@@ -72,7 +75,7 @@ class ProviderConfig:
     wire: Wire
     base_url: str = ""
     api_key: str | None = field(default=None, repr=False)
-    timeout_s: float = 60.0
+    timeout_s: float = 60.0  # DEFAULT_TIMEOUT_S; {NAME}_TIMEOUT_S, COSTLINE_UPSTREAM_TIMEOUT_S
     organization: str | None = None  # OpenAI-Organization header (OpenAI wire)
 
     def __repr__(self) -> str:
@@ -134,10 +137,20 @@ def provider_from_env(name: str, env: Mapping[str, str]) -> ProviderConfig:
     wire, url = DEFAULT_BASE_URLS.get(name, ("openai", ""))
     prefix = ENV_KEY_NAMES.get(name, name.upper())
     org = env.get(f"{name.upper()}_ORGANIZATION") or env.get(f"{name.upper()}_ORG_ID")
+    timeout = _timeout(env, "COSTLINE_UPSTREAM_TIMEOUT_S", DEFAULT_TIMEOUT_S)
     return ProviderConfig(
         name=name,
         wire=wire,
         base_url=env.get(f"{name.upper()}_BASE_URL", url).rstrip("/"),
         api_key=env.get(f"{prefix}_API_KEY") or None,
+        timeout_s=_timeout(env, f"{name.upper()}_TIMEOUT_S", timeout),
         organization=org or None,
     )
+
+
+def _timeout(env: Mapping[str, str], name: str, default: float) -> float:
+    """Seconds > 0 from ``env[name]`` (unset or empty: ``default``)."""
+    value = _seconds(env, name, default)
+    if value <= 0:
+        raise ConfigError(f"{name} must be > 0 seconds, got {env.get(name)!r}", field=name)
+    return value

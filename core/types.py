@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Literal
 
 PICO = 10**12
@@ -26,6 +26,13 @@ def new_request_id() -> str:
 def pico_to_usd(pico: int) -> Decimal:
     """Exact conversion of picodollars to a Decimal number of dollars."""
     return Decimal(pico).scaleb(-12)
+
+
+def usd_places(usd: Decimal, places: int = 2) -> str:
+    """'-$1,234.57': dollars to ``places`` decimals, half up (away from zero, as every money
+    figure rounds), with thousands separators and a negative amount's sign first."""
+    d = usd.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+    return f"{'-' if d < 0 else ''}${abs(d):,.{places}f}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +155,7 @@ class Completion:
     ai_called: bool = True  # False when a sampling strategy reused the last answer
     # the OpenAI-wire choices as the upstream sent them (tool calls, n > 1); not compared
     choices: list[dict[str, Any]] | None = field(default=None, compare=False, repr=False)
+    stop_sequence: str | None = None  # the request's stop sequence that ended it, when known
 
     @property
     def cost_usd(self) -> Decimal:

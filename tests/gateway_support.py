@@ -20,6 +20,7 @@ from core.pricing import load_catalog
 from tests.servers.llamacpp import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
+METRICS_TOKEN = "test-metrics-token-0123456789"  # COSTLINE_GATEWAY_METRICS_TOKEN of test gateways
 
 
 class GatewayProcess:
@@ -49,6 +50,7 @@ class GatewayProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("COSTLINE_GATEWAY")}
         env.pop("REDIS_URL", None)
         env.update({"COSTLINE_HOME": str(self.home), "PYTHONPATH": str(ROOT)})
+        env["COSTLINE_GATEWAY_METRICS_TOKEN"] = METRICS_TOKEN
         env.update(self.extra_env)
         cmd = [sys.executable, "-m", "core.cli", "gateway", "--port", str(self.port)]
         cmd += ["--workers", str(self.workers)]
@@ -67,6 +69,12 @@ class GatewayProcess:
             time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"gateway not ready after {timeout:.0f}s:\n{self.log_tail()}")
+
+    def metrics(self) -> str:
+        """GET /metrics with the metrics token, as Prometheus scrapes it."""
+        r = httpx.get(self.url + "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+        r.raise_for_status()
+        return r.text
 
     def terminate(self) -> None:
         assert self.proc is not None

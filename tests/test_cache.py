@@ -321,3 +321,27 @@ def test_a_bad_count_or_cost_is_a_corrupt_entry_naming_the_field(
     good = decode(encode(answer(), 1.0, 2.0), now=1.5)
     assert good is not None and good.usage == answer().usage and good.saved == answer().cost
     assert (good.created, good.expires, good.age_s) == (1.0, 2.0, 0.5)
+
+
+def test_entries_are_scoped_by_tenant_on_every_backend(state: State) -> None:
+    """Two routers (processes) on one state: a key of another org, or a key bound to no org
+    naming one, misses; a key of the same org hits (cache_scope 'org', the default)."""
+    from core.control import ControlSnapshot, VirtualKey
+
+    keys = (
+        VirtualKey("a1", "sk-cl-x", "h1", org="acme"),
+        VirtualKey("a2", "sk-cl-x", "h2", org="acme"),
+        VirtualKey("g", "sk-cl-x", "h3", org="globex"),
+        VirtualKey("free", "sk-cl-x", "h4"),
+    )
+    writer, reader = ResponseCache(state, clock=Clock()), ResponseCache(state, clock=Clock())
+    for c in (writer, reader):
+        c.apply(ControlSnapshot(1, keys=keys))
+    writer.put(req(key="a1", org="acme"), answer("acme only"))
+    got = reader.get(req(key="a2", org="acme"))
+    assert got is not None and got.text == "acme only"
+    assert reader.get(req(key="g", org="globex")) is None
+    assert reader.get(req(key="free", org="acme")) is None
+    assert reader.get(req()) is None  # the library's shared namespace
+    reader.apply(ControlSnapshot(2, keys=keys, settings={"cache_scope": "key"}))
+    assert reader.get(req(key="a2", org="acme")) is None

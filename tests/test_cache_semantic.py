@@ -89,6 +89,35 @@ def test_similar_question_in_another_context_does_not_match() -> None:
     assert cache.get(req("how do I reset my password", task="other")) is None
 
 
+def test_semantic_and_exact_hits_stay_within_the_tenant() -> None:
+    """cache_scope 'org' (default): the key's bound org; 'key': the key; 'global': everyone."""
+    from core.control import ControlSnapshot, VirtualKey
+
+    def snap(scope: str | None) -> ControlSnapshot:
+        keys = tuple(VirtualKey(n, "sk-cl-x", "h", org=o) for n, o in KEYS.items())
+        return ControlSnapshot(
+            1, keys=keys, settings={} if scope is None else {"cache_scope": scope}
+        )
+
+    KEYS = {"a1": "acme", "a2": "acme", "g": "globex", "free": None}
+    cache, _, _ = make()
+    cache.apply(snap(None))
+    cache.put(req("How do I reset my password?", key="a1"), answer("acme's"))
+    for exact in (True, False):
+        text = "How do I reset my password?" if exact else "how do I reset my password"
+        got = cache.get(req(text, key="a2"))
+        assert got is not None and got.text == "acme's"
+        assert cache.get(req(text, key="g")) is None
+        assert cache.get(req(text, key="free", org="acme")) is None  # claims, not bound
+        assert cache.get(req(text)) is None  # no key, no org: the shared namespace
+    cache.apply(snap("key"))
+    assert cache.get(req("how do I reset my password", key="a2")) is None
+    cache.put(req("Where is my invoice?"), answer("everyone's"))
+    cache.apply(snap("global"))
+    got = cache.get(req("where is my invoice", key="g"))
+    assert got is not None and got.text == "everyone's"
+
+
 def test_threshold_comes_from_the_task_setting_and_none_means_exact_only() -> None:
     q1, q2 = "reset my password please", "reset my password"  # cosine ~0.87
     cache, _, _ = make(threshold=0.95)

@@ -245,3 +245,40 @@ def test_a_parquet_file_imports_through_the_page(home: Path) -> None:
         ("dryrun-small", 1000, False),
         ("mystery-model-9", 100, True),
     ]
+
+
+def test_costlines_own_export_maps_its_event_fields_and_keeps_errors(
+    home: Path, tmp_path: Path
+) -> None:
+    """The page suggests Costline's event columns for its own export (in the "Event fields"
+    box) and an error call imported through it stays an error."""
+    from datetime import UTC, datetime
+
+    from core.export import export
+    from core.usage import UsageEvent, UsageLog
+
+    other = tmp_path / "elsewhere"
+    with UsageLog(other) as log:
+        log.append_many(
+            [
+                UsageEvent(
+                    request_id="e1",
+                    ts=datetime(2025, 3, 1, 10, tzinfo=UTC),
+                    provider="openai",
+                    model="gpt-4o-mini",
+                    status="error",
+                    error_type="RateLimited",
+                    tags=("batch",),
+                )
+            ]
+        )
+    content = export(other, fmt="csv").decode()
+    at = upload(app("engineer").run(), content)
+    assert not at.exception
+    chosen = mapping(at)
+    assert chosen["status"] == "status" and chosen["tags"] == "tags"
+    assert chosen["error_type"] == "error_type"
+    assert any("Event fields" in e.label for e in at.expander)
+    at.button(key="imp_go").click().run()
+    (e,) = [e for e in Reader().fetch() if e.request_id == "e1"]
+    assert (e.status, e.error_type, e.tags) == ("error", "RateLimited", ("batch",))

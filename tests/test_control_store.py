@@ -312,6 +312,7 @@ def test_reset_changes_the_window_key_and_survives_stale_edits(plane: ControlPla
     entry = plane.audit(entity="budget", limit=2)[1]
     assert entry.action == "budget.reset" and entry.before and entry.after
     assert (entry.before["reset_generation"], entry.after["reset_generation"]) == (0, 1)
+    assert plane.last_resets([BUDGET.id, "missing"]) == {BUDGET.id: entry.ts}
     with pytest.raises(ConfigError) as err:
         plane.reset_budget("missing", ENGINEER)
     assert err.value.field == "id"

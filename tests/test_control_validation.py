@@ -141,6 +141,11 @@ REJECTED: list[tuple[str, Write, str]] = [
         "redis_fail_policy",
     ),
     (
+        "unknown cache scope",
+        lambda p: p.set_setting("cache_scope", "team", SYSTEM),
+        "cache_scope",
+    ),
+    (
         "negative currency rate",
         lambda p: p.set_setting("currency_rates", {"EUR": "-1"}, SYSTEM),
         "currency_rates.EUR",

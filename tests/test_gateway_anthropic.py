@@ -125,11 +125,12 @@ def test_errors_map_to_anthropic_exception_types(
             "/v1/messages", body={"model": "dryrun-small", "messages": ASK}, cast_to=object
         )
     scripted.enqueue(*[error(529, "Overloaded", type="overloaded_error")] * 3)
-    with pytest.raises(anthropic.InternalServerError) as e502:
+    with pytest.raises(anthropic.OverloadedError) as e529:  # passed through: the SDK retries it
         client(gw).messages.create(
             model="claude-3-5-haiku", max_tokens=10, messages=ASK, extra_headers=NO_CACHE
         )
-    assert e502.value.status_code == 502 and "Overloaded" in e502.value.message
+    assert e529.value.status_code == 529 and "Overloaded" in e529.value.message
+    assert e529.value.body["error"]["type"] == "overloaded_error"  # type: ignore[index]
 
 
 def test_count_tokens_matches_the_logged_input(gw: GatewayProcess) -> None:

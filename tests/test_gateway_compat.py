@@ -232,7 +232,7 @@ def test_made_up_model_names_do_not_each_add_a_metrics_series(
         c.embeddings.create(model="made-up-embed", input="x")
     scripted.enqueue(json_reply({"data": [{"index": 0, "embedding": [1.0]}]}))
     c.embeddings.create(model="openai/made-up-served", input="x")  # unpriced, allowed here
-    text = httpx.get(gw.url + "/metrics").text
+    text = gw.metrics()
     assert "made-up" not in text  # a client's made-up names: no series of their own
     assert 'endpoint="chat",key="main",model="other",provider="",status="404"} 40.0' in text
     assert 'model="other",provider="openai",status="200"' in text
@@ -249,7 +249,7 @@ def test_a_client_that_leaves_mid_upload_is_no_server_error(gw: GatewayProcess) 
     time.sleep(0.5)
     log = gw.log_tail(20_000)
     assert "Traceback" not in log and "Exception in ASGI application" not in log
-    text = httpx.get(gw.url + "/metrics").text
+    text = gw.metrics()
     assert 'endpoint="chat",key="main",model="",provider="",status="499"} 1.0' in text
     assert 'endpoint="messages",key="main",model="",provider="",status="499"} 1.0' in text
     assert c_ok(gw)  # and it serves the next request as usual

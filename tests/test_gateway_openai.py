@@ -496,7 +496,7 @@ def test_embeddings_models_metrics_and_health(gw: GatewayProcess) -> None:
     assert httpx.get(gw.url + "/health/live").json() == {"status": "ok"}
     ready = httpx.get(gw.url + "/health/ready").json()
     assert ready["checks"]["control_plane"] == "ok"
-    text = httpx.get(gw.url + "/metrics").text
+    text = gw.metrics()
     assert 'costline_gateway_requests_total{endpoint="chat",key="main",model="dryrun-small"' in text
     assert "costline_gateway_overhead_seconds_bucket" in text
     assert 'costline_budget_utilisation{budget="key:spend"}' in text

@@ -14,7 +14,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.gateway_support import ROOT, GatewayProcess, events, make_key
+from tests.gateway_support import METRICS_TOKEN, ROOT, GatewayProcess, events, make_key
+
+METRICS_AUTH = {"Authorization": f"Bearer {METRICS_TOKEN}"}
 
 ASK = [{"role": "user", "content": "Summarise our spend."}]
 
@@ -60,7 +62,7 @@ def test_two_workers_with_redis_never_overshoot_a_nearly_spent_key_budget(
         for _ in range(2):  # spend about a third of it first
             assert httpx.post(url, json=body, headers=h, timeout=30).status_code == 200
         answers = asyncio.run(_post_all(url, key, 50, body))
-        metrics = httpx.get(gw.url + "/metrics").text  # summed over both workers
+        metrics = gw.metrics()  # summed over both workers
     assert all(isinstance(r, httpx.Response) for r in answers), answers
     statuses = [r.status_code for r in answers]
     assert set(statuses) <= {200, 402}, statuses
@@ -102,7 +104,7 @@ def test_sigterm_during_200_in_flight_requests_logs_every_answer_once(tmp_path: 
         task = asyncio.create_task(_post_all(url, key, 200, body))
         async with httpx.AsyncClient() as probe:  # SIGTERM once all 200 are being served
             for _ in range(300):
-                text = (await probe.get(gw.url + "/metrics")).text
+                text = (await probe.get(gw.url + "/metrics", headers=METRICS_AUTH)).text
                 if "costline_gateway_in_flight 200.0" in text:
                     break
                 await asyncio.sleep(0.02)

@@ -277,8 +277,8 @@ def test_a_row_naming_its_provider_is_priced_at_that_providers_entry() -> None:
         [
             ("groq", "gpt-4o", True, 0),
             ("azure", "gpt-4o-mini", False, 165_000 * 1000),
-            ("OpenAI", "gpt-4o-mini", False, openai_row.input * 1000),
-            ("openai", "openai/gpt-4o-mini", False, openai_row.input * 1000),
+            ("openai", "gpt-4o-mini", False, openai_row.input * 1000),  # names the catalog's
+            ("openai", "gpt-4o-mini", False, openai_row.input * 1000),
             ("openai", "gpt-4o", False, gpt4o),
         ],
         key=str,

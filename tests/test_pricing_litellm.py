@@ -180,3 +180,34 @@ def test_imported_rows_layer_onto_the_catalog() -> None:
     assert cat.lookup("deepseek-chat", date(2025, 12, 1)).output == 420_000
     assert cat.has("gemini-2.5-flash-preview-04-17")
     assert json.loads(FIXTURE.read_text())["gpt-4o"]["mode"] == "chat"
+
+
+def test_absurd_entries_are_refused_each_with_its_reason() -> None:
+    """1e20 USD per token, a 1e30 context window, names with a space or a trailing slash
+    were imported as prices; each is now a problem the preview lists, the rest import."""
+    ok = {"litellm_provider": "openai", "mode": "chat", "max_input_tokens": 128000}
+    rates = {"input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06}
+    data = {
+        "good-model": {**ok, **rates},
+        "dear": {**ok, **rates, "output_cost_per_token": 1e20},
+        "dear-cache": {**ok, **rates, "cache_read_input_token_cost": 0.5},
+        "huge": {**ok, **rates, "max_input_tokens": 1e30},
+        "huge-out": {**ok, **rates, "max_output_tokens": 10**12},
+        "gpt 4o": {**ok, **rates},
+        "openai/": {**ok, **rates},
+        "x//y": {**ok, **rates},
+        "tab\tname": {**ok, **rates},
+        "m" * 201: {**ok, **rates},
+        "o1-pro": {**ok, "input_cost_per_token": 1.5e-04, "output_cost_per_token": 6e-04},
+    }
+    rows, problems = rows_from_litellm(data, effective_from=DAY)
+    assert sorted(r.model for r in rows) == ["good-model", "o1-pro"]
+    why = {p.key: p.reason for p in problems}
+    assert set(why) == set(data) - {"good-model", "o1-pro"}
+    assert "is more than 0.001" in why["dear"] and "$1,000 per 1M" in why["dear"]
+    assert "cache_read_input_token_cost" in why["dear-cache"]
+    assert "max_input_tokens" in why["huge"] and "1,000,000,000" in why["huge"]
+    assert "max_output_tokens" in why["huge-out"]
+    for key in ("gpt 4o", "openai/", "x//y", "tab\tname"):
+        assert "model name" in why[key], key
+    assert "1 to 200 characters" in why["m" * 201]

@@ -18,7 +18,7 @@ from console.queries import budgets as budget_queries
 from console.queries import forecast as queries
 from console.queries import routing as routing_queries
 from console.queries import usage
-from console.selection import Selection
+from console.selection import FILTER_DIMS, Selection
 from console.sidebar import LABELS, current_selection
 from core import reports
 from core.errors import ConfigError
@@ -208,8 +208,16 @@ def chart(
     money = selection.money
     series = frames.series_frame(fc, money, width)
     marks = frames.marks_frame(found, series, money, selection.scope, dimension, value)
-    budget, label, exhausted = None, "", None
+    budget, label, exhausted, title, drawn = None, "", None, "", fc
     if chosen is not None and chosen.exhaustion is not None and chosen.limit_usd is not None:
+        # the budget counts its whole scope: under sidebar filters (a user, a model...) its
+        # line is drawn on the scope's own series, and the title says so
+        narrowed = any(getattr(selection.scope, d) for d in FILTER_DIMS)
+        if narrowed:
+            title = (
+                f"{chosen.budget.name}: its whole scope ({chosen.scope}), the sidebar filters"
+                " not applied (the budget counts every call of its scope)"
+            )
         ex = chosen.exhaustion
         exhausted = ex.date if not ex.already_exceeded else None
         limit = float(money.amount(int(chosen.limit_usd * 10**12)))
@@ -222,6 +230,10 @@ def chart(
             pace = int(chosen.limit_usd * 10**12 / Decimal(str(frames.counted_days(chosen))))
             budget = float(money.amount(pace))
             label = f"budget pace {money.fmt(pace)}/day"
+            if narrowed and chosen.forecast is not None:
+                drawn = chosen.forecast
+                series = frames.series_frame(drawn, money, width)
+                marks = marks.iloc[0:0]  # the anomalies found follow the sidebar's series
     return forecast_chart(
         series,
         symbol=money.symbol,
@@ -230,7 +242,8 @@ def chart(
         budget_label=label,
         exhausted=exhausted,
         marks=marks,
-        changepoints=frames.changepoint_frame(fc),
+        changepoints=frames.changepoint_frame(drawn),
+        title=title,
     )
 
 

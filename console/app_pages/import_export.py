@@ -27,7 +27,7 @@ from console.selection import Selection
 from console.sidebar import current_selection
 from core.control import Actor
 from core.errors import CostlineError
-from core.importer import FIELDS, REQUIRED, ImportResult, Preview, Question
+from core.importer import EVENT_FIELDS, FIELDS, REQUIRED, ImportResult, Preview, Question
 
 FORMATS = {"csv": ("CSV", "text/csv"), "parquet": ("Parquet", "application/vnd.apache.parquet")}
 RESULT = "imp_result"  # the last import's result, shown at the top after the rerun
@@ -191,13 +191,20 @@ def mapping_step(preview: Preview, digest: str) -> tuple[dict[str, str], bool]:
     st.write("Map the file's columns to Costline's fields:")
     choices = ["", *preview.columns]
     mapping: dict[str, str] = {}
-    cols = st.columns(4)
-    for i, name in enumerate(FIELDS):
-        suggested = preview.mapping.get(name, "")
-        label = name + (" *" if name in REQUIRED else "")
-        mapping[name] = cols[i % 4].selectbox(
-            label, choices, index=choices.index(suggested), key=f"imp_map_{digest}_{name}"
-        )
+    usage = [f for f in FIELDS if f not in EVENT_FIELDS]
+    events = [f for f in FIELDS if f in EVENT_FIELDS]
+    with_events = any(f in preview.mapping for f in events)
+    for names, box in (
+        (usage, st.container()),
+        (events, st.expander("Event fields (Costline's own export)", expanded=with_events)),
+    ):
+        cols = box.columns(4)
+        for i, name in enumerate(names):
+            suggested = preview.mapping.get(name, "")
+            label = name + (" *" if name in REQUIRED else "")
+            mapping[name] = cols[i % 4].selectbox(
+                label, choices, index=choices.index(suggested), key=f"imp_map_{digest}_{name}"
+            )
     inclusive = st.checkbox(
         "Input tokens include cached tokens; output tokens include reasoning tokens",
         value=preview.tokens_inclusive,

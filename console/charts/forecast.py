@@ -2,7 +2,8 @@
 
 Frames arrive in the display currency (``console.frames.forecast`` builds them):
 
-- series: ds, actual, yhat, lower, upper (actual on history days, the rest on forecast days)
+- series: ds, actual, yhat, lower, upper (actual on history days, the rest on forecast days;
+  the tooltips write them as exact text, half a cent up)
 - marks (anomalies): ds, amount (where to draw the point), what, when, ratio, excess, culprits
 - changepoints: ds
 
@@ -13,6 +14,7 @@ see ``console.charts.spend``).
 from __future__ import annotations
 
 from datetime import date
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import altair as alt
@@ -48,13 +50,15 @@ def forecast_chart(
     """History, forecast line, interval band, budget line, exhaustion date, anomalies and
     changepoints on one time axis."""
     money = f"spend ({symbol.strip()})"
+    cols = [c for c in ("actual", "yhat", "lower", "upper") if c in series.columns]
+    series = series.assign(**{f"{c}_text": money_texts(series[c], symbol) for c in cols})
     base = alt.Chart(series)
-    tooltip = [
+    tooltip = [  # money as text, half a cent up (the browser's ',.2f' of 1.005 is 1.00)
         alt.Tooltip("ds:T", title="day", format="%a %d %b %Y"),
-        alt.Tooltip("actual:Q", title="actual", format=",.2f"),
-        alt.Tooltip("yhat:Q", title="forecast", format=",.2f"),
-        alt.Tooltip("lower:Q", title=f"{band} low", format=",.2f"),
-        alt.Tooltip("upper:Q", title=f"{band} high", format=",.2f"),
+        alt.Tooltip("actual_text:N", title="actual"),
+        alt.Tooltip("yhat_text:N", title="forecast"),
+        alt.Tooltip("lower_text:N", title=f"{band} low"),
+        alt.Tooltip("upper_text:N", title=f"{band} high"),
     ]
     area = base.mark_area(color=BAND, opacity=0.18).encode(
         x=_x(), y=alt.Y("lower:Q", title=money), y2="upper:Q", tooltip=tooltip
@@ -80,6 +84,19 @@ def forecast_chart(
         layers.append(anomaly_layer(marks))
     chart = alt.layer(*layers).properties(height=HEIGHT, width="container", title=title)
     return style(chart)
+
+
+def money_texts(values: pd.Series, symbol: str) -> list[str]:
+    """'$1.01' for 1.005: each float read as its shortest decimal form (repr), to the cent,
+    half up, the sign first ('' where there is no value)."""
+    out = []
+    for v in values:
+        if v is None or pd.isna(v):
+            out.append("")
+            continue
+        d = Decimal(repr(float(v))).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+        out.append(f"{'-' if d < 0 else ''}{symbol}{abs(d):,}")
+    return out
 
 
 def _budget_rule(value: float, label: str) -> list[alt.Chart]:

@@ -12,6 +12,7 @@ once, for drawing only); tooltips format them with the currency symbol.
 
 from __future__ import annotations
 
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import altair as alt
@@ -160,12 +161,19 @@ def spend_over_time(df: pd.DataFrame, dim: str, grain: str, symbol: str) -> Spec
     }
 
 
+def _cents(symbol: str, amount: float) -> str:
+    """'$1.01' for 1.005: the float read as its shortest decimal form, to the cent, half up,
+    the sign first."""
+    d = Decimal(repr(float(amount))).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    return f"{'-' if d < 0 else ''}{symbol}{abs(d):,}"
+
+
 def top_bars(df: pd.DataFrame, title: str, symbol: str) -> Spec:
     """Horizontal bars of the top spenders with each amount written beside its bar;
     ``df`` columns: name, amount, requests and shown (the amount as text; made from the
     float when absent)."""
     if "shown" not in df.columns:
-        df = df.assign(shown=[f"{symbol}{a:,.2f}" for a in df["amount"]])
+        df = df.assign(shown=[_cents(symbol, a) for a in df["amount"]])
     encoding = {
         "y": {"field": "name", "type": "nominal", "sort": "-x", "title": None, "axis": LABELS_SPEC},
         "x": {
@@ -200,7 +208,8 @@ def top_bars(df: pd.DataFrame, title: str, symbol: str) -> Spec:
 
 
 def cost_per_1k(df: pd.DataFrame, grain: str, symbol: str) -> Spec:
-    """Line of the cost per 1,000 requests; ``df`` columns: period, label, per_1k, requests."""
+    """Line of the cost per 1,000 requests; ``df`` columns: period, label, per_1k, per_1k_text (the
+    tooltip's text), requests."""
     return {
         "data": {"name": "per_1k"},
         "datasets": {"per_1k": df},
@@ -215,7 +224,7 @@ def cost_per_1k(df: pd.DataFrame, grain: str, symbol: str) -> Spec:
             },
             "tooltip": [
                 _tip("label", "nominal", "period"),
-                _tip("per_1k", "quantitative", "per 1K requests", ",.4f"),
+                _tip("per_1k_text", "nominal", "per 1K requests"),
                 _tip("requests", "quantitative", fmt=","),
             ],
         },

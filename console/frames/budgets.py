@@ -34,11 +34,12 @@ def usd(pico: int) -> str:
 
 def cents(pico: int) -> str:
     """Table money: '$1,234.57' to the cent; a non-zero amount under half a cent reads
-    '<$0.01' (never '$0.00'). More digits only on a per-call detail."""
+    '<$0.01' (never '$0.00'), a negative one '-<$0.01'. More digits only on a per-call
+    detail."""
     d = pico_to_usd(int(pico))
     value = abs(d).quantize(CENT, rounding=ROUND_HALF_UP)
     if d != 0 and value == 0:
-        return "<$0.01"
+        return "-<$0.01" if d < 0 else "<$0.01"
     return ("-$" if d < 0 and value else "$") + f"{value:,}"
 
 

@@ -6,6 +6,8 @@ once; the totals shown beside a chart are computed from the same integers, so th
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pandas as pd
 
 from console.selection import Money
@@ -129,9 +131,10 @@ def series_frame(
 
 
 def per_1k_frame(series: pd.DataFrame, money: Money, grain: str) -> pd.DataFrame:
-    """Cost per 1,000 requests per period (all keys together)."""
+    """Cost per 1,000 requests per period (all keys together): ``per_1k`` the line's height,
+    ``per_1k_text`` its tooltip text (the exact quotient to four decimals, half up)."""
     if series.empty:
-        return pd.DataFrame(columns=["period", "label", "per_1k", "requests"])
+        return pd.DataFrame(columns=["period", "label", "per_1k", "per_1k_text", "requests"])
     by = ["period", *(["utc_offset"] if "utc_offset" in series.columns else [])]
     grouped = (
         series.groupby(by, sort=True)
@@ -142,15 +145,16 @@ def per_1k_frame(series: pd.DataFrame, money: Money, grain: str) -> pd.DataFrame
         .reset_index()
     )
     period, _, label = slots(grouped, grain)
-    per_1k = [
-        float(money.amount(int(c) * 1000) / r) if r else 0.0
+    exact = [
+        money.amount(int(c) * 1000) / int(r) if r else Decimal(0)
         for c, r in zip(grouped["cost"], grouped["requests"], strict=True)
     ]
     return pd.DataFrame(
         {
             "period": period,
             "label": label,
-            "per_1k": per_1k,
+            "per_1k": [float(x) for x in exact],
+            "per_1k_text": [money.text(x, 4) for x in exact],
             "requests": grouped["requests"].to_numpy(),
         }
     )

@@ -10,7 +10,7 @@ import pandas as pd
 
 from console.frames import budgets as budget_frames
 from console.frames.display import local_time
-from core.types import pico_to_usd
+from core.types import pico_to_usd, usd_places
 
 if TYPE_CHECKING:  # queries use Streamlit's cache; frames stay pure
     from console.queries.budgets import Utilisation
@@ -23,8 +23,8 @@ def fmt_usd(pico: int | None) -> str:
         return "–"
     d = pico_to_usd(int(pico))
     if d == d.quantize(Decimal("0.01")):
-        return f"${d:,.2f}"
-    return f"${d.normalize():,f}"
+        return usd_places(d)
+    return f"{'-' if d < 0 else ''}${abs(d).normalize():,f}"
 
 
 def estimate_row(est: Estimate) -> dict[str, object]:

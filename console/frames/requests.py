@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import ROUND_HALF_UP, Decimal
+
 import pandas as pd
 
 from console.selection import Money
@@ -42,8 +44,14 @@ def log_frame(page: pd.DataFrame, money: Money) -> pd.DataFrame:
 
 
 def _costs(page: pd.DataFrame, money: Money) -> list[float | None]:
-    """Each call's cost in the currency; blank for a call logged unpriced (its cost is
-    unknown, not $0: the router logs 0 or nothing)."""
-    shown = money.floats(page["cost_picousd"].fillna(0))
+    """Each call's cost in the currency, rounded half up to the six decimals the column shows
+    (exactly, before it becomes a float: the browser's '%.6f' of the float 0.0000125 may read
+    0.000012); blank for a call logged unpriced (its cost is unknown, not $0: the router logs
+    0 or nothing)."""
+    micro = Decimal("0.000001")
+    shown = [
+        float(money.amount(int(p)).quantize(micro, rounding=ROUND_HALF_UP))
+        for p in page["cost_picousd"].fillna(0)
+    ]
     unpriced = page["unpriced"].fillna(False).astype(bool)
     return [None if u else c for c, u in zip(shown, unpriced, strict=True)]

@@ -24,6 +24,7 @@ KNOWN = (
     "currency",
     "currency_rates",
     "redis_fail_policy",
+    "cache_scope",
     "notifications",
     "alert_thresholds",
     "alert_scan_interval_s",

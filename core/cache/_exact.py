@@ -13,6 +13,18 @@ is above 0. TTL precedence, first match wins:
     | seed table DEFAULT_TTLS                    | chat 5 min ... translation 24 h  |
     | default_ttl_s                              | 24 h                             |
 
+Tenants: entries are scoped by the control-plane setting ``cache_scope`` (``ResponseCache.tenant``):
+
+    | cache_scope     | who shares an answer                                                |
+    |-----------------|---------------------------------------------------------------------|
+    | org (default)   | the virtual keys bound to one org; a key bound to no org: only itself |
+    | key             | one virtual key                                                     |
+    | global          | everyone (the behaviour before scoping; one company, one tenant)    |
+
+A call without a virtual key (the library) is scoped by its ``org`` ('org') or shares the
+global namespace. The tenant is in the exact key and in the semantic index's scope, so no
+backend (memory, Redis, semantic) serves one tenant another's answer.
+
 Expiry is checked against ``clock`` (stored in the entry), and the state also drops the entry
 after the TTL. A value that cannot be decoded is a miss, logged once as a warning, and deleted.
 Counters (``State.incr``): ``cache.hit.<task>``, ``cache.miss.<task>``, ``cache.bypass.<task>``,
@@ -44,6 +56,7 @@ log = logging.getLogger(__name__)
 
 # nself-chat seed table (plus 'summarize', the verb form teams use for the same task).
 DEFAULT_TTLS: Mapping[str, float] = {**DEFAULT_CACHE_TTLS, "summarize": 1_800}
+SCOPES = ("org", "key", "global")
 KINDS = ("hit", "miss", "bypass", "write", "semantic_hit", "corrupt")
 WARN_EVERY_S = 60.0  # state errors: at most one warning a minute
 
@@ -74,6 +87,8 @@ class ResponseCache:
         self.default_ttl_s = default_ttl_s
         self.clock = clock
         self.semantic = semantic
+        self.scope = "org"  # the control plane's cache_scope (apply)
+        self._key_orgs: Mapping[str, str | None] = {}  # virtual key name -> its bound org
         self._warned_at = -WARN_EVERY_S
 
     def configure(
@@ -94,6 +109,24 @@ class ResponseCache:
             settings={c.task: c for c in snapshot.cache_settings},
             policies={p.task: p for p in snapshot.policies},
         )
+        scope = snapshot.settings.get("cache_scope", "org")
+        self.scope = scope if scope in SCOPES else "org"
+        self._key_orgs = {k.name: k.org for k in snapshot.keys}
+
+    def tenant(self, req: ChatRequest) -> str:
+        """Who may share this request's cached answer ("" = everyone), by ``self.scope``.
+        A virtual key's tenant is its bound org (never an org its request claims: a key bound
+        to no org may name any), or the key itself."""
+        if self.scope == "global":
+            return ""
+        name = req.key
+        if name is None:
+            return "org:" + req.org if self.scope == "org" and req.org else ""
+        if self.scope == "org":
+            org = self._key_orgs.get(name)
+            if org:
+                return "org:" + org
+        return "key:" + name
 
     # ---- what is cached, for how long ---------------------------------------------------
     def ttl_for(self, req: ChatRequest) -> float:
@@ -126,7 +159,7 @@ class ResponseCache:
         answer (cache=False, personal, personalised task, TTL 0)."""
         if not req.cache or self.personalised(req) or self.ttl_for(req) <= 0:
             return None
-        return cache_key(req)
+        return cache_key(req, self.tenant(req))
 
     @staticmethod
     def digest(req: ChatRequest) -> str:
@@ -148,7 +181,9 @@ class ResponseCache:
         hit = self._read(k, req, label)
         if hit is None and self.semantic is not None:
             threshold = self._semantic_threshold(req)
-            found = None if threshold is None else self.semantic.find(req, threshold)
+            found = (
+                None if threshold is None else self.semantic.find(req, threshold, self.tenant(req))
+            )
             if found is not None:
                 hit = self._read(found[0], req, label)
                 if hit is None:
@@ -182,7 +217,7 @@ class ResponseCache:
         if counted is None:
             self._count("write", label)
         if self.semantic is not None and self._semantic_threshold(req) is not None:
-            self.semantic.add(req, k)
+            self.semantic.add(req, k, self.tenant(req))
         return True
 
     def invalidate(self, req: ChatRequest) -> None:

@@ -5,6 +5,9 @@ every message's role, content and name, and the parameters that change the outpu
 (temperature, max_tokens). Not in the key: user, org, project, app, tags, metadata,
 request_id, criticality, stream, timeouts, fallbacks, cache/ttl flags. Canonical JSON means
 sorted keys and no whitespace, so equal requests give equal bytes on every machine.
+
+The state key adds the *tenant* (``ResponseCache.tenant``: the virtual key's org, or the key
+itself, by the ``cache_scope`` setting), so one tenant's answer is never another's hit.
 """
 
 from __future__ import annotations
@@ -43,6 +46,11 @@ def digest(req: ChatRequest) -> str:
     return hashlib.sha256(normalised(req)).hexdigest()
 
 
-def cache_key(req: ChatRequest) -> str:
-    """The state key (``State.cache_*`` adds the namespace prefix)."""
-    return f"resp:v{KEY_VERSION}:{digest(req)}"
+def cache_key(req: ChatRequest, tenant: str = "") -> str:
+    """The state key (``State.cache_*`` adds the namespace prefix). ``tenant`` (see
+    ``ResponseCache.tenant``) is hashed in: equal requests of two tenants never share a key;
+    "" (``cache_scope`` 'global', or a library call without an org) is the shared namespace."""
+    if not tenant:
+        return f"resp:v{KEY_VERSION}:{digest(req)}"
+    h = hashlib.sha256(tenant.encode() + b"\x00" + normalised(req)).hexdigest()
+    return f"resp:v{KEY_VERSION}:t:{h}"

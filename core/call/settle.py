@@ -44,6 +44,7 @@ def settle(
         ttft_ms=ttft_ms,
         finish_reason=result.finish_reason,
         choices=result.choices,
+        stop_sequence=result.stop_sequence,
     )
     if cand.row is not None and (usage.cached_input_tokens or usage.cache_write_tokens):
         done.saved = prompt_cache_saving(usage, cand.row)  # provider prompt caching

@@ -81,6 +81,7 @@ _FIXED_DEFAULTS: Mapping[str, Any] = MappingProxyType(
         "currency": "USD",
         "currency_rates": {"USD": "1"},  # display rates, Decimal strings per 1 USD
         "redis_fail_policy": "open",  # 'open': allow calls when Redis is down; 'closed': refuse
+        "cache_scope": "org",  # who shares cached answers: 'org' (a key's org), 'key', 'global'
     }
 )
 

@@ -4,6 +4,7 @@ for what every write does)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
@@ -98,6 +99,22 @@ class ControlPlane(KeyStore, AlertInbox, TokenStore):
             stmt = stmt.where(a.c.ts < until)
         with self.engine.connect() as conn:
             return [rows.audit_from_row(r) for r in conn.execute(stmt.offset(offset)).mappings()]
+
+    def last_resets(self, budget_ids: Sequence[str]) -> dict[str, datetime]:
+        """When each of these budgets was last reset (its newest ``budget.reset`` audit entry,
+        however many other entries follow it); budgets never reset are left out."""
+        if not budget_ids:
+            return {}
+        a = s.audit_log
+        newest = (
+            sa.select(sa.func.max(a.c.id))
+            .where(a.c.entity == "budget", a.c.entity_id.in_(list(budget_ids)))
+            .where(a.c.action == "budget.reset")
+            .group_by(a.c.entity_id)
+        )
+        stmt = sa.select(a.c.entity_id, a.c.ts).where(a.c.id.in_(newest))
+        with self.engine.connect() as conn:
+            return {str(i): ts for i, ts in conn.execute(stmt)}
 
     def audit_facets(self) -> tuple[list[str], list[str]]:
         """The actors and the entity kinds the audit log names (for its filters)."""

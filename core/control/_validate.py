@@ -335,6 +335,8 @@ def validate_setting(key: str, value: Any) -> Any:
         return check_timezone("timezone", value)
     if key == "redis_fail_policy":
         return check_choice("redis_fail_policy", value, ("open", "closed"))
+    if key == "cache_scope":
+        return check_choice("cache_scope", value, ("org", "key", "global"))
     if key == "currency":
         if not isinstance(value, str) or not re.fullmatch(r"[A-Z]{3}", value):
             raise fail("currency", "must be a three-letter ISO code such as 'USD'", value)

@@ -26,7 +26,6 @@ from core.demo._generate import (
 )
 from core.importer import COST_COLUMNS, TOKEN_CLASSES
 from core.pricing import Catalog
-from core.types import PICO
 from core.usage import SCHEMA
 
 DEMO_PREFIX = "demo-"  # request ids and segment names
@@ -193,7 +192,3 @@ def to_table(g: Generated, seed: int, catalog: Catalog) -> pa.Table:
     }
     arrays = [cols[f.name].cast(f.type) if f.name in cols else pa.nulls(n, f.type) for f in SCHEMA]
     return pa.Table.from_arrays(arrays, schema=SCHEMA)
-
-
-def usd(pico: int) -> str:
-    return f"{pico / PICO:,.2f}"

@@ -5,7 +5,8 @@
 
 Endpoints: POST /v1/chat/completions, /v1/messages, /v1/messages/count_tokens,
 /v1/embeddings; GET /v1/models, /health/live, /health/ready, /metrics. Every inference call
-needs a virtual key (``costline keys create``). Needs ``costline[gateway]``; names load lazily.
+needs a virtual key (``costline keys create``); /metrics needs COSTLINE_GATEWAY_METRICS_TOKEN or
+an admin's API token. Needs ``costline[gateway]``; names load lazily.
 See docs/gateway.md.
 """
 

@@ -15,7 +15,10 @@ The answer's ``tool_calls`` come back as ``tool_use`` blocks (``stop_reason: too
 streamed as ``input_json_delta`` events after the text. Other block types (documents,
 server tools such as web search) are refused by name with a 400; so are tool, image and
 tool-result content for a model served over the Anthropic wire, which Costline calls with
-text only. ``stop_sequences`` and ``top_p``/``top_k`` travel as upstream fields.
+text only. ``stop_sequences`` and ``top_p``/``top_k`` travel as upstream fields; an answer a
+stop sequence ended is ``stop_reason: stop_sequence`` with ``stop_sequence`` set (when the
+upstream says which: Anthropic, vLLM's ``stop_reason``, dryrun). A stream's ``message_start``
+carries the prompt's counted input tokens; ``message_delta`` the upstream's usage.
 """
 
 from __future__ import annotations
@@ -272,6 +275,7 @@ def messages_request(body: object, meta: Meta, request_id: str) -> ChatRequest:
         cache=meta.cache and not extra and all(m.extra is None for m in messages),
         request_id=request_id,
         extra=extra,
+        timeout=meta.timeout,
     )
 
 
@@ -292,6 +296,10 @@ def _costline(done: Completion) -> dict[str, Any]:
 
 
 def stop_reason(done: Completion) -> str:
+    """Anthropic's stop_reason: ``stop_sequence`` when one of the request's stop sequences
+    ended the answer (the upstream said which: Anthropic, vLLM, dryrun)."""
+    if done.stop_sequence is not None:
+        return "stop_sequence"
     f = done.finish_reason or "stop"
     return STOP.get(f, "end_turn")
 
@@ -329,7 +337,7 @@ def message_response(done: Completion) -> bytes:
             "model": done.model,
             "content": content,
             "stop_reason": stop_reason(done),
-            "stop_sequence": None,
+            "stop_sequence": done.stop_sequence,
             "usage": _usage(done),
             "costline": _costline(done),
         }
@@ -338,6 +346,14 @@ def message_response(done: Completion) -> bytes:
 
 def event(name: str, data: dict[str, Any]) -> bytes:
     return b"event: " + name.encode() + b"\ndata: " + orjson.dumps({"type": name, **data}) + b"\n\n"
+
+
+def input_estimate(req: ChatRequest) -> int:
+    """The prompt's tokens for message_start (Anthropic reports them there, before any text):
+    the offline count count_tokens gives; message_delta carries what the upstream billed."""
+    from core import tokens
+
+    return tokens.count_request(req.model or "", req.messages, req.extra).tokens
 
 
 def stream_start(request_id: str, model: str, input_tokens: int) -> bytes:
@@ -363,7 +379,7 @@ def stream_delta(text: str) -> bytes:
 
 
 def stream_end(done: Completion) -> bytes:
-    delta = {"stop_reason": stop_reason(done), "stop_sequence": None}
+    delta = {"stop_reason": stop_reason(done), "stop_sequence": done.stop_sequence}
     tools = b""
     for i, block in enumerate(tool_uses(done), start=1):
         start = {**block, "input": {}}

@@ -276,7 +276,7 @@ class Gateway:
         body = err.anthropic_body() if anthropic else err.openai_body()
         headers = [JSON, (b"x-costline-request-id", request_id.encode()), *err.headers()]
         headers += extra
-        await send_bytes(send, err.status, _dumps(body), headers)
+        await send_bytes(send, err.status_for(anthropic), _dumps(body), headers)
 
 
 def _rich(m: Message) -> bool:

@@ -84,7 +84,8 @@ class AnthropicShape(Shape):
         return anth.message_response(done)
 
     def stream_open(self, req: ChatRequest) -> tuple[bytes, Any]:
-        return anth.stream_start(req.request_id, req.model or f"task:{req.task}", 0), None
+        model = req.model or f"task:{req.task}"
+        return anth.stream_start(req.request_id, model, anth.input_estimate(req)), None
 
     def stream_text(self, w: Any, text: str) -> bytes:
         return anth.stream_delta(text)

@@ -9,8 +9,10 @@
 Other variables: ``COSTLINE_GATEWAY_DRAIN_S`` (how long SIGTERM lets streams finish),
 ``COSTLINE_GATEWAY_ALLOW_UNPRICED=1`` (log unknown models as unpriced instead of a 404),
 ``COSTLINE_GATEWAY_TRANSPORT`` (aiohttp | httpx), ``COSTLINE_GATEWAY_ALERT_WORKER=0`` (do not
-run the alert worker inside the gateway), ``COSTLINE_REDIS_PREFIX`` (live-state key
-prefix), ``COSTLINE_KEY_PEPPER`` (see core/keys.py).
+run the alert worker inside the gateway), ``COSTLINE_GATEWAY_METRICS_TOKEN`` (a bearer token
+Prometheus sends to ``/metrics``; an admin's API token works too),
+``COSTLINE_GATEWAY_METRICS_PUBLIC=1`` (serve ``/metrics`` without a token),
+``COSTLINE_REDIS_PREFIX`` (live-state key prefix), ``COSTLINE_KEY_PEPPER`` (see core/keys.py).
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ class GatewayConfig:
     transport: str = "auto"
     poll_s: float = 1.0  # control-plane version poll: revocations apply within ~1 s
     alert_worker: bool = True  # each process runs core.worker; the lease picks one to scan
+    metrics_token: str = ""  # a bearer token for /metrics (besides an admin's API token)
+    metrics_public: bool = False  # /metrics without any token (a scrape-only network)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **given: object) -> GatewayConfig:
@@ -61,6 +65,8 @@ class GatewayConfig:
             allow_unpriced=env.get(ENV + "ALLOW_UNPRICED", "") in ("1", "true", "yes"),
             transport=transport,
             alert_worker=env.get(ENV + "ALERT_WORKER", "1") not in ("0", "false", "no"),
+            metrics_token=env.get(ENV + "METRICS_TOKEN", "").strip(),
+            metrics_public=env.get(ENV + "METRICS_PUBLIC", "") in ("1", "true", "yes"),
         )
         config = replace(config, **{k: v for k, v in given.items() if v is not None})  # type: ignore[arg-type]
         if config.workers < 1:
@@ -75,4 +81,6 @@ class GatewayConfig:
             ENV + "ALLOW_UNPRICED": "1" if self.allow_unpriced else "0",
             ENV + "TRANSPORT": self.transport,
             ENV + "ALERT_WORKER": "1" if self.alert_worker else "0",
+            ENV + "METRICS_TOKEN": self.metrics_token,
+            ENV + "METRICS_PUBLIC": "1" if self.metrics_public else "0",
         }

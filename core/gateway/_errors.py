@@ -11,11 +11,13 @@
     | a budget's hard limit                    | 402    | budget_exceeded + Retry-After      |
     | upstream 5xx, bad answer, bad provider key | 502  | upstream_error                     |
     | upstream rate limited; circuits open     | 503    | upstream_unavailable               |
+    | upstream overloaded (503/529), no fallback left | 503 | upstream_overloaded + Retry-After |
     | upstream timed out                       | 504    | upstream_timeout                   |
 
 A 402 body also names the budget, its limit, the spend, the window and ``resets_at``.
 
-The Anthropic endpoints use the same statuses with Anthropic's body shape. Messages carry
+The Anthropic endpoints use the same statuses with Anthropic's body shape, except an overloaded
+upstream: 529 ``overloaded_error``, as Anthropic answers it (its SDK retries 529). Messages carry
 the provider's own text (its API key scrubbed by the adapter), never a key.
 """
 
@@ -57,6 +59,7 @@ ANTHROPIC_TYPES = {
     502: "api_error",
     503: "overloaded_error",
     504: "api_error",
+    529: "overloaded_error",
 }
 
 
@@ -71,6 +74,10 @@ class HTTPError(Exception):
     param: str | None = None
     retry_after: float | None = None
     extra: dict[str, object] = field(default_factory=dict)
+    anthropic_status: int | None = None  # when the Anthropic wire answers another status
+
+    def status_for(self, anthropic: bool) -> int:
+        return self.anthropic_status or self.status if anthropic else self.status
 
     def openai_body(self) -> dict[str, object]:
         err: dict[str, object] = {
@@ -83,7 +90,8 @@ class HTTPError(Exception):
         return {"error": err}
 
     def anthropic_body(self) -> dict[str, object]:
-        kind = self.type if self.status == BUDGET_STATUS else ANTHROPIC_TYPES.get(self.status)
+        status = self.anthropic_status or self.status
+        kind = self.type if status == BUDGET_STATUS else ANTHROPIC_TYPES.get(status)
         err: dict[str, object] = {"type": kind or "api_error", "message": self.message}
         err.update(self.extra)
         return {"type": "error", "error": err}
@@ -135,6 +143,11 @@ def from_costline(exc: CostlineError, resets_at: datetime | None = None) -> HTTP
         return forbidden(msg, "permission_denied")
     if isinstance(exc, ProviderTimeout):
         return HTTPError(504, msg, "upstream_timeout", "upstream_timeout")
+    if isinstance(exc, ProviderServerError) and exc.overloaded:  # the SDKs retry a 503 / 529
+        retry = exc.retry_after
+        return HTTPError(
+            503, msg, "upstream_unavailable", "upstream_overloaded", None, retry, {}, 529
+        )
     if isinstance(exc, ProviderServerError | ProviderConnectionError):
         return HTTPError(502, msg, "upstream_error", "upstream_error")
     if isinstance(exc, RetryableError):  # every candidate's circuit is open

@@ -139,6 +139,7 @@ def chat_request(body: object, meta: Meta, request_id: str) -> tuple[ChatRequest
         cache=meta.cache and plain,
         request_id=request_id,
         extra=extra,
+        timeout=meta.timeout,
     )
     return req, bool(opts.get("include_usage"))
 

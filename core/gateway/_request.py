@@ -15,6 +15,7 @@ from ._errors import bad_request, forbidden, unauthorized
 
 Headers = dict[bytes, bytes]
 PREFIX = b"x-costline-"
+MAX_TIMEOUT_S = 3600.0  # x-costline-timeout's ceiling
 
 
 def headers_of(scope: Mapping[str, Any]) -> Headers:
@@ -49,6 +50,7 @@ class Meta:
     criticality: str = "normal"
     tags: tuple[str, ...] = ()
     cache: bool = True
+    timeout: float | None = None  # x-costline-timeout: seconds per upstream attempt
 
 
 def _text(h: Headers, name: str) -> str | None:
@@ -68,6 +70,7 @@ def meta_of(h: Headers, key: VirtualKey, body_user: str | None = None) -> Meta:
             "x-costline-criticality",
         )
     tags = comma_list(_text(h, "tags"))
+    timeout = _seconds(_text(h, "timeout"), "x-costline-timeout")
     cache = (_text(h, "cache") or "").lower() not in ("no-store", "no-cache", "off", "false")
     return Meta(
         org=bind(key, "org", _text(h, "org")),
@@ -77,7 +80,20 @@ def meta_of(h: Headers, key: VirtualKey, body_user: str | None = None) -> Meta:
         criticality=crit,
         tags=tags,
         cache=cache,
+        timeout=timeout,
     )
+
+
+def _seconds(raw: str | None, name: str) -> float | None:
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= MAX_TIMEOUT_S:
+        raise bad_request(f"{name}: seconds in (0, {MAX_TIMEOUT_S:.0f}], got {raw!r}", name)
+    return value
 
 
 def bind(key: VirtualKey, field: str, claimed: str | None) -> str | None:

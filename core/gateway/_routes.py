@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import time
 from decimal import Decimal
 from fractions import Fraction
@@ -14,7 +15,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from core import tokens
-from core.errors import CostlineError
+from core.control import TOKEN_PREFIX
+from core.errors import CostlineError, PermissionDenied
 from core.types import new_request_id
 
 from . import _anthropic as anth
@@ -36,7 +38,7 @@ def _error(err: HTTPError, rid: str, anthropic: bool = False) -> Response:
     body = err.anthropic_body() if anthropic else err.openai_body()
     headers = {k.decode(): v.decode() for k, v in err.headers()}
     headers["x-costline-request-id"] = rid
-    return _json(body, err.status, headers)
+    return _json(body, err.status_for(anthropic), headers)
 
 
 async def _body(gw: Gateway, request: Request) -> Any:
@@ -90,6 +92,12 @@ def routes(gw: Gateway) -> list[Route]:
         return _json(body, 200 if ok else 503)
 
     async def metrics(request: Request) -> Response:
+        """Prometheus text, for ``COSTLINE_GATEWAY_METRICS_TOKEN`` or an admin's API token
+        (``Authorization: Bearer``): it names every key and what each one spent."""
+        if not gw.config.metrics_public:
+            refused = await asyncio.to_thread(_metrics_refusal, gw, request)
+            if refused is not None:
+                return refused
         body, content_type = await asyncio.to_thread(gw.metrics.render)
         return Response(body, 200, media_type=content_type)
 
@@ -211,13 +219,15 @@ def routes(gw: Gateway) -> list[Route]:
         return Response(oai.embed_response(done, fmt), 200, headers, media_type="application/json")
 
     async def count_tokens(request: Request) -> Response:
-        """Anthropic's count_tokens: Costline's offline count (flagged when estimated)."""
+        """Anthropic's count_tokens: Costline's offline count (flagged when estimated), for
+        the models the key may use (403 otherwise, as chat)."""
         rid = new_request_id()
         try:
-            gw.key_for(headers_of(request.scope))
+            key = gw.key_for(headers_of(request.scope))
             data = await _body(gw, request)
             if not isinstance(data, dict) or not isinstance(data.get("model"), str):
                 raise bad_request("model: required, a string", "model")
+            gw.check_models(key, data["model"], None)
             req = anth.count_request(data)
         except HTTPError as err:
             return _error(err, rid, anthropic=True)
@@ -251,6 +261,40 @@ async def not_served(request: Request, exc: Exception) -> Response:
     if "allow" in {k.lower() for k in allow}:
         out.headers.update(allow)
     return out
+
+
+def _metrics_refusal(gw: Gateway, request: Request) -> Response | None:
+    """None when the request may read /metrics; else the 401 / 403 to send."""
+    auth = request.headers.get("authorization", "")
+    scheme, _, secret = auth.partition(" ")
+    secret = secret.strip() if scheme.lower() == "bearer" else ""
+    challenge = {"WWW-Authenticate": 'Bearer realm="costline-metrics"'}
+    if not secret:
+        return _metrics_error(
+            401,
+            "/metrics needs 'Authorization: Bearer <token>': COSTLINE_GATEWAY_METRICS_TOKEN, "
+            "or an admin's API token",
+            challenge,
+        )
+    token = gw.config.metrics_token
+    if token and hmac.compare_digest(secret.encode(), token.encode()):
+        return None
+    router = gw.router
+    plane = None if router is None or router.controls is None else router.controls.plane
+    if plane is not None and secret.startswith(TOKEN_PREFIX):
+        try:
+            actor = plane.token_actor(secret)
+        except PermissionDenied as exc:
+            return _metrics_error(401, exc.message, challenge)
+        if actor.role == "admin":
+            return None
+        return _metrics_error(403, f"user {actor.username!r} is not an admin", {})
+    return _metrics_error(401, "invalid metrics token", challenge)
+
+
+def _metrics_error(status: int, message: str, headers: dict[str, str]) -> Response:
+    code = "unauthorized" if status == 401 else "forbidden"
+    return _json({"error": {"message": message, "type": code, "code": code}}, status, headers)
 
 
 def _anthropic_client(request: Request) -> bool:

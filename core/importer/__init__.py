@@ -8,7 +8,11 @@ A Parquet file is read as the CSV of its table (_parquet.py).
 
 Fields: timestamp, model, input_tokens, output_tokens (required); cached_tokens,
 cache_write_tokens, reasoning_tokens, cost (USD), org, user, project, task, provider,
-request_id.
+request_id; and the rest of an event (EVENT_FIELDS: status, error_type, error_message, tags,
+app, requested_model, attempt, usage_estimated, saved (USD), cost_input ... cost_reasoning
+(USD per token class, for rows with a given cost), cache_hit, ai_called, degraded,
+route_reason, criticality, latency_ms, ttft_ms, metadata, key, cache_write_1h_tokens),
+suggested only for Costline's own export and never part of a row's key.
 
 Nothing is written unless every row is good, or the caller confirms skipping the bad ones
 (``skip_bad_rows=True``: "import 998 rows, skip 2"); bad rows are listed with their line
@@ -39,7 +43,8 @@ catalog does not know is imported with ``unpriced=True`` (never as $0) and count
 ``over_context_window``. A given cost is kept exactly (up to 12 decimals; more is a
 bad row), but a $0 for an unknown model on a row with tokens is unpriced (LiteLLM logs 0
 for a call it could not price). Naive timestamps are UTC. Rows whose mapped cells are all
-empty are skipped.
+empty are skipped. Model and provider are stored under the catalog's names (providers
+lower-case) where the catalog knows the model; keys keep the names as written.
 """
 
 from __future__ import annotations
@@ -66,7 +71,7 @@ from core.control import SYSTEM, Actor
 from core.errors import ConfigError
 from core.importer import _csv, _formats, _loads, _replace, _rows
 from core.importer._csv import Source
-from core.importer._fields import FIELDS, REQUIRED, SYNONYMS, suggest_mapping
+from core.importer._fields import EVENT_FIELDS, FIELDS, REQUIRED, SYNONYMS, suggest_mapping
 from core.importer._formats import DATE_ORDERS, DECIMALS, Question
 from core.importer._loads import DataLoad, data_loads
 from core.importer._pricing import COST_COLUMNS, TOKEN_CLASSES, PricedColumns, price_columns
@@ -75,6 +80,7 @@ from core.importer._rows import exact_sum
 from core.pricing import Catalog, load_catalog
 from core.types import pico_to_usd
 from core.usage import Reader, segments_dir, write_segment
+from core.usage._segments import remove_import_temps
 
 loads = _loads  # data-load bookkeeping in the control plane (the demo uses it)
 
@@ -82,6 +88,7 @@ __all__ = [
     "COST_COLUMNS",
     "DATE_ORDERS",
     "DECIMALS",
+    "EVENT_FIELDS",
     "FIELDS",
     "REQUIRED",
     "SYNONYMS",
@@ -280,6 +287,8 @@ def import_csv(
         )
         # a real import checks for duplicates and writes under the log's import lock
         with nullcontext() if dry_run else _replace.import_lock(home):
+            if not dry_run:  # no import is writing: a temp file of one is left by a kill
+                remove_import_temps(segments_dir(home), None)
             if not dry_run and replace is None:
                 previous = _loads.get(engine, f"import:{sha}")
                 if previous is not None and _loads.written(previous):  # done meanwhile

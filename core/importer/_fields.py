@@ -114,8 +114,51 @@ SYNONYMS: dict[str, tuple[str, ...]] = {  # normalised header names, best first
         "chatcmpl_id",
     ),
 }
-FIELDS: tuple[str, ...] = tuple(SYNONYMS)
+# The rest of a usage event, as Costline's own export names its columns: what a report reads
+# besides the usage (status and error, tags, flags, latency, metadata). Suggested only for a
+# file whose header is Costline's own export (EXPORT_HINT): elsewhere "status" or "tags" may
+# mean something else. A field left unmapped (or an empty cell) takes the value an imported
+# row always had: status ok, attempt 1, no tags, flags false (ai_called true), criticality
+# normal, $0 saved; the other fields stay empty.
+EVENT_FIELDS: dict[str, str] = {  # field -> Costline's export header
+    "status": "status",
+    "error_type": "error_type",
+    "error_message": "error_message",
+    "tags": "tags",
+    "app": "app",
+    "requested_model": "requested_model",
+    "attempt": "attempt",
+    "usage_estimated": "usage_estimated",
+    "saved": "saved_usd",
+    "cost_input": "cost_input_usd",
+    "cost_cached_input": "cost_cached_input_usd",
+    "cost_cache_write": "cost_cache_write_usd",
+    "cost_output": "cost_output_usd",
+    "cost_reasoning": "cost_reasoning_usd",
+    "cache_hit": "cache_hit",
+    "ai_called": "ai_called",
+    "degraded": "degraded",
+    "route_reason": "route_reason",
+    "criticality": "criticality",
+    "latency_ms": "latency_ms",
+    "ttft_ms": "ttft_ms",
+    "metadata": "metadata",
+    "key": "key",
+    "cache_write_1h_tokens": "cache_write_1h_tokens",
+}
+EXPORT_HINT = frozenset(
+    {"request_id", "ts", "cached_input_tokens", "cache_write_tokens", "status", "cost_usd"}
+)
+FIELDS: tuple[str, ...] = (*SYNONYMS, *EVENT_FIELDS)
 
 
 def suggest_mapping(columns: list[str] | tuple[str, ...]) -> dict[str, str]:
-    return suggest(columns, SYNONYMS)
+    out = suggest(columns, SYNONYMS)
+    exact = {c.lower(): c for c in reversed(columns)}
+    if exact.keys() >= EXPORT_HINT:  # Costline's own export: its event columns too
+        used = set(out.values())
+        for f, header in EVENT_FIELDS.items():
+            col = exact.get(header)
+            if col is not None and col not in used:
+                out[f] = col
+    return out

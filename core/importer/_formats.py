@@ -28,6 +28,14 @@ NUMBER_FIELDS = (
     "cache_write_tokens",
     "reasoning_tokens",
     "cost",
+    "saved",
+    "cost_input",
+    "cost_cached_input",
+    "cost_cache_write",
+    "cost_output",
+    "cost_reasoning",
+    "latency_ms",
+    "ttft_ms",
 )
 DECIMALS = {".": "1,234.56: point decimals, comma thousands", ",": "1.234,56: comma decimals"}
 DATE_ORDERS = {"dmy": "day/month/year (16/11/2023)", "mdy": "month/day/year (11/16/2023)"}

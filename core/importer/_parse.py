@@ -117,7 +117,7 @@ def _slow_cost(text: str) -> int | str:
     return int(pico) if pico <= MAX_PICO else "is too large"
 
 
-def cost(ck: Checker, col: pa.Array) -> tuple[I64, Mask]:
+def cost(ck: Checker, col: pa.Array, label: str = "cost") -> tuple[I64, Mask]:
     """USD amounts as exact picodollars, and which rows give one (empty cells do not)."""
     s = pc.replace_substring_regex(col, r"^\$\s*", "")
     given = ~_np_bool(pc.equal(s, ""))
@@ -139,7 +139,7 @@ def cost(ck: Checker, col: pa.Array) -> tuple[I64, Mask]:
                 pico[i] = 0
         mask = np.zeros(ck.n, bool)
         mask[list(problems)] = True
-        ck.flag(mask, lambda i, v: f"cost {v!r} {problems[i]}", col)
+        ck.flag(mask, lambda i, v: f"{label} {v!r} {problems[i]}", col)
     return pico, given
 
 

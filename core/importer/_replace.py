@@ -11,6 +11,7 @@ replace again finishes it.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import secrets
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -26,6 +28,7 @@ from core import clock
 from core.importer._rows import exact_sum
 from core.private import private_dir, private_open
 from core.usage import conform, events_dir, scan, segments_dir, write_segment
+from core.usage._segments import IMPORT_LOCK
 
 
 @contextmanager
@@ -45,7 +48,7 @@ def import_lock(home: Path | None) -> AbstractContextManager[None]:
     written: imports into one usage log run one at a time (two overlapping files imported at
     once would each find the other's rows absent), and a load left unwritten while the lock
     is free was claimed by a process that died."""
-    return _compaction_lock(home, "import.lock")
+    return _compaction_lock(home, IMPORT_LOCK)
 
 
 def _may_hold(path: Path, start: datetime, end: datetime) -> bool:
@@ -72,8 +75,29 @@ def _matches(table: pa.Table, source: str, start: datetime, end: datetime, keep:
             pc.fill_null(pc.equal(table["source"], source), False),
             pc.and_(pc.greater_equal(ts, pa.scalar(start)), pc.less(ts, pa.scalar(end))),
         ),
-        pc.invert(pc.fill_null(pc.equal(table["metadata"], keep), False)),
+        pc.invert(_of_load(table["metadata"], keep)),
     )
+
+
+def _of_load(metadata: pa.ChunkedArray, keep: str) -> pa.Array:
+    """Rows the load whose metadata is ``keep`` wrote: that metadata, or a file's own
+    metadata with the load's ``import`` id added (each distinct text parsed once)."""
+    col = metadata.combine_chunks()
+    if not keep:
+        return pa.array(np.zeros(len(col), bool))
+    ident = json.loads(keep).get("import")
+    enc = pc.dictionary_encode(col)
+    flags: list[bool] = []
+    for v in enc.dictionary.to_pylist():
+        if v == keep or not ident or ident not in v:  # the common cases: no parse
+            flags.append(v == keep)
+            continue
+        try:
+            d = json.loads(v)
+        except ValueError:
+            d = None
+        flags.append(isinstance(d, dict) and d.get("import") == ident)
+    return pc.fill_null(pa.array(flags, pa.bool_()).take(enc.indices), False)
 
 
 def count_rows(

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 
 from core.importer._loads import DataLoad
+from core.types import usd_places
 
 
 @dataclass(frozen=True)
@@ -17,9 +18,9 @@ class BadRow:
 
 def money(usd: Decimal) -> str:
     """'$1.01' (to the cent, half a cent up as the console's tables round), under $1 exact."""
-    if usd >= 1 or not usd:
-        return f"${usd.quantize(Decimal('0.01'), rounding=ROUND_HALF_UP):,}"
-    return f"${usd.normalize():f}"
+    if abs(usd) >= 1 or not usd:
+        return usd_places(usd)
+    return f"{'-' if usd < 0 else ''}${abs(usd).normalize():f}"
 
 
 @dataclass

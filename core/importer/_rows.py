@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -12,6 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from core.export import unescape_cells
+from core.importer import _events
 from core.importer._formats import NUMBER_FIELDS, plain_numbers
 from core.importer._keys import row_keys
 from core.importer._parse import Checker, clean, cost, finish, ints, text, timestamps
@@ -20,8 +22,24 @@ from core.pricing import FLAG_OVER_CONTEXT, Catalog
 from core.usage import SCHEMA
 
 US_PER_DAY = 86_400_000_000
+PART_FIELDS = {  # field -> SCHEMA column: the cost of each token class
+    "cost_input": "cost_input_picousd",
+    "cost_cached_input": "cost_cached_input_picousd",
+    "cost_cache_write": "cost_cache_write_picousd",
+    "cost_output": "cost_output_picousd",
+    "cost_reasoning": "cost_reasoning_picousd",
+}
 NAME_FIELDS = ("org", "user", "project", "task")
-TEXT_FIELDS = ("model", "provider", "request_id", *NAME_FIELDS)
+TEXT_FIELDS = (
+    "model",
+    "provider",
+    "request_id",
+    *NAME_FIELDS,
+    *_events.TEXTS,
+    "status",
+    "criticality",
+    "tags",
+)
 _TOKEN_FIELDS = (
     "input_tokens",
     "cached_tokens",
@@ -59,10 +77,7 @@ class Rows:
         keep = self.keep.copy()
         keep[np.nonzero(self.keep)[0][mask]] = False
         unpriced_rows = columns["unpriced"].to_numpy(zero_copy_only=False).astype(bool)
-        models = columns["model"].filter(pa.array(unpriced_rows)).to_pylist()
-        counts: dict[str, int] = {}
-        for m in models:
-            counts[m] = counts.get(m, 0) + 1
+        counts = _unpriced_counts(columns["model"], unpriced_rows)
         total = exact_sum(columns["cost_picousd"].to_numpy(zero_copy_only=False))
         return Rows(
             keep,
@@ -75,6 +90,14 @@ class Rows:
             self.nth[~mask],
             self.given_ids,
         )
+
+
+def _unpriced_counts(models: pa.Array, unpriced: npt.NDArray[np.bool_]) -> dict[str, int]:
+    """Model -> rows, of the unpriced rows."""
+    if not unpriced.any():
+        return {}
+    vc = pc.value_counts(models.filter(pa.array(unpriced)))
+    return dict(zip(vc.field(0).to_pylist(), vc.field(1).to_pylist(), strict=True))
 
 
 def _dictionary(col: pa.Array) -> tuple[I64, list[str]]:
@@ -123,9 +146,13 @@ def parse_rows(
         )
         tok["input_tokens"] = inp - parts
         tok["output_tokens"] = out - reasoning
+    parts_given = {  # the cost of a token class, as the file states it (Costline's export)
+        c: cost(ck, col[f], fields[f]) for f, c in PART_FIELDS.items() if f in col
+    }
     given_pico, given = (
         cost(ck, col["cost"]) if "cost" in col else (np.zeros(n, np.int64), np.zeros(n, bool))
     )
+    event_cols = _events.parse(ck, col, fields)
     checked = finish(ck, list(col.values()))
     codes, names = _dictionary(col["model"])
     pcodes, pnames = _priced_as(col) if "provider" in col else (codes, names)
@@ -176,30 +203,48 @@ def parse_rows(
     )
     columns: dict[str, pa.Array] = {
         "ts": pa.array(us[idx], pa.timestamp("us", tz="UTC")),
-        "model": pick(col["model"]),
+        "model": pc.coalesce(
+            _own_names(catalog, pcodes[idx], pnames),  # the entry the row is priced at
+            _own_names(catalog, model_codes, names),  # groq's 'GPT-4o': still gpt-4o
+            pick(col["model"]),
+        ),
         "provider": _providers(
             catalog, pick(col["provider"]) if "provider" in col else None, model_codes, names
         ),
         "cost_picousd": pa.array(total, pa.int64()),
         "unpriced": pa.array(unpriced),
         **{c: pa.array(v[sel]) for c, v in classes.items()},
-        **{c: pa.array(comps[c], pa.int64(), mask=g) for c in COST_COLUMNS},  # null: unknown
+        **{c: _part(comps[c], g, parts_given.get(c), idx) for c in COST_COLUMNS},
         "cache_write_1h_tokens": pa.array(np.zeros(len(idx), np.int64)),
         "price_flags": _flags(priced.over_context[sel]),
     }
     columns.update(name_cols)
-    counts = np.bincount(model_codes[unpriced], minlength=len(names))
+    columns.update({k: pick(v) for k, v in event_cols.items()})  # after: never in the key
     return Rows(
         keep,
         checked.blank,
         reasons,
         columns,
         exact_sum(total),
-        {names[c]: int(k) for c, k in enumerate(counts.tolist()) if k},
+        _unpriced_counts(columns["model"], unpriced),  # by the names stored
         keys.ids,
         keys.nth,
         keys.given,
     )
+
+
+def _part(
+    priced: I64,
+    given: npt.NDArray[np.bool_],
+    stated: tuple[I64, npt.NDArray[np.bool_]] | None,
+    idx: I64,
+) -> pa.Array:
+    """A token class's cost column: the catalog's where the row's cost is priced, else the
+    file's cell for it (Costline's export states each class), else null (unknown)."""
+    if stated is None:
+        return pa.array(priced, pa.int64(), mask=given)
+    pico, has = stated[0][idx], stated[1][idx]
+    return pa.array(np.where(given, pico, priced), pa.int64(), mask=given & ~has)
 
 
 def _priced_as(col: dict[str, pa.Array]) -> tuple[I64, list[str]]:
@@ -235,8 +280,23 @@ def _flags(over: npt.NDArray[np.bool_]) -> pa.Array:
     return pa.ListArray.from_arrays(pa.array(offsets), values)
 
 
+def _own_names(catalog: Catalog, codes: I64, names: list[str]) -> pa.Array:
+    """The catalog's own name of ``names[codes[i]]`` where the catalog knows it, without its
+    provider prefix ('GPT-4o-mini' and 'openai/gpt-4o-mini' are both 'gpt-4o-mini'); else
+    null. Only stored: a row's key keeps the model as written (earlier imports match)."""
+    own: list[str | None] = []
+    for m in names:
+        if not catalog.has(m):
+            own.append(None)
+            continue
+        ref, provider = catalog.canonical(m), catalog.provider_of(m)
+        own.append(ref.removeprefix(provider + "/"))
+    return pa.array(own, pa.string()).take(pa.array(codes))
+
+
 def _providers(catalog: Catalog, given: pa.Array | None, codes: I64, names: list[str]) -> pa.Array:
-    """The given provider, else the catalog's, else the prefix of 'provider/model'."""
+    """The given provider, else the catalog's, else the prefix of 'provider/model';
+    lower-case ('OpenAI' is 'openai', as the catalog and the gateway name it)."""
     derived = [
         catalog.provider_of(m)
         if catalog.has(m)
@@ -245,14 +305,15 @@ def _providers(catalog: Catalog, given: pa.Array | None, codes: I64, names: list
     ]
     from_model = pa.array(derived, pa.string()).take(pa.array(codes))
     if given is None:
-        return from_model
-    return pc.coalesce(text(given), from_model)
+        return pc.utf8_lower(from_model)
+    return pc.utf8_lower(pc.coalesce(text(given), from_model))
 
 
 def build_table(
     columns: dict[str, pa.Array], request_ids: pa.Array, source: str, metadata: str
 ) -> pa.Table:
-    """Usage-event table (SCHEMA) of imported rows: status ok, attempt 1, latency unknown."""
+    """Usage-event table (SCHEMA) of imported rows. The event fields the file does not map:
+    status ok, attempt 1, no tags, latency unknown (see _fields.EVENT_FIELDS)."""
     n = len(request_ids)
     const = {
         "request_id": request_ids,
@@ -271,7 +332,18 @@ def build_table(
         "metadata": pa.repeat(pa.scalar(metadata), n),
     }
     merged = {**const, **columns}
+    if "metadata" in columns:  # the file's metadata, with the import's id
+        merged["metadata"] = with_import(columns["metadata"], metadata)
     arrays = [
         merged[f.name].cast(f.type) if f.name in merged else pa.nulls(n, f.type) for f in SCHEMA
     ]
     return pa.Table.from_arrays(arrays, schema=SCHEMA)
+
+
+def with_import(given: pa.Array, metadata: str) -> pa.Array:
+    """Each row's given metadata (JSON object text, or null) with the import's keys set."""
+    enc = pc.dictionary_encode(given)
+    ours = json.loads(metadata)
+    texts = [json.dumps({**json.loads(v), **ours}) for v in enc.dictionary.to_pylist()]
+    merged = pa.array(texts, pa.string()).take(enc.indices)
+    return pc.fill_null(merged, metadata)

@@ -23,7 +23,8 @@ from ._series import local_today
 def alert_message(group: list[Finding]) -> str:
     first = lead(group)
     text = first.describe()
-    hours = sorted({f.ts.strftime("%H:00") for f in group if f.grain == "hour"})
+    hours = [f.clock for f in sorted(group, key=lambda f: f.start_utc) if f.grain == "hour"]
+    hours = list(dict.fromkeys(hours))  # real-time order; a repeated DST hour reads apart
     if hours:
         text += f"; unusual hours: {', '.join(hours)}"
     culprits = first.culprits()

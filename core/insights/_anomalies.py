@@ -11,8 +11,11 @@ and hourly, each finding attributed to the users, models and tasks that caused i
 and, for day and hour, at least 2% of the median day of all keys together and at least $1
 (20 calls), so a 5x jump of a $0.01 series is not news. Data of a day or two (an imported
 trace) is scanned minute by minute instead of being rolled up into hours it cannot judge.
-Timestamps are naive wall clock in ``tz``; today's partial day is included (a runaway loop
-shows up before the day ends).
+Timestamps are naive wall clock in ``tz`` with the hour's or minute's UTC offset beside them
+(``Finding.utc_offset``): hours and minutes are real ones, so the hour a DST fall-back repeats
+is two hours, each judged against the same wall-clock hour of the days before and labelled
+with its offset. Today's partial day is included (a runaway loop shows up before the day
+ends).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 
@@ -53,6 +57,32 @@ class Finding:
     metric: str  # 'spend' (USD) | 'requests' (calls)
     grain: str  # 'day' | 'hour' | 'minute'
     tz: str = "UTC"
+    utc_offset: int | None = None  # an hour's or minute's offset from UTC (minutes east)
+
+    @property
+    def start_utc(self) -> pd.Timestamp:
+        """The real instant the finding's period starts (the wall clock alone is ambiguous
+        in the hour a DST fall-back repeats)."""
+        if self.utc_offset is None or self.grain == "day":
+            return _utc(self.ts, self.tz)
+        return (self.ts - pd.Timedelta(minutes=self.utc_offset)).tz_localize("UTC")
+
+    @property
+    def offset_mark(self) -> str:
+        """' UTC-04:00' when the wall-clock time is one a DST fall-back repeats (so the two
+        01:00s of that night read apart), else ''."""
+        if self.grain == "day" or self.utc_offset is None:
+            return ""
+        wall = self.ts.to_pydatetime().replace(tzinfo=ZoneInfo(self.tz))
+        if wall.replace(fold=0).utcoffset() == wall.replace(fold=1).utcoffset():
+            return ""
+        m = self.utc_offset
+        return f" UTC{'-' if m < 0 else '+'}{abs(m) // 60:02d}:{abs(m) % 60:02d}"
+
+    @property
+    def clock(self) -> str:
+        """The hour ('01:00', '01:00 UTC-05:00' when repeated) or minute of the finding."""
+        return self.ts.strftime("%H:%M" if self.grain == "minute" else "%H:00") + self.offset_mark
 
     @property
     def key(self) -> str:
@@ -72,9 +102,7 @@ class Finding:
 
     @property
     def when(self) -> str:
-        if self.grain == "minute":
-            return self.ts.strftime("%Y-%m-%d %H:%M")
-        return self.day if self.grain == "day" else self.ts.strftime("%Y-%m-%d %H:00")
+        return self.day if self.grain == "day" else f"{self.day} {self.clock}"
 
     def top(self, dim: str) -> Contributor | None:
         return next((c for c in self.anomaly.contributors if c.dim == dim), None)
@@ -128,28 +156,57 @@ def _material(
     ]
 
 
-def _hourly(frame: pd.DataFrame) -> list[Anomaly]:
-    """(ds hourly, key, value) -> anomalies against the same hour on earlier days: each
-    (key, hour of day) is scanned as its own daily series."""
-    wide = frame.pivot_table(index="ds", columns="key", values="value", aggfunc="sum")
+def _real_hours(frame: pd.DataFrame, tz: str) -> pd.Series:
+    """Each row's period as a naive UTC instant: its wall clock ``ds`` less its ``offset``
+    (minutes east of UTC, as ``spend_by`` gives it by hour and minute); without the column
+    the wall clock is placed in ``tz`` (the repeated DST hour then taken once)."""
+    ds = pd.to_datetime(frame["ds"])
+    if "offset" in frame.columns:
+        return ds - pd.to_timedelta(frame["offset"].astype("int64"), unit="min")
+    here = ds.dt.tz_localize(tz, ambiguous=True, nonexistent="shift_forward")
+    return here.dt.tz_convert("UTC").dt.tz_localize(None)
+
+
+def _walls(utc: pd.Series, tz: str) -> tuple[pd.Series, pd.Series]:
+    """Naive UTC instants as (naive wall clock in ``tz``, offset in minutes east of UTC)."""
+    wall = utc.dt.tz_localize("UTC").dt.tz_convert(tz).dt.tz_localize(None)
+    return wall, ((wall - utc) // pd.Timedelta(minutes=1)).astype("int64")
+
+
+Offsets = dict[int, int]  # id(anomaly) -> the UTC offset of its hour or minute
+
+
+def _hourly(frame: pd.DataFrame, tz: str = "UTC") -> tuple[list[Anomaly], Offsets]:
+    """(ds hourly, key, value[, offset]) -> anomalies against the same hour on earlier days:
+    each (key, hour of day) is scanned as its own daily series. Hours are real hours (a
+    fall-back day has 25, a spring-forward day 23): the hour a DST fall-back repeats is
+    judged twice against the same wall-clock hour of the days before, each on its own."""
+    real = frame.assign(ds=_real_hours(frame, tz))
+    wide = real.pivot_table(index="ds", columns="key", values="value", aggfunc="sum")
     wide = wide.reindex(pd.date_range(wide.index.min(), wide.index.max(), freq="h"))
     wide = wide.fillna(0.0).where(wide.notna().cummax())  # NaN before a key's first hour
     long = wide.stack().dropna().reset_index()
     long.columns = pd.Index(["ts", "key", "value"])
-    pseudo = pd.DataFrame(
-        {
-            "ds": long["ts"].dt.floor("D"),
-            "key": long["key"].astype(str) + SEP + long["ts"].dt.hour.astype(str),
-            "value": long["value"].astype(float),
-        }
-    )
-    out = []
-    for a in scan(pseudo, window=BASELINE_DAYS, min_periods=7):
-        key, hour = str(a.key).split(SEP)
-        out.append(
-            replace(a, ts=pd.Timestamp(a.ts) + pd.Timedelta(hours=int(hour)), key=key, freq="h")
-        )
-    return sorted(out, key=lambda a: (a.ts, str(a.key)))
+    wall, offset = _walls(long["ts"], tz)
+    day = wall.dt.floor("D")
+    base = long["key"].astype(str) + SEP + wall.dt.hour.astype(str)
+    again = pd.DataFrame({"k": base, "d": day}).duplicated(keep="first")  # the 2nd 01:00
+    pkey = base.where(~again, base + SEP + "r")
+    pseudo = pd.DataFrame({"ds": day, "key": pkey, "value": long["value"].astype(float)})
+    copies = [  # a repeated hour's baseline: the same wall-clock hour on the days before
+        pseudo[(pseudo["key"] == b) & (pseudo["ds"] < d)].assign(key=k)
+        for b, d, k in zip(base[again], day[again], pkey[again], strict=True)
+    ]
+    where = {(k, d): (w, o) for k, d, w, o in zip(pkey, day, wall, offset, strict=True)}
+    out, offsets = [], {}
+    for a in scan(pd.concat([pseudo, *copies]), window=BASELINE_DAYS, min_periods=7):
+        at = where.get((a.key, pd.Timestamp(a.ts)))
+        if at is None:
+            continue  # a baseline copy's own day
+        b = replace(a, ts=at[0], key=str(a.key).split(SEP)[0], freq="h")
+        offsets[id(b)] = int(at[1])
+        out.append(b)
+    return sorted(out, key=lambda a: (a.ts, str(a.key))), offsets
 
 
 def _local(at: datetime, tz: str) -> pd.Timestamp:
@@ -170,7 +227,7 @@ def attribute(reader: Reader, finding: Finding, filters: Filters | None = None) 
     each group stamped at the start of its part, so ``attribute_anomaly`` sees a few hundred
     rows instead of every call, with the same sums."""
     a = finding.anomaly
-    start = _utc(finding.ts, finding.tz)
+    start = finding.start_utc
     step = {"hour": pd.Timedelta(hours=1), "minute": pd.Timedelta(minutes=1)}
     end = start + step.get(finding.grain, pd.Timedelta(days=1))
     back = timedelta(minutes=MINUTE_WINDOW) if finding.grain == "minute" else None
@@ -202,23 +259,33 @@ def attribute(reader: Reader, finding: Finding, filters: Filters | None = None) 
 
 def _minutes(
     reader: Reader, dim: str, f: Filters, tz: str, least: float, col: str
-) -> list[Anomaly]:
-    """Minute-grain anomalies of a short log: each minute against the 60 before it."""
+) -> tuple[list[Anomaly], Offsets]:
+    """Minute-grain anomalies of a short log: each minute against the 60 real minutes before
+    it (the minutes a DST fall-back repeats are not merged)."""
     raw = reader.spend_by([dim], "minute", f, tz=tz)
     if raw.empty:
-        return []
+        return [], {}
     frame = pd.DataFrame(
         {
             "ds": pd.to_datetime(raw["period"]),
             "key": raw[dim].fillna("(none)").astype(str),
             "value": raw[col].astype(float),
+            **({"offset": raw["utc_offset"]} if "utc_offset" in raw.columns else {}),
         }
     )
+    frame["ds"] = _real_hours(frame, tz)
     wide = frame.pivot_table(index="ds", columns="key", values="value", aggfunc="sum")
     usual = wide.reindex(pd.date_range(wide.index.min(), wide.index.max(), freq="min"))
     median = usual.fillna(0.0).median()
-    found = scan(frame, window=MINUTE_WINDOW, min_periods=15)
-    return [a for a in found if a.excess_usd >= max(least, 2 * float(median.get(a.key, 0.0)))]
+    found = scan(frame[["ds", "key", "value"]], window=MINUTE_WINDOW, min_periods=15)
+    out, offsets = [], {}
+    for a in found:
+        if a.excess_usd >= max(least, 2 * float(median.get(a.key, 0.0))):
+            wall, offset = _walls(pd.Series([pd.Timestamp(a.ts)]), tz)
+            b = replace(a, ts=pd.Timestamp(wall.to_numpy()[0]))
+            offsets[id(b)] = int(offset.to_numpy()[0])
+            out.append(b)
+    return out, offsets
 
 
 def scan_usage(
@@ -260,26 +327,37 @@ def scan_usage(
                 continue
             usual = daily.groupby("key")["value"].median()
             runs: list[tuple[str, list[Anomaly]]] = []
+            offsets: Offsets = {}
             if "day" in grains:
                 runs.append(("day", _material(scan(daily), daily, "day", least[metric])))
             if "minute" in grains and daily["ds"].nunique() <= SHORT_DAYS:
                 per_minute = least[metric] / 1440  # the day floor spread over its minutes
-                runs.append(("minute", _minutes(reader, dim, f, tz, per_minute, col)))
+                minutes, more = _minutes(reader, dim, f, tz, per_minute, col)
+                runs.append(("minute", minutes))
+                offsets |= more
             if hourly_all is not None and not hourly_all.empty:
                 hourly = pd.DataFrame(
                     {
                         "ds": hourly_all["period"],
                         "key": hourly_all[dim].fillna("(none)").astype(str),
                         "value": hourly_all[col].astype(float),
+                        **(
+                            {"offset": hourly_all["utc_offset"]}
+                            if "utc_offset" in hourly_all.columns
+                            else {}
+                        ),
                     }
                 )
-                runs.append(("hour", _material(_hourly(hourly), daily, "hour", least[metric])))
+                hours, more = _hourly(hourly, tz)
+                runs.append(("hour", _material(hours, daily, "hour", least[metric])))
+                offsets |= more
             for grain, anomalies in runs:
                 for a in anomalies:
                     if pd.Timestamp(a.ts) < first:
                         continue
                     weight = a.excess_usd / max(float(usual.get(a.key, 0.0)), 1e-9)
-                    found.append((weight, Finding(a, dim, metric, grain, tz)))
+                    fd = Finding(a, dim, metric, grain, tz, offsets.get(id(a)))
+                    found.append((weight, fd))
     ranked = {id(fd) for _, fd in sorted(found, key=lambda x: -x[0])[:attribute_top]}
     ranked |= {id(lead(g)) for g in by_series_day([fd for _, fd in found]).values()}
     out = [attribute(reader, fd, filters) if id(fd) in ranked else fd for _, fd in found]

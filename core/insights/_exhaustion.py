@@ -52,7 +52,9 @@ class Exhaustion:
 
 
 def _usd(x: float | Decimal) -> Decimal:
-    return Decimal(f"{float(x):.2f}")
+    """The model's total as an exact Decimal (a float read as its shortest decimal form), not
+    rounded: it is rounded once, half up, where it is shown (after any currency conversion)."""
+    return x if isinstance(x, Decimal) else Decimal(repr(float(x)))
 
 
 def _decimal(x: Decimal | float) -> Decimal:

@@ -12,12 +12,20 @@ Prices there are floats in USD per token; ``Decimal(repr(x))`` recovers the exac
 file wrote, kept exactly (a whole or fractional number of picodollars, see rows.py). Counts
 may be integral floats (``2000000.0``). A bad entry becomes a ``Problem`` and the import goes
 on; only an unreadable file raises.
+
+Sanity bounds (an entry outside them is a ``Problem``, named in the preview, never a price):
+a rate is at most ``MAX_USD_PER_TOKEN`` (0.001 USD per token, $1,000 per 1M tokens: the
+dearest real models cost under $1,000 per 1M; LiteLLM has entries that give a per-1M price
+as a per-token one), a context window or output limit at most ``MAX_TOKENS`` (10**9 tokens),
+and a model name is 1 to ``MAX_NAME`` (200) characters with no space or control character,
+no leading or trailing ``/`` and no empty ``//`` part.
 """
 
 from __future__ import annotations
 
 import gzip
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
@@ -45,6 +53,10 @@ PROVIDER_NAMES = {
 }
 MODES = frozenset({"chat", "responses"})
 TIERS = (("_above_128k_tokens", 128_000), ("_above_200k_tokens", 200_000))
+MAX_USD_PER_TOKEN = Decimal("0.001")  # $1,000 per 1M tokens
+MAX_TOKENS = 10**9  # context window, output limit
+MAX_NAME = 200
+_BAD_NAME = re.compile(r"[\s\x00-\x1f\x7f]|^/|/$|//")
 
 
 def litellm_provider(name: str) -> str:
@@ -62,6 +74,17 @@ def split_key(key: str, litellm_name: str) -> tuple[str, str]:
     if sep and rest and (head == litellm_name or litellm_provider(head) == provider):
         return provider, rest
     return provider, key
+
+
+def check_name(name: str) -> None:
+    """ValueError unless ``name`` is a sane model name (see the module's bounds)."""
+    if not name or len(name) > MAX_NAME:
+        raise ValueError(f"model name {name[:MAX_NAME]!r} is not 1 to {MAX_NAME} characters")
+    if _BAD_NAME.search(name):
+        raise ValueError(
+            f"model name {name!r} has a space or control character, a leading or trailing"
+            " '/', or an empty '//' part"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +117,11 @@ def _pico(entry: dict[str, Any], key: str) -> Rate | None:
         d = Decimal(repr(v)) if isinstance(v, float) else Decimal(str(v).strip())
     except InvalidOperation:
         raise ValueError(f"{key}={v!r} is not a number") from None
+    if d.is_finite() and d > MAX_USD_PER_TOKEN:
+        raise ValueError(
+            f"{key}={v!r} USD per token is more than {MAX_USD_PER_TOKEN} "
+            f"(${MAX_USD_PER_TOKEN * 10**6:,.0f} per 1M tokens)"
+        )
     try:
         return exact_rate(d.scaleb(12), v)
     except ValueError as exc:
@@ -110,6 +138,8 @@ def _count(entry: dict[str, Any], *keys: str) -> int | None:
             v = int(v)
         if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
             raise ValueError(f"{key}={v!r} is not a positive integer")
+        if v > MAX_TOKENS:
+            raise ValueError(f"{key}={v!r} is more than {MAX_TOKENS:,} tokens")
         return v
     return None
 
@@ -121,6 +151,8 @@ def _entry_rows(
     if not isinstance(name, str) or not name:
         raise ValueError("no litellm_provider")
     provider, model = split_key(key, name)
+    check_name(key)
+    check_name(model)
     inp, out = _pico(e, "input_cost_per_token"), _pico(e, "output_cost_per_token")
     if inp is None or out is None:
         raise ValueError("input_cost_per_token and output_cost_per_token are required")

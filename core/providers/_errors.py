@@ -120,7 +120,9 @@ def for_status(
     if status == 408:
         return ProviderTimeout(msg, **kw)
     if status >= 500:  # includes Anthropic's 529 overloaded
-        return ProviderServerError(msg, **kw)
+        overloaded = status in (503, 529) or "overloaded" in detail.lower()
+        retry = parse_retry_after(headers) if overloaded else None
+        return ProviderServerError(msg, retry_after=retry, overloaded=overloaded, **kw)
     err: CostlineError
     if any(m in detail.lower() for m in CONTEXT_MARKERS):
         err = ContextWindowExceeded(msg, provider=where.provider, model=where.model)

@@ -45,6 +45,7 @@ class StreamState:
     chunks: int = 0  # text deltas handed to the caller
     status: int | None = None
     tool_calls: dict[int, dict[str, Any]] = field(default_factory=dict)  # streamed, by index
+    stop_sequence: str | None = None
 
     def result(self) -> ProviderResult:
         text = "".join(self.parts)
@@ -53,7 +54,9 @@ class StreamState:
             calls = [self.tool_calls[i] for i in sorted(self.tool_calls)]
             message = {"role": "assistant", "content": text or None, "tool_calls": calls}
             choices = [{"index": 0, "message": message, "finish_reason": self.finish_reason}]
-        return ProviderResult(text, self.usage, self.finish_reason, self.model, choices)
+        return ProviderResult(
+            text, self.usage, self.finish_reason, self.model, choices, self.stop_sequence
+        )
 
 
 class HTTPProvider(Provider):

@@ -137,6 +137,7 @@ class AnthropicProvider(HTTPProvider):
             usage=parse_usage(data.get("usage")),
             finish_reason=data.get("stop_reason"),
             model=data.get("model") or model,
+            stop_sequence=_str_or_none(data.get("stop_sequence")),
         )
 
     def parse_event(self, state: StreamState, event: str, data: str) -> str | None:
@@ -150,7 +151,9 @@ class AnthropicProvider(HTTPProvider):
             state.model = msg.get("model") or state.model
             state.usage = parse_usage(msg.get("usage"), state.usage)
         elif kind == "message_delta":
-            state.finish_reason = payload.get("delta", {}).get("stop_reason") or state.finish_reason
+            delta = payload.get("delta") or {}
+            state.finish_reason = delta.get("stop_reason") or state.finish_reason
+            state.stop_sequence = _str_or_none(delta.get("stop_sequence")) or state.stop_sequence
             state.usage = parse_usage(payload.get("usage"), state.usage)
         elif kind == "message_stop":
             state.done = True
@@ -159,3 +162,7 @@ class AnthropicProvider(HTTPProvider):
             status = ERROR_TYPES.get(err.get("type", ""), 500)
             raise for_status(status, data, {}, state.where)
         return None  # ping, content_block_start/stop and future event types
+
+
+def _str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None

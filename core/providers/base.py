@@ -29,6 +29,7 @@ class ProviderResult:
     model: str
     # OpenAI wire: the choices as the upstream sent them (tool calls, n > 1); not compared
     choices: list[dict[str, Any]] | None = field(default=None, compare=False)
+    stop_sequence: str | None = None  # the stop sequence that ended the answer, when known
 
 
 StreamItem = str | ProviderResult

@@ -4,6 +4,8 @@ Clearly labelled: every answer starts with ``[dryrun] `` and echoes the last use
 answer length (20..min(max_tokens or 400, 400) tokens) comes from a hash of the request, so the
 same request always gets the same answer and usage. No network, no sleep unless asked for
 (``COSTLINE_DRYRUN_LATENCY_MS`` before answering, ``COSTLINE_DRYRUN_MS_PER_TOKEN`` per token).
+A ``stop`` field (the gateway's ``stop_sequences``) is honoured as a model does: the answer ends
+before the earliest one found, which ``ProviderResult.stop_sequence`` names.
 """
 
 from __future__ import annotations
@@ -80,9 +82,22 @@ def simulate(req: ChatRequest, model: str) -> ProviderResult:
     text = " ".join(head)
     if end > start:
         text += " " + _FILLER_TEXT[_STARTS[start] : _STARTS[end] - 1]
-    usage = Usage(input_tokens=count_input(model, req.messages), output_tokens=n)
     finish = "length" if req.max_tokens is not None and n >= req.max_tokens else "stop"
-    return ProviderResult(text, usage, finish, model)
+    hit = _first_stop(text, req.extra.get("stop") if req.extra else None)
+    if hit is not None:  # as a real model: the text ends before the stop sequence
+        text = text[: hit[0]]
+        n, finish = len(text.split()), "stop"
+    usage = Usage(input_tokens=count_input(model, req.messages), output_tokens=n)
+    return ProviderResult(text, usage, finish, model, stop_sequence=hit and hit[1])
+
+
+def _first_stop(text: str, stop: object) -> tuple[int, str] | None:
+    """(where, which) of the earliest requested stop sequence in ``text``."""
+    if not stop:
+        return None
+    stops = [stop] if isinstance(stop, str) else stop if isinstance(stop, list) else []
+    hits = [(text.find(s), s) for s in stops if isinstance(s, str) and s and s in text]
+    return min(hits) if hits else None
 
 
 def embed_text(text: str, dims: int) -> list[float]:

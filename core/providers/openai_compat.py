@@ -123,6 +123,7 @@ class OpenAIProvider(HTTPProvider):
             finish_reason=choice.get("finish_reason"),
             model=data.get("model") or model,
             choices=choices,
+            stop_sequence=_matched_stop(choice),
         )
 
     def parse_event(self, state: StreamState, event: str, data: str) -> str | None:
@@ -145,6 +146,7 @@ class OpenAIProvider(HTTPProvider):
                 continue
             if choice.get("finish_reason"):
                 state.finish_reason = choice["finish_reason"]
+                state.stop_sequence = _matched_stop(choice) or state.stop_sequence
             d = choice.get("delta") or {}
             content = d.get("content")
             if content:
@@ -166,3 +168,12 @@ def _merge_tool_call(calls: dict[int, dict[str, Any]], part: dict[str, Any]) -> 
     if fn.get("name"):
         got["function"]["name"] = fn["name"]
     got["function"]["arguments"] += fn.get("arguments") or ""
+
+
+def _matched_stop(choice: dict[str, Any]) -> str | None:
+    """The stop string that ended a choice, where the server says (vLLM's ``stop_reason``, a
+    string; an int is a stop token id, not a requested sequence)."""
+    if choice.get("finish_reason") != "stop":
+        return None
+    got = choice.get("stop_reason")
+    return got if isinstance(got, str) and got else None

@@ -125,18 +125,12 @@ class Utilisation:
 
 
 def reset_times(plane: ControlPlane, budgets: Sequence[Budget]) -> dict[str, datetime]:
-    """When each reset budget was last reset (from the audit log)."""
-    out: dict[str, datetime] = {}
-    for b in budgets:
-        if b.reset_generation:
-            hits = [
-                e
-                for e in plane.audit(limit=50, entity="budget", entity_id=b.id)
-                if e.action == "budget.reset"
-            ]
-            if hits:
-                out[b.id] = hits[0].ts if hits[0].ts.tzinfo else hits[0].ts.replace(tzinfo=UTC)
-    return out
+    """When each reset budget was last reset (its newest ``budget.reset`` audit entry, read
+    directly: edits after the reset do not hide it)."""
+    ids = [b.id for b in budgets if b.reset_generation]
+    return {
+        i: ts if ts.tzinfo else ts.replace(tzinfo=UTC) for i, ts in plane.last_resets(ids).items()
+    }
 
 
 def condition(b: Budget, canonical: Canonical) -> tuple[str, list[object]]:

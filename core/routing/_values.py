@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
 
 from core.state import BreakerState
 from core.types import PICO
@@ -39,11 +40,13 @@ class ModelHealth:
 
 
 def usd_text(pico: int) -> str:
-    """Display only: '$0.00042', '$0.013', '$1.25'. Two significant digits below one dollar."""
-    if pico <= 0:
+    """Display only: '$0.00042', '$0.013', '$1.25'. Two significant digits below one dollar;
+    exact decimal arithmetic, half up (away from zero), a negative amount's sign first."""
+    if pico == 0:
         return "$0"
-    usd = pico / PICO
-    if pico >= PICO:
-        return f"${usd:,.2f}"
-    decimals = max(2, 14 - len(str(pico)))  # 1 - floor(log10(usd)), in exact integers
-    return f"${usd:.{decimals}f}"
+    sign, size = ("-" if pico < 0 else ""), abs(pico)
+    usd = Decimal(size) / PICO
+    if size >= PICO:
+        return f"{sign}${usd.quantize(Decimal('0.01'), rounding=ROUND_HALF_UP):,}"
+    decimals = max(2, 14 - len(str(size)))  # 1 - floor(log10(usd)), in exact integers
+    return f"{sign}${usd.quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP):f}"

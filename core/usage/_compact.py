@@ -36,6 +36,7 @@ from core.usage import _rollups
 from core.usage._journal import CLAIM, JOURNAL_SUFFIX
 from core.usage._schema import conform
 from core.usage._segments import (
+    IMPORT_LOCK,
     ROW_GROUP_ROWS,
     SUFFIX,
     SegmentInfo,
@@ -43,6 +44,7 @@ from core.usage._segments import (
     events_dir,
     journal_dir,
     quarantine_segment,
+    remove_import_temps,
     remove_stale_temps,
     scan,
     segment_info,
@@ -261,6 +263,7 @@ def _compact_locked(
         seg.path.unlink(missing_ok=True)
         lingering.discard(seg.name)
     remove_stale_temps(sdir)
+    remove_import_temps(sdir, events_dir(home) / IMPORT_LOCK)
     small = small_segments(snapshot, target_rows, max_bytes, lingering)
     if fanout > 1:
         groups = _tiered_groups(small, target_rows, max_bytes, fanout)

@@ -15,6 +15,7 @@ so during a compaction a reader sees either the old files or the merged one, nev
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import logging
 import os
@@ -288,12 +289,18 @@ def scan(directory: Path, attempts: int = 30) -> Snapshot:
     )
 
 
+IMPORT_LOCK = "import.lock"  # in events_dir: held by an import while it writes its segment
+IMPORT_TEMP = ".import-"  # how the temp file of an import's segment starts
+
+
 def remove_stale_temps(directory: Path, older_than_s: float = 3600.0) -> int:
-    """Delete temp files left by writers that died mid-write."""
+    """Delete temp files left by writers that died mid-write (an hour old, by default).
+    An import's temp files are left to ``remove_import_temps``: its lock says when they
+    are stale, at any age (a big import may write for longer than an hour)."""
     removed = 0
     cutoff = time.time() - older_than_s
     for n in os.listdir(directory) if directory.is_dir() else ():
-        if n.startswith(".") and n.endswith(".tmp"):
+        if n.startswith(".") and n.endswith(".tmp") and not n.startswith(IMPORT_TEMP):
             p = directory / n
             try:
                 if p.stat().st_mtime < cutoff:
@@ -302,3 +309,39 @@ def remove_stale_temps(directory: Path, older_than_s: float = 3600.0) -> int:
             except FileNotFoundError:
                 pass
     return removed
+
+
+def remove_import_temps(directory: Path, lock: Path | None) -> int:
+    """Delete the temp files of imports killed mid-write. An import writes its segment only
+    while it holds the import lock (an flock on ``lock``), so while the lock is free, or
+    held by the caller (``lock=None``), no import is writing and every import temp file is
+    stale. When another process holds the lock nothing is removed (its import may be
+    writing one)."""
+    if not directory.is_dir():
+        return 0
+    fd = None
+    if lock is not None:
+        if not any(_is_import_temp(n) for n in os.listdir(directory)):
+            return 0
+        private_dir(lock.parent)
+        fd = private_open(lock, os.O_RDWR | os.O_CREAT)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return 0
+    try:
+        removed = 0
+        for n in os.listdir(directory):
+            if _is_import_temp(n):
+                with contextlib.suppress(FileNotFoundError):
+                    (directory / n).unlink()
+                    removed += 1
+        return removed
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def _is_import_temp(name: str) -> bool:
+    return name.startswith(IMPORT_TEMP) and name.endswith(".tmp")

@@ -21,12 +21,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 
 from core import insights, reports
 from core.budgets import reached
 from core.control import Budget, ControlPlane
-from core.types import pico_to_usd
+from core.types import pico_to_usd, usd_places
 from core.usage import Reader
 from core.worker._settings import AlertSettings
 
@@ -54,7 +54,7 @@ CENT = Decimal("0.01")
 
 def _usd(pico: int) -> str:
     """Exact dollars to the cent, half a cent up (as the console's tables show them)."""
-    return f"${pico_to_usd(pico).quantize(CENT, rounding=ROUND_HALF_UP):,}"
+    return usd_places(pico_to_usd(pico))
 
 
 def budget_checks(

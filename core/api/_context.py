@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,13 @@ from core.usage import Reader
 
 
 class Context:
-    """Shared by all requests of one app. ``plane``/``reader`` may be injected (tests)."""
+    """Shared by all requests of one app. ``plane``/``reader`` may be injected (tests).
+
+    Live state (budget windows, rate-limit buckets): ``gateway_state`` is how the gateway that
+    serves this API hands over its Router's state (read per call: the Router is made at
+    startup); else ``state`` as given; else ``make_state()`` from REDIS_URL and
+    COSTLINE_REDIS_PREFIX, whose in-process part (rate buckets on the embedded default) is this
+    API process's own and none of the gateways'."""
 
     def __init__(
         self,
@@ -22,6 +29,7 @@ class Context:
         plane: ControlPlane | None = None,
         reader: Reader | None = None,
         state: Any = None,
+        gateway_state: Callable[[], Any] | None = None,
     ) -> None:
         self.home = home if home is not None else costline_home()
         self._own = plane is None, reader is None
@@ -31,15 +39,27 @@ class Context:
         self._catalog: tuple[int, Catalog] | None = None
         self._lock = threading.Lock()
         self._state: Any = state
+        self._gateway_state = gateway_state
+        self._made = False  # the state is make_state()'s: its process memory serves no caller
 
     def state(self) -> Any:
-        """Live state (budget windows, rate buckets): given, else from REDIS_URL/memory."""
+        """Live state (budget windows, rate buckets): the gateway's, given, or made."""
+        return self.live()[0]
+
+    def live(self) -> tuple[Any, bool]:
+        """(live state, whether its in-process part holds the buckets callers are admitted
+        against: true for the gateway's Router's state and for a given one)."""
+        if self._gateway_state is not None:
+            got = self._gateway_state()
+            if got is not None:
+                return got, True
         with self._lock:
             if self._state is None:
                 from core.state import make_state
 
                 self._state = make_state()
-            return self._state
+                self._made = True
+            return self._state, not self._made
 
     def tz(self) -> str:
         return str(self.plane.get_setting("timezone"))

@@ -131,6 +131,12 @@ class Gateway:
             self._on_close()
             self._on_close = None
 
+    def live_state(self) -> Any:
+        """The live state this process's Router admits with (None before startup, after
+        shutdown, or for a Router without controls)."""
+        r = self.router
+        return r.controls.state if r is not None and r.controls is not None else None
+
     def begin(self) -> asyncio.Task[Any] | None:
         """Note the running inference handler (the shutdown waits for it); ``end`` it."""
         me = asyncio.current_task()
@@ -325,20 +331,27 @@ def build_app(
     the inference routes; None (the default) mounts the management API (``core.api``) at
     /api/v1 with its docs at /api/docs, ``[]`` serves none."""
     closer = None
-    if mounts is None:
-        mounts, closer = api_mounts()
-    return Gateway(
+    made: list[Gateway] = []
+    if mounts is None:  # the API reads and resets the live state this gateway admits with
+        mounts, closer = api_mounts(lambda: made[0].live_state() if made else None)
+    gateway = Gateway(
         config or GatewayConfig.from_env(), router=router, mounts=mounts, on_close=closer
     )
+    made.append(gateway)
+    return gateway
 
 
-def api_mounts() -> tuple[list[BaseRoute], Callable[[], None] | None]:
-    """The management API's routes and what closes its context ([] when not installed)."""
+def api_mounts(
+    gateway_state: Callable[[], Any] | None = None,
+) -> tuple[list[BaseRoute], Callable[[], None] | None]:
+    """The management API's routes and what closes its context ([] when not installed).
+    ``gateway_state``: the serving gateway's live state (``Gateway.live_state``), so
+    ``GET/DELETE /limits`` see and reset the buckets its calls are admitted against."""
     try:
         from core.api import Context, mounts
     except ImportError:  # its extra is not installed: the gateway serves inference only
         return [], None
-    ctx = Context()
+    ctx = Context(gateway_state=gateway_state)
     return list(mounts(ctx)), ctx.close
 
 

@@ -2,8 +2,10 @@
 
 ``make_state()`` picks the backend from a URL (or ``REDIS_URL``): by default budget counters
 shared by every process of one ``COSTLINE_HOME`` (``SharedState``, SQLite), ``memory://`` for
-one process only, Redis with an in-process fallback for shared deployments. See ``base.py``
-for the contract.
+one process only, Redis with an in-process fallback for shared deployments. Keys start with
+``prefix``, else ``COSTLINE_REDIS_PREFIX``, else ``costline:``, so every process of one
+deployment (gateways, ``costline api``, library Routers) reads the same keys. See ``base.py`` for
+the contract.
 """
 
 from __future__ import annotations
@@ -67,10 +69,11 @@ def make_state(
 ) -> MemoryState | ResilientState | SharedState:
     """None/'' (and no REDIS_URL) -> SharedState in ``home`` (default COSTLINE_HOME);
     'memory://' -> MemoryState (this process only); redis:// (or redis+cluster:// for Redis
-    Cluster) -> ResilientState."""
+    Cluster) -> ResilientState. ``prefix`` None: ``COSTLINE_REDIS_PREFIX``, else ``costline:``."""
     if url is None:
         url = os.environ.get("REDIS_URL", "")
-    prefix = DEFAULT_PREFIX if prefix is None else prefix
+    if prefix is None:
+        prefix = os.environ.get("COSTLINE_REDIS_PREFIX") or DEFAULT_PREFIX
     if not url:
         return SharedState(home if home is not None else costline_home(), prefix)
     if url.startswith("memory://"):

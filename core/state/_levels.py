@@ -93,7 +93,7 @@ def _value(key: Any, prefix: str) -> str:
 
 
 def reset_rates(state: Any, rl: RateLimit) -> int:
-    """Delete every bucket of ``rl`` (on both backends of a resilient state)."""
+    """Delete every bucket of ``rl`` (on both backends of a resilient state); how many."""
     backends: list[Any] = (
         [state.primary, state.fallback] if isinstance(state, ResilientState) else [state]
     )
@@ -111,6 +111,7 @@ def reset_rates(state: Any, rl: RateLimit) -> int:
         elif isinstance(backend, RedisState):
             client: Any = backend.client
             keys = [*client.scan_iter(match=rt + "*"), *client.scan_iter(match=rw + "*")]
-            if keys:
-                removed += int(backend.client.delete(*keys))
+            if keys:  # a sliding window is two keys (its log and ``|m``): one bucket
+                backend.client.delete(*keys)
+                removed += sum(not _value(k, "").endswith("|m") for k in keys)
     return removed

@@ -157,10 +157,7 @@ def test_fleet_after_a_failover_enforces_one_budget(tmp_path: Path) -> None:
         for h in hosts:  # each host notices the outage
             h.admit([], [BudgetItem("free", None, 1)])
         assert not any(isinstance(h, ResilientState) and h.healthy for h in hosts)
-        t0 = time.monotonic()
-        rc.wait_ok()
-        assert time.monotonic() - t0 < 0.5  # the nodes have not noticed the dead master yet
-        assert rc.wait_failover(killed, slot_key) != killed
+        assert rc.wait_failover(killed, slot_key) != killed  # (wait_ok: at once, too early)
         time.sleep(2.2)  # past each host's retry interval (2 s): its next call probes Redis
         for h in hosts:
             assert h.admit([], [BudgetItem("free", None, 1)]).ok

@@ -4,6 +4,7 @@ touches shares one hash slot, and a master failover never stops enforcement."""
 from __future__ import annotations
 
 import os
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -131,3 +132,51 @@ def test_master_failover_keeps_enforcing_and_reconciles(
     assert cluster.procs[killed].poll() is not None
     with pytest.raises(redis.ConnectionError):
         cluster.client(killed).ping()
+
+
+def test_fleet_after_a_failover_enforces_one_budget(tmp_path: Path) -> None:
+    """Three routers ("hosts") on one cluster. Right after a master dies every node still says
+    cluster_state:ok (for NODE_TIMEOUT_MS), so ``wait_ok`` returns before the failover;
+    ``wait_failover`` waits for the promotion. Once each host has probed the new master, a
+    key first used then is enforced fleet-wide (<= 1.0x), not locally per host (fail-open's
+    outage path, up to 3x here: the fleet test's 2.4x)."""
+    try:
+        rc = RedisClusterServers(tmp_path / "rc")
+    except Unavailable as exc:
+        if REQUIRE:
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+    with rc:
+        prefix = f"h{uuid.uuid4().hex[:6]}:"
+        hosts = [make_state(rc.url, prefix=prefix) for _ in range(3)]
+        assert all(isinstance(h, ResilientState) for h in hosts)
+        slot_key = tagged(prefix) + "b:later"
+        for h in hosts:
+            assert h.admit([], [BudgetItem("free", None, 1)]).ok
+        killed = rc.kill_master_of(slot_key)
+        for h in hosts:  # each host notices the outage
+            h.admit([], [BudgetItem("free", None, 1)])
+        assert not any(isinstance(h, ResilientState) and h.healthy for h in hosts)
+        assert rc.wait_failover(killed, slot_key) != killed  # (wait_ok: at once, too early)
+        time.sleep(2.2)  # past each host's retry interval (2 s): its next call probes Redis
+        for h in hosts:
+            assert h.admit([], [BudgetItem("free", None, 1)]).ok
+        assert all(isinstance(h, ResilientState) and h.healthy for h in hosts)
+
+        admitted: list[bool] = []
+
+        def call(h: ResilientState | object) -> None:
+            assert isinstance(h, ResilientState)
+            ok = h.admit([], [BudgetItem("later", 80, 10)]).ok
+            admitted.append(ok)
+            if ok:
+                h.apply_deltas([("later", 0, None)])
+
+        threads = [threading.Thread(target=call, args=(hosts[i % 3],)) for i in range(40)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sum(admitted) * 10 == 80  # exactly the limit, fleet-wide
+        for h in hosts:
+            h.close()

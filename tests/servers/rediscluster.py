@@ -109,8 +109,25 @@ class RedisClusterServers:
             time.sleep(0.1)
         raise RuntimeError("Redis Cluster did not reach cluster_state:ok")
 
+    def wait_failover(self, killed: int, key: str, timeout: float = 30.0) -> int:
+        """Until a live replica was promoted for ``key``'s slot (the master ``killed`` used to
+        serve it) and every live node says cluster_state:ok; the new master's port.
+
+        ``wait_ok`` alone is not enough right after a kill: the nodes still say ok until they
+        notice the dead master (``NODE_TIMEOUT_MS``), so it returns before the failover."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(redis.RedisError, RuntimeError):
+                port = self.master_of(key)
+                if port != killed:
+                    self.wait_ok(max(0.1, deadline - time.monotonic()))
+                    return port
+            time.sleep(0.1)
+        raise RuntimeError(f"no replica was promoted for {key!r} after {killed} died")
+
     def master_of(self, key: str) -> int:
-        slot = int(self.client(self.ports[0]).cluster("keyslot", key))
+        live = [p for p, proc in self.procs.items() if proc.poll() is None]
+        slot = int(self.client(live[0]).cluster("keyslot", key))
         for port, proc in self.procs.items():
             if proc.poll() is not None:
                 continue

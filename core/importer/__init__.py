@@ -79,8 +79,7 @@ from core.importer._result import BadRow, ImportResult
 from core.importer._rows import exact_sum
 from core.pricing import Catalog, load_catalog
 from core.types import pico_to_usd
-from core.usage import Reader, segments_dir, write_segment
-from core.usage._segments import remove_import_temps
+from core.usage import Reader, remove_import_temps, segments_dir, write_segment
 
 loads = _loads  # data-load bookkeeping in the control plane (the demo uses it)
 

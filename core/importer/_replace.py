@@ -27,8 +27,7 @@ import pyarrow.parquet as pq
 from core import clock
 from core.importer._rows import exact_sum
 from core.private import private_dir, private_open
-from core.usage import conform, events_dir, scan, segments_dir, write_segment
-from core.usage._segments import IMPORT_LOCK
+from core.usage import IMPORT_LOCK, conform, events_dir, scan, segments_dir, write_segment
 
 
 @contextmanager

@@ -36,10 +36,12 @@ from core.usage._query import DIMENSIONS, GRAINS, TOKEN_COLUMNS, Filters, ident
 from core.usage._rollups import ROLLUP_DIMS, pruned_rollups, purge_source
 from core.usage._schema import COLUMNS, SCHEMA, STATUSES, Status, UsageEvent, conform, rows_to_table
 from core.usage._segments import (
+    IMPORT_LOCK,
     SUFFIX,
     SegmentInfo,
     events_dir,
     journal_dir,
+    remove_import_temps,
     scan,
     segments_dir,
     write_segment,
@@ -52,6 +54,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DIMENSIONS",
+    "IMPORT_LOCK",
     "GRAINS",
     "SCHEMA",
     "STATUSES",
@@ -67,6 +70,7 @@ __all__ = [
     "quarantine_dir",
     "quarantine_summary",
     "recover",
+    "remove_import_temps",
     "rows_to_table",
     "segments_dir",
     "write_segment",

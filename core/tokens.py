@@ -387,7 +387,7 @@ def billed_extras(extra: Mapping[str, object], messages: Sequence[Message]) -> s
     the tool (or legacy function) definitions, a structured-output schema and the
     assistants' tool calls; "" when there is none. Providers render these their own way, so
     a count of this text is an estimate (flagged)."""
-    parts: list[object] = [extra[k] for k in BILLED_FIELDS if extra.get(k)]
+    parts: list[object] = [extra[k] for k in BILLED_FIELDS if extra.get(k)] if extra else []
     for m in messages:
         if m.extra and m.extra.get("tool_calls"):
             parts.append(m.extra["tool_calls"])
@@ -400,12 +400,17 @@ def billed_extras(extra: Mapping[str, object], messages: Sequence[Message]) -> s
 
 
 def count_request(
-    model: str, messages: Sequence[Message], extra: Mapping[str, object]
+    model: str,
+    messages: Sequence[Message],
+    extra: Mapping[str, object],
+    more: str | None = None,
 ) -> TokenCount:
     """Prompt tokens of a chat request: ``count_messages`` plus its ``billed_extras``
-    (tool definitions, schemas, tool calls), flagged estimated when there are any."""
+    (tool definitions, schemas, tool calls; ``more``, when already worked out), flagged
+    estimated when there are any."""
     got = count_messages(model, messages)
-    more = billed_extras(extra, messages)
+    if more is None:
+        more = billed_extras(extra, messages)
     if not more:
         return got
     return TokenCount(got.tokens + count_text(model, more), True)

@@ -39,10 +39,10 @@ def fit(ctx: Context, call: Call, cand: Candidate) -> bool:
         if cand.row is None:  # unpriced: no window, no tier
             return True
         out = call.req.max_tokens or 0
-        req = call.req
-        bound = tokens.count_upper_bound(cand.model, req.messages)
-        if req.extra or any(m.extra for m in req.messages):  # tools, schemas, tool calls
-            bound += len(tokens.billed_extras(req.extra, req.messages).encode())
+        bound = tokens.count_upper_bound(cand.model, call.req.messages)
+        more = call.billed_text()  # tools, schemas, tool calls
+        if more:
+            bound += len(more.encode())
         lookup = ctx.catalog.lookup
         row = lookup(cand.model, prompt_tokens=bound)
         window = row.context_window

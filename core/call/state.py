@@ -77,6 +77,7 @@ class Call:
     notes: list[str] = field(default_factory=list)  # appended to the route reason
     first_model: str | None = None
     counts: dict[tuple[str, bool], tokens.TokenCount] = field(default_factory=dict)
+    extras: str | None = None  # tokens.billed_extras of the request, once known (billed_text)
     started: float = field(default_factory=time.perf_counter)
     start_ns: int = field(default_factory=lambda: int(clock.timestamp() * 1e9))
 
@@ -86,8 +87,18 @@ class Call:
         got = self.counts.get(key)
         if got is None:
             req = self.req
-            got = self.counts[key] = tokens.count_request(model, req.messages, req.extra)
+            got = tokens.count_request(model, req.messages, req.extra, self.billed_text())
+            self.counts[key] = got
         return got
+
+    def billed_text(self) -> str:
+        """What the request bills as prompt input beyond its messages' text (tools, schemas,
+        tool calls; ``tokens.billed_extras``), worked out once per call."""
+        text = self.extras
+        if text is None:
+            req = self.req
+            text = self.extras = tokens.billed_extras(req.extra, req.messages)
+        return text
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000

@@ -138,7 +138,7 @@ class SmtpServer:
 def self_signed(dir: Path) -> tuple[Path, ssl.SSLContext]:
     """A self-signed certificate for 127.0.0.1 (its own CA): (its PEM file, a server context
     serving it)."""
-    from datetime import UTC, datetime, timedelta
+    from datetime import UTC, datetime
     from ipaddress import IPv4Address
 
     from cryptography import x509
@@ -148,15 +148,17 @@ def self_signed(dir: Path) -> tuple[Path, ssl.SSLContext]:
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.now(UTC)
+    # A wide fixed validity: OpenSSL checks it against the system clock, which a test process
+    # whose clock is moved (time-machine) does not share.
+    since, until = datetime(2000, 1, 1, tzinfo=UTC), datetime(2099, 1, 1, tzinfo=UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
         .issuer_name(name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=1))
+        .not_valid_before(since)
+        .not_valid_after(until)
         .add_extension(
             x509.SubjectAlternativeName([x509.IPAddress(IPv4Address("127.0.0.1"))]), False
         )

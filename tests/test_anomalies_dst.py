@@ -9,26 +9,12 @@ from pathlib import Path
 
 from core.insights import scan_usage
 from core.insights._alerts import alert_message
-from core.types import PICO
-from core.usage import Reader, UsageEvent, UsageLog
+from core.usage import Reader, UsageLog
+from tests.events_support import spend_event
 
 TZ = "America/New_York"  # falls back on 1 Nov 2026: 01:00-02:00 EDT, then 01:00-02:00 EST
 NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
 SECOND_ONE_AM = datetime(2026, 11, 1, 6, 30, tzinfo=UTC)  # 01:30 EST (UTC-05:00)
-
-
-def event(i: str, ts: datetime, usd: int) -> UsageEvent:
-    return UsageEvent(
-        request_id=i,
-        ts=ts,
-        org="a",
-        user="u1",
-        task="chat",
-        model="gpt-4o",
-        provider="openai",
-        source="test",
-        cost_picousd=usd * PICO,
-    )
 
 
 def test_the_repeated_fall_back_hour_is_judged_alone_and_labelled(costline_home: Path) -> None:
@@ -36,10 +22,10 @@ def test_the_repeated_fall_back_hour_is_judged_alone_and_labelled(costline_home:
     at = (NOW - timedelta(days=40)).replace(minute=30)
     n = 0
     while at < NOW:  # $1 every real hour
-        log.append(event(f"h{n}", at, 1))
+        log.append(spend_event(f"h{n}", at, 1))
         at += timedelta(hours=1)
         n += 1
-    log.append(event("spike", SECOND_ONE_AM + timedelta(minutes=5), 29))  # $30 in that hour
+    log.append(spend_event("spike", SECOND_ONE_AM + timedelta(minutes=5), 29))  # $30 in that hour
     log.close()
     with Reader(costline_home) as reader:
         found = scan_usage(

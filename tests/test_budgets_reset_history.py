@@ -12,30 +12,17 @@ from pathlib import Path
 from core import clock, reports
 from core.control import SYSTEM, Budget, ControlPlane
 from core.types import PICO
-from core.usage import Reader, UsageEvent, UsageLog
+from core.usage import Reader, UsageLog
+from tests.events_support import spend_event
 
 NOW = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 RESET = datetime(2026, 11, 12, 15, 0, tzinfo=UTC)
 
 
-def event(i: str, ts: datetime, usd: int) -> UsageEvent:
-    return UsageEvent(
-        request_id=i,
-        ts=ts,
-        org="a",
-        user="u1",
-        task="chat",
-        model="gpt-4o",
-        provider="openai",
-        source="test",
-        cost_picousd=usd * PICO,
-    )
-
-
 def test_a_reset_followed_by_many_edits_still_starts_the_window(costline_home: Path) -> None:
     log = UsageLog(costline_home)
-    log.append(event("before", RESET - timedelta(hours=6), 5))
-    log.append(event("after", RESET + timedelta(hours=1), 3))
+    log.append(spend_event("before", RESET - timedelta(hours=6), 5))
+    log.append(spend_event("after", RESET + timedelta(hours=1), 3))
     log.close()
     budget = Budget(
         id="org-a",

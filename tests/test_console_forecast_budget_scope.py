@@ -16,25 +16,11 @@ import pytest
 
 from core import clock
 from core.control import SYSTEM, Budget, ControlPlane
-from core.types import PICO
-from core.usage import UsageEvent, UsageLog
+from core.usage import UsageLog
 from tests.console_support import ADMIN_PASSWORD, app, make_users
+from tests.events_support import spend_event
 
 NOW = datetime(2026, 11, 20, 10, 0, 30, tzinfo=UTC)
-
-
-def event(i: str, ts: datetime, usd: int, user: str) -> UsageEvent:
-    return UsageEvent(
-        request_id=i,
-        ts=ts,
-        org="a",
-        user=user,
-        task="chat",
-        model="gpt-4o",
-        provider="openai",
-        source="test",
-        cost_picousd=usd * PICO,
-    )
 
 
 @pytest.fixture
@@ -44,8 +30,8 @@ def two_users(costline_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     log = UsageLog(costline_home)
     noon = NOW.replace(hour=12, minute=0, second=0)
     for d in range(1, 41):
-        log.append(event(f"a{d}", noon - timedelta(days=d), 2, "u1"))
-        log.append(event(f"b{d}", noon - timedelta(days=d), 8, "u2"))
+        log.append(spend_event(f"a{d}", noon - timedelta(days=d), 2, user="u1"))
+        log.append(spend_event(f"b{d}", noon - timedelta(days=d), 8, user="u2"))
     log.close()
     make_users(costline_home)
     with ControlPlane(f"sqlite:///{costline_home / 'control.db'}") as plane:

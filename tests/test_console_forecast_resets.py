@@ -16,25 +16,12 @@ import pytest
 from core import clock
 from core.control import SYSTEM, Budget, ControlPlane
 from core.types import PICO
-from core.usage import UsageEvent, UsageLog
+from core.usage import UsageLog
 from tests.console_support import ADMIN_PASSWORD, app, make_users
+from tests.events_support import spend_event
 
 NOW = datetime(2026, 11, 20, 10, 0, 30, tzinfo=UTC)
 RESET = datetime(2026, 11, 12, 15, 0, tzinfo=UTC)
-
-
-def event(i: str, ts: datetime, usd: float, org: str = "a") -> UsageEvent:
-    return UsageEvent(
-        request_id=i,
-        ts=ts,
-        org=org,
-        user="u1",
-        task="chat",
-        model="gpt-4o",
-        provider="openai",
-        source="test",
-        cost_picousd=int(round(usd * PICO)),
-    )
 
 
 @pytest.fixture
@@ -45,9 +32,9 @@ def reset_home(costline_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     log = UsageLog(costline_home)
     noon = NOW.replace(hour=12, minute=0, second=0)
     for d in range(1, 41):
-        log.append(event(f"n{d}", noon - timedelta(days=d), 2.0))
-    log.append(event("before", RESET.replace(hour=9), 1.0))
-    log.append(event("after", RESET.replace(hour=16), 3.0))
+        log.append(spend_event(f"n{d}", noon - timedelta(days=d), 2.0))
+    log.append(spend_event("before", RESET.replace(hour=9), 1.0))
+    log.append(spend_event("after", RESET.replace(hour=16), 3.0))
     log.close()
     make_users(costline_home)
     with ControlPlane(f"sqlite:///{costline_home / 'control.db'}") as plane:
@@ -113,8 +100,8 @@ def test_outlook_of_a_key_budget_counts_the_key(costline_home: Path) -> None:
 
     log = UsageLog(costline_home)
     for d in range(1, 20):
-        log.append(replace(event(f"k{d}", NOW - timedelta(days=d), 1.5), key="ci-key"))
-    log.append(event("other", NOW - timedelta(hours=1), 7.0))
+        log.append(replace(spend_event(f"k{d}", NOW - timedelta(days=d), 1.5), key="ci-key"))
+    log.append(spend_event("other", NOW - timedelta(hours=1), 7.0))
     log.close()
     budget = Budget(
         id="k", name="CI key", scope="key", scope_value="ci-key", limit_usd=Decimal(100)
@@ -134,7 +121,7 @@ def test_outlook_counts_the_calls_the_budget_counts(costline_home: Path) -> None
 
     log = UsageLog(costline_home)
     for d in range(1, 20):
-        log.append(event(f"p{d}", NOW - timedelta(days=d), 2.5))
+        log.append(spend_event(f"p{d}", NOW - timedelta(days=d), 2.5))
     log.close()
     cat = load_catalog()
     assert cat.canonical("openai/gpt-4o") == "gpt-4o"
@@ -165,7 +152,7 @@ def test_run_rate_rounds_half_a_cent_up_like_every_figure(
     monkeypatch.setenv("COSTLINE_ADMIN_PASSWORD", ADMIN_PASSWORD)
     log = UsageLog(costline_home)
     for d in range(1, 7):
-        log.append(event(f"r{d}", NOW.replace(hour=12) - timedelta(days=d), 1.005))
+        log.append(spend_event(f"r{d}", NOW.replace(hour=12) - timedelta(days=d), 1.005))
     log.close()
     make_users(costline_home)
     with clock.frozen(NOW):

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 
 from core.control import Budget
-from core.types import pico_to_usd
+from core.types import pico_to_usd, usd_places
 
 from ._window import Window, scope_text
 
@@ -18,8 +18,7 @@ def usd(picousd: int) -> str:
     if d != 0 and abs(d) < CENT:
         text = f"{d.quantize(Decimal('0.000001')).normalize():f}"
         return ("-$" + text[1:]) if text.startswith("-") else "$" + text
-    sign = "-" if d < 0 else ""  # half a cent up, as the console's tables round
-    return f"{sign}${abs(d).quantize(CENT, rounding=ROUND_HALF_UP):,}"
+    return ("-" if d < 0 else "") + usd_places(abs(d))  # half a cent up, as the tables
 
 
 def amount(metric: str, value: int) -> str:

@@ -8,6 +8,8 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import pandas as pd
 
+from core.types import usd_places
+
 PICO = 10**12
 DAYS_PER_MONTH = 30
 TOKEN_CLASSES = (
@@ -57,8 +59,7 @@ def dollars_text(usd: Decimal | float) -> str:
     d = usd if isinstance(usd, Decimal) else Decimal(repr(float(usd)))
     if not d.is_finite():
         return f"${d}"
-    sign = "-" if d < 0 else ""
-    return f"{sign}${abs(d).quantize(Decimal('0.01'), rounding=ROUND_HALF_UP):,}"
+    return ("-" if d < 0 else "") + usd_places(abs(d))
 
 
 def observed_days(events: pd.DataFrame) -> float:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import email.utils
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 
+from core import clock
 from core.errors import CostlineError, ProviderServerError, RateLimited, RetryableError
 
 
@@ -31,3 +34,27 @@ class RetryPolicy:
                 return None
             return max(0.0, exc.retry_after)
         return rng.uniform(0.0, min(self.cap_s, self.base_s * (2 ** (attempt - 1))))
+
+
+def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """Seconds to wait from retry-after-ms, or Retry-After as seconds or an HTTP-date (provider
+    errors and the alert worker's webhook replies)."""
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(float(ms) / 1000.0, 0.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    now = clock.timestamp() if now is None else now
+    return max(when.timestamp() - now, 0.0)

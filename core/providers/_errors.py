@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import email.utils
 from collections.abc import Mapping
 from typing import Any
 
 import httpx
 import orjson
 
-from core import clock
 from core.errors import (
     AuthError,
     BadRequest,
@@ -22,6 +20,7 @@ from core.errors import (
     ProviderTimeout,
     RateLimited,
 )
+from core.retry import parse_retry_after
 
 CONTEXT_MARKERS = (
     "context_length_exceeded",
@@ -58,29 +57,6 @@ class Where:
         if self.key and len(self.key) >= 4:
             msg = msg.replace(self.key, "***")
         return msg
-
-
-def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
-    """Seconds to wait from retry-after-ms, or Retry-After as seconds or an HTTP-date."""
-    ms = headers.get("retry-after-ms")
-    if ms:
-        try:
-            return max(float(ms) / 1000.0, 0.0)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    now = clock.timestamp() if now is None else now
-    return max(when.timestamp() - now, 0.0)
 
 
 def error_detail(body: bytes | str) -> str:

@@ -29,6 +29,7 @@ import httpx
 from core import clock
 from core.alerts import slack_payload
 from core.control import Alert, ControlPlane, url_digest
+from core.retry import parse_retry_after
 from core.worker._settings import AlertSettings
 
 log = logging.getLogger("costline.worker")
@@ -63,24 +64,6 @@ def _title(a: Alert) -> str:
     return f"Costline {a.severity} · {a.kind.replace('_', ' ')} · {a.subject or 'all'}"
 
 
-def retry_after_s(resp: httpx.Response) -> float | None:
-    """A response's ``Retry-After`` in seconds (delta-seconds or an HTTP date), or None."""
-    text = resp.headers.get("retry-after", "").strip()
-    if not text:
-        return None
-    try:
-        return max(0.0, float(text))
-    except ValueError:
-        pass
-    try:
-        at = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if at.tzinfo is None:
-        return None
-    return max(0.0, (at - clock.now()).total_seconds())
-
-
 @dataclass
 class Posted:
     outcome: str  # "sent", or the error (naming only the host)
@@ -109,7 +92,7 @@ def post_webhook(client: httpx.Client, url: str, a: Alert, backoff_s: float = 0.
             error = f"HTTP {resp.status_code} from {host}"
             if resp.is_client_error and resp.status_code not in (408, 429):
                 break
-            asked = retry_after_s(resp) if resp.status_code in (429, 503) else None
+            asked = parse_retry_after(resp.headers) if resp.status_code in (429, 503) else None
             if asked is not None:
                 if asked > QUICK_RETRY_AFTER_S:
                     return Posted(f"{error} (Retry-After {asked:.0f} s)", asked)

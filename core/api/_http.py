@@ -19,6 +19,7 @@ Errors always look like ``{"error": {"type": ..., "message": ..., "field": ...}}
     | 413    | payload_too_large     | a request body over ``MAX_BODY_BYTES`` (8 MiB)    |
     | 422    | invalid               | a value fails validation (``field`` names it)    |
     | 428    | precondition_required | a write to an existing resource without If-Match |
+    | 503    | service_unavailable   | a store the answer needs (Redis) stopped answering |
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ ERROR_TYPES: dict[int, str] = {
     413: "payload_too_large",
     422: "invalid",
     428: "precondition_required",
+    503: "service_unavailable",
 }
 
 
@@ -135,6 +137,7 @@ class Op:
     status: int = 200
     etag: bool = False  # the answer carries an ETag; writes take If-Match
     description: str = ""
+    errors: tuple[int, ...] = ()  # statuses it may answer besides the usual ones (OpenAPI)
 
 
 def dumps(value: Json) -> bytes:

@@ -86,6 +86,7 @@ def _operation(op: Op) -> dict[str, Any]:
         codes += [409, 413, 422]
     if op.etag and op.method != "GET":
         codes += [412, 428]
+    codes += [c for c in op.errors if c not in codes]
     for code in codes:
         responses[str(code)] = _error_response(code)
     out["responses"] = responses

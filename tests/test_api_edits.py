@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +145,38 @@ def test_alerts_inbox_ack_and_mute(api: ApiServer) -> None:
     assert viewer.get("/alerts", params={"kind": "anomaly,budget", "severity": "warning"}).json()
     assert viewer.get("/alerts", params={"kind": "weather"}).status_code == 422
     assert [e.actor for e in plane.audit(entity="alert", limit=2)] == ["eng", "eng"]
+
+
+def test_a_muted_series_is_listed_and_can_be_unmuted(api: ApiServer) -> None:
+    api.plane.record_alert("org=acme", "2026-01-01", 0, message="odd", kind="anomaly")
+    eng = api.client(api.user("eng", "engineer"))
+    viewer = api.client(api.user("vic", "viewer"))
+    (alert,) = viewer.get("/alerts").json()["data"]
+    until = (api.plane.now() + timedelta(days=3)).replace(microsecond=0).isoformat()
+    assert eng.post(f"/alerts/{alert['id']}/mute", json={"until": until}).status_code == 200
+    (mute,) = viewer.get("/alerts/mutes").json()["data"]
+    assert (mute["kind"], mute["subject"], mute["created_by"]) == ("anomaly", "org=acme", "eng")
+    assert viewer.get("/alerts").json()["data"][0]["state"] == "muted"
+    r = viewer.post(f"/alerts/{alert['id']}/unmute")
+    assert r.status_code == 403 and r.json()["error"]["type"] == "forbidden"
+    r = eng.post(f"/alerts/{alert['id']}/unmute")
+    assert r.status_code == 200, r.text
+    assert (r.json()["kind"], r.json()["subject"]) == ("anomaly", "org=acme")
+    assert viewer.get("/alerts").json()["data"][0]["state"] == "open"
+    assert viewer.get("/alerts/mutes").json()["data"] == []
+    assert not api.plane.muted("anomaly", "org=acme")
+    (entry,) = api.plane.audit(entity="alert", limit=1)
+    assert (entry.action, entry.actor, entry.entity_id) == (
+        "alert.unmute",
+        "eng",
+        "anomaly:org=acme",
+    )
+    again = eng.post(f"/alerts/{alert['id']}/unmute")
+    assert again.status_code == 404 and "is not muted" in again.json()["error"]["message"]
+    assert eng.post("/alerts/999999/unmute").status_code == 404
+    doc = viewer.get("/openapi.json").json()
+    assert "post" in doc["paths"]["/alerts/{id}/unmute"]
+    assert "get" in doc["paths"]["/alerts/mutes"]
 
 
 def test_limits_show_live_buckets_and_reset_them(api: ApiServer) -> None:

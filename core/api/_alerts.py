@@ -1,4 +1,5 @@
-"""Alerts inbox: list (filter by kind, severity, state; cursor-paged), acknowledge, mute."""
+"""Alerts inbox: list (filter by kind, severity, state; cursor-paged), acknowledge, mute and
+unmute a series (an alert's kind and subject), list the mutes in force."""
 
 from __future__ import annotations
 
@@ -100,6 +101,28 @@ def mute(call: Call) -> Json:
     return to_json(m)
 
 
+def unmute(call: Call) -> Json:
+    """Notify this alert's series again now (the mute is removed; audited as alert.unmute)."""
+    alert_id = _id(call)
+    found = call.ctx.plane.alert(alert_id)
+    if found is None:
+        raise ApiError(404, f"no alert {alert_id}")
+    series = (found.kind, found.subject)
+    mute = next((m for m in call.ctx.plane.mutes() if (m.kind, m.subject) == series), None)
+    if mute is None or not call.ctx.plane.unmute_series(found.kind, found.subject, call.actor):
+        raise ApiError(
+            404, f"the series of alert {alert_id} ({found.kind} {found.subject!r}) is not muted"
+        )
+    return to_json(mute)
+
+
+def list_mutes(call: Call) -> Json:
+    return {"data": [to_json(m) for m in call.ctx.plane.mutes()]}
+
+
+MUTE = obj(
+    kind="string", subject="string", until="datetime", created_by="string", created_at="datetime"
+)
 ALERT = obj(
     id="integer",
     kind="string",
@@ -154,6 +177,24 @@ OPS = [
         params=(ID,),
         body=obj(("until",), until="string"),
         entity="alert",
-        response=obj(kind="string", subject="string", until="datetime"),
+        response=MUTE,
+    ),
+    Op(
+        "POST",
+        "/alerts/{id}/unmute",
+        unmute,
+        "Unmute this alert's series now (audited); 404 when it is not muted",
+        "alerts",
+        params=(ID,),
+        entity="alert",
+        response=MUTE,
+    ),
+    Op(
+        "GET",
+        "/alerts/mutes",
+        list_mutes,
+        "The series muted now (kind, subject, until, who muted them)",
+        "alerts",
+        response=obj(data={"type": "array", "items": MUTE}),
     ),
 ]

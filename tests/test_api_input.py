@@ -3,12 +3,17 @@ is stored (huge amounts, typo'd or already-expired token requests, unknown setti
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from test_usage_support import event
 
 from core.state import MemoryState
+from core.usage import rows_to_table, segments_dir, write_segment
+from core.usage._schema import event_row
 from tests.servers.api import ApiServer
 
 BUDGET = {"id": "ops", "name": "Ops", "limit_usd": "100", "period": "day"}
@@ -217,3 +222,39 @@ def test_a_price_import_with_a_misspelt_field_is_refused(api: ApiServer) -> None
     dry = admin.post("/prices/import", json={"content": prices})
     assert dry.status_code == 200 and dry.json()["dry_run"] is True
     assert admin.get("/prices/overrides").json()["data"] == []
+
+
+@pytest.mark.parametrize("text", ["²", "٣", "99999999999999999999"])
+def test_an_alert_id_or_id_cursor_it_never_returned_is_a_4xx_not_a_500(
+    api: ApiServer, text: str
+) -> None:
+    """Ids and the id cursors of /alerts and /audit: only ASCII digits that fit the
+    database's integers; anything else (a superscript two passes str.isdigit but not int, a
+    number past 2**63 overflows SQLite) names the problem instead of an internal error."""
+    api.plane.record_alert("ops", "2026-01-01", 90, message="Ops at 90%")
+    adm = api.client(api.user("adm", "admin"))
+    for path in (f"/alerts/{text}/ack", f"/alerts/{text}/mute"):
+        r = adm.post(path, json={"until": "2030-01-01"})
+        assert r.status_code == 404, (path, r.text)
+        assert r.json()["error"]["message"].startswith("no alert")
+    for path in ("/alerts", "/audit"):
+        r = adm.get(path, params={"cursor": text})
+        assert r.status_code == 400, (path, r.text)
+        assert r.json()["error"]["field"] == "cursor"
+
+
+@pytest.mark.parametrize(
+    "value", [[1e300, "r"], [10**22, "r"], [-(10**22), "r"], [1, "r", 10**30], [1, "r", 1.5e300]]
+)
+def test_a_usage_cursor_out_of_range_is_a_400_not_a_500(
+    api: ApiServer, value: list[object]
+) -> None:
+    write_segment(rows_to_table([event_row(event(1))]), segments_dir(api.home), "a")
+    cursor = base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+    r = api.client(api.user("vic", "viewer")).get("/usage", params={"cursor": cursor})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"] == {
+        "type": "bad_request",
+        "message": "cursor: not a cursor this API returned",
+        "field": "cursor",
+    }

@@ -5,7 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 
 from core.api._coerce import to_json
-from core.api._http import ApiError, Call, Json, Op, Param, Reply, body_object, parse_int
+from core.api._http import (
+    ApiError,
+    Call,
+    Json,
+    Op,
+    Param,
+    Reply,
+    body_object,
+    parse_id,
+    parse_int,
+)
 from core.api._query import parse_time
 from core.api._schemas import list_of, obj, page_of
 
@@ -14,11 +24,12 @@ def audit(call: Call) -> Json:
     call.ctx.plane.authorize(call.actor, "audit")
     limit = parse_int(call, "limit", 100, 1, 1000)
     cursor = call.arg("cursor")
-    if cursor is not None and not cursor.isdigit():
+    before_id = None if cursor is None else parse_id(cursor)
+    if cursor is not None and before_id is None:
         raise ApiError(400, "cursor: not a cursor this API returned", "cursor")
     entries = call.ctx.plane.audit_page(
         limit=limit,
-        before_id=int(cursor) if cursor else None,
+        before_id=before_id,
         entity=call.arg("entity"),
         entity_id=call.arg("entity_id"),
         actor=call.arg("actor"),

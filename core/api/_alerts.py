@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from core.api._coerce import to_json
-from core.api._http import ApiError, Call, Json, Op, Param, body_object, parse_int
+from core.api._http import ApiError, Call, Json, Op, Param, body_object, parse_id, parse_int
 from core.api._query import parse_time
 from core.api._schemas import field, obj, page_of
 from core.control import ALERT_KINDS, ALERT_STATES, SEVERITIES, Alert, ControlPlane
@@ -55,7 +55,8 @@ def _usd(pico: int) -> str | None:
 def list_alerts(call: Call) -> Json:
     limit = parse_int(call, "limit", 100, 1, 1000)
     cursor = call.arg("cursor")
-    if cursor is not None and not cursor.isdigit():
+    before_id = None if cursor is None else parse_id(cursor)
+    if cursor is not None and before_id is None:
         raise ApiError(400, "cursor: not a cursor this API returned", "cursor")
     state = call.arg("state")
     items = call.ctx.plane.alert_page(
@@ -63,7 +64,7 @@ def list_alerts(call: Call) -> Json:
         severities=call.args("severity") or (),
         state=state,
         subject=call.arg("subject"),
-        before_id=int(cursor) if cursor else None,
+        before_id=before_id,
         limit=limit,
     )
     data = alerts_json(call.ctx.plane, items)
@@ -81,9 +82,10 @@ def ack(call: Call) -> Json:
 
 def _id(call: Call) -> int:
     text = call.path["id"]
-    if not text.isdigit():
+    alert_id = parse_id(text)
+    if alert_id is None:
         raise ApiError(404, f"no alert {text!r}")
-    return int(text)
+    return alert_id
 
 
 def mute(call: Call) -> Json:

@@ -205,6 +205,18 @@ def parse_int(call: Call, name: str, default: int, lo: int, hi: int) -> int:
     return value
 
 
+MAX_ID = 2**63 - 1  # the largest integer the databases store (SQLite, PostgreSQL BIGINT)
+
+
+def parse_id(text: str) -> int | None:
+    """A database id or id cursor as the API wrote it (ASCII digits, at most ``MAX_ID``),
+    else None: ``str.isdigit`` also takes '²' and '٣', and a larger number overflows."""
+    if not (text.isascii() and text.isdigit()):
+        return None
+    value = int(text)
+    return value if value <= MAX_ID else None
+
+
 def body_object(call: Call) -> dict[str, Any]:
     if not isinstance(call.body, dict):
         raise ApiError(400, "the request body must be a JSON object", "body")

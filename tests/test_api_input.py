@@ -258,3 +258,22 @@ def test_a_usage_cursor_out_of_range_is_a_400_not_a_500(
         "message": "cursor: not a cursor this API returned",
         "field": "cursor",
     }
+
+
+def test_boolean_parameters_take_any_case_and_refuse_anything_else(api: ApiServer) -> None:
+    """``kpis=True`` (Python's requests sends booleans so) adds the KPIs instead of silently
+    leaving them out; a value that is no boolean is a 400 naming it, not read as the default
+    (``backtest=nope`` ran the backtest)."""
+    viewer = api.client(api.user("vic", "viewer"))
+    for text in ("True", "TRUE", "on"):
+        r = viewer.get("/spend", params={"kpis": text})
+        assert r.status_code == 200 and "kpis" in r.json(), (text, r.text)
+    assert "kpis" not in viewer.get("/spend", params={"kpis": "False"}).json()
+    for path, name in (("/spend", "kpis"), ("/forecast", "backtest")):
+        r = viewer.get(path, params={name: "nope"})
+        assert r.status_code == 400, (path, r.text)
+        assert r.json()["error"] == {
+            "type": "bad_request",
+            "message": f"{name}: must be true or false (got 'nope')",
+            "field": name,
+        }

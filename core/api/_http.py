@@ -205,6 +205,23 @@ def parse_int(call: Call, name: str, default: int, lo: int, hi: int) -> int:
     return value
 
 
+TRUE = ("1", "true", "yes", "on")
+FALSE = ("0", "false", "no", "off")
+
+
+def parse_bool(call: Call, name: str, default: bool) -> bool:
+    """A boolean query parameter: true/false, 1/0, yes/no, on/off in any case (``True`` as
+    Python's requests sends it); anything else is a 400 naming it, never read as the default."""
+    text = call.arg(name)
+    if text is None:
+        return default
+    if text.lower() in TRUE:
+        return True
+    if text.lower() in FALSE:
+        return False
+    raise ApiError(400, f"{name}: must be true or false (got {text!r})", name)
+
+
 MAX_ID = 2**63 - 1  # the largest integer the databases store (SQLite, PostgreSQL BIGINT)
 
 

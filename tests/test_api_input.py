@@ -277,3 +277,28 @@ def test_boolean_parameters_take_any_case_and_refuse_anything_else(api: ApiServe
             "message": f"{name}: must be true or false (got 'nope')",
             "field": name,
         }
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("/spend", {"org": ""}),
+        ("/spend", {"model": ","}),
+        ("/spend/top", {"project": ""}),
+        ("/usage", {"user": ""}),
+        ("/usage", {"status": ""}),
+        ("/advice", {"task": ""}),
+    ],
+)
+def test_a_filter_given_without_a_value_is_a_400_not_zero_spend(
+    api: ApiServer, path: str, params: dict[str, str]
+) -> None:
+    """``?org=`` (an empty form field, an unset shell variable) matched no event, so the
+    answer said $0 / no rows; it names the parameter instead."""
+    write_segment(rows_to_table([event_row(event(1))]), segments_dir(api.home), "a")
+    viewer = api.client(api.user("vic", "viewer"))
+    r = viewer.get(path, params={**params, "range": "all"})
+    assert r.status_code == 400, r.text
+    (name,) = params
+    assert r.json()["error"]["field"] == name
+    assert r.json()["error"]["message"].startswith(f"{name}: no value given")

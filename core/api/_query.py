@@ -60,13 +60,23 @@ def time_range(call: Call, tz: str, default: str = "30d") -> tuple[datetime, dat
     return start, end
 
 
+def nonempty(values: list[str], name: str) -> list[str]:
+    """A filter given with no value (``?org=``, ``?org=,``) is a 400: it matched no row, so
+    the answer read as zero spend."""
+    if not values:
+        raise ApiError(
+            400, f"{name}: no value given (leave {name} out to include every {name})", name
+        )
+    return values
+
+
 def filters(call: Call, tz: str, *, status: list[str] | None = None) -> Filters:
     start, end = time_range(call, tz)
     values: dict[str, object] = {"start": start, "end": end}
     for d in FILTER_DIMS:
         chosen = call.args(d)
         if chosen is not None:
-            values[d] = chosen
+            values[d] = nonempty(chosen, d)
     if status is not None:
         values["status"] = status
     try:

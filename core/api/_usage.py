@@ -23,7 +23,7 @@ from core.api._http import (
     parse_int,
 )
 from core.api._paging import decode_cursor, encode_cursor, page
-from core.api._query import FILTER_PARAMS, RANGE_PARAMS, filters, group_by
+from core.api._query import FILTER_PARAMS, RANGE_PARAMS, filters, group_by, nonempty
 from core.api._schemas import obj, page_of
 from core.usage import COLUMNS, STATUSES
 
@@ -53,6 +53,8 @@ def event_json(rec: dict[str, Any], tz: ZoneInfo) -> dict[str, Any]:
 def list_usage(call: Call) -> Json:
     tz = call.ctx.tz()
     status = call.args("status")
+    if status is not None:
+        nonempty(status, "status")
     for s in status or []:
         if s not in STATUSES:
             raise ApiError(400, f"status: must be one of {', '.join(STATUSES)}", "status")

@@ -302,3 +302,22 @@ def test_a_filter_given_without_a_value_is_a_400_not_zero_spend(
     (name,) = params
     assert r.json()["error"]["field"] == name
     assert r.json()["error"]["message"].startswith(f"{name}: no value given")
+
+
+def test_a_bad_body_field_is_a_422_naming_it_as_for_every_other_body(api: ApiServer) -> None:
+    """Body fields, as POST /keys already does: a mute's or a token's time that is no date
+    is a 422 (it was a 400, the status of a bad query parameter), a mute with a field it
+    does not take is refused rather than ignored, and a PUT whose body names another key
+    than its path says which field."""
+    api.plane.record_alert("ops", "2026-01-01", 90, message="Ops at 90%")
+    (alert,) = api.plane.alerts()
+    adm = api.client(api.user("adm", "admin"))
+    r = adm.post(f"/alerts/{alert.id}/mute", json={"until": "next week"})
+    assert (r.status_code, r.json()["error"]["field"]) == (422, "until"), r.text
+    r = adm.post(f"/alerts/{alert.id}/mute", json={"until": "2030-01-01", "reason": "noisy"})
+    assert (r.status_code, r.json()["error"]["field"]) == (422, "reason"), r.text
+    assert not api.plane.mutes()
+    r = adm.post("/tokens", json={"user": "adm", "expires_at": "tomorrow"})
+    assert (r.status_code, r.json()["error"]["field"]) == (422, "expires_at"), r.text
+    r = adm.put("/routing-policies/chat", json={"task": "summarize", "primary_model": "gpt-4o"})
+    assert (r.status_code, r.json()["error"]["field"]) == (422, "task"), r.text

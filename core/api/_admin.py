@@ -55,7 +55,7 @@ def create_token(call: Call) -> Reply:
         raise ApiError(422, "name: must be a string", "name")
     expires: datetime | None = None
     if data.get("expires_at") is not None:
-        expires = parse_time(str(data["expires_at"]), call.ctx.tz(), "expires_at")
+        expires = parse_time(str(data["expires_at"]), call.ctx.tz(), "expires_at", 422)
     secret, token = call.ctx.plane.create_api_token(user, call.actor, name=name, expires_at=expires)
     return Reply({**to_json(token), "token": secret}, status=201)
 

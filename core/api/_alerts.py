@@ -95,10 +95,13 @@ def mute(call: Call) -> Json:
     if found is None:
         raise ApiError(404, f"no alert {alert_id}")
     data = body_object(call)
+    for key in data:  # a typo must not be ignored
+        if key != "until":
+            raise ApiError(422, f"{key}: not a field you can set here (only until)", key)
     until_text = data.get("until")
     if not isinstance(until_text, str):
         raise ApiError(422, "until: an ISO datetime or date", "until")
-    until = parse_time(until_text, call.ctx.tz(), "until")
+    until = parse_time(until_text, call.ctx.tz(), "until", 422)
     m = call.ctx.plane.mute_series(found.kind, found.subject, until, call.actor)
     return to_json(m)
 

@@ -120,7 +120,9 @@ def entity_ops(ent: Entity) -> list[Op]:
         key = call.path[ent.key]
         data = body_object(call)
         if ent.key in data and str(data[ent.key]) != key:
-            raise ApiError(422, f"{ent.key}: the body says {data[ent.key]!r}, the path {key!r}")
+            raise ApiError(
+                422, f"{ent.key}: the body says {data[ent.key]!r}, the path {key!r}", ent.key
+            )
         value: Any = build(ent.cls, {**data, ent.key: key}, None, fixed=ent.fixed)
         existed = _current(ent, call, key) is not None
         stored = _guarded(ent, call, lambda: ent.upsert(call.ctx.plane, value, call.actor))

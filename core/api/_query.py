@@ -32,14 +32,15 @@ FILTER_PARAMS = tuple(
 )
 
 
-def parse_time(text: str, tz: str, name: str) -> datetime:
+def parse_time(text: str, tz: str, name: str, status: int = 400) -> datetime:
+    """``status``: 400 for a query parameter, 422 for a field of a JSON body."""
     try:
         if len(text) == 10:
             return local_midnight(date.fromisoformat(text), tz)
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise ApiError(
-            400, f"{name}: {text!r} is not a date (YYYY-MM-DD) or ISO datetime", name
+            status, f"{name}: {text!r} is not a date (YYYY-MM-DD) or ISO datetime", name
         ) from None
     return value if value.tzinfo else value.replace(tzinfo=ZoneInfo(tz))
 

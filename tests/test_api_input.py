@@ -297,7 +297,7 @@ def test_a_filter_given_without_a_value_is_a_400_not_zero_spend(
     answer said $0 / no rows; it names the parameter instead."""
     write_segment(rows_to_table([event_row(event(1))]), segments_dir(api.home), "a")
     viewer = api.client(api.user("vic", "viewer"))
-    r = viewer.get(path, params={**params, "range": "all"})
+    r = viewer.get(path, params=params)
     assert r.status_code == 400, r.text
     (name,) = params
     assert r.json()["error"]["field"] == name
@@ -321,3 +321,26 @@ def test_a_bad_body_field_is_a_422_naming_it_as_for_every_other_body(api: ApiSer
     assert (r.status_code, r.json()["error"]["field"]) == (422, "expires_at"), r.text
     r = adm.put("/routing-policies/chat", json={"task": "summarize", "primary_model": "gpt-4o"})
     assert (r.status_code, r.json()["error"]["field"]) == (422, "task"), r.text
+
+
+def test_a_query_parameter_the_operation_does_not_take_is_a_400_naming_it(
+    api: ApiServer,
+) -> None:
+    """``?grup_by=day`` answered the ungrouped totals, ``/advice?range=7d`` advice over its
+    own 30 days, as if the parameter had been honoured; only the parameters the OpenAPI
+    document lists for the operation are taken."""
+    viewer = api.client(api.user("vic", "viewer"))
+    r = viewer.get("/spend", params={"grup_by": "day"})
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert error["field"] == "grup_by"
+    assert error["message"].startswith("grup_by: not a parameter of GET /spend (it takes start,")
+    assert "group_by" in error["message"]
+    r = viewer.get("/advice", params={"range": "7d"})
+    assert (r.status_code, r.json()["error"]["field"]) == (400, "range"), r.text
+    r = viewer.get("/budgets", params={"limit": "5"})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["message"] == "limit: not a parameter of GET /budgets (it takes none)"
+    doc = viewer.get("/openapi.json").json()
+    spend = {p["name"] for p in doc["paths"]["/spend"]["get"]["parameters"]}
+    assert {"group_by", "kpis", "range", "org"} <= spend

@@ -173,6 +173,7 @@ def _run(
             raise ApiError(401, str(exc)) from None
         if op.entity is not None:
             ctx.plane.authorize(actor, op.entity)
+        _check_query(op, query)
         call = Call(
             ctx=ctx,
             actor=actor,
@@ -196,6 +197,16 @@ def _run(
             return _json(
                 {"error": {"type": "internal", "message": "internal error", "field": None}}, 500
             )
+
+
+def _check_query(op: Op, query: dict[str, list[str]]) -> None:
+    """A query parameter the operation does not take is a 400 naming it (``?grup_by=day``
+    would otherwise answer the ungrouped totals as if asked for them)."""
+    known = [p.name for p in op.params if p.where == "query"]
+    for name in query:
+        if name not in known:
+            takes = f"it takes {', '.join(known)}" if known else "it takes none"
+            raise ApiError(400, f"{name}: not a parameter of {op.method} {op.path} ({takes})", name)
 
 
 def routes(ctx: Context, root: str = "/api") -> list[BaseRoute]:

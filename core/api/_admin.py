@@ -17,7 +17,7 @@ from core.api._http import (
     parse_int,
 )
 from core.api._query import parse_time
-from core.api._schemas import list_of, obj, page_of
+from core.api._schemas import field, list_of, obj, page_of
 
 
 def audit(call: Call) -> Json:
@@ -100,7 +100,10 @@ OPS = [
         "Create an API token for a user (admin); the secret is in this answer only",
         "admin",
         body=obj(("user",), user="string", name="string", expires_at="string"),
-        response=TOKEN,
+        response=obj(
+            **TOKEN["properties"],
+            token=field("string", description="the secret (clt_...): in this answer only"),
+        ),
         entity="api_token",
         status=201,
     ),

@@ -205,6 +205,7 @@ def entity_ops(ent: Entity) -> list[Op]:
                 response=schema,
                 entity=ent.name,
                 etag=True,
+                also=(201,),
             )
         )
     if ent.patch:

@@ -138,6 +138,7 @@ class Op:
     etag: bool = False  # the answer carries an ETag; writes take If-Match
     description: str = ""
     errors: tuple[int, ...] = ()  # statuses it may answer besides the usual ones (OpenAPI)
+    also: tuple[int, ...] = ()  # other success statuses, same body (PUT: 201 when it creates)
 
 
 def dumps(value: Json) -> bytes:

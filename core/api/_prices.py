@@ -12,7 +12,7 @@ import orjson
 from core import clock
 from core.api._coerce import build, to_json
 from core.api._http import ApiError, Call, Json, Op, Param, Reply, body_object, etag_of
-from core.api._schemas import list_of, obj
+from core.api._schemas import field, list_of, obj
 from core.control import PriceOverride
 from core.pricing import PriceRow
 from core.pricing.overrides import apply_import, preview_import
@@ -172,9 +172,21 @@ OPS = [
             note="string",
             new_model="boolean",
         ),
+        response=obj(
+            model="string",
+            provider="string",
+            effective_from="date",
+            input="string",
+            output="string",
+            cached_input=field("string", nullable=True),
+            cache_write=field("string", nullable=True),
+            reasoning=field("string", nullable=True),
+            note="string",
+        ),
         entity="price_override",
         status=201,
         etag=True,
+        also=(200,),
     ),
     Op(
         "POST",

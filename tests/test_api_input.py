@@ -344,3 +344,21 @@ def test_a_query_parameter_the_operation_does_not_take_is_a_400_naming_it(
     doc = viewer.get("/openapi.json").json()
     spend = {p["name"] for p in doc["paths"]["/spend"]["get"]["parameters"]}
     assert {"group_by", "kpis", "range", "org"} <= spend
+
+
+def test_a_setting_put_answers_as_its_get_does_and_checks_the_key(api: ApiServer) -> None:
+    """PUT /settings/{key} answered without ``stored``, which its documented schema (that
+    of GET) names; a body naming another key than the path was stored under the path's."""
+    adm = api.client(api.user("adm", "admin"))
+    put = adm.put("/settings/retention_days", json={"value": 90})
+    assert put.status_code == 200, put.text
+    got = adm.get("/settings/retention_days")
+    assert put.json() == got.json() == {"key": "retention_days", "value": 90, "stored": True}
+    assert put.headers["etag"] == got.headers["etag"]
+    r = adm.put(
+        "/settings/timezone",
+        json={"key": "currency", "value": "Europe/Paris"},
+        headers={"If-Match": "*"},
+    )
+    assert (r.status_code, r.json()["error"]["field"]) == (422, "key"), r.text
+    assert api.plane.get_setting("timezone") == "UTC"  # unchanged

@@ -362,3 +362,22 @@ def test_a_setting_put_answers_as_its_get_does_and_checks_the_key(api: ApiServer
     )
     assert (r.status_code, r.json()["error"]["field"]) == (422, "key"), r.text
     assert api.plane.get_setting("timezone") == "UTC"  # unchanged
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), [("kind", "weather"), ("severity", "loud"), ("state", "closed")]
+)
+def test_a_bad_alerts_filter_is_a_documented_400_naming_it(
+    api: ApiServer, name: str, value: str
+) -> None:
+    """GET /alerts answered a bad kind, severity or state with a 422, which its OpenAPI
+    entry does not list (a GET lists 400 for a bad parameter, as every other one answers)."""
+    viewer = api.client(api.user("vic", "viewer"))
+    r = viewer.get("/alerts", params={name: value})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["field"] == name
+    assert r.json()["error"]["message"].startswith(f"{name}: must be one of ")
+    assert (
+        str(r.status_code)
+        in viewer.get("/openapi.json").json()["paths"]["/alerts"]["get"]["responses"]
+    )

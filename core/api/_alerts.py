@@ -59,9 +59,20 @@ def list_alerts(call: Call) -> Json:
     if cursor is not None and before_id is None:
         raise ApiError(400, "cursor: not a cursor this API returned", "cursor")
     state = call.arg("state")
+    kinds, severities = call.args("kind") or [], call.args("severity") or []
+    for name, values, choices in (
+        ("kind", kinds, ALERT_KINDS),
+        ("severity", severities, SEVERITIES),
+        ("state", [state] if state is not None else [], ALERT_STATES),
+    ):  # a bad parameter: 400, as every other query parameter (the plane's check says 422)
+        for value in values:
+            if value not in choices:
+                raise ApiError(
+                    400, f"{name}: must be one of {', '.join(choices)} (got {value!r})", name
+                )
     items = call.ctx.plane.alert_page(
-        kinds=call.args("kind") or (),
-        severities=call.args("severity") or (),
+        kinds=kinds,
+        severities=severities,
         state=state,
         subject=call.arg("subject"),
         before_id=before_id,

@@ -259,3 +259,29 @@ def test_notification_settings_are_validated_and_guarded(api: ApiServer) -> None
     listed = {s["key"]: s["value"] for s in admin.get("/settings").json()["data"]}
     assert listed["retention_days"] == 30 and listed["timezone"] == "UTC"
     assert api.plane.audit(entity="setting", limit=1)[0].actor == "adm"
+
+
+def test_ids_with_a_slash_can_be_read_changed_and_deleted(api: ApiServer) -> None:
+    """A budget id may hold '/' (team/a) and a task name too: POST created them, but every
+    route of one (GET, PATCH, DELETE, status, reset) was a 404 'no such path', encoded
+    (%2F, as Swagger UI sends it) or not. The sub-resources still win: /budgets/b1/status."""
+    eng = api.client(api.user("eng", "engineer"))
+    for bid in ("team/a", "b1"):
+        body = {"id": bid, "name": "T", "limit_usd": "5"}
+        assert eng.post("/budgets", json=body).status_code == 201
+    for path in ("/budgets/team%2Fa", "/budgets/team/a"):
+        r = eng.get(path)
+        assert r.status_code == 200 and r.json()["id"] == "team/a", (path, r.text)
+    tag = eng.get("/budgets/team%2Fa").headers["etag"]
+    r = eng.patch("/budgets/team%2Fa", json={"limit_usd": "6"}, headers={"If-Match": tag})
+    assert r.status_code == 200 and r.json()["limit_usd"] == "6", r.text
+    assert eng.get("/budgets/team/a/status").json()["budget_id"] == "team/a"
+    assert eng.get("/budgets/b1/status").json()["budget_id"] == "b1"
+    r = eng.post("/budgets/team%2Fa/reset", headers={"If-Match": r.headers["etag"]})
+    assert r.status_code == 200, r.text
+    r = eng.put("/routing-policies/support%2Fbilling", json={"primary_model": "gpt-4o"})
+    assert r.status_code == 201, r.text
+    assert eng.get("/routing-policies/support/billing").json()["task"] == "support/billing"
+    r = eng.delete("/budgets/team%2Fa", headers={"If-Match": "*"})
+    assert r.status_code == 204, r.text
+    assert api.plane.budget("team/a") is None

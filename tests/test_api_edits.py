@@ -285,3 +285,26 @@ def test_ids_with_a_slash_can_be_read_changed_and_deleted(api: ApiServer) -> Non
     r = eng.delete("/budgets/team%2Fa", headers={"If-Match": "*"})
     assert r.status_code == 204, r.text
     assert api.plane.budget("team/a") is None
+
+
+def test_a_patch_of_some_weights_keeps_the_others(api: ApiServer) -> None:
+    """PATCH changes the fields it names: a weights object naming only cost reset latency
+    and quality to their defaults (0.2, 0.3) instead of keeping the policy's own."""
+    eng = api.client(api.user("eng", "engineer"))
+    weights = {"cost": 0.1, "latency": 0.8, "quality": 0.1}
+    body = {"primary_model": "gpt-4o", "strategy": "balanced", "weights": weights}
+    r = eng.put("/routing-policies/triage", json=body)
+    assert r.status_code == 201, r.text
+    r = eng.patch(
+        "/routing-policies/triage",
+        json={"weights": {"cost": 0.2}},
+        headers={"If-Match": r.headers["etag"]},
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["weights"] == {"cost": 0.2, "latency": 0.8, "quality": 0.1}
+    stored = api.plane.policies()[0].weights
+    assert (stored.cost, stored.latency, stored.quality) == (0.2, 0.8, 0.1)
+    r = eng.patch(
+        "/routing-policies/triage", json={"weights": {"speed": 1}}, headers={"If-Match": "*"}
+    )
+    assert (r.status_code, r.json()["error"]["field"]) == (422, "weights.speed"), r.text

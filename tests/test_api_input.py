@@ -381,3 +381,35 @@ def test_a_bad_alerts_filter_is_a_documented_400_naming_it(
         str(r.status_code)
         in viewer.get("/openapi.json").json()["paths"]["/alerts"]["get"]["responses"]
     )
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "name"),
+    [
+        ("POST", "/budgets", {**BUDGET, "limit_tokens": 2**63}, "limit_tokens"),
+        ("PUT", "/rate-limits/r", {"limit": 5, "window_s": 2**63}, "window_s"),
+        ("PUT", "/cache-settings/chat", {"ttl_s": 2**64 - 1}, "ttl_s"),
+        ("PUT", "/event-thresholds/trader", {"batch_size": 2**63}, "batch_size"),
+        (
+            "PUT",
+            "/routing-policies/chat",
+            {"primary_model": "gpt-4o", "max_tokens": 2**63},
+            "max_tokens",
+        ),
+        ("POST", "/keys", {"name": "k1", "rpm": 2**63}, "rpm"),
+    ],
+)
+def test_a_whole_number_past_int64_is_a_422_and_writes_nothing(
+    api: ApiServer, method: str, path: str, body: dict[str, object], name: str
+) -> None:
+    """Integers are stored as BIGINT: one past 2**63 - 1 passed validation and failed the
+    insert as a 500; POST /keys had already stored the key, so it was left without its
+    rate limit and its name could never be used again."""
+    eng = api.client(api.user("eng", "engineer"))
+    version = api.plane.version()
+    r = eng.request(method, path, json=body)
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["field"] == name
+    assert r.json()["error"]["message"].startswith(f"{name}: must be <= 9223372036854775807")
+    assert api.plane.version() == version  # nothing written
+    assert api.plane.virtual_key("k1") is None

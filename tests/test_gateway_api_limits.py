@@ -201,3 +201,33 @@ def test_limits_read_redis_again_once_it_is_back(costline_home: Path, redis_url:
         body = api.client(api.user("vic", "viewer")).get("/limits").json()
         assert (body["levels"], body["note"]) == ("shared", None)
         assert state.healthy
+
+
+def test_a_gateway_with_redis_down_resets_its_fallback_buckets(costline_home: Path) -> None:
+    """The gateway's own /api/v1 (its Router's state: Redis down, the fallback admitting its
+    calls) lists and resets the fallback's buckets; the reset tried Redis first and was a
+    500."""
+    from core.control import SYSTEM, RateLimit
+    from core.ratelimits import rate_key
+    from core.state import MemoryState, RateItem, RedisState, ResilientState
+
+    down = RedisState(f"redis://127.0.0.1:{_closed_port()}/0", "t:")
+    state = ResilientState(down, MemoryState("t:"))
+    rl = RateLimit(id="per-user", scope="user", limit=10)
+    item = RateItem(rate_key(rl, "ann"), "token_bucket", 10, 60.0, cost=4)
+    assert state.admit([item], []).ok  # Redis refuses: admitted by the fallback
+    assert not state.healthy
+    with ApiServer(costline_home, gateway_state=lambda: state) as api:
+        api.plane.upsert_rate_limit(rl, SYSTEM)
+        eng = api.client(api.user("eng", "engineer"))
+        body = eng.get("/limits").json()
+        assert (body["levels"], body["note"].startswith("Redis is unreachable")) == (
+            "process",
+            True,
+        )
+        assert [b["value"] for b in body["data"][0]["buckets"]] == ["ann"]
+        r = eng.delete("/limits")
+        assert r.status_code == 200, r.text
+        assert r.json()["reset"] == {"per-user": 1}
+        assert eng.get("/limits").json()["data"][0]["buckets"] == []
+    state.close()

@@ -413,3 +413,15 @@ def test_a_whole_number_past_int64_is_a_422_and_writes_nothing(
     assert r.json()["error"]["message"].startswith(f"{name}: must be <= 9223372036854775807")
     assert api.plane.version() == version  # nothing written
     assert api.plane.virtual_key("k1") is None
+
+
+def test_prices_of_a_model_alias_are_its_models_not_none(api: ApiServer) -> None:
+    """The router prices a dated snapshot (gpt-4o-2024-08-06, as providers report it in
+    usage) as its catalog model; /prices?model= of it answered no rows beside 'unknown
+    models are never $0', as if it were unpriced."""
+    viewer = api.client(api.user("vic", "viewer"))
+    plain = viewer.get("/prices", params={"model": "gpt-4o"}).json()["data"]
+    assert plain
+    for alias in ("gpt-4o-2024-08-06", "GPT-4O-2024-08-06"):
+        assert viewer.get("/prices", params={"model": alias}).json()["data"] == plain
+    assert viewer.get("/prices", params={"model": "no-such-model"}).json()["data"] == []

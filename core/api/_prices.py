@@ -46,6 +46,8 @@ def row_json(r: PriceRow) -> dict[str, Any]:
 def list_prices(call: Call) -> Json:
     cat = call.ctx.catalog()
     model = call.arg("model")
+    if model is not None and cat.has(model):
+        model = cat.canonical(model)  # an alias the router prices as its model (a snapshot)
     rows = [r for r in cat.rows() if model is None or r.model.lower() == model.lower()]
     return {"data": [row_json(r) for r in rows], "unpriced": "unknown models are never $0"}
 
@@ -142,7 +144,7 @@ OPS = [
         list_prices,
         "The price catalog in force (shipped rows plus overrides), USD per 1M tokens",
         "prices",
-        params=(Param("model", {"type": "string"}, "only this model"),),
+        params=(Param("model", {"type": "string"}, "only this model (or an alias of it)"),),
         response=list_of(PRICE_ROW),
     ),
     Op(

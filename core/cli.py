@@ -232,8 +232,22 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     """Serve the OpenAI/Anthropic-compatible HTTP gateway (costline[gateway])."""
     from core.gateway import GatewayConfig, serve
 
-    config = GatewayConfig.from_env(host=args.host, port=args.port, workers=args.workers)
+    host = args.host or os.environ.get("COSTLINE_GATEWAY_HOST", "").strip() or "127.0.0.1"
+    port = args.port if args.port is not None else _env_port("COSTLINE_GATEWAY_PORT", 4000)
+    config = GatewayConfig.from_env(host=host, port=port, workers=args.workers)
     return int(serve(config))
+
+
+def _env_port(name: str, default: int) -> int:
+    """A TCP port from ``$name`` (unset or empty: ``default``); else a ConfigError naming it."""
+    from core.errors import ConfigError
+
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise ConfigError(f"{name} must be a port number 1-65535, got {raw!r}", field=name)
+    return int(raw)
 
 
 def cmd_api(args: argparse.Namespace) -> int:
@@ -421,8 +435,10 @@ def build_parser() -> argparse.ArgumentParser:
     us.add_parser("list", help="users, roles and lock state")
     p.set_defaults(func=cmd_users)
     p = sub.add_parser("gateway", help="serve the OpenAI/Anthropic-compatible HTTP gateway")
-    p.add_argument("--host", default=os.environ.get("COSTLINE_GATEWAY_HOST", "127.0.0.1"))
-    p.add_argument("--port", type=int, default=int(os.environ.get("COSTLINE_GATEWAY_PORT", "4000")))
+    p.add_argument("--host", default=None, help="default: env COSTLINE_GATEWAY_HOST, 127.0.0.1")
+    p.add_argument(
+        "--port", type=int, default=None, help="default: env COSTLINE_GATEWAY_PORT, 4000"
+    )
     p.add_argument("--workers", type=int, default=1, help="processes (>1 needs REDIS_URL)")
     p.set_defaults(func=cmd_gateway)
     cli_keys.add_parser(sub)
@@ -430,8 +446,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one subcommand. A bad setting (a ``ConfigError``: an environment variable, a
+    flag, a file) is one line on stderr naming it, and exit status 2, never a traceback."""
+    from core.errors import ConfigError
+
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"costline {args.command}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from core.errors import ConfigError
 from core.state import (
     BudgetItem,
     MemoryState,
@@ -219,7 +220,7 @@ def test_make_state_picks_the_backend(
     st = make_state(prefix="x:")
     assert isinstance(st, ResilientState) and st.primary.prefix == "x:"
     assert st.incr("n") == 1
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError, match="state URL 'postgres://nope'"):
         make_state("postgres://nope")
 
 

@@ -28,6 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
+from core.errors import ConfigError
 from core.private import create_private, private_dir
 from core.settings import costline_home
 
@@ -46,8 +47,29 @@ def control_url(url: str | None = None, env: Mapping[str, str] | None = None) ->
     return url
 
 
+def check_control_url(url: str | None = None) -> sa.URL:
+    """The control plane's URL, parsed; a ConfigError naming ``COSTLINE_CONTROL_URL`` (or the
+    URL given) when it is not a database URL."""
+    try:
+        return sa.make_url(control_url(url))
+    except sa.exc.ArgumentError:
+        env = url is None or url == os.environ.get("COSTLINE_CONTROL_URL")
+        where = "COSTLINE_CONTROL_URL" if env else "control-plane URL"
+        raise ConfigError(
+            f"{where} {_redact(control_url(url))!r} is not a database URL such as "
+            "'postgresql+psycopg://user:password@host:5432/costline'",
+            field="COSTLINE_CONTROL_URL" if env else "url",
+        ) from None
+
+
+def _redact(url: str) -> str:
+    """``url`` with any credentials before an '@' cut out."""
+    head, at, tail = url.rpartition("@")
+    return f"{head.partition('//')[0]}//…@{tail}" if at else url
+
+
 def make_engine(url: str | None = None) -> Engine:
-    parsed = sa.make_url(control_url(url))
+    parsed = check_control_url(url)
     if parsed.get_backend_name() != "sqlite":
         return sa.create_engine(parsed, pool_pre_ping=True)
     kw: dict[str, Any] = {"connect_args": {"timeout": BUSY_TIMEOUT_MS / 1000}}

@@ -34,6 +34,20 @@ def check_workers(config: GatewayConfig, env: dict[str, str] | None = None) -> N
         )
 
 
+def check_settings() -> None:
+    """Read every environment setting a worker reads at startup, so a bad value is one line
+    naming its variable before the server starts, not a traceback from inside uvicorn."""
+    from core.control._engine import check_control_url
+    from core.control._models import env_timezone
+    from core.settings import Settings
+    from core.state import check_state_url
+
+    Settings.from_env()
+    env_timezone()
+    check_state_url(os.environ.get("REDIS_URL", ""))
+    check_control_url()
+
+
 def create_app() -> object:
     """The app factory uvicorn calls in each worker process."""
     from ._app import build_app
@@ -46,6 +60,7 @@ def serve(config: GatewayConfig) -> int:
 
     try:
         check_workers(config)
+        check_settings()
     except ConfigError as exc:
         print(f"costline gateway: {exc}", file=sys.stderr)
         return 2

@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 
 import httpx
 
+from core.errors import ConfigError
 from core.providers.base import EmbedResult, Provider, ProviderResult, StreamItem
 from core.settings import ProviderConfig
 from core.types import ChatRequest, Message, Usage
@@ -138,14 +139,12 @@ class DryRunProvider(Provider):
         client: httpx.Client | None = None,
         aclient: httpx.AsyncClient | None = None,
     ) -> Provider:
-        latency = os.environ.get("COSTLINE_DRYRUN_LATENCY_MS")
-        per_token = os.environ.get("COSTLINE_DRYRUN_MS_PER_TOKEN")  # a stream's pace
         return cls(
             config,
             client=client,
             aclient=aclient,
-            latency_ms=float(latency or 0.0),
-            ms_per_token=float(per_token or 0.0),
+            latency_ms=_env_ms("COSTLINE_DRYRUN_LATENCY_MS"),
+            ms_per_token=_env_ms("COSTLINE_DRYRUN_MS_PER_TOKEN"),  # a stream's pace
         )
 
     def _delay_s(self, tokens: int) -> float:
@@ -192,3 +191,17 @@ class DryRunProvider(Provider):
         if self.latency_ms:
             await asyncio.sleep(self.latency_ms / 1000.0)
         return EmbedResult([embed_text(t, dims) for t in texts], tokens, model)
+
+
+def _env_ms(name: str) -> float:
+    """Milliseconds >= 0 from ``$name`` (unset or empty: 0); else a ConfigError naming it."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return 0.0
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise ConfigError(f"{name} must be a number of milliseconds >= 0, got {raw!r}", field=name)
+    return value

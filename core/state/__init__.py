@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from core.errors import ConfigError
 from core.settings import costline_home
 from core.state._cluster import redis_client
 from core.state._levels import live_backend, rate_levels, reset_rates
@@ -52,6 +53,7 @@ __all__ = [
     "Settlement",
     "SharedState",
     "State",
+    "check_state_url",
     "live_backend",
     "make_key",
     "make_state",
@@ -70,17 +72,35 @@ def make_state(
     """None/'' (and no REDIS_URL) -> SharedState in ``home`` (default COSTLINE_HOME);
     'memory://' -> MemoryState (this process only); redis:// (or redis+cluster:// for Redis
     Cluster) -> ResilientState. ``prefix`` None: ``COSTLINE_REDIS_PREFIX``, else ``costline:``."""
+    source = "state URL"
     if url is None:
         url = os.environ.get("REDIS_URL", "")
+        source = "REDIS_URL"
     if prefix is None:
         prefix = os.environ.get("COSTLINE_REDIS_PREFIX") or DEFAULT_PREFIX
     if not url:
         return SharedState(home if home is not None else costline_home(), prefix)
+    check_state_url(url, source)
     if url.startswith("memory://"):
         return MemoryState(prefix)
-    if url.startswith(
-        ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
-    ):
-        primary = RedisState(url, prefix)  # a cluster URL tags the prefix: {prefix}
-        return ResilientState(primary, MemoryState(primary.prefix), policy=policy)
-    raise ValueError(f"unsupported state URL {url!r}: use memory://, redis:// or redis+cluster://")
+    primary = RedisState(url, prefix)  # a cluster URL tags the prefix: {prefix}
+    return ResilientState(primary, MemoryState(primary.prefix), policy=policy)
+
+
+STATE_SCHEMES = ("memory://", "redis://", "rediss://", "unix://", "redis+cluster://")
+
+
+def check_state_url(url: str, source: str = "REDIS_URL") -> None:
+    """A ConfigError naming ``source`` unless ``url`` is empty or a live-state URL."""
+    if url and not url.startswith((*STATE_SCHEMES, "rediss+cluster://")):
+        raise ConfigError(
+            f"{source} {_redact(url)!r} is not supported: use memory://, redis:// or "
+            "redis+cluster://",
+            field=source if source == "REDIS_URL" else "url",
+        )
+
+
+def _redact(url: str) -> str:
+    """``url`` with any credentials before an '@' cut out."""
+    head, at, tail = url.rpartition("@")
+    return f"{head.partition('//')[0]}//…@{tail}" if at else url

@@ -1,0 +1,97 @@
+"""A bad environment setting is one line naming its variable (exit 2), never a traceback.
+
+README "Configuration": "an invalid zone is an error naming the variable"; the same holds for
+every variable the `costline` commands and the gateway read.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from core import cli
+from core.errors import ConfigError
+
+
+def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    code = cli.main(argv)
+    return code, capsys.readouterr().err
+
+
+@pytest.fixture
+def no_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The gateway must refuse before uvicorn starts: starting it fails the test."""
+    import uvicorn
+
+    def started(*_a: object, **_k: object) -> None:
+        raise AssertionError("the gateway started with a bad setting")
+
+    monkeypatch.setattr(uvicorn, "run", started)
+
+
+def test_gateway_port_variable_garbage_names_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], no_server: None
+) -> None:
+    monkeypatch.setenv("COSTLINE_GATEWAY_PORT", "forty")
+    code, err = _run(["gateway"], capsys)
+    assert code == 2
+    assert "COSTLINE_GATEWAY_PORT" in err and "'forty'" in err and "Traceback" not in err
+    # a command that does not serve the gateway is not broken by it
+    assert cli.main(["doctor"]) == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("COSTLINE_RECONCILE_S", "soon"),
+        ("COSTLINE_UPSTREAM_TIMEOUT_S", "0"),
+        ("OPENAI_TIMEOUT_S", "long"),
+        ("COSTLINE_TIMEZONE", "Mars/Olympus"),
+        ("REDIS_URL", "garbage"),
+        ("COSTLINE_CONTROL_URL", "garbage"),
+        ("COSTLINE_GATEWAY_TRANSPORT", "carrier-pigeon"),
+    ],
+)
+def test_gateway_refuses_bad_setting_before_serving(
+    name: str,
+    value: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    no_server: None,
+) -> None:
+    monkeypatch.setenv(name, value)
+    code, err = _run(["gateway", "--port", "1"], capsys)
+    assert code == 2
+    assert err.startswith("costline gateway: ") and name in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv", [["users", "list"], ["tokens", "list"], ["keys", "list"]])
+def test_control_url_garbage_names_the_variable(
+    argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("COSTLINE_CONTROL_URL", "garbage")
+    code, err = _run(argv, capsys)
+    assert code == 2
+    assert "COSTLINE_CONTROL_URL 'garbage' is not a database URL" in err
+
+
+def test_redis_url_garbage_names_the_variable_and_hides_its_password(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from core.state import make_state
+
+    monkeypatch.setenv("REDIS_URL", "reddis://:hunter2@cache:6379/0")
+    with pytest.raises(ConfigError, match="REDIS_URL") as caught:
+        make_state()
+    assert "hunter2" not in str(caught.value) and "cache:6379" in str(caught.value)
+
+
+@pytest.mark.parametrize("name", ["COSTLINE_DRYRUN_LATENCY_MS", "COSTLINE_DRYRUN_MS_PER_TOKEN"])
+def test_dryrun_delay_garbage_names_the_variable(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from core.providers.dryrun import DryRunProvider
+    from core.settings import Settings
+
+    monkeypatch.setenv(name, "fast")
+    with pytest.raises(ConfigError, match=name):
+        DryRunProvider.from_config(Settings.from_env().provider("dryrun"))

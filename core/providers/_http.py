@@ -17,10 +17,11 @@ from typing import Any, ClassVar
 import httpx
 import orjson
 
-from core.errors import CostlineError
+from core.errors import AuthError, CostlineError
 from core.providers._errors import Where, for_status, for_transport, malformed
 from core.providers._sse import SSEDecoder
 from core.providers.base import Provider, ProviderResult, StreamItem
+from core.settings import DEFAULT_BASE_URLS, ENV_KEY_NAMES
 from core.types import ChatRequest, Usage
 
 _PARSE_ERRORS = (KeyError, TypeError, ValueError, IndexError, AttributeError)
@@ -99,11 +100,27 @@ class HTTPProvider(Provider):
     def _prepare(
         self, req: ChatRequest, model: str, stream: bool
     ) -> tuple[str, dict[str, str], bytes, float, Where]:
+        if not self.config.api_key:
+            self._need_key(model)
         path, headers, body = self.build_request(req, model, stream)
         headers.setdefault("content-type", "application/json")
         url = self.config.base_url.rstrip("/") + path
         where = Where(self.config.name, model, self.config.api_key)
         return url, headers, orjson.dumps(body), self.timeout(req), where
+
+    def _need_key(self, model: str) -> None:
+        """No key for a provider's own public API (which refuses every call without one):
+        an AuthError naming the variable to set, before anything is sent. A custom
+        ``{NAME}_BASE_URL`` (Ollama, vLLM, a proxy) may need no key and is called as is."""
+        name = self.config.name
+        _wire, public = DEFAULT_BASE_URLS.get(name, ("openai", ""))
+        if public and public.startswith("https://") and self.config.base_url == public:
+            env = ENV_KEY_NAMES.get(name, name.upper()) + "_API_KEY"
+            raise AuthError(
+                f"{name} {model}: no API key: set {env} where Costline runs",
+                provider=name,
+                model=model,
+            )
 
     def _result(self, resp: httpx.Response, model: str, where: Where) -> ProviderResult:
         status = resp.status_code

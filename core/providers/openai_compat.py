@@ -83,6 +83,8 @@ class OpenAIProvider(HTTPProvider):
 
     async def aembed(self, texts: list[str], model: str, dimensions: int | None) -> EmbedResult:
         """POST /embeddings (float vectors); usage.prompt_tokens when the server reports it."""
+        if not self.config.api_key:
+            self._need_key(model)
         body: dict[str, Any] = {"model": model, "input": texts, "encoding_format": "float"}
         if dimensions is not None:
             body["dimensions"] = dimensions

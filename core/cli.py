@@ -328,7 +328,12 @@ def cmd_tokens(args: argparse.Namespace) -> int:
             secret, token = plane.create_api_token(args.user, SYSTEM, name=args.name or "cli")
             print(f"Token {token.id} for {token.username} (shown once, store it now):\n{secret}")
         elif args.action == "revoke":
-            if not args.id or not plane.revoke_api_token(args.id, SYSTEM):
+            if not args.id:
+                print(
+                    "tokens revoke: --id ID is required (see costline tokens list)", file=sys.stderr
+                )
+                return 2
+            if not plane.revoke_api_token(args.id, SYSTEM):
                 print(f"no active token {args.id!r}", file=sys.stderr)
                 return 2
             print(f"Revoked {args.id}.")
@@ -381,8 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_console)
     p = sub.add_parser("demo", help="load the demo data set (or remove it)")
-    p.add_argument("--days", type=int, default=90)
-    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--days", type=int, default=90, help="days of history (default: 90)")
+    p.add_argument("--seed", type=int, default=7, help="random seed (default: 7)")
     p.add_argument("--refresh", action="store_true", help="regenerate it if already loaded")
     p.add_argument("--remove", action="store_true", help="delete the demo data and entries")
     p.set_defaults(func=cmd_demo)
@@ -412,8 +417,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("doctor", help="check the usage log; list what is quarantined")
     p.set_defaults(func=cmd_doctor)
     p = sub.add_parser("api", help="serve the management REST API")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8600)
+    p.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1")
+    p.add_argument("--port", type=int, default=8600, help="default: 8600")
     p.set_defaults(func=cmd_api)
     p = sub.add_parser("worker", help="scan for alerts, deliver them, apply retention")
     p.add_argument("--once", action="store_true", help="one scan and delivery, then exit")

@@ -95,3 +95,19 @@ def test_dryrun_delay_garbage_names_the_variable(
     monkeypatch.setenv(name, "fast")
     with pytest.raises(ConfigError, match=name):
         DryRunProvider.from_config(Settings.from_env().provider("dryrun"))
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["tokens", "create", "--user", "nobody"], "costline tokens: user: no user 'nobody'"),
+        (["tokens", "revoke"], "--id ID is required"),
+        (["prune", "--days", "-3"], "costline prune: retention_days: must be"),
+        (["demo", "--days", "0"], "costline demo: days must be 1-3660"),
+    ],
+)
+def test_bad_arguments_are_one_line(
+    argv: list[str], said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, err = _run(argv, capsys)
+    assert code == 2 and said in err and "Traceback" not in err

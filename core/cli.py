@@ -325,6 +325,14 @@ def cmd_tokens(args: argparse.Namespace) -> int:
             if not args.user:
                 print("tokens create: --user NAME is required", file=sys.stderr)
                 return 2
+            if not plane.users():
+                print(
+                    "tokens create: there are no console users yet: 'costline console' (or "
+                    "'make run') creates 'admin' on first start (COSTLINE_ADMIN_PASSWORD sets "
+                    "its password); add others on its Admin page",
+                    file=sys.stderr,
+                )
+                return 2
             secret, token = plane.create_api_token(args.user, SYSTEM, name=args.name or "cli")
             print(f"Token {token.id} for {token.username} (shown once, store it now):\n{secret}")
         elif args.action == "revoke":

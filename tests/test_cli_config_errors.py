@@ -100,7 +100,6 @@ def test_dryrun_delay_garbage_names_the_variable(
 @pytest.mark.parametrize(
     ("argv", "said"),
     [
-        (["tokens", "create", "--user", "nobody"], "costline tokens: user: no user 'nobody'"),
         (["tokens", "revoke"], "--id ID is required"),
         (["prune", "--days", "-3"], "costline prune: retention_days: must be"),
         (["demo", "--days", "0"], "costline demo: days must be 1-3660"),
@@ -111,3 +110,17 @@ def test_bad_arguments_are_one_line(
 ) -> None:
     code, err = _run(argv, capsys)
     assert code == 2 and said in err and "Traceback" not in err
+
+
+def test_token_before_any_user_says_how_to_get_one(capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = _run(["tokens", "create", "--user", "admin"], capsys)
+    assert code == 2 and "no console users yet" in err and "costline console" in err
+
+
+def test_token_for_an_unknown_user_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from core.control import SYSTEM, ControlPlane
+
+    with ControlPlane() as plane:
+        plane.create_user("ann", "password-123", "viewer", SYSTEM)
+    code, err = _run(["tokens", "create", "--user", "nobody"], capsys)
+    assert code == 2 and err == "costline tokens: user: no user 'nobody'\n"

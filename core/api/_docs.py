@@ -40,10 +40,14 @@ def routes(root: str, spec_url: str) -> list[BaseRoute]:
     assets = _assets()
     base = f"{root}/docs"
 
-    async def page(_: Request) -> Response:
+    async def page(request: Request) -> Response:
+        # mounted (the gateway serves the API under /api with root ""), the links need the
+        # mount's path, which Starlette passes as the root_path
+        prefix = str(request.scope.get("root_path", "")).rstrip("/")
+        spec = prefix + spec_url
         if assets is None:
-            return HTMLResponse(FALLBACK.format(spec=spec_url))
-        return HTMLResponse(PAGE.format(assets=f"{base}/assets", spec=spec_url))
+            return HTMLResponse(FALLBACK.format(spec=spec))
+        return HTMLResponse(PAGE.format(assets=f"{prefix}{base}/assets", spec=spec))
 
     out: list[BaseRoute] = [Route(base, page, methods=["GET"])]
     if assets is not None:

@@ -273,8 +273,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
             sent = deliver_due(worker.plane, worker.settings(), worker.http)
             print(
-                f"found {result.found}, recorded {result.recorded}, delivered {sent}, "
-                f"pruned {result.pruned_segments} segments"
+                f"found {_kinds(result.found)}, recorded {_kinds(result.recorded)}, "
+                f"delivered {sent}, pruned {result.pruned_segments} segments"
             )
             return 1 if result.errors else 0
         stop = threading.Event()
@@ -291,6 +291,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
         return 0
     finally:
         worker.close()
+
+
+def _kinds(counts: Mapping[str, int]) -> str:
+    """Alert counts by kind in words: '3 (anomaly 2, budget 1)', '0'."""
+    total = sum(counts.values())
+    parts = ", ".join(f"{kind} {n:,}" for kind, n in sorted(counts.items()))
+    return f"{total:,} ({parts})" if parts else "0"
 
 
 def cmd_prune(args: argparse.Namespace) -> int:

@@ -124,3 +124,9 @@ def test_token_for_an_unknown_user_is_one_line(capsys: pytest.CaptureFixture[str
         plane.create_user("ann", "password-123", "viewer", SYSTEM)
     code, err = _run(["tokens", "create", "--user", "nobody"], capsys)
     assert code == 2 and err == "costline tokens: user: no user 'nobody'\n"
+
+
+def test_worker_once_counts_in_words() -> None:
+    """`costline worker --once` said "found {'anomaly': 3}, recorded {}" (Python dicts)."""
+    assert cli._kinds({}) == "0"
+    assert cli._kinds({"budget": 1, "anomaly": 2}) == "3 (anomaly 2, budget 1)"

@@ -58,7 +58,10 @@ class GatewayConfig:
         env = os.environ if env is None else env
         transport = env.get(ENV + "TRANSPORT", "auto")
         if transport not in ("auto", "aiohttp", "httpx"):
-            raise ConfigError(f"{ENV}TRANSPORT: {transport!r} is not aiohttp or httpx")
+            raise ConfigError(
+                f"{ENV}TRANSPORT: {transport!r} is not aiohttp, httpx or auto",
+                field=ENV + "TRANSPORT",
+            )
         config = cls(
             max_body_bytes=int(_float(env, "MAX_BODY_MB", 10.0) * 1024 * 1024),
             drain_s=_float(env, "DRAIN_S", 30.0),

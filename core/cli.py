@@ -21,11 +21,11 @@ def cmd_console(args: argparse.Namespace) -> int:
     """Start the Streamlit console; Streamlit's own STREAMLIT_* environment settings win.
     With ``--worker`` (the default) the alert worker runs beside it, so alerts fire whether
     or not a page is open (several workers are fine: one holds the lease)."""
-    if args.demo:
+    if wanted(args.demo, "COSTLINE_DEMO", False):
         load_demo_if_empty()
     print_first_admin()
     worker = None
-    if args.worker:
+    if wanted(args.worker, "COSTLINE_WORKER", True):
         worker = subprocess.Popen(
             [sys.executable, "-m", "core.cli", "worker"], env=os.environ.copy()
         )
@@ -39,6 +39,14 @@ def cmd_console(args: argparse.Namespace) -> int:
                 worker.wait(10)
             except subprocess.TimeoutExpired:
                 worker.kill()
+
+
+def wanted(flag: bool | None, variable: str, default: bool) -> bool:
+    """An on/off flag: as given (``--x`` / ``--no-x``), else ``$variable`` (read when the
+    command runs, so a bad value breaks only it), else ``default``."""
+    from core.settings import env_flag
+
+    return flag if flag is not None else env_flag(variable, default)
 
 
 # The settings of the repository's .streamlit/config.toml that must hold wherever the console
@@ -390,13 +398,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--demo",
         action=argparse.BooleanOptionalAction,
-        default=os.environ.get("COSTLINE_DEMO", "") in ("1", "true", "yes"),
+        default=None,
         help="load demo data first if the usage log is empty (default: env COSTLINE_DEMO=1)",
     )
     p.add_argument(
         "--worker",
         action=argparse.BooleanOptionalAction,
-        default=os.environ.get("COSTLINE_WORKER", "1") not in ("0", "false", "no"),
+        default=None,
         help="run the alert worker beside the console (default: on; env COSTLINE_WORKER=0)",
     )
     p.set_defaults(func=cmd_console)

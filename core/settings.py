@@ -57,6 +57,26 @@ def comma_list(text: str | None) -> tuple[str, ...]:
     return tuple(part.strip() for part in (text or "").split(",") if part.strip())
 
 
+TRUE = frozenset({"1", "true", "yes", "on"})
+FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def env_flag(name: str, default: bool, env: Mapping[str, str] | None = None) -> bool:
+    """An on/off setting: 1/true/yes/on or 0/false/no/off in any case (unset or empty:
+    ``default``); anything else is a ConfigError naming the variable, never silently off."""
+    env = os.environ if env is None else env
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in TRUE:
+        return True
+    if raw in FALSE:
+        return False
+    raise ConfigError(
+        f"{name} must be 1 or 0 (true/false, yes/no, on/off), got {env[name]!r}", field=name
+    )
+
+
 def costline_home(env: Mapping[str, str] | None = None) -> Path:
     """All runtime state lives under this one directory."""
     env = os.environ if env is None else env
@@ -101,7 +121,7 @@ class Settings:
             home=costline_home(env),
             providers=providers,
             log_bodies_projects=frozenset(comma_list(env.get("COSTLINE_LOG_BODIES_PROJECTS"))),
-            otel=env.get("COSTLINE_OTEL", "") in ("1", "true", "yes"),
+            otel=env_flag("COSTLINE_OTEL", False, env),
             reconcile_interval_s=_seconds(env, "COSTLINE_RECONCILE_S", 30.0),
         )
         return replace(s, **overrides)  # type: ignore[arg-type]

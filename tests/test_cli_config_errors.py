@@ -130,3 +130,40 @@ def test_worker_once_counts_in_words() -> None:
     """`costline worker --once` said "found {'anomaly': 3}, recorded {}" (Python dicts)."""
     assert cli._kinds({}) == "0"
     assert cli._kinds({"budget": 1, "anomaly": 2}) == "3 (anomaly 2, budget 1)"
+
+
+@pytest.mark.parametrize(
+    ("name", "read"),
+    [
+        ("COSTLINE_OTEL", lambda: __import__("core.settings").settings.Settings.from_env().otel),
+        (
+            "COSTLINE_GATEWAY_ALERT_WORKER",
+            lambda: __import__("core.gateway").gateway.GatewayConfig.from_env().alert_worker,
+        ),
+        (
+            "COSTLINE_GATEWAY_METRICS_PUBLIC",
+            lambda: __import__("core.gateway").gateway.GatewayConfig.from_env().metrics_public,
+        ),
+    ],
+)
+def test_on_off_variables_read_every_spelling_and_refuse_garbage(
+    name: str, read: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """'off' used to leave COSTLINE_GATEWAY_ALERT_WORKER on, 'True' COSTLINE_OTEL off."""
+    assert callable(read)
+    for text, want in [("on", True), ("True", True), ("YES", True), ("off", False), ("0", False)]:
+        monkeypatch.setenv(name, text)
+        assert read() is want, text
+    monkeypatch.setenv(name, "maybe")
+    with pytest.raises(ConfigError, match=name):
+        read()
+
+
+def test_console_worker_variable_garbage_names_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("COSTLINE_WORKER", "nope")
+    monkeypatch.setattr(cli, "run_forwarding", lambda *_a: 0)  # no Streamlit
+    code, err = _run(["console", "--no-demo"], capsys)
+    assert code == 2 and "COSTLINE_WORKER" in err
+    assert cli.main(["doctor"]) == 0  # other commands do not read it

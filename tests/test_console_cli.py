@@ -21,12 +21,17 @@ from tests.console_support import routed_calls
 
 
 def test_demo_flag_and_environment_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    def demo(*argv: str) -> bool:
+        return cli.wanted(
+            cli.build_parser().parse_args(["console", *argv]).demo, "COSTLINE_DEMO", False
+        )
+
     monkeypatch.delenv("COSTLINE_DEMO", raising=False)
-    assert cli.build_parser().parse_args(["console"]).demo is False
-    assert cli.build_parser().parse_args(["console", "--demo"]).demo is True
+    assert demo() is False
+    assert demo("--demo") is True
     monkeypatch.setenv("COSTLINE_DEMO", "1")
-    assert cli.build_parser().parse_args(["console"]).demo is True
-    assert cli.build_parser().parse_args(["console", "--no-demo"]).demo is False
+    assert demo() is True
+    assert demo("--no-demo") is False
 
 
 def test_demo_is_loaded_only_into_an_empty_log(costline_home: Path) -> None:

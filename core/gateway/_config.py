@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from core.errors import ConfigError
+from core.settings import env_flag
 
 ENV = "COSTLINE_GATEWAY_"
 
@@ -65,11 +66,11 @@ class GatewayConfig:
         config = cls(
             max_body_bytes=int(_float(env, "MAX_BODY_MB", 10.0) * 1024 * 1024),
             drain_s=_float(env, "DRAIN_S", 30.0),
-            allow_unpriced=env.get(ENV + "ALLOW_UNPRICED", "") in ("1", "true", "yes"),
+            allow_unpriced=env_flag(ENV + "ALLOW_UNPRICED", False, env),
             transport=transport,
-            alert_worker=env.get(ENV + "ALERT_WORKER", "1") not in ("0", "false", "no"),
+            alert_worker=env_flag(ENV + "ALERT_WORKER", True, env),
             metrics_token=env.get(ENV + "METRICS_TOKEN", "").strip(),
-            metrics_public=env.get(ENV + "METRICS_PUBLIC", "") in ("1", "true", "yes"),
+            metrics_public=env_flag(ENV + "METRICS_PUBLIC", False, env),
         )
         config = replace(config, **{k: v for k, v in given.items() if v is not None})  # type: ignore[arg-type]
         if config.workers < 1:

@@ -156,11 +156,23 @@ def cmd_list(args: argparse.Namespace) -> int:
     if not rows:
         print("No keys yet: costline keys create --name NAME")
         return 0
-    print(f"{'name':<24} {'prefix':<14} {'status':<8} {'bound to':<32} expires")
-    for k in keys:
-        bound = _bound(k).removeprefix(" for ") or "-"
-        exp = f"{k.expires_at:%Y-%m-%d %H:%M}" if k.expires_at else "-"
-        print(f"{k.name:<24} {k.prefix + '…':<14} {k.status(now):<8} {bound:<32} {exp}")
+    table = [
+        (
+            k.name,
+            k.prefix + "…",
+            k.status(now),
+            _bound(k).removeprefix(" for ") or "-",
+            f"{k.expires_at:%Y-%m-%d %H:%M}" if k.expires_at else "-",
+        )
+        for k in keys
+    ]
+    head = ("name", "prefix", "status", "bound to", "expires")
+    # each column as wide as its widest cell, so a long binding never shifts the next one
+    widths = [max(len(row[i]) for row in (head, *table)) for i in range(4)]
+    for row in (head, *table):
+        print(
+            "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[4]
+        )
     return 0
 
 

@@ -167,3 +167,15 @@ def test_console_worker_variable_garbage_names_it(
     code, err = _run(["console", "--no-demo"], capsys)
     assert code == 2 and "COSTLINE_WORKER" in err
     assert cli.main(["doctor"]) == 0  # other commands do not read it
+
+
+def test_keys_list_columns_stay_aligned(capsys: pytest.CaptureFixture[str]) -> None:
+    """A long binding used to push that row's expiry out of its column."""
+    assert cli.main(["keys", "create", "--name", "ci"]) == 0
+    long = ["keys", "create", "--name", "web", "--project", "shop"]
+    assert cli.main([*long, "--models", "gpt-4o-mini,dryrun-small", "--expires", "2099-06-30"]) == 0
+    capsys.readouterr()
+    assert cli.main(["keys", "list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    at = lines[0].index("expires")
+    assert [line[at:] for line in lines] == ["expires", "-", "2099-07-01 00:00"]

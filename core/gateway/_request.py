@@ -71,7 +71,7 @@ def meta_of(h: Headers, key: VirtualKey, body_user: str | None = None) -> Meta:
         )
     tags = comma_list(_text(h, "tags"))
     timeout = _seconds(_text(h, "timeout"), "x-costline-timeout")
-    cache = (_text(h, "cache") or "").lower() not in ("no-store", "no-cache", "off", "false")
+    cache = _cache(_text(h, "cache"))
     return Meta(
         org=bind(key, "org", _text(h, "org")),
         project=bind(key, "project", _text(h, "project")),
@@ -81,6 +81,24 @@ def meta_of(h: Headers, key: VirtualKey, body_user: str | None = None) -> Meta:
         tags=tags,
         cache=cache,
         timeout=timeout,
+    )
+
+
+CACHE_OFF = ("no-store", "no-cache", "off", "false")
+CACHE_ON = ("default", "on", "true")
+
+
+def _cache(raw: str | None) -> bool:
+    """x-costline-cache: no-store (or no-cache, off, false) skips the response cache; absent,
+    default, on or true uses it; anything else is a 400 naming the header, not ignored."""
+    if raw is None:
+        return True
+    value = raw.lower()
+    if value in CACHE_OFF or value in CACHE_ON:
+        return value in CACHE_ON
+    raise bad_request(
+        f"x-costline-cache: {raw!r} is not one of {', '.join(CACHE_OFF + CACHE_ON)}",
+        "x-costline-cache",
     )
 
 

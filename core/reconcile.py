@@ -15,6 +15,17 @@ reserved, ``K:c`` = committed, per budget window and metric) are a fast cache of
   (``State.counters``). With ``SharedState`` the reserved part is set exactly from the live
   processes' holds (``true_up``).
 
+A counter is lowered only on a *complete* view of the log: every event that can have been
+settled into it must be in what this reconciler read. Raising on a partial view is safe (the
+log never holds more than was spent); lowering on one lets a fleet spend past a hard limit.
+The view is complete when (1) no other ``COSTLINE_HOME`` shares the counters - each home
+registers its id (``home_id``) in the Redis hash ``<prefix>homes`` before it settles into
+Redis, and a second id there makes every reconciler of that Redis raise-only, as another
+host's journal and outbox are on its own disk - and (2) with a bucket
+(``COSTLINE_EVENTS_URL``), this home's outbox was empty and the bucket answered: a segment
+waiting to be uploaded is in neither the journals nor the listing. Otherwise the excess is
+kept (a budget refuses a little early, never late) and counted in ``budget_drift_kept``.
+
 Log spend = the journals' whole records (other processes' last seconds, read first), then the
 Parquet segments and pruned rollups of one listing taken after (the Budgets page's sums, as
 ``core.reports`` computes them), a journal whose segment is in that listing left out.
@@ -81,6 +92,7 @@ class Reconciler:
         self.rounds = 0
         self._lock = threading.Lock()
         self._prev: dict[str, tuple[float, int]] = {}  # K -> (monotonic time, K:c then)
+        self.complete = True  # whether the last targets() saw every event (module docstring)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -94,6 +106,9 @@ class Reconciler:
             with contextlib.suppress(Exception):
                 self._on_redis_recover(state.primary)
         else:
+            if isinstance(state, RedisState):
+                with contextlib.suppress(Exception):
+                    register_home(state, self.home)
             self.rebuild()
         if self.interval_s > 0:
             self._thread = threading.Thread(
@@ -114,7 +129,10 @@ class Reconciler:
                 log.exception("budget reconciliation failed")
 
     def _on_redis_recover(self, primary: RedisState) -> None:
-        """Redis answers (start, after an outage, or it lost the epoch): rebuild, then trust."""
+        """Redis answers (start, after an outage, or it lost the epoch): this home is named
+        among the counters' homes (before any settle of this process reaches Redis), the
+        counters are rebuilt, then trusted."""
+        register_home(primary, self.home)
         self.rebuild(primary)
         primary.claim_epoch(uuid.uuid4().hex)
 
@@ -130,7 +148,7 @@ class Reconciler:
         at = now or clock.now()
         canonical = ctl.catalog.canonical
         with self._lock:
-            spent = log_spend(self.home, ctl.plane, budgets, at, canonical)
+            spent, self.complete = log_view(self.home, ctl.plane, budgets, at, canonical)
         out: list[Target] = []
         ts = at.timestamp()
         for b in budgets:
@@ -169,23 +187,33 @@ class Reconciler:
         found = self.targets()
         if not found:
             return []
+        complete = self.complete
         mono = time.monotonic()
         keys = [t.key for t in found]
         now = state.get_values([k + ":c" for k in keys])
         added = raise_committed(state, [(t.key, t.log_value, t.ttl_s) for t in found])
         drifts: list[Drift] = []
         lower: list[tuple[str, int, float | None]] = []
+        kept = 0
         for t, c, a in zip(found, now, added, strict=True):
             if a:
                 drifts.append(Drift(t.budget, t.window, t.metric, c, t.log_value, a))
                 continue
             prev = self._prev.get(t.key)
             if prev is not None and mono - prev[0] >= MIN_LAG_S and prev[1] > t.log_value:
+                if complete:  # asked after the counters were read: a home that just joined
+                    complete = not shared_with_other_homes(state, self.home)
+                if not complete:  # events this view cannot see may account for the excess
+                    kept += 1
+                    continue
                 excess = prev[1] - t.log_value  # settled before the last round, not in the log
                 lower += [(t.key + ":c", -excess, t.ttl_s), (t.key, -excess, t.ttl_s)]
                 drifts.append(Drift(t.budget, t.window, t.metric, c, t.log_value, -excess))
         if lower:
             state.apply_deltas(lower)
+        if kept:
+            with contextlib.suppress(Exception):  # the metric must not fail a round
+                state.incr("budget_drift_kept", kept)
         if isinstance(state, SharedState):  # the reserved part, exactly: live processes' holds
             for t, d in zip(found, state.true_up(keys), strict=True):
                 if d:
@@ -242,6 +270,61 @@ def memory_raise(state: MemoryState, items: Sequence[tuple[str, int, float | Non
     return out
 
 
+# -- who shares the counters -------------------------------------------------------------------
+HOMES = "homes"  # <prefix>homes: home id -> when it last registered (epoch seconds)
+HOME_ID = "home-id"  # in $COSTLINE_HOME/state/
+
+
+def home_id(home: Path) -> str:
+    """This COSTLINE_HOME's id: random, made once, kept in ``state/home-id`` (two processes
+    of one home, or two hosts mounting one home, share it and read the same journals)."""
+    from core.private import private_dir
+
+    path = private_dir(home / "state") / HOME_ID
+    with contextlib.suppress(FileNotFoundError):
+        if got := path.read_text().strip():
+            return got
+    fresh = uuid.uuid4().hex
+    tmp = path.with_name(f".{HOME_ID}.{fresh}")
+    tmp.write_text(fresh + "\n")
+    try:
+        os.link(tmp, path)  # the first writer wins; a racing one reads the winner's id
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path.read_text().strip()
+
+
+def _redis(state: Any) -> RedisState | None:
+    primary = state.primary if isinstance(state, ResilientState) else state
+    return primary if isinstance(primary, RedisState) else None
+
+
+def register_home(state: Any, home: Path) -> None:
+    """Name ``home`` among the homes whose processes settle into these Redis counters."""
+    redis = _redis(state)
+    if redis is not None:
+        redis.client.hset(redis.prefix + HOMES, home_id(home), int(clock.now().timestamp()))
+
+
+def shared_with_other_homes(state: Any, home: Path) -> bool:
+    """Whether another COSTLINE_HOME settles into these counters (True when unsure). Only
+    Redis is shared beyond one home (SQLite's counters live in the home, memory's in the
+    process); a home that left the fleet for good stays listed until removed by hand."""
+    redis = _redis(state)
+    if redis is None:
+        return False
+    try:
+        register_home(redis, home)
+        ids = redis.client.hkeys(redis.prefix + HOMES)
+    except Exception:
+        return True
+    mine = home_id(home).encode()
+    return any((i if isinstance(i, bytes) else str(i).encode()) != mine for i in ids)
+
+
+# -- the log's spend ----------------------------------------------------------------------------
 def log_spend(
     home: Path, plane: Any, budgets: Sequence[Budget], at: datetime, canonical: Any
 ) -> dict[str, tuple[int, int]]:
@@ -249,14 +332,26 @@ def log_spend(
     its last reset): the journals not yet converted, then exactly the segments (and pruned
     rollups) of one listing taken after reading them, so no event counts twice and none
     settled before this call is missed."""
+    return log_view(home, plane, budgets, at, canonical)[0]
+
+
+def log_view(
+    home: Path, plane: Any, budgets: Sequence[Budget], at: datetime, canonical: Any
+) -> tuple[dict[str, tuple[int, int]], bool]:
+    """``log_spend``, and whether it holds every event of this home settled before the call:
+    False when a segment waited in the outbox (checked after the journals were read and
+    before the listing: such a segment is in neither) or the bucket did not answer."""
     from core.reports import reset_times
     from core.usage import SUFFIX, mirror_for, scan, segments_dir
+    from core.usage._bucket import outbox_status
 
     resets = reset_times(plane, budgets)  # a reset budget counts from its last reset
     journals = journal_spend(home, budgets, at, canonical, resets)  # read first ...
     mirror = mirror_for(home)  # COSTLINE_EVENTS_URL: the bucket's segments, as Reader reads
+    complete = True
     if mirror is not None:
-        mirror.sync()
+        complete = outbox_status(home)["segments"] == 0
+        complete = mirror.sync() and complete
     snapshot = scan(mirror.dir if mirror is not None else segments_dir(home))  # ... then list
     out = segment_spend(home, resets, snapshot, budgets, at, canonical)
     for stem, sums in journals.items():
@@ -265,7 +360,7 @@ def log_spend(
         for bid, (usd, tok) in sums.items():
             have = out.get(bid, (0, 0))
             out[bid] = (have[0] + usd, have[1] + tok)
-    return out
+    return out, complete
 
 
 def segment_spend(

@@ -26,6 +26,11 @@ host's journal and outbox are on its own disk - and (2) with a bucket
 waiting to be uploaded is in neither the journals nor the listing. Otherwise the excess is
 kept (a budget refuses a little early, never late) and counted in ``budget_drift_kept``.
 
+Of a home's processes (gateway workers, batch jobs), only the one holding the ``flock`` on
+``state/reconcile.lock`` lowers (each would otherwise take the same excess off once more);
+it holds it until it closes or dies, then the next round of another process takes it. Every
+process raises.
+
 Log spend = the journals' whole records (other processes' last seconds, read first), then the
 Parquet segments and pruned rollups of one listing taken after (the Budgets page's sums, as
 ``core.reports`` computes them), a journal whose segment is in that listing left out.
@@ -37,6 +42,7 @@ outage path until ``on_recover`` has rebuilt the counters and claimed an epoch.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import threading
@@ -57,6 +63,7 @@ from core.state import MemoryState, RedisState, ResilientState, SharedState
 
 log = logging.getLogger(__name__)
 MIN_LAG_S = 1.0  # a lowering compares counters at least this old with the log
+LEAD_LOCK = "reconcile.lock"  # in $COSTLINE_HOME/state/: held by the one process that lowers
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +100,7 @@ class Reconciler:
         self._lock = threading.Lock()
         self._prev: dict[str, tuple[float, int]] = {}  # K -> (monotonic time, K:c then)
         self.complete = True  # whether the last targets() saw every event (module docstring)
+        self._lead_fd: int | None = None  # the home's reconcile.lock, once this one lowers
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -120,6 +128,29 @@ class Reconciler:
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=5)
+        with self._lock:
+            if self._lead_fd is not None:
+                os.close(self._lead_fd)  # releases the flock: another process lowers now
+                self._lead_fd = None
+
+    def leads(self) -> bool:
+        """Whether this reconciler is its home's one lowering reconciler (takes the lock
+        when it is free; keeps it until ``close``)."""
+        if self._lead_fd is not None:
+            return True
+        if self._stop.is_set():
+            return False
+        from core.private import private_dir
+
+        path = private_dir(self.home / "state") / LEAD_LOCK
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False
+        self._lead_fd = fd
+        return True
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
@@ -202,8 +233,10 @@ class Reconciler:
             prev = self._prev.get(t.key)
             if prev is not None and mono - prev[0] >= MIN_LAG_S and prev[1] > t.log_value:
                 if complete:  # asked after the counters were read: a home that just joined
-                    complete = not shared_with_other_homes(state, self.home)
-                if not complete:  # events this view cannot see may account for the excess
+                    complete = not shared_with_other_homes(state, self.home) and (
+                        isinstance(state, MemoryState) or self.leads()  # memory: this process's
+                    )
+                if not complete:  # unseen events may account for it, or another lowers it
                     kept += 1
                     continue
                 excess = prev[1] - t.log_value  # settled before the last round, not in the log

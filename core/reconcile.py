@@ -15,6 +15,10 @@ reserved, ``K:c`` = committed, per budget window and metric) are a fast cache of
   (``State.counters``). With ``SharedState`` the reserved part is set exactly from the live
   processes' holds (``true_up``).
 
+With a bucket, this home's outbox (segments waiting for the upload, in neither the journals
+nor the bucket) counts too: a rebuild while the bucket is away starts from all of this
+home's spend.
+
 A counter is lowered only on a *complete* view of the log: every event that can have been
 settled into it must be in what this reconciler read. Raising on a partial view is safe (the
 log never holds more than was spent); lowering on one lets a fleet spend past a hard limit.
@@ -22,8 +26,7 @@ The view is complete when (1) no other ``COSTLINE_HOME`` shares the counters - e
 registers its id (``home_id``) in the Redis hash ``<prefix>homes`` before it settles into
 Redis, and a second id there makes every reconciler of that Redis raise-only, as another
 host's journal and outbox are on its own disk - and (2) with a bucket
-(``COSTLINE_EVENTS_URL``), this home's outbox was empty and the bucket answered: a segment
-waiting to be uploaded is in neither the journals nor the listing. Otherwise the excess is
+(``COSTLINE_EVENTS_URL``), the bucket answered. Otherwise the excess is
 kept (a budget refuses a little early, never late) and counted in ``budget_drift_kept``.
 
 Of a home's processes (gateway workers, batch jobs), only the one holding the ``flock`` on
@@ -371,29 +374,117 @@ def log_spend(
 def log_view(
     home: Path, plane: Any, budgets: Sequence[Budget], at: datetime, canonical: Any
 ) -> tuple[dict[str, tuple[int, int]], bool]:
-    """``log_spend``, and whether it holds every event of this home settled before the call:
-    False when a segment waited in the outbox (checked after the journals were read and
-    before the listing: such a segment is in neither) or the bucket did not answer."""
+    """``log_spend``, and whether it holds every event of this home settled before the call
+    (False when the bucket did not answer: its listing may lack what it holds).
+
+    With a bucket the order is: journals, then the outbox (each segment's sums), then the
+    bucket's listing. A segment counts once: from the listing if it is there, else from
+    the outbox; a journal counts only if neither holds its segment."""
     from core.reports import reset_times
     from core.usage import SUFFIX, mirror_for, scan, segments_dir
-    from core.usage._bucket import outbox_status
 
     resets = reset_times(plane, budgets)  # a reset budget counts from its last reset
     journals = journal_spend(home, budgets, at, canonical, resets)  # read first ...
     mirror = mirror_for(home)  # COSTLINE_EVENTS_URL: the bucket's segments, as Reader reads
     complete = True
+    outbox: dict[str, dict[str, tuple[int, int]]] = {}
     if mirror is not None:
-        complete = outbox_status(home)["segments"] == 0
-        complete = mirror.sync() and complete
+        outbox = outbox_spend(home, resets, budgets, at, canonical)  # ... then the outbox ...
+        complete = mirror.sync()
     snapshot = scan(mirror.dir if mirror is not None else segments_dir(home))  # ... then list
     out = segment_spend(home, resets, snapshot, budgets, at, canonical)
+    extra = [sums for name, sums in outbox.items() if not snapshot.has(name)]
     for stem, sums in journals.items():
-        if snapshot.has(stem + SUFFIX):
-            continue  # converted meanwhile: the listing holds its segment
+        name = stem + SUFFIX
+        if snapshot.has(name) or name in outbox:
+            continue  # converted meanwhile: the listing or the outbox holds its segment
+        extra.append(sums)
+    for sums in extra:
         for bid, (usd, tok) in sums.items():
             have = out.get(bid, (0, 0))
             out[bid] = (have[0] + usd, have[1] + tok)
     return out, complete
+
+
+def outbox_spend(
+    home: Path,
+    resets: dict[str, datetime],
+    budgets: Sequence[Budget],
+    at: datetime,
+    canonical: Any,
+    attempts: int = 5,
+) -> dict[str, dict[str, tuple[int, int]]]:
+    """Per segment of this home's outbox (``events/segments/`` with a bucket), per budget
+    id: (picodollars, tokens). A segment shipped (moved to the cache) while it was read is
+    in the bucket's listing taken after: the outbox is listed and read again."""
+    import duckdb
+
+    from core.usage import events_view_sql as _view_sql
+    from core.usage import scan, segments_dir
+
+    spans = _spans(budgets, resets, at)
+    cols, params = _sum_columns(budgets, spans, canonical)
+    lo, hi = min(s for s, _ in spans), max(e for _, e in spans)
+    for _ in range(attempts):
+        snapshot = scan(segments_dir(home))
+        if not snapshot.active:
+            return {}
+        con = duckdb.connect(":memory:")
+        try:
+            con.execute("SET TimeZone = 'UTC'")
+            con.execute("SET threads = 1")
+            con.execute(_view_sql(snapshot, filename=True))
+            sql = (
+                f"SELECT filename, {', '.join(cols)} FROM events"
+                " WHERE ts >= ? AND ts < ? GROUP BY filename"
+            )
+            rows = con.execute(sql, [*params, lo, hi]).fetchall()
+        except duckdb.IOException:
+            continue  # a segment left the outbox (shipped) meanwhile
+        finally:
+            con.close()
+        out: dict[str, dict[str, tuple[int, int]]] = {s.name: {} for s in snapshot.active}
+        for row in rows:
+            out[Path(row[0]).name] = {
+                b.id: (int(row[1 + 2 * i]), int(row[2 + 2 * i])) for i, b in enumerate(budgets)
+            }
+        return out
+    raise RuntimeError(f"the usage outbox kept changing during {attempts} reads")
+
+
+def _spans(
+    budgets: Sequence[Budget], resets: dict[str, datetime], at: datetime
+) -> list[tuple[datetime, datetime]]:
+    """Each budget's current window, from its last reset."""
+    from core.budgets import window
+
+    spans = []
+    for b in budgets:
+        w = window(b, at)
+        spans.append((max(w.start.astimezone(UTC), resets.get(b.id, w.start)), w.end))
+    return spans
+
+
+def _sum_columns(
+    budgets: Sequence[Budget], spans: Sequence[tuple[datetime, datetime]], canonical: Any
+) -> tuple[list[str], list[Any]]:
+    """Two SELECT columns per budget (picodollars, tokens in its span and scope) and their
+    parameters."""
+    from core.reports import condition
+    from core.usage import TOKEN_COLUMNS as TOKENS
+
+    tokens = " + ".join(f"coalesce({c}, 0)" for c in TOKENS)
+    cols: list[str] = []
+    params: list[Any] = []
+    for b, (start, end) in zip(budgets, spans, strict=True):
+        cond, cond_params = condition(b, canonical)
+        where = f"ts >= ? AND ts < ? AND {cond}"
+        cols.append(
+            f"CAST(coalesce(sum(cost_picousd) FILTER (WHERE {where}), 0) AS VARCHAR),"
+            f" CAST(coalesce(sum({tokens}) FILTER (WHERE {where}), 0) AS VARCHAR)"
+        )
+        params += [start, end, *cond_params, start, end, *cond_params]
+    return cols, params
 
 
 def segment_spend(
@@ -407,27 +498,12 @@ def segment_spend(
     """The Budgets page's sums (``core.reports``) over one segments listing."""
     import duckdb
 
-    from core.budgets import window
-    from core.reports import condition
-    from core.usage import TOKEN_COLUMNS as TOKENS
     from core.usage import events_view_sql as _view_sql
     from core.usage import facts_view_sql as _facts_sql
     from core.usage import pruned_rollups
 
-    spans = []
-    for b in budgets:
-        w = window(b, at)
-        spans.append((max(w.start.astimezone(UTC), resets.get(b.id, w.start)), w.end))
-    tokens = " + ".join(f"coalesce({c}, 0)" for c in TOKENS)
-    cols, params = [], []
-    for b, (start, end) in zip(budgets, spans, strict=True):
-        cond, cond_params = condition(b, canonical)
-        where = f"ts >= ? AND ts < ? AND {cond}"
-        cols.append(
-            f"CAST(coalesce(sum(cost_picousd) FILTER (WHERE {where}), 0) AS VARCHAR),"
-            f" CAST(coalesce(sum({tokens}) FILTER (WHERE {where}), 0) AS VARCHAR)"
-        )
-        params += [start, end, *cond_params, start, end, *cond_params]
+    spans = _spans(budgets, resets, at)
+    cols, params = _sum_columns(budgets, spans, canonical)
     present = [s.name for s in (*snapshot.active, *snapshot.superseded)]
     con = duckdb.connect(":memory:")
     try:

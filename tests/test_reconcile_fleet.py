@@ -168,3 +168,61 @@ def test_a_reconcile_never_lowers_what_waits_in_its_own_outbox(
     finally:
         r.close()
         plane.close()
+
+
+def away_bucket(monkeypatch: pytest.MonkeyPatch) -> None:
+    """COSTLINE_EVENTS_URL on a port nobody listens on: the bucket is away."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("COSTLINE_EVENTS_URL", "s3://away/usage")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "costline")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "costline-secret")
+
+
+def test_redis_emptied_while_the_bucket_is_away_is_rebuilt_from_the_outbox_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis_url: str
+) -> None:
+    """One host: the bucket is away, so its spend waits in the outbox as segments; then
+    Redis loses the counters (restart, flush). The rebuild read the journals and the bucket's
+    cache, not the outbox: on main it raised the counter to $0 and the host spent the limit a
+    second time."""
+    import redis
+
+    away_bucket(monkeypatch)
+    plane = make_plane()
+    plane.upsert_budget(Budget(id="cap", name="cap", limit_usd=LIMIT, action="block"), ENGINEER)
+    r = host(tmp_path / "host", plane, redis_url)
+    state = r.controls.state if r.controls else None
+    assert state is not None
+    state.retry_interval_s = 0.05  # type: ignore[union-attr]
+    prefix = os.environ["COSTLINE_TEST_PREFIX"]
+    try:
+        answered = spend_until_refused(r, 0)
+        spent = committed(r)
+        r.log.flush()  # sealed: the segments wait in the outbox
+        assert outbox_status(tmp_path / "host")["segments"] >= 1
+        client = redis.Redis.from_url(redis_url)
+        client.delete(*client.keys(prefix + "*"))  # Redis came back empty
+        client.close()
+        refused = 0
+        again = 0
+        for i in range(100):  # until the rebuilt Redis counters refuse (not the fallback's)
+            try:
+                r.complete(call(1000 + i))
+                again += 1
+            except BudgetExceeded:
+                refused += 1
+                if state.healthy and refused >= 3:  # type: ignore[union-attr]
+                    break
+            time.sleep(0.02)
+        after = committed(r)
+        print(f"answered {answered}, spent {spent}; after the flush {again} more, counter {after}")
+        assert again == 0
+        assert after == spent
+    finally:
+        r.close()
+        plane.close()

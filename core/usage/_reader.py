@@ -55,7 +55,9 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _view_sql(snapshot: Snapshot) -> str:
+def _view_sql(snapshot: Snapshot, filename: bool = False) -> str:
+    """The view ``events`` over the snapshot's active segments (``filename``: plus the
+    column ``filename``, each row's segment path)."""
     present = {c for s in snapshot.active for c in s.columns}
     cols = ", ".join(
         ident(f.name)
@@ -63,13 +65,16 @@ def _view_sql(snapshot: Snapshot) -> str:
         else f"CAST(NULL AS {DUCK_TYPES[str(f.type)]}) AS {ident(f.name)}"
         for f in SCHEMA
     )
+    if filename:
+        cols += ", filename" if snapshot.active else ", CAST(NULL AS VARCHAR) AS filename"
     if not snapshot.active:
         return f"CREATE OR REPLACE VIEW events AS SELECT {cols} WHERE false"
     files = ", ".join(_literal(str(s.path)) for s in snapshot.active)
     union = "true" if any(len(s.columns) != len(COLUMNS) for s in snapshot.active) else "false"
+    named = ", filename = true" if filename else ""
     return (
         f"CREATE OR REPLACE VIEW events AS SELECT {cols}"
-        f" FROM read_parquet([{files}], union_by_name = {union})"
+        f" FROM read_parquet([{files}], union_by_name = {union}{named})"
     )
 
 

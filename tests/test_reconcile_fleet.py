@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_controls_support import ENGINEER, make_plane
@@ -65,11 +66,15 @@ def host(name: Path, plane: ControlPlane, redis_url: str, log: UsageLog | None =
     return Router(settings, controls=controls, log=log or UsageLog(name))
 
 
-def committed(r: Router) -> int:
+def counter_key(r: Router) -> str:
     assert r.controls is not None
     b = next(b for b in r.controls.snapshot().budgets if b.id == "cap")
-    key = r.controls.guard.window(b).usd_key
-    return int(r.controls.state.get_values([key + ":c"])[0])
+    return r.controls.guard.window(b).usd_key
+
+
+def committed(r: Router) -> int:
+    assert r.controls is not None
+    return int(r.controls.state.get_values([counter_key(r) + ":c"])[0])
 
 
 def spend_until_refused(r: Router, start: int) -> int:
@@ -224,5 +229,70 @@ def test_redis_emptied_while_the_bucket_is_away_is_rebuilt_from_the_outbox_too(
         assert again == 0
         assert after == spent
     finally:
+        r.close()
+        plane.close()
+
+
+def test_redis_back_while_postgresql_is_down_serves_from_the_fallback(
+    tmp_path: Path, pg_url: str, redis_url: str
+) -> None:
+    """Redis came back empty while the control plane (PostgreSQL) was restarting: the
+    rebuild, which reads the budgets' last resets there, failed. On main that error went
+    up through ResilientState to the call (a raw OperationalError: an HTTP 500 at the
+    gateway) every retry interval; now the call is served on the fallback, as in any Redis
+    outage, and the rebuild is tried again."""
+    import redis
+    import sqlalchemy as sa
+
+    plane = make_plane(pg_url)
+    plane.upsert_budget(
+        Budget(id="cap", name="cap", limit_usd=Decimal(1), action="block"), ENGINEER
+    )
+    plane.reset_budget("cap", ENGINEER)  # the rebuild asks PostgreSQL when it was reset
+    r = host(tmp_path / "host", plane, redis_url)
+    state: Any = r.controls.state if r.controls else None
+    state.retry_interval_s = 0.05
+    prefix = os.environ["COSTLINE_TEST_PREFIX"]
+    name = pg_url.rsplit("/", 1)[1]
+    admin = sa.create_engine(pg_url.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
+    try:
+        r.complete(call(0))
+        with admin.connect() as c:  # PostgreSQL goes away for this database
+            c.execute(sa.text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
+            c.execute(
+                sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"
+                ),
+                {"n": name},
+            )
+        client = redis.Redis.from_url(redis_url)
+        client.delete(*client.keys(prefix + "*"))  # and Redis comes back empty
+        before = committed(r)
+        errors, spent = [], Decimal(0)
+        for i in range(20):
+            try:
+                spent += r.complete(call(1 + i)).cost_usd
+            except Exception as exc:  # noqa: BLE001 - what the caller got
+                errors.append(exc)
+            time.sleep(0.03)
+        assert not errors, f"{len(errors)} of 20 calls failed, e.g. {errors[0]!r}"
+        assert not state.healthy  # not trusted before the rebuild
+        # the fallback enforces from everything spent, the outage's calls included (their
+        # deltas went to Redis at each try; its next seed must still hold them)
+        key = counter_key(r)
+        local = state.get_values([key])[0]
+        assert local >= before + int(spent.scaleb(12)), (local, before, spent)
+        with admin.connect() as c:
+            c.execute(sa.text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
+        deadline = time.monotonic() + 20
+        while not state.healthy and time.monotonic() < deadline:
+            r.complete(call(100))
+            time.sleep(0.05)
+        assert state.healthy and client.get(state.primary.epoch_key) is not None
+        client.close()
+    finally:
+        with admin.connect() as c:
+            c.execute(sa.text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
+        admin.dispose()
         r.close()
         plane.close()

@@ -292,7 +292,7 @@ def import_csv(
                 previous = _loads.get(engine, f"import:{sha}")
                 if previous is not None and _loads.written(previous):  # done meanwhile
                     return _same_file(previous, sha, fields, t0)
-            with Reader(home) as reader:
+            with Reader(home, outbox=True) as reader:  # what this host has not shipped yet
                 parsed, pruned = _in_pruned_hours(parsed, reader, lines)
                 dup = _duplicates(parsed, reader, replace)
             if pruned:

@@ -318,3 +318,38 @@ def test_a_segment_shipped_while_a_reader_lists_the_bucket_stays_in_the_cache(
     assert (mirror.dir / seg.name).exists(), "the just-shipped segment left the cache"
     with Reader(costline_home) as reader:
         assert reader.totals()["requests"] == 150
+
+
+def test_replacing_a_sources_rows_never_leaves_the_old_rows_in_the_bucket(
+    weed: SeaweedS3, bucket: str, costline_home: Path, tmp_path: Path
+) -> None:
+    """``import --replace`` rewrote the segments of ``events/segments/``: with a bucket that is
+    only the outbox, so the old rows (already uploaded) stayed and the corrected ones were
+    added (on main: 100 rows of the vendor for 50 calls)."""
+    from datetime import timedelta
+
+    from core.errors import CostlineError
+    from core.importer import import_csv, read_preview
+    from core.usage import Filters
+    from tests.test_import_crash import NOW, START, rows, write
+
+    first = write(tmp_path / "v1.csv", rows(0, 50))
+    mapping = read_preview(first).mapping
+    import_csv(first, mapping, source="vendor", now=NOW)
+    shipper = shipper_for(costline_home)
+    assert shipper is not None and shipper.drain(30)
+    corrected = [(ts, p, c * 2) for ts, p, c in rows(0, 50)]
+    second = write(tmp_path / "v2.csv", corrected)
+    span = ("vendor", START, START + timedelta(minutes=50))
+    try:
+        import_csv(second, mapping, source="vendor", now=NOW, replace=span)
+    except CostlineError as exc:  # refused: the rows in the bucket cannot be replaced here
+        assert "COSTLINE_EVENTS_URL" in str(exc)
+        want = rows(0, 50)
+    else:
+        want = corrected
+    assert shipper.drain(30)
+    with Reader(tmp_path / "other-host") as reader:
+        vendor = reader.totals(Filters(source="vendor"))
+    assert vendor["requests"] == 50
+    assert vendor["cost_picousd"] == sum(c for _, _, c in want)

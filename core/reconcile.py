@@ -406,6 +406,11 @@ def log_view(
     return out, complete
 
 
+_OUTBOX_SUMS: dict[tuple[str, int, int, str], dict[str, tuple[int, int]]] = {}
+_OUTBOX_MAX = 100_000  # cached segment sums (a segment never changes once written)
+_outbox_lock = threading.Lock()
+
+
 def outbox_spend(
     home: Path,
     resets: dict[str, datetime],
@@ -416,24 +421,40 @@ def outbox_spend(
 ) -> dict[str, dict[str, tuple[int, int]]]:
     """Per segment of this home's outbox (``events/segments/`` with a bucket), per budget
     id: (picodollars, tokens). A segment shipped (moved to the cache) while it was read is
-    in the bucket's listing taken after: the outbox is listed and read again."""
+    in the bucket's listing taken after: the outbox is listed and read again. A segment's
+    sums are kept for the same budgets and spans (a long bucket outage fills the outbox:
+    each round reads only the segments sealed since the last)."""
     import duckdb
 
     from core.usage import events_view_sql as _view_sql
     from core.usage import scan, segments_dir
+    from core.usage._segments import Snapshot
 
     spans = _spans(budgets, resets, at)
     cols, params = _sum_columns(budgets, spans, canonical)
     lo, hi = min(s for s, _ in spans), max(e for _, e in spans)
+    spec = repr(([b.id for b in budgets], cols, params))
     for _ in range(attempts):
         snapshot = scan(segments_dir(home))
         if not snapshot.active:
             return {}
+        out: dict[str, dict[str, tuple[int, int]]] = {}
+        todo = []
+        with _outbox_lock:
+            for seg in snapshot.active:
+                got = _OUTBOX_SUMS.get((str(seg.path), seg.rows, seg.mtime_ns, spec))
+                if got is None:
+                    todo.append(seg)
+                else:
+                    out[seg.name] = got
+        if not todo:
+            return out
+        part = Snapshot(tuple(todo), (), frozenset(), "")
         con = duckdb.connect(":memory:")
         try:
             con.execute("SET TimeZone = 'UTC'")
             con.execute("SET threads = 1")
-            con.execute(_view_sql(snapshot, filename=True))
+            con.execute(_view_sql(part, filename=True))
             sql = (
                 f"SELECT filename, {', '.join(cols)} FROM events"
                 " WHERE ts >= ? AND ts < ? GROUP BY filename"
@@ -443,11 +464,19 @@ def outbox_spend(
             continue  # a segment left the outbox (shipped) meanwhile
         finally:
             con.close()
-        out: dict[str, dict[str, tuple[int, int]]] = {s.name: {} for s in snapshot.active}
-        for row in rows:
-            out[Path(row[0]).name] = {
+        found = {
+            Path(row[0]).name: {
                 b.id: (int(row[1 + 2 * i]), int(row[2 + 2 * i])) for i, b in enumerate(budgets)
             }
+            for row in rows
+        }
+        with _outbox_lock:
+            if len(_OUTBOX_SUMS) > _OUTBOX_MAX:
+                _OUTBOX_SUMS.clear()
+            for seg in todo:
+                sums = found.get(seg.name, {})  # no row in any window: nothing
+                _OUTBOX_SUMS[(str(seg.path), seg.rows, seg.mtime_ns, spec)] = sums
+                out[seg.name] = sums
         return out
     raise RuntimeError(f"the usage outbox kept changing during {attempts} reads")
 

@@ -180,7 +180,7 @@ class Reconciler:
         if not budgets:
             return []
         at = now or clock.now()
-        canonical = ctl.catalog.canonical
+        canonical = ctl.guard.canonical or str  # as admission: an unpriced name is itself
         with self._lock:
             spent, self.complete = log_view(self.home, ctl.plane, budgets, at, canonical)
         out: list[Target] = []

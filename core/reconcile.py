@@ -624,6 +624,8 @@ def _row(payload: bytes) -> list[Any] | None:
 
 def _matches(b: Budget, row: list[Any], idx: dict[str, int], canonical: Any) -> bool:
     """The budget's scope over one event (as ``core.reports.condition`` says in SQL)."""
+    from core.budgets import model_names
+
     scope, want = b.scope, b.scope_value
     if scope == "global":
         return True
@@ -634,7 +636,7 @@ def _matches(b: Budget, row: list[Any], idx: dict[str, int], canonical: Any) -> 
     if scope == "provider":
         return str(row[idx["provider"]] or "").lower() == want.lower()
     if scope == "model":
-        return row[idx["model"]] in {want, canonical(want)}
+        return str(row[idx["model"]] or "").lower() in model_names(want, canonical)
     return False
 
 

@@ -77,8 +77,18 @@ def budget(bid: str, scope: str, value: str | None) -> Budget:
     )
 
 
+def log_sums(r: Router) -> dict[tuple[str, str], int]:
+    assert r.reconciler is not None
+    return {(t.budget, t.metric): t.log_value for t in r.reconciler.targets()}
+
+
 def agree_after_reconcile(r: Router, plane: ControlPlane, ids: list[str]) -> None:
+    # before a flush the events are in this process's open journal (the reconciler's
+    # journal sums), after it in segments (its SQL sums, as the Budgets page's)
+    assert r.log.pending > 0
+    in_journal = log_sums(r)
     views = three_views(r, plane, ids)
+    assert in_journal == log_sums(r), (in_journal, views)
     for i, (live, logged, report) in views.items():
         assert live[1] > 0, (i, views)  # the scope matched the calls at admission
         assert live == logged == report, (i, views)
@@ -99,3 +109,14 @@ def test_a_model_budget_on_an_unpriced_model_is_rebuilt_and_reconciled(plane):
         for i in range(3):
             r.complete(ask("dryrun/local-llm", i))
         agree_after_reconcile(r, plane, ["local"])
+
+
+def test_a_model_budget_matches_an_unpriced_model_in_any_letter_case(plane):
+    """Admission compares model names in lower case ('dryrun/Local-LLM' covers calls to
+    'dryrun/local-llm'); the log sums compared them exactly, so they found $0 and 0 tokens,
+    the Budgets page showed the budget unused and the reconciler lowered its right counter."""
+    plane.upsert_budget(budget("upper", "model", "dryrun/Local-LLM"), ENGINEER)
+    with make_router(plane, MemoryState(), allow_unpriced=True) as r:
+        for i in range(3):
+            r.complete(ask("dryrun/local-llm", i))
+        agree_after_reconcile(r, plane, ["upper"])

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from core.budgets import hard_cap, window
+from core.budgets import hard_cap, model_names, window
 from core.control import Budget, ControlPlane
 from core.usage import Reader
 
@@ -143,8 +143,8 @@ def condition(b: Budget, canonical: Canonical) -> tuple[str, list[object]]:
         return f'"{SCOPE_COLUMNS[b.scope]}" = ?', [b.scope_value]
     if b.scope == "provider":
         return "lower(provider) = lower(?)", [b.scope_value]
-    names = sorted({b.scope_value, canonical(b.scope_value)})
-    return f"model IN ({', '.join('?' * len(names))})", list(names)
+    names = model_names(b.scope_value, canonical)  # as admission matches them
+    return f"lower(model) IN ({', '.join('?' * len(names))})", list(names)
 
 
 def project(value: int, elapsed_us: int, length_us: int) -> int:

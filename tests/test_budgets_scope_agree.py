@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -15,10 +16,10 @@ import pytest
 from test_controls_support import ENGINEER, make_plane, make_router
 
 from core import clock, reports
-from core.control import Budget, ControlPlane
+from core.control import Budget, ControlPlane, RoutingPolicy
 from core.reconcile import MIN_LAG_S
 from core.router import Router
-from core.state import MemoryState
+from core.state import MemoryState, SharedState
 from core.types import ChatRequest, Message
 from core.usage import Reader
 
@@ -50,7 +51,7 @@ def three_views(r: Router, plane: ControlPlane, ids: list[str]) -> dict[str, tup
         live[i] = (usd, tok)
     logged: dict[str, dict[str, int]] = {i: {} for i in ids}
     for t in r.reconciler.targets():
-        logged[t.budget][t.metric] = t.log_value
+        logged.setdefault(t.budget, {})[t.metric] = t.log_value
     cat = ctl.catalog
 
     def canonical(m: str) -> str:  # as the console and the API pass it
@@ -120,3 +121,68 @@ def test_a_model_budget_matches_an_unpriced_model_in_any_letter_case(plane):
         for i in range(3):
             r.complete(ask("dryrun/local-llm", i))
         agree_after_reconcile(r, plane, ["upper"])
+
+
+# -- regression guards: these agreed on main's code too ----------------------------------------
+GRID = [
+    budget("global", "global", None),
+    replace(budget("global-tz", "global", None), period="day", timezone="Pacific/Kiritimati"),
+    replace(budget("week-tz", "global", None), period="week", timezone="America/Los_Angeles"),
+    budget("org", "org", "acme"),
+    budget("project", "project", "Apollo"),
+    budget("user", "user", "ann"),
+    budget("task", "task", "summarise"),
+    budget("key", "key", "k-1"),
+    budget("provider", "provider", "DRYRUN"),
+    budget("model", "model", "dryrun-small"),
+    budget("model-case", "model", "DRYRUN-Small"),
+    budget("model-prefix", "model", "dryrun/dryrun-small"),
+]
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["memory", "shared"])
+def test_every_scope_kind_agrees_on_the_same_calls(plane, shared):
+    for b in GRID:
+        plane.upsert_budget(b, ENGINEER)
+    state = SharedState(Reader().home) if shared else MemoryState()
+    with make_router(plane, state) as r:
+        for i in range(4):
+            model = "dryrun/dryrun-small" if i % 2 else "dryrun-small"
+            r.complete(ask(model, i, **REQ))
+        agree_after_reconcile(r, plane, [b.id for b in GRID])
+
+
+def test_degraded_and_skipped_calls_count_where_they_went(plane):
+    """A degrade budget sends dryrun-large to dryrun-small; a spent block budget skips
+    dryrun-medium for the policy's fallback: each model's budget counts the model called."""
+    plane.upsert_policy(
+        RoutingPolicy(task="t", primary_model="dryrun-medium", fallbacks=("dryrun-large",)),
+        ENGINEER,
+    )
+    tiny = Decimal("0.000001")
+    rows = [
+        replace(
+            budget("large", "model", "dryrun-large"),
+            limit_usd=tiny,
+            action="degrade",
+            degrade_to="dryrun-small",
+            soft_multiplier=1.0,
+        ),
+        replace(budget("medium", "model", "dryrun-medium"), limit_usd=tiny),
+        budget("small", "model", "dryrun-small"),
+        budget("all", "global", None),
+    ]
+    for b in rows:
+        plane.upsert_budget(b, ENGINEER)
+    with make_router(plane, MemoryState()) as r:
+        for i in range(3):
+            r.complete(ask("dryrun-large", i))
+            r.complete(ChatRequest([Message("user", f"t {i}")], task="t", max_tokens=20))
+        ids = ["small", "all"]
+        agree_after_reconcile(r, plane, ids)
+        views = three_views(r, plane, ["large", "medium"])
+        assert all(live == logged == report for live, logged, report in views.values()), views
+        assert views["large"][0] == views["medium"][0] == (0, 0)  # never called
+        with Reader(r.settings.home) as rd:
+            ev = rd.events(columns=["model", "degraded"])
+        assert set(ev.model) == {"dryrun-small"} and ev.degraded.all()

@@ -431,7 +431,7 @@ def outbox_spend(
     from core.usage._segments import Snapshot
 
     spans = _spans(budgets, resets, at)
-    cols, params = _sum_columns(budgets, spans, canonical)
+    cols, params = _sum_columns(budgets, spans, canonical, facts=False)
     lo, hi = min(s for s, _ in spans), max(e for _, e in spans)
     spec = repr(([b.id for b in budgets], cols, params))
     for _ in range(attempts):
@@ -495,11 +495,15 @@ def _spans(
 
 
 def _sum_columns(
-    budgets: Sequence[Budget], spans: Sequence[tuple[datetime, datetime]], canonical: Any
+    budgets: Sequence[Budget],
+    spans: Sequence[tuple[datetime, datetime]],
+    canonical: Any,
+    *,
+    facts: bool = True,
 ) -> tuple[list[str], list[Any]]:
-    """Two SELECT columns per budget (picodollars, tokens in its span and scope) and their
-    parameters."""
-    from core.reports import condition
+    """Two SELECT columns per budget (picodollars, tokens in its span and scope, cache hits
+    left out) and their parameters, over the view ``facts`` (else ``events``)."""
+    from core.reports import ADMITTED_EVENTS, ADMITTED_FACTS, condition
     from core.usage import TOKEN_COLUMNS as TOKENS
 
     tokens = " + ".join(f"coalesce({c}, 0)" for c in TOKENS)
@@ -507,7 +511,8 @@ def _sum_columns(
     params: list[Any] = []
     for b, (start, end) in zip(budgets, spans, strict=True):
         cond, cond_params = condition(b, canonical)
-        where = f"ts >= ? AND ts < ? AND {cond}"
+        admitted = ADMITTED_FACTS if facts else ADMITTED_EVENTS
+        where = f"ts >= ? AND ts < ? AND {admitted} AND {cond}"
         cols.append(
             f"CAST(coalesce(sum(cost_picousd) FILTER (WHERE {where}), 0) AS VARCHAR),"
             f" CAST(coalesce(sum({tokens}) FILTER (WHERE {where}), 0) AS VARCHAR)"
@@ -590,6 +595,8 @@ def journal_spend(
             if row is None:
                 continue
             try:
+                if row[idx["cache_hit"]]:  # never admitted: in no counter (ADMITTED_FACTS)
+                    continue
                 ts = datetime.fromisoformat(row[idx["ts"]])
                 if ts.tzinfo is None:
                     ts = ts.replace(tzinfo=UTC)

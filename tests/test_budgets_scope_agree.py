@@ -186,3 +186,18 @@ def test_degraded_and_skipped_calls_count_where_they_went(plane):
         with Reader(r.settings.home) as rd:
             ev = rd.events(columns=["model", "degraded"])
         assert set(ev.model) == {"dryrun-small"} and ev.degraded.all()
+
+
+def test_cache_hits_count_in_neither_the_counter_nor_the_log_sums(plane):
+    """A cache hit never reaches admission (no provider tokens, $0), but it is logged with
+    the original answer's usage: the log sums counted its tokens, so the Budgets page showed
+    a token budget fuller than the guard's counter and the reconciler raised the counter by
+    tokens no provider billed (a token budget blocked early on cached answers)."""
+    plane.upsert_budget(budget("all", "global", None), ENGINEER)
+    with make_router(plane, MemoryState()) as r:
+        first = r.complete(ask("dryrun-small", 0))
+        for _ in range(3):
+            assert r.complete(ask("dryrun-small", 0)).cache_hit
+        assert not first.cache_hit and first.usage.total_tokens > 0
+        agree_after_reconcile(r, plane, ["all"])
+        assert three_views(r, plane, ["all"])["all"][0][1] == first.usage.total_tokens

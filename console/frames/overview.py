@@ -6,6 +6,7 @@ once; the totals shown beside a chart are computed from the same integers, so th
 
 from __future__ import annotations
 
+import hashlib
 from decimal import Decimal
 
 import pandas as pd
@@ -126,6 +127,53 @@ def series_frame(
             # ',.2f' in the browser writes $1.005 as $1.00)
             "amount_text": money.tables(series["cost_picousd"]),
             "total_text": [texts[start] for start in starts],
+            # the exact sums behind ``amount`` (the breakdown's; never sent to the browser)
+            "cost_picousd": pd.Series([int(v) for v in series["cost_picousd"]], dtype=object),
+        }
+    )
+
+
+def chart_key(scope: object, dim: str, grain: str) -> str:
+    """The spend chart's widget key: a new range, filter, stacking or grain is a new chart,
+    whose brush starts empty (a brush of other periods never filters it)."""
+    digest = hashlib.sha1(repr((scope, dim, grain)).encode()).hexdigest()[:12]
+    return f"ov_spend_{digest}"
+
+
+def chart_ms(period: pd.Series) -> pd.Series:
+    """The chart's x values as the browser has them: milliseconds since the epoch of each
+    period (naive times read as UTC, as Arrow sends them to the chart's UTC scale)."""
+    at = pd.to_datetime(period)
+    if at.dt.tz is not None:
+        at = at.dt.tz_convert("UTC").dt.tz_localize(None)
+    return at.astype("datetime64[ms]").astype("int64")
+
+
+def breakdown_frame(
+    frame: pd.DataFrame, money: Money, window: tuple[float, float] | None = None
+) -> pd.DataFrame:
+    """The spend chart's breakdown: one row per key with its exact sum over the periods the
+    brush selected (``window``: the brush's [start, end] in chart milliseconds, bounds
+    included, as Vega-Lite's interval filter tests a bar's ``period``; None: the whole range).
+    ``amount`` is the bar's length; ``amount_text`` the tooltip's money, summed here from the
+    picodollars of ``frame`` (series_frame output) and rounded once, half up, as the tables:
+    the browser sums nothing (its float sum of the bars' amounts wrote $1.005 as 1.00)."""
+    rows = frame
+    if window is not None:
+        at = chart_ms(frame["period"])
+        rows = frame[((at >= window[0]) & (at <= window[1])).to_numpy()]
+    sums: dict[str, int] = {}
+    counts: dict[str, int] = {}
+    for key, cost, n in zip(rows["key"], rows["cost_picousd"], rows["requests"], strict=True):
+        sums[str(key)] = sums.get(str(key), 0) + int(cost)
+        counts[str(key)] = counts.get(str(key), 0) + int(n)
+    keys = sorted(sums, key=lambda k: (-sums[k], k))
+    return pd.DataFrame(
+        {
+            "key": pd.Series(keys, dtype=object),
+            "amount": money.floats(sums[k] for k in keys),
+            "amount_text": money.tables(sums[k] for k in keys),
+            "requests": pd.Series([counts[k] for k in keys], dtype="int64"),
         }
     )
 

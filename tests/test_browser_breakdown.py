@@ -74,7 +74,7 @@ def test_breakdown_tooltip_is_exact_before_and_after_a_brush(
         assert "spend $2.68" in tooltip(page, bar(page, BREAKDOWN, "key: gpt-4o;"))
         # brush yesterday's bars only: drag across the start of yesterday's stack
         yesterday = local_midnight(clock.now(), "UTC") - timedelta(days=1)
-        day = bar(page, f"period: {yesterday:%d %b %Y};", "key: gpt-4o;")
+        day = bar(page, f"period: {yesterday:%d %b %Y};", "model: gpt-4o;")
         box = day.bounding_box()
         assert box is not None
         y = box["y"] + box["height"] / 2
@@ -97,6 +97,25 @@ def test_breakdown_tooltip_is_exact_before_and_after_a_brush(
         ).click()
         page.wait_for_function(
             "s => document.querySelector(s).getAttribute('fill') === '#d0d4dc'",
-            arg=BAR + '[aria-label*="key: gpt-4o;"]',
+            arg=BAR + f'[aria-label*="{BREAKDOWN}"][aria-label*="key: gpt-4o;"]',
             timeout=10_000,
         )
+
+
+def test_spend_bars_stack_to_the_period_total(
+    browser_ready: None, costline_home: Path, tmp_path: Path
+) -> None:
+    """Each period's bars are stacked: two days ago gpt-4o ($2) and gpt-4o-mini ($1) touch,
+    one twice as tall as the other (the bars were drawn as 5-px lines at each value's own
+    height, never stacked, once the chart's y lost its aggregate)."""
+    fill(costline_home)
+    with console_server(costline_home, tmp_path / "streamlit.log") as url, signed_in(url) as page:
+        day = local_midnight(clock.now(), "UTC") - timedelta(days=2)
+        at = f"period: {day:%d %b %Y};"
+        big, small = bar(page, at, "model: gpt-4o;"), bar(page, at, "model: gpt-4o-mini;")
+        big.wait_for(timeout=60_000)
+        box = "p => { const b = p.getBBox(); return {y: b.y, height: b.height}; }"
+        boxes = [b.evaluate(box) for b in (big, small)]
+        (high, low), (two, one) = sorted(boxes, key=lambda b: b["y"]), boxes
+        assert one["height"] > 20 and abs(two["height"] - 2 * one["height"]) <= 1, boxes
+        assert abs(high["y"] + high["height"] - low["y"]) <= 1, boxes  # touching: a stack

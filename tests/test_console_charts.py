@@ -107,3 +107,21 @@ def test_time_ticks_are_one_per_period_at_most() -> None:
         axis = spec["vconcat"][0]["encoding"]["x"]["axis"]
         assert axis["tickCount"] == {"interval": grain, "step": 1}
         assert axis["labelOverlap"] == "greedy"
+
+
+def test_bars_stack_in_key_order_refunds_below_zero() -> None:
+    """The frame places each bar in its period's stack (the chart draws top to bottom as they
+    are): spend up from zero in key order, a refund (negative) down from zero."""
+    rows = series(["a", "b", "c"])
+    rows["cost_picousd"] = [2 * 10**12, 2 * 10**12, -(10**12), -(10**12), 3 * 10**12, 5]
+    frame = series_frame(rows.astype({"cost_picousd": object}), Money(), "day")
+    first = frame[frame["period"] == frame["period"].min()].set_index("key")
+    assert first[["bottom", "top"]].to_dict("index") == {
+        "a": {"bottom": 0.0, "top": 2.0},
+        "b": {"bottom": -1.0, "top": 0.0},
+        "c": {"bottom": 2.0, "top": 5.0},
+    }
+    spec = as_json(spend_over_time(frame, breakdown_frame(frame, Money()), "model", "day", "$"))
+    time = spec["vconcat"][0]["encoding"]
+    assert (time["y"]["field"], time["y2"]["field"]) == ("top", "bottom")
+    assert "stack" not in time["y"]  # nothing stacked by the browser

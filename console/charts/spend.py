@@ -84,6 +84,8 @@ SERIES_COLUMNS = [
     "label",
     "key",
     "amount",
+    "bottom",
+    "top",
     "period_total",
     "requests",
     "amount_text",
@@ -99,9 +101,10 @@ def spend_over_time(
     periods selects them (the ``periods`` param, BRUSH): the page reads the selection back
     (``brushed``) and sends the breakdown of those periods, summed exactly on the server.
 
-    ``df`` columns: period, period_end, label, key, amount, period_total, requests,
-    amount_text and total_text (the tooltip's money; one row per period and key, so the bars
-    stack the rows as they are: no aggregation or join in the browser). ``breakdown``
+    ``df`` columns: period, period_end, label, key, amount, bottom and top (the bar's place
+    in its period's stack), period_total, requests, amount_text and total_text (the
+    tooltip's money; one row per period and key, drawn as they are: no aggregation, stack or
+    join in the browser). ``breakdown``
     columns: key, amount, amount_text (the tooltip's exact money), requests: one row per key,
     drawn as it is (console.frames.overview.breakdown_frame)."""
     unit = symbol.strip()
@@ -123,14 +126,11 @@ def spend_over_time(
         "encoding": {
             "x": _time_x(grain),
             "x2": {"field": "period_end"},
-            "y": {
-                "field": "amount",
-                "type": "quantitative",
-                "title": f"spend ({unit})",
-                "stack": "zero",
-            },
+            # stacked in the frame (bottom, top): Vega-Lite does not stack a bar that has
+            # both x and x2 (it drew each as a line at its own amount)
+            "y": {"field": "top", "type": "quantitative", "title": f"spend ({unit})"},
+            "y2": {"field": "bottom"},
             "color": color,
-            "order": {"field": "key", "type": "nominal"},
             "tooltip": [
                 _tip("label", "nominal", "period"),
                 _tip("key", "nominal", dim),

@@ -114,6 +114,7 @@ def series_frame(
         totals[start] = totals.get(start, 0) + int(cost)
     shown = dict(zip(totals, money.floats(totals.values()), strict=True))
     texts = dict(zip(totals, money.tables(totals.values()), strict=True))
+    bottom, top = _stacked(starts, series["key"], series["cost_picousd"], money)
     return pd.DataFrame(
         {
             "period": period,
@@ -121,6 +122,8 @@ def series_frame(
             "label": label,
             "key": series["key"],
             "amount": money.floats(series["cost_picousd"]),
+            "bottom": bottom,
+            "top": top,
             "period_total": [shown[start] for start in starts],
             "requests": series["requests"],
             # the tooltip's text: exact, to the cent, half a cent up, as the tables (a float's
@@ -131,6 +134,26 @@ def series_frame(
             "cost_picousd": pd.Series([int(v) for v in series["cost_picousd"]], dtype=object),
         }
     )
+
+
+def _stacked(
+    starts: list[tuple[object, int]], keys: pd.Series, picos: pd.Series, money: Money
+) -> tuple[list[float], list[float]]:
+    """Where each row's bar sits in its period's stack (bottom, top): the period's rows in
+    key order from zero, spend up and refunds (negative) down, each bound the exact running
+    sum converted once. The chart draws these (y to y2) instead of stacking in the browser:
+    a bar that spans its period (x to x2) with a stacked y is drawn as a flat line."""
+    order = sorted(range(len(starts)), key=lambda i: (starts[i], str(keys.iloc[i])))
+    up: dict[object, int] = {}
+    down: dict[object, int] = {}
+    low, high = [0] * len(starts), [0] * len(starts)
+    for i in order:
+        cost = int(picos.iloc[i])
+        sums = up if cost >= 0 else down
+        base = sums.get(starts[i], 0)
+        sums[starts[i]] = base + cost
+        low[i], high[i] = (base, base + cost) if cost >= 0 else (base + cost, base)
+    return money.floats(low), money.floats(high)
 
 
 def chart_key(scope: object, dim: str, grain: str) -> str:

@@ -124,3 +124,8 @@ def test_an_unpriced_call_has_a_blank_cost_in_the_log_not_zero(
     cost = dict(zip(shown["request id"], shown["cost"], strict=True))
     assert cost["priced"] == 1.25
     assert pd.isna(cost["zero"]) and pd.isna(cost["none"])
+    at.text_input(key="rq_lookup").input("zero").run()  # the detail says so too
+    detail = at.json[0].value
+    assert '"cost_usd": null' in detail and '"unpriced": true' in detail, detail
+    at.text_input(key="rq_lookup").input("priced").run()
+    assert '"cost_usd": "1.250000000000"' in at.json[0].value

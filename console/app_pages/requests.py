@@ -15,6 +15,7 @@ from console.queries import overview, usage
 from console.queries import requests as queries
 from console.selection import Selection
 from console.sidebar import current_selection
+from core.export import is_cost
 from core.types import pico_to_usd
 from core.usage import STATUSES
 
@@ -104,11 +105,14 @@ def detail(on_page: list[str], clicked: str | None = None) -> None:
 
 def dollars(record: dict[str, Any]) -> dict[str, object]:
     """The detail with every ``*_picousd`` amount as exact dollars (``cost_usd``: "$0.0042"
-    style text with all its digits), JSON-friendly."""
+    style text with all its digits), JSON-friendly; a call logged unpriced has null costs
+    (unknown, as the log table and the export show it), never 0."""
     out: dict[str, object] = {}
+    unknown = bool(record.get("unpriced"))
     for k, v in record.items():
         if k.endswith("_picousd"):
             pico = None if v is None or (isinstance(v, float) and math.isnan(v)) else int(v)
+            pico = None if unknown and is_cost(k) else pico
             usd = None if pico is None else pico_to_usd(pico)
             out[k.removesuffix("_picousd") + "_usd"] = None if usd is None else f"{usd:f}"
         else:

@@ -203,24 +203,30 @@ def breakdown_frame(
 
 def per_1k_frame(series: pd.DataFrame, money: Money, grain: str) -> pd.DataFrame:
     """Cost per 1,000 requests per period (all keys together): ``per_1k`` the line's height,
-    ``per_1k_text`` its tooltip text (the exact quotient to four decimals, half up)."""
+    ``per_1k_text`` its tooltip text (the exact quotient to four decimals, half up). The
+    known cost over the priced requests: an unpriced call (``unpriced``) is not a $0 one,
+    and a period of unpriced calls only has no point."""
     if series.empty:
         return pd.DataFrame(columns=["period", "label", "per_1k", "per_1k_text", "requests"])
     by = ["period", *(["utc_offset"] if "utc_offset" in series.columns else [])]
+    if "unpriced" not in series.columns:
+        series = series.assign(unpriced=0)
     grouped = (
         series.groupby(by, sort=True)
         .agg(
             cost=("cost_picousd", lambda s: sum(int(v) for v in s)),
             requests=("requests", "sum"),
+            unpriced=("unpriced", "sum"),
         )
         .reset_index()
     )
     period, _, label = slots(grouped, grain)
+    priced = (grouped["requests"] - grouped["unpriced"]).tolist()
     exact = [
-        money.amount(int(c) * 1000) / int(r) if r else Decimal(0)
-        for c, r in zip(grouped["cost"], grouped["requests"], strict=True)
+        money.amount(int(c) * 1000) / int(n) if n > 0 else Decimal(0)
+        for c, n in zip(grouped["cost"], priced, strict=True)
     ]
-    return pd.DataFrame(
+    frame = pd.DataFrame(
         {
             "period": period,
             "label": label,
@@ -229,6 +235,8 @@ def per_1k_frame(series: pd.DataFrame, money: Money, grain: str) -> pd.DataFrame
             "requests": grouped["requests"].to_numpy(),
         }
     )
+    # a period of unpriced calls only has no known unit cost: no point, not a $0 one
+    return frame[[n > 0 or r == 0 for n, r in zip(priced, grouped["requests"], strict=True)]]
 
 
 def top_frame(top: pd.DataFrame, money: Money) -> pd.DataFrame:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -101,11 +102,24 @@ def form_values(b: Budget | None) -> dict[str, Any]:
     }
 
 
+THOUSANDS = re.compile(r"-?\d{1,3}(,\d{3})+(\.\d*)?")
+
+
 def parse_usd(text: str, field: str) -> Decimal | None:
+    """A USD amount as typed: '1,234.50', '$5', '0.25'. A comma only groups thousands:
+    '1,50' is an error, never $150 (nor a guess at a decimal comma)."""
+    text = text.strip()
     if not text:
         return None
+    number = text.removeprefix("$").strip()
+    if "," in number and not THOUSANDS.fullmatch(number):
+        raise ConfigError(
+            f"{field}: commas group thousands (1,000.50); write decimals with a point"
+            f" (got {text!r})",
+            field=field,
+        )
     try:
-        return Decimal(text.replace(",", "").lstrip("$"))
+        return Decimal(number.replace(",", ""))
     except InvalidOperation:
         raise ConfigError(f"{field}: must be a number of USD (got {text!r})", field=field) from None
 

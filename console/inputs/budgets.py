@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import pandas as pd
 
-from console.inputs.text import parse_int, text_value
+from console.inputs.text import parse_int, text_value, ungrouped
 from core.control import DEFAULT_THRESHOLDS, Budget, validate_budget
 from core.errors import ConfigError
 from core.pricing import Catalog
@@ -102,24 +101,12 @@ def form_values(b: Budget | None) -> dict[str, Any]:
     }
 
 
-THOUSANDS = re.compile(r"-?\d{1,3}(,\d{3})+(\.\d*)?")
-
-
 def parse_usd(text: str, field: str) -> Decimal | None:
-    """A USD amount as typed: '1,234.50', '$5', '0.25'. A comma only groups thousands:
-    '1,50' is an error, never $150 (nor a guess at a decimal comma)."""
-    text = text.strip()
-    if not text:
+    """A USD amount as typed: '1,234.50', '$5', '0.25' ('1,50' is an error: ``ungrouped``)."""
+    if not text.strip():
         return None
-    number = text.removeprefix("$").strip()
-    if "," in number and not THOUSANDS.fullmatch(number):
-        raise ConfigError(
-            f"{field}: commas group thousands (1,000.50); write decimals with a point"
-            f" (got {text!r})",
-            field=field,
-        )
     try:
-        return Decimal(number.replace(",", ""))
+        return Decimal(ungrouped(text, field))
     except InvalidOperation:
         raise ConfigError(f"{field}: must be a number of USD (got {text!r})", field=field) from None
 

@@ -28,11 +28,13 @@ def pico_to_usd(pico: int) -> Decimal:
     return Decimal(pico).scaleb(-12)
 
 
-def usd_places(usd: Decimal, places: int = 2) -> str:
+def usd_places(usd: Decimal, places: int = 2, symbol: str = "$") -> str:
     """'-$1,234.57': dollars to ``places`` decimals, half up (away from zero, as every money
-    figure rounds), with thousands separators and a negative amount's sign first."""
+    figure rounds), with thousands separators and a negative amount's sign first. The one
+    money formatter: the console writes other display currencies through it (``symbol``:
+    '€', 'CHF ')."""
     d = usd.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
-    return f"{'-' if d < 0 else ''}${abs(d):,.{places}f}"
+    return f"{'-' if d < 0 else ''}{symbol}{abs(d):,.{places}f}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -100,35 +102,35 @@ class GatewayProcess:
         self.stop()
 
 
-def make_key(home: Path, name: str, **spec: Any) -> str:
-    """Issue a key in ``home``'s control plane (as the gateway would see it); the secret."""
+@contextmanager
+def control_plane(home: Path) -> Iterator[ControlPlane]:
+    """``home``'s control plane, as the gateway in ``home`` reads it (a running gateway sees
+    a change within about a second)."""
     old = os.environ.get("COSTLINE_HOME")
     os.environ["COSTLINE_HOME"] = str(home)
     try:
         with ControlPlane(model_exists=load_catalog().has) as plane:
-            if "budget_usd" in spec and spec["budget_usd"] is not None:
-                spec["budget_usd"] = Decimal(str(spec["budget_usd"]))
-            return issue_key(plane, KeySpec(name=name, **spec), SYSTEM).secret
+            yield plane
     finally:
         if old is None:
             os.environ.pop("COSTLINE_HOME", None)
         else:
             os.environ["COSTLINE_HOME"] = old
+
+
+def make_key(home: Path, name: str, **spec: Any) -> str:
+    """Issue a key in ``home``'s control plane (as the gateway would see it); the secret."""
+    with control_plane(home) as plane:
+        if "budget_usd" in spec and spec["budget_usd"] is not None:
+            spec["budget_usd"] = Decimal(str(spec["budget_usd"]))
+        return issue_key(plane, KeySpec(name=name, **spec), SYSTEM).secret
 
 
 def make_token(home: Path, user: str, role: str) -> str:
     """A console user with ``role`` in ``home`` and an API token for them; the token."""
-    old = os.environ.get("COSTLINE_HOME")
-    os.environ["COSTLINE_HOME"] = str(home)
-    try:
-        with ControlPlane() as plane:
-            plane.create_user(user, "password-123", role, SYSTEM)
-            return plane.create_api_token(user, SYSTEM, name="test")[0]
-    finally:
-        if old is None:
-            os.environ.pop("COSTLINE_HOME", None)
-        else:
-            os.environ["COSTLINE_HOME"] = old
+    with control_plane(home) as plane:
+        plane.create_user(user, "password-123", role, SYSTEM)
+        return plane.create_api_token(user, SYSTEM, name="test")[0]
 
 
 def events(home: Path, want: int | None = None, timeout: float = 15.0, **where: Any) -> list[Any]:

@@ -15,7 +15,15 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.gateway_support import METRICS_TOKEN, GatewayProcess, events, make_key, make_token
+from core.control import SYSTEM, SamplingStrategy
+from tests.gateway_support import (
+    METRICS_TOKEN,
+    GatewayProcess,
+    control_plane,
+    events,
+    make_key,
+    make_token,
+)
 from tests.servers.scripted import (
     ScriptedServer,
     anthropic_usage,
@@ -27,6 +35,7 @@ from tests.servers.scripted import (
 )
 
 ASK = [{"role": "user", "content": "What is the capital of France?"}]
+SAMPLED = "tenant-sampled"  # a task whose periodic sampling strategy reuses the last answer
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +55,13 @@ def gw(tmp_path_factory: pytest.TempPathFactory, scripted: ScriptedServer):
         "loose2": make_key(home, "loose2"),
         "small": make_key(home, "small", models=("dryrun-small",)),
     }
+    with control_plane(home) as plane:  # one call an hour for this task; others reuse it
+        plane.upsert_sampling(
+            SamplingStrategy(
+                key=SAMPLED, strategy="periodic", params={"interval_s": 3600}, min_interval_s=0
+            ),
+            SYSTEM,
+        )
     env = {
         "OPENAI_BASE_URL": scripted.openai_url,
         "OPENAI_API_KEY": "sk-upstream-0123456789",
@@ -91,6 +107,36 @@ def test_cached_answers_never_cross_orgs_or_unbound_keys(gw: GatewayProcess) -> 
         e for e in events(gw.home) if e.request_id == other.headers["x-costline-request-id"]
     ]
     assert other_ev and other_ev[0].cost_picousd > 0  # globex paid for its own answer
+
+
+def _text(r: httpx.Response) -> str:
+    assert r.status_code == 200, r.text
+    return str(r.json()["choices"][0]["message"]["content"])
+
+
+def test_sampled_answers_are_reused_only_within_the_tenant(gw: GatewayProcess) -> None:
+    """A sampling strategy that skips calls reuses the last answer of the caller's tenant
+    (scoped like the response cache): never another org's, never another unbound key's."""
+
+    def ask(key: str, content: str, **headers: str) -> httpx.Response:
+        return _chat(gw, key, content, **{"x-costline-task": SAMPLED, **headers})
+
+    acme = ask("acme-a", "acme's launch code is 4711; summarise it")
+    assert "4711" in _text(acme) and "sampling" not in acme.headers["x-costline-route-reason"]
+    same_org = ask("acme-b", "what did we say?")  # the org's tenant: the skip reuses its answer
+    assert _text(same_org) == _text(acme)
+    assert "sampling" in same_org.headers["x-costline-route-reason"]
+    claimed = ask("loose", "loose asks", **{"x-costline-org": "acme"})  # names acme: not acme's
+    for r, key in ((ask("globex", "globex asks"), "globex"), (claimed, "loose")):
+        assert "4711" not in _text(r), key
+        assert f"{key} asks" in _text(r) and "sampling" not in r.headers["x-costline-route-reason"]
+    loose2 = ask("loose2", "loose2 asks")  # an unbound key is its own tenant
+    assert "loose2 asks" in _text(loose2)
+    # later events of each tenant reuse that tenant's own answer; a LOW (batched) one too
+    assert _text(ask("globex", "globex again")) == _text(ask("globex", "globex asks"))
+    low = ask("loose2", "loose2, low", **{"x-costline-criticality": "low"})
+    assert _text(low) == _text(loose2)
+    assert _text(ask("acme-a", "acme again")) == _text(acme)
 
 
 def test_metrics_need_the_metrics_token_or_an_admins_api_token(gw: GatewayProcess) -> None:

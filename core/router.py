@@ -35,7 +35,7 @@ from core.controls import Controls
 from core.errors import BadRequest, CostlineError, MalformedResponse
 from core.otel import Tracer
 from core.pricing import Catalog, load_catalog
-from core.providers import Provider, StreamItem
+from core.providers import Provider, StreamItem, TextDelta
 from core.reconcile import Reconciler, start_reconciler
 from core.retry import RetryPolicy
 from core.settings import Settings
@@ -158,6 +158,8 @@ class Router:
                         for item in items:
                             if isinstance(item, str):
                                 yield StreamChunk(att.chunk(item))
+                            elif isinstance(item, TextDelta):
+                                yield StreamChunk(att.chunk(item.text), None, item.logprobs)
                             else:
                                 yield StreamChunk("", att.settle(item))
                                 return
@@ -184,6 +186,8 @@ class Router:
                         async for item in items:
                             if isinstance(item, str):
                                 yield StreamChunk(att.chunk(item))
+                            elif isinstance(item, TextDelta):
+                                yield StreamChunk(att.chunk(item.text), None, item.logprobs)
                             else:
                                 yield StreamChunk("", att.settle(item))
                                 return

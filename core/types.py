@@ -164,7 +164,10 @@ class Completion:
 
 @dataclass(frozen=True, slots=True)
 class StreamChunk:
-    """One piece of a streamed answer; the last chunk carries the final Completion."""
+    """One piece of a streamed answer; the last chunk carries the final Completion.
+    ``logprobs``: the upstream's log probabilities of this chunk's tokens (OpenAI wire, when
+    the request asked for them), as it sent them."""
 
     text: str
     completion: Completion | None = None
+    logprobs: Any = None

@@ -323,6 +323,52 @@ def test_tool_calls_pass_through_both_ways(gw: GatewayProcess, scripted: Scripte
     assert calls[0][0].id == "call_2"
 
 
+def _logprobs(token: str, lp: float) -> dict[str, object]:
+    top = [{"token": token, "logprob": lp, "bytes": list(token.encode())}]
+    return {"content": [{**top[0], "top_logprobs": top}], "refusal": None}
+
+
+def test_logprobs_reach_the_caller_streamed_and_plain(
+    gw: GatewayProcess, scripted: ScriptedServer
+) -> None:
+    """``logprobs: true``: each streamed chunk carries the upstream's logprobs of its tokens,
+    and a plain answer its choice's, as the upstream sent them."""
+    words, lps = ["Paris", " is", " the capital"], [-0.01, -0.25, -1.5]
+    sent = [_logprobs(w, lp) for w, lp in zip(words, lps, strict=True)]
+    scripted.enqueue(openai_stream(words, usage=openai_usage(14, 3), logprobs=sent))
+    stream = client(gw).chat.completions.create(
+        model="gpt-4o-mini", messages=ASK, stream=True, logprobs=True, top_logprobs=1
+    )
+    texts = [c for c in stream if c.choices and c.choices[0].delta.content]
+    assert scripted.requests[-1].json["logprobs"] is True  # asked of the upstream
+    assert [c.choices[0].delta.content for c in texts] == words
+    got = [c.choices[0].logprobs for c in texts]
+    assert all(g is not None and g.content for g in got), got
+    assert [(g.content[0].token, g.content[0].logprob) for g in got] == list(  # type: ignore[union-attr]
+        zip(words, lps, strict=True)
+    )
+    assert got[1].content[0].top_logprobs[0].token == " is"  # type: ignore[union-attr]
+    plain = {
+        "id": "chatcmpl-lp",
+        "object": "chat.completion",
+        "model": "gpt-4o-mini",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "Paris"},
+                "logprobs": sent[0],
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": openai_usage(14, 1),
+    }
+    scripted.enqueue(json_reply(plain))
+    done = client(gw).chat.completions.create(model="gpt-4o-mini", messages=ASK, logprobs=True)
+    lp = done.choices[0].logprobs
+    assert lp is not None and lp.content and lp.content[0].token == "Paris"
+    assert lp.content[0].logprob == -0.01
+
+
 def test_client_disconnect_mid_stream_is_logged_flagged_and_upstream_closed(
     gw: GatewayProcess, scripted: ScriptedServer
 ) -> None:

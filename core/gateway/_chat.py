@@ -63,8 +63,8 @@ class Shape:
         w = oai.ChunkWriter(req.request_id, req.model or f"task:{req.task}", int(clock.timestamp()))
         return w.delta({"role": "assistant", "content": ""}), w
 
-    def stream_text(self, w: Any, text: str) -> bytes:
-        return w.delta({"content": text})  # type: ignore[no-any-return]
+    def stream_text(self, w: Any, text: str, logprobs: Any = None) -> bytes:
+        return w.delta({"content": text}, logprobs=logprobs)  # type: ignore[no-any-return]
 
     def stream_close(self, w: Any, done: Completion, include_usage: bool) -> bytes:
         return w.end(done, include_usage)  # type: ignore[no-any-return]
@@ -87,7 +87,7 @@ class AnthropicShape(Shape):
         model = req.model or f"task:{req.task}"
         return anth.stream_start(req.request_id, model, anth.input_estimate(req)), None
 
-    def stream_text(self, w: Any, text: str) -> bytes:
+    def stream_text(self, w: Any, text: str, logprobs: Any = None) -> bytes:
         return anth.stream_delta(text)
 
     def stream_close(self, w: Any, done: Completion, include_usage: bool) -> bytes:
@@ -273,7 +273,7 @@ async def stream(
         out = opening
         while True:
             if chunk.text:
-                out += shape.stream_text(writer, chunk.text)
+                out += shape.stream_text(writer, chunk.text, chunk.logprobs)
             if chunk.completion is not None:
                 done = chunk.completion
                 flags["done"] = True

@@ -215,8 +215,13 @@ class ChunkWriter:
         }
         return b"data: " + orjson.dumps(body) + b"\n\n"
 
-    def delta(self, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
-        return self._chunk([{"index": 0, "delta": delta, "finish_reason": finish_reason}])
+    def delta(
+        self, delta: dict[str, Any], finish_reason: str | None = None, logprobs: Any = None
+    ) -> bytes:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish_reason}
+        if logprobs is not None:  # the upstream's, for the tokens of this delta
+            choice["logprobs"] = logprobs
+        return self._chunk([choice])
 
     def end(self, done: Completion, include_usage: bool) -> bytes:
         self.model = done.model

@@ -20,7 +20,7 @@ import orjson
 from core.errors import CostlineError
 from core.providers._errors import Where, for_status, for_transport, malformed
 from core.providers._sse import SSEDecoder
-from core.providers.base import Provider, ProviderResult, StreamItem
+from core.providers.base import Provider, ProviderResult, StreamItem, TextDelta
 from core.types import ChatRequest, Usage
 
 _PARSE_ERRORS = (KeyError, TypeError, ValueError, IndexError, AttributeError)
@@ -59,6 +59,13 @@ class StreamState:
         )
 
 
+def _whole(result: ProviderResult) -> str | TextDelta:
+    """A stream the server answered as one JSON body: its text as one delta, with the first
+    choice's logprobs when it sent any."""
+    lp = (result.choices[0].get("logprobs") if result.choices else None) or None
+    return result.text if lp is None else TextDelta(result.text, lp)
+
+
 class HTTPProvider(Provider):
     """JSON over HTTP with SSE streaming. Subclasses implement the three hooks below."""
 
@@ -75,7 +82,7 @@ class HTTPProvider(Provider):
         """A non-streamed JSON body to a result; KeyError/TypeError mean malformed."""
 
     @abstractmethod
-    def parse_event(self, state: StreamState, event: str, data: str) -> str | None:
+    def parse_event(self, state: StreamState, event: str, data: str) -> str | TextDelta | None:
         """One SSE event: update ``state``, return a text delta (or None)."""
 
     # ---- clients ----------------------------------------------------------------------
@@ -120,14 +127,16 @@ class HTTPProvider(Provider):
         except _PARSE_ERRORS as exc:
             raise malformed(f"unexpected response shape ({exc!r})", where, status) from exc
 
-    def _event(self, state: StreamState, ev: tuple[str, str], where: Where) -> str | None:
+    def _event(
+        self, state: StreamState, ev: tuple[str, str], where: Where
+    ) -> str | TextDelta | None:
         try:
             delta = self.parse_event(state, ev[0], ev[1])
         except (orjson.JSONDecodeError, *_PARSE_ERRORS) as exc:
             msg = f"bad stream event after {state.chunks} chunks: {ev[1][:80]!r}"
             raise malformed(msg, where, state.status) from exc
         if delta:
-            state.parts.append(delta)
+            state.parts.append(delta if isinstance(delta, str) else delta.text)
             state.chunks += 1
         return delta
 
@@ -170,7 +179,7 @@ class HTTPProvider(Provider):
                     resp.read()
                     result = self._result(resp, model, where)
                     if result.text:
-                        yield result.text
+                        yield _whole(result)
                     yield result
                     return
                 for line in resp.iter_lines():
@@ -211,7 +220,7 @@ class HTTPProvider(Provider):
                     await resp.aread()
                     result = self._result(resp, model, where)
                     if result.text:
-                        yield result.text
+                        yield _whole(result)
                     yield result
                     return
                 async for line in resp.aiter_lines():

@@ -17,7 +17,7 @@ import orjson
 
 from core.providers._errors import Where, for_status, for_transport, malformed
 from core.providers._http import HTTPProvider, StreamState
-from core.providers.base import EmbedResult, ProviderResult
+from core.providers.base import EmbedResult, ProviderResult, TextDelta
 from core.types import ChatRequest, Usage
 
 # reasoning families that take max_completion_tokens instead of max_tokens
@@ -126,7 +126,7 @@ class OpenAIProvider(HTTPProvider):
             stop_sequence=_matched_stop(choice),
         )
 
-    def parse_event(self, state: StreamState, event: str, data: str) -> str | None:
+    def parse_event(self, state: StreamState, event: str, data: str) -> str | TextDelta | None:
         if data.strip() == "[DONE]":
             state.done = True
             return None
@@ -140,7 +140,7 @@ class OpenAIProvider(HTTPProvider):
         usage = parse_usage(chunk.get("usage"))
         if usage is not None:
             state.usage = usage
-        delta = None
+        delta: str | TextDelta | None = None
         for choice in chunk.get("choices") or ():  # [] on the usage-only final chunk
             if choice.get("index", 0) != 0:
                 continue
@@ -150,7 +150,8 @@ class OpenAIProvider(HTTPProvider):
             d = choice.get("delta") or {}
             content = d.get("content")
             if content:
-                delta = content
+                lp = choice.get("logprobs")  # the request asked for them: passed on with it
+                delta = content if not lp else TextDelta(content, lp)
             for call in d.get("tool_calls") or ():
                 _merge_tool_call(state.tool_calls, call)
         return delta

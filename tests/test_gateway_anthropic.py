@@ -9,7 +9,8 @@ from decimal import Decimal
 import anthropic
 import pytest
 
-from tests.gateway_support import GatewayProcess, events, make_key
+from tests.gateway_support import GatewayProcess, events, serve, upstream_env
+from tests.gateway_support import anthropic_client as client
 from tests.servers.scripted import (
     Reply,
     ScriptedServer,
@@ -25,31 +26,11 @@ NO_CACHE = {"x-costline-cache": "no-store"}
 
 
 @pytest.fixture(scope="module")
-def scripted():
-    with ScriptedServer() as srv:
-        yield srv
-
-
-@pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory, scripted: ScriptedServer):
-    home = tmp_path_factory.mktemp("gw-anthropic")
-    keys = {
-        "main": make_key(home, "main"),
-        "only": make_key(home, "only", models=("dryrun-small",)),
-    }
-    env = {
-        "ANTHROPIC_BASE_URL": scripted.url,
-        "ANTHROPIC_API_KEY": "sk-ant-upstream-xyz-123456",
-        "OPENAI_BASE_URL": scripted.openai_url,
-        "OPENAI_API_KEY": "sk-openai-upstream-xyz",
-    }
-    with GatewayProcess(home, env) as proc:
-        proc.keys = keys  # type: ignore[attr-defined]
+    keys = {"main": {}, "only": {"models": ("dryrun-small",)}}
+    env = upstream_env(scripted, "sk-openai-upstream-xyz", "sk-ant-upstream-xyz-123456")
+    with serve(tmp_path_factory.mktemp("gw-anthropic"), keys, env) as proc:
         yield proc
-
-
-def client(gw: GatewayProcess, key: str = "main") -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=gw.url, api_key=gw.keys[key], max_retries=0)  # type: ignore[attr-defined]
 
 
 def test_messages_plain_and_streamed_agree_and_cost_is_logged(gw: GatewayProcess) -> None:

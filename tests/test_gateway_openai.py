@@ -18,7 +18,15 @@ import httpx
 import openai
 import pytest
 
-from tests.gateway_support import ROOT, GatewayProcess, events, make_key, make_token
+from tests.gateway_support import (
+    ROOT,
+    GatewayProcess,
+    events,
+    make_token,
+    serve,
+    upstream_env,
+)
+from tests.gateway_support import openai_client as client
 from tests.servers.scripted import (
     ScriptedServer,
     error,
@@ -34,35 +42,20 @@ ASK = [{"role": "user", "content": "What is the capital of France?"}]
 
 
 @pytest.fixture(scope="module")
-def scripted():
-    with ScriptedServer() as srv:
-        yield srv
-
-
-@pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory, scripted: ScriptedServer):
-    home = tmp_path_factory.mktemp("gw-openai")
     keys = {
-        "main": make_key(home, "main"),
-        "proj": make_key(home, "proj", project="alpha"),
-        "only": make_key(home, "only", models=("dryrun-small",)),
-        "rl": make_key(home, "rl", rpm=1),
-        "spend": make_key(home, "spend", budget_usd="0.00003"),
-        "victim": make_key(home, "victim"),
-        "lim": make_key(home, "lim", rpm=5, tpm=50_000),
+        "main": {},
+        "proj": {"project": "alpha"},
+        "only": {"models": ("dryrun-small",)},
+        "rl": {"rpm": 1},
+        "spend": {"budget_usd": "0.00003"},
+        "victim": {},
+        "lim": {"rpm": 5, "tpm": 50_000},
     }
-    env = {
-        "OPENAI_BASE_URL": scripted.openai_url,
-        "OPENAI_API_KEY": UPSTREAM_KEY,
-        "COSTLINE_GATEWAY_MAX_BODY_MB": "0.01",  # 10,485 bytes: the 413 test stays small
-    }
-    with GatewayProcess(home, env) as proc:
-        proc.keys = keys  # type: ignore[attr-defined]
+    env = upstream_env(scripted, UPSTREAM_KEY)
+    env["COSTLINE_GATEWAY_MAX_BODY_MB"] = "0.01"  # 10,485 bytes: the 413 test stays small
+    with serve(tmp_path_factory.mktemp("gw-openai"), keys, env) as proc:
         yield proc
-
-
-def client(gw: GatewayProcess, key: str = "main") -> openai.OpenAI:
-    return openai.OpenAI(base_url=gw.base_url, api_key=gw.keys[key], max_retries=0)  # type: ignore[attr-defined]
 
 
 NO_CACHE = {"x-costline-cache": "no-store"}
@@ -92,7 +85,7 @@ def test_cost_header_equals_the_logged_event_exactly(gw: GatewayProcess) -> None
 
 
 async def test_streamed_and_plain_text_agree_async(gw: GatewayProcess) -> None:
-    aclient = openai.AsyncOpenAI(base_url=gw.base_url, api_key=gw.keys["main"], max_retries=0)  # type: ignore[attr-defined]
+    aclient = openai.AsyncOpenAI(base_url=gw.base_url, api_key=gw.keys["main"], max_retries=0)
     msgs = [{"role": "user", "content": "Stream me a story about llamas"}]
     plain = await aclient.chat.completions.create(
         model="dryrun-small", messages=msgs, extra_headers=NO_CACHE
@@ -221,7 +214,7 @@ def test_bad_inputs_get_their_status_and_nothing_is_logged(gw: GatewayProcess) -
     from core import clock
 
     t_start = clock.now()
-    h = {"authorization": f"Bearer {gw.keys['main']}", "content-type": "application/json"}  # type: ignore[attr-defined]
+    h = {"authorization": f"Bearer {gw.keys['main']}", "content-type": "application/json"}
     url = gw.base_url + "/chat/completions"
     cases = [
         (b"{not json", 400, "not valid JSON"),
@@ -381,7 +374,7 @@ def test_client_disconnect_mid_stream_is_logged_flagged_and_upstream_closed(
         "POST",
         gw.base_url + "/chat/completions",
         json={"model": "gpt-4o-mini", "messages": ASK, "stream": True},
-        headers={"authorization": f"Bearer {gw.keys['main']}"},  # type: ignore[attr-defined]
+        headers={"authorization": f"Bearer {gw.keys['main']}"},
         timeout=30,
     ) as r:
         rid = r.headers["x-costline-request-id"]
@@ -440,7 +433,7 @@ def test_rate_limit_headers_on_every_answer(gw: GatewayProcess) -> None:
         "POST",
         gw.base_url + "/chat/completions",
         json={"model": "dryrun-small", "messages": ASK, "stream": True, "max_tokens": 20},
-        headers={"authorization": f"Bearer {gw.keys['lim']}", **NO_CACHE},  # type: ignore[attr-defined]
+        headers={"authorization": f"Bearer {gw.keys['lim']}", **NO_CACHE},
     ) as r:
         assert r.status_code == 200 and r.headers["x-ratelimit-remaining-requests"] == "3"
         assert int(r.headers["x-ratelimit-remaining-tokens"]) < left
@@ -496,7 +489,7 @@ def test_a_task_header_picks_the_model_and_metadata_headers_are_logged(
     finally:
         os.environ["COSTLINE_HOME"] = old
     h = {
-        "authorization": f"Bearer {gw.keys['main']}",  # type: ignore[attr-defined]
+        "authorization": f"Bearer {gw.keys['main']}",
         "x-costline-task": "triage",
         "x-costline-org": "acme",
         "x-costline-user": "ann",
@@ -550,7 +543,7 @@ def test_embeddings_models_metrics_and_health(gw: GatewayProcess) -> None:
 
 def test_async_concurrent_calls_each_logged_once(gw: GatewayProcess) -> None:
     async def main() -> list[str]:
-        ac = openai.AsyncOpenAI(base_url=gw.base_url, api_key=gw.keys["main"], max_retries=0)  # type: ignore[attr-defined]
+        ac = openai.AsyncOpenAI(base_url=gw.base_url, api_key=gw.keys["main"], max_retries=0)
 
         async def one(i: int) -> str:
             r = await ac.chat.completions.with_raw_response.create(

@@ -21,8 +21,9 @@ from tests.gateway_support import (
     GatewayProcess,
     control_plane,
     events,
-    make_key,
     make_token,
+    serve,
+    upstream_env,
 )
 from tests.servers.scripted import (
     ScriptedServer,
@@ -39,21 +40,15 @@ SAMPLED = "tenant-sampled"  # a task whose periodic sampling strategy reuses the
 
 
 @pytest.fixture(scope="module")
-def scripted():
-    with ScriptedServer() as srv:
-        yield srv
-
-
-@pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory, scripted: ScriptedServer):
     home = tmp_path_factory.mktemp("gw-tenancy")
     keys = {
-        "acme-a": make_key(home, "acme-a", org="acme"),
-        "acme-b": make_key(home, "acme-b", org="acme"),
-        "globex": make_key(home, "globex", org="globex"),
-        "loose": make_key(home, "loose"),
-        "loose2": make_key(home, "loose2"),
-        "small": make_key(home, "small", models=("dryrun-small",)),
+        "acme-a": {"org": "acme"},
+        "acme-b": {"org": "acme"},
+        "globex": {"org": "globex"},
+        "loose": {},
+        "loose2": {},
+        "small": {"models": ("dryrun-small",)},
     }
     with control_plane(home) as plane:  # one call an hour for this task; others reuse it
         plane.upsert_sampling(
@@ -62,22 +57,16 @@ def gw(tmp_path_factory: pytest.TempPathFactory, scripted: ScriptedServer):
             ),
             SYSTEM,
         )
-    env = {
-        "OPENAI_BASE_URL": scripted.openai_url,
-        "OPENAI_API_KEY": "sk-upstream-0123456789",
-        "ANTHROPIC_BASE_URL": scripted.url,
-        "ANTHROPIC_API_KEY": "sk-ant-upstream-0123456789",
-        "OPENAI_TIMEOUT_S": "1.5",  # this provider's upstream timeout (default 60 s)
-    }
-    with GatewayProcess(home, env) as proc:
-        proc.keys = keys  # type: ignore[attr-defined]
+    env = upstream_env(scripted, anthropic_key="sk-ant-upstream-0123456789")
+    env["OPENAI_TIMEOUT_S"] = "1.5"  # this provider's upstream timeout (default 60 s)
+    with serve(home, keys, env) as proc:
         yield proc
 
 
 def _chat(gw: GatewayProcess, key: str, content: str, **headers: str) -> httpx.Response:
     return httpx.post(
         gw.base_url + "/chat/completions",
-        headers={"Authorization": f"Bearer {gw.keys[key]}", **headers},  # type: ignore[attr-defined]
+        headers={"Authorization": f"Bearer {gw.keys[key]}", **headers},
         json={"model": "dryrun-small", "messages": [{"role": "user", "content": content}]},
         timeout=30,
     )
@@ -147,7 +136,7 @@ def test_metrics_need_the_metrics_token_or_an_admins_api_token(gw: GatewayProces
     assert bare.status_code == 401 and "Bearer" in bare.headers["www-authenticate"]
     assert "acme-a" not in bare.text
     assert httpx.get(url, headers={"Authorization": "Bearer wrong"}).status_code == 401
-    virtual = {"Authorization": f"Bearer {gw.keys['acme-a']}"}  # type: ignore[attr-defined]
+    virtual = {"Authorization": f"Bearer {gw.keys['acme-a']}"}
     assert httpx.get(url, headers=virtual).status_code == 401  # a virtual key is no admin
     viewer = make_token(gw.home, "vera", "viewer")
     got = httpx.get(url, headers={"Authorization": f"Bearer {viewer}"})
@@ -170,7 +159,7 @@ def test_an_overloaded_upstream_is_passed_through_with_its_retry_after(
     scripted.enqueue(error(503, "The engine is currently overloaded", headers=busy))
     r = httpx.post(
         gw.base_url + "/chat/completions",
-        headers={"Authorization": f"Bearer {gw.keys['acme-a']}", "x-costline-cache": "no-store"},  # type: ignore[attr-defined]
+        headers={"Authorization": f"Bearer {gw.keys['acme-a']}", "x-costline-cache": "no-store"},
         json={"model": "gpt-4o-mini", "messages": ASK},
         timeout=30,
     )
@@ -182,7 +171,7 @@ def test_an_overloaded_upstream_is_passed_through_with_its_retry_after(
     scripted.enqueue(error(529, "Overloaded", type="overloaded_error", headers=busy))
     a = httpx.post(
         gw.base_url + "/messages",
-        headers={"x-api-key": gw.keys["acme-a"], "anthropic-version": "2023-06-01"},  # type: ignore[attr-defined]
+        headers={"x-api-key": gw.keys["acme-a"], "anthropic-version": "2023-06-01"},
         json={"model": "claude-3-5-haiku", "max_tokens": 10, "messages": ASK},
         timeout=30,
     )
@@ -195,7 +184,7 @@ def test_count_tokens_is_bound_by_the_keys_models_as_chat_is(gw: GatewayProcess)
     def count(model: str) -> httpx.Response:
         return httpx.post(
             gw.base_url + "/messages/count_tokens",
-            headers={"x-api-key": gw.keys["small"], "anthropic-version": "2023-06-01"},  # type: ignore[attr-defined]
+            headers={"x-api-key": gw.keys["small"], "anthropic-version": "2023-06-01"},
             json={"model": model, "messages": ASK},
             timeout=30,
         )
@@ -219,7 +208,7 @@ def test_upstream_timeout_per_provider_and_per_request_is_a_504(
         r = httpx.post(
             gw.base_url + "/chat/completions",
             headers={
-                "Authorization": f"Bearer {gw.keys['acme-a']}",  # type: ignore[attr-defined]
+                "Authorization": f"Bearer {gw.keys['acme-a']}",
                 "x-costline-cache": "no-store",
                 **headers,
             },
@@ -249,7 +238,7 @@ def _messages(gw: GatewayProcess, body: dict[str, Any]) -> httpx.Response:
     return httpx.post(
         gw.base_url + "/messages",
         headers={
-            "x-api-key": gw.keys["acme-a"],  # type: ignore[attr-defined]
+            "x-api-key": gw.keys["acme-a"],
             "anthropic-version": "2023-06-01",
             "x-costline-cache": "no-store",
         },

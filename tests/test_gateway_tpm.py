@@ -19,7 +19,7 @@ import redis
 
 from core.keys import KeySpec, key_limits
 from core.state import RedisState, _lua, rate_levels
-from tests.gateway_support import GatewayProcess, make_key
+from tests.gateway_support import GatewayProcess, serve
 
 TPM = 200_000
 NO_CACHE = {"x-costline-cache": "no-store"}
@@ -33,9 +33,7 @@ def gw(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[GatewayProces
         env["COSTLINE_REDIS_PREFIX"] = os.environ["COSTLINE_TEST_PREFIX"]
     home = tmp_path / "home"
     home.mkdir()
-    secret = make_key(home, "tpm", tpm=TPM)
-    with GatewayProcess(home, env) as proc:
-        proc.secret = secret  # type: ignore[attr-defined]
+    with serve(home, {"tpm": {"tpm": TPM}}, env) as proc:
         yield proc
 
 
@@ -44,7 +42,7 @@ def _ask(n: int) -> list[dict[str, str]]:
 
 
 def test_tpm_counts_the_tokens_used_not_the_reservations(gw: GatewayProcess) -> None:
-    auth = {"authorization": f"Bearer {gw.secret}", **NO_CACHE}  # type: ignore[attr-defined]
+    auth = {"authorization": f"Bearer {gw.keys['tpm']}", **NO_CACHE}
     used = 0
     with httpx.Client(base_url=gw.base_url, headers=auth, timeout=30) as c:
         for n in range(16):  # no max_tokens: each reserves prompt + 16,384; 13 would not fit
@@ -134,14 +132,14 @@ def test_a_tpm_call_on_redis_costs_no_more_round_trips_than_a_requests_one(
     prefix = os.environ["COSTLINE_TEST_PREFIX"]
     home = tmp_path / "home"
     home.mkdir()
-    keys = {"tpm": make_key(home, "tpm", tpm=TPM), "rpm": make_key(home, "rpm", rpm=600)}
+    keys = {"tpm": {"tpm": TPM}, "rpm": {"rpm": 600}}
     env = {"REDIS_URL": redis_url, "COSTLINE_REDIS_PREFIX": prefix}
     seen: dict[str, list[str]] = {}
-    with GatewayProcess(home, env) as gw, httpx.Client(base_url=gw.base_url, timeout=30) as c:
+    with serve(home, keys, env) as gw, httpx.Client(base_url=gw.base_url, timeout=30) as c:
 
         def call(key: str, n: int) -> httpx.Response:
             body = {"model": "dryrun-small", "messages": _ask(n)}
-            auth = {"authorization": f"Bearer {keys[key]}", **NO_CACHE}
+            auth = {"authorization": f"Bearer {gw.keys[key]}", **NO_CACHE}
             r = c.post("/chat/completions", json=body, headers=auth)
             assert r.status_code == 200, r.text
             return r

@@ -159,7 +159,8 @@ class Router:
                             if isinstance(item, str):
                                 yield StreamChunk(att.chunk(item))
                             elif isinstance(item, TextDelta):
-                                yield StreamChunk(att.chunk(item.text), None, item.logprobs)
+                                text = att.chunk(item.text)
+                                yield StreamChunk(text, None, item.logprobs, item.kind)
                             else:
                                 yield StreamChunk("", att.settle(item))
                                 return
@@ -187,7 +188,8 @@ class Router:
                             if isinstance(item, str):
                                 yield StreamChunk(att.chunk(item))
                             elif isinstance(item, TextDelta):
-                                yield StreamChunk(att.chunk(item.text), None, item.logprobs)
+                                text = att.chunk(item.text)
+                                yield StreamChunk(text, None, item.logprobs, item.kind)
                             else:
                                 yield StreamChunk("", att.settle(item))
                                 return

@@ -166,8 +166,10 @@ class Completion:
 class StreamChunk:
     """One piece of a streamed answer; the last chunk carries the final Completion.
     ``logprobs``: the upstream's log probabilities of this chunk's tokens (OpenAI wire, when
-    the request asked for them), as it sent them."""
+    the request asked for them), as it sent them. ``kind``: 'content', or 'refusal' (the
+    model declined: OpenAI's ``delta.refusal``)."""
 
     text: str
     completion: Completion | None = None
     logprobs: Any = None
+    kind: str = "content"

@@ -28,6 +28,7 @@ from tests.gateway_support import (
 )
 from tests.gateway_support import openai_client as client
 from tests.servers.scripted import (
+    Reply,
     ScriptedServer,
     error,
     json_reply,
@@ -360,6 +361,36 @@ def test_logprobs_reach_the_caller_streamed_and_plain(
     lp = done.choices[0].logprobs
     assert lp is not None and lp.content and lp.content[0].token == "Paris"
     assert lp.content[0].logprob == -0.01
+
+
+def test_a_streamed_refusal_reaches_the_caller_as_refusal_deltas(
+    gw: GatewayProcess, scripted: ScriptedServer
+) -> None:
+    """Structured outputs: a model that declines streams ``delta.refusal``, not content; the
+    caller must get those deltas (the SDK's stream helpers read them), not an empty answer."""
+
+    def data(delta: dict[str, object], finish: str | None = None) -> str:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish}
+        return "data: " + json.dumps({"id": "c", "model": "gpt-4o-mini", "choices": [choice]})
+
+    parts = ["I'm sorry, ", "I can't help with that."]
+    events_ = [data({"role": "assistant", "content": None, "refusal": ""})]
+    events_ += [data({"refusal": p}) for p in parts] + [data({}, "stop"), "data: [DONE]"]
+    scripted.enqueue(Reply(content_type="text/event-stream", events=[e + "\n\n" for e in events_]))
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}}
+    stream = client(gw).chat.completions.create(
+        model="gpt-4o-mini",
+        messages=ASK,
+        stream=True,
+        stream_options={"include_usage": True},
+        response_format={"type": "json_schema", "json_schema": {"name": "c", "schema": schema}},
+    )
+    chunks = list(stream)
+    got = [c.choices[0].delta for c in chunks if c.choices]
+    assert "".join(d.refusal or "" for d in got) == "".join(parts)
+    assert not "".join(d.content or "" for d in got)  # a refusal, not content
+    (ev,) = events(gw.home, 1, request_id=chunks[-1].model_extra["costline"]["request_id"])  # type: ignore[index]
+    assert ev.output_tokens > 1  # the refusal's tokens were billed: counted, not 0
 
 
 def test_client_disconnect_mid_stream_is_logged_flagged_and_upstream_closed(

@@ -63,8 +63,8 @@ class Shape:
         w = oai.ChunkWriter(req.request_id, req.model or f"task:{req.task}", int(clock.timestamp()))
         return w.delta({"role": "assistant", "content": ""}), w
 
-    def stream_text(self, w: Any, text: str, logprobs: Any = None) -> bytes:
-        return w.delta({"content": text}, logprobs=logprobs)  # type: ignore[no-any-return]
+    def stream_text(self, w: Any, text: str, logprobs: Any = None, kind: str = "content") -> bytes:
+        return w.delta({kind: text}, logprobs=logprobs)  # type: ignore[no-any-return]
 
     def stream_close(self, w: Any, done: Completion, include_usage: bool) -> bytes:
         return w.end(done, include_usage)  # type: ignore[no-any-return]
@@ -87,8 +87,8 @@ class AnthropicShape(Shape):
         model = req.model or f"task:{req.task}"
         return anth.stream_start(req.request_id, model, anth.input_estimate(req)), None
 
-    def stream_text(self, w: Any, text: str, logprobs: Any = None) -> bytes:
-        return anth.stream_delta(text)
+    def stream_text(self, w: Any, text: str, logprobs: Any = None, kind: str = "content") -> bytes:
+        return anth.stream_delta(text)  # a refusal too: Anthropic's wire has no other place
 
     def stream_close(self, w: Any, done: Completion, include_usage: bool) -> bytes:
         return anth.stream_end(done)
@@ -273,7 +273,7 @@ async def stream(
         out = opening
         while True:
             if chunk.text:
-                out += shape.stream_text(writer, chunk.text, chunk.logprobs)
+                out += shape.stream_text(writer, chunk.text, chunk.logprobs, chunk.kind)
             if chunk.completion is not None:
                 done = chunk.completion
                 flags["done"] = True

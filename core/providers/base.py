@@ -35,10 +35,12 @@ class ProviderResult:
 @dataclass(frozen=True, slots=True)
 class TextDelta:
     """A streamed text delta with what the upstream sent beside it for the caller: the OpenAI
-    wire's per-token ``logprobs`` of that delta (a plain ``str`` delta has none)."""
+    wire's per-token ``logprobs`` of that delta (a plain ``str`` delta has none), and its
+    ``kind``: 'content', or 'refusal' (a model declining, OpenAI's ``delta.refusal``)."""
 
     text: str
     logprobs: Any = None
+    kind: str = "content"
 
 
 StreamItem = str | TextDelta | ProviderResult

@@ -114,7 +114,8 @@ class OpenAIProvider(HTTPProvider):
     def parse_response(self, data: dict[str, Any], model: str) -> ProviderResult:
         choices = data["choices"]
         choice = choices[0]
-        text = choice["message"].get("content") or ""
+        msg = choice["message"]
+        text = msg.get("content") or msg.get("refusal") or ""  # a refusal is its answer
         if not isinstance(text, str):
             raise TypeError(f"message content is not a string: {text!r}")
         return ProviderResult(
@@ -149,9 +150,11 @@ class OpenAIProvider(HTTPProvider):
                 state.stop_sequence = _matched_stop(choice) or state.stop_sequence
             d = choice.get("delta") or {}
             content = d.get("content")
+            lp = choice.get("logprobs")  # the request asked for them: passed on with it
             if content:
-                lp = choice.get("logprobs")  # the request asked for them: passed on with it
                 delta = content if not lp else TextDelta(content, lp)
+            elif refusal := d.get("refusal"):  # the model declined (structured outputs)
+                delta = TextDelta(refusal, lp or None, "refusal")
             for call in d.get("tool_calls") or ():
                 _merge_tool_call(state.tool_calls, call)
         return delta

@@ -263,3 +263,31 @@ def test_an_embeddings_429_names_the_limit_that_ran_out_as_chat_does(gw: Gateway
     assert h["x-ratelimit-limit-requests"] == "1"
     assert h["x-ratelimit-remaining-requests"] == "0"
     assert h["x-ratelimit-reset-requests"].endswith("s")
+
+
+def test_the_sdks_read_each_answers_request_id_as_their_own(gw: GatewayProcess) -> None:
+    """``completion._request_id`` / ``error.request_id`` (the request id support asks for):
+    the openai SDK reads ``x-request-id``, the anthropic SDK ``request-id``; both are the
+    id Costline logged the call under, on answers, streams and errors alike."""
+    c, a = client(gw), anthropic_client(gw)
+    done = c.chat.completions.create(model="dryrun-small", messages=ASK, max_tokens=20)  # type: ignore[arg-type]
+    assert done._request_id is not None and done._request_id.startswith("req_")
+    (ev,) = events(gw.home, 1, request_id=done._request_id)
+    assert ev.key == "main"
+    stream = c.chat.completions.create(model="dryrun-small", messages=ASK, stream=True)  # type: ignore[arg-type]
+    assert stream.response.headers.get("x-request-id", "").startswith("req_")
+    stream.close()
+    emb = c.embeddings.create(model="dryrun-embed", input="hello")
+    assert emb._request_id is not None and emb._request_id.startswith("req_")
+    msg = a.messages.create(model="dryrun-small", max_tokens=20, messages=ASK)  # type: ignore[arg-type]
+    assert msg._request_id is not None and msg._request_id.startswith("req_")
+    with pytest.raises(openai.PermissionDeniedError) as denied:
+        client(gw, "only").chat.completions.create(model="dryrun-small", messages=ASK)  # type: ignore[arg-type]
+    assert (denied.value.request_id or "").startswith("req_")
+    with pytest.raises(anthropic.PermissionDeniedError) as refused:
+        anthropic_client(gw, "only").messages.create(
+            model="dryrun-small",
+            max_tokens=20,
+            messages=ASK,  # type: ignore[arg-type]
+        )
+    assert (refused.value.request_id or "").startswith("req_")

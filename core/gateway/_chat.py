@@ -37,6 +37,7 @@ from ._asgi import (
     header_value,
     parse_json,
     read_body,
+    request_ids,
     send_bytes,
     watch_disconnect,
 )
@@ -127,7 +128,7 @@ async def messages(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> N
 def result_headers(done: Completion, overhead_s: float | None) -> HeaderList:
     cost = oai.usd_text(done.cost).encode()
     out = [
-        (b"x-costline-request-id", done.request_id.encode()),
+        *request_ids(done.request_id),
         (b"x-costline-cost-usd", cost),
         (b"x-costline-model", header_value(done.model)),
         (b"x-costline-provider", header_value(done.provider)),
@@ -263,7 +264,7 @@ async def stream(
             me.cancel()
 
     watcher = asyncio.create_task(watch_disconnect(receive, gone))
-    headers = [*SSE, (b"x-costline-request-id", req.request_id.encode())]
+    headers = [*SSE, *request_ids(req.request_id)]
     if limits:
         headers += gw.limit_headers(key, limits)
     done: Completion | None = None

@@ -363,6 +363,30 @@ def test_logprobs_reach_the_caller_streamed_and_plain(
     assert lp.content[0].logprob == -0.01
 
 
+def test_the_user_field_reaches_the_upstream_and_still_allows_the_cache(
+    gw: GatewayProcess, scripted: ScriptedServer
+) -> None:
+    """OpenAI's ``user`` (its abuse monitoring's end-user id) is passed through as the README
+    says; it names who asked, not what the answer is, so the response cache still applies."""
+    c = client(gw)
+    mine = [{"role": "user", "content": "Who is asking? (user field)"}]
+    c.chat.completions.create(model="gpt-4o-mini", messages=mine, user="end-user-42")
+    assert scripted.requests[-1].json["user"] == "end-user-42"
+    ask = [{"role": "user", "content": "A cached question, asked by a named end user"}]
+    first = c.chat.completions.with_raw_response.create(
+        model="dryrun-small", messages=ask, user="end-user-7"
+    )
+    again = c.chat.completions.with_raw_response.create(
+        model="dryrun-small", messages=ask, user="end-user-7"
+    )
+    assert (first.headers["x-costline-cache"], again.headers["x-costline-cache"]) == (
+        "miss",
+        "hit",
+    )
+    (ev,) = events(gw.home, 1, request_id=first.headers["x-costline-request-id"])
+    assert ev.user == "end-user-7"
+
+
 def test_a_streamed_refusal_reaches_the_caller_as_refusal_deltas(
     gw: GatewayProcess, scripted: ScriptedServer
 ) -> None:

@@ -9,20 +9,23 @@ from decimal import Decimal
 import anthropic
 import pytest
 
-from tests.gateway_support import GatewayProcess, events, serve, upstream_env
+from tests.gateway_support import GatewayProcess, events, openai_client, serve, upstream_env
 from tests.gateway_support import anthropic_client as client
 from tests.servers.scripted import (
     Reply,
     ScriptedServer,
+    anthropic_message,
     anthropic_stream,
     anthropic_usage,
     error,
     json_reply,
+    openai_chat,
     openai_usage,
 )
 
 ASK = [{"role": "user", "content": "Name three rivers."}]
 NO_CACHE = {"x-costline-cache": "no-store"}
+CLAUDE = "claude-3-5-haiku-20241022"
 
 
 @pytest.fixture(scope="module")
@@ -278,3 +281,38 @@ def test_what_cannot_be_translated_is_a_400_naming_it(gw: GatewayProcess) -> Non
             tools=[{"type": "web_search_20250305", "name": "web_search"}],  # type: ignore[list-item]
             messages=ASK,
         )
+
+
+def test_a_refusal_keeps_its_stop_reason_on_both_wires(
+    gw: GatewayProcess, scripted: ScriptedServer
+) -> None:
+    """Claude's ``stop_reason: refusal`` reaches Anthropic SDK callers as itself (it was
+    turned into ``end_turn``), streamed or not, and OpenAI SDK callers as ``content_filter``;
+    an OpenAI upstream's ``content_filter`` is a ``refusal`` on the Anthropic wire."""
+    no = "I can't help with that."
+    scripted.enqueue(anthropic_message(no, stop="refusal"))
+    msg = client(gw).messages.create(
+        model=CLAUDE, max_tokens=50, messages=ASK, extra_headers=NO_CACHE
+    )
+    assert (msg.content[0].text, msg.stop_reason) == (no, "refusal")
+    scripted.enqueue(anthropic_stream([no], stop_reason="refusal"))
+    ask = [{"role": "user", "content": "Name three rivers, streamed."}]
+    with client(gw).messages.stream(
+        model=CLAUDE, max_tokens=50, messages=ask, extra_headers=NO_CACHE
+    ) as s:
+        assert s.get_final_message().stop_reason == "refusal"
+    scripted.enqueue(anthropic_message(no, stop="refusal"))
+    oai = openai_client(gw).chat.completions.create(
+        model=CLAUDE,
+        messages=[{"role": "user", "content": "Name three lakes."}],
+        extra_headers=NO_CACHE,
+    )
+    assert oai.choices[0].finish_reason == "content_filter"
+    scripted.enqueue(openai_chat("", finish="content_filter"))
+    filtered = client(gw).messages.create(
+        model="gpt-4o-mini",
+        max_tokens=50,
+        messages=[{"role": "user", "content": "Hm?"}],
+        extra_headers=NO_CACHE,
+    )
+    assert filtered.stop_reason == "refusal"

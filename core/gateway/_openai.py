@@ -30,7 +30,8 @@ READ = frozenset(
 # fields passed upstream that name who asked, not what the answer is: still cacheable
 NOT_IN_ANSWER = frozenset({"user"})
 FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length"}
-FINISH |= {"tool_use": "tool_calls"}
+FINISH |= {"tool_use": "tool_calls", "refusal": "content_filter", "pause_turn": "stop"}
+FINISH |= {"model_context_window_exceeded": "length"}
 
 
 def _is_int(v: object) -> bool:

@@ -217,6 +217,7 @@ def anthropic_stream(
     usage: dict[str, int] | None = None,
     stop: bool = True,
     error: dict[str, str] | None = None,
+    stop_reason: str = "end_turn",
 ) -> Reply:
     """message_start .. content_block_delta* .. message_delta, message_stop (with a ping)."""
     u = usage if usage is not None else anthropic_usage(10, len(chunks))
@@ -252,7 +253,7 @@ def anthropic_stream(
     events.append(
         ev(
             "message_delta",
-            {"delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": u["output_tokens"]}},
+            {"delta": {"stop_reason": stop_reason}, "usage": {"output_tokens": u["output_tokens"]}},
         )
     )
     if stop:

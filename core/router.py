@@ -157,10 +157,12 @@ class Router:
                     with contextlib.closing(gen) as items:
                         for item in items:
                             if isinstance(item, str):
-                                yield StreamChunk(att.chunk(item))
+                                yield StreamChunk(att.chunk(item), model=att.cand.model)
                             elif isinstance(item, TextDelta):
                                 text = att.chunk(item.text)
-                                yield StreamChunk(text, None, item.logprobs, item.kind)
+                                yield StreamChunk(
+                                    text, None, item.logprobs, item.kind, att.cand.model
+                                )
                             else:
                                 yield StreamChunk("", att.settle(item))
                                 return
@@ -186,10 +188,12 @@ class Router:
                     async with contextlib.aclosing(agen) as items:
                         async for item in items:
                             if isinstance(item, str):
-                                yield StreamChunk(att.chunk(item))
+                                yield StreamChunk(att.chunk(item), model=att.cand.model)
                             elif isinstance(item, TextDelta):
                                 text = att.chunk(item.text)
-                                yield StreamChunk(text, None, item.logprobs, item.kind)
+                                yield StreamChunk(
+                                    text, None, item.logprobs, item.kind, att.cand.model
+                                )
                             else:
                                 yield StreamChunk("", att.settle(item))
                                 return

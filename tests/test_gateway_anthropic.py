@@ -4,12 +4,22 @@ official `anthropic` SDK; upstreams: dryrun and the scripted server speaking Ant
 from __future__ import annotations
 
 import json
+import time
 from decimal import Decimal
 
 import anthropic
+import httpx
 import pytest
 
-from tests.gateway_support import GatewayProcess, events, openai_client, serve, upstream_env
+from core.control import SYSTEM, RoutingPolicy
+from tests.gateway_support import (
+    GatewayProcess,
+    control_plane,
+    events,
+    openai_client,
+    serve,
+    upstream_env,
+)
 from tests.gateway_support import anthropic_client as client
 from tests.servers.scripted import (
     Reply,
@@ -316,3 +326,41 @@ def test_a_refusal_keeps_its_stop_reason_on_both_wires(
         extra_headers=NO_CACHE,
     )
     assert filtered.stop_reason == "refusal"
+
+
+def test_a_task_routed_stream_names_the_model_that_answers(gw: GatewayProcess) -> None:
+    """No model in the request, the task's policy picks: every streamed chunk (OpenAI) and
+    the stream's message (Anthropic) name the model that answered, as a plain answer does,
+    not the task ('task:<name>')."""
+    with control_plane(gw.home) as plane:
+        plane.upsert_policy(RoutingPolicy(task="digest", primary_model="dryrun-small"), SYSTEM)
+    task = {"x-costline-task": "digest", **NO_CACHE}
+    body = {"messages": ASK, "max_tokens": 20}
+    deadline = time.monotonic() + 10
+    while True:  # the policy reaches the gateway at its next control-plane poll
+        r = httpx.post(
+            gw.url + "/v1/chat/completions",
+            json=body,
+            headers={"authorization": f"Bearer {gw.keys['main']}", **task},
+        )
+        if r.status_code == 200 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert r.status_code == 200 and r.json()["model"] == "dryrun-small", r.text
+    chunks = list(
+        openai_client(gw).chat.completions.create(
+            model=None,  # type: ignore[arg-type]
+            messages=ASK,  # type: ignore[arg-type]
+            max_tokens=20,
+            stream=True,
+            extra_headers=task,
+        )
+    )
+    assert {c.model for c in chunks} == {"dryrun-small"}
+    with client(gw).messages.stream(
+        model=None,  # type: ignore[arg-type]
+        max_tokens=20,
+        messages=ASK,  # type: ignore[arg-type]
+        extra_headers=task,
+    ) as s:
+        assert s.get_final_message().model == "dryrun-small"

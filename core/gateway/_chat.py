@@ -60,8 +60,8 @@ class Shape:
     def body(self, done: Completion) -> bytes:
         return oai.chat_response(done, int(clock.timestamp()))
 
-    def stream_open(self, req: ChatRequest) -> tuple[bytes, Any]:
-        w = oai.ChunkWriter(req.request_id, req.model or f"task:{req.task}", int(clock.timestamp()))
+    def stream_open(self, req: ChatRequest, model: str) -> tuple[bytes, Any]:
+        w = oai.ChunkWriter(req.request_id, model, int(clock.timestamp()))
         return w.delta({"role": "assistant", "content": ""}), w
 
     def stream_text(self, w: Any, text: str, logprobs: Any = None, kind: str = "content") -> bytes:
@@ -84,8 +84,7 @@ class AnthropicShape(Shape):
     def body(self, done: Completion) -> bytes:
         return anth.message_response(done)
 
-    def stream_open(self, req: ChatRequest) -> tuple[bytes, Any]:
-        model = req.model or f"task:{req.task}"
+    def stream_open(self, req: ChatRequest, model: str) -> tuple[bytes, Any]:
         return anth.stream_start(req.request_id, model, anth.input_estimate(req)), None
 
     def stream_text(self, w: Any, text: str, logprobs: Any = None, kind: str = "content") -> bytes:
@@ -270,7 +269,9 @@ async def stream(
     done: Completion | None = None
     try:
         await send({"type": "http.response.start", "status": 200, "headers": headers})
-        opening, writer = shape.stream_open(req)
+        # the model answering (known with the first chunk), not a task's name
+        first = chunk.model or (chunk.completion.model if chunk.completion else None)
+        opening, writer = shape.stream_open(req, first or req.model or f"task:{req.task}")
         out = opening
         while True:
             if chunk.text:

@@ -387,6 +387,20 @@ def test_the_user_field_reaches_the_upstream_and_still_allows_the_cache(
     assert ev.user == "end-user-7"
 
 
+def test_an_upstream_error_in_a_200_body_is_that_error_plain_as_streamed(
+    gw: GatewayProcess, scripted: ScriptedServer
+) -> None:
+    """OpenRouter, vLLM and other OpenAI-compatible servers may answer an error as a 200 body
+    ``{"error": {...}}``: a plain call gets the status and message the error names, as a
+    stream does (it was a 502 'unexpected response shape (KeyError('choices'))')."""
+    too_long = "This model's maximum context length is 8192 tokens; you asked for 9000"
+    scripted.enqueue(json_reply({"error": {"message": too_long, "code": 400}}))
+    with pytest.raises(openai.BadRequestError) as exc:
+        client(gw).chat.completions.create(model="gpt-4o-mini", messages=ASK)
+    assert exc.value.status_code == 400 and "maximum context length" in str(exc.value)
+    assert exc.value.code == "context_length_exceeded"
+
+
 def test_a_streamed_refusal_reaches_the_caller_as_refusal_deltas(
     gw: GatewayProcess, scripted: ScriptedServer
 ) -> None:

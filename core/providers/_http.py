@@ -81,6 +81,10 @@ class HTTPProvider(Provider):
     def parse_response(self, data: dict[str, Any], model: str) -> ProviderResult:
         """A non-streamed JSON body to a result; KeyError/TypeError mean malformed."""
 
+    def body_error(self, data: dict[str, Any]) -> int | None:
+        """The HTTP status of an error a server answered with a 2xx status, else None."""
+        return None
+
     @abstractmethod
     def parse_event(self, state: StreamState, event: str, data: str) -> str | TextDelta | None:
         """One SSE event: update ``state``, return a text delta (or None)."""
@@ -122,6 +126,9 @@ class HTTPProvider(Provider):
             raise malformed(f"response is not JSON: {resp.content[:80]!r}", where, status) from exc
         if not isinstance(data, dict):
             raise malformed(f"response is not a JSON object: {resp.content[:80]!r}", where, status)
+        failed = self.body_error(data)
+        if failed is not None:  # an error answered with a 2xx status
+            raise for_status(failed, resp.content, resp.headers, where)
         try:
             return self.parse_response(data, model)
         except _PARSE_ERRORS as exc:

@@ -111,6 +111,14 @@ class OpenAIProvider(HTTPProvider):
             raise malformed(f"{len(vectors)} embeddings for {len(texts)} inputs", where)
         return EmbedResult(vectors, tokens if isinstance(tokens, int) else None, model)
 
+    def body_error(self, data: dict[str, Any]) -> int | None:
+        """OpenRouter, vLLM and others answer some errors as a 200 ``{"error": {...}}``
+        (also mid-stream, see ``parse_event``): its ``code`` when an HTTP status, else 500."""
+        if not data.get("error") or data.get("choices"):
+            return None
+        code = data["error"].get("code") if isinstance(data["error"], dict) else None
+        return code if isinstance(code, int) and 400 <= code < 600 else 500
+
     def parse_response(self, data: dict[str, Any], model: str) -> ProviderResult:
         choices = data["choices"]
         choice = choices[0]
@@ -132,9 +140,8 @@ class OpenAIProvider(HTTPProvider):
             state.done = True
             return None
         chunk = orjson.loads(data)
-        if chunk.get("error") and not chunk.get("choices"):  # vLLM, OpenRouter: error mid-stream
-            code = chunk["error"].get("code") if isinstance(chunk["error"], dict) else None
-            status = code if isinstance(code, int) and 400 <= code < 600 else 500
+        status = self.body_error(chunk)  # vLLM, OpenRouter: an error mid-stream
+        if status is not None:
             raise for_status(status, data, {}, state.where)
         if chunk.get("model"):
             state.model = chunk["model"]

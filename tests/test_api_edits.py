@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -142,8 +143,40 @@ def test_alerts_inbox_ack_and_mute(api: ApiServer) -> None:
     states = {a["kind"]: a["state"] for a in viewer.get("/alerts").json()["data"]}
     assert states == {"anomaly": "muted", "budget": "acked"}
     assert viewer.get("/alerts", params={"kind": "anomaly,budget", "severity": "warning"}).json()
-    assert viewer.get("/alerts", params={"kind": "weather"}).status_code == 422
+    assert viewer.get("/alerts", params={"kind": "weather"}).status_code == 400
     assert [e.actor for e in plane.audit(entity="alert", limit=2)] == ["eng", "eng"]
+
+
+def test_a_muted_series_is_listed_and_can_be_unmuted(api: ApiServer) -> None:
+    api.plane.record_alert("org=acme", "2026-01-01", 0, message="odd", kind="anomaly")
+    eng = api.client(api.user("eng", "engineer"))
+    viewer = api.client(api.user("vic", "viewer"))
+    (alert,) = viewer.get("/alerts").json()["data"]
+    until = (api.plane.now() + timedelta(days=3)).replace(microsecond=0).isoformat()
+    assert eng.post(f"/alerts/{alert['id']}/mute", json={"until": until}).status_code == 200
+    (mute,) = viewer.get("/alerts/mutes").json()["data"]
+    assert (mute["kind"], mute["subject"], mute["created_by"]) == ("anomaly", "org=acme", "eng")
+    assert viewer.get("/alerts").json()["data"][0]["state"] == "muted"
+    r = viewer.post(f"/alerts/{alert['id']}/unmute")
+    assert r.status_code == 403 and r.json()["error"]["type"] == "forbidden"
+    r = eng.post(f"/alerts/{alert['id']}/unmute")
+    assert r.status_code == 200, r.text
+    assert (r.json()["kind"], r.json()["subject"]) == ("anomaly", "org=acme")
+    assert viewer.get("/alerts").json()["data"][0]["state"] == "open"
+    assert viewer.get("/alerts/mutes").json()["data"] == []
+    assert not api.plane.muted("anomaly", "org=acme")
+    (entry,) = api.plane.audit(entity="alert", limit=1)
+    assert (entry.action, entry.actor, entry.entity_id) == (
+        "alert.unmute",
+        "eng",
+        "anomaly:org=acme",
+    )
+    again = eng.post(f"/alerts/{alert['id']}/unmute")
+    assert again.status_code == 404 and "is not muted" in again.json()["error"]["message"]
+    assert eng.post("/alerts/999999/unmute").status_code == 404
+    doc = viewer.get("/openapi.json").json()
+    assert "post" in doc["paths"]["/alerts/{id}/unmute"]
+    assert "get" in doc["paths"]["/alerts/mutes"]
 
 
 def test_limits_show_live_buckets_and_reset_them(api: ApiServer) -> None:
@@ -226,3 +259,52 @@ def test_notification_settings_are_validated_and_guarded(api: ApiServer) -> None
     listed = {s["key"]: s["value"] for s in admin.get("/settings").json()["data"]}
     assert listed["retention_days"] == 30 and listed["timezone"] == "UTC"
     assert api.plane.audit(entity="setting", limit=1)[0].actor == "adm"
+
+
+def test_ids_with_a_slash_can_be_read_changed_and_deleted(api: ApiServer) -> None:
+    """A budget id may hold '/' (team/a) and a task name too: POST created them, but every
+    route of one (GET, PATCH, DELETE, status, reset) was a 404 'no such path', encoded
+    (%2F, as Swagger UI sends it) or not. The sub-resources still win: /budgets/b1/status."""
+    eng = api.client(api.user("eng", "engineer"))
+    for bid in ("team/a", "b1"):
+        body = {"id": bid, "name": "T", "limit_usd": "5"}
+        assert eng.post("/budgets", json=body).status_code == 201
+    for path in ("/budgets/team%2Fa", "/budgets/team/a"):
+        r = eng.get(path)
+        assert r.status_code == 200 and r.json()["id"] == "team/a", (path, r.text)
+    tag = eng.get("/budgets/team%2Fa").headers["etag"]
+    r = eng.patch("/budgets/team%2Fa", json={"limit_usd": "6"}, headers={"If-Match": tag})
+    assert r.status_code == 200 and r.json()["limit_usd"] == "6", r.text
+    assert eng.get("/budgets/team/a/status").json()["budget_id"] == "team/a"
+    assert eng.get("/budgets/b1/status").json()["budget_id"] == "b1"
+    r = eng.post("/budgets/team%2Fa/reset", headers={"If-Match": r.headers["etag"]})
+    assert r.status_code == 200, r.text
+    r = eng.put("/routing-policies/support%2Fbilling", json={"primary_model": "gpt-4o"})
+    assert r.status_code == 201, r.text
+    assert eng.get("/routing-policies/support/billing").json()["task"] == "support/billing"
+    r = eng.delete("/budgets/team%2Fa", headers={"If-Match": "*"})
+    assert r.status_code == 204, r.text
+    assert api.plane.budget("team/a") is None
+
+
+def test_a_patch_of_some_weights_keeps_the_others(api: ApiServer) -> None:
+    """PATCH changes the fields it names: a weights object naming only cost reset latency
+    and quality to their defaults (0.2, 0.3) instead of keeping the policy's own."""
+    eng = api.client(api.user("eng", "engineer"))
+    weights = {"cost": 0.1, "latency": 0.8, "quality": 0.1}
+    body = {"primary_model": "gpt-4o", "strategy": "balanced", "weights": weights}
+    r = eng.put("/routing-policies/triage", json=body)
+    assert r.status_code == 201, r.text
+    r = eng.patch(
+        "/routing-policies/triage",
+        json={"weights": {"cost": 0.2}},
+        headers={"If-Match": r.headers["etag"]},
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["weights"] == {"cost": 0.2, "latency": 0.8, "quality": 0.1}
+    stored = api.plane.policies()[0].weights
+    assert (stored.cost, stored.latency, stored.quality) == (0.2, 0.8, 0.1)
+    r = eng.patch(
+        "/routing-policies/triage", json={"weights": {"speed": 1}}, headers={"If-Match": "*"}
+    )
+    assert (r.status_code, r.json()["error"]["field"]) == (422, "weights.speed"), r.text

@@ -3,12 +3,17 @@ is stored (huge amounts, typo'd or already-expired token requests, unknown setti
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from test_usage_support import event
 
 from core.state import MemoryState
+from core.usage import rows_to_table, segments_dir, write_segment
+from core.usage._schema import event_row
 from tests.servers.api import ApiServer
 
 BUDGET = {"id": "ops", "name": "Ops", "limit_usd": "100", "period": "day"}
@@ -217,3 +222,206 @@ def test_a_price_import_with_a_misspelt_field_is_refused(api: ApiServer) -> None
     dry = admin.post("/prices/import", json={"content": prices})
     assert dry.status_code == 200 and dry.json()["dry_run"] is True
     assert admin.get("/prices/overrides").json()["data"] == []
+
+
+@pytest.mark.parametrize("text", ["²", "٣", "99999999999999999999"])
+def test_an_alert_id_or_id_cursor_it_never_returned_is_a_4xx_not_a_500(
+    api: ApiServer, text: str
+) -> None:
+    """Ids and the id cursors of /alerts and /audit: only ASCII digits that fit the
+    database's integers; anything else (a superscript two passes str.isdigit but not int, a
+    number past 2**63 overflows SQLite) names the problem instead of an internal error."""
+    api.plane.record_alert("ops", "2026-01-01", 90, message="Ops at 90%")
+    adm = api.client(api.user("adm", "admin"))
+    for path in (f"/alerts/{text}/ack", f"/alerts/{text}/mute"):
+        r = adm.post(path, json={"until": "2030-01-01"})
+        assert r.status_code == 404, (path, r.text)
+        assert r.json()["error"]["message"].startswith("no alert")
+    for path in ("/alerts", "/audit"):
+        r = adm.get(path, params={"cursor": text})
+        assert r.status_code == 400, (path, r.text)
+        assert r.json()["error"]["field"] == "cursor"
+
+
+@pytest.mark.parametrize(
+    "value", [[1e300, "r"], [10**22, "r"], [-(10**22), "r"], [1, "r", 10**30], [1, "r", 1.5e300]]
+)
+def test_a_usage_cursor_out_of_range_is_a_400_not_a_500(
+    api: ApiServer, value: list[object]
+) -> None:
+    write_segment(rows_to_table([event_row(event(1))]), segments_dir(api.home), "a")
+    cursor = base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+    r = api.client(api.user("vic", "viewer")).get("/usage", params={"cursor": cursor})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"] == {
+        "type": "bad_request",
+        "message": "cursor: not a cursor this API returned",
+        "field": "cursor",
+    }
+
+
+def test_boolean_parameters_take_any_case_and_refuse_anything_else(api: ApiServer) -> None:
+    """``kpis=True`` (Python's requests sends booleans so) adds the KPIs instead of silently
+    leaving them out; a value that is no boolean is a 400 naming it, not read as the default
+    (``backtest=nope`` ran the backtest)."""
+    viewer = api.client(api.user("vic", "viewer"))
+    for text in ("True", "TRUE", "on"):
+        r = viewer.get("/spend", params={"kpis": text})
+        assert r.status_code == 200 and "kpis" in r.json(), (text, r.text)
+    assert "kpis" not in viewer.get("/spend", params={"kpis": "False"}).json()
+    for path, name in (("/spend", "kpis"), ("/forecast", "backtest")):
+        r = viewer.get(path, params={name: "nope"})
+        assert r.status_code == 400, (path, r.text)
+        assert r.json()["error"] == {
+            "type": "bad_request",
+            "message": f"{name}: must be true or false (got 'nope')",
+            "field": name,
+        }
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("/spend", {"org": ""}),
+        ("/spend", {"model": ","}),
+        ("/spend/top", {"project": ""}),
+        ("/usage", {"user": ""}),
+        ("/usage", {"status": ""}),
+        ("/advice", {"task": ""}),
+    ],
+)
+def test_a_filter_given_without_a_value_is_a_400_not_zero_spend(
+    api: ApiServer, path: str, params: dict[str, str]
+) -> None:
+    """``?org=`` (an empty form field, an unset shell variable) matched no event, so the
+    answer said $0 / no rows; it names the parameter instead."""
+    write_segment(rows_to_table([event_row(event(1))]), segments_dir(api.home), "a")
+    viewer = api.client(api.user("vic", "viewer"))
+    r = viewer.get(path, params=params)
+    assert r.status_code == 400, r.text
+    (name,) = params
+    assert r.json()["error"]["field"] == name
+    assert r.json()["error"]["message"].startswith(f"{name}: no value given")
+
+
+def test_a_bad_body_field_is_a_422_naming_it_as_for_every_other_body(api: ApiServer) -> None:
+    """Body fields, as POST /keys already does: a mute's or a token's time that is no date
+    is a 422 (it was a 400, the status of a bad query parameter), a mute with a field it
+    does not take is refused rather than ignored, and a PUT whose body names another key
+    than its path says which field."""
+    api.plane.record_alert("ops", "2026-01-01", 90, message="Ops at 90%")
+    (alert,) = api.plane.alerts()
+    adm = api.client(api.user("adm", "admin"))
+    r = adm.post(f"/alerts/{alert.id}/mute", json={"until": "next week"})
+    assert (r.status_code, r.json()["error"]["field"]) == (422, "until"), r.text
+    r = adm.post(f"/alerts/{alert.id}/mute", json={"until": "2030-01-01", "reason": "noisy"})
+    assert (r.status_code, r.json()["error"]["field"]) == (422, "reason"), r.text
+    assert not api.plane.mutes()
+    r = adm.post("/tokens", json={"user": "adm", "expires_at": "tomorrow"})
+    assert (r.status_code, r.json()["error"]["field"]) == (422, "expires_at"), r.text
+    r = adm.put("/routing-policies/chat", json={"task": "summarize", "primary_model": "gpt-4o"})
+    assert (r.status_code, r.json()["error"]["field"]) == (422, "task"), r.text
+
+
+def test_a_query_parameter_the_operation_does_not_take_is_a_400_naming_it(
+    api: ApiServer,
+) -> None:
+    """``?grup_by=day`` answered the ungrouped totals, ``/advice?range=7d`` advice over its
+    own 30 days, as if the parameter had been honoured; only the parameters the OpenAPI
+    document lists for the operation are taken."""
+    viewer = api.client(api.user("vic", "viewer"))
+    r = viewer.get("/spend", params={"grup_by": "day"})
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert error["field"] == "grup_by"
+    assert error["message"].startswith("grup_by: not a parameter of GET /spend (it takes start,")
+    assert "group_by" in error["message"]
+    r = viewer.get("/advice", params={"range": "7d"})
+    assert (r.status_code, r.json()["error"]["field"]) == (400, "range"), r.text
+    r = viewer.get("/budgets", params={"limit": "5"})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["message"] == "limit: not a parameter of GET /budgets (it takes none)"
+    doc = viewer.get("/openapi.json").json()
+    spend = {p["name"] for p in doc["paths"]["/spend"]["get"]["parameters"]}
+    assert {"group_by", "kpis", "range", "org"} <= spend
+
+
+def test_a_setting_put_answers_as_its_get_does_and_checks_the_key(api: ApiServer) -> None:
+    """PUT /settings/{key} answered without ``stored``, which its documented schema (that
+    of GET) names; a body naming another key than the path was stored under the path's."""
+    adm = api.client(api.user("adm", "admin"))
+    put = adm.put("/settings/retention_days", json={"value": 90})
+    assert put.status_code == 200, put.text
+    got = adm.get("/settings/retention_days")
+    assert put.json() == got.json() == {"key": "retention_days", "value": 90, "stored": True}
+    assert put.headers["etag"] == got.headers["etag"]
+    r = adm.put(
+        "/settings/timezone",
+        json={"key": "currency", "value": "Europe/Paris"},
+        headers={"If-Match": "*"},
+    )
+    assert (r.status_code, r.json()["error"]["field"]) == (422, "key"), r.text
+    assert api.plane.get_setting("timezone") == "UTC"  # unchanged
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), [("kind", "weather"), ("severity", "loud"), ("state", "closed")]
+)
+def test_a_bad_alerts_filter_is_a_documented_400_naming_it(
+    api: ApiServer, name: str, value: str
+) -> None:
+    """GET /alerts answered a bad kind, severity or state with a 422, which its OpenAPI
+    entry does not list (a GET lists 400 for a bad parameter, as every other one answers)."""
+    viewer = api.client(api.user("vic", "viewer"))
+    r = viewer.get("/alerts", params={name: value})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["field"] == name
+    assert r.json()["error"]["message"].startswith(f"{name}: must be one of ")
+    assert (
+        str(r.status_code)
+        in viewer.get("/openapi.json").json()["paths"]["/alerts"]["get"]["responses"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "name"),
+    [
+        ("POST", "/budgets", {**BUDGET, "limit_tokens": 2**63}, "limit_tokens"),
+        ("PUT", "/rate-limits/r", {"limit": 5, "window_s": 2**63}, "window_s"),
+        ("PUT", "/cache-settings/chat", {"ttl_s": 2**64 - 1}, "ttl_s"),
+        ("PUT", "/event-thresholds/trader", {"batch_size": 2**63}, "batch_size"),
+        (
+            "PUT",
+            "/routing-policies/chat",
+            {"primary_model": "gpt-4o", "max_tokens": 2**63},
+            "max_tokens",
+        ),
+        ("POST", "/keys", {"name": "k1", "rpm": 2**63}, "rpm"),
+    ],
+)
+def test_a_whole_number_past_int64_is_a_422_and_writes_nothing(
+    api: ApiServer, method: str, path: str, body: dict[str, object], name: str
+) -> None:
+    """Integers are stored as BIGINT: one past 2**63 - 1 passed validation and failed the
+    insert as a 500; POST /keys had already stored the key, so it was left without its
+    rate limit and its name could never be used again."""
+    eng = api.client(api.user("eng", "engineer"))
+    version = api.plane.version()
+    r = eng.request(method, path, json=body)
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["field"] == name
+    assert r.json()["error"]["message"].startswith(f"{name}: must be <= 9223372036854775807")
+    assert api.plane.version() == version  # nothing written
+    assert api.plane.virtual_key("k1") is None
+
+
+def test_prices_of_a_model_alias_are_its_models_not_none(api: ApiServer) -> None:
+    """The router prices a dated snapshot (gpt-4o-2024-08-06, as providers report it in
+    usage) as its catalog model; /prices?model= of it answered no rows beside 'unknown
+    models are never $0', as if it were unpriced."""
+    viewer = api.client(api.user("vic", "viewer"))
+    plain = viewer.get("/prices", params={"model": "gpt-4o"}).json()["data"]
+    assert plain
+    for alias in ("gpt-4o-2024-08-06", "GPT-4O-2024-08-06"):
+        assert viewer.get("/prices", params={"model": alias}).json()["data"] == plain
+    assert viewer.get("/prices", params={"model": "no-such-model"}).json()["data"] == []

@@ -154,3 +154,47 @@ def test_every_read_answers_the_documented_schema(
             assert set(items["properties"]) <= set(body["data"][0]), (path, body["data"][0])
         checked += 1
     assert checked >= 25
+
+
+def test_writes_answer_a_documented_status_with_the_documented_body(
+    api: tuple[ApiServer, httpx.Client],
+) -> None:
+    """A PUT that creates answers 201 and a price override that replaces one 200: both are
+    in the document with the body's schema (only 200, resp. 201, was), and the body names
+    what the schema names: the token a POST /tokens answers (its secret) is documented."""
+    _, client = api
+    doc = client.get("/openapi.json").json()
+
+    def check(method: str, path: str, r: httpx.Response) -> None:
+        responses = doc["paths"][path][method]["responses"]
+        assert str(r.status_code) in responses, (method, path, r.status_code, r.text)
+        schema = responses[str(r.status_code)]["content"]["application/json"]["schema"]
+        jsonschema.validate(r.json(), _json_schema(schema))
+        assert set(schema.get("properties", {})) <= set(r.json()), (path, schema, r.text)
+
+    r = client.put("/routing-policies/new", json={"primary_model": "gpt-4o"})
+    assert r.status_code == 201, r.text
+    check("put", "/routing-policies/{task}", r)
+    r = client.put("/event-thresholds/fresh", json={"batch_size": 4})
+    assert r.status_code == 201, r.text
+    check("put", "/event-thresholds/{key}", r)
+    price = {"model": "gpt-4o", "effective_from": "2033-01-01", "input": "1", "output": "2"}
+    first = client.post("/prices/overrides", json=price)
+    assert first.status_code == 201, first.text
+    check("post", "/prices/overrides", first)
+    again = client.post(
+        "/prices/overrides",
+        json={**price, "output": "3"},
+        headers={"If-Match": first.headers["etag"]},
+    )
+    assert again.status_code == 200, again.text
+    check("post", "/prices/overrides", again)
+    token = client.post("/tokens", json={"user": "adm"})
+    assert token.status_code == 201 and token.json()["token"].startswith("clt_")
+    check("post", "/tokens", token)
+    assert (
+        "token"
+        in doc["paths"]["/tokens"]["post"]["responses"]["201"]["content"]["application/json"][
+            "schema"
+        ]["properties"]
+    )

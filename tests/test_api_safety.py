@@ -82,6 +82,59 @@ def test_webhook_urls_are_redacted_in_the_audit_log(api: ApiServer, costline_hom
         assert secret not in stored, secret
 
 
+def test_viewers_get_a_budgets_webhook_url_redacted_and_an_echo_keeps_the_secret(
+    api: ApiServer,
+) -> None:
+    """A budget's webhook URL holds a secret: viewers read it redacted (scheme, host, digest)
+    in the list and the item, engineers in full; the ETag is the same for both (computed
+    over the redacted form); a PATCH that sends the redacted form back keeps the stored URL,
+    and a redacted form that is not this budget's is a 422 naming webhook_url."""
+    from core.control import redact_url
+
+    eng = api.client(api.user("eng", "engineer"))
+    viewer = api.client(api.user("vic", "viewer"))
+    budget = {"id": "ops", "name": "Ops", "limit_usd": "100", "period": "day"}
+    created = eng.post("/budgets", json={**budget, "webhook_url": SLACK})
+    assert created.status_code == 201, created.text
+    assert created.json()["webhook_url"] == SLACK
+    for path in ("/budgets", "/budgets/ops"):
+        r = viewer.get(path)
+        assert r.status_code == 200
+        for secret in SECRETS:
+            assert secret not in r.text, (path, secret)
+    seen = viewer.get("/budgets/ops")
+    assert seen.json()["webhook_url"] == redact_url(SLACK)
+    assert seen.json()["webhook_url"].startswith("https://hooks.slack.com/[redacted]#")
+    assert viewer.get("/budgets").json()["data"][0]["webhook_url"] == redact_url(SLACK)
+    full = eng.get("/budgets/ops")
+    assert full.json()["webhook_url"] == SLACK
+    assert seen.headers["etag"] == full.headers["etag"] == created.headers["etag"]
+    # the viewer's copy, edited and sent back by an engineer's script: the secret stays
+    edited = {**seen.json(), "limit_usd": "120"}
+    del edited["id"], edited["reset_generation"]
+    r = eng.patch("/budgets/ops", json=edited, headers={"If-Match": seen.headers["etag"]})
+    assert r.status_code == 200, r.text
+    assert r.json()["webhook_url"] == SLACK and r.json()["limit_usd"] == "120"
+    assert api.plane.budget("ops").webhook_url == SLACK  # type: ignore[union-attr]
+    assert viewer.get("/budgets/ops").headers["etag"] == r.headers["etag"]
+    # someone else's redacted URL cannot be stored as if it were a URL
+    other = redact_url(DISCORD)
+    r = eng.patch("/budgets/ops", json={"webhook_url": other}, headers={"If-Match": "*"})
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["field"] == "webhook_url"
+    assert "redacted" in r.json()["error"]["message"]
+    r = eng.post("/budgets", json={**budget, "id": "ops2", "webhook_url": redact_url(SLACK)})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "webhook_url", r.text
+    assert api.plane.budget("ops").webhook_url == SLACK  # type: ignore[union-attr]
+    # a reset answers the same ETag a viewer then reads
+    reset = eng.post("/budgets/ops/reset", headers={"If-Match": seen.headers["etag"]})
+    assert reset.status_code == 412  # the limit changed since
+    tag = viewer.get("/budgets/ops").headers["etag"]
+    reset = eng.post("/budgets/ops/reset", headers={"If-Match": tag})
+    assert reset.status_code == 200, reset.text
+    assert viewer.get("/budgets/ops").headers["etag"] == reset.headers["etag"]
+
+
 def test_the_migration_redacts_webhook_urls_in_older_audit_rows(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'c.db'}"
     engine = make_engine(url)

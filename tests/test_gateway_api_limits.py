@@ -127,3 +127,105 @@ def test_make_state_keys_redis_under_costline_redis_prefix(
     finally:
         state.close()
         given.close()
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on (bound, then closed: connections are refused)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _rate_limit(api: ApiServer) -> None:
+    from core.control import SYSTEM, RateLimit
+
+    api.plane.upsert_rate_limit(RateLimit(id="per-user", scope="user", limit=10), SYSTEM)
+
+
+def test_standalone_api_with_redis_down_says_so_instead_of_a_500(
+    costline_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """REDIS_URL set, Redis unreachable: GET /limits answers 200 with ``unavailable`` levels
+    and a note naming Redis (as documented), DELETE a 409 naming Redis; never a bare 500."""
+    monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{_closed_port()}/0")
+    with ApiServer(costline_home) as api:
+        _rate_limit(api)
+        viewer = api.client(api.user("vic", "viewer"))
+        for _ in range(2):  # the first read finds Redis down, the next knows it
+            r = viewer.get("/limits")
+            assert r.status_code == 200, r.text
+            body = r.json()
+            assert (body["levels"], body["backend"]) == ("unavailable", "ResilientState")
+            assert body["note"].startswith("Redis is unreachable")
+            assert [d["buckets"] for d in body["data"]] == [None]
+        eng = api.client(api.user("eng", "engineer"))
+        r = eng.delete("/limits")
+        assert r.status_code == 409, r.text
+        assert "Redis is unreachable" in r.json()["error"]["message"]
+
+
+def test_a_redis_state_without_fallback_that_is_down_is_a_503_naming_redis(
+    costline_home: Path,
+) -> None:
+    from core.state import RedisState
+
+    state = RedisState(f"redis://127.0.0.1:{_closed_port()}/0", "t:")
+    with ApiServer(costline_home, state=state) as api:
+        _rate_limit(api)
+        for method in ("GET", "DELETE"):
+            r = api.client(api.user(f"u-{method}", "engineer")).request(method, "/limits")
+            assert r.status_code == 503, (method, r.text)
+            error = r.json()["error"]
+            assert error["type"] == "service_unavailable"
+            assert error["message"].startswith("Redis is unreachable (ConnectionError")
+        doc = api.client(api.user("adm", "admin")).get("/openapi.json").json()
+        assert "503" in doc["paths"]["/limits"]["get"]["responses"]
+        assert "503" in doc["paths"]["/limits"]["delete"]["responses"]
+    state.close()
+
+
+def test_limits_read_redis_again_once_it_is_back(costline_home: Path, redis_url: str) -> None:
+    """A standalone API that saw Redis down reads the shared levels again when it answers
+    (the read pings it, at most every retry interval, as the state's own operations do)."""
+    from core.state import MemoryState, RedisState, ResilientState
+
+    prefix = os.environ["COSTLINE_TEST_PREFIX"]
+    state = ResilientState(RedisState(redis_url, prefix), MemoryState(prefix), retry_interval_s=0)
+    state._mark_down(ConnectionError("gone for a while"))
+    with ApiServer(costline_home, state=state) as api:
+        _rate_limit(api)
+        body = api.client(api.user("vic", "viewer")).get("/limits").json()
+        assert (body["levels"], body["note"]) == ("shared", None)
+        assert state.healthy
+
+
+def test_a_gateway_with_redis_down_resets_its_fallback_buckets(costline_home: Path) -> None:
+    """The gateway's own /api/v1 (its Router's state: Redis down, the fallback admitting its
+    calls) lists and resets the fallback's buckets; the reset tried Redis first and was a
+    500."""
+    from core.control import SYSTEM, RateLimit
+    from core.ratelimits import rate_key
+    from core.state import MemoryState, RateItem, RedisState, ResilientState
+
+    down = RedisState(f"redis://127.0.0.1:{_closed_port()}/0", "t:")
+    state = ResilientState(down, MemoryState("t:"))
+    rl = RateLimit(id="per-user", scope="user", limit=10)
+    item = RateItem(rate_key(rl, "ann"), "token_bucket", 10, 60.0, cost=4)
+    assert state.admit([item], []).ok  # Redis refuses: admitted by the fallback
+    assert not state.healthy
+    with ApiServer(costline_home, gateway_state=lambda: state) as api:
+        api.plane.upsert_rate_limit(rl, SYSTEM)
+        eng = api.client(api.user("eng", "engineer"))
+        body = eng.get("/limits").json()
+        assert (body["levels"], body["note"].startswith("Redis is unreachable")) == (
+            "process",
+            True,
+        )
+        assert [b["value"] for b in body["data"][0]["buckets"]] == ["ann"]
+        r = eng.delete("/limits")
+        assert r.status_code == 200, r.text
+        assert r.json()["reset"] == {"per-user": 1}
+        assert eng.get("/limits").json()["data"][0]["buckets"] == []
+    state.close()

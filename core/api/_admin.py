@@ -5,20 +5,31 @@ from __future__ import annotations
 from datetime import datetime
 
 from core.api._coerce import to_json
-from core.api._http import ApiError, Call, Json, Op, Param, Reply, body_object, parse_int
+from core.api._http import (
+    ApiError,
+    Call,
+    Json,
+    Op,
+    Param,
+    Reply,
+    body_object,
+    parse_id,
+    parse_int,
+)
 from core.api._query import parse_time
-from core.api._schemas import list_of, obj, page_of
+from core.api._schemas import field, list_of, obj, page_of
 
 
 def audit(call: Call) -> Json:
     call.ctx.plane.authorize(call.actor, "audit")
     limit = parse_int(call, "limit", 100, 1, 1000)
     cursor = call.arg("cursor")
-    if cursor is not None and not cursor.isdigit():
+    before_id = None if cursor is None else parse_id(cursor)
+    if cursor is not None and before_id is None:
         raise ApiError(400, "cursor: not a cursor this API returned", "cursor")
     entries = call.ctx.plane.audit_page(
         limit=limit,
-        before_id=int(cursor) if cursor else None,
+        before_id=before_id,
         entity=call.arg("entity"),
         entity_id=call.arg("entity_id"),
         actor=call.arg("actor"),
@@ -44,7 +55,7 @@ def create_token(call: Call) -> Reply:
         raise ApiError(422, "name: must be a string", "name")
     expires: datetime | None = None
     if data.get("expires_at") is not None:
-        expires = parse_time(str(data["expires_at"]), call.ctx.tz(), "expires_at")
+        expires = parse_time(str(data["expires_at"]), call.ctx.tz(), "expires_at", 422)
     secret, token = call.ctx.plane.create_api_token(user, call.actor, name=name, expires_at=expires)
     return Reply({**to_json(token), "token": secret}, status=201)
 
@@ -89,7 +100,10 @@ OPS = [
         "Create an API token for a user (admin); the secret is in this answer only",
         "admin",
         body=obj(("user",), user="string", name="string", expires_at="string"),
-        response=TOKEN,
+        response=obj(
+            **TOKEN["properties"],
+            token=field("string", description="the secret (clt_...): in this answer only"),
+        ),
         entity="api_token",
         status=201,
     ),

@@ -1,11 +1,12 @@
-"""Alerts inbox: list (filter by kind, severity, state; cursor-paged), acknowledge, mute."""
+"""Alerts inbox: list (filter by kind, severity, state; cursor-paged), acknowledge, mute and
+unmute a series (an alert's kind and subject), list the mutes in force."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from core.api._coerce import to_json
-from core.api._http import ApiError, Call, Json, Op, Param, body_object, parse_int
+from core.api._http import ApiError, Call, Json, Op, Param, body_object, parse_id, parse_int
 from core.api._query import parse_time
 from core.api._schemas import field, obj, page_of
 from core.control import ALERT_KINDS, ALERT_STATES, SEVERITIES, Alert, ControlPlane
@@ -54,15 +55,27 @@ def _usd(pico: int) -> str | None:
 def list_alerts(call: Call) -> Json:
     limit = parse_int(call, "limit", 100, 1, 1000)
     cursor = call.arg("cursor")
-    if cursor is not None and not cursor.isdigit():
+    before_id = None if cursor is None else parse_id(cursor)
+    if cursor is not None and before_id is None:
         raise ApiError(400, "cursor: not a cursor this API returned", "cursor")
     state = call.arg("state")
+    kinds, severities = call.args("kind") or [], call.args("severity") or []
+    for name, values, choices in (
+        ("kind", kinds, ALERT_KINDS),
+        ("severity", severities, SEVERITIES),
+        ("state", [state] if state is not None else [], ALERT_STATES),
+    ):  # a bad parameter: 400, as every other query parameter (the plane's check says 422)
+        for value in values:
+            if value not in choices:
+                raise ApiError(
+                    400, f"{name}: must be one of {', '.join(choices)} (got {value!r})", name
+                )
     items = call.ctx.plane.alert_page(
-        kinds=call.args("kind") or (),
-        severities=call.args("severity") or (),
+        kinds=kinds,
+        severities=severities,
         state=state,
         subject=call.arg("subject"),
-        before_id=int(cursor) if cursor else None,
+        before_id=before_id,
         limit=limit,
     )
     data = alerts_json(call.ctx.plane, items)
@@ -80,9 +93,10 @@ def ack(call: Call) -> Json:
 
 def _id(call: Call) -> int:
     text = call.path["id"]
-    if not text.isdigit():
+    alert_id = parse_id(text)
+    if alert_id is None:
         raise ApiError(404, f"no alert {text!r}")
-    return int(text)
+    return alert_id
 
 
 def mute(call: Call) -> Json:
@@ -92,14 +106,39 @@ def mute(call: Call) -> Json:
     if found is None:
         raise ApiError(404, f"no alert {alert_id}")
     data = body_object(call)
+    for key in data:  # a typo must not be ignored
+        if key != "until":
+            raise ApiError(422, f"{key}: not a field you can set here (only until)", key)
     until_text = data.get("until")
     if not isinstance(until_text, str):
         raise ApiError(422, "until: an ISO datetime or date", "until")
-    until = parse_time(until_text, call.ctx.tz(), "until")
+    until = parse_time(until_text, call.ctx.tz(), "until", 422)
     m = call.ctx.plane.mute_series(found.kind, found.subject, until, call.actor)
     return to_json(m)
 
 
+def unmute(call: Call) -> Json:
+    """Notify this alert's series again now (the mute is removed; audited as alert.unmute)."""
+    alert_id = _id(call)
+    found = call.ctx.plane.alert(alert_id)
+    if found is None:
+        raise ApiError(404, f"no alert {alert_id}")
+    series = (found.kind, found.subject)
+    mute = next((m for m in call.ctx.plane.mutes() if (m.kind, m.subject) == series), None)
+    if mute is None or not call.ctx.plane.unmute_series(found.kind, found.subject, call.actor):
+        raise ApiError(
+            404, f"the series of alert {alert_id} ({found.kind} {found.subject!r}) is not muted"
+        )
+    return to_json(mute)
+
+
+def list_mutes(call: Call) -> Json:
+    return {"data": [to_json(m) for m in call.ctx.plane.mutes()]}
+
+
+MUTE = obj(
+    kind="string", subject="string", until="datetime", created_by="string", created_at="datetime"
+)
 ALERT = obj(
     id="integer",
     kind="string",
@@ -154,6 +193,24 @@ OPS = [
         params=(ID,),
         body=obj(("until",), until="string"),
         entity="alert",
-        response=obj(kind="string", subject="string", until="datetime"),
+        response=MUTE,
+    ),
+    Op(
+        "POST",
+        "/alerts/{id}/unmute",
+        unmute,
+        "Unmute this alert's series now (audited); 404 when it is not muted",
+        "alerts",
+        params=(ID,),
+        entity="alert",
+        response=MUTE,
+    ),
+    Op(
+        "GET",
+        "/alerts/mutes",
+        list_mutes,
+        "The series muted now (kind, subject, until, who muted them)",
+        "alerts",
+        response=obj(data={"type": "array", "items": MUTE}),
     ),
 ]

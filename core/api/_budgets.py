@@ -7,9 +7,8 @@ from typing import Any
 
 from core import clock, reports
 from core.api._alerts import alerts_json
-from core.api._coerce import to_json
 from core.api._entities import Entity, entity_ops
-from core.api._http import ApiError, Call, Json, Op, Param, Reply, check_if_match, etag_of, money
+from core.api._http import ApiError, Call, Json, Op, Param, Reply, money
 from core.api._schemas import field, obj
 from core.control import Budget, ControlPlane
 
@@ -26,6 +25,7 @@ BUDGETS = Entity(
     money=("limit_usd",),
     fixed=("reset_generation",),
     post=True,
+    secrets=("webhook_url",),
 )
 
 
@@ -75,13 +75,9 @@ def reset(call: Call) -> Reply:
     plane = call.ctx.plane
     _budget(plane, call.path["id"])
 
-    def check(before: Any) -> None:
-        check_if_match(call, None if before is None else to_json(before), what="budget")
-
-    with plane.expect(check):
+    with plane.expect(lambda before: BUDGETS.check(call, before)):
         after = plane.reset_budget(call.path["id"], call.actor)
-    body = to_json(after)
-    return Reply(body, etag=etag_of(body))
+    return BUDGETS.reply(call, after)
 
 
 ID = Param("id", {"type": "string"}, where="path", required=True)

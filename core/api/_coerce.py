@@ -103,6 +103,10 @@ def build(
     for key, raw in data.items():
         if key not in names or key in blocked:
             raise ApiError(422, f"{prefix}{key}: not a field you can set here", prefix + key)
+        if hints[key] is Weights and base is not None and isinstance(raw, dict):
+            # a PATCH of weights changes the ones it names (not the others back to defaults)
+            values[key] = build(Weights, raw, getattr(base, key), prefix=f"{prefix}{key}.")
+            continue
         values[key] = _value(prefix + key, hints[key], raw)
     if base is not None:
         return dataclasses.replace(base, **values)  # type: ignore[type-var]

@@ -171,6 +171,7 @@ OPS = [
         response=THRESHOLDS,
         entity="sampling_strategy",
         etag=True,
+        also=(201,),
     ),
     Op(
         "GET",

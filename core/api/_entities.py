@@ -9,6 +9,12 @@
 
 The compare with If-Match happens inside the control plane's write transaction
 (``ControlPlane.expect``), so two engineers cannot both win a race.
+
+Fields named in ``secrets`` (a budget's ``webhook_url``: a token in its path or query) are
+shown in full only to roles that may change the entity; the others read them redacted
+(``scheme://host/[redacted]#<8 hex>``, as the audit log). The ETag is computed over the
+redacted form for every role, so it is the same for the same stored row whoever reads it (and
+still changes with the URL: the digest does).
 """
 
 from __future__ import annotations
@@ -18,9 +24,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.api._coerce import build, schema_of, to_json
-from core.api._http import ApiError, Call, Json, Op, Param, Reply, body_object, check_if_match
+from core.api._http import (
+    ApiError,
+    Call,
+    Json,
+    Op,
+    Param,
+    Reply,
+    body_object,
+    check_if_match,
+    etag_of,
+)
 from core.api._schemas import list_of
-from core.control import Actor, ControlPlane
+from core.control import Actor, ControlPlane, can, redact_url
 
 
 @dataclass(frozen=True)
@@ -38,9 +54,33 @@ class Entity:
     fixed: tuple[str, ...] = ()  # fields the server owns
     post: bool = False  # create with POST /things (else PUT /things/{key})
     patch: bool = True
+    secrets: tuple[str, ...] = ()  # shown redacted to roles that may not change the entity
 
     def find(self, plane: ControlPlane, key: str) -> Any | None:
         return next((x for x in self.all(plane) if str(getattr(x, self.key)) == key), None)
+
+    def public(self, value: Any) -> Json:
+        """The JSON form with the secret fields redacted: what viewers read, and what the
+        ETag is computed over (for every role)."""
+        body = to_json(value)
+        for name in self.secrets:
+            if isinstance(body.get(name), str):
+                body[name] = redact_url(body[name])
+        return body
+
+    def shown(self, call: Call, value: Any) -> Json:
+        """The JSON form for this caller: in full to a role that may change it."""
+        return to_json(value) if can(call.actor.role, self.name) else self.public(value)
+
+    def etag(self, value: Any) -> str:
+        return etag_of(self.public(value))
+
+    def check(self, call: Call, before: Any) -> None:
+        """The If-Match rule against the stored value (None: it does not exist)."""
+        check_if_match(call, None if before is None else self.public(before), what=self.label)
+
+    def reply(self, call: Call, value: Any, status: int = 200) -> Reply:
+        return Reply(self.shown(call, value), status=status, etag=self.etag(value))
 
 
 def _current(ent: Entity, call: Call, key: str) -> Any | None:
@@ -49,47 +89,44 @@ def _current(ent: Entity, call: Call, key: str) -> Any | None:
 
 def _guarded(ent: Entity, call: Call, write: Callable[[], Any]) -> Any:
     """Run ``write`` with the If-Match check inside the plane's write transaction."""
-
-    def check(before: Any) -> None:
-        check_if_match(call, None if before is None else to_json(before), what=ent.label)
-
-    with call.ctx.plane.expect(check):
+    with call.ctx.plane.expect(lambda before: ent.check(call, before)):
         return write()
-
-
-def _reply(value: Any, status: int = 200) -> Reply:
-    from core.api._http import etag_of
-
-    body = to_json(value)
-    return Reply(body, status=status, etag=etag_of(body))
 
 
 def entity_ops(ent: Entity) -> list[Op]:
     item = f"{ent.path}/{{{ent.key}}}"
     key_param = Param(ent.key, {"type": "string"}, where="path", required=True)
     schema = schema_of(ent.cls, money=ent.money)
+    for name in ent.secrets:
+        schema["properties"][name]["description"] = (
+            "holds a secret: roles that may not change it read "
+            "`scheme://host/[redacted]#<8 hex of its SHA-256>`; sending that back keeps the "
+            "stored value (another redacted value is a 422)"
+        )
     writable = {k: v for k, v in schema["properties"].items() if k not in ent.fixed}
     body_schema = {"type": "object", "properties": writable}
 
     def list_all(call: Call) -> Json:
-        return {"data": [to_json(x) for x in ent.all(call.ctx.plane)]}
+        return {"data": [ent.shown(call, x) for x in ent.all(call.ctx.plane)]}
 
     def get_one(call: Call) -> Reply:
         key = call.path[ent.key]
         found = _current(ent, call, key)
         if found is None:
             raise ApiError(404, f"no {ent.label} {key!r}")
-        return _reply(found)
+        return ent.reply(call, found)
 
     def put(call: Call) -> Reply:
         key = call.path[ent.key]
         data = body_object(call)
         if ent.key in data and str(data[ent.key]) != key:
-            raise ApiError(422, f"{ent.key}: the body says {data[ent.key]!r}, the path {key!r}")
+            raise ApiError(
+                422, f"{ent.key}: the body says {data[ent.key]!r}, the path {key!r}", ent.key
+            )
         value: Any = build(ent.cls, {**data, ent.key: key}, None, fixed=ent.fixed)
         existed = _current(ent, call, key) is not None
         stored = _guarded(ent, call, lambda: ent.upsert(call.ctx.plane, value, call.actor))
-        return _reply(stored, 200 if existed else 201)
+        return ent.reply(call, stored, 200 if existed else 201)
 
     def patch(call: Call) -> Reply:
         key = call.path[ent.key]
@@ -98,7 +135,8 @@ def entity_ops(ent: Entity) -> list[Op]:
         if base is None:
             raise ApiError(404, f"no {ent.label} {key!r}")
         value: Any = build(ent.cls, data, base, fixed=(*ent.fixed, ent.key))
-        return _reply(_guarded(ent, call, lambda: ent.upsert(call.ctx.plane, value, call.actor)))
+        stored = _guarded(ent, call, lambda: ent.upsert(call.ctx.plane, value, call.actor))
+        return ent.reply(call, stored)
 
     def post(call: Call) -> Reply:
         data = body_object(call)
@@ -115,7 +153,7 @@ def entity_ops(ent: Entity) -> list[Op]:
 
         with call.ctx.plane.expect(create):
             stored = ent.upsert(call.ctx.plane, value, call.actor)
-        return _reply(stored, 201)
+        return ent.reply(call, stored, 201)
 
     def delete(call: Call) -> Reply:
         key = call.path[ent.key]
@@ -167,6 +205,7 @@ def entity_ops(ent: Entity) -> list[Op]:
                 response=schema,
                 entity=ent.name,
                 etag=True,
+                also=(201,),
             )
         )
     if ent.patch:

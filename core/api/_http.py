@@ -19,6 +19,7 @@ Errors always look like ``{"error": {"type": ..., "message": ..., "field": ...}}
     | 413    | payload_too_large     | a request body over ``MAX_BODY_BYTES`` (8 MiB)    |
     | 422    | invalid               | a value fails validation (``field`` names it)    |
     | 428    | precondition_required | a write to an existing resource without If-Match |
+    | 503    | service_unavailable   | a store the answer needs (Redis) stopped answering |
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ ERROR_TYPES: dict[int, str] = {
     413: "payload_too_large",
     422: "invalid",
     428: "precondition_required",
+    503: "service_unavailable",
 }
 
 
@@ -135,6 +137,8 @@ class Op:
     status: int = 200
     etag: bool = False  # the answer carries an ETag; writes take If-Match
     description: str = ""
+    errors: tuple[int, ...] = ()  # statuses it may answer besides the usual ones (OpenAPI)
+    also: tuple[int, ...] = ()  # other success statuses, same body (PUT: 201 when it creates)
 
 
 def dumps(value: Json) -> bytes:
@@ -200,6 +204,35 @@ def parse_int(call: Call, name: str, default: int, lo: int, hi: int) -> int:
     if not lo <= value <= hi:
         raise ApiError(400, f"{name}: must be between {lo} and {hi} (got {value})", name)
     return value
+
+
+TRUE = ("1", "true", "yes", "on")
+FALSE = ("0", "false", "no", "off")
+
+
+def parse_bool(call: Call, name: str, default: bool) -> bool:
+    """A boolean query parameter: true/false, 1/0, yes/no, on/off in any case (``True`` as
+    Python's requests sends it); anything else is a 400 naming it, never read as the default."""
+    text = call.arg(name)
+    if text is None:
+        return default
+    if text.lower() in TRUE:
+        return True
+    if text.lower() in FALSE:
+        return False
+    raise ApiError(400, f"{name}: must be true or false (got {text!r})", name)
+
+
+MAX_ID = 2**63 - 1  # the largest integer the databases store (SQLite, PostgreSQL BIGINT)
+
+
+def parse_id(text: str) -> int | None:
+    """A database id or id cursor as the API wrote it (ASCII digits, at most ``MAX_ID``),
+    else None: ``str.isdigit`` also takes '²' and '٣', and a larger number overflows."""
+    if not (text.isascii() and text.isdigit()):
+        return None
+    value = int(text)
+    return value if value <= MAX_ID else None
 
 
 def body_object(call: Call) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from typing import Any
 
 from core import clock
 from core import insights as ins
-from core.api._http import ApiError, Call, Json, Op, Param, parse_int
+from core.api._http import ApiError, Call, Json, Op, Param, parse_bool, parse_int
 from core.api._query import FILTER_PARAMS, filters
 from core.api._schemas import field, list_of, obj
 from core.periods import local_midnight, today_in
@@ -50,7 +50,7 @@ def get_forecast(call: Call) -> Json:
             f"intervals: fractions between 0 and 1, e.g. 0.8,0.95 (got {','.join(texts)!r})",
             "intervals",
         )
-    backtest = call.arg("backtest") not in ("0", "false", "no")
+    backtest = parse_bool(call, "backtest", True)
     fc = ins.forecast(
         call.ctx.reader,
         dim,

@@ -109,6 +109,8 @@ def _count(data: dict[str, Any], name: str) -> int | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ApiError(422, f"{name}: must be a whole number >= 1 (got {value!r})", name)
+    if value > 2**63 - 1:  # else the rate limit's check names its own field, limit
+        raise ApiError(422, f"{name}: must be <= {2**63 - 1} (got {value!r})", name)
     return value
 
 

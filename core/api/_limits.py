@@ -21,6 +21,7 @@ from core.api._coerce import to_json
 from core.api._http import ApiError, Call, Json, Op, Param, Reply
 from core.api._schemas import field, obj
 from core.state import RedisState, ResilientState, live_backend, rate_levels, reset_rates
+from core.state.resilient import DOWN_ERRORS
 
 _ELSEWHERE = (
     "rate-limit buckets live in the memory of each gateway process ({backend}, no Redis), "
@@ -47,6 +48,8 @@ def provenance(call: Call) -> tuple[Any, dict[str, Any]]:
     """The live state and where its levels come from (``backend``, ``levels``, ``pid``,
     ``note``)."""
     state, here = call.ctx.live()
+    if isinstance(state, ResilientState):
+        state.reachable()  # a Redis that stopped answering is marked down first (not a 500)
     backend = type(state).__name__
     if isinstance(live_backend(state), RedisState):
         return state, {"backend": backend, "levels": "shared", "pid": None, "note": None}
@@ -59,21 +62,34 @@ def provenance(call: Call) -> tuple[Any, dict[str, Any]]:
     return state, {"backend": backend, "levels": "process", "pid": pid, "note": note}
 
 
+def _redis_down(exc: BaseException) -> ApiError:
+    """Redis stopped answering between the check and the read (or a state without a
+    fallback): a 503 naming it, never a bare 500."""
+    return ApiError(
+        503,
+        f"Redis is unreachable ({type(exc).__name__}: {exc}): the rate-limit levels "
+        "cannot be read or reset now; try again",
+    )
+
+
 def get_limits(call: Call) -> Json:
     state, where = provenance(call)
     data = []
-    for rl in call.ctx.plane.rate_limits():
-        buckets = None
-        if where["levels"] != "unavailable":
-            buckets = [
-                {
-                    "value": b.value,
-                    "used": round(b.used, 6),
-                    "remaining": max(0.0, round(rl.limit - b.used, 6)),
-                }
-                for b in rate_levels(state, rl)
-            ]
-        data.append({**to_json(rl), "buckets": buckets})
+    try:
+        for rl in call.ctx.plane.rate_limits():
+            buckets = None
+            if where["levels"] != "unavailable":
+                buckets = [
+                    {
+                        "value": b.value,
+                        "used": round(b.used, 6),
+                        "remaining": max(0.0, round(rl.limit - b.used, 6)),
+                    }
+                    for b in rate_levels(state, rl)
+                ]
+            data.append({**to_json(rl), "buckets": buckets})
+    except DOWN_ERRORS as exc:
+        raise _redis_down(exc) from None
     return {"data": data, **where}
 
 
@@ -87,7 +103,10 @@ def delete_limits(call: Call) -> Reply:
     state, where = provenance(call)
     if where["levels"] == "unavailable":
         raise ApiError(409, f"nothing was reset: {where['note']}")
-    removed = {rl.id: reset_rates(state, rl) for rl in limits}
+    try:
+        removed = {rl.id: reset_rates(state, rl) for rl in limits}
+    except DOWN_ERRORS as exc:
+        raise _redis_down(exc) from None
     call.ctx.plane.record_action(
         call.actor,
         "rate_limit",
@@ -118,8 +137,10 @@ OPS = [
         description=(
             "`levels` says whose buckets these are: `shared` (Redis, every gateway's), "
             "`process` (this gateway process's memory, `pid`), or `unavailable` (they live in "
-            "the gateway processes' memory; `buckets` is null and `note` says why)."
+            "the gateway processes' memory; `buckets` is null and `note` says why; also "
+            "while Redis is unreachable). 503 when Redis stops answering during the read."
         ),
+        errors=(503,),
     ),
     Op(
         "DELETE",
@@ -132,7 +153,9 @@ OPS = [
         response=obj(reset="object", backend="string", levels=_LEVELS, pid=_PID, note=_NOTE),
         description=(
             "Resets the buckets `levels` names (see GET); 409 when they are `unavailable` "
-            "here (the gateway processes' memory): nothing is reset."
+            "here (the gateway processes' memory, or Redis unreachable): nothing is reset. "
+            "503 when Redis stops answering during the reset."
         ),
+        errors=(503,),
     ),
 ]

@@ -79,6 +79,8 @@ def _operation(op: Op) -> dict[str, Any]:
     if op.etag and op.status != 204:
         ok["headers"] = {"ETag": {"schema": {"type": "string"}}}
     responses: dict[str, Any] = {str(op.status): ok}
+    for code in op.also:
+        responses[str(code)] = {**ok, "description": "Created" if code == 201 else "OK"}
     codes = [400, 401, 403]
     if "{" in op.path:
         codes.append(404)
@@ -86,6 +88,7 @@ def _operation(op: Op) -> dict[str, Any]:
         codes += [409, 413, 422]
     if op.etag and op.method != "GET":
         codes += [412, 428]
+    codes += [c for c in op.errors if c not in codes]
     for code in codes:
         responses[str(code)] = _error_response(code)
     out["responses"] = responses

@@ -38,15 +38,20 @@ def encode_cursor(ts_us: int, request_id: str, given: int | None = None) -> str:
 
 
 def decode_cursor(text: str) -> Cursor:
+    """The cursor ``encode_cursor`` wrote, else a 400: whole numbers only, a time a datetime
+    holds, a count below 2**31 (a larger one overflowed the query)."""
     try:
         value = orjson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
         if not isinstance(value, list) or len(value) not in (2, 3):
             raise ValueError(text)
-        given = int(value[2]) if len(value) == 3 else None
-        if given is not None and given < 0:
+        if not all(type(v) is int for v in (value[0], *value[2:])):
             raise ValueError(text)
-        return int(value[0]), str(value[1]), given
-    except (ValueError, TypeError, orjson.JSONDecodeError):
+        given = value[2] if len(value) == 3 else None
+        if given is not None and not 0 <= given < 2**31:
+            raise ValueError(text)
+        _from_us(value[0])  # OverflowError past year 1 or 9999
+        return value[0], str(value[1]), given
+    except (ValueError, TypeError, OverflowError, orjson.JSONDecodeError):
         raise ApiError(400, "cursor: not a cursor this API returned", "cursor") from None
 
 

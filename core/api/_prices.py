@@ -12,7 +12,7 @@ import orjson
 from core import clock
 from core.api._coerce import build, to_json
 from core.api._http import ApiError, Call, Json, Op, Param, Reply, body_object, etag_of
-from core.api._schemas import list_of, obj
+from core.api._schemas import field, list_of, obj
 from core.control import PriceOverride
 from core.pricing import PriceRow
 from core.pricing.overrides import apply_import, preview_import
@@ -46,6 +46,8 @@ def row_json(r: PriceRow) -> dict[str, Any]:
 def list_prices(call: Call) -> Json:
     cat = call.ctx.catalog()
     model = call.arg("model")
+    if model is not None and cat.has(model):
+        model = cat.canonical(model)  # an alias the router prices as its model (a snapshot)
     rows = [r for r in cat.rows() if model is None or r.model.lower() == model.lower()]
     return {"data": [row_json(r) for r in rows], "unpriced": "unknown models are never $0"}
 
@@ -142,7 +144,7 @@ OPS = [
         list_prices,
         "The price catalog in force (shipped rows plus overrides), USD per 1M tokens",
         "prices",
-        params=(Param("model", {"type": "string"}, "only this model"),),
+        params=(Param("model", {"type": "string"}, "only this model (or an alias of it)"),),
         response=list_of(PRICE_ROW),
     ),
     Op(
@@ -172,9 +174,21 @@ OPS = [
             note="string",
             new_model="boolean",
         ),
+        response=obj(
+            model="string",
+            provider="string",
+            effective_from="date",
+            input="string",
+            output="string",
+            cached_input=field("string", nullable=True),
+            cache_write=field("string", nullable=True),
+            reasoning=field("string", nullable=True),
+            note="string",
+        ),
         entity="price_override",
         status=201,
         etag=True,
+        also=(200,),
     ),
     Op(
         "POST",

@@ -32,14 +32,15 @@ FILTER_PARAMS = tuple(
 )
 
 
-def parse_time(text: str, tz: str, name: str) -> datetime:
+def parse_time(text: str, tz: str, name: str, status: int = 400) -> datetime:
+    """``status``: 400 for a query parameter, 422 for a field of a JSON body."""
     try:
         if len(text) == 10:
             return local_midnight(date.fromisoformat(text), tz)
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise ApiError(
-            400, f"{name}: {text!r} is not a date (YYYY-MM-DD) or ISO datetime", name
+            status, f"{name}: {text!r} is not a date (YYYY-MM-DD) or ISO datetime", name
         ) from None
     return value if value.tzinfo else value.replace(tzinfo=ZoneInfo(tz))
 
@@ -60,13 +61,23 @@ def time_range(call: Call, tz: str, default: str = "30d") -> tuple[datetime, dat
     return start, end
 
 
+def nonempty(values: list[str], name: str) -> list[str]:
+    """A filter given with no value (``?org=``, ``?org=,``) is a 400: it matched no row, so
+    the answer read as zero spend."""
+    if not values:
+        raise ApiError(
+            400, f"{name}: no value given (leave {name} out to include every {name})", name
+        )
+    return values
+
+
 def filters(call: Call, tz: str, *, status: list[str] | None = None) -> Filters:
     start, end = time_range(call, tz)
     values: dict[str, object] = {"start": start, "end": end}
     for d in FILTER_DIMS:
         chosen = call.args(d)
         if chosen is not None:
-            values[d] = chosen
+            values[d] = nonempty(chosen, d)
     if status is not None:
         values["status"] = status
     try:

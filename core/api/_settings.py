@@ -66,6 +66,8 @@ def put_setting(call: Call) -> Reply:
     data = body_object(call)
     if set(data) - {"value", "key"}:
         raise ApiError(422, 'the body is {"value": ...}', "value")
+    if "key" in data and data["key"] != key:
+        raise ApiError(422, f"key: the body says {data['key']!r}, the path {key!r}", "key")
     if "value" not in data:
         raise ApiError(422, "value: required", "value")
     if key not in KNOWN and _one(call, key) is None:  # a typo would be stored and do nothing
@@ -77,7 +79,7 @@ def put_setting(call: Call) -> Reply:
     with call.ctx.plane.expect(check):
         value = call.ctx.plane.set_setting(key, data["value"], call.actor)
     body = {"key": key, "value": value}
-    return Reply(body, etag=etag_of(body))
+    return Reply({**body, "stored": True}, etag=etag_of(body))  # as GET answers it
 
 
 KEY = Param("key", {"type": "string"}, where="path", required=True)

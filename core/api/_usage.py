@@ -11,9 +11,19 @@ import orjson
 import pandas as pd
 
 from core import reports
-from core.api._http import ApiError, Call, Json, Op, Param, money, not_found, parse_int
+from core.api._http import (
+    ApiError,
+    Call,
+    Json,
+    Op,
+    Param,
+    money,
+    not_found,
+    parse_bool,
+    parse_int,
+)
 from core.api._paging import decode_cursor, encode_cursor, page
-from core.api._query import FILTER_PARAMS, RANGE_PARAMS, filters, group_by
+from core.api._query import FILTER_PARAMS, RANGE_PARAMS, filters, group_by, nonempty
 from core.api._schemas import obj, page_of
 from core.usage import COLUMNS, STATUSES
 
@@ -43,6 +53,8 @@ def event_json(rec: dict[str, Any], tz: ZoneInfo) -> dict[str, Any]:
 def list_usage(call: Call) -> Json:
     tz = call.ctx.tz()
     status = call.args("status")
+    if status is not None:
+        nonempty(status, "status")
     for s in status or []:
         if s not in STATUSES:
             raise ApiError(400, f"status: must be one of {', '.join(STATUSES)}", "status")
@@ -145,7 +157,7 @@ def get_spend(call: Call) -> Json:
         "rows": rows,
         "note": reports.coverage(reader, f.start, f.end, tagged=f.tag is not None, tz=tz).note(),
     }
-    if call.arg("kpis") in ("1", "true", "yes"):
+    if parse_bool(call, "kpis", False):
         from core import clock
 
         now = clock.now().replace(second=0, microsecond=0) + timedelta(minutes=1)

@@ -173,6 +173,7 @@ def _run(
             raise ApiError(401, str(exc)) from None
         if op.entity is not None:
             ctx.plane.authorize(actor, op.entity)
+        _check_query(op, query)
         call = Call(
             ctx=ctx,
             actor=actor,
@@ -198,6 +199,27 @@ def _run(
             )
 
 
+def _check_query(op: Op, query: dict[str, list[str]]) -> None:
+    """A query parameter the operation does not take is a 400 naming it (``?grup_by=day``
+    would otherwise answer the ungrouped totals as if asked for them)."""
+    known = [p.name for p in op.params if p.where == "query"]
+    for name in query:
+        if name not in known:
+            takes = f"it takes {', '.join(known)}" if known else "it takes none"
+            raise ApiError(400, f"{name}: not a parameter of {op.method} {op.path} ({takes})", name)
+
+
+def _route_path(op: Op) -> str:
+    """The route of ``op``: a string path parameter matches a slash too (ids, tasks and key
+    names may hold one: budget 'team/a' is /budgets/team/a or /budgets/team%2Fa, as Swagger
+    UI sends it); the routes are tried longest template first."""
+    path = op.path
+    for p in op.params:
+        if p.where == "path" and p.schema.get("type") == "string":
+            path = path.replace(f"{{{p.name}}}", f"{{{p.name}:path}}")
+    return path
+
+
 def routes(ctx: Context, root: str = "/api") -> list[BaseRoute]:
     doc = document(OPS)
     base = f"{root}/v1"
@@ -206,12 +228,10 @@ def routes(ctx: Context, root: str = "/api") -> list[BaseRoute]:
         return _json(doc)
 
     out: list[BaseRoute] = [Route(f"{base}/openapi.json", openapi, methods=["GET"])]
-    by_path: dict[str, list[Op]] = {}
-    for op in OPS:
-        by_path.setdefault(op.path, []).append(op)
-    for path, ops in by_path.items():
-        for op in ops:
-            out.append(Route(base + path, _endpoint(ctx, op), methods=[op.method]))
+    # the longest templates first: /budgets/{id}/status before /budgets/{id}, whose id may
+    # hold a slash (see _route_path)
+    for op in sorted(OPS, key=lambda o: -o.path.count("/")):
+        out.append(Route(base + _route_path(op), _endpoint(ctx, op), methods=[op.method]))
     out += _docs.routes(root, f"{base}/openapi.json")
     return out
 

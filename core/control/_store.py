@@ -34,6 +34,7 @@ from ._models import (
     SamplingStrategy,
     User,
 )
+from ._redact import is_redacted, redact_url
 from ._snapshot import ControlSnapshot, deep_freeze
 from ._tokens import TokenStore
 
@@ -181,13 +182,15 @@ class ControlPlane(KeyStore, AlertInbox, TokenStore):
 
     def upsert_budget(self, budget: Budget, actor: Actor) -> Budget:
         """Create or replace; an empty time zone takes the 'timezone' setting. The stored
-        ``reset_generation`` is kept (only ``reset_budget`` changes it)."""
+        ``reset_generation`` is kept (only ``reset_budget`` changes it), and so is the stored
+        ``webhook_url`` when its redacted form (what viewers read) is sent back."""
         budget = v.validate_budget(budget, model_exists=self.model_exists)
 
         def prepare(conn: Connection, before: Budget | None, b: Budget) -> Budget:
             tz = b.timezone or self._setting(conn, "timezone")
             generation = before.reset_generation if before is not None else 0
-            return replace(b, timezone=tz, reset_generation=generation)
+            url = _kept_webhook(b.webhook_url, None if before is None else before.webhook_url)
+            return replace(b, timezone=tz, reset_generation=generation, webhook_url=url)
 
         return self._upsert(rows.BUDGET, budget, actor, prepare)
 
@@ -322,3 +325,18 @@ class ControlPlane(KeyStore, AlertInbox, TokenStore):
         self, username: str, current: str, new: str, client: str | None = None
     ) -> None:
         auth.change_own_password(self, username, current, new, client)
+
+
+def _kept_webhook(given: str | None, stored: str | None) -> str | None:
+    """A budget's webhook URL to store: ``given``, or ``stored`` when ``given`` is its
+    redacted form (a copy read by a viewer, sent back). Any other redacted form is refused:
+    stored, it would be a URL that posts nowhere."""
+    if given is None or not is_redacted(given):
+        return given
+    if stored is not None and redact_url(stored) == given:
+        return stored
+    raise ConfigError(
+        f"webhook_url: {given!r} is a redacted URL (as viewers read it), not this budget's:"
+        " send the full URL, or null to remove it",
+        field="webhook_url",
+    )

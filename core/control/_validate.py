@@ -92,6 +92,8 @@ def check_int(field: str, value: object, *, minimum: int = 0, optional: bool = F
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise fail(field, f"must be a whole number >= {minimum}", value)
+    if value > INT64_MAX:  # the column is a BIGINT: storing it failed as an internal error
+        raise fail(field, f"must be <= {INT64_MAX}", value)
     return value
 
 

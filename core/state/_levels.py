@@ -93,10 +93,11 @@ def _value(key: Any, prefix: str) -> str:
 
 
 def reset_rates(state: Any, rl: RateLimit) -> int:
-    """Delete every bucket of ``rl`` (on both backends of a resilient state); how many."""
-    backends: list[Any] = (
-        [state.primary, state.fallback] if isinstance(state, ResilientState) else [state]
-    )
+    """Delete every bucket of ``rl`` (on both backends of a resilient state, its fallback
+    alone while Redis is down); how many."""
+    backends: list[Any] = [state]
+    if isinstance(state, ResilientState):
+        backends = [state.fallback, state.primary] if state.healthy else [state.fallback]
     if isinstance(state, SharedState):
         backends = [state.local]
     removed = 0

@@ -384,6 +384,12 @@ class ResilientState(ConditionalAdmit):
             self._dirty_counters = True
             return self.fallback.incr(key, n)
 
+    def reachable(self) -> bool:
+        """Whether Redis answers now (a ping; an outage is marked, and a Redis that is back
+        recovered, as any operation would). While it is down Redis is pinged at most every
+        ``retry_interval_s``: False without a round trip in between."""
+        return self._run(self.primary.ping, lambda: False)
+
     def counters(self, prefix: str = "") -> dict[str, int]:
         return self._run(
             lambda: self.primary.counters(prefix), lambda: self.fallback.counters(prefix)

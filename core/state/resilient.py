@@ -89,6 +89,7 @@ class ResilientState(ConditionalAdmit):
         self._fb_lock = threading.Lock()  # fallback budget writes and their replay
         self._recovering = threading.Lock()  # one thread runs _recover at a time
         self._baseline: dict[str, int] = {}  # budget key -> last value seen in Redis
+        self._recover_error: str | None = None  # the last failed rebuild, said once
         self._seeded: dict[str, int] = {}  # budget key -> seed put in the fallback
         self._dirty_counters = False
         self._pending_deletes: set[str] = set()
@@ -146,11 +147,27 @@ class ResilientState(ConditionalAdmit):
         elif self.primary.epoch is not None:
             self.primary.claim_epoch(self.primary.epoch)
         with self._lock:
+            self._recover_error = None
             if self.healthy:
                 return
             self.healthy = True
             lasted = time.monotonic() - self._down_since
         log.info("Redis reachable again after %.1fs; outage deltas replayed", lasted)
+
+    def _recover_failed(self, exc: BaseException) -> None:
+        """``on_recover`` raised (the usage log or the control plane it reads failed): stay
+        on the fallback, as in an outage, and try again after ``retry_interval_s``."""
+        with self._lock:
+            self._next_try = time.monotonic() + self.retry_interval_s
+            said = self._recover_error
+            self._recover_error = f"{type(exc).__name__}: {exc}"
+        if said != self._recover_error:
+            log.warning(
+                "Redis answers but its counters could not be rebuilt (%s); serving from"
+                " in-process state, policy %r, until a rebuild succeeds",
+                self._recover_error,
+                self.policy,
+            )
 
     def _run(self, on_primary: Callable[[], T], on_fallback: Callable[[], T]) -> T:
         if self._try_primary():
@@ -160,6 +177,11 @@ class ResilientState(ConditionalAdmit):
                         return on_fallback()  # another thread is rebuilding
                     try:
                         self._recover()  # before any admission: counters rebuilt first
+                    except DOWN_ERRORS:
+                        raise
+                    except Exception as exc:  # the rebuild failed: not trusted yet
+                        self._recover_failed(exc)
+                        return on_fallback()
                     finally:
                         self._recovering.release()
                 result = on_primary()
@@ -214,6 +236,9 @@ class ResilientState(ConditionalAdmit):
                     self._dirty_counters = bool(counts)
                 self._pending_deletes |= deletes
                 raise
+            for k, (v, _ttl) in zip(keys, taken, strict=True):
+                if v:  # the outage's spend stays in a later outage's seed (a failed rebuild)
+                    self._baseline[k] = max(v, self._baseline.get(k, 0))
 
     def _remember(self, budgets: Sequence[Reservation], adm: Admission) -> Admission:
         if len(self._baseline) > MAX_BASELINE_KEYS:

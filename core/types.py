@@ -166,7 +166,14 @@ class Completion:
 
 @dataclass(frozen=True, slots=True)
 class StreamChunk:
-    """One piece of a streamed answer; the last chunk carries the final Completion."""
+    """One piece of a streamed answer; the last chunk carries the final Completion.
+    ``logprobs``: the upstream's log probabilities of this chunk's tokens (OpenAI wire, when
+    the request asked for them), as it sent them. ``kind``: 'content', or 'refusal' (the
+    model declined: OpenAI's ``delta.refusal``). ``model``: the model answering (on text
+    chunks; the Completion names it on the last)."""
 
     text: str
     completion: Completion | None = None
+    logprobs: Any = None
+    kind: str = "content"
+    model: str | None = None

@@ -179,6 +179,12 @@ def test_engineer_adds_edits_and_deletes_a_budget_and_it_is_audited(home: Path) 
     [
         ("limit_usd", "-5", "must be a finite amount >= 0"),
         ("limit_usd", "lots", "must be a number of USD"),
+        # a decimal comma is not read as a thousands separator ($1.50 stored as $150)
+        ("limit_usd", "1,50", "commas group thousands"),
+        ("limit_usd", "12,34,5", "commas group thousands"),
+        # a positive limit under a picodollar is not rounded to a $0 budget
+        ("limit_usd", "1e-20", "below the smallest amount"),
+        ("limit_usd", "1e400", "(got '1E+400')"),  # the amount as typed, not Decimal('1E+400')
         ("thresholds", "90, 50", "must be strictly increasing"),
         ("degrade_to", "gpt-9-imaginary", "not a model in the price catalog"),
         ("timezone", "Mars/Olympus", "IANA time zone"),

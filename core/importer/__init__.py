@@ -266,10 +266,19 @@ def import_csv(
     """Validate every row, then (unless ``dry_run``, and only if no row is bad or
     ``skip_bad_rows``) write the new rows into the usage log as one Parquet segment.
     ``replace=(source, start, end)`` first marks that source's rows in [start, end) for
-    removal: they are removed once the file's rows are written (audited)."""
+    removal: they are removed once the file's rows are written (audited). The file's rows
+    take their place under that source (``source`` left as "import" or the same), so the
+    next corrected re-export replaces them in turn."""
     t0 = time.perf_counter()
     if replace is not None:
         _check_replace_local()
+        if source not in ("import", replace[0]):
+            raise ConfigError(
+                f"source {source!r} and replace {replace[0]!r} name different sources: the"
+                " file's rows take the replaced rows' place, under the replaced source",
+                field="source",
+            )
+        source = replace[0]
     data, name = _csv.read_bytes(file)
     sha = hashlib.sha256(data).hexdigest()
     d = _csv.dialect(data)

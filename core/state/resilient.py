@@ -282,20 +282,45 @@ class ResilientState(ConditionalAdmit):
     ) -> list[int]:
         """Budgets as above; each rate charge in ``fixes`` is corrected where it was taken: in
         the fallback (always here), in Redis while it answers (else left as reserved)."""
+        fixes = self._fix_local(fixes, now)
+        if not deltas and not fixes:
+            return []
+        return self._run(
+            lambda: self.primary.apply_deltas(deltas, fixes, now), lambda: self._local(deltas)
+        )
+
+    def settle_and_close(
+        self,
+        deltas: Sequence[Delta],
+        fixes: Sequence[RateFix],
+        now: float | None,
+        breaker: str,
+    ) -> tuple[list[int], BreakerState]:
+        """``apply_deltas`` and a success's ``breaker_record``: one Redis round trip while it
+        answers, else both in the fallback (as each would be)."""
+        fixes = self._fix_local(fixes, now)
+
+        def local() -> tuple[list[int], BreakerState]:
+            values = self._local(deltas) if deltas else []
+            if self.policy == "closed":
+                return values, "open"
+            return values, self.fallback.breaker_record(breaker, True, 1, 0.0, now)
+
+        return self._run(lambda: self.primary.settle_and_close(deltas, fixes, now, breaker), local)
+
+    def _fix_local(self, fixes: Sequence[RateFix], now: float | None) -> Sequence[RateFix]:
+        """Correct the charges the fallback took, there; the others (Redis's) to do."""
         if fixes:
             fb = self.fallback
             if any(c.owner is fb for c, _ in fixes):
                 fb.fix_rates([f for f in fixes if f[0].owner is fb], now)
                 fixes = [f for f in fixes if f[0].owner is not fb]
-        if not deltas and not fixes:
-            return []
+        return fixes
 
-        def local() -> list[int]:
-            with self._fb_lock:
-                self._seed([d[0] for d in deltas])
-                return self.fallback.apply_deltas(deltas)
-
-        return self._run(lambda: self.primary.apply_deltas(deltas, fixes, now), local)
+    def _local(self, deltas: Sequence[Delta]) -> list[int]:
+        with self._fb_lock:
+            self._seed([d[0] for d in deltas])
+            return self.fallback.apply_deltas(deltas)
 
     def _local_values(self, keys: Sequence[str]) -> list[int]:
         """Call with _fb_lock held."""

@@ -423,6 +423,10 @@ def test_a_scope_value_never_logged_is_flagged(home: Path) -> None:
     at = add(page("engineer"), id="ok", name="Ok", scope="project", scope_value="proj1")
     at.run()
     assert not [w for w in at.warning if "No call was ever logged" in w.value]
+    # a model budget matches the logged name in any letter case (core.budgets.model_names)
+    at = add(page("engineer"), id="case", name="Case", scope="model", scope_value="GPT-4o-Mini")
+    at.run()
+    assert not [w for w in at.warning if "No call was ever logged" in w.value]
 
 
 def test_scope_values_and_models_are_picked_from_the_log_and_the_catalog(home: Path) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from core.periods import PRESETS, kpi_windows, local_midnight, range_bounds, today_in
-from core.types import PICO
+from core.types import PICO, usd_places
 from core.usage import Filters
 
 FILTER_DIMS: tuple[str, ...] = (
@@ -96,9 +96,7 @@ class Money:
     def text(self, value: Decimal, places: int = 2) -> str:
         """An exact amount in this currency to ``places`` decimals, half up (away from zero),
         the sign first: '-$1.25'."""
-        value = value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
-        sign = "-" if value < 0 else ""
-        return f"{sign}{self.symbol}{abs(value):,.{places}f}"
+        return usd_places(value, places, self.symbol)
 
     def table(self, pico: int) -> str:
         """Table money, as the Budgets page shows it: to the cent, and a non-zero amount under

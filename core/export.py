@@ -41,6 +41,7 @@ __all__ = [
     "events_table",
     "export",
     "frame_to_bytes",
+    "is_cost",
     "table_to_bytes",
     "unknown_costs",
     "unescape_cell",
@@ -90,10 +91,16 @@ def unknown_costs(table: pa.Table) -> pa.Table:
         return table
     unknown = pc.fill_null(table.column("unpriced"), False)
     for i, name in enumerate(table.column_names):
-        if name.startswith("cost_") and name.endswith(MONEY_SUFFIX):
+        if is_cost(name):
             col = table.column(name)
             table = table.set_column(i, name, pc.if_else(unknown, pa.scalar(None, col.type), col))
     return table
+
+
+def is_cost(name: str) -> bool:
+    """Whether a money column is a cost (``cost_picousd``, ``cost_input_picousd``...): what an
+    unpriced call does not know (its savings are still figures)."""
+    return name.startswith("cost_") and name.endswith(MONEY_SUFFIX)
 
 
 def frame_to_bytes(frame: pd.DataFrame | pa.Table, fmt: str = "csv") -> bytes:

@@ -15,6 +15,25 @@ reserved, ``K:c`` = committed, per budget window and metric) are a fast cache of
   (``State.counters``). With ``SharedState`` the reserved part is set exactly from the live
   processes' holds (``true_up``).
 
+With a bucket, this home's outbox (segments waiting for the upload, in neither the journals
+nor the bucket) counts too: a rebuild while the bucket is away starts from all of this
+home's spend.
+
+A counter is lowered only on a *complete* view of the log: every event that can have been
+settled into it must be in what this reconciler read. Raising on a partial view is safe (the
+log never holds more than was spent); lowering on one lets a fleet spend past a hard limit.
+The view is complete when (1) no other ``COSTLINE_HOME`` shares the counters - each home
+registers its id (``home_id``) in the Redis hash ``<prefix>homes`` before it settles into
+Redis, and a second id there makes every reconciler of that Redis raise-only, as another
+host's journal and outbox are on its own disk - and (2) with a bucket
+(``COSTLINE_EVENTS_URL``), the bucket answered. Otherwise the excess is
+kept (a budget refuses a little early, never late) and counted in ``budget_drift_kept``.
+
+Of a home's processes (gateway workers, batch jobs), only the one holding the ``flock`` on
+``state/reconcile.lock`` lowers (each would otherwise take the same excess off once more);
+it holds it until it closes or dies, then the next round of another process takes it. Every
+process raises.
+
 Log spend = the journals' whole records (other processes' last seconds, read first), then the
 Parquet segments and pruned rollups of one listing taken after (the Budgets page's sums, as
 ``core.reports`` computes them), a journal whose segment is in that listing left out.
@@ -26,6 +45,7 @@ outage path until ``on_recover`` has rebuilt the counters and claimed an epoch.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import threading
@@ -46,6 +66,7 @@ from core.state import MemoryState, RedisState, ResilientState, SharedState
 
 log = logging.getLogger(__name__)
 MIN_LAG_S = 1.0  # a lowering compares counters at least this old with the log
+LEAD_LOCK = "reconcile.lock"  # in $COSTLINE_HOME/state/: held by the one process that lowers
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +102,8 @@ class Reconciler:
         self.rounds = 0
         self._lock = threading.Lock()
         self._prev: dict[str, tuple[float, int]] = {}  # K -> (monotonic time, K:c then)
+        self.complete = True  # whether the last targets() saw every event (module docstring)
+        self._lead_fd: int | None = None  # the home's reconcile.lock, once this one lowers
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -94,6 +117,9 @@ class Reconciler:
             with contextlib.suppress(Exception):
                 self._on_redis_recover(state.primary)
         else:
+            if isinstance(state, RedisState):
+                with contextlib.suppress(Exception):
+                    register_home(state, self.home)
             self.rebuild()
         if self.interval_s > 0:
             self._thread = threading.Thread(
@@ -105,6 +131,29 @@ class Reconciler:
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=5)
+        with self._lock:
+            if self._lead_fd is not None:
+                os.close(self._lead_fd)  # releases the flock: another process lowers now
+                self._lead_fd = None
+
+    def leads(self) -> bool:
+        """Whether this reconciler is its home's one lowering reconciler (takes the lock
+        when it is free; keeps it until ``close``)."""
+        if self._lead_fd is not None:
+            return True
+        if self._stop.is_set():
+            return False
+        from core.private import private_dir
+
+        path = private_dir(self.home / "state") / LEAD_LOCK
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False
+        self._lead_fd = fd
+        return True
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
@@ -114,7 +163,10 @@ class Reconciler:
                 log.exception("budget reconciliation failed")
 
     def _on_redis_recover(self, primary: RedisState) -> None:
-        """Redis answers (start, after an outage, or it lost the epoch): rebuild, then trust."""
+        """Redis answers (start, after an outage, or it lost the epoch): this home is named
+        among the counters' homes (before any settle of this process reaches Redis), the
+        counters are rebuilt, then trusted."""
+        register_home(primary, self.home)
         self.rebuild(primary)
         primary.claim_epoch(uuid.uuid4().hex)
 
@@ -128,9 +180,9 @@ class Reconciler:
         if not budgets:
             return []
         at = now or clock.now()
-        canonical = ctl.catalog.canonical
+        canonical = ctl.guard.canonical or str  # as admission: an unpriced name is itself
         with self._lock:
-            spent = log_spend(self.home, ctl.plane, budgets, at, canonical)
+            spent, self.complete = log_view(self.home, ctl.plane, budgets, at, canonical)
         out: list[Target] = []
         ts = at.timestamp()
         for b in budgets:
@@ -169,23 +221,35 @@ class Reconciler:
         found = self.targets()
         if not found:
             return []
+        complete = self.complete
         mono = time.monotonic()
         keys = [t.key for t in found]
         now = state.get_values([k + ":c" for k in keys])
         added = raise_committed(state, [(t.key, t.log_value, t.ttl_s) for t in found])
         drifts: list[Drift] = []
         lower: list[tuple[str, int, float | None]] = []
+        kept = 0
         for t, c, a in zip(found, now, added, strict=True):
             if a:
                 drifts.append(Drift(t.budget, t.window, t.metric, c, t.log_value, a))
                 continue
             prev = self._prev.get(t.key)
             if prev is not None and mono - prev[0] >= MIN_LAG_S and prev[1] > t.log_value:
+                if complete:  # asked after the counters were read: a home that just joined
+                    complete = not shared_with_other_homes(state, self.home) and (
+                        isinstance(state, MemoryState) or self.leads()  # memory: this process's
+                    )
+                if not complete:  # unseen events may account for it, or another lowers it
+                    kept += 1
+                    continue
                 excess = prev[1] - t.log_value  # settled before the last round, not in the log
                 lower += [(t.key + ":c", -excess, t.ttl_s), (t.key, -excess, t.ttl_s)]
                 drifts.append(Drift(t.budget, t.window, t.metric, c, t.log_value, -excess))
         if lower:
             state.apply_deltas(lower)
+        if kept:
+            with contextlib.suppress(Exception):  # the metric must not fail a round
+                state.incr("budget_drift_kept", kept)
         if isinstance(state, SharedState):  # the reserved part, exactly: live processes' holds
             for t, d in zip(found, state.true_up(keys), strict=True):
                 if d:
@@ -242,6 +306,61 @@ def memory_raise(state: MemoryState, items: Sequence[tuple[str, int, float | Non
     return out
 
 
+# -- who shares the counters -------------------------------------------------------------------
+HOMES = "homes"  # <prefix>homes: home id -> when it last registered (epoch seconds)
+HOME_ID = "home-id"  # in $COSTLINE_HOME/state/
+
+
+def home_id(home: Path) -> str:
+    """This COSTLINE_HOME's id: random, made once, kept in ``state/home-id`` (two processes
+    of one home, or two hosts mounting one home, share it and read the same journals)."""
+    from core.private import private_dir
+
+    path = private_dir(home / "state") / HOME_ID
+    with contextlib.suppress(FileNotFoundError):
+        if got := path.read_text().strip():
+            return got
+    fresh = uuid.uuid4().hex
+    tmp = path.with_name(f".{HOME_ID}.{fresh}")
+    tmp.write_text(fresh + "\n")
+    try:
+        os.link(tmp, path)  # the first writer wins; a racing one reads the winner's id
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path.read_text().strip()
+
+
+def _redis(state: Any) -> RedisState | None:
+    primary = state.primary if isinstance(state, ResilientState) else state
+    return primary if isinstance(primary, RedisState) else None
+
+
+def register_home(state: Any, home: Path) -> None:
+    """Name ``home`` among the homes whose processes settle into these Redis counters."""
+    redis = _redis(state)
+    if redis is not None:
+        redis.client.hset(redis.prefix + HOMES, home_id(home), int(clock.now().timestamp()))
+
+
+def shared_with_other_homes(state: Any, home: Path) -> bool:
+    """Whether another COSTLINE_HOME settles into these counters (True when unsure). Only
+    Redis is shared beyond one home (SQLite's counters live in the home, memory's in the
+    process); a home that left the fleet for good stays listed until removed by hand."""
+    redis = _redis(state)
+    if redis is None:
+        return False
+    try:
+        register_home(redis, home)
+        ids = redis.client.hkeys(redis.prefix + HOMES)
+    except Exception:
+        return True
+    mine = home_id(home).encode()
+    return any((i if isinstance(i, bytes) else str(i).encode()) != mine for i in ids)
+
+
+# -- the log's spend ----------------------------------------------------------------------------
 def log_spend(
     home: Path, plane: Any, budgets: Sequence[Budget], at: datetime, canonical: Any
 ) -> dict[str, tuple[int, int]]:
@@ -249,23 +368,157 @@ def log_spend(
     its last reset): the journals not yet converted, then exactly the segments (and pruned
     rollups) of one listing taken after reading them, so no event counts twice and none
     settled before this call is missed."""
+    return log_view(home, plane, budgets, at, canonical)[0]
+
+
+def log_view(
+    home: Path, plane: Any, budgets: Sequence[Budget], at: datetime, canonical: Any
+) -> tuple[dict[str, tuple[int, int]], bool]:
+    """``log_spend``, and whether it holds every event of this home settled before the call
+    (False when the bucket did not answer: its listing may lack what it holds).
+
+    With a bucket the order is: journals, then the outbox (each segment's sums), then the
+    bucket's listing. A segment counts once: from the listing if it is there, else from
+    the outbox; a journal counts only if neither holds its segment."""
     from core.reports import reset_times
     from core.usage import SUFFIX, mirror_for, scan, segments_dir
 
     resets = reset_times(plane, budgets)  # a reset budget counts from its last reset
     journals = journal_spend(home, budgets, at, canonical, resets)  # read first ...
     mirror = mirror_for(home)  # COSTLINE_EVENTS_URL: the bucket's segments, as Reader reads
+    complete = True
+    outbox: dict[str, dict[str, tuple[int, int]]] = {}
     if mirror is not None:
-        mirror.sync()
+        outbox = outbox_spend(home, resets, budgets, at, canonical)  # ... then the outbox ...
+        complete = mirror.sync()
     snapshot = scan(mirror.dir if mirror is not None else segments_dir(home))  # ... then list
     out = segment_spend(home, resets, snapshot, budgets, at, canonical)
+    extra = [sums for name, sums in outbox.items() if not snapshot.has(name)]
     for stem, sums in journals.items():
-        if snapshot.has(stem + SUFFIX):
-            continue  # converted meanwhile: the listing holds its segment
+        name = stem + SUFFIX
+        if snapshot.has(name) or name in outbox:
+            continue  # converted meanwhile: the listing or the outbox holds its segment
+        extra.append(sums)
+    for sums in extra:
         for bid, (usd, tok) in sums.items():
             have = out.get(bid, (0, 0))
             out[bid] = (have[0] + usd, have[1] + tok)
-    return out
+    return out, complete
+
+
+_OUTBOX_SUMS: dict[tuple[str, int, int, str], dict[str, tuple[int, int]]] = {}
+_OUTBOX_MAX = 100_000  # cached segment sums (a segment never changes once written)
+_outbox_lock = threading.Lock()
+
+
+def outbox_spend(
+    home: Path,
+    resets: dict[str, datetime],
+    budgets: Sequence[Budget],
+    at: datetime,
+    canonical: Any,
+    attempts: int = 5,
+) -> dict[str, dict[str, tuple[int, int]]]:
+    """Per segment of this home's outbox (``events/segments/`` with a bucket), per budget
+    id: (picodollars, tokens). A segment shipped (moved to the cache) while it was read is
+    in the bucket's listing taken after: the outbox is listed and read again. A segment's
+    sums are kept for the same budgets and spans (a long bucket outage fills the outbox:
+    each round reads only the segments sealed since the last)."""
+    import duckdb
+
+    from core.usage import events_view_sql as _view_sql
+    from core.usage import scan, segments_dir
+    from core.usage._segments import Snapshot
+
+    spans = _spans(budgets, resets, at)
+    cols, params = _sum_columns(budgets, spans, canonical, facts=False)
+    lo, hi = min(s for s, _ in spans), max(e for _, e in spans)
+    spec = repr(([b.id for b in budgets], cols, params))
+    for _ in range(attempts):
+        snapshot = scan(segments_dir(home))
+        if not snapshot.active:
+            return {}
+        out: dict[str, dict[str, tuple[int, int]]] = {}
+        todo = []
+        with _outbox_lock:
+            for seg in snapshot.active:
+                got = _OUTBOX_SUMS.get((str(seg.path), seg.rows, seg.mtime_ns, spec))
+                if got is None:
+                    todo.append(seg)
+                else:
+                    out[seg.name] = got
+        if not todo:
+            return out
+        part = Snapshot(tuple(todo), (), frozenset(), "")
+        con = duckdb.connect(":memory:")
+        try:
+            con.execute("SET TimeZone = 'UTC'")
+            con.execute("SET threads = 1")
+            con.execute(_view_sql(part, filename=True))
+            sql = (
+                f"SELECT filename, {', '.join(cols)} FROM events"
+                " WHERE ts >= ? AND ts < ? GROUP BY filename"
+            )
+            rows = con.execute(sql, [*params, lo, hi]).fetchall()
+        except duckdb.IOException:
+            continue  # a segment left the outbox (shipped) meanwhile
+        finally:
+            con.close()
+        found = {
+            Path(row[0]).name: {
+                b.id: (int(row[1 + 2 * i]), int(row[2 + 2 * i])) for i, b in enumerate(budgets)
+            }
+            for row in rows
+        }
+        with _outbox_lock:
+            if len(_OUTBOX_SUMS) > _OUTBOX_MAX:
+                _OUTBOX_SUMS.clear()
+            for seg in todo:
+                sums = found.get(seg.name, {})  # no row in any window: nothing
+                _OUTBOX_SUMS[(str(seg.path), seg.rows, seg.mtime_ns, spec)] = sums
+                out[seg.name] = sums
+        return out
+    raise RuntimeError(f"the usage outbox kept changing during {attempts} reads")
+
+
+def _spans(
+    budgets: Sequence[Budget], resets: dict[str, datetime], at: datetime
+) -> list[tuple[datetime, datetime]]:
+    """Each budget's current window, from its last reset."""
+    from core.budgets import window
+
+    spans = []
+    for b in budgets:
+        w = window(b, at)
+        spans.append((max(w.start.astimezone(UTC), resets.get(b.id, w.start)), w.end))
+    return spans
+
+
+def _sum_columns(
+    budgets: Sequence[Budget],
+    spans: Sequence[tuple[datetime, datetime]],
+    canonical: Any,
+    *,
+    facts: bool = True,
+) -> tuple[list[str], list[Any]]:
+    """Two SELECT columns per budget (picodollars, tokens in its span and scope, cache hits
+    left out) and their parameters, over the view ``facts`` (else ``events``)."""
+    from core.reports import ADMITTED_EVENTS, ADMITTED_FACTS, condition
+    from core.usage import TOKEN_COLUMNS as TOKENS
+
+    tokens = " + ".join(f"coalesce({c}, 0)" for c in TOKENS)
+    cols: list[str] = []
+    params: list[Any] = []
+    for b, (start, end) in zip(budgets, spans, strict=True):
+        cond, cond_params = condition(b, canonical)
+        admitted = ADMITTED_FACTS if facts else ADMITTED_EVENTS
+        where = f"ts >= ? AND ts < ? AND {admitted} AND {cond}"
+        cols.append(
+            f"CAST(coalesce(sum(cost_picousd) FILTER (WHERE {where}), 0) AS VARCHAR),"
+            f" CAST(coalesce(sum({tokens}) FILTER (WHERE {where}), 0) AS VARCHAR)"
+        )
+        params += [start, end, *cond_params, start, end, *cond_params]
+    return cols, params
 
 
 def segment_spend(
@@ -279,27 +532,12 @@ def segment_spend(
     """The Budgets page's sums (``core.reports``) over one segments listing."""
     import duckdb
 
-    from core.budgets import window
-    from core.reports import condition
-    from core.usage import TOKEN_COLUMNS as TOKENS
     from core.usage import events_view_sql as _view_sql
     from core.usage import facts_view_sql as _facts_sql
     from core.usage import pruned_rollups
 
-    spans = []
-    for b in budgets:
-        w = window(b, at)
-        spans.append((max(w.start.astimezone(UTC), resets.get(b.id, w.start)), w.end))
-    tokens = " + ".join(f"coalesce({c}, 0)" for c in TOKENS)
-    cols, params = [], []
-    for b, (start, end) in zip(budgets, spans, strict=True):
-        cond, cond_params = condition(b, canonical)
-        where = f"ts >= ? AND ts < ? AND {cond}"
-        cols.append(
-            f"CAST(coalesce(sum(cost_picousd) FILTER (WHERE {where}), 0) AS VARCHAR),"
-            f" CAST(coalesce(sum({tokens}) FILTER (WHERE {where}), 0) AS VARCHAR)"
-        )
-        params += [start, end, *cond_params, start, end, *cond_params]
+    spans = _spans(budgets, resets, at)
+    cols, params = _sum_columns(budgets, spans, canonical)
     present = [s.name for s in (*snapshot.active, *snapshot.superseded)]
     con = duckdb.connect(":memory:")
     try:
@@ -357,6 +595,8 @@ def journal_spend(
             if row is None:
                 continue
             try:
+                if row[idx["cache_hit"]]:  # never admitted: in no counter (ADMITTED_FACTS)
+                    continue
                 ts = datetime.fromisoformat(row[idx["ts"]])
                 if ts.tzinfo is None:
                     ts = ts.replace(tzinfo=UTC)
@@ -391,6 +631,8 @@ def _row(payload: bytes) -> list[Any] | None:
 
 def _matches(b: Budget, row: list[Any], idx: dict[str, int], canonical: Any) -> bool:
     """The budget's scope over one event (as ``core.reports.condition`` says in SQL)."""
+    from core.budgets import model_names
+
     scope, want = b.scope, b.scope_value
     if scope == "global":
         return True
@@ -401,7 +643,7 @@ def _matches(b: Budget, row: list[Any], idx: dict[str, int], canonical: Any) -> 
     if scope == "provider":
         return str(row[idx["provider"]] or "").lower() == want.lower()
     if scope == "model":
-        return row[idx["model"]] in {want, canonical(want)}
+        return str(row[idx["model"]] or "").lower() in model_names(want, canonical)
     return False
 
 

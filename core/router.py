@@ -35,7 +35,7 @@ from core.controls import Controls
 from core.errors import BadRequest, CostlineError, MalformedResponse
 from core.otel import Tracer
 from core.pricing import Catalog, load_catalog
-from core.providers import Provider, StreamItem
+from core.providers import Provider, StreamItem, TextDelta
 from core.reconcile import Reconciler, start_reconciler
 from core.retry import RetryPolicy
 from core.settings import Settings
@@ -157,7 +157,12 @@ class Router:
                     with contextlib.closing(gen) as items:
                         for item in items:
                             if isinstance(item, str):
-                                yield StreamChunk(att.chunk(item))
+                                yield StreamChunk(att.chunk(item), model=att.cand.model)
+                            elif isinstance(item, TextDelta):
+                                text = att.chunk(item.text)
+                                yield StreamChunk(
+                                    text, None, item.logprobs, item.kind, att.cand.model
+                                )
                             else:
                                 yield StreamChunk("", att.settle(item))
                                 return
@@ -183,7 +188,12 @@ class Router:
                     async with contextlib.aclosing(agen) as items:
                         async for item in items:
                             if isinstance(item, str):
-                                yield StreamChunk(att.chunk(item))
+                                yield StreamChunk(att.chunk(item), model=att.cand.model)
+                            elif isinstance(item, TextDelta):
+                                text = att.chunk(item.text)
+                                yield StreamChunk(
+                                    text, None, item.logprobs, item.kind, att.cand.model
+                                )
                             else:
                                 yield StreamChunk("", att.settle(item))
                                 return

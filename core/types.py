@@ -28,11 +28,13 @@ def pico_to_usd(pico: int) -> Decimal:
     return Decimal(pico).scaleb(-12)
 
 
-def usd_places(usd: Decimal, places: int = 2) -> str:
+def usd_places(usd: Decimal, places: int = 2, symbol: str = "$") -> str:
     """'-$1,234.57': dollars to ``places`` decimals, half up (away from zero, as every money
-    figure rounds), with thousands separators and a negative amount's sign first."""
+    figure rounds), with thousands separators and a negative amount's sign first. The one
+    money formatter: the console writes other display currencies through it (``symbol``:
+    '€', 'CHF ')."""
     d = usd.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
-    return f"{'-' if d < 0 else ''}${abs(d):,.{places}f}"
+    return f"{'-' if d < 0 else ''}{symbol}{abs(d):,.{places}f}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +166,14 @@ class Completion:
 
 @dataclass(frozen=True, slots=True)
 class StreamChunk:
-    """One piece of a streamed answer; the last chunk carries the final Completion."""
+    """One piece of a streamed answer; the last chunk carries the final Completion.
+    ``logprobs``: the upstream's log probabilities of this chunk's tokens (OpenAI wire, when
+    the request asked for them), as it sent them. ``kind``: 'content', or 'refusal' (the
+    model declined: OpenAI's ``delta.refusal``). ``model``: the model answering (on text
+    chunks; the Completion names it on the last)."""
 
     text: str
     completion: Completion | None = None
+    logprobs: Any = None
+    kind: str = "content"
+    model: str | None = None

@@ -1,4 +1,16 @@
-"""A real `costline gateway` in a subprocess on loopback, and helpers to read what it logged."""
+"""A real `costline gateway` in a subprocess on loopback, and helpers to read what it logged.
+
+The gateway modules' usual fixture (the ``scripted`` upstream is the module-scoped fixture of
+``tests/servers/fixtures.py``)::
+
+    @pytest.fixture(scope="module")
+    def gw(tmp_path_factory, scripted):
+        keys = {"main": {}, "only": {"models": ("dryrun-small",)}}
+        with serve(tmp_path_factory.mktemp("gw-x"), keys, upstream_env(scripted)) as proc:
+            yield proc
+
+    openai_client(gw).chat.completions.create(...)   # as key "main": gw.keys["main"]
+"""
 
 from __future__ import annotations
 
@@ -8,9 +20,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -18,6 +32,11 @@ from core.control import SYSTEM, ControlPlane
 from core.keys import KeySpec, issue_key
 from core.pricing import load_catalog
 from tests.servers.llamacpp import free_port
+from tests.servers.scripted import ScriptedServer
+
+if TYPE_CHECKING:
+    import anthropic
+    import openai
 
 ROOT = Path(__file__).resolve().parents[1]
 METRICS_TOKEN = "test-metrics-token-0123456789"  # COSTLINE_GATEWAY_METRICS_TOKEN of test gateways
@@ -31,6 +50,7 @@ class GatewayProcess:
         self.port = free_port()
         self.workers = workers
         self.extra_env = dict(env or {})
+        self.keys: dict[str, str] = {}  # virtual key name -> secret (``serve``)
         self.proc: subprocess.Popen[bytes] | None = None
         self._log = tempfile.NamedTemporaryFile(prefix="costline-gateway-")  # noqa: SIM115
 
@@ -100,35 +120,72 @@ class GatewayProcess:
         self.stop()
 
 
-def make_key(home: Path, name: str, **spec: Any) -> str:
-    """Issue a key in ``home``'s control plane (as the gateway would see it); the secret."""
+@contextmanager
+def serve(
+    home: Path, keys: Mapping[str, Mapping[str, Any]], env: Mapping[str, str] | None = None
+) -> Iterator[GatewayProcess]:
+    """A started gateway in ``home`` with ``keys`` issued first (name -> ``KeySpec`` fields);
+    their secrets in ``proc.keys``. Stopped on exit."""
+    secrets = {name: make_key(home, name, **spec) for name, spec in keys.items()}
+    with GatewayProcess(home, dict(env or {})) as proc:
+        proc.keys = secrets
+        yield proc
+
+
+def upstream_env(
+    srv: ScriptedServer, openai_key: str = "sk-upstream-0123456789", anthropic_key: str = ""
+) -> dict[str, str]:
+    """Provider settings pointing OpenAI (and, given its key, Anthropic) at ``srv``."""
+    env = {"OPENAI_BASE_URL": srv.openai_url, "OPENAI_API_KEY": openai_key}
+    if anthropic_key:
+        env |= {"ANTHROPIC_BASE_URL": srv.url, "ANTHROPIC_API_KEY": anthropic_key}
+    return env
+
+
+def openai_client(gw: GatewayProcess, key: str = "main", **kw: Any) -> openai.OpenAI:
+    """The official ``openai`` SDK against ``gw`` as key ``key`` (no SDK retries)."""
+    import openai
+
+    return openai.OpenAI(base_url=gw.base_url, api_key=gw.keys[key], max_retries=0, **kw)
+
+
+def anthropic_client(gw: GatewayProcess, key: str = "main") -> anthropic.Anthropic:
+    """The official ``anthropic`` SDK against ``gw`` as key ``key`` (no SDK retries)."""
+    import anthropic
+
+    return anthropic.Anthropic(base_url=gw.url, api_key=gw.keys[key], max_retries=0)
+
+
+@contextmanager
+def control_plane(home: Path) -> Iterator[ControlPlane]:
+    """``home``'s control plane, as the gateway in ``home`` reads it (a running gateway sees
+    a change within about a second)."""
     old = os.environ.get("COSTLINE_HOME")
     os.environ["COSTLINE_HOME"] = str(home)
     try:
         with ControlPlane(model_exists=load_catalog().has) as plane:
-            if "budget_usd" in spec and spec["budget_usd"] is not None:
-                spec["budget_usd"] = Decimal(str(spec["budget_usd"]))
-            return issue_key(plane, KeySpec(name=name, **spec), SYSTEM).secret
+            yield plane
     finally:
         if old is None:
             os.environ.pop("COSTLINE_HOME", None)
         else:
             os.environ["COSTLINE_HOME"] = old
+
+
+def make_key(home: Path, name: str, **spec: Any) -> str:
+    """Issue a key in ``home``'s control plane (as the gateway would see it); the secret."""
+    spec = dict(spec)
+    with control_plane(home) as plane:
+        if "budget_usd" in spec and spec["budget_usd"] is not None:
+            spec["budget_usd"] = Decimal(str(spec["budget_usd"]))
+        return issue_key(plane, KeySpec(name=name, **spec), SYSTEM).secret
 
 
 def make_token(home: Path, user: str, role: str) -> str:
     """A console user with ``role`` in ``home`` and an API token for them; the token."""
-    old = os.environ.get("COSTLINE_HOME")
-    os.environ["COSTLINE_HOME"] = str(home)
-    try:
-        with ControlPlane() as plane:
-            plane.create_user(user, "password-123", role, SYSTEM)
-            return plane.create_api_token(user, SYSTEM, name="test")[0]
-    finally:
-        if old is None:
-            os.environ.pop("COSTLINE_HOME", None)
-        else:
-            os.environ["COSTLINE_HOME"] = old
+    with control_plane(home) as plane:
+        plane.create_user(user, "password-123", role, SYSTEM)
+        return plane.create_api_token(user, SYSTEM, name="test")[0]
 
 
 def events(home: Path, want: int | None = None, timeout: float = 15.0, **where: Any) -> list[Any]:

@@ -308,3 +308,21 @@ def test_a_spend_row_of_unpriced_calls_says_so(costline_home: Path) -> None:
         rows = client.get("/spend", params={**RANGE, "group_by": "model"}).json()["rows"]
     (mystery,) = [r for r in rows if r["model"] == "mystery"]
     assert (mystery["cost_usd"], mystery["requests"], mystery["unpriced"]) == ("0", 3, 3)
+
+
+def test_an_unpriced_call_reads_no_cost_in_usage_not_zero(costline_home: Path) -> None:
+    """GET /usage and /usage/{id}: a call logged unpriced has cost_usd null (its cost is
+    unknown), as the CSV export and the console's request log show it, never "0"; a priced
+    call keeps its exact cost, and a saving is still a figure."""
+    calls = [event(1), event(2, unpriced=True, cost_picousd=0, model="mystery")]
+    write_segment(rows_to_table([event_row(e) for e in calls]), segments_dir(costline_home), "t")
+    with ApiServer(costline_home) as server:
+        client = server.client(server.user("fin", "viewer"))
+        listed = client.get("/usage", params=RANGE).json()["data"]
+        one = client.get(f"/usage/{calls[1].request_id}").json()
+    got = {row["request_id"]: (row["cost_usd"], row["unpriced"]) for row in listed}
+    assert got == {
+        calls[0].request_id: (usd(calls[0].cost_picousd), False),
+        calls[1].request_id: (None, True),
+    }
+    assert (one["cost_usd"], one["unpriced"]) == (None, True) and one["saved_usd"] == "0"

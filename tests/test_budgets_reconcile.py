@@ -177,3 +177,35 @@ def test_redis_stalls_leave_no_drift_after_reconciling(plane):
             c, total = counters(r)
             assert c == spent, f"committed {c} vs log {spent}"
             assert total >= c  # the reserved part is never negative
+
+
+def test_two_processes_of_one_home_lower_an_excess_once(plane):
+    """Every router process of a home reconciles (gateway workers, batch jobs). Each one
+    saw the same excess at its previous round; on main each lowered it, so N processes took
+    N times the excess off and the budget admitted that much past its limit until the next
+    raise."""
+    home = Reader().home
+    with make_router(plane, SharedState(home)) as r1, make_router(plane, SharedState(home)) as r2:
+        for i in range(4):
+            r1.complete(call(i))
+        spent = logged_spend(r1)
+        key = counters_key(r1)
+        state = r1.controls.state if r1.controls else None
+        assert isinstance(state, SharedState)
+        state.apply_deltas([(key + ":c", 777, None), (key, 777, None)])  # a double settle
+        rec1, rec2 = r1.reconciler, r2.reconciler
+        assert rec1 is not None and rec2 is not None
+        assert rec1.reconcile() == [] and rec2.reconcile() == []  # both note the excess
+        time.sleep(1.1)
+        lowered = [d.corrected for d in rec1.reconcile() + rec2.reconcile()]
+        assert lowered == [-777], lowered
+        assert counters(r1) == (spent, spent)
+        rec1.close()  # the process that lowers goes away: another one takes over
+        r1.close()
+        state = r2.controls.state if r2.controls else None
+        assert isinstance(state, SharedState)
+        state.apply_deltas([(key + ":c", 555, None), (key, 555, None)])
+        assert rec2.reconcile() == []
+        time.sleep(1.1)
+        assert [d.corrected for d in rec2.reconcile()] == [-555]
+        assert counters(r2) == (spent, spent)

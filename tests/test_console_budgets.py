@@ -179,6 +179,12 @@ def test_engineer_adds_edits_and_deletes_a_budget_and_it_is_audited(home: Path) 
     [
         ("limit_usd", "-5", "must be a finite amount >= 0"),
         ("limit_usd", "lots", "must be a number of USD"),
+        # a decimal comma is not read as a thousands separator ($1.50 stored as $150)
+        ("limit_usd", "1,50", "commas group thousands"),
+        ("limit_usd", "12,34,5", "commas group thousands"),
+        # a positive limit under a picodollar is not rounded to a $0 budget
+        ("limit_usd", "1e-20", "below the smallest amount"),
+        ("limit_usd", "1e400", "(got '1E+400')"),  # the amount as typed, not Decimal('1E+400')
         ("thresholds", "90, 50", "must be strictly increasing"),
         ("degrade_to", "gpt-9-imaginary", "not a model in the price catalog"),
         ("timezone", "Mars/Olympus", "IANA time zone"),
@@ -415,6 +421,10 @@ def test_a_scope_value_never_logged_is_flagged(home: Path) -> None:
     warned = [w.value for w in at.warning if "No call was ever logged" in w.value]
     assert warned and "project 'prj1'" in warned[0] and "'proj1'" in warned[0]
     at = add(page("engineer"), id="ok", name="Ok", scope="project", scope_value="proj1")
+    at.run()
+    assert not [w for w in at.warning if "No call was ever logged" in w.value]
+    # a model budget matches the logged name in any letter case (core.budgets.model_names)
+    at = add(page("engineer"), id="case", name="Case", scope="model", scope_value="GPT-4o-Mini")
     at.run()
     assert not [w for w in at.warning if "No call was ever logged" in w.value]
 

@@ -14,7 +14,7 @@ from altair.vegalite.v6.schema import core
 from console.charts.forecast import mark_anomalies
 from console.charts.spend import Spec, cost_per_1k, spend_over_time, top_bars
 from console.charts.style import OTHER_COLOUR, colours
-from console.frames.overview import OTHER, TOP_N, series_frame
+from console.frames.overview import OTHER, TOP_N, breakdown_frame, series_frame
 from console.selection import Money
 
 
@@ -68,7 +68,9 @@ def test_top_spenders_show_their_amounts_and_spend_tooltip_has_the_period_total(
     spec = json.dumps(as_json(top_bars(df, "Top users", "$")))
     assert '"text"' in spec and "$1,234.50" in spec
     frame = series_frame(series(["a", "b"]), Money(), "day")
-    spec = json.dumps(as_json(spend_over_time(frame, "model", "day", "$")))
+    spec = json.dumps(
+        as_json(spend_over_time(frame, breakdown_frame(frame, Money()), "model", "day", "$"))
+    )
     assert "period_total" in spec and "period total" in spec
 
 
@@ -87,8 +89,12 @@ def test_overview_specs_are_valid_vega_lite() -> None:
             **{c: ["x"] for c in ("when", "what", "ratio", "excess", "culprits")},
         }
     )
-    spec = as_json(mark_anomalies(spend_over_time(frame, "model", "week", "$"), marks))
-    assert set(spec["datasets"]) == {"series", "marks"}
+    spec = as_json(
+        mark_anomalies(
+            spend_over_time(frame, breakdown_frame(frame, Money()), "model", "week", "$"), marks
+        )
+    )
+    assert set(spec["datasets"]) == {"series", "breakdown", "marks"}
     assert spec["vconcat"][0]["layer"][0]["name"] == "time"  # the brush's view
     per_1k = frame.assign(per_1k=1.0)[["period", "label", "per_1k", "requests"]]
     assert as_json(cost_per_1k(per_1k, "week", "$"))["title"] == "Cost per 1K requests"
@@ -97,7 +103,25 @@ def test_overview_specs_are_valid_vega_lite() -> None:
 def test_time_ticks_are_one_per_period_at_most() -> None:
     for grain in ("hour", "day", "month"):
         frame = series_frame(series(["a"]), Money(), grain)
-        spec = spend_over_time(frame, "model", grain, "$")
+        spec = spend_over_time(frame, breakdown_frame(frame, Money()), "model", grain, "$")
         axis = spec["vconcat"][0]["encoding"]["x"]["axis"]
         assert axis["tickCount"] == {"interval": grain, "step": 1}
         assert axis["labelOverlap"] == "greedy"
+
+
+def test_bars_stack_in_key_order_refunds_below_zero() -> None:
+    """The frame places each bar in its period's stack (the chart draws top to bottom as they
+    are): spend up from zero in key order, a refund (negative) down from zero."""
+    rows = series(["a", "b", "c"])
+    rows["cost_picousd"] = [2 * 10**12, 2 * 10**12, -(10**12), -(10**12), 3 * 10**12, 5]
+    frame = series_frame(rows.astype({"cost_picousd": object}), Money(), "day")
+    first = frame[frame["period"] == frame["period"].min()].set_index("key")
+    assert first[["bottom", "top"]].to_dict("index") == {
+        "a": {"bottom": 0.0, "top": 2.0},
+        "b": {"bottom": -1.0, "top": 0.0},
+        "c": {"bottom": 2.0, "top": 5.0},
+    }
+    spec = as_json(spend_over_time(frame, breakdown_frame(frame, Money()), "model", "day", "$"))
+    time = spec["vconcat"][0]["encoding"]
+    assert (time["y"]["field"], time["y2"]["field"]) == ("top", "bottom")
+    assert "stack" not in time["y"]  # nothing stacked by the browser

@@ -17,7 +17,7 @@ import pytest
 from console.charts.forecast import mark_anomalies
 from console.charts.spend import spend_over_time
 from console.frames import forecast as frames
-from console.frames.overview import series_frame
+from console.frames.overview import breakdown_frame, series_frame
 from console.selection import Money, Scope
 from core import clock
 from core.control import ControlPlane
@@ -245,7 +245,7 @@ def test_overview_marks_put_anomalies_on_the_spend_chart() -> None:
         datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 15, tzinfo=UTC), org=("acme",)
     )
     assert frames.overview_marks(frame, [finding("2026-11-12")], Money(), "day", acme).empty
-    base = spend_over_time(frame, "key", "day", "$")
+    base = spend_over_time(frame, breakdown_frame(frame, Money()), "key", "day", "$")
     spec = mark_anomalies(base, marks)
     assert "layer" in spec["vconcat"][0] and len(spec["vconcat"]) == 2
     assert mark_anomalies(base, marks.iloc[0:0]) is base

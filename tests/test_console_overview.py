@@ -33,11 +33,17 @@ def money(text: str) -> Decimal:
     return Decimal(text.lstrip("$€£").replace(",", ""))
 
 
-def chart_rows(at, index: int = 0) -> list[dict]:  # type: ignore[no-untyped-def,type-arg]
+def chart_tables(at, index: int = 0) -> list[list[dict]]:  # type: ignore[no-untyped-def,type-arg]
+    """Each dataset of a chart, as rows, in the spec's order."""
     proto = at.get("vega_lite_chart")[index].proto
-    tables = [pa.ipc.open_stream(d.data.data).read_all() for d in proto.datasets]
-    assert len(tables) == 1
-    return tables[0].to_pylist()
+    return [pa.ipc.open_stream(d.data.data).read_all().to_pylist() for d in proto.datasets]
+
+
+def chart_rows(at, index: int = 0) -> list[dict]:  # type: ignore[no-untyped-def,type-arg]
+    """A chart's main dataset: the spend chart's bars (its breakdown is the second one)."""
+    tables = chart_tables(at, index)
+    assert len(tables) == (2 if index == 0 else 1)
+    return tables[0]
 
 
 def raw_duckdb_cost(home: Path, scope) -> int:  # type: ignore[no-untyped-def]

@@ -124,3 +124,32 @@ def test_an_unpriced_call_has_a_blank_cost_in_the_log_not_zero(
     cost = dict(zip(shown["request id"], shown["cost"], strict=True))
     assert cost["priced"] == 1.25
     assert pd.isna(cost["zero"]) and pd.isna(cost["none"])
+    at.text_input(key="rq_lookup").input("zero").run()  # the detail says so too
+    detail = at.json[0].value
+    assert '"cost_usd": null' in detail and '"unpriced": true' in detail, detail
+    at.text_input(key="rq_lookup").input("priced").run()
+    assert '"cost_usd": "1.250000000000"' in at.json[0].value
+
+
+def test_the_detail_shows_the_time_in_the_configured_zone_as_the_log_does(
+    costline_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In America/New_York the log's time column and the detail's ts name the same local
+    time (the detail gave UTC, '+00:00', beside a log in New York time)."""
+    from datetime import UTC, datetime
+
+    from core.usage import UsageEvent, UsageLog
+
+    monkeypatch.setenv("COSTLINE_ADMIN_PASSWORD", ADMIN_PASSWORD)
+    monkeypatch.setenv("COSTLINE_TIMEZONE", "America/New_York")
+    make_users(costline_home)
+    log_ = UsageLog(costline_home)
+    when = datetime(2026, 12, 4, 3, 30, tzinfo=UTC)  # 22:30 the day before in New York
+    log_.append(UsageEvent(request_id="late", ts=when, provider="openai", model="gpt-4o"))
+    log_.close()
+    at = app("viewer").run()
+    at.switch_page("app_pages/requests.py").run()
+    at.text_input(key="rq_lookup").input("late").run()
+    assert not at.exception
+    assert list(log(at)["time"]) == ["2026-12-03 22:30:00"]
+    assert '"ts": "2026-12-03T22:30:00-05:00"' in at.json[0].value, at.json[0].value

@@ -116,3 +116,22 @@ def test_many_amounts_read_as_one_amount_does(currency: str, rate: str) -> None:
     picos += [rng.randrange(0, 10**14, 5 * 10**9) for _ in range(3000)]  # many half cents
     money = Money(currency, rate)
     assert money.tables(picos) == [money.table(p) for p in picos]
+
+
+@pytest.mark.parametrize("currency, rate", [("USD", "1"), ("EUR", "0.92"), ("CHF", "0.8813")])
+def test_console_money_is_written_by_the_one_formatter(currency: str, rate: str) -> None:
+    """Every console amount (KPIs, tables, the charts' tooltips) is core.types.usd_places's
+    text in the display currency: one half-up rounding and one layout everywhere."""
+    import random
+
+    from console.selection import Money
+    from core.types import usd_places
+
+    money = Money(currency, rate)
+    rng = random.Random(3)
+    picos = [0, 5_000_000_000, -5_000_000_000, *COSTS.values()]
+    picos += [rng.randint(-(10**16), 10**16) for _ in range(500)]
+    for pico in picos:
+        for places in (2, 4):
+            assert money.fmt(pico, places) == usd_places(money.amount(pico), places, money.symbol)
+    assert Money("CHF", "1").fmt(-1_005_000_000_000) == "-CHF 1.01"

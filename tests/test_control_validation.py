@@ -182,8 +182,10 @@ def test_valid_values_are_normalised() -> None:
         "Team",
         None,
     )
-    rounded = validate_budget(replace(BUDGET, limit_usd=Decimal("0.0000000000004")))
-    assert rounded.limit_usd == 0  # below a picodollar rounds (half-even) to zero
+    rounded = validate_budget(replace(BUDGET, limit_usd=Decimal("1.0000000000004")))
+    assert rounded.limit_usd == 1  # to the picodollar, half-even
+    with pytest.raises(ConfigError, match="below the smallest amount"):  # never a silent $0
+        validate_budget(replace(BUDGET, limit_usd=Decimal("0.0000000000004")))
     assert (
         validate_budget(replace(BUDGET, limit_usd=Decimal("1E+2"))).limit_usd.as_tuple()
         == Decimal("100").as_tuple()

@@ -289,7 +289,7 @@ def test_settle_returns_the_new_values_so_thresholds_need_no_second_read():
     assert st.get_values(["b", "b:c"]) == [0, 5]
 
 
-def test_a_controlled_call_makes_five_redis_round_trips(plane, redis_url):
+def test_a_controlled_call_makes_four_redis_round_trips(plane, redis_url):
     import os
 
     import redis.connection
@@ -317,6 +317,7 @@ def test_a_controlled_call_makes_five_redis_round_trips(plane, redis_url):
                 assert not r.complete(call(f"{PROMPT} {i}", **MATCH)).cache_hit
         finally:
             redis.connection.Connection.send_packed_command = real
-    # cache read+miss count, admit, settle (returns committed spend), breaker success,
-    # cache write+count; breakers seen closed are reused, thresholds need no read
-    assert sent == 5 * 5
+    # cache read+miss count, admit, settle (returns committed spend) with the breaker's
+    # success in the same script, cache write+count; breakers seen closed are reused,
+    # thresholds need no read
+    assert sent == 5 * 4

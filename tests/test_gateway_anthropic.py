@@ -4,52 +4,46 @@ official `anthropic` SDK; upstreams: dryrun and the scripted server speaking Ant
 from __future__ import annotations
 
 import json
+import time
 from decimal import Decimal
 
 import anthropic
+import httpx
 import pytest
 
-from tests.gateway_support import GatewayProcess, events, make_key
+from core.control import SYSTEM, RoutingPolicy
+from tests.gateway_support import (
+    GatewayProcess,
+    control_plane,
+    events,
+    openai_client,
+    serve,
+    upstream_env,
+)
+from tests.gateway_support import anthropic_client as client
 from tests.servers.scripted import (
     Reply,
     ScriptedServer,
+    anthropic_message,
     anthropic_stream,
     anthropic_usage,
     error,
     json_reply,
+    openai_chat,
     openai_usage,
 )
 
 ASK = [{"role": "user", "content": "Name three rivers."}]
 NO_CACHE = {"x-costline-cache": "no-store"}
-
-
-@pytest.fixture(scope="module")
-def scripted():
-    with ScriptedServer() as srv:
-        yield srv
+CLAUDE = "claude-3-5-haiku-20241022"
 
 
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory, scripted: ScriptedServer):
-    home = tmp_path_factory.mktemp("gw-anthropic")
-    keys = {
-        "main": make_key(home, "main"),
-        "only": make_key(home, "only", models=("dryrun-small",)),
-    }
-    env = {
-        "ANTHROPIC_BASE_URL": scripted.url,
-        "ANTHROPIC_API_KEY": "sk-ant-upstream-xyz-123456",
-        "OPENAI_BASE_URL": scripted.openai_url,
-        "OPENAI_API_KEY": "sk-openai-upstream-xyz",
-    }
-    with GatewayProcess(home, env) as proc:
-        proc.keys = keys  # type: ignore[attr-defined]
+    keys = {"main": {}, "only": {"models": ("dryrun-small",)}}
+    env = upstream_env(scripted, "sk-openai-upstream-xyz", "sk-ant-upstream-xyz-123456")
+    with serve(tmp_path_factory.mktemp("gw-anthropic"), keys, env) as proc:
         yield proc
-
-
-def client(gw: GatewayProcess, key: str = "main") -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=gw.url, api_key=gw.keys[key], max_retries=0)  # type: ignore[attr-defined]
 
 
 def test_messages_plain_and_streamed_agree_and_cost_is_logged(gw: GatewayProcess) -> None:
@@ -297,3 +291,76 @@ def test_what_cannot_be_translated_is_a_400_naming_it(gw: GatewayProcess) -> Non
             tools=[{"type": "web_search_20250305", "name": "web_search"}],  # type: ignore[list-item]
             messages=ASK,
         )
+
+
+def test_a_refusal_keeps_its_stop_reason_on_both_wires(
+    gw: GatewayProcess, scripted: ScriptedServer
+) -> None:
+    """Claude's ``stop_reason: refusal`` reaches Anthropic SDK callers as itself (it was
+    turned into ``end_turn``), streamed or not, and OpenAI SDK callers as ``content_filter``;
+    an OpenAI upstream's ``content_filter`` is a ``refusal`` on the Anthropic wire."""
+    no = "I can't help with that."
+    scripted.enqueue(anthropic_message(no, stop="refusal"))
+    msg = client(gw).messages.create(
+        model=CLAUDE, max_tokens=50, messages=ASK, extra_headers=NO_CACHE
+    )
+    assert (msg.content[0].text, msg.stop_reason) == (no, "refusal")
+    scripted.enqueue(anthropic_stream([no], stop_reason="refusal"))
+    ask = [{"role": "user", "content": "Name three rivers, streamed."}]
+    with client(gw).messages.stream(
+        model=CLAUDE, max_tokens=50, messages=ask, extra_headers=NO_CACHE
+    ) as s:
+        assert s.get_final_message().stop_reason == "refusal"
+    scripted.enqueue(anthropic_message(no, stop="refusal"))
+    oai = openai_client(gw).chat.completions.create(
+        model=CLAUDE,
+        messages=[{"role": "user", "content": "Name three lakes."}],
+        extra_headers=NO_CACHE,
+    )
+    assert oai.choices[0].finish_reason == "content_filter"
+    scripted.enqueue(openai_chat("", finish="content_filter"))
+    filtered = client(gw).messages.create(
+        model="gpt-4o-mini",
+        max_tokens=50,
+        messages=[{"role": "user", "content": "Hm?"}],
+        extra_headers=NO_CACHE,
+    )
+    assert filtered.stop_reason == "refusal"
+
+
+def test_a_task_routed_stream_names_the_model_that_answers(gw: GatewayProcess) -> None:
+    """No model in the request, the task's policy picks: every streamed chunk (OpenAI) and
+    the stream's message (Anthropic) name the model that answered, as a plain answer does,
+    not the task ('task:<name>')."""
+    with control_plane(gw.home) as plane:
+        plane.upsert_policy(RoutingPolicy(task="digest", primary_model="dryrun-small"), SYSTEM)
+    task = {"x-costline-task": "digest", **NO_CACHE}
+    body = {"messages": ASK, "max_tokens": 20}
+    deadline = time.monotonic() + 10
+    while True:  # the policy reaches the gateway at its next control-plane poll
+        r = httpx.post(
+            gw.url + "/v1/chat/completions",
+            json=body,
+            headers={"authorization": f"Bearer {gw.keys['main']}", **task},
+        )
+        if r.status_code == 200 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert r.status_code == 200 and r.json()["model"] == "dryrun-small", r.text
+    chunks = list(
+        openai_client(gw).chat.completions.create(
+            model=None,  # type: ignore[arg-type]
+            messages=ASK,  # type: ignore[arg-type]
+            max_tokens=20,
+            stream=True,
+            extra_headers=task,
+        )
+    )
+    assert {c.model for c in chunks} == {"dryrun-small"}
+    with client(gw).messages.stream(
+        model=None,  # type: ignore[arg-type]
+        max_tokens=20,
+        messages=ASK,  # type: ignore[arg-type]
+        extra_headers=task,
+    ) as s:
+        assert s.get_final_message().model == "dryrun-small"

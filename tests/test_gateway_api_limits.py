@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.gateway_support import GatewayProcess, make_key, make_token
+from tests.gateway_support import GatewayProcess, make_key, make_token, serve
 from tests.servers.api import ApiServer
 
 RPM = 3
@@ -28,10 +28,8 @@ def gw(request: pytest.FixtureRequest, costline_home: Path) -> Iterator[GatewayP
     if request.param == "redis":
         env["REDIS_URL"] = request.getfixturevalue("redis_url")
         env["COSTLINE_REDIS_PREFIX"] = os.environ["COSTLINE_TEST_PREFIX"]
-    secret = make_key(costline_home, "lim", rpm=RPM)
     token = make_token(costline_home, "eng", "engineer")
-    with GatewayProcess(costline_home, env) as proc:
-        proc.secret = secret  # type: ignore[attr-defined]
+    with serve(costline_home, {"lim": {"rpm": RPM}}, env) as proc:
         proc.token = token  # type: ignore[attr-defined]
         yield proc
 
@@ -50,7 +48,7 @@ def test_gateway_limits_show_and_reset_the_buckets_callers_hit(
     gw: GatewayProcess, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     redis = "REDIS_URL" in gw.extra_env
-    auth = {"authorization": f"Bearer {gw.secret}", **NO_CACHE}  # type: ignore[attr-defined]
+    auth = {"authorization": f"Bearer {gw.keys['lim']}", **NO_CACHE}
     api_auth = {"authorization": f"Bearer {gw.token}"}  # type: ignore[attr-defined]
     with (
         httpx.Client(base_url=gw.base_url, headers=auth, timeout=30) as c,

@@ -18,35 +18,27 @@ import httpx
 import openai
 import pytest
 
-from tests.gateway_support import GatewayProcess, events, make_key
+from tests.gateway_support import (
+    GatewayProcess,
+    anthropic_client,
+    events,
+    make_key,
+    serve,
+    upstream_env,
+)
+from tests.gateway_support import openai_client as client
 from tests.servers.scripted import ScriptedServer, json_reply, openai_stream, openai_usage
 
 ASK = [{"role": "user", "content": "What is the capital of France?"}]
 
 
 @pytest.fixture(scope="module")
-def scripted():
-    with ScriptedServer() as srv:
-        yield srv
-
-
-@pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory, scripted: ScriptedServer):
-    home = tmp_path_factory.mktemp("gw-compat")
-    keys = {"main": make_key(home, "main"), "only": make_key(home, "only", models=("gpt-4o",))}
-    keys["rl"] = make_key(home, "rl", rpm=1)
-    env = {
-        "OPENAI_BASE_URL": scripted.openai_url,
-        "OPENAI_API_KEY": "sk-upstream-compat",
-        "COSTLINE_GATEWAY_ALLOW_UNPRICED": "1",
-    }
-    with GatewayProcess(home, env) as proc:
-        proc.keys = keys  # type: ignore[attr-defined]
+    keys = {"main": {}, "only": {"models": ("gpt-4o",)}, "rl": {"rpm": 1}}
+    env = upstream_env(scripted, "sk-upstream-compat")
+    env["COSTLINE_GATEWAY_ALLOW_UNPRICED"] = "1"
+    with serve(tmp_path_factory.mktemp("gw-compat"), keys, env) as proc:
         yield proc
-
-
-def client(gw: GatewayProcess, key: str = "main") -> openai.OpenAI:
-    return openai.OpenAI(base_url=gw.base_url, api_key=gw.keys[key], max_retries=0)  # type: ignore[attr-defined]
 
 
 def test_an_unpriced_embedding_is_flagged_never_a_bare_zero(
@@ -98,7 +90,7 @@ def test_models_retrieve_answers_with_the_listed_row_for_both_sdks(gw: GatewayPr
     assert "GET /v1/models lists them" in exc.value.message
     with pytest.raises(openai.NotFoundError):
         client(gw).models.retrieve("no-such-model")
-    a = anthropic.Anthropic(base_url=gw.url, api_key=gw.keys["main"], max_retries=0)  # type: ignore[attr-defined]
+    a = anthropic_client(gw)
     assert a.models.retrieve("claude-3-5-haiku").id == "claude-3-5-haiku"
     with pytest.raises(anthropic.NotFoundError) as aexc:
         a.models.retrieve("no-such-model")
@@ -175,7 +167,7 @@ def test_tool_definitions_are_counted_in_the_prompt_when_the_provider_reports_no
     priced = ev.cost_input_picousd
     assert priced is not None and priced >= schema_tokens * 150_000  # $0.15 per 1M tokens
 
-    a = anthropic.Anthropic(base_url=gw.url, api_key=gw.keys["main"], max_retries=0)  # type: ignore[attr-defined]
+    a = anthropic_client(gw)
     plain = a.messages.count_tokens(model="claude-3-5-haiku", messages=ASK)  # type: ignore[arg-type]
     tools = [
         {"name": t["function"]["name"], "description": t["function"]["description"]}
@@ -222,7 +214,7 @@ def test_made_up_model_names_do_not_each_add_a_metrics_series(
     gw: GatewayProcess, scripted: ScriptedServer
 ) -> None:
     c = client(gw)
-    a = anthropic.Anthropic(base_url=gw.url, api_key=gw.keys["main"], max_retries=0)  # type: ignore[attr-defined]
+    a = anthropic_client(gw)
     for i in range(40):
         with pytest.raises(openai.NotFoundError):
             c.chat.completions.create(model=f"made-up-{i}", messages=ASK)  # type: ignore[arg-type]
@@ -240,7 +232,7 @@ def test_made_up_model_names_do_not_each_add_a_metrics_series(
 
 
 def test_a_client_that_leaves_mid_upload_is_no_server_error(gw: GatewayProcess) -> None:
-    key = gw.keys["main"]  # type: ignore[attr-defined]
+    key = gw.keys["main"]
     for path in ("/v1/chat/completions", "/v1/messages", "/v1/embeddings"):
         with socket.create_connection(("127.0.0.1", gw.port)) as s:
             head = f"POST {path} HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {key}\r\n"
@@ -271,3 +263,31 @@ def test_an_embeddings_429_names_the_limit_that_ran_out_as_chat_does(gw: Gateway
     assert h["x-ratelimit-limit-requests"] == "1"
     assert h["x-ratelimit-remaining-requests"] == "0"
     assert h["x-ratelimit-reset-requests"].endswith("s")
+
+
+def test_the_sdks_read_each_answers_request_id_as_their_own(gw: GatewayProcess) -> None:
+    """``completion._request_id`` / ``error.request_id`` (the request id support asks for):
+    the openai SDK reads ``x-request-id``, the anthropic SDK ``request-id``; both are the
+    id Costline logged the call under, on answers, streams and errors alike."""
+    c, a = client(gw), anthropic_client(gw)
+    done = c.chat.completions.create(model="dryrun-small", messages=ASK, max_tokens=20)  # type: ignore[arg-type]
+    assert done._request_id is not None and done._request_id.startswith("req_")
+    (ev,) = events(gw.home, 1, request_id=done._request_id)
+    assert ev.key == "main"
+    stream = c.chat.completions.create(model="dryrun-small", messages=ASK, stream=True)  # type: ignore[arg-type]
+    assert stream.response.headers.get("x-request-id", "").startswith("req_")
+    stream.close()
+    emb = c.embeddings.create(model="dryrun-embed", input="hello")
+    assert emb._request_id is not None and emb._request_id.startswith("req_")
+    msg = a.messages.create(model="dryrun-small", max_tokens=20, messages=ASK)  # type: ignore[arg-type]
+    assert msg._request_id is not None and msg._request_id.startswith("req_")
+    with pytest.raises(openai.PermissionDeniedError) as denied:
+        client(gw, "only").chat.completions.create(model="dryrun-small", messages=ASK)  # type: ignore[arg-type]
+    assert (denied.value.request_id or "").startswith("req_")
+    with pytest.raises(anthropic.PermissionDeniedError) as refused:
+        anthropic_client(gw, "only").messages.create(
+            model="dryrun-small",
+            max_tokens=20,
+            messages=ASK,  # type: ignore[arg-type]
+        )
+    assert (refused.value.request_id or "").startswith("req_")

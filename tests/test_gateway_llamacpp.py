@@ -7,7 +7,7 @@ from decimal import Decimal
 import openai
 import pytest
 
-from tests.gateway_support import GatewayProcess, events, make_key
+from tests.gateway_support import GatewayProcess, events, openai_client, serve
 
 MODEL = "llamacpp/smollm2-135m-instruct"
 ASK = [
@@ -19,14 +19,12 @@ ASK = [
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory, llamacpp_url: str):
     home = tmp_path_factory.mktemp("gw-llamacpp")
-    key = make_key(home, "local")
-    with GatewayProcess(home, {"LLAMACPP_BASE_URL": llamacpp_url}) as proc:
-        proc.key = key  # type: ignore[attr-defined]
+    with serve(home, {"local": {}}, {"LLAMACPP_BASE_URL": llamacpp_url}) as proc:
         yield proc
 
 
 def test_real_model_plain_and_streamed(gw: GatewayProcess) -> None:
-    c = openai.OpenAI(base_url=gw.base_url, api_key=gw.key, max_retries=0, timeout=120)  # type: ignore[attr-defined]
+    c = openai_client(gw, "local", timeout=120)
     raw = c.chat.completions.with_raw_response.create(
         model=MODEL, messages=ASK, max_tokens=16, temperature=0
     )
@@ -56,7 +54,7 @@ def test_real_model_plain_and_streamed(gw: GatewayProcess) -> None:
 
 
 def test_real_server_error_maps_to_bad_request(gw: GatewayProcess) -> None:
-    c = openai.OpenAI(base_url=gw.base_url, api_key=gw.key, max_retries=0, timeout=120)  # type: ignore[attr-defined]
+    c = openai_client(gw, "local", timeout=120)
     huge = [{"role": "user", "content": "word " * 3000}]  # over its 2,048-token context
     with pytest.raises(openai.BadRequestError) as exc:
         c.chat.completions.create(model=MODEL, messages=huge, max_tokens=16)

@@ -18,8 +18,17 @@ import httpx
 import openai
 import pytest
 
-from tests.gateway_support import ROOT, GatewayProcess, events, make_key, make_token
+from tests.gateway_support import (
+    ROOT,
+    GatewayProcess,
+    events,
+    make_token,
+    serve,
+    upstream_env,
+)
+from tests.gateway_support import openai_client as client
 from tests.servers.scripted import (
+    Reply,
     ScriptedServer,
     error,
     json_reply,
@@ -34,35 +43,20 @@ ASK = [{"role": "user", "content": "What is the capital of France?"}]
 
 
 @pytest.fixture(scope="module")
-def scripted():
-    with ScriptedServer() as srv:
-        yield srv
-
-
-@pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory, scripted: ScriptedServer):
-    home = tmp_path_factory.mktemp("gw-openai")
     keys = {
-        "main": make_key(home, "main"),
-        "proj": make_key(home, "proj", project="alpha"),
-        "only": make_key(home, "only", models=("dryrun-small",)),
-        "rl": make_key(home, "rl", rpm=1),
-        "spend": make_key(home, "spend", budget_usd="0.00003"),
-        "victim": make_key(home, "victim"),
-        "lim": make_key(home, "lim", rpm=5, tpm=50_000),
+        "main": {},
+        "proj": {"project": "alpha"},
+        "only": {"models": ("dryrun-small",)},
+        "rl": {"rpm": 1},
+        "spend": {"budget_usd": "0.00003"},
+        "victim": {},
+        "lim": {"rpm": 5, "tpm": 50_000},
     }
-    env = {
-        "OPENAI_BASE_URL": scripted.openai_url,
-        "OPENAI_API_KEY": UPSTREAM_KEY,
-        "COSTLINE_GATEWAY_MAX_BODY_MB": "0.01",  # 10,485 bytes: the 413 test stays small
-    }
-    with GatewayProcess(home, env) as proc:
-        proc.keys = keys  # type: ignore[attr-defined]
+    env = upstream_env(scripted, UPSTREAM_KEY)
+    env["COSTLINE_GATEWAY_MAX_BODY_MB"] = "0.01"  # 10,485 bytes: the 413 test stays small
+    with serve(tmp_path_factory.mktemp("gw-openai"), keys, env) as proc:
         yield proc
-
-
-def client(gw: GatewayProcess, key: str = "main") -> openai.OpenAI:
-    return openai.OpenAI(base_url=gw.base_url, api_key=gw.keys[key], max_retries=0)  # type: ignore[attr-defined]
 
 
 NO_CACHE = {"x-costline-cache": "no-store"}
@@ -92,7 +86,7 @@ def test_cost_header_equals_the_logged_event_exactly(gw: GatewayProcess) -> None
 
 
 async def test_streamed_and_plain_text_agree_async(gw: GatewayProcess) -> None:
-    aclient = openai.AsyncOpenAI(base_url=gw.base_url, api_key=gw.keys["main"], max_retries=0)  # type: ignore[attr-defined]
+    aclient = openai.AsyncOpenAI(base_url=gw.base_url, api_key=gw.keys["main"], max_retries=0)
     msgs = [{"role": "user", "content": "Stream me a story about llamas"}]
     plain = await aclient.chat.completions.create(
         model="dryrun-small", messages=msgs, extra_headers=NO_CACHE
@@ -221,7 +215,7 @@ def test_bad_inputs_get_their_status_and_nothing_is_logged(gw: GatewayProcess) -
     from core import clock
 
     t_start = clock.now()
-    h = {"authorization": f"Bearer {gw.keys['main']}", "content-type": "application/json"}  # type: ignore[attr-defined]
+    h = {"authorization": f"Bearer {gw.keys['main']}", "content-type": "application/json"}
     url = gw.base_url + "/chat/completions"
     cases = [
         (b"{not json", 400, "not valid JSON"),
@@ -323,6 +317,120 @@ def test_tool_calls_pass_through_both_ways(gw: GatewayProcess, scripted: Scripte
     assert calls[0][0].id == "call_2"
 
 
+def _logprobs(token: str, lp: float) -> dict[str, object]:
+    top = [{"token": token, "logprob": lp, "bytes": list(token.encode())}]
+    return {"content": [{**top[0], "top_logprobs": top}], "refusal": None}
+
+
+def test_logprobs_reach_the_caller_streamed_and_plain(
+    gw: GatewayProcess, scripted: ScriptedServer
+) -> None:
+    """``logprobs: true``: each streamed chunk carries the upstream's logprobs of its tokens,
+    and a plain answer its choice's, as the upstream sent them."""
+    words, lps = ["Paris", " is", " the capital"], [-0.01, -0.25, -1.5]
+    sent = [_logprobs(w, lp) for w, lp in zip(words, lps, strict=True)]
+    scripted.enqueue(openai_stream(words, usage=openai_usage(14, 3), logprobs=sent))
+    stream = client(gw).chat.completions.create(
+        model="gpt-4o-mini", messages=ASK, stream=True, logprobs=True, top_logprobs=1
+    )
+    texts = [c for c in stream if c.choices and c.choices[0].delta.content]
+    assert scripted.requests[-1].json["logprobs"] is True  # asked of the upstream
+    assert [c.choices[0].delta.content for c in texts] == words
+    got = [c.choices[0].logprobs for c in texts]
+    assert all(g is not None and g.content for g in got), got
+    assert [(g.content[0].token, g.content[0].logprob) for g in got] == list(  # type: ignore[union-attr]
+        zip(words, lps, strict=True)
+    )
+    assert got[1].content[0].top_logprobs[0].token == " is"  # type: ignore[union-attr]
+    plain = {
+        "id": "chatcmpl-lp",
+        "object": "chat.completion",
+        "model": "gpt-4o-mini",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "Paris"},
+                "logprobs": sent[0],
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": openai_usage(14, 1),
+    }
+    scripted.enqueue(json_reply(plain))
+    done = client(gw).chat.completions.create(model="gpt-4o-mini", messages=ASK, logprobs=True)
+    lp = done.choices[0].logprobs
+    assert lp is not None and lp.content and lp.content[0].token == "Paris"
+    assert lp.content[0].logprob == -0.01
+
+
+def test_the_user_field_reaches_the_upstream_and_still_allows_the_cache(
+    gw: GatewayProcess, scripted: ScriptedServer
+) -> None:
+    """OpenAI's ``user`` (its abuse monitoring's end-user id) is passed through as the README
+    says; it names who asked, not what the answer is, so the response cache still applies."""
+    c = client(gw)
+    mine = [{"role": "user", "content": "Who is asking? (user field)"}]
+    c.chat.completions.create(model="gpt-4o-mini", messages=mine, user="end-user-42")
+    assert scripted.requests[-1].json["user"] == "end-user-42"
+    ask = [{"role": "user", "content": "A cached question, asked by a named end user"}]
+    first = c.chat.completions.with_raw_response.create(
+        model="dryrun-small", messages=ask, user="end-user-7"
+    )
+    again = c.chat.completions.with_raw_response.create(
+        model="dryrun-small", messages=ask, user="end-user-7"
+    )
+    assert (first.headers["x-costline-cache"], again.headers["x-costline-cache"]) == (
+        "miss",
+        "hit",
+    )
+    (ev,) = events(gw.home, 1, request_id=first.headers["x-costline-request-id"])
+    assert ev.user == "end-user-7"
+
+
+def test_an_upstream_error_in_a_200_body_is_that_error_plain_as_streamed(
+    gw: GatewayProcess, scripted: ScriptedServer
+) -> None:
+    """OpenRouter, vLLM and other OpenAI-compatible servers may answer an error as a 200 body
+    ``{"error": {...}}``: a plain call gets the status and message the error names, as a
+    stream does (it was a 502 'unexpected response shape (KeyError('choices'))')."""
+    too_long = "This model's maximum context length is 8192 tokens; you asked for 9000"
+    scripted.enqueue(json_reply({"error": {"message": too_long, "code": 400}}))
+    with pytest.raises(openai.BadRequestError) as exc:
+        client(gw).chat.completions.create(model="gpt-4o-mini", messages=ASK)
+    assert exc.value.status_code == 400 and "maximum context length" in str(exc.value)
+    assert exc.value.code == "context_length_exceeded"
+
+
+def test_a_streamed_refusal_reaches_the_caller_as_refusal_deltas(
+    gw: GatewayProcess, scripted: ScriptedServer
+) -> None:
+    """Structured outputs: a model that declines streams ``delta.refusal``, not content; the
+    caller must get those deltas (the SDK's stream helpers read them), not an empty answer."""
+
+    def data(delta: dict[str, object], finish: str | None = None) -> str:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish}
+        return "data: " + json.dumps({"id": "c", "model": "gpt-4o-mini", "choices": [choice]})
+
+    parts = ["I'm sorry, ", "I can't help with that."]
+    events_ = [data({"role": "assistant", "content": None, "refusal": ""})]
+    events_ += [data({"refusal": p}) for p in parts] + [data({}, "stop"), "data: [DONE]"]
+    scripted.enqueue(Reply(content_type="text/event-stream", events=[e + "\n\n" for e in events_]))
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}}
+    stream = client(gw).chat.completions.create(
+        model="gpt-4o-mini",
+        messages=ASK,
+        stream=True,
+        stream_options={"include_usage": True},
+        response_format={"type": "json_schema", "json_schema": {"name": "c", "schema": schema}},
+    )
+    chunks = list(stream)
+    got = [c.choices[0].delta for c in chunks if c.choices]
+    assert "".join(d.refusal or "" for d in got) == "".join(parts)
+    assert not "".join(d.content or "" for d in got)  # a refusal, not content
+    (ev,) = events(gw.home, 1, request_id=chunks[-1].model_extra["costline"]["request_id"])  # type: ignore[index]
+    assert ev.output_tokens > 1  # the refusal's tokens were billed: counted, not 0
+
+
 def test_client_disconnect_mid_stream_is_logged_flagged_and_upstream_closed(
     gw: GatewayProcess, scripted: ScriptedServer
 ) -> None:
@@ -335,7 +443,7 @@ def test_client_disconnect_mid_stream_is_logged_flagged_and_upstream_closed(
         "POST",
         gw.base_url + "/chat/completions",
         json={"model": "gpt-4o-mini", "messages": ASK, "stream": True},
-        headers={"authorization": f"Bearer {gw.keys['main']}"},  # type: ignore[attr-defined]
+        headers={"authorization": f"Bearer {gw.keys['main']}"},
         timeout=30,
     ) as r:
         rid = r.headers["x-costline-request-id"]
@@ -394,7 +502,7 @@ def test_rate_limit_headers_on_every_answer(gw: GatewayProcess) -> None:
         "POST",
         gw.base_url + "/chat/completions",
         json={"model": "dryrun-small", "messages": ASK, "stream": True, "max_tokens": 20},
-        headers={"authorization": f"Bearer {gw.keys['lim']}", **NO_CACHE},  # type: ignore[attr-defined]
+        headers={"authorization": f"Bearer {gw.keys['lim']}", **NO_CACHE},
     ) as r:
         assert r.status_code == 200 and r.headers["x-ratelimit-remaining-requests"] == "3"
         assert int(r.headers["x-ratelimit-remaining-tokens"]) < left
@@ -450,7 +558,7 @@ def test_a_task_header_picks_the_model_and_metadata_headers_are_logged(
     finally:
         os.environ["COSTLINE_HOME"] = old
     h = {
-        "authorization": f"Bearer {gw.keys['main']}",  # type: ignore[attr-defined]
+        "authorization": f"Bearer {gw.keys['main']}",
         "x-costline-task": "triage",
         "x-costline-org": "acme",
         "x-costline-user": "ann",
@@ -504,7 +612,7 @@ def test_embeddings_models_metrics_and_health(gw: GatewayProcess) -> None:
 
 def test_async_concurrent_calls_each_logged_once(gw: GatewayProcess) -> None:
     async def main() -> list[str]:
-        ac = openai.AsyncOpenAI(base_url=gw.base_url, api_key=gw.keys["main"], max_retries=0)  # type: ignore[attr-defined]
+        ac = openai.AsyncOpenAI(base_url=gw.base_url, api_key=gw.keys["main"], max_retries=0)
 
         async def one(i: int) -> str:
             r = await ac.chat.completions.with_raw_response.create(

@@ -15,7 +15,16 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.gateway_support import METRICS_TOKEN, GatewayProcess, events, make_key, make_token
+from core.control import SYSTEM, SamplingStrategy
+from tests.gateway_support import (
+    METRICS_TOKEN,
+    GatewayProcess,
+    control_plane,
+    events,
+    make_token,
+    serve,
+    upstream_env,
+)
 from tests.servers.scripted import (
     ScriptedServer,
     anthropic_usage,
@@ -27,41 +36,37 @@ from tests.servers.scripted import (
 )
 
 ASK = [{"role": "user", "content": "What is the capital of France?"}]
-
-
-@pytest.fixture(scope="module")
-def scripted():
-    with ScriptedServer() as srv:
-        yield srv
+SAMPLED = "tenant-sampled"  # a task whose periodic sampling strategy reuses the last answer
 
 
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory, scripted: ScriptedServer):
     home = tmp_path_factory.mktemp("gw-tenancy")
     keys = {
-        "acme-a": make_key(home, "acme-a", org="acme"),
-        "acme-b": make_key(home, "acme-b", org="acme"),
-        "globex": make_key(home, "globex", org="globex"),
-        "loose": make_key(home, "loose"),
-        "loose2": make_key(home, "loose2"),
-        "small": make_key(home, "small", models=("dryrun-small",)),
+        "acme-a": {"org": "acme"},
+        "acme-b": {"org": "acme"},
+        "globex": {"org": "globex"},
+        "loose": {},
+        "loose2": {},
+        "small": {"models": ("dryrun-small",)},
     }
-    env = {
-        "OPENAI_BASE_URL": scripted.openai_url,
-        "OPENAI_API_KEY": "sk-upstream-0123456789",
-        "ANTHROPIC_BASE_URL": scripted.url,
-        "ANTHROPIC_API_KEY": "sk-ant-upstream-0123456789",
-        "OPENAI_TIMEOUT_S": "1.5",  # this provider's upstream timeout (default 60 s)
-    }
-    with GatewayProcess(home, env) as proc:
-        proc.keys = keys  # type: ignore[attr-defined]
+    with control_plane(home) as plane:  # one call an hour for this task; others reuse it
+        plane.upsert_sampling(
+            SamplingStrategy(
+                key=SAMPLED, strategy="periodic", params={"interval_s": 3600}, min_interval_s=0
+            ),
+            SYSTEM,
+        )
+    env = upstream_env(scripted, anthropic_key="sk-ant-upstream-0123456789")
+    env["OPENAI_TIMEOUT_S"] = "1.5"  # this provider's upstream timeout (default 60 s)
+    with serve(home, keys, env) as proc:
         yield proc
 
 
 def _chat(gw: GatewayProcess, key: str, content: str, **headers: str) -> httpx.Response:
     return httpx.post(
         gw.base_url + "/chat/completions",
-        headers={"Authorization": f"Bearer {gw.keys[key]}", **headers},  # type: ignore[attr-defined]
+        headers={"Authorization": f"Bearer {gw.keys[key]}", **headers},
         json={"model": "dryrun-small", "messages": [{"role": "user", "content": content}]},
         timeout=30,
     )
@@ -93,6 +98,36 @@ def test_cached_answers_never_cross_orgs_or_unbound_keys(gw: GatewayProcess) -> 
     assert other_ev and other_ev[0].cost_picousd > 0  # globex paid for its own answer
 
 
+def _text(r: httpx.Response) -> str:
+    assert r.status_code == 200, r.text
+    return str(r.json()["choices"][0]["message"]["content"])
+
+
+def test_sampled_answers_are_reused_only_within_the_tenant(gw: GatewayProcess) -> None:
+    """A sampling strategy that skips calls reuses the last answer of the caller's tenant
+    (scoped like the response cache): never another org's, never another unbound key's."""
+
+    def ask(key: str, content: str, **headers: str) -> httpx.Response:
+        return _chat(gw, key, content, **{"x-costline-task": SAMPLED, **headers})
+
+    acme = ask("acme-a", "acme's launch code is 4711; summarise it")
+    assert "4711" in _text(acme) and "sampling" not in acme.headers["x-costline-route-reason"]
+    same_org = ask("acme-b", "what did we say?")  # the org's tenant: the skip reuses its answer
+    assert _text(same_org) == _text(acme)
+    assert "sampling" in same_org.headers["x-costline-route-reason"]
+    claimed = ask("loose", "loose asks", **{"x-costline-org": "acme"})  # names acme: not acme's
+    for r, key in ((ask("globex", "globex asks"), "globex"), (claimed, "loose")):
+        assert "4711" not in _text(r), key
+        assert f"{key} asks" in _text(r) and "sampling" not in r.headers["x-costline-route-reason"]
+    loose2 = ask("loose2", "loose2 asks")  # an unbound key is its own tenant
+    assert "loose2 asks" in _text(loose2)
+    # later events of each tenant reuse that tenant's own answer; a LOW (batched) one too
+    assert _text(ask("globex", "globex again")) == _text(ask("globex", "globex asks"))
+    low = ask("loose2", "loose2, low", **{"x-costline-criticality": "low"})
+    assert _text(low) == _text(loose2)
+    assert _text(ask("acme-a", "acme again")) == _text(acme)
+
+
 def test_metrics_need_the_metrics_token_or_an_admins_api_token(gw: GatewayProcess) -> None:
     """/metrics names every key and its spend: not for anyone who can reach the port."""
     assert _chat(gw, "acme-a", "metrics, please").status_code == 200
@@ -101,7 +136,7 @@ def test_metrics_need_the_metrics_token_or_an_admins_api_token(gw: GatewayProces
     assert bare.status_code == 401 and "Bearer" in bare.headers["www-authenticate"]
     assert "acme-a" not in bare.text
     assert httpx.get(url, headers={"Authorization": "Bearer wrong"}).status_code == 401
-    virtual = {"Authorization": f"Bearer {gw.keys['acme-a']}"}  # type: ignore[attr-defined]
+    virtual = {"Authorization": f"Bearer {gw.keys['acme-a']}"}
     assert httpx.get(url, headers=virtual).status_code == 401  # a virtual key is no admin
     viewer = make_token(gw.home, "vera", "viewer")
     got = httpx.get(url, headers={"Authorization": f"Bearer {viewer}"})
@@ -124,7 +159,7 @@ def test_an_overloaded_upstream_is_passed_through_with_its_retry_after(
     scripted.enqueue(error(503, "The engine is currently overloaded", headers=busy))
     r = httpx.post(
         gw.base_url + "/chat/completions",
-        headers={"Authorization": f"Bearer {gw.keys['acme-a']}", "x-costline-cache": "no-store"},  # type: ignore[attr-defined]
+        headers={"Authorization": f"Bearer {gw.keys['acme-a']}", "x-costline-cache": "no-store"},
         json={"model": "gpt-4o-mini", "messages": ASK},
         timeout=30,
     )
@@ -136,7 +171,7 @@ def test_an_overloaded_upstream_is_passed_through_with_its_retry_after(
     scripted.enqueue(error(529, "Overloaded", type="overloaded_error", headers=busy))
     a = httpx.post(
         gw.base_url + "/messages",
-        headers={"x-api-key": gw.keys["acme-a"], "anthropic-version": "2023-06-01"},  # type: ignore[attr-defined]
+        headers={"x-api-key": gw.keys["acme-a"], "anthropic-version": "2023-06-01"},
         json={"model": "claude-3-5-haiku", "max_tokens": 10, "messages": ASK},
         timeout=30,
     )
@@ -149,7 +184,7 @@ def test_count_tokens_is_bound_by_the_keys_models_as_chat_is(gw: GatewayProcess)
     def count(model: str) -> httpx.Response:
         return httpx.post(
             gw.base_url + "/messages/count_tokens",
-            headers={"x-api-key": gw.keys["small"], "anthropic-version": "2023-06-01"},  # type: ignore[attr-defined]
+            headers={"x-api-key": gw.keys["small"], "anthropic-version": "2023-06-01"},
             json={"model": model, "messages": ASK},
             timeout=30,
         )
@@ -173,7 +208,7 @@ def test_upstream_timeout_per_provider_and_per_request_is_a_504(
         r = httpx.post(
             gw.base_url + "/chat/completions",
             headers={
-                "Authorization": f"Bearer {gw.keys['acme-a']}",  # type: ignore[attr-defined]
+                "Authorization": f"Bearer {gw.keys['acme-a']}",
                 "x-costline-cache": "no-store",
                 **headers,
             },
@@ -203,7 +238,7 @@ def _messages(gw: GatewayProcess, body: dict[str, Any]) -> httpx.Response:
     return httpx.post(
         gw.base_url + "/messages",
         headers={
-            "x-api-key": gw.keys["acme-a"],  # type: ignore[attr-defined]
+            "x-api-key": gw.keys["acme-a"],
             "anthropic-version": "2023-06-01",
             "x-costline-cache": "no-store",
         },

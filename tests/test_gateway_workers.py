@@ -50,6 +50,7 @@ def test_two_workers_with_redis_never_overshoot_a_nearly_spent_key_budget(
 ) -> None:
     limit = Decimal("0.0001")
     key = make_key(tmp_path, "team", budget_usd=str(limit))
+    free = make_key(tmp_path, "spread")
     env = {
         "REDIS_URL": redis_url,
         "COSTLINE_REDIS_PREFIX": os.environ["COSTLINE_TEST_PREFIX"],
@@ -63,6 +64,7 @@ def test_two_workers_with_redis_never_overshoot_a_nearly_spent_key_budget(
             assert httpx.post(url, json=body, headers=h, timeout=30).status_code == 200
         answers = asyncio.run(_post_all(url, key, 50, body))
         metrics = gw.metrics()  # summed over both workers
+        writers, workers = _spread(gw, tmp_path, free, body)
     assert all(isinstance(r, httpx.Response) for r in answers), answers
     statuses = [r.status_code for r in answers]
     assert set(statuses) <= {200, 402}, statuses
@@ -84,13 +86,41 @@ def test_two_workers_with_redis_never_overshoot_a_nearly_spent_key_budget(
         if m:
             by_status[m.group(1)] = by_status.get(m.group(1), 0.0) + float(m.group(2))
     assert by_status == {"200": len(ok) + 2, "402": statuses.count(402)}
-    writers = {
-        m.group(1) for p in (tmp_path / "events").rglob("*") for m in [_PID.search(p.name)] if m
-    }
     assert len(writers) >= 2, f"one worker wrote everything: {writers}"
+    assert writers <= workers, f"writers {writers} are not the gateway's workers {workers}"
 
 
 _PID = re.compile(r"_(\d+)_\d+_")
+SPREAD_ROUNDS = 40
+
+
+def _writers(home: Path) -> set[int]:
+    """The pids in the names of the usage log's journals and segments (one per writer)."""
+    return {int(m.group(1)) for p in (home / "events").rglob("*") if (m := _PID.search(p.name))}
+
+
+def _spread(
+    gw: GatewayProcess, home: Path, key: str, body: dict[str, object]
+) -> tuple[set[int], set[int]]:
+    """Rounds of 10 concurrent calls until two processes have written usage events (or
+    ``SPREAD_ROUNDS`` rounds): the writer pids and the gateway's worker pids.
+
+    The kernel hands each connection to whichever worker accepts first, and one worker
+    accepts every connection queued when it wakes: on a loaded machine the other worker may
+    not run during one short burst, so one burst proves nothing. Over many rounds, with
+    pauses between them, two live workers both serve; a gateway whose calls all go to one
+    process (or whose processes share one journal) still fails."""
+    import time
+
+    assert gw.proc is not None
+    url = gw.base_url + "/chat/completions"
+    for _ in range(SPREAD_ROUNDS):
+        if len(_writers(home)) >= 2:
+            break
+        answers = asyncio.run(_post_all(url, key, 10, body))
+        assert all(isinstance(r, httpx.Response) and r.status_code == 200 for r in answers)
+        time.sleep(0.2)
+    return _writers(home), _children(gw.proc.pid)
 
 
 def test_sigterm_during_200_in_flight_requests_logs_every_answer_once(tmp_path: Path) -> None:

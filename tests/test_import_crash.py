@@ -116,3 +116,38 @@ def test_two_overlapping_files_imported_at_once_count_the_common_rows_once(
     tb.join(60)
     assert (results["A"].imported, results["B"].imported, results["B"].duplicates) == (60, 40, 20)
     assert logged() == rows(0, 100)
+
+
+def test_overlapping_files_imported_while_the_bucket_is_away_count_the_common_rows_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With COSTLINE_EVENTS_URL an import's segment waits in the outbox until the bucket
+    takes it, and the duplicate check read only the bucket's segments: on main a second,
+    overlapping file imported on the same host before the upload (here: the bucket away)
+    wrote its 20 common rows again."""
+    import socket
+
+    import pyarrow.parquet as pq
+
+    from core.usage import segments_dir
+
+    with socket.socket() as s:  # a port nobody listens on: the bucket is away
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("COSTLINE_EVENTS_URL", "s3://away/usage")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "costline")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "costline-secret")
+    a = write(tmp_path / "a.csv", rows(0, 60))
+    b = write(tmp_path / "b.csv", rows(40, 100))
+    mapping = read_preview(a).mapping
+    first = import_csv(a, mapping, now=NOW)
+    second = import_csv(b, mapping, now=NOW)
+    assert (first.imported, second.imported, second.duplicates) == (60, 40, 20)
+    home = Path(os.environ["COSTLINE_HOME"])
+    queued = [
+        ts
+        for p in segments_dir(home).glob("*.parquet")
+        for ts in pq.read_table(p, columns=["ts"])["ts"].to_pylist()
+    ]
+    assert len(queued) == len(set(queued)) == 100  # each call once in what will be uploaded

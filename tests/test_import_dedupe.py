@@ -15,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from core.control import ControlPlane
+from core.errors import ConfigError
 from core.export import export
 from core.importer import import_csv, read_preview
 from core.types import PICO
@@ -359,3 +360,41 @@ def test_a_zero_spend_for_a_model_the_catalog_does_not_know_is_unpriced() -> Non
     assert Reader().totals()["cost_picousd"] == PICO // 2
     again = import_csv((text + "\n").encode(), mapping, now=NOW)
     assert (again.imported, again.duplicates) == (0, 4)
+
+
+def test_a_replaced_sources_rows_stay_that_source_so_a_second_replace_finds_them(
+    tmp_path: Path,
+) -> None:
+    """The page and `costline import --replace` name only the source to replace: the file's
+    rows take its place under that source, so the next corrected re-export replaces them in
+    turn (they were stored as source "import": the second replace removed nothing and the
+    changed rows were counted twice)."""
+    rows = trace(20, seed=6)
+    import_csv(
+        write(tmp_path, "v1.csv", [line(r) for r in rows]), MAPPING, source="vendor", now=NOW
+    )
+    end = START + timedelta(minutes=20)
+    final = rows
+    for k in (2, 3):  # two corrected re-exports, each replacing the one before
+        final = [
+            (ts, m, p, c, u, x * k if i < 5 else x) for i, (ts, m, p, c, u, x) in enumerate(rows)
+        ]
+        done = import_csv(
+            write(tmp_path, f"v{k}.csv", [line(r) for r in final]),
+            MAPPING,
+            now=NOW,
+            replace=("vendor", START, end),
+        )
+        assert done.written and done.replaced_rows == 20, done.message
+    vendor = Reader().totals(Filters(source="vendor"))
+    assert vendor["requests"] == Reader().count() == 20
+    assert vendor["cost_picousd"] == sum(r[5] for r in final)
+    with pytest.raises(ConfigError, match="source"):
+        import_csv(
+            write(tmp_path, "v4.csv", [line(r) for r in final]),
+            MAPPING,
+            source="other",
+            now=NOW,
+            replace=("vendor", START, end),
+        )
+    assert Reader().totals(Filters(source="vendor"))["cost_picousd"] == sum(r[5] for r in final)

@@ -108,3 +108,21 @@ def test_no_module_imports_another_packages_private_module() -> None:
                 if here != owner and not here.startswith(owner + "."):
                     bad.append(f"{path.relative_to(ROOT)}:{node.lineno} imports {name}")
     assert not bad, "\n".join(bad)
+
+
+def test_the_picodollar_unit_is_defined_once() -> None:
+    """Money's unit (1 USD = 10**12 pUSD) is core.types.PICO everywhere: no module of core or
+    console assigns a copy of its own (core/insights had two)."""
+    copies = []
+    for path in sorted([*(ROOT / "core").rglob("*.py"), *(ROOT / "console").rglob("*.py")]):
+        if path == ROOT / "core" / "types.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Assign | ast.AnnAssign):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                named = [t.id for t in targets if isinstance(t, ast.Name)]
+                value = node.value
+                literal = value is not None and ast.unparse(value) in {"10 ** 12", "1000000000000"}
+                if "PICO" in named or (literal and named and "TOKENS" not in named[0]):
+                    copies.append(f"{path.relative_to(ROOT)}:{node.lineno} {ast.unparse(node)}")
+    assert not copies, "\n".join(copies)

@@ -421,3 +421,24 @@ def test_record_call_keeps_the_latest_start_when_calls_end_out_of_order() -> Non
     assert gate.decide(Event("k", signal=2.0)).reason == "unchanged"  # reference 2.0
     with pytest.raises(BadRequest):
         gate.record_call("k", gate.now(), answer="x", cost_picousd=-1)
+
+
+def test_each_scope_has_its_own_interval_batch_and_answer() -> None:
+    """A tenant (scope) never reuses another's answer: its first event calls, its skips reuse
+    its own answer, its LOW events batch apart; stats add the scopes up per key."""
+    clock = Clock()
+    gate = SamplingGate({"k": SamplingConfig("periodic", interval_s=300, batch_size=2)}, clock)
+    a = gate.decide(Event("k", scope="org:a"))
+    assert a.call and a.scope == "org:a"
+    gate.record_answer("k", "a's answer", 10, scope="org:a")
+    b = gate.decide(Event("k", scope="org:b"))  # a's call is not b's: b calls
+    assert b.call and b.last_answer is None
+    gate.record_answer("k", "b's answer", 30, scope="org:b")
+    assert gate.decide(Event("k", scope="org:a")).last_answer == "a's answer"
+    assert gate.decide(Event("k", scope="org:b")).last_answer == "b's answer"
+    assert gate.last_answer("k") is None and gate.saved_estimate("k", "org:b") == 30
+    low = [gate.decide(Event("k", "low", scope=s)) for s in ("org:a", "org:b", "org:a")]
+    assert [d.call for d in low] == [False, False, True]  # a's pair is full, b's waits
+    assert low[2].scope == "org:a" and len(low[2].batch) == 2
+    st = gate.stats()["k"]
+    assert (st.events, st.calls, st.skipped, st.batched) == (7, 3, 2, 3)

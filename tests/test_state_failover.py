@@ -251,3 +251,25 @@ def test_tpm_charges_settle_where_they_were_taken(server: PrivateRedis, policy: 
     st.apply_deltas([], [(during.charges[0], 100)], t0)
     assert st.admit([tpm(900)], [], t0).ok and not st.admit([tpm(1)], [], t0).ok
     assert second.ok
+
+
+@pytest.mark.parametrize("policy", ["open", "closed"])
+def test_a_settle_with_its_breaker_record_in_one_step_up_and_down(
+    server: PrivateRedis, policy: str
+) -> None:
+    """``settle_and_close``: the budget deltas and a success's breaker record (the breaker
+    deleted) in one Redis script; with Redis down, both in the fallback as each would be
+    alone (the closed policy answers 'open' for a breaker, as ``breaker_record`` does)."""
+    st = resilient(server, policy)
+    raw = server.client()
+    assert st.breaker_record("m", False, 1, 30.0) == "open"  # an open breaker in Redis
+    assert raw.exists(PREFIX + "br:m")
+    assert st.admit([], [BudgetItem("b", 1000, 100, 3600)]).ok
+    assert st.settle_and_close([("b", -40, 3600)], (), None, "m") == ([60], "closed")
+    assert not raw.exists(PREFIX + "br:m") and int(raw.get(PREFIX + "b:b") or 0) == 60
+    server.client().save()
+    server.kill()
+    before = st.get_values(["b"])[0]  # the fallback's, seeded as for any outage settle
+    values, breaker = st.settle_and_close([("b", 5, 3600)], (), None, "m")
+    assert (values, breaker) == ([before + 5], "open" if policy == "closed" else "closed")
+    assert st.get_values(["b"]) == [before + 5] and not st.healthy

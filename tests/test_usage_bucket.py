@@ -272,3 +272,84 @@ def test_costline_compact_leads_a_bucket_compaction(
     assert f"Merged 3 usage segments in s3://{bucket}/usage into 1." in done.stdout
     with Reader(costline_home / "elsewhere") as reader:
         assert reader.count() == 300
+
+
+def test_a_segment_shipped_while_a_reader_lists_the_bucket_stays_in_the_cache(
+    weed: SeaweedS3,
+    bucket: str,
+    costline_home: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The shipper moves a confirmed segment into the cache, the directory a Mirror syncs.
+    On main a sync that listed the bucket just before that upload then deleted the segment
+    as 'merged away by a compaction': this host's readers lost its events until a later
+    sync downloaded them back."""
+    import shutil
+
+    import core.usage._bucket as bucket_mod
+    from core.usage import segments_dir
+
+    with UsageLog(costline_home) as log:
+        log.append_many(event(i) for i in range(100))
+    monkeypatch.delenv("COSTLINE_EVENTS_URL")  # a segment written, not yet shipped
+    src = tmp_path / "src"
+    with UsageLog(src) as log:
+        log.append_many(event(i) for i in range(100, 150))
+    monkeypatch.setenv("COSTLINE_EVENTS_URL", f"s3://{bucket}/usage")
+    (seg,) = [p for p in segments_dir(src).iterdir() if p.name.endswith(".parquet")]
+    outbox = segments_dir(costline_home) / seg.name
+    shutil.copy(seg, outbox)
+    cfg = BucketConfig.from_env()
+    assert cfg is not None
+    real = bucket_mod.list_segments
+
+    def listed_then_shipped(*args: object, **kw: object) -> dict[str, int]:
+        got = real(*args, **kw)  # type: ignore[arg-type]
+        bucket_mod.upload(cfg, outbox, outbox.name)  # what Shipper.ship_once does, now
+        os.replace(outbox, bucket_mod.cache_dir(costline_home) / outbox.name)
+        monkeypatch.setattr(bucket_mod, "list_segments", real)
+        return got
+
+    monkeypatch.setattr(bucket_mod, "list_segments", listed_then_shipped)
+    mirror = bucket_mod.mirror_for(costline_home)
+    assert mirror is not None
+    mirror.sync(force=True)
+    assert (mirror.dir / seg.name).exists(), "the just-shipped segment left the cache"
+    with Reader(costline_home) as reader:
+        assert reader.totals()["requests"] == 150
+
+
+def test_replacing_a_sources_rows_never_leaves_the_old_rows_in_the_bucket(
+    weed: SeaweedS3, bucket: str, costline_home: Path, tmp_path: Path
+) -> None:
+    """``import --replace`` rewrote the segments of ``events/segments/``: with a bucket that is
+    only the outbox, so the old rows (already uploaded) stayed and the corrected ones were
+    added (on main: 100 rows of the vendor for 50 calls)."""
+    from datetime import timedelta
+
+    from core.errors import CostlineError
+    from core.importer import import_csv, read_preview
+    from core.usage import Filters
+    from tests.test_import_crash import NOW, START, rows, write
+
+    first = write(tmp_path / "v1.csv", rows(0, 50))
+    mapping = read_preview(first).mapping
+    import_csv(first, mapping, source="vendor", now=NOW)
+    shipper = shipper_for(costline_home)
+    assert shipper is not None and shipper.drain(30)
+    corrected = [(ts, p, c * 2) for ts, p, c in rows(0, 50)]
+    second = write(tmp_path / "v2.csv", corrected)
+    span = ("vendor", START, START + timedelta(minutes=50))
+    try:
+        import_csv(second, mapping, source="vendor", now=NOW, replace=span)
+    except CostlineError as exc:  # refused: the rows in the bucket cannot be replaced here
+        assert "COSTLINE_EVENTS_URL" in str(exc)
+        want = rows(0, 50)
+    else:
+        want = corrected
+    assert shipper.drain(30)
+    with Reader(tmp_path / "other-host") as reader:
+        vendor = reader.totals(Filters(source="vendor"))
+    assert vendor["requests"] == 50
+    assert vendor["cost_picousd"] == sum(c for _, _, c in want)

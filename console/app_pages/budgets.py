@@ -239,7 +239,8 @@ def never_logged(scope: str | None, value: str | None) -> None:
     seen = options.get(str(scope), [])
     if scope == "model":
         seen = [*seen, *catalog().models()]
-    if value in seen or (scope == "provider" and value.lower() in map(str.lower, seen)):
+    folded = scope in ("provider", "model")  # matched in any letter case, as at admission
+    if value in seen or (folded and value.lower() in map(str.lower, seen)):
         return
     close = difflib.get_close_matches(value, seen, n=3, cutoff=0.6)
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""

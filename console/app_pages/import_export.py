@@ -251,7 +251,11 @@ def replace_step(digest: str) -> tuple[str, datetime, datetime] | None:
             return None
         start = datetime.combine(first, time(), UTC)
         end = datetime.combine(last + timedelta(days=1), time(), UTC)
-        rows, usd = usage.replace_count(source, start, end)
+        try:
+            rows, usd = usage.replace_count(source, start, end)
+        except CostlineError as exc:  # e.g. the usage log is in a bucket
+            st.error(str(exc))
+            return None
         st.warning(
             f"{rows:,} rows (${usd.quantize(CENT, rounding=ROUND_HALF_UP):,}) of source"
             f" {source!r} from {first} to {last} will be"

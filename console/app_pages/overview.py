@@ -119,19 +119,31 @@ def chart_controls(selection: Selection) -> tuple[str, str]:
     return grain, dim
 
 
+@st.fragment
 def spend_chart(spend: Spend, selection: Selection, dim: str, grain: str) -> None:
+    """A fragment: brushing periods reruns only this part, which sends the breakdown of the
+    brushed periods, summed exactly from the picodollars (the browser sums nothing)."""
     st.subheader("Spend over time")
     series = spend.series
     if series.empty:
         st.info("No spend in this range.")
         return
+    key = frames.chart_key(selection.scope, dim, grain)
+    window = charts.brushed(st.session_state.get(key))
     frame = frames.series_frame(series, selection.money, grain, spend.periods)
-    chart = charts.spend_over_time(frame, dim, grain, selection.money.symbol)
+    breakdown = frames.breakdown_frame(frame, selection.money, window)
+    chart = charts.spend_over_time(frame, breakdown, dim, grain, selection.money.symbol)
     found = spend_day_findings(
         usage.home(), usage.version(), selection.scope.tz, selection.scope.start, now_slot()
     )
     marks = overview_marks(frame, found, selection.money, grain, selection.scope)
-    st.vega_lite_chart(mark_anomalies(chart, marks), width="stretch")
+    st.vega_lite_chart(
+        mark_anomalies(chart, marks),
+        width="stretch",
+        on_select="rerun",
+        selection_mode=[charts.BRUSH],
+        key=key,
+    )
     st.caption(
         f"Chart total {selection.money.fmt(frames.total_pico(spend.periods))} · drag across periods"
         " to filter the breakdown; click a legend entry to highlight it."

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import streamlit as st
 
@@ -15,6 +17,7 @@ from console.queries import overview, usage
 from console.queries import requests as queries
 from console.selection import Selection
 from console.sidebar import current_selection
+from core.export import is_cost
 from core.types import pico_to_usd
 from core.usage import STATUSES
 
@@ -69,7 +72,7 @@ def request_log(selection: Selection) -> None:
     )
     clicked = [int(i) for i in picked.selection.rows if 0 <= int(i) < len(rows)]
     ids = list(rows["request_id"])
-    detail(ids, ids[clicked[0]] if clicked else None)
+    detail(ids, ids[clicked[0]] if clicked else None, selection.scope.tz)
 
 
 def _clicked() -> None:
@@ -88,7 +91,7 @@ def log_controls() -> tuple[tuple[str, ...], str, bool, int]:
     return tuple(status), order_by, direction == "desc", int(size)
 
 
-def detail(on_page: list[str], clicked: str | None = None) -> None:
+def detail(on_page: list[str], clicked: str | None = None, tz: str = "UTC") -> None:
     """The detail of the row clicked in the log, else of the id typed, else of the one picked."""
     st.subheader("Request detail")
     typed = st.text_input("Request id", key="rq_lookup", placeholder="req_… (any request)")
@@ -99,16 +102,25 @@ def detail(on_page: list[str], clicked: str | None = None) -> None:
     if record is None:
         st.warning(f"No request {chosen!r}.")
         return
-    st.json(dollars(record), expanded=True)
+    st.json(dollars(record, tz), expanded=True)
 
 
-def dollars(record: dict[str, Any]) -> dict[str, object]:
+def dollars(record: dict[str, Any], tz: str = "UTC") -> dict[str, object]:
     """The detail with every ``*_picousd`` amount as exact dollars (``cost_usd``: "$0.0042"
-    style text with all its digits), JSON-friendly."""
+    style text with all its digits), JSON-friendly; a call logged unpriced has null costs
+    (unknown, as the log table and the export show it), never 0. Times in ``tz`` with their
+    offset, as the log above shows them."""
+    zone = ZoneInfo(tz)
+    record = {
+        k: v.astimezone(zone) if isinstance(v, datetime) and v.tzinfo else v
+        for k, v in record.items()
+    }
     out: dict[str, object] = {}
+    unknown = bool(record.get("unpriced"))
     for k, v in record.items():
         if k.endswith("_picousd"):
             pico = None if v is None or (isinstance(v, float) and math.isnan(v)) else int(v)
+            pico = None if unknown and is_cost(k) else pico
             usd = None if pico is None else pico_to_usd(pico)
             out[k.removesuffix("_picousd") + "_usd"] = None if usd is None else f"{usd:f}"
         else:

@@ -34,6 +34,19 @@ from console.charts.style import (
 )
 
 Spec = dict[str, Any]  # a Vega-Lite spec; its "datasets" hold DataFrames
+BRUSH = "periods"  # the spend chart's interval selection of periods (x)
+
+
+def brushed(state: Any) -> tuple[float, float] | None:
+    """The periods the spend chart's brush selected, from the chart's selection state
+    (``{"selection": {"periods": {"period": [start, end]}}}``, chart milliseconds): its
+    [start, end], or None when nothing is brushed."""
+    try:
+        values = state["selection"][BRUSH]["period"]
+        start, end = (float(v) for v in values)
+    except (KeyError, TypeError, ValueError):
+        return None
+    return (min(start, end), max(start, end))
 
 
 def time_axis(grain: str) -> dict[str, Any]:
@@ -65,14 +78,35 @@ def _tip(field: str, kind: str, title: str | None = None, fmt: str | None = None
     return tip
 
 
-def spend_over_time(df: pd.DataFrame, dim: str, grain: str, symbol: str) -> Spec:
-    """Stacked spend bars per period (x = period start to end), linked to a breakdown by
-    ``dim``: brushing periods filters the breakdown; clicking a breakdown bar or a legend
-    entry highlights that value in both.
+SERIES_COLUMNS = [
+    "period",
+    "period_end",
+    "label",
+    "key",
+    "amount",
+    "bottom",
+    "top",
+    "period_total",
+    "requests",
+    "amount_text",
+    "total_text",
+]
 
-    ``df`` columns: period, period_end, label, key, amount, period_total, requests,
-    amount_text and total_text (the tooltip's money; one row per period and key, so the bars
-    stack the rows as they are: no aggregation or join in the browser)."""
+
+def spend_over_time(
+    df: pd.DataFrame, breakdown: pd.DataFrame, dim: str, grain: str, symbol: str
+) -> Spec:
+    """Stacked spend bars per period (x = period start to end) above a breakdown by ``dim``;
+    clicking a breakdown bar or a legend entry highlights that value in both. Brushing
+    periods selects them (the ``periods`` param, BRUSH): the page reads the selection back
+    (``brushed``) and sends the breakdown of those periods, summed exactly on the server.
+
+    ``df`` columns: period, period_end, label, key, amount, bottom and top (the bar's place
+    in its period's stack), period_total, requests, amount_text and total_text (the
+    tooltip's money; one row per period and key, drawn as they are: no aggregation, stack or
+    join in the browser). ``breakdown``
+    columns: key, amount, amount_text (the tooltip's exact money), requests: one row per key,
+    drawn as it is (console.frames.overview.breakdown_frame)."""
     unit = symbol.strip()
     domain, palette = colours(list(df["key"].unique()))
     color = {
@@ -92,14 +126,11 @@ def spend_over_time(df: pd.DataFrame, dim: str, grain: str, symbol: str) -> Spec
         "encoding": {
             "x": _time_x(grain),
             "x2": {"field": "period_end"},
-            "y": {
-                "field": "amount",
-                "type": "quantitative",
-                "title": f"spend ({unit})",
-                "stack": "zero",
-            },
+            # stacked in the frame (bottom, top): Vega-Lite does not stack a bar that has
+            # both x and x2 (it drew each as a line at its own amount)
+            "y": {"field": "top", "type": "quantitative", "title": f"spend ({unit})"},
+            "y2": {"field": "bottom"},
             "color": color,
-            "order": {"field": "key", "type": "nominal"},
             "tooltip": [
                 _tip("label", "nominal", "period"),
                 _tip("key", "nominal", dim),
@@ -111,8 +142,9 @@ def spend_over_time(df: pd.DataFrame, dim: str, grain: str, symbol: str) -> Spec
         "height": HEIGHT,
         "width": "container",
     }
-    breakdown = {
+    breakdown_view = {
         "name": "breakdown",
+        "data": {"name": "breakdown"},
         "mark": {"type": "bar"},
         "encoding": {
             "y": {
@@ -124,27 +156,25 @@ def spend_over_time(df: pd.DataFrame, dim: str, grain: str, symbol: str) -> Spec
             },
             "x": {
                 "field": "amount",
-                "aggregate": "sum",
                 "type": "quantitative",
                 "title": f"spend in selected periods ({unit})",
             },
             "color": color,
             "tooltip": [
                 _tip("key", "nominal", dim),
-                {**_tip("amount", "quantitative", "spend", ",.2f"), "aggregate": "sum"},
-                {**_tip("requests", "quantitative", "requests", ","), "aggregate": "sum"},
+                _tip("amount_text", "nominal", "spend"),
+                _tip("requests", "quantitative", "requests", ","),
             ],
         },
-        "transform": [{"filter": {"param": "periods"}}],
         "height": {"step": BAR_STEP},
         "width": "container",
     }
     return {
         "data": {"name": "series"},
-        "datasets": {"series": df},
+        "datasets": {"series": df[SERIES_COLUMNS], "breakdown": breakdown},
         "params": [
             {
-                "name": "periods",
+                "name": BRUSH,
                 "select": {"type": "interval", "encodings": ["x"]},
                 "views": ["time"],
             },
@@ -155,7 +185,7 @@ def spend_over_time(df: pd.DataFrame, dim: str, grain: str, symbol: str) -> Spec
                 "views": ["breakdown"],
             },
         ],
-        "vconcat": [time, breakdown],
+        "vconcat": [time, breakdown_view],
         "resolve": {"scale": {"color": "shared"}},
         "config": spec_config(),
     }

@@ -6,6 +6,7 @@ once; the totals shown beside a chart are computed from the same integers, so th
 
 from __future__ import annotations
 
+import hashlib
 from decimal import Decimal
 
 import pandas as pd
@@ -113,6 +114,7 @@ def series_frame(
         totals[start] = totals.get(start, 0) + int(cost)
     shown = dict(zip(totals, money.floats(totals.values()), strict=True))
     texts = dict(zip(totals, money.tables(totals.values()), strict=True))
+    bottom, top = _stacked(starts, series["key"], series["cost_picousd"], money)
     return pd.DataFrame(
         {
             "period": period,
@@ -120,36 +122,111 @@ def series_frame(
             "label": label,
             "key": series["key"],
             "amount": money.floats(series["cost_picousd"]),
+            "bottom": bottom,
+            "top": top,
             "period_total": [shown[start] for start in starts],
             "requests": series["requests"],
             # the tooltip's text: exact, to the cent, half a cent up, as the tables (a float's
             # ',.2f' in the browser writes $1.005 as $1.00)
             "amount_text": money.tables(series["cost_picousd"]),
             "total_text": [texts[start] for start in starts],
+            # the exact sums behind ``amount`` (the breakdown's; never sent to the browser)
+            "cost_picousd": pd.Series([int(v) for v in series["cost_picousd"]], dtype=object),
+        }
+    )
+
+
+def _stacked(
+    starts: list[tuple[object, int]], keys: pd.Series, picos: pd.Series, money: Money
+) -> tuple[list[float], list[float]]:
+    """Where each row's bar sits in its period's stack (bottom, top): the period's rows in
+    key order from zero, spend up and refunds (negative) down, each bound the exact running
+    sum converted once. The chart draws these (y to y2) instead of stacking in the browser:
+    a bar that spans its period (x to x2) with a stacked y is drawn as a flat line."""
+    order = sorted(range(len(starts)), key=lambda i: (starts[i], str(keys.iloc[i])))
+    up: dict[object, int] = {}
+    down: dict[object, int] = {}
+    low, high = [0] * len(starts), [0] * len(starts)
+    for i in order:
+        cost = int(picos.iloc[i])
+        sums = up if cost >= 0 else down
+        base = sums.get(starts[i], 0)
+        sums[starts[i]] = base + cost
+        low[i], high[i] = (base, base + cost) if cost >= 0 else (base + cost, base)
+    return money.floats(low), money.floats(high)
+
+
+def chart_key(scope: object, dim: str, grain: str) -> str:
+    """The spend chart's widget key: a new range, filter, stacking or grain is a new chart,
+    whose brush starts empty (a brush of other periods never filters it)."""
+    digest = hashlib.sha1(repr((scope, dim, grain)).encode()).hexdigest()[:12]
+    return f"ov_spend_{digest}"
+
+
+def chart_ms(period: pd.Series) -> pd.Series:
+    """The chart's x values as the browser has them: milliseconds since the epoch of each
+    period (naive times read as UTC, as Arrow sends them to the chart's UTC scale)."""
+    at = pd.to_datetime(period)
+    if at.dt.tz is not None:
+        at = at.dt.tz_convert("UTC").dt.tz_localize(None)
+    return at.astype("datetime64[ms]").astype("int64")
+
+
+def breakdown_frame(
+    frame: pd.DataFrame, money: Money, window: tuple[float, float] | None = None
+) -> pd.DataFrame:
+    """The spend chart's breakdown: one row per key with its exact sum over the periods the
+    brush selected (``window``: the brush's [start, end] in chart milliseconds, bounds
+    included, as Vega-Lite's interval filter tests a bar's ``period``; None: the whole range).
+    ``amount`` is the bar's length; ``amount_text`` the tooltip's money, summed here from the
+    picodollars of ``frame`` (series_frame output) and rounded once, half up, as the tables:
+    the browser sums nothing (its float sum of the bars' amounts wrote $1.005 as 1.00)."""
+    rows = frame
+    if window is not None:
+        at = chart_ms(frame["period"])
+        rows = frame[((at >= window[0]) & (at <= window[1])).to_numpy()]
+    sums: dict[str, int] = {}
+    counts: dict[str, int] = {}
+    for key, cost, n in zip(rows["key"], rows["cost_picousd"], rows["requests"], strict=True):
+        sums[str(key)] = sums.get(str(key), 0) + int(cost)
+        counts[str(key)] = counts.get(str(key), 0) + int(n)
+    keys = sorted(sums, key=lambda k: (-sums[k], k))
+    return pd.DataFrame(
+        {
+            "key": pd.Series(keys, dtype=object),
+            "amount": money.floats(sums[k] for k in keys),
+            "amount_text": money.tables(sums[k] for k in keys),
+            "requests": pd.Series([counts[k] for k in keys], dtype="int64"),
         }
     )
 
 
 def per_1k_frame(series: pd.DataFrame, money: Money, grain: str) -> pd.DataFrame:
     """Cost per 1,000 requests per period (all keys together): ``per_1k`` the line's height,
-    ``per_1k_text`` its tooltip text (the exact quotient to four decimals, half up)."""
+    ``per_1k_text`` its tooltip text (the exact quotient to four decimals, half up). The
+    known cost over the priced requests: an unpriced call (``unpriced``) is not a $0 one,
+    and a period of unpriced calls only has no point."""
     if series.empty:
         return pd.DataFrame(columns=["period", "label", "per_1k", "per_1k_text", "requests"])
     by = ["period", *(["utc_offset"] if "utc_offset" in series.columns else [])]
+    if "unpriced" not in series.columns:
+        series = series.assign(unpriced=0)
     grouped = (
         series.groupby(by, sort=True)
         .agg(
             cost=("cost_picousd", lambda s: sum(int(v) for v in s)),
             requests=("requests", "sum"),
+            unpriced=("unpriced", "sum"),
         )
         .reset_index()
     )
     period, _, label = slots(grouped, grain)
+    priced = (grouped["requests"] - grouped["unpriced"]).tolist()
     exact = [
-        money.amount(int(c) * 1000) / int(r) if r else Decimal(0)
-        for c, r in zip(grouped["cost"], grouped["requests"], strict=True)
+        money.amount(int(c) * 1000) / int(n) if n > 0 else Decimal(0)
+        for c, n in zip(grouped["cost"], priced, strict=True)
     ]
-    return pd.DataFrame(
+    frame = pd.DataFrame(
         {
             "period": period,
             "label": label,
@@ -158,6 +235,8 @@ def per_1k_frame(series: pd.DataFrame, money: Money, grain: str) -> pd.DataFrame
             "requests": grouped["requests"].to_numpy(),
         }
     )
+    # a period of unpriced calls only has no known unit cost: no point, not a $0 one
+    return frame[[n > 0 or r == 0 for n, r in zip(priced, grouped["requests"], strict=True)]]
 
 
 def top_frame(top: pd.DataFrame, money: Money) -> pd.DataFrame:

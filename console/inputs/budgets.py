@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from console.inputs.text import parse_int, text_value
+from console.inputs.text import parse_int, text_value, ungrouped
 from core.control import DEFAULT_THRESHOLDS, Budget, validate_budget
 from core.errors import ConfigError
 from core.pricing import Catalog
@@ -102,10 +102,11 @@ def form_values(b: Budget | None) -> dict[str, Any]:
 
 
 def parse_usd(text: str, field: str) -> Decimal | None:
-    if not text:
+    """A USD amount as typed: '1,234.50', '$5', '0.25' ('1,50' is an error: ``ungrouped``)."""
+    if not text.strip():
         return None
     try:
-        return Decimal(text.replace(",", "").lstrip("$"))
+        return Decimal(ungrouped(text, field))
     except InvalidOperation:
         raise ConfigError(f"{field}: must be a number of USD (got {text!r})", field=field) from None
 

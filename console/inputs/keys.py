@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from console.inputs.text import parse_int, text_value
+from console.inputs.text import parse_int, text_value, ungrouped
 from core.errors import ConfigError
 from core.keys import KeySpec
 
@@ -41,7 +41,7 @@ def parse_key(v: Mapping[str, Any], today: date) -> KeySpec:
     budget = None
     if money:
         try:
-            budget = Decimal(money.replace(",", "").lstrip("$"))
+            budget = Decimal(ungrouped(money, "budget_usd"))
         except InvalidOperation:
             raise ConfigError(
                 f"budget_usd: not an amount (got {money!r})", field="budget_usd"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
 
+from console.inputs.text import ungrouped
 from core.errors import ConfigError
 from core.pricing import load_catalog as base_catalog
 
@@ -13,7 +14,7 @@ PER_TOKEN_SCALE = 6  # USD per token -> USD per 1M tokens
 
 def rate(text: str, name: str, per_token: bool, *, optional: bool) -> Decimal | None:
     """A typed rate as USD per 1M tokens (``per_token``: the text is USD per token)."""
-    text = text.strip().lstrip("$").replace(",", "")
+    text = ungrouped(text, name)
     if not text:
         if optional:
             return None

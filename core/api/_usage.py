@@ -25,6 +25,7 @@ from core.api._http import (
 from core.api._paging import decode_cursor, encode_cursor, page
 from core.api._query import FILTER_PARAMS, RANGE_PARAMS, filters, group_by, nonempty
 from core.api._schemas import obj, page_of
+from core.export import is_cost
 from core.usage import COLUMNS, STATUSES
 
 MONEY_COLUMNS = [c for c in COLUMNS if c.endswith("_picousd")]
@@ -33,14 +34,17 @@ MAX_SPEND_ROWS = 50_000  # rows one GET /spend answer may build (more: a 400 say
 
 
 def event_json(rec: dict[str, Any], tz: ZoneInfo) -> dict[str, Any]:
+    """One event for the API: money as exact dollar strings; a call logged unpriced has its
+    cost fields null (unknown, as the export and the console show it), never "0"."""
     out: dict[str, Any] = {}
+    unknown = bool(rec.get("unpriced"))
     for k, v in rec.items():
         if hasattr(v, "tolist"):  # numpy arrays and scalars from the frame
             v = v.tolist()
         if k == "ts":
             out[k] = v.astimezone(tz).isoformat()
         elif k in MONEY_COLUMNS:
-            out[k.replace("_picousd", "_usd")] = money(v)
+            out[k.replace("_picousd", "_usd")] = None if unknown and is_cost(k) else money(v)
         elif k == "metadata":
             out[k] = orjson.loads(v) if v else {}
         elif k == "tags":

@@ -17,7 +17,7 @@ from ._decision import BudgetUse, Decision, Hold, Line, utilisation
 from ._guard import BudgetGuard, hard_cap
 from ._select import Choice, Estimate, admit_first, none_left
 from ._status import BudgetStatus, reached
-from ._window import Window, matches, scope_text, window
+from ._window import Window, matches, model_names, scope_text, window
 
 __all__ = [
     "BudgetGuard",
@@ -32,6 +32,7 @@ __all__ = [
     "admit_first",
     "hard_cap",
     "matches",
+    "model_names",
     "none_left",
     "reached",
     "scope_text",

@@ -42,7 +42,7 @@ from core.alerts import AlertSink
 from core.control import Budget, RateLimit, validate_budget
 from core.errors import BudgetExceeded, RateLimitExceeded
 from core.ratelimits import AppliedLimit, describe
-from core.state import Admission, Delta, RateCharge, RateFix, Settlement, State
+from core.state import Admission, BreakerState, Delta, RateFix, Settlement, State
 from core.types import ChatRequest, pico_to_usd
 
 from . import _format as fmt
@@ -208,18 +208,27 @@ class BudgetGuard:
         return asked, again
 
     # -- settlement ---------------------------------------------------------------------
-    def settle(self, decision: Decision, actual_cost_picousd: int, actual_tokens: int) -> None:
+    def settle(
+        self,
+        decision: Decision,
+        actual_cost_picousd: int,
+        actual_tokens: int,
+        close: str | None = None,
+    ) -> BreakerState | None:
         """Move the reservations to the actual amounts (0, 0 releases them), token rate limits'
         charges to the tokens used, and fire any threshold the committed spend crossed. A
-        second settle of one decision does nothing."""
+        second settle of one decision does nothing.
+
+        ``close``: a circuit breaker the call's success closes, recorded in the same state step
+        when there is one and the state offers it (``settle_and_close``: one Redis round trip
+        for both); its state then, else None (the caller records it)."""
         if decision.settled or not decision.admitted:
-            return
+            return None
         decision.settled = True
         charges = decision.charges
         if not decision.lines:
-            if charges:
-                self._fix(charges, actual_tokens)
-            return
+            fixes = [(c, actual_tokens) for c in charges if c.item.cost != actual_tokens]
+            return self._apply([], fixes, close)[1] if fixes else None
         ts, _ = self._now()
         deltas: list[Delta] = []  # (key, actual - reserved, ttl): Settlements, flattened
         committed: list[tuple[Line, int]] = []  # (line, index of its committed value)
@@ -231,14 +240,17 @@ class BudgetGuard:
             if actual:
                 committed.append((ln, len(deltas)))
                 deltas.append((ln.key + ":c", actual, ttl))  # Window.committed(key)
-        fixes = None  # token rate limits' charges to correct (none for request counts)
-        if charges:
-            fixes = [(c, actual_tokens) for c in charges if c.item.cost != actual_tokens]
-        values = self._apply(deltas, fixes) if deltas or fixes else []
-        if self.alerts is None or not committed:
-            return
+        # token rate limits' charges to correct (none for request counts)
+        fixes = [(c, actual_tokens) for c in charges if c.item.cost != actual_tokens]
+        values, closed = self._apply(deltas, fixes, close) if deltas or fixes else ([], None)
+        if self.alerts is not None and committed:
+            self._crossed(committed, values, len(deltas))
+        return closed
+
+    def _crossed(self, committed: list[tuple[Line, int]], values: list[int] | None, n: int) -> None:
+        """Fire the thresholds the committed values reached (read again if not returned)."""
         try:
-            if values is None or len(values) != len(deltas):  # a State that returns nothing
+            if values is None or len(values) != n:  # a State that returns nothing
                 self._thresholds([ln for ln, _ in committed])
             else:
                 for ln, i in committed:  # thresholds from the values settle returned
@@ -248,25 +260,23 @@ class BudgetGuard:
         except Exception:  # alerting must never break a completed call
             log.exception("budget threshold check failed")
 
-    def _fix(self, charges: Sequence[RateCharge], actual_tokens: int) -> None:
-        fixes = [(c, actual_tokens) for c in charges if c.item.cost != actual_tokens]
-        if fixes:
-            self._apply([], fixes)
-
-    def _apply(self, deltas: list[Delta], fixes: list[RateFix] | None = None) -> list[int] | None:
+    def _apply(
+        self, deltas: list[Delta], fixes: list[RateFix] | None = None, close: str | None = None
+    ) -> tuple[list[int] | None, BreakerState | None]:
         """One state step: the budget deltas, and the rate charges corrected (``fixes``: a
-        State without ``apply_deltas`` leaves them as reserved)."""
+        State without ``apply_deltas`` leaves them as reserved); with ``close``, a breaker
+        closed in the same step where the State can (else its state is None: not recorded)."""
+        at = self._now()[0] if fixes and self._injected_clock else None
+        both = getattr(self.state, "settle_and_close", None) if close is not None else None
+        if both is not None:
+            got, closed = both(deltas, fixes or (), at, close)
+            return got, closed
         apply = getattr(self.state, "apply_deltas", None)
         if apply is not None:
-            if not fixes:
-                got: list[int] = apply(deltas)
-                return got
-            at = self._now()[0] if self._injected_clock else None
-            got = apply(deltas, fixes, at)
-            return got
+            return (apply(deltas, fixes, at) if fixes else apply(deltas)), None
         if not deltas:
-            return []
-        return self.state.settle([Settlement(k, 0, d, ttl) for k, d, ttl in deltas])
+            return [], None
+        return self.state.settle([Settlement(k, 0, d, ttl) for k, d, ttl in deltas]), None
 
     def release(self, decision: Decision) -> None:
         """The call failed before anything was billed: give the reservations back."""

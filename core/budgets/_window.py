@@ -8,6 +8,7 @@ the window ends plus one day (``ttl_s``).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -98,6 +99,20 @@ def matches(
     if scope in REQUEST_SCOPES:
         return bool(getattr(req, scope) == want)
     return False
+
+
+def model_names(want: str, canonical: Callable[[str], str] | None = None) -> tuple[str, ...]:
+    """The usage log's model names (lower case) a model-scoped budget on ``want`` counts:
+    those ``matches`` takes for the same model at admission. The router logs a call by its
+    candidate's name - a priced model's catalog name, an unpriced one's name as asked - which
+    is its own canonical name; admission compares canonical names in lower case. So a logged
+    name counts when, in lower case, it is ``want`` or ``want``'s canonical name.
+    ``core.reports.condition`` (SQL) and the reconciler's journal sums both use this."""
+    names = {want.strip().lower()}
+    if canonical is not None:
+        with contextlib.suppress(Exception):  # unknown to the catalog: the plain name
+            names.add(canonical(want).lower())
+    return tuple(sorted(names))
 
 
 REQUEST_SCOPES = frozenset({"org", "project", "user", "task", "key"})

@@ -49,6 +49,7 @@ def start(ctx: Context, req: ChatRequest, *, flushed: bool = False) -> Call | Co
                 call.requested_model = req.model or policy.primary_model
             if flushed:
                 call.gate_key = req.task  # its answer is the one later events reuse
+                call.gate_scope = ctl.cache.tenant(req)  # of its own tenant
             early = (None if flushed else gate.gate(ctx, call)) or cache.lookup(ctx, call)
             if early is not None:
                 gate.report(ctx, call)  # answered without a provider call

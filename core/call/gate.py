@@ -1,6 +1,10 @@
 """Step 1, sampling gate: a task's sampling strategy may answer with its last answer instead
 of a call (``ai_called=False``, the saved cost recorded).
 
+The answers a call may reuse are its tenant's only: the gate keeps one state per (task,
+tenant), the tenant being the response cache's (``ResponseCache.tenant``, by the
+``cache_scope`` setting: a virtual key's org by default, or the key, or everyone).
+
 A call the gate allows is tentative until a provider is really called: ``report`` tells the
 gate at the end of the call whether it was (a failed provider call still counts) or not (the
 cache answered, a budget or rate limit refused it). A key whose strategy never skips (ALWAYS
@@ -39,11 +43,13 @@ def gate(ctx: Context, call: Call) -> Completion | None:
     if ctl is None or not req.task or req.task not in ctl.gate_keys:
         return None
     priority = Priority.parse(req.criticality)
+    # the answers this call may reuse are its tenant's only, scoped as the response cache is
+    call.gate_scope = scope = ctl.cache.tenant(req)
     if ctl.gate.never_skips(req.task, priority):  # nothing to decide: recorded at the end
         call.gate_key, call.gate_at = req.task, ctl.gate.now()
         return None
     payload = req if priority is Priority.LOW else None  # what a timed flush will send
-    event = Event(req.task, priority, req.signal, req.score, payload)
+    event = Event(req.task, priority, req.signal, req.score, payload, scope=scope)
     decision = ctl.gate.decide(event, tentative=True)
     if decision.reason == "batched" and ctx.on_batched is not None:
         ctx.on_batched()  # a batch is waiting: make sure its timeout is watched
@@ -78,10 +84,17 @@ def answered(ctx: Context, call: Call, done: Completion, cost: int) -> None:
     sampling = ctx.controls.gate
     if call.gate_at is not None:
         sampling.record_call(
-            call.gate_key, call.gate_at, call.req.signal, answer=done, cost_picousd=cost
+            call.gate_key,
+            call.gate_at,
+            call.req.signal,
+            answer=done,
+            cost_picousd=cost,
+            scope=call.gate_scope,
         )
     else:
-        sampling.record_answer(call.gate_key, done, cost, call=call.gate_call)
+        sampling.record_answer(
+            call.gate_key, done, cost, call=call.gate_call, scope=call.gate_scope
+        )
     call.gate_call = call.gate_at = None
 
 
@@ -93,7 +106,11 @@ def report(ctx: Context, call: Call) -> None:
         # provider_called: a real call that failed, still a call; else answered from the
         # cache, or blocked: no provider call
         sampling.record_call(
-            call.gate_key, call.gate_at, call.req.signal, called=call.provider_called
+            call.gate_key,
+            call.gate_at,
+            call.req.signal,
+            called=call.provider_called,
+            scope=call.gate_scope,
         )
     elif sampling is not None and call.gate_call is not None:
         if call.provider_called:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from core.errors import ClientDisconnected, CostlineError, MalformedResponse, RetryableError
 from core.pricing import price, prompt_cache_saving
 from core.providers import ProviderResult
+from core.state import BreakerState
 from core.types import Completion, Cost, Usage
 from core.validate import MAX_USAGE_TOKENS, checked_usage
 
@@ -51,8 +52,11 @@ def settle(
     ctl = ctx.controls
     if ctl is not None:
         total = cost.total
-        _settle_reservation(ctx, call, total, usage.total_tokens)
-        ctl.routing.observe(cand.model, latency_ms, True)
+        # the success closes the model's breaker in the settle's own state step when it can
+        closed = _settle_reservation(
+            ctx, call, total, usage.total_tokens, close=ctl.routing.key(cand.model)
+        )
+        ctl.routing.observe(cand.model, latency_ms, True, recorded=closed)
         if not call.degraded:  # a cheaper model's answer never stands for the task's
             ctl.cache.put(call.req, done, key=call.cache_key)
         if call.gate_key is not None:  # the answer to reuse; counts the tentative call
@@ -126,8 +130,13 @@ def abandoned(
     record(ctx, call, cand, attempt, "error", done, exc)
 
 
-def _settle_reservation(ctx: Context, call: Call, cost: int, tokens: int) -> None:
-    """The reservation held for this call becomes its actual cost and tokens."""
+def _settle_reservation(
+    ctx: Context, call: Call, cost: int, tokens: int, close: str | None = None
+) -> BreakerState | None:
+    """The reservation held for this call becomes its actual cost and tokens. ``close``: a
+    breaker to close in the same state step (``BudgetGuard.settle``); its state when it was."""
     if ctx.controls is not None and call.decision is not None:
-        ctx.controls.guard.settle(call.decision, cost, tokens)
+        closed = ctx.controls.guard.settle(call.decision, cost, tokens, close)
         call.decision = None
+        return closed
+    return None

@@ -68,6 +68,7 @@ class Call:
     decision: Decision | None = None  # the budget reservation held for the current candidate
     degraded: bool = False
     gate_key: str | None = None
+    gate_scope: str = ""  # the tenant whose gate state (and answers) the call uses
     gate_call: GateDecision | None = None  # a tentative sampling call, until reported
     gate_at: float | None = None  # a call the gate never skips: when, until recorded
     provider_called: bool = False  # a candidate was admitted and sent to its provider

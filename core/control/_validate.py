@@ -58,7 +58,9 @@ SAMPLING_OPTIONAL = ("volatility_window", "base_interval_s")
 
 
 def fail(field: str, problem: str, value: object) -> ConfigError:
-    return ConfigError(f"{field}: {problem} (got {value!r})", field=field)
+    """'field: problem (got 'value')': a Decimal as its text, as it was typed."""
+    shown = str(value) if isinstance(value, Decimal) else value
+    return ConfigError(f"{field}: {problem} (got {shown!r})", field=field)
 
 
 def check_id(field: str, value: object) -> str:
@@ -141,6 +143,8 @@ def check_money(
         raise fail(field, f"must be <= {largest}", value)
     if exact and rounded != number:
         raise fail(field, f"has more decimals than {step} allows", value)
+    if number > 0 and rounded == 0:  # never a silent 0 (a budget of $0 blocks every call)
+        raise fail(field, f"is below the smallest amount it can hold ({step:f})", value)
     return tidy(rounded)
 
 

@@ -34,7 +34,10 @@ from ._openai import _is_num, _type
 from ._request import Meta
 
 STOP = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
-STOP |= {"end_turn": "end_turn", "max_tokens": "max_tokens", "stop_sequence": "stop_sequence"}
+STOP |= {"content_filter": "refusal"}
+# an Anthropic upstream's own stop reasons (Anthropic wire to Anthropic wire) as they are
+STOP |= {r: r for r in ("end_turn", "max_tokens", "stop_sequence", "tool_use", "refusal")}
+STOP |= {r: r for r in ("pause_turn", "model_context_window_exceeded")}
 
 
 def _text(where: str, content: object) -> str:

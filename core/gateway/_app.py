@@ -27,7 +27,7 @@ from core.router import Router
 from core.types import ChatRequest, Message
 
 from . import _limits
-from ._asgi import JSON, HeaderList, Receive, Scope, Send, send_bytes
+from ._asgi import JSON, HeaderList, Receive, Scope, Send, request_ids, send_bytes
 from ._config import GatewayConfig
 from ._errors import HTTPError, bad_request, forbidden, from_costline, unauthorized
 from ._metrics import Metrics
@@ -274,7 +274,7 @@ class Gateway:
         extra: HeaderList = (),  # type: ignore[assignment]
     ) -> None:
         body = err.anthropic_body() if anthropic else err.openai_body()
-        headers = [JSON, (b"x-costline-request-id", request_id.encode()), *err.headers()]
+        headers = [JSON, *request_ids(request_id), *err.headers()]
         headers += extra
         await send_bytes(send, err.status_for(anthropic), _dumps(body), headers)
 

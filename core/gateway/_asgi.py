@@ -82,6 +82,17 @@ async def send_bytes(send: Send, status: int, body: bytes, headers: HeaderList) 
     await send({"type": "http.response.body", "body": body})
 
 
+# where each SDK reads an answer's request id (``_request_id``, ``APIStatusError.request_id``):
+# Costline's own header, the openai SDK's and the anthropic SDK's, all the same id
+REQUEST_ID_HEADERS = (b"x-costline-request-id", b"x-request-id", b"request-id")
+
+
+def request_ids(request_id: str) -> list[tuple[bytes, bytes]]:
+    """The request id under each name the SDKs read it by."""
+    rid = request_id.encode()
+    return [(name, rid) for name in REQUEST_ID_HEADERS]
+
+
 def header_value(text: str) -> bytes:
     """A safe header value: ASCII, no line breaks, at most 512 characters."""
     clean = text.replace("\r", " ").replace("\n", " ")[:512]

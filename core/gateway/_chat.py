@@ -37,6 +37,7 @@ from ._asgi import (
     header_value,
     parse_json,
     read_body,
+    request_ids,
     send_bytes,
     watch_disconnect,
 )
@@ -59,12 +60,12 @@ class Shape:
     def body(self, done: Completion) -> bytes:
         return oai.chat_response(done, int(clock.timestamp()))
 
-    def stream_open(self, req: ChatRequest) -> tuple[bytes, Any]:
-        w = oai.ChunkWriter(req.request_id, req.model or f"task:{req.task}", int(clock.timestamp()))
+    def stream_open(self, req: ChatRequest, model: str) -> tuple[bytes, Any]:
+        w = oai.ChunkWriter(req.request_id, model, int(clock.timestamp()))
         return w.delta({"role": "assistant", "content": ""}), w
 
-    def stream_text(self, w: Any, text: str) -> bytes:
-        return w.delta({"content": text})  # type: ignore[no-any-return]
+    def stream_text(self, w: Any, text: str, logprobs: Any = None, kind: str = "content") -> bytes:
+        return w.delta({kind: text}, logprobs=logprobs)  # type: ignore[no-any-return]
 
     def stream_close(self, w: Any, done: Completion, include_usage: bool) -> bytes:
         return w.end(done, include_usage)  # type: ignore[no-any-return]
@@ -83,12 +84,11 @@ class AnthropicShape(Shape):
     def body(self, done: Completion) -> bytes:
         return anth.message_response(done)
 
-    def stream_open(self, req: ChatRequest) -> tuple[bytes, Any]:
-        model = req.model or f"task:{req.task}"
+    def stream_open(self, req: ChatRequest, model: str) -> tuple[bytes, Any]:
         return anth.stream_start(req.request_id, model, anth.input_estimate(req)), None
 
-    def stream_text(self, w: Any, text: str) -> bytes:
-        return anth.stream_delta(text)
+    def stream_text(self, w: Any, text: str, logprobs: Any = None, kind: str = "content") -> bytes:
+        return anth.stream_delta(text)  # a refusal too: Anthropic's wire has no other place
 
     def stream_close(self, w: Any, done: Completion, include_usage: bool) -> bytes:
         return anth.stream_end(done)
@@ -127,7 +127,7 @@ async def messages(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> N
 def result_headers(done: Completion, overhead_s: float | None) -> HeaderList:
     cost = oai.usd_text(done.cost).encode()
     out = [
-        (b"x-costline-request-id", done.request_id.encode()),
+        *request_ids(done.request_id),
         (b"x-costline-cost-usd", cost),
         (b"x-costline-model", header_value(done.model)),
         (b"x-costline-provider", header_value(done.provider)),
@@ -263,17 +263,19 @@ async def stream(
             me.cancel()
 
     watcher = asyncio.create_task(watch_disconnect(receive, gone))
-    headers = [*SSE, (b"x-costline-request-id", req.request_id.encode())]
+    headers = [*SSE, *request_ids(req.request_id)]
     if limits:
         headers += gw.limit_headers(key, limits)
     done: Completion | None = None
     try:
         await send({"type": "http.response.start", "status": 200, "headers": headers})
-        opening, writer = shape.stream_open(req)
+        # the model answering (known with the first chunk), not a task's name
+        first = chunk.model or (chunk.completion.model if chunk.completion else None)
+        opening, writer = shape.stream_open(req, first or req.model or f"task:{req.task}")
         out = opening
         while True:
             if chunk.text:
-                out += shape.stream_text(writer, chunk.text)
+                out += shape.stream_text(writer, chunk.text, chunk.logprobs, chunk.kind)
             if chunk.completion is not None:
                 done = chunk.completion
                 flags["done"] = True

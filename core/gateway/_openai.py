@@ -3,7 +3,8 @@
 Fields Costline reads are checked by name (a wrong type is a 400 naming the field); every
 other field (tools, tool_choice, response_format, n, stop, seed, logprobs, ...) is passed
 through to OpenAI-compatible upstreams as is. Such requests bypass the response cache, whose
-key does not cover them.
+key does not cover them; ``user`` (read as the call's user, and passed through too) does not:
+it names who asked, not what the answer is.
 """
 
 from __future__ import annotations
@@ -24,10 +25,13 @@ ROLES = {"system": "system", "developer": "system", "user": "user", "assistant":
 ROLES |= {"tool": "tool"}
 READ = frozenset(
     {"model", "messages", "max_tokens", "max_completion_tokens", "temperature", "stream"}
-    | {"stream_options", "user"}
+    | {"stream_options"}
 )
+# fields passed upstream that name who asked, not what the answer is: still cacheable
+NOT_IN_ANSWER = frozenset({"user"})
 FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length"}
-FINISH |= {"tool_use": "tool_calls"}
+FINISH |= {"tool_use": "tool_calls", "refusal": "content_filter", "pause_turn": "stop"}
+FINISH |= {"model_context_window_exceeded": "length"}
 
 
 def _is_int(v: object) -> bool:
@@ -123,7 +127,9 @@ def chat_request(body: object, meta: Meta, request_id: str) -> tuple[ChatRequest
     if user is not None and not isinstance(user, str):
         raise bad_request(f"user: must be a string, got {_type(user)}", "user")
     extra = {k: v for k, v in body.items() if k not in READ}
-    plain = not extra and all(m.extra is None for m in messages)
+    if user is None:
+        extra.pop("user", None)
+    plain = extra.keys() <= NOT_IN_ANSWER and all(m.extra is None for m in messages)
     req = ChatRequest(
         messages=messages,
         model=model,
@@ -215,8 +221,13 @@ class ChunkWriter:
         }
         return b"data: " + orjson.dumps(body) + b"\n\n"
 
-    def delta(self, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
-        return self._chunk([{"index": 0, "delta": delta, "finish_reason": finish_reason}])
+    def delta(
+        self, delta: dict[str, Any], finish_reason: str | None = None, logprobs: Any = None
+    ) -> bytes:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish_reason}
+        if logprobs is not None:  # the upstream's, for the tokens of this delta
+            choice["logprobs"] = logprobs
+        return self._chunk([choice])
 
     def end(self, done: Completion, include_usage: bool) -> bytes:
         self.model = done.model

@@ -21,7 +21,7 @@ from core.types import new_request_id
 
 from . import _anthropic as anth
 from . import _openai as oai
-from ._asgi import UPSTREAM, ClientGone, parse_json
+from ._asgi import REQUEST_ID_HEADERS, UPSTREAM, ClientGone, parse_json
 from ._errors import HTTPError, bad_request
 from ._limits import refused_headers
 from ._request import headers_of, meta_of
@@ -37,7 +37,7 @@ def _json(obj: Any, status: int = 200, headers: dict[str, str] | None = None) ->
 def _error(err: HTTPError, rid: str, anthropic: bool = False) -> Response:
     body = err.anthropic_body() if anthropic else err.openai_body()
     headers = {k.decode(): v.decode() for k, v in err.headers()}
-    headers["x-costline-request-id"] = rid
+    headers |= {name.decode(): rid for name in REQUEST_ID_HEADERS}
     return _json(body, err.status_for(anthropic), headers)
 
 
@@ -205,7 +205,7 @@ def routes(gw: Gateway) -> list[Route]:
             unpriced=done.cost.unpriced,
         )
         headers = {
-            "x-costline-request-id": rid,
+            **{name.decode(): rid for name in REQUEST_ID_HEADERS},
             "x-costline-cost-usd": oai.usd_text(done.cost),
             "x-costline-model": done.model,
             "x-costline-provider": done.provider,

@@ -79,7 +79,7 @@ from core.importer._result import BadRow, ImportResult
 from core.importer._rows import exact_sum
 from core.pricing import Catalog, load_catalog
 from core.types import pico_to_usd
-from core.usage import Reader, remove_import_temps, segments_dir, write_segment
+from core.usage import BucketConfig, Reader, remove_import_temps, segments_dir, write_segment
 
 loads = _loads  # data-load bookkeeping in the control plane (the demo uses it)
 
@@ -207,8 +207,22 @@ def replace_preview(
     source: str, start: datetime, end: datetime, home: Path | None = None
 ) -> tuple[int, Decimal]:
     """(rows, USD) of ``source`` in [start, end) that a replace would remove now."""
+    _check_replace_local()
     rows, cost = _replace.count_rows(home, source, start, end)
     return rows, pico_to_usd(cost)
+
+
+def _check_replace_local() -> None:
+    """A replace rewrites the segments of ``events/segments/``; with the usage log in a
+    bucket that folder is only the outbox, so the rows already uploaded would stay and the
+    file's rows be added to them: refused before anything is read or written."""
+    if BucketConfig.from_env() is not None:
+        raise ConfigError(
+            "replace is not available with the usage log in a bucket (COSTLINE_EVENTS_URL):"
+            " the rows already uploaded would stay; import the file without replace, or"
+            " correct the source's rows in the bucket first",
+            field="replace",
+        )
 
 
 def _check_mapping(mapping: Mapping[str, str], columns: tuple[str, ...]) -> dict[str, str]:
@@ -252,8 +266,19 @@ def import_csv(
     """Validate every row, then (unless ``dry_run``, and only if no row is bad or
     ``skip_bad_rows``) write the new rows into the usage log as one Parquet segment.
     ``replace=(source, start, end)`` first marks that source's rows in [start, end) for
-    removal: they are removed once the file's rows are written (audited)."""
+    removal: they are removed once the file's rows are written (audited). The file's rows
+    take their place under that source (``source`` left as "import" or the same), so the
+    next corrected re-export replaces them in turn."""
     t0 = time.perf_counter()
+    if replace is not None:
+        _check_replace_local()
+        if source not in ("import", replace[0]):
+            raise ConfigError(
+                f"source {source!r} and replace {replace[0]!r} name different sources: the"
+                " file's rows take the replaced rows' place, under the replaced source",
+                field="source",
+            )
+        source = replace[0]
     data, name = _csv.read_bytes(file)
     sha = hashlib.sha256(data).hexdigest()
     d = _csv.dialect(data)
@@ -292,7 +317,7 @@ def import_csv(
                 previous = _loads.get(engine, f"import:{sha}")
                 if previous is not None and _loads.written(previous):  # done meanwhile
                     return _same_file(previous, sha, fields, t0)
-            with Reader(home) as reader:
+            with Reader(home, outbox=True) as reader:  # what this host has not shipped yet
                 parsed, pruned = _in_pruned_hours(parsed, reader, lines)
                 dup = _duplicates(parsed, reader, replace)
             if pruned:

@@ -8,9 +8,8 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import pandas as pd
 
-from core.types import usd_places
+from core.types import PICO, usd_places
 
-PICO = 10**12
 DAYS_PER_MONTH = 30
 TOKEN_CLASSES = (
     "input_tokens",

@@ -16,8 +16,8 @@ import pandas as pd
 
 from core.errors import ConfigError
 from core.insights._detect import Anomaly, Contributor
+from core.types import PICO
 
-PICO = 10**12
 Dim = str | tuple[str, ...]
 
 

@@ -14,7 +14,7 @@ import httpx
 from core.errors import ConfigError
 from core.providers._http import HTTPProvider, StreamState
 from core.providers.anthropic import AnthropicProvider
-from core.providers.base import EmbedResult, Provider, ProviderResult, StreamItem
+from core.providers.base import EmbedResult, Provider, ProviderResult, StreamItem, TextDelta
 from core.providers.dryrun import DryRunProvider
 from core.providers.local import LocalProvider
 from core.providers.openai_compat import OpenAIProvider
@@ -31,6 +31,7 @@ __all__ = [
     "ProviderResult",
     "StreamItem",
     "StreamState",
+    "TextDelta",
     "create",
     "register",
     "registered",

@@ -20,7 +20,7 @@ import orjson
 from core.errors import AuthError, CostlineError
 from core.providers._errors import Where, for_status, for_transport, malformed
 from core.providers._sse import SSEDecoder
-from core.providers.base import Provider, ProviderResult, StreamItem
+from core.providers.base import Provider, ProviderResult, StreamItem, TextDelta
 from core.settings import DEFAULT_BASE_URLS, ENV_KEY_NAMES
 from core.types import ChatRequest, Usage
 
@@ -60,6 +60,13 @@ class StreamState:
         )
 
 
+def _whole(result: ProviderResult) -> str | TextDelta:
+    """A stream the server answered as one JSON body: its text as one delta, with the first
+    choice's logprobs when it sent any."""
+    lp = (result.choices[0].get("logprobs") if result.choices else None) or None
+    return result.text if lp is None else TextDelta(result.text, lp)
+
+
 class HTTPProvider(Provider):
     """JSON over HTTP with SSE streaming. Subclasses implement the three hooks below."""
 
@@ -75,8 +82,12 @@ class HTTPProvider(Provider):
     def parse_response(self, data: dict[str, Any], model: str) -> ProviderResult:
         """A non-streamed JSON body to a result; KeyError/TypeError mean malformed."""
 
+    def body_error(self, data: dict[str, Any]) -> int | None:
+        """The HTTP status of an error a server answered with a 2xx status, else None."""
+        return None
+
     @abstractmethod
-    def parse_event(self, state: StreamState, event: str, data: str) -> str | None:
+    def parse_event(self, state: StreamState, event: str, data: str) -> str | TextDelta | None:
         """One SSE event: update ``state``, return a text delta (or None)."""
 
     # ---- clients ----------------------------------------------------------------------
@@ -132,19 +143,24 @@ class HTTPProvider(Provider):
             raise malformed(f"response is not JSON: {resp.content[:80]!r}", where, status) from exc
         if not isinstance(data, dict):
             raise malformed(f"response is not a JSON object: {resp.content[:80]!r}", where, status)
+        failed = self.body_error(data)
+        if failed is not None:  # an error answered with a 2xx status
+            raise for_status(failed, resp.content, resp.headers, where)
         try:
             return self.parse_response(data, model)
         except _PARSE_ERRORS as exc:
             raise malformed(f"unexpected response shape ({exc!r})", where, status) from exc
 
-    def _event(self, state: StreamState, ev: tuple[str, str], where: Where) -> str | None:
+    def _event(
+        self, state: StreamState, ev: tuple[str, str], where: Where
+    ) -> str | TextDelta | None:
         try:
             delta = self.parse_event(state, ev[0], ev[1])
         except (orjson.JSONDecodeError, *_PARSE_ERRORS) as exc:
             msg = f"bad stream event after {state.chunks} chunks: {ev[1][:80]!r}"
             raise malformed(msg, where, state.status) from exc
         if delta:
-            state.parts.append(delta)
+            state.parts.append(delta if isinstance(delta, str) else delta.text)
             state.chunks += 1
         return delta
 
@@ -187,7 +203,7 @@ class HTTPProvider(Provider):
                     resp.read()
                     result = self._result(resp, model, where)
                     if result.text:
-                        yield result.text
+                        yield _whole(result)
                     yield result
                     return
                 for line in resp.iter_lines():
@@ -228,7 +244,7 @@ class HTTPProvider(Provider):
                     await resp.aread()
                     result = self._result(resp, model, where)
                     if result.text:
-                        yield result.text
+                        yield _whole(result)
                     yield result
                     return
                 async for line in resp.aiter_lines():

@@ -32,7 +32,18 @@ class ProviderResult:
     stop_sequence: str | None = None  # the stop sequence that ended the answer, when known
 
 
-StreamItem = str | ProviderResult
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    """A streamed text delta with what the upstream sent beside it for the caller: the OpenAI
+    wire's per-token ``logprobs`` of that delta (a plain ``str`` delta has none), and its
+    ``kind``: 'content', or 'refusal' (a model declining, OpenAI's ``delta.refusal``)."""
+
+    text: str
+    logprobs: Any = None
+    kind: str = "content"
+
+
+StreamItem = str | TextDelta | ProviderResult
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +97,7 @@ class Provider(ABC):
 
     @abstractmethod
     def stream(self, req: ChatRequest, model: str) -> Iterator[StreamItem]:
-        """Text deltas as str, then exactly one final ProviderResult."""
+        """Text deltas as str (or TextDelta), then exactly one final ProviderResult."""
 
     async def aembed(self, texts: list[str], model: str, dimensions: int | None) -> EmbedResult:
         """Embeddings of ``texts``; adapters without an embeddings API refuse by name."""

@@ -17,7 +17,7 @@ import orjson
 
 from core.providers._errors import Where, for_status, for_transport, malformed
 from core.providers._http import HTTPProvider, StreamState
-from core.providers.base import EmbedResult, ProviderResult
+from core.providers.base import EmbedResult, ProviderResult, TextDelta
 from core.types import ChatRequest, Usage
 
 # reasoning families that take max_completion_tokens instead of max_tokens
@@ -113,10 +113,19 @@ class OpenAIProvider(HTTPProvider):
             raise malformed(f"{len(vectors)} embeddings for {len(texts)} inputs", where)
         return EmbedResult(vectors, tokens if isinstance(tokens, int) else None, model)
 
+    def body_error(self, data: dict[str, Any]) -> int | None:
+        """OpenRouter, vLLM and others answer some errors as a 200 ``{"error": {...}}``
+        (also mid-stream, see ``parse_event``): its ``code`` when an HTTP status, else 500."""
+        if not data.get("error") or data.get("choices"):
+            return None
+        code = data["error"].get("code") if isinstance(data["error"], dict) else None
+        return code if isinstance(code, int) and 400 <= code < 600 else 500
+
     def parse_response(self, data: dict[str, Any], model: str) -> ProviderResult:
         choices = data["choices"]
         choice = choices[0]
-        text = choice["message"].get("content") or ""
+        msg = choice["message"]
+        text = msg.get("content") or msg.get("refusal") or ""  # a refusal is its answer
         if not isinstance(text, str):
             raise TypeError(f"message content is not a string: {text!r}")
         return ProviderResult(
@@ -128,21 +137,20 @@ class OpenAIProvider(HTTPProvider):
             stop_sequence=_matched_stop(choice),
         )
 
-    def parse_event(self, state: StreamState, event: str, data: str) -> str | None:
+    def parse_event(self, state: StreamState, event: str, data: str) -> str | TextDelta | None:
         if data.strip() == "[DONE]":
             state.done = True
             return None
         chunk = orjson.loads(data)
-        if chunk.get("error") and not chunk.get("choices"):  # vLLM, OpenRouter: error mid-stream
-            code = chunk["error"].get("code") if isinstance(chunk["error"], dict) else None
-            status = code if isinstance(code, int) and 400 <= code < 600 else 500
+        status = self.body_error(chunk)  # vLLM, OpenRouter: an error mid-stream
+        if status is not None:
             raise for_status(status, data, {}, state.where)
         if chunk.get("model"):
             state.model = chunk["model"]
         usage = parse_usage(chunk.get("usage"))
         if usage is not None:
             state.usage = usage
-        delta = None
+        delta: str | TextDelta | None = None
         for choice in chunk.get("choices") or ():  # [] on the usage-only final chunk
             if choice.get("index", 0) != 0:
                 continue
@@ -151,8 +159,11 @@ class OpenAIProvider(HTTPProvider):
                 state.stop_sequence = _matched_stop(choice) or state.stop_sequence
             d = choice.get("delta") or {}
             content = d.get("content")
+            lp = choice.get("logprobs")  # the request asked for them: passed on with it
             if content:
-                delta = content
+                delta = content if not lp else TextDelta(content, lp)
+            elif refusal := d.get("refusal"):  # the model declined (structured outputs)
+                delta = TextDelta(refusal, lp or None, "refusal")
             for call in d.get("tool_calls") or ():
                 _merge_tool_call(state.tool_calls, call)
         return delta

@@ -12,7 +12,15 @@ with money as exact integer picodollars (see docs/architecture.md, "Money").
 """
 
 from core.reports._accounting import ACCOUNTING_DIMS, Accounting, accounting
-from core.reports._budgets import METHOD, Utilisation, condition, reset_times, utilisation
+from core.reports._budgets import (
+    ADMITTED_EVENTS,
+    ADMITTED_FACTS,
+    METHOD,
+    Utilisation,
+    condition,
+    reset_times,
+    utilisation,
+)
 from core.reports._overview import (
     NONE,
     TOP_WHO,
@@ -29,6 +37,8 @@ from core.reports._routing import provider_health, sampling_savings
 
 __all__ = [
     "ACCOUNTING_DIMS",
+    "ADMITTED_EVENTS",
+    "ADMITTED_FACTS",
     "Accounting",
     "accounting",
     "METHOD",

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from core.budgets import hard_cap, window
+from core.budgets import hard_cap, model_names, window
 from core.control import Budget, ControlPlane
 from core.usage import Reader
 
@@ -133,6 +133,15 @@ def reset_times(plane: ControlPlane, budgets: Sequence[Budget]) -> dict[str, dat
     }
 
 
+ADMITTED_FACTS = "cache_hits < requests"
+"""Rows of the view ``facts`` a budget counts: not cache hits. A cache hit never reaches
+admission (its $0 answer is logged with the original call's usage), so the guard's counters
+never hold its tokens. A rollup row of pruned events mixes hits and calls: counted whole
+unless every event in it is a hit (more than the counter holds, never less: a reconcile may
+raise a counter from it, never lower one)."""
+ADMITTED_EVENTS = "NOT coalesce(cache_hit, false)"  # the same over the view ``events``
+
+
 def condition(b: Budget, canonical: Canonical) -> tuple[str, list[object]]:
     """SQL condition of a budget's scope over the events (values as ? parameters)."""
     if b.scope == "global":
@@ -143,8 +152,8 @@ def condition(b: Budget, canonical: Canonical) -> tuple[str, list[object]]:
         return f'"{SCOPE_COLUMNS[b.scope]}" = ?', [b.scope_value]
     if b.scope == "provider":
         return "lower(provider) = lower(?)", [b.scope_value]
-    names = sorted({b.scope_value, canonical(b.scope_value)})
-    return f"model IN ({', '.join('?' * len(names))})", list(names)
+    names = model_names(b.scope_value, canonical)  # as admission matches them
+    return f"lower(model) IN ({', '.join('?' * len(names))})", list(names)
 
 
 def project(value: int, elapsed_us: int, length_us: int) -> int:
@@ -178,7 +187,7 @@ def utilisation(
     cols, params = [], []
     for i, (b, (start, w)) in enumerate(zip(budgets, spans, strict=True)):
         cond, cond_params = condition(b, canonical)
-        where = f"ts >= ? AND ts < ? AND {cond}"
+        where = f"ts >= ? AND ts < ? AND {ADMITTED_FACTS} AND {cond}"
         cols.append(
             f"CAST(coalesce(sum(cost_picousd) FILTER (WHERE {where}), 0) AS VARCHAR)"
             f" AS c{i}, coalesce(sum({tokens}) FILTER (WHERE {where}), 0) AS t{i}"

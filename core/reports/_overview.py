@@ -64,22 +64,34 @@ class Totals:
 
     @property
     def avg_cost(self) -> int | None:
-        return self.cost // self.requests if self.requests else None
+        """The known cost per priced call, to the picodollar (half up): an unpriced call's
+        cost is unknown, so it is not averaged in as $0. None when no call is priced."""
+        priced = self.requests - self.unpriced
+        return per_call(self.cost, priced) if priced > 0 else None
+
+
+def per_call(pico: int, calls: int) -> int:
+    """``pico / calls`` to the picodollar, half away from zero (as every money figure)."""
+    q, r = divmod(abs(pico), calls)
+    q += 2 * r >= calls
+    return -q if pico < 0 else q
 
 
 @dataclass(frozen=True)
 class Spend:
-    # period, key, cost_picousd (exact ints), saved_picousd, requests, errors; by minute or
-    # hour also utc_offset (minutes east of UTC: the period's identity with ``period``)
+    # period, key, cost_picousd (exact ints), saved_picousd, requests, errors, unpriced (of
+    # the requests, those whose cost is unknown); by minute or hour also utc_offset
+    # (minutes east of UTC: the period's identity with ``period``)
     series: pd.DataFrame
     totals: Totals
-    # stacked by tag (rows overlap): period, cost_picousd, requests, a call counted once
+    # stacked by tag (rows overlap): period, cost_picousd, requests, unpriced, a call
+    # counted once
     tag_periods: pd.DataFrame | None = None
 
     @property
     def periods(self) -> pd.DataFrame:
-        """Rows whose sums per period count a call once (period, cost_picousd, requests):
-        the series, or by tag the period totals read apart."""
+        """Rows whose sums per period count a call once (period, cost_picousd, requests,
+        unpriced): the series, or by tag the period totals read apart."""
         return self.series if self.tag_periods is None else self.tag_periods
 
 
@@ -101,6 +113,7 @@ def spend(reader: Reader, filters: Filters, dim: str, grain: str, tz: str) -> Sp
                 "period": whole["period"],
                 "cost_picousd": pd.Series(_ints(whole["cost_picousd"]), dtype=object),
                 "requests": whole["requests"].astype("int64"),
+                "unpriced": whole["unpriced_calls"].fillna(0).astype("int64"),
             }
         )
         if "utc_offset" in whole.columns:
@@ -115,6 +128,7 @@ def spend(reader: Reader, filters: Filters, dim: str, grain: str, tz: str) -> Sp
             "saved_picousd": pd.Series(saved, dtype=object),
             "requests": raw["requests"].astype("int64"),
             "errors": raw["errors"].astype("int64"),
+            "unpriced": raw["unpriced_calls"].fillna(0).astype("int64"),
         }
     )
     if "utc_offset" in raw.columns:  # by minute or hour: the repeated DST hour is two periods

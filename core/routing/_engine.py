@@ -302,11 +302,18 @@ class RoutingEngine(BreakerView):
 
     # ---- feedback ---------------------------------------------------------------------
     def observe(
-        self, model: str, latency_ms: float, ok: bool, error_retryable: bool = True
+        self,
+        model: str,
+        latency_ms: float,
+        ok: bool,
+        error_retryable: bool = True,
+        *,
+        recorded: BreakerState | None = None,
     ) -> None:
         """After each provider attempt. Success feeds the latency EWMA and closes the breaker;
         a retryable/provider failure counts towards opening it; other failures (bad request,
-        auth) only count as errors."""
+        auth) only count as errors. ``recorded``: a success's breaker record was already made
+        with the settle (``BudgetGuard.settle``'s ``close``), this state its result."""
         k = self.key(model)
         with self._lock:
             self._calls[k] = self._calls.get(k, 0) + 1
@@ -321,8 +328,13 @@ class RoutingEngine(BreakerView):
                     self._streak[k] = self._streak.get(k, 0) + 1
         if not ok and not error_retryable:
             return
-        now = self.clock() if self.clock is not None else None
-        st = self.state.breaker_record(k, ok, self.breaker_threshold, self.breaker_cooldown_s, now)
+        if ok and recorded is not None:
+            st = recorded
+        else:
+            now = self.clock() if self.clock is not None else None
+            st = self.state.breaker_record(
+                k, ok, self.breaker_threshold, self.breaker_cooldown_s, now
+            )
         self._breaker[k] = st
         self._seen(k, st, time.monotonic())
 

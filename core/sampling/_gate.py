@@ -14,6 +14,11 @@ Order of the checks in ``decide``:
 Every real call (critical, batch or single) resets the key's "last call" time and, when the
 event carries a signal, the reference signal used by CHANGE_BASED.
 
+Tenants: an event's ``scope`` (the router passes the response cache's tenant, so the
+``cache_scope`` setting decides: a virtual key's org, the key itself, or "" for everyone)
+selects its own state under the key's config: its own last call, signals, batch and answer.
+A skip only ever reuses an answer of the same scope; counters (``stats``) add up the scopes.
+
 ``decide(event, tentative=True)`` (the router): a single call is only counted once the caller
 reports it with ``called`` (or ``record_answer(..., call=d)``); ``not_called`` - the cache
 answered, a budget blocked it - counts the event as skipped and puts the key's last call and
@@ -36,7 +41,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from core.errors import BadRequest
@@ -88,7 +93,7 @@ class SamplingGate:
         self._configs = dict(configs)
         self._clock = clock
         self._lock = threading.Lock()
-        self._state: dict[str, _KeyState] = {}
+        self._state: dict[tuple[str, str], _KeyState] = {}  # (key, scope) -> its state
 
     def configure(self, key: str, config: SamplingConfig | None) -> None:
         """Set or (None) remove a key's config; its answer and counters are kept."""
@@ -110,7 +115,7 @@ class SamplingGate:
                 return Decision(event.key, True, "unconfigured")
             if event.priority in (Priority.HIGH, Priority.MEDIUM):
                 _require_inputs(cfg, event)
-            st = self._key_state(event.key)
+            st = self._key_state(event.key, event.scope)
             st.events += 1
             if cfg.strategy is Strategy.ADAPTIVE:
                 _observe(st, cfg, event.signal)
@@ -124,7 +129,7 @@ class SamplingGate:
             if call:
                 return self._call(st, event, now, reason, tentative)
             st.skipped += 1
-            return Decision(event.key, False, reason, last_answer=st.answer)
+            return Decision(event.key, False, reason, last_answer=st.answer, scope=event.scope)
 
     def never_skips(self, key: str, priority: Priority) -> bool:
         """True when every event of ``key`` at ``priority`` is a call: an ALWAYS strategy
@@ -151,6 +156,7 @@ class SamplingGate:
         called: bool = True,
         answer: Any = None,
         cost_picousd: int | None = None,
+        scope: str = "",
     ) -> None:
         """An event that ``never_skips`` said is a call, recorded once it ended: as
         ``decide(event, tentative=True)`` at ``at`` followed by ``record_answer(..., call=d)``
@@ -159,7 +165,7 @@ class SamplingGate:
         if cost_picousd is not None:
             _check_cost(cost_picousd)
         with self._lock:
-            st = self._key_state(key)
+            st = self._key_state(key, scope)
             st.events += 1
             if not called:
                 st.skipped += 1
@@ -179,13 +185,14 @@ class SamplingGate:
         now = self._clock()
         out: list[Decision] = []
         with self._lock:
-            for key, st in self._state.items():
+            for (key, scope), st in self._state.items():
                 if not st.pending:
                     continue
                 cfg = self._configs.get(key)
                 due = cfg is None or now - st.pending_since >= cfg.batch_timeout_s
                 if force or due:
-                    out.append(self._flush(key, st, now, "batch_timeout" if due else "batch_flush"))
+                    why = "batch_timeout" if due else "batch_flush"
+                    out.append(self._flush(key, scope, st, now, why))
         return out
 
     def called(self, decision: Decision) -> None:
@@ -193,7 +200,7 @@ class SamplingGate:
         if decision.tentative is None:
             return
         with self._lock:
-            self._key_state(decision.key).calls += 1
+            self._key_state(decision.key, decision.scope).calls += 1
 
     def not_called(self, decision: Decision) -> None:
         """A tentative call was answered without the provider: the event counts as skipped,
@@ -203,7 +210,7 @@ class SamplingGate:
         if t is None:
             return
         with self._lock:
-            st = self._key_state(decision.key)
+            st = self._key_state(decision.key, decision.scope)
             st.skipped += 1
             if st.last_call == t.at:
                 st.last_call = t.prev_call
@@ -211,48 +218,60 @@ class SamplingGate:
                 st.last_signal = t.prev_signal
 
     def record_answer(
-        self, key: str, answer: Any, cost_picousd: int = 0, *, call: Decision | None = None
+        self,
+        key: str,
+        answer: Any,
+        cost_picousd: int = 0,
+        *,
+        call: Decision | None = None,
+        scope: str = "",
     ) -> None:
-        """After a real call: the answer later skips reuse, and its cost (integer pUSD).
-        ``call``: the tentative decision of this call, counted here (as ``called``)."""
+        """After a real call: the answer later skips of ``scope`` reuse, and its cost (integer
+        pUSD). ``call``: the tentative decision of this call, counted here (as ``called``)."""
         _check_cost(cost_picousd)
         with self._lock:
-            st = self._key_state(key)
+            st = self._key_state(key, scope)
             if call is not None and call.tentative is not None:
-                self._key_state(call.key).calls += 1
+                self._key_state(call.key, call.scope).calls += 1
             st.answer, st.has_answer = answer, True
             st.recorded += 1
             st.spent += cost_picousd
 
-    def last_answer(self, key: str) -> Any:
+    def last_answer(self, key: str, scope: str = "") -> Any:
         with self._lock:
-            st = self._state.get(key)
+            st = self._state.get((key, scope))
             return None if st is None else st.answer
 
-    def saved_estimate(self, key: str) -> int:
+    def saved_estimate(self, key: str, scope: str = "") -> int:
         """What one skipped call of ``key`` saves: its average real-call cost (0 if unknown)."""
         with self._lock:
-            st = self._state.get(key)
+            st = self._state.get((key, scope))
             return st.spent // st.recorded if st is not None and st.recorded else 0
 
-    def adaptive_interval(self, key: str) -> float | None:
+    def adaptive_interval(self, key: str, scope: str = "") -> float | None:
         """The current ADAPTIVE interval of ``key`` (None for other strategies)."""
         with self._lock:
             cfg = self._configs.get(key)
             if cfg is None or cfg.strategy is not Strategy.ADAPTIVE:
                 return None
-            return _adaptive_interval(self._state.get(key, _KeyState()), cfg)
+            return _adaptive_interval(self._state.get((key, scope), _KeyState()), cfg)
 
     def stats(self) -> dict[str, GateStats]:
+        """Per key, its scopes' counters added up."""
         with self._lock:
-            return {key: _stats(st) for key, st in self._state.items()}
+            out: dict[str, GateStats] = {}
+            for (key, _scope), st in self._state.items():
+                got = _stats(st)
+                prev = out.get(key)
+                out[key] = got if prev is None else _add(prev, got)
+            return out
 
     # -- internals (lock held) --
 
-    def _key_state(self, key: str) -> _KeyState:
-        st = self._state.get(key)
+    def _key_state(self, key: str, scope: str = "") -> _KeyState:
+        st = self._state.get((key, scope))
         if st is None:
-            st = self._state[key] = _KeyState()
+            st = self._state[(key, scope)] = _KeyState()
         return st
 
     def _call(
@@ -266,7 +285,9 @@ class SamplingGate:
         st.last_call = now
         if event.signal is not None:
             st.last_signal = event.signal
-        return Decision(event.key, True, reason, last_answer=st.answer, tentative=pending)
+        return Decision(
+            event.key, True, reason, last_answer=st.answer, tentative=pending, scope=event.scope
+        )
 
     def _add_low(self, st: _KeyState, cfg: SamplingConfig, event: Event, now: float) -> Decision:
         overdue = bool(st.pending) and now - st.pending_since >= cfg.batch_timeout_s
@@ -275,12 +296,12 @@ class SamplingGate:
         st.pending.append(event)
         st.batched += 1
         if overdue:
-            return self._flush(event.key, st, now, "batch_timeout")
+            return self._flush(event.key, event.scope, st, now, "batch_timeout")
         if len(st.pending) >= cfg.batch_size:
-            return self._flush(event.key, st, now, "batch_full")
-        return Decision(event.key, False, "batched", last_answer=st.answer)
+            return self._flush(event.key, event.scope, st, now, "batch_full")
+        return Decision(event.key, False, "batched", last_answer=st.answer, scope=event.scope)
 
-    def _flush(self, key: str, st: _KeyState, now: float, reason: str) -> Decision:
+    def _flush(self, key: str, scope: str, st: _KeyState, now: float, reason: str) -> Decision:
         batch, st.pending = st.pending, []
         st.calls += 1
         st.batch_calls += 1
@@ -288,7 +309,7 @@ class SamplingGate:
         signals = [e.signal for e in batch if e.signal is not None]
         if signals:
             st.last_signal = signals[-1]
-        return Decision(key, True, reason, batch=batch, last_answer=st.answer)
+        return Decision(key, True, reason, batch=batch, last_answer=st.answer, scope=scope)
 
 
 def _check_cost(cost_picousd: int) -> None:
@@ -351,6 +372,10 @@ def _adaptive_interval(st: _KeyState, cfg: SamplingConfig) -> float:
     else:
         raw = cfg.base_interval_s * cfg.volatility_ref / vol
     return min(cfg.max_interval_s, max(cfg.min_interval_s, raw))
+
+
+def _add(a: GateStats, b: GateStats) -> GateStats:
+    return GateStats(**{f.name: getattr(a, f.name) + getattr(b, f.name) for f in fields(a)})
 
 
 def _stats(st: _KeyState) -> GateStats:

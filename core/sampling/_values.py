@@ -157,7 +157,9 @@ def _check_number(name: str, value: float | None) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """One thing that may need the model. ``ts`` defaults to the gate's clock at decide()."""
+    """One thing that may need the model. ``ts`` defaults to the gate's clock at decide().
+    ``scope``: the tenant whose answers it may reuse ("" = shared); each (key, scope) has its
+    own gate state (interval, last answer, batch)."""
 
     key: str
     priority: str = Priority.MEDIUM
@@ -165,11 +167,14 @@ class Event:
     score: float | None = None
     payload: Any = None
     ts: float | None = None
+    scope: str = ""
 
     def __post_init__(self) -> None:
         if not isinstance(self.key, str) or not self.key:
             raise BadRequest(f"key: must be a non-empty string, got {self.key!r}")
         object.__setattr__(self, "priority", Priority.parse(self.priority))
+        if not isinstance(self.scope, str):
+            raise BadRequest(f"scope: must be a string, got {self.scope!r}")
         _check_number("signal", self.signal)
         _check_number("score", self.score)
         _check_number("ts", self.ts)
@@ -197,6 +202,7 @@ class Decision:
     reason: str
     batch: list[Event] = field(default_factory=list)
     last_answer: Any = None
+    scope: str = ""  # the event's scope: whose gate state this decision read and moved
     # decide(..., tentative=True): what ``called``/``not_called`` need; None otherwise
     tentative: Tentative | None = field(default=None, repr=False, compare=False)
 

@@ -178,55 +178,69 @@ return out
 #       'w', seq, cost, actual (the window entry seq:cost becomes seq:actual, gone at 0; its
 #       sum follows; nothing when the entry already left the window).
 # Returns the budgets' new values.
-SETTLE = (
-    _PRELUDE
-    + """
-local nb = tonumber(ARGV[1])
-local out = {}
-for j = 1, nb do
-  redis.call('INCRBY', KEYS[j], ARGV[2 * j])
-  if ARGV[2 * j + 1] ~= '0' then redis.call('PEXPIRE', KEYS[j], ARGV[2 * j + 1]) end
-  out[j] = redis.call('GET', KEYS[j])  -- a string: INCRBY's reply would pass through a double
-end
-local a = 2 * nb + 2
-if #ARGV < a then return out end
-local now = clock(ARGV[a])
-local kc = nb + 1
-a = a + 1
-while a <= #ARGV do
-  if ARGV[a] == 't' then
-    local k = KEYS[kc]
-    kc = kc + 1
-    local limit, window, cap = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
-    local diff, ttl = tonumber(ARGV[a + 4]), ARGV[a + 5]
-    a = a + 6
-    local rate = limit / window
-    local st = redis.call('HMGET', k, 't', 'ts')
-    if st[1] or diff > 0 then  -- an expired bucket is full: nothing to give back
-      local tokens, ts = cap, now
-      if st[1] then
-        local last = tonumber(st[2])
-        tokens = math.min(cap, tonumber(st[1]) + math.max(0, now - last) * rate)
-        ts = math.max(last, now)
+_SETTLE_BODY = """
+local function settle()
+  local nb = tonumber(ARGV[1])
+  local out = {}
+  for j = 1, nb do
+    redis.call('INCRBY', KEYS[j], ARGV[2 * j])
+    if ARGV[2 * j + 1] ~= '0' then redis.call('PEXPIRE', KEYS[j], ARGV[2 * j + 1]) end
+    out[j] = redis.call('GET', KEYS[j])  -- a string: INCRBY's reply would pass through a double
+  end
+  local a = 2 * nb + 2
+  if #ARGV < a then return out end
+  local now = clock(ARGV[a])
+  local kc = nb + 1
+  a = a + 1
+  while a <= #ARGV do
+    if ARGV[a] == 't' then
+      local k = KEYS[kc]
+      kc = kc + 1
+      local limit, window, cap = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+      local diff, ttl = tonumber(ARGV[a + 4]), ARGV[a + 5]
+      a = a + 6
+      local rate = limit / window
+      local st = redis.call('HMGET', k, 't', 'ts')
+      if st[1] or diff > 0 then  -- an expired bucket is full: nothing to give back
+        local tokens, ts = cap, now
+        if st[1] then
+          local last = tonumber(st[2])
+          tokens = math.min(cap, tonumber(st[1]) + math.max(0, now - last) * rate)
+          ts = math.max(last, now)
+        end
+        tokens = math.min(cap, math.max(0, tokens - diff))
+        redis.call('HSET', k, 't', tokens, 'ts', ts)
+        redis.call('PEXPIRE', k, ttl)
       end
-      tokens = math.min(cap, math.max(0, tokens - diff))
-      redis.call('HSET', k, 't', tokens, 'ts', ts)
-      redis.call('PEXPIRE', k, ttl)
-    end
-  else
-    local k, m = KEYS[kc], KEYS[kc + 1]
-    kc = kc + 2
-    local seq, cost, actual = ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3])
-    a = a + 4
-    local member = seq .. ':' .. cost
-    local score = redis.call('ZSCORE', k, member)
-    if score then
-      redis.call('ZREM', k, member)
-      if actual > 0 then redis.call('ZADD', k, score, seq .. ':' .. ARGV[a - 1]) end
-      redis.call('HINCRBY', m, 'sum', actual - tonumber(cost))
+    else
+      local k, m = KEYS[kc], KEYS[kc + 1]
+      kc = kc + 2
+      local seq, cost, actual = ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3])
+      a = a + 4
+      local member = seq .. ':' .. cost
+      local score = redis.call('ZSCORE', k, member)
+      if score then
+        redis.call('ZREM', k, member)
+        if actual > 0 then redis.call('ZADD', k, score, seq .. ':' .. ARGV[a - 1]) end
+        redis.call('HINCRBY', m, 'sum', actual - tonumber(cost))
+      end
     end
   end
+  return out
 end
+"""
+
+SETTLE = _PRELUDE + _SETTLE_BODY + "return settle()\n"
+
+# SETTLE, and then (KEYS: the same, then a circuit breaker hash) BREAKER_RECORD's success: the
+# breaker is closed (deleted). A call's settle and its breaker record in one round trip.
+# Returns the budgets' new values, as SETTLE.
+SETTLE_CLOSE = (
+    _PRELUDE
+    + _SETTLE_BODY
+    + """
+local out = settle()
+redis.call('DEL', KEYS[#KEYS])
 return out
 """
 )

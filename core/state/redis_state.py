@@ -78,6 +78,7 @@ class RedisState(ConditionalAdmit):
         self.prefix = prefix
         self._admit = self.client.register_script(_lua.ADMIT)
         self._settle = self.client.register_script(_lua.SETTLE)
+        self._settle_close = self.client.register_script(_lua.SETTLE_CLOSE)
         self._allow = self.client.register_script(_lua.BREAKER_ALLOW)
         self._record = self.client.register_script(_lua.BREAKER_RECORD)
         self._allow_many = self.client.register_script(_lua.BREAKER_ALLOW_MANY)
@@ -158,9 +159,25 @@ class RedisState(ConditionalAdmit):
         in ``fixes`` corrected to its actual, in one script call; the new values."""
         return self._apply(deltas, fixes, now) if deltas or fixes else []
 
-    def _apply(
-        self, deltas: Sequence[Delta], fixes: Sequence[RateFix] = (), now: float | None = None
-    ) -> list[int]:
+    def settle_and_close(
+        self,
+        deltas: Sequence[Delta],
+        fixes: Sequence[RateFix],
+        now: float | None,
+        breaker: str,
+    ) -> tuple[list[int], BreakerState]:
+        """``apply_deltas(deltas, fixes, now)`` and ``breaker_record(breaker, True, ...)`` (a
+        success closes the breaker) in one script call: a call's settle step in one round trip.
+        The new values and the breaker's state."""
+        keys, args = self._settle_args(deltas, fixes, now)
+        keys.append(make_key(self.prefix, "br", breaker))
+        values = [int(v) for v in self._settle_close(keys=keys, args=args)]
+        return values, "closed"
+
+    def _settle_args(
+        self, deltas: Sequence[Delta], fixes: Sequence[RateFix], now: float | None
+    ) -> tuple[list[str], list[Any]]:
+        """SETTLE's keys and args (no time argument when there is no rate fix)."""
         keys = [make_key(self.prefix, "b", k) for k, _, _ in deltas]
         args: list[Any] = [len(deltas)]
         for _, delta, ttl in deltas:
@@ -182,7 +199,13 @@ class RedisState(ConditionalAdmit):
                 args += ("w", c.seq, r.cost, actual)
         if len(args) > head:
             args.insert(head, _now_arg(now))
-        elif not deltas:
+        return keys, args
+
+    def _apply(
+        self, deltas: Sequence[Delta], fixes: Sequence[RateFix] = (), now: float | None = None
+    ) -> list[int]:
+        keys, args = self._settle_args(deltas, fixes, now)
+        if not keys:  # nothing to settle
             return []
         return [int(v) for v in self._settle(keys=keys, args=args)]
 

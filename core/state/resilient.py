@@ -89,6 +89,7 @@ class ResilientState(ConditionalAdmit):
         self._fb_lock = threading.Lock()  # fallback budget writes and their replay
         self._recovering = threading.Lock()  # one thread runs _recover at a time
         self._baseline: dict[str, int] = {}  # budget key -> last value seen in Redis
+        self._recover_error: str | None = None  # the last failed rebuild, said once
         self._seeded: dict[str, int] = {}  # budget key -> seed put in the fallback
         self._dirty_counters = False
         self._pending_deletes: set[str] = set()
@@ -146,11 +147,27 @@ class ResilientState(ConditionalAdmit):
         elif self.primary.epoch is not None:
             self.primary.claim_epoch(self.primary.epoch)
         with self._lock:
+            self._recover_error = None
             if self.healthy:
                 return
             self.healthy = True
             lasted = time.monotonic() - self._down_since
         log.info("Redis reachable again after %.1fs; outage deltas replayed", lasted)
+
+    def _recover_failed(self, exc: BaseException) -> None:
+        """``on_recover`` raised (the usage log or the control plane it reads failed): stay
+        on the fallback, as in an outage, and try again after ``retry_interval_s``."""
+        with self._lock:
+            self._next_try = time.monotonic() + self.retry_interval_s
+            said = self._recover_error
+            self._recover_error = f"{type(exc).__name__}: {exc}"
+        if said != self._recover_error:
+            log.warning(
+                "Redis answers but its counters could not be rebuilt (%s); serving from"
+                " in-process state, policy %r, until a rebuild succeeds",
+                self._recover_error,
+                self.policy,
+            )
 
     def _run(self, on_primary: Callable[[], T], on_fallback: Callable[[], T]) -> T:
         if self._try_primary():
@@ -160,6 +177,11 @@ class ResilientState(ConditionalAdmit):
                         return on_fallback()  # another thread is rebuilding
                     try:
                         self._recover()  # before any admission: counters rebuilt first
+                    except DOWN_ERRORS:
+                        raise
+                    except Exception as exc:  # the rebuild failed: not trusted yet
+                        self._recover_failed(exc)
+                        return on_fallback()
                     finally:
                         self._recovering.release()
                 result = on_primary()
@@ -214,6 +236,9 @@ class ResilientState(ConditionalAdmit):
                     self._dirty_counters = bool(counts)
                 self._pending_deletes |= deletes
                 raise
+            for k, (v, _ttl) in zip(keys, taken, strict=True):
+                if v:  # the outage's spend stays in a later outage's seed (a failed rebuild)
+                    self._baseline[k] = max(v, self._baseline.get(k, 0))
 
     def _remember(self, budgets: Sequence[Reservation], adm: Admission) -> Admission:
         if len(self._baseline) > MAX_BASELINE_KEYS:
@@ -257,20 +282,45 @@ class ResilientState(ConditionalAdmit):
     ) -> list[int]:
         """Budgets as above; each rate charge in ``fixes`` is corrected where it was taken: in
         the fallback (always here), in Redis while it answers (else left as reserved)."""
+        fixes = self._fix_local(fixes, now)
+        if not deltas and not fixes:
+            return []
+        return self._run(
+            lambda: self.primary.apply_deltas(deltas, fixes, now), lambda: self._local(deltas)
+        )
+
+    def settle_and_close(
+        self,
+        deltas: Sequence[Delta],
+        fixes: Sequence[RateFix],
+        now: float | None,
+        breaker: str,
+    ) -> tuple[list[int], BreakerState]:
+        """``apply_deltas`` and a success's ``breaker_record``: one Redis round trip while it
+        answers, else both in the fallback (as each would be)."""
+        fixes = self._fix_local(fixes, now)
+
+        def local() -> tuple[list[int], BreakerState]:
+            values = self._local(deltas) if deltas else []
+            if self.policy == "closed":
+                return values, "open"
+            return values, self.fallback.breaker_record(breaker, True, 1, 0.0, now)
+
+        return self._run(lambda: self.primary.settle_and_close(deltas, fixes, now, breaker), local)
+
+    def _fix_local(self, fixes: Sequence[RateFix], now: float | None) -> Sequence[RateFix]:
+        """Correct the charges the fallback took, there; the others (Redis's) to do."""
         if fixes:
             fb = self.fallback
             if any(c.owner is fb for c, _ in fixes):
                 fb.fix_rates([f for f in fixes if f[0].owner is fb], now)
                 fixes = [f for f in fixes if f[0].owner is not fb]
-        if not deltas and not fixes:
-            return []
+        return fixes
 
-        def local() -> list[int]:
-            with self._fb_lock:
-                self._seed([d[0] for d in deltas])
-                return self.fallback.apply_deltas(deltas)
-
-        return self._run(lambda: self.primary.apply_deltas(deltas, fixes, now), local)
+    def _local(self, deltas: Sequence[Delta]) -> list[int]:
+        with self._fb_lock:
+            self._seed([d[0] for d in deltas])
+            return self.fallback.apply_deltas(deltas)
 
     def _local_values(self, keys: Sequence[str]) -> list[int]:
         """Call with _fb_lock held."""

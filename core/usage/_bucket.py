@@ -403,6 +403,7 @@ class Mirror:
                 return self.stale_since is None
             self._last = now
             fs = filesystem(self.cfg)
+            before = set(_cached(self.dir))  # a shipper moves segments in after their upload
             try:
                 remote = list_segments(self.cfg, fs)
                 self._fetch(fs, remote)
@@ -412,8 +413,10 @@ class Mirror:
                     log.warning("usage bucket unreachable (%s); reading the local cache", exc)
                 return False
             self.stale_since = None
-            for name in set(_cached(self.dir)) - set(remote):
-                (self.dir / name).unlink(missing_ok=True)  # merged away by a compaction
+            # merged away by a compaction: only what was cached before the listing (a
+            # segment shipped meanwhile is in the bucket, maybe not in this listing)
+            for name in before - set(remote):
+                (self.dir / name).unlink(missing_ok=True)
             return True
 
     def _fetch(self, fs: pafs.FileSystem, remote: dict[str, int]) -> None:

@@ -55,7 +55,9 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _view_sql(snapshot: Snapshot) -> str:
+def _view_sql(snapshot: Snapshot, filename: bool = False) -> str:
+    """The view ``events`` over the snapshot's active segments (``filename``: plus the
+    column ``filename``, each row's segment path)."""
     present = {c for s in snapshot.active for c in s.columns}
     cols = ", ".join(
         ident(f.name)
@@ -63,13 +65,16 @@ def _view_sql(snapshot: Snapshot) -> str:
         else f"CAST(NULL AS {DUCK_TYPES[str(f.type)]}) AS {ident(f.name)}"
         for f in SCHEMA
     )
+    if filename:
+        cols += ", filename" if snapshot.active else ", CAST(NULL AS VARCHAR) AS filename"
     if not snapshot.active:
         return f"CREATE OR REPLACE VIEW events AS SELECT {cols} WHERE false"
     files = ", ".join(_literal(str(s.path)) for s in snapshot.active)
     union = "true" if any(len(s.columns) != len(COLUMNS) for s in snapshot.active) else "false"
+    named = ", filename = true" if filename else ""
     return (
         f"CREATE OR REPLACE VIEW events AS SELECT {cols}"
-        f" FROM read_parquet([{files}], union_by_name = {union})"
+        f" FROM read_parquet([{files}], union_by_name = {union}{named})"
     )
 
 
@@ -103,15 +108,37 @@ def _frame(rel: duckdb.DuckDBPyRelation) -> pd.DataFrame:
     return frame
 
 
+def _with_queued(listed: Snapshot, queued: Snapshot) -> Snapshot:
+    """The bucket's listing plus the outbox's segments it does not hold (listed after the
+    outbox: a segment shipped meanwhile is in the listing, so it counts once)."""
+    extra = tuple(s for s in queued.active if not listed.has(s.name))
+    if not extra:
+        return listed
+    return Snapshot(
+        active=listed.active + extra,
+        superseded=listed.superseded,
+        replaced_names=listed.replaced_names,
+        version=listed.version + "+" + queued.version,
+    )
+
+
 class Reader:
     """Read-only queries over the usage log of ``home``. Thread-safe (one query at a time)."""
 
-    def __init__(self, home: Path | None = None, *, threads: int | None = None) -> None:
+    def __init__(
+        self, home: Path | None = None, *, threads: int | None = None, outbox: bool = False
+    ) -> None:
+        """``outbox``: with a bucket, also read this home's segments not yet uploaded (an
+        import's duplicate check must see what this host wrote; they are read before the
+        bucket's listing and count once)."""
         self.home = home if home is not None else costline_home()
         self._mirror = mirror_for(self.home)  # COSTLINE_EVENTS_URL: read the bucket's segments
         self._sdir = self._mirror.dir if self._mirror is not None else segments_dir(self.home)
         private_dir(self._sdir)
         self._sdir = self._sdir.resolve()  # DuckDB's allowed_directories compares real paths
+        self._obox: Path | None = None
+        if outbox and self._mirror is not None:
+            self._obox = private_dir(segments_dir(self.home)).resolve()
         recover(self.home)
         self._lock = threading.RLock()
         self._view_version: str | None = None
@@ -126,7 +153,8 @@ class Reader:
         self._rdir = pruned_dir(self.home)
         private_dir(self._rdir)
         self._rdir = self._rdir.resolve()
-        dirs = ", ".join(_literal(str(d) + "/") for d in (self._sdir, self._rdir))
+        readable = (self._sdir, self._rdir, *([self._obox] if self._obox else []))
+        dirs = ", ".join(_literal(str(d) + "/") for d in readable)
         con.execute(f"SET allowed_directories = [{dirs}]")
         con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")
@@ -154,9 +182,12 @@ class Reader:
             for attempt in range(_RETRIES):
                 if attempt > 1:  # let a burst of merges end
                     time.sleep(min(0.005 * attempt, 0.1))
+                queued = scan(self._obox) if self._obox is not None else None  # first
                 if self._mirror is not None:
                     self._mirror.sync(force=attempt > 0)
                 snapshot = scan(self._sdir)
+                if queued is not None:
+                    snapshot = _with_queued(snapshot, queued)
                 try:
                     self._use(snapshot, force=attempt > 0)
                     return fetch(self._con.sql(sql, params=list(params)))

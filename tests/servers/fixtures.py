@@ -23,6 +23,13 @@ def scripted_server() -> Iterator[ScriptedServer]:
         yield server
 
 
+@pytest.fixture(scope="module")
+def scripted() -> Iterator[ScriptedServer]:
+    """One scripted provider server shared by a test module (the gateway modules' upstream)."""
+    with ScriptedServer() as server:
+        yield server
+
+
 @pytest.fixture(scope="session")
 def llamacpp_url() -> Iterator[str]:
     """Base URL (".../v1") of a real llama.cpp server with SmolLM2-135M, shared by the session.

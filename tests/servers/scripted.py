@@ -138,22 +138,28 @@ def openai_stream(
     usage: dict[str, Any] | None = None,
     finish: str | None = "stop",
     done: bool = True,
+    logprobs: list[dict[str, Any]] | None = None,
 ) -> Reply:
-    """Role chunk, text chunks (with a keepalive comment), finish, usage-only chunk, [DONE]."""
+    """Role chunk, text chunks (with a keepalive comment), finish, usage-only chunk, [DONE].
+    ``logprobs``: one choice ``logprobs`` object per text chunk, sent with it."""
 
     def data(obj: Any) -> str:
         return f"data: {json.dumps(obj)}\n\n"
 
-    def chunk(delta: dict[str, Any], fin: str | None = None) -> dict[str, Any]:
+    def chunk(delta: dict[str, Any], fin: str | None = None, lp: Any = None) -> dict[str, Any]:
+        choice = {"index": 0, "delta": delta, "finish_reason": fin}
+        if lp is not None:
+            choice["logprobs"] = lp
         return {
             "id": "chatcmpl-test",
             "object": "chat.completion.chunk",
             "model": model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": fin}],
+            "choices": [choice],
         }
 
+    lps: list[Any] = list(logprobs) if logprobs is not None else [None] * len(chunks)
     events = [data(chunk({"role": "assistant", "content": ""})), ": keepalive\n\n"]
-    events += [data(chunk({"content": c})) for c in chunks]
+    events += [data(chunk({"content": c}, None, lp)) for c, lp in zip(chunks, lps, strict=True)]
     if finish:
         events.append(data(chunk({}, finish)))
     if usage is not None:
@@ -211,6 +217,7 @@ def anthropic_stream(
     usage: dict[str, int] | None = None,
     stop: bool = True,
     error: dict[str, str] | None = None,
+    stop_reason: str = "end_turn",
 ) -> Reply:
     """message_start .. content_block_delta* .. message_delta, message_stop (with a ping)."""
     u = usage if usage is not None else anthropic_usage(10, len(chunks))
@@ -246,7 +253,7 @@ def anthropic_stream(
     events.append(
         ev(
             "message_delta",
-            {"delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": u["output_tokens"]}},
+            {"delta": {"stop_reason": stop_reason}, "usage": {"output_tokens": u["output_tokens"]}},
         )
     )
     if stop:

@@ -261,7 +261,9 @@ def _env_port(name: str, default: int) -> int:
 def cmd_api(args: argparse.Namespace) -> int:
     """Serve the management REST API alone (docs at /api/docs)."""
     from core.api import serve
+    from core.settings import check_environment
 
+    check_environment()  # a bad REDIS_URL etc.: one line now, not a 422 on some call later
     print(f"Costline API on http://{args.host}:{args.port}/api/v1 (docs: /api/docs)", flush=True)
     serve(args.host, args.port)
     return 0

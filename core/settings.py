@@ -140,6 +140,19 @@ class Settings:
         return self.home / "events"
 
 
+def check_environment() -> None:
+    """Read the environment settings a server (gateway, ``costline api``) reads when it
+    starts or on its first call: a bad value is a ConfigError naming its variable now."""
+    from core.control._engine import check_control_url
+    from core.control._models import env_timezone
+    from core.state import check_state_url
+
+    Settings.from_env()
+    env_timezone()
+    check_state_url(os.environ.get("REDIS_URL", ""))
+    check_control_url()
+
+
 def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     raw = env.get(name, "").strip()
     if not raw:

@@ -179,3 +179,18 @@ def test_keys_list_columns_stay_aligned(capsys: pytest.CaptureFixture[str]) -> N
     lines = capsys.readouterr().out.splitlines()
     at = lines[0].index("expires")
     assert [line[at:] for line in lines] == ["expires", "-", "2099-07-01 00:00"]
+
+
+def test_api_refuses_a_bad_setting_before_serving(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`costline api` with REDIS_URL=garbage started, then answered 422 on GET /limits."""
+    import core.api
+
+    def started(*_a: object, **_k: object) -> None:
+        raise AssertionError("the API started with a bad setting")
+
+    monkeypatch.setattr(core.api, "serve", started)
+    monkeypatch.setenv("REDIS_URL", "garbage")
+    code, err = _run(["api", "--port", "1"], capsys)
+    assert code == 2 and err.startswith("costline api: REDIS_URL 'garbage'")

@@ -37,15 +37,9 @@ def check_workers(config: GatewayConfig, env: dict[str, str] | None = None) -> N
 def check_settings() -> None:
     """Read every environment setting a worker reads at startup, so a bad value is one line
     naming its variable before the server starts, not a traceback from inside uvicorn."""
-    from core.control._engine import check_control_url
-    from core.control._models import env_timezone
-    from core.settings import Settings
-    from core.state import check_state_url
+    from core.settings import check_environment
 
-    Settings.from_env()
-    env_timezone()
-    check_state_url(os.environ.get("REDIS_URL", ""))
-    check_control_url()
+    check_environment()
 
 
 def create_app() -> object:

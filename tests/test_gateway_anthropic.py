@@ -40,7 +40,7 @@ CLAUDE = "claude-3-5-haiku-20241022"
 
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory, scripted: ScriptedServer):
-    keys = {"main": {}, "only": {"models": ("dryrun-small",)}}
+    keys = {"main": {}, "only": {"models": ("dryrun-small",)}, "ann": {"user": "ann"}}
     env = upstream_env(scripted, "sk-openai-upstream-xyz", "sk-ant-upstream-xyz-123456")
     with serve(tmp_path_factory.mktemp("gw-anthropic"), keys, env) as proc:
         yield proc
@@ -364,3 +364,42 @@ def test_a_task_routed_stream_names_the_model_that_answers(gw: GatewayProcess) -
         extra_headers=task,
     ) as s:
         assert s.get_final_message().model == "dryrun-small"
+
+
+def test_metadata_user_id_reaches_the_upstream_and_names_the_user(
+    gw: GatewayProcess, scripted: ScriptedServer
+) -> None:
+    """metadata.user_id is sent on (Anthropic: as metadata; OpenAI-compatible: as ``user``)
+    and attributes the call, as the OpenAI ``user`` field does (a bound key: 403 for another)."""
+    who = {"user_id": "u-7f3a"}
+    scripted.enqueue(anthropic_message("Nile."))
+    raw = client(gw).messages.with_raw_response.create(
+        model=CLAUDE, max_tokens=20, messages=ASK, metadata=who, extra_headers=NO_CACHE
+    )
+    assert scripted.requests[-1].json["metadata"] == who
+    rid = raw.headers["x-costline-request-id"]
+    (ev,) = events(gw.home, 1, request_id=rid)
+    assert ev.user == "u-7f3a"
+    scripted.enqueue(openai_chat("Nile."))
+    client(gw).messages.create(
+        model="gpt-4o-mini", max_tokens=20, messages=ASK, metadata=who, extra_headers=NO_CACHE
+    )
+    sent = scripted.requests[-1].json
+    assert sent["user"] == "u-7f3a" and "metadata" not in sent
+    # the OpenAI wire's user reaches an Anthropic upstream the same way
+    scripted.enqueue(anthropic_message("Nile."))
+    openai_client(gw).chat.completions.create(
+        model=CLAUDE, max_tokens=20, messages=ASK, user="u-7f3a", extra_headers=NO_CACHE
+    )
+    assert scripted.requests[-1].json["metadata"] == who
+    with pytest.raises(anthropic.PermissionDeniedError, match="bound to user 'ann'"):
+        client(gw, "ann").messages.create(
+            model="dryrun-small", max_tokens=10, messages=ASK, metadata=who
+        )
+    with pytest.raises(anthropic.BadRequestError, match="metadata.user_id: must be a string"):
+        client(gw).messages.create(
+            model="dryrun-small",
+            max_tokens=10,
+            messages=ASK,
+            metadata={"user_id": 7},  # type: ignore[typeddict-item]
+        )

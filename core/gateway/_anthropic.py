@@ -10,6 +10,7 @@ Content blocks become a Costline request routed like any other:
     | tool_result (user)           | a ``tool`` message before the user's other content    |
     | thinking, redacted_thinking  | dropped (only Anthropic reads them back)              |
     | ``tools``, ``tool_choice``   | OpenAI ``tools`` (functions), ``tool_choice``         |
+    | ``metadata.user_id``         | OpenAI ``user`` (and the call's user)                 |
 
 The answer's ``tool_calls`` come back as ``tool_use`` blocks (``stop_reason: tool_use``),
 streamed as ``input_json_delta`` events after the text. Other block types (documents,
@@ -30,7 +31,7 @@ import orjson
 from core.types import ChatRequest, Completion, Message
 
 from ._errors import bad_request
-from ._openai import _is_num, _type
+from ._openai import NOT_IN_ANSWER, _is_num, _type
 from ._request import Meta
 
 STOP = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
@@ -212,6 +213,29 @@ def _tools(body: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def metadata_user(body: object) -> str | None:
+    """``metadata.user_id`` of a /v1/messages body (None without one): the call's user, as
+    OpenAI's ``user`` field is. A ``metadata`` that is not an object, a ``user_id`` that is not
+    a string, or another metadata field is a 400 naming it (Anthropic has no other)."""
+    if not isinstance(body, dict) or body.get("metadata") is None:
+        return None
+    meta = body["metadata"]
+    if not isinstance(meta, dict):
+        raise bad_request(f"metadata: must be an object, got {_type(meta)}", "metadata")
+    for name in meta:
+        if name != "user_id":
+            raise bad_request(
+                f"metadata.{name}: not supported (metadata takes user_id only)",
+                f"metadata.{name}",
+            )
+    user = meta.get("user_id")
+    if user is not None and not isinstance(user, str):
+        raise bad_request(
+            f"metadata.user_id: must be a string, got {_type(user)}", "metadata.user_id"
+        )
+    return user or None
+
+
 def messages_request(body: object, meta: Meta, request_id: str) -> ChatRequest:
     if not isinstance(body, dict):
         raise bad_request(f"the request body must be a JSON object, got {_type(body)}")
@@ -258,11 +282,9 @@ def messages_request(body: object, meta: Meta, request_id: str) -> ChatRequest:
         if body.get(name) is not None:
             extra[name] = body[name]
     extra.update(_tools(body))
-    user = (
-        (body.get("metadata") or {}).get("user_id")
-        if isinstance(body.get("metadata"), dict)
-        else None
-    )
+    user_id = metadata_user(body)
+    if user_id is not None:  # OpenAI's field; the Anthropic provider sends metadata.user_id
+        extra["user"] = user_id
     return ChatRequest(
         messages=messages,
         model=model,
@@ -272,10 +294,12 @@ def messages_request(body: object, meta: Meta, request_id: str) -> ChatRequest:
         stream=stream,
         org=meta.org,
         project=meta.project,
-        user=meta.user or (user if isinstance(user, str) else None),
+        user=meta.user,
         criticality=meta.criticality,  # type: ignore[arg-type]
         tags=meta.tags,
-        cache=meta.cache and not extra and all(m.extra is None for m in messages),
+        cache=meta.cache
+        and extra.keys() <= NOT_IN_ANSWER
+        and all(m.extra is None for m in messages),
         request_id=request_id,
         extra=extra,
         timeout=meta.timeout,

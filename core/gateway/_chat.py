@@ -79,7 +79,8 @@ class AnthropicShape(Shape):
     anthropic = True
 
     def parse(self, data: Any, h: Headers, key: Any, rid: str) -> tuple[ChatRequest, bool]:
-        return anth.messages_request(data, meta_of(h, key), rid), True
+        meta = meta_of(h, key, anth.metadata_user(data))
+        return anth.messages_request(data, meta, rid), True
 
     def body(self, done: Completion) -> bytes:
         return anth.message_response(done)

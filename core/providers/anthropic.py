@@ -67,10 +67,13 @@ def parse_usage(u: Any, base: Usage | None = None) -> Usage | None:
 
 def passthrough(extra: dict[str, Any], body: dict[str, Any]) -> None:
     """OpenAI request fields Anthropic also has; others that would change the answer's shape
-    are refused by name, the rest (seed, user, penalties) are not sent."""
+    are refused by name; ``user`` is sent as ``metadata.user_id`` (unless a ``metadata`` is
+    given), the rest (seed, penalties) are not sent."""
     for k, v in extra.items():
         if k in SAME_FIELDS:
             body[k] = v
+        elif k == "user" and isinstance(v, str) and "metadata" not in extra:
+            body["metadata"] = {"user_id": v}
         elif k == "stop" and v is not None:
             body["stop_sequences"] = [v] if isinstance(v, str) else list(v)
         elif k in SHAPE_FIELDS or (k == "n" and v not in (None, 1)):

@@ -55,11 +55,19 @@ def test_role_matrix_secret_once_and_audit(api: ApiServer, costline_home: Path) 
     assert viewer.delete("/keys/ci", headers={"If-Match": etag}).status_code == 403
     r = engineer.delete("/keys/ci")
     assert r.status_code == 428 and "If-Match" in r.json()["error"]["message"]
+    r = engineer.delete("/keys/ci", headers={"If-Match": '"0123456789abcdef"'})
+    assert r.status_code == 412 and r.json()["error"]["type"] == "precondition_failed"
     assert admin.delete("/keys/ci", headers={"If-Match": etag}).status_code == 204
     assert api.plane.virtual_key("ci").revoked_by == "adm"  # type: ignore[union-attr]
-    r = engineer.delete("/keys/ci", headers={"If-Match": etag})
-    assert r.status_code == 412 and r.json()["error"]["type"] == "precondition_failed"
-    assert engineer.delete("/keys/ci", headers={"If-Match": "*"}).status_code == 204
+    # revoked already: a 404 (no active key), as a token revoked twice, whatever If-Match says
+    for match in (etag, "*"):
+        r = engineer.delete("/keys/ci", headers={"If-Match": match})
+        assert r.status_code == 404 and r.json()["error"]["type"] == "not_found"
+        assert "no active key 'ci': revoked at" in r.json()["error"]["message"]
+    assert api.plane.virtual_key("ci").revoked_by == "adm"  # type: ignore[union-attr]
+    made_token = admin.post("/tokens", json={"user": "eng", "name": "twice"}).json()
+    assert admin.delete(f"/tokens/{made_token['id']}").status_code == 204
+    assert admin.delete(f"/tokens/{made_token['id']}").status_code == 404
     assert engineer.get("/keys", params={"status": "revoked"}).json()["data"][0]["name"] == "ci"
     assert engineer.get("/keys", params={"status": "active"}).json()["data"] == []
     assert engineer.delete("/keys/nope", headers={"If-Match": "*"}).status_code == 404

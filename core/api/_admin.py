@@ -111,7 +111,7 @@ OPS = [
         "DELETE",
         "/tokens/{id}",
         revoke_token,
-        "Revoke an API token (admin)",
+        "Revoke an API token (admin); 404 when it is revoked already",
         "admin",
         params=(Param("id", {"type": "string"}, where="path", required=True),),
         entity="api_token",

@@ -185,10 +185,18 @@ def create_key(call: Call) -> Reply:
 
 
 def revoke_key(call: Call) -> Reply:
-    """Revoke (If-Match: the key's ETag, or ``*``); running gateways refuse it within 5 s."""
+    """Revoke (If-Match: the key's ETag, or ``*``); running gateways refuse it within 5 s.
+    A key revoked already is a 404, as a token revoked already is (and any DELETE of what is
+    gone): there is no active key to revoke."""
     plane = call.ctx.plane
     name = call.path["name"]
     current = _one(call, name)
+    if current["revoked_at"] is not None:
+        raise ApiError(
+            404,
+            f"no active key {name!r}: revoked at {current['revoked_at']} "
+            f"by {current['revoked_by']}",
+        )
     check_if_match(call, current, what=f"key {name!r}")
     plane.revoke_virtual_key(name, call.actor)
     return Reply(None, status=204)
@@ -270,7 +278,8 @@ OPS = [
         "DELETE",
         "/keys/{name}",
         revoke_key,
-        "Revoke a virtual key (If-Match required; gateways refuse it within 5 s)",
+        "Revoke a virtual key (If-Match required; gateways refuse it within 5 s); "
+        "404 when it is revoked already",
         "keys",
         params=(NAME,),
         entity="virtual_key",

@@ -308,3 +308,36 @@ def test_a_patch_of_some_weights_keeps_the_others(api: ApiServer) -> None:
         "/routing-policies/triage", json={"weights": {"speed": 1}}, headers={"If-Match": "*"}
     )
     assert (r.status_code, r.json()["error"]["field"]) == (422, "weights.speed"), r.text
+
+
+def test_conditional_get_answers_304_while_the_etag_holds(api: ApiServer) -> None:
+    """If-None-Match on a GET that answers an ETag: 304, same ETag, no body; a change (or
+    another ETag) gives the 200 with the body. The OpenAPI document says so."""
+    eng = api.client(api.user("eng", "engineer"))
+    admin = api.client(api.user("adm", "admin"))
+    assert eng.post("/budgets", json=BUDGET).status_code == 201
+    first = eng.get("/budgets/ops")
+    tag = first.headers["etag"]
+    for held in (tag, f"W/{tag}", f'"nope", {tag}', "*"):
+        r = eng.get("/budgets/ops", headers={"If-None-Match": held})
+        assert r.status_code == 304, (held, r.text)
+        assert r.content == b"" and r.headers["etag"] == tag
+    other = eng.get("/budgets/ops", headers={"If-None-Match": '"nope"'})
+    assert other.status_code == 200 and other.json() == first.json()
+    patched = eng.patch("/budgets/ops", json={"limit_usd": "150"}, headers={"If-Match": tag})
+    r = eng.get("/budgets/ops", headers={"If-None-Match": tag})
+    assert r.status_code == 200 and r.json()["limit_usd"] == "150"
+    assert r.headers["etag"] == patched.headers["etag"] != tag
+    # every GET with an ETag: keys, settings
+    assert eng.post("/keys", json={"name": "ci"}).status_code == 201
+    key_tag = eng.get("/keys/ci").headers["etag"]
+    assert eng.get("/keys/ci", headers={"If-None-Match": key_tag}).status_code == 304
+    put = admin.put("/settings/timezone", json={"value": "UTC"})
+    assert put.status_code in (200, 201), put.text
+    set_tag = admin.get("/settings/timezone").headers["etag"]
+    assert admin.get("/settings/timezone", headers={"If-None-Match": set_tag}).status_code == 304
+    # a missing resource stays a 404
+    assert eng.get("/budgets/gone", headers={"If-None-Match": "*"}).status_code == 404
+    op = eng.get("/openapi.json").json()["paths"]["/budgets/{id}"]["get"]
+    assert "304" in op["responses"] and "ETag" in op["responses"]["304"]["headers"]
+    assert "If-None-Match" in [p["name"] for p in op["parameters"]]

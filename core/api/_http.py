@@ -163,6 +163,15 @@ def etag_of(value: Json) -> str:
     return '"' + digest.hexdigest()[:20] + '"'
 
 
+def none_match(if_none_match: str | None, etag: str) -> bool:
+    """Whether ``If-None-Match`` names ``etag`` (or is ``*``): a GET answers 304 then. The
+    comparison is weak, as RFC 9110 asks for this header: ``W/"x"`` matches ``"x"``."""
+    if not if_none_match:
+        return False
+    tags = [t.strip().removeprefix("W/") for t in if_none_match.split(",")]
+    return "*" in tags or etag.removeprefix("W/") in tags
+
+
 def check_if_match(call: Call, current: Json | None, *, what: str) -> None:
     """Compare-and-set rule: a write to an existing resource needs ``If-Match`` with its
     current ETag (``*`` matches any existing one); creating one needs no header (or

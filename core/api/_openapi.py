@@ -26,7 +26,8 @@ DESCRIPTION = (
     "Costline's management API: everything the console does, scriptable. Authenticate "
     "with `Authorization: Bearer <API token>` (tokens belong to console users and act with "
     "the user's current role). Money is an exact decimal string of USD. Editable resources "
-    "carry an `ETag`; a write to an existing one needs `If-Match` (412 when stale). Errors "
+    "carry an `ETag`; a write to an existing one needs `If-Match` (412 when stale); a GET "
+    "with `If-None-Match` naming the current ETag is a 304 with no body. Errors "
     'are always `{"error": {"type", "message", "field"}}`.'
 )
 
@@ -66,6 +67,17 @@ def _operation(op: Op) -> dict[str, Any]:
                 "description": "the ETag of the resource (required to change an existing one)",
             }
         )
+    if op.etag and op.method == "GET":
+        params.append(
+            {
+                "name": "If-None-Match",
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string"},
+                "description": "an ETag you hold (or several, comma-separated, or *): a 304 "
+                "with no body when the resource still has it",
+            }
+        )
     if params:
         out["parameters"] = params
     if op.body is not None:
@@ -81,6 +93,11 @@ def _operation(op: Op) -> dict[str, Any]:
     responses: dict[str, Any] = {str(op.status): ok}
     for code in op.also:
         responses[str(code)] = {**ok, "description": "Created" if code == 201 else "OK"}
+    if op.etag and op.method == "GET":
+        responses["304"] = {
+            "description": "Not Modified: If-None-Match named the current ETag (no body)",
+            "headers": {"ETag": {"schema": {"type": "string"}}},
+        }
     codes = [400, 401, 403]
     if "{" in op.path:
         codes.append(404)

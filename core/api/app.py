@@ -188,6 +188,9 @@ def _run(
         headers = dict(reply.headers)
         if reply.etag:
             headers["ETag"] = reply.etag
+            fresh = _http.none_match(call.if_none_match, reply.etag)
+            if fresh and op.method == "GET" and reply.status == 200:
+                return Response(status_code=304, headers=headers)  # no body
         return _json(reply.body, reply.status, headers)
     except Exception as exc:  # noqa: BLE001 - every core error becomes the one error shape
         try:

@@ -403,3 +403,23 @@ def test_metadata_user_id_reaches_the_upstream_and_names_the_user(
             messages=ASK,
             metadata={"user_id": 7},  # type: ignore[typeddict-item]
         )
+
+
+def test_openai_metadata_sends_anthropic_only_the_user_id(
+    gw: GatewayProcess, scripted: ScriptedServer
+) -> None:
+    """OpenAI's metadata (any key-value pairs) is not Anthropic's (user_id only, others a
+    400 there): an Anthropic upstream gets the user alone, not the other pairs."""
+    for meta, user, want in (
+        ({"trace": "t-1"}, "u-1", {"user_id": "u-1"}),
+        ({"trace": "t-1", "user_id": "m-2"}, None, {"user_id": "m-2"}),
+        ({"trace": "t-1"}, None, None),
+    ):
+        scripted.enqueue(anthropic_message("Nile."))
+        extra: dict[str, object] = (
+            {"metadata": meta} if user is None else {"metadata": meta, "user": user}
+        )
+        openai_client(gw).chat.completions.create(
+            model=CLAUDE, max_tokens=20, messages=ASK, extra_body=extra, extra_headers=NO_CACHE
+        )
+        assert scripted.requests[-1].json.get("metadata") == want, meta

@@ -24,7 +24,7 @@ from core.types import ChatRequest, Usage
 
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 1024
-SAME_FIELDS = frozenset({"top_p", "top_k", "stop_sequences", "metadata"})
+SAME_FIELDS = frozenset({"top_p", "top_k", "stop_sequences"})
 # OpenAI fields that change the answer's shape: refused rather than silently dropped
 SHAPE_FIELDS = frozenset({"tools", "tool_choice", "functions", "response_format", "logprobs"})
 
@@ -67,13 +67,15 @@ def parse_usage(u: Any, base: Usage | None = None) -> Usage | None:
 
 def passthrough(extra: dict[str, Any], body: dict[str, Any]) -> None:
     """OpenAI request fields Anthropic also has; others that would change the answer's shape
-    are refused by name; ``user`` is sent as ``metadata.user_id`` (unless a ``metadata`` is
-    given), the rest (seed, penalties) are not sent."""
+    are refused by name; the user (``metadata.user_id``, else ``user``) is sent as
+    ``metadata.user_id``, the only metadata Anthropic takes; the rest (other metadata, seed,
+    penalties) are not sent."""
+    user = _user_id(extra)
+    if user is not None:
+        body["metadata"] = {"user_id": user}
     for k, v in extra.items():
         if k in SAME_FIELDS:
             body[k] = v
-        elif k == "user" and isinstance(v, str) and "metadata" not in extra:
-            body["metadata"] = {"user_id": v}
         elif k == "stop" and v is not None:
             body["stop_sequences"] = [v] if isinstance(v, str) else list(v)
         elif k in SHAPE_FIELDS or (k == "n" and v not in (None, 1)):
@@ -81,6 +83,14 @@ def passthrough(extra: dict[str, Any], body: dict[str, Any]) -> None:
                 f"{k}: not supported by the Anthropic wire through Costline "
                 "(passed through to OpenAI-compatible upstreams only)"
             )
+
+
+def _user_id(extra: dict[str, Any]) -> str | None:
+    meta = extra.get("metadata")
+    if isinstance(meta, dict) and isinstance(meta.get("user_id"), str):
+        return meta["user_id"]  # type: ignore[no-any-return]
+    user = extra.get("user")
+    return user if isinstance(user, str) else None
 
 
 def _cache_control(ttl: str | None) -> dict[str, str] | None:

@@ -97,6 +97,29 @@ def test_models_retrieve_answers_with_the_listed_row_for_both_sdks(gw: GatewayPr
     assert aexc.value.body["error"]["type"] == "not_found_error"  # type: ignore[index]
 
 
+def test_the_anthropic_sdk_reads_its_model_fields(gw: GatewayProcess) -> None:
+    """models.list / retrieve through the Anthropic SDK: ModelInfo's fields are set (they
+    were None), one page; the OpenAI shape is unchanged."""
+    a = anthropic_client(gw)
+    page = a.models.list()
+    got = {m.id: m for m in page.data}
+    assert "claude-3-5-haiku" in got and page.has_more is False
+    assert page.first_id == page.data[0].id and page.last_id == page.data[-1].id
+    for m in got.values():
+        assert m.type == "model" and m.display_name == m.id
+        assert m.created_at.year == 1970
+    one = a.models.retrieve("claude-3-5-haiku")
+    extra = one.model_extra or {}
+    assert one.type == "model" and one.display_name == "claude-3-5-haiku"
+    assert one.max_tokens == extra["costline"]["max_output_tokens"] and one.max_tokens
+    assert one.max_input_tokens == extra["costline"]["context_window"]
+    plain = httpx.get(
+        gw.base_url + "/models", headers={"authorization": f"Bearer {gw.keys['main']}"}
+    )
+    assert set(plain.json()) == {"object", "data"}
+    assert set(plain.json()["data"][0]) == {"id", "object", "created", "owned_by", "costline"}
+
+
 def test_an_endpoint_the_gateway_does_not_serve_is_a_json_error_the_sdks_read(
     gw: GatewayProcess,
 ) -> None:

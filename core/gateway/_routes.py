@@ -101,23 +101,34 @@ def routes(gw: Gateway) -> list[Route]:
         body, content_type = await asyncio.to_thread(gw.metrics.render)
         return Response(body, 200, media_type=content_type)
 
-    def model_row(name: str) -> dict[str, Any]:
+    def model_row(name: str, anthropic: bool = False) -> dict[str, Any]:
+        """OpenAI's model object; for the Anthropic SDK (anthropic-version sent) with its
+        ModelInfo fields too, which it would read as None otherwise."""
         router = gw.router
         assert router is not None
         row = router.catalog.lookup(name)
-        return {
+        out: dict[str, Any] = {
             "id": name,
             "object": "model",
             "created": 0,
             "owned_by": row.provider,
-            "costline": {
-                "input_usd_per_1m": str(_per_1m(row.input)),
-                "cached_input_usd_per_1m": str(_per_1m(row.cached_input)),
-                "output_usd_per_1m": str(_per_1m(row.output)),
-                "context_window": row.context_window,
-                "max_output_tokens": row.max_output_tokens,
-            },
         }
+        if anthropic:
+            out |= {
+                "type": "model",
+                "display_name": name,
+                "created_at": "1970-01-01T00:00:00Z",  # as "created": 0, not known
+                "max_input_tokens": row.context_window,
+                "max_tokens": row.max_output_tokens,
+            }
+        out["costline"] = {
+            "input_usd_per_1m": str(_per_1m(row.input)),
+            "cached_input_usd_per_1m": str(_per_1m(row.cached_input)),
+            "output_usd_per_1m": str(_per_1m(row.output)),
+            "context_window": row.context_window,
+            "max_output_tokens": row.max_output_tokens,
+        }
+        return out
 
     async def models(request: Request) -> Response:
         rid = new_request_id()
@@ -127,8 +138,14 @@ def routes(gw: Gateway) -> list[Route]:
             return _error(err, rid, _anthropic_client(request))
         router = gw.router
         assert router is not None
-        data = [model_row(name) for name in router.catalog.models() if key.allows(name)]
-        return _json({"object": "list", "data": data})
+        anthropic = _anthropic_client(request)
+        names = [name for name in router.catalog.models() if key.allows(name)]
+        data = [model_row(name, anthropic) for name in names]
+        if not anthropic:
+            return _json({"object": "list", "data": data})
+        first, last = (names[0], names[-1]) if names else (None, None)
+        page = {"has_more": False, "first_id": first, "last_id": last}
+        return _json({"object": "list", "data": data, **page})
 
     async def model(request: Request) -> Response:
         """One model of the list (``client.models.retrieve``): 404 when unknown or when the
@@ -152,7 +169,7 @@ def routes(gw: Gateway) -> list[Route]:
                 param="model",
             )
             return _error(missing, rid, anthropic)
-        return _json(model_row(canonical))
+        return _json(model_row(canonical, anthropic))
 
     async def embeddings(request: Request) -> Response:
         t0 = time.perf_counter()

@@ -633,3 +633,27 @@ def test_async_concurrent_calls_each_logged_once(gw: GatewayProcess) -> None:
             break
         time.sleep(0.2)
     assert sorted(got) == sorted(ids)  # each exactly once
+
+
+def test_embeddings_user_is_checked_as_chat_checks_it(gw: GatewayProcess) -> None:
+    """A ``user`` that is not a string is a 400 naming it on embeddings too (it was ignored,
+    the call logged without its user); a string one names the call's user."""
+    auth = {"authorization": f"Bearer {gw.keys['main']}"}
+    for path, body in (
+        ("/embeddings", {"model": "dryrun-embed", "input": "alpha"}),
+        (
+            "/chat/completions",
+            {"model": "dryrun-small", "messages": [{"role": "user", "content": "hi"}]},
+        ),
+    ):
+        r = httpx.post(gw.base_url + path, json={**body, "user": 7}, headers=auth)
+        assert r.status_code == 400, (path, r.text)
+        assert r.json()["error"]["param"] == "user" and "must be a string" in r.text
+    ok = httpx.post(
+        gw.base_url + "/embeddings",
+        json={"model": "dryrun-embed", "input": "alpha", "user": "ann"},
+        headers=auth,
+    )
+    assert ok.status_code == 200
+    (ev,) = events(gw.home, 1, request_id=ok.headers["x-costline-request-id"])
+    assert ev.user == "ann"

@@ -279,6 +279,9 @@ def embed_request(body: object, meta: Meta, request_id: str) -> tuple[EmbedReque
     dims = body.get("dimensions")
     if dims is not None and (not _is_int(dims) or dims < 1):
         raise bad_request(f"dimensions: must be an integer >= 1, got {dims!r}", "dimensions")
+    user = body.get("user")  # the call's user, as chat's (a string; else a 400, as there)
+    if user is not None and not isinstance(user, str):
+        raise bad_request(f"user: must be a string, got {_type(user)}", "user")
     req = EmbedRequest(
         inputs=list(inputs),
         model=model,

@@ -180,6 +180,14 @@ def cmd_revoke(args: argparse.Namespace) -> int:
     from core.errors import ConfigError, PermissionDenied
 
     with _plane() as plane:
+        before = plane.virtual_key(args.name)
+        if before is not None and before.revoked_at is not None:  # as tokens revoke, the API
+            print(
+                f"costline keys revoke: no active key {args.name!r}: revoked at "
+                f"{before.revoked_at.isoformat()} by {before.revoked_by}",
+                file=sys.stderr,
+            )
+            return 2
         try:
             k = plane.revoke_virtual_key(args.name, _actor(plane, args.actor))
         except (ConfigError, PermissionDenied) as exc:

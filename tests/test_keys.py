@@ -89,6 +89,9 @@ def test_cli_create_list_revoke(costline_home: Path) -> None:
     assert json.loads(cli(costline_home, "list", "--json").stdout)[0]["status"] == "revoked"
     with ControlPlane() as plane:
         assert plane.audit()[0].action == "virtual_key.revoke"
+    again = cli(costline_home, "revoke", "ci")  # as 'tokens revoke' and DELETE /keys/ci: no
+    assert again.returncode == 2 and "no active key 'ci': revoked at" in again.stderr
+    assert "Revoked" not in again.stdout
 
 
 def test_cli_refuses_bad_input_and_writes_nothing(costline_home: Path) -> None:

@@ -100,6 +100,9 @@ def test_put_replaces_only_with_if_match_and_reset_needs_it_too(api: ApiServer) 
 
 def test_event_thresholds_edit_the_sampling_strategy(api: ApiServer) -> None:
     eng = api.client(api.user("eng", "engineer"))
+    missing = eng.get("/event-thresholds/trader")  # names what is missing and how to set it
+    assert missing.status_code == 404
+    assert missing.json()["error"]["message"].startswith("no event thresholds for 'trader'")
     r = eng.put("/event-thresholds/trader", json={"min_interval_s": 30, "batch_size": 5})
     assert r.status_code == 201, r.text
     (s,) = api.plane.sampling()

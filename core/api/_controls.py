@@ -112,7 +112,11 @@ def get_thresholds(call: Call) -> Reply:
     key = call.path["key"]
     found = next((s for s in call.ctx.plane.sampling() if s.key == key), None)
     if found is None:
-        raise ApiError(404, f"no sampling strategy {key!r}")
+        raise ApiError(
+            404,
+            f"no event thresholds for {key!r} (no sampling strategy {key!r}; "
+            f"PUT /event-thresholds/{key} sets them)",
+        )
     body = _thresholds(found)
     return Reply(body, etag=etag_of(body))
 

@@ -1,7 +1,7 @@
 """A usage log with a refund (negative cost) round-trips through Costline's own export: every
-row, token and picodollar comes back and the totals reconcile exactly; importing it again
-adds nothing. A negative cost on a row the file does not mark as a refund is still refused,
-with its line and column named."""
+row, token and picodollar comes back and the totals reconcile exactly (a call logged unpriced
+stays unpriced); importing it again adds nothing. A negative cost on a row the file does not
+mark as a refund is still refused, with its line and column named."""
 
 from __future__ import annotations
 
@@ -80,6 +80,16 @@ def _events() -> list[UsageEvent]:
             output_tokens=5,
             unpriced=True,
         ),
+        UsageEvent(  # logged unpriced: the catalog has gpt-4o now, the cost stays unknown
+            request_id="c4",
+            ts=datetime(2026, 11, 2, 12, tzinfo=UTC),
+            org="globex",
+            provider="openai",
+            model="gpt-4o",
+            input_tokens=100,
+            output_tokens=10,
+            unpriced=True,
+        ),
         UsageEvent(  # the provider refunds the second call's input
             request_id="refund-c2",
             ts=datetime(2026, 11, 3, tzinfo=UTC),
@@ -109,9 +119,9 @@ def test_an_export_with_a_refund_restores_every_picodollar(
     monkeypatch.setenv("COSTLINE_HOME", str(fresh))  # another install
     mapping = read_preview(data).mapping
     r = import_csv(data, mapping, tokens_inclusive=False, now=NOW)
-    assert not r.bad_rows and r.imported == 4
+    assert not r.bad_rows and r.imported == 5
     assert r.cost_total == before["cost_usd"]
-    assert r.unpriced_models == {"my-finetune": 1}
+    assert r.unpriced_models == {"my-finetune": 1, "gpt-4o": 1}
     back = sorted(Reader().fetch(), key=lambda e: e.ts)
     assert [_row(e) for e in back] == [_row(e) for e in _events()]
     after = Reader().totals()
@@ -128,9 +138,9 @@ def test_a_negative_cost_on_a_row_not_marked_refund_is_refused() -> None:
         log.append_many(_events())
     header, *rows = csv.reader(io.StringIO(export(fmt="csv").decode()))
     cost, refund = header.index("cost_usd"), header.index("refund")
-    assert [r[refund] for r in rows] == ["false", "false", "false", "true"]
+    assert [r[refund] for r in rows] == ["false", "false", "false", "false", "true"]
     rows[0][cost] = "-" + rows[0][cost]  # the first call, its cost made negative
-    rows[3][refund] = "false"  # the refund, no longer marked as one
+    rows[4][refund] = "false"  # the refund, no longer marked as one
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\n").writerows([header, *rows])
     data = buf.getvalue().encode()
@@ -138,7 +148,7 @@ def test_a_negative_cost_on_a_row_not_marked_refund_is_refused() -> None:
     assert r.bad_rows == [
         BadRow(2, "cost_usd '-0.000071550000' is negative on a row not marked refund"),
         BadRow(
-            5,
+            6,
             "cost_input_usd '-0.003000000000' is negative on a row not marked refund;"
             " cost_usd '-0.003000000000' is negative on a row not marked refund",
         ),

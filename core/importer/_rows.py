@@ -147,7 +147,8 @@ def parse_rows(
         tok["input_tokens"] = inp - parts
         tok["output_tokens"] = out - reasoning
     # the rows whose costs may be negative (a refund or credit, as Costline's export marks it)
-    refund = _refunds(ck, col, fields)
+    refund = _marked(ck, col, fields, "refund")
+    logged_unpriced = _marked(ck, col, fields, "unpriced")
     parts_given = {  # the cost of a token class, as the file states it (Costline's export)
         c: signed_cost(ck, col[f], fields[f], fields[f], refund)
         for f, c in PART_FIELDS.items()
@@ -181,8 +182,13 @@ def parse_rows(
     keep = np.zeros(n, bool)
     keep[idx] = True
     comps = {c: v[sel] for c, v in priced.costs.items()}
+    # a call logged unpriced, without a cost (Costline's export): still unknown, even where
+    # the catalog knows its model now (pricing it would change the restored log's totals)
+    unknown = logged_unpriced[idx] & ~g if logged_unpriced is not None else np.zeros_like(g)
+    if unknown.any():
+        comps = {c: np.where(unknown, 0, v) for c, v in comps.items()}
     total = np.where(g, given_pico[idx], sum(comps.values(), np.zeros(len(idx), np.int64)))
-    unpriced = priced.unpriced[sel] & ~g
+    unpriced = (priced.unpriced[sel] | unknown) & ~g
     everything = len(idx) == n
     taken = pa.array(idx)
 
@@ -240,13 +246,13 @@ def parse_rows(
     )
 
 
-def _refunds(
-    ck: Checker, col: dict[str, pa.Array], fields: dict[str, str]
+def _marked(
+    ck: Checker, col: dict[str, pa.Array], fields: dict[str, str], field: str
 ) -> npt.NDArray[np.bool_] | None:
-    """Which rows the file marks as refunds (None: the file has no refund column)."""
-    if "refund" not in col:
+    """Which rows a true/false ``field`` (refund, unpriced) marks (None: not mapped)."""
+    if field not in col:
         return None
-    marked = _events.bools(ck, col["refund"], fields["refund"], False)
+    marked = _events.bools(ck, col[field], fields[field], False)
     out: npt.NDArray[np.bool_] = marked.to_numpy(zero_copy_only=False).astype(bool)
     return out
 

@@ -1,0 +1,128 @@
+"""A call in flight across a budget window boundary (admitted before local midnight in the
+configured time zone, answered after it) counts in the window of its usage event's ``ts``
+- the time it was recorded, its end - in the live counters as in the log, so the guard, the
+reconciler and the Budgets page agree and a reconcile round changes nothing
+(docs/architecture.md, "Reconcile"). Real Router, MemoryState and SharedState, real usage
+log in this test's COSTLINE_HOME; the provider moves ``core.clock`` past midnight while it
+answers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from test_controls_support import ENGINEER, make_plane, make_router
+
+from core import clock
+from core.control import Budget, ControlPlane
+from core.providers.dryrun import DryRunProvider
+from core.reconcile import MIN_LAG_S
+from core.router import Router
+from core.settings import Settings
+from core.state import MemoryState, SharedState
+from core.types import ChatRequest, Message
+from core.usage import Reader
+
+ZONE = "America/New_York"
+BEFORE = datetime(2026, 12, 4, 23, 59, 50, tzinfo=ZoneInfo(ZONE))  # admitted
+AFTER = BEFORE + timedelta(seconds=20)  # answered: 00:00:10 on 5 Dec, local
+
+
+class Now:
+    """A clock the test (and the provider) moves."""
+
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+
+    def __call__(self) -> datetime:
+        return self.at
+
+
+class Slow(DryRunProvider):
+    """dryrun whose answer takes until ``AFTER``: the clock moves while the call is out."""
+
+    def __init__(self, now: Now) -> None:
+        super().__init__(Settings.from_env().provider("dryrun"))
+        self.now = now
+
+    def complete(self, req: ChatRequest, model: str) -> Any:
+        self.now.at = AFTER
+        return super().complete(req, model)
+
+
+@pytest.fixture
+def now(monkeypatch: pytest.MonkeyPatch) -> Iterator[Now]:
+    monkeypatch.setenv("COSTLINE_TIMEZONE", ZONE)  # budgets without a zone take it
+    at = Now(BEFORE)
+    previous = clock.set_clock(at)
+    yield at
+    clock.set_clock(previous)
+
+
+@pytest.fixture
+def plane(now: Now) -> Iterator[ControlPlane]:
+    p = make_plane()
+    p.upsert_budget(
+        Budget(
+            id="daily",
+            name="daily",
+            period="day",
+            limit_usd=Decimal(100),
+            limit_tokens=10**9,
+            action="block",
+        ),
+        ENGINEER,
+    )
+    yield p
+    p.close()
+
+
+def windows(r: Router) -> dict[str, dict[str, tuple[int, int, int]]]:
+    """Per window label, per metric: (live counter, committed counter, log's sum)."""
+    assert r.reconciler is not None and r.controls is not None
+    r.log.flush()
+    out: dict[str, dict[str, tuple[int, int, int]]] = {}
+    for at in (BEFORE, AFTER):
+        for t in r.reconciler.targets(at):
+            live, committed = r.controls.state.get_values([t.key, t.key + ":c"])
+            out.setdefault(t.window, {})[t.metric] = (live, committed, t.log_value)
+    return out
+
+
+@pytest.mark.parametrize("kind", ["memory", "shared"])
+def test_a_call_across_midnight_counts_in_the_window_of_its_event(plane, now, tmp_path, kind):
+    state: Any = MemoryState("t:") if kind == "memory" else SharedState(tmp_path / "s.db")
+    ask = ChatRequest([Message("user", "late call")], model="dryrun-large", max_tokens=50)
+    with make_router(plane, state, providers={"dryrun": Slow(now)}) as r:
+        done = r.complete(ask)
+        assert done.cost.total > 0
+        assert clock.now() == AFTER
+        r.log.flush()
+        with Reader(r.settings.home) as rd:
+            ev = rd.events()
+        assert len(ev) == 1
+        logged_day = ev.ts[0].to_pydatetime().astimezone(ZoneInfo(ZONE)).date()
+        assert str(logged_day) == "2026-12-05"  # the event's ts: when it was recorded
+
+        views = windows(r)
+        assert set(views) == {"2026-12-04", "2026-12-05"}, views
+        tokens = done.usage.input_tokens + done.usage.output_tokens
+        assert views["2026-12-05"] == {
+            "usd": (done.cost.total,) * 3,
+            "tokens": (tokens,) * 3,
+        }, views
+        assert views["2026-12-04"] == {"usd": (0, 0, 0), "tokens": (0, 0, 0)}, views
+
+        rec = r.reconciler
+        assert rec is not None
+        assert rec.reconcile() == []
+        time.sleep(MIN_LAG_S + 0.1)  # a lowering compares counters at least MIN_LAG_S old
+        assert rec.reconcile() == []  # nothing raised or lowered: the counters were right
+        assert windows(r) == views
+        st = next(s for s in r.controls.guard.status(r.controls.snapshot().budgets))  # type: ignore[union-attr]
+        assert st.spent_picousd == done.cost.total and st.reserved_picousd == 0

@@ -44,14 +44,14 @@ class Now:
 
 
 class Slow(DryRunProvider):
-    """dryrun whose answer takes until ``AFTER``: the clock moves while the call is out."""
+    """dryrun whose answer takes until ``until``: the clock moves while the call is out."""
 
-    def __init__(self, now: Now) -> None:
+    def __init__(self, now: Now, until: datetime = AFTER) -> None:
         super().__init__(Settings.from_env().provider("dryrun"))
-        self.now = now
+        self.now, self.until = now, until
 
     def complete(self, req: ChatRequest, model: str) -> Any:
-        self.now.at = AFTER
+        self.now.at = self.until
         return super().complete(req, model)
 
 
@@ -126,3 +126,42 @@ def test_a_call_across_midnight_counts_in_the_window_of_its_event(plane, now, tm
         assert windows(r) == views
         st = next(s for s in r.controls.guard.status(r.controls.snapshot().budgets))  # type: ignore[union-attr]
         assert st.spent_picousd == done.cost.total and st.reserved_picousd == 0
+
+
+@pytest.mark.parametrize("kind", ["memory", "shared"])
+def test_midnight_between_the_settle_and_the_record_splits_nothing(plane, now, tmp_path, kind):
+    """The settle and the usage event take one instant: when the clock passes midnight
+    right after the settle's state step, the event is still logged in the settle's window
+    (the guard and the log each read the clock: counter on the 4th, event on the 5th)."""
+    state: Any = MemoryState("t:") if kind == "memory" else SharedState(tmp_path / "s.db")
+    for name in ("apply_deltas", "settle_and_close"):
+        step = getattr(state, name, None)
+        if step is not None:
+
+            def then_midnight(*a: Any, _step: Any = step, **kw: Any) -> Any:
+                got = _step(*a, **kw)
+                now.at = AFTER  # midnight passes as the settle returns
+                return got
+
+            setattr(state, name, then_midnight)
+    answered = BEFORE + timedelta(seconds=9)  # 23:59:59 on the 4th
+    ask = ChatRequest([Message("user", "last call")], model="dryrun-large", max_tokens=50)
+    with make_router(plane, state, providers={"dryrun": Slow(now, answered)}) as r:
+        done = r.complete(ask)
+        assert clock.now() == AFTER
+        r.log.flush()
+        with Reader(r.settings.home) as rd:
+            ev = rd.events()
+        assert len(ev) == 1 and ev.ts[0].to_pydatetime() == answered
+
+        views = windows(r)
+        tokens = done.usage.input_tokens + done.usage.output_tokens
+        assert views["2026-12-04"] == {
+            "usd": (done.cost.total,) * 3,
+            "tokens": (tokens,) * 3,
+        }, views
+        assert views["2026-12-05"] == {"usd": (0, 0, 0), "tokens": (0, 0, 0)}, views
+        rec = r.reconciler
+        assert rec is not None
+        assert rec.reconcile() == []
+        assert windows(r) == views

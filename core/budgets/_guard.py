@@ -215,10 +215,13 @@ class BudgetGuard:
         actual_cost_picousd: int,
         actual_tokens: int,
         close: str | None = None,
+        at: float | None = None,
     ) -> BreakerState | None:
         """Move the reservations to the actual amounts (0, 0 releases them), token rate limits'
         charges to the tokens used, and fire any threshold the committed spend crossed. A
-        second settle of one decision does nothing.
+        second settle of one decision does nothing. The spend counts in the window holding
+        the settle's time: ``at`` (POSIX seconds; the call's usage event's ``ts``, so both
+        name one window even at its edge) unless the guard has its own clock, else now.
 
         ``close``: a circuit breaker the call's success closes, recorded in the same state step
         when there is one and the state offers it (``settle_and_close``: one Redis round trip
@@ -230,7 +233,7 @@ class BudgetGuard:
         if not decision.lines:
             fixes = [(c, actual_tokens) for c in charges if c.item.cost != actual_tokens]
             return self._apply([], fixes, close)[1] if fixes else None
-        ts, now = self._now()
+        ts, now = (at, None) if at is not None and not self._injected_clock else self._now()
         deltas: list[Delta] = []  # (key, actual - reserved, ttl): Settlements, flattened
         committed: list[tuple[Line, int]] = []  # (line, index of its committed value)
         for ln in decision.lines:

@@ -19,7 +19,10 @@ A degraded call is two admissions (the candidate, told to degrade, then the targ
 the target admitted in one ``State.admit_if`` step on the condition that the candidate would
 still be told to degrade (docs/architecture.md, "Degrading").
 After the call ``settle`` moves each reservation to the actual amount (0 on failure) and adds
-it to the window's committed counter, and corrects each tokens-per-minute rate limit's charge
+it to the window's committed counter - the window holding the settle's time, which is the
+usage event's ``ts``: a call answered after its admission's window ended gives the
+reservation back there and counts in the new window (docs/architecture.md, "Windows and
+ts") - and corrects each tokens-per-minute rate limit's charge
 (the reservation, taken at admission) to the tokens used, in the same state step; thresholds
 crossed by committed spend go to the ``AlertSink`` (once per budget, window and threshold,
 across processes).

@@ -2,16 +2,18 @@
 configured time zone, answered after it) counts in the window of its usage event's ``ts``
 - the time it was recorded, its end - in the live counters as in the log, so the guard, the
 reconciler and the Budgets page agree and a reconcile round changes nothing
-(docs/architecture.md, "Reconcile"). Real Router, MemoryState and SharedState, real usage
+(docs/architecture.md, "Reconcile"). Real Router on MemoryState, SharedState and Redis, real usage
 log in this test's COSTLINE_HOME; the provider moves ``core.clock`` past midnight while it
 answers."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -24,7 +26,7 @@ from core.providers.dryrun import DryRunProvider
 from core.reconcile import MIN_LAG_S
 from core.router import Router
 from core.settings import Settings
-from core.state import MemoryState, SharedState
+from core.state import MemoryState, RedisState, SharedState
 from core.types import ChatRequest, Message
 from core.usage import Reader
 
@@ -94,9 +96,23 @@ def windows(r: Router) -> dict[str, dict[str, tuple[int, int, int]]]:
     return out
 
 
-@pytest.mark.parametrize("kind", ["memory", "shared"])
-def test_a_call_across_midnight_counts_in_the_window_of_its_event(plane, now, tmp_path, kind):
-    state: Any = MemoryState("t:") if kind == "memory" else SharedState(tmp_path / "s.db")
+def live_state(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    if kind == "memory":
+        return MemoryState("t:")
+    if kind == "shared":
+        return SharedState(tmp_path / "s.db")
+    url = request.getfixturevalue("redis_url")  # its own key prefix, removed after
+    return RedisState(url, os.environ["COSTLINE_TEST_PREFIX"], socket_timeout=5.0)
+
+
+KINDS = ["memory", "shared", "redis"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_call_across_midnight_counts_in_the_window_of_its_event(
+    plane, now, tmp_path, request, kind
+):
+    state = live_state(kind, request, tmp_path)
     ask = ChatRequest([Message("user", "late call")], model="dryrun-large", max_tokens=50)
     with make_router(plane, state, providers={"dryrun": Slow(now)}) as r:
         done = r.complete(ask)
@@ -128,12 +144,14 @@ def test_a_call_across_midnight_counts_in_the_window_of_its_event(plane, now, tm
         assert st.spent_picousd == done.cost.total and st.reserved_picousd == 0
 
 
-@pytest.mark.parametrize("kind", ["memory", "shared"])
-def test_midnight_between_the_settle_and_the_record_splits_nothing(plane, now, tmp_path, kind):
+@pytest.mark.parametrize("kind", KINDS)
+def test_midnight_between_the_settle_and_the_record_splits_nothing(
+    plane, now, tmp_path, request, kind
+):
     """The settle and the usage event take one instant: when the clock passes midnight
     right after the settle's state step, the event is still logged in the settle's window
     (the guard and the log each read the clock: counter on the 4th, event on the 5th)."""
-    state: Any = MemoryState("t:") if kind == "memory" else SharedState(tmp_path / "s.db")
+    state = live_state(kind, request, tmp_path)
     for name in ("apply_deltas", "settle_and_close"):
         step = getattr(state, name, None)
         if step is not None:

@@ -11,6 +11,8 @@ Text cells that a spreadsheet would run as a formula (starting with ``= + - @``,
 CR, after any leading quotes) get a ``'`` in front (OWASP CSV injection); numbers and money
 are never touched, so a negative amount stays a number. ``unescape_cell`` undoes it exactly.
 A call logged ``unpriced`` exports empty cost cells (its cost is unknown, not $0).
+The events export ends with a ``refund`` column: true on a row with a negative cost (a refund
+or credit), the only rows on which Costline's import accepts a negative cost.
 Costline's own import reads these CSV files back (cost kept exactly, tokens as exported).
 """
 
@@ -42,6 +44,7 @@ __all__ = [
     "export",
     "frame_to_bytes",
     "is_cost",
+    "refunds",
     "table_to_bytes",
     "unknown_costs",
     "unescape_cell",
@@ -81,7 +84,20 @@ def export(
 ) -> bytes:
     """The filtered events of a Reader (or of the usage log in a home directory)."""
     _check(fmt)
-    return table_to_bytes(unknown_costs(events_table(source, filters)), fmt)
+    return table_to_bytes(refunds(unknown_costs(events_table(source, filters))), fmt)
+
+
+def refunds(table: pa.Table) -> pa.Table:
+    """The table with a last ``refund`` column: whether the row has a negative cost (the total
+    or a token class's), as a refund or credit logged against the usage does. Costline's
+    import accepts a negative cost only on a row marked so (a file from elsewhere holding
+    one is more likely broken than a refund)."""
+    negative = pa.array(np.zeros(table.num_rows, bool))
+    for name in table.column_names:
+        if is_cost(name):
+            below = pc.fill_null(pc.less(table.column(name), 0), False)
+            negative = pc.or_(negative, below)
+    return table.append_column("refund", negative)
 
 
 def unknown_costs(table: pa.Table) -> pa.Table:

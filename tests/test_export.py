@@ -80,6 +80,32 @@ def test_csv_money_is_exact_decimal_text() -> None:
     assert "cost_picousd" not in rows[0]
 
 
+def test_a_row_with_a_negative_cost_is_marked_refund_in_the_last_column() -> None:
+    refund = UsageEvent(
+        request_id="r4",
+        ts=datetime(2026, 11, 4, tzinfo=UTC),
+        provider="openai",
+        model="gpt-4o",
+        cost_picousd=-56_550_000,
+        cost_input_picousd=-56_550_000,
+    )
+    credit = UsageEvent(  # a token class's cost alone below zero
+        request_id="r5",
+        ts=datetime(2026, 11, 5, tzinfo=UTC),
+        provider="openai",
+        model="gpt-4o",
+        cost_output_picousd=-1,
+        cost_input_picousd=1,
+    )
+    _write([*_events(), refund, credit])
+    rows = list(csv.DictReader(io.StringIO(export(fmt="csv").decode())))
+    assert list(rows[0])[-1] == "refund"
+    assert [r["refund"] for r in rows] == ["false", "false", "false", "true", "true"]
+    assert rows[3]["cost_usd"] == "-0.000056550000"
+    table = pq.read_table(io.BytesIO(export(fmt="parquet")))
+    assert table.column("refund").to_pylist() == [False, False, False, True, True]
+
+
 def test_parquet_money_is_decimal128_and_filters_apply() -> None:
     _write(_events())
     table = pq.read_table(io.BytesIO(export(Reader(), Filters(org="acme"), "parquet")))

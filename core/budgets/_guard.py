@@ -19,7 +19,10 @@ A degraded call is two admissions (the candidate, told to degrade, then the targ
 the target admitted in one ``State.admit_if`` step on the condition that the candidate would
 still be told to degrade (docs/architecture.md, "Degrading").
 After the call ``settle`` moves each reservation to the actual amount (0 on failure) and adds
-it to the window's committed counter, and corrects each tokens-per-minute rate limit's charge
+it to the window's committed counter - the window holding the settle's time, which is the
+usage event's ``ts``: a call answered after its admission's window ended gives the
+reservation back there and counts in the new window (docs/architecture.md, "Windows and
+ts") - and corrects each tokens-per-minute rate limit's charge
 (the reservation, taken at admission) to the tokens used, in the same state step; thresholds
 crossed by committed spend go to the ``AlertSink`` (once per budget, window and threshold,
 across processes).
@@ -34,7 +37,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from dataclasses import replace
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from core import clock as clock_
@@ -214,10 +218,13 @@ class BudgetGuard:
         actual_cost_picousd: int,
         actual_tokens: int,
         close: str | None = None,
+        at: float | None = None,
     ) -> BreakerState | None:
         """Move the reservations to the actual amounts (0, 0 releases them), token rate limits'
         charges to the tokens used, and fire any threshold the committed spend crossed. A
-        second settle of one decision does nothing.
+        second settle of one decision does nothing. The spend counts in the window holding
+        the settle's time: ``at`` (POSIX seconds; the call's usage event's ``ts``, so both
+        name one window even at its edge) unless the guard has its own clock, else now.
 
         ``close``: a circuit breaker the call's success closes, recorded in the same state step
         when there is one and the state offers it (``settle_and_close``: one Redis round trip
@@ -229,12 +236,20 @@ class BudgetGuard:
         if not decision.lines:
             fixes = [(c, actual_tokens) for c in charges if c.item.cost != actual_tokens]
             return self._apply([], fixes, close)[1] if fixes else None
-        ts, _ = self._now()
+        ts, now = (at, None) if at is not None and not self._injected_clock else self._now()
         deltas: list[Delta] = []  # (key, actual - reserved, ttl): Settlements, flattened
         committed: list[tuple[Line, int]] = []  # (line, index of its committed value)
         for ln in decision.lines:
             actual = max(0, actual_cost_picousd if ln.metric == "usd" else actual_tokens)
-            ttl = max(1.0, ln.window.end_ts - ts + GRACE_S)  # Window.ttl_at(ts)
+            win = ln.window
+            if actual and not win.start_ts <= ts < win.end_ts:  # not Window.holds(ts), inline
+                # answered in another window than admitted: the spend counts where the usage
+                # log's event (ts: recorded now) puts it, the reservation is given back here
+                if ln.amount:
+                    deltas.append((ln.key, -ln.amount, max(1.0, win.end_ts - ts + GRACE_S)))
+                ln = _moved(ln, ts, now)
+                win = ln.window
+            ttl = max(1.0, win.end_ts - ts + GRACE_S)  # Window.ttl_at(ts)
             if actual != ln.amount:
                 deltas.append((ln.key, actual - ln.amount, ttl))
             if actual:
@@ -345,6 +360,14 @@ def _lines(match: Match, ts: float, now: datetime | None, cost: int, tokens: int
         else:  # a free model's spend is tracked, never blocked
             lines.append(Line(e.budget, win, "usd", win.usd_key, lim, top, 0, None, False, ttl))
     return lines
+
+
+def _moved(ln: Line, ts: float, now: datetime | None) -> Line:
+    """``ln`` in the window of its budget that holds POSIX time ``ts``, with nothing
+    reserved there (the settle of a call answered after its admission's window ended)."""
+    win = window(ln.budget, now if now is not None else datetime.fromtimestamp(ts, UTC))
+    key = win.usd_key if ln.metric == "usd" else win.tokens_key
+    return replace(ln, window=win, key=key, amount=0, ttl_s=win.ttl_at(ts))
 
 
 def _judge(

@@ -3,6 +3,7 @@ exactly one usage event, plus an OpenTelemetry span when tracing is on."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from core import clock, tokens
@@ -32,11 +33,14 @@ def record(
     status: Status,
     done: Completion,
     exc: CostlineError | None,
+    at: datetime | None = None,
 ) -> None:
-    """Append the event of one outcome to the usage log and trace it."""
+    """Append the event of one outcome to the usage log and trace it. ``at``: its ts (the
+    time its budget reservation settled, if any), else now."""
     project = call.req.project
     bodies = project is not None and project in ctx.settings.log_bodies_projects
-    ctx.log.append_row(usage_row(call, cand, attempt, status, done, exc, bodies=bodies))
+    row = usage_row(call, cand, attempt, status, done, exc, bodies=bodies, at=at)
+    ctx.log.append_row(row)
     ctx.tracer.record(call.start_ns, call.req, done, exc)
 
 
@@ -47,11 +51,12 @@ def record_error(
     exc: CostlineError,
     attempt: int,
     partial: str = "",
+    at: datetime | None = None,
 ) -> tuple[Cost, int]:
     """Record a failed attempt (``attempt`` 0: a call stopped before any); returns its cost
     and tokens (a stream cut mid-way: the prompt and the partial answer, as priced)."""
     cand, failed, status = failed_call(call, cand, exc, attempt, partial)
-    record(ctx, call, cand, attempt, status, failed, exc)
+    record(ctx, call, cand, attempt, status, failed, exc, at)
     return failed.cost, failed.usage.total_tokens
 
 
@@ -64,14 +69,16 @@ def usage_row(
     exc: CostlineError | None,
     *,
     bodies: bool,
+    at: datetime | None = None,
 ) -> tuple[Any, ...]:
     """The event of one attempt's outcome as the usage log stores it: its values in
     ``core.usage.COLUMNS`` order (what ``event_row(UsageEvent(...))`` gives), built once
-    with no ``UsageEvent`` in between. Prompt and response only when ``bodies``."""
+    with no ``UsageEvent`` in between. Prompt and response only when ``bodies``; ``ts`` is
+    ``at`` (default: now)."""
     req, u, c = call.req, done.usage, done.cost
     return (
         req.request_id,
-        clock.now(),  # ts
+        at or clock.now(),  # ts
         req.org,
         req.project,
         req.user,

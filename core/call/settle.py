@@ -5,6 +5,9 @@ the sampling gate's last answer. Each outcome is then recorded (step 8)."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
+from core import clock
 from core.errors import ClientDisconnected, CostlineError, MalformedResponse, RetryableError
 from core.pricing import price, prompt_cache_saving
 from core.providers import ProviderResult
@@ -50,18 +53,19 @@ def settle(
     if cand.row is not None and (usage.cached_input_tokens or usage.cache_write_tokens):
         done.saved = prompt_cache_saving(usage, cand.row)  # provider prompt caching
     ctl = ctx.controls
+    at = clock.now()  # the event's ts and the settle's window: one instant
     if ctl is not None:
         total = cost.total
         # the success closes the model's breaker in the settle's own state step when it can
         closed = _settle_reservation(
-            ctx, call, total, usage.total_tokens, close=ctl.routing.key(cand.model)
+            ctx, call, total, usage.total_tokens, close=ctl.routing.key(cand.model), at=at
         )
         ctl.routing.observe(cand.model, latency_ms, True, recorded=closed)
         if not call.degraded:  # a cheaper model's answer never stands for the task's
             ctl.cache.put(call.req, done, key=call.cache_key)
         if call.gate_key is not None:  # the answer to reuse; counts the tentative call
             gate.answered(ctx, call, done, total)
-    record(ctx, call, cand, attempt, "ok", done, None)
+    record(ctx, call, cand, attempt, "ok", done, None, at)
     return done
 
 
@@ -77,9 +81,10 @@ def settle_embedding(
     n = reported if reported is not None else cand.prompt_tokens
     usage = Usage(input_tokens=n, estimated=reported is None)
     cost = price(usage, cand.row) if cand.row else Cost(unpriced=True)
-    _settle_reservation(ctx, call, cost.total, usage.total_tokens)
+    at = clock.now()
+    _settle_reservation(ctx, call, cost.total, usage.total_tokens, at=at)
     done = call.completion(cand, "", usage, cost)
-    record(ctx, call, cand, attempt, "ok", done, None)
+    record(ctx, call, cand, attempt, "ok", done, None, at)
     return done
 
 
@@ -101,9 +106,10 @@ def failed(
     if ctl is not None:
         retryable = isinstance(exc, RetryableError | MalformedResponse)
         ctl.routing.observe(cand.model, latency_ms, False, retryable)
-    cost, used = record_error(ctx, call, cand, exc, attempt, partial)
+    at = clock.now()
+    cost, used = record_error(ctx, call, cand, exc, attempt, partial, at)
     if partial:  # the prompt and the partial answer, as priced
-        _settle_reservation(ctx, call, cost.total, used)
+        _settle_reservation(ctx, call, cost.total, used, at=at)
     return ctx.delay(attempt, exc)
 
 
@@ -126,17 +132,25 @@ def abandoned(
     usage = estimated_usage(cand, partial)
     cost = price(usage, cand.row, batch=call.req.batch) if cand.row else Cost(unpriced=True)
     done = call.completion(cand, partial, usage, cost, ttft_ms=ttft_ms)
-    _settle_reservation(ctx, call, cost.total, usage.total_tokens)
-    record(ctx, call, cand, attempt, "error", done, exc)
+    at = clock.now()
+    _settle_reservation(ctx, call, cost.total, usage.total_tokens, at=at)
+    record(ctx, call, cand, attempt, "error", done, exc, at)
 
 
 def _settle_reservation(
-    ctx: Context, call: Call, cost: int, tokens: int, close: str | None = None
+    ctx: Context,
+    call: Call,
+    cost: int,
+    tokens: int,
+    close: str | None = None,
+    *,
+    at: datetime,
 ) -> BreakerState | None:
-    """The reservation held for this call becomes its actual cost and tokens. ``close``: a
-    breaker to close in the same state step (``BudgetGuard.settle``); its state when it was."""
+    """The reservation held for this call becomes its actual cost and tokens, in the budget
+    window holding ``at`` (its usage event's ts). ``close``: a breaker to close in the same
+    state step (``BudgetGuard.settle``); its state when it was."""
     if ctx.controls is not None and call.decision is not None:
-        closed = ctx.controls.guard.settle(call.decision, cost, tokens, close)
+        closed = ctx.controls.guard.settle(call.decision, cost, tokens, close, at.timestamp())
         call.decision = None
         return closed
     return None

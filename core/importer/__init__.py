@@ -11,8 +11,9 @@ cache_write_tokens, reasoning_tokens, cost (USD), org, user, project, task, prov
 request_id; and the rest of an event (EVENT_FIELDS: status, error_type, error_message, tags,
 app, requested_model, attempt, usage_estimated, saved (USD), cost_input ... cost_reasoning
 (USD per token class, for rows with a given cost), cache_hit, ai_called, degraded,
-route_reason, criticality, latency_ms, ttft_ms, metadata, key, cache_write_1h_tokens),
-suggested only for Costline's own export and never part of a row's key.
+route_reason, criticality, latency_ms, ttft_ms, metadata, key, cache_write_1h_tokens,
+unpriced; and refund, not stored: the rows whose costs may be negative), suggested only for
+Costline's own export and never part of a row's key.
 
 Nothing is written unless every row is good, or the caller confirms skipping the bad ones
 (``skip_bad_rows=True``: "import 998 rows, skip 2"); bad rows are listed with their line
@@ -38,11 +39,13 @@ INCLUDING cached ones, and output/completion tokens INCLUDING reasoning ones. Co
 
 Cost. Without a cost column (or with an empty cell) a row is priced from the catalog at the
 rate of its UTC day, as ``provider/model`` when the row names its provider; a model the
-catalog does not know is imported with ``unpriced=True`` (never as $0) and counted in
+catalog does not know, or a row the file marks ``unpriced`` (Costline's export: a call
+logged unpriced), is imported with ``unpriced=True`` (never as $0) and counted in
 ``unpriced_models``; a prompt over the model's context window is flagged
-``over_context_window``. A given cost is kept exactly (up to 12 decimals; more is a
-bad row), but a $0 for an unknown model on a row with tokens is unpriced (LiteLLM logs 0
-for a call it could not price). Naive timestamps are UTC. Rows whose mapped cells are all
+``over_context_window``. A given cost is kept exactly (up to 12 decimals; more is a bad
+row; a negative one only on a row the file marks ``refund``, as Costline's export marks a
+refund or credit), but a $0 for an unknown model on a row with tokens is unpriced (LiteLLM
+logs 0 for a call it could not price). Naive timestamps are UTC. Rows whose mapped cells are all
 empty are skipped. Model and provider are stored under the catalog's names (providers
 lower-case) where the catalog knows the model; keys keep the names as written.
 """

@@ -43,7 +43,7 @@ def parse(ck: Checker, col: dict[str, pa.Array], fields: dict[str, str]) -> dict
         )
     for f, default in BOOLS.items():
         if f in col:
-            out[f] = _bools(ck, col[f], fields[f], default)
+            out[f] = bools(ck, col[f], fields[f], default)
     if "attempt" in col:
         v = ints(ck, col["attempt"], fields["attempt"], False)
         empty = _np(pc.equal(col["attempt"], ""))
@@ -88,7 +88,7 @@ def _choice(
     return pc.if_else(pc.equal(low, ""), pa.scalar(default), low)
 
 
-def _bools(ck: Checker, raw: pa.Array, column: str, default: bool) -> pa.Array:
+def bools(ck: Checker, raw: pa.Array, column: str, default: bool) -> pa.Array:
     low = pc.utf8_lower(raw)
     yes = pc.is_in(low, value_set=pa.array(_TRUE))
     no = pc.is_in(low, value_set=pa.array(_FALSE))

@@ -145,6 +145,10 @@ EVENT_FIELDS: dict[str, str] = {  # field -> Costline's export header
     "metadata": "metadata",
     "key": "key",
     "cache_write_1h_tokens": "cache_write_1h_tokens",
+    # not stored: true/false, the rows whose cost may be negative (a refund or credit)
+    "refund": "refund",
+    # true: a call logged unpriced; without a cost it stays unpriced (not the catalog's)
+    "unpriced": "unpriced",
 }
 EXPORT_HINT = frozenset(
     {"request_id", "ts", "cached_input_tokens", "cache_write_tokens", "status", "cost_usd"}

@@ -117,8 +117,11 @@ def _slow_cost(text: str) -> int | str:
     return int(pico) if pico <= MAX_PICO else "is too large"
 
 
-def cost(ck: Checker, col: pa.Array, label: str = "cost") -> tuple[I64, Mask]:
-    """USD amounts as exact picodollars, and which rows give one (empty cells do not)."""
+def cost(
+    ck: Checker, col: pa.Array, label: str = "cost", shown: pa.Array | None = None
+) -> tuple[I64, Mask]:
+    """USD amounts as exact picodollars, and which rows give one (empty cells do not).
+    ``shown``: the cells to quote in a bad row's reason (default ``col``)."""
     s = pc.replace_substring_regex(col, r"^\$\s*", "")
     given = ~_np_bool(pc.equal(s, ""))
     parts = pc.extract_regex(s, r"^(?P<i>\d{1,6})(?:\.(?P<f>\d{0,12}))?$")
@@ -139,8 +142,30 @@ def cost(ck: Checker, col: pa.Array, label: str = "cost") -> tuple[I64, Mask]:
                 pico[i] = 0
         mask = np.zeros(ck.n, bool)
         mask[list(problems)] = True
-        ck.flag(mask, lambda i, v: f"{label} {v!r} {problems[i]}", col)
+        ck.flag(mask, lambda i, v: f"{label} {v!r} {problems[i]}", col if shown is None else shown)
     return pico, given
+
+
+def signed_cost(
+    ck: Checker, col: pa.Array, label: str, column: str, refund: Mask | None
+) -> tuple[I64, Mask]:
+    """``cost``, but a negative amount is taken on the rows ``refund`` marks (Costline's export
+    marks a refund or credit so); on another row it is bad, naming ``column``. Without a
+    refund column (``refund`` None: a file from elsewhere) every negative amount is bad."""
+    if refund is None:
+        return cost(ck, col, label)
+    neg = _np_bool(pc.starts_with(col, "-"))
+    if not neg.any():
+        return cost(ck, col, label)
+    rest = pc.replace_substring_regex(col, "^-", "", max_replacements=1)
+    pico, given = cost(ck, rest, label, shown=col)
+    ck.flag(neg & ~given, lambda i, v: f"{label} {v!r} is not a number of USD", col)
+    ck.flag(
+        neg & ~refund & (pico != 0),
+        lambda i, v: f"{column} {v!r} is negative on a row not marked refund",
+        col,
+    )
+    return np.where(neg, -pico, pico), given
 
 
 def timestamps(ck: Checker, col: pa.Array, now: datetime, order: str | None = None) -> I64:

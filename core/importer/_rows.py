@@ -16,7 +16,7 @@ from core.export import unescape_cells
 from core.importer import _events
 from core.importer._formats import NUMBER_FIELDS, plain_numbers
 from core.importer._keys import row_keys
-from core.importer._parse import Checker, clean, cost, finish, ints, text, timestamps
+from core.importer._parse import Checker, clean, finish, ints, signed_cost, text, timestamps
 from core.importer._pricing import COST_COLUMNS, TOKEN_CLASSES, price_columns
 from core.pricing import FLAG_OVER_CONTEXT, Catalog
 from core.usage import SCHEMA
@@ -146,11 +146,18 @@ def parse_rows(
         )
         tok["input_tokens"] = inp - parts
         tok["output_tokens"] = out - reasoning
+    # the rows whose costs may be negative (a refund or credit, as Costline's export marks it)
+    refund = _marked(ck, col, fields, "refund")
+    logged_unpriced = _marked(ck, col, fields, "unpriced")
     parts_given = {  # the cost of a token class, as the file states it (Costline's export)
-        c: cost(ck, col[f], fields[f]) for f, c in PART_FIELDS.items() if f in col
+        c: signed_cost(ck, col[f], fields[f], fields[f], refund)
+        for f, c in PART_FIELDS.items()
+        if f in col
     }
     given_pico, given = (
-        cost(ck, col["cost"]) if "cost" in col else (np.zeros(n, np.int64), np.zeros(n, bool))
+        signed_cost(ck, col["cost"], "cost", fields["cost"], refund)
+        if "cost" in col
+        else (np.zeros(n, np.int64), np.zeros(n, bool))
     )
     event_cols = _events.parse(ck, col, fields)
     checked = finish(ck, list(col.values()))
@@ -175,8 +182,13 @@ def parse_rows(
     keep = np.zeros(n, bool)
     keep[idx] = True
     comps = {c: v[sel] for c, v in priced.costs.items()}
+    # a call logged unpriced, without a cost (Costline's export): still unknown, even where
+    # the catalog knows its model now (pricing it would change the restored log's totals)
+    unknown = logged_unpriced[idx] & ~g if logged_unpriced is not None else np.zeros_like(g)
+    if unknown.any():
+        comps = {c: np.where(unknown, 0, v) for c, v in comps.items()}
     total = np.where(g, given_pico[idx], sum(comps.values(), np.zeros(len(idx), np.int64)))
-    unpriced = priced.unpriced[sel] & ~g
+    unpriced = (priced.unpriced[sel] | unknown) & ~g
     everything = len(idx) == n
     taken = pa.array(idx)
 
@@ -194,7 +206,8 @@ def parse_rows(
     key_ints = {
         "ts": us[idx],
         **{c: v[sel] for c, v in classes.items()},
-        "given_cost": np.where(stated, given_pico[idx], -1),
+        # -1: no cost given; a negative cost (a refund) -c is -c - 1, never -1
+        "given_cost": np.where(stated, _signed_key(given_pico[idx]), -1),
     }
     keys = row_keys(
         {k: v for k, v in strings.items() if v is not None},
@@ -231,6 +244,24 @@ def parse_rows(
         keys.nth,
         keys.given,
     )
+
+
+def _marked(
+    ck: Checker, col: dict[str, pa.Array], fields: dict[str, str], field: str
+) -> npt.NDArray[np.bool_] | None:
+    """Which rows a true/false ``field`` (refund, unpriced) marks (None: not mapped)."""
+    if field not in col:
+        return None
+    marked = _events.bools(ck, col[field], fields[field], False)
+    out: npt.NDArray[np.bool_] = marked.to_numpy(zero_copy_only=False).astype(bool)
+    return out
+
+
+def _signed_key(pico: I64) -> I64:
+    """A given cost as hashed into a row's key: as it is, a negative one less one (so no
+    refund hashes as the -1 of a row without a cost; non-negative costs keep their keys)."""
+    out: I64 = np.where(pico < 0, pico - 1, pico)
+    return out
 
 
 def _part(

@@ -370,7 +370,7 @@ def test_metadata_user_id_reaches_the_upstream_and_names_the_user(
     gw: GatewayProcess, scripted: ScriptedServer
 ) -> None:
     """metadata.user_id is sent on (Anthropic: as metadata; OpenAI-compatible: as ``user``)
-    and attributes the call, as the OpenAI ``user`` field does (a bound key: 403 for another)."""
+    and attributes the call, unless the key is bound to a user (no 403: clients send one)."""
     who = {"user_id": "u-7f3a"}
     scripted.enqueue(anthropic_message("Nile."))
     raw = client(gw).messages.with_raw_response.create(
@@ -392,10 +392,14 @@ def test_metadata_user_id_reaches_the_upstream_and_names_the_user(
         model=CLAUDE, max_tokens=20, messages=ASK, user="u-7f3a", extra_headers=NO_CACHE
     )
     assert scripted.requests[-1].json["metadata"] == who
-    with pytest.raises(anthropic.PermissionDeniedError, match="bound to user 'ann'"):
-        client(gw, "ann").messages.create(
-            model="dryrun-small", max_tokens=10, messages=ASK, metadata=who
-        )
+    # a key bound to a user keeps it (Claude Code sends an opaque user_id on every call)
+    scripted.enqueue(anthropic_message("Nile."))
+    raw = client(gw, "ann").messages.with_raw_response.create(
+        model=CLAUDE, max_tokens=10, messages=ASK, metadata=who, extra_headers=NO_CACHE
+    )
+    assert scripted.requests[-1].json["metadata"] == who
+    (ev,) = events(gw.home, 1, request_id=raw.headers["x-costline-request-id"])
+    assert ev.user == "ann" and ev.key == "ann"
     with pytest.raises(anthropic.BadRequestError, match="metadata.user_id: must be a string"):
         client(gw).messages.create(
             model="dryrun-small",

@@ -214,9 +214,11 @@ def _tools(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def metadata_user(body: object) -> str | None:
-    """``metadata.user_id`` of a /v1/messages body (None without one): the call's user, as
-    OpenAI's ``user`` field is. A ``metadata`` that is not an object, a ``user_id`` that is not
-    a string, or another metadata field is a 400 naming it (Anthropic has no other)."""
+    """``metadata.user_id`` of a /v1/messages body (None without one): the call's user unless
+    x-costline-user or the key names one. Not a claim a bound key refuses, as OpenAI's ``user``
+    is: Anthropic clients (Claude Code) send an opaque one on every call. A ``metadata`` that is
+    not an object, a ``user_id`` that is not a string, or another metadata field is a 400
+    naming it (Anthropic has no other)."""
     if not isinstance(body, dict) or body.get("metadata") is None:
         return None
     meta = body["metadata"]
@@ -294,7 +296,7 @@ def messages_request(body: object, meta: Meta, request_id: str) -> ChatRequest:
         stream=stream,
         org=meta.org,
         project=meta.project,
-        user=meta.user,
+        user=meta.user or user_id,  # x-costline-user, or the key's bound user, first
         criticality=meta.criticality,  # type: ignore[arg-type]
         tags=meta.tags,
         cache=meta.cache

@@ -79,8 +79,7 @@ class AnthropicShape(Shape):
     anthropic = True
 
     def parse(self, data: Any, h: Headers, key: Any, rid: str) -> tuple[ChatRequest, bool]:
-        meta = meta_of(h, key, anth.metadata_user(data))
-        return anth.messages_request(data, meta, rid), True
+        return anth.messages_request(data, meta_of(h, key), rid), True
 
     def body(self, done: Completion) -> bytes:
         return anth.message_response(done)

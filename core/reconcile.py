@@ -426,9 +426,8 @@ def outbox_spend(
     each round reads only the segments sealed since the last)."""
     import duckdb
 
+    from core.usage import Snapshot, scan, segments_dir
     from core.usage import events_view_sql as _view_sql
-    from core.usage import scan, segments_dir
-    from core.usage._segments import Snapshot
 
     spans = _spans(budgets, resets, at)
     cols, params = _sum_columns(budgets, spans, canonical, facts=False)

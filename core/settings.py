@@ -143,8 +143,7 @@ class Settings:
 def check_environment() -> None:
     """Read the environment settings a server (gateway, ``costline api``) reads when it
     starts or on its first call: a bad value is a ConfigError naming its variable now."""
-    from core.control._engine import check_control_url
-    from core.control._models import env_timezone
+    from core.control import check_control_url, env_timezone
     from core.state import check_state_url
 
     Settings.from_env()

@@ -18,7 +18,7 @@ from core.control._engine import write_tx
 
 from ._alerts import NOTIFY_MAX_AGE, default_severity
 from ._base import PERMISSIONS, can
-from ._engine import control_url, make_engine
+from ._engine import check_control_url, control_url, make_engine
 from ._inbox import ALERT_STATES
 from ._keys import VirtualKey, validate_key
 from ._migrations import MIGRATIONS, applied, migrate
@@ -57,6 +57,7 @@ from ._models import (
     SamplingStrategy,
     User,
     Weights,
+    env_timezone,
     window_bounds,
     window_key,
 )
@@ -82,6 +83,8 @@ from ._watch import Watcher
 from .auth import AccountLocked, LoginFailed, authenticate, ensure_admin
 
 __all__ = [
+    "check_control_url",
+    "env_timezone",
     "ALERT_KINDS",
     "ALERT_STATES",
     "BUDGET_ACTIONS",

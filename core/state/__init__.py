@@ -87,12 +87,12 @@ def make_state(
     return ResilientState(primary, MemoryState(primary.prefix), policy=policy)
 
 
-STATE_SCHEMES = ("memory://", "redis://", "rediss://", "unix://", "redis+cluster://")
+_STATE_SCHEMES = ("memory://", "redis://", "rediss://", "unix://", "redis+cluster://")
 
 
 def check_state_url(url: str, source: str = "REDIS_URL") -> None:
     """A ConfigError naming ``source`` unless ``url`` is empty or a live-state URL."""
-    if url and not url.startswith((*STATE_SCHEMES, "rediss+cluster://")):
+    if url and not url.startswith((*_STATE_SCHEMES, "rediss+cluster://")):
         raise ConfigError(
             f"{source} {_redact(url)!r} is not supported: use memory://, redis:// or "
             "redis+cluster://",

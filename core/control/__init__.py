@@ -83,8 +83,6 @@ from ._watch import Watcher
 from .auth import AccountLocked, LoginFailed, authenticate, ensure_admin
 
 __all__ = [
-    "check_control_url",
-    "env_timezone",
     "ALERT_KINDS",
     "ALERT_STATES",
     "BUDGET_ACTIONS",
@@ -133,10 +131,12 @@ __all__ = [
     "applied",
     "authenticate",
     "can",
+    "check_control_url",
     "check_timezone",
     "control_url",
     "default_severity",
     "ensure_admin",
+    "env_timezone",
     "make_engine",
     "migrate",
     "redact_url",

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -25,23 +24,10 @@ from core.state import make_state
 from core.types import ChatRequest, Message
 from core.usage import Reader, UsageLog
 from core.usage._bucket import outbox_status, shipper_for
-from tests.servers.seaweed import SeaweedS3, Unavailable
+from tests.servers.seaweed import SeaweedS3
 
 pytestmark = [pytest.mark.services, pytest.mark.timeout(180)]
-REQUIRE = os.environ.get("COSTLINE_REQUIRE_SERVICES") == "1"
 LIMIT = Decimal("0.0001")
-
-
-@pytest.fixture(scope="module")
-def weed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
-    try:
-        server = SeaweedS3(tmp_path_factory.mktemp("weed"))
-    except Unavailable as exc:
-        if REQUIRE:
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
-    with server:
-        yield server
 
 
 @pytest.fixture

@@ -20,22 +20,8 @@ from core.usage import CompactResult, Reader, UsageLog
 from core.usage._bucket import BucketConfig, list_segments, outbox_status, shipper_for
 from core.usage._bucket_compact import compact_bucket
 from core.usage._leader import leader_lock
-from tests.servers.seaweed import SeaweedS3, Unavailable
+from tests.servers.seaweed import SeaweedS3
 from tests.test_usage_support import event, python
-
-REQUIRE = os.environ.get("COSTLINE_REQUIRE_SERVICES") == "1"
-
-
-@pytest.fixture(scope="module")
-def weed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
-    try:
-        server = SeaweedS3(tmp_path_factory.mktemp("weed"))
-    except Unavailable as exc:
-        if REQUIRE:
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
-    with server:
-        yield server
 
 
 @pytest.fixture

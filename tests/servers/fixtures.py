@@ -12,6 +12,8 @@ import pytest
 
 from tests.servers.llamacpp import LlamaCppServer, Unavailable
 from tests.servers.scripted import ScriptedServer
+from tests.servers.seaweed import SeaweedS3
+from tests.servers.seaweed import Unavailable as WeedUnavailable
 
 REQUIRE_SERVICES = os.environ.get("COSTLINE_REQUIRE_SERVICES") == "1"
 
@@ -52,3 +54,17 @@ def llamacpp_url() -> Iterator[str]:
         yield server.base_url
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def weed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
+    """A real SeaweedFS S3 server on loopback, shared by a test module. Skips when the weed
+    binary is missing, unless COSTLINE_REQUIRE_SERVICES=1, where that is a failure."""
+    try:
+        server = SeaweedS3(tmp_path_factory.mktemp("weed"))
+    except WeedUnavailable as exc:
+        if REQUIRE_SERVICES:
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+    with server:
+        yield server

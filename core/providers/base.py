@@ -99,8 +99,11 @@ class Provider(ABC):
     def stream(self, req: ChatRequest, model: str) -> Iterator[StreamItem]:
         """Text deltas as str (or TextDelta), then exactly one final ProviderResult."""
 
-    async def aembed(self, texts: list[str], model: str, dimensions: int | None) -> EmbedResult:
-        """Embeddings of ``texts``; adapters without an embeddings API refuse by name."""
+    async def aembed(
+        self, texts: list[str], model: str, dimensions: int | None, user: str | None = None
+    ) -> EmbedResult:
+        """Embeddings of ``texts``; ``user``: OpenAI's end-user id as the caller sent it (sent
+        where the API takes one). Adapters without an embeddings API refuse by name."""
         from core.errors import BadRequest
 
         raise BadRequest(

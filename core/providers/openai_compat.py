@@ -81,13 +81,18 @@ class OpenAIProvider(HTTPProvider):
             headers["openai-organization"] = self.config.organization
         return "/chat/completions", headers, body
 
-    async def aembed(self, texts: list[str], model: str, dimensions: int | None) -> EmbedResult:
-        """POST /embeddings (float vectors); usage.prompt_tokens when the server reports it."""
+    async def aembed(
+        self, texts: list[str], model: str, dimensions: int | None, user: str | None = None
+    ) -> EmbedResult:
+        """POST /embeddings (float vectors, ``user`` when given); usage.prompt_tokens when the
+        server reports it."""
         if not self.config.api_key:
             self._need_key(model)
         body: dict[str, Any] = {"model": model, "input": texts, "encoding_format": "float"}
         if dimensions is not None:
             body["dimensions"] = dimensions
+        if user is not None:  # as chat passes it: OpenAI's abuse monitoring's end-user id
+            body["user"] = user
         headers = {"content-type": "application/json", "accept": "application/json"}
         if self.config.api_key:
             headers["authorization"] = f"Bearer {self.config.api_key}"

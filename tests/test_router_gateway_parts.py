@@ -190,8 +190,12 @@ def test_anthropic_wire_maps_what_it_has_and_refuses_tools_by_name() -> None:
     req = ChatRequest(messages=[Message("user", "hi")], extra={"stop": "END", "top_p": 0.5})
     _, _, body = p.build_request(req, "claude-3-5-haiku", False)
     assert body["stop_sequences"] == ["END"] and body["top_p"] == 0.5
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {}}}]
     with pytest.raises(BadRequest, match="tools: not supported by the Anthropic wire"):
-        p.build_request(replace(req, extra={"tools": []}), "claude-3-5-haiku", False)
+        p.build_request(replace(req, extra={"tools": tools}), "claude-3-5-haiku", False)
+    # an empty tool list asks for nothing: not refused, not sent
+    _, _, body = p.build_request(replace(req, extra={"tools": []}), "claude-3-5-haiku", False)
+    assert "tools" not in body
 
 
 async def test_embeddings_are_priced_budgeted_and_logged(costline_home: Path) -> None:

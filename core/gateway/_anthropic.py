@@ -16,7 +16,9 @@ The answer's ``tool_calls`` come back as ``tool_use`` blocks (``stop_reason: too
 streamed as ``input_json_delta`` events after the text. Other block types (documents,
 server tools such as web search) are refused by name with a 400; so are tool, image and
 tool-result content for a model served over the Anthropic wire, which Costline calls with
-text only. ``stop_sequences`` and ``top_p``/``top_k`` travel as upstream fields; an answer a
+text only. ``stop_sequences`` and ``top_p``/``top_k`` travel as upstream fields
+(an upstream without ``top_k`` is not sent it, and the answer names it, as it names fields
+not read here: ``x-costline-unsent-params``, docs/gateway.md); an answer a
 stop sequence ended is ``stop_reason: stop_sequence`` with ``stop_sequence`` set (when the
 upstream says which: Anthropic, vLLM's ``stop_reason``, dryrun). A stream's ``message_start``
 carries the prompt's counted input tokens; ``message_delta`` the upstream's usage.
@@ -211,6 +213,19 @@ def _tools(body: dict[str, Any]) -> dict[str, Any]:
         if isinstance(choice, dict) and choice.get("disable_parallel_tool_use") is True:
             out["parallel_tool_calls"] = False
     return out
+
+
+# the /v1/messages fields Costline reads; any other (thinking, service_tier, ...) is not sent
+# upstream, and the answer names it in x-costline-unsent-params
+READ = frozenset({"model", "messages", "system", "max_tokens", "temperature", "stream"})
+READ |= {"stop_sequences", "top_p", "top_k", "tools", "tool_choice", "metadata"}
+
+
+def ignored_fields(body: object) -> tuple[str, ...]:
+    """The request's fields Costline does not read (and so sends nowhere), sorted."""
+    if not isinstance(body, dict):
+        return ()
+    return tuple(sorted(k for k, v in body.items() if k not in READ and v is not None))
 
 
 def metadata_user(body: object) -> str | None:

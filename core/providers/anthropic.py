@@ -20,6 +20,7 @@ from core.errors import BadRequest
 from core.providers._errors import ERROR_TYPES, for_status
 from core.providers._http import HTTPProvider, StreamState
 from core.providers.base import ProviderResult
+from core.settings import ProviderConfig
 from core.types import ChatRequest, Usage
 
 API_VERSION = "2023-06-01"
@@ -65,11 +66,41 @@ def parse_usage(u: Any, base: Usage | None = None) -> Usage | None:
     )
 
 
+def _asks(name: str, value: Any) -> bool:
+    """Does an OpenAI field's value ask for something (``logprobs: false``, ``n: 1``,
+    ``tools: []``, ``response_format`` text, ... ask for nothing and are not refused)?"""
+    if value is None or value is False or value == [] or value == {}:
+        return False
+    if name == "n":
+        return bool(value != 1)
+    if name == "tool_choice":
+        return value not in ("none", "auto")
+    if name == "response_format":
+        return not (isinstance(value, dict) and value.get("type") == "text")
+    return True
+
+
+def unsent_fields(extra: dict[str, Any]) -> tuple[str, ...]:
+    """The OpenAI request fields not sent to Anthropic, which has no equivalent (seed,
+    penalties, logit_bias, reasoning_effort, other metadata pairs, ...), sorted; those
+    that ask for nothing are left out (and so are the refused ones, see ``passthrough``)."""
+    out = []
+    for k, v in extra.items():
+        if k in SAME_FIELDS or k in ("stop", "user") or not _asks(k, v):
+            continue
+        if k in SHAPE_FIELDS or k == "n":
+            continue  # refused with a 400 by passthrough
+        if k == "metadata" and isinstance(v, dict) and v.keys() <= {"user_id"}:
+            continue
+        out.append(k)
+    return tuple(sorted(out))
+
+
 def passthrough(extra: dict[str, Any], body: dict[str, Any]) -> None:
     """OpenAI request fields Anthropic also has; others that would change the answer's shape
     are refused by name; the user (``metadata.user_id``, else ``user``) is sent as
     ``metadata.user_id``, the only metadata Anthropic takes; the rest (other metadata, seed,
-    penalties) are not sent."""
+    penalties) are not sent, and named by ``unsent_fields``."""
     user = _user_id(extra)
     if user is not None:
         body["metadata"] = {"user_id": user}
@@ -78,7 +109,7 @@ def passthrough(extra: dict[str, Any], body: dict[str, Any]) -> None:
             body[k] = v
         elif k == "stop" and v is not None:
             body["stop_sequences"] = [v] if isinstance(v, str) else list(v)
-        elif k in SHAPE_FIELDS or (k == "n" and v not in (None, 1)):
+        elif (k in SHAPE_FIELDS or k == "n") and _asks(k, v):
             raise BadRequest(
                 f"{k}: not supported by the Anthropic wire through Costline "
                 "(passed through to OpenAI-compatible upstreams only)"
@@ -105,6 +136,10 @@ def _cache_control(ttl: str | None) -> dict[str, str] | None:
 class AnthropicProvider(HTTPProvider):
     wire = "anthropic"
     terminal = "message_stop"
+
+    @classmethod
+    def unsent(cls, config: ProviderConfig, req: ChatRequest) -> tuple[str, ...]:
+        return unsent_fields(req.extra)
 
     def build_request(
         self, req: ChatRequest, model: str, stream: bool

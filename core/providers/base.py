@@ -92,6 +92,13 @@ class Provider(ABC):
     def timeout(self, req: ChatRequest) -> float:
         return req.timeout or self.config.timeout_s
 
+    @classmethod
+    def unsent(cls, config: ProviderConfig, req: ChatRequest) -> tuple[str, ...]:
+        """The request's fields (``req.extra`` names, and ``cache_control`` for content
+        breakpoints) this adapter does not send to ``config``'s API, which has no equivalent:
+        the gateway names them in ``x-costline-unsent-params``. Sorted; () by default."""
+        return ()
+
     @abstractmethod
     def complete(self, req: ChatRequest, model: str) -> ProviderResult: ...
 

@@ -18,10 +18,15 @@ import orjson
 from core.providers._errors import Where, for_status, for_transport, malformed
 from core.providers._http import HTTPProvider, StreamState
 from core.providers.base import EmbedResult, ProviderResult, TextDelta
+from core.settings import ProviderConfig
 from core.types import ChatRequest, Usage
 
 # reasoning families that take max_completion_tokens instead of max_tokens
 _COMPLETION_TOKENS = re.compile(r"^(o1|o3|o4|gpt-5)(\b|[-_.])")
+# servers run on your own machines, which take top_k (vLLM, llama.cpp) or ignore fields they
+# do not know; the hosted APIs (OpenAI, Groq, Mistral, ...) have no top_k, and OpenAI and
+# Mistral refuse unknown fields with a 400
+SELF_HOSTED = frozenset({"ollama", "vllm", "tgi", "llamacpp"})
 
 
 def _int(d: dict[str, Any] | None, key: str) -> int:
@@ -52,9 +57,17 @@ class OpenAIProvider(HTTPProvider):
     wire = "openai"
     terminal = "[DONE]"
 
+    @classmethod
+    def unsent(cls, config: ProviderConfig, req: ChatRequest) -> tuple[str, ...]:
+        """Anthropic's ``top_k``, for a hosted API."""
+        if config.name in SELF_HOSTED or "top_k" not in req.extra:
+            return ()
+        return ("top_k",)
+
     def build_request(
         self, req: ChatRequest, model: str, stream: bool
     ) -> tuple[str, dict[str, str], dict[str, Any]]:
+        unsent = self.unsent(self.config, req)
         messages = []
         for m in req.messages:
             msg: dict[str, Any] = {"role": m.role, "content": m.content}
@@ -64,6 +77,8 @@ class OpenAIProvider(HTTPProvider):
                 msg.update(m.extra)
             messages.append(msg)
         body: dict[str, Any] = {**req.extra, "model": model, "messages": messages}
+        for name in unsent:
+            body.pop(name, None)
         if req.temperature is not None:
             body["temperature"] = req.temperature
         if req.max_tokens is not None:

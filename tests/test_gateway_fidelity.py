@@ -4,14 +4,19 @@ speaking OpenAI and Anthropic."""
 
 from __future__ import annotations
 
+import json
+from decimal import Decimal
+
+import anthropic
 import openai
 import pytest
 
-from tests.gateway_support import GatewayProcess, anthropic_client, serve, upstream_env
+from tests.gateway_support import GatewayProcess, anthropic_client, events, serve, upstream_env
 from tests.gateway_support import openai_client as client
 from tests.servers.scripted import (
     ScriptedServer,
     anthropic_message,
+    anthropic_usage,
     json_reply,
     openai_chat,
     openai_stream,
@@ -123,3 +128,128 @@ def test_openai_fields_anthropic_lacks_are_named_and_inert_ones_not_refused(
     assert raw.parse().choices[0].message.content == "Nile."
     with pytest.raises(openai.BadRequestError, match="logprobs: not supported"):
         oc.chat.completions.create(model=CLAUDE, messages=ASK, max_tokens=20, logprobs=True)
+
+
+def test_cache_control_reaches_anthropic_and_cache_tokens_are_priced_exactly(
+    gw: GatewayProcess, scripted: ScriptedServer
+) -> None:
+    """The client's cache_control breakpoints (system and message blocks, 5-minute and
+    1-hour) reach an Anthropic upstream in place; the cache reads and writes it reports are
+    logged and priced at Anthropic's rates (reads 0.1x input, 5-minute writes 1.25x, 1-hour
+    writes 2x) to the picodollar, and the answer reports them as Anthropic does."""
+    system = [
+        {"type": "text", "text": "You are a geographer."},
+        {"type": "text", "text": "A long reference text.", "cache_control": {"type": "ephemeral"}},
+    ]
+    hour = {"type": "ephemeral", "ttl": "1h"}
+    ask = [
+        {"role": "user", "content": [{"type": "text", "text": "Rivers?", "cache_control": hour}]}
+    ]
+    usage = anthropic_usage(10, 5, cache_read=2000, cache_write=1000)
+    reply = anthropic_message("Nile.", usage=usage)
+    body = json.loads(reply.body)
+    body["usage"]["cache_creation"] = {
+        "ephemeral_5m_input_tokens": 400,
+        "ephemeral_1h_input_tokens": 600,
+    }
+    scripted.enqueue(json_reply(body))
+    raw = anthropic_client(gw).messages.with_raw_response.create(
+        model=CLAUDE,
+        max_tokens=20,
+        system=system,
+        messages=ask,  # type: ignore[arg-type]
+    )
+    sent = scripted.requests[-1].json
+    assert sent["system"] == system
+    assert sent["messages"] == [{"role": "user", "content": ask[0]["content"]}]
+    msg = raw.parse()
+    assert (msg.usage.cache_read_input_tokens, msg.usage.cache_creation_input_tokens) == (
+        2000,
+        1000,
+    )
+    assert msg.usage.input_tokens == 10 and msg.usage.output_tokens == 5
+    split = msg.usage.cache_creation
+    assert split is not None
+    assert (split.ephemeral_5m_input_tokens, split.ephemeral_1h_input_tokens) == (400, 600)
+    (ev,) = events(gw.home, 1, request_id=raw.headers["x-costline-request-id"])
+    assert (ev.input_tokens, ev.cached_input_tokens, ev.cache_write_tokens) == (10, 2000, 1000)
+    assert ev.cache_write_1h_tokens == 600
+    per_token = Decimal("0.80") / 10**6  # claude-3-5-haiku input, USD a token
+    want = (
+        10 * per_token
+        + 2000 * per_token * Decimal("0.1")
+        + 400 * per_token * Decimal("1.25")
+        + 600 * per_token * 2
+        + 5 * per_token * 5  # output: $4 per 1M
+    )
+    assert Decimal(ev.cost_picousd).scaleb(-12) == want
+    assert Decimal(raw.headers["x-costline-cost-usd"]) == want
+    assert ev.cost_cached_input_picousd == 2000 * 80_000
+    assert ev.cost_cache_write_picousd == 400 * 1_000_000 + 600 * 1_600_000
+
+
+def test_cache_control_is_not_sent_to_openai_and_the_answer_names_it(
+    gw: GatewayProcess, scripted: ScriptedServer
+) -> None:
+    """OpenAI has no cache_control (it caches prefixes by itself) and refuses unknown fields
+    in content parts: the breakpoints are taken out for it, and the answer says so. On the
+    OpenAI wire, text parts with cache_control reach a Claude model with them."""
+    mark = {"type": "ephemeral"}
+    ask = [
+        {"role": "user", "content": [{"type": "text", "text": "Rivers?", "cache_control": mark}]}
+    ]
+    scripted.enqueue(openai_chat("Nile."))
+    raw = anthropic_client(gw).messages.with_raw_response.create(
+        model="gpt-4o-mini",
+        max_tokens=20,
+        system=[{"type": "text", "text": "Be brief.", "cache_control": mark}],
+        messages=ask,  # type: ignore[arg-type]
+    )
+    sent = scripted.requests[-1].json
+    assert "cache_control" not in json.dumps(sent)
+    assert sent["messages"][-1]["content"] == [{"type": "text", "text": "Rivers?"}]
+    assert raw.headers["x-costline-unsent-params"] == "cache_control"
+    scripted.enqueue(anthropic_message("Nile."))
+    client(gw).chat.completions.create(model=CLAUDE, messages=ask, max_tokens=20)  # type: ignore[arg-type]
+    assert scripted.requests[-1].json["messages"][-1]["content"] == ask[0]["content"]
+
+
+def test_top_level_cache_control_marks_the_prompt_for_anthropic(
+    gw: GatewayProcess, scripted: ScriptedServer
+) -> None:
+    """Anthropic's automatic caching (a top-level cache_control) reaches an Anthropic
+    upstream as breakpoints on the system prompt and the last message, at its TTL; an
+    OpenAI upstream cannot take it, and the answer names it."""
+    hour = {"type": "ephemeral", "ttl": "1h"}
+    scripted.enqueue(anthropic_message("Nile."))
+    raw = anthropic_client(gw).messages.with_raw_response.create(
+        model=CLAUDE,
+        max_tokens=20,
+        system="Be brief.",
+        messages=ASK,
+        cache_control=hour,
+        extra_headers=NO_CACHE,
+    )
+    sent = scripted.requests[-1].json
+    assert sent["system"] == [{"type": "text", "text": "Be brief.", "cache_control": hour}]
+    assert sent["messages"][-1]["content"] == [
+        {"type": "text", "text": ASK[0]["content"], "cache_control": hour}
+    ]
+    assert "x-costline-unsent-params" not in raw.headers
+    scripted.enqueue(openai_chat("Nile."))
+    raw = anthropic_client(gw).messages.with_raw_response.create(
+        model="gpt-4o-mini",
+        max_tokens=20,
+        messages=ASK,
+        cache_control=hour,
+        extra_headers=NO_CACHE,
+    )
+    assert "cache_control" not in json.dumps(scripted.requests[-1].json)
+    assert raw.headers["x-costline-unsent-params"] == "cache_control"
+    with pytest.raises(anthropic.BadRequestError, match="cache_control: must be"):
+        anthropic_client(gw).messages.create(
+            model=CLAUDE,
+            max_tokens=20,
+            messages=ASK,
+            cache_control={"type": "ephemeral", "ttl": "2d"},  # type: ignore[typeddict-item]
+        )

@@ -16,7 +16,8 @@ The answer's ``tool_calls`` come back as ``tool_use`` blocks (``stop_reason: too
 streamed as ``input_json_delta`` events after the text. Other block types (documents,
 server tools such as web search) are refused by name with a 400; so are tool, image and
 tool-result content for a model served over the Anthropic wire, which Costline calls with
-text only. ``stop_sequences`` and ``top_p``/``top_k`` travel as upstream fields
+text only. ``cache_control`` marks on text blocks are kept (as content parts) for an
+Anthropic upstream. ``stop_sequences`` and ``top_p``/``top_k`` travel as upstream fields
 (an upstream without ``top_k`` is not sent it, and the answer names it, as it names fields
 not read here: ``x-costline-unsent-params``, docs/gateway.md); an answer a
 stop sequence ended is ``stop_reason: stop_sequence`` with ``stop_sequence`` set (when the
@@ -78,6 +79,34 @@ def _blocks(where: str, content: object) -> list[dict[str, Any]]:
     return content
 
 
+def _marked(where: str, block: dict[str, Any], part: dict[str, Any]) -> dict[str, Any]:
+    """``part`` with the block's ``cache_control`` breakpoint, when it has one (an object;
+    else a 400 naming it): sent to an Anthropic upstream, not to OpenAI-compatible ones."""
+    mark = block.get("cache_control")
+    if mark is None:
+        return part
+    if not isinstance(mark, dict) or not isinstance(mark.get("type"), str):
+        raise bad_request(
+            f"{where}.cache_control: must be an object with a type, got {_type(mark)}",
+            f"{where}.cache_control",
+        )
+    return {**part, "cache_control": mark}
+
+
+def _system(content: object) -> Message:
+    """The system prompt: its text, and its blocks when one carries a cache breakpoint."""
+    text = _text("system", content)
+    if not isinstance(content, list) or not any(
+        b.get("cache_control") is not None for b in content
+    ):
+        return Message("system", text)
+    parts = [
+        _marked(f"system[{j}]", b, {"type": "text", "text": b["text"]})
+        for j, b in enumerate(content)
+    ]
+    return Message("system", text, None, {"content": parts})
+
+
 def _image(where: str, block: dict[str, Any]) -> dict[str, Any]:
     src = block.get("source")
     kind = src.get("type") if isinstance(src, dict) else None
@@ -129,7 +158,9 @@ def _user(where: str, content: object) -> list[Message]:
             if not isinstance(block.get("text"), str):
                 raise bad_request(f"{at}.text: must be a string", f"{at}.text")
             texts.append(block["text"])
-            parts.append({"type": "text", "text": block["text"]})
+            part = _marked(at, block, {"type": "text", "text": block["text"]})
+            rich = rich or "cache_control" in part
+            parts.append(part)
         elif kind == "image":
             parts.append(_image(at, block))
             rich = True
@@ -146,12 +177,14 @@ def _user(where: str, content: object) -> list[Message]:
 def _assistant(where: str, content: object) -> Message:
     texts: list[str] = []
     calls: list[dict[str, Any]] = []
+    parts: list[dict[str, Any]] = []
     for j, block in enumerate(_blocks(where, content)):
         at, kind = f"{where}[{j}]", block["type"]
         if kind == "text":
             if not isinstance(block.get("text"), str):
                 raise bad_request(f"{at}.text: must be a string", f"{at}.text")
             texts.append(block["text"])
+            parts.append(_marked(at, block, {"type": "text", "text": block["text"]}))
         elif kind == "tool_use":
             calls.append(_tool_call(at, block))
         elif kind in ("thinking", "redacted_thinking"):
@@ -160,7 +193,8 @@ def _assistant(where: str, content: object) -> Message:
             raise bad_request(_unsupported(at, kind), f"{at}.type")
     text = "".join(texts)
     if not calls:
-        return Message("assistant", text)
+        marked = any("cache_control" in p for p in parts)
+        return Message("assistant", text, None, {"content": parts} if marked else None)
     return Message("assistant", text, None, {"content": text or None, "tool_calls": calls})
 
 
@@ -218,7 +252,7 @@ def _tools(body: dict[str, Any]) -> dict[str, Any]:
 # the /v1/messages fields Costline reads; any other (thinking, service_tier, ...) is not sent
 # upstream, and the answer names it in x-costline-unsent-params
 READ = frozenset({"model", "messages", "system", "max_tokens", "temperature", "stream"})
-READ |= {"stop_sequences", "top_p", "top_k", "tools", "tool_choice", "metadata"}
+READ |= {"stop_sequences", "top_p", "top_k", "tools", "tool_choice", "metadata", "cache_control"}
 
 
 def ignored_fields(body: object) -> tuple[str, ...]:
@@ -267,7 +301,7 @@ def messages_request(body: object, meta: Meta, request_id: str) -> ChatRequest:
         raise bad_request(f"messages: must be a non-empty list of messages, got {got}", "messages")
     messages = []
     if body.get("system") is not None:
-        messages.append(Message("system", _text("system", body["system"])))
+        messages.append(_system(body["system"]))
     for i, m in enumerate(msgs):
         where = f"messages[{i}]"
         role = m.get("role") if isinstance(m, dict) else None
@@ -299,6 +333,7 @@ def messages_request(body: object, meta: Meta, request_id: str) -> ChatRequest:
         if body.get(name) is not None:
             extra[name] = body[name]
     extra.update(_tools(body))
+    prompt_cache = _prompt_cache(body.get("cache_control"))
     user_id = metadata_user(body)
     if user_id is not None:  # OpenAI's field; the Anthropic provider sends metadata.user_id
         extra["user"] = user_id
@@ -320,16 +355,38 @@ def messages_request(body: object, meta: Meta, request_id: str) -> ChatRequest:
         request_id=request_id,
         extra=extra,
         timeout=meta.timeout,
+        prompt_cache=prompt_cache,
     )
 
 
-def _usage(done: Completion) -> dict[str, int]:
+def _prompt_cache(mark: object) -> str | None:
+    """The request's top-level ``cache_control`` (Anthropic's automatic caching) as the
+    Router's ``prompt_cache`` TTL: the Anthropic provider marks the system prompt and the
+    last message. None without one; a malformed one is a 400 naming it."""
+    if mark is None:
+        return None
+    ttl = mark.get("ttl", "5m") if isinstance(mark, dict) else None
+    if not isinstance(mark, dict) or mark.get("type") != "ephemeral" or ttl not in ("5m", "1h"):
+        raise bad_request(
+            f"cache_control: must be {{'type': 'ephemeral'}} with an optional ttl of 5m or "
+            f"1h, got {mark!r}",
+            "cache_control",
+        )
+    return str(ttl)
+
+
+def _usage(done: Completion) -> dict[str, Any]:
     u = done.usage
+    hour = min(u.cache_write_1h_tokens, u.cache_write_tokens)
     return {
         "input_tokens": u.input_tokens,
         "output_tokens": u.completion_tokens,
         "cache_read_input_tokens": u.cached_input_tokens,
         "cache_creation_input_tokens": u.cache_write_tokens,
+        "cache_creation": {  # the writes by TTL, as Anthropic reports them
+            "ephemeral_5m_input_tokens": u.cache_write_tokens - hour,
+            "ephemeral_1h_input_tokens": hour,
+        },
     }
 
 

@@ -233,6 +233,7 @@ class Gateway:
         names = set(ignored)
         router = self.router
         plain = not req.extra and all(m.extra is None for m in req.messages)
+        plain = plain and req.prompt_cache is None  # the caller's (a policy's is not in req)
         if router is not None and provider and not plain:
             config = router.settings.providers.get(provider)
             adapter = registered().get(config.wire) if config is not None else None

@@ -21,7 +21,7 @@ from core.providers._errors import ERROR_TYPES, for_status
 from core.providers._http import HTTPProvider, StreamState
 from core.providers.base import ProviderResult
 from core.settings import ProviderConfig
-from core.types import ChatRequest, Usage
+from core.types import ChatRequest, Message, Usage
 
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 1024
@@ -146,11 +146,13 @@ class AnthropicProvider(HTTPProvider):
     ) -> tuple[str, dict[str, str], dict[str, Any]]:
         system = [m.content for m in req.messages if m.role == "system"]
         messages: list[dict[str, Any]] = [
-            {"role": "assistant" if m.role == "assistant" else "user", "content": m.content}
+            {"role": "assistant" if m.role == "assistant" else "user", "content": _content(m)}
             for m in req.messages
             if m.role != "system"
         ]
-        mark = _cache_control(req.prompt_cache)
+        # the caller's own cache breakpoints win over the routing policy's (at most 4 each)
+        marked = any(_marked_blocks(m) is not None for m in req.messages)
+        mark = None if marked else _cache_control(req.prompt_cache)
         body: dict[str, Any] = {
             "model": model,
             "messages": messages,
@@ -158,6 +160,10 @@ class AnthropicProvider(HTTPProvider):
         }
         if system:
             body["system"] = "\n\n".join(system)
+        if marked and system:
+            body["system"] = [
+                b for m in req.messages if m.role == "system" for b in _text_blocks(m)
+            ]
         if mark is not None:
             if system:
                 body["system"] = [{"type": "text", "text": body["system"], "cache_control": mark}]
@@ -210,6 +216,34 @@ class AnthropicProvider(HTTPProvider):
             status = ERROR_TYPES.get(err.get("type", ""), 500)
             raise for_status(status, data, {}, state.where)
         return None  # ping, content_block_start/stop and future event types
+
+
+def _marked_blocks(m: Message) -> list[dict[str, Any]] | None:
+    """A message's text parts as Anthropic text blocks when one carries the caller's
+    ``cache_control`` breakpoint (kept in place), else None (the message is sent as text)."""
+    parts = m.extra.get("content") if m.extra else None
+    if not isinstance(parts, list) or not any(
+        isinstance(p, dict) and p.get("cache_control") is not None for p in parts
+    ):
+        return None
+    blocks = []
+    for p in parts:
+        if isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str):
+            block: dict[str, Any] = {"type": "text", "text": p["text"]}
+            if p.get("cache_control") is not None:
+                block["cache_control"] = p["cache_control"]
+            blocks.append(block)
+    return blocks
+
+
+def _text_blocks(m: Message) -> list[dict[str, Any]]:
+    got = _marked_blocks(m)
+    return got if got is not None else [{"type": "text", "text": m.content}]
+
+
+def _content(m: Message) -> str | list[dict[str, Any]]:
+    got = _marked_blocks(m)
+    return got if got is not None else m.content
 
 
 def _str_or_none(value: object) -> str | None:

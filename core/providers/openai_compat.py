@@ -24,8 +24,8 @@ from core.types import ChatRequest, Usage
 # reasoning families that take max_completion_tokens instead of max_tokens
 _COMPLETION_TOKENS = re.compile(r"^(o1|o3|o4|gpt-5)(\b|[-_.])")
 # servers run on your own machines, which take top_k (vLLM, llama.cpp) or ignore fields they
-# do not know; the hosted APIs (OpenAI, Groq, Mistral, ...) have no top_k, and OpenAI and
-# Mistral refuse unknown fields with a 400
+# do not know; the hosted APIs (OpenAI, Groq, Mistral, ...) have no top_k and no
+# cache_control on content parts, and OpenAI and Mistral refuse unknown ones with a 400
 SELF_HOSTED = frozenset({"ollama", "vllm", "tgi", "llamacpp"})
 
 
@@ -59,10 +59,15 @@ class OpenAIProvider(HTTPProvider):
 
     @classmethod
     def unsent(cls, config: ProviderConfig, req: ChatRequest) -> tuple[str, ...]:
-        """Anthropic's ``top_k``, for a hosted API."""
-        if config.name in SELF_HOSTED or "top_k" not in req.extra:
-            return ()
-        return ("top_k",)
+        """Anthropic's ``top_k`` and ``cache_control`` breakpoints, for a hosted API; a
+        ``prompt_cache`` the caller asked for (Anthropic's top-level ``cache_control``), for
+        any (OpenAI-compatible servers cache prefixes by themselves, or not at all)."""
+        hosted = config.name not in SELF_HOSTED
+        out = ["top_k"] if hosted and "top_k" in req.extra else []
+        marks = hosted and any(_marks(m.extra) for m in req.messages)
+        if marks or req.prompt_cache:
+            out.insert(0, "cache_control")
+        return tuple(out)
 
     def build_request(
         self, req: ChatRequest, model: str, stream: bool
@@ -75,6 +80,8 @@ class OpenAIProvider(HTTPProvider):
                 msg["name"] = m.name
             if m.extra:
                 msg.update(m.extra)
+                if "cache_control" in unsent and _marks(m.extra):
+                    msg["content"] = [_unmarked(p) for p in m.extra["content"]]
             messages.append(msg)
         body: dict[str, Any] = {**req.extra, "model": model, "messages": messages}
         for name in unsent:
@@ -187,6 +194,20 @@ class OpenAIProvider(HTTPProvider):
             for call in d.get("tool_calls") or ():
                 _merge_tool_call(state.tool_calls, call)
         return delta
+
+
+def _marks(extra: Any) -> bool:
+    """Do a message's content parts carry ``cache_control`` breakpoints?"""
+    parts = extra.get("content") if extra else None
+    return isinstance(parts, list) and any(
+        isinstance(p, dict) and "cache_control" in p for p in parts
+    )
+
+
+def _unmarked(part: Any) -> Any:
+    if not isinstance(part, dict) or "cache_control" not in part:
+        return part
+    return {k: v for k, v in part.items() if k != "cache_control"}
 
 
 def _merge_tool_call(calls: dict[int, dict[str, Any]], part: dict[str, Any]) -> None:

@@ -17,6 +17,7 @@ from tests.servers.scripted import (
     ScriptedServer,
     anthropic_message,
     anthropic_usage,
+    error,
     json_reply,
     openai_chat,
     openai_stream,
@@ -253,3 +254,29 @@ def test_top_level_cache_control_marks_the_prompt_for_anthropic(
             messages=ASK,
             cache_control={"type": "ephemeral", "ttl": "2d"},  # type: ignore[typeddict-item]
         )
+
+
+def test_an_upstream_400_names_no_param_of_the_request(
+    gw: GatewayProcess, scripted: ScriptedServer
+) -> None:
+    """An upstream's own 400 reaches the SDKs as BadRequestError with its message; its
+    ``param`` is not the provider's name (the first word of the message) posing as a field.
+    A refusal of Costline's own still names its field."""
+    refusal = "Unrecognized request argument supplied: frobnicate"
+    scripted.enqueue(error(400, refusal, type="invalid_request_error"))
+    with pytest.raises(openai.BadRequestError, match="frobnicate") as e:
+        client(gw).chat.completions.create(
+            model="gpt-4o-mini",
+            messages=ASK,
+            extra_body={"frobnicate": True},
+            extra_headers=NO_CACHE,
+        )
+    assert e.value.body["param"] is None  # type: ignore[index]
+    scripted.enqueue(error(400, refusal, type="invalid_request_error"))
+    with pytest.raises(anthropic.BadRequestError, match="frobnicate"):
+        anthropic_client(gw).messages.create(
+            model="gpt-4o-mini", max_tokens=20, messages=ASK, extra_headers=NO_CACHE
+        )
+    with pytest.raises(openai.BadRequestError) as own:
+        client(gw).chat.completions.create(model=CLAUDE, messages=ASK, n=2)
+    assert own.value.body["param"] == "n"  # type: ignore[index]

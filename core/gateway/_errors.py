@@ -138,7 +138,7 @@ def from_costline(exc: CostlineError, resets_at: datetime | None = None) -> HTTP
     if isinstance(exc, ContextWindowExceeded):
         return HTTPError(400, msg, code="context_length_exceeded", param="messages")
     if isinstance(exc, RequestError):
-        return HTTPError(400, msg, param=_param(msg))
+        return HTTPError(400, msg, param=_param_of(exc))
     if isinstance(exc, PermissionDenied):
         return forbidden(msg, "permission_denied")
     if isinstance(exc, ProviderTimeout):
@@ -179,6 +179,17 @@ def budget_error(exc: BudgetExceeded, resets_at: datetime | None) -> HTTPError:
 
 def _num(value: Decimal | int) -> str | int:
     return format(value.normalize(), "f") if isinstance(value, Decimal) else int(value)
+
+
+def _param_of(exc: RequestError) -> str | None:
+    """The request field a refusal names: the field Costline's own check gave, else the one
+    its message starts with. An upstream's 4xx (it has a ``status_code``) names none: its
+    message starts with the provider's name ('openai gpt-4o-mini: HTTP 400: ...'), which is
+    no field of the request."""
+    field = getattr(exc, "field", None)
+    if isinstance(field, str) and field:
+        return field
+    return _param(exc.message) if exc.status_code is None else None
 
 
 def _param(message: str) -> str | None:

@@ -398,11 +398,20 @@ def _costline(done: Completion) -> dict[str, Any]:
 
 def stop_reason(done: Completion) -> str:
     """Anthropic's stop_reason: ``stop_sequence`` when one of the request's stop sequences
-    ended the answer (the upstream said which: Anthropic, vLLM, dryrun)."""
+    ended the answer (the upstream said which: Anthropic, vLLM, dryrun); ``tool_use`` when
+    the answer calls tools, whatever finish reason the server gave."""
     if done.stop_sequence is not None:
         return "stop_sequence"
     f = done.finish_reason or "stop"
-    return STOP.get(f, "end_turn")
+    reason = STOP.get(f, "end_turn")
+    if reason == "end_turn" and _calls_tools(done):  # Ollama, llama.cpp: tool calls + "stop"
+        return "tool_use"
+    return reason
+
+
+def _calls_tools(done: Completion) -> bool:
+    msg = (done.choices[0].get("message") or {}) if done.choices else {}
+    return bool(msg.get("tool_calls"))
 
 
 def message_id(request_id: str) -> str:

@@ -280,3 +280,27 @@ def test_an_upstream_400_names_no_param_of_the_request(
     with pytest.raises(openai.BadRequestError) as own:
         client(gw).chat.completions.create(model=CLAUDE, messages=ASK, n=2)
     assert own.value.body["param"] == "n"  # type: ignore[index]
+
+
+def test_an_upstream_404_is_a_not_found_error_for_both_sdks(
+    gw: GatewayProcess, scripted: ScriptedServer
+) -> None:
+    """A model the upstream does not have (retired, a typo in an alias): its 404 reaches the
+    SDKs as NotFoundError, as calling the provider directly would, not as a 400."""
+    gone = "The model `gpt-4o-mini` does not exist or you do not have access to it."
+    scripted.enqueue(error(404, gone, type="invalid_request_error"))
+    with pytest.raises(openai.NotFoundError, match="does not exist"):
+        client(gw).chat.completions.create(
+            model="gpt-4o-mini", messages=ASK, extra_headers=NO_CACHE
+        )
+    scripted.enqueue(error(404, gone, type="not_found_error"))
+    with pytest.raises(anthropic.NotFoundError, match="does not exist") as e:
+        anthropic_client(gw).messages.create(
+            model="gpt-4o-mini", max_tokens=20, messages=ASK, extra_headers=NO_CACHE
+        )
+    assert e.value.body["error"]["type"] == "not_found_error"  # type: ignore[index]
+    scripted.enqueue(error(422, "temperature: extra inputs are not permitted"))
+    with pytest.raises(openai.UnprocessableEntityError):
+        client(gw).chat.completions.create(
+            model="gpt-4o-mini", messages=ASK, extra_headers=NO_CACHE
+        )

@@ -304,3 +304,23 @@ def test_an_upstream_404_is_a_not_found_error_for_both_sdks(
         client(gw).chat.completions.create(
             model="gpt-4o-mini", messages=ASK, extra_headers=NO_CACHE
         )
+
+
+def test_cache_breakpoints_leave_the_response_cache_to_work(gw: GatewayProcess) -> None:
+    """Marks kept for Anthropic's prompt cache do not change the answer: a request that
+    carries them (Claude Code marks every one) is still served from the response cache."""
+    mark = {"type": "ephemeral"}
+    ask = [
+        {"role": "user", "content": [{"type": "text", "text": "Cached?", "cache_control": mark}]}
+    ]
+    system = [{"type": "text", "text": "Be brief.", "cache_control": mark}]
+    got = [
+        anthropic_client(gw).messages.with_raw_response.create(
+            model="dryrun-small",
+            max_tokens=20,
+            system=system,  # type: ignore[arg-type]
+            messages=ask,  # type: ignore[arg-type]
+        )
+        for _ in range(2)
+    ]
+    assert [r.headers["x-costline-cache"] for r in got] == ["miss", "hit"]

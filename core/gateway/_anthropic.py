@@ -351,11 +351,22 @@ def messages_request(body: object, meta: Meta, request_id: str) -> ChatRequest:
         tags=meta.tags,
         cache=meta.cache
         and extra.keys() <= NOT_IN_ANSWER
-        and all(m.extra is None for m in messages),
+        and all(m.extra is None or _text_only(m.extra) for m in messages),
         request_id=request_id,
         extra=extra,
         timeout=meta.timeout,
         prompt_cache=prompt_cache,
+    )
+
+
+def _text_only(extra: Any) -> bool:
+    """Text blocks kept only for their cache breakpoints: the answer is the one their text
+    gives, which the response cache's key holds (so the request stays cacheable)."""
+    parts = extra.get("content")
+    return (
+        extra.keys() == {"content"}
+        and isinstance(parts, list)
+        and all(isinstance(p, dict) and p.get("type") == "text" for p in parts)
     )
 
 

@@ -73,6 +73,7 @@ class OpenAIProvider(HTTPProvider):
         self, req: ChatRequest, model: str, stream: bool
     ) -> tuple[str, dict[str, str], dict[str, Any]]:
         unsent = self.unsent(self.config, req)
+        hosted = self.config.name not in SELF_HOSTED  # content-part marks taken out
         messages = []
         for m in req.messages:
             msg: dict[str, Any] = {"role": m.role, "content": m.content}
@@ -80,7 +81,7 @@ class OpenAIProvider(HTTPProvider):
                 msg["name"] = m.name
             if m.extra:
                 msg.update(m.extra)
-                if "cache_control" in unsent and _marks(m.extra):
+                if hosted and _marks(m.extra):
                     msg["content"] = [_unmarked(p) for p in m.extra["content"]]
             messages.append(msg)
         body: dict[str, Any] = {**req.extra, "model": model, "messages": messages}

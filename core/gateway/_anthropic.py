@@ -31,6 +31,7 @@ from typing import Any
 
 import orjson
 
+from core.providers import ToolDelta
 from core.types import ChatRequest, Completion, Message
 
 from ._errors import bad_request
@@ -478,6 +479,7 @@ def input_estimate(req: ChatRequest) -> int:
 
 
 def stream_start(request_id: str, model: str, input_tokens: int) -> bytes:
+    """message_start and a ping; the content blocks open as the answer streams (Writer)."""
     message: dict[str, Any] = {
         "id": message_id(request_id),
         "type": "message",
@@ -488,37 +490,83 @@ def stream_start(request_id: str, model: str, input_tokens: int) -> bytes:
         "stop_sequence": None,
         "usage": {"input_tokens": input_tokens, "output_tokens": 0},
     }
-    return (
-        event("message_start", {"message": message})
-        + event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}})
-        + event("ping", {})
-    )
+    return event("message_start", {"message": message}) + event("ping", {})
 
 
-def stream_delta(text: str) -> bytes:
-    return event("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": text}})
+TEXT_START = {"type": "text", "text": ""}
 
 
-def stream_end(done: Completion) -> bytes:
-    delta = {"stop_reason": stop_reason(done), "stop_sequence": done.stop_sequence}
-    tools = b""
-    for i, block in enumerate(tool_uses(done), start=1):
-        start = {**block, "input": {}}
-        partial = {
-            "type": "input_json_delta",
-            "partial_json": orjson.dumps(block["input"]).decode(),
-        }
-        tools += event("content_block_start", {"index": i, "content_block": start})
-        tools += event("content_block_delta", {"index": i, "delta": partial})
-        tools += event("content_block_stop", {"index": i})
-    return (
-        event("content_block_stop", {"index": 0})
-        + tools
-        + event(
-            "message_delta", {"delta": delta, "usage": _usage(done), "costline": _costline(done)}
+class Writer:
+    """The content blocks of one streamed message, as Anthropic streams them: a block opens
+    with its first delta (text, or a tool call's ``tool_use`` with an empty input) and
+    closes when the next one opens or the message ends; a tool call's arguments follow as
+    ``input_json_delta`` events at its block's index."""
+
+    __slots__ = ("block", "blocks", "text")
+
+    def __init__(self) -> None:
+        self.block = -1  # the open block's index (-1: none yet)
+        self.text = False  # the open block is a text block
+        self.blocks: dict[int, int] | None = None  # streamed tool call index -> block index
+
+    def _open(self, block: dict[str, Any]) -> bytes:
+        out = event("content_block_stop", {"index": self.block}) if self.block >= 0 else b""
+        self.block += 1
+        self.text = block["type"] == "text"
+        return out + event("content_block_start", {"index": self.block, "content_block": block})
+
+    def delta(self, text: str) -> bytes:
+        out = b"" if self.text else self._open(TEXT_START)
+        return out + event(
+            "content_block_delta",
+            {"index": self.block, "delta": {"type": "text_delta", "text": text}},
         )
-        + event("message_stop", {})
-    )
+
+    def tool(self, piece: ToolDelta) -> bytes:
+        """A streamed piece of a tool call: its tool_use block opens with its id and name;
+        its arguments are input_json_delta events."""
+        out = b""
+        if piece.id is not None:
+            start: dict[str, Any] = {"type": "tool_use", "id": piece.id, "name": piece.name}
+            start["input"] = {}
+            out = self._open(start)
+            self.blocks = self.blocks or {}
+            self.blocks[piece.index] = self.block
+        at = self.blocks.get(piece.index) if self.blocks else None
+        if at is None or not piece.arguments:
+            return out
+        partial = {"type": "input_json_delta", "partial_json": piece.arguments}
+        return out + event("content_block_delta", {"index": at, "delta": partial})
+
+    def end(self, done: Completion) -> bytes:
+        """The last blocks (an upstream's tool calls not streamed piece by piece: each whole,
+        after the text), message_delta with the usage, message_stop."""
+        out = b""
+        if self.blocks is None:
+            calls = tool_uses(done)
+            if self.block < 0 and not calls:
+                out += self._open(TEXT_START)  # an empty answer: one empty text block
+            for block in calls:
+                out += self._open({**block, "input": {}})
+                partial = orjson.dumps(block["input"]).decode()
+                out += event(
+                    "content_block_delta",
+                    {
+                        "index": self.block,
+                        "delta": {"type": "input_json_delta", "partial_json": partial},
+                    },
+                )
+        if self.block >= 0:
+            out += event("content_block_stop", {"index": self.block})
+        delta = {"stop_reason": stop_reason(done), "stop_sequence": done.stop_sequence}
+        return (
+            out
+            + event(
+                "message_delta",
+                {"delta": delta, "usage": _usage(done), "costline": _costline(done)},
+            )
+            + event("message_stop", {})
+        )
 
 
 def count_request(body: object) -> ChatRequest:

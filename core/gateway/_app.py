@@ -30,7 +30,7 @@ from core.types import ChatRequest, Message
 from . import _limits
 from ._asgi import JSON, HeaderList, Receive, Scope, Send, request_ids, send_bytes
 from ._config import GatewayConfig
-from ._errors import HTTPError, bad_request, forbidden, from_costline, unauthorized
+from ._errors import HTTPError, forbidden, from_costline, unauthorized
 from ._metrics import Metrics
 from ._request import Headers, secret_of
 
@@ -197,32 +197,6 @@ class Gateway:
                 f"(allowed: {', '.join(key.models)})"
             )
 
-    def check_wire(self, req: ChatRequest) -> None:
-        """400 before the Router when tools, images or tool calls/results would go to a
-        model served over the Anthropic wire (Costline calls it with text only)."""
-        router = self.router
-        if router is None or not (req.extra.get("tools") or any(_rich(m) for m in req.messages)):
-            return
-        models = [req.model] if req.model else []
-        if not models and req.task and router.controls is not None:
-            snap = self.snapshot()
-            policy = router.controls.policy(snap, req.task) if snap is not None else None
-            if policy is not None:
-                models = [policy.primary_model, *policy.fallbacks]
-        for model in models:
-            if not router.catalog.has(model):
-                continue
-            provider = router.catalog.provider_of(model)
-            providers = router.settings.providers
-            wire = providers[provider].wire if provider in providers else None
-            if wire == "anthropic":
-                raise bad_request(
-                    f"model {model!r} is called over the Anthropic wire with text only: tools, "
-                    "images, tool calls and tool results reach OpenAI-compatible upstreams "
-                    "(gpt-*, llama.cpp, vLLM, ...) only",
-                    "model",
-                )
-
     def unsent_headers(
         self, req: ChatRequest, provider: str | None, ignored: tuple[str, ...] = ()
     ) -> HeaderList:
@@ -298,19 +272,6 @@ class Gateway:
         headers = [JSON, *request_ids(request_id), *err.headers()]
         headers += extra
         await send_bytes(send, err.status_for(anthropic), _dumps(body), headers)
-
-
-def _rich(m: Message) -> bool:
-    """Does the message carry more than text (tool calls or results, non-text parts)?"""
-    extra = m.extra
-    if not extra:
-        return False
-    if "tool_calls" in extra or "tool_call_id" in extra or m.role == "tool":
-        return True
-    parts = extra.get("content")
-    return isinstance(parts, list) and any(
-        isinstance(p, dict) and p.get("type") != "text" for p in parts
-    )
 
 
 def _dumps(obj: Any) -> bytes:
@@ -396,7 +357,6 @@ def start_worker() -> tuple[Any, Any] | None:
 def warm() -> None:
     """Load the tokenizers and the JSON codecs now, not on the first request."""
     from core import tokens
-    from core.types import Message
 
     for model in ("gpt-4o-mini", "gpt-4", "claude-3-5-haiku"):
         tokens.count_messages(model, [Message("user", "warm up")])

@@ -14,7 +14,14 @@ import httpx
 from core.errors import ConfigError
 from core.providers._http import HTTPProvider, StreamState
 from core.providers.anthropic import AnthropicProvider
-from core.providers.base import EmbedResult, Provider, ProviderResult, StreamItem, TextDelta
+from core.providers.base import (
+    EmbedResult,
+    Provider,
+    ProviderResult,
+    StreamItem,
+    TextDelta,
+    ToolDelta,
+)
 from core.providers.dryrun import DryRunProvider
 from core.providers.local import LocalProvider
 from core.providers.openai_compat import OpenAIProvider
@@ -32,6 +39,7 @@ __all__ = [
     "StreamItem",
     "StreamState",
     "TextDelta",
+    "ToolDelta",
     "create",
     "register",
     "registered",

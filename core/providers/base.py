@@ -43,7 +43,26 @@ class TextDelta:
     kind: str = "content"
 
 
-StreamItem = str | TextDelta | ProviderResult
+@dataclass(frozen=True, slots=True)
+class ToolDelta:
+    """A streamed piece of a tool call, as OpenAI streams one: ``index`` is the call's place
+    among the answer's tool calls; its first piece names the call (``id``, ``name``), the
+    next ones carry ``arguments``, fragments of its JSON arguments in order."""
+
+    index: int
+    arguments: str = ""
+    id: str | None = None
+    name: str | None = None
+
+    def openai(self) -> dict[str, Any]:
+        """This piece as an OpenAI stream's ``delta.tool_calls[]`` entry."""
+        if self.id is None:
+            return {"index": self.index, "function": {"arguments": self.arguments}}
+        fn = {"name": self.name, "arguments": self.arguments}
+        return {"index": self.index, "id": self.id, "type": "function", "function": fn}
+
+
+StreamItem = str | TextDelta | ToolDelta | ProviderResult
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +123,8 @@ class Provider(ABC):
 
     @abstractmethod
     def stream(self, req: ChatRequest, model: str) -> Iterator[StreamItem]:
-        """Text deltas as str (or TextDelta), then exactly one final ProviderResult."""
+        """Text deltas as str (or TextDelta) and tool-call pieces (ToolDelta), then exactly
+        one final ProviderResult."""
 
     async def aembed(
         self, texts: list[str], model: str, dimensions: int | None, user: str | None = None

@@ -71,7 +71,7 @@ class Attempt:
     ) -> None:
         self.ctx, self.call, self.cand, self.provider, self.n = ctx, call, cand, provider, n
         self.parts: list[str] = []  # text already passed to the caller (streams)
-        self.args: list[str] = []  # tool-call names and arguments passed to the caller
+        self.args: list[str] | None = None  # tool-call names and arguments passed on
         self.ttft_ms: float | None = None
         self.retry = True  # after a failure: another attempt of the same candidate?
         self.done: Completion | None = None
@@ -91,6 +91,8 @@ class Attempt:
         """A streamed piece of a tool call on its way to the caller (output, like text)."""
         if self.ttft_ms is None:
             self.ttft_ms = self.elapsed_ms()
+        if self.args is None:
+            self.args = []
         self.args.append((delta.name or "") + delta.arguments)
         return delta
 

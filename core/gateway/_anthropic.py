@@ -13,11 +13,12 @@ Content blocks become a Costline request routed like any other:
     | ``metadata.user_id``         | OpenAI ``user`` (and the call's user)                 |
 
 The answer's ``tool_calls`` come back as ``tool_use`` blocks (``stop_reason: tool_use``),
-streamed as ``input_json_delta`` events after the text. Other block types (documents,
-server tools such as web search) are refused by name with a 400; so are tool, image and
-tool-result content for a model served over the Anthropic wire, which Costline calls with
-text only. ``cache_control`` marks on text blocks are kept (as content parts) for an
-Anthropic upstream. ``stop_sequences`` and ``top_p``/``top_k`` travel as upstream fields
+streamed as ``input_json_delta`` events (``Writer``: piece by piece when the upstream
+streamed them, as Claude does; else whole, after the text). A model on the Anthropic wire
+gets these fields back as Anthropic blocks from its provider (docs/gateway.md, "Tool calling
+with Claude"). Other block types (documents, server tools such as web search) are refused
+by name with a 400. ``cache_control`` marks on text blocks are kept (as content parts) for
+an Anthropic upstream. ``stop_sequences`` and ``top_p``/``top_k`` travel as upstream fields
 (an upstream without ``top_k`` is not sent it, and the answer names it, as it names fields
 not read here: ``x-costline-unsent-params``, docs/gateway.md); an answer a
 stop sequence ended is ``stop_reason: stop_sequence`` with ``stop_sequence`` set (when the

@@ -441,3 +441,62 @@ def test_admission_counts_tool_definitions_for_claude(
         )
     assert refused.value.body["error"]["type"] == "budget_exceeded"  # type: ignore[index]
     assert len(scripted.requests) == seen  # never sent upstream
+
+
+def test_tool_results_keep_cache_breakpoints_and_images_for_claude(
+    gw: GatewayProcess, scripted: ScriptedServer
+) -> None:
+    """Claude Code marks the last block of its last turn (in an agent loop, a tool_result)
+    with ``cache_control``, and its Read tool answers with images: both reach Claude in
+    place, so the prompt cache is read (and priced at its rate) as without Costline."""
+    image = {
+        "type": "image",
+        "source": {"type": "base64", "media_type": "image/png", "data": PIXEL},
+    }
+    mark = {"type": "ephemeral"}
+    turn = [
+        *ASK,
+        {
+            "role": "assistant",
+            "content": [
+                tool_use("toolu_x", "weather", {"city": "Oslo"}),
+                tool_use("toolu_y", "clock", {"zone": "CET"}),
+            ],
+        },
+        {
+            "role": "user",
+            "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_y", "content": [
+                    {"type": "text", "text": "a screenshot:"}, image,
+                ]},
+                {"type": "tool_result", "tool_use_id": "toolu_x", "content": "sunny",
+                 "cache_control": mark},
+            ],
+        },
+    ]  # fmt: skip
+    scripted.enqueue(anthropic_message("Done.", usage=anthropic_usage(40, 2, cache_read=3000)))
+    raw = anthropic_client(gw).messages.with_raw_response.create(
+        model=CLAUDE,
+        max_tokens=50,
+        tools=[WEATHER, CLOCK],  # type: ignore[list-item]
+        messages=turn,  # type: ignore[arg-type]
+    )
+    assert _sent(scripted)["messages"][2] == {
+        "role": "user",
+        "content": [
+            {
+                "type": "tool_result",
+                "tool_use_id": "toolu_y",
+                "content": [{"type": "text", "text": "a screenshot:"}, image],
+            },
+            {
+                "type": "tool_result",
+                "tool_use_id": "toolu_x",
+                "content": [{"type": "text", "text": "sunny", "cache_control": mark}],
+            },
+        ],
+    }
+    msg = raw.parse()
+    assert msg.usage.cache_read_input_tokens == 3000
+    (ev,) = events(gw.home, 1, request_id=raw.headers["x-costline-request-id"])
+    assert ev.cached_input_tokens == 3000 and ev.input_tokens == 40

@@ -142,10 +142,52 @@ def _tool_result(where: str, block: dict[str, Any]) -> Message:
     if not isinstance(ident, str):
         raise bad_request(f"{where}.tool_use_id: required, a string", f"{where}.tool_use_id")
     content = block.get("content", "")
-    text = _text(f"{where}.content", content)
-    if block.get("is_error") is True:
-        text = "Error: " + text
-    return Message("tool", text, None, {"tool_call_id": ident})
+    error = "Error: " if block.get("is_error") is True else ""
+    if block.get("cache_control") is not None or _rich_result(content):
+        return _tool_result_parts(where, ident, block, content, error)
+    return Message(
+        "tool", error + _text(f"{where}.content", content), None, {"tool_call_id": ident}
+    )
+
+
+def _rich_result(content: object) -> bool:
+    """Does a tool_result's content hold images or cache breakpoints (kept as parts)?"""
+    return isinstance(content, list) and any(
+        isinstance(b, dict) and (b.get("type") == "image" or b.get("cache_control") is not None)
+        for b in content
+    )
+
+
+def _tool_result_parts(
+    where: str, ident: str, block: dict[str, Any], content: object, error: str
+) -> Message:
+    """A tool result with images or cache breakpoints: its content as parts (text, with
+    their marks, and image_url), sent to Claude as the tool_result's content blocks. A
+    breakpoint on the tool_result block itself goes on its last part (the same place in
+    the prompt)."""
+    items = [{"type": "text", "text": content}] if isinstance(content, str) else content
+    items = _blocks(f"{where}.content", items)
+    parts: list[dict[str, Any]] = [{"type": "text", "text": error}] if error else []
+    for j, b in enumerate(items):
+        at = f"{where}.content[{j}]"
+        if b["type"] == "text" and isinstance(b.get("text"), str):
+            if b["text"]:
+                parts.append(_marked(at, b, {"type": "text", "text": b["text"]}))
+        elif b["type"] == "image":
+            parts.append(_marked(at, b, _image(at, b)))
+        else:
+            raise bad_request(
+                f"{at}: only text and image blocks are accepted in a tool_result, got type "
+                f"{b['type']!r}",
+                f"{at}.type",
+            )
+    if parts and block.get("cache_control") is not None:
+        parts[-1] = _marked(where, block, parts[-1])
+    text = "".join(p["text"] for p in parts if p["type"] == "text")
+    extra: dict[str, Any] = {"tool_call_id": ident}
+    if parts:
+        extra["content"] = parts
+    return Message("tool", text, None, extra)
 
 
 def _user(where: str, content: object) -> list[Message]:

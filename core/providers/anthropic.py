@@ -375,7 +375,12 @@ def _tool_result(i: int, m: Message) -> dict[str, Any]:
             field=f"messages[{i}].tool_call_id",
         )
     block: dict[str, Any] = {"type": "tool_result", "tool_use_id": ident}
-    if m.content:
+    parts = m.extra.get("content") if m.extra else None
+    if isinstance(parts, list) and any(
+        not isinstance(p, dict) or p.get("type") != "text" or "cache_control" in p for p in parts
+    ):  # images, or the caller's cache breakpoints: as blocks
+        block["content"] = _rich_blocks(i, parts)
+    elif m.content:
         block["content"] = m.content
     return block
 

@@ -239,6 +239,47 @@ def test_anthropic_wire_translates_tools_and_refuses_what_has_no_equivalent() ->
     assert "tools" not in body
 
 
+def test_anthropic_wire_puts_tool_results_and_what_follows_in_one_user_turn() -> None:
+    """Consecutive ``tool`` messages and the user message after them are one user turn
+    (tool_result blocks first); an empty user message adds no empty text block (Anthropic
+    refuses those); a prompt-cache policy marks the turn's last block."""
+    p = AnthropicProvider(ProviderConfig("anthropic", "anthropic", "http://x"))
+    call = {"id": "t1", "type": "function", "function": {"name": "f", "arguments": ""}}
+    msgs = [
+        Message("user", "go"),
+        Message("assistant", "", None, {"content": None, "tool_calls": [call]}),
+        Message("tool", "one", None, {"tool_call_id": "t1"}),
+        Message("user", ""),
+        Message("user", "more"),
+    ]
+    req = ChatRequest(messages=msgs, prompt_cache="5m")
+    _, _, body = p.build_request(req, "claude-3-5-haiku", False)
+    assert body["messages"][1:] == [
+        {
+            "role": "assistant",
+            "content": [{"type": "tool_use", "id": "t1", "name": "f", "input": {}}],
+        },
+        {
+            "role": "user",
+            "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "one"}],
+        },
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "more", "cache_control": {"type": "ephemeral"}}],
+        },
+    ]
+    req = ChatRequest(messages=msgs[:3], prompt_cache="5m")
+    _, _, body = p.build_request(req, "claude-3-5-haiku", False)
+    assert body["messages"][-1]["content"] == [
+        {
+            "type": "tool_result",
+            "tool_use_id": "t1",
+            "content": "one",
+            "cache_control": {"type": "ephemeral"},
+        }
+    ]
+
+
 async def test_embeddings_are_priced_budgeted_and_logged(costline_home: Path) -> None:
     ctl = controls_with(
         costline_home,

@@ -337,7 +337,8 @@ def _messages(messages: list[Message]) -> list[dict[str, Any]]:
             continue
         if m.extra is None:
             if results is not None and role == "user":
-                results.append({"type": "text", "text": m.content})
+                if m.content:  # after the tool results, in their turn (no empty block)
+                    results.append({"type": "text", "text": m.content})
             else:
                 out.append(
                     {"role": "assistant" if role == "assistant" else "user", "content": m.content}
@@ -356,9 +357,10 @@ def _messages(messages: list[Message]) -> list[dict[str, Any]]:
             out.append({"role": "assistant", "content": _tool_uses(i, m)})
         elif results is not None and role == "user":
             content = _content(m, i)
-            results.extend(
-                [{"type": "text", "text": content}] if isinstance(content, str) else content
-            )
+            if isinstance(content, list):
+                results.extend(content)
+            elif content:
+                results.append({"type": "text", "text": content})
         else:
             out.append(
                 {"role": "assistant" if role == "assistant" else "user", "content": _content(m, i)}

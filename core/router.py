@@ -120,6 +120,9 @@ class Router:
                 except CostlineError as exc:
                     time.sleep(att.fail(exc))
                     continue
+                except BaseException as exc:  # KeyboardInterrupt: logged as abandoned
+                    att.interrupted(exc)
+                    raise
                 return att.settle(result)
             raise call.exhausted()
         finally:
@@ -136,6 +139,9 @@ class Router:
                 except CostlineError as exc:
                     await asyncio.sleep(att.fail(exc))
                     continue
+                except BaseException as exc:  # cancelled (wait_for, a timeout): abandoned
+                    att.interrupted(exc)
+                    raise
                 return att.settle(result)
             raise call.exhausted()
         finally:
@@ -167,11 +173,11 @@ class Router:
                                 yield StreamChunk("", att.settle(item))
                                 return
                     raise MalformedResponse("stream ended without a final result")
-                except GeneratorExit:  # the consumer stopped: closing() ended the upstream
-                    att.abandon()
-                    raise
                 except CostlineError as exc:
                     time.sleep(att.fail(exc))
+                except BaseException as exc:  # the consumer stopped (GeneratorExit, Ctrl-C):
+                    att.interrupted(exc)  # closing() has ended the upstream request
+                    raise
             raise call.exhausted()
         finally:
             finish(self._ctx, call)
@@ -198,11 +204,11 @@ class Router:
                                 yield StreamChunk("", att.settle(item))
                                 return
                     raise MalformedResponse("stream ended without a final result")
-                except (GeneratorExit, asyncio.CancelledError):  # the consumer went away
-                    att.abandon()  # aclosing() has closed the upstream request
-                    raise
                 except CostlineError as exc:
                     await asyncio.sleep(att.fail(exc))
+                except BaseException as exc:  # the consumer went away (GeneratorExit, cancel)
+                    att.interrupted(exc)  # aclosing() has closed the upstream request
+                    raise
             raise call.exhausted()
         finally:
             finish(self._ctx, call)

@@ -82,6 +82,8 @@ BAD = [
     ("stream", dict(stream="yes")),
     ("extra", dict(extra={"seed": Weird()})),
     ("messages[0].content", dict(text=b"bytes")),
+    ("prompt_cache", dict(prompt_cache="2h")),
+    ("prompt_cache", dict(prompt_cache="")),
 ]
 
 
@@ -111,6 +113,18 @@ def test_bad_field_refused_before_the_provider(router, scripted_server, field, k
     row = ev.iloc[0]
     assert row.error_type == "BadRequest" and int(row.cost_picousd) == 0
     assert row.status == "error"
+
+
+@pytest.mark.parametrize("entry", ["complete", "stream"])
+def test_a_bad_prompt_cache_for_anthropic_is_a_bad_request_not_a_value_error(
+    router, scripted_server, entry
+):
+    """Before, the Anthropic adapter raised ValueError (outside the error tree, unlogged)."""
+    req = ChatRequest([Message("user", "hi")], model="claude-3-5-haiku", prompt_cache="1d")
+    with pytest.raises(BadRequest, match="prompt_cache: '1d' is not one of 5m, 1h") as info:
+        router.complete(req) if entry == "complete" else list(router.stream(req))
+    assert info.value.field == "prompt_cache" and scripted_server.requests == []
+    assert logged(router).iloc[0].error_type == "BadRequest"
 
 
 def test_rejection_keeps_the_escaped_identity(router):

@@ -3,7 +3,9 @@
 In the key: the target (``model:<name>``, or ``task:<name>`` when the request is task-routed),
 every message's role, content and name, and the parameters that change the output
 (temperature, max_tokens). Not in the key: user, org, project, app, tags, metadata,
-request_id, criticality, stream, timeouts, fallbacks, cache/ttl flags. Canonical JSON means
+request_id, criticality, stream, timeouts, fallbacks, cache/ttl flags. What the key cannot see
+(wire fields in ``extra``, a message's ``extra``: images, tools, tool calls) makes a request
+uncacheable (``keyable``). Canonical JSON means
 sorted keys and no whitespace, so equal requests give equal bytes on every machine.
 
 The state key adds the *tenant* (``ResponseCache.tenant``: the virtual key's org, or the key
@@ -19,6 +21,22 @@ import orjson
 from core.types import ChatRequest
 
 KEY_VERSION = 1  # bump to make every old key unreachable
+# wire fields (ChatRequest.extra) that never change the answer: OpenAI's end-user id
+NOT_IN_ANSWER = frozenset({"user"})
+
+
+def keyable(req: ChatRequest) -> bool:
+    """True when the key sees all the answer depends on: no wire field in ``extra`` but those
+    NOT_IN_ANSWER (tools, response_format, stop, n, seed, ... change it) and no message
+    ``extra`` (content parts such as images, tool calls, tool results). A request that is
+    not keyable is never cached nor served a cached answer."""
+    extra = req.extra
+    if extra and not extra.keys() <= NOT_IN_ANSWER:
+        return False
+    for m in req.messages:  # noqa: SIM110  (a loop: half the cost of all() over a generator)
+        if m.extra:
+            return False
+    return True
 
 
 def target(req: ChatRequest) -> str:

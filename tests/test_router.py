@@ -334,3 +334,36 @@ def test_every_column_of_a_call_event_is_stored_in_its_place(router, scripted_se
         "batch-job",
     )
     assert (ev.metadata, ev.price_flags, ev.key) == ({"k": "v"}, (), "team-key")
+
+
+IMAGE_PARTS = [
+    {"type": "text", "text": "What is in this image?"},
+    {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}},
+]
+RICH = [
+    [Message("user", "What is in this image?", extra={"content": IMAGE_PARTS})],
+    [
+        Message("user", "weather?"),
+        Message("assistant", "", extra={"content": None, "tool_calls": [{"id": "c1"}]}),
+        Message("tool", "sunny", extra={"tool_call_id": "c1"}),
+    ],
+]
+
+
+@pytest.mark.parametrize(
+    ("messages", "field"),
+    list(zip(RICH, ["messages[0]", "messages[1]"], strict=True)),
+    ids=["image", "tool_calls"],
+)
+@pytest.mark.parametrize("model", ["claude-3-5-haiku", "local/smollm2-135m-instruct"])
+def test_text_only_adapters_refuse_images_and_tool_calls_instead_of_dropping_them(
+    router, scripted_server, messages, field, model
+):
+    """Before, the Anthropic and local adapters sent the text alone: the model answered
+    about an image it never saw. The gateway refused these already (check_wire)."""
+    req = ChatRequest(messages=messages, model=model)
+    with pytest.raises(BadRequest, match="with text only through Costline") as info:
+        router.complete(req)
+    assert info.value.field == field and info.value.message.startswith(field)
+    assert scripted_server.requests == []  # nothing was sent without the image
+    assert logged(router).iloc[0].error_type == "BadRequest"

@@ -278,8 +278,22 @@ class Router:
             self.reconciler.close()
         self._ctx.close()
 
+    async def aclose(self) -> None:
+        """``close`` for async code: it also closes the async HTTP clients the providers
+        opened for ``acomplete``/``astream``/``aembed``, which ``close`` cannot await (their
+        pooled connections stayed open until garbage collection, with a ResourceWarning)."""
+        for p in list(self._ctx.providers.values()):
+            await p.aclose()
+        self.close()
+
     def __enter__(self) -> Router:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    async def __aenter__(self) -> Router:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()

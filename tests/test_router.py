@@ -367,3 +367,20 @@ def test_text_only_adapters_refuse_images_and_tool_calls_instead_of_dropping_the
     assert info.value.field == field and info.value.message.startswith(field)
     assert scripted_server.requests == []  # nothing was sent without the image
     assert logged(router).iloc[0].error_type == "BadRequest"
+
+
+async def test_async_with_closes_the_async_connections_the_router_opened(scripted_server):
+    """``close`` cannot await an AsyncClient: ``async with`` / ``aclose`` close it."""
+    from core.providers import OpenAIProvider
+
+    config = ProviderConfig("openai", "openai", scripted_server.openai_url, api_key="sk-test-1")
+    provider = OpenAIProvider(config)  # owns the clients it opens
+    async with Router(providers={"openai": provider}, controls=False) as r:
+        done = await r.acomplete(ask())
+        chunks = [c async for c in r.astream(ask())]
+        aclient = provider.aclient
+        assert not aclient.is_closed
+    assert done.text and chunks[-1].completion is not None
+    assert aclient.is_closed
+    r.close()  # closing again is harmless
+    await r.aclose()

@@ -194,3 +194,26 @@ def test_api_refuses_a_bad_setting_before_serving(
     monkeypatch.setenv("REDIS_URL", "garbage")
     code, err = _run(["api", "--port", "1"], capsys)
     assert code == 2 and err.startswith("costline api: REDIS_URL 'garbage'")
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("foo://ann:hunter2@db/costline", "names no database SQLAlchemy knows"),
+        ("mysql://ann:hunter2@db/costline", "needs a database driver that is not installed"),
+    ],
+)
+def test_control_url_of_an_unknown_database_is_a_config_error_naming_the_variable(
+    url: str, problem: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before, SQLAlchemy's NoSuchModuleError (or the driver's ImportError) reached a library
+    user's Router() outside the error tree, and the CLI printed a traceback."""
+    from core.router import Router
+
+    monkeypatch.setenv("COSTLINE_CONTROL_URL", url)
+    with pytest.raises(ConfigError, match="COSTLINE_CONTROL_URL") as caught:
+        Router()
+    assert problem in str(caught.value) and "hunter2" not in str(caught.value)
+    assert caught.value.field == "COSTLINE_CONTROL_URL"
+    code, err = _run(["users", "list"], capsys)
+    assert code == 2 and "COSTLINE_CONTROL_URL" in err and "Traceback" not in err

@@ -217,3 +217,17 @@ def test_control_url_of_an_unknown_database_is_a_config_error_naming_the_variabl
     assert caught.value.field == "COSTLINE_CONTROL_URL"
     code, err = _run(["users", "list"], capsys)
     assert code == 2 and "COSTLINE_CONTROL_URL" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "-0.5", "inf"])
+@pytest.mark.parametrize("name", ["OPENAI_TIMEOUT_S", "COSTLINE_UPSTREAM_TIMEOUT_S"])
+def test_a_timeout_that_is_not_above_0_says_it_must_be(
+    name: str, value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before, -1 was told 'must be >= 0 seconds', and then 0 'must be > 0 seconds'."""
+    from core.settings import Settings
+
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env().provider("openai")
+    assert str(caught.value) == f"{name} must be > 0 seconds, got {value!r}"

@@ -251,3 +251,27 @@ def test_usual_but_not_plain_requests_pass() -> None:
         metadata={"k": "v"},
     )
     assert check_request(req) is req
+
+
+def test_every_bad_request_of_a_library_call_names_its_field(costline_home) -> None:
+    """``BadRequest.field`` names what is wrong wherever the call path refuses a request:
+    a name with a control character, the input a sampling strategy needs. Before, these
+    said it in the message only (field None)."""
+    from core.control import SYSTEM, ControlPlane, SamplingStrategy
+
+    plane = ControlPlane()
+    plane.upsert_sampling(SamplingStrategy("rank", "threshold", {"threshold": 0.7}), SYSTEM)
+    plane.upsert_sampling(SamplingStrategy("watch", "change_based", {"threshold": 0.1}), SYSTEM)
+    plane.close()
+    cases = [
+        ("org", dict(org="acme\u202e")),
+        ("project", dict(project="p\x07")),
+        ("score", dict(task="rank")),
+        ("signal", dict(task="watch")),
+    ]
+    with Router() as router:
+        for field, kw in cases:
+            req = ChatRequest(messages=[Message("user", "hi")], model="dryrun-small", **kw)
+            with pytest.raises(BadRequest) as info:
+                router.complete(req)
+            assert info.value.field == field and info.value.message.startswith(field)

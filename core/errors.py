@@ -14,7 +14,8 @@ httpx and provider errors at the boundary (``raise ... from exc``) into the most
     │   ├── BudgetExceeded          names the budget, its limit, spend and window
     │   └── RateLimitExceeded       a Costline rate limit (retry_after seconds)
     ├── ClientDisconnected          the caller left mid-call; the upstream call was cancelled
-    ├── UsageLogUnavailable         the usage log cannot be written (disk full); nothing was called
+    ├── UsageLogUnavailable         the usage log cannot be written (disk full, or its Router
+    │                               was closed); nothing was called
     └── ProviderError               the upstream failed
         ├── AuthError               HTTP 401/403
         ├── MalformedResponse       unparseable body, missing fields, stream cut mid-way

@@ -21,6 +21,7 @@ import httpx
 
 from core.call import (
     Call,
+    ClosedLog,
     Context,
     Embeddings,
     EmbedRequest,
@@ -90,6 +91,7 @@ class Router:
             retry=retry or RetryPolicy(),
             tracer=Tracer(settings.otel, tracer_provider),
             allow_unpriced=allow_unpriced,
+            owns_log=log is None,
             providers=dict(providers or {}),
             client=client,
             aclient=aclient,
@@ -270,6 +272,8 @@ class Router:
         return list(await asyncio.gather(*(one(r) for r in requests)))
 
     def close(self) -> None:
+        """Flush the usage log (closing it and its threads when the Router made it), stop the
+        timers and close the providers' clients. Later calls raise UsageLogUnavailable."""
         with self._ctx.lock:
             self._closed, ticker, self._ticker = True, self._ticker, None
         if ticker is not None:
@@ -277,6 +281,8 @@ class Router:
         if self.reconciler is not None:
             self.reconciler.close()
         self._ctx.close()
+        if not isinstance(self._ctx.log, ClosedLog):
+            self._ctx.log = ClosedLog(self._ctx.log)
 
     async def aclose(self) -> None:
         """``close`` for async code: it also closes the async HTTP clients the providers

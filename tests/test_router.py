@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 
 import pandas as pd
@@ -384,3 +385,32 @@ async def test_async_with_closes_the_async_connections_the_router_opened(scripte
     assert aclient.is_closed
     r.close()  # closing again is harmless
     await r.aclose()
+
+
+def test_closing_routers_ends_their_threads_and_a_closed_router_refuses_calls():
+    """Before, each closed Router left its usage log's two threads running (a process that
+    made a Router per job or test piled them up), and a call after ``close`` met SQLite's
+    'Cannot operate on a closed database' (sqlite3.ProgrammingError, outside the tree)."""
+    import threading
+
+    from core.control import SYSTEM, Budget, ControlPlane
+    from core.errors import UsageLogUnavailable
+
+    plane = ControlPlane()  # a budget: admission reads the embedded budget counters
+    plane.upsert_budget(Budget("b", "b", limit_usd=Decimal(100), action="block"), SYSTEM)
+    plane.close()
+    before = threading.active_count()
+    for _ in range(5):
+        with Router() as r:
+            r.complete(ask("dryrun-small", cache=False))
+            r.log.flush()
+    assert threading.active_count() == before
+    assert len(Reader(r.settings.home).events()) == 5  # every call on disk
+    for entry in (
+        lambda: r.complete(ask("dryrun-small")),
+        lambda: list(r.stream(ask("dryrun-small"))),
+        lambda: asyncio.run(r.acomplete(ask("dryrun-small"))),
+    ):
+        with pytest.raises(UsageLogUnavailable, match="this Router is closed"):
+            entry()
+    r.close()  # twice: harmless

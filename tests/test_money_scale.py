@@ -4,17 +4,19 @@ never wraps or turns into a float."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from core.budgets import hard_cap
 from core.control import Budget, max_limit_usd, validate_budget
 from core.errors import ConfigError
-from core.state import MemoryState
+from core.state import COUNTER_MAX, BudgetItem, MemoryState, RedisState, SharedState
 from tests.servers.api import ApiServer
 
 INT64_MAX = 2**63 - 1
@@ -83,3 +85,59 @@ def test_a_key_budget_past_the_maximum_names_it(api: ApiServer) -> None:
     assert eng.get("/keys/k-big").status_code == 404
     r = eng.post("/keys", json={"name": "k-top", "budget_usd": "9223372.03"})
     assert r.status_code == 201, r.text
+
+
+def test_a_reconcile_raise_on_redis_is_exact_past_two_to_the_53(redis_url: str) -> None:
+    """RAISE moved counters through Lua numbers (doubles): past 2**53 pUSD ($9,007) the
+    committed value and what was added came out rounded, and every raise re-wrote the
+    budget key rounded even when it added nothing."""
+    st = RedisState(redis_url, os.environ["COSTLINE_TEST_PREFIX"], socket_timeout=5.0)
+    try:
+        base = 10**16 + 1  # $10,000.000000000001: odd, so not a double
+        st.apply_deltas([("b", base + 2, 100.0), ("b:c", base, 100.0)])  # 2 pUSD held
+        assert st.raise_committed([("b", base + 1, 100.0)]) == [1]
+        assert st.get_values(["b", "b:c"]) == [base + 3, base + 1]
+        assert st.raise_committed([("b", base, 100.0)]) == [0]  # below: nothing moves
+        assert st.get_values(["b", "b:c"]) == [base + 3, base + 1]
+        st.apply_deltas([("low", 5, 100.0), ("low:c", base, 100.0)])  # K below K:c
+        assert st.raise_committed([("low", base, 100.0)]) == [0]
+        assert st.get_values(["low", "low:c"]) == [base, base]  # lifted to K:c exactly
+    finally:
+        st.close()
+
+
+@pytest.fixture(params=["memory", "shared", "redis"])
+def counters(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    if request.param == "memory":
+        yield MemoryState("t:")
+        return
+    if request.param == "shared":
+        st: Any = SharedState(tmp_path)
+    else:
+        url = request.getfixturevalue("redis_url")
+        st = RedisState(url, os.environ["COSTLINE_TEST_PREFIX"], socket_timeout=5.0)
+    yield st
+    st.close()
+
+
+def test_a_counter_past_int64_stops_at_the_edge_never_a_float_or_an_error(counters: Any) -> None:
+    """An alert-only budget's window can spend past $9.22M: SQLite turned the sum into a
+    REAL (rounded, silently) and Redis's INCRBY failed the settle script half-way. Now the
+    counter stops at COUNTER_MAX (above every limit a budget may have), an exact int; memory
+    holds Python ints, exact either way."""
+    near = COUNTER_MAX - 5
+    assert counters.apply_deltas([("w", near, 100.0), ("w:c", near, 100.0)]) == [near, near]
+    got = counters.apply_deltas([("w", 10**12, 100.0), ("w:c", 10**12, 100.0)])
+    exact = isinstance(counters, MemoryState)
+    want = near + 10**12 if exact else COUNTER_MAX
+    assert got == [want, want] and all(type(v) is int for v in got)
+    assert counters.get_values(["w", "w:c"]) == [want, want]
+    assert all(type(v) is int for v in counters.get_values(["w", "w:c"]))
+    # still refuses: every limit is below the edge
+    item = BudgetItem("w", limit=COUNTER_MAX - 1, amount=1, ttl_s=100.0)
+    assert counters.admit([], [item]).reason == "budget"
+    assert counters.apply_deltas([("w", -(10**12), 100.0)]) == [want - 10**12]
+    if not exact:  # the reconciler raising to a log sum past int64: to the edge, no error
+        counters.apply_deltas([("r", 7, 100.0), ("r:c", 7, 100.0)])
+        assert counters.raise_committed([("r", 2**64, 100.0)]) == [COUNTER_MAX - 7]
+        assert counters.get_values(["r", "r:c"]) == [COUNTER_MAX, COUNTER_MAX]

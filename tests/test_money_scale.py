@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -141,3 +142,30 @@ def test_a_counter_past_int64_stops_at_the_edge_never_a_float_or_an_error(counte
         counters.apply_deltas([("r", 7, 100.0), ("r:c", 7, 100.0)])
         assert counters.raise_committed([("r", 2**64, 100.0)]) == [COUNTER_MAX - 7]
         assert counters.get_values(["r", "r:c"]) == [COUNTER_MAX, COUNTER_MAX]
+
+
+def test_an_import_past_int64_in_total_is_exact_and_a_row_past_it_names_the_maximum(
+    costline_home: Path,
+) -> None:
+    from core.importer import import_csv
+    from core.usage import Reader
+
+    text = "\n".join(
+        [
+            "date,model,input,output,cost",
+            "2026-11-01,gpt-4o,10,10,5000000.000000000001",
+            "2026-11-01,gpt-4o,10,10,5000000.000000000002",
+            "2026-11-02,gpt-4o,10,10,9000000",
+            "2026-11-02,gpt-4o,10,10,10000000",
+        ]
+    )
+    path = costline_home / "big.csv"
+    path.write_text(text)
+    mapping = {"timestamp": "date", "model": "model", "input_tokens": "input"}
+    mapping |= {"output_tokens": "output", "cost": "cost"}
+    result = import_csv(path, mapping, now=datetime(2026, 12, 1, tzinfo=UTC), skip_bad_rows=True)
+    [bad] = result.bad_rows
+    assert bad.line == 5 and "at most $9,223,372.036854775807" in bad.reason, bad
+    assert result.cost_total == Decimal("19000000.000000000003")
+    with Reader() as rd:
+        assert rd.totals()["cost_picousd"] == 19_000_000 * 10**12 + 3

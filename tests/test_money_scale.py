@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -169,3 +169,40 @@ def test_an_import_past_int64_in_total_is_exact_and_a_row_past_it_names_the_maxi
     assert result.cost_total == Decimal("19000000.000000000003")
     with Reader() as rd:
         assert rd.totals()["cost_picousd"] == 19_000_000 * 10**12 + 3
+
+
+def test_a_budget_shows_its_unpriced_calls_beside_the_spend(api: ApiServer) -> None:
+    """Calls logged unpriced (an unknown model let through) have no cost: the Budgets page and
+    GET /budgets/{id}/status read the priced spend, and said nothing of the calls left out,
+    so a window full of unpriced calls looked like $0 spent."""
+    from console.frames.budgets import utilisation_text
+    from core import clock, reports
+    from core.usage import Reader, UsageEvent, UsageLog
+
+    eng = api.client(api.user("eng", "engineer"))
+    r = eng.post("/budgets", json={**ANNUAL, "limit_usd": "10", "action": "alert"})
+    assert r.status_code == 201, r.text
+    log = UsageLog(api.home)
+    at = clock.now() - timedelta(minutes=1)
+    for i in range(5):
+        priced = i < 2
+        log.append(
+            UsageEvent(
+                request_id=f"r{i}",
+                ts=at,
+                provider="openai",
+                model="gpt-4o-mini" if priced else "my-finetune",
+                cost_picousd=10**12 if priced else None,
+                unpriced=not priced,
+            )
+        )
+    log.close()
+    got = eng.get("/budgets/annual/status").json()
+    assert (got["spent_usd"], got["unpriced"]) == ("2", 3), got
+    b = api.plane.budget("annual")
+    assert b is not None
+    with Reader(api.home) as rd:
+        (u,) = reports.utilisation(rd, api.plane, [b], clock.now())
+    assert utilisation_text(u) == (
+        "$2.00 of $10.00 (20%) · 3 unpriced calls (cost unknown, not in the spend)"
+    )

@@ -206,3 +206,21 @@ def test_a_budget_shows_its_unpriced_calls_beside_the_spend(api: ApiServer) -> N
     assert utilisation_text(u) == (
         "$2.00 of $10.00 (20%) · 3 unpriced calls (cost unknown, not in the spend)"
     )
+
+
+def test_a_quarantined_segment_records_its_cost_to_the_picodollar(costline_home: Path) -> None:
+    """What a quarantined segment held was summed by numpy: through float64, so a segment
+    with one unpriced call (a null cost) recorded its cost as unknown, and past $9,007 the
+    sum was rounded."""
+    from test_usage_support import event
+
+    from core.usage import quarantine_summary, rows_to_table, segments_dir, write_segment
+    from core.usage._schema import event_row
+    from core.usage._segments import quarantine_segment
+
+    costs = [10**16 + 1, 10**16 + 2, None]  # $10,000.000000000001 ... and an unpriced call
+    rows = [event_row(event(i, cost_picousd=c, unpriced=c is None)) for i, c in enumerate(costs)]
+    path = write_segment(rows_to_table(rows), segments_dir(costline_home), "a")
+    assert quarantine_segment(path, "a test")
+    (item,) = quarantine_summary(costline_home).items
+    assert (item.rows, item.cost_picousd) == (3, 2 * 10**16 + 3)

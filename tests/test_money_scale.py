@@ -224,3 +224,38 @@ def test_a_quarantined_segment_records_its_cost_to_the_picodollar(costline_home:
     assert quarantine_segment(path, "a test")
     (item,) = quarantine_summary(costline_home).items
     assert (item.rows, item.cost_picousd) == (3, 2 * 10**16 + 3)
+
+
+def test_a_row_stored_before_the_rule_still_routes_and_blocks_at_the_edge(
+    costline_home: Path,
+) -> None:
+    """A $5M blocking budget stored before such limits were refused: the guard validates the
+    rows it applies, so refusing them there would stop every call; it applies the row, its
+    critical cap no higher than the counters hold, and the console or API asks for a
+    smaller limit at the next edit."""
+    import sqlalchemy as sa
+    from test_controls_support import ENGINEER, make_plane, make_router
+
+    from core.errors import BudgetExceeded
+    from core.types import ChatRequest, Message
+
+    plane = make_plane()
+    plane.upsert_budget(
+        Budget(id="big", name="big", limit_usd=Decimal(1), action="block"), ENGINEER
+    )
+    with plane.engine.begin() as conn:  # as an older version stored it
+        conn.execute(sa.text("UPDATE budgets SET limit_picousd = :v"), {"v": 5 * 10**18})
+    stored = plane.budget("big")
+    assert stored is not None and stored.limit_usd == Decimal(5_000_000)
+    with pytest.raises(ConfigError, match=r"\$4,611,686\.01"):
+        plane.upsert_budget(replace(stored, name="renamed"), ENGINEER)
+    state = MemoryState("t:")
+    with make_router(plane, state) as r:
+        ask = ChatRequest([Message("user", "hi")], model="dryrun-large", max_tokens=20)
+        assert r.complete(ask).cost.total > 0
+        win = r.controls.guard.window(stored)  # type: ignore[union-attr]
+        state.apply_deltas([(win.usd_key, COUNTER_MAX - 10, 100.0)])  # at the edge
+        critical = replace(ask, criticality="critical", cache=False)
+        with pytest.raises(BudgetExceeded):
+            r.complete(critical)
+    plane.close()

@@ -191,7 +191,12 @@ def optional_model(field: str, value: object, model_exists: ModelExists | None) 
     return None if value in (None, "") else check_model(field, value, model_exists)
 
 
-def validate_budget(b: Budget, *, model_exists: ModelExists | None = None) -> Budget:
+def validate_budget(
+    b: Budget, *, model_exists: ModelExists | None = None, stored: bool = False
+) -> Budget:
+    """``stored``: a row already in the control plane, as the guard applies it - not refused
+    for a limit past what the counters enforce exactly (stored before that rule; the
+    guard caps it at the counters' edge), so it cannot stop every call."""
     check_id("id", b.id)
     name = check_name("name", b.name)
     check_choice("scope", b.scope, BUDGET_SCOPES)
@@ -204,7 +209,8 @@ def validate_budget(b: Budget, *, model_exists: ModelExists | None = None) -> Bu
     check_choice("period", b.period, PERIODS)
     check_float("soft_multiplier", b.soft_multiplier, minimum=1.0)
     check_choice("action", b.action, BUDGET_ACTIONS)
-    check_counter_room(b)
+    if not stored:
+        check_counter_room(b)
     limit = check_money("limit_usd", b.limit_usd, step=PICO_STEP, optional=True)
     check_int("limit_tokens", b.limit_tokens, optional=True)
     if limit is None and b.limit_tokens is None:

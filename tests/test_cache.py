@@ -420,3 +420,24 @@ def test_a_router_asked_about_two_images_answers_each(scripted_server) -> None:
         dog = router.complete(about("https://example.com/dog.png"))
     assert (cat.text, dog.text) == ("a cat", "a dog") and not dog.cache_hit
     assert len(scripted_server.requests) == 2
+
+
+def test_text_parts_that_only_mark_cache_breakpoints_keep_a_request_cacheable(
+    state: State,
+) -> None:
+    mark = {"type": "ephemeral"}
+    parts = [{"type": "text", "text": "Summarise ", "cache_control": mark}]
+    parts.append({"type": "text", "text": "this report"})
+    marked = ChatRequest(
+        messages=[Message("user", "Summarise this report", extra={"content": parts})],
+        task="summarize",
+    )
+    cache = ResponseCache(state, clock=Clock())
+    assert cache.put(marked, answer("shared"))
+    assert cache.get(marked) is not None
+    other = [{"type": "text", "text": "Something else", "cache_control": mark}]
+    differs = ChatRequest(  # parts whose text is not the message's: the key cannot see it
+        messages=[Message("user", "Summarise this report", extra={"content": other})],
+        task="summarize",
+    )
+    assert cache.key(differs) is None

@@ -1,8 +1,10 @@
 """Delivering alerts: Slack-compatible webhooks and e-mail, from the control plane's outbox.
 
 ``deliver_due(plane, settings)`` claims the alerts due for notification one at a time,
-just before sending each (each attempt is claimed by one process only), sends each to
-every channel that has not yet received it, and stores the outcome per channel. A failed
+just before sending each (each attempt is claimed by one process only, and the claim is
+renewed before each channel, so slow receivers never let it run out mid-delivery), sends
+each to every channel that has not yet received it, and stores the outcome per channel
+(only while the claim is held). A failed
 channel is retried on a later tick with exponential backoff (1, 2, 4, ... minutes, at most
 ``MAX_ATTEMPTS`` attempts); within one attempt a webhook gets up to 3 quick tries (a 4xx
 other than 408/429 is not retried); a 429 or 503 with ``Retry-After`` is honoured: up to
@@ -159,26 +161,40 @@ def deliver_one(
         done.update({ch: "sent" for ch in targets if ch.startswith(EMAIL)})
     outcomes: dict[str, str] = dict(done)
     asked = 0.0  # the longest Retry-After a receiver asked for
+    attempt = a.notify_attempts
+
+    def still_ours() -> bool:
+        """Renew the claim before each channel: slow receivers must not let it run out (a
+        worker claiming the alert then would send it again where this one is sending)."""
+        if plane.renew_claim(a.id, attempt, CLAIM_LEASE):
+            return True
+        log.warning("alert %s: claim lost mid-delivery; another worker has it", a.id)
+        return False
+
     for ch, target in targets.items():
         if ch in done or ch.startswith(EMAIL):
             continue
+        if not still_ours():
+            return outcomes
         posted = post_webhook(client, target, a)
         outcomes[ch] = posted.outcome
         asked = max(asked, posted.retry_after_s or 0.0)
         if outcomes[ch] == "sent":  # stored now: a worker that dies on the next channel
-            plane.note_channels(a.id, outcomes)  # leaves this one done for its successor
+            plane.note_channels(a.id, outcomes, attempt=attempt)  # leaves this one done
     mail = [ch for ch in targets if ch.startswith(EMAIL) and ch not in done]
     if mail:  # one session for the recipients still due
+        if not still_ours():
+            return outcomes
         sent = send_email(settings, a, [targets[ch] for ch in mail])
         outcomes.update({ch: sent[targets[ch]] for ch in mail})
         if any(outcomes[ch] == "sent" for ch in mail):
-            plane.note_channels(a.id, outcomes)
+            plane.note_channels(a.id, outcomes, attempt=attempt)
     ok = all(v == "sent" for v in outcomes.values())
     retry = None
-    if not ok and a.notify_attempts < MAX_ATTEMPTS:
-        backoff = BASE_BACKOFF * 2 ** (a.notify_attempts - 1)
+    if not ok and attempt < MAX_ATTEMPTS:
+        backoff = BASE_BACKOFF * 2 ** (attempt - 1)
         retry = plane.now() + max(backoff, min(timedelta(seconds=asked), MAX_RETRY_AFTER))
-    plane.finish_notification(a.id, outcomes, sent=ok, retry_at=retry)
+    plane.finish_notification(a.id, outcomes, sent=ok, retry_at=retry, attempt=attempt)
     if not ok:
         log.warning("alert %s not delivered everywhere: %s", a.id, outcomes)
     return outcomes
@@ -202,10 +218,18 @@ def deliver_due(
             for a in claimed:
                 done += 1
                 if not channels(settings):
-                    plane.finish_notification(a.id, {}, sent=False, skipped="no channel set up")
+                    plane.finish_notification(
+                        a.id, {}, sent=False, skipped="no channel set up", attempt=a.notify_attempts
+                    )
                     continue
                 if plane.muted(a.kind, a.subject):  # muted while it waited for a retry
-                    plane.finish_notification(a.id, a.notify, sent=False, skipped="series muted")
+                    plane.finish_notification(
+                        a.id,
+                        a.notify,
+                        sent=False,
+                        skipped="series muted",
+                        attempt=a.notify_attempts,
+                    )
                     continue
                 deliver_one(plane, settings, http, a)
         return done

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from core.control import SYSTEM, ControlPlane
+from core.worker import Worker
 from tests.servers.sinks import WebhookServer
 
 
@@ -52,3 +53,43 @@ def test_an_alert_slower_to_send_than_its_claim_is_not_sent_twice(
     assert posts == (1, 1, 1), posts
     (alert,) = plane.alerts()
     assert (alert.notify_state, alert.notify_attempts) == ("sent", 1)
+
+
+def test_a_worker_slowed_by_a_receiver_keeps_its_lease_and_its_scans(
+    costline_home: Path, plane: ControlPlane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Five alerts to a webhook that takes 1 s to answer, a worker lease of 2 s: the holder
+    renews the lease between alerts, so a second worker at 2.6 s neither scans nor delivers
+    (the lease ran out after 2 s and both delivered at once), and each alert is posted once.
+    Then a scan due 1.5 s into a tick: the tick stops delivering for it (it delivered all
+    five first, so one slow receiver held every scan up by as long as its alerts took)."""
+    from core.worker import _worker
+
+    monkeypatch.setattr(_worker, "LEASE_S", 2.0)
+    monkeypatch.setattr(_worker, "TICK_S", 0.5)
+    plane.set_setting("alert_thresholds", {"anomalies": False}, SYSTEM)
+    for i in range(5):
+        plane.record_alert(f"b{i}", "w", 50, message=f"alert {i}")
+    with WebhookServer(delay_s=1.0) as hook:
+        plane.set_setting("notifications", {"webhook_urls": [hook.url]}, SYSTEM)
+        first = Worker(costline_home, name="first")
+        first._next_scan = float("inf")  # deliveries only
+        second = Worker(costline_home, name="second")
+        thread = threading.Thread(target=first.tick)
+        thread.start()
+        time.sleep(2.6)
+        taken = second.tick()
+        thread.join(30)
+        assert taken is None and second.scans == 0
+        assert sorted(hook.texts()) == sorted(set(hook.texts())) and len(hook.texts()) == 5
+        for i in range(5, 10):
+            plane.record_alert(f"b{i}", "w", 50, message=f"alert {i}")
+        first._next_scan = time.monotonic() + 1.5
+        started = time.monotonic()
+        first.tick()
+        elapsed = time.monotonic() - started
+        second.close()
+        first.close()
+        posted = len(hook.texts())
+    assert elapsed < 3.5 and 6 <= posted < 10, (elapsed, posted)
+    assert {a.notify_state for a in plane.alerts() if a.subject in ("b8", "b9")} == {"pending"}

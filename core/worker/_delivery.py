@@ -20,7 +20,7 @@ import logging
 import smtplib
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from email.message import EmailMessage
@@ -201,9 +201,15 @@ def deliver_one(
 
 
 def deliver_due(
-    plane: ControlPlane, settings: AlertSettings, client: httpx.Client | None = None
+    plane: ControlPlane,
+    settings: AlertSettings,
+    client: httpx.Client | None = None,
+    *,
+    keep_going: Callable[[], bool] | None = None,
 ) -> int:
-    """Deliver every alert due now; returns how many were attempted."""
+    """Deliver every alert due now; returns how many were attempted. ``keep_going`` is
+    asked before each alert after the first: False stops (the worker renews its lease
+    there, and stops when it lost it or a scan is due)."""
     own = client is None
     http = client or httpx.Client(timeout=10.0)
     done = 0
@@ -212,6 +218,8 @@ def deliver_due(
         # an alert never waits behind a slow receiver while its claim runs out (another
         # worker would then claim it too, and both would send it).
         while done < BATCH:
+            if done and keep_going is not None and not keep_going():
+                break
             claimed = plane.claim_notifications(CLAIM_LEASE, limit=1)
             if not claimed:
                 break

@@ -11,7 +11,10 @@ claimed by one process (see ``core.control._inbox``).
 
 Each tick (every ``TICK_S`` at most, or the scan interval if shorter) delivers what is due;
 every ``alert_scan_interval_s`` it also scans: budget thresholds and projected exhaustion,
-anomalies, error rate, cache hit rate, latency (``_checks.py``), then retention.
+anomalies, error rate, cache hit rate, latency (``_checks.py``), then retention. While it
+delivers, the holder renews the lease between alerts, and leaves the rest for the next
+tick when a scan is due (slow or hanging receivers delay neither the scans nor hand the
+lease to a second process while the first still delivers).
 """
 
 from __future__ import annotations
@@ -90,7 +93,13 @@ class Worker:
         if time.monotonic() >= self._next_scan:
             self._next_scan = time.monotonic() + settings.interval_s
             result = self.scan(settings)
-        _delivery.deliver_due(self.plane, settings, self.http)
+
+        def keep_going() -> bool:
+            """Between two alerts: renew the lease (slow receivers must not let it run out
+            while another process takes it and delivers too), and stop for a scan due."""
+            return time.monotonic() < self._next_scan and self.has_lease(settings)
+
+        _delivery.deliver_due(self.plane, settings, self.http, keep_going=keep_going)
         return result
 
     def scan(self, settings: AlertSettings | None = None) -> ScanResult:

@@ -258,6 +258,16 @@ def _env_port(name: str, default: int) -> int:
     return int(raw)
 
 
+def _port_arg(text: str) -> int:
+    """``--port``: a TCP port 1-65535. A larger number was passed on as given, and the
+    resolver took it modulo 65536: ``--port 70000`` served on port 4464 while it printed
+    70000."""
+    value = text.strip()
+    if not value.isdigit() or not 0 < int(value) < 65536:
+        raise argparse.ArgumentTypeError(f"must be a port number 1-65535, got {text!r}")
+    return int(value)
+
+
 def cmd_api(args: argparse.Namespace) -> int:
     """Serve the management REST API alone (docs at /api/docs)."""
     from core.api import serve
@@ -443,7 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_doctor)
     p = sub.add_parser("api", help="serve the management REST API")
     p.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1")
-    p.add_argument("--port", type=int, default=8600, help="default: 8600")
+    p.add_argument("--port", type=_port_arg, default=8600, help="1-65535 (default: 8600)")
     p.set_defaults(func=cmd_api)
     p = sub.add_parser("worker", help="scan for alerts, deliver them, apply retention")
     p.add_argument("--once", action="store_true", help="one scan and delivery, then exit")
@@ -467,7 +477,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("gateway", help="serve the OpenAI/Anthropic-compatible HTTP gateway")
     p.add_argument("--host", default=None, help="default: env COSTLINE_GATEWAY_HOST, 127.0.0.1")
     p.add_argument(
-        "--port", type=int, default=None, help="default: env COSTLINE_GATEWAY_PORT, 4000"
+        "--port",
+        type=_port_arg,
+        default=None,
+        help="1-65535 (default: env COSTLINE_GATEWAY_PORT, 4000)",
     )
     p.add_argument("--workers", type=int, default=1, help="processes (>1 needs REDIS_URL)")
     p.set_defaults(func=cmd_gateway)

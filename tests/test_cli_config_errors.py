@@ -194,3 +194,30 @@ def test_api_refuses_a_bad_setting_before_serving(
     monkeypatch.setenv("REDIS_URL", "garbage")
     code, err = _run(["api", "--port", "1"], capsys)
     assert code == 2 and err.startswith("costline api: REDIS_URL 'garbage'")
+
+
+@pytest.mark.parametrize("command", ["api", "gateway"])
+@pytest.mark.parametrize("port", ["70000", "0", "-1", "http"])
+def test_a_port_flag_out_of_range_is_refused_before_serving(
+    command: str,
+    port: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`costline api --port 70000` served on port 4464 (the resolver takes the number
+    modulo 65536) while it printed 70000; the gateway's flag did the same, though its
+    COSTLINE_GATEWAY_PORT refused such a port. Now each is refused (exit 2) before serving."""
+    import uvicorn
+
+    import core.api
+
+    def started(*_a: object, **_k: object) -> None:
+        raise AssertionError(f"costline {command} started on port {port}")
+
+    monkeypatch.setattr(core.api, "serve", started)
+    monkeypatch.setattr(uvicorn, "run", started)
+    with pytest.raises(SystemExit) as exited:
+        cli.main([command, "--port", port])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2
+    assert f"argument --port: must be a port number 1-65535, got '{port}'" in err, err

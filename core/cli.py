@@ -325,11 +325,11 @@ def cmd_prune(args: argparse.Namespace) -> int:
     from core.control import ControlPlane
     from core.usage import prune
 
-    days = args.days
+    days = args.days  # given: checked by prune (0 or less is an error, not "no retention")
     if days is None:
         with ControlPlane() as plane:
             days = plane.get_setting("retention_days")
-    if not days:
+    if days is None:
         print(
             "No retention set (raw events are kept forever): pass --days N or set "
             "retention_days on the Admin page."

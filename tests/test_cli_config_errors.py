@@ -102,6 +102,8 @@ def test_dryrun_delay_garbage_names_the_variable(
     [
         (["tokens", "revoke"], "--id ID is required"),
         (["prune", "--days", "-3"], "costline prune: retention_days: must be"),
+        # it said "No retention set (raw events are kept forever)" and exited 0
+        (["prune", "--days", "0"], "costline prune: retention_days: must be"),
         (["demo", "--days", "0"], "costline demo: days must be 1-3660"),
     ],
 )

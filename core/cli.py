@@ -10,9 +10,13 @@ import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core import cli_keys
 from core.types import usd_places
+
+if TYPE_CHECKING:
+    from core.worker import Delivered
 
 APP = Path(__file__).resolve().parents[1] / "console" / "app.py"
 
@@ -291,12 +295,21 @@ def cmd_worker(args: argparse.Namespace) -> int:
             result = worker.scan()
             from core.worker import deliver_due
 
-            sent = deliver_due(worker.plane, worker.settings(), worker.http)
+            done = deliver_due(worker.plane, worker.settings(), worker.http)
             print(
                 f"found {_kinds(result.found)}, recorded {_kinds(result.recorded)}, "
-                f"delivered {sent}, pruned {result.pruned_segments} segments"
+                f"delivered {_delivered(done)}, pruned {result.pruned_segments} segments"
             )
-            return 1 if result.errors else 0
+            for error in result.errors:
+                print(f"costline worker: check {error}", file=sys.stderr)
+            undelivered = done.retrying + done.failed
+            if undelivered:
+                print(
+                    f"costline worker: {undelivered:,} alerts not delivered to every channel "
+                    "(see notify_error on the Alerts page or GET /api/v1/alerts)",
+                    file=sys.stderr,
+                )
+            return 1 if result.errors or undelivered else 0
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         print(
@@ -311,6 +324,24 @@ def cmd_worker(args: argparse.Namespace) -> int:
         return 0
     finally:
         worker.close()
+
+
+def _delivered(d: Delivered) -> str:
+    """'3', or '1 of 4 (2 to retry, 1 skipped)': alerts that reached every channel, of
+    those attempted. An alert whose webhook failed is not delivered (it said so)."""
+    parts = [
+        f"{n:,} {what}"
+        for n, what in (
+            (d.retrying, "to retry"),
+            (d.failed, "failed for good"),
+            (d.skipped, "skipped"),
+            (d.lost, "taken over by another worker"),
+        )
+        if n
+    ]
+    if not parts:
+        return f"{d.sent:,}"
+    return f"{d.sent:,} of {d.attempted:,} ({', '.join(parts)})"
 
 
 def _kinds(counts: Mapping[str, int]) -> str:

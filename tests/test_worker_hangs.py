@@ -45,7 +45,7 @@ def test_an_alert_slower_to_send_than_its_claim_is_not_sent_twice(
         first = threading.Thread(target=_delivery.deliver_due, args=(plane, settings))
         first.start()
         time.sleep(1.75)  # the first is posting to b; its first claim ran out at 1.5 s
-        second = _delivery.deliver_due(other, settings)
+        second = _delivery.deliver_due(other, settings).attempted
         first.join(30)
         other.close()
         posts = (len(a.posts), len(b.posts), len(c.posts))

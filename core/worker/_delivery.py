@@ -20,7 +20,7 @@ import logging
 import smtplib
 import ssl
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from email.message import EmailMessage
@@ -152,9 +152,23 @@ def send_email(settings: AlertSettings, a: Alert, recipients: list[str]) -> dict
     }
 
 
+@dataclass
+class Delivered:
+    """What one ``deliver_due`` did with the alerts it claimed."""
+
+    attempted: int = 0
+    sent: int = 0  # every channel has it now
+    retrying: int = 0  # a channel failed: tried again later
+    failed: int = 0  # a channel failed and no attempt is left
+    skipped: int = 0  # no channel set up, or its series is muted
+    lost: int = 0  # another worker took the claim over mid-delivery
+
+
 def deliver_one(
     plane: ControlPlane, settings: AlertSettings, client: httpx.Client, a: Alert
-) -> Mapping[str, str]:
+) -> str:
+    """Send ``a`` where it is due; its state after: 'sent', 'pending' (a retry), 'failed'
+    or 'lost' (the claim ran out and another worker has it)."""
     targets = channels(settings)
     done = {ch: out for ch, out in a.notify.items() if out == "sent" and ch in targets}
     if a.notify.get(LEGACY_EMAIL) == "sent":  # an older release e-mailed every recipient
@@ -175,7 +189,7 @@ def deliver_one(
         if ch in done or ch.startswith(EMAIL):
             continue
         if not still_ours():
-            return outcomes
+            return "lost"
         posted = post_webhook(client, target, a)
         outcomes[ch] = posted.outcome
         asked = max(asked, posted.retry_after_s or 0.0)
@@ -184,7 +198,7 @@ def deliver_one(
     mail = [ch for ch in targets if ch.startswith(EMAIL) and ch not in done]
     if mail:  # one session for the recipients still due
         if not still_ours():
-            return outcomes
+            return "lost"
         sent = send_email(settings, a, [targets[ch] for ch in mail])
         outcomes.update({ch: sent[targets[ch]] for ch in mail})
         if any(outcomes[ch] == "sent" for ch in mail):
@@ -194,10 +208,11 @@ def deliver_one(
     if not ok and attempt < MAX_ATTEMPTS:
         backoff = BASE_BACKOFF * 2 ** (attempt - 1)
         retry = plane.now() + max(backoff, min(timedelta(seconds=asked), MAX_RETRY_AFTER))
-    plane.finish_notification(a.id, outcomes, sent=ok, retry_at=retry, attempt=attempt)
+    if not plane.finish_notification(a.id, outcomes, sent=ok, retry_at=retry, attempt=attempt):
+        return "lost"
     if not ok:
         log.warning("alert %s not delivered everywhere: %s", a.id, outcomes)
-    return outcomes
+    return "sent" if ok else "pending" if retry is not None else "failed"
 
 
 def deliver_due(
@@ -206,13 +221,15 @@ def deliver_due(
     client: httpx.Client | None = None,
     *,
     keep_going: Callable[[], bool] | None = None,
-) -> int:
-    """Deliver every alert due now; returns how many were attempted. ``keep_going`` is
+) -> Delivered:
+    """Deliver every alert due now; returns how many were attempted and how each ended
+    (``Delivered``). ``keep_going`` is
     asked before each alert after the first: False stops (the worker renews its lease
     there, and stops when it lost it or a scan is due)."""
     own = client is None
     http = client or httpx.Client(timeout=10.0)
     done = 0
+    out = Delivered()
     try:
         # One claim per alert, just before sending it: a claim's lease runs from then, so
         # an alert never waits behind a slow receiver while its claim runs out (another
@@ -225,10 +242,12 @@ def deliver_due(
                 break
             for a in claimed:
                 done += 1
+                out.attempted += 1
                 if not channels(settings):
                     plane.finish_notification(
                         a.id, {}, sent=False, skipped="no channel set up", attempt=a.notify_attempts
                     )
+                    out.skipped += 1
                     continue
                 if plane.muted(a.kind, a.subject):  # muted while it waited for a retry
                     plane.finish_notification(
@@ -238,9 +257,18 @@ def deliver_due(
                         skipped="series muted",
                         attempt=a.notify_attempts,
                     )
+                    out.skipped += 1
                     continue
-                deliver_one(plane, settings, http, a)
-        return done
+                state = deliver_one(plane, settings, http, a)
+                if state == "sent":
+                    out.sent += 1
+                elif state == "pending":
+                    out.retrying += 1
+                elif state == "failed":
+                    out.failed += 1
+                else:
+                    out.lost += 1
+        return out
     finally:
         if own:
             http.close()

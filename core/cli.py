@@ -292,10 +292,25 @@ def cmd_worker(args: argparse.Namespace) -> int:
     worker = Worker()
     try:
         if args.once:
-            result = worker.scan()
-            from core.worker import deliver_due
+            from core.worker import LEASE, deliver_due
 
-            done = deliver_due(worker.plane, worker.settings(), worker.http)
+            settings = worker.settings()
+            # as any worker: only the lease holder scans and delivers (a gateway's may hold it)
+            if not worker.has_lease(settings):
+                held = worker.plane.lease_holder(LEASE)
+                who = f"{held[0]}, until {held[1]:%H:%M:%S} UTC" if held else "another process"
+                print(f"Another alert worker holds the lease ({who}); it scans and delivers.")
+                return 0
+            try:
+                result = worker.scan(settings)
+                done = deliver_due(
+                    worker.plane,
+                    settings,
+                    worker.http,
+                    keep_going=lambda: worker.has_lease(settings),
+                )
+            finally:
+                worker.plane.release_lease(LEASE, worker.holder)
             print(
                 f"found {_kinds(result.found)}, recorded {_kinds(result.recorded)}, "
                 f"delivered {_delivered(done)}, pruned {result.pruned_segments} segments"

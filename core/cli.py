@@ -545,6 +545,27 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"costline {args.command}: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        down = _control_plane_down(exc)
+        if down is None:
+            raise
+        print(f"costline {args.command}: {down}", file=sys.stderr)
+        return 1
+
+
+def _control_plane_down(exc: BaseException) -> str | None:
+    """One line for a control plane that cannot be reached or used (PostgreSQL down, a
+    SQLite file that cannot be opened): its URL without the password and the driver's
+    first line; None for any other error."""
+    import sqlalchemy as sa
+
+    from core.control import check_control_url
+
+    if not isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):
+        return None
+    first = (str(exc.orig or exc).strip().splitlines() or ["?"])[0]
+    url = check_control_url().render_as_string(hide_password=True)
+    return f"the control plane {url} (COSTLINE_CONTROL_URL) cannot be used: {first}"
 
 
 if __name__ == "__main__":

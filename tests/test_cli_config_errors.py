@@ -223,3 +223,23 @@ def test_a_port_flag_out_of_range_is_refused_before_serving(
     err = capsys.readouterr().err
     assert exited.value.code == 2
     assert f"argument --port: must be a port number 1-65535, got '{port}'" in err, err
+
+
+@pytest.mark.parametrize("argv", [["worker", "--once"], ["tokens", "list"], ["keys", "list"]])
+def test_a_control_plane_that_does_not_answer_is_one_line(
+    argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """PostgreSQL down (nothing listens on its port): every command that needs the control
+    plane printed a 40-line SQLAlchemy traceback; now one line naming the URL (never its
+    password) and the driver's reason, exit 1."""
+    from tests.servers.sinks import free_port
+
+    port = free_port()
+    monkeypatch.setenv("COSTLINE_CONTROL_URL", f"postgresql://ops:s3cret@127.0.0.1:{port}/cl")
+    code, err = _run(argv, capsys)
+    assert code == 1, err
+    assert err.count("\n") == 1 and "Traceback" not in err and "s3cret" not in err, err
+    assert err.startswith(
+        f"costline {argv[0]}: the control plane postgresql+psycopg://ops:***@127.0.0.1:{port}/cl"
+        " (COSTLINE_CONTROL_URL) cannot be used: connection failed"
+    ), err

@@ -326,7 +326,16 @@ def cmd_worker(args: argparse.Namespace) -> int:
                 )
             return 1 if result.errors or undelivered else 0
         stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+
+        def stopping(signum: int, _frame: object) -> None:
+            """SIGTERM, or a first Ctrl+C: stop after the alert being sent (the lease is
+            given back); a second Ctrl+C interrupts at once."""
+            if signum == signal.SIGINT and stop.is_set():
+                raise KeyboardInterrupt
+            stop.set()
+
+        signal.signal(signal.SIGTERM, stopping)
+        signal.signal(signal.SIGINT, stopping)
         print(
             f"Costline alert worker {worker.holder}: scanning every "
             f"{worker.settings().interval_s:g} s (Ctrl+C to stop)",

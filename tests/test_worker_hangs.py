@@ -93,3 +93,53 @@ def test_a_worker_slowed_by_a_receiver_keeps_its_lease_and_its_scans(
         posted = len(hook.texts())
     assert elapsed < 3.5 and 6 <= posted < 10, (elapsed, posted)
     assert {a.notify_state for a in plane.alerts() if a.subject in ("b8", "b9")} == {"pending"}
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
+def test_sigterm_stops_the_worker_after_the_alert_it_is_sending(
+    costline_home: Path, plane: ControlPlane, signame: str
+) -> None:
+    """`costline worker` sending six alerts to a webhook that takes 1 s each gets SIGTERM
+    after the first post: it finishes that alert, gives the lease back and exits, leaving
+    the rest pending for the next worker. It sent all six first (a gateway's shutdown,
+    which waits 10 s for its worker thread, cut such a delivery off mid-alert)."""
+    import signal
+    import subprocess
+    import sys
+
+    from core.worker import LEASE
+
+    sig = getattr(signal, signame)  # Ctrl+C interrupted the post mid-way, the lease kept
+    plane.set_setting("alert_thresholds", {"anomalies": False}, SYSTEM)
+    plane.set_setting("alert_scan_interval_s", 60, SYSTEM)
+    for i in range(6):
+        plane.record_alert(f"b{i}", "w", 50, message=f"alert {i}")
+    repo = Path(__file__).resolve().parents[1]
+    with WebhookServer(delay_s=1.0) as hook:
+        plane.set_setting("notifications", {"webhook_urls": [hook.url]}, SYSTEM)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "core.cli", "worker"],
+            cwd=repo,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while not hook.hits and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert hook.hits, "the worker never posted"
+            proc.send_signal(sig)
+            termed = time.monotonic()
+            proc.communicate(timeout=30)
+            took = time.monotonic() - termed
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+        posted = len(hook.texts())
+    assert proc.returncode == 0
+    assert took < 3.0 and 1 <= posted <= 2, (took, posted)
+    states = sorted(a.notify_state for a in plane.alerts())
+    assert states == ["pending"] * (6 - posted) + ["sent"] * posted, states
+    assert plane.lease_holder(LEASE) is None

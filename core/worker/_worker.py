@@ -75,6 +75,7 @@ class Worker:
         self._own = (plane is None, reader is None, http is None)
         self.holder = name or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self._next_scan = 0.0
+        self._stop: threading.Event | None = None  # set by run(): stop between two alerts
         self.scans = 0
 
     def settings(self) -> AlertSettings:
@@ -97,6 +98,8 @@ class Worker:
         def keep_going() -> bool:
             """Between two alerts: renew the lease (slow receivers must not let it run out
             while another process takes it and delivers too), and stop for a scan due."""
+            if self._stop is not None and self._stop.is_set():
+                return False  # stopping (SIGTERM, a gateway's shutdown): the rest waits
             return time.monotonic() < self._next_scan and self.has_lease(settings)
 
         _delivery.deliver_due(self.plane, settings, self.http, keep_going=keep_going)
@@ -150,7 +153,9 @@ class Worker:
         return out
 
     def run(self, stop: threading.Event) -> None:
-        """Tick until ``stop`` is set; errors are logged and the loop goes on."""
+        """Tick until ``stop`` is set (a delivery under way stops after its alert, and the
+        lease is given back); errors are logged and the loop goes on."""
+        self._stop = stop
         while not stop.is_set():
             try:
                 self.tick()

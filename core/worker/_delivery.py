@@ -4,10 +4,10 @@
 just before sending each (each attempt is claimed by one process only, and the claim is
 renewed before each channel, so slow receivers never let it run out mid-delivery), sends
 each to every channel that has not yet received it, and stores the outcome per channel
-(only while the claim is held). A failed
-channel is retried on a later tick with exponential backoff (1, 2, 4, ... minutes, at most
-``MAX_ATTEMPTS`` attempts); within one attempt a webhook gets up to 3 quick tries (a 4xx
-other than 408/429 is not retried); a 429 or 503 with ``Retry-After`` is honoured: up to
+(only while the claim is held). A failed channel is retried on a later tick with
+exponential backoff (1, 2, 4, ... minutes, at most ``MAX_ATTEMPTS`` attempts); within one
+attempt a webhook gets up to 3 quick tries (a 4xx other than 408/429 is not retried, nor is
+a redirect, which is never followed); a 429 or 503 with ``Retry-After`` is honoured: up to
 10 s it is waited before the next quick try, a longer one ends the attempt and the next
 waits for it (one hour at most).
 Webhook URLs hold secrets: errors name only the host.
@@ -92,6 +92,10 @@ def post_webhook(client: httpx.Client, url: str, a: Alert, backoff_s: float = 0.
             if resp.is_success:
                 return Posted("sent")
             error = f"HTTP {resp.status_code} from {host}"
+            if resp.is_redirect:  # never followed: a 301/302 would turn the POST into a GET
+                to = urlsplit(resp.headers.get("location", "")).hostname or host
+                error += f" redirecting to {to}: not followed; set the URL it points to"
+                break  # the same answer again: no quick retries
             if resp.is_client_error and resp.status_code not in (408, 429):
                 break
             asked = parse_retry_after(resp.headers) if resp.status_code in (429, 503) else None

@@ -191,3 +191,23 @@ def test_a_webhook_that_redirects_is_not_retried_at_once_and_says_where_it_point
         alert.notify_error
     ), alert.notify_error
     assert "secret" not in alert.notify_error
+
+
+def test_an_alert_acknowledged_while_it_waits_for_a_retry_is_not_sent(
+    costline_home: Path, plane: ControlPlane
+) -> None:
+    """The webhook failed, so the alert waits a minute for its retry; an engineer acks it
+    on the Alerts page meanwhile: the retry sends nothing (it was posted to the webhook
+    once the receiver was back, paging for an alert someone already handled)."""
+    plane.record_alert("b1", "w", 90, message="Ops at 90%")
+    with WebhookServer(fail_first=3) as hook:
+        plane.set_setting("notifications", {"webhook_urls": [hook.url]}, SYSTEM)
+        deliver(costline_home)
+        (alert,) = plane.alerts()
+        assert alert.notify_state == "pending"
+        assert plane.ack_alert(alert.id, SYSTEM)
+        with clock.offset(timedelta(minutes=2)):
+            deliver(costline_home)
+        assert hook.posts == []
+    (alert,) = plane.alerts()
+    assert (alert.notify_state, alert.notify_error) == ("skipped", "acked by system")

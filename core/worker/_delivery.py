@@ -164,7 +164,7 @@ class Delivered:
     sent: int = 0  # every channel has it now
     retrying: int = 0  # a channel failed: tried again later
     failed: int = 0  # a channel failed and no attempt is left
-    skipped: int = 0  # no channel set up, or its series is muted
+    skipped: int = 0  # no channel set up, its series is muted, or it was acknowledged
     lost: int = 0  # another worker took the claim over mid-delivery
 
 
@@ -259,6 +259,16 @@ def deliver_due(
                         a.notify,
                         sent=False,
                         skipped="series muted",
+                        attempt=a.notify_attempts,
+                    )
+                    out.skipped += 1
+                    continue
+                if a.acked_at is not None:  # acknowledged while it waited for a retry
+                    plane.finish_notification(
+                        a.id,
+                        a.notify,
+                        sent=False,
+                        skipped=f"acked by {a.acked_by}",
                         attempt=a.notify_attempts,
                     )
                     out.skipped += 1

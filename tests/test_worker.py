@@ -467,3 +467,22 @@ def test_a_latency_alert_needs_min_requests_answered_calls(
     finally:
         worker.close()
     assert result.recorded == {"error_rate": 1}, result
+
+
+def test_a_shorter_scan_interval_applies_from_the_last_scan(
+    costline_home: Path, plane: ControlPlane
+) -> None:
+    """Scans were daily; an admin sets 5 s: the running worker scans 5 s after its last
+    scan (it waited out the day it had planned with the old interval first)."""
+    plane.set_setting("alert_thresholds", {"anomalies": False}, SYSTEM)
+    plane.set_setting("alert_scan_interval_s", 86_400, SYSTEM)
+    worker = Worker(costline_home, name="w")
+    try:
+        assert worker.tick() is not None  # the first scan
+        assert worker.tick() is None
+        plane.set_setting("alert_scan_interval_s", 5, SYSTEM)
+        time.sleep(5.2)
+        assert worker.tick() is not None
+        assert worker.scans == 2
+    finally:
+        worker.close()

@@ -75,6 +75,7 @@ class Worker:
         self._own = (plane is None, reader is None, http is None)
         self.holder = name or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self._next_scan = 0.0
+        self._scanned_at: float | None = None  # monotonic time of the last scan
         self._stop: threading.Event | None = None  # set by run(): stop between two alerts
         self.scans = 0
 
@@ -91,8 +92,11 @@ class Worker:
         if not self.has_lease(settings):
             return None
         result = None
+        if self._scanned_at is not None:  # a shorter interval set since applies now
+            self._next_scan = min(self._next_scan, self._scanned_at + settings.interval_s)
         if time.monotonic() >= self._next_scan:
-            self._next_scan = time.monotonic() + settings.interval_s
+            self._scanned_at = time.monotonic()
+            self._next_scan = self._scanned_at + settings.interval_s
             result = self.scan(settings)
 
         def keep_going() -> bool:

@@ -243,3 +243,19 @@ def test_a_control_plane_that_does_not_answer_is_one_line(
         f"costline {argv[0]}: the control plane postgresql+psycopg://ops:***@127.0.0.1:{port}/cl"
         " (COSTLINE_CONTROL_URL) cannot be used: connection failed"
     ), err
+
+
+def test_doctor_on_a_home_that_does_not_exist_says_so(
+    tmp_path: object, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A mistyped COSTLINE_HOME: `costline doctor` reported "0 segments, 0 events; ...
+    0 MB free", "quarantine empty" and exit 0 - a healthy log. Now it names the missing
+    directory and exits 1, creating nothing."""
+    from pathlib import Path
+
+    home = Path(str(tmp_path)) / "costline-hoem"
+    monkeypatch.setenv("COSTLINE_HOME", str(home))
+    assert cli.main(["doctor"]) == 1
+    out = capsys.readouterr().out
+    assert f"{home} does not exist: nothing was ever logged here" in out, out
+    assert not home.exists()

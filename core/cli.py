@@ -155,6 +155,13 @@ def cmd_import(args: argparse.Namespace) -> int:
             if not sep or not column.strip() or not field.strip():
                 print(f"costline import: --map wants COLUMN=FIELD, got {item!r}", file=sys.stderr)
                 return 2
+            if field.strip() not in FIELDS:  # else it read as 'no column was recognised as ...'
+                print(
+                    f"costline import: --map {item}: {field.strip()!r} is not a field "
+                    f"(fields: {', '.join(FIELDS)})",
+                    file=sys.stderr,
+                )
+                return 2
             mapping = {f: c for f, c in mapping.items() if c != column.strip()}
             mapping[field.strip()] = column.strip()
         missing = [

@@ -259,3 +259,20 @@ def test_doctor_on_a_home_that_does_not_exist_says_so(
     out = capsys.readouterr().out
     assert f"{home} does not exist: nothing was ever logged here" in out, out
     assert not home.exists()
+
+
+def test_import_map_to_a_field_that_does_not_exist_names_it(
+    tmp_path: object, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--map model=modle` (a typo): it said "no column of u.csv was recognised as model",
+    though the file has a column model that the header had mapped; now the typo is named."""
+    from pathlib import Path
+
+    file = Path(str(tmp_path)) / "u.csv"
+    file.write_text(
+        "timestamp,model,input_tokens,output_tokens\n2026-11-01T10:00:00Z,gpt-4o-mini,100,20\n"
+    )
+    code, err = _run(["import", str(file), "--map", "model=modle", "--dry-run"], capsys)
+    assert code == 2
+    assert err.startswith("costline import: --map model=modle: 'modle' is not a field (fields: ")
+    assert "recognised" not in err

@@ -385,8 +385,16 @@ def _kinds(counts: Mapping[str, int]) -> str:
 def cmd_prune(args: argparse.Namespace) -> int:
     """Remove raw usage segments older than the retention (their hourly rollups stay)."""
     from core.control import ControlPlane
-    from core.usage import prune
+    from core.usage import BucketConfig, prune
 
+    cfg = BucketConfig.from_env()
+    if cfg is not None:  # prune() skips it, saying so only in the log: it read "Removed 0"
+        print(
+            f"costline prune: retention does not run with the usage log in a bucket "
+            f"({cfg.url()}, COSTLINE_EVENTS_URL): nothing was removed; see docs/retention.md",
+            file=sys.stderr,
+        )
+        return 2
     days = args.days  # given: checked by prune (0 or less is an error, not "no retention")
     if days is None:
         with ControlPlane() as plane:

@@ -276,3 +276,18 @@ def test_import_map_to_a_field_that_does_not_exist_names_it(
     assert code == 2
     assert err.startswith("costline import: --map model=modle: 'modle' is not a field (fields: ")
     assert "recognised" not in err
+
+
+def test_prune_with_the_usage_log_in_a_bucket_says_it_does_not_run(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Retention works on local segments only: with COSTLINE_EVENTS_URL set, `costline
+    prune --days 3` printed "Removed 0 segments (0 raw events before ...); their hourly
+    rollups keep every total exact" and exit 0, as if nothing were old enough."""
+    monkeypatch.setenv("COSTLINE_EVENTS_URL", "s3://usage/costline")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
+    code, err = _run(["prune", "--days", "3"], capsys)
+    assert code == 2
+    assert err.startswith(
+        "costline prune: retention does not run with the usage log in a bucket (s3://usage/"
+    ), err

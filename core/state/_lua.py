@@ -336,3 +336,18 @@ for j = 1, #KEYS / 2 do
 end
 return out
 """
+
+# KEYS: a home's share hash, the homes hash.
+# ARGV: home id, now (epoch seconds, names the home in the homes hash), ttl_ms ('0' = none),
+#       then field, value pairs: the home's whole share, replacing what it held (one step, so a
+#       reader never sees it half written).
+PUT_SHARES = """
+redis.call('DEL', KEYS[1])
+local n = #ARGV
+for i = 4, n, 1000 do
+  redis.call('HSET', KEYS[1], unpack(ARGV, i, math.min(n, i + 999)))
+end
+if n >= 5 and ARGV[3] ~= '0' then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+return n >= 5 and (n - 3) / 2 or 0
+"""

@@ -12,6 +12,8 @@ Key layout (one helper, :func:`make_key`; ``P`` is the prefix, default ``costlin
     P br:<key>      circuit breaker       hash  {s: state, f: failures, at, cd, probe}
     P c:<key>       cached response       bytes
     P n             counters              hash  {name: int}
+    P s:<home>      a home's share        hash  {"<segment>\t<budget key>": int} (spend only
+                                                that home reads: core.reconcile.fleet_extra)
 
 A key whose full name would exceed ``MAX_KEY_LEN`` characters becomes ``P <kind>:#<sha256>``.
 

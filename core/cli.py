@@ -228,6 +228,9 @@ def cmd_compact(args: argparse.Namespace) -> int:
         from core.usage import compact_bucket
 
         r = compact_bucket(costline_home(), cfg, wait=True, min_small=2)
+        if r.not_done is not None:  # it said "Merged 0 ... into 0." and exit 0
+            print(f"costline compact: nothing compacted: {r.not_done}", file=sys.stderr)
+            return 1
         print(f"Merged {r.merged} usage segments in {cfg.url()} into {r.written}.")
         return 0
     r = compact()

@@ -291,3 +291,20 @@ def test_prune_with_the_usage_log_in_a_bucket_says_it_does_not_run(
     assert err.startswith(
         "costline prune: retention does not run with the usage log in a bucket (s3://usage/"
     ), err
+
+
+def test_compact_of_a_bucket_that_does_not_answer_fails(
+    costline_home: object, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`costline compact` from cron with the bucket down: it printed "Merged 0 usage
+    segments in s3://... into 0." and exit 0, the same as when nothing needed merging."""
+    from tests.servers.sinks import free_port
+
+    monkeypatch.setenv("COSTLINE_EVENTS_URL", "s3://usage/costline")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+    code, err = _run(["compact"], capsys)
+    assert code == 1, err
+    assert (
+        "costline compact: nothing compacted: the bucket s3://usage/costline could not be listed"
+        in err
+    ), err

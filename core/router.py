@@ -157,11 +157,20 @@ class Router:
                     with contextlib.closing(gen) as items:
                         for item in items:
                             if isinstance(item, str):
-                                yield StreamChunk(att.chunk(item), model=att.cand.model)
+                                yield StreamChunk(
+                                    att.chunk(item),
+                                    model=att.cand.model,
+                                    provider=att.cand.provider,
+                                )
                             elif isinstance(item, TextDelta):
                                 text = att.chunk(item.text)
                                 yield StreamChunk(
-                                    text, None, item.logprobs, item.kind, att.cand.model
+                                    text,
+                                    None,
+                                    item.logprobs,
+                                    item.kind,
+                                    att.cand.model,
+                                    att.cand.provider,
                                 )
                             else:
                                 yield StreamChunk("", att.settle(item))
@@ -188,11 +197,20 @@ class Router:
                     async with contextlib.aclosing(agen) as items:
                         async for item in items:
                             if isinstance(item, str):
-                                yield StreamChunk(att.chunk(item), model=att.cand.model)
+                                yield StreamChunk(
+                                    att.chunk(item),
+                                    model=att.cand.model,
+                                    provider=att.cand.provider,
+                                )
                             elif isinstance(item, TextDelta):
                                 text = att.chunk(item.text)
                                 yield StreamChunk(
-                                    text, None, item.logprobs, item.kind, att.cand.model
+                                    text,
+                                    None,
+                                    item.logprobs,
+                                    item.kind,
+                                    att.cand.model,
+                                    att.cand.provider,
                                 )
                             else:
                                 yield StreamChunk("", att.settle(item))

@@ -170,10 +170,11 @@ class StreamChunk:
     ``logprobs``: the upstream's log probabilities of this chunk's tokens (OpenAI wire, when
     the request asked for them), as it sent them. ``kind``: 'content', or 'refusal' (the
     model declined: OpenAI's ``delta.refusal``). ``model``: the model answering (on text
-    chunks; the Completion names it on the last)."""
+    chunks; the Completion names it on the last); ``provider``: its provider."""
 
     text: str
     completion: Completion | None = None
     logprobs: Any = None
     kind: str = "content"
     model: str | None = None
+    provider: str | None = None

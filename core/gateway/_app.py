@@ -23,6 +23,7 @@ from core import clock
 from core.control import ControlSnapshot, RateLimit, VirtualKey
 from core.errors import BudgetExceeded, CostlineError
 from core.keys import KeyIndex, load_pepper
+from core.providers import registered
 from core.router import Router
 from core.types import ChatRequest, Message
 
@@ -221,6 +222,26 @@ class Gateway:
                     "(gpt-*, llama.cpp, vLLM, ...) only",
                     "model",
                 )
+
+    def unsent_headers(
+        self, req: ChatRequest, provider: str | None, ignored: tuple[str, ...] = ()
+    ) -> HeaderList:
+        """``x-costline-unsent-params``: the request's fields the answering provider was not
+        sent, its API having no equivalent (Anthropic's ``top_k`` for OpenAI, OpenAI's
+        ``seed`` for Anthropic, ...: the adapter's ``unsent``), and those the gateway does
+        not read (``ignored``); none for a plain request."""
+        names = set(ignored)
+        router = self.router
+        plain = not req.extra and all(m.extra is None for m in req.messages)
+        plain = plain and req.prompt_cache is None  # the caller's (a policy's is not in req)
+        if router is not None and provider and not plain:
+            config = router.settings.providers.get(provider)
+            adapter = registered().get(config.wire) if config is not None else None
+            if adapter is not None and config is not None:
+                names.update(adapter.unsent(config, req))
+        if not names:
+            return []
+        return [(b"x-costline-unsent-params", ", ".join(sorted(names)).encode())]
 
     def key_limits(self, key: VirtualKey) -> list[RateLimit]:
         """The key's enabled rate limits (scope key), per control-plane snapshot."""

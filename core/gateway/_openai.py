@@ -293,6 +293,7 @@ def embed_request(body: object, meta: Meta, request_id: str) -> tuple[EmbedReque
         criticality=meta.criticality,
         tags=meta.tags,
         request_id=request_id,
+        end_user=user,  # sent upstream, as chat's ``user`` is
     )
     return req, fmt
 

@@ -92,6 +92,13 @@ class Provider(ABC):
     def timeout(self, req: ChatRequest) -> float:
         return req.timeout or self.config.timeout_s
 
+    @classmethod
+    def unsent(cls, config: ProviderConfig, req: ChatRequest) -> tuple[str, ...]:
+        """The request's fields (``req.extra`` names, and ``cache_control`` for content
+        breakpoints) this adapter does not send to ``config``'s API, which has no equivalent:
+        the gateway names them in ``x-costline-unsent-params``. Sorted; () by default."""
+        return ()
+
     @abstractmethod
     def complete(self, req: ChatRequest, model: str) -> ProviderResult: ...
 
@@ -99,8 +106,11 @@ class Provider(ABC):
     def stream(self, req: ChatRequest, model: str) -> Iterator[StreamItem]:
         """Text deltas as str (or TextDelta), then exactly one final ProviderResult."""
 
-    async def aembed(self, texts: list[str], model: str, dimensions: int | None) -> EmbedResult:
-        """Embeddings of ``texts``; adapters without an embeddings API refuse by name."""
+    async def aembed(
+        self, texts: list[str], model: str, dimensions: int | None, user: str | None = None
+    ) -> EmbedResult:
+        """Embeddings of ``texts``; ``user``: OpenAI's end-user id as the caller sent it (sent
+        where the API takes one). Adapters without an embeddings API refuse by name."""
         from core.errors import BadRequest
 
         raise BadRequest(

@@ -86,10 +86,12 @@ class LocalProvider(Provider):
 
     wire = "local"
 
-    async def aembed(self, texts: list[str], model: str, dimensions: int | None) -> EmbedResult:
+    async def aembed(
+        self, texts: list[str], model: str, dimensions: int | None, user: str | None = None
+    ) -> EmbedResult:
         global _EMBEDDER
         if "minilm" not in model.lower():
-            return await super().aembed(texts, model, dimensions)
+            return await super().aembed(texts, model, dimensions, user)
         if dimensions not in (None, 384):
             raise BadRequest(f"dimensions: {model} has 384, got {dimensions}", model=model)
         from core.cache import MiniLMEmbedder

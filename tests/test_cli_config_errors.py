@@ -198,6 +198,43 @@ def test_api_refuses_a_bad_setting_before_serving(
     assert code == 2 and err.startswith("costline api: REDIS_URL 'garbage'")
 
 
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("foo://ann:hunter2@db/costline", "names no database SQLAlchemy knows"),
+        ("mysql://ann:hunter2@db/costline", "needs a database driver that is not installed"),
+    ],
+)
+def test_control_url_of_an_unknown_database_is_a_config_error_naming_the_variable(
+    url: str, problem: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before, SQLAlchemy's NoSuchModuleError (or the driver's ImportError) reached a library
+    user's Router() outside the error tree, and the CLI printed a traceback."""
+    from core.router import Router
+
+    monkeypatch.setenv("COSTLINE_CONTROL_URL", url)
+    with pytest.raises(ConfigError, match="COSTLINE_CONTROL_URL") as caught:
+        Router()
+    assert problem in str(caught.value) and "hunter2" not in str(caught.value)
+    assert caught.value.field == "COSTLINE_CONTROL_URL"
+    code, err = _run(["users", "list"], capsys)
+    assert code == 2 and "COSTLINE_CONTROL_URL" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "-0.5", "inf"])
+@pytest.mark.parametrize("name", ["OPENAI_TIMEOUT_S", "COSTLINE_UPSTREAM_TIMEOUT_S"])
+def test_a_timeout_that_is_not_above_0_says_it_must_be(
+    name: str, value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before, -1 was told 'must be >= 0 seconds', and then 0 'must be > 0 seconds'."""
+    from core.settings import Settings
+
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env().provider("openai")
+    assert str(caught.value) == f"{name} must be > 0 seconds, got {value!r}"
+
+
 @pytest.mark.parametrize("command", ["api", "gateway"])
 @pytest.mark.parametrize("port", ["70000", "0", "-1", "http"])
 def test_a_port_flag_out_of_range_is_refused_before_serving(

@@ -19,7 +19,7 @@ import orjson
 from core.errors import BadRequest
 from core.providers._errors import ERROR_TYPES, for_status
 from core.providers._http import HTTPProvider, StreamState
-from core.providers.base import ProviderResult
+from core.providers.base import ProviderResult, text_only
 from core.settings import ProviderConfig
 from core.types import ChatRequest, Message, Usage
 
@@ -144,6 +144,7 @@ class AnthropicProvider(HTTPProvider):
     def build_request(
         self, req: ChatRequest, model: str, stream: bool
     ) -> tuple[str, dict[str, str], dict[str, Any]]:
+        text_only(req, self.config.name, model)  # images and tool calls: refused, not dropped
         system = [m.content for m in req.messages if m.role == "system"]
         messages: list[dict[str, Any]] = [
             {"role": "assistant" if m.role == "assistant" else "user", "content": _content(m)}

@@ -71,7 +71,7 @@ class ChatRequest:
     personal: bool = False  # personal requests are never cached across users
     optimize_cost: bool = False
     batch: bool = False  # priced at the provider's batch rates
-    prompt_cache: str | None = None  # "5m" | "1h": mark the prompt for provider caching
+    prompt_cache: str | None = None  # "5m" | "1h" (else BadRequest): provider prompt caching
     timeout: float | None = None  # seconds, per attempt
     signal: float | None = None  # sampling: the numeric signal CHANGE_BASED/ADAPTIVE watch
     score: float | None = None  # sampling: the score THRESHOLD compares

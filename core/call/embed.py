@@ -82,6 +82,9 @@ async def aembed(ctx: Context, req: EmbedRequest) -> Embeddings:
             except CostlineError as exc:
                 await asyncio.sleep(att.fail(exc))
                 continue
+            except BaseException as exc:  # cancelled (wait_for, a timeout): abandoned
+                att.interrupted(exc)
+                raise
             done = att.settle_embedding(got.input_tokens)
             return Embeddings(
                 got.vectors,

@@ -32,11 +32,12 @@ from typing import Any
 
 import orjson
 
+from core.cache import NOT_IN_ANSWER
 from core.providers import ToolDelta
 from core.types import ChatRequest, Completion, Message
 
 from ._errors import bad_request
-from ._openai import NOT_IN_ANSWER, _is_num, _type
+from ._openai import _is_num, _type
 from ._request import Meta
 
 STOP = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}

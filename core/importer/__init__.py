@@ -278,6 +278,16 @@ def import_csv(
     t0 = time.perf_counter()
     if replace is not None:
         _check_replace_local()
+        if replace[1].tzinfo is None or replace[2].tzinfo is None:
+            raise ConfigError("replace: give an aware start and end", field="replace")
+        # checked before anything is written: an empty range replaces no row, and the
+        # file's rows would be added beside the old ones
+        if not replace[1] < replace[2]:
+            raise ConfigError(
+                f"replace: the range must start before it ends (from {replace[1].isoformat()}"
+                f" to {replace[2].isoformat()} holds no time, so no row would be replaced)",
+                field="replace",
+            )
         if source not in ("import", replace[0]):
             raise ConfigError(
                 f"source {source!r} and replace {replace[0]!r} name different sources: the"

@@ -21,6 +21,8 @@ from core.providers.base import (
     StreamItem,
     TextDelta,
     ToolDelta,
+    rich_message,
+    text_only,
 )
 from core.providers.dryrun import DryRunProvider
 from core.providers.local import LocalProvider
@@ -43,6 +45,8 @@ __all__ = [
     "create",
     "register",
     "registered",
+    "rich_message",
+    "text_only",
 ]
 
 _REGISTRY: dict[str, type[Provider]] = {}

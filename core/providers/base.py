@@ -15,8 +15,39 @@ from typing import Any, ClassVar
 
 import httpx
 
+from core.errors import BadRequest
 from core.settings import ProviderConfig
-from core.types import ChatRequest, Usage
+from core.types import ChatRequest, Message, Usage
+
+
+def rich_message(m: Message) -> bool:
+    """Does the message carry more than its text (tool calls or results, non-text content
+    parts such as images)? The OpenAI wire sends that upstream as is (``Message.extra``),
+    the Anthropic wire translated; the local adapter refuses it (``text_only``)."""
+    extra = m.extra
+    if not extra:
+        return False
+    if "tool_calls" in extra or "tool_call_id" in extra or m.role == "tool":
+        return True
+    parts = extra.get("content")
+    return isinstance(parts, list) and any(
+        isinstance(p, dict) and p.get("type") != "text" for p in parts
+    )
+
+
+def text_only(req: ChatRequest, provider: str, model: str) -> None:
+    """BadRequest naming the first message that carries more than text, for an adapter that
+    sends text only: an image or a tool call is refused, never silently dropped."""
+    for i, m in enumerate(req.messages):
+        if m.extra and rich_message(m):
+            raise BadRequest(
+                f"messages[{i}]: {provider} {model} is called with text only through Costline: "
+                "images, tool calls and tool results reach OpenAI-compatible upstreams "
+                "(gpt-*, llama.cpp, vLLM, ...) only",
+                field=f"messages[{i}]",
+                provider=provider,
+                model=model,
+            )
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
 DEFAULT_PREFIX = "costline:"
+COUNTER_MAX = 2**63 - 1  # a budget counter (pUSD or tokens) stops here: SQLite and Redis hold int64
 MAX_KEY_LEN = 200
 EPS = 1e-9  # float slack when comparing refilled tokens with a cost
 

@@ -18,6 +18,7 @@ from redis.retry import Retry
 from core.state import _lua
 from core.state._cluster import cluster_client, is_cluster_url, tagged
 from core.state.base import (
+    COUNTER_MAX,
     DEFAULT_PREFIX,
     Admission,
     Bounds,
@@ -219,8 +220,12 @@ class RedisState(ConditionalAdmit):
         args: list[Any] = []
         for key, floor, ttl in items:
             keys += (make_key(self.prefix, "b", key), make_key(self.prefix, "b", key + ":c"))
-            args += (floor, ttl_ms(ttl))
-        return [int(v) for v in self._raise(keys=keys, args=args)]
+            args += (min(floor, COUNTER_MAX), ttl_ms(ttl))  # a log sum past int64: the edge
+        was = self._raise(keys=keys, args=args)  # each K:c before (exact decimal strings)
+        return [
+            max(0, min(floor, COUNTER_MAX) - _int(c))
+            for (_, floor, _), c in zip(items, was, strict=True)
+        ]
 
     def put_shares(
         self, home: str, shares: Mapping[str, int], ttl_s: float | None, homes_key: str, now: int

@@ -500,3 +500,68 @@ def test_tool_results_keep_cache_breakpoints_and_images_for_claude(
     assert msg.usage.cache_read_input_tokens == 3000
     (ev,) = events(gw.home, 1, request_id=raw.headers["x-costline-request-id"])
     assert ev.cached_input_tokens == 3000 and ev.input_tokens == 40
+
+
+def test_a_claude_code_shaped_turn_streams_through_as_sent(
+    gw: GatewayProcess, scripted: ScriptedServer
+) -> None:
+    """An agent turn as Claude Code sends one: system blocks with a cache breakpoint, several
+    tools, metadata.user_id, the history's tool_use and a marked tool_result, streamed. The
+    upstream gets the system, tools and history as sent (the mark on the tool_result on its
+    content, the same place in the prompt; a user's lone text block is sent as its string,
+    which Anthropic reads alike); the answer is the next tool call."""
+    mark = {"type": "ephemeral"}
+    system = [
+        {"type": "text", "text": "You are a coding agent."},
+        {"type": "text", "text": "Project rules: be brief.", "cache_control": mark},
+    ]
+    tools = [WEATHER, CLOCK, {**CLOCK, "name": "bash", "description": "Run a command"}]
+    history = [
+        {"role": "user", "content": "What time is it in Lima?"},
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "text", "text": "Checking the clock."},
+                tool_use("toolu_c1", "clock", {"zone": "America/Lima"}),
+            ],
+        },
+        {
+            "role": "user",
+            "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_c1", "content": "09:00",
+                 "cache_control": mark},
+            ],
+        },
+    ]  # fmt: skip
+    nxt = tool_use("toolu_c2", "bash", {"zone": "date -u"})
+    scripted.enqueue(
+        anthropic_stream([], usage=anthropic_usage(900, 25, cache_read=800), tools=[nxt])
+    )
+    with anthropic_client(gw).messages.stream(
+        model=CLAUDE,
+        max_tokens=300,
+        system=system,  # type: ignore[arg-type]
+        tools=tools,  # type: ignore[arg-type]
+        messages=history,  # type: ignore[arg-type]
+        metadata={"user_id": "user_abc_session_1"},
+    ) as stream:
+        final = stream.get_final_message()
+    sent = _sent(scripted)
+    assert sent["system"] == system and sent["tools"] == tools
+    assert sent["metadata"] == {"user_id": "user_abc_session_1"}
+    assert sent["messages"][:2] == history[:2]
+    assert sent["messages"][2] == {
+        "role": "user",
+        "content": [
+            {
+                "type": "tool_result",
+                "tool_use_id": "toolu_c1",
+                "content": [{"type": "text", "text": "09:00", "cache_control": mark}],
+            }
+        ],
+    }
+    assert final.stop_reason == "tool_use"
+    assert [(b.type, b.id, b.input) for b in final.content] == [  # type: ignore[union-attr]
+        ("tool_use", "toolu_c2", {"zone": "date -u"})
+    ]
+    assert final.usage.cache_read_input_tokens == 800 and final.usage.input_tokens == 900

@@ -565,3 +565,36 @@ def test_a_claude_code_shaped_turn_streams_through_as_sent(
         ("tool_use", "toolu_c2", {"zone": "date -u"})
     ]
     assert final.usage.cache_read_input_tokens == 800 and final.usage.input_tokens == 900
+
+
+def test_tool_definition_cache_breakpoints_reach_claude_and_are_named_elsewhere(
+    gw: GatewayProcess, scripted: ScriptedServer
+) -> None:
+    """A ``cache_control`` mark on a tool definition (Anthropic's, or on an OpenAI tool as
+    LiteLLM takes it) reaches Claude in place; a hosted OpenAI-compatible API, which has
+    none, is not sent it and the answer names it."""
+    mark = {"type": "ephemeral", "ttl": "1h"}
+    marked = {**CLOCK, "cache_control": mark}
+    anthropic_client(gw).messages.create(
+        model=CLAUDE,
+        max_tokens=50,
+        tools=[WEATHER, marked],  # type: ignore[list-item]
+        messages=ASK,  # type: ignore[arg-type]
+    )
+    assert _sent(scripted)["tools"] == [WEATHER, marked]
+    openai_client(gw).chat.completions.create(
+        model=CLAUDE,
+        max_tokens=50,
+        tools=[FN_WEATHER, {**FN_CLOCK, "cache_control": mark}],  # type: ignore[list-item]
+        messages=ASK,  # type: ignore[arg-type]
+    )
+    assert _sent(scripted)["tools"] == [WEATHER, marked]
+    raw = anthropic_client(gw).messages.with_raw_response.create(
+        model="gpt-4o-mini",
+        max_tokens=50,
+        tools=[WEATHER, marked],  # type: ignore[list-item]
+        messages=ASK,  # type: ignore[arg-type]
+    )
+    sent = scripted.requests[-1].json
+    assert sent["tools"][1] == FN_CLOCK  # no cache_control for OpenAI
+    assert raw.headers["x-costline-unsent-params"] == "cache_control"

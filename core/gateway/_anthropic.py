@@ -271,7 +271,8 @@ def _tools(body: dict[str, Any]) -> dict[str, Any]:
             fn: dict[str, Any] = {"name": t["name"], "parameters": t["input_schema"]}
             if isinstance(t.get("description"), str):
                 fn["description"] = t["description"]
-            funcs.append({"type": "function", "function": fn})
+            # a cache breakpoint: sent to Claude, taken out (and named) for hosted APIs
+            funcs.append(_marked(where, t, {"type": "function", "function": fn}))
         out["tools"] = funcs
     choice = body.get("tool_choice")
     if choice is not None:

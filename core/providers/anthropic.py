@@ -441,6 +441,8 @@ def _tools(extra: dict[str, Any], body: dict[str, Any]) -> None:
         if isinstance(fn.get("description"), str):
             tool["description"] = fn["description"]
         tool["input_schema"] = params if isinstance(params, dict) else EMPTY_SCHEMA
+        if t.get("cache_control") is not None:  # a breakpoint (as LiteLLM takes it)
+            tool["cache_control"] = t["cache_control"]
         out.append(tool)
     body["tools"] = out
     choice = extra.get("tool_choice")

@@ -132,7 +132,12 @@ def _fold_other(series: pd.DataFrame, keep: set[str]) -> pd.DataFrame:
     groupby with a Python sum per group took ~0.1 s of every cold Overview run)."""
     ids = _ids(series)
     groups: dict[tuple[tuple[object, int], str], list[int]] = {}
-    rows = zip(ids, series["key"].tolist(), series["cost_picousd"], series["requests"].tolist())
+    keys, costs, counts = (
+        series["key"].tolist(),
+        series["cost_picousd"],
+        series["requests"].tolist(),
+    )
+    rows = zip(ids, keys, costs, counts, strict=True)
     for i, (ident, key, cost, n) in enumerate(rows):
         key = key if key in keep else OTHER
         group = groups.get((ident, key))
@@ -225,8 +230,9 @@ def per_1k_frame(series: pd.DataFrame, money: Money, grain: str) -> pd.DataFrame
     if series.empty:
         return pd.DataFrame(columns=["period", "label", "per_1k", "per_1k_text", "requests"])
     unpriced = series["unpriced"].tolist() if "unpriced" in series.columns else [0] * len(series)
-    sums: dict[tuple[object, int], list[int]] = {}  # per period: first row, cost, requests, unpriced
-    rows = zip(_ids(series), series["cost_picousd"], series["requests"].tolist(), unpriced)
+    sums: dict[tuple[object, int], list[int]] = {}  # period: first row, cost, requests, unpriced
+    counts = series["requests"].tolist()
+    rows = zip(_ids(series), series["cost_picousd"], counts, unpriced, strict=True)
     for i, (ident, cost, n, u) in enumerate(rows):
         group = sums.get(ident)
         if group is None:

@@ -36,7 +36,7 @@ from core.controls import Controls
 from core.errors import BadRequest, CostlineError, MalformedResponse
 from core.otel import Tracer
 from core.pricing import Catalog, load_catalog
-from core.providers import Provider, StreamItem, TextDelta
+from core.providers import Provider, StreamItem, TextDelta, ToolDelta
 from core.reconcile import Reconciler, start_reconciler
 from core.retry import RetryPolicy
 from core.settings import Settings
@@ -180,6 +180,13 @@ class Router:
                                     att.cand.model,
                                     att.cand.provider,
                                 )
+                            elif isinstance(item, ToolDelta):
+                                yield StreamChunk(
+                                    "",
+                                    model=att.cand.model,
+                                    provider=att.cand.provider,
+                                    tool=att.tool(item),
+                                )
                             else:
                                 yield StreamChunk("", att.settle(item))
                                 return
@@ -219,6 +226,13 @@ class Router:
                                     item.kind,
                                     att.cand.model,
                                     att.cand.provider,
+                                )
+                            elif isinstance(item, ToolDelta):
+                                yield StreamChunk(
+                                    "",
+                                    model=att.cand.model,
+                                    provider=att.cand.provider,
+                                    tool=att.tool(item),
                                 )
                             else:
                                 yield StreamChunk("", att.settle(item))

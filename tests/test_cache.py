@@ -345,3 +345,24 @@ def test_entries_are_scoped_by_tenant_on_every_backend(state: State) -> None:
     assert reader.get(req()) is None  # the library's shared namespace
     reader.apply(ControlSnapshot(2, keys=keys, settings={"cache_scope": "key"}))
     assert reader.get(req(key="a2", org="acme")) is None
+
+
+def test_a_routers_cache_ages_its_answers_on_core_clock() -> None:
+    """The cache's default clock is ``core.clock``, as every other "now" of a call: a pinned
+    clock pins a cached answer's age (the route reason says it), a moved one expires it."""
+    from datetime import UTC, datetime, timedelta
+
+    from core import clock
+    from core.router import Router
+
+    at = datetime(2026, 11, 20, 12, tzinfo=UTC)
+    ask = req(model="dryrun-small", task="chat", org="acme")  # chat: 5 minutes
+    with Router() as router:
+        with clock.frozen(at):
+            first = router.complete(ask)
+        with clock.frozen(at + timedelta(seconds=120)):
+            again = router.complete(ask)
+        with clock.frozen(at + timedelta(seconds=300)):
+            late = router.complete(ask)
+    assert not first.cache_hit and again.cache_hit and not late.cache_hit
+    assert again.route_reason == "dryrun-small: cache hit (exact, age 120s)"

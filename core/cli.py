@@ -10,9 +10,13 @@ import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core import cli_keys
 from core.types import usd_places
+
+if TYPE_CHECKING:
+    from core.worker import Delivered
 
 APP = Path(__file__).resolve().parents[1] / "console" / "app.py"
 
@@ -151,6 +155,13 @@ def cmd_import(args: argparse.Namespace) -> int:
             if not sep or not column.strip() or not field.strip():
                 print(f"costline import: --map wants COLUMN=FIELD, got {item!r}", file=sys.stderr)
                 return 2
+            if field.strip() not in FIELDS:  # else it read as 'no column was recognised as ...'
+                print(
+                    f"costline import: --map {item}: {field.strip()!r} is not a field "
+                    f"(fields: {', '.join(FIELDS)})",
+                    file=sys.stderr,
+                )
+                return 2
             mapping = {f: c for f, c in mapping.items() if c != column.strip()}
             mapping[field.strip()] = column.strip()
         missing = [
@@ -217,6 +228,9 @@ def cmd_compact(args: argparse.Namespace) -> int:
         from core.usage import compact_bucket
 
         r = compact_bucket(costline_home(), cfg, wait=True, min_small=2)
+        if r.not_done is not None:  # it said "Merged 0 ... into 0." and exit 0
+            print(f"costline compact: nothing compacted: {r.not_done}", file=sys.stderr)
+            return 1
         print(f"Merged {r.merged} usage segments in {cfg.url()} into {r.written}.")
         return 0
     r = compact()
@@ -258,6 +272,16 @@ def _env_port(name: str, default: int) -> int:
     return int(raw)
 
 
+def _port_arg(text: str) -> int:
+    """``--port``: a TCP port 1-65535. A larger number was passed on as given, and the
+    resolver took it modulo 65536: ``--port 70000`` served on port 4464 while it printed
+    70000."""
+    value = text.strip()
+    if not value.isdigit() or not 0 < int(value) < 65536:
+        raise argparse.ArgumentTypeError(f"must be a port number 1-65535, got {text!r}")
+    return int(value)
+
+
 def cmd_api(args: argparse.Namespace) -> int:
     """Serve the management REST API alone (docs at /api/docs)."""
     from core.api import serve
@@ -278,17 +302,50 @@ def cmd_worker(args: argparse.Namespace) -> int:
     worker = Worker()
     try:
         if args.once:
-            result = worker.scan()
-            from core.worker import deliver_due
+            from core.worker import LEASE, deliver_due
 
-            sent = deliver_due(worker.plane, worker.settings(), worker.http)
+            settings = worker.settings()
+            # as any worker: only the lease holder scans and delivers (a gateway's may hold it)
+            if not worker.has_lease(settings):
+                held = worker.plane.lease_holder(LEASE)
+                who = f"{held[0]}, until {held[1]:%H:%M:%S} UTC" if held else "another process"
+                print(f"Another alert worker holds the lease ({who}); it scans and delivers.")
+                return 0
+            try:
+                result = worker.scan(settings)
+                done = deliver_due(
+                    worker.plane,
+                    settings,
+                    worker.http,
+                    keep_going=lambda: worker.has_lease(settings),
+                )
+            finally:
+                worker.plane.release_lease(LEASE, worker.holder)
             print(
                 f"found {_kinds(result.found)}, recorded {_kinds(result.recorded)}, "
-                f"delivered {sent}, pruned {result.pruned_segments} segments"
+                f"delivered {_delivered(done)}, pruned {result.pruned_segments} segments"
             )
-            return 1 if result.errors else 0
+            for error in result.errors:
+                print(f"costline worker: check {error}", file=sys.stderr)
+            undelivered = done.retrying + done.failed
+            if undelivered:
+                print(
+                    f"costline worker: {undelivered:,} alerts not delivered to every channel "
+                    "(see notify_error on the Alerts page or GET /api/v1/alerts)",
+                    file=sys.stderr,
+                )
+            return 1 if result.errors or undelivered else 0
         stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+
+        def stopping(signum: int, _frame: object) -> None:
+            """SIGTERM, or a first Ctrl+C: stop after the alert being sent (the lease is
+            given back); a second Ctrl+C interrupts at once."""
+            if signum == signal.SIGINT and stop.is_set():
+                raise KeyboardInterrupt
+            stop.set()
+
+        signal.signal(signal.SIGTERM, stopping)
+        signal.signal(signal.SIGINT, stopping)
         print(
             f"Costline alert worker {worker.holder}: scanning every "
             f"{worker.settings().interval_s:g} s (Ctrl+C to stop)",
@@ -303,6 +360,24 @@ def cmd_worker(args: argparse.Namespace) -> int:
         worker.close()
 
 
+def _delivered(d: Delivered) -> str:
+    """'3', or '1 of 4 (2 to retry, 1 skipped)': alerts that reached every channel, of
+    those attempted. An alert whose webhook failed is not delivered (it said so)."""
+    parts = [
+        f"{n:,} {what}"
+        for n, what in (
+            (d.retrying, "to retry"),
+            (d.failed, "failed for good"),
+            (d.skipped, "skipped"),
+            (d.lost, "taken over by another worker"),
+        )
+        if n
+    ]
+    if not parts:
+        return f"{d.sent:,}"
+    return f"{d.sent:,} of {d.attempted:,} ({', '.join(parts)})"
+
+
 def _kinds(counts: Mapping[str, int]) -> str:
     """Alert counts by kind in words: '3 (anomaly 2, budget 1)', '0'."""
     total = sum(counts.values())
@@ -313,13 +388,21 @@ def _kinds(counts: Mapping[str, int]) -> str:
 def cmd_prune(args: argparse.Namespace) -> int:
     """Remove raw usage segments older than the retention (their hourly rollups stay)."""
     from core.control import ControlPlane
-    from core.usage import prune
+    from core.usage import BucketConfig, prune
 
-    days = args.days
+    cfg = BucketConfig.from_env()
+    if cfg is not None:  # prune() skips it, saying so only in the log: it read "Removed 0"
+        print(
+            f"costline prune: retention does not run with the usage log in a bucket "
+            f"({cfg.url()}, COSTLINE_EVENTS_URL): nothing was removed; see docs/retention.md",
+            file=sys.stderr,
+        )
+        return 2
+    days = args.days  # given: checked by prune (0 or less is an error, not "no retention")
     if days is None:
         with ControlPlane() as plane:
             days = plane.get_setting("retention_days")
-    if not days:
+    if days is None:
         print(
             "No retention set (raw events are kept forever): pass --days N or set "
             "retention_days on the Admin page."
@@ -443,7 +526,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_doctor)
     p = sub.add_parser("api", help="serve the management REST API")
     p.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1")
-    p.add_argument("--port", type=int, default=8600, help="default: 8600")
+    p.add_argument("--port", type=_port_arg, default=8600, help="1-65535 (default: 8600)")
     p.set_defaults(func=cmd_api)
     p = sub.add_parser("worker", help="scan for alerts, deliver them, apply retention")
     p.add_argument("--once", action="store_true", help="one scan and delivery, then exit")
@@ -467,7 +550,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("gateway", help="serve the OpenAI/Anthropic-compatible HTTP gateway")
     p.add_argument("--host", default=None, help="default: env COSTLINE_GATEWAY_HOST, 127.0.0.1")
     p.add_argument(
-        "--port", type=int, default=None, help="default: env COSTLINE_GATEWAY_PORT, 4000"
+        "--port",
+        type=_port_arg,
+        default=None,
+        help="1-65535 (default: env COSTLINE_GATEWAY_PORT, 4000)",
     )
     p.add_argument("--workers", type=int, default=1, help="processes (>1 needs REDIS_URL)")
     p.set_defaults(func=cmd_gateway)
@@ -486,6 +572,27 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"costline {args.command}: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        down = _control_plane_down(exc)
+        if down is None:
+            raise
+        print(f"costline {args.command}: {down}", file=sys.stderr)
+        return 1
+
+
+def _control_plane_down(exc: BaseException) -> str | None:
+    """One line for a control plane that cannot be reached or used (PostgreSQL down, a
+    SQLite file that cannot be opened): its URL without the password and the driver's
+    first line; None for any other error."""
+    import sqlalchemy as sa
+
+    from core.control import check_control_url
+
+    if not isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):
+        return None
+    first = (str(exc.orig or exc).strip().splitlines() or ["?"])[0]
+    url = check_control_url().render_as_string(hide_password=True)
+    return f"the control plane {url} (COSTLINE_CONTROL_URL) cannot be used: {first}"
 
 
 if __name__ == "__main__":

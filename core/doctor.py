@@ -20,14 +20,20 @@ def _usd(pico: int | None) -> str:
 
 
 def usage_report(home: Path) -> tuple[list[str], bool]:
-    """Lines about the usage log of ``home``, and whether any of them is a problem."""
+    """Lines about the usage log of ``home``, and whether any of them is a problem (a home
+    that does not exist is one: a mistyped COSTLINE_HOME read as a healthy, empty log)."""
+    if not home.is_dir():
+        return [
+            f"usage log    {home} does not exist: nothing was ever logged here"
+            " (is COSTLINE_HOME right?)"
+        ], True
     snapshot = scan(segments_dir(home))
     rows = sum(s.rows for s in snapshot.active)
     try:
         journals = len(os.listdir(journal_dir(home)))
     except FileNotFoundError:
         journals = 0
-    free = shutil.disk_usage(home).free if home.exists() else 0
+    free = shutil.disk_usage(home).free
     lines = [
         f"usage log    {len(snapshot.active)} segments, {rows:,} events;"
         f" {journals} journals not yet converted; {free / 2**20:,.0f} MB free",

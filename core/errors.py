@@ -13,8 +13,9 @@ httpx and provider errors at the boundary (``raise ... from exc``) into the most
     ├── PolicyError                 Costline's own controls said no; not retried
     │   ├── BudgetExceeded          names the budget, its limit, spend and window
     │   └── RateLimitExceeded       a Costline rate limit (retry_after seconds)
-    ├── ClientDisconnected          the caller left mid-stream; the upstream call was cancelled
-    ├── UsageLogUnavailable         the usage log cannot be written (disk full); nothing was called
+    ├── ClientDisconnected          the caller left mid-call; the upstream call was cancelled
+    ├── UsageLogUnavailable         the usage log cannot be written (disk full, or its Router
+    │                               was closed); nothing was called
     └── ProviderError               the upstream failed
         ├── AuthError               HTTP 401/403
         ├── MalformedResponse       unparseable body, missing fields, stream cut mid-way
@@ -135,8 +136,10 @@ class RateLimitExceeded(PolicyError):
 
 
 class ClientDisconnected(CostlineError):
-    """The consumer of a stream went away (an HTTP client disconnected): the upstream call
-    was cancelled and its partial usage is estimated and logged under this error type."""
+    """The caller went away mid-call - a stream's consumer closed it (an HTTP client
+    disconnected), KeyboardInterrupt, a cancelled task or its timeout (``asyncio.wait_for``):
+    the upstream call was cancelled and its usage so far (the prompt and any partial answer)
+    is estimated and logged under this error type. Never raised to the caller, who left."""
 
 
 class UsageLogUnavailable(CostlineError):

@@ -15,6 +15,12 @@ reserved, ``K:c`` = committed, per budget window and metric) are a fast cache of
   (``State.counters``). With ``SharedState`` the reserved part is set exactly from the live
   processes' holds (``true_up``).
 
+Raising counts the fleet: with Redis, every ``targets()`` publishes this home's share (what
+only it can read: with a bucket its journals and outbox per segment name, without one its
+whole log) in ``<prefix>s:<home id>`` and adds every other named home's share, each segment
+once and none the listing already holds (``fleet_extra``), so a Redis that comes back empty
+is rebuilt to the sum of the hosts' spend, not the largest host's view.
+
 With a bucket, this home's outbox (segments waiting for the upload, in neither the journals
 nor the bucket) counts too: a rebuild while the bucket is away starts from all of this
 home's spend.
@@ -52,7 +58,7 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -171,8 +177,10 @@ class Reconciler:
         primary.claim_epoch(uuid.uuid4().hex)
 
     # -- the log's view ---------------------------------------------------------------------
-    def targets(self, now: datetime | None = None) -> list[Target]:
-        """Every active budget's current-window counters and the log's spend for them."""
+    def targets(self, now: datetime | None = None, backend: Any = None) -> list[Target]:
+        """Every active budget's current-window counters and the log's spend for them. With
+        Redis, the fleet's: this home publishes its share (what only it can read) and every
+        other home's published share is added (``fleet_extra``)."""
         ctl = self.controls
         snap = ctl.snapshot()
         budgets = [ctl.guard._budget(b) for b in ctl.active_budgets(snap)]
@@ -182,7 +190,9 @@ class Reconciler:
         at = now or clock.now()
         canonical = ctl.guard.canonical or str  # as admission: an unpriced name is itself
         with self._lock:
-            spent, self.complete = log_view(self.home, ctl.plane, budgets, at, canonical)
+            view = log_view(self.home, ctl.plane, budgets, at, canonical)
+            self.complete = view.complete
+        spent = view.total()
         out: list[Target] = []
         ts = at.timestamp()
         for b in budgets:
@@ -193,13 +203,24 @@ class Reconciler:
                 out.append(Target(win.usd_key, b.id, win.label, "usd", usd, ttl))
             if b.limit_tokens is not None:
                 out.append(Target(win.tokens_key, b.id, win.label, "tokens", tok, ttl))
-        return out
+        redis = _redis(backend if backend is not None else ctl.state)
+        if redis is None:
+            return out
+        try:
+            extra = fleet_extra(redis, self.home, view, out)
+        except Exception as exc:
+            if backend is not None:  # a rebuild before Redis is trusted again: not without it
+                raise
+            log.warning("budget counter shares unavailable (%s: %s)", type(exc).__name__, exc)
+            self.complete = False
+            return out
+        return [replace(t, log_value=t.log_value + extra.get(t.key, 0)) for t in out]
 
     # -- corrections ------------------------------------------------------------------------
     def rebuild(self, backend: Any = None) -> list[Drift]:
         """Raise every current committed counter to the log's spend (raise-only)."""
         state = backend if backend is not None else self.controls.state
-        found = self.targets()
+        found = self.targets(backend=backend)
         if not found:
             return []
         before = state.get_values([t.key + ":c" for t in found])
@@ -360,6 +381,50 @@ def shared_with_other_homes(state: Any, home: Path) -> bool:
     return any((i if isinstance(i, bytes) else str(i).encode()) != mine for i in ids)
 
 
+SHARE_SEP = "\t"  # a share's field: "<segment name>\t<counter key>"
+
+
+def _text(raw: Any) -> str:
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+
+def fleet_extra(
+    redis: RedisState, home: Path, view: LogView, targets: Sequence[Target]
+) -> dict[str, int]:
+    """Publish this home's counter shares, then read the others': per counter key, the spend
+    the other homes hold that this view lacks.
+
+    A home's share is what only it can read (``LogView.unshipped``: with a bucket, its
+    journals and outbox, per segment name; without, its whole log), per counter, in the hash
+    ``<prefix>s:<home id>``, replaced whole in one script call with the home named in
+    ``<prefix>homes``; it expires with the longest current window. Another home's segment
+    counts once (two homes never hold the same name: names are unique per writing process),
+    and not at all once this view's listing holds it (shipped meanwhile: counted there), so a
+    segment both shipped and still in a stale share is never counted twice. A share is as
+    old as its home's last round or rebuild: spend logged since is not in it."""
+    me = home_id(home)
+    mine = view.unshipped(me)
+    fields: dict[str, int] = {}
+    for name, sums in mine.items():
+        for t in targets:
+            usd, tok = sums.get(t.budget, (0, 0))
+            value = usd if t.metric == "usd" else tok
+            if value:
+                fields[f"{name}{SHARE_SEP}{t.key}"] = value
+    ttl = max((t.ttl_s for t in targets), default=None)
+    homes_key = redis.prefix + HOMES
+    redis.put_shares(me, fields, ttl, homes_key, int(clock.now().timestamp()))
+    others = [h for h in map(_text, redis.client.hkeys(homes_key)) if h != me]
+    seen: dict[str, dict[str, int]] = {}  # counter key -> segment name -> value
+    for share in redis.shares(others).values():
+        for field, value in share.items():
+            name, _, key = field.partition(SHARE_SEP)
+            if name in mine or view.snapshot.has(name):
+                continue  # in this view already
+            seen.setdefault(key, {}).setdefault(name, value)
+    return {key: sum(by_name.values()) for key, by_name in seen.items()}
+
+
 # -- the log's spend ----------------------------------------------------------------------------
 def log_spend(
     home: Path, plane: Any, budgets: Sequence[Budget], at: datetime, canonical: Any
@@ -368,14 +433,44 @@ def log_spend(
     its last reset): the journals not yet converted, then exactly the segments (and pruned
     rollups) of one listing taken after reading them, so no event counts twice and none
     settled before this call is missed."""
-    return log_view(home, plane, budgets, at, canonical)[0]
+    return log_view(home, plane, budgets, at, canonical).total()
+
+
+Sums = dict[str, tuple[int, int]]  # per budget id: (picodollars, tokens)
+
+
+@dataclass(frozen=True, slots=True)
+class LogView:
+    """What one home reads of the usage log for the budgets' current windows."""
+
+    listed: Sums  # the segments of one listing: with a bucket, the fleet's shipped log
+    local: dict[str, Sums]  # per segment name: this home's journals and outbox not listed
+    snapshot: Any  # that listing (``Snapshot.has``: is a segment's spend in ``listed``)
+    bucket: bool  # the listing is the bucket's, which every home reads
+    complete: bool  # every event of this home settled before the read is in the view
+
+    def total(self) -> Sums:
+        out = dict(self.listed)
+        for sums in self.local.values():
+            for bid, (usd, tok) in sums.items():
+                have = out.get(bid, (0, 0))
+                out[bid] = (have[0] + usd, have[1] + tok)
+        return out
+
+    def unshipped(self, home: str) -> dict[str, Sums]:
+        """What only this home can read, per segment name: with a bucket, its journals and
+        outbox; without one, its whole log (one entry, ``@<home id>``: no other home reads
+        its segments)."""
+        if self.bucket:
+            return self.local
+        return {"@" + home: self.total()}
 
 
 def log_view(
     home: Path, plane: Any, budgets: Sequence[Budget], at: datetime, canonical: Any
-) -> tuple[dict[str, tuple[int, int]], bool]:
-    """``log_spend``, and whether it holds every event of this home settled before the call
-    (False when the bucket did not answer: its listing may lack what it holds).
+) -> LogView:
+    """``log_spend``'s parts, and whether they hold every event of this home settled before
+    the call (not when the bucket did not answer: its listing may lack what it holds).
 
     With a bucket the order is: journals, then the outbox (each segment's sums), then the
     bucket's listing. A segment counts once: from the listing if it is there, else from
@@ -392,18 +487,14 @@ def log_view(
         outbox = outbox_spend(home, resets, budgets, at, canonical)  # ... then the outbox ...
         complete = mirror.sync()
     snapshot = scan(mirror.dir if mirror is not None else segments_dir(home))  # ... then list
-    out = segment_spend(home, resets, snapshot, budgets, at, canonical)
-    extra = [sums for name, sums in outbox.items() if not snapshot.has(name)]
+    listed = segment_spend(home, resets, snapshot, budgets, at, canonical)
+    local = {name: sums for name, sums in outbox.items() if not snapshot.has(name)}
     for stem, sums in journals.items():
         name = stem + SUFFIX
         if snapshot.has(name) or name in outbox:
             continue  # converted meanwhile: the listing or the outbox holds its segment
-        extra.append(sums)
-    for sums in extra:
-        for bid, (usd, tok) in sums.items():
-            have = out.get(bid, (0, 0))
-            out[bid] = (have[0] + usd, have[1] + tok)
-    return out, complete
+        local[name] = sums
+    return LogView(listed, local, snapshot, mirror is not None, complete)
 
 
 _OUTBOX_SUMS: dict[tuple[str, int, int, str], dict[str, tuple[int, int]]] = {}

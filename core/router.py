@@ -21,6 +21,7 @@ import httpx
 
 from core.call import (
     Call,
+    ClosedLog,
     Context,
     Embeddings,
     EmbedRequest,
@@ -90,6 +91,7 @@ class Router:
             retry=retry or RetryPolicy(),
             tracer=Tracer(settings.otel, tracer_provider),
             allow_unpriced=allow_unpriced,
+            owns_log=log is None,
             providers=dict(providers or {}),
             client=client,
             aclient=aclient,
@@ -120,6 +122,9 @@ class Router:
                 except CostlineError as exc:
                     time.sleep(att.fail(exc))
                     continue
+                except BaseException as exc:  # KeyboardInterrupt: logged as abandoned
+                    att.interrupted(exc)
+                    raise
                 return att.settle(result)
             raise call.exhausted()
         finally:
@@ -136,6 +141,9 @@ class Router:
                 except CostlineError as exc:
                     await asyncio.sleep(att.fail(exc))
                     continue
+                except BaseException as exc:  # cancelled (wait_for, a timeout): abandoned
+                    att.interrupted(exc)
+                    raise
                 return att.settle(result)
             raise call.exhausted()
         finally:
@@ -157,21 +165,30 @@ class Router:
                     with contextlib.closing(gen) as items:
                         for item in items:
                             if isinstance(item, str):
-                                yield StreamChunk(att.chunk(item), model=att.cand.model)
+                                yield StreamChunk(
+                                    att.chunk(item),
+                                    model=att.cand.model,
+                                    provider=att.cand.provider,
+                                )
                             elif isinstance(item, TextDelta):
                                 text = att.chunk(item.text)
                                 yield StreamChunk(
-                                    text, None, item.logprobs, item.kind, att.cand.model
+                                    text,
+                                    None,
+                                    item.logprobs,
+                                    item.kind,
+                                    att.cand.model,
+                                    att.cand.provider,
                                 )
                             else:
                                 yield StreamChunk("", att.settle(item))
                                 return
                     raise MalformedResponse("stream ended without a final result")
-                except GeneratorExit:  # the consumer stopped: closing() ended the upstream
-                    att.abandon()
-                    raise
                 except CostlineError as exc:
                     time.sleep(att.fail(exc))
+                except BaseException as exc:  # the consumer stopped (GeneratorExit, Ctrl-C):
+                    att.interrupted(exc)  # closing() has ended the upstream request
+                    raise
             raise call.exhausted()
         finally:
             finish(self._ctx, call)
@@ -188,21 +205,30 @@ class Router:
                     async with contextlib.aclosing(agen) as items:
                         async for item in items:
                             if isinstance(item, str):
-                                yield StreamChunk(att.chunk(item), model=att.cand.model)
+                                yield StreamChunk(
+                                    att.chunk(item),
+                                    model=att.cand.model,
+                                    provider=att.cand.provider,
+                                )
                             elif isinstance(item, TextDelta):
                                 text = att.chunk(item.text)
                                 yield StreamChunk(
-                                    text, None, item.logprobs, item.kind, att.cand.model
+                                    text,
+                                    None,
+                                    item.logprobs,
+                                    item.kind,
+                                    att.cand.model,
+                                    att.cand.provider,
                                 )
                             else:
                                 yield StreamChunk("", att.settle(item))
                                 return
                     raise MalformedResponse("stream ended without a final result")
-                except (GeneratorExit, asyncio.CancelledError):  # the consumer went away
-                    att.abandon()  # aclosing() has closed the upstream request
-                    raise
                 except CostlineError as exc:
                     await asyncio.sleep(att.fail(exc))
+                except BaseException as exc:  # the consumer went away (GeneratorExit, cancel)
+                    att.interrupted(exc)  # aclosing() has closed the upstream request
+                    raise
             raise call.exhausted()
         finally:
             finish(self._ctx, call)
@@ -264,6 +290,8 @@ class Router:
         return list(await asyncio.gather(*(one(r) for r in requests)))
 
     def close(self) -> None:
+        """Flush the usage log (closing it and its threads when the Router made it), stop the
+        timers and close the providers' clients. Later calls raise UsageLogUnavailable."""
         with self._ctx.lock:
             self._closed, ticker, self._ticker = True, self._ticker, None
         if ticker is not None:
@@ -271,9 +299,25 @@ class Router:
         if self.reconciler is not None:
             self.reconciler.close()
         self._ctx.close()
+        if not isinstance(self._ctx.log, ClosedLog):
+            self._ctx.log = ClosedLog(self._ctx.log)
+
+    async def aclose(self) -> None:
+        """``close`` for async code: it also closes the async HTTP clients the providers
+        opened for ``acomplete``/``astream``/``aembed``, which ``close`` cannot await (their
+        pooled connections stayed open until garbage collection, with a ResourceWarning)."""
+        for p in list(self._ctx.providers.values()):
+            await p.aclose()
+        self.close()
 
     def __enter__(self) -> Router:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    async def __aenter__(self) -> Router:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()

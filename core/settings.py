@@ -152,7 +152,8 @@ def check_environment() -> None:
     check_control_url()
 
 
-def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+def _seconds(env: Mapping[str, str], name: str, default: float, *, above_0: bool = False) -> float:
+    """Finite seconds >= 0 (``above_0``: > 0) from ``env[name]`` (unset or empty: ``default``)."""
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -160,8 +161,9 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a number of seconds, got {raw!r}", field=name) from None
-    if not value >= 0 or value == float("inf"):
-        raise ConfigError(f"{name} must be >= 0 seconds, got {raw!r}", field=name)
+    if not (value > 0 if above_0 else value >= 0) or value == float("inf"):
+        bound = "> 0" if above_0 else ">= 0"
+        raise ConfigError(f"{name} must be {bound} seconds, got {raw!r}", field=name)
     return value
 
 
@@ -182,7 +184,4 @@ def provider_from_env(name: str, env: Mapping[str, str]) -> ProviderConfig:
 
 def _timeout(env: Mapping[str, str], name: str, default: float) -> float:
     """Seconds > 0 from ``env[name]`` (unset or empty: ``default``)."""
-    value = _seconds(env, name, default)
-    if value <= 0:
-        raise ConfigError(f"{name} must be > 0 seconds, got {env.get(name)!r}", field=name)
-    return value
+    return _seconds(env, name, default, above_0=True)

@@ -71,7 +71,7 @@ class ChatRequest:
     personal: bool = False  # personal requests are never cached across users
     optimize_cost: bool = False
     batch: bool = False  # priced at the provider's batch rates
-    prompt_cache: str | None = None  # "5m" | "1h": mark the prompt for provider caching
+    prompt_cache: str | None = None  # "5m" | "1h" (else BadRequest): provider prompt caching
     timeout: float | None = None  # seconds, per attempt
     signal: float | None = None  # sampling: the numeric signal CHANGE_BASED/ADAPTIVE watch
     score: float | None = None  # sampling: the score THRESHOLD compares
@@ -170,10 +170,11 @@ class StreamChunk:
     ``logprobs``: the upstream's log probabilities of this chunk's tokens (OpenAI wire, when
     the request asked for them), as it sent them. ``kind``: 'content', or 'refusal' (the
     model declined: OpenAI's ``delta.refusal``). ``model``: the model answering (on text
-    chunks; the Completion names it on the last)."""
+    chunks; the Completion names it on the last); ``provider``: its provider."""
 
     text: str
     completion: Completion | None = None
     logprobs: Any = None
     kind: str = "content"
     model: str | None = None
+    provider: str | None = None

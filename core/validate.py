@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from core.control import PROMPT_CACHE_TTLS
 from core.errors import BadRequest, CostlineError
 from core.types import CRITICALITIES, ChatRequest, Message, Usage
 
@@ -153,6 +154,9 @@ def check_request(req: object) -> ChatRequest:
         v = getattr(req, name)
         if not _plain(v):
             _text(name, v, optional=False)
+    if req.prompt_cache is not None and req.prompt_cache not in PROMPT_CACHE_TTLS:
+        ttls = ", ".join(PROMPT_CACHE_TTLS)
+        raise _bad("prompt_cache", f"{req.prompt_cache!r} is not one of {ttls}")
     if req.model is not None and not req.model.strip():
         raise _bad("model", "must not be empty")
     for name in BOOL_FIELDS:

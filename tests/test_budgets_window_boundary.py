@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -22,6 +23,7 @@ from test_controls_support import ENGINEER, make_plane, make_router
 
 from core import clock
 from core.control import Budget, ControlPlane
+from core.errors import BudgetExceeded
 from core.providers.dryrun import DryRunProvider
 from core.reconcile import MIN_LAG_S
 from core.router import Router
@@ -183,3 +185,40 @@ def test_midnight_between_the_settle_and_the_record_splits_nothing(
         assert rec is not None
         assert rec.reconcile() == []
         assert windows(r) == views
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_settle_in_the_new_window_fires_its_thresholds_there(plane, now, tmp_path, request, kind):
+    """A hard budget: the call was admitted under the 4th's limit (nothing to refuse in the
+    5th: it is already answered), its spend counts in the 5th, and the thresholds that spend
+    crosses fire as the 5th's alerts (never the 4th's), from the settle itself; the next
+    call in the 5th is refused."""
+    state = live_state(kind, request, tmp_path)
+    slow = Slow(now, BEFORE + timedelta(seconds=1))  # the first call: answered on the 4th
+    msgs = [Message("user", "late call")]
+    with make_router(plane, state, providers={"dryrun": slow}, poll_s=0.0) as r:
+        cost = r.complete(ChatRequest(msgs, model="dryrun-large", max_tokens=50, org="x"))
+        tight = Budget(
+            id="tight",
+            name="tight",
+            scope="org",
+            scope_value="acme",
+            period="day",
+            limit_usd=Decimal(cost.cost.total) * Decimal("0.8") / 10**12,  # one call: 125 %
+            action="block",
+            soft_multiplier=10.0,  # a critical call is admitted up to 10x
+        )
+        plane.upsert_budget(tight, ENGINEER)
+        slow.until = AFTER
+        ask = ChatRequest(msgs, model="dryrun-large", max_tokens=50, org="acme")
+        done = r.complete(replace(ask, criticality="critical"))  # on the 4th, answered the 5th
+        assert clock.now() == AFTER and done.cost.total == cost.cost.total
+        fired = {
+            (a.window_key, a.threshold_pct)
+            for a in plane.alerts()
+            if a.kind == "budget" and a.budget_id == "tight"
+        }
+        assert fired == {("2026-12-05", t) for t in (50, 75, 90, 100)}, fired
+        with pytest.raises(BudgetExceeded) as refused:  # the 5th is over its limit
+            r.complete(replace(ask, messages=[Message("user", "next call")], cache=False))
+        assert refused.value.budget == "tight"

@@ -347,6 +347,102 @@ def test_entries_are_scoped_by_tenant_on_every_backend(state: State) -> None:
     assert reader.get(req(key="a2", org="acme")) is None
 
 
+# ---- what the key cannot see ------------------------------------------------------------
+IMAGE = {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}
+TOOLS = [{"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}]
+CALL = [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]
+
+
+@pytest.mark.parametrize(
+    "r",
+    [
+        req(extra={"tools": TOOLS}),
+        req(extra={"response_format": {"type": "json_object"}}),
+        req(extra={"stop": ["\n"]}),
+        req(extra={"n": 3}),
+        req(extra={"seed": 7, "user": "u1"}),
+        ChatRequest(
+            messages=[Message("user", "What is this?", extra={"content": [IMAGE]})],
+            task="summarize",
+        ),
+        ChatRequest(
+            messages=[
+                Message("user", "go"),
+                Message("assistant", "", extra={"content": None, "tool_calls": CALL}),
+                Message("tool", "42", extra={"tool_call_id": "c1"}),
+            ],
+            task="summarize",
+        ),
+    ],
+    ids=["tools", "response_format", "stop", "n", "seed", "image", "tool_calls"],
+)
+def test_requests_with_wire_fields_the_key_cannot_see_are_never_cached(
+    state: State, r: ChatRequest
+) -> None:
+    """The key holds text, roles, names, temperature and max_tokens: a request whose answer
+    depends on anything else (an image, tools, a stop sequence, tool calls) bypasses the
+    cache, as the gateway's requests always did; before, a library call with another image
+    got the first image's answer."""
+    cache = ResponseCache(state, clock=Clock())
+    plain = ChatRequest(messages=[Message(m.role, m.content, m.name) for m in r.messages])
+    plain.task = r.task
+    cache.put(plain, answer("the plain answer"))
+    assert cache.key(r) is None and cache.get(r) is None
+    assert not cache.put(r, answer("its own answer"))
+    assert cache.get(plain) is not None  # the plain request is still served
+
+
+def test_the_openai_user_field_alone_keeps_a_request_cacheable(state: State) -> None:
+    cache = ResponseCache(state, clock=Clock())
+    cache.put(req(extra={"user": "end-user-1"}), answer("shared"))
+    hit = cache.get(req(extra={"user": "end-user-2"}))
+    assert hit is not None and hit.text == "shared"
+
+
+def test_a_router_asked_about_two_images_answers_each(scripted_server) -> None:
+    from core.router import Router
+    from core.settings import ProviderConfig, Settings
+    from tests.servers import scripted as s
+
+    settings = Settings.from_env().with_provider(
+        ProviderConfig("openai", "openai", scripted_server.openai_url, api_key="sk-test-123456")
+    )
+
+    def about(url: str) -> ChatRequest:
+        parts = [{"type": "text", "text": "What is in this image?"}]
+        parts.append({"type": "image_url", "image_url": {"url": url}})
+        msg = Message("user", "What is in this image?", extra={"content": parts})
+        return ChatRequest(messages=[msg], model="gpt-4o-mini")
+
+    scripted_server.enqueue(s.openai_chat("a cat"), s.openai_chat("a dog"))
+    with Router(settings) as router:  # the control plane's response cache is on
+        cat = router.complete(about("https://example.com/cat.png"))
+        dog = router.complete(about("https://example.com/dog.png"))
+    assert (cat.text, dog.text) == ("a cat", "a dog") and not dog.cache_hit
+    assert len(scripted_server.requests) == 2
+
+
+def test_text_parts_that_only_mark_cache_breakpoints_keep_a_request_cacheable(
+    state: State,
+) -> None:
+    mark = {"type": "ephemeral"}
+    parts = [{"type": "text", "text": "Summarise ", "cache_control": mark}]
+    parts.append({"type": "text", "text": "this report"})
+    marked = ChatRequest(
+        messages=[Message("user", "Summarise this report", extra={"content": parts})],
+        task="summarize",
+    )
+    cache = ResponseCache(state, clock=Clock())
+    assert cache.put(marked, answer("shared"))
+    assert cache.get(marked) is not None
+    other = [{"type": "text", "text": "Something else", "cache_control": mark}]
+    differs = ChatRequest(  # parts whose text is not the message's: the key cannot see it
+        messages=[Message("user", "Summarise this report", extra={"content": other})],
+        task="summarize",
+    )
+    assert cache.key(differs) is None
+
+
 def test_a_routers_cache_ages_its_answers_on_core_clock() -> None:
     """The cache's default clock is ``core.clock``, as every other "now" of a call: a pinned
     clock pins a cached answer's age (the route reason says it), a moved one expires it."""

@@ -67,3 +67,55 @@ def test_worker_once_scans_without_channels(costline_home: Path) -> None:
     done = costline("worker", "--once")
     assert done.returncode == 0, done.stderr
     assert "delivered 0" in done.stdout
+
+
+def test_worker_once_counts_only_what_reached_every_channel(costline_home: Path) -> None:
+    """A webhook that answers 500: `costline worker --once` said "delivered 1" and exited 0
+    (it counted alerts attempted); now it says none was delivered, one waits for a retry,
+    and exits 1 for cron to report. Once the receiver answers: "delivered 1", exit 0."""
+    from core.control import tables, write_tx
+    from tests.servers.sinks import WebhookServer
+
+    with ControlPlane() as plane:
+        plane.record_alert("b1", "w", 90, message="Ops at 90%")
+        plane.set_setting("alert_thresholds", {"anomalies": False}, SYSTEM)
+        with WebhookServer(fail_first=3) as hook:
+            plane.set_setting("notifications", {"webhook_urls": [hook.url]}, SYSTEM)
+            failed = costline("worker", "--once")
+        assert failed.returncode == 1, (failed.stdout, failed.stderr)
+        assert "delivered 0 of 1 (1 to retry)" in failed.stdout, failed.stdout
+        assert "1 alerts not delivered to every channel" in failed.stderr, failed.stderr
+        assert hook.posts == []
+        (alert,) = plane.alerts()
+        assert alert.notify_state == "pending"
+        with write_tx(plane.engine) as conn:  # the one-minute backoff has passed
+            conn.execute(tables.alerts.update().values(notify_next_at=None))
+        with WebhookServer() as hook:
+            plane.set_setting("notifications", {"webhook_urls": [hook.url]}, SYSTEM)
+            done = costline("worker", "--once")
+        assert done.returncode == 0, (done.stdout, done.stderr)
+        assert "delivered 1," in done.stdout and len(hook.posts) == 1, done.stdout
+
+
+def test_worker_once_leaves_alerts_to_the_worker_holding_the_lease(costline_home: Path) -> None:
+    """A gateway's worker holds the lease: `costline worker --once` (from cron) scanned and
+    delivered beside it, though only the holder may; now it says who holds it and does
+    nothing. Once the lease is free it takes it for its run and gives it back."""
+    from core.worker import LEASE
+    from tests.servers.sinks import WebhookServer
+
+    with ControlPlane() as plane:
+        plane.record_alert("b1", "w", 90, message="Ops at 90%")
+        plane.set_setting("alert_thresholds", {"anomalies": False}, SYSTEM)
+        assert plane.acquire_lease(LEASE, "gateway-host:123:abc", timedelta(minutes=5))
+        with WebhookServer() as hook:
+            plane.set_setting("notifications", {"webhook_urls": [hook.url]}, SYSTEM)
+            held = costline("worker", "--once")
+            assert held.returncode == 0, held.stderr
+            assert "Another alert worker holds the lease (gateway-host:123:abc" in held.stdout
+            assert hook.posts == [], held.stdout
+            plane.release_lease(LEASE, "gateway-host:123:abc")
+            free = costline("worker", "--once")
+            assert free.returncode == 0, free.stderr
+            assert "delivered 1," in free.stdout and len(hook.posts) == 1, free.stdout
+        assert plane.lease_holder(LEASE) is None

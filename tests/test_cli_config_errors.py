@@ -102,6 +102,8 @@ def test_dryrun_delay_garbage_names_the_variable(
     [
         (["tokens", "revoke"], "--id ID is required"),
         (["prune", "--days", "-3"], "costline prune: retention_days: must be"),
+        # it said "No retention set (raw events are kept forever)" and exited 0
+        (["prune", "--days", "0"], "costline prune: retention_days: must be"),
         (["demo", "--days", "0"], "costline demo: days must be 1-3660"),
     ],
 )
@@ -194,3 +196,152 @@ def test_api_refuses_a_bad_setting_before_serving(
     monkeypatch.setenv("REDIS_URL", "garbage")
     code, err = _run(["api", "--port", "1"], capsys)
     assert code == 2 and err.startswith("costline api: REDIS_URL 'garbage'")
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("foo://ann:hunter2@db/costline", "names no database SQLAlchemy knows"),
+        ("mysql://ann:hunter2@db/costline", "needs a database driver that is not installed"),
+    ],
+)
+def test_control_url_of_an_unknown_database_is_a_config_error_naming_the_variable(
+    url: str, problem: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before, SQLAlchemy's NoSuchModuleError (or the driver's ImportError) reached a library
+    user's Router() outside the error tree, and the CLI printed a traceback."""
+    from core.router import Router
+
+    monkeypatch.setenv("COSTLINE_CONTROL_URL", url)
+    with pytest.raises(ConfigError, match="COSTLINE_CONTROL_URL") as caught:
+        Router()
+    assert problem in str(caught.value) and "hunter2" not in str(caught.value)
+    assert caught.value.field == "COSTLINE_CONTROL_URL"
+    code, err = _run(["users", "list"], capsys)
+    assert code == 2 and "COSTLINE_CONTROL_URL" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "-0.5", "inf"])
+@pytest.mark.parametrize("name", ["OPENAI_TIMEOUT_S", "COSTLINE_UPSTREAM_TIMEOUT_S"])
+def test_a_timeout_that_is_not_above_0_says_it_must_be(
+    name: str, value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before, -1 was told 'must be >= 0 seconds', and then 0 'must be > 0 seconds'."""
+    from core.settings import Settings
+
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env().provider("openai")
+    assert str(caught.value) == f"{name} must be > 0 seconds, got {value!r}"
+
+
+@pytest.mark.parametrize("command", ["api", "gateway"])
+@pytest.mark.parametrize("port", ["70000", "0", "-1", "http"])
+def test_a_port_flag_out_of_range_is_refused_before_serving(
+    command: str,
+    port: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`costline api --port 70000` served on port 4464 (the resolver takes the number
+    modulo 65536) while it printed 70000; the gateway's flag did the same, though its
+    COSTLINE_GATEWAY_PORT refused such a port. Now each is refused (exit 2) before serving."""
+    import uvicorn
+
+    import core.api
+
+    def started(*_a: object, **_k: object) -> None:
+        raise AssertionError(f"costline {command} started on port {port}")
+
+    monkeypatch.setattr(core.api, "serve", started)
+    monkeypatch.setattr(uvicorn, "run", started)
+    with pytest.raises(SystemExit) as exited:
+        cli.main([command, "--port", port])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2
+    assert f"argument --port: must be a port number 1-65535, got '{port}'" in err, err
+
+
+@pytest.mark.parametrize("argv", [["worker", "--once"], ["tokens", "list"], ["keys", "list"]])
+def test_a_control_plane_that_does_not_answer_is_one_line(
+    argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """PostgreSQL down (nothing listens on its port): every command that needs the control
+    plane printed a 40-line SQLAlchemy traceback; now one line naming the URL (never its
+    password) and the driver's reason, exit 1."""
+    from tests.servers.sinks import free_port
+
+    port = free_port()
+    monkeypatch.setenv("COSTLINE_CONTROL_URL", f"postgresql://ops:s3cret@127.0.0.1:{port}/cl")
+    code, err = _run(argv, capsys)
+    assert code == 1, err
+    assert err.count("\n") == 1 and "Traceback" not in err and "s3cret" not in err, err
+    assert err.startswith(
+        f"costline {argv[0]}: the control plane postgresql+psycopg://ops:***@127.0.0.1:{port}/cl"
+        " (COSTLINE_CONTROL_URL) cannot be used: connection failed"
+    ), err
+
+
+def test_doctor_on_a_home_that_does_not_exist_says_so(
+    tmp_path: object, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A mistyped COSTLINE_HOME: `costline doctor` reported "0 segments, 0 events; ...
+    0 MB free", "quarantine empty" and exit 0 - a healthy log. Now it names the missing
+    directory and exits 1, creating nothing."""
+    from pathlib import Path
+
+    home = Path(str(tmp_path)) / "costline-hoem"
+    monkeypatch.setenv("COSTLINE_HOME", str(home))
+    assert cli.main(["doctor"]) == 1
+    out = capsys.readouterr().out
+    assert f"{home} does not exist: nothing was ever logged here" in out, out
+    assert not home.exists()
+
+
+def test_import_map_to_a_field_that_does_not_exist_names_it(
+    tmp_path: object, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--map model=modle` (a typo): it said "no column of u.csv was recognised as model",
+    though the file has a column model that the header had mapped; now the typo is named."""
+    from pathlib import Path
+
+    file = Path(str(tmp_path)) / "u.csv"
+    file.write_text(
+        "timestamp,model,input_tokens,output_tokens\n2026-11-01T10:00:00Z,gpt-4o-mini,100,20\n"
+    )
+    code, err = _run(["import", str(file), "--map", "model=modle", "--dry-run"], capsys)
+    assert code == 2
+    assert err.startswith("costline import: --map model=modle: 'modle' is not a field (fields: ")
+    assert "recognised" not in err
+
+
+def test_prune_with_the_usage_log_in_a_bucket_says_it_does_not_run(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Retention works on local segments only: with COSTLINE_EVENTS_URL set, `costline
+    prune --days 3` printed "Removed 0 segments (0 raw events before ...); their hourly
+    rollups keep every total exact" and exit 0, as if nothing were old enough."""
+    monkeypatch.setenv("COSTLINE_EVENTS_URL", "s3://usage/costline")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
+    code, err = _run(["prune", "--days", "3"], capsys)
+    assert code == 2
+    assert err.startswith(
+        "costline prune: retention does not run with the usage log in a bucket (s3://usage/"
+    ), err
+
+
+def test_compact_of_a_bucket_that_does_not_answer_fails(
+    costline_home: object, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`costline compact` from cron with the bucket down: it printed "Merged 0 usage
+    segments in s3://... into 0." and exit 0, the same as when nothing needed merging."""
+    from tests.servers.sinks import free_port
+
+    monkeypatch.setenv("COSTLINE_EVENTS_URL", "s3://usage/costline")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+    code, err = _run(["compact"], capsys)
+    assert code == 1, err
+    assert (
+        "costline compact: nothing compacted: the bucket s3://usage/costline could not be listed"
+        in err
+    ), err

@@ -185,6 +185,8 @@ def test_engineer_adds_edits_and_deletes_a_budget_and_it_is_audited(home: Path) 
         # a positive limit under a picodollar is not rounded to a $0 budget
         ("limit_usd", "1e-20", "below the smallest amount"),
         ("limit_usd", "1e400", "(got '1E+400')"),  # the amount as typed, not Decimal('1E+400')
+        # $50M: past what the int64 picodollar counters hold (the maximum named)
+        ("limit_usd", "50000000", "must be <= 9223372.03 USD ($9,223,372.03)"),
         ("thresholds", "90, 50", "must be strictly increasing"),
         ("degrade_to", "gpt-9-imaginary", "not a model in the price catalog"),
         ("timezone", "Mars/Olympus", "IANA time zone"),

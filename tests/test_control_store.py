@@ -206,16 +206,17 @@ def test_round_trip_audit_and_version(plane: ControlPlane, case: Case) -> None:
 
 
 def test_money_is_stored_as_exact_integer_picodollars(plane: ControlPlane) -> None:
-    largest = Decimal("9223372.036854775807")  # BIGINT picodollars
+    # the largest whole cent an alert-only budget's int64 picodollar counter holds
+    largest, alert = Decimal("9223372.03"), replace(BUDGET, action="alert")
     with pytest.raises(ConfigError, match="limit_usd"):
-        plane.upsert_budget(replace(BUDGET, limit_usd=largest + Decimal("1e-12")), ADMIN)
-    plane.upsert_budget(replace(BUDGET, limit_usd=largest), ADMIN)
+        plane.upsert_budget(replace(alert, limit_usd=largest + Decimal("1e-12")), ADMIN)
+    plane.upsert_budget(replace(alert, limit_usd=largest - Decimal("1e-12")), ADMIN)
     plane.upsert_price_override(replace(PRICE, input=Decimal("0.075")), ADMIN)
     with plane.engine.connect() as conn:
-        assert conn.scalar(sa.text("SELECT limit_picousd FROM budgets")) == 2**63 - 1
+        assert conn.scalar(sa.text("SELECT limit_picousd FROM budgets")) == 9223372029999999999
         assert conn.scalar(sa.text("SELECT input_picousd_per_token FROM price_overrides")) == 75_000
-    assert plane.budgets()[0].limit_usd == largest
-    assert plane.budgets()[0].limit_picousd == 2**63 - 1
+    assert plane.budgets()[0].limit_usd == largest - Decimal("1e-12")
+    assert plane.budgets()[0].limit_picousd == 9223372029999999999
     assert plane.price_overrides()[0].input == Decimal("0.075")
 
 

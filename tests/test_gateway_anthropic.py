@@ -149,7 +149,7 @@ WEATHER = {
 PIXEL = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQ"
 
 
-def _tool_answer(call_id: str, city: str) -> Reply:
+def _tool_answer(call_id: str, city: str, finish: str = "tool_calls") -> Reply:
     call = {
         "id": call_id,
         "type": "function",
@@ -168,7 +168,7 @@ def _tool_answer(call_id: str, city: str) -> Reply:
                         "content": "Let me look.",
                         "tool_calls": [call],
                     },
-                    "finish_reason": "tool_calls",
+                    "finish_reason": finish,
                 }
             ],
             "usage": openai_usage(80, 15),
@@ -176,7 +176,7 @@ def _tool_answer(call_id: str, city: str) -> Reply:
     )
 
 
-def _tool_stream(call_id: str, city: str) -> Reply:
+def _tool_stream(call_id: str, city: str, finish: str = "tool_calls") -> Reply:
     pieces = [
         {"index": 0, "id": call_id, "type": "function", "function": {"name": "weather"}},
         {"index": 0, "function": {"arguments": '{"city": '}},
@@ -184,7 +184,7 @@ def _tool_stream(call_id: str, city: str) -> Reply:
     ]
     chunks = [{"choices": [{"index": 0, "delta": {"content": "Checking."}}]}]
     chunks += [{"choices": [{"index": 0, "delta": {"tool_calls": [p]}}]} for p in pieces]
-    chunks.append({"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})
+    chunks.append({"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
     chunks.append({"choices": [], "usage": openai_usage(80, 15)})
     events_ = [f"data: {json.dumps(c)}\n\n" for c in chunks] + ["data: [DONE]\n\n"]
     return Reply(content_type="text/event-stream", events=events_)
@@ -267,6 +267,33 @@ def test_tools_images_and_tool_results_translate_for_openai_upstreams(
     assert tools and tools[0].input == {"city": "Bergen"} and tools[0].id == "call_10"  # type: ignore[union-attr]
     got = events(gw.home, 1, output_tokens=15, model="gpt-4o-mini")
     assert got and got[-1].input_tokens + got[-1].cached_input_tokens == 80
+
+
+def test_tool_calls_are_stop_reason_tool_use_whatever_finish_the_server_gave(
+    gw: GatewayProcess, scripted: ScriptedServer
+) -> None:
+    """Ollama and llama.cpp end an answer with tool calls as ``finish_reason: stop``: the
+    Anthropic answer that carries tool_use blocks still says ``stop_reason: tool_use``
+    (agent loops run the tools on it), plain and streamed."""
+    ask = [{"role": "user", "content": "Weather in Oslo?"}]
+    scripted.enqueue(_tool_answer("call_s1", "Oslo", finish="stop"))
+    msg = client(gw).messages.create(
+        model="gpt-4o-mini",
+        max_tokens=100,
+        tools=[WEATHER],  # type: ignore[list-item]
+        messages=ask,  # type: ignore[arg-type]
+    )
+    assert [b.type for b in msg.content] == ["text", "tool_use"]
+    assert msg.stop_reason == "tool_use"
+    scripted.enqueue(_tool_stream("call_s2", "Oslo", finish="stop"))
+    with client(gw).messages.stream(
+        model="gpt-4o-mini",
+        max_tokens=100,
+        tools=[WEATHER],  # type: ignore[list-item]
+        messages=ask,  # type: ignore[arg-type]
+    ) as stream:
+        final = stream.get_final_message()
+    assert final.content[-1].type == "tool_use" and final.stop_reason == "tool_use"
 
 
 def test_what_cannot_be_translated_is_a_400_naming_it(gw: GatewayProcess) -> None:

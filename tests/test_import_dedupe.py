@@ -180,6 +180,28 @@ def test_replace_a_sources_rows_in_a_range_is_explicit_and_audited(tmp_path: Pat
     assert len(audit) == 1 and json.loads(audit[0].before_json)["rows"] == 200
 
 
+def test_a_replace_whose_range_is_backwards_is_refused(tmp_path: Path) -> None:
+    """FROM and TO swapped (`--replace vendor 2023-11-02 2023-11-01`): the range was checked
+    only after the file's rows were written, so the error came with the corrected rows
+    already beside the old ones (that spend counted twice). Now it is refused first and
+    nothing is written."""
+    rows = trace(200, seed=4)
+    import_csv(
+        write(tmp_path, "v1.csv", [line(r) for r in rows]), MAPPING, source="vendor", now=NOW
+    )
+    before = Reader().totals(Filters(source="vendor"))["cost_picousd"]
+    corrected = [(ts, m, p, c, u, x * 2) for ts, m, p, c, u, x in rows]
+    v2 = write(tmp_path, "v2.csv", [line(r) for r in corrected])
+    end = START + timedelta(minutes=200)
+    for start, stop in ((end, START), (START, START)):
+        with pytest.raises(ConfigError, match="replace: ") as e:
+            import_csv(v2, MAPPING, source="vendor", now=NOW, replace=("vendor", start, stop))
+        assert e.value.field == "replace"
+        assert Reader().totals(Filters(source="vendor"))["cost_picousd"] == before
+        assert Reader().count() == 200
+    assert "the range must start before it ends" in e.value.message
+
+
 def test_result_names_the_imported_range(tmp_path: Path) -> None:
     rows = trace(3)
     result = import_csv(write(tmp_path, "r.csv", [line(r) for r in rows]), MAPPING, now=NOW)

@@ -282,3 +282,146 @@ def test_redis_back_while_postgresql_is_down_serves_from_the_fallback(
         admin.dispose()
         r.close()
         plane.close()
+
+
+def spend(r: Router, start: int, n: int) -> int:
+    """``n`` answered calls on ``r``; what they cost (picodollars)."""
+    return sum(int(r.complete(call(start + i)).cost_usd.scaleb(12)) for i in range(n))
+
+
+def flush_redis(redis_url: str) -> None:
+    """Redis restarts empty (for this test's prefix)."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    client.delete(*client.keys(os.environ["COSTLINE_TEST_PREFIX"] + "*"))
+    client.close()
+
+
+def test_redis_emptied_in_a_fleet_is_rebuilt_to_every_hosts_spend(
+    tmp_path: Path, bucket: str, redis_url: str
+) -> None:
+    """Three hosts spend; their events are still in their journals (not shipped). Redis
+    comes back empty. Each host's rebuild or round publishes its unshipped spend as its
+    share, and the counter is raised to the bucket's log plus every host's share. On main
+    each host raised the counter to its own view, so the fleet's counter held the largest
+    host's spend, not the sum (here: B + C, not A + B + C). Host B ships its segment after
+    publishing its share: the bucket and B's share both name it, and it counts once."""
+    plane = make_plane()
+    plane.upsert_budget(
+        Budget(id="cap", name="cap", limit_usd=Decimal(1), action="block"), ENGINEER
+    )
+    homes = {n: tmp_path / f"host{n}" for n in "ABC"}
+    logs = {n: UsageLog(h, flush_interval_s=3600) for n, h in homes.items()}
+    hosts = {n: host(homes[n], plane, redis_url, log=logs[n]) for n in "ABC"}
+    a, b, c = hosts["A"], hosts["B"], hosts["C"]
+    state: Any = a.controls.state if a.controls else None
+    state.retry_interval_s = 0.05
+    try:
+        spent = {"A": spend(a, 0, 6), "B": spend(b, 100, 2), "C": spend(c, 200, 3)}
+        assert committed(a) == sum(spent.values())
+        flush_redis(redis_url)
+        assert b.reconciler is not None and c.reconciler is not None
+        b.reconciler.reconcile()  # B's round: its share is published
+        assert committed(b) == spent["B"]
+        b.log.flush()  # B's journal becomes a segment, shipped: in the bucket and B's share
+        shipper = shipper_for(homes["B"])
+        assert shipper is not None and shipper.drain(60), shipper.status()
+        for i in range(100):  # A's next calls find the epoch gone: A rebuilds, then admits
+            spent["A"] += int(a.complete(call(300 + i)).cost_usd.scaleb(12))
+            if state.healthy and state.primary.epoch is not None:
+                break
+            time.sleep(0.06)
+        assert state.healthy
+        rebuilt_a = committed(a)  # B's segment, in the bucket and in B's share: once
+        assert rebuilt_a == spent["A"] + spent["B"], (rebuilt_a, spent)
+        assert a.reconciler is not None
+        a.reconciler.reconcile()  # A's round: its share has its calls since the rebuild
+        c.reconciler.reconcile()  # C's round: the bucket (B) + A's share + its own
+        after = committed(c)
+        for r in hosts.values():  # every journal to the bucket: the log's true total
+            r.close()
+            shipper = shipper_for(r.settings.home)
+            assert shipper is not None and shipper.drain(60), shipper.status()
+        with Reader(homes["A"]) as rd:
+            ev = rd.events(columns=["cost_picousd", "status"])
+            total = int(ev[ev.status == "ok"].cost_picousd.sum())
+        print(f"spent {spent}; after A's rebuild {rebuilt_a}; after the rounds {after}")
+        assert total == sum(spent.values())
+        assert after == total, f"rebuilt to {after}, the log holds {total} ({spent})"
+    finally:
+        for r in hosts.values():
+            r.close()
+        plane.close()
+
+
+HOST = """
+import sys
+from core.router import Router
+from core.settings import Settings
+from core.types import ChatRequest, Message
+
+r = Router(Settings.from_env(reconcile_interval_s=0))
+spent = 0
+for i in range(int(sys.argv[1])):
+    req = ChatRequest([Message("user", f"{sys.argv[2]} {i}")], model="dryrun-small", max_tokens=30)
+    spent += int(r.complete(req).cost_usd.scaleb(12))
+r.close()
+print(spent)
+"""
+
+
+def test_redis_emptied_is_rebuilt_to_the_sum_of_hosts_without_a_bucket(
+    tmp_path: Path, pg_url: str, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two hosts (processes, each its own COSTLINE_HOME, the usage log on its own disk)
+    share Redis and a PostgreSQL control plane. They spend and stop; Redis comes back
+    empty; each host starts again (a rebuild) and publishes its whole log as its share. On
+    main each start raised the counter to that host's own log: the fleet's counter held
+    the larger host's spend and the fleet could spend the smaller one's again."""
+    import subprocess
+    import sys
+
+    plane = make_plane(pg_url)
+    plane.upsert_budget(
+        Budget(id="cap", name="cap", limit_usd=Decimal(1), action="block"), ENGINEER
+    )
+    monkeypatch.delenv("COSTLINE_EVENTS_URL", raising=False)
+    env = {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "COSTLINE_REDIS_PREFIX": os.environ["COSTLINE_TEST_PREFIX"],
+        "COSTLINE_CONTROL_URL": pg_url,
+        "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+    }
+
+    def run(name: str, calls: int) -> int:
+        home = tmp_path / name
+        home.mkdir(exist_ok=True)
+        out = subprocess.run(
+            [sys.executable, "-c", HOST, str(calls), name],
+            env={**env, "COSTLINE_HOME": str(home)},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert out.returncode == 0, out.stderr
+        return int(out.stdout.split()[-1])
+
+    state = make_state(redis_url, prefix=os.environ["COSTLINE_TEST_PREFIX"])
+    controls = Controls(load_catalog(), plane=plane, state=state, poll_s=0.02)
+    b = next(b for b in controls.snapshot().budgets if b.id == "cap")
+    key = controls.guard.window(b).usd_key + ":c"
+    try:
+        spent = {"A": run("A", 2), "B": run("B", 5)}
+        assert state.get_values([key])[0] == sum(spent.values())
+        flush_redis(redis_url)
+        run("A", 0)  # each host starts again: a rebuild
+        run("B", 0)
+        after = state.get_values([key])[0]
+        print(f"spent {spent}; rebuilt to {after}")
+        assert after == sum(spent.values()), f"rebuilt to {after}, the hosts spent {spent}"
+    finally:
+        controls.close()
+        state.close()
+        plane.close()

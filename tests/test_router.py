@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 
 import pandas as pd
@@ -334,3 +335,82 @@ def test_every_column_of_a_call_event_is_stored_in_its_place(router, scripted_se
         "batch-job",
     )
     assert (ev.metadata, ev.price_flags, ev.key) == ({"k": "v"}, (), "team-key")
+
+
+IMAGE_PARTS = [
+    {"type": "text", "text": "What is in this image?"},
+    {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}},
+]
+RICH = [
+    [Message("user", "What is in this image?", extra={"content": IMAGE_PARTS})],
+    [
+        Message("user", "weather?"),
+        Message("assistant", "", extra={"content": None, "tool_calls": [{"id": "c1"}]}),
+        Message("tool", "sunny", extra={"tool_call_id": "c1"}),
+    ],
+]
+
+
+@pytest.mark.parametrize(
+    ("messages", "field"),
+    list(zip(RICH, ["messages[0]", "messages[1]"], strict=True)),
+    ids=["image", "tool_calls"],
+)
+@pytest.mark.parametrize("model", ["claude-3-5-haiku", "local/smollm2-135m-instruct"])
+def test_text_only_adapters_refuse_images_and_tool_calls_instead_of_dropping_them(
+    router, scripted_server, messages, field, model
+):
+    """Before, the Anthropic and local adapters sent the text alone: the model answered
+    about an image it never saw. The gateway refused these already (check_wire)."""
+    req = ChatRequest(messages=messages, model=model)
+    with pytest.raises(BadRequest, match="with text only through Costline") as info:
+        router.complete(req)
+    assert info.value.field == field and info.value.message.startswith(field)
+    assert scripted_server.requests == []  # nothing was sent without the image
+    assert logged(router).iloc[0].error_type == "BadRequest"
+
+
+async def test_async_with_closes_the_async_connections_the_router_opened(scripted_server):
+    """``close`` cannot await an AsyncClient: ``async with`` / ``aclose`` close it."""
+    from core.providers import OpenAIProvider
+
+    config = ProviderConfig("openai", "openai", scripted_server.openai_url, api_key="sk-test-1")
+    provider = OpenAIProvider(config)  # owns the clients it opens
+    async with Router(providers={"openai": provider}, controls=False) as r:
+        done = await r.acomplete(ask())
+        chunks = [c async for c in r.astream(ask())]
+        aclient = provider.aclient
+        assert not aclient.is_closed
+    assert done.text and chunks[-1].completion is not None
+    assert aclient.is_closed
+    r.close()  # closing again is harmless
+    await r.aclose()
+
+
+def test_closing_routers_ends_their_threads_and_a_closed_router_refuses_calls():
+    """Before, each closed Router left its usage log's two threads running (a process that
+    made a Router per job or test piled them up), and a call after ``close`` met SQLite's
+    'Cannot operate on a closed database' (sqlite3.ProgrammingError, outside the tree)."""
+    import threading
+
+    from core.control import SYSTEM, Budget, ControlPlane
+    from core.errors import UsageLogUnavailable
+
+    plane = ControlPlane()  # a budget: admission reads the embedded budget counters
+    plane.upsert_budget(Budget("b", "b", limit_usd=Decimal(100), action="block"), SYSTEM)
+    plane.close()
+    before = threading.active_count()
+    for _ in range(5):
+        with Router() as r:
+            r.complete(ask("dryrun-small", cache=False))
+            r.log.flush()
+    assert threading.active_count() == before
+    assert len(Reader(r.settings.home).events()) == 5  # every call on disk
+    for entry in (
+        lambda: r.complete(ask("dryrun-small")),
+        lambda: list(r.stream(ask("dryrun-small"))),
+        lambda: asyncio.run(r.acomplete(ask("dryrun-small"))),
+    ):
+        with pytest.raises(UsageLogUnavailable, match="this Router is closed"):
+            entry()
+    r.close()  # twice: harmless

@@ -185,13 +185,40 @@ def test_openai_wire_passes_extra_fields_and_message_parts() -> None:
     assert body["messages"][1] == {"role": "tool", "content": "sunny", "tool_call_id": "c1"}
 
 
+def test_openai_wire_takes_cache_marks_out_for_hosted_apis_only() -> None:
+    """A hosted API (OpenAI refuses unknown fields in content parts) gets the text parts
+    without their cache_control; a server of your own gets them as sent, whatever the
+    call's prompt_cache; top_k likewise."""
+    parts = [{"type": "text", "text": "hi", "cache_control": {"type": "ephemeral"}}]
+    req = ChatRequest(
+        messages=[Message("user", "hi", extra={"content": parts})],
+        extra={"top_k": 5},
+        prompt_cache="5m",
+    )
+    for name, content, top_k in (
+        ("openai", [{"type": "text", "text": "hi"}], None),
+        ("vllm", parts, 5),
+    ):
+        p = OpenAIProvider(ProviderConfig(name, "openai", "http://x/v1"))
+        _, _, body = p.build_request(req, "m", False)
+        assert body["messages"][0]["content"] == content and body.get("top_k") == top_k, name
+    assert OpenAIProvider.unsent(ProviderConfig("openai", "openai"), req) == (
+        "cache_control",
+        "top_k",
+    )
+
+
 def test_anthropic_wire_maps_what_it_has_and_refuses_tools_by_name() -> None:
     p = AnthropicProvider(ProviderConfig("anthropic", "anthropic", "http://x"))
     req = ChatRequest(messages=[Message("user", "hi")], extra={"stop": "END", "top_p": 0.5})
     _, _, body = p.build_request(req, "claude-3-5-haiku", False)
     assert body["stop_sequences"] == ["END"] and body["top_p"] == 0.5
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {}}}]
     with pytest.raises(BadRequest, match="tools: not supported by the Anthropic wire"):
-        p.build_request(replace(req, extra={"tools": []}), "claude-3-5-haiku", False)
+        p.build_request(replace(req, extra={"tools": tools}), "claude-3-5-haiku", False)
+    # an empty tool list asks for nothing: not refused, not sent
+    _, _, body = p.build_request(replace(req, extra={"tools": []}), "claude-3-5-haiku", False)
+    assert "tools" not in body
 
 
 async def test_embeddings_are_priced_budgeted_and_logged(costline_home: Path) -> None:

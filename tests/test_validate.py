@@ -82,6 +82,8 @@ BAD = [
     ("stream", dict(stream="yes")),
     ("extra", dict(extra={"seed": Weird()})),
     ("messages[0].content", dict(text=b"bytes")),
+    ("prompt_cache", dict(prompt_cache="2h")),
+    ("prompt_cache", dict(prompt_cache="")),
 ]
 
 
@@ -111,6 +113,18 @@ def test_bad_field_refused_before_the_provider(router, scripted_server, field, k
     row = ev.iloc[0]
     assert row.error_type == "BadRequest" and int(row.cost_picousd) == 0
     assert row.status == "error"
+
+
+@pytest.mark.parametrize("entry", ["complete", "stream"])
+def test_a_bad_prompt_cache_for_anthropic_is_a_bad_request_not_a_value_error(
+    router, scripted_server, entry
+):
+    """Before, the Anthropic adapter raised ValueError (outside the error tree, unlogged)."""
+    req = ChatRequest([Message("user", "hi")], model="claude-3-5-haiku", prompt_cache="1d")
+    with pytest.raises(BadRequest, match="prompt_cache: '1d' is not one of 5m, 1h") as info:
+        router.complete(req) if entry == "complete" else list(router.stream(req))
+    assert info.value.field == "prompt_cache" and scripted_server.requests == []
+    assert logged(router).iloc[0].error_type == "BadRequest"
 
 
 def test_rejection_keeps_the_escaped_identity(router):
@@ -237,3 +251,27 @@ def test_usual_but_not_plain_requests_pass() -> None:
         metadata={"k": "v"},
     )
     assert check_request(req) is req
+
+
+def test_every_bad_request_of_a_library_call_names_its_field(costline_home) -> None:
+    """``BadRequest.field`` names what is wrong wherever the call path refuses a request:
+    a name with a control character, the input a sampling strategy needs. Before, these
+    said it in the message only (field None)."""
+    from core.control import SYSTEM, ControlPlane, SamplingStrategy
+
+    plane = ControlPlane()
+    plane.upsert_sampling(SamplingStrategy("rank", "threshold", {"threshold": 0.7}), SYSTEM)
+    plane.upsert_sampling(SamplingStrategy("watch", "change_based", {"threshold": 0.1}), SYSTEM)
+    plane.close()
+    cases = [
+        ("org", dict(org="acme\u202e")),
+        ("project", dict(project="p\x07")),
+        ("score", dict(task="rank")),
+        ("signal", dict(task="watch")),
+    ]
+    with Router() as router:
+        for field, kw in cases:
+            req = ChatRequest(messages=[Message("user", "hi")], model="dryrun-small", **kw)
+            with pytest.raises(BadRequest) as info:
+                router.complete(req)
+            assert info.value.field == field and info.value.message.startswith(field)

@@ -438,3 +438,51 @@ def test_smtp_over_ssl_checks_the_server_certificate(
         assert len(smtp.messages) == 1
     (alert,) = plane.alerts()
     assert alert.notify_state == "sent"
+
+
+def test_a_latency_alert_needs_min_requests_answered_calls(
+    costline_home: Path, plane: ControlPlane
+) -> None:
+    """25 calls to one model in the window, 24 of them failed fast and one answered in 20 s:
+    the error-rate alert fires; the latency alert does not, its p95 being that one call (it
+    fired: min_requests counted the failed calls, which have no latency in the p95)."""
+    now = clock.now()
+    write(
+        costline_home,
+        [
+            _ev(
+                f"e{i}",
+                now - timedelta(seconds=10 + i),
+                PICO // 100,
+                status="ok" if i == 0 else "error",
+                latency_ms=20_000.0 if i == 0 else 30.0,
+            )
+            for i in range(25)
+        ],
+    )
+    plane.set_setting("alert_thresholds", {"latency_p95_ms": 1_000, "anomalies": False}, SYSTEM)
+    worker = Worker(costline_home, name="w")
+    try:
+        result = worker.scan()
+    finally:
+        worker.close()
+    assert result.recorded == {"error_rate": 1}, result
+
+
+def test_a_shorter_scan_interval_applies_from_the_last_scan(
+    costline_home: Path, plane: ControlPlane
+) -> None:
+    """Scans were daily; an admin sets 5 s: the running worker scans 5 s after its last
+    scan (it waited out the day it had planned with the old interval first)."""
+    plane.set_setting("alert_thresholds", {"anomalies": False}, SYSTEM)
+    plane.set_setting("alert_scan_interval_s", 86_400, SYSTEM)
+    worker = Worker(costline_home, name="w")
+    try:
+        assert worker.tick() is not None  # the first scan
+        assert worker.tick() is None
+        plane.set_setting("alert_scan_interval_s", 5, SYSTEM)
+        time.sleep(5.2)
+        assert worker.tick() is not None
+        assert worker.scans == 2
+    finally:
+        worker.close()

@@ -170,3 +170,44 @@ def test_an_alert_e_mailed_by_an_older_release_is_not_e_mailed_again(
         assert smtp.messages == [] and len(hook.posts) == 1
     (alert,) = plane.alerts()
     assert alert.notify_state == "sent"
+
+
+def test_a_webhook_that_redirects_is_not_retried_at_once_and_says_where_it_points(
+    costline_home: Path, plane: ControlPlane
+) -> None:
+    """A receiver answers 308 to an https URL: one post, and the alert's error names the
+    redirect and its target's host (it got three quick posts, each the same 308, and the
+    error read only 'HTTP 308 from 127.0.0.1'). The redirect is never followed."""
+    plane.record_alert("b1", "w", 90, message="Ops at 90%")
+    moved = (308, {"Location": "https://hooks.example.net/services/T0/B0/secret"})
+    with WebhookServer(script=[moved] * 3) as hook:
+        plane.set_setting("notifications", {"webhook_urls": [hook.url]}, SYSTEM)
+        deliver(costline_home)
+        assert len(hook.hits) == 1 and hook.posts == [], hook.hits
+    (alert,) = plane.alerts()
+    assert alert.notify_state == "pending"
+    assert alert.notify_error is not None
+    assert "HTTP 308 from 127.0.0.1 redirecting to hooks.example.net: not followed" in (
+        alert.notify_error
+    ), alert.notify_error
+    assert "secret" not in alert.notify_error
+
+
+def test_an_alert_acknowledged_while_it_waits_for_a_retry_is_not_sent(
+    costline_home: Path, plane: ControlPlane
+) -> None:
+    """The webhook failed, so the alert waits a minute for its retry; an engineer acks it
+    on the Alerts page meanwhile: the retry sends nothing (it was posted to the webhook
+    once the receiver was back, paging for an alert someone already handled)."""
+    plane.record_alert("b1", "w", 90, message="Ops at 90%")
+    with WebhookServer(fail_first=3) as hook:
+        plane.set_setting("notifications", {"webhook_urls": [hook.url]}, SYSTEM)
+        deliver(costline_home)
+        (alert,) = plane.alerts()
+        assert alert.notify_state == "pending"
+        assert plane.ack_alert(alert.id, SYSTEM)
+        with clock.offset(timedelta(minutes=2)):
+            deliver(costline_home)
+        assert hook.posts == []
+    (alert,) = plane.alerts()
+    assert (alert.notify_state, alert.notify_error) == ("skipped", "acked by system")

@@ -209,13 +209,18 @@ def changed_calls(details: pd.DataFrame, limit: int = 500) -> pd.DataFrame:
 
 
 def utilisation_text(u: Utilisation) -> str:
-    """'$1.20 of $5.00 · 1,200 of 10,000 tokens (24%)'."""
+    """'$1.20 of $5.00 · 1,200 of 10,000 tokens (24%)'; with calls logged unpriced in the
+    window, '· 3 unpriced calls (cost unknown, not in the spend)' (never counted as $0)."""
     parts = []
     if u.budget.limit_picousd is not None:
         parts.append(f"{usd(u.spent_picousd)} of {usd(u.budget.limit_picousd)}")
     if u.budget.limit_tokens is not None:
         parts.append(f"{u.tokens:,} of {u.budget.limit_tokens:,} tokens")
-    return " · ".join(parts) + f" ({u.utilisation:.0%})"
+    text = " · ".join(parts) + f" ({u.utilisation:.0%})"
+    if u.unpriced:
+        calls = "call" if u.unpriced == 1 else "calls"
+        text += f" · {u.unpriced:,} unpriced {calls} (cost unknown, not in the spend)"
+    return text
 
 
 def baseline_text(b: Baseline) -> str:

@@ -56,6 +56,7 @@ def status_json(u: reports.Utilisation) -> dict[str, Any]:
         "exhausts_at": exhausts,
         "thresholds": list(u.budget.thresholds),
         "alerts_fired": list(u.alerts),
+        "unpriced": u.unpriced,  # calls with no price in the window: in no spend figure
     }
 
 
@@ -96,6 +97,7 @@ OPS = [
             utilisation="number",
             projected_usd="money",
             exhausts_at=field("datetime", nullable=True),
+            unpriced="integer",
             alerts="array",
         ),
     ),

@@ -26,7 +26,7 @@ from core.api._http import (
 )
 from core.api._query import parse_time
 from core.api._schemas import field, list_of, obj
-from core.control import Budget, RateLimit, VirtualKey
+from core.control import Budget, RateLimit, VirtualKey, max_limit_usd
 
 FIELDS = frozenset(
     {"name", "org", "project", "user", "models", "budget_usd", "period", "rpm", "tpm"}
@@ -91,7 +91,7 @@ def get_key(call: Call) -> Reply:
     return Reply(body, etag=etag_of(body))
 
 
-MAX_USD = Decimal(2**63 - 1).scaleb(-12)  # money is stored as int64 picodollars
+MAX_USD = max_limit_usd()  # a key's budget blocks at its limit; counters are int64 picodollars
 
 
 def _text(data: dict[str, Any], name: str) -> str | None:
@@ -144,7 +144,12 @@ def _spec(call: Call, data: dict[str, Any]) -> Any:
                 422, f"budget_usd: must be a positive amount (got {raw!r})", "budget_usd"
             )
         if budget > MAX_USD:  # else the budget's check names its own field, limit_usd
-            raise ApiError(422, f"budget_usd: must be <= {MAX_USD} (got {raw!r})", "budget_usd")
+            raise ApiError(
+                422,
+                f"budget_usd: must be <= {MAX_USD} USD (${MAX_USD:,}): budget counters hold"
+                f" whole picodollars in 64 bits (got {raw!r})",
+                "budget_usd",
+            )
     period = _text(data, "period") or "month"
     if period not in ("day", "week", "month"):
         raise ApiError(422, f"period: must be day, week or month (got {period!r})", "period")

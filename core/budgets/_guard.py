@@ -339,7 +339,7 @@ class BudgetGuard:
 
     # -- validation (the control plane's rules) -----------------------------------------
     def _budget(self, b: Budget) -> Budget:
-        return validate_budget(b)
+        return validate_budget(b, stored=True)
 
 
 def _lines(match: Match, ts: float, now: datetime | None, cost: int, tokens: int) -> list[Line]:

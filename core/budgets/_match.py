@@ -21,7 +21,7 @@ from typing import Any
 
 from core.control import Budget, RateLimit, validate_budget, validate_rate_limit
 from core.ratelimits import AppliedLimit, rate_items, scope_value
-from core.state import RateItem
+from core.state import COUNTER_MAX, RateItem
 from core.types import ChatRequest
 
 from ._window import Window, matches, window
@@ -35,6 +35,12 @@ def hard_cap(budget: Budget, limit: int) -> int:
     return int(Decimal(repr(float(budget.soft_multiplier))) * limit)
 
 
+def counter_cap(budget: Budget, limit: int) -> int:
+    """``hard_cap`` as the guard enforces it: no higher than the counters hold (a row
+    stored before larger limits were refused blocks critical calls at the edge)."""
+    return min(COUNTER_MAX, hard_cap(budget, limit))
+
+
 class Entry:
     """A budget as the guard applies it: the validated row, its limits and hard caps in
     integer units, and its current window (reused until it ends)."""
@@ -44,9 +50,9 @@ class Entry:
     def __init__(self, b: Budget) -> None:
         self.budget = b
         self.usd = b.limit_picousd
-        self.hard_usd = 0 if self.usd is None else hard_cap(b, self.usd)
+        self.hard_usd = 0 if self.usd is None else counter_cap(b, self.usd)
         self.tokens = b.limit_tokens
-        self.hard_tokens = 0 if self.tokens is None else hard_cap(b, self.tokens)
+        self.hard_tokens = 0 if self.tokens is None else counter_cap(b, self.tokens)
         self.window: Window | None = None
 
     def window_at(self, ts: float, now: datetime | None) -> Window:
@@ -102,7 +108,7 @@ class Index:
         self, budgets: Sequence[Budget], rates: Sequence[RateLimit], canonical: Canonical | None
     ) -> None:
         self.budgets, self.rates, self.canonical = budgets, rates, canonical
-        self.entries = [Entry(validate_budget(b)) for b in budgets]
+        self.entries = [Entry(validate_budget(b, stored=True)) for b in budgets]
         self.limits = [validate_rate_limit(r) for r in rates]
         self._items: dict[tuple[int, str], AppliedLimit] = {}  # (limit, bucket value) -> item
         self._matches: dict[tuple[Any, ...], Match] = {}

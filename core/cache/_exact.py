@@ -1,8 +1,10 @@
 """ResponseCache: step 2 of a call, an exact cache over the normalised request.
 
-When a request is cached (``key(req)`` is not None): ``req.cache`` is true, the request is
-not ``personal``, its task is not personalised (``RoutingPolicy.personalised``) and its TTL
-is above 0. TTL precedence, first match wins:
+When a request is cached (``key(req)`` is not None): ``req.cache`` is true, the key sees all
+its answer depends on (no wire field in ``extra`` but ``user``, no message ``extra`` such as
+an image or tool calls: ``keyable``), the request is not ``personal``, its task is not
+personalised (``RoutingPolicy.personalised``) and its TTL is above 0. TTL precedence, first
+match wins:
 
     | source                                     | example                          |
     |--------------------------------------------|----------------------------------|
@@ -45,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 from core import clock as clock_
 from core.cache._codec import CachedAnswer, decode, encode
-from core.cache._key import cache_key, digest
+from core.cache._key import cache_key, digest, keyable
 from core.control import DEFAULT_CACHE_TTLS, CacheSetting, RoutingPolicy
 from core.state import State
 from core.types import ChatRequest, Completion
@@ -158,8 +160,9 @@ class ResponseCache:
 
     def key(self, req: ChatRequest) -> str | None:
         """The state key, or None when this request must not be cached or served a cached
-        answer (cache=False, personal, personalised task, TTL 0)."""
-        if not req.cache or self.personalised(req) or self.ttl_for(req) <= 0:
+        answer (cache=False, wire fields the key cannot see, personal, personalised task,
+        TTL 0)."""
+        if not req.cache or not keyable(req) or self.personalised(req) or self.ttl_for(req) <= 0:
             return None
         return cache_key(req, self.tenant(req))
 

@@ -19,7 +19,7 @@ of a router shares (``context.Context``); see docs/architecture.md, "The call pa
 
 from .attempt import Attempt, attempts
 from .begin import apply_policy, start, validate
-from .context import Context
+from .context import ClosedLog, Context
 from .embed import Embeddings, EmbedRequest, aembed
 from .state import Call, Candidate
 
@@ -27,6 +27,7 @@ __all__ = [
     "Attempt",
     "Call",
     "Candidate",
+    "ClosedLog",
     "Context",
     "EmbedRequest",
     "Embeddings",

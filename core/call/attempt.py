@@ -15,7 +15,8 @@ in ``core/router.py`` or ``embed.py`` - does only the I/O and reports how the at
     raise call.exhausted()
 
 A stream reports each text chunk with ``att.chunk(text)`` (time to first token is measured
-from the start of this attempt, not the call) and ``att.abandon()`` when its consumer left.
+from the start of this attempt, not the call); every adapter reports ``att.interrupted(exc)``
+when the caller went away mid-attempt (a closed stream, KeyboardInterrupt, a cancelled task).
 Retries and fallbacks happen only before the first chunk reaches the caller: ``fail`` after
 a chunk re-raises the error.
 """
@@ -103,8 +104,16 @@ class Attempt:
         self.retry = delay is not None
         return delay or 0.0
 
+    def interrupted(self, exc: BaseException) -> None:
+        """The attempt was cut by ``exc``, no CostlineError. When it is no ``Exception`` the
+        caller went away - a stream's consumer closed it (GeneratorExit), KeyboardInterrupt,
+        a cancelled task or its timeout (``asyncio.wait_for``) - after the request was sent,
+        so the attempt is abandoned: priced and logged once. An ``Exception`` (a bug) passes."""
+        if not isinstance(exc, Exception):
+            self.abandon()
+
     def abandon(self) -> None:
-        """The stream's consumer went away before the end (the upstream call is closed)."""
+        """The caller went away before the end (the upstream call is closed)."""
         if self.done is None:
             partial = "".join(self.parts)
             settle.abandoned(self.ctx, self.call, self.cand, self.n, partial, self.ttft_ms)

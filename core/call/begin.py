@@ -92,7 +92,7 @@ def check_names(req: ChatRequest) -> None:
     for name in ("org", "project", "user", "task", "app"):
         value = getattr(req, name)
         if isinstance(value, str) and (problem := name_problem(value)):
-            raise BadRequest(f"{name}: {problem}")
+            raise BadRequest(f"{name}: {problem}", field=name)
 
 
 def apply_policy(req: ChatRequest, policy: RoutingPolicy) -> ChatRequest:

@@ -3,15 +3,17 @@ policy, tracer and the provider adapters (made on first use, one per provider)."
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 
 from core.controls import Controls
-from core.errors import CostlineError
+from core.errors import CostlineError, UsageLogUnavailable
 from core.otel import Tracer
 from core.pricing import Catalog
 from core.providers import Provider, create
@@ -19,7 +21,9 @@ from core.retry import RetryPolicy
 from core.settings import Settings
 from core.usage import UsageLog
 
-__all__ = ["Context"]
+__all__ = ["ClosedLog", "Context"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -31,6 +35,7 @@ class Context:
     retry: RetryPolicy
     tracer: Tracer
     allow_unpriced: bool = False
+    owns_log: bool = False  # the Router made the log: its close closes it (threads and all)
     providers: dict[str, Provider] = field(default_factory=dict)
     client: httpx.Client | None = None
     aclient: httpx.AsyncClient | None = None
@@ -66,10 +71,38 @@ class Context:
             return self.retry.delay(attempt, exc, self.rng)
 
     def close(self) -> None:
-        self.log.flush()
+        if self.owns_log:
+            self.log.close()  # sealed, converted, its threads ended
+        else:
+            self.log.flush()
         for p in self.providers.values():
             close = getattr(p, "close", None)
             if close is not None:
                 close()
         if self.controls is not None:
             self.controls.close()
+
+
+class ClosedLog(UsageLog):
+    """The usage log a closed Router's calls meet: ``check`` (made by every call before
+    anything is admitted or paid) refuses them, so a call after ``close`` is an error of the
+    tree, not a closed database's. A call that was in flight at ``close`` is still appended
+    when ``log`` takes it."""
+
+    def __init__(self, log: UsageLog) -> None:  # nothing of its own to open
+        self.log = log
+
+    def check(self) -> None:
+        raise UsageLogUnavailable("this Router is closed: it takes no more calls (make a new one)")
+
+    def append_row(self, row: tuple[Any, ...]) -> None:
+        try:
+            self.log.append_row(row)
+        except ValueError:  # closed too: the event cannot be written any more
+            log.error("a call that ended after its Router was closed was not logged")
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

@@ -41,6 +41,9 @@ class EmbedRequest:
     tags: tuple[str, ...] = ()
     source: str = "app"
     request_id: str = field(default_factory=new_request_id)
+    # OpenAI's ``user`` field as the client sent it, passed to the provider as chat's is
+    # (``user`` above is whom the call is attributed to, which a key's binding may decide)
+    end_user: str | None = None
 
 
 @dataclass(slots=True)
@@ -73,10 +76,15 @@ async def aembed(ctx: Context, req: EmbedRequest) -> Embeddings:
     try:
         for att in attempts(ctx, call):
             try:
-                got = await att.provider.aembed(req.inputs, cand.provider_model, req.dimensions)
+                got = await att.provider.aembed(
+                    req.inputs, cand.provider_model, req.dimensions, req.end_user
+                )
             except CostlineError as exc:
                 await asyncio.sleep(att.fail(exc))
                 continue
+            except BaseException as exc:  # cancelled (wait_for, a timeout): abandoned
+                att.interrupted(exc)
+                raise
             done = att.settle_embedding(got.input_tokens)
             return Embeddings(
                 got.vectors,

@@ -121,10 +121,12 @@ def abandoned(
     partial: str,
     ttft_ms: float | None,
 ) -> None:
-    """A stream whose consumer left mid-call: the prompt and the partial answer were
-    billed upstream, so they are estimated (flagged), priced, settled and recorded."""
+    """A call whose caller left mid-attempt (a stream's consumer, a cancelled task, Ctrl-C):
+    the prompt and the partial answer were billed upstream, so they are estimated (flagged),
+    priced, settled and recorded."""
     exc = ClientDisconnected(
-        f"client disconnected after {len(partial)} characters; the upstream call was cancelled",
+        f"the caller went away after {len(partial)} characters of the answer; "
+        "the upstream call was cancelled",
         provider=cand.provider,
         model=cand.model,
     )

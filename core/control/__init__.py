@@ -67,6 +67,7 @@ from ._store import ControlPlane
 from ._tokens import TOKEN_PREFIX
 from ._validate import (
     check_timezone,
+    max_limit_usd,
     validate_budget,
     validate_cache_setting,
     validate_model_score,
@@ -138,6 +139,7 @@ __all__ = [
     "ensure_admin",
     "env_timezone",
     "make_engine",
+    "max_limit_usd",
     "migrate",
     "redact_url",
     "redact_webhooks",

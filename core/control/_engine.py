@@ -49,15 +49,22 @@ def control_url(url: str | None = None, env: Mapping[str, str] | None = None) ->
 
 def check_control_url(url: str | None = None) -> sa.URL:
     """The control plane's URL, parsed; a ConfigError naming ``COSTLINE_CONTROL_URL`` (or the
-    URL given) when it is not a database URL."""
+    URL given) when it is not a database URL, or names a database or driver SQLAlchemy
+    cannot load here (``foo://``, ``mysql://`` without its driver installed)."""
+    problem = "is not a database URL"
     try:
-        return sa.make_url(control_url(url))
-    except sa.exc.ArgumentError:
+        parsed = sa.make_url(control_url(url))
+        problem = "names no database SQLAlchemy knows"
+        dialect = parsed.get_dialect()
+        problem = "needs a database driver that is not installed"
+        dialect.import_dbapi()  # the driver create_engine would import
+        return parsed
+    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError):
         env = url is None or url == os.environ.get("COSTLINE_CONTROL_URL")
         where = "COSTLINE_CONTROL_URL" if env else "control-plane URL"
         raise ConfigError(
-            f"{where} {_redact(control_url(url))!r} is not a database URL such as "
-            "'postgresql+psycopg://user:password@host:5432/costline'",
+            f"{where} {_redact(control_url(url))!r} {problem}: use one such as "
+            "'postgresql+psycopg://user:password@host:5432/costline' (or none: SQLite)",
             field="COSTLINE_CONTROL_URL" if env else "url",
         ) from None
 

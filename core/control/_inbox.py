@@ -180,14 +180,31 @@ class AlertInbox(AlertStore):
                     claimed.append(alert_id)
         return [x for x in (self.alert(i) for i in claimed) if x is not None]
 
-    def note_channels(self, alert_id: int, outcomes: Mapping[str, str]) -> None:
-        """Store the channels' outcomes so far of an attempt still being sent (a worker that
-        dies before ``finish_notification`` leaves the channels that got it marked)."""
+    def renew_claim(self, alert_id: int, attempt: int, lease: timedelta) -> bool:
+        """Extend the claim of attempt ``attempt`` (the alert's ``notify_attempts`` as
+        claimed) to now + ``lease``; False when that claim is no longer held (it ran out and
+        another worker claimed the alert): the caller must then send nothing more."""
         a = s.alerts
+        with write_tx(self.engine) as conn:
+            done = conn.execute(
+                a.update()
+                .where(*_held(alert_id, attempt))
+                .values(notify_next_at=self.now() + lease)
+            )
+        return bool(done.rowcount == 1)
+
+    def note_channels(
+        self, alert_id: int, outcomes: Mapping[str, str], *, attempt: int | None = None
+    ) -> None:
+        """Store the channels' outcomes so far of an attempt still being sent (a worker that
+        dies before ``finish_notification`` leaves the channels that got it marked).
+        ``attempt``: only while that claim is held."""
+        a = s.alerts
+        held = _held(alert_id, attempt)
         with write_tx(self.engine) as conn:
             conn.execute(
                 a.update()
-                .where(a.c.id == alert_id, a.c.notify_state == "sending")
+                .where(*held)
                 .values(notify_json=json.dumps(dict(outcomes), sort_keys=True))
             )
 
@@ -199,10 +216,12 @@ class AlertInbox(AlertStore):
         sent: bool,
         retry_at: datetime | None = None,
         skipped: str | None = None,
-    ) -> None:
+        attempt: int | None = None,
+    ) -> bool:
         """Store one attempt's outcome: ``sent``; else retry at ``retry_at`` ('pending'),
         or 'failed' when there is no retry; ``skipped`` (a reason): nothing to send it to.
-        Final outcomes are audited (SYSTEM)."""
+        Final outcomes are audited (SYSTEM). ``attempt``: only while that claim is held
+        (False, nothing stored, when another worker claimed the alert since)."""
         errors = "; ".join(f"{ch}: {out}" for ch, out in outcomes.items() if out != "sent")
         state = "sent" if sent else "pending" if retry_at is not None else "failed"
         if skipped is not None:
@@ -214,13 +233,17 @@ class AlertInbox(AlertStore):
             notify_next_at=retry_at,
             notified_at=self.now() if sent else None,
         )
+        where = _held(alert_id, attempt) if attempt is not None else (s.alerts.c.id == alert_id,)
         with write_tx(self.engine) as conn:
-            conn.execute(s.alerts.update().where(s.alerts.c.id == alert_id).values(values))
+            done = conn.execute(s.alerts.update().where(*where).values(values))
+            if done.rowcount != 1:
+                return False
             if state != "pending":
                 after = {"notify_state": state, "channels": dict(outcomes)}
                 self._audit(
                     conn, SYSTEM, "alert.notify", "alert", str(alert_id), None, after, bump=False
                 )
+        return True
 
     # ---- leases ----------------------------------------------------------------------------
 
@@ -241,6 +264,15 @@ class AlertInbox(AlertStore):
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(s.leases).where(s.leases.c.name == name)).first()
         return None if row is None else (row.holder, row.expires_at)
+
+
+def _held(alert_id: int, attempt: int | None) -> tuple[sa.ColumnElement[bool], ...]:
+    """The alert while it is being sent (by the claim of ``attempt``, when given)."""
+    a = s.alerts
+    held = (a.c.id == alert_id, a.c.notify_state == "sending")
+    if attempt is None:
+        return held
+    return (*held, sa.func.coalesce(a.c.notify_attempts, 0) == attempt)
 
 
 def _take(conn: Connection, name: str, holder: str, now: datetime, until: datetime) -> bool:

@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import date
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -191,7 +191,12 @@ def optional_model(field: str, value: object, model_exists: ModelExists | None) 
     return None if value in (None, "") else check_model(field, value, model_exists)
 
 
-def validate_budget(b: Budget, *, model_exists: ModelExists | None = None) -> Budget:
+def validate_budget(
+    b: Budget, *, model_exists: ModelExists | None = None, stored: bool = False
+) -> Budget:
+    """``stored``: a row already in the control plane, as the guard applies it - not refused
+    for a limit past what the counters enforce exactly (stored before that rule; the
+    guard caps it at the counters' edge), so it cannot stop every call."""
     check_id("id", b.id)
     name = check_name("name", b.name)
     check_choice("scope", b.scope, BUDGET_SCOPES)
@@ -202,18 +207,20 @@ def validate_budget(b: Budget, *, model_exists: ModelExists | None = None) -> Bu
     else:
         scope_value = check_name("scope_value", b.scope_value)
     check_choice("period", b.period, PERIODS)
+    check_float("soft_multiplier", b.soft_multiplier, minimum=1.0)
+    check_choice("action", b.action, BUDGET_ACTIONS)
+    if not stored:
+        check_counter_room(b)
     limit = check_money("limit_usd", b.limit_usd, step=PICO_STEP, optional=True)
     check_int("limit_tokens", b.limit_tokens, optional=True)
     if limit is None and b.limit_tokens is None:
         raise fail("limit_usd", "set a USD limit or a token limit (or both)", None)
-    check_float("soft_multiplier", b.soft_multiplier, minimum=1.0)
     thresholds = tuple(b.thresholds)
     for t in thresholds:
         if isinstance(t, bool) or not isinstance(t, int) or not 0 < t <= 1000:
             raise fail("thresholds", "each must be a whole percentage in (0, 1000]", thresholds)
     if any(a >= c for a, c in zip(thresholds, thresholds[1:], strict=False)):
         raise fail("thresholds", "must be strictly increasing", thresholds)
-    check_choice("action", b.action, BUDGET_ACTIONS)
     degrade_to = optional_model("degrade_to", b.degrade_to, model_exists)
     tz = None if b.timezone is None else check_timezone("timezone", b.timezone)
     url = check_url("webhook_url", b.webhook_url)
@@ -230,6 +237,56 @@ def validate_budget(b: Budget, *, model_exists: ModelExists | None = None) -> Bu
         soft_multiplier=float(b.soft_multiplier),
         enabled=bool(b.enabled),
     )
+
+
+def largest_limit(multiplier: float) -> int:
+    """The largest limit (picodollars or tokens) whose hard cap, ``multiplier`` x limit as
+    ``core.budgets.hard_cap`` computes it, a budget counter can hold exactly (int64)."""
+    m = Decimal(repr(float(multiplier)))
+    return int((Decimal(INT64_MAX) / m).to_integral_value(rounding=ROUND_FLOOR))
+
+
+def max_limit_usd(multiplier: float = 1.0) -> Decimal:
+    """The largest USD limit, in whole cents, of a budget whose critical calls may spend
+    ``multiplier`` x its limit (1.0: an alert-only budget or a virtual key's)."""
+    top = Decimal(largest_limit(multiplier)) * PICO_STEP
+    return top.quantize(Decimal("0.01"), rounding=ROUND_FLOOR)
+
+
+def check_counter_room(b: Budget) -> None:
+    """A limit the live counters cannot enforce exactly is refused, naming the maximum.
+
+    Counters (memory, SQLite, Redis INCRBY) hold whole picodollars and tokens in 64 bits,
+    at most $9,223,372.036854775807; a blocking or degrading budget lets critical calls run
+    to ``soft_multiplier`` x limit, so that cap must fit too. The maximum is named in whole
+    cents (and enforced so), the amount a person types. A value that is not a finite number
+    is left to ``check_money`` / ``check_int``, which name that problem."""
+    m = float(b.soft_multiplier) if b.action != "alert" else 1.0
+    why = (
+        f" for soft_multiplier {b.soft_multiplier:g} (critical calls may spend up to"
+        " soft_multiplier x limit)"
+        if m != 1.0
+        else ""
+    )
+    try:
+        usd = None if b.limit_usd is None else Decimal(str(b.limit_usd))
+    except (InvalidOperation, ValueError):
+        usd = None
+    if usd is not None and usd.is_finite() and not isinstance(b.limit_usd, bool):
+        top = max_limit_usd(m)
+        if usd > top:
+            raise fail(
+                "limit_usd",
+                f"must be <= {top} USD (${top:,}){why}: budget counters hold whole"
+                f" picodollars in 64 bits, at most ${Decimal(INT64_MAX) * PICO_STEP:,};"
+                " a larger amount cannot be enforced exactly - split it into shorter"
+                " periods (e.g. monthly budgets for an annual amount)",
+                b.limit_usd,
+            )
+    tokens = b.limit_tokens
+    ok_int = isinstance(tokens, int) and not isinstance(tokens, bool)
+    if ok_int and m != 1.0 and INT64_MAX >= tokens > largest_limit(m):  # type: ignore[operator]
+        raise fail("limit_tokens", f"must be <= {largest_limit(m)}{why}", tokens)
 
 
 def validate_policy(p: RoutingPolicy, *, model_exists: ModelExists | None = None) -> RoutingPolicy:

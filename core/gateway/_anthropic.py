@@ -16,7 +16,10 @@ The answer's ``tool_calls`` come back as ``tool_use`` blocks (``stop_reason: too
 streamed as ``input_json_delta`` events after the text. Other block types (documents,
 server tools such as web search) are refused by name with a 400; so are tool, image and
 tool-result content for a model served over the Anthropic wire, which Costline calls with
-text only. ``stop_sequences`` and ``top_p``/``top_k`` travel as upstream fields; an answer a
+text only. ``cache_control`` marks on text blocks are kept (as content parts) for an
+Anthropic upstream. ``stop_sequences`` and ``top_p``/``top_k`` travel as upstream fields
+(an upstream without ``top_k`` is not sent it, and the answer names it, as it names fields
+not read here: ``x-costline-unsent-params``, docs/gateway.md); an answer a
 stop sequence ended is ``stop_reason: stop_sequence`` with ``stop_sequence`` set (when the
 upstream says which: Anthropic, vLLM's ``stop_reason``, dryrun). A stream's ``message_start``
 carries the prompt's counted input tokens; ``message_delta`` the upstream's usage.
@@ -28,10 +31,11 @@ from typing import Any
 
 import orjson
 
+from core.cache import NOT_IN_ANSWER
 from core.types import ChatRequest, Completion, Message
 
 from ._errors import bad_request
-from ._openai import NOT_IN_ANSWER, _is_num, _type
+from ._openai import _is_num, _type
 from ._request import Meta
 
 STOP = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
@@ -74,6 +78,34 @@ def _blocks(where: str, content: object) -> list[dict[str, Any]]:
                 f"{where}[{j}]: must be an object with a 'type'", f"{where}[{j}].type"
             )
     return content
+
+
+def _marked(where: str, block: dict[str, Any], part: dict[str, Any]) -> dict[str, Any]:
+    """``part`` with the block's ``cache_control`` breakpoint, when it has one (an object;
+    else a 400 naming it): sent to an Anthropic upstream, not to OpenAI-compatible ones."""
+    mark = block.get("cache_control")
+    if mark is None:
+        return part
+    if not isinstance(mark, dict) or not isinstance(mark.get("type"), str):
+        raise bad_request(
+            f"{where}.cache_control: must be an object with a type, got {_type(mark)}",
+            f"{where}.cache_control",
+        )
+    return {**part, "cache_control": mark}
+
+
+def _system(content: object) -> Message:
+    """The system prompt: its text, and its blocks when one carries a cache breakpoint."""
+    text = _text("system", content)
+    if not isinstance(content, list) or not any(
+        b.get("cache_control") is not None for b in content
+    ):
+        return Message("system", text)
+    parts = [
+        _marked(f"system[{j}]", b, {"type": "text", "text": b["text"]})
+        for j, b in enumerate(content)
+    ]
+    return Message("system", text, None, {"content": parts})
 
 
 def _image(where: str, block: dict[str, Any]) -> dict[str, Any]:
@@ -127,7 +159,9 @@ def _user(where: str, content: object) -> list[Message]:
             if not isinstance(block.get("text"), str):
                 raise bad_request(f"{at}.text: must be a string", f"{at}.text")
             texts.append(block["text"])
-            parts.append({"type": "text", "text": block["text"]})
+            part = _marked(at, block, {"type": "text", "text": block["text"]})
+            rich = rich or "cache_control" in part
+            parts.append(part)
         elif kind == "image":
             parts.append(_image(at, block))
             rich = True
@@ -144,12 +178,14 @@ def _user(where: str, content: object) -> list[Message]:
 def _assistant(where: str, content: object) -> Message:
     texts: list[str] = []
     calls: list[dict[str, Any]] = []
+    parts: list[dict[str, Any]] = []
     for j, block in enumerate(_blocks(where, content)):
         at, kind = f"{where}[{j}]", block["type"]
         if kind == "text":
             if not isinstance(block.get("text"), str):
                 raise bad_request(f"{at}.text: must be a string", f"{at}.text")
             texts.append(block["text"])
+            parts.append(_marked(at, block, {"type": "text", "text": block["text"]}))
         elif kind == "tool_use":
             calls.append(_tool_call(at, block))
         elif kind in ("thinking", "redacted_thinking"):
@@ -158,7 +194,8 @@ def _assistant(where: str, content: object) -> Message:
             raise bad_request(_unsupported(at, kind), f"{at}.type")
     text = "".join(texts)
     if not calls:
-        return Message("assistant", text)
+        marked = any("cache_control" in p for p in parts)
+        return Message("assistant", text, None, {"content": parts} if marked else None)
     return Message("assistant", text, None, {"content": text or None, "tool_calls": calls})
 
 
@@ -213,6 +250,19 @@ def _tools(body: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# the /v1/messages fields Costline reads; any other (thinking, service_tier, ...) is not sent
+# upstream, and the answer names it in x-costline-unsent-params
+READ = frozenset({"model", "messages", "system", "max_tokens", "temperature", "stream"})
+READ |= {"stop_sequences", "top_p", "top_k", "tools", "tool_choice", "metadata", "cache_control"}
+
+
+def ignored_fields(body: object) -> tuple[str, ...]:
+    """The request's fields Costline does not read (and so sends nowhere), sorted."""
+    if not isinstance(body, dict):
+        return ()
+    return tuple(sorted(k for k, v in body.items() if k not in READ and v is not None))
+
+
 def metadata_user(body: object) -> str | None:
     """``metadata.user_id`` of a /v1/messages body (None without one): the call's user unless
     x-costline-user or the key names one. Not a claim a bound key refuses, as OpenAI's ``user``
@@ -252,7 +302,7 @@ def messages_request(body: object, meta: Meta, request_id: str) -> ChatRequest:
         raise bad_request(f"messages: must be a non-empty list of messages, got {got}", "messages")
     messages = []
     if body.get("system") is not None:
-        messages.append(Message("system", _text("system", body["system"])))
+        messages.append(_system(body["system"]))
     for i, m in enumerate(msgs):
         where = f"messages[{i}]"
         role = m.get("role") if isinstance(m, dict) else None
@@ -284,6 +334,7 @@ def messages_request(body: object, meta: Meta, request_id: str) -> ChatRequest:
         if body.get(name) is not None:
             extra[name] = body[name]
     extra.update(_tools(body))
+    prompt_cache = _prompt_cache(body.get("cache_control"))
     user_id = metadata_user(body)
     if user_id is not None:  # OpenAI's field; the Anthropic provider sends metadata.user_id
         extra["user"] = user_id
@@ -301,20 +352,53 @@ def messages_request(body: object, meta: Meta, request_id: str) -> ChatRequest:
         tags=meta.tags,
         cache=meta.cache
         and extra.keys() <= NOT_IN_ANSWER
-        and all(m.extra is None for m in messages),
+        and all(m.extra is None or _text_only(m.extra) for m in messages),
         request_id=request_id,
         extra=extra,
         timeout=meta.timeout,
+        prompt_cache=prompt_cache,
     )
 
 
-def _usage(done: Completion) -> dict[str, int]:
+def _text_only(extra: Any) -> bool:
+    """Text blocks kept only for their cache breakpoints: the answer is the one their text
+    gives, which the response cache's key holds (so the request stays cacheable)."""
+    parts = extra.get("content")
+    return (
+        extra.keys() == {"content"}
+        and isinstance(parts, list)
+        and all(isinstance(p, dict) and p.get("type") == "text" for p in parts)
+    )
+
+
+def _prompt_cache(mark: object) -> str | None:
+    """The request's top-level ``cache_control`` (Anthropic's automatic caching) as the
+    Router's ``prompt_cache`` TTL: the Anthropic provider marks the system prompt and the
+    last message. None without one; a malformed one is a 400 naming it."""
+    if mark is None:
+        return None
+    ttl = mark.get("ttl", "5m") if isinstance(mark, dict) else None
+    if not isinstance(mark, dict) or mark.get("type") != "ephemeral" or ttl not in ("5m", "1h"):
+        raise bad_request(
+            f"cache_control: must be {{'type': 'ephemeral'}} with an optional ttl of 5m or "
+            f"1h, got {mark!r}",
+            "cache_control",
+        )
+    return str(ttl)
+
+
+def _usage(done: Completion) -> dict[str, Any]:
     u = done.usage
+    hour = min(u.cache_write_1h_tokens, u.cache_write_tokens)
     return {
         "input_tokens": u.input_tokens,
         "output_tokens": u.completion_tokens,
         "cache_read_input_tokens": u.cached_input_tokens,
         "cache_creation_input_tokens": u.cache_write_tokens,
+        "cache_creation": {  # the writes by TTL, as Anthropic reports them
+            "ephemeral_5m_input_tokens": u.cache_write_tokens - hour,
+            "ephemeral_1h_input_tokens": hour,
+        },
     }
 
 
@@ -326,11 +410,20 @@ def _costline(done: Completion) -> dict[str, Any]:
 
 def stop_reason(done: Completion) -> str:
     """Anthropic's stop_reason: ``stop_sequence`` when one of the request's stop sequences
-    ended the answer (the upstream said which: Anthropic, vLLM, dryrun)."""
+    ended the answer (the upstream said which: Anthropic, vLLM, dryrun); ``tool_use`` when
+    the answer calls tools, whatever finish reason the server gave."""
     if done.stop_sequence is not None:
         return "stop_sequence"
     f = done.finish_reason or "stop"
-    return STOP.get(f, "end_turn")
+    reason = STOP.get(f, "end_turn")
+    if reason == "end_turn" and _calls_tools(done):  # Ollama, llama.cpp: tool calls + "stop"
+        return "tool_use"
+    return reason
+
+
+def _calls_tools(done: Completion) -> bool:
+    msg = (done.choices[0].get("message") or {}) if done.choices else {}
+    return bool(msg.get("tool_calls"))
 
 
 def message_id(request_id: str) -> str:

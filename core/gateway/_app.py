@@ -23,6 +23,7 @@ from core import clock
 from core.control import ControlSnapshot, RateLimit, VirtualKey
 from core.errors import BudgetExceeded, CostlineError
 from core.keys import KeyIndex, load_pepper
+from core.providers import registered, rich_message
 from core.router import Router
 from core.types import ChatRequest, Message
 
@@ -200,7 +201,9 @@ class Gateway:
         """400 before the Router when tools, images or tool calls/results would go to a
         model served over the Anthropic wire (Costline calls it with text only)."""
         router = self.router
-        if router is None or not (req.extra.get("tools") or any(_rich(m) for m in req.messages)):
+        if router is None or not (
+            req.extra.get("tools") or any(rich_message(m) for m in req.messages)
+        ):
             return
         models = [req.model] if req.model else []
         if not models and req.task and router.controls is not None:
@@ -221,6 +224,26 @@ class Gateway:
                     "(gpt-*, llama.cpp, vLLM, ...) only",
                     "model",
                 )
+
+    def unsent_headers(
+        self, req: ChatRequest, provider: str | None, ignored: tuple[str, ...] = ()
+    ) -> HeaderList:
+        """``x-costline-unsent-params``: the request's fields the answering provider was not
+        sent, its API having no equivalent (Anthropic's ``top_k`` for OpenAI, OpenAI's
+        ``seed`` for Anthropic, ...: the adapter's ``unsent``), and those the gateway does
+        not read (``ignored``); none for a plain request."""
+        names = set(ignored)
+        router = self.router
+        plain = not req.extra and all(m.extra is None for m in req.messages)
+        plain = plain and req.prompt_cache is None  # the caller's (a policy's is not in req)
+        if router is not None and provider and not plain:
+            config = router.settings.providers.get(provider)
+            adapter = registered().get(config.wire) if config is not None else None
+            if adapter is not None and config is not None:
+                names.update(adapter.unsent(config, req))
+        if not names:
+            return []
+        return [(b"x-costline-unsent-params", ", ".join(sorted(names)).encode())]
 
     def key_limits(self, key: VirtualKey) -> list[RateLimit]:
         """The key's enabled rate limits (scope key), per control-plane snapshot."""
@@ -277,19 +300,6 @@ class Gateway:
         headers = [JSON, *request_ids(request_id), *err.headers()]
         headers += extra
         await send_bytes(send, err.status_for(anthropic), _dumps(body), headers)
-
-
-def _rich(m: Message) -> bool:
-    """Does the message carry more than text (tool calls or results, non-text parts)?"""
-    extra = m.extra
-    if not extra:
-        return False
-    if "tool_calls" in extra or "tool_call_id" in extra or m.role == "tool":
-        return True
-    parts = extra.get("content")
-    return isinstance(parts, list) and any(
-        isinstance(p, dict) and p.get("type") != "text" for p in parts
-    )
 
 
 def _dumps(obj: Any) -> bytes:
@@ -375,7 +385,6 @@ def start_worker() -> tuple[Any, Any] | None:
 def warm() -> None:
     """Load the tokenizers and the JSON codecs now, not on the first request."""
     from core import tokens
-    from core.types import Message
 
     for model in ("gpt-4o-mini", "gpt-4", "claude-3-5-haiku"):
         tokens.count_messages(model, [Message("user", "warm up")])

@@ -57,6 +57,10 @@ class Shape:
         meta = meta_of(h, key, user if isinstance(user, str) else None)
         return oai.chat_request(data, meta, rid)
 
+    def ignored(self, data: Any) -> tuple[str, ...]:
+        """Request fields read by nobody (every OpenAI one is sent on)."""
+        return ()
+
     def body(self, done: Completion) -> bytes:
         return oai.chat_response(done, int(clock.timestamp()))
 
@@ -80,6 +84,9 @@ class AnthropicShape(Shape):
 
     def parse(self, data: Any, h: Headers, key: Any, rid: str) -> tuple[ChatRequest, bool]:
         return anth.messages_request(data, meta_of(h, key), rid), True
+
+    def ignored(self, data: Any) -> tuple[str, ...]:
+        return anth.ignored_fields(data)
 
     def body(self, done: Completion) -> bytes:
         return anth.message_response(done)
@@ -152,7 +159,9 @@ async def serve(gw: Gateway, scope: Scope, receive: Receive, send: Send, shape: 
         key = gw.key_for(h)
         key_name = key.name
         body = await read_body(receive, gw.config.max_body_bytes, h.get(b"content-length"))
-        req, include_usage = shape.parse(parse_json(body), h, key, rid)
+        data = parse_json(body)
+        req, include_usage = shape.parse(data, h, key, rid)
+        ignored = shape.ignored(data)
         req.key = key.name
         try:
             check_request(req)  # the router's own checks, as a 400 naming the field
@@ -174,7 +183,7 @@ async def serve(gw: Gateway, scope: Scope, receive: Receive, send: Send, shape: 
     token = UPSTREAM.set(holder)
     try:
         if req.stream:
-            await stream(gw, receive, send, shape, req, include_usage, key, limits, t0, holder)
+            await stream(gw, receive, send, shape, req, include_usage, key, limits, holder, ignored)
             return
         try:
             done = await router.acomplete(req)
@@ -184,6 +193,7 @@ async def serve(gw: Gateway, scope: Scope, receive: Receive, send: Send, shape: 
     finally:
         UPSTREAM.reset(token)
     headers = [JSON, *result_headers(done, None)]
+    headers += gw.unsent_headers(req, done.provider, ignored)
     if limits:
         headers += gw.limit_headers(key, limits)
     payload = shape.body(done)
@@ -242,8 +252,8 @@ async def stream(
     include_usage: bool,
     key: VirtualKey,
     limits: list[RateLimit],
-    t0: float,
     holder: list[float],
+    ignored: tuple[str, ...],
 ) -> None:
     router = gw.router
     assert router is not None
@@ -263,7 +273,8 @@ async def stream(
             me.cancel()
 
     watcher = asyncio.create_task(watch_disconnect(receive, gone))
-    headers = [*SSE, *request_ids(req.request_id)]
+    answering = chunk.provider or (chunk.completion.provider if chunk.completion else None)
+    headers = [*SSE, *request_ids(req.request_id), *gw.unsent_headers(req, answering, ignored)]
     if limits:
         headers += gw.limit_headers(key, limits)
     done: Completion | None = None

@@ -6,6 +6,7 @@
     | model not allowed; a bound scope claimed | 403    | permission_error / model_not_allowed |
     | unknown (unpriced) model                 | 404    | invalid_request_error / model_not_found |
     | malformed JSON, wrong type, no messages  | 400    | invalid_request_error, param: field |
+    | upstream 404 / 409 / 413 / 422 (other 4xx: 400) | the same | invalid_request_error |
     | body over the limit (default 10 MB)      | 413    | request_too_large |
     | a Costline rate limit                    | 429    | rate_limit_error + Retry-After     |
     | a budget's hard limit                    | 402    | budget_exceeded + Retry-After      |
@@ -48,13 +49,16 @@ from core.errors import (
 )
 
 BUDGET_STATUS = 402
+KEPT_4XX = frozenset({404, 409, 413, 422})  # an upstream's refusals answered with its status
 ANTHROPIC_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
     402: "budget_exceeded",
     403: "permission_error",
     404: "not_found_error",
+    409: "invalid_request_error",
     413: "request_too_large",
+    422: "invalid_request_error",
     429: "rate_limit_error",
     502: "api_error",
     503: "overloaded_error",
@@ -138,7 +142,10 @@ def from_costline(exc: CostlineError, resets_at: datetime | None = None) -> HTTP
     if isinstance(exc, ContextWindowExceeded):
         return HTTPError(400, msg, code="context_length_exceeded", param="messages")
     if isinstance(exc, RequestError):
-        return HTTPError(400, msg, param=_param(msg))
+        # an upstream's 404 / 409 / 413 / 422 keeps its status, so the SDKs raise what they
+        # would calling it directly (NotFoundError, ...); any other refusal is a 400
+        status = exc.status_code if exc.status_code in KEPT_4XX else 400
+        return HTTPError(status or 400, msg, param=_param_of(exc))
     if isinstance(exc, PermissionDenied):
         return forbidden(msg, "permission_denied")
     if isinstance(exc, ProviderTimeout):
@@ -179,6 +186,17 @@ def budget_error(exc: BudgetExceeded, resets_at: datetime | None) -> HTTPError:
 
 def _num(value: Decimal | int) -> str | int:
     return format(value.normalize(), "f") if isinstance(value, Decimal) else int(value)
+
+
+def _param_of(exc: RequestError) -> str | None:
+    """The request field a refusal names: the field Costline's own check gave, else the one
+    its message starts with. An upstream's 4xx (it has a ``status_code``) names none: its
+    message starts with the provider's name ('openai gpt-4o-mini: HTTP 400: ...'), which is
+    no field of the request."""
+    field = getattr(exc, "field", None)
+    if isinstance(field, str) and field:
+        return field
+    return _param(exc.message) if exc.status_code is None else None
 
 
 def _param(message: str) -> str | None:

@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from core.cache import NOT_IN_ANSWER
 from core.call import Embeddings, EmbedRequest
 from core.types import ChatRequest, Completion, Cost, Message, Usage
 
@@ -28,7 +29,6 @@ READ = frozenset(
     | {"stream_options"}
 )
 # fields passed upstream that name who asked, not what the answer is: still cacheable
-NOT_IN_ANSWER = frozenset({"user"})
 FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length"}
 FINISH |= {"tool_use": "tool_calls", "refusal": "content_filter", "pause_turn": "stop"}
 FINISH |= {"model_context_window_exceeded": "length"}
@@ -293,6 +293,7 @@ def embed_request(body: object, meta: Meta, request_id: str) -> tuple[EmbedReque
         criticality=meta.criticality,
         tags=meta.tags,
         request_id=request_id,
+        end_user=user,  # sent upstream, as chat's ``user`` is
     )
     return req, fmt
 

@@ -54,10 +54,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import secrets
 import time
-from collections.abc import Mapping
-from contextlib import nullcontext
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -72,7 +73,7 @@ from sqlalchemy.engine import Engine
 from core import clock
 from core.control import SYSTEM, Actor
 from core.errors import ConfigError
-from core.importer import _csv, _formats, _loads, _replace, _rows
+from core.importer import _csv, _fleet, _formats, _loads, _replace, _rows
 from core.importer._csv import Source
 from core.importer._fields import EVENT_FIELDS, FIELDS, REQUIRED, SYNONYMS, suggest_mapping
 from core.importer._formats import DATE_ORDERS, DECIMALS, Question
@@ -81,10 +82,12 @@ from core.importer._pricing import COST_COLUMNS, TOKEN_CLASSES, PricedColumns, p
 from core.importer._result import BadRow, ImportResult
 from core.importer._rows import exact_sum
 from core.pricing import Catalog, load_catalog
+from core.settings import costline_home
 from core.types import pico_to_usd
 from core.usage import BucketConfig, Reader, remove_import_temps, segments_dir, write_segment
 
 loads = _loads  # data-load bookkeeping in the control plane (the demo uses it)
+log = logging.getLogger(__name__)
 
 __all__ = [
     "COST_COLUMNS",
@@ -275,6 +278,16 @@ def import_csv(
     t0 = time.perf_counter()
     if replace is not None:
         _check_replace_local()
+        if replace[1].tzinfo is None or replace[2].tzinfo is None:
+            raise ConfigError("replace: give an aware start and end", field="replace")
+        # checked before anything is written: an empty range replaces no row, and the
+        # file's rows would be added beside the old ones
+        if not replace[1] < replace[2]:
+            raise ConfigError(
+                f"replace: the range must start before it ends (from {replace[1].isoformat()}"
+                f" to {replace[2].isoformat()} holds no time, so no row would be replaced)",
+                field="replace",
+            )
         if source not in ("import", replace[0]):
             raise ConfigError(
                 f"source {source!r} and replace {replace[0]!r} name different sources: the"
@@ -312,10 +325,13 @@ def import_csv(
             + [BadRow(int(lines[i]), "; ".join(r)) for i, r in parsed.reasons.items()],
             key=lambda b: b.line,
         )
-        # a real import checks for duplicates and writes under the log's import lock
-        with nullcontext() if dry_run else _replace.import_lock(home):
+        answered = True  # the bucket (if any) answered the import's listing
+        # a real import checks for duplicates and writes under the log's import lock, this
+        # host's and the fleet's (_fleet.py: its rows in the bucket before the lock is free)
+        with nullcontext() if dry_run else _import_locks(home):
             if not dry_run:  # no import is writing: a temp file of one is left by a kill
                 remove_import_temps(segments_dir(home), None)
+                answered = _fleet.check_log(engine, home or costline_home())
             if not dry_run and replace is None:
                 previous = _loads.get(engine, f"import:{sha}")
                 if previous is not None and _loads.written(previous):  # done meanwhile
@@ -339,6 +355,11 @@ def import_csv(
             if previous is not None:  # claimed by a process that died before writing its rows
                 _loads.release(engine, previous.id, actor)
             meta = json.dumps({"import": sha[:12]} if replace is None else {"import": load_id[7:]})
+            # a name of its own: a replace of the same file must not overwrite (and so drop)
+            # the segment its first import wrote
+            segment = f"import-{sha[:16]}-{secrets.token_hex(4)}"
+            bucket = BucketConfig.from_env() is not None
+            where = _fleet.where(segment) if bucket else {}
             events = _rows.build_table(rows.columns, rows.ids, source, meta)
             load = DataLoad(
                 load_id,
@@ -359,6 +380,7 @@ def import_csv(
                     "decimal": decimal,
                     "date_order": date_order,
                     "written": False,
+                    **where,
                 },
             )
             if not _loads.claim(engine, load, actor):  # another process got there first
@@ -373,14 +395,19 @@ def import_csv(
                     previous=_loads.get(engine, load.id),
                 )
             try:
-                # a name of its own: a replace of the same file must not overwrite (and so
-                # drop) the segment its first import wrote
-                segment = f"import-{sha[:16]}-{secrets.token_hex(4)}"
                 write_segment(_by_time(events), segments_dir(home), segment)
             except BaseException:
                 _loads.release(engine, load.id, actor)
                 raise
             _loads.mark_written(engine, load)
+            # shipped before the lock is free, so the next import on any host reads its rows
+            if bucket and not _fleet.ship(home or costline_home(), answered):
+                log.warning(
+                    "import %s: %d rows wait in this host's outbox for the usage bucket;"
+                    " imports on other hosts are refused until they are there",
+                    name,
+                    result.imported,
+                )
             result.written = True
             if replace is not None:
                 _replace_rows(engine, result, replace, load_id, actor, home, meta)
@@ -388,6 +415,13 @@ def import_csv(
         return result
     finally:
         engine.dispose()
+
+
+@contextmanager
+def _import_locks(home: Path | None) -> Iterator[None]:
+    """This host's import lock, then the fleet's (``_fleet.lock``)."""
+    with _replace.import_lock(home), _fleet.lock(home):
+        yield
 
 
 def _same_file(previous: DataLoad, sha: str, fields: dict[str, str], t0: float) -> ImportResult:

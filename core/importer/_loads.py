@@ -162,7 +162,7 @@ def release(engine: Engine, load_id: str, actor: Actor, *, audit: bool = True) -
     return True
 
 
-def _load(r: Mapping[Any, Any]) -> DataLoad:
+def from_row(r: Mapping[Any, Any]) -> DataLoad:
     return DataLoad(
         id=r["id"],
         kind=r["kind"],
@@ -181,7 +181,7 @@ def get(engine: Engine, load_id: str, conn: sa.Connection | None = None) -> Data
             return get(engine, load_id, c)
     row = conn.execute(sa.select(s.data_loads).where(s.data_loads.c.id == load_id))
     found = row.mappings().first()
-    return None if found is None else _load(found)
+    return None if found is None else from_row(found)
 
 
 def data_loads(home: Path | None = None) -> list[DataLoad]:
@@ -192,6 +192,6 @@ def data_loads(home: Path | None = None) -> list[DataLoad]:
             rows = conn.execute(
                 sa.select(s.data_loads).order_by(s.data_loads.c.created_at.desc())
             ).mappings()
-            return [_load(r) for r in rows]
+            return [from_row(r) for r in rows]
     finally:
         engine.dispose()

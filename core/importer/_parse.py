@@ -114,7 +114,9 @@ def _slow_cost(text: str) -> int | str:
     pico = d.scaleb(12)
     if pico != pico.to_integral_value():
         return "has more than 12 decimals"
-    return int(pico) if pico <= MAX_PICO else "is too large"
+    if pico > MAX_PICO:  # one event's cost is an int64 of picodollars
+        return f"is too large: one row's cost is at most ${Decimal(MAX_PICO).scaleb(-12):,}"
+    return int(pico)
 
 
 def cost(

@@ -46,7 +46,8 @@ def import_lock(home: Path | None) -> AbstractContextManager[None]:
     """Held from an import's duplicate check until its rows are written and its load marked
     written: imports into one usage log run one at a time (two overlapping files imported at
     once would each find the other's rows absent), and a load left unwritten while the lock
-    is free was claimed by a process that died."""
+    is free was claimed by a process that died. This host's lock; an import also takes the
+    fleet's (``core.importer._fleet``)."""
     return _compaction_lock(home, IMPORT_LOCK)
 
 

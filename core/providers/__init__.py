@@ -14,7 +14,15 @@ import httpx
 from core.errors import ConfigError
 from core.providers._http import HTTPProvider, StreamState
 from core.providers.anthropic import AnthropicProvider
-from core.providers.base import EmbedResult, Provider, ProviderResult, StreamItem, TextDelta
+from core.providers.base import (
+    EmbedResult,
+    Provider,
+    ProviderResult,
+    StreamItem,
+    TextDelta,
+    rich_message,
+    text_only,
+)
 from core.providers.dryrun import DryRunProvider
 from core.providers.local import LocalProvider
 from core.providers.openai_compat import OpenAIProvider
@@ -35,6 +43,8 @@ __all__ = [
     "create",
     "register",
     "registered",
+    "rich_message",
+    "text_only",
 ]
 
 _REGISTRY: dict[str, type[Provider]] = {}

@@ -19,8 +19,9 @@ import orjson
 from core.errors import BadRequest
 from core.providers._errors import ERROR_TYPES, for_status
 from core.providers._http import HTTPProvider, StreamState
-from core.providers.base import ProviderResult
-from core.types import ChatRequest, Usage
+from core.providers.base import ProviderResult, text_only
+from core.settings import ProviderConfig
+from core.types import ChatRequest, Message, Usage
 
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 1024
@@ -65,11 +66,41 @@ def parse_usage(u: Any, base: Usage | None = None) -> Usage | None:
     )
 
 
+def _asks(name: str, value: Any) -> bool:
+    """Does an OpenAI field's value ask for something (``logprobs: false``, ``n: 1``,
+    ``tools: []``, ``response_format`` text, ... ask for nothing and are not refused)?"""
+    if value is None or value is False or value == [] or value == {}:
+        return False
+    if name == "n":
+        return bool(value != 1)
+    if name == "tool_choice":
+        return value not in ("none", "auto")
+    if name == "response_format":
+        return not (isinstance(value, dict) and value.get("type") == "text")
+    return True
+
+
+def unsent_fields(extra: dict[str, Any]) -> tuple[str, ...]:
+    """The OpenAI request fields not sent to Anthropic, which has no equivalent (seed,
+    penalties, logit_bias, reasoning_effort, other metadata pairs, ...), sorted; those
+    that ask for nothing are left out (and so are the refused ones, see ``passthrough``)."""
+    out = []
+    for k, v in extra.items():
+        if k in SAME_FIELDS or k in ("stop", "user") or not _asks(k, v):
+            continue
+        if k in SHAPE_FIELDS or k == "n":
+            continue  # refused with a 400 by passthrough
+        if k == "metadata" and isinstance(v, dict) and v.keys() <= {"user_id"}:
+            continue
+        out.append(k)
+    return tuple(sorted(out))
+
+
 def passthrough(extra: dict[str, Any], body: dict[str, Any]) -> None:
     """OpenAI request fields Anthropic also has; others that would change the answer's shape
     are refused by name; the user (``metadata.user_id``, else ``user``) is sent as
     ``metadata.user_id``, the only metadata Anthropic takes; the rest (other metadata, seed,
-    penalties) are not sent."""
+    penalties) are not sent, and named by ``unsent_fields``."""
     user = _user_id(extra)
     if user is not None:
         body["metadata"] = {"user_id": user}
@@ -78,7 +109,7 @@ def passthrough(extra: dict[str, Any], body: dict[str, Any]) -> None:
             body[k] = v
         elif k == "stop" and v is not None:
             body["stop_sequences"] = [v] if isinstance(v, str) else list(v)
-        elif k in SHAPE_FIELDS or (k == "n" and v not in (None, 1)):
+        elif (k in SHAPE_FIELDS or k == "n") and _asks(k, v):
             raise BadRequest(
                 f"{k}: not supported by the Anthropic wire through Costline "
                 "(passed through to OpenAI-compatible upstreams only)"
@@ -106,16 +137,23 @@ class AnthropicProvider(HTTPProvider):
     wire = "anthropic"
     terminal = "message_stop"
 
+    @classmethod
+    def unsent(cls, config: ProviderConfig, req: ChatRequest) -> tuple[str, ...]:
+        return unsent_fields(req.extra)
+
     def build_request(
         self, req: ChatRequest, model: str, stream: bool
     ) -> tuple[str, dict[str, str], dict[str, Any]]:
+        text_only(req, self.config.name, model)  # images and tool calls: refused, not dropped
         system = [m.content for m in req.messages if m.role == "system"]
         messages: list[dict[str, Any]] = [
-            {"role": "assistant" if m.role == "assistant" else "user", "content": m.content}
+            {"role": "assistant" if m.role == "assistant" else "user", "content": _content(m)}
             for m in req.messages
             if m.role != "system"
         ]
-        mark = _cache_control(req.prompt_cache)
+        # the caller's own cache breakpoints win over the routing policy's (at most 4 each)
+        marked = any(_marked_blocks(m) is not None for m in req.messages)
+        mark = None if marked else _cache_control(req.prompt_cache)
         body: dict[str, Any] = {
             "model": model,
             "messages": messages,
@@ -123,6 +161,10 @@ class AnthropicProvider(HTTPProvider):
         }
         if system:
             body["system"] = "\n\n".join(system)
+        if marked and system:
+            body["system"] = [
+                b for m in req.messages if m.role == "system" for b in _text_blocks(m)
+            ]
         if mark is not None:
             if system:
                 body["system"] = [{"type": "text", "text": body["system"], "cache_control": mark}]
@@ -175,6 +217,34 @@ class AnthropicProvider(HTTPProvider):
             status = ERROR_TYPES.get(err.get("type", ""), 500)
             raise for_status(status, data, {}, state.where)
         return None  # ping, content_block_start/stop and future event types
+
+
+def _marked_blocks(m: Message) -> list[dict[str, Any]] | None:
+    """A message's text parts as Anthropic text blocks when one carries the caller's
+    ``cache_control`` breakpoint (kept in place), else None (the message is sent as text)."""
+    parts = m.extra.get("content") if m.extra else None
+    if not isinstance(parts, list) or not any(
+        isinstance(p, dict) and p.get("cache_control") is not None for p in parts
+    ):
+        return None
+    blocks = []
+    for p in parts:
+        if isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str):
+            block: dict[str, Any] = {"type": "text", "text": p["text"]}
+            if p.get("cache_control") is not None:
+                block["cache_control"] = p["cache_control"]
+            blocks.append(block)
+    return blocks
+
+
+def _text_blocks(m: Message) -> list[dict[str, Any]]:
+    got = _marked_blocks(m)
+    return got if got is not None else [{"type": "text", "text": m.content}]
+
+
+def _content(m: Message) -> str | list[dict[str, Any]]:
+    got = _marked_blocks(m)
+    return got if got is not None else m.content
 
 
 def _str_or_none(value: object) -> str | None:

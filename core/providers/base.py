@@ -15,8 +15,38 @@ from typing import Any, ClassVar
 
 import httpx
 
+from core.errors import BadRequest
 from core.settings import ProviderConfig
-from core.types import ChatRequest, Usage
+from core.types import ChatRequest, Message, Usage
+
+
+def rich_message(m: Message) -> bool:
+    """Does the message carry more than its text (tool calls or results, non-text content
+    parts such as images)? Only the OpenAI wire sends that upstream (``Message.extra``)."""
+    extra = m.extra
+    if not extra:
+        return False
+    if "tool_calls" in extra or "tool_call_id" in extra or m.role == "tool":
+        return True
+    parts = extra.get("content")
+    return isinstance(parts, list) and any(
+        isinstance(p, dict) and p.get("type") != "text" for p in parts
+    )
+
+
+def text_only(req: ChatRequest, provider: str, model: str) -> None:
+    """BadRequest naming the first message that carries more than text, for an adapter that
+    sends text only: an image or a tool call is refused, never silently dropped."""
+    for i, m in enumerate(req.messages):
+        if m.extra and rich_message(m):
+            raise BadRequest(
+                f"messages[{i}]: {provider} {model} is called with text only through Costline: "
+                "images, tool calls and tool results reach OpenAI-compatible upstreams "
+                "(gpt-*, llama.cpp, vLLM, ...) only",
+                field=f"messages[{i}]",
+                provider=provider,
+                model=model,
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +122,13 @@ class Provider(ABC):
     def timeout(self, req: ChatRequest) -> float:
         return req.timeout or self.config.timeout_s
 
+    @classmethod
+    def unsent(cls, config: ProviderConfig, req: ChatRequest) -> tuple[str, ...]:
+        """The request's fields (``req.extra`` names, and ``cache_control`` for content
+        breakpoints) this adapter does not send to ``config``'s API, which has no equivalent:
+        the gateway names them in ``x-costline-unsent-params``. Sorted; () by default."""
+        return ()
+
     @abstractmethod
     def complete(self, req: ChatRequest, model: str) -> ProviderResult: ...
 
@@ -99,8 +136,11 @@ class Provider(ABC):
     def stream(self, req: ChatRequest, model: str) -> Iterator[StreamItem]:
         """Text deltas as str (or TextDelta), then exactly one final ProviderResult."""
 
-    async def aembed(self, texts: list[str], model: str, dimensions: int | None) -> EmbedResult:
-        """Embeddings of ``texts``; adapters without an embeddings API refuse by name."""
+    async def aembed(
+        self, texts: list[str], model: str, dimensions: int | None, user: str | None = None
+    ) -> EmbedResult:
+        """Embeddings of ``texts``; ``user``: OpenAI's end-user id as the caller sent it (sent
+        where the API takes one). Adapters without an embeddings API refuse by name."""
         from core.errors import BadRequest
 
         raise BadRequest(

@@ -182,7 +182,9 @@ class DryRunProvider(Provider):
             yield chunk
         yield result
 
-    async def aembed(self, texts: list[str], model: str, dimensions: int | None) -> EmbedResult:
+    async def aembed(
+        self, texts: list[str], model: str, dimensions: int | None, user: str | None = None
+    ) -> EmbedResult:
         """Deterministic vectors (``EMBED_DIMS`` unless asked); tokens counted exactly."""
         from core.tokens import count_text
 

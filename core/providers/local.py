@@ -23,7 +23,7 @@ from core.errors import (
     CostlineError,
     ProviderServerError,
 )
-from core.providers.base import EmbedResult, Provider, ProviderResult, StreamItem
+from core.providers.base import EmbedResult, Provider, ProviderResult, StreamItem, text_only
 from core.types import ChatRequest, Usage
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -86,10 +86,12 @@ class LocalProvider(Provider):
 
     wire = "local"
 
-    async def aembed(self, texts: list[str], model: str, dimensions: int | None) -> EmbedResult:
+    async def aembed(
+        self, texts: list[str], model: str, dimensions: int | None, user: str | None = None
+    ) -> EmbedResult:
         global _EMBEDDER
         if "minilm" not in model.lower():
-            return await super().aembed(texts, model, dimensions)
+            return await super().aembed(texts, model, dimensions, user)
         if dimensions not in (None, 384):
             raise BadRequest(f"dimensions: {model} has 384, got {dimensions}", model=model)
         from core.cache import MiniLMEmbedder
@@ -100,7 +102,8 @@ class LocalProvider(Provider):
         # its WordPiece tokens are not reported: the router estimates them (flagged)
         return EmbedResult([[float(x) for x in v] for v in vectors], None, model)
 
-    def _kwargs(self, req: ChatRequest) -> dict[str, Any]:
+    def _kwargs(self, req: ChatRequest, model: str) -> dict[str, Any]:
+        text_only(req, self.config.name, model)  # images and tool calls: refused, not dropped
         kw: dict[str, Any] = {
             "messages": [{"role": m.role, "content": m.content} for m in req.messages],
             "max_tokens": req.max_tokens if req.max_tokens is not None else DEFAULT_MAX_TOKENS,
@@ -116,7 +119,7 @@ class LocalProvider(Provider):
         return ProviderServerError(msg, provider=self.config.name, model=model)
 
     def complete(self, req: ChatRequest, model: str) -> ProviderResult:
-        kw = self._kwargs(req)
+        kw = self._kwargs(req, model)
         with _lock:
             llm = _get_llama()
             try:
@@ -138,7 +141,7 @@ class LocalProvider(Provider):
         return await asyncio.to_thread(self.complete, req, model)
 
     def stream(self, req: ChatRequest, model: str) -> Iterator[StreamItem]:
-        kw = self._kwargs(req)
+        kw = self._kwargs(req, model)
         parts: list[str] = []
         finish = None
         with _lock:  # held until the stream ends or the caller closes the iterator

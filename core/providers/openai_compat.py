@@ -18,10 +18,15 @@ import orjson
 from core.providers._errors import Where, for_status, for_transport, malformed
 from core.providers._http import HTTPProvider, StreamState
 from core.providers.base import EmbedResult, ProviderResult, TextDelta
+from core.settings import ProviderConfig
 from core.types import ChatRequest, Usage
 
 # reasoning families that take max_completion_tokens instead of max_tokens
 _COMPLETION_TOKENS = re.compile(r"^(o1|o3|o4|gpt-5)(\b|[-_.])")
+# servers run on your own machines, which take top_k (vLLM, llama.cpp) or ignore fields they
+# do not know; the hosted APIs (OpenAI, Groq, Mistral, ...) have no top_k and no
+# cache_control on content parts, and OpenAI and Mistral refuse unknown ones with a 400
+SELF_HOSTED = frozenset({"ollama", "vllm", "tgi", "llamacpp"})
 
 
 def _int(d: dict[str, Any] | None, key: str) -> int:
@@ -52,9 +57,23 @@ class OpenAIProvider(HTTPProvider):
     wire = "openai"
     terminal = "[DONE]"
 
+    @classmethod
+    def unsent(cls, config: ProviderConfig, req: ChatRequest) -> tuple[str, ...]:
+        """Anthropic's ``top_k`` and ``cache_control`` breakpoints, for a hosted API; a
+        ``prompt_cache`` the caller asked for (Anthropic's top-level ``cache_control``), for
+        any (OpenAI-compatible servers cache prefixes by themselves, or not at all)."""
+        hosted = config.name not in SELF_HOSTED
+        out = ["top_k"] if hosted and "top_k" in req.extra else []
+        marks = hosted and any(_marks(m.extra) for m in req.messages)
+        if marks or req.prompt_cache:
+            out.insert(0, "cache_control")
+        return tuple(out)
+
     def build_request(
         self, req: ChatRequest, model: str, stream: bool
     ) -> tuple[str, dict[str, str], dict[str, Any]]:
+        unsent = self.unsent(self.config, req)
+        hosted = self.config.name not in SELF_HOSTED  # content-part marks taken out
         messages = []
         for m in req.messages:
             msg: dict[str, Any] = {"role": m.role, "content": m.content}
@@ -62,8 +81,12 @@ class OpenAIProvider(HTTPProvider):
                 msg["name"] = m.name
             if m.extra:
                 msg.update(m.extra)
+                if hosted and _marks(m.extra):
+                    msg["content"] = [_unmarked(p) for p in m.extra["content"]]
             messages.append(msg)
         body: dict[str, Any] = {**req.extra, "model": model, "messages": messages}
+        for name in unsent:
+            body.pop(name, None)
         if req.temperature is not None:
             body["temperature"] = req.temperature
         if req.max_tokens is not None:
@@ -81,13 +104,18 @@ class OpenAIProvider(HTTPProvider):
             headers["openai-organization"] = self.config.organization
         return "/chat/completions", headers, body
 
-    async def aembed(self, texts: list[str], model: str, dimensions: int | None) -> EmbedResult:
-        """POST /embeddings (float vectors); usage.prompt_tokens when the server reports it."""
+    async def aembed(
+        self, texts: list[str], model: str, dimensions: int | None, user: str | None = None
+    ) -> EmbedResult:
+        """POST /embeddings (float vectors, ``user`` when given); usage.prompt_tokens when the
+        server reports it."""
         if not self.config.api_key:
             self._need_key(model)
         body: dict[str, Any] = {"model": model, "input": texts, "encoding_format": "float"}
         if dimensions is not None:
             body["dimensions"] = dimensions
+        if user is not None:  # as chat passes it: OpenAI's abuse monitoring's end-user id
+            body["user"] = user
         headers = {"content-type": "application/json", "accept": "application/json"}
         if self.config.api_key:
             headers["authorization"] = f"Bearer {self.config.api_key}"
@@ -167,6 +195,20 @@ class OpenAIProvider(HTTPProvider):
             for call in d.get("tool_calls") or ():
                 _merge_tool_call(state.tool_calls, call)
         return delta
+
+
+def _marks(extra: Any) -> bool:
+    """Do a message's content parts carry ``cache_control`` breakpoints?"""
+    parts = extra.get("content") if extra else None
+    return isinstance(parts, list) and any(
+        isinstance(p, dict) and "cache_control" in p for p in parts
+    )
+
+
+def _unmarked(part: Any) -> Any:
+    if not isinstance(part, dict) or "cache_control" not in part:
+        return part
+    return {k: v for k, v in part.items() if k != "cache_control"}
 
 
 def _merge_tool_call(calls: dict[int, dict[str, Any]], part: dict[str, Any]) -> None:

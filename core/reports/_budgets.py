@@ -53,6 +53,7 @@ class Utilisation:
     projected_picousd: int
     projected_tokens: int
     alerts: tuple[int, ...]
+    unpriced: int = 0  # calls in the window and scope logged unpriced: in no spend figure
 
     @property
     def utilisation(self) -> float:
@@ -190,9 +191,10 @@ def utilisation(
         where = f"ts >= ? AND ts < ? AND {ADMITTED_FACTS} AND {cond}"
         cols.append(
             f"CAST(coalesce(sum(cost_picousd) FILTER (WHERE {where}), 0) AS VARCHAR)"
-            f" AS c{i}, coalesce(sum({tokens}) FILTER (WHERE {where}), 0) AS t{i}"
+            f" AS c{i}, coalesce(sum({tokens}) FILTER (WHERE {where}), 0) AS t{i},"
+            f" coalesce(sum(unpriced) FILTER (WHERE {where}), 0)::BIGINT AS u{i}"
         )
-        params += [start, w.end, *cond_params, start, w.end, *cond_params]
+        params += [start, w.end, *cond_params] * 3
     lo = min(s for s, _ in spans)
     hi = max(w.end for _, w in spans)
     sql = f"SELECT {', '.join(cols)} FROM facts WHERE ts >= ? AND ts < ?"
@@ -216,6 +218,7 @@ def utilisation(
                 project(spent, elapsed, length),
                 project(used, elapsed, length),
                 tuple(sorted(fired.get((b.id, w.label), ()))),
+                int(row[f"u{i}"]),
             )
         )
     return out

@@ -314,14 +314,17 @@ class SamplingGate:
 
 def _check_cost(cost_picousd: int) -> None:
     if isinstance(cost_picousd, bool) or not isinstance(cost_picousd, int) or cost_picousd < 0:
-        raise BadRequest(f"cost_picousd: must be an integer >= 0, got {cost_picousd!r}")
+        msg = f"cost_picousd: must be an integer >= 0, got {cost_picousd!r}"
+        raise BadRequest(msg, field="cost_picousd")
 
 
 def _require_inputs(cfg: SamplingConfig, event: Event) -> None:
     if cfg.strategy is Strategy.CHANGE_BASED and event.signal is None:
-        raise BadRequest(f"signal: required by the change_based strategy of {event.key!r}")
+        msg = f"signal: required by the change_based strategy of {event.key!r}"
+        raise BadRequest(msg, field="signal")
     if cfg.strategy is Strategy.THRESHOLD and event.score is None:
-        raise BadRequest(f"score: required by the threshold strategy of {event.key!r}")
+        msg = f"score: required by the threshold strategy of {event.key!r}"
+        raise BadRequest(msg, field="score")
 
 
 def _strategy(st: _KeyState, cfg: SamplingConfig, event: Event, now: float) -> tuple[bool, str]:

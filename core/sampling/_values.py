@@ -152,7 +152,7 @@ def _check_number(name: str, value: float | None) -> None:
     if value is None:
         return
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise BadRequest(f"{name}: must be a finite number, got {value!r}")
+        raise BadRequest(f"{name}: must be a finite number, got {value!r}", field=name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,10 +171,10 @@ class Event:
 
     def __post_init__(self) -> None:
         if not isinstance(self.key, str) or not self.key:
-            raise BadRequest(f"key: must be a non-empty string, got {self.key!r}")
+            raise BadRequest(f"key: must be a non-empty string, got {self.key!r}", field="key")
         object.__setattr__(self, "priority", Priority.parse(self.priority))
         if not isinstance(self.scope, str):
-            raise BadRequest(f"scope: must be a string, got {self.scope!r}")
+            raise BadRequest(f"scope: must be a string, got {self.scope!r}", field="scope")
         _check_number("signal", self.signal)
         _check_number("score", self.score)
         _check_number("ts", self.ts)

@@ -18,6 +18,7 @@ from core.settings import costline_home
 from core.state._cluster import redis_client
 from core.state._levels import live_backend, rate_levels, reset_rates
 from core.state.base import (
+    COUNTER_MAX,
     DEFAULT_PREFIX,
     Admission,
     BreakerState,
@@ -40,6 +41,7 @@ __all__ = [
     "Admission",
     "BreakerState",
     "BudgetItem",
+    "COUNTER_MAX",
     "DEFAULT_PREFIX",
     "Delta",
     "MemoryState",

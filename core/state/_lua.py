@@ -2,13 +2,37 @@
 
 Time is ARGV[1] (seconds, float) or, when empty, the server's TIME, so every router process
 shares one clock. Budget values are compared as exact decimal strings (``icmp``): Lua numbers
-are doubles, and picodollar sums pass 2**53 at about $9,007; INCRBY itself is exact int64.
+are doubles, and picodollar sums pass 2**53 at about $9,007; values move only by SET and
+INCRBY (exact int64; ``incrby`` stops at the int64 edge instead of failing the script).
 """
 
 from __future__ import annotations
 
+_ICMP = """
+-- compare two decimal integer strings exactly (no leading zeros; '-' for a negative)
+local function icmp(a, b)
+  local na, nb = string.sub(a, 1, 1) == '-', string.sub(b, 1, 1) == '-'
+  if na ~= nb then return na and -1 or 1 end
+  if na then a, b = string.sub(b, 2), string.sub(a, 2) end
+  if #a ~= #b then return #a < #b and -1 or 1 end
+  if a == b then return 0 end
+  return a < b and -1 or 1
+end
+"""
+
 _PRELUDE = """
 if redis.replicate_commands then pcall(redis.replicate_commands) end
+-- INCRBY that stops at the int64 bounds instead of failing mid-script (a counter past
+-- $9,223,372.036854775807 in picodollars: every limit is below it, see max_limit_usd)
+local function incrby(k, amount)
+  local r = redis.pcall('INCRBY', k, amount)
+  if type(r) == 'table' and r.err then
+    if not string.find(r.err, 'overflow', 1, true) then error(r) end
+    local edge = string.sub(amount, 1, 1) == '-' and '-9223372036854775808'
+      or '9223372036854775807'
+    redis.call('SET', k, edge, 'KEEPTTL')
+  end
+end
 local function clock(arg)
   local t = tonumber(arg)
   if t then return t end
@@ -30,15 +54,8 @@ end
 # seq (0 for a token bucket).
 ADMIT = (
     _PRELUDE
+    + _ICMP
     + """
-local function icmp(a, b)
-  local na, nb = string.sub(a, 1, 1) == '-', string.sub(b, 1, 1) == '-'
-  if na ~= nb then return na and -1 or 1 end
-  if na then a, b = string.sub(b, 2), string.sub(a, 2) end
-  if #a ~= #b then return #a < #b and -1 or 1 end
-  if a == b then return 0 end
-  return a < b and -1 or 1
-end
 
 local now = clock(ARGV[1])
 local nr, nb = tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -159,7 +176,7 @@ for i = 1, nr do
 end
 for j = 1, nb do
   local k, amount, ttl = KEYS[bfirst + j], ARGV[a + 3 * (j - 1) + 1], ARGV[a + 3 * (j - 1) + 2]
-  redis.call('INCRBY', k, amount)
+  incrby(k, amount)
   if ttl ~= '0' then redis.call('PEXPIRE', k, ttl) end
 end
 local out = answer(1, '', -1, '')
@@ -183,7 +200,7 @@ local function settle()
   local nb = tonumber(ARGV[1])
   local out = {}
   for j = 1, nb do
-    redis.call('INCRBY', KEYS[j], ARGV[2 * j])
+    incrby(KEYS[j], ARGV[2 * j])
     if ARGV[2 * j + 1] ~= '0' then redis.call('PEXPIRE', KEYS[j], ARGV[2 * j + 1]) end
     out[j] = redis.call('GET', KEYS[j])  -- a string: INCRBY's reply would pass through a double
   end
@@ -316,23 +333,48 @@ return s
 )
 
 # KEYS: per item the budget key K and its committed key K:c. ARGV: per item floor, ttl_ms.
-# Raise K:c to at least floor and K by as much (K never below K:c); returns what was added.
-RAISE = """
+# Raise K:c to at least floor and K by as much (K never below K:c); returns each K:c as it
+# was (the caller works out what was added). Values are decimal strings moved by SET and
+# INCRBY/DECRBY only, never through a Lua number (a double: inexact past 2**53 pUSD, $9,007).
+RAISE = (
+    _PRELUDE
+    + _ICMP
+    + """
 local out = {}
 for j = 1, #KEYS / 2 do
   local k, kc = KEYS[2 * j - 1], KEYS[2 * j]
   local floor, ttl = ARGV[2 * j - 1], ARGV[2 * j]
-  local c = tonumber(redis.call('GET', kc) or '0')
-  local diff = math.max(0, tonumber(floor) - c)
-  if diff > 0 then redis.call('INCRBY', kc, diff) end
-  local total = tonumber(redis.call('GET', k) or '0') + diff
-  if total < c + diff then total = c + diff end
-  redis.call('SET', k, string.format('%d', total))
+  local c = redis.call('GET', kc) or '0'
+  if icmp(floor, c) > 0 then
+    redis.call('SET', kc, floor, 'KEEPTTL')
+    if c ~= '0' then  -- K - c, then + floor: K + (floor - c), exactly
+      incrby(k, string.sub(c, 1, 1) == '-' and string.sub(c, 2) or '-' .. c)
+    end
+    incrby(k, floor)
+  end
+  local now_c = redis.call('GET', kc) or '0'
+  if icmp(redis.call('GET', k) or '0', now_c) < 0 then redis.call('SET', k, now_c, 'KEEPTTL') end
   if ttl ~= '0' then
     redis.call('PEXPIRE', k, ttl)
     redis.call('PEXPIRE', kc, ttl)
   end
-  out[j] = string.format('%d', diff)
+  out[j] = c
 end
 return out
+"""
+)
+
+# KEYS: a home's share hash, the homes hash.
+# ARGV: home id, now (epoch seconds, names the home in the homes hash), ttl_ms ('0' = none),
+#       then field, value pairs: the home's whole share, replacing what it held (one step, so a
+#       reader never sees it half written).
+PUT_SHARES = """
+redis.call('DEL', KEYS[1])
+local n = #ARGV
+for i = 4, n, 1000 do
+  redis.call('HSET', KEYS[1], unpack(ARGV, i, math.min(n, i + 999)))
+end
+if n >= 5 and ARGV[3] ~= '0' then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+return n >= 5 and (n - 3) / 2 or 0
 """

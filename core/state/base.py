@@ -12,6 +12,8 @@ Key layout (one helper, :func:`make_key`; ``P`` is the prefix, default ``costlin
     P br:<key>      circuit breaker       hash  {s: state, f: failures, at, cd, probe}
     P c:<key>       cached response       bytes
     P n             counters              hash  {name: int}
+    P s:<home>      a home's share        hash  {"<segment>\t<budget key>": int} (spend only
+                                                that home reads: core.reconcile.fleet_extra)
 
 A key whose full name would exceed ``MAX_KEY_LEN`` characters becomes ``P <kind>:#<sha256>``.
 
@@ -38,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
 DEFAULT_PREFIX = "costline:"
+COUNTER_MAX = 2**63 - 1  # a budget counter (pUSD or tokens) stops here: SQLite and Redis hold int64
 MAX_KEY_LEN = 200
 EPS = 1e-9  # float slack when comparing refilled tokens with a cost
 

@@ -8,7 +8,7 @@ Redis restart). Connections use short socket timeouts and no client-side retries
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import redis
@@ -18,6 +18,7 @@ from redis.retry import Retry
 from core.state import _lua
 from core.state._cluster import cluster_client, is_cluster_url, tagged
 from core.state.base import (
+    COUNTER_MAX,
     DEFAULT_PREFIX,
     Admission,
     Bounds,
@@ -84,6 +85,7 @@ class RedisState(ConditionalAdmit):
         self._allow_many = self.client.register_script(_lua.BREAKER_ALLOW_MANY)
         self._get_counted = self.client.register_script(_lua.CACHE_GET_COUNTED)
         self._raise = self.client.register_script(_lua.RAISE)
+        self._put_shares = self.client.register_script(_lua.PUT_SHARES)
         self._counters_key = prefix + "n"
         self.epoch_key = prefix + "epoch"
         self.epoch: str | None = None  # set once the counters were rebuilt (core.reconcile)
@@ -218,8 +220,36 @@ class RedisState(ConditionalAdmit):
         args: list[Any] = []
         for key, floor, ttl in items:
             keys += (make_key(self.prefix, "b", key), make_key(self.prefix, "b", key + ":c"))
-            args += (floor, ttl_ms(ttl))
-        return [int(v) for v in self._raise(keys=keys, args=args)]
+            args += (min(floor, COUNTER_MAX), ttl_ms(ttl))  # a log sum past int64: the edge
+        was = self._raise(keys=keys, args=args)  # each K:c before (exact decimal strings)
+        return [
+            max(0, min(floor, COUNTER_MAX) - _int(c))
+            for (_, floor, _), c in zip(items, was, strict=True)
+        ]
+
+    def put_shares(
+        self, home: str, shares: Mapping[str, int], ttl_s: float | None, homes_key: str, now: int
+    ) -> None:
+        """Replace ``home``'s counter shares (``P s:<home>``, field -> int; see
+        ``core.reconcile``) and name the home in the hash ``homes_key``: one script call."""
+        args: list[Any] = [home, now, ttl_ms(ttl_s)]
+        for f, v in shares.items():
+            args += (f, v)
+        self._put_shares(keys=[make_key(self.prefix, "s", home), homes_key], args=args)
+
+    def shares(self, homes: Sequence[str]) -> dict[str, dict[str, int]]:
+        """Each home's counter shares (one pipelined round trip)."""
+        if not homes:
+            return {}
+        pipe = self.client.pipeline(transaction=False)
+        for h in homes:
+            pipe.hgetall(make_key(self.prefix, "s", h))
+        out: dict[str, dict[str, int]] = {}
+        for h, raw in zip(homes, pipe.execute(), strict=True):
+            out[h] = {
+                (k.decode() if isinstance(k, bytes) else str(k)): int(v) for k, v in raw.items()
+            }
+        return out
 
     def claim_epoch(self, fresh: str) -> str:
         """Set the epoch key if absent; return the epoch now in force (and trust it)."""

@@ -51,6 +51,7 @@ from typing import Any
 
 from core.private import create_private, private_dir, private_open
 from core.state.base import (
+    COUNTER_MAX,
     DEFAULT_PREFIX,
     Admission,
     Bounds,
@@ -348,7 +349,7 @@ class SharedState(ConditionalAdmit):
                 out: list[int] = []
                 for i, k in enumerate(keys):  # each key in turn, as the add statement goes
                     v, e = rows_now.get(k, (0, None))
-                    v = (0 if e is not None and e <= t else v) + rows[3 * i + 1]
+                    v = min(COUNTER_MAX, (0 if e is not None and e <= t else v) + rows[3 * i + 1])
                     e = rows[3 * i + 2] if rows[3 * i + 2] is not None else e
                     rows_now[k] = (v, e)
                     out.append(v)
@@ -374,7 +375,7 @@ class SharedState(ConditionalAdmit):
         self._check_fork()
         k, t = self._name(key), now()
         with self._lock, self._tx() as con:
-            value = self._value(con, k, t) + amount
+            value = min(COUNTER_MAX, self._value(con, k, t) + amount)
             con.execute(_PUT, (k, value, _expires(ttl_s, t)))
         return value
 
@@ -388,9 +389,10 @@ class SharedState(ConditionalAdmit):
             for key, floor, ttl in items:
                 k, kc = self._name(key), self._name(key + ":c")
                 committed, total = self._value(con, kc, t), self._value(con, k, t)
-                diff = max(0, floor - committed)
+                diff = max(0, min(floor, COUNTER_MAX) - committed)
+                top = min(COUNTER_MAX, max(total + diff, committed + diff))
                 con.execute(_PUT, (kc, committed + diff, _expires(ttl, t)))
-                con.execute(_PUT, (k, max(total + diff, committed + diff), _expires(ttl, t)))
+                con.execute(_PUT, (k, top, _expires(ttl, t)))
                 out.append(diff)
         return out
 
@@ -404,7 +406,7 @@ class SharedState(ConditionalAdmit):
             for key in keys:
                 k, kc = self._name(key), self._name(key + ":c")
                 row = con.execute("SELECT sum(amount) FROM hold WHERE key = ?", (k,)).fetchone()
-                want = self._value(con, kc, t) + int(row[0] or 0)
+                want = min(COUNTER_MAX, self._value(con, kc, t) + int(row[0] or 0))
                 have = self._value(con, k, t)
                 if want != have:
                     con.execute("UPDATE counter SET value = ? WHERE key = ?", (want, k))
@@ -519,11 +521,13 @@ def _get_many(n: int) -> str:
 def _add(n: int) -> str:
     """``value += delta`` for n (key, delta, expires) rows, ``?1`` the time: a value whose
     ``expires`` has passed restarts from 0 (what ``_value`` reads for it); a row without a
-    new ``expires`` keeps its own."""
+    new ``expires`` keeps its own. A sum past ``COUNTER_MAX`` stops there (SQLite would turn
+    it into a REAL, rounded, silently)."""
     rows = ", ".join(f"(?{3 * i + 2}, ?{3 * i + 3}, ?{3 * i + 4})" for i in range(n))
     return (
         f"INSERT INTO counter (key, value, expires) VALUES {rows} ON CONFLICT (key) DO UPDATE"
         " SET value = CASE WHEN expires IS NOT NULL AND expires <= ?1 THEN excluded.value"
+        f" WHEN excluded.value > 0 AND value > {COUNTER_MAX} - excluded.value THEN {COUNTER_MAX}"
         " ELSE value + excluded.value END, expires = coalesce(excluded.expires, expires)"
     )
 

@@ -23,11 +23,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from core.usage._bucket import BucketConfig, mirror_for
+from core.usage._bucket import BucketConfig, mirror_for, shipper_for
 from core.usage._bucket_compact import compact_bucket
 from core.usage._compact import CompactResult, compact
 from core.usage._frame import split_records
 from core.usage._journal import recover
+from core.usage._leader import fleet_lock
 from core.usage._log import UsageLog, log_health
 from core.usage._prune import prune
 from core.usage._quarantine import QuarantineSummary, quarantine_dir
@@ -92,8 +93,10 @@ __all__ = [
     "TOKEN_COLUMNS",
     "events_view_sql",
     "facts_view_sql",
+    "fleet_lock",
     "mirror_for",
     "pruned_rollups",
+    "shipper_for",
     "split_records",
 ]
 

@@ -50,7 +50,7 @@ def compact_bucket(
             if leading:
                 return _compact_led(home, cfg, target_rows, keep_replaced_s, min_small)
         if time.monotonic() >= deadline:
-            return CompactResult(0, 0)
+            return CompactResult(0, 0, "another process leads the compaction")
         time.sleep(0.5)
 
 
@@ -59,7 +59,7 @@ def _compact_led(
 ) -> CompactResult:
     mirror = Mirror(home, cfg)
     if not mirror.sync(force=True):
-        return CompactResult(0, 0)
+        return CompactResult(0, 0, f"the bucket {cfg.url()} could not be listed")
     fs = filesystem(cfg)
     snapshot = scan(mirror.dir)
     expired = deletable(snapshot, keep_s)

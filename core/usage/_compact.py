@@ -69,6 +69,8 @@ _LOCK_FDS: dict[int, int] = {}  # compact.lock descriptor -> thread holding it (
 class CompactResult:
     merged: int  # input segments merged away
     written: int  # new segments written
+    not_done: str | None = None  # why nothing could be compacted (the bucket was unreachable,
+    # another process led), as opposed to nothing needing it
 
 
 _LOCKED = CompactResult(0, 0)  # returned (this very object) when another compaction runs

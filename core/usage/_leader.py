@@ -1,9 +1,11 @@
-"""One leader at a time across hosts (bucket compaction): a PostgreSQL advisory lock when the
-control plane is on PostgreSQL, else a Redis key (SET NX PX, released only by its holder),
-else a local file lock (one host).
+"""One leader at a time across hosts (bucket compaction, imports): a PostgreSQL advisory lock
+when the control plane is on PostgreSQL, else a Redis key (SET NX PX, released only by its
+holder), else a local file lock (one host).
 
     with leader_lock("costline.compact:s3://b/p", home) as leading:
         if leading: ...
+    with fleet_lock("costline.import:s3://b/p", home, wait_s=600, what="an import"):
+        ...  # waits for the lock; UsageLogUnavailable after wait_s
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import hashlib
 import logging
 import os
 import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -60,6 +63,35 @@ def leader_lock(name: str, home: Path | None = None) -> Iterator[bool]:
 
 
 @contextlib.contextmanager
+def fleet_lock(name: str, home: Path | None, wait_s: float, what: str) -> Iterator[None]:
+    """Hold ``name``'s lock (as ``leader_lock`` takes it: every host sharing the control
+    plane, else Redis) for the block, waiting up to ``wait_s`` for it; then
+    ``UsageLogUnavailable`` naming ``what`` waited. With neither PostgreSQL nor Redis, a
+    file lock in ``home`` (that host's processes)."""
+    from core.errors import UsageLogUnavailable
+
+    deadline = time.monotonic() + wait_s
+    delay = 0.02
+    while True:
+        if _backend() == "file":
+            with _file_lock(home, f"{lock_id(name) & 0xFFFFFFFF:08x}.lock", wait=True):
+                yield
+            return
+        with leader_lock(name, home) as got:
+            if got:
+                yield
+                return
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise UsageLogUnavailable(
+                f"{what} waited {wait_s:.0f} s for the fleet's lock {name!r} (held by another"
+                " host's or process's run of the same kind); nothing was done, try again"
+            )
+        time.sleep(min(delay, left))
+        delay = min(delay * 2, 0.5)
+
+
+@contextlib.contextmanager
 def _pg_lock(name: str) -> Iterator[bool]:
     from sqlalchemy import create_engine, text
     from sqlalchemy.pool import NullPool
@@ -100,13 +132,15 @@ def _redis_lock(name: str) -> Iterator[bool]:
 
 
 @contextlib.contextmanager
-def _file_lock(home: Path | None) -> Iterator[bool]:
-    path = events_dir(home) / "bucket-compact.lock"
+def _file_lock(
+    home: Path | None, name: str = "bucket-compact.lock", *, wait: bool = False
+) -> Iterator[bool]:
+    path = events_dir(home) / name
     private_dir(path.parent)
     fd = private_open(path, os.O_RDWR | os.O_CREAT)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             yield False
             return

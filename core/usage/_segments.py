@@ -224,7 +224,10 @@ def quarantine_segment(path: Path, reason: str) -> bool:
     cost: int | None = None
     with contextlib.suppress(Exception):  # what it held, if that much is readable
         rows = pq.read_metadata(path).num_rows
-        cost = int(pq.read_table(path, columns=["cost_picousd"])["cost_picousd"].to_numpy().sum())
+        col = pq.read_table(path, columns=["cost_picousd"])["cost_picousd"]
+        # Python ints: numpy's sum went through float64 (NaN, so "unknown", when an unpriced
+        # event's cost is null; rounded past $9,007) and wraps past int64
+        cost = sum(v for v in col.to_pylist() if v is not None)
     try:
         quarantine_file(
             path.parent.parent.parent, path, reason, kind="segment", rows=rows, cost_picousd=cost

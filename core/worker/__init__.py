@@ -7,7 +7,7 @@ retries, and applies retention.
 """
 
 from core.worker._checks import Found
-from core.worker._delivery import channels, deliver_due
+from core.worker._delivery import Delivered, channels, deliver_due
 from core.worker._settings import DEFAULT_THRESHOLDS, AlertSettings, Smtp, load_settings
 from core.worker._worker import LEASE, ScanResult, Worker, start_background
 
@@ -15,6 +15,7 @@ __all__ = [
     "DEFAULT_THRESHOLDS",
     "LEASE",
     "AlertSettings",
+    "Delivered",
     "Found",
     "ScanResult",
     "Smtp",

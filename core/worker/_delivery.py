@@ -1,11 +1,13 @@
 """Delivering alerts: Slack-compatible webhooks and e-mail, from the control plane's outbox.
 
 ``deliver_due(plane, settings)`` claims the alerts due for notification one at a time,
-just before sending each (each attempt is claimed by one process only), sends each to
-every channel that has not yet received it, and stores the outcome per channel. A failed
-channel is retried on a later tick with exponential backoff (1, 2, 4, ... minutes, at most
-``MAX_ATTEMPTS`` attempts); within one attempt a webhook gets up to 3 quick tries (a 4xx
-other than 408/429 is not retried); a 429 or 503 with ``Retry-After`` is honoured: up to
+just before sending each (each attempt is claimed by one process only, and the claim is
+renewed before each channel, so slow receivers never let it run out mid-delivery), sends
+each to every channel that has not yet received it, and stores the outcome per channel
+(only while the claim is held). A failed channel is retried on a later tick with
+exponential backoff (1, 2, 4, ... minutes, at most ``MAX_ATTEMPTS`` attempts); within one
+attempt a webhook gets up to 3 quick tries (a 4xx other than 408/429 is not retried, nor is
+a redirect, which is never followed); a 429 or 503 with ``Retry-After`` is honoured: up to
 10 s it is waited before the next quick try, a longer one ends the attempt and the next
 waits for it (one hour at most).
 Webhook URLs hold secrets: errors name only the host.
@@ -18,7 +20,7 @@ import logging
 import smtplib
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from email.message import EmailMessage
@@ -90,6 +92,10 @@ def post_webhook(client: httpx.Client, url: str, a: Alert, backoff_s: float = 0.
             if resp.is_success:
                 return Posted("sent")
             error = f"HTTP {resp.status_code} from {host}"
+            if resp.is_redirect:  # never followed: a 301/302 would turn the POST into a GET
+                to = urlsplit(resp.headers.get("location", "")).hostname or host
+                error += f" redirecting to {to}: not followed; set the URL it points to"
+                break  # the same answer again: no quick retries
             if resp.is_client_error and resp.status_code not in (408, 429):
                 break
             asked = parse_retry_after(resp.headers) if resp.status_code in (429, 503) else None
@@ -150,65 +156,133 @@ def send_email(settings: AlertSettings, a: Alert, recipients: list[str]) -> dict
     }
 
 
+@dataclass
+class Delivered:
+    """What one ``deliver_due`` did with the alerts it claimed."""
+
+    attempted: int = 0
+    sent: int = 0  # every channel has it now
+    retrying: int = 0  # a channel failed: tried again later
+    failed: int = 0  # a channel failed and no attempt is left
+    skipped: int = 0  # no channel set up, its series is muted, or it was acknowledged
+    lost: int = 0  # another worker took the claim over mid-delivery
+
+
 def deliver_one(
     plane: ControlPlane, settings: AlertSettings, client: httpx.Client, a: Alert
-) -> Mapping[str, str]:
+) -> str:
+    """Send ``a`` where it is due; its state after: 'sent', 'pending' (a retry), 'failed'
+    or 'lost' (the claim ran out and another worker has it)."""
     targets = channels(settings)
     done = {ch: out for ch, out in a.notify.items() if out == "sent" and ch in targets}
     if a.notify.get(LEGACY_EMAIL) == "sent":  # an older release e-mailed every recipient
         done.update({ch: "sent" for ch in targets if ch.startswith(EMAIL)})
     outcomes: dict[str, str] = dict(done)
     asked = 0.0  # the longest Retry-After a receiver asked for
+    attempt = a.notify_attempts
+
+    def still_ours() -> bool:
+        """Renew the claim before each channel: slow receivers must not let it run out (a
+        worker claiming the alert then would send it again where this one is sending)."""
+        if plane.renew_claim(a.id, attempt, CLAIM_LEASE):
+            return True
+        log.warning("alert %s: claim lost mid-delivery; another worker has it", a.id)
+        return False
+
     for ch, target in targets.items():
         if ch in done or ch.startswith(EMAIL):
             continue
+        if not still_ours():
+            return "lost"
         posted = post_webhook(client, target, a)
         outcomes[ch] = posted.outcome
         asked = max(asked, posted.retry_after_s or 0.0)
         if outcomes[ch] == "sent":  # stored now: a worker that dies on the next channel
-            plane.note_channels(a.id, outcomes)  # leaves this one done for its successor
+            plane.note_channels(a.id, outcomes, attempt=attempt)  # leaves this one done
     mail = [ch for ch in targets if ch.startswith(EMAIL) and ch not in done]
     if mail:  # one session for the recipients still due
+        if not still_ours():
+            return "lost"
         sent = send_email(settings, a, [targets[ch] for ch in mail])
         outcomes.update({ch: sent[targets[ch]] for ch in mail})
         if any(outcomes[ch] == "sent" for ch in mail):
-            plane.note_channels(a.id, outcomes)
+            plane.note_channels(a.id, outcomes, attempt=attempt)
     ok = all(v == "sent" for v in outcomes.values())
     retry = None
-    if not ok and a.notify_attempts < MAX_ATTEMPTS:
-        backoff = BASE_BACKOFF * 2 ** (a.notify_attempts - 1)
+    if not ok and attempt < MAX_ATTEMPTS:
+        backoff = BASE_BACKOFF * 2 ** (attempt - 1)
         retry = plane.now() + max(backoff, min(timedelta(seconds=asked), MAX_RETRY_AFTER))
-    plane.finish_notification(a.id, outcomes, sent=ok, retry_at=retry)
+    if not plane.finish_notification(a.id, outcomes, sent=ok, retry_at=retry, attempt=attempt):
+        return "lost"
     if not ok:
         log.warning("alert %s not delivered everywhere: %s", a.id, outcomes)
-    return outcomes
+    return "sent" if ok else "pending" if retry is not None else "failed"
 
 
 def deliver_due(
-    plane: ControlPlane, settings: AlertSettings, client: httpx.Client | None = None
-) -> int:
-    """Deliver every alert due now; returns how many were attempted."""
+    plane: ControlPlane,
+    settings: AlertSettings,
+    client: httpx.Client | None = None,
+    *,
+    keep_going: Callable[[], bool] | None = None,
+) -> Delivered:
+    """Deliver every alert due now; returns how many were attempted and how each ended
+    (``Delivered``). ``keep_going`` is
+    asked before each alert after the first: False stops (the worker renews its lease
+    there, and stops when it lost it or a scan is due)."""
     own = client is None
     http = client or httpx.Client(timeout=10.0)
     done = 0
+    out = Delivered()
     try:
         # One claim per alert, just before sending it: a claim's lease runs from then, so
         # an alert never waits behind a slow receiver while its claim runs out (another
         # worker would then claim it too, and both would send it).
         while done < BATCH:
+            if done and keep_going is not None and not keep_going():
+                break
             claimed = plane.claim_notifications(CLAIM_LEASE, limit=1)
             if not claimed:
                 break
             for a in claimed:
                 done += 1
+                out.attempted += 1
                 if not channels(settings):
-                    plane.finish_notification(a.id, {}, sent=False, skipped="no channel set up")
+                    plane.finish_notification(
+                        a.id, {}, sent=False, skipped="no channel set up", attempt=a.notify_attempts
+                    )
+                    out.skipped += 1
                     continue
                 if plane.muted(a.kind, a.subject):  # muted while it waited for a retry
-                    plane.finish_notification(a.id, a.notify, sent=False, skipped="series muted")
+                    plane.finish_notification(
+                        a.id,
+                        a.notify,
+                        sent=False,
+                        skipped="series muted",
+                        attempt=a.notify_attempts,
+                    )
+                    out.skipped += 1
                     continue
-                deliver_one(plane, settings, http, a)
-        return done
+                if a.acked_at is not None:  # acknowledged while it waited for a retry
+                    plane.finish_notification(
+                        a.id,
+                        a.notify,
+                        sent=False,
+                        skipped=f"acked by {a.acked_by}",
+                        attempt=a.notify_attempts,
+                    )
+                    out.skipped += 1
+                    continue
+                state = deliver_one(plane, settings, http, a)
+                if state == "sent":
+                    out.sent += 1
+                elif state == "pending":
+                    out.retrying += 1
+                elif state == "failed":
+                    out.failed += 1
+                else:
+                    out.lost += 1
+        return out
     finally:
         if own:
             http.close()

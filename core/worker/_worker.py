@@ -11,7 +11,10 @@ claimed by one process (see ``core.control._inbox``).
 
 Each tick (every ``TICK_S`` at most, or the scan interval if shorter) delivers what is due;
 every ``alert_scan_interval_s`` it also scans: budget thresholds and projected exhaustion,
-anomalies, error rate, cache hit rate, latency (``_checks.py``), then retention.
+anomalies, error rate, cache hit rate, latency (``_checks.py``), then retention. While it
+delivers, the holder renews the lease between alerts, and leaves the rest for the next
+tick when a scan is due (slow or hanging receivers delay neither the scans nor hand the
+lease to a second process while the first still delivers).
 """
 
 from __future__ import annotations
@@ -72,6 +75,8 @@ class Worker:
         self._own = (plane is None, reader is None, http is None)
         self.holder = name or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self._next_scan = 0.0
+        self._scanned_at: float | None = None  # monotonic time of the last scan
+        self._stop: threading.Event | None = None  # set by run(): stop between two alerts
         self.scans = 0
 
     def settings(self) -> AlertSettings:
@@ -87,10 +92,21 @@ class Worker:
         if not self.has_lease(settings):
             return None
         result = None
+        if self._scanned_at is not None:  # a shorter interval set since applies now
+            self._next_scan = min(self._next_scan, self._scanned_at + settings.interval_s)
         if time.monotonic() >= self._next_scan:
-            self._next_scan = time.monotonic() + settings.interval_s
+            self._scanned_at = time.monotonic()
+            self._next_scan = self._scanned_at + settings.interval_s
             result = self.scan(settings)
-        _delivery.deliver_due(self.plane, settings, self.http)
+
+        def keep_going() -> bool:
+            """Between two alerts: renew the lease (slow receivers must not let it run out
+            while another process takes it and delivers too), and stop for a scan due."""
+            if self._stop is not None and self._stop.is_set():
+                return False  # stopping (SIGTERM, a gateway's shutdown): the rest waits
+            return time.monotonic() < self._next_scan and self.has_lease(settings)
+
+        _delivery.deliver_due(self.plane, settings, self.http, keep_going=keep_going)
         return result
 
     def scan(self, settings: AlertSettings | None = None) -> ScanResult:
@@ -141,7 +157,9 @@ class Worker:
         return out
 
     def run(self, stop: threading.Event) -> None:
-        """Tick until ``stop`` is set; errors are logged and the loop goes on."""
+        """Tick until ``stop`` is set (a delivery under way stops after its alert, and the
+        lease is given back); errors are logged and the loop goes on."""
+        self._stop = stop
         while not stop.is_set():
             try:
                 self.tick()

@@ -32,6 +32,7 @@ FILTER_DIMS: tuple[str, ...] = (
 DEFAULT_RATES: dict[str, str] = {"USD": "1", "EUR": "0.92", "GBP": "0.79"}
 SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥"}
 CENT = Decimal("0.01")
+_EXACT = 10**28  # Decimal's default precision: products below it are exact
 __all__ = [
     "FILTER_DIMS",
     "PRESETS",
@@ -124,8 +125,23 @@ class Money:
         return out
 
     def floats(self, picos: Any) -> list[float]:
-        """Chart values: the exact amount of each sum, as a float (display only)."""
-        return [float(self.amount(int(p))) for p in picos]
+        """Chart values: the exact amount of each sum, as a float (display only). The same
+        floats as ``float(self.amount(p))``, about four times faster: where that Decimal
+        product is exact (under 28 digits: every real amount), the quotient of two integers,
+        which Python rounds once, as ``float`` rounds the exact Decimal."""
+        rate = Decimal(self.rate)
+        num, den = rate.as_integer_ratio()
+        digits = int("".join(map(str, rate.as_tuple().digits)) or 0)
+        unit = den * PICO
+        zero = float(self.amount(0))  # Decimal's signed zero
+        out = []
+        for p in picos:
+            p = int(p)
+            if 0 < abs(p) * digits < _EXACT:
+                out.append(p * num / unit)
+            else:
+                out.append(zero if p == 0 else float(self.amount(p)))
+        return out
 
 
 @dataclass(frozen=True)

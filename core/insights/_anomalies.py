@@ -24,7 +24,6 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -34,7 +33,7 @@ from core import clock
 from core.insights._advice_base import dollars_text
 from core.insights._attribution import attribute_anomaly
 from core.insights._detect import Anomaly, Contributor, scan
-from core.types import PICO
+from core.types import pico_to_usd
 from core.usage import ROLLUP_DIMS, Filters, Reader, ident
 
 from ._series import local_midnight, local_today
@@ -125,7 +124,7 @@ class Finding:
         ratio = "new" if math.isinf(a.ratio) else f"{a.ratio:.1f}x"
         if self.metric == "spend":
             spent = (
-                dollars_text(Decimal(self.spent_picousd) / PICO)
+                dollars_text(pico_to_usd(self.spent_picousd))
                 if self.spent_picousd is not None
                 else dollars_text(a.value)
             )

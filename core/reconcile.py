@@ -71,11 +71,11 @@ from core import clock
 from core.control import Budget
 from core.controls import Controls
 from core.state import MemoryState, RedisState, ResilientState, SharedState
+from core.types import PICO
 
 log = logging.getLogger(__name__)
 MIN_LAG_S = 1.0  # a lowering compares counters at least this old with the log
 LEAD_LOCK = "reconcile.lock"  # in $COSTLINE_HOME/state/: held by the one process that lowers
-PICO = 10**12
 # the drift metric's money in two int64 state counters (Redis HINCRBY fails past 2**63): whole
 # dollars, and the picodollars below (carried into the dollars once they reach $1)
 DRIFT_USD = "budget_drift_usd"

@@ -260,7 +260,7 @@ class Router:
     ) -> list[Completion | CostlineError]:
         """Run requests on ``concurrency`` threads; results in input order, errors in place."""
         if concurrency < 1:
-            raise BadRequest(f"concurrency must be >= 1, got {concurrency}")
+            raise BadRequest(f"concurrency: must be >= 1, got {concurrency}", field="concurrency")
 
         def one(r: ChatRequest) -> Completion | CostlineError:
             try:
@@ -277,7 +277,7 @@ class Router:
         self, requests: Iterable[ChatRequest], concurrency: int = 8
     ) -> list[Completion | CostlineError]:
         if concurrency < 1:
-            raise BadRequest(f"concurrency must be >= 1, got {concurrency}")
+            raise BadRequest(f"concurrency: must be >= 1, got {concurrency}", field="concurrency")
         sem = asyncio.Semaphore(concurrency)
 
         async def one(r: ChatRequest) -> Completion | CostlineError:

@@ -37,7 +37,7 @@ from core.controls import Controls
 from core.errors import BadRequest, CostlineError, MalformedResponse
 from core.otel import Tracer
 from core.pricing import Catalog, load_catalog
-from core.providers import Provider, StreamItem, TextDelta
+from core.providers import Provider, StreamItem, TextDelta, ToolDelta
 from core.reconcile import Reconciler, start_reconciler
 from core.retry import RetryPolicy
 from core.settings import Settings
@@ -182,6 +182,13 @@ class Router:
                                     att.cand.model,
                                     att.cand.provider,
                                 )
+                            elif isinstance(item, ToolDelta):
+                                yield StreamChunk(
+                                    "",
+                                    model=att.cand.model,
+                                    provider=att.cand.provider,
+                                    tool=att.tool(item),
+                                )
                             else:
                                 yield StreamChunk("", att.settle(item))
                                 return
@@ -221,6 +228,13 @@ class Router:
                                     item.kind,
                                     att.cand.model,
                                     att.cand.provider,
+                                )
+                            elif isinstance(item, ToolDelta):
+                                yield StreamChunk(
+                                    "",
+                                    model=att.cand.model,
+                                    provider=att.cand.provider,
+                                    tool=att.tool(item),
                                 )
                             else:
                                 yield StreamChunk("", att.settle(item))

@@ -23,14 +23,14 @@ from core import clock
 from core.control import ControlSnapshot, RateLimit, VirtualKey
 from core.errors import BudgetExceeded, CostlineError
 from core.keys import KeyIndex, load_pepper
-from core.providers import registered, rich_message
+from core.providers import registered
 from core.router import Router
 from core.types import ChatRequest, Message
 
 from . import _limits
 from ._asgi import JSON, HeaderList, Receive, Scope, Send, request_ids, send_bytes
 from ._config import GatewayConfig
-from ._errors import HTTPError, bad_request, forbidden, from_costline, unauthorized
+from ._errors import HTTPError, forbidden, from_costline, unauthorized
 from ._metrics import Metrics
 from ._request import Headers, secret_of
 
@@ -196,34 +196,6 @@ class Gateway:
                 f"key {key.name!r} may not use model {refused[0]!r} "
                 f"(allowed: {', '.join(key.models)})"
             )
-
-    def check_wire(self, req: ChatRequest) -> None:
-        """400 before the Router when tools, images or tool calls/results would go to a
-        model served over the Anthropic wire (Costline calls it with text only)."""
-        router = self.router
-        if router is None or not (
-            req.extra.get("tools") or any(rich_message(m) for m in req.messages)
-        ):
-            return
-        models = [req.model] if req.model else []
-        if not models and req.task and router.controls is not None:
-            snap = self.snapshot()
-            policy = router.controls.policy(snap, req.task) if snap is not None else None
-            if policy is not None:
-                models = [policy.primary_model, *policy.fallbacks]
-        for model in models:
-            if not router.catalog.has(model):
-                continue
-            provider = router.catalog.provider_of(model)
-            providers = router.settings.providers
-            wire = providers[provider].wire if provider in providers else None
-            if wire == "anthropic":
-                raise bad_request(
-                    f"model {model!r} is called over the Anthropic wire with text only: tools, "
-                    "images, tool calls and tool results reach OpenAI-compatible upstreams "
-                    "(gpt-*, llama.cpp, vLLM, ...) only",
-                    "model",
-                )
 
     def unsent_headers(
         self, req: ChatRequest, provider: str | None, ignored: tuple[str, ...] = ()

@@ -119,7 +119,7 @@ class RoutingEngine(BreakerView):
                     "add a policy for the task or pass model=",
                     field="task",
                 )
-            raise BadRequest("model: required (or a task with a routing policy)", field="model")
+            raise BadRequest("model: the request needs a model or a task", field="model")
         hit = self._plans.get(id(policy))
         plan = hit[1] if hit is not None and hit[0] is policy else self._plan(policy)
         if plan.strategy not in SIZE_FREE or req.optimize_cost:

@@ -73,6 +73,11 @@ def rule_of(model: str) -> tuple[str, int, int]:
 
 def images_of(messages: Sequence[Message]) -> tuple[Image, ...]:
     """The image parts of ``messages`` (those of a message's ``extra["content"]``)."""
+    for m in messages:  # the usual prompt, no message with an extra: nothing built
+        if m.extra:
+            break
+    else:
+        return ()
     found: list[Image] = []
     for m in messages:
         extra = m.extra

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import base64
 import io
+import struct
+import zlib
 from typing import Any
 
 import pytest
-from PIL import Image as Pil
 
 from core import tokens, vision
 from core.call.estimate import reservation
@@ -20,11 +21,34 @@ from core.router import Router
 from core.types import ChatRequest, Message
 
 
+def png(w: int, h: int) -> bytes:
+    """A valid one-colour PNG of w x h (greyscale, 1 bit), built by hand."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    rows = b"".join(b"\x00" + b"\x00" * ((w + 7) // 8) for _ in range(h))
+    head = struct.pack(">IIBBBBB", w, h, 1, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", head)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+
+
 def data_url(w: int, h: int, fmt: str = "PNG") -> str:
-    buf = io.BytesIO()
-    Pil.new("RGB", (w, h), (200, 30, 30)).save(buf, format=fmt)
+    if fmt == "PNG":
+        raw = png(w, h)
+    else:  # encoded by Pillow (the console's dependency, through Streamlit)
+        pil = pytest.importorskip("PIL.Image")
+        buf = io.BytesIO()
+        pil.new("RGB", (w, h), (200, 30, 30)).save(buf, format=fmt)
+        raw = buf.getvalue()
     mime = {"JPEG": "jpeg", "PNG": "png", "GIF": "gif", "WEBP": "webp"}[fmt]
-    return f"data:image/{mime};base64," + base64.b64encode(buf.getvalue()).decode()
+    return f"data:image/{mime};base64," + base64.b64encode(raw).decode()
 
 
 def with_images(*urls: str, detail: str | None = None, text: str = "what is this?") -> Message:

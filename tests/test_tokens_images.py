@@ -161,3 +161,27 @@ def test_a_plain_text_prompt_counts_as_before() -> None:
     msgs = [Message("system", "Be brief."), Message("user", "hello")]
     assert vision.images_of(msgs) == ()
     assert tokens.count_request("gpt-4o", msgs, {}) == tokens.count_messages("gpt-4o", msgs)
+
+
+def test_a_stream_without_usage_is_estimated_with_its_images(scripted_server: Any) -> None:
+    """The upstream streams no usage block: the logged input tokens are the estimate, which
+    now holds the image (gpt-4o, high detail, 1024x1024: 765 tokens) and the https one (its
+    maximum, 1445). Before, the text alone was logged and priced."""
+    from core.settings import ProviderConfig, Settings
+    from core.usage import Reader
+    from tests.servers import scripted as s
+
+    config = ProviderConfig("openai", "openai", scripted_server.openai_url, api_key="sk-test-1")
+    settings = Settings.from_env().with_provider(config)
+    msg = with_images(data_url(1024, 1024), "https://example.com/b.png", detail="high")
+    req = ChatRequest([msg], model="gpt-4o")
+    scripted_server.enqueue(s.openai_stream(["a red ", "square"], model="gpt-4o", usage=None))
+    with Router(settings, controls=False) as router:
+        done = [c for c in router.stream(req)][-1].completion
+        router.log.flush()
+        (ev,) = Reader(settings.home).events().itertuples()
+    text = tokens.count_messages("gpt-4o", [msg]).tokens
+    assert done is not None and done.usage.estimated
+    assert done.usage.input_tokens == ev.input_tokens == text + 765 + 1445
+    sent = scripted_server.requests[0].json["messages"][0]["content"]
+    assert [p["type"] for p in sent] == ["text", "image_url", "image_url"]  # sent as given

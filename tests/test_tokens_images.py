@@ -185,3 +185,23 @@ def test_a_stream_without_usage_is_estimated_with_its_images(scripted_server: An
     assert done.usage.input_tokens == ev.input_tokens == text + 765 + 1445
     sent = scripted_server.requests[0].json["messages"][0]["content"]
     assert [p["type"] for p in sent] == ["text", "image_url", "image_url"]  # sent as given
+
+
+def test_a_token_budget_reserves_the_images(costline_home: object) -> None:
+    """A 1,000-token hard budget: a short question about an https image reserves its
+    text, max_tokens and the image's maximum (1,445 tokens) and is refused before any call.
+    Before, the reservation held about 20 tokens and the call went through."""
+    from core.control import SYSTEM, Budget, ControlPlane
+    from core.errors import BudgetExceeded
+
+    plane = ControlPlane()
+    plane.upsert_budget(Budget(id="tiny", name="Tiny", limit_tokens=1000, action="block"), SYSTEM)
+    plane.close()
+    with Router() as router:
+        with pytest.raises(BudgetExceeded):
+            msg = with_images("https://example.com/x.png")
+            router.complete(ChatRequest([msg], model="dryrun-small", max_tokens=10))
+        done = router.complete(
+            ChatRequest([Message("user", "what is this?")], model="dryrun-small", max_tokens=10)
+        )
+        assert done.text  # the same question without the image fits the budget

@@ -120,7 +120,7 @@ class Router:
         try:
             for att in attempts(self._ctx, call):
                 try:
-                    result = att.provider.complete(call.req, att.cand.provider_model)
+                    result = att.provider.complete(att.req, att.cand.provider_model)
                 except CostlineError as exc:
                     time.sleep(att.fail(exc))
                     continue
@@ -139,7 +139,7 @@ class Router:
         try:
             for att in attempts(self._ctx, call):
                 try:
-                    result = await att.provider.acomplete(call.req, att.cand.provider_model)
+                    result = await att.provider.acomplete(att.req, att.cand.provider_model)
                 except CostlineError as exc:
                     await asyncio.sleep(att.fail(exc))
                     continue
@@ -162,7 +162,7 @@ class Router:
             return
         try:
             for att in attempts(self._ctx, call):
-                gen = cast(Gen, att.provider.stream(call.req, att.cand.provider_model))
+                gen = cast(Gen, att.provider.stream(att.req, att.cand.provider_model))
                 try:
                     with contextlib.closing(gen) as items:
                         for item in items:
@@ -209,7 +209,7 @@ class Router:
             return
         try:
             for att in attempts(self._ctx, call):
-                agen = cast(AGen, att.provider.astream(call.req, att.cand.provider_model))
+                agen = cast(AGen, att.provider.astream(att.req, att.cand.provider_model))
                 try:
                     async with contextlib.aclosing(agen) as items:
                         async for item in items:

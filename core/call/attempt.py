@@ -7,7 +7,7 @@ in ``core/router.py`` or ``embed.py`` - does only the I/O and reports how the at
 
     for att in attempts(ctx, call):
         try:
-            result = att.provider.complete(call.req, att.cand.provider_model)
+            result = att.provider.complete(att.req, att.cand.provider_model)
         except CostlineError as exc:
             sleep(att.fail(exc))    # records it; 0 when moving on to the next candidate
             continue
@@ -24,14 +24,15 @@ a chunk re-raises the error.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator
 
 from core.errors import CostlineError
 from core.providers import Provider, ProviderResult, ToolDelta
-from core.types import Completion
+from core.types import ChatRequest, Completion
 
-from . import settle
+from . import estimate, settle
 from .admit import next_candidate
 from .context import Context
 from .state import Call, Candidate
@@ -77,6 +78,17 @@ class Attempt:
         self.retry = True  # after a failure: another attempt of the same candidate?
         self.done: Completion | None = None
         self.t0 = time.perf_counter()
+
+    @property
+    def req(self) -> ChatRequest:
+        """The request this attempt sends: the call's, with max_tokens set to what the
+        reservation assumed (``estimate.output_tokens``) when the provider needs one
+        (``Provider.needs_max_tokens``: Anthropic) and the caller gave none."""
+        req = self.call.req
+        if req.max_tokens is None and self.provider.needs_max_tokens:
+            out = estimate.output_tokens(self.call, self.cand)
+            return dataclasses.replace(req, max_tokens=out)
+        return req
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.t0) * 1000

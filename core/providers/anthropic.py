@@ -40,7 +40,7 @@ from core.settings import ProviderConfig
 from core.types import ChatRequest, Message, Usage
 
 API_VERSION = "2023-06-01"
-DEFAULT_MAX_TOKENS = 1024
+DEFAULT_MAX_TOKENS = 4096  # used alone; a Router sends the catalog's max output instead
 SAME_FIELDS = frozenset({"top_p", "top_k", "stop_sequences"})
 # OpenAI fields that change the answer's shape: refused rather than silently dropped
 SHAPE_FIELDS = frozenset({"functions", "response_format", "logprobs"})
@@ -160,6 +160,7 @@ def _cache_control(ttl: str | None) -> dict[str, str] | None:
 class AnthropicProvider(HTTPProvider):
     wire = "anthropic"
     terminal = "message_stop"
+    needs_max_tokens = True
 
     @classmethod
     def unsent(cls, config: ProviderConfig, req: ChatRequest) -> tuple[str, ...]:

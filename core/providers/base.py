@@ -109,6 +109,8 @@ class Provider(ABC):
     """Base of every adapter. ``model`` arguments are the provider's own model id."""
 
     wire: ClassVar[str] = ""
+    # the API refuses a request without max_tokens: the Router sends the reservation's
+    needs_max_tokens: ClassVar[bool] = False
 
     def __init__(
         self,

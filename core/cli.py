@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import subprocess
@@ -288,7 +289,8 @@ def cmd_api(args: argparse.Namespace) -> int:
     from core.settings import check_environment
 
     check_environment()  # a bad REDIS_URL etc.: one line now, not a 422 on some call later
-    print(f"Costline API on http://{args.host}:{args.port}/api/v1 (docs: /api/docs)", flush=True)
+    host = f"[{args.host}]" if ":" in args.host else args.host  # an IPv6 address, bracketed
+    print(f"Costline API on http://{host}:{args.port}/api/v1 (docs: /api/docs)", flush=True)
     serve(args.host, args.port)
     return 0
 
@@ -446,7 +448,27 @@ def cmd_tokens(args: argparse.Namespace) -> int:
                 return 2
             print(f"Revoked {args.id}.")
         else:
-            for t in plane.api_tokens(args.user):
+            tokens = plane.api_tokens(args.user)
+            if args.json:
+                rows = [
+                    {
+                        "id": t.id,
+                        "user": t.username,
+                        "name": t.name,
+                        "prefix": t.prefix + "…",
+                        "status": "revoked" if t.revoked_at else "active",
+                        "created_at": t.created_at.isoformat() if t.created_at else None,
+                        "last_used_at": t.last_used_at.isoformat() if t.last_used_at else None,
+                        "revoked_at": t.revoked_at.isoformat() if t.revoked_at else None,
+                    }
+                    for t in tokens
+                ]
+                print(json.dumps(rows, indent=2))
+                return 0
+            if not tokens:
+                whose = f" for {args.user}" if args.user else ""
+                print(f"No tokens{whose} yet: costline tokens create --user NAME")
+            for t in tokens:
                 state = "revoked" if t.revoked_at else "active"
                 used = f"{t.last_used_at:%Y-%m-%d %H:%M}" if t.last_used_at else "never"
                 print(f"{t.id}  {t.username:<16} {t.name:<20} {t.prefix}…  {state}  used {used}")
@@ -534,11 +556,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("prune", help="remove raw usage events older than the retention")
     p.add_argument("--days", type=int, default=None, help="default: the retention_days setting")
     p.set_defaults(func=cmd_prune)
-    p = sub.add_parser("tokens", help="API tokens of console users")
-    p.add_argument("action", choices=["create", "list", "revoke"])
-    p.add_argument("--user", help="the console user the token acts for")
-    p.add_argument("--name", help="a label for the token")
-    p.add_argument("--id", help="the token to revoke")
+    p = sub.add_parser("tokens", help="API tokens of console users: create, list, revoke")
+    # one parser per action: a flag another action takes (create --id) is an error, exit 2
+    ts = p.add_subparsers(dest="action", required=True)
+    t = ts.add_parser("create", help="a token acting as a console user (shown once)")
+    t.add_argument("--user", help="the console user the token acts for (required)")
+    t.add_argument("--name", help="a label for the token")
+    t = ts.add_parser("list", help="every token (never a secret)")
+    t.add_argument("--user", help="only this console user's tokens")
+    t.add_argument("--json", action="store_true")
+    t = ts.add_parser("revoke", help="revoke a token")
+    t.add_argument("--id", help="the token to revoke (required; see costline tokens list)")
     p.set_defaults(func=cmd_tokens)
     p = sub.add_parser("users", help="console users: list, unlock")
     us = p.add_subparsers(dest="users_command", required=True)

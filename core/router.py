@@ -36,7 +36,7 @@ from core.controls import Controls
 from core.errors import BadRequest, CostlineError, MalformedResponse
 from core.otel import Tracer
 from core.pricing import Catalog, load_catalog
-from core.providers import Provider, StreamItem, TextDelta
+from core.providers import Provider, StreamItem, TextDelta, ToolDelta
 from core.reconcile import Reconciler, start_reconciler
 from core.retry import RetryPolicy
 from core.settings import Settings
@@ -118,7 +118,7 @@ class Router:
         try:
             for att in attempts(self._ctx, call):
                 try:
-                    result = att.provider.complete(call.req, att.cand.provider_model)
+                    result = att.provider.complete(att.req, att.cand.provider_model)
                 except CostlineError as exc:
                     time.sleep(att.fail(exc))
                     continue
@@ -137,7 +137,7 @@ class Router:
         try:
             for att in attempts(self._ctx, call):
                 try:
-                    result = await att.provider.acomplete(call.req, att.cand.provider_model)
+                    result = await att.provider.acomplete(att.req, att.cand.provider_model)
                 except CostlineError as exc:
                     await asyncio.sleep(att.fail(exc))
                     continue
@@ -160,7 +160,7 @@ class Router:
             return
         try:
             for att in attempts(self._ctx, call):
-                gen = cast(Gen, att.provider.stream(call.req, att.cand.provider_model))
+                gen = cast(Gen, att.provider.stream(att.req, att.cand.provider_model))
                 try:
                     with contextlib.closing(gen) as items:
                         for item in items:
@@ -179,6 +179,13 @@ class Router:
                                     item.kind,
                                     att.cand.model,
                                     att.cand.provider,
+                                )
+                            elif isinstance(item, ToolDelta):
+                                yield StreamChunk(
+                                    "",
+                                    model=att.cand.model,
+                                    provider=att.cand.provider,
+                                    tool=att.tool(item),
                                 )
                             else:
                                 yield StreamChunk("", att.settle(item))
@@ -200,7 +207,7 @@ class Router:
             return
         try:
             for att in attempts(self._ctx, call):
-                agen = cast(AGen, att.provider.astream(call.req, att.cand.provider_model))
+                agen = cast(AGen, att.provider.astream(att.req, att.cand.provider_model))
                 try:
                     async with contextlib.aclosing(agen) as items:
                         async for item in items:
@@ -219,6 +226,13 @@ class Router:
                                     item.kind,
                                     att.cand.model,
                                     att.cand.provider,
+                                )
+                            elif isinstance(item, ToolDelta):
+                                yield StreamChunk(
+                                    "",
+                                    model=att.cand.model,
+                                    provider=att.cand.provider,
+                                    tool=att.tool(item),
                                 )
                             else:
                                 yield StreamChunk("", att.settle(item))

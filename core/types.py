@@ -170,7 +170,8 @@ class StreamChunk:
     ``logprobs``: the upstream's log probabilities of this chunk's tokens (OpenAI wire, when
     the request asked for them), as it sent them. ``kind``: 'content', or 'refusal' (the
     model declined: OpenAI's ``delta.refusal``). ``model``: the model answering (on text
-    chunks; the Completion names it on the last); ``provider``: its provider."""
+    chunks; the Completion names it on the last); ``provider``: its provider. ``tool``: a
+    piece of a streamed tool call (``core.providers.ToolDelta``; ``text`` is then "")."""
 
     text: str
     completion: Completion | None = None
@@ -178,3 +179,4 @@ class StreamChunk:
     kind: str = "content"
     model: str | None = None
     provider: str | None = None
+    tool: Any = None

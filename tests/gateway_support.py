@@ -120,6 +120,18 @@ class GatewayProcess:
         self.stop()
 
 
+def metric_sample(text: str, name: str, **labels: str) -> float:
+    """The value of the sample ``name`` with exactly ``labels`` in Prometheus text ``text``
+    (0 when it has none)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == name and s.labels == labels:
+                return float(s.value)
+    return 0.0
+
+
 @contextmanager
 def serve(
     home: Path, keys: Mapping[str, Mapping[str, Any]], env: Mapping[str, str] | None = None

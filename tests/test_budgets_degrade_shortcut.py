@@ -354,34 +354,43 @@ def test_hard_caps_hold_when_threads_degrade_together(shared: bool, tmp_path: An
 def test_router_outcomes_match_the_two_step_path(tmp_path: Any, monkeypatch: Any) -> None:
     """The controls bench's scenario (3 budgets, 2 rate limits, a 'degrade' budget that fires
     part-way) through two Routers, one without the shortcut: every call's model, route
-    reason, cost and cache hit, and the live counters, are the same."""
+    reason, cost and cache hit, and the live counters, are the same.
+
+    Both run on one pinned clock (``core.clock``) and without the periodic reconciler: a route
+    reason holds a cached answer's age in wall-clock seconds ("cache hit (exact, age 2s)"),
+    which differed between the two runs whenever a loaded machine made one slower, and a
+    reconciliation round (every 30 s) came in one run and not the other."""
+    from core import clock
     from tests.bench import bench_controls as bench
 
+    monkeypatch.setenv("COSTLINE_RECONCILE_S", "0")  # rebuilt at start and by the bench only
     results = []
     for shortcut in (True, False):
         monkeypatch.setenv("COSTLINE_HOME", str(tmp_path / str(shortcut)))
-        router = bench.setup()
-        try:
-            assert router.controls is not None
-            state = router.controls.guard.state
-            if not shortcut:
-                state.admit_if = None  # type: ignore[attr-defined]
-            bench.size_org_budget(router, 200)
-            done = [router.complete(r) for r in bench.requests(200, seed=1)]
-            done += [router.complete(r) for r in bench.requests(50, seed=1)]  # cache hits
-            snap = router.controls.snapshot()
-            keys = [window(b, datetime.now(UTC)).usd_key for b in snap.budgets]
-            results.append(
-                (
-                    [(d.model, d.route_reason, d.cost.total, d.cache_hit) for d in done],
-                    state.get_values(keys),
+        with clock.frozen(NOW):
+            router = bench.setup()
+            try:
+                assert router.controls is not None
+                state = router.controls.guard.state
+                if not shortcut:
+                    state.admit_if = None  # type: ignore[attr-defined]
+                bench.size_org_budget(router, 200)
+                done = [router.complete(r) for r in bench.requests(200, seed=1)]
+                done += [router.complete(r) for r in bench.requests(50, seed=1)]  # cache hits
+                snap = router.controls.snapshot()
+                keys = [window(b, NOW).usd_key for b in snap.budgets]
+                results.append(
+                    (
+                        [(d.model, d.route_reason, d.cost.total, d.cache_hit) for d in done],
+                        state.get_values(keys),
+                    )
                 )
-            )
-            assert sum("degraded from" in d.route_reason for d in done) > 50
-        finally:
-            router.close()
-            assert router.controls is not None
-            router.controls.plane.close()
+                assert sum("degraded from" in d.route_reason for d in done) > 50
+                assert sum(d.cache_hit for d in done) > 0  # the ages compared are real hits'
+            finally:
+                router.close()
+                assert router.controls is not None
+                router.controls.plane.close()
     assert results[0] == results[1]
 
 

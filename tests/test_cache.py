@@ -441,3 +441,24 @@ def test_text_parts_that_only_mark_cache_breakpoints_keep_a_request_cacheable(
         task="summarize",
     )
     assert cache.key(differs) is None
+
+
+def test_a_routers_cache_ages_its_answers_on_core_clock() -> None:
+    """The cache's default clock is ``core.clock``, as every other "now" of a call: a pinned
+    clock pins a cached answer's age (the route reason says it), a moved one expires it."""
+    from datetime import UTC, datetime, timedelta
+
+    from core import clock
+    from core.router import Router
+
+    at = datetime(2026, 11, 20, 12, tzinfo=UTC)
+    ask = req(model="dryrun-small", task="chat", org="acme")  # chat: 5 minutes
+    with Router() as router:
+        with clock.frozen(at):
+            first = router.complete(ask)
+        with clock.frozen(at + timedelta(seconds=120)):
+            again = router.complete(ask)
+        with clock.frozen(at + timedelta(seconds=300)):
+            late = router.complete(ask)
+    assert not first.cache_hit and again.cache_hit and not late.cache_hit
+    assert again.route_reason == "dryrun-small: cache hit (exact, age 120s)"

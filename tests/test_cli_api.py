@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import time
 from datetime import timedelta
 from pathlib import Path
+
+import httpx
+import pytest
 
 from core import clock
 from core.control import SYSTEM, ControlPlane
@@ -119,3 +124,77 @@ def test_worker_once_leaves_alerts_to_the_worker_holding_the_lease(costline_home
             assert free.returncode == 0, free.stderr
             assert "delivered 1," in free.stdout and len(hook.posts) == 1, free.stdout
         assert plane.lease_holder(LEASE) is None
+
+
+def test_tokens_list_says_none_and_speaks_json(costline_home: Path) -> None:
+    """Before, ``tokens list`` printed nothing at all when there were none, and had no
+    ``--json`` (``keys list`` has both)."""
+    empty = costline("tokens", "list")
+    assert empty.returncode == 0 and "No tokens yet" in empty.stdout, empty.stderr
+    assert json.loads(costline("tokens", "list", "--json").stdout) == []
+    with ControlPlane() as plane:
+        plane.create_user("ann", "password-123", "viewer", SYSTEM)
+        _, token = plane.create_api_token("ann", SYSTEM, name="finance")
+    got = costline("tokens", "list", "--json")
+    assert got.returncode == 0, got.stderr
+    (row,) = json.loads(got.stdout)
+    assert row["id"] == token.id and row["user"] == "ann" and row["status"] == "active"
+    assert "secret" not in row and row["prefix"].startswith(token.prefix)
+    assert "No tokens for bob yet" in costline("tokens", "list", "--user", "bob").stdout
+
+
+@pytest.mark.parametrize(
+    ("argv", "flag"),
+    [
+        (["create", "--user", "ann", "--id", "tok_1"], "--id"),
+        (["revoke", "--id", "tok_1", "--user", "ann"], "--user"),
+        (["list", "--name", "x"], "--name"),
+        (["revoke", "--id", "tok_1", "--json"], "--json"),
+    ],
+)
+def test_tokens_refuses_a_flag_its_action_does_not_take(
+    costline_home: Path, argv: list[str], flag: str
+) -> None:
+    """Before, ``tokens create --id X`` ignored ``--id`` (and made a token)."""
+    done = costline("tokens", *argv)
+    assert done.returncode == 2 and flag in done.stderr, (done.returncode, done.stderr)
+    assert "Traceback" not in done.stderr
+    with ControlPlane() as plane:
+        assert plane.api_tokens() == []
+
+
+@pytest.mark.parametrize(
+    ("command", "path"), [("api", "/api/v1/openapi.json"), ("gateway", "/health/live")]
+)
+def test_an_ipv6_host_is_printed_bracketed(costline_home: Path, command: str, path: str) -> None:
+    """``--host ::1`` printed ``http://::1:PORT``, not a URL; now ``http://[::1]:PORT``, and
+    it answers."""
+    from tests.servers.llamacpp import free_port
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "core.cli", command, "--host", "::1", "--port", str(port)],
+        cwd=REPO,
+        env={**os.environ, "COSTLINE_GATEWAY_ALERT_WORKER": "0"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert f"http://[::1]:{port}/" in line, line
+        url = line.split(" on ", 1)[1].split()[0]
+        base = url.split("/", 3)[:3]
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                r = httpx.get("/".join(base) + path, timeout=2)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.2)
+        assert r.status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(30)

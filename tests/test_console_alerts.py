@@ -102,6 +102,27 @@ def test_admin_sets_notifications_and_retention(home: Path) -> None:
         assert plane.audit(entity="setting", limit=1)[0].actor == "admin"
 
 
+def test_admin_smtp_port_left_empty_follows_the_chosen_security(home: Path) -> None:
+    from core.worker import load_settings
+
+    at = app("admin").run()
+    at.switch_page("app_pages/admin.py").run()
+    assert at.number_input(key="adm_smtp_port").value is None  # nothing stored: no 25 offered
+    at.text_input(key="adm_emails").input("fin@example.com")
+    at.text_input(key="adm_smtp_host").input("smtp.example.com")
+    at.text_input(key="adm_smtp_user").input("alerts")
+    at.checkbox(key="adm_smtp_tls").check()
+    at.button(key="FormSubmitter:adm_notify-Save notification settings").click().run()
+    assert not at.exception
+    assert [s.value for s in at.success] == ["Notification settings saved."]
+    with ControlPlane() as plane:
+        assert plane.get_setting("notifications")["smtp"]["port"] == 587  # as STARTTLS expects
+        assert load_settings(plane).smtp.port == 587
+    again = app("admin").run()  # a new session shows what is stored
+    again.switch_page("app_pages/admin.py").run()
+    assert again.number_input(key="adm_smtp_port").value == 587
+
+
 def test_admin_creates_and_revokes_an_api_token(home: Path) -> None:
     at = app("admin").run()
     at.switch_page("app_pages/admin.py").run()

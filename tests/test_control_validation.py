@@ -199,3 +199,25 @@ def test_new_model_price_needs_the_explicit_flag(plane: ControlPlane) -> None:
     with pytest.raises(ConfigError):
         plane.upsert_price_override(custom, SYSTEM)
     assert plane.upsert_price_override(custom, SYSTEM, new_model=True) == custom
+
+
+@pytest.mark.parametrize(
+    ("security", "port"),
+    [
+        ({}, 25),
+        ({"ssl": True}, 465),
+        ({"starttls": True}, 587),
+        ({"ssl": True, "port": 2465}, 2465),
+    ],
+)
+def test_smtp_port_defaults_to_the_one_for_its_security(
+    plane: ControlPlane, security: dict[str, Any], port: int
+) -> None:
+    """Before, ``ssl: true`` without a port stored 25 (a plain SMTP port: the TLS handshake
+    of SMTP_SSL fails there); now SMTPS 465, and 587 (submission) with STARTTLS."""
+    from core.worker import load_settings
+
+    smtp = {"host": "mail.example.com", "sender": "cl@example.com", **security}
+    plane.set_setting("notifications", {"email_to": ["a@example.com"], "smtp": smtp}, SYSTEM)
+    assert plane.settings()["notifications"]["smtp"]["port"] == port
+    assert load_settings(plane).smtp.port == port

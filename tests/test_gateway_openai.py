@@ -23,6 +23,7 @@ from tests.gateway_support import (
     GatewayProcess,
     events,
     make_token,
+    metric_sample,
     serve,
     upstream_env,
 )
@@ -589,6 +590,8 @@ def test_a_task_header_picks_the_model_and_metadata_headers_are_logged(
 
 def test_embeddings_models_metrics_and_health(gw: GatewayProcess) -> None:
     c = client(gw)
+    chat = dict(endpoint="chat", key="main", model="dryrun-small", provider="dryrun")
+    before = gw.metrics()
     raw = c.embeddings.with_raw_response.create(model="dryrun-embed", input=["alpha", "beta"])
     emb = raw.parse()  # the SDK asks for base64 and decodes it
     assert len(emb.data) == 2 and len(emb.data[0].embedding) == 256
@@ -604,8 +607,10 @@ def test_embeddings_models_metrics_and_health(gw: GatewayProcess) -> None:
     assert httpx.get(gw.url + "/health/live").json() == {"status": "ok"}
     ready = httpx.get(gw.url + "/health/ready").json()
     assert ready["checks"]["control_plane"] == "ok"
+    assert c.chat.completions.create(model="dryrun-small", messages=ASK).choices  # type: ignore[arg-type]
     text = gw.metrics()
-    assert 'costline_gateway_requests_total{endpoint="chat",key="main",model="dryrun-small"' in text
+    requests, ok = "costline_gateway_requests_total", chat | {"status": "200"}
+    assert metric_sample(text, requests, **ok) - metric_sample(before, requests, **ok) == 1
     assert "costline_gateway_overhead_seconds_bucket" in text
     assert 'costline_budget_utilisation{budget="key:spend"}' in text
 

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from tests.gateway_support import METRICS_TOKEN, ROOT, GatewayProcess, events, make_key
+from tests.servers.llamacpp import free_port
 
 METRICS_AUTH = {"Authorization": f"Bearer {METRICS_TOKEN}"}
 
@@ -25,7 +26,7 @@ def test_more_workers_without_redis_is_refused_naming_redis_url(tmp_path: Path) 
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
     env.update(COSTLINE_HOME=str(tmp_path), PYTHONPATH=str(ROOT))
     out = subprocess.run(
-        [sys.executable, "-m", "core.cli", "gateway", "--port", "0", "--workers", "2"],
+        [sys.executable, "-m", "core.cli", "gateway", "--port", str(free_port()), "--workers", "2"],
         env=env,
         capture_output=True,
         text=True,

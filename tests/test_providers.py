@@ -232,7 +232,7 @@ def test_anthropic_request_system_placement(scripted_server: ScriptedServer, mod
     assert body["system"] == "Rule one.\n\nRule two."
     assert [m["role"] for m in body["messages"]] == ["user", "assistant", "user"]
     assert all(m["role"] != "system" for m in body["messages"])
-    assert body["max_tokens"] == 1024  # required by Anthropic: default when None
+    assert body["max_tokens"] == 4096  # required by Anthropic: default when None (LiteLLM's)
     assert body.get("stream", False) is (mode in ("stream", "astream"))
 
 

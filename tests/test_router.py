@@ -356,18 +356,55 @@ RICH = [
     list(zip(RICH, ["messages[0]", "messages[1]"], strict=True)),
     ids=["image", "tool_calls"],
 )
-@pytest.mark.parametrize("model", ["claude-3-5-haiku", "local/smollm2-135m-instruct"])
+@pytest.mark.parametrize("model", ["local/smollm2-135m-instruct"])
 def test_text_only_adapters_refuse_images_and_tool_calls_instead_of_dropping_them(
     router, scripted_server, messages, field, model
 ):
-    """Before, the Anthropic and local adapters sent the text alone: the model answered
-    about an image it never saw. The gateway refused these already (check_wire)."""
+    """Before, the local adapter sent the text alone: the model answered about an image it
+    never saw. (The Anthropic adapter sends them as Claude's blocks: the next test.)"""
     req = ChatRequest(messages=messages, model=model)
     with pytest.raises(BadRequest, match="with text only through Costline") as info:
         router.complete(req)
     assert info.value.field == field and info.value.message.startswith(field)
     assert scripted_server.requests == []  # nothing was sent without the image
     assert logged(router).iloc[0].error_type == "BadRequest"
+
+
+def test_the_anthropic_adapter_sends_images_and_tool_calls_as_claudes_blocks(
+    router, scripted_server
+):
+    """A library call with an image, or with tool calls and their results, reaches Claude
+    as image, tool_use and tool_result blocks (the scripted upstream refuses what Anthropic
+    refuses), and Claude's tool_use answer comes back as the OpenAI choice's tool_calls."""
+    router.complete(ChatRequest(messages=RICH[0], model="claude-3-5-haiku"))
+    assert scripted_server.requests[-1].json["messages"][0]["content"] == [
+        {"type": "text", "text": "What is in this image?"},
+        {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.png"}},
+    ]
+    call = {"id": "c1", "type": "function", "function": {"name": "weather", "arguments": "{}"}}
+    fn = {"name": "weather", "parameters": {"type": "object", "properties": {}}}
+    messages = [
+        Message("user", "weather?"),
+        Message("assistant", "", extra={"content": None, "tool_calls": [call]}),
+        Message("tool", "sunny", extra={"tool_call_id": "c1"}),
+    ]
+    extra = {"tools": [{"type": "function", "function": fn}]}
+    done = router.complete(
+        ChatRequest(messages=messages[:1], model="claude-3-5-haiku", extra=extra)
+    )
+    assert done.finish_reason == "tool_use" and done.choices is not None
+    (got,) = done.choices[0]["message"]["tool_calls"]
+    assert got["function"] == {"name": "weather", "arguments": "{}"}
+    done = router.complete(ChatRequest(messages=messages, model="claude-3-5-haiku", extra=extra))
+    sent = scripted_server.requests[-1].json["messages"]
+    assert sent[1:] == [
+        {"role": "assistant", "content": [s.tool_use("c1", "weather", {})]},
+        {
+            "role": "user",
+            "content": [{"type": "tool_result", "tool_use_id": "c1", "content": "sunny"}],
+        },
+    ]
+    assert done.text == "echo: sunny"
 
 
 async def test_async_with_closes_the_async_connections_the_router_opened(scripted_server):

@@ -208,17 +208,76 @@ def test_openai_wire_takes_cache_marks_out_for_hosted_apis_only() -> None:
     )
 
 
-def test_anthropic_wire_maps_what_it_has_and_refuses_tools_by_name() -> None:
+def test_anthropic_wire_translates_tools_and_refuses_what_has_no_equivalent() -> None:
     p = AnthropicProvider(ProviderConfig("anthropic", "anthropic", "http://x"))
     req = ChatRequest(messages=[Message("user", "hi")], extra={"stop": "END", "top_p": 0.5})
     _, _, body = p.build_request(req, "claude-3-5-haiku", False)
     assert body["stop_sequences"] == ["END"] and body["top_p"] == 0.5
-    tools = [{"type": "function", "function": {"name": "f", "parameters": {}}}]
-    with pytest.raises(BadRequest, match="tools: not supported by the Anthropic wire"):
-        p.build_request(replace(req, extra={"tools": tools}), "claude-3-5-haiku", False)
+    fn = {"name": "f", "description": "F.", "parameters": {"type": "object"}}
+    tools = [{"type": "function", "function": fn}]
+    want = [{"name": "f", "description": "F.", "input_schema": {"type": "object"}}]
+    for choice, sent in (
+        ("auto", {"type": "auto"}),
+        ("none", {"type": "none"}),
+        ("required", {"type": "any"}),
+        ({"type": "function", "function": {"name": "f"}}, {"type": "tool", "name": "f"}),
+    ):
+        extra = {"tools": tools, "tool_choice": choice}
+        _, _, body = p.build_request(replace(req, extra=extra), "claude-3-5-haiku", False)
+        assert body["tools"] == want and body["tool_choice"] == sent, choice
+    extra = {"tools": tools, "parallel_tool_calls": False}
+    _, _, body = p.build_request(replace(req, extra=extra), "claude-3-5-haiku", False)
+    assert body["tool_choice"] == {"type": "auto", "disable_parallel_tool_use": True}
+    assert AnthropicProvider.unsent(p.config, replace(req, extra=extra)) == ()
+    with pytest.raises(BadRequest, match="functions: not supported by the Anthropic wire"):
+        p.build_request(replace(req, extra={"functions": [fn]}), "claude-3-5-haiku", False)
+    custom = [{"type": "custom", "custom": {"name": "g"}}]
+    with pytest.raises(BadRequest, match=r"tools\[0\]: the Anthropic wire takes function"):
+        p.build_request(replace(req, extra={"tools": custom}), "claude-3-5-haiku", False)
     # an empty tool list asks for nothing: not refused, not sent
     _, _, body = p.build_request(replace(req, extra={"tools": []}), "claude-3-5-haiku", False)
     assert "tools" not in body
+
+
+def test_anthropic_wire_puts_tool_results_and_what_follows_in_one_user_turn() -> None:
+    """Consecutive ``tool`` messages and the user message after them are one user turn
+    (tool_result blocks first); an empty user message adds no empty text block (Anthropic
+    refuses those); a prompt-cache policy marks the turn's last block."""
+    p = AnthropicProvider(ProviderConfig("anthropic", "anthropic", "http://x"))
+    call = {"id": "t1", "type": "function", "function": {"name": "f", "arguments": ""}}
+    msgs = [
+        Message("user", "go"),
+        Message("assistant", "", None, {"content": None, "tool_calls": [call]}),
+        Message("tool", "one", None, {"tool_call_id": "t1"}),
+        Message("user", ""),
+        Message("user", "more"),
+    ]
+    req = ChatRequest(messages=msgs, prompt_cache="5m")
+    _, _, body = p.build_request(req, "claude-3-5-haiku", False)
+    assert body["messages"][1:] == [
+        {
+            "role": "assistant",
+            "content": [{"type": "tool_use", "id": "t1", "name": "f", "input": {}}],
+        },
+        {
+            "role": "user",
+            "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "one"}],
+        },
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "more", "cache_control": {"type": "ephemeral"}}],
+        },
+    ]
+    req = ChatRequest(messages=msgs[:3], prompt_cache="5m")
+    _, _, body = p.build_request(req, "claude-3-5-haiku", False)
+    assert body["messages"][-1]["content"] == [
+        {
+            "type": "tool_result",
+            "tool_use_id": "t1",
+            "content": "one",
+            "cache_control": {"type": "ephemeral"},
+        }
+    ]
 
 
 async def test_embeddings_are_priced_budgeted_and_logged(costline_home: Path) -> None:

@@ -143,3 +143,76 @@ def test_sigterm_stops_the_worker_after_the_alert_it_is_sending(
     states = sorted(a.notify_state for a in plane.alerts())
     assert states == ["pending"] * (6 - posted) + ["sent"] * posted, states
     assert plane.lease_holder(LEASE) is None
+
+
+class Trickler:
+    """A webhook receiver that answers one byte every ``every_s`` (headers, then a body):
+    each read gets a byte, so no per-read timeout ever ends the post."""
+
+    def __init__(self, every_s: float = 0.1, headers_too: bool = False) -> None:
+        import socket
+
+        self.every_s, self.headers_too = every_s, headers_too
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/hook"
+        self.posts = 0
+        self._stop = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: object) -> None:
+        import socket
+
+        assert isinstance(conn, socket.socket)
+        with conn:
+            try:
+                conn.recv(65536)  # the request (small: one recv)
+                self.posts += 1
+                head = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n"
+                if not self.headers_too:
+                    conn.sendall(head)
+                for byte in (head if self.headers_too else b"") + b"x" * 100:
+                    if self._stop.wait(self.every_s):
+                        return
+                    conn.sendall(bytes([byte]))
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self._stop.set()
+        self.sock.close()
+
+
+@pytest.mark.parametrize("headers_too", [False, True])
+def test_a_receiver_that_trickles_its_answer_is_cut_at_the_post_deadline(
+    costline_home: Path, plane: ControlPlane, monkeypatch: pytest.MonkeyPatch, headers_too: bool
+) -> None:
+    """A receiver sending a byte every 0.1 s held a post for as long as it liked (10 s
+    here): httpx's 10 s timeout bounds each read, not the post. Each post now ends at the
+    deadline (1 s here) and the channel fails as a timeout, to be retried later."""
+    from core.worker import _delivery
+    from core.worker._settings import load_settings
+
+    monkeypatch.setattr(_delivery, "POST_DEADLINE_S", 1.0, raising=False)
+    monkeypatch.setattr(_delivery, "QUICK_TRIES", 1)
+    plane.record_alert("b1", "w", 90, message="Ops at 90%")
+    slow = Trickler(headers_too=headers_too)
+    try:
+        plane.set_setting("notifications", {"webhook_urls": [slow.url]}, SYSTEM)
+        t0 = time.monotonic()
+        done = _delivery.deliver_due(plane, load_settings(plane))
+        took = time.monotonic() - t0
+    finally:
+        slow.close()
+    assert slow.posts == 1 and done.attempted == 1
+    assert took < 5.0, took
+    (alert,) = plane.alerts()
+    assert alert.notify_state != "sent"
+    assert "within 1 s" in (alert.notify_error or ""), alert.notify_error

@@ -158,7 +158,16 @@ def notifications_form(actor: Actor) -> None:
         forms.field_error("adm_notify", "notifications.email_to")
         cols = st.columns([2, 1, 2, 2, 1])
         cols[0].text_input("SMTP host", smtp.get("host", ""), key="adm_smtp_host")
-        cols[1].number_input("Port", 1, 65535, int(smtp.get("port", 25)), key="adm_smtp_port")
+        port = smtp.get("port")
+        cols[1].number_input(
+            "Port",
+            1,
+            65535,
+            None if port is None else int(port),
+            key="adm_smtp_port",
+            placeholder="by security",
+            help="Empty: 465 with SSL, 587 with STARTTLS, else 25.",
+        )
         cols[2].text_input("From", smtp.get("sender", ""), key="adm_smtp_from")
         cols[3].text_input("SMTP user", smtp.get("username", ""), key="adm_smtp_user")
         cols[4].checkbox("STARTTLS", bool(smtp.get("starttls")), key="adm_smtp_tls")
@@ -227,7 +236,7 @@ def save_notify(actor: Actor, limits: dict[str, Any]) -> None:
             v["adm_hooks"],
             v["adm_emails"],
             v["adm_smtp_host"],
-            int(v["adm_smtp_port"]),
+            v["adm_smtp_port"],
             v["adm_smtp_from"],
             v["adm_smtp_user"],
             bool(v["adm_smtp_tls"]),

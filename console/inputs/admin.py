@@ -44,19 +44,22 @@ def notifications(
     webhooks: str,
     emails: str,
     host: str,
-    port: int,
+    port: int | None,
     sender: str,
     username: str,
     tls: bool,
     ssl: bool = False,
 ) -> dict[str, object]:
     """The ``notifications`` setting from the form's fields (``ssl``: kept from the stored
-    setting; the form has no box for it, and dropping it would turn TLS off)."""
+    setting; the form has no box for it, and dropping it would turn TLS off; ``port`` None:
+    the one for the chosen security, filled in when the setting is checked)."""
     out: dict[str, object] = {"webhook_urls": parse_list(webhooks), "email_to": parse_list(emails)}
     if host.strip():
+        smtp: dict[str, object] = {"host": host.strip()}
+        if port is not None:
+            smtp["port"] = int(port)
         out["smtp"] = {
-            "host": host.strip(),
-            "port": int(port),
+            **smtp,
             "sender": sender.strip() or "costline@localhost",
             "username": username.strip(),
             "starttls": tls,

@@ -27,8 +27,9 @@ A call without a virtual key (the library) is scoped by its ``org`` ('org') or s
 global namespace. The tenant is in the exact key and in the semantic index's scope, so no
 backend (memory, Redis, semantic) serves one tenant another's answer.
 
-Expiry is checked against ``clock`` (stored in the entry), and the state also drops the entry
-after the TTL. A value that cannot be decoded is a miss, logged once as a warning, and deleted.
+Expiry is checked against ``clock`` (stored in the entry; by default ``core.clock``, so a test
+that pins or moves the clock ages entries with it), and the state also drops the entry after
+the TTL. A value that cannot be decoded is a miss, logged once as a warning, and deleted.
 Counters (``State.incr``): ``cache.hit.<task>``, ``cache.miss.<task>``, ``cache.bypass.<task>``,
 ``cache.write.<task>``, ``cache.semantic_hit.<task>``, ``cache.corrupt.<task>``; requests
 without a task count under ``-``. With a state that has ``cache_get_counted`` /
@@ -44,6 +45,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from core import clock as clock_
 from core.cache._codec import CachedAnswer, decode, encode
 from core.cache._key import cache_key, digest, keyable
 from core.control import DEFAULT_CACHE_TTLS, CacheSetting, RoutingPolicy
@@ -80,7 +82,7 @@ class ResponseCache:
         settings: Mapping[str, CacheSetting] | None = None,
         policies: Mapping[str, RoutingPolicy] | None = None,
         default_ttl_s: float = 86_400,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = clock_.timestamp,
         semantic: SemanticCache | None = None,
     ) -> None:
         self.state = state

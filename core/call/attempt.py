@@ -7,30 +7,32 @@ in ``core/router.py`` or ``embed.py`` - does only the I/O and reports how the at
 
     for att in attempts(ctx, call):
         try:
-            result = att.provider.complete(call.req, att.cand.provider_model)
+            result = att.provider.complete(att.req, att.cand.provider_model)
         except CostlineError as exc:
             sleep(att.fail(exc))    # records it; 0 when moving on to the next candidate
             continue
         return att.settle(result)
     raise call.exhausted()
 
-A stream reports each text chunk with ``att.chunk(text)`` (time to first token is measured
-from the start of this attempt, not the call); every adapter reports ``att.interrupted(exc)``
-when the caller went away mid-attempt (a closed stream, KeyboardInterrupt, a cancelled task).
+A stream reports each text chunk with ``att.chunk(text)`` and each tool-call piece with
+``att.tool(delta)`` (time to first token is measured from the start of this attempt, not the
+call); every adapter reports ``att.interrupted(exc)`` when the caller went away mid-attempt
+(a closed stream, KeyboardInterrupt, a cancelled task).
 Retries and fallbacks happen only before the first chunk reaches the caller: ``fail`` after
 a chunk re-raises the error.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator
 
 from core.errors import CostlineError
-from core.providers import Provider, ProviderResult
-from core.types import Completion
+from core.providers import Provider, ProviderResult, ToolDelta
+from core.types import ChatRequest, Completion
 
-from . import settle
+from . import estimate, settle
 from .admit import next_candidate
 from .context import Context
 from .state import Call, Candidate
@@ -52,17 +54,41 @@ def attempts(ctx: Context, call: Call) -> Iterator[Attempt]:
 class Attempt:
     """One provider call of one candidate, from its start to its outcome."""
 
-    __slots__ = ("call", "cand", "ctx", "done", "n", "parts", "provider", "retry", "t0", "ttft_ms")
+    __slots__ = (
+        "args",
+        "call",
+        "cand",
+        "ctx",
+        "done",
+        "n",
+        "parts",
+        "provider",
+        "retry",
+        "t0",
+        "ttft_ms",
+    )
 
     def __init__(
         self, ctx: Context, call: Call, cand: Candidate, provider: Provider, n: int
     ) -> None:
         self.ctx, self.call, self.cand, self.provider, self.n = ctx, call, cand, provider, n
         self.parts: list[str] = []  # text already passed to the caller (streams)
+        self.args: list[str] | None = None  # tool-call names and arguments passed on
         self.ttft_ms: float | None = None
         self.retry = True  # after a failure: another attempt of the same candidate?
         self.done: Completion | None = None
         self.t0 = time.perf_counter()
+
+    @property
+    def req(self) -> ChatRequest:
+        """The request this attempt sends: the call's, with max_tokens set to what the
+        reservation assumed (``estimate.output_tokens``) when the provider needs one
+        (``Provider.needs_max_tokens``: Anthropic) and the caller gave none."""
+        req = self.call.req
+        if req.max_tokens is None and self.provider.needs_max_tokens:
+            out = estimate.output_tokens(self.call, self.cand)
+            return dataclasses.replace(req, max_tokens=out)
+        return req
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.t0) * 1000
@@ -73,6 +99,19 @@ class Attempt:
             self.ttft_ms = self.elapsed_ms()
         self.parts.append(text)
         return text
+
+    def tool(self, delta: ToolDelta) -> ToolDelta:
+        """A streamed piece of a tool call on its way to the caller (output, like text)."""
+        if self.ttft_ms is None:
+            self.ttft_ms = self.elapsed_ms()
+        if self.args is None:
+            self.args = []
+        self.args.append((delta.name or "") + delta.arguments)
+        return delta
+
+    def output(self) -> str:
+        """What this attempt streamed: text, then tool-call names and arguments."""
+        return "".join(self.parts) + "".join(self.args) if self.args else "".join(self.parts)
 
     def settle(self, result: ProviderResult) -> Completion:
         """The attempt succeeded: price, settle and record it (steps 7 and 8)."""
@@ -95,7 +134,7 @@ class Attempt:
     def fail(self, exc: CostlineError) -> float:
         """The attempt failed: record it; the seconds to wait before the next attempt.
         Raises ``exc`` when text was already streamed (no silent retry after a chunk)."""
-        partial = "".join(self.parts)
+        partial = self.output()
         delay = settle.failed(
             self.ctx, self.call, self.cand, self.n, exc, self.elapsed_ms(), partial
         )
@@ -115,5 +154,5 @@ class Attempt:
     def abandon(self) -> None:
         """The caller went away before the end (the upstream call is closed)."""
         if self.done is None:
-            partial = "".join(self.parts)
+            partial = self.output()
             settle.abandoned(self.ctx, self.call, self.cand, self.n, partial, self.ttft_ms)

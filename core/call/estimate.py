@@ -14,9 +14,9 @@ from core.pricing import max_cost
 from .context import Context
 from .state import Call, Candidate
 
-__all__ = ["count", "count_inputs", "fit", "reservation"]
+__all__ = ["count", "count_inputs", "fit", "output_tokens", "reservation"]
 
-DEFAULT_OUTPUT = 4096  # max_tokens when neither the request nor the catalog sets one
+DEFAULT_OUTPUT = 4096  # max_tokens when neither the request nor the catalog sets one (LiteLLM's)
 
 
 def count(call: Call, model: str) -> tokens.TokenCount:
@@ -73,11 +73,28 @@ def count_inputs(model: str, inputs: list[str]) -> int:
     return sum(tokens.count_text(model, t) for t in inputs)
 
 
+def output_tokens(call: Call, cand: Candidate) -> int:
+    """The most output tokens the call may produce on ``cand``: the request's max_tokens,
+    else the model's maximum output in the price catalog, no more than its context window
+    leaves after the prompt, else ``DEFAULT_OUTPUT`` (an unpriced model). The reservation
+    assumes it, and it is the max_tokens sent to a provider that needs one (Anthropic) when
+    the request has none (``Attempt.req``), so the two never differ."""
+    if call.req.max_tokens:
+        return call.req.max_tokens
+    row = cand.row
+    if row is None or not row.max_output_tokens:
+        return DEFAULT_OUTPUT
+    out = row.max_output_tokens
+    if row.context_window:
+        out = min(out, max(row.context_window - cand.prompt_tokens, 1))
+    return out
+
+
 def reservation(call: Call, cand: Candidate) -> Estimate:
     """The reservation: an upper bound of this call's cost and tokens."""
     if call.embedding:  # no output tokens
         cost = max_cost(cand.row, cand.prompt_tokens, 0) if cand.row else 0
         return Estimate(cand.model, cand.provider, cost, cand.prompt_tokens)
-    out = call.req.max_tokens or (cand.row.max_output_tokens if cand.row else 0) or DEFAULT_OUTPUT
+    out = output_tokens(call, cand)
     cost = max_cost(cand.row, cand.prompt_tokens, out) if cand.row else 0
     return Estimate(cand.model, cand.provider, cost, cand.prompt_tokens + out)

@@ -465,13 +465,16 @@ def _notifications(value: object) -> dict[str, Any]:
             hint = " (the password comes from COSTLINE_SMTP_PASSWORD)" if name == "password" else ""
             # the key, not the object: it may hold the password, which must not be echoed
             raise fail(f"notifications.smtp.{name}", "is not an SMTP setting" + hint, name)
+        use_ssl, starttls = bool(smtp.get("ssl", False)), bool(smtp.get("starttls", False))
+        # without a port: the one for the chosen security (SMTPS 465, submission 587, else 25)
+        port = smtp.get("port", 465 if use_ssl else 587 if starttls else 25)
         out["smtp"] = {
             "host": check_name("notifications.smtp.host", smtp.get("host")),
-            "port": _whole("notifications.smtp.port", smtp.get("port", 25), 1, 65535),
+            "port": _whole("notifications.smtp.port", port, 1, 65535),
             "sender": _email("notifications.smtp.sender", smtp.get("sender", "costline@localhost")),
             "username": str(smtp.get("username") or ""),
-            "starttls": bool(smtp.get("starttls", False)),
-            "ssl": bool(smtp.get("ssl", False)),
+            "starttls": starttls,
+            "ssl": use_ssl,
         }
         login = out["smtp"]
         if login["username"] and not (login["starttls"] or login["ssl"]):

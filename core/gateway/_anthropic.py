@@ -13,11 +13,12 @@ Content blocks become a Costline request routed like any other:
     | ``metadata.user_id``         | OpenAI ``user`` (and the call's user)                 |
 
 The answer's ``tool_calls`` come back as ``tool_use`` blocks (``stop_reason: tool_use``),
-streamed as ``input_json_delta`` events after the text. Other block types (documents,
-server tools such as web search) are refused by name with a 400; so are tool, image and
-tool-result content for a model served over the Anthropic wire, which Costline calls with
-text only. ``cache_control`` marks on text blocks are kept (as content parts) for an
-Anthropic upstream. ``stop_sequences`` and ``top_p``/``top_k`` travel as upstream fields
+streamed as ``input_json_delta`` events (``Writer``: piece by piece when the upstream
+streamed them, as Claude does; else whole, after the text). A model on the Anthropic wire
+gets these fields back as Anthropic blocks from its provider (docs/gateway.md, "Tool calling
+with Claude"). Other block types (documents, server tools such as web search) are refused
+by name with a 400. ``cache_control`` marks on text blocks are kept (as content parts) for
+an Anthropic upstream. ``stop_sequences`` and ``top_p``/``top_k`` travel as upstream fields
 (an upstream without ``top_k`` is not sent it, and the answer names it, as it names fields
 not read here: ``x-costline-unsent-params``, docs/gateway.md); an answer a
 stop sequence ended is ``stop_reason: stop_sequence`` with ``stop_sequence`` set (when the
@@ -32,6 +33,7 @@ from typing import Any
 import orjson
 
 from core.cache import NOT_IN_ANSWER
+from core.providers import ToolDelta
 from core.types import ChatRequest, Completion, Message
 
 from ._errors import bad_request
@@ -141,10 +143,52 @@ def _tool_result(where: str, block: dict[str, Any]) -> Message:
     if not isinstance(ident, str):
         raise bad_request(f"{where}.tool_use_id: required, a string", f"{where}.tool_use_id")
     content = block.get("content", "")
-    text = _text(f"{where}.content", content)
-    if block.get("is_error") is True:
-        text = "Error: " + text
-    return Message("tool", text, None, {"tool_call_id": ident})
+    error = "Error: " if block.get("is_error") is True else ""
+    if block.get("cache_control") is not None or _rich_result(content):
+        return _tool_result_parts(where, ident, block, content, error)
+    return Message(
+        "tool", error + _text(f"{where}.content", content), None, {"tool_call_id": ident}
+    )
+
+
+def _rich_result(content: object) -> bool:
+    """Does a tool_result's content hold images or cache breakpoints (kept as parts)?"""
+    return isinstance(content, list) and any(
+        isinstance(b, dict) and (b.get("type") == "image" or b.get("cache_control") is not None)
+        for b in content
+    )
+
+
+def _tool_result_parts(
+    where: str, ident: str, block: dict[str, Any], content: object, error: str
+) -> Message:
+    """A tool result with images or cache breakpoints: its content as parts (text, with
+    their marks, and image_url), sent to Claude as the tool_result's content blocks. A
+    breakpoint on the tool_result block itself goes on its last part (the same place in
+    the prompt)."""
+    items = [{"type": "text", "text": content}] if isinstance(content, str) else content
+    items = _blocks(f"{where}.content", items)
+    parts: list[dict[str, Any]] = [{"type": "text", "text": error}] if error else []
+    for j, b in enumerate(items):
+        at = f"{where}.content[{j}]"
+        if b["type"] == "text" and isinstance(b.get("text"), str):
+            if b["text"]:
+                parts.append(_marked(at, b, {"type": "text", "text": b["text"]}))
+        elif b["type"] == "image":
+            parts.append(_marked(at, b, _image(at, b)))
+        else:
+            raise bad_request(
+                f"{at}: only text and image blocks are accepted in a tool_result, got type "
+                f"{b['type']!r}",
+                f"{at}.type",
+            )
+    if parts and block.get("cache_control") is not None:
+        parts[-1] = _marked(where, block, parts[-1])
+    text = "".join(p["text"] for p in parts if p["type"] == "text")
+    extra: dict[str, Any] = {"tool_call_id": ident}
+    if parts:
+        extra["content"] = parts
+    return Message("tool", text, None, extra)
 
 
 def _user(where: str, content: object) -> list[Message]:
@@ -227,7 +271,8 @@ def _tools(body: dict[str, Any]) -> dict[str, Any]:
             fn: dict[str, Any] = {"name": t["name"], "parameters": t["input_schema"]}
             if isinstance(t.get("description"), str):
                 fn["description"] = t["description"]
-            funcs.append({"type": "function", "function": fn})
+            # a cache breakpoint: sent to Claude, taken out (and named) for hosted APIs
+            funcs.append(_marked(where, t, {"type": "function", "function": fn}))
         out["tools"] = funcs
     choice = body.get("tool_choice")
     if choice is not None:
@@ -479,6 +524,7 @@ def input_estimate(req: ChatRequest) -> int:
 
 
 def stream_start(request_id: str, model: str, input_tokens: int) -> bytes:
+    """message_start and a ping; the content blocks open as the answer streams (Writer)."""
     message: dict[str, Any] = {
         "id": message_id(request_id),
         "type": "message",
@@ -489,37 +535,83 @@ def stream_start(request_id: str, model: str, input_tokens: int) -> bytes:
         "stop_sequence": None,
         "usage": {"input_tokens": input_tokens, "output_tokens": 0},
     }
-    return (
-        event("message_start", {"message": message})
-        + event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}})
-        + event("ping", {})
-    )
+    return event("message_start", {"message": message}) + event("ping", {})
 
 
-def stream_delta(text: str) -> bytes:
-    return event("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": text}})
+TEXT_START = {"type": "text", "text": ""}
 
 
-def stream_end(done: Completion) -> bytes:
-    delta = {"stop_reason": stop_reason(done), "stop_sequence": done.stop_sequence}
-    tools = b""
-    for i, block in enumerate(tool_uses(done), start=1):
-        start = {**block, "input": {}}
-        partial = {
-            "type": "input_json_delta",
-            "partial_json": orjson.dumps(block["input"]).decode(),
-        }
-        tools += event("content_block_start", {"index": i, "content_block": start})
-        tools += event("content_block_delta", {"index": i, "delta": partial})
-        tools += event("content_block_stop", {"index": i})
-    return (
-        event("content_block_stop", {"index": 0})
-        + tools
-        + event(
-            "message_delta", {"delta": delta, "usage": _usage(done), "costline": _costline(done)}
+class Writer:
+    """The content blocks of one streamed message, as Anthropic streams them: a block opens
+    with its first delta (text, or a tool call's ``tool_use`` with an empty input) and
+    closes when the next one opens or the message ends; a tool call's arguments follow as
+    ``input_json_delta`` events at its block's index."""
+
+    __slots__ = ("block", "blocks", "text")
+
+    def __init__(self) -> None:
+        self.block = -1  # the open block's index (-1: none yet)
+        self.text = False  # the open block is a text block
+        self.blocks: dict[int, int] | None = None  # streamed tool call index -> block index
+
+    def _open(self, block: dict[str, Any]) -> bytes:
+        out = event("content_block_stop", {"index": self.block}) if self.block >= 0 else b""
+        self.block += 1
+        self.text = block["type"] == "text"
+        return out + event("content_block_start", {"index": self.block, "content_block": block})
+
+    def delta(self, text: str) -> bytes:
+        out = b"" if self.text else self._open(TEXT_START)
+        return out + event(
+            "content_block_delta",
+            {"index": self.block, "delta": {"type": "text_delta", "text": text}},
         )
-        + event("message_stop", {})
-    )
+
+    def tool(self, piece: ToolDelta) -> bytes:
+        """A streamed piece of a tool call: its tool_use block opens with its id and name;
+        its arguments are input_json_delta events."""
+        out = b""
+        if piece.id is not None:
+            start: dict[str, Any] = {"type": "tool_use", "id": piece.id, "name": piece.name}
+            start["input"] = {}
+            out = self._open(start)
+            self.blocks = self.blocks or {}
+            self.blocks[piece.index] = self.block
+        at = self.blocks.get(piece.index) if self.blocks else None
+        if at is None or not piece.arguments:
+            return out
+        partial = {"type": "input_json_delta", "partial_json": piece.arguments}
+        return out + event("content_block_delta", {"index": at, "delta": partial})
+
+    def end(self, done: Completion) -> bytes:
+        """The last blocks (an upstream's tool calls not streamed piece by piece: each whole,
+        after the text), message_delta with the usage, message_stop."""
+        out = b""
+        if self.blocks is None:
+            calls = tool_uses(done)
+            if self.block < 0 and not calls:
+                out += self._open(TEXT_START)  # an empty answer: one empty text block
+            for block in calls:
+                out += self._open({**block, "input": {}})
+                partial = orjson.dumps(block["input"]).decode()
+                out += event(
+                    "content_block_delta",
+                    {
+                        "index": self.block,
+                        "delta": {"type": "input_json_delta", "partial_json": partial},
+                    },
+                )
+        if self.block >= 0:
+            out += event("content_block_stop", {"index": self.block})
+        delta = {"stop_reason": stop_reason(done), "stop_sequence": done.stop_sequence}
+        return (
+            out
+            + event(
+                "message_delta",
+                {"delta": delta, "usage": _usage(done), "costline": _costline(done)},
+            )
+            + event("message_stop", {})
+        )
 
 
 def count_request(body: object) -> ChatRequest:

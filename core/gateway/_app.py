@@ -23,14 +23,14 @@ from core import clock
 from core.control import ControlSnapshot, RateLimit, VirtualKey
 from core.errors import BudgetExceeded, CostlineError
 from core.keys import KeyIndex, load_pepper
-from core.providers import registered, rich_message
+from core.providers import registered
 from core.router import Router
 from core.types import ChatRequest, Message
 
 from . import _limits
 from ._asgi import JSON, HeaderList, Receive, Scope, Send, request_ids, send_bytes
 from ._config import GatewayConfig
-from ._errors import HTTPError, bad_request, forbidden, from_costline, unauthorized
+from ._errors import HTTPError, forbidden, from_costline, unauthorized
 from ._metrics import Metrics
 from ._request import Headers, secret_of
 
@@ -61,6 +61,7 @@ class Gateway:
         self._found: dict[str, VirtualKey] = {}  # secret -> key of the current snapshot
         self._limits: dict[tuple[int, str], list[RateLimit]] = {}
         self._worker: tuple[Any, Any] | None = None  # (thread, stop event)
+        self.worker_status: Any = None  # core.worker.WorkerStatus once started
         self._upstream: Any = None  # the upstream client start() made, closed at shutdown
         self._serving: set[asyncio.Task[Any]] = set()  # inference handlers running now
         self.hot: dict[str, Handler] = {
@@ -113,9 +114,10 @@ class Gateway:
                 self.router = default_router(self.config, aclient=self._upstream)
             self.metrics.budgets = self._budget_utilisation
             self.metrics.known_model = self._known_model
+            self.metrics.alert_worker = lambda: self.worker_status
             warm()
             if self.config.alert_worker and self._worker is None:
-                self._worker = start_worker()
+                self._worker, self.worker_status = start_worker()
         return self.router
 
     def close(self) -> None:
@@ -196,34 +198,6 @@ class Gateway:
                 f"key {key.name!r} may not use model {refused[0]!r} "
                 f"(allowed: {', '.join(key.models)})"
             )
-
-    def check_wire(self, req: ChatRequest) -> None:
-        """400 before the Router when tools, images or tool calls/results would go to a
-        model served over the Anthropic wire (Costline calls it with text only)."""
-        router = self.router
-        if router is None or not (
-            req.extra.get("tools") or any(rich_message(m) for m in req.messages)
-        ):
-            return
-        models = [req.model] if req.model else []
-        if not models and req.task and router.controls is not None:
-            snap = self.snapshot()
-            policy = router.controls.policy(snap, req.task) if snap is not None else None
-            if policy is not None:
-                models = [policy.primary_model, *policy.fallbacks]
-        for model in models:
-            if not router.catalog.has(model):
-                continue
-            provider = router.catalog.provider_of(model)
-            providers = router.settings.providers
-            wire = providers[provider].wire if provider in providers else None
-            if wire == "anthropic":
-                raise bad_request(
-                    f"model {model!r} is called over the Anthropic wire with text only: tools, "
-                    "images, tool calls and tool results reach OpenAI-compatible upstreams "
-                    "(gpt-*, llama.cpp, vLLM, ...) only",
-                    "model",
-                )
 
     def unsent_headers(
         self, req: ChatRequest, provider: str | None, ignored: tuple[str, ...] = ()
@@ -365,21 +339,25 @@ def api_mounts(
     return list(mounts(ctx)), ctx.close
 
 
-def start_worker() -> tuple[Any, Any] | None:
-    """The alert worker on a daemon thread of this process (docs/alerts.md). Every gateway
-    process starts one; they compete for the control-plane lease ``alert-worker`` and only
-    its holder scans and delivers, so exactly one process does at a time."""
+def start_worker() -> tuple[tuple[Any, Any] | None, Any]:
+    """The alert worker on a daemon thread of this process (docs/alerts.md) and its status.
+    Every gateway process starts one; they compete for the control-plane lease
+    ``alert-worker`` and only its holder scans and delivers, so exactly one process does at
+    a time. One that cannot start (the control plane is down) retries with backoff on its
+    thread, and the gateway serves meanwhile."""
     import logging
 
     try:
-        from core.worker import start_background
+        from core.worker import WorkerStatus, start_background
     except ImportError:  # pragma: no cover - core.worker needs only core's dependencies
-        return None
+        return None, None
+    status = WorkerStatus()
     try:
-        return start_background()
-    except Exception:  # the gateway serves without alerts rather than not at all
+        return start_background(status=status), status
+    except Exception as exc:  # no thread at all: the gateway serves without alerts
         logging.getLogger("costline.gateway").exception("the alert worker did not start")
-        return None
+        status.state, status.last_error = "stopped", f"{type(exc).__name__}: {exc}"
+        return None, status
 
 
 def warm() -> None:

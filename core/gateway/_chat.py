@@ -19,6 +19,7 @@ from typing import Any
 from core import clock
 from core.control import RateLimit, VirtualKey
 from core.errors import BadRequest, CostlineError
+from core.providers import ToolDelta
 from core.types import ChatRequest, Completion, StreamChunk, new_request_id
 from core.validate import check_request
 
@@ -71,6 +72,9 @@ class Shape:
     def stream_text(self, w: Any, text: str, logprobs: Any = None, kind: str = "content") -> bytes:
         return w.delta({kind: text}, logprobs=logprobs)  # type: ignore[no-any-return]
 
+    def stream_tool(self, w: Any, piece: ToolDelta) -> bytes:
+        return w.tool(piece)  # type: ignore[no-any-return]
+
     def stream_close(self, w: Any, done: Completion, include_usage: bool) -> bytes:
         return w.end(done, include_usage)  # type: ignore[no-any-return]
 
@@ -92,13 +96,14 @@ class AnthropicShape(Shape):
         return anth.message_response(done)
 
     def stream_open(self, req: ChatRequest, model: str) -> tuple[bytes, Any]:
-        return anth.stream_start(req.request_id, model, anth.input_estimate(req)), None
+        opening = anth.stream_start(req.request_id, model, anth.input_estimate(req))
+        return opening, anth.Writer()
 
     def stream_text(self, w: Any, text: str, logprobs: Any = None, kind: str = "content") -> bytes:
-        return anth.stream_delta(text)  # a refusal too: Anthropic's wire has no other place
+        return w.delta(text)  # type: ignore[no-any-return]  # a refusal too: no other place
 
     def stream_close(self, w: Any, done: Completion, include_usage: bool) -> bytes:
-        return anth.stream_end(done)
+        return w.end(done)  # type: ignore[no-any-return]
 
     def stream_error(self, err: HTTPError) -> bytes:
         return anth.event("error", {"error": err.anthropic_body()["error"]})
@@ -168,7 +173,6 @@ async def serve(gw: Gateway, scope: Scope, receive: Receive, send: Send, shape: 
         except BadRequest as exc:
             raise bad_request(exc.message, exc.field) from None
         gw.check_models(key, req.model, req.task)
-        gw.check_wire(req)
     except HTTPError as err:
         gw.metrics.request(shape.endpoint, err.status, key=key_name)
         await gw.send_error(send, err, rid, anthropic=shape.anthropic)
@@ -287,6 +291,8 @@ async def stream(
         while True:
             if chunk.text:
                 out += shape.stream_text(writer, chunk.text, chunk.logprobs, chunk.kind)
+            elif chunk.tool is not None:  # a piece of a tool call (an Anthropic upstream's)
+                out += shape.stream_tool(writer, chunk.tool)
             if chunk.completion is not None:
                 done = chunk.completion
                 flags["done"] = True

@@ -4,7 +4,8 @@ Counters by status, model, provider and key; requests in flight; cost in USD; to
 gateway's own overhead and the upstream latency as histograms; cache hits; budget
 utilisation (read from the live state when scraped); the usage log's health (events held
 in memory while the disk is full, dropped, write failures, conversion retries: this
-process's) and the events in quarantine, read when scraped. With several workers the values of
+process's) and the events in quarantine, read when scraped; whether this process's alert worker
+runs and how often it failed to start (it retries with backoff). With several workers the values of
 every process are summed through ``PROMETHEUS_MULTIPROC_DIR`` (set by ``serve``).
 """
 
@@ -88,8 +89,10 @@ class Metrics:
         self._children: dict[tuple[Any, ...], Any] = {}
         self.budgets: Callable[[], Iterator[tuple[str, float]]] | None = None
         self.known_model: Callable[[str], bool] | None = None  # the catalog's, once started
+        self.alert_worker: Callable[[], Any] | None = None  # its WorkerStatus, once started
         self.registry.register(_BudgetCollector(self))
         self.registry.register(_UsageLogCollector())
+        self.registry.register(_AlertWorkerCollector(self))
 
     def _child(self, metric: Any, *values: str) -> Any:
         k = (id(metric), *values)
@@ -151,6 +154,7 @@ class Metrics:
             MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
             registry.register(_BudgetCollector(self))
             registry.register(_UsageLogCollector())
+            registry.register(_AlertWorkerCollector(self))
             return generate_latest(registry), CONTENT_TYPE_LATEST
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
@@ -175,6 +179,32 @@ class _BudgetCollector:
             for budget_id, value in source():
                 g.add_metric([budget_id], value)
         yield g
+
+
+class _AlertWorkerCollector:
+    """This process's alert worker: running or not, and how often it failed to start."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        source = self.metrics.alert_worker
+        status = source() if source is not None else None
+        if status is None:  # not started, or COSTLINE_GATEWAY_ALERT_WORKER=0
+            return
+        yield GaugeMetricFamily(
+            "costline_alert_worker_running",
+            "1 while this process's alert worker runs (0: starting, retrying or stopped)",
+            value=1 if status.state == "running" else 0,
+        )
+        yield GaugeMetricFamily(
+            "costline_alert_worker_start_failures",
+            "Attempts of this process's alert worker to start that failed",
+            value=status.failures,
+        )
 
 
 class _UsageLogCollector:

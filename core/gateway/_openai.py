@@ -17,6 +17,7 @@ import orjson
 
 from core.cache import NOT_IN_ANSWER
 from core.call import Embeddings, EmbedRequest
+from core.providers import ToolDelta
 from core.types import ChatRequest, Completion, Cost, Message, Usage
 
 from ._errors import bad_request
@@ -209,6 +210,12 @@ class ChunkWriter:
         self.id = "chatcmpl-" + request_id.removeprefix("req_")
         self.model = model
         self.created = created
+        self.tools = False  # tool calls were streamed piece by piece
+
+    def tool(self, piece: ToolDelta) -> bytes:
+        """A streamed piece of a tool call, as OpenAI streams it (``delta.tool_calls``)."""
+        self.tools = True
+        return self.delta({"tool_calls": [piece.openai()]})
 
     def _chunk(self, choices: list[dict[str, Any]], **extra: Any) -> bytes:
         body = {
@@ -232,7 +239,7 @@ class ChunkWriter:
     def end(self, done: Completion, include_usage: bool) -> bytes:
         self.model = done.model
         out = b""
-        calls = _tool_calls(done)
+        calls = None if self.tools else _tool_calls(done)
         if calls:
             out += self.delta({"tool_calls": calls})
         out += self.delta({}, finish(done))

@@ -89,6 +89,8 @@ def routes(gw: Gateway) -> list[Route]:
         shipper = getattr(router.log, "_shipper", None)
         if shipper is not None:  # the bucket's outbox: reported, never a reason to be unready
             body["usage_outbox"] = await asyncio.to_thread(shipper.status)
+        if gw.worker_status is not None:  # reported too: the gateway serves without alerts
+            body["alert_worker"] = gw.worker_status.as_dict()
         return _json(body, 200 if ok else 503)
 
     async def metrics(request: Request) -> Response:

@@ -74,8 +74,9 @@ def serve(config: GatewayConfig) -> int:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="costline-metrics-")
     loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
     http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    host = f"[{config.host}]" if ":" in config.host else config.host  # IPv6, bracketed
     print(
-        f"Costline gateway on http://{config.host}:{config.port}/v1 "
+        f"Costline gateway on http://{host}:{config.port}/v1 "
         f"({config.workers} worker{'s' if config.workers > 1 else ''}, {loop}, {http})",
         flush=True,
     )

@@ -20,6 +20,7 @@ from core.providers.base import (
     ProviderResult,
     StreamItem,
     TextDelta,
+    ToolDelta,
     rich_message,
     text_only,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "StreamItem",
     "StreamState",
     "TextDelta",
+    "ToolDelta",
     "create",
     "register",
     "registered",

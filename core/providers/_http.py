@@ -20,7 +20,7 @@ import orjson
 from core.errors import AuthError, CostlineError
 from core.providers._errors import Where, for_status, for_transport, malformed
 from core.providers._sse import SSEDecoder
-from core.providers.base import Provider, ProviderResult, StreamItem, TextDelta
+from core.providers.base import Provider, ProviderResult, StreamItem, TextDelta, ToolDelta
 from core.settings import DEFAULT_BASE_URLS, ENV_KEY_NAMES
 from core.types import ChatRequest, Usage
 
@@ -87,8 +87,11 @@ class HTTPProvider(Provider):
         return None
 
     @abstractmethod
-    def parse_event(self, state: StreamState, event: str, data: str) -> str | TextDelta | None:
-        """One SSE event: update ``state``, return a text delta (or None)."""
+    def parse_event(
+        self, state: StreamState, event: str, data: str
+    ) -> str | TextDelta | ToolDelta | None:
+        """One SSE event: update ``state``, return a text delta or a tool-call piece (or
+        None)."""
 
     # ---- clients ----------------------------------------------------------------------
     @property
@@ -153,15 +156,18 @@ class HTTPProvider(Provider):
 
     def _event(
         self, state: StreamState, ev: tuple[str, str], where: Where
-    ) -> str | TextDelta | None:
+    ) -> str | TextDelta | ToolDelta | None:
         try:
             delta = self.parse_event(state, ev[0], ev[1])
         except (orjson.JSONDecodeError, *_PARSE_ERRORS) as exc:
             msg = f"bad stream event after {state.chunks} chunks: {ev[1][:80]!r}"
             raise malformed(msg, where, state.status) from exc
         if delta:
-            state.parts.append(delta if isinstance(delta, str) else delta.text)
-            state.chunks += 1
+            if isinstance(delta, str):
+                state.parts.append(delta)
+            elif isinstance(delta, TextDelta):
+                state.parts.append(delta.text)
+            state.chunks += 1  # a tool-call piece reached the caller too: no silent retry
         return delta
 
     def _cut(self, state: StreamState, exc: Exception, where: Where) -> CostlineError:

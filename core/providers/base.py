@@ -22,7 +22,8 @@ from core.types import ChatRequest, Message, Usage
 
 def rich_message(m: Message) -> bool:
     """Does the message carry more than its text (tool calls or results, non-text content
-    parts such as images)? Only the OpenAI wire sends that upstream (``Message.extra``)."""
+    parts such as images)? The OpenAI wire sends that upstream as is (``Message.extra``),
+    the Anthropic wire translated; the local adapter refuses it (``text_only``)."""
     extra = m.extra
     if not extra:
         return False
@@ -73,7 +74,26 @@ class TextDelta:
     kind: str = "content"
 
 
-StreamItem = str | TextDelta | ProviderResult
+@dataclass(frozen=True, slots=True)
+class ToolDelta:
+    """A streamed piece of a tool call, as OpenAI streams one: ``index`` is the call's place
+    among the answer's tool calls; its first piece names the call (``id``, ``name``), the
+    next ones carry ``arguments``, fragments of its JSON arguments in order."""
+
+    index: int
+    arguments: str = ""
+    id: str | None = None
+    name: str | None = None
+
+    def openai(self) -> dict[str, Any]:
+        """This piece as an OpenAI stream's ``delta.tool_calls[]`` entry."""
+        if self.id is None:
+            return {"index": self.index, "function": {"arguments": self.arguments}}
+        fn = {"name": self.name, "arguments": self.arguments}
+        return {"index": self.index, "id": self.id, "type": "function", "function": fn}
+
+
+StreamItem = str | TextDelta | ToolDelta | ProviderResult
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +109,8 @@ class Provider(ABC):
     """Base of every adapter. ``model`` arguments are the provider's own model id."""
 
     wire: ClassVar[str] = ""
+    # the API refuses a request without max_tokens: the Router sends the reservation's
+    needs_max_tokens: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -134,7 +156,8 @@ class Provider(ABC):
 
     @abstractmethod
     def stream(self, req: ChatRequest, model: str) -> Iterator[StreamItem]:
-        """Text deltas as str (or TextDelta), then exactly one final ProviderResult."""
+        """Text deltas as str (or TextDelta) and tool-call pieces (ToolDelta), then exactly
+        one final ProviderResult."""
 
     async def aembed(
         self, texts: list[str], model: str, dimensions: int | None, user: str | None = None

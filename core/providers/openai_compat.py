@@ -59,12 +59,15 @@ class OpenAIProvider(HTTPProvider):
 
     @classmethod
     def unsent(cls, config: ProviderConfig, req: ChatRequest) -> tuple[str, ...]:
-        """Anthropic's ``top_k`` and ``cache_control`` breakpoints, for a hosted API; a
+        """Anthropic's ``top_k`` and ``cache_control`` breakpoints (on content parts or tool
+        definitions), for a hosted API; a
         ``prompt_cache`` the caller asked for (Anthropic's top-level ``cache_control``), for
         any (OpenAI-compatible servers cache prefixes by themselves, or not at all)."""
         hosted = config.name not in SELF_HOSTED
         out = ["top_k"] if hosted and "top_k" in req.extra else []
-        marks = hosted and any(_marks(m.extra) for m in req.messages)
+        marks = hosted and (
+            any(_marks(m.extra) for m in req.messages) or _marked_tools(req.extra.get("tools"))
+        )
         if marks or req.prompt_cache:
             out.insert(0, "cache_control")
         return tuple(out)
@@ -87,6 +90,8 @@ class OpenAIProvider(HTTPProvider):
         body: dict[str, Any] = {**req.extra, "model": model, "messages": messages}
         for name in unsent:
             body.pop(name, None)
+        if hosted and "cache_control" in unsent and _marked_tools(body.get("tools")):
+            body["tools"] = [_unmarked(t) for t in body["tools"]]
         if req.temperature is not None:
             body["temperature"] = req.temperature
         if req.max_tokens is not None:
@@ -202,6 +207,13 @@ def _marks(extra: Any) -> bool:
     parts = extra.get("content") if extra else None
     return isinstance(parts, list) and any(
         isinstance(p, dict) and "cache_control" in p for p in parts
+    )
+
+
+def _marked_tools(tools: Any) -> bool:
+    """Do tool definitions carry ``cache_control`` breakpoints (for Claude)?"""
+    return isinstance(tools, list) and any(
+        isinstance(t, dict) and "cache_control" in t for t in tools
     )
 
 

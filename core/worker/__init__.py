@@ -9,7 +9,7 @@ retries, and applies retention.
 from core.worker._checks import Found
 from core.worker._delivery import Delivered, channels, deliver_due
 from core.worker._settings import DEFAULT_THRESHOLDS, AlertSettings, Smtp, load_settings
-from core.worker._worker import LEASE, ScanResult, Worker, start_background
+from core.worker._worker import LEASE, ScanResult, Worker, WorkerStatus, start_background
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
@@ -20,6 +20,7 @@ __all__ = [
     "ScanResult",
     "Smtp",
     "Worker",
+    "WorkerStatus",
     "channels",
     "deliver_due",
     "load_settings",

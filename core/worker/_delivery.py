@@ -9,16 +9,21 @@ exponential backoff (1, 2, 4, ... minutes, at most ``MAX_ATTEMPTS`` attempts); w
 attempt a webhook gets up to 3 quick tries (a 4xx other than 408/429 is not retried, nor is
 a redirect, which is never followed); a 429 or 503 with ``Retry-After`` is honoured: up to
 10 s it is waited before the next quick try, a longer one ends the attempt and the next
-waits for it (one hour at most).
+waits for it (one hour at most). Each post has an overall deadline, ``POST_DEADLINE_S``: a
+receiver that trickles its answer a byte at a time (which no per-read timeout ends) has its
+connection cut then, and the post fails as a timeout.
 Webhook URLs hold secrets: errors name only the host.
 """
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import logging
 import smtplib
+import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,6 +49,7 @@ QUICK_RETRY_AFTER_S = 10.0  # a Retry-After up to this is waited within an attem
 # worker sends alerts one after another: a longer wait would hold up the others)
 MAX_RETRY_AFTER = timedelta(hours=1)  # a longer one delays the next attempt, to this at most
 BATCH = 50  # alerts per tick at most
+POST_DEADLINE_S = 10.0  # one webhook post in all: connect, send, the answer's headers and body
 
 
 def channels(settings: AlertSettings) -> dict[str, str]:
@@ -72,6 +78,56 @@ class Posted:
     retry_after_s: float | None = None  # the receiver asked to wait longer than a quick retry
 
 
+class PostDeadline(httpx.TimeoutException):
+    """A webhook post that did not end within ``POST_DEADLINE_S``."""
+
+
+def _post(client: httpx.Client, url: str, payload: object) -> httpx.Response:
+    """One POST that ends within ``POST_DEADLINE_S`` however slowly the receiver answers:
+    httpx's timeouts bound each read, not the whole exchange. The post opens its own
+    connection (``Connection: close``; alerts are rare) so that a timer can shut its socket
+    down at the deadline, which ends the read that hangs on it."""
+    deadline = POST_DEADLINE_S
+    socks: list[socket.socket] = []
+    cut = threading.Event()
+
+    def trace(name: str, info: dict[str, object]) -> None:
+        if name == "connection.connect_tcp.complete":
+            stream = info.get("return_value")
+            sock = getattr(stream, "get_extra_info", lambda _: None)("socket")
+            if isinstance(sock, socket.socket):
+                socks.append(sock)
+
+    def expire() -> None:
+        cut.set()
+        for sock in socks:
+            with contextlib.suppress(OSError):  # already closed
+                sock.shutdown(socket.SHUT_RDWR)
+
+    timer = threading.Timer(deadline, expire)
+    timer.daemon = True
+    timer.start()
+    try:
+        with client.stream(
+            "POST",
+            url,
+            json=payload,
+            headers={"connection": "close"},
+            timeout=httpx.Timeout(min(deadline, 10.0)),
+            extensions={"trace": trace},
+        ) as resp:
+            resp.read()
+    except httpx.HTTPError:
+        if cut.is_set():
+            raise PostDeadline(f"no complete answer within {deadline:g} s") from None
+        raise
+    finally:
+        timer.cancel()
+    if cut.is_set():  # the body may have ended at the cut
+        raise PostDeadline(f"no complete answer within {deadline:g} s")
+    return resp
+
+
 def post_webhook(client: httpx.Client, url: str, a: Alert, backoff_s: float = 0.5) -> Posted:
     """Up to ``QUICK_TRIES`` posts. A 429 or 503 with ``Retry-After`` waits that long before
     the next quick try when it is at most ``QUICK_RETRY_AFTER_S``; a longer wait ends the
@@ -85,7 +141,9 @@ def post_webhook(client: httpx.Client, url: str, a: Alert, backoff_s: float = 0.
     for attempt in range(1, QUICK_TRIES + 1):
         wait = backoff_s * 2 ** (attempt - 1)
         try:
-            resp = client.post(url, json=payload)
+            resp = _post(client, url, payload)
+        except PostDeadline:
+            error = f"no complete answer from {host} within {POST_DEADLINE_S:g} s"
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__} posting to {host}"
         else:

@@ -65,17 +65,18 @@ def load_settings(plane: ControlPlane) -> AlertSettings:
     stored = plane.settings()
     notes = stored.get("notifications") or {}
     smtp = notes.get("smtp") or {}
+    use_ssl, starttls = bool(smtp.get("ssl", False)), bool(smtp.get("starttls", False))
     return AlertSettings(
         interval_s=float(stored.get("alert_scan_interval_s") or DEFAULT_INTERVAL_S),
         webhook_urls=tuple(notes.get("webhook_urls") or ()),
         email_to=tuple(notes.get("email_to") or ()),
         smtp=Smtp(
             host=str(smtp.get("host", "")),
-            port=int(smtp.get("port", 25)),
+            port=int(smtp.get("port", 465 if use_ssl else 587 if starttls else 25)),
             sender=str(smtp.get("sender", "costline@localhost")),
             username=str(smtp.get("username", "")),
-            starttls=bool(smtp.get("starttls", False)),
-            ssl=bool(smtp.get("ssl", False)),
+            starttls=starttls,
+            ssl=use_ssl,
         ),
         thresholds={**DEFAULT_THRESHOLDS, **(stored.get("alert_thresholds") or {})},
         retention_days=stored.get("retention_days"),

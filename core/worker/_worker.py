@@ -183,18 +183,68 @@ class Worker:
             self.plane.close()
 
 
+START_BACKOFF_S = (1.0, 30.0)  # first wait and cap between two attempts to start
+
+
+@dataclass
+class WorkerStatus:
+    """How a background worker is doing, for a gateway's /health/ready and /metrics:
+    ``starting``, ``retrying`` (it could not start, e.g. the control plane was down: it
+    tries again with backoff), ``running`` or ``stopped``."""
+
+    state: str = "starting"
+    failures: int = 0  # attempts to start that failed
+    last_error: str = ""
+    retry_in_s: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"state": self.state, "start_failures": self.failures}
+        if self.last_error:
+            out["last_error"] = self.last_error
+        if self.state == "retrying":
+            out["retry_in_s"] = self.retry_in_s
+        return out
+
+
 def start_background(
-    home: Path | None = None, **kw: Any
+    home: Path | None = None, *, status: WorkerStatus | None = None, **kw: Any
 ) -> tuple[threading.Thread, threading.Event]:
     """Run a Worker on a daemon thread (e.g. in every gateway process: one holds the lease).
-    Set the returned event to stop it."""
+    Set the returned event to stop it. A Worker that cannot start (the control plane is
+    down) is retried on that thread with exponential backoff (``START_BACKOFF_S``: 1 s
+    doubling to 30 s) until it starts or the event is set; ``status`` follows it."""
     stop = threading.Event()
-    worker = Worker(home, **kw)
+    st = status if status is not None else WorkerStatus()
 
     def main() -> None:
+        wait, cap = START_BACKOFF_S
+        worker: Worker | None = None
+        while worker is None and not stop.is_set():
+            try:
+                worker = Worker(home, **kw)
+            except Exception as exc:
+                st.failures += 1
+                st.last_error = f"{type(exc).__name__}: {exc}"[:500]
+                st.retry_in_s = wait
+                st.state = "retrying"
+                log.warning(
+                    "the alert worker could not start (attempt %d): %s; retrying in %.0f s",
+                    st.failures,
+                    st.last_error,
+                    wait,
+                )
+                stop.wait(wait)
+                wait = min(wait * 2, cap)
+        if worker is None:
+            st.state = "stopped"
+            return
+        if st.failures:
+            log.warning("the alert worker started after %d failed attempts", st.failures)
+        st.state = "running"
         try:
             worker.run(stop)
         finally:
+            st.state = "stopped"
             worker.close()
 
     thread = threading.Thread(target=main, name="costline-alert-worker", daemon=True)

@@ -190,21 +190,32 @@ def anthropic_usage(
     }
 
 
+def tool_use(ident: str, name: str, input: dict[str, Any]) -> dict[str, Any]:
+    """An Anthropic ``tool_use`` content block."""
+    return {"type": "tool_use", "id": ident, "name": name, "input": input}
+
+
 def anthropic_message(
     text: str,
     *,
     model: str = "claude-3-5-haiku-20241022",
     usage: dict[str, int] | None = None,
     stop: str = "end_turn",
+    tools: list[dict[str, Any]] | None = None,
 ) -> Reply:
+    """A Messages answer: its text block (none when empty and there are tool calls), then
+    ``tools`` (``tool_use`` blocks; ``stop_reason: tool_use``), as Claude answers."""
+    content: list[dict[str, Any]] = [{"type": "text", "text": text}] if text or not tools else []
+    content += tools or []
     return json_reply(
         {
             "id": "msg_test",
             "type": "message",
             "role": "assistant",
             "model": model,
-            "content": [{"type": "text", "text": text}],
-            "stop_reason": stop,
+            "content": content,
+            "stop_reason": "tool_use" if tools else stop,
+            "stop_sequence": None,
             "usage": usage if usage is not None else anthropic_usage(10, len(text.split())),
         }
     )
@@ -218,8 +229,14 @@ def anthropic_stream(
     stop: bool = True,
     error: dict[str, str] | None = None,
     stop_reason: str = "end_turn",
+    tools: list[dict[str, Any]] | None = None,
+    pieces: int = 3,
 ) -> Reply:
-    """message_start .. content_block_delta* .. message_delta, message_stop (with a ping)."""
+    """message_start .. content_block_delta* .. message_delta, message_stop (with a ping).
+    ``tools``: ``tool_use`` blocks streamed after the text as Claude streams them: each a
+    content_block_start with an empty input, an empty ``input_json_delta``, then its JSON
+    input in ``pieces`` ``input_json_delta`` fragments, content_block_stop;
+    ``stop_reason: tool_use``. Without text and with tools, no text block."""
     u = usage if usage is not None else anthropic_usage(10, len(chunks))
     start_usage = {k: v for k, v in u.items() if k != "output_tokens"} | {"output_tokens": 1}
 
@@ -240,25 +257,141 @@ def anthropic_stream(
                 }
             },
         ),
-        ev("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}),
         ev("ping", {}),
     ]
-    events += [
-        ev("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": c}})
-        for c in chunks
-    ]
+    block = -1
+    if chunks or not tools:
+        block = 0
+        text_start = {"index": 0, "content_block": {"type": "text", "text": ""}}
+        events.insert(1, ev("content_block_start", text_start))
+        events += [
+            ev("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": c}})
+            for c in chunks
+        ]
     if error is not None:
         events.append(ev("error", {"error": error}))
-    events.append(ev("content_block_stop", {"index": 0}))
+    if block == 0:
+        events.append(ev("content_block_stop", {"index": 0}))
+    for call in tools or []:
+        block += 1
+        start = {**call, "input": {}}
+        events.append(ev("content_block_start", {"index": block, "content_block": start}))
+        raw = json.dumps(call["input"])
+        size = -(-len(raw) // pieces)
+        for part in ["", *(raw[i : i + size] for i in range(0, len(raw), size))]:
+            delta = {"type": "input_json_delta", "partial_json": part}
+            events.append(ev("content_block_delta", {"index": block, "delta": delta}))
+        events.append(ev("content_block_stop", {"index": block}))
+    reason = "tool_use" if tools else stop_reason
     events.append(
         ev(
             "message_delta",
-            {"delta": {"stop_reason": stop_reason}, "usage": {"output_tokens": u["output_tokens"]}},
+            {
+                "delta": {"stop_reason": reason, "stop_sequence": None},
+                "usage": {"output_tokens": u["output_tokens"]},
+            },
         )
     )
     if stop:
         events.append(ev("message_stop", {}))
     return Reply(content_type="text/event-stream", events=events)
+
+
+def anthropic_invalid(body: dict[str, Any]) -> str | None:
+    """What Anthropic's Messages API would refuse in ``body`` with a 400 (the rules a
+    gateway's translation can break): tools without an object ``input_schema``, an unknown
+    ``tool_choice``, empty text blocks, an image without a base64 or url source, a
+    ``tool_result`` not answering a ``tool_use`` of the assistant turn just before (or not
+    first in its turn), a ``tool_use`` left without its result; None when it is fine."""
+    for i, t in enumerate(body.get("tools") or []):
+        schema = t.get("input_schema")
+        if not isinstance(t.get("name"), str) or not isinstance(schema, dict):
+            return f"tools.{i}: name and input_schema are required"
+        if schema.get("type") != "object":
+            return f"tools.{i}.input_schema.type: Input should be 'object'"
+    choice = body.get("tool_choice")
+    if choice is not None:
+        if choice.get("type") not in ("auto", "any", "tool", "none"):
+            return f"tool_choice: unknown type {choice.get('type')!r}"
+        if choice["type"] == "tool" and not isinstance(choice.get("name"), str):
+            return "tool_choice.name: Field required"
+        if not body.get("tools"):
+            return "tool_choice may only be specified while providing tools"
+    pending: set[str] = set()  # tool_use ids the next user turn must answer
+    for i, m in enumerate(body.get("messages") or []):
+        content = m.get("content")
+        blocks = [{"type": "text", "text": content}] if isinstance(content, str) else content
+        answered: set[str] = set()
+        for j, b in enumerate(blocks):
+            kind = b.get("type")
+            if kind == "text" and not b.get("text"):
+                return f"messages.{i}.content.{j}: text content blocks must be non-empty"
+            if kind == "image":
+                src = b.get("source") or {}
+                ok = src.get("type") == "url" and isinstance(src.get("url"), str)
+                ok = ok or (
+                    src.get("type") == "base64"
+                    and isinstance(src.get("data"), str)
+                    and str(src.get("media_type", "")).startswith("image/")
+                )
+                if not ok:
+                    return f"messages.{i}.content.{j}.image.source: invalid"
+            if kind == "tool_use" and (
+                m["role"] != "assistant" or not isinstance(b.get("input"), dict)
+            ):
+                return f"messages.{i}.content.{j}: a tool_use block (assistant only) needs an input"
+            if kind == "tool_result":
+                if m["role"] != "user" or b.get("tool_use_id") not in pending:
+                    return (
+                        f"messages.{i}.content.{j}: unexpected `tool_use_id` found in "
+                        "`tool_result` blocks: each must answer a tool_use of the previous message"
+                    )
+                if any(x.get("type") != "tool_result" for x in blocks[:j]):
+                    return f"messages.{i}: tool_result blocks must come first in the content"
+                answered.add(b["tool_use_id"])
+        if pending - answered:
+            return (
+                f"messages.{i}: `tool_use` ids were found without `tool_result` blocks "
+                f"immediately after: {', '.join(sorted(pending - answered))}"
+            )
+        pending = {b["id"] for b in blocks if b.get("type") == "tool_use"}
+    return None
+
+
+def _tool_input(tool: dict[str, Any]) -> dict[str, Any]:
+    """A deterministic input for a tool: each property of its schema, by type."""
+    props = (tool.get("input_schema") or {}).get("properties") or {}
+    kinds = {"integer": 3, "number": 1.5, "boolean": True, "array": ["a", "b"]}
+    return {k: kinds.get(v.get("type"), f"{k}-1") for k, v in props.items()}
+
+
+def _claude(req: Recorded, body: dict[str, Any], model: str, prompt: int) -> Reply:
+    """What Claude would answer: a 400 for what the API refuses; with tools (and a
+    tool_choice that allows one) and no tool results to read, a call of the chosen (or
+    first) tool; else text echoing the last user text (or the tool results)."""
+    bad = anthropic_invalid(body)
+    if bad is not None:
+        return error(400, bad, type="invalid_request_error")
+    last = body["messages"][-1]["content"]
+    blocks = [{"type": "text", "text": last}] if isinstance(last, str) else last
+    results = [b for b in blocks if b.get("type") == "tool_result"]
+    tools = body.get("tools") or []
+    choice = body.get("tool_choice") or {"type": "auto"}
+    calls = []
+    if tools and not results and choice["type"] != "none":
+        named = [t for t in tools if t["name"] == choice.get("name")] or tools[:1]
+        ident = f"toolu_{len(body['messages']):02d}_{named[0]['name']}"
+        calls = [tool_use(ident, named[0]["name"], _tool_input(named[0]))]
+    texts = [str(b.get("content", "")) for b in results] or [
+        b.get("text", "") for b in blocks if b.get("type") == "text"
+    ]
+    text = "" if calls else "echo: " + " ".join(texts)
+    words = [w + " " for w in text.split()]
+    out = len(words) + sum(len(json.dumps(c["input"])) // 3 for c in calls)
+    usage = anthropic_usage(prompt + 40 * len(tools), out)
+    if body.get("stream"):
+        return anthropic_stream(words, model=model, usage=usage, tools=calls or None)
+    return anthropic_message(text, model=model, usage=usage, tools=calls or None)
 
 
 def auto_reply(req: Recorded) -> Reply:
@@ -268,16 +401,13 @@ def auto_reply(req: Recorded) -> Reply:
         return json_reply({"object": "list", "data": [{"id": "scripted", "object": "model"}]})
     if not isinstance(body, dict):
         return error(404, f"no route {req.method} {req.path}", type="not_found_error")
-    users = [m.get("content", "") for m in body.get("messages", []) if m.get("role") == "user"]
-    text = "echo: " + (users[-1] if users else "")
-    words = [w + " " for w in text.split()]
     prompt = sum(len(str(m.get("content", ""))) // 4 + 4 for m in body.get("messages", []))
     model = str(body.get("model", "scripted"))
     if req.path.endswith("/v1/messages"):
-        usage = anthropic_usage(prompt, len(words))
-        if body.get("stream"):
-            return anthropic_stream(words, model=model, usage=usage)
-        return anthropic_message(text, model=model, usage=usage)
+        return _claude(req, body, model, prompt)
+    users = [m.get("content", "") for m in body.get("messages", []) if m.get("role") == "user"]
+    text = "echo: " + str(users[-1] if users else "")
+    words = [w + " " for w in text.split()]
     if req.path.endswith("/chat/completions"):
         usage = openai_usage(prompt, len(words))
         if body.get("stream"):

@@ -10,6 +10,7 @@ statement, for the console's free queries.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -133,12 +134,17 @@ class Reader:
     """Read-only queries over the usage log of ``home``. Thread-safe (one query at a time)."""
 
     def __init__(
-        self, home: Path | None = None, *, threads: int | None = None, outbox: bool = False
+        self,
+        home: str | os.PathLike[str] | None = None,
+        *,
+        threads: int | None = None,
+        outbox: bool = False,
     ) -> None:
-        """``outbox``: with a bucket, also read this home's segments not yet uploaded (an
-        import's duplicate check must see what this host wrote; they are read before the
-        bucket's listing and count once)."""
-        self.home = home if home is not None else costline_home()
+        """``home``: a path (str or PathLike; default ``costline_home()``). ``outbox``: with a
+        bucket, also read this home's segments not yet uploaded (an import's duplicate check
+        must see what this host wrote; they are read before the bucket's listing and count
+        once)."""
+        self.home = Path(home) if home is not None else costline_home()
         self._mirror = mirror_for(self.home)  # COSTLINE_EVENTS_URL: read the bucket's segments
         self._sdir = self._mirror.dir if self._mirror is not None else segments_dir(self.home)
         private_dir(self._sdir)

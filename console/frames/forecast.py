@@ -190,7 +190,8 @@ def findings_frame(found: list[Finding], money: Money) -> pd.DataFrame:
     for fd in found:
         a = fd.anomaly
         spend = fd.metric == "spend"
-        amount = money.fmt(int(round(a.value * 10**12))) if spend else f"{a.value:,.0f} calls"
+        exact = fd.spent_picousd if fd.spent_picousd is not None else int(round(a.value * 10**12))
+        amount = money.fmt(exact) if spend else f"{a.value:,.0f} calls"
         usual = money.fmt(int(round(a.expected * 10**12))) if spend else f"{a.expected:,.0f}"
         top = {d: fd.top(d) for d in ("user", "model", "task", "org")}
         rows.append(

@@ -42,7 +42,13 @@ from core.usage._query import (
     ident,
     spend_sql,
 )
-from core.usage._rollups import MEASURES, ROLLUP_DIMS, ROW_MEASURES, pruned_dir, pruned_rollups
+from core.usage._rollups import (
+    ROLLUP_DIMS,
+    ROW_MEASURES,
+    pruned_dir,
+    pruned_rollups,
+    rollup_columns,
+)
 from core.usage._schema import COLUMNS, SCHEMA, UsageEvent, table_to_events
 from core.usage._segments import Snapshot, scan, segments_dir
 
@@ -88,10 +94,11 @@ def _facts_sql(pruned: Sequence[Path]) -> str:
     sql = f"SELECT ts, {dims}, tags, {measures} FROM events"
     if pruned:  # rollups keep no tags: a tag filter or breakdown sees raw events only
         files = ", ".join(_literal(str(p)) for p in pruned)
-        rolled = ", ".join(MEASURES)
+        # money is HUGEINT whatever a file holds (DECIMAL(38,0), or BIGINT before): by
+        # name, so files of both kinds read together
         sql += (
-            f" UNION ALL SELECT hour AS ts, {dims}, NULL::VARCHAR[] AS tags, {rolled}"
-            f" FROM read_parquet([{files}])"
+            f" UNION ALL SELECT hour AS ts, {dims}, NULL::VARCHAR[] AS tags, {rollup_columns()}"
+            f" FROM read_parquet([{files}], union_by_name = true)"
         )
     return f"CREATE OR REPLACE VIEW facts AS {sql}"
 
@@ -291,7 +298,10 @@ class Reader:
             if self._pruned and self._pruned_span is None:
                 files = ", ".join(_literal(str(p)) for p in self._pruned)
                 first, last = self._run(
-                    f"SELECT min(hour), max(hour) FROM read_parquet([{files}])", [], _first
+                    "SELECT min(hour), max(hour)"
+                    f" FROM read_parquet([{files}], union_by_name = true)",
+                    [],
+                    _first,
                 )
                 if first is not None:
                     self._pruned_span = (
@@ -311,7 +321,8 @@ class Reader:
             files = ", ".join(_literal(str(p)) for p in self._pruned)
             lo = start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
             got = self._run(
-                f"SELECT DISTINCT epoch_us(hour) AS h FROM read_parquet([{files}])"
+                "SELECT DISTINCT epoch_us(hour) AS h"
+                f" FROM read_parquet([{files}], union_by_name = true)"
                 " WHERE hour >= ? AND hour <= ? ORDER BY 1",
                 [lo, end],
                 arrow_table,

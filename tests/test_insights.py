@@ -3,6 +3,7 @@ plane, the shipped price catalog and the demo data with its injected runaway loo
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import subprocess
 import sys
@@ -169,6 +170,8 @@ def test_anomaly_alert_stores_the_exact_picodollars_past_2_53(costline_home: Pat
     assert float(exact) != exact  # the float path cannot store it
     with Reader(costline_home) as reader, plane_for(costline_home) as plane:
         found = insights.scan_usage(reader, dims=("org",), since=day)
+        quick = insights.scan_usage(reader, dims=("org",), since=day, exact_spent=False)
+        assert quick == [dataclasses.replace(fd, spent_picousd=None) for fd in found]
         assert insights.raise_anomaly_alerts(found, AlertSink(plane))
         (alert,) = [a for a in plane.alerts() if a.kind == "anomaly"]
         assert alert.spent_picousd == exact

@@ -258,8 +258,8 @@ def spent_picousd(reader: Reader, finding: Finding, filters: Filters | None = No
     return int(reader.sql(sql, params)["spent"].iloc[0])
 
 
-def _with_spent(reader: Reader, finding: Finding, filters: Filters) -> Finding:
-    if finding.metric != "spend":
+def _with_spent(reader: Reader, finding: Finding, filters: Filters, exact: bool) -> Finding:
+    if not exact or finding.metric != "spend":
         return finding
     return replace(finding, spent_picousd=spent_picousd(reader, finding, filters))
 
@@ -346,11 +346,13 @@ def scan_usage(
     attribute_top: int = 40,
     min_excess_usd: float = MIN_EXCESS["spend"],
     min_excess_calls: float = MIN_EXCESS["requests"],
+    exact_spent: bool = True,
 ) -> list[Finding]:
     """Every material anomaly at or after ``since`` (default: 30 days ago), newest first.
     Attributed: the lead of every series and day (what its alert says, whatever else crossed
     a threshold that day) and the ``attribute_top`` largest by share of their series' usual
-    day."""
+    day. ``exact_spent``: sum each attributed spend finding's picodollars from the log (one
+    query each); a caller that shows no spent amount (the Overview's marks) skips it."""
     at = now or clock.now()
     least = {"spend": min_excess_usd, "requests": min_excess_calls}
     start = since or local_midnight(local_today(tz, at) - timedelta(days=30), tz)
@@ -406,7 +408,9 @@ def scan_usage(
     ranked = {id(fd) for _, fd in sorted(found, key=lambda x: -x[0])[:attribute_top]}
     ranked |= {id(lead(g)) for g in by_series_day([fd for _, fd in found]).values()}
     out = [
-        _with_spent(reader, attribute(reader, fd, filters), f) if id(fd) in ranked else fd
+        _with_spent(reader, attribute(reader, fd, filters), f, exact_spent)
+        if id(fd) in ranked
+        else fd
         for _, fd in found
     ]
     return sorted(out, key=lambda fd: (fd.ts, fd.dimension, fd.key, fd.metric), reverse=True)

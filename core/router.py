@@ -37,7 +37,7 @@ from core.controls import Controls
 from core.errors import BadRequest, CostlineError, MalformedResponse
 from core.otel import Tracer
 from core.pricing import Catalog, load_catalog
-from core.providers import Provider, StreamItem, TextDelta, ToolDelta
+from core.providers import Provider, StreamItem
 from core.reconcile import Reconciler, start_reconciler
 from core.retry import RetryPolicy
 from core.settings import Settings
@@ -166,31 +166,9 @@ class Router:
                 try:
                     with contextlib.closing(gen) as items:
                         for item in items:
-                            if isinstance(item, str):
-                                yield StreamChunk(
-                                    att.chunk(item),
-                                    model=att.cand.model,
-                                    provider=att.cand.provider,
-                                )
-                            elif isinstance(item, TextDelta):
-                                text = att.chunk(item.text)
-                                yield StreamChunk(
-                                    text,
-                                    None,
-                                    item.logprobs,
-                                    item.kind,
-                                    att.cand.model,
-                                    att.cand.provider,
-                                )
-                            elif isinstance(item, ToolDelta):
-                                yield StreamChunk(
-                                    "",
-                                    model=att.cand.model,
-                                    provider=att.cand.provider,
-                                    tool=att.tool(item),
-                                )
-                            else:
-                                yield StreamChunk("", att.settle(item))
+                            piece = att.piece(item)
+                            yield piece
+                            if piece.completion is not None:
                                 return
                     raise MalformedResponse("stream ended without a final result")
                 except CostlineError as exc:
@@ -213,31 +191,9 @@ class Router:
                 try:
                     async with contextlib.aclosing(agen) as items:
                         async for item in items:
-                            if isinstance(item, str):
-                                yield StreamChunk(
-                                    att.chunk(item),
-                                    model=att.cand.model,
-                                    provider=att.cand.provider,
-                                )
-                            elif isinstance(item, TextDelta):
-                                text = att.chunk(item.text)
-                                yield StreamChunk(
-                                    text,
-                                    None,
-                                    item.logprobs,
-                                    item.kind,
-                                    att.cand.model,
-                                    att.cand.provider,
-                                )
-                            elif isinstance(item, ToolDelta):
-                                yield StreamChunk(
-                                    "",
-                                    model=att.cand.model,
-                                    provider=att.cand.provider,
-                                    tool=att.tool(item),
-                                )
-                            else:
-                                yield StreamChunk("", att.settle(item))
+                            piece = att.piece(item)
+                            yield piece
+                            if piece.completion is not None:
                                 return
                     raise MalformedResponse("stream ended without a final result")
                 except CostlineError as exc:

@@ -14,10 +14,11 @@ in ``core/router.py`` or ``embed.py`` - does only the I/O and reports how the at
         return att.settle(result)
     raise call.exhausted()
 
-A stream reports each text chunk with ``att.chunk(text)`` and each tool-call piece with
-``att.tool(delta)`` (time to first token is measured from the start of this attempt, not the
-call); every adapter reports ``att.interrupted(exc)`` when the caller went away mid-attempt
-(a closed stream, KeyboardInterrupt, a cancelled task).
+A stream hands each item to ``att.piece(item)``, which reports text with ``att.chunk`` and
+tool-call pieces with ``att.tool`` (time to first token is measured from the start of this
+attempt, not the call) and settles the final result; every adapter reports
+``att.interrupted(exc)`` when the caller went away mid-attempt (a closed stream,
+KeyboardInterrupt, a cancelled task).
 Retries and fallbacks happen only before the first chunk reaches the caller: ``fail`` after
 a chunk re-raises the error.
 """
@@ -29,8 +30,8 @@ import time
 from collections.abc import Iterator
 
 from core.errors import CostlineError
-from core.providers import Provider, ProviderResult, ToolDelta
-from core.types import ChatRequest, Completion
+from core.providers import Provider, ProviderResult, StreamItem, TextDelta, ToolDelta
+from core.types import ChatRequest, Completion, StreamChunk
 
 from . import estimate, settle
 from .admit import next_candidate
@@ -108,6 +109,19 @@ class Attempt:
             self.args = []
         self.args.append((delta.name or "") + delta.arguments)
         return delta
+
+    def piece(self, item: StreamItem) -> StreamChunk:
+        """What the caller gets for one streamed item: text, a tool-call piece, or, for the
+        provider's final result, the settled Completion (the last chunk)."""
+        cand = self.cand
+        if isinstance(item, str):
+            return StreamChunk(self.chunk(item), model=cand.model, provider=cand.provider)
+        if isinstance(item, TextDelta):
+            text = self.chunk(item.text)
+            return StreamChunk(text, None, item.logprobs, item.kind, cand.model, cand.provider)
+        if isinstance(item, ToolDelta):
+            return StreamChunk("", model=cand.model, provider=cand.provider, tool=self.tool(item))
+        return StreamChunk("", self.settle(item))
 
     def output(self) -> str:
         """What this attempt streamed: text, then tool-call names and arguments."""

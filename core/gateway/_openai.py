@@ -273,13 +273,14 @@ def embed_request(body: object, meta: Meta, request_id: str) -> tuple[EmbedReque
     raw = body.get("input")
     inputs = [raw] if isinstance(raw, str) else raw
     if not isinstance(inputs, list) or not inputs:
-        raise bad_request("input: must be a string or a non-empty list of strings", "input")
-    for i, text in enumerate(inputs):
-        if not isinstance(text, str) or not text:
-            raise bad_request(
-                f"input[{i}]: must be a non-empty string (token arrays are not accepted)",
-                "input",
-            )
+        raise bad_request(
+            "input: must be a string, a non-empty list of strings, or token-ID arrays", "input"
+        )
+    tokens = None if isinstance(inputs[0], str) else _token_arrays(inputs)
+    if tokens is None:
+        for i, text in enumerate(inputs):
+            if not isinstance(text, str) or not text:
+                raise bad_request(f"input[{i}]: must be a non-empty string", "input")
     fmt = body.get("encoding_format") or "float"
     if fmt not in ("float", "base64"):
         raise bad_request(f"encoding_format: {fmt!r} is not float or base64", "encoding_format")
@@ -290,7 +291,7 @@ def embed_request(body: object, meta: Meta, request_id: str) -> tuple[EmbedReque
     if user is not None and not isinstance(user, str):
         raise bad_request(f"user: must be a string, got {_type(user)}", "user")
     req = EmbedRequest(
-        inputs=list(inputs),
+        inputs=[] if tokens is not None else list(inputs),
         model=model,
         dimensions=dims,
         org=meta.org,
@@ -301,8 +302,28 @@ def embed_request(body: object, meta: Meta, request_id: str) -> tuple[EmbedReque
         tags=meta.tags,
         request_id=request_id,
         end_user=user,  # sent upstream, as chat's ``user`` is
+        tokens=tokens,
     )
     return req, fmt
+
+
+def _token_id(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 0
+
+
+def _token_arrays(inputs: list[Any]) -> list[list[int]]:
+    """OpenAI's token forms of ``input``: one array of token ids, or a list of them (what
+    LangChain's OpenAIEmbeddings sends); a 400 naming ``input`` for anything else."""
+    if all(_token_id(x) for x in inputs):
+        return [inputs]
+    for i, arr in enumerate(inputs):
+        if not isinstance(arr, list) or not arr or not all(_token_id(x) for x in arr):
+            raise bad_request(
+                f"input[{i}]: must be a non-empty string or a non-empty array of token ids "
+                "(integers >= 0), the same form as every other input",
+                "input",
+            )
+    return inputs
 
 
 def embed_response(done: Embeddings, fmt: str) -> bytes:

@@ -94,6 +94,8 @@ class ToolDelta:
 
 
 StreamItem = str | TextDelta | ToolDelta | ProviderResult
+# embeddings inputs: texts, or token-ID arrays (OpenAI's other ``input`` form)
+EmbedInputs = list[str] | list[list[int]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,10 +162,12 @@ class Provider(ABC):
         one final ProviderResult."""
 
     async def aembed(
-        self, texts: list[str], model: str, dimensions: int | None, user: str | None = None
+        self, texts: EmbedInputs, model: str, dimensions: int | None, user: str | None = None
     ) -> EmbedResult:
-        """Embeddings of ``texts``; ``user``: OpenAI's end-user id as the caller sent it (sent
-        where the API takes one). Adapters without an embeddings API refuse by name."""
+        """Embeddings of ``texts`` (strings, or token-ID arrays, which an adapter whose API
+        takes text only refuses naming ``input``); ``user``: OpenAI's end-user id as the
+        caller sent it (sent where the API takes one). Adapters without an embeddings API
+        refuse by name."""
         from core.errors import BadRequest
 
         raise BadRequest(

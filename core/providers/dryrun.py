@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 import httpx
 
 from core.errors import ConfigError
-from core.providers.base import EmbedResult, Provider, ProviderResult, StreamItem
+from core.providers.base import EmbedInputs, EmbedResult, Provider, ProviderResult, StreamItem
 from core.settings import ProviderConfig
 from core.types import ChatRequest, Message, Usage
 
@@ -183,16 +183,18 @@ class DryRunProvider(Provider):
         yield result
 
     async def aembed(
-        self, texts: list[str], model: str, dimensions: int | None, user: str | None = None
+        self, texts: EmbedInputs, model: str, dimensions: int | None, user: str | None = None
     ) -> EmbedResult:
-        """Deterministic vectors (``EMBED_DIMS`` unless asked); tokens counted exactly."""
+        """Deterministic vectors (``EMBED_DIMS`` unless asked); tokens counted exactly (a
+        token-ID array: its length, its vector that of its ids written out)."""
         from core.tokens import count_text
 
         dims = dimensions or EMBED_DIMS
-        tokens = sum(count_text(model, t) for t in texts)
+        keys = [t if isinstance(t, str) else " ".join(map(str, t)) for t in texts]
+        tokens = sum(count_text(model, t) if isinstance(t, str) else len(t) for t in texts)
         if self.latency_ms:
             await asyncio.sleep(self.latency_ms / 1000.0)
-        return EmbedResult([embed_text(t, dims) for t in texts], tokens, model)
+        return EmbedResult([embed_text(t, dims) for t in keys], tokens, model)
 
 
 def _env_ms(name: str) -> float:

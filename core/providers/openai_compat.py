@@ -17,7 +17,7 @@ import orjson
 
 from core.providers._errors import Where, for_status, for_transport, malformed
 from core.providers._http import HTTPProvider, StreamState
-from core.providers.base import EmbedResult, ProviderResult, TextDelta
+from core.providers.base import EmbedInputs, EmbedResult, ProviderResult, TextDelta
 from core.settings import ProviderConfig
 from core.types import ChatRequest, Usage
 
@@ -110,10 +110,10 @@ class OpenAIProvider(HTTPProvider):
         return "/chat/completions", headers, body
 
     async def aembed(
-        self, texts: list[str], model: str, dimensions: int | None, user: str | None = None
+        self, texts: EmbedInputs, model: str, dimensions: int | None, user: str | None = None
     ) -> EmbedResult:
         """POST /embeddings (float vectors, ``user`` when given); usage.prompt_tokens when the
-        server reports it."""
+        server reports it. Token-ID arrays are sent as they are (OpenAI's API takes them)."""
         if not self.config.api_key:
             self._need_key(model)
         body: dict[str, Any] = {"model": model, "input": texts, "encoding_format": "float"}

@@ -1,0 +1,112 @@
+"""What the upstream says reaches the caller, and what the caller sends reaches the upstream, in
+the forms each API defines: token-ID embeddings inputs, OpenAI's usage details and
+system_fingerprint, n > 1 choices, and Anthropic's tool_result ``is_error``. The gateway in a
+subprocess over real HTTP, the scripted server upstream speaking OpenAI and Anthropic, the
+official SDKs (or raw requests, as LangChain sends them) as clients."""
+
+from __future__ import annotations
+
+import base64
+import struct
+from collections.abc import Iterator
+from decimal import Decimal
+from fractions import Fraction
+
+import httpx
+import openai
+import pytest
+
+from core.pricing import load_catalog
+from tests.gateway_support import GatewayProcess, serve, upstream_env
+from tests.gateway_support import openai_client as client
+from tests.servers.scripted import (
+    ScriptedServer,
+    json_reply,
+)
+
+ASK = [{"role": "user", "content": "Name three rivers."}]
+NO_CACHE = {"x-costline-cache": "no-store"}
+CLAUDE = "claude-3-5-haiku-20241022"
+
+
+@pytest.fixture(scope="module")
+def gw(tmp_path_factory: pytest.TempPathFactory, scripted: ScriptedServer):
+    env = upstream_env(scripted, "sk-openai-upstream-xyz", "sk-ant-upstream-xyz-123456")
+    with serve(tmp_path_factory.mktemp("gw-wire-fidelity"), {"main": {}}, env) as proc:
+        yield proc
+
+
+@pytest.fixture(autouse=True)
+def _fresh_script(scripted: ScriptedServer) -> Iterator[None]:
+    """Each test's replies are its own: one a failed test left behind is dropped."""
+    scripted.clear()
+    yield
+    scripted.clear()
+
+
+def _pico(usd: str) -> Fraction:
+    return Fraction(Decimal(usd)) * 10**12
+
+
+def _embedding(i: int) -> dict[str, object]:
+    return {"object": "embedding", "index": i, "embedding": [0.5, -0.25]}
+
+
+# ---- 1. embeddings inputs as token-ID arrays ---------------------------------------------
+def test_token_id_embeddings_reach_openai_as_sent_and_are_priced_by_their_length(
+    gw: GatewayProcess, scripted: ScriptedServer
+) -> None:
+    """LangChain's OpenAIEmbeddings sends token-ID arrays (base64 vectors asked): they go to
+    an OpenAI upstream as they are, and when it reports no usage the tokens are the arrays'
+    lengths, exact (not flagged as estimated) and priced at the model's input rate."""
+    ids = [[791, 2626, 315, 10683], [4438, 1101, 3786]]
+    scripted.enqueue(json_reply({"object": "list", "data": [_embedding(0), _embedding(1)]}))
+    r = httpx.post(
+        gw.base_url + "/embeddings",
+        headers={"Authorization": f"Bearer {gw.keys['main']}"},
+        json={"input": ids, "model": "text-embedding-3-small", "encoding_format": "base64"},
+    )
+    assert r.status_code == 200, r.text
+    sent = scripted.requests[-1]
+    assert sent.path == "/v1/embeddings" and sent.json["input"] == ids
+    body = r.json()
+    assert body["usage"] == {"prompt_tokens": 7, "total_tokens": 7}
+    vec = struct.unpack("<2f", base64.b64decode(body["data"][1]["embedding"]))
+    assert vec == (0.5, -0.25)
+    assert "x-costline-usage-estimated" not in r.headers
+    rate = load_catalog().lookup("text-embedding-3-small").input
+    assert _pico(r.headers["x-costline-cost-usd"]) == 7 * Fraction(rate)
+
+    # one array (a list of ints), through the official SDK; the upstream's count stands
+    usage = {"prompt_tokens": 3, "total_tokens": 3}
+    scripted.enqueue(json_reply({"object": "list", "data": [_embedding(0)], "usage": usage}))
+    done = client(gw).embeddings.create(model="text-embedding-3-small", input=[1, 2, 3])
+    assert scripted.requests[-1].json["input"] == [[1, 2, 3]]  # the same, one input
+    assert done.usage.prompt_tokens == 3 and done.data[0].embedding == [0.5, -0.25]
+
+
+def test_token_id_embeddings_on_dryrun_count_exactly_and_bad_forms_name_input(
+    gw: GatewayProcess,
+) -> None:
+    c = client(gw)
+    raw = c.embeddings.with_raw_response.create(model="dryrun-embed", input=[[5, 6, 7], [8]])
+    done = raw.parse()
+    assert done.usage.prompt_tokens == 4 and len(done.data) == 2
+    assert done.data[0].embedding != done.data[1].embedding
+    rate = load_catalog().lookup("dryrun-embed").input
+    assert _pico(raw.headers["x-costline-cost-usd"]) == 4 * Fraction(rate)
+    for bad in (["text", [1, 2]], [[1, 2], []], [[1, -2]], [1, "2"], [True, 2]):
+        with pytest.raises(openai.BadRequestError) as err:
+            c.embeddings.create(model="dryrun-embed", input=bad)  # type: ignore[arg-type]
+        assert err.value.body["param"] == "input", bad  # type: ignore[index]
+
+
+def test_token_id_embeddings_for_a_text_only_model_are_a_400_naming_input(
+    gw: GatewayProcess,
+) -> None:
+    """The local MiniLM embeds text (its own WordPiece tokens): another tokenizer's ids cannot
+    be sent to it, and the 400 says so before any model is loaded."""
+    with pytest.raises(openai.BadRequestError) as err:
+        client(gw).embeddings.create(model="local/all-MiniLM-L6-v2", input=[[1, 2, 3]])
+    assert err.value.body["param"] == "input"  # type: ignore[index]
+    assert "token-ID arrays" in err.value.body["message"]  # type: ignore[index]

@@ -7,6 +7,7 @@ official SDKs (or raw requests, as LangChain sends them) as clients."""
 from __future__ import annotations
 
 import base64
+import json
 import struct
 from collections.abc import Iterator
 from decimal import Decimal
@@ -20,8 +21,10 @@ from core.pricing import load_catalog
 from tests.gateway_support import GatewayProcess, serve, upstream_env
 from tests.gateway_support import openai_client as client
 from tests.servers.scripted import (
+    Reply,
     ScriptedServer,
     json_reply,
+    openai_chat,
 )
 
 ASK = [{"role": "user", "content": "Name three rivers."}]
@@ -110,3 +113,87 @@ def test_token_id_embeddings_for_a_text_only_model_are_a_400_naming_input(
         client(gw).embeddings.create(model="local/all-MiniLM-L6-v2", input=[[1, 2, 3]])
     assert err.value.body["param"] == "input"  # type: ignore[index]
     assert "token-ID arrays" in err.value.body["message"]  # type: ignore[index]
+
+
+# ---- 2. OpenAI usage details and system_fingerprint -------------------------------------
+USAGE = {
+    "prompt_tokens": 1200,
+    "completion_tokens": 300,
+    "total_tokens": 1500,
+    "prompt_tokens_details": {"cached_tokens": 1024, "audio_tokens": 5},
+    "completion_tokens_details": {
+        "reasoning_tokens": 120,
+        "audio_tokens": 0,
+        "accepted_prediction_tokens": 11,
+        "rejected_prediction_tokens": 4,
+    },
+}
+
+
+def _expected_pico(model: str) -> Fraction:
+    """USAGE priced by hand: cached prompt tokens at the cache rate, reasoning tokens (part of
+    the completion tokens) once, at the reasoning rate."""
+    row = load_catalog().lookup(model)
+    return (
+        (1200 - 1024) * Fraction(row.input)
+        + 1024 * Fraction(row.cached_input)
+        + (300 - 120) * Fraction(row.output)
+        + 120 * Fraction(row.reasoning)
+    )
+
+
+def test_openai_usage_details_and_fingerprint_reach_the_caller(
+    gw: GatewayProcess, scripted: ScriptedServer
+) -> None:
+    answer = json.loads(openai_chat("Nile.", usage=USAGE).body)
+    answer["system_fingerprint"] = "fp_6b68a8204b"
+    scripted.enqueue(json_reply(answer))
+    raw = client(gw).chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=ASK, extra_headers=NO_CACHE
+    )
+    done = raw.parse()
+    assert done.system_fingerprint == "fp_6b68a8204b"
+    u = done.usage
+    assert u is not None and (u.prompt_tokens, u.completion_tokens) == (1200, 300)
+    assert u.prompt_tokens_details is not None and u.completion_tokens_details is not None
+    assert u.prompt_tokens_details.model_dump(exclude_none=True) == USAGE["prompt_tokens_details"]
+    details = u.completion_tokens_details.model_dump(exclude_none=True)
+    assert details == USAGE["completion_tokens_details"]
+    assert _pico(raw.headers["x-costline-cost-usd"]) == _expected_pico("gpt-4o-mini")
+
+
+def test_openai_streamed_usage_keeps_its_details_and_fingerprint(
+    gw: GatewayProcess, scripted: ScriptedServer
+) -> None:
+    def data(obj: object) -> str:
+        return f"data: {json.dumps(obj)}\n\n"
+
+    head = {"id": "c1", "object": "chat.completion.chunk", "model": "gpt-4o-mini"}
+    head["system_fingerprint"] = "fp_streamed"
+    events = [
+        data({**head, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}),
+        data({**head, "choices": [{"index": 0, "delta": {"content": "Nile."}}]}),
+        data({**head, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}),
+        data({**head, "choices": [], "usage": USAGE}),
+        "data: [DONE]\n\n",
+    ]
+    scripted.enqueue(Reply(content_type="text/event-stream", events=events))
+    stream = client(gw).chat.completions.create(
+        model="gpt-4o-mini",
+        messages=ASK,
+        stream=True,
+        stream_options={"include_usage": True},
+        extra_headers=NO_CACHE,
+    )
+    chunks = list(stream)
+    last = chunks[-1]
+    assert last.usage is not None and last.system_fingerprint == "fp_streamed"
+    u = last.usage
+    assert u.prompt_tokens_details is not None and u.completion_tokens_details is not None
+    assert u.prompt_tokens_details.audio_tokens == 5
+    assert u.prompt_tokens_details.cached_tokens == 1024
+    assert u.completion_tokens_details.accepted_prediction_tokens == 11
+    assert u.completion_tokens_details.rejected_prediction_tokens == 4
+    assert u.completion_tokens_details.reasoning_tokens == 120
+    cost = last.model_extra["costline"]["cost_usd"]  # type: ignore[index]
+    assert _pico(cost) == _expected_pico("gpt-4o-mini")

@@ -49,6 +49,8 @@ def settle(
         finish_reason=result.finish_reason,
         choices=result.choices,
         stop_sequence=result.stop_sequence,
+        usage_details=result.usage_details,
+        system_fingerprint=result.system_fingerprint,
     )
     if cand.row is not None and (usage.cached_input_tokens or usage.cache_write_tokens):
         done.saved = prompt_cache_saving(usage, cand.row)  # provider prompt caching

@@ -151,15 +151,21 @@ def chat_request(body: object, meta: Meta, request_id: str) -> tuple[ChatRequest
     return req, bool(opts.get("include_usage"))
 
 
-def usage_json(u: Usage) -> dict[str, Any]:
+def usage_json(u: Usage, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    """OpenAI's usage object; ``details``: the upstream's detail objects (audio, prediction
+    tokens, ...), passed on with the counts Costline priced (cached, reasoning) in them."""
     prompt, completion = u.prompt_tokens, u.completion_tokens
-    return {
+    out: dict[str, Any] = {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
         "prompt_tokens_details": {"cached_tokens": u.cached_input_tokens},
         "completion_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
     }
+    if details:
+        for k, v in details.items():
+            out[k] = {**v, **out[k]}
+    return out
 
 
 def usd_text(cost: Cost) -> str:
@@ -196,8 +202,8 @@ def chat_response(done: Completion, created: int) -> bytes:
             "created": created,
             "model": done.model,
             "choices": choices,
-            "usage": usage_json(done.usage),
-            "system_fingerprint": None,
+            "usage": usage_json(done.usage, done.usage_details),
+            "system_fingerprint": done.system_fingerprint,
             "costline": costline_json(done),
         }
     )
@@ -211,6 +217,7 @@ class ChunkWriter:
         self.model = model
         self.created = created
         self.tools = False  # tool calls were streamed piece by piece
+        self.fingerprint: str | None = None  # the upstream's system_fingerprint, once known
 
     def tool(self, piece: ToolDelta) -> bytes:
         """A streamed piece of a tool call, as OpenAI streams it (``delta.tool_calls``)."""
@@ -226,6 +233,8 @@ class ChunkWriter:
             "choices": choices,
             **extra,
         }
+        if self.fingerprint is not None:
+            body["system_fingerprint"] = self.fingerprint
         return b"data: " + orjson.dumps(body) + b"\n\n"
 
     def delta(
@@ -242,9 +251,13 @@ class ChunkWriter:
         calls = None if self.tools else _tool_calls(done)
         if calls:
             out += self.delta({"tool_calls": calls})
+        fp = done.system_fingerprint
+        if fp is not None:  # the upstream's; the last chunks carry it
+            self.fingerprint = fp
         out += self.delta({}, finish(done))
         if include_usage:
-            out += self._chunk([], usage=usage_json(done.usage), costline=costline_json(done))
+            usage = usage_json(done.usage, done.usage_details)
+            out += self._chunk([], usage=usage, costline=costline_json(done))
         return out + b"data: [DONE]\n\n"
 
     @staticmethod

@@ -61,6 +61,10 @@ class ProviderResult:
     # OpenAI wire: the choices as the upstream sent them (tool calls, n > 1); not compared
     choices: list[dict[str, Any]] | None = field(default=None, compare=False)
     stop_sequence: str | None = None  # the stop sequence that ended the answer, when known
+    # OpenAI wire: the upstream's ``prompt_tokens_details`` / ``completion_tokens_details``
+    # (audio, prediction tokens, ...) and ``system_fingerprint``, passed on to the caller
+    usage_details: dict[str, Any] | None = field(default=None, compare=False)
+    system_fingerprint: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

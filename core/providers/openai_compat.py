@@ -53,6 +53,23 @@ def parse_usage(u: Any) -> Usage | None:
     )
 
 
+def usage_details(u: Any) -> dict[str, Any] | None:
+    """The detail objects of an OpenAI usage block as the server sent them (cached, audio,
+    reasoning and prediction tokens), for the caller; None when it sent none."""
+    if not isinstance(u, dict):
+        return None
+    got = {k: u[k] for k in _DETAILS if isinstance(u.get(k), dict)}
+    return got or None
+
+
+_DETAILS = ("prompt_tokens_details", "completion_tokens_details")
+
+
+def _fingerprint(data: dict[str, Any]) -> str | None:
+    fp = data.get("system_fingerprint")
+    return fp if isinstance(fp, str) else None
+
+
 class OpenAIProvider(HTTPProvider):
     wire = "openai"
     terminal = "[DONE]"
@@ -168,6 +185,8 @@ class OpenAIProvider(HTTPProvider):
             model=data.get("model") or model,
             choices=choices,
             stop_sequence=_matched_stop(choice),
+            usage_details=usage_details(data.get("usage")),
+            system_fingerprint=_fingerprint(data),
         )
 
     def parse_event(self, state: StreamState, event: str, data: str) -> str | TextDelta | None:
@@ -180,9 +199,14 @@ class OpenAIProvider(HTTPProvider):
             raise for_status(status, data, {}, state.where)
         if chunk.get("model"):
             state.model = chunk["model"]
-        usage = parse_usage(chunk.get("usage"))
+        raw = chunk.get("usage")
+        usage = parse_usage(raw)
         if usage is not None:
             state.usage = usage
+            state.usage_details = usage_details(raw)
+        fp = chunk.get("system_fingerprint")
+        if fp and isinstance(fp, str):
+            state.system_fingerprint = fp
         delta: str | TextDelta | None = None
         for choice in chunk.get("choices") or ():  # [] on the usage-only final chunk
             if choice.get("index", 0) != 0:

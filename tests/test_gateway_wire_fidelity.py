@@ -18,6 +18,7 @@ import openai
 import pytest
 
 from core.pricing import load_catalog
+from core.tokens import count_text
 from tests.gateway_support import GatewayProcess, serve, upstream_env
 from tests.gateway_support import openai_client as client
 from tests.servers.scripted import (
@@ -197,3 +198,62 @@ def test_openai_streamed_usage_keeps_its_details_and_fingerprint(
     assert u.completion_tokens_details.reasoning_tokens == 120
     cost = last.model_extra["costline"]["cost_usd"]  # type: ignore[index]
     assert _pico(cost) == _expected_pico("gpt-4o-mini")
+
+
+# ---- 3. n > 1 ----------------------------------------------------------------------------
+def test_dryrun_answers_n_choices_and_prices_every_one(gw: GatewayProcess) -> None:
+    c = client(gw)
+    one = c.chat.completions.create(model="dryrun-small", messages=ASK, extra_headers=NO_CACHE)
+    raw = c.chat.completions.with_raw_response.create(
+        model="dryrun-small", messages=ASK, n=3, extra_headers=NO_CACHE
+    )
+    done = raw.parse()
+    assert [ch.index for ch in done.choices] == [0, 1, 2]
+    texts = [ch.message.content or "" for ch in done.choices]
+    assert texts[0] == one.choices[0].message.content  # choice 0: the answer n = 1 gives
+    assert len(set(texts)) == 3 and all(t.startswith("[dryrun]") for t in texts)
+    assert done.usage is not None and one.usage is not None
+    assert done.usage.prompt_tokens == one.usage.prompt_tokens  # the prompt, counted once
+    assert done.usage.completion_tokens == sum(len(t.split()) for t in texts)
+    row = load_catalog().lookup("dryrun-small")
+    want = done.usage.prompt_tokens * Fraction(row.input)
+    want += done.usage.completion_tokens * Fraction(row.output)
+    assert _pico(raw.headers["x-costline-cost-usd"]) == want
+
+
+def test_openai_n_choices_pass_through_with_their_usage(
+    gw: GatewayProcess, scripted: ScriptedServer
+) -> None:
+    answer = json.loads(openai_chat("Nile.", usage=USAGE).body)
+    second = {"index": 1, "message": {"role": "assistant", "content": "Amazon."}}
+    answer["choices"].append({**second, "finish_reason": "stop"})
+    scripted.enqueue(json_reply(answer))
+    raw = client(gw).chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=ASK, n=2, extra_headers=NO_CACHE
+    )
+    assert scripted.requests[-1].json["n"] == 2
+    done = raw.parse()
+    assert [ch.message.content for ch in done.choices] == ["Nile.", "Amazon."]
+    assert done.usage is not None and done.usage.completion_tokens == 300
+    assert _pico(raw.headers["x-costline-cost-usd"]) == _expected_pico("gpt-4o-mini")
+
+
+def test_openai_n_choices_without_usage_are_estimated_on_every_choice(
+    gw: GatewayProcess, scripted: ScriptedServer
+) -> None:
+    """An upstream that reports no usage: the output estimate counts every choice's text,
+    all of which was generated, not choice 0's alone."""
+    answer = json.loads(openai_chat("Nile.").body)
+    del answer["usage"]
+    long = "The Amazon, the Yangtze and the Mississippi, with many words more to count."
+    answer["choices"].append(
+        {"index": 1, "message": {"role": "assistant", "content": long}, "finish_reason": "stop"}
+    )
+    scripted.enqueue(json_reply(answer))
+    raw = client(gw).chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=ASK, n=2, extra_headers=NO_CACHE
+    )
+    assert raw.headers["x-costline-usage-estimated"] == "true"
+    done = raw.parse()
+    assert done.usage is not None
+    assert done.usage.completion_tokens == count_text("gpt-4o-mini", "Nile." + long)

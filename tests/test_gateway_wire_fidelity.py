@@ -13,19 +13,22 @@ from collections.abc import Iterator
 from decimal import Decimal
 from fractions import Fraction
 
+import anthropic
 import httpx
 import openai
 import pytest
 
 from core.pricing import load_catalog
 from core.tokens import count_text
-from tests.gateway_support import GatewayProcess, serve, upstream_env
+from tests.gateway_support import GatewayProcess, anthropic_client, serve, upstream_env
 from tests.gateway_support import openai_client as client
 from tests.servers.scripted import (
     Reply,
     ScriptedServer,
+    anthropic_message,
     json_reply,
     openai_chat,
+    tool_use,
 )
 
 ASK = [{"role": "user", "content": "Name three rivers."}]
@@ -257,3 +260,86 @@ def test_openai_n_choices_without_usage_are_estimated_on_every_choice(
     done = raw.parse()
     assert done.usage is not None
     assert done.usage.completion_tokens == count_text("gpt-4o-mini", "Nile." + long)
+
+
+# ---- 4. tool_result is_error -------------------------------------------------------------
+TOOLS = [{"name": "weather", "description": "d", "input_schema": {"type": "object"}}]
+
+
+def _failed_tool_turns() -> list[anthropic.types.MessageParam]:
+    return [
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": [tool_use("toolu_1", "weather", {"city": "Paris"})]},
+        {
+            "role": "user",
+            "content": [
+                {
+                    "type": "tool_result",
+                    "tool_use_id": "toolu_1",
+                    "content": "service unavailable",
+                    "is_error": True,
+                },
+                {"type": "text", "text": "Try again?"},
+            ],
+        },
+    ]
+
+
+def test_a_failed_tool_result_reaches_claude_as_is_error(
+    gw: GatewayProcess, scripted: ScriptedServer
+) -> None:
+    scripted.enqueue(anthropic_message("Sorry."))
+    anthropic_client(gw).messages.create(
+        model=CLAUDE,
+        max_tokens=50,
+        tools=TOOLS,  # type: ignore[arg-type]
+        messages=_failed_tool_turns(),
+        extra_headers=NO_CACHE,
+    )
+    turn = scripted.requests[-1].json["messages"][-1]
+    assert turn["content"][0] == {
+        "type": "tool_result",
+        "tool_use_id": "toolu_1",
+        "content": "service unavailable",
+        "is_error": True,
+    }
+    # OpenAI has no such field (and refuses unknown ones): the text says it, as before
+    scripted.enqueue(openai_chat("Sorry."))
+    anthropic_client(gw).messages.create(
+        model="gpt-4o-mini",
+        max_tokens=50,
+        tools=TOOLS,  # type: ignore[arg-type]
+        messages=_failed_tool_turns(),
+        extra_headers=NO_CACHE,
+    )
+    tool = next(m for m in scripted.requests[-1].json["messages"] if m["role"] == "tool")
+    assert tool["content"] == "Error: service unavailable" and "is_error" not in tool
+
+
+def test_a_failed_tool_result_with_blocks_keeps_them_and_is_error(
+    gw: GatewayProcess, scripted: ScriptedServer
+) -> None:
+    """A failed tool result whose content is blocks with a cache breakpoint (Claude Code marks
+    its last tool result): Claude gets the blocks and is_error; OpenAI the parts, led by an
+    "Error: " part, and no is_error."""
+    turns = _failed_tool_turns()
+    result = turns[2]["content"][0]  # type: ignore[index]
+    result["content"] = [  # type: ignore[index]
+        {"type": "text", "text": "service unavailable", "cache_control": {"type": "ephemeral"}}
+    ]
+    scripted.enqueue(anthropic_message("Sorry."))
+    anthropic_client(gw).messages.create(
+        model=CLAUDE, max_tokens=50, tools=TOOLS, messages=turns, extra_headers=NO_CACHE
+    )
+    block = scripted.requests[-1].json["messages"][-1]["content"][0]
+    assert block["is_error"] is True
+    assert block["content"] == [
+        {"type": "text", "text": "service unavailable", "cache_control": {"type": "ephemeral"}}
+    ]
+    scripted.enqueue(openai_chat("Sorry."))
+    anthropic_client(gw).messages.create(
+        model="gpt-4o-mini", max_tokens=50, tools=TOOLS, messages=turns, extra_headers=NO_CACHE
+    )
+    tool = next(m for m in scripted.requests[-1].json["messages"] if m["role"] == "tool")
+    assert "is_error" not in tool
+    assert [p["text"] for p in tool["content"]] == ["Error: ", "service unavailable"]

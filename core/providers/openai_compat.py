@@ -103,6 +103,8 @@ class OpenAIProvider(HTTPProvider):
                 msg.update(m.extra)
                 if hosted and _marks(m.extra):
                     msg["content"] = [_unmarked(p) for p in m.extra["content"]]
+                if m.role == "tool" and "is_error" in msg:  # no such field: said in the text
+                    _error_result(msg)
             messages.append(msg)
         body: dict[str, Any] = {**req.extra, "model": model, "messages": messages}
         for name in unsent:
@@ -224,6 +226,18 @@ class OpenAIProvider(HTTPProvider):
             for call in d.get("tool_calls") or ():
                 _merge_tool_call(state.tool_calls, call)
         return delta
+
+
+def _error_result(msg: dict[str, Any]) -> None:
+    """A tool message with Anthropic's ``is_error`` (which OpenAI's API has not, and refuses):
+    the flag taken out and, when true, its content led by "Error: " for the model to read."""
+    if msg.pop("is_error") is not True:
+        return
+    content = msg.get("content")
+    if isinstance(content, list):
+        msg["content"] = [{"type": "text", "text": "Error: "}, *content]
+    else:
+        msg["content"] = "Error: " + (content or "")
 
 
 def _marks(extra: Any) -> bool:

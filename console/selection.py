@@ -99,14 +99,16 @@ class Money:
         the sign first: '-$1.25'."""
         return usd_places(value, places, self.symbol)
 
-    def table(self, pico: int) -> str:
-        """Table money, as the Budgets page shows it: to the cent, and a non-zero amount under
-        half a cent reads '<$0.01' (never '$0.00'); a negative one (a refund or credit) keeps
-        its sign first, as every negative amount does: '-<$0.01', '-$1.25'."""
-        value = self.cents(pico)
+    def table(self, pico: int, places: int = 2) -> str:
+        """Table money, as the Budgets page shows it: to the cent (or ``places`` decimals),
+        and a non-zero amount under half the last place reads '<$0.01' (never '$0.00'; to six
+        places '<$0.000001'); a negative one (a refund or credit) keeps its sign first, as
+        every negative amount does: '-<$0.01', '-$1.25'."""
+        step = Decimal(1).scaleb(-places)
+        value = self.amount(pico).quantize(step, rounding=ROUND_HALF_UP)
         if pico and value == 0:
-            return f"{'-' if pico < 0 else ''}<{self.symbol}0.01"
-        return self.fmt(pico)
+            return f"{'-' if pico < 0 else ''}<{self.symbol}{step}"
+        return self.fmt(pico, places)
 
     def tables(self, picos: Any) -> list[str]:
         """``table`` of many amounts, in integer arithmetic (a chart's tooltips: thousands of

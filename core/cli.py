@@ -241,14 +241,15 @@ def cmd_compact(args: argparse.Namespace) -> int:
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     """Check COSTLINE_HOME: exit 1 when something needs attention (e.g. a quarantine)."""
-    from core.doctor import usage_report
+    from core.doctor import settings_report, usage_report
     from core.settings import costline_home
 
     home = costline_home()
     print(f"COSTLINE_HOME {home}")
+    setting_lines, bad_setting = settings_report()
     lines, problem = usage_report(home)
-    print("\n".join(lines))
-    return 1 if problem else 0
+    print("\n".join([*setting_lines, *lines]))
+    return 1 if problem or bad_setting else 0
 
 
 def cmd_gateway(args: argparse.Namespace) -> int:

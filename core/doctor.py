@@ -1,5 +1,9 @@
 """``costline doctor``: a plain-text health report of ``COSTLINE_HOME``.
 
+The settings part: the environment settings every Router reads when it starts
+(``COSTLINE_TIMEZONE``, the provider timeouts, ``COSTLINE_RECONCILE_S``), one line naming the
+variable and its bad value when one does not read.
+
 The usage-log part: segments (each checked against its checksum on the way, so a damaged
 one is quarantined now), journals waiting for conversion, free space, and what the
 quarantine holds (events and dollars when readable), one line per quarantined file.
@@ -11,12 +15,27 @@ import os
 import shutil
 from pathlib import Path
 
+from core.errors import ConfigError
 from core.types import pico_to_usd, usd_places
 from core.usage import journal_dir, quarantine_dir, quarantine_summary, scan, segments_dir
 
 
 def _usd(pico: int | None) -> str:
     return "$?" if pico is None else usd_places(pico_to_usd(pico), 6)
+
+
+def settings_report() -> tuple[list[str], bool]:
+    """A line about the environment settings a Router reads at start, and whether it is a
+    problem (the first bad value, naming its variable)."""
+    from core.control import env_timezone
+    from core.settings import Settings
+
+    try:
+        Settings.from_env()
+        tz = env_timezone()
+    except ConfigError as exc:
+        return [f"settings     {exc.message}"], True
+    return [f"settings     ok (time zone {tz})"], False
 
 
 def usage_report(home: Path) -> tuple[list[str], bool]:

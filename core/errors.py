@@ -101,7 +101,12 @@ class ContextWindowExceeded(RequestError):
 
 
 class UnpricedModel(RequestError):
-    """The model has no price; Costline never prices it at $0 silently."""
+    """The model has no price; Costline never prices it at $0 silently. ``field``: the
+    request field that names it (``model``, ``fallbacks[1]``), when the router knows it."""
+
+    def __init__(self, message: str, *, field: str | None = None, **kw: str | None):
+        super().__init__(message, **kw)
+        self.field = field
 
 
 class PolicyError(CostlineError):

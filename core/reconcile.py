@@ -11,9 +11,11 @@ reserved, ``K:c`` = committed, per budget window and metric) are a fast cache of
   log (a lost Redis, a missed settle) and lowers counters that were above the log *at the
   previous round* (a settle applied twice during a Redis stall): every event settled before
   that round is in the log now, so such an excess is real drift, not lag. Each correction is
-  a WARNING log line and counts in ``budget_drift_corrections`` / ``budget_drift_picousd``
-  (``State.counters``). With ``SharedState`` the reserved part is set exactly from the live
-  processes' holds (``true_up``).
+  a WARNING log line and counts in ``budget_drift_corrections`` and the money corrected in
+  ``budget_drift_usd`` (whole dollars) + ``budget_drift_picousd`` (the rest), read exactly by
+  ``drift_picousd`` (``State.counters``; one int64 counter would overflow). With
+  ``SharedState`` the reserved part is set exactly from the live processes' holds
+  (``true_up``).
 
 Raising counts the fleet: with Redis, every ``targets()`` publishes this home's share (what
 only it can read: with a bucket its journals and outbox per segment name, without one its
@@ -69,10 +71,39 @@ from core import clock
 from core.control import Budget
 from core.controls import Controls
 from core.state import MemoryState, RedisState, ResilientState, SharedState
+from core.types import PICO
 
 log = logging.getLogger(__name__)
 MIN_LAG_S = 1.0  # a lowering compares counters at least this old with the log
 LEAD_LOCK = "reconcile.lock"  # in $COSTLINE_HOME/state/: held by the one process that lowers
+# the drift metric's money in two int64 state counters (Redis HINCRBY fails past 2**63): whole
+# dollars, and the picodollars below (carried into the dollars once they reach $1)
+DRIFT_USD = "budget_drift_usd"
+DRIFT_PICOUSD = "budget_drift_picousd"
+
+
+def count_drift(state: Any, picousd: int) -> None:
+    """Add ``picousd`` to the drift metric. One round may correct more than 2**63 pUSD and
+    the total only grows: a single picodollar counter overflowed (HINCRBY refused, and the
+    metric silently stopped counting). Each step keeps ``drift_picousd`` exact: a carry adds
+    the dollars before it takes their picodollars off (two processes carrying at once leave
+    the remainder negative for a moment, never the total wrong)."""
+    whole, rest = divmod(picousd, PICO)
+    if whole:
+        state.incr(DRIFT_USD, whole)
+    if rest:
+        total = int(state.incr(DRIFT_PICOUSD, rest))
+        if total >= PICO:  # also moves a large remainder counted before this split
+            carry = total // PICO
+            state.incr(DRIFT_USD, carry)
+            state.incr(DRIFT_PICOUSD, -carry * PICO)
+
+
+def drift_picousd(state: Any) -> int:
+    """The drift metric's exact picodollars (``budget_drift_usd`` dollars plus
+    ``budget_drift_picousd``)."""
+    counts = state.counters("budget_drift_")
+    return int(counts.get(DRIFT_USD, 0)) * PICO + int(counts.get(DRIFT_PICOUSD, 0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,7 +336,7 @@ class Reconciler:
             state = self.controls.state
             state.incr("budget_drift_corrections", len(drifts))
             if money:
-                state.incr("budget_drift_picousd", money)
+                count_drift(state, money)
 
 
 def raise_committed(state: Any, items: Sequence[tuple[str, int, float | None]]) -> list[int]:

@@ -32,6 +32,7 @@ from core.call import (
     validate,
 )
 from core.call.admit import finish
+from core.control import env_timezone
 from core.controls import Controls
 from core.errors import BadRequest, CostlineError, MalformedResponse
 from core.otel import Tracer
@@ -75,6 +76,7 @@ class Router:
         tracer_provider: object = None,
     ) -> None:
         settings = settings or Settings.from_env()
+        env_timezone()  # a bad COSTLINE_TIMEZONE: ConfigError now, not at the first budget
         base = catalog or load_catalog()
         ctl = Controls(base) if controls is True else controls or None
         self.reconciler: Reconciler | None = None
@@ -272,7 +274,7 @@ class Router:
     ) -> list[Completion | CostlineError]:
         """Run requests on ``concurrency`` threads; results in input order, errors in place."""
         if concurrency < 1:
-            raise BadRequest(f"concurrency must be >= 1, got {concurrency}")
+            raise BadRequest(f"concurrency: must be >= 1, got {concurrency}", field="concurrency")
 
         def one(r: ChatRequest) -> Completion | CostlineError:
             try:
@@ -289,7 +291,7 @@ class Router:
         self, requests: Iterable[ChatRequest], concurrency: int = 8
     ) -> list[Completion | CostlineError]:
         if concurrency < 1:
-            raise BadRequest(f"concurrency must be >= 1, got {concurrency}")
+            raise BadRequest(f"concurrency: must be >= 1, got {concurrency}", field="concurrency")
         sem = asyncio.Semaphore(concurrency)
 
         async def one(r: ChatRequest) -> Completion | CostlineError:

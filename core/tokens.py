@@ -36,6 +36,7 @@ from pathlib import Path
 import orjson
 import tiktoken
 
+from core import vision
 from core.errors import BadRequest, ConfigError
 from core.types import Message
 
@@ -404,13 +405,21 @@ def count_request(
     messages: Sequence[Message],
     extra: Mapping[str, object],
     more: str | None = None,
+    images: Sequence[vision.Image] | None = None,
 ) -> TokenCount:
     """Prompt tokens of a chat request: ``count_messages`` plus its ``billed_extras``
     (tool definitions, schemas, tool calls; ``more``, when already worked out), flagged
-    estimated when there are any."""
+    estimated when there are any, plus its images as ``model``'s provider bills them
+    (``core.vision``; ``images``: ``vision.images_of(messages)``, when already worked out),
+    flagged estimated when a size or detail is unknown."""
     got = count_messages(model, messages)
     if more is None:
         more = billed_extras(extra, messages)
+    if images is None:
+        images = vision.images_of(messages)
+    if images:
+        n, exact = vision.image_tokens(model, images)
+        got = TokenCount(got.tokens + n, got.estimated or not exact)
     if not more:
         return got
     return TokenCount(got.tokens + count_text(model, more), True)

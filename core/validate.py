@@ -24,7 +24,7 @@ import orjson
 
 from core.control import PROMPT_CACHE_TTLS
 from core.errors import BadRequest, CostlineError
-from core.types import CRITICALITIES, ChatRequest, Message, Usage
+from core.types import CRITICALITIES, ChatRequest, Message, Usage, new_request_id
 
 log = logging.getLogger(__name__)
 ROLES = frozenset({"system", "user", "assistant", "tool"})
@@ -154,6 +154,8 @@ def check_request(req: object) -> ChatRequest:
         v = getattr(req, name)
         if not _plain(v):
             _text(name, v, optional=False)
+    if not req.request_id or req.request_id.isspace():
+        raise _bad("request_id", "must not be empty (leave it out and the router makes one)")
     if req.prompt_cache is not None and req.prompt_cache not in PROMPT_CACHE_TTLS:
         ttls = ", ".join(PROMPT_CACHE_TTLS)
         raise _bad("prompt_cache", f"{req.prompt_cache!r} is not one of {ttls}")
@@ -214,6 +216,8 @@ def loggable(req: object) -> ChatRequest | None:
             changes[name] = _safe_text(v)
     if req.criticality not in CRITICALITIES:
         changes["criticality"] = "normal"
+    if isinstance(req.request_id, str) and (not req.request_id or req.request_id.isspace()):
+        changes["request_id"] = new_request_id()  # the log's events need an id
     for name in ("tags", "fallbacks"):
         try:
             _strings(name, getattr(req, name))

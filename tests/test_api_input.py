@@ -175,6 +175,7 @@ def test_anomalies_give_dollars_only_for_spend_as_decimal_strings(
     day = {(f["subject"], f["metric"]): f for f in found if f["grain"] == "day"}
     spend = day[("org=acme", "spend")]
     assert spend["excess_usd"] == "199.005" and spend["excess"] == 199.005, spend
+    assert spend["spent_usd"] == "200.005", spend  # exact: an integer sum from the log
     calls = day[("org=beta", "requests")]
     assert calls["excess_usd"] is None and calls["excess"] == 290, calls
 

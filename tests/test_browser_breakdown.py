@@ -23,7 +23,7 @@ COSTS = {
 }
 CHART = '[data-testid="stVegaLiteChart"]'
 BAR = CHART + ' svg path[aria-roledescription="bar"]'
-BREAKDOWN = "spend in selected periods"  # the breakdown's x title, in its bars' descriptions
+BREAKDOWN = "in the selected periods"  # in the breakdown bars' labels (not the spend bars')
 
 
 def fill(home: Path) -> None:
@@ -46,7 +46,8 @@ def fill(home: Path) -> None:
 
 
 def bar(page: Any, *parts: str) -> Any:
-    """The bar whose ARIA description (Vega writes its fields and tooltip) holds each part."""
+    """The bar whose ARIA description (the server writes it: "2026-11-03 · gpt-4o · $6.51 ·
+    1 request", "gpt-4o · $2.68 in the selected periods · 2 requests") holds each part."""
     found = page.locator(BAR)
     for part in parts:
         found = found.and_(page.locator(f'[aria-label*="{part}"]'))
@@ -68,13 +69,13 @@ def test_breakdown_tooltip_is_exact_before_and_after_a_brush(
 ) -> None:
     fill(costline_home)
     with console_server(costline_home, tmp_path / "streamlit.log") as url, signed_in(url) as page:
-        mini = bar(page, BREAKDOWN, "key: gpt-4o-mini;")
+        mini = bar(page, BREAKDOWN, "gpt-4o-mini · ")
         mini.wait_for(timeout=60_000)
         assert "spend $1.01" in tooltip(page, mini)  # $1.005 exactly, half a cent up
-        assert "spend $2.68" in tooltip(page, bar(page, BREAKDOWN, "key: gpt-4o;"))
+        assert "spend $2.68" in tooltip(page, bar(page, BREAKDOWN, "gpt-4o · "))
         # brush yesterday's bars only: drag across the start of yesterday's stack
         yesterday = local_midnight(clock.now(), "UTC") - timedelta(days=1)
-        day = bar(page, f"period: {yesterday:%d %b %Y};", "model: gpt-4o;")
+        day = bar(page, f"{yesterday:%Y-%m-%d} · gpt-4o · ")
         box = day.bounding_box()
         assert box is not None
         y = box["y"] + box["height"] / 2
@@ -82,11 +83,11 @@ def test_breakdown_tooltip_is_exact_before_and_after_a_brush(
         page.mouse.down()
         page.mouse.move(box["x"] + box["width"] + 3, y, steps=6)
         page.mouse.up()
-        brushed = bar(page, BREAKDOWN, "key: gpt-4o;", "requests: 1")
+        brushed = bar(page, BREAKDOWN, "gpt-4o · ", "· 1 request")
         brushed.wait_for(timeout=30_000)  # the fragment's rerun sent yesterday's breakdown
         page.wait_for_selector(IDLE, timeout=30_000)
         assert "spend $0.68" in tooltip(page, brushed)  # $0.675 alone
-        assert "spend $0.01" in tooltip(page, bar(page, BREAKDOWN, "key: gpt-4o-mini;"))
+        assert "spend $0.01" in tooltip(page, bar(page, BREAKDOWN, "gpt-4o-mini · "))
         # the brush is still drawn after the rerun (a rect over yesterday), and a click on a
         # legend entry still highlights its model (the other greys out)
         brush = page.locator(CHART).first.locator("g.periods_brush path").first
@@ -97,7 +98,7 @@ def test_breakdown_tooltip_is_exact_before_and_after_a_brush(
         ).click()
         page.wait_for_function(
             "s => document.querySelector(s).getAttribute('fill') === '#d0d4dc'",
-            arg=BAR + f'[aria-label*="{BREAKDOWN}"][aria-label*="key: gpt-4o;"]',
+            arg=BAR + f'[aria-label*="{BREAKDOWN}"][aria-label^="gpt-4o · "]',
             timeout=10_000,
         )
 
@@ -111,8 +112,8 @@ def test_spend_bars_stack_to_the_period_total(
     fill(costline_home)
     with console_server(costline_home, tmp_path / "streamlit.log") as url, signed_in(url) as page:
         day = local_midnight(clock.now(), "UTC") - timedelta(days=2)
-        at = f"period: {day:%d %b %Y};"
-        big, small = bar(page, at, "model: gpt-4o;"), bar(page, at, "model: gpt-4o-mini;")
+        at = f"{day:%Y-%m-%d} · "
+        big, small = bar(page, at + "gpt-4o · "), bar(page, at + "gpt-4o-mini · ")
         big.wait_for(timeout=60_000)
         box = "p => { const b = p.getBBox(); return {y: b.y, height: b.height}; }"
         boxes = [b.evaluate(box) for b in (big, small)]

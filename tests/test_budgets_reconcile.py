@@ -209,3 +209,32 @@ def test_two_processes_of_one_home_lower_an_excess_once(plane):
         time.sleep(1.1)
         assert [d.corrected for d in rec2.reconcile()] == [-555]
         assert counters(r2) == (spent, spent)
+
+
+def test_the_drift_metric_counts_past_int64_on_redis(plane):
+    """Two rounds each lowering a counter by $5M (a settle applied twice by a very large
+    org): the metric's money passes 2**63 pUSD and stays exact. One Redis HINCRBY counter
+    refused the second round (overflow) and the metric silently stopped counting."""
+    big = 5_000_000 * 10**12 + 123  # over 2**62: two of them overflow an int64
+    with redis_server() as server:
+        state = make_state(server.url)
+        with make_router(plane, state) as r:
+            r.complete(call(0))
+            spent = logged_spend(r)
+            rec = r.reconciler
+            assert rec is not None
+            key = counters_key(r)
+            assert rec.reconcile() == []
+            for _ in range(2):
+                state.apply_deltas([(key + ":c", big, None), (key, big, None)])
+                assert rec.reconcile() == []  # maybe a settle not logged yet: only noted
+                time.sleep(1.1)  # a lowering compares a snapshot at least MIN_LAG_S old
+                assert [d.corrected for d in rec.reconcile()] == [-big]
+                assert counters(r) == (spent, spent)
+            money = state.counters("budget_drift_")
+            got = money.get("budget_drift_usd", 0) * 10**12 + money.get("budget_drift_picousd", 0)
+            assert got == 2 * big, money
+            from core.reconcile import drift_picousd
+
+            assert drift_picousd(state) == got
+            assert state.counters("budget_drift_corrections") == {"budget_drift_corrections": 2}

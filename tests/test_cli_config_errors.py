@@ -345,3 +345,29 @@ def test_compact_of_a_bucket_that_does_not_answer_fails(
         "costline compact: nothing compacted: the bucket s3://usage/costline could not be listed"
         in err
     ), err
+
+
+def test_a_bad_time_zone_is_refused_when_a_router_starts_and_doctor_reports_it(
+    tmp_path: object, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before, Router() started with COSTLINE_TIMEZONE=Mars/Olympus and failed only at the
+    first call a budget's window was computed for; doctor said nothing."""
+    from pathlib import Path
+
+    from core import Router
+
+    home = Path(str(tmp_path))
+    monkeypatch.setenv("COSTLINE_HOME", str(home))
+    monkeypatch.setenv("COSTLINE_TIMEZONE", "Mars/Olympus")
+    for controls in (True, False):
+        with pytest.raises(ConfigError, match="COSTLINE_TIMEZONE 'Mars/Olympus'") as info:
+            Router(controls=controls)
+        assert info.value.field == "COSTLINE_TIMEZONE"
+    home.mkdir(exist_ok=True)
+    assert cli.main(["doctor"]) == 1
+    out = capsys.readouterr().out
+    assert "settings     COSTLINE_TIMEZONE 'Mars/Olympus' is not an IANA time zone" in out, out
+    monkeypatch.setenv("COSTLINE_TIMEZONE", "Europe/Paris")
+    Router(controls=False).close()
+    assert cli.main(["doctor"]) == 0
+    assert "settings     ok (time zone Europe/Paris)" in capsys.readouterr().out

@@ -413,3 +413,36 @@ class _Listening:
 
     def __exit__(self, *exc: object) -> None:
         self.sock.close()
+
+
+def test_history_marks_an_unpriced_call_unpriced_not_free(tmp_path: Path) -> None:
+    """The Playground's history read an unpriced call's cost as $0.00, as a free cache hit;
+    a billed one reads its exact cost."""
+    from console.frames.playground import history_frame
+    from console.queries.playground import HISTORY_COLUMNS
+    from core import clock
+    from core.usage import UsageEvent, UsageLog
+
+    log = UsageLog(tmp_path)
+    for i, (rid, cost, unpriced, hit) in enumerate(
+        (("tiny", 400_000, False, False), ("hit", 0, False, True), ("mystery", 0, True, False))
+    ):
+        log.append(
+            UsageEvent(
+                request_id=rid,
+                ts=clock.now() - timedelta(minutes=i),
+                user="engineer",
+                provider="local",
+                model="dryrun-small" if not unpriced else "mystery",
+                cost_picousd=cost,
+                unpriced=unpriced,
+                cache_hit=hit,
+                source="playground",
+            )
+        )
+    log.close()
+    with Reader(tmp_path) as reader:
+        runs = reader.events(Filters(source="playground", user="engineer"), HISTORY_COLUMNS)
+    shown = history_frame(runs, "UTC")
+    cost = dict(zip(shown["request id"], shown["cost"], strict=True))
+    assert cost == {"tiny": "$0.0000004", "hit": "$0.00", "mystery": "unpriced"}, cost

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 
 import pandas as pd
@@ -40,8 +41,8 @@ def test_pages_are_served_by_the_database_in_order(at, costline_home: Path) -> N
     at.selectbox(key="rq_sort").set_value("cost_picousd")
     at.selectbox(key="rq_dir").set_value("asc").run()
     assert not at.exception
-    costs = list(log(at)["cost"])
-    assert costs == sorted(costs)
+    costs = [Decimal(c.replace("$", "").replace(",", "")) for c in log(at)["cost"]]
+    assert costs == sorted(costs) and len(set(costs)) > 1
 
 
 def test_status_filter_and_detail_view(at) -> None:  # type: ignore[no-untyped-def]
@@ -122,7 +123,7 @@ def test_an_unpriced_call_has_a_blank_cost_in_the_log_not_zero(
     assert not at.exception
     shown = log(at)
     cost = dict(zip(shown["request id"], shown["cost"], strict=True))
-    assert cost["priced"] == 1.25
+    assert cost["priced"] == "$1.250000"
     assert pd.isna(cost["zero"]) and pd.isna(cost["none"])
     at.text_input(key="rq_lookup").input("zero").run()  # the detail says so too
     detail = at.json[0].value
@@ -153,3 +154,51 @@ def test_the_detail_shows_the_time_in_the_configured_zone_as_the_log_does(
     assert not at.exception
     assert list(log(at)["time"]) == ["2026-12-03 22:30:00"]
     assert '"ts": "2026-12-03T22:30:00-05:00"' in at.json[0].value, at.json[0].value
+
+
+def test_a_billed_call_under_half_a_millionth_never_reads_as_free(
+    costline_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tiny embedding call billed $0.0000004 read 0.000000 in the log's six decimals, as a
+    free cache hit does: it reads '<$0.000001' (its exact cost in the detail), a free call
+    '$0', a call logged unpriced nothing, one of half a millionth '$0.000001' (half up)."""
+    from datetime import timedelta
+
+    from core import clock
+    from core.usage import UsageEvent, UsageLog
+
+    monkeypatch.setenv("COSTLINE_ADMIN_PASSWORD", ADMIN_PASSWORD)
+    make_users(costline_home)
+    log_ = UsageLog(costline_home)
+    now = clock.now()
+    calls = (
+        ("tiny", 400_000, False, False),  # $0.0000004
+        ("half", 500_000, False, False),  # $0.0000005
+        ("refund", -400_000, False, False),
+        ("free", 0, False, True),  # a cache hit
+        ("unpriced", 0, True, False),
+    )
+    for i, (rid, cost, unpriced, hit) in enumerate(calls):
+        log_.append(
+            UsageEvent(
+                request_id=rid,
+                ts=now - timedelta(hours=1 + i),
+                provider="openai",
+                model="text-embedding-3-small" if not unpriced else "mystery",
+                status="ok",
+                cost_picousd=cost,
+                unpriced=unpriced,
+                cache_hit=hit,
+            )
+        )
+    log_.close()
+    at = app("viewer").run()
+    at.switch_page("app_pages/requests.py").run()
+    assert not at.exception
+    shown = log(at)
+    cost = dict(zip(shown["request id"], shown["cost"], strict=True))
+    assert cost["tiny"] == "<$0.000001" and cost["free"] == "$0", cost
+    assert cost["half"] == "$0.000001" and cost["refund"] == "-<$0.000001", cost
+    assert pd.isna(cost["unpriced"]), cost
+    at.text_input(key="rq_lookup").input("tiny").run()  # the exact amount
+    assert '"cost_usd": "0.000000400000"' in at.json[0].value

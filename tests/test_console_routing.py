@@ -486,3 +486,26 @@ def test_the_replay_policy_table_keeps_fallbacks_as_ordered_text() -> None:
     assert model_list(["dryrun-large", " dryrun-medium "]) == p.fallbacks
     assert model_list(None) == model_list(float("nan")) == model_list("") == ()
     assert isinstance(frame, pd.DataFrame)
+
+
+def test_a_saving_under_half_a_cent_never_reads_as_nothing_saved() -> None:
+    """Calls saved on cheap embeddings add up to $0.0008: the sampling table read '$0.00'
+    beside 2 calls saved."""
+    import pandas as pd
+
+    from console.frames.routing import sampling_frame
+    from console.selection import Money
+    from core.control import SamplingStrategy
+
+    savings = pd.DataFrame(
+        [
+            {"key": "embed", "events": 5, "calls": 3, "skipped": 2, "saved_picousd": 800_000_000},
+            {"key": "idle", "events": 0, "calls": 0, "skipped": 0, "saved_picousd": 0},
+        ]
+    )
+    strategies = [
+        SamplingStrategy("embed", "periodic", {"interval_s": 60}),
+        SamplingStrategy("idle"),
+    ]
+    shown = sampling_frame(strategies, savings, Money())
+    assert list(shown["saved"]) == ["<$0.01", "$0.00"]

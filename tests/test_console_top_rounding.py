@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
@@ -101,6 +102,8 @@ def test_advice_text_rounds_half_a_cent_up() -> None:
     assert usd_text(1_005_000_000_000) == "$1.01"
     assert usd_text(2_675_000_000_000.0) == "$2.68"
     assert usd_text(1_234_567_000_000_000) == "$1,234.57"
+    # a numpy integer (a pandas sum) is exact too: as a float it read $12,345.68
+    assert usd_text(np.int64(12_345_674_999_999_999)) == "$12,345.67"
 
 
 @pytest.mark.parametrize("currency, rate", [("USD", "1"), ("EUR", "0.92"), ("GBP", "0.7913")])

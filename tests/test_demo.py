@@ -286,3 +286,38 @@ def test_budget_alerts_of_the_history_are_seeded_and_removed_with_it(costline_ho
     ]
     deleted = [e for e in plane.audit(limit=1_000) if e.action == "alert.delete"]
     assert len(deleted) == len(alerts) + 1
+
+
+def test_demo_history_alerts_sum_exactly_past_int64(costline_home: Path) -> None:
+    """A window spending more than ~$92,234 (100 x its picodollars pass 2**63): the alerts
+    the demo history derives fire at the call that reached each threshold, with the exact
+    spend. The int64 cumsum * 100 wrapped and fired (or missed) them at the wrong call."""
+    from decimal import Decimal
+
+    from core.demo._alerts import history_alerts
+
+    t0 = datetime(2026, 3, 2, 9, tzinfo=UTC)
+    costs = [50_000 * 10**12 + 7, 50_000 * 10**12 + 11, 50_000 * 10**12 + 13, 1]
+    with UsageLog(costline_home, compact_threshold=0) as log:
+        log.append_many(
+            [
+                UsageEvent(request_id=f"big{i}", ts=t0 + timedelta(hours=i), org="acme",
+                           project="p", user="u", model="gpt-4o", provider="openai",
+                           cost_picousd=c, source="test")
+                for i, c in enumerate(costs)
+            ]
+        )  # fmt: skip
+    with Reader(costline_home) as reader:
+        table = reader.table(
+            "SELECT ts, org, project, user, model, cost_picousd FROM events ORDER BY ts"
+        )
+    b = Budget(id="acme", name="acme", scope="org", scope_value="acme",
+               limit_usd=Decimal(200_000), thresholds=(50, 75, 90))  # fmt: skip
+    got = [(a.pct, a.ts, a.spent_picousd) for a in history_alerts(table, [b])]
+    assert (
+        got
+        == [
+            (50, t0 + timedelta(hours=1), sum(costs[:2])),  # $100,000.000000000018 >= $100,000
+            (75, t0 + timedelta(hours=2), sum(costs[:3])),
+        ]
+    )

@@ -129,6 +129,60 @@ def test_flat_usage_has_no_anomalies_and_records_no_alert(costline_home: Path) -
         assert plane.alerts() == []
 
 
+def test_anomaly_alert_stores_the_exact_picodollars_past_2_53(costline_home: Path) -> None:
+    """A day's spend above 2**53 pUSD (~$9,007) is stored to the picodollar: the alert's
+    spent_picousd and its text come from an integer sum, not from the detector's float."""
+    from core.worker import Worker
+
+    start = clock.now().replace(hour=0, minute=0, second=0, microsecond=0)
+    spike = 12_345_678_901_234_567  # odd and > 2**53: no double holds it
+    base = [
+        UsageEvent(
+            request_id=f"b{d}-{h}",
+            ts=start - timedelta(days=d, hours=-h),
+            cost_picousd=50 * PICO + d,
+            org="a",
+            user="u1",
+            model="gpt-4o",
+            provider="openai",
+            source="test",
+        )
+        for d in range(1, 31)
+        for h in (6, 18)
+    ]
+    day = start - timedelta(days=1)
+    loud = [
+        UsageEvent(
+            request_id=f"s{i}",
+            ts=day + timedelta(hours=10, minutes=i),
+            cost_picousd=part,
+            org="a",
+            user="looper",
+            model="gpt-4o",
+            provider="openai",
+            source="test",
+        )
+        for i, part in enumerate((spike - 3, 1, 1, 1))
+    ]
+    log_events(costline_home, [*base, *loud])
+    exact = spike + sum(e.cost_picousd for e in base if e.ts >= day)  # type: ignore[misc]
+    assert float(exact) != exact  # the float path cannot store it
+    with Reader(costline_home) as reader, plane_for(costline_home) as plane:
+        found = insights.scan_usage(reader, dims=("org",), since=day)
+        assert insights.raise_anomaly_alerts(found, AlertSink(plane))
+        (alert,) = [a for a in plane.alerts() if a.kind == "anomaly"]
+        assert alert.spent_picousd == exact
+        assert f"${Decimal(exact) / PICO:,.2f}" in alert.message, alert.message
+    with ControlPlane(f"sqlite:///{costline_home / 'worker.db'}") as plane:
+        worker = Worker(costline_home, plane=plane)  # the worker's own anomaly checks
+        try:
+            worker.tick()
+        finally:
+            worker.close()
+        stored = [a.spent_picousd for a in plane.alerts() if a.budget_id == "org=a"]
+        assert stored == [exact]
+
+
 # ---- forecasts and budgets -----------------------------------------------------------------
 
 

@@ -214,3 +214,28 @@ def test_advise_reports_every_kind_and_says_what_it_skipped() -> None:
     hashed = events.assign(prompt_hash=None, system_hash=None, system_tokens=0)
     report = advise(hashed, reprice=reprice, candidates=candidates)
     assert report.skipped == {"prompt_cache": "no cached_rate_ratio given"}
+
+
+def test_response_cache_advice_states_the_exact_cents_past_2_53(costline_home) -> None:
+    """Repeats costing $12,345.674999999999 read '$12,345.67': the per-task sum is exact
+    integer picodollars (a numpy/float sum of it read $12,345.68)."""
+    from datetime import UTC, datetime, timedelta
+
+    from core.usage import Reader, UsageEvent, UsageLog
+
+    t0 = datetime(2026, 3, 2, 9, tzinfo=UTC)
+    costs = [10**12, 12_345_674_999_999_000, 999]  # the first is not a repeat
+    with UsageLog(costline_home, compact_threshold=0) as log:
+        log.append_many(
+            [
+                UsageEvent(request_id=f"r{i}", ts=t0 + timedelta(minutes=i), org="acme",
+                           task="summarise", model="gpt-4o", provider="openai",
+                           prompt="same question", cost_picousd=c, source="test")
+                for i, c in enumerate(costs)
+            ]
+        )  # fmt: skip
+    with Reader(costline_home) as reader:
+        events = reader.sql("SELECT *, md5(prompt) AS prompt_hash FROM events")  # as advise
+    (found,) = response_cache(events, period_days=30)
+    assert "they cost $12,345.67 in 30 days" in found.detail, found.detail
+    assert found.monthly_saving_usd == Decimal("12345.67")

@@ -100,4 +100,4 @@ def test_request_log_costs_round_half_up_to_the_shown_decimals() -> None:
     page = pd.DataFrame(
         {"cost_picousd": [12_500_000, -12_500_000, 5 * PICO], "unpriced": [False, False, True]}
     )
-    assert _costs(page, Money()) == [0.000013, -0.000013, None]  # not 0.0000125 for '%.6f'
+    assert _costs(page, Money()) == ["$0.000013", "-$0.000013", None]  # not 0.0000125

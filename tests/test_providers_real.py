@@ -133,3 +133,26 @@ def test_local_context_window() -> None:
     need_llama_cpp()
     with pytest.raises(ContextWindowExceeded):
         LocalProvider(ProviderConfig("local", "local")).complete(long_prompt(), "smollm2")
+
+
+def test_the_router_refuses_a_prompt_over_the_local_window_itself(costline_home: object) -> None:
+    """The catalog said 8192 tokens while llama.cpp ran SmolLM2 with 2048: a 3,000-token
+    prompt passed the router's pre-check and came back as llama.cpp's own error after the
+    model was loaded. Both now read the catalog's window; the router refuses first."""
+    from core.pricing import load_catalog
+    from core.providers import local
+    from core.router import Router
+
+    window = load_catalog().context_window("smollm2-135m-instruct")
+    assert local.n_ctx() == window == 2048
+    loaded = local._llama
+    with Router(controls=False) as router:
+        req = long_prompt()
+        req.model = "local/smollm2-135m-instruct"
+        with pytest.raises(ContextWindowExceeded, match="exceeds its context window of 2048") as e:
+            router.complete(req)
+    assert e.value.window == 2048 and e.value.provider == "local"
+    assert local._llama is loaded  # refused before llama.cpp was asked (or loaded)
+    if loaded is None and importlib.util.find_spec("llama_cpp") is not None:
+        with local._lock:
+            assert local._get_llama().n_ctx() == window  # what llama.cpp runs with

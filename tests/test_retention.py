@@ -258,3 +258,66 @@ def test_the_accounting_summary_stays_exact_after_pruning(costline_home: Path) -
     assert prune(costline_home, 20, now=NOW).segments == 1
     for dim in dims:  # by tag: raw events only (rollups keep no tags)
         assert shown(dim) == expected(dim), dim
+
+
+def test_an_hour_above_int64_picodollars_prunes_and_reads_exactly(costline_home: Path) -> None:
+    """One hour x group holding more than 2**63 pUSD (~$9.22M) prunes (its rollup held
+    int64 sums: the prune failed) and every reader - totals, the Overview's spend, the
+    accounting summary, GET /api/v1/spend - reads it to the picodollar after; a rollup
+    file written before (int64 money) still reads beside it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from core import reports
+    from core.usage import UsageLog
+    from tests.servers.api import ApiServer
+
+    big = [event(i, ts=T0 + timedelta(minutes=5 * i), org="acme", project="p0", user="u0",
+                 task="chat", model="gpt-4o", provider="openai", status="ok",
+                 cost_picousd=4_000_000 * 10**12 + 1 + i, saved_picousd=3 * 10**18 + i)
+           for i in range(3)]  # fmt: skip
+    hour = sum(e.cost_picousd or 0 for e in big)
+    assert hour > 2**63
+    recent = [event(10 + i, ts=NOW - timedelta(days=1, minutes=i)) for i in range(5)]
+    old = [event(20 + i, ts=T0 + timedelta(days=2, minutes=i)) for i in range(4)]
+    for batch in (big, old, recent):  # the real usage writer: one segment each
+        with UsageLog(costline_home, compact_threshold=0) as log:
+            log.append_many(batch)
+    want = hour + sum(e.cost_picousd or 0 for e in (*old, *recent))
+    assert prune(costline_home, 20, now=NOW).segments == 2
+    # the smaller pruned rollup as a file written before this change: money as int64
+    rewritten = 0
+    for path in pruned_dir(costline_home).glob("*.parquet"):
+        table = pq.read_table(path)
+        if pa.compute.max(table["cost_picousd"]).as_py() < 2**63:
+            money = [c for c in table.column_names if c.endswith("_picousd")]
+            for c in money:
+                i = table.column_names.index(c)
+                table = table.set_column(i, c, table[c].cast(pa.int64()))
+            pq.write_table(table, path)
+            rewritten += 1
+    assert rewritten == 1
+    f = Filters(start=T0, end=NOW)
+    with Reader(costline_home) as reader:
+        assert reader.count() == len(recent)
+        assert reader.totals()["cost_picousd"] == want
+        assert reader.totals()["saved_picousd"] == sum(
+            e.saved_picousd or 0 for e in (*big, *old, *recent)
+        )
+        by_hour = reader.spend_by(["org"], "hour", f)
+        assert int(by_hour["cost_picousd"].iloc[0]) == hour
+        overview = reports.spend(reader, f, "model", "day", "UTC")
+        assert overview.totals.cost == want
+        first = overview.series[overview.series["period"] == overview.series["period"].min()]
+        assert [int(c) for c in first["cost_picousd"]] == [hour]
+        acc = reports.accounting(reader, f, "org", "UTC").priced
+        acme = acc[acc["org"] == "acme"]
+        assert sum(Decimal(c) for c in acme["cost_usd"]) * 10**12 == hour + sum(
+            e.cost_picousd or 0 for e in (*old, *recent) if e.org == "acme"
+        )
+    with ApiServer(costline_home) as server:
+        client = server.client(server.user("fin", "viewer"))
+        got = client.get("/spend", params={"start": T0.isoformat(), "end": NOW.isoformat(),
+                                           "group_by": "hour"}).json()  # fmt: skip
+    assert Decimal(got["totals"]["cost_usd"]) * 10**12 == want, got["totals"]
+    assert Decimal(got["rows"][0]["cost_usd"]) * 10**12 == hour

@@ -84,6 +84,8 @@ BAD = [
     ("messages[0].content", dict(text=b"bytes")),
     ("prompt_cache", dict(prompt_cache="2h")),
     ("prompt_cache", dict(prompt_cache="")),
+    ("request_id", dict(request_id="")),  # was accepted: events logged with no id
+    ("request_id", dict(request_id="  ")),
 ]
 
 
@@ -275,3 +277,69 @@ def test_every_bad_request_of_a_library_call_names_its_field(costline_home) -> N
             with pytest.raises(BadRequest) as info:
                 router.complete(req)
             assert info.value.field == field and info.value.message.startswith(field)
+
+
+def test_refusals_outside_check_request_name_their_field(router, scripted_server) -> None:
+    """``batch``/``abatch`` concurrency, the bare path without a model, the old
+    ``core.call.validate`` and an unknown fallback named the problem in the message only
+    (``field`` None); the fallback's error did not say it was a fallback."""
+    from core.call import validate
+    from core.errors import UnpricedModel
+
+    for run in (
+        lambda: router.batch([ask()], concurrency=0),
+        lambda: asyncio.run(router.abatch([ask()], concurrency=0)),
+    ):
+        with pytest.raises(BadRequest, match="^concurrency: must be >= 1, got 0") as info:
+            run()
+        assert info.value.field == "concurrency"
+    cases: list[tuple[str, ChatRequest]] = [
+        ("messages", ChatRequest(messages=[], model="gpt-4o-mini")),
+        ("messages[0].role", ChatRequest([Message("robot", "hi")], model="m")),  # type: ignore[arg-type]
+        ("messages[0].content", ChatRequest([Message("user", b"hi")], model="m")),  # type: ignore[arg-type]
+        ("messages[0].content", ChatRequest([Message("user", "a\ud800")], model="m")),
+        ("max_tokens", ask(max_tokens=0)),
+        ("temperature", ask(temperature=3.0)),
+    ]
+    for field, req in cases:
+        with pytest.raises(BadRequest) as info:
+            validate(req)
+        assert info.value.field == field and info.value.message.startswith(field), info.value
+    with pytest.raises(BadRequest, match="^model: required") as info:
+        router.complete(ChatRequest([Message("user", "hi")], task="summarise"))
+    assert info.value.field == "model"
+    for fallbacks, field in [
+        (("nope-model",), "fallbacks[0]"),
+        (("gpt-4o", "nope"), "fallbacks[1]"),
+    ]:
+        with pytest.raises(UnpricedModel) as unpriced:
+            router.complete(ask(fallbacks=fallbacks))
+        assert unpriced.value.field == field and unpriced.value.model == fallbacks[-1]
+        assert unpriced.value.message.startswith(f"{field}: model {fallbacks[-1]!r}")
+    with pytest.raises(UnpricedModel) as unpriced:
+        router.complete(
+            ChatRequest([Message("user", "hi")], model="nope-model", fallbacks=("gpt-4o",))
+        )
+    assert unpriced.value.field == "model"
+    assert scripted_server.requests == []  # checked before any provider was called
+
+
+def test_a_task_without_a_policy_names_the_task(costline_home) -> None:
+    with Router() as router, pytest.raises(BadRequest, match="^task: no routing policy") as info:
+        router.complete(ChatRequest([Message("user", "hi")], task="nobody-set-this"))
+    assert info.value.field == "task"
+
+
+def test_the_usage_log_and_its_reader_take_a_str_path(tmp_path) -> None:
+    """``Reader("path")`` and ``UsageLog("path")`` raised TypeError (str / str)."""
+    import os
+
+    from core.usage import UsageLog
+
+    home = str(tmp_path / "home")
+    log = UsageLog(home, flush_interval_s=0)
+    log.close()
+    for given in (home, os.fsencode(home).decode(), tmp_path / "home"):
+        reader = Reader(given)
+        assert str(reader.home) == home and len(reader.events()) == 0
+        reader.close()

@@ -141,7 +141,11 @@ def errors(selection: Selection) -> None:
 def _log_columns(selection: Selection) -> dict[str, Any]:
     return {
         "time": st.column_config.TextColumn(f"time ({selection.scope.tz})"),
-        "cost": st.column_config.NumberColumn(f"cost ({selection.money.currency})", format="%.6f"),
+        # text: '<$0.000001' for a billed call too small for six decimals, '$0' for a free one
+        "cost": st.column_config.TextColumn(
+            f"cost ({selection.money.currency})",
+            help="To the millionth, half up; the detail below has the exact amount",
+        ),
         "tokens": st.column_config.NumberColumn("tokens", format="localized"),
     }
 

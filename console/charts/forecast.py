@@ -4,7 +4,8 @@ Frames arrive in the display currency (``console.frames.forecast`` builds them):
 
 - series: ds, actual, yhat, lower, upper (actual on history days, the rest on forecast days;
   the tooltips write them as exact text, half a cent up)
-- marks (anomalies): ds, amount (where to draw the point), what, when, ratio, excess, culprits
+- marks (anomalies): ds, amount (where to draw the point), what, when, ratio, excess, culprits,
+  description (the point's screen-reader label)
 - changepoints: ds
 
 ``mark_anomalies`` puts the same points on the Overview's spend chart (a Vega-Lite dict,
@@ -60,21 +61,30 @@ def forecast_chart(
         alt.Tooltip("lower_text:N", title=f"{band} low"),
         alt.Tooltip("upper_text:N", title=f"{band} high"),
     ]
-    area = base.mark_area(color=BAND, opacity=0.18).encode(
-        x=_x(), y=alt.Y("lower:Q", title=money), y2="upper:Q", tooltip=tooltip
-    )
-    actual = base.mark_line(color=ACTUAL, strokeWidth=1.6).encode(
+    # one area or line per series: each says what it is (Vega-Lite labelled it with its first
+    # day's fields, "spend ($): null"); the points and rules say their own day
+    area = base.mark_area(
+        color=BAND, opacity=0.18, description=f"forecast {band} interval band"
+    ).encode(x=_x(), y=alt.Y("lower:Q", title=money), y2="upper:Q", tooltip=tooltip)
+    actual = base.mark_line(color=ACTUAL, strokeWidth=1.6, description="actual spend").encode(
         x=_x(), y=alt.Y("actual:Q", title=money), tooltip=tooltip
     )
-    predicted = base.mark_line(color=FORECAST, strokeDash=[6, 3], strokeWidth=2).encode(
-        x=_x(), y="yhat:Q", tooltip=tooltip
-    )
+    predicted = base.mark_line(
+        color=FORECAST, strokeDash=[6, 3], strokeWidth=2, description="forecast spend"
+    ).encode(x=_x(), y="yhat:Q", tooltip=tooltip)
     layers: list[Any] = [area, actual, predicted]
     if changepoints is not None and not changepoints.empty:
+        changed = changepoints.assign(
+            description=[f"trend changed {d:%d %b %Y}" for d in pd.to_datetime(changepoints["ds"])]
+        )
         layers.append(
-            alt.Chart(changepoints)
+            alt.Chart(changed)
             .mark_rule(color=MUTED, strokeDash=[2, 3])
-            .encode(x=_x(), tooltip=[alt.Tooltip("ds:T", title="trend changed", format="%d %b %Y")])
+            .encode(
+                x=_x(),
+                description="description:N",
+                tooltip=[alt.Tooltip("ds:T", title="trend changed", format="%d %b %Y")],
+            )
         )
     if budget is not None:
         layers += _budget_rule(budget, budget_label)
@@ -101,14 +111,15 @@ def money_texts(values: pd.Series, symbol: str) -> list[str]:
 
 def _budget_rule(value: float, label: str) -> list[alt.Chart]:
     frame = pd.DataFrame({"y": [value], "label": [label]})
+    said = f"budget line: {label}"  # not the float it is drawn at
     rule = (
         alt.Chart(frame)
-        .mark_rule(color=BUDGET, strokeDash=[8, 4], strokeWidth=1.5)
+        .mark_rule(color=BUDGET, strokeDash=[8, 4], strokeWidth=1.5, description=said)
         .encode(y="y:Q", tooltip=[alt.Tooltip("label:N", title="budget")])
     )
     text = (
         alt.Chart(frame)
-        .mark_text(color=BUDGET, align="left", x=4, dy=-7)
+        .mark_text(color=BUDGET, align="left", x=4, dy=-7, description=said)
         .encode(y="y:Q", text="label:N")
     )
     return [rule, text]
@@ -116,14 +127,15 @@ def _budget_rule(value: float, label: str) -> list[alt.Chart]:
 
 def _exhausted_rule(day: date) -> list[alt.Chart]:
     frame = pd.DataFrame({"ds": [pd.Timestamp(day)], "label": [f"runs out {day:%d %b}"]})
+    said = f"budget runs out {day:%d %b %Y}"
     rule = (
         alt.Chart(frame)
-        .mark_rule(color=EXHAUSTED, strokeWidth=2)
+        .mark_rule(color=EXHAUSTED, strokeWidth=2, description=said)
         .encode(x=_x(), tooltip=[alt.Tooltip("label:N", title="budget")])
     )
     text = (
         alt.Chart(frame)
-        .mark_text(color=EXHAUSTED, align="left", dx=4, dy=8, baseline="top", y=0)
+        .mark_text(color=EXHAUSTED, align="left", dx=4, dy=8, baseline="top", y=0, description=said)
         .encode(x=_x(), text="label:N")
     )
     return [rule, text]
@@ -153,7 +165,8 @@ def anomaly_layer(
     scale: alt.Scale | None = None,
 ) -> alt.Chart:
     """Red points with a tooltip: when, what, x baseline, amount above expected, culprits.
-    ``marks`` columns: ds (or ``x``), amount, what, when, ratio, excess, culprits."""
+    ``marks`` columns: ds (or ``x``), amount, what, when, ratio, excess, culprits and
+    description (the point's screen-reader label)."""
     axis = alt.X(f"{x}:T", title=None, scale=scale or alt.Undefined)
     return (
         alt.Chart(marks)
@@ -161,6 +174,7 @@ def anomaly_layer(
         .encode(
             x=axis,
             y=alt.Y("amount:Q"),
+            description="description:N",
             tooltip=[alt.Tooltip(f"{f}:N", title=t) for f, t in ANOMALY_TIPS],
         )
     )
@@ -180,6 +194,7 @@ def mark_anomalies(spec: dict[str, Any], marks: pd.DataFrame) -> dict[str, Any]:
         "encoding": {
             "x": {"field": "period", "type": "temporal", "title": None, "scale": {"type": "utc"}},
             "y": {"field": "amount", "type": "quantitative"},
+            "description": {"field": "description", "type": "nominal"},
             "tooltip": [{"field": f, "type": "nominal", "title": t} for f, t in ANOMALY_TIPS],
         },
     }

@@ -90,7 +90,12 @@ SERIES_COLUMNS = [
     "requests",
     "amount_text",
     "total_text",
+    "description",
 ]
+
+# each mark's screen-reader label, written by the server (console.frames.overview.describe):
+# Vega-Lite's own reads every encoded field, so a stacked bar said its stack top was its spend
+DESCRIPTION = {"field": "description", "type": "nominal"}
 
 
 def spend_over_time(
@@ -131,6 +136,7 @@ def spend_over_time(
             "y": {"field": "top", "type": "quantitative", "title": f"spend ({unit})"},
             "y2": {"field": "bottom"},
             "color": color,
+            "description": DESCRIPTION,
             "tooltip": [
                 _tip("label", "nominal", "period"),
                 _tip("key", "nominal", dim),
@@ -160,6 +166,7 @@ def spend_over_time(
                 "title": f"spend in selected periods ({unit})",
             },
             "color": color,
+            "description": DESCRIPTION,
             "tooltip": [
                 _tip("key", "nominal", dim),
                 _tip("amount_text", "nominal", "spend"),
@@ -200,10 +207,18 @@ def _cents(symbol: str, amount: float) -> str:
 
 def top_bars(df: pd.DataFrame, title: str, symbol: str) -> Spec:
     """Horizontal bars of the top spenders with each amount written beside its bar;
-    ``df`` columns: name, amount, requests and shown (the amount as text; made from the
-    float when absent)."""
+    ``df`` columns: name, amount, requests, shown (the amount as text; made from the float
+    when absent) and description (each bar's screen-reader label; made from the others when
+    absent)."""
     if "shown" not in df.columns:
         df = df.assign(shown=[_cents(symbol, a) for a in df["amount"]])
+    if "description" not in df.columns:
+        df = df.assign(
+            description=[
+                f"{n} · {s} · {int(r):,} request{'' if int(r) == 1 else 's'}"
+                for n, s, r in zip(df["name"], df["shown"], df["requests"], strict=True)
+            ]
+        )
     encoding = {
         "y": {"field": "name", "type": "nominal", "sort": "-x", "title": None, "axis": LABELS_SPEC},
         "x": {
@@ -212,6 +227,7 @@ def top_bars(df: pd.DataFrame, title: str, symbol: str) -> Spec:
             "title": f"spend ({symbol.strip()})",
             "scale": {"domainMax": float(df["amount"].max() or 0) * 1.25 or 1},
         },
+        "description": DESCRIPTION,
         "tooltip": [
             _tip("name", "nominal", title.lower()),
             _tip("shown", "nominal", "spend"),
@@ -239,12 +255,13 @@ def top_bars(df: pd.DataFrame, title: str, symbol: str) -> Spec:
 
 def cost_per_1k(df: pd.DataFrame, grain: str, symbol: str) -> Spec:
     """Line of the cost per 1,000 requests; ``df`` columns: period, label, per_1k, per_1k_text (the
-    tooltip's text), requests."""
+    tooltip's text), requests, description (each point's screen-reader label; the line itself
+    is not announced: Vega-Lite labelled it with its first point's fields)."""
     return {
         "data": {"name": "per_1k"},
         "datasets": {"per_1k": df},
         "title": "Cost per 1K requests",
-        "mark": {"type": "line", "point": True, "color": ACCENT},
+        "mark": {"type": "line", "point": True, "color": ACCENT, "aria": False},
         "encoding": {
             "x": _time_x(grain),
             "y": {
@@ -252,6 +269,7 @@ def cost_per_1k(df: pd.DataFrame, grain: str, symbol: str) -> Spec:
                 "type": "quantitative",
                 "title": f"{symbol.strip()} per 1K requests",
             },
+            "description": DESCRIPTION,
             "tooltip": [
                 _tip("label", "nominal", "period"),
                 _tip("per_1k_text", "nominal", "per 1K requests"),

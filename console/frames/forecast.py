@@ -89,6 +89,26 @@ def _excess(fd: Finding, money: Money) -> str:
     return "+" + money.fmt(int(round(fd.anomaly.excess_usd * 10**12)))
 
 
+ANOMALY_COLUMNS = ["when", "what", "ratio", "excess", "culprits", "description"]
+
+
+def _anomaly(fd: Finding, what: str, money: Money) -> dict[str, str]:
+    """An anomaly point's tooltip texts and its screen-reader label (the point's ARIA
+    description: Vega-Lite's own read the float it is drawn at)."""
+    texts = {
+        "when": fd.when,
+        "what": what,
+        "ratio": _ratio(fd.anomaly),
+        "excess": _excess(fd, money),
+        "culprits": fd.culprits() or "–",
+    }
+    texts["description"] = (
+        f"anomaly {texts['when']} · {what} · {texts['ratio']} baseline"
+        f" · {texts['excess']} above expected · top contributors: {texts['culprits']}"
+    )
+    return texts
+
+
 def _matches(fd: Finding, scope: Scope, dimension: str, value: str | None) -> bool:
     """Does the finding belong to the charted series? Total: everything the sidebar keeps."""
     if dimension == fd.dimension:
@@ -121,16 +141,10 @@ def marks_frame(
             {
                 "ds": pd.Timestamp(day),
                 "amount": float(actual[day]),
-                "when": fd.when,
-                "what": f"{fd.metric} of {fd.subject}",
-                "ratio": _ratio(fd.anomaly),
-                "excess": _excess(fd, money),
-                "culprits": fd.culprits() or "–",
+                **_anomaly(fd, f"{fd.metric} of {fd.subject}", money),
             }
         )
-    frame = pd.DataFrame(
-        rows, columns=["ds", "amount", "when", "what", "ratio", "excess", "culprits"]
-    )
+    frame = pd.DataFrame(rows, columns=["ds", "amount", *ANOMALY_COLUMNS])
     return frame.drop_duplicates("ds")
 
 
@@ -144,7 +158,7 @@ def overview_marks(
     """For the Overview's spend chart: each daily spend anomaly as a point on top of the bar
     of the period holding it (only series the sidebar's org/model filters keep).
     ``period_frame`` is console.frames.overview.series_frame output."""
-    cols = ["period", "amount", "when", "what", "ratio", "excess", "culprits"]
+    cols = ["period", "amount", *ANOMALY_COLUMNS]
     if period_frame.empty or not found:
         return pd.DataFrame(columns=cols)
     bars = period_frame.groupby("period").agg(amount=("amount", "sum"), end=("period_end", "first"))
@@ -164,11 +178,7 @@ def overview_marks(
             {
                 "period": start + (row["end"] - start) / 2,
                 "amount": float(row["amount"]),
-                "when": fd.when,
-                "what": f"spend of {fd.subject}",
-                "ratio": _ratio(fd.anomaly),
-                "excess": _excess(fd, money),
-                "culprits": fd.culprits() or "–",
+                **_anomaly(fd, f"spend of {fd.subject}", money),
             }
         )
     return pd.DataFrame(rows, columns=cols)
@@ -180,7 +190,8 @@ def findings_frame(found: list[Finding], money: Money) -> pd.DataFrame:
     for fd in found:
         a = fd.anomaly
         spend = fd.metric == "spend"
-        amount = money.fmt(int(round(a.value * 10**12))) if spend else f"{a.value:,.0f} calls"
+        exact = fd.spent_picousd if fd.spent_picousd is not None else int(round(a.value * 10**12))
+        amount = money.fmt(exact) if spend else f"{a.value:,.0f} calls"
         usual = money.fmt(int(round(a.expected * 10**12))) if spend else f"{a.expected:,.0f}"
         top = {d: fd.top(d) for d in ("user", "model", "task", "org")}
         rows.append(

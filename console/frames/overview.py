@@ -13,6 +13,7 @@ import pandas as pd
 
 from console.selection import Money
 
+BREAKDOWN_WORDS = "in the selected periods"  # the breakdown bars' labels: '$1.01 in the ...'
 BAR_FILL = 0.85  # share of a period a bar covers (the rest is the gap between bars)
 LABELS = {
     "minute": "%Y-%m-%d %H:%M",
@@ -105,6 +106,7 @@ def series_frame(
     shown = dict(zip(totals, money.floats(totals.values()), strict=True))
     texts = dict(zip(totals, money.tables(totals.values()), strict=True))
     bottom, top = _stacked(starts, series["key"], series["cost_picousd"], money)
+    amounts = money.tables(series["cost_picousd"])
     return pd.DataFrame(
         {
             "period": period,
@@ -118,12 +120,29 @@ def series_frame(
             "requests": series["requests"],
             # the tooltip's text: exact, to the cent, half a cent up, as the tables (a float's
             # ',.2f' in the browser writes $1.005 as $1.00)
-            "amount_text": money.tables(series["cost_picousd"]),
+            "amount_text": amounts,
             "total_text": [texts[start] for start in starts],
+            # each bar's screen-reader label (Vega's own read its stack top as the spend)
+            "description": [
+                describe(when, key, text, requests_text(n))
+                for when, key, text, n in zip(
+                    label, series["key"], amounts, series["requests"], strict=True
+                )
+            ],
             # the exact sums behind ``amount`` (the breakdown's; never sent to the browser)
             "cost_picousd": pd.Series([int(v) for v in series["cost_picousd"]], dtype=object),
         }
     )
+
+
+def requests_text(n: int) -> str:
+    return f"{int(n):,} request{'' if int(n) == 1 else 's'}"
+
+
+def describe(*parts: object) -> str:
+    """A mark's screen-reader label (its ARIA description, written here instead of the one
+    Vega-Lite makes from the encoded floats): '2026-11-03 · gpt-4o-mini · $6.51 · 3 requests'."""
+    return " · ".join(str(p) for p in parts)
 
 
 def _fold_other(series: pd.DataFrame, keep: set[str]) -> pd.DataFrame:
@@ -212,12 +231,17 @@ def breakdown_frame(
         sums[str(key)] = sums.get(str(key), 0) + int(cost)
         counts[str(key)] = counts.get(str(key), 0) + int(n)
     keys = sorted(sums, key=lambda k: (-sums[k], k))
+    texts = money.tables(sums[k] for k in keys)
     return pd.DataFrame(
         {
             "key": pd.Series(keys, dtype=object),
             "amount": money.floats(sums[k] for k in keys),
-            "amount_text": money.tables(sums[k] for k in keys),
+            "amount_text": texts,
             "requests": pd.Series([counts[k] for k in keys], dtype="int64"),
+            "description": [
+                describe(k, f"{t} {BREAKDOWN_WORDS}", requests_text(counts[k]))
+                for k, t in zip(keys, texts, strict=True)
+            ],
         }
     )
 
@@ -228,7 +252,9 @@ def per_1k_frame(series: pd.DataFrame, money: Money, grain: str) -> pd.DataFrame
     known cost over the priced requests: an unpriced call (``unpriced``) is not a $0 one,
     and a period of unpriced calls only has no point."""
     if series.empty:
-        return pd.DataFrame(columns=["period", "label", "per_1k", "per_1k_text", "requests"])
+        return pd.DataFrame(
+            columns=["period", "label", "per_1k", "per_1k_text", "requests", "description"]
+        )
     unpriced = series["unpriced"].tolist() if "unpriced" in series.columns else [0] * len(series)
     sums: dict[tuple[object, int], list[int]] = {}  # period: first row, cost, requests, unpriced
     counts = series["requests"].tolist()
@@ -251,13 +277,19 @@ def per_1k_frame(series: pd.DataFrame, money: Money, grain: str) -> pd.DataFrame
         money.amount(sums[g][1] * 1000) / n if n > 0 else Decimal(0)
         for g, n in zip(order, priced, strict=True)
     ]
+    texts = [money.text(x, 4) for x in exact]
+    counts = [sums[g][2] for g in order]
     frame = pd.DataFrame(
         {
             "period": period,
             "label": label,
             "per_1k": [float(x) for x in exact],
-            "per_1k_text": [money.text(x, 4) for x in exact],
+            "per_1k_text": texts,
             "requests": grouped["requests"].to_numpy(),
+            "description": [
+                describe(when, f"{t} per 1K requests", requests_text(n))
+                for when, t, n in zip(label, texts, counts, strict=True)
+            ],
         }
     )
     # a period of unpriced calls only has no known unit cost: no point, not a $0 one
@@ -267,13 +299,18 @@ def per_1k_frame(series: pd.DataFrame, money: Money, grain: str) -> pd.DataFrame
 def top_frame(top: pd.DataFrame, money: Money) -> pd.DataFrame:
     """name, amount (the bar's length), shown (the amount written beside it and in the
     tooltip: the exact sum to the cent, half a cent up, as the tables show it) and requests."""
-    rows = top
+    names = [str(n) for n in top["name"]]
+    shown = money.tables(top["cost_picousd"])
     return pd.DataFrame(
         {
-            "name": rows["name"].astype(str).to_numpy(),
-            "amount": money.floats(rows["cost_picousd"]),
-            "shown": money.tables(rows["cost_picousd"]),
-            "requests": rows["requests"].to_numpy(),
+            "name": names,
+            "amount": money.floats(top["cost_picousd"]),
+            "shown": shown,
+            "requests": top["requests"].to_numpy(),
+            "description": [
+                describe(n, s, requests_text(r))
+                for n, s, r in zip(names, shown, top["requests"], strict=True)
+            ],
         }
     )
 

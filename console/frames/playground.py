@@ -64,6 +64,18 @@ def budget_row(t: Target, u: Utilisation, max_cost: int) -> dict[str, object]:
     }
 
 
+def _costs(runs: pd.DataFrame) -> list[str]:
+    """Each run's exact cost; 'unpriced' for a call logged unpriced (its cost is unknown: it
+    read $0.00, as a free cache hit does)."""
+    unpriced = (
+        runs["unpriced"].fillna(False).astype(bool).tolist()
+        if "unpriced" in runs.columns
+        else [False] * len(runs)
+    )
+    costs = runs["cost_picousd"].fillna(0).tolist()
+    return ["unpriced" if u else fmt_usd(int(c)) for c, u in zip(costs, unpriced, strict=True)]
+
+
 def history_frame(runs: pd.DataFrame, tz: str) -> pd.DataFrame:
     """A user's runs: times in ``tz`` without an offset, whole milliseconds."""
     return pd.DataFrame(
@@ -73,7 +85,7 @@ def history_frame(runs: pd.DataFrame, tz: str) -> pd.DataFrame:
             "status": runs["status"],
             "tokens in": runs["input_tokens"],
             "tokens out": runs["output_tokens"],
-            "cost": [fmt_usd(int(c)) for c in runs["cost_picousd"].fillna(0)],
+            "cost": _costs(runs),
             "latency ms": runs["latency_ms"].round(0).astype("Int64"),
             "cache hit": runs["cache_hit"],
             "request id": runs["request_id"],

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal
-
 import pandas as pd
 
 from console.selection import Money
@@ -43,15 +41,22 @@ def log_frame(page: pd.DataFrame, money: Money) -> pd.DataFrame:
     )
 
 
-def _costs(page: pd.DataFrame, money: Money) -> list[float | None]:
-    """Each call's cost in the currency, rounded half up to the six decimals the column shows
-    (exactly, before it becomes a float: the browser's '%.6f' of the float 0.0000125 may read
-    0.000012); blank for a call logged unpriced (its cost is unknown, not $0: the router logs
-    0 or nothing)."""
-    micro = Decimal("0.000001")
-    shown = [
-        float(money.amount(int(p)).quantize(micro, rounding=ROUND_HALF_UP))
-        for p in page["cost_picousd"].fillna(0)
-    ]
+PLACES = 6  # the log's cost column: millionths, as a call's cost needs
+
+
+def _costs(page: pd.DataFrame, money: Money) -> list[str | None]:
+    """Each call's cost in the currency as text, rounded half up to six decimals (exactly,
+    from the picodollars): '$0.000013'. A billed call under half a millionth reads
+    '<$0.000001' (a tiny embedding call never reads as free: '0.000000' was also what a free
+    cache hit read), a free call '$0', a call logged unpriced nothing (its cost is unknown,
+    not $0: the router logs 0 or nothing). The detail view has the exact amount."""
     unpriced = page["unpriced"].fillna(False).astype(bool)
-    return [None if u else c for c, u in zip(shown, unpriced, strict=True)]
+    out: list[str | None] = []
+    for p, u in zip(page["cost_picousd"].tolist(), unpriced, strict=True):
+        if u:
+            out.append(None)
+        elif p is None or pd.isna(p) or int(p) == 0:
+            out.append(f"{money.symbol}0")
+        else:
+            out.append(money.table(int(p), PLACES))
+    return out

@@ -59,7 +59,8 @@ def sampling_frame(
                 "events": int(got.get("events", 0)),
                 "AI calls": int(got.get("calls", 0)),
                 "calls saved": int(got.get("skipped", 0)),
-                "saved": money.fmt(int(got.get("saved_picousd", 0))),
+                # "<$0.01" for a few skipped embedding calls: "$0.00" said nothing was saved
+                "saved": money.table(int(got.get("saved_picousd", 0))),
             }
         )
     return pd.DataFrame(rows)

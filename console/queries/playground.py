@@ -299,6 +299,7 @@ HISTORY_COLUMNS = [
     "input_tokens",
     "output_tokens",
     "cost_picousd",
+    "unpriced",
     "latency_ms",
     "cache_hit",
     "error_message",

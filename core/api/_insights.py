@@ -9,7 +9,7 @@ from typing import Any
 
 from core import clock
 from core import insights as ins
-from core.api._http import ApiError, Call, Json, Op, Param, parse_bool, parse_int
+from core.api._http import ApiError, Call, Json, Op, Param, money, parse_bool, parse_int
 from core.api._query import FILTER_PARAMS, filters
 from core.api._schemas import field, list_of, obj
 from core.periods import local_midnight, today_in
@@ -107,6 +107,8 @@ def finding_json(fd: ins.Finding) -> dict[str, Any]:
         "ratio": None if math.isinf(a.ratio) else _num(a.ratio),
         "excess": _num(a.excess_usd),  # in the metric's units: dollars or calls
         "excess_usd": _usd(a.excess_usd) if fd.metric == "spend" else None,
+        # the period's exact spend, summed from the log (null for calls or unattributed)
+        "spent_usd": None if fd.spent_picousd is None else money(fd.spent_picousd),
         "description": fd.describe(),
         "contributors": [
             {"dim": c.dim, "value": c.value, "share": _num(c.share)} for c in a.contributors

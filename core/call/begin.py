@@ -21,6 +21,7 @@ from .state import Call
 __all__ = ["apply_policy", "start", "validate"]
 
 ROLES = frozenset({"system", "user", "assistant", "tool"})
+EMPTY = "messages: empty; a chat request needs at least one message"
 
 
 def start(ctx: Context, req: ChatRequest, *, flushed: bool = False) -> Call | Completion:
@@ -37,7 +38,7 @@ def start(ctx: Context, req: ChatRequest, *, flushed: bool = False) -> Call | Co
     try:
         check_names(req)  # the rest of validate() is check_request's, done above
         if not req.messages:
-            raise BadRequest("messages is empty: a chat request needs at least one message")
+            raise BadRequest(EMPTY, field="messages")
         policy = None
         ctl = ctx.controls
         if ctl is not None:
@@ -66,24 +67,27 @@ def validate(req: ChatRequest) -> None:
     """Reject malformed requests before any HTTP call, naming what is wrong."""
     check_names(req)
     if not req.messages:
-        raise BadRequest("messages is empty: a chat request needs at least one message")
+        raise BadRequest(EMPTY, field="messages")
     for i, m in enumerate(req.messages):
         if m.role not in ROLES:
-            raise BadRequest(f"messages[{i}].role {m.role!r} is not one of {sorted(ROLES)}")
+            where = f"messages[{i}].role"
+            raise BadRequest(f"{where} {m.role!r} is not one of {sorted(ROLES)}", field=where)
+        where = f"messages[{i}].content"
         if not isinstance(m.content, str):
-            raise BadRequest(f"messages[{i}].content must be a str, got {type(m.content).__name__}")
+            got = type(m.content).__name__
+            raise BadRequest(f"{where} must be a str, got {got}", field=where)
         try:
             if not m.content.isascii():
                 m.content.encode("utf-8")
         except UnicodeEncodeError as exc:
             raise BadRequest(
-                f"messages[{i}].content is not valid UTF-8 (position {exc.start})"
+                f"{where} is not valid UTF-8 (position {exc.start})", field=where
             ) from None
     if req.max_tokens is not None and req.max_tokens < 1:
-        raise BadRequest(f"max_tokens must be >= 1, got {req.max_tokens}")
+        raise BadRequest(f"max_tokens must be >= 1, got {req.max_tokens}", field="max_tokens")
     t = req.temperature
     if t is not None and not (0.0 <= t <= 2.0):
-        raise BadRequest(f"temperature must be between 0 and 2, got {t}")
+        raise BadRequest(f"temperature must be between 0 and 2, got {t}", field="temperature")
 
 
 def check_names(req: ChatRequest) -> None:

@@ -43,6 +43,8 @@ def fit(ctx: Context, call: Call, cand: Candidate) -> bool:
         more = call.billed_text()  # tools, schemas, tool calls
         if more:
             bound += len(more.encode())
+        if call.images != ():  # images, or not looked for yet (core.vision)
+            bound += call.image_tokens(cand.model)
         lookup = ctx.catalog.lookup
         row = lookup(cand.model, prompt_tokens=bound)
         window = row.context_window

@@ -12,6 +12,7 @@ from __future__ import annotations
 from core.control import RoutingPolicy
 from core.errors import BadRequest, UnpricedModel
 from core.routing import by_cost, cost_order_reason
+from core.types import ChatRequest
 
 from .context import Context
 from .estimate import count
@@ -25,7 +26,7 @@ def route(ctx: Context, call: Call, policy: RoutingPolicy | None) -> None:
     req, ctl = call.req, ctx.controls
     if ctl is None:
         if not req.model:
-            raise BadRequest("request needs a model (task routing needs controls on)")
+            raise BadRequest("model: required (task routing needs controls on)", field="model")
         names = [req.model, *req.fallbacks]
         call.route_reason = f"{req.model}: requested"
         if req.optimize_cost and req.fallbacks:
@@ -40,7 +41,22 @@ def route(ctx: Context, call: Call, policy: RoutingPolicy | None) -> None:
         names = list(choice.models)
         call.route_reason = choice.reason
         call.requested_model = first
-    call.pending = [candidate(ctx, m) for m in names]
+    try:
+        call.pending = [candidate(ctx, m) for m in names]
+    except UnpricedModel as exc:
+        raise _named(exc, req) from None
+
+
+def _named(exc: UnpricedModel, req: ChatRequest) -> UnpricedModel:
+    """``exc`` naming the request field that gave the unknown model: a fallback is checked
+    with the model, before any provider is called, against the catalog in force (price
+    overrides included, so a model priced later is accepted then)."""
+    name = exc.model or ""
+    if name == req.model or name not in req.fallbacks:
+        where = "model"
+    else:
+        where = f"fallbacks[{req.fallbacks.index(name)}]"
+    return UnpricedModel(f"{where}: {exc.message}", field=where, model=name)
 
 
 def _cheapest_first(ctx: Context, call: Call, names: list[str]) -> tuple[list[str], str]:

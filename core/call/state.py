@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from core import clock, tokens
+from core import clock, tokens, vision
 from core.budgets import Decision
 from core.cache import UNSET, Unset
 from core.control import ControlSnapshot
@@ -77,20 +77,37 @@ class Call:
     too_big: ContextWindowExceeded | None = None  # the first candidate that did not fit
     notes: list[str] = field(default_factory=list)  # appended to the route reason
     first_model: str | None = None
-    counts: dict[tuple[str, bool], tokens.TokenCount] = field(default_factory=dict)
+    counts: dict[tuple[str, bool, object], tokens.TokenCount] = field(default_factory=dict)
     extras: str | None = None  # tokens.billed_extras of the request, once known (billed_text)
+    images: tuple[vision.Image, ...] | None = None  # its image parts, once known (image_parts)
     started: float = field(default_factory=time.perf_counter)
     start_ns: int = field(default_factory=lambda: int(clock.timestamp() * 1e9))
 
     def count(self, model: str) -> tokens.TokenCount:
-        """Prompt tokens for ``model``, counted once per tokenizer (candidates share them)."""
-        key = (tokens.encoding_name_for(model), tokens.is_openai_tokenizer(model))
+        """Prompt tokens for ``model``, counted once per tokenizer (candidates share them)
+        and, for a prompt with images, per image billing rule (``core.vision``)."""
+        images = self.image_parts()
+        rule = vision.rule_of(model) if images else None
+        key = (tokens.encoding_name_for(model), tokens.is_openai_tokenizer(model), rule)
         got = self.counts.get(key)
         if got is None:
             req = self.req
-            got = tokens.count_request(model, req.messages, req.extra, self.billed_text())
+            more = self.billed_text()
+            got = tokens.count_request(model, req.messages, req.extra, more, images)
             self.counts[key] = got
         return got
+
+    def image_parts(self) -> tuple[vision.Image, ...]:
+        """The request's images (``vision.images_of``), found once per call."""
+        found = self.images
+        if found is None:
+            found = self.images = vision.images_of(self.req.messages)
+        return found
+
+    def image_tokens(self, model: str) -> int:
+        """Prompt tokens of the request's images for ``model`` (0 without images)."""
+        images = self.image_parts()
+        return vision.image_tokens(model, images)[0] if images else 0
 
     def billed_text(self) -> str:
         """What the request bills as prompt input beyond its messages' text (tools, schemas,

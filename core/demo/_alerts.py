@@ -3,11 +3,12 @@ first call whose spend reached each threshold, with the guard's own message."""
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import accumulate
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -46,13 +47,16 @@ def history_alerts(
         keys = {q: b.window_key(q.to_pydatetime()) for q in quarter[mine.index].unique()}
         label = quarter[mine.index].map(keys)
         for key, rows in mine.groupby(label, sort=True):
-            spent = np.cumsum(rows["cost_picousd"].to_numpy(np.int64))
+            # Python ints, like every money sum: an int64 cumsum (and spent * 100) wrapped
+            # past 2**63 pUSD, i.e. a window above ~$92,234 compared wrong; costs are > 0, so
+            # the running sum only grows and the first call to reach a threshold is a bisect
+            spent = list(accumulate(int(c) for c in rows["cost_picousd"].tolist()))
             for pct in sorted(b.thresholds):
-                hit = np.nonzero(spent * 100 >= pct * limit)[0]
-                if not len(hit):
+                first = bisect_left(spent, -(-pct * limit // 100))  # spent * 100 >= pct * limit
+                if first == len(spent):
                     break
-                at = pd.Timestamp(rows["ts"].iloc[hit[0]]).to_pydatetime()
-                total = int(spent[hit[0]])
+                at = pd.Timestamp(rows["ts"].iloc[first]).to_pydatetime()
+                total = spent[first]
                 yield DemoAlert(
                     b.id,
                     str(key),

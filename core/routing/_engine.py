@@ -115,10 +115,11 @@ class RoutingEngine(BreakerView):
         if policy is None:
             if req.task:
                 raise BadRequest(
-                    f"no routing policy for task {req.task!r} and no model given: "
-                    "add a policy for the task or pass model="
+                    f"task: no routing policy for task {req.task!r} and no model given: "
+                    "add a policy for the task or pass model=",
+                    field="task",
                 )
-            raise BadRequest("request needs a model or a task")
+            raise BadRequest("model: the request needs a model or a task", field="model")
         hit = self._plans.get(id(policy))
         plan = hit[1] if hit is not None and hit[0] is policy else self._plan(policy)
         if plan.strategy not in SIZE_FREE or req.optimize_cost:

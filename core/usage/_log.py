@@ -83,7 +83,7 @@ class UsageLog:
 
     def __init__(
         self,
-        home: Path | None = None,
+        home: str | os.PathLike[str] | None = None,
         *,
         flush_every: int = 50_000,
         flush_interval_s: float = 2.0,
@@ -94,7 +94,7 @@ class UsageLog:
                 "flush_every must be >= 1, flush_interval_s and compact_threshold >= 0",
                 field="flush",
             )
-        self.home = home if home is not None else costline_home()
+        self.home = Path(home) if home is not None else costline_home()
         self.flush_every = flush_every
         self.flush_interval_s = flush_interval_s
         self.compact_threshold = compact_threshold

@@ -10,6 +10,7 @@ statement, for the console's free queries.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -41,7 +42,13 @@ from core.usage._query import (
     ident,
     spend_sql,
 )
-from core.usage._rollups import MEASURES, ROLLUP_DIMS, ROW_MEASURES, pruned_dir, pruned_rollups
+from core.usage._rollups import (
+    ROLLUP_DIMS,
+    ROW_MEASURES,
+    pruned_dir,
+    pruned_rollups,
+    rollup_columns,
+)
 from core.usage._schema import COLUMNS, SCHEMA, UsageEvent, table_to_events
 from core.usage._segments import Snapshot, scan, segments_dir
 
@@ -87,10 +94,11 @@ def _facts_sql(pruned: Sequence[Path]) -> str:
     sql = f"SELECT ts, {dims}, tags, {measures} FROM events"
     if pruned:  # rollups keep no tags: a tag filter or breakdown sees raw events only
         files = ", ".join(_literal(str(p)) for p in pruned)
-        rolled = ", ".join(MEASURES)
+        # money is HUGEINT whatever a file holds (DECIMAL(38,0), or BIGINT before): by
+        # name, so files of both kinds read together
         sql += (
-            f" UNION ALL SELECT hour AS ts, {dims}, NULL::VARCHAR[] AS tags, {rolled}"
-            f" FROM read_parquet([{files}])"
+            f" UNION ALL SELECT hour AS ts, {dims}, NULL::VARCHAR[] AS tags, {rollup_columns()}"
+            f" FROM read_parquet([{files}], union_by_name = true)"
         )
     return f"CREATE OR REPLACE VIEW facts AS {sql}"
 
@@ -126,12 +134,17 @@ class Reader:
     """Read-only queries over the usage log of ``home``. Thread-safe (one query at a time)."""
 
     def __init__(
-        self, home: Path | None = None, *, threads: int | None = None, outbox: bool = False
+        self,
+        home: str | os.PathLike[str] | None = None,
+        *,
+        threads: int | None = None,
+        outbox: bool = False,
     ) -> None:
-        """``outbox``: with a bucket, also read this home's segments not yet uploaded (an
-        import's duplicate check must see what this host wrote; they are read before the
-        bucket's listing and count once)."""
-        self.home = home if home is not None else costline_home()
+        """``home``: a path (str or PathLike; default ``costline_home()``). ``outbox``: with a
+        bucket, also read this home's segments not yet uploaded (an import's duplicate check
+        must see what this host wrote; they are read before the bucket's listing and count
+        once)."""
+        self.home = Path(home) if home is not None else costline_home()
         self._mirror = mirror_for(self.home)  # COSTLINE_EVENTS_URL: read the bucket's segments
         self._sdir = self._mirror.dir if self._mirror is not None else segments_dir(self.home)
         private_dir(self._sdir)
@@ -285,7 +298,10 @@ class Reader:
             if self._pruned and self._pruned_span is None:
                 files = ", ".join(_literal(str(p)) for p in self._pruned)
                 first, last = self._run(
-                    f"SELECT min(hour), max(hour) FROM read_parquet([{files}])", [], _first
+                    "SELECT min(hour), max(hour)"
+                    f" FROM read_parquet([{files}], union_by_name = true)",
+                    [],
+                    _first,
                 )
                 if first is not None:
                     self._pruned_span = (
@@ -305,7 +321,8 @@ class Reader:
             files = ", ".join(_literal(str(p)) for p in self._pruned)
             lo = start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
             got = self._run(
-                f"SELECT DISTINCT epoch_us(hour) AS h FROM read_parquet([{files}])"
+                "SELECT DISTINCT epoch_us(hour) AS h"
+                f" FROM read_parquet([{files}], union_by_name = true)"
                 " WHERE hour >= ? AND hour <= ? ORDER BY 1",
                 [lo, end],
                 arrow_table,

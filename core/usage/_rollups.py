@@ -66,6 +66,26 @@ ROW_MEASURES: dict[str, str] = {
 }
 MEASURES: tuple[str, ...] = tuple(ROW_MEASURES)
 _FLOAT = {"latency_ms_sum"}
+# picodollar sums: DECIMAL(38,0) in the file (Parquet's exact 128-bit integer; DuckDB writes a
+# HUGEINT as a DOUBLE), so one hour of one group may hold any amount up to 10**38 pUSD; an
+# int64 failed the prune of an hour above 2**63 pUSD (~$9.22M). Files written before hold
+# BIGINT: readers take both (``ROLLUP_READ``)
+MONEY: tuple[str, ...] = tuple(m for m in MEASURES if m.endswith("_picousd"))
+MONEY_TYPE = "DECIMAL(38,0)"
+
+
+def _stored_type(measure: str) -> str:
+    if measure in _FLOAT:
+        return "DOUBLE"
+    return MONEY_TYPE if measure in MONEY else "BIGINT"
+
+
+def rollup_columns() -> str:
+    """The measures of rollup files as readers take them: money as HUGEINT whether the
+    file holds DECIMAL(38,0) or (written before) BIGINT; read with ``union_by_name``."""
+    return ", ".join(f"CAST({m} AS HUGEINT) AS {m}" if m in MONEY else m for m in MEASURES)
+
+
 HOUR_US = 3_600_000_000
 
 
@@ -92,10 +112,7 @@ def aggregate_sql(source: str, *, raw: bool) -> str:
         hour = "hour"
         values = {m: m for m in MEASURES}
         bounds = "min(min_ts) AS min_ts, max(max_ts) AS max_ts"
-    sums = ", ".join(
-        f"CAST(sum({expr}) AS {'DOUBLE' if m in _FLOAT else 'BIGINT'}) AS {m}"
-        for m, expr in values.items()
-    )
+    sums = ", ".join(f"CAST(sum({expr}) AS {_stored_type(m)}) AS {m}" for m, expr in values.items())
     return f"SELECT {hour} AS hour, {dims}, {sums}, {bounds} FROM {source} GROUP BY ALL"
 
 

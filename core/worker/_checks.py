@@ -124,7 +124,7 @@ def anomaly_checks(reader: Reader, tz: str, now: datetime, dims: tuple[str, ...]
     out = []
     for (subject, day), group in sorted(insights.by_series_day(findings).items()):
         lead = insights.lead(group)
-        spent = int(round(lead.anomaly.value * 1e12)) if lead.metric == "spend" else None
+        spent = insights.exact_spent(lead)
         out.append(
             Found(
                 "anomaly",

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import httpx
 
+from core.providers.local import n_ctx
+
 SERVER_MODULES = (
     "llama_cpp",
     "uvicorn",
@@ -86,7 +88,7 @@ class LlamaCppServer:
             "--port",
             str(self.port),
             "--n_ctx",
-            "2048",
+            str(n_ctx()),  # the catalog's window: the router's pre-check agrees with it
             "--model_alias",
             MODEL_ALIAS,
         ]

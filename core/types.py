@@ -158,6 +158,9 @@ class Completion:
     # the OpenAI-wire choices as the upstream sent them (tool calls, n > 1); not compared
     choices: list[dict[str, Any]] | None = field(default=None, compare=False, repr=False)
     stop_sequence: str | None = None  # the request's stop sequence that ended it, when known
+    # OpenAI wire: the upstream's usage detail objects and system_fingerprint, as it sent them
+    usage_details: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+    system_fingerprint: str | None = None
 
     @property
     def cost_usd(self) -> Decimal:

@@ -44,6 +44,9 @@ class EmbedRequest:
     # OpenAI's ``user`` field as the client sent it, passed to the provider as chat's is
     # (``user`` above is whom the call is attributed to, which a key's binding may decide)
     end_user: str | None = None
+    # the inputs as token-ID arrays (OpenAI's other ``input`` form; LangChain's default):
+    # sent as they are, to an upstream that takes them; ``inputs`` is then empty
+    tokens: list[list[int]] | None = None
 
 
 @dataclass(slots=True)
@@ -59,7 +62,11 @@ class Embeddings:
 
 async def aembed(ctx: Context, req: EmbedRequest) -> Embeddings:
     """The async adapter: one embeddings request through the steps."""
-    if not req.inputs or not all(isinstance(t, str) and t for t in req.inputs):
+    tokens = req.tokens
+    if tokens is not None:
+        if not tokens or not all(_token_ids(t) for t in tokens):
+            raise BadRequest("input: give one or more non-empty arrays of token ids")
+    elif not req.inputs or not all(isinstance(t, str) and t for t in req.inputs):
         raise BadRequest("input: give one or more non-empty strings")
     view = check_request(_chat_view(req))
     ctx.log.check()  # UsageLogUnavailable before any provider is paid
@@ -69,7 +76,10 @@ async def aembed(ctx: Context, req: EmbedRequest) -> Embeddings:
     except CostlineError as exc:
         record_error(ctx, call, None, exc, 0)
         raise
-    cand.prompt_tokens = count_inputs(cand.model, req.inputs)
+    # token arrays are counted exactly: one token an id
+    cand.prompt_tokens = (
+        count_inputs(cand.model, req.inputs) if tokens is None else sum(map(len, tokens))
+    )
     if ctx.controls is not None:
         call.snap = ctx.controls.snapshot()
     call.pending = [cand]
@@ -77,7 +87,10 @@ async def aembed(ctx: Context, req: EmbedRequest) -> Embeddings:
         for att in attempts(ctx, call):
             try:
                 got = await att.provider.aembed(
-                    req.inputs, cand.provider_model, req.dimensions, req.end_user
+                    req.inputs if tokens is None else tokens,
+                    cand.provider_model,
+                    req.dimensions,
+                    req.end_user,
                 )
             except CostlineError as exc:
                 await asyncio.sleep(att.fail(exc))
@@ -85,7 +98,10 @@ async def aembed(ctx: Context, req: EmbedRequest) -> Embeddings:
             except BaseException as exc:  # cancelled (wait_for, a timeout): abandoned
                 att.interrupted(exc)
                 raise
-            done = att.settle_embedding(got.input_tokens)
+            reported = got.input_tokens
+            if reported is None and tokens is not None:  # exact all the same: not estimated
+                reported = cand.prompt_tokens
+            done = att.settle_embedding(reported)
             return Embeddings(
                 got.vectors,
                 done.usage,
@@ -98,6 +114,15 @@ async def aembed(ctx: Context, req: EmbedRequest) -> Embeddings:
         raise call.exhausted()
     finally:
         finish(ctx, call)
+
+
+def _token_ids(t: object) -> bool:
+    """A non-empty list of token ids (ints >= 0)."""
+    return (
+        isinstance(t, list)
+        and bool(t)
+        and all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in t)
+    )
 
 
 def _chat_view(req: EmbedRequest) -> ChatRequest:

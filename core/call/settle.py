@@ -6,6 +6,7 @@ the sampling gate's last answer. Each outcome is then recorded (step 8)."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from core import clock
 from core.errors import ClientDisconnected, CostlineError, MalformedResponse, RetryableError
@@ -38,7 +39,11 @@ def settle(
     text = result.text or streamed
     usage = checked_usage(result.usage)  # absurd or negative counts: estimated instead
     if usage is None:  # provider reported none: estimate, never $0
-        usage = estimated_usage(cand, text)
+        many = result.choices
+        if many is not None and len(many) > 1:  # n > 1: every choice was generated
+            usage = estimated_usage(cand, "".join(_content(c) for c in many))
+        else:
+            usage = estimated_usage(cand, text)
     cost = price(usage, cand.row, batch=call.req.batch) if cand.row else Cost(unpriced=True)
     done = call.completion(
         cand,
@@ -49,6 +54,8 @@ def settle(
         finish_reason=result.finish_reason,
         choices=result.choices,
         stop_sequence=result.stop_sequence,
+        usage_details=result.usage_details,
+        system_fingerprint=result.system_fingerprint,
     )
     if cand.row is not None and (usage.cached_input_tokens or usage.cache_write_tokens):
         done.saved = prompt_cache_saving(usage, cand.row)  # provider prompt caching
@@ -67,6 +74,13 @@ def settle(
             gate.answered(ctx, call, done, total)
     record(ctx, call, cand, attempt, "ok", done, None, at)
     return done
+
+
+def _content(choice: Any) -> str:
+    """An OpenAI choice's text (its message content), "" when it has none."""
+    msg = choice.get("message") if isinstance(choice, dict) else None
+    got = msg.get("content") if isinstance(msg, dict) else None
+    return got if isinstance(got, str) else ""
 
 
 def settle_embedding(

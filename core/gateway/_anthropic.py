@@ -143,12 +143,13 @@ def _tool_result(where: str, block: dict[str, Any]) -> Message:
     if not isinstance(ident, str):
         raise bad_request(f"{where}.tool_use_id: required, a string", f"{where}.tool_use_id")
     content = block.get("content", "")
-    error = "Error: " if block.get("is_error") is True else ""
     if block.get("cache_control") is not None or _rich_result(content):
-        return _tool_result_parts(where, ident, block, content, error)
-    return Message(
-        "tool", error + _text(f"{where}.content", content), None, {"tool_call_id": ident}
-    )
+        m = _tool_result_parts(where, ident, block, content)
+    else:
+        m = Message("tool", _text(f"{where}.content", content), None, {"tool_call_id": ident})
+    if block.get("is_error") is True:  # Claude's own field; OpenAI's reads "Error: " text
+        return Message("tool", m.content, None, {**(m.extra or {}), "is_error": True})
+    return m
 
 
 def _rich_result(content: object) -> bool:
@@ -159,16 +160,14 @@ def _rich_result(content: object) -> bool:
     )
 
 
-def _tool_result_parts(
-    where: str, ident: str, block: dict[str, Any], content: object, error: str
-) -> Message:
+def _tool_result_parts(where: str, ident: str, block: dict[str, Any], content: object) -> Message:
     """A tool result with images or cache breakpoints: its content as parts (text, with
     their marks, and image_url), sent to Claude as the tool_result's content blocks. A
     breakpoint on the tool_result block itself goes on its last part (the same place in
     the prompt)."""
     items = [{"type": "text", "text": content}] if isinstance(content, str) else content
     items = _blocks(f"{where}.content", items)
-    parts: list[dict[str, Any]] = [{"type": "text", "text": error}] if error else []
+    parts: list[dict[str, Any]] = []
     for j, b in enumerate(items):
         at = f"{where}.content[{j}]"
         if b["type"] == "text" and isinstance(b.get("text"), str):

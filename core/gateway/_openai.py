@@ -151,15 +151,21 @@ def chat_request(body: object, meta: Meta, request_id: str) -> tuple[ChatRequest
     return req, bool(opts.get("include_usage"))
 
 
-def usage_json(u: Usage) -> dict[str, Any]:
+def usage_json(u: Usage, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    """OpenAI's usage object; ``details``: the upstream's detail objects (audio, prediction
+    tokens, ...), passed on with the counts Costline priced (cached, reasoning) in them."""
     prompt, completion = u.prompt_tokens, u.completion_tokens
-    return {
+    out: dict[str, Any] = {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
         "prompt_tokens_details": {"cached_tokens": u.cached_input_tokens},
         "completion_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
     }
+    if details:
+        for k, v in details.items():
+            out[k] = {**v, **out[k]}
+    return out
 
 
 def usd_text(cost: Cost) -> str:
@@ -196,8 +202,8 @@ def chat_response(done: Completion, created: int) -> bytes:
             "created": created,
             "model": done.model,
             "choices": choices,
-            "usage": usage_json(done.usage),
-            "system_fingerprint": None,
+            "usage": usage_json(done.usage, done.usage_details),
+            "system_fingerprint": done.system_fingerprint,
             "costline": costline_json(done),
         }
     )
@@ -211,6 +217,7 @@ class ChunkWriter:
         self.model = model
         self.created = created
         self.tools = False  # tool calls were streamed piece by piece
+        self.fingerprint: str | None = None  # the upstream's system_fingerprint, once known
 
     def tool(self, piece: ToolDelta) -> bytes:
         """A streamed piece of a tool call, as OpenAI streams it (``delta.tool_calls``)."""
@@ -226,6 +233,8 @@ class ChunkWriter:
             "choices": choices,
             **extra,
         }
+        if self.fingerprint is not None:
+            body["system_fingerprint"] = self.fingerprint
         return b"data: " + orjson.dumps(body) + b"\n\n"
 
     def delta(
@@ -242,9 +251,13 @@ class ChunkWriter:
         calls = None if self.tools else _tool_calls(done)
         if calls:
             out += self.delta({"tool_calls": calls})
+        fp = done.system_fingerprint
+        if fp is not None:  # the upstream's; the last chunks carry it
+            self.fingerprint = fp
         out += self.delta({}, finish(done))
         if include_usage:
-            out += self._chunk([], usage=usage_json(done.usage), costline=costline_json(done))
+            usage = usage_json(done.usage, done.usage_details)
+            out += self._chunk([], usage=usage, costline=costline_json(done))
         return out + b"data: [DONE]\n\n"
 
     @staticmethod
@@ -273,13 +286,14 @@ def embed_request(body: object, meta: Meta, request_id: str) -> tuple[EmbedReque
     raw = body.get("input")
     inputs = [raw] if isinstance(raw, str) else raw
     if not isinstance(inputs, list) or not inputs:
-        raise bad_request("input: must be a string or a non-empty list of strings", "input")
-    for i, text in enumerate(inputs):
-        if not isinstance(text, str) or not text:
-            raise bad_request(
-                f"input[{i}]: must be a non-empty string (token arrays are not accepted)",
-                "input",
-            )
+        raise bad_request(
+            "input: must be a string, a non-empty list of strings, or token-ID arrays", "input"
+        )
+    tokens = None if isinstance(inputs[0], str) else _token_arrays(inputs)
+    if tokens is None:
+        for i, text in enumerate(inputs):
+            if not isinstance(text, str) or not text:
+                raise bad_request(f"input[{i}]: must be a non-empty string", "input")
     fmt = body.get("encoding_format") or "float"
     if fmt not in ("float", "base64"):
         raise bad_request(f"encoding_format: {fmt!r} is not float or base64", "encoding_format")
@@ -290,7 +304,7 @@ def embed_request(body: object, meta: Meta, request_id: str) -> tuple[EmbedReque
     if user is not None and not isinstance(user, str):
         raise bad_request(f"user: must be a string, got {_type(user)}", "user")
     req = EmbedRequest(
-        inputs=list(inputs),
+        inputs=[] if tokens is not None else list(inputs),
         model=model,
         dimensions=dims,
         org=meta.org,
@@ -301,8 +315,28 @@ def embed_request(body: object, meta: Meta, request_id: str) -> tuple[EmbedReque
         tags=meta.tags,
         request_id=request_id,
         end_user=user,  # sent upstream, as chat's ``user`` is
+        tokens=tokens,
     )
     return req, fmt
+
+
+def _token_id(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 0
+
+
+def _token_arrays(inputs: list[Any]) -> list[list[int]]:
+    """OpenAI's token forms of ``input``: one array of token ids, or a list of them (what
+    LangChain's OpenAIEmbeddings sends); a 400 naming ``input`` for anything else."""
+    if all(_token_id(x) for x in inputs):
+        return [inputs]
+    for i, arr in enumerate(inputs):
+        if not isinstance(arr, list) or not arr or not all(_token_id(x) for x in arr):
+            raise bad_request(
+                f"input[{i}]: must be a non-empty string or a non-empty array of token ids "
+                "(integers >= 0), the same form as every other input",
+                "input",
+            )
+    return inputs
 
 
 def embed_response(done: Embeddings, fmt: str) -> bytes:

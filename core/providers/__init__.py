@@ -15,6 +15,7 @@ from core.errors import ConfigError
 from core.providers._http import HTTPProvider, StreamState
 from core.providers.anthropic import AnthropicProvider
 from core.providers.base import (
+    EmbedInputs,
     EmbedResult,
     Provider,
     ProviderResult,
@@ -32,6 +33,7 @@ from core.settings import ProviderConfig
 __all__ = [
     "AnthropicProvider",
     "DryRunProvider",
+    "EmbedInputs",
     "EmbedResult",
     "HTTPProvider",
     "LocalProvider",

@@ -47,6 +47,8 @@ class StreamState:
     status: int | None = None
     tool_calls: dict[int, dict[str, Any]] = field(default_factory=dict)  # streamed, by index
     stop_sequence: str | None = None
+    usage_details: dict[str, Any] | None = None  # see ProviderResult
+    system_fingerprint: str | None = None
 
     def result(self) -> ProviderResult:
         text = "".join(self.parts)
@@ -56,7 +58,14 @@ class StreamState:
             message = {"role": "assistant", "content": text or None, "tool_calls": calls}
             choices = [{"index": 0, "message": message, "finish_reason": self.finish_reason}]
         return ProviderResult(
-            text, self.usage, self.finish_reason, self.model, choices, self.stop_sequence
+            text,
+            self.usage,
+            self.finish_reason,
+            self.model,
+            choices,
+            self.stop_sequence,
+            self.usage_details,
+            self.system_fingerprint,
         )
 
 

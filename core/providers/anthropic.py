@@ -385,6 +385,8 @@ def _tool_result(i: int, m: Message) -> dict[str, Any]:
         block["content"] = _rich_blocks(i, parts)
     elif m.content:
         block["content"] = m.content
+    if m.extra and m.extra.get("is_error") is True:  # the tool failed: Claude's own field
+        block["is_error"] = True
     return block
 
 

@@ -61,6 +61,10 @@ class ProviderResult:
     # OpenAI wire: the choices as the upstream sent them (tool calls, n > 1); not compared
     choices: list[dict[str, Any]] | None = field(default=None, compare=False)
     stop_sequence: str | None = None  # the stop sequence that ended the answer, when known
+    # OpenAI wire: the upstream's ``prompt_tokens_details`` / ``completion_tokens_details``
+    # (audio, prediction tokens, ...) and ``system_fingerprint``, passed on to the caller
+    usage_details: dict[str, Any] | None = field(default=None, compare=False)
+    system_fingerprint: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +98,8 @@ class ToolDelta:
 
 
 StreamItem = str | TextDelta | ToolDelta | ProviderResult
+# embeddings inputs: texts, or token-ID arrays (OpenAI's other ``input`` form)
+EmbedInputs = list[str] | list[list[int]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,10 +166,12 @@ class Provider(ABC):
         one final ProviderResult."""
 
     async def aembed(
-        self, texts: list[str], model: str, dimensions: int | None, user: str | None = None
+        self, texts: EmbedInputs, model: str, dimensions: int | None, user: str | None = None
     ) -> EmbedResult:
-        """Embeddings of ``texts``; ``user``: OpenAI's end-user id as the caller sent it (sent
-        where the API takes one). Adapters without an embeddings API refuse by name."""
+        """Embeddings of ``texts`` (strings, or token-ID arrays, which an adapter whose API
+        takes text only refuses naming ``input``); ``user``: OpenAI's end-user id as the
+        caller sent it (sent where the API takes one). Adapters without an embeddings API
+        refuse by name."""
         from core.errors import BadRequest
 
         raise BadRequest(

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 import httpx
 
 from core.errors import ConfigError
-from core.providers.base import EmbedResult, Provider, ProviderResult, StreamItem
+from core.providers.base import EmbedInputs, EmbedResult, Provider, ProviderResult, StreamItem
 from core.settings import ProviderConfig
 from core.types import ChatRequest, Message, Usage
 
@@ -66,9 +66,17 @@ def count_input(model: str, messages: Sequence[Message]) -> int:
     return _count(model, messages)
 
 
-def simulate(req: ChatRequest, model: str) -> ProviderResult:
-    """The answer: ``n`` space-separated words, ``n`` output tokens."""
+def simulate(req: ChatRequest, model: str, choice: int | None = None) -> ProviderResult:
+    """The answer: ``n`` space-separated words, ``n`` output tokens. With OpenAI's ``n`` > 1
+    as a real upstream: that many choices (``_choices``); ``choice``: one of them (0 is the
+    answer ``n`` = 1 gives)."""
+    if choice is None and req.extra and "n" in req.extra:
+        many = req.extra["n"]
+        if isinstance(many, int) and not isinstance(many, bool) and many > 1:
+            return _choices(req, model, many)
     crc = zlib.crc32(model.encode())
+    if choice:
+        crc = zlib.crc32(choice.to_bytes(4, "little"), crc)
     last = ""
     for m in req.messages:
         crc = zlib.crc32(m.content.encode("utf-8", "replace"), crc)
@@ -90,6 +98,27 @@ def simulate(req: ChatRequest, model: str) -> ProviderResult:
         n, finish = len(text.split()), "stop"
     usage = Usage(input_tokens=count_input(model, req.messages), output_tokens=n)
     return ProviderResult(text, usage, finish, model, stop_sequence=hit and hit[1])
+
+
+def _choices(req: ChatRequest, model: str, many: int) -> ProviderResult:
+    """``many`` choices, each its own answer (choice 0 the one ``n`` = 1 gives): the prompt
+    counted once, every choice's words as output."""
+    results = [simulate(req, model, i) for i in range(many)]
+    first = results[0]
+    choices = [
+        {
+            "index": i,
+            "message": {"role": "assistant", "content": r.text, "refusal": None},
+            "logprobs": None,
+            "finish_reason": r.finish_reason,
+        }
+        for i, r in enumerate(results)
+    ]
+    out = sum(r.usage.output_tokens for r in results if r.usage)
+    usage = Usage(input_tokens=first.usage.input_tokens if first.usage else 0, output_tokens=out)
+    return ProviderResult(
+        first.text, usage, first.finish_reason, model, choices, first.stop_sequence
+    )
 
 
 def _first_stop(text: str, stop: object) -> tuple[int, str] | None:
@@ -183,16 +212,18 @@ class DryRunProvider(Provider):
         yield result
 
     async def aembed(
-        self, texts: list[str], model: str, dimensions: int | None, user: str | None = None
+        self, texts: EmbedInputs, model: str, dimensions: int | None, user: str | None = None
     ) -> EmbedResult:
-        """Deterministic vectors (``EMBED_DIMS`` unless asked); tokens counted exactly."""
+        """Deterministic vectors (``EMBED_DIMS`` unless asked); tokens counted exactly (a
+        token-ID array: its length, its vector that of its ids written out)."""
         from core.tokens import count_text
 
         dims = dimensions or EMBED_DIMS
-        tokens = sum(count_text(model, t) for t in texts)
+        keys = [t if isinstance(t, str) else " ".join(map(str, t)) for t in texts]
+        tokens = sum(count_text(model, t) if isinstance(t, str) else len(t) for t in texts)
         if self.latency_ms:
             await asyncio.sleep(self.latency_ms / 1000.0)
-        return EmbedResult([embed_text(t, dims) for t in texts], tokens, model)
+        return EmbedResult([embed_text(t, dims) for t in keys], tokens, model)
 
 
 def _env_ms(name: str) -> float:

@@ -26,7 +26,14 @@ from core.errors import (
     CostlineError,
     ProviderServerError,
 )
-from core.providers.base import EmbedResult, Provider, ProviderResult, StreamItem, text_only
+from core.providers.base import (
+    EmbedInputs,
+    EmbedResult,
+    Provider,
+    ProviderResult,
+    StreamItem,
+    text_only,
+)
 from core.types import ChatRequest, Usage
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -98,13 +105,21 @@ class LocalProvider(Provider):
     wire = "local"
 
     async def aembed(
-        self, texts: list[str], model: str, dimensions: int | None, user: str | None = None
+        self, texts: EmbedInputs, model: str, dimensions: int | None, user: str | None = None
     ) -> EmbedResult:
         global _EMBEDDER
         if "minilm" not in model.lower():
             return await super().aembed(texts, model, dimensions, user)
         if dimensions not in (None, 384):
             raise BadRequest(f"dimensions: {model} has 384, got {dimensions}", model=model)
+        if not all(isinstance(t, str) for t in texts):  # ids of another tokenizer: no text
+            raise BadRequest(
+                f"input: {model} embeds text; token-ID arrays cannot be sent to it (send the "
+                "text, e.g. LangChain's OpenAIEmbeddings(check_embedding_ctx_length=False))",
+                field="input",
+                provider=self.config.name,
+                model=model,
+            )
         from core.cache import MiniLMEmbedder
 
         if _EMBEDDER is None:

@@ -17,7 +17,7 @@ import orjson
 
 from core.providers._errors import Where, for_status, for_transport, malformed
 from core.providers._http import HTTPProvider, StreamState
-from core.providers.base import EmbedResult, ProviderResult, TextDelta
+from core.providers.base import EmbedInputs, EmbedResult, ProviderResult, TextDelta
 from core.settings import ProviderConfig
 from core.types import ChatRequest, Usage
 
@@ -53,6 +53,23 @@ def parse_usage(u: Any) -> Usage | None:
     )
 
 
+def usage_details(u: Any) -> dict[str, Any] | None:
+    """The detail objects of an OpenAI usage block as the server sent them (cached, audio,
+    reasoning and prediction tokens), for the caller; None when it sent none."""
+    if not isinstance(u, dict):
+        return None
+    got = {k: u[k] for k in _DETAILS if isinstance(u.get(k), dict)}
+    return got or None
+
+
+_DETAILS = ("prompt_tokens_details", "completion_tokens_details")
+
+
+def _fingerprint(data: dict[str, Any]) -> str | None:
+    fp = data.get("system_fingerprint")
+    return fp if isinstance(fp, str) else None
+
+
 class OpenAIProvider(HTTPProvider):
     wire = "openai"
     terminal = "[DONE]"
@@ -86,6 +103,8 @@ class OpenAIProvider(HTTPProvider):
                 msg.update(m.extra)
                 if hosted and _marks(m.extra):
                     msg["content"] = [_unmarked(p) for p in m.extra["content"]]
+                if m.role == "tool" and "is_error" in msg:  # no such field: said in the text
+                    _error_result(msg)
             messages.append(msg)
         body: dict[str, Any] = {**req.extra, "model": model, "messages": messages}
         for name in unsent:
@@ -110,10 +129,10 @@ class OpenAIProvider(HTTPProvider):
         return "/chat/completions", headers, body
 
     async def aembed(
-        self, texts: list[str], model: str, dimensions: int | None, user: str | None = None
+        self, texts: EmbedInputs, model: str, dimensions: int | None, user: str | None = None
     ) -> EmbedResult:
         """POST /embeddings (float vectors, ``user`` when given); usage.prompt_tokens when the
-        server reports it."""
+        server reports it. Token-ID arrays are sent as they are (OpenAI's API takes them)."""
         if not self.config.api_key:
             self._need_key(model)
         body: dict[str, Any] = {"model": model, "input": texts, "encoding_format": "float"}
@@ -168,6 +187,8 @@ class OpenAIProvider(HTTPProvider):
             model=data.get("model") or model,
             choices=choices,
             stop_sequence=_matched_stop(choice),
+            usage_details=usage_details(data.get("usage")),
+            system_fingerprint=_fingerprint(data),
         )
 
     def parse_event(self, state: StreamState, event: str, data: str) -> str | TextDelta | None:
@@ -180,9 +201,14 @@ class OpenAIProvider(HTTPProvider):
             raise for_status(status, data, {}, state.where)
         if chunk.get("model"):
             state.model = chunk["model"]
-        usage = parse_usage(chunk.get("usage"))
+        raw = chunk.get("usage")
+        usage = parse_usage(raw)
         if usage is not None:
             state.usage = usage
+            state.usage_details = usage_details(raw)
+        fp = chunk.get("system_fingerprint")
+        if fp and isinstance(fp, str):
+            state.system_fingerprint = fp
         delta: str | TextDelta | None = None
         for choice in chunk.get("choices") or ():  # [] on the usage-only final chunk
             if choice.get("index", 0) != 0:
@@ -200,6 +226,18 @@ class OpenAIProvider(HTTPProvider):
             for call in d.get("tool_calls") or ():
                 _merge_tool_call(state.tool_calls, call)
         return delta
+
+
+def _error_result(msg: dict[str, Any]) -> None:
+    """A tool message with Anthropic's ``is_error`` (which OpenAI's API has not, and refuses):
+    the flag taken out and, when true, its content led by "Error: " for the model to read."""
+    if msg.pop("is_error") is not True:
+        return
+    content = msg.get("content")
+    if isinstance(content, list):
+        msg["content"] = [{"type": "text", "text": "Error: "}, *content]
+    else:
+        msg["content"] = "Error: " + (content or "")
 
 
 def _marks(extra: Any) -> bool:

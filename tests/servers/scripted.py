@@ -512,6 +512,11 @@ class ScriptedServer:
         with self._lock:
             self._script.extend(replies)
 
+    def clear(self) -> None:
+        """Drop the replies still scripted (what a failed test left unanswered)."""
+        with self._lock:
+            self._script.clear()
+
     @property
     def pending(self) -> int:
         with self._lock:

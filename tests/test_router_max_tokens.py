@@ -71,3 +71,32 @@ def test_a_callers_max_tokens_is_sent_as_is(
         scripted_server.enqueue(s.anthropic_message("short"))
         r.complete(ChatRequest(messages=MSGS, model=MODEL, max_tokens=77, cache=False))
     assert scripted_server.requests[-1].json["max_tokens"] == 77
+
+
+def test_a_call_asking_for_n_answers_reserves_every_answers_output(costline_home: Path) -> None:
+    """``n`` choices may each produce max_tokens, and the upstream bills every one: the
+    reservation holds n x max_tokens, so a token budget one short of that refuses the call."""
+    model, n, most = "dryrun-small", 3, 10
+    prompt = tokens.count_request(model, MSGS, {}, "").tokens
+
+    def budget(key: str, limit: int) -> Budget:
+        return Budget(
+            id=key, name=key, scope="key", scope_value=key, limit_tokens=limit, action="block"
+        )
+
+    catalog = load_catalog()
+    plane = ControlPlane(model_exists=catalog.has)
+    for b in (budget("short", prompt + n * most - 1), budget("exact", prompt + n * most)):
+        plane.upsert_budget(b, SYSTEM)
+    ctl = Controls(catalog, plane=plane, state=MemoryState("nc:"))
+    with Router(Settings.from_env(), controls=ctl, retry=RetryPolicy(max_attempts=1)) as r:
+
+        def ask(key: str) -> ChatRequest:
+            return ChatRequest(
+                messages=MSGS, model=model, key=key, cache=False, max_tokens=most, extra={"n": n}
+            )
+
+        with pytest.raises(BudgetExceeded, match="key=short"):
+            r.complete(ask("short"))
+        done = r.complete(ask("exact"))
+        assert done.usage.output_tokens <= n * most

@@ -14,7 +14,7 @@ from core.pricing import max_cost
 from .context import Context
 from .state import Call, Candidate
 
-__all__ = ["count", "count_inputs", "fit", "output_tokens", "reservation"]
+__all__ = ["choices", "count", "count_inputs", "fit", "output_tokens", "reservation"]
 
 DEFAULT_OUTPUT = 4096  # max_tokens when neither the request nor the catalog sets one (LiteLLM's)
 
@@ -92,11 +92,20 @@ def output_tokens(call: Call, cand: Candidate) -> int:
     return out
 
 
+def choices(call: Call) -> int:
+    """How many answers the call asks for (OpenAI's ``n``, passed in ``extra``): each may
+    produce ``output_tokens``, and the upstream bills every one."""
+    extra = call.req.extra
+    n = extra.get("n") if extra else None
+    return n if type(n) is int and n > 1 else 1
+
+
 def reservation(call: Call, cand: Candidate) -> Estimate:
-    """The reservation: an upper bound of this call's cost and tokens."""
+    """The reservation: an upper bound of this call's cost and tokens (every choice's
+    output when the call asks for several)."""
     if call.embedding:  # no output tokens
         cost = max_cost(cand.row, cand.prompt_tokens, 0) if cand.row else 0
         return Estimate(cand.model, cand.provider, cost, cand.prompt_tokens)
-    out = output_tokens(call, cand)
+    out = output_tokens(call, cand) * choices(call)
     cost = max_cost(cand.row, cand.prompt_tokens, out) if cand.row else 0
     return Estimate(cand.model, cand.provider, cost, cand.prompt_tokens + out)

@@ -89,7 +89,9 @@ class Router:
             settings=settings,
             base_catalog=base,
             controls=ctl,
-            log=log if log is not None else UsageLog(settings.home),
+            log=log
+            if log is not None
+            else UsageLog(settings.home, flush_interval_s=settings.log_flush_s),
             retry=retry or RetryPolicy(),
             tracer=Tracer(settings.otel, tracer_provider),
             allow_unpriced=allow_unpriced,

@@ -112,6 +112,7 @@ class Settings:
     log_bodies_projects: frozenset[str] = frozenset()  # projects whose prompts are stored
     otel: bool = False
     reconcile_interval_s: float = 30.0  # budget counters vs the usage log; 0: only at start
+    log_flush_s: float = 2.0  # how long an event may wait in the journal before it is sealed
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -123,6 +124,7 @@ class Settings:
             log_bodies_projects=frozenset(comma_list(env.get("COSTLINE_LOG_BODIES_PROJECTS"))),
             otel=env_flag("COSTLINE_OTEL", False, env),
             reconcile_interval_s=_seconds(env, "COSTLINE_RECONCILE_S", 30.0),
+            log_flush_s=_seconds(env, "COSTLINE_LOG_FLUSH_S", 2.0),
         )
         return replace(s, **overrides)  # type: ignore[arg-type]
 

@@ -71,6 +71,7 @@ class GatewayProcess:
         env.pop("REDIS_URL", None)
         env.update({"COSTLINE_HOME": str(self.home), "PYTHONPATH": str(ROOT)})
         env["COSTLINE_GATEWAY_METRICS_TOKEN"] = METRICS_TOKEN
+        env["COSTLINE_LOG_FLUSH_S"] = "0.2"  # events() sees a call's event within ~0.2 s
         env.update(self.extra_env)
         cmd = [sys.executable, "-m", "core.cli", "gateway", "--port", str(self.port)]
         cmd += ["--workers", str(self.workers)]
@@ -202,7 +203,8 @@ def make_token(home: Path, user: str, role: str) -> str:
 
 def events(home: Path, want: int | None = None, timeout: float = 15.0, **where: Any) -> list[Any]:
     """The usage events in ``home`` (UsageEvent objects), waiting until ``want`` match ``where``
-    (the gateway seals its journal into a segment about 2 s after its last append)."""
+    (a gateway started here seals its journal about 0.2 s after its first append:
+    COSTLINE_LOG_FLUSH_S)."""
     from core.usage import Reader
 
     deadline = time.monotonic() + timeout

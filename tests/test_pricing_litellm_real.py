@@ -262,8 +262,8 @@ def test_an_import_keeps_the_catalogs_rates_the_file_does_not_state(
     ):
         assert updated[key].usd("cached_input") == usd
         assert api[key].cached_input == usd
-    deepseek = updated[("deepseek", "deepseek-chat")]
-    assert deepseek.reasoning == deepseek.output and deepseek.cache_write == deepseek.input
+    groq = updated[("groq", "openai/gpt-oss-120b")]
+    assert groq.reasoning == groq.output and groq.cache_write == groq.input
     for (provider, model), r in updated.items():  # every stated rate is the file's
         mine = next(
             x
@@ -294,3 +294,38 @@ def test_an_override_naming_its_provider_in_capitals_prices_that_provider() -> N
         assert catalog_in_force(plane, base).lookup("gpt-4o-mini", DAY).input == 120_000
     finally:
         plane.close()
+
+
+def test_one_providers_entries_with_different_prices_are_never_guessed(
+    raw: dict[str, Any], imported: tuple[list[PriceRow], list[Any]]
+) -> None:
+    """LiteLLM 1.80.0 lists DeepSeek's deepseek-chat twice: 'deepseek-chat' at $0.60/$1.70
+    per 1M and 'deepseek/deepseek-chat' at $0.27/$1.10 (deepseek-reasoner likewise). The
+    import took whichever came first in the file and proposed more than doubling DeepSeek's
+    prices, the other entry named only as 'same provider and model'. Neither is imported
+    now: each is a problem naming both entries and their prices. Entries of one provider
+    that agree (Azure's two computer-use-preview) are still one row."""
+    from core.pricing import plan_import
+
+    rows, problems = imported
+    reasons = {p.key: p.reason for p in problems}
+    for model in ("deepseek-chat", "deepseek-reasoner"):
+        bare, prefixed = raw[model], raw[f"deepseek/{model}"]  # the file, read here
+        assert bare["litellm_provider"] == prefixed["litellm_provider"] == "deepseek"
+        assert bare["input_cost_per_token"] != prefixed["input_cost_per_token"]
+        assert not [r for r in rows if (r.provider, r.model.lower()) == ("deepseek", model)]
+        for key in (model, f"deepseek/{model}"):
+            assert "different prices" in reasons[key], reasons[key]
+            assert repr(model) in reasons[key] and repr(f"deepseek/{model}") in reasons[key]
+        want = (
+            _usd_per_mtok(bare["input_cost_per_token"]),
+            _usd_per_mtok(prefixed["input_cost_per_token"]),
+        )
+        assert all(f" {usd}/" in reasons[model] for usd in want)
+    catalog = load_catalog()
+    plan = plan_import(catalog, rows, providers=catalog.providers())
+    assert not [m for m, r in plan.updates if r.provider == "deepseek"]
+    assert not [c for c in plan.changes if c.provider == "deepseek" and c.kind == "changed"]
+    azure = [r for r in rows if (r.provider, r.model) == ("azure", "computer-use-preview")]
+    assert [r.usd("input") for r in azure] == [Decimal("3")]
+    assert "same provider and model (azure)" in reasons["computer-use-preview"]

@@ -329,3 +329,39 @@ def test_one_providers_entries_with_different_prices_are_never_guessed(
     azure = [r for r in rows if (r.provider, r.model) == ("azure", "computer-use-preview")]
     assert [r.usd("input") for r in azure] == [Decimal("3")]
     assert "same provider and model (azure)" in reasons["computer-use-preview"]
+
+
+def test_rates_an_override_cannot_hold_are_named_in_the_preview_not_failed_on_apply(
+    raw: dict[str, Any],
+) -> None:
+    """Two Vertex AI entries of LiteLLM 1.80.0 charge 4.6875e-09 USD per output token
+    (4687.5 pUSD): read exactly, but a price override holds whole picodollars per token, so
+    applying the import (POST /prices/import, new models too) failed on them after writing
+    the rest ('has more decimals than 0.000001 allows'). The preview names them as problems
+    now, and applying writes every override it proposes."""
+    from core.control import SYSTEM, ControlPlane
+    from core.pricing.overrides import apply_import, preview_import
+
+    rates = ("input", "output", "cached_input", "cache_write", "reasoning")
+    finer = set()  # the file's own entries with a rate that is not whole pUSD per token
+    for key, e in raw.items():
+        vertex = isinstance(e, dict) and e.get("litellm_provider", "").startswith("vertex_ai")
+        if vertex and e.get("mode") in ("chat", "responses"):
+            values = [e.get(KEYS[f]) for f in rates]
+            pico = [Decimal(repr(v)).scaleb(12) for v in values if isinstance(v, float)]
+            if any(p != p.to_integral_value() for p in pico):
+                finer.add(key.split("/", 1)[-1])
+    assert finer  # the file has some
+    catalog = load_catalog()
+    preview = preview_import(REAL.read_bytes(), catalog, DAY, providers={"vertex_ai"})
+    named = {p.key: p.reason for p in preview.problems if "whole picodollars" in p.reason}
+    assert set(named) == {f"vertex_ai/{m}" for m in finer}
+    assert all("; output 0.0046875," in r for r in named.values())
+    proposed = [*preview.overrides, *preview.new_models]
+    assert proposed and not {o.model for o in proposed} & finer
+    plane = ControlPlane()
+    try:
+        written, errors = apply_import(plane, SYSTEM, preview, True, catalog)
+        assert (written, errors) == (len(proposed), [])
+    finally:
+        plane.close()

@@ -24,6 +24,7 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from core.errors import ConfigError
 from core.private import private_dir
@@ -205,6 +206,28 @@ def _window(cuts: Sequence[datetime], tz: str = "UTC", grain: str | None = None)
     return _Window(tuple(_epoch_us(c) for c in cuts), tz, grain)
 
 
+_WORTH = 2  # a rollup is read instead of raw rows when it has at most half as many rows
+_rollup_sizes: dict[Path, int] = {}  # rollup files never change once written
+_sizes_lock = threading.Lock()
+
+
+def _rollup_rows(path: Path) -> int:
+    """Rows of a rollup file (from its footer, once per file; a huge count when it cannot
+    be read: the segment is then read raw)."""
+    with _sizes_lock:
+        rows = _rollup_sizes.get(path)
+    if rows is None:
+        try:
+            rows = pq.read_metadata(path).num_rows
+        except (OSError, pa.ArrowException):
+            return 1 << 62
+        with _sizes_lock:
+            if len(_rollup_sizes) > 100_000:
+                _rollup_sizes.clear()
+            _rollup_sizes[path] = rows
+    return rows
+
+
 def _rollup_names(directory: Path) -> set[str]:
     try:
         return {n for n in os.listdir(directory) if n.endswith(SUFFIX) and n[0] != "."}
@@ -295,8 +318,14 @@ class Reader:
             # one a present merged segment replaces), so a row counts once whichever of a
             # merge's files and rollups are present
             names = _rollup_names(self._udir)
-            rolled = [(s, self._udir / s.name) for s in snapshot.active if s.name in names]
-            rolled = [(s, r) for s, r in rolled if s.path.parent == self._sdir]
+            rolled = [
+                (s, self._udir / s.name)
+                for s in snapshot.active
+                if s.name in names and s.path.parent == self._sdir
+            ]
+            # a rollup about as long as its segment (few events per hour and dimension
+            # values) saves nothing: that segment is read raw
+            rolled = [(s, r) for s, r in rolled if _rollup_rows(r) * _WORTH <= s.rows]
             plain = [s for s in snapshot.active if s.name not in {x.name for x, _ in rolled}]
         bad: tuple[int, ...] = ()
         if rolled and window is not None:

@@ -130,6 +130,7 @@ def _connect(home: Path | None) -> duckdb.DuckDBPyConnection:
         con.execute("SET threads = 1")
         con.execute("SET memory_limit = '256MB'")  # a large rollup spills instead of growing
         con.execute("SET preserve_insertion_order = false")
+        con.execute("SET enable_progress_bar = false")  # never print into a caller's stdout
         _local.con = con
     con.execute(f"SET temp_directory = {_literal(str(events_dir(home) / 'tmp'))}")
     return con

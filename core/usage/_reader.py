@@ -47,6 +47,7 @@ from core.usage._query import (
 )
 from core.usage._rollups import (
     HOUR_US,
+    MONEY_TYPE,
     ROLLUP_DIMS,
     ROW_MEASURES,
     pruned_dir,
@@ -121,18 +122,20 @@ def _facts_sql(
         skip = ""
         if bad_hours:
             skip = f" WHERE epoch_us(hour) // {HOUR_US} NOT IN ({', '.join(map(str, bad_hours))})"
-        parts.append(_rollup_select(files, dims) + skip)
+        # money as the files' DECIMAL(38,0) (casting each row to HUGEINT costs more than
+        # the rest of the read); every branch then unites as DECIMAL(38,0), still exact
+        parts.append(_rollup_select(files, dims, MONEY_TYPE) + skip)
     if pruned:  # rollups keep no tags: a tag filter or breakdown sees raw events only
         files = ", ".join(_literal(str(p)) for p in pruned)
-        parts.append(_rollup_select(files, dims))
+        parts.append(_rollup_select(files, dims, MONEY_TYPE if rolled else "HUGEINT"))
     return f"CREATE OR REPLACE VIEW facts AS {' UNION ALL '.join(parts)}"
 
 
-def _rollup_select(files: str, dims: str) -> str:
+def _rollup_select(files: str, dims: str, money: str) -> str:
     # money is HUGEINT whatever a file holds (DECIMAL(38,0), or BIGINT before): by name, so
     # files of both kinds read together; files written before min_ts/max_ts give the hour
     return (
-        f"SELECT hour AS ts, {dims}, NULL::VARCHAR[] AS tags, {rollup_columns()},"
+        f"SELECT hour AS ts, {dims}, NULL::VARCHAR[] AS tags, {rollup_columns(money)},"
         " coalesce(min_ts, hour) AS first_ts, coalesce(max_ts, hour) AS last_ts"
         f" FROM read_parquet([{files}], union_by_name = true)"
     )

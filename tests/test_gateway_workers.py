@@ -22,9 +22,15 @@ METRICS_AUTH = {"Authorization": f"Bearer {METRICS_TOKEN}"}
 ASK = [{"role": "user", "content": "Summarise our spend."}]
 
 
-def test_more_workers_without_redis_is_refused_naming_redis_url(tmp_path: Path) -> None:
+@pytest.mark.parametrize("state_url", [None, "memory://"], ids=["unset", "memory"])
+def test_more_workers_without_redis_is_refused_naming_redis_url(
+    tmp_path: Path, state_url: str | None
+) -> None:
+    """memory:// counts in each process: two workers would each admit the whole budget."""
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
     env.update(COSTLINE_HOME=str(tmp_path), PYTHONPATH=str(ROOT))
+    if state_url is not None:
+        env["REDIS_URL"] = state_url
     out = subprocess.run(
         [sys.executable, "-m", "core.cli", "gateway", "--port", str(free_port()), "--workers", "2"],
         env=env,

@@ -22,15 +22,9 @@ METRICS_AUTH = {"Authorization": f"Bearer {METRICS_TOKEN}"}
 ASK = [{"role": "user", "content": "Summarise our spend."}]
 
 
-@pytest.mark.parametrize("state_url", [None, "memory://"], ids=["unset", "memory"])
-def test_more_workers_without_redis_is_refused_naming_redis_url(
-    tmp_path: Path, state_url: str | None
-) -> None:
-    """memory:// counts in each process: two workers would each admit the whole budget."""
+def test_more_workers_without_redis_is_refused_naming_redis_url(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
     env.update(COSTLINE_HOME=str(tmp_path), PYTHONPATH=str(ROOT))
-    if state_url is not None:
-        env["REDIS_URL"] = state_url
     out = subprocess.run(
         [sys.executable, "-m", "core.cli", "gateway", "--port", str(free_port()), "--workers", "2"],
         env=env,
@@ -40,6 +34,19 @@ def test_more_workers_without_redis_is_refused_naming_redis_url(
     )
     assert out.returncode == 2
     assert "REDIS_URL" in out.stderr and "--workers 2" in out.stderr
+
+
+def test_more_workers_on_per_process_memory_counters_are_refused() -> None:
+    """REDIS_URL=memory:// keeps budget counters in each process: N workers would each enforce
+    a budget of their own (N times its limit, silently). On main it passed the check."""
+    from core.errors import ConfigError
+    from core.gateway import GatewayConfig, check_workers
+
+    with pytest.raises(ConfigError) as info:
+        check_workers(GatewayConfig(workers=2), {"REDIS_URL": "memory://"})
+    assert "REDIS_URL" in str(info.value) and "memory://" in str(info.value)
+    check_workers(GatewayConfig(workers=1), {"REDIS_URL": "memory://"})  # one process: fine
+    check_workers(GatewayConfig(workers=2), {"REDIS_URL": "redis://127.0.0.1:6379/0"})
 
 
 async def _post_all(url: str, key: str, n: int, body: dict[str, object]) -> list[Any]:

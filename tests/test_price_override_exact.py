@@ -25,7 +25,7 @@ from core.control import (
     validate_price_override,
 )
 from core.errors import ConfigError
-from core.pricing import load_catalog, price
+from core.pricing import PriceRow, load_catalog, plan_import, price
 from core.pricing.overrides import catalog_in_force
 from core.types import Usage
 from tests.servers.api import ApiServer
@@ -216,3 +216,16 @@ def test_the_extremes_an_override_holds_are_kept_exactly() -> None:
     assert (got.input, got.output) == (o.input, o.output)
     assert str(got.cached_input) == "0.0046875"
     assert got.picousd_per_token(got.output) == Fraction(1_234_567_000_000_000_000_000_001, 10**12)
+
+
+def test_an_import_plan_writes_sub_picodollar_rates_refusing_only_what_none_holds() -> None:
+    catalog = load_catalog()
+    exact = PriceRow.from_usd("exact-test", "acme", input="0.075", output="0.0046875")
+    too_fine = PriceRow(  # 10**-13 pUSD per token: finer than the catalog's CSV accepts
+        "too-fine-test", "acme", DAY, 0, 8_192, 1_024, 1, 1, 1, Fraction(1, 10**13), 1
+    )
+    plan = plan_import(catalog, [exact, too_fine])
+    assert [r.model for r in plan.additions] == ["exact-test"]
+    assert plan.additions[0].output == Fraction(9_375, 2)
+    (problem,) = plan.unwritable_problems
+    assert problem.key == "acme/too-fine-test" and "output 1/10000000000000" in problem.reason

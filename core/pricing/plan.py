@@ -16,7 +16,7 @@ from fractions import Fraction
 
 from core.pricing.catalog import Catalog
 from core.pricing.litellm import Change, Problem, diff_catalogs
-from core.pricing.rows import PriceRow, Rate
+from core.pricing.rows import MAX_PICO_DECIMALS, PriceRow, Rate
 
 __all__ = ["ImportPlan", "plan_import"]
 
@@ -106,7 +106,7 @@ def plan_import(
 
 
 OVERRIDE_MAX = 2**63 - 1  # pUSD per token: an override's rate column is a BIGINT
-OVERRIDE_SCALE = 10**12  # an override holds 12 decimals of pUSD per token, as the catalog
+OVERRIDE_SCALE = 10**MAX_PICO_DECIMALS  # an override holds 12 decimals of pUSD per token
 
 
 def _holdable(rate: Rate) -> bool:

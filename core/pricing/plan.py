@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field, replace
+from fractions import Fraction
 
 from core.pricing.catalog import Catalog
-from core.pricing.litellm import Change, diff_catalogs
-from core.pricing.rows import PriceRow
+from core.pricing.litellm import Change, Problem, diff_catalogs
+from core.pricing.rows import MAX_PICO_DECIMALS, PriceRow, Rate
 
 __all__ = ["ImportPlan", "plan_import"]
 
@@ -28,6 +29,28 @@ class ImportPlan:
     updates: list[tuple[str, PriceRow]]  # (catalog name, its row with the imported rates)
     additions: list[PriceRow]  # imported base rows of (provider, model) entries not in the catalog
     skipped_providers: dict[str, int] = field(default_factory=dict)  # not selected: entries
+    # (name, row) of updates and additions with a rate no price override can hold (more than
+    # 12 decimals of pUSD per token or more than a BIGINT of pUSD per token; never a row
+    # ``import_litellm`` reads): not in ``updates``/``additions``
+    unwritable: list[tuple[str, PriceRow]] = field(default_factory=list)
+
+    @property
+    def unwritable_problems(self) -> list[Problem]:
+        """One problem per entry an override cannot hold, naming its rates."""
+        return [
+            Problem(
+                f"{r.provider}/{name}",
+                "a price override holds rates of at most 12 decimals of pUSD per token and"
+                f" {OVERRIDE_MAX} pUSD per token; "
+                + ", ".join(
+                    f"{f} {getattr(r, f)} pUSD per token"
+                    for f in UPDATABLE
+                    if not _holdable(getattr(r, f))
+                )
+                + " is not: not written as an override",
+            )
+            for name, r in self.unwritable
+        ]
 
     @property
     def not_applicable(self) -> int:
@@ -71,7 +94,29 @@ def plan_import(
         if (p, model.lower()) in base
     ]
     additions = [base[(p, m.lower())] for p, m in sorted(added) if (p, m.lower()) in base]
-    return ImportPlan(changes, updates, additions, dict(sorted(skipped.items())))
+    unwritable = [(m, r) for m, r in updates if not _writable(r)]
+    unwritable += [(r.model, r) for r in additions if not _writable(r)]
+    return ImportPlan(
+        changes,
+        [(m, r) for m, r in updates if _writable(r)],
+        [r for r in additions if _writable(r)],
+        dict(sorted(skipped.items())),
+        unwritable,
+    )
+
+
+OVERRIDE_MAX = 2**63 - 1  # pUSD per token: an override's rate column is a BIGINT
+OVERRIDE_SCALE = 10**MAX_PICO_DECIMALS  # an override holds 12 decimals of pUSD per token
+
+
+def _holdable(rate: Rate) -> bool:
+    """A rate a price override holds exactly (``core.control.validate_price_override``)."""
+    return rate <= OVERRIDE_MAX and OVERRIDE_SCALE % Fraction(rate).denominator == 0
+
+
+def _writable(row: PriceRow) -> bool:
+    """Every rate an override holds, it holds exactly."""
+    return all(_holdable(getattr(row, f)) for f in UPDATABLE)
 
 
 def _merged(own: PriceRow, imported: PriceRow) -> PriceRow:

@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,6 +29,7 @@ from core.settings import Settings
 from core.state import State
 from core.types import ChatRequest, Message
 from core.usage import Reader
+from tests.child_clock import preamble
 
 REPO = Path(__file__).resolve().parents[1]
 PASSWORD = "correct horse battery"
@@ -200,9 +202,10 @@ def child_env(**extra: str) -> dict[str, str]:
 
 
 def python(code: str, *args: str, **env: str) -> subprocess.Popen[str]:
-    """A Python child running ``code`` with ``args``; read its stdout lines."""
+    """A Python child running ``code`` with ``args`` on this process's clock, moved or not
+    (``tests/child_clock.py``); read its stdout lines."""
     return subprocess.Popen(
-        [sys.executable, "-c", code, *args],
+        [sys.executable, "-c", preamble() + textwrap.dedent(code), *args],
         env=child_env(**env),
         cwd=REPO,
         stdout=subprocess.PIPE,

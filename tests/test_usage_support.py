@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from core.usage import UsageEvent
+from tests.child_clock import preamble
 
 REPO = Path(__file__).resolve().parents[1]
 T0 = datetime(2024, 12, 20, tzinfo=UTC)
@@ -45,14 +46,15 @@ def event(i: int, **overrides: Any) -> UsageEvent:
 
 
 def python(code: str, home: Path, *args: str, **kw: Any) -> subprocess.Popen[str]:
-    """Start ``python -c code args...`` with COSTLINE_HOME=home and the repo importable."""
+    """Start ``python -c code args...`` with COSTLINE_HOME=home and the repo importable, on
+    this process's clock, moved or not (``tests/child_clock.py``)."""
     env = {
         **os.environ,
         "COSTLINE_HOME": str(home),
         "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")]),
     }
     return subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(code), *args],
+        [sys.executable, "-c", preamble() + textwrap.dedent(code), *args],
         env=env,
         cwd=REPO,
         text=True,

@@ -31,6 +31,7 @@ import httpx
 from core.control import SYSTEM, ControlPlane
 from core.keys import KeySpec, issue_key
 from core.pricing import load_catalog
+from tests.child_clock import preamble
 from tests.servers.llamacpp import free_port
 from tests.servers.scripted import ScriptedServer
 
@@ -73,7 +74,11 @@ class GatewayProcess:
         env["COSTLINE_GATEWAY_METRICS_TOKEN"] = METRICS_TOKEN
         env["COSTLINE_LOG_FLUSH_S"] = "0.2"  # events() sees a call's event within ~0.2 s
         env.update(self.extra_env)
-        cmd = [sys.executable, "-m", "core.cli", "gateway", "--port", str(self.port)]
+        cmd = [sys.executable, "-m", "core.cli"]
+        if pre := preamble():  # on this process's clock, moved or not (one worker only)
+            run = "import runpy; runpy.run_module('core.cli', run_name='__main__', alter_sys=True)"
+            cmd = [sys.executable, "-c", pre + run]
+        cmd += ["gateway", "--port", str(self.port)]
         cmd += ["--workers", str(self.workers)]
         self.proc = subprocess.Popen(
             cmd, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT

@@ -46,15 +46,16 @@ def event(i: int, **overrides: Any) -> UsageEvent:
 
 
 def python(code: str, home: Path, *args: str, **kw: Any) -> subprocess.Popen[str]:
-    """Start ``python -c code args...`` with COSTLINE_HOME=home and the repo importable, on
-    this process's clock, moved or not (``tests/child_clock.py``)."""
+    """Start ``python -c code args...`` with COSTLINE_HOME=home and the repo importable, its
+    ``core.clock`` on this process's clock, moved or not (``tests/child_clock.py``; its
+    ``time.time()`` stays the kernel's, like the files' mtimes it compares with)."""
     env = {
         **os.environ,
         "COSTLINE_HOME": str(home),
         "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")]),
     }
     return subprocess.Popen(
-        [sys.executable, "-c", preamble() + textwrap.dedent(code), *args],
+        [sys.executable, "-c", preamble(process=False) + textwrap.dedent(code), *args],
         env=env,
         cwd=REPO,
         text=True,

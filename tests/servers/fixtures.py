@@ -56,11 +56,10 @@ def llamacpp_url() -> Iterator[str]:
         server.stop()
 
 
-@pytest.fixture(scope="session")
-def weed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
-    """A real SeaweedFS S3 server on loopback, started once for the session (a start takes
-    several seconds). Skips when the weed binary is missing, unless
-    COSTLINE_REQUIRE_SERVICES=1, where that is a failure."""
+@pytest.fixture(scope="module")
+def weed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
+    """A real SeaweedFS S3 server on loopback, shared by a test module. Skips when the weed
+    binary is missing, unless COSTLINE_REQUIRE_SERVICES=1, where that is a failure."""
     try:
         server = SeaweedS3(tmp_path_factory.mktemp("weed"))
     except WeedUnavailable as exc:
@@ -69,14 +68,3 @@ def weed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]
         pytest.skip(str(exc))
     with server:
         yield server
-
-
-@pytest.fixture
-def weed(weed_server: SeaweedS3) -> SeaweedS3:
-    """The session's SeaweedFS S3 server, running: a test that paused it (an outage) and
-    failed before resuming it does not leave it away for the next test. Tests share it, each
-    in its own bucket."""
-    if weed_server.proc is None or weed_server.proc.poll() is not None:
-        weed_server.pause()  # reaps a process that died
-        weed_server.resume()
-    return weed_server

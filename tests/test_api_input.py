@@ -365,6 +365,27 @@ def test_a_setting_put_answers_as_its_get_does_and_checks_the_key(api: ApiServer
     assert api.plane.get_setting("timezone") == "UTC"  # unchanged
 
 
+def test_unset_alert_settings_read_as_the_values_the_worker_uses(api: ApiServer) -> None:
+    """Nothing stored: the scan interval and the thresholds read as those in force (the
+    worker's), not null; once stored, as stored."""
+    from core.worker import load_settings
+
+    adm = api.client(api.user("adm", "admin"))
+    in_force = load_settings(api.plane)
+    listed = {s["key"]: s for s in adm.get("/settings").json()["data"]}
+    for key, value in (
+        ("alert_scan_interval_s", in_force.interval_s),
+        ("alert_thresholds", dict(in_force.thresholds)),
+    ):
+        one = adm.get(f"/settings/{key}").json()
+        assert one == listed[key] == {"key": key, "value": value, "stored": False}, key
+    r = adm.put("/settings/alert_scan_interval_s", json={"value": 60})
+    assert r.status_code == 200, r.text
+    got = adm.get("/settings/alert_scan_interval_s").json()
+    assert got == {"key": "alert_scan_interval_s", "value": 60, "stored": True}
+    assert load_settings(api.plane).interval_s == 60
+
+
 @pytest.mark.parametrize(
     ("name", "value"), [("kind", "weather"), ("severity", "loud"), ("state", "closed")]
 )

@@ -68,6 +68,25 @@ def test_prune_uses_the_setting_or_days(costline_home: Path) -> None:
         assert reader.count() == 0 and reader.totals()["cost_picousd"] == 15
 
 
+def test_prune_past_the_settings_maximum_is_refused_not_a_traceback(costline_home: Path) -> None:
+    """``costline prune --days 1000000`` reached before year 1 and died with an
+    OverflowError traceback; it is refused as the retention_days setting refuses it."""
+    from core.errors import ConfigError
+    from core.usage import prune
+
+    done = costline("prune", "--days", "1000000")
+    assert done.returncode == 2, done.stderr
+    assert "retention_days: at most 36,500 days" in done.stderr
+    assert "Traceback" not in done.stderr
+    with pytest.raises(ConfigError, match="retention_days"):
+        prune(costline_home, 36_501)
+    assert prune(costline_home, 36_500).segments == 0
+    with ControlPlane() as plane:  # the setting's own bounds are the same
+        with pytest.raises(ConfigError, match="retention_days"):
+            plane.set_setting("retention_days", 36_501, SYSTEM)
+        plane.set_setting("retention_days", 36_500, SYSTEM)
+
+
 def test_worker_once_scans_without_channels(costline_home: Path) -> None:
     done = costline("worker", "--once")
     assert done.returncode == 0, done.stderr

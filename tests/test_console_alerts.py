@@ -123,6 +123,35 @@ def test_admin_smtp_port_left_empty_follows_the_chosen_security(home: Path) -> N
     assert again.number_input(key="adm_smtp_port").value == 587
 
 
+def test_admin_sets_smtp_ssl_and_the_operational_window(home: Path) -> None:
+    """Every notification setting the worker reads is on the page: SSL (SMTPS) and the
+    window the error rate, cache hit rate and latency are measured over, as well as the
+    thresholds; a save that changes neither keeps what is stored."""
+    at = app("admin").run()
+    at.switch_page("app_pages/admin.py").run()
+    at.text_input(key="adm_emails").input("fin@example.com")
+    at.text_input(key="adm_smtp_host").input("smtp.example.com")
+    at.text_input(key="adm_smtp_user").input("alerts")
+    at.checkbox(key="adm_smtp_ssl").check()
+    at.number_input(key="adm_window").set_value(15)
+    at.button(key="FormSubmitter:adm_notify-Save notification settings").click().run()
+    assert not at.exception
+    assert [s.value for s in at.success] == ["Notification settings saved."]
+    with ControlPlane() as plane:
+        smtp = plane.get_setting("notifications")["smtp"]
+        assert (smtp["ssl"], smtp["starttls"], smtp["port"]) == (True, False, 465)
+        assert plane.get_setting("alert_thresholds")["window_minutes"] == 15
+    again = app("admin").run()  # a new session shows what is stored, and saves it unchanged
+    again.switch_page("app_pages/admin.py").run()
+    assert again.checkbox(key="adm_smtp_ssl").value is True
+    assert again.number_input(key="adm_window").value == 15
+    again.button(key="FormSubmitter:adm_notify-Save notification settings").click().run()
+    assert not again.exception
+    with ControlPlane() as plane:
+        assert plane.get_setting("notifications")["smtp"]["ssl"] is True
+        assert plane.get_setting("alert_thresholds")["window_minutes"] == 15
+
+
 def test_admin_creates_and_revokes_an_api_token(home: Path) -> None:
     at = app("admin").run()
     at.switch_page("app_pages/admin.py").run()

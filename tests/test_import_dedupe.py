@@ -90,6 +90,20 @@ def test_bad_rows_block_the_import_until_confirmed_and_the_fixed_file_adds_only_
     assert total() == want and Reader().count() == 1000
 
 
+def test_the_bad_rows_sentence_counts_the_files_duplicates_too(tmp_path: Path) -> None:
+    """A re-export of 1,002 rows, 1,000 already imported and 2 bad: the sentence read
+    '2 of 2 rows have problems ... import 0 rows and skip 2', as if the file held 2 rows,
+    and never said the other 1,000 are in the log already."""
+    lines = [line(r) for r in trace(1000, seed=3)]
+    import_csv(write(tmp_path, "first.csv", lines), MAPPING, now=NOW)
+    bad = ["not-a-time,gpt-4o,1,1,u1,0.1", "2023-11-01T00:00:00Z,,1,1,u1,0.1"]
+    again = import_csv(write(tmp_path, "again.csv", [*lines, *bad]), MAPPING, now=NOW)
+    assert again.needs_confirmation and (again.imported, again.duplicates) == (0, 1000)
+    assert again.message.startswith("2 of 1,002 rows have problems (listed)")
+    assert "import 0 rows and skip 2 (1,000 duplicates skipped)." in again.message
+    assert Reader().count() == 1000
+
+
 def test_crlf_reformatted_and_overlapping_files_add_nothing_twice(tmp_path: Path) -> None:
     rows = trace(900, seed=9)
     lines = [line(r) for r in rows]

@@ -262,8 +262,8 @@ def test_an_import_keeps_the_catalogs_rates_the_file_does_not_state(
     ):
         assert updated[key].usd("cached_input") == usd
         assert api[key].cached_input == usd
-    deepseek = updated[("deepseek", "deepseek-chat")]
-    assert deepseek.reasoning == deepseek.output and deepseek.cache_write == deepseek.input
+    groq = updated[("groq", "openai/gpt-oss-120b")]
+    assert groq.reasoning == groq.output and groq.cache_write == groq.input
     for (provider, model), r in updated.items():  # every stated rate is the file's
         mine = next(
             x
@@ -292,5 +292,76 @@ def test_an_override_naming_its_provider_in_capitals_prices_that_provider() -> N
         )
         assert [o.provider for o in plane.price_overrides()] == ["openai"]
         assert catalog_in_force(plane, base).lookup("gpt-4o-mini", DAY).input == 120_000
+    finally:
+        plane.close()
+
+
+def test_one_providers_entries_with_different_prices_are_never_guessed(
+    raw: dict[str, Any], imported: tuple[list[PriceRow], list[Any]]
+) -> None:
+    """LiteLLM 1.80.0 lists DeepSeek's deepseek-chat twice: 'deepseek-chat' at $0.60/$1.70
+    per 1M and 'deepseek/deepseek-chat' at $0.27/$1.10 (deepseek-reasoner likewise). The
+    import took whichever came first in the file and proposed more than doubling DeepSeek's
+    prices, the other entry named only as 'same provider and model'. Neither is imported
+    now: each is a problem naming both entries and their prices. Entries of one provider
+    that agree (Azure's two computer-use-preview) are still one row."""
+    from core.pricing import plan_import
+
+    rows, problems = imported
+    reasons = {p.key: p.reason for p in problems}
+    for model in ("deepseek-chat", "deepseek-reasoner"):
+        bare, prefixed = raw[model], raw[f"deepseek/{model}"]  # the file, read here
+        assert bare["litellm_provider"] == prefixed["litellm_provider"] == "deepseek"
+        assert bare["input_cost_per_token"] != prefixed["input_cost_per_token"]
+        assert not [r for r in rows if (r.provider, r.model.lower()) == ("deepseek", model)]
+        for key in (model, f"deepseek/{model}"):
+            assert "different prices" in reasons[key], reasons[key]
+            assert repr(model) in reasons[key] and repr(f"deepseek/{model}") in reasons[key]
+        want = (
+            _usd_per_mtok(bare["input_cost_per_token"]),
+            _usd_per_mtok(prefixed["input_cost_per_token"]),
+        )
+        assert all(f" {usd}/" in reasons[model] for usd in want)
+    catalog = load_catalog()
+    plan = plan_import(catalog, rows, providers=catalog.providers())
+    assert not [m for m, r in plan.updates if r.provider == "deepseek"]
+    assert not [c for c in plan.changes if c.provider == "deepseek" and c.kind == "changed"]
+    azure = [r for r in rows if (r.provider, r.model) == ("azure", "computer-use-preview")]
+    assert [r.usd("input") for r in azure] == [Decimal("3")]
+    assert "same provider and model (azure)" in reasons["computer-use-preview"]
+
+
+def test_rates_an_override_cannot_hold_are_named_in_the_preview_not_failed_on_apply(
+    raw: dict[str, Any],
+) -> None:
+    """Two Vertex AI entries of LiteLLM 1.80.0 charge 4.6875e-09 USD per output token
+    (4687.5 pUSD): read exactly, but a price override holds whole picodollars per token, so
+    applying the import (POST /prices/import, new models too) failed on them after writing
+    the rest ('has more decimals than 0.000001 allows'). The preview names them as problems
+    now, and applying writes every override it proposes."""
+    from core.control import SYSTEM, ControlPlane
+    from core.pricing.overrides import apply_import, preview_import
+
+    rates = ("input", "output", "cached_input", "cache_write", "reasoning")
+    finer = set()  # the file's own entries with a rate that is not whole pUSD per token
+    for key, e in raw.items():
+        vertex = isinstance(e, dict) and e.get("litellm_provider", "").startswith("vertex_ai")
+        if vertex and e.get("mode") in ("chat", "responses"):
+            values = [e.get(KEYS[f]) for f in rates]
+            pico = [Decimal(repr(v)).scaleb(12) for v in values if isinstance(v, float)]
+            if any(p != p.to_integral_value() for p in pico):
+                finer.add(key.split("/", 1)[-1])
+    assert finer  # the file has some
+    catalog = load_catalog()
+    preview = preview_import(REAL.read_bytes(), catalog, DAY, providers={"vertex_ai"})
+    named = {p.key: p.reason for p in preview.problems if "whole picodollars" in p.reason}
+    assert set(named) == {f"vertex_ai/{m}" for m in finer}
+    assert all("; output 0.0046875," in r for r in named.values())
+    proposed = [*preview.overrides, *preview.new_models]
+    assert proposed and not {o.model for o in proposed} & finer
+    plane = ControlPlane()
+    try:
+        written, errors = apply_import(plane, SYSTEM, preview, True, catalog)
+        assert (written, errors) == (len(proposed), [])
     finally:
         plane.close()

@@ -156,7 +156,7 @@ def notifications_form(actor: Actor) -> None:
             key="adm_emails",
         )
         forms.field_error("adm_notify", "notifications.email_to")
-        cols = st.columns([2, 1, 2, 2, 1])
+        cols = st.columns([2, 1, 2, 2, 1, 1])
         cols[0].text_input("SMTP host", smtp.get("host", ""), key="adm_smtp_host")
         port = smtp.get("port")
         cols[1].number_input(
@@ -171,6 +171,12 @@ def notifications_form(actor: Actor) -> None:
         cols[2].text_input("From", smtp.get("sender", ""), key="adm_smtp_from")
         cols[3].text_input("SMTP user", smtp.get("username", ""), key="adm_smtp_user")
         cols[4].checkbox("STARTTLS", bool(smtp.get("starttls")), key="adm_smtp_tls")
+        cols[5].checkbox(
+            "SSL",
+            bool(smtp.get("ssl")),
+            key="adm_smtp_ssl",
+            help="Implicit TLS from the first byte (SMTPS, usually port 465); wins over STARTTLS.",
+        )
         st.caption(
             "The SMTP password is read from COSTLINE_SMTP_PASSWORD, never stored here; an SMTP"
             " user needs STARTTLS (or SSL), so the password never crosses in clear."
@@ -195,7 +201,7 @@ def notifications_form(actor: Actor) -> None:
             float(limits["cache_hit_min_pct"]),
             key="adm_cache",
         )
-        cols = st.columns(3)
+        cols = st.columns(4)
         cols[0].number_input(
             "p95 latency above (ms)",
             1.0,
@@ -206,7 +212,15 @@ def notifications_form(actor: Actor) -> None:
         cols[1].number_input(
             "Only with at least (calls)", 1, 10_000_000, int(limits["min_requests"]), key="adm_min"
         )
-        cols[2].checkbox("Anomaly alerts", bool(limits["anomalies"]), key="adm_anom")
+        cols[2].number_input(
+            "Over the last (minutes)",
+            5,
+            1440,
+            int(limits["window_minutes"]),
+            key="adm_window",
+            help="The window the error rate, cache hit rate and p95 latency are measured over.",
+        )
+        cols[3].checkbox("Anomaly alerts", bool(limits["anomalies"]), key="adm_anom")
         forms.field_error("adm_notify", "alert_thresholds", "alert_scan_interval_s")
         st.subheader("Retention")
         st.text_input(
@@ -229,7 +243,6 @@ def notifications_form(actor: Actor) -> None:
 def save_notify(actor: Actor, limits: dict[str, Any]) -> None:
     """The submit callback: the form's values are in session state by their keys."""
     v = st.session_state
-    stored = (auth.plane().get_setting("notifications") or {}).get("smtp") or {}
     commands.save_notifications(
         actor,
         inputs.notifications(
@@ -240,7 +253,7 @@ def save_notify(actor: Actor, limits: dict[str, Any]) -> None:
             v["adm_smtp_from"],
             v["adm_smtp_user"],
             bool(v["adm_smtp_tls"]),
-            bool(stored.get("ssl")),
+            bool(v["adm_smtp_ssl"]),
         ),
         {
             **limits,
@@ -248,6 +261,7 @@ def save_notify(actor: Actor, limits: dict[str, Any]) -> None:
             "cache_hit_min_pct": float(v["adm_cache"]),
             "latency_p95_ms": float(v["adm_p95"]),
             "min_requests": int(v["adm_min"]),
+            "window_minutes": int(v["adm_window"]),
             "anomalies": bool(v["adm_anom"]),
         },
         int(v["adm_interval"]),

@@ -287,8 +287,8 @@ def import_summary(preview: queries.ImportPreview) -> None:
         frame[frame["change"].isin(shown)], hide_index=True, width="stretch", key="pr_import_diff"
     )
     st.caption(
-        "Rates in USD per 1M tokens. 'removed' models are only missing from the file:"
-        " applying never deletes a price."
+        "Rates in USD per 1M tokens. 'removed' models are missing from the file or among"
+        " the entries not imported: applying never deletes a price."
     )
 
 

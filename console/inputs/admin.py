@@ -50,9 +50,8 @@ def notifications(
     tls: bool,
     ssl: bool = False,
 ) -> dict[str, object]:
-    """The ``notifications`` setting from the form's fields (``ssl``: kept from the stored
-    setting; the form has no box for it, and dropping it would turn TLS off; ``port`` None:
-    the one for the chosen security, filled in when the setting is checked)."""
+    """The ``notifications`` setting from the form's fields (``port`` None: the one for the
+    chosen security, filled in when the setting is checked)."""
     out: dict[str, object] = {"webhook_urls": parse_list(webhooks), "email_to": parse_list(emails)}
     if host.strip():
         smtp: dict[str, object] = {"host": host.strip()}

@@ -59,7 +59,7 @@ def preview_import(
     plan = plan_import(current, rows, current.providers() if own_providers else None)
     return ImportPreview(
         rows,
-        problems,
+        [*problems, *plan.unwritable_problems],
         plan.changes,
         overrides=[_override(r, m, effective_from) for m, r in plan.updates],
         new_models=[_override(r, r.model, effective_from) for r in plan.additions],

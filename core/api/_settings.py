@@ -18,6 +18,7 @@ from core.api._http import (
 )
 from core.api._schemas import list_of, obj
 from core.control import DEFAULT_SETTINGS
+from core.worker import DEFAULT_INTERVAL_S, DEFAULT_THRESHOLDS
 
 KNOWN = (
     "timezone",
@@ -32,6 +33,18 @@ KNOWN = (
 )
 
 
+# What the worker uses while nothing is stored (``core.worker.load_settings``): a script
+# reading the settings sees the interval and thresholds in force, not null.
+IN_FORCE: dict[str, Any] = {
+    "alert_scan_interval_s": DEFAULT_INTERVAL_S,
+    "alert_thresholds": dict(DEFAULT_THRESHOLDS),
+}
+
+
+def _default(key: str) -> Any:
+    return IN_FORCE[key] if key in IN_FORCE else DEFAULT_SETTINGS.get(key)
+
+
 def _one(call: Call, key: str) -> dict[str, Any] | None:
     stored = call.ctx.plane.settings()
     if key in stored:
@@ -44,7 +57,7 @@ def list_settings(call: Call) -> Json:
     stored = call.ctx.plane.settings()
     return {
         "data": [
-            {"key": k, "value": stored.get(k, DEFAULT_SETTINGS.get(k)), "stored": k in stored}
+            {"key": k, "value": stored[k] if k in stored else _default(k), "stored": k in stored}
             for k in sorted({*KNOWN, *stored})
         ]
     }
@@ -57,7 +70,7 @@ def get_setting(call: Call) -> Reply:
     if found is None:
         if key not in KNOWN:
             raise ApiError(404, f"no setting {key!r}")
-        return Reply({"key": key, "value": DEFAULT_SETTINGS.get(key), "stored": False})
+        return Reply({"key": key, "value": _default(key), "stored": False})
     return Reply({**found, "stored": True}, etag=etag_of(found))
 
 

@@ -65,11 +65,12 @@ class ImportResult:
             )
             return f"This file was already imported ({when}); nothing was added ({dups})."
         bad = len(self.bad_rows)
-        if self.needs_confirmation:
-            total = self.imported + bad
+        if self.needs_confirmation:  # every row of the file counted, duplicates too
+            total = self.imported + bad + self.duplicates
             return (
                 f"{bad:,} of {total:,} rows have problems (listed); nothing was imported. "
-                f"Fix the file, or import {self.imported:,} rows and skip {bad:,}."
+                f"Fix the file, or import {self.imported:,} rows and skip {bad:,}"
+                + (f" ({dups})." if self.duplicates else ".")
             )
         if not self.imported:
             if self.duplicates:

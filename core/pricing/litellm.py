@@ -251,14 +251,18 @@ def rows_from_litellm(
     quality: int = 50,
 ) -> tuple[list[PriceRow], list[Problem]]:
     """Rows for every chat/responses entry of an already-parsed LiteLLM price map, plus
-    problems (a bad entry, or a second entry of the same provider and model)."""
+    problems (a bad entry, or a second entry of the same provider and model).
+
+    Entries of one provider and model (``deepseek-chat`` and ``deepseek/deepseek-chat``,
+    both DeepSeek's) are one row: the first, when no rate both state differs; when one does,
+    neither is imported (a problem for each, naming the other and both prices): which one
+    holds the price is not in the file, and it is never guessed."""
     if not isinstance(data, dict):
         raise ConfigError("LiteLLM price file must hold a JSON object", field="litellm")
     day = effective_from or utc_today()
     src = f"{source} (imported {day.isoformat()})"
-    rows: list[PriceRow] = []
     problems: list[Problem] = []
-    seen: dict[tuple[str, str], str] = {}
+    entries: dict[tuple[str, str], list[tuple[str, list[PriceRow]]]] = {}
     for key, entry in data.items():
         if key == "sample_spec":
             continue
@@ -272,15 +276,46 @@ def rows_from_litellm(
         except (ValueError, TypeError, ConfigError) as exc:
             problems.append(Problem(str(key), getattr(exc, "message", None) or str(exc)))
             continue
-        name = (new[0].provider, new[0].model.lower())
-        if name in seen:
-            problems.append(
-                Problem(str(key), f"same provider and model ({name[0]}) as entry {seen[name]!r}")
-            )
+        entries.setdefault((new[0].provider, new[0].model.lower()), []).append((str(key), new))
+    rows: list[PriceRow] = []
+    for (provider, _), found in entries.items():
+        first_key, first = found[0]
+        if len(found) > 1 and any(_rates_differ(first, other) for _, other in found[1:]):
+            prices = ", ".join(f"{k!r} {_io(r)}" for k, r in found)
+            for key, _ in found:
+                problems.append(
+                    Problem(
+                        key,
+                        f"{provider} lists this model under {len(found)} entries with different"
+                        f" prices ({prices} USD per 1M input/output): none is imported, as"
+                        " which one is right is not in the file",
+                    )
+                )
             continue
-        seen[name] = str(key)
-        rows.extend(new)
+        rows.extend(first)
+        for key, _ in found[1:]:
+            problems.append(
+                Problem(key, f"same provider and model ({provider}) as entry {first_key!r}")
+            )
     return rows, problems
+
+
+def _io(rows: list[PriceRow]) -> str:
+    return f"{usd_per_mtok(rows[0].input)}/{usd_per_mtok(rows[0].output)}"
+
+
+def _rates_differ(a: list[PriceRow], b: list[PriceRow]) -> bool:
+    """A rate both entries state (any tier) that differs."""
+    tiers = {r.above_prompt_tokens: r for r in b}
+    for ra in a:
+        rb = tiers.get(ra.above_prompt_tokens)
+        if rb is None:
+            continue
+        for f in RATE_FIELDS:
+            both = (ra.stated is None or f in ra.stated) and (rb.stated is None or f in rb.stated)
+            if both and getattr(ra, f) != getattr(rb, f):
+                return True
+    return False
 
 
 def import_litellm(

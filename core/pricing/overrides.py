@@ -53,7 +53,7 @@ def preview_import(
     plan = plan_import(current, rows, providers)
     return ImportPreview(
         rows,
-        problems,
+        [*problems, *plan.unwritable_problems],
         plan.changes,
         overrides=[_override(r, m, r.provider, effective_from) for m, r in plan.updates],
         new_models=[_override(r, r.model, r.provider, effective_from) for r in plan.additions],

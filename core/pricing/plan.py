@@ -14,8 +14,8 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field, replace
 
 from core.pricing.catalog import Catalog
-from core.pricing.litellm import Change, diff_catalogs
-from core.pricing.rows import PriceRow
+from core.pricing.litellm import Change, Problem, diff_catalogs
+from core.pricing.rows import PriceRow, usd_per_mtok
 
 __all__ = ["ImportPlan", "plan_import"]
 
@@ -28,6 +28,24 @@ class ImportPlan:
     updates: list[tuple[str, PriceRow]]  # (catalog name, its row with the imported rates)
     additions: list[PriceRow]  # imported base rows of (provider, model) entries not in the catalog
     skipped_providers: dict[str, int] = field(default_factory=dict)  # not selected: entries
+    # (name, row) of updates and additions whose rates an override cannot hold (finer than a
+    # whole picodollar per token, $0.000001 per 1M): not in ``updates``/``additions``
+    unwritable: list[tuple[str, PriceRow]] = field(default_factory=list)
+
+    @property
+    def unwritable_problems(self) -> list[Problem]:
+        """One problem per entry an override cannot hold, naming its rates."""
+        return [
+            Problem(
+                f"{r.provider}/{name}",
+                "a price override holds whole picodollars per token ($0.000001 per 1M); "
+                + ", ".join(
+                    f"{f} {usd_per_mtok(getattr(r, f))}" for f in UPDATABLE if not _whole(r, f)
+                )
+                + " per 1M is finer: not written as an override",
+            )
+            for name, r in self.unwritable
+        ]
 
     @property
     def not_applicable(self) -> int:
@@ -71,7 +89,24 @@ def plan_import(
         if (p, model.lower()) in base
     ]
     additions = [base[(p, m.lower())] for p, m in sorted(added) if (p, m.lower()) in base]
-    return ImportPlan(changes, updates, additions, dict(sorted(skipped.items())))
+    unwritable = [(m, r) for m, r in updates if not _writable(r)]
+    unwritable += [(r.model, r) for r in additions if not _writable(r)]
+    return ImportPlan(
+        changes,
+        [(m, r) for m, r in updates if _writable(r)],
+        [r for r in additions if _writable(r)],
+        dict(sorted(skipped.items())),
+        unwritable,
+    )
+
+
+def _whole(row: PriceRow, name: str) -> bool:
+    return isinstance(getattr(row, name), int)
+
+
+def _writable(row: PriceRow) -> bool:
+    """Every rate an override holds is whole picodollars per token."""
+    return all(_whole(row, f) for f in UPDATABLE)
 
 
 def _merged(own: PriceRow, imported: PriceRow) -> PriceRow:

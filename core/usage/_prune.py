@@ -54,9 +54,17 @@ def newest_event(seg: SegmentInfo) -> datetime | None:
     return newest
 
 
+MAX_RETENTION_DAYS = 36_500  # the retention_days setting's maximum (core.control._validate)
+
+
 def prune(home: Path | None, keep_days: int, *, now: datetime | None = None) -> PruneResult:
     if isinstance(keep_days, bool) or not isinstance(keep_days, int) or keep_days < 1:
         raise ConfigError(f"retention_days: must be a whole number >= 1 (got {keep_days!r})")
+    if keep_days > MAX_RETENTION_DAYS:  # as the setting; more reaches past year 1 (a traceback)
+        raise ConfigError(
+            f"retention_days: at most {MAX_RETENTION_DAYS:,} days (got {keep_days:,});"
+            " leave retention unset to keep raw events forever"
+        )
     cutoff = (now or clock.now()) - timedelta(days=keep_days)
     if os.environ.get("COSTLINE_EVENTS_URL"):  # local segments are the bucket's outbox
         log.info("retention skipped: the usage log is in a bucket (COSTLINE_EVENTS_URL)")

@@ -8,10 +8,17 @@ retries, and applies retention.
 
 from core.worker._checks import Found
 from core.worker._delivery import Delivered, channels, deliver_due
-from core.worker._settings import DEFAULT_THRESHOLDS, AlertSettings, Smtp, load_settings
+from core.worker._settings import (
+    DEFAULT_INTERVAL_S,
+    DEFAULT_THRESHOLDS,
+    AlertSettings,
+    Smtp,
+    load_settings,
+)
 from core.worker._worker import LEASE, ScanResult, Worker, WorkerStatus, start_background
 
 __all__ = [
+    "DEFAULT_INTERVAL_S",
     "DEFAULT_THRESHOLDS",
     "LEASE",
     "AlertSettings",

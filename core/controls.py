@@ -145,15 +145,19 @@ def override_row(o: PriceOverride, base: Catalog) -> PriceRow:
     provider = o.provider.strip().lower()  # the catalog's providers are lower-case
     own = base.name_under(provider, o.model)
     ref = base.lookup(f"{provider}/{own}") if own is not None else None
-    row = PriceRow.from_usd(
-        own or o.model,
-        provider,
-        input=o.input,
-        output=o.output,
-        cached_input=o.cached_input,
-        cache_write=o.cache_write,
-        reasoning=o.reasoning,
+    rate = o.picousd_per_token  # exact: int or Fraction pUSD per token, never rounded
+    inp, out = rate(o.input) or 0, rate(o.output) or 0
+    cached, write, reasoning = rate(o.cached_input), rate(o.cache_write), rate(o.reasoning)
+    row = PriceRow(
+        model=own or o.model,
+        provider=provider,
+        input=inp,
+        output=out,
+        cached_input=inp if cached is None else cached,
+        cache_write=inp if write is None else write,
+        reasoning=out if reasoning is None else reasoning,
         effective_from=o.effective_from,
+        above_prompt_tokens=0,
         context_window=ref.context_window if ref else 128_000,
         max_output_tokens=ref.max_output_tokens if ref else 16_384,
         quality=ref.quality if ref else 50,

@@ -6,7 +6,10 @@ reserved, ``K:c`` = committed, per budget window and metric) are a fast cache of
 - ``rebuild()`` (at router start, and when Redis answers after an outage or comes back
   empty): every current window's committed counter is raised to the log's spend. Raise-only
   and atomic per key (``raise_committed``), so it is idempotent and safe while other
-  processes run.
+  processes run. While Redis is away (at start, and at each round of an outage) the
+  in-process counters the outage path enforces from are raised to this home's log instead
+  (``ResilientState.raise_local``), so a router started during an outage does not start
+  from $0 and other processes' logged spend counts before Redis is back.
 - ``reconcile()`` (every ``interval_s``, a daemon thread): raises counters that are below the
   log (a lost Redis, a missed settle) and lowers counters that were above the log *at the
   previous round* (a settle applied twice during a Redis stall): every event settled before
@@ -151,8 +154,11 @@ class Reconciler:
         state = self.controls.state
         if isinstance(state, ResilientState):
             state.on_recover = self._on_redis_recover
-            with contextlib.suppress(Exception):
+            try:
                 self._on_redis_recover(state.primary)
+            except Exception:  # Redis away: an outage starts from the log, not from $0
+                with contextlib.suppress(Exception):
+                    self._raise_local(state)
         else:
             if isinstance(state, RedisState):
                 with contextlib.suppress(Exception):
@@ -269,7 +275,7 @@ class Reconciler:
         state: Any = self.controls.state
         self.rounds += 1
         if isinstance(state, ResilientState) and not state.healthy:
-            return []  # the recovery path rebuilds when Redis is back
+            return self._raise_local(state)  # the recovery path rebuilds when Redis is back
         found = self.targets()
         if not found:
             return []
@@ -309,6 +315,22 @@ class Reconciler:
         after = state.get_values([k + ":c" for k in keys])
         self._prev = {k: (mono, v) for k, v in zip(keys, after, strict=True)}
         self._report(drifts, "reconciled with the usage log")
+        return drifts
+
+    def _raise_local(self, state: ResilientState) -> list[Drift]:
+        """While Redis is away: the in-process counters the outage enforces from raised to
+        this home's log (other processes' spend counts; raise-only, not counted as drift)."""
+        found = self.targets(backend=state.fallback)  # this home's log alone: no Redis
+        added = state.raise_local([(t.key, t.log_value, t.ttl_s) for t in found])
+        drifts = [
+            Drift(t.budget, t.window, t.metric, t.log_value - a, t.log_value, a)
+            for t, a in zip(found, added, strict=True)
+            if a
+        ]
+        if drifts:
+            log.info(
+                "Redis away: %d in-process budget counters raised to the usage log", len(drifts)
+            )
         return drifts
 
     def _report(self, drifts: Sequence[Drift], what: str, level: int = logging.WARNING) -> None:

@@ -1,8 +1,9 @@
 """The values that travel through one call: request in, completion out.
 
-Money is kept in integer picodollars (1 USD = 10**12 pUSD): every catalog price in USD per
-million tokens with up to six decimals is an exact integer number of pUSD per token, so sums
-over millions of calls are exact. ``Decimal`` is used only at the edges (display, export).
+Money is kept in integer picodollars (1 USD = 10**12 pUSD): a price in USD per million
+tokens with up to six decimals is an exact integer number of pUSD per token, a finer one an
+exact fraction (``core.pricing.rows``), and each call's cost is integer pUSD, so sums over
+millions of calls are exact. ``Decimal`` is used only at the edges (display, export).
 """
 
 from __future__ import annotations

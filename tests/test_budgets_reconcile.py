@@ -5,6 +5,8 @@ and corrected. Real Router, real SQLite/Redis, real usage log."""
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -16,7 +18,7 @@ from test_controls_support import ENGINEER, make_plane, make_router, redis_serve
 
 from core.control import Budget, ControlPlane
 from core.controls import Controls
-from core.errors import CostlineError
+from core.errors import BudgetExceeded, CostlineError
 from core.pricing import load_catalog
 from core.router import Router
 from core.settings import Settings
@@ -238,3 +240,84 @@ def test_the_drift_metric_counts_past_int64_on_redis(plane):
 
             assert drift_picousd(state) == got
             assert state.counters("budget_drift_corrections") == {"budget_drift_corrections": 2}
+
+
+def tighten_to(plane: ControlPlane, spent: int) -> None:
+    """The 'cap' budget's limit set to exactly ``spent`` pUSD: the log holds the whole limit."""
+    limit = Decimal(spent).scaleb(-12)
+    plane.upsert_budget(Budget(id="cap", name="cap", limit_usd=limit, action="block"), ENGINEER)
+
+
+def test_a_router_started_while_redis_is_away_enforces_the_logged_spend(plane):
+    """Fail-open, Redis down when a router starts: its local counters start from the usage log.
+    On main they started from $0, so each process started during an outage could spend a
+    whole limit more, however much the log already held."""
+    with make_router(plane, MemoryState()) as first:
+        for i in range(3):
+            first.complete(call(i))
+        spent = logged_spend(first)
+    tighten_to(plane, spent)
+    with redis_server() as server:
+        url = server.url
+    state = make_state(url, policy="open")  # nothing listens there any more
+    assert isinstance(state, ResilientState)
+    state.retry_interval_s = 60
+    with make_router(plane, state) as r:
+        with pytest.raises(BudgetExceeded):
+            r.complete(call(10))
+        assert not state.healthy
+        assert logged_spend(r) == spent
+
+
+def test_a_round_during_an_outage_raises_the_local_counters_to_the_log(plane):
+    """Fail-open, Redis stopped: each process enforces from what it last saw, and each round
+    raises that to the usage log, so another process's logged spend counts before Redis is
+    back; once back, each replays only its own outage spend. On main, rounds were skipped
+    while Redis was away and the process admitted past the limit."""
+    with redis_server() as server:
+        states = [make_state(server.url, policy="open") for _ in range(2)]
+        for st in states:
+            assert isinstance(st, ResilientState)
+            st.retry_interval_s = 0.3
+        with make_router(plane, states[0]) as a, make_router(plane, states[1]) as b:
+            a.complete(call(0))
+            b.complete(call(1))
+            assert server.proc is not None
+            os.kill(server.proc.pid, signal.SIGSTOP)  # Redis stalls: calls time out
+            try:
+                for i in range(3):
+                    b.complete(call(10 + i))  # served from b's own memory
+                a.complete(call(20))
+                assert not any(st.healthy for st in states)
+                b.log.flush()
+                spent = logged_spend(a)
+                tighten_to(plane, spent)
+                limit = Decimal(spent).scaleb(-12)
+                assert a.controls is not None
+                deadline = time.monotonic() + 10  # the edit reaches a's snapshot
+                while next(x for x in a.controls.snapshot().budgets if x.id == "cap").limit_usd != (
+                    limit
+                ):
+                    assert time.monotonic() < deadline
+                    time.sleep(0.02)
+                assert a.reconciler is not None
+                a.reconciler.reconcile()  # while Redis is away: a's counters raised to the log
+                with pytest.raises(BudgetExceeded):
+                    a.complete(call(21))  # b's spend is in the log, so it counts here too
+            finally:
+                os.kill(server.proc.pid, signal.SIGCONT)
+            deadline = time.monotonic() + 20
+            while not states[0].healthy:  # a replays its outage deltas, then rebuilds
+                assert time.monotonic() < deadline, "Redis never came back"
+                counters(a)
+                time.sleep(0.05)
+            assert counters(a)[0] == spent  # a replayed its own call only, not b's again
+            while not states[1].healthy:  # b replays its own (the log held them already:
+                assert time.monotonic() < deadline  # above the log, refusing early)
+                counters(b)
+                time.sleep(0.05)
+            assert counters(a)[0] >= spent
+            a.reconciler.reconcile()
+            time.sleep(1.1)  # a lowering compares a snapshot at least MIN_LAG_S old
+            a.reconciler.reconcile()
+            assert counters(a)[0] == spent

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -120,6 +121,38 @@ def test_admin_override_is_audited_and_a_new_router_prices_with_it(home: Path) -
     shown = table(at, "context_window")
     current = shown[(shown["model"] == "dryrun-small") & (shown["status"] == "current")]
     assert list(current["input"]) == [0.5] and "negotiated" in current["source"].iloc[0]
+
+
+def test_a_rate_finer_than_a_picodollar_per_token_is_saved_and_priced_exactly(
+    home: Path,
+) -> None:
+    """LiteLLM's 4.6875e-09 USD per token typed per token: the override held whole pUSD per
+    token only ('has more decimals than 0.000001 allows'); now it is kept exactly and a new
+    Router prices calls with the exact rate, each class rounded half to even."""
+    at = pricing("admin")
+    choose(at, "pr_ov_model", "dryrun-small")
+    at.date_input(key="pr_ov_from").set_value(TODAY - timedelta(days=1))
+    at.radio(key="pr_ov_unit").set_value("token")
+    at.text_input(key="pr_ov_input").input("0.0000000046875")
+    at.text_input(key="pr_ov_output").input("0.000000003")
+    at.button(key="FormSubmitter:pr_override-Save override").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    [o] = overrides()
+    assert (o.input, o.output) == (Decimal("0.0046875"), Decimal("0.003"))
+    assert list(table(at, "note")["input"]) == ["0.0046875"]
+    with Router(Settings.from_env()) as router:  # a new Controls snapshot
+        done = router.complete(ChatRequest([Message("user", "hi")], model="dryrun-small"))
+        row = router.catalog.lookup("dryrun-small")
+        assert (row.input, row.output) == (Fraction(9_375, 2), 3_000)
+        u = done.usage
+        assert u.input_tokens and not u.cached_input_tokens and not u.cache_write_tokens
+        # n x 4,687.5 pUSD is whole for even n, else ends in .5: rounded to the even neighbour
+        half, odd = divmod(u.input_tokens * 9_375, 2)
+        assert done.cost.input == half + (odd and half % 2)
+        assert done.cost.output == 3_000 * u.output_tokens
+    shown = table(at, "context_window")
+    current = shown[(shown["model"] == "dryrun-small") & (shown["status"] == "current")]
+    assert list(current["input"]) == [0.0046875]
 
 
 def test_self_hosted_cost_per_token_and_new_models(home: Path) -> None:

@@ -132,7 +132,7 @@ REJECTED: list[tuple[str, Write, str]] = [
     ("zero rate limit", rate(limit=0), "limit"),
     ("unknown algorithm", rate(algorithm="leaky_bucket"), "algorithm"),
     ("negative price", price(input=Decimal("-0.1")), "input"),
-    ("sub-picodollar price", price(output=Decimal("0.0000001")), "output"),
+    ("price finer than 10**-24 USD a token", price(output=Decimal("1e-19")), "output"),
     ("unknown override model", price(model="gpt-5-imaginary"), "model"),
     ("bad timezone setting", lambda p: p.set_setting("timezone", "Nowhere", SYSTEM), "timezone"),
     (

@@ -36,6 +36,19 @@ def test_more_workers_without_redis_is_refused_naming_redis_url(tmp_path: Path) 
     assert "REDIS_URL" in out.stderr and "--workers 2" in out.stderr
 
 
+def test_more_workers_on_per_process_memory_counters_are_refused() -> None:
+    """REDIS_URL=memory:// keeps budget counters in each process: N workers would each enforce
+    a budget of their own (N times its limit, silently). On main it passed the check."""
+    from core.errors import ConfigError
+    from core.gateway import GatewayConfig, check_workers
+
+    with pytest.raises(ConfigError) as info:
+        check_workers(GatewayConfig(workers=2), {"REDIS_URL": "memory://"})
+    assert "REDIS_URL" in str(info.value) and "memory://" in str(info.value)
+    check_workers(GatewayConfig(workers=1), {"REDIS_URL": "memory://"})  # one process: fine
+    check_workers(GatewayConfig(workers=2), {"REDIS_URL": "redis://127.0.0.1:6379/0"})
+
+
 async def _post_all(url: str, key: str, n: int, body: dict[str, object]) -> list[Any]:
     """``n`` concurrent posts: responses, or the exception a post raised."""
     limits = httpx.Limits(max_connections=n + 10, max_keepalive_connections=0)

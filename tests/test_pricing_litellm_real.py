@@ -331,37 +331,46 @@ def test_one_providers_entries_with_different_prices_are_never_guessed(
     assert "same provider and model (azure)" in reasons["computer-use-preview"]
 
 
-def test_rates_an_override_cannot_hold_are_named_in_the_preview_not_failed_on_apply(
+def test_rates_finer_than_a_picodollar_are_written_as_exact_overrides_by_the_import(
     raw: dict[str, Any],
 ) -> None:
     """Two Vertex AI entries of LiteLLM 1.80.0 charge 4.6875e-09 USD per output token
-    (4687.5 pUSD): read exactly, but a price override holds whole picodollars per token, so
-    applying the import (POST /prices/import, new models too) failed on them after writing
-    the rest ('has more decimals than 0.000001 allows'). The preview names them as problems
-    now, and applying writes every override it proposes."""
+    (4687.5 pUSD). A price override held whole picodollars per token only, so the import
+    listed them as problems and never wrote them. Applying the import (new models too)
+    now writes them, they read back exactly, and a call priced with one is the exact cost
+    rounded half to even."""
     from core.control import SYSTEM, ControlPlane
-    from core.pricing.overrides import apply_import, preview_import
+    from core.pricing.overrides import apply_import, catalog_in_force, preview_import
 
     rates = ("input", "output", "cached_input", "cache_write", "reasoning")
-    finer = set()  # the file's own entries with a rate that is not whole pUSD per token
+    finer: dict[str, dict[str, Decimal]] = {}  # model -> its file's rates, USD per 1M
     for key, e in raw.items():
         vertex = isinstance(e, dict) and e.get("litellm_provider", "").startswith("vertex_ai")
         if vertex and e.get("mode") in ("chat", "responses"):
-            values = [e.get(KEYS[f]) for f in rates]
-            pico = [Decimal(repr(v)).scaleb(12) for v in values if isinstance(v, float)]
-            if any(p != p.to_integral_value() for p in pico):
-                finer.add(key.split("/", 1)[-1])
+            usd = {f: Decimal(repr(e[KEYS[f]])) for f in rates if isinstance(e.get(KEYS[f]), float)}
+            if any(v.scaleb(12) != v.scaleb(12).to_integral_value() for v in usd.values()):
+                finer[key.split("/", 1)[-1]] = {f: v.scaleb(6) for f, v in usd.items()}
     assert finer  # the file has some
     catalog = load_catalog()
     preview = preview_import(REAL.read_bytes(), catalog, DAY, providers={"vertex_ai"})
-    named = {p.key: p.reason for p in preview.problems if "whole picodollars" in p.reason}
-    assert set(named) == {f"vertex_ai/{m}" for m in finer}
-    assert all("; output 0.0046875," in r for r in named.values())
+    assert not [p for p in preview.problems if p.key.split("/", 1)[-1] in finer]
     proposed = [*preview.overrides, *preview.new_models]
-    assert proposed and not {o.model for o in proposed} & finer
+    assert set(finer) <= {o.model for o in proposed}
     plane = ControlPlane()
     try:
         written, errors = apply_import(plane, SYSTEM, preview, True, catalog)
         assert (written, errors) == (len(proposed), [])
+        stored = {o.model: o for o in plane.price_overrides() if o.model in finer}
+        assert set(stored) == set(finer)
+        for model, usd in finer.items():
+            for f, v in usd.items():
+                assert getattr(stored[model], f) == v, (model, f)
+        # the file: input 4.688e-09, output 4.6875e-09 USD per token
+        row = catalog_in_force(plane, catalog).lookup("vertex_ai/gemini-1.5-flash-exp-0827", DAY)
+        assert (row.input, row.output) == (4_688, Fraction(9_375, 2))
+        # 1,000 x 4,688 = 4,688,000; 3 x 4,687.5 = 14,062.5 -> 14,062 (half to even)
+        assert price(Usage(input_tokens=1_000, output_tokens=3), row).total == 4_702_062
+        # 1 x 4,687.5 -> 4,688 (half to even, up this time)
+        assert price(Usage(output_tokens=1), row).total == 4_688
     finally:
         plane.close()

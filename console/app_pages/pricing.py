@@ -121,7 +121,9 @@ def overrides_section(actor: Actor) -> None:
     )
     st.caption(
         "An override holds one set of rates for every prompt size: from its date, a"
-        " model's long-context tier rates no longer apply."
+        " model's long-context tier rates no longer apply. Rates are kept exactly, to"
+        " 10⁻²⁴ USD per token (18 decimals per 1M tokens): LiteLLM's 4.6875e-09 USD per"
+        " token is $0.0046875 per 1M."
     )
     table = frames.overrides_frame(auth.plane().price_overrides())
     if table.empty:

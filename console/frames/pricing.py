@@ -63,7 +63,7 @@ def overrides_frame(overrides: Sequence[PriceOverride]) -> pd.DataFrame:
             "model": o.model,
             "provider": o.provider,
             "effective_from": o.effective_from,
-            **{r: None if getattr(o, r) is None else str(getattr(o, r)) for r in OVERRIDE_RATES},
+            **{r: None if getattr(o, r) is None else f"{getattr(o, r):f}" for r in OVERRIDE_RATES},
             "note": o.note,
         }
         for o in overrides

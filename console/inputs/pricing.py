@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import MAX_PREC, Decimal, InvalidOperation, localcontext
 
 from console.inputs.text import ungrouped
 from core.errors import ConfigError
@@ -23,7 +23,13 @@ def rate(text: str, name: str, per_token: bool, *, optional: bool) -> Decimal | 
         value = Decimal(text)
     except InvalidOperation:
         raise ConfigError(f"{name}: {text!r} is not a number", field=name) from None
-    return value.scaleb(PER_TOKEN_SCALE) if per_token else value
+    if not per_token:
+        return value
+    try:
+        with localcontext(prec=MAX_PREC):  # exact: scaleb rounds to the context's digits
+            return value.scaleb(PER_TOKEN_SCALE)
+    except ArithmeticError:  # Overflow: an exponent past what Decimal holds
+        raise ConfigError(f"{name}: {text!r} is not a rate", field=name) from None
 
 
 def provider_for(model: str, given: str) -> str:

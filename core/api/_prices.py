@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import date
-from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -14,18 +13,15 @@ from core.api._coerce import build, to_json
 from core.api._http import ApiError, Call, Json, Op, Param, Reply, body_object, etag_of
 from core.api._schemas import field, list_of, obj
 from core.control import PriceOverride
-from core.pricing import PriceRow
+from core.pricing import PriceRow, Rate, usd_per_mtok
 from core.pricing.overrides import apply_import, preview_import
 from core.pricing.rows import RATE_FIELDS
 
-PER_MILLION = 6  # integer picodollars per token -> USD per 1M tokens
 
-
-def _per_million(pico_per_token: int | None) -> str | None:
-    if pico_per_token is None:
-        return None
-    d = Decimal(pico_per_token).scaleb(-PER_MILLION).normalize()
-    return f"{d.quantize(Decimal(1)) if d == d.to_integral_value() else d:f}"
+def _per_million(pico_per_token: Rate | None) -> str | None:
+    """pUSD per token (int, or an exact Fraction: an imported or overridden rate that is
+    not whole) as exact USD per 1M tokens."""
+    return None if pico_per_token is None else f"{usd_per_mtok(pico_per_token):f}"
 
 
 def row_json(r: PriceRow) -> dict[str, Any]:

@@ -370,6 +370,19 @@ def m009_redact_audit_webhooks(conn: Connection) -> None:
             conn.execute(audit.update().where(audit.c.id == rid).values(**values))
 
 
+def m010_exact_price_overrides(conn: Connection) -> None:
+    """A price override holds any rate the catalog holds, exactly: next to each rate's
+    integer column (pUSD per token), a text column with the exact rate as a decimal number
+    of pUSD per token when it is not whole (LiteLLM's 4.6875e-09 USD per token is
+    ``4687.5``; at most 12 decimals, as the catalog). The integer column then holds the rate
+    rounded half to even, so SQL over it stays a whole-pUSD approximation. Existing rows
+    are not touched: NULL means the integer column is the exact rate, as before."""
+    for name in ("input", "cached_input", "cache_write", "output", "reasoning"):
+        conn.execute(
+            sa.text(f"ALTER TABLE price_overrides ADD COLUMN {name}_picousd_per_token_exact TEXT")
+        )
+
+
 Migration = Callable[[Connection], None]
 MIGRATIONS: list[Migration] = [
     m001_initial,
@@ -381,6 +394,7 @@ MIGRATIONS: list[Migration] = [
     m007_virtual_keys,
     m008_login_security,
     m009_redact_audit_webhooks,
+    m010_exact_price_overrides,
 ]
 
 _md = sa.MetaData()

@@ -12,6 +12,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from fractions import Fraction
 from types import MappingProxyType
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -233,7 +234,8 @@ class RateLimit:
 
 @dataclass(frozen=True, slots=True)
 class PriceOverride:
-    """Rates in USD per 1M tokens, at most six decimals (exact integer pUSD per token)."""
+    """Rates in USD per 1M tokens, exact: any decimal with at most 18 decimals (12 of pUSD
+    per token, as the catalog; LiteLLM's 4.6875e-09 USD per token is 0.0046875)."""
 
     model: str
     provider: str
@@ -245,8 +247,13 @@ class PriceOverride:
     reasoning: Decimal | None = None
     note: str = ""
 
-    def picousd_per_token(self, rate: Decimal | None) -> int | None:
-        return None if rate is None else int(rate * 1_000_000)
+    def picousd_per_token(self, rate: Decimal | None) -> int | Fraction | None:
+        """``rate`` (one of this override's) in pUSD per token, exactly: an int when whole,
+        else a Fraction (as ``core.pricing.Rate``)."""
+        if rate is None:
+            return None
+        exact = Fraction(rate) * 1_000_000
+        return exact.numerator if exact.denominator == 1 else exact
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation, localcontext
 from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
@@ -32,7 +32,7 @@ from ._models import (
     frozen_map,
 )
 from ._redact import redact_webhooks
-from ._validate import tidy
+from ._validate import WIDE, tidy
 
 T = TypeVar("T")
 Row = Mapping[Any, Any]  # a SQLAlchemy RowMapping or a plain dict
@@ -241,13 +241,44 @@ def _price_row(o: PriceOverride) -> dict[str, Any]:
         "note": o.note,
     }
     for name in RATES:
-        row[f"{name}_picousd_per_token"] = pico(getattr(o, name), 1_000_000)
+        whole, exact = rate_columns(getattr(o, name))
+        row[f"{name}_picousd_per_token"] = whole
+        row[f"{name}_picousd_per_token_exact"] = exact
     return row
+
+
+def rate_columns(usd_per_mtok: Decimal | None) -> tuple[int | None, str | None]:
+    """A rate (USD per 1M tokens) as its two columns: pUSD per token rounded half to even,
+    and the exact pUSD per token as decimal text when that is not whole (else None)."""
+    if usd_per_mtok is None:
+        return None, None
+    with localcontext(prec=WIDE):
+        exact = usd_per_mtok.scaleb(6)
+        whole = exact.to_integral_value(rounding=ROUND_HALF_EVEN)
+        return int(whole), None if exact == whole else f"{exact.normalize():f}"
+
+
+def rate_value(whole: int | None, exact: str | None) -> Decimal | None:
+    """A rate's two columns as USD per 1M tokens. The exact text counts when it rounds to
+    the integer column: a row whose integer a version without the exact column rewrote is
+    read from the integer, and a row written before the exact column existed (NULL) too."""
+    if whole is None:
+        return None
+    if exact is not None:
+        with localcontext(prec=WIDE):
+            try:
+                value = Decimal(exact)
+            except InvalidOperation:
+                value = Decimal("NaN")
+            ok = value.is_finite() and value >= 0
+            if ok and value.to_integral_value(rounding=ROUND_HALF_EVEN) == whole:
+                return tidy(value.scaleb(-6))
+    return per_million(whole)
 
 
 def _price(r: Row) -> PriceOverride:
     def rate(name: str) -> Decimal | None:
-        return per_million(r[f"{name}_picousd_per_token"])
+        return rate_value(r[f"{name}_picousd_per_token"], r.get(f"{name}_picousd_per_token_exact"))
 
     return PriceOverride(
         model=r["model"],

@@ -1,6 +1,7 @@
 """The current schema, used to build queries (``_migrations.py`` creates it, frozen in time).
 
-Money is integer picodollars (BIGINT); prices are integer picodollars per token. Times are
+Money is integer picodollars (BIGINT); prices are integer picodollars per token (a price
+override's rate that is not whole also as exact decimal text, ``*_exact``). Times are
 UTC: ``timestamp with time zone`` on PostgreSQL, ISO text on SQLite (see ``UTCDateTime``).
 A test checks that this file and the migrated database agree.
 """
@@ -136,6 +137,12 @@ price_overrides = sa.Table(
     col("output_picousd_per_token", sa.BigInteger),
     col("reasoning_picousd_per_token", sa.BigInteger, True),
     col("note", sa.Text),
+    # m010: the exact rate (decimal pUSD per token) when it is not whole; NULL: the int is
+    col("input_picousd_per_token_exact", sa.Text, True),
+    col("cached_input_picousd_per_token_exact", sa.Text, True),
+    col("cache_write_picousd_per_token_exact", sa.Text, True),
+    col("output_picousd_per_token_exact", sa.Text, True),
+    col("reasoning_picousd_per_token_exact", sa.Text, True),
 )
 model_scores = sa.Table(
     "model_scores",

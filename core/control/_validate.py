@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import date
-from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal, InvalidOperation, localcontext
 from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -45,8 +45,10 @@ from ._models import (
 ModelExists = Callable[[str], bool]
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}$")
 PICO_STEP = Decimal("1e-12")
-RATE_STEP = Decimal("1e-6")  # USD per 1M tokens -> whole picodollars per token
 INT64_MAX = 2**63 - 1  # money columns are BIGINT: about 9.2 million USD in picodollars
+RATE_DECIMALS = 18  # USD per 1M tokens: 12 decimals of pUSD per token, what the catalog holds
+RATE_MAX = Decimal(INT64_MAX).scaleb(-6)  # USD per 1M: the rate column is a BIGINT of pUSD
+WIDE = 60  # Decimal digits that hold any valid rate exactly (19 + 18): no context rounding
 SAMPLING_PARAMS: Mapping[str, tuple[str, ...]] = {
     "always": (),
     "periodic": ("interval_s",),
@@ -146,6 +148,34 @@ def check_money(
     if number > 0 and rounded == 0:  # never a silent 0 (a budget of $0 blocks every call)
         raise fail(field, f"is below the smallest amount it can hold ({step:f})", value)
     return tidy(rounded)
+
+
+def check_rate(field: str, value: object, *, optional: bool = False) -> Decimal | None:
+    """A price rate in USD per 1M tokens, kept exactly: any finite decimal >= 0 with at most
+    ``RATE_DECIMALS`` decimals (the catalog's limit, 10**-24 USD per token) and at most
+    ``RATE_MAX`` (what the BIGINT column holds). Never rounded: a finer rate is refused."""
+    if value is None and optional:
+        return None
+    try:
+        if isinstance(value, bool) or value is None:
+            raise InvalidOperation
+        number = value if isinstance(value, Decimal) else Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        raise fail(field, "must be a number of USD per 1M tokens", value) from None
+    if not number.is_finite() or number < 0:
+        raise fail(field, "must be a finite amount >= 0", value)
+    if number > RATE_MAX:
+        raise fail(field, f"must be <= {RATE_MAX}", value)
+    sign, digits, exponent = number.as_tuple()
+    trailing = len(digits) - len("".join(map(str, digits)).rstrip("0"))
+    if number and -(int(exponent) + trailing) > RATE_DECIMALS:  # no big numbers: a tuple
+        raise fail(
+            field,
+            f"has more than {RATE_DECIMALS} decimals (finer than 10**-24 USD per token)",
+            value,
+        )
+    with localcontext(prec=WIDE):
+        return tidy(number + 0)  # + 0: -0 and 0E-30 are 0
 
 
 def tidy(d: Decimal) -> Decimal:
@@ -378,9 +408,7 @@ def validate_price_override(
     rates: dict[str, Any] = {}
     for name in ("input", "output", "cached_input", "cache_write", "reasoning"):
         optional = name not in ("input", "output")
-        rates[name] = check_money(
-            name, getattr(o, name), step=RATE_STEP, optional=optional, exact=True
-        )
+        rates[name] = check_rate(name, getattr(o, name), optional=optional)
     note = o.note if isinstance(o.note, str) else ""
     return replace(o, model=model, provider=provider, note=note[:500], **rates)
 

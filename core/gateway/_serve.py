@@ -1,8 +1,10 @@
 """``costline gateway``: uvicorn (uvloop + httptools) with one or N worker processes.
 
-Several workers must enforce one budget together, so they need shared live counters: with
-``REDIS_URL`` every worker's Router uses Redis; without it ``--workers > 1`` is refused
-(per-worker counters would let N workers spend N times a budget). SIGTERM drains: the
+Several workers must enforce one budget and one rate limit together, so they need shared live
+counters: with ``REDIS_URL`` every worker's Router uses Redis; without it, or with
+``memory://``, ``--workers > 1`` is refused (the embedded SQLite counters share budgets only:
+per-worker rate limits would let N workers pass N times a limit, and ``memory://`` counters
+would let N workers spend N times a budget). SIGTERM drains: the
 listening socket closes, in-flight requests finish (streams for up to
 ``COSTLINE_GATEWAY_DRAIN_S``), then each worker closes its Router, flushing the usage log.
 """
@@ -25,11 +27,13 @@ log = logging.getLogger("costline.gateway")
 
 def check_workers(config: GatewayConfig, env: dict[str, str] | None = None) -> None:
     env = dict(os.environ) if env is None else env
-    if config.workers > 1 and not env.get("REDIS_URL"):
+    url = env.get("REDIS_URL", "")
+    if config.workers > 1 and (not url or url.startswith("memory://")):
+        got = " (REDIS_URL memory:// keeps each worker's own)" if url else ""
         raise ConfigError(
-            f"--workers {config.workers} needs shared live counters: set REDIS_URL "
-            "(e.g. redis://127.0.0.1:6379/0) so every worker enforces the same budgets and "
-            "rate limits, or run one worker",
+            f"--workers {config.workers} needs shared live counters{got}: set REDIS_URL to a "
+            "Redis (e.g. redis://127.0.0.1:6379/0) so every worker enforces the same budgets "
+            "and rate limits, or run one worker",
             field="workers",
         )
 

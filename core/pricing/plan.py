@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field, replace
+from fractions import Fraction
 
 from core.pricing.catalog import Catalog
 from core.pricing.litellm import Change, Problem, diff_catalogs
-from core.pricing.rows import PriceRow, usd_per_mtok
+from core.pricing.rows import MAX_PICO_DECIMALS, PriceRow, Rate
 
 __all__ = ["ImportPlan", "plan_import"]
 
@@ -28,8 +29,9 @@ class ImportPlan:
     updates: list[tuple[str, PriceRow]]  # (catalog name, its row with the imported rates)
     additions: list[PriceRow]  # imported base rows of (provider, model) entries not in the catalog
     skipped_providers: dict[str, int] = field(default_factory=dict)  # not selected: entries
-    # (name, row) of updates and additions whose rates an override cannot hold (finer than a
-    # whole picodollar per token, $0.000001 per 1M): not in ``updates``/``additions``
+    # (name, row) of updates and additions with a rate no price override can hold (more than
+    # 12 decimals of pUSD per token or more than a BIGINT of pUSD per token; never a row
+    # ``import_litellm`` reads): not in ``updates``/``additions``
     unwritable: list[tuple[str, PriceRow]] = field(default_factory=list)
 
     @property
@@ -38,11 +40,14 @@ class ImportPlan:
         return [
             Problem(
                 f"{r.provider}/{name}",
-                "a price override holds whole picodollars per token ($0.000001 per 1M); "
+                "a price override holds rates of at most 12 decimals of pUSD per token and"
+                f" {OVERRIDE_MAX} pUSD per token; "
                 + ", ".join(
-                    f"{f} {usd_per_mtok(getattr(r, f))}" for f in UPDATABLE if not _whole(r, f)
+                    f"{f} {getattr(r, f)} pUSD per token"
+                    for f in UPDATABLE
+                    if not _holdable(getattr(r, f))
                 )
-                + " per 1M is finer: not written as an override",
+                + " is not: not written as an override",
             )
             for name, r in self.unwritable
         ]
@@ -100,13 +105,18 @@ def plan_import(
     )
 
 
-def _whole(row: PriceRow, name: str) -> bool:
-    return isinstance(getattr(row, name), int)
+OVERRIDE_MAX = 2**63 - 1  # pUSD per token: an override's rate column is a BIGINT
+OVERRIDE_SCALE = 10**MAX_PICO_DECIMALS  # an override holds 12 decimals of pUSD per token
+
+
+def _holdable(rate: Rate) -> bool:
+    """A rate a price override holds exactly (``core.control.validate_price_override``)."""
+    return rate <= OVERRIDE_MAX and OVERRIDE_SCALE % Fraction(rate).denominator == 0
 
 
 def _writable(row: PriceRow) -> bool:
-    """Every rate an override holds is whole picodollars per token."""
-    return all(_whole(row, f) for f in UPDATABLE)
+    """Every rate an override holds, it holds exactly."""
+    return all(_holdable(getattr(row, f)) for f in UPDATABLE)
 
 
 def _merged(own: PriceRow, imported: PriceRow) -> PriceRow:

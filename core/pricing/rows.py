@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
-from decimal import Decimal, InvalidOperation
+from decimal import MAX_PREC, Decimal, InvalidOperation, localcontext
 from fractions import Fraction
 
 from core.errors import ConfigError
@@ -60,7 +60,8 @@ def parse_usd_per_mtok(value: str | Decimal | int) -> Rate:
         raise ValueError(f"{value!r} is not a decimal number") from None
     if not d.is_finite():
         raise ValueError(f"{value!r} is not a finite number")
-    return exact_rate(d.scaleb(6), value)
+    with localcontext(prec=MAX_PREC):  # scaleb and normalize round to the context's digits
+        return exact_rate(d.scaleb(6), value)
 
 
 def to_decimal(rate: Rate) -> Decimal:
@@ -78,8 +79,9 @@ def to_decimal(rate: Rate) -> Decimal:
 
 def usd_per_mtok(pico_per_token: Rate) -> Decimal:
     """pUSD per token -> exact USD per 1M tokens, without trailing zeros."""
-    d = to_decimal(pico_per_token).scaleb(-6)
-    return d.quantize(Decimal(1)) if d == d.to_integral_value() else d.normalize()
+    with localcontext(prec=MAX_PREC):  # scaleb and normalize round to the context's digits
+        d = to_decimal(pico_per_token).scaleb(-6)
+        return d.quantize(Decimal(1)) if d == d.to_integral_value() else d.normalize()
 
 
 def _rate(row: PriceRow, name: str, v: object) -> Rate:

@@ -274,6 +274,28 @@ class ResilientState(ConditionalAdmit):
         """On Redis only (while it is away the log rebuild runs again on recovery)."""
         return self._run(lambda: self.primary.raise_committed(items), lambda: [0 for _ in items])
 
+    def raise_local(self, items: Sequence[tuple[str, int, float | None]]) -> list[int]:
+        """The in-process counters an outage enforces from, raised to at least these committed
+        values (the usage log's spend, ``(key, floor, ttl_s)`` as ``raise_committed``; ``K``
+        moves with ``K:c``): a router that starts while Redis is away, or a reconcile round
+        during an outage, so other processes' logged spend counts. The seed moves with a raise,
+        so what is replayed to Redis afterwards is still this process's outage spend only."""
+        out: list[int] = []
+        with self._fb_lock:
+            for key, floor, ttl in items:
+                keys = [key + ":c", key]
+                values = self._local_values(keys)
+                diff = max(0, floor - values[0])
+                if diff:
+                    for k, v in zip(keys, values, strict=True):
+                        if k in self._seeded:
+                            self.fallback.add(k, diff, ttl)
+                            self._seeded[k] += diff
+                        else:
+                            self._baseline[k] = v + diff
+                out.append(diff)
+        return out
+
     def settle(self, items: Sequence[Settlement]) -> list[int]:
         return self.apply_deltas([(s.key, s.actual - s.reserved, s.ttl_s) for s in items])
 

@@ -87,13 +87,17 @@ def test_fifty_concurrent_calls_never_overshoot(state: State, actual: int) -> No
 
 CHILD = r"""
 import sys, threading, time
+from datetime import UTC, datetime
 from decimal import Decimal
+from core import clock
 from core.budgets import BudgetGuard
 from core.control import Budget
 from core.state import RedisState
 from core.types import ChatRequest, Message
 url, prefix, start = sys.argv[1], sys.argv[2], float(sys.argv[3])
 est, actual = int(sys.argv[4]), int(sys.argv[5])
+wall = float(sys.argv[6])  # the parent's wall clock minus CLOCK_MONOTONIC: its month is ours
+clock.set_clock(lambda: datetime.fromtimestamp(wall + time.monotonic(), UTC))
 st = RedisState(url, prefix, socket_timeout=5.0)
 st.ping()
 guard = BudgetGuard(st)
@@ -102,7 +106,7 @@ limit = Budget(id="acme", name="Acme", scope="org", scope_value="acme", period="
 req = ChatRequest([Message("user", "hi")], org="acme")
 oks = []
 def work():
-    while time.time() < start:
+    while time.monotonic() < start:
         time.sleep(0.001)
     for _ in range(5):
         d = guard.admit(req, "gpt-4o", "openai", est, 0, [limit], [])
@@ -121,8 +125,12 @@ def test_two_processes_share_one_limit_through_redis(redis_url: str) -> None:
     prefix = os.environ["COSTLINE_TEST_PREFIX"]
     guard = BudgetGuard(RedisState(redis_url, prefix, socket_timeout=5.0))
     prespend(guard)
-    start = time.time() + 2.0  # both children are up by then, then race
-    args = [redis_url, prefix, repr(start), str(EST), str(ACTUAL)]
+    # both children are up by then, then race; CLOCK_MONOTONIC is one clock for every
+    # process here (a moved test clock, time-machine's, is this process's wall clock only)
+    start = time.monotonic() + 2.0
+    # the children count the budget's window on this process's clock, moved or not
+    wall = clock.timestamp() - time.monotonic()
+    args = [redis_url, prefix, repr(start), str(EST), str(ACTUAL), repr(wall)]
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", CHILD, *args], cwd=ROOT, stdout=subprocess.PIPE, text=True

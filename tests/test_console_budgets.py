@@ -331,7 +331,7 @@ while time.monotonic() < deadline:
         router.complete(ChatRequest([Message("user", f"q{i}")], model="dryrun-small",
                                     org="acme", max_tokens=20))
     except BudgetExceeded as exc:
-        print("blocked", repr(time.time()), exc.budget, flush=True)
+        print("blocked", repr(time.monotonic()), exc.budget, flush=True)  # one clock for both
         break
     if i == 1:
         print("ready", flush=True)
@@ -361,7 +361,8 @@ def test_a_budget_saved_in_the_page_blocks_a_router_in_another_process_within_5s
         out = lines(child, 90)
         assert next(out) == "ready"
         at = page("engineer")
-        clicked = time.time()
+        # CLOCK_MONOTONIC is the child's clock too; this process's wall clock may be moved
+        clicked, wall = time.monotonic(), clock.timestamp() - time.monotonic()
         add(
             at,
             id="freeze",
@@ -373,7 +374,7 @@ def test_a_budget_saved_in_the_page_blocks_a_router_in_another_process_within_5s
         )
         with ControlPlane() as plane:
             saved = plane.audit(limit=1)[0].ts
-        saved_at = (saved if saved.tzinfo else saved.replace(tzinfo=UTC)).timestamp()
+        saved_at = (saved if saved.tzinfo else saved.replace(tzinfo=UTC)).timestamp() - wall
         word, at_time, budget_id = next(out).split()
         lag, from_click = float(at_time) - saved_at, float(at_time) - clicked
         print(

@@ -380,7 +380,7 @@ from core.control import SYSTEM, Budget, ControlPlane
 plane = ControlPlane(sys.argv[1])
 time.sleep(0.5)
 plane.upsert_budget(Budget(id="from-child", name="Child", limit_usd=Decimal(1)), SYSTEM)
-print(time.time(), flush=True)
+print(time.monotonic(), flush=True)  # one clock for both processes
 """
 
 
@@ -398,7 +398,7 @@ def test_watcher_sees_an_edit_from_another_process(plane: ControlPlane, url: str
     deadline = time.monotonic() + 30  # generous for the child's start; the lag is asserted
     while time.monotonic() < deadline and seen_at is None:
         if [b.id for b in watcher.current().budgets] == ["from-child"]:
-            seen_at = time.time()
+            seen_at = time.monotonic()  # the child's clock (a moved wall clock is not)
         time.sleep(0.02)
     out, err = child.communicate(timeout=30)
     assert child.returncode == 0, err

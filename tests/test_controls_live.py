@@ -28,7 +28,7 @@ from test_controls_support import (
     usd,
 )
 
-from core import tokens
+from core import clock, tokens
 from core.control import Budget, ControlPlane, RateLimit
 from core.errors import BudgetExceeded, CostlineError
 from core.pricing import max_cost
@@ -88,7 +88,7 @@ while time.monotonic() < deadline:
         router.complete(ChatRequest([Message("user", f"q{i}")], model="dryrun-small",
                                     org="acme", max_tokens=20))
     except BudgetExceeded as exc:
-        print("blocked", repr(time.time()), i, exc.budget, flush=True)
+        print("blocked", repr(time.monotonic()), i, exc.budget, flush=True)
         break
     if i == 1:
         print("ready", flush=True)
@@ -103,7 +103,7 @@ def test_a_budget_added_in_the_console_blocks_a_running_router_within_5s(plane):
         out = lines(child, 60)
         assert next(out) == "ready"
         time.sleep(0.5)  # calls keep flowing in the child
-        t0 = time.time()
+        t0 = time.monotonic()  # the child's clock too (a moved wall clock is this process's)
         plane.upsert_budget(
             Budget(id="freeze", name="freeze", limit_usd=Decimal(0), action="block"), ENGINEER
         )
@@ -185,6 +185,10 @@ from core.settings import Settings
 from core.state import make_state
 from core.types import ChatRequest, Message
 
+from datetime import UTC, datetime
+from core import clock
+wall = float(os.environ["WALL"])  # the parent's wall clock minus CLOCK_MONOTONIC: its month
+clock.set_clock(lambda: datetime.fromtimestamp(wall + time.monotonic(), UTC))
 state = make_state(os.environ["URL"], prefix=os.environ["PREFIX"])
 router = Router(Settings.from_env(), controls=Controls(load_catalog(), state=state))
 reqs = [ChatRequest([Message("user", f"concurrent question number {sys.argv[1]}-{i}")],
@@ -210,7 +214,9 @@ def test_two_router_processes_on_one_redis_never_overshoot(plane, redis_url, tmp
         limit, _ = nearly_spent(plane, r, room=4.5)
     go = tmp_path / "go"
     code = textwrap.dedent(CHILD)
-    env = dict(URL=redis_url, PREFIX=prefix, GO=str(go))
+    # the children count the budget's month on this process's clock, moved or not
+    wall = repr(clock.timestamp() - time.monotonic())
+    env = dict(URL=redis_url, PREFIX=prefix, GO=str(go), WALL=wall)
     kids = [python(code, str(k), **env) for k in range(2)]
     try:
         outs = [lines(k, 60) for k in kids]

@@ -130,6 +130,55 @@ def test_flat_usage_has_no_anomalies_and_records_no_alert(costline_home: Path) -
         assert plane.alerts() == []
 
 
+def test_an_incidents_alert_does_not_depend_on_what_else_crossed_that_day(
+    costline_home: Path,
+) -> None:
+    """A loop in org a shows in its org and in its model (both true), and that day another
+    org spikes too, far more for its size. Org a's alert - its text, its attribution, its
+    exact spend - is the same whether the scan looks at orgs alone or at models as well, and
+    however few findings the scan attributes besides each series' lead."""
+    start = clock.now().replace(hour=0, minute=0, second=0, microsecond=0)
+    day = start - timedelta(days=1)
+    base = [
+        spend_event(f"b{d}-{org}-{h}", start - timedelta(days=d, hours=-h), usd, org=org)
+        for d in range(1, 36)
+        for org, usd in (("a", 10.0), ("c", 0.5))
+        for h in (3, 9, 15, 21)
+    ]
+    loop = [
+        spend_event(f"l{i}", day + timedelta(hours=8, minutes=5 * i), 1.0, model="gpt-4o-mini")
+        for i in range(120)  # $120 on a model org a never used, by one user
+    ]
+    loop = [dataclasses.replace(e, user="looper") for e in loop]
+    noise = [
+        spend_event(f"n{h}", day + timedelta(hours=h), 25.0, org="c", user="c-user")
+        for h in (10, 14)  # org c: $50 against its usual $2, a larger surprise than org a's
+    ]
+    log_events(costline_home, [*base, *loop, *noise])
+    key = ("org=a", day.date().isoformat())
+    messages = []
+    with Reader(costline_home) as reader:
+        for dims, top in ((("org",), 40), (("org", "model"), 40), (("org", "model"), 1)):
+            found = insights.scan_usage(reader, dims=dims, since=day, attribute_top=top)
+            groups = insights.by_series_day(found)
+            assert key in groups, [f.describe() for f in found]
+            lead = insights.lead(groups[key])
+            assert lead.top("user").value == "looper"  # type: ignore[union-attr]
+            assert lead.top("model").value == "gpt-4o-mini"  # type: ignore[union-attr]
+            messages.append((insights.alert_message(groups[key]), insights.exact_spent(lead)))
+            if dims == ("org", "model"):
+                assert ("model=gpt-4o-mini", key[1]) in groups  # the model's finding is true too
+                assert ("org=c", key[1]) in groups
+    assert messages[1:] == messages[:-1], messages
+    assert messages[0][1] == sum(
+        e.cost_picousd for e in [*base, *loop] if e.org == "a" and e.ts >= day
+    )
+    with plane_for(costline_home) as plane:
+        assert insights.raise_anomaly_alerts(found, AlertSink(plane))
+        mine = [a for a in plane.alerts() if (a.budget_id, a.window_key) == key]
+        assert [(a.message, a.spent_picousd) for a in mine] == [messages[0]]
+
+
 def test_anomaly_alert_stores_the_exact_picodollars_past_2_53(costline_home: Path) -> None:
     """A day's spend above 2**53 pUSD (~$9,007) is stored to the picodollar: the alert's
     spent_picousd and its text come from an integer sum, not from the detector's float."""

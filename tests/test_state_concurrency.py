@@ -62,7 +62,7 @@ st.ping()
 item = BudgetItem("shared", int(sys.argv[4]), int(sys.argv[5]), 3600)
 oks = []
 def work():
-    while time.time() < start:
+    while time.monotonic() < start:
         time.sleep(0.001)
     for _ in range(5):
         oks.append(st.admit([], [item]).ok)
@@ -77,7 +77,9 @@ def test_two_processes_share_the_limit(redis_url: str) -> None:
     prefix = os.environ["COSTLINE_TEST_PREFIX"]
     st = RedisState(redis_url, prefix)
     st.add("shared", SPENT, 3600)
-    start = time.time() + 2.0  # both children are up by then, then race
+    # both children are up by then, then race; CLOCK_MONOTONIC is one clock for every
+    # process here (a moved test clock, time-machine's, is this process's wall clock only)
+    start = time.monotonic() + 2.0
     args = [redis_url, prefix, repr(start), str(LIMIT), str(AMOUNT)]
     procs = [
         subprocess.Popen(

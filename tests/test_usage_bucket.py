@@ -8,6 +8,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import duckdb
@@ -339,3 +340,77 @@ def test_replacing_a_sources_rows_never_leaves_the_old_rows_in_the_bucket(
         vendor = reader.totals(Filters(source="vendor"))
     assert vendor["requests"] == 50
     assert vendor["cost_picousd"] == sum(c for _, _, c in want)
+
+
+def test_bucket_compaction_writes_rollups_and_readers_use_them(
+    weed: SeaweedS3,
+    bucket: str,
+    costline_home: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The leader uploads each merged segment's rollup beside it; a reader on another host
+    mirrors it and reads whole hours from it: the Overview's and the API's totals equal a
+    direct DuckDB sum over the bucket's segment objects, to the picodollar."""
+    from core import reports
+    from core.usage import Filters
+
+    monkeypatch.setenv("COSTLINE_EVENTS_COMPACT_S", "0")
+    base = event(0).ts
+    dense = (  # 1,000 events over 8 hours, two dimension values an hour
+        event(
+            i,
+            ts=base + timedelta(seconds=29 * i),
+            org="acme",
+            project="p0",
+            user="u0",
+            task="chat",
+            provider="openai",
+            model=("m-a", "m-b")[i % 2],
+            status="ok",
+        )
+        for i in range(1000)
+    )
+    with UsageLog(costline_home, flush_every=100) as log:
+        log.append_many(dense)
+    cfg = BucketConfig.from_env()
+    assert cfg is not None
+    assert compact_bucket(costline_home, cfg, min_small=2, keep_replaced_s=0).written == 1
+    compact_bucket(costline_home, cfg, min_small=2, keep_replaced_s=0)  # deletes the inputs
+    segments = list_segments(cfg)
+    assert len(segments) == 1
+    in_bucket = weed.filesystem().get_file_info(
+        pafs.FileSelector(f"{bucket}/usage/rollups", allow_not_found=True)
+    )
+    assert {i.base_name for i in in_bucket} == set(segments)  # the inputs' went too
+
+    fs = weed.filesystem()
+    con = duckdb.connect()
+    (name,) = segments
+    con.register("segment", pq.read_table(cfg.path("segments", name), filesystem=fs))
+    start, end = base + timedelta(minutes=30), base + timedelta(hours=7, minutes=11)
+    direct = con.execute(
+        "SELECT sum(cost_picousd)::VARCHAR, count(*) FROM segment WHERE ts >= ? AND ts < ?",
+        [start, end],
+    ).fetchall()[0]
+    con.close()
+
+    from core.usage._bucket import rollup_cache_dir
+
+    other = tmp_path / "console-host"  # nothing local: reads the bucket
+    with Reader(other) as reader:
+        f = Filters(start=start, end=end)
+        spend = reports.spend(reader, f, "model", "day", "Asia/Kolkata")
+        api = reader.spend_by(["model"], "day", f, tz="UTC")
+        assert [p.name for p in rollup_cache_dir(other).glob("*.parquet")] == [name]
+        rows = reader.sql(
+            "SELECT count(*) AS n FROM facts WHERE ts >= ? AND ts < ?",
+            [start, end],
+            cuts=(start, end),
+        )["n"].iloc[0]
+    assert (str(spend.totals.cost), spend.totals.requests) == (direct[0], direct[1])
+    assert str(sum(int(c) for c in api["cost_picousd"])) == direct[0]
+    assert int(api["requests"].sum()) == direct[1]
+    # the bucket's rollup is read for the 6 whole hours (2 rows each), raw events only
+    # for the 2 hours the range's ends split (~124 events an hour)
+    assert rows <= 6 * 2 + 2 * 125 < direct[1] / 2

@@ -159,7 +159,11 @@ def window_spend(reader: Reader, filters: Filters, tz: str, now: datetime) -> di
     where, where_params = f.where()
     cols = ", ".join(f"{WINDOW_SPEND_SQL} AS {name}" for name in windows)
     params = [t for bounds in windows.values() for t in bounds]
-    row = reader.sql(f"SELECT {cols} FROM facts{where}", params + where_params).iloc[0]
+    cuts = f.cuts()  # whole hours from rollups: each window's ends are cuts too
+    if cuts is not None:
+        cuts = (*cuts, *(t for bounds in windows.values() for t in bounds))
+    sql = f"SELECT {cols} FROM facts{where}"
+    row = reader.sql(sql, params + where_params, cuts=cuts).iloc[0]
     return {name: int(row[name]) for name in windows}
 
 
@@ -169,7 +173,7 @@ def unpriced_calls(reader: Reader, filters: Filters) -> int:
     in its totals already."""
     where, params = filters.where()
     sql = f"SELECT CAST(coalesce(sum(unpriced), 0) AS BIGINT) AS n FROM facts{where}"
-    return int(reader.sql(sql, params)["n"].iloc[0])
+    return int(reader.sql(sql, params, cuts=filters.cuts())["n"].iloc[0])
 
 
 def top_spenders(reader: Reader, filters: Filters, who: str, n: int = 10) -> pd.DataFrame:
@@ -183,7 +187,7 @@ def top_spenders(reader: Reader, filters: Filters, who: str, n: int = 10) -> pd.
         f" sum(requests)::BIGINT AS requests FROM facts{where} GROUP BY 1"
         " ORDER BY coalesce(sum(cost_picousd), 0) DESC, name LIMIT ?"
     )
-    df = reader.sql(sql, [*params, int(n)])
+    df = reader.sql(sql, [*params, int(n)], cuts=filters.cuts())
     df["name"] = df["name"].astype(object).where(df["name"].notna(), NONE)
     df["cost_picousd"] = pd.Series([int(v) for v in df["cost_picousd"]], dtype=object)
     return df

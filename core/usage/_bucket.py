@@ -59,6 +59,11 @@ def cache_dir(home: Path | None = None) -> Path:
     return events_dir(home) / "cache" / "segments"
 
 
+def rollup_cache_dir(home: Path | None = None) -> Path:
+    """The local copies of the bucket's rollups (``rollups/<segment name>``)."""
+    return events_dir(home) / "cache" / "rollups"
+
+
 @dataclass(frozen=True, slots=True)
 class BucketConfig:
     """Where the usage log lives in object storage, and how to reach it."""
@@ -158,10 +163,13 @@ def filesystem(cfg: BucketConfig) -> pafs.S3FileSystem:
         return fs
 
 
-def list_segments(cfg: BucketConfig, fs: pafs.FileSystem | None = None) -> dict[str, int]:
-    """Segment name -> size of every committed segment object in the bucket."""
+def list_segments(
+    cfg: BucketConfig, fs: pafs.FileSystem | None = None, kind: str = "segments"
+) -> dict[str, int]:
+    """Segment name -> size of every committed segment object in the bucket (``kind``
+    "rollups": of every rollup object, named like its segment)."""
     fs = fs or filesystem(cfg)
-    selector = pafs.FileSelector(cfg.path("segments"), allow_not_found=True)
+    selector = pafs.FileSelector(cfg.path(kind), allow_not_found=True)
     out: dict[str, int] = {}
     for info in fs.get_file_info(selector):
         name = info.base_name
@@ -170,10 +178,17 @@ def list_segments(cfg: BucketConfig, fs: pafs.FileSystem | None = None) -> dict[
     return out
 
 
-def upload(cfg: BucketConfig, src: Path, name: str, fs: pafs.FileSystem | None = None) -> None:
-    """PUT ``src`` as ``segments/name`` and confirm it (HEAD: present, same size)."""
+def upload(
+    cfg: BucketConfig,
+    src: Path,
+    name: str,
+    fs: pafs.FileSystem | None = None,
+    kind: str = "segments",
+) -> None:
+    """PUT ``src`` as ``segments/name`` (or ``kind/name``) and confirm it (HEAD: present,
+    same size)."""
     fs = fs or filesystem(cfg)
-    dest = cfg.path("segments", name)
+    dest = cfg.path(kind, name)
     size = 0
     with open(src, "rb") as fh, fs.open_output_stream(dest) as out:
         while chunk := fh.read(UPLOAD_CHUNK):  # a merged segment need not fit in memory
@@ -389,6 +404,7 @@ class Mirror:
     def __init__(self, home: Path, cfg: BucketConfig) -> None:
         self.cfg = cfg
         self.dir = private_dir(cache_dir(home))
+        self.rollups = private_dir(rollup_cache_dir(home))
         self._last = -float("inf")
         self._lock = threading.Lock()
         self.stale_since: float | None = None
@@ -404,9 +420,13 @@ class Mirror:
             self._last = now
             fs = filesystem(self.cfg)
             before = set(_cached(self.dir))  # a shipper moves segments in after their upload
+            rolled = set(_cached(self.rollups))
             try:
                 remote = list_segments(self.cfg, fs)
                 self._fetch(fs, remote)
+                # rollups after segments: a reader uses one only for a segment it holds
+                rollups = list_segments(self.cfg, fs, "rollups")
+                self._fetch(fs, rollups, "rollups", self.rollups)
             except OSError as exc:
                 if self.stale_since is None:
                     self.stale_since = now
@@ -417,21 +437,30 @@ class Mirror:
             # segment shipped meanwhile is in the bucket, maybe not in this listing)
             for name in before - set(remote):
                 (self.dir / name).unlink(missing_ok=True)
+            for name in rolled - set(rollups):
+                (self.rollups / name).unlink(missing_ok=True)
             return True
 
-    def _fetch(self, fs: pafs.FileSystem, remote: dict[str, int]) -> None:
-        cached = _cached(self.dir)
+    def _fetch(
+        self,
+        fs: pafs.FileSystem,
+        remote: dict[str, int],
+        kind: str = "segments",
+        directory: Path | None = None,
+    ) -> None:
+        into = self.dir if directory is None else directory
+        cached = _cached(into)
         missing = [n for n, size in remote.items() if cached.get(n) != size]
         if not missing:
             return
 
         def get(name: str) -> None:
-            tmp = self.dir / f".{name}.{secrets.token_hex(4)}.tmp"
+            tmp = into / f".{name}.{secrets.token_hex(4)}.tmp"
             try:
-                with fs.open_input_stream(self.cfg.path("segments", name)) as src:
+                with fs.open_input_stream(self.cfg.path(kind, name)) as src:
                     tmp.write_bytes(src.read())
                 make_private(tmp)
-                os.replace(tmp, self.dir / name)
+                os.replace(tmp, into / name)
             finally:
                 tmp.unlink(missing_ok=True)
 

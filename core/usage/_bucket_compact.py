@@ -2,16 +2,22 @@
 
 The leader syncs its cache, merges small segments into one (its Parquet metadata names
 every segment it replaces, transitively, so a late re-upload of a merged input is still
-hidden), uploads it, and deletes from the bucket the inputs replaced ``KEEP_REPLACED_S``
-ago (readers mid-query still find them meanwhile).
+hidden), uploads the merged segment's hourly rollup as ``rollups/<name>`` and then the
+segment itself (each upload confirmed before the next: a reader that sees the segment finds
+its rollup; a rollup whose segment never arrived is never read), and deletes from the
+bucket the inputs replaced ``KEEP_REPLACED_S`` ago, with their rollups (readers mid-query
+still find them meanwhile).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import time
 from pathlib import Path
+
+from pyarrow.fs import FileSystem
 
 from core.usage._bucket import BucketConfig, Mirror, filesystem, upload
 from core.usage._compact import (
@@ -26,6 +32,7 @@ from core.usage._compact import (
     small_segments,
 )
 from core.usage._leader import leader_lock
+from core.usage._rollups import write_rollup
 from core.usage._segments import events_dir, scan, segment_info, write_segment_stream
 
 log = logging.getLogger("costline.usage")
@@ -66,6 +73,7 @@ def _compact_led(
     for seg in expired:
         fs.delete_file(cfg.path("segments", seg.name))
         seg.path.unlink(missing_ok=True)
+        _delete_rollup(fs, cfg, mirror, seg.name)
     lingering = {s.name for s in snapshot.superseded} - {s.name for s in expired}
     small = small_segments(snapshot, target_rows, AUTO_MAX_BYTES, lingering)
     if len(small) < min_small:
@@ -76,14 +84,28 @@ def _compact_led(
         replaces = sorted({s.name for s in group} | {n for s in group for n in s.replaces})
         name = f"compact-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{secrets.token_hex(4)}"
         path, rows = write_segment_stream(_chunks(group, CHUNK_ROWS), tmp, name, replaces=replaces)
+        rollup: Path | None = None
         try:
-            if segment_info(path, path.stat()) is None:
+            info = segment_info(path, path.stat())
+            if info is None:
                 raise RuntimeError(f"merged segment {path} does not validate")
+            rollup = write_rollup(home, [info], tmp, "rollup-" + path.name, durable=False)
+            upload(cfg, rollup, path.name, fs, "rollups")  # first: then commit the segment
             upload(cfg, path, path.name, fs)
+            rollup.replace(mirror.rollups / path.name)
             path.replace(mirror.dir / path.name)
         finally:
             path.unlink(missing_ok=True)
+            if rollup is not None:
+                rollup.unlink(missing_ok=True)
         merged += len(group)
         written += 1
         log.info("bucket compaction: %d segments (%d rows) into %s", len(group), rows, name)
     return CompactResult(merged, written)
+
+
+def _delete_rollup(fs: FileSystem, cfg: BucketConfig, mirror: Mirror, name: str) -> None:
+    """A merged-away segment's rollup goes after the segment (never read without it)."""
+    with contextlib.suppress(OSError):  # absent, or left: unread without its segment
+        fs.delete_file(cfg.path("rollups", name))
+    (mirror.rollups / name).unlink(missing_ok=True)

@@ -89,6 +89,14 @@ class Filters:
     key: Values = None
     tag: Values = None  # calls carrying any of these tags
 
+    def cuts(self) -> tuple[datetime, ...] | None:
+        """The instants these filters compare ``ts`` with (``start``, ``end``), or None
+        when a tag filter applies (rollups keep no tags, so such a query reads raw events):
+        what ``Reader.sql(..., cuts=...)`` takes to read rollups for whole hours."""
+        if self.tag is not None:
+            return None
+        return tuple(_utc(v) for v in (self.start, self.end) if v is not None)
+
     def where(self) -> tuple[str, list[object]]:
         """`` WHERE ...`` (or "") and its parameters."""
         parts: list[str] = []

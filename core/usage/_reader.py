@@ -14,6 +14,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -23,12 +24,13 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from core.errors import ConfigError
 from core.private import private_dir
 from core.settings import costline_home
 from core.types import pico_to_usd
-from core.usage._bucket import mirror_for
+from core.usage._bucket import mirror_for, rollup_cache_dir
 from core.usage._convert import DUCK_TYPES, arrow_table
 from core.usage._journal import recover
 from core.usage._query import (
@@ -39,18 +41,22 @@ from core.usage._query import (
     check_columns,
     check_dims,
     check_tz,
+    from_facts,
     ident,
     spend_sql,
 )
 from core.usage._rollups import (
+    HOUR_US,
+    MONEY_TYPE,
     ROLLUP_DIMS,
     ROW_MEASURES,
     pruned_dir,
     pruned_rollups,
     rollup_columns,
+    rollups_dir,
 )
 from core.usage._schema import COLUMNS, SCHEMA, UsageEvent, table_to_events
-from core.usage._segments import Snapshot, scan, segments_dir
+from core.usage._segments import SUFFIX, SegmentInfo, Snapshot, scan, segments_dir
 
 T = TypeVar("T")
 _RETRIES = 20  # a compaction deleting files mid-query; it is over within a second or so
@@ -85,22 +91,89 @@ def _view_sql(snapshot: Snapshot, filename: bool = False) -> str:
     )
 
 
-def _facts_sql(pruned: Sequence[Path]) -> str:
+def _facts_sql(
+    pruned: Sequence[Path],
+    rolled: Sequence[tuple[SegmentInfo, Path]] = (),
+    plain: Sequence[SegmentInfo] = (),
+    bad_hours: Sequence[int] = (),
+) -> str:
     """The view ``facts``: one row per raw event with its measures (requests = 1, ...),
     plus the hourly rollups of pruned segments (``ts`` = the hour), for exact aggregates
-    over rollup dimensions whatever retention removed."""
+    over rollup dimensions whatever retention removed.
+
+    With ``rolled`` ((segment, its rollup) pairs: compacted segments of the snapshot) the raw
+    rows come from ``plain`` (the other active segments) and, for the rolled segments, only
+    from the UTC hours in ``bad_hours`` (hour numbers: epoch hours a query splits); every
+    other hour of a rolled segment is its rollup's rows. Each segment's hour is so counted
+    once, through its raw rows or its rollup, never both."""
     dims = ", ".join(ident(d) for d in ROLLUP_DIMS)
     measures = ", ".join(_measure(m, e) for m, e in ROW_MEASURES.items())
-    sql = f"SELECT ts, {dims}, tags, {measures} FROM events"
+    raw_cols = f"ts, {dims}, tags, {measures}, ts AS first_ts, ts AS last_ts"
+    parts: list[str] = []
+    if not rolled:
+        parts.append(f"SELECT {raw_cols} FROM events")
+    else:
+        if plain:
+            parts.append(f"SELECT {raw_cols} FROM ({_conformed(plain)})")
+        segs = [s for s, _ in rolled]
+        for where in _hour_filters(bad_hours, "ts"):
+            parts.append(f"SELECT {raw_cols} FROM ({_conformed(segs)}) WHERE {where}")
+        files = ", ".join(_literal(str(r)) for _, r in rolled)
+        skip = ""
+        if bad_hours:
+            skip = f" WHERE epoch_us(hour) // {HOUR_US} NOT IN ({', '.join(map(str, bad_hours))})"
+        # money as the files' DECIMAL(38,0) (casting each row to HUGEINT costs more than
+        # the rest of the read); every branch then unites as DECIMAL(38,0), still exact
+        parts.append(_rollup_select(files, dims, MONEY_TYPE) + skip)
     if pruned:  # rollups keep no tags: a tag filter or breakdown sees raw events only
         files = ", ".join(_literal(str(p)) for p in pruned)
-        # money is HUGEINT whatever a file holds (DECIMAL(38,0), or BIGINT before): by
-        # name, so files of both kinds read together
-        sql += (
-            f" UNION ALL SELECT hour AS ts, {dims}, NULL::VARCHAR[] AS tags, {rollup_columns()}"
-            f" FROM read_parquet([{files}], union_by_name = true)"
-        )
-    return f"CREATE OR REPLACE VIEW facts AS {sql}"
+        parts.append(_rollup_select(files, dims, MONEY_TYPE if rolled else "HUGEINT"))
+    return f"CREATE OR REPLACE VIEW facts AS {' UNION ALL '.join(parts)}"
+
+
+def _rollup_select(files: str, dims: str, money: str) -> str:
+    # money is HUGEINT whatever a file holds (DECIMAL(38,0), or BIGINT before): by name, so
+    # files of both kinds read together; files written before min_ts/max_ts give the hour
+    return (
+        f"SELECT hour AS ts, {dims}, NULL::VARCHAR[] AS tags, {rollup_columns(money)},"
+        " coalesce(min_ts, hour) AS first_ts, coalesce(max_ts, hour) AS last_ts"
+        f" FROM read_parquet([{files}], union_by_name = true)"
+    )
+
+
+_MAX_HOUR_RANGES = 8  # more runs of split hours: one scan with a list instead of range scans
+
+
+def _hour_filters(bad_hours: Sequence[int], col: str) -> list[str]:
+    """WHERE conditions selecting the raw rows of ``bad_hours`` (sorted epoch hours): one
+    per run of consecutive hours (each a range the Parquet reader prunes by row-group
+    statistics), or a single list test when there are many runs."""
+    runs: list[list[int]] = []
+    for h in bad_hours:
+        if runs and runs[-1][1] == h:
+            runs[-1][1] = h + 1
+        else:
+            runs.append([h, h + 1])
+    if len(runs) > _MAX_HOUR_RANGES:
+        return [f"epoch_us({col}) // {HOUR_US} IN ({', '.join(map(str, bad_hours))})"]
+    return [
+        f"{col} >= make_timestamptz({a * HOUR_US}) AND {col} < make_timestamptz({b * HOUR_US})"
+        for a, b in runs
+    ]
+
+
+def _conformed(segments: Sequence[SegmentInfo]) -> str:
+    """SELECT of the segments' rows in SCHEMA's columns (older files' missing ones NULL)."""
+    present = {c for s in segments for c in s.columns}
+    cols = ", ".join(
+        ident(f.name)
+        if f.name in present
+        else f"CAST(NULL AS {DUCK_TYPES[str(f.type)]}) AS {ident(f.name)}"
+        for f in SCHEMA
+    )
+    files = ", ".join(_literal(str(s.path)) for s in segments)
+    union = "true" if any(len(s.columns) != len(COLUMNS) for s in segments) else "false"
+    return f"SELECT {cols} FROM read_parquet([{files}], union_by_name = {union})"
 
 
 def _measure(name: str, expr: str) -> str:
@@ -109,6 +182,60 @@ def _measure(name: str, expr: str) -> str:
     if name in COLUMNS:
         return ident(name)
     return f"CAST({expr} AS {'DOUBLE' if name == 'latency_ms_sum' else 'BIGINT'}) AS {name}"
+
+
+@dataclass(frozen=True)
+class _Window:
+    """What a query over ``facts`` tells apart in time, so rollups may stand in for raw
+    rows: the instants its filters compare ``ts`` with (``cuts``, epoch microseconds), and
+    the calendar periods it groups by (``grain`` in ``tz``). A UTC hour with no cut and no
+    period boundary strictly inside is read from a compacted segment's rollup."""
+
+    cuts: tuple[int, ...]
+    tz: str = "UTC"
+    grain: str | None = None
+
+    def split_hours(self) -> tuple[int, ...]:
+        """Epoch hours a cut falls strictly inside (read raw)."""
+        return tuple(sorted({c // HOUR_US for c in self.cuts if c % HOUR_US}))
+
+
+def _epoch_us(value: datetime) -> int:
+    v = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return (v - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+
+
+def _window(cuts: Sequence[datetime], tz: str = "UTC", grain: str | None = None) -> _Window:
+    return _Window(tuple(_epoch_us(c) for c in cuts), tz, grain)
+
+
+_WORTH = 2  # a rollup is read instead of raw rows when it has at most half as many rows
+_rollup_sizes: dict[Path, int] = {}  # rollup files never change once written
+_sizes_lock = threading.Lock()
+
+
+def _rollup_rows(path: Path) -> int:
+    """Rows of a rollup file (from its footer, once per file; a huge count when it cannot
+    be read: the segment is then read raw)."""
+    with _sizes_lock:
+        rows = _rollup_sizes.get(path)
+    if rows is None:
+        try:
+            rows = pq.read_metadata(path).num_rows
+        except (OSError, pa.ArrowException):
+            return 1 << 62
+        with _sizes_lock:
+            if len(_rollup_sizes) > 100_000:
+                _rollup_sizes.clear()
+            _rollup_sizes[path] = rows
+    return rows
+
+
+def _rollup_names(directory: Path) -> set[str]:
+    try:
+        return {n for n in os.listdir(directory) if n.endswith(SUFFIX) and n[0] != "."}
+    except FileNotFoundError:
+        return set()
 
 
 def _frame(rel: duckdb.DuckDBPyRelation) -> pd.DataFrame:
@@ -166,7 +293,13 @@ class Reader:
         self._rdir = pruned_dir(self.home)
         private_dir(self._rdir)
         self._rdir = self._rdir.resolve()
-        readable = (self._sdir, self._rdir, *([self._obox] if self._obox else []))
+        # the rollups of compacted segments: beside the local segments, or the bucket's
+        # (mirrored like its segments)
+        rdir = rollup_cache_dir(self.home) if self._mirror is not None else rollups_dir(self.home)
+        self._udir = private_dir(rdir).resolve()
+        self._used: tuple[Path, ...] = ()  # the rollup files the view ``facts`` reads
+        self._hours_cache: dict[tuple[str, str | None, tuple[str, ...]], list[int]] = {}
+        readable = (self._sdir, self._udir, self._rdir, *([self._obox] if self._obox else []))
         dirs = ", ".join(_literal(str(d) + "/") for d in readable)
         con.execute(f"SET allowed_directories = [{dirs}]")
         con.execute("SET enable_external_access = false")
@@ -175,21 +308,79 @@ class Reader:
 
     # plumbing
 
-    def _use(self, snapshot: Snapshot, force: bool) -> None:
-        """Point the views ``events`` and ``facts`` at the snapshot's segments and the
-        pruned rollups listed after it (if either changed)."""
+    def _use(self, snapshot: Snapshot, force: bool, window: _Window | None) -> None:
+        """Point the views ``events`` and ``facts`` at the snapshot's segments, the pruned
+        rollups listed after it and (with a ``window``) the rollups of its compacted
+        segments (if any of them changed)."""
         present = [s.name for s in (*snapshot.active, *snapshot.superseded)]
         pruned = tuple(pruned_rollups(self.home, present))
-        version = snapshot.version + "|" + ",".join(p.name for p in pruned)
+        rolled: list[tuple[SegmentInfo, Path]] = []
+        plain: list[SegmentInfo] = list(snapshot.active)
+        if window is not None and window.grain != "minute":
+            # listed after the snapshot: a rollup is used only for an ACTIVE segment (never
+            # one a present merged segment replaces), so a row counts once whichever of a
+            # merge's files and rollups are present
+            names = _rollup_names(self._udir)
+            rolled = [
+                (s, self._udir / s.name)
+                for s in snapshot.active
+                if s.name in names and s.path.parent == self._sdir
+            ]
+            # a rollup about as long as its segment (few events per hour and dimension
+            # values) saves nothing: that segment is read raw
+            rolled = [(s, r) for s, r in rolled if _rollup_rows(r) * _WORTH <= s.rows]
+            plain = [s for s in snapshot.active if s.name not in {x.name for x, _ in rolled}]
+        bad: tuple[int, ...] = ()
+        if rolled and window is not None:
+            bad = tuple(sorted({*window.split_hours(), *self._period_hours(window, rolled)}))
+        version = (
+            snapshot.version
+            + "|"
+            + ",".join(p.name for p in pruned)
+            + "|"
+            + ",".join(s.name for s, _ in rolled)
+            + "|"
+            + ",".join(map(str, bad))
+        )
         if force or version != self._view_version:
             self._view_version = None
             self._con.execute(_view_sql(snapshot))
-            self._con.execute(_facts_sql(pruned))
-            self._pruned, self._pruned_span = pruned, None
+            self._con.execute(_facts_sql(pruned, rolled, plain, bad))
+            if pruned != self._pruned:
+                self._pruned, self._pruned_span = pruned, None
+            self._used = tuple(r for _, r in rolled)
             self._view_version = version
 
+    def _period_hours(
+        self, window: _Window, rolled: Sequence[tuple[SegmentInfo, Path]]
+    ) -> list[int]:
+        """The rollups' hours that a period of ``window`` (grain in tz) starts inside of, e.g.
+        each local midnight of a zone 5:30 ahead of UTC: those hours are read raw."""
+        if window.grain is None or window.tz == "UTC":
+            return []  # every UTC period starts on a UTC hour
+        key = (window.tz, window.grain, tuple(s.name for s, _ in rolled))
+        if key in self._hours_cache:
+            return self._hours_cache[key]
+        files = ", ".join(_literal(str(r)) for _, r in rolled)
+        grain = "day" if window.grain == "week" else window.grain  # a week starts on a day
+        rows = self._con.execute(
+            f"SELECT DISTINCT epoch_us(hour) // {HOUR_US}"
+            f" FROM read_parquet([{files}], union_by_name = true)"
+            " WHERE date_trunc(?, timezone(?, hour))"
+            f" <> date_trunc(?, timezone(?, hour + INTERVAL '{HOUR_US - 1} microseconds'))",
+            [grain, window.tz, grain, window.tz],
+        ).fetchall()
+        if len(self._hours_cache) > 64:
+            self._hours_cache.clear()
+        self._hours_cache[key] = hours = [int(r[0]) for r in rows]
+        return hours
+
     def _run(
-        self, sql: str, params: Sequence[object], fetch: Callable[[duckdb.DuckDBPyRelation], T]
+        self,
+        sql: str,
+        params: Sequence[object],
+        fetch: Callable[[duckdb.DuckDBPyRelation], T],
+        window: _Window | None = None,
     ) -> T:
         with self._lock:
             for attempt in range(_RETRIES):
@@ -202,10 +393,12 @@ class Reader:
                 if queued is not None:
                     snapshot = _with_queued(snapshot, queued)
                 try:
-                    self._use(snapshot, force=attempt > 0)
+                    self._use(snapshot, force=attempt > 0, window=window)
                     return fetch(self._con.sql(sql, params=list(params)))
                 except duckdb.IOException:
-                    vanished = any(not s.path.exists() for s in snapshot.active)
+                    vanished = any(not s.path.exists() for s in snapshot.active) or any(
+                        not r.exists() for r in self._used
+                    )
                     if not vanished or attempt == _RETRIES - 1:
                         raise  # a real I/O problem, not a compaction race
             raise AssertionError("unreachable")
@@ -282,10 +475,12 @@ class Reader:
         hour a DST fall-back repeats is two periods with the same ``period``, told apart by it.
         ``limit``: at most that many rows are built (the ``ORDER BY``'s first)."""
         dims, tz, f = check_dims(dims), check_tz(tz), filters or _NO_FILTERS
+        cuts = f.cuts() if from_facts(dims, f) else None
+        w = None if cuts is None or grain == "minute" else _window(cuts, tz, grain)
         try:
-            return self._run(*spend_sql(dims, grain, f, tz, "BIGINT", limit), _frame)
+            return self._run(*spend_sql(dims, grain, f, tz, "BIGINT", limit), _frame, w)
         except duckdb.ConversionException:  # a sum beyond int64: exact Python ints instead
-            df = self._run(*spend_sql(dims, grain, f, tz, "VARCHAR", limit), _frame)
+            df = self._run(*spend_sql(dims, grain, f, tz, "VARCHAR", limit), _frame, w)
             for c in ("cost_picousd", "saved_picousd", *SAVED_PARTS):
                 df[c] = pd.Series([int(v) for v in df[c]], index=df.index, dtype=object)
             return df
@@ -341,10 +536,12 @@ class Reader:
             "SELECT sum(requests), "
             + ", ".join(f"sum({c})" for c in sums)
             + f", sum(requests) FILTER (WHERE {ERROR_CONDITION}), sum(cache_hits),"
-            " sum(unpriced), sum(ai_skipped), epoch_us(min(ts)), epoch_us(max(ts))"
+            " sum(unpriced), sum(ai_skipped), epoch_us(min(first_ts)), epoch_us(max(last_ts))"
             f" FROM facts{where}"
         )
-        return _totals_dict(self._run(sql, params, _first))
+        cuts = filters.cuts()
+        w = None if cuts is None else _window(cuts)
+        return _totals_dict(self._run(sql, params, _first, w))
 
     def daily_series(
         self, filters: Filters | None = None, by: str | None = None, *, tz: str = "UTC"
@@ -376,8 +573,23 @@ class Reader:
         full["requests"] = full["requests"].astype("int64")
         return full[["ds", "key", "cost_usd", "requests"]]
 
-    def sql(self, query: str, params: Sequence[object] = ()) -> pd.DataFrame:
-        """One read-only SELECT over the view ``events`` (only the segments are readable)."""
+    def sql(
+        self,
+        query: str,
+        params: Sequence[object] = (),
+        *,
+        cuts: Sequence[datetime] | None = None,
+    ) -> pd.DataFrame:
+        """One read-only SELECT over the view ``events`` (only the segments are readable).
+
+        ``cuts``: the query reads ``facts`` filtered by rollup dimensions only, and tells
+        rows apart in time only by comparing ``ts`` with these instants (e.g. its range's
+        ends, as ``Filters.cuts()`` gives them; empty: not by time at all), and groups by no
+        period. Then every whole UTC hour between two cuts is read from the rollups of
+        compacted segments, and only hours a cut splits from their raw rows (the answer is
+        the same, to the picodollar). Without ``cuts``, ``facts`` reads raw events (and the
+        rollups of pruned segments)."""
+        w = None if cuts is None else _window(cuts)
         with self._lock:
             try:
                 statements = self._con.extract_statements(query)
@@ -386,7 +598,7 @@ class Reader:
             if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
                 raise ConfigError("only one SELECT statement is allowed", field="sql")
             try:
-                return self._run(query, params, _frame)
+                return self._run(query, params, _frame, w)
             except (
                 duckdb.ParserException,
                 duckdb.BinderException,

@@ -126,15 +126,7 @@ def test_a_reconcile_never_lowers_what_waits_in_its_own_outbox(
     """One host, the bucket unreachable: its events are sealed into segments that wait in
     the outbox, so they are in neither its journals nor the bucket's listing. On main its
     reconcile lowered the counter to $0 and the host spent the limit a second time."""
-    import socket
-
-    with socket.socket() as s:  # a port nobody listens on: the bucket is away
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    monkeypatch.setenv("COSTLINE_EVENTS_URL", "s3://away/usage")
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "costline")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "costline-secret")
+    away_bucket(monkeypatch)
     plane = make_plane()
     plane.upsert_budget(Budget(id="cap", name="cap", limit_usd=LIMIT, action="block"), ENGINEER)
     home = tmp_path / "host"
@@ -162,8 +154,13 @@ def test_a_reconcile_never_lowers_what_waits_in_its_own_outbox(
 
 
 def away_bucket(monkeypatch: pytest.MonkeyPatch) -> None:
-    """COSTLINE_EVENTS_URL on a port nobody listens on: the bucket is away."""
+    """COSTLINE_EVENTS_URL on a port nobody listens on: the bucket is away. Closing a log
+    then tries 0.5 s to ship its last segments, not 5 s (none can ship: it is away)."""
     import socket
+
+    from core.usage import _bucket
+
+    monkeypatch.setattr(_bucket, "CLOSE_DRAIN_S", 0.5)
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -65,6 +65,34 @@ def interrupt_after() -> Iterator[object]:
     signal.signal(signal.SIGALRM, old)
 
 
+@pytest.fixture
+def interrupt_once_sent(interrupt_after: object) -> Iterator[object]:
+    """``interrupt_once_sent(server)``: Ctrl-C in the main thread 0.2 s after ``server`` has
+    the request (instead of at a fixed time chosen long enough for it to get there)."""
+    import threading
+    import time
+
+    done = threading.Event()
+
+    def watch(server: s.ScriptedServer) -> None:
+        deadline = time.monotonic() + 30
+        while not server.requests and time.monotonic() < deadline and not done.is_set():
+            time.sleep(0.01)
+        if not done.wait(0.2):
+            signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGALRM)
+
+    threads: list[threading.Thread] = []
+
+    def start(server: s.ScriptedServer) -> None:
+        threads.append(threading.Thread(target=watch, args=(server,), daemon=True))
+        threads[-1].start()
+
+    yield start
+    done.set()
+    for t in threads:
+        t.join(5)
+
+
 def prompt_tokens() -> int:
     return tokens.count_messages("gpt-4o-mini", PROMPT).tokens
 
@@ -89,10 +117,10 @@ async def test_a_cancelled_acomplete_task_is_priced_and_logged_once(router, scri
 
 
 def test_complete_interrupted_by_ctrl_c_is_priced_and_logged_once(
-    router, scripted_server, interrupt_after
+    router, scripted_server, interrupt_once_sent
 ):
     scripted_server.enqueue(s.delayed(s.openai_chat("late"), 10.0))
-    interrupt_after(2.0)
+    interrupt_once_sent(scripted_server)
     with pytest.raises(KeyboardInterrupt):
         router.complete(ask())
     assert len(scripted_server.requests) == 1

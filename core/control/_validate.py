@@ -123,20 +123,26 @@ def check_float(
     return number
 
 
+def _amount(field: str, value: object, unit: str) -> Decimal:
+    """A finite Decimal >= 0 read from ``value`` (never a bool or None)."""
+    try:
+        if isinstance(value, bool) or value is None:
+            raise InvalidOperation
+        number = value if isinstance(value, Decimal) else Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        raise fail(field, f"must be a number of {unit}", value) from None
+    if not number.is_finite() or number < 0:
+        raise fail(field, "must be a finite amount >= 0", value)
+    return number
+
+
 def check_money(
     field: str, value: object, *, step: Decimal, optional: bool = False, exact: bool = False
 ) -> Decimal | None:
     """A non-negative finite Decimal; rounded to ``step`` (or rejected when ``exact``)."""
     if value is None and optional:
         return None
-    try:
-        if isinstance(value, bool) or value is None:
-            raise InvalidOperation
-        number = value if isinstance(value, Decimal) else Decimal(str(value))
-    except (InvalidOperation, ValueError):
-        raise fail(field, "must be a number of USD", value) from None
-    if not number.is_finite() or number < 0:
-        raise fail(field, "must be a finite amount >= 0", value)
+    number = _amount(field, value, "USD")
     largest = Decimal(INT64_MAX) * step
     if number > largest:  # before quantize: a huge amount has more digits than it can hold
         raise fail(field, f"must be <= {largest}", value)
@@ -156,14 +162,7 @@ def check_rate(field: str, value: object, *, optional: bool = False) -> Decimal 
     ``RATE_MAX`` (what the BIGINT column holds). Never rounded: a finer rate is refused."""
     if value is None and optional:
         return None
-    try:
-        if isinstance(value, bool) or value is None:
-            raise InvalidOperation
-        number = value if isinstance(value, Decimal) else Decimal(str(value))
-    except (InvalidOperation, ValueError):
-        raise fail(field, "must be a number of USD per 1M tokens", value) from None
-    if not number.is_finite() or number < 0:
-        raise fail(field, "must be a finite amount >= 0", value)
+    number = _amount(field, value, "USD per 1M tokens")
     if number > RATE_MAX:
         raise fail(field, f"must be <= {RATE_MAX}", value)
     sign, digits, exponent = number.as_tuple()

@@ -50,6 +50,7 @@ from core.usage._rollups import (
     MONEY_TYPE,
     ROLLUP_DIMS,
     ROW_MEASURES,
+    conformed,
     pruned_dir,
     pruned_rollups,
     rollup_columns,
@@ -114,10 +115,10 @@ def _facts_sql(
         parts.append(f"SELECT {raw_cols} FROM events")
     else:
         if plain:
-            parts.append(f"SELECT {raw_cols} FROM ({_conformed(plain)})")
+            parts.append(f"SELECT {raw_cols} FROM {conformed(plain)}")
         segs = [s for s, _ in rolled]
         for where in _hour_filters(bad_hours, "ts"):
-            parts.append(f"SELECT {raw_cols} FROM ({_conformed(segs)}) WHERE {where}")
+            parts.append(f"SELECT {raw_cols} FROM {conformed(segs)} WHERE {where}")
         files = ", ".join(_literal(str(r)) for _, r in rolled)
         skip = ""
         if bad_hours:
@@ -160,20 +161,6 @@ def _hour_filters(bad_hours: Sequence[int], col: str) -> list[str]:
         f"{col} >= make_timestamptz({a * HOUR_US}) AND {col} < make_timestamptz({b * HOUR_US})"
         for a, b in runs
     ]
-
-
-def _conformed(segments: Sequence[SegmentInfo]) -> str:
-    """SELECT of the segments' rows in SCHEMA's columns (older files' missing ones NULL)."""
-    present = {c for s in segments for c in s.columns}
-    cols = ", ".join(
-        ident(f.name)
-        if f.name in present
-        else f"CAST(NULL AS {DUCK_TYPES[str(f.type)]}) AS {ident(f.name)}"
-        for f in SCHEMA
-    )
-    files = ", ".join(_literal(str(s.path)) for s in segments)
-    union = "true" if any(len(s.columns) != len(COLUMNS) for s in segments) else "false"
-    return f"SELECT {cols} FROM read_parquet([{files}], union_by_name = {union})"
 
 
 def _measure(name: str, expr: str) -> str:
@@ -329,7 +316,8 @@ class Reader:
             # a rollup about as long as its segment (few events per hour and dimension
             # values) saves nothing: that segment is read raw
             rolled = [(s, r) for s, r in rolled if _rollup_rows(r) * _WORTH <= s.rows]
-            plain = [s for s in snapshot.active if s.name not in {x.name for x, _ in rolled}]
+            used = {s.name for s, _ in rolled}
+            plain = [s for s in snapshot.active if s.name not in used]
         bad: tuple[int, ...] = ()
         if rolled and window is not None:
             bad = tuple(sorted({*window.split_hours(), *self._period_hours(window, rolled)}))

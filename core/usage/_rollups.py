@@ -141,8 +141,9 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _source(segments: Sequence[SegmentInfo]) -> str:
-    """The segments' rows in SCHEMA's columns (columns older files lack are NULL)."""
+def conformed(segments: Sequence[SegmentInfo]) -> str:
+    """The segments' rows in SCHEMA's columns (columns older files lack are NULL), as a
+    parenthesised SELECT; by name only when some file lacks a column."""
     if not segments:
         cols = ", ".join(f"CAST(NULL AS {DUCK_TYPES[str(f.type)]}) AS {_q(f.name)}" for f in SCHEMA)
         return f"(SELECT {cols} WHERE false)"
@@ -154,7 +155,8 @@ def _source(segments: Sequence[SegmentInfo]) -> str:
         for f in SCHEMA
     )
     files = ", ".join(_literal(str(s.path)) for s in segments)
-    return f"(SELECT {cols} FROM read_parquet([{files}], union_by_name = true))"
+    union = "true" if any(len(s.columns) != len(COLUMNS) for s in segments) else "false"
+    return f"(SELECT {cols} FROM read_parquet([{files}], union_by_name = {union}))"
 
 
 def write_rollup(
@@ -173,7 +175,7 @@ def write_rollup(
     tmp = directory / f".{name}.{os.getpid()}.{threading.get_ident()}.tmp"
     con = _connect(home)
     try:
-        sql = aggregate_sql(_source(segments), raw=True)
+        sql = aggregate_sql(conformed(segments), raw=True)
         con.execute(f"COPY ({sql}) TO {_literal(str(tmp))} (FORMAT parquet)")
         make_private(tmp)
         if durable:

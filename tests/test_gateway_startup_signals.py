@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.child_death import die_with_parent
+from tests.child_death import python_m
 from tests.servers.llamacpp import free_port
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
@@ -30,7 +30,6 @@ EXIT_S = 10.0  # from the signal to the exit
 # (a starting one answers when its interpreter is up: up to 5 s), and a worker told to stop
 # while it starts finishes starting, then drains
 WORKERS_EXIT_S = 30.0
-CLI = "import sys; from core.cli import main; sys.exit(main())"  # what `costline` runs
 
 AT_IMPORT = """
 import os as _o, signal as _s, sys as _y
@@ -53,11 +52,11 @@ _k.socket.bind = _bind
 
 
 def _start(args: list[str], env: dict[str, str], first: str = "") -> subprocess.Popen[str]:
-    """``costline ARGS`` (``first``: code run before it) in a child that dies with us."""
+    """``costline ARGS`` (``first``: code run before it) in a child that stops with us."""
     child_env = {**os.environ, "COSTLINE_GATEWAY_ALERT_WORKER": "0"}
     child_env.pop("REDIS_URL", None)
     return subprocess.Popen(
-        [sys.executable, "-c", die_with_parent() + first + CLI, *args],
+        [*python_m("core.cli", first, signal.SIGTERM), *args],
         cwd=ROOT,
         env={**child_env, **env},
         stdout=subprocess.PIPE,

@@ -291,9 +291,8 @@ def cmd_api(args: argparse.Namespace) -> int:
 
     check_environment()  # a bad REDIS_URL etc.: one line now, not a 422 on some call later
     host = f"[{args.host}]" if ":" in args.host else args.host  # an IPv6 address, bracketed
-    print(f"Costline API on http://{host}:{args.port}/api/v1 (docs: /api/docs)", flush=True)
-    serve(args.host, args.port)
-    return 0
+    line = f"Costline API on http://{host}:{args.port}/api/v1 (docs: /api/docs)"
+    return serve(args.host, args.port, line)  # printed once it listens: a script may wait for it
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

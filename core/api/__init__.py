@@ -27,8 +27,9 @@ def mounts(context: Context | None = None) -> list[Any]:
     return [Mount("/api", app=create_app(root="", context=context))]
 
 
-def serve(host: str = "127.0.0.1", port: int = 8600) -> None:
-    """Run the API alone on uvicorn until interrupted."""
-    import uvicorn
+def serve(host: str = "127.0.0.1", port: int = 8600, line: str = "") -> int:
+    """Run the API alone on uvicorn until interrupted; print ``line`` once it listens.
+    0 once served, 3 if it could not start."""
+    from core import serving
 
-    uvicorn.run(create_app(), host=host, port=port, log_level="info")
+    return serving.run(create_app(), line, host=host, port=port, log_level="info")

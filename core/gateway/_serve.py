@@ -19,6 +19,7 @@ import tempfile
 from typing import Any
 
 from core.errors import ConfigError
+from core.serving import announce_when_listening, run
 
 from ._config import GatewayConfig
 
@@ -79,10 +80,9 @@ def serve(config: GatewayConfig) -> int:
     loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
     http = "httptools" if importlib.util.find_spec("httptools") else "h11"
     host = f"[{config.host}]" if ":" in config.host else config.host  # IPv6, bracketed
-    print(
+    line = (
         f"Costline gateway on http://{host}:{config.port}/v1 "
-        f"({config.workers} worker{'s' if config.workers > 1 else ''}, {loop}, {http})",
-        flush=True,
+        f"({config.workers} worker{'s' if config.workers > 1 else ''}, {loop}, {http})"
     )
     kwargs: dict[str, Any] = dict(
         host=config.host,
@@ -98,12 +98,13 @@ def serve(config: GatewayConfig) -> int:
     )
     # uvicorn re-raises the SIGTERM it drained for; once drained, exit with status 0
     signal.signal(signal.SIGTERM, lambda *_: None)
+    # the line is printed once the socket accepts connections: a script waits for it
     if config.workers > 1:
+        announce_when_listening(config.host, config.port, line)
         uvicorn.run(
             "core.gateway._serve:create_app", factory=True, workers=config.workers, **kwargs
         )
-    else:
-        from ._app import build_app
+        return 0
+    from ._app import build_app
 
-        uvicorn.run(build_app(config), **kwargs)
-    return 0
+    return run(build_app(config), line, **kwargs)

@@ -272,8 +272,8 @@ class BudgetGuard:
                 assert sink is not None
                 for ln, i in committed:  # thresholds from the values settle returned
                     v, pcts = values[i], ln.budget.thresholds  # validated: increasing
-                    if not pcts or v <= 0:
-                        continue
+                    if not pcts or v <= 0 or v * 100 < pcts[0] * ln.budget_limit:
+                        continue  # not even the first threshold reached
                     # the first threshold not yet recorded: below it there is nothing to fire
                     k = sink.leading_seen("budget", ln.budget.id, ln.window.label, pcts)
                     if k < len(pcts) and v * 100 >= pcts[k] * ln.budget_limit:

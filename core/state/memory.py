@@ -287,26 +287,48 @@ class MemoryState(ConditionalAdmit, CacheAndCounters):
     ) -> list[int]:
         """value += delta for each (key, delta, ttl_s), and each rate charge in ``fixes``
         corrected to its actual (``fix_rates``), in one step; the new values."""
+        with self._lock:
+            return self._apply_deltas(deltas, fixes, now)
+
+    def settle_and_close(
+        self,
+        deltas: Sequence[Delta],
+        fixes: Sequence[RateFix],
+        now: float | None,
+        breaker: str,
+    ) -> tuple[list[int], BreakerState]:
+        """``apply_deltas(deltas, fixes, now)`` and a success's ``breaker_record(breaker,
+        True, ...)`` (which deletes the breaker: closed) in one step, as Redis's settle
+        script does: the new values and the breaker's state."""
+        k = self._name("br", breaker)
+        with self._lock:
+            values = self._apply_deltas(deltas, fixes, now)
+            self._delete(k)
+        return values, "closed"
+
+    def _apply_deltas(
+        self, deltas: Sequence[Delta], fixes: Sequence[RateFix], now: float | None
+    ) -> list[int]:
+        """``apply_deltas`` with the lock held."""
         names, name = self._names["b"], self._name
         out: list[int] = []
-        with self._lock:
-            mono = time.monotonic()
-            if fixes:
-                self._fix_rates(fixes, time.time() if now is None else now, mono)
-            data, exp = self._data, self._exp
-            for key, delta, ttl in deltas:  # in order, like Lua
-                k = names.get(key) or name("b", key)
-                deadline = exp.get(k)
-                if deadline is not None and deadline <= mono:  # expired: starts from 0
-                    del exp[k]
-                    value = delta
-                else:
-                    value = (data.get(k) or 0) + delta
-                data[k] = value
-                if ttl is not None and ttl > 0:
-                    exp[k] = mono + ttl
-                out.append(value)
-            self._wrote(len(out), mono)
+        mono = time.monotonic()
+        if fixes:
+            self._fix_rates(fixes, time.time() if now is None else now, mono)
+        data, exp = self._data, self._exp
+        for key, delta, ttl in deltas:  # in order, like Lua
+            k = names.get(key) or name("b", key)
+            deadline = exp.get(k)
+            if deadline is not None and deadline <= mono:  # expired: starts from 0
+                del exp[k]
+                value = delta
+            else:
+                value = (data.get(k) or 0) + delta
+            data[k] = value
+            if ttl is not None and ttl > 0:
+                exp[k] = mono + ttl
+            out.append(value)
+        self._wrote(len(out), mono)
         return out
 
     def get_values(self, keys: Sequence[str]) -> list[int]:

@@ -11,7 +11,7 @@ import bisect
 import math
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,9 +41,10 @@ MAX_NAMES = 65_536  # remembered make_key results per kind
 
 @dataclass(slots=True)
 class _Log:
-    """Exact sliding-window log: sorted (time, seq, cost) entries and their running sum."""
+    """Exact sliding-window log: sorted (time, seq, cost) entries and their running sum. A deque:
+    entries leave from the front one by one, in O(1) however many the window holds."""
 
-    entries: list[tuple[float, int, int]] = field(default_factory=list)
+    entries: deque[tuple[float, int, int]] = field(default_factory=deque)
     total: int = 0
     seq: int = 0
 
@@ -262,12 +263,8 @@ class MemoryState(ConditionalAdmit, CacheAndCounters):
         log = self._get(k, mono) or _Log()
         cut = t - r.window_s
         entries = log.entries
-        if entries and entries[0][0] <= cut:
-            n = 0
-            while n < len(entries) and entries[n][0] <= cut:
-                log.total -= entries[n][2]
-                n += 1
-            del entries[:n]
+        while entries and entries[0][0] <= cut:
+            log.total -= entries.popleft()[2]
         if log.total + r.cost <= r.limit:
             return 0.0, (k, log, r.window_s + 1.0)
         if r.cost > r.limit:

@@ -1,4 +1,5 @@
-"""The Python children the tests' ``python()`` helpers start die with a killed pytest."""
+"""The Python children the tests' ``python()`` helpers and ``GatewayProcess`` start die with
+a killed pytest."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ INNER = """
 import time
 from pathlib import Path
 
+from tests.gateway_support import GatewayProcess
 from tests.test_controls_support import python as controls_python
 from tests.test_usage_support import python as usage_python
 
@@ -27,6 +29,8 @@ def test_start_children_and_wait(tmp_path):
     kids = [usage_python(SPIN, tmp_path), controls_python(SPIN)]
     for kid in kids:
         assert kid.stdout.readline() == "up\\n"
+    (tmp_path / "gw").mkdir()
+    kids.append(GatewayProcess(tmp_path / "gw").start().proc)
     Path({pids!r}).write_text(" ".join(str(kid.pid) for kid in kids))
     time.sleep(600)  # until SIGTERM
 """
@@ -59,10 +63,10 @@ def test_children_die_with_a_pytest_killed_by_sigterm(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, "the inner pytest started no children"
             time.sleep(0.05)
         pids = [int(p) for p in pids_file.read_text().split()]
-        assert len(pids) == 2 and all(_running(p) for p in pids)
+        assert len(pids) == 3 and all(_running(p) for p in pids)
         run.send_signal(signal.SIGTERM)
         assert run.wait(30) == -signal.SIGTERM
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 10  # the gateway gets SIGTERM: it drains, then exits
         while any(_running(p) for p in pids) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert [p for p in pids if _running(p)] == []

@@ -5,13 +5,14 @@ came before uvicorn ran the app's startup and bound the socket.)"""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.child_death import python_m
 from tests.servers.llamacpp import free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -21,7 +22,7 @@ TRIES = 3
 def _connect_at_the_line(command: list[str], path: str, env: dict[str, str]) -> None:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "core.cli", *command, "--port", str(port)],
+        [*python_m("core.cli", signum=signal.SIGTERM), *command, "--port", str(port)],
         cwd=REPO,
         env={**os.environ, "COSTLINE_GATEWAY_ALERT_WORKER": "0", **env},
         stdout=subprocess.PIPE,

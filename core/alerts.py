@@ -17,6 +17,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -88,6 +89,8 @@ class AlertSink:
         self._client = webhook_client
         self._own_client = webhook_client is None
         self._seen: set[tuple[str, str, str, int]] = set()
+        # (kind, subject, window) -> (thresholds, how many of them from the first are seen)
+        self._leading: dict[tuple[str, str, str], tuple[tuple[int, ...], int]] = {}
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._pending = 0
@@ -99,6 +102,22 @@ class AlertSink:
         """True when this sink already recorded (or saw recorded) that alert."""
         with self._lock:
             return (kind, subject, window_key, threshold_pct) in self._seen
+
+    def leading_seen(
+        self, kind: str, subject: str, window_key: str, thresholds: Sequence[int]
+    ) -> int:
+        """How many of ``thresholds`` (increasing), from the first, this sink has seen: a
+        value below the next one has no alert left to record. Remembered until ``send``
+        records one of this window's alerts."""
+        got = self._leading.get((kind, subject, window_key))
+        if got is not None and got[0] == thresholds:
+            return got[1]
+        with self._lock:
+            n = 0
+            while n < len(thresholds) and (kind, subject, window_key, thresholds[n]) in self._seen:
+                n += 1
+            self._leading[(kind, subject, window_key)] = (tuple(thresholds), n)
+        return n
 
     def send(
         self,
@@ -149,7 +168,9 @@ class AlertSink:
                 created = False  # another thread of this process got there first (no plane)
             if len(self._seen) >= MAX_SEEN:
                 self._seen.clear()
+                self._leading.clear()
             self._seen.add(key)
+            self._leading.pop(key[:3], None)
         if created and webhook_url:
             context = f"{kind} alert · window {window_key}" + (
                 f" · threshold {threshold_pct}%" if threshold_pct else ""

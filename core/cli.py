@@ -254,12 +254,15 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 def cmd_gateway(args: argparse.Namespace) -> int:
     """Serve the OpenAI/Anthropic-compatible HTTP gateway (costline[gateway])."""
+    from core.serving import StartupSignals
+
+    signals = StartupSignals(signal.SIGINT, signal.SIGTERM)  # first: a stop stops the start
     from core.gateway import GatewayConfig, serve
 
     host = args.host or os.environ.get("COSTLINE_GATEWAY_HOST", "").strip() or "127.0.0.1"
     port = args.port if args.port is not None else _env_port("COSTLINE_GATEWAY_PORT", 4000)
     config = GatewayConfig.from_env(host=host, port=port, workers=args.workers)
-    return int(serve(config))
+    return int(serve(config, signals))
 
 
 def _env_port(name: str, default: int) -> int:
@@ -286,14 +289,18 @@ def _port_arg(text: str) -> int:
 
 def cmd_api(args: argparse.Namespace) -> int:
     """Serve the management REST API alone (docs at /api/docs)."""
+    from core.serving import StartupSignals
+
+    # before the imports: a Ctrl+C while it starts stops it (exit 0) instead of a traceback;
+    # SIGTERM keeps its default, which ends the process now as it does once drained
+    signals = StartupSignals(signal.SIGINT)
     from core.api import serve
     from core.settings import check_environment
 
     check_environment()  # a bad REDIS_URL etc.: one line now, not a 422 on some call later
     host = f"[{args.host}]" if ":" in args.host else args.host  # an IPv6 address, bracketed
-    print(f"Costline API on http://{host}:{args.port}/api/v1 (docs: /api/docs)", flush=True)
-    serve(args.host, args.port)
-    return 0
+    line = f"Costline API on http://{host}:{args.port}/api/v1 (docs: /api/docs)"
+    return serve(args.host, args.port, line, signals)  # line once it listens: a script waits
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

@@ -17,8 +17,8 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -32,6 +32,7 @@ from core.control import SYSTEM, ControlPlane
 from core.keys import KeySpec, issue_key
 from core.pricing import load_catalog
 from tests.child_clock import preamble
+from tests.child_death import python_m
 from tests.servers.ports import free_port
 from tests.servers.scripted import ScriptedServer
 
@@ -44,7 +45,9 @@ METRICS_TOKEN = "test-metrics-token-0123456789"  # COSTLINE_GATEWAY_METRICS_TOKE
 
 
 class GatewayProcess:
-    """``costline gateway`` with its own COSTLINE_HOME; ``stop()`` sends SIGTERM and waits."""
+    """``costline gateway`` with its own COSTLINE_HOME; ``stop()`` sends SIGTERM and waits.
+    Started from the main thread, it gets SIGTERM when this process dies and stops with its
+    workers (``tests/child_death.py``; ``spawn()`` there, ``wait_ready()`` anywhere)."""
 
     def __init__(self, home: Path, env: dict[str, str] | None = None, workers: int = 1) -> None:
         self.home = home
@@ -68,21 +71,30 @@ class GatewayProcess:
         return Path(self._log.name).read_bytes()[-n:].decode("utf-8", "replace")
 
     def start(self, timeout: float = 60.0) -> GatewayProcess:
+        self.spawn()
+        return self.wait_ready(timeout)
+
+    def spawn(self) -> GatewayProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("COSTLINE_GATEWAY")}
         env.pop("REDIS_URL", None)
         env.update({"COSTLINE_HOME": str(self.home), "PYTHONPATH": str(ROOT)})
         env["COSTLINE_GATEWAY_METRICS_TOKEN"] = METRICS_TOKEN
         env["COSTLINE_LOG_FLUSH_S"] = "0.2"  # events() sees a call's event within ~0.2 s
         env.update(self.extra_env)
-        cmd = [sys.executable, "-m", "core.cli"]
-        if pre := preamble():  # on this process's clock, moved or not (one worker only)
-            run = "import runpy; runpy.run_module('core.cli', run_name='__main__', alter_sys=True)"
-            cmd = [sys.executable, "-c", pre + run]
+        # no death signal off the main thread: the child would get it when that thread ends
+        main = threading.current_thread() is threading.main_thread()
+        # on this process's clock, moved or not (one worker only)
+        cmd = python_m("core.cli", preamble(), signal.SIGTERM if main else None)
         cmd += ["gateway", "--port", str(self.port)]
         cmd += ["--workers", str(self.workers)]
         self.proc = subprocess.Popen(
             cmd, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT
         )
+        return self
+
+    def wait_ready(self, timeout: float = 60.0) -> GatewayProcess:
+        """Until ``/health/ready`` answers 200 (stopped and an error if it never does)."""
+        assert self.proc is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -22,6 +22,7 @@ from core.budgets import BudgetGuard, window
 from core.control import Budget
 from core.state import RedisState, State
 from core.types import PICO, ChatRequest, Message
+from tests.child_death import die_with_parent
 
 ROOT = Path(__file__).resolve().parents[1]
 CENT = PICO // 100
@@ -133,7 +134,10 @@ def test_two_processes_share_one_limit_through_redis(redis_url: str) -> None:
     args = [redis_url, prefix, repr(start), str(EST), str(ACTUAL), repr(wall)]
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", CHILD, *args], cwd=ROOT, stdout=subprocess.PIPE, text=True
+            [sys.executable, "-c", die_with_parent() + CHILD, *args],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         for _ in range(2)
     ]

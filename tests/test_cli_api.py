@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -16,6 +17,7 @@ import pytest
 from core import clock
 from core.control import SYSTEM, ControlPlane
 from core.usage import Reader, UsageEvent, UsageLog
+from tests.child_death import python_m
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -192,7 +194,14 @@ def test_an_ipv6_host_is_printed_bracketed(costline_home: Path, command: str, pa
 
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "core.cli", command, "--host", "::1", "--port", str(port)],
+        [
+            *python_m("core.cli", signum=signal.SIGTERM),
+            command,
+            "--host",
+            "::1",
+            "--port",
+            str(port),
+        ],
         cwd=REPO,
         env={**os.environ, "COSTLINE_GATEWAY_ALERT_WORKER": "0"},
         stdout=subprocess.PIPE,

@@ -8,7 +8,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pytest
 from core import cli
 from core.demo import has_demo
 from core.usage import Reader
+from tests.child_death import python_m
 from tests.console_support import routed_calls
 from tests.servers.ports import free_port
 
@@ -112,7 +112,7 @@ def test_kill_console_stops_streamlit_and_frees_its_port(tmp_path: Path) -> None
         "STREAMLIT_SERVER_HEADLESS": "true",
         "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
     }
-    cmd = [sys.executable, "-m", "core.cli", "console", "--no-demo", "--no-worker"]
+    cmd = [*python_m("core.cli", signum=signal.SIGTERM), "console", "--no-demo", "--no-worker"]
     proc = subprocess.Popen(
         cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )

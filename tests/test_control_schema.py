@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from core.control import MIGRATIONS, applied, make_engine, migrate
 from core.control import _schema as current
+from tests.child_death import die_with_parent
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -388,7 +389,7 @@ def test_processes_migrating_at_once_apply_each_migration_once(url: str) -> None
     )
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", code, url],
+            [sys.executable, "-c", die_with_parent() + code, url],
             cwd=ROOT,
             text=True,
             stdout=subprocess.PIPE,

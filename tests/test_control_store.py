@@ -34,6 +34,7 @@ from core.control import (
     Weights,
 )
 from core.errors import ConfigError, PermissionDenied
+from tests.child_death import die_with_parent
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = {"gpt-4o", "gpt-4o-mini", "claude-3-5-haiku", "llama3-8b"}
@@ -388,7 +389,7 @@ def test_watcher_sees_an_edit_from_another_process(plane: ControlPlane, url: str
     watcher = Watcher(plane, min_interval_s=0.25)
     assert watcher.current().budgets == ()
     child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, url],
+        [sys.executable, "-c", die_with_parent() + CHILD, url],
         cwd=ROOT,
         text=True,
         stdout=subprocess.PIPE,

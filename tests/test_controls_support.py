@@ -30,6 +30,7 @@ from core.state import State
 from core.types import ChatRequest, Message
 from core.usage import Reader
 from tests.child_clock import preamble
+from tests.child_death import die_with_parent
 from tests.servers.ports import free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -198,9 +199,10 @@ def child_env(**extra: str) -> dict[str, str]:
 
 def python(code: str, *args: str, **env: str) -> subprocess.Popen[str]:
     """A Python child running ``code`` with ``args`` on this process's clock, moved or not
-    (``tests/child_clock.py``); read its stdout lines."""
+    (``tests/child_clock.py``), killed when this process dies (``tests/child_death.py``);
+    read its stdout lines."""
     return subprocess.Popen(
-        [sys.executable, "-c", preamble() + textwrap.dedent(code), *args],
+        [sys.executable, "-c", die_with_parent() + preamble() + textwrap.dedent(code), *args],
         env=child_env(**env),
         cwd=REPO,
         stdout=subprocess.PIPE,

@@ -59,10 +59,13 @@ class Fleet:
 
         def up(gw: GatewayProcess) -> None:
             try:
-                gw.home.mkdir(parents=True, exist_ok=True)
-                gw.start(timeout=120)
+                gw.wait_ready(timeout=120)
             except BaseException as exc:
                 errors.append(exc)
+
+        for gw in self.hosts:  # spawned from this thread: they die with it, not with `up`'s
+            gw.home.mkdir(parents=True, exist_ok=True)
+            gw.spawn()
 
         threads = [threading.Thread(target=up, args=(gw,)) for gw in self.hosts]
         for t in threads:

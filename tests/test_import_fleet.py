@@ -17,6 +17,7 @@ from core.errors import UsageLogUnavailable
 from core.importer import import_csv, read_preview
 from core.types import PICO
 from core.usage import Reader, shipper_for
+from tests.child_death import die_with_parent
 from tests.servers.ports import free_port
 from tests.servers.seaweed import SeaweedS3
 
@@ -68,7 +69,7 @@ def test_overlapping_files_imported_on_two_hosts_at_once_count_common_rows_once(
         homes[n].mkdir()
         env = {**os.environ, **fleet, "COSTLINE_HOME": str(homes[n]), "PYTHONPATH": str(ROOT)}
         procs[n] = subprocess.Popen(
-            [sys.executable, "-c", IMPORT, str(path)],
+            [sys.executable, "-c", die_with_parent() + IMPORT, str(path)],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -105,7 +106,7 @@ def test_an_import_the_bucket_lacks_refuses_the_next_on_another_host(
     away = f"http://127.0.0.1:{free_port()}"  # nobody listens: the bucket is away from host A
     env = {**os.environ, "AWS_ENDPOINT_URL": away, "COSTLINE_HOME": str(a_home)}
     first = subprocess.run(
-        [sys.executable, "-c", IMPORT, str(a)],
+        [sys.executable, "-c", die_with_parent() + IMPORT, str(a)],
         env={**env, "PYTHONPATH": str(ROOT)},
         capture_output=True,
         text=True,

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from core.state import BudgetItem, RateItem, RedisState, State
+from tests.child_death import die_with_parent
 
 ROOT = Path(__file__).resolve().parents[1]
 LIMIT, SPENT, AMOUNT = 1000, 900, 7
@@ -83,7 +84,10 @@ def test_two_processes_share_the_limit(redis_url: str) -> None:
     args = [redis_url, prefix, repr(start), str(LIMIT), str(AMOUNT)]
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", CHILD, *args], cwd=ROOT, stdout=subprocess.PIPE, text=True
+            [sys.executable, "-c", die_with_parent() + CHILD, *args],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         for _ in range(2)
     ]

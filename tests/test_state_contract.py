@@ -219,6 +219,23 @@ def test_breaker_failed_probe_reopens(state: State) -> None:
     assert state.breaker_allow("p", now=T0 + 16) == "half_open"
 
 
+def test_settle_and_close_settles_and_closes_the_breaker_in_one_step(state: State) -> None:
+    """Where a backend offers ``settle_and_close``: the budget deltas applied (new values
+    back) and the breaker closed, as ``apply_deltas`` then a success's ``breaker_record``."""
+    if isinstance(state, SharedState):
+        # it settles in SQLite and closes breakers apart: the router must not find the step
+        assert getattr(state, "settle_and_close", None) is None
+        return
+    step = state.settle_and_close  # type: ignore[attr-defined]
+    for _ in range(2):
+        state.breaker_record("sc", False, threshold=2, cooldown_s=30, now=T0)
+    assert state.breaker_allow("sc", now=T0 + 1) == "open"
+    assert state.admit([], [BudgetItem("sc-b", 1000, 100, 3600)], now=T0).ok
+    assert step([("sc-b", -40, 3600), ("sc-b:c", 60, 3600)], (), None, "sc") == ([60, 60], "closed")
+    assert state.get_values(["sc-b", "sc-b:c"]) == [60, 60]
+    assert state.breaker_allow("sc", now=T0 + 1) == "closed"
+
+
 def test_breaker_success_resets_consecutive_failures(state: State) -> None:
     for ok in (False, False, True, False, False):
         state.breaker_record("c", ok, threshold=3, cooldown_s=5, now=T0)

@@ -14,7 +14,15 @@ import pytest
 from test_usage_support import event, finish, python
 
 from core.cli import main as cli_main
-from core.usage import CompactResult, Reader, UsageLog, compact, rows_to_table, write_segment
+from core.usage import (
+    CompactResult,
+    Reader,
+    UsageLog,
+    _compact,
+    compact,
+    rows_to_table,
+    write_segment,
+)
 from core.usage._compact import auto_compact
 from core.usage._schema import event_row
 from core.usage._segments import scan
@@ -229,8 +237,11 @@ def test_auto_compaction_deletes_merged_inputs_later_and_never_chains(
 
 
 def test_many_flushes_end_in_few_segments_and_costline_compact_still_works(
-    costline_home: Path, capsys: pytest.CaptureFixture[str]
+    costline_home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # A merge is not merged again while its inputs linger; with the default 120 s linger a
+    # compactor that keeps pace with the flushes leaves more than 12 small merges for minutes.
+    monkeypatch.setattr(_compact, "KEEP_REPLACED_S", 0.2)
     n = 600
     with UsageLog(flush_every=10, flush_interval_s=3600, compact_threshold=4) as log:
         for i in range(n):

@@ -12,6 +12,7 @@ from typing import Any
 
 from core.usage import UsageEvent
 from tests.child_clock import preamble
+from tests.child_death import die_with_parent
 
 REPO = Path(__file__).resolve().parents[1]
 T0 = datetime(2024, 12, 20, tzinfo=UTC)
@@ -48,14 +49,20 @@ def event(i: int, **overrides: Any) -> UsageEvent:
 def python(code: str, home: Path, *args: str, **kw: Any) -> subprocess.Popen[str]:
     """Start ``python -c code args...`` with COSTLINE_HOME=home and the repo importable, its
     ``core.clock`` on this process's clock, moved or not (``tests/child_clock.py``; its
-    ``time.time()`` stays the kernel's, like the files' mtimes it compares with)."""
+    ``time.time()`` stays the kernel's), killed when this process dies
+    (``tests/child_death.py``)."""
     env = {
         **os.environ,
         "COSTLINE_HOME": str(home),
         "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")]),
     }
     return subprocess.Popen(
-        [sys.executable, "-c", preamble(process=False) + textwrap.dedent(code), *args],
+        [
+            sys.executable,
+            "-c",
+            die_with_parent() + preamble(process=False) + textwrap.dedent(code),
+            *args,
+        ],
         env=env,
         cwd=REPO,
         text=True,

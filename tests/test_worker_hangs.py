@@ -13,6 +13,7 @@ import pytest
 
 from core.control import SYSTEM, ControlPlane
 from core.worker import Worker
+from tests.child_death import python_m
 from tests.servers.sinks import WebhookServer
 
 
@@ -105,7 +106,6 @@ def test_sigterm_stops_the_worker_after_the_alert_it_is_sending(
     which waits 10 s for its worker thread, cut such a delivery off mid-alert)."""
     import signal
     import subprocess
-    import sys
 
     from core.worker import LEASE
 
@@ -118,7 +118,7 @@ def test_sigterm_stops_the_worker_after_the_alert_it_is_sending(
     with WebhookServer(delay_s=1.0) as hook:
         plane.set_setting("notifications", {"webhook_urls": [hook.url]}, SYSTEM)
         proc = subprocess.Popen(
-            [sys.executable, "-m", "core.cli", "worker"],
+            [*python_m("core.cli"), "worker"],
             cwd=repo,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

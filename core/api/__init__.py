@@ -15,6 +15,7 @@ from typing import Any
 from core.api._context import Context
 from core.api._http import ApiError, Op
 from core.api.app import create_app, operations
+from core.serving import StartupSignals
 
 __all__ = ["ApiError", "Context", "Op", "create_app", "mounts", "operations", "serve"]
 
@@ -27,8 +28,19 @@ def mounts(context: Context | None = None) -> list[Any]:
     return [Mount("/api", app=create_app(root="", context=context))]
 
 
-def serve(host: str = "127.0.0.1", port: int = 8600) -> None:
-    """Run the API alone on uvicorn until interrupted."""
-    import uvicorn
+def serve(
+    host: str = "127.0.0.1", port: int = 8600, line: str = "", signals: StartupSignals | None = None
+) -> int:
+    """Run the API alone on uvicorn until interrupted; print ``line`` once it listens.
+    0 once served, 3 if it could not start; a SIGINT while it starts stops it there (0).
+    ``signals``: those the caller caught first (else caught here)."""
+    import signal
 
-    uvicorn.run(create_app(), host=host, port=port, log_level="info")
+    from core import serving
+
+    signals = signals or serving.StartupSignals(signal.SIGINT)
+    app = create_app()
+    if signals.got:
+        app.state.costline.close()
+        return 0
+    return serving.run(app, line, signals, host=host, port=port, log_level="info")

@@ -268,9 +268,15 @@ class BudgetGuard:
             if values is None or len(values) != n:  # a State that returns nothing
                 self._thresholds([ln for ln, _ in committed])
             else:
+                sink = self.alerts
+                assert sink is not None
                 for ln, i in committed:  # thresholds from the values settle returned
                     v, pcts = values[i], ln.budget.thresholds  # validated: increasing
-                    if pcts and v > 0 and v * 100 >= pcts[0] * ln.budget_limit:  # 1st reached
+                    if not pcts or v <= 0 or v * 100 < pcts[0] * ln.budget_limit:
+                        continue  # not even the first threshold reached
+                    # the first threshold not yet recorded: below it there is nothing to fire
+                    k = sink.leading_seen("budget", ln.budget.id, ln.window.label, pcts)
+                    if k < len(pcts) and v * 100 >= pcts[k] * ln.budget_limit:
                         self._fire(ln, v)
         except Exception:  # alerting must never break a completed call
             log.exception("budget threshold check failed")

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from core.control import Budget, RateLimit
 from core.errors import CostlineError, RateLimitExceeded
@@ -32,9 +33,9 @@ from ._decision import Decision
 from ._guard import BudgetGuard
 
 
-@dataclass(frozen=True, slots=True)
-class Estimate:
-    """A candidate as the guard needs it: where it goes and what it may cost."""
+class Estimate(NamedTuple):
+    """A candidate as the guard needs it: where it goes and what it may cost (a tuple:
+    ``admit_instead`` takes it as is)."""
 
     model: str
     provider: str
@@ -83,7 +84,7 @@ def admit_first(
             hint = guard.degrade_hint(req, est.model, est.provider, budgets, rates)
             if hint is not None:
                 use = degrade(hint) or est
-                pair = guard.admit_instead(req, _t(est), _t(use), budgets, rates)
+                pair = guard.admit_instead(req, est, use, budgets, rates)
                 if pair is not None:
                     return Choice(pair[1], use, i, skipped, est.model, pair[0])
         d = admit(req, est.model, est.provider, est.cost_picousd, est.tokens, budgets, rates)
@@ -115,10 +116,6 @@ def admit_first(
     if not refused:
         raise ValueError("admit_first needs at least one candidate")
     raise none_left(refused, skipped)
-
-
-def _t(e: Estimate) -> tuple[str, str, int, int]:
-    return e.model, e.provider, e.cost_picousd, e.tokens
 
 
 def none_left(refused: Sequence[Decision], skipped: Sequence[tuple[str, str]]) -> CostlineError:

@@ -31,25 +31,18 @@ def fit(ctx: Context, call: Call, cand: Candidate) -> bool:
 
     The prompt is counted exactly only when it matters: when an upper bound of its tokens
     (``tokens.count_upper_bound``) plus max_tokens fits the window and stays in the base
-    price tier, the exact count is left to its first use (``Candidate.prompt_tokens``)."""
+    price tier, the exact count is left to its first use (``Candidate.prompt_tokens``); a
+    count the call already made for this model (to rank its route) is used as is."""
     if call.embedding:
         return True
     if cand.tokens is None:
         cand.call = call  # counted on first use
         if cand.row is None:  # unpriced: no window, no tier
             return True
-        out = call.req.max_tokens or 0
-        bound = tokens.count_upper_bound(cand.model, call.req.messages)
-        more = call.billed_text()  # tools, schemas, tool calls
-        if more:
-            bound += len(more.encode())
-        if call.images != ():  # images, or not looked for yet (core.vision)
-            bound += call.image_tokens(cand.model)
-        lookup = ctx.catalog.lookup
-        row = lookup(cand.model, prompt_tokens=bound)
-        window = row.context_window
-        if (not window or bound + out <= window) and row is lookup(cand.model, prompt_tokens=0):
-            cand.row = row  # every size up to the bound has this tier: the exact one's too
+        known = call.by_model.get(cand.model)
+        if known is not None:  # already counted (to rank the route): checked exactly below
+            cand.tokens = known.tokens
+        elif _bound_fits(ctx, call, cand):
             return True
     elif cand.row is None:
         return True
@@ -68,6 +61,25 @@ def fit(ctx: Context, call: Call, cand: Candidate) -> bool:
         )
         return False
     return True
+
+
+def _bound_fits(ctx: Context, call: Call, cand: Candidate) -> bool:
+    """True (with ``cand.row`` set) when an upper bound of the prompt's tokens plus
+    max_tokens fits ``cand``'s window in its base price tier: the exact count's outcome."""
+    out = call.req.max_tokens or 0
+    bound = tokens.count_upper_bound(cand.model, call.req.messages)
+    more = call.billed_text()  # tools, schemas, tool calls
+    if more:
+        bound += len(more.encode())
+    if call.images != ():  # images, or not looked for yet (core.vision)
+        bound += call.image_tokens(cand.model)
+    lookup = ctx.catalog.lookup
+    row = lookup(cand.model, prompt_tokens=bound)
+    window = row.context_window
+    if (not window or bound + out <= window) and row is lookup(cand.model, prompt_tokens=0):
+        cand.row = row  # every size up to the bound has this tier: the exact one's too
+        return True
+    return False
 
 
 def count_inputs(model: str, inputs: list[str]) -> int:

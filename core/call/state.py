@@ -78,6 +78,7 @@ class Call:
     notes: list[str] = field(default_factory=list)  # appended to the route reason
     first_model: str | None = None
     counts: dict[tuple[str, bool, object], tokens.TokenCount] = field(default_factory=dict)
+    by_model: dict[str, tokens.TokenCount] = field(default_factory=dict)  # count's, by model
     extras: str | None = None  # tokens.billed_extras of the request, once known (billed_text)
     images: tuple[vision.Image, ...] | None = None  # its image parts, once known (image_parts)
     started: float = field(default_factory=time.perf_counter)
@@ -86,6 +87,9 @@ class Call:
     def count(self, model: str) -> tokens.TokenCount:
         """Prompt tokens for ``model``, counted once per tokenizer (candidates share them)
         and, for a prompt with images, per image billing rule (``core.vision``)."""
+        got = self.by_model.get(model)
+        if got is not None:
+            return got
         images = self.image_parts()
         rule = vision.rule_of(model) if images else None
         key = (tokens.encoding_name_for(model), tokens.is_openai_tokenizer(model), rule)
@@ -95,6 +99,7 @@ class Call:
             more = self.billed_text()
             got = tokens.count_request(model, req.messages, req.extra, more, images)
             self.counts[key] = got
+        self.by_model[model] = got
         return got
 
     def image_parts(self) -> tuple[vision.Image, ...]:

@@ -7,6 +7,7 @@ per-worker rate limits would let N workers pass N times a limit, and ``memory://
 would let N workers spend N times a budget). SIGTERM drains: the
 listening socket closes, in-flight requests finish (streams for up to
 ``COSTLINE_GATEWAY_DRAIN_S``), then each worker closes its Router, flushing the usage log.
+SIGTERM or SIGINT while it starts stops it before it serves (``StartupSignals``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import tempfile
 from typing import Any
 
 from core.errors import ConfigError
+from core.serving import StartupSignals, announce_when_listening, run
 
 from ._config import GatewayConfig
 
@@ -53,7 +55,11 @@ def create_app() -> object:
     return build_app(GatewayConfig.from_env())
 
 
-def serve(config: GatewayConfig) -> int:
+def serve(config: GatewayConfig, signals: StartupSignals | None = None) -> int:
+    """Serve until SIGTERM or SIGINT (0 once drained; 0 as well when one comes while it
+    starts: it stops there). ``signals``: caught already by the caller, else caught here."""
+    # uvicorn re-raises the signal it drained for: these handlers also make that exit 0
+    signals = signals or StartupSignals(signal.SIGINT, signal.SIGTERM)
     import importlib.util
 
     try:
@@ -79,10 +85,9 @@ def serve(config: GatewayConfig) -> int:
     loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
     http = "httptools" if importlib.util.find_spec("httptools") else "h11"
     host = f"[{config.host}]" if ":" in config.host else config.host  # IPv6, bracketed
-    print(
+    line = (
         f"Costline gateway on http://{host}:{config.port}/v1 "
-        f"({config.workers} worker{'s' if config.workers > 1 else ''}, {loop}, {http})",
-        flush=True,
+        f"({config.workers} worker{'s' if config.workers > 1 else ''}, {loop}, {http})"
     )
     kwargs: dict[str, Any] = dict(
         host=config.host,
@@ -96,14 +101,22 @@ def serve(config: GatewayConfig) -> int:
         timeout_graceful_shutdown=int(config.drain_s),
         timeout_keep_alive=30,
     )
-    # uvicorn re-raises the SIGTERM it drained for; once drained, exit with status 0
-    signal.signal(signal.SIGTERM, lambda *_: None)
+    # the line is printed once the socket accepts connections: a script waits for it
     if config.workers > 1:
-        uvicorn.run(
-            "core.gateway._serve:create_app", factory=True, workers=config.workers, **kwargs
-        )
-    else:
-        from ._app import build_app
+        if signals.got:
+            return 0
+        announce_when_listening(config.host, config.port, line)
+        with signals.handed_over():  # to uvicorn's supervisor, which stops its workers
+            uvicorn.run(
+                "core.gateway._serve:create_app", factory=True, workers=config.workers, **kwargs
+            )
+        return 0
+    from ._app import build_app
 
-        uvicorn.run(build_app(config), **kwargs)
-    return 0
+    if signals.got:
+        return 0
+    gateway = build_app(config)
+    if signals.got:
+        gateway.close()
+        return 0
+    return run(gateway, line, signals, **kwargs)

@@ -22,8 +22,9 @@ path uses when present: ``apply_deltas`` (settle as (key, delta, ttl) tuples, ne
 with ``fixes``, the ``RateCharge``s of settling rate items corrected to the actual tokens in
 the same step: a tokens-per-minute limit is charged the reservation at admission and the
 tokens used at settle),
-``settle_and_close`` (Redis: ``apply_deltas`` and a success's ``breaker_record``, which
-deletes the breaker, in one script: a call's settle step in one round trip),
+``settle_and_close`` (``apply_deltas`` and a success's ``breaker_record``, which deletes
+the breaker: on Redis in one script, a call's settle step in one round trip; in memory under
+its one lock),
 ``breaker_allow_many``, ``cache_get_counted`` (read + hit/miss counter) and
 ``cache_set_counted`` (write + counter), and ``admit_if(rates, budgets, now, over=...,
 under=...)``: ``admit`` in the same atomic step, only when the budget values it reads meet a

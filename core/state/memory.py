@@ -11,7 +11,7 @@ import bisect
 import math
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,9 +41,10 @@ MAX_NAMES = 65_536  # remembered make_key results per kind
 
 @dataclass(slots=True)
 class _Log:
-    """Exact sliding-window log: sorted (time, seq, cost) entries and their running sum."""
+    """Exact sliding-window log: sorted (time, seq, cost) entries and their running sum. A deque:
+    entries leave from the front one by one, in O(1) however many the window holds."""
 
-    entries: list[tuple[float, int, int]] = field(default_factory=list)
+    entries: deque[tuple[float, int, int]] = field(default_factory=deque)
     total: int = 0
     seq: int = 0
 
@@ -262,12 +263,8 @@ class MemoryState(ConditionalAdmit, CacheAndCounters):
         log = self._get(k, mono) or _Log()
         cut = t - r.window_s
         entries = log.entries
-        if entries and entries[0][0] <= cut:
-            n = 0
-            while n < len(entries) and entries[n][0] <= cut:
-                log.total -= entries[n][2]
-                n += 1
-            del entries[:n]
+        while entries and entries[0][0] <= cut:
+            log.total -= entries.popleft()[2]
         if log.total + r.cost <= r.limit:
             return 0.0, (k, log, r.window_s + 1.0)
         if r.cost > r.limit:
@@ -287,26 +284,48 @@ class MemoryState(ConditionalAdmit, CacheAndCounters):
     ) -> list[int]:
         """value += delta for each (key, delta, ttl_s), and each rate charge in ``fixes``
         corrected to its actual (``fix_rates``), in one step; the new values."""
+        with self._lock:
+            return self._apply_deltas(deltas, fixes, now)
+
+    def settle_and_close(
+        self,
+        deltas: Sequence[Delta],
+        fixes: Sequence[RateFix],
+        now: float | None,
+        breaker: str,
+    ) -> tuple[list[int], BreakerState]:
+        """``apply_deltas(deltas, fixes, now)`` and a success's ``breaker_record(breaker,
+        True, ...)`` (which deletes the breaker: closed) in one step, as Redis's settle
+        script does: the new values and the breaker's state."""
+        k = self._name("br", breaker)
+        with self._lock:
+            values = self._apply_deltas(deltas, fixes, now)
+            self._delete(k)
+        return values, "closed"
+
+    def _apply_deltas(
+        self, deltas: Sequence[Delta], fixes: Sequence[RateFix], now: float | None
+    ) -> list[int]:
+        """``apply_deltas`` with the lock held."""
         names, name = self._names["b"], self._name
         out: list[int] = []
-        with self._lock:
-            mono = time.monotonic()
-            if fixes:
-                self._fix_rates(fixes, time.time() if now is None else now, mono)
-            data, exp = self._data, self._exp
-            for key, delta, ttl in deltas:  # in order, like Lua
-                k = names.get(key) or name("b", key)
-                deadline = exp.get(k)
-                if deadline is not None and deadline <= mono:  # expired: starts from 0
-                    del exp[k]
-                    value = delta
-                else:
-                    value = (data.get(k) or 0) + delta
-                data[k] = value
-                if ttl is not None and ttl > 0:
-                    exp[k] = mono + ttl
-                out.append(value)
-            self._wrote(len(out), mono)
+        mono = time.monotonic()
+        if fixes:
+            self._fix_rates(fixes, time.time() if now is None else now, mono)
+        data, exp = self._data, self._exp
+        for key, delta, ttl in deltas:  # in order, like Lua
+            k = names.get(key) or name("b", key)
+            deadline = exp.get(k)
+            if deadline is not None and deadline <= mono:  # expired: starts from 0
+                del exp[k]
+                value = delta
+            else:
+                value = (data.get(k) or 0) + delta
+            data[k] = value
+            if ttl is not None and ttl > 0:
+                exp[k] = mono + ttl
+            out.append(value)
+        self._wrote(len(out), mono)
         return out
 
     def get_values(self, keys: Sequence[str]) -> list[int]:

@@ -69,7 +69,7 @@ def _compact_led(
         return CompactResult(0, 0, f"the bucket {cfg.url()} could not be listed")
     fs = filesystem(cfg)
     snapshot = scan(mirror.dir)
-    expired = deletable(snapshot, keep_s)
+    expired = deletable(snapshot, keep_s, mirror.dir)
     for seg in expired:
         fs.delete_file(cfg.path("segments", seg.name))
         seg.path.unlink(missing_ok=True)

@@ -42,6 +42,7 @@ from core.usage._segments import (
     SegmentInfo,
     Snapshot,
     events_dir,
+    fs_now_ns,
     journal_dir,
     quarantine_segment,
     remove_import_temps,
@@ -90,15 +91,16 @@ def small_segments(
     return sorted(small, key=lambda s: s.name)
 
 
-def deletable(snapshot: Snapshot, keep_s: float) -> list[SegmentInfo]:
-    """Replaced segments to delete now: all of them, or those replaced keep_s ago or more."""
-    if keep_s <= 0:
+def deletable(snapshot: Snapshot, keep_s: float, directory: Path) -> list[SegmentInfo]:
+    """Replaced segments to delete now: all of them, or those replaced keep_s ago or more
+    (by the mtime of the segment replacing them, on the clock of ``directory``'s file system)."""
+    if keep_s <= 0 or not snapshot.superseded:
         return list(snapshot.superseded)
     since: dict[str, int] = {}
     for seg in (*snapshot.active, *snapshot.superseded):
         for name in seg.replaces:
             since[name] = min(since.get(name, seg.mtime_ns), seg.mtime_ns)
-    cutoff = time.time_ns() - int(keep_s * 1e9)
+    cutoff = fs_now_ns(directory) - int(keep_s * 1e9)
     return [s for s in snapshot.superseded if since.get(s.name, cutoff) <= cutoff]
 
 
@@ -189,7 +191,7 @@ def auto_compact(
     give_up = time.monotonic() + lock_wait_s
     while not stop.is_set():
         snapshot = scan(sdir)
-        expired = deletable(snapshot, keep_s)
+        expired = deletable(snapshot, keep_s, sdir)
         lingering = {s.name for s in snapshot.superseded} - {s.name for s in expired}
         small = small_segments(snapshot, target_rows, max_bytes, lingering)
         if len(small) <= threshold and not expired:
@@ -260,7 +262,7 @@ def _compact_locked(
     snapshot = scan(sdir)
     journals = _journal_stems(home)
     lingering = {s.name for s in snapshot.superseded}
-    for seg in deletable(snapshot, keep_s):  # kept for readers, or left by a crash
+    for seg in deletable(snapshot, keep_s, sdir):  # kept for readers, or left by a crash
         _rollups.forget(home, [seg.name])
         seg.path.unlink(missing_ok=True)
         lingering.discard(seg.name)

@@ -16,7 +16,6 @@ import errno
 import fcntl
 import logging
 import os
-import time
 from pathlib import Path
 
 import duckdb
@@ -24,7 +23,7 @@ import duckdb
 from core.usage._convert import connect, convert_journal
 from core.usage._procid import HOST, ProcId
 from core.usage._quarantine import quarantine_file
-from core.usage._segments import SUFFIX, Snapshot, journal_dir, scan, segments_dir
+from core.usage._segments import SUFFIX, Snapshot, fs_now_ns, journal_dir, scan, segments_dir
 
 log = logging.getLogger("costline.usage")
 
@@ -69,7 +68,7 @@ def _writer_alive(owner: ProcId, path: Path) -> bool:
     if owner.host == HOST:
         return owner.alive_here()
     try:
-        quiet = time.time() - path.stat().st_mtime > FOREIGN_QUIET_S
+        quiet = fs_now_ns(path.parent) - path.stat().st_mtime_ns > FOREIGN_QUIET_S * 1e9
     except FileNotFoundError:
         return True
     return not quiet

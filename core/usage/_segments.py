@@ -20,6 +20,7 @@ import hashlib
 import logging
 import os
 import secrets
+import tempfile
 import threading
 import time
 import zlib
@@ -296,17 +297,31 @@ IMPORT_LOCK = "import.lock"  # in events_dir: held by an import while it writes 
 IMPORT_TEMP = ".import-"  # how the temp file of an import's segment starts
 
 
+def fs_now_ns(directory: Path) -> int:
+    """The file system's clock now (ns): the mtime of a file created in ``directory`` just
+    now (unnamed where the kernel allows). A file's age is measured on this clock, never on
+    ``time.time()``, which may be moved in this process (a test travelling in time) or differ
+    from the clock that stamps mtimes (the kernel's, a file server's)."""
+    try:
+        with tempfile.TemporaryFile(dir=directory) as f:
+            return os.fstat(f.fileno()).st_mtime_ns
+    except OSError:  # gone or read-only: this process's clock is all there is
+        return time.time_ns()
+
+
 def remove_stale_temps(directory: Path, older_than_s: float = 3600.0) -> int:
     """Delete temp files left by writers that died mid-write (an hour old, by default).
     An import's temp files are left to ``remove_import_temps``: its lock says when they
     are stale, at any age (a big import may write for longer than an hour)."""
     removed = 0
-    cutoff = time.time() - older_than_s
+    cutoff: int | None = None
     for n in os.listdir(directory) if directory.is_dir() else ():
         if n.startswith(".") and n.endswith(".tmp") and not n.startswith(IMPORT_TEMP):
             p = directory / n
             try:
-                if p.stat().st_mtime < cutoff:
+                if cutoff is None:
+                    cutoff = fs_now_ns(directory) - int(older_than_s * 1e9)
+                if p.stat().st_mtime_ns < cutoff:
                     p.unlink()
                     removed += 1
             except FileNotFoundError:

@@ -33,7 +33,7 @@ from core.keys import KeySpec, issue_key
 from core.pricing import load_catalog
 from tests.child_clock import preamble
 from tests.child_death import python_m
-from tests.servers.llamacpp import free_port
+from tests.servers.ports import free_port
 from tests.servers.scripted import ScriptedServer
 
 if TYPE_CHECKING:

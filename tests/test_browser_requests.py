@@ -23,7 +23,8 @@ def test_clicking_a_row_opens_its_detail(
     with console_server(costline_home, tmp_path / "streamlit.log") as url, signed_in(url) as page:
         page.goto(url + "/requests?range=all")
         wait_idle(page)
-        grid = page.locator('[data-testid="stDataFrame"]').first
+        # the log's grid: the Errors tab's, hidden, may be in the page first while it loads
+        grid = page.locator('[data-testid="stDataFrame"]:visible').first
         grid.scroll_into_view_if_needed()
         box = grid.bounding_box()
         assert box is not None

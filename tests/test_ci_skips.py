@@ -50,13 +50,17 @@ def outcomes(junit: Path) -> dict[str, list[tuple[str, str]]]:
     return out
 
 
+@pytest.mark.parametrize("workers", ["0", "2"])  # one process, and xdist workers (make test)
 @pytest.mark.parametrize("required", ["1", ""])
-def test_skips_fail_only_when_services_are_required(tmp_path: Path, required: str) -> None:
+def test_skips_fail_only_when_services_are_required(
+    tmp_path: Path, required: str, workers: str
+) -> None:
     (tmp_path / "test_probe.py").write_text(PROBE)
     (tmp_path / "test_probe_module.py").write_text(MODULE_PROBE)
     junit = tmp_path / "probe.xml"
     env = {**os.environ, "COSTLINE_REQUIRE_SERVICES": required}
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "tests.conftest"]
+    cmd += ["-n", workers]
     done = subprocess.run(
         [*cmd, "--continue-on-collection-errors", f"--junitxml={junit}", str(tmp_path)],
         cwd=ROOT,

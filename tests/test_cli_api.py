@@ -190,7 +190,7 @@ def test_tokens_refuses_a_flag_its_action_does_not_take(
 def test_an_ipv6_host_is_printed_bracketed(costline_home: Path, command: str, path: str) -> None:
     """``--host ::1`` printed ``http://::1:PORT``, not a URL; now ``http://[::1]:PORT``, and
     it answers."""
-    from tests.servers.llamacpp import free_port
+    from tests.servers.ports import free_port
 
     port = free_port()
     proc = subprocess.Popen(

@@ -269,7 +269,7 @@ def test_a_control_plane_that_does_not_answer_is_one_line(
     """PostgreSQL down (nothing listens on its port): every command that needs the control
     plane printed a 40-line SQLAlchemy traceback; now one line naming the URL (never its
     password) and the driver's reason, exit 1."""
-    from tests.servers.sinks import free_port
+    from tests.servers.ports import free_port
 
     port = free_port()
     monkeypatch.setenv("COSTLINE_CONTROL_URL", f"postgresql://ops:s3cret@127.0.0.1:{port}/cl")
@@ -335,7 +335,7 @@ def test_compact_of_a_bucket_that_does_not_answer_fails(
 ) -> None:
     """`costline compact` from cron with the bucket down: it printed "Merged 0 usage
     segments in s3://... into 0." and exit 0, the same as when nothing needed merging."""
-    from tests.servers.sinks import free_port
+    from tests.servers.ports import free_port
 
     monkeypatch.setenv("COSTLINE_EVENTS_URL", "s3://usage/costline")
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")

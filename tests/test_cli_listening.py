@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.child_death import python_m
-from tests.servers.llamacpp import free_port
+from tests.servers.ports import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 TRIES = 3

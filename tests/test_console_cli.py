@@ -18,6 +18,7 @@ from core.demo import has_demo
 from core.usage import Reader
 from tests.child_death import python_m
 from tests.console_support import routed_calls
+from tests.servers.ports import free_port
 
 
 def test_demo_flag_and_environment_default(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -102,9 +103,7 @@ def _listening(port: int) -> bool:
 
 def test_kill_console_stops_streamlit_and_frees_its_port(tmp_path: Path) -> None:
     """`kill PID` of `costline console` reaches the Streamlit child: the port is free after."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     env = {
         **os.environ,
         "COSTLINE_HOME": str(tmp_path),

@@ -19,6 +19,7 @@ from core.pricing import load_catalog
 from core.types import Message
 from core.usage import Filters, Reader
 from tests.console_support import ADMIN_PASSWORD, app, choose, make_users
+from tests.servers.ports import free_port
 
 PAGE = "app_pages/playground.py"
 
@@ -386,9 +387,7 @@ def test_model_picker_puts_usable_models_first_without_select_all(
 def test_an_unreachable_provider_is_flagged_before_sending(
     home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with socket.socket() as s:  # a port nothing listens on
-        s.bind(("127.0.0.1", 0))
-        dead = s.getsockname()[1]
+    dead = free_port()  # a port nothing listens on
     monkeypatch.setenv("LLAMACPP_BASE_URL", f"http://127.0.0.1:{dead}/v1")
     at = playground()
     at.text_input(key="pg_other").input("llamacpp/smollm2-135m-instruct").run()

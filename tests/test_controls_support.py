@@ -31,6 +31,7 @@ from core.types import ChatRequest, Message
 from core.usage import Reader
 from tests.child_clock import preamble
 from tests.child_death import die_with_parent
+from tests.servers.ports import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 PASSWORD = "correct horse battery"
@@ -129,12 +130,6 @@ def window_label(budget: Budget) -> str:
 
 def usd(picousd: int) -> Decimal:
     return Decimal(picousd).scaleb(-12)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

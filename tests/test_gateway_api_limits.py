@@ -131,11 +131,9 @@ def test_make_state_keys_redis_under_costline_redis_prefix(
 
 def _closed_port() -> int:
     """A loopback port nothing listens on (bound, then closed: connections are refused)."""
-    import socket
+    from tests.servers.ports import free_port
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_port()
 
 
 def _rate_limit(api: ApiServer) -> None:

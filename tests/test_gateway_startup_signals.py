@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.child_death import python_m
-from tests.servers.llamacpp import free_port
+from tests.servers.ports import free_port
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 

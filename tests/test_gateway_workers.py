@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.gateway_support import METRICS_TOKEN, ROOT, GatewayProcess, events, make_key
-from tests.servers.llamacpp import free_port
+from tests.servers.ports import free_port
 
 METRICS_AUTH = {"Authorization": f"Bearer {METRICS_TOKEN}"}
 

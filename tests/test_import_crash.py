@@ -19,6 +19,7 @@ import core.importer as importer
 from core.importer import import_csv, read_preview
 from core.types import PICO
 from core.usage import Reader
+from tests.servers.ports import free_port
 
 NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
 START = datetime(2024, 1, 1, tzinfo=UTC)
@@ -125,15 +126,11 @@ def test_overlapping_files_imported_while_the_bucket_is_away_count_the_common_ro
     takes it, and the duplicate check read only the bucket's segments: on main a second,
     overlapping file imported on the same host before the upload (here: the bucket away)
     wrote its 20 common rows again."""
-    import socket
-
     import pyarrow.parquet as pq
 
     from core.usage import segments_dir
 
-    with socket.socket() as s:  # a port nobody listens on: the bucket is away
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # a port nobody listens on: the bucket is away
     monkeypatch.setenv("COSTLINE_EVENTS_URL", "s3://away/usage")
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "costline")

@@ -18,6 +18,7 @@ from core.importer import import_csv, read_preview
 from core.types import PICO
 from core.usage import Reader, shipper_for
 from tests.child_death import die_with_parent
+from tests.servers.ports import free_port
 from tests.servers.seaweed import SeaweedS3
 
 pytestmark = [pytest.mark.services, pytest.mark.timeout(300)]
@@ -97,16 +98,12 @@ def test_an_import_the_bucket_lacks_refuses_the_next_on_another_host(
     """Host A imported while the bucket was away from it: its rows wait in A's outbox. Host B
     cannot check its rows against them: it refuses, naming A's import and host, and writes
     nothing; once A's outbox has shipped, B imports only its new rows."""
-    import socket
-
     a_home, b_home = tmp_path / "hostA", tmp_path / "hostB"
     a_home.mkdir()
     b_home.mkdir()
     a = write(tmp_path / "a.csv", rows(0, 50))
     b = write(tmp_path / "b.csv", rows(30, 80))
-    with socket.socket() as s:  # a port nobody listens on: the bucket is away from host A
-        s.bind(("127.0.0.1", 0))
-        away = f"http://127.0.0.1:{s.getsockname()[1]}"
+    away = f"http://127.0.0.1:{free_port()}"  # nobody listens: the bucket is away from host A
     env = {**os.environ, "AWS_ENDPOINT_URL": away, "COSTLINE_HOME": str(a_home)}
     first = subprocess.run(
         [sys.executable, "-c", die_with_parent() + IMPORT, str(a)],

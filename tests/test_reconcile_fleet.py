@@ -24,6 +24,7 @@ from core.state import make_state
 from core.types import ChatRequest, Message
 from core.usage import Reader, UsageLog
 from core.usage._bucket import outbox_status, shipper_for
+from tests.servers.ports import free_port
 from tests.servers.seaweed import SeaweedS3
 
 pytestmark = [pytest.mark.services, pytest.mark.timeout(180)]
@@ -156,15 +157,11 @@ def test_a_reconcile_never_lowers_what_waits_in_its_own_outbox(
 def away_bucket(monkeypatch: pytest.MonkeyPatch) -> None:
     """COSTLINE_EVENTS_URL on a port nobody listens on: the bucket is away. Closing a log
     then tries 0.5 s to ship its last segments, not 5 s (none can ship: it is away)."""
-    import socket
-
     from core.usage import _bucket
 
     monkeypatch.setattr(_bucket, "CLOSE_DRAIN_S", 0.5)
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     monkeypatch.setenv("COSTLINE_EVENTS_URL", "s3://away/usage")
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "costline")

@@ -139,7 +139,10 @@ def test_sigterm_stops_the_worker_after_the_alert_it_is_sending(
                 proc.communicate()
         posted = len(hook.texts())
     assert proc.returncode == 0
-    assert took < 3.0 and 1 <= posted <= 2, (took, posted)
+    # the post in flight (1 s) and the exit: far from the 10 s a gateway's shutdown waits
+    # for its worker thread, and from the 4-5 s the rest of the batch takes (posted <= 2);
+    # (it took 4.2 s with two test workers on a loaded 2-core machine)
+    assert took < 8.0 and 1 <= posted <= 2, (took, posted)
     states = sorted(a.notify_state for a in plane.alerts())
     assert states == ["pending"] * (6 - posted) + ["sent"] * posted, states
     assert plane.lease_holder(LEASE) is None

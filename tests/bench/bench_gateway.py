@@ -25,7 +25,7 @@ from typing import Any
 from core.control import SYSTEM, ControlPlane
 from core.keys import KeySpec, issue_key
 from tests.gateway_support import GatewayProcess
-from tests.servers.llamacpp import free_port
+from tests.servers.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 TICK = os.sysconf("SC_CLK_TCK")

@@ -7,7 +7,6 @@ responses carry no usage block, so the OpenAI adapter returns ``usage=None`` for
 from __future__ import annotations
 
 import importlib.util
-import socket
 import subprocess
 import sys
 import tempfile
@@ -17,6 +16,7 @@ from pathlib import Path
 import httpx
 
 from core.providers.local import n_ctx
+from tests.servers.ports import free_port
 
 SERVER_MODULES = (
     "llama_cpp",
@@ -35,12 +35,6 @@ class Unavailable(RuntimeError):
 
 def missing_modules() -> list[str]:
     return [m for m in SERVER_MODULES if importlib.util.find_spec(m) is None]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class LlamaCppServer:

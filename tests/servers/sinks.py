@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import ssl
 import threading
 import time
@@ -15,6 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+
+from tests.servers.ports import free_port
 
 
 class WebhookServer:
@@ -80,12 +81,6 @@ class WebhookServer:
     def texts(self) -> list[str]:
         with self._lock:
             return [p["text"] for p in self.posts]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class SmtpServer:

@@ -243,6 +243,8 @@ while not stop.exists():
         if st.admit([], items).ok:
             open_calls.append(items)
             n += 1
+            if n == 1:
+                print("holding", flush=True)  # one reservation open from here on
 for items in open_calls:  # a graceful stop: release what is still reserved
     st.apply_deltas([(it.key, -it.amount, 3600.0) for it in items])
 st.close()
@@ -261,8 +263,9 @@ def test_processes_killed_mid_run_leave_no_reservation_and_no_overshoot(tmp_path
     home = tmp_path / "home"
     kids = [python(HAMMER, str(home), str(i), str(stop), str(limit)) for i in range(3)]
     try:
-        for k in kids:
+        for k in kids:  # each has admitted (a loaded machine can starve one for seconds)
             assert k.stdout is not None and k.stdout.readline().strip() == "ready"
+            assert k.stdout.readline().strip() == "holding"
         time.sleep(0.3)
         kids[0].send_signal(signal.SIGKILL)  # holding at least one reservation
         kids[0].wait(10)

@@ -14,9 +14,9 @@ however long the child took to start, and keeps ticking. Two depths:
   ``datetime.now()``, hence ``core.clock``). For children that share live counters with this
   process (SQLite-shared or memory state: key expiry and rate windows are ``time.time()``).
 - ``process=False``: ``core.clock`` only (dates: budget windows, event timestamps, demo
-  days); ``time.time()`` stays the kernel's. For usage-log children, which age files by their
-  mtimes (the kernel's clock, which no travel moves): with a moved ``time.time()`` every
-  fresh temp file looks months old and one writer's compaction deletes another's temp.
+  days); ``time.time()`` stays the kernel's. Used for usage-log children. (It once kept a
+  moved ``time.time()`` from making fresh files look months old; core.usage now ages files on
+  the file system's clock, ``_segments.fs_now_ns``, so either depth would do.)
 
 When this process is not travelling the preamble is empty: the child runs exactly the code
 it was given.

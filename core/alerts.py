@@ -116,6 +116,8 @@ class AlertSink:
             n = 0
             while n < len(thresholds) and (kind, subject, window_key, thresholds[n]) in self._seen:
                 n += 1
+            if len(self._leading) >= MAX_SEEN:  # one per budget and window: bounded like _seen
+                self._leading.clear()
             self._leading[(kind, subject, window_key)] = (tuple(thresholds), n)
         return n
 

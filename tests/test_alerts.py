@@ -196,6 +196,21 @@ def test_anomaly_alerts_share_the_sink(plane: ControlPlane) -> None:
     s.close()
 
 
+def test_the_leading_thresholds_memo_is_bounded_like_the_seen_set(
+    plane: ControlPlane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One entry per budget and window (a daily budget: one a day), never more than MAX_SEEN;
+    the answers stay right once it was cleared."""
+    monkeypatch.setattr("core.alerts.MAX_SEEN", 8)
+    s = AlertSink(plane)
+    assert s.send("budget", "50%", subject="b", window_key="2026-11-01", threshold_pct=50)
+    for day in range(1, 31):
+        assert s.leading_seen("budget", "b", f"2026-11-{day:02d}", (50, 75)) == (day == 1)
+        assert len(s._leading) <= 8
+    assert s.leading_seen("budget", "b", "2026-11-01", (50, 75)) == 1
+    s.close()
+
+
 def test_budget_threshold_reaches_the_webhook_once_from_two_routers(hook: Hook) -> None:
     def now() -> datetime:
         return datetime(2026, 11, 16, tzinfo=UTC)

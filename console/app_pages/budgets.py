@@ -98,7 +98,7 @@ def budget_card(actor: Actor, engineer: bool, u: Utilisation) -> None:
         share = (
             f"capped at {b.soft_multiplier:g}x the limit"
             if u.capped
-            else f"{u.projected_share:.0%} of limit"
+            else f"{reports.percent_text(u.projected_percent)} of limit"
         )
         figures.metric("Projected at window end", projected, share, delta_color="off")
         if u.capped:

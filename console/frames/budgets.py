@@ -14,6 +14,7 @@ from console.inputs.budgets import form_values
 from core.budgets import scope_text
 from core.control import Budget
 from core.replay import ReplayResult
+from core.reports import percent_text
 from core.types import pico_to_usd
 
 if TYPE_CHECKING:  # queries use Streamlit's cache; frames stay pure
@@ -90,9 +91,9 @@ def status_frame(rows: Sequence[Utilisation]) -> pd.DataFrame:
                 if u.budget.limit_tokens is None
                 else f"{u.budget.limit_tokens:,}",
                 "spent": cents(u.spent_picousd),
-                "used": f"{u.utilisation:.0%}",
+                "used": percent_text(u.used_percent),
                 "projected": cents(u.projected_spend_picousd) + (" (capped)" if u.capped else ""),
-                "projected share": f"{u.projected_share:.0%}",
+                "projected share": percent_text(u.projected_percent),
                 "outlook": severity_text(u),
                 "runs out": runs_out(u),
                 "run rate": cents(u.projected_picousd),
@@ -216,7 +217,7 @@ def utilisation_text(u: Utilisation) -> str:
         parts.append(f"{usd(u.spent_picousd)} of {usd(u.budget.limit_picousd)}")
     if u.budget.limit_tokens is not None:
         parts.append(f"{u.tokens:,} of {u.budget.limit_tokens:,} tokens")
-    text = " · ".join(parts) + f" ({u.utilisation:.0%})"
+    text = " · ".join(parts) + f" ({percent_text(u.used_percent)})"
     if u.unpriced:
         calls = "call" if u.unpriced == 1 else "calls"
         text += f" · {u.unpriced:,} unpriced {calls} (cost unknown, not in the spend)"

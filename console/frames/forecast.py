@@ -17,7 +17,7 @@ from console.frames.overview import next_period
 from console.selection import Money, Scope
 from core.export import escape_frame
 from core.insights import Backtest, BudgetOutlook, Finding, Forecast, local_midnight
-from core.reports import Utilisation
+from core.reports import Utilisation, percent_text
 
 
 def series_frame(fc: Forecast, money: Money, label: str) -> pd.DataFrame:
@@ -282,7 +282,7 @@ def outlook_frame(
             "spent": money.table(u.spent_picousd) if u else money.table(_pico(o.spent_usd)),
             "limit": limit,
             "projected at window end": money.table(u.projected_spend_picousd) if u else "–",
-            "vs limit": f"{u.projected_share:.0%}" if u else "–",
+            "vs limit": percent_text(u.projected_percent) if u else "–",
             "outlook": budget_frames.severity_text(u) if u else "–",
             "runs out": budget_frames.runs_out(u) if u else "–",
         }

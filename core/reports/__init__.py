@@ -18,6 +18,7 @@ from core.reports._budgets import (
     METHOD,
     Utilisation,
     condition,
+    percent_text,
     reset_times,
     utilisation,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "Utilisation",
     "condition",
     "coverage",
+    "percent_text",
     "provider_health",
     "reset_times",
     "sampling_savings",

@@ -8,6 +8,7 @@ its last reset. Money is integer picodollars.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -31,7 +32,22 @@ METHOD = (
     " time elapsed, times the window's length (run rate), no higher than the cap of a"
     " blocking or degrading budget. Runs out: the day that run rate reaches the limit."
 )
-WARN_SHARE = 0.8  # amber from 80 % of the limit projected
+WARN_PERCENT = 80  # amber from 80 % of the limit projected
+
+
+def percent_text(pct: float) -> str:
+    """A whole percent from ``Utilisation.used_percent`` / ``projected_percent``: '79%',
+    '1,250%'; '∞%' for spend against a limit of 0."""
+    return f"{int(pct):,}%" if math.isfinite(pct) else "∞%"
+
+
+def _percent(value: int, limit: int | None) -> float:
+    """``value`` as a whole percent of ``limit``, rounded down, in exact integer arithmetic:
+    79.99999 % reads 79 %, never the 80 % at which a budget turns amber. inf: spend against a
+    limit of 0."""
+    if not limit:
+        return 0 if value <= 0 else math.inf
+    return (100 * max(value, 0)) // limit
 
 
 def _share(value: int, limit: int | None) -> float:
@@ -70,6 +86,24 @@ class Utilisation:
         return _share(self.tokens, limit) if limit is not None else 0.0
 
     @property
+    def used_percent(self) -> float:
+        """The spend (or tokens) so far as the whole percent shown: rounded down, exactly."""
+        b = self.budget
+        usd = _percent(self.spent_picousd, b.limit_picousd) if b.limit_picousd is not None else 0
+        tok = _percent(self.tokens, b.limit_tokens) if b.limit_tokens is not None else 0
+        return max(usd, tok)
+
+    @property
+    def projected_percent(self) -> float:
+        """The projection at the window's end as the whole percent shown (as ``used_percent``)."""
+        b = self.budget
+        usd = (
+            _percent(self.projected_picousd, b.limit_picousd) if b.limit_picousd is not None else 0
+        )
+        tok = _percent(self.projected_tokens, b.limit_tokens) if b.limit_tokens is not None else 0
+        return max(usd, tok)
+
+    @property
     def projected_share(self) -> float:
         b = self.budget
         usd = _share(self.projected_picousd, b.limit_picousd) if b.limit_picousd is not None else 0
@@ -101,10 +135,10 @@ class Utilisation:
     def severity(self) -> str:
         """'ok', 'warning' (projected at 80 % of the limit or more) or 'critical' (at or over
         the limit, or already past it)."""
-        share = max(self.projected_share, self.utilisation)
-        if share >= 1.0:
+        pct = max(self.projected_percent, self.used_percent)  # the numbers shown
+        if pct >= 100:
             return "critical"
-        return "warning" if share >= WARN_SHARE else "ok"
+        return "warning" if pct >= WARN_PERCENT else "ok"
 
     @property
     def remaining_picousd(self) -> int | None:

@@ -136,24 +136,59 @@ def test_the_detail_shows_the_time_in_the_configured_zone_as_the_log_does(
     costline_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """In America/New_York the log's time column and the detail's ts name the same local
-    time (the detail gave UTC, '+00:00', beside a log in New York time)."""
-    from datetime import UTC, datetime
+    time (the detail gave UTC, '+00:00', beside a log in New York time). The call is at 03:30
+    UTC yesterday, the evening before in New York (EST or EDT, whichever the date has)."""
+    from datetime import UTC, timedelta
+    from zoneinfo import ZoneInfo
 
+    from core import clock
     from core.usage import UsageEvent, UsageLog
 
     monkeypatch.setenv("COSTLINE_ADMIN_PASSWORD", ADMIN_PASSWORD)
     monkeypatch.setenv("COSTLINE_TIMEZONE", "America/New_York")
     make_users(costline_home)
     log_ = UsageLog(costline_home)
-    when = datetime(2026, 12, 4, 3, 30, tzinfo=UTC)  # 22:30 the day before in New York
+    when = (clock.now().astimezone(UTC) - timedelta(days=1)).replace(
+        hour=3, minute=30, second=0, microsecond=0
+    )
     log_.append(UsageEvent(request_id="late", ts=when, provider="openai", model="gpt-4o"))
     log_.close()
+    local = when.astimezone(ZoneInfo("America/New_York"))  # the stdlib's zone rules
+    assert local.date() < when.date()  # the evening before, in New York
     at = app("viewer").run()
     at.switch_page("app_pages/requests.py").run()
     at.text_input(key="rq_lookup").input("late").run()
     assert not at.exception
-    assert list(log(at)["time"]) == ["2026-12-03 22:30:00"]
-    assert '"ts": "2026-12-03T22:30:00-05:00"' in at.json[0].value, at.json[0].value
+    assert list(log(at)["time"]) == [f"{local:%Y-%m-%d %H:%M:%S}"]
+    assert f'"ts": "{local.isoformat()}"' in at.json[0].value, at.json[0].value
+
+
+def test_a_request_outside_the_range_can_still_be_looked_up_by_id(
+    costline_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The id box says "any request": with no call in the selected range (here, one logged
+    two years ago) the log is empty, and the lookup is still there and finds it."""
+    from datetime import timedelta
+
+    from core import clock
+    from core.usage import UsageEvent, UsageLog
+
+    monkeypatch.setenv("COSTLINE_ADMIN_PASSWORD", ADMIN_PASSWORD)
+    make_users(costline_home)
+    log_ = UsageLog(costline_home)
+    old = clock.now() - timedelta(days=730)
+    log_.append(UsageEvent(request_id="req_old", ts=old, provider="openai", model="gpt-4o"))
+    log_.close()
+    at = app("viewer").run()
+    at.switch_page("app_pages/requests.py").run()
+    assert not at.exception
+    assert any("No calls match these filters" in i.value for i in at.info)
+    assert not at.json and not at.warning  # nothing looked up yet: no detail, no warning
+    at.text_input(key="rq_lookup").input("req_old").run()
+    assert not at.exception
+    assert '"request_id": "req_old"' in at.json[0].value, at.json[0].value
+    at.text_input(key="rq_lookup").input("req_missing").run()
+    assert [w.value for w in at.warning] == ["No request 'req_missing'."]
 
 
 def test_a_billed_call_under_half_a_millionth_never_reads_as_free(

@@ -59,6 +59,7 @@ def request_log(selection: Selection) -> None:
     st.caption(f"{total:,} calls · showing {len(rows):,} from #{page * size + 1:,}")
     if rows.empty:
         st.info("No calls match these filters.")
+        detail([], None, selection.scope.tz)  # any request can still be looked up by id
         return
     st.caption("Click a row to open its detail below.")
     picked = st.dataframe(
@@ -95,10 +96,11 @@ def detail(on_page: list[str], clicked: str | None = None, tz: str = "UTC") -> N
     """The detail of the row clicked in the log, else of the id typed, else of the one picked."""
     st.subheader("Request detail")
     typed = st.text_input("Request id", key="rq_lookup", placeholder="req_… (any request)")
-    chosen = (
-        typed.strip() or clicked or st.selectbox("Or pick one on this page", on_page, key="rq_pick")
-    )
-    record = queries.request_detail(chosen) if chosen else None
+    picked = st.selectbox("Or pick one on this page", on_page, key="rq_pick") if on_page else None
+    chosen = typed.strip() or clicked or picked
+    if not chosen:
+        return
+    record = queries.request_detail(chosen)
     if record is None:
         st.warning(f"No request {chosen!r}.")
         return

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-__all__ = ["frozen", "now", "offset", "set_clock", "timestamp", "today"]
+__all__ = ["frozen", "is_system", "now", "offset", "set_clock", "timestamp", "today"]
 
 Clock = Callable[[], datetime]
 
@@ -43,6 +43,11 @@ def timestamp() -> float:
     if _clock is _system:
         return time.time()  # the same value, without building a datetime (hot paths)
     return _clock().timestamp()
+
+
+def is_system() -> bool:
+    """True unless a clock is installed (``set_clock``, ``frozen``, ``offset``)."""
+    return _clock is _system
 
 
 def today(tz: str = "UTC") -> date:

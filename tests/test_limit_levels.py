@@ -32,3 +32,31 @@ def test_levels_show_each_bucket_and_reset_clears_only_that_limit(state: Any) ->
     assert state.admit(
         [RateItem(rate_key(bucket, "bob"), "token_bucket", 10, 60.0, cost=10)], []
     ).ok
+
+
+def test_redis_levels_are_read_on_the_clock_its_scripts_refill_by(redis_url: str) -> None:
+    """Redis refills and expires buckets by its own TIME; a host whose clock is an hour off
+    (moved here with time-machine) read every bucket as refilled and the window as empty."""
+    import os
+    import time
+
+    import time_machine
+
+    from core.state import RedisState
+
+    state = RedisState(redis_url, os.environ["COSTLINE_TEST_PREFIX"], socket_timeout=5.0)
+    bucket = RateLimit(id="per-user", scope="user", limit=10, window_s=60)
+    window = RateLimit(id="org-win", scope="org", limit=5, window_s=60, algorithm="sliding_window")
+    try:
+        assert state.admit(
+            [RateItem(rate_key(bucket, "ann"), "token_bucket", 10, 60.0, cost=4)], []
+        ).ok
+        assert state.admit(
+            [RateItem(rate_key(window, "acme"), "sliding_window", 5, 60.0, cost=2)], []
+        ).ok
+        with time_machine.travel(time.time() + 3600, tick=True):  # an hour ahead of Redis
+            (ann,) = rate_levels(state, bucket)
+            (acme,) = rate_levels(state, window)
+        assert 3.9 < ann.used <= 4 and acme.used == 2.0
+    finally:
+        state.close()

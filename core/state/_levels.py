@@ -70,6 +70,8 @@ def rate_levels(state: Any, rl: RateLimit) -> list[BucketLevel]:
             out.append(BucketLevel(rl.id, value, used, rl.limit, rl.window_s))
     elif isinstance(backend, RedisState):
         client: Any = backend.client
+        if clock.is_system():  # else a pinned clock, which the guard passes to the scripts too
+            now = _server_now(client, now)  # the clock its scripts refill and expire by
         if rl.algorithm == "token_bucket":
             for k in client.scan_iter(match=rt + "*", count=500):
                 t, ts = client.hmget(k, "t", "ts")
@@ -85,6 +87,18 @@ def rate_levels(state: Any, rl: RateLimit) -> list[BucketLevel]:
                 used = float(sum(int(m.decode().rsplit(":", 1)[1]) for m in live))
                 out.append(BucketLevel(rl.id, _value(name, rw), used, rl.limit, rl.window_s))
     return sorted(out, key=lambda b: (-b.used, b.value))
+
+
+def _server_now(client: Any, default: float) -> float:
+    """Redis's own TIME, the clock the rate scripts read (a host's clock may be off by
+    seconds); a cluster answers per node (any one will do); ``default`` when the reply is
+    not a (sec, usec) pair."""
+    got = client.time()
+    if isinstance(got, dict):
+        got = next(iter(got.values()), None)
+    if isinstance(got, list | tuple) and len(got) == 2:
+        return int(got[0]) + int(got[1]) / 1e6
+    return default
 
 
 def _value(key: Any, prefix: str) -> str:

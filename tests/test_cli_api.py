@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -17,6 +16,7 @@ import pytest
 from core import clock
 from core.control import SYSTEM, ControlPlane
 from core.usage import Reader, UsageEvent, UsageLog
+from tests.child_clock import preamble
 from tests.child_death import python_m
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def costline(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "core.cli", *args],
+        [*python_m("core.cli", preamble()), *args],  # on this process's clock, moved or not
         cwd=REPO,
         env={**os.environ},
         capture_output=True,

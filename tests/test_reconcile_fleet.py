@@ -24,6 +24,7 @@ from core.state import make_state
 from core.types import ChatRequest, Message
 from core.usage import Reader, UsageLog
 from core.usage._bucket import outbox_status, shipper_for
+from tests.child_clock import preamble
 from tests.servers.ports import free_port
 from tests.servers.seaweed import SeaweedS3
 
@@ -393,7 +394,7 @@ def test_redis_emptied_is_rebuilt_to_the_sum_of_hosts_without_a_bucket(
         home = tmp_path / name
         home.mkdir(exist_ok=True)
         out = subprocess.run(
-            [sys.executable, "-c", HOST, str(calls), name],
+            [sys.executable, "-c", preamble() + HOST, str(calls), name],
             env={**env, "COSTLINE_HOME": str(home)},
             capture_output=True,
             text=True,

@@ -2,7 +2,11 @@
 
 ``COSTLINE_TEST_TRAVEL="2028-02-29 12:00"`` runs the whole session with this process's clock
 moved there and ticking (time-machine; a time without a zone is UTC), to show the suite does
-not depend on the day it runs. Subprocesses that tests start keep the real clock."""
+not depend on the day it runs. The Python processes tests start (gateways and their workers,
+console servers, CLI runs) travel with it: a ``.pth`` file in the interpreter's site-packages,
+there only while a session travels, moves each one's clock to this process's as it starts
+(``COSTLINE_TEST_CHILD_CLOCK``: the moved wall clock minus CLOCK_MONOTONIC). Redis, PostgreSQL
+and Chromium keep the real clock."""
 
 from __future__ import annotations
 
@@ -26,22 +30,45 @@ PG_ADMIN_URL = os.environ.get(
 
 
 _travel: Any = None
+_child_hook: Path | None = None  # the .pth file this process wrote, removed at its end
+CHILD_CLOCK = "COSTLINE_TEST_CHILD_CLOCK"
+CHILD_HOOK = (
+    'import os; exec(\'import time, time_machine\\ntime_machine.travel(float(os.environ["{var}"])'
+    " + time.monotonic(), tick=True).start()') if os.environ.get('{var}') else None\n"
+)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     global _travel
     dest = os.environ.get("COSTLINE_TEST_TRAVEL")
     if dest:
+        import time
+
         import time_machine
 
         at = datetime.fromisoformat(dest)
         _travel = time_machine.travel(at if at.tzinfo else at.replace(tzinfo=UTC), tick=True)
         _travel.start()
+        os.environ[CHILD_CLOCK] = repr(time.time() - time.monotonic())  # this process's
+        _install_child_hook()
+
+
+def _install_child_hook() -> None:
+    """Every Python child of this interpreter runs its site-packages' .pth files first."""
+    global _child_hook
+    import site
+
+    path = Path(site.getsitepackages()[0]) / "_costline_test_clock.pth"
+    if not path.exists():
+        path.write_text(CHILD_HOOK.format(var=CHILD_CLOCK))
+        _child_hook = path
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     if _travel is not None:
         _travel.stop()
+    if _child_hook is not None:
+        _child_hook.unlink(missing_ok=True)
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:

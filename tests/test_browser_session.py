@@ -4,7 +4,6 @@ query parameters); signing out deletes the cookie, so a reload shows the sign-in
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from tests.console_support import sample_data
@@ -20,7 +19,8 @@ def test_reload_keeps_session_page_and_filters(
     with console_server(costline_home, tmp_path / "streamlit.log") as url, signed_in(url) as page:
         page.wait_for_function("document.cookie.includes('costline_session=')", timeout=30_000)
         cookie = next(c for c in page.context.cookies() if c["name"] == "costline_session")
-        assert cookie["expires"] > time.time() + 3600  # persistent, with an expiry
+        browser_now = page.evaluate("Date.now() / 1000")  # the clock its expiry is set by
+        assert cookie["expires"] > browser_now + 3600  # persistent, with an expiry
         assert cookie["sameSite"] == "Strict"
         page.goto(url + "/budgets?range=90d&org=org1")
         wait_idle(page)

@@ -49,7 +49,10 @@ def pytest_configure(config: pytest.Config) -> None:
         at = datetime.fromisoformat(dest)
         _travel = time_machine.travel(at if at.tzinfo else at.replace(tzinfo=UTC), tick=True)
         _travel.start()
-        os.environ[CHILD_CLOCK] = repr(time.time() - time.monotonic())  # this process's
+        if hasattr(config, "workerinput") or not getattr(config.option, "numprocesses", 0):
+            # a process that runs tests (not xdist's controller, whose workers would import
+            # time-machine before pytest could rewrite its asserts): its children's clock
+            os.environ[CHILD_CLOCK] = repr(time.time() - time.monotonic())
         _install_child_hook()
 
 

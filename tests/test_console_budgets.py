@@ -97,8 +97,8 @@ def test_utilisation_is_the_usage_log_of_each_window_and_scope(home: Path) -> No
         org0 = r.totals(Filters(*day.window_bounds(now), org="org0"))["cost_picousd"]
     bars = [p.proto.text for p in at.get("progress")]
     assert bars == [
-        f"{usd(month)} of $0.50 ({month / 5e11:.0%})",
-        f"{usd(org0)} of $0.01 ({org0 / 1e10:.0%})",
+        f"{usd(month)} of $0.50 ({month * 100 // (5 * 10**11)}%)",  # whole percents,
+        f"{usd(org0)} of $0.01 ({org0 * 100 // 10**10}%)",  # rounded down
     ]
     assert "Alerts this window: 50%" in [c.value for c in at.caption]
     table = at.dataframe[0].value

@@ -29,3 +29,23 @@ def test_a_picked_port_is_free(monkeypatch: pytest.MonkeyPatch) -> None:
     for _ in range(5):
         with socket.socket() as s:
             s.bind(("127.0.0.1", free_port()))
+
+
+def test_seaweed_starts_on_new_ports_when_its_grpc_port_was_taken(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """weed binds each port + 10000 for gRPC; an outgoing connection's ephemeral port can
+    take it between the pick and the bind (weed then exits 255, "address already in use",
+    seen once in a full run). A first start tries new ports."""
+    from tests.servers.seaweed import SeaweedS3
+
+    weed = SeaweedS3(tmp_path / "weed")
+    first = weed.ports["s3"]
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", first + 10000))
+        blocker.listen()
+        weed.start()
+    try:
+        assert weed.ports["s3"] != first
+        weed.create_bucket("costline-port-retry")
+        assert weed.filesystem().get_file_info("costline-port-retry").type.name == "Directory"
+    finally:
+        weed.stop()

@@ -60,6 +60,10 @@ def port_pair() -> int:
     raise RuntimeError("no free port pair")
 
 
+class PortTaken(RuntimeError):
+    """weed exited because one of its ports was bound by then."""
+
+
 class SeaweedS3:
     def __init__(self, data_dir: Path) -> None:
         self.dir = data_dir
@@ -67,6 +71,7 @@ class SeaweedS3:
         self.ports = {k: port_pair() for k in ("master", "volume", "filer", "s3")}
         self.proc: subprocess.Popen[bytes] | None = None
         self._log = tempfile.NamedTemporaryFile(prefix="weed-")  # noqa: SIM115
+        self._started = False  # once started, its clients know its ports: they stay
 
     @property
     def endpoint(self) -> str:
@@ -99,6 +104,21 @@ class SeaweedS3:
         return Path(self._log.name).read_bytes()[-n:].decode("utf-8", "replace")
 
     def start(self, timeout: float = 60.0) -> SeaweedS3:
+        """Start it; a first start whose port (or its +10000 gRPC neighbour) was taken in the
+        meantime, as an outgoing connection's ephemeral port can be, tries new ports."""
+        for attempt in range(3):
+            try:
+                self._launch(timeout)
+            except PortTaken:
+                if self._started or attempt == 2:
+                    raise
+                self.ports = {k: port_pair() for k in self.ports}
+                continue
+            self._started = True
+            return self
+        raise AssertionError("not reached")
+
+    def _launch(self, timeout: float) -> None:
         p = self.ports
         config = self.dir / "s3.json"  # one identity: requests must be signed with its keys
         identity = {
@@ -126,11 +146,12 @@ class SeaweedS3:
             "-master.volumeSizeLimitMB=256",
             "-volume.max=64",
         ]
+        self._log.seek(0)
+        self._log.truncate()  # this run's log only
         self.proc = subprocess.Popen(
             cmd, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
         )
         self._wait_ready(timeout)
-        return self
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -139,7 +160,11 @@ class SeaweedS3:
         while time.monotonic() < deadline:
             assert self.proc is not None
             if self.proc.poll() is not None:
-                raise RuntimeError(f"weed exited {self.proc.returncode}:\n{self.log_tail()}")
+                tail = self.log_tail()
+                taken = "address already in use" in tail
+                raise (PortTaken if taken else RuntimeError)(
+                    f"weed exited {self.proc.returncode}:\n{tail}"
+                )
             try:
                 fs = self.filesystem()
                 fs.create_dir(probe)

@@ -82,4 +82,6 @@ def main() -> None:
     navigation.run()
 
 
-main()
+# Streamlit runs this file as __main__; importing it (for PAGES) does nothing
+if __name__ == "__main__":
+    main()

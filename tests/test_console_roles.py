@@ -180,3 +180,28 @@ def test_streamlit_developer_chrome_is_hidden_for_everyone() -> None:
 
     config = tomllib.loads((Path(__file__).parents[1] / ".streamlit" / "config.toml").read_text())
     assert config["client"]["toolbarMode"] == "viewer"
+
+
+def test_importing_the_console_creates_no_account_and_no_home(tmp_path: Path) -> None:
+    """Tests import ``console.app`` for its page list at collection, outside any test's
+    COSTLINE_HOME: that import ran the app, which created ./.costline with an 'admin' account,
+    so a ``make run`` after ``make test`` printed no one-time password to sign in with."""
+    import os
+    import subprocess
+    import sys
+
+    repo, cwd = Path(__file__).resolve().parents[1], tmp_path / "elsewhere"
+    cwd.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COSTLINE_")}
+    env["PYTHONPATH"] = str(repo)
+    out = subprocess.run(
+        [sys.executable, "-c", "import console.app as a; print(len(a.PAGES), 'pages')"],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().endswith("pages") and "password" not in out.stdout
+    assert list(cwd.iterdir()) == []  # no .costline, nothing else

@@ -43,8 +43,10 @@ def percent_text(pct: float) -> str:
 
 def _percent(value: int, limit: int | None) -> float:
     """``value`` as a whole percent of ``limit``, rounded down, in exact integer arithmetic:
-    79.99999 % reads 79 %, never the 80 % at which a budget turns amber. inf: spend against a
-    limit of 0."""
+    79.99999 % reads 79 %, never the 80 % at which a budget turns amber. 0 without a limit;
+    inf: spend against a limit of 0."""
+    if limit is None:
+        return 0
     if not limit:
         return 0 if value <= 0 else math.inf
     return (100 * max(value, 0)) // limit
@@ -89,19 +91,16 @@ class Utilisation:
     def used_percent(self) -> float:
         """The spend (or tokens) so far as the whole percent shown: rounded down, exactly."""
         b = self.budget
-        usd = _percent(self.spent_picousd, b.limit_picousd) if b.limit_picousd is not None else 0
-        tok = _percent(self.tokens, b.limit_tokens) if b.limit_tokens is not None else 0
-        return max(usd, tok)
+        return max(
+            _percent(self.spent_picousd, b.limit_picousd), _percent(self.tokens, b.limit_tokens)
+        )
 
     @property
     def projected_percent(self) -> float:
         """The projection at the window's end as the whole percent shown (as ``used_percent``)."""
         b = self.budget
-        usd = (
-            _percent(self.projected_picousd, b.limit_picousd) if b.limit_picousd is not None else 0
-        )
-        tok = _percent(self.projected_tokens, b.limit_tokens) if b.limit_tokens is not None else 0
-        return max(usd, tok)
+        usd, tok = self.projected_picousd, self.projected_tokens
+        return max(_percent(usd, b.limit_picousd), _percent(tok, b.limit_tokens))
 
     @property
     def projected_share(self) -> float:

@@ -109,14 +109,13 @@ class SeaweedS3:
         for attempt in range(3):
             try:
                 self._launch(timeout)
+                break
             except PortTaken:
                 if self._started or attempt == 2:
                     raise
                 self.ports = {k: port_pair() for k in self.ports}
-                continue
-            self._started = True
-            return self
-        raise AssertionError("not reached")
+        self._started = True
+        return self
 
     def _launch(self, timeout: float) -> None:
         p = self.ports
